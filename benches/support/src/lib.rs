@@ -1,0 +1,91 @@
+//! Shared helpers for the thingkit benchmark suites.
+//!
+//! [`CountingAlloc`] wraps the system allocator and counts allocations, so a suite can report
+//! "heap allocations per operation" next to its timings. Install it in a bench binary with
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static ALLOC: thingkit_bench_support::CountingAlloc = thingkit_bench_support::CountingAlloc;
+//! ```
+//!
+//! and measure with [`count_allocations`].
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+static PEAK_LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The system allocator plus counters of allocations, allocated bytes and live bytes.
+pub struct CountingAlloc;
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the counters
+// are plain atomics and never touch the memory being managed.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record_alloc(layout.size());
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record_alloc(layout.size());
+        // SAFETY: forwarded unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged; `ptr` came from this allocator with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        record_alloc(new_size);
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn record_alloc(size: usize) {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    ALLOCATED_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    let live = LIVE_BYTES.fetch_add(size as u64, Ordering::Relaxed) + size as u64;
+    PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
+}
+
+/// Allocation counts observed while a closure ran (all threads; run it single-threaded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocStats {
+    /// Number of calls to `alloc`, `alloc_zeroed` and `realloc`.
+    pub allocations: u64,
+    /// Bytes requested by those calls.
+    pub bytes: u64,
+    /// Highest number of live heap bytes above the level at the start.
+    pub peak_live_bytes: u64,
+}
+
+/// Runs `f` and returns its result with the allocations it made.
+///
+/// Counts are only meaningful when [`CountingAlloc`] is the global allocator.
+pub fn count_allocations<T>(f: impl FnOnce() -> T) -> (T, AllocStats) {
+    let a0 = ALLOCATIONS.load(Ordering::SeqCst);
+    let b0 = ALLOCATED_BYTES.load(Ordering::SeqCst);
+    let live0 = LIVE_BYTES.load(Ordering::SeqCst);
+    PEAK_LIVE_BYTES.store(live0, Ordering::SeqCst);
+    let out = f();
+    let stats = AllocStats {
+        allocations: ALLOCATIONS.load(Ordering::SeqCst) - a0,
+        bytes: ALLOCATED_BYTES.load(Ordering::SeqCst) - b0,
+        peak_live_bytes: PEAK_LIVE_BYTES.load(Ordering::SeqCst).saturating_sub(live0),
+    };
+    (out, stats)
+}
+
+/// Live heap bytes right now (allocated and not yet freed), when [`CountingAlloc`] is installed.
+pub fn live_bytes() -> u64 {
+    LIVE_BYTES.load(Ordering::SeqCst)
+}

@@ -1,0 +1,54 @@
+//! `thingkit`: the command-line tool over the thingkit crates.
+//!
+//! Each domain crate contributes one subcommand group, implemented in a module of the same name
+//! (`mqtt`, `policy`, ...). Conventions shared by every subcommand:
+//!
+//! - exit status 0 on success, 1 when the input was bad or a check failed (with a one-line reason on
+//!   stderr), 2 on a usage error (clap's own exit code);
+//! - machine-readable output is JSON (one object, or JSON lines for streams) on stdout.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The core of a cloud IoT platform, from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "thingkit", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommand groups, one per domain crate.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the crates this build of thingkit contains, with their versions.
+    Crates,
+}
+
+/// A failure the user must act on: printed as one line on stderr, exit status 1.
+#[derive(Debug)]
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), Failure> = match cli.command {
+        Command::Crates => {
+            println!("thingkit-cli {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("thingkit: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

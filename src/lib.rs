@@ -1,0 +1,17 @@
+//! # thingkit
+//!
+//! The core of a cloud IoT platform (the parts of AWS IoT Core or Azure IoT Hub that a fleet really
+//! depends on) as small, embeddable, rigorously tested crates. This package is the facade: it
+//! re-exports each domain crate as a module, each behind a default-on cargo feature of the same name,
+//! so one dependency gives you everything and `default-features = false` gives you only what you
+//! name.
+//!
+//! | module | crate | cargo feature |
+//! |---|---|---|
+// FACADE-TABLE (one row per domain crate)
+//!
+//! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
+//! never panics, never over-allocates and never hangs, and every limit is a named field with a safe
+//! default. `ARCHITECTURE.md` at the repository root maps the crates and their boundaries.
+
+// FACADE-REEXPORTS (one `pub use` per domain crate, behind its feature)

@@ -9,9 +9,13 @@
 //! | module | crate | cargo feature |
 //! |---|---|---|
 // FACADE-TABLE (one row per domain crate)
+//! | [`policy`] | `thingkit-policy` | `policy` |
 //!
 //! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
 //! never panics, never over-allocates and never hangs, and every limit is a named field with a safe
 //! default. `ARCHITECTURE.md` at the repository root maps the crates and their boundaries.
 
 // FACADE-REEXPORTS (one `pub use` per domain crate, behind its feature)
+/// AWS-IoT-compatible policy documents: strict parsing, validation, exact evaluation, explain.
+#[cfg(feature = "policy")]
+pub use thingkit_policy as policy;

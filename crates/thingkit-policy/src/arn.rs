@@ -1,0 +1,172 @@
+//! ARNs: `arn:partition:service:region:account:resource`, split on the first five colons only
+//! (MQTT topics may contain `:`), and the prefix a broker uses to build request ARNs.
+
+use crate::context::Context;
+use crate::pattern::{Pattern, PatternMatch};
+
+/// Splits an ARN into its six parts; the resource part keeps any further colons.
+pub fn split_arn(arn: &str) -> Option<[&str; 6]> {
+    let mut parts = arn.splitn(6, ':');
+    let out = [
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    ];
+    Some(out)
+}
+
+/// The fixed part of every request ARN: `arn:<partition>:iot:<region>:<account>:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArnPrefix {
+    prefix: String,
+}
+
+impl ArnPrefix {
+    /// A prefix for `partition` (`aws`, `aws-cn`, ...), `region` and `account`.
+    ///
+    /// Returns `None` if any part is empty or contains `:` (it would shift the ARN's parts).
+    pub fn new(partition: &str, region: &str, account: &str) -> Option<ArnPrefix> {
+        let ok = |s: &str| !s.is_empty() && !s.contains(':');
+        (ok(partition) && ok(region) && ok(account)).then(|| ArnPrefix {
+            prefix: format!("arn:{partition}:iot:{region}:{account}:"),
+        })
+    }
+
+    /// The prefix text, ending in `:`.
+    pub fn as_str(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full ARN of `resource` (e.g. `topic/a/b`).
+    pub fn arn(&self, resource: &str) -> String {
+        let mut s = String::with_capacity(self.prefix.len() + resource.len());
+        s.push_str(&self.prefix);
+        s.push_str(resource);
+        s
+    }
+}
+
+/// A compiled resource pattern: `*`, or six per-part glob patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ArnPattern {
+    /// `*`: every resource.
+    Any,
+    /// Six parts matched separately.
+    Parts(Box<[Pattern; 6]>),
+}
+
+impl ArnPattern {
+    /// Compiles a policy resource; errors name what is wrong.
+    pub(crate) fn new(text: &str) -> Result<ArnPattern, String> {
+        if text == "*" {
+            return Ok(ArnPattern::Any);
+        }
+        let Some(parts) = split_arn(text) else {
+            return Err(format!(
+                "resource `{text}` is neither `*` nor an ARN `arn:partition:service:region:account:resource`"
+            ));
+        };
+        if parts[0] != "arn" && parts[0] != "*" {
+            return Err(format!("resource `{text}` does not start with `arn:`"));
+        }
+        let [a, b, c, d, e, f] = parts;
+        Ok(ArnPattern::Parts(Box::new([
+            Pattern::new(a, true)?,
+            Pattern::new(b, true)?,
+            Pattern::new(c, true)?,
+            Pattern::new(d, true)?,
+            Pattern::new(e, true)?,
+            Pattern::new(f, true)?,
+        ])))
+    }
+
+    /// Matches a request ARN.
+    pub(crate) fn matches<'p>(
+        &'p self,
+        arn: &str,
+        ctx: &Context,
+        strict: bool,
+    ) -> PatternMatch<'p> {
+        match self {
+            ArnPattern::Any => PatternMatch::Matched,
+            ArnPattern::Parts(patterns) => {
+                let Some(parts) = split_arn(arn) else {
+                    return PatternMatch::NotMatched;
+                };
+                // Resolve every variable first so a missing value is reported even when an
+                // earlier part would not have matched anyway.
+                for p in patterns.iter() {
+                    for v in p.vars() {
+                        if v.substitute(ctx, strict).is_none() {
+                            return PatternMatch::Unresolved(v);
+                        }
+                    }
+                }
+                for (p, part) in patterns.iter().zip(parts) {
+                    if p.matches(part, ctx, strict, false) != PatternMatch::Matched {
+                        return PatternMatch::NotMatched;
+                    }
+                }
+                PatternMatch::Matched
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_first_five_colons_only() {
+        assert_eq!(
+            split_arn("arn:aws:iot:us-east-1:123:topic/a:b:c"),
+            Some(["arn", "aws", "iot", "us-east-1", "123", "topic/a:b:c"])
+        );
+        assert_eq!(split_arn("arn:aws:iot"), None);
+    }
+
+    #[test]
+    fn star_in_region_does_not_cross_colons() {
+        let p = ArnPattern::new("arn:aws:iot:*:123:topic/a").unwrap();
+        let ctx = Context::default();
+        assert_eq!(
+            p.matches("arn:aws:iot:us-east-1:123:topic/a", &ctx, false),
+            PatternMatch::Matched
+        );
+        assert_eq!(
+            p.matches("arn:aws:iot:us:east:123:topic/a", &ctx, false),
+            PatternMatch::NotMatched
+        );
+    }
+
+    #[test]
+    fn topic_with_colons_matches_resource_part() {
+        let p = ArnPattern::new("arn:aws:iot:us-east-1:123:topic/a:*").unwrap();
+        let ctx = Context::default();
+        assert_eq!(
+            p.matches("arn:aws:iot:us-east-1:123:topic/a:b:c", &ctx, false),
+            PatternMatch::Matched
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_resources() {
+        assert!(ArnPattern::new("topic/a").is_err());
+        assert!(ArnPattern::new("arn:aws:iot:*").is_err());
+        assert!(ArnPattern::new("urn:aws:iot:r:a:topic/x").is_err());
+    }
+
+    #[test]
+    fn prefix_builds_arns_and_refuses_colons() {
+        let p = ArnPrefix::new("aws", "us-east-1", "123456789012").unwrap();
+        assert_eq!(
+            p.arn("topic/a"),
+            "arn:aws:iot:us-east-1:123456789012:topic/a"
+        );
+        assert!(ArnPrefix::new("aws", "us:east", "1").is_none());
+    }
+}

@@ -1,0 +1,79 @@
+//! The facts about a connection that policy variables and condition keys read.
+
+use std::collections::BTreeMap;
+
+/// Everything the broker knows about the client making a request. Every field is optional: a
+/// variable or condition key whose value is absent is *missing* (see the crate docs for what that
+/// means for matching).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The MQTT client ID (`iot:ClientId`).
+    pub client_id: Option<String>,
+    /// The client's IP address as text (`aws:SourceIp`), e.g. `203.0.113.7` or `2001:db8::1`.
+    pub source_ip: Option<String>,
+    /// The domain name the client connected to (`iot:DomainName`).
+    pub domain_name: Option<String>,
+    /// The thing attached to the client's certificate (`iot:Connection.Thing.*`).
+    pub thing: Option<Thing>,
+    /// The client's X.509 certificate (`iot:CertificateId`, `iot:Certificate.*`).
+    pub certificate: Option<Certificate>,
+    /// MQTT 5 connect attributes (`iot:ConnectAttributes`), e.g. `PersistentConnect`, `LastWill`.
+    pub connect_attributes: Vec<String>,
+    /// The last-will topic of the CONNECT packet (`iot:LastWillTopic`).
+    pub last_will_topic: Option<String>,
+    /// The current time in seconds since the Unix epoch (`aws:CurrentTime`, `aws:EpochTime`).
+    pub current_time: Option<i64>,
+}
+
+/// A registry thing (`iot:Connection.Thing.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Thing {
+    /// `iot:Connection.Thing.ThingName`.
+    pub name: String,
+    /// `iot:Connection.Thing.ThingTypeName`.
+    pub thing_type: Option<String>,
+    /// `iot:Connection.Thing.Attributes[name]`.
+    pub attributes: BTreeMap<String, String>,
+    /// `iot:Connection.Thing.IsAttached`: whether the thing is attached to the certificate used.
+    pub attached: bool,
+}
+
+/// The client certificate's attributes (`iot:Certificate.*`).
+///
+/// Distinguished-name and alternative-name attributes are multi-valued lists keyed by the AWS
+/// attribute name (`CommonName`, `Organization`, `OrganizationalUnit`, `Country`, ...;
+/// `DNSName`, `RFC822Name`, `UniformResourceIdentifier`, `IPAddress`, `DirectoryName`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Certificate {
+    /// `iot:CertificateId`: the certificate's ID (hex SHA-256 of its DER).
+    pub id: Option<String>,
+    /// `iot:Certificate.SerialNumber`.
+    pub serial_number: Option<String>,
+    /// `iot:Certificate.Subject.<attribute>`.
+    pub subject: BTreeMap<String, Vec<String>>,
+    /// `iot:Certificate.Issuer.<attribute>`.
+    pub issuer: BTreeMap<String, Vec<String>>,
+    /// `iot:Certificate.SubjectAltName.<attribute>`.
+    pub subject_alt_name: BTreeMap<String, Vec<String>>,
+    /// `iot:Certificate.IssuerAltName.<attribute>`.
+    pub issuer_alt_name: BTreeMap<String, Vec<String>>,
+}
+
+impl Context {
+    /// A context with only a client ID.
+    pub fn with_client_id(client_id: impl Into<String>) -> Context {
+        Context {
+            client_id: Some(client_id.into()),
+            ..Context::default()
+        }
+    }
+}
+
+/// Looks an attribute up by exact name, then ASCII case-insensitively (no allocation).
+pub(crate) fn attribute<'c, V>(map: &'c BTreeMap<String, V>, name: &str) -> Option<&'c V> {
+    map.get(name).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}

@@ -1,0 +1,224 @@
+//! IAM glob matching: `*` matches any run of characters (including `/` and none), `?` exactly one
+//! character; everything else, including MQTT `+` and `#`, is literal.
+//!
+//! The matcher never backtracks over stars: the pattern is split at its stars into chunks, the
+//! first chunk is anchored at the start, the last at the end, and each middle chunk is placed at
+//! its leftmost occurrence after the previous one. A chunk contains no star, so it always spans
+//! the same number of characters and leftmost placement is optimal. Time is
+//! `O(len(text) × len(pattern))` — linear in the input for a compiled pattern — and no memory is
+//! allocated.
+
+/// One element of a compiled pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece<V> {
+    /// Literal text (may be empty).
+    Lit(String),
+    /// `?`: exactly one character.
+    One,
+    /// `*`: any run of characters.
+    Star,
+    /// A variable, substituted literally at match time.
+    Var(V),
+}
+
+/// Splits a pattern with no variables into pieces.
+pub(crate) fn pieces_of<V>(pattern: &str) -> Vec<Piece<V>> {
+    let mut out = Vec::new();
+    let mut lit = String::new();
+    for c in pattern.chars() {
+        match c {
+            '*' | '?' => {
+                if !lit.is_empty() {
+                    out.push(Piece::Lit(std::mem::take(&mut lit)));
+                }
+                out.push(if c == '*' { Piece::Star } else { Piece::One });
+            }
+            _ => lit.push(c),
+        }
+    }
+    if !lit.is_empty() {
+        out.push(Piece::Lit(lit));
+    }
+    out
+}
+
+/// Matches `text` against `pieces`. `resolve` gives each variable's value; the caller must have
+/// checked that every variable resolves (an unresolved variable here makes the match fail).
+pub(crate) fn matches<'c, V, F>(
+    pieces: &[Piece<V>],
+    text: &str,
+    fold_case: bool,
+    resolve: &F,
+) -> bool
+where
+    F: Fn(&V) -> Option<&'c str>,
+{
+    let text = text.as_bytes();
+    let mut chunks = pieces.split(|p| matches!(p, Piece::Star));
+    let first = chunks.next().unwrap_or(&[]);
+    let star_count = pieces.iter().filter(|p| matches!(p, Piece::Star)).count();
+    if star_count == 0 {
+        return chunk_at(first, text, 0, fold_case, resolve) == Some(text.len());
+    }
+    let Some(mut pos) = chunk_at(first, text, 0, fold_case, resolve) else {
+        return false;
+    };
+    let mut remaining = star_count;
+    for chunk in chunks {
+        remaining -= 1;
+        if remaining == 0 {
+            // The last chunk must end exactly at the end of the text.
+            let mut start = pos;
+            loop {
+                if chunk_at(chunk, text, start, fold_case, resolve) == Some(text.len()) {
+                    return true;
+                }
+                if start >= text.len() {
+                    return false;
+                }
+                start += char_len(text, start);
+            }
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut start = pos;
+        loop {
+            if let Some(end) = chunk_at(chunk, text, start, fold_case, resolve) {
+                pos = end;
+                break;
+            }
+            if start >= text.len() {
+                return false;
+            }
+            start += char_len(text, start);
+        }
+    }
+    // Unreachable for a pattern with stars (the last chunk returns); be conservative.
+    false
+}
+
+/// Matches one star-free chunk at byte `start`, returning the end offset.
+fn chunk_at<'c, V, F>(
+    chunk: &[Piece<V>],
+    text: &[u8],
+    start: usize,
+    fold_case: bool,
+    resolve: &F,
+) -> Option<usize>
+where
+    F: Fn(&V) -> Option<&'c str>,
+{
+    let mut pos = start;
+    for piece in chunk {
+        match piece {
+            Piece::Lit(s) => pos = literal_at(s.as_bytes(), text, pos, fold_case)?,
+            Piece::Var(v) => pos = literal_at(resolve(v)?.as_bytes(), text, pos, fold_case)?,
+            Piece::One => {
+                if pos >= text.len() {
+                    return None;
+                }
+                pos += char_len(text, pos);
+            }
+            Piece::Star => return None,
+        }
+    }
+    Some(pos)
+}
+
+fn literal_at(lit: &[u8], text: &[u8], pos: usize, fold_case: bool) -> Option<usize> {
+    let end = pos.checked_add(lit.len())?;
+    let window = text.get(pos..end)?;
+    let equal = if fold_case {
+        window.eq_ignore_ascii_case(lit)
+    } else {
+        window == lit
+    };
+    equal.then_some(end)
+}
+
+/// Length of the UTF-8 character starting at `pos` (1 for a continuation byte, defensively).
+fn char_len(text: &[u8], pos: usize) -> usize {
+    match text.get(pos) {
+        Some(b) if *b >= 0xF0 => 4,
+        Some(b) if *b >= 0xE0 => 3,
+        Some(b) if *b >= 0xC0 => 2,
+        _ => 1,
+    }
+}
+
+/// Glob match without variables, ASCII case-insensitive (used for action names).
+pub(crate) fn matches_ignore_ascii_case(pattern: &str, text: &str) -> bool {
+    let pieces: Vec<Piece<()>> = pieces_of(pattern);
+    matches(&pieces, text, true, &|_: &()| None)
+}
+
+/// Glob match without variables, case-sensitive.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pieces: Vec<Piece<()>> = pieces_of(pattern);
+    matches(&pieces, text, false, &|_: &()| None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The obvious exponential-time recursive matcher, as a reference model.
+    fn reference(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len()).any(|i| reference(rest, &t[i..])),
+            Some(('?', rest)) => !t.is_empty() && reference(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && reference(rest, &t[1..]),
+        }
+    }
+
+    #[test]
+    fn star_matches_across_slashes_and_nothing() {
+        assert!(glob_match("a/*", "a/b/c"));
+        assert!(glob_match("a/*", "a/"));
+        assert!(!glob_match("a/*", "a"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+    }
+
+    #[test]
+    fn question_matches_exactly_one_character() {
+        assert!(glob_match("a?c", "abc"));
+        assert!(glob_match("a?c", "aéc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(!glob_match("a?c", "abbc"));
+    }
+
+    #[test]
+    fn mqtt_wildcards_are_literal() {
+        assert!(glob_match("a/+/b", "a/+/b"));
+        assert!(!glob_match("a/+/b", "a/x/b"));
+        assert!(!glob_match("a/#", "a/b"));
+        assert!(glob_match("a/#", "a/#"));
+    }
+
+    #[test]
+    fn adversarial_star_pattern_finishes_on_long_input() {
+        // Backtracking matchers take exponential time here; this one does one left-to-right pass
+        // per chunk. Correctness is asserted; no timing is asserted.
+        let pattern = "*a".repeat(50) + "*b";
+        let text = "a".repeat(100_000);
+        assert!(!glob_match(&pattern, &text));
+        let text_b = "a".repeat(100_000) + "b";
+        assert!(glob_match(&pattern, &text_b));
+        let q = "*?".repeat(40) + "x";
+        assert!(!glob_match(&q, &"y".repeat(50_000)));
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_reference_matcher(p in "[ab*?/+é]{0,8}", t in "[ab/+é]{0,10}") {
+            let pc: Vec<char> = p.chars().collect();
+            let tc: Vec<char> = t.chars().collect();
+            prop_assert_eq!(glob_match(&p, &t), reference(&pc, &tc));
+        }
+    }
+}

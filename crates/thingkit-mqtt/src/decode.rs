@@ -1,0 +1,845 @@
+//! The sans-IO streaming decoder: bytes in, [`Packet`]s out.
+//!
+//! [`Decoder::decode`] looks at the front of a `BytesMut`. It returns `Ok(None)` only when the
+//! buffer holds an incomplete packet that more bytes could complete; a malformed packet is always
+//! an `Err`, as early as the bytes allow (a bad first byte, a bad or oversized length is reported
+//! before the body arrives). The decoder never reserves memory: a 5-byte header announcing 256 MiB
+//! costs nothing until 256 MiB actually arrive, and is rejected at once when it exceeds
+//! [`DecoderConfig::max_packet_size`].
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::Error;
+use crate::packet::*;
+use crate::property::{Context, Properties};
+use crate::reason::ReasonCode;
+use crate::topic::{MqttStr, TopicFilter, TopicName, check_mqtt_str};
+
+/// The default [`DecoderConfig::max_packet_size`]: 1 MiB.
+pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
+
+/// The largest packet MQTT can express: a 1-byte type, a 4-byte length and 268,435,455 bytes.
+pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_460;
+
+/// Decoder limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderConfig {
+    /// The largest whole packet (fixed header included, as MQTT 5.0 §3.1.2.11.4 counts it) the
+    /// decoder accepts. Default [`DEFAULT_MAX_PACKET_SIZE`] (1 MiB). A server that announces a
+    /// Maximum Packet Size in CONNACK should set the same value here.
+    pub max_packet_size: u32,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        DecoderConfig {
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+        }
+    }
+}
+
+/// A streaming MQTT decoder for one direction of one connection.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use thingkit_mqtt::{Decoder, Packet, ProtocolVersion};
+///
+/// let mut decoder = Decoder::new(ProtocolVersion::V311);
+/// let mut buf = BytesMut::from(&b"\x30\x07\x00\x03a/b"[..]);
+/// assert!(decoder.decode(&mut buf)?.is_none()); // two payload bytes still missing
+/// buf.extend_from_slice(b"hi");
+/// let Some(Packet::Publish(p)) = decoder.decode(&mut buf)? else { panic!() };
+/// assert_eq!(&p.payload[..], b"hi");
+/// # Ok::<(), thingkit_mqtt::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    version: Option<ProtocolVersion>,
+    config: DecoderConfig,
+    position: u64,
+}
+
+impl Decoder {
+    /// A decoder for a connection whose protocol version is known.
+    pub fn new(version: ProtocolVersion) -> Self {
+        Decoder {
+            version: Some(version),
+            config: DecoderConfig::default(),
+            position: 0,
+        }
+    }
+
+    /// A server-side decoder that learns the version from the first packet, which must be CONNECT
+    /// [MQTT-3.1.0-1].
+    pub fn detect() -> Self {
+        Decoder {
+            version: None,
+            config: DecoderConfig::default(),
+            position: 0,
+        }
+    }
+
+    /// Replaces the limits.
+    pub fn with_config(mut self, config: DecoderConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Changes the maximum packet size (for example after CONNECT/CONNACK negotiation).
+    pub fn set_max_packet_size(&mut self, max: u32) {
+        self.config.max_packet_size = max;
+    }
+
+    /// The protocol version: fixed at construction or detected from CONNECT.
+    pub fn version(&self) -> Option<ProtocolVersion> {
+        self.version
+    }
+
+    /// Bytes consumed so far (the stream offset of the next packet).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Decodes one packet from the front of `buf`, removing its bytes.
+    ///
+    /// Returns `Ok(None)` when `buf` holds only the beginning of a packet (including nothing);
+    /// `buf` is then untouched. Any error is final: MQTT cannot resynchronise, close the
+    /// connection.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, Error> {
+        let Some(header) = self.header(buf)? else {
+            return Ok(None);
+        };
+        if buf.len() < header.total {
+            return Ok(None);
+        }
+        let frame = buf.split_to(header.total).freeze();
+        self.finish(frame, header).map(Some)
+    }
+
+    /// Decodes one packet from the front of `bytes`, advancing it past the packet. Like
+    /// [`decode`](Self::decode) but for input that is already a `Bytes` (a datagram, a file).
+    pub fn decode_bytes(&mut self, bytes: &mut Bytes) -> Result<Option<Packet>, Error> {
+        let Some(header) = self.header(bytes)? else {
+            return Ok(None);
+        };
+        if bytes.len() < header.total {
+            return Ok(None);
+        }
+        let frame = bytes.split_to(header.total);
+        self.finish(frame, header).map(Some)
+    }
+
+    fn finish(&mut self, frame: Bytes, header: Header) -> Result<Packet, Error> {
+        let start = self.position;
+        self.position += header.total as u64;
+        let version = self.version.unwrap_or(ProtocolVersion::V5);
+        let mut r = Reader {
+            buf: &frame,
+            pos: header.header_len,
+            end: header.total,
+            base: start,
+            version,
+            detect: self.version.is_none(),
+        };
+        let packet = decode_body(&mut r, header.ptype, header.flags)?;
+        if r.pos != r.end {
+            return Err(r.err(
+                r.pos,
+                format!(
+                    "{} trailing bytes after the {} packet's last field",
+                    r.end - r.pos,
+                    header.ptype
+                ),
+                r.rule("[MQTT-3.1.1 §2.2.3]", "[MQTT-5.0 §2.1.4]"),
+            ));
+        }
+        if let Packet::Connect(c) = &packet {
+            if self.version.is_none() {
+                self.version = Some(c.protocol);
+            }
+        }
+        Ok(packet)
+    }
+
+    /// Parses and checks the fixed header; `Ok(None)` if it is not complete yet.
+    fn header(&self, buf: &[u8]) -> Result<Option<Header>, Error> {
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        let version = self.version.unwrap_or(ProtocolVersion::V5);
+        let at = self.position;
+        let err = |offset: u64, detail: String, rule: &'static str| Error::Malformed {
+            offset,
+            detail,
+            rule: translate(version, rule),
+        };
+        let nibble = first >> 4;
+        let flags = first & 0x0F;
+        let ptype = match PacketType::from_nibble(nibble) {
+            Some(PacketType::Auth) if version == ProtocolVersion::V311 => None,
+            t => t,
+        };
+        let Some(ptype) = ptype else {
+            return Err(err(
+                at,
+                format!("reserved packet type {nibble}"),
+                rule(version, "[MQTT-3.1.1 §2.2.1]", "[MQTT-5.0 §2.1.2]"),
+            ));
+        };
+        if self.version.is_none() && ptype != PacketType::Connect {
+            return Err(err(
+                at,
+                format!("first packet is {ptype}, not CONNECT"),
+                "[MQTT-3.1.0-1]",
+            ));
+        }
+        match ptype {
+            PacketType::Publish => {
+                let qos = (flags >> 1) & 0b11;
+                if qos == 3 {
+                    return Err(err(at, "PUBLISH with QoS 3".into(), "[MQTT-3.3.1-4]"));
+                }
+                if qos == 0 && flags & 0b1000 != 0 {
+                    return Err(err(
+                        at,
+                        "PUBLISH with DUP set and QoS 0".into(),
+                        "[MQTT-3.3.1-2]",
+                    ));
+                }
+            }
+            PacketType::PubRel | PacketType::Subscribe | PacketType::Unsubscribe => {
+                if flags != 0b0010 {
+                    return Err(err(
+                        at,
+                        format!("{ptype} fixed-header flags are {flags:04b}, must be 0010"),
+                        rule(version, "[MQTT-2.2.2-1]", "[MQTT-2.1.3-1]"),
+                    ));
+                }
+            }
+            _ => {
+                if flags != 0 {
+                    return Err(err(
+                        at,
+                        format!("{ptype} fixed-header flags are {flags:04b}, must be 0000"),
+                        rule(version, "[MQTT-2.2.2-1]", "[MQTT-2.1.3-1]"),
+                    ));
+                }
+            }
+        }
+        // Remaining length: Variable Byte Integer of at most four bytes.
+        let mut value: u32 = 0;
+        let mut i = 1;
+        loop {
+            let Some(&b) = buf.get(i) else {
+                return Ok(None);
+            };
+            if i == 5 {
+                return Err(err(
+                    at + 1,
+                    "remaining length is longer than four bytes".into(),
+                    rule(version, "[MQTT-3.1.1 §2.2.3]", "[MQTT-5.0 §1.5.5]"),
+                ));
+            }
+            value |= u32::from(b & 0x7F) << (7 * (i - 1));
+            i += 1;
+            if b & 0x80 == 0 {
+                if b == 0 && i > 2 && version == ProtocolVersion::V5 {
+                    return Err(err(
+                        at + 1,
+                        "remaining length is not encoded in the minimum number of bytes".into(),
+                        "[MQTT-1.5.5-1]",
+                    ));
+                }
+                break;
+            }
+        }
+        let header_len = i;
+        let total = header_len as u64 + u64::from(value);
+        if total > u64::from(self.config.max_packet_size) {
+            return Err(Error::PacketTooLarge {
+                offset: at,
+                size: total,
+                limit: self.config.max_packet_size,
+            });
+        }
+        Ok(Some(Header {
+            ptype,
+            flags,
+            header_len,
+            total: total as usize,
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    ptype: PacketType,
+    flags: u8,
+    header_len: usize,
+    total: usize,
+}
+
+fn rule(version: ProtocolVersion, v311: &'static str, v5: &'static str) -> &'static str {
+    match version {
+        ProtocolVersion::V311 => v311,
+        ProtocolVersion::V5 => v5,
+    }
+}
+
+/// Maps rule numbers that 3.1.1 numbers differently from 5.0 (the crate cites 5.0 by default).
+fn translate(version: ProtocolVersion, rule: &'static str) -> &'static str {
+    if version == ProtocolVersion::V5 {
+        return rule;
+    }
+    match rule {
+        "[MQTT-1.5.4-1]" => "[MQTT-1.5.3-1]",
+        "[MQTT-1.5.4-2]" => "[MQTT-1.5.3-2]",
+        "[MQTT-1.5.4]" => "[MQTT-1.5.3]",
+        "[MQTT-4.7.1-1]" => "[MQTT-4.7.1-2]",
+        "[MQTT-4.7.1-2]" => "[MQTT-4.7.1-3]",
+        "[MQTT-2.2.1-3]" => "[MQTT-2.3.1-1]",
+        other => other,
+    }
+}
+
+/// A cursor over one complete frame. Offsets are frame-relative; errors add the stream base.
+pub(crate) struct Reader<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+    end: usize,
+    base: u64,
+    version: ProtocolVersion,
+    /// Whether CONNECT decides the version (a detecting decoder's first packet).
+    detect: bool,
+}
+
+impl Reader<'_> {
+    pub(crate) fn err(&self, at: usize, detail: impl Into<String>, rule: &'static str) -> Error {
+        Error::Malformed {
+            offset: self.base + at as u64,
+            detail: detail.into(),
+            rule: translate(self.version, rule),
+        }
+    }
+
+    pub(crate) fn rule(&self, v311: &'static str, v5: &'static str) -> &'static str {
+        rule(self.version, v311, v5)
+    }
+
+    pub(crate) fn truncation_rule(&self) -> &'static str {
+        self.rule("[MQTT-3.1.1 §2.2.3]", "[MQTT-5.0 §2.1.4]")
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.end - self.pos
+    }
+
+    /// Narrows the readable end (for a property block); returns the previous end.
+    pub(crate) fn set_end(&mut self, end: usize) -> usize {
+        std::mem::replace(&mut self.end, end)
+    }
+
+    fn truncated(&self, what: &str, need: usize) -> Error {
+        self.err(
+            self.pos,
+            format!(
+                "truncated {what}: needs {need} bytes, {} left in the packet",
+                self.remaining()
+            ),
+            self.truncation_rule(),
+        )
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], Error> {
+        if self.remaining() < n {
+            return Err(self.truncated(what, n));
+        }
+        let s = self
+            .buf
+            .get(self.pos..self.pos + n)
+            .ok_or_else(|| self.truncated(what, n))?;
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, Error> {
+        let s = self.take(1, what)?;
+        Ok(s.first().copied().unwrap_or_default())
+    }
+
+    pub(crate) fn u16(&mut self, what: &str) -> Result<u16, Error> {
+        let mut s = self.take(2, what)?;
+        Ok(s.get_u16())
+    }
+
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, Error> {
+        let mut s = self.take(4, what)?;
+        Ok(s.get_u32())
+    }
+
+    pub(crate) fn varint(&mut self, what: &str) -> Result<u32, Error> {
+        let start = self.pos;
+        let mut value: u32 = 0;
+        for i in 0..4 {
+            let b = self.u8(what)?;
+            value |= u32::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                if b == 0 && i > 0 && self.version == ProtocolVersion::V5 {
+                    return Err(self.err(
+                        start,
+                        format!("{what} is not encoded in the minimum number of bytes"),
+                        "[MQTT-1.5.5-1]",
+                    ));
+                }
+                return Ok(value);
+            }
+        }
+        Err(self.err(
+            start,
+            format!("{what} is a Variable Byte Integer longer than four bytes"),
+            "[MQTT-5.0 §1.5.5]",
+        ))
+    }
+
+    /// A length-prefixed field as a zero-copy slice of the frame.
+    fn prefixed(&mut self, what: &str) -> Result<(usize, Bytes), Error> {
+        let len = self.u16(what)? as usize;
+        let start = self.pos;
+        if self.remaining() < len {
+            return Err(self.truncated(what, len));
+        }
+        self.pos += len;
+        Ok((start, self.buf.slice(start..start + len)))
+    }
+
+    pub(crate) fn binary(&mut self, what: &str) -> Result<Bytes, Error> {
+        Ok(self.prefixed(what)?.1)
+    }
+
+    pub(crate) fn string(&mut self, what: &str) -> Result<MqttStr, Error> {
+        let (start, b) = self.prefixed(what)?;
+        check_mqtt_str(&b).map_err(|(at, detail, rule)| {
+            self.err(start + at, format!("{what}: {detail}"), rule)
+        })?;
+        Ok(MqttStr::from_validated(b))
+    }
+
+    pub(crate) fn topic_name(&mut self, what: &str) -> Result<TopicName, Error> {
+        let (start, b) = self.prefixed(what)?;
+        TopicName::validate_wire(&b).map_err(|(at, detail, rule)| {
+            self.err(start + at, format!("{what}: {detail}"), rule)
+        })?;
+        Ok(TopicName::from_validated(b))
+    }
+
+    fn topic_filter(&mut self) -> Result<TopicFilter, Error> {
+        let (start, b) = self.prefixed("topic filter")?;
+        TopicFilter::validate_wire(&b).map_err(|(at, detail, rule)| {
+            self.err(start + at, format!("topic filter: {detail}"), rule)
+        })?;
+        Ok(TopicFilter::from_validated(b))
+    }
+
+    fn packet_id(&mut self) -> Result<PacketId, Error> {
+        let at = self.pos;
+        let v = self.u16("packet identifier")?;
+        PacketId::new(v).ok_or_else(|| self.err(at, "packet identifier is 0", "[MQTT-2.2.1-3]"))
+    }
+
+    fn properties(&mut self, ctx: Context) -> Result<Properties, Error> {
+        if self.version == ProtocolVersion::V311 {
+            return Ok(Properties::default());
+        }
+        Properties::decode(self, ctx)
+    }
+
+    fn is_v5(&self) -> bool {
+        self.version == ProtocolVersion::V5
+    }
+
+    fn reason_code(&mut self, ptype: PacketType) -> Result<ReasonCode, Error> {
+        let at = self.pos;
+        let code = ReasonCode(self.u8("reason code")?);
+        if !code.allowed_in(ptype, self.version) {
+            return Err(self.err(
+                at,
+                format!("reason code {code} is not allowed in {ptype}"),
+                self.rule("[MQTT-3.1.1 §3.2.2.3]", "[MQTT-5.0 §2.4]"),
+            ));
+        }
+        Ok(code)
+    }
+}
+
+fn decode_body(r: &mut Reader<'_>, ptype: PacketType, flags: u8) -> Result<Packet, Error> {
+    Ok(match ptype {
+        PacketType::Publish => Packet::Publish(decode_publish(r, flags)?),
+        PacketType::Connect => Packet::Connect(decode_connect(r)?),
+        PacketType::ConnAck => Packet::ConnAck(decode_connack(r)?),
+        PacketType::PubAck => Packet::PubAck(decode_pub_response(r, ptype)?),
+        PacketType::PubRec => Packet::PubRec(decode_pub_response(r, ptype)?),
+        PacketType::PubRel => Packet::PubRel(decode_pub_response(r, ptype)?),
+        PacketType::PubComp => Packet::PubComp(decode_pub_response(r, ptype)?),
+        PacketType::Subscribe => Packet::Subscribe(decode_subscribe(r)?),
+        PacketType::SubAck => {
+            let packet_id = r.packet_id()?;
+            let properties = r.properties(Context::SubAck)?;
+            let reason_codes = reason_code_list(r, ptype)?;
+            Packet::SubAck(SubAck {
+                packet_id,
+                properties,
+                reason_codes,
+            })
+        }
+        PacketType::Unsubscribe => {
+            let packet_id = r.packet_id()?;
+            let properties = r.properties(Context::Unsubscribe)?;
+            let mut filters = Vec::new();
+            while r.remaining() > 0 {
+                filters.push(r.topic_filter()?);
+            }
+            if filters.is_empty() {
+                return Err(r.err(
+                    r.pos,
+                    "UNSUBSCRIBE without topic filters",
+                    "[MQTT-3.10.3-2]",
+                ));
+            }
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id,
+                properties,
+                filters,
+            })
+        }
+        PacketType::UnsubAck => {
+            let packet_id = r.packet_id()?;
+            let properties = r.properties(Context::UnsubAck)?;
+            let reason_codes = if r.is_v5() {
+                reason_code_list(r, ptype)?
+            } else {
+                Vec::new()
+            };
+            Packet::UnsubAck(UnsubAck {
+                packet_id,
+                properties,
+                reason_codes,
+            })
+        }
+        PacketType::PingReq => Packet::PingReq,
+        PacketType::PingResp => Packet::PingResp,
+        PacketType::Disconnect => {
+            let (reason_code, properties) = reason_and_properties(r, ptype, Context::Disconnect)?;
+            Packet::Disconnect(Disconnect {
+                reason_code,
+                properties,
+            })
+        }
+        PacketType::Auth => {
+            let (reason_code, properties) = reason_and_properties(r, ptype, Context::Auth)?;
+            Packet::Auth(Auth {
+                reason_code,
+                properties,
+            })
+        }
+    })
+}
+
+/// DISCONNECT and AUTH: remaining length 0 means success without properties (5.0 §3.14.2.1,
+/// §3.15.2.1); DISCONNECT may also carry only a reason code (§3.14.2.2.1).
+fn reason_and_properties(
+    r: &mut Reader<'_>,
+    ptype: PacketType,
+    ctx: Context,
+) -> Result<(ReasonCode, Properties), Error> {
+    if !r.is_v5() || r.remaining() == 0 {
+        return Ok((ReasonCode::SUCCESS, Properties::default()));
+    }
+    let code = r.reason_code(ptype)?;
+    if r.remaining() == 0 && ptype == PacketType::Disconnect {
+        return Ok((code, Properties::default()));
+    }
+    Ok((code, r.properties(ctx)?))
+}
+
+fn reason_code_list(r: &mut Reader<'_>, ptype: PacketType) -> Result<Vec<ReasonCode>, Error> {
+    if r.remaining() == 0 {
+        return Err(r.err(
+            r.pos,
+            format!("{ptype} without reason codes"),
+            r.rule("[MQTT-3.1.1 §3.9.3]", "[MQTT-5.0 §3.9.3]"),
+        ));
+    }
+    let mut codes = Vec::new();
+    while r.remaining() > 0 {
+        codes.push(r.reason_code(ptype)?);
+    }
+    Ok(codes)
+}
+
+fn decode_publish(r: &mut Reader<'_>, flags: u8) -> Result<Publish, Error> {
+    let dup = flags & 0b1000 != 0;
+    let retain = flags & 0b0001 != 0;
+    let qos = QoS::from_u8((flags >> 1) & 0b11).unwrap_or_default();
+    let (topic_at, topic_bytes) = r.prefixed("topic name")?;
+    let packet_id = if qos == QoS::AtMostOnce {
+        None
+    } else {
+        Some(r.packet_id()?)
+    };
+    let properties = r.properties(Context::Publish)?;
+    let topic = if topic_bytes.is_empty() && r.is_v5() {
+        if properties.topic_alias.is_none() {
+            return Err(r.err(
+                topic_at,
+                "PUBLISH with an empty topic name and no topic alias",
+                "[MQTT-5.0 §3.3.2.1]",
+            ));
+        }
+        None
+    } else {
+        TopicName::validate_wire(&topic_bytes).map_err(|(at, detail, rule)| {
+            r.err(topic_at + at, format!("topic name: {detail}"), rule)
+        })?;
+        Some(TopicName::from_validated(topic_bytes))
+    };
+    let payload = r.buf.slice(r.pos..r.end);
+    r.pos = r.end;
+    Ok(Publish {
+        dup,
+        qos,
+        retain,
+        topic,
+        packet_id,
+        properties,
+        payload,
+    })
+}
+
+fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, Error> {
+    let name_at = r.pos;
+    let name = r.binary("protocol name")?;
+    if &name[..] != b"MQTT" {
+        return Err(r.err(
+            name_at,
+            format!(
+                "protocol name is {:?}, not \"MQTT\"",
+                String::from_utf8_lossy(&name)
+            ),
+            "[MQTT-3.1.2-1]",
+        ));
+    }
+    let level_at = r.pos;
+    let level = r.u8("protocol level")?;
+    let Some(protocol) = ProtocolVersion::from_level(level) else {
+        return Err(r.err(
+            level_at,
+            format!("protocol level {level} is not 4 (3.1.1) or 5 (5.0)"),
+            "[MQTT-3.1.2-2]",
+        ));
+    };
+    if r.detect {
+        r.version = protocol;
+    } else if protocol != r.version {
+        return Err(r.err(
+            level_at,
+            format!(
+                "protocol level {level} does not match the connection's MQTT {}",
+                r.version
+            ),
+            "[MQTT-3.1.2-2]",
+        ));
+    }
+    let flags_at = r.pos;
+    let flags = r.u8("connect flags")?;
+    if flags & 0x01 != 0 {
+        return Err(r.err(flags_at, "CONNECT reserved flag is set", "[MQTT-3.1.2-3]"));
+    }
+    let clean_start = flags & 0x02 != 0;
+    let will_flag = flags & 0x04 != 0;
+    let will_qos = (flags >> 3) & 0b11;
+    let will_retain = flags & 0x20 != 0;
+    let password_flag = flags & 0x40 != 0;
+    let username_flag = flags & 0x80 != 0;
+    if !will_flag && will_qos != 0 {
+        return Err(r.err(
+            flags_at,
+            "will QoS is set without the will flag",
+            r.rule("[MQTT-3.1.2-13]", "[MQTT-3.1.2-11]"),
+        ));
+    }
+    if will_qos == 3 {
+        return Err(r.err(
+            flags_at,
+            "will QoS is 3",
+            r.rule("[MQTT-3.1.2-14]", "[MQTT-3.1.2-12]"),
+        ));
+    }
+    if !will_flag && will_retain {
+        return Err(r.err(
+            flags_at,
+            "will retain is set without the will flag",
+            r.rule("[MQTT-3.1.2-15]", "[MQTT-3.1.2-13]"),
+        ));
+    }
+    if !r.is_v5() && password_flag && !username_flag {
+        return Err(r.err(
+            flags_at,
+            "password flag without user name flag",
+            "[MQTT-3.1.2-22]",
+        ));
+    }
+    let keep_alive = r.u16("keep alive")?;
+    let properties = r.properties(Context::Connect)?;
+    let client_id = r.string("client identifier")?;
+    let will = if will_flag {
+        let properties = r.properties(Context::Will)?;
+        let topic = r.topic_name("will topic")?;
+        let payload = r.binary("will payload")?;
+        Some(Box::new(Will {
+            topic,
+            payload,
+            qos: QoS::from_u8(will_qos).unwrap_or_default(),
+            retain: will_retain,
+            properties,
+        }))
+    } else {
+        None
+    };
+    let username = if username_flag {
+        Some(r.string("user name")?)
+    } else {
+        None
+    };
+    let password = if password_flag {
+        Some(r.binary("password")?)
+    } else {
+        None
+    };
+    Ok(Connect {
+        protocol,
+        clean_start,
+        keep_alive,
+        properties,
+        client_id,
+        will,
+        username,
+        password,
+    })
+}
+
+fn decode_connack(r: &mut Reader<'_>) -> Result<ConnAck, Error> {
+    let flags_at = r.pos;
+    let flags = r.u8("connect acknowledge flags")?;
+    if flags & 0xFE != 0 {
+        return Err(r.err(
+            flags_at,
+            "CONNACK reserved flag bits are set",
+            "[MQTT-3.2.2-1]",
+        ));
+    }
+    let session_present = flags & 1 != 0;
+    let reason_code = r.reason_code(PacketType::ConnAck)?;
+    if session_present && reason_code.0 != 0 {
+        return Err(r.err(
+            flags_at,
+            "session present with a non-zero reason code",
+            r.rule("[MQTT-3.2.2-4]", "[MQTT-3.2.2-6]"),
+        ));
+    }
+    let properties = r.properties(Context::ConnAck)?;
+    Ok(ConnAck {
+        session_present,
+        reason_code,
+        properties,
+    })
+}
+
+fn decode_pub_response(r: &mut Reader<'_>, ptype: PacketType) -> Result<PubResponse, Error> {
+    let packet_id = r.packet_id()?;
+    if !r.is_v5() || r.remaining() == 0 {
+        return Ok(PubResponse::new(packet_id));
+    }
+    let reason_code = r.reason_code(ptype)?;
+    let properties = if r.remaining() == 0 {
+        Properties::default()
+    } else {
+        r.properties(Context::PubResponse)?
+    };
+    Ok(PubResponse {
+        packet_id,
+        reason_code,
+        properties,
+    })
+}
+
+fn decode_subscribe(r: &mut Reader<'_>) -> Result<Subscribe, Error> {
+    let packet_id = r.packet_id()?;
+    let properties = r.properties(Context::Subscribe)?;
+    let mut subscriptions = Vec::new();
+    while r.remaining() > 0 {
+        let filter = r.topic_filter()?;
+        let at = r.pos;
+        let o = r.u8("subscription options")?;
+        let reserved = if r.is_v5() { o & 0xC0 } else { o & 0xFC };
+        if reserved != 0 {
+            return Err(r.err(
+                at,
+                format!("subscription options 0x{o:02X} set reserved bits"),
+                r.rule("[MQTT-3-8.3-4]", "[MQTT-3.8.3-5]"),
+            ));
+        }
+        let Some(qos) = QoS::from_u8(o & 0b11) else {
+            return Err(r.err(
+                at,
+                "subscription QoS is 3",
+                r.rule("[MQTT-3-8.3-4]", "[MQTT-5.0 §3.8.3.1]"),
+            ));
+        };
+        let retain_handling = match (o >> 4) & 0b11 {
+            0 => RetainHandling::SendAtSubscribe,
+            1 => RetainHandling::SendIfNew,
+            2 => RetainHandling::DoNotSend,
+            _ => {
+                return Err(r.err(at, "retain handling is 3", "[MQTT-5.0 §3.8.3.1]"));
+            }
+        };
+        let no_local = o & 0b100 != 0;
+        if no_local && filter.is_shared() {
+            return Err(r.err(
+                at,
+                "No Local set on a shared subscription",
+                "[MQTT-3.8.3-4]",
+            ));
+        }
+        subscriptions.push(Subscription {
+            filter,
+            options: SubscriptionOptions {
+                qos,
+                no_local,
+                retain_as_published: o & 0b1000 != 0,
+                retain_handling,
+            },
+        });
+    }
+    if subscriptions.is_empty() {
+        return Err(r.err(
+            r.pos,
+            "SUBSCRIBE without topic filters",
+            r.rule("[MQTT-3.8.3-3]", "[MQTT-3.8.3-2]"),
+        ));
+    }
+    Ok(Subscribe {
+        packet_id,
+        properties,
+        subscriptions,
+    })
+}

@@ -1,0 +1,112 @@
+//! A strict, zero-copy, sans-IO codec for MQTT 3.1.1 and MQTT 5.0, with validated topic types, a
+//! subscription index and topic-alias helpers. It turns bytes into [`Packet`]s and back, rejecting
+//! everything the specifications forbid with an error that names the rule, and never panics,
+//! over-allocates or hangs on untrusted input.
+//!
+//! # Example: decoding from a socket-like buffer
+//!
+//! Bytes arrive in arbitrary pieces; feed them into a `BytesMut` and call
+//! [`Decoder::decode`] until it returns `Ok(None)` ("need more bytes"):
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use thingkit_mqtt::{Decoder, Packet, ProtocolVersion};
+//!
+//! // What a socket might deliver: a QoS 1 PUBLISH split across two reads, then a PINGREQ.
+//! let reads: [&[u8]; 3] = [b"\x32\x0f\x00\x07sensors", b"\x00\x01temp", b"\xc0\x00"];
+//!
+//! let mut decoder = Decoder::new(ProtocolVersion::V311);
+//! let mut buf = BytesMut::new();
+//! let mut packets = Vec::new();
+//! for chunk in reads {
+//!     buf.extend_from_slice(chunk); // socket.read_buf(&mut buf) in real code
+//!     while let Some(packet) = decoder.decode(&mut buf)? {
+//!         packets.push(packet);
+//!     }
+//! }
+//! let Packet::Publish(publish) = &packets[0] else { panic!("expected PUBLISH") };
+//! assert_eq!(publish.topic.as_ref().unwrap().as_str(), "sensors");
+//! assert_eq!(publish.packet_id.unwrap().get(), 1);
+//! assert_eq!(&publish.payload[..], b"temp"); // a zero-copy slice of `buf`'s memory
+//! assert_eq!(packets[1], Packet::PingReq);
+//!
+//! // Malformed input is an error naming the rule, never `Ok(None)`:
+//! let mut bad = BytesMut::from(&b"\x36\x00"[..]); // PUBLISH with QoS 3
+//! let err = decoder.decode(&mut bad).unwrap_err();
+//! assert_eq!(err.rule(), Some("[MQTT-3.3.1-4]"));
+//! # Ok::<(), thingkit_mqtt::Error>(())
+//! ```
+//!
+//! # What is in the crate
+//!
+//! - [`Decoder`] / [`Encoder`]: the codec, with limits in [`DecoderConfig`] (maximum packet size,
+//!   default 1 MiB). Payloads, topics and strings of decoded packets are `Bytes` slices of the
+//!   input; decoding a PUBLISH allocates nothing.
+//! - [`TopicName`], [`TopicFilter`], [`MqttStr`]: validated once, at construction or decoding.
+//! - [`SubscriptionIndex`]: a trie from filters (exact, `+`, `#`, `$share/{group}/...`) to
+//!   subscribers, with the `$` rule; match cost follows the topic's depth.
+//! - [`InboundAliases`] / [`OutboundAliases`]: topic-alias maps with Topic Alias Maximum enforcement.
+//! - `MqttCodec` (feature `tokio-codec`): `tokio_util::codec::{Decoder, Encoder}`.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tokio-codec` | no | `MqttCodec`, implementing `tokio_util::codec::{Decoder, Encoder}` (pulls in `tokio-util`) |
+//!
+//! # Specifications
+//!
+//! - MQTT Version 5.0, OASIS Standard (7 March 2019): §1.5 data representation, §2 packet format
+//!   (fixed header §2.1, packet identifier §2.2.1, properties §2.2.2, reason codes §2.4), §3.1–§3.15
+//!   all fifteen control packets, §4.7 topic names and filters, §4.8.2 shared subscriptions,
+//!   §3.3.2.3.4 topic aliases.
+//! - MQTT Version 3.1.1, OASIS Standard (29 October 2014): §1.5.3 strings, §2.2 fixed header,
+//!   §3.1–§3.14 the fourteen control packets, §4.7 topics.
+//!
+//! Errors cite normative statements as `[MQTT-x.y.z-n]` (5.0 numbering on a 5.0 connection, 3.1.1
+//! numbering on a 3.1.1 one) or a section as `[MQTT-5.0 §x.y]` where the rule has no number.
+//!
+//! # Strictness, and what is deliberately not done
+//!
+//! The decoder is a receiver that closes the connection on any protocol violation. It checks
+//! every fixed-header flag, remaining-length form, string, topic, property (allowed in this packet,
+//! not duplicated, value in range) and reason code, and rejects trailing bytes. It does not check
+//! what needs session state (whether a packet identifier is in use, whether QoS exceeds the
+//! granted maximum, whether a topic alias is known: see [`InboundAliases`]), and it does not
+//! validate a payload marked as UTF-8 by the Payload Format Indicator (the specification makes that
+//! optional). MQTT 3.1 (`MQIsdp`, level 3) is not supported.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod alias;
+#[cfg(feature = "tokio-codec")]
+mod codec;
+mod decode;
+mod encode;
+mod error;
+mod packet;
+mod property;
+mod reason;
+mod subscription;
+mod topic;
+
+pub use alias::{InboundAliases, OutboundAliases};
+#[cfg(feature = "tokio-codec")]
+pub use codec::MqttCodec;
+pub use decode::{DEFAULT_MAX_PACKET_SIZE, Decoder, DecoderConfig, PROTOCOL_MAX_PACKET_SIZE};
+pub use encode::Encoder;
+pub use error::Error;
+pub use packet::{
+    Auth, ConnAck, Connect, Disconnect, Packet, PacketId, PacketType, ProtocolVersion, PubResponse,
+    Publish, QoS, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck,
+    Unsubscribe, Will,
+};
+pub use property::{MAX_VARINT, Properties};
+pub use reason::ReasonCode;
+pub use subscription::{Match, SubscriptionIndex};
+pub use topic::{MAX_STRING_LEN, MqttStr, TopicFilter, TopicName};
+
+// The README's examples are compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,619 @@
+//! MQTT 5.0 properties (§2.2.2): every property of Table 2-4, checked for duplicates, for the packet
+//! it appears in, and for forbidden values.
+
+use std::num::{NonZeroU16, NonZeroU32};
+
+use bytes::{BufMut, Bytes};
+
+use crate::Error;
+use crate::decode::Reader;
+use crate::packet::QoS;
+use crate::topic::{MqttStr, TopicName};
+
+/// The largest value a Variable Byte Integer can hold (MQTT 5.0 §1.5.5).
+pub const MAX_VARINT: u32 = 268_435_455;
+
+/// The properties of one packet (or of a will). Absent properties are `None`/empty; a property
+/// the packet type does not allow must stay absent (the decoder rejects it, the encoder refuses
+/// it). User properties keep their order and may repeat; a PUBLISH may carry several
+/// subscription identifiers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Properties {
+    /// 0x01 Payload Format Indicator: `false` = unspecified bytes, `true` = UTF-8 (PUBLISH, will).
+    pub payload_format_indicator: Option<bool>,
+    /// 0x02 Message Expiry Interval in seconds (PUBLISH, will).
+    pub message_expiry_interval: Option<u32>,
+    /// 0x03 Content Type (PUBLISH, will).
+    pub content_type: Option<MqttStr>,
+    /// 0x08 Response Topic: a topic name, never a filter [MQTT-3.3.2-14] (PUBLISH, will).
+    pub response_topic: Option<TopicName>,
+    /// 0x09 Correlation Data (PUBLISH, will).
+    pub correlation_data: Option<Bytes>,
+    /// 0x0B Subscription Identifiers, each 1..=268,435,455 (several in PUBLISH, one in SUBSCRIBE).
+    pub subscription_identifiers: Vec<NonZeroU32>,
+    /// 0x11 Session Expiry Interval in seconds (CONNECT, CONNACK, DISCONNECT).
+    pub session_expiry_interval: Option<u32>,
+    /// 0x12 Assigned Client Identifier (CONNACK).
+    pub assigned_client_identifier: Option<MqttStr>,
+    /// 0x13 Server Keep Alive in seconds (CONNACK).
+    pub server_keep_alive: Option<u16>,
+    /// 0x15 Authentication Method (CONNECT, CONNACK, AUTH).
+    pub authentication_method: Option<MqttStr>,
+    /// 0x16 Authentication Data (CONNECT, CONNACK, AUTH); needs a method.
+    pub authentication_data: Option<Bytes>,
+    /// 0x17 Request Problem Information (CONNECT).
+    pub request_problem_information: Option<bool>,
+    /// 0x18 Will Delay Interval in seconds (will).
+    pub will_delay_interval: Option<u32>,
+    /// 0x19 Request Response Information (CONNECT).
+    pub request_response_information: Option<bool>,
+    /// 0x1A Response Information (CONNACK).
+    pub response_information: Option<MqttStr>,
+    /// 0x1C Server Reference (CONNACK, DISCONNECT).
+    pub server_reference: Option<MqttStr>,
+    /// 0x1F Reason String (acknowledgements, DISCONNECT, AUTH).
+    pub reason_string: Option<MqttStr>,
+    /// 0x21 Receive Maximum; 0 is a protocol error (CONNECT, CONNACK).
+    pub receive_maximum: Option<NonZeroU16>,
+    /// 0x22 Topic Alias Maximum (CONNECT, CONNACK).
+    pub topic_alias_maximum: Option<u16>,
+    /// 0x23 Topic Alias; 0 is not permitted [MQTT-3.3.2-8] (PUBLISH).
+    pub topic_alias: Option<NonZeroU16>,
+    /// 0x24 Maximum QoS: 0 or 1 (CONNACK).
+    pub maximum_qos: Option<QoS>,
+    /// 0x25 Retain Available (CONNACK).
+    pub retain_available: Option<bool>,
+    /// 0x26 User Properties, in order, repeatable (every packet with properties).
+    pub user_properties: Vec<(MqttStr, MqttStr)>,
+    /// 0x27 Maximum Packet Size; 0 is a protocol error (CONNECT, CONNACK).
+    pub maximum_packet_size: Option<NonZeroU32>,
+    /// 0x28 Wildcard Subscription Available (CONNACK).
+    pub wildcard_subscription_available: Option<bool>,
+    /// 0x29 Subscription Identifiers Available (CONNACK).
+    pub subscription_identifiers_available: Option<bool>,
+    /// 0x2A Shared Subscription Available (CONNACK).
+    pub shared_subscription_available: Option<bool>,
+}
+
+/// Where a property block appears: decides which properties are allowed (MQTT 5.0 Table 2-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Context {
+    Connect,
+    ConnAck,
+    Publish,
+    Will,
+    PubResponse,
+    Subscribe,
+    SubAck,
+    Unsubscribe,
+    UnsubAck,
+    Disconnect,
+    Auth,
+}
+
+impl Context {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Context::Connect => "CONNECT",
+            Context::ConnAck => "CONNACK",
+            Context::Publish => "PUBLISH",
+            Context::Will => "will",
+            Context::PubResponse => "PUBACK/PUBREC/PUBREL/PUBCOMP",
+            Context::Subscribe => "SUBSCRIBE",
+            Context::SubAck => "SUBACK",
+            Context::Unsubscribe => "UNSUBSCRIBE",
+            Context::UnsubAck => "UNSUBACK",
+            Context::Disconnect => "DISCONNECT",
+            Context::Auth => "AUTH",
+        }
+    }
+}
+
+/// Whether property `id` may appear in `ctx`.
+fn allowed(id: u32, ctx: Context) -> bool {
+    use Context::*;
+    match id {
+        0x01 | 0x02 | 0x03 | 0x08 | 0x09 => matches!(ctx, Publish | Will),
+        0x0B => matches!(ctx, Publish | Subscribe),
+        0x11 => matches!(ctx, Connect | ConnAck | Disconnect),
+        0x12 | 0x13 | 0x1A | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => ctx == ConnAck,
+        0x15 | 0x16 => matches!(ctx, Connect | ConnAck | Auth),
+        0x17 | 0x19 => ctx == Connect,
+        0x18 => ctx == Will,
+        0x1C => matches!(ctx, ConnAck | Disconnect),
+        0x1F => matches!(
+            ctx,
+            ConnAck | PubResponse | SubAck | UnsubAck | Disconnect | Auth
+        ),
+        0x21 | 0x22 | 0x27 => matches!(ctx, Connect | ConnAck),
+        0x23 => ctx == Publish,
+        0x26 => true,
+        _ => false,
+    }
+}
+
+/// Number of bytes of `v` as a Variable Byte Integer.
+pub(crate) fn varint_len(v: u32) -> usize {
+    match v {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+pub(crate) fn put_varint(buf: &mut impl BufMut, mut v: u32) {
+    loop {
+        let mut byte = (v % 128) as u8;
+        v /= 128;
+        if v > 0 {
+            byte |= 0x80;
+        }
+        buf.put_u8(byte);
+        if v == 0 {
+            break;
+        }
+    }
+}
+
+pub(crate) fn binary_len_checked(what: &str, b: &[u8]) -> Result<usize, Error> {
+    if b.len() > 65_535 {
+        return Err(Error::unencodable(
+            format!("{what} is {} bytes; binary data is at most 65,535", b.len()),
+            "[MQTT-1.5.6]",
+        ));
+    }
+    Ok(2 + b.len())
+}
+
+fn put_str<B: BufMut>(buf: &mut B, id: u8, s: &[u8]) {
+    buf.put_u8(id);
+    buf.put_u16(s.len() as u16);
+    buf.put_slice(s);
+}
+
+pub(crate) fn put_binary(buf: &mut impl BufMut, b: &[u8]) {
+    // Callers check the length with `binary_len_checked` first.
+    buf.put_u16(b.len() as u16);
+    buf.put_slice(b);
+}
+
+impl Properties {
+    /// Whether no property is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Properties::default()
+    }
+
+    /// Checks the properties against the packet context and the value rules, and returns the
+    /// length of the encoded property block without its length prefix.
+    pub(crate) fn encoded_len(&self, ctx: Context) -> Result<usize, Error> {
+        let mut len = 0usize;
+        let mut need = |id: u32, present: bool, size: usize| -> Result<(), Error> {
+            if present {
+                if !allowed(id, ctx) {
+                    return Err(Error::unencodable(
+                        format!("property 0x{id:02X} is not allowed in {}", ctx.name()),
+                        "[MQTT-5.0 §2.2.2.2]",
+                    ));
+                }
+                len += size;
+            }
+            Ok(())
+        };
+        let p = self;
+        need(0x01, p.payload_format_indicator.is_some(), 2)?;
+        need(0x02, p.message_expiry_interval.is_some(), 5)?;
+        need(
+            0x03,
+            p.content_type.is_some(),
+            p.content_type.as_ref().map_or(0, |s| 3 + s.len()),
+        )?;
+        need(
+            0x08,
+            p.response_topic.is_some(),
+            p.response_topic.as_ref().map_or(0, |s| 3 + s.len()),
+        )?;
+        if let Some(c) = &p.correlation_data {
+            need(0x09, true, 1 + binary_len_checked("correlation data", c)?)?;
+        }
+        if ctx == Context::Subscribe && p.subscription_identifiers.len() > 1 {
+            return Err(Error::unencodable(
+                "SUBSCRIBE carries at most one subscription identifier",
+                "[MQTT-5.0 §3.8.2.1.2]",
+            ));
+        }
+        for id in &p.subscription_identifiers {
+            if id.get() > MAX_VARINT {
+                return Err(Error::unencodable(
+                    format!("subscription identifier {id} is above 268,435,455"),
+                    "[MQTT-5.0 §3.3.2.3.8]",
+                ));
+            }
+            need(0x0B, true, 1 + varint_len(id.get()))?;
+        }
+        need(0x11, p.session_expiry_interval.is_some(), 5)?;
+        need(
+            0x12,
+            p.assigned_client_identifier.is_some(),
+            p.assigned_client_identifier
+                .as_ref()
+                .map_or(0, |s| 3 + s.len()),
+        )?;
+        need(0x13, p.server_keep_alive.is_some(), 3)?;
+        need(
+            0x15,
+            p.authentication_method.is_some(),
+            p.authentication_method.as_ref().map_or(0, |s| 3 + s.len()),
+        )?;
+        if let Some(d) = &p.authentication_data {
+            if p.authentication_method.is_none() {
+                return Err(Error::unencodable(
+                    "authentication data without an authentication method",
+                    "[MQTT-5.0 §3.1.2.11.10]",
+                ));
+            }
+            need(
+                0x16,
+                true,
+                1 + binary_len_checked("authentication data", d)?,
+            )?;
+        }
+        need(0x17, p.request_problem_information.is_some(), 2)?;
+        need(0x18, p.will_delay_interval.is_some(), 5)?;
+        need(0x19, p.request_response_information.is_some(), 2)?;
+        need(
+            0x1A,
+            p.response_information.is_some(),
+            p.response_information.as_ref().map_or(0, |s| 3 + s.len()),
+        )?;
+        need(
+            0x1C,
+            p.server_reference.is_some(),
+            p.server_reference.as_ref().map_or(0, |s| 3 + s.len()),
+        )?;
+        need(
+            0x1F,
+            p.reason_string.is_some(),
+            p.reason_string.as_ref().map_or(0, |s| 3 + s.len()),
+        )?;
+        need(0x21, p.receive_maximum.is_some(), 3)?;
+        need(0x22, p.topic_alias_maximum.is_some(), 3)?;
+        need(0x23, p.topic_alias.is_some(), 3)?;
+        if p.maximum_qos == Some(QoS::ExactlyOnce) {
+            return Err(Error::unencodable(
+                "Maximum QoS is 0 or 1 (absent means 2)",
+                "[MQTT-5.0 §3.2.2.3.4]",
+            ));
+        }
+        need(0x24, p.maximum_qos.is_some(), 2)?;
+        need(0x25, p.retain_available.is_some(), 2)?;
+        for (k, v) in &p.user_properties {
+            need(0x26, true, 5 + k.len() + v.len())?;
+        }
+        need(0x27, p.maximum_packet_size.is_some(), 5)?;
+        need(0x28, p.wildcard_subscription_available.is_some(), 2)?;
+        need(0x29, p.subscription_identifiers_available.is_some(), 2)?;
+        need(0x2A, p.shared_subscription_available.is_some(), 2)?;
+        if len > MAX_VARINT as usize {
+            return Err(Error::unencodable(
+                "properties exceed the largest Variable Byte Integer",
+                "[MQTT-5.0 §1.5.5]",
+            ));
+        }
+        Ok(len)
+    }
+
+    /// Writes the property block (length prefix included). `len` comes from `encoded_len`.
+    pub(crate) fn encode(&self, len: usize, buf: &mut impl BufMut) {
+        put_varint(buf, len as u32);
+        if len == 0 {
+            return;
+        }
+        let p = self;
+        if let Some(v) = p.payload_format_indicator {
+            buf.put_u8(0x01);
+            buf.put_u8(v as u8);
+        }
+        if let Some(v) = p.message_expiry_interval {
+            buf.put_u8(0x02);
+            buf.put_u32(v);
+        }
+        if let Some(s) = &p.content_type {
+            put_str(buf, 0x03, s.as_bytes());
+        }
+        if let Some(s) = &p.response_topic {
+            put_str(buf, 0x08, s.as_bytes());
+        }
+        if let Some(s) = &p.correlation_data {
+            put_str(buf, 0x09, s);
+        }
+        for id in &p.subscription_identifiers {
+            buf.put_u8(0x0B);
+            put_varint(buf, id.get());
+        }
+        if let Some(v) = p.session_expiry_interval {
+            buf.put_u8(0x11);
+            buf.put_u32(v);
+        }
+        if let Some(s) = &p.assigned_client_identifier {
+            put_str(buf, 0x12, s.as_bytes());
+        }
+        if let Some(v) = p.server_keep_alive {
+            buf.put_u8(0x13);
+            buf.put_u16(v);
+        }
+        if let Some(s) = &p.authentication_method {
+            put_str(buf, 0x15, s.as_bytes());
+        }
+        if let Some(s) = &p.authentication_data {
+            put_str(buf, 0x16, s);
+        }
+        if let Some(v) = p.request_problem_information {
+            buf.put_u8(0x17);
+            buf.put_u8(v as u8);
+        }
+        if let Some(v) = p.will_delay_interval {
+            buf.put_u8(0x18);
+            buf.put_u32(v);
+        }
+        if let Some(v) = p.request_response_information {
+            buf.put_u8(0x19);
+            buf.put_u8(v as u8);
+        }
+        if let Some(s) = &p.response_information {
+            put_str(buf, 0x1A, s.as_bytes());
+        }
+        if let Some(s) = &p.server_reference {
+            put_str(buf, 0x1C, s.as_bytes());
+        }
+        if let Some(s) = &p.reason_string {
+            put_str(buf, 0x1F, s.as_bytes());
+        }
+        if let Some(v) = p.receive_maximum {
+            buf.put_u8(0x21);
+            buf.put_u16(v.get());
+        }
+        if let Some(v) = p.topic_alias_maximum {
+            buf.put_u8(0x22);
+            buf.put_u16(v);
+        }
+        if let Some(v) = p.topic_alias {
+            buf.put_u8(0x23);
+            buf.put_u16(v.get());
+        }
+        if let Some(v) = p.maximum_qos {
+            buf.put_u8(0x24);
+            buf.put_u8(v.as_u8());
+        }
+        if let Some(v) = p.retain_available {
+            buf.put_u8(0x25);
+            buf.put_u8(v as u8);
+        }
+        for (k, v) in &p.user_properties {
+            buf.put_u8(0x26);
+            buf.put_u16(k.len() as u16);
+            buf.put_slice(k.as_bytes());
+            buf.put_u16(v.len() as u16);
+            buf.put_slice(v.as_bytes());
+        }
+        if let Some(v) = p.maximum_packet_size {
+            buf.put_u8(0x27);
+            buf.put_u32(v.get());
+        }
+        if let Some(v) = p.wildcard_subscription_available {
+            buf.put_u8(0x28);
+            buf.put_u8(v as u8);
+        }
+        if let Some(v) = p.subscription_identifiers_available {
+            buf.put_u8(0x29);
+            buf.put_u8(v as u8);
+        }
+        if let Some(v) = p.shared_subscription_available {
+            buf.put_u8(0x2A);
+            buf.put_u8(v as u8);
+        }
+    }
+
+    /// Decodes a property block (length prefix included) for `ctx`.
+    pub(crate) fn decode(r: &mut Reader<'_>, ctx: Context) -> Result<Properties, Error> {
+        let len_at = r.pos();
+        let len = r.varint("property length")? as usize;
+        if len > r.remaining() {
+            return Err(r.err(
+                len_at,
+                format!(
+                    "property length {len} runs past the end of the packet ({} bytes left)",
+                    r.remaining()
+                ),
+                r.truncation_rule(),
+            ));
+        }
+        let mut p = Properties::default();
+        if len == 0 {
+            return Ok(p);
+        }
+        let end = r.pos() + len;
+        let outer_end = r.set_end(end);
+        let mut seen: u64 = 0;
+        while r.remaining() > 0 {
+            let at = r.pos();
+            let id = r.varint("property identifier")?;
+            if !(1..=0x2A).contains(&id) || !allowed_known(id) {
+                return Err(r.err(
+                    at,
+                    format!("unknown property identifier 0x{id:02X}"),
+                    "[MQTT-5.0 §2.2.2.2]",
+                ));
+            }
+            if !allowed(id, ctx) {
+                return Err(r.err(
+                    at,
+                    format!("property 0x{id:02X} is not allowed in {}", ctx.name()),
+                    "[MQTT-5.0 §2.2.2.2]",
+                ));
+            }
+            let repeatable = id == 0x26 || (id == 0x0B && ctx == Context::Publish);
+            let bit = 1u64 << id;
+            if !repeatable && seen & bit != 0 {
+                return Err(r.err(
+                    at,
+                    format!("property 0x{id:02X} appears more than once"),
+                    "[MQTT-5.0 §2.2.2.2]",
+                ));
+            }
+            seen |= bit;
+            let bool_byte = |r: &mut Reader<'_>, name: &str| -> Result<bool, Error> {
+                let vat = r.pos();
+                match r.u8(name)? {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    v => Err(r.err(
+                        vat,
+                        format!("{name} is {v}; only 0 or 1 are allowed"),
+                        "[MQTT-5.0 §2.2.2.2]",
+                    )),
+                }
+            };
+            match id {
+                0x01 => {
+                    p.payload_format_indicator = Some(bool_byte(r, "payload format indicator")?)
+                }
+                0x02 => p.message_expiry_interval = Some(r.u32("message expiry interval")?),
+                0x03 => p.content_type = Some(r.string("content type")?),
+                0x08 => {
+                    let t = r.topic_name("response topic")?;
+                    p.response_topic = Some(t)
+                }
+                0x09 => p.correlation_data = Some(r.binary("correlation data")?),
+                0x0B => {
+                    let vat = r.pos();
+                    let v = r.varint("subscription identifier")?;
+                    let Some(v) = NonZeroU32::new(v) else {
+                        return Err(r.err(
+                            vat,
+                            "subscription identifier is 0",
+                            "[MQTT-5.0 §3.3.2.3.8]",
+                        ));
+                    };
+                    p.subscription_identifiers.push(v);
+                }
+                0x11 => p.session_expiry_interval = Some(r.u32("session expiry interval")?),
+                0x12 => {
+                    p.assigned_client_identifier = Some(r.string("assigned client identifier")?)
+                }
+                0x13 => p.server_keep_alive = Some(r.u16("server keep alive")?),
+                0x15 => p.authentication_method = Some(r.string("authentication method")?),
+                0x16 => p.authentication_data = Some(r.binary("authentication data")?),
+                0x17 => {
+                    p.request_problem_information =
+                        Some(bool_byte(r, "request problem information")?)
+                }
+                0x18 => p.will_delay_interval = Some(r.u32("will delay interval")?),
+                0x19 => {
+                    p.request_response_information =
+                        Some(bool_byte(r, "request response information")?)
+                }
+                0x1A => p.response_information = Some(r.string("response information")?),
+                0x1C => p.server_reference = Some(r.string("server reference")?),
+                0x1F => p.reason_string = Some(r.string("reason string")?),
+                0x21 => {
+                    let vat = r.pos();
+                    let v = r.u16("receive maximum")?;
+                    p.receive_maximum = Some(NonZeroU16::new(v).ok_or_else(|| {
+                        r.err(vat, "receive maximum is 0", "[MQTT-5.0 §3.1.2.11.3]")
+                    })?);
+                }
+                0x22 => p.topic_alias_maximum = Some(r.u16("topic alias maximum")?),
+                0x23 => {
+                    let vat = r.pos();
+                    let v = r.u16("topic alias")?;
+                    p.topic_alias = Some(
+                        NonZeroU16::new(v)
+                            .ok_or_else(|| r.err(vat, "topic alias is 0", "[MQTT-3.3.2-8]"))?,
+                    );
+                }
+                0x24 => {
+                    let vat = r.pos();
+                    p.maximum_qos = Some(match r.u8("maximum QoS")? {
+                        0 => QoS::AtMostOnce,
+                        1 => QoS::AtLeastOnce,
+                        v => {
+                            return Err(r.err(
+                                vat,
+                                format!("maximum QoS is {v}; only 0 or 1 are allowed"),
+                                "[MQTT-5.0 §3.2.2.3.4]",
+                            ));
+                        }
+                    });
+                }
+                0x25 => p.retain_available = Some(bool_byte(r, "retain available")?),
+                0x26 => {
+                    let k = r.string("user property name")?;
+                    let v = r.string("user property value")?;
+                    p.user_properties.push((k, v));
+                }
+                0x27 => {
+                    let vat = r.pos();
+                    let v = r.u32("maximum packet size")?;
+                    p.maximum_packet_size = Some(NonZeroU32::new(v).ok_or_else(|| {
+                        r.err(vat, "maximum packet size is 0", "[MQTT-5.0 §3.1.2.11.4]")
+                    })?);
+                }
+                0x28 => {
+                    p.wildcard_subscription_available =
+                        Some(bool_byte(r, "wildcard subscription available")?)
+                }
+                0x29 => {
+                    p.subscription_identifiers_available =
+                        Some(bool_byte(r, "subscription identifiers available")?)
+                }
+                0x2A => {
+                    p.shared_subscription_available =
+                        Some(bool_byte(r, "shared subscription available")?)
+                }
+                _ => unreachable!("identifiers were checked against the known set above"),
+            }
+        }
+        r.set_end(outer_end);
+        if p.authentication_data.is_some() && p.authentication_method.is_none() {
+            return Err(r.err(
+                len_at,
+                "authentication data without an authentication method",
+                "[MQTT-5.0 §3.1.2.11.10]",
+            ));
+        }
+        Ok(p)
+    }
+}
+
+fn allowed_known(id: u32) -> bool {
+    matches!(
+        id,
+        0x01 | 0x02
+            | 0x03
+            | 0x08
+            | 0x09
+            | 0x0B
+            | 0x11
+            | 0x12
+            | 0x13
+            | 0x15
+            | 0x16
+            | 0x17
+            | 0x18
+            | 0x19
+            | 0x1A
+            | 0x1C
+            | 0x1F
+            | 0x21
+            | 0x22
+            | 0x23
+            | 0x24
+            | 0x25
+            | 0x26
+            | 0x27
+            | 0x28
+            | 0x29
+            | 0x2A
+    )
+}

@@ -1,0 +1,597 @@
+//! Topic names and topic filters, validated once at construction (MQTT 5.0 §4.7, 3.1.1 §4.7).
+//!
+//! A [`TopicName`] is what a PUBLISH is sent to: at least one character, no wildcard (`+`, `#`),
+//! no U+0000, at most 65,535 bytes of UTF-8. A [`TopicFilter`] is what a SUBSCRIBE asks for: it may
+//! hold `+` (one whole level) and `#` (last level only), and may be a shared subscription
+//! `$share/{group}/{filter}` (MQTT 5.0 §4.8.2). Both are cheap to clone (`Bytes`-backed) and, when
+//! they come out of the decoder, share memory with the received packet.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::Error;
+
+/// The longest string MQTT can carry: its length is a two-byte integer (MQTT 5.0 §1.5.4).
+pub const MAX_STRING_LEN: usize = 65_535;
+
+/// Validates the rules every MQTT UTF-8 string obeys: well-formed UTF-8 (which excludes the
+/// surrogates U+D800..U+DFFF) [MQTT-1.5.4-1], no U+0000 [MQTT-1.5.4-2], at most 65,535 bytes.
+///
+/// Returns the byte offset and the rule of the first violation.
+pub(crate) fn check_mqtt_str(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+    if bytes.len() > MAX_STRING_LEN {
+        return Err((
+            MAX_STRING_LEN,
+            "string is longer than 65,535 bytes",
+            "[MQTT-1.5.4]",
+        ));
+    }
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err((
+            e.valid_up_to(),
+            "ill-formed UTF-8 (or an encoded surrogate)",
+            "[MQTT-1.5.4-1]",
+        ));
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err((at, "string contains U+0000", "[MQTT-1.5.4-2]"));
+    }
+    Ok(())
+}
+
+/// Checks topic-name rules on bytes already known to be a valid MQTT string.
+fn check_name_chars(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+    if bytes.is_empty() {
+        return Err((0, "topic name is empty", "[MQTT-4.7.3-1]"));
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == b'+' || b == b'#') {
+        return Err((
+            at,
+            "topic name contains a wildcard character",
+            "[MQTT-3.3.2-2]",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks topic-filter rules on bytes already known to be a valid MQTT string.
+fn check_filter_chars(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+    if bytes.is_empty() {
+        return Err((0, "topic filter is empty", "[MQTT-4.7.3-1]"));
+    }
+    let body = if let Some(rest) = bytes.strip_prefix(SHARE_PREFIX) {
+        // $share/{ShareName}/{filter} [MQTT-4.8.2-1], [MQTT-4.8.2-2]
+        let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+            return Err((
+                bytes.len(),
+                "shared subscription has no '/' and topic filter after the share name",
+                "[MQTT-4.8.2-2]",
+            ));
+        };
+        let group = rest.get(..slash).unwrap_or_default();
+        if group.is_empty() {
+            return Err((
+                SHARE_PREFIX.len(),
+                "shared subscription has an empty share name",
+                "[MQTT-4.8.2-1]",
+            ));
+        }
+        if let Some(at) = group.iter().position(|&b| b == b'+' || b == b'#') {
+            return Err((
+                SHARE_PREFIX.len() + at,
+                "share name contains a wildcard character",
+                "[MQTT-4.8.2-2]",
+            ));
+        }
+        let inner = rest.get(slash + 1..).unwrap_or_default();
+        if inner.is_empty() {
+            return Err((
+                bytes.len(),
+                "shared subscription has an empty topic filter",
+                "[MQTT-4.8.2-2]",
+            ));
+        }
+        let base = SHARE_PREFIX.len() + slash + 1;
+        return check_filter_levels(inner).map_err(|(at, d, r)| (base + at, d, r));
+    } else {
+        bytes
+    };
+    check_filter_levels(body)
+}
+
+fn check_filter_levels(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+    let mut level_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'/' => level_start = i + 1,
+            b'#' if i != level_start || i + 1 != bytes.len() => {
+                return Err((
+                    i,
+                    "'#' must be a whole level and the last character of the filter",
+                    "[MQTT-4.7.1-1]",
+                ));
+            }
+            b'+' => {
+                let ends_level = matches!(bytes.get(i + 1), None | Some(b'/'));
+                if i != level_start || !ends_level {
+                    return Err((i, "'+' must occupy a whole level", "[MQTT-4.7.1-2]"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+const SHARE_PREFIX: &[u8] = b"$share/";
+
+fn topic_error(
+    kind: &'static str,
+    (offset, detail, rule): (usize, &'static str, &'static str),
+) -> Error {
+    Error::InvalidTopic {
+        kind,
+        offset,
+        detail,
+        rule,
+    }
+}
+
+/// A validated topic name: non-empty UTF-8 without `+`, `#` or U+0000, at most 65,535 bytes.
+///
+/// ```
+/// use thingkit_mqtt::TopicName;
+/// let t = TopicName::new("sensors/42/temperature")?;
+/// assert_eq!(t.as_str(), "sensors/42/temperature");
+/// assert!(TopicName::new("sensors/+/temperature").is_err());
+/// # Ok::<(), thingkit_mqtt::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicName(Bytes);
+
+impl TopicName {
+    /// Validates and wraps `topic` (copying it once into a `Bytes`).
+    pub fn new(topic: &str) -> Result<Self, Error> {
+        Self::from_bytes(Bytes::copy_from_slice(topic.as_bytes()))
+    }
+
+    /// Validates bytes (for example a slice of a received buffer) as a topic name, without copying.
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        check_mqtt_str(&bytes).map_err(|e| topic_error("name", e))?;
+        check_name_chars(&bytes).map_err(|e| topic_error("name", e))?;
+        Ok(TopicName(bytes))
+    }
+
+    /// Wraps bytes whose validity the caller has checked with [`check_name_chars`] and
+    /// [`check_mqtt_str`].
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+        TopicName(bytes)
+    }
+
+    /// Validation used by the decoder: returns the in-topic offset, detail and rule on failure.
+    pub(crate) fn validate_wire(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+        check_mqtt_str(bytes)?;
+        check_name_chars(bytes)
+    }
+
+    /// The topic as a string slice.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("TopicName holds UTF-8 validated at construction")
+    }
+
+    /// The topic's bytes (UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The backing `Bytes` (shares memory; no copy).
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    /// Length in bytes.
+    #[allow(clippy::len_without_is_empty)] // a TopicName is never empty
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the topic starts with `$` (for example `$SYS/...`): such topics are not matched by
+    /// filters that start with `#` or `+` [MQTT-4.7.2-1].
+    pub fn is_dollar(&self) -> bool {
+        self.0.first() == Some(&b'$')
+    }
+
+    /// The topic levels (split on `/`; empty levels are kept).
+    pub fn levels(&self) -> impl Iterator<Item = &str> + '_ {
+        self.as_str().split('/')
+    }
+
+    /// Whether `filter` matches this topic (MQTT 5.0 §4.7), including the `$` rule. For a shared
+    /// subscription the inner filter is matched.
+    pub fn matches(&self, filter: &TopicFilter) -> bool {
+        filter.matches(self)
+    }
+}
+
+impl fmt::Debug for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for TopicName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl TryFrom<&str> for TopicName {
+    type Error = Error;
+    fn try_from(s: &str) -> Result<Self, Error> {
+        TopicName::new(s)
+    }
+}
+
+impl TryFrom<String> for TopicName {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        TopicName::from_bytes(Bytes::from(s))
+    }
+}
+
+/// A validated topic filter: like a topic name but `+` may fill a whole level and `#` may be the
+/// whole last level; `$share/{group}/{filter}` is a shared subscription.
+///
+/// ```
+/// use thingkit_mqtt::{TopicFilter, TopicName};
+/// let f = TopicFilter::new("sensors/+/temperature")?;
+/// assert!(f.matches(&TopicName::new("sensors/42/temperature")?));
+/// assert!(TopicFilter::new("sensors/#/temperature").is_err()); // [MQTT-4.7.1-1]
+/// assert!(TopicFilter::new("sensors+").is_err());               // [MQTT-4.7.1-2]
+/// let shared = TopicFilter::new("$share/workers/jobs/#")?;
+/// assert_eq!(shared.share_group(), Some("workers"));
+/// assert_eq!(shared.inner(), "jobs/#");
+/// # Ok::<(), thingkit_mqtt::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicFilter(Bytes);
+
+impl TopicFilter {
+    /// Validates and wraps `filter` (copying it once).
+    pub fn new(filter: &str) -> Result<Self, Error> {
+        Self::from_bytes(Bytes::copy_from_slice(filter.as_bytes()))
+    }
+
+    /// Validates bytes as a topic filter, without copying.
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        check_mqtt_str(&bytes).map_err(|e| topic_error("filter", e))?;
+        check_filter_chars(&bytes).map_err(|e| topic_error("filter", e))?;
+        Ok(TopicFilter(bytes))
+    }
+
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+        TopicFilter(bytes)
+    }
+
+    pub(crate) fn validate_wire(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+        check_mqtt_str(bytes)?;
+        check_filter_chars(bytes)
+    }
+
+    /// The whole filter as written (including any `$share/{group}/` prefix).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("TopicFilter holds UTF-8 validated at construction")
+    }
+
+    /// The filter's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The backing `Bytes` (shares memory; no copy).
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    /// The share name if this is a shared subscription `$share/{group}/{filter}`.
+    pub fn share_group(&self) -> Option<&str> {
+        let rest = self.as_str().strip_prefix("$share/")?;
+        rest.split('/').next()
+    }
+
+    /// Whether this is a shared subscription.
+    pub fn is_shared(&self) -> bool {
+        self.0.starts_with(SHARE_PREFIX)
+    }
+
+    /// The filter that topics are matched against: without the `$share/{group}/` prefix.
+    pub fn inner(&self) -> &str {
+        let s = self.as_str();
+        match s.strip_prefix("$share/") {
+            Some(rest) => rest.split_once('/').map(|(_, f)| f).unwrap_or_default(),
+            None => s,
+        }
+    }
+
+    /// Whether the filter contains `+` or `#`.
+    pub fn has_wildcards(&self) -> bool {
+        self.inner().bytes().any(|b| b == b'+' || b == b'#')
+    }
+
+    /// Whether this filter matches `topic` (MQTT 5.0 §4.7): `+` matches exactly one level (which
+    /// may be empty), `#` matches the parent level and any number of further levels, and a filter
+    /// starting with a wildcard does not match a topic starting with `$` [MQTT-4.7.2-1].
+    pub fn matches(&self, topic: &TopicName) -> bool {
+        let filter = self.inner().as_bytes();
+        let topic_bytes = topic.as_bytes();
+        if topic.is_dollar() && matches!(filter.first(), Some(b'+' | b'#')) {
+            return false;
+        }
+        let mut f_levels = filter.split(|&b| b == b'/');
+        let mut t_levels = topic_bytes.split(|&b| b == b'/');
+        loop {
+            match (f_levels.next(), t_levels.next()) {
+                (Some(b"#"), _) => return true,
+                (Some(b"+"), Some(_)) => {}
+                (Some(f), Some(t)) if f == t => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for TopicFilter {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl TryFrom<&str> for TopicFilter {
+    type Error = Error;
+    fn try_from(s: &str) -> Result<Self, Error> {
+        TopicFilter::new(s)
+    }
+}
+
+impl TryFrom<String> for TopicFilter {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        TopicFilter::from_bytes(Bytes::from(s))
+    }
+}
+
+/// A validated MQTT UTF-8 string (client identifier, user property, content type, ...): well-formed
+/// UTF-8, no U+0000, at most 65,535 bytes. `Bytes`-backed, so decoded strings share the packet's
+/// memory.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MqttStr(Bytes);
+
+impl MqttStr {
+    /// Validates and wraps `s` (copying it once).
+    pub fn new(s: &str) -> Result<Self, Error> {
+        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// Validates bytes as an MQTT string, without copying.
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        check_mqtt_str(&bytes).map_err(|(offset, detail, rule)| Error::Unencodable {
+            detail: format!("{detail} (at byte {offset})"),
+            rule,
+        })?;
+        Ok(MqttStr(bytes))
+    }
+
+    /// A string known at compile time. Panics if it breaks the MQTT string rules (contains
+    /// U+0000), which is a programming error.
+    pub fn from_static(s: &'static str) -> Self {
+        assert!(!s.contains('\0'), "MQTT strings must not contain U+0000");
+        assert!(
+            s.len() <= MAX_STRING_LEN,
+            "MQTT strings are at most 65,535 bytes"
+        );
+        MqttStr(Bytes::from_static(s.as_bytes()))
+    }
+
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+        MqttStr(bytes)
+    }
+
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("MqttStr holds UTF-8 validated at construction")
+    }
+
+    /// The string's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the string is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for MqttStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for MqttStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<&str> for MqttStr {
+    type Error = Error;
+    fn try_from(s: &str) -> Result<Self, Error> {
+        MqttStr::new(s)
+    }
+}
+
+impl TryFrom<String> for MqttStr {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        MqttStr::from_bytes(Bytes::from(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> TopicName {
+        TopicName::new(s).unwrap()
+    }
+    fn filter(s: &str) -> TopicFilter {
+        TopicFilter::new(s).unwrap()
+    }
+    fn rule_of(e: Error) -> &'static str {
+        e.rule().unwrap()
+    }
+
+    #[test]
+    fn rejects_topic_name_with_wildcards() {
+        assert_eq!(
+            rule_of(TopicName::new("a/+/b").unwrap_err()),
+            "[MQTT-3.3.2-2]"
+        );
+        assert_eq!(
+            rule_of(TopicName::new("a/#").unwrap_err()),
+            "[MQTT-3.3.2-2]"
+        );
+        assert_eq!(rule_of(TopicName::new("a+").unwrap_err()), "[MQTT-3.3.2-2]");
+    }
+
+    #[test]
+    fn rejects_empty_topic_name_and_filter() {
+        assert_eq!(rule_of(TopicName::new("").unwrap_err()), "[MQTT-4.7.3-1]");
+        assert_eq!(rule_of(TopicFilter::new("").unwrap_err()), "[MQTT-4.7.3-1]");
+    }
+
+    #[test]
+    fn rejects_nul_and_ill_formed_utf8() {
+        assert_eq!(
+            rule_of(TopicName::new("a\0b").unwrap_err()),
+            "[MQTT-1.5.4-2]"
+        );
+        // An encoded surrogate (U+D800 as CESU-style bytes) is ill-formed UTF-8.
+        let e = TopicName::from_bytes(Bytes::from_static(b"a\xED\xA0\x80")).unwrap_err();
+        assert_eq!(rule_of(e), "[MQTT-1.5.4-1]");
+        let e = TopicFilter::from_bytes(Bytes::from_static(b"\xC0\xAF")).unwrap_err();
+        assert_eq!(rule_of(e), "[MQTT-1.5.4-1]");
+    }
+
+    #[test]
+    fn rejects_topic_longer_than_65535_bytes() {
+        let long = "a".repeat(65_536);
+        assert_eq!(rule_of(TopicName::new(&long).unwrap_err()), "[MQTT-1.5.4]");
+        assert!(TopicName::new(&long[..65_535]).is_ok());
+    }
+
+    #[test]
+    fn rejects_misplaced_wildcards_in_filters() {
+        assert_eq!(
+            rule_of(TopicFilter::new("a/#/b").unwrap_err()),
+            "[MQTT-4.7.1-1]"
+        );
+        assert_eq!(
+            rule_of(TopicFilter::new("a#").unwrap_err()),
+            "[MQTT-4.7.1-1]"
+        );
+        assert_eq!(
+            rule_of(TopicFilter::new("a+").unwrap_err()),
+            "[MQTT-4.7.1-2]"
+        );
+        assert_eq!(
+            rule_of(TopicFilter::new("+a/b").unwrap_err()),
+            "[MQTT-4.7.1-2]"
+        );
+        for ok in ["#", "+", "a/#", "+/+", "/+/", "a//b", "/", "+/#", "$SYS/#"] {
+            assert!(TopicFilter::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn validates_shared_subscription_syntax() {
+        let f = filter("$share/g1/a/+/c");
+        assert!(f.is_shared());
+        assert_eq!(f.share_group(), Some("g1"));
+        assert_eq!(f.inner(), "a/+/c");
+        assert_eq!(
+            rule_of(TopicFilter::new("$share/g1").unwrap_err()),
+            "[MQTT-4.8.2-2]"
+        );
+        assert_eq!(
+            rule_of(TopicFilter::new("$share//a").unwrap_err()),
+            "[MQTT-4.8.2-1]"
+        );
+        assert_eq!(
+            rule_of(TopicFilter::new("$share/g+/a").unwrap_err()),
+            "[MQTT-4.8.2-2]"
+        );
+        assert_eq!(
+            rule_of(TopicFilter::new("$share/g/").unwrap_err()),
+            "[MQTT-4.8.2-2]"
+        );
+        assert_eq!(
+            rule_of(TopicFilter::new("$share/g/a#").unwrap_err()),
+            "[MQTT-4.7.1-1]"
+        );
+        assert!(!filter("$shared/x").is_shared());
+    }
+
+    #[test]
+    fn matches_wildcards_per_spec_examples() {
+        assert!(filter("sport/tennis/player1/#").matches(&name("sport/tennis/player1")));
+        assert!(filter("sport/tennis/player1/#").matches(&name("sport/tennis/player1/ranking")));
+        assert!(filter("sport/#").matches(&name("sport")));
+        assert!(filter("#").matches(&name("a/b/c")));
+        assert!(filter("sport/tennis/+").matches(&name("sport/tennis/player1")));
+        assert!(!filter("sport/tennis/+").matches(&name("sport/tennis/player1/ranking")));
+        assert!(!filter("sport/+").matches(&name("sport")));
+        assert!(filter("sport/+").matches(&name("sport/")));
+        assert!(filter("+/+").matches(&name("/finance")));
+        assert!(filter("/+").matches(&name("/finance")));
+        assert!(!filter("+").matches(&name("/finance")));
+        assert!(!filter("a/b").matches(&name("a/b/c")));
+        assert!(!filter("a/b/c").matches(&name("a/b")));
+    }
+
+    #[test]
+    fn leading_wildcards_do_not_match_dollar_topics() {
+        assert!(!filter("#").matches(&name("$SYS/uptime")));
+        assert!(!filter("+/uptime").matches(&name("$SYS/uptime")));
+        assert!(filter("$SYS/#").matches(&name("$SYS/uptime")));
+        assert!(filter("$SYS/+").matches(&name("$SYS/uptime")));
+        assert!(!filter("$share/g/#").matches(&name("$SYS/uptime")));
+        assert!(filter("$share/g/#").matches(&name("a/b")));
+    }
+}

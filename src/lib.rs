@@ -9,6 +9,7 @@
 //! | module | crate | cargo feature |
 //! |---|---|---|
 // FACADE-TABLE (one row per domain crate)
+//! | [`mqtt`] | `thingkit-mqtt` | `mqtt` |
 //! | [`policy`] | `thingkit-policy` | `policy` |
 //!
 //! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
@@ -16,6 +17,9 @@
 //! default. `ARCHITECTURE.md` at the repository root maps the crates and their boundaries.
 
 // FACADE-REEXPORTS (one `pub use` per domain crate, behind its feature)
+/// MQTT 3.1.1/5.0: strict zero-copy codec, topics, subscription index, topic aliases.
+#[cfg(feature = "mqtt")]
+pub use thingkit_mqtt as mqtt;
 /// AWS-IoT-compatible policy documents: strict parsing, validation, exact evaluation, explain.
 #[cfg(feature = "policy")]
 pub use thingkit_policy as policy;

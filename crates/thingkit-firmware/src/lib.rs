@@ -1,0 +1,123 @@
+//! # thingkit-firmware
+//!
+//! Signed firmware updates in the IETF SUIT format: an operator builds and signs a manifest
+//! (a SUIT envelope with COSE_Sign1 signatures), and a device verifies it — signatures first,
+//! then anti-rollback, vendor/class and size — and streams the image through a constant-memory,
+//! resumable digest check. Trust anchors rotate by signed, versioned sets, and a sans-IO state
+//! machine takes an update from download to a committed (or rolled-back) slot.
+//!
+//! ```
+//! use thingkit_firmware::{
+//!     EnvelopeBuilder, ImageVerifier, KeyType, ManifestBuilder, SigningKey, TrustAnchors, Uuid,
+//!     Verifier,
+//! };
+//!
+//! # fn main() -> Result<(), thingkit_firmware::Error> {
+//! let vendor: Uuid = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe".parse()?;
+//! let class: Uuid = "1492af14-2569-5e48-bf42-9b2d51f2ab45".parse()?;
+//! let image = vec![0x5a; 100_000];
+//!
+//! // Operator: build and sign.
+//! let key = SigningKey::generate(KeyType::P256)?;
+//! let manifest = ManifestBuilder::new(2)
+//!     .vendor_id(vendor)
+//!     .class_id(class)
+//!     .image(&image)
+//!     .uri("https://updates.example/fw-2.bin")
+//!     .build()?;
+//! let envelope = EnvelopeBuilder::new(manifest).sign(&[&key])?;
+//!
+//! // Device: authenticate, then check applicability, then stream the image.
+//! let verifier = Verifier::new(TrustAnchors::single(key.public_key().clone()));
+//! let verified = verifier.verify(&envelope)?;
+//! verified.check_sequence(1)?;
+//! verified.check_identity(&vendor, &class)?;
+//! let requirement = verified.image_requirement(1 << 20)?;
+//! let mut stream = ImageVerifier::new(requirement);
+//! for chunk in image.chunks(4096) {
+//!     stream.update(chunk)?;
+//! }
+//! assert_eq!(stream.finish()?.size, 100_000);
+//!
+//! // A replay of the same manifest is refused once sequence 2 is installed.
+//! assert!(verified.check_sequence(2).is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | *(none)* | — | everything above; the crate has no optional parts |
+//!
+//! ## Specifications
+//!
+//! - draft-ietf-suit-manifest (-33): envelope (section 8.2), authentication wrapper (8.3),
+//!   manifest (8.4: version 8.4.1, sequence number 8.4.2, common 8.4.5, severable members
+//!   8.4.11), commands and parameters (8.4.8–8.4.10), SUIT_Digest (10); the appendix examples 0,
+//!   1 and 2 are test vectors.
+//! - RFC 9019 (SUIT architecture: the update and secure-boot flow, A/B slots) and RFC 9124 (SUIT
+//!   information model: REQ.SEC.SEQUENCE, REQ.SEC.COMPATIBLE, REQ.SEC.AUTHENTIC,
+//!   REQ.SEC.AUTH.EXEC).
+//! - RFC 9052 sections 4.2 and 4.4 (COSE_Sign1, `Sig_structure`, detached payload); algorithms
+//!   ES256 (-7), ESP256 (-9), EdDSA (-8), Ed25519 (-19); SHA-256 (-16, RFC 9054).
+//! - RFC 8949 sections 4.2.1 (core deterministic encoding) and 5.6 (duplicate keys), enforced by
+//!   the [`cbor`] module.
+//!
+//! ## Security properties
+//!
+//! - **Authenticate, then decode.** [`Verifier::verify`] hashes and checks signatures over the
+//!   exact received bytes before it decodes the manifest; a [`Verified`] value exists only after
+//!   that, with the distinct signer keys that met the threshold.
+//! - **Strict input.** Every decoder takes limits ([`Limits`], [`cbor::DecodeLimits`]), never
+//!   panics, allocates only after checking declared lengths against the input, and is fuzzed.
+//! - **No rollback.** Sequence numbers must strictly increase; trust-anchor sets must advance by
+//!   exactly one version, signed by thresholds of both the old and the new keys.
+//!
+//! Not supported (refused with an error): COSE_Sign / COSE_Mac authentication blocks, digest
+//! algorithms other than SHA-256, manifest elements outside the draft's core registry, and
+//! evaluation of try-each branches when reading parameters.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cbor;
+pub mod cose;
+pub mod envelope;
+mod error;
+pub mod image;
+pub mod key;
+pub mod manifest;
+pub mod trust;
+pub mod update;
+
+pub use envelope::{
+    DeviceProfile, Envelope, EnvelopeBuilder, ImageRequirement, Inspection, Limits, Verified,
+    Verifier, inspect,
+};
+pub use error::{CborError, Error, Result};
+pub use image::{ImageCheckpoint, ImageVerifier, VerifiedImage};
+pub use key::{Algorithm, KeyId, KeyType, PublicKey, SigningKey};
+pub use manifest::{ComponentId, Manifest, ManifestBuilder, Severable, SuitDigest, Uuid};
+pub use trust::{TrustAnchors, TrustStore};
+pub use update::{BootDecision, DeviceIdentity, Phase, Slot, UpdateMachine, UpdateState};
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex is valid"))
+        .collect()
+}

@@ -7,6 +7,8 @@
 //!   stderr), 2 on a usage error (clap's own exit code);
 //! - machine-readable output is JSON (one object, or JSON lines for streams) on stdout.
 
+mod policy;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +26,9 @@ struct Cli {
 enum Command {
     /// Print the crates this build of thingkit contains, with their versions.
     Crates,
+    /// AWS IoT policy documents: validate and lint, test requests.
+    #[command(subcommand)]
+    Policy(policy::Args),
 }
 
 /// A failure the user must act on: printed as one line on stderr, exit status 1.
@@ -39,6 +44,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Failure> = match cli.command {
+        Command::Policy(args) => policy::run(args),
         Command::Crates => {
             println!("thingkit-cli {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -92,4 +92,4 @@ pub use finding::{Code, Finding, Location, Severity};
 pub use glob::glob_match;
 pub use key::{CertPart, ContextKey, Select};
 pub use policy_set::{PolicySet, SetOptions};
-pub use request::Request;
+pub use request::{MAX_REQUEST_BYTES, Request};

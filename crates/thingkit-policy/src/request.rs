@@ -1,7 +1,12 @@
 //! Requests: an action on a resource ARN, built from broker events.
 
+use std::collections::BTreeMap;
+
 use crate::action::Action;
 use crate::arn::ArnPrefix;
+use crate::context::{Certificate, Context, Thing};
+use crate::date::parse_timestamp;
+use crate::error::Error;
 
 /// One authorization question: may the client perform `action` on `resource`?
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,5 +96,175 @@ impl ArnPrefix {
             Action::AssumeRoleWithCertificate,
             self.arn(&format!("rolealias/{role_alias}")),
         )
+    }
+}
+
+/// The JSON form of a request, as `thingkit policy test --request` reads it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestJson {
+    action: String,
+    resource: String,
+    #[serde(default)]
+    context: ContextJson,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ContextJson {
+    client_id: Option<String>,
+    source_ip: Option<String>,
+    domain_name: Option<String>,
+    thing: Option<ThingJson>,
+    certificate: Option<CertificateJson>,
+    #[serde(default)]
+    connect_attributes: Vec<String>,
+    last_will_topic: Option<String>,
+    current_time: Option<TimeJson>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThingJson {
+    name: String,
+    #[serde(rename = "type")]
+    thing_type: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    attached: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CertificateJson {
+    id: Option<String>,
+    serial_number: Option<String>,
+    #[serde(default)]
+    subject: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    issuer: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    subject_alternative_name: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    issuer_alternative_name: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum TimeJson {
+    Epoch(i64),
+    Text(String),
+}
+
+/// Maximum size of a request document in bytes.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+impl Request {
+    /// Reads a request and its context from JSON:
+    ///
+    /// ```json
+    /// {"action": "iot:Publish", "resource": "arn:aws:iot:us-east-1:123456789012:topic/a/b",
+    ///  "context": {"clientId": "c1", "sourceIp": "10.0.0.1", "domainName": "d.example",
+    ///   "thing": {"name": "t1", "type": "sensor", "attributes": {"floor": "3"}, "attached": true},
+    ///   "certificate": {"id": "abc", "serialNumber": "01", "subject": {"CommonName": ["c1"]},
+    ///    "issuer": {}, "subjectAlternativeName": {"DNSName": ["c1.example"]},
+    ///    "issuerAlternativeName": {}},
+    ///   "connectAttributes": ["PersistentConnect"], "lastWillTopic": "lwt/c1",
+    ///   "currentTime": "2026-01-01T00:00:00Z"}}
+    /// ```
+    ///
+    /// Every context field is optional; unknown fields and duplicate keys are errors; the action
+    /// name is case-insensitive; `currentTime` is ISO 8601 or epoch seconds.
+    pub fn from_json(text: &str) -> Result<(Request, Context), Error> {
+        let invalid = |path: &str, message: String| Error::InvalidRequest {
+            path: path.to_owned(),
+            message,
+        };
+        if text.len() > MAX_REQUEST_BYTES {
+            return Err(invalid(
+                "$",
+                format!("request is larger than {MAX_REQUEST_BYTES} bytes"),
+            ));
+        }
+        let r: RequestJson = serde_json::from_str(text).map_err(|e| {
+            invalid(
+                "$",
+                format!("{e} (line {}, column {})", e.line(), e.column()),
+            )
+        })?;
+        let action = Action::from_name(&r.action).ok_or_else(|| {
+            invalid(
+                "$.action",
+                format!("`{}` is not an AWS IoT data-plane action", r.action),
+            )
+        })?;
+        let c = r.context;
+        let current_time = match c.current_time {
+            None => None,
+            Some(TimeJson::Epoch(t)) => Some(t),
+            Some(TimeJson::Text(t)) => Some(parse_timestamp(&t).ok_or_else(|| {
+                invalid(
+                    "$.context.currentTime",
+                    format!("`{t}` is not an ISO 8601 date-time or epoch seconds"),
+                )
+            })?),
+        };
+        let ctx = Context {
+            client_id: c.client_id,
+            source_ip: c.source_ip,
+            domain_name: c.domain_name,
+            thing: c.thing.map(|t| Thing {
+                name: t.name,
+                thing_type: t.thing_type,
+                attributes: t.attributes,
+                attached: t.attached,
+            }),
+            certificate: c.certificate.map(|x| Certificate {
+                id: x.id,
+                serial_number: x.serial_number,
+                subject: x.subject,
+                issuer: x.issuer,
+                subject_alt_name: x.subject_alternative_name,
+                issuer_alt_name: x.issuer_alternative_name,
+            }),
+            connect_attributes: c.connect_attributes,
+            last_will_topic: c.last_will_topic,
+            current_time,
+        };
+        Ok((Request::new(action, r.resource), ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_full_request_document() {
+        let (req, ctx) = Request::from_json(
+            r#"{"action": "IOT:publish", "resource": "arn:aws:iot:r:1:topic/a",
+                "context": {"clientId": "c", "thing": {"name": "t", "attached": true},
+                "certificate": {"subject": {"CommonName": ["c"]}},
+                "connectAttributes": ["LastWill"], "currentTime": "1970-01-02"}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.action(), Action::Publish);
+        assert_eq!(ctx.client_id.as_deref(), Some("c"));
+        assert!(ctx.thing.as_ref().unwrap().attached);
+        assert_eq!(ctx.current_time, Some(86_400));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_duplicates_and_actions() {
+        for bad in [
+            r#"{"action": "iot:Publish", "resource": "x", "extra": 1}"#,
+            r#"{"action": "iot:Publish", "action": "iot:Publish", "resource": "x"}"#,
+            r#"{"action": "iot:Fly", "resource": "x"}"#,
+            r#"{"action": "iot:Publish", "resource": "x", "context": {"clientid": "c"}}"#,
+            r#"{"action": "iot:Publish", "resource": "x", "context": {"currentTime": "soon"}}"#,
+        ] {
+            assert!(Request::from_json(bad).is_err(), "{bad}");
+        }
     }
 }

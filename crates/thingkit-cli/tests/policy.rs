@@ -1,0 +1,278 @@
+//! Integration tests of `thingkit policy validate` and `thingkit policy test`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn thingkit(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the thingkit binary runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())
+            .expect("stdin accepts the request");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("thingkit finishes")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("temp file is writable");
+    p
+}
+
+const DEVICE: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Sid": "Pub", "Effect": "Allow", "Action": "iot:Publish",
+     "Resource": "arn:aws:iot:us-east-1:123456789012:topic/dev/${iot:ClientId}/*"}
+  ]
+}"#;
+
+const DENY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": {"Sid": "NoAdmin", "Effect": "Deny", "Action": "iot:Publish",
+    "Resource": "arn:aws:iot:us-east-1:123456789012:topic/dev/*/admin"}
+}"#;
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn validate_accepts_a_clean_policy_with_exit_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "device.json", DEVICE);
+    let o = thingkit(&["policy", "validate", p.to_str().unwrap()], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn validate_reports_errors_with_file_line_column_and_exit_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "bad.json",
+        "{\n  \"Version\": \"2012-10-17\",\n  \"Version\": \"2012-10-17\",\n  \"Statement\": {\"Effect\": \"Allow\", \"Action\": \"iot:Publish\", \"Resource\": \"*\"}\n}",
+    );
+    let o = thingkit(&["policy", "validate", p.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("{}:3:3: error duplicate-key:", p.display())),
+        "{out}"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn validate_prints_warnings_but_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "lint.json",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Subscribe",
+            "Resource": "arn:aws:iot:us-east-1:123456789012:topicfilter/a/+/b"}]}"#,
+    );
+    let o = thingkit(&["policy", "validate", p.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("warning mqtt-wildcard-in-policy:"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn validate_reports_every_file_before_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.json", "{");
+    let b = write(dir.path(), "b.json", r#"{"Statement": []}"#);
+    let o = thingkit(
+        &[
+            "policy",
+            "validate",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("a.json:1:2: error json-syntax:"), "{out}");
+    assert!(out.contains("b.json:1:1: error missing-element:"), "{out}");
+    assert!(out.contains("b.json:1:15: error invalid-type:"), "{out}");
+}
+
+fn decision(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).expect("test prints JSON")
+}
+
+#[test]
+fn test_allows_and_names_the_determining_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "device.json", DEVICE);
+    let r = write(
+        dir.path(),
+        "req.json",
+        r#"{"action": "iot:Publish", "resource": "arn:aws:iot:us-east-1:123456789012:topic/dev/c1/temp",
+            "context": {"clientId": "c1"}}"#,
+    );
+    let o = thingkit(
+        &[
+            "policy",
+            "test",
+            "--policy",
+            p.to_str().unwrap(),
+            "--request",
+            r.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = decision(&o);
+    assert_eq!(v["decision"], "ALLOW");
+    assert_eq!(
+        v["determining"],
+        serde_json::json!([{"policy": "device", "statement": 0, "sid": "Pub"}])
+    );
+    assert_eq!(v["missing_context"], serde_json::json!([]));
+    assert!(v.get("explanation").is_none());
+}
+
+#[test]
+fn test_explicit_deny_wins_across_policies_reading_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "device.json", DEVICE);
+    let d = write(dir.path(), "deny.json", DENY);
+    let o = thingkit(
+        &[
+            "policy",
+            "test",
+            "--policy",
+            p.to_str().unwrap(),
+            "--policy",
+            d.to_str().unwrap(),
+            "--request",
+            "-",
+            "--explain",
+        ],
+        Some(
+            r#"{"action": "iot:Publish", "resource": "arn:aws:iot:us-east-1:123456789012:topic/dev/c1/admin",
+                "context": {"clientId": "c1"}}"#,
+        ),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = decision(&o);
+    assert_eq!(v["decision"], "EXPLICIT_DENY");
+    assert_eq!(v["determining"][0]["policy"], "deny");
+    assert_eq!(v["determining"][0]["sid"], "NoAdmin");
+    let explained = v["explanation"].as_array().expect("explanation is a list");
+    assert_eq!(explained.len(), 2);
+    assert!(explained.iter().all(|s| s["applies"] == true));
+}
+
+#[test]
+fn test_reports_missing_context_on_implicit_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "device.json", DEVICE);
+    let o = thingkit(
+        &[
+            "policy",
+            "test",
+            "--policy",
+            p.to_str().unwrap(),
+            "--request",
+            "-",
+        ],
+        Some(
+            r#"{"action": "iot:Publish", "resource": "arn:aws:iot:us-east-1:123456789012:topic/dev/c1/x"}"#,
+        ),
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let v = decision(&o);
+    assert_eq!(v["decision"], "IMPLICIT_DENY");
+    assert_eq!(v["determining"], serde_json::json!([]));
+    assert_eq!(v["missing_context"], serde_json::json!(["iot:ClientId"]));
+}
+
+#[test]
+fn test_rejects_an_invalid_policy_with_one_line_and_exit_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "bad.json",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "allow", "Action": "iot:Connect", "Resource": "*"}]}"#,
+    );
+    let r = write(
+        dir.path(),
+        "req.json",
+        r#"{"action": "iot:Connect", "resource": "*"}"#,
+    );
+    let o = thingkit(
+        &[
+            "policy",
+            "test",
+            "--policy",
+            p.to_str().unwrap(),
+            "--request",
+            r.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bad.json:1:52: error invalid-effect"), "{err}");
+}
+
+#[test]
+fn test_rejects_a_malformed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "device.json", DEVICE);
+    let o = thingkit(
+        &[
+            "policy",
+            "test",
+            "--policy",
+            p.to_str().unwrap(),
+            "--request",
+            "-",
+        ],
+        Some(r#"{"action": "iot:Teleport", "resource": "*"}"#),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("iot:Teleport"));
+}
+
+#[test]
+fn missing_arguments_are_usage_errors() {
+    let o = thingkit(&["policy", "test", "--request", "-"], None);
+    assert_eq!(o.status.code(), Some(2));
+}

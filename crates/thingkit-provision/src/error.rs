@@ -1,0 +1,144 @@
+//! The one error type of this crate.
+
+use crate::certificate::CertificateStatus;
+
+/// Everything that can go wrong while issuing, registering, storing or authenticating.
+///
+/// Variants carry what the caller needs to act: the limit that was exceeded, the AWS rule that was
+/// broken, the state a certificate was in.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is larger than the configured limit.
+    #[error("{what} is {actual} bytes, more than the limit of {limit} bytes")]
+    TooLarge {
+        /// What was too large ("CSR", "certificate", ...).
+        what: &'static str,
+        /// Its size in bytes.
+        actual: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// PEM input could not be decoded, or had an unexpected label.
+    #[error("bad PEM: {0}")]
+    Pem(String),
+    /// DER input is not a well-formed structure of the expected kind.
+    #[error("malformed {what}: {detail}")]
+    Malformed {
+        /// The structure ("CSR", "certificate", "private key", ...).
+        what: &'static str,
+        /// What the parser reported.
+        detail: String,
+    },
+    /// The CSR's signature does not verify with the CSR's own public key (RFC 2986 §3: proof of
+    /// possession).
+    #[error("the CSR signature does not verify with its public key (RFC 2986 section 3)")]
+    BadCsrSignature,
+    /// The CSR is signed with SHA-1, which is refused.
+    #[error("the CSR is signed with SHA-1, which is refused")]
+    Sha1Refused,
+    /// The CSR signature's hash does not match the key's curve (P-256 needs SHA-256, P-384 needs
+    /// SHA-384), so the certificate would be mislabelled.
+    #[error("the CSR signature algorithm {signature} does not match the {key} key")]
+    CurveHashMismatch {
+        /// The key type found in the CSR.
+        key: &'static str,
+        /// The signature algorithm the CSR used.
+        signature: String,
+    },
+    /// The key type or signature algorithm is not accepted.
+    #[error("unsupported key or algorithm: {0}")]
+    UnsupportedKey(String),
+    /// An RSA key is shorter than the minimum.
+    #[error("RSA key has {bits} bits, fewer than the minimum of {minimum}")]
+    RsaKeyTooSmall {
+        /// The key's modulus size.
+        bits: usize,
+        /// The minimum accepted size.
+        minimum: usize,
+    },
+    /// A subject name from the CSR or the caller was refused by the issuance profile.
+    #[error("subject name refused: {0}")]
+    BadSubject(String),
+    /// The issuance profile is inconsistent (e.g. a validity of zero days).
+    #[error("bad issuance profile: {0}")]
+    BadProfile(String),
+    /// The CA material is unusable (not a CA certificate, key does not match, ...).
+    #[error("bad CA: {0}")]
+    BadCa(String),
+    /// Certificate generation failed inside rcgen.
+    #[error("certificate generation failed: {0}")]
+    Generation(String),
+    /// A name (thing, type, group, policy) breaks the AWS naming rules.
+    #[error("invalid {kind} name {name:?}: {rule}")]
+    InvalidName {
+        /// The kind of name ("thing", "thing type", ...).
+        kind: &'static str,
+        /// The rejected name.
+        name: String,
+        /// The rule it broke.
+        rule: &'static str,
+    },
+    /// An AWS registry limit was exceeded.
+    #[error("limit exceeded: {what} (limit {limit})")]
+    LimitExceeded {
+        /// What was counted.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// A referenced resource does not exist (AWS `ResourceNotFoundException`).
+    #[error("{kind} {id:?} not found")]
+    NotFound {
+        /// The kind of resource.
+        kind: &'static str,
+        /// Its name or ID.
+        id: String,
+    },
+    /// The resource already exists (AWS `ResourceAlreadyExistsException`).
+    #[error("{kind} {id:?} already exists")]
+    AlreadyExists {
+        /// The kind of resource.
+        kind: &'static str,
+        /// Its name or ID.
+        id: String,
+    },
+    /// The operation conflicts with the resource's state (AWS `InvalidRequestException`,
+    /// `DeleteConflictException`, `CertificateStateException`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A certificate status transition that the AWS state machine does not allow.
+    #[error("certificate status cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// The current status.
+        from: CertificateStatus,
+        /// The requested status.
+        to: CertificateStatus,
+    },
+    /// A policy document was refused by `thingkit-policy`.
+    #[error("policy {name:?}: {detail}")]
+    Policy {
+        /// The policy name.
+        name: String,
+        /// What the policy validator reported.
+        detail: String,
+    },
+    /// A peer presented no certificate, an unknown one, or one that may not connect.
+    #[error("authentication refused: {0}")]
+    Unauthenticated(String),
+    /// Building the TLS configuration failed.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// The registry store failed; the operation was not acknowledged.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl From<rcgen::Error> for Error {
+    fn from(e: rcgen::Error) -> Self {
+        Error::Generation(e.to_string())
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,93 @@
+//! Device provisioning with the AWS IoT Core model: a certificate authority with a strict
+//! issuance profile, AWS certificate IDs, a registry of things, certificates, CA certificates and
+//! policies with the AWS state machine and limits, durable storage, and mTLS identity.
+//! An operator's mental model, IDs and state machine carry over from AWS IoT unchanged.
+//!
+//! ```
+//! use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
+//! use thingkit_provision::certificate::{CaStatus, CertificateStatus};
+//! use thingkit_provision::registry::{PolicyTarget, Registry};
+//!
+//! # fn main() -> thingkit_provision::Result<()> {
+//! // A CA, and a device key + certificate made in one step (AWS CreateKeysAndCertificate).
+//! let ca = CertificateAuthority::create_root(&CaOptions::default())?;
+//! let device = ca.create_keys_and_certificate("sensor-1", KeyType::P256)?;
+//!
+//! // Register the CA, the certificate, a thing and a policy, then attach them.
+//! let mut registry = Registry::in_memory();
+//! registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
+//! let id = registry.register_certificate(&device.certificate.der, CertificateStatus::Active)?;
+//! registry.create_thing("sensor-1", None, &[("site", "berlin")])?;
+//! registry.attach_thing_principal("sensor-1", &id, true)?;
+//! registry.create_policy("telemetry", r#"{"Version":"2012-10-17","Statement":[
+//!     {"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)?;
+//! registry.attach_policy("telemetry", &PolicyTarget::Certificate(id))?;
+//!
+//! // What a broker does after the TLS handshake with the device's certificate.
+//! let identity = registry.authenticate(&[&device.certificate.der])?;
+//! assert_eq!(identity.thing.as_deref(), Some("sensor-1"));
+//! assert_eq!(&*identity.policies[0].name, "telemetry");
+//!
+//! // Revoking it ends its ACTIVE state: authentication now fails.
+//! registry.update_certificate(&id, CertificateStatus::Revoked)?;
+//! assert!(registry.authenticate(&[&device.certificate.der]).is_err());
+//! # Ok(()) }
+//! ```
+//!
+//! # Modules
+//!
+//! - [`authority`]: create or load a CA, issue device certificates from CSRs, create keys and
+//!   certificates, sign CRLs.
+//! - [`request`]: CSR parsing with limits, key-type checks and proof of possession.
+//! - [`certificate`]: [`CertificateId`](certificate::CertificateId) and the six AWS statuses.
+//! - [`registry`]: things, thing types, groups, certificates, CAs, policies, attachments,
+//!   events and [`authenticate`](registry::Registry::authenticate).
+//! - [`store`]: the [`RegistryStore`](store::RegistryStore) trait, the in-memory store and (with
+//!   `redb-store`) the durable [`RedbStore`](store::RedbStore).
+//! - [`identity`]: the rustls `ServerConfig` builder for device mTLS.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `redb-store` | yes | [`store::RedbStore`], a crash-safe store on the pure-Rust `redb` database |
+//!
+//! # Specifications
+//!
+//! - RFC 2986 (PKCS #10) §3 and §4: CSR structure and proof-of-possession signature.
+//! - RFC 5280 §4.1.2.2 (serial number), §4.1.2.5 (validity), §4.2.1.1 (authority key
+//!   identifier), §4.2.1.2 (subject key identifier), §4.2.1.3 (key usage), §4.2.1.9 (basic
+//!   constraints), §4.2.1.12 (extended key usage), §5 (CRLs).
+//! - RFC 5480 §2.1.1 (named curves) and RFC 5758 §3.2 (ECDSA with SHA-2 signatures).
+//! - RFC 7468: PEM encoding.
+//! - RFC 8446 §4.4.2 / RFC 5246 §7.4.6: client certificate authentication (through rustls).
+//! - AWS IoT Core: certificate IDs, certificate and CA statuses (`UpdateCertificate`,
+//!   `UpdateCACertificate`, transfers), registry limits (thing names, attributes, thing groups),
+//!   policy versions, `AttachThingPrincipal` with `EXCLUSIVE_THING`, just-in-time registration.
+//!
+//! # What is not supported, and why
+//!
+//! - Device keys other than P-256, P-384 and RSA 2048-8192 (Ed25519 device certificates are
+//!   not accepted by AWS IoT either; a CA may use Ed25519).
+//! - Dynamic thing groups, fleet indexing and jobs: out of scope for provisioning.
+//! - Certificates registered without a CA cannot pass the mTLS handshake built here, because
+//!   the TLS layer needs a trust anchor; they can still be authenticated by an endpoint that
+//!   verifies them another way.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod authority;
+pub mod certificate;
+#[cfg(feature = "redb-store")]
+mod durable;
+pub mod error;
+pub mod identity;
+pub mod name;
+pub mod pem;
+pub mod policy;
+pub mod registry;
+pub mod request;
+pub mod store;
+
+pub use error::{Error, Result};

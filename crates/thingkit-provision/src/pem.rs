@@ -1,0 +1,172 @@
+//! A strict, bounded PEM codec (RFC 7468) for certificates, CSRs, keys and CRLs.
+
+use crate::error::{Error, Result};
+
+/// Returns the DER inside the first PEM block of `input` if it is PEM text (starts with
+/// `-----BEGIN`, after optional whitespace) and the label is one of `labels`; otherwise returns
+/// `input` unchanged as DER.
+pub(crate) fn decode_if_pem(input: &[u8], labels: &[&str]) -> Result<Vec<u8>> {
+    let trimmed = input.trim_ascii_start();
+    if !trimmed.starts_with(b"-----BEGIN") {
+        return Ok(input.to_vec());
+    }
+    let text = std::str::from_utf8(trimmed).map_err(|_| Error::Pem("not UTF-8".into()))?;
+    let blocks = decode_blocks(text)?;
+    let Some((label, der)) = blocks.into_iter().next() else {
+        return Err(Error::Pem("no PEM block".into()));
+    };
+    if !labels.contains(&label.as_str()) {
+        return Err(Error::Pem(format!(
+            "label {label:?}, expected {}",
+            labels.join(" or ")
+        )));
+    }
+    Ok(der)
+}
+
+/// Decodes every PEM block in `text`, in order, as `(label, der)` pairs. Text outside blocks is
+/// ignored (RFC 7468 §2 explanatory text).
+pub fn decode_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((n, line)) = lines.next() {
+        let line = line.trim_end();
+        let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        else {
+            continue;
+        };
+        let end = format!("-----END {label}-----");
+        let mut b64 = String::new();
+        let mut closed = false;
+        for (_, body) in lines.by_ref() {
+            let body = body.trim();
+            if body == end {
+                closed = true;
+                break;
+            }
+            b64.push_str(body);
+        }
+        if !closed {
+            return Err(Error::Pem(format!(
+                "block {label:?} opened on line {} is not closed",
+                n + 1
+            )));
+        }
+        out.push((label.to_owned(), base64_decode(&b64)?));
+    }
+    Ok(out)
+}
+
+/// Encodes DER as a PEM block with 64-character lines and a trailing newline.
+pub fn encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64_encode(der);
+    let mut s = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    s.push_str("-----BEGIN ");
+    s.push_str(label);
+    s.push_str("-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str("-----END ");
+    s.push_str(label);
+    s.push_str("-----\n");
+    s
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_value(c: u8) -> Option<u32> {
+    match c {
+        b'A'..=b'Z' => Some(u32::from(c - b'A')),
+        b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+        b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+fn base64_decode(s: &str) -> Result<Vec<u8>> {
+    let bytes = s.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return Err(Error::Pem("base64 length is not a multiple of 4".into()));
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    let quads = bytes.len() / 4;
+    for (q, quad) in bytes.chunks_exact(4).enumerate() {
+        let last = q + 1 == quads;
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return Err(Error::Pem("misplaced base64 padding".into()));
+        }
+        let mut n = 0u32;
+        for &c in quad.get(..4 - pad).unwrap_or_default() {
+            let v = base64_value(c).ok_or_else(|| {
+                Error::Pem(format!("invalid base64 character {:?}", char::from(c)))
+            })?;
+            n = n << 6 | v;
+        }
+        n <<= 6 * pad as u32;
+        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(decoded.get(..3 - pad).unwrap_or_default());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pem_round_trips_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let text = encode("CERTIFICATE", &data);
+            let blocks = decode_blocks(&text).unwrap();
+            prop_assert_eq!(blocks, vec![("CERTIFICATE".to_string(), data)]);
+        }
+
+        #[test]
+        fn pem_decoder_never_panics(text in "\\PC{0,300}") {
+            let _ = decode_blocks(&text);
+        }
+    }
+
+    #[test]
+    fn rejects_unclosed_block_and_bad_padding() {
+        assert!(decode_blocks("-----BEGIN X-----\nAAAA\n").is_err());
+        assert!(decode_blocks("-----BEGIN X-----\nA=AA\n-----END X-----\n").is_err());
+        assert!(decode_blocks("-----BEGIN X-----\nAA==AAAA\n-----END X-----\n").is_err());
+    }
+
+    #[test]
+    fn decode_if_pem_refuses_the_wrong_label() {
+        let text = encode("PRIVATE KEY", b"abc");
+        assert!(decode_if_pem(text.as_bytes(), &["CERTIFICATE REQUEST"]).is_err());
+        assert_eq!(decode_if_pem(b"\x30\x00", &["X"]).unwrap(), b"\x30\x00");
+    }
+}

@@ -1,0 +1,1650 @@
+//! The device registry: things, thing types, thing groups, certificates, CA certificates, policies
+//! and their attachments, with the AWS IoT Core rules and limits.
+//!
+//! The working state lives in memory (hash maps keyed by name or [`CertificateId`]), so
+//! [`Registry::authenticate`] and [`Registry::effective_policies`] are a digest and a few lookups.
+//! Every change is written through the [`RegistryStore`] before it is acknowledged: a mutating
+//! method returns `Ok` only after the store committed it. [`Registry::batch`] groups many changes
+//! into one atomic commit; if the closure or the commit fails, the in-memory state is rolled back
+//! and nothing is written.
+//!
+//! Every mutation validates first and writes second, so a refused operation changes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use x509_parser::prelude::FromDer;
+
+use crate::authority::RevokedSerial;
+use crate::certificate::{CaStatus, CertificateId, CertificateStatus};
+use crate::error::{Error, Result};
+use crate::name::{
+    check_attribute_name, check_attribute_value, check_policy_name, check_thing_name,
+};
+use crate::policy::{PolicyVersion, StoredPolicy};
+use crate::store::{MemoryStore, RegistryStore, StoreOp};
+
+/// The AWS IoT registry limits. The defaults are AWS's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// Attributes on a thing without a thing type. AWS: 3.
+    pub max_attributes_without_type: usize,
+    /// Attributes on a thing with a thing type. AWS: 50.
+    pub max_attributes_with_type: usize,
+    /// Static thing groups a thing may belong to. AWS: 10.
+    pub max_groups_per_thing: usize,
+    /// Depth of a thing group hierarchy (a root group has depth 1). AWS: 7.
+    pub max_group_depth: usize,
+    /// Versions of one policy. AWS: 5.
+    pub max_policy_versions: usize,
+    /// Policies attached to one certificate or thing group. AWS: 10.
+    pub max_policies_per_target: usize,
+    /// Largest certificate accepted for registration, in bytes (PEM or DER). Default 16 KiB.
+    pub max_certificate_len: usize,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        RegistryLimits {
+            max_attributes_without_type: 3,
+            max_attributes_with_type: 50,
+            max_groups_per_thing: 10,
+            max_group_depth: 7,
+            max_policy_versions: 5,
+            max_policies_per_target: 10,
+            max_certificate_len: 16 * 1024,
+        }
+    }
+}
+
+/// A thing (device) in the registry. Its name is the map key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thing {
+    /// The thing type, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thing_type: Option<Box<str>>,
+    /// Attributes (name to value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<Box<str>, Box<str>>,
+    /// The static thing groups it belongs to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Box<str>>,
+    /// Incremented on every update (AWS `version`).
+    pub version: u64,
+}
+
+/// A thing type.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingType {
+    /// A description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Box<str>>,
+    /// Deprecated types cannot be given to things; only deprecated types can be deleted.
+    pub deprecated: bool,
+}
+
+/// A static thing group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingGroup {
+    /// The parent group, if this is not a root group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<str>>,
+    /// Policies attached to the group (inherited by child groups' things).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Box<str>>,
+}
+
+/// A certificate's attachment to a thing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingAttachment {
+    /// The thing name.
+    pub thing: Box<str>,
+    /// `EXCLUSIVE_THING`: the certificate may be attached to this thing only.
+    #[serde(default)]
+    pub exclusive: bool,
+}
+
+/// A registered device certificate (its PEM is kept in the store, not in memory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// Its status.
+    pub status: CertificateStatus,
+    /// The registered CA that signed it, or `None` if registered without a CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CertificateId>,
+    /// Serial number (big-endian magnitude), for CRLs.
+    pub serial: Box<[u8]>,
+    /// `notAfter` as a Unix timestamp.
+    pub not_after: i64,
+    /// When it was revoked, as a Unix timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+    /// Things it is attached to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub things: Vec<ThingAttachment>,
+    /// Policies attached to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Box<str>>,
+}
+
+/// A registered CA certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaCertificate {
+    /// ACTIVE or INACTIVE.
+    pub status: CaStatus,
+    /// Whether unknown certificates it signed are registered as PENDING_ACTIVATION on first
+    /// connect ([`Registry::auto_register`]).
+    pub auto_registration: bool,
+    /// The CA certificate's DER.
+    #[serde(with = "der_as_pem")]
+    pub der: Arc<[u8]>,
+}
+
+mod der_as_pem {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(der: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::pem::encode("CERTIFICATE", der))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+        let text = String::deserialize(d)?;
+        let der = crate::pem::decode_if_pem(text.as_bytes(), &["CERTIFICATE"])
+            .map_err(serde::de::Error::custom)?;
+        Ok(der.into())
+    }
+}
+
+/// Something a policy can be attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyTarget {
+    /// A certificate (principal).
+    Certificate(CertificateId),
+    /// A static thing group (its things and those of its descendants inherit the policy).
+    ThingGroup(String),
+}
+
+/// A change a broker must react to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryEvent {
+    /// A certificate left ACTIVE: disconnect every session that authenticated with it.
+    CertificateDeactivated {
+        /// The certificate.
+        certificate_id: CertificateId,
+        /// Its new status.
+        status: CertificateStatus,
+    },
+    /// A CA certificate became INACTIVE: disconnect every session whose certificate it signed,
+    /// and rebuild the TLS server configuration.
+    CaDeactivated {
+        /// The CA certificate.
+        ca_certificate_id: CertificateId,
+    },
+}
+
+/// A policy in effect for a certificate: its name and its default version.
+#[derive(Clone, Debug)]
+pub struct EffectivePolicy {
+    /// The policy name.
+    pub name: Arc<str>,
+    /// The default version.
+    pub version: Arc<PolicyVersion>,
+}
+
+/// Who a TLS peer is: the result of [`Registry::authenticate`].
+#[derive(Clone, Debug)]
+pub struct DeviceIdentity {
+    /// The certificate ID.
+    pub certificate_id: CertificateId,
+    /// The certificate status (always ACTIVE for an authenticated peer).
+    pub status: CertificateStatus,
+    /// The CA that signed the certificate, if it was registered with one.
+    pub ca_certificate_id: Option<CertificateId>,
+    /// The thing the certificate is attached to (the exclusive one, or the first), if any.
+    pub thing: Option<Arc<str>>,
+    /// Every thing the certificate is attached to.
+    pub things: Vec<Arc<str>>,
+    /// The policies in effect (certificate's, then thing groups' and their ancestors').
+    pub policies: Vec<EffectivePolicy>,
+}
+
+type Listener = Box<dyn Fn(&RegistryEvent) + Send + Sync>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Thing(Box<str>),
+    Type(Box<str>),
+    Group(Box<str>),
+    Cert(CertificateId),
+    CertPem(CertificateId),
+    Ca(CertificateId),
+    Policy(Box<str>),
+}
+
+impl Key {
+    fn encode(&self) -> String {
+        match self {
+            Key::Thing(n) => format!("thing/{n}"),
+            Key::Type(n) => format!("type/{n}"),
+            Key::Group(n) => format!("group/{n}"),
+            Key::Cert(id) => format!("cert/{id}"),
+            Key::CertPem(id) => format!("certpem/{id}"),
+            Key::Ca(id) => format!("ca/{id}"),
+            Key::Policy(n) => format!("policy/{n}"),
+        }
+    }
+
+    fn decode(s: &str) -> Result<Key> {
+        let bad = || Error::Store(format!("unknown record key {s:?}"));
+        let (prefix, rest) = s.split_once('/').ok_or_else(bad)?;
+        Ok(match prefix {
+            "thing" => Key::Thing(rest.into()),
+            "type" => Key::Type(rest.into()),
+            "group" => Key::Group(rest.into()),
+            "cert" => Key::Cert(rest.parse()?),
+            "certpem" => Key::CertPem(rest.parse()?),
+            "ca" => Key::Ca(rest.parse()?),
+            "policy" => Key::Policy(rest.into()),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Value {
+    Thing(Thing),
+    Type(ThingType),
+    Group(ThingGroup),
+    Cert(Certificate),
+    CertPem(String),
+    Ca(CaCertificate),
+    Policy(StoredPolicy),
+}
+
+impl Value {
+    fn encode(&self) -> Result<Vec<u8>> {
+        let r = match self {
+            Value::Thing(v) => serde_json::to_vec(v),
+            Value::Type(v) => serde_json::to_vec(v),
+            Value::Group(v) => serde_json::to_vec(v),
+            Value::Cert(v) => serde_json::to_vec(v),
+            Value::CertPem(pem) => return Ok(pem.as_bytes().to_vec()),
+            Value::Ca(v) => serde_json::to_vec(v),
+            Value::Policy(v) => serde_json::to_vec(v),
+        };
+        r.map_err(|e| Error::Store(format!("encoding a record: {e}")))
+    }
+
+    fn decode(key: &Key, bytes: &[u8]) -> Result<Value> {
+        fn json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
+            serde_json::from_slice(b).map_err(|e| Error::Store(format!("decoding a record: {e}")))
+        }
+        Ok(match key {
+            Key::Thing(_) => Value::Thing(json(bytes)?),
+            Key::Type(_) => Value::Type(json(bytes)?),
+            Key::Group(_) => Value::Group(json(bytes)?),
+            Key::Cert(_) => Value::Cert(json(bytes)?),
+            Key::CertPem(_) => Value::CertPem(
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| Error::Store("certificate PEM is not UTF-8".into()))?,
+            ),
+            Key::Ca(_) => Value::Ca(json(bytes)?),
+            Key::Policy(_) => Value::Policy(StoredPolicy::revalidate(json(bytes)?)?),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Txn {
+    ops: Vec<StoreOp>,
+    undo: Vec<(Key, Option<Value>)>,
+    events: Vec<RegistryEvent>,
+}
+
+/// The registry. See the [module documentation](self).
+pub struct Registry<S: RegistryStore = MemoryStore> {
+    store: S,
+    limits: RegistryLimits,
+    things: HashMap<Box<str>, Thing>,
+    types: HashMap<Box<str>, ThingType>,
+    groups: HashMap<Box<str>, ThingGroup>,
+    certificates: HashMap<CertificateId, Certificate>,
+    cas: HashMap<CertificateId, CaCertificate>,
+    policies: HashMap<Box<str>, StoredPolicy>,
+    // Derived indexes, maintained by `apply`.
+    thing_principals: HashMap<Box<str>, Vec<CertificateId>>,
+    policy_targets: HashMap<Box<str>, usize>,
+    group_members: HashMap<Box<str>, usize>,
+    type_members: HashMap<Box<str>, usize>,
+    certificates_per_ca: HashMap<CertificateId, usize>,
+    txn: Option<Txn>,
+    listeners: Vec<Listener>,
+}
+
+impl<S: RegistryStore> std::fmt::Debug for Registry<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("things", &self.things.len())
+            .field("certificates", &self.certificates.len())
+            .field("ca_certificates", &self.cas.len())
+            .field("policies", &self.policies.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry<MemoryStore> {
+    /// An empty registry on a fresh [`MemoryStore`] with the AWS limits.
+    pub fn in_memory() -> Self {
+        // An empty memory store cannot fail to load.
+        Registry::empty(MemoryStore::new(), RegistryLimits::default())
+    }
+}
+
+impl<S: RegistryStore> Registry<S> {
+    fn empty(store: S, limits: RegistryLimits) -> Self {
+        Registry {
+            store,
+            limits,
+            things: HashMap::new(),
+            types: HashMap::new(),
+            groups: HashMap::new(),
+            certificates: HashMap::new(),
+            cas: HashMap::new(),
+            policies: HashMap::new(),
+            thing_principals: HashMap::new(),
+            policy_targets: HashMap::new(),
+            group_members: HashMap::new(),
+            type_members: HashMap::new(),
+            certificates_per_ca: HashMap::new(),
+            txn: None,
+            listeners: Vec::new(),
+        }
+    }
+
+    /// Opens a registry on `store`, loading every record it holds.
+    pub fn open(store: S, limits: RegistryLimits) -> Result<Self> {
+        let mut registry = Registry::empty(store, limits);
+        let mut loaded = Vec::new();
+        registry.store.for_each(&mut |k, v| {
+            let key = Key::decode(k)?;
+            if matches!(key, Key::CertPem(_)) {
+                return Ok(());
+            }
+            let value = Value::decode(&key, v)?;
+            loaded.push((key, value));
+            Ok(())
+        })?;
+        for (key, value) in loaded {
+            registry.apply(&key, Some(value));
+        }
+        Ok(registry)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &RegistryLimits {
+        &self.limits
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Calls `listener` for every [`RegistryEvent`], after the change that caused it was
+    /// committed. Forward events into a channel (e.g. `tokio::sync::broadcast`) to disconnect
+    /// devices.
+    pub fn subscribe(&mut self, listener: impl Fn(&RegistryEvent) + Send + Sync + 'static) {
+        self.listeners.push(Box::new(listener));
+    }
+
+    /// Runs `f` as one atomic batch: all of its changes are committed to the store together, or,
+    /// if `f` or the commit fails, none are and the registry is rolled back.
+    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let outer = self.txn.is_none();
+        if outer {
+            self.txn = Some(Txn::default());
+        }
+        let result = f(self);
+        if !outer {
+            return result;
+        }
+        let txn = self.txn.take().unwrap_or_default();
+        let result = match result {
+            Ok(v) => match self.store.commit(&txn.ops) {
+                Ok(()) => Ok(v),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(v) => {
+                for event in &txn.events {
+                    for listener in &self.listeners {
+                        listener(event);
+                    }
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                for (key, old) in txn.undo.into_iter().rev() {
+                    self.apply(&key, old);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn set(&mut self, key: Key, value: Option<Value>) -> Result<()> {
+        let op = match &value {
+            Some(v) => StoreOp::Put {
+                key: key.encode(),
+                value: v.encode()?,
+            },
+            None => StoreOp::Delete { key: key.encode() },
+        };
+        let old = self.apply(&key, value);
+        let txn = self
+            .txn
+            .as_mut()
+            .ok_or_else(|| Error::Store("write outside a batch".into()))?;
+        txn.ops.push(op);
+        if !matches!(key, Key::CertPem(_)) {
+            txn.undo.push((key, old));
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, event: RegistryEvent) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.events.push(event);
+        }
+    }
+
+    /// Applies one record to the in-memory state and its indexes; returns the previous value.
+    fn apply(&mut self, key: &Key, value: Option<Value>) -> Option<Value> {
+        match key {
+            Key::Thing(name) => {
+                let new = match value {
+                    Some(Value::Thing(t)) => Some(t),
+                    _ => None,
+                };
+                if let Some(t) = &new {
+                    for g in &t.groups {
+                        *self.group_members.entry(g.clone()).or_default() += 1;
+                    }
+                    if let Some(ty) = &t.thing_type {
+                        *self.type_members.entry(ty.clone()).or_default() += 1;
+                    }
+                }
+                let old = match new {
+                    Some(t) => self.things.insert(name.clone(), t),
+                    None => self.things.remove(name),
+                };
+                if let Some(t) = &old {
+                    for g in &t.groups {
+                        decrement(&mut self.group_members, g);
+                    }
+                    if let Some(ty) = &t.thing_type {
+                        decrement(&mut self.type_members, ty);
+                    }
+                }
+                old.map(Value::Thing)
+            }
+            Key::Type(name) => {
+                let old = match value {
+                    Some(Value::Type(t)) => self.types.insert(name.clone(), t),
+                    _ => self.types.remove(name),
+                };
+                old.map(Value::Type)
+            }
+            Key::Group(name) => {
+                let new = match value {
+                    Some(Value::Group(g)) => Some(g),
+                    _ => None,
+                };
+                if let Some(g) = &new {
+                    for p in &g.policies {
+                        *self.policy_targets.entry(p.clone()).or_default() += 1;
+                    }
+                }
+                let old = match new {
+                    Some(g) => self.groups.insert(name.clone(), g),
+                    None => self.groups.remove(name),
+                };
+                if let Some(g) = &old {
+                    for p in &g.policies {
+                        decrement(&mut self.policy_targets, p);
+                    }
+                }
+                old.map(Value::Group)
+            }
+            Key::Cert(id) => {
+                let new = match value {
+                    Some(Value::Cert(c)) => Some(c),
+                    _ => None,
+                };
+                if let Some(c) = &new {
+                    for p in &c.policies {
+                        *self.policy_targets.entry(p.clone()).or_default() += 1;
+                    }
+                    for a in &c.things {
+                        self.thing_principals
+                            .entry(a.thing.clone())
+                            .or_default()
+                            .push(*id);
+                    }
+                    if let Some(ca) = c.ca {
+                        *self.certificates_per_ca.entry(ca).or_default() += 1;
+                    }
+                }
+                let old = match new {
+                    Some(c) => self.certificates.insert(*id, c),
+                    None => self.certificates.remove(id),
+                };
+                if let Some(c) = &old {
+                    for p in &c.policies {
+                        decrement(&mut self.policy_targets, p);
+                    }
+                    for a in &c.things {
+                        if let Some(list) = self.thing_principals.get_mut(&a.thing) {
+                            if let Some(pos) = list.iter().position(|x| x == id) {
+                                list.swap_remove(pos);
+                            }
+                            if list.is_empty() {
+                                self.thing_principals.remove(&a.thing);
+                            }
+                        }
+                    }
+                    if let Some(ca) = c.ca {
+                        if let Some(n) = self.certificates_per_ca.get_mut(&ca) {
+                            *n = n.saturating_sub(1);
+                            if *n == 0 {
+                                self.certificates_per_ca.remove(&ca);
+                            }
+                        }
+                    }
+                }
+                old.map(Value::Cert)
+            }
+            Key::CertPem(_) => None,
+            Key::Ca(id) => {
+                let old = match value {
+                    Some(Value::Ca(c)) => self.cas.insert(*id, c),
+                    _ => self.cas.remove(id),
+                };
+                old.map(Value::Ca)
+            }
+            Key::Policy(name) => {
+                let old = match value {
+                    Some(Value::Policy(p)) => self.policies.insert(name.clone(), p),
+                    _ => self.policies.remove(name),
+                };
+                old.map(Value::Policy)
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Thing types
+
+    /// Creates a thing type (AWS `CreateThingType`).
+    pub fn create_thing_type(&mut self, name: &str, description: Option<&str>) -> Result<()> {
+        check_thing_name("thing type", name)?;
+        if self.types.contains_key(name) {
+            return Err(already("thing type", name));
+        }
+        let value = ThingType {
+            description: description.map(Into::into),
+            deprecated: false,
+        };
+        self.batch(|r| r.set(Key::Type(name.into()), Some(Value::Type(value))))
+    }
+
+    /// Deprecates a thing type, or undoes that (AWS `DeprecateThingType`).
+    pub fn deprecate_thing_type(&mut self, name: &str, undo: bool) -> Result<()> {
+        let mut value = self
+            .types
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("thing type", name))?;
+        value.deprecated = !undo;
+        self.batch(|r| r.set(Key::Type(name.into()), Some(Value::Type(value))))
+    }
+
+    /// Deletes a thing type (AWS `DeleteThingType`): it must be deprecated and no thing may have it.
+    pub fn delete_thing_type(&mut self, name: &str) -> Result<()> {
+        let ty = self
+            .types
+            .get(name)
+            .ok_or_else(|| not_found("thing type", name))?;
+        if !ty.deprecated {
+            return Err(Error::Conflict(format!(
+                "thing type {name:?} must be deprecated before it is deleted"
+            )));
+        }
+        if self.type_members.get(name).copied().unwrap_or(0) > 0 {
+            return Err(Error::Conflict(format!(
+                "thing type {name:?} is still used by things"
+            )));
+        }
+        self.batch(|r| r.set(Key::Type(name.into()), None))
+    }
+
+    /// A thing type.
+    pub fn thing_type(&self, name: &str) -> Option<&ThingType> {
+        self.types.get(name)
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Things
+
+    /// Creates a thing (AWS `CreateThing`). Creating an identical thing again is a no-op.
+    pub fn create_thing(
+        &mut self,
+        name: &str,
+        thing_type: Option<&str>,
+        attributes: &[(&str, &str)],
+    ) -> Result<()> {
+        check_thing_name("thing", name)?;
+        let mut thing = Thing {
+            thing_type: thing_type.map(Into::into),
+            attributes: BTreeMap::new(),
+            groups: Vec::new(),
+            version: 1,
+        };
+        for (k, v) in attributes {
+            check_attribute_name(k)?;
+            check_attribute_value(v)?;
+            thing.attributes.insert((*k).into(), (*v).into());
+        }
+        self.check_thing_type_and_attributes(&thing)?;
+        if let Some(existing) = self.things.get(name) {
+            if existing.thing_type == thing.thing_type && existing.attributes == thing.attributes {
+                return Ok(());
+            }
+            return Err(already("thing", name));
+        }
+        self.batch(|r| r.set(Key::Thing(name.into()), Some(Value::Thing(thing))))
+    }
+
+    fn check_thing_type_and_attributes(&self, thing: &Thing) -> Result<()> {
+        let limit = match &thing.thing_type {
+            Some(ty) => {
+                let t = self
+                    .types
+                    .get(ty)
+                    .ok_or_else(|| not_found("thing type", ty))?;
+                if t.deprecated {
+                    return Err(Error::Conflict(format!(
+                        "thing type {ty:?} is deprecated and cannot be given to things"
+                    )));
+                }
+                self.limits.max_attributes_with_type
+            }
+            None => self.limits.max_attributes_without_type,
+        };
+        if thing.attributes.len() > limit {
+            return Err(Error::LimitExceeded {
+                what: if thing.thing_type.is_some() {
+                    "attributes on a thing with a thing type"
+                } else {
+                    "attributes on a thing without a thing type"
+                },
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Updates a thing (AWS `UpdateThing`): `attributes` are merged (`None` removes one);
+    /// `thing_type` is `None` to keep it, `Some(None)` to remove it, `Some(Some(t))` to set it.
+    pub fn update_thing(
+        &mut self,
+        name: &str,
+        thing_type: Option<Option<&str>>,
+        attributes: &[(&str, Option<&str>)],
+    ) -> Result<()> {
+        let mut thing = self
+            .things
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("thing", name))?;
+        if let Some(ty) = thing_type {
+            thing.thing_type = ty.map(Into::into);
+        }
+        for (k, v) in attributes {
+            check_attribute_name(k)?;
+            match v {
+                Some(v) => {
+                    check_attribute_value(v)?;
+                    thing.attributes.insert((*k).into(), (*v).into());
+                }
+                None => {
+                    thing.attributes.remove(*k);
+                }
+            }
+        }
+        self.check_thing_type_and_attributes(&thing)?;
+        thing.version += 1;
+        self.batch(|r| r.set(Key::Thing(name.into()), Some(Value::Thing(thing))))
+    }
+
+    /// Deletes a thing (AWS `DeleteThing`). Refused while certificates are attached to it.
+    pub fn delete_thing(&mut self, name: &str) -> Result<()> {
+        if !self.things.contains_key(name) {
+            return Err(not_found("thing", name));
+        }
+        if self.thing_principals.contains_key(name) {
+            return Err(Error::Conflict(format!(
+                "thing {name:?} still has principals attached; detach them first"
+            )));
+        }
+        self.batch(|r| r.set(Key::Thing(name.into()), None))
+    }
+
+    /// A thing.
+    pub fn thing(&self, name: &str) -> Option<&Thing> {
+        self.things.get(name)
+    }
+
+    /// The number of things.
+    pub fn thing_count(&self) -> usize {
+        self.things.len()
+    }
+
+    /// The certificates attached to a thing (AWS `ListThingPrincipals`).
+    pub fn thing_principals(&self, name: &str) -> &[CertificateId] {
+        self.thing_principals
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Thing groups
+
+    /// Creates a static thing group (AWS `CreateThingGroup`), optionally under a parent. The
+    /// hierarchy may be at most [`RegistryLimits::max_group_depth`] deep.
+    pub fn create_thing_group(&mut self, name: &str, parent: Option<&str>) -> Result<()> {
+        check_thing_name("thing group", name)?;
+        if self.groups.contains_key(name) {
+            return Err(already("thing group", name));
+        }
+        if let Some(p) = parent {
+            let depth = self.group_depth(p)?;
+            if depth + 1 > self.limits.max_group_depth {
+                return Err(Error::LimitExceeded {
+                    what: "thing group hierarchy depth",
+                    limit: self.limits.max_group_depth,
+                });
+            }
+        }
+        let group = ThingGroup {
+            parent: parent.map(Into::into),
+            policies: Vec::new(),
+        };
+        self.batch(|r| r.set(Key::Group(name.into()), Some(Value::Group(group))))
+    }
+
+    /// The depth of a group: 1 for a root group.
+    pub fn group_depth(&self, name: &str) -> Result<usize> {
+        let mut depth = 0;
+        let mut current = Some(name);
+        while let Some(n) = current {
+            let g = self
+                .groups
+                .get(n)
+                .ok_or_else(|| not_found("thing group", n))?;
+            depth += 1;
+            if depth > self.limits.max_group_depth + 1 {
+                return Err(Error::Store("thing group hierarchy has a cycle".into()));
+            }
+            current = g.parent.as_deref();
+        }
+        Ok(depth)
+    }
+
+    /// Deletes a thing group (AWS `DeleteThingGroup`). Refused while it has child groups or
+    /// member things (remove them first).
+    pub fn delete_thing_group(&mut self, name: &str) -> Result<()> {
+        if !self.groups.contains_key(name) {
+            return Err(not_found("thing group", name));
+        }
+        if self
+            .groups
+            .values()
+            .any(|g| g.parent.as_deref() == Some(name))
+        {
+            return Err(Error::Conflict(format!(
+                "thing group {name:?} has child groups"
+            )));
+        }
+        if self.group_members.get(name).copied().unwrap_or(0) > 0 {
+            return Err(Error::Conflict(format!(
+                "thing group {name:?} still has member things"
+            )));
+        }
+        self.batch(|r| r.set(Key::Group(name.into()), None))
+    }
+
+    /// A thing group.
+    pub fn thing_group(&self, name: &str) -> Option<&ThingGroup> {
+        self.groups.get(name)
+    }
+
+    /// Adds a thing to a static group (AWS `AddThingToThingGroup`); at most
+    /// [`RegistryLimits::max_groups_per_thing`] groups per thing. Adding twice is a no-op.
+    pub fn add_thing_to_group(&mut self, thing: &str, group: &str) -> Result<()> {
+        if !self.groups.contains_key(group) {
+            return Err(not_found("thing group", group));
+        }
+        let mut t = self
+            .things
+            .get(thing)
+            .cloned()
+            .ok_or_else(|| not_found("thing", thing))?;
+        if t.groups.iter().any(|g| &**g == group) {
+            return Ok(());
+        }
+        if t.groups.len() >= self.limits.max_groups_per_thing {
+            return Err(Error::LimitExceeded {
+                what: "thing groups per thing",
+                limit: self.limits.max_groups_per_thing,
+            });
+        }
+        t.groups.push(group.into());
+        t.version += 1;
+        self.batch(|r| r.set(Key::Thing(thing.into()), Some(Value::Thing(t))))
+    }
+
+    /// Removes a thing from a static group (AWS `RemoveThingFromThingGroup`).
+    pub fn remove_thing_from_group(&mut self, thing: &str, group: &str) -> Result<()> {
+        let mut t = self
+            .things
+            .get(thing)
+            .cloned()
+            .ok_or_else(|| not_found("thing", thing))?;
+        let Some(pos) = t.groups.iter().position(|g| &**g == group) else {
+            return Err(not_found("thing group membership", group));
+        };
+        t.groups.remove(pos);
+        t.version += 1;
+        self.batch(|r| r.set(Key::Thing(thing.into()), Some(Value::Thing(t))))
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // CA certificates
+
+    /// Registers a CA certificate (AWS `RegisterCACertificate`). Returns its ID.
+    pub fn register_ca_certificate(
+        &mut self,
+        certificate: &[u8],
+        status: CaStatus,
+        auto_registration: bool,
+    ) -> Result<CertificateId> {
+        let der = self.certificate_der_input(certificate)?;
+        let (_, cert) = parse_certificate(&der)?;
+        let is_ca = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|bc| bc.value.ca);
+        if !is_ca {
+            return Err(Error::BadCa(
+                "the certificate is not a CA (CA:TRUE missing)".into(),
+            ));
+        }
+        let id = CertificateId::of_der(&der);
+        if self.cas.contains_key(&id) {
+            return Err(already("CA certificate", &id.to_string()));
+        }
+        let value = CaCertificate {
+            status,
+            auto_registration,
+            der: der.into(),
+        };
+        self.batch(|r| r.set(Key::Ca(id), Some(Value::Ca(value))))?;
+        Ok(id)
+    }
+
+    /// Changes a CA certificate's status and auto-registration flag (AWS
+    /// `UpdateCACertificate`). ACTIVE to INACTIVE emits [`RegistryEvent::CaDeactivated`].
+    pub fn update_ca_certificate(
+        &mut self,
+        id: &CertificateId,
+        status: CaStatus,
+        auto_registration: bool,
+    ) -> Result<()> {
+        let mut ca = self
+            .cas
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found("CA certificate", &id.to_string()))?;
+        let deactivated = ca.status == CaStatus::Active && status == CaStatus::Inactive;
+        ca.status = status;
+        ca.auto_registration = auto_registration;
+        self.batch(|r| {
+            r.set(Key::Ca(*id), Some(Value::Ca(ca)))?;
+            if deactivated {
+                r.emit(RegistryEvent::CaDeactivated {
+                    ca_certificate_id: *id,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a CA certificate (AWS `DeleteCACertificate`): it must be INACTIVE and no
+    /// registered certificate may refer to it.
+    pub fn delete_ca_certificate(&mut self, id: &CertificateId) -> Result<()> {
+        let ca = self
+            .cas
+            .get(id)
+            .ok_or_else(|| not_found("CA certificate", &id.to_string()))?;
+        if ca.status != CaStatus::Inactive {
+            return Err(Error::Conflict(
+                "a CA certificate must be INACTIVE before it is deleted".into(),
+            ));
+        }
+        if self.certificates_per_ca.get(id).copied().unwrap_or(0) > 0 {
+            return Err(Error::Conflict(
+                "certificates signed by this CA are still registered".into(),
+            ));
+        }
+        self.batch(|r| r.set(Key::Ca(*id), None))
+    }
+
+    /// A registered CA certificate.
+    pub fn ca_certificate(&self, id: &CertificateId) -> Option<&CaCertificate> {
+        self.cas.get(id)
+    }
+
+    /// Every registered CA certificate.
+    pub fn ca_certificates(&self) -> impl Iterator<Item = (&CertificateId, &CaCertificate)> {
+        self.cas.iter()
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Certificates
+
+    fn certificate_der_input(&self, input: &[u8]) -> Result<Vec<u8>> {
+        if input.len() > self.limits.max_certificate_len {
+            return Err(Error::TooLarge {
+                what: "certificate",
+                actual: input.len(),
+                limit: self.limits.max_certificate_len,
+            });
+        }
+        crate::pem::decode_if_pem(input, &["CERTIFICATE"])
+    }
+
+    /// Registers a device certificate signed by a registered CA (AWS `RegisterCertificate`).
+    ///
+    /// The signing CA is found among the registered CAs by verifying the signature. `status` may
+    /// be anything but PENDING_TRANSFER. Returns the certificate ID.
+    pub fn register_certificate(
+        &mut self,
+        certificate: &[u8],
+        status: CertificateStatus,
+    ) -> Result<CertificateId> {
+        let der = self.certificate_der_input(certificate)?;
+        let ca = self.find_issuing_ca(&der)?.ok_or_else(|| Error::NotFound {
+            kind: "registered CA that signed the certificate",
+            id: String::new(),
+        })?;
+        self.register(&der, status, Some(ca))
+    }
+
+    /// Registers a device certificate without a CA (AWS `RegisterCertificateWithoutCA`).
+    pub fn register_certificate_without_ca(
+        &mut self,
+        certificate: &[u8],
+        status: CertificateStatus,
+    ) -> Result<CertificateId> {
+        let der = self.certificate_der_input(certificate)?;
+        self.register(&der, status, None)
+    }
+
+    /// Registers an unknown certificate presented in a TLS handshake as PENDING_ACTIVATION if the
+    /// registered CA that signed it is ACTIVE and has auto-registration enabled (AWS just-in-time
+    /// registration). The connection itself should still be refused; the operator (or an
+    /// automated rule) activates the certificate with [`Registry::update_certificate`].
+    pub fn auto_register(
+        &mut self,
+        peer_certificates: &[impl AsRef<[u8]>],
+    ) -> Result<CertificateId> {
+        let der = peer_certificates
+            .first()
+            .ok_or_else(|| Error::Unauthenticated("no client certificate".into()))?
+            .as_ref();
+        let id = CertificateId::of_der(der);
+        if self.certificates.contains_key(&id) {
+            return Err(already("certificate", &id.to_string()));
+        }
+        let der = self.certificate_der_input(der)?;
+        let ca_id = self.find_issuing_ca(&der)?.ok_or_else(|| {
+            Error::Unauthenticated("no registered CA signed this certificate".into())
+        })?;
+        let ca = self
+            .cas
+            .get(&ca_id)
+            .ok_or_else(|| not_found("CA certificate", &ca_id.to_string()))?;
+        if ca.status != CaStatus::Active || !ca.auto_registration {
+            return Err(Error::Unauthenticated(
+                "the signing CA is inactive or has auto-registration disabled".into(),
+            ));
+        }
+        self.register(&der, CertificateStatus::PendingActivation, Some(ca_id))
+    }
+
+    fn find_issuing_ca(&self, der: &[u8]) -> Result<Option<CertificateId>> {
+        let (_, cert) = parse_certificate(der)?;
+        for (id, ca) in &self.cas {
+            let Ok((_, ca_cert)) = x509_parser::certificate::X509Certificate::from_der(&ca.der)
+            else {
+                continue;
+            };
+            if ca_cert.subject().as_raw() != cert.issuer().as_raw() {
+                continue;
+            }
+            if cert.verify_signature(Some(ca_cert.public_key())).is_ok() {
+                return Ok(Some(*id));
+            }
+        }
+        Ok(None)
+    }
+
+    fn register(
+        &mut self,
+        der: &[u8],
+        status: CertificateStatus,
+        ca: Option<CertificateId>,
+    ) -> Result<CertificateId> {
+        if status == CertificateStatus::PendingTransfer {
+            return Err(Error::Conflict(
+                "a certificate cannot be registered as PENDING_TRANSFER".into(),
+            ));
+        }
+        let (_, cert) = parse_certificate(der)?;
+        let is_ca = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|bc| bc.value.ca);
+        if is_ca {
+            return Err(Error::Conflict(
+                "a CA certificate cannot be registered as a device certificate".into(),
+            ));
+        }
+        let id = CertificateId::of_der(der);
+        if self.certificates.contains_key(&id) {
+            return Err(already("certificate", &id.to_string()));
+        }
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let entry = Certificate {
+            status,
+            ca,
+            serial: cert.raw_serial().into(),
+            not_after: cert.validity().not_after.timestamp(),
+            revoked_at: (status == CertificateStatus::Revoked).then_some(now),
+            things: Vec::new(),
+            policies: Vec::new(),
+        };
+        let pem = crate::pem::encode("CERTIFICATE", der);
+        self.batch(|r| {
+            r.set(Key::CertPem(id), Some(Value::CertPem(pem)))?;
+            r.set(Key::Cert(id), Some(Value::Cert(entry)))
+        })?;
+        Ok(id)
+    }
+
+    /// A registered certificate.
+    pub fn certificate(&self, id: &CertificateId) -> Option<&Certificate> {
+        self.certificates.get(id)
+    }
+
+    /// The number of registered certificates.
+    pub fn certificate_count(&self) -> usize {
+        self.certificates.len()
+    }
+
+    /// A registered certificate's PEM, read from the store.
+    pub fn certificate_pem(&self, id: &CertificateId) -> Result<String> {
+        if !self.certificates.contains_key(id) {
+            return Err(not_found("certificate", &id.to_string()));
+        }
+        let bytes = self
+            .store
+            .get(&Key::CertPem(*id).encode())?
+            .ok_or_else(|| Error::Store(format!("PEM of certificate {id} is missing")))?;
+        String::from_utf8(bytes).map_err(|_| Error::Store("certificate PEM is not UTF-8".into()))
+    }
+
+    /// Changes a certificate's status (AWS `UpdateCertificate`) following
+    /// [`CertificateStatus::user_transition_allowed`]. Leaving ACTIVE emits
+    /// [`RegistryEvent::CertificateDeactivated`].
+    pub fn update_certificate(
+        &mut self,
+        id: &CertificateId,
+        status: CertificateStatus,
+    ) -> Result<()> {
+        let current = self
+            .certificates
+            .get(id)
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?
+            .status;
+        if !current.user_transition_allowed(status) {
+            return Err(Error::InvalidTransition {
+                from: current,
+                to: status,
+            });
+        }
+        self.transition(id, status)
+    }
+
+    fn transition(&mut self, id: &CertificateId, status: CertificateStatus) -> Result<()> {
+        let mut cert = self
+            .certificates
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+        let from = cert.status;
+        if from == status {
+            return Ok(());
+        }
+        cert.status = status;
+        if status == CertificateStatus::Revoked {
+            cert.revoked_at = Some(OffsetDateTime::now_utc().unix_timestamp());
+        }
+        self.batch(|r| {
+            r.set(Key::Cert(*id), Some(Value::Cert(cert)))?;
+            if from == CertificateStatus::Active {
+                r.emit(RegistryEvent::CertificateDeactivated {
+                    certificate_id: *id,
+                    status,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Starts a transfer (AWS `TransferCertificate`): the certificate must be INACTIVE and have
+    /// no policies or things attached; it becomes PENDING_TRANSFER.
+    pub fn transfer_certificate(&mut self, id: &CertificateId) -> Result<()> {
+        let cert = self
+            .certificates
+            .get(id)
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+        if cert.status != CertificateStatus::Inactive {
+            return Err(Error::InvalidTransition {
+                from: cert.status,
+                to: CertificateStatus::PendingTransfer,
+            });
+        }
+        if !cert.policies.is_empty() || !cert.things.is_empty() {
+            return Err(Error::Conflict(
+                "a certificate with policies or things attached cannot be transferred".into(),
+            ));
+        }
+        self.transition(id, CertificateStatus::PendingTransfer)
+    }
+
+    /// Accepts a pending transfer (AWS `AcceptCertificateTransfer`): PENDING_TRANSFER becomes
+    /// ACTIVE if `set_as_active`, else INACTIVE.
+    pub fn accept_certificate_transfer(
+        &mut self,
+        id: &CertificateId,
+        set_as_active: bool,
+    ) -> Result<()> {
+        let to = if set_as_active {
+            CertificateStatus::Active
+        } else {
+            CertificateStatus::Inactive
+        };
+        self.leave_pending_transfer(id, to)
+    }
+
+    /// Rejects a pending transfer (AWS `RejectCertificateTransfer`): back to INACTIVE.
+    pub fn reject_certificate_transfer(&mut self, id: &CertificateId) -> Result<()> {
+        self.leave_pending_transfer(id, CertificateStatus::Inactive)
+    }
+
+    /// Cancels a pending transfer (AWS `CancelCertificateTransfer`): back to INACTIVE.
+    pub fn cancel_certificate_transfer(&mut self, id: &CertificateId) -> Result<()> {
+        self.leave_pending_transfer(id, CertificateStatus::Inactive)
+    }
+
+    fn leave_pending_transfer(&mut self, id: &CertificateId, to: CertificateStatus) -> Result<()> {
+        let from = self
+            .certificates
+            .get(id)
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?
+            .status;
+        if from != CertificateStatus::PendingTransfer {
+            return Err(Error::InvalidTransition { from, to });
+        }
+        self.transition(id, to)
+    }
+
+    /// Deletes a certificate (AWS `DeleteCertificate`): it must not be ACTIVE or
+    /// PENDING_TRANSFER, and no policy or thing may be attached.
+    pub fn delete_certificate(&mut self, id: &CertificateId) -> Result<()> {
+        let cert = self
+            .certificates
+            .get(id)
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+        if !cert.status.deletable() {
+            return Err(Error::Conflict(format!(
+                "a certificate in status {} cannot be deleted; make it INACTIVE first",
+                cert.status
+            )));
+        }
+        if !cert.policies.is_empty() || !cert.things.is_empty() {
+            return Err(Error::Conflict(
+                "detach every policy and thing from the certificate before deleting it".into(),
+            ));
+        }
+        self.batch(|r| {
+            r.set(Key::Cert(*id), None)?;
+            r.set(Key::CertPem(*id), None)
+        })
+    }
+
+    /// Attaches a certificate to a thing (AWS `AttachThingPrincipal`). With `exclusive`
+    /// (`EXCLUSIVE_THING`) the certificate may not be attached to any other thing. Attaching
+    /// twice with the same flag is a no-op.
+    pub fn attach_thing_principal(
+        &mut self,
+        thing: &str,
+        id: &CertificateId,
+        exclusive: bool,
+    ) -> Result<()> {
+        if !self.things.contains_key(thing) {
+            return Err(not_found("thing", thing));
+        }
+        let mut cert = self
+            .certificates
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+        if let Some(existing) = cert.things.iter().find(|a| &*a.thing == thing) {
+            if existing.exclusive == exclusive {
+                return Ok(());
+            }
+            return Err(Error::Conflict(
+                "the certificate is already attached to this thing with another exclusivity".into(),
+            ));
+        }
+        if cert.things.iter().any(|a| a.exclusive) {
+            return Err(Error::Conflict(
+                "the certificate is exclusively attached to another thing".into(),
+            ));
+        }
+        if exclusive && !cert.things.is_empty() {
+            return Err(Error::Conflict(
+                "the certificate is attached to other things; it cannot be attached exclusively"
+                    .into(),
+            ));
+        }
+        cert.things.push(ThingAttachment {
+            thing: thing.into(),
+            exclusive,
+        });
+        self.batch(|r| r.set(Key::Cert(*id), Some(Value::Cert(cert))))
+    }
+
+    /// Detaches a certificate from a thing (AWS `DetachThingPrincipal`).
+    pub fn detach_thing_principal(&mut self, thing: &str, id: &CertificateId) -> Result<()> {
+        let mut cert = self
+            .certificates
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+        let Some(pos) = cert.things.iter().position(|a| &*a.thing == thing) else {
+            return Err(not_found("thing attachment", thing));
+        };
+        cert.things.remove(pos);
+        self.batch(|r| r.set(Key::Cert(*id), Some(Value::Cert(cert))))
+    }
+
+    /// The serials of revoked certificates signed by `ca`, for
+    /// [`CertificateAuthority::crl`](crate::authority::CertificateAuthority::crl).
+    pub fn revoked_serials(&self, ca: &CertificateId) -> Vec<RevokedSerial> {
+        self.certificates
+            .values()
+            .filter(|c| c.status == CertificateStatus::Revoked && c.ca.as_ref() == Some(ca))
+            .map(|c| RevokedSerial {
+                serial: c.serial.to_vec(),
+                revoked_at: c
+                    .revoked_at
+                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Policies
+
+    /// Creates a policy with version 1 as its default (AWS `CreatePolicy`). The document is
+    /// validated with `thingkit-policy`.
+    pub fn create_policy(&mut self, name: &str, document: &str) -> Result<()> {
+        check_policy_name(name)?;
+        if self.policies.contains_key(name) {
+            return Err(already("policy", name));
+        }
+        let policy = StoredPolicy::new(name, document)?;
+        self.batch(|r| r.set(Key::Policy(name.into()), Some(Value::Policy(policy))))
+    }
+
+    /// Adds a version (AWS `CreatePolicyVersion`); at most
+    /// [`RegistryLimits::max_policy_versions`] versions exist at a time. Returns the version ID.
+    pub fn create_policy_version(
+        &mut self,
+        name: &str,
+        document: &str,
+        set_as_default: bool,
+    ) -> Result<u32> {
+        let mut policy = self
+            .policies
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("policy", name))?;
+        if policy.versions.len() >= self.limits.max_policy_versions {
+            return Err(Error::LimitExceeded {
+                what: "versions of a policy (delete one first)",
+                limit: self.limits.max_policy_versions,
+            });
+        }
+        let version = policy.add_version(name, document, set_as_default)?;
+        self.batch(|r| r.set(Key::Policy(name.into()), Some(Value::Policy(policy))))?;
+        Ok(version)
+    }
+
+    /// Makes a version the default (AWS `SetDefaultPolicyVersion`).
+    pub fn set_default_policy_version(&mut self, name: &str, version: u32) -> Result<()> {
+        let mut policy = self
+            .policies
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("policy", name))?;
+        policy.set_default(version)?;
+        self.batch(|r| r.set(Key::Policy(name.into()), Some(Value::Policy(policy))))
+    }
+
+    /// Deletes a non-default version (AWS `DeletePolicyVersion`).
+    pub fn delete_policy_version(&mut self, name: &str, version: u32) -> Result<()> {
+        let mut policy = self
+            .policies
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("policy", name))?;
+        policy.delete_version(version)?;
+        self.batch(|r| r.set(Key::Policy(name.into()), Some(Value::Policy(policy))))
+    }
+
+    /// Deletes a policy (AWS `DeletePolicy`): it must be detached from every target and have
+    /// only its default version left.
+    pub fn delete_policy(&mut self, name: &str) -> Result<()> {
+        let policy = self
+            .policies
+            .get(name)
+            .ok_or_else(|| not_found("policy", name))?;
+        if self.policy_targets.get(name).copied().unwrap_or(0) > 0 {
+            return Err(Error::Conflict(format!(
+                "policy {name:?} is still attached to a target"
+            )));
+        }
+        if policy.versions.len() > 1 {
+            return Err(Error::Conflict(format!(
+                "policy {name:?} has non-default versions; delete them first"
+            )));
+        }
+        self.batch(|r| r.set(Key::Policy(name.into()), None))
+    }
+
+    /// A policy.
+    pub fn policy(&self, name: &str) -> Option<&StoredPolicy> {
+        self.policies.get(name)
+    }
+
+    /// Attaches a policy to a certificate or thing group (AWS `AttachPolicy`). Attaching twice
+    /// is a no-op; at most [`RegistryLimits::max_policies_per_target`] per target.
+    pub fn attach_policy(&mut self, policy: &str, target: &PolicyTarget) -> Result<()> {
+        if !self.policies.contains_key(policy) {
+            return Err(not_found("policy", policy));
+        }
+        let limit = self.limits.max_policies_per_target;
+        let attach = |list: &mut Vec<Box<str>>| -> Result<bool> {
+            if list.iter().any(|p| &**p == policy) {
+                return Ok(false);
+            }
+            if list.len() >= limit {
+                return Err(Error::LimitExceeded {
+                    what: "policies attached to one target",
+                    limit,
+                });
+            }
+            list.push(policy.into());
+            Ok(true)
+        };
+        match target {
+            PolicyTarget::Certificate(id) => {
+                let mut cert = self
+                    .certificates
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+                if attach(&mut cert.policies)? {
+                    self.batch(|r| r.set(Key::Cert(*id), Some(Value::Cert(cert))))?;
+                }
+            }
+            PolicyTarget::ThingGroup(name) => {
+                let mut group = self
+                    .groups
+                    .get(name.as_str())
+                    .cloned()
+                    .ok_or_else(|| not_found("thing group", name))?;
+                if attach(&mut group.policies)? {
+                    self.batch(|r| {
+                        r.set(Key::Group(name.as_str().into()), Some(Value::Group(group)))
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches a policy (AWS `DetachPolicy`).
+    pub fn detach_policy(&mut self, policy: &str, target: &PolicyTarget) -> Result<()> {
+        let detach = |list: &mut Vec<Box<str>>| -> Result<()> {
+            let pos = list
+                .iter()
+                .position(|p| &**p == policy)
+                .ok_or_else(|| not_found("policy attachment", policy))?;
+            list.remove(pos);
+            Ok(())
+        };
+        match target {
+            PolicyTarget::Certificate(id) => {
+                let mut cert = self
+                    .certificates
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+                detach(&mut cert.policies)?;
+                self.batch(|r| r.set(Key::Cert(*id), Some(Value::Cert(cert))))
+            }
+            PolicyTarget::ThingGroup(name) => {
+                let mut group = self
+                    .groups
+                    .get(name.as_str())
+                    .cloned()
+                    .ok_or_else(|| not_found("thing group", name))?;
+                detach(&mut group.policies)?;
+                self.batch(|r| r.set(Key::Group(name.as_str().into()), Some(Value::Group(group))))
+            }
+        }
+    }
+
+    /// The policies in effect for a certificate: those attached to it, then those of every
+    /// static group of every thing it is attached to, and of those groups' ancestors, each once,
+    /// in that order (AWS `GetEffectivePolicies` for a principal).
+    pub fn effective_policies(&self, id: &CertificateId) -> Result<Vec<EffectivePolicy>> {
+        let cert = self
+            .certificates
+            .get(id)
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+        Ok(self.effective_policies_of(cert))
+    }
+
+    fn effective_policies_of(&self, cert: &Certificate) -> Vec<EffectivePolicy> {
+        let mut out: Vec<EffectivePolicy> = Vec::new();
+        let push = |name: &str, out: &mut Vec<EffectivePolicy>| {
+            if out.iter().any(|p| &*p.name == name) {
+                return;
+            }
+            if let Some(policy) = self.policies.get(name) {
+                if let Some(version) = policy.default_version() {
+                    out.push(EffectivePolicy {
+                        name: policy.name.clone(),
+                        version: version.clone(),
+                    });
+                }
+            }
+        };
+        for p in &cert.policies {
+            push(p, &mut out);
+        }
+        for attachment in &cert.things {
+            let Some(thing) = self.things.get(&attachment.thing) else {
+                continue;
+            };
+            for group in &thing.groups {
+                let mut current = Some(&**group);
+                let mut hops = 0;
+                while let Some(g) = current {
+                    let Some(entry) = self.groups.get(g) else {
+                        break;
+                    };
+                    for p in &entry.policies {
+                        push(p, &mut out);
+                    }
+                    hops += 1;
+                    if hops > self.limits.max_group_depth {
+                        break;
+                    }
+                    current = entry.parent.as_deref();
+                }
+            }
+        }
+        out
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Authentication
+
+    /// Identifies a TLS peer from its certificate chain (end-entity first, as
+    /// `rustls::ServerConnection::peer_certificates` returns it).
+    ///
+    /// Refused: no certificate, an unknown certificate, a certificate that is not ACTIVE, one
+    /// whose registered CA is INACTIVE or no longer registered, and an expired one. The chain
+    /// itself must already have been verified by the TLS layer (see
+    /// [`crate::identity::ServerConfigBuilder`]).
+    pub fn authenticate(&self, peer_certificates: &[impl AsRef<[u8]>]) -> Result<DeviceIdentity> {
+        let der = peer_certificates
+            .first()
+            .ok_or_else(|| Error::Unauthenticated("no client certificate".into()))?
+            .as_ref();
+        let id = CertificateId::of_der(der);
+        let cert = self
+            .certificates
+            .get(&id)
+            .ok_or_else(|| Error::Unauthenticated(format!("unknown certificate {id}")))?;
+        if cert.status != CertificateStatus::Active {
+            return Err(Error::Unauthenticated(format!(
+                "certificate {id} is {}",
+                cert.status
+            )));
+        }
+        if let Some(ca_id) = &cert.ca {
+            match self.cas.get(ca_id) {
+                Some(ca) if ca.status == CaStatus::Active => {}
+                Some(_) => {
+                    return Err(Error::Unauthenticated(format!(
+                        "the CA {ca_id} of certificate {id} is INACTIVE"
+                    )));
+                }
+                None => {
+                    return Err(Error::Unauthenticated(format!(
+                        "the CA {ca_id} of certificate {id} is not registered"
+                    )));
+                }
+            }
+        }
+        if cert.not_after < OffsetDateTime::now_utc().unix_timestamp() {
+            return Err(Error::Unauthenticated(format!(
+                "certificate {id} has expired"
+            )));
+        }
+        let things: Vec<Arc<str>> = cert.things.iter().map(|a| Arc::from(&*a.thing)).collect();
+        let thing = cert
+            .things
+            .iter()
+            .position(|a| a.exclusive)
+            .and_then(|i| things.get(i))
+            .or_else(|| things.first())
+            .cloned();
+        Ok(DeviceIdentity {
+            certificate_id: id,
+            status: cert.status,
+            ca_certificate_id: cert.ca,
+            thing,
+            things,
+            policies: self.effective_policies_of(cert),
+        })
+    }
+}
+
+fn decrement(map: &mut HashMap<Box<str>, usize>, key: &str) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+fn not_found(kind: &'static str, id: &str) -> Error {
+    Error::NotFound {
+        kind,
+        id: id.into(),
+    }
+}
+
+fn already(kind: &'static str, id: &str) -> Error {
+    Error::AlreadyExists {
+        kind,
+        id: id.into(),
+    }
+}
+
+fn parse_certificate(der: &[u8]) -> Result<(&[u8], x509_parser::certificate::X509Certificate<'_>)> {
+    let (rest, cert) =
+        x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| Error::Malformed {
+            what: "certificate",
+            detail: e.to_string(),
+        })?;
+    if !rest.is_empty() {
+        return Err(Error::Malformed {
+            what: "certificate",
+            detail: format!("{} trailing bytes", rest.len()),
+        });
+    }
+    Ok((rest, cert))
+}

@@ -1,0 +1,802 @@
+//! Keyed rate limiting with GCRA (the generic cell rate algorithm).
+//!
+//! Each limit is a [`Rate`]: `amount` units per `period`, with a burst of `burst` units. GCRA keeps
+//! one number per key and limit, the *theoretical arrival time* (TAT): a request of cost `c` is
+//! allowed when `max(TAT, now) + c·T - now ≤ burst·T` (T = period / amount, the emission interval),
+//! and then TAT becomes `max(TAT, now) + c·T`. A key whose TAT is in the past is
+//! indistinguishable from a new key, which makes idle eviction exact: dropping it changes no future
+//! decision.
+//!
+//! Time is a caller-supplied monotonic [`Nanos`] (sans-IO): the limiter never reads a clock.
+//!
+//! # Concurrency
+//!
+//! All methods take `&self`; share a limiter across threads with `Arc`. Each TAT is an
+//! `AtomicU64` updated with a compare-and-swap loop, so concurrent checks of the same key are
+//! linearizable per limit and never lose an update. Keys live in [`SHARDS`] independently locked
+//! maps: checking a known key takes one shard's read lock; only the first sighting of a key (and
+//! eviction) takes a write lock. A request checked against two limits (messages and bytes) consumes
+//! the message limit first and gives it back if the byte limit refuses; under contention on the
+//! *same* key a concurrent request may observe the message allowance briefly consumed.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Number of independently locked shards in a [`RateLimiter`].
+pub const SHARDS: usize = 64;
+
+/// A point on the caller's monotonic clock, in nanoseconds from an arbitrary origin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Nanos(pub u64);
+
+impl Nanos {
+    /// `secs` seconds after the origin.
+    pub const fn from_secs(secs: u64) -> Nanos {
+        Nanos(secs.saturating_mul(1_000_000_000))
+    }
+
+    /// `ms` milliseconds after the origin.
+    pub const fn from_millis(ms: u64) -> Nanos {
+        Nanos(ms.saturating_mul(1_000_000))
+    }
+
+    /// This instant plus `d` (saturating).
+    pub fn saturating_add(self, d: Duration) -> Nanos {
+        Nanos(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
+    }
+}
+
+/// A rate: `amount` units per `period`, allowing bursts of up to `burst` units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Units per period; at least 1.
+    pub amount: u64,
+    /// The period in milliseconds; 1 ms to 1 year.
+    pub period_ms: u64,
+    /// Largest burst in units; at least 1 and at most 10¹².
+    pub burst: u64,
+}
+
+impl Rate {
+    /// `amount` per second with a burst of one second's worth.
+    pub const fn per_second(amount: u64) -> Rate {
+        Rate {
+            amount,
+            period_ms: 1000,
+            burst: amount,
+        }
+    }
+
+    fn compile(&self) -> Result<Gcra> {
+        if self.amount == 0 {
+            return Err(Error::Config {
+                field: "rate.amount",
+                reason: "must be at least 1",
+            });
+        }
+        if self.period_ms == 0 || self.period_ms > 366 * 86_400_000 {
+            return Err(Error::Config {
+                field: "rate.period_ms",
+                reason: "must be 1 ms to 1 year",
+            });
+        }
+        if self.burst == 0 || self.burst > 1_000_000_000_000 {
+            return Err(Error::Config {
+                field: "rate.burst",
+                reason: "must be 1 to 10^12",
+            });
+        }
+        let period_ns = u128::from(self.period_ms) * 1_000_000;
+        // Emission interval in 32.32 fixed-point nanoseconds, rounded up so the limit is never
+        // exceeded: per_ns < 2^55, so the shift fits in u128 with room for any u32 cost.
+        let interval_fp = (period_ns << 32).div_ceil(u128::from(self.amount));
+        let tolerance =
+            u64::try_from((u128::from(self.burst) * interval_fp) >> 32).map_err(|_| {
+                Error::Config {
+                    field: "rate.burst",
+                    reason: "burst × interval exceeds the clock range",
+                }
+            })?;
+        Ok(Gcra {
+            interval_fp,
+            tolerance,
+        })
+    }
+}
+
+/// A compiled [`Rate`]: emission interval and burst tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    interval_fp: u128,
+    tolerance: u64,
+}
+
+/// Outcome of one GCRA cell check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CellResult {
+    /// Allowed; the increment that was (or would be) added to the TAT.
+    Allowed(u64),
+    /// Refused; earliest time from now when the same request would pass, `None` if never (cost
+    /// larger than the burst).
+    Refused(Option<u64>),
+}
+
+impl Gcra {
+    #[inline]
+    fn increment(&self, cost: u64) -> u64 {
+        let inc = (u128::from(cost) * self.interval_fp).div_ceil(1 << 32);
+        u64::try_from(inc).unwrap_or(u64::MAX)
+    }
+
+    /// Checks (and when `consume`, applies) a request of `cost` units against `cell`.
+    #[inline]
+    pub(crate) fn check(&self, cell: &AtomicU64, cost: u64, now: u64, consume: bool) -> CellResult {
+        let inc = self.increment(cost);
+        if inc > self.tolerance {
+            return CellResult::Refused(None);
+        }
+        let mut tat = cell.load(Ordering::Relaxed);
+        loop {
+            let new_tat = tat.max(now).saturating_add(inc);
+            let allowed_at = new_tat.saturating_sub(self.tolerance);
+            if allowed_at > now {
+                return CellResult::Refused(Some(allowed_at - now));
+            }
+            if !consume {
+                return CellResult::Allowed(inc);
+            }
+            match cell.compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return CellResult::Allowed(inc),
+                Err(seen) => tat = seen,
+            }
+        }
+    }
+
+    /// Gives back an increment taken by [`Gcra::check`] (used when a second limit refuses).
+    #[inline]
+    pub(crate) fn refund(cell: &AtomicU64, inc: u64) {
+        let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+            Some(t.saturating_sub(inc))
+        });
+    }
+}
+
+/// MQTT 5 reason codes a limit can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// 0x96 Message rate too high (MQTT 5.0 §3.14.2.1, DISCONNECT).
+    MessageRateTooHigh,
+    /// 0x97 Quota exceeded (MQTT 5.0 §3.4.2.1 PUBACK, §3.14.2.1 DISCONNECT).
+    QuotaExceeded,
+    /// 0x9F Connection rate exceeded (MQTT 5.0 §3.2.2.2 CONNACK, §3.14.2.1 DISCONNECT).
+    ConnectionRateExceeded,
+}
+
+impl ReasonCode {
+    /// The reason code byte.
+    pub fn code(self) -> u8 {
+        match self {
+            ReasonCode::MessageRateTooHigh => 0x96,
+            ReasonCode::QuotaExceeded => 0x97,
+            ReasonCode::ConnectionRateExceeded => 0x9F,
+        }
+    }
+}
+
+/// What the broker should do with a request that exceeded a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Discard the message silently (QoS 0 semantics).
+    Drop,
+    /// Hold the request for `retry_after` and check again.
+    Delay,
+    /// Refuse it with this MQTT 5 reason code (PUBACK/CONNACK).
+    Reject(ReasonCode),
+    /// Close the connection (DISCONNECT with the reason code).
+    Disconnect(ReasonCode),
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    /// The request-count limit.
+    Messages,
+    /// The byte-rate limit.
+    Bytes,
+}
+
+/// The answer of a rate-limit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Within limits (and consumed, unless this came from a peek).
+    Allow,
+    /// A limit refused the request; nothing was consumed.
+    Limited {
+        /// The limit that refused.
+        limit: LimitKind,
+        /// The configured action for that limit.
+        action: Action,
+        /// When the same request would pass; `None` if it never can (cost above the burst).
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Decision {
+    /// Whether the request was allowed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
+}
+
+/// The limits applied to one key: optional message and byte rates and their actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per period (cost 1 each), if limited.
+    pub messages: Option<Rate>,
+    /// Bytes per period (cost = request bytes), if limited.
+    pub bytes: Option<Rate>,
+    /// What to do when the message rate is exceeded.
+    pub message_action: Action,
+    /// What to do when the byte rate is exceeded.
+    pub byte_action: Action,
+}
+
+impl Limits {
+    /// AWS IoT Core per-connection publish limits: 100 publishes/s and 512 KiB/s, answered with
+    /// PUBACK 0x96.
+    pub const fn aws_connection() -> Limits {
+        Limits {
+            messages: Some(Rate::per_second(100)),
+            bytes: Some(Rate::per_second(512 * 1024)),
+            message_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+            byte_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+        }
+    }
+
+    /// AWS IoT Core: 1 CONNECT per second per client ID, answered with CONNACK 0x9F.
+    pub const fn aws_client_connect() -> Limits {
+        Limits {
+            messages: Some(Rate::per_second(1)),
+            bytes: None,
+            message_action: Action::Reject(ReasonCode::ConnectionRateExceeded),
+            byte_action: Action::Drop,
+        }
+    }
+
+    /// AWS IoT Core (us-east-1): 500 CONNECTs per second per account.
+    pub const fn aws_account_connect() -> Limits {
+        Limits {
+            messages: Some(Rate::per_second(500)),
+            bytes: None,
+            message_action: Action::Reject(ReasonCode::ConnectionRateExceeded),
+            byte_action: Action::Drop,
+        }
+    }
+
+    /// AWS IoT Core (us-east-1): 20,000 inbound publishes per second per account, answered with
+    /// PUBACK 0x97.
+    pub const fn aws_account_publish() -> Limits {
+        Limits {
+            messages: Some(Rate::per_second(20_000)),
+            bytes: None,
+            message_action: Action::Reject(ReasonCode::QuotaExceeded),
+            byte_action: Action::Drop,
+        }
+    }
+
+    fn compile(&self) -> Result<Compiled> {
+        Ok(Compiled {
+            messages: self.messages.as_ref().map(Rate::compile).transpose()?,
+            bytes: self.bytes.as_ref().map(Rate::compile).transpose()?,
+            message_action: self.message_action,
+            byte_action: self.byte_action,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Compiled {
+    messages: Option<Gcra>,
+    bytes: Option<Gcra>,
+    message_action: Action,
+    byte_action: Action,
+}
+
+fn refused(limit: LimitKind, action: Action, after: Option<u64>) -> Decision {
+    Decision::Limited {
+        limit,
+        action,
+        retry_after: after.map(Duration::from_nanos),
+    }
+}
+
+impl Compiled {
+    pub(crate) fn new(limits: &Limits) -> Result<Compiled> {
+        limits.compile()
+    }
+
+    /// Checks a request of one message and `bytes` bytes against the two cells.
+    #[inline]
+    pub(crate) fn check(
+        &self,
+        msg_cell: &AtomicU64,
+        byte_cell: &AtomicU64,
+        bytes: u64,
+        now: u64,
+        consume: bool,
+    ) -> Decision {
+        let mut taken = 0;
+        if let Some(g) = &self.messages {
+            match g.check(msg_cell, 1, now, consume) {
+                CellResult::Allowed(inc) => taken = inc,
+                CellResult::Refused(after) => {
+                    return refused(LimitKind::Messages, self.message_action, after);
+                }
+            }
+        }
+        if let Some(g) = &self.bytes
+            && let CellResult::Refused(after) = g.check(byte_cell, bytes, now, consume)
+        {
+            if consume && taken > 0 {
+                Gcra::refund(msg_cell, taken);
+            }
+            return refused(LimitKind::Bytes, self.byte_action, after);
+        }
+        Decision::Allow
+    }
+}
+
+/// Configuration of a [`RateLimiter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimiterConfig {
+    /// Limits for keys without an override.
+    pub default: Limits,
+    /// Hard cap on tracked keys (default 1,048,576); a new key beyond it is refused with
+    /// [`Error::TooManyKeys`] (after an attempt to evict idle keys in its shard).
+    pub max_keys: usize,
+    /// A key idle this long (its allowance fully replenished) may be evicted (default 60 s).
+    pub idle_after: Duration,
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        LimiterConfig {
+            default: Limits::aws_connection(),
+            max_keys: 1 << 20,
+            idle_after: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    msg_tat: AtomicU64,
+    byte_tat: AtomicU64,
+    limits: u32,
+}
+
+impl Entry {
+    fn idle_since(&self) -> u64 {
+        self.msg_tat
+            .load(Ordering::Relaxed)
+            .max(self.byte_tat.load(Ordering::Relaxed))
+    }
+}
+
+/// A keyed GCRA rate limiter with per-key limits, idle eviction and a hard key cap. See the module
+/// docs for the algorithm and the concurrency model.
+#[derive(Debug)]
+pub struct RateLimiter<K> {
+    hasher: RandomState,
+    shards: Box<[RwLock<HashMap<K, Entry>>]>,
+    /// Compiled limits: index 0 is the default, the others per-key overrides.
+    limits: Vec<Compiled>,
+    overrides: HashMap<K, u32>,
+    len: AtomicUsize,
+    max_keys: usize,
+    idle_after: u64,
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    /// A limiter with `config` and no per-key overrides.
+    pub fn new(config: LimiterConfig) -> Result<Self> {
+        Self::with_overrides(config, Vec::new())
+    }
+
+    /// A limiter whose listed keys use their own limits (per-client or per-account quotas).
+    pub fn with_overrides(config: LimiterConfig, overrides: Vec<(K, Limits)>) -> Result<Self> {
+        let mut limits = vec![config.default.compile()?];
+        let mut map = HashMap::with_capacity(overrides.len());
+        for (key, l) in overrides {
+            let idx = u32::try_from(limits.len()).map_err(|_| Error::Config {
+                field: "overrides",
+                reason: "more than 2^32 overrides",
+            })?;
+            limits.push(l.compile()?);
+            map.insert(key, idx);
+        }
+        Ok(RateLimiter {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            limits,
+            overrides: map,
+            len: AtomicUsize::new(0),
+            max_keys: config.max_keys,
+            idle_after: u64::try_from(config.idle_after.as_nanos()).unwrap_or(u64::MAX),
+        })
+    }
+
+    #[inline]
+    fn shard(&self, key: &K) -> &RwLock<HashMap<K, Entry>> {
+        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+        &self.shards[i]
+    }
+
+    /// Checks and consumes one request of `bytes` bytes for `key` at `now`.
+    #[inline]
+    pub fn check_key(&self, key: &K, bytes: u64, now: Nanos) -> Result<Decision> {
+        self.decide(key, bytes, now, true)
+    }
+
+    /// Answers what [`RateLimiter::check_key`] would, without consuming anything (and without
+    /// starting to track an unknown key).
+    pub fn peek(&self, key: &K, bytes: u64, now: Nanos) -> Decision {
+        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = shard.get(key) {
+            return self.limits[e.limits as usize].check(
+                &e.msg_tat,
+                &e.byte_tat,
+                bytes,
+                now.0,
+                false,
+            );
+        }
+        let fresh = AtomicU64::new(0);
+        let fresh_bytes = AtomicU64::new(0);
+        self.limits[self.limit_index(key) as usize].check(&fresh, &fresh_bytes, bytes, now.0, false)
+    }
+
+    fn limit_index(&self, key: &K) -> u32 {
+        self.overrides.get(key).copied().unwrap_or(0)
+    }
+
+    fn decide(&self, key: &K, bytes: u64, now: Nanos, consume: bool) -> Result<Decision> {
+        let lock = self.shard(key);
+        {
+            let shard = lock.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = shard.get(key) {
+                let limits = &self.limits[e.limits as usize];
+                return Ok(limits.check(&e.msg_tat, &e.byte_tat, bytes, now.0, consume));
+            }
+        }
+        let mut shard = lock.write().unwrap_or_else(|p| p.into_inner());
+        if !shard.contains_key(key) {
+            if self.len.load(Ordering::Relaxed) >= self.max_keys {
+                let evicted = self.evict_shard(&mut shard, now.0);
+                self.len.fetch_sub(evicted, Ordering::Relaxed);
+                if self.len.load(Ordering::Relaxed) >= self.max_keys {
+                    return Err(Error::TooManyKeys {
+                        what: "rate limiter",
+                        limit: self.max_keys,
+                    });
+                }
+            }
+            self.len.fetch_add(1, Ordering::Relaxed);
+            shard.insert(
+                key.clone(),
+                Entry {
+                    msg_tat: AtomicU64::new(0),
+                    byte_tat: AtomicU64::new(0),
+                    limits: self.limit_index(key),
+                },
+            );
+        }
+        let e = shard.get(key).ok_or(Error::Config {
+            field: "rate limiter",
+            reason: "key vanished under the write lock",
+        })?;
+        let limits = &self.limits[e.limits as usize];
+        Ok(limits.check(&e.msg_tat, &e.byte_tat, bytes, now.0, consume))
+    }
+
+    fn evict_shard(&self, shard: &mut HashMap<K, Entry>, now: u64) -> usize {
+        let before = shard.len();
+        let cutoff = now.saturating_sub(self.idle_after);
+        shard.retain(|_, e| e.idle_since() > cutoff);
+        before - shard.len()
+    }
+
+    /// Forgets every key whose allowance has been fully replenished for at least `idle_after`.
+    /// Returns how many keys were evicted. Evicting an idle key never changes a decision.
+    pub fn evict_idle(&self, now: Nanos) -> usize {
+        let mut total = 0;
+        for lock in self.shards.iter() {
+            let mut shard = lock.write().unwrap_or_else(|p| p.into_inner());
+            total += self.evict_shard(&mut shard, now.0);
+        }
+        self.len.fetch_sub(total, Ordering::Relaxed);
+        total
+    }
+
+    /// Number of tracked keys.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The default AWS IoT Core-style limits, bundled: per connection, per client-ID connect, per
+/// account connect and per account publish. Every field is configurable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionLimits {
+    /// Per connection: 100 publishes/s and 512 KiB/s.
+    pub per_connection: Limits,
+    /// Per client ID: 1 CONNECT/s.
+    pub per_client_connect: Limits,
+    /// Per account: 500 CONNECTs/s.
+    pub per_account_connect: Limits,
+    /// Per account: 20,000 inbound publishes/s.
+    pub per_account_publish: Limits,
+}
+
+impl Default for AdmissionLimits {
+    fn default() -> Self {
+        AdmissionLimits {
+            per_connection: Limits::aws_connection(),
+            per_client_connect: Limits::aws_client_connect(),
+            per_account_connect: Limits::aws_account_connect(),
+            per_account_publish: Limits::aws_account_publish(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(limits: Limits) -> RateLimiter<&'static str> {
+        RateLimiter::new(LimiterConfig {
+            default: limits,
+            ..LimiterConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn msgs(per_sec: u64, burst: u64) -> Limits {
+        Limits {
+            messages: Some(Rate {
+                amount: per_sec,
+                period_ms: 1000,
+                burst,
+            }),
+            bytes: None,
+            message_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+            byte_action: Action::Drop,
+        }
+    }
+
+    #[test]
+    fn allows_the_burst_then_refuses_with_retry_after() {
+        let l = limiter(msgs(10, 3));
+        let t = Nanos::from_secs(100);
+        for _ in 0..3 {
+            assert!(l.check_key(&"a", 0, t).unwrap().is_allowed());
+        }
+        match l.check_key(&"a", 0, t).unwrap() {
+            Decision::Limited {
+                limit: LimitKind::Messages,
+                action: Action::Reject(code),
+                retry_after: Some(after),
+            } => {
+                assert_eq!(code.code(), 0x96);
+                assert_eq!(after, Duration::from_millis(100));
+            }
+            other => panic!("{other:?}"),
+        }
+        // 100 ms later one more fits.
+        let later = t.saturating_add(Duration::from_millis(100));
+        assert!(l.check_key(&"a", 0, later).unwrap().is_allowed());
+        assert!(!l.check_key(&"a", 0, later).unwrap().is_allowed());
+    }
+
+    #[test]
+    fn sustained_rate_is_exact_over_many_periods() {
+        let l = limiter(msgs(100, 100));
+        let mut allowed = 0;
+        // Offer 1,000 requests/s for 10 s, one every millisecond.
+        for ms in 0..10_000 {
+            if l.check_key(&"k", 0, Nanos::from_millis(ms))
+                .unwrap()
+                .is_allowed()
+            {
+                allowed += 1;
+            }
+        }
+        // Burst of 100 plus 100/s for the remaining time (the last period is partial).
+        assert!((1099..=1100).contains(&allowed), "{allowed}");
+    }
+
+    #[test]
+    fn keys_are_independent() {
+        let l = limiter(msgs(1, 1));
+        let t = Nanos::from_secs(5);
+        assert!(l.check_key(&"a", 0, t).unwrap().is_allowed());
+        assert!(!l.check_key(&"a", 0, t).unwrap().is_allowed());
+        assert!(l.check_key(&"b", 0, t).unwrap().is_allowed());
+    }
+
+    #[test]
+    fn byte_limit_weights_by_size_and_refunds_the_message() {
+        let l = limiter(Limits {
+            messages: Some(Rate::per_second(100)),
+            bytes: Some(Rate::per_second(1000)),
+            message_action: Action::Drop,
+            byte_action: Action::Delay,
+        });
+        let t = Nanos::from_secs(1);
+        assert!(l.check_key(&"a", 600, t).unwrap().is_allowed());
+        let d = l.check_key(&"a", 600, t).unwrap();
+        assert!(
+            matches!(
+                d,
+                Decision::Limited { limit: LimitKind::Bytes, action: Action::Delay, retry_after: Some(r) }
+                    if r == Duration::from_millis(200)
+            ),
+            "{d:?}"
+        );
+        // The refused request did not use up a message: 99 more 1-byte-ish messages still fit
+        // in the 400 remaining bytes... 400 of them at 1 byte each, capped by 99 messages.
+        let mut ok = 0;
+        while l.check_key(&"a", 1, t).unwrap().is_allowed() {
+            ok += 1;
+        }
+        assert_eq!(ok, 99);
+    }
+
+    #[test]
+    fn cost_above_the_burst_is_never_allowed() {
+        let l = limiter(Limits {
+            messages: None,
+            bytes: Some(Rate::per_second(1000)),
+            message_action: Action::Drop,
+            byte_action: Action::Disconnect(ReasonCode::QuotaExceeded),
+        });
+        let d = l.check_key(&"a", 1001, Nanos::from_secs(1)).unwrap();
+        assert!(matches!(
+            d,
+            Decision::Limited {
+                retry_after: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn peek_does_not_consume_or_track() {
+        let l = limiter(msgs(1, 1));
+        let t = Nanos::from_secs(1);
+        assert!(l.peek(&"a", 0, t).is_allowed());
+        assert!(l.is_empty());
+        assert!(l.check_key(&"a", 0, t).unwrap().is_allowed());
+        assert!(!l.peek(&"a", 0, t).is_allowed());
+        assert!(!l.peek(&"a", 0, t).is_allowed());
+        assert!(l.peek(&"a", 0, Nanos::from_secs(2)).is_allowed());
+    }
+
+    #[test]
+    fn per_key_overrides_apply() {
+        let l = RateLimiter::with_overrides(
+            LimiterConfig {
+                default: msgs(1, 1),
+                ..LimiterConfig::default()
+            },
+            vec![("vip", msgs(1, 5))],
+        )
+        .unwrap();
+        let t = Nanos::from_secs(1);
+        let vip = (0..10)
+            .filter(|_| l.check_key(&"vip", 0, t).unwrap().is_allowed())
+            .count();
+        let std = (0..10)
+            .filter(|_| l.check_key(&"std", 0, t).unwrap().is_allowed())
+            .count();
+        assert_eq!((vip, std), (5, 1));
+    }
+
+    #[test]
+    fn hard_cap_refuses_new_keys_until_idle_ones_can_be_evicted() {
+        let l: RateLimiter<u32> = RateLimiter::new(LimiterConfig {
+            default: msgs(1, 1),
+            max_keys: 10,
+            idle_after: Duration::from_secs(10),
+        })
+        .unwrap();
+        let t = Nanos::from_secs(100);
+        for k in 0..10 {
+            l.check_key(&k, 0, t).unwrap();
+        }
+        assert!(matches!(
+            l.check_key(&99, 0, t),
+            Err(Error::TooManyKeys { limit: 10, .. })
+        ));
+        // Known keys still work at the cap.
+        assert!(!l.check_key(&3, 0, t).unwrap().is_allowed());
+        // Long after, idle keys go and new ones fit.
+        let evicted = l.evict_idle(Nanos::from_secs(200));
+        assert_eq!(evicted, 10);
+        assert!(
+            l.check_key(&99, 0, Nanos::from_secs(200))
+                .unwrap()
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn eviction_keeps_keys_that_are_still_limited() {
+        let l = limiter(msgs(1, 1));
+        l.check_key(&"busy", 0, Nanos::from_secs(1000)).unwrap();
+        assert_eq!(l.evict_idle(Nanos::from_secs(1000)), 0);
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn rejects_zero_rates() {
+        assert!(
+            RateLimiter::<u8>::new(LimiterConfig {
+                default: msgs(0, 1),
+                ..LimiterConfig::default()
+            })
+            .is_err()
+        );
+        assert!(
+            RateLimiter::<u8>::new(LimiterConfig {
+                default: msgs(1, 0),
+                ..LimiterConfig::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn reason_codes_match_mqtt5() {
+        assert_eq!(ReasonCode::MessageRateTooHigh.code(), 0x96);
+        assert_eq!(ReasonCode::QuotaExceeded.code(), 0x97);
+        assert_eq!(ReasonCode::ConnectionRateExceeded.code(), 0x9F);
+    }
+
+    #[test]
+    fn concurrent_checks_never_exceed_the_burst() {
+        let l = std::sync::Arc::new(limiter(msgs(1, 1000)));
+        let t = Nanos::from_secs(1);
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    (0..1000)
+                        .filter(|_| l.check_key(&"x", 0, t).unwrap().is_allowed())
+                        .count()
+                })
+            })
+            .collect();
+        let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(total, 1000);
+    }
+}

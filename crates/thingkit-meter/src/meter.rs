@@ -1,0 +1,617 @@
+//! The meter: counts per (account, device, kind, time window), per-connection hot-path counters,
+//! and mergeable per-node aggregates.
+//!
+//! Three layers, from hot to cold:
+//!
+//! 1. [`ConnectionTable`]: one 64-byte, cache-line-aligned slot per live connection holding its
+//!    GCRA state (messages and bytes) and its unflushed counters (inbound and outbound messages,
+//!    units, bytes). [`ConnectionTable::record_publish`] is the per-message call: a rate-limit
+//!    check and three relaxed atomic adds, no lock, no allocation, no hashing.
+//! 2. [`Meter`]: the node's aggregates keyed by [`UsageKey`]; connections are
+//!    [flushed](ConnectionTable::flush) into it periodically and on disconnect.
+//! 3. [`NodeAggregate`]: a snapshot of several nodes' meters. Each node's counters only grow, so
+//!    merging takes the per-node maximum of every counter (a G-counter CRDT): merging is
+//!    commutative, associative and idempotent, and a node's snapshot can be delivered twice or
+//!    out of order without double counting. The fleet total is the sum over nodes.
+//!
+//! # Concurrency
+//!
+//! Both tables take `&self` everywhere and are `Sync`. A connection's counters are atomics, so
+//! several threads may record for the same connection (e.g. inbound and outbound tasks) without
+//! losing updates; a flush swaps each counter to zero, so every recorded unit lands in exactly one
+//! flush. Connect, disconnect and flush take a mutex; recording does not.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::{Day, Month};
+use crate::error::{Error, Result};
+use crate::limiter::{Compiled, Decision, Limits, Nanos};
+use crate::policy::{MeteringPolicy, PacketKind};
+use crate::usage::UsageEvent;
+
+/// Length of the time windows the meter aggregates into (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// Clock hours.
+    Hour,
+    /// UTC days.
+    Day,
+    /// UTC calendar months.
+    Month,
+}
+
+impl Granularity {
+    /// The first second of the window containing `unix_secs`.
+    pub fn window_start(self, unix_secs: u64) -> u64 {
+        match self {
+            Granularity::Hour => unix_secs - unix_secs % 3600,
+            Granularity::Day => Day::of(unix_secs).start(),
+            Granularity::Month => Month::of(unix_secs).start(),
+        }
+    }
+}
+
+/// What a count is about: account, device, kind and window start (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UsageKey {
+    /// The account.
+    pub account: String,
+    /// The device.
+    pub device: String,
+    /// The kind of usage.
+    pub kind: PacketKind,
+    /// First second of the window.
+    pub window: u64,
+}
+
+/// Counters for one [`UsageKey`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Operations (messages).
+    pub messages: u64,
+    /// Billable units.
+    pub units: u64,
+    /// Counted bytes.
+    pub bytes: u64,
+    /// Connection minutes.
+    pub minutes: u64,
+}
+
+impl Counts {
+    /// Adds `other` (saturating: counters stop at `u64::MAX` instead of wrapping).
+    pub fn add(&mut self, other: &Counts) {
+        self.messages = self.messages.saturating_add(other.messages);
+        self.units = self.units.saturating_add(other.units);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.minutes = self.minutes.saturating_add(other.minutes);
+    }
+
+    /// Pointwise maximum with `other`.
+    pub fn max(&mut self, other: &Counts) {
+        self.messages = self.messages.max(other.messages);
+        self.units = self.units.max(other.units);
+        self.bytes = self.bytes.max(other.bytes);
+        self.minutes = self.minutes.max(other.minutes);
+    }
+}
+
+/// A node's aggregates: counts per [`UsageKey`], with a cap on distinct keys.
+#[derive(Debug)]
+pub struct Meter {
+    node: String,
+    policy: MeteringPolicy,
+    granularity: Granularity,
+    max_keys: usize,
+    totals: Mutex<BTreeMap<UsageKey, Counts>>,
+}
+
+impl Meter {
+    /// A meter for broker node `node`, metering with `policy` into `granularity` windows, tracking
+    /// at most `max_keys` distinct keys.
+    pub fn new(
+        node: impl Into<String>,
+        policy: MeteringPolicy,
+        granularity: Granularity,
+        max_keys: usize,
+    ) -> Result<Meter> {
+        policy.validate()?;
+        Ok(Meter {
+            node: node.into(),
+            policy,
+            granularity,
+            max_keys,
+            totals: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The metering policy.
+    pub fn policy(&self) -> &MeteringPolicy {
+        &self.policy
+    }
+
+    /// Adds `counts` to the key of (`account`, `device`, `kind`) in the window of `unix_secs`.
+    pub fn add(
+        &self,
+        account: &str,
+        device: &str,
+        kind: PacketKind,
+        unix_secs: u64,
+        counts: &Counts,
+    ) -> Result<()> {
+        let key = UsageKey {
+            account: account.to_owned(),
+            device: device.to_owned(),
+            kind,
+            window: self.granularity.window_start(unix_secs),
+        };
+        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = totals.get_mut(&key) {
+            c.add(counts);
+            return Ok(());
+        }
+        if totals.len() >= self.max_keys {
+            return Err(Error::TooManyKeys {
+                what: "meter",
+                limit: self.max_keys,
+            });
+        }
+        totals.insert(key, *counts);
+        Ok(())
+    }
+
+    /// Records one usage event (units computed with the meter's policy).
+    pub fn record(&self, event: &UsageEvent) -> Result<()> {
+        let counts = Counts {
+            messages: u64::from(event.kind() != PacketKind::ConnectionMinutes),
+            units: event.units(&self.policy),
+            bytes: event.bytes(),
+            minutes: event.minutes(),
+        };
+        self.add(
+            event.account(),
+            event.device(),
+            event.kind(),
+            event.time(),
+            &counts,
+        )
+    }
+
+    /// A copy of the node's totals.
+    pub fn totals(&self) -> BTreeMap<UsageKey, Counts> {
+        self.totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// This node's totals as a mergeable aggregate.
+    pub fn snapshot(&self) -> NodeAggregate {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(self.node.clone(), self.totals());
+        NodeAggregate { nodes }
+    }
+}
+
+/// Aggregates from several broker nodes, mergeable without double counting. See the module docs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAggregate {
+    /// Per node: that node's cumulative counts per key.
+    pub nodes: BTreeMap<String, BTreeMap<UsageKey, Counts>>,
+}
+
+impl NodeAggregate {
+    /// Merges `other` into `self`: per node and key, the maximum of each counter.
+    pub fn merge(&mut self, other: &NodeAggregate) {
+        for (node, keys) in &other.nodes {
+            let mine = self.nodes.entry(node.clone()).or_default();
+            for (key, counts) in keys {
+                mine.entry(key.clone()).or_default().max(counts);
+            }
+        }
+    }
+
+    /// Fleet totals: the sum over nodes of each key's counts.
+    pub fn totals(&self) -> BTreeMap<UsageKey, Counts> {
+        let mut out: BTreeMap<UsageKey, Counts> = BTreeMap::new();
+        for keys in self.nodes.values() {
+            for (key, counts) in keys {
+                out.entry(key.clone()).or_default().add(counts);
+            }
+        }
+        out
+    }
+}
+
+/// Slots per lazily allocated page of a [`ConnectionTable`].
+const PAGE: usize = 4096;
+
+/// One connection's hot-path state: exactly one 64-byte cache line.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+struct Slot {
+    msg_tat: AtomicU64,
+    byte_tat: AtomicU64,
+    in_messages: AtomicU64,
+    in_units: AtomicU64,
+    in_bytes: AtomicU64,
+    out_messages: AtomicU64,
+    out_units: AtomicU64,
+    out_bytes: AtomicU64,
+}
+
+/// Bytes of hot-path state per connection in a [`ConnectionTable`].
+pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+
+const _: () = assert!(SLOT_BYTES == 64);
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// Per slot: (account, device) of the live connection, `None` when free.
+    owners: Vec<Option<(Box<str>, Box<str>)>>,
+    free: Vec<u32>,
+}
+
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A live connection's handle in a [`ConnectionTable`]. Not `Clone`: give it back with
+/// [`ConnectionTable::disconnect`], after which its slot may be reused.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Connection {
+    table: u64,
+    slot: u32,
+}
+
+impl Connection {
+    /// The slot index (stable while connected; useful as a compact connection id).
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+}
+
+/// Per-connection rate limits and counters for the message hot path. See the module docs.
+#[derive(Debug)]
+pub struct ConnectionTable {
+    id: u64,
+    policy: MeteringPolicy,
+    limits: Compiled,
+    pages: Box<[OnceLock<Box<[Slot]>>]>,
+    registry: Mutex<Registry>,
+    max_connections: usize,
+}
+
+impl ConnectionTable {
+    /// A table for at most `max_connections` simultaneous connections, each limited by `limits`
+    /// and metered with `policy`. Memory is allocated in pages of 4,096 slots as connections
+    /// arrive.
+    pub fn new(
+        policy: MeteringPolicy,
+        limits: &Limits,
+        max_connections: usize,
+    ) -> Result<ConnectionTable> {
+        policy.validate()?;
+        if max_connections > u32::MAX as usize {
+            return Err(Error::Config {
+                field: "max_connections",
+                reason: "at most 2^32 - 1",
+            });
+        }
+        let pages = max_connections.div_ceil(PAGE);
+        Ok(ConnectionTable {
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            policy,
+            limits: Compiled::new(limits)?,
+            pages: (0..pages).map(|_| OnceLock::new()).collect(),
+            registry: Mutex::new(Registry::default()),
+            max_connections,
+        })
+    }
+
+    #[inline]
+    fn slot(&self, conn: &Connection) -> Result<&Slot> {
+        let i = conn.slot as usize;
+        if conn.table != self.id {
+            return Err(Error::Config {
+                field: "connection",
+                reason: "handle belongs to another connection table",
+            });
+        }
+        self.pages
+            .get(i / PAGE)
+            .and_then(OnceLock::get)
+            .and_then(|p| p.get(i % PAGE))
+            .ok_or(Error::Config {
+                field: "connection",
+                reason: "slot not allocated",
+            })
+    }
+
+    /// Registers a new connection of `device` in `account`. Its limits start fully replenished.
+    pub fn connect(&self, account: &str, device: &str) -> Result<Connection> {
+        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = match reg.free.pop() {
+            Some(s) => s,
+            None => {
+                if reg.owners.len() >= self.max_connections {
+                    return Err(Error::TooManyKeys {
+                        what: "connection table",
+                        limit: self.max_connections,
+                    });
+                }
+                reg.owners.push(None);
+                (reg.owners.len() - 1) as u32
+            }
+        };
+        let i = slot as usize;
+        let page = self.pages.get(i / PAGE).ok_or(Error::TooManyKeys {
+            what: "connection table",
+            limit: self.max_connections,
+        })?;
+        let page = page.get_or_init(|| (0..PAGE).map(|_| Slot::default()).collect());
+        if let Some(s) = page.get(i % PAGE) {
+            for cell in [&s.msg_tat, &s.byte_tat] {
+                cell.store(0, Ordering::Relaxed);
+            }
+        }
+        if let Some(owner) = reg.owners.get_mut(i) {
+            *owner = Some((account.into(), device.into()));
+        }
+        Ok(Connection {
+            table: self.id,
+            slot,
+        })
+    }
+
+    /// The per-message call: checks the connection's rate limits for one inbound PUBLISH of
+    /// `bytes` counted bytes at `now`, and if allowed, counts it (`retained` publishes are
+    /// metered as [`PacketKind::Retained`]). A refused message is not counted.
+    #[inline]
+    pub fn record_publish(
+        &self,
+        conn: &Connection,
+        bytes: u64,
+        retained: bool,
+        now: Nanos,
+    ) -> Result<Decision> {
+        let s = self.slot(conn)?;
+        let decision = self
+            .limits
+            .check(&s.msg_tat, &s.byte_tat, bytes, now.0, true);
+        if decision.is_allowed() {
+            let kind = if retained {
+                PacketKind::Retained
+            } else {
+                PacketKind::Publish
+            };
+            s.in_messages.fetch_add(1, Ordering::Relaxed);
+            s.in_units
+                .fetch_add(self.policy.units(kind, bytes), Ordering::Relaxed);
+            s.in_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        Ok(decision)
+    }
+
+    /// Answers what [`ConnectionTable::record_publish`] would, consuming and counting nothing.
+    pub fn peek_publish(&self, conn: &Connection, bytes: u64, now: Nanos) -> Result<Decision> {
+        let s = self.slot(conn)?;
+        Ok(self
+            .limits
+            .check(&s.msg_tat, &s.byte_tat, bytes, now.0, false))
+    }
+
+    /// Counts one outbound delivery of `bytes` counted bytes to this connection (not limited).
+    #[inline]
+    pub fn record_delivery(&self, conn: &Connection, bytes: u64) -> Result<()> {
+        let s = self.slot(conn)?;
+        s.out_messages.fetch_add(1, Ordering::Relaxed);
+        s.out_units.fetch_add(
+            self.policy.units(PacketKind::Receive, bytes),
+            Ordering::Relaxed,
+        );
+        s.out_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves the connection's counters into `meter`, in the window of `unix_secs`.
+    pub fn flush(&self, conn: &Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
+        let s = self.slot(conn)?;
+        let owner = {
+            let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            reg.owners.get(conn.slot as usize).cloned().flatten()
+        };
+        let Some((account, device)) = owner else {
+            return Ok(());
+        };
+        let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
+        let inbound = Counts {
+            messages: take(&s.in_messages),
+            units: take(&s.in_units),
+            bytes: take(&s.in_bytes),
+            minutes: 0,
+        };
+        let outbound = Counts {
+            messages: take(&s.out_messages),
+            units: take(&s.out_units),
+            bytes: take(&s.out_bytes),
+            minutes: 0,
+        };
+        // Retained and plain publishes share the inbound counters; they are reported as
+        // `publish` (their units already include the retained surcharge).
+        if inbound != Counts::default() {
+            meter.add(&account, &device, PacketKind::Publish, unix_secs, &inbound)?;
+        }
+        if outbound != Counts::default() {
+            meter.add(&account, &device, PacketKind::Receive, unix_secs, &outbound)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the connection; its slot is reused by a later connect.
+    pub fn disconnect(&self, conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
+        self.flush(&conn, meter, unix_secs)?;
+        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(owner) = reg.owners.get_mut(conn.slot as usize) {
+            *owner = None;
+            reg.free.push(conn.slot);
+        }
+        Ok(())
+    }
+
+    /// Number of live connections.
+    pub fn len(&self) -> usize {
+        let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        reg.owners.len() - reg.free.len()
+    }
+
+    /// Whether there is no live connection.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::{Action, Rate};
+
+    fn unlimited() -> Limits {
+        Limits {
+            messages: None,
+            bytes: None,
+            message_action: Action::Drop,
+            byte_action: Action::Drop,
+        }
+    }
+
+    fn meter() -> Meter {
+        Meter::new("n1", MeteringPolicy::aws(), Granularity::Day, 1000).unwrap()
+    }
+
+    #[test]
+    fn slot_is_one_cache_line() {
+        assert_eq!(SLOT_BYTES, 64);
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
+    }
+
+    #[test]
+    fn records_and_flushes_publishes_and_deliveries() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 10).unwrap();
+        let m = meter();
+        let c = t.connect("acme", "d1").unwrap();
+        let now = Nanos::from_secs(1);
+        t.record_publish(&c, 8192, false, now).unwrap();
+        t.record_publish(&c, 10, true, now).unwrap();
+        t.record_delivery(&c, 6000).unwrap();
+        t.flush(&c, &m, 86_400 * 3 + 5).unwrap();
+        let totals = m.totals();
+        let key = |kind| UsageKey {
+            account: "acme".into(),
+            device: "d1".into(),
+            kind,
+            window: 86_400 * 3,
+        };
+        assert_eq!(
+            totals[&key(PacketKind::Publish)],
+            Counts {
+                messages: 2,
+                units: 4,
+                bytes: 8202,
+                minutes: 0
+            }
+        );
+        assert_eq!(totals[&key(PacketKind::Receive)].units, 2);
+        // A second flush adds nothing.
+        t.flush(&c, &m, 86_400 * 3 + 5).unwrap();
+        assert_eq!(m.totals(), totals);
+    }
+
+    #[test]
+    fn refused_publishes_are_not_counted() {
+        let limits = Limits {
+            messages: Some(Rate::per_second(2)),
+            ..unlimited()
+        };
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 10).unwrap();
+        let m = meter();
+        let c = t.connect("a", "d").unwrap();
+        let allowed = (0..5)
+            .filter(|_| {
+                t.record_publish(&c, 1, false, Nanos(0))
+                    .unwrap()
+                    .is_allowed()
+            })
+            .count();
+        assert_eq!(allowed, 2);
+        assert!(!t.peek_publish(&c, 1, Nanos(0)).unwrap().is_allowed());
+        t.disconnect(c, &m, 0).unwrap();
+        assert_eq!(m.totals().values().next().unwrap().messages, 2);
+    }
+
+    #[test]
+    fn connection_cap_and_slot_reuse_start_fresh() {
+        let limits = Limits {
+            messages: Some(Rate::per_second(1)),
+            ..unlimited()
+        };
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 1).unwrap();
+        let m = meter();
+        let c = t.connect("a", "d").unwrap();
+        assert!(matches!(
+            t.connect("a", "e"),
+            Err(Error::TooManyKeys { limit: 1, .. })
+        ));
+        t.record_publish(&c, 1, false, Nanos(0)).unwrap();
+        t.disconnect(c, &m, 0).unwrap();
+        let c2 = t.connect("a", "e").unwrap();
+        assert!(
+            t.record_publish(&c2, 1, false, Nanos(0))
+                .unwrap()
+                .is_allowed()
+        );
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn rejects_a_handle_from_another_table() {
+        let a = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
+        let b = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
+        let c = a.connect("x", "y").unwrap();
+        assert!(b.record_publish(&c, 1, false, Nanos(0)).is_err());
+    }
+
+    #[test]
+    fn meter_refuses_keys_beyond_its_cap() {
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Hour, 1).unwrap();
+        let c = Counts::default();
+        m.add("a", "d", PacketKind::Publish, 0, &c).unwrap();
+        m.add("a", "d", PacketKind::Publish, 10, &c).unwrap();
+        assert!(m.add("a", "d", PacketKind::Publish, 3600, &c).is_err());
+    }
+
+    #[test]
+    fn snapshots_from_two_nodes_merge_without_double_counting() {
+        let n1 = Meter::new("n1", MeteringPolicy::aws(), Granularity::Month, 10).unwrap();
+        let n2 = Meter::new("n2", MeteringPolicy::aws(), Granularity::Month, 10).unwrap();
+        let one = Counts {
+            messages: 1,
+            units: 1,
+            bytes: 5,
+            minutes: 0,
+        };
+        n1.add("a", "d", PacketKind::Publish, 0, &one).unwrap();
+        let early = n1.snapshot();
+        n1.add("a", "d", PacketKind::Publish, 0, &one).unwrap();
+        n2.add("a", "d", PacketKind::Publish, 0, &one).unwrap();
+        let mut fleet = NodeAggregate::default();
+        fleet.merge(&n1.snapshot());
+        fleet.merge(&early); // stale, out of order
+        fleet.merge(&n2.snapshot());
+        fleet.merge(&n2.snapshot()); // duplicate delivery
+        let total = fleet.totals().into_values().next().unwrap();
+        assert_eq!(total.messages, 3);
+    }
+}

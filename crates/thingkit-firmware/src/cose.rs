@@ -33,8 +33,9 @@ impl<'a> CoseSign1<'a> {
     /// The protected header must contain the algorithm (label 1) and may contain a content type
     /// (3) and key id (4); `crit` and unknown protected labels are refused (RFC 9052 section 3.1:
     /// a recipient must not accept headers it does not understand if they are critical, and we
-    /// treat every protected label as security relevant). The unprotected header may carry `kid`;
-    /// an algorithm there is refused.
+    /// treat every protected label as security relevant). The unprotected header may carry only
+    /// `kid`; any other unprotected label is refused too, so that no byte of an authentication
+    /// block can change without the block failing.
     pub fn parse(bytes: &'a [u8], limits: &DecodeLimits) -> Result<CoseSign1<'a>> {
         const S: &str = "COSE_Sign1";
         let mut d = Decoder::new(bytes, limits);
@@ -68,8 +69,11 @@ impl<'a> CoseSign1<'a> {
                 HDR_ALG => {
                     return Err(structure(S, "algorithm must be in the protected header"));
                 }
-                _ => {
-                    d.raw_value()?;
+                other => {
+                    return Err(structure(
+                        S,
+                        format!("unsupported unprotected header label {other}"),
+                    ));
                 }
             }
         }

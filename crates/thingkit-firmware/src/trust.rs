@@ -35,6 +35,8 @@ pub struct TrustAnchors {
     version: u64,
     threshold: usize,
     keys: Vec<PublicKey>,
+    /// `keys[i].key_id()`, computed once.
+    ids: Vec<KeyId>,
 }
 
 impl TrustAnchors {
@@ -65,10 +67,12 @@ impl TrustAnchors {
                 ));
             }
         }
+        let ids = keys.iter().map(PublicKey::key_id).collect();
         Ok(TrustAnchors {
             version,
             threshold,
             keys,
+            ids,
         })
     }
 
@@ -77,6 +81,7 @@ impl TrustAnchors {
         TrustAnchors {
             version: 0,
             threshold: 1,
+            ids: vec![key.key_id()],
             keys: vec![key],
         }
     }
@@ -99,8 +104,9 @@ impl TrustAnchors {
     /// Verifies `signatures` over `payload` and returns the ids of the distinct trusted keys that
     /// signed; fails with [`Error::BelowThreshold`] if there are fewer than the threshold.
     ///
-    /// Several signatures by the same key count once. A `kid` header narrows which keys are tried
-    /// when it names a trusted key; it never makes an untrusted key count.
+    /// Several signatures by the same key count once. A `kid` header selects the trusted key to
+    /// try (a `kid` that names no trusted key counts for nothing); the signature itself is always
+    /// checked, so a `kid` never makes an untrusted key count.
     pub fn require(
         &self,
         signatures: &[CoseSign1<'_>],
@@ -108,13 +114,16 @@ impl TrustAnchors {
         external_aad: &[u8],
     ) -> Result<Vec<KeyId>> {
         let mut signed = vec![false; self.keys.len()];
-        let ids: Vec<KeyId> = self.keys.iter().map(PublicKey::key_id).collect();
+        let ids = &self.ids;
         for sig in signatures {
-            let hinted = sig
-                .kid()
-                .and_then(|kid| ids.iter().position(|id| id.0[..] == *kid));
-            let candidates: Vec<usize> = match hinted {
-                Some(i) => vec![i],
+            // A `kid` selects the one trusted key with that id; a `kid` naming no trusted key
+            // makes the signature count for nothing. Without a `kid`, every key is tried.
+            let candidates: Vec<usize> = match sig.kid() {
+                Some(kid) => ids
+                    .iter()
+                    .position(|id| id.0[..] == *kid)
+                    .into_iter()
+                    .collect(),
                 None => (0..self.keys.len()).collect(),
             };
             for i in candidates {

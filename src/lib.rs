@@ -9,6 +9,7 @@
 //! | module | crate | cargo feature |
 //! |---|---|---|
 // FACADE-TABLE (one row per domain crate)
+//! | [`meter`] | `thingkit-meter` | `meter` |
 //! | [`provision`] | `thingkit-provision` | `provision` |
 //! | [`mqtt`] | `thingkit-mqtt` | `mqtt` |
 //! | [`policy`] | `thingkit-policy` | `policy` |
@@ -18,12 +19,15 @@
 //! default. `ARCHITECTURE.md` at the repository root maps the crates and their boundaries.
 
 // FACADE-REEXPORTS (one `pub use` per domain crate, behind its feature)
-/// Provisioning: CA and issuance profile, certificate IDs, AWS-model registry, durable store, mTLS identity.
-#[cfg(feature = "provision")]
-pub use thingkit_provision as provision;
+/// Metering, GCRA rate limits, quotas, exact-money rating and a durable usage ledger.
+#[cfg(feature = "meter")]
+pub use thingkit_meter as meter;
 /// MQTT 3.1.1/5.0: strict zero-copy codec, topics, subscription index, topic aliases.
 #[cfg(feature = "mqtt")]
 pub use thingkit_mqtt as mqtt;
 /// AWS-IoT-compatible policy documents: strict parsing, validation, exact evaluation, explain.
 #[cfg(feature = "policy")]
 pub use thingkit_policy as policy;
+/// Provisioning: CA and issuance profile, certificate IDs, AWS-model registry, durable store, mTLS identity.
+#[cfg(feature = "provision")]
+pub use thingkit_provision as provision;

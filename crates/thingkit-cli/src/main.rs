@@ -7,11 +7,14 @@
 //!   stderr), 2 on a usage error (clap's own exit code);
 //! - machine-readable output is JSON (one object, or JSON lines for streams) on stdout.
 
+mod meter;
 mod policy;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod mqtt;
 
 /// The core of a cloud IoT platform, from the command line.
 #[derive(Debug, Parser)]
@@ -26,9 +29,15 @@ struct Cli {
 enum Command {
     /// Print the crates this build of thingkit contains, with their versions.
     Crates,
+    /// MQTT codec tools: decode hex to JSON lines, encode JSON to hex.
+    #[command(subcommand)]
+    Mqtt(mqtt::Args),
     /// AWS IoT policy documents: validate and lint, test requests.
     #[command(subcommand)]
     Policy(policy::Args),
+    /// Metering: billable units of a message, bills from JSON-lines usage.
+    #[command(subcommand)]
+    Meter(meter::Args),
 }
 
 /// A failure the user must act on: printed as one line on stderr, exit status 1.
@@ -44,7 +53,9 @@ impl<E: std::fmt::Display> From<E> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Failure> = match cli.command {
+        Command::Mqtt(args) => mqtt::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Meter(args) => meter::run(args),
         Command::Crates => {
             println!("thingkit-cli {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -1,0 +1,714 @@
+//! Registry rules: the certificate state machine, limits, policies, effective policies,
+//! authentication, events, batches and reopening.
+
+use std::sync::{Arc, Mutex};
+
+use thingkit_provision::Error;
+use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
+use thingkit_provision::certificate::{CaStatus, CertificateId, CertificateStatus};
+use thingkit_provision::registry::{PolicyTarget, Registry, RegistryEvent, RegistryLimits};
+use thingkit_provision::store::{MemoryStore, RegistryStore, StoreOp};
+
+const ALLOW_CONNECT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#;
+const ALLOW_PUBLISH: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Publish","Resource":"*"}]}"#;
+
+struct Fixture {
+    ca: CertificateAuthority,
+    registry: Registry,
+    ca_id: CertificateId,
+    events: Arc<Mutex<Vec<RegistryEvent>>>,
+}
+
+fn fixture() -> Fixture {
+    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let mut registry = Registry::in_memory();
+    let ca_id = registry
+        .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
+        .unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    registry.subscribe(move |e| sink.lock().unwrap().push(e.clone()));
+    Fixture {
+        ca,
+        registry,
+        ca_id,
+        events,
+    }
+}
+
+impl Fixture {
+    fn device(&mut self, name: &str, status: CertificateStatus) -> (CertificateId, Vec<u8>) {
+        let c = self
+            .ca
+            .create_keys_and_certificate(name, KeyType::P256)
+            .unwrap();
+        let id = if status == CertificateStatus::PendingTransfer {
+            let id = self
+                .registry
+                .register_certificate(&c.certificate.der, CertificateStatus::Inactive)
+                .unwrap();
+            self.registry.transfer_certificate(&id).unwrap();
+            id
+        } else {
+            self.registry
+                .register_certificate(&c.certificate.der, status)
+                .unwrap()
+        };
+        assert_eq!(self.registry.certificate(&id).unwrap().status, status);
+        (id, c.certificate.der)
+    }
+
+    fn take_events(&self) -> Vec<RegistryEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap())
+    }
+}
+
+#[test]
+fn update_certificate_follows_the_aws_transition_table_for_every_pair() {
+    let mut f = fixture();
+    for from in CertificateStatus::ALL {
+        for to in CertificateStatus::ALL {
+            let (id, _) = f.device("d", from);
+            f.take_events();
+            let allowed = !matches!(
+                from,
+                CertificateStatus::Revoked | CertificateStatus::PendingTransfer
+            ) && matches!(
+                to,
+                CertificateStatus::Active
+                    | CertificateStatus::Inactive
+                    | CertificateStatus::Revoked
+            );
+            let result = f.registry.update_certificate(&id, to);
+            assert_eq!(result.is_ok(), allowed, "{from} -> {to}: {result:?}");
+            let now = f.registry.certificate(&id).unwrap().status;
+            if allowed {
+                assert_eq!(now, to);
+            } else {
+                assert!(matches!(result, Err(Error::InvalidTransition { .. })));
+                assert_eq!(now, from, "a refused transition changes nothing");
+            }
+            let events = f.take_events();
+            if allowed && from == CertificateStatus::Active && to != CertificateStatus::Active {
+                assert_eq!(
+                    events,
+                    vec![RegistryEvent::CertificateDeactivated {
+                        certificate_id: id,
+                        status: to
+                    }]
+                );
+            } else {
+                assert!(events.is_empty(), "{from} -> {to}: {events:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn transfers_need_an_inactive_detached_certificate_and_end_in_active_or_inactive() {
+    let mut f = fixture();
+    let (active, _) = f.device("a", CertificateStatus::Active);
+    assert!(matches!(
+        f.registry.transfer_certificate(&active),
+        Err(Error::InvalidTransition { .. })
+    ));
+    let (inactive, _) = f.device("b", CertificateStatus::Inactive);
+    f.registry.create_policy("p", ALLOW_CONNECT).unwrap();
+    f.registry
+        .attach_policy("p", &PolicyTarget::Certificate(inactive))
+        .unwrap();
+    assert!(matches!(
+        f.registry.transfer_certificate(&inactive),
+        Err(Error::Conflict(_))
+    ));
+    f.registry
+        .detach_policy("p", &PolicyTarget::Certificate(inactive))
+        .unwrap();
+    f.registry.transfer_certificate(&inactive).unwrap();
+    assert!(f.registry.transfer_certificate(&inactive).is_err());
+    f.registry
+        .accept_certificate_transfer(&inactive, true)
+        .unwrap();
+    assert_eq!(
+        f.registry.certificate(&inactive).unwrap().status,
+        CertificateStatus::Active
+    );
+    assert!(
+        f.registry
+            .accept_certificate_transfer(&inactive, true)
+            .is_err()
+    );
+
+    let (c, _) = f.device("c", CertificateStatus::PendingTransfer);
+    f.registry.reject_certificate_transfer(&c).unwrap();
+    assert_eq!(
+        f.registry.certificate(&c).unwrap().status,
+        CertificateStatus::Inactive
+    );
+    let (d, _) = f.device("d", CertificateStatus::PendingTransfer);
+    f.registry.cancel_certificate_transfer(&d).unwrap();
+    assert_eq!(
+        f.registry.certificate(&d).unwrap().status,
+        CertificateStatus::Inactive
+    );
+    let (e, _) = f.device("e", CertificateStatus::PendingTransfer);
+    f.registry.accept_certificate_transfer(&e, false).unwrap();
+    assert_eq!(
+        f.registry.certificate(&e).unwrap().status,
+        CertificateStatus::Inactive
+    );
+}
+
+#[test]
+fn delete_certificate_requires_inactive_and_detached() {
+    let mut f = fixture();
+    let (id, _) = f.device("a", CertificateStatus::Active);
+    f.registry.create_thing("a", None, &[]).unwrap();
+    f.registry.attach_thing_principal("a", &id, false).unwrap();
+    assert!(matches!(
+        f.registry.delete_certificate(&id),
+        Err(Error::Conflict(_))
+    ));
+    f.registry
+        .update_certificate(&id, CertificateStatus::Inactive)
+        .unwrap();
+    assert!(matches!(
+        f.registry.delete_certificate(&id),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        f.registry.delete_thing("a"),
+        Err(Error::Conflict(_))
+    ));
+    f.registry.detach_thing_principal("a", &id).unwrap();
+    assert!(
+        f.registry
+            .certificate_pem(&id)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    f.registry.delete_certificate(&id).unwrap();
+    assert!(f.registry.certificate(&id).is_none());
+    assert!(f.registry.certificate_pem(&id).is_err());
+    f.registry.delete_thing("a").unwrap();
+
+    let (pending, _) = f.device("p", CertificateStatus::PendingTransfer);
+    assert!(f.registry.delete_certificate(&pending).is_err());
+    let (revoked, _) = f.device("r", CertificateStatus::Revoked);
+    f.registry.delete_certificate(&revoked).unwrap();
+}
+
+#[test]
+fn registration_refuses_duplicates_unknown_cas_pending_transfer_and_ca_certificates() {
+    let mut f = fixture();
+    let (_, der) = f.device("a", CertificateStatus::Active);
+    assert!(matches!(
+        f.registry
+            .register_certificate(&der, CertificateStatus::Active),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let other = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let stranger = other
+        .create_keys_and_certificate("s", KeyType::P256)
+        .unwrap();
+    assert!(matches!(
+        f.registry
+            .register_certificate(&stranger.certificate.der, CertificateStatus::Active),
+        Err(Error::NotFound { .. })
+    ));
+    // Without a CA it is accepted.
+    let id = f
+        .registry
+        .register_certificate_without_ca(
+            &stranger.certificate.pem().into_bytes(),
+            CertificateStatus::Active,
+        )
+        .unwrap();
+    assert_eq!(f.registry.certificate(&id).unwrap().ca, None);
+    let fresh =
+        f.ca.create_keys_and_certificate("t", KeyType::P256)
+            .unwrap();
+    assert!(matches!(
+        f.registry
+            .register_certificate(&fresh.certificate.der, CertificateStatus::PendingTransfer),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        f.registry
+            .register_certificate_without_ca(other.certificate_der(), CertificateStatus::Active),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        f.registry
+            .register_certificate(b"not a certificate", CertificateStatus::Active),
+        Err(Error::Malformed { .. })
+    ));
+}
+
+#[test]
+fn thing_names_attributes_and_types_follow_aws_limits() {
+    let mut r = Registry::in_memory();
+    assert!(matches!(
+        r.create_thing("bad name", None, &[]),
+        Err(Error::InvalidName { .. })
+    ));
+    r.create_thing("t1", None, &[("a", "1"), ("b", "2"), ("c", "3")])
+        .unwrap();
+    // Creating the identical thing again is a no-op; a different one is a conflict.
+    r.create_thing("t1", None, &[("a", "1"), ("b", "2"), ("c", "3")])
+        .unwrap();
+    assert!(matches!(
+        r.create_thing("t1", None, &[]),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        r.create_thing(
+            "t2",
+            None,
+            &[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]
+        ),
+        Err(Error::LimitExceeded { limit: 3, .. })
+    ));
+    assert!(matches!(
+        r.update_thing("t1", None, &[("d", Some("4"))]),
+        Err(Error::LimitExceeded { limit: 3, .. })
+    ));
+    assert!(matches!(
+        r.create_thing("t2", Some("sensor"), &[]),
+        Err(Error::NotFound { .. })
+    ));
+    r.create_thing_type("sensor", Some("temperature sensors"))
+        .unwrap();
+    let names: Vec<String> = (0..51).map(|i| format!("attr{i}")).collect();
+    let fifty: Vec<(&str, &str)> = names.iter().take(50).map(|n| (n.as_str(), "v")).collect();
+    r.create_thing("t2", Some("sensor"), &fifty).unwrap();
+    assert_eq!(r.thing("t2").unwrap().attributes.len(), 50);
+    assert!(matches!(
+        r.update_thing("t2", None, &[("attr50", Some("v"))]),
+        Err(Error::LimitExceeded { limit: 50, .. })
+    ));
+    // Removing the type with 50 attributes would exceed the limit of 3.
+    assert!(r.update_thing("t2", Some(None), &[]).is_err());
+    r.update_thing("t1", Some(Some("sensor")), &[("a", None)])
+        .unwrap();
+    let t1 = r.thing("t1").unwrap();
+    assert_eq!(t1.thing_type.as_deref(), Some("sensor"));
+    assert_eq!(t1.attributes.len(), 2);
+    assert_eq!(t1.version, 2);
+
+    assert!(matches!(
+        r.delete_thing_type("sensor"),
+        Err(Error::Conflict(_))
+    ));
+    r.deprecate_thing_type("sensor", false).unwrap();
+    assert!(matches!(
+        r.create_thing("t3", Some("sensor"), &[]),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        r.delete_thing_type("sensor"),
+        Err(Error::Conflict(_))
+    ));
+    r.delete_thing("t2").unwrap();
+    r.update_thing("t1", Some(None), &[]).unwrap();
+    r.delete_thing_type("sensor").unwrap();
+    assert!(r.thing_type("sensor").is_none());
+}
+
+#[test]
+fn group_hierarchy_is_at_most_seven_deep_and_a_thing_joins_at_most_ten_groups() {
+    let mut r = Registry::in_memory();
+    r.create_thing_group("g1", None).unwrap();
+    for depth in 2..=7 {
+        r.create_thing_group(&format!("g{depth}"), Some(&format!("g{}", depth - 1)))
+            .unwrap();
+    }
+    assert_eq!(r.group_depth("g7").unwrap(), 7);
+    assert!(matches!(
+        r.create_thing_group("g8", Some("g7")),
+        Err(Error::LimitExceeded { limit: 7, .. })
+    ));
+    assert!(matches!(
+        r.create_thing_group("orphan", Some("missing")),
+        Err(Error::NotFound { .. })
+    ));
+
+    r.create_thing("t", None, &[]).unwrap();
+    for i in 0..11 {
+        r.create_thing_group(&format!("flat{i}"), None).unwrap();
+    }
+    for i in 0..10 {
+        r.add_thing_to_group("t", &format!("flat{i}")).unwrap();
+    }
+    r.add_thing_to_group("t", "flat0").unwrap();
+    assert!(matches!(
+        r.add_thing_to_group("t", "flat10"),
+        Err(Error::LimitExceeded { limit: 10, .. })
+    ));
+    assert!(matches!(
+        r.delete_thing_group("g6"),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        r.delete_thing_group("flat0"),
+        Err(Error::Conflict(_))
+    ));
+    r.remove_thing_from_group("t", "flat0").unwrap();
+    r.delete_thing_group("flat0").unwrap();
+    r.delete_thing_group("g7").unwrap();
+}
+
+#[test]
+fn policies_have_at_most_five_versions_and_keep_their_default() {
+    let mut r = Registry::in_memory();
+    assert!(matches!(
+        r.create_policy(
+            "bad",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Maybe"}]}"#
+        ),
+        Err(Error::Policy { .. })
+    ));
+    assert!(matches!(
+        r.create_policy("bad:name", ALLOW_CONNECT),
+        Err(Error::InvalidName { .. })
+    ));
+    r.create_policy("p", ALLOW_CONNECT).unwrap();
+    for v in 2..=5 {
+        assert_eq!(
+            r.create_policy_version("p", ALLOW_PUBLISH, false).unwrap(),
+            v
+        );
+    }
+    assert!(matches!(
+        r.create_policy_version("p", ALLOW_PUBLISH, false),
+        Err(Error::LimitExceeded { limit: 5, .. })
+    ));
+    assert!(matches!(
+        r.delete_policy_version("p", 1),
+        Err(Error::Conflict(_))
+    ));
+    r.delete_policy_version("p", 2).unwrap();
+    assert_eq!(
+        r.create_policy_version("p", ALLOW_PUBLISH, true).unwrap(),
+        6
+    );
+    assert_eq!(r.policy("p").unwrap().default_version_id, 6);
+    r.set_default_policy_version("p", 3).unwrap();
+    assert!(r.set_default_policy_version("p", 2).is_err());
+    assert!(matches!(r.delete_policy("p"), Err(Error::Conflict(_))));
+    for v in [1, 4, 5, 6] {
+        r.delete_policy_version("p", v).unwrap();
+    }
+    r.delete_policy("p").unwrap();
+    assert!(r.policy("p").is_none());
+}
+
+#[test]
+fn effective_policies_are_the_certificates_then_groups_and_ancestors_without_duplicates() {
+    let mut f = fixture();
+    let (id, der) = f.device("dev", CertificateStatus::Active);
+    let r = &mut f.registry;
+    for p in ["own", "site", "region", "fleet", "unrelated"] {
+        r.create_policy(p, ALLOW_CONNECT).unwrap();
+    }
+    r.create_thing_group("fleet", None).unwrap();
+    r.create_thing_group("region", Some("fleet")).unwrap();
+    r.create_thing_group("site", Some("region")).unwrap();
+    r.create_thing_group("other", None).unwrap();
+    r.attach_policy("own", &PolicyTarget::Certificate(id))
+        .unwrap();
+    r.attach_policy("site", &PolicyTarget::ThingGroup("site".into()))
+        .unwrap();
+    r.attach_policy("region", &PolicyTarget::ThingGroup("region".into()))
+        .unwrap();
+    r.attach_policy("fleet", &PolicyTarget::ThingGroup("fleet".into()))
+        .unwrap();
+    r.attach_policy("own", &PolicyTarget::ThingGroup("fleet".into()))
+        .unwrap();
+    r.attach_policy("unrelated", &PolicyTarget::ThingGroup("other".into()))
+        .unwrap();
+    r.create_thing("dev", None, &[]).unwrap();
+    r.add_thing_to_group("dev", "site").unwrap();
+    // Not attached to the thing yet: only the certificate's own policy.
+    let names = |r: &Registry| -> Vec<String> {
+        r.effective_policies(&id)
+            .unwrap()
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect()
+    };
+    assert_eq!(names(r), ["own"]);
+    r.attach_thing_principal("dev", &id, true).unwrap();
+    assert_eq!(names(r), ["own", "site", "region", "fleet"]);
+
+    // The default version is what is in effect.
+    r.create_policy_version("site", ALLOW_PUBLISH, true)
+        .unwrap();
+    let identity = r.authenticate(&[&der]).unwrap();
+    let site = identity
+        .policies
+        .iter()
+        .find(|p| &*p.name == "site")
+        .unwrap();
+    assert_eq!(site.version.version_id, 2);
+    assert_eq!(site.version.document.text(), ALLOW_PUBLISH);
+    assert_eq!(identity.thing.as_deref(), Some("dev"));
+
+    // A policy still attached somewhere cannot be deleted.
+    assert!(matches!(r.delete_policy("fleet"), Err(Error::Conflict(_))));
+}
+
+#[test]
+fn exclusive_thing_attachment_is_exclusive() {
+    let mut f = fixture();
+    let (id, _) = f.device("x", CertificateStatus::Active);
+    let r = &mut f.registry;
+    r.create_thing("a", None, &[]).unwrap();
+    r.create_thing("b", None, &[]).unwrap();
+    r.attach_thing_principal("a", &id, true).unwrap();
+    r.attach_thing_principal("a", &id, true).unwrap();
+    assert!(matches!(
+        r.attach_thing_principal("b", &id, false),
+        Err(Error::Conflict(_))
+    ));
+    r.detach_thing_principal("a", &id).unwrap();
+    r.attach_thing_principal("a", &id, false).unwrap();
+    r.attach_thing_principal("b", &id, false).unwrap();
+    assert!(matches!(
+        r.attach_thing_principal("b", &id, true),
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(r.thing_principals("b"), &[id]);
+}
+
+#[test]
+fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
+    let mut f = fixture();
+    let (id, der) = f.device("dev", CertificateStatus::Active);
+    let identity = f.registry.authenticate(&[&der]).unwrap();
+    assert_eq!(identity.certificate_id, id);
+    assert_eq!(identity.status, CertificateStatus::Active);
+    assert_eq!(identity.ca_certificate_id, Some(f.ca_id));
+    assert!(identity.thing.is_none());
+
+    let none: [&[u8]; 0] = [];
+    assert!(matches!(
+        f.registry.authenticate(&none),
+        Err(Error::Unauthenticated(_))
+    ));
+    let stranger =
+        f.ca.create_keys_and_certificate("s", KeyType::P256)
+            .unwrap();
+    assert!(matches!(
+        f.registry.authenticate(&[&stranger.certificate.der]),
+        Err(Error::Unauthenticated(_))
+    ));
+    for status in [
+        CertificateStatus::Inactive,
+        CertificateStatus::PendingActivation,
+        CertificateStatus::RegisterInactive,
+        CertificateStatus::PendingTransfer,
+        CertificateStatus::Revoked,
+    ] {
+        let (_, der) = f.device("x", status);
+        assert!(f.registry.authenticate(&[&der]).is_err(), "{status}");
+    }
+    f.take_events();
+    f.registry
+        .update_ca_certificate(&f.ca_id, CaStatus::Inactive, false)
+        .unwrap();
+    assert_eq!(
+        f.take_events(),
+        vec![RegistryEvent::CaDeactivated {
+            ca_certificate_id: f.ca_id
+        }]
+    );
+    assert!(matches!(
+        f.registry.authenticate(&[&der]),
+        Err(Error::Unauthenticated(_))
+    ));
+    f.registry
+        .update_ca_certificate(&f.ca_id, CaStatus::Active, false)
+        .unwrap();
+    assert!(f.registry.authenticate(&[&der]).is_ok());
+}
+
+#[test]
+fn ca_deletion_needs_inactive_and_no_registered_certificates() {
+    let mut f = fixture();
+    let (id, _) = f.device("d", CertificateStatus::Inactive);
+    assert!(matches!(
+        f.registry.delete_ca_certificate(&f.ca_id),
+        Err(Error::Conflict(_))
+    ));
+    f.registry
+        .update_ca_certificate(&f.ca_id, CaStatus::Inactive, false)
+        .unwrap();
+    assert!(matches!(
+        f.registry.delete_ca_certificate(&f.ca_id),
+        Err(Error::Conflict(_))
+    ));
+    f.registry.delete_certificate(&id).unwrap();
+    f.registry.delete_ca_certificate(&f.ca_id).unwrap();
+    assert!(f.registry.ca_certificate(&f.ca_id).is_none());
+}
+
+#[test]
+fn auto_registration_registers_pending_activation_only_when_enabled() {
+    let mut f = fixture();
+    let device =
+        f.ca.create_keys_and_certificate("jitr", KeyType::P256)
+            .unwrap();
+    assert!(matches!(
+        f.registry.auto_register(&[&device.certificate.der]),
+        Err(Error::Unauthenticated(_))
+    ));
+    f.registry
+        .update_ca_certificate(&f.ca_id, CaStatus::Active, true)
+        .unwrap();
+    let id = f
+        .registry
+        .auto_register(&[&device.certificate.der])
+        .unwrap();
+    assert_eq!(
+        f.registry.certificate(&id).unwrap().status,
+        CertificateStatus::PendingActivation
+    );
+    assert!(f.registry.authenticate(&[&device.certificate.der]).is_err());
+    f.registry
+        .update_certificate(&id, CertificateStatus::Active)
+        .unwrap();
+    assert!(f.registry.authenticate(&[&device.certificate.der]).is_ok());
+}
+
+#[test]
+fn revoked_serials_feed_the_crl_of_their_ca() {
+    let mut f = fixture();
+    let (id, der) = f.device("gone", CertificateStatus::Active);
+    f.registry
+        .update_certificate(&id, CertificateStatus::Revoked)
+        .unwrap();
+    let serials = f.registry.revoked_serials(&f.ca_id);
+    assert_eq!(serials.len(), 1);
+    let (_, cert) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
+        _,
+    >>::from_der(&der)
+    .unwrap();
+    assert_eq!(serials[0].serial, cert.raw_serial());
+}
+
+#[test]
+fn failed_batch_rolls_back_memory_and_writes_nothing() {
+    let store = MemoryStore::new();
+    let mut r = Registry::open(store.clone(), RegistryLimits::default()).unwrap();
+    r.create_thing("keep", None, &[]).unwrap();
+    let records = store.len();
+    let result = r.batch(|r| {
+        r.create_thing("a", None, &[])?;
+        r.create_thing_group("g", None)?;
+        r.add_thing_to_group("a", "g")?;
+        r.update_thing("keep", None, &[("k", Some("v"))])?;
+        r.create_thing("bad name", None, &[])
+    });
+    assert!(result.is_err());
+    assert!(r.thing("a").is_none());
+    assert!(r.thing_group("g").is_none());
+    assert!(r.thing("keep").unwrap().attributes.is_empty());
+    assert_eq!(store.len(), records);
+    // The group can be deleted afterwards only if it existed; the counts were rolled back too.
+    r.create_thing_group("g", None).unwrap();
+    r.delete_thing_group("g").unwrap();
+}
+
+/// A store whose commits fail on demand (a full disk, say).
+struct FlakyStore {
+    inner: MemoryStore,
+    fail: Arc<Mutex<bool>>,
+}
+
+impl RegistryStore for FlakyStore {
+    fn for_each(
+        &self,
+        f: &mut dyn FnMut(&str, &[u8]) -> thingkit_provision::Result<()>,
+    ) -> thingkit_provision::Result<()> {
+        self.inner.for_each(f)
+    }
+    fn get(&self, key: &str) -> thingkit_provision::Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn commit(&mut self, ops: &[StoreOp]) -> thingkit_provision::Result<()> {
+        if *self.fail.lock().unwrap() {
+            return Err(Error::Store("disk full".into()));
+        }
+        self.inner.commit(ops)
+    }
+}
+
+#[test]
+fn store_failure_is_not_acknowledged_and_emits_no_event() {
+    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let fail = Arc::new(Mutex::new(false));
+    let mut r = Registry::open(
+        FlakyStore {
+            inner: MemoryStore::new(),
+            fail: fail.clone(),
+        },
+        RegistryLimits::default(),
+    )
+    .unwrap();
+    let events = Arc::new(Mutex::new(0));
+    let counter = events.clone();
+    r.subscribe(move |_| *counter.lock().unwrap() += 1);
+    r.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
+        .unwrap();
+    let c = ca.create_keys_and_certificate("d", KeyType::P256).unwrap();
+    let id = r
+        .register_certificate(&c.certificate.der, CertificateStatus::Active)
+        .unwrap();
+    *fail.lock().unwrap() = true;
+    assert!(matches!(
+        r.update_certificate(&id, CertificateStatus::Revoked),
+        Err(Error::Store(_))
+    ));
+    assert_eq!(
+        r.certificate(&id).unwrap().status,
+        CertificateStatus::Active
+    );
+    assert_eq!(*events.lock().unwrap(), 0);
+    *fail.lock().unwrap() = false;
+    r.update_certificate(&id, CertificateStatus::Revoked)
+        .unwrap();
+    assert_eq!(*events.lock().unwrap(), 1);
+}
+
+#[test]
+fn reopening_a_store_restores_every_record_and_index() {
+    let mut f = fixture();
+    let (id, der) = f.device("dev", CertificateStatus::Active);
+    let r = &mut f.registry;
+    r.create_thing_type("sensor", None).unwrap();
+    r.create_thing("dev", Some("sensor"), &[("site", "x")])
+        .unwrap();
+    r.create_thing_group("fleet", None).unwrap();
+    r.create_thing_group("site", Some("fleet")).unwrap();
+    r.add_thing_to_group("dev", "site").unwrap();
+    r.create_policy("p", ALLOW_CONNECT).unwrap();
+    r.create_policy_version("p", ALLOW_PUBLISH, true).unwrap();
+    r.attach_policy("p", &PolicyTarget::ThingGroup("fleet".into()))
+        .unwrap();
+    r.attach_thing_principal("dev", &id, true).unwrap();
+    let before = r.authenticate(&[&der]).unwrap();
+
+    let reopened = Registry::open(r.store().clone(), RegistryLimits::default()).unwrap();
+    let after = reopened.authenticate(&[&der]).unwrap();
+    assert_eq!(after.certificate_id, before.certificate_id);
+    assert_eq!(after.things, before.things);
+    assert_eq!(after.policies.len(), 1);
+    assert_eq!(after.policies[0].version.version_id, 2);
+    assert_eq!(reopened.thing("dev"), r.thing("dev"));
+    assert_eq!(reopened.thing_principals("dev"), &[id]);
+    assert_eq!(
+        reopened.certificate_pem(&id).unwrap(),
+        r.certificate_pem(&id).unwrap()
+    );
+}

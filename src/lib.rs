@@ -9,6 +9,7 @@
 //! | module | crate | cargo feature |
 //! |---|---|---|
 // FACADE-TABLE (one row per domain crate)
+//! | [`firmware`] | `thingkit-firmware` | `firmware` |
 //! | [`meter`] | `thingkit-meter` | `meter` |
 //! | [`provision`] | `thingkit-provision` | `provision` |
 //! | [`mqtt`] | `thingkit-mqtt` | `mqtt` |
@@ -19,6 +20,9 @@
 //! default. `ARCHITECTURE.md` at the repository root maps the crates and their boundaries.
 
 // FACADE-REEXPORTS (one `pub use` per domain crate, behind its feature)
+/// Signed firmware updates (IETF SUIT): strict CBOR, COSE_Sign1 thresholds, streaming image checks, key rotation.
+#[cfg(feature = "firmware")]
+pub use thingkit_firmware as firmware;
 /// Metering, GCRA rate limits, quotas, exact-money rating and a durable usage ledger.
 #[cfg(feature = "meter")]
 pub use thingkit_meter as meter;

@@ -1,0 +1,1025 @@
+//! The worked policy examples of the AWS IoT Core Developer Guide, as tables of requests and the
+//! decisions the guide states for them ("grants permission to ...", "denies ...").
+//!
+//! Sources (AWS IoT Core Developer Guide): *Connect policy examples*, *Connect and publish policy
+//! examples*, *Publish/Subscribe policy examples*, *Retained message policy examples*,
+//! *Certificate policy examples*, *Thing policy examples*, *Basic AWS IoT Core policy
+//! variables*, *Thing policy variables*, *X.509 certificate policy variables*.
+
+use std::collections::BTreeMap;
+
+use thingkit_policy::{
+    Action, ArnPrefix, Certificate, Context, Decision, PolicyDocument, PolicySet, Request,
+    SetOptions, Thing,
+};
+
+use Decision::{Allow, ExplicitDeny, ImplicitDeny};
+
+fn arn() -> ArnPrefix {
+    ArnPrefix::new("aws", "us-east-1", "123456789012").expect("valid prefix")
+}
+
+fn set(policies: &[&str]) -> PolicySet {
+    set_with(policies, SetOptions::default())
+}
+
+fn set_with(policies: &[&str], options: SetOptions) -> PolicySet {
+    let mut s = PolicySet::with_options(options);
+    for (i, p) in policies.iter().enumerate() {
+        let doc = PolicyDocument::parse(p).unwrap_or_else(|e| panic!("policy {i}: {e}"));
+        s.add(format!("p{i}"), &doc).expect("unique names");
+    }
+    s
+}
+
+fn client(id: &str) -> Context {
+    Context::with_client_id(id)
+}
+
+fn thing_ctx(client_id: &str, thing: &str, attached: bool) -> Context {
+    Context {
+        client_id: Some(client_id.into()),
+        thing: Some(Thing {
+            name: thing.into(),
+            attached,
+            ..Thing::default()
+        }),
+        ..Context::default()
+    }
+}
+
+/// Checks every row, reporting all mismatches at once; also checks that the allocation-free
+/// path, `evaluate` and `explain` agree.
+fn check(name: &str, set: &PolicySet, rows: &[(&str, Request, Context, Decision)]) {
+    let mut failures = Vec::new();
+    for (what, req, ctx, want) in rows {
+        let fast = set.decide(req, ctx);
+        let slow = set.explain(req, ctx).evaluation.decision;
+        if fast != *want || slow != *want {
+            failures.push(format!(
+                "{name}: {what}: expected {want}, decide gave {fast}, explain gave {slow}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn connect_policy_denies_listed_clients_and_allows_attached_things() {
+    let p = r#"{
+      "Version": "2012-10-17",
+      "Statement": [
+        {"Effect": "Deny", "Action": ["iot:Connect"],
+         "Resource": ["arn:aws:iot:us-east-1:123456789012:client/client1",
+                      "arn:aws:iot:us-east-1:123456789012:client/client2"]},
+        {"Effect": "Allow", "Action": ["iot:Connect"],
+         "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}"],
+         "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}}
+      ]
+    }"#;
+    let a = arn();
+    check(
+        "connect",
+        &set(&[p]),
+        &[
+            (
+                "client1 is denied even as an attached thing",
+                a.connect("client1"),
+                thing_ctx("client1", "client1", true),
+                ExplicitDeny,
+            ),
+            (
+                "client2 is denied",
+                a.connect("client2"),
+                thing_ctx("client2", "client2", true),
+                ExplicitDeny,
+            ),
+            (
+                "attached thing connects with its name",
+                a.connect("lamp-7"),
+                thing_ctx("lamp-7", "lamp-7", true),
+                Allow,
+            ),
+            (
+                "thing not attached to the certificate",
+                a.connect("lamp-7"),
+                thing_ctx("lamp-7", "lamp-7", false),
+                ImplicitDeny,
+            ),
+            (
+                "client ID other than the thing name",
+                a.connect("other"),
+                thing_ctx("other", "lamp-7", true),
+                ImplicitDeny,
+            ),
+            (
+                "no thing: the variable has no value",
+                a.connect("lamp-7"),
+                client("lamp-7"),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn connect_policy_for_unregistered_device_allows_only_client1() {
+    let p = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:Connect"],
+      "Resource": ["arn:aws:iot:us-east-1:123456789012:client/client1"]}]}"#;
+    let a = arn();
+    check(
+        "connect-unregistered",
+        &set(&[p]),
+        &[
+            ("client1", a.connect("client1"), client("client1"), Allow),
+            (
+                "client2",
+                a.connect("client2"),
+                client("client2"),
+                ImplicitDeny,
+            ),
+            (
+                "prefix is not enough",
+                a.connect("client10"),
+                client("client10"),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+fn with_attrs(id: &str, attrs: &[&str]) -> Context {
+    Context {
+        client_id: Some(id.into()),
+        connect_attributes: attrs.iter().map(|s| s.to_string()).collect(),
+        ..Context::default()
+    }
+}
+
+#[test]
+fn persistent_session_policies_use_for_all_values_on_connect_attributes() {
+    let allow_persistent = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+      "Action": ["iot:Connect"], "Resource": "arn:aws:iot:us-east-1:123456789012:client/client1",
+      "Condition": {"ForAllValues:StringEquals": {"iot:ConnectAttributes": ["PersistentConnect"]}}}]}"#;
+    let disallow_persistent = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+      "Action": ["iot:Connect"], "Resource": "arn:aws:iot:us-east-1:123456789012:client/client1",
+      "Condition": {"ForAllValues:StringNotEquals": {"iot:ConnectAttributes": ["PersistentConnect"]}}}]}"#;
+    let a = arn();
+    check(
+        "persistent-allowed",
+        &set(&[allow_persistent]),
+        &[
+            (
+                "persistent connect",
+                a.connect("client1"),
+                with_attrs("client1", &["PersistentConnect"]),
+                Allow,
+            ),
+            (
+                "no attributes: ForAllValues of nothing is true",
+                a.connect("client1"),
+                with_attrs("client1", &[]),
+                Allow,
+            ),
+            (
+                "a last will is not allowed",
+                a.connect("client1"),
+                with_attrs("client1", &["PersistentConnect", "LastWill"]),
+                ImplicitDeny,
+            ),
+        ],
+    );
+    check(
+        "persistent-disallowed",
+        &set(&[disallow_persistent]),
+        &[
+            (
+                "persistent connect is refused",
+                a.connect("client1"),
+                with_attrs("client1", &["PersistentConnect"]),
+                ImplicitDeny,
+            ),
+            (
+                "other features are allowed",
+                a.connect("client1"),
+                with_attrs("client1", &["LastWill"]),
+                Allow,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn connect_and_publish_policies_scope_topics_to_thing_or_client() {
+    let registered = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/${iot:Connection.Thing.ThingName}"]},
+      {"Effect": "Allow", "Action": ["iot:Connect"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}"]}]}"#;
+    let unregistered = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/${iot:ClientId}"]},
+      {"Effect": "Allow", "Action": ["iot:Connect"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:client/client1"]}]}"#;
+    let a = arn();
+    let t = thing_ctx("thing1", "thing1", true);
+    check(
+        "connect-and-pub-registered",
+        &set(&[registered]),
+        &[
+            (
+                "connect as the thing",
+                a.connect("thing1"),
+                t.clone(),
+                Allow,
+            ),
+            (
+                "publish on own topic",
+                a.publish("thing1", false),
+                t.clone(),
+                Allow,
+            ),
+            (
+                "publish elsewhere",
+                a.publish("thing2", false),
+                t.clone(),
+                ImplicitDeny,
+            ),
+            (
+                "subtopic is another topic",
+                a.publish("thing1/x", false),
+                t,
+                ImplicitDeny,
+            ),
+        ],
+    );
+    check(
+        "connect-and-pub-unregistered",
+        &set(&[unregistered]),
+        &[
+            (
+                "connect as client1",
+                a.connect("client1"),
+                client("client1"),
+                Allow,
+            ),
+            (
+                "publish on own topic",
+                a.publish("client1", false),
+                client("client1"),
+                Allow,
+            ),
+            (
+                "publish on another client's topic",
+                a.publish("client2", false),
+                client("client1"),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn basic_variables_client_id_and_source_ip_condition() {
+    let p = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/clientid1"]},
+      {"Effect": "Allow", "Action": ["iot:Publish"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/my/topic/${iot:ClientId}"],
+       "Condition": {"IpAddress": {"aws:SourceIp": "123.45.167.89"}}}]}"#;
+    let a = arn();
+    let at = |ip: Option<&str>| Context {
+        client_id: Some("clientid1".into()),
+        source_ip: ip.map(str::to_owned),
+        ..Context::default()
+    };
+    check(
+        "client-id-and-source-ip",
+        &set(&[p]),
+        &[
+            (
+                "from the allowed address",
+                a.publish("my/topic/clientid1", false),
+                at(Some("123.45.167.89")),
+                Allow,
+            ),
+            (
+                "from another address",
+                a.publish("my/topic/clientid1", false),
+                at(Some("123.45.167.90")),
+                ImplicitDeny,
+            ),
+            (
+                "address unknown",
+                a.publish("my/topic/clientid1", false),
+                at(None),
+                ImplicitDeny,
+            ),
+            (
+                "IPv6 never matches an IPv4 address",
+                a.publish("my/topic/clientid1", false),
+                at(Some("::1")),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn client_id_plus_opens_the_documented_subscription_gap_unless_strict() {
+    let p = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:Subscribe"],
+      "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/my/${iot:ClientId}/topic"]}]}"#;
+    let a = arn();
+    check(
+        "client-id-gap-aws",
+        &set(&[p]),
+        &[
+            (
+                "client '+' subscribes to my/+/topic",
+                a.subscribe("my/+/topic"),
+                client("+"),
+                Allow,
+            ),
+            (
+                "normal client",
+                a.subscribe("my/c1/topic"),
+                client("c1"),
+                Allow,
+            ),
+        ],
+    );
+    let strict = SetOptions {
+        strict_identities: true,
+        ..SetOptions::default()
+    };
+    check(
+        "client-id-gap-strict",
+        &set_with(&[p], strict),
+        &[
+            (
+                "client '+' is refused in strict mode",
+                a.subscribe("my/+/topic"),
+                client("+"),
+                ImplicitDeny,
+            ),
+            (
+                "normal client unaffected",
+                a.subscribe("my/c1/topic"),
+                client("c1"),
+                Allow,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn pub_sub_specific_topic_and_prefix_policies() {
+    let specific = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}"],
+       "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/some_specific_topic"]},
+      {"Effect": "Allow", "Action": ["iot:Subscribe"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/some_specific_topic"]},
+      {"Effect": "Allow", "Action": ["iot:Receive"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/some_specific_topic"]}]}"#;
+    let prefix = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/topic_prefix*"]},
+      {"Effect": "Allow", "Action": ["iot:Subscribe"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/topic_prefix*"]}]}"#;
+    let a = arn();
+    let t = thing_ctx("dev", "dev", true);
+    check(
+        "specific-topic",
+        &set(&[specific]),
+        &[
+            (
+                "publish",
+                a.publish("some_specific_topic", false),
+                t.clone(),
+                Allow,
+            ),
+            (
+                "subscribe",
+                a.subscribe("some_specific_topic"),
+                t.clone(),
+                Allow,
+            ),
+            (
+                "receive",
+                a.receive("some_specific_topic"),
+                t.clone(),
+                Allow,
+            ),
+            (
+                "subscribe with a wildcard filter",
+                a.subscribe("some_specific_topic/#"),
+                t.clone(),
+                ImplicitDeny,
+            ),
+            (
+                "publish elsewhere",
+                a.publish("other_topic", false),
+                t,
+                ImplicitDeny,
+            ),
+        ],
+    );
+    check(
+        "prefix",
+        &set(&[prefix]),
+        &[
+            (
+                "publish under the prefix",
+                a.publish("topic_prefix/a/b", false),
+                client("c"),
+                Allow,
+            ),
+            (
+                "publish on a longer name",
+                a.publish("topic_prefix_more", false),
+                client("c"),
+                Allow,
+            ),
+            (
+                "subscribe with MQTT wildcards under the prefix",
+                a.subscribe("topic_prefix/#"),
+                client("c"),
+                Allow,
+            ),
+            ("receive", a.receive("topic_prefix/x"), client("c"), Allow),
+            (
+                "outside the prefix",
+                a.publish("topic/prefix", false),
+                client("c"),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn pub_sub_per_device_topics_and_thing_attribute_topics() {
+    let per_device = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/${iot:Connection.Thing.ThingName}/*"]},
+      {"Effect": "Allow", "Action": ["iot:Subscribe"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/${iot:Connection.Thing.ThingName}/*"]}]}"#;
+    let by_attribute = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/${iot:Connection.Thing.Attributes[location]}/*"]},
+      {"Effect": "Allow", "Action": ["iot:Subscribe"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/${iot:Connection.Thing.Attributes[location]}/*"]}]}"#;
+    let a = arn();
+    let t = thing_ctx("dev9", "dev9", true);
+    check(
+        "per-device",
+        &set(&[per_device]),
+        &[
+            (
+                "own subtree",
+                a.publish("dev9/telemetry", false),
+                t.clone(),
+                Allow,
+            ),
+            ("own filter", a.subscribe("dev9/#"), t.clone(), Allow),
+            (
+                "another device's subtree",
+                a.publish("dev8/telemetry", false),
+                t.clone(),
+                ImplicitDeny,
+            ),
+            (
+                "the bare thing name is not under it",
+                a.publish("dev9", false),
+                t,
+                ImplicitDeny,
+            ),
+        ],
+    );
+    let mut attrs = BTreeMap::new();
+    attrs.insert("location".to_string(), "berlin".to_string());
+    let located = Context {
+        client_id: Some("dev9".into()),
+        thing: Some(Thing {
+            name: "dev9".into(),
+            attributes: attrs,
+            attached: true,
+            ..Thing::default()
+        }),
+        ..Context::default()
+    };
+    check(
+        "thing-attribute",
+        &set(&[by_attribute]),
+        &[
+            (
+                "own location",
+                a.publish("berlin/temp", false),
+                located.clone(),
+                Allow,
+            ),
+            (
+                "other location",
+                a.publish("paris/temp", false),
+                located,
+                ImplicitDeny,
+            ),
+            (
+                "attribute not set: matches nothing",
+                a.publish("berlin/temp", false),
+                thing_ctx("dev9", "dev9", true),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn deny_publishing_and_receiving_on_subtopics() {
+    let deny_publish = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/department/*"]},
+      {"Effect": "Deny", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/department/admin/*"]}]}"#;
+    let deny_receive = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Subscribe"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/topic_1/*"]},
+      {"Effect": "Allow", "Action": ["iot:Receive"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/topic_1/*"]},
+      {"Effect": "Deny", "Action": ["iot:Receive"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/topic_1/restricted"]}]}"#;
+    let a = arn();
+    check(
+        "deny-publish",
+        &set(&[deny_publish]),
+        &[
+            (
+                "department topic",
+                a.publish("department/finance", false),
+                client("c"),
+                Allow,
+            ),
+            (
+                "admin subtopic",
+                a.publish("department/admin/users", false),
+                client("c"),
+                ExplicitDeny,
+            ),
+        ],
+    );
+    check(
+        "deny-receive",
+        &set(&[deny_receive]),
+        &[
+            (
+                "subscribe to everything under topic_1",
+                a.subscribe("topic_1/#"),
+                client("c"),
+                Allow,
+            ),
+            (
+                "receive an ordinary message",
+                a.receive("topic_1/open"),
+                client("c"),
+                Allow,
+            ),
+            (
+                "receive the restricted topic",
+                a.receive("topic_1/restricted"),
+                client("c"),
+                ExplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn mqtt_wildcards_are_literal_in_policies() {
+    let p = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["*"]},
+      {"Effect": "Allow", "Action": ["iot:Subscribe"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/foo/+/bar"]}]}"#;
+    let everything = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["iot:*"], "Resource": ["*"]}]}"#;
+    let a = arn();
+    check(
+        "literal-plus",
+        &set(&[p]),
+        &[
+            (
+                "exactly the filter foo/+/bar",
+                a.subscribe("foo/+/bar"),
+                client("c"),
+                Allow,
+            ),
+            (
+                "foo/baz/bar is not matched by '+'",
+                a.subscribe("foo/baz/bar"),
+                client("c"),
+                ImplicitDeny,
+            ),
+            (
+                "foo/goo/bar is not matched by '+'",
+                a.subscribe("foo/goo/bar"),
+                client("c"),
+                ImplicitDeny,
+            ),
+        ],
+    );
+    check(
+        "iot-star",
+        &set(&[everything]),
+        &[
+            (
+                "publish anywhere",
+                a.publish("a/b", true),
+                client("c"),
+                Allow,
+            ),
+            ("subscribe anything", a.subscribe("#"), client("c"), Allow),
+            (
+                "shadow",
+                a.thing(Action::UpdateThingShadow, "x"),
+                client("c"),
+                Allow,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn retained_message_policies() {
+    let publish_retained = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/device1"]},
+      {"Effect": "Allow", "Action": ["iot:Publish", "iot:RetainPublish"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/device/sample/configuration"]}]}"#;
+    let publish_only = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/device/sample/configuration"]}]}"#;
+    let will = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/device1"],
+       "Condition": {"ForAllValues:StringEquals": {"iot:ConnectAttributes": ["LastWill"]}}},
+      {"Effect": "Allow", "Action": ["iot:Publish", "iot:RetainPublish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/will"]}]}"#;
+    let list_get = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:GetRetainedMessage"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/device/sample/configuration"]},
+      {"Effect": "Allow", "Action": ["iot:ListRetainedMessages"], "Resource": ["*"]}]}"#;
+    let a = arn();
+    let d1 = client("device1");
+    check(
+        "retain-publish",
+        &set(&[publish_retained]),
+        &[
+            ("connect", a.connect("device1"), d1.clone(), Allow),
+            (
+                "retained publish",
+                a.publish("device/sample/configuration", true),
+                d1.clone(),
+                Allow,
+            ),
+            (
+                "plain publish",
+                a.publish("device/sample/configuration", false),
+                d1.clone(),
+                Allow,
+            ),
+        ],
+    );
+    check(
+        "publish-without-retain",
+        &set(&[publish_only]),
+        &[
+            (
+                "plain publish",
+                a.publish("device/sample/configuration", false),
+                d1.clone(),
+                Allow,
+            ),
+            (
+                "retained publish needs iot:RetainPublish",
+                a.publish("device/sample/configuration", true),
+                d1.clone(),
+                ImplicitDeny,
+            ),
+        ],
+    );
+    check(
+        "retained-will",
+        &set(&[will]),
+        &[
+            (
+                "connect with a will",
+                a.connect("device1"),
+                with_attrs("device1", &["LastWill"]),
+                Allow,
+            ),
+            (
+                "connect persistently",
+                a.connect("device1"),
+                with_attrs("device1", &["PersistentConnect"]),
+                ImplicitDeny,
+            ),
+            (
+                "retained will publish",
+                a.publish("will", true),
+                d1.clone(),
+                Allow,
+            ),
+        ],
+    );
+    check(
+        "list-and-get",
+        &set(&[list_get]),
+        &[
+            (
+                "get",
+                a.get_retained_message("device/sample/configuration"),
+                d1.clone(),
+                Allow,
+            ),
+            (
+                "get another topic",
+                a.get_retained_message("device/other"),
+                d1.clone(),
+                ImplicitDeny,
+            ),
+            ("list", a.list_retained_messages(), d1, Allow),
+        ],
+    );
+}
+
+fn cert_ctx(client_id: &str, id: &str, cn: &[&str]) -> Context {
+    let mut subject = BTreeMap::new();
+    subject.insert(
+        "CommonName".to_string(),
+        cn.iter().map(|s| s.to_string()).collect(),
+    );
+    Context {
+        client_id: Some(client_id.into()),
+        certificate: Some(Certificate {
+            id: Some(id.into()),
+            subject,
+            ..Certificate::default()
+        }),
+        ..Context::default()
+    }
+}
+
+#[test]
+fn certificate_policy_examples() {
+    let by_cert_id = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/${iot:CertificateId}"]},
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/client1",
+        "arn:aws:iot:us-east-1:123456789012:client/client2", "arn:aws:iot:us-east-1:123456789012:client/client3"]}]}"#;
+    let by_common_name = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/${iot:Certificate.Subject.CommonName}"]},
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/client1"]}]}"#;
+    let a = arn();
+    let c = cert_ctx("client2", "a1b2c3", &["lamp-1"]);
+    check(
+        "certificate-id",
+        &set(&[by_cert_id]),
+        &[
+            ("connect as client2", a.connect("client2"), c.clone(), Allow),
+            (
+                "connect as client4",
+                a.connect("client4"),
+                c.clone(),
+                ImplicitDeny,
+            ),
+            (
+                "publish to the certificate ID",
+                a.publish("a1b2c3", false),
+                c.clone(),
+                Allow,
+            ),
+            (
+                "publish to another ID",
+                a.publish("ffff", false),
+                c.clone(),
+                ImplicitDeny,
+            ),
+        ],
+    );
+    check(
+        "common-name",
+        &set(&[by_common_name]),
+        &[
+            (
+                "publish to the common name",
+                a.publish("lamp-1", false),
+                c.clone(),
+                Allow,
+            ),
+            (
+                "the first of several common names is used",
+                a.publish("first", false),
+                cert_ctx("client1", "x", &["first", "second"]),
+                Allow,
+            ),
+            (
+                "a common name with '*' is not substituted",
+                a.publish("*", false),
+                cert_ctx("client1", "x", &["*"]),
+                ImplicitDeny,
+            ),
+            (
+                "a common name with '*' cannot act as a wildcard either",
+                a.publish("anything", false),
+                cert_ctx("client1", "x", &["*"]),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn certificate_list_variables_with_for_any_value() {
+    let p = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}"],
+       "Condition": {"ForAnyValue:StringEquals": {"iot:Certificate.Subject.Organization.List": ["Example Corp", "AnyCompany"]},
+                     "Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/org/${iot:Certificate.Subject.Organization.2}/*"]}]}"#;
+    let a = arn();
+    let orgs = |list: &[&str]| {
+        let mut subject = BTreeMap::new();
+        subject.insert(
+            "Organization".to_string(),
+            list.iter().map(|s| s.to_string()).collect(),
+        );
+        Context {
+            client_id: Some("dev".into()),
+            thing: Some(Thing {
+                name: "dev".into(),
+                attached: true,
+                ..Thing::default()
+            }),
+            certificate: Some(Certificate {
+                subject,
+                ..Certificate::default()
+            }),
+            ..Context::default()
+        }
+    };
+    check(
+        "certificate-list",
+        &set(&[p]),
+        &[
+            (
+                "one organization listed",
+                a.connect("dev"),
+                orgs(&["Other", "AnyCompany"]),
+                Allow,
+            ),
+            (
+                "no organization listed",
+                a.connect("dev"),
+                orgs(&["Other"]),
+                ImplicitDeny,
+            ),
+            (
+                "second organization as a variable",
+                a.publish("org/AnyCompany/x", false),
+                orgs(&["Other", "AnyCompany"]),
+                Allow,
+            ),
+            (
+                "only one organization: .2 is missing",
+                a.publish("org/Other/x", false),
+                orgs(&["Other"]),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn thing_policy_examples() {
+    let p = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}"],
+       "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/shadow/update"]},
+      {"Effect": "Allow", "Action": ["iot:Subscribe"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"]},
+      {"Effect": "Allow", "Action": ["iot:UpdateThingShadow", "iot:GetThingShadow"], "Resource": ["arn:aws:iot:us-east-1:123456789012:thing/${iot:Connection.Thing.ThingName}"]},
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/types/${iot:Connection.Thing.ThingTypeName}"]}]}"#;
+    let a = arn();
+    let typed = Context {
+        client_id: Some("bulb1".into()),
+        thing: Some(Thing {
+            name: "bulb1".into(),
+            thing_type: Some("LightBulb".into()),
+            attached: true,
+            ..Thing::default()
+        }),
+        ..Context::default()
+    };
+    check(
+        "thing",
+        &set(&[p]),
+        &[
+            (
+                "connect as the attached thing",
+                a.connect("bulb1"),
+                typed.clone(),
+                Allow,
+            ),
+            (
+                "update own shadow topic",
+                a.publish("$aws/things/bulb1/shadow/update", false),
+                typed.clone(),
+                Allow,
+            ),
+            (
+                "update another shadow topic",
+                a.publish("$aws/things/bulb2/shadow/update", false),
+                typed.clone(),
+                ImplicitDeny,
+            ),
+            (
+                "subscribe to own shadow",
+                a.subscribe("$aws/things/bulb1/shadow/update/accepted"),
+                typed.clone(),
+                Allow,
+            ),
+            (
+                "shadow API on own thing",
+                a.thing(Action::GetThingShadow, "bulb1"),
+                typed.clone(),
+                Allow,
+            ),
+            (
+                "shadow API on another thing",
+                a.thing(Action::GetThingShadow, "bulb2"),
+                typed.clone(),
+                ImplicitDeny,
+            ),
+            (
+                "delete is not granted",
+                a.thing(Action::DeleteThingShadow, "bulb1"),
+                typed.clone(),
+                ImplicitDeny,
+            ),
+            (
+                "thing type topic",
+                a.publish("types/LightBulb", false),
+                typed,
+                Allow,
+            ),
+            (
+                "no type: the type topic matches nothing",
+                a.publish("types/LightBulb", false),
+                thing_ctx("bulb1", "bulb1", true),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn basic_job_policy_example() {
+    let p = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-west-2:123456789012:client/uniqueThingName"]},
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": [
+        "arn:aws:iot:us-west-2:123456789012:topic/test/dc/pubtopic",
+        "arn:aws:iot:us-west-2:123456789012:topic/$aws/events/job/*",
+        "arn:aws:iot:us-west-2:123456789012:topic/$aws/events/jobExecution/*",
+        "arn:aws:iot:us-west-2:123456789012:topic/$aws/things/uniqueThingName/jobs/*"]},
+      {"Effect": "Allow", "Action": ["iot:Subscribe"], "Resource": [
+        "arn:aws:iot:us-west-2:123456789012:topicfilter/test/dc/subtopic",
+        "arn:aws:iot:us-west-2:123456789012:topicfilter/$aws/events/jobExecution/*",
+        "arn:aws:iot:us-west-2:123456789012:topicfilter/$aws/things/uniqueThingName/jobs/*"]},
+      {"Effect": "Allow", "Action": ["iot:Receive"], "Resource": [
+        "arn:aws:iot:us-west-2:123456789012:topic/test/dc/subtopic",
+        "arn:aws:iot:us-west-2:123456789012:topic/$aws/things/uniqueThingName/jobs/*"]},
+      {"Effect": "Allow", "Action": ["iot:DescribeJobExecution", "iot:GetPendingJobExecutions",
+        "iot:StartNextPendingJobExecution", "iot:UpdateJobExecution"],
+       "Resource": ["arn:aws:iot:us-west-2:123456789012:thing/uniqueThingName"]}]}"#;
+    let a = ArnPrefix::new("aws", "us-west-2", "123456789012").expect("valid prefix");
+    let other_region = arn();
+    let c = client("uniqueThingName");
+    check(
+        "jobs",
+        &set(&[p]),
+        &[
+            ("connect", a.connect("uniqueThingName"), c.clone(), Allow),
+            (
+                "publish job update",
+                a.publish("$aws/things/uniqueThingName/jobs/j1/update", false),
+                c.clone(),
+                Allow,
+            ),
+            (
+                "subscribe job notifications",
+                a.subscribe("$aws/things/uniqueThingName/jobs/notify"),
+                c.clone(),
+                Allow,
+            ),
+            (
+                "receive job notifications",
+                a.receive("$aws/things/uniqueThingName/jobs/notify"),
+                c.clone(),
+                Allow,
+            ),
+            (
+                "jobs API",
+                a.thing(Action::UpdateJobExecution, "uniqueThingName"),
+                c.clone(),
+                Allow,
+            ),
+            (
+                "same request in another region",
+                other_region.connect("uniqueThingName"),
+                c,
+                ImplicitDeny,
+            ),
+        ],
+    );
+}

@@ -1,0 +1,282 @@
+//! Property tests of the decision procedure over randomly generated policies and requests.
+
+use proptest::prelude::*;
+use thingkit_policy::{
+    Action, Context, Decision, PolicyDocument, PolicySet, Request, Thing, validate,
+};
+
+const PREFIX: &str = "arn:aws:iot:us-east-1:123456789012:";
+
+const ACTIONS: &[&str] = &[
+    "iot:Connect",
+    "iot:Publish",
+    "iot:Subscribe",
+    "iot:Receive",
+    "iot:*",
+    "iot:Get*",
+    "iot:RetainPublish",
+];
+
+const RESOURCES: &[&str] = &[
+    "*",
+    "topic/a/*",
+    "topic/${iot:ClientId}/*",
+    "client/${iot:ClientId}",
+    "client/${iot:Connection.Thing.ThingName}",
+    "topicfilter/a/?",
+    "topicfilter/${iot:ClientId}/#",
+    "topic/b",
+    "client/c?",
+    "topic/*/x",
+];
+
+const CONDITIONS: &[&str] = &[
+    r#""StringEquals": {"iot:ClientId": "c1"}"#,
+    r#""StringNotLike": {"iot:ClientId": ["x*", "+"]}"#,
+    r#""ForAnyValue:StringEquals": {"iot:ConnectAttributes": "LastWill"}"#,
+    r#""ForAllValues:StringEquals": {"iot:ConnectAttributes": ["LastWill", "PersistentConnect"]}"#,
+    r#""Bool": {"iot:Connection.Thing.IsAttached": "true"}"#,
+    r#""IpAddress": {"aws:SourceIp": "10.0.0.0/8"}"#,
+    r#""NotIpAddress": {"aws:SourceIp": ["10.1.0.0/16"]}"#,
+    r#""Null": {"iot:LastWillTopic": "false"}"#,
+    r#""StringLikeIfExists": {"iot:LastWillTopic": "lwt/${iot:ClientId}"}"#,
+];
+
+#[derive(Debug, Clone)]
+struct Stmt {
+    deny: bool,
+    actions: Vec<usize>,
+    resources: Vec<usize>,
+    conditions: Vec<usize>,
+}
+
+fn stmt() -> impl Strategy<Value = Stmt> {
+    (
+        any::<bool>(),
+        prop::collection::vec(0..ACTIONS.len(), 1..3),
+        prop::collection::vec(0..RESOURCES.len(), 1..3),
+        prop::collection::vec(0..CONDITIONS.len(), 0..3),
+    )
+        .prop_map(|(deny, actions, resources, mut conditions)| {
+            conditions.sort_unstable();
+            conditions.dedup();
+            Stmt {
+                deny,
+                actions,
+                resources,
+                conditions,
+            }
+        })
+}
+
+fn render(statements: &[Stmt]) -> String {
+    let body: Vec<String> = statements
+        .iter()
+        .map(|s| {
+            let actions: Vec<String> = s
+                .actions
+                .iter()
+                .map(|a| format!("\"{}\"", ACTIONS[*a]))
+                .collect();
+            let resources: Vec<String> = s
+                .resources
+                .iter()
+                .map(|r| {
+                    let r = RESOURCES[*r];
+                    if r == "*" {
+                        "\"*\"".to_string()
+                    } else {
+                        format!("\"{PREFIX}{r}\"")
+                    }
+                })
+                .collect();
+            let condition = if s.conditions.is_empty() {
+                String::new()
+            } else {
+                let c: Vec<&str> = s.conditions.iter().map(|c| CONDITIONS[*c]).collect();
+                format!(", \"Condition\": {{{}}}", c.join(", "))
+            };
+            format!(
+                r#"{{"Effect": "{}", "Action": [{}], "Resource": [{}]{condition}}}"#,
+                if s.deny { "Deny" } else { "Allow" },
+                actions.join(", "),
+                resources.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"Version": "2012-10-17", "Statement": [{}]}}"#,
+        body.join(", ")
+    )
+}
+
+fn policy_set(policies: &[Vec<Stmt>]) -> PolicySet {
+    let mut set = PolicySet::new();
+    for (i, p) in policies.iter().enumerate() {
+        let text = render(p);
+        let limits = thingkit_policy::Limits {
+            max_policy_chars: 1 << 20,
+            ..thingkit_policy::Limits::default()
+        };
+        let doc = PolicyDocument::parse_with(&text, &limits).expect("generated policies are valid");
+        set.add(format!("p{i}"), &doc).expect("unique names");
+    }
+    set
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    let actions = prop::sample::select(vec![
+        Action::Connect,
+        Action::Publish,
+        Action::Subscribe,
+        Action::Receive,
+        Action::GetRetainedMessage,
+    ]);
+    let resources = prop::sample::select(vec![
+        "client/c1",
+        "client/c2",
+        "client/+",
+        "topic/a/x",
+        "topic/c1/y",
+        "topic/b",
+        "topic/q/x",
+        "topicfilter/a/1",
+        "topicfilter/c1/#",
+        "topicfilter/+/#",
+    ]);
+    (actions, resources, any::<bool>()).prop_map(|(a, r, retain)| {
+        if a == Action::Publish && retain {
+            thingkit_policy::ArnPrefix::new("aws", "us-east-1", "123456789012")
+                .expect("valid prefix")
+                .publish(r.split_once('/').map_or(r, |(_, t)| t), true)
+        } else {
+            Request::new(a, format!("{PREFIX}{r}"))
+        }
+    })
+}
+
+fn context() -> impl Strategy<Value = Context> {
+    (
+        prop::option::of(prop::sample::select(vec!["c1", "c2", "+", "*", "x1"])),
+        prop::option::of(any::<bool>()),
+        prop::option::of(prop::sample::select(vec![
+            "10.1.2.3",
+            "10.2.0.1",
+            "192.0.2.1",
+            "::1",
+        ])),
+        prop::collection::vec(
+            prop::sample::select(vec!["LastWill", "PersistentConnect", "CleanSession"]),
+            0..3,
+        ),
+        prop::option::of(prop::sample::select(vec!["lwt/c1", "other"])),
+    )
+        .prop_map(|(client, attached, ip, attrs, lwt)| Context {
+            client_id: client.map(str::to_owned),
+            thing: attached.map(|attached| Thing {
+                name: client.unwrap_or("c1").to_owned(),
+                attached,
+                ..Thing::default()
+            }),
+            source_ip: ip.map(str::to_owned),
+            connect_attributes: attrs.into_iter().map(str::to_owned).collect(),
+            last_will_topic: lwt.map(str::to_owned),
+            ..Context::default()
+        })
+}
+
+fn policies() -> impl Strategy<Value = Vec<Vec<Stmt>>> {
+    prop::collection::vec(prop::collection::vec(stmt(), 1..5), 1..4)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn decide_agrees_with_explain(ps in policies(), req in request(), ctx in context()) {
+        let set = policy_set(&ps);
+        let e = set.explain(&req, &ctx);
+        prop_assert_eq!(set.decide(&req, &ctx), e.evaluation.decision);
+        prop_assert_eq!(set.evaluate(&req, &ctx), e.evaluation.clone());
+        // Determining statements are exactly the applying statements of the deciding effect.
+        match e.evaluation.decision {
+            Decision::ImplicitDeny => prop_assert!(e.evaluation.determining.is_empty()),
+            _ => prop_assert!(!e.evaluation.determining.is_empty()),
+        }
+    }
+
+    #[test]
+    fn shuffling_statements_and_policies_never_changes_the_decision(
+        (ps, shuffled) in policies().prop_flat_map(|ps| {
+            let inner: Vec<_> = ps.iter().cloned().map(|p| Just(p).prop_shuffle()).collect();
+            (Just(ps), inner.prop_flat_map(|v| Just(v).prop_shuffle()))
+        }),
+        req in request(),
+        ctx in context(),
+    ) {
+        let a = policy_set(&ps);
+        let b = policy_set(&shuffled);
+        prop_assert_eq!(a.decide(&req, &ctx), b.decide(&req, &ctx));
+    }
+
+    #[test]
+    fn adding_a_matching_deny_always_gives_explicit_deny(ps in policies(), req in request(), ctx in context()) {
+        let mut set = policy_set(&ps);
+        let escaped = req.resource().replace('$', "${$}").replace('*', "${*}").replace('?', "${?}");
+        let deny = format!(
+            r#"{{"Version": "2012-10-17", "Statement": {{"Effect": "Deny", "Action": "{}", "Resource": "{}"}}}}"#,
+            req.action().name(),
+            escaped
+        );
+        let doc = PolicyDocument::parse(&deny).expect("deny is valid");
+        set.add("deny", &doc).expect("unique");
+        prop_assert_eq!(set.decide(&req, &ctx), Decision::ExplicitDeny);
+        let e = set.evaluate(&req, &ctx);
+        prop_assert!(e.determining.iter().any(|s| s.policy == "deny"));
+    }
+
+    #[test]
+    fn removing_every_allow_gives_no_allow(ps in policies(), req in request(), ctx in context()) {
+        let only_denies: Vec<Vec<Stmt>> = ps
+            .iter()
+            .map(|p| p.iter().filter(|s| s.deny).cloned().collect::<Vec<_>>())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !only_denies.is_empty() {
+            let set = policy_set(&only_denies);
+            prop_assert_ne!(set.decide(&req, &ctx), Decision::Allow);
+        }
+    }
+
+    #[test]
+    fn evaluation_never_panics_on_arbitrary_requests(
+        ps in policies(),
+        resource in ".{0,80}",
+        client in prop::option::of(".{0,20}"),
+        ip in prop::option::of(".{0,20}"),
+    ) {
+        let set = policy_set(&ps);
+        let ctx = Context { client_id: client, source_ip: ip, ..Context::default() };
+        for a in Action::ALL {
+            let req = Request::new(*a, resource.clone());
+            let _ = set.decide(&req, &ctx);
+            let _ = set.explain(&req, &ctx);
+        }
+    }
+
+    #[test]
+    fn validation_never_panics_on_arbitrary_text(text in ".{0,300}") {
+        let _ = validate(&text);
+    }
+
+    #[test]
+    fn validation_never_panics_on_mutated_policies(ps in policies(), cut in 0usize..2000, insert in ".{0,3}") {
+        let text = render(&ps[0]);
+        let mut at = cut.min(text.len());
+        while !text.is_char_boundary(at) { at -= 1; }
+        let mutated = format!("{}{insert}{}", &text[..at], &text[at..]);
+        let _ = validate(&mutated);
+        let truncated = &text[..at];
+        let _ = validate(truncated);
+    }
+}

@@ -1,0 +1,203 @@
+//! Property tests: aggregate merging is a semilattice join, replay equals live totals, the GCRA
+//! limiter agrees with a token-bucket reference model, money and units never overflow silently.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use thingkit_meter::limiter::{Action, LimiterConfig, Limits, Nanos, Rate, RateLimiter};
+use thingkit_meter::meter::{Counts, NodeAggregate, UsageKey};
+use thingkit_meter::policy::{MeteringPolicy, PacketKind};
+use thingkit_meter::rating::{BillingRun, PriceTable};
+use thingkit_meter::usage::{UsageEvent, UsageLimits};
+
+fn kind() -> impl Strategy<Value = PacketKind> {
+    prop::sample::select(PacketKind::ALL.to_vec())
+}
+
+fn counts() -> impl Strategy<Value = Counts> {
+    (0u64..1000, 0u64..1000, 0u64..100_000, 0u64..100).prop_map(|(m, u, b, min)| Counts {
+        messages: m,
+        units: u,
+        bytes: b,
+        minutes: min,
+    })
+}
+
+fn key() -> impl Strategy<Value = UsageKey> {
+    (0u8..3, 0u8..3, kind(), 0u64..3).prop_map(|(a, d, kind, w)| UsageKey {
+        account: format!("a{a}"),
+        device: format!("d{d}"),
+        kind,
+        window: w * 86_400,
+    })
+}
+
+fn aggregate() -> impl Strategy<Value = NodeAggregate> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["n1".to_owned(), "n2".to_owned(), "n3".to_owned()]),
+        prop::collection::btree_map(key(), counts(), 0..6),
+        0..3,
+    )
+    .prop_map(|nodes| NodeAggregate { nodes })
+}
+
+fn merged(a: &NodeAggregate, b: &NodeAggregate) -> NodeAggregate {
+    let mut out = a.clone();
+    out.merge(b);
+    out
+}
+
+proptest! {
+    #[test]
+    fn merge_is_commutative(a in aggregate(), b in aggregate()) {
+        prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+    }
+
+    #[test]
+    fn merge_is_associative(a in aggregate(), b in aggregate(), c in aggregate()) {
+        prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+    }
+
+    #[test]
+    fn merge_is_idempotent(a in aggregate(), b in aggregate()) {
+        let ab = merged(&a, &b);
+        prop_assert_eq!(merged(&ab, &b), ab.clone());
+        prop_assert_eq!(merged(&a, &a), a);
+    }
+
+    #[test]
+    fn merging_a_later_snapshot_of_the_same_node_never_double_counts(
+        base in prop::collection::btree_map(key(), counts(), 1..5),
+        extra in prop::collection::btree_map(key(), counts(), 0..5),
+    ) {
+        // A node's later snapshot dominates its earlier one.
+        let early = NodeAggregate { nodes: BTreeMap::from([("n".to_owned(), base.clone())]) };
+        let mut later_map = base;
+        for (k, c) in &extra {
+            later_map.entry(k.clone()).or_default().add(c);
+        }
+        let later = NodeAggregate { nodes: BTreeMap::from([("n".to_owned(), later_map.clone())]) };
+        prop_assert_eq!(merged(&early, &later).totals(), later_map);
+    }
+
+    #[test]
+    fn limiter_agrees_with_a_token_bucket_model(
+        amount in prop::sample::select(vec![1u64, 2, 4, 5, 8, 10, 100, 1000]),
+        burst in 1u64..20,
+        steps in prop::collection::vec((0u64..300_000_000, 1u64..4), 1..200),
+    ) {
+        // Byte-rate limit with integral emission interval so the model is exact.
+        let limiter: RateLimiter<u8> = RateLimiter::new(LimiterConfig {
+            default: Limits {
+                messages: None,
+                bytes: Some(Rate { amount, period_ms: 1000, burst }),
+                message_action: Action::Drop,
+                byte_action: Action::Drop,
+            },
+            ..LimiterConfig::default()
+        }).unwrap();
+        let t = 1_000_000_000 / amount; // ns per unit
+        let capacity = burst * t;
+        let mut credit = capacity; // token bucket in ns of credit, starts full
+        let mut now = 0u64;
+        let mut last = 0u64;
+        for (dt, cost) in steps {
+            now += dt;
+            credit = (credit + (now - last)).min(capacity);
+            last = now;
+            let model = credit >= cost * t;
+            if model {
+                credit -= cost * t;
+            }
+            let got = limiter.check_key(&0, cost, Nanos(now)).unwrap().is_allowed();
+            prop_assert_eq!(got, model, "at {} ns cost {}", now, cost);
+        }
+    }
+
+    #[test]
+    fn units_are_monotone_in_bytes_and_never_below_the_minimum(
+        bytes in any::<u64>(), k in kind(),
+    ) {
+        for p in [MeteringPolicy::aws(), MeteringPolicy::azure(), MeteringPolicy::gcp()] {
+            let u = p.units(k, bytes);
+            prop_assert!(p.units(k, bytes.saturating_add(1)) >= u);
+            if p.billable.contains(k) && k != PacketKind::ConnectionMinutes {
+                prop_assert!(u >= 1);
+            }
+        }
+    }
+
+    #[test]
+    fn billing_ignores_duplicates_and_is_order_independent(
+        events in prop::collection::vec((0u8..20, 0u8..3, kind(), 0u64..20_000, 0u64..100), 0..60),
+    ) {
+        let limits = UsageLimits::default();
+        let evs: Vec<UsageEvent> = events.iter().map(|(id, acct, k, bytes, min)| {
+            UsageEvent::new(format!("id{id}"), format!("a{acct}"), "d", *k, 1_764_115_200, &limits)
+                .unwrap().with_bytes(*bytes).with_minutes(*min)
+        }).collect();
+        // Keep the first occurrence of each id; the order of distinct events must not matter.
+        let mut firsts: BTreeMap<String, UsageEvent> = BTreeMap::new();
+        for e in &evs {
+            firsts.entry(e.id().to_owned()).or_insert_with(|| e.clone());
+        }
+        let table = PriceTable::preset("aws-us-east-1").unwrap();
+        let mut live = BillingRun::new(table.clone());
+        for e in &evs {
+            live.add(e).unwrap();
+        }
+        let mut reversed = BillingRun::new(table);
+        for e in firsts.values().rev() {
+            reversed.add(e).unwrap();
+        }
+        prop_assert_eq!(live.bills().unwrap(), reversed.bills().unwrap());
+    }
+}
+
+#[cfg(feature = "ledger-redb")]
+mod ledger {
+    use super::*;
+    use thingkit_meter::ledger::{Appended, Ledger, LedgerConfig};
+    use thingkit_meter::meter::{Granularity, Meter};
+    use thingkit_meter::rating::Added;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn replaying_the_ledger_equals_live_totals_and_bills(
+            events in prop::collection::vec(
+                (0u8..30, 0u8..3, kind(), 0u64..20_000, 0u64..100, 0u64..5 * 86_400), 1..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let ledger = Ledger::open(dir.path().join("l.redb"), LedgerConfig::default()).unwrap();
+            let live = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 10_000).unwrap();
+            let table = PriceTable::preset("aws-us-east-1").unwrap();
+            let mut live_bills = BillingRun::new(table.clone());
+            let limits = UsageLimits::default();
+            for (id, acct, k, bytes, min, t) in events {
+                let e = UsageEvent::new(format!("id{id}"), format!("a{acct}"), "d", k,
+                    1_764_115_200 + t, &limits).unwrap().with_bytes(bytes).with_minutes(min);
+                // The live path counts what the ledger acknowledged as new; late events are
+                // refused by both.
+                match ledger.append(&e) {
+                    Ok(Appended::New(_)) => {
+                        live.record(&e).unwrap();
+                        prop_assert_eq!(live_bills.add(&e).unwrap(), Added::Counted);
+                    }
+                    Ok(Appended::Duplicate(_)) => {
+                        prop_assert_eq!(live_bills.add(&e).unwrap(), Added::Duplicate);
+                    }
+                    Err(thingkit_meter::Error::LateEvent { .. }) => {}
+                    Err(other) => return Err(TestCaseError::fail(other.to_string())),
+                }
+            }
+            let replayed = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 10_000).unwrap();
+            ledger.replay_into(&replayed).unwrap();
+            prop_assert_eq!(replayed.totals(), live.totals());
+            let mut replay_bills = BillingRun::new(table);
+            ledger.bill_into(&mut replay_bills).unwrap();
+            prop_assert_eq!(replay_bills.bills().unwrap(), live_bills.bills().unwrap());
+        }
+    }
+}

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod firmware;
 mod mqtt;
 
 /// The core of a cloud IoT platform, from the command line.
@@ -32,6 +33,9 @@ enum Command {
     /// MQTT codec tools: decode hex to JSON lines, encode JSON to hex.
     #[command(subcommand)]
     Mqtt(mqtt::Args),
+    /// Signed firmware (SUIT): keygen, sign, verify, inspect.
+    #[command(subcommand)]
+    Firmware(firmware::Args),
     /// AWS IoT policy documents: validate and lint, test requests.
     #[command(subcommand)]
     Policy(policy::Args),
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Failure> = match cli.command {
         Command::Mqtt(args) => mqtt::run(args),
+        Command::Firmware(args) => firmware::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Meter(args) => meter::run(args),
         Command::Crates => {

@@ -95,6 +95,26 @@ impl SuitDigest {
         SuitDigest(out)
     }
 
+    /// The SHA-256 of everything `reader` yields, streamed in 64 KiB pieces, with the byte count.
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<(SuitDigest, u64)> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            ctx.update(&buf[..n]);
+            total += n as u64;
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        Ok((SuitDigest(out), total))
+    }
+
     /// `[-16, h'...']`.
     pub fn to_value(&self) -> Value {
         Value::Array(vec![Value::int(SHA256), Value::Bytes(self.0.to_vec())])

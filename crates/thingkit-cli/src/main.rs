@@ -9,6 +9,7 @@
 
 mod meter;
 mod policy;
+mod provision;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,12 @@ struct Cli {
 enum Command {
     /// Print the crates this build of thingkit contains, with their versions.
     Crates,
+    /// Certificate authorities: create a CA (`ca init`).
+    #[command(subcommand)]
+    Ca(provision::CaArgs),
+    /// Device certificates: issue from a CSR, create key + certificate, print the certificate ID.
+    #[command(subcommand)]
+    Cert(provision::CertArgs),
     /// MQTT codec tools: decode hex to JSON lines, encode JSON to hex.
     #[command(subcommand)]
     Mqtt(mqtt::Args),
@@ -58,6 +65,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Failure> = match cli.command {
         Command::Mqtt(args) => mqtt::run(args),
+        Command::Ca(args) => provision::run_ca(args),
+        Command::Cert(args) => provision::run_cert(args),
         Command::Firmware(args) => firmware::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Meter(args) => meter::run(args),

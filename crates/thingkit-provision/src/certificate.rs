@@ -23,6 +23,31 @@ impl CertificateId {
         CertificateId(id)
     }
 
+    /// The ID of a certificate given as PEM (`CERTIFICATE`) or DER, after checking that it
+    /// parses as an X.509 certificate with nothing trailing. Input over 64 KiB is refused.
+    pub fn of_certificate(input: &[u8]) -> Result<Self> {
+        const LIMIT: usize = 64 * 1024;
+        if input.len() > LIMIT {
+            return Err(Error::TooLarge {
+                what: "certificate",
+                actual: input.len(),
+                limit: LIMIT,
+            });
+        }
+        let der = crate::pem::decode_if_pem(input, &["CERTIFICATE"])?;
+        match x509_parser::parse_x509_certificate(&der) {
+            Ok((rest, _)) if rest.is_empty() => Ok(CertificateId::of_der(&der)),
+            Ok((rest, _)) => Err(Error::Malformed {
+                what: "certificate",
+                detail: format!("{} trailing bytes", rest.len()),
+            }),
+            Err(e) => Err(Error::Malformed {
+                what: "certificate",
+                detail: e.to_string(),
+            }),
+        }
+    }
+
     /// The 32 digest bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

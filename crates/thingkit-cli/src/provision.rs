@@ -1,0 +1,231 @@
+//! `thingkit ca ...` and `thingkit cert ...`: a file-based CA and device certificates.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::json;
+use thingkit_provision::authority::{
+    CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions, KeyType,
+};
+use thingkit_provision::certificate::CertificateId;
+use thingkit_provision::request::VerifiedCsr;
+
+use crate::Failure;
+
+/// `thingkit ca`: certificate authorities.
+#[derive(Debug, Subcommand)]
+pub enum CaArgs {
+    /// Create a root CA: writes DIR/ca.pem and DIR/ca.key (mode 0600); refuses to overwrite.
+    Init {
+        /// Directory for ca.pem and ca.key (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// CA key type.
+        #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
+        key_type: KeyTypeArg,
+        /// Subject common name of the CA.
+        #[arg(long, default_value = "thingkit CA")]
+        common_name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+}
+
+/// `thingkit cert`: device certificates.
+#[derive(Debug, Subcommand)]
+pub enum CertArgs {
+    /// Issue a device certificate from a CSR (PEM or DER) with the strict issuance profile.
+    Issue {
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The CSR file.
+        #[arg(long)]
+        csr: PathBuf,
+        /// Validity in days (default 365, at most 825).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Write the PEM certificate here instead of stdout (then print its ID as JSON).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Create a key pair and a device certificate in one step (like CreateKeysAndCertificate).
+    Create {
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Subject common name (e.g. the thing name).
+        #[arg(long)]
+        common_name: String,
+        /// Where to write the PEM certificate.
+        #[arg(long)]
+        cert_out: PathBuf,
+        /// Where to write the PKCS #8 PEM private key (mode 0600).
+        #[arg(long)]
+        key_out: PathBuf,
+        /// Device key type.
+        #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
+        key_type: KeyTypeArg,
+    },
+    /// Print the AWS certificate ID (lowercase hex SHA-256 of the DER) of a PEM or DER certificate.
+    Id {
+        /// The certificate file.
+        file: PathBuf,
+    },
+}
+
+/// Key types on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    /// ECDSA P-256.
+    P256,
+    /// ECDSA P-384.
+    P384,
+    /// Ed25519 (CA keys only).
+    Ed25519,
+}
+
+impl From<KeyTypeArg> for KeyType {
+    fn from(k: KeyTypeArg) -> Self {
+        match k {
+            KeyTypeArg::P256 => KeyType::P256,
+            KeyTypeArg::P384 => KeyType::P384,
+            KeyTypeArg::Ed25519 => KeyType::Ed25519,
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Writes a secret file with mode 0600, refusing to overwrite an existing file.
+fn write_secret(path: &Path, contents: &str) -> Result<(), Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
+}
+
+fn write_public(path: &Path, contents: &str) -> Result<(), Failure> {
+    std::fs::write(path, contents)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
+}
+
+fn load_ca(dir: &Path) -> Result<CertificateAuthority, Failure> {
+    let cert = String::from_utf8(read(&dir.join("ca.pem"))?)
+        .map_err(|_| Failure("ca.pem is not text".into()))?;
+    let key = String::from_utf8(read(&dir.join("ca.key"))?)
+        .map_err(|_| Failure("ca.key is not text".into()))?;
+    Ok(CertificateAuthority::from_pem(&cert, &key)?)
+}
+
+/// Runs `thingkit ca ...`.
+pub fn run_ca(args: CaArgs) -> Result<(), Failure> {
+    match args {
+        CaArgs::Init {
+            dir,
+            key_type,
+            common_name,
+            days,
+        } => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+            let cert_path = dir.join("ca.pem");
+            let key_path = dir.join("ca.key");
+            if cert_path.exists() || key_path.exists() {
+                return Err(Failure(format!(
+                    "{} already holds a CA; refusing to overwrite it",
+                    dir.display()
+                )));
+            }
+            let ca = CertificateAuthority::create_root(&CaOptions {
+                key_type: key_type.into(),
+                common_name,
+                validity_days: days,
+                ..CaOptions::default()
+            })?;
+            write_secret(&key_path, &ca.private_key_pem())?;
+            write_public(&cert_path, &ca.certificate_pem())?;
+            println!(
+                "{}",
+                json!({
+                    "ca_certificate_id": ca.id().to_string(),
+                    "certificate": cert_path.display().to_string(),
+                    "private_key": key_path.display().to_string(),
+                })
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Runs `thingkit cert ...`.
+pub fn run_cert(args: CertArgs) -> Result<(), Failure> {
+    match args {
+        CertArgs::Issue {
+            ca_dir,
+            csr,
+            days,
+            out,
+        } => {
+            let ca = load_ca(&ca_dir)?;
+            let input = read(&csr)?;
+            let verified = VerifiedCsr::parse(&input, &IssuanceProfile::default().csr_limits)?;
+            let issued = ca.issue_verified(
+                &verified,
+                &IssueOptions {
+                    common_name: None,
+                    validity_days: days,
+                },
+            )?;
+            match out {
+                Some(path) => {
+                    write_public(&path, &issued.pem())?;
+                    println!("{}", json!({ "certificate_id": issued.id.to_string() }));
+                }
+                None => print!("{}", issued.pem()),
+            }
+            Ok(())
+        }
+        CertArgs::Create {
+            ca_dir,
+            common_name,
+            cert_out,
+            key_out,
+            key_type,
+        } => {
+            let ca = load_ca(&ca_dir)?;
+            if key_type == KeyTypeArg::Ed25519 {
+                return Err(Failure(
+                    "device keys must be p256 or p384 (AWS IoT does not accept Ed25519 device certificates)"
+                        .into(),
+                ));
+            }
+            let made = ca.create_keys_and_certificate(&common_name, key_type.into())?;
+            write_secret(&key_out, &made.private_key_pem)?;
+            write_public(&cert_out, &made.certificate.pem())?;
+            println!(
+                "{}",
+                json!({ "certificate_id": made.certificate.id.to_string() })
+            );
+            Ok(())
+        }
+        CertArgs::Id { file } => {
+            let id = CertificateId::of_certificate(&read(&file)?)?;
+            println!("{id}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `thingkit ca` and `thingkit cert`: files, modes, outputs and exit codes.
+//!
+//! CSRs are made with `openssl req` (CI installs openssl); the tests fail without it.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn thingkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_thingkit"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = thingkit(args);
+    assert!(
+        out.status.success(),
+        "thingkit {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs thingkit expecting exit status 1 with a one-line reason; returns the reason.
+fn fails(args: &[&str]) -> String {
+    let out = thingkit(args);
+    assert_eq!(out.status.code(), Some(1), "thingkit {args:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("thingkit: "), "{err}");
+    err
+}
+
+fn openssl_csr(dir: &Path, name: &str, newkey: &[&str], digest: &str) -> String {
+    let csr = dir.join(format!("{name}.csr"));
+    let key = dir.join(format!("{name}.key"));
+    let mut args = vec!["req", "-new", "-nodes"];
+    args.extend_from_slice(newkey);
+    let subj = format!("/CN={name}");
+    args.extend_from_slice(&[
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        csr.to_str().unwrap(),
+        "-subj",
+        &subj,
+    ]);
+    if !digest.is_empty() {
+        args.push(digest);
+    }
+    let out = Command::new("openssl")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the `openssl` command must be installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    csr.to_str().unwrap().to_owned()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn ca_init_writes_certificate_and_private_key_with_mode_0600_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let out = ok(&[
+        "ca",
+        "init",
+        "--dir",
+        ca_dir.to_str().unwrap(),
+        "--key-type",
+        "p384",
+        "--common-name",
+        "Fleet Root",
+        "--days",
+        "30",
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["ca_certificate_id"].as_str().unwrap().len(), 64);
+    let pem = std::fs::read_to_string(ca_dir.join("ca.pem")).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    let key = std::fs::read_to_string(ca_dir.join("ca.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    #[cfg(unix)]
+    assert_eq!(mode(&ca_dir.join("ca.key")), 0o600);
+    let id = ok(&["cert", "id", ca_dir.join("ca.pem").to_str().unwrap()]);
+    assert_eq!(id.trim(), summary["ca_certificate_id"].as_str().unwrap());
+
+    let err = fails(&["ca", "init", "--dir", ca_dir.to_str().unwrap()]);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+}
+
+#[test]
+fn cert_issue_turns_an_openssl_csr_into_a_certificate_on_stdout_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    ok(&["ca", "init", "--dir", ca_dir.to_str().unwrap()]);
+    let csr = openssl_csr(
+        dir.path(),
+        "dev",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "-sha256",
+    );
+    let pem = ok(&[
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--csr",
+        &csr,
+        "--days",
+        "7",
+    ]);
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    let out_path = dir.path().join("dev.pem");
+    let out = ok(&[
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--csr",
+        &csr,
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = ok(&["cert", "id", out_path.to_str().unwrap()]);
+    assert_eq!(id.trim(), summary["certificate_id"].as_str().unwrap());
+    assert_eq!(id.trim().len(), 64);
+    assert!(
+        id.trim()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
+}
+
+#[test]
+fn cert_create_writes_certificate_and_key_and_the_key_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    ok(&[
+        "ca",
+        "init",
+        "--dir",
+        ca_dir.to_str().unwrap(),
+        "--key-type",
+        "ed25519",
+    ]);
+    let cert = dir.path().join("d.pem");
+    let key = dir.path().join("d.key");
+    let out = ok(&[
+        "cert",
+        "create",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--common-name",
+        "sensor-9",
+        "--cert-out",
+        cert.to_str().unwrap(),
+        "--key-out",
+        key.to_str().unwrap(),
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = ok(&["cert", "id", cert.to_str().unwrap()]);
+    assert_eq!(id.trim(), summary["certificate_id"].as_str().unwrap());
+    #[cfg(unix)]
+    assert_eq!(mode(&key), 0o600);
+    // The key is not overwritten by a second run.
+    let err = fails(&[
+        "cert",
+        "create",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--common-name",
+        "sensor-9",
+        "--cert-out",
+        cert.to_str().unwrap(),
+        "--key-out",
+        key.to_str().unwrap(),
+    ]);
+    assert!(err.contains("cannot create"), "{err}");
+}
+
+#[test]
+fn bad_input_exits_1_with_a_one_line_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    ok(&["ca", "init", "--dir", ca_dir.to_str().unwrap()]);
+    let ca = ca_dir.to_str().unwrap();
+
+    let err = fails(&[
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca,
+        "--csr",
+        "/nonexistent/x.csr",
+    ]);
+    assert!(err.contains("cannot read"), "{err}");
+
+    let ed = openssl_csr(dir.path(), "ed", &["-newkey", "ed25519"], "");
+    let err = fails(&["cert", "issue", "--ca-dir", ca, "--csr", &ed]);
+    assert!(err.contains("unsupported key"), "{err}");
+
+    let rsa = openssl_csr(dir.path(), "small", &["-newkey", "rsa:1024"], "-sha256");
+    let err = fails(&["cert", "issue", "--ca-dir", ca, "--csr", &rsa]);
+    assert!(err.contains("1024 bits"), "{err}");
+
+    // Flip a byte inside the signed part of a DER CSR: the signature no longer verifies.
+    let good = openssl_csr(
+        dir.path(),
+        "tamper",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "-sha256",
+    );
+    let der = Command::new("openssl")
+        .args(["req", "-in", &good, "-outform", "DER"])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut der = der;
+    let pos = der.windows(6).position(|w| w == b"tamper").unwrap();
+    der[pos] = b'T';
+    let bad = dir.path().join("bad.der");
+    std::fs::write(&bad, &der).unwrap();
+    let err = fails(&[
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca,
+        "--csr",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(err.contains("signature"), "{err}");
+
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "hello").unwrap();
+    fails(&["cert", "id", junk.to_str().unwrap()]);
+    fails(&[
+        "cert",
+        "issue",
+        "--ca-dir",
+        dir.path().to_str().unwrap(),
+        "--csr",
+        &good,
+    ]);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = thingkit(&["cert", "issue", "--csr", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = thingkit(&["ca", "init", "--dir", "x", "--key-type", "rsa"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::{Day, Month};
 use crate::error::{Error, Result};
 use crate::limiter::{Compiled, Decision, Limits, Nanos};
-use crate::policy::{MeteringPolicy, PacketKind};
+use crate::policy::{MeteringPolicy, PacketKind, connection_minutes};
 use crate::usage::UsageEvent;
 
 /// Length of the time windows the meter aggregates into (UTC).
@@ -249,10 +249,18 @@ pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
 const _: () = assert!(SLOT_BYTES == 64);
 
+#[derive(Debug, Clone)]
+struct Owner {
+    account: Box<str>,
+    device: Box<str>,
+    /// Unix second the connection was opened.
+    since: u64,
+}
+
 #[derive(Debug, Default)]
 struct Registry {
-    /// Per slot: (account, device) of the live connection, `None` when free.
-    owners: Vec<Option<(Box<str>, Box<str>)>>,
+    /// Per slot: the live connection's owner, `None` when free.
+    owners: Vec<Option<Owner>>,
     free: Vec<u32>,
 }
 
@@ -330,8 +338,9 @@ impl ConnectionTable {
             })
     }
 
-    /// Registers a new connection of `device` in `account`. Its limits start fully replenished.
-    pub fn connect(&self, account: &str, device: &str) -> Result<Connection> {
+    /// Registers a new connection of `device` in `account`, opened at `unix_secs`. Its limits
+    /// start fully replenished.
+    pub fn connect(&self, account: &str, device: &str, unix_secs: u64) -> Result<Connection> {
         let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         let slot = match reg.free.pop() {
             Some(s) => s,
@@ -358,7 +367,11 @@ impl ConnectionTable {
             }
         }
         if let Some(owner) = reg.owners.get_mut(i) {
-            *owner = Some((account.into(), device.into()));
+            *owner = Some(Owner {
+                account: account.into(),
+                device: device.into(),
+                since: unix_secs,
+            });
         }
         Ok(Connection {
             table: self.id,
@@ -423,7 +436,10 @@ impl ConnectionTable {
             let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
             reg.owners.get(conn.slot as usize).cloned().flatten()
         };
-        let Some((account, device)) = owner else {
+        let Some(Owner {
+            account, device, ..
+        }) = owner
+        else {
             return Ok(());
         };
         let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
@@ -450,13 +466,40 @@ impl ConnectionTable {
         Ok(())
     }
 
-    /// Flushes and closes the connection; its slot is reused by a later connect.
+    /// Flushes and closes the connection at `unix_secs`, recording its connection minutes
+    /// (rounded up per connection, see [`connection_minutes`]); its slot is reused by a later
+    /// connect.
     pub fn disconnect(&self, conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
         self.flush(&conn, meter, unix_secs)?;
-        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(owner) = reg.owners.get_mut(conn.slot as usize) {
-            *owner = None;
-            reg.free.push(conn.slot);
+        let owner = {
+            let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            let owner = reg
+                .owners
+                .get_mut(conn.slot as usize)
+                .and_then(Option::take);
+            if owner.is_some() {
+                reg.free.push(conn.slot);
+            }
+            owner
+        };
+        if let Some(o) = owner {
+            let minutes = connection_minutes(unix_secs.saturating_sub(o.since));
+            if minutes == 0 {
+                return Ok(());
+            }
+            let counts = Counts {
+                messages: 0,
+                units: meter.policy().units(PacketKind::ConnectionMinutes, minutes),
+                bytes: 0,
+                minutes,
+            };
+            meter.add(
+                &o.account,
+                &o.device,
+                PacketKind::ConnectionMinutes,
+                o.since,
+                &counts,
+            )?;
         }
         Ok(())
     }
@@ -501,7 +544,7 @@ mod tests {
     fn records_and_flushes_publishes_and_deliveries() {
         let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 10).unwrap();
         let m = meter();
-        let c = t.connect("acme", "d1").unwrap();
+        let c = t.connect("acme", "d1", 0).unwrap();
         let now = Nanos::from_secs(1);
         t.record_publish(&c, 8192, false, now).unwrap();
         t.record_publish(&c, 10, true, now).unwrap();
@@ -537,7 +580,7 @@ mod tests {
         };
         let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 10).unwrap();
         let m = meter();
-        let c = t.connect("a", "d").unwrap();
+        let c = t.connect("a", "d", 0).unwrap();
         let allowed = (0..5)
             .filter(|_| {
                 t.record_publish(&c, 1, false, Nanos(0))
@@ -559,14 +602,14 @@ mod tests {
         };
         let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 1).unwrap();
         let m = meter();
-        let c = t.connect("a", "d").unwrap();
+        let c = t.connect("a", "d", 0).unwrap();
         assert!(matches!(
-            t.connect("a", "e"),
+            t.connect("a", "e", 0),
             Err(Error::TooManyKeys { limit: 1, .. })
         ));
         t.record_publish(&c, 1, false, Nanos(0)).unwrap();
         t.disconnect(c, &m, 0).unwrap();
-        let c2 = t.connect("a", "e").unwrap();
+        let c2 = t.connect("a", "e", 0).unwrap();
         assert!(
             t.record_publish(&c2, 1, false, Nanos(0))
                 .unwrap()
@@ -576,10 +619,22 @@ mod tests {
     }
 
     #[test]
+    fn disconnect_records_connection_minutes_rounded_up() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
+        let m = meter();
+        let c = t.connect("a", "d", 1_000).unwrap();
+        t.disconnect(c, &m, 1_061).unwrap();
+        let totals = m.totals();
+        let (key, counts) = totals.iter().next().unwrap();
+        assert_eq!(key.kind, PacketKind::ConnectionMinutes);
+        assert_eq!((counts.minutes, counts.units, counts.messages), (2, 2, 0));
+    }
+
+    #[test]
     fn rejects_a_handle_from_another_table() {
         let a = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
         let b = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
-        let c = a.connect("x", "y").unwrap();
+        let c = a.connect("x", "y", 0).unwrap();
         assert!(b.record_publish(&c, 1, false, Nanos(0)).is_err());
     }
 

@@ -22,7 +22,7 @@ fn unlimited() -> Limits {
 fn threads_sharing_one_connection_lose_no_updates() {
     let table = Arc::new(ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 16).unwrap());
     let meter = Arc::new(Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 64).unwrap());
-    let conn = Arc::new(table.connect("acme", "d").unwrap());
+    let conn = Arc::new(table.connect("acme", "d", 0).unwrap());
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
             let (table, meter, conn) = (table.clone(), meter.clone(), conn.clone());
@@ -78,7 +78,7 @@ fn threads_on_separate_connections_and_the_meter_lose_no_updates() {
         .map(|t| {
             let (table, meter) = (table.clone(), meter.clone());
             std::thread::spawn(move || {
-                let conn = table.connect("acme", &format!("d{t}")).unwrap();
+                let conn = table.connect("acme", &format!("d{t}"), 0).unwrap();
                 for i in 0..MESSAGES {
                     table.record_publish(&conn, 1, false, Nanos(i)).unwrap();
                     // Also hit the shared meter directly with a rare kind.

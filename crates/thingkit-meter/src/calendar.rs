@@ -140,12 +140,12 @@ pub fn civil_from_days(days: u64) -> CivilDate {
 /// Days from 1970-01-01 to the given civil date (Hinnant's `days_from_civil`); dates before the
 /// epoch give 0.
 pub fn days_from_civil(year: u32, month: u8, day: u8) -> u64 {
-    let y = u64::from(year) - u64::from(month <= 2);
+    let y = u64::from(year).saturating_sub(u64::from(month <= 2));
     let era = y / 400;
     let yoe = y - era * 400;
     let m = u64::from(month);
     let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + u64::from(day) - 1;
+    let doy = ((153 * mp + 2) / 5 + u64::from(day)).saturating_sub(1);
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     (era * 146_097 + doe).saturating_sub(719_468)
 }
@@ -188,6 +188,15 @@ mod tests {
             let d = civil_from_days(days);
             assert_eq!(days_from_civil(d.year, d.month, d.day), days);
         }
+    }
+
+    #[test]
+    fn out_of_range_inputs_do_not_panic() {
+        assert_eq!(days_from_civil(0, 1, 0), 0);
+        assert_eq!(days_from_civil(1969, 12, 31), 0);
+        let far = Day::of(u64::MAX).date();
+        assert_eq!(far.year, u32::MAX);
+        let _ = Month::of(u64::MAX).start();
     }
 
     #[test]

@@ -228,6 +228,7 @@ pub struct SigningKey {
     pair: Pair,
     pkcs8: Vec<u8>,
     public: PublicKey,
+    algorithm: Algorithm,
 }
 
 impl fmt::Debug for SigningKey {
@@ -261,6 +262,7 @@ impl SigningKey {
                 pair: Pair::P256(pair),
                 pkcs8: der.to_vec(),
                 public,
+                algorithm: Algorithm::Es256,
             });
         }
         if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
@@ -269,6 +271,7 @@ impl SigningKey {
                 pair: Pair::Ed25519(pair),
                 pkcs8: der.to_vec(),
                 public,
+                algorithm: Algorithm::EdDsa,
             });
         }
         Err(Error::Key(
@@ -296,9 +299,24 @@ impl SigningKey {
         self.public.key_type
     }
 
-    /// The algorithm this key signs with by default (ES256 or EdDSA).
+    /// The COSE algorithm this key signs with: ES256 or EdDSA unless changed with
+    /// [`SigningKey::with_algorithm`].
     pub fn algorithm(&self) -> Algorithm {
-        self.public.key_type.default_algorithm()
+        self.algorithm
+    }
+
+    /// Signs with another algorithm of the same key type (ESP256 for P-256, Ed25519 for Ed25519
+    /// keys); fails for an algorithm of the other key type.
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Result<SigningKey> {
+        if algorithm.key_type() != self.public.key_type {
+            return Err(Error::Key(format!(
+                "{algorithm} needs a {:?} key, this is a {:?} key",
+                algorithm.key_type(),
+                self.public.key_type
+            )));
+        }
+        self.algorithm = algorithm;
+        Ok(self)
     }
 
     /// Signs `message`, returning the COSE signature bytes (`r || s` for ECDSA, 64 bytes).
@@ -443,6 +461,29 @@ mod tests {
         let sig = key.sign(b"m").unwrap();
         assert!(!key.public_key().verify(Algorithm::EdDsa, b"m", &sig));
         assert!(key.public_key().verify(Algorithm::Esp256, b"m", &sig));
+    }
+
+    #[test]
+    fn fully_specified_algorithms_need_the_matching_key_type() {
+        let p = SigningKey::generate(KeyType::P256).unwrap();
+        assert!(
+            SigningKey::generate(KeyType::P256)
+                .unwrap()
+                .with_algorithm(Algorithm::Ed25519)
+                .is_err()
+        );
+        assert_eq!(
+            p.with_algorithm(Algorithm::Esp256).unwrap().algorithm(),
+            Algorithm::Esp256
+        );
+        let e = SigningKey::generate(KeyType::Ed25519).unwrap();
+        assert_eq!(
+            e.with_algorithm(Algorithm::Ed25519)
+                .unwrap()
+                .algorithm()
+                .cose_id(),
+            -19
+        );
     }
 
     #[test]

@@ -105,6 +105,25 @@ fn flipped_bit_in_protected_header_is_refused() {
 }
 
 #[test]
+fn all_four_signature_algorithms_verify() {
+    for (kt, alg) in [
+        (KeyType::P256, thingkit_firmware::Algorithm::Es256),
+        (KeyType::P256, thingkit_firmware::Algorithm::Esp256),
+        (KeyType::Ed25519, thingkit_firmware::Algorithm::EdDsa),
+        (KeyType::Ed25519, thingkit_firmware::Algorithm::Ed25519),
+    ] {
+        let k = SigningKey::generate(kt)
+            .unwrap()
+            .with_algorithm(alg)
+            .unwrap();
+        let env = envelope(1, &[&k]);
+        let info = thingkit_firmware::inspect(&env, &thingkit_firmware::Limits::default()).unwrap();
+        assert_eq!(info.signatures[0].0, alg);
+        trust(1, &[&k]).verify(&env).unwrap();
+    }
+}
+
+#[test]
 fn signature_by_untrusted_key_is_refused() {
     let trusted = SigningKey::generate(KeyType::P256).unwrap();
     let attacker = SigningKey::generate(KeyType::P256).unwrap();

@@ -13,6 +13,15 @@ use crate::meter::{Counts, UsageKey};
 use crate::rating::Bill;
 use crate::usage::UsageEvent;
 
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line.
+    JsonLines,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+}
+
 /// Writes one CSV field, quoted when it contains a comma, quote, CR or LF.
 fn field(out: &mut impl Write, value: &str) -> std::io::Result<()> {
     if value.contains([',', '"', '\n', '\r']) {
@@ -43,6 +52,27 @@ pub fn usage_jsonl<'a>(
     Ok(())
 }
 
+/// Writes the CSV header of [`usage_csv_row`].
+pub fn usage_csv_header(out: &mut impl Write) -> Result<()> {
+    Ok(row(out, USAGE_CSV_HEADER)?)
+}
+
+/// Writes one usage event as a CSV row (no header).
+pub fn usage_csv_row(out: &mut impl Write, e: &UsageEvent) -> Result<()> {
+    Ok(row(
+        out,
+        &[
+            e.id(),
+            e.account(),
+            e.device(),
+            e.kind().as_str(),
+            &e.bytes().to_string(),
+            &e.minutes().to_string(),
+            &e.time().to_string(),
+        ],
+    )?)
+}
+
 /// Header of [`usage_csv`].
 pub const USAGE_CSV_HEADER: &[&str] = &[
     "id", "account", "device", "kind", "bytes", "minutes", "time",
@@ -53,20 +83,9 @@ pub fn usage_csv<'a>(
     out: &mut impl Write,
     events: impl IntoIterator<Item = &'a UsageEvent>,
 ) -> Result<()> {
-    row(out, USAGE_CSV_HEADER)?;
+    usage_csv_header(out)?;
     for e in events {
-        row(
-            out,
-            &[
-                e.id(),
-                e.account(),
-                e.device(),
-                e.kind().as_str(),
-                &e.bytes().to_string(),
-                &e.minutes().to_string(),
-                &e.time().to_string(),
-            ],
-        )?;
+        usage_csv_row(out, e)?;
     }
     Ok(())
 }

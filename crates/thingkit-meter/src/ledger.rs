@@ -21,6 +21,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::error::{Error, Result};
+use crate::export::{self, Format};
 use crate::meter::Meter;
 use crate::rating::{Added, BillingRun};
 use crate::usage::{UsageEvent, UsageLimits};
@@ -173,6 +174,22 @@ impl Ledger {
         Ok(())
     }
 
+    /// Exports every stored event, in append order, as JSON lines or CSV.
+    pub fn export_usage(&self, out: &mut impl std::io::Write, format: Format) -> Result<u64> {
+        let mut n = 0;
+        if format == Format::Csv {
+            export::usage_csv_header(out)?;
+        }
+        self.for_each(|_, e| {
+            n += 1;
+            match format {
+                Format::JsonLines => export::usage_jsonl(out, [&e]),
+                Format::Csv => export::usage_csv_row(out, &e),
+            }
+        })?;
+        Ok(n)
+    }
+
     /// Replays every stored event into `meter`.
     pub fn replay_into(&self, meter: &Meter) -> Result<u64> {
         let mut n = 0;
@@ -282,6 +299,34 @@ mod tests {
         let replayed = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 100).unwrap();
         assert_eq!(l.replay_into(&replayed).unwrap(), 3);
         assert_eq!(replayed.totals(), live.totals());
+    }
+
+    #[test]
+    fn exports_stored_events_once_each_in_append_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path().join("l.redb"), LedgerConfig::default()).unwrap();
+        for id in ["b", "a", "b"] {
+            l.append(&ev(id, 7)).unwrap();
+        }
+        let mut jsonl = Vec::new();
+        assert_eq!(l.export_usage(&mut jsonl, Format::JsonLines).unwrap(), 2);
+        let text = String::from_utf8(jsonl).unwrap();
+        let ids: Vec<_> = text
+            .lines()
+            .map(|line| UsageEvent::parse_line(line.as_bytes(), &UsageLimits::default()))
+            .map(|e| e.unwrap().id().to_owned())
+            .collect();
+        assert_eq!(ids, ["b", "a"]);
+        let mut csv = Vec::new();
+        l.export_usage(&mut csv, Format::Csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert_eq!(csv.lines().count(), 3);
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("b,acme,d,publish,100,0,7")
+        );
     }
 
     #[test]

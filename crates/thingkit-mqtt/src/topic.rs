@@ -569,6 +569,18 @@ mod tests {
     }
 
     #[test]
+    fn share_prefix_is_a_valid_topic_name_but_not_a_complete_shared_filter() {
+        // Regression (fuzz/mqtt_topic_filter): "$share/" is a legal topic name; as a filter it is
+        // a shared subscription missing its share name and filter.
+        assert!(TopicName::new("$share/").is_ok());
+        assert_eq!(
+            rule_of(TopicFilter::new("$share/").unwrap_err()),
+            "[MQTT-4.8.2-2]"
+        );
+        assert!(TopicFilter::new("$share/g/$share/").is_ok());
+    }
+
+    #[test]
     fn matches_wildcards_per_spec_examples() {
         assert!(filter("sport/tennis/player1/#").matches(&name("sport/tennis/player1")));
         assert!(filter("sport/tennis/player1/#").matches(&name("sport/tennis/player1/ranking")));

@@ -1,0 +1,256 @@
+//! thingkit-provision benchmarks, all in one process so machine noise affects every row alike:
+//!
+//! - `issue/*`: a P-256 certificate from a P-256 CSR — ours (parse, proof of possession, key-type
+//!   checks, strict profile, random serial) vs bare rcgen (`CertificateSigningRequestParams::
+//!   from_der` + `signed_by`) with the same CA key and the same CSR;
+//! - `registry_1m/*`: `authenticate` (SHA-256 of the certificate, lookups, status and CA checks,
+//!   effective policies through a two-level group hierarchy) in a registry of 1,000,000 things
+//!   and 1,000,000 certificates; memory per thing is printed;
+//! - `durable/*`: registrations (thing + certificate + attachment) per second on the redb store,
+//!   1,000 per fsync'd batch.
+//!
+//! The 1,000,000 certificates are copies of one issued certificate with distinct serial numbers
+//! (so distinct IDs); they are registered without a CA, which does not check signatures, so
+//! building the registry does not take a million ECDSA signatures.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use thingkit_bench_support::{CountingAlloc, live_bytes};
+use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
+use thingkit_provision::certificate::{CaStatus, CertificateStatus};
+use thingkit_provision::registry::{PolicyTarget, Registry, RegistryLimits};
+use thingkit_provision::store::{MemoryStore, RedbStore};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iot:Connect","iot:Publish"],"Resource":["arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}","arn:aws:iot:us-east-1:123456789012:topic/t/${iot:Connection.Thing.ThingName}/*"]}]}"#;
+
+fn p256_csr(cn: &str) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+fn issuance(c: &mut Criterion) {
+    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &ca.certificate_pem(),
+        rcgen::KeyPair::from_pem(&ca.private_key_pem()).unwrap(),
+    )
+    .unwrap();
+    let csr = p256_csr("bench-device");
+    let mut group = c.benchmark_group("issue");
+    group.sample_size(50);
+    group.measurement_time(Duration::from_secs(6));
+    group.bench_function("thingkit", |b| {
+        b.iter(|| black_box(ca.issue(black_box(&csr)).unwrap()))
+    });
+    group.bench_function("rcgen", |b| {
+        b.iter(|| {
+            let der =
+                rustls_pki_types::CertificateSigningRequestDer::from(black_box(csr.as_slice()));
+            let params = rcgen::CertificateSigningRequestParams::from_der(&der).unwrap();
+            black_box(params.signed_by(&issuer).unwrap())
+        })
+    });
+    group.finish();
+}
+
+/// Copies `template` with the 20-byte serial at `at` replaced by one derived from `i`.
+fn with_serial(template: &[u8], at: usize, i: u64) -> Vec<u8> {
+    let mut der = template.to_vec();
+    let serial = &mut der[at..at + 20];
+    serial.fill(0x5a);
+    serial[0] = 0x40;
+    serial[12..20].copy_from_slice(&i.to_be_bytes());
+    der
+}
+
+const THINGS: u64 = 1_000_000;
+const REGIONS: u64 = 10;
+
+fn registry_1m(c: &mut Criterion) {
+    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let template = ca
+        .create_keys_and_certificate("device", KeyType::P256)
+        .unwrap()
+        .certificate;
+    let at = template
+        .der
+        .windows(20)
+        .position(|w| w == template.serial.as_slice())
+        .expect("serial in DER");
+
+    let before = live_bytes();
+    let store = MemoryStore::new();
+    let mut registry = Registry::open(store.clone(), RegistryLimits::default()).unwrap();
+    let ca_id = registry
+        .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
+        .unwrap();
+    registry.create_policy("fleet", POLICY).unwrap();
+    registry.create_policy("device", POLICY).unwrap();
+    registry.create_thing_group("fleet", None).unwrap();
+    registry
+        .attach_policy("fleet", &PolicyTarget::ThingGroup("fleet".into()))
+        .unwrap();
+    for r in 0..REGIONS {
+        let name = format!("region-{r}");
+        registry.create_policy(&name, POLICY).unwrap();
+        registry.create_thing_group(&name, Some("fleet")).unwrap();
+        registry
+            .attach_policy(&name, &PolicyTarget::ThingGroup(name.clone()))
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    for chunk in 0..THINGS / 10_000 {
+        registry
+            .batch(|r| {
+                for i in chunk * 10_000..(chunk + 1) * 10_000 {
+                    let thing = format!("thing-{i}");
+                    r.create_thing(&thing, None, &[])?;
+                    r.add_thing_to_group(&thing, &format!("region-{}", i % REGIONS))?;
+                    let id = r.register_certificate_without_ca(
+                        &with_serial(&template.der, at, i),
+                        CertificateStatus::Active,
+                    )?;
+                    r.attach_thing_principal(&thing, &id, true)?;
+                    r.attach_policy("device", &PolicyTarget::Certificate(id))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let total = live_bytes() - before;
+    eprintln!(
+        "registry_1m: built {} things + certificates in {:.1?}",
+        registry.thing_count(),
+        started.elapsed()
+    );
+    // Real CA-signed certificates for the path with the CA status check.
+    let mut signed = Vec::new();
+    for i in 0..1000 {
+        let d = ca
+            .create_keys_and_certificate(&format!("signed-{i}"), KeyType::P256)
+            .unwrap()
+            .certificate;
+        let id = registry
+            .register_certificate(&d.der, CertificateStatus::Active)
+            .unwrap();
+        let thing = format!("thing-{i}");
+        registry
+            .attach_policy("device", &PolicyTarget::Certificate(id))
+            .unwrap();
+        registry.attach_thing_principal(&thing, &id, false).ok();
+        signed.push(d.der);
+    }
+    let _ = ca_id;
+
+    // Random peers across the whole million (xorshift), so lookups miss the caches as in
+    // production.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let peers: Vec<Vec<u8>> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            with_serial(&template.der, at, x % THINGS)
+        })
+        .collect();
+    let identity = registry.authenticate(&[peers[0].as_slice()]).unwrap();
+    assert_eq!(identity.policies.len(), 3, "device + region + fleet");
+
+    let mut group = c.benchmark_group("registry_1m");
+    group.sample_size(100);
+    group.measurement_time(Duration::from_secs(5));
+    let mut n = 0usize;
+    group.bench_function("authenticate+effective_policies", |b| {
+        b.iter(|| {
+            n = (n + 1) & 4095;
+            black_box(registry.authenticate(&[peers[n].as_slice()]).unwrap())
+        })
+    });
+    let mut n = 0usize;
+    group.bench_function("authenticate+effective_policies/ca_signed", |b| {
+        b.iter(|| {
+            n = (n + 1) % signed.len();
+            black_box(registry.authenticate(&[signed[n].as_slice()]).unwrap())
+        })
+    });
+    let ids: Vec<_> = peers
+        .iter()
+        .map(|p| thingkit_provision::certificate::CertificateId::of_der(p))
+        .collect();
+    let mut n = 0usize;
+    group.bench_function("effective_policies", |b| {
+        b.iter(|| {
+            n = (n + 1) & 4095;
+            black_box(registry.effective_policies(&ids[n]).unwrap())
+        })
+    });
+    group.finish();
+
+    let with_store = live_bytes() - before;
+    drop(registry);
+    let store_only = live_bytes() - before;
+    eprintln!(
+        "registry_1m: memory per thing (thing + certificate + attachments): registry {} B, \
+         memory store {} B, total {} B (measured right after building: {} B)",
+        (with_store - store_only) / THINGS,
+        store_only / THINGS,
+        with_store / THINGS,
+        total / THINGS
+    );
+    drop(store);
+}
+
+fn durable(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let template = ca
+        .create_keys_and_certificate("device", KeyType::P256)
+        .unwrap()
+        .certificate;
+    let at = template
+        .der
+        .windows(20)
+        .position(|w| w == template.serial.as_slice())
+        .unwrap();
+    let store = RedbStore::open(dir.path().join("bench.redb")).unwrap();
+    let mut registry = Registry::open(store, RegistryLimits::default()).unwrap();
+    const BATCH: u64 = 1000;
+    let mut next: u64 = 0;
+    let mut group = c.benchmark_group("durable");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(BATCH));
+    group.bench_function(BenchmarkId::new("redb_registrations", BATCH), |b| {
+        b.iter(|| {
+            registry
+                .batch(|r| {
+                    for _ in 0..BATCH {
+                        let i = next;
+                        next += 1;
+                        let thing = format!("thing-{i}");
+                        r.create_thing(&thing, None, &[])?;
+                        let id = r.register_certificate_without_ca(
+                            &with_serial(&template.der, at, i),
+                            CertificateStatus::Active,
+                        )?;
+                        r.attach_thing_principal(&thing, &id, true)?;
+                    }
+                    Ok(())
+                })
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, issuance, registry_1m, durable);
+criterion_main!(benches);

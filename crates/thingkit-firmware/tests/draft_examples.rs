@@ -135,3 +135,47 @@ fn example_sequence_numbers_obey_anti_rollback() {
         })
     );
 }
+
+#[test]
+fn builder_reproduces_the_manifests_of_examples_0_and_1_byte_for_byte() {
+    let base = || {
+        thingkit_firmware::ManifestBuilder::new(0)
+            .vendor_id(vendor())
+            .class_id(class())
+            .image_digest(image_digest(), 34768)
+    };
+    let ex0 = base().build().unwrap();
+    let env0 = Envelope::parse(EXAMPLE0, &Limits::default()).unwrap();
+    assert_eq!(ex0.to_cbor(), env0.manifest_bytes());
+
+    let ex1 = thingkit_firmware::ManifestBuilder::new(1)
+        .vendor_id(vendor())
+        .class_id(class())
+        .image_digest(image_digest(), 34768)
+        .uri("http://example.com/file.bin")
+        .invoke(false)
+        .build()
+        .unwrap();
+    let env1 = Envelope::parse(EXAMPLE1, &Limits::default()).unwrap();
+    assert_eq!(ex1.to_cbor(), env1.manifest_bytes());
+}
+
+#[test]
+fn envelopes_signed_with_the_drafts_private_key_carry_the_drafts_manifest_digest() {
+    let key = SigningKey::from_pkcs8_pem(PRIVATE_KEY).unwrap();
+    let m = Manifest::from_cbor(
+        Envelope::parse(EXAMPLE1, &Limits::default())
+            .unwrap()
+            .manifest_bytes(),
+        &DecodeLimits::default(),
+    )
+    .unwrap();
+    let ours = thingkit_firmware::EnvelopeBuilder::new(m)
+        .sign(&[&key])
+        .unwrap();
+    let v = verifier().verify(&ours).unwrap();
+    assert_eq!(
+        v.manifest_digest().to_string(),
+        "1f2e7acca0dc2786f2fe4eb947f50873a6a3cfaa98866c5b02e621f42074daf2"
+    );
+}

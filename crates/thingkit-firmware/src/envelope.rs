@@ -204,9 +204,8 @@ pub struct Verified<T> {
     inner: T,
     digest: SuitDigest,
     signers: Vec<KeyId>,
-    payload_fetch: Option<CommandSequence>,
-    install: Option<CommandSequence>,
-    text: Option<Value>,
+    /// Severed members supplied in the envelope, decoded after their digests matched.
+    severed: Resolved,
 }
 
 impl<T> Deref for Verified<T> {
@@ -262,25 +261,25 @@ pub struct DeviceProfile {
 impl Verified<Manifest> {
     /// The install sequence, inline or from the (digest-checked) envelope.
     pub fn install(&self) -> Option<&CommandSequence> {
-        self.install.as_ref()
+        inline_or(&self.inner.install, &self.severed.install)
     }
 
     /// The payload-fetch sequence, inline or from the (digest-checked) envelope.
     pub fn payload_fetch(&self) -> Option<&CommandSequence> {
-        self.payload_fetch.as_ref()
+        inline_or(&self.inner.payload_fetch, &self.severed.payload_fetch)
     }
 
     /// The text map, inline or from the (digest-checked) envelope.
     pub fn text(&self) -> Option<&Value> {
-        self.text.as_ref()
+        inline_or(&self.inner.text, &self.severed.text)
     }
 
     /// Parameters of component 0 after the shared, payload-fetch and install sequences.
     pub fn parameters(&self) -> Result<ComponentParameters> {
         let extra: Vec<&CommandSequence> = self
-            .payload_fetch
-            .iter()
-            .chain(self.install.iter())
+            .payload_fetch()
+            .into_iter()
+            .chain(self.install())
             .collect();
         self.inner.component_parameters(0, &extra)
     }
@@ -387,23 +386,30 @@ impl Verifier {
         }
         let signers = self.trust.require(&env.signatures, env.digest_bytes, &[])?;
         let manifest = Manifest::from_cbor(env.manifest, &self.limits.cbor)?;
-        let (payload_fetch, install, text) = resolve_severed(&manifest, &env, &self.limits.cbor)?;
+        let severed = resolve_severed(&manifest, &env, &self.limits.cbor)?;
         Ok(Verified {
             inner: manifest,
             digest: env.digest,
             signers,
-            payload_fetch,
-            install,
-            text,
+            severed,
         })
     }
 }
 
-type Resolved = (
-    Option<CommandSequence>,
-    Option<CommandSequence>,
-    Option<Value>,
-);
+/// Severed members decoded from the envelope (inline members stay in the manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Resolved {
+    payload_fetch: Option<CommandSequence>,
+    install: Option<CommandSequence>,
+    text: Option<Value>,
+}
+
+fn inline_or<'a, T>(member: &'a Option<Severable<T>>, severed: &'a Option<T>) -> Option<&'a T> {
+    match member {
+        Some(Severable::Inline(v)) => Some(v),
+        _ => severed.as_ref(),
+    }
+}
 
 fn resolve_severed(
     manifest: &Manifest,
@@ -422,11 +428,11 @@ fn resolve_severed(
                member: &Option<Severable<CommandSequence>>|
      -> Result<Option<CommandSequence>> {
         match member {
-            Some(Severable::Inline(s)) => {
+            Some(Severable::Inline(_)) => {
                 if find(key).is_some() {
                     return Err(Error::SeverableDigestMismatch { key });
                 }
-                Ok(Some(s.clone()))
+                Ok(None)
             }
             Some(Severable::Digest(d)) => check(key, Some(d))?
                 .map(|b| CommandSequence::from_cbor(b, limits))
@@ -437,13 +443,13 @@ fn resolve_severed(
     let payload_fetch = seq(manifest::key::PAYLOAD_FETCH, &manifest.payload_fetch)?;
     let install = seq(manifest::key::INSTALL, &manifest.install)?;
     let text = match &manifest.text {
-        Some(Severable::Inline(v)) => {
+        Some(Severable::Inline(_)) => {
             if find(manifest::key::TEXT).is_some() {
                 return Err(Error::SeverableDigestMismatch {
                     key: manifest::key::TEXT,
                 });
             }
-            Some(v.clone())
+            None
         }
         Some(Severable::Digest(d)) => check(manifest::key::TEXT, Some(d))?
             .map(|b| cbor::decode(b, limits))
@@ -453,7 +459,11 @@ fn resolve_severed(
             None
         }
     };
-    Ok((payload_fetch, install, text))
+    Ok(Resolved {
+        payload_fetch,
+        install,
+        text,
+    })
 }
 
 /// Signs manifests into envelopes.
@@ -551,8 +561,11 @@ pub struct Inspection {
 pub fn inspect(envelope: &[u8], limits: &Limits) -> Result<Inspection> {
     let env = Envelope::parse(envelope, limits)?;
     let manifest = Manifest::from_cbor(env.manifest, &limits.cbor)?;
-    let (payload_fetch, install, _) = resolve_severed(&manifest, &env, &limits.cbor)?;
-    let extra: Vec<&CommandSequence> = payload_fetch.iter().chain(install.iter()).collect();
+    let severed = resolve_severed(&manifest, &env, &limits.cbor)?;
+    let extra: Vec<&CommandSequence> = inline_or(&manifest.payload_fetch, &severed.payload_fetch)
+        .into_iter()
+        .chain(inline_or(&manifest.install, &severed.install))
+        .collect();
     Ok(Inspection {
         sequence_number: manifest.sequence_number,
         manifest_digest: env.digest,

@@ -467,8 +467,9 @@ impl ConnectionTable {
     }
 
     /// Flushes and closes the connection at `unix_secs`, recording its connection minutes
-    /// (rounded up per connection, see [`connection_minutes`]); its slot is reused by a later
-    /// connect.
+    /// (rounded up per connection, see [`connection_minutes`], attributed to the window in which
+    /// the connection opened; a zero-second connection records nothing); its slot is reused by a
+    /// later connect.
     pub fn disconnect(&self, conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
         self.flush(&conn, meter, unix_secs)?;
         let owner = {

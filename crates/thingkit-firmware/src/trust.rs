@@ -118,17 +118,17 @@ impl TrustAnchors {
         for sig in signatures {
             // A `kid` selects the one trusted key with that id; a `kid` naming no trusted key
             // makes the signature count for nothing. Without a `kid`, every key is tried.
-            let candidates: Vec<usize> = match sig.kid() {
-                Some(kid) => ids
-                    .iter()
-                    .position(|id| id.0[..] == *kid)
-                    .into_iter()
-                    .collect(),
-                None => (0..self.keys.len()).collect(),
+            let (first, end) = match sig.kid() {
+                Some(kid) => match ids.iter().position(|id| id.0[..] == *kid) {
+                    Some(i) => (i, i + 1),
+                    None => (0, 0),
+                },
+                None => (0, self.keys.len()),
             };
-            for i in candidates {
-                if !signed[i] && sig.verify(&self.keys[i], payload, external_aad) {
-                    signed[i] = true;
+            let pairs = signed[first..end].iter_mut().zip(&self.keys[first..end]);
+            for (done, key) in pairs {
+                if !*done && sig.verify(key, payload, external_aad) {
+                    *done = true;
                     break;
                 }
             }

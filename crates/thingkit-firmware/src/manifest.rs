@@ -413,7 +413,7 @@ impl ComponentParameters {
 }
 
 /// A severable manifest member: present inline, or replaced by the digest of its bstr-wrapped
-/// encoding (draft-ietf-suit-manifest section 8.4.11).
+/// encoding (draft-ietf-suit-manifest section 8.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Severable<T> {
     /// The member itself.

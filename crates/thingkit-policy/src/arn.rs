@@ -49,13 +49,51 @@ impl ArnPrefix {
     }
 }
 
+/// A request ARN split once: the first five parts as one string, and all six parts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SplitArn<'a> {
+    /// `arn:partition:service:region:account` (without the trailing colon).
+    head: &'a str,
+    parts: [&'a str; 6],
+}
+
+impl<'a> SplitArn<'a> {
+    /// The resource part (after the fifth colon).
+    pub(crate) fn resource(&self) -> &'a str {
+        self.parts[5]
+    }
+
+    pub(crate) fn new(arn: &'a str) -> Option<SplitArn<'a>> {
+        let parts = split_arn(arn)?;
+        let head_len = arn.len() - parts[5].len() - 1;
+        Some(SplitArn {
+            head: arn.get(..head_len)?,
+            parts,
+        })
+    }
+}
+
+/// The first five parts of a resource pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// All five literal (the usual case): compared as one string.
+    Literal(String),
+    /// Some part has a wildcard or variable.
+    Parts(Box<[Pattern; 5]>),
+}
+
 /// A compiled resource pattern: `*`, or six per-part glob patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ArnPattern {
     /// `*`: every resource.
     Any,
     /// Six parts matched separately.
-    Parts(Box<[Pattern; 6]>),
+    Parts {
+        /// Parts one to five.
+        head: Head,
+        /// The resource part.
+        resource: Pattern,
+    },
 }
 
 impl ArnPattern {
@@ -73,44 +111,65 @@ impl ArnPattern {
             return Err(format!("resource `{text}` does not start with `arn:`"));
         }
         let [a, b, c, d, e, f] = parts;
-        Ok(ArnPattern::Parts(Box::new([
+        let head = [
             Pattern::new(a, true)?,
             Pattern::new(b, true)?,
             Pattern::new(c, true)?,
             Pattern::new(d, true)?,
             Pattern::new(e, true)?,
-            Pattern::new(f, true)?,
-        ])))
+        ];
+        let head = if head.iter().all(|p| p.as_literal().is_some()) {
+            Head::Literal(format!("{a}:{b}:{c}:{d}:{e}"))
+        } else {
+            Head::Parts(Box::new(head))
+        };
+        Ok(ArnPattern::Parts {
+            head,
+            resource: Pattern::new(f, true)?,
+        })
     }
 
-    /// Matches a request ARN.
+    /// Matches a request ARN, reporting a variable without a value.
     pub(crate) fn matches<'p>(
         &'p self,
         arn: &str,
         ctx: &Context,
         strict: bool,
     ) -> PatternMatch<'p> {
+        let ArnPattern::Parts { head, resource } = self else {
+            return PatternMatch::Matched;
+        };
+        // Report a missing variable even when another part would not have matched anyway.
+        let head_vars = match head {
+            Head::Literal(_) => &[][..],
+            Head::Parts(p) => p.as_slice(),
+        };
+        for p in head_vars.iter().chain(std::iter::once(resource)) {
+            for v in p.vars() {
+                if v.substitute(ctx, strict).is_none() {
+                    return PatternMatch::Unresolved(v);
+                }
+            }
+        }
+        match SplitArn::new(arn) {
+            Some(split) if self.is_match(&split, ctx, strict) => PatternMatch::Matched,
+            _ => PatternMatch::NotMatched,
+        }
+    }
+
+    /// Matches a split request ARN; a missing variable fails the match. Allocation-free.
+    pub(crate) fn is_match(&self, arn: &SplitArn<'_>, ctx: &Context, strict: bool) -> bool {
         match self {
-            ArnPattern::Any => PatternMatch::Matched,
-            ArnPattern::Parts(patterns) => {
-                let Some(parts) = split_arn(arn) else {
-                    return PatternMatch::NotMatched;
+            ArnPattern::Any => true,
+            ArnPattern::Parts { head, resource } => {
+                let head_ok = match head {
+                    Head::Literal(h) => h == arn.head,
+                    Head::Parts(p) => p
+                        .iter()
+                        .zip(arn.parts)
+                        .all(|(p, part)| p.is_match(part, ctx, strict, false)),
                 };
-                // Resolve every variable first so a missing value is reported even when an
-                // earlier part would not have matched anyway.
-                for p in patterns.iter() {
-                    for v in p.vars() {
-                        if v.substitute(ctx, strict).is_none() {
-                            return PatternMatch::Unresolved(v);
-                        }
-                    }
-                }
-                for (p, part) in patterns.iter().zip(parts) {
-                    if p.matches(part, ctx, strict, false) != PatternMatch::Matched {
-                        return PatternMatch::NotMatched;
-                    }
-                }
-                PatternMatch::Matched
+                head_ok && resource.is_match(arn.parts[5], ctx, strict, false)
             }
         }
     }

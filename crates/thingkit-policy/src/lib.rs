@@ -67,6 +67,7 @@ mod document;
 mod error;
 mod finding;
 mod glob;
+mod index;
 mod json;
 mod key;
 mod lint;

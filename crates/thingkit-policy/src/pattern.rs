@@ -9,6 +9,8 @@ use crate::key::ContextKey;
 pub(crate) struct Pattern {
     pieces: Vec<Piece<ContextKey>>,
     vars: Vec<ContextKey>,
+    /// The literal text every match starts with (for a cheap early rejection).
+    lead: String,
 }
 
 /// Splits `text` into literal text, `*`/`?` wildcards and `${...}` variables.
@@ -87,17 +89,42 @@ impl Pattern {
                 vars.push(k.clone());
             }
         }
-        Ok(Pattern { pieces, vars })
+        let lead = match pieces.first() {
+            Some(Piece::Lit(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Ok(Pattern { pieces, vars, lead })
     }
 
-    /// Whether the pattern has no wildcard and no variable.
-    #[cfg(test)]
-    pub(crate) fn literal(&self) -> Option<&str> {
+    /// Whether the pattern is plain literal text; returns it.
+    pub(crate) fn as_literal(&self) -> Option<&str> {
         match self.pieces.as_slice() {
             [] => Some(""),
             [Piece::Lit(s)] => Some(s),
             _ => None,
         }
+    }
+
+    /// Matches without reporting which variable was missing (a missing variable simply fails the
+    /// match). This is the allocation-free hot path.
+    pub(crate) fn is_match(
+        &self,
+        text: &str,
+        ctx: &Context,
+        strict: bool,
+        fold_case: bool,
+    ) -> bool {
+        if !fold_case && !text.starts_with(self.lead.as_str()) {
+            return false;
+        }
+        glob::matches(&self.pieces, text, fold_case, &|k: &ContextKey| {
+            k.substitute(ctx, strict)
+        })
+    }
+
+    /// The literal text every match starts with.
+    pub(crate) fn lead(&self) -> &str {
+        &self.lead
     }
 
     /// The variables the pattern uses.
@@ -155,9 +182,9 @@ mod tests {
     #[test]
     fn escapes_are_literal_characters() {
         let p = Pattern::new("a${*}b${?}${$}", true).unwrap();
-        assert_eq!(p.literal(), Some("a*b?$"));
+        assert_eq!(p.as_literal(), Some("a*b?$"));
         assert!(Pattern::new("a${iot:ClientId", true).is_err());
         assert!(Pattern::new("a${}", true).is_err());
-        assert_eq!(Pattern::new("$x", true).unwrap().literal(), Some("$x"));
+        assert_eq!(Pattern::new("$x", true).unwrap().as_literal(), Some("$x"));
     }
 }

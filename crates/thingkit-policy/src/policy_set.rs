@@ -1,6 +1,7 @@
 //! Compiled policy sets: compile once, decide many requests without allocating.
 
 use crate::action::Action;
+use crate::arn::{ArnPattern, SplitArn};
 use crate::condition::SetQualifier;
 use crate::context::Context;
 use crate::decision::{
@@ -9,6 +10,7 @@ use crate::decision::{
 };
 use crate::document::{Effect, PolicyDocument, Statement};
 use crate::error::Error;
+use crate::index::LeadIndex;
 use crate::key::Found;
 use crate::pattern::PatternMatch;
 use crate::request::Request;
@@ -62,8 +64,8 @@ pub struct PolicySet {
     policies: Vec<NamedPolicy>,
     /// Per action (by `Action as usize`): (policy, statement) of the Deny statements, then the
     /// Allow statements, that apply to it.
-    denies: Vec<Vec<(u32, u32)>>,
-    allows: Vec<Vec<(u32, u32)>>,
+    denies: Vec<LeadIndex>,
+    allows: Vec<LeadIndex>,
 }
 
 impl PolicySet {
@@ -77,8 +79,8 @@ impl PolicySet {
         PolicySet {
             options,
             policies: Vec::new(),
-            denies: vec![Vec::new(); Action::ALL.len()],
-            allows: vec![Vec::new(); Action::ALL.len()],
+            denies: vec![LeadIndex::default(); Action::ALL.len()],
+            allows: vec![LeadIndex::default(); Action::ALL.len()],
         }
     }
 
@@ -110,8 +112,8 @@ impl PolicySet {
                     Effect::Deny => &mut self.denies,
                     Effect::Allow => &mut self.allows,
                 };
-                if let Some(list) = lists.get_mut(a as usize) {
-                    list.push((p, i));
+                if let Some(index) = lists.get_mut(a as usize) {
+                    index.insert((p, i), s);
                 }
             }
         }
@@ -154,19 +156,20 @@ impl PolicySet {
     fn decide_action(&self, action: Action, resource: &str, ctx: &Context) -> Decision {
         let strict = self.options.strict_identities;
         let idx = action as usize;
-        for r in self.denies.get(idx).map_or(&[][..], Vec::as_slice) {
-            if let Some((_, s)) = self.statement(*r)
-                && applies(s, resource, ctx, strict)
-            {
-                return Decision::ExplicitDeny;
-            }
+        let resource = Target {
+            split: SplitArn::new(resource),
+        };
+        let resource = &resource;
+        let part = resource.split.as_ref().map(SplitArn::resource);
+        let check = |id| {
+            self.statement(id)
+                .is_some_and(|(_, s)| applies(s, resource, ctx, strict))
+        };
+        if self.denies.get(idx).is_some_and(|ix| ix.any(part, check)) {
+            return Decision::ExplicitDeny;
         }
-        for r in self.allows.get(idx).map_or(&[][..], Vec::as_slice) {
-            if let Some((_, s)) = self.statement(*r)
-                && applies(s, resource, ctx, strict)
-            {
-                return Decision::Allow;
-            }
+        if self.allows.get(idx).is_some_and(|ix| ix.any(part, check)) {
+            return Decision::Allow;
         }
         Decision::ImplicitDeny
     }
@@ -361,12 +364,21 @@ fn condition_reason(
     }
 }
 
+/// A request resource, split once per decision.
+struct Target<'a> {
+    split: Option<SplitArn<'a>>,
+}
+
 /// Whether a statement applies to `resource` in `ctx` (action already checked). No allocation.
-fn applies(s: &Statement, resource: &str, ctx: &Context, strict: bool) -> bool {
+fn applies(s: &Statement, resource: &Target<'_>, ctx: &Context, strict: bool) -> bool {
     let any = s
         .resource_patterns
         .iter()
-        .any(|p| p.matches(resource, ctx, strict) == PatternMatch::Matched);
+        .any(|p| match (p, &resource.split) {
+            (ArnPattern::Any, _) => true,
+            (_, Some(split)) => p.is_match(split, ctx, strict),
+            (_, None) => false,
+        });
     if any == s.not_resource {
         return false;
     }

@@ -45,6 +45,7 @@ const CONDITIONS: &[&str] = &[
 #[derive(Debug, Clone)]
 struct Stmt {
     deny: bool,
+    not_resource: bool,
     actions: Vec<usize>,
     resources: Vec<usize>,
     conditions: Vec<usize>,
@@ -53,15 +54,17 @@ struct Stmt {
 fn stmt() -> impl Strategy<Value = Stmt> {
     (
         any::<bool>(),
+        prop::bool::weighted(0.15),
         prop::collection::vec(0..ACTIONS.len(), 1..3),
         prop::collection::vec(0..RESOURCES.len(), 1..3),
         prop::collection::vec(0..CONDITIONS.len(), 0..3),
     )
-        .prop_map(|(deny, actions, resources, mut conditions)| {
+        .prop_map(|(deny, not_resource, actions, resources, mut conditions)| {
             conditions.sort_unstable();
             conditions.dedup();
             Stmt {
                 deny,
+                not_resource,
                 actions,
                 resources,
                 conditions,
@@ -97,9 +100,14 @@ fn render(statements: &[Stmt]) -> String {
                 format!(", \"Condition\": {{{}}}", c.join(", "))
             };
             format!(
-                r#"{{"Effect": "{}", "Action": [{}], "Resource": [{}]{condition}}}"#,
+                r#"{{"Effect": "{}", "Action": [{}], "{}": [{}]{condition}}}"#,
                 if s.deny { "Deny" } else { "Allow" },
                 actions.join(", "),
+                if s.not_resource {
+                    "NotResource"
+                } else {
+                    "Resource"
+                },
                 resources.join(", ")
             )
         })

@@ -109,6 +109,8 @@ fn chunk_at<'c, V, F>(
 where
     F: Fn(&V) -> Option<&'c str>,
 {
+    #[cfg(test)]
+    tests::STEPS.with(|s| s.set(s.get() + chunk.len() as u64 + 1));
     let mut pos = start;
     for piece in chunk {
         match piece {
@@ -198,6 +200,40 @@ mod tests {
         assert!(!glob_match("a/+/b", "a/x/b"));
         assert!(!glob_match("a/#", "a/b"));
         assert!(glob_match("a/#", "a/#"));
+    }
+
+    thread_local! {
+        /// Pieces examined by `chunk_at` (test builds only): a deterministic measure of work.
+        pub(super) static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    fn steps(pattern: &str, text: &str) -> u64 {
+        STEPS.with(|s| s.set(0));
+        let _ = glob_match(pattern, text);
+        STEPS.with(|s| s.get())
+    }
+
+    #[test]
+    fn adversarial_star_patterns_take_linear_work() {
+        // Work is counted, not timed: doubling the input must (about) double the work, where a
+        // backtracking matcher's work would explode.
+        for pattern in [
+            "*a".repeat(30) + "*b",
+            "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*c".to_string(),
+            "*?".repeat(20) + "x",
+            "*aaaaaaaaab*".to_string(),
+        ] {
+            let small = steps(&pattern, &"a".repeat(10_000));
+            let large = steps(&pattern, &"a".repeat(20_000));
+            assert!(
+                large <= small * 2 + 1000,
+                "{pattern}: {small} steps for 10k, {large} for 20k"
+            );
+            assert!(
+                large <= 20_000 * (pattern.len() as u64 + 2) * 2,
+                "{pattern}: {large}"
+            );
+        }
     }
 
     #[test]

@@ -117,8 +117,64 @@ impl Decoder {
         if buf.len() < header.total {
             return Ok(None);
         }
+        if header.ptype == PacketType::Publish {
+            if let Some(l) = self.publish_layout(buf, header) {
+                // Fast path for the common PUBLISH (valid, no properties): split the topic and
+                // payload straight out of `buf` and build the packet in place.
+                self.position += header.total as u64;
+                buf.advance(l.topic_start);
+                let topic = buf.split_to(l.topic_len).freeze();
+                buf.advance(l.payload_start - l.topic_start - l.topic_len);
+                let payload = buf.split_to(header.total - l.payload_start).freeze();
+                let flags = header.flags;
+                return Ok(Some(Packet::Publish(Publish {
+                    dup: flags & 0b1000 != 0,
+                    qos: l.qos,
+                    retain: flags & 0b0001 != 0,
+                    topic: Some(TopicName::from_validated(topic)),
+                    packet_id: l.packet_id,
+                    properties: Properties::default(),
+                    payload,
+                })));
+            }
+        }
         let frame = buf.split_to(header.total).freeze();
         self.finish(frame, header).map(Some)
+    }
+
+    /// Where the fields of a complete PUBLISH are, if it is valid and has no properties; `None`
+    /// sends the packet through the general path (which also produces the precise error).
+    #[inline]
+    fn publish_layout(&self, buf: &[u8], header: Header) -> Option<PublishLayout> {
+        let body = buf.get(header.header_len..header.total)?;
+        let (len, rest) = body.split_first_chunk::<2>()?;
+        let topic_len = usize::from(u16::from_be_bytes(*len));
+        let topic = rest.get(..topic_len)?;
+        TopicName::validate_wire(topic).ok()?;
+        let mut at = 2 + topic_len;
+        let qos = QoS::from_u8((header.flags >> 1) & 0b11)?;
+        let packet_id = if qos == QoS::AtMostOnce {
+            None
+        } else {
+            let (id, _) = body.get(at..)?.split_first_chunk::<2>()?;
+            at += 2;
+            Some(PacketId::new(u16::from_be_bytes(*id))?)
+        };
+        if self.version == Some(ProtocolVersion::V5) {
+            if *body.get(at)? != 0 {
+                return None;
+            }
+            at += 1;
+        } else if self.version != Some(ProtocolVersion::V311) {
+            return None;
+        }
+        Some(PublishLayout {
+            qos,
+            packet_id,
+            topic_start: header.header_len + 2,
+            topic_len,
+            payload_start: header.header_len + at,
+        })
     }
 
     /// Decodes one packet from the front of `bytes`, advancing it past the packet. Like
@@ -134,6 +190,7 @@ impl Decoder {
         self.finish(frame, header).map(Some)
     }
 
+    #[inline(always)]
     fn finish(&mut self, frame: Bytes, header: Header) -> Result<Packet, Error> {
         let start = self.position;
         self.position += header.total as u64;
@@ -274,6 +331,15 @@ impl Decoder {
             total: total as usize,
         }))
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PublishLayout {
+    qos: QoS,
+    packet_id: Option<PacketId>,
+    topic_start: usize,
+    topic_len: usize,
+    payload_start: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -480,6 +546,7 @@ impl Reader<'_> {
     }
 }
 
+#[inline(always)]
 fn decode_body(r: &mut Reader<'_>, ptype: PacketType, flags: u8) -> Result<Packet, Error> {
     Ok(match ptype {
         PacketType::Publish => Packet::Publish(decode_publish(r, flags)?),
@@ -585,6 +652,7 @@ fn reason_code_list(r: &mut Reader<'_>, ptype: PacketType) -> Result<Vec<ReasonC
     Ok(codes)
 }
 
+#[inline(always)]
 fn decode_publish(r: &mut Reader<'_>, flags: u8) -> Result<Publish, Error> {
     let dup = flags & 0b1000 != 0;
     let retain = flags & 0b0001 != 0;

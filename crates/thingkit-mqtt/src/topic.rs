@@ -170,7 +170,14 @@ impl TopicName {
     }
 
     /// Validation used by the decoder: returns the in-topic offset, detail and rule on failure.
+    #[inline]
     pub(crate) fn validate_wire(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+        // Fast path: non-empty ASCII without U+0000, '+' or '#' is a valid topic name. Anything
+        // else takes the full check, which also finds the precise error.
+        let plain = |b: &u8| *b != 0 && *b != b'+' && *b != b'#' && b.is_ascii();
+        if !bytes.is_empty() && bytes.len() <= MAX_STRING_LEN && bytes.iter().all(plain) {
+            return Ok(());
+        }
         check_mqtt_str(bytes)?;
         check_name_chars(bytes)
     }

@@ -472,6 +472,32 @@ proptest! {
     }
 
     #[test]
+    fn publish_fast_path_agrees_with_general_path(
+        p in packet(ProtocolVersion::V5),
+        v5 in any::<bool>(),
+        flip in any::<(usize, u8)>(),
+    ) {
+        // `decode` (BytesMut) has a fast path for PUBLISH; `decode_bytes` always takes the general
+        // path. Both must decide and decode alike, also after a byte is corrupted.
+        let v = if v5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
+        let mut wire = BytesMut::new();
+        if Encoder::new(v).encode(&p, &mut wire).is_ok() {
+            let at = flip.0 % wire.len();
+            let mut bad = wire.clone();
+            bad[at] ^= flip.1;
+            for input in [wire, bad] {
+                let a = Decoder::new(v).decode(&mut input.clone());
+                let b = Decoder::new(v).decode_bytes(&mut input.clone().freeze());
+                match (a, b) {
+                    (Ok(x), Ok(y)) => prop_assert_eq!(x, y),
+                    (Err(x), Err(y)) => prop_assert_eq!(x.to_string(), y.to_string()),
+                    (x, y) => prop_assert!(false, "fast {:?} vs general {:?}", x, y),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn decoding_arbitrary_bytes_never_panics_and_reencodes_stably(data in prop::collection::vec(any::<u8>(), 0..64), v5 in any::<bool>()) {
         let v = if v5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
         let mut buf = BytesMut::from(&data[..]);

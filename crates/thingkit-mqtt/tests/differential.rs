@@ -1,0 +1,893 @@
+//! Differential test against the npm `mqtt-packet` parser (the codec of MQTT.js).
+//!
+//! What is compared, on the same bytes, for MQTT 3.1.1 and 5.0:
+//! - the decision (accept / reject) — for every packet type's valid encodings, for the invalid
+//!   inputs of `tests/validation.rs`, and for a few thousand deterministic mutations of valid
+//!   packets;
+//! - when both accept, the decoded fields: packet type, topic, payload, QoS, retain, DUP, packet
+//!   identifier, reason/return codes, CONNECT fields and will, subscriptions with options,
+//!   unsubscribe filters, SUBACK/UNSUBACK codes, and the MQTT 5.0 properties message expiry,
+//!   content type, response topic, correlation data, topic alias, session expiry, receive maximum,
+//!   maximum packet size, topic alias maximum, reason string, subscription identifiers and user
+//!   properties (as a multiset: mqtt-packet folds repeated names into arrays and loses order).
+//!
+//! Known disagreements are listed below with the reason; any other disagreement fails the test,
+//! and so does a listed disagreement that no input exhibits any more (the list must stay true).
+//!
+//! The peer is installed by `.ci/run` with `npm install --prefix target/mqtt-peer mqtt-packet@9`;
+//! set `THINGKIT_MQTT_PEER` to use another `node_modules/mqtt-packet` directory. The test fails
+//! (never skips) when Node or the package is missing.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use bytes::{Bytes, BytesMut};
+use thingkit_mqtt::*;
+
+/// Rules whose violations mqtt-packet does not detect (it accepts the bytes; we reject them).
+/// Each is a case where the peer is laxer than the specification.
+const PEER_LAXER: &[(&str, &str)] = &[
+    (
+        "[MQTT-1.5.4-2]",
+        "mqtt-packet accepts U+0000 in UTF-8 strings (5.0)",
+    ),
+    (
+        "[MQTT-1.5.3-2]",
+        "mqtt-packet accepts U+0000 in UTF-8 strings (3.1.1)",
+    ),
+    (
+        "[MQTT-1.5.4-1]",
+        "Node's Buffer#toString replaces ill-formed UTF-8 with U+FFFD instead of rejecting (5.0)",
+    ),
+    (
+        "[MQTT-1.5.3-1]",
+        "Node's Buffer#toString replaces ill-formed UTF-8 with U+FFFD instead of rejecting (3.1.1)",
+    ),
+    (
+        "[MQTT-1.5.5-1]",
+        "mqtt-packet accepts non-minimal Variable Byte Integers",
+    ),
+    (
+        "[MQTT-3.3.2-2]",
+        "mqtt-packet accepts wildcards in PUBLISH topic names",
+    ),
+    (
+        "[MQTT-4.7.1-1]",
+        "mqtt-packet does not validate topic filters ('#' placement)",
+    ),
+    (
+        "[MQTT-4.7.1-2]",
+        "mqtt-packet does not validate topic filters ('+' placement, 5.0 numbering; '#' in 3.1.1)",
+    ),
+    (
+        "[MQTT-4.7.1-3]",
+        "mqtt-packet does not validate topic filters ('+' placement, 3.1.1)",
+    ),
+    (
+        "[MQTT-4.7.3-1]",
+        "mqtt-packet accepts empty topic names and filters",
+    ),
+    (
+        "[MQTT-4.8.2-2]",
+        "mqtt-packet does not validate shared-subscription syntax",
+    ),
+    (
+        "[MQTT-5.0 §2.2.2.2]",
+        "mqtt-packet accepts duplicate, unknown-to-the-packet or out-of-range properties",
+    ),
+    ("[MQTT-3.3.2-8]", "mqtt-packet accepts Topic Alias 0"),
+    (
+        "[MQTT-5.0 §3.3.2.3.8]",
+        "mqtt-packet accepts Subscription Identifier 0",
+    ),
+    (
+        "[MQTT-5.0 §3.1.2.11.3]",
+        "mqtt-packet accepts Receive Maximum 0",
+    ),
+    (
+        "[MQTT-5.0 §3.1.2.11.4]",
+        "mqtt-packet accepts Maximum Packet Size 0",
+    ),
+    (
+        "[MQTT-5.0 §3.1.2.11.10]",
+        "mqtt-packet accepts Authentication Data without a method",
+    ),
+    ("[MQTT-5.0 §3.2.2.3.4]", "mqtt-packet accepts Maximum QoS 2"),
+    (
+        "[MQTT-5.0 §3.3.2.1]",
+        "mqtt-packet accepts an empty topic without a Topic Alias",
+    ),
+    (
+        "[MQTT-5.0 §2.4]",
+        "mqtt-packet does not check reason codes against the packet type",
+    ),
+    (
+        "[MQTT-3.1.1 §3.2.2.3]",
+        "mqtt-packet does not check 3.1.1 CONNACK/SUBACK return codes",
+    ),
+    (
+        "[MQTT-5.0 §2.1.4]",
+        "mqtt-packet ignores bytes left after the last field it reads (5.0)",
+    ),
+    (
+        "[MQTT-3.1.1 §2.2.3]",
+        "mqtt-packet ignores bytes left after the last field it reads (3.1.1)",
+    ),
+    (
+        "[MQTT-2.2.1-3]",
+        "mqtt-packet accepts packet identifier 0 (5.0)",
+    ),
+    (
+        "[MQTT-2.3.1-1]",
+        "mqtt-packet accepts packet identifier 0 (3.1.1)",
+    ),
+    (
+        "[MQTT-3.2.2-4]",
+        "mqtt-packet accepts session present with a non-zero return code (3.1.1)",
+    ),
+    (
+        "[MQTT-3.2.2-6]",
+        "mqtt-packet accepts session present with a non-zero reason code (5.0)",
+    ),
+    (
+        "[MQTT-3.8.3-2]",
+        "mqtt-packet accepts SUBSCRIBE without filters (5.0)",
+    ),
+    (
+        "[MQTT-3.8.3-3]",
+        "mqtt-packet accepts SUBSCRIBE without filters (3.1.1)",
+    ),
+    (
+        "[MQTT-3.10.3-2]",
+        "mqtt-packet accepts UNSUBSCRIBE without filters",
+    ),
+    (
+        "[MQTT-3.8.3-4]",
+        "mqtt-packet accepts No Local on shared subscriptions",
+    ),
+    (
+        "[MQTT-3.3.1-2]",
+        "mqtt-packet accepts DUP set on a QoS 0 PUBLISH",
+    ),
+    (
+        "[MQTT-3.1.2-2]",
+        "mqtt-packet accepts protocol level 3 with the name \"MQTT\" (3.1 used \"MQIsdp\") and a 5.0 CONNECT on a 3.1.1 parser, switching versions mid-stream",
+    ),
+    (
+        "[MQTT-3.1.2-22]",
+        "mqtt-packet accepts a 3.1.1 password without a user name",
+    ),
+    (
+        "[MQTT-3.1.2-12]",
+        "mqtt-packet accepts will QoS 3 in a 5.0 CONNECT",
+    ),
+    (
+        "[MQTT-3.1.1 §3.9.3]",
+        "mqtt-packet accepts a 3.1.1 SUBACK without return codes",
+    ),
+];
+
+/// Inputs mqtt-packet rejects and we accept, with the reason we are right. Keyed by a substring
+/// of the peer's error message.
+const PEER_STRICTER: &[(&str, &str)] = &[(
+    "Invalid auth reason code",
+    "an AUTH with remaining length 0 means Success without properties (MQTT 5.0 §3.15.2.1); \
+     mqtt-packet reads the missing reason code as invalid",
+)];
+
+/// Inputs both accept but decode differently because of a peer bug: (description, predicate).
+/// Whether a peer bug applies to the input bytes.
+type Applies = fn(&[u8]) -> bool;
+
+const PEER_FIELD_BUGS: &[(&str, Applies)] = &[(
+    "mqtt-packet reads a DISCONNECT/AUTH reason code past a remaining length of 0 when more \
+     bytes follow (the next packet's first byte)",
+    |b| matches!(b, [0xE0 | 0xF0, 0x00, _, ..]),
+)];
+
+fn peer_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("THINGKIT_MQTT_PEER") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/mqtt-peer/node_modules/mqtt-packet")
+}
+
+fn run_peer(cases: &[(ProtocolVersion, Vec<u8>)]) -> Vec<String> {
+    let dir = peer_dir();
+    assert!(
+        dir.join("package.json").exists(),
+        "the differential peer is missing: run `npm install --prefix target/mqtt-peer mqtt-packet@9` \
+         at the repository root (.ci/run does), or set THINGKIT_MQTT_PEER; looked in {}",
+        dir.display()
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/differential/peer.js");
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg(dir.canonicalize().expect("peer directory"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("`node` (Node.js 18 or newer) must be installed for the differential test");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for (v, bytes) in cases {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            writeln!(stdin, "{} {hex}", v.level()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the peer driver failed");
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), cases.len(), "one peer answer per case");
+    lines
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn props(p: &Properties) -> String {
+    let mut out = Vec::new();
+    let mut put = |k: &str, v: String| out.push(format!("{k}={v}"));
+    if let Some(v) = p.message_expiry_interval {
+        put("message_expiry_interval", v.to_string());
+    }
+    if let Some(v) = &p.content_type {
+        put("content_type", v.to_string());
+    }
+    if let Some(v) = &p.response_topic {
+        put("response_topic", v.to_string());
+    }
+    if let Some(v) = &p.correlation_data {
+        put("correlation_data", hex(v));
+    }
+    if let Some(v) = p.topic_alias {
+        put("topic_alias", v.to_string());
+    }
+    if let Some(v) = p.session_expiry_interval {
+        put("session_expiry_interval", v.to_string());
+    }
+    if let Some(v) = p.receive_maximum {
+        put("receive_maximum", v.to_string());
+    }
+    if let Some(v) = p.maximum_packet_size {
+        put("maximum_packet_size", v.to_string());
+    }
+    if let Some(v) = p.topic_alias_maximum {
+        put("topic_alias_maximum", v.to_string());
+    }
+    if let Some(v) = &p.reason_string {
+        put("reason_string", v.to_string());
+    }
+    if !p.subscription_identifiers.is_empty() {
+        let ids: Vec<String> = p
+            .subscription_identifiers
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        put("subscription_identifiers", ids.join(","));
+    }
+    if !p.user_properties.is_empty() {
+        let mut pairs: Vec<String> = p
+            .user_properties
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
+        pairs.sort();
+        put("user_properties", pairs.join(","));
+    }
+    out.join(";")
+}
+
+fn b2(b: bool) -> &'static str {
+    if b { "1" } else { "0" }
+}
+
+fn canon(p: &Packet, v: ProtocolVersion) -> String {
+    let mut f = vec![format!("type={}", p.packet_type().name())];
+    let mut pr: Option<&Properties> = None;
+    match p {
+        Packet::Connect(c) => {
+            f.push(format!("version={}", c.protocol.level()));
+            f.push(format!("clean={}", b2(c.clean_start)));
+            f.push(format!("keep_alive={}", c.keep_alive));
+            f.push(format!("client_id={}", c.client_id));
+            f.push(format!(
+                "username={}",
+                c.username
+                    .as_ref()
+                    .map_or("-".to_string(), |u| u.to_string())
+            ));
+            f.push(format!(
+                "password={}",
+                c.password.as_ref().map_or("-".to_string(), |p| hex(p))
+            ));
+            f.push(match &c.will {
+                Some(w) => format!(
+                    "will={},{},{},{}",
+                    w.topic,
+                    hex(&w.payload),
+                    w.qos.as_u8(),
+                    b2(w.retain)
+                ),
+                None => "will=-".into(),
+            });
+            pr = Some(&c.properties);
+        }
+        Packet::ConnAck(c) => {
+            f.push(format!("session_present={}", b2(c.session_present)));
+            f.push(format!("code={}", c.reason_code.0));
+            pr = Some(&c.properties);
+        }
+        Packet::Publish(p) => {
+            f.push(format!(
+                "topic={}",
+                p.topic.as_ref().map_or("", |t| t.as_str())
+            ));
+            f.push(format!("payload={}", hex(&p.payload)));
+            f.push(format!("qos={}", p.qos.as_u8()));
+            f.push(format!("retain={}", b2(p.retain)));
+            f.push(format!("dup={}", b2(p.dup)));
+            f.push(format!(
+                "pid={}",
+                p.packet_id.map_or("-".to_string(), |i| i.to_string())
+            ));
+            pr = Some(&p.properties);
+        }
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            f.push(format!("pid={}", a.packet_id));
+            f.push(format!("code={}", a.reason_code.0));
+            pr = Some(&a.properties);
+        }
+        Packet::Subscribe(s) => {
+            f.push(format!("pid={}", s.packet_id));
+            let subs: Vec<String> = s
+                .subscriptions
+                .iter()
+                .map(|s| {
+                    let o = s.options;
+                    if v == ProtocolVersion::V5 {
+                        format!(
+                            "{}:{}:{}:{}:{}",
+                            s.filter,
+                            o.qos.as_u8(),
+                            b2(o.no_local),
+                            b2(o.retain_as_published),
+                            o.retain_handling as u8
+                        )
+                    } else {
+                        format!("{}:{}", s.filter, o.qos.as_u8())
+                    }
+                })
+                .collect();
+            f.push(format!("subs={}", subs.join(",")));
+            pr = Some(&s.properties);
+        }
+        Packet::SubAck(s) => {
+            f.push(format!("pid={}", s.packet_id));
+            f.push(format!(
+                "codes={}",
+                s.reason_codes
+                    .iter()
+                    .map(|c| c.0.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            pr = Some(&s.properties);
+        }
+        Packet::Unsubscribe(u) => {
+            f.push(format!("pid={}", u.packet_id));
+            f.push(format!(
+                "filters={}",
+                u.filters
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            pr = Some(&u.properties);
+        }
+        Packet::UnsubAck(u) => {
+            f.push(format!("pid={}", u.packet_id));
+            f.push(format!(
+                "codes={}",
+                u.reason_codes
+                    .iter()
+                    .map(|c| c.0.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            pr = Some(&u.properties);
+        }
+        Packet::PingReq | Packet::PingResp => {}
+        Packet::Disconnect(Disconnect {
+            reason_code,
+            properties,
+        })
+        | Packet::Auth(Auth {
+            reason_code,
+            properties,
+        }) => {
+            f.push(format!("code={}", reason_code.0));
+            pr = Some(properties);
+        }
+    }
+    if v == ProtocolVersion::V5 {
+        f.push(format!("props={}", pr.map_or(String::new(), props)));
+    }
+    f.join("|")
+}
+
+fn s(x: &str) -> MqttStr {
+    MqttStr::new(x).unwrap()
+}
+fn t(x: &str) -> TopicName {
+    TopicName::new(x).unwrap()
+}
+fn pid(n: u16) -> PacketId {
+    PacketId::new(n).unwrap()
+}
+
+/// Valid packets of every type (with and without properties in 5.0).
+fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
+    let v5 = v == ProtocolVersion::V5;
+    let rich = |mut p: Properties| {
+        if v5 {
+            p.user_properties = vec![(s("k"), s("v1")), (s("k"), s("v2")), (s("a"), s("z"))];
+            p
+        } else {
+            Properties::default()
+        }
+    };
+    let mut publish_props = Properties::default();
+    if v5 {
+        publish_props.message_expiry_interval = Some(60);
+        publish_props.content_type = Some(s("text/plain"));
+        publish_props.response_topic = Some(t("reply/to"));
+        publish_props.correlation_data = Some(Bytes::from_static(b"\x01\x02"));
+        publish_props.topic_alias = NonZeroU16::new(3);
+        publish_props.subscription_identifiers =
+            vec![NonZeroU32::new(7).unwrap(), NonZeroU32::new(300).unwrap()];
+    }
+    let mut out = Vec::new();
+    for (qos, id) in [
+        (QoS::AtMostOnce, None),
+        (QoS::AtLeastOnce, Some(pid(1))),
+        (QoS::ExactlyOnce, Some(pid(65535))),
+    ] {
+        for retain in [false, true] {
+            out.push(Packet::Publish(Publish {
+                dup: qos != QoS::AtMostOnce && retain,
+                qos,
+                retain,
+                topic: Some(t("sensors/é/temp")),
+                packet_id: id,
+                properties: Properties::default(),
+                payload: Bytes::from_static(b"\x00\x01payload"),
+            }));
+        }
+        out.push(Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: Some(t("$SYS/x")),
+            packet_id: id,
+            properties: rich(publish_props.clone()),
+            payload: Bytes::new(),
+        }));
+    }
+    let mut connect_props = Properties::default();
+    if v5 {
+        connect_props.session_expiry_interval = Some(3600);
+        connect_props.receive_maximum = NonZeroU16::new(10);
+        connect_props.maximum_packet_size = NonZeroU32::new(65536);
+        connect_props.topic_alias_maximum = Some(5);
+    }
+    out.push(Packet::Connect(Connect {
+        protocol: v,
+        clean_start: true,
+        keep_alive: 60,
+        properties: Properties::default(),
+        client_id: s("device-1"),
+        will: None,
+        username: None,
+        password: None,
+    }));
+    out.push(Packet::Connect(Connect {
+        protocol: v,
+        clean_start: false,
+        keep_alive: 0,
+        properties: rich(connect_props.clone()),
+        client_id: s(""),
+        will: Some(Box::new(Will {
+            topic: t("last/will"),
+            payload: Bytes::from_static(b"bye"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties::default(),
+        })),
+        username: Some(s("user")),
+        password: Some(Bytes::from_static(b"\xffpw")),
+    }));
+    let codes: &[u8] = if v5 { &[0x00, 0x80, 0x87] } else { &[0, 1, 5] };
+    for &c in codes {
+        out.push(Packet::ConnAck(ConnAck {
+            session_present: c == 0,
+            reason_code: ReasonCode(c),
+            properties: if c == 0 {
+                rich(Properties {
+                    session_expiry_interval: v5.then_some(10),
+                    ..Default::default()
+                })
+            } else {
+                Properties::default()
+            },
+        }));
+    }
+    let ack_codes: &[u8] = if v5 { &[0x00, 0x10, 0x80] } else { &[0x00] };
+    for &c in ack_codes {
+        for mk in [Packet::PubAck as fn(PubResponse) -> Packet, Packet::PubRec] {
+            out.push(mk(PubResponse {
+                packet_id: pid(7),
+                reason_code: ReasonCode(c),
+                properties: Properties::default(),
+            }));
+        }
+    }
+    for mk in [Packet::PubRel as fn(PubResponse) -> Packet, Packet::PubComp] {
+        out.push(mk(PubResponse::new(pid(9))));
+        if v5 {
+            out.push(mk(PubResponse {
+                packet_id: pid(9),
+                reason_code: ReasonCode(0x92),
+                properties: rich(Properties {
+                    reason_string: Some(s("gone")),
+                    ..Default::default()
+                }),
+            }));
+        }
+    }
+    let opts = |qos, nl, rap, rh| SubscriptionOptions {
+        qos,
+        no_local: v5 && nl,
+        retain_as_published: v5 && rap,
+        retain_handling: if v5 {
+            rh
+        } else {
+            RetainHandling::SendAtSubscribe
+        },
+    };
+    out.push(Packet::Subscribe(Subscribe {
+        packet_id: pid(2),
+        properties: if v5 {
+            Properties {
+                subscription_identifiers: vec![NonZeroU32::new(99).unwrap()],
+                ..rich(Properties::default())
+            }
+        } else {
+            Properties::default()
+        },
+        subscriptions: vec![
+            Subscription {
+                filter: TopicFilter::new("a/+/c").unwrap(),
+                options: opts(QoS::AtLeastOnce, true, false, RetainHandling::SendIfNew),
+            },
+            Subscription {
+                filter: TopicFilter::new("#").unwrap(),
+                options: opts(QoS::ExactlyOnce, false, true, RetainHandling::DoNotSend),
+            },
+            Subscription {
+                filter: TopicFilter::new("$share/g/x/#").unwrap(),
+                options: opts(
+                    QoS::AtMostOnce,
+                    false,
+                    false,
+                    RetainHandling::SendAtSubscribe,
+                ),
+            },
+        ],
+    }));
+    out.push(Packet::SubAck(SubAck {
+        packet_id: pid(2),
+        properties: rich(Properties::default()),
+        reason_codes: vec![
+            ReasonCode(0),
+            ReasonCode(1),
+            ReasonCode(2),
+            ReasonCode(0x80),
+        ],
+    }));
+    out.push(Packet::Unsubscribe(Unsubscribe {
+        packet_id: pid(3),
+        properties: rich(Properties::default()),
+        filters: vec![
+            TopicFilter::new("a/+/c").unwrap(),
+            TopicFilter::new("b").unwrap(),
+        ],
+    }));
+    out.push(Packet::UnsubAck(UnsubAck {
+        packet_id: pid(3),
+        properties: Properties::default(),
+        reason_codes: if v5 {
+            vec![ReasonCode(0), ReasonCode(0x11)]
+        } else {
+            vec![]
+        },
+    }));
+    out.push(Packet::PingReq);
+    out.push(Packet::PingResp);
+    out.push(Packet::Disconnect(Disconnect::default()));
+    if v5 {
+        out.push(Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode(0x04),
+            properties: Properties::default(),
+        }));
+        out.push(Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode(0x8E),
+            properties: rich(Properties {
+                reason_string: Some(s("bye")),
+                ..Default::default()
+            }),
+        }));
+        out.push(Packet::Auth(Auth::default()));
+        out.push(Packet::Auth(Auth {
+            reason_code: ReasonCode(0x18),
+            properties: Properties {
+                authentication_method: Some(s("SCRAM")),
+                authentication_data: Some(Bytes::from_static(b"\x00\x01")),
+                ..Default::default()
+            },
+        }));
+    }
+    out
+}
+
+/// Invalid inputs: the reject cases of tests/validation.rs (same bytes).
+fn invalid_inputs() -> Vec<(ProtocolVersion, &'static str)> {
+    use ProtocolVersion::{V5, V311 as V3};
+    vec![
+        (V3, "41 02 0001"),
+        (V5, "41 02 0001"),
+        (V3, "60 02 0001"),
+        (V3, "80 06 0001 0001 61 00"),
+        (V5, "a0 05 0001 00 0001 61"),
+        (V5, "c1 00"),
+        (V5, "e8 00"),
+        (V3, "00 00"),
+        (V5, "00 00"),
+        (V3, "f0 00"),
+        (V5, "36 00"),
+        (V3, "38 04 0001 61 00"),
+        (V3, "30 ff ff ff ff 01"),
+        (V5, "c0 80 00"),
+        (V5, "30 05 0001 61 80 00"),
+        (V5, "30 07 0001 61 03 0b 81 00"),
+        (V3, "30 04 0002 c0af"),
+        (V5, "30 05 0002 c0af 00"),
+        (V3, "30 05 0003 eda080"),
+        (V3, "30 04 0002 6100"),
+        (V5, "30 05 0002 6100 00"),
+        (V3, "30 05 0003 612f2b"),
+        (V5, "30 06 0003 612f23 00"),
+        (V5, "30 0a 0001 61 06 08 0003 612f2b"),
+        (V3, "30 02 0000"),
+        (V5, "30 03 0000 00"),
+        (V3, "82 0a 0001 0005 612f232f62 00"),
+        (V5, "82 0b 0001 00 0005 612f232f62 00"),
+        (V3, "82 07 0001 0002 612b 00"),
+        (V5, "82 08 0001 00 0002 612b 00"),
+        (V5, "a2 07 0001 00 0002 2361"),
+        (V3, "82 05 0001 0000 00"),
+        (V5, "82 0e 0001 00 0008 2473686172652f67 00"),
+        (V3, "10 0c 0004 4d515454 04 03 003c 0000"),
+        (V3, "10 0c 0004 4d515454 04 0a 003c 0000"),
+        (V3, "10 0c 0004 4d515454 04 1e 003c 0000"),
+        (V3, "10 0c 0004 4d515454 04 22 003c 0000"),
+        (V3, "10 0c 0004 4d515458 04 02 003c 0000"),
+        (V3, "10 0c 0004 4d515454 03 02 003c 0000"),
+        (V3, "10 10 0004 4d515454 04 42 003c 0000 0002 0102"),
+        (V5, "30 0e 0001 61 0a 02 00000001 02 00000002"),
+        (V5, "82 0b 0001 04 0b 01 0b 02 0001 61 00"),
+        (V5, "30 09 0001 61 05 11 00000001"),
+        (V5, "20 06 00 00 03 23 0001"),
+        (V5, "30 06 0001 61 02 04 00"),
+        (V5, "30 07 0001 61 03 23 0000"),
+        (V5, "30 06 0001 61 02 0b 00"),
+        (V5, "10 10 0004 4d515454 05 02 003c 03 21 0000 0000"),
+        (V5, "10 12 0004 4d515454 05 02 003c 05 27 00000000 0000"),
+        (V5, "30 06 0001 61 02 01 02"),
+        (V5, "20 05 00 00 02 24 02"),
+        (V5, "f0 06 18 04 16 0001 00"),
+        (V5, "30 04 0001 61 09"),
+        (V3, "82 06 0001 0001 61 04"),
+        (V5, "82 07 0001 00 0001 61 c0"),
+        (V5, "82 07 0001 00 0001 61 30"),
+        (V5, "82 07 0001 00 0001 61 03"),
+        (V3, "82 06 0001 0001 61 03"),
+        (V5, "82 10 0001 00 000a 2473686172652f672f61 04"),
+        (V3, "82 02 0001"),
+        (V5, "82 03 0001 00"),
+        (V3, "a2 02 0001"),
+        (V5, "f0 01 18"),
+        (V5, "40 03 0001 05"),
+        (V5, "62 03 0001 10"),
+        (V5, "e0 01 01"),
+        (V5, "f0 02 04 00"),
+        (V3, "20 02 00 06"),
+        (V3, "90 03 0001 03"),
+        (V3, "20 02 02 00"),
+        (V3, "20 02 01 05"),
+        (V5, "20 03 01 87 00"),
+        (V3, "32 05 0001 61 0000"),
+        (V5, "40 02 0000"),
+        (V3, "82 06 0000 0001 61 00"),
+        (V3, "c0 01 00"),
+        (V3, "40 03 0001 00"),
+        (V3, "e0 01 00"),
+        (V5, "20 04 00 00 00 00"),
+        (V3, "30 03 0005 61"),
+        (V3, "32 04 0001 61 00"),
+        (V5, "30 08 0001 61 04 26 0001 6b"),
+        (V3, "40 01 00"),
+    ]
+}
+
+fn unhex(h: &str) -> Vec<u8> {
+    let d: Vec<u8> = h
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_digit(16).unwrap() as u8)
+        .collect();
+    d.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
+}
+
+/// Our decision: `Ok(canonical)` or `Err(rule or "incomplete")`.
+fn ours(v: ProtocolVersion, bytes: &[u8]) -> Result<String, String> {
+    let mut buf = BytesMut::from(bytes);
+    match Decoder::new(v).decode(&mut buf) {
+        // Only the first packet is compared; bytes after it belong to the next packet.
+        Ok(Some(p)) => Ok(escape(&canon(&p, v))),
+        Ok(None) => Err("incomplete".into()),
+        Err(e) => Err(e.rule().unwrap_or("none").to_string()),
+    }
+}
+
+/// The peer driver's escaping: control characters and backslashes as `\u{xx}`.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c < ' ' || c == '\\' {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn decisions_and_fields_agree_with_mqtt_packet() {
+    let mut cases: Vec<(ProtocolVersion, Vec<u8>, &'static str)> = Vec::new();
+    for v in [ProtocolVersion::V311, ProtocolVersion::V5] {
+        for p in valid_packets(v) {
+            let mut buf = BytesMut::new();
+            Encoder::new(v).encode(&p, &mut buf).unwrap();
+            cases.push((v, buf.to_vec(), "valid"));
+        }
+    }
+    let valid_count = cases.len();
+    for (v, h) in invalid_inputs() {
+        cases.push((v, unhex(h), "invalid"));
+    }
+    // Mutations: 1-3 random byte changes of valid encodings, same protocol version.
+    let mut rng = Rng(0x7468_696e_676b_6974);
+    for i in 0..4000 {
+        let (v, base, _) = cases[i % valid_count].clone();
+        let mut m = base.clone();
+        for _ in 0..=(rng.next() % 3) {
+            let at = (rng.next() as usize) % m.len();
+            m[at] = if rng.next() % 2 == 0 {
+                m[at] ^ (1 << (rng.next() % 8))
+            } else {
+                rng.next() as u8
+            };
+        }
+        cases.push((v, m, "mutant"));
+    }
+
+    let peer = run_peer(
+        &cases
+            .iter()
+            .map(|(v, b, _)| (*v, b.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let mut laxer_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut stricter_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut agree = 0usize;
+    for ((v, bytes, kind), answer) in cases.iter().zip(&peer) {
+        let mine = ours(*v, bytes);
+        let theirs = answer
+            .strip_prefix("ok ")
+            .map(str::to_string)
+            .ok_or_else(|| answer.clone());
+        let label = format!("{kind} MQTT {v} {}", hex(bytes));
+        match (&mine, &theirs) {
+            (Ok(a), Ok(b)) if a == b => agree += 1,
+            (Ok(a), Ok(b)) => match PEER_FIELD_BUGS.iter().find(|(_, applies)| applies(bytes)) {
+                Some((d, _)) => *stricter_seen.entry(d).or_default() += 1,
+                None => failures.push(format!("{label}: fields differ\n  ours: {a}\n  peer: {b}")),
+            },
+            (Err(_), Err(_)) => agree += 1,
+            (Err(rule), Ok(_)) => match PEER_LAXER.iter().find(|(r, _)| r == rule) {
+                Some((r, _)) => *laxer_seen.entry(r).or_default() += 1,
+                None => failures.push(format!("{label}: we reject ({rule}), the peer accepts")),
+            },
+            (Ok(_), Err(e)) => match PEER_STRICTER.iter().find(|(m, _)| e.contains(m)) {
+                Some((m, _)) => *stricter_seen.entry(m).or_default() += 1,
+                None => failures.push(format!("{label}: we accept, the peer rejects: {e}")),
+            },
+        }
+        if *kind == "valid" && mine.is_err() {
+            failures.push(format!("{label}: our own encoding does not decode"));
+        }
+    }
+    println!(
+        "differential: {} cases, {agree} agreements; peer laxer than the spec:",
+        cases.len()
+    );
+    for (rule, n) in &laxer_seen {
+        let why = PEER_LAXER
+            .iter()
+            .find(|(r, _)| r == rule)
+            .map_or("", |(_, w)| *w);
+        println!("  {rule}: {n} inputs — {why}");
+    }
+    for (m, n) in &stricter_seen {
+        println!("  peer rejects valid input ({m}): {n} inputs");
+    }
+    // The lists of known disagreements must stay true: every entry is exhibited by some input.
+    for (rule, _) in PEER_LAXER {
+        if !laxer_seen.contains_key(rule) {
+            failures.push(format!(
+                "known disagreement {rule} was not observed: remove it from PEER_LAXER"
+            ));
+        }
+    }
+    for m in PEER_STRICTER
+        .iter()
+        .map(|(m, _)| m)
+        .chain(PEER_FIELD_BUGS.iter().map(|(d, _)| d))
+    {
+        if !stricter_seen.contains_key(m) {
+            failures.push(format!(
+                "known disagreement {m:?} was not observed: remove it from PEER_STRICTER"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

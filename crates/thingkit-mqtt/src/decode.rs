@@ -674,9 +674,8 @@ fn decode_publish(r: &mut Reader<'_>, flags: u8) -> Result<Publish, Error> {
         }
         None
     } else {
-        TopicName::validate_wire(&topic_bytes).map_err(|(at, detail, rule)| {
-            r.err(topic_at + at, format!("topic name: {detail}"), rule)
-        })?;
+        TopicName::validate_wire(&topic_bytes)
+            .map_err(|(at, detail, rule)| r.err(topic_at + at, detail, rule))?;
         Some(TopicName::from_validated(topic_bytes))
     };
     let payload = r.buf.slice(r.pos..r.end);

@@ -90,6 +90,10 @@ mod reason;
 mod subscription;
 mod topic;
 
+/// The `bytes` crate this crate's API uses (`Bytes`, `BytesMut`), re-exported so callers match
+/// its version.
+pub use bytes;
+
 pub use alias::{InboundAliases, OutboundAliases};
 #[cfg(feature = "tokio-codec")]
 pub use codec::MqttCodec;

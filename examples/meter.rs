@@ -23,12 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Hot path: per-connection GCRA limits (AWS defaults: 100 publishes/s, 512 KiB/s) + counters.
     let table = ConnectionTable::new(aws.clone(), &Limits::aws_connection(), 10_000)?;
     let meter = Meter::new("node-1", aws.clone(), Granularity::Day, 100_000)?;
-    let conn = table.connect("acme", "sensor-7", now_unix)?;
+    let mut conn = table.connect("acme", "sensor-7", now_unix)?;
     let (mut allowed, mut refused) = (0, 0);
     for i in 0..150u64 {
         // 150 publishes within 150 ms: the burst of 100 plus one refill per 10 ms pass; the rest
         // is refused (PUBACK 0x96).
-        match table.record_publish(&conn, 1_000, false, Nanos::from_millis(i))? {
+        match table.record_publish(&mut conn, 1_000, false, Nanos::from_millis(i))? {
             Decision::Allow => allowed += 1,
             Decision::Limited { .. } => refused += 1,
         }

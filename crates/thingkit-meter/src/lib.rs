@@ -20,8 +20,8 @@
 //! // The hot path: rate-limit and count one publish per call, flush into the node's meter.
 //! let table = ConnectionTable::new(aws.clone(), &Limits::aws_connection(), 1_000_000)?;
 //! let meter = Meter::new("node-1", aws, Granularity::Day, 1_000_000)?;
-//! let conn = table.connect("acme", "sensor-7", 1_764_115_200)?;
-//! assert!(table.record_publish(&conn, 8192, false, Nanos::from_secs(1))?.is_allowed());
+//! let mut conn = table.connect("acme", "sensor-7", 1_764_115_200)?;
+//! assert!(table.record_publish(&mut conn, 8192, false, Nanos::from_secs(1))?.is_allowed());
 //! table.disconnect(conn, &meter, 1_764_115_260)?; // records 1 connection minute
 //!
 //! // Billing: usage events (repeated ids ignored) priced with a versioned table.

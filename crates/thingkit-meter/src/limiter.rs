@@ -163,6 +163,22 @@ impl Gcra {
         }
     }
 
+    /// The TAT after admitting `cost` units at `now`, or when the same request would pass
+    /// (`None`: never). Pure: the caller stores the new TAT (single-writer cells).
+    #[inline]
+    fn next_tat(&self, tat: u64, cost: u64, now: u64) -> Result<u64, Option<u64>> {
+        let inc = self.increment(cost);
+        if inc > self.tolerance {
+            return Err(None);
+        }
+        let new_tat = tat.max(now).saturating_add(inc);
+        let allowed_at = new_tat.saturating_sub(self.tolerance);
+        if allowed_at > now {
+            return Err(Some(allowed_at - now));
+        }
+        Ok(new_tat)
+    }
+
     /// Gives back an increment taken by [`Gcra::check`] (used when a second limit refuses).
     #[inline]
     pub(crate) fn refund(cell: &AtomicU64, inc: u64) {
@@ -327,6 +343,44 @@ fn refused(limit: LimitKind, action: Action, after: Option<u64>) -> Decision {
 impl Compiled {
     pub(crate) fn new(limits: &Limits) -> Result<Compiled> {
         limits.compile()
+    }
+
+    /// Single-writer form of [`Compiled::check`]: the caller guarantees that no other thread
+    /// writes the two cells concurrently (it holds the connection exclusively), so a plain
+    /// load and store replace the compare-and-swap loops, and both limits are checked before
+    /// either is consumed.
+    #[inline]
+    pub(crate) fn check_owned(
+        &self,
+        msg_cell: &AtomicU64,
+        byte_cell: &AtomicU64,
+        bytes: u64,
+        now: u64,
+        consume: bool,
+    ) -> Decision {
+        let mut msg_tat = None;
+        if let Some(g) = &self.messages {
+            match g.next_tat(msg_cell.load(Ordering::Relaxed), 1, now) {
+                Ok(t) => msg_tat = Some(t),
+                Err(after) => return refused(LimitKind::Messages, self.message_action, after),
+            }
+        }
+        let mut byte_tat = None;
+        if let Some(g) = &self.bytes {
+            match g.next_tat(byte_cell.load(Ordering::Relaxed), bytes, now) {
+                Ok(t) => byte_tat = Some(t),
+                Err(after) => return refused(LimitKind::Bytes, self.byte_action, after),
+            }
+        }
+        if consume {
+            if let Some(t) = msg_tat {
+                msg_cell.store(t, Ordering::Relaxed);
+            }
+            if let Some(t) = byte_tat {
+                byte_cell.store(t, Ordering::Relaxed);
+            }
+        }
+        Decision::Allow
     }
 
     /// Checks a request of one message and `bytes` bytes against the two cells.

@@ -6,7 +6,8 @@
 //! 1. [`ConnectionTable`]: one 64-byte, cache-line-aligned slot per live connection holding its
 //!    GCRA state (messages and bytes) and its unflushed counters (inbound and outbound messages,
 //!    units, bytes). [`ConnectionTable::record_publish`] is the per-message call: a rate-limit
-//!    check and three relaxed atomic adds, no lock, no allocation, no hashing.
+//!    check and three counter updates with plain relaxed loads and stores — no lock, no
+//!    read-modify-write, no allocation, no hashing.
 //! 2. [`Meter`]: the node's aggregates keyed by [`UsageKey`]; connections are
 //!    [flushed](ConnectionTable::flush) into it periodically and on disconnect.
 //! 3. [`NodeAggregate`]: a snapshot of several nodes' meters. Each node's counters only grow, so
@@ -16,10 +17,15 @@
 //!
 //! # Concurrency
 //!
-//! Both tables take `&self` everywhere and are `Sync`. A connection's counters are atomics, so
-//! several threads may record for the same connection (e.g. inbound and outbound tasks) without
-//! losing updates; a flush swaps each counter to zero, so every recorded unit lands in exactly one
-//! flush. Connect, disconnect and flush take a mutex; recording does not.
+//! Both tables take `&self` and are `Sync`: share them with `Arc` across the broker's threads.
+//! A [`Connection`] handle is not `Clone`; the inbound side of a connection (its rate-limit state
+//! and publish counters) is written only through `&mut Connection`
+//! ([`ConnectionTable::record_publish`], [`ConnectionTable::flush`]), so the borrow checker
+//! guarantees a single writer and the hot path needs no atomic read-modify-write. The outbound
+//! counters ([`ConnectionTable::record_delivery`], `&Connection`) are written by whichever
+//! threads deliver to the connection, with atomic adds; a flush swaps them to zero, so every
+//! delivery lands in exactly one flush. Connect, disconnect and flush take a mutex; recording
+//! does not. The per-node [`Meter`] is a mutex-guarded map, written on flush, not per message.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,6 +272,16 @@ struct Registry {
 
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Adds to a counter that only the current thread writes (see the module's concurrency notes):
+/// a relaxed load and store, which compile to plain moves, instead of a locked add.
+#[inline]
+fn add_owned(cell: &AtomicU64, n: u64) {
+    cell.store(
+        cell.load(Ordering::Relaxed).saturating_add(n),
+        Ordering::Relaxed,
+    );
+}
+
 /// A live connection's handle in a [`ConnectionTable`]. Not `Clone`: give it back with
 /// [`ConnectionTable::disconnect`], after which its slot may be reused.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -385,25 +401,25 @@ impl ConnectionTable {
     #[inline]
     pub fn record_publish(
         &self,
-        conn: &Connection,
+        conn: &mut Connection,
         bytes: u64,
         retained: bool,
         now: Nanos,
     ) -> Result<Decision> {
         let s = self.slot(conn)?;
+        // `&mut Connection` makes this thread the only writer of the inbound cells.
         let decision = self
             .limits
-            .check(&s.msg_tat, &s.byte_tat, bytes, now.0, true);
+            .check_owned(&s.msg_tat, &s.byte_tat, bytes, now.0, true);
         if decision.is_allowed() {
             let kind = if retained {
                 PacketKind::Retained
             } else {
                 PacketKind::Publish
             };
-            s.in_messages.fetch_add(1, Ordering::Relaxed);
-            s.in_units
-                .fetch_add(self.policy.units(kind, bytes), Ordering::Relaxed);
-            s.in_bytes.fetch_add(bytes, Ordering::Relaxed);
+            add_owned(&s.in_messages, 1);
+            add_owned(&s.in_units, self.policy.units(kind, bytes));
+            add_owned(&s.in_bytes, bytes);
         }
         Ok(decision)
     }
@@ -413,7 +429,7 @@ impl ConnectionTable {
         let s = self.slot(conn)?;
         Ok(self
             .limits
-            .check(&s.msg_tat, &s.byte_tat, bytes, now.0, false))
+            .check_owned(&s.msg_tat, &s.byte_tat, bytes, now.0, false))
     }
 
     /// Counts one outbound delivery of `bytes` counted bytes to this connection (not limited).
@@ -430,7 +446,7 @@ impl ConnectionTable {
     }
 
     /// Moves the connection's counters into `meter`, in the window of `unix_secs`.
-    pub fn flush(&self, conn: &Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
+    pub fn flush(&self, conn: &mut Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
         let s = self.slot(conn)?;
         let owner = {
             let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -470,8 +486,8 @@ impl ConnectionTable {
     /// (rounded up per connection, see [`connection_minutes`], attributed to the window in which
     /// the connection opened; a zero-second connection records nothing); its slot is reused by a
     /// later connect.
-    pub fn disconnect(&self, conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
-        self.flush(&conn, meter, unix_secs)?;
+    pub fn disconnect(&self, mut conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
+        self.flush(&mut conn, meter, unix_secs)?;
         let owner = {
             let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
             let owner = reg
@@ -545,12 +561,12 @@ mod tests {
     fn records_and_flushes_publishes_and_deliveries() {
         let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 10).unwrap();
         let m = meter();
-        let c = t.connect("acme", "d1", 0).unwrap();
+        let mut c = t.connect("acme", "d1", 0).unwrap();
         let now = Nanos::from_secs(1);
-        t.record_publish(&c, 8192, false, now).unwrap();
-        t.record_publish(&c, 10, true, now).unwrap();
+        t.record_publish(&mut c, 8192, false, now).unwrap();
+        t.record_publish(&mut c, 10, true, now).unwrap();
         t.record_delivery(&c, 6000).unwrap();
-        t.flush(&c, &m, 86_400 * 3 + 5).unwrap();
+        t.flush(&mut c, &m, 86_400 * 3 + 5).unwrap();
         let totals = m.totals();
         let key = |kind| UsageKey {
             account: "acme".into(),
@@ -569,7 +585,7 @@ mod tests {
         );
         assert_eq!(totals[&key(PacketKind::Receive)].units, 2);
         // A second flush adds nothing.
-        t.flush(&c, &m, 86_400 * 3 + 5).unwrap();
+        t.flush(&mut c, &m, 86_400 * 3 + 5).unwrap();
         assert_eq!(m.totals(), totals);
     }
 
@@ -581,10 +597,10 @@ mod tests {
         };
         let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 10).unwrap();
         let m = meter();
-        let c = t.connect("a", "d", 0).unwrap();
+        let mut c = t.connect("a", "d", 0).unwrap();
         let allowed = (0..5)
             .filter(|_| {
-                t.record_publish(&c, 1, false, Nanos(0))
+                t.record_publish(&mut c, 1, false, Nanos(0))
                     .unwrap()
                     .is_allowed()
             })
@@ -603,16 +619,16 @@ mod tests {
         };
         let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 1).unwrap();
         let m = meter();
-        let c = t.connect("a", "d", 0).unwrap();
+        let mut c = t.connect("a", "d", 0).unwrap();
         assert!(matches!(
             t.connect("a", "e", 0),
             Err(Error::TooManyKeys { limit: 1, .. })
         ));
-        t.record_publish(&c, 1, false, Nanos(0)).unwrap();
+        t.record_publish(&mut c, 1, false, Nanos(0)).unwrap();
         t.disconnect(c, &m, 0).unwrap();
-        let c2 = t.connect("a", "e", 0).unwrap();
+        let mut c2 = t.connect("a", "e", 0).unwrap();
         assert!(
-            t.record_publish(&c2, 1, false, Nanos(0))
+            t.record_publish(&mut c2, 1, false, Nanos(0))
                 .unwrap()
                 .is_allowed()
         );
@@ -635,8 +651,8 @@ mod tests {
     fn rejects_a_handle_from_another_table() {
         let a = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
         let b = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
-        let c = a.connect("x", "y", 0).unwrap();
-        assert!(b.record_publish(&c, 1, false, Nanos(0)).is_err());
+        let mut c = a.connect("x", "y", 0).unwrap();
+        assert!(b.record_publish(&mut c, 1, false, Nanos(0)).is_err());
     }
 
     #[test]

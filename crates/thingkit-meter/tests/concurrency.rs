@@ -19,46 +19,59 @@ fn unlimited() -> Limits {
 }
 
 #[test]
-fn threads_sharing_one_connection_lose_no_updates() {
+fn threads_delivering_to_one_connection_lose_no_updates() {
+    // Deliveries to one subscriber come from many publishers' threads at once; the subscriber's
+    // own task flushes concurrently. Every delivery must land in exactly one flush.
     let table = Arc::new(ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 16).unwrap());
     let meter = Arc::new(Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 64).unwrap());
-    let conn = Arc::new(table.connect("acme", "d", 0).unwrap());
+    let subscriber = Arc::new(std::sync::RwLock::new(
+        table.connect("acme", "sub", 0).unwrap(),
+    ));
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
-            let (table, meter, conn) = (table.clone(), meter.clone(), conn.clone());
+            let (table, meter, subscriber) = (table.clone(), meter.clone(), subscriber.clone());
             std::thread::spawn(move || {
+                // Each thread also owns a publishing connection of its own.
+                let mut own = table.connect("acme", &format!("pub{t}"), 0).unwrap();
                 for i in 0..MESSAGES {
                     // 6,000 bytes = 2 AWS units.
-                    assert!(
-                        table
-                            .record_publish(&conn, 6000, false, Nanos(i))
-                            .unwrap()
-                            .is_allowed()
-                    );
-                    table.record_delivery(&conn, 10).unwrap();
-                    // Flush concurrently with recording: every count lands in exactly one flush.
+                    let d = table
+                        .record_publish(&mut own, 6000, false, Nanos(i))
+                        .unwrap();
+                    assert!(d.is_allowed());
+                    {
+                        // A read lock gives `&Connection`: deliverers run concurrently with
+                        // each other (atomic adds); only the flush below excludes them.
+                        let sub = subscriber.read().unwrap();
+                        table.record_delivery(&sub, 6000).unwrap();
+                    }
                     if i % 1000 == t {
-                        table.flush(&conn, &meter, 0).unwrap();
+                        let mut sub = subscriber.write().unwrap();
+                        table.flush(&mut sub, &meter, 0).unwrap();
                     }
                 }
+                table.disconnect(own, &meter, 0).unwrap();
             })
         })
         .collect();
     for w in workers {
         w.join().unwrap();
     }
-    table.flush(&conn, &meter, 0).unwrap();
+    let mut sub = subscriber.write().unwrap();
+    table.flush(&mut sub, &meter, 0).unwrap();
     let totals = meter.totals();
-    let get = |kind| {
-        *totals
+    let sum = |kind| {
+        totals
             .iter()
-            .find(|(k, _)| k.kind == kind)
-            .map(|(_, c)| c)
-            .unwrap()
+            .filter(|(k, _)| k.kind == kind)
+            .fold(Counts::default(), |mut acc, (_, c)| {
+                acc.add(c);
+                acc
+            })
     };
     let n = THREADS * MESSAGES;
     assert_eq!(
-        get(PacketKind::Publish),
+        sum(PacketKind::Publish),
         Counts {
             messages: n,
             units: 2 * n,
@@ -66,8 +79,15 @@ fn threads_sharing_one_connection_lose_no_updates() {
             minutes: 0
         }
     );
-    assert_eq!(get(PacketKind::Receive).messages, n);
-    assert_eq!(get(PacketKind::Receive).units, n);
+    assert_eq!(
+        sum(PacketKind::Receive),
+        Counts {
+            messages: n,
+            units: 2 * n,
+            bytes: 6000 * n,
+            minutes: 0
+        }
+    );
 }
 
 #[test]
@@ -78,9 +98,9 @@ fn threads_on_separate_connections_and_the_meter_lose_no_updates() {
         .map(|t| {
             let (table, meter) = (table.clone(), meter.clone());
             std::thread::spawn(move || {
-                let conn = table.connect("acme", &format!("d{t}"), 0).unwrap();
+                let mut conn = table.connect("acme", &format!("d{t}"), 0).unwrap();
                 for i in 0..MESSAGES {
-                    table.record_publish(&conn, 1, false, Nanos(i)).unwrap();
+                    table.record_publish(&mut conn, 1, false, Nanos(i)).unwrap();
                     // Also hit the shared meter directly with a rare kind.
                     if i % 100 == 0 {
                         let one = Counts {

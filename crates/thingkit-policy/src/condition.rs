@@ -407,39 +407,20 @@ impl Condition {
                 missing: None,
             };
         }
-        let many: &[String];
-        let single: One<'_>;
-        match found {
-            Found::Missing => {
-                let satisfied = op.if_exists
-                    || match op.qualifier {
-                        None => op.kind.is_negated(),
-                        Some(SetQualifier::ForAnyValue) => false,
-                        Some(SetQualifier::ForAllValues) => true,
-                    };
-                return Outcome {
-                    satisfied,
-                    missing: Some(&self.key),
+        if matches!(found, Found::Missing) {
+            let satisfied = op.if_exists
+                || match op.qualifier {
+                    None => op.kind.is_negated(),
+                    Some(SetQualifier::ForAnyValue) => false,
+                    Some(SetQualifier::ForAllValues) => true,
                 };
-            }
-            Found::Str(s) => {
-                single = One::Str(s);
-                many = &[];
-            }
-            Found::Bool(b) => {
-                single = One::Bool(b);
-                many = &[];
-            }
-            Found::Time(t) => {
-                single = One::Time(t);
-                many = &[];
-            }
-            Found::List(list) => {
-                single = One::Bool(false);
-                many = list;
-            }
+            return Outcome {
+                satisfied,
+                missing: Some(&self.key),
+            };
         }
         let mut missing = None;
+        // Whether one context value satisfies the operator (negation applied per value).
         let mut per_value = |v: One<'_>| -> bool {
             let (positive, miss) = self.positive(v, ctx, strict);
             if missing.is_none() {
@@ -447,20 +428,20 @@ impl Condition {
             }
             positive != op.kind.is_negated()
         };
-        let use_list = matches!(found, Found::List(_));
-        let satisfied = match op.qualifier {
-            // Plain: OR across values for positive operators, AND (none matches) for negated.
-            None | Some(SetQualifier::ForAnyValue) if !use_list => per_value(single),
-            Some(SetQualifier::ForAllValues) if !use_list => per_value(single),
-            None => {
-                if op.kind.is_negated() {
-                    many.iter().all(|s| per_value(One::Str(s)))
-                } else {
-                    many.iter().any(|s| per_value(One::Str(s)))
+        let satisfied = match found {
+            Found::Str(s) => per_value(One::Str(s)),
+            Found::Bool(b) => per_value(One::Bool(b)),
+            Found::Time(t) => per_value(One::Time(t)),
+            // A multivalued key without a qualifier: OR across values for positive operators,
+            // AND ("matches none of them") for negated ones.
+            Found::List(list) => match op.qualifier {
+                None if op.kind.is_negated() => list.iter().all(|s| per_value(One::Str(s))),
+                None | Some(SetQualifier::ForAnyValue) => {
+                    list.iter().any(|s| per_value(One::Str(s)))
                 }
-            }
-            Some(SetQualifier::ForAnyValue) => many.iter().any(|s| per_value(One::Str(s))),
-            Some(SetQualifier::ForAllValues) => many.iter().all(|s| per_value(One::Str(s))),
+                Some(SetQualifier::ForAllValues) => list.iter().all(|s| per_value(One::Str(s))),
+            },
+            Found::Missing => false,
         };
         Outcome { satisfied, missing }
     }
@@ -702,6 +683,138 @@ mod tests {
                 thing: Some(crate::Thing::default()),
                 ..Context::default()
             }
+        ));
+    }
+
+    #[test]
+    fn string_ignore_case_arn_and_binary_operators() {
+        let ctx = Context {
+            client_id: Some("Sensor-1".into()),
+            last_will_topic: Some("arn:aws:iot:us-east-1:1:topic/lwt/a:b".into()),
+            domain_name: Some("aGVsbG8=".into()),
+            ..Context::default()
+        };
+        assert!(holds(
+            &cond("StringEqualsIgnoreCase", "iot:ClientId", &["sensor-1"]),
+            &ctx
+        ));
+        assert!(!holds(
+            &cond("StringEquals", "iot:ClientId", &["sensor-1"]),
+            &ctx
+        ));
+        assert!(!holds(
+            &cond("StringNotEqualsIgnoreCase", "iot:ClientId", &["SENSOR-1"]),
+            &ctx
+        ));
+        // StringEquals treats `*` literally; StringLike does not.
+        assert!(!holds(
+            &cond("StringEquals", "iot:ClientId", &["Sensor-*"]),
+            &ctx
+        ));
+        assert!(holds(
+            &cond("StringLike", "iot:ClientId", &["Sensor-?"]),
+            &ctx
+        ));
+        assert!(holds(
+            &cond("StringNotLike", "iot:ClientId", &["Pump-*"]),
+            &ctx
+        ));
+        assert!(holds(
+            &cond(
+                "ArnLike",
+                "iot:LastWillTopic",
+                &["arn:aws:iot:*:*:topic/lwt/*"]
+            ),
+            &ctx
+        ));
+        assert!(!holds(
+            &cond(
+                "ArnEquals",
+                "iot:LastWillTopic",
+                &["arn:aws:iot:*:2:topic/lwt/*"]
+            ),
+            &ctx
+        ));
+        assert!(holds(
+            &cond("BinaryEquals", "iot:DomainName", &["aGVsbG8="]),
+            &ctx
+        ));
+        assert!(compile_values(OperatorKind::BinaryEquals, &["not base64!".into()]).is_err());
+    }
+
+    #[test]
+    fn variables_in_string_condition_values_are_substituted() {
+        let mut cert = crate::Certificate::default();
+        cert.subject
+            .insert("CommonName".into(), vec!["dev-9".into()]);
+        let ctx = Context {
+            client_id: Some("dev-9".into()),
+            certificate: Some(cert),
+            ..Context::default()
+        };
+        let c = cond(
+            "StringEquals",
+            "iot:Certificate.Subject.CommonName",
+            &["${iot:ClientId}"],
+        );
+        assert!(holds(&c, &ctx));
+        let other = Context::with_client_id("dev-8");
+        let out = c.evaluate(&other, false);
+        assert!(!out.satisfied);
+        assert_eq!(
+            out.missing.map(ToString::to_string).as_deref(),
+            Some("iot:Certificate.Subject.CommonName")
+        );
+    }
+
+    #[test]
+    fn numeric_and_date_comparisons_at_the_boundaries() {
+        let ctx = Context {
+            client_id: Some("10".into()),
+            current_time: Some(1_000),
+            ..Context::default()
+        };
+        assert!(holds(
+            &cond("NumericLessThanEquals", "iot:ClientId", &["10"]),
+            &ctx
+        ));
+        assert!(!holds(
+            &cond("NumericLessThan", "iot:ClientId", &["10"]),
+            &ctx
+        ));
+        assert!(holds(
+            &cond("NumericGreaterThanEquals", "iot:ClientId", &["10.0"]),
+            &ctx
+        ));
+        assert!(holds(
+            &cond("NumericNotEquals", "iot:ClientId", &["11"]),
+            &ctx
+        ));
+        assert!(holds(&cond("DateEquals", "aws:EpochTime", &["1000"]), &ctx));
+        assert!(holds(
+            &cond(
+                "DateGreaterThanEquals",
+                "aws:CurrentTime",
+                &["1970-01-01T00:16:40Z"]
+            ),
+            &ctx
+        ));
+        assert!(!holds(
+            &cond(
+                "DateGreaterThan",
+                "aws:CurrentTime",
+                &["1970-01-01T00:16:40Z"]
+            ),
+            &ctx
+        ));
+        let not_a_number = Context::with_client_id("ten");
+        assert!(!holds(
+            &cond("NumericEquals", "iot:ClientId", &["10"]),
+            &not_a_number
+        ));
+        assert!(holds(
+            &cond("NumericNotEquals", "iot:ClientId", &["10"]),
+            &not_a_number
         ));
     }
 

@@ -26,7 +26,8 @@ fn main() -> Result<(), thingkit::mqtt::Error> {
             properties: Properties {
                 topic_alias_maximum: Some(8),
                 ..Default::default()
-            },
+            }
+            .into(),
             client_id: MqttStr::new("sensor-7")?,
             will: None,
             username: None,
@@ -37,7 +38,7 @@ fn main() -> Result<(), thingkit::mqtt::Error> {
     enc.encode(
         &Packet::Subscribe(Subscribe {
             packet_id: PacketId::new(1).expect("1 is not 0"),
-            properties: Properties::default(),
+            properties: Default::default(),
             subscriptions: vec![Subscription {
                 filter: TopicFilter::new("plant/+/temperature")?,
                 options: SubscriptionOptions {

@@ -13,9 +13,9 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 use thingkit_mqtt::{
     Auth, ConnAck, Connect, Decoder, DecoderConfig, Disconnect, Encoder, MqttStr, Packet, PacketId,
-    PacketType, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, RetainHandling,
-    SubAck, Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, UnsubAck,
-    Unsubscribe, Will,
+    PacketProperties, PacketType, Properties, ProtocolVersion, PubResponse, Publish, QoS,
+    ReasonCode, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, TopicFilter,
+    TopicName, UnsubAck, Unsubscribe, Will,
 };
 
 use crate::Failure;
@@ -520,10 +520,10 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn properties(&self) -> Result<Properties, String> {
+    fn properties(&self) -> Result<PacketProperties, String> {
         match self.get("properties") {
-            None => Ok(Properties::default()),
-            Some(v) => props_from_json(&Obj::new(v, self.at("properties"))?),
+            None => Ok(PacketProperties::new()),
+            Some(v) => props_from_json(&Obj::new(v, self.at("properties"))?).map(Into::into),
         }
     }
 }

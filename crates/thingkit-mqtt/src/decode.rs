@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::Error;
 use crate::packet::*;
-use crate::property::{Context, Properties};
+use crate::property::{Context, PacketProperties, Properties};
 use crate::reason::ReasonCode;
 use crate::topic::{MqttStr, TopicFilter, TopicName, check_mqtt_str};
 
@@ -133,7 +133,7 @@ impl Decoder {
                     retain: flags & 0b0001 != 0,
                     topic: Some(TopicName::from_validated(topic)),
                     packet_id: l.packet_id,
-                    properties: Properties::default(),
+                    properties: PacketProperties::new(),
                     payload,
                 })));
             }
@@ -521,11 +521,11 @@ impl Reader<'_> {
         PacketId::new(v).ok_or_else(|| self.err(at, "packet identifier is 0", "[MQTT-2.2.1-3]"))
     }
 
-    fn properties(&mut self, ctx: Context) -> Result<Properties, Error> {
+    fn properties(&mut self, ctx: Context) -> Result<PacketProperties, Error> {
         if self.version == ProtocolVersion::V311 {
-            return Ok(Properties::default());
+            return Ok(PacketProperties::new());
         }
-        Properties::decode(self, ctx)
+        Properties::decode(self, ctx).map(PacketProperties::from)
     }
 
     fn is_v5(&self) -> bool {
@@ -626,13 +626,13 @@ fn reason_and_properties(
     r: &mut Reader<'_>,
     ptype: PacketType,
     ctx: Context,
-) -> Result<(ReasonCode, Properties), Error> {
+) -> Result<(ReasonCode, PacketProperties), Error> {
     if !r.is_v5() || r.remaining() == 0 {
-        return Ok((ReasonCode::SUCCESS, Properties::default()));
+        return Ok((ReasonCode::SUCCESS, PacketProperties::new()));
     }
     let code = r.reason_code(ptype)?;
     if r.remaining() == 0 && ptype == PacketType::Disconnect {
-        return Ok((code, Properties::default()));
+        return Ok((code, PacketProperties::new()));
     }
     Ok((code, r.properties(ctx)?))
 }
@@ -837,7 +837,7 @@ fn decode_pub_response(r: &mut Reader<'_>, ptype: PacketType) -> Result<PubRespo
     }
     let reason_code = r.reason_code(ptype)?;
     let properties = if r.remaining() == 0 {
-        Properties::default()
+        PacketProperties::new()
     } else {
         r.properties(Context::PubResponse)?
     };

@@ -105,7 +105,7 @@ pub use packet::{
     Publish, QoS, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck,
     Unsubscribe, Will,
 };
-pub use property::{MAX_VARINT, Properties};
+pub use property::{MAX_VARINT, PacketProperties, Properties};
 pub use reason::ReasonCode;
 pub use subscription::{Match, SubscriptionIndex};
 pub use topic::{MAX_STRING_LEN, MqttStr, TopicFilter, TopicName};

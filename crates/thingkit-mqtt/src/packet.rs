@@ -10,7 +10,7 @@ use std::num::NonZeroU16;
 
 use bytes::Bytes;
 
-use crate::property::Properties;
+use crate::property::PacketProperties;
 use crate::reason::ReasonCode;
 use crate::topic::{MqttStr, TopicFilter, TopicName};
 
@@ -238,7 +238,7 @@ pub struct Connect {
     /// Keep alive in seconds (0 disables).
     pub keep_alive: u16,
     /// CONNECT properties (5.0).
-    pub properties: Properties,
+    pub properties: PacketProperties,
     /// Client identifier (may be empty).
     pub client_id: MqttStr,
     /// The will message, if the will flag is set (boxed: rare, and it keeps [`Packet`] small).
@@ -263,7 +263,7 @@ pub struct Will {
     pub retain: bool,
     /// Will properties (5.0): payload format, message expiry, content type, response topic,
     /// correlation data, will delay interval, user properties.
-    pub properties: Properties,
+    pub properties: PacketProperties,
 }
 
 /// CONNACK: the server's answer to CONNECT.
@@ -274,7 +274,7 @@ pub struct ConnAck {
     /// Reason code (5.0) or connect return code 0..=5 (3.1.1).
     pub reason_code: ReasonCode,
     /// CONNACK properties (5.0).
-    pub properties: Properties,
+    pub properties: PacketProperties,
 }
 
 /// PUBLISH: an application message.
@@ -292,7 +292,7 @@ pub struct Publish {
     /// Packet identifier: present exactly when QoS > 0 [MQTT-2.2.1-2], [MQTT-2.2.1-3].
     pub packet_id: Option<PacketId>,
     /// PUBLISH properties (5.0).
-    pub properties: Properties,
+    pub properties: PacketProperties,
     /// The application payload (zero-copy slice of the received bytes after decoding).
     pub payload: Bytes,
 }
@@ -306,7 +306,7 @@ impl Publish {
             retain: false,
             topic: Some(topic),
             packet_id: None,
-            properties: Properties::default(),
+            properties: PacketProperties::new(),
             payload: payload.into(),
         }
     }
@@ -320,7 +320,7 @@ pub struct PubResponse {
     /// Reason code (5.0; always success in 3.1.1).
     pub reason_code: ReasonCode,
     /// Properties (5.0): reason string and user properties.
-    pub properties: Properties,
+    pub properties: PacketProperties,
 }
 
 impl PubResponse {
@@ -329,7 +329,7 @@ impl PubResponse {
         PubResponse {
             packet_id,
             reason_code: ReasonCode::SUCCESS,
-            properties: Properties::default(),
+            properties: PacketProperties::new(),
         }
     }
 }
@@ -375,7 +375,7 @@ pub struct Subscribe {
     /// Packet identifier.
     pub packet_id: PacketId,
     /// Properties (5.0): at most one subscription identifier, user properties.
-    pub properties: Properties,
+    pub properties: PacketProperties,
     /// At least one subscription [MQTT-3.8.3-2].
     pub subscriptions: Vec<Subscription>,
 }
@@ -386,7 +386,7 @@ pub struct SubAck {
     /// Packet identifier.
     pub packet_id: PacketId,
     /// Properties (5.0).
-    pub properties: Properties,
+    pub properties: PacketProperties,
     /// One reason code per subscription (3.1.1: 0, 1, 2 or 0x80).
     pub reason_codes: Vec<ReasonCode>,
 }
@@ -397,7 +397,7 @@ pub struct Unsubscribe {
     /// Packet identifier.
     pub packet_id: PacketId,
     /// Properties (5.0): user properties.
-    pub properties: Properties,
+    pub properties: PacketProperties,
     /// At least one filter [MQTT-3.10.3-2].
     pub filters: Vec<TopicFilter>,
 }
@@ -408,7 +408,7 @@ pub struct UnsubAck {
     /// Packet identifier.
     pub packet_id: PacketId,
     /// Properties (5.0).
-    pub properties: Properties,
+    pub properties: PacketProperties,
     /// One reason code per filter (5.0); always empty in 3.1.1.
     pub reason_codes: Vec<ReasonCode>,
 }
@@ -419,7 +419,7 @@ pub struct Disconnect {
     /// Reason code (5.0; 3.1.1 has none and decodes as normal disconnection).
     pub reason_code: ReasonCode,
     /// Properties (5.0).
-    pub properties: Properties,
+    pub properties: PacketProperties,
 }
 
 /// AUTH (5.0 only): extended authentication exchange.
@@ -428,5 +428,5 @@ pub struct Auth {
     /// Reason code: success, continue authentication or re-authenticate.
     pub reason_code: ReasonCode,
     /// Properties: authentication method and data, reason string, user properties.
-    pub properties: Properties,
+    pub properties: PacketProperties,
 }

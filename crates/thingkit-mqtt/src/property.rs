@@ -1,7 +1,9 @@
 //! MQTT 5.0 properties (§2.2.2): every property of Table 2-4, checked for duplicates, for the packet
 //! it appears in, and for forbidden values.
 
+use std::fmt;
 use std::num::{NonZeroU16, NonZeroU32};
+use std::ops::{Deref, DerefMut};
 
 use bytes::{BufMut, Bytes};
 
@@ -73,6 +75,103 @@ pub struct Properties {
     pub subscription_identifiers_available: Option<bool>,
     /// 0x2A Shared Subscription Available (CONNACK).
     pub shared_subscription_available: Option<bool>,
+}
+
+/// The properties of a packet: a [`Properties`] behind one pointer, allocated only when a property
+/// is present, so property-less packets (all of MQTT 3.1.1, most of 5.0) stay small and decode
+/// without allocating.
+///
+/// It dereferences to [`Properties`]: read fields directly (`publish.properties.topic_alias`);
+/// writing a field allocates the block on first use. Build one from a [`Properties`] with `into()`.
+///
+/// ```
+/// use thingkit_mqtt::{PacketProperties, Properties};
+/// let mut p = PacketProperties::default();
+/// assert!(p.is_empty() && p.topic_alias.is_none());
+/// p.message_expiry_interval = Some(60);
+/// let q: PacketProperties = Properties { message_expiry_interval: Some(60), ..Default::default() }.into();
+/// assert_eq!(p, q);
+/// ```
+#[derive(Clone, Default)]
+pub struct PacketProperties(Option<Box<Properties>>);
+
+static EMPTY: Properties = Properties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    content_type: None,
+    response_topic: None,
+    correlation_data: None,
+    subscription_identifiers: Vec::new(),
+    session_expiry_interval: None,
+    assigned_client_identifier: None,
+    server_keep_alive: None,
+    authentication_method: None,
+    authentication_data: None,
+    request_problem_information: None,
+    will_delay_interval: None,
+    request_response_information: None,
+    response_information: None,
+    server_reference: None,
+    reason_string: None,
+    receive_maximum: None,
+    topic_alias_maximum: None,
+    topic_alias: None,
+    maximum_qos: None,
+    retain_available: None,
+    user_properties: Vec::new(),
+    maximum_packet_size: None,
+    wildcard_subscription_available: None,
+    subscription_identifiers_available: None,
+    shared_subscription_available: None,
+};
+
+impl PacketProperties {
+    /// No properties (no allocation).
+    pub const fn new() -> Self {
+        PacketProperties(None)
+    }
+
+    /// The properties by value.
+    pub fn into_inner(self) -> Properties {
+        self.0.map(|b| *b).unwrap_or_default()
+    }
+}
+
+impl Deref for PacketProperties {
+    type Target = Properties;
+    fn deref(&self) -> &Properties {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl DerefMut for PacketProperties {
+    fn deref_mut(&mut self) -> &mut Properties {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for PacketProperties {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for PacketProperties {}
+
+impl fmt::Debug for PacketProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl From<Properties> for PacketProperties {
+    fn from(p: Properties) -> Self {
+        if p.is_empty() {
+            PacketProperties(None)
+        } else {
+            PacketProperties(Some(Box::new(p)))
+        }
+    }
 }
 
 /// Where a property block appears: decides which properties are allowed (MQTT 5.0 Table 2-4).

@@ -440,12 +440,12 @@ fn pid(n: u16) -> PacketId {
 /// Valid packets of every type (with and without properties in 5.0).
 fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
     let v5 = v == ProtocolVersion::V5;
-    let rich = |mut p: Properties| {
+    let rich = |mut p: Properties| -> PacketProperties {
         if v5 {
             p.user_properties = vec![(s("k"), s("v1")), (s("k"), s("v2")), (s("a"), s("z"))];
-            p
+            p.into()
         } else {
-            Properties::default()
+            PacketProperties::new()
         }
     };
     let mut publish_props = Properties::default();
@@ -471,7 +471,7 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
                 retain,
                 topic: Some(t("sensors/é/temp")),
                 packet_id: id,
-                properties: Properties::default(),
+                properties: PacketProperties::new(),
                 payload: Bytes::from_static(b"\x00\x01payload"),
             }));
         }
@@ -496,7 +496,7 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
         protocol: v,
         clean_start: true,
         keep_alive: 60,
-        properties: Properties::default(),
+        properties: PacketProperties::new(),
         client_id: s("device-1"),
         will: None,
         username: None,
@@ -513,7 +513,7 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
             payload: Bytes::from_static(b"bye"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties::default(),
+            properties: PacketProperties::new(),
         })),
         username: Some(s("user")),
         password: Some(Bytes::from_static(b"\xffpw")),
@@ -529,7 +529,7 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
                     ..Default::default()
                 })
             } else {
-                Properties::default()
+                PacketProperties::new()
             },
         }));
     }
@@ -539,7 +539,7 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
             out.push(mk(PubResponse {
                 packet_id: pid(7),
                 reason_code: ReasonCode(c),
-                properties: Properties::default(),
+                properties: PacketProperties::new(),
             }));
         }
     }
@@ -569,12 +569,11 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
     out.push(Packet::Subscribe(Subscribe {
         packet_id: pid(2),
         properties: if v5 {
-            Properties {
-                subscription_identifiers: vec![NonZeroU32::new(99).unwrap()],
-                ..rich(Properties::default())
-            }
+            let mut p = rich(Properties::default());
+            p.subscription_identifiers = vec![NonZeroU32::new(99).unwrap()];
+            p
         } else {
-            Properties::default()
+            PacketProperties::new()
         },
         subscriptions: vec![
             Subscription {
@@ -616,7 +615,7 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
     }));
     out.push(Packet::UnsubAck(UnsubAck {
         packet_id: pid(3),
-        properties: Properties::default(),
+        properties: PacketProperties::new(),
         reason_codes: if v5 {
             vec![ReasonCode(0), ReasonCode(0x11)]
         } else {
@@ -629,7 +628,7 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
     if v5 {
         out.push(Packet::Disconnect(Disconnect {
             reason_code: ReasonCode(0x04),
-            properties: Properties::default(),
+            properties: PacketProperties::new(),
         }));
         out.push(Packet::Disconnect(Disconnect {
             reason_code: ReasonCode(0x8E),
@@ -645,7 +644,8 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
                 authentication_method: Some(s("SCRAM")),
                 authentication_data: Some(Bytes::from_static(b"\x00\x01")),
                 ..Default::default()
-            },
+            }
+            .into(),
         }));
     }
     out

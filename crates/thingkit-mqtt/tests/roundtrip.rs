@@ -73,7 +73,11 @@ enum Ctx {
     Auth,
 }
 
-fn props(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<Properties> {
+fn props(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<PacketProperties> {
+    prop_fields(v, ctx).prop_map(PacketProperties::from).boxed()
+}
+
+fn prop_fields(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<Properties> {
     if v == ProtocolVersion::V311 {
         return Just(Properties::default()).boxed();
     }
@@ -515,7 +519,7 @@ fn encoder_refuses_binary_over_65535_bytes_instead_of_truncating() {
         protocol: ProtocolVersion::V5,
         clean_start: true,
         keep_alive: 0,
-        properties: Properties::default(),
+        properties: PacketProperties::new(),
         client_id: MqttStr::default(),
         will: None,
         username: None,

@@ -255,18 +255,11 @@ pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
 const _: () = assert!(SLOT_BYTES == 64);
 
-#[derive(Debug, Clone)]
-struct Owner {
-    account: Box<str>,
-    device: Box<str>,
-    /// Unix second the connection was opened.
-    since: u64,
-}
-
 #[derive(Debug, Default)]
 struct Registry {
-    /// Per slot: the live connection's owner, `None` when free.
-    owners: Vec<Option<Owner>>,
+    /// Slots handed out so far (the high-water mark).
+    allocated: u32,
+    /// Slots given back by disconnects, reused first.
     free: Vec<u32>,
 }
 
@@ -282,18 +275,38 @@ fn add_owned(cell: &AtomicU64, n: u64) {
     );
 }
 
-/// A live connection's handle in a [`ConnectionTable`]. Not `Clone`: give it back with
+/// A live connection's handle in a [`ConnectionTable`], held by the broker's connection task.
+/// It carries the connection's identity (account, device, connect time), so the table itself
+/// keeps only the 64-byte slot per connection. Not `Clone`: give it back with
 /// [`ConnectionTable::disconnect`], after which its slot may be reused.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Connection {
     table: u64,
     slot: u32,
+    account: Box<str>,
+    device: Box<str>,
+    since: u64,
 }
 
 impl Connection {
     /// The slot index (stable while connected; useful as a compact connection id).
     pub fn slot(&self) -> u32 {
         self.slot
+    }
+
+    /// The account the connection belongs to.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The connected device.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Unix second the connection was opened.
+    pub fn connected_at(&self) -> u64 {
+        self.since
     }
 }
 
@@ -361,14 +374,14 @@ impl ConnectionTable {
         let slot = match reg.free.pop() {
             Some(s) => s,
             None => {
-                if reg.owners.len() >= self.max_connections {
+                if reg.allocated as usize >= self.max_connections {
                     return Err(Error::TooManyKeys {
                         what: "connection table",
                         limit: self.max_connections,
                     });
                 }
-                reg.owners.push(None);
-                (reg.owners.len() - 1) as u32
+                reg.allocated += 1;
+                reg.allocated - 1
             }
         };
         let i = slot as usize;
@@ -378,20 +391,17 @@ impl ConnectionTable {
         })?;
         let page = page.get_or_init(|| (0..PAGE).map(|_| Slot::default()).collect());
         if let Some(s) = page.get(i % PAGE) {
+            // A reused slot starts fresh (its counters were drained by the last disconnect).
             for cell in [&s.msg_tat, &s.byte_tat] {
                 cell.store(0, Ordering::Relaxed);
             }
         }
-        if let Some(owner) = reg.owners.get_mut(i) {
-            *owner = Some(Owner {
-                account: account.into(),
-                device: device.into(),
-                since: unix_secs,
-            });
-        }
         Ok(Connection {
             table: self.id,
             slot,
+            account: account.into(),
+            device: device.into(),
+            since: unix_secs,
         })
     }
 
@@ -448,16 +458,7 @@ impl ConnectionTable {
     /// Moves the connection's counters into `meter`, in the window of `unix_secs`.
     pub fn flush(&self, conn: &mut Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
         let s = self.slot(conn)?;
-        let owner = {
-            let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-            reg.owners.get(conn.slot as usize).cloned().flatten()
-        };
-        let Some(Owner {
-            account, device, ..
-        }) = owner
-        else {
-            return Ok(());
-        };
+        let (account, device) = (&*conn.account, &*conn.device);
         let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
         let inbound = Counts {
             messages: take(&s.in_messages),
@@ -474,10 +475,10 @@ impl ConnectionTable {
         // Retained and plain publishes share the inbound counters; they are reported as
         // `publish` (their units already include the retained surcharge).
         if inbound != Counts::default() {
-            meter.add(&account, &device, PacketKind::Publish, unix_secs, &inbound)?;
+            meter.add(account, device, PacketKind::Publish, unix_secs, &inbound)?;
         }
         if outbound != Counts::default() {
-            meter.add(&account, &device, PacketKind::Receive, unix_secs, &outbound)?;
+            meter.add(account, device, PacketKind::Receive, unix_secs, &outbound)?;
         }
         Ok(())
     }
@@ -488,22 +489,13 @@ impl ConnectionTable {
     /// later connect.
     pub fn disconnect(&self, mut conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
         self.flush(&mut conn, meter, unix_secs)?;
-        let owner = {
-            let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-            let owner = reg
-                .owners
-                .get_mut(conn.slot as usize)
-                .and_then(Option::take);
-            if owner.is_some() {
-                reg.free.push(conn.slot);
-            }
-            owner
-        };
-        if let Some(o) = owner {
-            let minutes = connection_minutes(unix_secs.saturating_sub(o.since));
-            if minutes == 0 {
-                return Ok(());
-            }
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .free
+            .push(conn.slot);
+        let minutes = connection_minutes(unix_secs.saturating_sub(conn.since));
+        if minutes > 0 {
             let counts = Counts {
                 messages: 0,
                 units: meter.policy().units(PacketKind::ConnectionMinutes, minutes),
@@ -511,10 +503,10 @@ impl ConnectionTable {
                 minutes,
             };
             meter.add(
-                &o.account,
-                &o.device,
+                &conn.account,
+                &conn.device,
                 PacketKind::ConnectionMinutes,
-                o.since,
+                conn.since,
                 &counts,
             )?;
         }
@@ -524,7 +516,7 @@ impl ConnectionTable {
     /// Number of live connections.
     pub fn len(&self) -> usize {
         let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        reg.owners.len() - reg.free.len()
+        reg.allocated as usize - reg.free.len()
     }
 
     /// Whether there is no live connection.

@@ -6,16 +6,32 @@ use crate::pattern::{Pattern, PatternMatch};
 
 /// Splits an ARN into its six parts; the resource part keeps any further colons.
 pub fn split_arn(arn: &str) -> Option<[&str; 6]> {
-    let mut parts = arn.splitn(6, ':');
-    let out = [
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    ];
-    Some(out)
+    let bytes = arn.as_bytes();
+    let mut cuts = [0usize; 5];
+    let mut found = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b':' {
+            if let Some(slot) = cuts.get_mut(found) {
+                *slot = i;
+            }
+            found += 1;
+            if found == 5 {
+                break;
+            }
+        }
+    }
+    if found < 5 {
+        return None;
+    }
+    let [c0, c1, c2, c3, c4] = cuts;
+    Some([
+        arn.get(..c0)?,
+        arn.get(c0 + 1..c1)?,
+        arn.get(c1 + 1..c2)?,
+        arn.get(c2 + 1..c3)?,
+        arn.get(c3 + 1..c4)?,
+        arn.get(c4 + 1..)?,
+    ])
 }
 
 /// The fixed part of every request ARN: `arn:<partition>:iot:<region>:<account>:`.

@@ -53,49 +53,112 @@ pub(crate) fn matches<'c, V, F>(
 where
     F: Fn(&V) -> Option<&'c str>,
 {
-    let text = text.as_bytes();
+    let bytes = text.as_bytes();
     let mut chunks = pieces.split(|p| matches!(p, Piece::Star));
     let first = chunks.next().unwrap_or(&[]);
     let star_count = pieces.iter().filter(|p| matches!(p, Piece::Star)).count();
     if star_count == 0 {
-        return chunk_at(first, text, 0, fold_case, resolve) == Some(text.len());
+        return chunk_at(first, bytes, 0, fold_case, resolve) == Some(bytes.len());
     }
-    let Some(mut pos) = chunk_at(first, text, 0, fold_case, resolve) else {
+    let Some(mut pos) = chunk_at(first, bytes, 0, fold_case, resolve) else {
         return false;
     };
     let mut remaining = star_count;
     for chunk in chunks {
         remaining -= 1;
         if remaining == 0 {
-            // The last chunk must end exactly at the end of the text.
-            let mut start = pos;
-            loop {
-                if chunk_at(chunk, text, start, fold_case, resolve) == Some(text.len()) {
-                    return true;
-                }
-                if start >= text.len() {
-                    return false;
-                }
-                start += char_len(text, start);
-            }
+            return last_chunk(chunk, bytes, pos, fold_case, resolve);
         }
         if chunk.is_empty() {
             continue;
         }
         let mut start = pos;
         loop {
-            if let Some(end) = chunk_at(chunk, text, start, fold_case, resolve) {
+            // Jump to the next occurrence of the chunk's leading literal (a linear substring
+            // search), then try the whole chunk there.
+            if !fold_case
+                && let Some(Piece::Lit(lead)) = chunk.first()
+                && !lead.is_empty()
+            {
+                match find_literal(bytes, start, lead.as_bytes()) {
+                    Some(at) => start = at,
+                    None => return false,
+                }
+            }
+            if let Some(end) = chunk_at(chunk, bytes, start, fold_case, resolve) {
                 pos = end;
                 break;
             }
-            if start >= text.len() {
+            if start >= bytes.len() {
                 return false;
             }
-            start += char_len(text, start);
+            start += char_len(bytes, start);
         }
     }
     // Unreachable for a pattern with stars (the last chunk returns); be conservative.
     false
+}
+
+/// The first position at or after `from` where `lit` (non-empty) occurs. Cost is
+/// `O((len(text) - from) × len(lit))`: linear in the text for a compiled pattern.
+fn find_literal(text: &[u8], from: usize, lit: &[u8]) -> Option<usize> {
+    let (&first, rest) = lit.split_first()?;
+    let mut at = from;
+    while let Some(offset) = text.get(at..)?.iter().position(|b| *b == first) {
+        let candidate = at + offset;
+        if text.get(candidate + 1..candidate + lit.len()) == Some(rest) {
+            return Some(candidate);
+        }
+        at = candidate + 1;
+    }
+    None
+}
+
+/// Matches the chunk after the last star: it must end exactly at the end of the text, at or
+/// after `pos`.
+fn last_chunk<'c, V, F>(
+    chunk: &[Piece<V>],
+    text: &[u8],
+    pos: usize,
+    fold_case: bool,
+    resolve: &F,
+) -> bool
+where
+    F: Fn(&V) -> Option<&'c str>,
+{
+    if chunk.is_empty() {
+        return true;
+    }
+    // Without `?` the chunk has a fixed byte length, so it can only start at one place.
+    if !chunk.iter().any(|p| matches!(p, Piece::One)) {
+        let mut len = 0usize;
+        for p in chunk {
+            let piece_len = match p {
+                Piece::Lit(s) => s.len(),
+                Piece::Var(v) => match resolve(v) {
+                    Some(s) => s.len(),
+                    None => return false,
+                },
+                Piece::One | Piece::Star => 0,
+            };
+            len = len.saturating_add(piece_len);
+        }
+        let Some(start) = text.len().checked_sub(len) else {
+            return false;
+        };
+        return start >= pos
+            && chunk_at(chunk, text, start, fold_case, resolve) == Some(text.len());
+    }
+    let mut start = pos;
+    loop {
+        if chunk_at(chunk, text, start, fold_case, resolve) == Some(text.len()) {
+            return true;
+        }
+        if start >= text.len() {
+            return false;
+        }
+        start += char_len(text, start);
+    }
 }
 
 /// Matches one star-free chunk at byte `start`, returning the end offset.

@@ -11,6 +11,7 @@
 //! Every mutation validates first and writes second, so a refused operation changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,57 @@ use crate::name::{
 };
 use crate::policy::{PolicyVersion, StoredPolicy};
 use crate::store::{MemoryStore, RegistryStore, StoreOp};
+
+/// The maps of the registry use a fast multiply-rotate hash (the one rustc uses) instead of
+/// SipHash: keys are operator-chosen names and SHA-256 certificate IDs, inserted through the
+/// admin API only, so hash flooding is not an exposure, and lookups on the authentication path
+/// get cheaper.
+#[derive(Clone, Copy, Default)]
+struct FastHasher {
+    hash: u64,
+}
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// The AWS IoT registry limits. The defaults are AWS's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +152,8 @@ pub struct ThingGroup {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThingAttachment {
     /// The thing name.
-    pub thing: Box<str>,
+    #[serde(with = "arc_str")]
+    pub thing: Arc<str>,
     /// `EXCLUSIVE_THING`: the certificate may be attached to this thing only.
     #[serde(default)]
     pub exclusive: bool,
@@ -115,6 +168,7 @@ pub struct Certificate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CertificateId>,
     /// Serial number (big-endian magnitude), for CRLs.
+    #[serde(with = "hex_bytes")]
     pub serial: Box<[u8]>,
     /// `notAfter` as a Unix timestamp.
     pub not_after: i64,
@@ -140,6 +194,49 @@ pub struct CaCertificate {
     /// The CA certificate's DER.
     #[serde(with = "der_as_pem")]
     pub der: Arc<[u8]>,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(b.len() * 2);
+        for byte in b {
+            out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+        }
+        s.serialize_str(&out)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<[u8]>, D::Error> {
+        let text = String::deserialize(d)?;
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            _ => Err(serde::de::Error::custom("serial is not lowercase hex")),
+        };
+        if text.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("serial hex has an odd length"));
+        }
+        text.as_bytes()
+            .chunks_exact(2)
+            .map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?))
+            .collect()
+    }
+}
+
+mod arc_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        Ok(Arc::from(String::deserialize(d)?))
+    }
 }
 
 mod der_as_pem {
@@ -221,7 +318,7 @@ enum Key {
     Type(Box<str>),
     Group(Box<str>),
     Cert(CertificateId),
-    CertPem(CertificateId),
+    CertDer(CertificateId),
     Ca(CertificateId),
     Policy(Box<str>),
 }
@@ -233,7 +330,7 @@ impl Key {
             Key::Type(n) => format!("type/{n}"),
             Key::Group(n) => format!("group/{n}"),
             Key::Cert(id) => format!("cert/{id}"),
-            Key::CertPem(id) => format!("certpem/{id}"),
+            Key::CertDer(id) => format!("certder/{id}"),
             Key::Ca(id) => format!("ca/{id}"),
             Key::Policy(n) => format!("policy/{n}"),
         }
@@ -247,7 +344,7 @@ impl Key {
             "type" => Key::Type(rest.into()),
             "group" => Key::Group(rest.into()),
             "cert" => Key::Cert(rest.parse()?),
-            "certpem" => Key::CertPem(rest.parse()?),
+            "certder" => Key::CertDer(rest.parse()?),
             "ca" => Key::Ca(rest.parse()?),
             "policy" => Key::Policy(rest.into()),
             _ => return Err(bad()),
@@ -261,7 +358,7 @@ enum Value {
     Type(ThingType),
     Group(ThingGroup),
     Cert(Certificate),
-    CertPem(String),
+    CertDer(Vec<u8>),
     Ca(CaCertificate),
     Policy(StoredPolicy),
 }
@@ -273,7 +370,7 @@ impl Value {
             Value::Type(v) => serde_json::to_vec(v),
             Value::Group(v) => serde_json::to_vec(v),
             Value::Cert(v) => serde_json::to_vec(v),
-            Value::CertPem(pem) => return Ok(pem.as_bytes().to_vec()),
+            Value::CertDer(der) => return Ok(der.clone()),
             Value::Ca(v) => serde_json::to_vec(v),
             Value::Policy(v) => serde_json::to_vec(v),
         };
@@ -289,10 +386,7 @@ impl Value {
             Key::Type(_) => Value::Type(json(bytes)?),
             Key::Group(_) => Value::Group(json(bytes)?),
             Key::Cert(_) => Value::Cert(json(bytes)?),
-            Key::CertPem(_) => Value::CertPem(
-                String::from_utf8(bytes.to_vec())
-                    .map_err(|_| Error::Store("certificate PEM is not UTF-8".into()))?,
-            ),
+            Key::CertDer(_) => Value::CertDer(bytes.to_vec()),
             Key::Ca(_) => Value::Ca(json(bytes)?),
             Key::Policy(_) => Value::Policy(StoredPolicy::revalidate(json(bytes)?)?),
         })
@@ -310,18 +404,18 @@ struct Txn {
 pub struct Registry<S: RegistryStore = MemoryStore> {
     store: S,
     limits: RegistryLimits,
-    things: HashMap<Box<str>, Thing>,
-    types: HashMap<Box<str>, ThingType>,
-    groups: HashMap<Box<str>, ThingGroup>,
-    certificates: HashMap<CertificateId, Certificate>,
-    cas: HashMap<CertificateId, CaCertificate>,
-    policies: HashMap<Box<str>, StoredPolicy>,
+    things: Map<Box<str>, Thing>,
+    types: Map<Box<str>, ThingType>,
+    groups: Map<Box<str>, ThingGroup>,
+    certificates: Map<CertificateId, Certificate>,
+    cas: Map<CertificateId, CaCertificate>,
+    policies: Map<Box<str>, StoredPolicy>,
     // Derived indexes, maintained by `apply`.
-    thing_principals: HashMap<Box<str>, Vec<CertificateId>>,
-    policy_targets: HashMap<Box<str>, usize>,
-    group_members: HashMap<Box<str>, usize>,
-    type_members: HashMap<Box<str>, usize>,
-    certificates_per_ca: HashMap<CertificateId, usize>,
+    thing_principals: Map<Box<str>, Vec<CertificateId>>,
+    policy_targets: Map<Box<str>, usize>,
+    group_members: Map<Box<str>, usize>,
+    type_members: Map<Box<str>, usize>,
+    certificates_per_ca: Map<CertificateId, usize>,
     txn: Option<Txn>,
     listeners: Vec<Listener>,
 }
@@ -350,17 +444,17 @@ impl<S: RegistryStore> Registry<S> {
         Registry {
             store,
             limits,
-            things: HashMap::new(),
-            types: HashMap::new(),
-            groups: HashMap::new(),
-            certificates: HashMap::new(),
-            cas: HashMap::new(),
-            policies: HashMap::new(),
-            thing_principals: HashMap::new(),
-            policy_targets: HashMap::new(),
-            group_members: HashMap::new(),
-            type_members: HashMap::new(),
-            certificates_per_ca: HashMap::new(),
+            things: Map::default(),
+            types: Map::default(),
+            groups: Map::default(),
+            certificates: Map::default(),
+            cas: Map::default(),
+            policies: Map::default(),
+            thing_principals: Map::default(),
+            policy_targets: Map::default(),
+            group_members: Map::default(),
+            type_members: Map::default(),
+            certificates_per_ca: Map::default(),
             txn: None,
             listeners: Vec::new(),
         }
@@ -372,7 +466,7 @@ impl<S: RegistryStore> Registry<S> {
         let mut loaded = Vec::new();
         registry.store.for_each(&mut |k, v| {
             let key = Key::decode(k)?;
-            if matches!(key, Key::CertPem(_)) {
+            if matches!(key, Key::CertDer(_)) {
                 return Ok(());
             }
             let value = Value::decode(&key, v)?;
@@ -413,9 +507,10 @@ impl<S: RegistryStore> Registry<S> {
         if !outer {
             return result;
         }
-        let txn = self.txn.take().unwrap_or_default();
+        let mut txn = self.txn.take().unwrap_or_default();
+        let ops = std::mem::take(&mut txn.ops);
         let result = match result {
-            Ok(v) => match self.store.commit(&txn.ops) {
+            Ok(v) => match self.store.commit(&coalesce(ops)) {
                 Ok(()) => Ok(v),
                 Err(e) => Err(e),
             },
@@ -453,7 +548,7 @@ impl<S: RegistryStore> Registry<S> {
             .as_mut()
             .ok_or_else(|| Error::Store("write outside a batch".into()))?;
         txn.ops.push(op);
-        if !matches!(key, Key::CertPem(_)) {
+        if !matches!(key, Key::CertDer(_)) {
             txn.undo.push((key, old));
         }
         Ok(())
@@ -534,7 +629,7 @@ impl<S: RegistryStore> Registry<S> {
                     }
                     for a in &c.things {
                         self.thing_principals
-                            .entry(a.thing.clone())
+                            .entry(Box::from(&*a.thing))
                             .or_default()
                             .push(*id);
                     }
@@ -551,12 +646,12 @@ impl<S: RegistryStore> Registry<S> {
                         decrement(&mut self.policy_targets, p);
                     }
                     for a in &c.things {
-                        if let Some(list) = self.thing_principals.get_mut(&a.thing) {
+                        if let Some(list) = self.thing_principals.get_mut(&*a.thing) {
                             if let Some(pos) = list.iter().position(|x| x == id) {
                                 list.swap_remove(pos);
                             }
                             if list.is_empty() {
-                                self.thing_principals.remove(&a.thing);
+                                self.thing_principals.remove(&*a.thing);
                             }
                         }
                     }
@@ -571,7 +666,7 @@ impl<S: RegistryStore> Registry<S> {
                 }
                 old.map(Value::Cert)
             }
-            Key::CertPem(_) => None,
+            Key::CertDer(_) => None,
             Key::Ca(id) => {
                 let old = match value {
                     Some(Value::Ca(c)) => self.cas.insert(*id, c),
@@ -1095,9 +1190,9 @@ impl<S: RegistryStore> Registry<S> {
             things: Vec::new(),
             policies: Vec::new(),
         };
-        let pem = crate::pem::encode("CERTIFICATE", der);
+        let der = der.to_vec();
         self.batch(|r| {
-            r.set(Key::CertPem(id), Some(Value::CertPem(pem)))?;
+            r.set(Key::CertDer(id), Some(Value::CertDer(der)))?;
             r.set(Key::Cert(id), Some(Value::Cert(entry)))
         })?;
         Ok(id)
@@ -1120,9 +1215,9 @@ impl<S: RegistryStore> Registry<S> {
         }
         let bytes = self
             .store
-            .get(&Key::CertPem(*id).encode())?
+            .get(&Key::CertDer(*id).encode())?
             .ok_or_else(|| Error::Store(format!("PEM of certificate {id} is missing")))?;
-        String::from_utf8(bytes).map_err(|_| Error::Store("certificate PEM is not UTF-8".into()))
+        Ok(crate::pem::encode("CERTIFICATE", &bytes))
     }
 
     /// Changes a certificate's status (AWS `UpdateCertificate`) following
@@ -1251,7 +1346,7 @@ impl<S: RegistryStore> Registry<S> {
         }
         self.batch(|r| {
             r.set(Key::Cert(*id), None)?;
-            r.set(Key::CertPem(*id), None)
+            r.set(Key::CertDer(*id), None)
         })
     }
 
@@ -1522,7 +1617,7 @@ impl<S: RegistryStore> Registry<S> {
             push(p, &mut out);
         }
         for attachment in &cert.things {
-            let Some(thing) = self.things.get(&attachment.thing) else {
+            let Some(thing) = self.things.get(&*attachment.thing) else {
                 continue;
             };
             for group in &thing.groups {
@@ -1592,7 +1687,7 @@ impl<S: RegistryStore> Registry<S> {
                 "certificate {id} has expired"
             )));
         }
-        let things: Vec<Arc<str>> = cert.things.iter().map(|a| Arc::from(&*a.thing)).collect();
+        let things: Vec<Arc<str>> = cert.things.iter().map(|a| a.thing.clone()).collect();
         let thing = cert
             .things
             .iter()
@@ -1611,7 +1706,34 @@ impl<S: RegistryStore> Registry<S> {
     }
 }
 
-fn decrement(map: &mut HashMap<Box<str>, usize>, key: &str) {
+/// Keeps only the last operation per key (a batch often writes a record twice, e.g. a certificate
+/// registered and then attached), in the order of those last operations.
+fn coalesce(ops: Vec<StoreOp>) -> Vec<StoreOp> {
+    fn key(op: &StoreOp) -> &str {
+        match op {
+            StoreOp::Put { key, .. } | StoreOp::Delete { key } => key,
+        }
+    }
+    let mut last: Map<&str, usize> = Map::default();
+    for (i, op) in ops.iter().enumerate() {
+        last.insert(key(op), i);
+    }
+    if last.len() == ops.len() {
+        return ops;
+    }
+    let keep: Vec<bool> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| last.get(key(op)) == Some(&i))
+        .collect();
+    drop(last);
+    ops.into_iter()
+        .zip(keep)
+        .filter_map(|(op, keep)| keep.then_some(op))
+        .collect()
+}
+
+fn decrement(map: &mut Map<Box<str>, usize>, key: &str) {
     if let Some(n) = map.get_mut(key) {
         *n = n.saturating_sub(1);
         if *n == 0 {

@@ -712,3 +712,79 @@ fn reopening_a_store_restores_every_record_and_index() {
         r.certificate_pem(&id).unwrap()
     );
 }
+
+mod model {
+    use proptest::prelude::*;
+    use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
+    use thingkit_provision::certificate::{CaStatus, CertificateStatus as S};
+    use thingkit_provision::registry::Registry;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Update(S),
+        Transfer,
+        Accept(bool),
+        Reject,
+        Cancel,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            proptest::sample::select(S::ALL.to_vec()).prop_map(Op::Update),
+            Just(Op::Transfer),
+            any::<bool>().prop_map(Op::Accept),
+            Just(Op::Reject),
+            Just(Op::Cancel),
+        ]
+    }
+
+    /// The AWS rules written out independently of the implementation.
+    fn model(status: S, op: &Op) -> Option<S> {
+        match op {
+            Op::Update(to) => {
+                let user = matches!(to, S::Active | S::Inactive | S::Revoked);
+                let stuck = matches!(status, S::Revoked | S::PendingTransfer);
+                (user && !stuck).then_some(*to)
+            }
+            Op::Transfer => (status == S::Inactive).then_some(S::PendingTransfer),
+            Op::Accept(active) => (status == S::PendingTransfer).then_some(if *active {
+                S::Active
+            } else {
+                S::Inactive
+            }),
+            Op::Reject | Op::Cancel => (status == S::PendingTransfer).then_some(S::Inactive),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn certificate_status_follows_the_reference_model(
+            start in proptest::sample::select(vec![S::Active, S::Inactive, S::Revoked, S::RegisterInactive, S::PendingActivation]),
+            ops in proptest::collection::vec(op(), 0..16),
+        ) {
+            let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+            let device = ca.create_keys_and_certificate("m", KeyType::P256).unwrap();
+            let mut r = Registry::in_memory();
+            r.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false).unwrap();
+            let id = r.register_certificate(&device.certificate.der, start).unwrap();
+            let mut expected = start;
+            for op in &ops {
+                let result = match op {
+                    Op::Update(to) => r.update_certificate(&id, *to),
+                    Op::Transfer => r.transfer_certificate(&id),
+                    Op::Accept(a) => r.accept_certificate_transfer(&id, *a),
+                    Op::Reject => r.reject_certificate_transfer(&id),
+                    Op::Cancel => r.cancel_certificate_transfer(&id),
+                };
+                let want = model(expected, op);
+                prop_assert_eq!(result.is_ok(), want.is_some(), "{:?} from {}", op, expected);
+                if let Some(s) = want {
+                    expected = s;
+                }
+                prop_assert_eq!(r.certificate(&id).unwrap().status, expected);
+                prop_assert_eq!(r.authenticate(&[&device.certificate.der]).is_ok(), expected == S::Active);
+            }
+        }
+    }
+}

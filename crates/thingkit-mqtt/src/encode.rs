@@ -103,7 +103,10 @@ impl Encoder {
         Ok(total)
     }
 
-    fn props_len(&self, p: &crate::Properties, ctx: Context) -> Result<usize, Error> {
+    fn props_len(&self, p: &crate::PacketProperties, ctx: Context) -> Result<usize, Error> {
+        if p.is_empty() {
+            return Ok(0);
+        }
         match self.version {
             ProtocolVersion::V5 => {
                 let len = p.encoded_len(ctx)?;
@@ -365,6 +368,7 @@ impl Encoder {
         })
     }
 
+    #[inline]
     fn put_props<B: BufMut>(&self, p: &crate::Properties, len: usize, buf: &mut B) {
         if self.version == ProtocolVersion::V5 {
             p.encode(len, buf);

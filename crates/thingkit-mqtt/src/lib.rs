@@ -43,6 +43,8 @@
 //!   default 1 MiB). Payloads, topics and strings of decoded packets are `Bytes` slices of the
 //!   input; decoding a PUBLISH allocates nothing.
 //! - [`TopicName`], [`TopicFilter`], [`MqttStr`]: validated once, at construction or decoding.
+//! - [`Properties`]: every MQTT 5.0 property as a typed field; packets hold them as
+//!   [`PacketProperties`], one pointer that allocates only when a property is present.
 //! - [`SubscriptionIndex`]: a trie from filters (exact, `+`, `#`, `$share/{group}/...`) to
 //!   subscribers, with the `$` rule; match cost follows the topic's depth.
 //! - [`InboundAliases`] / [`OutboundAliases`]: topic-alias maps with Topic Alias Maximum enforcement.

@@ -131,6 +131,11 @@ impl PacketProperties {
         PacketProperties(None)
     }
 
+    /// Whether no property is set (a pointer check when nothing was ever set).
+    pub fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(Properties::is_empty)
+    }
+
     /// The properties by value.
     pub fn into_inner(self) -> Properties {
         self.0.map(|b| *b).unwrap_or_default()
@@ -152,7 +157,10 @@ impl DerefMut for PacketProperties {
 
 impl PartialEq for PacketProperties {
     fn eq(&self, other: &Self) -> bool {
-        **self == **other
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            _ => **self == **other,
+        }
     }
 }
 
@@ -280,7 +288,34 @@ pub(crate) fn put_binary(buf: &mut impl BufMut, b: &[u8]) {
 impl Properties {
     /// Whether no property is set.
     pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
+        let p = self;
+        p.payload_format_indicator.is_none()
+            && p.message_expiry_interval.is_none()
+            && p.content_type.is_none()
+            && p.response_topic.is_none()
+            && p.correlation_data.is_none()
+            && p.subscription_identifiers.is_empty()
+            && p.session_expiry_interval.is_none()
+            && p.assigned_client_identifier.is_none()
+            && p.server_keep_alive.is_none()
+            && p.authentication_method.is_none()
+            && p.authentication_data.is_none()
+            && p.request_problem_information.is_none()
+            && p.will_delay_interval.is_none()
+            && p.request_response_information.is_none()
+            && p.response_information.is_none()
+            && p.server_reference.is_none()
+            && p.reason_string.is_none()
+            && p.receive_maximum.is_none()
+            && p.topic_alias_maximum.is_none()
+            && p.topic_alias.is_none()
+            && p.maximum_qos.is_none()
+            && p.retain_available.is_none()
+            && p.user_properties.is_empty()
+            && p.maximum_packet_size.is_none()
+            && p.wildcard_subscription_available.is_none()
+            && p.subscription_identifiers_available.is_none()
+            && p.shared_subscription_available.is_none()
     }
 
     /// Checks the properties against the packet context and the value rules, and returns the

@@ -218,8 +218,9 @@ impl Rng {
     }
 }
 
-/// Vocabulary size per level: wide enough that 1M filters are mostly distinct.
-const VOCAB: [u64; 7] = [8, 32, 128, 512, 1024, 1024, 1024];
+/// Vocabulary size per level: wide enough that 1M filters are mostly distinct and a topic matches
+/// a handful of them (not hundreds), like a fleet's topic tree.
+const VOCAB: [u64; 7] = [64, 512, 1024, 1024, 1024, 1024, 1024];
 
 fn word(level: usize, i: u64) -> String {
     format!("l{level}w{i}")

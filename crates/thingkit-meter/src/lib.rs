@@ -49,6 +49,15 @@
 //! - [`export`]: JSON lines and CSV export for analytics engines.
 //! - [`calendar`]: UTC day and month arithmetic.
 //!
+//! ## Concurrency
+//!
+//! Every shared structure takes `&self` and is `Sync` (share it with `Arc`). The hot path,
+//! [`meter::ConnectionTable::record_publish`], takes `&mut meter::Connection`: the broker's
+//! connection task owns its handle, which makes it the single writer of that connection's
+//! rate-limit state and inbound counters, so recording is a few plain loads and stores in one
+//! 64-byte cache line. Outbound deliveries, the keyed [`limiter::RateLimiter`], the
+//! [`meter::Meter`], [`quota::Quotas`] and the ledger are safe to call from any thread at once.
+//!
 //! ## Cargo features
 //!
 //! | feature | default | enables |

@@ -815,6 +815,24 @@ mod tests {
     }
 
     #[test]
+    fn checks_near_the_clock_origin_do_not_underflow() {
+        // Regression: `new_tat - tolerance` underflowed when the first requests arrived before
+        // one full burst interval had elapsed on the caller's clock.
+        let l = limiter(msgs(1, 5));
+        let allowed = (0..10)
+            .filter(|_| l.check_key(&"a", 0, Nanos(0)).unwrap().is_allowed())
+            .count();
+        assert_eq!(allowed, 5);
+        assert!(matches!(
+            l.peek(&"a", 0, Nanos(1)),
+            Decision::Limited {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn rejects_zero_rates() {
         assert!(
             RateLimiter::<u8>::new(LimiterConfig {

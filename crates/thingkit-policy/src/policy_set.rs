@@ -394,3 +394,35 @@ fn combine(a: Decision, b: Decision) -> Decision {
         _ => Decision::Allow,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn compiled_sets_can_be_shared_across_broker_threads() {
+        shareable::<PolicySet>();
+        shareable::<PolicyDocument>();
+        shareable::<Context>();
+        shareable::<Request>();
+    }
+
+    #[test]
+    fn rejects_sets_beyond_max_policies() {
+        let doc = PolicyDocument::parse(
+            r#"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}}"#,
+        )
+        .expect("valid");
+        let mut set = PolicySet::with_options(SetOptions {
+            max_policies: 2,
+            ..SetOptions::default()
+        });
+        set.add("a", &doc).expect("first fits");
+        set.add("b", &doc).expect("second fits");
+        assert_eq!(set.add("c", &doc), Err(Error::TooManyPolicies { limit: 2 }));
+        assert_eq!(set.names().collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(set.len(), 2);
+    }
+}

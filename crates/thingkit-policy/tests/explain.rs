@@ -139,3 +139,57 @@ fn allow_lists_every_applicable_allow_statement_across_policies() {
     let policies: Vec<&str> = e.determining.iter().map(|d| d.policy.as_str()).collect();
     assert_eq!(policies, vec!["device", "admin"]);
 }
+
+#[test]
+fn a_variable_without_value_makes_a_deny_match_nothing() {
+    let doc = PolicyDocument::parse(
+        r#"{"Version": "2012-10-17", "Statement": [
+          {"Effect": "Allow", "Action": "iot:Publish", "Resource": "*"},
+          {"Effect": "Deny", "Action": "iot:Publish",
+           "Resource": "arn:aws:iot:us-east-1:123456789012:topic/${iot:Connection.Thing.ThingName}/*"}]}"#,
+    )
+    .expect("valid (with a variable-in-deny warning)");
+    assert!(
+        doc.warnings()
+            .iter()
+            .any(|w| w.code.as_str() == "variable-in-deny")
+    );
+    let mut s = PolicySet::new();
+    s.add("p", &doc).expect("unique");
+    let req = arn().publish("d1/x", false);
+    let thing = Context {
+        thing: Some(Thing {
+            name: "d1".into(),
+            ..Thing::default()
+        }),
+        ..Context::default()
+    };
+    assert_eq!(s.decide(&req, &thing), Decision::ExplicitDeny);
+    // Without a thing the Deny's pattern matches nothing, exactly as in AWS IoT.
+    let e = s.evaluate(&req, &Context::default());
+    assert_eq!(e.decision, Decision::Allow);
+    assert_eq!(
+        e.missing_context,
+        vec!["iot:Connection.Thing.ThingName".to_string()]
+    );
+}
+
+#[test]
+fn escaped_wildcards_match_only_themselves() {
+    let doc = PolicyDocument::parse(
+        r#"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "iot:Publish",
+           "Resource": "arn:aws:iot:us-east-1:123456789012:topic/a/${*}/b${?}${$}"}}"#,
+    )
+    .expect("valid");
+    let mut s = PolicySet::new();
+    s.add("p", &doc).expect("unique");
+    let ctx = Context::default();
+    assert_eq!(
+        s.decide(&arn().publish("a/*/b?$", false), &ctx),
+        Decision::Allow
+    );
+    assert_eq!(
+        s.decide(&arn().publish("a/x/bx$", false), &ctx),
+        Decision::ImplicitDeny
+    );
+}

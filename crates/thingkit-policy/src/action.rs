@@ -168,9 +168,10 @@ impl ActionSet {
     /// The actions whose name matches an IAM action pattern (`iot:*`, `iot:Get*`, `*`),
     /// case-insensitively. Patterns for other services match no IoT action.
     pub fn matching(pattern: &str) -> ActionSet {
+        let pieces: Vec<crate::glob::Piece<()>> = crate::glob::pieces_of(pattern);
         let mut s = ActionSet::EMPTY;
         for a in Action::ALL {
-            if crate::glob::matches_ignore_ascii_case(pattern, a.name()) {
+            if crate::glob::matches(&pieces, a.name(), true, &|_: &()| None) {
                 s.insert(*a);
             }
         }

@@ -212,12 +212,6 @@ fn char_len(text: &[u8], pos: usize) -> usize {
     }
 }
 
-/// Glob match without variables, ASCII case-insensitive (used for action names).
-pub(crate) fn matches_ignore_ascii_case(pattern: &str, text: &str) -> bool {
-    let pieces: Vec<Piece<()>> = pieces_of(pattern);
-    matches(&pieces, text, true, &|_: &()| None)
-}
-
 /// Glob match without variables, case-sensitive.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let pieces: Vec<Piece<()>> = pieces_of(pattern);

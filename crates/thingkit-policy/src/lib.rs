@@ -128,3 +128,8 @@ pub use glob::glob_match;
 pub use key::{CertPart, ContextKey, Select};
 pub use policy_set::{PolicySet, SetOptions};
 pub use request::{MAX_REQUEST_BYTES, Request};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -78,11 +78,66 @@ impl Encoder {
 
     /// Appends `packet` to `buf` (reserving exactly the space it needs); returns its size.
     pub fn encode(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, Error> {
+        if let Packet::Publish(p) = packet {
+            if let Some(n) = self.encode_plain_publish(p, buf) {
+                return Ok(n);
+            }
+        }
+        self.encode_general(packet, buf)
+    }
+
+    #[inline(never)]
+    fn encode_general(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, Error> {
         let plan = self.plan(packet)?;
         let total = 1 + varint_len(plan.remaining as u32) + plan.remaining;
         buf.reserve(total);
         self.write(packet, &plan, buf);
         Ok(total)
+    }
+
+    /// Fast path for the common PUBLISH: valid, with a topic and without properties. Returns
+    /// `None` (writing nothing) for anything else, which the general path then handles (and
+    /// rejects with the precise error if it is invalid).
+    #[inline]
+    fn encode_plain_publish(&self, p: &Publish, buf: &mut BytesMut) -> Option<usize> {
+        let topic = p.topic.as_ref()?.as_bytes();
+        if !p.properties.is_empty() || (p.dup && p.qos == QoS::AtMostOnce) {
+            return None;
+        }
+        let id = match (p.qos, p.packet_id) {
+            (QoS::AtMostOnce, None) => None,
+            (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(id)) => Some(id.get()),
+            _ => return None,
+        };
+        let v5 = self.version == ProtocolVersion::V5;
+        let remaining =
+            2 + topic.len() + if id.is_some() { 2 } else { 0 } + usize::from(v5) + p.payload.len();
+        if remaining > MAX_VARINT as usize {
+            return None;
+        }
+        let total = 1 + varint_len(remaining as u32) + remaining;
+        if total as u64 > u64::from(self.max_packet_size) {
+            return None;
+        }
+        if buf.capacity() - buf.len() < total {
+            buf.reserve(total);
+        }
+        buf.put_u8(0x30 | (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain));
+        if remaining < 128 {
+            buf.put_u8(remaining as u8);
+        } else {
+            put_varint(buf, remaining as u32);
+        }
+        buf.put_u16(topic.len() as u16);
+        buf.put_slice(topic);
+        if let Some(id) = id {
+            buf.put_u16(id);
+        }
+        if v5 {
+            buf.put_u8(0);
+        }
+        buf.put_slice(&p.payload);
+        Some(total)
     }
 
     /// Writes `packet` into any `BufMut` with enough room; returns its size. Fails without writing

@@ -249,6 +249,7 @@ pub(crate) fn varint_len(v: u32) -> usize {
     }
 }
 
+#[inline]
 pub(crate) fn put_varint(buf: &mut impl BufMut, mut v: u32) {
     loop {
         let mut byte = (v % 128) as u8;

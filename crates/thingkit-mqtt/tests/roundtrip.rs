@@ -428,6 +428,10 @@ fn encode(v: ProtocolVersion, p: &Packet) -> BytesMut {
         .expect("generated packets are valid");
     assert_eq!(n, buf.len());
     assert_eq!(Encoder::new(v).encoded_len(p).unwrap(), n);
+    // `encode` has a PUBLISH fast path; `encode_to` always takes the general path.
+    let mut general: Vec<u8> = Vec::new();
+    Encoder::new(v).encode_to(p, &mut general).unwrap();
+    assert_eq!(&buf[..], &general[..], "fast and general encoders differ");
     buf
 }
 

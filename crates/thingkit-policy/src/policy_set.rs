@@ -84,6 +84,28 @@ impl PolicySet {
         }
     }
 
+    /// Compiles named documents into a set (e.g. the policies attached to one certificate).
+    ///
+    /// ```
+    /// use thingkit_policy::{PolicyDocument, PolicySet, SetOptions};
+    ///
+    /// let a = PolicyDocument::parse(r#"{"Version": "2012-10-17", "Statement":
+    ///   {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}}"#)?;
+    /// let set = PolicySet::from_documents([("a", &a)], SetOptions::default())?;
+    /// assert_eq!(set.len(), 1);
+    /// # Ok::<(), thingkit_policy::Error>(())
+    /// ```
+    pub fn from_documents<'d, N: Into<String>>(
+        documents: impl IntoIterator<Item = (N, &'d PolicyDocument)>,
+        options: SetOptions,
+    ) -> Result<PolicySet, Error> {
+        let mut set = PolicySet::with_options(options);
+        for (name, doc) in documents {
+            set.add(name, doc)?;
+        }
+        Ok(set)
+    }
+
     /// The options.
     pub fn options(&self) -> SetOptions {
         self.options

@@ -177,6 +177,52 @@ impl Decoder {
         })
     }
 
+    /// Decodes the first packet of `input` without taking ownership: a PUBLISH comes back as a
+    /// [`PublishView`] borrowing topic and payload from `input` (no reference counting, and no
+    /// allocation unless the PUBLISH carries properties), any other packet as an owned
+    /// [`Packet`]. Validation is exactly that of [`decode`](Self::decode). Returns the view and
+    /// the packet's length (advance `input` by it), or `Ok(None)` if `input` holds only the start
+    /// of a packet.
+    ///
+    /// ```
+    /// use thingkit_mqtt::{Decoder, PacketView, ProtocolVersion};
+    /// let input = b"\x30\x07\x00\x03a/bhi\xc0\x00";
+    /// let mut d = Decoder::new(ProtocolVersion::V311);
+    /// let Some((PacketView::Publish(p), n)) = d.decode_view(input)? else { panic!() };
+    /// assert_eq!((p.topic, p.payload, n), ("a/b", &b"hi"[..], 9));
+    /// assert!(matches!(d.decode_view(&input[n..])?, Some((PacketView::Other(_), 2))));
+    /// # Ok::<(), thingkit_mqtt::Error>(())
+    /// ```
+    pub fn decode_view<'a>(
+        &mut self,
+        input: &'a [u8],
+    ) -> Result<Option<(PacketView<'a>, usize)>, Error> {
+        let Some(header) = self.header(input)? else {
+            return Ok(None);
+        };
+        let Some(frame) = input.get(..header.total) else {
+            return Ok(None);
+        };
+        if header.ptype == PacketType::Publish {
+            if let Some(view) = self
+                .publish_layout(frame, header)
+                .and_then(|l| view_from_layout(frame, header, &l))
+            {
+                self.position += header.total as u64;
+                return Ok(Some((PacketView::Publish(view), header.total)));
+            }
+        }
+        // Everything else: full decoding of a copy (which also yields the precise error).
+        let packet = self.finish(Bytes::copy_from_slice(frame), header)?;
+        if let Packet::Publish(p) = &packet {
+            let v5 = self.version == Some(ProtocolVersion::V5);
+            if let Some(view) = view_with_properties(frame, header, p, v5) {
+                return Ok(Some((PacketView::Publish(view), header.total)));
+            }
+        }
+        Ok(Some((PacketView::Other(packet), header.total)))
+    }
+
     /// Decodes one packet from the front of `bytes`, advancing it past the packet. Like
     /// [`decode`](Self::decode) but for input that is already a `Bytes` (a datagram, a file).
     pub fn decode_bytes(&mut self, bytes: &mut Bytes) -> Result<Option<Packet>, Error> {
@@ -331,6 +377,85 @@ impl Decoder {
             total: total as usize,
         }))
     }
+}
+
+/// A packet decoded by [`Decoder::decode_view`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacketView<'a> {
+    /// A PUBLISH, borrowed from the input.
+    Publish(PublishView<'a>),
+    /// Any other packet, owned.
+    Other(Packet),
+}
+
+/// A validated PUBLISH whose topic and payload borrow from the decoder's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishView<'a> {
+    /// DUP flag.
+    pub dup: bool,
+    /// QoS.
+    pub qos: QoS,
+    /// RETAIN flag.
+    pub retain: bool,
+    /// The topic name; empty only in MQTT 5.0 when a Topic Alias stands in for it.
+    pub topic: &'a str,
+    /// Packet identifier (present exactly when QoS > 0).
+    pub packet_id: Option<PacketId>,
+    /// The application payload.
+    pub payload: &'a [u8],
+    /// The encoded property block without its length prefix (validated; empty if none).
+    pub properties: &'a [u8],
+}
+
+fn view_from_layout<'a>(
+    frame: &'a [u8],
+    header: Header,
+    l: &PublishLayout,
+) -> Option<PublishView<'a>> {
+    let topic = frame.get(l.topic_start..l.topic_start + l.topic_len)?;
+    Some(PublishView {
+        dup: header.flags & 0b1000 != 0,
+        qos: l.qos,
+        retain: header.flags & 0b0001 != 0,
+        topic: std::str::from_utf8(topic).ok()?,
+        packet_id: l.packet_id,
+        payload: frame.get(l.payload_start..)?,
+        properties: &[],
+    })
+}
+
+/// Borrowed fields of a PUBLISH that the general path has already validated as `p`.
+fn view_with_properties<'a>(
+    frame: &'a [u8],
+    header: Header,
+    p: &Publish,
+    v5: bool,
+) -> Option<PublishView<'a>> {
+    let body = frame.get(header.header_len..)?;
+    let (len, _) = body.split_first_chunk::<2>()?;
+    let topic_len = usize::from(u16::from_be_bytes(*len));
+    let topic = std::str::from_utf8(body.get(2..2 + topic_len)?).ok()?;
+    let mut at = 2 + topic_len + if p.packet_id.is_some() { 2 } else { 0 };
+    let mut props_len = 0usize;
+    if v5 {
+        for i in 0..4 {
+            let b = *body.get(at)?;
+            at += 1;
+            props_len |= usize::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+    Some(PublishView {
+        dup: p.dup,
+        qos: p.qos,
+        retain: p.retain,
+        topic,
+        packet_id: p.packet_id,
+        properties: body.get(at..at + props_len)?,
+        payload: body.get(at + props_len..)?,
+    })
 }
 
 #[derive(Debug, Clone, Copy)]

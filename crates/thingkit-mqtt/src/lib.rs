@@ -99,7 +99,10 @@ pub use bytes;
 pub use alias::{InboundAliases, OutboundAliases};
 #[cfg(feature = "tokio-codec")]
 pub use codec::MqttCodec;
-pub use decode::{DEFAULT_MAX_PACKET_SIZE, Decoder, DecoderConfig, PROTOCOL_MAX_PACKET_SIZE};
+pub use decode::{
+    DEFAULT_MAX_PACKET_SIZE, Decoder, DecoderConfig, PROTOCOL_MAX_PACKET_SIZE, PacketView,
+    PublishView,
+};
 pub use encode::Encoder;
 pub use error::Error;
 pub use packet::{

@@ -506,6 +506,54 @@ proptest! {
     }
 
     #[test]
+    fn borrowed_views_agree_with_owned_decoding(
+        ps in prop::collection::vec(packet(ProtocolVersion::V5), 1..6),
+        v5 in any::<bool>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let v = if v5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
+        let mut wire = BytesMut::new();
+        for p in &ps {
+            let _ = Encoder::new(v).encode(p, &mut wire);
+        }
+        // Also try a corrupted copy: both decoders must fail at the same packet with the same error.
+        let mut bad = wire.clone();
+        if !bad.is_empty() {
+            let i = cut.index(bad.len());
+            bad[i] = bad[i].wrapping_add(0x41);
+        }
+        for input in [wire, bad] {
+            let mut owned = Decoder::new(v);
+            let mut viewer = Decoder::new(v);
+            let mut buf = input.clone();
+            let mut off = 0;
+            loop {
+                let a = owned.decode(&mut buf);
+                let b = viewer.decode_view(&input[off..]);
+                match (a, b) {
+                    (Ok(None), Ok(None)) => break,
+                    (Err(x), Err(y)) => {
+                        prop_assert_eq!(x.to_string(), y.to_string());
+                        break;
+                    }
+                    (Ok(Some(Packet::Publish(p))), Ok(Some((PacketView::Publish(w), n)))) => {
+                        prop_assert_eq!(w.topic, p.topic.as_ref().map_or("", |t| t.as_str()));
+                        prop_assert_eq!(w.payload, &p.payload[..]);
+                        prop_assert_eq!((w.dup, w.qos, w.retain, w.packet_id), (p.dup, p.qos, p.retain, p.packet_id));
+                        prop_assert_eq!(w.properties.is_empty(), p.properties.is_empty());
+                        off += n;
+                    }
+                    (Ok(Some(p)), Ok(Some((PacketView::Other(q), n)))) => {
+                        prop_assert_eq!(p, q);
+                        off += n;
+                    }
+                    (x, y) => prop_assert!(false, "owned {:?} vs view {:?}", x, y),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn decoding_arbitrary_bytes_never_panics_and_reencodes_stably(data in prop::collection::vec(any::<u8>(), 0..64), v5 in any::<bool>()) {
         let v = if v5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
         let mut buf = BytesMut::from(&data[..]);

@@ -79,6 +79,18 @@ fn decode_ours(bytes: &mut BytesMut) -> usize {
     n
 }
 
+fn decode_ours_view(bytes: &[u8]) -> usize {
+    let mut d = Decoder::new(ProtocolVersion::V311);
+    let mut n = 0;
+    let mut off = 0;
+    while let Some((p, len)) = d.decode_view(&bytes[off..]).unwrap() {
+        black_box(&p);
+        off += len;
+        n += 1;
+    }
+    n
+}
+
 fn decode_mqttbytes(bytes: &mut BytesMut) -> usize {
     let mut n = 0;
     while !bytes.is_empty() {
@@ -105,6 +117,7 @@ fn bench_decode(c: &mut Criterion) {
     for (s, _) in streams() {
         // Sanity: every contender decodes all frames.
         assert_eq!(decode_ours(&mut BytesMut::from(&s.bytes[..])), FRAMES);
+        assert_eq!(decode_ours_view(&s.bytes), FRAMES);
         assert_eq!(decode_mqttbytes(&mut BytesMut::from(&s.bytes[..])), FRAMES);
         assert_eq!(decode_mqttrs(&s.bytes, s.frame_len), FRAMES);
 
@@ -114,11 +127,13 @@ fn bench_decode(c: &mut Criterion) {
         let mut b = BytesMut::from(&s.bytes[..]);
         let (_, peer) = count_allocations(|| decode_mqttbytes(&mut b));
         let (_, rs) = count_allocations(|| decode_mqttrs(&s.bytes, s.frame_len));
+        let (_, view) = count_allocations(|| decode_ours_view(&s.bytes));
         println!(
-            "ALLOCS decode {}: thingkit-mqtt {} allocations / {FRAMES} PUBLISH ({:.3} per packet); mqttbytes {} ({:.3} per packet); mqttrs {} ({:.3} per packet)",
+            "ALLOCS decode {}: thingkit-mqtt {} allocations / {FRAMES} PUBLISH ({:.3} per packet); thingkit-mqtt decode_view {}; mqttbytes {} ({:.3} per packet); mqttrs {} ({:.3} per packet)",
             s.name,
             ours.allocations,
             ours.allocations as f64 / FRAMES as f64,
+            view.allocations,
             peer.allocations,
             peer.allocations as f64 / FRAMES as f64,
             rs.allocations,
@@ -134,6 +149,9 @@ fn bench_decode(c: &mut Criterion) {
                 |b| decode_ours(b),
                 BatchSize::SmallInput,
             )
+        });
+        g.bench_function("thingkit-mqtt-decode_view", |bch| {
+            bch.iter(|| decode_ours_view(black_box(&s.bytes)))
         });
         g.bench_function("mqttbytes-v4-read", |bch| {
             bch.iter_batched_ref(

@@ -204,10 +204,58 @@ impl Meter {
 }
 
 /// Aggregates from several broker nodes, mergeable without double counting. See the module docs.
+///
+/// In JSON it is a flat list of [`AggregateRow`]s (one per node and key), which is also what an
+/// analytics engine wants; rows repeating a node and key are merged by maximum when read, and a
+/// node without any key has no row.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Vec<AggregateRow>", from = "Vec<AggregateRow>")]
 pub struct NodeAggregate {
     /// Per node: that node's cumulative counts per key.
     pub nodes: BTreeMap<String, BTreeMap<UsageKey, Counts>>,
+}
+
+/// One node's cumulative counts for one key: the serialized form of a [`NodeAggregate`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateRow {
+    /// The reporting node.
+    pub node: String,
+    /// The key.
+    #[serde(flatten)]
+    pub key: UsageKey,
+    /// The node's cumulative counts for the key.
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+impl From<NodeAggregate> for Vec<AggregateRow> {
+    fn from(a: NodeAggregate) -> Vec<AggregateRow> {
+        a.nodes
+            .into_iter()
+            .flat_map(|(node, keys)| {
+                keys.into_iter().map(move |(key, counts)| AggregateRow {
+                    node: node.clone(),
+                    key,
+                    counts,
+                })
+            })
+            .collect()
+    }
+}
+
+impl From<Vec<AggregateRow>> for NodeAggregate {
+    fn from(rows: Vec<AggregateRow>) -> NodeAggregate {
+        let mut nodes: BTreeMap<String, BTreeMap<UsageKey, Counts>> = BTreeMap::new();
+        for r in rows {
+            nodes
+                .entry(r.node)
+                .or_default()
+                .entry(r.key)
+                .or_default()
+                .max(&r.counts);
+        }
+        NodeAggregate { nodes }
+    }
 }
 
 impl NodeAggregate {
@@ -654,6 +702,26 @@ mod tests {
         m.add("a", "d", PacketKind::Publish, 0, &c).unwrap();
         m.add("a", "d", PacketKind::Publish, 10, &c).unwrap();
         assert!(m.add("a", "d", PacketKind::Publish, 3600, &c).is_err());
+    }
+
+    #[test]
+    fn node_aggregates_roundtrip_through_json_rows() {
+        let n1 = Meter::new("n1", MeteringPolicy::aws(), Granularity::Day, 10).unwrap();
+        let c = Counts {
+            messages: 3,
+            units: 4,
+            bytes: 5,
+            minutes: 6,
+        };
+        n1.add("a", "d", PacketKind::Shadow, 86_401, &c).unwrap();
+        let snap = n1.snapshot();
+        let json = serde_json::to_string(&snap).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"node":"n1","account":"a","device":"d","kind":"shadow","window":86400,"messages":3,"units":4,"bytes":5,"minutes":6}]"#
+        );
+        let back: NodeAggregate = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snap);
     }
 
     #[test]

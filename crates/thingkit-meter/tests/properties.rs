@@ -66,6 +66,16 @@ proptest! {
     }
 
     #[test]
+    fn aggregates_survive_a_json_roundtrip(a in aggregate()) {
+        let json = serde_json::to_string(&a).unwrap();
+        let back: NodeAggregate = serde_json::from_str(&json).unwrap();
+        // A node that reported no key has no row: it round-trips as absent.
+        let mut expected = a;
+        expected.nodes.retain(|_, keys| !keys.is_empty());
+        prop_assert_eq!(back, expected);
+    }
+
+    #[test]
     fn merging_a_later_snapshot_of_the_same_node_never_double_counts(
         base in prop::collection::btree_map(key(), counts(), 1..5),
         extra in prop::collection::btree_map(key(), counts(), 0..5),

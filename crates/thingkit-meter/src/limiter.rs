@@ -851,6 +851,17 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_json_configuration() {
+        let l = Limits::aws_connection();
+        let json = serde_json::to_string(&l).unwrap();
+        assert!(
+            json.contains(r#""message_action":{"reject":"message_rate_too_high"}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), l);
+    }
+
+    #[test]
     fn reason_codes_match_mqtt5() {
         assert_eq!(ReasonCode::MessageRateTooHigh.code(), 0x96);
         assert_eq!(ReasonCode::QuotaExceeded.code(), 0x97);

@@ -1023,3 +1023,79 @@ fn basic_job_policy_example() {
         ],
     );
 }
+
+#[test]
+fn certificate_issuer_and_alternative_name_variables() {
+    let p = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}"],
+       "Condition": {"StringEquals": {"iot:Certificate.Issuer.CommonName": "IoT Devices Primary CA"},
+                     "ForAnyValue:StringLike": {"iot:Certificate.SubjectAltName.DNSName.List": ["*.devices.example"]}}},
+      {"Effect": "Allow", "Action": ["iot:Publish"],
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/san/${iot:Certificate.SubjectAltName.DNSName}",
+                    "arn:aws:iot:us-east-1:123456789012:topic/serial/${iot:Certificate.SerialNumber}"]}]}"#;
+    let a = arn();
+    let cert = |issuer_cn: &str, dns: &[&str], serial: &str| {
+        let mut c = Certificate {
+            serial_number: Some(serial.into()),
+            ..Certificate::default()
+        };
+        c.issuer
+            .insert("CommonName".into(), vec![issuer_cn.to_string()]);
+        c.subject_alt_name.insert(
+            "DNSName".into(),
+            dns.iter().map(|s| s.to_string()).collect(),
+        );
+        Context {
+            client_id: Some("bulb".into()),
+            certificate: Some(c),
+            ..Context::default()
+        }
+    };
+    let good = cert(
+        "IoT Devices Primary CA",
+        &["bulb.devices.example", "alt.example"],
+        "92:12:85",
+    );
+    check(
+        "issuer-and-san",
+        &set(&[p]),
+        &[
+            (
+                "issuer and DNS name match",
+                a.connect("bulb"),
+                good.clone(),
+                Allow,
+            ),
+            (
+                "another issuer",
+                a.connect("bulb"),
+                cert("Other CA", &["bulb.devices.example"], "1"),
+                ImplicitDeny,
+            ),
+            (
+                "no DNS name under the domain",
+                a.connect("bulb"),
+                cert("IoT Devices Primary CA", &["bulb.other.example"], "1"),
+                ImplicitDeny,
+            ),
+            (
+                "first DNS name as a topic",
+                a.publish("san/bulb.devices.example", false),
+                good.clone(),
+                Allow,
+            ),
+            (
+                "second DNS name is not the plain variable",
+                a.publish("san/alt.example", false),
+                good.clone(),
+                ImplicitDeny,
+            ),
+            (
+                "serial number as a topic",
+                a.publish("serial/92:12:85", false),
+                good,
+                Allow,
+            ),
+        ],
+    );
+}

@@ -255,6 +255,12 @@ impl TrustStore {
         &self.current
     }
 
+    /// A manifest verifier over the set in force. Build a new one after every
+    /// [`TrustStore::apply`]: keys dropped by the rotation no longer count from then on.
+    pub fn verifier(&self) -> crate::Verifier {
+        crate::Verifier::new(self.current.clone())
+    }
+
     /// Verifies and applies a `Signed_Trust_Set`. On any error the current set is unchanged.
     pub fn apply(&mut self, signed: &[u8]) -> Result<&TrustAnchors> {
         const S: &str = "Signed_Trust_Set";

@@ -330,6 +330,32 @@ fn trust_set_skip_and_rollback_are_refused() {
 }
 
 #[test]
+fn manifests_signed_by_a_revoked_key_fail_once_the_rotation_is_applied() {
+    let k: Vec<SigningKey> = (0..2)
+        .map(|_| SigningKey::generate(KeyType::P256).unwrap())
+        .collect();
+    let v0 = TrustAnchors::new(
+        0,
+        1,
+        vec![k[0].public_key().clone(), k[1].public_key().clone()],
+    )
+    .unwrap();
+    let mut store = TrustStore::new(v0);
+    let by_old = envelope(1, &[&k[0]]);
+    store.verifier().verify(&by_old).unwrap();
+    let v1 = TrustAnchors::new(1, 1, vec![k[1].public_key().clone()]).unwrap();
+    store.apply(&v1.sign(&[&k[0], &k[1]]).unwrap()).unwrap();
+    assert_eq!(
+        store.verifier().verify(&by_old).unwrap_err(),
+        Error::BelowThreshold {
+            valid: 0,
+            threshold: 1
+        }
+    );
+    store.verifier().verify(&envelope(2, &[&k[1]])).unwrap();
+}
+
+#[test]
 fn manifest_signature_cannot_be_replayed_as_a_trust_set() {
     let k = SigningKey::generate(KeyType::P256).unwrap();
     let mut store = TrustStore::new(TrustAnchors::single(k.public_key().clone()));

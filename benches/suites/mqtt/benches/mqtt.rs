@@ -140,6 +140,34 @@ fn bench_decode(c: &mut Criterion) {
             rs.allocations as f64 / FRAMES as f64,
         );
 
+        // Paired, interleaved measurement: each round times every contender once on the same
+        // stream; the minimum over rounds is robust to other processes on a shared machine.
+        let mut best = [u128::MAX; 4];
+        for _ in 0..300 {
+            let mut b = BytesMut::from(&s.bytes[..]);
+            let t = Instant::now();
+            black_box(decode_ours(&mut b));
+            best[0] = best[0].min(t.elapsed().as_nanos());
+            let t = Instant::now();
+            black_box(decode_ours_view(&s.bytes));
+            best[1] = best[1].min(t.elapsed().as_nanos());
+            let mut b = BytesMut::from(&s.bytes[..]);
+            let t = Instant::now();
+            black_box(decode_mqttbytes(&mut b));
+            best[2] = best[2].min(t.elapsed().as_nanos());
+            let t = Instant::now();
+            black_box(decode_mqttrs(&s.bytes, s.frame_len));
+            best[3] = best[3].min(t.elapsed().as_nanos());
+        }
+        println!(
+            "PAIRED decode {} (min ns per PUBLISH over 300 interleaved rounds): thingkit-mqtt {:.1}, thingkit-mqtt decode_view {:.1}, mqttbytes {:.1}, mqttrs {:.1}",
+            s.name,
+            best[0] as f64 / FRAMES as f64,
+            best[1] as f64 / FRAMES as f64,
+            best[2] as f64 / FRAMES as f64,
+            best[3] as f64 / FRAMES as f64,
+        );
+
         let mut g = c.benchmark_group(format!("decode_1000_publish/{}", s.name));
         g.throughput(Throughput::Elements(FRAMES as u64));
         g.measurement_time(Duration::from_secs(4));
@@ -196,6 +224,30 @@ fn bench_encode(c: &mut Criterion) {
         );
 
         let enc = Encoder::new(ProtocolVersion::V311);
+        let mut out = BytesMut::with_capacity(s.bytes.len() * 2);
+        let mut best = [u128::MAX; 2];
+        for _ in 0..300 {
+            out.clear();
+            let t = Instant::now();
+            for p in &ours {
+                enc.encode(p, &mut out).unwrap();
+            }
+            best[0] = best[0].min(t.elapsed().as_nanos());
+            black_box(&out);
+            out.clear();
+            let t = Instant::now();
+            for q in &theirs {
+                q.write(&mut out).unwrap();
+            }
+            best[1] = best[1].min(t.elapsed().as_nanos());
+            black_box(&out);
+        }
+        println!(
+            "PAIRED encode {} (min ns per PUBLISH over 300 interleaved rounds): thingkit-mqtt {:.1}, mqttbytes {:.1}",
+            s.name,
+            best[0] as f64 / FRAMES as f64,
+            best[1] as f64 / FRAMES as f64,
+        );
         let mut g = c.benchmark_group(format!("encode_1000_publish/{}", s.name));
         g.throughput(Throughput::Elements(FRAMES as u64));
         g.measurement_time(Duration::from_secs(4));

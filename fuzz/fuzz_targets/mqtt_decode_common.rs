@@ -1,7 +1,9 @@
 //! Shared body of the MQTT decode fuzz targets (not a target itself).
 
 use bytes::BytesMut;
-use thingkit_mqtt::{Decoder, DecoderConfig, Encoder, PROTOCOL_MAX_PACKET_SIZE, ProtocolVersion};
+use thingkit_mqtt::{
+    Decoder, DecoderConfig, Encoder, PROTOCOL_MAX_PACKET_SIZE, Packet, PacketView, ProtocolVersion,
+};
 
 /// Decodes `data` as a stream (also fed in two pieces), then checks decode→encode→decode.
 pub fn decode_stream(version: ProtocolVersion, data: &[u8]) {
@@ -37,6 +39,25 @@ pub fn decode_stream(version: ProtocolVersion, data: &[u8]) {
         pieces, whole,
         "chunked decoding differs from whole-buffer decoding"
     );
+
+    // The borrowed-view decoder agrees with the owned one packet by packet.
+    let mut viewer = Decoder::new(version).with_config(config);
+    let mut off = 0;
+    for packet in &whole {
+        let (view, n) = viewer
+            .decode_view(&data[off..])
+            .expect("decode_view accepts what decode accepts")
+            .expect("and sees a complete packet");
+        match (view, packet) {
+            (PacketView::Publish(v), Packet::Publish(p)) => {
+                assert_eq!(v.payload, &p.payload[..]);
+                assert_eq!(v.topic, p.topic.as_ref().map_or("", |t| t.as_str()));
+            }
+            (PacketView::Other(q), p) => assert_eq!(&q, p),
+            (v, p) => panic!("decode_view gave {v:?} for {p:?}"),
+        }
+        off += n;
+    }
 
     let encoder = Encoder::new(version);
     for packet in whole {

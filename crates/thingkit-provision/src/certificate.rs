@@ -36,7 +36,7 @@ impl CertificateId {
         }
         let der = crate::pem::decode_if_pem(input, &["CERTIFICATE"])?;
         match x509_parser::parse_x509_certificate(&der) {
-            Ok((rest, _)) if rest.is_empty() => Ok(CertificateId::of_der(&der)),
+            Ok(([], _)) => Ok(CertificateId::of_der(&der)),
             Ok((rest, _)) => Err(Error::Malformed {
                 what: "certificate",
                 detail: format!("{} trailing bytes", rest.len()),

@@ -25,6 +25,12 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+fn op_key(op: &StoreOp) -> &str {
+    match op {
+        StoreOp::Put { key, .. } | StoreOp::Delete { key } => key,
+    }
+}
+
 fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
 }
@@ -66,7 +72,12 @@ impl RegistryStore for RedbStore {
             .map_err(store_err)?;
         {
             let mut table = txn.open_table(RECORDS).map_err(store_err)?;
-            for op in ops {
+            // Applying in key order touches each B-tree page once per batch, in order. The
+            // registry never sends two operations for one key in a batch (it coalesces them),
+            // so the order of independent keys does not change the result.
+            let mut sorted: Vec<&StoreOp> = ops.iter().collect();
+            sorted.sort_by(|a, b| op_key(a).cmp(op_key(b)));
+            for op in sorted {
                 match op {
                     StoreOp::Put { key, value } => {
                         table

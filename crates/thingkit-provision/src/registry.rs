@@ -318,7 +318,6 @@ enum Key {
     Type(Box<str>),
     Group(Box<str>),
     Cert(CertificateId),
-    CertDer(CertificateId),
     Ca(CertificateId),
     Policy(Box<str>),
 }
@@ -330,7 +329,6 @@ impl Key {
             Key::Type(n) => format!("type/{n}"),
             Key::Group(n) => format!("group/{n}"),
             Key::Cert(id) => format!("cert/{id}"),
-            Key::CertDer(id) => format!("certder/{id}"),
             Key::Ca(id) => format!("ca/{id}"),
             Key::Policy(n) => format!("policy/{n}"),
         }
@@ -344,7 +342,6 @@ impl Key {
             "type" => Key::Type(rest.into()),
             "group" => Key::Group(rest.into()),
             "cert" => Key::Cert(rest.parse()?),
-            "certder" => Key::CertDer(rest.parse()?),
             "ca" => Key::Ca(rest.parse()?),
             "policy" => Key::Policy(rest.into()),
             _ => return Err(bad()),
@@ -358,7 +355,6 @@ enum Value {
     Type(ThingType),
     Group(ThingGroup),
     Cert(Certificate),
-    CertDer(Vec<u8>),
     Ca(CaCertificate),
     Policy(StoredPolicy),
 }
@@ -369,8 +365,8 @@ impl Value {
             Value::Thing(v) => serde_json::to_vec(v),
             Value::Type(v) => serde_json::to_vec(v),
             Value::Group(v) => serde_json::to_vec(v),
+            // Certificates are encoded by `Registry::encode_certificate` (they carry the DER).
             Value::Cert(v) => serde_json::to_vec(v),
-            Value::CertDer(der) => return Ok(der.clone()),
             Value::Ca(v) => serde_json::to_vec(v),
             Value::Policy(v) => serde_json::to_vec(v),
         };
@@ -385,8 +381,7 @@ impl Value {
             Key::Thing(_) => Value::Thing(json(bytes)?),
             Key::Type(_) => Value::Type(json(bytes)?),
             Key::Group(_) => Value::Group(json(bytes)?),
-            Key::Cert(_) => Value::Cert(json(bytes)?),
-            Key::CertDer(_) => Value::CertDer(bytes.to_vec()),
+            Key::Cert(_) => Value::Cert(json(split_certificate_record(bytes).0)?),
             Key::Ca(_) => Value::Ca(json(bytes)?),
             Key::Policy(_) => Value::Policy(StoredPolicy::revalidate(json(bytes)?)?),
         })
@@ -398,6 +393,8 @@ struct Txn {
     ops: Vec<StoreOp>,
     undo: Vec<(Key, Option<Value>)>,
     events: Vec<RegistryEvent>,
+    /// DER of certificates registered in this batch (not yet in the store).
+    pending_der: Map<CertificateId, Vec<u8>>,
 }
 
 /// The registry. See the [module documentation](self).
@@ -466,9 +463,6 @@ impl<S: RegistryStore> Registry<S> {
         let mut loaded = Vec::new();
         registry.store.for_each(&mut |k, v| {
             let key = Key::decode(k)?;
-            if matches!(key, Key::CertDer(_)) {
-                return Ok(());
-            }
             let value = Value::decode(&key, v)?;
             loaded.push((key, value));
             Ok(())
@@ -536,6 +530,10 @@ impl<S: RegistryStore> Registry<S> {
 
     fn set(&mut self, key: Key, value: Option<Value>) -> Result<()> {
         let op = match &value {
+            Some(Value::Cert(c)) => StoreOp::Put {
+                key: key.encode(),
+                value: self.encode_certificate(&key, c)?,
+            },
             Some(v) => StoreOp::Put {
                 key: key.encode(),
                 value: v.encode()?,
@@ -548,10 +546,33 @@ impl<S: RegistryStore> Registry<S> {
             .as_mut()
             .ok_or_else(|| Error::Store("write outside a batch".into()))?;
         txn.ops.push(op);
-        if !matches!(key, Key::CertDer(_)) {
-            txn.undo.push((key, old));
-        }
+        txn.undo.push((key, old));
         Ok(())
+    }
+
+    /// A certificate record is its JSON metadata, a NUL byte (never present in JSON), and the
+    /// certificate's DER: one record per certificate keeps registration to one random-key
+    /// insert. The DER comes from the current batch or from the stored record.
+    fn encode_certificate(&self, key: &Key, cert: &Certificate) -> Result<Vec<u8>> {
+        let Key::Cert(id) = key else {
+            return Err(Error::Store(
+                "certificate value under a non-certificate key".into(),
+            ));
+        };
+        let mut out = serde_json::to_vec(cert)
+            .map_err(|e| Error::Store(format!("encoding a record: {e}")))?;
+        out.push(0);
+        match self.txn.as_ref().and_then(|t| t.pending_der.get(id)) {
+            Some(der) => out.extend_from_slice(der),
+            None => {
+                let stored = self
+                    .store
+                    .get(&key.encode())?
+                    .ok_or_else(|| Error::Store(format!("DER of certificate {id} is missing")))?;
+                out.extend_from_slice(split_certificate_record(&stored).1);
+            }
+        }
+        Ok(out)
     }
 
     fn emit(&mut self, event: RegistryEvent) {
@@ -666,7 +687,6 @@ impl<S: RegistryStore> Registry<S> {
                 }
                 old.map(Value::Cert)
             }
-            Key::CertDer(_) => None,
             Key::Ca(id) => {
                 let old = match value {
                     Some(Value::Ca(c)) => self.cas.insert(*id, c),
@@ -1190,9 +1210,10 @@ impl<S: RegistryStore> Registry<S> {
             things: Vec::new(),
             policies: Vec::new(),
         };
-        let der = der.to_vec();
         self.batch(|r| {
-            r.set(Key::CertDer(id), Some(Value::CertDer(der)))?;
+            if let Some(txn) = r.txn.as_mut() {
+                txn.pending_der.insert(id, der.to_vec());
+            }
             r.set(Key::Cert(id), Some(Value::Cert(entry)))
         })?;
         Ok(id)
@@ -1215,9 +1236,12 @@ impl<S: RegistryStore> Registry<S> {
         }
         let bytes = self
             .store
-            .get(&Key::CertDer(*id).encode())?
-            .ok_or_else(|| Error::Store(format!("PEM of certificate {id} is missing")))?;
-        Ok(crate::pem::encode("CERTIFICATE", &bytes))
+            .get(&Key::Cert(*id).encode())?
+            .ok_or_else(|| Error::Store(format!("certificate {id} is missing from the store")))?;
+        Ok(crate::pem::encode(
+            "CERTIFICATE",
+            split_certificate_record(&bytes).1,
+        ))
     }
 
     /// Changes a certificate's status (AWS `UpdateCertificate`) following
@@ -1344,10 +1368,7 @@ impl<S: RegistryStore> Registry<S> {
                 "detach every policy and thing from the certificate before deleting it".into(),
             ));
         }
-        self.batch(|r| {
-            r.set(Key::Cert(*id), None)?;
-            r.set(Key::CertDer(*id), None)
-        })
+        self.batch(|r| r.set(Key::Cert(*id), None))
     }
 
     /// Attaches a certificate to a thing (AWS `AttachThingPrincipal`). With `exclusive`
@@ -1731,6 +1752,14 @@ fn coalesce(ops: Vec<StoreOp>) -> Vec<StoreOp> {
         .zip(keep)
         .filter_map(|(op, keep)| keep.then_some(op))
         .collect()
+}
+
+/// Splits a stored certificate record into its JSON metadata and its DER.
+fn split_certificate_record(bytes: &[u8]) -> (&[u8], &[u8]) {
+    match bytes.iter().position(|&b| b == 0) {
+        Some(i) => (&bytes[..i], bytes.get(i + 1..).unwrap_or_default()),
+        None => (bytes, &[]),
+    }
 }
 
 fn decrement(map: &mut Map<Box<str>, usize>, key: &str) {

@@ -707,9 +707,40 @@ fn reopening_a_store_restores_every_record_and_index() {
     assert_eq!(after.policies[0].version.version_id, 2);
     assert_eq!(reopened.thing("dev"), r.thing("dev"));
     assert_eq!(reopened.thing_principals("dev"), &[id]);
+    let pem = reopened.certificate_pem(&id).unwrap();
+    let blocks = thingkit_provision::pem::decode_blocks(&pem).unwrap();
+    assert_eq!(blocks, vec![("CERTIFICATE".to_string(), der.clone())]);
+}
+
+#[test]
+fn certificate_der_survives_status_changes_and_attachments_in_one_batch() {
+    let mut f = fixture();
+    let device =
+        f.ca.create_keys_and_certificate("b", KeyType::P256)
+            .unwrap();
+    let der = device.certificate.der.clone();
+    let r = &mut f.registry;
+    r.create_policy("p", ALLOW_CONNECT).unwrap();
+    let id = r
+        .batch(|r| {
+            let id = r.register_certificate(&der, CertificateStatus::Inactive)?;
+            r.attach_policy("p", &PolicyTarget::Certificate(id))?;
+            r.update_certificate(&id, CertificateStatus::Active)?;
+            Ok(id)
+        })
+        .unwrap();
+    r.update_certificate(&id, CertificateStatus::Inactive)
+        .unwrap();
+    let reopened = Registry::open(r.store().clone(), RegistryLimits::default()).unwrap();
     assert_eq!(
-        reopened.certificate_pem(&id).unwrap(),
-        r.certificate_pem(&id).unwrap()
+        reopened.certificate(&id).unwrap().status,
+        CertificateStatus::Inactive
+    );
+    assert_eq!(reopened.certificate(&id).unwrap().policies.len(), 1);
+    let pem = reopened.certificate_pem(&id).unwrap();
+    assert_eq!(
+        thingkit_provision::pem::decode_blocks(&pem).unwrap()[0].1,
+        der
     );
 }
 

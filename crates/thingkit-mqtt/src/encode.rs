@@ -77,6 +77,7 @@ impl Encoder {
     }
 
     /// Appends `packet` to `buf` (reserving exactly the space it needs); returns its size.
+    #[inline]
     pub fn encode(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, Error> {
         if let Packet::Publish(p) = packet {
             if let Some(n) = self.encode_plain_publish(p, buf) {
@@ -122,13 +123,16 @@ impl Encoder {
         if buf.capacity() - buf.len() < total {
             buf.reserve(total);
         }
-        buf.put_u8(0x30 | (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain));
+        let first = 0x30 | (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain);
+        let [hi, lo] = (topic.len() as u16).to_be_bytes();
         if remaining < 128 {
-            buf.put_u8(remaining as u8);
+            // One fixed-size write for the whole header and the topic length.
+            buf.put_slice(&[first, remaining as u8, hi, lo]);
         } else {
+            buf.put_u8(first);
             put_varint(buf, remaining as u32);
+            buf.put_slice(&[hi, lo]);
         }
-        buf.put_u16(topic.len() as u16);
         buf.put_slice(topic);
         if let Some(id) = id {
             buf.put_u16(id);

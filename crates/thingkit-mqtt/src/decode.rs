@@ -138,8 +138,13 @@ impl Decoder {
                 })));
             }
         }
+        self.decode_general(buf, header).map(Some)
+    }
+
+    #[inline(never)]
+    fn decode_general(&mut self, buf: &mut BytesMut, header: Header) -> Result<Packet, Error> {
         let frame = buf.split_to(header.total).freeze();
-        self.finish(frame, header).map(Some)
+        self.finish(frame, header)
     }
 
     /// Where the fields of a complete PUBLISH are, if it is valid and has no properties; `None`
@@ -212,15 +217,25 @@ impl Decoder {
                 return Ok(Some((PacketView::Publish(view), header.total)));
             }
         }
-        // Everything else: full decoding of a copy (which also yields the precise error).
+        self.decode_view_general(frame, header).map(Some)
+    }
+
+    /// Everything `decode_view`'s fast path does not take: full decoding of a copy of the frame
+    /// (which also yields the precise error).
+    #[inline(never)]
+    fn decode_view_general<'a>(
+        &mut self,
+        frame: &'a [u8],
+        header: Header,
+    ) -> Result<(PacketView<'a>, usize), Error> {
         let packet = self.finish(Bytes::copy_from_slice(frame), header)?;
         if let Packet::Publish(p) = &packet {
             let v5 = self.version == Some(ProtocolVersion::V5);
             if let Some(view) = view_with_properties(frame, header, p, v5) {
-                return Ok(Some((PacketView::Publish(view), header.total)));
+                return Ok((PacketView::Publish(view), header.total));
             }
         }
-        Ok(Some((PacketView::Other(packet), header.total)))
+        Ok((PacketView::Other(packet), header.total))
     }
 
     /// Decodes one packet from the front of `bytes`, advancing it past the packet. Like

@@ -1,0 +1,190 @@
+//! A real MQTT 3.1.1 + 5.0 broker over mutual TLS, composed from the thingkit crates: device
+//! identity from `thingkit-provision`, authorization by `thingkit-policy`, routing through
+//! `thingkit-mqtt`'s subscription index, metering and rate limits by `thingkit-meter`, firmware
+//! jobs checked by `thingkit-firmware`.
+//!
+//! ```sh
+//! thingkit ca init --dir ca
+//! thingkit cert create --ca-dir ca --common-name sensor-1 --cert-out sensor-1.pem --key-out sensor-1.key
+//! cargo run --example broker -- --ca-dir ca --policy fleet=fleet.json --device sensor-1=sensor-1.pem
+//! ```
+//!
+//! The README's "Running the broker with real clients" section has the full walk-through with
+//! `mosquitto_pub`/`mosquitto_sub`. Stop it with Ctrl-C (graceful shutdown).
+
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use clap::Parser;
+use thingkit::meter::limiter::{Limits, Rate};
+use thingkit::meter::policy::MeteringPolicy;
+use thingkit::policy::ArnPrefix;
+use thingkit::provision::authority::CertificateAuthority;
+use thingkit::provision::certificate::{CaStatus, CertificateId, CertificateStatus};
+use thingkit::provision::registry::{PolicyTarget, Registry, RegistryLimits};
+use thingkit::provision::store::{RedbStore, RegistryStore};
+
+use server::{Broker, BrokerConfig};
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(about = "thingkit example MQTT broker (mutual TLS, AWS IoT policies, metering)")]
+struct Flags {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8883")]
+    listen: SocketAddr,
+    /// Directory with the CA (ca.pem, ca.key from `thingkit ca init`). The CA is registered
+    /// ACTIVE and signs the broker's own server certificate.
+    #[arg(long)]
+    ca_dir: PathBuf,
+    /// Names the server certificate is valid for (DNS names or IP addresses).
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    server_names: Vec<String>,
+    /// Registry database (redb). Without it the registry lives in memory.
+    #[arg(long)]
+    registry: Option<PathBuf>,
+    /// A policy to create: NAME=FILE (AWS IoT policy JSON). Repeatable. Every policy is attached
+    /// to every --device certificate.
+    #[arg(long = "policy", value_name = "NAME=FILE")]
+    policies: Vec<String>,
+    /// A device to register: THING=CERT.pem (certificate issued by the CA). Repeatable. The
+    /// certificate is registered ACTIVE and attached to the thing (created if missing).
+    #[arg(long = "device", value_name = "THING=CERT")]
+    devices: Vec<String>,
+    /// AWS partition, region and account of the ARNs policies are written against.
+    #[arg(long, default_value = "eu-central-1")]
+    region: String,
+    /// The account (12 digits); also the default billing account.
+    #[arg(long, default_value = "123456789012")]
+    account: String,
+    /// Metering preset: aws, azure, azure-free or gcp.
+    #[arg(long, default_value = "aws")]
+    metering: String,
+    /// Per-connection publish rate limit (messages per second); the AWS default is 100.
+    #[arg(long, default_value_t = 100)]
+    publish_rate: u64,
+    /// Largest accepted packet in bytes (announced as Maximum Packet Size to MQTT 5 clients).
+    #[arg(long, default_value_t = 256 * 1024)]
+    max_packet_size: u32,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+}
+
+fn split_pair(s: &str) -> Result<(&str, &str), String> {
+    s.split_once('=')
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
+}
+
+/// Registers the CA, the policies and the devices given on the command line (idempotently, so
+/// a persistent registry can be reused).
+fn populate<S: RegistryStore>(
+    registry: &mut Registry<S>,
+    ca: &CertificateAuthority,
+    flags: &Flags,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if registry.ca_certificate(&ca.id()).is_none() {
+        registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
+    }
+    let mut names = Vec::new();
+    for p in &flags.policies {
+        let (name, file) = split_pair(p)?;
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        if registry.policy(name).is_none() {
+            registry.create_policy(name, &text)?;
+        }
+        names.push(name.to_string());
+    }
+    for d in &flags.devices {
+        let (thing, file) = split_pair(d)?;
+        let pem = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+        let id = CertificateId::of_certificate(&pem)?;
+        if registry.certificate(&id).is_none() {
+            registry.register_certificate(&pem, CertificateStatus::Active)?;
+        }
+        if registry.thing(thing).is_none() {
+            registry.create_thing(thing, None, &[])?;
+        }
+        if !registry.thing_principals(thing).contains(&id) {
+            registry.attach_thing_principal(thing, &id, true)?;
+        }
+        for name in &names {
+            let attached = registry
+                .certificate(&id)
+                .is_some_and(|c| c.policies.iter().any(|p| &**p == name.as_str()));
+            if !attached {
+                registry.attach_policy(name, &PolicyTarget::Certificate(id))?;
+            }
+        }
+        tracing::info!(thing, certificate = %id, "device registered");
+    }
+    Ok(())
+}
+
+async fn run<S: RegistryStore + Send + Sync + 'static>(
+    mut registry: Registry<S>,
+    flags: Flags,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let read = |name: &str| {
+        let path = flags.ca_dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let ca = CertificateAuthority::from_pem(&read("ca.pem")?, &read("ca.key")?)?;
+    populate(&mut registry, &ca, &flags)?;
+    let names: Vec<&str> = flags.server_names.iter().map(String::as_str).collect();
+    let server = ca.create_server_certificate(&names)?;
+    let chain = format!("{}{}", server.certificate.pem(), ca.certificate_pem());
+
+    let config = BrokerConfig {
+        arn: ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?,
+        default_account: flags.account.clone(),
+        metering: MeteringPolicy::preset(&flags.metering)?,
+        connection_limits: Limits {
+            messages: Some(Rate::per_second(flags.publish_rate)),
+            ..Limits::aws_connection()
+        },
+        connect_limits: Some(Limits::aws_client_connect()),
+        max_packet_size: flags.max_packet_size,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::start(
+        flags.listen,
+        Arc::new(RwLock::new(registry)),
+        &chain,
+        &server.private_key_pem,
+        config,
+    )
+    .await?;
+    println!("listening on {} (Ctrl-C stops)", broker.local_addr());
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("Ctrl-C: shutting down");
+    broker.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let flags = Flags::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(flags.log_level)
+        .with_target(false)
+        .init();
+    let result = match &flags.registry {
+        Some(path) => match RedbStore::open(path)
+            .and_then(|store| Registry::open(store, RegistryLimits::default()))
+        {
+            Ok(registry) => run(registry, flags).await,
+            Err(e) => Err(e.into()),
+        },
+        None => run(Registry::in_memory(), flags).await,
+    };
+    if let Err(e) = result {
+        eprintln!("broker: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,1063 @@
+//! One client connection: TLS handshake, identity, CONNECT, then the packet loop. The task owns
+//! the socket, the codec state, the topic-alias maps, the QoS 1 in-flight window, the policy set
+//! compiled for this identity and the meter's connection handle (the single writer of its
+//! counters).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use thingkit::firmware::Verifier;
+use thingkit::meter::limiter::{Action, Decision as Limit};
+use thingkit::meter::meter::Connection as MeterConnection;
+use thingkit::mqtt::bytes::BytesMut;
+use thingkit::mqtt::{
+    ConnAck, Connect, Decoder, DecoderConfig, Disconnect, Encoder, InboundAliases, MqttStr,
+    OutboundAliases, Packet, PacketId, PacketProperties, PacketType, Properties, ProtocolVersion,
+    PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
+};
+use thingkit::policy::{Certificate, Context, PolicySet, Request, Thing};
+use thingkit::provision::certificate::CertificateId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::router::{Attached, Delivery, Message, Outbound, SubOptions};
+use super::{
+    Authenticated, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, Shared, unix_now,
+};
+
+type Stream = TlsStream<TcpStream>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a connection ends.
+enum End {
+    /// The client sent DISCONNECT; `will` says whether to publish the will (MQTT 5 0x04).
+    ClientDisconnect { will: bool },
+    /// The broker closes it; MQTT 5 clients get DISCONNECT with this reason first.
+    Server(ReasonCode),
+    /// The socket closed or failed, or the client broke the protocol.
+    Closed(String),
+}
+
+/// Runs one connection to completion. Never panics on client input; every wait is bounded.
+pub(crate) async fn run(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+) {
+    let timeout = shared.config.connect_timeout;
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            shared.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            shared.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    if let Err(e) = serve(tls, peer, shared).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+async fn write(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), BoxError> {
+    if !buf.is_empty() {
+        stream.write_all(buf).await?;
+        stream.flush().await?;
+        buf.clear();
+    }
+    Ok(())
+}
+
+/// Reads until CONNECT; anything else first is a protocol error.
+async fn read_connect(
+    stream: &mut Stream,
+    decoder: &mut Decoder,
+    rbuf: &mut BytesMut,
+) -> Result<Connect, BoxError> {
+    loop {
+        if let Some(packet) = decoder.decode(rbuf)? {
+            return match packet {
+                Packet::Connect(c) => Ok(c),
+                other => Err(format!("expected CONNECT, got {}", other.packet_type()).into()),
+            };
+        }
+        if stream.read_buf(rbuf).await? == 0 {
+            return Err("closed before CONNECT".into());
+        }
+    }
+}
+
+fn refuse_code(version: ProtocolVersion, v5: ReasonCode) -> ReasonCode {
+    match version {
+        ProtocolVersion::V5 => v5,
+        // MQTT 3.1.1 §3.2.2.3: 4 bad user name or password, 5 not authorized, 3 unavailable.
+        ProtocolVersion::V311 => match v5 {
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD => ReasonCode(4),
+            ReasonCode::SERVER_UNAVAILABLE
+            | ReasonCode::SERVER_BUSY
+            | ReasonCode::CONNECTION_RATE_EXCEEDED => ReasonCode(3),
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => ReasonCode(2),
+            _ => ReasonCode(5),
+        },
+    }
+}
+
+async fn refuse(
+    stream: &mut Stream,
+    encoder: &Encoder,
+    code: ReasonCode,
+    reason: &str,
+) -> Result<(), BoxError> {
+    let mut properties = PacketProperties::default();
+    if encoder.version() == ProtocolVersion::V5 {
+        properties.reason_string = MqttStr::new(reason).ok();
+    }
+    let mut buf = BytesMut::new();
+    encoder.encode(
+        &Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: refuse_code(encoder.version(), code),
+            properties,
+        }),
+        &mut buf,
+    )?;
+    write(stream, &mut buf).await?;
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
+/// The policy context of this connection.
+fn context(auth: &Authenticated, client_id: &str, peer: SocketAddr) -> Context {
+    let id = &auth.identity;
+    Context {
+        client_id: Some(client_id.to_string()),
+        source_ip: Some(peer.ip().to_string()),
+        thing: id.thing.as_deref().map(|name| Thing {
+            name: name.to_string(),
+            thing_type: auth.thing_type.clone(),
+            attributes: auth.attributes.clone(),
+            attached: true,
+        }),
+        certificate: Some(Certificate {
+            id: Some(id.certificate_id.to_string()),
+            ..Certificate::default()
+        }),
+        current_time: i64::try_from(unix_now()).ok(),
+        ..Context::default()
+    }
+}
+
+/// Logs a denial with the statements and context that decided it.
+fn log_denial(policies: &PolicySet, request: &Request, ctx: &Context, client: &str) -> String {
+    let explanation = policies.explain(request, ctx);
+    let ev = &explanation.evaluation;
+    let by: Vec<String> = ev
+        .determining
+        .iter()
+        .map(|s| match &s.sid {
+            Some(sid) => format!("{}#{} ({sid})", s.policy, s.statement),
+            None => format!("{}#{}", s.policy, s.statement),
+        })
+        .collect();
+    let why = if by.is_empty() {
+        format!(
+            "{} {} {}: no Allow statement matched{}",
+            ev.decision,
+            request.action(),
+            request.resource(),
+            if ev.missing_context.is_empty() {
+                String::new()
+            } else {
+                format!(" (missing context: {})", ev.missing_context.join(", "))
+            }
+        )
+    } else {
+        format!(
+            "{} {} {}: denied by {}",
+            ev.decision,
+            request.action(),
+            request.resource(),
+            by.join(", ")
+        )
+    };
+    tracing::warn!(client, "{why}");
+    why
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    version: ProtocolVersion,
+    encoder: Encoder,
+    client_id: Arc<str>,
+    connection: u64,
+    certificate: CertificateId,
+    thing: Option<String>,
+    account: Arc<str>,
+    policies: PolicySet,
+    ctx: Context,
+    meter: Option<MeterConnection>,
+    inbound_aliases: InboundAliases,
+    outbound_aliases: OutboundAliases,
+    client_max_packet: u32,
+    /// QoS 1 deliveries awaiting PUBACK.
+    inflight: HashMap<u16, Delivery>,
+    inflight_max: usize,
+    /// Deliveries waiting for room in the in-flight window.
+    pending: VecDeque<Delivery>,
+    next_id: u16,
+    will: Option<Box<thingkit::mqtt::Will>>,
+    out: BytesMut,
+}
+
+async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Result<(), BoxError> {
+    let config = &shared.config;
+    let chain: Vec<Vec<u8>> = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.as_ref().to_vec())
+        .collect();
+    let mut decoder = Decoder::detect().with_config(DecoderConfig {
+        max_packet_size: config.max_packet_size,
+    });
+    let mut rbuf = BytesMut::with_capacity(8 * 1024);
+    let connect = match tokio::time::timeout(
+        config.connect_timeout,
+        read_connect(&mut stream, &mut decoder, &mut rbuf),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "bad first packet");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::info!(%peer, "no CONNECT in time");
+            return Ok(());
+        }
+    };
+    let version = connect.protocol;
+    let encoder = Encoder::new(version);
+
+    // 1. Identity: the verified certificate must be ACTIVE in the registry.
+    let auth = match shared.directory.authenticate(&chain) {
+        Ok(a) => a,
+        Err(e) => {
+            shared
+                .stats
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, reason = %e, "CONNECT refused: authentication failed");
+            return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &e).await;
+        }
+    };
+
+    // 2. Client ID: an empty one gets the thing name (AWS requires one; MQTT lets the server
+    //    assign it with Clean Start).
+    let mut assigned = None;
+    let client_id: Arc<str> = if connect.client_id.is_empty() {
+        if !connect.clean_start {
+            shared
+                .stats
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return refuse(
+                &mut stream,
+                &encoder,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "an empty client ID needs a clean session",
+            )
+            .await;
+        }
+        let id = match &auth.identity.thing {
+            Some(t) => t.to_string(),
+            None => format!(
+                "thingkit-{}",
+                shared.next_connection.load(Ordering::Relaxed)
+            ),
+        };
+        assigned = Some(id.clone());
+        id.into()
+    } else {
+        connect.client_id.as_str().into()
+    };
+
+    // 3. Policies: compile the identity's effective policies once for this connection.
+    let documents: Vec<(String, Arc<thingkit::policy::PolicyDocument>)> = auth
+        .identity
+        .policies
+        .iter()
+        .map(|p| (p.name.to_string(), p.version.document.parsed().clone()))
+        .collect();
+    let policies = match PolicySet::from_documents(
+        documents.iter().map(|(n, d)| (n.clone(), &**d)),
+        config.policy_options,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            shared
+                .stats
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%peer, error = %e, "cannot compile the device's policies");
+            return refuse(
+                &mut stream,
+                &encoder,
+                ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR,
+                "policy error",
+            )
+            .await;
+        }
+    };
+    let mut ctx = context(&auth, &client_id, peer);
+    if connect.will.is_some() {
+        ctx.connect_attributes.push("LastWill".into());
+    }
+    if !connect.clean_start {
+        ctx.connect_attributes.push("PersistentConnect".into());
+    }
+    ctx.last_will_topic = connect.will.as_ref().map(|w| w.topic.as_str().to_string());
+
+    let request = config.arn.connect(&client_id);
+    if !policies.decide(&request, &ctx).is_allowed() {
+        shared
+            .stats
+            .connects_refused
+            .fetch_add(1, Ordering::Relaxed);
+        shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+        let why = log_denial(&policies, &request, &ctx, &client_id);
+        return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &why).await;
+    }
+    if let Some(will) = &connect.will {
+        let request = config.arn.publish(will.topic.as_str(), will.retain);
+        if !policies.decide(&request, &ctx).is_allowed() {
+            shared
+                .stats
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            let why = log_denial(&policies, &request, &ctx, &client_id);
+            return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &why).await;
+        }
+    }
+    if let Some(limiter) = &shared.connect_limiter {
+        if let Ok(Limit::Limited { .. }) =
+            limiter.check_key(&client_id.to_string(), 0, shared.now_nanos())
+        {
+            shared
+                .stats
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %client_id, "CONNECT refused: connection rate exceeded");
+            return refuse(
+                &mut stream,
+                &encoder,
+                ReasonCode::CONNECTION_RATE_EXCEEDED,
+                "connection rate exceeded",
+            )
+            .await;
+        }
+    }
+
+    // 4. Metering handle and session.
+    let account: Arc<str> = auth
+        .attributes
+        .get("account")
+        .cloned()
+        .unwrap_or_else(|| config.default_account.clone())
+        .into();
+    let meter = match shared.table.connect(&account, &client_id, unix_now()) {
+        Ok(m) => m,
+        Err(e) => {
+            shared
+                .stats
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %client_id, error = %e, "CONNECT refused: server busy");
+            return refuse(
+                &mut stream,
+                &encoder,
+                ReasonCode::SERVER_BUSY,
+                "too many connections",
+            )
+            .await;
+        }
+    };
+    let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel::<Outbound>(config.max_queued.max(1));
+    let (kick_tx, mut kick_rx) = watch::channel::<Option<ReasonCode>>(None);
+    let session_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
+    let persistent = match version {
+        ProtocolVersion::V311 => !connect.clean_start,
+        ProtocolVersion::V5 => session_expiry > 0,
+    };
+    let (session_present, backlog) = shared
+        .router
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .attach(
+            &client_id,
+            connect.clean_start,
+            persistent,
+            Attached {
+                connection,
+                tx,
+                kick: kick_tx.clone(),
+            },
+        );
+    let certificate = auth.identity.certificate_id;
+    shared
+        .by_certificate
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(certificate)
+        .or_default()
+        .push((connection, kick_tx));
+    shared
+        .stats
+        .connects_accepted
+        .fetch_add(1, Ordering::Relaxed);
+
+    // 5. CONNACK.
+    let keep_alive = connect.keep_alive.min(config.max_keep_alive);
+    let mut ack = ConnAck {
+        session_present,
+        reason_code: ReasonCode::SUCCESS,
+        properties: PacketProperties::default(),
+    };
+    if version == ProtocolVersion::V5 {
+        let p = Properties {
+            maximum_packet_size: NonZeroU32::new(config.max_packet_size),
+            topic_alias_maximum: Some(config.topic_alias_maximum),
+            receive_maximum: NonZeroU16::new(config.receive_maximum),
+            maximum_qos: Some(QoS::AtLeastOnce),
+            retain_available: Some(true),
+            wildcard_subscription_available: Some(true),
+            shared_subscription_available: Some(true),
+            subscription_identifiers_available: Some(true),
+            assigned_client_identifier: assigned.as_deref().and_then(|a| MqttStr::new(a).ok()),
+            server_keep_alive: (keep_alive != connect.keep_alive).then_some(keep_alive),
+            ..Properties::default()
+        };
+        ack.properties = p.into();
+    }
+    let client_max_packet = connect
+        .properties
+        .maximum_packet_size
+        .map_or(u32::MAX, NonZeroU32::get);
+    let mut conn = Conn {
+        encoder,
+        version,
+        client_id: client_id.clone(),
+        connection,
+        certificate,
+        thing: auth.identity.thing.as_deref().map(str::to_string),
+        account,
+        policies,
+        ctx,
+        meter: Some(meter),
+        inbound_aliases: InboundAliases::new(match version {
+            ProtocolVersion::V5 => config.topic_alias_maximum,
+            ProtocolVersion::V311 => 0,
+        }),
+        outbound_aliases: OutboundAliases::new(connect.properties.topic_alias_maximum.unwrap_or(0)),
+        client_max_packet,
+        inflight: HashMap::new(),
+        inflight_max: usize::from(
+            connect
+                .properties
+                .receive_maximum
+                .map_or(config.max_inflight, NonZeroU16::get)
+                .min(config.max_inflight.max(1)),
+        ),
+        pending: VecDeque::new(),
+        next_id: 0,
+        will: connect.will,
+        out: BytesMut::with_capacity(16 * 1024),
+        shared: shared.clone(),
+    };
+    conn.encoder.encode(&Packet::ConnAck(ack), &mut conn.out)?;
+    tracing::info!(client = %client_id, thing = conn.thing.as_deref().unwrap_or("-"),
+        protocol = %version, %peer, session_present, "connected");
+    for d in backlog {
+        conn.deliver(d)?;
+    }
+    write(&mut stream, &mut conn.out).await?;
+
+    // 6. The packet loop.
+    let keep_alive_limit =
+        (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let mut shutdown = shared.shutdown.clone();
+    let end = loop {
+        let deadline = async {
+            match keep_alive_limit {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = stream.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) => break End::Closed("closed by the client".into()),
+                    Ok(_) => {}
+                    Err(e) => break End::Closed(e.to_string()),
+                }
+                let mut ended = None;
+                loop {
+                    match decoder.decode(&mut rbuf) {
+                        Ok(Some(packet)) => {
+                            if let Some(end) = conn.handle(packet).await {
+                                ended = Some(end);
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::info!(client = %client_id, error = %e, "malformed packet");
+                            let code = if e.to_string().contains("size") { ReasonCode::PACKET_TOO_LARGE } else { ReasonCode::MALFORMED_PACKET };
+                            ended = Some(End::Server(code));
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = write(&mut stream, &mut conn.out).await {
+                    break End::Closed(e.to_string());
+                }
+                if let Some(end) = ended { break end; }
+            }
+            Some(Outbound::Deliver(d)) = rx.recv() => {
+                let mut result = conn.deliver(d);
+                // Drain whatever else is queued into the same write.
+                while result.is_ok() && conn.out.len() < 64 * 1024 {
+                    match rx.try_recv() {
+                        Ok(Outbound::Deliver(d)) => result = conn.deliver(d),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = result {
+                    break End::Closed(e.to_string());
+                }
+                if let Err(e) = write(&mut stream, &mut conn.out).await {
+                    break End::Closed(e.to_string());
+                }
+            }
+            _ = kick_rx.changed() => {
+                let code = (*kick_rx.borrow()).unwrap_or(ReasonCode::ADMINISTRATIVE_ACTION);
+                break End::Server(code);
+            }
+            _ = shutdown.changed() => break End::Server(ReasonCode::SERVER_SHUTTING_DOWN),
+            () = deadline => break End::Server(ReasonCode::KEEP_ALIVE_TIMEOUT),
+        }
+    };
+
+    // 7. Close: DISCONNECT for MQTT 5 on a server-side end, will, session, meter.
+    let publish_will = match &end {
+        End::ClientDisconnect { will } => *will,
+        End::Server(ReasonCode::SESSION_TAKEN_OVER) => true,
+        End::Server(_) | End::Closed(_) => true,
+    };
+    if let End::Server(code) = &end {
+        if version == ProtocolVersion::V5 {
+            let _ = conn.encoder.encode(
+                &Packet::Disconnect(Disconnect {
+                    reason_code: *code,
+                    properties: PacketProperties::default(),
+                }),
+                &mut conn.out,
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = write(&mut stream, &mut conn.out).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    }
+    let reason = match &end {
+        End::ClientDisconnect { .. } => "client disconnected".to_string(),
+        End::Server(code) => format!("server closed: {}", code.name(PacketType::Disconnect)),
+        End::Closed(why) => why.clone(),
+    };
+    tracing::info!(client = %client_id, %reason, "disconnected");
+    if publish_will {
+        if let Some(will) = conn.will.take() {
+            let message = Arc::new(Message {
+                topic: will.topic.clone(),
+                payload: will.payload.clone(),
+                qos: will.qos.min_qos1(),
+                retain: will.retain,
+                properties: will.properties.clone(),
+                from: Some(client_id.clone()),
+            });
+            conn.route(&message);
+            tracing::info!(client = %client_id, topic = will.topic.as_str(), "will published");
+        }
+    }
+    // Unacknowledged and undelivered QoS 1 messages stay with a persistent session.
+    let mut unacked: Vec<Delivery> = conn.inflight.drain().map(|(_, d)| d).collect();
+    unacked.extend(conn.pending.drain(..));
+    rx.close();
+    while let Ok(Outbound::Deliver(d)) = rx.try_recv() {
+        if d.qos != QoS::AtMostOnce {
+            unacked.push(d);
+        }
+    }
+    for d in &mut unacked {
+        d.retain = d.retain && d.message.retain;
+    }
+    shared
+        .router
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .detach(&client_id, connection, unacked);
+    {
+        let mut map = shared
+            .by_certificate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(&certificate) {
+            list.retain(|(c, _)| *c != connection);
+            if list.is_empty() {
+                map.remove(&certificate);
+            }
+        }
+    }
+    if let Some(m) = conn.meter.take() {
+        if let Err(e) = shared.table.disconnect(m, &shared.meter, unix_now()) {
+            tracing::error!(error = %e, "meter flush failed");
+        }
+    }
+    Ok(())
+}
+
+trait QosExt {
+    fn min_qos1(self) -> QoS;
+}
+impl QosExt for QoS {
+    /// This broker supports QoS 0 and 1 (announced as Maximum QoS 1).
+    fn min_qos1(self) -> QoS {
+        if self == QoS::AtMostOnce {
+            self
+        } else {
+            QoS::AtLeastOnce
+        }
+    }
+}
+
+impl Conn {
+    fn is_v5(&self) -> bool {
+        self.version == ProtocolVersion::V5
+    }
+
+    fn send(&mut self, packet: &Packet) -> Result<(), BoxError> {
+        self.encoder.encode(packet, &mut self.out)?;
+        Ok(())
+    }
+
+    fn puback(&mut self, id: Option<PacketId>, code: ReasonCode, reason: Option<&str>) {
+        if let Some(id) = id {
+            let mut r = PubResponse::new(id);
+            if self.is_v5() {
+                r.reason_code = code;
+                if let Some(reason) = reason {
+                    r.properties.reason_string = MqttStr::new(reason).ok();
+                }
+            }
+            if let Err(e) = self.send(&Packet::PubAck(r)) {
+                tracing::error!(client = %self.client_id, error = %e, "cannot encode PUBACK");
+            }
+        }
+    }
+
+    fn route(&self, message: &Arc<Message>) -> usize {
+        let mut router = self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
+        if message.retain {
+            router.retain(message);
+        }
+        let routed = router.route(message, self.shared.config.max_queued);
+        drop(router);
+        if routed.dropped > 0 {
+            self.shared
+                .stats
+                .queue_drops
+                .fetch_add(routed.dropped as u64, Ordering::Relaxed);
+        }
+        routed.queued
+    }
+
+    /// Handles one packet; `Some` ends the connection.
+    async fn handle(&mut self, packet: Packet) -> Option<End> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p).await,
+            Packet::PubAck(r) => {
+                self.inflight.remove(&r.packet_id.get());
+                while self.inflight.len() < self.inflight_max {
+                    let Some(d) = self.pending.pop_front() else {
+                        break;
+                    };
+                    if let Err(e) = self.deliver(d) {
+                        return Some(End::Closed(e.to_string()));
+                    }
+                }
+                None
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
+            Packet::PingReq => {
+                let _ = self.send(&Packet::PingResp);
+                None
+            }
+            Packet::Disconnect(d) => Some(End::ClientDisconnect {
+                will: d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+            }),
+            Packet::Connect(_) => Some(End::Server(ReasonCode::PROTOCOL_ERROR)), // [MQTT-3.1.0-2]
+            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
+                Some(End::Server(ReasonCode::PROTOCOL_ERROR)) // QoS 2 is never granted
+            }
+            Packet::Auth(_) => Some(End::Server(ReasonCode::BAD_AUTHENTICATION_METHOD)),
+            other => {
+                tracing::info!(client = %self.client_id, packet = %other.packet_type(), "unexpected packet from a client");
+                Some(End::Server(ReasonCode::PROTOCOL_ERROR))
+            }
+        }
+    }
+
+    async fn on_publish(&mut self, mut p: Publish) -> Option<End> {
+        let shared = self.shared.clone();
+        if p.qos == QoS::ExactlyOnce {
+            // Announced Maximum QoS 1 [MQTT-3.2.2-11]; 3.1.1 has no way to refuse but closing.
+            return Some(End::Server(ReasonCode::QOS_NOT_SUPPORTED));
+        }
+        if let Err(e) = self.inbound_aliases.resolve(&mut p) {
+            tracing::info!(client = %self.client_id, error = %e, "bad topic alias");
+            return Some(End::Server(ReasonCode::TOPIC_ALIAS_INVALID));
+        }
+        let Some(topic) = p.topic.clone() else {
+            return Some(End::Server(ReasonCode::PROTOCOL_ERROR));
+        };
+        // Authorization: iot:Publish (and iot:RetainPublish for a retained message).
+        let request = shared.config.arn.publish(topic.as_str(), p.retain);
+        if !self.policies.decide(&request, &self.ctx).is_allowed() {
+            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            let why = log_denial(&self.policies, &request, &self.ctx, &self.client_id);
+            // AWS: MQTT 5 answers PUBACK 0x87 (QoS 1) or drops (QoS 0); MQTT 3.1.1 disconnects.
+            return match self.version {
+                ProtocolVersion::V5 => {
+                    self.puback(p.packet_id, ReasonCode::NOT_AUTHORIZED, Some(&why));
+                    None
+                }
+                ProtocolVersion::V311 => Some(End::Server(ReasonCode::NOT_AUTHORIZED)),
+            };
+        }
+        // Metering: per-connection rate and per-account rate, then counters.
+        let bytes = (topic.len() + p.payload.len()) as u64;
+        let now = shared.now_nanos();
+        let mut limited = match shared.account_limiter.peek(&self.account, bytes, now) {
+            Limit::Allow => None,
+            limited => Some(limited),
+        };
+        if limited.is_none() {
+            if let Some(m) = self.meter.as_mut() {
+                match shared.table.record_publish(m, bytes, p.retain, now) {
+                    Ok(Limit::Allow) => {
+                        if let Ok(l @ Limit::Limited { .. }) =
+                            shared.account_limiter.check_key(&self.account, bytes, now)
+                        {
+                            limited = Some(l);
+                        }
+                    }
+                    Ok(l) => limited = Some(l),
+                    Err(e) => tracing::error!(error = %e, "meter error"),
+                }
+            }
+        }
+        if let Some(Limit::Limited {
+            action,
+            limit,
+            retry_after,
+        }) = limited
+        {
+            shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %self.client_id, topic = topic.as_str(), ?limit, ?action, ?retry_after, "publish over the rate limit");
+            match action {
+                Action::Drop => {
+                    self.puback(p.packet_id, ReasonCode::SUCCESS, None);
+                    return None;
+                }
+                Action::Delay => {
+                    let wait = retry_after
+                        .unwrap_or(Duration::from_millis(100))
+                        .min(Duration::from_secs(1));
+                    tokio::time::sleep(wait).await;
+                }
+                Action::Reject(code) => {
+                    if self.is_v5() {
+                        // MQTT 5 PUBACK cannot carry 0x96 Message rate too high (§3.4.2.1
+                        // allows it only in DISCONNECT): answer 0x97 Quota exceeded and name
+                        // the limit in the reason string.
+                        let mut rc = ReasonCode(code.code());
+                        if !rc.allowed_in(PacketType::PubAck, ProtocolVersion::V5) {
+                            rc = ReasonCode::QUOTA_EXCEEDED;
+                        }
+                        let reason = format!("{limit:?} rate limit exceeded ({code:?})");
+                        self.puback(p.packet_id, rc, Some(&reason));
+                    }
+                    return None;
+                }
+                Action::Disconnect(code) => return Some(End::Server(ReasonCode(code.code()))),
+            }
+        }
+        shared.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
+
+        // Broker-served topics.
+        if topic.as_str() == REVOKE_TOPIC {
+            let result = std::str::from_utf8(&p.payload)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.trim().parse::<CertificateId>().map_err(|e| e.to_string()))
+                .and_then(|id| shared.directory.revoke(&id).map(|()| id));
+            match result {
+                Ok(id) => {
+                    tracing::warn!(operator = %self.client_id, certificate = %id, "certificate revoked by the operator");
+                    self.puback(p.packet_id, ReasonCode::SUCCESS, None);
+                }
+                Err(e) => {
+                    tracing::warn!(operator = %self.client_id, error = %e, "revocation refused");
+                    self.puback(p.packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID, Some(&e));
+                }
+            }
+            return None;
+        }
+        if let Some(thing) = topic
+            .as_str()
+            .strip_prefix(FIRMWARE_TOPIC_PREFIX)
+            .and_then(|t| t.strip_suffix(FIRMWARE_TOPIC_SUFFIX))
+        {
+            let checked = match &shared.config.firmware_trust {
+                Some(anchors) => Verifier::new(anchors.clone())
+                    .verify(&p.payload)
+                    .map(|v| v.sequence_number)
+                    .map_err(|e| e.to_string()),
+                None => thingkit::firmware::inspect(&p.payload, &Default::default())
+                    .map_err(|e| e.to_string())
+                    .and_then(|i| {
+                        if i.manifest_digest_matches {
+                            Ok(i.sequence_number)
+                        } else {
+                            Err("the manifest digest does not match".to_string())
+                        }
+                    }),
+            };
+            match checked {
+                Ok(sequence) => {
+                    tracing::info!(operator = %self.client_id, thing, sequence, bytes = p.payload.len(), "firmware job published");
+                    p.retain = true; // a device that connects later still gets its job
+                }
+                Err(e) => {
+                    tracing::warn!(operator = %self.client_id, thing, error = %e, "firmware envelope refused");
+                    self.puback(p.packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID, Some(&e));
+                    return None;
+                }
+            }
+        }
+
+        let mut properties = std::mem::take(&mut p.properties);
+        if !properties.is_empty() {
+            properties.topic_alias = None;
+            properties.subscription_identifiers.clear();
+        }
+        let message = Arc::new(Message {
+            topic,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+            from: Some(self.client_id.clone()),
+        });
+        let queued = self.route(&message);
+        let code = if queued == 0 && self.is_v5() {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        self.puback(p.packet_id, code, None);
+        None
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe) -> Option<End> {
+        let shared = self.shared.clone();
+        let mut codes = Vec::with_capacity(s.subscriptions.len());
+        let mut retained = Vec::new();
+        let sub_id = s.properties.subscription_identifiers.first().copied();
+        for sub in &s.subscriptions {
+            let request = shared.config.arn.subscribe(sub.filter.as_str());
+            if !self.policies.decide(&request, &self.ctx).is_allowed() {
+                shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+                log_denial(&self.policies, &request, &self.ctx, &self.client_id);
+                codes.push(match self.version {
+                    ProtocolVersion::V5 => ReasonCode::NOT_AUTHORIZED,
+                    ProtocolVersion::V311 => ReasonCode(0x80),
+                });
+                continue;
+            }
+            let granted = sub.options.qos.min_qos1();
+            let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
+            let existed = router.subscribe(
+                &self.client_id,
+                &sub.filter,
+                SubOptions {
+                    qos: granted,
+                    no_local: sub.options.no_local,
+                    retain_as_published: sub.options.retain_as_published,
+                    id: sub_id,
+                },
+            );
+            let send_retained = match sub.options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send_retained {
+                for m in router.retained_matching(&sub.filter) {
+                    let qos = if granted.as_u8() < m.qos.as_u8() {
+                        granted
+                    } else {
+                        m.qos
+                    };
+                    retained.push(Delivery {
+                        message: m,
+                        qos,
+                        retain: true,
+                        subscription_id: sub_id,
+                    });
+                }
+            }
+            drop(router);
+            tracing::info!(client = %self.client_id, filter = sub.filter.as_str(), qos = granted.as_u8(), "subscribed");
+            codes.push(ReasonCode(granted.as_u8()));
+        }
+        let _ = self.send(&Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: PacketProperties::default(),
+            reason_codes: codes,
+        }));
+        for d in retained {
+            if let Err(e) = self.deliver(d) {
+                return Some(End::Closed(e.to_string()));
+            }
+        }
+        None
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) -> Option<End> {
+        let mut router = self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
+        let codes = u
+            .filters
+            .iter()
+            .map(|f| {
+                if router.unsubscribe(&self.client_id, f) {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::NO_SUBSCRIPTION_EXISTED
+                }
+            })
+            .collect::<Vec<_>>();
+        drop(router);
+        let reason_codes = if self.is_v5() { codes } else { Vec::new() };
+        let _ = self.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: PacketProperties::default(),
+            reason_codes,
+        }));
+        None
+    }
+
+    /// Writes one delivery into the output buffer, after `iot:Receive`, respecting the
+    /// in-flight window, the client's Maximum Packet Size and its topic aliases.
+    fn deliver(&mut self, d: Delivery) -> Result<(), BoxError> {
+        let shared = self.shared.clone();
+        let request = shared.config.arn.receive(d.message.topic.as_str());
+        if !self.policies.decide(&request, &self.ctx).is_allowed() {
+            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client = %self.client_id, topic = d.message.topic.as_str(), "iot:Receive denied: not delivered");
+            return Ok(());
+        }
+        if d.qos == QoS::AtLeastOnce && self.inflight.len() >= self.inflight_max {
+            if self.pending.len() < shared.config.max_queued {
+                self.pending.push_back(d);
+            } else {
+                shared.stats.queue_drops.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        let packet_id = if d.qos == QoS::AtLeastOnce {
+            let mut id = None;
+            for _ in 0..=u16::MAX {
+                self.next_id = self.next_id.wrapping_add(1);
+                if self.next_id != 0 && !self.inflight.contains_key(&self.next_id) {
+                    id = PacketId::new(self.next_id);
+                    break;
+                }
+            }
+            id
+        } else {
+            None
+        };
+        let m = &d.message;
+        let mut publish = Publish {
+            dup: false,
+            qos: d.qos,
+            retain: d.retain,
+            topic: Some(m.topic.clone()),
+            packet_id,
+            properties: if self.is_v5() {
+                m.properties.clone()
+            } else {
+                PacketProperties::default()
+            },
+            payload: m.payload.clone(),
+        };
+        if self.is_v5() {
+            if let Some(id) = d.subscription_id {
+                publish.properties.subscription_identifiers.push(id);
+            }
+        }
+        let mut packet = Packet::Publish(publish);
+        if self.client_max_packet != u32::MAX {
+            let len = self.encoder.encoded_len(&packet)?;
+            if len > self.client_max_packet as usize {
+                // [MQTT-3.1.2-25]: discard a message larger than the client's maximum.
+                tracing::debug!(client = %self.client_id, len, "delivery larger than the client's Maximum Packet Size: discarded");
+                return Ok(());
+            }
+        }
+        if let Packet::Publish(publish) = &mut packet {
+            self.outbound_aliases.apply(publish);
+        }
+        self.send(&packet)?;
+        if let Some(id) = packet_id {
+            self.inflight.insert(id.get(), d.clone());
+        }
+        shared.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        if let Some(meter) = &self.meter {
+            let _ = shared
+                .table
+                .record_delivery(meter, (m.topic.len() + m.payload.len()) as u64);
+        }
+        Ok(())
+    }
+}

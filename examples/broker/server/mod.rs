@@ -1,0 +1,489 @@
+//! The broker: an MQTT 3.1.1 + 5.0 server on tokio and tokio-rustls, composed from the thingkit
+//! crates. It is shared by the `broker` example (which adds flags and logging), the quickstart,
+//! the load generator and the integration tests (which include it with `#[path]`), so each of
+//! them runs the same broker in process.
+//!
+//! Data flow for one connection (see `connection.rs`):
+//!
+//! ```text
+//! TCP accept -> TLS handshake (thingkit-provision ServerConfig: client certificate chained to an
+//! ACTIVE registered CA) -> Registry::authenticate (ACTIVE certificate -> thing + policies)
+//! -> CONNECT (iot:Connect decided by thingkit-policy) -> CONNACK
+//! -> PUBLISH: alias -> iot:Publish (+ iot:RetainPublish) -> thingkit-meter limits + counters
+//!    -> retained store -> SubscriptionIndex -> each subscriber's queue
+//!    -> (subscriber task) iot:Receive -> topic alias -> socket
+//! ```
+//!
+//! Revocation: the registry's `CertificateDeactivated` event reaches [`Broker`] through a channel
+//! and the sessions that authenticated with that certificate are disconnected.
+#![allow(dead_code)] // shared by several example and test crates; each uses a subset
+
+mod connection;
+mod router;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use thingkit::firmware::TrustAnchors;
+use thingkit::meter::limiter::{LimiterConfig, Limits, RateLimiter};
+use thingkit::meter::meter::{ConnectionTable, Granularity, Meter};
+use thingkit::meter::policy::MeteringPolicy;
+use thingkit::mqtt::ReasonCode;
+use thingkit::policy::{ArnPrefix, SetOptions};
+use thingkit::provision::certificate::{CertificateId, CertificateStatus};
+use thingkit::provision::identity::{ReloadableServerConfig, ServerConfigBuilder};
+use thingkit::provision::registry::{DeviceIdentity, Registry, RegistryEvent};
+use thingkit::provision::store::RegistryStore;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use router::Router;
+
+/// The topic prefix of firmware jobs: the operator publishes a signed SUIT envelope to
+/// `$thingkit/things/{thing}/firmware`; the broker checks it and keeps it retained for the thing.
+pub const FIRMWARE_TOPIC_PREFIX: &str = "$thingkit/things/";
+/// The suffix of a firmware job topic.
+pub const FIRMWARE_TOPIC_SUFFIX: &str = "/firmware";
+/// The operator's revocation topic: the payload is a certificate ID (64 hex digits). Publishing
+/// needs `iot:Publish` on it, like any topic; the broker then revokes the certificate in the
+/// registry, which disconnects its sessions.
+pub const REVOKE_TOPIC: &str = "$thingkit/admin/revoke";
+
+/// Everything configurable about the broker. `Default` is safe for a test on loopback.
+#[derive(Clone)]
+pub struct BrokerConfig {
+    /// The ARN prefix requests are decided against (partition, region, account).
+    pub arn: ArnPrefix,
+    /// The account a thing is billed to unless its `account` attribute says otherwise.
+    pub default_account: String,
+    /// How messages become billable units.
+    pub metering: MeteringPolicy,
+    /// Per-connection publish limits (AWS: 100 publishes/s, 512 KiB/s, PUBACK 0x96).
+    pub connection_limits: Limits,
+    /// Per-account inbound publish limits (AWS us-east-1: 20,000/s, PUBACK 0x97).
+    pub account_limits: Limits,
+    /// Per-client-ID CONNECT limits (AWS: 1/s, CONNACK 0x9F); `None` disables the check.
+    pub connect_limits: Option<Limits>,
+    /// The largest packet the broker accepts, announced as Maximum Packet Size (MQTT 5).
+    pub max_packet_size: u32,
+    /// Topic Alias Maximum announced to MQTT 5 clients.
+    pub topic_alias_maximum: u16,
+    /// Receive Maximum announced to MQTT 5 clients (QoS 1 publishes in flight from a client).
+    pub receive_maximum: u16,
+    /// QoS 1 deliveries in flight to a client that announced no Receive Maximum.
+    pub max_inflight: u16,
+    /// Messages queued for one session (connected or not); more are dropped and counted.
+    pub max_queued: usize,
+    /// Largest keep-alive a client may ask for; longer ones are answered with Server Keep Alive.
+    pub max_keep_alive: u16,
+    /// Time allowed for the TLS handshake and the CONNECT packet.
+    pub connect_timeout: Duration,
+    /// Connections the meter's table can hold.
+    pub max_connections: usize,
+    /// Firmware trust anchors: when set, envelopes published on a firmware topic must verify
+    /// against them; otherwise they only have to be well-formed SUIT envelopes.
+    pub firmware_trust: Option<TrustAnchors>,
+    /// Options for compiling each connection's policies.
+    pub policy_options: SetOptions,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            arn: ArnPrefix::new("aws", "eu-central-1", "123456789012")
+                .expect("a valid ARN prefix literal"),
+            default_account: "123456789012".into(),
+            metering: MeteringPolicy::aws(),
+            connection_limits: Limits::aws_connection(),
+            account_limits: Limits::aws_account_publish(),
+            connect_limits: None,
+            max_packet_size: 256 * 1024,
+            topic_alias_maximum: 32,
+            receive_maximum: 256,
+            max_inflight: 64,
+            max_queued: 10_000,
+            max_keep_alive: 1200,
+            connect_timeout: Duration::from_secs(10),
+            max_connections: 100_000,
+            firmware_trust: None,
+            policy_options: SetOptions {
+                strict_identities: true,
+                ..SetOptions::default()
+            },
+        }
+    }
+}
+
+/// What the broker needs from the registry: authentication, thing details and revocation.
+/// Implemented for `RwLock<Registry<S>>` for every store.
+pub trait Directory: Send + Sync + 'static {
+    /// Authenticates a verified TLS peer chain (end-entity first).
+    fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String>;
+    /// Sets a certificate's status to REVOKED.
+    fn revoke(&self, id: &CertificateId) -> Result<(), String>;
+}
+
+/// An authenticated device: the registry's identity plus the thing's type and attributes.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// The registry identity.
+    pub identity: DeviceIdentity,
+    /// The thing's type, if any.
+    pub thing_type: Option<String>,
+    /// The thing's attributes.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl<S: RegistryStore + Send + Sync + 'static> Directory for RwLock<Registry<S>> {
+    fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String> {
+        let registry = self.read().unwrap_or_else(|p| p.into_inner());
+        let identity = registry.authenticate(chain).map_err(|e| e.to_string())?;
+        let (thing_type, attributes) =
+            match identity.thing.as_deref().and_then(|t| registry.thing(t)) {
+                Some(thing) => (
+                    thing.thing_type.as_deref().map(str::to_string),
+                    thing
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                None => (None, Default::default()),
+            };
+        Ok(Authenticated {
+            identity,
+            thing_type,
+            attributes,
+        })
+    }
+
+    fn revoke(&self, id: &CertificateId) -> Result<(), String> {
+        let mut registry = self.write().unwrap_or_else(|p| p.into_inner());
+        registry
+            .update_certificate(id, CertificateStatus::Revoked)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Counters an operator watches; all monotonic.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// TLS handshakes that failed.
+    pub tls_failures: AtomicU64,
+    /// CONNECTs accepted.
+    pub connects_accepted: AtomicU64,
+    /// CONNECTs refused (authentication, authorization, rate).
+    pub connects_refused: AtomicU64,
+    /// PUBLISH packets accepted.
+    pub publishes_in: AtomicU64,
+    /// Messages written to subscribers.
+    pub deliveries: AtomicU64,
+    /// Requests denied by policy (connect, publish, subscribe, receive).
+    pub denied: AtomicU64,
+    /// Publishes refused or dropped by a rate limit.
+    pub throttled: AtomicU64,
+    /// Messages dropped because a session's queue was full.
+    pub queue_drops: AtomicU64,
+    /// Sessions disconnected because their certificate left ACTIVE.
+    pub revocation_disconnects: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// See [`Stats::tls_failures`].
+    pub tls_failures: u64,
+    /// See [`Stats::connects_accepted`].
+    pub connects_accepted: u64,
+    /// See [`Stats::connects_refused`].
+    pub connects_refused: u64,
+    /// See [`Stats::publishes_in`].
+    pub publishes_in: u64,
+    /// See [`Stats::deliveries`].
+    pub deliveries: u64,
+    /// See [`Stats::denied`].
+    pub denied: u64,
+    /// See [`Stats::throttled`].
+    pub throttled: u64,
+    /// See [`Stats::queue_drops`].
+    pub queue_drops: u64,
+    /// See [`Stats::revocation_disconnects`].
+    pub revocation_disconnects: u64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> StatsSnapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            tls_failures: l(&self.tls_failures),
+            connects_accepted: l(&self.connects_accepted),
+            connects_refused: l(&self.connects_refused),
+            publishes_in: l(&self.publishes_in),
+            deliveries: l(&self.deliveries),
+            denied: l(&self.denied),
+            throttled: l(&self.throttled),
+            queue_drops: l(&self.queue_drops),
+            revocation_disconnects: l(&self.revocation_disconnects),
+        }
+    }
+}
+
+/// The signal that ends a connection with a reason code.
+pub(crate) type Kick = watch::Sender<Option<ReasonCode>>;
+
+/// State shared by every connection task.
+pub(crate) struct Shared {
+    pub(crate) config: BrokerConfig,
+    pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) router: Mutex<Router>,
+    pub(crate) table: ConnectionTable,
+    pub(crate) meter: Meter,
+    pub(crate) account_limiter: RateLimiter<Arc<str>>,
+    pub(crate) connect_limiter: Option<RateLimiter<String>>,
+    pub(crate) stats: Stats,
+    pub(crate) epoch: Instant,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Live connections by certificate: kick senders, for revocation.
+    pub(crate) by_certificate: Mutex<HashMap<CertificateId, Vec<(u64, Kick)>>>,
+    pub(crate) next_connection: AtomicU64,
+}
+
+impl Shared {
+    /// Nanoseconds since the broker started (the meter's clock).
+    pub(crate) fn now_nanos(&self) -> thingkit::meter::limiter::Nanos {
+        thingkit::meter::limiter::Nanos(
+            u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        )
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A running broker. Dropping it does not stop it: call [`Broker::shutdown`].
+pub struct Broker {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Where the broker's TLS configuration comes from.
+pub struct Tls {
+    /// The swappable rustls configuration (rebuilt when a CA is deactivated).
+    pub configs: Arc<ReloadableServerConfig>,
+}
+
+impl Broker {
+    /// Builds the mTLS configuration from the registry's ACTIVE CAs and the server's own
+    /// certificate, subscribes to the registry's events, binds `addr` and starts accepting.
+    pub async fn start<S: RegistryStore + Send + Sync + 'static>(
+        addr: SocketAddr,
+        registry: Arc<RwLock<Registry<S>>>,
+        server_chain_pem: &str,
+        server_key_pem: &str,
+        config: BrokerConfig,
+    ) -> Result<Broker, Box<dyn std::error::Error + Send + Sync>> {
+        let builder = ServerConfigBuilder::from_pem(server_chain_pem, server_key_pem)?;
+        let configs = {
+            let reg = registry.read().unwrap_or_else(|p| p.into_inner());
+            Arc::new(ReloadableServerConfig::new(builder.build(&*reg)?))
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel::<RegistryEvent>();
+        registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .subscribe(move |event| {
+                let _ = events_tx.send(event.clone());
+            });
+
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let table = ConnectionTable::new(
+            config.metering.clone(),
+            &config.connection_limits,
+            config.max_connections,
+        )?;
+        let meter = Meter::new(
+            "broker",
+            config.metering.clone(),
+            Granularity::Day,
+            1_000_000,
+        )?;
+        let account_limiter = RateLimiter::new(LimiterConfig {
+            default: config.account_limits,
+            ..LimiterConfig::default()
+        })?;
+        let connect_limiter = match config.connect_limits {
+            Some(limits) => Some(RateLimiter::new(LimiterConfig {
+                default: limits,
+                ..LimiterConfig::default()
+            })?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            directory: registry.clone(),
+            router: Mutex::new(Router::default()),
+            table,
+            meter,
+            account_limiter,
+            connect_limiter,
+            stats: Stats::default(),
+            epoch: Instant::now(),
+            shutdown: shutdown_rx,
+            by_certificate: Mutex::new(HashMap::new()),
+            next_connection: AtomicU64::new(1),
+        });
+        let mut tasks = JoinSet::new();
+        tasks.spawn(accept_loop(listener, shared.clone(), configs.clone()));
+        tasks.spawn(revocation_loop(
+            events_rx,
+            shared.clone(),
+            registry,
+            builder,
+            configs,
+        ));
+        tracing::info!(%local_addr, "broker listening (MQTT 3.1.1 + 5.0 over mutual TLS)");
+        Ok(Broker {
+            shared,
+            local_addr,
+            shutdown_tx,
+            tasks,
+        })
+    }
+
+    /// The address the broker listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The node meter (usage per account, device, kind; flushed when connections close).
+    pub fn meter(&self) -> &Meter {
+        &self.shared.meter
+    }
+
+    /// Graceful shutdown: stop accepting, send DISCONNECT 0x8B (Server shutting down) to MQTT 5
+    /// clients, close every connection (flushing its usage into the meter) and wait for the
+    /// tasks, at most `grace`.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.shutdown_tx.send(true);
+        let _ = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+        tracing::info!("broker stopped");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    configs: Arc<ReloadableServerConfig>,
+) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((tcp, peer)) => {
+                        let _ = tcp.set_nodelay(true);
+                        let acceptor = tokio_rustls::TlsAcceptor::from(configs.current());
+                        connections.spawn(connection::run(tcp, peer, acceptor, shared.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    // Every connection task watches the same shutdown signal; wait for them to close.
+    while connections.join_next().await.is_some() {}
+}
+
+async fn revocation_loop<S: RegistryStore + Send + Sync + 'static>(
+    mut events: mpsc::UnboundedReceiver<RegistryEvent>,
+    shared: Arc<Shared>,
+    registry: Arc<RwLock<Registry<S>>>,
+    builder: ServerConfigBuilder,
+    configs: Arc<ReloadableServerConfig>,
+) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => match e { Some(e) => e, None => break },
+            _ = shutdown.changed() => break,
+        };
+        match event {
+            RegistryEvent::CertificateDeactivated {
+                certificate_id,
+                status,
+            } => {
+                let kicked = kick_certificate(&shared, &certificate_id);
+                tracing::warn!(certificate = %certificate_id, %status, sessions = kicked,
+                    "certificate left ACTIVE: its sessions are disconnected");
+            }
+            RegistryEvent::CaDeactivated { ca_certificate_id } => {
+                let reg = registry.read().unwrap_or_else(|p| p.into_inner());
+                let mut kicked = 0;
+                let ids: Vec<CertificateId> = shared
+                    .by_certificate
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .copied()
+                    .collect();
+                for id in ids {
+                    if reg.certificate(&id).and_then(|c| c.ca) == Some(ca_certificate_id) {
+                        kicked += kick_certificate(&shared, &id);
+                    }
+                }
+                match builder.build(&*reg) {
+                    Ok(config) => configs.replace(config),
+                    Err(e) => tracing::error!(error = %e, "cannot rebuild the TLS configuration"),
+                }
+                tracing::warn!(ca = %ca_certificate_id, sessions = kicked,
+                    "CA deactivated: its devices are disconnected, TLS configuration rebuilt");
+            }
+            _ => {}
+        }
+    }
+}
+
+fn kick_certificate(shared: &Shared, id: &CertificateId) -> usize {
+    let map = shared
+        .by_certificate
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let Some(list) = map.get(id) else { return 0 };
+    for (_, kick) in list {
+        let _ = kick.send(Some(ReasonCode::ADMINISTRATIVE_ACTION));
+    }
+    shared
+        .stats
+        .revocation_disconnects
+        .fetch_add(list.len() as u64, Ordering::Relaxed);
+    list.len()
+}

@@ -1,0 +1,270 @@
+//! Sessions, subscriptions and retained messages: the broker's one piece of shared mutable state,
+//! behind one mutex. Subscriptions are routed by `thingkit-mqtt`'s `SubscriptionIndex`.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use thingkit::mqtt::bytes::Bytes;
+use thingkit::mqtt::{
+    Match, PacketProperties, QoS, ReasonCode, SubscriptionIndex, TopicFilter, TopicName,
+};
+use tokio::sync::{mpsc, watch};
+
+/// An application message as routed: shared by every subscriber it goes to.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The topic.
+    pub topic: TopicName,
+    /// The payload.
+    pub payload: Bytes,
+    /// The QoS it was published with.
+    pub qos: QoS,
+    /// The RETAIN flag it was published with.
+    pub retain: bool,
+    /// Properties forwarded to subscribers (MQTT 5: payload format, expiry, content type,
+    /// response topic, correlation data, user properties).
+    pub properties: PacketProperties,
+    /// The publishing client, for No Local.
+    pub from: Option<Arc<str>>,
+}
+
+/// One message for one subscriber.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub message: Arc<Message>,
+    /// min(publish QoS, granted QoS).
+    pub qos: QoS,
+    /// The RETAIN flag to send (set for retained messages sent on subscribe, or as published
+    /// when Retain As Published).
+    pub retain: bool,
+    /// The subscription identifier of the matching subscription, if any.
+    pub subscription_id: Option<NonZeroU32>,
+}
+
+/// What a connection task receives from others.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Deliver a message.
+    Deliver(Delivery),
+}
+
+/// Options of one subscription, stored in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOptions {
+    /// Granted QoS.
+    pub qos: QoS,
+    /// MQTT 5 No Local.
+    pub no_local: bool,
+    /// MQTT 5 Retain As Published.
+    pub retain_as_published: bool,
+    /// MQTT 5 Subscription Identifier.
+    pub id: Option<NonZeroU32>,
+}
+
+/// A connected session's handles.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// Connection number (distinguishes a takeover from the connection it replaced).
+    pub connection: u64,
+    /// Its delivery queue.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Its kick signal (a reason code ends the connection).
+    pub kick: watch::Sender<Option<ReasonCode>>,
+}
+
+/// A session: survives its connection when it is persistent.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// The live connection, if any.
+    pub attached: Option<Attached>,
+    /// The filters it subscribed to.
+    pub filters: Vec<TopicFilter>,
+    /// QoS 1 messages kept while it is offline (and unacknowledged ones from its last
+    /// connection).
+    pub offline: VecDeque<Delivery>,
+    /// Whether it outlives its connection.
+    pub persistent: bool,
+}
+
+/// Sessions, the subscription index and the retained messages.
+#[derive(Default)]
+pub struct Router {
+    index: SubscriptionIndex<Arc<str>, SubOptions>,
+    sessions: HashMap<Arc<str>, Session>,
+    retained: HashMap<TopicName, Arc<Message>>,
+    share_cursor: usize,
+}
+
+/// The outcome of routing one message.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Routed {
+    /// Subscribers it was queued for.
+    pub queued: usize,
+    /// Subscribers whose queue was full (the message was dropped for them).
+    pub dropped: usize,
+}
+
+impl Router {
+    /// Attaches a connection to the session `client_id`, taking it over from a live connection
+    /// (which is kicked with Session taken over). With `clean`, any previous state is discarded.
+    /// Returns whether a session was present and the messages kept for it.
+    pub fn attach(
+        &mut self,
+        client_id: &Arc<str>,
+        clean: bool,
+        persistent: bool,
+        attached: Attached,
+    ) -> (bool, Vec<Delivery>) {
+        if clean {
+            self.remove_session(client_id);
+        }
+        let session = self.sessions.entry(client_id.clone()).or_default();
+        let present = !clean
+            && (!session.filters.is_empty() || !session.offline.is_empty() || session.persistent);
+        if let Some(old) = session.attached.take() {
+            let _ = old.kick.send(Some(ReasonCode::SESSION_TAKEN_OVER));
+        }
+        session.attached = Some(attached);
+        session.persistent = persistent;
+        let backlog = session.offline.drain(..).collect();
+        (present, backlog)
+    }
+
+    /// Detaches connection `connection` from its session; keeps the session (with `unacked`
+    /// messages) when it is persistent, removes it otherwise. A session already taken over by a
+    /// newer connection is left alone.
+    pub fn detach(&mut self, client_id: &Arc<str>, connection: u64, unacked: Vec<Delivery>) {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        if session.attached.as_ref().map(|a| a.connection) != Some(connection) {
+            // Taken over: hand the unacknowledged messages to the new owner's backlog.
+            session.offline.extend(unacked);
+            return;
+        }
+        session.attached = None;
+        if session.persistent {
+            session.offline.extend(unacked);
+        } else {
+            self.remove_session(client_id);
+        }
+    }
+
+    fn remove_session(&mut self, client_id: &Arc<str>) {
+        if let Some(session) = self.sessions.remove(client_id) {
+            for f in &session.filters {
+                self.index.remove(f, client_id);
+            }
+        }
+    }
+
+    /// Adds or replaces a subscription. Returns whether it existed before.
+    pub fn subscribe(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &TopicFilter,
+        options: SubOptions,
+    ) -> bool {
+        let existed = self
+            .index
+            .insert(filter, client_id.clone(), options)
+            .is_some();
+        if let Some(session) = self.sessions.get_mut(client_id) {
+            if !existed {
+                session.filters.push(filter.clone());
+            }
+        }
+        existed
+    }
+
+    /// Removes a subscription. Returns whether it existed.
+    pub fn unsubscribe(&mut self, client_id: &Arc<str>, filter: &TopicFilter) -> bool {
+        let existed = self.index.remove(filter, client_id).is_some();
+        if let Some(session) = self.sessions.get_mut(client_id) {
+            session.filters.retain(|f| f != filter);
+        }
+        existed
+    }
+
+    /// Updates the retained store for a PUBLISH with RETAIN: an empty payload deletes.
+    pub fn retain(&mut self, message: &Arc<Message>) {
+        if message.payload.is_empty() {
+            self.retained.remove(&message.topic);
+        } else {
+            self.retained.insert(message.topic.clone(), message.clone());
+        }
+    }
+
+    /// The retained messages matching `filter`.
+    pub fn retained_matching(&self, filter: &TopicFilter) -> Vec<Arc<Message>> {
+        let inner = match filter.share_group() {
+            Some(_) => return Vec::new(), // no retained messages for shared subscriptions
+            None => filter,
+        };
+        self.retained
+            .values()
+            .filter(|m| m.topic.matches(inner))
+            .cloned()
+            .collect()
+    }
+
+    /// The retained message on `topic`, if any.
+    pub fn retained(&self, topic: &TopicName) -> Option<Arc<Message>> {
+        self.retained.get(topic).cloned()
+    }
+
+    /// Queues `message` for every matching subscriber (one member per shared group).
+    pub fn route(&mut self, message: &Arc<Message>, max_queued: usize) -> Routed {
+        let mut routed = Routed::default();
+        let mut targets: Vec<(Arc<str>, SubOptions)> = Vec::new();
+        let cursor = self.share_cursor;
+        self.index.for_each_match(&message.topic, |m| match m {
+            Match::Direct { subscriber, value } => {
+                if !(value.no_local && message.from.as_ref() == Some(subscriber)) {
+                    targets.push((subscriber.clone(), *value));
+                }
+            }
+            Match::Shared { members, .. } => {
+                if let Some((s, v)) = members.get(cursor % members.len().max(1)) {
+                    targets.push((s.clone(), *v));
+                }
+            }
+        });
+        self.share_cursor = self.share_cursor.wrapping_add(1);
+        for (client, options) in targets {
+            let Some(session) = self.sessions.get_mut(&client) else {
+                continue;
+            };
+            let qos = if options.qos.as_u8() < message.qos.as_u8() {
+                options.qos
+            } else {
+                message.qos
+            };
+            let delivery = Delivery {
+                message: message.clone(),
+                qos,
+                retain: options.retain_as_published && message.retain,
+                subscription_id: options.id,
+            };
+            match &session.attached {
+                Some(a) => match a.tx.try_send(Outbound::Deliver(delivery)) {
+                    Ok(()) => routed.queued += 1,
+                    Err(_) => routed.dropped += 1,
+                },
+                None if qos != QoS::AtMostOnce && session.offline.len() < max_queued => {
+                    session.offline.push_back(delivery);
+                    routed.queued += 1;
+                }
+                None => routed.dropped += 1,
+            }
+        }
+        routed
+    }
+
+    /// Number of sessions (connected or persistent).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+}

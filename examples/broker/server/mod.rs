@@ -21,7 +21,7 @@
 mod connection;
 mod router;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use thingkit::firmware::TrustAnchors;
 use thingkit::meter::limiter::{LimiterConfig, Limits, RateLimiter};
-use thingkit::meter::meter::{ConnectionTable, Granularity, Meter};
+use thingkit::meter::meter::{ConnectionTable, Counts, Granularity, Meter, UsageKey};
 use thingkit::meter::policy::MeteringPolicy;
 use thingkit::mqtt::ReasonCode;
 use thingkit::policy::{ArnPrefix, SetOptions};
@@ -380,8 +380,8 @@ impl Broker {
 
     /// Graceful shutdown: stop accepting, send DISCONNECT 0x8B (Server shutting down) to MQTT 5
     /// clients, close every connection (flushing its usage into the meter) and wait for the
-    /// tasks, at most `grace`.
-    pub async fn shutdown(mut self, grace: Duration) {
+    /// tasks, at most `grace`. Returns the meter's final totals.
+    pub async fn shutdown(mut self, grace: Duration) -> BTreeMap<UsageKey, Counts> {
         let _ = self.shutdown_tx.send(true);
         let _ = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
@@ -389,6 +389,7 @@ impl Broker {
         .await;
         self.tasks.abort_all();
         tracing::info!("broker stopped");
+        self.shared.meter.totals()
     }
 }
 

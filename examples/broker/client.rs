@@ -386,6 +386,11 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// The next packet already buffered, without reading the socket.
+    pub fn try_next(&mut self) -> Result<Option<Packet>, ClientError> {
+        Ok(self.decoder.decode(&mut self.rbuf)?)
+    }
+
     /// The next packet; `None` when closed.
     pub async fn next(&mut self) -> Result<Option<Packet>, ClientError> {
         loop {

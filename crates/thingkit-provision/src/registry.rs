@@ -1620,7 +1620,7 @@ impl<S: RegistryStore> Registry<S> {
     }
 
     fn effective_policies_of(&self, cert: &Certificate) -> Vec<EffectivePolicy> {
-        let mut out: Vec<EffectivePolicy> = Vec::new();
+        let mut out: Vec<EffectivePolicy> = Vec::with_capacity(cert.policies.len() + 4);
         let push = |name: &str, out: &mut Vec<EffectivePolicy>| {
             if out.iter().any(|p| &*p.name == name) {
                 return;

@@ -192,6 +192,14 @@ fn registry_1m(c: &mut Criterion) {
     group.sample_size(100);
     group.measurement_time(Duration::from_secs(5));
     let mut n = 0usize;
+    group.bench_function("effective_policies", |b| {
+        let m = million.get_or_insert_with(build_million);
+        b.iter(|| {
+            n = (n + 1) & 4095;
+            black_box(m.registry.effective_policies(&m.ids[n]).unwrap())
+        })
+    });
+    let mut n = 0usize;
     group.bench_function("authenticate+effective_policies", |b| {
         let m = million.get_or_insert_with(build_million);
         b.iter(|| {
@@ -205,14 +213,6 @@ fn registry_1m(c: &mut Criterion) {
         b.iter(|| {
             n = (n + 1) % m.signed.len();
             black_box(m.registry.authenticate(&[m.signed[n].as_slice()]).unwrap())
-        })
-    });
-    let mut n = 0usize;
-    group.bench_function("effective_policies", |b| {
-        let m = million.get_or_insert_with(build_million);
-        b.iter(|| {
-            n = (n + 1) & 4095;
-            black_box(m.registry.effective_policies(&m.ids[n]).unwrap())
         })
     });
     group.finish();

@@ -60,6 +60,11 @@ struct Flags {
     /// Worker threads of the example broker's runtime.
     #[arg(long, default_value_t = 1)]
     broker_threads: usize,
+    /// Offered load in messages per second over all publishers; 0 publishes as fast as the
+    /// broker takes them (the throughput measurement). Latency is comparable between brokers
+    /// only at the same offered load below both capacities.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Only the example broker (no mosquitto).
     #[arg(long)]
     no_mosquitto: bool,
@@ -157,6 +162,8 @@ async fn round(
         let topic = TopicName::new(&format!("telemetry/{}/load", d.thing))?;
         let n = flags.messages;
         let window = flags.window;
+        let interval = (flags.rate > 0)
+            .then(|| Duration::from_secs_f64(publishers.len() as f64 / flags.rate as f64));
         tasks.push(tokio::spawn(async move {
             let (mut r, mut w) = c.split();
             let permits = Arc::new(Semaphore::new(window));
@@ -178,7 +185,17 @@ async fn round(
                 })
             };
             let mut id: u16 = 0;
+            let paced_from = tokio::time::Instant::now();
             for i in 0..n {
+                if let Some(interval) = interval {
+                    let due = paced_from + interval.mul_f64(i as f64);
+                    if tokio::time::Instant::now() < due {
+                        if w.buffered() > 0 {
+                            w.flush().await?;
+                        }
+                        tokio::time::sleep_until(due).await;
+                    }
+                }
                 let mut payload = [0u8; 64];
                 let now = epoch.elapsed().as_nanos() as u64;
                 payload[..8].copy_from_slice(&now.to_be_bytes());
@@ -326,8 +343,15 @@ fn main() -> Result<(), Error> {
     broker_rt.block_on(broker.shutdown(Duration::from_secs(5)));
 
     println!(
-        "\n{} publishers x {} messages of 64 B, 1 subscriber, MQTT 5 over TLS 1.3 with client certificates; median of {} rounds",
-        flags.publishers, flags.messages, flags.rounds
+        "\n{} publishers x {} messages of 64 B, 1 subscriber, MQTT 5 over TLS 1.3 with client certificates, offered load {}; median of {} rounds",
+        flags.publishers,
+        flags.messages,
+        if flags.rate == 0 {
+            "unpaced".to_string()
+        } else {
+            format!("{} msgs/s", flags.rate)
+        },
+        flags.rounds
     );
     println!(
         "\n| QoS | broker | msgs/s | p50 latency | p99 latency | lost | throughput vs mosquitto |"

@@ -64,9 +64,13 @@ struct Flags {
     /// Metering preset: aws, azure, azure-free or gcp.
     #[arg(long, default_value = "aws")]
     metering: String,
-    /// Per-connection publish rate limit (messages per second); the AWS default is 100.
+    /// Per-connection publish rate limit (messages per second); the AWS default is 100. Over
+    /// it, MQTT 5 clients get PUBACK 0x97 and the message is not routed.
     #[arg(long, default_value_t = 100)]
     publish_rate: u64,
+    /// CONNECTs per second per client ID (AWS: 1), with a burst of 5; over it, CONNACK 0x9F.
+    #[arg(long, default_value_t = 1)]
+    connect_rate: u64,
     /// Largest accepted packet in bytes (announced as Maximum Packet Size to MQTT 5 clients).
     #[arg(long, default_value_t = 256 * 1024)]
     max_packet_size: u32,
@@ -148,7 +152,14 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
             messages: Some(Rate::per_second(flags.publish_rate)),
             ..Limits::aws_connection()
         },
-        connect_limits: Some(Limits::aws_client_connect()),
+        connect_limits: Some(Limits {
+            messages: Some(Rate {
+                amount: flags.connect_rate,
+                period_ms: 1000,
+                burst: 5,
+            }),
+            ..Limits::aws_client_connect()
+        }),
         max_packet_size: flags.max_packet_size,
         ..BrokerConfig::default()
     };
@@ -173,6 +184,8 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_max_level(flags.log_level)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match &flags.registry {
         Some(path) => match RedbStore::open(path)

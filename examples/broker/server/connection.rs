@@ -72,10 +72,17 @@ pub(crate) async fn run(
     }
 }
 
+/// How long a client may leave written bytes unread before it is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn write(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), BoxError> {
     if !buf.is_empty() {
-        stream.write_all(buf).await?;
-        stream.flush().await?;
+        tokio::time::timeout(WRITE_TIMEOUT, async {
+            stream.write_all(buf).await?;
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| "the client stopped reading (write timed out)")??;
         buf.clear();
     }
     Ok(())

@@ -444,3 +444,246 @@ async fn shutdown_disconnects_mqtt5_clients_with_server_shutting_down() {
     }
     stop.await.unwrap();
 }
+
+#[tokio::test]
+async fn topic_aliases_are_resolved_inbound_and_used_outbound() {
+    use std::num::NonZeroU16;
+    use thingkit::mqtt::{Publish, TopicName};
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let addr = broker.local_addr();
+    let mut sub = connect(
+        &fleet,
+        addr,
+        &b,
+        Options {
+            topic_alias_maximum: Some(4),
+            ..opts(&b, ProtocolVersion::V5)
+        },
+    )
+    .await;
+    sub.subscribe(&[("telemetry/#", QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let mut publ = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
+    assert_eq!(publ.connack.properties.topic_alias_maximum, Some(32));
+    // First PUBLISH sets alias 3, the second uses it with an empty topic.
+    let mut first = Publish::new(TopicName::new("telemetry/sensor-a/t").unwrap(), "1");
+    first.properties.topic_alias = NonZeroU16::new(3);
+    publ.send(&Packet::Publish(first)).await.unwrap();
+    let mut second = Publish::new(TopicName::new("telemetry/sensor-a/t").unwrap(), "2");
+    second.topic = None;
+    second.properties.topic_alias = NonZeroU16::new(3);
+    publ.send(&Packet::Publish(second)).await.unwrap();
+    // The subscriber announced 4 aliases: the broker sends the topic once, then the alias only.
+    let got: Vec<_> = [sub.recv().await.unwrap(), sub.recv().await.unwrap()]
+        .into_iter()
+        .map(|p| match p {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got[0].topic.as_ref().map(|t| t.as_str()),
+        Some("telemetry/sensor-a/t")
+    );
+    assert!(got[0].properties.topic_alias.is_some());
+    assert_eq!(got[1].topic, None);
+    assert_eq!(got[1].properties.topic_alias, got[0].properties.topic_alias);
+    assert_eq!(&got[1].payload[..], b"2");
+    // An alias above the announced maximum ends the connection with 0x94.
+    let mut bad = Publish::new(TopicName::new("telemetry/sensor-a/t").unwrap(), "3");
+    bad.properties.topic_alias = NonZeroU16::new(33);
+    publ.send(&Packet::Publish(bad)).await.unwrap();
+    match publ.recv().await.unwrap() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::TOPIC_ALIAS_INVALID),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn receive_is_authorized_for_each_delivery() {
+    use thingkit::provision::registry::PolicyTarget;
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let op = fleet.add_operator().unwrap();
+    {
+        // sensor-a may subscribe to anything, but its Receive rights stay the fleet policy's.
+        let mut registry = fleet.registry.write().unwrap();
+        registry
+            .create_policy(
+                "subscribe-all",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe","Resource":"*"}]}"#,
+            )
+            .unwrap();
+        registry
+            .attach_policy(
+                "subscribe-all",
+                &PolicyTarget::Certificate(a.certificate_id),
+            )
+            .unwrap();
+    }
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let mut device = connect(
+        &fleet,
+        broker.local_addr(),
+        &a,
+        opts(&a, ProtocolVersion::V5),
+    )
+    .await;
+    assert_eq!(
+        device.subscribe(&[("#", QoS::AtLeastOnce)]).await.unwrap(),
+        vec![ReasonCode(1)]
+    );
+    let mut operator = connect(
+        &fleet,
+        broker.local_addr(),
+        &op,
+        opts(&op, ProtocolVersion::V5),
+    )
+    .await;
+    operator
+        .publish_qos1("commands/sensor-b/reboot", "secret")
+        .await
+        .unwrap();
+    device
+        .publish_qos1("telemetry/sensor-a/temperature", "20.0")
+        .await
+        .unwrap();
+    let m = device.next_publish().await.unwrap().unwrap();
+    assert_eq!(
+        &m.payload[..],
+        b"20.0",
+        "the command was not delivered: no iot:Receive"
+    );
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn qos2_is_refused_and_a_second_connection_takes_the_session_over() {
+    use thingkit::mqtt::{PacketId, Publish, TopicName};
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let addr = broker.local_addr();
+    let mut first = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
+    assert_eq!(first.connack.properties.maximum_qos, Some(QoS::AtLeastOnce));
+    let mut second = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
+    assert!(accepted(&second.connack));
+    match first.recv().await.unwrap() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::SESSION_TAKEN_OVER),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    let mut p = Publish::new(TopicName::new("telemetry/sensor-a/t").unwrap(), "x");
+    p.qos = QoS::ExactlyOnce;
+    p.packet_id = PacketId::new(1);
+    second.send(&Packet::Publish(p)).await.unwrap();
+    match second.recv().await.unwrap() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::QOS_NOT_SUPPORTED),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_disconnected_after_one_and_a_half_keep_alives() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let mut c = connect(
+        &fleet,
+        broker.local_addr(),
+        &a,
+        Options {
+            keep_alive: 1,
+            ..opts(&a, ProtocolVersion::V5)
+        },
+    )
+    .await;
+    match c.recv().await.unwrap() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::KEEP_ALIVE_TIMEOUT),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn firmware_jobs_are_checked_and_kept_for_the_device() {
+    use thingkit::firmware::{EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey, TrustAnchors};
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let op = fleet.add_operator().unwrap();
+    let key = SigningKey::generate(KeyType::P256).unwrap();
+    let stranger = SigningKey::generate(KeyType::P256).unwrap();
+    let config = BrokerConfig {
+        firmware_trust: Some(TrustAnchors::single(key.public_key().clone())),
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let image = vec![7u8; 10_000];
+    let envelope = |k: &SigningKey| {
+        let m = ManifestBuilder::new(5)
+            .vendor_id("fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe".parse().unwrap())
+            .class_id("1492af14-2569-5e48-bf42-9b2d51f2ab45".parse().unwrap())
+            .image(&image)
+            .build()
+            .unwrap();
+        EnvelopeBuilder::new(m).sign(&[k]).unwrap()
+    };
+    let topic = format!(
+        "{}sensor-a{}",
+        server::FIRMWARE_TOPIC_PREFIX,
+        server::FIRMWARE_TOPIC_SUFFIX
+    );
+    let mut operator = connect(
+        &fleet,
+        broker.local_addr(),
+        &op,
+        opts(&op, ProtocolVersion::V5),
+    )
+    .await;
+    let ack = operator
+        .publish_qos1(&topic, envelope(&stranger))
+        .await
+        .unwrap();
+    assert_eq!(
+        ack.reason_code,
+        ReasonCode::PAYLOAD_FORMAT_INVALID,
+        "signed by an untrusted key"
+    );
+    let ack = operator.publish_qos1(&topic, envelope(&key)).await.unwrap();
+    assert!(ack.reason_code.is_success());
+    // The device connects later and still gets its job (kept retained by the broker).
+    let mut device = connect(
+        &fleet,
+        broker.local_addr(),
+        &a,
+        opts(&a, ProtocolVersion::V311),
+    )
+    .await;
+    device
+        .subscribe(&[(&topic, QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let job = device.next_publish().await.unwrap().unwrap();
+    assert!(job.retain);
+    let verified =
+        thingkit::firmware::Verifier::new(TrustAnchors::single(key.public_key().clone()))
+            .verify(&job.payload)
+            .unwrap();
+    assert_eq!(verified.sequence_number, 5);
+    // A device cannot publish firmware jobs, not even for itself.
+    let mut d5 = connect(
+        &fleet,
+        broker.local_addr(),
+        &a,
+        opts(&a, ProtocolVersion::V5),
+    )
+    .await;
+    let ack = d5.publish_qos1(&topic, envelope(&key)).await.unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    broker.shutdown(Duration::from_secs(5)).await;
+}

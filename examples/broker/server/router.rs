@@ -117,15 +117,19 @@ impl Router {
         persistent: bool,
         attached: Attached,
     ) -> (bool, Vec<Delivery>) {
+        if let Some(old) = self
+            .sessions
+            .get_mut(client_id)
+            .and_then(|s| s.attached.take())
+        {
+            let _ = old.kick.send(Some(ReasonCode::SESSION_TAKEN_OVER));
+        }
         if clean {
             self.remove_session(client_id);
         }
         let session = self.sessions.entry(client_id.clone()).or_default();
         let present = !clean
             && (!session.filters.is_empty() || !session.offline.is_empty() || session.persistent);
-        if let Some(old) = session.attached.take() {
-            let _ = old.kick.send(Some(ReasonCode::SESSION_TAKEN_OVER));
-        }
         session.attached = Some(attached);
         session.persistent = persistent;
         let backlog = session.offline.drain(..).collect();
@@ -140,8 +144,15 @@ impl Router {
             return;
         };
         if session.attached.as_ref().map(|a| a.connection) != Some(connection) {
-            // Taken over: hand the unacknowledged messages to the new owner's backlog.
-            session.offline.extend(unacked);
+            // Taken over: a persistent session's new connection gets the unacknowledged
+            // messages; a clean one started without them.
+            if session.persistent {
+                if let Some(a) = &session.attached {
+                    for d in unacked {
+                        let _ = a.tx.try_send(Outbound::Deliver(d));
+                    }
+                }
+            }
             return;
         }
         session.attached = None;

@@ -592,21 +592,54 @@ async fn qos2_is_refused_and_a_second_connection_takes_the_session_over() {
 async fn a_silent_client_is_disconnected_after_one_and_a_half_keep_alives() {
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
     let broker = start(&fleet, BrokerConfig::default()).await;
     let mut c = connect(
         &fleet,
         broker.local_addr(),
-        &a,
+        &b,
         Options {
             keep_alive: 1,
-            ..opts(&a, ProtocolVersion::V5)
+            ..opts(&b, ProtocolVersion::V5)
         },
     )
     .await;
-    match c.recv().await.unwrap() {
-        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::KEEP_ALIVE_TIMEOUT),
-        other => panic!("expected DISCONNECT, got {other:?}"),
+    c.subscribe(&[("telemetry/#", QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    // Messages *to* the silent client do not keep it alive; only what it sends does.
+    let mut publisher = connect(
+        &fleet,
+        broker.local_addr(),
+        &a,
+        opts(&a, ProtocolVersion::V5),
+    )
+    .await;
+    let feeder = tokio::spawn(async move {
+        for _ in 0..20 {
+            if publisher
+                .publish("telemetry/sensor-a/t", "1", QoS::AtMostOnce, false)
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut received = 0;
+    loop {
+        match c.recv().await.unwrap() {
+            Some(Packet::Publish(_)) => received += 1,
+            Some(Packet::Disconnect(d)) => {
+                assert_eq!(d.reason_code, ReasonCode::KEEP_ALIVE_TIMEOUT);
+                break;
+            }
+            other => panic!("expected PUBLISH or DISCONNECT, got {other:?}"),
+        }
     }
+    assert!(received > 0);
+    feeder.abort();
     broker.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -72,6 +72,9 @@ pub(crate) async fn run(
     }
 }
 
+/// How often a connection moves its usage counters into the node meter.
+const METER_FLUSH: Duration = Duration::from_secs(60);
+
 /// How long a client may leave written bytes unread before it is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -511,10 +514,15 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     let keep_alive_limit =
         (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let mut shutdown = shared.shutdown.clone();
+    // Keep-alive counts what the client sends, not what it is sent [MQTT-3.1.2-24].
+    let mut last_inbound = tokio::time::Instant::now();
+    // Usage reaches the node meter at least once a minute, not only at disconnect.
+    let mut flush = tokio::time::interval(METER_FLUSH);
+    flush.tick().await;
     let end = loop {
         let deadline = async {
             match keep_alive_limit {
-                Some(d) => tokio::time::sleep(d).await,
+                Some(d) => tokio::time::sleep_until(last_inbound + d).await,
                 None => std::future::pending().await,
             }
         };
@@ -522,7 +530,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             read = stream.read_buf(&mut rbuf) => {
                 match read {
                     Ok(0) => break End::Closed("closed by the client".into()),
-                    Ok(_) => {}
+                    Ok(_) => last_inbound = tokio::time::Instant::now(),
                     Err(e) => break End::Closed(e.to_string()),
                 }
                 let mut ended = None;
@@ -570,6 +578,13 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             }
             _ = shutdown.changed() => break End::Server(ReasonCode::SERVER_SHUTTING_DOWN),
             () = deadline => break End::Server(ReasonCode::KEEP_ALIVE_TIMEOUT),
+            _ = flush.tick() => {
+                if let Some(m) = conn.meter.as_mut() {
+                    if let Err(e) = shared.table.flush(m, &shared.meter, unix_now()) {
+                        tracing::error!(error = %e, "meter flush failed");
+                    }
+                }
+            }
         }
     };
 

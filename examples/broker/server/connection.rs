@@ -545,7 +545,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
                         Ok(None) => break,
                         Err(e) => {
                             tracing::info!(client = %client_id, error = %e, "malformed packet");
-                            let code = if e.to_string().contains("size") { ReasonCode::PACKET_TOO_LARGE } else { ReasonCode::MALFORMED_PACKET };
+                            let code = if matches!(e, thingkit::mqtt::Error::PacketTooLarge { .. }) { ReasonCode::PACKET_TOO_LARGE } else { ReasonCode::MALFORMED_PACKET };
                             ended = Some(End::Server(code));
                             break;
                         }
@@ -589,11 +589,8 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     };
 
     // 7. Close: DISCONNECT for MQTT 5 on a server-side end, will, session, meter.
-    let publish_will = match &end {
-        End::ClientDisconnect { will } => *will,
-        End::Server(ReasonCode::SESSION_TAKEN_OVER) => true,
-        End::Server(_) | End::Closed(_) => true,
-    };
+    // The will goes out on every end except a normal DISCONNECT [MQTT-3.1.2-8, MQTT-3.14.4-3].
+    let publish_will = !matches!(end, End::ClientDisconnect { will: false });
     if let End::Server(code) = &end {
         if version == ProtocolVersion::V5 {
             let _ = conn.encoder.encode(

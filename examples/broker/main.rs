@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clap::Parser;
+use thingkit::firmware::{PublicKey, TrustAnchors};
 use thingkit::meter::limiter::{Limits, Rate};
 use thingkit::meter::policy::MeteringPolicy;
 use thingkit::policy::ArnPrefix;
@@ -74,6 +75,11 @@ struct Flags {
     /// Largest accepted packet in bytes (announced as Maximum Packet Size to MQTT 5 clients).
     #[arg(long, default_value_t = 256 * 1024)]
     max_packet_size: u32,
+    /// Firmware release public keys (SPKI PEM: the `.pub` file of `thingkit firmware keygen`):
+    /// envelopes on the firmware job topics must carry a signature by one of them. Repeatable.
+    /// Without it, envelopes only have to be well-formed.
+    #[arg(long = "firmware-key", value_name = "PEM")]
+    firmware_keys: Vec<PathBuf>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -144,7 +150,17 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
     let server = ca.create_server_certificate(&names)?;
     let chain = format!("{}{}", server.certificate.pem(), ca.certificate_pem());
 
+    let mut firmware_keys = Vec::new();
+    for path in &flags.firmware_keys {
+        let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        firmware_keys.push(PublicKey::from_spki_pem(&pem)?);
+    }
+    let firmware_trust = match firmware_keys.len() {
+        0 => None,
+        _ => Some(TrustAnchors::new(0, 1, firmware_keys)?),
+    };
     let config = BrokerConfig {
+        firmware_trust,
         arn: ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?,
         default_account: flags.account.clone(),
         metering: MeteringPolicy::preset(&flags.metering)?,

@@ -132,6 +132,32 @@ pub enum Error {
     /// The registry store failed; the operation was not acknowledged.
     #[error("store: {0}")]
     Store(String),
+    /// A provisioning template is invalid, or could not be rendered. `path` locates the problem
+    /// in the template JSON (e.g. `Resources.thing.Properties.ThingName.Fn::Join[1]`).
+    #[error("template: {path}: {reason}")]
+    Template {
+        /// The JSON path of the offending element (`$` for the whole template).
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A template parameter without a default was not given.
+    #[error("missing template parameter {name:?}")]
+    MissingParameter {
+        /// The parameter name.
+        name: String,
+    },
+    /// A fleet provisioning request payload could not be decoded (JSON or CBOR).
+    #[error("invalid payload: {0}")]
+    Payload(String),
+    /// A certificate ownership token was unknown, expired, already used, or issued to another
+    /// claim certificate.
+    #[error("certificate ownership token refused: {0}")]
+    OwnershipToken(String),
+    /// The pre-provisioning hook refused the request, failed, or did not answer in time (the
+    /// hook fails closed).
+    #[error("pre-provisioning hook refused: {0}")]
+    HookRefused(String),
 }
 
 impl From<rcgen::Error> for Error {

@@ -82,12 +82,16 @@ pub mod certificate;
 #[cfg(feature = "redb-store")]
 mod durable;
 pub mod error;
+pub mod fleet;
+pub mod hook;
 pub mod identity;
+pub mod jit;
 pub mod name;
 pub mod pem;
 pub mod policy;
 pub mod registry;
 pub mod request;
 pub mod store;
+pub mod template;
 
 pub use error::{Error, Result};

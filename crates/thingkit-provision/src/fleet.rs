@@ -1,0 +1,919 @@
+//! Fleet provisioning by claim: the AWS IoT "device provisioning MQTT API", sans-IO.
+//!
+//! A broker routes every PUBLISH on a provisioning topic to [`FleetProvisioning::handle`] and
+//! publishes the [`Reply`]s it returns to the same client. The topics and payloads are AWS's,
+//! so the AWS IoT device SDKs' fleet provisioning samples work unchanged:
+//!
+//! | request topic | reply topics | request → accepted fields |
+//! |---|---|---|
+//! | `$aws/certificates/create/{json,cbor}` | `…/accepted`, `…/rejected` | `{}` → `certificateId`, `certificatePem`, `privateKey`, `certificateOwnershipToken` |
+//! | `$aws/certificates/create-from-csr/{json,cbor}` | `…/accepted`, `…/rejected` | `certificateSigningRequest` → `certificateId`, `certificatePem`, `certificateOwnershipToken` |
+//! | `$aws/provisioning-templates/<templateName>/provision/{json,cbor}` | `…/accepted`, `…/rejected` | `certificateOwnershipToken`, `parameters` → `deviceConfiguration`, `thingName` |
+//!
+//! Rejections carry the AWS error body `{"statusCode", "errorCode", "errorMessage"}`.
+//!
+//! # Certificate ownership tokens
+//!
+//! Each created certificate is registered PENDING_ACTIVATION and gets a token: 256 random bits
+//! (hex), kept only as its SHA-256, single use, bound to that certificate *and* to the claim
+//! certificate that asked for it, valid for [`FleetConfig::token_ttl`] (1 hour). RegisterThing
+//! consumes the token only when the registration succeeds. A certificate whose token expires
+//! unclaimed is deleted ([`FleetProvisioning::expire`], also run on every `handle`).
+//!
+//! # All or nothing
+//!
+//! RegisterThing renders the template, then applies it inside one [`Registry::batch`]: the
+//! certificate status, the thing (with its override settings), its groups, the attachment and
+//! the policies are committed together or not at all.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::authority::{CertificateAuthority, IssueOptions, KeyType};
+use crate::certificate::{CertificateId, CertificateStatus};
+use crate::error::{Error, Result};
+use crate::hook::{HookConfig, HookRequest, PreProvisioningHook, run_hook};
+use crate::registry::{PolicyTarget, Registry};
+use crate::request::VerifiedCsr;
+use crate::store::RegistryStore;
+use crate::template::{
+    CERTIFICATE_ID, CertificateSource, Override, ProvisioningTemplate, RenderedPolicy,
+    RenderedTemplate, TemplateLimits,
+};
+
+/// The topic prefix of the certificate operations.
+pub const CERTIFICATES_PREFIX: &str = "$aws/certificates/";
+/// The topic prefix of RegisterThing.
+pub const TEMPLATES_PREFIX: &str = "$aws/provisioning-templates/";
+/// The common name given to certificates created without one (CreateKeysAndCertificate, or a
+/// CSR without a common name).
+pub const DEFAULT_COMMON_NAME: &str = "thingkit provisioned device";
+
+/// Settings and limits of the fleet provisioning API.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// Lifetime of a certificate ownership token. Default 1 hour (as AWS).
+    pub token_ttl: Duration,
+    /// Most tokens outstanding at once; CreateKeysAndCertificate / CreateCertificateFromCsr are
+    /// rejected with 429 beyond it. Default 10 000.
+    pub max_pending_tokens: usize,
+    /// Largest request payload, in bytes. Default 64 KiB.
+    pub max_payload_len: usize,
+    /// Deepest CBOR nesting accepted. Default 8 (requests are at most two levels deep).
+    pub max_cbor_depth: usize,
+    /// Key type of CreateKeysAndCertificate. Default P-256.
+    pub key_type: KeyType,
+    /// The pre-provisioning hook's timeout.
+    pub hook: HookConfig,
+    /// Template limits (also bound the request's `parameters`).
+    pub template_limits: TemplateLimits,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            token_ttl: Duration::from_secs(3600),
+            max_pending_tokens: 10_000,
+            max_payload_len: 64 * 1024,
+            max_cbor_depth: 8,
+            key_type: KeyType::P256,
+            hook: HookConfig::default(),
+            template_limits: TemplateLimits::default(),
+        }
+    }
+}
+
+/// The payload format, chosen by the topic's last level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// `json`.
+    Json,
+    /// `cbor` (RFC 8949).
+    Cbor,
+}
+
+impl PayloadFormat {
+    /// The topic level: `json` or `cbor`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::Json => "json",
+            PayloadFormat::Cbor => "cbor",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "json" => Some(PayloadFormat::Json),
+            "cbor" => Some(PayloadFormat::Cbor),
+            _ => None,
+        }
+    }
+}
+
+/// A provisioning operation, as named by its request topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// `CreateKeysAndCertificate`.
+    CreateKeysAndCertificate,
+    /// `CreateCertificateFromCsr`.
+    CreateCertificateFromCsr,
+    /// `RegisterThing` with the named template.
+    RegisterThing {
+        /// The template name from the topic.
+        template_name: String,
+    },
+}
+
+/// Parses a request topic. `None` for anything else (including the reply topics).
+pub fn parse_topic(topic: &str) -> Option<(Operation, PayloadFormat)> {
+    if let Some(rest) = topic.strip_prefix(CERTIFICATES_PREFIX) {
+        let (op, format) = rest.split_once('/')?;
+        let format = PayloadFormat::parse(format)?;
+        return match op {
+            "create" => Some((Operation::CreateKeysAndCertificate, format)),
+            "create-from-csr" => Some((Operation::CreateCertificateFromCsr, format)),
+            _ => None,
+        };
+    }
+    let rest = topic.strip_prefix(TEMPLATES_PREFIX)?;
+    let (name, tail) = rest.split_once('/')?;
+    let format = PayloadFormat::parse(tail.strip_prefix("provision/")?)?;
+    if name.is_empty() {
+        return None;
+    }
+    Some((
+        Operation::RegisterThing {
+            template_name: name.to_owned(),
+        },
+        format,
+    ))
+}
+
+/// Whether `topic` is a provisioning request topic that [`FleetProvisioning::handle`] answers.
+pub fn is_provisioning_topic(topic: &str) -> bool {
+    parse_topic(topic).is_some()
+}
+
+/// A message to publish to the requesting client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The topic (`<request topic>/accepted` or `<request topic>/rejected`, or an event topic).
+    pub topic: String,
+    /// The payload (JSON or CBOR, as the request).
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    /// Whether this is an `/accepted` reply.
+    pub fn is_accepted(&self) -> bool {
+        self.topic.ends_with("/accepted")
+    }
+}
+
+/// Checks a template name (AWS: 1 to 36 characters of `[0-9A-Za-z_-]`).
+pub fn check_template_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 36
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Error::InvalidName {
+            kind: "provisioning template",
+            name: name.chars().take(64).collect(),
+            rule: "1 to 36 characters of [0-9A-Za-z_-]",
+        });
+    }
+    Ok(())
+}
+
+/// The least-privilege policy document for claim certificates: `iot:Connect`, and publish,
+/// receive and subscribe on exactly the certificate topics and the RegisterThing topics of
+/// `template_names` (JSON and CBOR, with their `/accepted` and `/rejected` replies). Nothing
+/// else is allowed.
+pub fn claim_policy(arn: &thingkit_policy::ArnPrefix, template_names: &[&str]) -> Result<String> {
+    for name in template_names {
+        check_template_name(name)?;
+    }
+    let mut topics = vec![
+        "$aws/certificates/create/*".to_owned(),
+        "$aws/certificates/create-from-csr/*".to_owned(),
+    ];
+    for name in template_names {
+        topics.push(format!("{TEMPLATES_PREFIX}{name}/provision/*"));
+    }
+    let topic_arns: Vec<String> = topics
+        .iter()
+        .map(|t| arn.arn(&format!("topic/{t}")))
+        .collect();
+    let filter_arns: Vec<String> = topics
+        .iter()
+        .map(|t| arn.arn(&format!("topicfilter/{t}")))
+        .collect();
+    let doc = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+            {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": topic_arns},
+            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": filter_arns},
+        ]
+    });
+    let text = doc.to_string();
+    // The result must be a valid AWS IoT policy (this also enforces the 2048-byte size limit).
+    crate::policy::PolicyDocument::parse("claim", &text)?;
+    Ok(text)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyRequest {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CsrRequest {
+    certificate_signing_request: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RegisterThingRequest {
+    certificate_ownership_token: String,
+    #[serde(default)]
+    parameters: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    template_name: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeysAccepted<'a> {
+    certificate_id: String,
+    certificate_pem: String,
+    private_key: &'a str,
+    certificate_ownership_token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CsrAccepted {
+    certificate_id: String,
+    certificate_pem: String,
+    certificate_ownership_token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterAccepted<'a> {
+    device_configuration: &'a BTreeMap<String, String>,
+    thing_name: Option<&'a str>,
+}
+
+/// The AWS error body of a `/rejected` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    /// HTTP-style status (400, 403, 404, 429, 500).
+    pub status_code: u16,
+    /// AWS error code (`InvalidPayload`, `InvalidParameters`, ...).
+    pub error_code: String,
+    /// A human-readable message.
+    pub error_message: String,
+}
+
+impl Rejection {
+    /// The rejection for an error. Internal failures carry a generic message, never internals.
+    pub fn of(e: &Error) -> Rejection {
+        let (status_code, error_code) = match e {
+            Error::Payload(_) | Error::TooLarge { .. } => (400, "InvalidPayload"),
+            Error::Template { .. } | Error::MissingParameter { .. } => (400, "InvalidParameters"),
+            Error::OwnershipToken(_) => (400, "InvalidCertificateOwnershipToken"),
+            Error::HookRefused(_) => (403, "AccessDenied"),
+            Error::NotFound {
+                kind: "provisioning template",
+                ..
+            } => (404, "ResourceNotFound"),
+            Error::LimitExceeded {
+                what: "pending certificate ownership tokens",
+                ..
+            } => (429, "Throttled"),
+            Error::BadCsrSignature
+            | Error::Sha1Refused
+            | Error::CurveHashMismatch { .. }
+            | Error::UnsupportedKey(_)
+            | Error::RsaKeyTooSmall { .. }
+            | Error::BadSubject(_)
+            | Error::Pem(_)
+            | Error::Malformed { .. } => (400, "InvalidCsr"),
+            Error::AlreadyExists { .. } | Error::Conflict(_) => (409, "ResourceConflict"),
+            Error::InvalidName { .. }
+            | Error::LimitExceeded { .. }
+            | Error::NotFound { .. }
+            | Error::InvalidTransition { .. }
+            | Error::Policy { .. } => (400, "InvalidRequest"),
+            _ => (500, "InternalFailure"),
+        };
+        let error_message = if status_code == 500 {
+            "internal failure".to_owned()
+        } else {
+            e.to_string()
+        };
+        Rejection {
+            status_code,
+            error_code: error_code.to_owned(),
+            error_message,
+        }
+    }
+}
+
+struct PendingCertificate {
+    certificate_id: CertificateId,
+    claim: CertificateId,
+    expires: SystemTime,
+}
+
+struct RegisteredTemplate {
+    template: ProvisioningTemplate,
+    hook: Option<Arc<dyn PreProvisioningHook>>,
+}
+
+/// What applying a template did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provisioned {
+    /// The thing created or updated.
+    pub thing_name: Option<String>,
+    /// The certificate registered or activated.
+    pub certificate_id: Option<CertificateId>,
+    /// The policies attached to the certificate.
+    pub policies: Vec<String>,
+    /// The template's `DeviceConfiguration`.
+    pub device_configuration: BTreeMap<String, String>,
+}
+
+/// The fleet provisioning service: templates, ownership tokens, the CA that signs the new
+/// certificates, and JIT registration ([`crate::jit`]). See the [module documentation](self).
+pub struct FleetProvisioning {
+    ca: Arc<CertificateAuthority>,
+    config: FleetConfig,
+    templates: BTreeMap<String, RegisteredTemplate>,
+    tokens: HashMap<[u8; 32], PendingCertificate>,
+    expiry: VecDeque<(SystemTime, [u8; 32])>,
+    pub(crate) registration_templates: HashMap<CertificateId, ProvisioningTemplate>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for FleetProvisioning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetProvisioning")
+            .field("ca", &self.ca.id())
+            .field("templates", &self.templates.keys().collect::<Vec<_>>())
+            .field("pending_tokens", &self.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn token_key(token: &str) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
+impl FleetProvisioning {
+    /// A service whose new certificates are signed by `ca` (which must be registered, ACTIVE,
+    /// in the registry passed to [`handle`](Self::handle)).
+    pub fn new(ca: Arc<CertificateAuthority>, config: FleetConfig) -> Self {
+        FleetProvisioning {
+            ca,
+            config,
+            templates: BTreeMap::new(),
+            tokens: HashMap::new(),
+            expiry: VecDeque::new(),
+            registration_templates: HashMap::new(),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FleetConfig {
+        &self.config
+    }
+
+    /// The CA that signs new certificates.
+    pub fn certificate_authority(&self) -> &Arc<CertificateAuthority> {
+        &self.ca
+    }
+
+    /// Adds (or replaces) a fleet provisioning template. It must activate the certificate of
+    /// the ownership token: an `AWS::IoT::Certificate` with `CertificateId`.
+    pub fn add_template(&mut self, name: &str, template: ProvisioningTemplate) -> Result<()> {
+        self.insert_template(name, template, None)
+    }
+
+    /// Adds (or replaces) a template guarded by a pre-provisioning hook.
+    pub fn add_template_with_hook(
+        &mut self,
+        name: &str,
+        template: ProvisioningTemplate,
+        hook: impl PreProvisioningHook,
+    ) -> Result<()> {
+        self.insert_template(name, template, Some(Arc::new(hook)))
+    }
+
+    fn insert_template(
+        &mut self,
+        name: &str,
+        template: ProvisioningTemplate,
+        hook: Option<Arc<dyn PreProvisioningHook>>,
+    ) -> Result<()> {
+        check_template_name(name)?;
+        if !template.uses_certificate_id() {
+            return Err(Error::Template {
+                path: "Resources".into(),
+                reason: "a fleet provisioning template needs an AWS::IoT::Certificate with \
+                         CertificateId (e.g. {\"Ref\": \"AWS::IoT::Certificate::Id\"})"
+                    .into(),
+            });
+        }
+        self.templates
+            .insert(name.to_owned(), RegisteredTemplate { template, hook });
+        Ok(())
+    }
+
+    /// The number of ownership tokens outstanding.
+    pub fn pending_tokens(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Handles one PUBLISH from `client` (the certificate it authenticated with). `None`: the
+    /// topic is not a provisioning request topic, route it elsewhere. Otherwise the replies to
+    /// publish to this client (exactly one: `/accepted` or `/rejected`).
+    pub fn handle<S: RegistryStore>(
+        &mut self,
+        registry: &mut Registry<S>,
+        client: &CertificateId,
+        topic: &str,
+        payload: &[u8],
+        now: SystemTime,
+    ) -> Option<Vec<Reply>> {
+        let (operation, format) = parse_topic(topic)?;
+        self.expire(registry, now);
+        let result = match &operation {
+            Operation::CreateKeysAndCertificate => {
+                self.create_keys_and_certificate(registry, client, payload, format, now)
+            }
+            Operation::CreateCertificateFromCsr => {
+                self.create_from_csr(registry, client, payload, format, now)
+            }
+            Operation::RegisterThing { template_name } => {
+                self.register_thing(registry, client, template_name, payload, format, now)
+            }
+        };
+        let reply = match result {
+            Ok(body) => Reply {
+                topic: format!("{topic}/accepted"),
+                payload: body,
+            },
+            Err(e) => Reply {
+                topic: format!("{topic}/rejected"),
+                payload: encode(&Rejection::of(&e), format).unwrap_or_default(),
+            },
+        };
+        Some(vec![reply])
+    }
+
+    /// Deletes the certificates whose ownership tokens expired unclaimed, and forgets the
+    /// tokens. Returns the deleted certificate IDs.
+    pub fn expire<S: RegistryStore>(
+        &mut self,
+        registry: &mut Registry<S>,
+        now: SystemTime,
+    ) -> Vec<CertificateId> {
+        let mut deleted = Vec::new();
+        while let Some((when, key)) = self.expiry.front().copied() {
+            if when > now {
+                break;
+            }
+            self.expiry.pop_front();
+            let Some(pending) = self.tokens.remove(&key) else {
+                continue;
+            };
+            let unclaimed = registry
+                .certificate(&pending.certificate_id)
+                .is_some_and(|c| {
+                    c.status == CertificateStatus::PendingActivation
+                        && c.things.is_empty()
+                        && c.policies.is_empty()
+                });
+            if unclaimed && registry.delete_certificate(&pending.certificate_id).is_ok() {
+                deleted.push(pending.certificate_id);
+            }
+        }
+        deleted
+    }
+
+    fn new_token(
+        &mut self,
+        certificate_id: CertificateId,
+        claim: &CertificateId,
+        now: SystemTime,
+    ) -> Result<String> {
+        let mut raw = [0u8; 32];
+        self.rng
+            .fill(&mut raw)
+            .map_err(|_| Error::Generation("the system random generator failed".into()))?;
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let key = token_key(&token);
+        let expires = now + self.config.token_ttl;
+        self.tokens.insert(
+            key,
+            PendingCertificate {
+                certificate_id,
+                claim: *claim,
+                expires,
+            },
+        );
+        self.expiry.push_back((expires, key));
+        Ok(token)
+    }
+
+    fn check_capacity(&self) -> Result<()> {
+        if self.tokens.len() >= self.config.max_pending_tokens {
+            return Err(Error::LimitExceeded {
+                what: "pending certificate ownership tokens",
+                limit: self.config.max_pending_tokens,
+            });
+        }
+        Ok(())
+    }
+
+    fn create_keys_and_certificate<S: RegistryStore>(
+        &mut self,
+        registry: &mut Registry<S>,
+        client: &CertificateId,
+        payload: &[u8],
+        format: PayloadFormat,
+        now: SystemTime,
+    ) -> Result<Vec<u8>> {
+        if !payload.is_empty() {
+            let _: EmptyRequest = decode(payload, format, &self.config)?;
+        }
+        self.check_capacity()?;
+        let made = self
+            .ca
+            .create_keys_and_certificate(DEFAULT_COMMON_NAME, self.config.key_type)?;
+        let id = registry
+            .register_certificate(&made.certificate.der, CertificateStatus::PendingActivation)?;
+        let token = self.new_token(id, client, now)?;
+        encode(
+            &KeysAccepted {
+                certificate_id: id.to_string(),
+                certificate_pem: made.certificate.pem(),
+                private_key: &made.private_key_pem,
+                certificate_ownership_token: token,
+            },
+            format,
+        )
+    }
+
+    fn create_from_csr<S: RegistryStore>(
+        &mut self,
+        registry: &mut Registry<S>,
+        client: &CertificateId,
+        payload: &[u8],
+        format: PayloadFormat,
+        now: SystemTime,
+    ) -> Result<Vec<u8>> {
+        let request: CsrRequest = decode(payload, format, &self.config)?;
+        self.check_capacity()?;
+        let issued = self.issue_from_csr(&request.certificate_signing_request)?;
+        let id =
+            registry.register_certificate(&issued.der, CertificateStatus::PendingActivation)?;
+        let token = self.new_token(id, client, now)?;
+        encode(
+            &CsrAccepted {
+                certificate_id: id.to_string(),
+                certificate_pem: issued.pem(),
+                certificate_ownership_token: token,
+            },
+            format,
+        )
+    }
+
+    fn issue_from_csr(&self, csr_pem: &str) -> Result<crate::authority::IssuedCertificate> {
+        let csr = VerifiedCsr::parse(csr_pem.as_bytes(), &self.ca.profile().csr_limits)?;
+        let options = IssueOptions {
+            common_name: csr
+                .common_name()
+                .is_none()
+                .then(|| DEFAULT_COMMON_NAME.to_owned()),
+            validity_days: None,
+        };
+        self.ca.issue_verified(&csr, &options)
+    }
+
+    fn register_thing<S: RegistryStore>(
+        &mut self,
+        registry: &mut Registry<S>,
+        client: &CertificateId,
+        template_name: &str,
+        payload: &[u8],
+        format: PayloadFormat,
+        now: SystemTime,
+    ) -> Result<Vec<u8>> {
+        let request: RegisterThingRequest = decode(payload, format, &self.config)?;
+        if let Some(name) = &request.template_name
+            && name != template_name
+        {
+            return Err(Error::Payload(
+                "templateName does not match the topic's template name".into(),
+            ));
+        }
+        let registered = self
+            .templates
+            .get(template_name)
+            .ok_or_else(|| Error::NotFound {
+                kind: "provisioning template",
+                id: template_name.chars().take(64).collect(),
+            })?;
+        let key = token_key(&request.certificate_ownership_token);
+        let pending = self
+            .tokens
+            .get(&key)
+            .ok_or_else(|| Error::OwnershipToken("unknown, expired or already used".into()))?;
+        if pending.expires <= now {
+            return Err(Error::OwnershipToken("expired".into()));
+        }
+        if pending.claim != *client {
+            return Err(Error::OwnershipToken(
+                "issued to another claim certificate".into(),
+            ));
+        }
+        let certificate_id = pending.certificate_id;
+        let mut parameters = request.parameters.unwrap_or_default();
+        if let Some(hook) = &registered.hook {
+            let answer = run_hook(
+                hook,
+                HookRequest {
+                    claim_certificate_id: client.to_string(),
+                    certificate_id: certificate_id.to_string(),
+                    template_name: template_name.to_owned(),
+                    parameters: parameters.clone(),
+                },
+                &self.config.hook,
+            )?;
+            parameters.extend(answer.parameter_overrides);
+        }
+        let pseudo = BTreeMap::from([(CERTIFICATE_ID.to_owned(), certificate_id.to_string())]);
+        let rendered = registered.template.render(&parameters, &pseudo)?;
+        let done = apply(&self.ca, registry, &rendered, Some(certificate_id))?;
+        if done.certificate_id != Some(certificate_id) {
+            // Unreachable with a template accepted by `add_template`, but never leave the token's
+            // certificate unclaimed while reporting success.
+            return Err(Error::OwnershipToken(
+                "the template did not provision the token's certificate".into(),
+            ));
+        }
+        self.tokens.remove(&key);
+        encode(
+            &RegisterAccepted {
+                device_configuration: &done.device_configuration,
+                thing_name: done.thing_name.as_deref(),
+            },
+            format,
+        )
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    payload: &[u8],
+    format: PayloadFormat,
+    config: &FleetConfig,
+) -> Result<T> {
+    if payload.len() > config.max_payload_len {
+        return Err(Error::TooLarge {
+            what: "provisioning request payload",
+            actual: payload.len(),
+            limit: config.max_payload_len,
+        });
+    }
+    match format {
+        PayloadFormat::Json => {
+            serde_json::from_slice(payload).map_err(|e| Error::Payload(format!("JSON: {e}")))
+        }
+        PayloadFormat::Cbor => {
+            let mut rest: &[u8] = payload;
+            let value =
+                ciborium::de::from_reader_with_recursion_limit(&mut rest, config.max_cbor_depth)
+                    .map_err(|e| Error::Payload(format!("CBOR: {e}")))?;
+            if !rest.is_empty() {
+                return Err(Error::Payload(format!(
+                    "CBOR: {} bytes after the request item (RFC 8949 section 5.1)",
+                    rest.len()
+                )));
+            }
+            Ok(value)
+        }
+    }
+}
+
+fn encode<T: Serialize>(value: &T, format: PayloadFormat) -> Result<Vec<u8>> {
+    match format {
+        PayloadFormat::Json => {
+            serde_json::to_vec(value).map_err(|e| Error::Generation(format!("JSON: {e}")))
+        }
+        PayloadFormat::Cbor => {
+            let mut out = Vec::new();
+            ciborium::ser::into_writer(value, &mut out)
+                .map_err(|e| Error::Generation(format!("CBOR: {e}")))?;
+            Ok(out)
+        }
+    }
+}
+
+/// The name under which an inline policy document is created: `thingkit-` and the first 128
+/// bits of its SHA-256, so devices provisioned with the same document share one policy.
+pub fn inline_policy_name(document: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, document.as_bytes());
+    let hex: String = digest
+        .as_ref()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("thingkit-{hex}")
+}
+
+/// Applies a rendered template to `registry` in one atomic batch. `presented` is the
+/// certificate the request proved ownership of (token or JIT): a `CertificateId` source must
+/// name exactly it. Nothing is changed if any step fails.
+pub fn apply<S: RegistryStore>(
+    ca: &CertificateAuthority,
+    registry: &mut Registry<S>,
+    rendered: &RenderedTemplate,
+    presented: Option<CertificateId>,
+) -> Result<Provisioned> {
+    registry.batch(|r| {
+        let certificate_id = match &rendered.certificate {
+            None => None,
+            Some(c) => Some(match &c.source {
+                CertificateSource::CertificateId(text) => {
+                    let id: CertificateId = text.parse()?;
+                    if Some(id) != presented {
+                        return Err(Error::OwnershipToken(
+                            "the template names another certificate than the one presented".into(),
+                        ));
+                    }
+                    r.update_certificate(&id, c.status)?;
+                    id
+                }
+                CertificateSource::CertificateSigningRequest(pem) => {
+                    let csr = VerifiedCsr::parse(pem.as_bytes(), &ca.profile().csr_limits)?;
+                    let options = IssueOptions {
+                        common_name: csr
+                            .common_name()
+                            .is_none()
+                            .then(|| DEFAULT_COMMON_NAME.to_owned()),
+                        validity_days: None,
+                    };
+                    let issued = ca.issue_verified(&csr, &options)?;
+                    r.register_certificate(&issued.der, c.status)?
+                }
+                CertificateSource::CertificatePem(pem) => {
+                    r.register_certificate(pem.as_bytes(), c.status)?
+                }
+            }),
+        };
+        let thing_name = match &rendered.thing {
+            None => None,
+            Some(t) => {
+                apply_thing(r, t)?;
+                if let Some(id) = &certificate_id {
+                    r.attach_thing_principal(&t.name, id, false)?;
+                }
+                Some(t.name.clone())
+            }
+        };
+        let mut policies = Vec::new();
+        if let Some(id) = &certificate_id {
+            for p in &rendered.policies {
+                let name = match p {
+                    RenderedPolicy::PolicyName(name) => name.clone(),
+                    RenderedPolicy::PolicyDocument(doc) => {
+                        let name = inline_policy_name(doc);
+                        match r.policy(&name) {
+                            Some(existing)
+                                if existing
+                                    .default_version()
+                                    .is_some_and(|v| v.document.text() == doc) => {}
+                            Some(_) => {
+                                return Err(Error::Conflict(format!(
+                                    "policy {name} exists with another document"
+                                )));
+                            }
+                            None => r.create_policy(&name, doc)?,
+                        }
+                        name
+                    }
+                };
+                r.attach_policy(&name, &PolicyTarget::Certificate(*id))?;
+                policies.push(name);
+            }
+        }
+        Ok(Provisioned {
+            thing_name,
+            certificate_id,
+            policies,
+            device_configuration: rendered.device_configuration.clone(),
+        })
+    })
+}
+
+fn apply_thing<S: RegistryStore>(
+    r: &mut Registry<S>,
+    t: &crate::template::RenderedThing,
+) -> Result<()> {
+    let attrs: Vec<(&str, &str)> = t
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let Some(existing) = r.thing(&t.name).cloned() else {
+        r.create_thing(&t.name, t.thing_type.as_deref(), &attrs)?;
+        for g in &t.thing_groups {
+            r.add_thing_to_group(&t.name, g)?;
+        }
+        return Ok(());
+    };
+    let conflict = |what: &str| {
+        Err(Error::Conflict(format!(
+            "thing {:?} exists with another {what} and OverrideSettings says FAIL",
+            t.name
+        )))
+    };
+    let o = t.override_settings;
+    // Thing type.
+    if existing.thing_type.as_deref() != t.thing_type.as_deref() {
+        match o.thing_type {
+            Override::DoNothing => {}
+            Override::Fail => return conflict("thing type"),
+            Override::Replace | Override::Merge => {
+                r.update_thing(&t.name, Some(t.thing_type.as_deref()), &[])?;
+            }
+        }
+    }
+    // Attributes.
+    let same_attrs = existing.attributes.len() == t.attributes.len()
+        && t.attributes
+            .iter()
+            .all(|(k, v)| existing.attributes.get(k.as_str()).map(|x| &**x) == Some(v.as_str()));
+    if !same_attrs {
+        let mut changes: Vec<(&str, Option<&str>)> = Vec::new();
+        match o.attributes {
+            Override::DoNothing => {}
+            Override::Fail => return conflict("attribute payload"),
+            Override::Merge => changes.extend(attrs.iter().map(|(k, v)| (*k, Some(*v)))),
+            Override::Replace => {
+                for k in existing.attributes.keys() {
+                    if !t.attributes.contains_key(&**k) {
+                        changes.push((k, None));
+                    }
+                }
+                changes.extend(attrs.iter().map(|(k, v)| (*k, Some(*v))));
+            }
+        }
+        if !changes.is_empty() {
+            r.update_thing(&t.name, None, &changes)?;
+        }
+    }
+    // Groups.
+    let mut want: Vec<&str> = t.thing_groups.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    want.dedup();
+    let mut have: Vec<&str> = existing.groups.iter().map(|g| &**g).collect();
+    have.sort_unstable();
+    if want != have {
+        match o.thing_groups {
+            Override::DoNothing => {}
+            Override::Fail => return conflict("set of thing groups"),
+            Override::Merge | Override::Replace => {
+                if o.thing_groups == Override::Replace {
+                    for g in &have {
+                        if !want.contains(g) {
+                            r.remove_thing_from_group(&t.name, g)?;
+                        }
+                    }
+                }
+                for g in &want {
+                    if !have.contains(g) {
+                        r.add_thing_to_group(&t.name, g)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

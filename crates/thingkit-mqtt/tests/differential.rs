@@ -15,8 +15,10 @@
 //! and so does a listed disagreement that no input exhibits any more (the list must stay true).
 //!
 //! The peer is installed by `.ci/run` with `npm install --prefix target/mqtt-peer mqtt-packet@9`;
-//! set `THINGKIT_MQTT_PEER` to use another `node_modules/mqtt-packet` directory. The test fails
-//! (never skips) when Node or the package is missing.
+//! set `THINGKIT_MQTT_PEER` to use another `node_modules/mqtt-packet` directory. The test is
+//! `#[ignore]`d so that `cargo test --workspace` needs nothing but a Rust toolchain; `.ci/run` runs
+//! it explicitly (`cargo test -p thingkit-mqtt --test differential -- --ignored`), and there it
+//! fails (never skips) when Node or the package is missing.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -785,6 +787,7 @@ impl Rng {
 }
 
 #[test]
+#[ignore = "differential: needs Node.js and npm mqtt-packet@9; .ci/run installs them and runs it with --ignored"]
 fn decisions_and_fields_agree_with_mqtt_packet() {
     let mut cases: Vec<(ProtocolVersion, Vec<u8>, &'static str)> = Vec::new();
     for v in [ProtocolVersion::V311, ProtocolVersion::V5] {

@@ -720,3 +720,106 @@ async fn firmware_jobs_are_checked_and_kept_for_the_device() {
     assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_claim_certificate_provisions_a_device_over_mqtt() {
+    let fleet = Fleet::new().unwrap();
+    let (service, claim) = fleet.enable_provisioning().unwrap();
+    let config = BrokerConfig {
+        fleet: Some(service),
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let addr = broker.local_addr();
+    let claim_options = Options {
+        client_id: "factory-line-3".into(),
+        ..opts(&claim, ProtocolVersion::V5)
+    };
+    let mut c = connect(&fleet, addr, &claim, claim_options).await;
+    assert!(accepted(&c.connack));
+    // The claim certificate may not publish telemetry.
+    let ack = c
+        .publish_qos1("telemetry/x/temperature", "1")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    // CreateKeysAndCertificate, then RegisterThing with the ownership token.
+    c.subscribe(&[("$aws/certificates/create/json/+", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    c.publish_qos1("$aws/certificates/create/json", "{}")
+        .await
+        .unwrap();
+    let reply = c.next_publish().await.unwrap().unwrap();
+    assert_eq!(
+        reply.topic.as_ref().unwrap().as_str(),
+        "$aws/certificates/create/json/accepted"
+    );
+    let created: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    let token = created["certificateOwnershipToken"].as_str().unwrap();
+    c.subscribe(&[(
+        "$aws/provisioning-templates/sensor/provision/json/+",
+        QoS::AtLeastOnce,
+    )])
+    .await
+    .unwrap();
+    // A wrong token is rejected.
+    c.publish_qos1(
+        "$aws/provisioning-templates/sensor/provision/json",
+        r#"{"certificateOwnershipToken":"00","parameters":{"SerialNumber":"77"}}"#,
+    )
+    .await
+    .unwrap();
+    let rejected = c.next_publish().await.unwrap().unwrap();
+    assert!(
+        rejected
+            .topic
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .ends_with("/rejected")
+    );
+    let request = serde_json::json!({
+        "certificateOwnershipToken": token,
+        "parameters": {"SerialNumber": "77"}
+    });
+    c.publish_qos1(
+        "$aws/provisioning-templates/sensor/provision/json",
+        request.to_string(),
+    )
+    .await
+    .unwrap();
+    let reply = c.next_publish().await.unwrap().unwrap();
+    assert!(
+        reply
+            .topic
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .ends_with("/accepted")
+    );
+    let registered: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(registered["thingName"], "sensor-77");
+    c.disconnect().await.unwrap();
+
+    // The new device connects with its new certificate as its thing, under the fleet policy.
+    let device = Device {
+        thing: "sensor-77".into(),
+        certificate_id: created["certificateId"].as_str().unwrap().parse().unwrap(),
+        cert_pem: created["certificatePem"].as_str().unwrap().into(),
+        key_pem: created["privateKey"].as_str().unwrap().into(),
+    };
+    let mut d = connect(&fleet, addr, &device, opts(&device, ProtocolVersion::V311)).await;
+    assert!(accepted(&d.connack));
+    let code = d
+        .publish(
+            "telemetry/sensor-77/temperature",
+            "21.0",
+            QoS::AtLeastOnce,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, Some(ReasonCode::SUCCESS));
+    broker.shutdown(Duration::from_secs(5)).await;
+}

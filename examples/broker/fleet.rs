@@ -4,11 +4,14 @@
 #![allow(dead_code)] // shared by several example and test crates; each uses a subset
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use thingkit::policy::ArnPrefix;
 use thingkit::provision::authority::{CaOptions, CertificateAuthority, KeyType};
 use thingkit::provision::certificate::{CaStatus, CertificateId, CertificateStatus};
+use thingkit::provision::fleet::{FleetConfig, FleetProvisioning, claim_policy};
 use thingkit::provision::registry::{PolicyTarget, Registry};
+use thingkit::provision::template::{ProvisioningTemplate, TemplateLimits};
 
 /// Errors while building the fleet.
 pub type FleetError = Box<dyn std::error::Error + Send + Sync>;
@@ -52,6 +55,27 @@ pub const OPERATOR_POLICY: &str = r#"{
                   "arn:aws:iot:eu-central-1:123456789012:topic/commands/*"]},
     {"Effect": "Allow", "Action": ["iot:Subscribe", "iot:Receive"], "Resource": "*"}
   ]
+}"#;
+
+/// The fleet provisioning template `sensor`: a claim-certificate device becomes thing
+/// `sensor-<SerialNumber>` of type `sensor` in group `fleet` (so the fleet policy applies), its
+/// new certificate ACTIVE.
+pub const SENSOR_TEMPLATE: &str = r#"{
+  "Parameters": {
+    "SerialNumber": {"Type": "String"},
+    "Account": {"Type": "String", "Default": "acme"}
+  },
+  "Resources": {
+    "thing": {"Type": "AWS::IoT::Thing", "Properties": {
+      "ThingName": {"Fn::Join": ["-", ["sensor", {"Ref": "SerialNumber"}]]},
+      "ThingTypeName": "sensor",
+      "ThingGroups": ["fleet"],
+      "AttributePayload": {"account": {"Ref": "Account"}}}},
+    "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+      "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
+      "Status": "ACTIVE"}}
+  },
+  "DeviceConfiguration": {"telemetryTopic": "telemetry/${SerialNumber}"}
 }"#;
 
 /// A device's credentials.
@@ -170,6 +194,39 @@ impl Fleet {
             cert_pem,
             key_pem: made.private_key_pem,
         })
+    }
+
+    /// Fleet provisioning by claim with the `sensor` template, and a claim certificate (thing-less,
+    /// with the least-privilege claim policy). Put the service into `BrokerConfig::fleet`.
+    pub fn enable_provisioning(
+        &self,
+    ) -> Result<(Arc<Mutex<FleetProvisioning>>, Device), FleetError> {
+        let ca =
+            CertificateAuthority::from_pem(&self.ca.certificate_pem(), &self.ca.private_key_pem())?;
+        let mut service = FleetProvisioning::new(Arc::new(ca), FleetConfig::default());
+        service.add_template(
+            "sensor",
+            ProvisioningTemplate::parse(SENSOR_TEMPLATE, &TemplateLimits::default())?,
+        )?;
+        let arn = ArnPrefix::new("aws", REGION, ACCOUNT).ok_or("bad ARN prefix")?;
+        let policy = claim_policy(&arn, &["sensor"])?;
+        let made = self
+            .ca
+            .create_keys_and_certificate("claim", KeyType::P256)?;
+        let cert_pem = made.certificate.pem();
+        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        registry.create_policy("claim", &policy)?;
+        let id = registry.register_certificate(cert_pem.as_bytes(), CertificateStatus::Active)?;
+        registry.attach_policy("claim", &PolicyTarget::Certificate(id))?;
+        Ok((
+            Arc::new(Mutex::new(service)),
+            Device {
+                thing: "claim".into(),
+                certificate_id: id,
+                cert_pem,
+                key_pem: made.private_key_pem,
+            },
+        ))
     }
 
     /// A certificate signed by the CA but never registered.

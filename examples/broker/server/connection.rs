@@ -17,7 +17,7 @@ use thingkit::mqtt::bytes::BytesMut;
 use thingkit::mqtt::{
     ConnAck, Connect, Decoder, DecoderConfig, Disconnect, Encoder, InboundAliases, MqttStr,
     OutboundAliases, Packet, PacketId, PacketProperties, PacketType, Properties, ProtocolVersion,
-    PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
+    PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, TopicName, UnsubAck,
     Unsubscribe,
 };
 use thingkit::policy::{Certificate, Context, PolicySet, Request, Thing};
@@ -843,7 +843,38 @@ impl Conn {
         }
         shared.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
 
-        // Broker-served topics.
+        // Broker-served topics. Fleet provisioning replies go to the requesting client only.
+        if let Some(replies) =
+            shared
+                .directory
+                .provision(&self.certificate, topic.as_str(), &p.payload)
+        {
+            self.puback(p.packet_id, ReasonCode::SUCCESS, None);
+            for reply in replies {
+                tracing::info!(client = %self.client_id, topic = %reply.topic, "fleet provisioning reply");
+                let Ok(reply_topic) = TopicName::new(&reply.topic) else {
+                    continue;
+                };
+                let message = Arc::new(Message {
+                    topic: reply_topic,
+                    payload: reply.payload.into(),
+                    qos: p.qos,
+                    retain: false,
+                    properties: PacketProperties::default(),
+                    from: None,
+                });
+                let delivery = Delivery {
+                    message,
+                    qos: p.qos,
+                    retain: false,
+                    subscription_id: None,
+                };
+                if let Err(e) = self.deliver(delivery) {
+                    return Some(End::Closed(e.to_string()));
+                }
+            }
+            return None;
+        }
         if topic.as_str() == REVOKE_TOPIC {
             let result = std::str::from_utf8(&p.payload)
                 .map_err(|e| e.to_string())

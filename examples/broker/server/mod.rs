@@ -34,6 +34,7 @@ use thingkit::meter::policy::MeteringPolicy;
 use thingkit::mqtt::ReasonCode;
 use thingkit::policy::{ArnPrefix, SetOptions};
 use thingkit::provision::certificate::{CertificateId, CertificateStatus};
+use thingkit::provision::fleet::{FleetProvisioning, Reply};
 use thingkit::provision::identity::{ReloadableServerConfig, ServerConfigBuilder};
 use thingkit::provision::registry::{DeviceIdentity, Registry, RegistryEvent};
 use thingkit::provision::store::RegistryStore;
@@ -89,6 +90,9 @@ pub struct BrokerConfig {
     pub firmware_trust: Option<TrustAnchors>,
     /// Options for compiling each connection's policies.
     pub policy_options: SetOptions,
+    /// Fleet provisioning by claim (`$aws/certificates/...`, `$aws/provisioning-templates/...`),
+    /// if enabled.
+    pub fleet: Option<Arc<Mutex<FleetProvisioning>>>,
 }
 
 impl Default for BrokerConfig {
@@ -114,6 +118,7 @@ impl Default for BrokerConfig {
                 strict_identities: true,
                 ..SetOptions::default()
             },
+            fleet: None,
         }
     }
 }
@@ -125,6 +130,15 @@ pub trait Directory: Send + Sync + 'static {
     fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String>;
     /// Sets a certificate's status to REVOKED.
     fn revoke(&self, id: &CertificateId) -> Result<(), String>;
+    /// Answers a fleet provisioning request from the client authenticated with `client`;
+    /// `None` when fleet provisioning is off or `topic` is not one of its request topics.
+    fn provision(&self, client: &CertificateId, topic: &str, payload: &[u8]) -> Option<Vec<Reply>>;
+}
+
+/// The registry (and, when enabled, fleet provisioning) as the broker's [`Directory`].
+pub struct RegistryDirectory<S: RegistryStore> {
+    registry: Arc<RwLock<Registry<S>>>,
+    fleet: Option<Arc<Mutex<FleetProvisioning>>>,
 }
 
 /// An authenticated device: the registry's identity plus the thing's type and attributes.
@@ -138,9 +152,9 @@ pub struct Authenticated {
     pub attributes: std::collections::BTreeMap<String, String>,
 }
 
-impl<S: RegistryStore + Send + Sync + 'static> Directory for RwLock<Registry<S>> {
+impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S> {
     fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String> {
-        let registry = self.read().unwrap_or_else(|p| p.into_inner());
+        let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
         let identity = registry.authenticate(chain).map_err(|e| e.to_string())?;
         let (thing_type, attributes) =
             match identity.thing.as_deref().and_then(|t| registry.thing(t)) {
@@ -162,10 +176,23 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RwLock<Registry<S>>
     }
 
     fn revoke(&self, id: &CertificateId) -> Result<(), String> {
-        let mut registry = self.write().unwrap_or_else(|p| p.into_inner());
+        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
         registry
             .update_certificate(id, CertificateStatus::Revoked)
             .map_err(|e| e.to_string())
+    }
+
+    fn provision(&self, client: &CertificateId, topic: &str, payload: &[u8]) -> Option<Vec<Reply>> {
+        let fleet = self.fleet.as_ref()?;
+        let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
+        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        fleet.handle(
+            &mut registry,
+            client,
+            topic,
+            payload,
+            std::time::SystemTime::now(),
+        )
     }
 }
 
@@ -331,9 +358,13 @@ impl Broker {
             })?),
             None => None,
         };
+        let directory = Arc::new(RegistryDirectory {
+            registry: registry.clone(),
+            fleet: config.fleet.clone(),
+        });
         let shared = Arc::new(Shared {
             config,
-            directory: registry.clone(),
+            directory,
             router: Mutex::new(Router::default()),
             table,
             meter,

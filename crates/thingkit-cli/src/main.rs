@@ -37,6 +37,9 @@ enum Command {
     /// Device certificates: issue from a CSR, create key + certificate, print the certificate ID.
     #[command(subcommand)]
     Cert(provision::CertArgs),
+    /// Fleet provisioning: validate and render provisioning templates.
+    #[command(subcommand)]
+    Provision(provision::ProvisionArgs),
     /// MQTT codec tools: decode hex to JSON lines, encode JSON to hex.
     #[command(subcommand)]
     Mqtt(mqtt::Args),
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Mqtt(args) => mqtt::run(args),
         Command::Ca(args) => provision::run_ca(args),
         Command::Cert(args) => provision::run_cert(args),
+        Command::Provision(args) => provision::run_provision(args),
         Command::Firmware(args) => firmware::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Meter(args) => meter::run(args),

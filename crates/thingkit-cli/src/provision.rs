@@ -1,5 +1,7 @@
-//! `thingkit ca ...` and `thingkit cert ...`: a file-based CA and device certificates.
+//! `thingkit ca ...` and `thingkit cert ...`: a file-based CA and device certificates;
+//! `thingkit provision template ...`: validate and render provisioning templates.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +12,7 @@ use thingkit_provision::authority::{
 };
 use thingkit_provision::certificate::CertificateId;
 use thingkit_provision::request::VerifiedCsr;
+use thingkit_provision::template::{PSEUDO_PREFIX, ProvisioningTemplate, TemplateLimits};
 
 use crate::Failure;
 
@@ -225,6 +228,80 @@ pub fn run_cert(args: CertArgs) -> Result<(), Failure> {
         CertArgs::Id { file } => {
             let id = CertificateId::of_certificate(&read(&file)?)?;
             println!("{id}");
+            Ok(())
+        }
+    }
+}
+
+/// `thingkit provision`: fleet provisioning tools.
+#[derive(Debug, Subcommand)]
+pub enum ProvisionArgs {
+    /// Provisioning templates (AWS IoT template language).
+    #[command(subcommand)]
+    Template(TemplateArgs),
+}
+
+/// `thingkit provision template`.
+#[derive(Debug, Subcommand)]
+pub enum TemplateArgs {
+    /// Validate a template: exit 0 and print its parameters as JSON, or exit 1 with the JSON
+    /// path of the first error.
+    Validate {
+        /// The template file (JSON).
+        file: PathBuf,
+    },
+    /// Render a template with parameters and print the resources it would create as JSON.
+    /// Pseudo-parameters (`AWS::IoT::Certificate::Id`, ...) are given with --param too.
+    Render {
+        /// The template file (JSON).
+        file: PathBuf,
+        /// A parameter, `NAME=VALUE` (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+}
+
+fn load_template(file: &Path) -> Result<ProvisioningTemplate, Failure> {
+    let text = String::from_utf8(read(file)?)
+        .map_err(|_| Failure(format!("{} is not UTF-8 text", file.display())))?;
+    Ok(ProvisioningTemplate::parse(
+        &text,
+        &TemplateLimits::default(),
+    )?)
+}
+
+/// Runs `thingkit provision ...`.
+pub fn run_provision(args: ProvisionArgs) -> Result<(), Failure> {
+    match args {
+        ProvisionArgs::Template(TemplateArgs::Validate { file }) => {
+            let template = load_template(&file)?;
+            let parameters: serde_json::Map<String, serde_json::Value> = template
+                .parameters()
+                .iter()
+                .map(|(name, p)| (name.clone(), json!({ "type": p.ty, "default": p.default })))
+                .collect();
+            println!("{}", json!({ "valid": true, "parameters": parameters }));
+            Ok(())
+        }
+        ProvisionArgs::Template(TemplateArgs::Render { file, params }) => {
+            let template = load_template(&file)?;
+            let mut device = BTreeMap::new();
+            let mut pseudo = BTreeMap::new();
+            for p in params {
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| Failure(format!("--param {p:?} is not NAME=VALUE")))?;
+                let target = if k.starts_with(PSEUDO_PREFIX) {
+                    &mut pseudo
+                } else {
+                    &mut device
+                };
+                if target.insert(k.to_owned(), v.to_owned()).is_some() {
+                    return Err(Failure(format!("--param {k} is given twice")));
+                }
+            }
+            let rendered = template.render(&device, &pseudo)?;
+            println!("{}", serde_json::to_string_pretty(&rendered)?);
             Ok(())
         }
     }

@@ -263,3 +263,87 @@ fn usage_errors_exit_2() {
     let out = thingkit(&["ca", "init", "--dir", "x", "--key-type", "rsa"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+const FLEET_TEMPLATE: &str = r#"{
+  "Parameters": {"SerialNumber": {"Type": "String"},
+                 "Site": {"Type": "String", "Default": "berlin"},
+                 "AWS::IoT::Certificate::Id": {"Type": "String"}},
+  "Resources": {
+    "thing": {"Type": "AWS::IoT::Thing", "Properties": {
+      "ThingName": {"Fn::Sub": "sensor-${SerialNumber}"},
+      "AttributePayload": {"site": {"Ref": "Site"}}}},
+    "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+      "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}}
+  },
+  "DeviceConfiguration": {"Site": {"Ref": "Site"}}
+}"#;
+
+#[test]
+fn provision_template_validate_accepts_a_good_template_and_lists_its_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.json");
+    std::fs::write(&file, FLEET_TEMPLATE).unwrap();
+    let out = ok(&["provision", "template", "validate", file.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["parameters"]["Site"]["default"], "berlin");
+    assert_eq!(v["parameters"]["SerialNumber"]["type"], "String");
+}
+
+#[test]
+fn provision_template_validate_names_the_json_path_of_an_unknown_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.json");
+    std::fs::write(&file, FLEET_TEMPLATE.replace("Fn::Sub", "Fn::Substitute")).unwrap();
+    let err = fails(&["provision", "template", "validate", file.to_str().unwrap()]);
+    assert!(
+        err.contains("Resources.thing.Properties.ThingName.Fn::Substitute"),
+        "{err}"
+    );
+    assert!(err.contains("unknown function"), "{err}");
+}
+
+#[test]
+fn provision_template_render_prints_the_resources_it_would_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.json");
+    std::fs::write(&file, FLEET_TEMPLATE).unwrap();
+    let id = "ab".repeat(32);
+    let out = ok(&[
+        "provision",
+        "template",
+        "render",
+        file.to_str().unwrap(),
+        "--param",
+        "SerialNumber=17",
+        "--param",
+        &format!("AWS::IoT::Certificate::Id={id}"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["thing"]["name"], "sensor-17");
+    assert_eq!(v["thing"]["attributes"]["site"], "berlin");
+    assert_eq!(v["certificate"]["source"]["certificateId"], id);
+    assert_eq!(v["certificate"]["status"], "ACTIVE");
+    assert_eq!(v["deviceConfiguration"]["Site"], "berlin");
+}
+
+#[test]
+fn provision_template_render_fails_on_a_missing_or_malformed_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.json");
+    std::fs::write(&file, FLEET_TEMPLATE).unwrap();
+    let path = file.to_str().unwrap();
+    let err = fails(&["provision", "template", "render", path]);
+    assert!(err.contains("missing template parameter"), "{err}");
+    let err = fails(&[
+        "provision",
+        "template",
+        "render",
+        path,
+        "--param",
+        "SerialNumber",
+    ]);
+    assert!(err.contains("NAME=VALUE"), "{err}");
+    let err = fails(&["provision", "template", "render", path, "--param", "Nope=1"]);
+    assert!(err.contains("declares no such parameter"), "{err}");
+}

@@ -1,7 +1,8 @@
 //! The thingkit quick start: the main job of the workspace, end to end, with no external services.
 //!
 //! A CA is created in a temp dir; a thing type, things and policies are registered; one device is
-//! provisioned from its own CSR and the others with CreateKeysAndCertificate; the example broker
+//! provisioned from its own CSR, one by fleet provisioning with a claim certificate over MQTT, and
+//! the others with CreateKeysAndCertificate; the example broker
 //! starts on an ephemeral loopback port; the devices connect over mutual TLS with a client written
 //! on `thingkit-mqtt` + rustls and publish temperature readings; a forbidden publish is denied with
 //! its explanation; a chatty device is throttled; a revoked device is refused; a signed firmware
@@ -115,6 +116,7 @@ async fn main() -> Result<(), Error> {
     let revoked = fleet.add_device("sensor-99", &[("account", "globex")])?;
     fleet.set_status(&revoked.certificate_id, CertificateStatus::Revoked)?;
     let operator = fleet.add_operator()?;
+    let (provisioning, claim) = fleet.enable_provisioning()?;
     println!(
         "2. provisioned sensor-00 from its CSR (the CA never saw its key) and sensor-01..04 with CreateKeysAndCertificate; sensor-99 is REVOKED"
     );
@@ -134,6 +136,7 @@ async fn main() -> Result<(), Error> {
             byte_action: Action::Drop,
         },
         firmware_trust: Some(anchors.clone()),
+        fleet: Some(provisioning),
         ..BrokerConfig::default()
     };
     let broker = Broker::start(
@@ -161,6 +164,67 @@ async fn main() -> Result<(), Error> {
     let mut sink = connect(&operator, ProtocolVersion::V5).await?;
     sink.subscribe(&[("telemetry/+/temperature", QoS::AtLeastOnce)])
         .await?;
+
+    // Fleet provisioning by claim: a device holding only the shared claim certificate sends
+    // its CSR (CreateCertificateFromCsr), then registers itself with the `sensor` template
+    // (RegisterThing) using the certificate ownership token.
+    let (csr, key_pem) = device_csr("sensor-05")?;
+    let csr_pem = thingkit::provision::pem::encode("CERTIFICATE REQUEST", &csr);
+    let mut claimant = connect(&claim, ProtocolVersion::V5).await?;
+    claimant
+        .subscribe(&[
+            ("$aws/certificates/create-from-csr/json/+", QoS::AtLeastOnce),
+            (
+                "$aws/provisioning-templates/sensor/provision/json/+",
+                QoS::AtLeastOnce,
+            ),
+        ])
+        .await?;
+    let mut ask =
+        async |topic: &str, body: serde_json::Value| -> Result<serde_json::Value, Error> {
+            claimant.publish_qos1(topic, body.to_string()).await?;
+            let reply = claimant.next_publish().await?.ok_or("connection closed")?;
+            let answer: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+            match reply.topic.as_ref().map(|t| t.as_str()) {
+                Some(t) if t.ends_with("/accepted") => Ok(answer),
+                _ => Err(format!("{topic} rejected: {answer}").into()),
+            }
+        };
+    let created = ask(
+        "$aws/certificates/create-from-csr/json",
+        serde_json::json!({ "certificateSigningRequest": csr_pem }),
+    )
+    .await?;
+    let registered = ask(
+        "$aws/provisioning-templates/sensor/provision/json",
+        serde_json::json!({
+            "certificateOwnershipToken": created["certificateOwnershipToken"],
+            "parameters": {"SerialNumber": "05", "Account": "globex"}
+        }),
+    )
+    .await?;
+    claimant.disconnect().await?;
+    let thing = registered["thingName"].as_str().ok_or("no thingName")?;
+    let certificate_id = created["certificateId"]
+        .as_str()
+        .ok_or("no certificateId")?;
+    println!(
+        "   sensor-05 provisioned by claim over MQTT: CreateCertificateFromCsr -> certificate {}..., RegisterThing(template `sensor`) -> thing {thing}, device configuration {}",
+        &certificate_id[..16],
+        registered["deviceConfiguration"]
+    );
+    sensors.push(Sensor {
+        device: Device {
+            thing: thing.to_string(),
+            certificate_id: certificate_id.parse()?,
+            cert_pem: created["certificatePem"]
+                .as_str()
+                .ok_or("no certificatePem")?
+                .to_string(),
+            key_pem,
+        },
+        firmware: 2,
+    });
 
     // 4. Devices connect and publish readings, alternating protocol versions.
     let connect_started = Instant::now();
@@ -262,7 +326,9 @@ async fn main() -> Result<(), Error> {
         .iter()
         .filter(|s| VULNERABLE.contains(&s.firmware))
         .count();
-    let mut op = connect(&operator, ProtocolVersion::V5).await?;
+    // The operator's one connection (its policy allows client ID `operator` only; a second
+    // connection would take the session over) also publishes the jobs.
+    let op = &mut sink;
     let job_topic = |thing: &str| format!("{FIRMWARE_TOPIC_PREFIX}{thing}{FIRMWARE_TOPIC_SUFFIX}");
     let bogus = op
         .publish_qos1(&job_topic("sensor-00"), &b"not a SUIT envelope"[..])
@@ -338,7 +404,6 @@ async fn main() -> Result<(), Error> {
     for c in connected {
         c.disconnect().await?;
     }
-    op.disconnect().await?;
     let mut readings: Vec<(String, f64, u64)> = Vec::new();
     while readings.len() < published {
         let p = sink.next_publish().await?.ok_or("sink closed")?;

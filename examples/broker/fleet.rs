@@ -75,7 +75,9 @@ pub const SENSOR_TEMPLATE: &str = r#"{
       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"},
       "Status": "ACTIVE"}}
   },
-  "DeviceConfiguration": {"telemetryTopic": "telemetry/${SerialNumber}"}
+  "DeviceConfiguration": {
+    "telemetryTopic": {"Fn::Sub": "telemetry/sensor-${SerialNumber}/temperature"}
+  }
 }"#;
 
 /// A device's credentials.
@@ -185,7 +187,7 @@ impl Fleet {
         let cert_pem = made.certificate.pem();
         let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
         let id = registry.register_certificate(cert_pem.as_bytes(), CertificateStatus::Active)?;
-        registry.create_thing("operator", None, &[])?;
+        registry.create_thing("operator", None, &[("account", "platform")])?;
         registry.attach_thing_principal("operator", &id, true)?;
         registry.attach_policy("operator", &PolicyTarget::Certificate(id))?;
         Ok(Device {

@@ -16,7 +16,7 @@ mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use clap::Parser;
@@ -26,8 +26,10 @@ use thingkit::meter::policy::MeteringPolicy;
 use thingkit::policy::ArnPrefix;
 use thingkit::provision::authority::CertificateAuthority;
 use thingkit::provision::certificate::{CaStatus, CertificateId, CertificateStatus};
+use thingkit::provision::fleet::{FleetConfig, FleetProvisioning, claim_policy};
 use thingkit::provision::registry::{PolicyTarget, Registry, RegistryLimits};
 use thingkit::provision::store::{RedbStore, RegistryStore};
+use thingkit::provision::template::{ProvisioningTemplate, TemplateLimits};
 
 use server::{Broker, BrokerConfig};
 
@@ -56,6 +58,14 @@ struct Flags {
     /// certificate is registered ACTIVE and attached to the thing (created if missing).
     #[arg(long = "device", value_name = "THING=CERT")]
     devices: Vec<String>,
+    /// A fleet provisioning template: NAME=FILE (AWS template JSON). Repeatable. Enables the
+    /// `$aws/certificates/...` and `$aws/provisioning-templates/NAME/provision/...` topics.
+    #[arg(long = "provisioning-template", value_name = "NAME=FILE")]
+    templates: Vec<String>,
+    /// A claim certificate (PEM, issued by the CA): registered ACTIVE with the least-privilege
+    /// claim policy for the --provisioning-template names. Repeatable.
+    #[arg(long = "claim", value_name = "CERT")]
+    claims: Vec<PathBuf>,
     /// AWS partition, region and account of the ARNs policies are written against.
     #[arg(long, default_value = "eu-central-1")]
     region: String,
@@ -136,6 +146,46 @@ fn populate<S: RegistryStore>(
     Ok(())
 }
 
+/// Fleet provisioning: the templates, and the claim certificates with the claim policy.
+fn fleet_provisioning<S: RegistryStore>(
+    registry: &mut Registry<S>,
+    ca: &CertificateAuthority,
+    arn: &ArnPrefix,
+    flags: &Flags,
+) -> Result<FleetProvisioning, Box<dyn std::error::Error + Send + Sync>> {
+    let signer = CertificateAuthority::from_pem(&ca.certificate_pem(), &ca.private_key_pem())?;
+    let mut service = FleetProvisioning::new(Arc::new(signer), FleetConfig::default());
+    let mut names = Vec::new();
+    for t in &flags.templates {
+        let (name, file) = split_pair(t)?;
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        service.add_template(
+            name,
+            ProvisioningTemplate::parse(&text, &TemplateLimits::default())?,
+        )?;
+        names.push(name);
+    }
+    let policy = claim_policy(arn, &names)?;
+    if registry.policy("claim").is_none() {
+        registry.create_policy("claim", &policy)?;
+    }
+    for file in &flags.claims {
+        let pem = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let id = CertificateId::of_certificate(&pem)?;
+        if registry.certificate(&id).is_none() {
+            registry.register_certificate(&pem, CertificateStatus::Active)?;
+        }
+        let attached = registry
+            .certificate(&id)
+            .is_some_and(|c| c.policies.iter().any(|p| &**p == "claim"));
+        if !attached {
+            registry.attach_policy("claim", &PolicyTarget::Certificate(id))?;
+        }
+        tracing::info!(certificate = %id, templates = ?names, "claim certificate registered");
+    }
+    Ok(service)
+}
+
 async fn run<S: RegistryStore + Send + Sync + 'static>(
     mut registry: Registry<S>,
     flags: Flags,
@@ -159,8 +209,21 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
         0 => None,
         _ => Some(TrustAnchors::new(0, 1, firmware_keys)?),
     };
+    let fleet = if flags.templates.is_empty() {
+        None
+    } else {
+        let arn =
+            ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?;
+        Some(Arc::new(Mutex::new(fleet_provisioning(
+            &mut registry,
+            &ca,
+            &arn,
+            &flags,
+        )?)))
+    };
     let config = BrokerConfig {
         firmware_trust,
+        fleet,
         arn: ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?,
         default_account: flags.account.clone(),
         metering: MeteringPolicy::preset(&flags.metering)?,

@@ -1,5 +1,6 @@
 //! Interop with MQTT implementations nobody on the team wrote: `mosquitto_pub`/`mosquitto_sub`
-//! (MQTT 3.1.1 and 5.0) and paho-mqtt (Python) against the example broker, and our
+//! (MQTT 3.1.1 and 5.0), `mosquitto_rr` (fleet provisioning by claim) and paho-mqtt (Python)
+//! against the example broker, and our
 //! thingkit-mqtt client against the Debian `mosquitto` broker. Everything runs on loopback with
 //! certificates made by thingkit-provision in a temp dir, and every wait is bounded.
 //!
@@ -304,4 +305,92 @@ async fn our_client_talks_to_a_real_mosquitto_broker_over_mtls() {
         publ.disconnect().await.expect("disconnect");
         sub.disconnect().await.expect("disconnect");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs mosquitto, mosquitto-clients, paho-mqtt; run by .ci/run"]
+async fn mosquitto_rr_provisions_a_device_with_a_claim_certificate() {
+    let s = Setup::new();
+    let (service, claim) = s.fleet.enable_provisioning().expect("fleet provisioning");
+    claim.write(s.path()).expect("write claim");
+    let broker = Broker::start(
+        "127.0.0.1:0".parse().expect("loopback"),
+        s.fleet.registry.clone(),
+        &s.fleet.server_chain_pem,
+        &s.fleet.server_key_pem,
+        BrokerConfig {
+            fleet: Some(service),
+            ..BrokerConfig::default()
+        },
+    )
+    .await
+    .expect("broker starts");
+    let port = broker.local_addr().port();
+    // mosquitto_rr subscribes to the reply topic, publishes the request and prints the reply.
+    let request = |topic: &str, reply: &str, body: &str| {
+        let mut rr = s.mosquitto_cmd("mosquitto_rr", port, &claim, "mqttv5");
+        rr.args(["-t", topic, "-e", reply, "-m", body, "-W", "10", "-q", "1"]);
+        rr
+    };
+    let out = run(
+        request(
+            "$aws/certificates/create/json",
+            "$aws/certificates/create/json/accepted",
+            "{}",
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "CreateKeysAndCertificate: {}",
+        text(&out)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON reply");
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token");
+    let body = serde_json::json!({
+        "certificateOwnershipToken": token,
+        "parameters": {"SerialNumber": "42"}
+    })
+    .to_string();
+    let out = run(
+        request(
+            "$aws/provisioning-templates/sensor/provision/json",
+            "$aws/provisioning-templates/sensor/provision/json/accepted",
+            &body,
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(out.status.success(), "RegisterThing: {}", text(&out));
+    let registered: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON reply");
+    assert_eq!(registered["thingName"], "sensor-42");
+
+    // The new certificate now publishes as sensor-42 with mosquitto_pub.
+    let device = Device {
+        thing: "sensor-42".into(),
+        certificate_id: created["certificateId"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("certificate ID"),
+        cert_pem: created["certificatePem"].as_str().expect("pem").into(),
+        key_pem: created["privateKey"].as_str().expect("key").into(),
+    };
+    device.write(s.path()).expect("write device");
+    let mut publ = s.mosquitto_cmd("mosquitto_pub", port, &device, "mqttv311");
+    publ.args([
+        "-t",
+        "telemetry/sensor-42/temperature",
+        "-q",
+        "1",
+        "-m",
+        "20.5",
+    ]);
+    let out = run(publ, Duration::from_secs(10)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(broker.stats().publishes_in, 3);
+    broker.shutdown(Duration::from_secs(5)).await;
 }

@@ -124,6 +124,49 @@ fn check_filter_levels(bytes: &[u8]) -> Result<(), (usize, &'static str, &'stati
     Ok(())
 }
 
+/// `true` if every byte is ASCII and none is U+0000, `+` or `#`: such bytes are well-formed
+/// UTF-8 and a valid topic name (given a length of 1..=65,535). A `false` proves nothing; the
+/// caller then runs the full checks, which find the precise error.
+///
+/// Eight bytes per step (SWAR): a word has a byte equal to `c` exactly when
+/// `has_zero(word ^ splat(c))`, and `has_zero(v) = (v - 0x01..01) & !v & 0x80..80` is non-zero
+/// exactly when some byte of `v` is zero (a borrow can only set bits above a real zero byte).
+#[inline]
+pub(crate) fn is_plain_topic_name(bytes: &[u8]) -> bool {
+    const LO: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HI: u64 = u64::from_ne_bytes([0x80; 8]);
+    const PLUS: u64 = u64::from_ne_bytes([b'+'; 8]);
+    const HASH: u64 = u64::from_ne_bytes([b'#'; 8]);
+    #[inline(always)]
+    fn has_zero(v: u64) -> u64 {
+        v.wrapping_sub(LO) & !v & HI
+    }
+    #[inline(always)]
+    fn bad(w: u64) -> u64 {
+        (w & HI) | has_zero(w) | has_zero(w ^ PLUS) | has_zero(w ^ HASH)
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    let mut acc = 0;
+    for c in &mut chunks {
+        // Always 8 bytes; a failed conversion would only mean "not plain" (full check).
+        acc |= <[u8; 8]>::try_from(c).map_or(HI, |w| bad(u64::from_ne_bytes(w)));
+    }
+    let tail = chunks.remainder();
+    let last = if tail.is_empty() {
+        0
+    } else if let Some(w) = bytes.last_chunk::<8>() {
+        // The last eight bytes, overlapping the final whole word: re-checking bytes is harmless.
+        bad(u64::from_ne_bytes(*w))
+    } else {
+        // Fewer than eight bytes in all: one byte per lane over a harmless ASCII letter.
+        bad(tail.iter().fold(u64::from_ne_bytes([b'a'; 8]), |w, &b| {
+            (w << 8) | u64::from(b)
+        }))
+    };
+    acc |= last;
+    acc == 0
+}
+
 const SHARE_PREFIX: &[u8] = b"$share/";
 
 fn topic_error(
@@ -174,8 +217,7 @@ impl TopicName {
     pub(crate) fn validate_wire(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
         // Fast path: non-empty ASCII without U+0000, '+' or '#' is a valid topic name. Anything
         // else takes the full check, which also finds the precise error.
-        let plain = |b: &u8| *b != 0 && *b != b'+' && *b != b'#' && b.is_ascii();
-        if !bytes.is_empty() && bytes.len() <= MAX_STRING_LEN && bytes.iter().all(plain) {
+        if !bytes.is_empty() && bytes.len() <= MAX_STRING_LEN && is_plain_topic_name(bytes) {
             return Ok(());
         }
         check_mqtt_str(bytes)?;
@@ -476,6 +518,36 @@ mod tests {
 
     fn name(s: &str) -> TopicName {
         TopicName::new(s).unwrap()
+    }
+
+    /// The word-at-a-time fast path accepts exactly the non-empty ASCII strings without
+    /// U+0000, `+` and `#`: every byte value at every position of every length up to 17
+    /// (two words and a tail), against the byte-by-byte definition and the full validation.
+    #[test]
+    fn plain_topic_fast_path_agrees_with_bytewise_rule() {
+        for len in 1..=17 {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut t = vec![b'x'; len];
+                    t[pos] = b;
+                    let bytewise = t
+                        .iter()
+                        .all(|&c| c.is_ascii() && c != 0 && c != b'+' && c != b'#');
+                    assert_eq!(
+                        is_plain_topic_name(&t),
+                        bytewise,
+                        "len {len} pos {pos} byte {b:#04x}"
+                    );
+                    if bytewise {
+                        assert!(TopicName::validate_wire(&t).is_ok());
+                    }
+                    assert_eq!(
+                        TopicName::validate_wire(&t).is_ok(),
+                        TopicName::from_bytes(Bytes::from(t.clone())).is_ok()
+                    );
+                }
+            }
+        }
     }
     fn filter(s: &str) -> TopicFilter {
         TopicFilter::new(s).unwrap()

@@ -783,28 +783,32 @@ impl Conn {
                 ProtocolVersion::V311 => Some(End::Server(ReasonCode::NOT_AUTHORIZED)),
             };
         }
-        // Metering: per-connection rate and per-account rate, then counters.
+        // Metering: check the connection's limits without consuming, then take from the
+        // account's, then consume and count on the connection (its task is the single writer,
+        // so the peeked answer still holds). A refused message is never counted.
         let bytes = (topic.len() + p.payload.len()) as u64;
         let now = shared.now_nanos();
-        let mut limited = match shared.account_limiter.peek(&self.account, bytes, now) {
-            Limit::Allow => None,
-            limited => Some(limited),
-        };
-        if limited.is_none() {
-            if let Some(m) = self.meter.as_mut() {
-                match shared.table.record_publish(m, bytes, p.retain, now) {
-                    Ok(Limit::Allow) => {
-                        if let Ok(l @ Limit::Limited { .. }) =
-                            shared.account_limiter.check_key(&self.account, bytes, now)
-                        {
-                            limited = Some(l);
+        let limited = match self.meter.as_mut() {
+            None => None,
+            Some(m) => match shared.table.peek_publish(m, bytes, now) {
+                Ok(Limit::Allow) => {
+                    match shared.account_limiter.check_key(&self.account, bytes, now) {
+                        Ok(Limit::Allow) | Err(_) => {
+                            if let Err(e) = shared.table.record_publish(m, bytes, p.retain, now) {
+                                tracing::error!(error = %e, "meter error");
+                            }
+                            None
                         }
+                        Ok(limited) => Some(limited),
                     }
-                    Ok(l) => limited = Some(l),
-                    Err(e) => tracing::error!(error = %e, "meter error"),
                 }
-            }
-        }
+                Ok(limited) => Some(limited),
+                Err(e) => {
+                    tracing::error!(error = %e, "meter error");
+                    None
+                }
+            },
+        };
         if let Some(Limit::Limited {
             action,
             limit,
@@ -819,10 +823,17 @@ impl Conn {
                     return None;
                 }
                 Action::Delay => {
+                    // Back-pressure: hold this client's next packets, then let it through and
+                    // count it.
                     let wait = retry_after
                         .unwrap_or(Duration::from_millis(100))
                         .min(Duration::from_secs(1));
                     tokio::time::sleep(wait).await;
+                    if let Some(m) = self.meter.as_mut() {
+                        let _ = shared
+                            .table
+                            .record_publish(m, bytes, p.retain, shared.now_nanos());
+                    }
                 }
                 Action::Reject(code) => {
                     if self.is_v5() {

@@ -111,21 +111,26 @@ impl Decoder {
     /// `buf` is then untouched. Any error is final: MQTT cannot resynchronise, close the
     /// connection.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, Error> {
-        let Some(header) = self.header(buf)? else {
-            return Ok(None);
+        let header = match self.publish_header(buf) {
+            Some(h) => h,
+            None => match self.header(buf)? {
+                Some(h) => h,
+                None => return Ok(None),
+            },
         };
         if buf.len() < header.total {
             return Ok(None);
         }
         if header.ptype == PacketType::Publish {
             if let Some(l) = self.publish_layout(buf, header) {
-                // Fast path for the common PUBLISH (valid, no properties): split the topic and
-                // payload straight out of `buf` and build the packet in place.
+                // Fast path for the common PUBLISH (valid, no properties): one split of the
+                // frame out of `buf`; the topic is a slice of it and the payload is the frame
+                // itself advanced past the header (one reference count per field, no more).
                 self.position += header.total as u64;
-                buf.advance(l.topic_start);
-                let topic = buf.split_to(l.topic_len).freeze();
-                buf.advance(l.payload_start - l.topic_start - l.topic_len);
-                let payload = buf.split_to(header.total - l.payload_start).freeze();
+                let mut frame = buf.split_to(header.total).freeze();
+                let topic = frame.slice(l.topic_start..l.topic_start + l.topic_len);
+                frame.advance(l.payload_start);
+                let payload = frame;
                 let flags = header.flags;
                 return Ok(Some(Packet::Publish(Publish {
                     dup: flags & 0b1000 != 0,
@@ -202,8 +207,12 @@ impl Decoder {
         &mut self,
         input: &'a [u8],
     ) -> Result<Option<(PacketView<'a>, usize)>, Error> {
-        let Some(header) = self.header(input)? else {
-            return Ok(None);
+        let header = match self.publish_header(input) {
+            Some(h) => h,
+            None => match self.header(input)? {
+                Some(h) => h,
+                None => return Ok(None),
+            },
         };
         let Some(frame) = input.get(..header.total) else {
             return Ok(None);
@@ -282,6 +291,46 @@ impl Decoder {
             }
         }
         Ok(packet)
+    }
+
+    /// The fixed header of a PUBLISH that passes every fixed-header check of
+    /// [`header`](Self::header) with a one- or two-byte remaining length; `None` for anything
+    /// else (other packets, longer or non-minimal lengths, errors, incomplete input), which
+    /// `header` then handles and reports precisely.
+    #[inline(always)]
+    fn publish_header(&self, buf: &[u8]) -> Option<Header> {
+        let [first, b1, rest @ ..] = buf else {
+            return None;
+        };
+        let flags = first & 0x0F;
+        let qos = (flags >> 1) & 0b11;
+        // Type 3; QoS 3 [MQTT-3.3.1-4] and DUP with QoS 0 [MQTT-3.3.1-2] are left to `header`,
+        // as is a decoder that has not yet seen CONNECT [MQTT-3.1.0-1].
+        if first >> 4 != 3 || qos == 3 || (qos == 0 && flags & 0b1000 != 0) {
+            return None;
+        }
+        self.version?;
+        let (header_len, value) = if b1 & 0x80 == 0 {
+            (2, u32::from(*b1))
+        } else {
+            // A zero second byte is a non-minimal encoding: `header` decides by version.
+            match rest.first() {
+                Some(&b2) if b2 != 0 && b2 & 0x80 == 0 => {
+                    (3, u32::from(b1 & 0x7F) | (u32::from(b2) << 7))
+                }
+                _ => return None,
+            }
+        };
+        let total = header_len + value as usize;
+        if total as u64 > u64::from(self.config.max_packet_size) {
+            return None;
+        }
+        Some(Header {
+            ptype: PacketType::Publish,
+            flags,
+            header_len,
+            total,
+        })
     }
 
     /// Parses and checks the fixed header; `Ok(None)` if it is not complete yet.

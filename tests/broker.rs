@@ -823,3 +823,55 @@ async fn a_claim_certificate_provisions_a_device_over_mqtt() {
     assert_eq!(code, Some(ReasonCode::SUCCESS));
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet
+        .add_device("sensor-a", &[("account", "acme")])
+        .unwrap();
+    let b = fleet
+        .add_device("sensor-b", &[("account", "acme")])
+        .unwrap();
+    let c = fleet
+        .add_device("sensor-c", &[("account", "globex")])
+        .unwrap();
+    let config = BrokerConfig {
+        account_limits: Limits {
+            messages: Some(Rate {
+                amount: 1,
+                period_ms: 60_000,
+                burst: 3,
+            }),
+            ..Limits::aws_account_publish()
+        },
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let mut codes = Vec::new();
+    for d in [&a, &b, &c] {
+        let mut client =
+            connect(&fleet, broker.local_addr(), d, opts(d, ProtocolVersion::V5)).await;
+        for _ in 0..2 {
+            let topic = format!("telemetry/{}/temperature", d.thing);
+            codes.push(client.publish_qos1(&topic, "1").await.unwrap().reason_code);
+        }
+        client.disconnect().await.unwrap();
+    }
+    let ok = ReasonCode::NO_MATCHING_SUBSCRIBERS; // accepted; nobody subscribed
+    assert_eq!(
+        codes,
+        [ok, ok, ok, ReasonCode::QUOTA_EXCEEDED, ok, ok],
+        "acme's 4th publish is over its account rate; globex has its own"
+    );
+    // Refused publishes are not metered.
+    let totals = broker.shutdown(Duration::from_secs(5)).await;
+    let acme: u64 = totals
+        .iter()
+        .filter(|(k, _)| {
+            k.account == "acme" && k.kind == thingkit::meter::policy::PacketKind::Publish
+        })
+        .map(|(_, c)| c.messages)
+        .sum();
+    assert_eq!(acme, 3);
+}

@@ -12,6 +12,55 @@
 //!
 //! Rejections carry the AWS error body `{"statusCode", "errorCode", "errorMessage"}`.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::SystemTime;
+//! use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
+//! use thingkit_provision::certificate::{CaStatus, CertificateStatus};
+//! use thingkit_provision::fleet::{FleetConfig, FleetProvisioning, claim_policy};
+//! use thingkit_provision::registry::{PolicyTarget, Registry};
+//! use thingkit_provision::template::{ProvisioningTemplate, TemplateLimits};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default())?);
+//! let mut registry = Registry::in_memory();
+//! registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
+//! // The claim certificate and its least-privilege policy.
+//! let claim = ca.create_keys_and_certificate("claim", KeyType::P256)?;
+//! let claim_id = registry.register_certificate(&claim.certificate.der, CertificateStatus::Active)?;
+//! let arn = thingkit_policy::ArnPrefix::new("aws", "us-east-1", "123456789012").unwrap();
+//! registry.create_policy("claim", &claim_policy(&arn, &["Sensors"])?)?;
+//! registry.attach_policy("claim", &PolicyTarget::Certificate(claim_id))?;
+//!
+//! let mut fleet = FleetProvisioning::new(ca, FleetConfig::default());
+//! fleet.add_template("Sensors", ProvisioningTemplate::parse(r#"{
+//!   "Parameters": {"Serial": {"Type": "String"}},
+//!   "Resources": {
+//!     "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "Serial"}}},
+//!     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+//!       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}}}}"#,
+//!   &TemplateLimits::default())?)?;
+//!
+//! // In the broker, for every PUBLISH of a client authenticated with `claim_id`:
+//! let now = SystemTime::now();
+//! let replies = fleet
+//!     .handle(&mut registry, &claim_id, "$aws/certificates/create/json", b"{}", now)
+//!     .expect("a provisioning topic");
+//! assert_eq!(replies[0].topic, "$aws/certificates/create/json/accepted");
+//! let created: serde_json::Value = serde_json::from_slice(&replies[0].payload)?;
+//! let request = serde_json::json!({
+//!     "certificateOwnershipToken": created["certificateOwnershipToken"],
+//!     "parameters": {"Serial": "sensor-1"},
+//! });
+//! let replies = fleet
+//!     .handle(&mut registry, &claim_id, "$aws/provisioning-templates/Sensors/provision/json",
+//!             request.to_string().as_bytes(), now)
+//!     .expect("a provisioning topic");
+//! assert!(replies[0].is_accepted());
+//! assert!(registry.thing("sensor-1").is_some());
+//! # Ok(()) }
+//! ```
+//!
 //! # Certificate ownership tokens
 //!
 //! Each created certificate is registered PENDING_ACTIVATION and gets a token: 256 random bits

@@ -45,6 +45,16 @@
 //! - [`store`]: the [`RegistryStore`](store::RegistryStore) trait, the in-memory store and (with
 //!   `redb-store`) the durable [`RedbStore`](store::RedbStore).
 //! - [`identity`]: the rustls `ServerConfig` builder for device mTLS.
+//! - [`template`]: provisioning templates (parameters, mappings, resources, override settings,
+//!   `Ref`, `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::Sub`), strict
+//!   validation with JSON paths, rendering.
+//! - [`fleet`]: fleet provisioning by claim — the sans-IO AWS device provisioning MQTT API
+//!   ([`FleetProvisioning::handle`](fleet::FleetProvisioning::handle), JSON and CBOR),
+//!   certificate ownership tokens, all-or-nothing template application, and
+//!   [`claim_policy`](fleet::claim_policy), the least-privilege policy for claim certificates.
+//! - [`hook`]: the pre-provisioning hook trait, run on a thread with a fail-closed timeout.
+//! - [`jit`]: just-in-time registration (JITR) and provisioning (JITP) for the first connection
+//!   of an unknown certificate signed by an auto-registration CA.
 //!
 //! # Cargo features
 //!
@@ -64,12 +74,22 @@
 //! - AWS IoT Core: certificate IDs, certificate and CA statuses (`UpdateCertificate`,
 //!   `UpdateCACertificate`, transfers), registry limits (thing names, attributes, thing groups),
 //!   policy versions, `AttachThingPrincipal` with `EXCLUSIVE_THING`, just-in-time registration.
+//! - AWS IoT Core Developer Guide, *Device provisioning*: *Device provisioning MQTT API*
+//!   (`CreateKeysAndCertificate`, `CreateCertificateFromCsr`, `RegisterThing`, their topics, JSON
+//!   and CBOR payloads and error bodies), *Provisioning templates* (sections, intrinsic
+//!   functions, `OverrideSettings`, the 10 240-byte template limit), *Pre-provisioning hooks*,
+//!   *Provisioning by claim* (claim certificate policy, ownership tokens), *Just-in-time
+//!   provisioning* and *Just-in-time registration* (the `certificates/registered` event).
+//! - RFC 8949 (CBOR) §3 and §5.1: the CBOR payload format, one data item per payload.
 //!
 //! # What is not supported, and why
 //!
 //! - Device keys other than P-256, P-384 and RSA 2048-8192 (Ed25519 device certificates are
 //!   not accepted by AWS IoT either; a CA may use Ed25519).
 //! - Dynamic thing groups, fleet indexing and jobs: out of scope for provisioning.
+//! - Template conditions (`Conditions`, `Fn::If`, `Fn::Equals`, ...), `AWS::IoT::Policy` with
+//!   per-device variables beyond `Fn::Sub`, and provisioning templates stored in the registry:
+//!   templates are operator configuration, given to [`fleet::FleetProvisioning`] at start-up.
 //! - Certificates registered without a CA cannot pass the mTLS handshake built here, because
 //!   the TLS layer needs a trust anchor; they can still be authenticated by an endpoint that
 //!   verifies them another way.

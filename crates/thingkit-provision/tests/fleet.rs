@@ -706,3 +706,230 @@ fn jit_refuses_a_ca_without_auto_registration() {
     );
     assert_eq!(registry.certificate_count(), 0);
 }
+
+#[test]
+fn existing_thing_follows_the_override_settings() {
+    let mut s = setup();
+    s.registry
+        .create_thing("sensor_1", None, &[("version", "v0"), ("old", "x")])
+        .expect("thing");
+    // MERGE attributes (the template's setting): new values win, other attributes stay.
+    let created = s.create_keys();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token");
+    assert!(s.register_thing(token, "1").is_accepted());
+    let thing = s.registry.thing("sensor_1").expect("thing");
+    assert_eq!(thing.attributes.get("version").map(|v| &**v), Some("v1"));
+    assert_eq!(thing.attributes.get("old").map(|v| &**v), Some("x"));
+    assert!(
+        thing.groups.is_empty(),
+        "ThingGroups DO_NOTHING keeps the groups"
+    );
+
+    // REPLACE attributes and groups.
+    let text = TEMPLATE
+        .replace(
+            r#""AttributePayload": "MERGE""#,
+            r#""AttributePayload": "REPLACE""#,
+        )
+        .replace(
+            r#""ThingGroups": "DO_NOTHING""#,
+            r#""ThingGroups": "REPLACE""#,
+        );
+    let template = ProvisioningTemplate::parse(&text, &TemplateLimits::default()).expect("t");
+    s.fleet
+        .add_template("FleetTemplate", template)
+        .expect("add");
+    let created = s.create_keys();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token");
+    assert!(s.register_thing(token, "1").is_accepted());
+    let thing = s.registry.thing("sensor_1").expect("thing");
+    assert!(thing.attributes.get("old").is_none());
+    assert_eq!(thing.groups, vec!["fleet".into()]);
+
+    // FAIL: a differing attribute payload rejects the whole registration.
+    s.registry
+        .update_thing("sensor_1", None, &[("version", Some("v9"))])
+        .expect("update");
+    let text = TEMPLATE.replace(
+        r#""AttributePayload": "MERGE""#,
+        r#""AttributePayload": "FAIL""#,
+    );
+    let template = ProvisioningTemplate::parse(&text, &TemplateLimits::default()).expect("t");
+    s.fleet
+        .add_template("FleetTemplate", template)
+        .expect("add");
+    let created = s.create_keys();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token");
+    let id: CertificateId = created["certificateId"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("id");
+    let reply = s.register_thing(token, "1");
+    assert_eq!(body(&reply)["statusCode"], 409);
+    assert_eq!(
+        s.registry.certificate(&id).map(|c| c.status),
+        Some(CertificateStatus::PendingActivation)
+    );
+}
+
+#[test]
+fn failed_registration_leaves_nothing_in_the_durable_store() {
+    use thingkit_provision::registry::RegistryLimits;
+    use thingkit_provision::store::RedbStore;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("registry.redb");
+    let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default()).expect("CA"));
+    let claim = ca
+        .create_keys_and_certificate("claim", KeyType::P256)
+        .expect("claim");
+    let (id, things, certs) = {
+        let store = RedbStore::open(&path).expect("open");
+        let mut registry = Registry::open(store, RegistryLimits::default()).expect("registry");
+        registry
+            .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
+            .expect("CA");
+        let claim_id = registry
+            .register_certificate(&claim.certificate.der, CertificateStatus::Active)
+            .expect("claim");
+        let mut fleet = FleetProvisioning::new(Arc::clone(&ca), FleetConfig::default());
+        // The policy "device" does not exist: the last step fails.
+        let template =
+            ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).expect("t");
+        fleet.add_template("FleetTemplate", template).expect("add");
+        registry.create_thing_group("fleet", None).expect("group");
+        let now = SystemTime::now();
+        let replies = fleet
+            .handle(
+                &mut registry,
+                &claim_id,
+                "$aws/certificates/create/json",
+                b"{}",
+                now,
+            )
+            .expect("topic");
+        let created = body(&replies[0]);
+        let request = json!({"certificateOwnershipToken": created["certificateOwnershipToken"],
+                             "parameters": {"SerialNumber": "1"}});
+        let replies = fleet
+            .handle(
+                &mut registry,
+                &claim_id,
+                "$aws/provisioning-templates/FleetTemplate/provision/json",
+                request.to_string().as_bytes(),
+                now,
+            )
+            .expect("topic");
+        assert!(replies[0].topic.ends_with("/rejected"));
+        let id: CertificateId = created["certificateId"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("id");
+        (id, registry.thing_count(), registry.certificate_count())
+    };
+    let reopened = Registry::open(
+        RedbStore::open(&path).expect("reopen"),
+        RegistryLimits::default(),
+    )
+    .expect("registry");
+    assert_eq!(reopened.thing_count(), things);
+    assert!(reopened.thing("sensor_1").is_none());
+    assert_eq!(reopened.certificate_count(), certs);
+    let cert = reopened.certificate(&id).expect("pending certificate");
+    assert_eq!(cert.status, CertificateStatus::PendingActivation);
+    assert!(cert.things.is_empty() && cert.policies.is_empty());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn join_of_split_is_the_identity(text in "[a-z,;:]{0,60}", delim in "[,;:]{1,2}") {
+            let template = ProvisioningTemplate::parse(
+                r#"{"Parameters": {"T": {"Type": "String"}, "D": {"Type": "String"}},
+                    "Resources": {"t": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName":
+                      {"Fn::Join": [{"Ref": "D"}, {"Fn::Split": [{"Ref": "D"}, {"Ref": "T"}]}]}}}}}"#,
+                &TemplateLimits::default(),
+            ).expect("template");
+            let params = [("T".to_string(), text.clone()), ("D".to_string(), delim)].into();
+            match template.render(&params, &Default::default()) {
+                Ok(r) => prop_assert_eq!(r.thing.map(|t| t.name), Some(text)),
+                // Only the list limit may refuse it.
+                Err(e) => prop_assert!(e.to_string().contains("more than 100"), "{}", e),
+            }
+        }
+
+        #[test]
+        fn any_payload_on_any_topic_gets_exactly_one_wellformed_answer(
+            topic in 0usize..6,
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let topics = [
+                "$aws/certificates/create/json",
+                "$aws/certificates/create/cbor",
+                "$aws/certificates/create-from-csr/json",
+                "$aws/certificates/create-from-csr/cbor",
+                "$aws/provisioning-templates/FleetTemplate/provision/json",
+                "$aws/provisioning-templates/FleetTemplate/provision/cbor",
+            ];
+            let topic = topics[topic];
+            let mut s = setup();
+            let reply = s.publish(topic, &payload);
+            if reply.topic.ends_with("/rejected") {
+                let b: Value = if topic.ends_with("cbor") {
+                    ciborium::de::from_reader(&reply.payload[..]).expect("CBOR")
+                } else {
+                    body(&reply)
+                };
+                prop_assert!(b["statusCode"].is_u64() && b["errorCode"].is_string());
+            } else {
+                prop_assert_eq!(reply.topic, format!("{topic}/accepted"));
+            }
+        }
+
+        #[test]
+        fn json_and_cbor_requests_provision_the_same_thing(serial in "[A-Za-z0-9]{1,20}") {
+            let mut results = Vec::new();
+            for format in ["json", "cbor"] {
+                let mut s = setup();
+                let created = s.create_keys();
+                let request = json!({
+                    "certificateOwnershipToken": created["certificateOwnershipToken"],
+                    "parameters": {"SerialNumber": serial},
+                });
+                let payload = if format == "json" {
+                    request.to_string().into_bytes()
+                } else {
+                    let mut out = Vec::new();
+                    ciborium::ser::into_writer(&request, &mut out).expect("CBOR");
+                    out
+                };
+                let reply = s.publish(
+                    &format!("$aws/provisioning-templates/FleetTemplate/provision/{format}"),
+                    &payload,
+                );
+                prop_assert!(reply.is_accepted());
+                let b: Value = if format == "cbor" {
+                    ciborium::de::from_reader(&reply.payload[..]).expect("CBOR")
+                } else {
+                    body(&reply)
+                };
+                results.push(b);
+            }
+            prop_assert_eq!(&results[0], &results[1]);
+            let expected = format!("sensor_{serial}");
+            prop_assert_eq!(results[0]["thingName"].as_str(), Some(expected.as_str()));
+        }
+    }
+}

@@ -747,7 +747,7 @@ fn existing_thing_follows_the_override_settings() {
         .expect("token");
     assert!(s.register_thing(token, "1").is_accepted());
     let thing = s.registry.thing("sensor_1").expect("thing");
-    assert!(thing.attributes.get("old").is_none());
+    assert!(!thing.attributes.contains_key("old"));
     assert_eq!(thing.groups, vec!["fleet".into()]);
 
     // FAIL: a differing attribute payload rejects the whole registration.

@@ -69,6 +69,19 @@
 //! consumes the token only when the registration succeeds. A certificate whose token expires
 //! unclaimed is deleted ([`FleetProvisioning::expire`], also run on every `handle`).
 //!
+//! A claim certificate may hold at most [`FleetConfig::max_pending_tokens_per_claim`] tokens
+//! (default 10) and the service [`FleetConfig::max_pending_tokens`]; beyond that the certificate
+//! operations are rejected with 429 `Throttled`.
+//!
+//! # Security notes
+//!
+//! - As in AWS, a RegisterThing for a thing that **already exists** attaches the new certificate
+//!   to it (that is how devices rotate certificates). Whoever holds a claim certificate can thus
+//!   name any thing the template lets them name: guard such templates with a pre-provisioning
+//!   hook ([`crate::hook`]) that checks the device's parameters (e.g. a serial-number allow list).
+//! - Parameter values substituted into an inline `PolicyDocument` are JSON-string-escaped, so a
+//!   device cannot inject statements into its own policy.
+//!
 //! # All or nothing
 //!
 //! RegisterThing renders the template, then applies it inside one [`Registry::batch`]: the
@@ -110,6 +123,9 @@ pub struct FleetConfig {
     /// Most tokens outstanding at once; CreateKeysAndCertificate / CreateCertificateFromCsr are
     /// rejected with 429 beyond it. Default 10 000.
     pub max_pending_tokens: usize,
+    /// Most tokens outstanding for one claim certificate, so that one leaked claim certificate
+    /// cannot exhaust [`max_pending_tokens`](Self::max_pending_tokens) for the fleet. Default 10.
+    pub max_pending_tokens_per_claim: usize,
     /// Largest request payload, in bytes. Default 64 KiB.
     pub max_payload_len: usize,
     /// Deepest CBOR nesting accepted. Default 8 (requests are at most two levels deep).
@@ -127,6 +143,7 @@ impl Default for FleetConfig {
         FleetConfig {
             token_ttl: Duration::from_secs(3600),
             max_pending_tokens: 10_000,
+            max_pending_tokens_per_claim: 10,
             max_payload_len: 64 * 1024,
             max_cbor_depth: 8,
             key_type: KeyType::P256,
@@ -410,6 +427,7 @@ pub struct FleetProvisioning {
     templates: BTreeMap<String, RegisteredTemplate>,
     tokens: HashMap<[u8; 32], PendingCertificate>,
     expiry: VecDeque<(SystemTime, [u8; 32])>,
+    per_claim: HashMap<CertificateId, usize>,
     pub(crate) registration_templates: HashMap<CertificateId, ProvisioningTemplate>,
     rng: SystemRandom,
 }
@@ -441,6 +459,7 @@ impl FleetProvisioning {
             templates: BTreeMap::new(),
             tokens: HashMap::new(),
             expiry: VecDeque::new(),
+            per_claim: HashMap::new(),
             registration_templates: HashMap::new(),
             rng: SystemRandom::new(),
         }
@@ -547,7 +566,7 @@ impl FleetProvisioning {
                 break;
             }
             self.expiry.pop_front();
-            let Some(pending) = self.tokens.remove(&key) else {
+            let Some(pending) = self.take_token(&key) else {
                 continue;
             };
             let unclaimed = registry
@@ -562,6 +581,17 @@ impl FleetProvisioning {
             }
         }
         deleted
+    }
+
+    fn take_token(&mut self, key: &[u8; 32]) -> Option<PendingCertificate> {
+        let pending = self.tokens.remove(key)?;
+        if let Some(n) = self.per_claim.get_mut(&pending.claim) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_claim.remove(&pending.claim);
+            }
+        }
+        Some(pending)
     }
 
     fn new_token(
@@ -586,14 +616,22 @@ impl FleetProvisioning {
             },
         );
         self.expiry.push_back((expires, key));
+        *self.per_claim.entry(*claim).or_default() += 1;
         Ok(token)
     }
 
-    fn check_capacity(&self) -> Result<()> {
-        if self.tokens.len() >= self.config.max_pending_tokens {
+    fn check_capacity(&self, claim: &CertificateId) -> Result<()> {
+        let limit = self.config.max_pending_tokens_per_claim;
+        if self.tokens.len() >= self.config.max_pending_tokens
+            || self.per_claim.get(claim).copied().unwrap_or(0) >= limit
+        {
             return Err(Error::LimitExceeded {
                 what: "pending certificate ownership tokens",
-                limit: self.config.max_pending_tokens,
+                limit: if self.tokens.len() >= self.config.max_pending_tokens {
+                    self.config.max_pending_tokens
+                } else {
+                    limit
+                },
             });
         }
         Ok(())
@@ -610,7 +648,7 @@ impl FleetProvisioning {
         if !payload.is_empty() {
             let _: EmptyRequest = decode(payload, format, &self.config)?;
         }
-        self.check_capacity()?;
+        self.check_capacity(client)?;
         let made = self
             .ca
             .create_keys_and_certificate(DEFAULT_COMMON_NAME, self.config.key_type)?;
@@ -637,7 +675,7 @@ impl FleetProvisioning {
         now: SystemTime,
     ) -> Result<Vec<u8>> {
         let request: CsrRequest = decode(payload, format, &self.config)?;
-        self.check_capacity()?;
+        self.check_capacity(client)?;
         let issued = self.issue_from_csr(&request.certificate_signing_request)?;
         let id =
             registry.register_certificate(&issued.der, CertificateStatus::PendingActivation)?;
@@ -726,7 +764,7 @@ impl FleetProvisioning {
                 "the template did not provision the token's certificate".into(),
             ));
         }
-        self.tokens.remove(&key);
+        self.take_token(&key);
         encode(
             &RegisterAccepted {
                 device_configuration: &done.device_configuration,

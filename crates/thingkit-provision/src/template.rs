@@ -500,6 +500,17 @@ struct Renderer<'t> {
     template: &'t ProvisioningTemplate,
     values: BTreeMap<&'t str, Val>,
     pseudo: &'t BTreeMap<String, String>,
+    /// Rendering a `PolicyDocument`: parameter values are JSON-string-escaped so that a device
+    /// cannot inject statements into a policy through a parameter.
+    escape_json: bool,
+}
+
+fn json_escaped(s: &str) -> String {
+    let quoted = serde_json::Value::String(s.to_owned()).to_string();
+    quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl Renderer<'_> {
@@ -526,6 +537,17 @@ impl Renderer<'_> {
     }
 
     fn lookup(&self, name: &str, path: &str) -> Result<Val> {
+        let v = self.lookup_raw(name, path)?;
+        if !self.escape_json {
+            return Ok(v);
+        }
+        Ok(match v {
+            Val::Str(s) => Val::Str(json_escaped(&s)),
+            Val::List(l) => Val::List(l.iter().map(|s| json_escaped(s)).collect()),
+        })
+    }
+
+    fn lookup_raw(&self, name: &str, path: &str) -> Result<Val> {
         if let Some(v) = self.values.get(name) {
             return Ok(v.clone());
         }
@@ -1042,10 +1064,11 @@ impl ProvisioningTemplate {
                 values.insert(name.as_str(), typed(decl.ty, d, limits, &path)?);
             }
         }
-        let r = Renderer {
+        let mut r = Renderer {
             template: self,
             values,
             pseudo,
+            escape_json: false,
         };
 
         let thing = match &self.thing {
@@ -1108,7 +1131,10 @@ impl ProvisioningTemplate {
                     RenderedPolicy::PolicyName(r.string(e, &format!("{p}.PolicyName"))?)
                 }
                 PolicyResource::Document(e) => {
-                    RenderedPolicy::PolicyDocument(r.string(e, &format!("{p}.PolicyDocument"))?)
+                    r.escape_json = true;
+                    let doc = r.string(e, &format!("{p}.PolicyDocument"));
+                    r.escape_json = false;
+                    RenderedPolicy::PolicyDocument(doc?)
                 }
             });
         }
@@ -1296,6 +1322,32 @@ mod tests {
         assert!(e.contains("nesting deeper"), "{e}");
         let e = reason(thing_name(r#"{"Fn::Select":["9",["a"]]}"#, &[]));
         assert!(e.contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn parameters_cannot_inject_statements_into_an_inline_policy() -> Result<()> {
+        let t = parse(
+            r#"{"Parameters":{"S":{"Type":"String"},"AWS::IoT::Certificate::Id":{"Type":"String"}},
+               "Resources":{"c":{"Type":"AWS::IoT::Certificate","Properties":{
+                 "CertificateId":{"Ref":"AWS::IoT::Certificate::Id"}}},
+               "p":{"Type":"AWS::IoT::Policy","Properties":{"PolicyDocument":{"Fn::Sub":
+                 "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iot:Publish\",\"Resource\":\"arn:aws:iot:r:1:topic/d/${S}\"}]}"}}}}}"#,
+        )?;
+        let attack = r#"x"},{"Effect":"Allow","Action":"iot:*","Resource":"*"#;
+        let pseudo = BTreeMap::from([(CERTIFICATE_ID.to_string(), "ab".repeat(32))]);
+        let r = t.render(&params(&[("S", attack)]), &pseudo)?;
+        let [RenderedPolicy::PolicyDocument(doc)] = r.policies.as_slice() else {
+            panic!("one inline policy expected");
+        };
+        let v: serde_json::Value = serde_json::from_str(doc).expect("still valid JSON");
+        let statements = v["Statement"].as_array().expect("statements");
+        assert_eq!(statements.len(), 1, "no statement was injected: {doc}");
+        assert!(
+            statements[0]["Resource"]
+                .as_str()
+                .is_some_and(|r| r.ends_with(attack))
+        );
+        Ok(())
     }
 
     #[test]

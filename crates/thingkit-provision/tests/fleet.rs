@@ -933,3 +933,37 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn one_claim_certificate_cannot_hoard_ownership_tokens() {
+    let mut s = setup_with(FleetConfig {
+        max_pending_tokens_per_claim: 2,
+        ..FleetConfig::default()
+    });
+    s.create_keys();
+    let created = s.create_keys();
+    let reply = s.publish("$aws/certificates/create/json", b"{}");
+    assert_eq!(body(&reply)["statusCode"], 429);
+    assert_eq!(body(&reply)["errorCode"], "Throttled");
+    // Consuming a token frees a slot.
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token");
+    assert!(s.register_thing(token, "1").is_accepted());
+    assert!(
+        s.publish("$aws/certificates/create/json", b"{}")
+            .is_accepted()
+    );
+    // Another claim certificate is not affected by this one's quota.
+    let other =
+        s.ca.create_keys_and_certificate("claim-2", KeyType::P256)
+            .expect("claim");
+    let other = s
+        .registry
+        .register_certificate(&other.certificate.der, CertificateStatus::Active)
+        .expect("register");
+    assert!(
+        s.publish_as(&other, "$aws/certificates/create/json", b"{}")
+            .is_accepted()
+    );
+}

@@ -875,3 +875,62 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
         .sum();
     assert_eq!(acme, 3);
 }
+
+#[tokio::test]
+async fn a_shared_subscription_delivers_each_message_to_one_member() {
+    use thingkit::provision::registry::PolicyTarget;
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let w1 = fleet.add_device("worker-1", &[]).unwrap();
+    let w2 = fleet.add_device("worker-2", &[]).unwrap();
+    {
+        let mut registry = fleet.registry.write().unwrap();
+        registry
+            .create_policy(
+                "workers",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe",
+                "Resource":"arn:aws:iot:eu-central-1:123456789012:topicfilter/$share/workers/telemetry/*"}]}"#,
+            )
+            .unwrap();
+        for w in [&w1, &w2] {
+            registry
+                .attach_policy("workers", &PolicyTarget::Certificate(w.certificate_id))
+                .unwrap();
+        }
+    }
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let addr = broker.local_addr();
+    let mut workers = Vec::new();
+    for w in [&w1, &w2] {
+        let mut c = connect(&fleet, addr, w, opts(w, ProtocolVersion::V5)).await;
+        let codes = c
+            .subscribe(&[("$share/workers/telemetry/#", QoS::AtLeastOnce)])
+            .await
+            .unwrap();
+        assert_eq!(codes, vec![ReasonCode(1)]);
+        workers.push(c);
+    }
+    let mut publ = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
+    for i in 0..6 {
+        publ.publish_qos1("telemetry/sensor-a/t", format!("{i}"))
+            .await
+            .unwrap();
+    }
+    publ.disconnect().await.unwrap();
+    // Each message reaches exactly one worker; both workers get some (round robin).
+    let mut got = Vec::new();
+    for c in &mut workers {
+        let mut mine = Vec::new();
+        while let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(500), c.next_publish())
+            .await
+            .unwrap_or(Ok(None))
+        {
+            mine.push(String::from_utf8_lossy(&p.payload).to_string());
+        }
+        assert!(!mine.is_empty());
+        got.extend(mine);
+    }
+    got.sort();
+    assert_eq!(got, ["0", "1", "2", "3", "4", "5"]);
+    broker.shutdown(Duration::from_secs(5)).await;
+}

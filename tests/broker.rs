@@ -934,3 +934,28 @@ async fn a_shared_subscription_delivers_each_message_to_one_member() {
     assert_eq!(got, ["0", "1", "2", "3", "4", "5"]);
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn an_mqtt5_session_ends_when_its_expiry_interval_has_passed() {
+    let fleet = Fleet::new().unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let addr = broker.local_addr();
+    let with_expiry = |secs| Options {
+        clean_start: false,
+        session_expiry: Some(secs),
+        ..opts(&b, ProtocolVersion::V5)
+    };
+    let mut c = connect(&fleet, addr, &b, with_expiry(1)).await;
+    c.subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    let c = connect(&fleet, addr, &b, with_expiry(1)).await;
+    assert!(c.connack.session_present, "reconnected within the interval");
+    c.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let c = connect(&fleet, addr, &b, with_expiry(1)).await;
+    assert!(!c.connack.session_present, "the interval has passed");
+    broker.shutdown(Duration::from_secs(5)).await;
+}

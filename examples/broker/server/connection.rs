@@ -417,6 +417,9 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         ProtocolVersion::V311 => !connect.clean_start,
         ProtocolVersion::V5 => session_expiry > 0,
     };
+    // MQTT 5 §3.1.2.11.2: 0xFFFFFFFF means the session does not expire.
+    let expiry = (version == ProtocolVersion::V5 && session_expiry != u32::MAX)
+        .then(|| Duration::from_secs(u64::from(session_expiry)));
     let (session_present, backlog) = shared
         .router
         .lock()
@@ -425,6 +428,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             &client_id,
             connect.clean_start,
             persistent,
+            expiry,
             Attached {
                 connection,
                 tx,

@@ -259,6 +259,10 @@ impl Stats {
     }
 }
 
+/// How often expired persistent sessions are removed (a reconnecting client also finds its
+/// expired session gone at once).
+const SESSION_SWEEP: Duration = Duration::from_secs(10);
+
 /// The signal that ends a connection with a reason code.
 pub(crate) type Kick = watch::Sender<Option<ReasonCode>>;
 
@@ -463,10 +467,18 @@ async fn revocation_loop<S: RegistryStore + Send + Sync + 'static>(
     configs: Arc<ReloadableServerConfig>,
 ) {
     let mut shutdown = shared.shutdown.clone();
+    let mut sweep = tokio::time::interval(SESSION_SWEEP);
     loop {
         let event = tokio::select! {
             e = events.recv() => match e { Some(e) => e, None => break },
             _ = shutdown.changed() => break,
+            _ = sweep.tick() => {
+                let n = shared.router.lock().unwrap_or_else(|p| p.into_inner()).sweep(Instant::now());
+                if n > 0 {
+                    tracing::info!(sessions = n, "expired sessions removed");
+                }
+                continue;
+            }
         };
         match event {
             RegistryEvent::CertificateDeactivated {

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use thingkit::mqtt::bytes::Bytes;
 use thingkit::mqtt::{
@@ -86,6 +87,20 @@ pub struct Session {
     pub offline: VecDeque<Delivery>,
     /// Whether it outlives its connection.
     pub persistent: bool,
+    /// How long it outlives its connection (MQTT 5 Session Expiry Interval); `None`: for the
+    /// life of the process (MQTT 3.1.1 persistent sessions, or 0xFFFFFFFF).
+    pub expiry: Option<Duration>,
+    /// When its last connection ended.
+    pub detached_at: Option<Instant>,
+}
+
+impl Session {
+    fn expired(&self, now: Instant) -> bool {
+        match (self.attached.is_none(), self.detached_at, self.expiry) {
+            (true, Some(at), Some(expiry)) => now.saturating_duration_since(at) >= expiry,
+            _ => false,
+        }
+    }
 }
 
 /// Sessions, the subscription index and the retained messages.
@@ -115,8 +130,16 @@ impl Router {
         client_id: &Arc<str>,
         clean: bool,
         persistent: bool,
+        expiry: Option<Duration>,
         attached: Attached,
     ) -> (bool, Vec<Delivery>) {
+        if self
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| s.expired(Instant::now()))
+        {
+            self.remove_session(client_id);
+        }
         if let Some(old) = self
             .sessions
             .get_mut(client_id)
@@ -132,6 +155,8 @@ impl Router {
             && (!session.filters.is_empty() || !session.offline.is_empty() || session.persistent);
         session.attached = Some(attached);
         session.persistent = persistent;
+        session.expiry = expiry;
+        session.detached_at = None;
         let backlog = session.offline.drain(..).collect();
         (present, backlog)
     }
@@ -156,6 +181,7 @@ impl Router {
             return;
         }
         session.attached = None;
+        session.detached_at = Some(Instant::now());
         if session.persistent {
             session.offline.extend(unacked);
         } else {
@@ -272,6 +298,21 @@ impl Router {
             }
         }
         routed
+    }
+
+    /// Removes the persistent sessions whose Session Expiry Interval has passed since their
+    /// connection ended; returns how many.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let expired: Vec<Arc<str>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expired(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.remove_session(id);
+        }
+        expired.len()
     }
 
     /// Number of sessions (connected or persistent).

@@ -178,7 +178,7 @@ fn bench_decode(c: &mut Criterion) {
         g.bench_function("thingkit-mqtt", |bch| {
             bch.iter_batched_ref(
                 || BytesMut::from(&s.bytes[..]),
-                |b| decode_ours(b),
+                decode_ours,
                 BatchSize::SmallInput,
             )
         });
@@ -188,7 +188,7 @@ fn bench_decode(c: &mut Criterion) {
         g.bench_function("mqttbytes-v4-read", |bch| {
             bch.iter_batched_ref(
                 || BytesMut::from(&s.bytes[..]),
-                |b| decode_mqttbytes(b),
+                decode_mqttbytes,
                 BatchSize::SmallInput,
             )
         });

@@ -959,3 +959,47 @@ async fn an_mqtt5_session_ends_when_its_expiry_interval_has_passed() {
     assert!(!c.connack.session_present, "the interval has passed");
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_delayed_will_is_dropped_when_the_client_returns_in_time_and_sent_otherwise() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let addr = broker.local_addr();
+    let mut watcher = connect(&fleet, addr, &b, opts(&b, ProtocolVersion::V5)).await;
+    watcher
+        .subscribe(&[("status/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let with_will = Options {
+        clean_start: false,
+        session_expiry: Some(60),
+        will: Some((
+            "status/sensor-a".into(),
+            b"gone".to_vec(),
+            QoS::AtLeastOnce,
+            false,
+        )),
+        will_delay: Some(1),
+        ..opts(&a, ProtocolVersion::V5)
+    };
+    // Drops, and is back within the delay: no will.
+    connect(&fleet, addr, &a, with_will.clone())
+        .await
+        .drop_connection()
+        .await;
+    let back = connect(&fleet, addr, &a, with_will.clone()).await;
+    assert!(back.connack.session_present);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Now it drops for good: the will arrives after the delay.
+    back.drop_connection().await;
+    let w = watcher.next_publish().await.unwrap().unwrap();
+    assert_eq!(&w.payload[..], b"gone");
+    let more = tokio::time::timeout(Duration::from_millis(1500), watcher.recv()).await;
+    assert!(
+        more.is_err(),
+        "exactly one will (the first one was dropped): {more:?}"
+    );
+    broker.shutdown(Duration::from_secs(5)).await;
+}

@@ -75,6 +75,8 @@ pub struct Options {
     pub session_expiry: Option<u32>,
     /// A will message: topic, payload, QoS, retain.
     pub will: Option<(String, Vec<u8>, QoS, bool)>,
+    /// MQTT 5 Will Delay Interval in seconds.
+    pub will_delay: Option<u32>,
     /// MQTT 5 Topic Alias Maximum to announce.
     pub topic_alias_maximum: Option<u16>,
     /// Timeout for each wait.
@@ -91,6 +93,7 @@ impl Options {
             keep_alive: 30,
             session_expiry: None,
             will: None,
+            will_delay: None,
             topic_alias_maximum: None,
             timeout: Duration::from_secs(5),
         }
@@ -142,7 +145,11 @@ impl Client {
                 payload: Bytes::from(payload.clone()),
                 qos: *qos,
                 retain: *retain,
-                properties: PacketProperties::default(),
+                properties: Properties {
+                    will_delay_interval: options.will_delay,
+                    ..Properties::default()
+                }
+                .into(),
             })),
             None => None,
         };

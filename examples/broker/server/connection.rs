@@ -624,11 +624,50 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
                 payload: will.payload.clone(),
                 qos: will.qos.min_qos1(),
                 retain: will.retain,
-                properties: will.properties.clone(),
+                properties: {
+                    // The Will Delay Interval belongs to the will, not to the PUBLISH.
+                    let mut p = will.properties.clone();
+                    if !p.is_empty() {
+                        p.will_delay_interval = None;
+                    }
+                    p
+                },
                 from: Some(client_id.clone()),
             });
-            conn.route(&message);
-            tracing::info!(client = %client_id, topic = will.topic.as_str(), "will published");
+            // MQTT 5 Will Delay Interval: a persistent session's will waits (at most until the
+            // session would expire) and is dropped if the client reconnects meanwhile
+            // [MQTT-3.1.3-9].
+            let delay = will
+                .properties
+                .will_delay_interval
+                .filter(|_| persistent && version == ProtocolVersion::V5)
+                .map(|secs| Duration::from_secs(u64::from(secs)))
+                .map(|d| expiry.map_or(d, |e| d.min(e)))
+                .filter(|d| !d.is_zero());
+            match delay {
+                None => {
+                    conn.route(&message);
+                    tracing::info!(client = %client_id, topic = will.topic.as_str(), "will published");
+                }
+                Some(delay) => {
+                    let shared = shared.clone();
+                    let client_id = client_id.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let resumed = shared
+                            .router
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .is_attached(&client_id);
+                        if resumed {
+                            tracing::info!(client = %client_id, "will dropped: the client reconnected within its delay");
+                        } else {
+                            route_message(&shared, &message);
+                            tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published after its delay");
+                        }
+                    });
+                }
+            }
         }
     }
     // Unacknowledged and undelivered QoS 1 messages stay with a persistent session.
@@ -666,6 +705,24 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         }
     }
     Ok(())
+}
+
+/// Stores (if retained) and routes a message; returns the number of subscribers it was queued
+/// for.
+fn route_message(shared: &Shared, message: &Arc<Message>) -> usize {
+    let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
+    if message.retain {
+        router.retain(message);
+    }
+    let routed = router.route(message, shared.config.max_queued);
+    drop(router);
+    if routed.dropped > 0 {
+        shared
+            .stats
+            .queue_drops
+            .fetch_add(routed.dropped as u64, Ordering::Relaxed);
+    }
+    routed.queued
 }
 
 trait QosExt {
@@ -708,19 +765,7 @@ impl Conn {
     }
 
     fn route(&self, message: &Arc<Message>) -> usize {
-        let mut router = self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
-        if message.retain {
-            router.retain(message);
-        }
-        let routed = router.route(message, self.shared.config.max_queued);
-        drop(router);
-        if routed.dropped > 0 {
-            self.shared
-                .stats
-                .queue_drops
-                .fetch_add(routed.dropped as u64, Ordering::Relaxed);
-        }
-        routed.queued
+        route_message(&self.shared, message)
     }
 
     /// Handles one packet; `Some` ends the connection.
@@ -1113,7 +1158,11 @@ impl Conn {
         if let Packet::Publish(publish) = &mut packet {
             self.outbound_aliases.apply(publish);
         }
-        self.send(&packet)?;
+        if let Err(e) = self.send(&packet) {
+            // One unencodable message must not cost the subscriber its connection.
+            tracing::error!(client = %self.client_id, topic = m.topic.as_str(), error = %e, "delivery dropped");
+            return Ok(());
+        }
         if let Some(id) = packet_id {
             self.inflight.insert(id.get(), d.clone());
         }

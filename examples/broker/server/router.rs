@@ -315,6 +315,13 @@ impl Router {
         expired.len()
     }
 
+    /// Whether `client_id`'s session has a live connection.
+    pub fn is_attached(&self, client_id: &Arc<str>) -> bool {
+        self.sessions
+            .get(client_id)
+            .is_some_and(|s| s.attached.is_some())
+    }
+
     /// Number of sessions (connected or persistent).
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -78,9 +78,10 @@ fuzz_target!(|data: &[u8]| {
         let replies = fleet
             .handle(&mut registry, &claim, TOPICS[0], b"{}", now)
             .expect("provisioning topic");
-        let created: serde_json::Value =
-            serde_json::from_slice(&replies[0].payload).expect("JSON");
-        let token = created["certificateOwnershipToken"].as_str().expect("token");
+        let created: serde_json::Value = serde_json::from_slice(&replies[0].payload).expect("JSON");
+        let token = created["certificateOwnershipToken"]
+            .as_str()
+            .expect("token");
         let text = String::from_utf8_lossy(&payload).replace("TOKEN", token);
         payload = text.into_bytes();
     }

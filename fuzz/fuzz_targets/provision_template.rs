@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let first = template.render(&device, &pseudo);
     let second = template.render(&device, &pseudo);
-    assert_eq!(format!("{first:?}"), format!("{second:?}"), "rendering is deterministic");
+    assert_eq!(
+        format!("{first:?}"),
+        format!("{second:?}"),
+        "rendering is deterministic"
+    );
     if let Ok(rendered) = first {
         let json = serde_json::to_string(&rendered).expect("rendered templates serialize");
         // Every produced string is bounded by the limit, so the output is bounded too.

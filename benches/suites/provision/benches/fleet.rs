@@ -49,7 +49,9 @@ fn setup() -> (Registry, FleetProvisioning, CertificateId) {
         .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
         .unwrap();
     registry.create_thing_group("eu-sensors", None).unwrap();
-    let claim = ca.create_keys_and_certificate("claim", KeyType::P256).unwrap();
+    let claim = ca
+        .create_keys_and_certificate("claim", KeyType::P256)
+        .unwrap();
     let claim = registry
         .register_certificate(&claim.certificate.der, CertificateStatus::Active)
         .unwrap();
@@ -86,7 +88,13 @@ fn fleet(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let replies = service
-                .handle(&mut registry, &claim, "$aws/certificates/create/json", b"{}", now)
+                .handle(
+                    &mut registry,
+                    &claim,
+                    "$aws/certificates/create/json",
+                    b"{}",
+                    now,
+                )
                 .unwrap();
             let created: serde_json::Value = serde_json::from_slice(&replies[0].payload).unwrap();
             let request = serde_json::json!({

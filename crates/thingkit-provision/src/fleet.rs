@@ -519,6 +519,9 @@ impl FleetProvisioning {
     /// Handles one PUBLISH from `client` (the certificate it authenticated with). `None`: the
     /// topic is not a provisioning request topic, route it elsewhere. Otherwise the replies to
     /// publish to this client (exactly one: `/accepted` or `/rejected`).
+    ///
+    /// Synchronous: with a pre-provisioning hook it blocks for as long as the hook runs (at most
+    /// [`HookConfig::timeout`]); call it from a blocking thread in an async broker.
     pub fn handle<S: RegistryStore>(
         &mut self,
         registry: &mut Registry<S>,

@@ -1003,3 +1003,38 @@ async fn a_delayed_will_is_dropped_when_the_client_returns_in_time_and_sent_othe
     );
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn an_expired_retained_message_is_not_delivered() {
+    use thingkit::mqtt::{Publish, TopicName};
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let addr = broker.local_addr();
+    let mut publ = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
+    let mut p = Publish::new(TopicName::new("status/sensor-a").unwrap(), "short-lived");
+    p.retain = true;
+    p.properties.message_expiry_interval = Some(1);
+    publ.send(&Packet::Publish(p)).await.unwrap();
+    publ.publish("status/sensor-a", "", QoS::AtMostOnce, false)
+        .await
+        .unwrap(); // a barrier
+    let mut early = connect(&fleet, addr, &b, opts(&b, ProtocolVersion::V5)).await;
+    early
+        .subscribe(&[("status/#", QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let m = early.next_publish().await.unwrap().unwrap();
+    assert!(m.retain);
+    assert!(m.properties.message_expiry_interval.is_some_and(|s| s <= 1));
+    early.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut late = connect(&fleet, addr, &b, opts(&b, ProtocolVersion::V5)).await;
+    late.subscribe(&[("status/#", QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let more = tokio::time::timeout(Duration::from_millis(500), late.recv()).await;
+    assert!(more.is_err(), "expired: {more:?}");
+    broker.shutdown(Duration::from_secs(5)).await;
+}

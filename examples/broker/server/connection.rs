@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thingkit::firmware::Verifier;
 use thingkit::meter::limiter::{Action, Decision as Limit};
@@ -633,6 +633,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
                     p
                 },
                 from: Some(client_id.clone()),
+                received: Instant::now(),
             });
             // MQTT 5 Will Delay Interval: a persistent session's will waits (at most until the
             // session would expire) and is dropped if the client reconnects meanwhile
@@ -922,6 +923,7 @@ impl Conn {
                     retain: false,
                     properties: PacketProperties::default(),
                     from: None,
+                    received: Instant::now(),
                 });
                 let delivery = Delivery {
                     message,
@@ -997,6 +999,7 @@ impl Conn {
             retain: p.retain,
             properties,
             from: Some(self.client_id.clone()),
+            received: Instant::now(),
         });
         let queued = self.route(&message);
         let code = if queued == 0 && self.is_v5() {
@@ -1128,6 +1131,13 @@ impl Conn {
             None
         };
         let m = &d.message;
+        // MQTT 5 §3.3.2.3.3: an expired message is not delivered; a forwarded one carries the
+        // interval that is left.
+        let expiry_left = m.expiry_left(Instant::now());
+        if expiry_left == Some(0) {
+            tracing::debug!(client = %self.client_id, topic = m.topic.as_str(), "message expired before delivery");
+            return Ok(());
+        }
         let mut publish = Publish {
             dup: false,
             qos: d.qos,
@@ -1144,6 +1154,9 @@ impl Conn {
         if self.is_v5() {
             if let Some(id) = d.subscription_id {
                 publish.properties.subscription_identifiers.push(id);
+            }
+            if expiry_left.is_some() {
+                publish.properties.message_expiry_interval = expiry_left;
             }
         }
         let mut packet = Packet::Publish(publish);

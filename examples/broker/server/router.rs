@@ -28,6 +28,18 @@ pub struct Message {
     pub properties: PacketProperties,
     /// The publishing client, for No Local.
     pub from: Option<Arc<str>>,
+    /// When the broker received it (for the MQTT 5 Message Expiry Interval).
+    pub received: Instant,
+}
+
+impl Message {
+    /// The Message Expiry Interval left, in seconds: `None` if it has none, `Some(0)` if it has
+    /// expired (and must not be delivered any more [MQTT-3.3.2-5]).
+    pub fn expiry_left(&self, now: Instant) -> Option<u32> {
+        let interval = self.properties.message_expiry_interval?;
+        let elapsed = now.saturating_duration_since(self.received).as_secs();
+        Some(u32::try_from(u64::from(interval).saturating_sub(elapsed)).unwrap_or(0))
+    }
 }
 
 /// One message for one subscriber.
@@ -240,9 +252,10 @@ impl Router {
             Some(_) => return Vec::new(), // no retained messages for shared subscriptions
             None => filter,
         };
+        let now = Instant::now();
         self.retained
             .values()
-            .filter(|m| m.topic.matches(inner))
+            .filter(|m| m.topic.matches(inner) && m.expiry_left(now) != Some(0))
             .cloned()
             .collect()
     }

@@ -1133,7 +1133,10 @@ impl Conn {
         let m = &d.message;
         // MQTT 5 §3.3.2.3.3: an expired message is not delivered; a forwarded one carries the
         // interval that is left.
-        let expiry_left = m.expiry_left(Instant::now());
+        let expiry_left = match m.properties.message_expiry_interval {
+            Some(_) => m.expiry_left(Instant::now()),
+            None => None,
+        };
         if expiry_left == Some(0) {
             tracing::debug!(client = %self.client_id, topic = m.topic.as_str(), "message expired before delivery");
             return Ok(());

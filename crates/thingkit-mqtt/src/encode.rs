@@ -99,7 +99,7 @@ impl Encoder {
     /// Fast path for the common PUBLISH: valid, with a topic and without properties. Returns
     /// `None` (writing nothing) for anything else, which the general path then handles (and
     /// rejects with the precise error if it is invalid).
-    #[inline]
+    #[inline(always)]
     fn encode_plain_publish(&self, p: &Publish, buf: &mut BytesMut) -> Option<usize> {
         let topic = p.topic.as_ref()?.as_bytes();
         if !p.properties.is_empty() || (p.dup && p.qos == QoS::AtMostOnce) {
@@ -128,6 +128,12 @@ impl Encoder {
         if remaining < 128 {
             // One fixed-size write for the whole header and the topic length.
             buf.put_slice(&[first, remaining as u8, hi, lo]);
+        } else if remaining < 16_384 {
+            // Two-byte remaining length (MQTT 5.0 §1.5.5): low seven bits with the continuation
+            // bit, then the high seven bits.
+            let len0 = (remaining & 0x7F) as u8 | 0x80;
+            let len1 = (remaining >> 7) as u8;
+            buf.put_slice(&[first, len0, len1, hi, lo]);
         } else {
             buf.put_u8(first);
             put_varint(buf, remaining as u32);
@@ -569,5 +575,41 @@ impl Packet {
     /// Encodes this packet for `version` into `buf` (see [`Encoder`]).
     pub fn encode(&self, version: ProtocolVersion, buf: &mut BytesMut) -> Result<usize, Error> {
         Encoder::new(version).encode(self, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TopicName;
+
+    /// The PUBLISH fast path writes exactly the bytes of the general path, for remaining
+    /// lengths on both sides of the one-, two- and three-byte encodings, both QoS shapes and
+    /// both versions.
+    #[test]
+    fn publish_fast_path_matches_general_path_at_length_boundaries() {
+        for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+            let enc = Encoder::new(version);
+            for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+                for payload_len in [
+                    0, 100, 118, 119, 120, 121, 16_370, 16_373, 16_374, 16_380, 20_000,
+                ] {
+                    let mut p =
+                        Publish::new(TopicName::new("a/b/c").unwrap(), vec![7u8; payload_len]);
+                    p.qos = qos;
+                    p.retain = payload_len % 2 == 0;
+                    if qos != QoS::AtMostOnce {
+                        p.packet_id = PacketId::new(0x1234);
+                        p.dup = true;
+                    }
+                    let packet = Packet::Publish(p);
+                    let mut fast = BytesMut::new();
+                    let n = enc.encode(&packet, &mut fast).unwrap();
+                    let mut general = BytesMut::with_capacity(n);
+                    assert_eq!(enc.encode_to(&packet, &mut general).unwrap(), n);
+                    assert_eq!(fast, general, "{version:?} {qos:?} payload {payload_len}");
+                }
+            }
+        }
     }
 }

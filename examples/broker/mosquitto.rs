@@ -1,6 +1,8 @@
 //! The Debian `mosquitto` broker configured like ours: mutual TLS with the same CA and server
-//! certificate, the certificate's common name as user name, and an ACL file equivalent to the
-//! fleet policy. Used by the interop tests and the load generator; needs the `mosquitto` binary.
+//! certificate, the certificate's common name as user name, an ACL file equivalent to the fleet
+//! policy, and the load generator's queue limits (100,000 queued and 64 in-flight messages per
+//! client, as it configures the example broker). Used by the interop tests and the load
+//! generator; needs the `mosquitto` binary.
 #![allow(dead_code)] // shared by several example and test crates; each uses a subset
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -69,7 +71,7 @@ impl Mosquitto {
                  per_listener_settings false\n\
                  allow_anonymous false\n\
                  acl_file {acl}\n\
-                 max_queued_messages 10000\n\
+                 max_queued_messages 100000\n\
                  max_inflight_messages 64\n\
                  listener {port} 127.0.0.1\n\
                  cafile {ca}\n\

@@ -58,7 +58,7 @@ struct NamedPolicy {
 /// assert_eq!(set.decide(&arn.publish("t/dev2", false), &ctx), Decision::ImplicitDeny);
 /// # Ok::<(), thingkit_policy::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PolicySet {
     options: SetOptions,
     policies: Vec<NamedPolicy>,
@@ -66,6 +66,14 @@ pub struct PolicySet {
     /// Allow statements, that apply to it.
     denies: Vec<LeadIndex>,
     allows: Vec<LeadIndex>,
+}
+
+impl Default for PolicySet {
+    /// The same as [`PolicySet::new`]: an empty set with default options. (A derived `Default`
+    /// would leave the per-action indexes empty, and every statement added would be ignored.)
+    fn default() -> Self {
+        PolicySet::new()
+    }
 }
 
 impl PolicySet {
@@ -446,5 +454,38 @@ mod tests {
         assert_eq!(set.add("c", &doc), Err(Error::TooManyPolicies { limit: 2 }));
         assert_eq!(set.names().collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!(set.len(), 2);
+    }
+
+    /// Regression: `PolicySet::default()` was derived and left the per-action indexes empty, so
+    /// `decide` ignored every statement (Allow and Deny alike) while `explain` still saw them.
+    #[test]
+    fn default_set_decides_like_new_and_like_explain() {
+        let doc = PolicyDocument::parse(
+            r#"{"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:r:1:topic/dt/*"},
+                {"Effect": "Deny", "Action": "iot:Publish", "Resource": "arn:aws:iot:r:1:topic/dt/secret"}]}"#,
+        )
+        .expect("valid");
+        let arn = crate::ArnPrefix::new("aws", "r", "1").expect("valid prefix");
+        let ctx = Context::default();
+        let mut by_default = PolicySet::default();
+        by_default.add("p", &doc).expect("fits");
+        let mut by_new = PolicySet::new();
+        by_new.add("p", &doc).expect("fits");
+        for (topic, expected) in [
+            ("dt/a", Decision::Allow),
+            ("dt/secret", Decision::ExplicitDeny),
+            ("other", Decision::ImplicitDeny),
+        ] {
+            let request = arn.publish(topic, false);
+            for set in [&by_default, &by_new] {
+                assert_eq!(set.decide(&request, &ctx), expected, "{topic}");
+                assert_eq!(
+                    set.explain(&request, &ctx).evaluation.decision,
+                    expected,
+                    "{topic}"
+                );
+            }
+        }
     }
 }

@@ -6,32 +6,73 @@
 //! so one dependency gives you everything and `default-features = false` gives you only what you
 //! name.
 //!
-//! | module | crate | cargo feature |
+//! # Example: is this device allowed to publish what it just sent?
+//!
+//! A broker's core loop in a few lines: decode the bytes a device sent with [`mqtt`], then ask
+//! [`policy`] whether the device's policies allow that PUBLISH.
+//!
+//! ```
+//! # #[cfg(all(feature = "mqtt", feature = "policy"))] {
+//! use thingkit::mqtt::bytes::BytesMut;
+//! use thingkit::mqtt::{Decoder, Packet, ProtocolVersion};
+//! use thingkit::policy::{ArnPrefix, Context, Decision, PolicyDocument, PolicySet};
+//!
+//! // A device may publish only below its own client ID.
+//! let mut policies = PolicySet::default();
+//! policies.add("telemetry", &PolicyDocument::parse(r#"{
+//!     "Version": "2012-10-17",
+//!     "Statement": {"Effect": "Allow", "Action": "iot:Publish",
+//!                   "Resource": "arn:aws:iot:eu-west-1:123456789012:topic/dt/${iot:ClientId}/*"}
+//! }"#)?)?;
+//! let arn = ArnPrefix::new("aws", "eu-west-1", "123456789012").expect("a valid prefix");
+//! let device = Context { client_id: Some("pump-17".into()), ..Context::default() };
+//!
+//! // Two QoS 0 PUBLISH packets as they arrive on pump-17's connection.
+//! let mut buf = BytesMut::from(&b"\x30\x13\x00\x0fdt/pump-17/flow42\x30\x13\x00\x0fdt/pump-18/flow42"[..]);
+//! let mut decoder = Decoder::new(ProtocolVersion::V311);
+//! let mut decisions = Vec::new();
+//! while let Some(Packet::Publish(publish)) = decoder.decode(&mut buf)? {
+//!     let topic = publish.topic.as_ref().expect("3.1.1 PUBLISH always has a topic");
+//!     decisions.push(policies.decide(&arn.publish(topic.as_str(), publish.retain), &device));
+//! }
+//! assert_eq!(decisions, [Decision::Allow, Decision::ImplicitDeny]);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Modules and features
+//!
+//! | module | crate | cargo feature (default on) |
 //! |---|---|---|
-// FACADE-TABLE (one row per domain crate)
-//! | [`firmware`] | `thingkit-firmware` | `firmware` |
-//! | [`meter`] | `thingkit-meter` | `meter` |
-//! | [`provision`] | `thingkit-provision` | `provision` |
 //! | [`mqtt`] | `thingkit-mqtt` | `mqtt` |
 //! | [`policy`] | `thingkit-policy` | `policy` |
+//! | [`provision`] | `thingkit-provision` | `provision` |
+//! | [`firmware`] | `thingkit-firmware` | `firmware` |
+//! | [`meter`] | `thingkit-meter` | `meter` |
 //!
 //! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
 //! never panics, never over-allocates and never hangs, and every limit is a named field with a safe
-//! default. `ARCHITECTURE.md` at the repository root maps the crates and their boundaries.
+//! default. `ARCHITECTURE.md` at the repository root maps the crates and their boundaries; the
+//! `examples/` directory has one example per crate, a real mTLS broker and the quick start.
 
-// FACADE-REEXPORTS (one `pub use` per domain crate, behind its feature)
-/// Signed firmware updates (IETF SUIT): strict CBOR, COSE_Sign1 thresholds, streaming image checks, key rotation.
-#[cfg(feature = "firmware")]
-pub use thingkit_firmware as firmware;
-/// Metering, GCRA rate limits, quotas, exact-money rating and a durable usage ledger.
-#[cfg(feature = "meter")]
-pub use thingkit_meter as meter;
 /// MQTT 3.1.1/5.0: strict zero-copy codec, topics, subscription index, topic aliases.
 #[cfg(feature = "mqtt")]
 pub use thingkit_mqtt as mqtt;
+
 /// AWS-IoT-compatible policy documents: strict parsing, validation, exact evaluation, explain.
 #[cfg(feature = "policy")]
 pub use thingkit_policy as policy;
-/// Provisioning: CA and issuance profile, certificate IDs, AWS-model registry, durable store, mTLS identity.
+
+/// Provisioning: CA and issuance profile, certificate IDs, AWS-model registry, durable store, mTLS
+/// identity, fleet provisioning by claim and just-in-time registration.
 #[cfg(feature = "provision")]
 pub use thingkit_provision as provision;
+
+/// Signed firmware updates (IETF SUIT): strict CBOR, COSE_Sign1 thresholds, streaming image checks,
+/// key rotation.
+#[cfg(feature = "firmware")]
+pub use thingkit_firmware as firmware;
+
+/// Metering, GCRA rate limits, quotas, exact-money rating and a durable usage ledger.
+#[cfg(feature = "meter")]
+pub use thingkit_meter as meter;

@@ -1015,7 +1015,7 @@ async fn an_expired_retained_message_is_not_delivered() {
     let mut publ = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
     let mut p = Publish::new(TopicName::new("status/sensor-a").unwrap(), "short-lived");
     p.retain = true;
-    p.properties.message_expiry_interval = Some(1);
+    p.properties.message_expiry_interval = Some(2);
     publ.send(&Packet::Publish(p)).await.unwrap();
     publ.publish("status/sensor-a", "", QoS::AtMostOnce, false)
         .await
@@ -1027,9 +1027,9 @@ async fn an_expired_retained_message_is_not_delivered() {
         .unwrap();
     let m = early.next_publish().await.unwrap().unwrap();
     assert!(m.retain);
-    assert!(m.properties.message_expiry_interval.is_some_and(|s| s <= 1));
+    assert!(m.properties.message_expiry_interval.is_some_and(|s| s <= 2));
     early.disconnect().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let mut late = connect(&fleet, addr, &b, opts(&b, ProtocolVersion::V5)).await;
     late.subscribe(&[("status/#", QoS::AtMostOnce)])
         .await

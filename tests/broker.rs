@@ -946,16 +946,16 @@ async fn an_mqtt5_session_ends_when_its_expiry_interval_has_passed() {
         session_expiry: Some(secs),
         ..opts(&b, ProtocolVersion::V5)
     };
-    let mut c = connect(&fleet, addr, &b, with_expiry(1)).await;
+    let mut c = connect(&fleet, addr, &b, with_expiry(2)).await;
     c.subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
         .await
         .unwrap();
     c.disconnect().await.unwrap();
-    let c = connect(&fleet, addr, &b, with_expiry(1)).await;
+    let c = connect(&fleet, addr, &b, with_expiry(2)).await;
     assert!(c.connack.session_present, "reconnected within the interval");
     c.disconnect().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    let c = connect(&fleet, addr, &b, with_expiry(1)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let c = connect(&fleet, addr, &b, with_expiry(2)).await;
     assert!(!c.connack.session_present, "the interval has passed");
     broker.shutdown(Duration::from_secs(5)).await;
 }

@@ -7,16 +7,15 @@
 //!   stderr), 2 on a usage error (clap's own exit code);
 //! - machine-readable output is JSON (one object, or JSON lines for streams) on stdout.
 
-mod meter;
-mod policy;
-mod provision;
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod firmware;
+mod meter;
 mod mqtt;
+mod policy;
+mod provision;
 
 /// The core of a cloud IoT platform, from the command line.
 #[derive(Debug, Parser)]
@@ -29,8 +28,6 @@ struct Cli {
 /// The subcommand groups, one per domain crate.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the crates this build of thingkit contains, with their versions.
-    Crates,
     /// Certificate authorities: create a CA (`ca init`).
     #[command(subcommand)]
     Ca(provision::CaArgs),
@@ -74,10 +71,6 @@ fn main() -> ExitCode {
         Command::Firmware(args) => firmware::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Meter(args) => meter::run(args),
-        Command::Crates => {
-            println!("thingkit-cli {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,7 +101,7 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, Failure> {
                 .ok_or_else(|| Failure(format!("invalid hex digit {c:?} at character {i}")))
         })
         .collect::<Result<_, _>>()?;
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(Failure("hex input has an odd number of digits".into()));
     }
     Ok(digits.chunks(2).map(|p| (p[0].1 << 4) | p[1].1).collect())

@@ -503,19 +503,19 @@ impl EnvelopeBuilder {
         }
         let mut manifest = self.manifest;
         let mut severed: Vec<(i64, Vec<u8>)> = Vec::new();
-        if self.sever_install {
-            if let Some(Severable::Inline(s)) = &manifest.install {
-                let wrapped = Value::Bytes(s.to_cbor()).to_vec();
-                manifest.install = Some(Severable::Digest(SuitDigest::of(&wrapped)));
-                severed.push((manifest::key::INSTALL, wrapped));
-            }
+        if self.sever_install
+            && let Some(Severable::Inline(s)) = &manifest.install
+        {
+            let wrapped = Value::Bytes(s.to_cbor()).to_vec();
+            manifest.install = Some(Severable::Digest(SuitDigest::of(&wrapped)));
+            severed.push((manifest::key::INSTALL, wrapped));
         }
-        if self.sever_text {
-            if let Some(Severable::Inline(t)) = &manifest.text {
-                let wrapped = Value::Bytes(t.to_vec()).to_vec();
-                manifest.text = Some(Severable::Digest(SuitDigest::of(&wrapped)));
-                severed.push((manifest::key::TEXT, wrapped));
-            }
+        if self.sever_text
+            && let Some(Severable::Inline(t)) = &manifest.text
+        {
+            let wrapped = Value::Bytes(t.to_vec()).to_vec();
+            manifest.text = Some(Severable::Digest(SuitDigest::of(&wrapped)));
+            severed.push((manifest::key::TEXT, wrapped));
         }
         let manifest_wrapped = Value::Bytes(manifest.to_cbor()).to_vec();
         let digest_cbor = SuitDigest::of(&manifest_wrapped).to_cbor();

@@ -121,27 +121,27 @@ impl Decoder {
         if buf.len() < header.total {
             return Ok(None);
         }
-        if header.ptype == PacketType::Publish {
-            if let Some(l) = self.publish_layout(buf, header) {
-                // Fast path for the common PUBLISH (valid, no properties): one split of the
-                // frame out of `buf`; the topic is a slice of it and the payload is the frame
-                // itself advanced past the header (one reference count per field, no more).
-                self.position += header.total as u64;
-                let mut frame = buf.split_to(header.total).freeze();
-                let topic = frame.slice(l.topic_start..l.topic_start + l.topic_len);
-                frame.advance(l.payload_start);
-                let payload = frame;
-                let flags = header.flags;
-                return Ok(Some(Packet::Publish(Publish {
-                    dup: flags & 0b1000 != 0,
-                    qos: l.qos,
-                    retain: flags & 0b0001 != 0,
-                    topic: Some(TopicName::from_validated(topic)),
-                    packet_id: l.packet_id,
-                    properties: PacketProperties::new(),
-                    payload,
-                })));
-            }
+        if header.ptype == PacketType::Publish
+            && let Some(l) = self.publish_layout(buf, header)
+        {
+            // Fast path for the common PUBLISH (valid, no properties): one split of the
+            // frame out of `buf`; the topic is a slice of it and the payload is the frame
+            // itself advanced past the header (one reference count per field, no more).
+            self.position += header.total as u64;
+            let mut frame = buf.split_to(header.total).freeze();
+            let topic = frame.slice(l.topic_start..l.topic_start + l.topic_len);
+            frame.advance(l.payload_start);
+            let payload = frame;
+            let flags = header.flags;
+            return Ok(Some(Packet::Publish(Publish {
+                dup: flags & 0b1000 != 0,
+                qos: l.qos,
+                retain: flags & 0b0001 != 0,
+                topic: Some(TopicName::from_validated(topic)),
+                packet_id: l.packet_id,
+                properties: PacketProperties::new(),
+                payload,
+            })));
         }
         self.decode_general(buf, header).map(Some)
     }
@@ -217,14 +217,13 @@ impl Decoder {
         let Some(frame) = input.get(..header.total) else {
             return Ok(None);
         };
-        if header.ptype == PacketType::Publish {
-            if let Some(view) = self
+        if header.ptype == PacketType::Publish
+            && let Some(view) = self
                 .publish_layout(frame, header)
                 .and_then(|l| view_from_layout(frame, header, &l))
-            {
-                self.position += header.total as u64;
-                return Ok(Some((PacketView::Publish(view), header.total)));
-            }
+        {
+            self.position += header.total as u64;
+            return Ok(Some((PacketView::Publish(view), header.total)));
         }
         self.decode_view_general(frame, header).map(Some)
     }
@@ -285,10 +284,10 @@ impl Decoder {
                 r.rule("[MQTT-3.1.1 §2.2.3]", "[MQTT-5.0 §2.1.4]"),
             ));
         }
-        if let Packet::Connect(c) = &packet {
-            if self.version.is_none() {
-                self.version = Some(c.protocol);
-            }
+        if let Packet::Connect(c) = &packet
+            && self.version.is_none()
+        {
+            self.version = Some(c.protocol);
         }
         Ok(packet)
     }

@@ -79,10 +79,10 @@ impl Encoder {
     /// Appends `packet` to `buf` (reserving exactly the space it needs); returns its size.
     #[inline]
     pub fn encode(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, Error> {
-        if let Packet::Publish(p) = packet {
-            if let Some(n) = self.encode_plain_publish(p, buf) {
-                return Ok(n);
-            }
+        if let Packet::Publish(p) = packet
+            && let Some(n) = self.encode_plain_publish(p, buf)
+        {
+            return Ok(n);
         }
         self.encode_general(packet, buf)
     }

@@ -432,10 +432,10 @@ impl<S: PartialEq, V> SubscriptionIndex<S, V> {
         }
         if n.exact_children != 0 {
             let (level, next) = split_level(rest);
-            if let Some(&id) = self.level_ids.get(level) {
-                if let Some(&child) = self.edges.get(&Self::edge_key(node, id)) {
-                    self.walk(child, next, false, f);
-                }
+            if let Some(&id) = self.level_ids.get(level)
+                && let Some(&child) = self.edges.get(&Self::edge_key(node, id))
+            {
+                self.walk(child, next, false, f);
             }
         }
     }

@@ -808,7 +808,7 @@ fn decisions_and_fields_agree_with_mqtt_packet() {
         let mut m = base.clone();
         for _ in 0..=(rng.next() % 3) {
             let at = (rng.next() as usize) % m.len();
-            m[at] = if rng.next() % 2 == 0 {
+            m[at] = if rng.next().is_multiple_of(2) {
                 m[at] ^ (1 << (rng.next() % 8))
             } else {
                 rng.next() as u8

@@ -372,7 +372,7 @@ fn parse_bool(v: &str) -> Option<bool> {
 
 fn is_base64(v: &str) -> bool {
     let body = v.trim_end_matches('=');
-    v.len() % 4 == 0
+    v.len().is_multiple_of(4)
         && v.len() - body.len() <= 2
         && body
             .bytes()

@@ -257,10 +257,10 @@ impl CertificateAuthority {
                 "the certificate is not a CA (CA:TRUE missing)".into(),
             ));
         }
-        if let Ok(Some(ku)) = cert.key_usage() {
-            if !ku.value.key_cert_sign() {
-                return Err(Error::BadCa("KeyUsage lacks keyCertSign".into()));
-            }
+        if let Ok(Some(ku)) = cert.key_usage()
+            && !ku.value.key_cert_sign()
+        {
+            return Err(Error::BadCa("KeyUsage lacks keyCertSign".into()));
         }
         if cert.public_key().raw != key.subject_public_key_info().as_slice() {
             return Err(Error::BadCa(

@@ -112,7 +112,7 @@ fn base64_value(c: u8) -> Option<u32> {
 
 fn base64_decode(s: &str) -> Result<Vec<u8>> {
     let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(Error::Pem("base64 length is not a multiple of 4".into()));
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);

@@ -676,12 +676,12 @@ impl<S: RegistryStore> Registry<S> {
                             }
                         }
                     }
-                    if let Some(ca) = c.ca {
-                        if let Some(n) = self.certificates_per_ca.get_mut(&ca) {
-                            *n = n.saturating_sub(1);
-                            if *n == 0 {
-                                self.certificates_per_ca.remove(&ca);
-                            }
+                    if let Some(ca) = c.ca
+                        && let Some(n) = self.certificates_per_ca.get_mut(&ca)
+                    {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.certificates_per_ca.remove(&ca);
                         }
                     }
                 }
@@ -1625,13 +1625,13 @@ impl<S: RegistryStore> Registry<S> {
             if out.iter().any(|p| &*p.name == name) {
                 return;
             }
-            if let Some(policy) = self.policies.get(name) {
-                if let Some(version) = policy.default_version() {
-                    out.push(EffectivePolicy {
-                        name: policy.name.clone(),
-                        version: version.clone(),
-                    });
-                }
+            if let Some(policy) = self.policies.get(name)
+                && let Some(version) = policy.default_version()
+            {
+                out.push(EffectivePolicy {
+                    name: policy.name.clone(),
+                    version: version.clone(),
+                });
             }
         };
         for p in &cert.policies {

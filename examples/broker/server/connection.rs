@@ -366,23 +366,22 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &why).await;
         }
     }
-    if let Some(limiter) = &shared.connect_limiter {
-        if let Ok(Limit::Limited { .. }) =
+    if let Some(limiter) = &shared.connect_limiter
+        && let Ok(Limit::Limited { .. }) =
             limiter.check_key(&client_id.to_string(), 0, shared.now_nanos())
-        {
-            shared
-                .stats
-                .connects_refused
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client = %client_id, "CONNECT refused: connection rate exceeded");
-            return refuse(
-                &mut stream,
-                &encoder,
-                ReasonCode::CONNECTION_RATE_EXCEEDED,
-                "connection rate exceeded",
-            )
-            .await;
-        }
+    {
+        shared
+            .stats
+            .connects_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client = %client_id, "CONNECT refused: connection rate exceeded");
+        return refuse(
+            &mut stream,
+            &encoder,
+            ReasonCode::CONNECTION_RATE_EXCEEDED,
+            "connection rate exceeded",
+        )
+        .await;
     }
 
     // 4. Metering handle and session.
@@ -583,11 +582,10 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             _ = shutdown.changed() => break End::Server(ReasonCode::SERVER_SHUTTING_DOWN),
             () = deadline => break End::Server(ReasonCode::KEEP_ALIVE_TIMEOUT),
             _ = flush.tick() => {
-                if let Some(m) = conn.meter.as_mut() {
-                    if let Err(e) = shared.table.flush(m, &shared.meter, unix_now()) {
+                if let Some(m) = conn.meter.as_mut()
+                    && let Err(e) = shared.table.flush(m, &shared.meter, unix_now()) {
                         tracing::error!(error = %e, "meter flush failed");
                     }
-                }
             }
         }
     };
@@ -617,57 +615,55 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         End::Closed(why) => why.clone(),
     };
     tracing::info!(client = %client_id, %reason, "disconnected");
-    if publish_will {
-        if let Some(will) = conn.will.take() {
-            let message = Arc::new(Message {
-                topic: will.topic.clone(),
-                payload: will.payload.clone(),
-                qos: will.qos.min_qos1(),
-                retain: will.retain,
-                properties: {
-                    // The Will Delay Interval belongs to the will, not to the PUBLISH.
-                    let mut p = will.properties.clone();
-                    if !p.is_empty() {
-                        p.will_delay_interval = None;
+    if publish_will && let Some(will) = conn.will.take() {
+        let message = Arc::new(Message {
+            topic: will.topic.clone(),
+            payload: will.payload.clone(),
+            qos: will.qos.min_qos1(),
+            retain: will.retain,
+            properties: {
+                // The Will Delay Interval belongs to the will, not to the PUBLISH.
+                let mut p = will.properties.clone();
+                if !p.is_empty() {
+                    p.will_delay_interval = None;
+                }
+                p
+            },
+            from: Some(client_id.clone()),
+            received: Instant::now(),
+        });
+        // MQTT 5 Will Delay Interval: a persistent session's will waits (at most until the
+        // session would expire) and is dropped if the client reconnects meanwhile
+        // [MQTT-3.1.3-9].
+        let delay = will
+            .properties
+            .will_delay_interval
+            .filter(|_| persistent && version == ProtocolVersion::V5)
+            .map(|secs| Duration::from_secs(u64::from(secs)))
+            .map(|d| expiry.map_or(d, |e| d.min(e)))
+            .filter(|d| !d.is_zero());
+        match delay {
+            None => {
+                conn.route(&message);
+                tracing::info!(client = %client_id, topic = will.topic.as_str(), "will published");
+            }
+            Some(delay) => {
+                let shared = shared.clone();
+                let client_id = client_id.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let resumed = shared
+                        .router
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_attached(&client_id);
+                    if resumed {
+                        tracing::info!(client = %client_id, "will dropped: the client reconnected within its delay");
+                    } else {
+                        route_message(&shared, &message);
+                        tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published after its delay");
                     }
-                    p
-                },
-                from: Some(client_id.clone()),
-                received: Instant::now(),
-            });
-            // MQTT 5 Will Delay Interval: a persistent session's will waits (at most until the
-            // session would expire) and is dropped if the client reconnects meanwhile
-            // [MQTT-3.1.3-9].
-            let delay = will
-                .properties
-                .will_delay_interval
-                .filter(|_| persistent && version == ProtocolVersion::V5)
-                .map(|secs| Duration::from_secs(u64::from(secs)))
-                .map(|d| expiry.map_or(d, |e| d.min(e)))
-                .filter(|d| !d.is_zero());
-            match delay {
-                None => {
-                    conn.route(&message);
-                    tracing::info!(client = %client_id, topic = will.topic.as_str(), "will published");
-                }
-                Some(delay) => {
-                    let shared = shared.clone();
-                    let client_id = client_id.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let resumed = shared
-                            .router
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .is_attached(&client_id);
-                        if resumed {
-                            tracing::info!(client = %client_id, "will dropped: the client reconnected within its delay");
-                        } else {
-                            route_message(&shared, &message);
-                            tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published after its delay");
-                        }
-                    });
-                }
+                });
             }
         }
     }
@@ -700,10 +696,10 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             }
         }
     }
-    if let Some(m) = conn.meter.take() {
-        if let Err(e) = shared.table.disconnect(m, &shared.meter, unix_now()) {
-            tracing::error!(error = %e, "meter flush failed");
-        }
+    if let Some(m) = conn.meter.take()
+        && let Err(e) = shared.table.disconnect(m, &shared.meter, unix_now())
+    {
+        tracing::error!(error = %e, "meter flush failed");
     }
     Ok(())
 }

@@ -183,11 +183,11 @@ impl Router {
         if session.attached.as_ref().map(|a| a.connection) != Some(connection) {
             // Taken over: a persistent session's new connection gets the unacknowledged
             // messages; a clean one started without them.
-            if session.persistent {
-                if let Some(a) = &session.attached {
-                    for d in unacked {
-                        let _ = a.tx.try_send(Outbound::Deliver(d));
-                    }
+            if session.persistent
+                && let Some(a) = &session.attached
+            {
+                for d in unacked {
+                    let _ = a.tx.try_send(Outbound::Deliver(d));
                 }
             }
             return;
@@ -220,10 +220,10 @@ impl Router {
             .index
             .insert(filter, client_id.clone(), options)
             .is_some();
-        if let Some(session) = self.sessions.get_mut(client_id) {
-            if !existed {
-                session.filters.push(filter.clone());
-            }
+        if let Some(session) = self.sessions.get_mut(client_id)
+            && !existed
+        {
+            session.filters.push(filter.clone());
         }
         existed
     }

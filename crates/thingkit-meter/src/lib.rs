@@ -66,9 +66,10 @@
 //!
 //! ## Specifications
 //!
-//! - MQTT 5.0 (OASIS Standard, 2019) reason codes used by limit actions: 0x96 *Message rate too
-//!   high* and 0x97 *Quota exceeded* (§3.4.2.1 PUBACK, §3.14.2.1 DISCONNECT), 0x9F *Connection
-//!   rate exceeded* (§3.2.2.2 CONNACK).
+//! - MQTT 5.0 (OASIS Standard, 2019) reason codes used by limit actions: 0x97 *Quota exceeded*
+//!   (§3.4.2.1 PUBACK, §3.2.2.2 CONNACK, §3.14.2.1 DISCONNECT), 0x9F *Connection rate exceeded*
+//!   (§3.2.2.2 CONNACK, §3.14.2.1 DISCONNECT), and 0x96 *Message rate too high*, which exists only
+//!   in DISCONNECT (§3.14.2.1): a limit that would *reject* with it is refused as configuration.
 //! - GCRA, the generic cell rate algorithm (ITU-T I.371 §4.4.2, virtual scheduling form).
 //! - RFC 4180 CSV and JSON Lines for export; RFC 8259 JSON for usage events and price tables.
 //! - Metering and quota defaults follow the published AWS IoT Core, Azure IoT Hub and (retired)

@@ -219,7 +219,10 @@ pub enum Action {
     Drop,
     /// Hold the request for `retry_after` and check again.
     Delay,
-    /// Refuse it with this MQTT 5 reason code (PUBACK/CONNACK).
+    /// Refuse it with this MQTT 5 reason code in the PUBACK or CONNACK: 0x97 Quota exceeded
+    /// (valid in both) or 0x9F Connection rate exceeded (CONNACK). 0x96 Message rate too high
+    /// exists only in DISCONNECT (MQTT 5.0 §3.4.2.1, §3.14.2.1), so limits that would reject with
+    /// it are refused when the limiter is built; use `Disconnect` for it.
     Reject(ReasonCode),
     /// Close the connection (DISCONNECT with the reason code).
     Disconnect(ReasonCode),
@@ -273,13 +276,13 @@ pub struct Limits {
 
 impl Limits {
     /// AWS IoT Core per-connection publish limits: 100 publishes/s and 512 KiB/s, answered with
-    /// PUBACK 0x96.
+    /// PUBACK 0x97 Quota exceeded (0x96 Message rate too high is not a PUBACK code in MQTT 5).
     pub const fn aws_connection() -> Limits {
         Limits {
             messages: Some(Rate::per_second(100)),
             bytes: Some(Rate::per_second(512 * 1024)),
-            message_action: Action::Reject(ReasonCode::MessageRateTooHigh),
-            byte_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+            message_action: Action::Reject(ReasonCode::QuotaExceeded),
+            byte_action: Action::Reject(ReasonCode::QuotaExceeded),
         }
     }
 
@@ -315,6 +318,20 @@ impl Limits {
     }
 
     fn compile(&self) -> Result<Compiled> {
+        const ONLY_IN_DISCONNECT: &str = "0x96 message_rate_too_high is valid only in DISCONNECT \
+             (MQTT 5.0 §3.4.2.1, §3.14.2.1): reject with quota_exceeded or disconnect instead";
+        if self.message_action == Action::Reject(ReasonCode::MessageRateTooHigh) {
+            return Err(Error::Config {
+                field: "limits.message_action",
+                reason: ONLY_IN_DISCONNECT,
+            });
+        }
+        if self.byte_action == Action::Reject(ReasonCode::MessageRateTooHigh) {
+            return Err(Error::Config {
+                field: "limits.byte_action",
+                reason: ONLY_IN_DISCONNECT,
+            });
+        }
         Ok(Compiled {
             messages: self.messages.as_ref().map(Rate::compile).transpose()?,
             bytes: self.bytes.as_ref().map(Rate::compile).transpose()?,
@@ -645,7 +662,7 @@ mod tests {
                 burst,
             }),
             bytes: None,
-            message_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+            message_action: Action::Reject(ReasonCode::QuotaExceeded),
             byte_action: Action::Drop,
         }
     }
@@ -663,7 +680,7 @@ mod tests {
                 action: Action::Reject(code),
                 retry_after: Some(after),
             } => {
-                assert_eq!(code.code(), 0x96);
+                assert_eq!(code.code(), 0x97);
                 assert_eq!(after, Duration::from_millis(100));
             }
             other => panic!("{other:?}"),
@@ -855,10 +872,48 @@ mod tests {
         let l = Limits::aws_connection();
         let json = serde_json::to_string(&l).unwrap();
         assert!(
-            json.contains(r#""message_action":{"reject":"message_rate_too_high"}"#),
+            json.contains(r#""message_action":{"reject":"quota_exceeded"}"#),
             "{json}"
         );
         assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), l);
+    }
+
+    /// Regression: the AWS preset used to reject publishes with 0x96, which no PUBACK may carry
+    /// (MQTT 5.0 §3.4.2.1); a broker that sent it as told produced an unencodable packet.
+    #[test]
+    fn refuses_to_reject_with_a_disconnect_only_code() {
+        for limits in [
+            Limits {
+                message_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+                ..msgs(10, 10)
+            },
+            Limits {
+                bytes: Some(Rate::per_second(1024)),
+                byte_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+                ..msgs(10, 10)
+            },
+        ] {
+            let built = RateLimiter::<&str>::new(LimiterConfig {
+                default: limits,
+                ..LimiterConfig::default()
+            });
+            assert!(matches!(built, Err(Error::Config { .. })), "{built:?}");
+        }
+        let disconnect = Limits {
+            message_action: Action::Disconnect(ReasonCode::MessageRateTooHigh),
+            ..msgs(10, 10)
+        };
+        assert!(
+            RateLimiter::<&str>::new(LimiterConfig {
+                default: disconnect,
+                ..LimiterConfig::default()
+            })
+            .is_ok()
+        );
+        assert_eq!(
+            Limits::aws_connection().message_action,
+            Action::Reject(ReasonCode::QuotaExceeded)
+        );
     }
 
     #[test]

@@ -883,9 +883,9 @@ impl Conn {
                 }
                 Action::Reject(code) => {
                     if self.is_v5() {
-                        // MQTT 5 PUBACK cannot carry 0x96 Message rate too high (§3.4.2.1
-                        // allows it only in DISCONNECT): answer 0x97 Quota exceeded and name
-                        // the limit in the reason string.
+                        // thingkit-meter refuses reject codes no PUBACK can carry (0x96), but a
+                        // CONNACK-only code (0x9F) can still be configured for a publish limit:
+                        // answer 0x97 Quota exceeded then, and name the limit in the reason string.
                         let mut rc = ReasonCode(code.code());
                         if !rc.allowed_in(PacketType::PubAck, ProtocolVersion::V5) {
                             rc = ReasonCode::QUOTA_EXCEEDED;

@@ -63,7 +63,7 @@ pub struct BrokerConfig {
     pub default_account: String,
     /// How messages become billable units.
     pub metering: MeteringPolicy,
-    /// Per-connection publish limits (AWS: 100 publishes/s, 512 KiB/s, PUBACK 0x96).
+    /// Per-connection publish limits (AWS: 100 publishes/s, 512 KiB/s, PUBACK 0x97).
     pub connection_limits: Limits,
     /// Per-account inbound publish limits (AWS us-east-1: 20,000/s, PUBACK 0x97).
     pub account_limits: Limits,

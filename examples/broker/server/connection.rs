@@ -22,6 +22,7 @@ use thingkit::mqtt::{
 };
 use thingkit::policy::{Certificate, Context, PolicySet, Request, Thing};
 use thingkit::provision::certificate::CertificateId;
+use thingkit::provision::fleet::is_provisioning_topic;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -901,11 +902,25 @@ impl Conn {
         shared.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
 
         // Broker-served topics. Fleet provisioning replies go to the requesting client only.
-        if let Some(replies) =
-            shared
-                .directory
-                .provision(&self.certificate, topic.as_str(), &p.payload)
-        {
+        // Provisioning signs certificates, writes the registry and may wait up to the
+        // pre-provisioning hook's timeout, so it runs on the blocking pool, not on this task's
+        // runtime thread; every other topic skips it without taking a lock.
+        let provisioned = if is_provisioning_topic(topic.as_str()) {
+            let directory = shared.directory.clone();
+            let (certificate, request_topic, payload) = (
+                self.certificate,
+                topic.as_str().to_owned(),
+                p.payload.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                directory.provision(&certificate, &request_topic, &payload)
+            })
+            .await
+            .unwrap_or_default()
+        } else {
+            None
+        };
+        if let Some(replies) = provisioned {
             self.puback(p.packet_id, ReasonCode::SUCCESS, None);
             for reply in replies {
                 tracing::info!(client = %self.client_id, topic = %reply.topic, "fleet provisioning reply");

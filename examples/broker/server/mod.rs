@@ -184,6 +184,9 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S
 
     fn provision(&self, client: &CertificateId, topic: &str, payload: &[u8]) -> Option<Vec<Reply>> {
         let fleet = self.fleet.as_ref()?;
+        if !thingkit::provision::fleet::is_provisioning_topic(topic) {
+            return None; // no locks for ordinary telemetry
+        }
         let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
         let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
         fleet.handle(

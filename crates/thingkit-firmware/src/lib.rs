@@ -57,8 +57,12 @@
 //!   authentication wrapper with detached COSE payload (8.3), manifest (8.4: version 8.4.1,
 //!   sequence number 8.4.2, reference URI 8.4.3, text 8.4.4, common 8.4.5; severable members are
 //!   either a bstr or the SUIT_Digest of one), command sequences (8.4.6), parameters (8.4.8),
-//!   SUIT_Digest (10); appendix examples 0, 1 and 2 are test vectors. Vendor IDs are accepted as
-//!   16-byte UUIDs only (the PEN form of 8.4.8 is refused).
+//!   SUIT_Digest (10); appendix examples 0 to 5 are test vectors (they verify with the draft's
+//!   key and re-encode to the same bytes). The argument of suit-directive-try-each is checked
+//!   (two or more bstr-wrapped command sequences, optional trailing nil, nested at most
+//!   [`manifest::MAX_TRY_EACH_DEPTH`] deep), as are the component-slot and source-component
+//!   parameters (unsigned integers). Vendor IDs are accepted as 16-byte UUIDs only (the PEN
+//!   form of 8.4.8 is refused).
 //! - RFC 9019 (SUIT architecture: the update and secure-boot flow, A/B slots) and RFC 9124 (SUIT
 //!   information model: REQ.SEC.SEQUENCE, REQ.SEC.COMPATIBLE, REQ.SEC.AUTHENTIC,
 //!   REQ.SEC.AUTH.EXEC).

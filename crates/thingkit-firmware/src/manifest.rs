@@ -50,6 +50,8 @@ pub mod command {
     pub const CONDITION_CLASS_IDENTIFIER: i64 = 2;
     /// suit-condition-image-match
     pub const CONDITION_IMAGE_MATCH: i64 = 3;
+    /// suit-condition-component-slot
+    pub const CONDITION_COMPONENT_SLOT: i64 = 5;
     /// suit-directive-set-component-index
     pub const DIRECTIVE_SET_COMPONENT_INDEX: i64 = 12;
     /// suit-directive-try-each
@@ -58,6 +60,8 @@ pub mod command {
     pub const DIRECTIVE_OVERRIDE_PARAMETERS: i64 = 20;
     /// suit-directive-fetch
     pub const DIRECTIVE_FETCH: i64 = 21;
+    /// suit-directive-copy
+    pub const DIRECTIVE_COPY: i64 = 22;
     /// suit-directive-invoke
     pub const DIRECTIVE_INVOKE: i64 = 23;
 }
@@ -70,11 +74,20 @@ pub mod parameter {
     pub const CLASS_IDENTIFIER: i64 = 2;
     /// suit-parameter-image-digest
     pub const IMAGE_DIGEST: i64 = 3;
+    /// suit-parameter-component-slot
+    pub const COMPONENT_SLOT: i64 = 5;
     /// suit-parameter-image-size
     pub const IMAGE_SIZE: i64 = 14;
     /// suit-parameter-uri
     pub const URI: i64 = 21;
+    /// suit-parameter-source-component
+    pub const SOURCE_COMPONENT: i64 = 22;
 }
+
+/// How deeply suit-directive-try-each may nest (a try-each inside a branch of a try-each is
+/// depth 2). Each level is a bstr-wrapped sequence decoded with its own [`DecodeLimits`], so this
+/// bounds the work per input byte; the draft's examples need depth 1.
+pub const MAX_TRY_EACH_DEPTH: usize = 4;
 
 /// Reporting policy used by the builder for conditions: send records and system info on both
 /// success and failure (`15`), as the draft's examples do.
@@ -266,7 +279,15 @@ pub struct CommandSequence(pub Vec<Command>);
 
 impl CommandSequence {
     /// Decodes a command sequence from the content of its bstr wrapper.
+    ///
+    /// The argument of suit-directive-try-each is checked here too: two or more bstr-wrapped
+    /// command sequences, optionally followed by `nil` (`SUIT_Directive_Try_Each_Argument` in
+    /// the draft's CDDL), nested at most [`MAX_TRY_EACH_DEPTH`] deep.
     pub fn from_cbor(bytes: &[u8], limits: &DecodeLimits) -> Result<CommandSequence> {
+        Self::from_cbor_at(bytes, limits, 0)
+    }
+
+    fn from_cbor_at(bytes: &[u8], limits: &DecodeLimits, depth: usize) -> Result<CommandSequence> {
         const S: &str = "SUIT_Command_Sequence";
         let v = cbor::decode(bytes, limits)?;
         let Value::Array(items) = v else {
@@ -284,8 +305,12 @@ impl CommandSequence {
             let code = code
                 .as_i64()
                 .ok_or_else(|| structure(S, "command code must be an integer"))?;
-            if code == command::DIRECTIVE_OVERRIDE_PARAMETERS {
-                Parameters::from_value(&argument)?;
+            match code {
+                command::DIRECTIVE_OVERRIDE_PARAMETERS => {
+                    Parameters::from_value(&argument)?;
+                }
+                command::DIRECTIVE_TRY_EACH => try_each_branches(&argument, limits, depth)?,
+                _ => {}
             }
             cmds.push(Command { code, argument });
         }
@@ -306,6 +331,35 @@ impl CommandSequence {
     pub fn commands(&self) -> &[Command] {
         &self.0
     }
+}
+
+/// Checks a `SUIT_Directive_Try_Each_Argument`: `[2* bstr .cbor SUIT_Command_Sequence, ? nil]`.
+fn try_each_branches(argument: &Value, limits: &DecodeLimits, depth: usize) -> Result<()> {
+    const S: &str = "SUIT_Directive_Try_Each_Argument";
+    if depth >= MAX_TRY_EACH_DEPTH {
+        return Err(Error::Limit {
+            what: "suit-directive-try-each nesting depth",
+            limit: MAX_TRY_EACH_DEPTH as u64,
+            actual: depth as u64 + 1,
+        });
+    }
+    let Value::Array(items) = argument else {
+        return Err(structure(S, "must be an array"));
+    };
+    let branches = match items.split_last() {
+        Some((Value::Null, rest)) => rest,
+        _ => &items[..],
+    };
+    if branches.len() < 2 {
+        return Err(structure(S, "must hold two or more command sequences"));
+    }
+    for b in branches {
+        let bytes = b
+            .as_bytes()
+            .ok_or_else(|| structure(S, "each branch must be a bstr-wrapped command sequence"))?;
+        CommandSequence::from_cbor_at(bytes, limits, depth + 1)?;
+    }
+    Ok(())
 }
 
 /// A parameter map (`SUIT_Parameters`), in wire order.
@@ -362,6 +416,16 @@ impl Parameters {
                 v.as_u64()
                     .ok_or_else(|| structure(S, "image-size must be an unsigned integer"))?,
             );
+        }
+        for (label, name) in [
+            (parameter::COMPONENT_SLOT, "component-slot"),
+            (parameter::SOURCE_COMPONENT, "source-component"),
+        ] {
+            if let Some(v) = self.get(label)
+                && v.as_u64().is_none()
+            {
+                return Err(structure(S, format!("{name} must be an unsigned integer")));
+            }
         }
         if let Some(v) = self.get(parameter::URI) {
             out.uri = Some(
@@ -903,6 +967,47 @@ mod tests {
             Manifest::from_cbor(&crate::unhex("a4010102000346a102818141000600"), &lim).is_err()
         );
         assert!(Manifest::from_cbor(&crate::unhex("a3010102000346a10281814100"), &lim).is_ok());
+    }
+
+    #[test]
+    fn try_each_argument_is_checked_strictly() {
+        let lim = DecodeLimits::default();
+        let seq = |hex: &str| CommandSequence::from_cbor(&crate::unhex(hex), &lim);
+        // [15, [<<[3, 15]>>, <<[3, 15]>>]] and the same with a trailing nil
+        assert!(seq("820f824382030f4382030f").is_ok());
+        assert!(seq("820f834382030f4382030ff6").is_ok());
+        // one branch only; a branch that is not a bstr; a branch that is not a sequence; a map
+        assert!(seq("820f814382030f").is_err());
+        assert!(seq("820f824382030f82030f").is_err());
+        assert!(seq("820f824382030f4103").is_err());
+        assert!(seq("820fa0").is_err());
+        // nil anywhere but last
+        assert!(seq("820f83f64382030f4382030f").is_err());
+        // component-slot and source-component must be unsigned
+        assert!(seq("8214a10520").is_err());
+        assert!(seq("8214a11620").is_err());
+        assert!(seq("8214a1160a").is_ok());
+
+        // Nesting: depth MAX_TRY_EACH_DEPTH is fine, one more is refused with the limit.
+        let nest = |levels: usize| {
+            let mut inner = crate::unhex("82030f");
+            for _ in 0..levels {
+                inner = Value::Array(vec![
+                    Value::int(command::DIRECTIVE_TRY_EACH),
+                    Value::Array(vec![Value::Bytes(inner.clone()), Value::Bytes(inner)]),
+                ])
+                .to_vec();
+            }
+            inner
+        };
+        assert!(CommandSequence::from_cbor(&nest(MAX_TRY_EACH_DEPTH), &lim).is_ok());
+        assert!(matches!(
+            CommandSequence::from_cbor(&nest(MAX_TRY_EACH_DEPTH + 1), &lim),
+            Err(Error::Limit {
+                what: "suit-directive-try-each nesting depth",
+                ..
+            })
+        ));
     }
 
     #[test]

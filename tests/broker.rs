@@ -38,6 +38,24 @@ async fn connect(fleet: &Fleet, addr: SocketAddr, device: &Device, options: Opti
         .expect("TLS + CONNECT")
 }
 
+/// Connects `device` to `broker` with default options for `version`.
+async fn connect_as(
+    fleet: &Fleet,
+    broker: &Broker,
+    device: &Device,
+    version: ProtocolVersion,
+) -> Client {
+    connect(fleet, broker.local_addr(), device, opts(device, version)).await
+}
+
+/// Reads the next packet and checks that it is a DISCONNECT with `code`.
+async fn expect_disconnect(client: &mut Client, code: ReasonCode) {
+    match client.recv().await.unwrap() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, code),
+        other => panic!("expected DISCONNECT {code:?}, got {other:?}"),
+    }
+}
+
 fn opts(device: &Device, version: ProtocolVersion) -> Options {
     Options {
         version,
@@ -204,32 +222,17 @@ async fn revoking_a_connected_certificate_disconnects_its_device() {
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let broker = start(&fleet, BrokerConfig::default()).await;
-    let mut c = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V5),
-    )
-    .await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     assert!(accepted(&c.connack));
     fleet
         .set_status(&a.certificate_id, CertificateStatus::Revoked)
         .unwrap();
-    match c.recv().await.unwrap() {
-        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::ADMINISTRATIVE_ACTION),
-        other => panic!("expected DISCONNECT, got {other:?}"),
-    }
+    expect_disconnect(&mut c, ReasonCode::ADMINISTRATIVE_ACTION).await;
     assert!(
         c.recv().await.unwrap().is_none(),
         "then the connection closes"
     );
-    let again = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V5),
-    )
-    .await;
+    let again = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     assert_eq!(again.connack.reason_code, ReasonCode::NOT_AUTHORIZED);
     assert_eq!(broker.stats().revocation_disconnects, 1);
     broker.shutdown(Duration::from_secs(5)).await;
@@ -241,29 +244,11 @@ async fn the_operator_revokes_a_device_through_the_admin_topic() {
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let op = fleet.add_operator().unwrap();
     let broker = start(&fleet, BrokerConfig::default()).await;
-    let mut device = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V311),
-    )
-    .await;
-    let mut operator = connect(
-        &fleet,
-        broker.local_addr(),
-        &op,
-        opts(&op, ProtocolVersion::V5),
-    )
-    .await;
+    let mut device = connect_as(&fleet, &broker, &a, ProtocolVersion::V311).await;
+    let mut operator = connect_as(&fleet, &broker, &op, ProtocolVersion::V5).await;
     // A device cannot revoke anyone: its policy does not allow the admin topic.
     let b = fleet.add_device("sensor-b", &[]).unwrap();
-    let mut other = connect(
-        &fleet,
-        broker.local_addr(),
-        &b,
-        opts(&b, ProtocolVersion::V5),
-    )
-    .await;
+    let mut other = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
     let ack = other
         .publish_qos1(server::REVOKE_TOPIC, a.certificate_id.to_string())
         .await
@@ -367,13 +352,7 @@ async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action(
         ..BrokerConfig::default()
     };
     let broker = start(&fleet, config).await;
-    let mut c = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V5),
-    )
-    .await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     let mut codes = Vec::new();
     for i in 0..5 {
         let ack = c
@@ -398,13 +377,7 @@ async fn oversized_packets_and_bad_topic_aliases_end_the_connection() {
         ..BrokerConfig::default()
     };
     let broker = start(&fleet, config).await;
-    let mut c = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V5),
-    )
-    .await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     assert_eq!(
         c.connack.properties.maximum_packet_size.map(|m| m.get()),
         Some(1024)
@@ -417,10 +390,7 @@ async fn oversized_packets_and_bad_topic_aliases_end_the_connection() {
             false,
         )
         .await;
-    match c.recv().await.unwrap() {
-        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::PACKET_TOO_LARGE),
-        other => panic!("expected DISCONNECT, got {other:?}"),
-    }
+    expect_disconnect(&mut c, ReasonCode::PACKET_TOO_LARGE).await;
     broker.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -429,18 +399,9 @@ async fn shutdown_disconnects_mqtt5_clients_with_server_shutting_down() {
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let broker = start(&fleet, BrokerConfig::default()).await;
-    let mut c = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V5),
-    )
-    .await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     let stop = tokio::spawn(broker.shutdown(Duration::from_secs(5)));
-    match c.recv().await.unwrap() {
-        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::SERVER_SHUTTING_DOWN),
-        other => panic!("expected DISCONNECT, got {other:?}"),
-    }
+    expect_disconnect(&mut c, ReasonCode::SERVER_SHUTTING_DOWN).await;
     stop.await.unwrap();
 }
 
@@ -496,10 +457,7 @@ async fn topic_aliases_are_resolved_inbound_and_used_outbound() {
     let mut bad = Publish::new(TopicName::new("telemetry/sensor-a/t").unwrap(), "3");
     bad.properties.topic_alias = NonZeroU16::new(33);
     publ.send(&Packet::Publish(bad)).await.unwrap();
-    match publ.recv().await.unwrap() {
-        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::TOPIC_ALIAS_INVALID),
-        other => panic!("expected DISCONNECT, got {other:?}"),
-    }
+    expect_disconnect(&mut publ, ReasonCode::TOPIC_ALIAS_INVALID).await;
     broker.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -526,24 +484,12 @@ async fn receive_is_authorized_for_each_delivery() {
             .unwrap();
     }
     let broker = start(&fleet, BrokerConfig::default()).await;
-    let mut device = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V5),
-    )
-    .await;
+    let mut device = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     assert_eq!(
         device.subscribe(&[("#", QoS::AtLeastOnce)]).await.unwrap(),
         vec![ReasonCode(1)]
     );
-    let mut operator = connect(
-        &fleet,
-        broker.local_addr(),
-        &op,
-        opts(&op, ProtocolVersion::V5),
-    )
-    .await;
+    let mut operator = connect_as(&fleet, &broker, &op, ProtocolVersion::V5).await;
     operator
         .publish_qos1("commands/sensor-b/reboot", "secret")
         .await
@@ -572,18 +518,12 @@ async fn qos2_is_refused_and_a_second_connection_takes_the_session_over() {
     assert_eq!(first.connack.properties.maximum_qos, Some(QoS::AtLeastOnce));
     let mut second = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
     assert!(accepted(&second.connack));
-    match first.recv().await.unwrap() {
-        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::SESSION_TAKEN_OVER),
-        other => panic!("expected DISCONNECT, got {other:?}"),
-    }
+    expect_disconnect(&mut first, ReasonCode::SESSION_TAKEN_OVER).await;
     let mut p = Publish::new(TopicName::new("telemetry/sensor-a/t").unwrap(), "x");
     p.qos = QoS::ExactlyOnce;
     p.packet_id = PacketId::new(1);
     second.send(&Packet::Publish(p)).await.unwrap();
-    match second.recv().await.unwrap() {
-        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, ReasonCode::QOS_NOT_SUPPORTED),
-        other => panic!("expected DISCONNECT, got {other:?}"),
-    }
+    expect_disconnect(&mut second, ReasonCode::QOS_NOT_SUPPORTED).await;
     broker.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -607,13 +547,7 @@ async fn a_silent_client_is_disconnected_after_one_and_a_half_keep_alives() {
         .await
         .unwrap();
     // Messages *to* the silent client do not keep it alive; only what it sends does.
-    let mut publisher = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V5),
-    )
-    .await;
+    let mut publisher = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     let feeder = tokio::spawn(async move {
         for _ in 0..20 {
             if publisher
@@ -670,13 +604,7 @@ async fn firmware_jobs_are_checked_and_kept_for_the_device() {
         server::FIRMWARE_TOPIC_PREFIX,
         server::FIRMWARE_TOPIC_SUFFIX
     );
-    let mut operator = connect(
-        &fleet,
-        broker.local_addr(),
-        &op,
-        opts(&op, ProtocolVersion::V5),
-    )
-    .await;
+    let mut operator = connect_as(&fleet, &broker, &op, ProtocolVersion::V5).await;
     let ack = operator
         .publish_qos1(&topic, envelope(&stranger))
         .await
@@ -689,13 +617,7 @@ async fn firmware_jobs_are_checked_and_kept_for_the_device() {
     let ack = operator.publish_qos1(&topic, envelope(&key)).await.unwrap();
     assert!(ack.reason_code.is_success());
     // The device connects later and still gets its job (kept retained by the broker).
-    let mut device = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V311),
-    )
-    .await;
+    let mut device = connect_as(&fleet, &broker, &a, ProtocolVersion::V311).await;
     device
         .subscribe(&[(&topic, QoS::AtLeastOnce)])
         .await
@@ -708,13 +630,7 @@ async fn firmware_jobs_are_checked_and_kept_for_the_device() {
             .unwrap();
     assert_eq!(verified.sequence_number, 5);
     // A device cannot publish firmware jobs, not even for itself.
-    let mut d5 = connect(
-        &fleet,
-        broker.local_addr(),
-        &a,
-        opts(&a, ProtocolVersion::V5),
-    )
-    .await;
+    let mut d5 = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     let ack = d5.publish_qos1(&topic, envelope(&key)).await.unwrap();
     assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
     broker.shutdown(Duration::from_secs(5)).await;

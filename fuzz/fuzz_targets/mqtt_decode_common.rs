@@ -74,5 +74,12 @@ pub fn decode_stream(version: ProtocolVersion, data: &[u8]) {
         let mut wire2 = BytesMut::new();
         encoder.encode(&again, &mut wire2).expect("encodable");
         assert_eq!(wire, wire2, "encoding is not canonical");
+        // Appending to a buffer with spare room takes the small-packet path for short
+        // PUBLISH packets; it must write the same bytes after what the buffer held.
+        let mut roomy = BytesMut::with_capacity(wire.len() + 256);
+        roomy.extend_from_slice(b"held");
+        encoder.encode(&again, &mut roomy).expect("encodable");
+        assert_eq!(&roomy[..4], b"held");
+        assert_eq!(&roomy[4..], &wire[..], "appending with spare room differs");
     }
 }

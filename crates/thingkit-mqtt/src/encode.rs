@@ -43,6 +43,78 @@ struct Plan {
     will_props: usize,
 }
 
+/// Sizes of the fixed windows small PUBLISH packets are written into (see
+/// [`write_small_publish`]): 64 bytes for the smallest, 128 (the most a one-byte remaining
+/// length allows, plus the header) for the rest.
+const SMALL_FRAME: usize = 64;
+const SMALL_FRAME_2: usize = 128;
+
+/// Writes a whole PUBLISH of at most `W` bytes (remaining length below 128, so a one-byte
+/// length) into a fixed-size window of the output buffer.
+///
+/// Why: a PUBLISH is a few bytes of header plus two copies of caller data (topic and payload).
+/// Copying a slice whose length is only known at run time is a call to `memcpy`, and for the
+/// small messages typical of telemetry those two calls cost as much as everything else the
+/// encoder does. Here the caller appends a zeroed window of `W` bytes (a
+/// fixed-size fill, a few vector stores), each piece is copied into it with at most two
+/// fixed-size moves (overlapping when the length is not a power of two), which compile to plain
+/// register loads and stores, and the caller then truncates the buffer to the packet's length.
+/// All of it is safe code; the bytes past the packet are never visible.
+#[inline(always)]
+fn write_small_publish<const W: usize>(
+    frame: &mut [u8; W],
+    p: &Publish,
+    topic: &[u8],
+    id: Option<u16>,
+    v5: bool,
+    remaining: usize,
+) {
+    frame[0] = publish_first_byte(p);
+    frame[1] = remaining as u8;
+    frame[2..4].copy_from_slice(&(topic.len() as u16).to_be_bytes());
+    let mut at = 4;
+    copy_small(frame, at, topic);
+    at += topic.len();
+    if let Some(id) = id {
+        frame[at..at + 2].copy_from_slice(&id.to_be_bytes());
+        at += 2;
+    }
+    if v5 {
+        // Property length 0: the window is already zeroed.
+        at += 1;
+    }
+    copy_small(frame, at, &p.payload);
+}
+
+/// Copies `src` into `dst[at..at + src.len()]` using only fixed-size moves: two of the largest
+/// power of two not above the length, the second ending exactly where `src` ends. The caller
+/// guarantees the destination range is inside `dst` (it is always, as the packet fits).
+#[inline(always)]
+fn copy_small<const W: usize>(dst: &mut [u8; W], at: usize, src: &[u8]) {
+    #[inline(always)]
+    fn pair<const N: usize, const W: usize>(dst: &mut [u8; W], at: usize, src: &[u8]) {
+        let n = src.len();
+        dst[at..at + N].copy_from_slice(&src[..N]);
+        dst[at + n - N..at + n].copy_from_slice(&src[n - N..]);
+    }
+    match src.len() {
+        0 => {}
+        1 => dst[at] = src[0],
+        2..=3 => pair::<2, W>(dst, at, src),
+        4..=7 => pair::<4, W>(dst, at, src),
+        8..=15 => pair::<8, W>(dst, at, src),
+        16..=31 => pair::<16, W>(dst, at, src),
+        32..=63 => pair::<32, W>(dst, at, src),
+        _ => pair::<64, W>(dst, at, src),
+    }
+}
+
+/// The fixed header's first byte of a PUBLISH: type, DUP, QoS and RETAIN.
+#[inline(always)]
+fn publish_first_byte(p: &Publish) -> u8 {
+    0x30 | (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain)
+}
+
 fn v5_only(detail: &str) -> Error {
     Error::unencodable(
         format!("{detail}: MQTT 3.1.1 cannot carry it"),
@@ -77,14 +149,54 @@ impl Encoder {
     }
 
     /// Appends `packet` to `buf` (reserving exactly the space it needs); returns its size.
-    #[inline]
+    // A thin dispatch, always inlined, so that the caller's compiler makes the same inlining
+    // decision for the PUBLISH path as it would for a direct `encode_publish` call.
+    #[inline(always)]
     pub fn encode(&self, packet: &Packet, buf: &mut BytesMut) -> Result<usize, Error> {
-        if let Packet::Publish(p) = packet
-            && let Some(n) = self.encode_plain_publish(p, buf)
-        {
-            return Ok(n);
+        match packet {
+            Packet::Publish(p) => self.encode_publish(p, buf),
+            _ => self.encode_general(packet, buf),
         }
-        self.encode_general(packet, buf)
+    }
+
+    /// Appends one PUBLISH to `buf`; returns its size. The same bytes and errors as
+    /// [`encode`](Self::encode) with [`Packet::Publish`], without wrapping the message in a
+    /// [`Packet`] first — the call a broker makes for every message it forwards.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use thingkit_mqtt::{Encoder, ProtocolVersion, Publish, TopicName};
+    ///
+    /// let publish = Publish::new(TopicName::new("a/b")?, "hi");
+    /// let mut buf = BytesMut::new();
+    /// Encoder::new(ProtocolVersion::V311).encode_publish(&publish, &mut buf)?;
+    /// assert_eq!(&buf[..], b"\x30\x07\x00\x03a/bhi");
+    /// # Ok::<(), thingkit_mqtt::Error>(())
+    /// ```
+    #[inline]
+    pub fn encode_publish(&self, publish: &Publish, buf: &mut BytesMut) -> Result<usize, Error> {
+        match self.encode_plain_publish(publish, buf) {
+            Some(n) => Ok(n),
+            None => self.encode_general_publish(publish, buf),
+        }
+    }
+
+    /// The general path for a PUBLISH the fast path declined (properties, a topic alias, or an
+    /// invalid one), which reports the precise error.
+    #[inline(never)]
+    #[cold]
+    fn encode_general_publish(
+        &self,
+        publish: &Publish,
+        buf: &mut BytesMut,
+    ) -> Result<usize, Error> {
+        let (remaining, props) = self.plan_publish(publish)?;
+        let total = self.check_size(remaining)?;
+        buf.reserve(total);
+        buf.put_u8(publish_first_byte(publish));
+        put_varint(buf, remaining as u32);
+        self.write_publish_body(publish, props, buf);
+        Ok(total)
     }
 
     #[inline(never)]
@@ -120,10 +232,27 @@ impl Encoder {
         if total as u64 > u64::from(self.max_packet_size) {
             return None;
         }
-        if buf.capacity() - buf.len() < total {
+        let spare = buf.capacity() - buf.len();
+        if total <= SMALL_FRAME && spare >= SMALL_FRAME {
+            let start = buf.len();
+            buf.put_slice(&[0u8; SMALL_FRAME]);
+            let frame: &mut [u8; SMALL_FRAME] = (&mut buf[start..]).try_into().ok()?;
+            write_small_publish(frame, p, topic, id, v5, remaining);
+            buf.truncate(start + total);
+            return Some(total);
+        }
+        if total <= SMALL_FRAME_2 && remaining < 128 && spare >= SMALL_FRAME_2 {
+            let start = buf.len();
+            buf.put_slice(&[0u8; SMALL_FRAME_2]);
+            let frame: &mut [u8; SMALL_FRAME_2] = (&mut buf[start..]).try_into().ok()?;
+            write_small_publish(frame, p, topic, id, v5, remaining);
+            buf.truncate(start + total);
+            return Some(total);
+        }
+        if spare < total {
             buf.reserve(total);
         }
-        let first = 0x30 | (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain);
+        let first = publish_first_byte(p);
         let [hi, lo] = (topic.len() as u16).to_be_bytes();
         if remaining < 128 {
             // One fixed-size write for the whole header and the topic length.
@@ -207,48 +336,80 @@ impl Encoder {
         Ok(())
     }
 
+    /// Checks a remaining length against the protocol and the maximum packet size; returns the
+    /// whole packet size.
+    fn check_size(&self, remaining: usize) -> Result<usize, Error> {
+        if remaining > MAX_VARINT as usize {
+            return Err(Error::unencodable(
+                format!("remaining length {remaining} is above 268,435,455"),
+                "[MQTT-5.0 §1.5.5]",
+            ));
+        }
+        let total = 1 + varint_len(remaining as u32) + remaining;
+        if total as u64 > u64::from(self.max_packet_size) {
+            return Err(Error::unencodable(
+                format!(
+                    "packet is {total} bytes, above the maximum packet size of {}",
+                    self.max_packet_size
+                ),
+                "[MQTT-3.1.2-24]",
+            ));
+        }
+        Ok(total)
+    }
+
+    /// Validates a PUBLISH; returns its remaining length and its property length.
+    fn plan_publish(&self, p: &Publish) -> Result<(usize, usize), Error> {
+        let v5 = self.version == ProtocolVersion::V5;
+        match (p.qos, p.packet_id) {
+            (QoS::AtMostOnce, Some(_)) => {
+                return Err(Error::unencodable(
+                    "QoS 0 PUBLISH with a packet identifier",
+                    "[MQTT-2.2.1-2]",
+                ));
+            }
+            (QoS::AtLeastOnce | QoS::ExactlyOnce, None) => {
+                return Err(Error::unencodable(
+                    "QoS 1/2 PUBLISH without a packet identifier",
+                    "[MQTT-2.2.1-3]",
+                ));
+            }
+            _ => {}
+        }
+        if p.dup && p.qos == QoS::AtMostOnce {
+            return Err(Error::unencodable(
+                "DUP set on a QoS 0 PUBLISH",
+                "[MQTT-3.3.1-2]",
+            ));
+        }
+        let topic_len = match &p.topic {
+            Some(t) => t.len(),
+            None if v5 && p.properties.topic_alias.is_some() => 0,
+            None => {
+                return Err(Error::unencodable(
+                    "PUBLISH without a topic name (and without a topic alias)",
+                    "[MQTT-5.0 §3.3.2.1]",
+                ));
+            }
+        };
+        let props = self.props_len(&p.properties, Context::Publish)?;
+        let remaining = 2
+            + topic_len
+            + if p.packet_id.is_some() { 2 } else { 0 }
+            + self.block(props)
+            + p.payload.len();
+        Ok((remaining, props))
+    }
+
     fn plan(&self, packet: &Packet) -> Result<Plan, Error> {
         let v5 = self.version == ProtocolVersion::V5;
         let mut props = 0;
         let mut will_props = 0;
         let remaining = match packet {
             Packet::Publish(p) => {
-                match (p.qos, p.packet_id) {
-                    (QoS::AtMostOnce, Some(_)) => {
-                        return Err(Error::unencodable(
-                            "QoS 0 PUBLISH with a packet identifier",
-                            "[MQTT-2.2.1-2]",
-                        ));
-                    }
-                    (QoS::AtLeastOnce | QoS::ExactlyOnce, None) => {
-                        return Err(Error::unencodable(
-                            "QoS 1/2 PUBLISH without a packet identifier",
-                            "[MQTT-2.2.1-3]",
-                        ));
-                    }
-                    _ => {}
-                }
-                if p.dup && p.qos == QoS::AtMostOnce {
-                    return Err(Error::unencodable(
-                        "DUP set on a QoS 0 PUBLISH",
-                        "[MQTT-3.3.1-2]",
-                    ));
-                }
-                let topic_len = match &p.topic {
-                    Some(t) => t.len(),
-                    None if v5 && p.properties.topic_alias.is_some() => 0,
-                    None => {
-                        return Err(Error::unencodable(
-                            "PUBLISH without a topic name (and without a topic alias)",
-                            "[MQTT-5.0 §3.3.2.1]",
-                        ));
-                    }
-                };
-                props = self.props_len(&p.properties, Context::Publish)?;
-                2 + topic_len
-                    + if p.packet_id.is_some() { 2 } else { 0 }
-                    + self.block(props)
-                    + p.payload.len()
+                let (remaining, p_props) = self.plan_publish(p)?;
+                props = p_props;
+                remaining
             }
             Packet::Connect(c) => {
                 if c.protocol != self.version {
@@ -410,22 +571,7 @@ impl Encoder {
                 }
             }
         };
-        if remaining > MAX_VARINT as usize {
-            return Err(Error::unencodable(
-                format!("remaining length {remaining} is above 268,435,455"),
-                "[MQTT-5.0 §1.5.5]",
-            ));
-        }
-        let total = 1 + varint_len(remaining as u32) + remaining;
-        if total as u64 > u64::from(self.max_packet_size) {
-            return Err(Error::unencodable(
-                format!(
-                    "packet is {total} bytes, above the maximum packet size of {}",
-                    self.max_packet_size
-                ),
-                "[MQTT-3.1.2-24]",
-            ));
-        }
+        self.check_size(remaining)?;
         Ok(Plan {
             remaining,
             props,
@@ -440,12 +586,22 @@ impl Encoder {
         }
     }
 
+    /// Everything of a PUBLISH after the fixed header.
+    fn write_publish_body<B: BufMut>(&self, p: &Publish, props: usize, buf: &mut B) {
+        let topic = p.topic.as_ref().map(|t| t.as_bytes()).unwrap_or_default();
+        buf.put_u16(topic.len() as u16);
+        buf.put_slice(topic);
+        if let Some(id) = p.packet_id {
+            buf.put_u16(id.get());
+        }
+        self.put_props(&p.properties, props, buf);
+        buf.put_slice(&p.payload);
+    }
+
     fn write<B: BufMut>(&self, packet: &Packet, plan: &Plan, buf: &mut B) {
         let v5 = self.version == ProtocolVersion::V5;
         let first: u8 = match packet {
-            Packet::Publish(p) => {
-                0x30 | (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain)
-            }
+            Packet::Publish(p) => publish_first_byte(p),
             Packet::PubRel(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) => {
                 ((packet.packet_type() as u8) << 4) | 0b0010
             }
@@ -454,16 +610,7 @@ impl Encoder {
         buf.put_u8(first);
         put_varint(buf, plan.remaining as u32);
         match packet {
-            Packet::Publish(p) => {
-                let topic = p.topic.as_ref().map(|t| t.as_bytes()).unwrap_or_default();
-                buf.put_u16(topic.len() as u16);
-                buf.put_slice(topic);
-                if let Some(id) = p.packet_id {
-                    buf.put_u16(id.get());
-                }
-                self.put_props(&p.properties, plan.props, buf);
-                buf.put_slice(&p.payload);
-            }
+            Packet::Publish(p) => self.write_publish_body(p, plan.props, buf),
             Packet::Connect(c) => {
                 buf.put_slice(b"\x00\x04MQTT");
                 buf.put_u8(self.version.level());
@@ -581,7 +728,7 @@ impl Packet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TopicName;
+    use crate::{MqttStr, TopicName};
 
     /// The PUBLISH fast path writes exactly the bytes of the general path, for remaining
     /// lengths on both sides of the one-, two- and three-byte encodings, both QoS shapes and
@@ -602,12 +749,99 @@ mod tests {
                         p.packet_id = PacketId::new(0x1234);
                         p.dup = true;
                     }
+                    let mut direct = BytesMut::new();
+                    let n = enc.encode_publish(&p, &mut direct).unwrap();
                     let packet = Packet::Publish(p);
                     let mut fast = BytesMut::new();
-                    let n = enc.encode(&packet, &mut fast).unwrap();
+                    assert_eq!(enc.encode(&packet, &mut fast).unwrap(), n);
+                    assert_eq!(fast, direct);
                     let mut general = BytesMut::with_capacity(n);
                     assert_eq!(enc.encode_to(&packet, &mut general).unwrap(), n);
                     assert_eq!(fast, general, "{version:?} {qos:?} payload {payload_len}");
+                }
+            }
+        }
+    }
+
+    /// `encode_publish` on what the fast path declines (properties, a topic alias instead of a
+    /// topic, invalid flag combinations) gives exactly what `encode` on the packet gives: the
+    /// same bytes or the same rule.
+    #[test]
+    fn encode_publish_general_path_matches_encode() {
+        let enc = Encoder::new(ProtocolVersion::V5);
+        let mut with_props = Publish::new(TopicName::new("a/b").unwrap(), "x");
+        with_props
+            .properties
+            .user_properties
+            .push((MqttStr::new("k").unwrap(), MqttStr::new("v").unwrap()));
+        let mut alias_only = Publish::new(TopicName::new("a/b").unwrap(), "y");
+        alias_only.topic = None;
+        alias_only.properties.topic_alias = std::num::NonZeroU16::new(3);
+        let mut no_id = Publish::new(TopicName::new("a").unwrap(), "z");
+        no_id.qos = QoS::AtLeastOnce;
+        let mut dup0 = Publish::new(TopicName::new("a").unwrap(), "z");
+        dup0.dup = true;
+        let mut no_topic = Publish::new(TopicName::new("a").unwrap(), "z");
+        no_topic.topic = None;
+        for p in [with_props, alias_only, no_id, dup0, no_topic] {
+            let mut direct = BytesMut::new();
+            let mut wrapped = BytesMut::new();
+            let a = enc.encode_publish(&p, &mut direct);
+            let b = enc.encode(&Packet::Publish(p.clone()), &mut wrapped);
+            match (a, b) {
+                (Ok(n), Ok(m)) => {
+                    assert_eq!(n, m);
+                    assert_eq!(direct, wrapped);
+                }
+                (Err(e), Err(f)) => {
+                    assert_eq!(e.rule(), f.rule());
+                    assert!(direct.is_empty(), "nothing written on error");
+                }
+                (a, b) => panic!("{p:?}: {a:?} vs {b:?}"),
+            }
+        }
+        let mut small = BytesMut::new();
+        let p = Publish::new(TopicName::new("a/b").unwrap(), vec![0u8; 100]);
+        let err = enc
+            .with_max_packet_size(50)
+            .encode_publish(&p, &mut small)
+            .unwrap_err();
+        assert_eq!(err.rule(), Some("[MQTT-3.1.2-24]"));
+        assert!(small.is_empty());
+    }
+
+    /// The small-frame paths (packets of at most 64 or 128 bytes appended to a buffer with room) write
+    /// exactly the general path's bytes, after whatever the buffer already held, for every
+    /// topic and payload length it covers and the lengths just past it.
+    #[test]
+    fn small_frame_path_matches_general_path_for_every_length() {
+        let topic_chars: Vec<u8> = (0..140).map(|i| b'a' + (i % 26) as u8).collect();
+        for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+            let enc = Encoder::new(version);
+            for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+                for topic_len in 1..=130 {
+                    let topic = std::str::from_utf8(&topic_chars[..topic_len]).unwrap();
+                    for payload_len in 0..=(130 - topic_len.min(130)) {
+                        let payload: Vec<u8> = (0..payload_len).map(|i| i as u8 ^ 0xA5).collect();
+                        let mut p = Publish::new(TopicName::new(topic).unwrap(), payload);
+                        p.retain = payload_len % 3 == 0;
+                        if qos != QoS::AtMostOnce {
+                            p.qos = qos;
+                            p.packet_id = PacketId::new(0xBEEF);
+                        }
+                        let mut fast = BytesMut::with_capacity(256);
+                        fast.put_slice(b"prefix");
+                        let n = enc.encode_publish(&p, &mut fast).unwrap();
+                        let mut general = BytesMut::with_capacity(256);
+                        general.put_slice(b"prefix");
+                        let m = enc.encode_to(&Packet::Publish(p), &mut general).unwrap();
+                        assert_eq!(n, m);
+                        assert_eq!(fast.len(), 6 + n);
+                        assert_eq!(
+                            fast, general,
+                            "{version:?} {qos:?} topic {topic_len} payload {payload_len}"
+                        );
+                    }
                 }
             }
         }

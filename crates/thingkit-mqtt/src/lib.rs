@@ -43,7 +43,8 @@
 //!   default 1 MiB). Payloads, topics and strings of decoded packets are `Bytes` slices of the
 //!   input; decoding a PUBLISH allocates nothing. [`Decoder::decode_view`] decodes a PUBLISH as a
 //!   [`PublishView`] borrowing from the caller's buffer instead (no reference counting), for hot
-//!   routing paths.
+//!   routing paths. [`Encoder::encode_publish`] encodes a [`Publish`] without wrapping it in a
+//!   [`Packet`], for forwarding.
 //! - [`TopicName`], [`TopicFilter`], [`MqttStr`]: validated once, at construction or decoding.
 //! - [`Properties`]: every MQTT 5.0 property as a typed field; packets hold them as
 //!   [`PacketProperties`], one pointer that allocates only when a property is present.

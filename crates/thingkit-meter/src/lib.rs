@@ -2,8 +2,9 @@
 //!
 //! Meters what every device and account sends through an MQTT broker, limits misbehaving devices
 //! before they hurt the fleet, and turns usage into exact, auditable, replayable bills. It sits on
-//! the broker's hot path (one 64-byte slot and a handful of relaxed atomics per message) and never
-//! loses usage it has acknowledged (a durable, idempotent ledger).
+//! the broker's hot path (64 bytes of state per connection; per message, a few plain loads and
+//! stores in the connection's own handle) and never loses usage it has acknowledged (a durable,
+//! idempotent ledger).
 //!
 //! ```
 //! use thingkit_meter::limiter::{Limits, Nanos};
@@ -54,8 +55,9 @@
 //! Every shared structure takes `&self` and is `Sync` (share it with `Arc`). The hot path,
 //! [`meter::ConnectionTable::record_publish`], takes `&mut meter::Connection`: the broker's
 //! connection task owns its handle, which makes it the single writer of that connection's
-//! rate-limit state and inbound counters, so recording is a few plain loads and stores in one
-//! 64-byte cache line. Outbound deliveries, the keyed [`limiter::RateLimiter`], the
+//! rate-limit state and inbound counters. Those live in the handle itself, so recording is a few
+//! plain loads and stores in memory the connection task already has at hand — no lookup, no
+//! atomic. Outbound deliveries, the keyed [`limiter::RateLimiter`], the
 //! [`meter::Meter`], [`quota::Quotas`] and the ledger are safe to call from any thread at once.
 //!
 //! ## Cargo features

@@ -362,39 +362,38 @@ impl Compiled {
         limits.compile()
     }
 
-    /// Single-writer form of [`Compiled::check`]: the caller guarantees that no other thread
-    /// writes the two cells concurrently (it holds the connection exclusively), so a plain
-    /// load and store replace the compare-and-swap loops, and both limits are checked before
-    /// either is consumed.
+    /// Single-writer form of [`Compiled::check`], over state the caller owns exclusively (a
+    /// connection handle's fields): plain loads and stores, no atomics, and both limits are
+    /// checked before either is consumed.
     #[inline]
-    pub(crate) fn check_owned(
+    pub(crate) fn check_local(
         &self,
-        msg_cell: &AtomicU64,
-        byte_cell: &AtomicU64,
+        msg_tat: &mut u64,
+        byte_tat: &mut u64,
         bytes: u64,
         now: u64,
         consume: bool,
     ) -> Decision {
-        let mut msg_tat = None;
+        let mut new_msg = None;
         if let Some(g) = &self.messages {
-            match g.next_tat(msg_cell.load(Ordering::Relaxed), 1, now) {
-                Ok(t) => msg_tat = Some(t),
+            match g.next_tat(*msg_tat, 1, now) {
+                Ok(t) => new_msg = Some(t),
                 Err(after) => return refused(LimitKind::Messages, self.message_action, after),
             }
         }
-        let mut byte_tat = None;
+        let mut new_byte = None;
         if let Some(g) = &self.bytes {
-            match g.next_tat(byte_cell.load(Ordering::Relaxed), bytes, now) {
-                Ok(t) => byte_tat = Some(t),
+            match g.next_tat(*byte_tat, bytes, now) {
+                Ok(t) => new_byte = Some(t),
                 Err(after) => return refused(LimitKind::Bytes, self.byte_action, after),
             }
         }
         if consume {
-            if let Some(t) = msg_tat {
-                msg_cell.store(t, Ordering::Relaxed);
+            if let Some(t) = new_msg {
+                *msg_tat = t;
             }
-            if let Some(t) = byte_tat {
-                byte_cell.store(t, Ordering::Relaxed);
+            if let Some(t) = new_byte {
+                *byte_tat = t;
             }
         }
         Decision::Allow

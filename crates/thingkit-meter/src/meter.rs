@@ -3,11 +3,15 @@
 //!
 //! Three layers, from hot to cold:
 //!
-//! 1. [`ConnectionTable`]: one 64-byte, cache-line-aligned slot per live connection holding its
-//!    GCRA state (messages and bytes) and its unflushed counters (inbound and outbound messages,
-//!    units, bytes). [`ConnectionTable::record_publish`] is the per-message call: a rate-limit
-//!    check and three counter updates with plain relaxed loads and stores — no lock, no
-//!    read-modify-write, no allocation, no hashing.
+//! 1. [`ConnectionTable`] and its [`Connection`] handles: 64 bytes of state per live
+//!    connection. The inbound half — GCRA state (messages and bytes) and the unflushed publish
+//!    counters (messages, units, bytes), 40 bytes — lives in the handle itself, which the
+//!    broker's connection task owns; the outbound half — delivery counters, 24 bytes, written by
+//!    any thread — lives in the table's slot for the connection.
+//!    [`ConnectionTable::record_publish`] is the per-message call: a rate-limit check and three
+//!    counter updates on the handle's own fields — no lock, no atomic, no allocation, no
+//!    hashing, and no memory touched but the handle (already in cache when the broker has just
+//!    read that connection's socket) and the table's shared, read-only limits.
 //! 2. [`Meter`]: the node's aggregates keyed by [`UsageKey`]; connections are
 //!    [flushed](ConnectionTable::flush) into it periodically and on disconnect.
 //! 3. [`NodeAggregate`]: a snapshot of several nodes' meters. Each node's counters only grow, so
@@ -19,9 +23,9 @@
 //!
 //! Both tables take `&self` and are `Sync`: share them with `Arc` across the broker's threads.
 //! A [`Connection`] handle is not `Clone`; the inbound side of a connection (its rate-limit state
-//! and publish counters) is written only through `&mut Connection`
+//! and publish counters) is part of the handle and written only through `&mut Connection`
 //! ([`ConnectionTable::record_publish`], [`ConnectionTable::flush`]), so the borrow checker
-//! guarantees a single writer and the hot path needs no atomic read-modify-write. The outbound
+//! guarantees a single writer and the hot path needs no atomic at all. The outbound
 //! counters ([`ConnectionTable::record_delivery`], `&Connection`) are written by whichever
 //! threads deliver to the connection, with atomic adds; a flush swaps them to zero, so every
 //! delivery lands in exactly one flush. Connect, disconnect and flush take a mutex; recording
@@ -284,24 +288,43 @@ impl NodeAggregate {
 /// Slots per lazily allocated page of a [`ConnectionTable`].
 const PAGE: usize = 4096;
 
-/// One connection's hot-path state: exactly one 64-byte cache line.
-#[repr(C, align(64))]
+/// One connection's outbound counters, in the table, written by whichever threads deliver to
+/// it. Slots are packed (24 bytes, so adjacent connections can share a cache line: two threads
+/// delivering to neighbouring connections at the same instant contend on it, which costs time,
+/// never counts).
+#[repr(C)]
 #[derive(Debug, Default)]
 struct Slot {
-    msg_tat: AtomicU64,
-    byte_tat: AtomicU64,
-    in_messages: AtomicU64,
-    in_units: AtomicU64,
-    in_bytes: AtomicU64,
     out_messages: AtomicU64,
     out_units: AtomicU64,
     out_bytes: AtomicU64,
 }
 
-/// Bytes of hot-path state per connection in a [`ConnectionTable`].
+/// One connection's inbound state, in its [`Connection`] handle: written only through
+/// `&mut Connection`, so plain integers.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct Inbound {
+    msg_tat: u64,
+    byte_tat: u64,
+    messages: u64,
+    units: u64,
+    bytes: u64,
+}
+
+/// Bytes of outbound state per connection in a [`ConnectionTable`]'s slots.
 pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
-const _: () = assert!(SLOT_BYTES == 64);
+/// Bytes of inbound state (rate-limit state and unflushed publish counters) inside each
+/// [`Connection`] handle.
+pub const INBOUND_BYTES: usize = std::mem::size_of::<Inbound>();
+
+/// Bytes of metering and rate-limit state per connection: its slot plus its handle's inbound
+/// state (the handle's identity — account and device names, connect time — is the broker's
+/// and not counted here).
+pub const STATE_BYTES: usize = SLOT_BYTES + INBOUND_BYTES;
+
+const _: () = assert!(STATE_BYTES == 64);
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -313,27 +336,37 @@ struct Registry {
 
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Adds to a counter that only the current thread writes (see the module's concurrency notes):
-/// a relaxed load and store, which compile to plain moves, instead of a locked add.
-#[inline]
-fn add_owned(cell: &AtomicU64, n: u64) {
-    cell.store(
-        cell.load(Ordering::Relaxed).saturating_add(n),
-        Ordering::Relaxed,
-    );
-}
-
 /// A live connection's handle in a [`ConnectionTable`], held by the broker's connection task.
-/// It carries the connection's identity (account, device, connect time), so the table itself
-/// keeps only the 64-byte slot per connection. Not `Clone`: give it back with
-/// [`ConnectionTable::disconnect`], after which its slot may be reused.
-#[derive(Debug, PartialEq, Eq, Hash)]
+/// It carries the connection's identity (account, device, connect time) and its inbound state
+/// (rate-limit cells and unflushed publish counters, [`INBOUND_BYTES`]), so the per-message call
+/// touches nothing but the handle; the table keeps the outbound counters. Not `Clone`: give it
+/// back with [`ConnectionTable::disconnect`], after which its slot may be reused. Two handles
+/// are equal when they are the same connection (same table and slot).
+#[derive(Debug)]
+#[repr(C)]
 pub struct Connection {
+    // The fields the per-message call reads come first, together (`repr(C)` keeps the order),
+    // 48 bytes: at most two cache lines, usually one.
     table: u64,
+    inbound: Inbound,
     slot: u32,
+    since: u64,
     account: Box<str>,
     device: Box<str>,
-    since: u64,
+}
+
+impl PartialEq for Connection {
+    fn eq(&self, other: &Self) -> bool {
+        (self.table, self.slot) == (other.table, other.slot)
+    }
+}
+
+impl Eq for Connection {}
+
+impl std::hash::Hash for Connection {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.table, self.slot).hash(state);
+    }
 }
 
 impl Connection {
@@ -396,15 +429,22 @@ impl ConnectionTable {
         })
     }
 
+    /// Refuses a handle of another table.
     #[inline]
-    fn slot(&self, conn: &Connection) -> Result<&Slot> {
-        let i = conn.slot as usize;
+    fn own(&self, conn: &Connection) -> Result<()> {
         if conn.table != self.id {
             return Err(Error::Config {
                 field: "connection",
                 reason: "handle belongs to another connection table",
             });
         }
+        Ok(())
+    }
+
+    #[inline]
+    fn slot(&self, conn: &Connection) -> Result<&Slot> {
+        let i = conn.slot as usize;
+        self.own(conn)?;
         self.pages
             .get(i / PAGE)
             .and_then(OnceLock::get)
@@ -437,15 +477,12 @@ impl ConnectionTable {
             what: "connection table",
             limit: self.max_connections,
         })?;
-        let page = page.get_or_init(|| (0..PAGE).map(|_| Slot::default()).collect());
-        if let Some(s) = page.get(i % PAGE) {
-            // A reused slot starts fresh (its counters were drained by the last disconnect).
-            for cell in [&s.msg_tat, &s.byte_tat] {
-                cell.store(0, Ordering::Relaxed);
-            }
-        }
+        // A reused slot's counters were drained by the last disconnect's flush; the inbound
+        // state starts fresh in the new handle.
+        page.get_or_init(|| (0..PAGE).map(|_| Slot::default()).collect());
         Ok(Connection {
             table: self.id,
+            inbound: Inbound::default(),
             slot,
             account: account.into(),
             device: device.into(),
@@ -464,30 +501,35 @@ impl ConnectionTable {
         retained: bool,
         now: Nanos,
     ) -> Result<Decision> {
-        let s = self.slot(conn)?;
-        // `&mut Connection` makes this thread the only writer of the inbound cells.
-        let decision = self
-            .limits
-            .check_owned(&s.msg_tat, &s.byte_tat, bytes, now.0, true);
+        self.own(conn)?;
+        let inbound = &mut conn.inbound;
+        let decision = self.limits.check_local(
+            &mut inbound.msg_tat,
+            &mut inbound.byte_tat,
+            bytes,
+            now.0,
+            true,
+        );
         if decision.is_allowed() {
             let kind = if retained {
                 PacketKind::Retained
             } else {
                 PacketKind::Publish
             };
-            add_owned(&s.in_messages, 1);
-            add_owned(&s.in_units, self.policy.units(kind, bytes));
-            add_owned(&s.in_bytes, bytes);
+            inbound.messages = inbound.messages.saturating_add(1);
+            inbound.units = inbound.units.saturating_add(self.policy.units(kind, bytes));
+            inbound.bytes = inbound.bytes.saturating_add(bytes);
         }
         Ok(decision)
     }
 
     /// Answers what [`ConnectionTable::record_publish`] would, consuming and counting nothing.
     pub fn peek_publish(&self, conn: &Connection, bytes: u64, now: Nanos) -> Result<Decision> {
-        let s = self.slot(conn)?;
+        self.own(conn)?;
+        let (mut msg_tat, mut byte_tat) = (conn.inbound.msg_tat, conn.inbound.byte_tat);
         Ok(self
             .limits
-            .check_owned(&s.msg_tat, &s.byte_tat, bytes, now.0, false))
+            .check_local(&mut msg_tat, &mut byte_tat, bytes, now.0, false))
     }
 
     /// Counts one outbound delivery of `bytes` counted bytes to this connection (not limited).
@@ -509,9 +551,9 @@ impl ConnectionTable {
         let (account, device) = (&*conn.account, &*conn.device);
         let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
         let inbound = Counts {
-            messages: take(&s.in_messages),
-            units: take(&s.in_units),
-            bytes: take(&s.in_bytes),
+            messages: std::mem::take(&mut conn.inbound.messages),
+            units: std::mem::take(&mut conn.inbound.units),
+            bytes: std::mem::take(&mut conn.inbound.bytes),
             minutes: 0,
         };
         let outbound = Counts {
@@ -592,9 +634,10 @@ mod tests {
     }
 
     #[test]
-    fn slot_is_one_cache_line() {
-        assert_eq!(SLOT_BYTES, 64);
-        assert_eq!(std::mem::align_of::<Slot>(), 64);
+    fn state_per_connection_is_64_bytes() {
+        assert_eq!(SLOT_BYTES, 24);
+        assert_eq!(INBOUND_BYTES, 40);
+        assert_eq!(STATE_BYTES, 64);
     }
 
     #[test]
@@ -688,11 +731,63 @@ mod tests {
     }
 
     #[test]
+    fn peek_consumes_nothing_and_a_byte_refusal_leaves_the_message_limit_untouched() {
+        let limits = Limits {
+            messages: Some(Rate::per_second(2)),
+            bytes: Some(Rate::per_second(100)),
+            ..unlimited()
+        };
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 2).unwrap();
+        let m = meter();
+        let mut c = t.connect("a", "d", 0).unwrap();
+        for _ in 0..10 {
+            assert!(t.peek_publish(&c, 10, Nanos(0)).unwrap().is_allowed());
+        }
+        // Over the byte budget: refused, and the message cell is not charged for it.
+        assert!(
+            !t.record_publish(&mut c, 1_000, false, Nanos(0))
+                .unwrap()
+                .is_allowed()
+        );
+        for _ in 0..2 {
+            assert!(
+                t.record_publish(&mut c, 10, false, Nanos(0))
+                    .unwrap()
+                    .is_allowed()
+            );
+        }
+        assert!(
+            !t.record_publish(&mut c, 10, false, Nanos(0))
+                .unwrap()
+                .is_allowed()
+        );
+        t.flush(&mut c, &m, 0).unwrap();
+        let counts = m.totals().into_values().next().unwrap();
+        assert_eq!((counts.messages, counts.bytes), (2, 20));
+    }
+
+    #[test]
+    fn a_reused_slot_carries_no_deliveries_of_the_previous_connection() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
+        let m = meter();
+        let c = t.connect("a", "old", 0).unwrap();
+        t.record_delivery(&c, 100).unwrap();
+        t.disconnect(c, &m, 0).unwrap();
+        let mut c2 = t.connect("a", "new", 0).unwrap();
+        let m2 = meter();
+        t.flush(&mut c2, &m2, 0).unwrap();
+        assert!(m2.totals().is_empty());
+        assert_eq!(m.totals().len(), 1);
+    }
+
+    #[test]
     fn rejects_a_handle_from_another_table() {
         let a = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
         let b = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
         let mut c = a.connect("x", "y", 0).unwrap();
         assert!(b.record_publish(&mut c, 1, false, Nanos(0)).is_err());
+        assert!(b.peek_publish(&c, 1, Nanos(0)).is_err());
+        assert!(b.record_delivery(&c, 1).is_err());
     }
 
     #[test]

@@ -31,9 +31,9 @@ use thingkit::firmware::{
     UpdateMachine, UpdateState, Uuid, Verifier,
 };
 use thingkit::meter::limiter::{Action, Limits, Rate, ReasonCode as LimitCode};
-use thingkit::meter::policy::PacketKind;
+use thingkit::meter::meter::Granularity;
+use thingkit::meter::policy::MeteringPolicy;
 use thingkit::meter::rating::{BillingRun, PriceTable};
-use thingkit::meter::usage::{UsageEvent, UsageLimits};
 use thingkit::mqtt::{ProtocolVersion, QoS, ReasonCode};
 use thingkit::provision::certificate::CertificateStatus;
 
@@ -436,46 +436,16 @@ async fn main() -> Result<(), Error> {
         "broker: {} publishes in, {} deliveries, {} denied by policy, {} throttled",
         stats.publishes_in, stats.deliveries, stats.denied, stats.throttled
     );
-    // Usage per account from the broker's meter, priced with the AWS us-east-1 table.
-    let limits = UsageLimits::default();
+    // Usage per account from the broker's meter (AWS metering, daily windows), priced with the
+    // AWS us-east-1 table straight from the aggregated totals.
     let mut per_account: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut run = BillingRun::new(PriceTable::preset("aws-us-east-1")?);
-    let mut n = 0u64;
     for (key, counts) in &totals {
         let entry = per_account.entry(key.account.clone()).or_default();
         entry.0 += counts.messages;
         entry.1 += counts.units;
-        // The meter aggregates; the billing run prices events: expand each aggregate into its
-        // operations (every message here is one 5 KB block, so units are preserved).
-        if key.kind == PacketKind::ConnectionMinutes {
-            n += 1;
-            let e = UsageEvent::new(
-                format!("e{n}"),
-                &key.account,
-                &key.device,
-                key.kind,
-                key.window,
-                &limits,
-            )?
-            .with_minutes(counts.minutes);
-            run.add(&e)?;
-        } else {
-            let each = counts.bytes / counts.messages.max(1);
-            for _ in 0..counts.messages {
-                n += 1;
-                let e = UsageEvent::new(
-                    format!("e{n}"),
-                    &key.account,
-                    &key.device,
-                    key.kind,
-                    key.window,
-                    &limits,
-                )?
-                .with_bytes(each);
-                run.add(&e)?;
-            }
-        }
     }
+    let mut run = BillingRun::new(PriceTable::preset("aws-us-east-1")?);
+    run.add_totals(&totals, &MeteringPolicy::aws(), Granularity::Day)?;
     println!("usage and bill per account (AWS us-east-1 prices):");
     let bills = run.bills()?;
     for (account, (messages, units)) in &per_account {

@@ -43,7 +43,7 @@
 //! - [`meter`]: per-connection hot-path counters, per-node aggregates, mergeable node aggregates.
 //! - [`quota`]: daily and monthly UTC quotas per account with warning events.
 //! - [`rating`]: versioned price tables, graduated tiers, free allowance, provisioned units,
-//!   bills.
+//!   bills from usage events or from a meter's aggregated totals.
 //! - [`money`]: exact money in integer nano-units.
 //! - [`usage`]: usage events and their JSON-lines form.
 //! - [`ledger`]: the durable, idempotent usage ledger (redb).

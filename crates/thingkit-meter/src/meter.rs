@@ -144,6 +144,11 @@ impl Meter {
         &self.policy
     }
 
+    /// The length of the windows the meter aggregates into.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
     /// Adds `counts` to the key of (`account`, `device`, `kind`) in the window of `unix_secs`.
     pub fn add(
         &self,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::{Day, Month};
 use crate::error::{Error, Result};
+use crate::meter::{Counts, Granularity, UsageKey};
 use crate::money::{Money, UnitPrice};
 use crate::policy::{KindSet, MeteringPolicy, PacketKind};
 use crate::usage::UsageEvent;
@@ -472,7 +473,39 @@ struct AccountMonth {
     provisioned_days: BTreeMap<Day, u64>,
 }
 
-/// Accumulates usage events into bills. Repeated ids are ignored (idempotency).
+/// Adds `quantity` and `units` of `kind`, used by `account` at `time`, to the run's accounts.
+fn count(
+    table: &PriceTable,
+    accounts: &mut BTreeMap<(String, Month), AccountMonth>,
+    account: &str,
+    kind: PacketKind,
+    time: u64,
+    quantity: u64,
+    units: u64,
+) -> Result<()> {
+    let entry = accounts
+        .entry((account.to_owned(), Month::of(time)))
+        .or_default();
+    if let Some(i) = table.dimensions.iter().position(|d| d.kinds.contains(kind)) {
+        let slot = entry.dimensions.entry(i).or_default();
+        slot.0 = slot
+            .0
+            .checked_add(quantity)
+            .ok_or(Error::Overflow("quantity"))?;
+        slot.1 = slot.1.checked_add(units).ok_or(Error::Overflow("units"))?;
+    }
+    if let Some(plan) = &table.provisioned
+        && plan.kinds.contains(kind)
+    {
+        entry.provisioned_quantity = entry.provisioned_quantity.saturating_add(quantity);
+        let day = entry.provisioned_days.entry(Day::of(time)).or_default();
+        *day = day.checked_add(units).ok_or(Error::Overflow("units"))?;
+    }
+    Ok(())
+}
+
+/// Accumulates usage events (or a meter's aggregated totals) into bills. Repeated event ids are
+/// ignored (idempotency).
 #[derive(Debug)]
 pub struct BillingRun {
     table: PriceTable,
@@ -510,36 +543,87 @@ impl BillingRun {
             return Ok(Added::Duplicate);
         }
         let units = event.units(&self.table.metering);
-        let quantity = event.quantity();
-        let entry = self
-            .accounts
-            .entry((event.account().to_owned(), Month::of(event.time())))
-            .or_default();
-        if let Some(i) = self
-            .table
-            .dimensions
-            .iter()
-            .position(|d| d.kinds.contains(event.kind()))
-        {
-            let slot = entry.dimensions.entry(i).or_default();
-            slot.0 = slot
-                .0
-                .checked_add(quantity)
-                .ok_or(Error::Overflow("quantity"))?;
-            slot.1 = slot.1.checked_add(units).ok_or(Error::Overflow("units"))?;
-        }
-        if let Some(plan) = &self.table.provisioned
-            && plan.kinds.contains(event.kind())
-        {
-            entry.provisioned_quantity = entry.provisioned_quantity.saturating_add(quantity);
-            let day = entry
-                .provisioned_days
-                .entry(Day::of(event.time()))
-                .or_default();
-            *day = day.checked_add(units).ok_or(Error::Overflow("units"))?;
-        }
+        count(
+            &self.table,
+            &mut self.accounts,
+            event.account(),
+            event.kind(),
+            event.time(),
+            event.quantity(),
+            units,
+        )?;
         self.seen.insert(event.id().to_owned());
         Ok(Added::Counted)
+    }
+
+    /// Counts aggregated totals — a node's [`Meter::totals`](crate::meter::Meter::totals) or a
+    /// fleet's [`NodeAggregate::totals`](crate::meter::NodeAggregate::totals) — instead of one
+    /// event per message. The units in `totals` were computed when the messages were metered,
+    /// so `metered_with` must be the price table's own metering policy, and `granularity` the
+    /// windows the totals were aggregated into: a table with provisioned (daily) units needs
+    /// hourly or daily windows. Either mismatch is an error and counts nothing, as is an
+    /// overflow. Totals carry no ids: adding the same totals twice counts them twice.
+    ///
+    /// Pricing a meter's totals gives the same bills as pricing, one by one, the events the
+    /// meter recorded.
+    ///
+    /// ```
+    /// use thingkit_meter::meter::{Granularity, Meter};
+    /// use thingkit_meter::policy::{MeteringPolicy, PacketKind};
+    /// use thingkit_meter::rating::{BillingRun, PriceTable};
+    /// use thingkit_meter::usage::{UsageEvent, UsageLimits};
+    ///
+    /// # fn main() -> Result<(), thingkit_meter::Error> {
+    /// let table = PriceTable::preset("aws-us-east-1")?;
+    /// let meter = Meter::new("node-1", table.metering.clone(), Granularity::Day, 1000)?;
+    /// for i in 0..3 {
+    ///     let e = UsageEvent::new(format!("e{i}"), "acme", "d1", PacketKind::Publish,
+    ///         1_764_115_200, &UsageLimits::default())?.with_bytes(8192);
+    ///     meter.record(&e)?;
+    /// }
+    /// let mut run = BillingRun::new(table);
+    /// run.add_totals(&meter.totals(), meter.policy(), meter.granularity())?;
+    /// assert_eq!(run.bills()?[0].line_items[0].billable_units, 6); // 3 messages × 2 units
+    /// # Ok(()) }
+    /// ```
+    pub fn add_totals(
+        &mut self,
+        totals: &BTreeMap<UsageKey, Counts>,
+        metered_with: &MeteringPolicy,
+        granularity: Granularity,
+    ) -> Result<()> {
+        if *metered_with != self.table.metering {
+            return Err(Error::Config {
+                field: "metered_with",
+                reason: "the totals were metered with a policy other than the price table's",
+            });
+        }
+        if granularity == Granularity::Month && self.table.provisioned.is_some() {
+            return Err(Error::Config {
+                field: "granularity",
+                reason: "provisioned units are sized per day: price hourly or daily totals",
+            });
+        }
+        // All or nothing: count into a copy, keep it only if every key counted.
+        let mut accounts = self.accounts.clone();
+        for (key, c) in totals {
+            let quantity = if key.kind == PacketKind::ConnectionMinutes {
+                c.minutes
+            } else {
+                c.messages
+            };
+            count(
+                &self.table,
+                &mut accounts,
+                &key.account,
+                key.kind,
+                key.window,
+                quantity,
+                c.units,
+            )?;
+        }
+        self.accounts = accounts;
+        Ok(())
     }
 
     /// The bills, one per account and month, ordered by account then month.

@@ -164,6 +164,77 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Pricing a meter's aggregated totals gives exactly the bills of pricing, one by one, the
+    /// events the meter recorded (AWS tiers with free allowance, Azure provisioned units).
+    #[test]
+    fn pricing_meter_totals_equals_pricing_the_events(
+        events in prop::collection::vec(
+            (0u8..3, 0u8..3, kind(), 0u64..40_000, 0u64..100, 0u64..40 * 86_400), 0..60),
+        preset in prop::sample::select(vec!["aws-us-east-1", "aws-us-east-1-free-tier", "azure-s1"]),
+        granularity in prop::sample::select(vec![
+            thingkit_meter::meter::Granularity::Hour,
+            thingkit_meter::meter::Granularity::Day,
+        ]),
+    ) {
+        let table = PriceTable::preset(preset).unwrap();
+        let meter = thingkit_meter::meter::Meter::new("n", table.metering.clone(), granularity, 10_000)
+            .unwrap();
+        let mut per_event = BillingRun::new(table.clone());
+        let limits = UsageLimits::default();
+        for (i, (acct, dev, k, bytes, min, t)) in events.into_iter().enumerate() {
+            let e = UsageEvent::new(format!("id{i}"), format!("a{acct}"), format!("d{dev}"), k,
+                1_764_115_200 + t, &limits).unwrap().with_bytes(bytes).with_minutes(min);
+            meter.record(&e).unwrap();
+            per_event.add(&e).unwrap();
+        }
+        let mut from_totals = BillingRun::new(table);
+        from_totals.add_totals(&meter.totals(), meter.policy(), meter.granularity()).unwrap();
+        prop_assert_eq!(from_totals.bills().unwrap(), per_event.bills().unwrap());
+    }
+}
+
+#[test]
+fn pricing_totals_refuses_another_policy_or_monthly_windows_with_provisioned_units() {
+    use thingkit_meter::meter::Granularity;
+    let totals = BTreeMap::from([(
+        UsageKey {
+            account: "a".into(),
+            device: "d".into(),
+            kind: PacketKind::Publish,
+            window: 1_764_115_200,
+        },
+        Counts {
+            messages: 1,
+            units: 1,
+            bytes: 10,
+            minutes: 0,
+        },
+    )]);
+    let aws = PriceTable::preset("aws-us-east-1").unwrap();
+    let mut run = BillingRun::new(aws.clone());
+    assert!(
+        run.add_totals(&totals, &MeteringPolicy::gcp(), Granularity::Day)
+            .is_err()
+    );
+    assert!(
+        run.bills().unwrap().is_empty(),
+        "a refused call counts nothing"
+    );
+    run.add_totals(&totals, &aws.metering, Granularity::Month)
+        .unwrap();
+    assert_eq!(run.bills().unwrap().len(), 1);
+    let azure = PriceTable::preset("azure-s1").unwrap();
+    let mut run = BillingRun::new(azure.clone());
+    assert!(
+        run.add_totals(&totals, &azure.metering, Granularity::Month)
+            .is_err()
+    );
+    run.add_totals(&totals, &azure.metering, Granularity::Day)
+        .unwrap();
+    assert_eq!(run.bills().unwrap().len(), 1);
+}
+
 #[cfg(feature = "ledger-redb")]
 mod ledger {
     use super::*;

@@ -106,8 +106,8 @@ impl Device {
 
 /// The fleet.
 pub struct Fleet {
-    /// The CA.
-    pub ca: CertificateAuthority,
+    /// The CA (shared with the fleet provisioning service, which signs with it too).
+    pub ca: Arc<CertificateAuthority>,
     /// The broker's certificate chain (server certificate, then the CA) for localhost and
     /// 127.0.0.1.
     pub server_chain_pem: String,
@@ -136,7 +136,7 @@ impl Fleet {
         Ok(Fleet {
             server_chain_pem: format!("{}{}", server.certificate.pem(), ca.certificate_pem()),
             server_key_pem: server.private_key_pem,
-            ca,
+            ca: Arc::new(ca),
             registry: Arc::new(RwLock::new(registry)),
         })
     }
@@ -203,9 +203,7 @@ impl Fleet {
     pub fn enable_provisioning(
         &self,
     ) -> Result<(Arc<Mutex<FleetProvisioning>>, Device), FleetError> {
-        let ca =
-            CertificateAuthority::from_pem(&self.ca.certificate_pem(), &self.ca.private_key_pem())?;
-        let mut service = FleetProvisioning::new(Arc::new(ca), FleetConfig::default());
+        let mut service = FleetProvisioning::new(Arc::clone(&self.ca), FleetConfig::default());
         service.add_template(
             "sensor",
             ProvisioningTemplate::parse(SENSOR_TEMPLATE, &TemplateLimits::default())?,

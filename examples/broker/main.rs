@@ -149,12 +149,11 @@ fn populate<S: RegistryStore>(
 /// Fleet provisioning: the templates, and the claim certificates with the claim policy.
 fn fleet_provisioning<S: RegistryStore>(
     registry: &mut Registry<S>,
-    ca: &CertificateAuthority,
+    ca: Arc<CertificateAuthority>,
     arn: &ArnPrefix,
     flags: &Flags,
 ) -> Result<FleetProvisioning, Box<dyn std::error::Error + Send + Sync>> {
-    let signer = CertificateAuthority::from_pem(&ca.certificate_pem(), &ca.private_key_pem())?;
-    let mut service = FleetProvisioning::new(Arc::new(signer), FleetConfig::default());
+    let mut service = FleetProvisioning::new(ca, FleetConfig::default());
     let mut names = Vec::new();
     for t in &flags.templates {
         let (name, file) = split_pair(t)?;
@@ -194,7 +193,10 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
         let path = flags.ca_dir.join(name);
         std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
     };
-    let ca = CertificateAuthority::from_pem(&read("ca.pem")?, &read("ca.key")?)?;
+    let ca = Arc::new(CertificateAuthority::from_pem(
+        &read("ca.pem")?,
+        &read("ca.key")?,
+    )?);
     populate(&mut registry, &ca, &flags)?;
     let names: Vec<&str> = flags.server_names.iter().map(String::as_str).collect();
     let server = ca.create_server_certificate(&names)?;
@@ -216,7 +218,7 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
             ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?;
         Some(Arc::new(Mutex::new(fleet_provisioning(
             &mut registry,
-            &ca,
+            Arc::clone(&ca),
             &arn,
             &flags,
         )?)))

@@ -44,46 +44,61 @@ struct Plan {
 }
 
 /// Sizes of the fixed windows small PUBLISH packets are written into (see
-/// [`write_small_publish`]): 64 bytes for the smallest, 128 (the most a one-byte remaining
+/// [`SmallPublish::put`]): 64 bytes for the smallest, 128 (the most a one-byte remaining
 /// length allows, plus the header) for the rest.
 const SMALL_FRAME: usize = 64;
 const SMALL_FRAME_2: usize = 128;
 
-/// Writes a whole PUBLISH of at most `W` bytes (remaining length below 128, so a one-byte
-/// length) into a fixed-size window of the output buffer.
-///
-/// Why: a PUBLISH is a few bytes of header plus two copies of caller data (topic and payload).
-/// Copying a slice whose length is only known at run time is a call to `memcpy`, and for the
-/// small messages typical of telemetry those two calls cost as much as everything else the
-/// encoder does. Here the caller appends a zeroed window of `W` bytes (a
-/// fixed-size fill, a few vector stores), each piece is copied into it with at most two
-/// fixed-size moves (overlapping when the length is not a power of two), which compile to plain
-/// register loads and stores, and the caller then truncates the buffer to the packet's length.
-/// All of it is safe code; the bytes past the packet are never visible.
-#[inline(always)]
-fn write_small_publish<const W: usize>(
-    frame: &mut [u8; W],
-    p: &Publish,
-    topic: &[u8],
+/// A validated plain PUBLISH small enough for a fixed-size window: at most `W` bytes, with a
+/// remaining length below 128 (a one-byte length).
+struct SmallPublish<'a> {
+    p: &'a Publish,
+    topic: &'a [u8],
     id: Option<u16>,
     v5: bool,
     remaining: usize,
-) {
-    frame[0] = publish_first_byte(p);
-    frame[1] = remaining as u8;
-    frame[2..4].copy_from_slice(&(topic.len() as u16).to_be_bytes());
-    let mut at = 4;
-    copy_small(frame, at, topic);
-    at += topic.len();
-    if let Some(id) = id {
-        frame[at..at + 2].copy_from_slice(&id.to_be_bytes());
-        at += 2;
+    total: usize,
+}
+
+impl SmallPublish<'_> {
+    /// Appends the packet through a `W`-byte window; returns its size.
+    ///
+    /// Why: a PUBLISH is a few bytes of header plus two copies of caller data (topic and
+    /// payload). Copying a slice whose length is only known at run time is a call to `memcpy`,
+    /// and for the small messages typical of telemetry those two calls cost as much as
+    /// everything else the encoder does. Here a zeroed window of `W` bytes is appended (a
+    /// fixed-size fill, a few vector stores), each piece is copied into it with at most two
+    /// fixed-size moves (overlapping when the length is not a power of two), which compile to
+    /// plain register loads and stores, and the buffer is then truncated to the packet's
+    /// length. All of it is safe code; the bytes past the packet are never visible. (Assembling
+    /// the packet in a stack array and appending that was slower: the wide loads of the array
+    /// stall on the narrow stores just made to it.)
+    #[inline(always)]
+    fn put<const W: usize>(&self, buf: &mut BytesMut) -> Option<usize> {
+        let start = buf.len();
+        buf.put_slice(&[0u8; W]);
+        let Ok(frame) = <&mut [u8; W]>::try_from(&mut buf[start..]) else {
+            buf.truncate(start);
+            return None;
+        };
+        frame[0] = publish_first_byte(self.p);
+        frame[1] = self.remaining as u8;
+        frame[2..4].copy_from_slice(&(self.topic.len() as u16).to_be_bytes());
+        let mut at = 4;
+        copy_small(frame, at, self.topic);
+        at += self.topic.len();
+        if let Some(id) = self.id {
+            frame[at..at + 2].copy_from_slice(&id.to_be_bytes());
+            at += 2;
+        }
+        if self.v5 {
+            // Property length 0: the window is already zeroed.
+            at += 1;
+        }
+        copy_small(frame, at, &self.p.payload);
+        buf.truncate(start + self.total);
+        Some(self.total)
     }
-    if v5 {
-        // Property length 0: the window is already zeroed.
-        at += 1;
-    }
-    copy_small(frame, at, &p.payload);
 }
 
 /// Copies `src` into `dst[at..at + src.len()]` using only fixed-size moves: two of the largest
@@ -233,21 +248,19 @@ impl Encoder {
             return None;
         }
         let spare = buf.capacity() - buf.len();
+        let small = SmallPublish {
+            p,
+            topic,
+            id,
+            v5,
+            remaining,
+            total,
+        };
         if total <= SMALL_FRAME && spare >= SMALL_FRAME {
-            let start = buf.len();
-            buf.put_slice(&[0u8; SMALL_FRAME]);
-            let frame: &mut [u8; SMALL_FRAME] = (&mut buf[start..]).try_into().ok()?;
-            write_small_publish(frame, p, topic, id, v5, remaining);
-            buf.truncate(start + total);
-            return Some(total);
+            return small.put::<SMALL_FRAME>(buf);
         }
         if total <= SMALL_FRAME_2 && remaining < 128 && spare >= SMALL_FRAME_2 {
-            let start = buf.len();
-            buf.put_slice(&[0u8; SMALL_FRAME_2]);
-            let frame: &mut [u8; SMALL_FRAME_2] = (&mut buf[start..]).try_into().ok()?;
-            write_small_publish(frame, p, topic, id, v5, remaining);
-            buf.truncate(start + total);
-            return Some(total);
+            return small.put::<SMALL_FRAME_2>(buf);
         }
         if spare < total {
             buf.reserve(total);

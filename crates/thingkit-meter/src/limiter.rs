@@ -18,11 +18,15 @@
 //! eviction) takes a write lock. A request checked against two limits (messages and bytes) consumes
 //! the message limit first and gives it back if the byte limit refuses; under contention on the
 //! *same* key a concurrent request may observe the message allowance briefly consumed.
+//!
+//! A key checked on every message (an account-wide limit) can be resolved once into a
+//! [`KeyHandle`] with [`RateLimiter::handle`]; [`RateLimiter::check_handle`] then updates the
+//! same cells without hashing the key or taking a shard lock.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -452,7 +456,7 @@ impl Default for LimiterConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Entry {
     msg_tat: AtomicU64,
     byte_tat: AtomicU64,
@@ -466,12 +470,49 @@ impl Entry {
     }
 }
 
+/// A key's state in the map: inline, or shared with [`KeyHandle`]s once one was asked for (8
+/// bytes more per key than inline state alone; the allocation only for keys with handles).
+#[derive(Debug)]
+enum Slot {
+    Inline(Entry),
+    Shared(Arc<Entry>),
+}
+
+impl Slot {
+    fn entry(&self) -> &Entry {
+        match self {
+            Slot::Inline(e) => e,
+            Slot::Shared(e) => e,
+        }
+    }
+
+    /// Whether a [`KeyHandle`] still refers to this state (then it is never evicted).
+    fn held(&self) -> bool {
+        matches!(self, Slot::Shared(e) if Arc::strong_count(e) > 1)
+    }
+}
+
+static NEXT_LIMITER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One key's limiter state, resolved once — for example the account's, when its device
+/// connects — and then checked with [`RateLimiter::check_handle`] without hashing the key or
+/// taking a lock: an account-wide limit checked on every message costs one or two atomic
+/// compare-and-swaps. It shares the state [`RateLimiter::check_key`] uses for the same key, and
+/// a key with a live handle is never evicted (it still counts towards the key cap).
+#[derive(Debug, Clone)]
+pub struct KeyHandle {
+    limiter: u64,
+    limits: u32,
+    entry: Arc<Entry>,
+}
+
 /// A keyed GCRA rate limiter with per-key limits, idle eviction and a hard key cap. See the module
 /// docs for the algorithm and the concurrency model.
 #[derive(Debug)]
 pub struct RateLimiter<K> {
+    id: u64,
     hasher: RandomState,
-    shards: Box<[RwLock<HashMap<K, Entry>>]>,
+    shards: Box<[RwLock<HashMap<K, Slot>>]>,
     /// Compiled limits: index 0 is the default, the others per-key overrides.
     limits: Vec<Compiled>,
     overrides: HashMap<K, u32>,
@@ -499,6 +540,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             map.insert(key, idx);
         }
         Ok(RateLimiter {
+            id: NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed),
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             limits,
@@ -510,7 +552,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 
     #[inline]
-    fn shard(&self, key: &K) -> &RwLock<HashMap<K, Entry>> {
+    fn shard(&self, key: &K) -> &RwLock<HashMap<K, Slot>> {
         let i = (self.hasher.hash_one(key) as usize) % SHARDS;
         &self.shards[i]
     }
@@ -525,7 +567,8 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// starting to track an unknown key).
     pub fn peek(&self, key: &K, bytes: u64, now: Nanos) -> Decision {
         let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = shard.get(key) {
+        if let Some(slot) = shard.get(key) {
+            let e = slot.entry();
             return self
                 .limits_for(key)
                 .check(&e.msg_tat, &e.byte_tat, bytes, now.0, false);
@@ -536,31 +579,51 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
             .check(&fresh, &fresh_bytes, bytes, now.0, false)
     }
 
+    /// Index of `key`'s compiled limits in `self.limits`.
+    #[inline]
+    fn limits_index(&self, key: &K) -> u32 {
+        if self.overrides.is_empty() {
+            0
+        } else {
+            self.overrides.get(key).copied().unwrap_or(0)
+        }
+    }
+
     /// The compiled limits of `key`. Entries do not store their limits (16 bytes per key instead
     /// of 24); with overrides configured this costs one more hash lookup per check.
     #[inline]
     fn limits_for(&self, key: &K) -> &Compiled {
-        let i = if self.overrides.is_empty() {
-            0
-        } else {
-            self.overrides.get(key).copied().unwrap_or(0)
-        };
-        &self.limits[i as usize]
+        &self.limits[self.limits_index(key) as usize]
     }
 
     fn decide(&self, key: &K, bytes: u64, now: Nanos, consume: bool) -> Result<Decision> {
         let lock = self.shard(key);
         {
             let shard = lock.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = shard.get(key) {
+            if let Some(slot) = shard.get(key) {
+                let e = slot.entry();
                 let limits = self.limits_for(key);
                 return Ok(limits.check(&e.msg_tat, &e.byte_tat, bytes, now.0, consume));
             }
         }
         let mut shard = lock.write().unwrap_or_else(|p| p.into_inner());
+        let slot = self.get_or_insert(&mut shard, key, now)?;
+        let e = slot.entry();
+        let limits = self.limits_for(key);
+        Ok(limits.check(&e.msg_tat, &e.byte_tat, bytes, now.0, consume))
+    }
+
+    /// `key`'s slot in its (write-locked) shard, inserted if new: refused beyond the key cap
+    /// after trying to evict idle keys of the shard.
+    fn get_or_insert<'s>(
+        &self,
+        shard: &'s mut HashMap<K, Slot>,
+        key: &K,
+        now: Nanos,
+    ) -> Result<&'s mut Slot> {
         if !shard.contains_key(key) {
             if self.len.load(Ordering::Relaxed) >= self.max_keys {
-                let evicted = self.evict_shard(&mut shard, now.0);
+                let evicted = self.evict_shard(shard, now.0);
                 self.len.fetch_sub(evicted, Ordering::Relaxed);
                 if self.len.load(Ordering::Relaxed) >= self.max_keys {
                     return Err(Error::TooManyKeys {
@@ -570,30 +633,91 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
                 }
             }
             self.len.fetch_add(1, Ordering::Relaxed);
-            shard.insert(
-                key.clone(),
-                Entry {
-                    msg_tat: AtomicU64::new(0),
-                    byte_tat: AtomicU64::new(0),
-                },
-            );
+            shard.insert(key.clone(), Slot::Inline(Entry::default()));
         }
-        let e = shard.get(key).ok_or(Error::Config {
+        shard.get_mut(key).ok_or(Error::Config {
             field: "rate limiter",
             reason: "key vanished under the write lock",
-        })?;
-        let limits = self.limits_for(key);
+        })
+    }
+
+    /// A handle on `key`'s state (tracking the key from `now` if it is new, within the key
+    /// cap), for checks without hashing or locking; see [`KeyHandle`].
+    ///
+    /// ```
+    /// use thingkit_meter::limiter::{LimiterConfig, Limits, Nanos, RateLimiter};
+    ///
+    /// let accounts = RateLimiter::new(LimiterConfig {
+    ///     default: Limits::aws_account_publish(),
+    ///     ..LimiterConfig::default()
+    /// })?;
+    /// // When a device of account "acme" connects:
+    /// let acme = accounts.handle(&"acme", Nanos(0))?;
+    /// // On each of its messages:
+    /// assert!(accounts.check_handle(&acme, 200, Nanos(1_000))?.is_allowed());
+    /// # Ok::<(), thingkit_meter::Error>(())
+    /// ```
+    pub fn handle(&self, key: &K, now: Nanos) -> Result<KeyHandle> {
+        let lock = self.shard(key);
+        let mut shard = lock.write().unwrap_or_else(|p| p.into_inner());
+        let slot = self.get_or_insert(&mut shard, key, now)?;
+        let entry = match slot {
+            Slot::Shared(e) => Arc::clone(e),
+            Slot::Inline(e) => {
+                let shared = Arc::new(std::mem::take(e));
+                *slot = Slot::Shared(Arc::clone(&shared));
+                shared
+            }
+        };
+        Ok(KeyHandle {
+            limiter: self.id,
+            limits: self.limits_index(key),
+            entry,
+        })
+    }
+
+    /// Checks and consumes one request of `bytes` bytes through a handle from
+    /// [`RateLimiter::handle`]: the same decision as [`RateLimiter::check_key`] on its key.
+    /// A handle of another limiter is an error.
+    #[inline]
+    pub fn check_handle(&self, handle: &KeyHandle, bytes: u64, now: Nanos) -> Result<Decision> {
+        self.decide_handle(handle, bytes, now, true)
+    }
+
+    /// Answers what [`RateLimiter::check_handle`] would, consuming nothing.
+    pub fn peek_handle(&self, handle: &KeyHandle, bytes: u64, now: Nanos) -> Result<Decision> {
+        self.decide_handle(handle, bytes, now, false)
+    }
+
+    #[inline]
+    fn decide_handle(
+        &self,
+        handle: &KeyHandle,
+        bytes: u64,
+        now: Nanos,
+        consume: bool,
+    ) -> Result<Decision> {
+        let limits = self
+            .limits
+            .get(handle.limits as usize)
+            .filter(|_| handle.limiter == self.id)
+            .ok_or(Error::Config {
+                field: "handle",
+                reason: "handle belongs to another rate limiter",
+            })?;
+        let e = &handle.entry;
         Ok(limits.check(&e.msg_tat, &e.byte_tat, bytes, now.0, consume))
     }
 
-    fn evict_shard(&self, shard: &mut HashMap<K, Entry>, now: u64) -> usize {
+    fn evict_shard(&self, shard: &mut HashMap<K, Slot>, now: u64) -> usize {
         let before = shard.len();
         let cutoff = now.saturating_sub(self.idle_after);
-        shard.retain(|_, e| e.idle_since() > cutoff);
+        shard.retain(|_, slot| slot.held() || slot.entry().idle_since() > cutoff);
         before - shard.len()
     }
 
-    /// Forgets every key whose allowance has been fully replenished for at least `idle_after`.
+    /// Forgets every key whose allowance has been fully replenished for at least `idle_after`
+    /// and that no [`KeyHandle`] refers to.
     /// Returns how many keys were evicted. Evicting an idle key never changes a decision.
     pub fn evict_idle(&self, now: Nanos) -> usize {
         let mut total = 0;
@@ -938,5 +1062,91 @@ mod tests {
             .collect();
         let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
         assert_eq!(total, 1000);
+    }
+
+    #[test]
+    fn a_handle_shares_the_keys_state_with_check_key() {
+        let l = limiter(msgs(10, 3));
+        let t = Nanos::from_secs(100);
+        let h = l.handle(&"acct", t).unwrap();
+        assert_eq!(l.len(), 1);
+        for _ in 0..2 {
+            assert!(l.check_handle(&h, 0, t).unwrap().is_allowed());
+        }
+        assert!(l.check_key(&"acct", 0, t).unwrap().is_allowed());
+        // The burst of 3 is spent, whichever way it was taken.
+        assert!(!l.check_handle(&h, 0, t).unwrap().is_allowed());
+        assert!(!l.check_key(&"acct", 0, t).unwrap().is_allowed());
+        assert!(!l.peek_handle(&h, 0, t).unwrap().is_allowed());
+        // A second handle on the same key is the same state; other keys are untouched.
+        let h2 = l.handle(&"acct", t).unwrap();
+        assert!(!l.check_handle(&h2, 0, t).unwrap().is_allowed());
+        assert!(l.check_key(&"other", 0, t).unwrap().is_allowed());
+    }
+
+    #[test]
+    fn a_handle_on_a_key_already_tracked_keeps_its_state() {
+        let l = limiter(msgs(10, 2));
+        let t = Nanos::from_secs(5);
+        for _ in 0..2 {
+            assert!(l.check_key(&"k", 0, t).unwrap().is_allowed());
+        }
+        let h = l.handle(&"k", t).unwrap();
+        assert!(!l.check_handle(&h, 0, t).unwrap().is_allowed());
+    }
+
+    #[test]
+    fn a_held_key_is_never_evicted_and_is_once_released() {
+        let l = RateLimiter::new(LimiterConfig {
+            default: msgs(10, 1),
+            max_keys: 100,
+            idle_after: Duration::from_secs(1),
+        })
+        .unwrap();
+        let h = l.handle(&"held", Nanos::from_secs(1)).unwrap();
+        l.check_key(&"free", 0, Nanos::from_secs(1)).unwrap();
+        assert_eq!(l.evict_idle(Nanos::from_secs(100)), 1);
+        assert_eq!(l.len(), 1);
+        // Still the same state after the eviction pass.
+        assert!(
+            l.check_handle(&h, 0, Nanos::from_secs(100))
+                .unwrap()
+                .is_allowed()
+        );
+        assert!(
+            !l.check_key(&"held", 0, Nanos::from_secs(100))
+                .unwrap()
+                .is_allowed()
+        );
+        drop(h);
+        assert_eq!(l.evict_idle(Nanos::from_secs(1000)), 1);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn handles_respect_the_key_cap_overrides_and_their_limiter() {
+        let l = RateLimiter::with_overrides(
+            LimiterConfig {
+                default: msgs(10, 1),
+                max_keys: 1,
+                idle_after: Duration::from_secs(60),
+            },
+            vec![("vip", msgs(10, 5))],
+        )
+        .unwrap();
+        let t = Nanos::from_secs(1);
+        let vip = l.handle(&"vip", t).unwrap();
+        assert!(matches!(
+            l.handle(&"second", t),
+            Err(Error::TooManyKeys { limit: 1, .. })
+        ));
+        // The override's burst of 5 applies through the handle.
+        let allowed = (0..10)
+            .filter(|_| l.check_handle(&vip, 0, t).unwrap().is_allowed())
+            .count();
+        assert_eq!(allowed, 5);
+        let other = limiter(msgs(10, 1));
+        assert!(other.check_handle(&vip, 0, t).is_err());
+        assert!(other.peek_handle(&vip, 0, t).is_err());
     }
 }

@@ -135,3 +135,47 @@ fn threads_on_separate_connections_and_the_meter_lose_no_updates() {
     assert_eq!(shadow, THREADS * MESSAGES / 100);
     assert!(table.is_empty());
 }
+
+#[test]
+fn threads_sharing_an_account_limit_through_handles_and_keys_admit_exactly_the_burst() {
+    use thingkit_meter::limiter::{LimiterConfig, Rate, RateLimiter};
+    // At one instant, an account's burst of 10,000 publishes is shared by every connection of
+    // the account: some threads check through a handle, others by key. Exactly the burst is
+    // admitted, never one more (a lost compare-and-swap would admit extra).
+    const BURST: u64 = 10_000;
+    let limiter = Arc::new(
+        RateLimiter::new(LimiterConfig {
+            default: Limits {
+                messages: Some(Rate {
+                    amount: 1,
+                    period_ms: 1000,
+                    burst: BURST,
+                }),
+                ..unlimited()
+            },
+            ..LimiterConfig::default()
+        })
+        .unwrap(),
+    );
+    let now = Nanos::from_secs(10);
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let limiter = limiter.clone();
+            std::thread::spawn(move || {
+                let handle = limiter.handle(&"acme", now).unwrap();
+                (0..BURST / 2)
+                    .filter(|_| {
+                        let d = if t % 2 == 0 {
+                            limiter.check_handle(&handle, 0, now)
+                        } else {
+                            limiter.check_key(&"acme", 0, now)
+                        };
+                        d.unwrap().is_allowed()
+                    })
+                    .count() as u64
+            })
+        })
+        .collect();
+    let admitted: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(admitted, BURST);
+}

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use thingkit::firmware::Verifier;
+use thingkit::meter::limiter::KeyHandle;
 use thingkit::meter::limiter::{Action, Decision as Limit};
 use thingkit::meter::meter::Connection as MeterConnection;
 use thingkit::mqtt::bytes::BytesMut;
@@ -220,6 +221,9 @@ struct Conn {
     policies: PolicySet,
     ctx: Context,
     meter: Option<MeterConnection>,
+    /// The account's publish-limit state, resolved once so each message checks it without a
+    /// hash lookup (`None` if the limiter was full: then by key, which fails open the same way).
+    account_limit: Option<KeyHandle>,
     inbound_aliases: InboundAliases,
     outbound_aliases: OutboundAliases,
     client_max_packet: u32,
@@ -392,6 +396,10 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .cloned()
         .unwrap_or_else(|| config.default_account.clone())
         .into();
+    let account_limit = shared
+        .account_limiter
+        .handle(&account, shared.now_nanos())
+        .ok();
     let meter = match shared.table.connect(&account, &client_id, unix_now()) {
         Ok(m) => m,
         Err(e) => {
@@ -486,6 +494,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         policies,
         ctx,
         meter: Some(meter),
+        account_limit,
         inbound_aliases: InboundAliases::new(match version {
             ProtocolVersion::V5 => config.topic_alias_maximum,
             ProtocolVersion::V311 => 0,
@@ -839,7 +848,11 @@ impl Conn {
             None => None,
             Some(m) => match shared.table.peek_publish(m, bytes, now) {
                 Ok(Limit::Allow) => {
-                    match shared.account_limiter.check_key(&self.account, bytes, now) {
+                    let account = match &self.account_limit {
+                        Some(h) => shared.account_limiter.check_handle(h, bytes, now),
+                        None => shared.account_limiter.check_key(&self.account, bytes, now),
+                    };
+                    match account {
                         Ok(Limit::Allow) | Err(_) => {
                             if let Err(e) = shared.table.record_publish(m, bytes, p.retain, now) {
                                 tracing::error!(error = %e, "meter error");

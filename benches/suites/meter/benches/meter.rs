@@ -293,9 +293,79 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
+/// Account-level limits as a broker checks them on every message: a few hot keys (100
+/// account names, `Arc<str>` as the example broker uses), so hashing, locking and the atomic
+/// update are the cost, not cache misses.
+fn hot_keys(c: &mut Criterion) {
+    let mut group = c.benchmark_group("account_100");
+    group.sample_size(30);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(1));
+    let accounts: Vec<std::sync::Arc<str>> = (0..100)
+        .map(|i| std::sync::Arc::from(format!("account-{i:04}").as_str()))
+        .collect();
+    let ours = RateLimiter::<std::sync::Arc<str>>::new(LimiterConfig {
+        default: Limits::aws_account_publish(),
+        max_keys: 1000,
+        idle_after: Duration::from_secs(60),
+    })
+    .expect("valid limiter");
+    let clock = FakeRelativeClock::default();
+    let gov: governor::RateLimiter<
+        std::sync::Arc<str>,
+        DashMapStateStore<std::sync::Arc<str>>,
+        FakeRelativeClock,
+        governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
+    > = governor::RateLimiter::new(
+        Quota::per_second(NonZeroU32::new(20_000).expect("nonzero")),
+        DashMapStateStore::default(),
+        clock.clone(),
+    );
+    let mut i = 0usize;
+    group.bench_function("thingkit_check_key", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(ours.check_key(
+                &accounts[i % 100],
+                MESSAGE_BYTES,
+                Nanos(1_000_000_000 + i as u64 * 1000),
+            ))
+        })
+    });
+    // The broker resolves the account's handle once, when a device connects.
+    let handles: Vec<_> = accounts
+        .iter()
+        .map(|a| ours.handle(a, Nanos(1)).expect("below the cap"))
+        .collect();
+    let mut i = 0usize;
+    group.bench_function("thingkit_check_handle", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(ours.check_handle(
+                &handles[i % 100],
+                MESSAGE_BYTES,
+                Nanos(1_000_000_000 + i as u64 * 1000),
+            ))
+        })
+    });
+    let mut i = 0usize;
+    group.bench_function("governor_fake_clock_check_key", |b| {
+        b.iter(|| {
+            i += 1;
+            if i & 1023 == 0 {
+                clock.advance(Duration::from_micros(1024));
+            }
+            black_box(gov.check_key(&accounts[i % 100]).is_ok())
+        })
+    });
+    group.finish();
+}
+
 fn main() {
     report_memory();
     let mut c = Criterion::default().configure_from_args();
+    hot_keys(&mut c);
     record_1m(&mut c);
     scaling(&mut c);
     c.final_summary();

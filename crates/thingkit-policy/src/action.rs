@@ -47,6 +47,9 @@ macro_rules! actions {
             /// Every action, in a fixed order (its index is its bit in an [`ActionSet`]).
             pub const ALL: &'static [Action] = &[ $( Action::$variant, )* ];
 
+            /// The number of actions.
+            pub const COUNT: usize = Self::ALL.len();
+
             /// The action's name, e.g. `iot:Publish`.
             pub fn name(self) -> &'static str {
                 match self { $( Action::$variant => $name, )* }
@@ -182,6 +185,16 @@ impl ActionSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `PolicySet` indexes per-action tables with `action as usize`: actions must be numbered
+    /// 0..COUNT in `ALL` order.
+    #[test]
+    fn actions_are_numbered_densely_in_all_order() {
+        assert_eq!(Action::COUNT, Action::ALL.len());
+        for (i, a) in Action::ALL.iter().enumerate() {
+            assert_eq!(*a as usize, i, "{a:?}");
+        }
+    }
 
     #[test]
     fn action_names_match_case_insensitively() {

@@ -62,10 +62,34 @@ struct NamedPolicy {
 pub struct PolicySet {
     options: SetOptions,
     policies: Vec<NamedPolicy>,
-    /// Per action (by `Action as usize`): (policy, statement) of the Deny statements, then the
-    /// Allow statements, that apply to it.
-    denies: Vec<LeadIndex>,
-    allows: Vec<LeadIndex>,
+    /// Per action: (policy, statement) of the Deny statements, then the Allow statements, that
+    /// apply to it.
+    denies: PerAction<LeadIndex>,
+    allows: PerAction<LeadIndex>,
+}
+
+/// One `T` per [`Action`], indexed by the action itself, so no action's entry can be missing.
+#[derive(Debug, Clone)]
+struct PerAction<T>([T; Action::COUNT]);
+
+impl<T: Default> Default for PerAction<T> {
+    fn default() -> Self {
+        PerAction(std::array::from_fn(|_| T::default()))
+    }
+}
+
+impl<T> std::ops::Index<Action> for PerAction<T> {
+    type Output = T;
+    fn index(&self, action: Action) -> &T {
+        // In bounds: actions are numbered 0..COUNT in declaration order (a test checks it).
+        &self.0[action as usize]
+    }
+}
+
+impl<T> std::ops::IndexMut<Action> for PerAction<T> {
+    fn index_mut(&mut self, action: Action) -> &mut T {
+        &mut self.0[action as usize]
+    }
 }
 
 impl Default for PolicySet {
@@ -87,8 +111,8 @@ impl PolicySet {
         PolicySet {
             options,
             policies: Vec::new(),
-            denies: vec![LeadIndex::default(); Action::ALL.len()],
-            allows: vec![LeadIndex::default(); Action::ALL.len()],
+            denies: PerAction::default(),
+            allows: PerAction::default(),
         }
     }
 
@@ -142,9 +166,7 @@ impl PolicySet {
                     Effect::Deny => &mut self.denies,
                     Effect::Allow => &mut self.allows,
                 };
-                if let Some(index) = lists.get_mut(a as usize) {
-                    index.insert((p, i), s);
-                }
+                lists[a].insert((p, i), s);
             }
         }
         self.policies.push(NamedPolicy {
@@ -185,7 +207,6 @@ impl PolicySet {
 
     fn decide_action(&self, action: Action, resource: &str, ctx: &Context) -> Decision {
         let strict = self.options.strict_identities;
-        let idx = action as usize;
         let resource = Target {
             split: SplitArn::new(resource),
         };
@@ -195,10 +216,10 @@ impl PolicySet {
             self.statement(id)
                 .is_some_and(|(_, s)| applies(s, resource, ctx, strict))
         };
-        if self.denies.get(idx).is_some_and(|ix| ix.any(part, check)) {
+        if self.denies[action].any(part, check) {
             return Decision::ExplicitDeny;
         }
-        if self.allows.get(idx).is_some_and(|ix| ix.any(part, check)) {
+        if self.allows[action].any(part, check) {
             return Decision::Allow;
         }
         Decision::ImplicitDeny

@@ -1,25 +1,12 @@
 //! `thingkit firmware ...` end to end: keygen, sign, verify (success and each refusal), inspect.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::*;
 
 const VENDOR: &str = "fa6b4a53-d5ad-5fdf-be9d-e663e4d41ffe";
 const CLASS: &str = "1492af14-2569-5e48-bf42-9b2d51f2ab45";
-
-fn thingkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_thingkit"))
-        .args(args)
-        .output()
-        .expect("the thingkit binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -42,30 +29,46 @@ fn setup() -> Setup {
             .collect::<Vec<u8>>(),
     )
     .unwrap();
-    let o = thingkit(&["firmware", "keygen", "--alg", "es256", "--out", s(&key)]);
+    let o = thingkit(
+        &["firmware", "keygen", "--alg", "es256", "--out", arg(&key)],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = thingkit(&["firmware", "keygen", "--alg", "ed25519", "--out", s(&key2)]);
+    let o = thingkit(
+        &[
+            "firmware",
+            "keygen",
+            "--alg",
+            "ed25519",
+            "--out",
+            arg(&key2),
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = thingkit(&[
-        "firmware",
-        "sign",
-        "--key",
-        s(&key),
-        "--key",
-        s(&key2),
-        "--image",
-        s(&image),
-        "--sequence",
-        "7",
-        "--vendor-id",
-        VENDOR,
-        "--class-id",
-        CLASS,
-        "--uri",
-        "https://fw.example/7.bin",
-        "--out",
-        s(&envelope),
-    ]);
+    let o = thingkit(
+        &[
+            "firmware",
+            "sign",
+            "--key",
+            arg(&key),
+            "--key",
+            arg(&key2),
+            "--image",
+            arg(&image),
+            "--sequence",
+            "7",
+            "--vendor-id",
+            VENDOR,
+            "--class-id",
+            CLASS,
+            "--uri",
+            "https://fw.example/7.bin",
+            "--out",
+            arg(&envelope),
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     Setup {
         _dir: dir,
@@ -77,7 +80,7 @@ fn setup() -> Setup {
 }
 
 fn pubkey(p: &Path) -> String {
-    format!("{}.pub", s(p))
+    format!("{}.pub", arg(p))
 }
 
 #[test]
@@ -98,26 +101,29 @@ fn keygen_writes_private_key_with_mode_0600_and_public_key_beside_it() {
 #[test]
 fn verify_accepts_a_good_envelope_and_image() {
     let st = setup();
-    let o = thingkit(&[
-        "firmware",
-        "verify",
-        "--envelope",
-        s(&st.envelope),
-        "--trust",
-        &pubkey(&st.key),
-        "--trust",
-        &pubkey(&st.key2),
-        "--threshold",
-        "2",
-        "--image",
-        s(&st.image),
-        "--installed-sequence",
-        "6",
-        "--vendor-id",
-        VENDOR,
-        "--class-id",
-        CLASS,
-    ]);
+    let o = thingkit(
+        &[
+            "firmware",
+            "verify",
+            "--envelope",
+            arg(&st.envelope),
+            "--trust",
+            &pubkey(&st.key),
+            "--trust",
+            &pubkey(&st.key2),
+            "--threshold",
+            "2",
+            "--image",
+            arg(&st.image),
+            "--installed-sequence",
+            "6",
+            "--vendor-id",
+            VENDOR,
+            "--class-id",
+            CLASS,
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["sequence_number"], 7);
@@ -126,7 +132,7 @@ fn verify_accepts_a_good_envelope_and_image() {
 }
 
 fn refused(args: &[&str], needle: &str) {
-    let o = thingkit(args);
+    let o = thingkit(args, None);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -141,7 +147,7 @@ fn refused(args: &[&str], needle: &str) {
 #[test]
 fn verify_refuses_rollback_wrong_identity_untrusted_key_threshold_and_bad_image() {
     let st = setup();
-    let env = s(&st.envelope);
+    let env = arg(&st.envelope);
     let k1 = pubkey(&st.key);
     refused(
         &[
@@ -173,9 +179,12 @@ fn verify_refuses_rollback_wrong_identity_untrusted_key_threshold_and_bad_image(
     );
     let other = st._dir.path().join("other.key");
     assert!(
-        thingkit(&["firmware", "keygen", "--alg", "es256", "--out", s(&other)])
-            .status
-            .success()
+        thingkit(
+            &["firmware", "keygen", "--alg", "es256", "--out", arg(&other)],
+            None
+        )
+        .status
+        .success()
     );
     refused(
         &[
@@ -216,7 +225,7 @@ fn verify_refuses_rollback_wrong_identity_untrusted_key_threshold_and_bad_image(
             "--trust",
             &k1,
             "--image",
-            s(&bad_image),
+            arg(&bad_image),
         ],
         "digest",
     );
@@ -231,7 +240,7 @@ fn verify_refuses_rollback_wrong_identity_untrusted_key_threshold_and_bad_image(
             "--trust",
             &k1,
             "--image",
-            s(&bad_image),
+            arg(&bad_image),
         ],
         "beyond",
     );
@@ -249,7 +258,7 @@ fn verify_refuses_a_tampered_envelope() {
             "firmware",
             "verify",
             "--envelope",
-            s(&st.envelope),
+            arg(&st.envelope),
             "--trust",
             &pubkey(&st.key),
         ],
@@ -260,23 +269,29 @@ fn verify_refuses_a_tampered_envelope() {
 #[test]
 fn verify_without_class_id_is_a_usage_error() {
     let st = setup();
-    let o = thingkit(&[
-        "firmware",
-        "verify",
-        "--envelope",
-        s(&st.envelope),
-        "--trust",
-        &pubkey(&st.key),
-        "--vendor-id",
-        VENDOR,
-    ]);
+    let o = thingkit(
+        &[
+            "firmware",
+            "verify",
+            "--envelope",
+            arg(&st.envelope),
+            "--trust",
+            &pubkey(&st.key),
+            "--vendor-id",
+            VENDOR,
+        ],
+        None,
+    );
     assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]
 fn inspect_prints_manifest_and_signature_details_as_json() {
     let st = setup();
-    let o = thingkit(&["firmware", "inspect", "--envelope", s(&st.envelope)]);
+    let o = thingkit(
+        &["firmware", "inspect", "--envelope", arg(&st.envelope)],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["sequence_number"], 7);
@@ -296,25 +311,28 @@ fn inspect_prints_manifest_and_signature_details_as_json() {
 fn inspect_and_verify_the_drafts_example_2() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../thingkit-firmware/tests/vectors");
     let env = dir.join("example2.suit");
-    let o = thingkit(&["firmware", "inspect", "--envelope", s(&env)]);
+    let o = thingkit(&["firmware", "inspect", "--envelope", arg(&env)], None);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["signatures"][0]["algorithm"], "ESP256");
     assert_eq!(v["signatures"][0]["key_id"], serde_json::Value::Null);
-    let o = thingkit(&[
-        "firmware",
-        "verify",
-        "--envelope",
-        s(&env),
-        "--trust",
-        s(&dir.join("example-key.pub.pem")),
-        "--vendor-id",
-        VENDOR,
-        "--class-id",
-        CLASS,
-        "--installed-sequence",
-        "1",
-    ]);
+    let o = thingkit(
+        &[
+            "firmware",
+            "verify",
+            "--envelope",
+            arg(&env),
+            "--trust",
+            arg(&dir.join("example-key.pub.pem")),
+            "--vendor-id",
+            VENDOR,
+            "--class-id",
+            CLASS,
+            "--installed-sequence",
+            "1",
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -323,5 +341,8 @@ fn inspect_refuses_garbage_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("junk");
     std::fs::write(&p, b"\xd8\x6b\xbf").unwrap();
-    refused(&["firmware", "inspect", "--envelope", s(&p)], "indefinite");
+    refused(
+        &["firmware", "inspect", "--envelope", arg(&p)],
+        "indefinite",
+    );
 }

@@ -1,32 +1,7 @@
 //! `thingkit mqtt decode/encode` end to end through the real binary.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn thingkit(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the thingkit binary runs");
-    {
-        let mut input = child.stdin.take().expect("stdin is piped");
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).expect("writes stdin");
-        }
-    }
-    child.wait_with_output().expect("thingkit exits")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
-}
+mod common;
+use common::*;
 
 #[test]
 fn decode_prints_one_json_line_per_packet() {

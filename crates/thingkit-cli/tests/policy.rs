@@ -1,28 +1,10 @@
 //! Integration tests of `thingkit policy validate` and `thingkit policy test`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-fn thingkit(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the thingkit binary runs");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(input.as_bytes())
-            .expect("stdin accepts the request");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("thingkit finishes")
-}
+mod common;
+use common::*;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -43,10 +25,6 @@ const DENY: &str = r#"{
   "Statement": {"Sid": "NoAdmin", "Effect": "Deny", "Action": "iot:Publish",
     "Resource": "arn:aws:iot:us-east-1:123456789012:topic/dev/*/admin"}
 }"#;
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn validate_accepts_a_clean_policy_with_exit_zero() {

@@ -3,18 +3,13 @@
 //! CSRs are made with `openssl req` (CI installs openssl); the tests fail without it.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn thingkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_thingkit"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+mod common;
+use common::*;
 
 fn ok(args: &[&str]) -> String {
-    let out = thingkit(args);
+    let out = thingkit(args, None);
     assert!(
         out.status.success(),
         "thingkit {args:?}: {}",
@@ -25,7 +20,7 @@ fn ok(args: &[&str]) -> String {
 
 /// Runs thingkit expecting exit status 1 with a one-line reason; returns the reason.
 fn fails(args: &[&str]) -> String {
-    let out = thingkit(args);
+    let out = thingkit(args, None);
     assert_eq!(out.status.code(), Some(1), "thingkit {args:?}");
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -258,9 +253,9 @@ fn bad_input_exits_1_with_a_one_line_reason() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = thingkit(&["cert", "issue", "--csr", "x"]);
+    let out = thingkit(&["cert", "issue", "--csr", "x"], None);
     assert_eq!(out.status.code(), Some(2));
-    let out = thingkit(&["ca", "init", "--dir", "x", "--key-type", "rsa"]);
+    let out = thingkit(&["ca", "init", "--dir", "x", "--key-type", "rsa"], None);
     assert_eq!(out.status.code(), Some(2));
 }
 

@@ -6,10 +6,10 @@ use crate::action::{Action, ActionSet};
 use crate::arn::ArnPattern;
 use crate::condition::{Condition, Operator, compile_values};
 use crate::error::Error;
-use crate::finding::{Code, Finding, LineIndex, Location, Severity};
-use crate::json::{self, Kind, Member, Node, ReadLimits};
+use crate::finding::{Code, Finding, Location, Severity};
 use crate::key::ContextKey;
 use crate::pattern;
+use thingkit_json::{self as json, Kind, LineIndex, Member, Node};
 
 /// The only policy language version AWS IoT accepts.
 pub const POLICY_VERSION: &str = "2012-10-17";
@@ -248,10 +248,9 @@ pub(crate) fn analyze(text: &str, limits: &Limits) -> (Option<PolicyDocument>, V
     }
     let parsed = match json::parse(
         text,
-        ReadLimits {
-            max_depth: limits.max_depth,
-            max_members: limits.max_json_values,
-        },
+        json::Limits::default()
+            .with_max_depth(limits.max_depth)
+            .with_max_values(limits.max_json_values),
     ) {
         Ok(p) => p,
         Err(e) => {

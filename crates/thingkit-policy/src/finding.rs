@@ -157,30 +157,3 @@ impl Location {
         }
     }
 }
-
-/// Byte offset → line:column, computed from a table of line starts.
-pub(crate) struct LineIndex {
-    starts: Vec<usize>,
-}
-
-impl LineIndex {
-    pub(crate) fn new(text: &str) -> LineIndex {
-        let mut starts = vec![0];
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        LineIndex { starts }
-    }
-
-    pub(crate) fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
-        let line = self.starts.partition_point(|s| *s <= offset).max(1);
-        let start = self.starts.get(line - 1).copied().unwrap_or(0);
-        let column = text
-            .get(start..offset.min(text.len()))
-            .map_or(1, |s| s.chars().count() + 1);
-        (line, column)
-    }
-}

@@ -102,7 +102,6 @@ mod error;
 mod finding;
 mod glob;
 mod index;
-mod json;
 mod key;
 mod lint;
 mod pattern;

@@ -1,16 +1,44 @@
 //! A strict, limit-bounded JSON reader that keeps the byte offset of every value and key.
 //!
-//! `serde_json::Value` forgets positions and silently keeps the last of duplicate keys; a policy
-//! checker needs both. This reader accepts exactly RFC 8259 JSON (no comments, no trailing commas,
-//! no leading zeros, no lone surrogates), rejects input over the configured limits before doing
-//! work proportional to it, and records duplicate keys instead of dropping them so validation can
-//! report every one of them.
+//! `serde_json::Value` forgets positions and silently keeps the last of duplicate keys; a checker
+//! that must point at the offending element (a policy, a provisioning template) and refuse
+//! ambiguous documents needs both. This reader accepts exactly RFC 8259 JSON (no comments, no
+//! trailing commas, no leading zeros, no lone surrogates), stops at the configured [`Limits`]
+//! before doing work proportional to the excess, and records duplicate keys instead of dropping
+//! them so a caller can report every one of them. [`LineIndex`] turns offsets into line:column.
+//!
+//! ```
+//! use thingkit_json::{Kind, LineIndex, Limits, parse};
+//!
+//! let text = "{\"a\": [1, \"x\"],\n \"a\": null}";
+//! let parsed = parse(text, Limits::default())?;
+//! let Kind::Object(members) = &parsed.root.kind else { unreachable!() };
+//! assert_eq!(members[0].key, "a");
+//! // The duplicate is kept and reported with both positions.
+//! let dup = &parsed.duplicates[0];
+//! assert_eq!(LineIndex::new(text).line_col(text, dup.offset), (2, 2));
+//! assert_eq!(dup.first_offset, 1);
+//! # Ok::<(), thingkit_json::SyntaxError>(())
+//! ```
+//!
+//! # Cargo features
+//!
+//! None: no optional parts, no I/O, no dependencies.
+//!
+//! # Specifications implemented
+//!
+//! RFC 8259 (JSON) §2–§8, read strictly: §4's "names SHOULD be unique" is reported (duplicate keys
+//! are kept in [`Parsed::duplicates`] for the caller to refuse), §6 numbers are checked against the
+//! grammar and kept as source text, §7 escapes and §8.2 surrogate pairs are checked.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::borrow::Cow;
 
 /// A parsed JSON value with the byte offset where it starts.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node<'a> {
+pub struct Node<'a> {
     /// Byte offset of the first character of the value.
     pub offset: usize,
     /// The value.
@@ -19,19 +47,24 @@ pub(crate) struct Node<'a> {
 
 /// The kinds of JSON value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Kind<'a> {
+pub enum Kind<'a> {
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
     /// The number's source text (already checked against the JSON grammar).
     Number(&'a str),
+    /// A string, unescaped (borrowed from the input when it had no escapes).
     String(Cow<'a, str>),
+    /// An array's items in order.
     Array(Vec<Node<'a>>),
+    /// An object's members in source order, duplicates included.
     Object(Vec<Member<'a>>),
 }
 
 /// One `"key": value` pair of an object, in source order (duplicates kept).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Member<'a> {
+pub struct Member<'a> {
     /// Byte offset of the key's opening quote.
     pub key_offset: usize,
     /// The decoded key.
@@ -55,8 +88,9 @@ impl Kind<'_> {
 }
 
 /// A syntax error or exceeded limit found while reading.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SyntaxError {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} at byte {offset}")]
+pub struct SyntaxError {
     /// Byte offset of the problem.
     pub offset: usize,
     /// What was wrong.
@@ -67,28 +101,93 @@ pub(crate) struct SyntaxError {
 
 /// A duplicate key: its offset, the key, and the offset of its first occurrence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DuplicateKey {
+pub struct DuplicateKey {
+    /// Byte offset of the repeated key's opening quote.
     pub offset: usize,
+    /// The decoded key.
     pub key: String,
+    /// Byte offset of the key's first occurrence in the same object.
     pub first_offset: usize,
 }
 
 /// The result of reading a document: the root value and every duplicate key seen.
 #[derive(Debug)]
-pub(crate) struct Parsed<'a> {
+pub struct Parsed<'a> {
+    /// The document's value.
     pub root: Node<'a>,
+    /// Every repeated key, in source order; empty for a document RFC 8259 calls interoperable.
     pub duplicates: Vec<DuplicateKey>,
 }
 
-/// Reader limits (a subset of the crate's `Limits`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ReadLimits {
+/// How much a document may contain. Both limits are checked as the reader goes, so an input over
+/// a limit costs no more than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Deepest nesting of arrays and objects. Default 64.
     pub max_depth: usize,
-    pub max_members: usize,
+    /// Most values (scalars, arrays and objects, counted as they start) in one document.
+    /// Default 100,000.
+    pub max_values: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 64,
+            max_values: 100_000,
+        }
+    }
+}
+
+impl Limits {
+    /// These limits with `max_depth` replaced.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// These limits with `max_values` replaced.
+    pub fn with_max_values(mut self, max_values: usize) -> Self {
+        self.max_values = max_values;
+        self
+    }
+}
+
+/// Byte offset → 1-based line and column (in characters), from a table of line starts built once
+/// per document.
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Indexes the line starts of `text`.
+    pub fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { starts }
+    }
+
+    /// The line and column of byte `offset` in `text` (the text this index was built from).
+    /// An offset past the end gives the position just after the last character.
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let line = self.starts.partition_point(|s| *s <= offset).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let column = text
+            .get(start..offset.min(text.len()))
+            .map_or(1, |s| s.chars().count() + 1);
+        (line, column)
+    }
 }
 
 /// Reads one JSON document from `text`.
-pub(crate) fn parse(text: &str, limits: ReadLimits) -> Result<Parsed<'_>, SyntaxError> {
+pub fn parse(text: &str, limits: Limits) -> Result<Parsed<'_>, SyntaxError> {
     let mut reader = Reader {
         text,
         bytes: text.as_bytes(),
@@ -116,7 +215,7 @@ struct Reader<'a> {
     pos: usize,
     depth: usize,
     members: usize,
-    limits: ReadLimits,
+    limits: Limits,
     duplicates: Vec<DuplicateKey>,
 }
 
@@ -150,14 +249,14 @@ impl<'a> Reader<'a> {
 
     fn count_member(&mut self) -> Result<(), SyntaxError> {
         self.members += 1;
-        if self.members > self.limits.max_members {
+        if self.members > self.limits.max_values {
             return Err(SyntaxError {
                 offset: self.pos,
                 message: format!(
-                    "more than {} JSON values (limit max_json_values)",
-                    self.limits.max_members
+                    "more than {} JSON values (limit max_values)",
+                    self.limits.max_values
                 ),
-                limit: Some(("max_json_values", self.limits.max_members)),
+                limit: Some(("max_values", self.limits.max_values)),
             });
         }
         Ok(())
@@ -429,9 +528,9 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    const LIMITS: ReadLimits = ReadLimits {
+    const LIMITS: Limits = Limits {
         max_depth: 8,
-        max_members: 1000,
+        max_values: 1000,
     };
 
     #[test]

@@ -397,17 +397,21 @@ impl Decoder {
                 }
             }
         }
-        // Remaining length: Variable Byte Integer of at most four bytes.
+        // Remaining length: Variable Byte Integer of at most four bytes. A fourth byte with the
+        // continuation bit set is malformed as soon as it arrives: no fifth byte can make the
+        // length valid, so waiting for one would report "incomplete" for a broken stream.
         let mut value: u32 = 0;
         let mut i = 1;
         loop {
             let Some(&b) = buf.get(i) else {
                 return Ok(None);
             };
-            if i == 5 {
+            if i == 4 && b & 0x80 != 0 {
                 return Err(err(
                     at + 1,
-                    "remaining length is longer than four bytes".into(),
+                    "remaining length is longer than four bytes (the fourth byte has the \
+                     continuation bit set)"
+                        .into(),
                     rule(version, "[MQTT-3.1.1 §2.2.3]", "[MQTT-5.0 §1.5.5]"),
                 ));
             }

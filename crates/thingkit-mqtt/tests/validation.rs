@@ -87,6 +87,27 @@ fn rejects_remaining_length_longer_than_four_bytes() {
     assert_eq!(reject(V5, "30 80 80 80 80 01"), "[MQTT-5.0 §1.5.5]");
 }
 
+/// Regression: a fourth remaining-length byte with the continuation bit set is malformed the
+/// moment it arrives ([MQTT-1.5.5], 3.1.1 §2.2.3); the decoder used to wait for a fifth byte and
+/// report the stream as incomplete, so a peer could stall a connection on a frame that can never
+/// become valid.
+#[test]
+fn rejects_a_fourth_remaining_length_byte_with_continuation_without_waiting() {
+    for v in [V3, V5] {
+        for first in ["30", "c0", "82"] {
+            let hex = format!("{first} ff ff ff ff");
+            assert!(
+                matches!(decode(v, &hex), Err(Error::Malformed { .. })),
+                "{v:?} {hex}"
+            );
+            let view = bytes(&hex);
+            assert!(Decoder::new(v).decode_view(&view).is_err(), "{v:?} {hex}");
+        }
+        // Three continuation bytes can still be followed by a valid fourth: incomplete.
+        assert!(matches!(decode(v, "30 ff ff ff"), Ok(None)), "{v:?}");
+    }
+}
+
 #[test]
 fn rejects_non_minimal_remaining_length_in_v5_only() {
     assert_eq!(reject(V5, "c0 80 00"), "[MQTT-1.5.5-1]");

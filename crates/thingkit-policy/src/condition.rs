@@ -407,6 +407,14 @@ impl Condition {
                 missing: None,
             };
         }
+        if matches!(found, Found::Unusable) {
+            // A certificate value AWS IoT leaves unreplaced: present, but equal to no policy
+            // value, so only negated operators hold (with or without a set qualifier).
+            return Outcome {
+                satisfied: op.kind.is_negated(),
+                missing: None,
+            };
+        }
         if matches!(found, Found::Missing) {
             let satisfied = op.if_exists
                 || match op.qualifier {
@@ -441,7 +449,7 @@ impl Condition {
                 }
                 Some(SetQualifier::ForAllValues) => list.iter().all(|s| per_value(One::Str(s))),
             },
-            Found::Missing => false,
+            Found::Missing | Found::Unusable => false,
         };
         Outcome { satisfied, missing }
     }
@@ -816,6 +824,177 @@ mod tests {
             &cond("NumericNotEquals", "iot:ClientId", &["10"]),
             &not_a_number
         ));
+    }
+
+    /// The request sides of the empty-list table: the key absent, present with no values, or
+    /// with values `["a", "b"]` (`a` is the policy value in the non-empty columns).
+    fn request_sides(key: &str) -> [(&'static str, Context); 3] {
+        let orgs = |v: &[&str]| {
+            let mut cert = crate::Certificate::default();
+            cert.subject.insert(
+                "Organization".into(),
+                v.iter().map(|s| s.to_string()).collect(),
+            );
+            Context {
+                certificate: Some(cert),
+                ..Context::default()
+            }
+        };
+        let attrs = |v: &[&str]| Context {
+            connect_attributes: v.iter().map(|s| s.to_string()).collect(),
+            ..Context::default()
+        };
+        if key == "iot:ConnectAttributes" {
+            [
+                ("missing", Context::default()),
+                ("empty", attrs(&[])),
+                ("values", attrs(&["a", "b"])),
+            ]
+        } else {
+            [
+                ("missing", Context::default()),
+                ("empty", orgs(&[])),
+                ("values", orgs(&["a", "b"])),
+            ]
+        }
+    }
+
+    #[test]
+    fn empty_policy_value_lists_follow_iam_set_semantics() {
+        // (operator, [missing, empty, non-empty request]) with an EMPTY policy list: "values in
+        // the policy" is the empty set, so "some request value equals a policy value" is false
+        // and "no request value equals a policy value" is true.
+        let table: &[(&str, [bool; 3])] = &[
+            ("StringEquals", [false, false, false]),
+            ("StringNotEquals", [true, true, true]),
+            ("ForAnyValue:StringEquals", [false, false, false]),
+            ("ForAnyValue:StringNotEquals", [false, false, true]),
+            ("ForAllValues:StringEquals", [true, true, false]),
+            ("ForAllValues:StringNotEquals", [true, true, true]),
+            ("StringEqualsIfExists", [true, true, false]),
+            ("StringNotEqualsIfExists", [true, true, true]),
+            ("ForAnyValue:StringEqualsIfExists", [true, true, false]),
+            ("ForAllValues:StringEqualsIfExists", [true, true, false]),
+            ("Null", [false, false, false]),
+        ];
+        for key in [
+            "iot:ConnectAttributes",
+            "iot:Certificate.Subject.Organization.List",
+        ] {
+            for (op, want) in table {
+                for ((side, ctx), want) in request_sides(key).iter().zip(want) {
+                    assert_eq!(
+                        holds(&cond(op, key, &[]), ctx),
+                        *want,
+                        "{op} {key} [] with {side} request values"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_empty_policy_lists_against_missing_and_empty_request_values() {
+        // The same table with policy list ["a"]; request values ["a", "b"] contain one match.
+        let table: &[(&str, &[&str], [bool; 3])] = &[
+            ("StringEquals", &["a"], [false, false, true]),
+            ("StringNotEquals", &["a"], [true, true, false]),
+            ("ForAnyValue:StringEquals", &["a"], [false, false, true]),
+            ("ForAnyValue:StringNotEquals", &["a"], [false, false, true]),
+            ("ForAllValues:StringEquals", &["a"], [true, true, false]),
+            ("ForAllValues:StringEquals", &["a", "b"], [true, true, true]),
+            ("ForAllValues:StringNotEquals", &["a"], [true, true, false]),
+            ("StringEqualsIfExists", &["a"], [true, true, true]),
+            ("StringNotEqualsIfExists", &["a"], [true, true, false]),
+            ("Null", &["true"], [true, true, false]),
+            ("Null", &["false"], [false, false, true]),
+        ];
+        for key in [
+            "iot:ConnectAttributes",
+            "iot:Certificate.Subject.Organization.List",
+        ] {
+            for (op, values, want) in table {
+                for ((side, ctx), want) in request_sides(key).iter().zip(want) {
+                    assert_eq!(
+                        holds(&cond(op, key, values), ctx),
+                        *want,
+                        "{op} {key} {values:?} with {side} request values"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_policy_lists_for_single_valued_keys() {
+        let present = Context::with_client_id("c");
+        let absent = Context::default();
+        for (op, with_value, without) in [
+            ("StringEquals", false, false),
+            ("StringNotEquals", true, true),
+            ("StringLike", false, false),
+            ("StringNotLike", true, true),
+            ("StringEqualsIfExists", false, true),
+            ("NumericEquals", false, false),
+            ("NumericNotEquals", true, true),
+            ("Bool", false, false),
+            ("IpAddress", false, false),
+            ("NotIpAddress", true, true),
+            ("ArnLike", false, false),
+            ("ArnNotLike", true, true),
+            ("Null", false, false),
+        ] {
+            let c = cond(op, "iot:ClientId", &[]);
+            assert_eq!(holds(&c, &present), with_value, "{op} [] with a client ID");
+            assert_eq!(holds(&c, &absent), without, "{op} [] without a client ID");
+        }
+    }
+
+    #[test]
+    fn unusable_certificate_values_equal_no_policy_value() {
+        let mut cert = crate::Certificate::default();
+        cert.subject.insert(
+            "Organization".into(),
+            vec!["Example Corp".into(), "Evil*".into()],
+        );
+        cert.subject
+            .insert("CommonName".into(), vec!["dev#1".into()]);
+        let ctx = Context {
+            certificate: Some(cert),
+            ..Context::default()
+        };
+        let list = "iot:Certificate.Subject.Organization.List";
+        let cn = "iot:Certificate.Subject.CommonName";
+        for (op, key, values, want) in [
+            // AWS leaves the variable unreplaced: nothing equals it...
+            (
+                "ForAllValues:StringEquals",
+                list,
+                &["Example Corp", "Evil*"][..],
+                false,
+            ),
+            (
+                "ForAnyValue:StringEquals",
+                list,
+                &["Example Corp"][..],
+                false,
+            ),
+            ("ForAnyValue:StringLike", list, &["*"][..], false),
+            ("StringEquals", cn, &["dev#1"][..], false),
+            ("StringLike", cn, &["dev*"][..], false),
+            ("StringEqualsIfExists", cn, &["dev#1"][..], false),
+            // ... so negated operators hold, and the key is present for Null.
+            ("StringNotEquals", cn, &["dev#1"][..], true),
+            ("ForAllValues:StringNotEquals", list, &["x"][..], true),
+            ("Null", cn, &["false"][..], true),
+            ("Null", list, &["true"][..], false),
+        ] {
+            assert_eq!(
+                holds(&cond(op, key, values), &ctx),
+                want,
+                "{op} {key} {values:?}"
+            );
+        }
     }
 
     #[test]

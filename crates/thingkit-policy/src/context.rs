@@ -13,7 +13,9 @@ pub struct Context {
     pub source_ip: Option<String>,
     /// The domain name the client connected to (`iot:DomainName`).
     pub domain_name: Option<String>,
-    /// The thing attached to the client's certificate (`iot:Connection.Thing.*`).
+    /// The registry thing whose name is the client ID (`iot:Connection.Thing.*`). Its name, type
+    /// and attributes resolve only when [`Thing::attached`] is true; otherwise they are missing,
+    /// so a client cannot borrow the permissions of a thing its certificate is not attached to.
     pub thing: Option<Thing>,
     /// The client's X.509 certificate (`iot:CertificateId`, `iot:Certificate.*`).
     pub certificate: Option<Certificate>,
@@ -26,6 +28,10 @@ pub struct Context {
 }
 
 /// A registry thing (`iot:Connection.Thing.*`).
+///
+/// AWS IoT Core Developer Guide, *Thing policy variables*: the thing variables resolve only when
+/// the thing is attached to the certificate the client connected with; "otherwise the variable
+/// won't be resolved". So every key except `IsAttached` is missing while `attached` is false.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Thing {
     /// `iot:Connection.Thing.ThingName`.
@@ -35,28 +41,40 @@ pub struct Thing {
     /// `iot:Connection.Thing.Attributes[name]`.
     pub attributes: BTreeMap<String, String>,
     /// `iot:Connection.Thing.IsAttached`: whether the thing is attached to the certificate used.
+    /// Read by `IsAttached` in any case; the other thing keys resolve only when it is true.
     pub attached: bool,
 }
 
 /// The client certificate's attributes (`iot:Certificate.*`).
 ///
-/// Distinguished-name and alternative-name attributes are multi-valued lists keyed by the AWS
-/// attribute name (`CommonName`, `Organization`, `OrganizationalUnit`, `Country`, ...;
-/// `DNSName`, `RFC822Name`, `UniformResourceIdentifier`, `IPAddress`, `DirectoryName`).
+/// Distinguished-name and alternative-name attributes are multi-valued lists, in certificate
+/// order, keyed by the AWS attribute name: `Country`, `Organization`, `OrganizationalUnit`,
+/// `DistinguishedNameQualifier`, `State`, `CommonName`, `SerialNumber`, `Title`, `Surname`,
+/// `GivenName`, `Initials`, `Pseudonym`, `GenerationQualifier` for names; `DNSName`,
+/// `RFC822Name`, `UniformResourceIdentifier`, `IPAddress` (as text, e.g. `1.2.3.4`) and
+/// `DirectoryName` (as `cn=..,ou=..,o=..,c=..`) for alternative names. Only the first five values
+/// of each list are visible to policies; a value containing `* $ + ? #` or longer than 1024
+/// characters leaves its variable unresolved (AWS IoT Core Developer Guide, *X.509 certificate
+/// policy variables*). `thingkit_provision::policy_certificate` builds one from a DER
+/// certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Certificate {
     /// `iot:CertificateId`: the certificate's ID (hex SHA-256 of its DER).
     pub id: Option<String>,
-    /// `iot:Certificate.SerialNumber`.
+    /// `iot:Certificate.SerialNumber`: the serial number as a decimal integer, e.g.
+    /// `10525622389124227206` for serial `92:12:85:cb:b7:a5:e0:86` (AWS: "the string
+    /// representation of a decimal integer").
     pub serial_number: Option<String>,
     /// `iot:Certificate.Subject.<attribute>`.
     pub subject: BTreeMap<String, Vec<String>>,
     /// `iot:Certificate.Issuer.<attribute>`.
     pub issuer: BTreeMap<String, Vec<String>>,
-    /// `iot:Certificate.SubjectAltName.<attribute>`.
-    pub subject_alt_name: BTreeMap<String, Vec<String>>,
-    /// `iot:Certificate.IssuerAltName.<attribute>`.
-    pub issuer_alt_name: BTreeMap<String, Vec<String>>,
+    /// `iot:Certificate.Subject.AlternativeName.<attribute>` (the subject alternative name
+    /// extension).
+    pub subject_alternative_name: BTreeMap<String, Vec<String>>,
+    /// `iot:Certificate.Issuer.AlternativeName.<attribute>` (the issuer alternative name
+    /// extension).
+    pub issuer_alternative_name: BTreeMap<String, Vec<String>>,
 }
 
 impl Context {

@@ -793,7 +793,7 @@ impl Analyzer<'_> {
         out
     }
 
-    /// A scalar or a non-empty list of scalars, as text.
+    /// A scalar or a (possibly empty) list of scalars, as text.
     fn condition_values(&mut self, node: &Node<'_>, path: &str) -> Option<Vec<String>> {
         let scalar = |n: &Node<'_>| -> Option<String> {
             match &n.kind {
@@ -804,7 +804,9 @@ impl Analyzer<'_> {
             }
         };
         match &node.kind {
-            Kind::Array(items) if !items.is_empty() => {
+            // An empty list is valid (AWS prints `"ForAllValues:StringEquals":
+            // {"iot:ConnectAttributes": []}`); its meaning is in the crate docs' table.
+            Kind::Array(items) => {
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     match scalar(item) {
@@ -824,11 +826,6 @@ impl Analyzer<'_> {
                     }
                 }
                 Some(out)
-            }
-            Kind::Array(_) => {
-                let loc = self.at(node.offset, path);
-                self.report(&loc, Code::InvalidType, "empty list of condition values");
-                None
             }
             _ => match scalar(node) {
                 Some(v) => Some(vec![v]),

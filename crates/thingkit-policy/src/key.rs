@@ -8,37 +8,52 @@ use crate::context::{Context, attribute};
 /// Which certificate name a `iot:Certificate.<Part>.<Attribute>` key reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CertPart {
-    /// `Subject` distinguished name.
+    /// `Subject` distinguished name: `iot:Certificate.Subject.<attribute>`.
     Subject,
-    /// `Issuer` distinguished name.
+    /// `Issuer` distinguished name: `iot:Certificate.Issuer.<attribute>`.
     Issuer,
-    /// `SubjectAltName`.
-    SubjectAltName,
-    /// `IssuerAltName`.
-    IssuerAltName,
+    /// The subject alternative name extension:
+    /// `iot:Certificate.Subject.AlternativeName.<attribute>`.
+    SubjectAlternativeName,
+    /// The issuer alternative name extension:
+    /// `iot:Certificate.Issuer.AlternativeName.<attribute>`.
+    IssuerAlternativeName,
 }
 
 impl CertPart {
-    fn name(self) -> &'static str {
+    /// The part as written in a key name, e.g. `Subject.AlternativeName`.
+    pub fn name(self) -> &'static str {
         match self {
             CertPart::Subject => "Subject",
             CertPart::Issuer => "Issuer",
-            CertPart::SubjectAltName => "SubjectAltName",
-            CertPart::IssuerAltName => "IssuerAltName",
+            CertPart::SubjectAlternativeName => "Subject.AlternativeName",
+            CertPart::IssuerAlternativeName => "Issuer.AlternativeName",
         }
     }
 }
 
 /// Which values of a multi-valued certificate attribute a key selects.
+///
+/// AWS IoT exposes at most [`MAX_CERTIFICATE_VALUES`] values of an attribute: later values are
+/// ignored, so `.5` and above never have a value and `.List` holds at most five values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Select {
     /// The plain name: the first value.
     First,
-    /// `.N`: the N-th value, 1-based.
+    /// `.N`: the value at 0-based position N — `.1` is the *second* value, as the guide's
+    /// worked example states (`iot:Certificate.Subject.Country.1` "is replaced by the second
+    /// country name"); `.0` is the first value, like the plain name.
     Index(usize),
     /// `.List`: all values (condition keys only).
     List,
 }
+
+/// How many values of a multi-valued certificate attribute AWS IoT exposes ("Certificate
+/// attributes that contain arrays are limited to five items. Additional items are ignored.").
+pub const MAX_CERTIFICATE_VALUES: usize = 5;
+
+/// The longest certificate value AWS IoT substitutes, in characters.
+pub const MAX_CERTIFICATE_VALUE_CHARS: usize = 1024;
 
 /// The distinguished-name attributes AWS IoT exposes.
 const DN_ATTRIBUTES: &[&str] = &[
@@ -113,6 +128,10 @@ pub enum ContextKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Found<'c> {
     Missing,
+    /// A certificate attribute whose value (or one of whose first five values, for `.List`)
+    /// contains `* $ + ? #` or is longer than 1024 characters: AWS IoT leaves the variable
+    /// unreplaced. It is present (not `Null`) but equals no policy value.
+    Unusable,
     Str(&'c str),
     List(&'c [String]),
     Bool(bool),
@@ -195,15 +214,6 @@ impl ContextKey {
         )
     }
 
-    fn is_certificate(&self) -> bool {
-        matches!(
-            self,
-            ContextKey::Certificate { .. }
-                | ContextKey::CertificateId
-                | ContextKey::CertificateSerialNumber
-        )
-    }
-
     /// The key's value(s) in `ctx`.
     pub(crate) fn find<'c>(&self, ctx: &'c Context) -> Found<'c> {
         let s = |o: &'c Option<String>| o.as_deref().map_or(Found::Missing, Found::Str);
@@ -214,18 +224,15 @@ impl ContextKey {
             ContextKey::CurrentTime | ContextKey::EpochTime => {
                 ctx.current_time.map_or(Found::Missing, Found::Time)
             }
-            ContextKey::ThingName => ctx
-                .thing
-                .as_ref()
-                .map_or(Found::Missing, |t| Found::Str(&t.name)),
-            ContextKey::ThingTypeName => ctx
-                .thing
-                .as_ref()
+            // Thing values resolve only when the thing is attached to the certificate the
+            // client connected with; otherwise they are missing (AWS: "won't be resolved").
+            ContextKey::ThingName => {
+                attached_thing(ctx).map_or(Found::Missing, |t| Found::Str(&t.name))
+            }
+            ContextKey::ThingTypeName => attached_thing(ctx)
                 .and_then(|t| t.thing_type.as_deref())
                 .map_or(Found::Missing, Found::Str),
-            ContextKey::ThingAttribute(a) => ctx
-                .thing
-                .as_ref()
+            ContextKey::ThingAttribute(a) => attached_thing(ctx)
                 .and_then(|t| t.attributes.get(a.as_str()))
                 .map_or(Found::Missing, |v| Found::Str(v)),
             ContextKey::ThingIsAttached => ctx
@@ -236,12 +243,12 @@ impl ContextKey {
                 .certificate
                 .as_ref()
                 .and_then(|c| c.id.as_deref())
-                .map_or(Found::Missing, Found::Str),
+                .map_or(Found::Missing, certificate_value),
             ContextKey::CertificateSerialNumber => ctx
                 .certificate
                 .as_ref()
                 .and_then(|c| c.serial_number.as_deref())
-                .map_or(Found::Missing, Found::Str),
+                .map_or(Found::Missing, certificate_value),
             ContextKey::Certificate {
                 part,
                 attribute: attr,
@@ -253,20 +260,26 @@ impl ContextKey {
                 let map = match part {
                     CertPart::Subject => &cert.subject,
                     CertPart::Issuer => &cert.issuer,
-                    CertPart::SubjectAltName => &cert.subject_alt_name,
-                    CertPart::IssuerAltName => &cert.issuer_alt_name,
+                    CertPart::SubjectAlternativeName => &cert.subject_alternative_name,
+                    CertPart::IssuerAlternativeName => &cert.issuer_alternative_name,
                 };
                 let Some(values) = attribute(map, attr) else {
                     return Found::Missing;
                 };
+                // Values past the fifth are ignored.
+                let values = values.get(..MAX_CERTIFICATE_VALUES).unwrap_or(values);
                 match select {
                     Select::List if values.is_empty() => Found::Missing,
+                    Select::List if values.iter().any(|v| !usable_certificate_value(v)) => {
+                        Found::Unusable
+                    }
                     Select::List => Found::List(values),
-                    Select::First => values.first().map_or(Found::Missing, |v| Found::Str(v)),
-                    Select::Index(n) => n
-                        .checked_sub(1)
-                        .and_then(|i| values.get(i))
-                        .map_or(Found::Missing, |v| Found::Str(v)),
+                    Select::First => values
+                        .first()
+                        .map_or(Found::Missing, |v| certificate_value(v)),
+                    Select::Index(n) => values
+                        .get(*n)
+                        .map_or(Found::Missing, |v| certificate_value(v)),
                 }
             }
             ContextKey::ConnectAttributes if ctx.connect_attributes.is_empty() => Found::Missing,
@@ -287,13 +300,8 @@ impl ContextKey {
             Found::Str(s) => s,
             Found::Bool(true) => "true",
             Found::Bool(false) => "false",
-            Found::Missing | Found::List(_) | Found::Time(_) => return None,
+            Found::Missing | Found::Unusable | Found::List(_) | Found::Time(_) => return None,
         };
-        if self.is_certificate()
-            && (value.chars().count() > 1024 || value.contains(['*', '$', '+', '?', '#']))
-        {
-            return None;
-        }
         if strict && self.is_client_controlled() && value.contains(['+', '#', '*', '?']) {
             return None;
         }
@@ -301,30 +309,59 @@ impl ContextKey {
     }
 }
 
+/// The attached thing, if any: thing keys read nothing from a thing that is not attached to the
+/// certificate the client connected with.
+fn attached_thing(ctx: &Context) -> Option<&crate::context::Thing> {
+    ctx.thing.as_ref().filter(|t| t.attached)
+}
+
+/// Whether AWS IoT substitutes a certificate value: no `* $ + ? #`, at most 1024 characters.
+fn usable_certificate_value(v: &str) -> bool {
+    !v.contains(['*', '$', '+', '?', '#']) && v.chars().count() <= MAX_CERTIFICATE_VALUE_CHARS
+}
+
+fn certificate_value(v: &str) -> Found<'_> {
+    if usable_certificate_value(v) {
+        Found::Str(v)
+    } else {
+        Found::Unusable
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    s.get(..prefix.len())
+        .filter(|h| h.eq_ignore_ascii_case(prefix))
+        .and_then(|_| s.get(prefix.len()..))
+}
+
+/// Parses `<Subject|Issuer>[.AlternativeName].<attribute>[.N|.List]` (after `iot:Certificate.`).
+/// The undocumented `SubjectAltName.`/`IssuerAltName.` forms are not recognised.
 fn parse_certificate(rest: &str) -> Option<ContextKey> {
-    let (part_name, tail) = rest.split_once('.')?;
-    let part = [
-        CertPart::Subject,
-        CertPart::Issuer,
-        CertPart::SubjectAltName,
-        CertPart::IssuerAltName,
-    ]
-    .into_iter()
-    .find(|p| p.name().eq_ignore_ascii_case(part_name))?;
+    let (dn, alt, tail) = if let Some(t) = strip_prefix_ignore_case(rest, "Subject.") {
+        (CertPart::Subject, CertPart::SubjectAlternativeName, t)
+    } else if let Some(t) = strip_prefix_ignore_case(rest, "Issuer.") {
+        (CertPart::Issuer, CertPart::IssuerAlternativeName, t)
+    } else {
+        return None;
+    };
+    let (part, tail) = match strip_prefix_ignore_case(tail, "AlternativeName.") {
+        Some(t) => (alt, t),
+        None => (dn, tail),
+    };
     let (attr_name, select) = match tail.split_once('.') {
         None => (tail, Select::First),
         Some((a, s)) if s.eq_ignore_ascii_case("List") => (a, Select::List),
         Some((a, s)) => {
-            let n: usize = s.parse().ok().filter(|n| *n >= 1)?;
-            if !s.bytes().all(|b| b.is_ascii_digit()) {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
+            let n: usize = s.parse().ok()?;
             (a, Select::Index(n))
         }
     };
     let table = match part {
         CertPart::Subject | CertPart::Issuer => DN_ATTRIBUTES,
-        CertPart::SubjectAltName | CertPart::IssuerAltName => ALT_NAME_ATTRIBUTES,
+        CertPart::SubjectAlternativeName | CertPart::IssuerAlternativeName => ALT_NAME_ATTRIBUTES,
     };
     let canonical = table.iter().find(|a| a.eq_ignore_ascii_case(attr_name))?;
     Some(ContextKey::Certificate {
@@ -398,11 +435,145 @@ mod tests {
         for name in [
             "iot:Thing.ThingName",
             "iot:Certificate.Subject.Nickname",
-            "iot:Certificate.Subject.CommonName.0",
+            "iot:Certificate.Subject.CommonName.-1",
+            "iot:Certificate.Subject.CommonName.x",
             "iot:Connection.Thing.Attributes[]",
+            // The pre-2019 spelling of the alternative names is not documented.
+            "iot:Certificate.SubjectAltName.DNSName",
+            "iot:Certificate.IssuerAltName.IPAddress",
+            "iot:Certificate.Subject.AlternativeName.CommonName",
+            "iot:Certificate.Subject.DNSName",
         ] {
             assert!(!ContextKey::parse(name).is_known(), "{name}");
         }
+    }
+
+    #[test]
+    fn parses_documented_alternative_name_keys() {
+        for (name, part, attribute) in [
+            (
+                "iot:Certificate.Subject.AlternativeName.DNSName",
+                CertPart::SubjectAlternativeName,
+                "DNSName",
+            ),
+            (
+                "iot:certificate.issuer.alternativename.ipaddress",
+                CertPart::IssuerAlternativeName,
+                "IPAddress",
+            ),
+            (
+                "iot:Certificate.Subject.AlternativeName.UniformResourceIdentifier",
+                CertPart::SubjectAlternativeName,
+                "UniformResourceIdentifier",
+            ),
+            (
+                "iot:Certificate.Issuer.AlternativeName.RFC822Name",
+                CertPart::IssuerAlternativeName,
+                "RFC822Name",
+            ),
+            (
+                "iot:Certificate.Subject.AlternativeName.DirectoryName",
+                CertPart::SubjectAlternativeName,
+                "DirectoryName",
+            ),
+        ] {
+            let key = ContextKey::parse(name);
+            assert_eq!(
+                key,
+                ContextKey::Certificate {
+                    part,
+                    attribute: attribute.into(),
+                    select: Select::First
+                },
+                "{name}"
+            );
+            assert!(key.to_string().eq_ignore_ascii_case(name));
+        }
+        assert_eq!(
+            ContextKey::parse("iot:Certificate.Subject.AlternativeName.DNSName.List").to_string(),
+            "iot:Certificate.Subject.AlternativeName.DNSName.List"
+        );
+    }
+
+    fn with_common_names(names: &[&str]) -> Context {
+        let mut cert = Certificate::default();
+        cert.subject.insert(
+            "CommonName".into(),
+            names.iter().map(|s| s.to_string()).collect(),
+        );
+        Context {
+            certificate: Some(cert),
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn index_suffix_counts_from_zero_as_the_guides_example_shows() {
+        let ctx = with_common_names(&["a", "b", "c"]);
+        let get = |n: &str| ContextKey::parse(n).substitute(&ctx, false);
+        assert_eq!(get("iot:Certificate.Subject.CommonName"), Some("a"));
+        assert_eq!(get("iot:Certificate.Subject.CommonName.0"), Some("a"));
+        assert_eq!(get("iot:Certificate.Subject.CommonName.1"), Some("b"));
+        assert_eq!(get("iot:Certificate.Subject.CommonName.2"), Some("c"));
+        assert_eq!(get("iot:Certificate.Subject.CommonName.3"), None);
+    }
+
+    #[test]
+    fn only_the_first_five_values_are_visible() {
+        let ctx = with_common_names(&["v0", "v1", "v2", "v3", "v4", "v5"]);
+        let key = |n: &str| ContextKey::parse(n);
+        assert_eq!(
+            key("iot:Certificate.Subject.CommonName.4").substitute(&ctx, false),
+            Some("v4")
+        );
+        assert_eq!(
+            key("iot:Certificate.Subject.CommonName.5").substitute(&ctx, false),
+            None
+        );
+        match key("iot:Certificate.Subject.CommonName.List").find(&ctx) {
+            Found::List(l) => assert_eq!(l.len(), MAX_CERTIFICATE_VALUES),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_list_with_an_unusable_value_is_unusable_as_a_whole() {
+        let ctx = with_common_names(&["ok", "bad#"]);
+        let list = ContextKey::parse("iot:Certificate.Subject.CommonName.List");
+        assert_eq!(list.find(&ctx), Found::Unusable);
+        // ... unless the bad value is past the fifth, where it is ignored.
+        let ctx = with_common_names(&["a", "b", "c", "d", "e", "bad#"]);
+        assert!(matches!(list.find(&ctx), Found::List(_)));
+    }
+
+    #[test]
+    fn thing_values_resolve_only_when_the_thing_is_attached() {
+        let mut thing = Thing {
+            name: "bulb".into(),
+            thing_type: Some("Lamp".into()),
+            ..Thing::default()
+        };
+        thing.attributes.insert("floor".into(), "3".into());
+        let mut ctx = Context {
+            thing: Some(thing),
+            ..Context::default()
+        };
+        let keys = [
+            ContextKey::ThingName,
+            ContextKey::ThingTypeName,
+            ContextKey::ThingAttribute("floor".into()),
+        ];
+        for k in &keys {
+            assert_eq!(k.find(&ctx), Found::Missing, "{k}");
+        }
+        assert_eq!(ContextKey::ThingIsAttached.find(&ctx), Found::Bool(false));
+        if let Some(t) = ctx.thing.as_mut() {
+            t.attached = true;
+        }
+        assert_eq!(keys[0].substitute(&ctx, false), Some("bulb"));
+        assert_eq!(keys[1].substitute(&ctx, false), Some("Lamp"));
+        assert_eq!(keys[2].substitute(&ctx, false), Some("3"));
+        assert_eq!(ContextKey::ThingIsAttached.find(&ctx), Found::Bool(true));
     }
 
     #[test]
@@ -411,16 +582,20 @@ mod tests {
         cert.subject
             .insert("CommonName".into(), vec!["a*".into(), "ok".into()]);
         cert.subject.insert("Title".into(), vec!["x".repeat(1025)]);
+        cert.subject
+            .insert("Surname".into(), vec!["y".repeat(1024)]);
         let ctx = Context {
             certificate: Some(cert),
             ..Context::default()
         };
-        let cn1 = ContextKey::parse("iot:Certificate.Subject.CommonName");
-        let cn2 = ContextKey::parse("iot:Certificate.Subject.CommonName.2");
+        let cn0 = ContextKey::parse("iot:Certificate.Subject.CommonName");
+        let cn1 = ContextKey::parse("iot:Certificate.Subject.CommonName.1");
         let title = ContextKey::parse("iot:Certificate.Subject.Title");
-        assert_eq!(cn1.substitute(&ctx, false), None);
-        assert_eq!(cn2.substitute(&ctx, false), Some("ok"));
+        let surname = ContextKey::parse("iot:Certificate.Subject.Surname");
+        assert_eq!(cn0.substitute(&ctx, false), None);
+        assert_eq!(cn1.substitute(&ctx, false), Some("ok"));
         assert_eq!(title.substitute(&ctx, false), None);
+        assert_eq!(surname.substitute(&ctx, false).map(str::len), Some(1024));
     }
 
     #[test]
@@ -429,12 +604,14 @@ mod tests {
             client_id: Some("+".into()),
             thing: Some(Thing {
                 name: "#".into(),
+                attached: true,
                 ..Thing::default()
             }),
             ..Context::default()
         };
         assert_eq!(ContextKey::ClientId.substitute(&ctx, false), Some("+"));
         assert_eq!(ContextKey::ClientId.substitute(&ctx, true), None);
+        assert_eq!(ContextKey::ThingName.substitute(&ctx, false), Some("#"));
         assert_eq!(ContextKey::ThingName.substitute(&ctx, true), None);
     }
 }

@@ -124,7 +124,7 @@ pub use document::{
 pub use error::Error;
 pub use finding::{Code, Finding, Location, Severity};
 pub use glob::glob_match;
-pub use key::{CertPart, ContextKey, Select};
+pub use key::{CertPart, ContextKey, MAX_CERTIFICATE_VALUE_CHARS, MAX_CERTIFICATE_VALUES, Select};
 pub use policy_set::{PolicySet, SetOptions};
 pub use request::{MAX_REQUEST_BYTES, Request};
 

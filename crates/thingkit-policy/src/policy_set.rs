@@ -393,13 +393,17 @@ fn condition_reason(
             };
             format!("`{}` is not in the context: {rule}", c.key_name)
         }
+        Found::Unusable => format!(
+            "`{}` has a certificate value AWS IoT does not substitute (it contains `* $ + ? #` or is longer than 1024 characters), which equals no policy value; {} [\"{values}\"] {verdict}",
+            c.key_name, c.operator
+        ),
         other => {
             let shown = match other {
                 Found::Str(s) => format!("\"{s}\""),
                 Found::List(l) => format!("{l:?}"),
                 Found::Bool(b) => b.to_string(),
                 Found::Time(t) => format!("{t} (epoch seconds)"),
-                Found::Missing => String::new(),
+                Found::Missing | Found::Unusable => String::new(),
             };
             let mut r = format!(
                 "`{}` is {shown}; {} [\"{values}\"] {verdict}",

@@ -827,7 +827,7 @@ fn certificate_list_variables_with_for_any_value() {
       {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}"],
        "Condition": {"ForAnyValue:StringEquals": {"iot:Certificate.Subject.Organization.List": ["Example Corp", "AnyCompany"]},
                      "Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
-      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/org/${iot:Certificate.Subject.Organization.2}/*"]}]}"#;
+      {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/org/${iot:Certificate.Subject.Organization.1}/*"]}]}"#;
     let a = arn();
     let orgs = |list: &[&str]| {
         let mut subject = BTreeMap::new();
@@ -866,13 +866,13 @@ fn certificate_list_variables_with_for_any_value() {
                 ImplicitDeny,
             ),
             (
-                "second organization as a variable",
+                "second organization as a variable: `.1` is the second value",
                 a.publish("org/AnyCompany/x", false),
                 orgs(&["Other", "AnyCompany"]),
                 Allow,
             ),
             (
-                "only one organization: .2 is missing",
+                "only one organization: `.1` is missing",
                 a.publish("org/Other/x", false),
                 orgs(&["Other"]),
                 ImplicitDeny,
@@ -1029,9 +1029,9 @@ fn certificate_issuer_and_alternative_name_variables() {
     let p = r#"{"Version": "2012-10-17", "Statement": [
       {"Effect": "Allow", "Action": ["iot:Connect"], "Resource": ["arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}"],
        "Condition": {"StringEquals": {"iot:Certificate.Issuer.CommonName": "IoT Devices Primary CA"},
-                     "ForAnyValue:StringLike": {"iot:Certificate.SubjectAltName.DNSName.List": ["*.devices.example"]}}},
+                     "ForAnyValue:StringLike": {"iot:Certificate.Subject.AlternativeName.DNSName.List": ["*.devices.example"]}}},
       {"Effect": "Allow", "Action": ["iot:Publish"],
-       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/san/${iot:Certificate.SubjectAltName.DNSName}",
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/san/${iot:Certificate.Subject.AlternativeName.DNSName}",
                     "arn:aws:iot:us-east-1:123456789012:topic/serial/${iot:Certificate.SerialNumber}"]}]}"#;
     let a = arn();
     let cert = |issuer_cn: &str, dns: &[&str], serial: &str| {
@@ -1041,7 +1041,7 @@ fn certificate_issuer_and_alternative_name_variables() {
         };
         c.issuer
             .insert("CommonName".into(), vec![issuer_cn.to_string()]);
-        c.subject_alt_name.insert(
+        c.subject_alternative_name.insert(
             "DNSName".into(),
             dns.iter().map(|s| s.to_string()).collect(),
         );
@@ -1054,7 +1054,7 @@ fn certificate_issuer_and_alternative_name_variables() {
     let good = cert(
         "IoT Devices Primary CA",
         &["bulb.devices.example", "alt.example"],
-        "92:12:85",
+        "10525622389124227206",
     );
     check(
         "issuer-and-san",
@@ -1092,7 +1092,7 @@ fn certificate_issuer_and_alternative_name_variables() {
             ),
             (
                 "serial number as a topic",
-                a.publish("serial/92:12:85", false),
+                a.publish("serial/10525622389124227206", false),
                 good,
                 Allow,
             ),

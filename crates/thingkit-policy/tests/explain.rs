@@ -157,14 +157,20 @@ fn a_variable_without_value_makes_a_deny_match_nothing() {
     let mut s = PolicySet::new();
     s.add("p", &doc).expect("unique");
     let req = arn().publish("d1/x", false);
-    let thing = Context {
+    let mut thing = Context {
         thing: Some(Thing {
             name: "d1".into(),
+            attached: true,
             ..Thing::default()
         }),
         ..Context::default()
     };
     assert_eq!(s.decide(&req, &thing), Decision::ExplicitDeny);
+    // A thing that is not attached to the certificate resolves no variable either.
+    if let Some(t) = thing.thing.as_mut() {
+        t.attached = false;
+    }
+    assert_eq!(s.decide(&req, &thing), Decision::Allow);
     // Without a thing the Deny's pattern matches nothing, exactly as in AWS IoT.
     let e = s.evaluate(&req, &Context::default());
     assert_eq!(e.decision, Decision::Allow);

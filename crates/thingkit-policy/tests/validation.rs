@@ -252,7 +252,7 @@ fn structural_errors() {
         ),
         (
             &statement(
-                r#"{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*", "Condition": {"StringEquals": {"iot:ClientId": []}}}"#,
+                r#"{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*", "Condition": {"StringEquals": {"iot:ClientId": [["a"]]}}}"#,
             ),
             "invalid-type",
         ),

@@ -39,7 +39,8 @@
 //! - [`authority`]: create or load a CA, issue device certificates from CSRs, create keys and
 //!   certificates, sign CRLs.
 //! - [`request`]: CSR parsing with limits, key-type checks and proof of possession.
-//! - [`certificate`]: [`CertificateId`](certificate::CertificateId) and the six AWS statuses.
+//! - [`certificate`]: [`CertificateId`](certificate::CertificateId), the six AWS statuses, and
+//!   [`policy_certificate`], the `iot:Certificate.*` policy context of an X.509 certificate.
 //! - [`registry`]: things, thing types, groups, certificates, CAs, policies, attachments,
 //!   events and [`authenticate`](registry::Registry::authenticate).
 //! - [`store`]: the [`RegistryStore`](store::RegistryStore) trait, the in-memory store and (with
@@ -80,6 +81,11 @@
 //!   functions, `OverrideSettings`, the 10 240-byte template limit), *Pre-provisioning hooks*,
 //!   *Provisioning by claim* (claim certificate policy, ownership tokens), *Just-in-time
 //!   provisioning* and *Just-in-time registration* (the `certificates/registered` event).
+//! - AWS IoT Core Developer Guide, *X.509 certificate policy variables* and *Using X.509
+//!   certificate policy variables* (attribute names, the decimal serial number, the five-value
+//!   limit, the `DirectoryName` form), with RFC 5280 §4.1.2.4/§4.1.2.6 (names), §4.2.1.6 and
+//!   §4.2.1.7 (alternative names) and RFC 4514 §2 (directory name strings):
+//!   [`policy_certificate`].
 //! - RFC 8949 (CBOR) §3 and §5.1: the CBOR payload format, one data item per payload.
 //!
 //! # What is not supported, and why
@@ -114,4 +120,5 @@ pub mod request;
 pub mod store;
 pub mod template;
 
+pub use certificate::policy_certificate;
 pub use error::{Error, Result};

@@ -133,11 +133,18 @@ pub enum Error {
     #[error("store: {0}")]
     Store(String),
     /// A provisioning template is invalid, or could not be rendered. `path` locates the problem
-    /// in the template JSON (e.g. `Resources.thing.Properties.ThingName.Fn::Join[1]`).
-    #[error("template: {path}: {reason}")]
+    /// in the template JSON (e.g. `Resources.thing.Properties.ThingName.Fn::Join[1]`), `line` and
+    /// `column` in the template text.
+    #[error("template: {}{path}: {reason}", position(*.line, *.column))]
     Template {
-        /// The JSON path of the offending element (`$` for the whole template).
+        /// The JSON path of the offending element (`$` for the whole template, `parameters.NAME`
+        /// for a request parameter).
         path: String,
+        /// The 1-based line of the offending element in the template text; 0 when the problem is
+        /// not in the text (a request parameter, a template-wide rule of the caller).
+        line: usize,
+        /// The 1-based column (in characters) of the offending element; 0 with `line` 0.
+        column: usize,
         /// What is wrong with it.
         reason: String,
     },
@@ -163,6 +170,15 @@ pub enum Error {
 impl From<rcgen::Error> for Error {
     fn from(e: rcgen::Error) -> Self {
         Error::Generation(e.to_string())
+    }
+}
+
+/// `line:column: ` of a template error, or nothing when it has no position.
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("{line}:{column}: ")
     }
 }
 

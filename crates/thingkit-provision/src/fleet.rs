@@ -103,8 +103,8 @@ use crate::registry::{PolicyTarget, Registry};
 use crate::request::VerifiedCsr;
 use crate::store::RegistryStore;
 use crate::template::{
-    CERTIFICATE_ID, CertificateSource, Override, ProvisioningTemplate, RenderedPolicy,
-    RenderedTemplate, TemplateLimits,
+    CERTIFICATE_ID, CertificateSource, Override, ProvisioningTemplate, RenderedCertificate,
+    RenderedPolicy, RenderedTemplate, TemplateLimits,
 };
 
 /// The topic prefix of the certificate operations.
@@ -501,6 +501,8 @@ impl FleetProvisioning {
         if !template.uses_certificate_id() {
             return Err(Error::Template {
                 path: "Resources".into(),
+                line: 0,
+                column: 0,
                 reason: "a fleet provisioning template needs an AWS::IoT::Certificate with \
                          CertificateId (e.g. {\"Ref\": \"AWS::IoT::Certificate::Id\"})"
                     .into(),
@@ -849,33 +851,7 @@ pub fn apply<S: RegistryStore>(
     registry.batch(|r| {
         let certificate_id = match &rendered.certificate {
             None => None,
-            Some(c) => Some(match &c.source {
-                CertificateSource::CertificateId(text) => {
-                    let id: CertificateId = text.parse()?;
-                    if Some(id) != presented {
-                        return Err(Error::OwnershipToken(
-                            "the template names another certificate than the one presented".into(),
-                        ));
-                    }
-                    r.update_certificate(&id, c.status)?;
-                    id
-                }
-                CertificateSource::CertificateSigningRequest(pem) => {
-                    let csr = VerifiedCsr::parse(pem.as_bytes(), &ca.profile().csr_limits)?;
-                    let options = IssueOptions {
-                        common_name: csr
-                            .common_name()
-                            .is_none()
-                            .then(|| DEFAULT_COMMON_NAME.to_owned()),
-                        validity_days: None,
-                    };
-                    let issued = ca.issue_verified(&csr, &options)?;
-                    r.register_certificate(&issued.der, c.status)?
-                }
-                CertificateSource::CertificatePem(pem) => {
-                    r.register_certificate(pem.as_bytes(), c.status)?
-                }
-            }),
+            Some(c) => Some(apply_certificate(ca, r, c, presented)?),
         };
         let thing_name = match &rendered.thing {
             None => None,
@@ -920,6 +896,100 @@ pub fn apply<S: RegistryStore>(
             device_configuration: rendered.device_configuration.clone(),
         })
     })
+}
+
+/// Registers, issues or updates the template's certificate. A certificate that already exists
+/// and is not the `PENDING_ACTIVATION` certificate this request provisions keeps or changes its
+/// status as its `OverrideSettings` say (see the [`crate::template`] docs).
+fn apply_certificate<S: RegistryStore>(
+    ca: &CertificateAuthority,
+    r: &mut Registry<S>,
+    c: &RenderedCertificate,
+    presented: Option<CertificateId>,
+) -> Result<CertificateId> {
+    let id = match &c.source {
+        CertificateSource::CertificateId(text) => {
+            let id: CertificateId = text.parse()?;
+            if Some(id) != presented {
+                return Err(Error::OwnershipToken(
+                    "the template names another certificate than the one presented".into(),
+                ));
+            }
+            let current = r
+                .certificate(&id)
+                .ok_or_else(|| Error::NotFound {
+                    kind: "certificate",
+                    id: id.to_string(),
+                })?
+                .status;
+            if current == CertificateStatus::PendingActivation {
+                // The certificate this request provisions (JITP, or the ownership token's).
+                r.update_certificate(&id, c.status)?;
+            } else {
+                apply_status_override(r, &id, current, c)?;
+            }
+            id
+        }
+        CertificateSource::CertificateSigningRequest(pem) => {
+            let csr = VerifiedCsr::parse(pem.as_bytes(), &ca.profile().csr_limits)?;
+            let options = IssueOptions {
+                common_name: csr
+                    .common_name()
+                    .is_none()
+                    .then(|| DEFAULT_COMMON_NAME.to_owned()),
+                validity_days: None,
+            };
+            let issued = ca.issue_verified(&csr, &options)?;
+            r.register_certificate(&issued.der, c.status)?
+        }
+        CertificateSource::CertificatePem(pem) => {
+            let der = crate::pem::decode_if_pem(pem.as_bytes(), &["CERTIFICATE"])?;
+            let id = CertificateId::of_der(&der);
+            match r.certificate(&id).map(|existing| existing.status) {
+                Some(current) => apply_status_override(r, &id, current, c)?,
+                None => {
+                    r.register_certificate(&der, c.status)?;
+                }
+            }
+            id
+        }
+    };
+    if let Some(ca_pem) = &c.ca_certificate_pem {
+        let ca_der = crate::pem::decode_if_pem(ca_pem.as_bytes(), &["CERTIFICATE"])?;
+        let ca_id = CertificateId::of_der(&ca_der);
+        if r.ca_certificate(&ca_id).is_none() {
+            return Err(Error::NotFound {
+                kind: "registered CA certificate (CACertificatePem)",
+                id: ca_id.to_string(),
+            });
+        }
+        if r.certificate(&id).and_then(|x| x.ca) != Some(ca_id) {
+            return Err(Error::Conflict(format!(
+                "certificate {id} was not signed by the CA given as CACertificatePem ({ca_id})"
+            )));
+        }
+    }
+    Ok(id)
+}
+
+/// The template's status for a certificate that already exists, per `OverrideSettings.Status`.
+fn apply_status_override<S: RegistryStore>(
+    r: &mut Registry<S>,
+    id: &CertificateId,
+    current: CertificateStatus,
+    c: &RenderedCertificate,
+) -> Result<()> {
+    if current == c.status {
+        return Ok(());
+    }
+    match c.override_settings.status {
+        Override::DoNothing => Ok(()),
+        Override::Replace | Override::Merge => r.update_certificate(id, c.status),
+        Override::Fail => Err(Error::Conflict(format!(
+            "certificate {id} exists with status {current} and OverrideSettings says FAIL \
+             (AWS ResourceConflictsException)"
+        ))),
+    }
 }
 
 fn apply_thing<S: RegistryStore>(

@@ -104,6 +104,8 @@ impl FleetProvisioning {
         if !template.uses_certificate_id() {
             return Err(Error::Template {
                 path: "Resources".into(),
+                line: 0,
+                column: 0,
                 reason: "a JITP template needs an AWS::IoT::Certificate with CertificateId".into(),
             });
         }

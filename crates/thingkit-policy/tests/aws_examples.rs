@@ -1099,3 +1099,354 @@ fn certificate_issuer_and_alternative_name_variables() {
         ],
     );
 }
+
+/// A policy of the AWS corpus (`tests/aws/policies/`, sources in its README).
+fn corpus(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/aws/policies")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn corpus_set(name: &str) -> PolicySet {
+    set(&[&corpus(name)])
+}
+
+#[test]
+fn connect_attribute_policies_with_empty_lists() {
+    let a = arn();
+    // Connect policy examples: "The following policy only allows connect using default
+    // features" — `ForAllValues:StringEquals` with an empty list.
+    check(
+        "default-features-only",
+        &corpus_set("guide-connect-policy-08.json"),
+        &[
+            (
+                "no connect attributes",
+                a.connect("c"),
+                with_attrs("c", &[]),
+                Allow,
+            ),
+            (
+                "persistent connect is a non-default feature",
+                a.connect("c"),
+                with_attrs("c", &["PersistentConnect"]),
+                ImplicitDeny,
+            ),
+            (
+                "a last will too",
+                a.connect("c"),
+                with_attrs("c", &["LastWill"]),
+                ImplicitDeny,
+            ),
+        ],
+    );
+    // "The following policy states the connect must have both PersistentConnect and LastWill
+    // usage, no new feature is allowed" — its last Deny uses an empty list.
+    check(
+        "both-required",
+        &corpus_set("guide-connect-policy-10.json"),
+        &[
+            (
+                "both",
+                a.connect("c"),
+                with_attrs("c", &["PersistentConnect", "LastWill"]),
+                Allow,
+            ),
+            (
+                "only persistent",
+                a.connect("c"),
+                with_attrs("c", &["PersistentConnect"]),
+                ExplicitDeny,
+            ),
+            (
+                "only last will",
+                a.connect("c"),
+                with_attrs("c", &["LastWill"]),
+                ExplicitDeny,
+            ),
+            (
+                "neither: the empty-list Deny applies",
+                a.connect("c"),
+                with_attrs("c", &[]),
+                ExplicitDeny,
+            ),
+            (
+                "a new feature is not allowed",
+                a.connect("c"),
+                with_attrs("c", &["PersistentConnect", "LastWill", "NewFeature"]),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+fn org_ctx(thing: &str, attached: bool, orgs: Option<&[&str]>) -> Context {
+    let mut c = Certificate::default();
+    if let Some(orgs) = orgs {
+        c.subject.insert(
+            "Organization".into(),
+            orgs.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+    Context {
+        certificate: Some(c),
+        ..thing_ctx(thing, thing, attached)
+    }
+}
+
+#[test]
+fn organization_list_policy_follows_iam_for_all_values() {
+    // X.509 certificate policy variables, "Registered devices (2)": publishing is restricted
+    // "to those clients with certificates whose Certificate.Subject.Organization attribute is
+    // set to "Example Corp" or "AnyCompany"". The policy uses ForAllValues, so every
+    // organization of the certificate must be one of the two (the page's "must include one of
+    // the values listed" would be ForAnyValue) and a certificate without an organization
+    // passes: IAM semantics, which AWS IoT documents for ForAllValues.
+    let a = arn();
+    check(
+        "organization-list",
+        &corpus_set("guide-cert-policy-variables-01.json"),
+        &[
+            (
+                "connect as the attached thing",
+                a.connect("lamp"),
+                org_ctx("lamp", true, Some(&["Example Corp"])),
+                Allow,
+            ),
+            (
+                "publish with one listed organization",
+                a.publish("my/topic/lamp", false),
+                org_ctx("lamp", true, Some(&["Example Corp"])),
+                Allow,
+            ),
+            (
+                "publish with both listed organizations",
+                a.publish("my/topic/lamp", false),
+                org_ctx("lamp", true, Some(&["AnyCompany", "Example Corp"])),
+                Allow,
+            ),
+            (
+                "an unlisted organization besides a listed one",
+                a.publish("my/topic/lamp", false),
+                org_ctx("lamp", true, Some(&["Example Corp", "Other"])),
+                ImplicitDeny,
+            ),
+            (
+                "no organization: ForAllValues of nothing is true",
+                a.publish("my/topic/lamp", false),
+                org_ctx("lamp", true, None),
+                Allow,
+            ),
+            (
+                "an organization with a wildcard is left unreplaced and matches nothing",
+                a.publish("my/topic/lamp", false),
+                org_ctx("lamp", true, Some(&["Example Corp", "Any*"])),
+                ImplicitDeny,
+            ),
+            (
+                "the thing is not attached: its name does not resolve",
+                a.publish("my/topic/lamp", false),
+                org_ctx("lamp", false, Some(&["Example Corp"])),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn an_unattached_things_name_grants_nothing() {
+    // Connect and publish policy examples: the thing name comes from the registry thing
+    // attached to the certificate. A device whose certificate is not attached to `victim` must
+    // not publish to `victim`'s topic by connecting with client ID `victim`.
+    let a = arn();
+    check(
+        "unattached-thing",
+        &corpus_set("guide-connect-and-pub-01.json"),
+        &[
+            (
+                "attached: connect as the thing",
+                a.connect("victim"),
+                thing_ctx("victim", "victim", true),
+                Allow,
+            ),
+            (
+                "attached: publish to its topic",
+                a.publish("victim", false),
+                thing_ctx("victim", "victim", true),
+                Allow,
+            ),
+            (
+                "unattached: connect as the thing",
+                a.connect("victim"),
+                thing_ctx("victim", "victim", false),
+                ImplicitDeny,
+            ),
+            (
+                "unattached: publish to the thing's topic",
+                a.publish("victim", false),
+                thing_ctx("victim", "victim", false),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn serial_number_and_null_certificate_policies() {
+    // Using X.509 certificate policy variables: "allows connections with client ID that matches
+    // the certificate serial number" — in decimal — "and publishing to the topic that matches
+    // the pattern ${iot:Certificate.Subject.Organization}/device-stats/${iot:ClientId}/*".
+    let a = arn();
+    let ctx = |client: &str, serial: Option<&str>, org: Option<&str>, cn: Option<&str>| {
+        let mut c = Certificate {
+            serial_number: serial.map(str::to_string),
+            ..Certificate::default()
+        };
+        if let Some(org) = org {
+            c.subject.insert("Organization".into(), vec![org.into()]);
+        }
+        if let Some(cn) = cn {
+            c.subject.insert("CommonName".into(), vec![cn.into()]);
+        }
+        Context {
+            client_id: Some(client.into()),
+            certificate: Some(c),
+            ..Context::default()
+        }
+    };
+    let serial = "10525622389124227206";
+    check(
+        "serial-and-organization",
+        &corpus_set("guide-use-policy-variables-01.json"),
+        &[
+            (
+                "client ID is the decimal serial",
+                a.connect(serial),
+                ctx(serial, Some(serial), Some("IoT Devices"), None),
+                Allow,
+            ),
+            (
+                "client ID is the hex serial",
+                a.connect("92:12:85:cb:b7:a5:e0:86"),
+                ctx("92:12:85:cb:b7:a5:e0:86", Some(serial), None, None),
+                ImplicitDeny,
+            ),
+            (
+                "device stats under the organization",
+                a.publish(&format!("IoT Devices/device-stats/{serial}/cpu"), false),
+                ctx(serial, Some(serial), Some("IoT Devices"), None),
+                Allow,
+            ),
+            (
+                "no organization: the variable is not populated",
+                a.publish(&format!("IoT Devices/device-stats/{serial}/cpu"), false),
+                ctx(serial, Some(serial), None, None),
+                ImplicitDeny,
+            ),
+        ],
+    );
+    // "allows iot:Connect with certificates only when the Certificate Serial Number and
+    // Certificate Subject Common name attributes are present."
+    check(
+        "null-serial-and-cn",
+        &corpus_set("guide-use-policy-variables-02.json"),
+        &[
+            (
+                "both present",
+                a.connect("c"),
+                ctx("c", Some(serial), None, Some("LightBulb Device Cert")),
+                Allow,
+            ),
+            (
+                "no common name",
+                a.connect("c"),
+                ctx("c", Some(serial), None, None),
+                ImplicitDeny,
+            ),
+            (
+                "no serial",
+                a.connect("c"),
+                ctx("c", None, None, Some("LightBulb Device Cert")),
+                ImplicitDeny,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn alternative_name_conditions_and_index_variables() {
+    // X.509 certificate policy variables: the documented `Subject.AlternativeName` and
+    // `Issuer.AlternativeName` keys, as condition keys and variables, and `.1` as "the second"
+    // value.
+    let p = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:us-east-1:123456789012:client/*",
+       "Condition": {"StringEquals": {"iot:Certificate.Subject.AlternativeName.DNSName": "example.com",
+                                      "iot:Certificate.Issuer.AlternativeName.IPAddress": "5.6.7.8"},
+                     "Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
+      {"Effect": "Allow", "Action": "iot:Publish",
+       "Resource": ["arn:aws:iot:us-east-1:123456789012:topic/country/${iot:Certificate.Subject.Country.1}",
+                    "arn:aws:iot:us-east-1:123456789012:topic/uri/${iot:Certificate.Subject.AlternativeName.UniformResourceIdentifier}"]},
+      {"Effect": "Deny", "Action": "iot:Publish", "Resource": "*",
+       "Condition": {"ForAnyValue:StringLike": {"iot:Certificate.SubjectAltName.DNSName.List": ["*"]}}}]}"#;
+    let a = arn();
+    let ctx = |dns: &str, ian_ip: &str| {
+        let mut c = Certificate::default();
+        c.subject
+            .insert("Country".into(), vec!["US".into(), "DE".into()]);
+        c.subject_alternative_name
+            .insert("DNSName".into(), vec![dns.into()]);
+        c.subject_alternative_name.insert(
+            "UniformResourceIdentifier".into(),
+            vec!["ResourceIdentifier001".into()],
+        );
+        c.issuer_alternative_name
+            .insert("IPAddress".into(), vec![ian_ip.into()]);
+        Context {
+            certificate: Some(c),
+            ..thing_ctx("bulb", "bulb", true)
+        }
+    };
+    check(
+        "alternative-names",
+        &set(&[p]),
+        &[
+            (
+                "DNS name and issuer IP match",
+                a.connect("bulb"),
+                ctx("example.com", "5.6.7.8"),
+                Allow,
+            ),
+            (
+                "another DNS name",
+                a.connect("bulb"),
+                ctx("other.example", "5.6.7.8"),
+                ImplicitDeny,
+            ),
+            (
+                "another issuer IP",
+                a.connect("bulb"),
+                ctx("example.com", "1.1.1.1"),
+                ImplicitDeny,
+            ),
+            (
+                "`.1` is the second country",
+                a.publish("country/DE", false),
+                ctx("example.com", "5.6.7.8"),
+                Allow,
+            ),
+            (
+                "`.1` is not the first country",
+                a.publish("country/US", false),
+                ctx("example.com", "5.6.7.8"),
+                ImplicitDeny,
+            ),
+            (
+                "the URI as a variable (the undocumented SubjectAltName Deny never applies)",
+                a.publish("uri/ResourceIdentifier001", false),
+                ctx("example.com", "5.6.7.8"),
+                Allow,
+            ),
+        ],
+    );
+}

@@ -244,8 +244,8 @@ pub enum ProvisionArgs {
 /// `thingkit provision template`.
 #[derive(Debug, Subcommand)]
 pub enum TemplateArgs {
-    /// Validate a template: exit 0 and print its parameters as JSON, or exit 1 with the JSON
-    /// path of the first error.
+    /// Validate a template: exit 0 and print its parameters as JSON, or exit 1 with the
+    /// line:column and JSON path of the first error.
     Validate {
         /// The template file (JSON).
         file: PathBuf,

@@ -342,3 +342,118 @@ fn provision_template_render_fails_on_a_missing_or_malformed_parameter() {
     let err = fails(&["provision", "template", "render", path, "--param", "Nope=1"]);
     assert!(err.contains("declares no such parameter"), "{err}");
 }
+
+/// AWS's printed templates (developer guide, SDK v2 samples), kept in the provision crate.
+fn aws_template(name: &str) -> String {
+    format!(
+        "{}/../thingkit-provision/tests/aws/templates/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn provision_template_validate_accepts_the_templates_aws_prints() {
+    for name in [
+        "guide-bulk-registration.json",
+        "guide-jitp.json",
+        "guide-fleet-provisioning.json",
+        "sdk-v2-fleet-provisioning.json",
+        "sdk-v2-fleet-provisioning-single-line.json",
+    ] {
+        let out = ok(&["provision", "template", "validate", &aws_template(name)]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["valid"], true, "{name}");
+    }
+}
+
+#[test]
+fn provision_template_render_renders_the_sdk_sample_with_its_policy_object() {
+    let id = "cd".repeat(32);
+    let out = ok(&[
+        "provision",
+        "template",
+        "render",
+        &aws_template("sdk-v2-fleet-provisioning.json"),
+        "--param",
+        "SerialNumber=1",
+        "--param",
+        "DeviceLocation=Seattle",
+        "--param",
+        &format!("AWS::IoT::Certificate::Id={id}"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["thing"]["name"], "ThingPrefix_1");
+    assert_eq!(v["certificate"]["status"], "ACTIVE");
+    assert_eq!(v["certificate"]["overrideSettings"]["status"], "REPLACE");
+    let doc = v["policies"][0]["policyDocument"].as_str().unwrap();
+    let policy: serde_json::Value = serde_json::from_str(doc).unwrap();
+    assert_eq!(policy["Statement"][0]["Resource"], "*");
+    assert_eq!(
+        v["deviceConfiguration"]["LocationUrl"],
+        "https://example.aws"
+    );
+
+    let out = ok(&[
+        "provision",
+        "template",
+        "render",
+        &aws_template("guide-jitp.json"),
+        "--param",
+        "AWS::IoT::Certificate::CommonName=bulb-1",
+        "--param",
+        "AWS::IoT::Certificate::SerialNumber=7",
+        "--param",
+        "AWS::IoT::Certificate::Country=DE",
+        "--param",
+        &format!("AWS::IoT::Certificate::Id={id}"),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["thing"]["thingGroups"],
+        serde_json::json!(["v1-lightbulbs", "DE"])
+    );
+    assert_eq!(v["certificate"]["overrideSettings"]["status"], "DO_NOTHING");
+}
+
+#[test]
+fn provision_template_errors_show_line_and_column() {
+    // The guide's pre-provisioning hook example uses SerialNumber without declaring it.
+    let err = fails(&[
+        "provision",
+        "template",
+        "validate",
+        &aws_template("guide-pre-provisioning-hook.json"),
+    ]);
+    assert!(
+        err.contains("template: 22:70: Resources.thing.Properties.ThingName.Fn::Join[1][1].Ref"),
+        "{err}"
+    );
+    assert!(
+        err.contains("undeclared parameter \"SerialNumber\""),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.json");
+    std::fs::write(
+        &file,
+        "{\"Resources\": {\n  \"g\": {\"Type\": \"AWS::IoT::ThingGroup\"},\n  \"g\": {}}}",
+    )
+    .unwrap();
+    let err = fails(&["provision", "template", "validate", file.to_str().unwrap()]);
+    assert!(
+        err.contains("3:3: Resources.g: duplicate key \"g\" (first at 2:3)"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        "{\"Resources\": {\n  \"g\": {\"Type\": \"AWS::IoT::ThingGroup\"}}}",
+    )
+    .unwrap();
+    let err = fails(&["provision", "template", "validate", file.to_str().unwrap()]);
+    assert!(err.contains("2:17: Resources.g.Type"), "{err}");
+    assert!(
+        err.contains("\"AWS::IoT::ThingGroup\" is not supported"),
+        "{err}"
+    );
+}

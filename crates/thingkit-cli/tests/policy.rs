@@ -254,3 +254,98 @@ fn missing_arguments_are_usage_errors() {
     let o = thingkit(&["policy", "test", "--request", "-"], None);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Validates `policy` (exit 0 expected), then tests `request` against it; returns the decision.
+fn validate_and_decide(policy: &str, request: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "aws.json", policy);
+    let r = write(dir.path(), "req.json", request);
+    let v = thingkit(&["policy", "validate", arg(&p)], None);
+    assert_eq!(v.status.code(), Some(0), "{}{}", stdout(&v), stderr(&v));
+    assert!(!stdout(&v).contains(" error "), "{}", stdout(&v));
+    let o = thingkit(
+        &["policy", "test", "--policy", arg(&p), "--request", arg(&r)],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    decision(&o)["decision"]
+        .as_str()
+        .expect("a decision string")
+        .to_owned()
+}
+
+#[test]
+fn test_decides_a_subject_alternative_name_condition() {
+    let policy = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect",
+      "Resource": "arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}",
+      "Condition": {"StringEquals": {"iot:Certificate.Subject.AlternativeName.DNSName": "example.com",
+                                     "iot:Certificate.Issuer.AlternativeName.IPAddress": "5.6.7.8"}}}]}"#;
+    let request = |dns: &str| {
+        format!(
+            r#"{{"action": "iot:Connect", "resource": "arn:aws:iot:us-east-1:123456789012:client/bulb",
+                "context": {{"clientId": "bulb", "certificate": {{
+                  "subjectAlternativeName": {{"DNSName": ["{dns}"]}},
+                  "issuerAlternativeName": {{"IPAddress": ["5.6.7.8"]}}}}}}}}"#
+        )
+    };
+    assert_eq!(
+        validate_and_decide(policy, &request("example.com")),
+        "ALLOW"
+    );
+    assert_eq!(
+        validate_and_decide(policy, &request("other.example")),
+        "IMPLICIT_DENY"
+    );
+}
+
+#[test]
+fn test_decides_the_guides_empty_list_connect_attributes_policy() {
+    // AWS IoT Core Developer Guide, Connect policy examples: "The following policy only allows
+    // connect using default features".
+    let policy = r#"{
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "iot:Connect"
+            ],
+            "Resource": "*",
+            "Condition": {
+                "ForAllValues:StringEquals": {
+                    "iot:ConnectAttributes": [
+                    ]
+                }
+            }
+        }
+    ]
+}"#;
+    let request = |attrs: &str| {
+        format!(
+            r#"{{"action": "iot:Connect", "resource": "arn:aws:iot:us-east-1:123456789012:client/c",
+                "context": {{"clientId": "c", "connectAttributes": [{attrs}]}}}}"#
+        )
+    };
+    assert_eq!(validate_and_decide(policy, &request("")), "ALLOW");
+    assert_eq!(
+        validate_and_decide(policy, &request(r#""PersistentConnect""#)),
+        "IMPLICIT_DENY"
+    );
+}
+
+#[test]
+fn test_an_unattached_thing_does_not_resolve_thing_variables() {
+    let policy = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Publish",
+      "Resource": "arn:aws:iot:us-east-1:123456789012:topic/${iot:Connection.Thing.ThingName}"}]}"#;
+    let request = |attached: bool| {
+        format!(
+            r#"{{"action": "iot:Publish", "resource": "arn:aws:iot:us-east-1:123456789012:topic/victim",
+                "context": {{"clientId": "victim", "thing": {{"name": "victim", "attached": {attached}}}}}}}"#
+        )
+    };
+    assert_eq!(validate_and_decide(policy, &request(true)), "ALLOW");
+    assert_eq!(
+        validate_and_decide(policy, &request(false)),
+        "IMPLICIT_DENY"
+    );
+}

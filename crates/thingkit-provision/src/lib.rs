@@ -46,9 +46,10 @@
 //! - [`store`]: the [`RegistryStore`](store::RegistryStore) trait, the in-memory store and (with
 //!   `redb-store`) the durable [`RedbStore`](store::RedbStore).
 //! - [`identity`]: the rustls `ServerConfig` builder for device mTLS.
-//! - [`template`]: provisioning templates (parameters, mappings, resources, override settings,
-//!   `Ref`, `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::Sub`), strict
-//!   validation with JSON paths, rendering.
+//! - [`template`]: provisioning templates (parameters, mappings, resources, override settings
+//!   of things and certificates, policy documents as JSON objects or escaped strings, `Ref`,
+//!   `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::Sub`), strict validation
+//!   with line:column and JSON paths, rendering; every template AWS prints is a test fixture.
 //! - [`fleet`]: fleet provisioning by claim — the sans-IO AWS device provisioning MQTT API
 //!   ([`FleetProvisioning::handle`](fleet::FleetProvisioning::handle), JSON and CBOR),
 //!   certificate ownership tokens, all-or-nothing template application, and
@@ -93,8 +94,9 @@
 //! - Device keys other than P-256, P-384 and RSA 2048-8192 (Ed25519 device certificates are
 //!   not accepted by AWS IoT either; a CA may use Ed25519).
 //! - Dynamic thing groups, fleet indexing and jobs: out of scope for provisioning.
-//! - Template conditions (`Conditions`, `Fn::If`, `Fn::Equals`, ...), `AWS::IoT::Policy` with
-//!   per-device variables beyond `Fn::Sub`, and provisioning templates stored in the registry:
+//! - Template conditions (`Conditions`, `Fn::If`, `Fn::Equals`, ...): CloudFormation features
+//!   that AWS does not document for provisioning templates. Billing groups: a template's
+//!   `BillingGroup` is rendered but not stored. Provisioning templates stored in the registry:
 //!   templates are operator configuration, given to [`fleet::FleetProvisioning`] at start-up.
 //! - Certificates registered without a CA cannot pass the mTLS handshake built here, because
 //!   the TLS layer needs a trust anchor; they can still be authenticated by an endpoint that

@@ -131,7 +131,7 @@
 //!   `{"Ref": "SerialNumber"}` without declaring it. A `Ref` to an undeclared parameter is
 //!   refused (with its line and column); pseudo-parameters (`AWS::...`) need no declaration.
 //! - **`Fn::Select` out of range**: the guide says `Fn::Select` "does not check ... if the index
-//!   is out of bounds" and that this "result[s] in a provisioning error". An index outside a
+//!   is out of bounds" and that this results "in a provisioning error". An index outside a
 //!   literal list, a negative or a non-numeric literal index can never succeed, so they are
 //!   refused when the template is parsed; other indexes are checked when rendering.
 //! - **`BillingGroup`**: listed for things and used in the fleet examples, absent from other

@@ -42,11 +42,17 @@
 //!
 //! - AWS IoT Core Developer Guide, *Authorization → AWS IoT Core policies*: *AWS IoT Core policy
 //!   actions* and *action resources* ([`Action`], [`ResourceType`]); *AWS IoT Core policy
-//!   variables* — *basic*, *thing* and *X.509 certificate policy variables*, including the `.N`
-//!   and `.List` forms and the rule that certificate values containing `* $ + ? #` or longer than
-//!   1024 characters are not substituted ([`ContextKey`]); the *connect*, *publish/subscribe*,
+//!   variables* — *basic*, *thing* and *X.509 certificate policy variables* and *Using X.509
+//!   certificate policy variables* (the thirteen distinguished-name attributes, the
+//!   `Subject.AlternativeName`/`Issuer.AlternativeName` keys, `.N` and `.List`, the decimal
+//!   `iot:Certificate.SerialNumber`, and the limitations: five values per attribute, values with
+//!   `* $ + ? #` or over 1024 characters not substituted) ([`ContextKey`], [`Certificate`]); the
+//!   thing variables' rule that they resolve only for a thing attached to the certificate
+//!   ([`Thing`]); the *connect* (including the `connectAttributes` examples), *publish/subscribe*,
 //!   *connect and publish*, *retained message*, *certificate*, *thing* and *basic job* policy
-//!   examples (table-driven tests in `tests/aws_examples.rs`).
+//!   examples. Every policy those pages and the AWS IoT Device SDK v2 samples print is in
+//!   `tests/aws/policies/` (sources in its README) and validates without errors; the pages'
+//!   stated decisions are table-driven tests in `tests/aws_examples.rs`.
 //! - IAM User Guide, *IAM JSON policy elements reference*: `Version`, `Id`, `Statement`, `Sid`,
 //!   `Effect`, `Action`/`NotAction`, `Resource`/`NotResource`, `Condition`; *condition operators*
 //!   (String, Numeric, Date, Bool, Binary, IP address, ARN, `...IfExists`, `Null`);
@@ -71,11 +77,77 @@
 //!   `variable-in-deny` lint flags. [`SetOptions::strict_identities`] additionally refuses client
 //!   IDs and thing values containing `+ # * ?` (the documented `${iot:ClientId}` = `+` gap).
 //! - **Conditions**: AND across operators and keys, OR across the values of one key (AND, i.e.
-//!   "matches none", for negated operators). A missing key makes ordinary operators false and
-//!   negated ones true; `IfExists` makes it true; `ForAnyValue` on a missing or empty key is
-//!   false, `ForAllValues` true. Condition key names match case-insensitively. Policy variables
-//!   are substituted in String and Arn condition values only (elsewhere they are an error).
-//!   `...IgnoreCase` folds ASCII letters only.
+//!   "matches none", for negated operators). Condition key names match case-insensitively.
+//!   Policy variables are substituted in String and Arn condition values only (elsewhere they
+//!   are an error). `...IgnoreCase` folds ASCII letters only.
+//! - **Missing, empty and set-qualified keys** (IAM User Guide, *Condition operators* and
+//!   *Multivalued context keys*; AWS IoT's `connectAttributes` examples). A request key is
+//!   *missing* when the context has no value for it; a multivalued key with no values
+//!   (`iot:ConnectAttributes` empty, a certificate attribute with no values) is treated exactly
+//!   like a missing one, as IAM does ("null dataset"). A policy value list may be empty
+//!   (`"ForAllValues:StringEquals": {"iot:ConnectAttributes": []}` is the guide's "only allows
+//!   connect using default features"). With R the request values and P the policy values, a
+//!   positive operator tests "some p in P matches v", a negated one "no p in P matches v":
+//!
+//!   | operator | key missing or empty | R non-empty, P = `[]` | R non-empty, P non-empty |
+//!   |---|---|---|---|
+//!   | positive (`StringEquals`, ...) | false | false | some v in R matches some p |
+//!   | negated (`StringNotEquals`, ...) | true | true | no v in R matches any p |
+//!   | `ForAnyValue:` positive | false | false | some v matches some p |
+//!   | `ForAnyValue:` negated | false | true | some v matches no p |
+//!   | `ForAllValues:` positive | true | false | every v matches some p |
+//!   | `ForAllValues:` negated | true | true | every v matches no p |
+//!   | any `...IfExists` | true | as without `IfExists` | as without `IfExists` |
+//!   | `Null` `["true"]` / `["false"]` / `[]` | true / false / false | false / true / false | false / true / false |
+//!
+//!   Every cell is a unit test in `condition.rs`.
+//! - **Certificate values AWS leaves unreplaced**: a certificate value containing `* $ + ? #` or
+//!   longer than 1024 characters is not substituted as a variable (the pattern matches nothing).
+//!   As a condition key it is *present* (so `Null: false` holds) but equal to no policy value —
+//!   what comparing the unreplaced `${...}` text amounts to — so positive operators are false and
+//!   negated ones true. For `.List` one such value among the first five makes the whole list
+//!   unreplaced (the guide: "the policy variable is not replaced"); dropping only that value
+//!   would let `ForAllValues` pass on the rest.
+//! - **Multi-valued certificate attributes**: the plain name is the first value and `.N` the
+//!   value at 0-based position N, so `.1` is the *second* value and `.0` the first. This follows
+//!   the worked example of *X.509 certificate policy variables*: "`iot:Certificate.Subject.Country.1`
+//!   is replaced by the second country name". Only the first five values exist for policies
+//!   ("Certificate attributes that contain arrays are limited to five items. Additional items
+//!   are ignored."): `.5` and above never resolve and `.List` holds at most five values.
+//! - **Thing keys** (`iot:Connection.Thing.ThingName`, `ThingTypeName`, `Attributes[...]`)
+//!   resolve only when the thing is attached to the certificate the client connected with
+//!   (*Thing policy variables*: otherwise the variable is not resolved and access is denied);
+//!   `IsAttached` reads the flag in either case. A device whose certificate is not attached to a
+//!   thing never gets that thing's permissions by using its name as client ID.
+//! - **Undocumented names**: `iot:Certificate.SubjectAltName.*`/`IssuerAltName.*` (an older
+//!   spelling), `iot:Thing.ThingName` and any other undocumented key are unknown: they never
+//!   have a value, and validation warns (`unknown-variable`).
+//!
+//! # Where the AWS documents contradict themselves, and the reading chosen
+//!
+//! - *X.509 certificate policy variables* calls `.N` "a one-based index" and, in the next
+//!   sentence, says `.1` "is replaced by the second country name" (0-based). The worked example
+//!   is implemented: `.1` is the second value.
+//! - The same page's `Organization.List` example says the condition requires the attribute to
+//!   "include one of the values listed", but the policy uses `ForAllValues:StringEquals`, which
+//!   by IAM's definition requires *every* organization to be listed and is true for a
+//!   certificate without one. IAM's definition is implemented (`tests/aws_examples.rs` shows
+//!   both cases); write `ForAnyValue` for "includes one of".
+//! - *Using X.509 certificate policy variables* prints `iot:Certificate.Issuer.initials`
+//!   (lower case) while the list says `Initials`; key names are case-insensitive, so both work.
+//!   Its subject table leaves out the `OU=LightBulb` the example certificate has; the attribute
+//!   is exposed like every listed one.
+//! - Its *Special Characters* limitation says `, " \ + = < > ;` "must be prefixed with a
+//!   backslash when used in a policy variable" without saying which values; the escaping is
+//!   applied where the guide's example shows a DN string: `DirectoryName` values (RFC 4514),
+//!   not single attribute values.
+//! - *Publish/Subscribe policy examples* use `${iot:Thing.ThingName}`, which no variables page
+//!   documents (they document `iot:Connection.Thing.ThingName`): unknown, with a warning.
+//! - *Thing policy variables* says the thing is the one "for which the policy is being evaluated"
+//!   and that the client ID "must exactly match the thing name"; whether an unattached thing's
+//!   values resolve is settled by the later sentence that they are not resolved: they do not.
+//! - Five printed policies are not valid JSON (a missing `}`, a trailing comma, a misplaced `{`,
+//!   non-breaking spaces): the corpus stores them minimally repaired, as its README notes.
 //! - **Decision**: the union of every policy in the set. Any applicable Deny gives
 //!   [`Decision::ExplicitDeny`]; otherwise any applicable Allow gives [`Decision::Allow`];
 //!   otherwise [`Decision::ImplicitDeny`]. Statement and policy order never matter. A retained

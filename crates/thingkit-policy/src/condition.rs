@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::arn::ArnPattern;
 use crate::context::Context;
 use crate::date::parse_timestamp;
+use crate::document::Effect;
 use crate::key::{ContextKey, Found};
 use crate::pattern::{Pattern, PatternMatch};
 
@@ -390,9 +391,26 @@ enum One<'c> {
 /// Result of evaluating one condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome<'p> {
+    /// Whether the condition holds. Meaningless when `unusable` is set.
     pub(crate) satisfied: bool,
+    /// The condition's key has a certificate value AWS IoT does not substitute: the condition
+    /// cannot be decided, and the statement resolves it towards refusal (see [`Outcome::holds`]).
+    pub(crate) unusable: bool,
     /// A context key (the condition's own, or a variable in a value) that had no value.
     pub(crate) missing: Option<&'p ContextKey>,
+}
+
+impl Outcome<'_> {
+    /// Whether the condition counts as holding in a statement with `effect`. An undecidable
+    /// (unusable) key fails closed: it holds for a Deny and fails for an Allow, so a value the
+    /// policy cannot see never grants access and never escapes a denial.
+    pub(crate) fn holds(&self, effect: Effect) -> bool {
+        if self.unusable {
+            effect == Effect::Deny
+        } else {
+            self.satisfied
+        }
+    }
 }
 
 impl Condition {
@@ -404,14 +422,15 @@ impl Condition {
             let absent = matches!(found, Found::Missing);
             return Outcome {
                 satisfied: wants.contains(&absent),
+                unusable: false,
                 missing: None,
             };
         }
         if matches!(found, Found::Unusable) {
-            // A certificate value AWS IoT leaves unreplaced: present, but equal to no policy
-            // value, so only negated operators hold (with or without a set qualifier).
+            // A certificate value AWS IoT leaves unreplaced: the condition cannot be decided.
             return Outcome {
-                satisfied: op.kind.is_negated(),
+                satisfied: false,
+                unusable: true,
                 missing: None,
             };
         }
@@ -424,6 +443,7 @@ impl Condition {
                 };
             return Outcome {
                 satisfied,
+                unusable: false,
                 missing: Some(&self.key),
             };
         }
@@ -451,7 +471,11 @@ impl Condition {
             },
             Found::Missing | Found::Unusable => false,
         };
-        Outcome { satisfied, missing }
+        Outcome {
+            satisfied,
+            unusable: false,
+            missing,
+        }
     }
 
     /// Whether one context value matches any policy value (the un-negated test).
@@ -951,7 +975,7 @@ mod tests {
     }
 
     #[test]
-    fn unusable_certificate_values_equal_no_policy_value() {
+    fn unusable_certificate_values_fail_closed() {
         let mut cert = crate::Certificate::default();
         cert.subject.insert(
             "Organization".into(),
@@ -965,35 +989,34 @@ mod tests {
         };
         let list = "iot:Certificate.Subject.Organization.List";
         let cn = "iot:Certificate.Subject.CommonName";
-        for (op, key, values, want) in [
-            // AWS leaves the variable unreplaced: nothing equals it...
+        // AWS leaves the variable unreplaced, so the condition cannot be decided: it never lets
+        // an Allow apply and never lets a value escape a Deny, whatever the operator.
+        for (op, key, values) in [
             (
                 "ForAllValues:StringEquals",
                 list,
                 &["Example Corp", "Evil*"][..],
-                false,
             ),
-            (
-                "ForAnyValue:StringEquals",
-                list,
-                &["Example Corp"][..],
-                false,
-            ),
-            ("ForAnyValue:StringLike", list, &["*"][..], false),
-            ("StringEquals", cn, &["dev#1"][..], false),
-            ("StringLike", cn, &["dev*"][..], false),
-            ("StringEqualsIfExists", cn, &["dev#1"][..], false),
-            // ... so negated operators hold, and the key is present for Null.
-            ("StringNotEquals", cn, &["dev#1"][..], true),
-            ("ForAllValues:StringNotEquals", list, &["x"][..], true),
-            ("Null", cn, &["false"][..], true),
-            ("Null", list, &["true"][..], false),
+            ("ForAnyValue:StringEquals", list, &["Example Corp"][..]),
+            ("ForAnyValue:StringLike", list, &["*"][..]),
+            ("StringEquals", cn, &["dev#1"][..]),
+            ("StringLike", cn, &["dev*"][..]),
+            ("StringEqualsIfExists", cn, &["dev#1"][..]),
+            ("StringNotEquals", cn, &["dev#1"][..]),
+            ("StringNotLike", cn, &["dev*"][..]),
+            ("ForAllValues:StringNotEquals", list, &["x"][..]),
         ] {
-            assert_eq!(
-                holds(&cond(op, key, values), &ctx),
-                want,
-                "{op} {key} {values:?}"
-            );
+            let c = cond(op, key, values);
+            let out = c.evaluate(&ctx, false);
+            assert!(!out.holds(Effect::Allow), "Allow {op} {key} {values:?}");
+            assert!(out.holds(Effect::Deny), "Deny {op} {key} {values:?}");
+        }
+        // The key is present for `Null`, which is decided as usual.
+        for (key, wants_null, want) in [(cn, "false", true), (list, "true", false)] {
+            let c = cond("Null", key, &[wants_null]);
+            let out = c.evaluate(&ctx, false);
+            assert_eq!(out.holds(Effect::Allow), want, "Null {key} {wants_null}");
+            assert_eq!(out.holds(Effect::Deny), want, "Null {key} {wants_null}");
         }
     }
 

@@ -103,11 +103,14 @@
 //!   Every cell is a unit test in `condition.rs`.
 //! - **Certificate values AWS leaves unreplaced**: a certificate value containing `* $ + ? #` or
 //!   longer than 1024 characters is not substituted as a variable (the pattern matches nothing).
-//!   As a condition key it is *present* (so `Null: false` holds) but equal to no policy value —
-//!   what comparing the unreplaced `${...}` text amounts to — so positive operators are false and
-//!   negated ones true. For `.List` one such value among the first five makes the whole list
-//!   unreplaced (the guide: "the policy variable is not replaced"); dropping only that value
-//!   would let `ForAllValues` pass on the rest.
+//!   As a condition key it is *present* (so `Null: false` holds) but the condition cannot be
+//!   decided, and it **fails closed**: such a condition makes an Allow statement not apply and a
+//!   Deny statement apply, whatever the operator. The guide says only that the variable "is not
+//!   replaced" and that this "might cause authorization failure"; comparing the raw value would
+//!   let a `#` in a certificate field slip past a `StringLike` Deny, and treating it as equal to
+//!   no value would let it satisfy a `StringNotLike` Allow. For `.List` one such value among the
+//!   first five makes the whole list undecidable; dropping only that value would let
+//!   `ForAllValues` pass on the rest.
 //! - **Multi-valued certificate attributes**: the plain name is the first value and `.N` the
 //!   value at 0-based position N, so `.1` is the *second* value and `.0` the first. This follows
 //!   the worked example of *X.509 certificate policy variables*: "`iot:Certificate.Subject.Country.1`

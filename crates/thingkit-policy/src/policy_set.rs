@@ -347,17 +347,13 @@ impl PolicySet {
                 missing.push(k.to_string());
             }
             let found = c.key.find(ctx);
-            let reason = condition_reason(
-                c,
-                found,
-                outcome.satisfied,
-                outcome.missing.map(|k| k.to_string()),
-            );
-            all &= outcome.satisfied;
+            let holds = outcome.holds(s.effect);
+            let reason = condition_reason(c, found, holds, outcome.missing.map(|k| k.to_string()));
+            all &= holds;
             out.conditions.push(ConditionExplanation {
                 operator: c.operator.to_string(),
                 key: c.key_name.clone(),
-                satisfied: outcome.satisfied,
+                satisfied: holds,
                 reason,
             });
         }
@@ -393,9 +389,9 @@ fn condition_reason(
             };
             format!("`{}` is not in the context: {rule}", c.key_name)
         }
-        Found::Unusable => format!(
-            "`{}` has a certificate value AWS IoT does not substitute (it contains `* $ + ? #` or is longer than 1024 characters), which equals no policy value; {} [\"{values}\"] {verdict}",
-            c.key_name, c.operator
+        Found::Unusable if c.operator.kind != crate::condition::OperatorKind::Null => format!(
+            "`{}` has a certificate value AWS IoT does not substitute (it contains `* $ + ? #` or is longer than 1024 characters): the condition cannot be decided, so it {verdict} (it fails closed: it never lets an Allow apply and always lets a Deny apply)",
+            c.key_name
         ),
         other => {
             let shown = match other {
@@ -439,7 +435,7 @@ fn applies(s: &Statement, resource: &Target<'_>, ctx: &Context, strict: bool) ->
     }
     s.conditions
         .iter()
-        .all(|c| c.compiled.evaluate(ctx, strict).satisfied)
+        .all(|c| c.compiled.evaluate(ctx, strict).holds(s.effect))
 }
 
 fn combine(a: Decision, b: Decision) -> Decision {

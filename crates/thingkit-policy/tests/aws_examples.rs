@@ -1239,7 +1239,7 @@ fn organization_list_policy_follows_iam_for_all_values() {
                 Allow,
             ),
             (
-                "an organization with a wildcard is left unreplaced and matches nothing",
+                "an organization with a wildcard is left unreplaced: the Allow does not apply",
                 a.publish("my/topic/lamp", false),
                 org_ctx("lamp", true, Some(&["Example Corp", "Any*"])),
                 ImplicitDeny,
@@ -1446,6 +1446,80 @@ fn alternative_name_conditions_and_index_variables() {
                 a.publish("uri/ResourceIdentifier001", false),
                 ctx("example.com", "5.6.7.8"),
                 Allow,
+            ),
+        ],
+    );
+}
+
+/// Attack: a certificate field AWS IoT leaves unreplaced (here a `#` in the common name) must
+/// neither slip past a Deny nor satisfy a negated Allow. The condition fails closed.
+#[test]
+fn unreplaced_certificate_values_fail_closed_in_both_effects() {
+    let a = arn();
+    let deny_blocked = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": "iot:Publish", "Resource": "*"},
+      {"Effect": "Deny", "Action": "iot:Publish", "Resource": "*",
+       "Condition": {"StringLike": {"iot:Certificate.Subject.CommonName": "blocked*"}}}]}"#;
+    let allow_unless_blocked = r#"{"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": "iot:Publish", "Resource": "*",
+       "Condition": {"StringNotLike": {"iot:Certificate.Subject.CommonName": "blocked*"}}}]}"#;
+    let with_cn = |cn: &str| {
+        let mut cert = Certificate::default();
+        cert.subject.insert("CommonName".into(), vec![cn.into()]);
+        Context {
+            client_id: Some("c".into()),
+            certificate: Some(cert),
+            ..Context::default()
+        }
+    };
+    let publish = || a.publish("t", false);
+    check(
+        "deny on a common-name pattern",
+        &set(&[deny_blocked]),
+        &[
+            ("an ordinary name", publish(), with_cn("sensor-1"), Allow),
+            (
+                "a blocked name",
+                publish(),
+                with_cn("blocked-7"),
+                ExplicitDeny,
+            ),
+            (
+                "a blocked name with `#`",
+                publish(),
+                with_cn("blocked#7"),
+                ExplicitDeny,
+            ),
+            (
+                "an ordinary name with `#`",
+                publish(),
+                with_cn("sensor#1"),
+                ExplicitDeny,
+            ),
+        ],
+    );
+    check(
+        "allow unless the common name matches",
+        &set(&[allow_unless_blocked]),
+        &[
+            ("an ordinary name", publish(), with_cn("sensor-1"), Allow),
+            (
+                "a blocked name",
+                publish(),
+                with_cn("blocked-7"),
+                ImplicitDeny,
+            ),
+            (
+                "a blocked name with `#`",
+                publish(),
+                with_cn("blocked#7"),
+                ImplicitDeny,
+            ),
+            (
+                "a name over 1024 characters",
+                publish(),
+                with_cn(&"s".repeat(1025)),
+                ImplicitDeny,
             ),
         ],
     );

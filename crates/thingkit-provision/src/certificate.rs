@@ -33,26 +33,7 @@ impl CertificateId {
     /// The ID of a certificate given as PEM (`CERTIFICATE`) or DER, after checking that it
     /// parses as an X.509 certificate with nothing trailing. Input over 64 KiB is refused.
     pub fn of_certificate(input: &[u8]) -> Result<Self> {
-        const LIMIT: usize = 64 * 1024;
-        if input.len() > LIMIT {
-            return Err(Error::TooLarge {
-                what: "certificate",
-                actual: input.len(),
-                limit: LIMIT,
-            });
-        }
-        let der = crate::pem::decode_if_pem(input, &["CERTIFICATE"])?;
-        match x509_parser::parse_x509_certificate(&der) {
-            Ok(([], _)) => Ok(CertificateId::of_der(&der)),
-            Ok((rest, _)) => Err(Error::Malformed {
-                what: "certificate",
-                detail: format!("{} trailing bytes", rest.len()),
-            }),
-            Err(e) => Err(Error::Malformed {
-                what: "certificate",
-                detail: e.to_string(),
-            }),
-        }
+        with_certificate(input, |der, _| Ok(CertificateId::of_der(der)))
     }
 
     /// The 32 digest bytes.
@@ -321,6 +302,40 @@ const RFC4514_NAMES: &[(&str, &str)] = &[
 /// kept as written; the policy crate leaves a variable unresolved when its value contains
 /// `* $ + ? #` or is longer than 1024 characters.
 pub fn policy_certificate(input: &[u8]) -> Result<thingkit_policy::Certificate> {
+    with_certificate(input, |der, cert| {
+        let malformed = |detail: String| Error::Malformed {
+            what: "certificate",
+            detail,
+        };
+        let serial = cert.raw_serial();
+        let serial_number = decimal(serial).ok_or_else(|| {
+            malformed(format!(
+                "the serial number is {} bytes, more than {MAX_SERIAL_BYTES}",
+                serial.len()
+            ))
+        })?;
+        let subject_alternative_name = match cert.subject_alternative_name() {
+            Ok(Some(san)) => alternative_names(&san.value.general_names),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => return Err(malformed(format!("subject alternative name: {e}"))),
+        };
+        Ok(thingkit_policy::Certificate {
+            id: Some(CertificateId::of_der(der).to_string()),
+            serial_number: Some(serial_number),
+            subject: name_attributes(cert.subject()),
+            issuer: name_attributes(cert.issuer()),
+            subject_alternative_name,
+            issuer_alternative_name: issuer_alternative_names(cert).map_err(malformed)?,
+        })
+    })
+}
+
+/// Runs `f` on a certificate given as PEM (`CERTIFICATE`) or DER, with its DER bytes, after
+/// checking that it parses as X.509 with nothing trailing. Input over 64 KiB is refused.
+fn with_certificate<T>(
+    input: &[u8],
+    f: impl FnOnce(&[u8], &x509_parser::certificate::X509Certificate<'_>) -> Result<T>,
+) -> Result<T> {
     const LIMIT: usize = 64 * 1024;
     if input.len() > LIMIT {
         return Err(Error::TooLarge {
@@ -334,31 +349,11 @@ pub fn policy_certificate(input: &[u8]) -> Result<thingkit_policy::Certificate> 
         what: "certificate",
         detail,
     };
-    let cert = match x509_parser::parse_x509_certificate(&der) {
-        Ok(([], cert)) => cert,
-        Ok((rest, _)) => return Err(malformed(format!("{} trailing bytes", rest.len()))),
-        Err(e) => return Err(malformed(e.to_string())),
-    };
-    let serial = cert.raw_serial();
-    let serial_number = decimal(serial).ok_or_else(|| {
-        malformed(format!(
-            "the serial number is {} bytes, more than {MAX_SERIAL_BYTES}",
-            serial.len()
-        ))
-    })?;
-    let subject_alternative_name = match cert.subject_alternative_name() {
-        Ok(Some(san)) => alternative_names(&san.value.general_names),
-        Ok(None) => BTreeMap::new(),
-        Err(e) => return Err(malformed(format!("subject alternative name: {e}"))),
-    };
-    Ok(thingkit_policy::Certificate {
-        id: Some(CertificateId::of_der(&der).to_string()),
-        serial_number: Some(serial_number),
-        subject: name_attributes(cert.subject()),
-        issuer: name_attributes(cert.issuer()),
-        subject_alternative_name,
-        issuer_alternative_name: issuer_alternative_names(&cert).map_err(malformed)?,
-    })
+    match x509_parser::parse_x509_certificate(&der) {
+        Ok(([], cert)) => f(&der, &cert),
+        Ok((rest, _)) => Err(malformed(format!("{} trailing bytes", rest.len()))),
+        Err(e) => Err(malformed(e.to_string())),
+    }
 }
 
 /// The unsigned big-endian integer `bytes` in decimal, or `None` when it is longer than

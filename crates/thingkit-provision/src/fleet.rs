@@ -681,7 +681,7 @@ impl FleetProvisioning {
     ) -> Result<Vec<u8>> {
         let request: CsrRequest = decode(payload, format, &self.config)?;
         self.check_capacity(client)?;
-        let issued = self.issue_from_csr(&request.certificate_signing_request)?;
+        let issued = issue_from_csr(&self.ca, &request.certificate_signing_request)?;
         let id =
             registry.register_certificate(&issued.der, CertificateStatus::PendingActivation)?;
         let token = self.new_token(id, client, now)?;
@@ -693,18 +693,6 @@ impl FleetProvisioning {
             },
             format,
         )
-    }
-
-    fn issue_from_csr(&self, csr_pem: &str) -> Result<crate::authority::IssuedCertificate> {
-        let csr = VerifiedCsr::parse(csr_pem.as_bytes(), &self.ca.profile().csr_limits)?;
-        let options = IssueOptions {
-            common_name: csr
-                .common_name()
-                .is_none()
-                .then(|| DEFAULT_COMMON_NAME.to_owned()),
-            validity_days: None,
-        };
-        self.ca.issue_verified(&csr, &options)
     }
 
     fn register_thing<S: RegistryStore>(
@@ -898,6 +886,22 @@ pub fn apply<S: RegistryStore>(
     })
 }
 
+/// Issues a certificate for a CSR (PEM or DER), with the default common name when it has none.
+fn issue_from_csr(
+    ca: &CertificateAuthority,
+    csr_pem: &str,
+) -> Result<crate::authority::IssuedCertificate> {
+    let csr = VerifiedCsr::parse(csr_pem.as_bytes(), &ca.profile().csr_limits)?;
+    let options = IssueOptions {
+        common_name: csr
+            .common_name()
+            .is_none()
+            .then(|| DEFAULT_COMMON_NAME.to_owned()),
+        validity_days: None,
+    };
+    ca.issue_verified(&csr, &options)
+}
+
 /// Registers, issues or updates the template's certificate. A certificate that already exists
 /// and is not the `PENDING_ACTIVATION` certificate this request provisions keeps or changes its
 /// status as its `OverrideSettings` say (see the [`crate::template`] docs).
@@ -931,15 +935,7 @@ fn apply_certificate<S: RegistryStore>(
             id
         }
         CertificateSource::CertificateSigningRequest(pem) => {
-            let csr = VerifiedCsr::parse(pem.as_bytes(), &ca.profile().csr_limits)?;
-            let options = IssueOptions {
-                common_name: csr
-                    .common_name()
-                    .is_none()
-                    .then(|| DEFAULT_COMMON_NAME.to_owned()),
-                validity_days: None,
-            };
-            let issued = ca.issue_verified(&csr, &options)?;
+            let issued = issue_from_csr(ca, pem)?;
             r.register_certificate(&issued.der, c.status)?
         }
         CertificateSource::CertificatePem(pem) => {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use thingkit_firmware::{
     EnvelopeBuilder, ImageVerifier, KeyType, Limits, ManifestBuilder, PublicKey, SigningKey,
-    TrustAnchors, Uuid, Verifier, hex, inspect,
+    TrustAnchors, Uuid, Verifier, inspect,
 };
 
 use crate::Failure;
@@ -290,7 +290,7 @@ fn inspect_cmd(envelope: &Path) -> Result<(), Failure> {
         "signatures": i.signatures.iter().map(|(alg, kid)| json!({
             "algorithm": alg.name(),
             "cose_alg": alg.cose_id(),
-            "key_id": kid.as_deref().map(hex),
+            "key_id": kid.as_deref().map(hex::encode),
         })).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -91,24 +91,16 @@ fn input(arg: Option<String>) -> Result<String, Failure> {
     }
 }
 
+/// Hex digits in either case; whitespace between them (line breaks, spaced bytes) is ignored.
 fn parse_hex(text: &str) -> Result<Vec<u8>, Failure> {
-    let digits: Vec<(usize, u8)> = text
-        .char_indices()
-        .filter(|(_, c)| !c.is_whitespace())
-        .map(|(i, c)| {
-            c.to_digit(16)
-                .map(|d| (i, d as u8))
-                .ok_or_else(|| Failure(format!("invalid hex digit {c:?} at character {i}")))
-        })
-        .collect::<Result<_, _>>()?;
-    if !digits.len().is_multiple_of(2) {
-        return Err(Failure("hex input has an odd number of digits".into()));
-    }
-    Ok(digits.chunks(2).map(|p| (p[0].1 << 4) | p[1].1).collect())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    hex::decode(&digits).map_err(|e| match e {
+        hex::FromHexError::InvalidHexCharacter { c, index } => {
+            Failure(format!("invalid hex digit {c:?} at digit {index}"))
+        }
+        hex::FromHexError::OddLength => Failure("hex input has an odd number of digits".into()),
+        other => Failure(format!("invalid hex: {other}")),
+    })
 }
 
 fn decode(version: ProtocolVersion, max_packet_size: u32, text: String) -> Result<(), Failure> {
@@ -149,7 +141,7 @@ fn encode(version: ProtocolVersion, text: &str) -> Result<(), Failure> {
         encoder
             .encode(&packet, &mut buf)
             .map_err(|e| Failure(format!("packet {i}: {e}")))?;
-        println!("{}", hex(&buf));
+        println!("{}", hex::encode(&buf));
         any = true;
     }
     if !any {
@@ -175,7 +167,7 @@ fn packet_to_json(p: &Packet) -> Value {
                 wm.insert("topic".into(), json!(w.topic.as_str()));
                 wm.insert("qos".into(), json!(w.qos.as_u8()));
                 wm.insert("retain".into(), json!(w.retain));
-                wm.insert("payload_hex".into(), json!(hex(&w.payload)));
+                wm.insert("payload_hex".into(), json!(hex::encode(&w.payload)));
                 put_props(&mut wm, &w.properties);
                 m.insert("will".into(), Value::Object(wm));
             }
@@ -183,7 +175,7 @@ fn packet_to_json(p: &Packet) -> Value {
                 m.insert("username".into(), json!(u.as_str()));
             }
             if let Some(pw) = &c.password {
-                m.insert("password_hex".into(), json!(hex(pw)));
+                m.insert("password_hex".into(), json!(hex::encode(pw)));
             }
             put_props(&mut m, &c.properties);
         }
@@ -204,7 +196,7 @@ fn packet_to_json(p: &Packet) -> Value {
                 m.insert("packet_id".into(), json!(id.get()));
             }
             put_props(&mut m, &p.properties);
-            m.insert("payload_hex".into(), json!(hex(&p.payload)));
+            m.insert("payload_hex".into(), json!(hex::encode(&p.payload)));
         }
         Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
             m.insert("packet_id".into(), json!(a.packet_id.get()));
@@ -297,7 +289,7 @@ fn put_props(m: &mut Map<String, Value>, p: &Properties) {
     );
     s(
         "correlation_data_hex",
-        p.correlation_data.as_ref().map(|v| json!(hex(v))),
+        p.correlation_data.as_ref().map(|v| json!(hex::encode(v))),
     );
     if !p.subscription_identifiers.is_empty() {
         s(
@@ -327,7 +319,7 @@ fn put_props(m: &mut Map<String, Value>, p: &Properties) {
     );
     s(
         "authentication_data_hex",
-        p.authentication_data.as_ref().map(|v| json!(hex(v))),
+        p.authentication_data.as_ref().map(|v| json!(hex::encode(v))),
     );
     s(
         "request_problem_information",

@@ -110,7 +110,7 @@ pub struct KeyId(pub [u8; 16]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::hex(&self.0))
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -335,11 +335,12 @@ impl SigningKey {
 pub mod pem {
     use crate::error::{Error, Result};
 
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
 
     /// Encodes `der` as a PEM document with the given label, 64 characters per line.
     pub fn encode(label: &str, der: &[u8]) -> String {
-        let b64 = base64_encode(der);
+        let b64 = BASE64.encode(der);
         let mut out = format!("-----BEGIN {label}-----\n");
         for line in b64.as_bytes().chunks(64) {
             out.push_str(std::str::from_utf8(line).expect("base64 output is ASCII"));
@@ -365,53 +366,9 @@ pub mod pem {
             .chars()
             .filter(|c| !c.is_ascii_whitespace())
             .collect();
-        base64_decode(&body).ok_or_else(|| Error::Key(format!("invalid base64 in {label}")))
-    }
-
-    /// Standard base64 with padding.
-    pub fn base64_encode(data: &[u8]) -> String {
-        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-        for chunk in data.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    /// Standard base64 with mandatory padding; `None` for any malformed input.
-    pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-        let s = s.as_bytes();
-        if !s.len().is_multiple_of(4) {
-            return None;
-        }
-        let mut out = Vec::with_capacity(s.len() / 4 * 3);
-        let groups = s.len() / 4;
-        for (gi, g) in s.chunks(4).enumerate() {
-            let pad = g.iter().rev().take_while(|&&c| c == b'=').count();
-            if pad > 2 || (pad > 0 && gi + 1 != groups) {
-                return None;
-            }
-            let mut n = 0u32;
-            for &c in &g[..4 - pad] {
-                let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-                n = (n << 6) | v;
-            }
-            n <<= 6 * pad as u32;
-            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            out.extend_from_slice(&bytes[..3 - pad]);
-        }
-        Some(out)
+        BASE64
+            .decode(body)
+            .map_err(|e| Error::Key(format!("invalid base64 in {label}: {e}")))
     }
 
     #[cfg(test)]
@@ -419,21 +376,25 @@ pub mod pem {
         use super::*;
 
         #[test]
-        fn base64_round_trips_every_length() {
+        fn pem_round_trips_every_length() {
             for len in 0..40 {
                 let data: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
-                assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
+                assert_eq!(decode(&encode("X", &data), "X").unwrap(), data);
             }
-            assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-            assert_eq!(base64_encode(b"fo"), "Zm8=");
+            assert_eq!(
+                encode("X", b"foobar"),
+                "-----BEGIN X-----\nZm9vYmFy\n-----END X-----\n"
+            );
         }
 
         #[test]
-        fn base64_rejects_bad_padding_and_alphabet() {
-            assert!(base64_decode("Zm8").is_none());
-            assert!(base64_decode("Z===").is_none());
-            assert!(base64_decode("Zm8=Zm8=").is_none());
-            assert!(base64_decode("Zm!=").is_none());
+        fn pem_rejects_bad_padding_and_alphabet() {
+            for body in ["Zm8", "Z===", "Zm8=Zm8=", "Zm!=", "Zm9="] {
+                let text = format!("-----BEGIN X-----\n{body}\n-----END X-----\n");
+                assert!(decode(&text, "X").is_err(), "{body}");
+            }
+            assert!(decode("-----BEGIN X-----\nZm8=\n", "X").is_err());
+            assert!(decode("-----BEGIN Y-----\nZm8=\n-----END Y-----\n", "X").is_err());
         }
     }
 }

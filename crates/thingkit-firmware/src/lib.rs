@@ -109,21 +109,7 @@ pub use manifest::{ComponentId, Manifest, ManifestBuilder, Severable, SuitDigest
 pub use trust::{TrustAnchors, TrustStore};
 pub use update::{BootDecision, DeviceIdentity, Phase, Slot, UpdateMachine, UpdateState};
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
-}
-
 #[cfg(test)]
 pub(crate) fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("test hex is valid"))
-        .collect()
+    hex::decode(s).expect("test hex is valid")
 }

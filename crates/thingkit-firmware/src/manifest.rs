@@ -176,7 +176,7 @@ impl SuitDigest {
 
 impl fmt::Display for SuitDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::hex(&self.0))
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -199,22 +199,16 @@ impl FromStr for Uuid {
         if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
             return Err(bad());
         }
-        let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
-        if hex.len() != 32 {
-            return Err(bad());
-        }
+        let digits: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
         let mut out = [0u8; 16];
-        for (i, pair) in hex.chunks(2).enumerate() {
-            let s = std::str::from_utf8(pair).map_err(|_| bad())?;
-            out[i] = u8::from_str_radix(s, 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(&digits, &mut out).map_err(|_| bad())?;
         Ok(Uuid(out))
     }
 }
 
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = crate::hex(&self.0);
+        let h = hex::encode(self.0);
         write!(
             f,
             "{}-{}-{}-{}-{}",
@@ -258,7 +252,7 @@ impl ComponentId {
 
 impl fmt::Display for ComponentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|p| crate::hex(p)).collect();
+        let parts: Vec<String> = self.0.iter().map(hex::encode).collect();
         write!(f, "[{}]", parts.join(","))
     }
 }

@@ -50,12 +50,9 @@ impl CertificateId {
 impl CertificateId {
     /// The 64 lowercase hex digits, without allocating.
     pub fn to_hex(&self) -> [u8; 64] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];
-        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 15)];
-        }
+        hex::encode_to_slice(self.0, &mut out)
+            .expect("64 bytes of output hold the hex of 32 bytes of digest");
         out
     }
 }
@@ -84,24 +81,13 @@ impl FromStr for CertificateId {
             name: s.chars().take(80).collect(),
             rule: "must be 64 lowercase hex digits",
         };
-        if s.len() != 64 {
+        // `hex` accepts either case; AWS prints, and we accept, lowercase only.
+        if s.bytes().any(|c| c.is_ascii_uppercase()) {
             return Err(bad());
         }
         let mut id = [0u8; 32];
-        for (slot, pair) in id.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-            let hi = hex_digit(pair[0]).ok_or_else(bad)?;
-            let lo = hex_digit(pair[1]).ok_or_else(bad)?;
-            *slot = hi << 4 | lo;
-        }
+        hex::decode_to_slice(s, &mut id).map_err(|_| bad())?;
         Ok(CertificateId(id))
-    }
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
     }
 }
 

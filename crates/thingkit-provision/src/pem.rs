@@ -1,5 +1,8 @@
 //! A strict, bounded PEM codec (RFC 7468) for certificates, CSRs, keys and CRLs.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::error::{Error, Result};
 
 /// Returns the DER inside the first PEM block of `input` if it is PEM text (starts with
@@ -77,64 +80,15 @@ pub fn encode(label: &str, der: &[u8]) -> String {
     s
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    BASE64.encode(data)
 }
 
-fn base64_value(c: u8) -> Option<u32> {
-    match c {
-        b'A'..=b'Z' => Some(u32::from(c - b'A')),
-        b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-        b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
-}
-
+/// Standard alphabet, canonical padding required, non-zero trailing bits refused.
 fn base64_decode(s: &str) -> Result<Vec<u8>> {
-    let bytes = s.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return Err(Error::Pem("base64 length is not a multiple of 4".into()));
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    let quads = bytes.len() / 4;
-    for (q, quad) in bytes.chunks_exact(4).enumerate() {
-        let last = q + 1 == quads;
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return Err(Error::Pem("misplaced base64 padding".into()));
-        }
-        let mut n = 0u32;
-        for &c in quad.get(..4 - pad).unwrap_or_default() {
-            let v = base64_value(c).ok_or_else(|| {
-                Error::Pem(format!("invalid base64 character {:?}", char::from(c)))
-            })?;
-            n = n << 6 | v;
-        }
-        n <<= 6 * pad as u32;
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(decoded.get(..3 - pad).unwrap_or_default());
-    }
-    Ok(out)
+    BASE64
+        .decode(s)
+        .map_err(|e| Error::Pem(format!("invalid base64: {e}")))
 }
 
 #[cfg(test)]

@@ -36,7 +36,10 @@ const TEMPLATE: &str = r#"{
 
 fn main() -> Result<(), Box<dyn Error>> {
     // Operator side: CA, registry, a device policy, the claim certificate and its policy.
-    let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default())?);
+    let ca = Arc::new(CertificateAuthority::create_root(
+        &CaOptions::default(),
+        std::time::SystemTime::now(),
+    )?);
     let mut registry = Registry::in_memory();
     registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
     registry.create_thing_group("sensors", None)?;
@@ -44,13 +47,25 @@ fn main() -> Result<(), Box<dyn Error>> {
         "sensor",
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
             "Action":["iot:Connect","iot:Publish"],"Resource":"*"}]}"#,
+        std::time::SystemTime::now(),
     )?;
-    let claim = ca.create_keys_and_certificate("factory-claim", KeyType::P256)?;
-    let claim_id =
-        registry.register_certificate(&claim.certificate.der, CertificateStatus::Active)?;
+    let claim = ca.create_keys_and_certificate(
+        "factory-claim",
+        KeyType::P256,
+        std::time::SystemTime::now(),
+    )?;
+    let claim_id = registry.register_certificate(
+        &claim.certificate.der,
+        CertificateStatus::Active,
+        std::time::SystemTime::now(),
+    )?;
     let arn = thingkit::policy::ArnPrefix::new("aws", "eu-central-1", "123456789012")
         .ok_or("bad ARN prefix")?;
-    registry.create_policy("claim", &claim_policy(&arn, &["SensorTemplate"])?)?;
+    registry.create_policy(
+        "claim",
+        &claim_policy(&arn, &["SensorTemplate"])?,
+        std::time::SystemTime::now(),
+    )?;
     registry.attach_policy("claim", &PolicyTarget::Certificate(claim_id))?;
 
     let mut fleet = FleetProvisioning::new(Arc::clone(&ca), FleetConfig::default());
@@ -103,7 +118,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         .next()
         .ok_or("empty PEM")?
         .1;
-    let identity = registry.authenticate(&[&der])?;
+    let identity = registry.authenticate(&[&der], std::time::SystemTime::now())?;
     let policies: BTreeMap<_, _> = identity
         .policies
         .iter()

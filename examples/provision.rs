@@ -26,15 +26,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = dir.join("registry.redb");
 
     // 1. A root CA with a P-256 key.
-    let ca = CertificateAuthority::create_root(&CaOptions {
-        common_name: "Example Fleet Root".into(),
-        ..CaOptions::default()
-    })?;
+    let ca = CertificateAuthority::create_root(
+        &CaOptions {
+            common_name: "Example Fleet Root".into(),
+            ..CaOptions::default()
+        },
+        std::time::SystemTime::now(),
+    )?;
     println!("CA created: certificate ID {}", ca.id());
 
     // 2. A device made its own key; we only see its CSR. (Here the "device" is simulated with
-    //    CreateKeysAndCertificate; a real one sends a CSR to `ca.issue(csr)`.)
-    let device = ca.create_keys_and_certificate("sensor-0001", KeyType::P256)?;
+    //    CreateKeysAndCertificate; a real one sends a CSR to `ca.issue(csr, std::time::SystemTime::now())`.)
+    let device =
+        ca.create_keys_and_certificate("sensor-0001", KeyType::P256, std::time::SystemTime::now())?;
     println!("device certificate issued: ID {}", device.certificate.id);
 
     // 3. Register the CA, the certificate, the thing, a group and a policy.
@@ -49,19 +53,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
-    let id = registry.register_certificate(&device.certificate.der, CertificateStatus::Active)?;
+    let id = registry.register_certificate(
+        &device.certificate.der,
+        CertificateStatus::Active,
+        std::time::SystemTime::now(),
+    )?;
     registry.create_thing_type("sensor", Some("temperature sensors"))?;
     registry.create_thing("sensor-0001", Some("sensor"), &[("site", "berlin")])?;
     registry.create_thing_group("fleet", None)?;
     registry.create_thing_group("berlin", Some("fleet"))?;
     registry.add_thing_to_group("sensor-0001", "berlin")?;
-    registry.create_policy("telemetry", POLICY)?;
+    registry.create_policy("telemetry", POLICY, std::time::SystemTime::now())?;
     registry.attach_policy("telemetry", &PolicyTarget::ThingGroup("fleet".into()))?;
     registry.attach_thing_principal("sensor-0001", &id, true)?;
     println!("registered thing sensor-0001 in group berlin (under fleet)");
 
     // 4. What a broker does after the TLS handshake.
-    let identity = registry.authenticate(&[&device.certificate.der])?;
+    let identity =
+        registry.authenticate(&[&device.certificate.der], std::time::SystemTime::now())?;
     println!(
         "authenticated: thing {:?}, policies {:?}",
         identity.thing.as_deref().unwrap_or("-"),
@@ -73,12 +82,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 5. Revoke: the event fires and authentication fails from now on.
-    registry.update_certificate(&id, CertificateStatus::Revoked)?;
-    match registry.authenticate(&[&device.certificate.der]) {
+    registry.update_certificate(
+        &id,
+        CertificateStatus::Revoked,
+        std::time::SystemTime::now(),
+    )?;
+    match registry.authenticate(&[&device.certificate.der], std::time::SystemTime::now()) {
         Ok(_) => return Err("a revoked certificate authenticated".into()),
         Err(e) => println!("after revocation: {e}"),
     }
-    let crl = ca.crl(&registry.revoked_serials(&ca.id()), 1)?;
+    let crl = ca.crl(
+        &registry.revoked_serials(&ca.id()),
+        1,
+        std::time::SystemTime::now(),
+    )?;
     println!("CRL signed: {} bytes, 1 revoked serial", crl.len());
 
     // 6. Everything acknowledged is on disk: reopen and check.

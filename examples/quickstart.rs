@@ -49,6 +49,22 @@ struct Sensor {
     firmware: u64,
 }
 
+/// The outcomes the quick start claims, each checked where it is printed: CI runs the quick start,
+/// so a regression in any step fails it instead of printing a wrong line.
+#[derive(Default)]
+struct Claims(Vec<String>);
+
+impl Claims {
+    /// Records `claim` as broken unless `holds`.
+    fn check(&mut self, holds: bool, claim: impl Into<String>) {
+        if !holds {
+            let claim = claim.into();
+            eprintln!("CLAIM FAILED: {claim}");
+            self.0.push(claim);
+        }
+    }
+}
+
 /// A device key and CSR made on the "device" (rcgen), so the CA only ever sees the CSR.
 fn device_csr(thing: &str) -> Result<(Vec<u8>, String), Error> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -78,6 +94,7 @@ async fn main() -> Result<(), Error> {
             _ => return Err("usage: quickstart [--out DIR]".into()),
         }
     }
+    let mut claims = Claims::default();
     println!("thingkit quick start");
     println!("====================");
 
@@ -94,7 +111,7 @@ async fn main() -> Result<(), Error> {
 
     // 2. Devices: one from its own CSR, four with CreateKeysAndCertificate, one to be revoked.
     let (csr, key_pem) = device_csr("sensor-00")?;
-    let issued = fleet.ca.issue(&csr)?;
+    let issued = fleet.ca.issue(&csr, std::time::SystemTime::now())?;
     let cert_pem = issued.pem();
     let id = fleet.register("sensor-00", &cert_pem, &[("account", "acme")])?;
     let mut sensors = vec![Sensor {
@@ -255,6 +272,13 @@ async fn main() -> Result<(), Error> {
             .reason_code
             .name(thingkit::mqtt::PacketType::ConnAck)
     );
+    claims.check(
+        !accepted(&refused.connack) && refused.connack.reason_code == ReasonCode::NOT_AUTHORIZED,
+        format!(
+            "revoked sensor-99 is refused with CONNACK 0x87 (got 0x{:02x})",
+            refused.connack.reason_code.0
+        ),
+    );
     let t0 = 1_764_115_200u64; // 2025-11-26T00:00:00Z
     let mut published = 0;
     for (d, (s, c)) in sensors.iter().zip(connected.iter_mut()).enumerate() {
@@ -273,6 +297,13 @@ async fn main() -> Result<(), Error> {
         }
     }
     println!("   {published} temperature readings published at QoS 1 ({READINGS} per device)");
+    claims.check(
+        published == sensors.len() * READINGS,
+        format!(
+            "every reading is accepted: {published} of {}",
+            sensors.len() * READINGS
+        ),
+    );
 
     // 5. A forbidden publish: denied, with the policy's explanation.
     let ack = connected[0]
@@ -287,22 +318,37 @@ async fn main() -> Result<(), Error> {
             .as_ref()
             .map_or("-", |r| r.as_str())
     );
+    claims.check(
+        ack.reason_code == ReasonCode::NOT_AUTHORIZED && ack.properties.reason_string.is_some(),
+        format!(
+            "the forbidden publish is denied with PUBACK 0x87 and an explanation (got 0x{:02x})",
+            ack.reason_code.0
+        ),
+    );
 
     // 6. A device over its rate (20 publishes/s, burst 20) is throttled.
-    let (mut ok, mut throttled) = (0, 0);
+    let (mut ok, mut throttled, mut other) = (0, 0, Vec::new());
     for i in 0..40 {
         let ack = connected[4]
             .publish_qos1("telemetry/sensor-04/debug", format!("spam {i}"))
             .await?;
         if ack.reason_code.is_success() {
             ok += 1;
-        } else {
+        } else if ack.reason_code == ReasonCode::QUOTA_EXCEEDED {
             throttled += 1;
+        } else {
+            other.push(ack.reason_code.0);
         }
     }
     println!(
         "6. sensor-04 sent 40 publishes at once: {ok} accepted, {throttled} refused with PUBACK 0x{:02x} (Quota exceeded: the per-connection rate limit)",
         ReasonCode::QUOTA_EXCEEDED.0
+    );
+    claims.check(
+        ok > 0 && throttled > 0 && other.is_empty(),
+        format!(
+            "the burst is partly accepted and the rest refused with 0x97 ({ok} accepted, {throttled} throttled, other codes {other:02x?})"
+        ),
     );
 
     // 7. Firmware: the operator signs release 3 and publishes it on each thing's job topic; each
@@ -336,6 +382,13 @@ async fn main() -> Result<(), Error> {
     println!(
         "7. a malformed firmware job is refused by the broker: PUBACK 0x{:02x}",
         bogus.reason_code.0
+    );
+    claims.check(
+        bogus.reason_code == ReasonCode::PAYLOAD_FORMAT_INVALID,
+        format!(
+            "the malformed firmware job is refused with PUBACK 0x99 (got 0x{:02x})",
+            bogus.reason_code.0
+        ),
     );
     for s in &sensors {
         op.publish_qos1(&job_topic(&s.device.thing), envelope_v3.clone())
@@ -395,6 +448,10 @@ async fn main() -> Result<(), Error> {
         "   every device verified release 3 (signature, vendor/class, sequence) and stream-verified its {} KiB image; release 2 replayed: refused ({replay_err})",
         image_v3.len() / 1024
     );
+    claims.check(
+        sensors.iter().all(|s| s.firmware == 3) && !replay_err.is_empty(),
+        "every device runs release 3 and the replayed release 2 is refused",
+    );
     let vulnerable_after = sensors
         .iter()
         .filter(|s| VULNERABLE.contains(&s.firmware))
@@ -432,9 +489,22 @@ async fn main() -> Result<(), Error> {
         100.0 * vulnerable_before as f64 / sensors.len() as f64,
         100.0 * vulnerable_after as f64 / sensors.len() as f64
     );
+    claims.check(
+        vulnerable_before > 0 && vulnerable_after == 0,
+        format!(
+            "the rollout leaves no device on vulnerable firmware ({vulnerable_before} before, {vulnerable_after} after)"
+        ),
+    );
     println!(
         "broker: {} publishes in, {} deliveries, {} denied by policy, {} throttled",
         stats.publishes_in, stats.deliveries, stats.denied, stats.throttled
+    );
+    claims.check(
+        stats.denied >= 1 && stats.throttled == throttled as u64,
+        format!(
+            "the broker counts the denial and the {throttled} throttled publishes (denied {}, throttled {})",
+            stats.denied, stats.throttled
+        ),
     );
     // Usage per account from the broker's meter (AWS metering, daily windows), priced with the
     // AWS us-east-1 table straight from the aggregated totals.
@@ -448,6 +518,16 @@ async fn main() -> Result<(), Error> {
     run.add_totals(&totals, &MeteringPolicy::aws(), Granularity::Day)?;
     println!("usage and bill per account (AWS us-east-1 prices):");
     let bills = run.bills()?;
+    claims.check(
+        per_account.keys().eq(["acme", "globex"])
+            && per_account
+                .keys()
+                .all(|a| bills.iter().any(|b| &b.account == a)),
+        format!(
+            "usage and a bill for accounts acme and globex (usage for {:?})",
+            per_account.keys().collect::<Vec<_>>()
+        ),
+    );
     for (account, (messages, units)) in &per_account {
         let total = bills
             .iter()
@@ -463,6 +543,27 @@ async fn main() -> Result<(), Error> {
         }
     }
     let query_time = query.elapsed();
+    let mut per_device: BTreeMap<&str, usize> = BTreeMap::new();
+    for (device, _, _) in &readings {
+        *per_device.entry(device.as_str()).or_default() += 1;
+    }
+    let mut expected_hot: BTreeMap<&str, usize> = BTreeMap::new();
+    for (d, s) in sensors.iter().enumerate() {
+        let n = (0..READINGS).filter(|&i| temperature(d, i) > 25.0).count();
+        if n > 0 {
+            expected_hot.insert(s.device.thing.as_str(), n);
+        }
+    }
+    claims.check(
+        readings.len() == published
+            && per_device.len() == sensors.len()
+            && per_device.values().all(|&n| n == READINGS),
+        format!("the operator received every reading, {READINGS} per device (got {per_device:?})"),
+    );
+    claims.check(
+        hot == expected_hot,
+        format!("readings above 25 °C per device are {expected_hot:?} (got {hot:?})"),
+    );
     println!(
         "readings above 25 °C per device: {hot:?} (answered over {} readings in {:.1} µs)",
         readings.len(),
@@ -483,6 +584,19 @@ async fn main() -> Result<(), Error> {
         csv.display(),
         readings.len()
     );
-    println!("done in {:.2} s", started.elapsed().as_secs_f64());
+    if !claims.0.is_empty() {
+        eprintln!(
+            "quick start FAILED: {} printed outcome(s) did not hold:",
+            claims.0.len()
+        );
+        for claim in &claims.0 {
+            eprintln!("  - {claim}");
+        }
+        std::process::exit(1);
+    }
+    println!(
+        "every outcome above was checked; done in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

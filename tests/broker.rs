@@ -473,7 +473,7 @@ async fn receive_is_authorized_for_each_delivery() {
         registry
             .create_policy(
                 "subscribe-all",
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe","Resource":"*"}]}"#,
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe","Resource":"*"}]}"#, std::time::SystemTime::now(),
             )
             .unwrap();
         registry
@@ -804,7 +804,7 @@ async fn a_shared_subscription_delivers_each_message_to_one_member() {
             .create_policy(
                 "workers",
                 r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe",
-                "Resource":"arn:aws:iot:eu-central-1:123456789012:topicfilter/$share/workers/telemetry/*"}]}"#,
+                "Resource":"arn:aws:iot:eu-central-1:123456789012:topicfilter/$share/workers/telemetry/*"}]}"#, std::time::SystemTime::now(),
             )
             .unwrap();
         for w in [&w1, &w2] {

@@ -121,18 +121,22 @@ impl Fleet {
     /// A CA, a server certificate, a registry with the thing type `sensor`, the group `fleet`
     /// (with `FLEET_POLICY` attached) and the `operator` policy.
     pub fn new() -> Result<Fleet, FleetError> {
-        let ca = CertificateAuthority::create_root(&CaOptions {
-            common_name: "thingkit fleet root".into(),
-            ..CaOptions::default()
-        })?;
-        let server = ca.create_server_certificate(&["localhost", "127.0.0.1"])?;
+        let ca = CertificateAuthority::create_root(
+            &CaOptions {
+                common_name: "thingkit fleet root".into(),
+                ..CaOptions::default()
+            },
+            std::time::SystemTime::now(),
+        )?;
+        let server = ca
+            .create_server_certificate(&["localhost", "127.0.0.1"], std::time::SystemTime::now())?;
         let mut registry = Registry::in_memory();
         registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
         registry.create_thing_type("sensor", Some("temperature sensors"))?;
         registry.create_thing_group("fleet", None)?;
-        registry.create_policy("fleet", FLEET_POLICY)?;
+        registry.create_policy("fleet", FLEET_POLICY, std::time::SystemTime::now())?;
         registry.attach_policy("fleet", &PolicyTarget::ThingGroup("fleet".into()))?;
-        registry.create_policy("operator", OPERATOR_POLICY)?;
+        registry.create_policy("operator", OPERATOR_POLICY, std::time::SystemTime::now())?;
         Ok(Fleet {
             server_chain_pem: format!("{}{}", server.certificate.pem(), ca.certificate_pem()),
             server_key_pem: server.private_key_pem,
@@ -155,7 +159,11 @@ impl Fleet {
         attributes: &[(&str, &str)],
     ) -> Result<CertificateId, FleetError> {
         let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
-        let id = registry.register_certificate(cert_pem.as_bytes(), CertificateStatus::Active)?;
+        let id = registry.register_certificate(
+            cert_pem.as_bytes(),
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )?;
         registry.create_thing(thing, Some("sensor"), attributes)?;
         registry.add_thing_to_group(thing, "fleet")?;
         registry.attach_thing_principal(thing, &id, true)?;
@@ -168,7 +176,11 @@ impl Fleet {
         thing: &str,
         attributes: &[(&str, &str)],
     ) -> Result<Device, FleetError> {
-        let made = self.ca.create_keys_and_certificate(thing, KeyType::P256)?;
+        let made = self.ca.create_keys_and_certificate(
+            thing,
+            KeyType::P256,
+            std::time::SystemTime::now(),
+        )?;
         let cert_pem = made.certificate.pem();
         let certificate_id = self.register(thing, &cert_pem, attributes)?;
         Ok(Device {
@@ -181,12 +193,18 @@ impl Fleet {
 
     /// The operator's credentials (thing `operator`, policy `operator` on its certificate).
     pub fn add_operator(&self) -> Result<Device, FleetError> {
-        let made = self
-            .ca
-            .create_keys_and_certificate("operator", KeyType::P256)?;
+        let made = self.ca.create_keys_and_certificate(
+            "operator",
+            KeyType::P256,
+            std::time::SystemTime::now(),
+        )?;
         let cert_pem = made.certificate.pem();
         let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
-        let id = registry.register_certificate(cert_pem.as_bytes(), CertificateStatus::Active)?;
+        let id = registry.register_certificate(
+            cert_pem.as_bytes(),
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )?;
         registry.create_thing("operator", None, &[("account", "platform")])?;
         registry.attach_thing_principal("operator", &id, true)?;
         registry.attach_policy("operator", &PolicyTarget::Certificate(id))?;
@@ -210,13 +228,19 @@ impl Fleet {
         )?;
         let arn = ArnPrefix::new("aws", REGION, ACCOUNT).ok_or("bad ARN prefix")?;
         let policy = claim_policy(&arn, &["sensor"])?;
-        let made = self
-            .ca
-            .create_keys_and_certificate("claim", KeyType::P256)?;
+        let made = self.ca.create_keys_and_certificate(
+            "claim",
+            KeyType::P256,
+            std::time::SystemTime::now(),
+        )?;
         let cert_pem = made.certificate.pem();
         let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
-        registry.create_policy("claim", &policy)?;
-        let id = registry.register_certificate(cert_pem.as_bytes(), CertificateStatus::Active)?;
+        registry.create_policy("claim", &policy, std::time::SystemTime::now())?;
+        let id = registry.register_certificate(
+            cert_pem.as_bytes(),
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )?;
         registry.attach_policy("claim", &PolicyTarget::Certificate(id))?;
         Ok((
             Arc::new(Mutex::new(service)),
@@ -231,7 +255,11 @@ impl Fleet {
 
     /// A certificate signed by the CA but never registered.
     pub fn unregistered_device(&self, thing: &str) -> Result<Device, FleetError> {
-        let made = self.ca.create_keys_and_certificate(thing, KeyType::P256)?;
+        let made = self.ca.create_keys_and_certificate(
+            thing,
+            KeyType::P256,
+            std::time::SystemTime::now(),
+        )?;
         Ok(Device {
             thing: thing.into(),
             certificate_id: made.certificate.id,
@@ -249,7 +277,7 @@ impl Fleet {
         self.registry
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .update_certificate(id, status)?;
+            .update_certificate(id, status, std::time::SystemTime::now())?;
         Ok(())
     }
 }

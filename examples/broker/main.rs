@@ -116,7 +116,7 @@ fn populate<S: RegistryStore>(
         let (name, file) = split_pair(p)?;
         let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
         if registry.policy(name).is_none() {
-            registry.create_policy(name, &text)?;
+            registry.create_policy(name, &text, std::time::SystemTime::now())?;
         }
         names.push(name.to_string());
     }
@@ -125,7 +125,11 @@ fn populate<S: RegistryStore>(
         let pem = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
         let id = CertificateId::of_certificate(&pem)?;
         if registry.certificate(&id).is_none() {
-            registry.register_certificate(&pem, CertificateStatus::Active)?;
+            registry.register_certificate(
+                &pem,
+                CertificateStatus::Active,
+                std::time::SystemTime::now(),
+            )?;
         }
         if registry.thing(thing).is_none() {
             registry.create_thing(thing, None, &[])?;
@@ -166,13 +170,17 @@ fn fleet_provisioning<S: RegistryStore>(
     }
     let policy = claim_policy(arn, &names)?;
     if registry.policy("claim").is_none() {
-        registry.create_policy("claim", &policy)?;
+        registry.create_policy("claim", &policy, std::time::SystemTime::now())?;
     }
     for file in &flags.claims {
         let pem = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let id = CertificateId::of_certificate(&pem)?;
         if registry.certificate(&id).is_none() {
-            registry.register_certificate(&pem, CertificateStatus::Active)?;
+            registry.register_certificate(
+                &pem,
+                CertificateStatus::Active,
+                std::time::SystemTime::now(),
+            )?;
         }
         let attached = registry
             .certificate(&id)
@@ -199,7 +207,7 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
     )?);
     populate(&mut registry, &ca, &flags)?;
     let names: Vec<&str> = flags.server_names.iter().map(String::as_str).collect();
-    let server = ca.create_server_certificate(&names)?;
+    let server = ca.create_server_certificate(&names, std::time::SystemTime::now())?;
     let chain = format!("{}{}", server.certificate.pem(), ca.certificate_pem());
 
     let mut firmware_keys = Vec::new();

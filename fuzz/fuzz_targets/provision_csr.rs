@@ -12,7 +12,8 @@ use thingkit_provision::request::{CsrLimits, VerifiedCsr};
 fn ca() -> &'static CertificateAuthority {
     static CA: OnceLock<CertificateAuthority> = OnceLock::new();
     CA.get_or_init(|| {
-        CertificateAuthority::create_root(&CaOptions::default()).expect("CA creation works")
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .expect("CA creation works")
     })
 }
 
@@ -25,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         validity_days: None,
     };
     let issued = ca()
-        .issue_verified(&csr, &options)
+        .issue_verified(&csr, &options, std::time::SystemTime::now())
         .expect("a verified CSR always issues");
     let (_, cert) = x509_parser::parse_x509_certificate(&issued.der).expect("we emit valid DER");
     assert_eq!(cert.public_key().raw, csr.public_key().spki_der());

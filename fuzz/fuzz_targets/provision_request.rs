@@ -44,9 +44,12 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default()).expect("CA"));
+        let ca = Arc::new(
+            CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+                .expect("CA"),
+        );
         let claim = ca
-            .create_keys_and_certificate("claim", KeyType::P256)
+            .create_keys_and_certificate("claim", KeyType::P256, std::time::SystemTime::now())
             .expect("claim");
         Fixture {
             claim_der: claim.certificate.der,
@@ -66,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
         .register_ca_certificate(f.ca.certificate_der(), CaStatus::Active, false)
         .expect("CA registers");
     let claim = registry
-        .register_certificate(&f.claim_der, CertificateStatus::Active)
+        .register_certificate(
+            &f.claim_der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .expect("claim registers");
     let mut fleet = FleetProvisioning::new(Arc::clone(&f.ca), FleetConfig::default());
     let template = ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).expect("t");

@@ -153,12 +153,15 @@ pub fn run_ca(args: CaArgs) -> Result<(), Failure> {
                     dir.display()
                 )));
             }
-            let ca = CertificateAuthority::create_root(&CaOptions {
-                key_type: key_type.into(),
-                common_name,
-                validity_days: days,
-                ..CaOptions::default()
-            })?;
+            let ca = CertificateAuthority::create_root(
+                &CaOptions {
+                    key_type: key_type.into(),
+                    common_name,
+                    validity_days: days,
+                    ..CaOptions::default()
+                },
+                std::time::SystemTime::now(),
+            )?;
             write_secret(&key_path, &ca.private_key_pem())?;
             write_public(&cert_path, &ca.certificate_pem())?;
             println!(
@@ -192,6 +195,7 @@ pub fn run_cert(args: CertArgs) -> Result<(), Failure> {
                     common_name: None,
                     validity_days: days,
                 },
+                std::time::SystemTime::now(),
             )?;
             match out {
                 Some(path) => {
@@ -216,7 +220,11 @@ pub fn run_cert(args: CertArgs) -> Result<(), Failure> {
                         .into(),
                 ));
             }
-            let made = ca.create_keys_and_certificate(&common_name, key_type.into())?;
+            let made = ca.create_keys_and_certificate(
+                &common_name,
+                key_type.into(),
+                std::time::SystemTime::now(),
+            )?;
             write_secret(&key_out, &made.private_key_pem)?;
             write_public(&cert_out, &made.certificate.pem())?;
             println!(

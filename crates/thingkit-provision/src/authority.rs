@@ -16,6 +16,8 @@ use rcgen::{
     PublicKeyData, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
+use std::time::SystemTime;
+
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 
@@ -199,10 +201,10 @@ impl std::fmt::Debug for CertificateAuthority {
 }
 
 impl CertificateAuthority {
-    /// Creates a self-signed root CA.
-    pub fn create_root(options: &CaOptions) -> Result<Self> {
+    /// Creates a self-signed root CA, valid from `now` (less five minutes of clock skew).
+    pub fn create_root(options: &CaOptions, now: SystemTime) -> Result<Self> {
         let key = options.key_type.generate()?;
-        let params = ca_params(options)?;
+        let params = ca_params(options, now)?;
         let cert = params.self_signed(&key)?;
         Ok(CertificateAuthority {
             der: cert.der().to_vec(),
@@ -212,10 +214,10 @@ impl CertificateAuthority {
         })
     }
 
-    /// Creates an intermediate CA signed by this CA.
-    pub fn create_intermediate(&self, options: &CaOptions) -> Result<Self> {
+    /// Creates an intermediate CA signed by this CA, valid from `now` (less five minutes).
+    pub fn create_intermediate(&self, options: &CaOptions, now: SystemTime) -> Result<Self> {
         let key = options.key_type.generate()?;
-        let mut params = ca_params(options)?;
+        let mut params = ca_params(options, now)?;
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertificateAuthority {
@@ -320,10 +322,10 @@ impl CertificateAuthority {
     }
 
     /// Parses and verifies a CSR with the profile's limits, then issues a device certificate
-    /// with the CSR's (vetted) common name.
-    pub fn issue(&self, csr: &[u8]) -> Result<IssuedCertificate> {
+    /// with the CSR's (vetted) common name, valid from `now` (less the profile's backdating).
+    pub fn issue(&self, csr: &[u8], now: SystemTime) -> Result<IssuedCertificate> {
         let csr = VerifiedCsr::parse(csr, &self.profile.csr_limits)?;
-        self.issue_verified(&csr, &IssueOptions::default())
+        self.issue_verified(&csr, &IssueOptions::default(), now)
     }
 
     /// Issues a device certificate for a verified CSR.
@@ -331,6 +333,7 @@ impl CertificateAuthority {
         &self,
         csr: &VerifiedCsr,
         options: &IssueOptions,
+        now: SystemTime,
     ) -> Result<IssuedCertificate> {
         let common_name = match (&options.common_name, csr.common_name()) {
             (Some(cn), _) => vet_common_name(cn, self.profile.csr_limits.max_common_name_len)?,
@@ -341,7 +344,7 @@ impl CertificateAuthority {
                 ));
             }
         };
-        self.issue_for_key(csr.public_key(), &common_name, options.validity_days)
+        self.issue_for_key(csr.public_key(), &common_name, options.validity_days, now)
     }
 
     /// Creates a P-256 (or `key_type`) key pair and a device certificate for it in one step, like
@@ -350,11 +353,12 @@ impl CertificateAuthority {
         &self,
         common_name: &str,
         key_type: KeyType,
+        now: SystemTime,
     ) -> Result<KeysAndCertificate> {
         let common_name =
             vet_common_name(common_name, self.profile.csr_limits.max_common_name_len)?;
         let key = key_type.generate()?;
-        let certificate = self.issue_for_key(&key, &common_name, None)?;
+        let certificate = self.issue_for_key(&key, &common_name, None, now)?;
         Ok(KeysAndCertificate {
             certificate,
             private_key_pem: key.serialize_pem(),
@@ -362,13 +366,17 @@ impl CertificateAuthority {
     }
 
     /// Creates a key pair and a TLS *server* certificate (ExtendedKeyUsage serverAuth) for the
-    /// given DNS names, e.g. for the broker's own endpoint.
-    pub fn create_server_certificate(&self, dns_names: &[&str]) -> Result<KeysAndCertificate> {
+    /// given DNS names, e.g. for the broker's own endpoint, valid from `now`.
+    pub fn create_server_certificate(
+        &self,
+        dns_names: &[&str],
+        now: SystemTime,
+    ) -> Result<KeysAndCertificate> {
         let first = dns_names
             .first()
             .ok_or_else(|| Error::BadSubject("a server certificate needs a DNS name".into()))?;
         let key = KeyType::P256.generate()?;
-        let mut params = self.leaf_params(first, None)?;
+        let mut params = self.leaf_params(first, None, now)?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         for name in dns_names {
             let san = match name.parse::<std::net::IpAddr>() {
@@ -388,10 +396,15 @@ impl CertificateAuthority {
         })
     }
 
-    /// Signs a CRL listing `revoked` (RFC 5280 §5), with the given CRL number, valid from now
+    /// Signs a CRL listing `revoked` (RFC 5280 §5), with the given CRL number, valid from `now`
     /// for the profile's `crl_validity_hours`. Returns the CRL's DER.
-    pub fn crl(&self, revoked: &[RevokedSerial], crl_number: u64) -> Result<Vec<u8>> {
-        let now = OffsetDateTime::now_utc();
+    pub fn crl(
+        &self,
+        revoked: &[RevokedSerial],
+        crl_number: u64,
+        now: SystemTime,
+    ) -> Result<Vec<u8>> {
+        let now = OffsetDateTime::from(now);
         let params = CertificateRevocationListParams {
             this_update: now - Duration::seconds(i64::from(self.profile.backdate_seconds)),
             next_update: now + Duration::hours(i64::from(self.profile.crl_validity_hours)),
@@ -416,8 +429,9 @@ impl CertificateAuthority {
         key: &impl PublicKeyData,
         common_name: &str,
         validity_days: Option<u32>,
+        now: SystemTime,
     ) -> Result<IssuedCertificate> {
-        let params = self.leaf_params(common_name, validity_days)?;
+        let params = self.leaf_params(common_name, validity_days, now)?;
         let cert = params.signed_by(key, &self.issuer)?;
         issued(cert.der(), &params)
     }
@@ -426,6 +440,7 @@ impl CertificateAuthority {
         &self,
         common_name: &str,
         validity_days: Option<u32>,
+        now: SystemTime,
     ) -> Result<CertificateParams> {
         let days = validity_days.unwrap_or(self.profile.validity_days);
         if days == 0 || days > self.profile.max_validity_days {
@@ -434,7 +449,7 @@ impl CertificateAuthority {
                 self.profile.max_validity_days
             )));
         }
-        let now = OffsetDateTime::now_utc();
+        let now = OffsetDateTime::from(now);
         let mut params = CertificateParams::default();
         params.not_before = now - Duration::seconds(i64::from(self.profile.backdate_seconds));
         params.not_after = now + Duration::days(i64::from(days));
@@ -464,14 +479,14 @@ fn issued(der: &[u8], params: &CertificateParams) -> Result<IssuedCertificate> {
     })
 }
 
-fn ca_params(options: &CaOptions) -> Result<CertificateParams> {
+fn ca_params(options: &CaOptions, now: SystemTime) -> Result<CertificateParams> {
     if options.validity_days == 0 {
         return Err(Error::BadProfile(
             "a CA needs a validity of at least 1 day".into(),
         ));
     }
     let common_name = vet_common_name(&options.common_name, 64)?;
-    let now = OffsetDateTime::now_utc();
+    let now = OffsetDateTime::from(now);
     let mut params = CertificateParams::default();
     params.not_before = now - Duration::minutes(5);
     params.not_after = now + Duration::days(i64::from(options.validity_days));

@@ -22,14 +22,16 @@
 //! use thingkit_provision::template::{ProvisioningTemplate, TemplateLimits};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default())?);
+//! let now = SystemTime::now();
+//! let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default(), now)?);
 //! let mut registry = Registry::in_memory();
 //! registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
 //! // The claim certificate and its least-privilege policy.
-//! let claim = ca.create_keys_and_certificate("claim", KeyType::P256)?;
-//! let claim_id = registry.register_certificate(&claim.certificate.der, CertificateStatus::Active)?;
+//! let claim = ca.create_keys_and_certificate("claim", KeyType::P256, now)?;
+//! let claim_id =
+//!     registry.register_certificate(&claim.certificate.der, CertificateStatus::Active, now)?;
 //! let arn = thingkit_policy::ArnPrefix::new("aws", "us-east-1", "123456789012").unwrap();
-//! registry.create_policy("claim", &claim_policy(&arn, &["Sensors"])?)?;
+//! registry.create_policy("claim", &claim_policy(&arn, &["Sensors"])?, now)?;
 //! registry.attach_policy("claim", &PolicyTarget::Certificate(claim_id))?;
 //!
 //! let mut fleet = FleetProvisioning::new(ca, FleetConfig::default());
@@ -42,7 +44,6 @@
 //!   &TemplateLimits::default())?)?;
 //!
 //! // In the broker, for every PUBLISH of a client authenticated with `claim_id`:
-//! let now = SystemTime::now();
 //! let replies = fleet
 //!     .handle(&mut registry, &claim_id, "$aws/certificates/create/json", b"{}", now)
 //!     .expect("a provisioning topic");
@@ -654,11 +655,14 @@ impl FleetProvisioning {
             let _: EmptyRequest = decode(payload, format, &self.config)?;
         }
         self.check_capacity(client)?;
-        let made = self
-            .ca
-            .create_keys_and_certificate(DEFAULT_COMMON_NAME, self.config.key_type)?;
-        let id = registry
-            .register_certificate(&made.certificate.der, CertificateStatus::PendingActivation)?;
+        let made =
+            self.ca
+                .create_keys_and_certificate(DEFAULT_COMMON_NAME, self.config.key_type, now)?;
+        let id = registry.register_certificate(
+            &made.certificate.der,
+            CertificateStatus::PendingActivation,
+            now,
+        )?;
         let token = self.new_token(id, client, now)?;
         encode(
             &KeysAccepted {
@@ -681,9 +685,12 @@ impl FleetProvisioning {
     ) -> Result<Vec<u8>> {
         let request: CsrRequest = decode(payload, format, &self.config)?;
         self.check_capacity(client)?;
-        let issued = issue_from_csr(&self.ca, &request.certificate_signing_request)?;
-        let id =
-            registry.register_certificate(&issued.der, CertificateStatus::PendingActivation)?;
+        let issued = issue_from_csr(&self.ca, &request.certificate_signing_request, now)?;
+        let id = registry.register_certificate(
+            &issued.der,
+            CertificateStatus::PendingActivation,
+            now,
+        )?;
         let token = self.new_token(id, client, now)?;
         encode(
             &CsrAccepted {
@@ -749,7 +756,7 @@ impl FleetProvisioning {
         }
         let pseudo = BTreeMap::from([(CERTIFICATE_ID.to_owned(), certificate_id.to_string())]);
         let rendered = registered.template.render(&parameters, &pseudo)?;
-        let done = apply(&self.ca, registry, &rendered, Some(certificate_id))?;
+        let done = apply(&self.ca, registry, &rendered, Some(certificate_id), now)?;
         if done.certificate_id != Some(certificate_id) {
             // Unreachable with a template accepted by `add_template`, but never leave the token's
             // certificate unclaimed while reporting success.
@@ -829,17 +836,19 @@ pub fn inline_policy_name(document: &str) -> String {
 
 /// Applies a rendered template to `registry` in one atomic batch. `presented` is the
 /// certificate the request proved ownership of (token or JIT): a `CertificateId` source must
-/// name exactly it. Nothing is changed if any step fails.
+/// name exactly it. `now` dates what the template issues, revokes or creates. Nothing is changed
+/// if any step fails.
 pub fn apply<S: RegistryStore>(
     ca: &CertificateAuthority,
     registry: &mut Registry<S>,
     rendered: &RenderedTemplate,
     presented: Option<CertificateId>,
+    now: SystemTime,
 ) -> Result<Provisioned> {
     registry.batch(|r| {
         let certificate_id = match &rendered.certificate {
             None => None,
-            Some(c) => Some(apply_certificate(ca, r, c, presented)?),
+            Some(c) => Some(apply_certificate(ca, r, c, presented, now)?),
         };
         let thing_name = match &rendered.thing {
             None => None,
@@ -868,7 +877,7 @@ pub fn apply<S: RegistryStore>(
                                     "policy {name} exists with another document"
                                 )));
                             }
-                            None => r.create_policy(&name, doc)?,
+                            None => r.create_policy(&name, doc, now)?,
                         }
                         name
                     }
@@ -890,6 +899,7 @@ pub fn apply<S: RegistryStore>(
 fn issue_from_csr(
     ca: &CertificateAuthority,
     csr_pem: &str,
+    now: SystemTime,
 ) -> Result<crate::authority::IssuedCertificate> {
     let csr = VerifiedCsr::parse(csr_pem.as_bytes(), &ca.profile().csr_limits)?;
     let options = IssueOptions {
@@ -899,7 +909,7 @@ fn issue_from_csr(
             .then(|| DEFAULT_COMMON_NAME.to_owned()),
         validity_days: None,
     };
-    ca.issue_verified(&csr, &options)
+    ca.issue_verified(&csr, &options, now)
 }
 
 /// Registers, issues or updates the template's certificate. A certificate that already exists
@@ -910,6 +920,7 @@ fn apply_certificate<S: RegistryStore>(
     r: &mut Registry<S>,
     c: &RenderedCertificate,
     presented: Option<CertificateId>,
+    now: SystemTime,
 ) -> Result<CertificateId> {
     let id = match &c.source {
         CertificateSource::CertificateId(text) => {
@@ -928,23 +939,23 @@ fn apply_certificate<S: RegistryStore>(
                 .status;
             if current == CertificateStatus::PendingActivation {
                 // The certificate this request provisions (JITP, or the ownership token's).
-                r.update_certificate(&id, c.status)?;
+                r.update_certificate(&id, c.status, now)?;
             } else {
-                apply_status_override(r, &id, current, c)?;
+                apply_status_override(r, &id, current, c, now)?;
             }
             id
         }
         CertificateSource::CertificateSigningRequest(pem) => {
-            let issued = issue_from_csr(ca, pem)?;
-            r.register_certificate(&issued.der, c.status)?
+            let issued = issue_from_csr(ca, pem, now)?;
+            r.register_certificate(&issued.der, c.status, now)?
         }
         CertificateSource::CertificatePem(pem) => {
             let der = crate::pem::decode_if_pem(pem.as_bytes(), &["CERTIFICATE"])?;
             let id = CertificateId::of_der(&der);
             match r.certificate(&id).map(|existing| existing.status) {
-                Some(current) => apply_status_override(r, &id, current, c)?,
+                Some(current) => apply_status_override(r, &id, current, c, now)?,
                 None => {
-                    r.register_certificate(&der, c.status)?;
+                    r.register_certificate(&der, c.status, now)?;
                 }
             }
             id
@@ -974,13 +985,14 @@ fn apply_status_override<S: RegistryStore>(
     id: &CertificateId,
     current: CertificateStatus,
     c: &RenderedCertificate,
+    now: SystemTime,
 ) -> Result<()> {
     if current == c.status {
         return Ok(());
     }
     match c.override_settings.status {
         Override::DoNothing => Ok(()),
-        Override::Replace | Override::Merge => r.update_certificate(id, c.status),
+        Override::Replace | Override::Merge => r.update_certificate(id, c.status, now),
         Override::Fail => Err(Error::Conflict(format!(
             "certificate {id} exists with status {current} and OverrideSettings says FAIL \
              (AWS ResourceConflictsException)"

@@ -16,7 +16,7 @@
 //! // Per accepted TCP connection: tokio_rustls::TlsAcceptor::from(configs.current()).
 //! // After the handshake:
 //! //   let peer = tls.get_ref().1.peer_certificates().unwrap_or_default();
-//! //   let identity = registry.authenticate(peer)?;
+//! //   let identity = registry.authenticate(peer, SystemTime::now())?;
 //! // When a CA or a CRL changes:
 //! configs.replace(builder.build(registry)?);
 //! # Ok(()) }

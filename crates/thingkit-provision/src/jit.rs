@@ -127,7 +127,7 @@ impl FleetProvisioning {
         let ca = std::sync::Arc::clone(self.certificate_authority());
         let templates = &self.registration_templates;
         registry.batch(|r| {
-            let id = r.auto_register(peer_certificates)?;
+            let id = r.auto_register(peer_certificates, now)?;
             let ca_id = r
                 .certificate(&id)
                 .and_then(|c| c.ca)
@@ -163,7 +163,7 @@ impl FleetProvisioning {
                 crate::pem::encode("CERTIFICATE", der),
             );
             let rendered = template.render(&BTreeMap::new(), &pseudo)?;
-            let done = apply(&ca, r, &rendered, Some(id))?;
+            let done = apply(&ca, r, &rendered, Some(id), now)?;
             let status = r
                 .certificate(&id)
                 .map(|c| c.status)

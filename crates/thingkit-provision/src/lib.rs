@@ -3,34 +3,40 @@
 //! policies with the AWS state machine and limits, durable storage, and mTLS identity.
 //! An operator's mental model, IDs and state machine carry over from AWS IoT unchanged.
 //!
+//! The crate is sans-IO: it never reads the clock. Every operation that dates something (issuing,
+//! revoking, creating a policy version) or checks a date (authentication, ownership tokens) takes
+//! `now: SystemTime`, so tests and simulations drive time explicitly.
+//!
 //! ```
+//! use std::time::SystemTime;
 //! use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
 //! use thingkit_provision::certificate::{CaStatus, CertificateStatus};
 //! use thingkit_provision::registry::{PolicyTarget, Registry};
 //!
 //! # fn main() -> thingkit_provision::Result<()> {
 //! // A CA, and a device key + certificate made in one step (AWS CreateKeysAndCertificate).
-//! let ca = CertificateAuthority::create_root(&CaOptions::default())?;
-//! let device = ca.create_keys_and_certificate("sensor-1", KeyType::P256)?;
+//! let now = SystemTime::now();
+//! let ca = CertificateAuthority::create_root(&CaOptions::default(), now)?;
+//! let device = ca.create_keys_and_certificate("sensor-1", KeyType::P256, now)?;
 //!
 //! // Register the CA, the certificate, a thing and a policy, then attach them.
 //! let mut registry = Registry::in_memory();
 //! registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
-//! let id = registry.register_certificate(&device.certificate.der, CertificateStatus::Active)?;
+//! let id = registry.register_certificate(&device.certificate.der, CertificateStatus::Active, now)?;
 //! registry.create_thing("sensor-1", None, &[("site", "berlin")])?;
 //! registry.attach_thing_principal("sensor-1", &id, true)?;
 //! registry.create_policy("telemetry", r#"{"Version":"2012-10-17","Statement":[
-//!     {"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)?;
+//!     {"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#, now)?;
 //! registry.attach_policy("telemetry", &PolicyTarget::Certificate(id))?;
 //!
 //! // What a broker does after the TLS handshake with the device's certificate.
-//! let identity = registry.authenticate(&[&device.certificate.der])?;
+//! let identity = registry.authenticate(&[&device.certificate.der], now)?;
 //! assert_eq!(identity.thing.as_deref(), Some("sensor-1"));
 //! assert_eq!(&*identity.policies[0].name, "telemetry");
 //!
 //! // Revoking it ends its ACTIVE state: authentication now fails.
-//! registry.update_certificate(&id, CertificateStatus::Revoked)?;
-//! assert!(registry.authenticate(&[&device.certificate.der]).is_err());
+//! registry.update_certificate(&id, CertificateStatus::Revoked, now)?;
+//! assert!(registry.authenticate(&[&device.certificate.der], now).is_err());
 //! # Ok(()) }
 //! ```
 //!

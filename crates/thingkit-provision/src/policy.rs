@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 
@@ -80,14 +79,14 @@ struct VersionRecord {
 }
 
 impl StoredPolicy {
-    pub(crate) fn new(name: &str, document: &str) -> Result<Self> {
+    pub(crate) fn new(name: &str, document: &str, created_at: i64) -> Result<Self> {
         let document = PolicyDocument::parse(name, document)?;
         Ok(StoredPolicy {
             name: name.into(),
             versions: vec![Arc::new(PolicyVersion {
                 version_id: 1,
                 document,
-                created_at: OffsetDateTime::now_utc().unix_timestamp(),
+                created_at,
             })],
             default_version_id: 1,
             next_version_id: 2,
@@ -111,6 +110,7 @@ impl StoredPolicy {
         name: &str,
         document: &str,
         set_as_default: bool,
+        created_at: i64,
     ) -> Result<u32> {
         let document = PolicyDocument::parse(name, document)?;
         let version_id = self.next_version_id;
@@ -121,7 +121,7 @@ impl StoredPolicy {
         self.versions.push(Arc::new(PolicyVersion {
             version_id,
             document,
-            created_at: OffsetDateTime::now_utc().unix_timestamp(),
+            created_at,
         }));
         if set_as_default {
             self.default_version_id = version_id;

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -77,6 +78,11 @@ impl Hasher for FastHasher {
 }
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// `now` as Unix seconds, the form the registry stores timestamps in.
+pub(crate) fn unix_seconds(now: SystemTime) -> i64 {
+    OffsetDateTime::from(now).unix_timestamp()
+}
 
 /// The AWS IoT registry limits. The defaults are AWS's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1106,13 +1112,14 @@ impl<S: RegistryStore> Registry<S> {
         &mut self,
         certificate: &[u8],
         status: CertificateStatus,
+        now: SystemTime,
     ) -> Result<CertificateId> {
         let der = self.certificate_der_input(certificate)?;
         let ca = self.find_issuing_ca(&der)?.ok_or_else(|| Error::NotFound {
             kind: "registered CA that signed the certificate",
             id: String::new(),
         })?;
-        self.register(&der, status, Some(ca))
+        self.register(&der, status, Some(ca), now)
     }
 
     /// Registers a device certificate without a CA (AWS `RegisterCertificateWithoutCA`).
@@ -1120,9 +1127,10 @@ impl<S: RegistryStore> Registry<S> {
         &mut self,
         certificate: &[u8],
         status: CertificateStatus,
+        now: SystemTime,
     ) -> Result<CertificateId> {
         let der = self.certificate_der_input(certificate)?;
-        self.register(&der, status, None)
+        self.register(&der, status, None, now)
     }
 
     /// Registers an unknown certificate presented in a TLS handshake as PENDING_ACTIVATION if the
@@ -1132,6 +1140,7 @@ impl<S: RegistryStore> Registry<S> {
     pub fn auto_register(
         &mut self,
         peer_certificates: &[impl AsRef<[u8]>],
+        now: SystemTime,
     ) -> Result<CertificateId> {
         let der = peer_certificates
             .first()
@@ -1154,7 +1163,7 @@ impl<S: RegistryStore> Registry<S> {
                 "the signing CA is inactive or has auto-registration disabled".into(),
             ));
         }
-        self.register(&der, CertificateStatus::PendingActivation, Some(ca_id))
+        self.register(&der, CertificateStatus::PendingActivation, Some(ca_id), now)
     }
 
     fn find_issuing_ca(&self, der: &[u8]) -> Result<Option<CertificateId>> {
@@ -1179,6 +1188,7 @@ impl<S: RegistryStore> Registry<S> {
         der: &[u8],
         status: CertificateStatus,
         ca: Option<CertificateId>,
+        now: SystemTime,
     ) -> Result<CertificateId> {
         if status == CertificateStatus::PendingTransfer {
             return Err(Error::Conflict(
@@ -1200,7 +1210,7 @@ impl<S: RegistryStore> Registry<S> {
         if self.certificates.contains_key(&id) {
             return Err(already("certificate", &id.to_string()));
         }
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = unix_seconds(now);
         let entry = Certificate {
             status,
             ca,
@@ -1251,6 +1261,7 @@ impl<S: RegistryStore> Registry<S> {
         &mut self,
         id: &CertificateId,
         status: CertificateStatus,
+        now: SystemTime,
     ) -> Result<()> {
         let current = self
             .certificates
@@ -1263,10 +1274,17 @@ impl<S: RegistryStore> Registry<S> {
                 to: status,
             });
         }
-        self.transition(id, status)
+        self.transition(id, status, Some(unix_seconds(now)))
     }
 
-    fn transition(&mut self, id: &CertificateId, status: CertificateStatus) -> Result<()> {
+    /// Moves a certificate to `status`. `revoked_at` (Unix seconds) is recorded when `status` is
+    /// REVOKED; only [`Registry::update_certificate`] can revoke, and it always passes it.
+    fn transition(
+        &mut self,
+        id: &CertificateId,
+        status: CertificateStatus,
+        revoked_at: Option<i64>,
+    ) -> Result<()> {
         let mut cert = self
             .certificates
             .get(id)
@@ -1278,7 +1296,7 @@ impl<S: RegistryStore> Registry<S> {
         }
         cert.status = status;
         if status == CertificateStatus::Revoked {
-            cert.revoked_at = Some(OffsetDateTime::now_utc().unix_timestamp());
+            cert.revoked_at = revoked_at.or(cert.revoked_at);
         }
         self.batch(|r| {
             r.set(Key::Cert(*id), Some(Value::Cert(cert)))?;
@@ -1310,7 +1328,7 @@ impl<S: RegistryStore> Registry<S> {
                 "a certificate with policies or things attached cannot be transferred".into(),
             ));
         }
-        self.transition(id, CertificateStatus::PendingTransfer)
+        self.transition(id, CertificateStatus::PendingTransfer, None)
     }
 
     /// Accepts a pending transfer (AWS `AcceptCertificateTransfer`): PENDING_TRANSFER becomes
@@ -1347,7 +1365,7 @@ impl<S: RegistryStore> Registry<S> {
         if from != CertificateStatus::PendingTransfer {
             return Err(Error::InvalidTransition { from, to });
         }
-        self.transition(id, to)
+        self.transition(id, to, None)
     }
 
     /// Deletes a certificate (AWS `DeleteCertificate`): it must not be ACTIVE or
@@ -1449,12 +1467,12 @@ impl<S: RegistryStore> Registry<S> {
 
     /// Creates a policy with version 1 as its default (AWS `CreatePolicy`). The document is
     /// validated with `thingkit-policy`.
-    pub fn create_policy(&mut self, name: &str, document: &str) -> Result<()> {
+    pub fn create_policy(&mut self, name: &str, document: &str, now: SystemTime) -> Result<()> {
         check_policy_name(name)?;
         if self.policies.contains_key(name) {
             return Err(already("policy", name));
         }
-        let policy = StoredPolicy::new(name, document)?;
+        let policy = StoredPolicy::new(name, document, unix_seconds(now))?;
         self.batch(|r| r.set(Key::Policy(name.into()), Some(Value::Policy(policy))))
     }
 
@@ -1465,6 +1483,7 @@ impl<S: RegistryStore> Registry<S> {
         name: &str,
         document: &str,
         set_as_default: bool,
+        now: SystemTime,
     ) -> Result<u32> {
         let mut policy = self
             .policies
@@ -1477,7 +1496,7 @@ impl<S: RegistryStore> Registry<S> {
                 limit: self.limits.max_policy_versions,
             });
         }
-        let version = policy.add_version(name, document, set_as_default)?;
+        let version = policy.add_version(name, document, set_as_default, unix_seconds(now))?;
         self.batch(|r| r.set(Key::Policy(name.into()), Some(Value::Policy(policy))))?;
         Ok(version)
     }
@@ -1672,7 +1691,11 @@ impl<S: RegistryStore> Registry<S> {
     /// whose registered CA is INACTIVE or no longer registered, and an expired one. The chain
     /// itself must already have been verified by the TLS layer (see
     /// [`crate::identity::ServerConfigBuilder`]).
-    pub fn authenticate(&self, peer_certificates: &[impl AsRef<[u8]>]) -> Result<DeviceIdentity> {
+    pub fn authenticate(
+        &self,
+        peer_certificates: &[impl AsRef<[u8]>],
+        now: SystemTime,
+    ) -> Result<DeviceIdentity> {
         let der = peer_certificates
             .first()
             .ok_or_else(|| Error::Unauthenticated("no client certificate".into()))?
@@ -1703,7 +1726,7 @@ impl<S: RegistryStore> Registry<S> {
                 }
             }
         }
-        if cert.not_after < OffsetDateTime::now_utc().unix_timestamp() {
+        if cert.not_after < unix_seconds(now) {
             return Err(Error::Unauthenticated(format!(
                 "certificate {id} has expired"
             )));

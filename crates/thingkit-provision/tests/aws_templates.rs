@@ -247,7 +247,11 @@ fn guide_jitp_example_renders_and_activates_the_certificate() {
     let mut w = World::new();
     let device = w.device("lightbulb-0002");
     w.registry
-        .register_certificate(&device, CertificateStatus::PendingActivation)
+        .register_certificate(
+            &device,
+            CertificateStatus::PendingActivation,
+            std::time::SystemTime::now(),
+        )
         .expect("JITP registers");
     let r = w.render_for("guide-jitp.json", CertificateId::of_der(&device));
     let done = apply(
@@ -255,6 +259,7 @@ fn guide_jitp_example_renders_and_activates_the_certificate() {
         &mut w.registry,
         &r,
         Some(CertificateId::of_der(&device)),
+        std::time::SystemTime::now(),
     )
     .expect("apply");
     let id = done.certificate_id.expect("certificate");
@@ -279,7 +284,11 @@ fn certificate_override_settings_decide_for_an_existing_certificate() {
         let device = w.device("lightbulb-0002");
         let id = w
             .registry
-            .register_certificate(&device, CertificateStatus::Inactive)
+            .register_certificate(
+                &device,
+                CertificateStatus::Inactive,
+                std::time::SystemTime::now(),
+            )
             .expect("registered before, INACTIVE");
         let text = fixture("guide-jitp.json").replace(
             r#""Status":"DO_NOTHING""#,
@@ -289,7 +298,13 @@ fn certificate_override_settings_decide_for_an_existing_certificate() {
         let (_, mut pseudo) = parameters_for("guide-jitp.json");
         pseudo.insert(CERTIFICATE_ID.into(), id.to_string());
         let r = template.render(&BTreeMap::new(), &pseudo).expect("render");
-        let result = apply(&w.ca, &mut w.registry, &r, Some(id));
+        let result = apply(
+            &w.ca,
+            &mut w.registry,
+            &r,
+            Some(id),
+            std::time::SystemTime::now(),
+        );
         match want {
             Some(status) => {
                 result.unwrap_or_else(|e| panic!("{setting}: {e}"));
@@ -328,30 +343,63 @@ fn a_certificate_pem_that_is_already_registered_follows_its_override_settings() 
     let r = template("FAIL")
         .render(&params, &BTreeMap::new())
         .expect("render");
-    let id = apply(&w.ca, &mut w.registry, &r, None)
-        .expect("registers")
-        .certificate_id
-        .expect("id");
+    let id = apply(
+        &w.ca,
+        &mut w.registry,
+        &r,
+        None,
+        std::time::SystemTime::now(),
+    )
+    .expect("registers")
+    .certificate_id
+    .expect("id");
     assert_eq!(w.status(&id), CertificateStatus::Active);
     w.registry
-        .update_certificate(&id, CertificateStatus::Inactive)
+        .update_certificate(
+            &id,
+            CertificateStatus::Inactive,
+            std::time::SystemTime::now(),
+        )
         .expect("deactivate");
     // Existing: FAIL refuses, DO_NOTHING keeps, REPLACE changes.
-    let e = apply(&w.ca, &mut w.registry, &r, None).expect_err("FAIL");
+    let e = apply(
+        &w.ca,
+        &mut w.registry,
+        &r,
+        None,
+        std::time::SystemTime::now(),
+    )
+    .expect_err("FAIL");
     assert!(matches!(e, Error::Conflict(_)), "{e}");
     let r = template("DO_NOTHING")
         .render(&params, &BTreeMap::new())
         .expect("render");
-    apply(&w.ca, &mut w.registry, &r, None).expect("DO_NOTHING");
+    apply(
+        &w.ca,
+        &mut w.registry,
+        &r,
+        None,
+        std::time::SystemTime::now(),
+    )
+    .expect("DO_NOTHING");
     assert_eq!(w.status(&id), CertificateStatus::Inactive);
     let r = template("REPLACE")
         .render(&params, &BTreeMap::new())
         .expect("render");
-    apply(&w.ca, &mut w.registry, &r, None).expect("REPLACE");
+    apply(
+        &w.ca,
+        &mut w.registry,
+        &r,
+        None,
+        std::time::SystemTime::now(),
+    )
+    .expect("REPLACE");
     assert_eq!(w.status(&id), CertificateStatus::Active);
 
     // CACertificatePem must name the CA that signed the certificate.
-    let other = CertificateAuthority::create_root(&CaOptions::default()).expect("CA");
+    let other =
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .expect("CA");
     w.registry
         .register_ca_certificate(other.certificate_der(), CaStatus::Active, false)
         .expect("second CA");
@@ -359,7 +407,14 @@ fn a_certificate_pem_that_is_already_registered_follows_its_override_settings() 
     let r = template("DO_NOTHING")
         .render(&wrong, &BTreeMap::new())
         .expect("render");
-    let e = apply(&w.ca, &mut w.registry, &r, None).expect_err("another CA");
+    let e = apply(
+        &w.ca,
+        &mut w.registry,
+        &r,
+        None,
+        std::time::SystemTime::now(),
+    )
+    .expect_err("another CA");
     assert!(e.to_string().contains("CACertificatePem"), "{e}");
 }
 
@@ -416,13 +471,27 @@ fn sdk_v2_sample_template_provisions_a_device() {
     let device = w.device("ignored-cn");
     let id = w
         .registry
-        .register_certificate(&device, CertificateStatus::PendingActivation)
+        .register_certificate(
+            &device,
+            CertificateStatus::PendingActivation,
+            std::time::SystemTime::now(),
+        )
         .expect("CreateKeysAndCertificate registers");
     let r = w.render_for("sdk-v2-fleet-provisioning.json", id);
-    let done = apply(&w.ca, &mut w.registry, &r, Some(id)).expect("apply");
+    let done = apply(
+        &w.ca,
+        &mut w.registry,
+        &r,
+        Some(id),
+        std::time::SystemTime::now(),
+    )
+    .expect("apply");
     assert_eq!(done.thing_name.as_deref(), Some("ThingPrefix_1"));
     assert_eq!(w.status(&id), CertificateStatus::Active);
-    let identity = w.registry.authenticate(&[&device]).expect("authenticates");
+    let identity = w
+        .registry
+        .authenticate(&[&device], std::time::SystemTime::now())
+        .expect("authenticates");
     assert_eq!(identity.thing.as_deref(), Some("ThingPrefix_1"));
 }
 
@@ -443,7 +512,10 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default()).expect("CA"));
+        let ca = Arc::new(
+            CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+                .expect("CA"),
+        );
         let mut registry = Registry::in_memory();
         registry
             .register_ca_certificate(ca.certificate_der(), CaStatus::Active, true)
@@ -459,7 +531,7 @@ impl World {
 
     fn device(&self, cn: &str) -> Vec<u8> {
         self.ca
-            .create_keys_and_certificate(cn, KeyType::P256)
+            .create_keys_and_certificate(cn, KeyType::P256, std::time::SystemTime::now())
             .expect("device")
             .certificate
             .der

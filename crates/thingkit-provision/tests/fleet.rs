@@ -58,25 +58,32 @@ struct Setup {
 }
 
 fn setup_with(config: FleetConfig) -> Setup {
-    let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default()).expect("CA"));
+    let ca = Arc::new(
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .expect("CA"),
+    );
     let mut registry = Registry::in_memory();
     registry
         .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
         .expect("register CA");
     registry.create_thing_group("fleet", None).expect("group");
     registry
-        .create_policy("device", DEVICE_POLICY)
+        .create_policy("device", DEVICE_POLICY, std::time::SystemTime::now())
         .expect("device policy");
     // The claim certificate baked into every device at the factory.
     let claim = ca
-        .create_keys_and_certificate("claim", KeyType::P256)
+        .create_keys_and_certificate("claim", KeyType::P256, std::time::SystemTime::now())
         .expect("claim certificate");
     let claim = registry
-        .register_certificate(&claim.certificate.der, CertificateStatus::Active)
+        .register_certificate(
+            &claim.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .expect("register claim");
     let policy = claim_policy(&arn(), &["FleetTemplate"]).expect("claim policy");
     registry
-        .create_policy("claim", &policy)
+        .create_policy("claim", &policy, std::time::SystemTime::now())
         .expect("claim policy valid");
     registry
         .attach_policy("claim", &PolicyTarget::Certificate(claim))
@@ -171,7 +178,11 @@ fn device_provisions_itself_with_create_keys_and_register_thing_like_the_sdk_sam
         s.registry.certificate(&id).map(|c| c.status),
         Some(CertificateStatus::PendingActivation)
     );
-    assert!(s.registry.authenticate(&[&der]).is_err());
+    assert!(
+        s.registry
+            .authenticate(&[&der], std::time::SystemTime::now())
+            .is_err()
+    );
 
     let reply = s.register_thing(token, "0042");
     assert_eq!(
@@ -188,7 +199,7 @@ fn device_provisions_itself_with_create_keys_and_register_thing_like_the_sdk_sam
     // The new certificate authenticates as the thing, with the template's policy.
     let identity = s
         .registry
-        .authenticate(&[&der])
+        .authenticate(&[&der], std::time::SystemTime::now())
         .expect("new certificate works");
     assert_eq!(identity.thing.as_deref(), Some("sensor_0042"));
     assert_eq!(&*identity.policies[0].name, "device");
@@ -244,7 +255,10 @@ fn device_provisions_itself_from_a_csr_over_cbor() {
     let accepted: Value = ciborium::de::from_reader(&reply.payload[..]).expect("CBOR reply");
     assert_eq!(accepted["thingName"], "sensor_7");
     assert_eq!(accepted["deviceConfiguration"]["Location"], "roof");
-    let identity = s.registry.authenticate(&[&der]).expect("authenticates");
+    let identity = s
+        .registry
+        .authenticate(&[&der], std::time::SystemTime::now())
+        .expect("authenticates");
     assert_eq!(identity.thing.as_deref(), Some("sensor_7"));
 }
 
@@ -343,11 +357,15 @@ fn token_of_another_claim_certificate_is_refused() {
         .as_str()
         .expect("token");
     let other =
-        s.ca.create_keys_and_certificate("claim-2", KeyType::P256)
+        s.ca.create_keys_and_certificate("claim-2", KeyType::P256, std::time::SystemTime::now())
             .expect("other claim");
     let other = s
         .registry
-        .register_certificate(&other.certificate.der, CertificateStatus::Active)
+        .register_certificate(
+            &other.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .expect("register");
     let request = json!({"certificateOwnershipToken": token, "parameters": {"SerialNumber": "9"}});
     let reply = s.publish_as(
@@ -564,8 +582,10 @@ fn jit_setup() -> (
     Arc<CertificateAuthority>,
     CertificateId,
 ) {
-    let manufacturer =
-        Arc::new(CertificateAuthority::create_root(&CaOptions::default()).expect("CA"));
+    let manufacturer = Arc::new(
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .expect("CA"),
+    );
     let mut registry = Registry::in_memory();
     let ca_id = registry
         .register_ca_certificate(manufacturer.certificate_der(), CaStatus::Active, true)
@@ -578,7 +598,7 @@ fn jit_setup() -> (
 fn jitr_registers_an_unknown_certificate_pending_activation_with_an_event() {
     let (mut registry, mut fleet, ca, ca_id) = jit_setup();
     let device = ca
-        .create_keys_and_certificate("dev-1", KeyType::P256)
+        .create_keys_and_certificate("dev-1", KeyType::P256, std::time::SystemTime::now())
         .expect("device");
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let outcome = fleet
@@ -598,11 +618,23 @@ fn jitr_registers_an_unknown_certificate_pending_activation_with_an_event() {
     let e: Value = serde_json::from_slice(&event.payload).expect("event JSON");
     assert_eq!(e["certificateStatus"], "PENDING_ACTIVATION");
     assert_eq!(e["certificateId"], certificate_id.to_string());
-    assert!(registry.authenticate(&[&device.certificate.der]).is_err());
+    assert!(
+        registry
+            .authenticate(&[&device.certificate.der], std::time::SystemTime::now())
+            .is_err()
+    );
     registry
-        .update_certificate(&certificate_id, CertificateStatus::Active)
+        .update_certificate(
+            &certificate_id,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .expect("operator activates");
-    assert!(registry.authenticate(&[&device.certificate.der]).is_ok());
+    assert!(
+        registry
+            .authenticate(&[&device.certificate.der], std::time::SystemTime::now())
+            .is_ok()
+    );
     // A second first connection is refused.
     assert!(
         fleet
@@ -615,7 +647,7 @@ fn jitr_registers_an_unknown_certificate_pending_activation_with_an_event() {
 fn jitp_provisions_an_unknown_certificate_with_the_ca_template() {
     let (mut registry, mut fleet, ca, ca_id) = jit_setup();
     registry
-        .create_policy("device", DEVICE_POLICY)
+        .create_policy("device", DEVICE_POLICY, std::time::SystemTime::now())
         .expect("policy");
     let template = ProvisioningTemplate::parse(
         r#"{"Parameters": {"AWS::IoT::Certificate::CommonName": {"Type": "String"},
@@ -633,7 +665,7 @@ fn jitp_provisions_an_unknown_certificate_with_the_ca_template() {
         .set_registration_template(ca_id, template)
         .expect("set");
     let device = ca
-        .create_keys_and_certificate("meter-77", KeyType::P256)
+        .create_keys_and_certificate("meter-77", KeyType::P256, std::time::SystemTime::now())
         .expect("device");
     let now = SystemTime::UNIX_EPOCH;
     let outcome = fleet
@@ -647,7 +679,7 @@ fn jitp_provisions_an_unknown_certificate_with_the_ca_template() {
         "{outcome:?}"
     );
     let identity = registry
-        .authenticate(&[&device.certificate.der])
+        .authenticate(&[&device.certificate.der], std::time::SystemTime::now())
         .expect("active");
     assert_eq!(identity.thing.as_deref(), Some("meter-77"));
 
@@ -668,7 +700,7 @@ fn jitp_provisions_an_unknown_certificate_with_the_ca_template() {
         .set_registration_template(ca_id, failing)
         .expect("set");
     let other = ca
-        .create_keys_and_certificate("meter-78", KeyType::P256)
+        .create_keys_and_certificate("meter-78", KeyType::P256, std::time::SystemTime::now())
         .expect("device");
     let count = registry.certificate_count();
     assert!(
@@ -693,7 +725,7 @@ fn jit_refuses_a_ca_without_auto_registration() {
         .update_ca_certificate(&ca_id, CaStatus::Active, false)
         .expect("disable auto-registration");
     let device = ca
-        .create_keys_and_certificate("d", KeyType::P256)
+        .create_keys_and_certificate("d", KeyType::P256, std::time::SystemTime::now())
         .expect("device");
     assert!(
         fleet
@@ -785,9 +817,12 @@ fn failed_registration_leaves_nothing_in_the_durable_store() {
     use thingkit_provision::store::RedbStore;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("registry.redb");
-    let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default()).expect("CA"));
+    let ca = Arc::new(
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .expect("CA"),
+    );
     let claim = ca
-        .create_keys_and_certificate("claim", KeyType::P256)
+        .create_keys_and_certificate("claim", KeyType::P256, std::time::SystemTime::now())
         .expect("claim");
     let (id, things, certs) = {
         let store = RedbStore::open(&path).expect("open");
@@ -796,7 +831,11 @@ fn failed_registration_leaves_nothing_in_the_durable_store() {
             .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
             .expect("CA");
         let claim_id = registry
-            .register_certificate(&claim.certificate.der, CertificateStatus::Active)
+            .register_certificate(
+                &claim.certificate.der,
+                CertificateStatus::Active,
+                std::time::SystemTime::now(),
+            )
             .expect("claim");
         let mut fleet = FleetProvisioning::new(Arc::clone(&ca), FleetConfig::default());
         // The policy "device" does not exist: the last step fails.
@@ -956,11 +995,15 @@ fn one_claim_certificate_cannot_hoard_ownership_tokens() {
     );
     // Another claim certificate is not affected by this one's quota.
     let other =
-        s.ca.create_keys_and_certificate("claim-2", KeyType::P256)
+        s.ca.create_keys_and_certificate("claim-2", KeyType::P256, std::time::SystemTime::now())
             .expect("claim");
     let other = s
         .registry
-        .register_certificate(&other.certificate.der, CertificateStatus::Active)
+        .register_certificate(
+            &other.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .expect("register");
     assert!(
         s.publish_as(&other, "$aws/certificates/create/json", b"{}")

@@ -54,7 +54,7 @@ const ECDSA_SHA384_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04
 const ECDSA_SHA1_OID: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01];
 
 fn ca() -> CertificateAuthority {
-    CertificateAuthority::create_root(&CaOptions::default()).unwrap()
+    CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now()).unwrap()
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn issued_certificate_follows_the_profile_and_ignores_csr_requests() {
     assert!(verified.requested_ca());
     assert_eq!(verified.public_key().key_type(), DeviceKeyType::P256);
 
-    let issued = ca.issue(&csr).unwrap();
+    let issued = ca.issue(&csr, std::time::SystemTime::now()).unwrap();
     assert_eq!(issued.id, CertificateId::of_der(&issued.der));
     let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
     let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
@@ -147,7 +147,7 @@ fn p384_csr_is_issued_with_a_p384_subject_key() {
     let ca = ca();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
     let csr = csr_for(&key, &csr_params("p384-device"));
-    let issued = ca.issue(&csr).unwrap();
+    let issued = ca.issue(&csr, std::time::SystemTime::now()).unwrap();
     let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
     assert_eq!(
         cert.public_key().raw,
@@ -164,7 +164,7 @@ fn rejects_p256_key_with_sha384_signature_instead_of_mislabelling() {
     let (_, parsed) = X509CertificationRequest::from_der(&good).unwrap();
     let sig = parsed.signature_value.data.to_vec();
     let bad = reassemble(&good, ECDSA_SHA384_OID, &sig);
-    let err = ca().issue(&bad).unwrap_err();
+    let err = ca().issue(&bad, std::time::SystemTime::now()).unwrap_err();
     assert!(
         matches!(err, Error::CurveHashMismatch { key: "P-256", .. }),
         "{err}"
@@ -176,7 +176,10 @@ fn rejects_sha1_signed_csr() {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let good = csr_for(&key, &csr_params("old"));
     let bad = reassemble(&good, ECDSA_SHA1_OID, &[0x30, 0x00]);
-    assert!(matches!(ca().issue(&bad), Err(Error::Sha1Refused)));
+    assert!(matches!(
+        ca().issue(&bad, std::time::SystemTime::now()),
+        Err(Error::Sha1Refused)
+    ));
 }
 
 #[test]
@@ -189,19 +192,28 @@ fn rejects_csr_whose_signature_does_not_verify() {
         .position(|w| w == b"tampered")
         .expect("CN in CSR");
     csr[pos] = b'T';
-    assert!(matches!(ca().issue(&csr), Err(Error::BadCsrSignature)));
+    assert!(matches!(
+        ca().issue(&csr, std::time::SystemTime::now()),
+        Err(Error::BadCsrSignature)
+    ));
 }
 
 #[test]
 fn rejects_ed25519_device_key_and_trailing_bytes() {
     let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let csr = csr_for(&key, &csr_params("ed"));
-    assert!(matches!(ca().issue(&csr), Err(Error::UnsupportedKey(_))));
+    assert!(matches!(
+        ca().issue(&csr, std::time::SystemTime::now()),
+        Err(Error::UnsupportedKey(_))
+    ));
 
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut csr = csr_for(&key, &csr_params("trailing"));
     csr.push(0);
-    assert!(matches!(ca().issue(&csr), Err(Error::Malformed { .. })));
+    assert!(matches!(
+        ca().issue(&csr, std::time::SystemTime::now()),
+        Err(Error::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -221,6 +233,7 @@ fn accepts_pem_csr_and_caller_common_name_overrides_csr() {
                 common_name: Some("thing-42".into()),
                 validity_days: Some(30),
             },
+            std::time::SystemTime::now(),
         )
         .unwrap();
     let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
@@ -242,7 +255,7 @@ fn validity_beyond_the_profile_maximum_is_refused() {
         validity_days: Some(10_000),
     };
     assert!(matches!(
-        ca.issue_verified(&csr, &opts),
+        ca.issue_verified(&csr, &opts, std::time::SystemTime::now()),
         Err(Error::BadProfile(_))
     ));
     let profile = IssuanceProfile {
@@ -258,24 +271,30 @@ fn csr_without_common_name_needs_one_from_the_caller() {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     let csr = csr_for(&key, &params);
-    assert!(matches!(ca().issue(&csr), Err(Error::BadSubject(_))));
+    assert!(matches!(
+        ca().issue(&csr, std::time::SystemTime::now()),
+        Err(Error::BadSubject(_))
+    ));
 }
 
 #[test]
 fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
     for key_type in [KeyType::P256, KeyType::P384, KeyType::Ed25519] {
-        let ca = CertificateAuthority::create_root(&CaOptions {
-            key_type,
-            common_name: "Fleet Root".into(),
-            ..CaOptions::default()
-        })
+        let ca = CertificateAuthority::create_root(
+            &CaOptions {
+                key_type,
+                common_name: "Fleet Root".into(),
+                ..CaOptions::default()
+            },
+            std::time::SystemTime::now(),
+        )
         .unwrap();
         let loaded =
             CertificateAuthority::from_pem(&ca.certificate_pem(), &ca.private_key_pem()).unwrap();
         assert_eq!(loaded.id(), ca.id());
         // The loaded CA issues certificates that chain to the original.
         let device = loaded
-            .create_keys_and_certificate("d", KeyType::P256)
+            .create_keys_and_certificate("d", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
         let (_, cert) = X509Certificate::from_der(&device.certificate.der).unwrap();
         let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
@@ -289,7 +308,7 @@ fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
     ));
     // A device certificate is not a CA.
     let leaf = a
-        .create_keys_and_certificate("leaf", KeyType::P256)
+        .create_keys_and_certificate("leaf", KeyType::P256, std::time::SystemTime::now())
         .unwrap();
     assert!(matches!(
         CertificateAuthority::from_pem(&leaf.certificate.pem(), &leaf.private_key_pem),
@@ -301,11 +320,14 @@ fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
 fn intermediate_ca_is_signed_by_its_root_with_path_length_zero() {
     let root = ca();
     let inter = root
-        .create_intermediate(&CaOptions {
-            common_name: "Fleet Issuing CA".into(),
-            path_len: Some(0),
-            ..CaOptions::default()
-        })
+        .create_intermediate(
+            &CaOptions {
+                common_name: "Fleet Issuing CA".into(),
+                path_len: Some(0),
+                ..CaOptions::default()
+            },
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     let (_, cert) = X509Certificate::from_der(inter.certificate_der()).unwrap();
     let (_, root_cert) = X509Certificate::from_der(root.certificate_der()).unwrap();
@@ -321,7 +343,11 @@ fn serials_are_unique_and_random() {
     let mut serials = std::collections::HashSet::new();
     for i in 0..50 {
         let c = ca
-            .create_keys_and_certificate(&format!("d{i}"), KeyType::P256)
+            .create_keys_and_certificate(
+                &format!("d{i}"),
+                KeyType::P256,
+                std::time::SystemTime::now(),
+            )
             .unwrap();
         assert!(serials.insert(c.certificate.serial));
     }
@@ -331,7 +357,7 @@ fn serials_are_unique_and_random() {
 fn crl_lists_revoked_serials_and_is_signed_by_the_ca() {
     let ca = ca();
     let c = ca
-        .create_keys_and_certificate("gone", KeyType::P256)
+        .create_keys_and_certificate("gone", KeyType::P256, std::time::SystemTime::now())
         .unwrap();
     let crl = ca
         .crl(
@@ -340,6 +366,7 @@ fn crl_lists_revoked_serials_and_is_signed_by_the_ca() {
                 revoked_at: time::OffsetDateTime::now_utc(),
             }],
             7,
+            std::time::SystemTime::now(),
         )
         .unwrap();
     let (_, parsed) =

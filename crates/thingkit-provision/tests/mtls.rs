@@ -80,12 +80,15 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let mut registry = Registry::in_memory();
     registry
         .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
         .unwrap();
-    let server = ca.create_server_certificate(&["localhost"]).unwrap();
+    let server = ca
+        .create_server_certificate(&["localhost"], std::time::SystemTime::now())
+        .unwrap();
     let builder =
         ServerConfigBuilder::from_pem(&server.certificate.pem(), &server.private_key_pem).unwrap();
     Setup {
@@ -99,11 +102,15 @@ fn setup() -> Setup {
 fn active_registered_certificate_completes_handshake_and_authenticates() {
     let mut s = setup();
     let device =
-        s.ca.create_keys_and_certificate("dev", KeyType::P256)
+        s.ca.create_keys_and_certificate("dev", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
     let id = s
         .registry
-        .register_certificate(&device.certificate.der, CertificateStatus::Active)
+        .register_certificate(
+            &device.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     s.registry.create_thing("dev", None, &[]).unwrap();
     s.registry.attach_thing_principal("dev", &id, true).unwrap();
@@ -111,7 +118,10 @@ fn active_registered_certificate_completes_handshake_and_authenticates() {
     let (server, _) = handshake(config, client_config(&s.ca, &device)).unwrap();
     let identity = s
         .registry
-        .authenticate(server.peer_certificates().unwrap())
+        .authenticate(
+            server.peer_certificates().unwrap(),
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     assert_eq!(identity.certificate_id, id);
     assert_eq!(identity.thing.as_deref(), Some("dev"));
@@ -121,16 +131,23 @@ fn active_registered_certificate_completes_handshake_and_authenticates() {
 fn inactive_certificate_passes_tls_but_authenticate_refuses_it() {
     let mut s = setup();
     let device =
-        s.ca.create_keys_and_certificate("dev", KeyType::P384)
+        s.ca.create_keys_and_certificate("dev", KeyType::P384, std::time::SystemTime::now())
             .unwrap();
     s.registry
-        .register_certificate(&device.certificate.der, CertificateStatus::Inactive)
+        .register_certificate(
+            &device.certificate.der,
+            CertificateStatus::Inactive,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     let config = s.builder.build(&s.registry).unwrap();
     let (server, _) = handshake(config, client_config(&s.ca, &device)).unwrap();
     assert!(
         s.registry
-            .authenticate(server.peer_certificates().unwrap())
+            .authenticate(
+                server.peer_certificates().unwrap(),
+                std::time::SystemTime::now()
+            )
             .is_err()
     );
 }
@@ -139,20 +156,34 @@ fn inactive_certificate_passes_tls_but_authenticate_refuses_it() {
 fn revoked_certificate_in_crl_is_refused_in_the_handshake() {
     let mut s = setup();
     let device =
-        s.ca.create_keys_and_certificate("dev", KeyType::P256)
+        s.ca.create_keys_and_certificate("dev", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
     let id = s
         .registry
-        .register_certificate(&device.certificate.der, CertificateStatus::Active)
+        .register_certificate(
+            &device.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     let ok =
-        s.ca.create_keys_and_certificate("ok", KeyType::P256)
+        s.ca.create_keys_and_certificate("ok", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
     s.registry
-        .update_certificate(&id, CertificateStatus::Revoked)
+        .update_certificate(
+            &id,
+            CertificateStatus::Revoked,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     let ca_id = s.ca.id();
-    let crl = s.ca.crl(&s.registry.revoked_serials(&ca_id), 1).unwrap();
+    let crl =
+        s.ca.crl(
+            &s.registry.revoked_serials(&ca_id),
+            1,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
     let config = s.builder.clone().crl(crl).build(&s.registry).unwrap();
     assert!(handshake(config.clone(), client_config(&s.ca, &device)).is_err());
     // Another certificate of the same CA is not affected by the CRL.
@@ -163,15 +194,21 @@ fn revoked_certificate_in_crl_is_refused_in_the_handshake() {
 fn certificate_from_unregistered_or_inactive_ca_is_refused_after_rebuild_without_dropping_sessions()
 {
     let mut s = setup();
-    let stranger_ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let stranger_ca =
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .unwrap();
     let stranger = stranger_ca
-        .create_keys_and_certificate("x", KeyType::P256)
+        .create_keys_and_certificate("x", KeyType::P256, std::time::SystemTime::now())
         .unwrap();
     let device =
-        s.ca.create_keys_and_certificate("dev", KeyType::P256)
+        s.ca.create_keys_and_certificate("dev", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
     s.registry
-        .register_certificate(&device.certificate.der, CertificateStatus::Active)
+        .register_certificate(
+            &device.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     let configs = ReloadableServerConfig::new(s.builder.build(&s.registry).unwrap());
     assert!(handshake(configs.current(), client_config(&s.ca, &stranger)).is_err());
@@ -184,7 +221,9 @@ fn certificate_from_unregistered_or_inactive_ca_is_refused_after_rebuild_without
         .unwrap();
     // No ACTIVE CA left: building fails, so the operator keeps the old config or registers one.
     assert!(s.builder.build(&s.registry).is_err());
-    let other_ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let other_ca =
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .unwrap();
     s.registry
         .register_ca_certificate(other_ca.certificate_der(), CaStatus::Active, false)
         .unwrap();

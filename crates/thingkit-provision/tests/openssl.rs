@@ -75,7 +75,8 @@ fn write_ca(dir: &Path, ca: &CertificateAuthority) -> PathBuf {
 #[test]
 fn openssl_csrs_for_p256_p384_and_rsa2048_are_issued_and_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let ca_pem = write_ca(dir.path(), &ca);
     for (name, newkey, digest) in [
         ("p256", P256, "-sha256"),
@@ -83,7 +84,9 @@ fn openssl_csrs_for_p256_p384_and_rsa2048_are_issued_and_verify() {
         ("rsa2048", RSA2048, "-sha256"),
     ] {
         let (csr, _) = openssl_csr(dir.path(), name, newkey, digest, &[]);
-        let issued = ca.issue(&std::fs::read(&csr).unwrap()).unwrap();
+        let issued = ca
+            .issue(&std::fs::read(&csr).unwrap(), std::time::SystemTime::now())
+            .unwrap();
         let cert = dir.path().join(format!("{name}.pem"));
         std::fs::write(&cert, issued.pem()).unwrap();
         let out = openssl_ok(&[
@@ -142,7 +145,8 @@ fn openssl_csrs_for_p256_p384_and_rsa2048_are_issued_and_verify() {
 #[test]
 fn openssl_ca_true_request_yields_a_ca_false_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let (csr, _) = openssl_csr(
         dir.path(),
         "wants-ca",
@@ -157,7 +161,9 @@ fn openssl_ca_true_request_yields_a_ca_false_certificate() {
     );
     let csr_text = openssl_ok(&["req", "-in", csr.to_str().unwrap(), "-noout", "-text"]);
     assert!(csr_text.contains("CA:TRUE"));
-    let issued = ca.issue(&std::fs::read(&csr).unwrap()).unwrap();
+    let issued = ca
+        .issue(&std::fs::read(&csr).unwrap(), std::time::SystemTime::now())
+        .unwrap();
     let cert = dir.path().join("wants-ca.pem");
     std::fs::write(&cert, issued.pem()).unwrap();
     let text = openssl_ok(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-text"]);
@@ -169,22 +175,27 @@ fn openssl_ca_true_request_yields_a_ca_false_certificate() {
 #[test]
 fn openssl_csrs_with_weak_or_mismatched_algorithms_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let (csr, _) = openssl_csr(dir.path(), "p256-sha384", P256, "-sha384", &[]);
-    let err = ca.issue(&std::fs::read(&csr).unwrap()).unwrap_err();
+    let err = ca
+        .issue(&std::fs::read(&csr).unwrap(), std::time::SystemTime::now())
+        .unwrap_err();
     assert!(
         matches!(err, Error::CurveHashMismatch { key: "P-256", .. }),
         "{err}"
     );
     let (csr, _) = openssl_csr(dir.path(), "p384-sha256", P384, "-sha256", &[]);
-    let err = ca.issue(&std::fs::read(&csr).unwrap()).unwrap_err();
+    let err = ca
+        .issue(&std::fs::read(&csr).unwrap(), std::time::SystemTime::now())
+        .unwrap_err();
     assert!(
         matches!(err, Error::CurveHashMismatch { key: "P-384", .. }),
         "{err}"
     );
     let (csr, _) = openssl_csr(dir.path(), "rsa-sha1", RSA2048, "-sha1", &[]);
     assert!(matches!(
-        ca.issue(&std::fs::read(&csr).unwrap()),
+        ca.issue(&std::fs::read(&csr).unwrap(), std::time::SystemTime::now()),
         Err(Error::Sha1Refused)
     ));
     let (csr, _) = openssl_csr(
@@ -195,7 +206,7 @@ fn openssl_csrs_with_weak_or_mismatched_algorithms_are_refused() {
         &[],
     );
     assert!(matches!(
-        ca.issue(&std::fs::read(&csr).unwrap()),
+        ca.issue(&std::fs::read(&csr).unwrap(), std::time::SystemTime::now()),
         Err(Error::RsaKeyTooSmall {
             bits: 1024,
             minimum: 2048
@@ -206,24 +217,32 @@ fn openssl_csrs_with_weak_or_mismatched_algorithms_are_refused() {
 #[test]
 fn openssl_verifies_chain_through_an_intermediate_and_reads_our_crl() {
     let dir = tempfile::tempdir().unwrap();
-    let root = CertificateAuthority::create_root(&CaOptions {
-        key_type: KeyType::P384,
-        ..CaOptions::default()
-    })
+    let root = CertificateAuthority::create_root(
+        &CaOptions {
+            key_type: KeyType::P384,
+            ..CaOptions::default()
+        },
+        std::time::SystemTime::now(),
+    )
     .unwrap();
     let inter = root
-        .create_intermediate(&CaOptions {
-            key_type: KeyType::Ed25519,
-            common_name: "Issuing CA".into(),
-            path_len: Some(0),
-            ..CaOptions::default()
-        })
+        .create_intermediate(
+            &CaOptions {
+                key_type: KeyType::Ed25519,
+                common_name: "Issuing CA".into(),
+                path_len: Some(0),
+                ..CaOptions::default()
+            },
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     let root_pem = write_ca(dir.path(), &root);
     let inter_pem = dir.path().join("inter.pem");
     std::fs::write(&inter_pem, inter.certificate_pem()).unwrap();
     let (csr, _) = openssl_csr(dir.path(), "leaf", P256, "-sha256", &[]);
-    let issued = inter.issue(&std::fs::read(&csr).unwrap()).unwrap();
+    let issued = inter
+        .issue(&std::fs::read(&csr).unwrap(), std::time::SystemTime::now())
+        .unwrap();
     let cert = dir.path().join("leaf.pem");
     std::fs::write(&cert, issued.pem()).unwrap();
     let out = openssl_ok(&[
@@ -243,6 +262,7 @@ fn openssl_verifies_chain_through_an_intermediate_and_reads_our_crl() {
                 revoked_at: time::OffsetDateTime::now_utc(),
             }],
             1,
+            std::time::SystemTime::now(),
         )
         .unwrap();
     let crl_pem = dir.path().join("crl.pem");
@@ -290,7 +310,10 @@ fn serve_one(
                 .map_err(|e| format!("handshake: {e}"))?;
         }
         let identity = registry
-            .authenticate(tls.conn.peer_certificates().unwrap_or_default())
+            .authenticate(
+                tls.conn.peer_certificates().unwrap_or_default(),
+                std::time::SystemTime::now(),
+            )
             .map_err(|e| e.to_string())?;
         let line = format!("hello {}\n", identity.certificate_id);
         tls.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
@@ -325,7 +348,8 @@ fn s_client(port: u16, ca: &Path, cert: &Path, key: &Path) -> String {
 fn openssl_s_client_handshakes_with_an_active_certificate_and_is_refused_when_revoked_or_inactive()
 {
     let dir = tempfile::tempdir().unwrap();
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let ca_pem = write_ca(dir.path(), &ca);
     let mut registry = Registry::in_memory();
     registry
@@ -340,18 +364,34 @@ fn openssl_s_client_handshakes_with_an_active_certificate_and_is_refused_when_re
     ] {
         let digest = if newkey == P384 { "-sha384" } else { "-sha256" };
         let (csr, key) = openssl_csr(dir.path(), name, newkey, digest, &[]);
-        let issued = ca.issue(&std::fs::read(&csr).unwrap()).unwrap();
+        let issued = ca
+            .issue(&std::fs::read(&csr).unwrap(), std::time::SystemTime::now())
+            .unwrap();
         let cert = dir.path().join(format!("{name}.pem"));
         std::fs::write(&cert, issued.pem()).unwrap();
-        let id = registry.register_certificate(&issued.der, status).unwrap();
+        let id = registry
+            .register_certificate(&issued.der, status, std::time::SystemTime::now())
+            .unwrap();
         devices.push((name, id, cert, key));
     }
     let revoked_id = devices[2].1;
     registry
-        .update_certificate(&revoked_id, CertificateStatus::Revoked)
+        .update_certificate(
+            &revoked_id,
+            CertificateStatus::Revoked,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
-    let crl = ca.crl(&registry.revoked_serials(&ca.id()), 1).unwrap();
-    let server = ca.create_server_certificate(&["localhost"]).unwrap();
+    let crl = ca
+        .crl(
+            &registry.revoked_serials(&ca.id()),
+            1,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    let server = ca
+        .create_server_certificate(&["localhost"], std::time::SystemTime::now())
+        .unwrap();
     let config = ServerConfigBuilder::from_pem(&server.certificate.pem(), &server.private_key_pem)
         .unwrap()
         .crl(crl)

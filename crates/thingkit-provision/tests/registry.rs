@@ -20,7 +20,8 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let mut registry = Registry::in_memory();
     let ca_id = registry
         .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
@@ -40,18 +41,22 @@ impl Fixture {
     fn device(&mut self, name: &str, status: CertificateStatus) -> (CertificateId, Vec<u8>) {
         let c = self
             .ca
-            .create_keys_and_certificate(name, KeyType::P256)
+            .create_keys_and_certificate(name, KeyType::P256, std::time::SystemTime::now())
             .unwrap();
         let id = if status == CertificateStatus::PendingTransfer {
             let id = self
                 .registry
-                .register_certificate(&c.certificate.der, CertificateStatus::Inactive)
+                .register_certificate(
+                    &c.certificate.der,
+                    CertificateStatus::Inactive,
+                    std::time::SystemTime::now(),
+                )
                 .unwrap();
             self.registry.transfer_certificate(&id).unwrap();
             id
         } else {
             self.registry
-                .register_certificate(&c.certificate.der, status)
+                .register_certificate(&c.certificate.der, status, std::time::SystemTime::now())
                 .unwrap()
         };
         assert_eq!(self.registry.certificate(&id).unwrap().status, status);
@@ -79,7 +84,9 @@ fn update_certificate_follows_the_aws_transition_table_for_every_pair() {
                     | CertificateStatus::Inactive
                     | CertificateStatus::Revoked
             );
-            let result = f.registry.update_certificate(&id, to);
+            let result = f
+                .registry
+                .update_certificate(&id, to, std::time::SystemTime::now());
             assert_eq!(result.is_ok(), allowed, "{from} -> {to}: {result:?}");
             let now = f.registry.certificate(&id).unwrap().status;
             if allowed {
@@ -113,7 +120,9 @@ fn transfers_need_an_inactive_detached_certificate_and_end_in_active_or_inactive
         Err(Error::InvalidTransition { .. })
     ));
     let (inactive, _) = f.device("b", CertificateStatus::Inactive);
-    f.registry.create_policy("p", ALLOW_CONNECT).unwrap();
+    f.registry
+        .create_policy("p", ALLOW_CONNECT, std::time::SystemTime::now())
+        .unwrap();
     f.registry
         .attach_policy("p", &PolicyTarget::Certificate(inactive))
         .unwrap();
@@ -170,7 +179,11 @@ fn delete_certificate_requires_inactive_and_detached() {
         Err(Error::Conflict(_))
     ));
     f.registry
-        .update_certificate(&id, CertificateStatus::Inactive)
+        .update_certificate(
+            &id,
+            CertificateStatus::Inactive,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     assert!(matches!(
         f.registry.delete_certificate(&id),
@@ -203,17 +216,25 @@ fn registration_refuses_duplicates_unknown_cas_pending_transfer_and_ca_certifica
     let mut f = fixture();
     let (_, der) = f.device("a", CertificateStatus::Active);
     assert!(matches!(
-        f.registry
-            .register_certificate(&der, CertificateStatus::Active),
+        f.registry.register_certificate(
+            &der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now()
+        ),
         Err(Error::AlreadyExists { .. })
     ));
-    let other = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let other =
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .unwrap();
     let stranger = other
-        .create_keys_and_certificate("s", KeyType::P256)
+        .create_keys_and_certificate("s", KeyType::P256, std::time::SystemTime::now())
         .unwrap();
     assert!(matches!(
-        f.registry
-            .register_certificate(&stranger.certificate.der, CertificateStatus::Active),
+        f.registry.register_certificate(
+            &stranger.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now()
+        ),
         Err(Error::NotFound { .. })
     ));
     // Without a CA it is accepted.
@@ -222,25 +243,35 @@ fn registration_refuses_duplicates_unknown_cas_pending_transfer_and_ca_certifica
         .register_certificate_without_ca(
             &stranger.certificate.pem().into_bytes(),
             CertificateStatus::Active,
+            std::time::SystemTime::now(),
         )
         .unwrap();
     assert_eq!(f.registry.certificate(&id).unwrap().ca, None);
     let fresh =
-        f.ca.create_keys_and_certificate("t", KeyType::P256)
+        f.ca.create_keys_and_certificate("t", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
     assert!(matches!(
-        f.registry
-            .register_certificate(&fresh.certificate.der, CertificateStatus::PendingTransfer),
+        f.registry.register_certificate(
+            &fresh.certificate.der,
+            CertificateStatus::PendingTransfer,
+            std::time::SystemTime::now()
+        ),
         Err(Error::Conflict(_))
     ));
     assert!(matches!(
-        f.registry
-            .register_certificate_without_ca(other.certificate_der(), CertificateStatus::Active),
+        f.registry.register_certificate_without_ca(
+            other.certificate_der(),
+            CertificateStatus::Active,
+            std::time::SystemTime::now()
+        ),
         Err(Error::Conflict(_))
     ));
     assert!(matches!(
-        f.registry
-            .register_certificate(b"not a certificate", CertificateStatus::Active),
+        f.registry.register_certificate(
+            b"not a certificate",
+            CertificateStatus::Active,
+            std::time::SystemTime::now()
+        ),
         Err(Error::Malformed { .. })
     ));
 }
@@ -364,23 +395,26 @@ fn policies_have_at_most_five_versions_and_keep_their_default() {
     assert!(matches!(
         r.create_policy(
             "bad",
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Maybe"}]}"#
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Maybe"}]}"#,
+            std::time::SystemTime::now()
         ),
         Err(Error::Policy { .. })
     ));
     assert!(matches!(
-        r.create_policy("bad:name", ALLOW_CONNECT),
+        r.create_policy("bad:name", ALLOW_CONNECT, std::time::SystemTime::now()),
         Err(Error::InvalidName { .. })
     ));
-    r.create_policy("p", ALLOW_CONNECT).unwrap();
+    r.create_policy("p", ALLOW_CONNECT, std::time::SystemTime::now())
+        .unwrap();
     for v in 2..=5 {
         assert_eq!(
-            r.create_policy_version("p", ALLOW_PUBLISH, false).unwrap(),
+            r.create_policy_version("p", ALLOW_PUBLISH, false, std::time::SystemTime::now())
+                .unwrap(),
             v
         );
     }
     assert!(matches!(
-        r.create_policy_version("p", ALLOW_PUBLISH, false),
+        r.create_policy_version("p", ALLOW_PUBLISH, false, std::time::SystemTime::now()),
         Err(Error::LimitExceeded { limit: 5, .. })
     ));
     assert!(matches!(
@@ -389,7 +423,8 @@ fn policies_have_at_most_five_versions_and_keep_their_default() {
     ));
     r.delete_policy_version("p", 2).unwrap();
     assert_eq!(
-        r.create_policy_version("p", ALLOW_PUBLISH, true).unwrap(),
+        r.create_policy_version("p", ALLOW_PUBLISH, true, std::time::SystemTime::now())
+            .unwrap(),
         6
     );
     assert_eq!(r.policy("p").unwrap().default_version_id, 6);
@@ -409,7 +444,8 @@ fn effective_policies_are_the_certificates_then_groups_and_ancestors_without_dup
     let (id, der) = f.device("dev", CertificateStatus::Active);
     let r = &mut f.registry;
     for p in ["own", "site", "region", "fleet", "unrelated"] {
-        r.create_policy(p, ALLOW_CONNECT).unwrap();
+        r.create_policy(p, ALLOW_CONNECT, std::time::SystemTime::now())
+            .unwrap();
     }
     r.create_thing_group("fleet", None).unwrap();
     r.create_thing_group("region", Some("fleet")).unwrap();
@@ -442,9 +478,11 @@ fn effective_policies_are_the_certificates_then_groups_and_ancestors_without_dup
     assert_eq!(names(r), ["own", "site", "region", "fleet"]);
 
     // The default version is what is in effect.
-    r.create_policy_version("site", ALLOW_PUBLISH, true)
+    r.create_policy_version("site", ALLOW_PUBLISH, true, std::time::SystemTime::now())
         .unwrap();
-    let identity = r.authenticate(&[&der]).unwrap();
+    let identity = r
+        .authenticate(&[&der], std::time::SystemTime::now())
+        .unwrap();
     let site = identity
         .policies
         .iter()
@@ -485,7 +523,10 @@ fn exclusive_thing_attachment_is_exclusive() {
 fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
     let mut f = fixture();
     let (id, der) = f.device("dev", CertificateStatus::Active);
-    let identity = f.registry.authenticate(&[&der]).unwrap();
+    let identity = f
+        .registry
+        .authenticate(&[&der], std::time::SystemTime::now())
+        .unwrap();
     assert_eq!(identity.certificate_id, id);
     assert_eq!(identity.status, CertificateStatus::Active);
     assert_eq!(identity.ca_certificate_id, Some(f.ca_id));
@@ -493,14 +534,15 @@ fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
 
     let none: [&[u8]; 0] = [];
     assert!(matches!(
-        f.registry.authenticate(&none),
+        f.registry.authenticate(&none, std::time::SystemTime::now()),
         Err(Error::Unauthenticated(_))
     ));
     let stranger =
-        f.ca.create_keys_and_certificate("s", KeyType::P256)
+        f.ca.create_keys_and_certificate("s", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
     assert!(matches!(
-        f.registry.authenticate(&[&stranger.certificate.der]),
+        f.registry
+            .authenticate(&[&stranger.certificate.der], std::time::SystemTime::now()),
         Err(Error::Unauthenticated(_))
     ));
     for status in [
@@ -511,7 +553,12 @@ fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
         CertificateStatus::Revoked,
     ] {
         let (_, der) = f.device("x", status);
-        assert!(f.registry.authenticate(&[&der]).is_err(), "{status}");
+        assert!(
+            f.registry
+                .authenticate(&[&der], std::time::SystemTime::now())
+                .is_err(),
+            "{status}"
+        );
     }
     f.take_events();
     f.registry
@@ -524,13 +571,18 @@ fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
         }]
     );
     assert!(matches!(
-        f.registry.authenticate(&[&der]),
+        f.registry
+            .authenticate(&[&der], std::time::SystemTime::now()),
         Err(Error::Unauthenticated(_))
     ));
     f.registry
         .update_ca_certificate(&f.ca_id, CaStatus::Active, false)
         .unwrap();
-    assert!(f.registry.authenticate(&[&der]).is_ok());
+    assert!(
+        f.registry
+            .authenticate(&[&der], std::time::SystemTime::now())
+            .is_ok()
+    );
 }
 
 #[test]
@@ -557,10 +609,11 @@ fn ca_deletion_needs_inactive_and_no_registered_certificates() {
 fn auto_registration_registers_pending_activation_only_when_enabled() {
     let mut f = fixture();
     let device =
-        f.ca.create_keys_and_certificate("jitr", KeyType::P256)
+        f.ca.create_keys_and_certificate("jitr", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
     assert!(matches!(
-        f.registry.auto_register(&[&device.certificate.der]),
+        f.registry
+            .auto_register(&[&device.certificate.der], std::time::SystemTime::now()),
         Err(Error::Unauthenticated(_))
     ));
     f.registry
@@ -568,17 +621,25 @@ fn auto_registration_registers_pending_activation_only_when_enabled() {
         .unwrap();
     let id = f
         .registry
-        .auto_register(&[&device.certificate.der])
+        .auto_register(&[&device.certificate.der], std::time::SystemTime::now())
         .unwrap();
     assert_eq!(
         f.registry.certificate(&id).unwrap().status,
         CertificateStatus::PendingActivation
     );
-    assert!(f.registry.authenticate(&[&device.certificate.der]).is_err());
+    assert!(
+        f.registry
+            .authenticate(&[&device.certificate.der], std::time::SystemTime::now())
+            .is_err()
+    );
     f.registry
-        .update_certificate(&id, CertificateStatus::Active)
+        .update_certificate(&id, CertificateStatus::Active, std::time::SystemTime::now())
         .unwrap();
-    assert!(f.registry.authenticate(&[&device.certificate.der]).is_ok());
+    assert!(
+        f.registry
+            .authenticate(&[&device.certificate.der], std::time::SystemTime::now())
+            .is_ok()
+    );
 }
 
 #[test]
@@ -586,7 +647,11 @@ fn revoked_serials_feed_the_crl_of_their_ca() {
     let mut f = fixture();
     let (id, der) = f.device("gone", CertificateStatus::Active);
     f.registry
-        .update_certificate(&id, CertificateStatus::Revoked)
+        .update_certificate(
+            &id,
+            CertificateStatus::Revoked,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     let serials = f.registry.revoked_serials(&f.ca_id);
     assert_eq!(serials.len(), 1);
@@ -646,7 +711,8 @@ impl RegistryStore for FlakyStore {
 
 #[test]
 fn store_failure_is_not_acknowledged_and_emits_no_event() {
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let fail = Arc::new(Mutex::new(false));
     let mut r = Registry::open(
         FlakyStore {
@@ -661,13 +727,23 @@ fn store_failure_is_not_acknowledged_and_emits_no_event() {
     r.subscribe(move |_| *counter.lock().unwrap() += 1);
     r.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
         .unwrap();
-    let c = ca.create_keys_and_certificate("d", KeyType::P256).unwrap();
+    let c = ca
+        .create_keys_and_certificate("d", KeyType::P256, std::time::SystemTime::now())
+        .unwrap();
     let id = r
-        .register_certificate(&c.certificate.der, CertificateStatus::Active)
+        .register_certificate(
+            &c.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     *fail.lock().unwrap() = true;
     assert!(matches!(
-        r.update_certificate(&id, CertificateStatus::Revoked),
+        r.update_certificate(
+            &id,
+            CertificateStatus::Revoked,
+            std::time::SystemTime::now()
+        ),
         Err(Error::Store(_))
     ));
     assert_eq!(
@@ -676,8 +752,12 @@ fn store_failure_is_not_acknowledged_and_emits_no_event() {
     );
     assert_eq!(*events.lock().unwrap(), 0);
     *fail.lock().unwrap() = false;
-    r.update_certificate(&id, CertificateStatus::Revoked)
-        .unwrap();
+    r.update_certificate(
+        &id,
+        CertificateStatus::Revoked,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
     assert_eq!(*events.lock().unwrap(), 1);
 }
 
@@ -692,15 +772,21 @@ fn reopening_a_store_restores_every_record_and_index() {
     r.create_thing_group("fleet", None).unwrap();
     r.create_thing_group("site", Some("fleet")).unwrap();
     r.add_thing_to_group("dev", "site").unwrap();
-    r.create_policy("p", ALLOW_CONNECT).unwrap();
-    r.create_policy_version("p", ALLOW_PUBLISH, true).unwrap();
+    r.create_policy("p", ALLOW_CONNECT, std::time::SystemTime::now())
+        .unwrap();
+    r.create_policy_version("p", ALLOW_PUBLISH, true, std::time::SystemTime::now())
+        .unwrap();
     r.attach_policy("p", &PolicyTarget::ThingGroup("fleet".into()))
         .unwrap();
     r.attach_thing_principal("dev", &id, true).unwrap();
-    let before = r.authenticate(&[&der]).unwrap();
+    let before = r
+        .authenticate(&[&der], std::time::SystemTime::now())
+        .unwrap();
 
     let reopened = Registry::open(r.store().clone(), RegistryLimits::default()).unwrap();
-    let after = reopened.authenticate(&[&der]).unwrap();
+    let after = reopened
+        .authenticate(&[&der], std::time::SystemTime::now())
+        .unwrap();
     assert_eq!(after.certificate_id, before.certificate_id);
     assert_eq!(after.things, before.things);
     assert_eq!(after.policies.len(), 1);
@@ -716,21 +802,30 @@ fn reopening_a_store_restores_every_record_and_index() {
 fn certificate_der_survives_status_changes_and_attachments_in_one_batch() {
     let mut f = fixture();
     let device =
-        f.ca.create_keys_and_certificate("b", KeyType::P256)
+        f.ca.create_keys_and_certificate("b", KeyType::P256, std::time::SystemTime::now())
             .unwrap();
     let der = device.certificate.der.clone();
     let r = &mut f.registry;
-    r.create_policy("p", ALLOW_CONNECT).unwrap();
+    r.create_policy("p", ALLOW_CONNECT, std::time::SystemTime::now())
+        .unwrap();
     let id = r
         .batch(|r| {
-            let id = r.register_certificate(&der, CertificateStatus::Inactive)?;
+            let id = r.register_certificate(
+                &der,
+                CertificateStatus::Inactive,
+                std::time::SystemTime::now(),
+            )?;
             r.attach_policy("p", &PolicyTarget::Certificate(id))?;
-            r.update_certificate(&id, CertificateStatus::Active)?;
+            r.update_certificate(&id, CertificateStatus::Active, std::time::SystemTime::now())?;
             Ok(id)
         })
         .unwrap();
-    r.update_certificate(&id, CertificateStatus::Inactive)
-        .unwrap();
+    r.update_certificate(
+        &id,
+        CertificateStatus::Inactive,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
     let reopened = Registry::open(r.store().clone(), RegistryLimits::default()).unwrap();
     assert_eq!(
         reopened.certificate(&id).unwrap().status,
@@ -794,15 +889,15 @@ mod model {
             start in proptest::sample::select(vec![S::Active, S::Inactive, S::Revoked, S::RegisterInactive, S::PendingActivation]),
             ops in proptest::collection::vec(op(), 0..16),
         ) {
-            let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
-            let device = ca.create_keys_and_certificate("m", KeyType::P256).unwrap();
+            let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now()).unwrap();
+            let device = ca.create_keys_and_certificate("m", KeyType::P256, std::time::SystemTime::now()).unwrap();
             let mut r = Registry::in_memory();
             r.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false).unwrap();
-            let id = r.register_certificate(&device.certificate.der, start).unwrap();
+            let id = r.register_certificate(&device.certificate.der, start, std::time::SystemTime::now()).unwrap();
             let mut expected = start;
             for op in &ops {
                 let result = match op {
-                    Op::Update(to) => r.update_certificate(&id, *to),
+                    Op::Update(to) => r.update_certificate(&id, *to, std::time::SystemTime::now()),
                     Op::Transfer => r.transfer_certificate(&id),
                     Op::Accept(a) => r.accept_certificate_transfer(&id, *a),
                     Op::Reject => r.reject_certificate_transfer(&id),
@@ -814,8 +909,82 @@ mod model {
                     expected = s;
                 }
                 prop_assert_eq!(r.certificate(&id).unwrap().status, expected);
-                prop_assert_eq!(r.authenticate(&[&device.certificate.der]).is_ok(), expected == S::Active);
+                prop_assert_eq!(r.authenticate(&[&device.certificate.der], std::time::SystemTime::now()).is_ok(), expected == S::Active);
             }
         }
     }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Time is a parameter: every check and every timestamp follows the `now` passed in.
+
+/// A fixed instant for the tests that drive time: 2030-01-01T00:00:00Z.
+fn t0() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_893_456_000)
+}
+
+#[test]
+fn authenticate_accepts_until_not_after_and_refuses_one_second_later() {
+    use std::time::Duration;
+    let now = t0();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), now).unwrap();
+    let mut registry = Registry::in_memory();
+    registry
+        .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
+        .unwrap();
+    let device = ca
+        .create_keys_and_certificate("sensor", KeyType::P256, now)
+        .unwrap();
+    let id = registry
+        .register_certificate(&device.certificate.der, CertificateStatus::Active, now)
+        .unwrap();
+    let not_after = registry.certificate(&id).unwrap().not_after;
+    assert_eq!(not_after, device.certificate.not_after.unix_timestamp());
+    let at = |secs: i64| std::time::UNIX_EPOCH + Duration::from_secs(secs as u64);
+    let der = [&device.certificate.der];
+
+    assert!(registry.authenticate(&der, at(not_after - 1)).is_ok());
+    assert!(registry.authenticate(&der, at(not_after)).is_ok());
+    let e = registry
+        .authenticate(&der, at(not_after + 1))
+        .expect_err("expired one second ago");
+    assert!(e.to_string().contains("expired"), "{e}");
+}
+
+#[test]
+fn issuance_revocation_and_policy_versions_are_dated_by_the_caller() {
+    use std::time::Duration;
+    let now = t0();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), now).unwrap();
+    let device = ca
+        .create_keys_and_certificate("sensor", KeyType::P256, now)
+        .unwrap();
+    // The default profile: 365 days of validity from `now`.
+    assert_eq!(
+        device.certificate.not_after.unix_timestamp(),
+        1_893_456_000 + 365 * 86_400
+    );
+
+    let mut registry = Registry::in_memory();
+    registry
+        .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
+        .unwrap();
+    let id = registry
+        .register_certificate(&device.certificate.der, CertificateStatus::Active, now)
+        .unwrap();
+    let later = now + Duration::from_secs(3600);
+    registry
+        .update_certificate(&id, CertificateStatus::Revoked, later)
+        .unwrap();
+    let revoked = registry.revoked_serials(&ca.id());
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].revoked_at.unix_timestamp(), 1_893_456_000 + 3600);
+
+    registry.create_policy("p", ALLOW_CONNECT, now).unwrap();
+    let v2 = registry
+        .create_policy_version("p", ALLOW_PUBLISH, true, later)
+        .unwrap();
+    let policy = registry.policy("p").unwrap();
+    assert_eq!(policy.version(1).unwrap().created_at, 1_893_456_000);
+    assert_eq!(policy.version(v2).unwrap().created_at, 1_893_456_000 + 3600);
 }

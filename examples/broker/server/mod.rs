@@ -155,7 +155,9 @@ pub struct Authenticated {
 impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S> {
     fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String> {
         let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
-        let identity = registry.authenticate(chain).map_err(|e| e.to_string())?;
+        let identity = registry
+            .authenticate(chain, std::time::SystemTime::now())
+            .map_err(|e| e.to_string())?;
         let (thing_type, attributes) =
             match identity.thing.as_deref().and_then(|t| registry.thing(t)) {
                 Some(thing) => (
@@ -178,7 +180,7 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S
     fn revoke(&self, id: &CertificateId) -> Result<(), String> {
         let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
         registry
-            .update_certificate(id, CertificateStatus::Revoked)
+            .update_certificate(id, CertificateStatus::Revoked, std::time::SystemTime::now())
             .map_err(|e| e.to_string())
     }
 

@@ -43,17 +43,24 @@ fn cbor(v: &impl serde::Serialize) -> Vec<u8> {
 }
 
 fn setup() -> (Registry, FleetProvisioning, CertificateId) {
-    let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default()).unwrap());
+    let ca = Arc::new(
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .unwrap(),
+    );
     let mut registry = Registry::in_memory();
     registry
         .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
         .unwrap();
     registry.create_thing_group("eu-sensors", None).unwrap();
     let claim = ca
-        .create_keys_and_certificate("claim", KeyType::P256)
+        .create_keys_and_certificate("claim", KeyType::P256, std::time::SystemTime::now())
         .unwrap();
     let claim = registry
-        .register_certificate(&claim.certificate.der, CertificateStatus::Active)
+        .register_certificate(
+            &claim.certificate.der,
+            CertificateStatus::Active,
+            std::time::SystemTime::now(),
+        )
         .unwrap();
     let mut fleet = FleetProvisioning::new(
         ca,

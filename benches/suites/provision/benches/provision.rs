@@ -38,7 +38,8 @@ fn p256_csr(cn: &str) -> Vec<u8> {
 }
 
 fn issuance(c: &mut Criterion) {
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let issuer = rcgen::Issuer::from_ca_cert_pem(
         &ca.certificate_pem(),
         rcgen::KeyPair::from_pem(&ca.private_key_pem()).unwrap(),
@@ -49,7 +50,12 @@ fn issuance(c: &mut Criterion) {
     group.sample_size(50);
     group.measurement_time(Duration::from_secs(6));
     group.bench_function("thingkit", |b| {
-        b.iter(|| black_box(ca.issue(black_box(&csr)).unwrap()))
+        b.iter(|| {
+            black_box(
+                ca.issue(black_box(&csr), std::time::SystemTime::now())
+                    .unwrap(),
+            )
+        })
     });
     group.bench_function("rcgen", |b| {
         b.iter(|| {
@@ -85,9 +91,10 @@ struct Million {
 }
 
 fn build_million() -> Million {
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let template = ca
-        .create_keys_and_certificate("device", KeyType::P256)
+        .create_keys_and_certificate("device", KeyType::P256, std::time::SystemTime::now())
         .unwrap()
         .certificate;
     let at = template
@@ -102,15 +109,21 @@ fn build_million() -> Million {
     registry
         .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
         .unwrap();
-    registry.create_policy("fleet", POLICY).unwrap();
-    registry.create_policy("device", POLICY).unwrap();
+    registry
+        .create_policy("fleet", POLICY, std::time::SystemTime::now())
+        .unwrap();
+    registry
+        .create_policy("device", POLICY, std::time::SystemTime::now())
+        .unwrap();
     registry.create_thing_group("fleet", None).unwrap();
     registry
         .attach_policy("fleet", &PolicyTarget::ThingGroup("fleet".into()))
         .unwrap();
     for r in 0..REGIONS {
         let name = format!("region-{r}");
-        registry.create_policy(&name, POLICY).unwrap();
+        registry
+            .create_policy(&name, POLICY, std::time::SystemTime::now())
+            .unwrap();
         registry.create_thing_group(&name, Some("fleet")).unwrap();
         registry
             .attach_policy(&name, &PolicyTarget::ThingGroup(name.clone()))
@@ -127,6 +140,7 @@ fn build_million() -> Million {
                     let id = r.register_certificate_without_ca(
                         &with_serial(&template.der, at, i),
                         CertificateStatus::Active,
+                        std::time::SystemTime::now(),
                     )?;
                     r.attach_thing_principal(&thing, &id, true)?;
                     r.attach_policy("device", &PolicyTarget::Certificate(id))?;
@@ -144,11 +158,19 @@ fn build_million() -> Million {
     let mut signed = Vec::new();
     for i in 0..1000 {
         let d = ca
-            .create_keys_and_certificate(&format!("signed-{i}"), KeyType::P256)
+            .create_keys_and_certificate(
+                &format!("signed-{i}"),
+                KeyType::P256,
+                std::time::SystemTime::now(),
+            )
             .unwrap()
             .certificate;
         let id = registry
-            .register_certificate(&d.der, CertificateStatus::Active)
+            .register_certificate(
+                &d.der,
+                CertificateStatus::Active,
+                std::time::SystemTime::now(),
+            )
             .unwrap();
         registry
             .attach_policy("device", &PolicyTarget::Certificate(id))
@@ -173,7 +195,9 @@ fn build_million() -> Million {
         .iter()
         .map(|p| thingkit_provision::certificate::CertificateId::of_der(p))
         .collect();
-    let identity = registry.authenticate(&[peers[0].as_slice()]).unwrap();
+    let identity = registry
+        .authenticate(&[peers[0].as_slice()], std::time::SystemTime::now())
+        .unwrap();
     assert_eq!(identity.policies.len(), 3, "device + region + fleet");
     Million {
         registry,
@@ -204,7 +228,11 @@ fn registry_1m(c: &mut Criterion) {
         let m = million.get_or_insert_with(build_million);
         b.iter(|| {
             n = (n + 1) & 4095;
-            black_box(m.registry.authenticate(&[m.peers[n].as_slice()]).unwrap())
+            black_box(
+                m.registry
+                    .authenticate(&[m.peers[n].as_slice()], std::time::SystemTime::now())
+                    .unwrap(),
+            )
         })
     });
     let mut n = 0usize;
@@ -212,7 +240,11 @@ fn registry_1m(c: &mut Criterion) {
         let m = million.get_or_insert_with(build_million);
         b.iter(|| {
             n = (n + 1) % m.signed.len();
-            black_box(m.registry.authenticate(&[m.signed[n].as_slice()]).unwrap())
+            black_box(
+                m.registry
+                    .authenticate(&[m.signed[n].as_slice()], std::time::SystemTime::now())
+                    .unwrap(),
+            )
         })
     });
     group.finish();
@@ -240,9 +272,10 @@ fn registry_1m(c: &mut Criterion) {
 
 fn durable(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let ca = CertificateAuthority::create_root(&CaOptions::default()).unwrap();
+    let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+        .unwrap();
     let template = ca
-        .create_keys_and_certificate("device", KeyType::P256)
+        .create_keys_and_certificate("device", KeyType::P256, std::time::SystemTime::now())
         .unwrap()
         .certificate;
     let at = template
@@ -287,6 +320,7 @@ fn register_generic<S: thingkit_provision::store::RegistryStore>(
             let id = r.register_certificate_without_ca(
                 &with_serial(template, at, i),
                 CertificateStatus::Active,
+                std::time::SystemTime::now(),
             )?;
             r.attach_thing_principal(&thing, &id, true)?;
         }

@@ -111,7 +111,7 @@ async fn main() -> Result<(), Error> {
 
     // 2. Devices: one from its own CSR, four with CreateKeysAndCertificate, one to be revoked.
     let (csr, key_pem) = device_csr("sensor-00")?;
-    let issued = fleet.ca.issue(&csr)?;
+    let issued = fleet.ca.issue(&csr, std::time::SystemTime::now())?;
     let cert_pem = issued.pem();
     let id = fleet.register("sensor-00", &cert_pem, &[("account", "acme")])?;
     let mut sensors = vec![Sensor {

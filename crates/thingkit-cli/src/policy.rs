@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use thingkit_policy::{
-    Explanation, PolicyDocument, PolicySet, Request, SetOptions, Severity, StatementRef, validate,
+    Explanation, PolicyDocument, PolicySet, RequestBuf, SetOptions, Severity, StatementRef,
+    validate,
 };
 
 use crate::Failure;
@@ -120,8 +121,8 @@ fn test(policies: &[PathBuf], request: &Path, explain: bool, strict: bool) -> Re
         read(request)?
     };
     let (req, ctx) =
-        Request::from_json(&text).map_err(|e| Failure(format!("{}: {e}", request.display())))?;
-    let explanation = set.explain(&req, &ctx);
+        RequestBuf::from_json(&text).map_err(|e| Failure(format!("{}: {e}", request.display())))?;
+    let explanation = set.explain(&req.as_request(), &ctx);
     let mut out = json!({
         "decision": explanation.evaluation.decision.as_str(),
         "determining": explanation.evaluation.determining.iter().map(statement_ref).collect::<Vec<_>>(),

@@ -174,7 +174,7 @@ impl ActionSet {
         let pieces: Vec<crate::glob::Piece<()>> = crate::glob::pieces_of(pattern);
         let mut s = ActionSet::EMPTY;
         for a in Action::ALL {
-            if crate::glob::matches(&pieces, a.name(), true, &|_: &()| None) {
+            if crate::glob::matches(&pieces, a.name().as_bytes(), true, &|_: &()| None) {
                 s.insert(*a);
             }
         }

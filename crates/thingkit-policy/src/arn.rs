@@ -4,40 +4,56 @@
 use crate::context::Context;
 use crate::pattern::{Pattern, PatternMatch};
 
+use crate::glob::Joined;
+
 /// Splits an ARN into its six parts; the resource part keeps any further colons.
-pub fn split_arn(arn: &str) -> Option<[&str; 6]> {
-    let bytes = arn.as_bytes();
-    let mut cuts = [0usize; 5];
-    let mut found = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b':' {
-            if let Some(slot) = cuts.get_mut(found) {
-                *slot = i;
-            }
-            found += 1;
-            if found == 5 {
-                break;
-            }
-        }
-    }
-    if found < 5 {
-        return None;
-    }
-    let [c0, c1, c2, c3, c4] = cuts;
+pub(crate) fn split_arn(arn: &str) -> Option<[&str; 6]> {
+    let (head, cuts) = head_cuts(arn)?;
+    let resource = arn.get(head.len() + 1..)?;
+    let t = Target {
+        head,
+        cuts,
+        resource: Joined {
+            head: b"",
+            tail: resource.as_bytes(),
+        },
+    };
     Some([
-        arn.get(..c0)?,
-        arn.get(c0 + 1..c1)?,
-        arn.get(c1 + 1..c2)?,
-        arn.get(c2 + 1..c3)?,
-        arn.get(c3 + 1..c4)?,
-        arn.get(c4 + 1..)?,
+        t.part(0),
+        t.part(1),
+        t.part(2),
+        t.part(3),
+        t.part(4),
+        resource,
     ])
 }
 
+/// The text before an ARN's fifth colon and the positions of its first four colons.
+fn head_cuts(arn: &str) -> Option<(&str, [usize; 4])> {
+    let mut cuts = [0usize; 4];
+    let mut found = 0;
+    for (i, b) in arn.bytes().enumerate() {
+        if b == b':' {
+            match cuts.get_mut(found) {
+                Some(slot) => *slot = i,
+                None => return Some((arn.get(..i)?, cuts)),
+            }
+            found += 1;
+        }
+    }
+    None
+}
+
 /// The fixed part of every request ARN: `arn:<partition>:iot:<region>:<account>:`.
+///
+/// Build it once (per broker or per account) and hand it to the request builders
+/// ([`ArnPrefix::publish`], ...): a request refers to it and never copies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArnPrefix {
+    /// `arn:<partition>:iot:<region>:<account>:`.
     prefix: String,
+    /// Positions of the first four colons of `prefix`.
+    cuts: [usize; 4],
 }
 
 impl ArnPrefix {
@@ -46,9 +62,12 @@ impl ArnPrefix {
     /// Returns `None` if any part is empty or contains `:` (it would shift the ARN's parts).
     pub fn new(partition: &str, region: &str, account: &str) -> Option<ArnPrefix> {
         let ok = |s: &str| !s.is_empty() && !s.contains(':');
-        (ok(partition) && ok(region) && ok(account)).then(|| ArnPrefix {
-            prefix: format!("arn:{partition}:iot:{region}:{account}:"),
-        })
+        if !(ok(partition) && ok(region) && ok(account)) {
+            return None;
+        }
+        let prefix = format!("arn:{partition}:iot:{region}:{account}:");
+        let (_, cuts) = head_cuts(&prefix)?;
+        Some(ArnPrefix { prefix, cuts })
     }
 
     /// The prefix text, ending in `:`.
@@ -63,29 +82,63 @@ impl ArnPrefix {
         s.push_str(resource);
         s
     }
+
+    /// The request resource `<prefix><kind><name>`, in parts. No allocation, no parsing.
+    pub(crate) fn target<'a>(&'a self, kind: &'a str, name: &'a str) -> Target<'a> {
+        Target {
+            // The prefix ends in `:` (constructed so above).
+            head: self
+                .prefix
+                .strip_suffix(':')
+                .expect("an ArnPrefix ends in `:`"),
+            cuts: self.cuts,
+            resource: Joined {
+                head: kind.as_bytes(),
+                tail: name.as_bytes(),
+            },
+        }
+    }
 }
 
-/// A request ARN split once: the first five parts as one string, and all six parts.
+/// A request resource as patterns see it: the ARN's first five parts, and the resource part as
+/// the resource type (`topic/`) joined to the name (the topic), never concatenated.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SplitArn<'a> {
+pub(crate) struct Target<'a> {
     /// `arn:partition:service:region:account` (without the trailing colon).
     head: &'a str,
-    parts: [&'a str; 6],
+    /// Positions of the four colons in `head`.
+    cuts: [usize; 4],
+    /// The resource part (after the fifth colon).
+    resource: Joined<'a>,
 }
 
-impl<'a> SplitArn<'a> {
-    /// The resource part (after the fifth colon).
-    pub(crate) fn resource(&self) -> &'a str {
-        self.parts[5]
+impl<'a> Target<'a> {
+    /// Splits a full ARN string once; `None` if it has fewer than six parts.
+    pub(crate) fn from_arn(arn: &'a str) -> Option<Target<'a>> {
+        let (head, cuts) = head_cuts(arn)?;
+        Some(Target {
+            head,
+            cuts,
+            resource: Joined {
+                head: b"",
+                tail: arn.get(head.len() + 1..)?.as_bytes(),
+            },
+        })
     }
 
-    pub(crate) fn new(arn: &'a str) -> Option<SplitArn<'a>> {
-        let parts = split_arn(arn)?;
-        let head_len = arn.len() - parts[5].len() - 1;
-        Some(SplitArn {
-            head: arn.get(..head_len)?,
-            parts,
-        })
+    /// The resource part (after the fifth colon).
+    pub(crate) fn resource(&self) -> Joined<'a> {
+        self.resource
+    }
+
+    /// Part `i` (0 to 4) of the head.
+    fn part(&self, i: usize) -> &'a str {
+        let start = match i {
+            0 => 0,
+            _ => self.cuts.get(i - 1).map_or(self.head.len(), |c| c + 1),
+        };
+        let end = self.cuts.get(i).copied().unwrap_or(self.head.len());
+        self.head.get(start..end).unwrap_or_default()
     }
 }
 
@@ -145,10 +198,10 @@ impl ArnPattern {
         })
     }
 
-    /// Matches a request ARN, reporting a variable without a value.
+    /// Matches a request resource (`None`: not an ARN), reporting a variable without a value.
     pub(crate) fn matches<'p>(
         &'p self,
-        arn: &str,
+        target: Option<&Target<'_>>,
         ctx: &Context,
         strict: bool,
     ) -> PatternMatch<'p> {
@@ -167,14 +220,14 @@ impl ArnPattern {
                 }
             }
         }
-        match SplitArn::new(arn) {
-            Some(split) if self.is_match(&split, ctx, strict) => PatternMatch::Matched,
+        match target {
+            Some(t) if self.is_match(t, ctx, strict) => PatternMatch::Matched,
             _ => PatternMatch::NotMatched,
         }
     }
 
-    /// Matches a split request ARN; a missing variable fails the match. Allocation-free.
-    pub(crate) fn is_match(&self, arn: &SplitArn<'_>, ctx: &Context, strict: bool) -> bool {
+    /// Matches a request resource; a missing variable fails the match. Allocation-free.
+    pub(crate) fn is_match(&self, arn: &Target<'_>, ctx: &Context, strict: bool) -> bool {
         match self {
             ArnPattern::Any => true,
             ArnPattern::Parts { head, resource } => {
@@ -182,10 +235,10 @@ impl ArnPattern {
                     Head::Literal(h) => h == arn.head,
                     Head::Parts(p) => p
                         .iter()
-                        .zip(arn.parts)
-                        .all(|(p, part)| p.is_match(part, ctx, strict, false)),
+                        .enumerate()
+                        .all(|(i, p)| p.is_match(arn.part(i).as_bytes(), ctx, strict, false)),
                 };
-                head_ok && resource.is_match(arn.parts[5], ctx, strict, false)
+                head_ok && resource.is_match(arn.resource, ctx, strict, false)
             }
         }
     }
@@ -209,11 +262,19 @@ mod tests {
         let p = ArnPattern::new("arn:aws:iot:*:123:topic/a").unwrap();
         let ctx = Context::default();
         assert_eq!(
-            p.matches("arn:aws:iot:us-east-1:123:topic/a", &ctx, false),
+            p.matches(
+                Target::from_arn("arn:aws:iot:us-east-1:123:topic/a").as_ref(),
+                &ctx,
+                false
+            ),
             PatternMatch::Matched
         );
         assert_eq!(
-            p.matches("arn:aws:iot:us:east:123:topic/a", &ctx, false),
+            p.matches(
+                Target::from_arn("arn:aws:iot:us:east:123:topic/a").as_ref(),
+                &ctx,
+                false
+            ),
             PatternMatch::NotMatched
         );
     }
@@ -223,7 +284,11 @@ mod tests {
         let p = ArnPattern::new("arn:aws:iot:us-east-1:123:topic/a:*").unwrap();
         let ctx = Context::default();
         assert_eq!(
-            p.matches("arn:aws:iot:us-east-1:123:topic/a:b:c", &ctx, false),
+            p.matches(
+                Target::from_arn("arn:aws:iot:us-east-1:123:topic/a:b:c").as_ref(),
+                &ctx,
+                false
+            ),
             PatternMatch::Matched
         );
     }

@@ -504,7 +504,7 @@ impl Condition {
                 );
                 patterns
                     .iter()
-                    .any(|p| match p.matches(text, ctx, strict, fold) {
+                    .any(|p| match p.matches(text.as_bytes(), ctx, strict, fold) {
                         PatternMatch::Matched => true,
                         PatternMatch::NotMatched => false,
                         PatternMatch::Unresolved(k) => {
@@ -550,14 +550,16 @@ impl Condition {
                 let Some(text) = text else {
                     return (false, None);
                 };
-                arns.iter().any(|a| match a.matches(text, ctx, strict) {
-                    PatternMatch::Matched => true,
-                    PatternMatch::NotMatched => false,
-                    PatternMatch::Unresolved(k) => {
-                        missing.get_or_insert(k);
-                        false
-                    }
-                })
+                let target = crate::arn::Target::from_arn(text);
+                arns.iter()
+                    .any(|a| match a.matches(target.as_ref(), ctx, strict) {
+                        PatternMatch::Matched => true,
+                        PatternMatch::NotMatched => false,
+                        PatternMatch::Unresolved(k) => {
+                            missing.get_or_insert(k);
+                            false
+                        }
+                    })
             }
             Values::Null(_) => false,
         };

@@ -2,7 +2,7 @@
 
 /// Parses `2024-03-26`, `2024-03-26T03:25:40Z`, `2024-03-26T03:25:40.123+02:00`, or whole epoch
 /// seconds (`1711423540`) into seconds since the Unix epoch (fractions are truncated).
-pub fn parse_timestamp(text: &str) -> Option<i64> {
+pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
     if !text.is_empty() && text.len() <= 12 && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().ok();
     }

@@ -42,18 +42,95 @@ pub(crate) fn pieces_of<V>(pattern: &str) -> Vec<Piece<V>> {
     out
 }
 
+/// Text a pattern is matched against: one byte string, or two joined without copying
+/// ([`Joined`]: a request's resource type `topic/` and its topic).
+pub(crate) trait Text: Copy {
+    /// Length in bytes.
+    fn len(self) -> usize;
+    /// The byte at `pos`.
+    fn byte(self, pos: usize) -> Option<u8>;
+    /// Whether `lit` occurs at `pos` (ASCII case folded when `fold_case`).
+    fn has_at(self, pos: usize, lit: &[u8], fold_case: bool) -> bool;
+    /// The first position at or after `from` holding `b`.
+    fn find_byte(self, from: usize, b: u8) -> Option<usize>;
+}
+
+fn eq_bytes(a: &[u8], b: &[u8], fold_case: bool) -> bool {
+    if fold_case {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+impl Text for &[u8] {
+    fn len(self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn byte(self, pos: usize) -> Option<u8> {
+        self.get(pos).copied()
+    }
+    fn has_at(self, pos: usize, lit: &[u8], fold_case: bool) -> bool {
+        pos.checked_add(lit.len())
+            .and_then(|end| self.get(pos..end))
+            .is_some_and(|w| eq_bytes(w, lit, fold_case))
+    }
+    fn find_byte(self, from: usize, b: u8) -> Option<usize> {
+        Some(from + self.get(from..)?.iter().position(|x| *x == b)?)
+    }
+}
+
+/// Two byte strings matched as one (`head` then `tail`), without concatenating them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Joined<'a> {
+    /// The first part (e.g. `topic/`).
+    pub(crate) head: &'a [u8],
+    /// The second part (e.g. the topic).
+    pub(crate) tail: &'a [u8],
+}
+
+impl Text for Joined<'_> {
+    fn len(self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+    fn byte(self, pos: usize) -> Option<u8> {
+        match pos.checked_sub(self.head.len()) {
+            None => self.head.get(pos).copied(),
+            Some(t) => self.tail.get(t).copied(),
+        }
+    }
+    fn has_at(self, pos: usize, lit: &[u8], fold_case: bool) -> bool {
+        let h = self.head.len();
+        if pos >= h {
+            return self.tail.has_at(pos - h, lit, fold_case);
+        }
+        // `lit` starts in the head; the rest of it (if any) must open the tail.
+        let in_head = (h - pos).min(lit.len());
+        let (a, b) = lit.split_at(in_head);
+        self.head.has_at(pos, a, fold_case) && self.tail.has_at(0, b, fold_case)
+    }
+    fn find_byte(self, from: usize, b: u8) -> Option<usize> {
+        let h = self.head.len();
+        if from < h
+            && let Some(at) = self.head.find_byte(from, b)
+        {
+            return Some(at);
+        }
+        Some(h + self.tail.find_byte(from.saturating_sub(h), b)?)
+    }
+}
+
 /// Matches `text` against `pieces`. `resolve` gives each variable's value; the caller must have
 /// checked that every variable resolves (an unresolved variable here makes the match fail).
-pub(crate) fn matches<'c, V, F>(
+pub(crate) fn matches<'c, V, F, T: Text>(
     pieces: &[Piece<V>],
-    text: &str,
+    bytes: T,
     fold_case: bool,
     resolve: &F,
 ) -> bool
 where
     F: Fn(&V) -> Option<&'c str>,
 {
-    let bytes = text.as_bytes();
     let mut chunks = pieces.split(|p| matches!(p, Piece::Star));
     let first = chunks.next().unwrap_or(&[]);
     let star_count = pieces.iter().filter(|p| matches!(p, Piece::Star)).count();
@@ -101,12 +178,11 @@ where
 
 /// The first position at or after `from` where `lit` (non-empty) occurs. Cost is
 /// `O((len(text) - from) × len(lit))`: linear in the text for a compiled pattern.
-fn find_literal(text: &[u8], from: usize, lit: &[u8]) -> Option<usize> {
+fn find_literal<T: Text>(text: T, from: usize, lit: &[u8]) -> Option<usize> {
     let (&first, rest) = lit.split_first()?;
     let mut at = from;
-    while let Some(offset) = text.get(at..)?.iter().position(|b| *b == first) {
-        let candidate = at + offset;
-        if text.get(candidate + 1..candidate + lit.len()) == Some(rest) {
+    while let Some(candidate) = text.find_byte(at, first) {
+        if text.has_at(candidate + 1, rest, false) {
             return Some(candidate);
         }
         at = candidate + 1;
@@ -116,9 +192,9 @@ fn find_literal(text: &[u8], from: usize, lit: &[u8]) -> Option<usize> {
 
 /// Matches the chunk after the last star: it must end exactly at the end of the text, at or
 /// after `pos`.
-fn last_chunk<'c, V, F>(
+fn last_chunk<'c, V, F, T: Text>(
     chunk: &[Piece<V>],
-    text: &[u8],
+    text: T,
     pos: usize,
     fold_case: bool,
     resolve: &F,
@@ -162,9 +238,9 @@ where
 }
 
 /// Matches one star-free chunk at byte `start`, returning the end offset.
-fn chunk_at<'c, V, F>(
+fn chunk_at<'c, V, F, T: Text>(
     chunk: &[Piece<V>],
-    text: &[u8],
+    text: T,
     start: usize,
     fold_case: bool,
     resolve: &F,
@@ -191,31 +267,24 @@ where
     Some(pos)
 }
 
-fn literal_at(lit: &[u8], text: &[u8], pos: usize, fold_case: bool) -> Option<usize> {
-    let end = pos.checked_add(lit.len())?;
-    let window = text.get(pos..end)?;
-    let equal = if fold_case {
-        window.eq_ignore_ascii_case(lit)
-    } else {
-        window == lit
-    };
-    equal.then_some(end)
+fn literal_at<T: Text>(lit: &[u8], text: T, pos: usize, fold_case: bool) -> Option<usize> {
+    text.has_at(pos, lit, fold_case).then(|| pos + lit.len())
 }
 
 /// Length of the UTF-8 character starting at `pos` (1 for a continuation byte, defensively).
-fn char_len(text: &[u8], pos: usize) -> usize {
-    match text.get(pos) {
-        Some(b) if *b >= 0xF0 => 4,
-        Some(b) if *b >= 0xE0 => 3,
-        Some(b) if *b >= 0xC0 => 2,
+fn char_len<T: Text>(text: T, pos: usize) -> usize {
+    match text.byte(pos) {
+        Some(b) if b >= 0xF0 => 4,
+        Some(b) if b >= 0xE0 => 3,
+        Some(b) if b >= 0xC0 => 2,
         _ => 1,
     }
 }
 
 /// Glob match without variables, case-sensitive.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let pieces: Vec<Piece<()>> = pieces_of(pattern);
-    matches(&pieces, text, false, &|_: &()| None)
+    matches(&pieces, text.as_bytes(), false, &|_: &()| None)
 }
 
 #[cfg(test)]
@@ -312,6 +381,24 @@ mod tests {
             let pc: Vec<char> = p.chars().collect();
             let tc: Vec<char> = t.chars().collect();
             prop_assert_eq!(glob_match(&p, &t), reference(&pc, &tc));
+        }
+
+        #[test]
+        fn joined_text_matches_like_one_string(
+            p in "[ab*?/+é]{0,8}",
+            t in "[ab/+é]{0,10}",
+            cut in 0usize..12,
+            fold in any::<bool>(),
+        ) {
+            let mut cut = cut.min(t.len());
+            while !t.is_char_boundary(cut) { cut -= 1; }
+            let (head, tail) = t.split_at(cut);
+            let pieces: Vec<Piece<()>> = pieces_of(&p);
+            let joined = Joined { head: head.as_bytes(), tail: tail.as_bytes() };
+            prop_assert_eq!(
+                matches(&pieces, joined, fold, &|_: &()| None),
+                matches(&pieces, t.as_bytes(), fold, &|_: &()| None)
+            );
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::arn::ArnPattern;
 use crate::document::Statement;
+use crate::glob::{Joined, Text};
 
 /// A reference to a statement: (policy index, statement index).
 pub(crate) type StatementId = (u32, u32);
@@ -140,7 +141,7 @@ impl LeadIndex {
     /// `resource_part` (`None` when the request resource is not an ARN). Allocation-free.
     pub(crate) fn any(
         &self,
-        resource_part: Option<&str>,
+        resource_part: Option<Joined<'_>>,
         mut applies: impl FnMut(StatementId) -> bool,
     ) -> bool {
         if self.always.iter().any(|id| applies(*id)) {
@@ -149,19 +150,19 @@ impl LeadIndex {
         let Some(part) = resource_part else {
             return false;
         };
-        let mut rest = part.as_bytes();
+        let mut pos = 0usize;
         let mut node = 0usize;
-        while let Some(&first) = rest.first() {
+        while let Some(first) = part.byte(pos) {
             let Some(child) = self.child_starting_with(node, first) else {
                 return false;
             };
             let Some(n) = self.nodes.get(child) else {
                 return false;
             };
-            if !rest.starts_with(&n.label) {
+            if !part.has_at(pos, &n.label, false) {
                 return false;
             }
-            rest = rest.get(n.label.len()..).unwrap_or_default();
+            pos += n.label.len();
             if n.hits.iter().any(|id| applies(*id)) {
                 return true;
             }
@@ -197,7 +198,12 @@ mod tests {
 
     fn candidates(ix: &LeadIndex, part: &str) -> Vec<u32> {
         let mut seen = Vec::new();
-        ix.any(Some(part), |(_, s)| {
+        let (head, tail) = part.split_at(part.find('/').map_or(0, |i| i + 1));
+        let joined = Joined {
+            head: head.as_bytes(),
+            tail: tail.as_bytes(),
+        };
+        ix.any(Some(joined), |(_, s)| {
             seen.push(s);
             false
         });

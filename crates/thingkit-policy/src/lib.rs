@@ -184,10 +184,9 @@ mod policy_set;
 mod request;
 
 pub use action::{Action, ActionSet, ResourceType};
-pub use arn::{ArnPrefix, split_arn};
+pub use arn::ArnPrefix;
 pub use condition::{Operator, OperatorKind, SetQualifier};
 pub use context::{Certificate, Context, Thing};
-pub use date::parse_timestamp;
 pub use decision::{
     ConditionExplanation, Decision, Evaluation, Explanation, ResourceExplanation,
     StatementExplanation, StatementRef,
@@ -198,10 +197,9 @@ pub use document::{
 };
 pub use error::Error;
 pub use finding::{Code, Finding, Location, Severity};
-pub use glob::glob_match;
 pub use key::{CertPart, ContextKey, MAX_CERTIFICATE_VALUE_CHARS, MAX_CERTIFICATE_VALUES, Select};
 pub use policy_set::{PolicySet, SetOptions};
-pub use request::{MAX_REQUEST_BYTES, Request};
+pub use request::{MAX_REQUEST_BYTES, Request, RequestBuf, Resource};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,7 +1,7 @@
 //! Compiled policy sets: compile once, decide many requests without allocating.
 
 use crate::action::Action;
-use crate::arn::{ArnPattern, SplitArn};
+use crate::arn::{ArnPattern, Target};
 use crate::condition::SetQualifier;
 use crate::context::Context;
 use crate::decision::{
@@ -196,22 +196,25 @@ impl PolicySet {
         Some((policy, policy.statements.get(s as usize)?))
     }
 
-    /// Decides a request. Allocation-free.
-    pub fn decide(&self, request: &Request, ctx: &Context) -> Decision {
-        let first = self.decide_action(request.action(), request.resource(), ctx);
+    /// Decides a request. Allocation-free, and no ARN is parsed: the request's parts are
+    /// matched as they are.
+    pub fn decide(&self, request: &Request<'_>, ctx: &Context) -> Decision {
+        let target = request.resource().target();
+        let first = self.decide_action(request.action(), target.as_ref(), ctx);
         match request.also_requires() {
             None => first,
-            Some(a) => combine(first, self.decide_action(a, request.resource(), ctx)),
+            Some(a) => combine(first, self.decide_action(a, target.as_ref(), ctx)),
         }
     }
 
-    fn decide_action(&self, action: Action, resource: &str, ctx: &Context) -> Decision {
+    fn decide_action(
+        &self,
+        action: Action,
+        resource: Option<&Target<'_>>,
+        ctx: &Context,
+    ) -> Decision {
         let strict = self.options.strict_identities;
-        let resource = Target {
-            split: SplitArn::new(resource),
-        };
-        let resource = &resource;
-        let part = resource.split.as_ref().map(SplitArn::resource);
+        let part = resource.map(Target::resource);
         let check = |id| {
             self.statement(id)
                 .is_some_and(|(_, s)| applies(s, resource, ctx, strict))
@@ -226,13 +229,14 @@ impl PolicySet {
     }
 
     /// Decides a request and reports the determining statements and missing context.
-    pub fn evaluate(&self, request: &Request, ctx: &Context) -> Evaluation {
+    pub fn evaluate(&self, request: &Request<'_>, ctx: &Context) -> Evaluation {
         self.explain(request, ctx).evaluation
     }
 
     /// Evaluates a request and explains, for every statement, whether its action, each resource
     /// and each condition matched, and why.
-    pub fn explain(&self, request: &Request, ctx: &Context) -> Explanation {
+    pub fn explain(&self, request: &Request<'_>, ctx: &Context) -> Explanation {
+        let target = request.resource().target();
         let mut actions = vec![request.action()];
         actions.extend(request.also_requires());
         let mut statements = Vec::new();
@@ -247,7 +251,7 @@ impl PolicySet {
                         policy,
                         s,
                         action,
-                        request.resource(),
+                        target.as_ref(),
                         ctx,
                         &mut missing,
                     );
@@ -298,7 +302,7 @@ impl PolicySet {
         policy: &NamedPolicy,
         s: &Statement,
         action: Action,
-        resource: &str,
+        resource: Option<&Target<'_>>,
         ctx: &Context,
         missing: &mut Vec<String>,
     ) -> StatementExplanation {
@@ -415,21 +419,13 @@ fn condition_reason(
     }
 }
 
-/// A request resource, split once per decision.
-struct Target<'a> {
-    split: Option<SplitArn<'a>>,
-}
-
 /// Whether a statement applies to `resource` in `ctx` (action already checked). No allocation.
-fn applies(s: &Statement, resource: &Target<'_>, ctx: &Context, strict: bool) -> bool {
-    let any = s
-        .resource_patterns
-        .iter()
-        .any(|p| match (p, &resource.split) {
-            (ArnPattern::Any, _) => true,
-            (_, Some(split)) => p.is_match(split, ctx, strict),
-            (_, None) => false,
-        });
+fn applies(s: &Statement, resource: Option<&Target<'_>>, ctx: &Context, strict: bool) -> bool {
+    let any = s.resource_patterns.iter().any(|p| match (p, resource) {
+        (ArnPattern::Any, _) => true,
+        (_, Some(target)) => p.is_match(target, ctx, strict),
+        (_, None) => false,
+    });
     if any == s.not_resource {
         return false;
     }
@@ -457,7 +453,7 @@ mod tests {
         shareable::<PolicySet>();
         shareable::<PolicyDocument>();
         shareable::<Context>();
-        shareable::<Request>();
+        shareable::<Request<'static>>();
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn thing_ctx(client_id: &str, thing: &str, attached: bool) -> Context {
 
 /// Checks every row, reporting all mismatches at once; also checks that the allocation-free
 /// path, `evaluate` and `explain` agree.
-fn check(name: &str, set: &PolicySet, rows: &[(&str, Request, Context, Decision)]) {
+fn check(name: &str, set: &PolicySet, rows: &[(&str, Request<'_>, Context, Decision)]) {
     let mut failures = Vec::new();
     for (what, req, ctx, want) in rows {
         let fast = set.decide(req, ctx);

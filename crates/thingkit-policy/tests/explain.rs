@@ -156,7 +156,8 @@ fn a_variable_without_value_makes_a_deny_match_nothing() {
     );
     let mut s = PolicySet::new();
     s.add("p", &doc).expect("unique");
-    let req = arn().publish("d1/x", false);
+    let arn = arn();
+    let req = arn.publish("d1/x", false);
     let mut thing = Context {
         thing: Some(Thing {
             name: "d1".into(),

@@ -2,7 +2,8 @@
 
 use proptest::prelude::*;
 use thingkit_policy::{
-    Action, Context, Decision, PolicyDocument, PolicySet, Request, Thing, validate,
+    Action, ArnPrefix, Context, Decision, PolicyDocument, PolicySet, Request, RequestBuf,
+    ResourceType, Thing, validate,
 };
 
 const PREFIX: &str = "arn:aws:iot:us-east-1:123456789012:";
@@ -28,6 +29,14 @@ const RESOURCES: &[&str] = &[
     "topic/b",
     "client/c?",
     "topic/*/x",
+    // Patterns that cross the boundary between the resource type and the name, or wildcard
+    // the ARN's head: the borrowed request matches them on its parts.
+    "t*/x",
+    "topi?/b",
+    "*${iot:ClientId}*",
+    "topic/a:*",
+    "arn:aws:iot:*:123456789012:topic/b",
+    "arn:aws:iot:us-east-?:*:topic*",
 ];
 
 const CONDITIONS: &[&str] = &[
@@ -86,8 +95,8 @@ fn render(statements: &[Stmt]) -> String {
                 .iter()
                 .map(|r| {
                     let r = RESOURCES[*r];
-                    if r == "*" {
-                        "\"*\"".to_string()
+                    if r == "*" || r.starts_with("arn:") {
+                        format!("\"{r}\"")
                     } else {
                         format!("\"{PREFIX}{r}\"")
                     }
@@ -132,7 +141,36 @@ fn policy_set(policies: &[Vec<Stmt>]) -> PolicySet {
     set
 }
 
-fn request() -> impl Strategy<Value = Request> {
+/// A request as parts; [`Spec::borrowed`] and [`Spec::from_arn`] are its two forms.
+#[derive(Debug, Clone)]
+struct Spec {
+    action: Action,
+    kind: ResourceType,
+    name: String,
+    retain: bool,
+}
+
+fn prefix() -> ArnPrefix {
+    ArnPrefix::new("aws", "us-east-1", "123456789012").expect("valid prefix")
+}
+
+impl Spec {
+    /// The allocation-free form: built from an [`ArnPrefix`] and borrowed parts.
+    fn borrowed<'a>(&'a self, arn: &'a ArnPrefix) -> Request<'a> {
+        if self.action == Action::Publish {
+            arn.publish(&self.name, self.retain)
+        } else {
+            arn.request(self.action, self.kind, &self.name)
+        }
+    }
+
+    /// The full ARN string, for [`Request::new`] (split once) and [`RequestBuf`].
+    fn arn(&self) -> String {
+        format!("{PREFIX}{}{}", self.kind.prefix(), self.name)
+    }
+}
+
+fn request() -> impl Strategy<Value = Spec> {
     let actions = prop::sample::select(vec![
         Action::Connect,
         Action::Publish,
@@ -148,17 +186,42 @@ fn request() -> impl Strategy<Value = Request> {
         "topic/c1/y",
         "topic/b",
         "topic/q/x",
+        "topic/a:b",
         "topicfilter/a/1",
         "topicfilter/c1/#",
         "topicfilter/+/#",
     ]);
-    (actions, resources, any::<bool>()).prop_map(|(a, r, retain)| {
-        if a == Action::Publish && retain {
-            thingkit_policy::ArnPrefix::new("aws", "us-east-1", "123456789012")
-                .expect("valid prefix")
-                .publish(r.split_once('/').map_or(r, |(_, t)| t), true)
+    let kinds = prop::sample::select(vec![
+        ResourceType::Client,
+        ResourceType::Topic,
+        ResourceType::TopicFilter,
+        ResourceType::Thing,
+    ]);
+    let random = (kinds, "[abc1/:*?+#$x]{0,6}");
+    let resource = prop_oneof![
+        3 => resources.prop_map(|r| {
+            let (kind, name) = r.split_once('/').expect("kind/name");
+            let kind = match kind {
+                "client" => ResourceType::Client,
+                "topic" => ResourceType::Topic,
+                _ => ResourceType::TopicFilter,
+            };
+            (kind, name.to_owned())
+        }),
+        1 => random,
+    ];
+    (actions, resource, any::<bool>()).prop_map(|(action, (kind, name), retain)| {
+        // `publish` always uses `topic/`: keep the string form the same.
+        let kind = if action == Action::Publish {
+            ResourceType::Topic
         } else {
-            Request::new(a, format!("{PREFIX}{r}"))
+            kind
+        };
+        Spec {
+            action,
+            kind,
+            name,
+            retain: retain && action == Action::Publish,
         }
     })
 }
@@ -201,8 +264,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn decide_agrees_with_explain(ps in policies(), req in request(), ctx in context()) {
+    fn decide_agrees_with_explain(ps in policies(), spec in request(), ctx in context()) {
         let set = policy_set(&ps);
+        let arn = prefix();
+        let req = spec.borrowed(&arn);
         let e = set.explain(&req, &ctx);
         prop_assert_eq!(set.decide(&req, &ctx), e.evaluation.decision);
         prop_assert_eq!(set.evaluate(&req, &ctx), e.evaluation.clone());
@@ -219,18 +284,22 @@ proptest! {
             let inner: Vec<_> = ps.iter().cloned().map(|p| Just(p).prop_shuffle()).collect();
             (Just(ps), inner.prop_flat_map(|v| Just(v).prop_shuffle()))
         }),
-        req in request(),
+        spec in request(),
         ctx in context(),
     ) {
+        let arn = prefix();
+        let req = spec.borrowed(&arn);
         let a = policy_set(&ps);
         let b = policy_set(&shuffled);
         prop_assert_eq!(a.decide(&req, &ctx), b.decide(&req, &ctx));
     }
 
     #[test]
-    fn adding_a_matching_deny_always_gives_explicit_deny(ps in policies(), req in request(), ctx in context()) {
+    fn adding_a_matching_deny_always_gives_explicit_deny(ps in policies(), spec in request(), ctx in context()) {
+        let arn = prefix();
+        let req = spec.borrowed(&arn);
         let mut set = policy_set(&ps);
-        let escaped = req.resource().replace('$', "${$}").replace('*', "${*}").replace('?', "${?}");
+        let escaped = req.resource().to_string().replace('$', "${$}").replace('*', "${*}").replace('?', "${?}");
         let deny = format!(
             r#"{{"Version": "2012-10-17", "Statement": {{"Effect": "Deny", "Action": "{}", "Resource": "{}"}}}}"#,
             req.action().name(),
@@ -244,7 +313,9 @@ proptest! {
     }
 
     #[test]
-    fn removing_every_allow_gives_no_allow(ps in policies(), req in request(), ctx in context()) {
+    fn removing_every_allow_gives_no_allow(ps in policies(), spec in request(), ctx in context()) {
+        let arn = prefix();
+        let req = spec.borrowed(&arn);
         let only_denies: Vec<Vec<Stmt>> = ps
             .iter()
             .map(|p| p.iter().filter(|s| s.deny).cloned().collect::<Vec<_>>())
@@ -266,9 +337,45 @@ proptest! {
         let set = policy_set(&ps);
         let ctx = Context { client_id: client, source_ip: ip, ..Context::default() };
         for a in Action::ALL {
-            let req = Request::new(*a, resource.clone());
+            let req = Request::new(*a, &resource);
             let _ = set.decide(&req, &ctx);
             let _ = set.explain(&req, &ctx);
+        }
+    }
+
+    #[test]
+    fn borrowed_requests_decide_and_explain_like_full_arn_strings(
+        ps in policies(),
+        spec in request(),
+        ctx in context(),
+    ) {
+        let set = policy_set(&ps);
+        let arn = prefix();
+        let borrowed = spec.borrowed(&arn);
+        let text = spec.arn();
+        prop_assert_eq!(borrowed.resource().to_string(), text.clone());
+        let mut split = Request::new(spec.action, &text);
+        let owned;
+        if spec.retain {
+            // The string form has no retain flag: decide both actions and combine.
+            owned = RequestBuf::new(Action::RetainPublish, text.clone());
+            let retain = set.decide(&owned.as_request(), &ctx);
+            let publish = set.decide(&split, &ctx);
+            let combined = if publish == Decision::ExplicitDeny || retain == Decision::ExplicitDeny {
+                Decision::ExplicitDeny
+            } else if publish == Decision::ImplicitDeny || retain == Decision::ImplicitDeny {
+                Decision::ImplicitDeny
+            } else {
+                Decision::Allow
+            };
+            prop_assert_eq!(set.decide(&borrowed, &ctx), combined);
+            split = borrowed;
+        }
+        prop_assert_eq!(set.decide(&borrowed, &ctx), set.decide(&split, &ctx));
+        prop_assert_eq!(set.explain(&borrowed, &ctx), set.explain(&split, &ctx));
+        let buf = RequestBuf::new(spec.action, text.clone());
+        if !spec.retain {
+            prop_assert_eq!(set.explain(&borrowed, &ctx), set.explain(&buf.as_request(), &ctx));
         }
     }
 

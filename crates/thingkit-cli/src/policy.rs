@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use thingkit_policy::{
-    Explanation, PolicyDocument, PolicySet, RequestBuf, SetOptions, Severity, StatementRef,
-    validate,
+    Explanation, Finding, PolicyDocument, PolicySet, RequestBuf, SetOptions, Severity,
+    StatementRef, validate,
 };
 
 use crate::Failure;
@@ -15,11 +15,15 @@ use crate::Failure;
 #[derive(Debug, clap::Subcommand)]
 pub enum Args {
     /// Validate and lint policy documents; prints `FILE:LINE:COL: severity code: message` per
-    /// finding and exits 1 if any error was found.
+    /// finding, followed by an indented `help:` line, and exits 1 if any error was found.
     Validate {
         /// Policy documents (JSON).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print the findings as one JSON array instead (each with file, line, column, byte
+        /// span, severity, code, message, help and JSON path).
+        #[arg(long)]
+        json: bool,
     },
     /// Evaluate one request against the union of the given policies and print the decision as
     /// JSON (a policy's name is its file stem).
@@ -42,7 +46,7 @@ pub enum Args {
 /// Runs a policy subcommand.
 pub fn run(args: Args) -> Result<(), Failure> {
     match args {
-        Args::Validate { files } => validate_files(&files),
+        Args::Validate { files, json } => validate_files(&files, json),
         Args::Test {
             policies,
             request,
@@ -56,24 +60,28 @@ fn read(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))
 }
 
-fn validate_files(files: &[PathBuf]) -> Result<(), Failure> {
+fn validate_files(files: &[PathBuf], as_json: bool) -> Result<(), Failure> {
     let mut errors = 0;
+    let mut all = Vec::new();
     for path in files {
         let text = read(path)?;
         for f in validate(&text) {
             if f.severity == Severity::Error {
                 errors += 1;
             }
-            println!(
-                "{}:{}:{}: {} {}: {}",
-                path.display(),
-                f.line,
-                f.column,
-                f.severity,
-                f.code,
-                f.message
-            );
+            if as_json {
+                all.push(finding_json(path, &f));
+            } else {
+                println!("{}", finding_line(path, &f));
+                println!("  help: {}", f.help);
+            }
         }
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).map_err(|e| Failure(e.to_string()))?
+        );
     }
     if errors > 0 {
         return Err(Failure(format!(
@@ -92,15 +100,14 @@ fn test(policies: &[PathBuf], request: &Path, explain: bool, strict: bool) -> Re
     for path in policies {
         let text = read(path)?;
         let doc = PolicyDocument::parse(&text).map_err(|e| match e {
-            thingkit_policy::Error::InvalidDocument { finding, .. } => Failure(format!(
-                "{}:{}:{}: {} {}: {}",
-                path.display(),
-                finding.line,
-                finding.column,
-                finding.severity,
-                finding.code,
-                finding.message
-            )),
+            thingkit_policy::Error::InvalidDocument { findings } => Failure(
+                findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Error)
+                    .map(|f| finding_line(path, f))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
             other => Failure(format!("{}: {other}", path.display())),
         })?;
         let name = path
@@ -136,6 +143,33 @@ fn test(policies: &[PathBuf], request: &Path, explain: bool, strict: bool) -> Re
         serde_json::to_string_pretty(&out).map_err(|e| Failure(e.to_string()))?
     );
     Ok(())
+}
+
+/// `FILE:LINE:COL: severity code: message`.
+fn finding_line(path: &Path, f: &Finding) -> String {
+    format!(
+        "{}:{}:{}: {} {}: {}",
+        path.display(),
+        f.line,
+        f.column,
+        f.severity,
+        f.code,
+        f.message
+    )
+}
+
+fn finding_json(path: &Path, f: &Finding) -> Value {
+    json!({
+        "file": path.display().to_string(),
+        "line": f.line,
+        "column": f.column,
+        "span": {"start": f.span.start, "end": f.span.end},
+        "severity": f.severity.to_string(),
+        "code": f.code.as_str(),
+        "message": f.message,
+        "help": f.help,
+        "path": f.path,
+    })
 }
 
 fn statement_ref(s: &StatementRef) -> Value {

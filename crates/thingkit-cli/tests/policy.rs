@@ -96,6 +96,62 @@ fn validate_reports_every_file_before_failing() {
     assert!(out.contains("a.json:1:2: error json-syntax:"), "{out}");
     assert!(out.contains("b.json:1:1: error missing-element:"), "{out}");
     assert!(out.contains("b.json:1:15: error invalid-type:"), "{out}");
+    // Each finding is followed by what to do about it.
+    assert!(out.contains("\n  help: add the element"), "{out}");
+}
+
+#[test]
+fn validate_json_lists_every_finding_with_span_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"{"Version": "2012-10-18", "Statement": [{"Effect": "Allow", "Action": "iot:Connect",
+            "Resource": "arn:aws:iot:us-east-1:123456789012:client/x"}]}"#;
+    let p = write(dir.path(), "p.json", text);
+    let w = write(
+        dir.path(),
+        "w.json",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect",
+            "Resource": "arn:aws:iot:us-east-1:123456789012:client/*"}]}"#,
+    );
+    let o = thingkit(
+        &[
+            "policy",
+            "validate",
+            "--json",
+            p.to_str().unwrap(),
+            w.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");
+    let findings = v.as_array().expect("an array");
+    assert_eq!(findings.len(), 2, "{v:#}");
+    let version = &findings[0];
+    assert_eq!(version["code"], "invalid-version");
+    assert_eq!(version["severity"], "error");
+    assert_eq!(version["path"], "$.Version");
+    assert_eq!(
+        (version["line"].as_u64(), version["column"].as_u64()),
+        (Some(1), Some(13))
+    );
+    let span = &version["span"];
+    let (start, end) = (
+        span["start"].as_u64().unwrap() as usize,
+        span["end"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&text[start..end], "\"2012-10-18\"");
+    assert!(
+        version["help"].as_str().unwrap().contains("2012-10-17"),
+        "{v:#}"
+    );
+    let connect = &findings[1];
+    assert_eq!(connect["code"], "connect-without-is-attached");
+    assert_eq!(connect["severity"], "warning");
+    assert!(
+        connect["help"].as_str().unwrap().contains("IsAttached"),
+        "{v:#}"
+    );
+    assert_eq!(connect["file"], w.display().to_string());
 }
 
 fn decision(o: &Output) -> serde_json::Value {

@@ -159,33 +159,29 @@ pub struct PolicyDocument {
 impl PolicyDocument {
     /// Parses and validates a document with the default [`Limits`].
     ///
-    /// Fails with [`Error::InvalidDocument`] naming the first error (JSON path, line:column and
-    /// code); warnings (lints) do not fail parsing and are available from
-    /// [`PolicyDocument::warnings`].
+    /// Fails with [`Error::InvalidDocument`] carrying every finding (errors and warnings, each
+    /// with its code, message, help, JSON path, line:column and byte span); warnings alone do not
+    /// fail parsing and are available from [`PolicyDocument::warnings`].
     pub fn parse(text: &str) -> Result<PolicyDocument, Error> {
         PolicyDocument::parse_with(text, &Limits::default())
     }
 
     /// Parses and validates a document with explicit limits.
     pub fn parse_with(text: &str, limits: &Limits) -> Result<PolicyDocument, Error> {
-        let (doc, findings) = analyze(text, limits);
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
+        let (doc, mut findings) = analyze(text, limits);
+        let has_error = findings.iter().any(|f| f.severity == Severity::Error);
         match doc {
-            Some(doc) if errors == 0 => Ok(doc),
+            Some(doc) if !has_error => Ok(doc),
             _ => {
-                let first = findings
-                    .into_iter()
-                    .find(|f| f.severity == Severity::Error)
-                    .unwrap_or_else(|| {
-                        Location::default().finding(Code::JsonSyntax, "document could not be read")
-                    });
-                Err(Error::InvalidDocument {
-                    finding: Box::new(first),
-                    errors: errors.max(1),
-                })
+                if !has_error {
+                    // `analyze` reports an error whenever it builds no document; never return
+                    // an error without one.
+                    findings.insert(
+                        0,
+                        Location::default().finding(Code::JsonSyntax, "document could not be read"),
+                    );
+                }
+                Err(Error::InvalidDocument { findings })
             }
         }
     }
@@ -226,7 +222,7 @@ pub(crate) fn analyze(text: &str, limits: &Limits) -> (Option<PolicyDocument>, V
         findings: Vec::new(),
     };
     if text.len() > limits.max_input_bytes {
-        a.findings.push(a.at(0, "$").finding(
+        a.findings.push(a.at_span(0..text.len(), "$").finding(
             Code::LimitExceeded,
             format!(
                 "input is {} bytes, more than {} (limit max_input_bytes)",
@@ -238,7 +234,7 @@ pub(crate) fn analyze(text: &str, limits: &Limits) -> (Option<PolicyDocument>, V
     }
     let size = text.chars().filter(|c| !c.is_whitespace()).count();
     if size > limits.max_policy_chars {
-        a.findings.push(a.at(0, "$").finding(
+        a.findings.push(a.at_span(0..text.len(), "$").finding(
             Code::LimitExceeded,
             format!(
                 "policy is {size} characters without whitespace, more than {} (limit max_policy_chars)",
@@ -259,8 +255,9 @@ pub(crate) fn analyze(text: &str, limits: &Limits) -> (Option<PolicyDocument>, V
             } else {
                 Code::JsonSyntax
             };
+            let span = crate::finding::char_span(text, e.offset);
             a.findings
-                .push(a.at(e.offset, "$").finding(code, e.message));
+                .push(a.at_span(span, "$").finding(code, e.message));
             return (None, a.findings);
         }
     };
@@ -304,12 +301,19 @@ fn key_path(base: &str, key: &str) -> String {
 }
 
 impl Analyzer<'_> {
+    /// The location of the element (value or key) starting at `offset`, spanning all of it.
     fn at(&self, offset: usize, path: &str) -> Location {
-        let (line, column) = self.lines.line_col(self.text, offset);
+        let span = offset..crate::finding::value_end(self.text, offset);
+        self.at_span(span, path)
+    }
+
+    fn at_span(&self, span: std::ops::Range<usize>, path: &str) -> Location {
+        let (line, column) = self.lines.line_col(self.text, span.start);
         Location {
             path: path.to_owned(),
             line,
             column,
+            span,
         }
     }
 

@@ -1,19 +1,32 @@
 //! The crate's error type.
 
-use crate::finding::Finding;
+use crate::finding::{Finding, Severity};
+
+/// "N error(s)" and then every finding on its own line.
+fn list(findings: &[Finding]) -> String {
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let mut out = format!("{errors} error(s)");
+    for f in findings {
+        out.push_str("\n  ");
+        out.push_str(&f.to_string());
+    }
+    out
+}
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The policy document is invalid: the first error finding, and how many errors there were
-    /// (run [`validate`](crate::validate) for all of them).
-    #[error("invalid policy document: {finding} ({errors} error(s) in total)")]
+    /// The policy document is invalid. `findings` holds every finding (at least one error, and
+    /// any warnings), ordered by position, exactly as [`validate`](crate::validate) returns them;
+    /// the message lists them one per line.
+    #[error("invalid policy document: {}", list(findings))]
     InvalidDocument {
-        /// The first error.
-        finding: Box<Finding>,
-        /// The number of error findings.
-        errors: usize,
+        /// Every finding, errors and warnings, ordered by position.
+        findings: Vec<Finding>,
     },
     /// A request (or its context) given as JSON is malformed.
     #[error("invalid request at {path}: {message}")]

@@ -105,7 +105,7 @@ fn mqtt_wildcards(s: &Statement, out: &mut Vec<Finding>) {
             out.push(r.location.finding(
                 Code::MqttWildcardInPolicy,
                 format!(
-                    "`+` and `#` in `{}` are literal characters in a policy, not MQTT wildcards; use `*` (any characters) or `?` (one character)",
+                    "`+` and `#` in `{}` are literal characters in a policy, not MQTT wildcards",
                     r.value
                 ),
             ));
@@ -138,7 +138,7 @@ fn connect_without_is_attached(s: &Statement, out: &mut Vec<Finding>) {
             out.push(r.location.finding(
                 Code::ConnectWithoutIsAttached,
                 format!(
-                    "iot:Connect on `{}` lets any certificate connect as any client ID; add `\"Bool\": {{\"iot:Connection.Thing.IsAttached\": \"true\"}}` or use `client/${{iot:Connection.Thing.ThingName}}`",
+                    "iot:Connect on `{}` lets any certificate connect as any client ID",
                     r.value
                 ),
             ));
@@ -159,7 +159,7 @@ fn reserved_topics(s: &Statement, out: &mut Vec<Finding>) {
             out.push(r.location.finding(
                 Code::BroadReservedTopicAccess,
                 format!(
-                    "`{}` grants access to the reserved topics (shadows, jobs) of every thing; scope it with `$aws/things/${{iot:Connection.Thing.ThingName}}/...`",
+                    "`{}` grants access to the reserved topics (shadows, jobs) of every thing",
                     r.value
                 ),
             ));
@@ -193,7 +193,7 @@ fn allow_pitfalls(s: &Statement, out: &mut Vec<Finding>) {
             out.push(c.location.finding(
                 Code::ForAllValuesInAllow,
                 format!(
-                    "`{}` in an Allow is true when `{}` is missing or empty; add a `Null` condition or use ForAnyValue",
+                    "`{}` in an Allow is true when `{}` is missing or empty",
                     c.operator, c.key_name
                 ),
             ));
@@ -255,10 +255,10 @@ fn deny_subscribe_without_receive(s: &Statement, doc: &PolicyDocument, out: &mut
             out.push(r.location.finding(
                 Code::DenySubscribeWithoutReceive,
                 format!(
-                    "denying iot:Subscribe on `{}` does not stop delivery through a broader subscription; also deny iot:Receive on `{as_topic}`",
+                    "denying iot:Subscribe on `{}` does not stop delivery through a broader subscription",
                     r.value
                 ),
-            ));
+            ).with_help(format!("also deny iot:Receive on `{as_topic}`")));
         }
     }
 }

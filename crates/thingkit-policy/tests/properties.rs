@@ -390,8 +390,13 @@ proptest! {
         let mut at = cut.min(text.len());
         while !text.is_char_boundary(at) { at -= 1; }
         let mutated = format!("{}{insert}{}", &text[..at], &text[at..]);
-        let _ = validate(&mutated);
         let truncated = &text[..at];
-        let _ = validate(truncated);
+        for t in [mutated.as_str(), truncated] {
+            for f in validate(t) {
+                // Every span is a slice of the text, on character boundaries.
+                prop_assert!(f.span.start <= f.span.end, "{:?}", f);
+                prop_assert!(t.get(f.span.clone()).is_some(), "{:?} in {:?}", f, t);
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Validation: every error and lint, with its code, JSON path and line:column.
+//! Validation: every error and lint, with its code, help, JSON path, line:column and byte span.
 
 use thingkit_policy::{
     Code, Error, Finding, Limits, PolicyDocument, Severity, validate, validate_with,
@@ -63,16 +63,68 @@ fn reports_all_errors_in_one_pass_with_positions() {
 }
 
 #[test]
-fn parse_fails_with_the_first_error_and_the_count() {
-    let err =
-        PolicyDocument::parse(r#"{"Version": "2012-10-17", "Statement": {"Effect": "Allow"}}"#)
-            .unwrap_err();
-    let Error::InvalidDocument { finding, errors } = err else {
+fn parse_fails_with_every_finding() {
+    let text = r#"{"Version": "2012-10-17", "Statement": {"Effect": "Allow"}}"#;
+    let err = PolicyDocument::parse(text).unwrap_err();
+    let Error::InvalidDocument { findings } = &err else {
         panic!("wrong error")
     };
-    assert_eq!(errors, 2);
-    assert_eq!(finding.code, Code::MissingElement);
-    assert_eq!(finding.path, "$.Statement");
+    assert_eq!(findings, &validate(text));
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+    assert!(findings.iter().all(|f| f.code == Code::MissingElement));
+    assert!(findings.iter().all(|f| f.path == "$.Statement"));
+    // The message lists every finding, one per line, each with its help.
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("invalid policy document: 2 error(s)\n"),
+        "{shown}"
+    );
+    assert_eq!(shown.lines().count(), 3, "{shown}");
+    assert!(shown.contains("help: add the element"), "{shown}");
+}
+
+#[test]
+fn spans_cover_the_offending_element() {
+    let text = "{\n  \"Version\": \"2012-10-18\",\n  \"Statement\": [\n    {\"Effect\": \"Permit\", \"Action\": [\"iot:Pubish\"], \"Resource\": \"topic/a\", \"Principal\": {\"AWS\": \"*\"}}\n  ]\n}";
+    let f = validate(text);
+    let at = |code: Code| &text[find(&f, code).span.clone()];
+    assert_eq!(at(Code::InvalidVersion), "\"2012-10-18\"");
+    assert_eq!(at(Code::InvalidEffect), "\"Permit\"");
+    assert_eq!(at(Code::InvalidResource), "\"topic/a\"");
+    let action = find(&f, Code::UnknownAction);
+    assert!(matches!(
+        &text[action.span.clone()],
+        "[\"iot:Pubish\"]" | "\"iot:Pubish\""
+    ));
+    // An unknown element's span is its key.
+    assert_eq!(at(Code::UnknownElement), "\"Principal\"");
+    // Span and line:column agree.
+    for x in &f {
+        let line = text[..x.span.start].matches('\n').count() + 1;
+        assert_eq!(line, x.line, "{x:?}");
+    }
+    // A syntax error spans the character where reading stopped.
+    let bad = "{\"Version\": \"2012-10-17\", \"Statement\": [,]}";
+    let s = &validate(bad)[0];
+    assert_eq!(s.code, Code::JsonSyntax);
+    assert_eq!(&bad[s.span.clone()], ",");
+}
+
+#[test]
+fn every_code_has_help_distinct_from_the_message() {
+    for code in Code::ALL {
+        assert!(!code.help().is_empty(), "{code}");
+    }
+    let text = statement(
+        r#"{"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:us-east-1:1:client/*"},
+           {"Effect": "Deny", "Action": "iot:Subscribe", "Resource": "arn:aws:iot:us-east-1:1:topicfilter/a/b"}"#,
+    );
+    let f = validate(&text);
+    let connect = find(&f, Code::ConnectWithoutIsAttached);
+    assert!(connect.help.contains("IsAttached"), "{connect:?}");
+    assert!(!connect.message.contains("IsAttached"), "{connect:?}");
+    let deny = find(&f, Code::DenySubscribeWithoutReceive);
+    assert!(deny.help.contains("topic/a/b"), "{deny:?}");
 }
 
 #[test]

@@ -319,7 +319,9 @@ fn put_props(m: &mut Map<String, Value>, p: &Properties) {
     );
     s(
         "authentication_data_hex",
-        p.authentication_data.as_ref().map(|v| json!(hex::encode(v))),
+        p.authentication_data
+            .as_ref()
+            .map(|v| json!(hex::encode(v))),
     );
     s(
         "request_problem_information",

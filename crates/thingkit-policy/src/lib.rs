@@ -3,8 +3,16 @@
 //! [`PolicySet`] that decides requests without heap allocation and can [explain](PolicySet::explain)
 //! every decision.
 //!
+//! A [`Request`] borrows its parts: build the [`ArnPrefix`] (partition, region, account) once,
+//! then each PUBLISH, delivery, SUBSCRIBE or CONNECT becomes a request that refers to the prefix
+//! and to the topic, filter or client ID where they already are. Building and deciding one
+//! allocates nothing and parses no ARN (`tests/allocations.rs` counts). A full ARN string (the
+//! CLI's `policy test`) is split once by [`Request::new`]; [`RequestBuf`] owns one.
+//!
 //! ```
-//! use thingkit_policy::{validate, ArnPrefix, Context, Decision, PolicyDocument, PolicySet};
+//! use thingkit_policy::{
+//!     validate, Action, ArnPrefix, Context, Decision, Error, PolicyDocument, PolicySet, Request,
+//! };
 //!
 //! let text = r#"{
 //!   "Version": "2012-10-17",
@@ -15,20 +23,34 @@
 //!      "Resource": "arn:aws:iot:us-east-1:123456789012:topic/devices/*/admin"}
 //!   ]
 //! }"#;
-//! // Validation reports every finding (errors and lints) with a stable code, a JSON path and
-//! // line:column; this document is clean.
+//! // Validation reports every finding (errors and lints) with a stable code, a help text, a JSON
+//! // path, line:column and a byte span; this document is clean.
 //! assert!(validate(text).is_empty());
 //!
 //! let mut set = PolicySet::new();
 //! set.add("device", &PolicyDocument::parse(text)?)?;
+//! // Once per broker: the prefix every request refers to.
 //! let arn = ArnPrefix::new("aws", "us-east-1", "123456789012").expect("valid prefix");
 //! let ctx = Context::with_client_id("sensor-1");
 //!
-//! assert_eq!(set.decide(&arn.publish("devices/sensor-1/temp", false), &ctx), Decision::Allow);
-//! assert_eq!(set.decide(&arn.publish("devices/sensor-2/temp", false), &ctx), Decision::ImplicitDeny);
+//! // Per PUBLISH: a request borrowing the prefix and the topic; no allocation, no ARN parsing.
+//! let topic = "devices/sensor-1/temp";
+//! assert_eq!(set.decide(&arn.publish(topic, false), &ctx), Decision::Allow);
+//! assert_eq!(set.decide(&arn.receive("devices/sensor-2/temp"), &ctx), Decision::ImplicitDeny);
 //! let why = set.evaluate(&arn.publish("devices/sensor-1/admin", false), &ctx);
 //! assert_eq!(why.decision, Decision::ExplicitDeny);
 //! assert_eq!(why.determining[0].sid.as_deref(), Some("NoAdmin"));
+//!
+//! // The same question from a full ARN string (split once, here) decides the same.
+//! let arn_text = "arn:aws:iot:us-east-1:123456789012:topic/devices/sensor-1/admin";
+//! assert_eq!(set.decide(&Request::new(Action::Publish, arn_text), &ctx), Decision::ExplicitDeny);
+//!
+//! // An invalid document is rejected with every finding, not just the first.
+//! let bad = r#"{"Version": "2012-10-18", "Statement": {"Effect": "Permit", "Action": "iot:Connect", "Resource": "*"}}"#;
+//! let Err(Error::InvalidDocument { findings }) = PolicyDocument::parse(bad) else { unreachable!() };
+//! assert_eq!(findings.len(), 2);
+//! assert_eq!(&bad[findings[0].span.clone()], r#""2012-10-18""#);
+//! assert_eq!(findings[1].help, r#"use "Allow" or "Deny" (case-sensitive)"#);
 //! # Ok::<(), thingkit_policy::Error>(())
 //! ```
 //!

@@ -407,6 +407,110 @@ struct RegisteredTemplate {
     hook: Option<Arc<dyn PreProvisioningHook>>,
 }
 
+/// What [`FleetProvisioning::prepare`] decided.
+#[derive(Debug)]
+#[must_use = "a prepared registration does nothing until it is committed"]
+pub enum Prepared {
+    /// The request is answered: publish these replies to the client (exactly one).
+    Replies(Vec<Reply>),
+    /// A RegisterThing whose payload, template and ownership token checked out. Run its hook
+    /// with [`PendingRegistration::run_hook`] *without* holding the registry, then apply it
+    /// with [`FleetProvisioning::commit`].
+    Register(PendingRegistration),
+}
+
+/// A RegisterThing between [`FleetProvisioning::prepare`] and [`FleetProvisioning::commit`]: the
+/// decoded request, the ownership token it presented (checked, not yet consumed) and the
+/// template and hook as they were when it was prepared. It borrows nothing, so the caller can
+/// release its registry (and service) locks while the hook runs.
+pub struct PendingRegistration {
+    topic: String,
+    format: PayloadFormat,
+    template_name: String,
+    client: CertificateId,
+    token: [u8; 32],
+    certificate_id: CertificateId,
+    parameters: BTreeMap<String, String>,
+    registered: Arc<RegisteredTemplate>,
+    hook_config: HookConfig,
+}
+
+impl std::fmt::Debug for PendingRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRegistration")
+            .field("template_name", &self.template_name)
+            .field("client", &self.client)
+            .field("certificate_id", &self.certificate_id)
+            .field("has_hook", &self.registered.hook.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingRegistration {
+    /// The template named by the request topic.
+    pub fn template_name(&self) -> &str {
+        &self.template_name
+    }
+
+    /// The certificate the ownership token provisions.
+    pub fn certificate_id(&self) -> &CertificateId {
+        &self.certificate_id
+    }
+
+    /// The claim certificate that sent the request.
+    pub fn client(&self) -> &CertificateId {
+        &self.client
+    }
+
+    /// Whether the template has a pre-provisioning hook ([`run_hook`](Self::run_hook) returns
+    /// at once when it has none).
+    pub fn has_hook(&self) -> bool {
+        self.registered.hook.is_some()
+    }
+
+    /// Runs the template's pre-provisioning hook, if any, on its own thread with the configured
+    /// timeout (see [`crate::hook`]); blocks for at most [`HookConfig::timeout`]. Needs no
+    /// registry: call it with every lock released. A denial, timeout or panic yields an outcome
+    /// that [`FleetProvisioning::commit`] turns into a rejection (fail closed).
+    pub fn run_hook(&self) -> HookOutcome {
+        let result = match &self.registered.hook {
+            None => Ok(BTreeMap::new()),
+            Some(hook) => run_hook(
+                hook,
+                HookRequest {
+                    claim_certificate_id: self.client.to_string(),
+                    certificate_id: self.certificate_id.to_string(),
+                    template_name: self.template_name.clone(),
+                    parameters: self.parameters.clone(),
+                },
+                &self.hook_config,
+            )
+            .map(|answer| answer.parameter_overrides),
+        };
+        HookOutcome {
+            token: self.token,
+            result,
+        }
+    }
+}
+
+/// The answer of a pending registration's hook ([`PendingRegistration::run_hook`]): the
+/// parameter overrides, or why provisioning is refused. Only `run_hook` makes one, and
+/// [`FleetProvisioning::commit`] accepts it only for the registration it was made for, so the
+/// hook cannot be skipped.
+#[derive(Debug)]
+pub struct HookOutcome {
+    token: [u8; 32],
+    result: Result<BTreeMap<String, String>>,
+}
+
+impl HookOutcome {
+    /// Whether the hook allowed provisioning (or there was no hook).
+    pub fn is_allowed(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
 /// What applying a template did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Provisioned {
@@ -425,7 +529,7 @@ pub struct Provisioned {
 pub struct FleetProvisioning {
     ca: Arc<CertificateAuthority>,
     config: FleetConfig,
-    templates: BTreeMap<String, RegisteredTemplate>,
+    templates: BTreeMap<String, Arc<RegisteredTemplate>>,
     tokens: HashMap<[u8; 32], PendingCertificate>,
     expiry: VecDeque<(SystemTime, [u8; 32])>,
     per_claim: HashMap<CertificateId, usize>,
@@ -509,8 +613,10 @@ impl FleetProvisioning {
                     .into(),
             });
         }
-        self.templates
-            .insert(name.to_owned(), RegisteredTemplate { template, hook });
+        self.templates.insert(
+            name.to_owned(),
+            Arc::new(RegisteredTemplate { template, hook }),
+        );
         Ok(())
     }
 
@@ -519,12 +625,15 @@ impl FleetProvisioning {
         self.tokens.len()
     }
 
-    /// Handles one PUBLISH from `client` (the certificate it authenticated with). `None`: the
-    /// topic is not a provisioning request topic, route it elsewhere. Otherwise the replies to
-    /// publish to this client (exactly one: `/accepted` or `/rejected`).
+    /// Handles one PUBLISH from `client` (the certificate it authenticated with) in one call:
+    /// [`prepare`](Self::prepare), the hook, [`commit`](Self::commit). `None`: the topic is not
+    /// a provisioning request topic, route it elsewhere. Otherwise the replies to publish to
+    /// this client (exactly one: `/accepted` or `/rejected`).
     ///
-    /// Synchronous: with a pre-provisioning hook it blocks for as long as the hook runs (at most
-    /// [`HookConfig::timeout`]); call it from a blocking thread in an async broker.
+    /// Convenient where nothing else needs the registry meanwhile (tests, tools): with a
+    /// pre-provisioning hook it keeps `registry` borrowed for as long as the hook runs (up to
+    /// [`HookConfig::timeout`]). A server should call `prepare` and `commit` itself and run the
+    /// hook with its locks released.
     pub fn handle<S: RegistryStore>(
         &mut self,
         registry: &mut Registry<S>,
@@ -533,6 +642,29 @@ impl FleetProvisioning {
         payload: &[u8],
         now: SystemTime,
     ) -> Option<Vec<Reply>> {
+        match self.prepare(registry, client, topic, payload, now)? {
+            Prepared::Replies(replies) => Some(replies),
+            Prepared::Register(pending) => {
+                let outcome = pending.run_hook();
+                Some(self.commit(registry, pending, outcome, now))
+            }
+        }
+    }
+
+    /// The first half of handling a PUBLISH from `client`. `None`: not a provisioning request
+    /// topic. CreateKeysAndCertificate and CreateCertificateFromCsr are answered at once
+    /// ([`Prepared::Replies`]); so is a RegisterThing that is refused before its hook (bad
+    /// payload, unknown template, unknown, expired or foreign ownership token). A RegisterThing
+    /// that passes those checks becomes a [`Prepared::Register`]: run its hook with no lock
+    /// held, then [`commit`](Self::commit) it. Never runs a hook itself.
+    pub fn prepare<S: RegistryStore>(
+        &mut self,
+        registry: &mut Registry<S>,
+        client: &CertificateId,
+        topic: &str,
+        payload: &[u8],
+        now: SystemTime,
+    ) -> Option<Prepared> {
         let (operation, format) = parse_topic(topic)?;
         self.expire(registry, now);
         let result = match &operation {
@@ -543,20 +675,32 @@ impl FleetProvisioning {
                 self.create_from_csr(registry, client, payload, format, now)
             }
             Operation::RegisterThing { template_name } => {
-                self.register_thing(registry, client, template_name, payload, format, now)
+                match self.prepare_registration(client, template_name, topic, payload, format, now)
+                {
+                    Ok(pending) => return Some(Prepared::Register(pending)),
+                    Err(e) => Err(e),
+                }
             }
         };
-        let reply = match result {
-            Ok(body) => Reply {
-                topic: format!("{topic}/accepted"),
-                payload: body,
-            },
-            Err(e) => Reply {
-                topic: format!("{topic}/rejected"),
-                payload: encode(&Rejection::of(&e), format).unwrap_or_default(),
-            },
-        };
-        Some(vec![reply])
+        Some(Prepared::Replies(vec![reply(topic, format, result)]))
+    }
+
+    /// The second half of a RegisterThing: checks the ownership token again (it may have been
+    /// used, or have expired, while the hook ran: a concurrent request with the same token
+    /// commits first and this one is rejected), then applies the template with the hook's
+    /// parameter overrides in one registry batch and consumes the token. A hook that denied,
+    /// failed or timed out rejects the request; nothing is changed then. Returns the replies
+    /// (exactly one).
+    pub fn commit<S: RegistryStore>(
+        &mut self,
+        registry: &mut Registry<S>,
+        pending: PendingRegistration,
+        outcome: HookOutcome,
+        now: SystemTime,
+    ) -> Vec<Reply> {
+        self.expire(registry, now);
+        let result = self.commit_registration(registry, &pending, outcome, now);
+        vec![reply(&pending.topic, pending.format, result)]
     }
 
     /// Deletes the certificates whose ownership tokens expired unclaimed, and forgets the
@@ -702,15 +846,38 @@ impl FleetProvisioning {
         )
     }
 
-    fn register_thing<S: RegistryStore>(
-        &mut self,
-        registry: &mut Registry<S>,
+    /// The ownership token `key` as presented by `client` at `now`: known, unexpired, issued to
+    /// `client`. Returns the certificate it provisions.
+    fn check_token(
+        &self,
+        key: &[u8; 32],
+        client: &CertificateId,
+        now: SystemTime,
+    ) -> Result<CertificateId> {
+        let pending = self
+            .tokens
+            .get(key)
+            .ok_or_else(|| Error::OwnershipToken("unknown, expired or already used".into()))?;
+        if pending.expires <= now {
+            return Err(Error::OwnershipToken("expired".into()));
+        }
+        if pending.claim != *client {
+            return Err(Error::OwnershipToken(
+                "issued to another claim certificate".into(),
+            ));
+        }
+        Ok(pending.certificate_id)
+    }
+
+    fn prepare_registration(
+        &self,
         client: &CertificateId,
         template_name: &str,
+        topic: &str,
         payload: &[u8],
         format: PayloadFormat,
         now: SystemTime,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<PendingRegistration> {
         let request: RegisterThingRequest = decode(payload, format, &self.config)?;
         if let Some(name) = &request.template_name
             && name != template_name
@@ -727,35 +894,45 @@ impl FleetProvisioning {
                 id: template_name.chars().take(64).collect(),
             })?;
         let key = token_key(&request.certificate_ownership_token);
-        let pending = self
-            .tokens
-            .get(&key)
-            .ok_or_else(|| Error::OwnershipToken("unknown, expired or already used".into()))?;
-        if pending.expires <= now {
-            return Err(Error::OwnershipToken("expired".into()));
-        }
-        if pending.claim != *client {
-            return Err(Error::OwnershipToken(
-                "issued to another claim certificate".into(),
+        let certificate_id = self.check_token(&key, client, now)?;
+        Ok(PendingRegistration {
+            topic: topic.to_owned(),
+            format,
+            template_name: template_name.to_owned(),
+            client: *client,
+            token: key,
+            certificate_id,
+            parameters: request.parameters.unwrap_or_default(),
+            registered: Arc::clone(registered),
+            hook_config: self.config.hook.clone(),
+        })
+    }
+
+    fn commit_registration<S: RegistryStore>(
+        &mut self,
+        registry: &mut Registry<S>,
+        pending: &PendingRegistration,
+        outcome: HookOutcome,
+        now: SystemTime,
+    ) -> Result<Vec<u8>> {
+        if outcome.token != pending.token {
+            return Err(Error::HookRefused(
+                "the hook outcome belongs to another request".into(),
             ));
         }
-        let certificate_id = pending.certificate_id;
-        let mut parameters = request.parameters.unwrap_or_default();
-        if let Some(hook) = &registered.hook {
-            let answer = run_hook(
-                hook,
-                HookRequest {
-                    claim_certificate_id: client.to_string(),
-                    certificate_id: certificate_id.to_string(),
-                    template_name: template_name.to_owned(),
-                    parameters: parameters.clone(),
-                },
-                &self.config.hook,
-            )?;
-            parameters.extend(answer.parameter_overrides);
+        let overrides = outcome.result?;
+        let key = pending.token;
+        let certificate_id = self.check_token(&key, &pending.client, now)?;
+        if certificate_id != pending.certificate_id {
+            // Unreachable (a token is bound to one certificate for life); checked anyway.
+            return Err(Error::OwnershipToken(
+                "the token now names another certificate".into(),
+            ));
         }
+        let mut parameters = pending.parameters.clone();
+        parameters.extend(overrides);
         let pseudo = BTreeMap::from([(CERTIFICATE_ID.to_owned(), certificate_id.to_string())]);
-        let rendered = registered.template.render(&parameters, &pseudo)?;
+        let rendered = pending.registered.template.render(&parameters, &pseudo)?;
         let done = apply(&self.ca, registry, &rendered, Some(certificate_id), now)?;
         if done.certificate_id != Some(certificate_id) {
             // Unreachable with a template accepted by `add_template`, but never leave the token's
@@ -770,8 +947,22 @@ impl FleetProvisioning {
                 device_configuration: &done.device_configuration,
                 thing_name: done.thing_name.as_deref(),
             },
-            format,
+            pending.format,
         )
+    }
+}
+
+/// The `/accepted` or `/rejected` reply to a request on `topic`.
+fn reply(topic: &str, format: PayloadFormat, result: Result<Vec<u8>>) -> Reply {
+    match result {
+        Ok(body) => Reply {
+            topic: format!("{topic}/accepted"),
+            payload: body,
+        },
+        Err(e) => Reply {
+            topic: format!("{topic}/rejected"),
+            payload: encode(&Rejection::of(&e), format).unwrap_or_default(),
+        },
     }
 }
 

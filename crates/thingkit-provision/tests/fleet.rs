@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use thingkit_policy::{ArnPrefix, Context, Decision, PolicySet};
 use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
 use thingkit_provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit_provision::fleet::{FleetConfig, FleetProvisioning, Reply, claim_policy};
+use thingkit_provision::fleet::{
+    FleetConfig, FleetProvisioning, PendingRegistration, Prepared, Reply, claim_policy,
+};
 use thingkit_provision::hook::{HookConfig, HookRequest, HookResponse};
 use thingkit_provision::jit::JitOutcome;
 use thingkit_provision::registry::{PolicyTarget, Registry};
@@ -1008,5 +1010,182 @@ fn one_claim_certificate_cannot_hoard_ownership_tokens() {
     assert!(
         s.publish_as(&other, "$aws/certificates/create/json", b"{}")
             .is_accepted()
+    );
+}
+
+// ----------------------------------------------------------------------------------------------
+// RegisterThing in two steps: prepare (under the registry), the hook (without it), commit.
+
+const REGISTER_TOPIC: &str = "$aws/provisioning-templates/FleetTemplate/provision/json";
+
+/// Prepares a RegisterThing that must pass the pre-hook checks.
+fn prepare_register(s: &mut Setup, token: &str, serial: &str) -> PendingRegistration {
+    let request = json!({
+        "certificateOwnershipToken": token,
+        "parameters": {"SerialNumber": serial},
+    });
+    let claim = s.claim;
+    match s
+        .fleet
+        .prepare(
+            &mut s.registry,
+            &claim,
+            REGISTER_TOPIC,
+            request.to_string().as_bytes(),
+            s.now,
+        )
+        .expect("a provisioning topic")
+    {
+        Prepared::Register(pending) => pending,
+        Prepared::Replies(replies) => panic!("refused before the hook: {replies:?}"),
+    }
+}
+
+#[test]
+fn two_register_things_with_one_token_in_flight_commit_exactly_once() {
+    let mut s = setup();
+    let created = s.create_keys();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    // Both requests pass the checks while the token is unused (their hooks would run now,
+    // concurrently, with no registry borrowed).
+    let first = prepare_register(&mut s, &token, "first");
+    let second = prepare_register(&mut s, &token, "second");
+    let (first_outcome, second_outcome) = (first.run_hook(), second.run_hook());
+    assert!(first_outcome.is_allowed() && second_outcome.is_allowed());
+
+    let now = s.now;
+    let second_replies = s.fleet.commit(&mut s.registry, second, second_outcome, now);
+    let first_replies = s.fleet.commit(&mut s.registry, first, first_outcome, now);
+    assert!(second_replies[0].is_accepted(), "{second_replies:?}");
+    assert!(!first_replies[0].is_accepted());
+    assert_eq!(first_replies[0].topic, format!("{REGISTER_TOPIC}/rejected"));
+    assert!(
+        body(&first_replies[0])["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("already used")),
+        "{:?}",
+        body(&first_replies[0])
+    );
+    assert!(s.registry.thing("sensor_second").is_some());
+    assert!(s.registry.thing("sensor_first").is_none());
+    assert_eq!(s.fleet.pending_tokens(), 0);
+}
+
+#[test]
+fn a_token_that_expires_while_the_hook_runs_is_refused_at_commit() {
+    let mut s = setup();
+    let created = s.create_keys();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let pending = prepare_register(&mut s, &token, "late");
+    let outcome = pending.run_hook();
+    let later = s.now + FleetConfig::default().token_ttl;
+    let replies = s.fleet.commit(&mut s.registry, pending, outcome, later);
+    assert!(!replies[0].is_accepted());
+    assert!(s.registry.thing("sensor_late").is_none());
+}
+
+#[test]
+fn a_hook_outcome_cannot_be_reused_for_another_registration() {
+    let mut s = setup();
+    let first = s.create_keys();
+    let second = s.create_keys();
+    let a = prepare_register(
+        &mut s,
+        first["certificateOwnershipToken"].as_str().expect("t"),
+        "a",
+    );
+    let b = prepare_register(
+        &mut s,
+        second["certificateOwnershipToken"].as_str().expect("t"),
+        "b",
+    );
+    let outcome_of_a = a.run_hook();
+    let now = s.now;
+    let replies = s.fleet.commit(&mut s.registry, b, outcome_of_a, now);
+    assert!(!replies[0].is_accepted());
+    assert_eq!(body(&replies[0])["statusCode"], 403);
+    assert!(s.registry.thing("sensor_b").is_none());
+}
+
+#[test]
+fn the_registry_stays_usable_while_a_hook_runs() {
+    use std::sync::mpsc;
+    use std::sync::{Mutex, RwLock};
+
+    let mut s = setup_with(FleetConfig {
+        hook: HookConfig {
+            // Generous: the hook waits for the test, not for a clock.
+            timeout: Duration::from_secs(60),
+        },
+        ..FleetConfig::default()
+    });
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let release_rx = Mutex::new(release_rx);
+    let template = ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).expect("t");
+    s.fleet
+        .add_template_with_hook("FleetTemplate", template, move |_: &HookRequest| {
+            let _ = started_tx.lock().expect("sender").send(());
+            // Blocks until the test has used the registry.
+            let _ = release_rx.lock().expect("receiver").recv();
+            HookResponse::allow()
+        })
+        .expect("add");
+    let device =
+        s.ca.create_keys_and_certificate("bystander", KeyType::P256, s.now)
+            .expect("device");
+    s.registry
+        .register_certificate(&device.certificate.der, CertificateStatus::Active, s.now)
+        .expect("register");
+    let created = s.create_keys();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let pending = prepare_register(&mut s, &token, "hooked");
+
+    // The broker's shape: the registry and the service behind locks, the hook on another thread.
+    let now = s.now;
+    let registry = Arc::new(RwLock::new(s.registry));
+    let fleet = Arc::new(Mutex::new(s.fleet));
+    let worker = {
+        let registry = Arc::clone(&registry);
+        let fleet = Arc::clone(&fleet);
+        std::thread::spawn(move || {
+            let outcome = pending.run_hook();
+            let mut fleet = fleet.lock().expect("fleet");
+            let mut registry = registry.write().expect("registry");
+            fleet.commit(&mut registry, pending, outcome, now)
+        })
+    };
+    started_rx.recv().expect("the hook started");
+    // The hook is running: nobody holds the registry, so authentication (and writes) proceed.
+    drop(
+        registry
+            .try_write()
+            .expect("no lock is held across the hook"),
+    );
+    let identity = registry
+        .read()
+        .expect("registry")
+        .authenticate(&[&device.certificate.der], now)
+        .expect("authenticates while the hook runs");
+    assert_eq!(identity.certificate_id, device.certificate.id);
+    release_tx.send(()).expect("release the hook");
+    let replies = worker.join().expect("worker");
+    assert!(replies[0].is_accepted(), "{replies:?}");
+    assert!(
+        registry
+            .read()
+            .expect("registry")
+            .thing("sensor_hooked")
+            .is_some()
     );
 }

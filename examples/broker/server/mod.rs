@@ -34,7 +34,7 @@ use thingkit::meter::policy::MeteringPolicy;
 use thingkit::mqtt::ReasonCode;
 use thingkit::policy::{ArnPrefix, SetOptions};
 use thingkit::provision::certificate::{CertificateId, CertificateStatus};
-use thingkit::provision::fleet::{FleetProvisioning, Reply};
+use thingkit::provision::fleet::{FleetProvisioning, Prepared, Reply};
 use thingkit::provision::identity::{ReloadableServerConfig, ServerConfigBuilder};
 use thingkit::provision::registry::{DeviceIdentity, Registry, RegistryEvent};
 use thingkit::provision::store::RegistryStore;
@@ -189,15 +189,34 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S
         if !thingkit::provision::fleet::is_provisioning_topic(topic) {
             return None; // no locks for ordinary telemetry
         }
-        let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
-        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
-        fleet.handle(
-            &mut registry,
-            client,
-            topic,
-            payload,
-            std::time::SystemTime::now(),
-        )
+        // Checks (and certificate issuance) under the locks; the pre-provisioning hook of a
+        // RegisterThing runs with both released, so `authenticate` and other provisioning
+        // requests are not stalled for up to the hook's timeout; the commit re-checks the token.
+        let prepared = {
+            let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
+            let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+            fleet.prepare(
+                &mut registry,
+                client,
+                topic,
+                payload,
+                std::time::SystemTime::now(),
+            )?
+        };
+        match prepared {
+            Prepared::Replies(replies) => Some(replies),
+            Prepared::Register(pending) => {
+                let outcome = pending.run_hook();
+                let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
+                let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+                Some(fleet.commit(
+                    &mut registry,
+                    pending,
+                    outcome,
+                    std::time::SystemTime::now(),
+                ))
+            }
+        }
     }
 }
 

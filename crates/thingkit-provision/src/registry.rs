@@ -11,7 +11,7 @@
 //! Every mutation validates first and writes second, so a refused operation changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::RandomState;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -28,56 +28,15 @@ use crate::name::{
 use crate::policy::{PolicyVersion, StoredPolicy};
 use crate::store::{MemoryStore, RegistryStore, StoreOp};
 
-/// The maps of the registry use a fast multiply-rotate hash (the one rustc uses) instead of
-/// SipHash: keys are operator-chosen names and SHA-256 certificate IDs, inserted through the
-/// admin API only, so hash flooding is not an exposure, and lookups on the authentication path
-/// get cheaper.
-#[derive(Clone, Copy, Default)]
-struct FastHasher {
-    hash: u64,
-}
-
-impl FastHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+/// The registry's maps hash with std's SipHash, keyed per map instance ([`RandomState`]).
+///
+/// Devices choose keys: a claim-certificate holder names things through template parameters,
+/// and a holder of an auto-registration CA's key chooses JIT-registered certificates (and so,
+/// by grinding, bits of their SHA-256 IDs). With an unseeded hash they could precompute keys
+/// that all land in one bucket and make every insert and lookup linear. The certificate-ID maps
+/// are seeded too for that reason; on the authentication path the SipHash of 32 bytes is small
+/// next to the SHA-256 of the certificate that produced them.
+type Map<K, V> = HashMap<K, V, RandomState>;
 
 /// `now` as Unix seconds, the form the registry stores timestamps in.
 pub(crate) fn unix_seconds(now: SystemTime) -> i64 {
@@ -1821,4 +1780,98 @@ fn parse_certificate(der: &[u8]) -> Result<(&[u8], x509_parser::certificate::X50
         });
     }
     Ok((rest, cert))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{BuildHasher, Hasher};
+
+    use super::*;
+
+    /// The hash the registry used before it was seeded: rustc's multiply-rotate "FxHash", with
+    /// a fixed (zero) initial state, exactly as `Hash for str` drives it (the bytes, then 0xff).
+    fn old_fast_hash(key: &str) -> u64 {
+        fn add(hash: u64, word: u64) -> u64 {
+            (hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+        }
+        let mut hash = 0u64;
+        let mut chunks = key.as_bytes().chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            hash = add(hash, u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            hash = add(hash, u64::from_le_bytes(word));
+        }
+        add(hash, 0xff)
+    }
+
+    /// The largest number of `keys` that share a bucket of a table with `buckets` (a power of
+    /// two) buckets, when the table indexes by the low bits of `hash` (as hashbrown does).
+    fn worst_bucket(keys: &[String], buckets: u64, hash: impl Fn(&str) -> u64) -> usize {
+        let mut counts = HashMap::new();
+        for k in keys {
+            *counts.entry(hash(k) & (buckets - 1)).or_insert(0usize) += 1;
+        }
+        counts.into_values().max().unwrap_or(0)
+    }
+
+    /// Hash flooding, measured as bucket occupancy (the probe length of every insert and
+    /// lookup), never as time. Thing names a device could send as template parameters are
+    /// ground until they all fall into bucket 0 of a 1024-bucket table under the old unseeded
+    /// hash: every operation on them would probe all of them. Under the registry's map hasher
+    /// the same names spread like random ones do. The seed is per map: two registries hash the
+    /// same name differently, so the attacker cannot precompute against one instance either.
+    #[test]
+    fn device_chosen_thing_names_cannot_flood_one_bucket() {
+        const BUCKETS: u64 = 1024;
+        const N: usize = 256;
+        let flood: Vec<String> = (0u64..)
+            .map(|i| format!("sensor-{i}"))
+            .filter(|k| old_fast_hash(k) & (BUCKETS - 1) == 0)
+            .take(N)
+            .collect();
+        let random: Vec<String> = (0..N).map(|i| format!("device-{i:04}")).collect();
+        assert_eq!(worst_bucket(&flood, BUCKETS, old_fast_hash), N);
+
+        let registry = Registry::in_memory();
+        let seeded = |k: &str| registry.things.hasher().hash_one(k);
+        let flooded = worst_bucket(&flood, BUCKETS, seeded);
+        let baseline = worst_bucket(&random, BUCKETS, seeded);
+        // 256 keys in 1024 buckets: the fullest bucket of a random hash holds about 3 or 4; 12
+        // is past any plausible outcome (probability far below 1e-9) yet 20 times below N.
+        assert!(
+            flooded <= 12,
+            "{flooded} of {N} crafted names in one bucket"
+        );
+        assert!(
+            baseline <= 12,
+            "{baseline} of {N} plain names in one bucket"
+        );
+
+        let other = Registry::in_memory();
+        let name = flood.first().expect("ground keys");
+        let mut a = registry.things.hasher().build_hasher();
+        let mut b = other.things.hasher().build_hasher();
+        a.write(name.as_bytes());
+        b.write(name.as_bytes());
+        assert_ne!(a.finish(), b.finish(), "two registries share a hash seed");
+    }
+
+    /// Certificate IDs are keyed the same way: a JIT-registered certificate's ID is chosen (by
+    /// grinding) by whoever holds the auto-registration CA's key.
+    #[test]
+    fn certificate_id_maps_are_seeded_per_registry() {
+        let id = CertificateId::of_der(b"any certificate");
+        let a = Registry::in_memory();
+        let b = Registry::in_memory();
+        assert_ne!(
+            a.certificates.hasher().hash_one(id),
+            b.certificates.hasher().hash_one(id)
+        );
+    }
 }

@@ -229,6 +229,21 @@ fn report_sizes_and_allocations() {
             }
             best_cedar = best_cedar.min(t.elapsed().as_secs_f64() / f64::from(ITER_CEDAR));
         }
+        // The broker's whole check: build the request from the prefix and the topic, decide.
+        let mut best_built = f64::MAX;
+        for _ in 0..R {
+            let t = Instant::now();
+            for _ in 0..ITER_OURS {
+                let req = arn.publish(black_box(s.topic), false);
+                black_box(set.decide(black_box(&req), black_box(&ctx)));
+            }
+            best_built = best_built.min(t.elapsed().as_secs_f64() / f64::from(ITER_OURS));
+        }
+        println!(
+            "{}: best-of-{R}: thingkit build request + decide {:.0} ns",
+            s.name,
+            best_built * 1e9
+        );
         println!(
             "{}: best-of-{R} interleaved: thingkit {:.0} ns, cedar {:.1} us, ratio {:.0}x",
             s.name,

@@ -31,8 +31,8 @@ fn op_key(op: &StoreOp) -> &str {
     }
 }
 
-fn store_err(e: impl std::fmt::Display) -> Error {
-    Error::Store(e.to_string())
+fn store_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Store(Box::new(e))
 }
 
 impl RedbStore {

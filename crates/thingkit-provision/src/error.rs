@@ -1,6 +1,6 @@
 //! The one error type of this crate.
 
-use crate::certificate::CertificateStatus;
+use crate::certificate::{CertificateId, CertificateStatus};
 
 /// Everything that can go wrong while issuing, registering, storing or authenticating.
 ///
@@ -104,9 +104,17 @@ pub enum Error {
         id: String,
     },
     /// The operation conflicts with the resource's state (AWS `InvalidRequestException`,
-    /// `DeleteConflictException`, `CertificateStateException`).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// `DeleteConflictException`, `CertificateStateException`, `ResourceConflictsException`).
+    #[error("conflict: {kind} {id}: {reason}")]
+    Conflict {
+        /// The kind of resource in the way ("thing", "certificate", "policy", "thing group",
+        /// "thing type", "CA certificate", "policy version").
+        kind: &'static str,
+        /// Its name or ID.
+        id: String,
+        /// What about its state conflicts.
+        reason: String,
+    },
     /// A certificate status transition that the AWS state machine does not allow.
     #[error("certificate status cannot go from {from} to {to}")]
     InvalidTransition {
@@ -125,13 +133,14 @@ pub enum Error {
     },
     /// A peer presented no certificate, an unknown one, or one that may not connect.
     #[error("authentication refused: {0}")]
-    Unauthenticated(String),
+    Unauthenticated(AuthFailure),
     /// Building the TLS configuration failed.
     #[error("TLS configuration: {0}")]
     Tls(String),
-    /// The registry store failed; the operation was not acknowledged.
+    /// The registry store failed; the operation was not acknowledged. The store's own error is
+    /// the [`source`](std::error::Error::source).
     #[error("store: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A provisioning template is invalid, or could not be rendered. `path` locates the problem
     /// in the template JSON (e.g. `Resources.thing.Properties.ThingName.Fn::Join[1]`), `line` and
     /// `column` in the template text.
@@ -165,6 +174,90 @@ pub enum Error {
     /// hook fails closed).
     #[error("pre-provisioning hook refused: {0}")]
     HookRefused(String),
+}
+
+/// Why [`Registry::authenticate`](crate::registry::Registry::authenticate) (or JIT
+/// registration) refused a peer. Callers branch on it: e.g. an unknown certificate may go to
+/// JIT registration, an expired one to a rotation flow.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// The peer presented no certificate.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The certificate is not registered.
+    #[error("unknown certificate {id}")]
+    UnknownCertificate {
+        /// The certificate's ID.
+        id: CertificateId,
+    },
+    /// The certificate is registered but not ACTIVE.
+    #[error("certificate {id} is {status}")]
+    CertificateNotActive {
+        /// The certificate's ID.
+        id: CertificateId,
+        /// Its status.
+        status: CertificateStatus,
+    },
+    /// The certificate's validity ended before the `now` given.
+    #[error("certificate {id} has expired")]
+    CertificateExpired {
+        /// The certificate's ID.
+        id: CertificateId,
+        /// Its notAfter, in Unix seconds.
+        not_after: i64,
+    },
+    /// The certificate's registered CA is INACTIVE.
+    #[error("the CA {ca} of certificate {id} is INACTIVE")]
+    CaInactive {
+        /// The certificate's ID.
+        id: CertificateId,
+        /// The CA certificate's ID.
+        ca: CertificateId,
+    },
+    /// The certificate's CA is no longer registered.
+    #[error("the CA {ca} of certificate {id} is not registered")]
+    CaNotRegistered {
+        /// The certificate's ID.
+        id: CertificateId,
+        /// The CA certificate's ID.
+        ca: CertificateId,
+    },
+    /// JIT registration: no registered CA signed the certificate.
+    #[error("no registered CA signed certificate {id}")]
+    UnknownIssuer {
+        /// The certificate's ID.
+        id: CertificateId,
+    },
+    /// JIT registration: the signing CA is INACTIVE or has auto-registration disabled.
+    #[error("the CA {ca} of certificate {id} is inactive or has auto-registration disabled")]
+    AutoRegistrationDisabled {
+        /// The certificate's ID.
+        id: CertificateId,
+        /// The CA certificate's ID.
+        ca: CertificateId,
+    },
+}
+
+impl Error {
+    /// An [`Error::Conflict`].
+    pub(crate) fn conflict(
+        kind: &'static str,
+        id: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Conflict {
+            kind,
+            id: id.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Store`] without an underlying error value (a broken invariant of the
+    /// stored data).
+    pub(crate) fn store(message: impl Into<String>) -> Self {
+        Error::Store(message.into().into())
+    }
 }
 
 impl From<rcgen::Error> for Error {

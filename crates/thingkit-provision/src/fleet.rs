@@ -375,7 +375,7 @@ impl Rejection {
             | Error::BadSubject(_)
             | Error::Pem(_)
             | Error::Malformed { .. } => (400, "InvalidCsr"),
-            Error::AlreadyExists { .. } | Error::Conflict(_) => (409, "ResourceConflict"),
+            Error::AlreadyExists { .. } | Error::Conflict { .. } => (409, "ResourceConflict"),
             Error::InvalidName { .. }
             | Error::LimitExceeded { .. }
             | Error::NotFound { .. }
@@ -1064,9 +1064,11 @@ pub fn apply<S: RegistryStore>(
                                     .default_version()
                                     .is_some_and(|v| v.document.text() == doc) => {}
                             Some(_) => {
-                                return Err(Error::Conflict(format!(
-                                    "policy {name} exists with another document"
-                                )));
+                                return Err(Error::conflict(
+                                    "policy",
+                                    name.clone(),
+                                    "it exists with another document",
+                                ));
                             }
                             None => r.create_policy(&name, doc, now)?,
                         }
@@ -1162,9 +1164,11 @@ fn apply_certificate<S: RegistryStore>(
             });
         }
         if r.certificate(&id).and_then(|x| x.ca) != Some(ca_id) {
-            return Err(Error::Conflict(format!(
-                "certificate {id} was not signed by the CA given as CACertificatePem ({ca_id})"
-            )));
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                format!("not signed by the CA given as CACertificatePem ({ca_id})"),
+            ));
         }
     }
     Ok(id)
@@ -1184,10 +1188,13 @@ fn apply_status_override<S: RegistryStore>(
     match c.override_settings.status {
         Override::DoNothing => Ok(()),
         Override::Replace | Override::Merge => r.update_certificate(id, c.status, now),
-        Override::Fail => Err(Error::Conflict(format!(
-            "certificate {id} exists with status {current} and OverrideSettings says FAIL \
-             (AWS ResourceConflictsException)"
-        ))),
+        Override::Fail => Err(Error::conflict(
+            "certificate",
+            id.to_string(),
+            format!(
+                "exists with status {current} and OverrideSettings says FAIL (AWS ResourceConflictsException)"
+            ),
+        )),
     }
 }
 
@@ -1208,10 +1215,11 @@ fn apply_thing<S: RegistryStore>(
         return Ok(());
     };
     let conflict = |what: &str| {
-        Err(Error::Conflict(format!(
-            "thing {:?} exists with another {what} and OverrideSettings says FAIL",
-            t.name
-        )))
+        Err(Error::conflict(
+            "thing",
+            t.name.clone(),
+            format!("exists with another {what} and OverrideSettings says FAIL"),
+        ))
     };
     let o = t.override_settings;
     // Thing type.

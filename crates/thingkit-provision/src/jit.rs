@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::certificate::{CertificateId, CertificateStatus};
-use crate::error::{Error, Result};
+use crate::error::{AuthFailure, Error, Result};
 use crate::fleet::{FleetProvisioning, Reply, apply};
 use crate::registry::Registry;
 use crate::store::RegistryStore;
@@ -131,7 +131,7 @@ impl FleetProvisioning {
             let ca_id = r
                 .certificate(&id)
                 .and_then(|c| c.ca)
-                .ok_or_else(|| Error::Unauthenticated("no registered CA".into()))?;
+                .ok_or(Error::Unauthenticated(AuthFailure::UnknownIssuer { id }))?;
             let Some(template) = templates.get(&ca_id) else {
                 let secs = now
                     .duration_since(UNIX_EPOCH)

@@ -129,4 +129,4 @@ pub mod store;
 pub mod template;
 
 pub use certificate::policy_certificate;
-pub use error::{Error, Result};
+pub use error::{AuthFailure, Error, Result};

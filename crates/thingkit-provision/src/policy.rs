@@ -117,7 +117,7 @@ impl StoredPolicy {
         self.next_version_id = self
             .next_version_id
             .checked_add(1)
-            .ok_or_else(|| Error::Conflict("policy version IDs exhausted".into()))?;
+            .ok_or_else(|| Error::conflict("policy", name, "policy version IDs exhausted"))?;
         self.versions.push(Arc::new(PolicyVersion {
             version_id,
             document,
@@ -142,8 +142,10 @@ impl StoredPolicy {
 
     pub(crate) fn delete_version(&mut self, version_id: u32) -> Result<()> {
         if version_id == self.default_version_id {
-            return Err(Error::Conflict(
-                "the default policy version cannot be deleted".into(),
+            return Err(Error::conflict(
+                "policy version",
+                version_id.to_string(),
+                "the default policy version cannot be deleted",
             ));
         }
         let pos = self

@@ -21,7 +21,7 @@ use x509_parser::prelude::FromDer;
 
 use crate::authority::RevokedSerial;
 use crate::certificate::{CaStatus, CertificateId, CertificateStatus};
-use crate::error::{Error, Result};
+use crate::error::{AuthFailure, Error, Result};
 use crate::name::{
     check_attribute_name, check_attribute_value, check_policy_name, check_thing_name,
 };
@@ -300,7 +300,7 @@ impl Key {
     }
 
     fn decode(s: &str) -> Result<Key> {
-        let bad = || Error::Store(format!("unknown record key {s:?}"));
+        let bad = || Error::store(format!("unknown record key {s:?}"));
         let (prefix, rest) = s.split_once('/').ok_or_else(bad)?;
         Ok(match prefix {
             "thing" => Key::Thing(rest.into()),
@@ -335,12 +335,12 @@ impl Value {
             Value::Ca(v) => serde_json::to_vec(v),
             Value::Policy(v) => serde_json::to_vec(v),
         };
-        r.map_err(|e| Error::Store(format!("encoding a record: {e}")))
+        r.map_err(|e| Error::Store(Box::new(e)))
     }
 
     fn decode(key: &Key, bytes: &[u8]) -> Result<Value> {
         fn json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T> {
-            serde_json::from_slice(b).map_err(|e| Error::Store(format!("decoding a record: {e}")))
+            serde_json::from_slice(b).map_err(|e| Error::Store(Box::new(e)))
         }
         Ok(match key {
             Key::Thing(_) => Value::Thing(json(bytes)?),
@@ -509,7 +509,7 @@ impl<S: RegistryStore> Registry<S> {
         let txn = self
             .txn
             .as_mut()
-            .ok_or_else(|| Error::Store("write outside a batch".into()))?;
+            .ok_or_else(|| Error::store("write outside a batch"))?;
         txn.ops.push(op);
         txn.undo.push((key, old));
         Ok(())
@@ -520,12 +520,11 @@ impl<S: RegistryStore> Registry<S> {
     /// insert. The DER comes from the current batch or from the stored record.
     fn encode_certificate(&self, key: &Key, cert: &Certificate) -> Result<Vec<u8>> {
         let Key::Cert(id) = key else {
-            return Err(Error::Store(
-                "certificate value under a non-certificate key".into(),
+            return Err(Error::store(
+                "certificate value under a non-certificate key",
             ));
         };
-        let mut out = serde_json::to_vec(cert)
-            .map_err(|e| Error::Store(format!("encoding a record: {e}")))?;
+        let mut out = serde_json::to_vec(cert).map_err(|e| Error::Store(Box::new(e)))?;
         out.push(0);
         match self.txn.as_ref().and_then(|t| t.pending_der.get(id)) {
             Some(der) => out.extend_from_slice(der),
@@ -533,7 +532,7 @@ impl<S: RegistryStore> Registry<S> {
                 let stored = self
                     .store
                     .get(&key.encode())?
-                    .ok_or_else(|| Error::Store(format!("DER of certificate {id} is missing")))?;
+                    .ok_or_else(|| Error::store(format!("DER of certificate {id} is missing")))?;
                 out.extend_from_slice(split_certificate_record(&stored).1);
             }
         }
@@ -703,14 +702,18 @@ impl<S: RegistryStore> Registry<S> {
             .get(name)
             .ok_or_else(|| not_found("thing type", name))?;
         if !ty.deprecated {
-            return Err(Error::Conflict(format!(
-                "thing type {name:?} must be deprecated before it is deleted"
-            )));
+            return Err(Error::conflict(
+                "thing type",
+                name,
+                "it must be deprecated before it is deleted",
+            ));
         }
         if self.type_members.get(name).copied().unwrap_or(0) > 0 {
-            return Err(Error::Conflict(format!(
-                "thing type {name:?} is still used by things"
-            )));
+            return Err(Error::conflict(
+                "thing type",
+                name,
+                "it is still used by things",
+            ));
         }
         self.batch(|r| r.set(Key::Type(name.into()), None))
     }
@@ -760,9 +763,11 @@ impl<S: RegistryStore> Registry<S> {
                     .get(ty)
                     .ok_or_else(|| not_found("thing type", ty))?;
                 if t.deprecated {
-                    return Err(Error::Conflict(format!(
-                        "thing type {ty:?} is deprecated and cannot be given to things"
-                    )));
+                    return Err(Error::conflict(
+                        "thing type",
+                        &**ty,
+                        "it is deprecated and cannot be given to things",
+                    ));
                 }
                 self.limits.max_attributes_with_type
             }
@@ -820,9 +825,11 @@ impl<S: RegistryStore> Registry<S> {
             return Err(not_found("thing", name));
         }
         if self.thing_principals.contains_key(name) {
-            return Err(Error::Conflict(format!(
-                "thing {name:?} still has principals attached; detach them first"
-            )));
+            return Err(Error::conflict(
+                "thing",
+                name,
+                "principals are still attached; detach them first",
+            ));
         }
         self.batch(|r| r.set(Key::Thing(name.into()), None))
     }
@@ -882,7 +889,7 @@ impl<S: RegistryStore> Registry<S> {
                 .ok_or_else(|| not_found("thing group", n))?;
             depth += 1;
             if depth > self.limits.max_group_depth + 1 {
-                return Err(Error::Store("thing group hierarchy has a cycle".into()));
+                return Err(Error::store("thing group hierarchy has a cycle"));
             }
             current = g.parent.as_deref();
         }
@@ -900,14 +907,14 @@ impl<S: RegistryStore> Registry<S> {
             .values()
             .any(|g| g.parent.as_deref() == Some(name))
         {
-            return Err(Error::Conflict(format!(
-                "thing group {name:?} has child groups"
-            )));
+            return Err(Error::conflict("thing group", name, "it has child groups"));
         }
         if self.group_members.get(name).copied().unwrap_or(0) > 0 {
-            return Err(Error::Conflict(format!(
-                "thing group {name:?} still has member things"
-            )));
+            return Err(Error::conflict(
+                "thing group",
+                name,
+                "it still has member things",
+            ));
         }
         self.batch(|r| r.set(Key::Group(name.into()), None))
     }
@@ -1027,13 +1034,17 @@ impl<S: RegistryStore> Registry<S> {
             .get(id)
             .ok_or_else(|| not_found("CA certificate", &id.to_string()))?;
         if ca.status != CaStatus::Inactive {
-            return Err(Error::Conflict(
-                "a CA certificate must be INACTIVE before it is deleted".into(),
+            return Err(Error::conflict(
+                "CA certificate",
+                id.to_string(),
+                "a CA certificate must be INACTIVE before it is deleted",
             ));
         }
         if self.certificates_per_ca.get(id).copied().unwrap_or(0) > 0 {
-            return Err(Error::Conflict(
-                "certificates signed by this CA are still registered".into(),
+            return Err(Error::conflict(
+                "CA certificate",
+                id.to_string(),
+                "certificates signed by this CA are still registered",
             ));
         }
         self.batch(|r| r.set(Key::Ca(*id), None))
@@ -1103,23 +1114,23 @@ impl<S: RegistryStore> Registry<S> {
     ) -> Result<CertificateId> {
         let der = peer_certificates
             .first()
-            .ok_or_else(|| Error::Unauthenticated("no client certificate".into()))?
+            .ok_or_else(|| Error::Unauthenticated(AuthFailure::NoCertificate))?
             .as_ref();
         let id = CertificateId::of_der(der);
         if self.certificates.contains_key(&id) {
             return Err(already("certificate", &id.to_string()));
         }
         let der = self.certificate_der_input(der)?;
-        let ca_id = self.find_issuing_ca(&der)?.ok_or_else(|| {
-            Error::Unauthenticated("no registered CA signed this certificate".into())
-        })?;
+        let ca_id = self
+            .find_issuing_ca(&der)?
+            .ok_or(Error::Unauthenticated(AuthFailure::UnknownIssuer { id }))?;
         let ca = self
             .cas
             .get(&ca_id)
             .ok_or_else(|| not_found("CA certificate", &ca_id.to_string()))?;
         if ca.status != CaStatus::Active || !ca.auto_registration {
             return Err(Error::Unauthenticated(
-                "the signing CA is inactive or has auto-registration disabled".into(),
+                AuthFailure::AutoRegistrationDisabled { id, ca: ca_id },
             ));
         }
         self.register(&der, CertificateStatus::PendingActivation, Some(ca_id), now)
@@ -1150,8 +1161,10 @@ impl<S: RegistryStore> Registry<S> {
         now: SystemTime,
     ) -> Result<CertificateId> {
         if status == CertificateStatus::PendingTransfer {
-            return Err(Error::Conflict(
-                "a certificate cannot be registered as PENDING_TRANSFER".into(),
+            return Err(Error::conflict(
+                "certificate",
+                CertificateId::of_der(der).to_string(),
+                "a certificate cannot be registered as PENDING_TRANSFER",
             ));
         }
         let (_, cert) = parse_certificate(der)?;
@@ -1161,8 +1174,10 @@ impl<S: RegistryStore> Registry<S> {
             .flatten()
             .is_some_and(|bc| bc.value.ca);
         if is_ca {
-            return Err(Error::Conflict(
-                "a CA certificate cannot be registered as a device certificate".into(),
+            return Err(Error::conflict(
+                "certificate",
+                CertificateId::of_der(der).to_string(),
+                "a CA certificate cannot be registered as a device certificate",
             ));
         }
         let id = CertificateId::of_der(der);
@@ -1206,7 +1221,7 @@ impl<S: RegistryStore> Registry<S> {
         let bytes = self
             .store
             .get(&Key::Cert(*id).encode())?
-            .ok_or_else(|| Error::Store(format!("certificate {id} is missing from the store")))?;
+            .ok_or_else(|| Error::store(format!("certificate {id} is missing from the store")))?;
         Ok(crate::pem::encode(
             "CERTIFICATE",
             split_certificate_record(&bytes).1,
@@ -1283,8 +1298,10 @@ impl<S: RegistryStore> Registry<S> {
             });
         }
         if !cert.policies.is_empty() || !cert.things.is_empty() {
-            return Err(Error::Conflict(
-                "a certificate with policies or things attached cannot be transferred".into(),
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                "a certificate with policies or things attached cannot be transferred",
             ));
         }
         self.transition(id, CertificateStatus::PendingTransfer, None)
@@ -1335,14 +1352,20 @@ impl<S: RegistryStore> Registry<S> {
             .get(id)
             .ok_or_else(|| not_found("certificate", &id.to_string()))?;
         if !cert.status.deletable() {
-            return Err(Error::Conflict(format!(
-                "a certificate in status {} cannot be deleted; make it INACTIVE first",
-                cert.status
-            )));
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                format!(
+                    "a certificate in status {} cannot be deleted; make it INACTIVE first",
+                    cert.status
+                ),
+            ));
         }
         if !cert.policies.is_empty() || !cert.things.is_empty() {
-            return Err(Error::Conflict(
-                "detach every policy and thing from the certificate before deleting it".into(),
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                "detach every policy and thing from the certificate before deleting it",
             ));
         }
         self.batch(|r| r.set(Key::Cert(*id), None))
@@ -1369,19 +1392,24 @@ impl<S: RegistryStore> Registry<S> {
             if existing.exclusive == exclusive {
                 return Ok(());
             }
-            return Err(Error::Conflict(
-                "the certificate is already attached to this thing with another exclusivity".into(),
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                format!("already attached to thing {thing:?} with another exclusivity"),
             ));
         }
         if cert.things.iter().any(|a| a.exclusive) {
-            return Err(Error::Conflict(
-                "the certificate is exclusively attached to another thing".into(),
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                "the certificate is exclusively attached to another thing",
             ));
         }
         if exclusive && !cert.things.is_empty() {
-            return Err(Error::Conflict(
-                "the certificate is attached to other things; it cannot be attached exclusively"
-                    .into(),
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                "the certificate is attached to other things; it cannot be attached exclusively",
             ));
         }
         cert.things.push(ThingAttachment {
@@ -1490,14 +1518,18 @@ impl<S: RegistryStore> Registry<S> {
             .get(name)
             .ok_or_else(|| not_found("policy", name))?;
         if self.policy_targets.get(name).copied().unwrap_or(0) > 0 {
-            return Err(Error::Conflict(format!(
-                "policy {name:?} is still attached to a target"
-            )));
+            return Err(Error::conflict(
+                "policy",
+                name,
+                "it is still attached to a target",
+            ));
         }
         if policy.versions.len() > 1 {
-            return Err(Error::Conflict(format!(
-                "policy {name:?} has non-default versions; delete them first"
-            )));
+            return Err(Error::conflict(
+                "policy",
+                name,
+                "it has non-default versions; delete them first",
+            ));
         }
         self.batch(|r| r.set(Key::Policy(name.into()), None))
     }
@@ -1657,38 +1689,40 @@ impl<S: RegistryStore> Registry<S> {
     ) -> Result<DeviceIdentity> {
         let der = peer_certificates
             .first()
-            .ok_or_else(|| Error::Unauthenticated("no client certificate".into()))?
+            .ok_or_else(|| Error::Unauthenticated(AuthFailure::NoCertificate))?
             .as_ref();
         let id = CertificateId::of_der(der);
-        let cert = self
-            .certificates
-            .get(&id)
-            .ok_or_else(|| Error::Unauthenticated(format!("unknown certificate {id}")))?;
+        let cert = self.certificates.get(&id).ok_or(Error::Unauthenticated(
+            AuthFailure::UnknownCertificate { id },
+        ))?;
         if cert.status != CertificateStatus::Active {
-            return Err(Error::Unauthenticated(format!(
-                "certificate {id} is {}",
-                cert.status
-            )));
+            return Err(Error::Unauthenticated(AuthFailure::CertificateNotActive {
+                id,
+                status: cert.status,
+            }));
         }
         if let Some(ca_id) = &cert.ca {
             match self.cas.get(ca_id) {
                 Some(ca) if ca.status == CaStatus::Active => {}
                 Some(_) => {
-                    return Err(Error::Unauthenticated(format!(
-                        "the CA {ca_id} of certificate {id} is INACTIVE"
-                    )));
+                    return Err(Error::Unauthenticated(AuthFailure::CaInactive {
+                        id,
+                        ca: *ca_id,
+                    }));
                 }
                 None => {
-                    return Err(Error::Unauthenticated(format!(
-                        "the CA {ca_id} of certificate {id} is not registered"
-                    )));
+                    return Err(Error::Unauthenticated(AuthFailure::CaNotRegistered {
+                        id,
+                        ca: *ca_id,
+                    }));
                 }
             }
         }
         if cert.not_after < unix_seconds(now) {
-            return Err(Error::Unauthenticated(format!(
-                "certificate {id} has expired"
-            )));
+            return Err(Error::Unauthenticated(AuthFailure::CertificateExpired {
+                id,
+                not_after: cert.not_after,
+            }));
         }
         let things: Vec<Arc<str>> = cert.things.iter().map(|a| a.thing.clone()).collect();
         let thing = cert

@@ -69,7 +69,7 @@ impl MemoryStore {
     fn lock(&self) -> Result<MutexGuard<'_, BTreeMap<String, Vec<u8>>>> {
         self.records
             .lock()
-            .map_err(|_| Error::Store("memory store lock poisoned".into()))
+            .map_err(|_| Error::store("memory store lock poisoned"))
     }
 }
 

@@ -312,7 +312,7 @@ fn certificate_override_settings_decide_for_an_existing_certificate() {
             }
             None => {
                 let e = result.expect_err("FAIL refuses");
-                assert!(matches!(e, Error::Conflict(_)), "{e}");
+                assert!(matches!(e, Error::Conflict { .. }), "{e}");
                 assert!(e.to_string().contains("OverrideSettings says FAIL"), "{e}");
                 // Nothing was applied.
                 assert!(w.registry.thing("lightbulb-0002").is_none());
@@ -370,7 +370,7 @@ fn a_certificate_pem_that_is_already_registered_follows_its_override_settings() 
         std::time::SystemTime::now(),
     )
     .expect_err("FAIL");
-    assert!(matches!(e, Error::Conflict(_)), "{e}");
+    assert!(matches!(e, Error::Conflict { .. }), "{e}");
     let r = template("DO_NOTHING")
         .render(&params, &BTreeMap::new())
         .expect("render");

@@ -3,11 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use thingkit_provision::Error;
 use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
 use thingkit_provision::certificate::{CaStatus, CertificateId, CertificateStatus};
 use thingkit_provision::registry::{PolicyTarget, Registry, RegistryEvent, RegistryLimits};
 use thingkit_provision::store::{MemoryStore, RegistryStore, StoreOp};
+use thingkit_provision::{AuthFailure, Error};
 
 const ALLOW_CONNECT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#;
 const ALLOW_PUBLISH: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Publish","Resource":"*"}]}"#;
@@ -128,7 +128,7 @@ fn transfers_need_an_inactive_detached_certificate_and_end_in_active_or_inactive
         .unwrap();
     assert!(matches!(
         f.registry.transfer_certificate(&inactive),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     f.registry
         .detach_policy("p", &PolicyTarget::Certificate(inactive))
@@ -176,7 +176,7 @@ fn delete_certificate_requires_inactive_and_detached() {
     f.registry.attach_thing_principal("a", &id, false).unwrap();
     assert!(matches!(
         f.registry.delete_certificate(&id),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     f.registry
         .update_certificate(
@@ -187,11 +187,11 @@ fn delete_certificate_requires_inactive_and_detached() {
         .unwrap();
     assert!(matches!(
         f.registry.delete_certificate(&id),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     assert!(matches!(
         f.registry.delete_thing("a"),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     f.registry.detach_thing_principal("a", &id).unwrap();
     assert!(
@@ -256,7 +256,7 @@ fn registration_refuses_duplicates_unknown_cas_pending_transfer_and_ca_certifica
             CertificateStatus::PendingTransfer,
             std::time::SystemTime::now()
         ),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     assert!(matches!(
         f.registry.register_certificate_without_ca(
@@ -264,7 +264,7 @@ fn registration_refuses_duplicates_unknown_cas_pending_transfer_and_ca_certifica
             CertificateStatus::Active,
             std::time::SystemTime::now()
         ),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     assert!(matches!(
         f.registry.register_certificate(
@@ -329,16 +329,16 @@ fn thing_names_attributes_and_types_follow_aws_limits() {
 
     assert!(matches!(
         r.delete_thing_type("sensor"),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     r.deprecate_thing_type("sensor", false).unwrap();
     assert!(matches!(
         r.create_thing("t3", Some("sensor"), &[]),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     assert!(matches!(
         r.delete_thing_type("sensor"),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     r.delete_thing("t2").unwrap();
     r.update_thing("t1", Some(None), &[]).unwrap();
@@ -378,11 +378,11 @@ fn group_hierarchy_is_at_most_seven_deep_and_a_thing_joins_at_most_ten_groups() 
     ));
     assert!(matches!(
         r.delete_thing_group("g6"),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     assert!(matches!(
         r.delete_thing_group("flat0"),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     r.remove_thing_from_group("t", "flat0").unwrap();
     r.delete_thing_group("flat0").unwrap();
@@ -419,7 +419,7 @@ fn policies_have_at_most_five_versions_and_keep_their_default() {
     ));
     assert!(matches!(
         r.delete_policy_version("p", 1),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     r.delete_policy_version("p", 2).unwrap();
     assert_eq!(
@@ -430,7 +430,10 @@ fn policies_have_at_most_five_versions_and_keep_their_default() {
     assert_eq!(r.policy("p").unwrap().default_version_id, 6);
     r.set_default_policy_version("p", 3).unwrap();
     assert!(r.set_default_policy_version("p", 2).is_err());
-    assert!(matches!(r.delete_policy("p"), Err(Error::Conflict(_))));
+    assert!(matches!(
+        r.delete_policy("p"),
+        Err(Error::Conflict { kind: "policy", ref id, .. }) if id == "p"
+    ));
     for v in [1, 4, 5, 6] {
         r.delete_policy_version("p", v).unwrap();
     }
@@ -493,7 +496,10 @@ fn effective_policies_are_the_certificates_then_groups_and_ancestors_without_dup
     assert_eq!(identity.thing.as_deref(), Some("dev"));
 
     // A policy still attached somewhere cannot be deleted.
-    assert!(matches!(r.delete_policy("fleet"), Err(Error::Conflict(_))));
+    assert!(matches!(
+        r.delete_policy("fleet"),
+        Err(Error::Conflict { .. })
+    ));
 }
 
 #[test]
@@ -507,14 +513,14 @@ fn exclusive_thing_attachment_is_exclusive() {
     r.attach_thing_principal("a", &id, true).unwrap();
     assert!(matches!(
         r.attach_thing_principal("b", &id, false),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     r.detach_thing_principal("a", &id).unwrap();
     r.attach_thing_principal("a", &id, false).unwrap();
     r.attach_thing_principal("b", &id, false).unwrap();
     assert!(matches!(
         r.attach_thing_principal("b", &id, true),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     assert_eq!(r.thing_principals("b"), &[id]);
 }
@@ -535,7 +541,7 @@ fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
     let none: [&[u8]; 0] = [];
     assert!(matches!(
         f.registry.authenticate(&none, std::time::SystemTime::now()),
-        Err(Error::Unauthenticated(_))
+        Err(Error::Unauthenticated(AuthFailure::NoCertificate))
     ));
     let stranger =
         f.ca.create_keys_and_certificate("s", KeyType::P256, std::time::SystemTime::now())
@@ -543,7 +549,8 @@ fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
     assert!(matches!(
         f.registry
             .authenticate(&[&stranger.certificate.der], std::time::SystemTime::now()),
-        Err(Error::Unauthenticated(_))
+        Err(Error::Unauthenticated(AuthFailure::UnknownCertificate { id }))
+            if id == stranger.certificate.id
     ));
     for status in [
         CertificateStatus::Inactive,
@@ -554,9 +561,11 @@ fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
     ] {
         let (_, der) = f.device("x", status);
         assert!(
-            f.registry
-                .authenticate(&[&der], std::time::SystemTime::now())
-                .is_err(),
+            matches!(
+                f.registry.authenticate(&[&der], std::time::SystemTime::now()),
+                Err(Error::Unauthenticated(AuthFailure::CertificateNotActive { status: s, .. }))
+                    if s == status
+            ),
             "{status}"
         );
     }
@@ -573,7 +582,7 @@ fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
     assert!(matches!(
         f.registry
             .authenticate(&[&der], std::time::SystemTime::now()),
-        Err(Error::Unauthenticated(_))
+        Err(Error::Unauthenticated(AuthFailure::CaInactive { ca, .. })) if ca == f.ca_id
     ));
     f.registry
         .update_ca_certificate(&f.ca_id, CaStatus::Active, false)
@@ -591,14 +600,14 @@ fn ca_deletion_needs_inactive_and_no_registered_certificates() {
     let (id, _) = f.device("d", CertificateStatus::Inactive);
     assert!(matches!(
         f.registry.delete_ca_certificate(&f.ca_id),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     f.registry
         .update_ca_certificate(&f.ca_id, CaStatus::Inactive, false)
         .unwrap();
     assert!(matches!(
         f.registry.delete_ca_certificate(&f.ca_id),
-        Err(Error::Conflict(_))
+        Err(Error::Conflict { .. })
     ));
     f.registry.delete_certificate(&id).unwrap();
     f.registry.delete_ca_certificate(&f.ca_id).unwrap();
@@ -614,7 +623,9 @@ fn auto_registration_registers_pending_activation_only_when_enabled() {
     assert!(matches!(
         f.registry
             .auto_register(&[&device.certificate.der], std::time::SystemTime::now()),
-        Err(Error::Unauthenticated(_))
+        Err(Error::Unauthenticated(
+            AuthFailure::AutoRegistrationDisabled { .. }
+        ))
     ));
     f.registry
         .update_ca_certificate(&f.ca_id, CaStatus::Active, true)
@@ -738,14 +749,21 @@ fn store_failure_is_not_acknowledged_and_emits_no_event() {
         )
         .unwrap();
     *fail.lock().unwrap() = true;
-    assert!(matches!(
-        r.update_certificate(
+    let e = r
+        .update_certificate(
             &id,
             CertificateStatus::Revoked,
-            std::time::SystemTime::now()
-        ),
-        Err(Error::Store(_))
-    ));
+            std::time::SystemTime::now(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::Store(_)), "{e:?}");
+    // The store's own error is kept as the source, not flattened into a string.
+    assert_eq!(
+        std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .as_deref(),
+        Some("disk full")
+    );
     assert_eq!(
         r.certificate(&id).unwrap().status,
         CertificateStatus::Active
@@ -948,7 +966,15 @@ fn authenticate_accepts_until_not_after_and_refuses_one_second_later() {
     let e = registry
         .authenticate(&der, at(not_after + 1))
         .expect_err("expired one second ago");
-    assert!(e.to_string().contains("expired"), "{e}");
+    assert!(
+        matches!(
+            &e,
+            Error::Unauthenticated(AuthFailure::CertificateExpired { id: i, not_after: n })
+                if *i == id && *n == not_after
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("has expired"), "{e}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Fleet provisioning by claim: the AWS IoT "device provisioning MQTT API", sans-IO.
 //!
-//! A broker routes every PUBLISH on a provisioning topic to [`FleetProvisioning::handle`] and
+//! A broker routes every PUBLISH on a provisioning topic to [`FleetProvisioning::handle`] (or,
+//! to run a pre-provisioning hook without holding the registry, `prepare` and `commit`) and
 //! publishes the [`Reply`]s it returns to the same client. The topics and payloads are AWS's,
 //! so the AWS IoT device SDKs' fleet provisioning samples work unchanged:
 //!
@@ -88,6 +89,72 @@
 //! RegisterThing renders the template, then applies it inside one [`Registry::batch`]: the
 //! certificate status, the thing (with its override settings), its groups, the attachment and
 //! the policies are committed together or not at all.
+//!
+//! # The hook runs without the registry
+//!
+//! A pre-provisioning hook may take up to [`HookConfig::timeout`] (5 s). So that a server does
+//! not hold its registry across it (stalling every [`Registry::authenticate`]), RegisterThing is
+//! three steps: [`FleetProvisioning::prepare`] (checks; returns a [`PendingRegistration`] that
+//! borrows nothing), [`PendingRegistration::run_hook`] (no registry), and
+//! [`FleetProvisioning::commit`] (checks the token again — a concurrent request with the same
+//! token may have used it meanwhile, and exactly one of them succeeds — then applies).
+//! [`FleetProvisioning::handle`] runs the three in one call.
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use std::time::SystemTime;
+//! # use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
+//! # use thingkit_provision::certificate::{CaStatus, CertificateStatus};
+//! # use thingkit_provision::fleet::{FleetConfig, FleetProvisioning, Prepared};
+//! # use thingkit_provision::hook::{HookRequest, HookResponse};
+//! # use thingkit_provision::registry::Registry;
+//! # use thingkit_provision::template::{ProvisioningTemplate, TemplateLimits};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let now = SystemTime::now();
+//! # let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default(), now)?);
+//! # let mut registry = Registry::in_memory();
+//! # registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
+//! # let claim = ca.create_keys_and_certificate("claim", KeyType::P256, now)?;
+//! # let claim_id =
+//! #     registry.register_certificate(&claim.certificate.der, CertificateStatus::Active, now)?;
+//! # let template = ProvisioningTemplate::parse(r#"{
+//! #   "Parameters": {"Serial": {"Type": "String"}},
+//! #   "Resources": {
+//! #     "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "Serial"}}},
+//! #     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+//! #       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}}}}"#,
+//! #   &TemplateLimits::default())?;
+//! let mut fleet = FleetProvisioning::new(ca, FleetConfig::default());
+//! fleet.add_template_with_hook("Sensors", template, |r: &HookRequest| {
+//!     if r.parameters.get("Serial").is_some_and(|s| s.starts_with("sensor-")) {
+//!         HookResponse::allow()
+//!     } else {
+//!         HookResponse::deny()
+//!     }
+//! })?;
+//! # let replies = fleet
+//! #     .handle(&mut registry, &claim_id, "$aws/certificates/create/json", b"{}", now)
+//! #     .expect("a provisioning topic");
+//! # let created: serde_json::Value = serde_json::from_slice(&replies[0].payload)?;
+//! let request = serde_json::json!({
+//!     "certificateOwnershipToken": created["certificateOwnershipToken"],
+//!     "parameters": {"Serial": "sensor-1"},
+//! });
+//! let topic = "$aws/provisioning-templates/Sensors/provision/json";
+//! let payload = request.to_string();
+//! let replies = match fleet.prepare(&mut registry, &claim_id, topic, payload.as_bytes(), now) {
+//!     None => unreachable!("a provisioning topic"),
+//!     Some(Prepared::Replies(replies)) => replies, // refused before the hook
+//!     Some(Prepared::Register(pending)) => {
+//!         // A server releases its registry lock here.
+//!         let outcome = pending.run_hook();
+//!         fleet.commit(&mut registry, pending, outcome, now)
+//!     }
+//! };
+//! assert!(replies[0].is_accepted());
+//! assert!(registry.thing("sensor-1").is_some());
+//! # Ok(()) }
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

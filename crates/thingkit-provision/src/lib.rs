@@ -57,7 +57,8 @@
 //!   `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::Sub`), strict validation
 //!   with line:column and JSON paths, rendering; every template AWS prints is a test fixture.
 //! - [`fleet`]: fleet provisioning by claim — the sans-IO AWS device provisioning MQTT API
-//!   ([`FleetProvisioning::handle`](fleet::FleetProvisioning::handle), JSON and CBOR),
+//!   ([`FleetProvisioning::handle`](fleet::FleetProvisioning::handle), or `prepare` → hook →
+//!   `commit` so the hook runs without the registry; JSON and CBOR),
 //!   certificate ownership tokens, all-or-nothing template application, and
 //!   [`claim_policy`](fleet::claim_policy), the least-privilege policy for claim certificates.
 //! - [`hook`]: the pre-provisioning hook trait, run on a thread with a fail-closed timeout.

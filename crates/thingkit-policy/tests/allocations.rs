@@ -1,7 +1,8 @@
 //! Building a request from an [`ArnPrefix`] and deciding it allocates nothing.
 //!
-//! This file is a test binary of its own, with one test, so nothing else allocates while it
-//! counts: `stats_alloc` wraps the system allocator and counts every allocation in an atomic.
+//! This file is a test binary of its own without libtest's harness (`harness = false`): one
+//! thread, so nothing else allocates while it counts. `stats_alloc` wraps the system allocator and
+//! counts every allocation in an atomic.
 //! (The workspace forbids `unsafe`, which a hand-written `GlobalAlloc` would need.)
 
 use std::alloc::System;
@@ -43,7 +44,6 @@ const POLICY: &str = r#"{
 /// Builds a request from the prefix (each case's way).
 type Build = fn(&ArnPrefix) -> Request<'_>;
 
-#[test]
 fn building_and_deciding_requests_with_an_arn_prefix_allocates_nothing() {
     let mut set = PolicySet::new();
     set.add("device", &PolicyDocument::parse(POLICY).expect("valid"))
@@ -114,4 +114,9 @@ fn building_and_deciding_requests_with_an_arn_prefix_allocates_nothing() {
     // allocates.
     let (_, count) = allocations(|| set.explain(&arn.publish("dt/d1/temp", false), &ctx));
     assert!(count > 0);
+}
+
+fn main() {
+    building_and_deciding_requests_with_an_arn_prefix_allocates_nothing();
+    println!("test building_and_deciding_requests_with_an_arn_prefix_allocates_nothing ... ok");
 }

@@ -1,14 +1,20 @@
 //! UTC calendar arithmetic on Unix seconds: days, months and their boundaries.
 //!
 //! Quotas reset at UTC midnight and on the first of each UTC month, and bills cover one UTC month.
-//! The conversion from a day count to a civil date is Howard Hinnant's `civil_from_days`
-//! algorithm (proleptic Gregorian calendar), written here so the crate needs no date/time
-//! dependency. Leap seconds do not exist in Unix time, so every day is 86,400 seconds.
+//! The civil-date conversions are the `time` crate's (proleptic Gregorian calendar). Leap seconds
+//! do not exist in Unix time, so every day is 86,400 seconds. Times past the end of year 9999
+//! (`time`'s range) saturate to 9999-12-31, so no input can make a conversion fail or panic.
 
 use serde::{Deserialize, Serialize};
 
 /// Seconds in a UTC day.
 pub const SECS_PER_DAY: u64 = 86_400;
+
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
+
+/// The last year a [`Month`] can hold (`time`'s range without its `large-dates` feature).
+const MAX_YEAR: u32 = 9999;
 
 /// A UTC day: whole days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,13 +31,22 @@ impl Day {
         self.0.saturating_mul(SECS_PER_DAY)
     }
 
-    /// The civil date of the day.
+    /// The civil date of the day (9999-12-31 for every day after it).
     pub fn date(self) -> CivilDate {
-        civil_from_days(self.0)
+        let date = i32::try_from(self.0)
+            .ok()
+            .and_then(|days| days.checked_add(UNIX_EPOCH_JULIAN_DAY))
+            .and_then(|julian| time::Date::from_julian_day(julian).ok())
+            .unwrap_or(time::Date::MAX);
+        CivilDate {
+            year: u32::try_from(date.year()).expect("a day after 1970 has a positive year"),
+            month: u8::from(date.month()),
+            day: date.day(),
+        }
     }
 }
 
-/// A UTC calendar month, e.g. 2026-11.
+/// A UTC calendar month, e.g. 2026-11, from 1970-01 to 9999-12.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct Month {
@@ -40,12 +55,13 @@ pub struct Month {
 }
 
 impl Month {
-    /// The month with this year and month number (1..=12), or `None` if out of range.
+    /// The month with this year (1970..=9999) and month number (1..=12), or `None` if out of range.
     pub fn new(year: u32, month: u8) -> Option<Month> {
-        ((1..=12).contains(&month) && year >= 1970).then_some(Month { year, month })
+        ((1..=12).contains(&month) && (1970..=MAX_YEAR).contains(&year))
+            .then_some(Month { year, month })
     }
 
-    /// The month containing `unix_secs`.
+    /// The month containing `unix_secs` (9999-12 for every time after it).
     pub fn of(unix_secs: u64) -> Month {
         let d = Day::of(unix_secs).date();
         Month {
@@ -66,21 +82,27 @@ impl Month {
 
     /// The first second of the month.
     pub fn start(self) -> u64 {
-        days_from_civil(self.year, self.month, 1).saturating_mul(SECS_PER_DAY)
+        let first = i32::try_from(self.year)
+            .ok()
+            .zip(time::Month::try_from(self.month).ok())
+            .and_then(|(year, month)| time::Date::from_calendar_date(year, month, 1).ok())
+            .expect("a Month holds a valid year and month");
+        let days = first.to_julian_day() - UNIX_EPOCH_JULIAN_DAY;
+        u64::try_from(days).expect("a Month starts in 1970 or later") * SECS_PER_DAY
     }
 
-    /// The following month.
+    /// The following month; 9999-12 is the last and is its own successor.
     pub fn next(self) -> Month {
-        if self.month == 12 {
-            Month {
-                year: self.year.saturating_add(1),
+        match (self.year, self.month) {
+            (MAX_YEAR, 12) => self,
+            (year, 12) => Month {
+                year: year + 1,
                 month: 1,
-            }
-        } else {
-            Month {
-                year: self.year,
-                month: self.month + 1,
-            }
+            },
+            (year, month) => Month {
+                year,
+                month: month + 1,
+            },
         }
     }
 }
@@ -110,44 +132,12 @@ impl TryFrom<String> for Month {
 /// A proleptic Gregorian calendar date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CivilDate {
-    /// Year (1970 or later for Unix times).
+    /// Year, 1970..=9999.
     pub year: u32,
     /// Month, 1..=12.
     pub month: u8,
     /// Day of month, 1..=31.
     pub day: u8,
-}
-
-/// The civil date `days` days after 1970-01-01 (Hinnant's `civil_from_days`, unsigned form).
-pub fn civil_from_days(days: u64) -> CivilDate {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of the (March-based) year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    CivilDate {
-        year: u32::try_from(year).unwrap_or(u32::MAX),
-        month,
-        day,
-    }
-}
-
-/// Days from 1970-01-01 to the given civil date (Hinnant's `days_from_civil`); dates before the
-/// epoch give 0.
-pub fn days_from_civil(year: u32, month: u8, day: u8) -> u64 {
-    let y = u64::from(year).saturating_sub(u64::from(month <= 2));
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let m = u64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = ((153 * mp + 2) / 5 + u64::from(day)).saturating_sub(1);
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).saturating_sub(719_468)
 }
 
 #[cfg(test)]
@@ -169,7 +159,9 @@ mod tests {
         for (secs, y, m, d) in cases {
             let date = Day::of(secs).date();
             assert_eq!((date.year, date.month, date.day), (y, m, d), "{secs}");
-            assert_eq!(days_from_civil(y, m, d) * SECS_PER_DAY, secs);
+            if d == 1 {
+                assert_eq!(Month::new(y, m).unwrap().start(), secs);
+            }
         }
     }
 
@@ -183,20 +175,26 @@ mod tests {
     }
 
     #[test]
-    fn every_day_roundtrips_over_four_centuries() {
-        for days in (0..146_097 * 2).step_by(7) {
-            let d = civil_from_days(days);
-            assert_eq!(days_from_civil(d.year, d.month, d.day), days);
+    fn every_month_starts_where_the_previous_one_ends() {
+        let mut m = Month::new(1970, 1).unwrap();
+        for _ in 0..12 * 500 {
+            let next = m.next();
+            assert_eq!(Month::of(m.start()), m);
+            assert_eq!(Month::of(next.start() - 1), m);
+            m = next;
         }
     }
 
     #[test]
-    fn out_of_range_inputs_do_not_panic() {
-        assert_eq!(days_from_civil(0, 1, 0), 0);
-        assert_eq!(days_from_civil(1969, 12, 31), 0);
+    fn times_past_year_9999_saturate_instead_of_failing() {
         let far = Day::of(u64::MAX).date();
-        assert_eq!(far.year, u32::MAX);
-        let _ = Month::of(u64::MAX).start();
+        assert_eq!((far.year, far.month, far.day), (9999, 12, 31));
+        let last = Month::of(u64::MAX);
+        assert_eq!(last, Month::new(9999, 12).unwrap());
+        assert_eq!(last.next(), last);
+        assert_eq!(last.start(), 253_399_622_400); // 9999-12-01T00:00:00Z
+        assert!(Month::new(10_000, 1).is_none());
+        assert!(Month::new(1969, 12).is_none());
     }
 
     #[test]
@@ -206,5 +204,6 @@ mod tests {
             Month::new(2026, 2).unwrap()
         );
         assert!(Month::try_from("2026-13".to_owned()).is_err());
+        assert!(Month::try_from("10000-01".to_owned()).is_err());
     }
 }

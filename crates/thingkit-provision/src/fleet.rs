@@ -821,7 +821,7 @@ impl FleetProvisioning {
         self.rng
             .fill(&mut raw)
             .map_err(|_| Error::Generation("the system random generator failed".into()))?;
-        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let token = hex::encode(raw);
         let key = token_key(&token);
         let expires = now + self.config.token_ttl;
         self.tokens.insert(
@@ -1083,13 +1083,8 @@ fn encode<T: Serialize>(value: &T, format: PayloadFormat) -> Result<Vec<u8>> {
 /// bits of its SHA-256, so devices provisioned with the same document share one policy.
 pub fn inline_policy_name(document: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, document.as_bytes());
-    let hex: String = digest
-        .as_ref()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("thingkit-{hex}")
+    let prefix = digest.as_ref().get(..16).expect("SHA-256 has 32 bytes");
+    format!("thingkit-{}", hex::encode(prefix))
 }
 
 /// Applies a rendered template to `registry` in one atomic batch. `presented` is the

@@ -7,6 +7,8 @@
 //!   with a cold handle: the pessimistic case, as a broker that has just read the connection's
 //!   socket usually has its handle in cache).
 //! - `scaling/*`: the same work split over 1 and 2 threads (disjoint key halves), throughput.
+//! - `account_100/*`: an account-level limit on 100 hot keys: keyed checks (ours and governor's),
+//!   and the pre-resolved forms (our `check_handle`, governor's direct limiter per account).
 //! - Bytes of state per device are measured with the counting allocator and printed first.
 //!
 //! Run: cargo bench --manifest-path benches/Cargo.toml -p thingkit-bench-meter
@@ -357,6 +359,27 @@ fn hot_keys(c: &mut Criterion) {
                 clock.advance(Duration::from_micros(1024));
             }
             black_box(gov.check_key(&accounts[i % 100]).is_ok())
+        })
+    });
+    // Like for like with `check_handle`: governor's direct (un-keyed) limiter is its form of a
+    // limiter resolved once per account, with no key lookup per check.
+    let direct: Vec<_> = accounts
+        .iter()
+        .map(|_| {
+            governor::RateLimiter::direct_with_clock(
+                Quota::per_second(NonZeroU32::new(20_000).expect("nonzero")),
+                clock.clone(),
+            )
+        })
+        .collect();
+    let mut i = 0usize;
+    group.bench_function("governor_fake_clock_direct_check", |b| {
+        b.iter(|| {
+            i += 1;
+            if i & 1023 == 0 {
+                clock.advance(Duration::from_micros(1024));
+            }
+            black_box(direct[i % 100].check().is_ok())
         })
     });
     group.finish();

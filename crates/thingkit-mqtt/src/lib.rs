@@ -52,12 +52,68 @@
 //!   subscribers, with the `$` rule; match cost follows the topic's depth.
 //! - [`InboundAliases`] / [`OutboundAliases`]: topic-alias maps with Topic Alias Maximum enforcement.
 //! - `MqttCodec` (feature `tokio-codec`): `tokio_util::codec::{Decoder, Encoder}`.
+//! - `Serialize`/`Deserialize` for [`Packet`] and its parts (feature `serde`), in the JSON shape
+//!   that `thingkit mqtt decode` prints and `thingkit mqtt encode` reads.
 //!
 //! # Cargo features
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `tokio-codec` | no | `MqttCodec`, implementing `tokio_util::codec::{Decoder, Encoder}` (pulls in `tokio-util`) |
+//! | `serde` | no | `serde::{Serialize, Deserialize}` for [`Packet`], every packet struct, [`Properties`] / [`PacketProperties`], [`SubscriptionOptions`], [`Subscription`], [`QoS`], [`RetainHandling`], [`PacketId`], [`PacketType`], [`ProtocolVersion`], [`ReasonCode`], [`TopicName`], [`TopicFilter`] and [`MqttStr`] (pulls in `serde` and `hex`); the shape is below |
+//!
+//! # Serde (feature `serde`)
+//!
+//! A [`Packet`] is an object tagged by its packet type's upper-case name in `"type"`, with the
+//! fields of its struct in snake_case beside it (declaration order when serializing):
+//!
+//! ```json
+//! {"type":"PUBLISH","dup":false,"qos":1,"retain":false,"topic":"a/b","packet_id":7,
+//!  "properties":{"topic_alias":5,"user_properties":[["k","v"]]},"payload_hex":"6869"}
+//! ```
+//!
+//! - Binary data is a hex string (lower case out, either case in) in a field whose name ends in
+//!   `_hex`: `payload_hex` (PUBLISH, will), `password_hex`, and the properties
+//!   `correlation_data_hex` and `authentication_data_hex`. Hex is lossless for any bytes and reads
+//!   the same in every serde format; it is what the CLI has always printed.
+//! - QoS, packet identifiers, reason codes (`135`, not `"0x87"`) and Retain Handling are numbers;
+//!   flags and boolean properties are `true`/`false`; `protocol` is `"3.1.1"` or `"5.0"`.
+//! - `properties` is left out when empty; inside it only present properties appear, user
+//!   properties as `[[name, value], ...]` in order. A PUBLISH whose topic is `None` (a Topic Alias
+//!   stands in for it) has no `topic`. Other `None` fields (`packet_id`, `will`, `username`,
+//!   `password_hex`) are left out too.
+//! - A SUBSCRIBE's `subscriptions` are flat objects: `{"filter": "a/+", "qos": 1, "no_local":
+//!   false, "retain_as_published": false, "retain_handling": 0}`.
+//! - Reading, absent fields default to `false`, 0, empty or `None`, except a CONNECT's
+//!   `clean_start` (`true`) and `keep_alive` (60); `type`, CONNECT's `protocol`, the will's
+//!   `topic`, `packet_id` where it is not optional, SUBSCRIBE's `subscriptions` and UNSUBSCRIBE's
+//!   `filters` are required. Unknown fields and unknown properties are errors, not ignored.
+//!
+//! Deserializing validates every field as decoding does: topic names, filters and strings go
+//! through [`TopicName::new`], [`TopicFilter::new`] and [`MqttStr::new`] (so `"a/+"` is refused as
+//! a topic name, naming `[MQTT-3.3.2-2]`), QoS 3, packet identifier 0 and Retain Handling 3 are
+//! refused. Rules that need the whole packet and the protocol version (which reason codes and
+//! properties a packet type may carry, a packet identifier exactly when QoS > 0, ...) are checked
+//! by the [`Encoder`], as for packets built in code. Nothing is allocated beyond what the input
+//! itself holds.
+//!
+//! ```
+//! # #[cfg(feature = "serde")] {
+//! use thingkit_mqtt::{Packet, QoS};
+//!
+//! let json = r#"{"type":"PUBLISH","topic":"a/b","qos":1,"packet_id":7,"payload_hex":"6869"}"#;
+//! let packet: Packet = serde_json::from_str(json)?;
+//! let Packet::Publish(publish) = &packet else { panic!("expected PUBLISH") };
+//! assert_eq!((publish.qos, &publish.payload[..]), (QoS::AtLeastOnce, &b"hi"[..]));
+//! assert_eq!(
+//!     serde_json::to_string(&packet)?,
+//!     r#"{"type":"PUBLISH","dup":false,"qos":1,"retain":false,"topic":"a/b","packet_id":7,"payload_hex":"6869"}"#
+//! );
+//! let refused = serde_json::from_str::<Packet>(r#"{"type":"PUBLISH","topic":"a/+"}"#);
+//! assert!(refused.unwrap_err().to_string().contains("[MQTT-3.3.2-2]"));
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Specifications
 //!
@@ -92,6 +148,8 @@ mod error;
 mod packet;
 mod property;
 mod reason;
+#[cfg(feature = "serde")]
+mod serde;
 mod subscription;
 mod topic;
 

@@ -184,7 +184,13 @@ impl fmt::Display for PacketType {
 }
 
 /// An MQTT control packet.
+///
+/// With the `serde` feature it (de)serializes internally tagged by the packet's upper-case name:
+/// `{"type": "PUBLISH", "topic": "a/b", "qos": 1, "packet_id": 7, "payload_hex": "6869"}` (see
+/// the crate documentation for the whole shape).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "UPPERCASE"))]
 #[allow(missing_docs)] // each variant is documented by its payload type
 pub enum Packet {
     Connect(Connect),
@@ -230,70 +236,140 @@ impl Packet {
 
 /// CONNECT: the first packet a client sends (MQTT 5.0 §3.1, 3.1.1 §3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Connect {
     /// Protocol level 4 (3.1.1) or 5 (5.0).
     pub protocol: ProtocolVersion,
     /// Clean Start (5.0) / Clean Session (3.1.1).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default = "crate::serde::default_clean_start")
+    )]
     pub clean_start: bool,
     /// Keep alive in seconds (0 disables).
+    #[cfg_attr(feature = "serde", serde(default = "crate::serde::default_keep_alive"))]
     pub keep_alive: u16,
     /// CONNECT properties (5.0).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
     /// Client identifier (may be empty).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub client_id: MqttStr,
     /// The will message, if the will flag is set (boxed: rare, and it keeps [`Packet`] small).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub will: Option<Box<Will>>,
     /// User name, if the user name flag is set.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub username: Option<MqttStr>,
     /// Password (binary data), if the password flag is set. In 3.1.1 a password requires a user
     /// name [MQTT-3.1.2-22].
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            rename = "password_hex",
+            with = "crate::serde::option_hex_bytes",
+            skip_serializing_if = "Option::is_none"
+        )
+    )]
     pub password: Option<Bytes>,
 }
 
 /// The will message of a CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Will {
     /// Will topic.
     pub topic: TopicName,
     /// Will payload (binary, at most 65,535 bytes).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, rename = "payload_hex", with = "crate::serde::hex_bytes")
+    )]
     pub payload: Bytes,
     /// Will QoS.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub qos: QoS,
     /// Will retain.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub retain: bool,
     /// Will properties (5.0): payload format, message expiry, content type, response topic,
     /// correlation data, will delay interval, user properties.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
 }
 
 /// CONNACK: the server's answer to CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ConnAck {
     /// Session Present.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub session_present: bool,
     /// Reason code (5.0) or connect return code 0..=5 (3.1.1).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub reason_code: ReasonCode,
     /// CONNACK properties (5.0).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
 }
 
 /// PUBLISH: an application message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Publish {
     /// DUP flag: a re-delivery (only with QoS 1 or 2 [MQTT-3.3.1-2]).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub dup: bool,
     /// QoS.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub qos: QoS,
     /// RETAIN flag.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub retain: bool,
     /// The topic. `None` only in MQTT 5.0 when a Topic Alias property stands in for it (see
     /// [`InboundAliases`](crate::InboundAliases)).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub topic: Option<TopicName>,
     /// Packet identifier: present exactly when QoS > 0 [MQTT-2.2.1-2], [MQTT-2.2.1-3].
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub packet_id: Option<PacketId>,
     /// PUBLISH properties (5.0).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
     /// The application payload (zero-copy slice of the received bytes after decoding).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, rename = "payload_hex", with = "crate::serde::hex_bytes")
+    )]
     pub payload: Bytes,
 }
 
@@ -314,12 +390,19 @@ impl Publish {
 
 /// PUBACK, PUBREC, PUBREL and PUBCOMP: the acknowledgements of the QoS 1 and 2 flows.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct PubResponse {
     /// The acknowledged packet identifier.
     pub packet_id: PacketId,
     /// Reason code (5.0; always success in 3.1.1).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub reason_code: ReasonCode,
     /// Properties (5.0): reason string and user properties.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
 }
 
@@ -348,6 +431,8 @@ pub enum RetainHandling {
 
 /// Subscription options (5.0 §3.8.3.1; in 3.1.1 only the QoS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct SubscriptionOptions {
     /// Maximum QoS.
     pub qos: QoS,
@@ -371,10 +456,16 @@ pub struct Subscription {
 
 /// SUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Subscribe {
     /// Packet identifier.
     pub packet_id: PacketId,
     /// Properties (5.0): at most one subscription identifier, user properties.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
     /// At least one subscription [MQTT-3.8.3-2].
     pub subscriptions: Vec<Subscription>,
@@ -382,21 +473,34 @@ pub struct Subscribe {
 
 /// SUBACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct SubAck {
     /// Packet identifier.
     pub packet_id: PacketId,
     /// Properties (5.0).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
     /// One reason code per subscription (3.1.1: 0, 1, 2 or 0x80).
+    #[cfg_attr(feature = "serde", serde(default))]
     pub reason_codes: Vec<ReasonCode>,
 }
 
 /// UNSUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Unsubscribe {
     /// Packet identifier.
     pub packet_id: PacketId,
     /// Properties (5.0): user properties.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
     /// At least one filter [MQTT-3.10.3-2].
     pub filters: Vec<TopicFilter>,
@@ -404,29 +508,48 @@ pub struct Unsubscribe {
 
 /// UNSUBACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct UnsubAck {
     /// Packet identifier.
     pub packet_id: PacketId,
     /// Properties (5.0).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
     /// One reason code per filter (5.0); always empty in 3.1.1.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub reason_codes: Vec<ReasonCode>,
 }
 
 /// DISCONNECT.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Disconnect {
     /// Reason code (5.0; 3.1.1 has none and decodes as normal disconnection).
     pub reason_code: ReasonCode,
     /// Properties (5.0).
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
 }
 
 /// AUTH (5.0 only): extended authentication exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Auth {
     /// Reason code: success, continue authentication or re-authenticate.
     pub reason_code: ReasonCode,
     /// Properties: authentication method and data, reason string, user properties.
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "PacketProperties::is_empty")
+    )]
     pub properties: PacketProperties,
 }

@@ -19,61 +19,111 @@ pub const MAX_VARINT: u32 = 268_435_455;
 /// the packet type does not allow must stay absent (the decoder rejects it, the encoder refuses
 /// it). User properties keep their order and may repeat; a PUBLISH may carry several
 /// subscription identifiers.
+///
+/// With the `serde` feature it is an object of the properties that are present, keyed by the
+/// field names; binary properties are hex strings under `correlation_data_hex` and
+/// `authentication_data_hex`, user properties are `[[name, value], ...]`. Unknown keys are refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct Properties {
     /// 0x01 Payload Format Indicator: `false` = unspecified bytes, `true` = UTF-8 (PUBLISH, will).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub payload_format_indicator: Option<bool>,
     /// 0x02 Message Expiry Interval in seconds (PUBLISH, will).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub message_expiry_interval: Option<u32>,
     /// 0x03 Content Type (PUBLISH, will).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub content_type: Option<MqttStr>,
     /// 0x08 Response Topic: a topic name, never a filter [MQTT-3.3.2-14] (PUBLISH, will).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub response_topic: Option<TopicName>,
     /// 0x09 Correlation Data (PUBLISH, will).
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "correlation_data_hex",
+            with = "crate::serde::option_hex_bytes",
+            skip_serializing_if = "Option::is_none"
+        )
+    )]
     pub correlation_data: Option<Bytes>,
     /// 0x0B Subscription Identifiers, each 1..=268,435,455 (several in PUBLISH, one in SUBSCRIBE).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub subscription_identifiers: Vec<NonZeroU32>,
     /// 0x11 Session Expiry Interval in seconds (CONNECT, CONNACK, DISCONNECT).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub session_expiry_interval: Option<u32>,
     /// 0x12 Assigned Client Identifier (CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub assigned_client_identifier: Option<MqttStr>,
     /// 0x13 Server Keep Alive in seconds (CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub server_keep_alive: Option<u16>,
     /// 0x15 Authentication Method (CONNECT, CONNACK, AUTH).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub authentication_method: Option<MqttStr>,
     /// 0x16 Authentication Data (CONNECT, CONNACK, AUTH); needs a method.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "authentication_data_hex",
+            with = "crate::serde::option_hex_bytes",
+            skip_serializing_if = "Option::is_none"
+        )
+    )]
     pub authentication_data: Option<Bytes>,
     /// 0x17 Request Problem Information (CONNECT).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub request_problem_information: Option<bool>,
     /// 0x18 Will Delay Interval in seconds (will).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub will_delay_interval: Option<u32>,
     /// 0x19 Request Response Information (CONNECT).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub request_response_information: Option<bool>,
     /// 0x1A Response Information (CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub response_information: Option<MqttStr>,
     /// 0x1C Server Reference (CONNACK, DISCONNECT).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub server_reference: Option<MqttStr>,
     /// 0x1F Reason String (acknowledgements, DISCONNECT, AUTH).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub reason_string: Option<MqttStr>,
     /// 0x21 Receive Maximum; 0 is a protocol error (CONNECT, CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub receive_maximum: Option<NonZeroU16>,
     /// 0x22 Topic Alias Maximum (CONNECT, CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub topic_alias_maximum: Option<u16>,
     /// 0x23 Topic Alias; 0 is not permitted [MQTT-3.3.2-8] (PUBLISH).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub topic_alias: Option<NonZeroU16>,
     /// 0x24 Maximum QoS: 0 or 1 (CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub maximum_qos: Option<QoS>,
     /// 0x25 Retain Available (CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub retain_available: Option<bool>,
     /// 0x26 User Properties, in order, repeatable (every packet with properties).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub user_properties: Vec<(MqttStr, MqttStr)>,
     /// 0x27 Maximum Packet Size; 0 is a protocol error (CONNECT, CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub maximum_packet_size: Option<NonZeroU32>,
     /// 0x28 Wildcard Subscription Available (CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub wildcard_subscription_available: Option<bool>,
     /// 0x29 Subscription Identifiers Available (CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub subscription_identifiers_available: Option<bool>,
     /// 0x2A Shared Subscription Available (CONNACK).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub shared_subscription_available: Option<bool>,
 }
 

@@ -6,7 +6,14 @@ use crate::packet::{PacketType, ProtocolVersion};
 
 /// A one-byte reason code. Which values a packet may carry depends on the packet type and the
 /// protocol version; [`ReasonCode::allowed_in`] answers that and both decoder and encoder enforce it.
+///
+/// With the `serde` feature it is the number (`135`, not `"0x87"`), as on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct ReasonCode(pub u8);
 
 #[allow(missing_docs)] // the names are the specification's (MQTT 5.0 §2.4, Table 2-6)

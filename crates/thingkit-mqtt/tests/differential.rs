@@ -4,12 +4,11 @@
 //! - the decision (accept / reject) — for every packet type's valid encodings, for the invalid
 //!   inputs of `tests/validation.rs`, and for a few thousand deterministic mutations of valid
 //!   packets;
-//! - when both accept, the decoded fields: packet type, topic, payload, QoS, retain, DUP, packet
-//!   identifier, reason/return codes, CONNECT fields and will, subscriptions with options,
-//!   unsubscribe filters, SUBACK/UNSUBACK codes, and the MQTT 5.0 properties message expiry,
-//!   content type, response topic, correlation data, topic alias, session expiry, receive maximum,
-//!   maximum packet size, topic alias maximum, reason string, subscription identifiers and user
-//!   properties (as a multiset: mqtt-packet folds repeated names into arrays and loses order).
+//! - when both accept, the whole decoded packet: every field and every MQTT 5.0 property (user
+//!   properties as a multiset: mqtt-packet folds repeated names into arrays and loses order). The
+//!   peer driver (`tests/differential/peer.js`) writes what mqtt-packet decoded in this crate's
+//!   `serde` JSON shape; the test reads it back into a `Packet` through the same deserializer
+//!   users get (so the peer's packet is validated like ours) and compares it as JSON with ours.
 //!
 //! Known disagreements are listed below with the reason; any other disagreement fails the test,
 //! and so does a listed disagreement that no input exhibits any more (the list must stay true).
@@ -23,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::num::{NonZeroU16, NonZeroU32};
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -198,7 +198,8 @@ fn peer_dir() -> PathBuf {
         .join("../../target/mqtt-peer/node_modules/mqtt-packet")
 }
 
-fn run_peer(cases: &[(ProtocolVersion, Vec<u8>)]) -> Vec<String> {
+/// The peer's answer per case: `{"ok": packet}` (the `serde` shape) or `{"err": message}`.
+fn run_peer(cases: &[(ProtocolVersion, Vec<u8>)]) -> Vec<serde_json::Value> {
     let dir = peer_dir();
     assert!(
         dir.join("package.json").exists(),
@@ -218,16 +219,15 @@ fn run_peer(cases: &[(ProtocolVersion, Vec<u8>)]) -> Vec<String> {
     {
         let mut stdin = child.stdin.take().unwrap();
         for (v, bytes) in cases {
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            writeln!(stdin, "{} {hex}", v.level()).unwrap();
+            writeln!(stdin, "{} {}", v.level(), hex(bytes)).unwrap();
         }
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "the peer driver failed");
-    let lines: Vec<String> = String::from_utf8(out.stdout)
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(String::from)
+        .map(|l| serde_json::from_str(l).expect("the peer driver writes JSON lines"))
         .collect();
     assert_eq!(lines.len(), cases.len(), "one peer answer per case");
     lines
@@ -237,196 +237,35 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn props(p: &Properties) -> String {
-    let mut out = Vec::new();
-    let mut put = |k: &str, v: String| out.push(format!("{k}={v}"));
-    if let Some(v) = p.message_expiry_interval {
-        put("message_expiry_interval", v.to_string());
-    }
-    if let Some(v) = &p.content_type {
-        put("content_type", v.to_string());
-    }
-    if let Some(v) = &p.response_topic {
-        put("response_topic", v.to_string());
-    }
-    if let Some(v) = &p.correlation_data {
-        put("correlation_data", hex(v));
-    }
-    if let Some(v) = p.topic_alias {
-        put("topic_alias", v.to_string());
-    }
-    if let Some(v) = p.session_expiry_interval {
-        put("session_expiry_interval", v.to_string());
-    }
-    if let Some(v) = p.receive_maximum {
-        put("receive_maximum", v.to_string());
-    }
-    if let Some(v) = p.maximum_packet_size {
-        put("maximum_packet_size", v.to_string());
-    }
-    if let Some(v) = p.topic_alias_maximum {
-        put("topic_alias_maximum", v.to_string());
-    }
-    if let Some(v) = &p.reason_string {
-        put("reason_string", v.to_string());
-    }
-    if !p.subscription_identifiers.is_empty() {
-        let ids: Vec<String> = p
-            .subscription_identifiers
-            .iter()
-            .map(|i| i.to_string())
-            .collect();
-        put("subscription_identifiers", ids.join(","));
-    }
-    if !p.user_properties.is_empty() {
-        let mut pairs: Vec<String> = p
-            .user_properties
-            .iter()
-            .map(|(k, v)| format!("{k}:{v}"))
-            .collect();
-        pairs.sort();
-        put("user_properties", pairs.join(","));
-    }
-    out.join(";")
-}
-
-fn b2(b: bool) -> &'static str {
-    if b { "1" } else { "0" }
-}
-
-fn canon(p: &Packet, v: ProtocolVersion) -> String {
-    let mut f = vec![format!("type={}", p.packet_type().name())];
-    let mut pr: Option<&Properties> = None;
-    match p {
-        Packet::Connect(c) => {
-            f.push(format!("version={}", c.protocol.level()));
-            f.push(format!("clean={}", b2(c.clean_start)));
-            f.push(format!("keep_alive={}", c.keep_alive));
-            f.push(format!("client_id={}", c.client_id));
-            f.push(format!(
-                "username={}",
-                c.username
-                    .as_ref()
-                    .map_or("-".to_string(), |u| u.to_string())
-            ));
-            f.push(format!(
-                "password={}",
-                c.password.as_ref().map_or("-".to_string(), |p| hex(p))
-            ));
-            f.push(match &c.will {
-                Some(w) => format!(
-                    "will={},{},{},{}",
-                    w.topic,
-                    hex(&w.payload),
-                    w.qos.as_u8(),
-                    b2(w.retain)
-                ),
-                None => "will=-".into(),
-            });
-            pr = Some(&c.properties);
-        }
-        Packet::ConnAck(c) => {
-            f.push(format!("session_present={}", b2(c.session_present)));
-            f.push(format!("code={}", c.reason_code.0));
-            pr = Some(&c.properties);
-        }
-        Packet::Publish(p) => {
-            f.push(format!(
-                "topic={}",
-                p.topic.as_ref().map_or("", |t| t.as_str())
-            ));
-            f.push(format!("payload={}", hex(&p.payload)));
-            f.push(format!("qos={}", p.qos.as_u8()));
-            f.push(format!("retain={}", b2(p.retain)));
-            f.push(format!("dup={}", b2(p.dup)));
-            f.push(format!(
-                "pid={}",
-                p.packet_id.map_or("-".to_string(), |i| i.to_string())
-            ));
-            pr = Some(&p.properties);
-        }
-        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
-            f.push(format!("pid={}", a.packet_id));
-            f.push(format!("code={}", a.reason_code.0));
-            pr = Some(&a.properties);
-        }
-        Packet::Subscribe(s) => {
-            f.push(format!("pid={}", s.packet_id));
-            let subs: Vec<String> = s
-                .subscriptions
-                .iter()
-                .map(|s| {
-                    let o = s.options;
-                    if v == ProtocolVersion::V5 {
-                        format!(
-                            "{}:{}:{}:{}:{}",
-                            s.filter,
-                            o.qos.as_u8(),
-                            b2(o.no_local),
-                            b2(o.retain_as_published),
-                            o.retain_handling as u8
-                        )
-                    } else {
-                        format!("{}:{}", s.filter, o.qos.as_u8())
+/// A packet as JSON (the `serde` shape), for comparing with the peer's: user properties sorted,
+/// since mqtt-packet folds repeated names into arrays and loses their order (a multiset compare).
+fn comparable(p: &Packet) -> serde_json::Value {
+    fn sort_user_properties(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    match x {
+                        serde_json::Value::Array(pairs) if k == "user_properties" => {
+                            pairs.sort_by_key(|pair| pair.to_string())
+                        }
+                        _ => sort_user_properties(x),
                     }
-                })
-                .collect();
-            f.push(format!("subs={}", subs.join(",")));
-            pr = Some(&s.properties);
-        }
-        Packet::SubAck(s) => {
-            f.push(format!("pid={}", s.packet_id));
-            f.push(format!(
-                "codes={}",
-                s.reason_codes
-                    .iter()
-                    .map(|c| c.0.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-            pr = Some(&s.properties);
-        }
-        Packet::Unsubscribe(u) => {
-            f.push(format!("pid={}", u.packet_id));
-            f.push(format!(
-                "filters={}",
-                u.filters
-                    .iter()
-                    .map(|f| f.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-            pr = Some(&u.properties);
-        }
-        Packet::UnsubAck(u) => {
-            f.push(format!("pid={}", u.packet_id));
-            f.push(format!(
-                "codes={}",
-                u.reason_codes
-                    .iter()
-                    .map(|c| c.0.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-            pr = Some(&u.properties);
-        }
-        Packet::PingReq | Packet::PingResp => {}
-        Packet::Disconnect(Disconnect {
-            reason_code,
-            properties,
-        })
-        | Packet::Auth(Auth {
-            reason_code,
-            properties,
-        }) => {
-            f.push(format!("code={}", reason_code.0));
-            pr = Some(properties);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(sort_user_properties),
+            _ => {}
         }
     }
-    if v == ProtocolVersion::V5 {
-        f.push(format!("props={}", pr.map_or(String::new(), props)));
-    }
-    f.join("|")
+    let mut v = serde_json::to_value(p).expect("packets serialize");
+    sort_user_properties(&mut v);
+    v
+}
+
+/// The peer's packet, read through thingkit-mqtt's deserializer (so it is validated like ours).
+fn peer_packet(answer: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let packet: Packet = serde_json::from_value(answer.clone())
+        .map_err(|e| format!("not a valid packet ({e}): {answer}"))?;
+    Ok(comparable(&packet))
 }
 
 fn s(x: &str) -> MqttStr {
@@ -520,6 +359,68 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
         username: Some(s("user")),
         password: Some(Bytes::from_static(b"\xffpw")),
     }));
+    if v5 {
+        // Every remaining property, so that each one's decoding is compared at least once.
+        out.push(Packet::Connect(Connect {
+            protocol: v,
+            clean_start: true,
+            keep_alive: 10,
+            properties: rich(Properties {
+                request_problem_information: Some(false),
+                request_response_information: Some(true),
+                authentication_method: Some(s("SCRAM-SHA-1")),
+                authentication_data: Some(Bytes::from_static(b"\x00\x01")),
+                ..Default::default()
+            }),
+            client_id: s("d"),
+            will: Some(Box::new(Will {
+                topic: t("w"),
+                payload: Bytes::new(),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: rich(Properties {
+                    payload_format_indicator: Some(true),
+                    will_delay_interval: Some(30),
+                    message_expiry_interval: Some(5),
+                    content_type: Some(s("text/plain")),
+                    ..Default::default()
+                }),
+            })),
+            username: None,
+            password: None,
+        }));
+        out.push(Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::SUCCESS,
+            properties: rich(Properties {
+                session_expiry_interval: Some(0),
+                receive_maximum: NonZeroU16::new(100),
+                maximum_qos: Some(QoS::AtLeastOnce),
+                retain_available: Some(false),
+                maximum_packet_size: NonZeroU32::new(1 << 20),
+                assigned_client_identifier: Some(s("auto-1")),
+                topic_alias_maximum: Some(0),
+                reason_string: Some(s("welcome")),
+                wildcard_subscription_available: Some(true),
+                subscription_identifiers_available: Some(false),
+                shared_subscription_available: Some(true),
+                server_keep_alive: Some(120),
+                response_information: Some(s("resp/")),
+                server_reference: Some(s("other:1883")),
+                authentication_method: Some(s("SCRAM-SHA-1")),
+                authentication_data: Some(Bytes::from_static(b"\xff")),
+                ..Default::default()
+            }),
+        }));
+        out.push(Packet::Publish(Publish {
+            properties: Properties {
+                payload_format_indicator: Some(false),
+                ..Default::default()
+            }
+            .into(),
+            ..Publish::new(t("p"), &b"x"[..])
+        }));
+    }
     let codes: &[u8] = if v5 { &[0x00, 0x80, 0x87] } else { &[0, 1, 5] };
     for &c in codes {
         out.push(Packet::ConnAck(ConnAck {
@@ -752,28 +653,15 @@ fn unhex(h: &str) -> Vec<u8> {
     d.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
 }
 
-/// Our decision: `Ok(canonical)` or `Err(rule or "incomplete")`.
-fn ours(v: ProtocolVersion, bytes: &[u8]) -> Result<String, String> {
+/// Our decision: `Ok(packet as comparable JSON)` or `Err(rule or "incomplete")`.
+fn ours(v: ProtocolVersion, bytes: &[u8]) -> Result<serde_json::Value, String> {
     let mut buf = BytesMut::from(bytes);
     match Decoder::new(v).decode(&mut buf) {
         // Only the first packet is compared; bytes after it belong to the next packet.
-        Ok(Some(p)) => Ok(escape(&canon(&p, v))),
+        Ok(Some(p)) => Ok(comparable(&p)),
         Ok(None) => Err("incomplete".into()),
         Err(e) => Err(e.rule().unwrap_or("none").to_string()),
     }
-}
-
-/// The peer driver's escaping: control characters and backslashes as `\u{xx}`.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c < ' ' || c == '\\' {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 struct Rng(u64);
@@ -829,13 +717,13 @@ fn decisions_and_fields_agree_with_mqtt_packet() {
     let mut agree = 0usize;
     for ((v, bytes, kind), answer) in cases.iter().zip(&peer) {
         let mine = ours(*v, bytes);
-        let theirs = answer
-            .strip_prefix("ok ")
-            .map(str::to_string)
-            .ok_or_else(|| answer.clone());
+        let theirs = match (&answer["ok"], &answer["err"]) {
+            (serde_json::Value::Null, e) => Err(e.as_str().unwrap_or_default().to_string()),
+            (packet, _) => Ok(packet),
+        };
         let label = format!("{kind} MQTT {v} {}", hex(bytes));
         match (&mine, &theirs) {
-            (Ok(a), Ok(b)) if a == b => agree += 1,
+            (Ok(a), Ok(b)) if peer_packet(b).as_ref() == Ok(a) => agree += 1,
             (Ok(a), Ok(b)) => match PEER_FIELD_BUGS.iter().find(|(_, applies)| applies(bytes)) {
                 Some((d, _)) => *stricter_seen.entry(d).or_default() += 1,
                 None => failures.push(format!("{label}: fields differ\n  ours: {a}\n  peer: {b}")),

@@ -1,5 +1,5 @@
 //! Property tests: decode(encode(p)) == p for every packet type in both versions, byte-exact
-//! re-encoding, and byte-at-a-time streaming.
+//! re-encoding, byte-at-a-time streaming, and Packet -> JSON -> Packet (feature `serde`).
 
 use std::num::{NonZeroU16, NonZeroU32};
 
@@ -448,6 +448,17 @@ fn check_roundtrip(v: ProtocolVersion, p: Packet) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Packet -> JSON -> Packet is the identity (feature `serde`, enabled for this crate's tests), and
+/// the JSON is canonical: serializing the result again gives the same text.
+fn check_json_roundtrip(p: Packet) -> Result<(), TestCaseError> {
+    let json = serde_json::to_string(&p).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back: Packet =
+        serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e} for {json}")))?;
+    prop_assert_eq!(&back, &p, "{}", json);
+    prop_assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -459,6 +470,16 @@ proptest! {
     #[test]
     fn every_v5_packet_round_trips(p in packet(ProtocolVersion::V5)) {
         check_roundtrip(ProtocolVersion::V5, p)?;
+    }
+
+    #[test]
+    fn every_v311_packet_round_trips_through_json(p in packet(ProtocolVersion::V311)) {
+        check_json_roundtrip(p)?;
+    }
+
+    #[test]
+    fn every_v5_packet_round_trips_through_json(p in packet(ProtocolVersion::V5)) {
+        check_json_roundtrip(p)?;
     }
 
     #[test]

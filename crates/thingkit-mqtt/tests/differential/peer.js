@@ -1,87 +1,102 @@
 // Differential-test driver for the npm `mqtt-packet` parser (run by tests/differential.rs).
-// Input (stdin): lines "VERSION HEX" (VERSION 4 or 5). Output: one line per input line:
-// "ok <canonical packet>" or "err <message>". Only the first packet of each input is reported.
+// Input (stdin): lines "VERSION HEX" (VERSION 4 or 5). Output: one JSON line per input line,
+// {"ok": PACKET} or {"err": MESSAGE}, where PACKET is the first packet mqtt-packet decoded, written
+// in thingkit-mqtt's serde shape (`{"type":"PUBLISH","topic":...,"payload_hex":...}`, documented in
+// crates/thingkit-mqtt/src/lib.rs) so that the test reads it with serde into a `Packet`.
+// This script only renames: mqtt-packet's camelCase fields to the shape's snake_case, Buffers to
+// hex, its folded user-property object to [[name, value], ...]. It decides nothing.
 'use strict';
 const mp = require(process.argv[2]);
 const hex = b => (b == null ? '' : Buffer.from(b).toString('hex'));
-const b2 = v => (v ? '1' : '0');
-const num = v => (v === undefined || v === null ? '-' : String(v));
 
-function props(p) {
-  const out = [];
-  if (!p) return '';
-  const put = (k, v) => out.push(k + '=' + v);
-  if (p.messageExpiryInterval !== undefined) put('message_expiry_interval', p.messageExpiryInterval);
-  if (p.contentType !== undefined) put('content_type', p.contentType);
-  if (p.responseTopic !== undefined) put('response_topic', p.responseTopic);
-  if (p.correlationData !== undefined) put('correlation_data', hex(p.correlationData));
-  if (p.topicAlias !== undefined) put('topic_alias', p.topicAlias);
-  if (p.sessionExpiryInterval !== undefined) put('session_expiry_interval', p.sessionExpiryInterval);
-  if (p.receiveMaximum !== undefined) put('receive_maximum', p.receiveMaximum);
-  if (p.maximumPacketSize !== undefined) put('maximum_packet_size', p.maximumPacketSize);
-  if (p.topicAliasMaximum !== undefined) put('topic_alias_maximum', p.topicAliasMaximum);
-  if (p.reasonString !== undefined) put('reason_string', p.reasonString);
-  if (p.subscriptionIdentifier !== undefined) {
-    const ids = Array.isArray(p.subscriptionIdentifier) ? p.subscriptionIdentifier : [p.subscriptionIdentifier];
-    put('subscription_identifiers', ids.join(','));
-  }
-  if (p.userProperties !== undefined) {
+// mqtt-packet property name -> [our name, conversion].
+const PROPS = {
+  correlationData: ['correlation_data_hex', hex],
+  authenticationData: ['authentication_data_hex', hex],
+  maximumQoS: ['maximum_qos', v => v],
+  // One identifier (SUBSCRIBE, or a PUBLISH with one) or an array of them.
+  subscriptionIdentifier: ['subscription_identifiers', v => (Array.isArray(v) ? v : [v])],
+  // {name: value | [value, ...]}: mqtt-packet folds repeated names and loses their order, so the
+  // test compares user properties as a multiset.
+  userProperties: ['user_properties', v => {
     const pairs = [];
-    for (const [k, v] of Object.entries(p.userProperties)) {
-      for (const x of Array.isArray(v) ? v : [v]) pairs.push(k + ':' + x);
+    for (const [k, x] of Object.entries(v)) {
+      for (const y of Array.isArray(x) ? x : [x]) pairs.push([k, y]);
     }
-    pairs.sort();
-    put('user_properties', pairs.join(','));
+    return pairs;
+  }],
+};
+const snake = k => k.replace(/[A-Z]/g, c => '_' + c.toLowerCase());
+
+// Every property mqtt-packet reports, renamed; one we do not know stays in under its snake_case
+// name, and the test's deserializer refuses it as an unknown field.
+function props(out, p) {
+  if (!p || Object.keys(p).length === 0) return;
+  const o = {};
+  for (const [k, v] of Object.entries(p)) {
+    const [name, conv] = PROPS[k] || [snake(k), x => x];
+    o[name] = conv(v);
   }
-  return out.join(';');
+  out.properties = o;
 }
 
-function canon(p, version) {
-  const t = p.cmd.toUpperCase();
-  const f = ['type=' + t];
-  const rc = v => num(v === undefined ? 0 : v);
+function shape(p, version) {
+  const out = { type: p.cmd.toUpperCase() };
+  const code = v => (v === undefined ? 0 : v);
   switch (p.cmd) {
     case 'connect':
-      f.push('version=' + p.protocolVersion, 'clean=' + b2(p.clean), 'keep_alive=' + p.keepalive,
-        'client_id=' + p.clientId, 'username=' + (p.username === undefined ? '-' : p.username),
-        'password=' + (p.password === undefined ? '-' : hex(p.password)));
+      out.protocol = p.protocolVersion === 5 ? '5.0' : p.protocolVersion === 4 ? '3.1.1' : String(p.protocolVersion);
+      out.clean_start = p.clean;
+      out.keep_alive = p.keepalive;
+      out.client_id = p.clientId;
       if (p.will) {
-        f.push('will=' + p.will.topic + ',' + hex(p.will.payload) + ',' + p.will.qos + ',' + b2(p.will.retain));
-      } else f.push('will=-');
+        out.will = { topic: p.will.topic, payload_hex: hex(p.will.payload), qos: p.will.qos, retain: p.will.retain };
+        props(out.will, p.will.properties);
+      }
+      if (p.username !== undefined) out.username = p.username;
+      if (p.password !== undefined) out.password_hex = hex(p.password);
       break;
     case 'connack':
-      f.push('session_present=' + b2(p.sessionPresent), 'code=' + (version === 5 ? rc(p.reasonCode) : num(p.returnCode)));
+      out.session_present = p.sessionPresent;
+      out.reason_code = version === 5 ? code(p.reasonCode) : p.returnCode;
       break;
     case 'publish':
-      f.push('topic=' + (p.topic || ''), 'payload=' + hex(p.payload), 'qos=' + p.qos, 'retain=' + b2(p.retain),
-        'dup=' + b2(p.dup), 'pid=' + (p.qos > 0 ? num(p.messageId) : '-'));
+      out.dup = p.dup;
+      out.qos = p.qos;
+      out.retain = p.retain;
+      if (p.topic) out.topic = p.topic; // empty: the Topic Alias stands in for it
+      if (p.qos > 0) out.packet_id = p.messageId;
+      out.payload_hex = hex(p.payload);
       break;
     case 'puback': case 'pubrec': case 'pubrel': case 'pubcomp':
-      f.push('pid=' + num(p.messageId), 'code=' + rc(p.reasonCode));
+      out.packet_id = p.messageId;
+      out.reason_code = code(p.reasonCode);
       break;
     case 'subscribe':
-      f.push('pid=' + num(p.messageId), 'subs=' + p.subscriptions.map(s =>
-        version === 5 ? [s.topic, s.qos, b2(s.nl), b2(s.rap), s.rh || 0].join(':') : s.topic + ':' + s.qos).join(','));
+      out.packet_id = p.messageId;
+      out.subscriptions = p.subscriptions.map(s => ({
+        filter: s.topic, qos: s.qos, no_local: !!s.nl, retain_as_published: !!s.rap, retain_handling: s.rh || 0,
+      }));
       break;
     case 'suback':
-      f.push('pid=' + num(p.messageId), 'codes=' + p.granted.join(','));
+      out.packet_id = p.messageId;
+      out.reason_codes = p.granted;
       break;
     case 'unsubscribe':
-      f.push('pid=' + num(p.messageId), 'filters=' + p.unsubscriptions.join(','));
+      out.packet_id = p.messageId;
+      out.filters = p.unsubscriptions;
       break;
     case 'unsuback':
-      f.push('pid=' + num(p.messageId), 'codes=' + (version === 5 ? (p.granted || []).join(',') : ''));
+      out.packet_id = p.messageId;
+      out.reason_codes = version === 5 ? p.granted || [] : [];
       break;
     case 'disconnect': case 'auth':
-      f.push('code=' + rc(p.reasonCode));
+      out.reason_code = code(p.reasonCode);
       break;
   }
-  if (version === 5) f.push('props=' + props(p.properties));
-  return f.join('|');
+  if (version === 5) props(out, p.properties);
+  return out;
 }
-
-// Control characters and backslashes as \u{XX}, so every answer is one line (same in the test).
-const escape = s => s.replace(/[\u0000-\u001f\\]/g, c => '\\u{' + c.charCodeAt(0).toString(16) + '}');
 
 const lines = require('fs').readFileSync(0, 'utf8').split('\n').filter(l => l.length > 0);
 const out = [];
@@ -99,6 +114,6 @@ for (const line of lines) {
     error = 'exception ' + e.message;
   }
   // The decision on the first packet: an error in a later packet does not count.
-  out.push(escape(first !== null ? 'ok ' + canon(first, version) : 'err ' + error));
+  out.push(JSON.stringify(first !== null ? { ok: shape(first, version) } : { err: error }));
 }
 process.stdout.write(out.join('\n') + '\n');

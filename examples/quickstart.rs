@@ -35,7 +35,7 @@ use thingkit::meter::meter::Granularity;
 use thingkit::meter::policy::MeteringPolicy;
 use thingkit::meter::rating::{BillingRun, PriceTable};
 use thingkit::mqtt::{ProtocolVersion, QoS, ReasonCode};
-use thingkit::provision::certificate::CertificateStatus;
+use thingkit::provision::CertificateStatus;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -186,7 +186,7 @@ async fn main() -> Result<(), Error> {
     // its CSR (CreateCertificateFromCsr), then registers itself with the `sensor` template
     // (RegisterThing) using the certificate ownership token.
     let (csr, key_pem) = device_csr("sensor-05")?;
-    let csr_pem = thingkit::provision::pem::encode("CERTIFICATE REQUEST", &csr);
+    let csr_pem = thingkit::provision::encode_pem("CERTIFICATE REQUEST", &csr);
     let mut claimant = connect(&claim, ProtocolVersion::V5).await?;
     claimant
         .subscribe(&[

@@ -17,7 +17,7 @@ use fleet::{Device, Fleet};
 use server::{Broker, BrokerConfig};
 use thingkit::meter::limiter::{Action, Limits, Rate, ReasonCode as LimitCode};
 use thingkit::mqtt::{Packet, ProtocolVersion, QoS, ReasonCode};
-use thingkit::provision::certificate::CertificateStatus;
+use thingkit::provision::CertificateStatus;
 
 async fn start(fleet: &Fleet, config: BrokerConfig) -> Broker {
     Broker::start(
@@ -463,7 +463,7 @@ async fn topic_aliases_are_resolved_inbound_and_used_outbound() {
 
 #[tokio::test]
 async fn receive_is_authorized_for_each_delivery() {
-    use thingkit::provision::registry::PolicyTarget;
+    use thingkit::provision::PolicyTarget;
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let op = fleet.add_operator().unwrap();
@@ -793,7 +793,7 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
 
 #[tokio::test]
 async fn a_shared_subscription_delivers_each_message_to_one_member() {
-    use thingkit::provision::registry::PolicyTarget;
+    use thingkit::provision::PolicyTarget;
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let w1 = fleet.add_device("worker-1", &[]).unwrap();

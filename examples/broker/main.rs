@@ -24,12 +24,12 @@ use thingkit::firmware::{PublicKey, TrustAnchors};
 use thingkit::meter::limiter::{Limits, Rate};
 use thingkit::meter::policy::MeteringPolicy;
 use thingkit::policy::ArnPrefix;
-use thingkit::provision::authority::CertificateAuthority;
-use thingkit::provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit::provision::fleet::{FleetConfig, FleetProvisioning, claim_policy};
-use thingkit::provision::registry::{PolicyTarget, Registry, RegistryLimits};
-use thingkit::provision::store::{RedbStore, RegistryStore};
-use thingkit::provision::template::{ProvisioningTemplate, TemplateLimits};
+use thingkit::provision::CertificateAuthority;
+use thingkit::provision::{CaStatus, CertificateId, CertificateStatus};
+use thingkit::provision::{FleetConfig, FleetProvisioning, claim_policy};
+use thingkit::provision::{PolicyTarget, Registry, RegistryLimits};
+use thingkit::provision::{ProvisioningTemplate, TemplateLimits};
+use thingkit::provision::{RedbStore, RegistryStore};
 
 use server::{Broker, BrokerConfig};
 

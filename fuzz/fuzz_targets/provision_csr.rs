@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, IssueOptions};
-use thingkit_provision::request::{CsrLimits, VerifiedCsr};
+use thingkit_provision::{CaOptions, CertificateAuthority, IssueOptions};
+use thingkit_provision::{CsrLimits, VerifiedCsr};
 
 fn ca() -> &'static CertificateAuthority {
     static CA: OnceLock<CertificateAuthority> = OnceLock::new();

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
-use thingkit_provision::authority::{
-    CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions, KeyType,
+use thingkit_provision::CertificateId;
+use thingkit_provision::VerifiedCsr;
+use thingkit_provision::{
+    CaKeyType, CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions,
 };
-use thingkit_provision::certificate::CertificateId;
-use thingkit_provision::request::VerifiedCsr;
-use thingkit_provision::template::{PSEUDO_PREFIX, ProvisioningTemplate, TemplateLimits};
+use thingkit_provision::{ProvisioningTemplate, TEMPLATE_PSEUDO_PREFIX, TemplateLimits};
 
 use crate::Failure;
 
@@ -90,12 +90,12 @@ pub enum KeyTypeArg {
     Ed25519,
 }
 
-impl From<KeyTypeArg> for KeyType {
+impl From<KeyTypeArg> for CaKeyType {
     fn from(k: KeyTypeArg) -> Self {
         match k {
-            KeyTypeArg::P256 => KeyType::P256,
-            KeyTypeArg::P384 => KeyType::P384,
-            KeyTypeArg::Ed25519 => KeyType::Ed25519,
+            KeyTypeArg::P256 => CaKeyType::P256,
+            KeyTypeArg::P384 => CaKeyType::P384,
+            KeyTypeArg::Ed25519 => CaKeyType::Ed25519,
         }
     }
 }
@@ -299,7 +299,7 @@ pub fn run_provision(args: ProvisionArgs) -> Result<(), Failure> {
                 let (k, v) = p
                     .split_once('=')
                     .ok_or_else(|| Failure(format!("--param {p:?} is not NAME=VALUE")))?;
-                let target = if k.starts_with(PSEUDO_PREFIX) {
+                let target = if k.starts_with(TEMPLATE_PSEUDO_PREFIX) {
                     &mut pseudo
                 } else {
                     &mut device

@@ -28,7 +28,7 @@ use crate::request::{CsrLimits, VerifiedCsr, vet_common_name};
 /// The key type of a CA key (or of a key made by
 /// [`CertificateAuthority::create_keys_and_certificate`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum KeyType {
+pub enum CaKeyType {
     /// ECDSA on NIST P-256 with SHA-256 (the default).
     #[default]
     P256,
@@ -38,12 +38,12 @@ pub enum KeyType {
     Ed25519,
 }
 
-impl KeyType {
+impl CaKeyType {
     fn algorithm(self) -> &'static rcgen::SignatureAlgorithm {
         match self {
-            KeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            KeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            KeyType::Ed25519 => &rcgen::PKCS_ED25519,
+            CaKeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            CaKeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            CaKeyType::Ed25519 => &rcgen::PKCS_ED25519,
         }
     }
 
@@ -53,15 +53,15 @@ impl KeyType {
     }
 }
 
-impl std::str::FromStr for KeyType {
+impl std::str::FromStr for CaKeyType {
     type Err = Error;
 
     /// Parses `p256`, `p384` or `ed25519`.
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "p256" => Ok(KeyType::P256),
-            "p384" => Ok(KeyType::P384),
-            "ed25519" => Ok(KeyType::Ed25519),
+            "p256" => Ok(CaKeyType::P256),
+            "p384" => Ok(CaKeyType::P384),
+            "ed25519" => Ok(CaKeyType::Ed25519),
             other => Err(Error::UnsupportedKey(format!(
                 "key type {other:?} (expected p256, p384 or ed25519)"
             ))),
@@ -73,7 +73,7 @@ impl std::str::FromStr for KeyType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaOptions {
     /// The CA key type. Default P-256.
-    pub key_type: KeyType,
+    pub key_type: CaKeyType,
     /// The CA's subject common name. Default `thingkit CA`.
     pub common_name: String,
     /// An optional organization name for the subject.
@@ -88,7 +88,7 @@ pub struct CaOptions {
 impl Default for CaOptions {
     fn default() -> Self {
         CaOptions {
-            key_type: KeyType::P256,
+            key_type: CaKeyType::P256,
             common_name: "thingkit CA".into(),
             organization: None,
             validity_days: 3650,
@@ -352,7 +352,7 @@ impl CertificateAuthority {
     pub fn create_keys_and_certificate(
         &self,
         common_name: &str,
-        key_type: KeyType,
+        key_type: CaKeyType,
         now: SystemTime,
     ) -> Result<KeysAndCertificate> {
         let common_name =
@@ -375,7 +375,7 @@ impl CertificateAuthority {
         let first = dns_names
             .first()
             .ok_or_else(|| Error::BadSubject("a server certificate needs a DNS name".into()))?;
-        let key = KeyType::P256.generate()?;
+        let key = CaKeyType::P256.generate()?;
         let mut params = self.leaf_params(first, None, now)?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         for name in dns_names {

@@ -1,14 +1,4 @@
-//! The device registry: things, thing types, thing groups, certificates, CA certificates, policies
-//! and their attachments, with the AWS IoT Core rules and limits.
-//!
-//! The working state lives in memory (hash maps keyed by name or [`CertificateId`]), so
-//! [`Registry::authenticate`] and [`Registry::effective_policies`] are a digest and a few lookups.
-//! Every change is written through the [`RegistryStore`] before it is acknowledged: a mutating
-//! method returns `Ok` only after the store committed it. [`Registry::batch`] groups many changes
-//! into one atomic commit; if the closure or the commit fails, the in-memory state is rolled back
-//! and nothing is written.
-//!
-//! Every mutation validates first and writes second, so a refused operation changes nothing.
+//! The device registry; the user documentation is on [`Registry`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::RandomState;
@@ -362,7 +352,17 @@ struct Txn {
     pending_der: Map<CertificateId, Vec<u8>>,
 }
 
-/// The registry. See the [module documentation](self).
+/// The device registry: things, thing types, thing groups, certificates, CA certificates, policies
+/// and their attachments, with the AWS IoT Core rules and limits.
+///
+/// The working state lives in memory (hash maps keyed by name or [`CertificateId`]), so
+/// [`Registry::authenticate`] and [`Registry::effective_policies`] are a digest and a few lookups.
+/// Every change is written through the [`RegistryStore`] before it is acknowledged: a mutating
+/// method returns `Ok` only after the store committed it. [`Registry::batch`] groups many changes
+/// into one atomic commit; if the closure or the commit fails, the in-memory state is rolled back
+/// and nothing is written.
+///
+/// Every mutation validates first and writes second, so a refused operation changes nothing.
 pub struct Registry<S: RegistryStore = MemoryStore> {
     store: S,
     limits: RegistryLimits,

@@ -1,12 +1,12 @@
 //! Issuance profile: what a device certificate contains, and which CSRs are refused.
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData, SanType};
+use thingkit_provision::CertificateId;
 use thingkit_provision::Error;
-use thingkit_provision::authority::{
-    CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions, KeyType, RevokedSerial,
+use thingkit_provision::{
+    CaKeyType, CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions, RevokedSerial,
 };
-use thingkit_provision::certificate::CertificateId;
-use thingkit_provision::request::{CsrLimits, DeviceKeyType, VerifiedCsr};
+use thingkit_provision::{CsrLimits, DeviceKeyType, VerifiedCsr};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -279,7 +279,7 @@ fn csr_without_common_name_needs_one_from_the_caller() {
 
 #[test]
 fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
-    for key_type in [KeyType::P256, KeyType::P384, KeyType::Ed25519] {
+    for key_type in [CaKeyType::P256, CaKeyType::P384, CaKeyType::Ed25519] {
         let ca = CertificateAuthority::create_root(
             &CaOptions {
                 key_type,
@@ -294,7 +294,7 @@ fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
         assert_eq!(loaded.id(), ca.id());
         // The loaded CA issues certificates that chain to the original.
         let device = loaded
-            .create_keys_and_certificate("d", KeyType::P256, std::time::SystemTime::now())
+            .create_keys_and_certificate("d", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
         let (_, cert) = X509Certificate::from_der(&device.certificate.der).unwrap();
         let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
@@ -308,7 +308,7 @@ fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
     ));
     // A device certificate is not a CA.
     let leaf = a
-        .create_keys_and_certificate("leaf", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("leaf", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap();
     assert!(matches!(
         CertificateAuthority::from_pem(&leaf.certificate.pem(), &leaf.private_key_pem),
@@ -345,7 +345,7 @@ fn serials_are_unique_and_random() {
         let c = ca
             .create_keys_and_certificate(
                 &format!("d{i}"),
-                KeyType::P256,
+                CaKeyType::P256,
                 std::time::SystemTime::now(),
             )
             .unwrap();
@@ -357,7 +357,7 @@ fn serials_are_unique_and_random() {
 fn crl_lists_revoked_serials_and_is_signed_by_the_ca() {
     let ca = ca();
     let c = ca
-        .create_keys_and_certificate("gone", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("gone", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap();
     let crl = ca
         .crl(

@@ -22,8 +22,8 @@ use thingkit::mqtt::{
     Unsubscribe,
 };
 use thingkit::policy::{Certificate, Context, PolicySet, Request, Thing};
-use thingkit::provision::certificate::CertificateId;
-use thingkit::provision::fleet::is_provisioning_topic;
+use thingkit::provision::CertificateId;
+use thingkit::provision::is_provisioning_topic;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};

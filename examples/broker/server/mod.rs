@@ -33,11 +33,11 @@ use thingkit::meter::meter::{ConnectionTable, Counts, Granularity, Meter, UsageK
 use thingkit::meter::policy::MeteringPolicy;
 use thingkit::mqtt::ReasonCode;
 use thingkit::policy::{ArnPrefix, SetOptions};
-use thingkit::provision::certificate::{CertificateId, CertificateStatus};
-use thingkit::provision::fleet::{FleetProvisioning, Prepared, Reply};
-use thingkit::provision::identity::{ReloadableServerConfig, ServerConfigBuilder};
-use thingkit::provision::registry::{DeviceIdentity, Registry, RegistryEvent};
-use thingkit::provision::store::RegistryStore;
+use thingkit::provision::RegistryStore;
+use thingkit::provision::{CertificateId, CertificateStatus};
+use thingkit::provision::{DeviceIdentity, Registry, RegistryEvent};
+use thingkit::provision::{FleetProvisioning, Prepared, Reply};
+use thingkit::provision::{ReloadableServerConfig, ServerConfigBuilder};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -186,7 +186,7 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S
 
     fn provision(&self, client: &CertificateId, topic: &str, payload: &[u8]) -> Option<Vec<Reply>> {
         let fleet = self.fleet.as_ref()?;
-        if !thingkit::provision::fleet::is_provisioning_topic(topic) {
+        if !thingkit::provision::is_provisioning_topic(topic) {
             return None; // no locks for ordinary telemetry
         }
         // Checks (and certificate issuance) under the locks; the pre-provisioning hook of a

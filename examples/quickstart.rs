@@ -30,10 +30,10 @@ use thingkit::firmware::{
     DeviceIdentity, EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey, TrustAnchors,
     UpdateMachine, UpdateState, Uuid, Verifier,
 };
-use thingkit::meter::limiter::{Action, Limits, Rate, ReasonCode as LimitCode};
-use thingkit::meter::meter::Granularity;
-use thingkit::meter::policy::MeteringPolicy;
-use thingkit::meter::rating::{BillingRun, PriceTable};
+use thingkit::meter::Granularity;
+use thingkit::meter::MeteringPolicy;
+use thingkit::meter::{BillingRun, PriceTable};
+use thingkit::meter::{LimitAction, LimitReason, Rate, RateLimits};
 use thingkit::mqtt::{ProtocolVersion, QoS, ReasonCode};
 use thingkit::provision::CertificateStatus;
 
@@ -142,15 +142,15 @@ async fn main() -> Result<(), Error> {
     let release_key = SigningKey::generate(KeyType::P256)?;
     let anchors = TrustAnchors::single(release_key.public_key().clone());
     let config = BrokerConfig {
-        connection_limits: Limits {
+        connection_limits: RateLimits {
             messages: Some(Rate {
                 amount: 20,
                 period_ms: 1000,
                 burst: 20,
             }),
             bytes: None,
-            message_action: Action::Reject(LimitCode::QuotaExceeded),
-            byte_action: Action::Drop,
+            message_action: LimitAction::Reject(LimitReason::QuotaExceeded),
+            byte_action: LimitAction::Drop,
         },
         firmware_trust: Some(anchors.clone()),
         fleet: Some(provisioning),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
 use server::{Broker, BrokerConfig};
-use thingkit::meter::limiter::{Action, Limits, Rate, ReasonCode as LimitCode};
+use thingkit::meter::{LimitAction, LimitReason, Rate, RateLimits};
 use thingkit::mqtt::{Packet, ProtocolVersion, QoS, ReasonCode};
 use thingkit::provision::CertificateStatus;
 
@@ -339,15 +339,15 @@ async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action(
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let config = BrokerConfig {
-        connection_limits: Limits {
+        connection_limits: RateLimits {
             messages: Some(Rate {
                 amount: 1,
                 period_ms: 60_000,
                 burst: 3,
             }),
             bytes: None,
-            message_action: Action::Reject(LimitCode::QuotaExceeded),
-            byte_action: Action::Drop,
+            message_action: LimitAction::Reject(LimitReason::QuotaExceeded),
+            byte_action: LimitAction::Drop,
         },
         ..BrokerConfig::default()
     };
@@ -752,13 +752,13 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
         .add_device("sensor-c", &[("account", "globex")])
         .unwrap();
     let config = BrokerConfig {
-        account_limits: Limits {
+        account_limits: RateLimits {
             messages: Some(Rate {
                 amount: 1,
                 period_ms: 60_000,
                 burst: 3,
             }),
-            ..Limits::aws_account_publish()
+            ..RateLimits::aws_account_publish()
         },
         ..BrokerConfig::default()
     };
@@ -783,9 +783,7 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
     let totals = broker.shutdown(Duration::from_secs(5)).await;
     let acme: u64 = totals
         .iter()
-        .filter(|(k, _)| {
-            k.account == "acme" && k.kind == thingkit::meter::policy::PacketKind::Publish
-        })
+        .filter(|(k, _)| k.account == "acme" && k.kind == thingkit::meter::PacketKind::Publish)
         .map(|(_, c)| c.messages)
         .sum();
     assert_eq!(acme, 3);

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use thingkit::firmware::{PublicKey, TrustAnchors};
-use thingkit::meter::limiter::{Limits, Rate};
-use thingkit::meter::policy::MeteringPolicy;
+use thingkit::meter::MeteringPolicy;
+use thingkit::meter::{Rate, RateLimits};
 use thingkit::policy::ArnPrefix;
 use thingkit::provision::CertificateAuthority;
 use thingkit::provision::{CaStatus, CertificateId, CertificateStatus};
@@ -237,17 +237,17 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
         arn: ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?,
         default_account: flags.account.clone(),
         metering: MeteringPolicy::preset(&flags.metering)?,
-        connection_limits: Limits {
+        connection_limits: RateLimits {
             messages: Some(Rate::per_second(flags.publish_rate)),
-            ..Limits::aws_connection()
+            ..RateLimits::aws_connection()
         },
-        connect_limits: Some(Limits {
+        connect_limits: Some(RateLimits {
             messages: Some(Rate {
                 amount: flags.connect_rate,
                 period_ms: 1000,
                 burst: 5,
             }),
-            ..Limits::aws_client_connect()
+            ..RateLimits::aws_client_connect()
         }),
         max_packet_size: flags.max_packet_size,
         ..BrokerConfig::default()

@@ -8,25 +8,25 @@
 use serde::{Deserialize, Serialize};
 
 /// Seconds in a UTC day.
-pub const SECS_PER_DAY: u64 = 86_400;
+pub(crate) const SECS_PER_DAY: u64 = 86_400;
 
 /// A UTC day: whole days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Day(pub u64);
+pub(crate) struct Day(pub u64);
 
 impl Day {
     /// The day containing `unix_secs`.
-    pub fn of(unix_secs: u64) -> Day {
+    pub(crate) fn of(unix_secs: u64) -> Day {
         Day(unix_secs / SECS_PER_DAY)
     }
 
     /// The first second of the day.
-    pub fn start(self) -> u64 {
+    pub(crate) fn start(self) -> u64 {
         self.0.saturating_mul(SECS_PER_DAY)
     }
 
     /// The civil date of the day.
-    pub fn date(self) -> CivilDate {
+    pub(crate) fn date(self) -> CivilDate {
         civil_from_days(self.0)
     }
 }
@@ -109,7 +109,7 @@ impl TryFrom<String> for Month {
 
 /// A proleptic Gregorian calendar date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CivilDate {
+pub(crate) struct CivilDate {
     /// Year (1970 or later for Unix times).
     pub year: u32,
     /// Month, 1..=12.
@@ -119,7 +119,7 @@ pub struct CivilDate {
 }
 
 /// The civil date `days` days after 1970-01-01 (Hinnant's `civil_from_days`, unsigned form).
-pub fn civil_from_days(days: u64) -> CivilDate {
+pub(crate) fn civil_from_days(days: u64) -> CivilDate {
     // Shift the epoch to 0000-03-01 so leap days fall at the end of the (March-based) year.
     let z = days + 719_468;
     let era = z / 146_097;
@@ -139,7 +139,7 @@ pub fn civil_from_days(days: u64) -> CivilDate {
 
 /// Days from 1970-01-01 to the given civil date (Hinnant's `days_from_civil`); dates before the
 /// epoch give 0.
-pub fn days_from_civil(year: u32, month: u8, day: u8) -> u64 {
+pub(crate) fn days_from_civil(year: u32, month: u8, day: u8) -> u64 {
     let y = u64::from(year).saturating_sub(u64::from(month <= 2));
     let era = y / 400;
     let yoe = y - era * 400;

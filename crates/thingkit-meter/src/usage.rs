@@ -1,20 +1,9 @@
-//! Usage events: one metered operation, as read from and written to JSON lines.
-//!
-//! The wire shape is one JSON object per line:
-//!
-//! ```json
-//! {"id":"e-1","account":"acme","device":"sensor-7","kind":"publish","bytes":812,"time":1764115200}
-//! ```
-//!
-//! `id` is the idempotency key (a repeated id is the same event), `kind` is a
-//! [`PacketKind`] name, `bytes` the counted bytes (default 0), `minutes` the connection minutes
-//! for `connection_minutes` events (default 0), and `time` Unix seconds (UTC). Unknown fields are
-//! rejected. Every string is length-limited and may not contain control characters.
+//! Usage events; documented on [`UsageEvent`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::policy::{MeteringPolicy, PacketKind};
+use crate::metering::{MeteringPolicy, PacketKind};
 
 /// Limits applied when parsing usage events. The defaults are safe for untrusted input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +28,19 @@ impl Default for UsageLimits {
 
 /// One validated usage event. Construct with [`UsageEvent::new`] or [`UsageEvent::parse_line`];
 /// both check the limits, so an existing event is always valid.
+///
+/// Usage events: one metered operation, as read from and written to JSON lines.
+///
+/// The wire shape is one JSON object per line:
+///
+/// ```json
+/// {"id":"e-1","account":"acme","device":"sensor-7","kind":"publish","bytes":812,"time":1764115200}
+/// ```
+///
+/// `id` is the idempotency key (a repeated id is the same event), `kind` is a
+/// [`PacketKind`] name, `bytes` the counted bytes (default 0), `minutes` the connection minutes
+/// for `connection_minutes` events (default 0), and `time` Unix seconds (UTC). Unknown fields are
+/// rejected. Every string is length-limited and may not contain control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct UsageEvent {
     id: String,

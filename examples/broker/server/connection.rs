@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use thingkit::firmware::Verifier;
-use thingkit::meter::limiter::KeyHandle;
-use thingkit::meter::limiter::{Action, Decision as Limit};
-use thingkit::meter::meter::Connection as MeterConnection;
+use thingkit::meter::Connection as MeterConnection;
+use thingkit::meter::KeyHandle;
+use thingkit::meter::{LimitAction, RateDecision};
 use thingkit::mqtt::bytes::BytesMut;
 use thingkit::mqtt::{
     ConnAck, Connect, Decoder, DecoderConfig, Disconnect, Encoder, InboundAliases, MqttStr,
@@ -372,7 +372,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         }
     }
     if let Some(limiter) = &shared.connect_limiter
-        && let Ok(Limit::Limited { .. }) =
+        && let Ok(RateDecision::Limited { .. }) =
             limiter.check_key(&client_id.to_string(), 0, shared.now_nanos())
     {
         shared
@@ -847,13 +847,13 @@ impl Conn {
         let limited = match self.meter.as_mut() {
             None => None,
             Some(m) => match shared.table.peek_publish(m, bytes, now) {
-                Ok(Limit::Allow) => {
+                Ok(RateDecision::Allow) => {
                     let account = match &self.account_limit {
                         Some(h) => shared.account_limiter.check_handle(h, bytes, now),
                         None => shared.account_limiter.check_key(&self.account, bytes, now),
                     };
                     match account {
-                        Ok(Limit::Allow) | Err(_) => {
+                        Ok(RateDecision::Allow) | Err(_) => {
                             if let Err(e) = shared.table.record_publish(m, bytes, p.retain, now) {
                                 tracing::error!(error = %e, "meter error");
                             }
@@ -869,7 +869,7 @@ impl Conn {
                 }
             },
         };
-        if let Some(Limit::Limited {
+        if let Some(RateDecision::Limited {
             action,
             limit,
             retry_after,
@@ -878,11 +878,11 @@ impl Conn {
             shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(client = %self.client_id, topic = topic.as_str(), ?limit, ?action, ?retry_after, "publish over the rate limit");
             match action {
-                Action::Drop => {
+                LimitAction::Drop => {
                     self.puback(p.packet_id, ReasonCode::SUCCESS, None);
                     return None;
                 }
-                Action::Delay => {
+                LimitAction::Delay => {
                     // Back-pressure: hold this client's next packets, then let it through and
                     // count it.
                     let wait = retry_after
@@ -895,7 +895,7 @@ impl Conn {
                             .record_publish(m, bytes, p.retain, shared.now_nanos());
                     }
                 }
-                Action::Reject(code) => {
+                LimitAction::Reject(code) => {
                     if self.is_v5() {
                         // thingkit-meter refuses reject codes no PUBACK can carry (0x96), but a
                         // CONNACK-only code (0x9F) can still be configured for a publish limit:
@@ -909,7 +909,7 @@ impl Conn {
                     }
                     return None;
                 }
-                Action::Disconnect(code) => return Some(End::Server(ReasonCode(code.code()))),
+                LimitAction::Disconnect(code) => return Some(End::Server(ReasonCode(code.code()))),
             }
         }
         shared.stats.publishes_in.fetch_add(1, Ordering::Relaxed);

@@ -27,7 +27,7 @@ use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
 use server::{Broker, BrokerConfig, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX};
 use thingkit::firmware::{
-    DeviceIdentity, EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey, TrustAnchors,
+    EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey, TargetDevice, TrustAnchors,
     UpdateMachine, UpdateState, Uuid, Verifier,
 };
 use thingkit::meter::Granularity;
@@ -395,7 +395,7 @@ async fn main() -> Result<(), Error> {
             .await?;
     }
     let verifier = Verifier::new(anchors);
-    let identity = DeviceIdentity {
+    let identity = TargetDevice {
         vendor_id: vendor,
         class_id: class,
         max_image_size: 1 << 20,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use thingkit::policy::{
-    ArnPrefix, Context, Decision, PolicyDocument, PolicySet, SetOptions, Thing, validate,
+    ArnPrefix, Context, Decision, PolicyDocument, PolicySet, SetOptions, ThingContext, validate,
 };
 
 const FLEET: &str = r#"{
@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Context {
         client_id: Some("pump-17".into()),
         source_ip: Some("198.51.100.23".into()),
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: "pump-17".into(),
             thing_type: Some("pump".into()),
             attributes,

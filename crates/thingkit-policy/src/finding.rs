@@ -51,7 +51,7 @@ macro_rules! codes {
 codes! {
     /// The text is not valid JSON.
     JsonSyntax = "json-syntax", Error;
-    /// A limit of [`Limits`](crate::Limits) was exceeded.
+    /// A limit of [`PolicyLimits`](crate::PolicyLimits) was exceeded.
     LimitExceeded = "limit-exceeded", Error;
     /// An object has the same key twice.
     DuplicateKey = "duplicate-key", Error;

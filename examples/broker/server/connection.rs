@@ -21,7 +21,7 @@ use thingkit::mqtt::{
     PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, TopicName, UnsubAck,
     Unsubscribe,
 };
-use thingkit::policy::{Certificate, Context, PolicySet, Request, Thing};
+use thingkit::policy::{CertificateContext, Context, PolicySet, Request, ThingContext};
 use thingkit::provision::CertificateId;
 use thingkit::provision::is_provisioning_topic;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -157,15 +157,15 @@ fn context(auth: &Authenticated, client_id: &str, peer: SocketAddr) -> Context {
     Context {
         client_id: Some(client_id.to_string()),
         source_ip: Some(peer.ip().to_string()),
-        thing: id.thing.as_deref().map(|name| Thing {
+        thing: id.thing.as_deref().map(|name| ThingContext {
             name: name.to_string(),
             thing_type: auth.thing_type.clone(),
             attributes: auth.attributes.clone(),
             attached: true,
         }),
-        certificate: Some(Certificate {
+        certificate: Some(CertificateContext {
             id: Some(id.certificate_id.to_string()),
-            ..Certificate::default()
+            ..CertificateContext::default()
         }),
         current_time: i64::try_from(unix_now()).ok(),
         ..Context::default()

@@ -260,12 +260,11 @@ fn main() -> Result<(), Error> {
         .thread_name("broker")
         .enable_all()
         .build()?;
-    let unlimited = RateLimits {
-        messages: Some(Rate::per_second(10_000_000)),
-        bytes: None,
-        message_action: LimitAction::Drop,
-        byte_action: LimitAction::Drop,
-    };
+    let unlimited = RateLimits::default()
+        .with_messages(Some(Rate::per_second(10_000_000)))
+        .with_bytes(None)
+        .with_message_action(LimitAction::Drop)
+        .with_byte_action(LimitAction::Drop);
     let config = BrokerConfig {
         connection_limits: unlimited,
         account_limits: unlimited,

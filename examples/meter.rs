@@ -44,10 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Admission quotas: a daily quota with an 80 % warning.
     let quotas = Quotas::new(
-        QuotaConfig {
-            daily_units: Some(100),
-            ..QuotaConfig::default()
-        },
+        QuotaConfig::default().with_daily_units(Some(100)),
         Default::default(),
         1000,
     )?;

@@ -48,10 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // 2. Compile the policies attached to the device's certificate once.
-    let mut set = PolicySet::with_options(SetOptions {
-        strict_identities: true,
-        ..SetOptions::default()
-    });
+    let mut set = PolicySet::with_options(SetOptions::default().with_strict_identities(true));
     set.add("fleet", &PolicyDocument::parse(FLEET)?)?;
     set.add("guardrail", &PolicyDocument::parse(GUARDRAIL)?)?;
 

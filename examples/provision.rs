@@ -27,10 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. A root CA with a P-256 key.
     let ca = CertificateAuthority::create_root(
-        &CaOptions {
-            common_name: "Example Fleet Root".into(),
-            ..CaOptions::default()
-        },
+        &CaOptions::default().with_common_name("Example Fleet Root".into()),
         std::time::SystemTime::now(),
     )?;
     println!("CA created: certificate ID {}", ca.id());

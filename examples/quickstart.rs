@@ -142,16 +142,15 @@ async fn main() -> Result<(), Error> {
     let release_key = SigningKey::generate(KeyType::P256)?;
     let anchors = TrustAnchors::single(release_key.public_key().clone());
     let config = BrokerConfig {
-        connection_limits: RateLimits {
-            messages: Some(Rate {
+        connection_limits: RateLimits::default()
+            .with_messages(Some(Rate {
                 amount: 20,
                 period_ms: 1000,
                 burst: 20,
-            }),
-            bytes: None,
-            message_action: LimitAction::Reject(LimitReason::QuotaExceeded),
-            byte_action: LimitAction::Drop,
-        },
+            }))
+            .with_bytes(None)
+            .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded))
+            .with_byte_action(LimitAction::Drop),
         firmware_trust: Some(anchors.clone()),
         fleet: Some(provisioning),
         ..BrokerConfig::default()

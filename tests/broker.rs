@@ -339,16 +339,15 @@ async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action(
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let config = BrokerConfig {
-        connection_limits: RateLimits {
-            messages: Some(Rate {
+        connection_limits: RateLimits::default()
+            .with_messages(Some(Rate {
                 amount: 1,
                 period_ms: 60_000,
                 burst: 3,
-            }),
-            bytes: None,
-            message_action: LimitAction::Reject(LimitReason::QuotaExceeded),
-            byte_action: LimitAction::Drop,
-        },
+            }))
+            .with_bytes(None)
+            .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded))
+            .with_byte_action(LimitAction::Drop),
         ..BrokerConfig::default()
     };
     let broker = start(&fleet, config).await;
@@ -752,14 +751,11 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
         .add_device("sensor-c", &[("account", "globex")])
         .unwrap();
     let config = BrokerConfig {
-        account_limits: RateLimits {
-            messages: Some(Rate {
-                amount: 1,
-                period_ms: 60_000,
-                burst: 3,
-            }),
-            ..RateLimits::aws_account_publish()
-        },
+        account_limits: RateLimits::aws_account_publish().with_messages(Some(Rate {
+            amount: 1,
+            period_ms: 60_000,
+            burst: 3,
+        })),
         ..BrokerConfig::default()
     };
     let broker = start(&fleet, config).await;

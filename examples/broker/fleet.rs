@@ -122,10 +122,7 @@ impl Fleet {
     /// (with `FLEET_POLICY` attached) and the `operator` policy.
     pub fn new() -> Result<Fleet, FleetError> {
         let ca = CertificateAuthority::create_root(
-            &CaOptions {
-                common_name: "thingkit fleet root".into(),
-                ..CaOptions::default()
-            },
+            &CaOptions::default().with_common_name("thingkit fleet root".into()),
             std::time::SystemTime::now(),
         )?;
         let server = ca

@@ -237,18 +237,13 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
         arn: ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?,
         default_account: flags.account.clone(),
         metering: MeteringPolicy::preset(&flags.metering)?,
-        connection_limits: RateLimits {
-            messages: Some(Rate::per_second(flags.publish_rate)),
-            ..RateLimits::aws_connection()
-        },
-        connect_limits: Some(RateLimits {
-            messages: Some(Rate {
-                amount: flags.connect_rate,
-                period_ms: 1000,
-                burst: 5,
-            }),
-            ..RateLimits::aws_client_connect()
-        }),
+        connection_limits: RateLimits::aws_connection()
+            .with_messages(Some(Rate::per_second(flags.publish_rate))),
+        connect_limits: Some(RateLimits::aws_client_connect().with_messages(Some(Rate {
+            amount: flags.connect_rate,
+            period_ms: 1000,
+            burst: 5,
+        }))),
         max_packet_size: flags.max_packet_size,
         ..BrokerConfig::default()
     };

@@ -11,10 +11,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_provision::{CaOptions, CertificateAuthority, CaKeyType};
+use thingkit_provision::Registry;
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
 use thingkit_provision::{CaStatus, CertificateStatus};
 use thingkit_provision::{FleetConfig, FleetProvisioning, Rejection};
-use thingkit_provision::Registry;
 use thingkit_provision::{ProvisioningTemplate, TemplateLimits};
 
 const TEMPLATE: &str = r#"{"Parameters": {"Serial": {"Type": "String"},

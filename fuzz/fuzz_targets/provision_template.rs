@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_provision::{TEMPLATE_PSEUDO_PREFIX, ProvisioningTemplate, TemplateLimits};
+use thingkit_provision::{ProvisioningTemplate, TEMPLATE_PSEUDO_PREFIX, TemplateLimits};
 
 fuzz_target!(|data: &[u8]| {
     let (text, params) = match data.iter().position(|&b| b == 0) {

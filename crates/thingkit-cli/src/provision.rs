@@ -154,12 +154,10 @@ pub fn run_ca(args: CaArgs) -> Result<(), Failure> {
                 )));
             }
             let ca = CertificateAuthority::create_root(
-                &CaOptions {
-                    key_type: key_type.into(),
-                    common_name,
-                    validity_days: days,
-                    ..CaOptions::default()
-                },
+                &CaOptions::default()
+                    .with_key_type(key_type.into())
+                    .with_common_name(common_name)
+                    .with_validity_days(days),
                 std::time::SystemTime::now(),
             )?;
             write_secret(&key_path, &ca.private_key_pem())?;
@@ -191,10 +189,9 @@ pub fn run_cert(args: CertArgs) -> Result<(), Failure> {
             let verified = VerifiedCsr::parse(&input, &IssuanceProfile::default().csr_limits)?;
             let issued = ca.issue_verified(
                 &verified,
-                &IssueOptions {
-                    common_name: None,
-                    validity_days: days,
-                },
+                &IssueOptions::default()
+                    .with_common_name(None)
+                    .with_validity_days(days),
                 std::time::SystemTime::now(),
             )?;
             match out {

@@ -4,6 +4,7 @@ use crate::error::{CborError, Error, Result};
 
 /// Limits applied while decoding untrusted CBOR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CborLimits {
     /// Maximum nesting depth of arrays, maps and tags. Default 16 (a SUIT manifest needs about 6
     /// per bstr-wrapped level).
@@ -14,6 +15,26 @@ pub struct CborLimits {
     /// 4.2.1). Default `true`; with `false`, keys may come in any order but duplicates are still
     /// refused.
     pub sorted_map_keys: bool,
+}
+
+impl CborLimits {
+    /// This value with [`max_depth`](Self::max_depth) replaced.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// This value with [`max_items`](Self::max_items) replaced.
+    pub fn with_max_items(mut self, max_items: usize) -> Self {
+        self.max_items = max_items;
+        self
+    }
+
+    /// This value with [`sorted_map_keys`](Self::sorted_map_keys) replaced.
+    pub fn with_sorted_map_keys(mut self, sorted_map_keys: bool) -> Self {
+        self.sorted_map_keys = sorted_map_keys;
+        self
+    }
 }
 
 impl Default for CborLimits {

@@ -18,6 +18,7 @@ const ENV_MANIFEST: i64 = 3;
 
 /// Limits for envelope verification, with safe defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EnvelopeLimits {
     /// Largest envelope accepted, in bytes. Default 64 KiB.
     pub max_envelope_size: usize,
@@ -25,6 +26,26 @@ pub struct EnvelopeLimits {
     pub max_signatures: usize,
     /// Strict-CBOR limits (depth, item count, key order).
     pub cbor: CborLimits,
+}
+
+impl EnvelopeLimits {
+    /// This value with [`max_envelope_size`](Self::max_envelope_size) replaced.
+    pub fn with_max_envelope_size(mut self, max_envelope_size: usize) -> Self {
+        self.max_envelope_size = max_envelope_size;
+        self
+    }
+
+    /// This value with [`max_signatures`](Self::max_signatures) replaced.
+    pub fn with_max_signatures(mut self, max_signatures: usize) -> Self {
+        self.max_signatures = max_signatures;
+        self
+    }
+
+    /// This value with [`cbor`](Self::cbor) replaced.
+    pub fn with_cbor(mut self, cbor: CborLimits) -> Self {
+        self.cbor = cbor;
+        self
+    }
 }
 
 impl Default for EnvelopeLimits {

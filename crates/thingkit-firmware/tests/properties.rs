@@ -149,7 +149,7 @@ proptest! {
     #[test]
     fn strict_cbor_round_trips_canonical_values(v in value()) {
         let bytes = v.to_vec();
-        let limits = CborLimits { max_depth: 64, ..CborLimits::default() };
+        let limits = CborLimits::default().with_max_depth(64);
         let back = Value::decode(&bytes, &limits).unwrap();
         prop_assert_eq!(back.to_vec(), bytes);
         prop_assert_eq!(back, v);

@@ -203,10 +203,7 @@ fn envelope_size_and_signature_count_limits_apply() {
         .unwrap();
     let trust =
         TrustAnchors::new(0, 1, keys.iter().map(|k| k.public_key().clone()).collect()).unwrap();
-    let strict = EnvelopeLimits {
-        max_signatures: 2,
-        ..EnvelopeLimits::default()
-    };
+    let strict = EnvelopeLimits::default().with_max_signatures(2);
     assert!(matches!(
         Verifier::new(trust.clone())
             .with_limits(strict)
@@ -217,10 +214,7 @@ fn envelope_size_and_signature_count_limits_apply() {
             actual: 3
         })
     ));
-    let tiny = EnvelopeLimits {
-        max_envelope_size: 100,
-        ..EnvelopeLimits::default()
-    };
+    let tiny = EnvelopeLimits::default().with_max_envelope_size(100);
     assert!(matches!(
         Verifier::new(trust).with_limits(tiny).verify(&env),
         Err(Error::Limit {

@@ -16,12 +16,27 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Ledger configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LedgerConfig {
     /// Events older than the newest accepted event minus this many seconds are refused (default
     /// 259,200 = 3 days).
     pub acceptance_window_secs: u64,
     /// Limits events must satisfy (checked again when reading records back).
     pub limits: UsageLimits,
+}
+
+impl LedgerConfig {
+    /// This value with [`acceptance_window_secs`](Self::acceptance_window_secs) replaced.
+    pub fn with_acceptance_window_secs(mut self, acceptance_window_secs: u64) -> Self {
+        self.acceptance_window_secs = acceptance_window_secs;
+        self
+    }
+
+    /// This value with [`limits`](Self::limits) replaced.
+    pub fn with_limits(mut self, limits: UsageLimits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 impl Default for LedgerConfig {

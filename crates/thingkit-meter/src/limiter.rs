@@ -244,6 +244,7 @@ impl RateDecision {
 /// The limits applied to one key: optional message and byte rates and their actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RateLimits {
     /// Requests per period (cost 1 each), if limited.
     pub messages: Option<Rate>,
@@ -256,6 +257,49 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
+    /// This value with [`messages`](Self::messages) replaced.
+    pub fn with_messages(mut self, messages: Option<Rate>) -> Self {
+        self.messages = messages;
+        self
+    }
+
+    /// This value with [`bytes`](Self::bytes) replaced.
+    pub fn with_bytes(mut self, bytes: Option<Rate>) -> Self {
+        self.bytes = bytes;
+        self
+    }
+
+    /// This value with [`message_action`](Self::message_action) replaced.
+    pub fn with_message_action(mut self, message_action: LimitAction) -> Self {
+        self.message_action = message_action;
+        self
+    }
+
+    /// This value with [`byte_action`](Self::byte_action) replaced.
+    pub fn with_byte_action(mut self, byte_action: LimitAction) -> Self {
+        self.byte_action = byte_action;
+        self
+    }
+}
+
+impl Default for RateLimits {
+    /// [`RateLimits::unlimited`].
+    fn default() -> Self {
+        RateLimits::unlimited()
+    }
+}
+
+impl RateLimits {
+    /// No message or byte limit (the actions, `Drop`, never apply). The default.
+    pub const fn unlimited() -> RateLimits {
+        RateLimits {
+            messages: None,
+            bytes: None,
+            message_action: LimitAction::Drop,
+            byte_action: LimitAction::Drop,
+        }
+    }
+
     /// AWS IoT Core per-connection publish limits: 100 publishes/s and 512 KiB/s, answered with
     /// PUBACK 0x97 Quota exceeded (0x96 Message rate too high is not a PUBACK code in MQTT 5).
     pub const fn aws_connection() -> RateLimits {
@@ -413,6 +457,7 @@ impl Compiled {
 
 /// Configuration of a [`RateLimiter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LimiterConfig {
     /// Limits for keys without an override.
     pub default: RateLimits,
@@ -421,6 +466,26 @@ pub struct LimiterConfig {
     pub max_keys: usize,
     /// A key idle this long (its allowance fully replenished) may be evicted (default 60 s).
     pub idle_after: Duration,
+}
+
+impl LimiterConfig {
+    /// This value with `default`, the limits of keys without an override, replaced.
+    pub fn with_default(mut self, default: RateLimits) -> Self {
+        self.default = default;
+        self
+    }
+
+    /// This value with [`max_keys`](Self::max_keys) replaced.
+    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// This value with [`idle_after`](Self::idle_after) replaced.
+    pub fn with_idle_after(mut self, idle_after: Duration) -> Self {
+        self.idle_after = idle_after;
+        self
+    }
 }
 
 impl Default for LimiterConfig {
@@ -649,10 +714,8 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// ```
     /// use thingkit_meter::{LimiterConfig, RateLimits, Nanos, RateLimiter};
     ///
-    /// let accounts = RateLimiter::new(LimiterConfig {
-    ///     default: RateLimits::aws_account_publish(),
-    ///     ..LimiterConfig::default()
-    /// })?;
+    /// let accounts =
+    ///     RateLimiter::new(LimiterConfig::default().with_default(RateLimits::aws_account_publish()))?;
     /// // When a device of account "acme" connects:
     /// let acme = accounts.handle(&"acme", Nanos(0))?;
     /// // On each of its messages:
@@ -745,6 +808,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 /// The default AWS IoT Core-style limits, bundled: per connection, per client-ID connect, per
 /// account connect and per account publish. Every field is configurable.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AdmissionLimits {
     /// Per connection: 100 publishes/s and 512 KiB/s.
     pub per_connection: RateLimits,
@@ -754,6 +818,32 @@ pub struct AdmissionLimits {
     pub per_account_connect: RateLimits,
     /// Per account: 20,000 inbound publishes/s.
     pub per_account_publish: RateLimits,
+}
+
+impl AdmissionLimits {
+    /// This value with [`per_connection`](Self::per_connection) replaced.
+    pub fn with_per_connection(mut self, per_connection: RateLimits) -> Self {
+        self.per_connection = per_connection;
+        self
+    }
+
+    /// This value with [`per_client_connect`](Self::per_client_connect) replaced.
+    pub fn with_per_client_connect(mut self, per_client_connect: RateLimits) -> Self {
+        self.per_client_connect = per_client_connect;
+        self
+    }
+
+    /// This value with [`per_account_connect`](Self::per_account_connect) replaced.
+    pub fn with_per_account_connect(mut self, per_account_connect: RateLimits) -> Self {
+        self.per_account_connect = per_account_connect;
+        self
+    }
+
+    /// This value with [`per_account_publish`](Self::per_account_publish) replaced.
+    pub fn with_per_account_publish(mut self, per_account_publish: RateLimits) -> Self {
+        self.per_account_publish = per_account_publish;
+        self
+    }
 }
 
 impl Default for AdmissionLimits {

@@ -12,6 +12,7 @@ use crate::rating::ProvisionedPlan;
 /// An account's quota configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct QuotaConfig {
     /// Units per UTC day, if limited.
     pub daily_units: Option<u64>,
@@ -19,6 +20,26 @@ pub struct QuotaConfig {
     pub monthly_units: Option<u64>,
     /// Warn when usage crosses this fraction of a limit, in thousandths (default 800 = 80 %).
     pub warn_permille: u16,
+}
+
+impl QuotaConfig {
+    /// This value with [`daily_units`](Self::daily_units) replaced.
+    pub fn with_daily_units(mut self, daily_units: Option<u64>) -> Self {
+        self.daily_units = daily_units;
+        self
+    }
+
+    /// This value with [`monthly_units`](Self::monthly_units) replaced.
+    pub fn with_monthly_units(mut self, monthly_units: Option<u64>) -> Self {
+        self.monthly_units = monthly_units;
+        self
+    }
+
+    /// This value with [`warn_permille`](Self::warn_permille) replaced.
+    pub fn with_warn_permille(mut self, warn_permille: u16) -> Self {
+        self.warn_permille = warn_permille;
+        self
+    }
 }
 
 impl Default for QuotaConfig {

@@ -102,6 +102,7 @@ pub struct PriceTable {
 
 /// Limits applied when parsing a price table from untrusted bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PriceTableLimits {
     /// Largest accepted document in bytes (default 65,536).
     pub max_bytes: usize,
@@ -111,6 +112,32 @@ pub struct PriceTableLimits {
     pub max_tiers: usize,
     /// Longest name, version or currency in bytes (default 128).
     pub max_name_bytes: usize,
+}
+
+impl PriceTableLimits {
+    /// This value with [`max_bytes`](Self::max_bytes) replaced.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// This value with [`max_dimensions`](Self::max_dimensions) replaced.
+    pub fn with_max_dimensions(mut self, max_dimensions: usize) -> Self {
+        self.max_dimensions = max_dimensions;
+        self
+    }
+
+    /// This value with [`max_tiers`](Self::max_tiers) replaced.
+    pub fn with_max_tiers(mut self, max_tiers: usize) -> Self {
+        self.max_tiers = max_tiers;
+        self
+    }
+
+    /// This value with [`max_name_bytes`](Self::max_name_bytes) replaced.
+    pub fn with_max_name_bytes(mut self, max_name_bytes: usize) -> Self {
+        self.max_name_bytes = max_name_bytes;
+        self
+    }
 }
 
 impl Default for PriceTableLimits {

@@ -7,6 +7,7 @@ use crate::metering::{MeteringPolicy, PacketKind};
 
 /// Limits applied when parsing usage events. The defaults are safe for untrusted input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UsageLimits {
     /// Longest accepted line in bytes (default 4,096).
     pub max_line_bytes: usize,
@@ -14,6 +15,26 @@ pub struct UsageLimits {
     pub max_id_bytes: usize,
     /// Longest account or device name in bytes (default 256).
     pub max_name_bytes: usize,
+}
+
+impl UsageLimits {
+    /// This value with [`max_line_bytes`](Self::max_line_bytes) replaced.
+    pub fn with_max_line_bytes(mut self, max_line_bytes: usize) -> Self {
+        self.max_line_bytes = max_line_bytes;
+        self
+    }
+
+    /// This value with [`max_id_bytes`](Self::max_id_bytes) replaced.
+    pub fn with_max_id_bytes(mut self, max_id_bytes: usize) -> Self {
+        self.max_id_bytes = max_id_bytes;
+        self
+    }
+
+    /// This value with [`max_name_bytes`](Self::max_name_bytes) replaced.
+    pub fn with_max_name_bytes(mut self, max_name_bytes: usize) -> Self {
+        self.max_name_bytes = max_name_bytes;
+        self
+    }
 }
 
 impl Default for UsageLimits {

@@ -10,12 +10,11 @@ const THREADS: u64 = 8;
 const MESSAGES: u64 = 20_000;
 
 fn unlimited() -> RateLimits {
-    RateLimits {
-        messages: None,
-        bytes: None,
-        message_action: LimitAction::Drop,
-        byte_action: LimitAction::Drop,
-    }
+    RateLimits::default()
+        .with_messages(None)
+        .with_bytes(None)
+        .with_message_action(LimitAction::Drop)
+        .with_byte_action(LimitAction::Drop)
 }
 
 #[test]
@@ -144,17 +143,13 @@ fn threads_sharing_an_account_limit_through_handles_and_keys_admit_exactly_the_b
     // admitted, never one more (a lost compare-and-swap would admit extra).
     const BURST: u64 = 10_000;
     let limiter = Arc::new(
-        RateLimiter::new(LimiterConfig {
-            default: RateLimits {
-                messages: Some(Rate {
-                    amount: 1,
-                    period_ms: 1000,
-                    burst: BURST,
-                }),
-                ..unlimited()
-            },
-            ..LimiterConfig::default()
-        })
+        RateLimiter::new(
+            LimiterConfig::default().with_default(unlimited().with_messages(Some(Rate {
+                amount: 1,
+                period_ms: 1000,
+                burst: BURST,
+            }))),
+        )
         .unwrap(),
     );
     let now = Nanos::from_secs(10);

@@ -97,15 +97,7 @@ proptest! {
         steps in prop::collection::vec((0u64..300_000_000, 1u64..4), 1..200),
     ) {
         // Byte-rate limit with integral emission interval so the model is exact.
-        let limiter: RateLimiter<u8> = RateLimiter::new(LimiterConfig {
-            default: RateLimits {
-                messages: None,
-                bytes: Some(Rate { amount, period_ms: 1000, burst }),
-                message_action: LimitAction::Drop,
-                byte_action: LimitAction::Drop,
-            },
-            ..LimiterConfig::default()
-        }).unwrap();
+        let limiter: RateLimiter<u8> = RateLimiter::new(LimiterConfig::default().with_default(RateLimits::default().with_messages(None).with_bytes(Some(Rate { amount, period_ms: 1000, burst })).with_message_action(LimitAction::Drop).with_byte_action(LimitAction::Drop))).unwrap();
         let t = 1_000_000_000 / amount; // ns per unit
         let capacity = burst * t;
         let mut credit = capacity; // token bucket in ns of credit, starts full

@@ -16,6 +16,7 @@ pub const POLICY_VERSION: &str = "2012-10-17";
 
 /// Limits applied while parsing a document. The defaults follow AWS IoT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PolicyLimits {
     /// Maximum size of the policy in characters, not counting whitespace (AWS IoT: 2048).
     pub max_policy_chars: usize,
@@ -26,6 +27,32 @@ pub struct PolicyLimits {
     pub max_depth: usize,
     /// Maximum number of JSON values in the document (default 4096).
     pub max_json_values: usize,
+}
+
+impl PolicyLimits {
+    /// This value with [`max_policy_chars`](Self::max_policy_chars) replaced.
+    pub fn with_max_policy_chars(mut self, max_policy_chars: usize) -> Self {
+        self.max_policy_chars = max_policy_chars;
+        self
+    }
+
+    /// This value with [`max_input_bytes`](Self::max_input_bytes) replaced.
+    pub fn with_max_input_bytes(mut self, max_input_bytes: usize) -> Self {
+        self.max_input_bytes = max_input_bytes;
+        self
+    }
+
+    /// This value with [`max_depth`](Self::max_depth) replaced.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// This value with [`max_json_values`](Self::max_json_values) replaced.
+    pub fn with_max_json_values(mut self, max_json_values: usize) -> Self {
+        self.max_json_values = max_json_values;
+        self
+    }
 }
 
 impl Default for PolicyLimits {

@@ -190,6 +190,7 @@ impl fmt::Display for Code {
 
 /// One problem found in a policy document.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Finding {
     /// Error or warning (always `code.severity()`).
     pub severity: Severity,
@@ -231,6 +232,7 @@ impl fmt::Display for Finding {
 
 /// Where an element of a document is: JSON path, line:column and byte span.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Location {
     /// JSON path, e.g. `$.Statement[0].Action[2]`.
     pub path: String,

@@ -347,10 +347,7 @@ fn client_id_plus_opens_the_documented_subscription_gap_unless_strict() {
             ),
         ],
     );
-    let strict = SetOptions {
-        strict_identities: true,
-        ..SetOptions::default()
-    };
+    let strict = SetOptions::default().with_strict_identities(true);
     check(
         "client-id-gap-strict",
         &set_with(&[p], strict),

@@ -131,10 +131,7 @@ fn policy_set(policies: &[Vec<Stmt>]) -> PolicySet {
     let mut set = PolicySet::new();
     for (i, p) in policies.iter().enumerate() {
         let text = render(p);
-        let limits = thingkit_policy::PolicyLimits {
-            max_policy_chars: 1 << 20,
-            ..thingkit_policy::PolicyLimits::default()
-        };
+        let limits = thingkit_policy::PolicyLimits::default().with_max_policy_chars(1 << 20);
         let doc = PolicyDocument::parse_with(&text, &limits).expect("generated policies are valid");
         set.add(format!("p{i}"), &doc).expect("unique names");
     }

@@ -177,10 +177,7 @@ fn size_limit_counts_characters_without_whitespace() {
     let f = validate(&big);
     assert_eq!(codes(&f), vec!["limit-exceeded"], "{f:#?}");
     assert!(f[0].message.contains("max_policy_chars"));
-    let roomy = PolicyLimits {
-        max_policy_chars: 4096,
-        ..PolicyLimits::default()
-    };
+    let roomy = PolicyLimits::default().with_max_policy_chars(4096);
     assert!(validate_with(&big, &roomy).is_empty());
 }
 

@@ -29,6 +29,7 @@ pub const DEFAULT_COMMON_NAME: &str = "thingkit provisioned device";
 
 /// Settings and limits of the fleet provisioning API.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct FleetConfig {
     /// Lifetime of a certificate ownership token. Default 1 hour (as AWS).
     pub token_ttl: Duration,
@@ -48,6 +49,59 @@ pub struct FleetConfig {
     pub hook: HookConfig,
     /// Template limits (also bound the request's `parameters`).
     pub template_limits: TemplateLimits,
+}
+
+impl FleetConfig {
+    /// This value with [`token_ttl`](Self::token_ttl) replaced.
+    pub fn with_token_ttl(mut self, token_ttl: Duration) -> Self {
+        self.token_ttl = token_ttl;
+        self
+    }
+
+    /// This value with [`max_pending_tokens`](Self::max_pending_tokens) replaced.
+    pub fn with_max_pending_tokens(mut self, max_pending_tokens: usize) -> Self {
+        self.max_pending_tokens = max_pending_tokens;
+        self
+    }
+
+    /// This value with [`max_pending_tokens_per_claim`](Self::max_pending_tokens_per_claim) replaced.
+    pub fn with_max_pending_tokens_per_claim(
+        mut self,
+        max_pending_tokens_per_claim: usize,
+    ) -> Self {
+        self.max_pending_tokens_per_claim = max_pending_tokens_per_claim;
+        self
+    }
+
+    /// This value with [`max_payload_len`](Self::max_payload_len) replaced.
+    pub fn with_max_payload_len(mut self, max_payload_len: usize) -> Self {
+        self.max_payload_len = max_payload_len;
+        self
+    }
+
+    /// This value with [`max_cbor_depth`](Self::max_cbor_depth) replaced.
+    pub fn with_max_cbor_depth(mut self, max_cbor_depth: usize) -> Self {
+        self.max_cbor_depth = max_cbor_depth;
+        self
+    }
+
+    /// This value with [`key_type`](Self::key_type) replaced.
+    pub fn with_key_type(mut self, key_type: CaKeyType) -> Self {
+        self.key_type = key_type;
+        self
+    }
+
+    /// This value with [`hook`](Self::hook) replaced.
+    pub fn with_hook(mut self, hook: HookConfig) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// This value with [`template_limits`](Self::template_limits) replaced.
+    pub fn with_template_limits(mut self, template_limits: TemplateLimits) -> Self {
+        self.template_limits = template_limits;
+        self
+    }
 }
 
 impl Default for FleetConfig {

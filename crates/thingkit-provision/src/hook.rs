@@ -74,9 +74,18 @@ where
 
 /// Hook settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HookConfig {
     /// How long to wait for the hook before denying. Default 5 seconds (as AWS).
     pub timeout: Duration,
+}
+
+impl HookConfig {
+    /// This value with [`timeout`](Self::timeout) replaced.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
 }
 
 impl Default for HookConfig {

@@ -25,6 +25,7 @@ pub const RESOURCE_TYPES: [&str; 3] = [
 /// Size and shape limits for templates and rendering. The defaults follow AWS where AWS
 /// documents a limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TemplateLimits {
     /// Largest template body in bytes. AWS: 10 240.
     pub max_template_len: usize,
@@ -46,6 +47,62 @@ pub struct TemplateLimits {
     /// Longest policy document (JSON text) rendering a `PolicyDocument` object may produce.
     /// Default 10 240, the template limit (the registry then applies the policy limits).
     pub max_policy_document_len: usize,
+}
+
+impl TemplateLimits {
+    /// This value with [`max_template_len`](Self::max_template_len) replaced.
+    pub fn with_max_template_len(mut self, max_template_len: usize) -> Self {
+        self.max_template_len = max_template_len;
+        self
+    }
+
+    /// This value with [`max_depth`](Self::max_depth) replaced.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// This value with [`max_parameters`](Self::max_parameters) replaced.
+    pub fn with_max_parameters(mut self, max_parameters: usize) -> Self {
+        self.max_parameters = max_parameters;
+        self
+    }
+
+    /// This value with [`max_resources`](Self::max_resources) replaced.
+    pub fn with_max_resources(mut self, max_resources: usize) -> Self {
+        self.max_resources = max_resources;
+        self
+    }
+
+    /// This value with [`max_request_parameters`](Self::max_request_parameters) replaced.
+    pub fn with_max_request_parameters(mut self, max_request_parameters: usize) -> Self {
+        self.max_request_parameters = max_request_parameters;
+        self
+    }
+
+    /// This value with [`max_parameter_name_len`](Self::max_parameter_name_len) replaced.
+    pub fn with_max_parameter_name_len(mut self, max_parameter_name_len: usize) -> Self {
+        self.max_parameter_name_len = max_parameter_name_len;
+        self
+    }
+
+    /// This value with [`max_string_len`](Self::max_string_len) replaced.
+    pub fn with_max_string_len(mut self, max_string_len: usize) -> Self {
+        self.max_string_len = max_string_len;
+        self
+    }
+
+    /// This value with [`max_list_len`](Self::max_list_len) replaced.
+    pub fn with_max_list_len(mut self, max_list_len: usize) -> Self {
+        self.max_list_len = max_list_len;
+        self
+    }
+
+    /// This value with [`max_policy_document_len`](Self::max_policy_document_len) replaced.
+    pub fn with_max_policy_document_len(mut self, max_policy_document_len: usize) -> Self {
+        self.max_policy_document_len = max_policy_document_len;
+        self
+    }
 }
 
 impl Default for TemplateLimits {

@@ -417,12 +417,10 @@ fn template_naming_another_certificate_than_the_token_is_refused() {
 
 #[test]
 fn hook_denial_and_timeout_fail_closed_and_overrides_apply() {
-    let mut s = setup_with(FleetConfig {
-        hook: HookConfig {
-            timeout: Duration::from_millis(50),
-        },
-        ..FleetConfig::default()
-    });
+    let mut s = setup_with(
+        FleetConfig::default()
+            .with_hook(HookConfig::default().with_timeout(Duration::from_millis(50))),
+    );
     let template = ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).expect("t");
     s.fleet
         .add_template_with_hook("FleetTemplate", template, |r: &HookRequest| {
@@ -977,10 +975,7 @@ mod properties {
 
 #[test]
 fn one_claim_certificate_cannot_hoard_ownership_tokens() {
-    let mut s = setup_with(FleetConfig {
-        max_pending_tokens_per_claim: 2,
-        ..FleetConfig::default()
-    });
+    let mut s = setup_with(FleetConfig::default().with_max_pending_tokens_per_claim(2));
     s.create_keys();
     let created = s.create_keys();
     let reply = s.publish("$aws/certificates/create/json", b"{}");
@@ -1118,13 +1113,11 @@ fn the_registry_stays_usable_while_a_hook_runs() {
     use std::sync::mpsc;
     use std::sync::{Mutex, RwLock};
 
-    let mut s = setup_with(FleetConfig {
-        hook: HookConfig {
-            // Generous: the hook waits for the test, not for a clock.
-            timeout: Duration::from_secs(60),
-        },
-        ..FleetConfig::default()
-    });
+    // Generous: the hook waits for the test, not for a clock.
+    let mut s = setup_with(
+        FleetConfig::default()
+            .with_hook(HookConfig::default().with_timeout(Duration::from_secs(60))),
+    );
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let started_tx = Mutex::new(started_tx);

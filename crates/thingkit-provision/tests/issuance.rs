@@ -229,10 +229,9 @@ fn accepts_pem_csr_and_caller_common_name_overrides_csr() {
     let issued = ca
         .issue_verified(
             &csr,
-            &IssueOptions {
-                common_name: Some("thing-42".into()),
-                validity_days: Some(30),
-            },
+            &IssueOptions::default()
+                .with_common_name(Some("thing-42".into()))
+                .with_validity_days(Some(30)),
             std::time::SystemTime::now(),
         )
         .unwrap();
@@ -250,18 +249,14 @@ fn validity_beyond_the_profile_maximum_is_refused() {
     let ca = ca();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let csr = VerifiedCsr::parse(&csr_for(&key, &csr_params("x")), &CsrLimits::default()).unwrap();
-    let opts = IssueOptions {
-        common_name: None,
-        validity_days: Some(10_000),
-    };
+    let opts = IssueOptions::default()
+        .with_common_name(None)
+        .with_validity_days(Some(10_000));
     assert!(matches!(
         ca.issue_verified(&csr, &opts, std::time::SystemTime::now()),
         Err(Error::BadProfile(_))
     ));
-    let profile = IssuanceProfile {
-        validity_days: 0,
-        ..IssuanceProfile::default()
-    };
+    let profile = IssuanceProfile::default().with_validity_days(0);
     assert!(ca.with_profile(profile).is_err());
 }
 
@@ -281,11 +276,9 @@ fn csr_without_common_name_needs_one_from_the_caller() {
 fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
     for key_type in [CaKeyType::P256, CaKeyType::P384, CaKeyType::Ed25519] {
         let ca = CertificateAuthority::create_root(
-            &CaOptions {
-                key_type,
-                common_name: "Fleet Root".into(),
-                ..CaOptions::default()
-            },
+            &CaOptions::default()
+                .with_key_type(key_type)
+                .with_common_name("Fleet Root".into()),
             std::time::SystemTime::now(),
         )
         .unwrap();
@@ -321,11 +314,9 @@ fn intermediate_ca_is_signed_by_its_root_with_path_length_zero() {
     let root = ca();
     let inter = root
         .create_intermediate(
-            &CaOptions {
-                common_name: "Fleet Issuing CA".into(),
-                path_len: Some(0),
-                ..CaOptions::default()
-            },
+            &CaOptions::default()
+                .with_common_name("Fleet Issuing CA".into())
+                .with_path_len(Some(0)),
             std::time::SystemTime::now(),
         )
         .unwrap();

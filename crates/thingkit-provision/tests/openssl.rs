@@ -218,21 +218,16 @@ fn openssl_csrs_with_weak_or_mismatched_algorithms_are_refused() {
 fn openssl_verifies_chain_through_an_intermediate_and_reads_our_crl() {
     let dir = tempfile::tempdir().unwrap();
     let root = CertificateAuthority::create_root(
-        &CaOptions {
-            key_type: CaKeyType::P384,
-            ..CaOptions::default()
-        },
+        &CaOptions::default().with_key_type(CaKeyType::P384),
         std::time::SystemTime::now(),
     )
     .unwrap();
     let inter = root
         .create_intermediate(
-            &CaOptions {
-                key_type: CaKeyType::Ed25519,
-                common_name: "Issuing CA".into(),
-                path_len: Some(0),
-                ..CaOptions::default()
-            },
+            &CaOptions::default()
+                .with_key_type(CaKeyType::Ed25519)
+                .with_common_name("Issuing CA".into())
+                .with_path_len(Some(0)),
             std::time::SystemTime::now(),
         )
         .unwrap();

@@ -247,9 +247,8 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .iter()
         .map(|c| c.as_ref().to_vec())
         .collect();
-    let mut decoder = Decoder::detect().with_config(DecoderConfig {
-        max_packet_size: config.max_packet_size,
-    });
+    let mut decoder = Decoder::detect()
+        .with_config(DecoderConfig::default().with_max_packet_size(config.max_packet_size));
     let mut rbuf = BytesMut::with_capacity(8 * 1024);
     let connect = match tokio::time::timeout(
         config.connect_timeout,

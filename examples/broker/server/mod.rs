@@ -114,10 +114,7 @@ impl Default for BrokerConfig {
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             firmware_trust: None,
-            policy_options: SetOptions {
-                strict_identities: true,
-                ..SetOptions::default()
-            },
+            policy_options: SetOptions::default().with_strict_identities(true),
             fleet: None,
         }
     }
@@ -373,15 +370,12 @@ impl Broker {
             Granularity::Day,
             1_000_000,
         )?;
-        let account_limiter = RateLimiter::new(LimiterConfig {
-            default: config.account_limits,
-            ..LimiterConfig::default()
-        })?;
+        let account_limiter =
+            RateLimiter::new(LimiterConfig::default().with_default(config.account_limits))?;
         let connect_limiter = match config.connect_limits {
-            Some(limits) => Some(RateLimiter::new(LimiterConfig {
-                default: limits,
-                ..LimiterConfig::default()
-            })?),
+            Some(limits) => Some(RateLimiter::new(
+                LimiterConfig::default().with_default(limits),
+            )?),
             None => None,
         };
         let directory = Arc::new(RegistryDirectory {

@@ -15,8 +15,8 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use thingkit_bench_support::{CountingAlloc, count_allocations};
 use thingkit_firmware::{CoseSign1, cose_sig_structure};
 use thingkit_firmware::{
-    Envelope, EnvelopeBuilder, ImageRequirement, ImageVerifier, KeyType, EnvelopeLimits, ManifestBuilder,
-    SigningKey, SuitDigest, TrustAnchors, Uuid, Verifier,
+    Envelope, EnvelopeBuilder, EnvelopeLimits, ImageRequirement, ImageVerifier, KeyType,
+    ManifestBuilder, SigningKey, SuitDigest, TrustAnchors, Uuid, Verifier,
 };
 
 #[global_allocator]

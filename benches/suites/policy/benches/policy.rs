@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use thingkit_bench_support::{CountingAlloc, count_allocations};
-use thingkit_policy::{ArnPrefix, Context, Decision, PolicyDocument, PolicySet, Request, ThingContext};
+use thingkit_policy::{
+    ArnPrefix, Context, Decision, PolicyDocument, PolicySet, Request, ThingContext,
+};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

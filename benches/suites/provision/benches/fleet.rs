@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use thingkit_provision::{CaOptions, CertificateAuthority, CaKeyType};
+use thingkit_provision::Registry;
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
 use thingkit_provision::{CaStatus, CertificateId, CertificateStatus};
 use thingkit_provision::{FleetConfig, FleetProvisioning};
-use thingkit_provision::Registry;
-use thingkit_provision::{TEMPLATE_CERTIFICATE_ID, ProvisioningTemplate, TemplateLimits};
+use thingkit_provision::{ProvisioningTemplate, TEMPLATE_CERTIFICATE_ID, TemplateLimits};
 
 const TEMPLATE: &str = r#"{
   "Parameters": {"SerialNumber": {"Type": "String"}, "Site": {"Type": "String", "Default": "berlin"},
@@ -64,10 +64,7 @@ fn setup() -> (Registry, FleetProvisioning, CertificateId) {
         .unwrap();
     let mut fleet = FleetProvisioning::new(
         ca,
-        FleetConfig {
-            max_pending_tokens_per_claim: usize::MAX,
-            ..FleetConfig::default()
-        },
+        FleetConfig::default().with_max_pending_tokens_per_claim(usize::MAX),
     );
     let template = ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).unwrap();
     fleet.add_template("Sensors", template).unwrap();

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use thingkit_bench_support::{CountingAlloc, live_bytes};
-use thingkit_provision::{CaOptions, CertificateAuthority, CaKeyType};
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
 use thingkit_provision::{CaStatus, CertificateStatus};
-use thingkit_provision::{PolicyTarget, Registry, RegistryLimits};
 use thingkit_provision::{MemoryStore, RedbStore};
+use thingkit_provision::{PolicyTarget, Registry, RegistryLimits};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -7,7 +7,7 @@
 //! Run with `cargo run --example firmware`.
 
 use thingkit::firmware::{
-    BootDecision, DeviceIdentity, EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey,
+    BootDecision, EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey, TargetDevice,
     TrustAnchors, TrustStore, UpdateMachine, UpdateState, Uuid, Verifier,
 };
 
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
     );
-    let identity = DeviceIdentity {
+    let identity = TargetDevice {
         vendor_id: vendor,
         class_id: class,
         max_image_size: 1 << 20,

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
-use thingkit::provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit::provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit::provision::fleet::{FleetConfig, FleetProvisioning, claim_policy};
-use thingkit::provision::hook::{HookRequest, HookResponse};
-use thingkit::provision::registry::{PolicyTarget, Registry};
-use thingkit::provision::template::{ProvisioningTemplate, TemplateLimits};
+use thingkit::provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit::provision::{CaStatus, CertificateId, CertificateStatus};
+use thingkit::provision::{FleetConfig, FleetProvisioning, claim_policy};
+use thingkit::provision::{HookRequest, HookResponse};
+use thingkit::provision::{PolicyTarget, Registry};
+use thingkit::provision::{ProvisioningTemplate, TemplateLimits};
 
 const TEMPLATE: &str = r#"{
   "Parameters": {
@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
     let claim = ca.create_keys_and_certificate(
         "factory-claim",
-        KeyType::P256,
+        CaKeyType::P256,
         std::time::SystemTime::now(),
     )?;
     let claim_id = registry.register_certificate(
@@ -113,7 +113,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let pem = created["certificatePem"]
         .as_str()
         .ok_or("no certificatePem")?;
-    let der = thingkit::provision::pem::decode_blocks(pem)?
+    let der = thingkit::provision::decode_pem_blocks(pem)?
         .into_iter()
         .next()
         .ok_or("empty PEM")?

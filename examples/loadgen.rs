@@ -32,7 +32,7 @@ use client::{Client, Options, tls_config};
 use fleet::{Device, Fleet};
 use mosquitto::{FLEET_ACL, Mosquitto};
 use server::{Broker, BrokerConfig};
-use thingkit::meter::limiter::{Action, Limits, Rate};
+use thingkit::meter::{LimitAction, Rate, RateLimits};
 use thingkit::mqtt::bytes::Bytes;
 use thingkit::mqtt::{
     Packet, PacketId, PacketProperties, ProtocolVersion, PubResponse, Publish, QoS, TopicName,
@@ -260,12 +260,11 @@ fn main() -> Result<(), Error> {
         .thread_name("broker")
         .enable_all()
         .build()?;
-    let unlimited = Limits {
-        messages: Some(Rate::per_second(10_000_000)),
-        bytes: None,
-        message_action: Action::Drop,
-        byte_action: Action::Drop,
-    };
+    let unlimited = RateLimits::default()
+        .with_messages(Some(Rate::per_second(10_000_000)))
+        .with_bytes(None)
+        .with_message_action(LimitAction::Drop)
+        .with_byte_action(LimitAction::Drop);
     let config = BrokerConfig {
         connection_limits: unlimited,
         account_limits: unlimited,

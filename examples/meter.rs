@@ -4,13 +4,13 @@
 //! cargo run --example meter
 //! ```
 
-use thingkit::meter::ledger::{Appended, Ledger, LedgerConfig};
-use thingkit::meter::limiter::{Decision, Limits, Nanos};
-use thingkit::meter::meter::{ConnectionTable, Granularity, Meter};
-use thingkit::meter::policy::{MeteringPolicy, PacketKind};
-use thingkit::meter::quota::{QuotaConfig, Quotas};
-use thingkit::meter::rating::{BillingRun, PriceTable};
-use thingkit::meter::usage::{UsageEvent, UsageLimits};
+use thingkit::meter::{Appended, Ledger, LedgerConfig};
+use thingkit::meter::{BillingRun, PriceTable};
+use thingkit::meter::{ConnectionTable, Granularity, Meter};
+use thingkit::meter::{MeteringPolicy, PacketKind};
+use thingkit::meter::{Nanos, RateDecision, RateLimits};
+use thingkit::meter::{QuotaConfig, Quotas};
+use thingkit::meter::{UsageEvent, UsageLimits};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let now_unix = 1_764_115_200; // 2025-11-26T00:00:00Z
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Hot path: per-connection GCRA limits (AWS defaults: 100 publishes/s, 512 KiB/s) + counters.
-    let table = ConnectionTable::new(aws.clone(), &Limits::aws_connection(), 10_000)?;
+    let table = ConnectionTable::new(aws.clone(), &RateLimits::aws_connection(), 10_000)?;
     let meter = Meter::new("node-1", aws.clone(), Granularity::Day, 100_000)?;
     let mut conn = table.connect("acme", "sensor-7", now_unix)?;
     let (mut allowed, mut refused) = (0, 0);
@@ -29,8 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // 150 publishes within 150 ms: the burst of 100 plus one refill per 10 ms pass; the rest
         // is refused (PUBACK 0x96).
         match table.record_publish(&mut conn, 1_000, false, Nanos::from_millis(i))? {
-            Decision::Allow => allowed += 1,
-            Decision::Limited { .. } => refused += 1,
+            RateDecision::Allow => allowed += 1,
+            RateDecision::Limited { .. } => refused += 1,
         }
     }
     println!("publishes allowed {allowed}, refused {refused}");
@@ -44,10 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Admission quotas: a daily quota with an 80 % warning.
     let quotas = Quotas::new(
-        QuotaConfig {
-            daily_units: Some(100),
-            ..QuotaConfig::default()
-        },
+        QuotaConfig::default().with_daily_units(Some(100)),
         Default::default(),
         1000,
     )?;
@@ -95,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut run = BillingRun::new(PriceTable::preset("aws-us-east-1")?);
     ledger.bill_into(&mut run)?;
     let bills = run.bills()?;
-    thingkit::meter::export::bills_jsonl(&mut std::io::stdout().lock(), &bills)?;
+    thingkit::meter::write_bills_jsonl(&mut std::io::stdout().lock(), &bills)?;
     drop(ledger);
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use thingkit::policy::{
-    ArnPrefix, Context, Decision, PolicyDocument, PolicySet, SetOptions, Thing, validate,
+    ArnPrefix, Context, Decision, PolicyDocument, PolicySet, SetOptions, ThingContext, validate,
 };
 
 const FLEET: &str = r#"{
@@ -48,10 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // 2. Compile the policies attached to the device's certificate once.
-    let mut set = PolicySet::with_options(SetOptions {
-        strict_identities: true,
-        ..SetOptions::default()
-    });
+    let mut set = PolicySet::with_options(SetOptions::default().with_strict_identities(true));
     set.add("fleet", &PolicyDocument::parse(FLEET)?)?;
     set.add("guardrail", &PolicyDocument::parse(GUARDRAIL)?)?;
 
@@ -61,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Context {
         client_id: Some("pump-17".into()),
         source_ip: Some("198.51.100.23".into()),
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: "pump-17".into(),
             thing_type: Some("pump".into()),
             attributes,

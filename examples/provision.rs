@@ -4,10 +4,10 @@
 //!
 //! Run it with `cargo run --example provision`.
 
-use thingkit::provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit::provision::certificate::{CaStatus, CertificateStatus};
-use thingkit::provision::registry::{PolicyTarget, Registry, RegistryEvent, RegistryLimits};
-use thingkit::provision::store::RedbStore;
+use thingkit::provision::RedbStore;
+use thingkit::provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit::provision::{CaStatus, CertificateStatus};
+use thingkit::provision::{PolicyTarget, Registry, RegistryEvent, RegistryLimits};
 
 const POLICY: &str = r#"{
   "Version": "2012-10-17",
@@ -27,18 +27,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. A root CA with a P-256 key.
     let ca = CertificateAuthority::create_root(
-        &CaOptions {
-            common_name: "Example Fleet Root".into(),
-            ..CaOptions::default()
-        },
+        &CaOptions::default().with_common_name("Example Fleet Root".into()),
         std::time::SystemTime::now(),
     )?;
     println!("CA created: certificate ID {}", ca.id());
 
     // 2. A device made its own key; we only see its CSR. (Here the "device" is simulated with
     //    CreateKeysAndCertificate; a real one sends a CSR to `ca.issue(csr, std::time::SystemTime::now())`.)
-    let device =
-        ca.create_keys_and_certificate("sensor-0001", KeyType::P256, std::time::SystemTime::now())?;
+    let device = ca.create_keys_and_certificate(
+        "sensor-0001",
+        CaKeyType::P256,
+        std::time::SystemTime::now(),
+    )?;
     println!("device certificate issued: ID {}", device.certificate.id);
 
     // 3. Register the CA, the certificate, the thing, a group and a policy.

@@ -27,15 +27,15 @@ use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
 use server::{Broker, BrokerConfig, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX};
 use thingkit::firmware::{
-    DeviceIdentity, EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey, TrustAnchors,
+    EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey, TargetDevice, TrustAnchors,
     UpdateMachine, UpdateState, Uuid, Verifier,
 };
-use thingkit::meter::limiter::{Action, Limits, Rate, ReasonCode as LimitCode};
-use thingkit::meter::meter::Granularity;
-use thingkit::meter::policy::MeteringPolicy;
-use thingkit::meter::rating::{BillingRun, PriceTable};
+use thingkit::meter::Granularity;
+use thingkit::meter::MeteringPolicy;
+use thingkit::meter::{BillingRun, PriceTable};
+use thingkit::meter::{LimitAction, LimitReason, Rate, RateLimits};
 use thingkit::mqtt::{ProtocolVersion, QoS, ReasonCode};
-use thingkit::provision::certificate::CertificateStatus;
+use thingkit::provision::CertificateStatus;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -142,16 +142,15 @@ async fn main() -> Result<(), Error> {
     let release_key = SigningKey::generate(KeyType::P256)?;
     let anchors = TrustAnchors::single(release_key.public_key().clone());
     let config = BrokerConfig {
-        connection_limits: Limits {
-            messages: Some(Rate {
+        connection_limits: RateLimits::default()
+            .with_messages(Some(Rate {
                 amount: 20,
                 period_ms: 1000,
                 burst: 20,
-            }),
-            bytes: None,
-            message_action: Action::Reject(LimitCode::QuotaExceeded),
-            byte_action: Action::Drop,
-        },
+            }))
+            .with_bytes(None)
+            .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded))
+            .with_byte_action(LimitAction::Drop),
         firmware_trust: Some(anchors.clone()),
         fleet: Some(provisioning),
         ..BrokerConfig::default()
@@ -186,7 +185,7 @@ async fn main() -> Result<(), Error> {
     // its CSR (CreateCertificateFromCsr), then registers itself with the `sensor` template
     // (RegisterThing) using the certificate ownership token.
     let (csr, key_pem) = device_csr("sensor-05")?;
-    let csr_pem = thingkit::provision::pem::encode("CERTIFICATE REQUEST", &csr);
+    let csr_pem = thingkit::provision::encode_pem("CERTIFICATE REQUEST", &csr);
     let mut claimant = connect(&claim, ProtocolVersion::V5).await?;
     claimant
         .subscribe(&[
@@ -395,7 +394,7 @@ async fn main() -> Result<(), Error> {
             .await?;
     }
     let verifier = Verifier::new(anchors);
-    let identity = DeviceIdentity {
+    let identity = TargetDevice {
         vendor_id: vendor,
         class_id: class,
         max_image_size: 1 << 20,

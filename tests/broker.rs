@@ -15,9 +15,9 @@ use std::time::Duration;
 use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
 use server::{Broker, BrokerConfig};
-use thingkit::meter::limiter::{Action, Limits, Rate, ReasonCode as LimitCode};
+use thingkit::meter::{LimitAction, LimitReason, Rate, RateLimits};
 use thingkit::mqtt::{Packet, ProtocolVersion, QoS, ReasonCode};
-use thingkit::provision::certificate::CertificateStatus;
+use thingkit::provision::CertificateStatus;
 
 async fn start(fleet: &Fleet, config: BrokerConfig) -> Broker {
     Broker::start(
@@ -339,16 +339,15 @@ async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action(
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let config = BrokerConfig {
-        connection_limits: Limits {
-            messages: Some(Rate {
+        connection_limits: RateLimits::default()
+            .with_messages(Some(Rate {
                 amount: 1,
                 period_ms: 60_000,
                 burst: 3,
-            }),
-            bytes: None,
-            message_action: Action::Reject(LimitCode::QuotaExceeded),
-            byte_action: Action::Drop,
-        },
+            }))
+            .with_bytes(None)
+            .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded))
+            .with_byte_action(LimitAction::Drop),
         ..BrokerConfig::default()
     };
     let broker = start(&fleet, config).await;
@@ -463,7 +462,7 @@ async fn topic_aliases_are_resolved_inbound_and_used_outbound() {
 
 #[tokio::test]
 async fn receive_is_authorized_for_each_delivery() {
-    use thingkit::provision::registry::PolicyTarget;
+    use thingkit::provision::PolicyTarget;
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let op = fleet.add_operator().unwrap();
@@ -752,14 +751,11 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
         .add_device("sensor-c", &[("account", "globex")])
         .unwrap();
     let config = BrokerConfig {
-        account_limits: Limits {
-            messages: Some(Rate {
-                amount: 1,
-                period_ms: 60_000,
-                burst: 3,
-            }),
-            ..Limits::aws_account_publish()
-        },
+        account_limits: RateLimits::aws_account_publish().with_messages(Some(Rate {
+            amount: 1,
+            period_ms: 60_000,
+            burst: 3,
+        })),
         ..BrokerConfig::default()
     };
     let broker = start(&fleet, config).await;
@@ -783,9 +779,7 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
     let totals = broker.shutdown(Duration::from_secs(5)).await;
     let acme: u64 = totals
         .iter()
-        .filter(|(k, _)| {
-            k.account == "acme" && k.kind == thingkit::meter::policy::PacketKind::Publish
-        })
+        .filter(|(k, _)| k.account == "acme" && k.kind == thingkit::meter::PacketKind::Publish)
         .map(|(_, c)| c.messages)
         .sum();
     assert_eq!(acme, 3);
@@ -793,7 +787,7 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
 
 #[tokio::test]
 async fn a_shared_subscription_delivers_each_message_to_one_member() {
-    use thingkit::provision::registry::PolicyTarget;
+    use thingkit::provision::PolicyTarget;
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let w1 = fleet.add_device("worker-1", &[]).unwrap();

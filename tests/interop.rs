@@ -26,7 +26,7 @@ use fleet::{Device, Fleet};
 use mosquitto::{FLEET_ACL, Mosquitto};
 use server::{Broker, BrokerConfig};
 use thingkit::mqtt::{ProtocolVersion, QoS, ReasonCode};
-use thingkit::provision::certificate::CertificateStatus;
+use thingkit::provision::CertificateStatus;
 
 /// Runs a command to completion, killing it after `timeout`; a missing binary is an error.
 async fn run(mut cmd: Command, timeout: Duration) -> Output {

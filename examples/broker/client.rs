@@ -25,7 +25,7 @@ pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 
 /// PEM blocks of one label, as DER.
 fn pem_blocks(pem: &str, label: &str) -> Result<Vec<Vec<u8>>, ClientError> {
-    Ok(thingkit::provision::pem::decode_blocks(pem)?
+    Ok(thingkit::provision::decode_pem_blocks(pem)?
         .into_iter()
         .filter(|(l, _)| l == label)
         .map(|(_, der)| der)

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use thingkit::policy::ArnPrefix;
-use thingkit::provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit::provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit::provision::fleet::{FleetConfig, FleetProvisioning, claim_policy};
-use thingkit::provision::registry::{PolicyTarget, Registry};
-use thingkit::provision::template::{ProvisioningTemplate, TemplateLimits};
+use thingkit::provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit::provision::{CaStatus, CertificateId, CertificateStatus};
+use thingkit::provision::{FleetConfig, FleetProvisioning, claim_policy};
+use thingkit::provision::{PolicyTarget, Registry};
+use thingkit::provision::{ProvisioningTemplate, TemplateLimits};
 
 /// Errors while building the fleet.
 pub type FleetError = Box<dyn std::error::Error + Send + Sync>;
@@ -122,10 +122,7 @@ impl Fleet {
     /// (with `FLEET_POLICY` attached) and the `operator` policy.
     pub fn new() -> Result<Fleet, FleetError> {
         let ca = CertificateAuthority::create_root(
-            &CaOptions {
-                common_name: "thingkit fleet root".into(),
-                ..CaOptions::default()
-            },
+            &CaOptions::default().with_common_name("thingkit fleet root".into()),
             std::time::SystemTime::now(),
         )?;
         let server = ca
@@ -178,7 +175,7 @@ impl Fleet {
     ) -> Result<Device, FleetError> {
         let made = self.ca.create_keys_and_certificate(
             thing,
-            KeyType::P256,
+            CaKeyType::P256,
             std::time::SystemTime::now(),
         )?;
         let cert_pem = made.certificate.pem();
@@ -195,7 +192,7 @@ impl Fleet {
     pub fn add_operator(&self) -> Result<Device, FleetError> {
         let made = self.ca.create_keys_and_certificate(
             "operator",
-            KeyType::P256,
+            CaKeyType::P256,
             std::time::SystemTime::now(),
         )?;
         let cert_pem = made.certificate.pem();
@@ -230,7 +227,7 @@ impl Fleet {
         let policy = claim_policy(&arn, &["sensor"])?;
         let made = self.ca.create_keys_and_certificate(
             "claim",
-            KeyType::P256,
+            CaKeyType::P256,
             std::time::SystemTime::now(),
         )?;
         let cert_pem = made.certificate.pem();
@@ -257,7 +254,7 @@ impl Fleet {
     pub fn unregistered_device(&self, thing: &str) -> Result<Device, FleetError> {
         let made = self.ca.create_keys_and_certificate(
             thing,
-            KeyType::P256,
+            CaKeyType::P256,
             std::time::SystemTime::now(),
         )?;
         Ok(Device {

@@ -21,15 +21,15 @@ use std::time::Duration;
 
 use clap::Parser;
 use thingkit::firmware::{PublicKey, TrustAnchors};
-use thingkit::meter::limiter::{Limits, Rate};
-use thingkit::meter::policy::MeteringPolicy;
+use thingkit::meter::MeteringPolicy;
+use thingkit::meter::{Rate, RateLimits};
 use thingkit::policy::ArnPrefix;
-use thingkit::provision::authority::CertificateAuthority;
-use thingkit::provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit::provision::fleet::{FleetConfig, FleetProvisioning, claim_policy};
-use thingkit::provision::registry::{PolicyTarget, Registry, RegistryLimits};
-use thingkit::provision::store::{RedbStore, RegistryStore};
-use thingkit::provision::template::{ProvisioningTemplate, TemplateLimits};
+use thingkit::provision::CertificateAuthority;
+use thingkit::provision::{CaStatus, CertificateId, CertificateStatus};
+use thingkit::provision::{FleetConfig, FleetProvisioning, claim_policy};
+use thingkit::provision::{PolicyTarget, Registry, RegistryLimits};
+use thingkit::provision::{ProvisioningTemplate, TemplateLimits};
+use thingkit::provision::{RedbStore, RegistryStore};
 
 use server::{Broker, BrokerConfig};
 
@@ -237,18 +237,13 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
         arn: ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?,
         default_account: flags.account.clone(),
         metering: MeteringPolicy::preset(&flags.metering)?,
-        connection_limits: Limits {
-            messages: Some(Rate::per_second(flags.publish_rate)),
-            ..Limits::aws_connection()
-        },
-        connect_limits: Some(Limits {
-            messages: Some(Rate {
-                amount: flags.connect_rate,
-                period_ms: 1000,
-                burst: 5,
-            }),
-            ..Limits::aws_client_connect()
-        }),
+        connection_limits: RateLimits::aws_connection()
+            .with_messages(Some(Rate::per_second(flags.publish_rate))),
+        connect_limits: Some(RateLimits::aws_client_connect().with_messages(Some(Rate {
+            amount: flags.connect_rate,
+            period_ms: 1000,
+            burst: 5,
+        }))),
         max_packet_size: flags.max_packet_size,
         ..BrokerConfig::default()
     };

@@ -4,12 +4,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_firmware::cbor::{DecodeLimits, decode};
-use thingkit_firmware::manifest::{CommandSequence, Manifest};
+use thingkit_firmware::{CborLimits, CborValue};
+use thingkit_firmware::{CommandSequence, Manifest};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = DecodeLimits::default();
-    if let Ok(v) = decode(data, &limits) {
+    let limits = CborLimits::default();
+    if let Ok(v) = CborValue::decode(data, &limits) {
         assert_eq!(v.to_vec(), data, "accepted CBOR must be canonical");
     }
     if let Ok(m) = Manifest::from_cbor(data, &limits) {

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_firmware::{Limits, PublicKey, TrustAnchors, Verifier, inspect};
+use thingkit_firmware::{EnvelopeLimits, PublicKey, TrustAnchors, Verifier, inspect};
 
 const KEY: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEhJaBGq4LqqvSYVcYnuzaJr6qi/Eb
@@ -28,5 +28,5 @@ fuzz_target!(|data: &[u8]| {
         let _ = v.parameters();
         let _ = v.image_requirement(u64::MAX);
     }
-    let _ = inspect(data, &Limits::default());
+    let _ = inspect(data, &EnvelopeLimits::default());
 });

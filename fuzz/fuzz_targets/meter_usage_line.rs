@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_meter::rating::{BillingRun, PriceTable, PriceTableLimits, rate_tiers};
-use thingkit_meter::usage::{UsageEvent, UsageLimits};
+use thingkit_meter::{BillingRun, PriceTable, PriceTableLimits, rate_tiers};
+use thingkit_meter::{UsageEvent, UsageLimits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = UsageLimits::default();

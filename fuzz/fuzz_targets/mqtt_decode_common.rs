@@ -9,9 +9,7 @@ use thingkit_mqtt::{
 pub fn decode_stream(version: ProtocolVersion, data: &[u8]) {
     // Accept any size the protocol allows: over-allocation would show up as a libFuzzer
     // malloc-limit failure, since nothing may be reserved from a length field.
-    let config = DecoderConfig {
-        max_packet_size: PROTOCOL_MAX_PACKET_SIZE,
-    };
+    let config = DecoderConfig::default().with_max_packet_size(PROTOCOL_MAX_PACKET_SIZE);
     let mut whole = Vec::new();
     let mut decoder = Decoder::new(version).with_config(config);
     let mut buf = BytesMut::from(data);

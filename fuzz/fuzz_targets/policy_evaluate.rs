@@ -42,10 +42,7 @@ fuzz_target!(|data: &[u8]| {
         Some(prefix.request(buf.action(), kind, name))
     });
     for strict in [false, true] {
-        let mut set = PolicySet::with_options(SetOptions {
-            strict_identities: strict,
-            ..SetOptions::default()
-        });
+        let mut set = PolicySet::with_options(SetOptions::default().with_strict_identities(strict));
         if set.add("fuzz", &doc).is_err() {
             return;
         }

@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, IssueOptions};
-use thingkit_provision::request::{CsrLimits, VerifiedCsr};
+use thingkit_provision::{CaOptions, CertificateAuthority, IssueOptions};
+use thingkit_provision::{CsrLimits, VerifiedCsr};
 
 fn ca() -> &'static CertificateAuthority {
     static CA: OnceLock<CertificateAuthority> = OnceLock::new();
@@ -21,10 +21,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(csr) = VerifiedCsr::parse(data, &CsrLimits::default()) else {
         return;
     };
-    let options = IssueOptions {
-        common_name: Some("fuzz".into()),
-        validity_days: None,
-    };
+    let options = IssueOptions::default()
+        .with_common_name(Some("fuzz".into()))
+        .with_validity_days(None);
     let issued = ca()
         .issue_verified(&csr, &options, std::time::SystemTime::now())
         .expect("a verified CSR always issues");

@@ -11,11 +11,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit_provision::certificate::{CaStatus, CertificateStatus};
-use thingkit_provision::fleet::{FleetConfig, FleetProvisioning, Rejection};
-use thingkit_provision::registry::Registry;
-use thingkit_provision::template::{ProvisioningTemplate, TemplateLimits};
+use thingkit_provision::Registry;
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit_provision::{CaStatus, CertificateStatus};
+use thingkit_provision::{FleetConfig, FleetProvisioning, Rejection};
+use thingkit_provision::{ProvisioningTemplate, TemplateLimits};
 
 const TEMPLATE: &str = r#"{"Parameters": {"Serial": {"Type": "String"},
   "Site": {"Type": "String", "Default": "x"}},
@@ -49,7 +49,7 @@ fn fixture() -> &'static Fixture {
                 .expect("CA"),
         );
         let claim = ca
-            .create_keys_and_certificate("claim", KeyType::P256, std::time::SystemTime::now())
+            .create_keys_and_certificate("claim", CaKeyType::P256, std::time::SystemTime::now())
             .expect("claim");
         Fixture {
             claim_der: claim.certificate.der,

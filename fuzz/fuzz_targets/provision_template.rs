@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use thingkit_provision::template::{PSEUDO_PREFIX, ProvisioningTemplate, TemplateLimits};
+use thingkit_provision::{ProvisioningTemplate, TEMPLATE_PSEUDO_PREFIX, TemplateLimits};
 
 fuzz_target!(|data: &[u8]| {
     let (text, params) = match data.iter().position(|&b| b == 0) {
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let mut pseudo = BTreeMap::new();
     for line in String::from_utf8_lossy(params).lines() {
         if let Some((k, v)) = line.split_once('=') {
-            if k.starts_with(PSEUDO_PREFIX) {
+            if k.starts_with(TEMPLATE_PSEUDO_PREFIX) {
                 pseudo.insert(k.to_owned(), v.to_owned());
             } else {
                 device.insert(k.to_owned(), v.to_owned());

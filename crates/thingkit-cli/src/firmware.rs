@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use thingkit_firmware::{
-    EnvelopeBuilder, ImageVerifier, KeyType, Limits, ManifestBuilder, PublicKey, SigningKey,
-    TrustAnchors, Uuid, Verifier, inspect,
+    EnvelopeBuilder, EnvelopeLimits, ImageVerifier, KeyType, ManifestBuilder, PublicKey,
+    SigningKey, TrustAnchors, Uuid, Verifier, inspect,
 };
 
 use crate::Failure;
@@ -274,7 +274,7 @@ fn verify(
 
 fn inspect_cmd(envelope: &Path) -> Result<(), Failure> {
     let bytes = read(envelope)?;
-    let i = inspect(&bytes, &Limits::default())?;
+    let i = inspect(&bytes, &EnvelopeLimits::default())?;
     let p = &i.parameters;
     let out = json!({
         "authenticated": false,

@@ -3,10 +3,9 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use thingkit_meter::export;
-use thingkit_meter::policy::{MeteringPolicy, PacketKind};
-use thingkit_meter::rating::{BillingRun, PriceTable, PriceTableLimits};
-use thingkit_meter::usage::{UsageEvent, UsageLimits};
+use thingkit_meter::{BillingRun, PriceTable, PriceTableLimits};
+use thingkit_meter::{MeteringPolicy, PacketKind};
+use thingkit_meter::{UsageEvent, UsageLimits};
 
 use crate::Failure;
 
@@ -178,8 +177,8 @@ fn bill(
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match format {
-        Format::Json => export::bills_jsonl(&mut out, &bills)?,
-        Format::Csv => export::bills_csv(&mut out, &bills)?,
+        Format::Json => thingkit_meter::write_bills_jsonl(&mut out, &bills)?,
+        Format::Csv => thingkit_meter::write_bills_csv(&mut out, &bills)?,
     }
     out.flush()?;
     Ok(())

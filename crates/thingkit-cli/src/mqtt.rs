@@ -101,7 +101,8 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, Failure> {
 fn decode(version: ProtocolVersion, max_packet_size: u32, text: String) -> Result<(), Failure> {
     let bytes = parse_hex(&text)?;
     let mut buf = BytesMut::from(&bytes[..]);
-    let mut decoder = Decoder::new(version).with_config(DecoderConfig { max_packet_size });
+    let mut decoder = Decoder::new(version)
+        .with_config(DecoderConfig::default().with_max_packet_size(max_packet_size));
     let mut out = std::io::stdout().lock();
     loop {
         match decoder.decode(&mut buf)? {

@@ -93,10 +93,7 @@ fn validate_files(files: &[PathBuf], as_json: bool) -> Result<(), Failure> {
 }
 
 fn test(policies: &[PathBuf], request: &Path, explain: bool, strict: bool) -> Result<(), Failure> {
-    let mut set = PolicySet::with_options(SetOptions {
-        strict_identities: strict,
-        ..SetOptions::default()
-    });
+    let mut set = PolicySet::with_options(SetOptions::default().with_strict_identities(strict));
     for path in policies {
         let text = read(path)?;
         let doc = PolicyDocument::parse(&text).map_err(|e| match e {

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
-use thingkit_provision::authority::{
-    CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions, KeyType,
+use thingkit_provision::CertificateId;
+use thingkit_provision::VerifiedCsr;
+use thingkit_provision::{
+    CaKeyType, CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions,
 };
-use thingkit_provision::certificate::CertificateId;
-use thingkit_provision::request::VerifiedCsr;
-use thingkit_provision::template::{PSEUDO_PREFIX, ProvisioningTemplate, TemplateLimits};
+use thingkit_provision::{ProvisioningTemplate, TEMPLATE_PSEUDO_PREFIX, TemplateLimits};
 
 use crate::Failure;
 
@@ -90,12 +90,12 @@ pub enum KeyTypeArg {
     Ed25519,
 }
 
-impl From<KeyTypeArg> for KeyType {
+impl From<KeyTypeArg> for CaKeyType {
     fn from(k: KeyTypeArg) -> Self {
         match k {
-            KeyTypeArg::P256 => KeyType::P256,
-            KeyTypeArg::P384 => KeyType::P384,
-            KeyTypeArg::Ed25519 => KeyType::Ed25519,
+            KeyTypeArg::P256 => CaKeyType::P256,
+            KeyTypeArg::P384 => CaKeyType::P384,
+            KeyTypeArg::Ed25519 => CaKeyType::Ed25519,
         }
     }
 }
@@ -154,12 +154,10 @@ pub fn run_ca(args: CaArgs) -> Result<(), Failure> {
                 )));
             }
             let ca = CertificateAuthority::create_root(
-                &CaOptions {
-                    key_type: key_type.into(),
-                    common_name,
-                    validity_days: days,
-                    ..CaOptions::default()
-                },
+                &CaOptions::default()
+                    .with_key_type(key_type.into())
+                    .with_common_name(common_name)
+                    .with_validity_days(days),
                 std::time::SystemTime::now(),
             )?;
             write_secret(&key_path, &ca.private_key_pem())?;
@@ -191,10 +189,9 @@ pub fn run_cert(args: CertArgs) -> Result<(), Failure> {
             let verified = VerifiedCsr::parse(&input, &IssuanceProfile::default().csr_limits)?;
             let issued = ca.issue_verified(
                 &verified,
-                &IssueOptions {
-                    common_name: None,
-                    validity_days: days,
-                },
+                &IssueOptions::default()
+                    .with_common_name(None)
+                    .with_validity_days(days),
                 std::time::SystemTime::now(),
             )?;
             match out {
@@ -299,7 +296,7 @@ pub fn run_provision(args: ProvisionArgs) -> Result<(), Failure> {
                 let (k, v) = p
                     .split_once('=')
                     .ok_or_else(|| Failure(format!("--param {p:?} is not NAME=VALUE")))?;
-                let target = if k.starts_with(PSEUDO_PREFIX) {
+                let target = if k.starts_with(TEMPLATE_PSEUDO_PREFIX) {
                     &mut pseudo
                 } else {
                     &mut device

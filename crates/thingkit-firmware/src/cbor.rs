@@ -1,26 +1,11 @@
-//! A small, strict, deterministic CBOR codec (RFC 8949).
-//!
-//! Decoding accepts only the *core deterministic* form of RFC 8949 section 4.2.1 and refuses
-//! everything else with an [`Error::Cbor`] naming the byte offset and the rule:
-//!
-//! - integers, lengths and tags in their shortest form;
-//! - no indefinite-length strings, arrays or maps;
-//! - no duplicate map keys, and (by default) keys in bytewise lexicographic order of their
-//!   encodings;
-//! - no floating-point values, no reserved additional-information values;
-//! - exactly one top-level item, with no trailing bytes;
-//! - declared lengths checked against the bytes actually present *before* anything is allocated,
-//!   nesting depth and total item count bounded by [`DecodeLimits`].
-//!
-//! Encoding always produces the deterministic form, so `encode(decode(x)) == x` for every `x` the
-//! decoder accepts (with sorted keys required). The codec is used for the SUIT envelope and
-//! manifest, COSE structures and the trust-anchor set.
+//! The strict CBOR codec; documented on [`Value`] (exported as `CborValue`).
 
 use crate::error::{CborError, Error, Result};
 
 /// Limits applied while decoding untrusted CBOR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
+#[non_exhaustive]
+pub struct CborLimits {
     /// Maximum nesting depth of arrays, maps and tags. Default 16 (a SUIT manifest needs about 6
     /// per bstr-wrapped level).
     pub max_depth: usize,
@@ -32,9 +17,29 @@ pub struct DecodeLimits {
     pub sorted_map_keys: bool,
 }
 
-impl Default for DecodeLimits {
+impl CborLimits {
+    /// This value with [`max_depth`](Self::max_depth) replaced.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// This value with [`max_items`](Self::max_items) replaced.
+    pub fn with_max_items(mut self, max_items: usize) -> Self {
+        self.max_items = max_items;
+        self
+    }
+
+    /// This value with [`sorted_map_keys`](Self::sorted_map_keys) replaced.
+    pub fn with_sorted_map_keys(mut self, sorted_map_keys: bool) -> Self {
+        self.sorted_map_keys = sorted_map_keys;
+        self
+    }
+}
+
+impl Default for CborLimits {
     fn default() -> Self {
-        DecodeLimits {
+        CborLimits {
             max_depth: 16,
             max_items: 4096,
             sorted_map_keys: true,
@@ -43,6 +48,24 @@ impl Default for DecodeLimits {
 }
 
 /// An owned CBOR data item (the subset SUIT and COSE use: no floats).
+///
+/// A small, strict, deterministic CBOR codec (RFC 8949).
+///
+/// Decoding accepts only the *core deterministic* form of RFC 8949 section 4.2.1 and refuses
+/// everything else with an [`Error::Cbor`] naming the byte offset and the rule:
+///
+/// - integers, lengths and tags in their shortest form;
+/// - no indefinite-length strings, arrays or maps;
+/// - no duplicate map keys, and (by default) keys in bytewise lexicographic order of their
+///   encodings;
+/// - no floating-point values, no reserved additional-information values;
+/// - exactly one top-level item, with no trailing bytes;
+/// - declared lengths checked against the bytes actually present *before* anything is allocated,
+///   nesting depth and total item count bounded by [`CborLimits`].
+///
+/// Encoding always produces the deterministic form, so `encode(decode(x)) == x` for every `x` the
+/// decoder accepts (with sorted keys required). The codec is used for the SUIT envelope and
+/// manifest, COSE structures and the trust-anchor set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// Major type 0: an unsigned integer.
@@ -169,6 +192,14 @@ impl Value {
         }
     }
 
+    /// Decodes exactly one item from `input` with the crate's strict rules (shortest-form
+    /// integers and lengths, definite lengths, no duplicate map keys, no trailing bytes, declared
+    /// lengths checked against the input, `limits` on depth and item count). An accepted input
+    /// is deterministic: [`Value::to_vec`] gives back the same bytes.
+    pub fn decode(input: &[u8], limits: &CborLimits) -> Result<Value> {
+        decode(input, limits)
+    }
+
     /// The deterministic encoding of this item.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -178,7 +209,7 @@ impl Value {
 }
 
 /// Writes a CBOR head (major type and argument) in its shortest form.
-pub fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
+pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
     let mt = major << 5;
     if arg < 24 {
         out.push(mt | arg as u8);
@@ -198,13 +229,13 @@ pub fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
 }
 
 /// Appends `bytes` as a CBOR byte string (the "bstr wrapping" SUIT uses everywhere).
-pub fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     write_head(out, 2, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
 /// Decodes exactly one item from `input`, refusing trailing bytes.
-pub fn decode(input: &[u8], limits: &DecodeLimits) -> Result<Value> {
+pub(crate) fn decode(input: &[u8], limits: &CborLimits) -> Result<Value> {
     let mut d = Decoder::new(input, limits);
     let v = d.value()?;
     d.finish()?;
@@ -214,17 +245,17 @@ pub fn decode(input: &[u8], limits: &DecodeLimits) -> Result<Value> {
 /// A cursor over strict CBOR: read heads and items one at a time, with the exact byte spans of
 /// what was read (signatures are checked over those received bytes, never over re-encodings).
 #[derive(Debug, Clone)]
-pub struct Decoder<'a> {
+pub(crate) struct Decoder<'a> {
     input: &'a [u8],
     pos: usize,
-    limits: DecodeLimits,
+    limits: CborLimits,
     items: usize,
     depth: usize,
 }
 
 impl<'a> Decoder<'a> {
     /// A decoder at the start of `input`.
-    pub fn new(input: &'a [u8], limits: &DecodeLimits) -> Self {
+    pub(crate) fn new(input: &'a [u8], limits: &CborLimits) -> Self {
         Decoder {
             input,
             pos: 0,
@@ -235,17 +266,17 @@ impl<'a> Decoder<'a> {
     }
 
     /// The current byte offset.
-    pub fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.pos
     }
 
     /// Bytes not yet consumed.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.input.len() - self.pos
     }
 
     /// Fails with [`CborError::TrailingBytes`] unless all input was consumed.
-    pub fn finish(&self) -> Result<()> {
+    pub(crate) fn finish(&self) -> Result<()> {
         if self.pos != self.input.len() {
             return Err(self.err_at(self.pos, CborError::TrailingBytes));
         }
@@ -280,7 +311,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// The major type of the next item without consuming it.
-    pub fn peek_major(&self) -> Result<u8> {
+    pub(crate) fn peek_major(&self) -> Result<u8> {
         self.input
             .get(self.pos)
             .map(|b| b >> 5)
@@ -351,13 +382,8 @@ impl<'a> Decoder<'a> {
         Ok(arg)
     }
 
-    /// Reads an unsigned integer.
-    pub fn unsigned(&mut self) -> Result<u64> {
-        self.expect(0)
-    }
-
     /// Reads an integer that fits `i64`.
-    pub fn int(&mut self) -> Result<i64> {
+    pub(crate) fn int(&mut self) -> Result<i64> {
         let start = self.pos;
         let (major, arg) = self.head()?;
         let range = || Error::Cbor {
@@ -372,13 +398,13 @@ impl<'a> Decoder<'a> {
     }
 
     /// Reads a byte string, borrowing its content from the input.
-    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8]> {
         let len = self.expect(2)?;
         self.take_len(len)
     }
 
     /// Reads a byte string and returns `(content, whole item including its head)`.
-    pub fn bytes_with_raw(&mut self) -> Result<(&'a [u8], &'a [u8])> {
+    pub(crate) fn bytes_with_raw(&mut self) -> Result<(&'a [u8], &'a [u8])> {
         let start = self.pos;
         let content = self.bytes()?;
         Ok((content, &self.input[start..self.pos]))
@@ -392,7 +418,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Reads a text string, borrowing it from the input.
-    pub fn text(&mut self) -> Result<&'a str> {
+    pub(crate) fn text(&mut self) -> Result<&'a str> {
         let start = self.pos;
         let len = self.expect(3)?;
         let raw = self.take_len(len)?;
@@ -413,32 +439,26 @@ impl<'a> Decoder<'a> {
     }
 
     /// Reads an array head and returns its element count (checked against the input).
-    pub fn array_len(&mut self) -> Result<usize> {
+    pub(crate) fn array_len(&mut self) -> Result<usize> {
         let start = self.pos;
         let n = self.expect(4)?;
         self.checked_count(start, n, 1)
     }
 
     /// Reads a map head and returns its entry count (checked against the input).
-    pub fn map_len(&mut self) -> Result<usize> {
+    pub(crate) fn map_len(&mut self) -> Result<usize> {
         let start = self.pos;
         let n = self.expect(5)?;
         self.checked_count(start, n, 2)
     }
 
     /// Reads a tag number.
-    pub fn tag(&mut self) -> Result<u64> {
+    pub(crate) fn tag(&mut self) -> Result<u64> {
         self.expect(6)
     }
 
-    /// Whether the next byte starts tag `t` (without consuming anything).
-    pub fn peek_tag(&self, t: u64) -> bool {
-        let mut probe = self.clone();
-        matches!(probe.tag(), Ok(found) if found == t)
-    }
-
     /// Reads `null`.
-    pub fn null(&mut self) -> Result<()> {
+    pub(crate) fn null(&mut self) -> Result<()> {
         let start = self.pos;
         match self.head()? {
             (7, 22) => Ok(()),
@@ -447,14 +467,14 @@ impl<'a> Decoder<'a> {
     }
 
     /// Reads one complete item and returns its exact bytes.
-    pub fn raw_value(&mut self) -> Result<&'a [u8]> {
+    pub(crate) fn raw_value(&mut self) -> Result<&'a [u8]> {
         let start = self.pos;
         self.value()?;
         Ok(&self.input[start..self.pos])
     }
 
     /// Tracks map-key order for a map whose keys the caller reads one at a time.
-    pub fn check_key(&self, keys: &mut Vec<&'a [u8]>, key_start: usize) -> Result<()> {
+    pub(crate) fn check_key(&self, keys: &mut Vec<&'a [u8]>, key_start: usize) -> Result<()> {
         let key = &self.input[key_start..self.pos];
         if let Some(prev) = keys.last() {
             if self.limits.sorted_map_keys {
@@ -476,7 +496,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Reads one complete item into an owned [`Value`].
-    pub fn value(&mut self) -> Result<Value> {
+    pub(crate) fn value(&mut self) -> Result<Value> {
         let start = self.pos;
         let (major, arg) = self.head()?;
         Ok(match major {
@@ -543,7 +563,7 @@ mod tests {
     use super::*;
 
     fn dec(hex: &str) -> Result<Value> {
-        decode(&unhex(hex), &DecodeLimits::default())
+        decode(&unhex(hex), &CborLimits::default())
     }
 
     use crate::unhex;
@@ -589,9 +609,9 @@ mod tests {
     fn rejects_duplicate_and_unsorted_map_keys() {
         assert_eq!(reason(dec("a201000100")), CborError::DuplicateKey);
         assert_eq!(reason(dec("a202000100")), CborError::UnsortedKeys);
-        let relaxed = DecodeLimits {
+        let relaxed = CborLimits {
             sorted_map_keys: false,
-            ..DecodeLimits::default()
+            ..CborLimits::default()
         };
         assert!(decode(&unhex("a202000100"), &relaxed).is_ok());
         assert!(matches!(
@@ -650,7 +670,7 @@ mod tests {
     fn round_trips_nested_structures_byte_for_byte() {
         let hex = "d86ba2025827815824822f58206658ea560262696dd1f13b782239a064da7c6c5cbaf52fded428a6fc83c7e5af0341a0";
         let bytes = unhex(hex);
-        let v = decode(&bytes, &DecodeLimits::default()).unwrap();
+        let v = decode(&bytes, &CborLimits::default()).unwrap();
         assert_eq!(v.to_vec(), bytes);
     }
 
@@ -667,9 +687,9 @@ mod tests {
 
     #[test]
     fn counts_items_against_the_limit() {
-        let limits = DecodeLimits {
+        let limits = CborLimits {
             max_items: 3,
-            ..DecodeLimits::default()
+            ..CborLimits::default()
         };
         assert!(decode(&unhex("820102"), &limits).is_ok());
         assert!(matches!(

@@ -4,12 +4,12 @@
 //! `["Signature1", protected, external_aad, payload]` built from the *received* protected-header
 //! bytes and the *received* payload bytes; nothing is re-encoded before verification.
 
-use crate::cbor::{self, DecodeLimits, Decoder};
+use crate::cbor::{self, CborLimits, Decoder};
 use crate::error::{Result, structure};
 use crate::key::{Algorithm, PublicKey, SigningKey};
 
 /// CBOR tag of COSE_Sign1 (RFC 9052 section 2).
-pub const TAG_COSE_SIGN1: u64 = 18;
+pub(crate) const TAG_COSE_SIGN1: u64 = 18;
 
 const HDR_ALG: i64 = 1;
 const HDR_CRIT: i64 = 2;
@@ -36,7 +36,7 @@ impl<'a> CoseSign1<'a> {
     /// treat every protected label as security relevant). The unprotected header may carry only
     /// `kid`; any other unprotected label is refused too, so that no byte of an authentication
     /// block can change without the block failing.
-    pub fn parse(bytes: &'a [u8], limits: &DecodeLimits) -> Result<CoseSign1<'a>> {
+    pub fn parse(bytes: &'a [u8], limits: &CborLimits) -> Result<CoseSign1<'a>> {
         const S: &str = "COSE_Sign1";
         let mut d = Decoder::new(bytes, limits);
         if d.peek_major()? == 6 {
@@ -138,7 +138,7 @@ impl<'a> CoseSign1<'a> {
 
 fn parse_protected<'a>(
     protected: &'a [u8],
-    limits: &DecodeLimits,
+    limits: &CborLimits,
 ) -> Result<(Algorithm, Option<&'a [u8]>)> {
     const S: &str = "COSE protected header";
     if protected.is_empty() {
@@ -182,7 +182,11 @@ pub fn sig_structure(protected: &[u8], external_aad: &[u8], payload: &[u8]) -> V
 
 /// Produces a tagged COSE_Sign1 with a detached payload: protected `{1: alg}`, unprotected
 /// `{4: kid}`.
-pub fn sign_detached(key: &SigningKey, payload: &[u8], external_aad: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn sign_detached(
+    key: &SigningKey,
+    payload: &[u8],
+    external_aad: &[u8],
+) -> Result<Vec<u8>> {
     let alg = key.algorithm();
     let mut protected = Vec::new();
     cbor::write_head(&mut protected, 5, 1);
@@ -210,7 +214,7 @@ mod tests {
     fn signs_and_verifies_detached_payload() {
         let key = SigningKey::generate(KeyType::P256).unwrap();
         let s = sign_detached(&key, b"payload", b"").unwrap();
-        let p = CoseSign1::parse(&s, &DecodeLimits::default()).unwrap();
+        let p = CoseSign1::parse(&s, &CborLimits::default()).unwrap();
         assert_eq!(p.algorithm(), Algorithm::Es256);
         assert_eq!(p.kid(), Some(&key.public_key().key_id().0[..]));
         assert!(p.verify(key.public_key(), b"payload", b""));
@@ -220,7 +224,7 @@ mod tests {
 
     #[test]
     fn rejects_attached_payload_and_unprotected_alg() {
-        let lim = DecodeLimits::default();
+        let lim = CborLimits::default();
         // [h'a10126', {}, h'00', h'']
         let attached = crate::unhex("8443a10126a04100582000");
         assert!(CoseSign1::parse(&attached, &lim).is_err());
@@ -232,7 +236,7 @@ mod tests {
 
     #[test]
     fn rejects_crit_and_unknown_protected_labels() {
-        let lim = DecodeLimits::default();
+        let lim = CborLimits::default();
         assert!(parse_protected(&crate::unhex("a201260281182a"), &lim).is_err());
         assert!(parse_protected(&crate::unhex("a20126182a00"), &lim).is_err());
         assert!(parse_protected(&[], &lim).is_err());

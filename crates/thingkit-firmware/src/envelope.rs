@@ -1,19 +1,8 @@
-//! The SUIT envelope (draft-ietf-suit-manifest section 8.2): parsing, signing, and the
-//! authenticate-then-decode verifier that yields a [`Verified`] manifest.
-//!
-//! ```text
-//! SUIT_Envelope_Tagged = #6.107(SUIT_Envelope)
-//! SUIT_Envelope = {
-//!   2: bstr .cbor [ bstr .cbor SUIT_Digest, + bstr .cbor COSE_Sign1_Tagged ],  ; authentication
-//!   3: bstr .cbor SUIT_Manifest,
-//!   ? 16 / 20 / 23: bstr,                                                     ; severed members
-//!   * tstr => bstr,                                                          ; integrated payloads
-//! }
-//! ```
+//! The SUIT envelope; documented on [`Envelope`].
 
 use std::ops::Deref;
 
-use crate::cbor::{self, DecodeLimits, Decoder, Value};
+use crate::cbor::{self, CborLimits, Decoder, Value};
 use crate::cose::{self, CoseSign1};
 use crate::error::{Error, Result, structure};
 use crate::key::{Algorithm, KeyId, SigningKey};
@@ -29,21 +18,42 @@ const ENV_MANIFEST: i64 = 3;
 
 /// Limits for envelope verification, with safe defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+#[non_exhaustive]
+pub struct EnvelopeLimits {
     /// Largest envelope accepted, in bytes. Default 64 KiB.
     pub max_envelope_size: usize,
     /// Most authentication blocks (signatures) examined. Default 8.
     pub max_signatures: usize,
     /// Strict-CBOR limits (depth, item count, key order).
-    pub cbor: DecodeLimits,
+    pub cbor: CborLimits,
 }
 
-impl Default for Limits {
+impl EnvelopeLimits {
+    /// This value with [`max_envelope_size`](Self::max_envelope_size) replaced.
+    pub fn with_max_envelope_size(mut self, max_envelope_size: usize) -> Self {
+        self.max_envelope_size = max_envelope_size;
+        self
+    }
+
+    /// This value with [`max_signatures`](Self::max_signatures) replaced.
+    pub fn with_max_signatures(mut self, max_signatures: usize) -> Self {
+        self.max_signatures = max_signatures;
+        self
+    }
+
+    /// This value with [`cbor`](Self::cbor) replaced.
+    pub fn with_cbor(mut self, cbor: CborLimits) -> Self {
+        self.cbor = cbor;
+        self
+    }
+}
+
+impl Default for EnvelopeLimits {
     fn default() -> Self {
-        Limits {
+        EnvelopeLimits {
             max_envelope_size: 64 * 1024,
             max_signatures: 8,
-            cbor: DecodeLimits::default(),
+            cbor: CborLimits::default(),
         }
     }
 }
@@ -60,6 +70,19 @@ pub struct SeveredElement<'a> {
 }
 
 /// A structurally parsed envelope, borrowing the received bytes. Nothing in it is authenticated.
+///
+/// The SUIT envelope (draft-ietf-suit-manifest section 8.2): parsing, signing, and the
+/// authenticate-then-decode verifier that yields a [`Verified`] manifest.
+///
+/// ```text
+/// SUIT_Envelope_Tagged = #6.107(SUIT_Envelope)
+/// SUIT_Envelope = {
+///   2: bstr .cbor [ bstr .cbor SUIT_Digest, + bstr .cbor COSE_Sign1_Tagged ],  ; authentication
+///   3: bstr .cbor SUIT_Manifest,
+///   ? 16 / 20 / 23: bstr,                                                     ; severed members
+///   * tstr => bstr,                                                          ; integrated payloads
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Envelope<'a> {
     digest_bytes: &'a [u8],
@@ -74,7 +97,7 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     /// Parses the envelope's outer structure and its authentication wrapper. The manifest is
     /// *not* decoded here.
-    pub fn parse(bytes: &'a [u8], limits: &Limits) -> Result<Envelope<'a>> {
+    pub fn parse(bytes: &'a [u8], limits: &EnvelopeLimits) -> Result<Envelope<'a>> {
         const S: &str = "SUIT_Envelope";
         if bytes.len() > limits.max_envelope_size {
             return Err(Error::Limit {
@@ -109,7 +132,9 @@ impl<'a> Envelope<'a> {
             match k {
                 ENV_AUTH => auth = Some(d.bytes()?),
                 ENV_MANIFEST => manifest = Some(d.bytes_with_raw()?),
-                manifest::key::PAYLOAD_FETCH | manifest::key::INSTALL | manifest::key::TEXT => {
+                manifest::element::PAYLOAD_FETCH
+                | manifest::element::INSTALL
+                | manifest::element::TEXT => {
                     let (content, wrapped) = d.bytes_with_raw()?;
                     severed.push(SeveredElement {
                         key: k,
@@ -347,20 +372,20 @@ impl Verified<Manifest> {
 #[derive(Debug, Clone)]
 pub struct Verifier {
     trust: TrustAnchors,
-    limits: Limits,
+    limits: EnvelopeLimits,
 }
 
 impl Verifier {
-    /// A verifier with default [`Limits`].
+    /// A verifier with default [`EnvelopeLimits`].
     pub fn new(trust: TrustAnchors) -> Verifier {
         Verifier {
             trust,
-            limits: Limits::default(),
+            limits: EnvelopeLimits::default(),
         }
     }
 
     /// Replaces the limits.
-    pub fn with_limits(mut self, limits: Limits) -> Verifier {
+    pub fn with_limits(mut self, limits: EnvelopeLimits) -> Verifier {
         self.limits = limits;
         self
     }
@@ -414,7 +439,7 @@ fn inline_or<'a, T>(member: &'a Option<Severable<T>>, severed: &'a Option<T>) ->
 fn resolve_severed(
     manifest: &Manifest,
     env: &Envelope<'_>,
-    limits: &DecodeLimits,
+    limits: &CborLimits,
 ) -> Result<Resolved> {
     let find = |key: i64| env.severed.iter().find(|e| e.key == key);
     let check = |key: i64, digest: Option<&SuitDigest>| -> Result<Option<&[u8]>> {
@@ -440,22 +465,22 @@ fn resolve_severed(
             None => check(key, None).map(|_| None),
         }
     };
-    let payload_fetch = seq(manifest::key::PAYLOAD_FETCH, &manifest.payload_fetch)?;
-    let install = seq(manifest::key::INSTALL, &manifest.install)?;
+    let payload_fetch = seq(manifest::element::PAYLOAD_FETCH, &manifest.payload_fetch)?;
+    let install = seq(manifest::element::INSTALL, &manifest.install)?;
     let text = match &manifest.text {
         Some(Severable::Inline(_)) => {
-            if find(manifest::key::TEXT).is_some() {
+            if find(manifest::element::TEXT).is_some() {
                 return Err(Error::SeverableDigestMismatch {
-                    key: manifest::key::TEXT,
+                    key: manifest::element::TEXT,
                 });
             }
             None
         }
-        Some(Severable::Digest(d)) => check(manifest::key::TEXT, Some(d))?
+        Some(Severable::Digest(d)) => check(manifest::element::TEXT, Some(d))?
             .map(|b| cbor::decode(b, limits))
             .transpose()?,
         None => {
-            check(manifest::key::TEXT, None)?;
+            check(manifest::element::TEXT, None)?;
             None
         }
     };
@@ -508,14 +533,14 @@ impl EnvelopeBuilder {
         {
             let wrapped = Value::Bytes(s.to_cbor()).to_vec();
             manifest.install = Some(Severable::Digest(SuitDigest::of(&wrapped)));
-            severed.push((manifest::key::INSTALL, wrapped));
+            severed.push((manifest::element::INSTALL, wrapped));
         }
         if self.sever_text
             && let Some(Severable::Inline(t)) = &manifest.text
         {
             let wrapped = Value::Bytes(t.to_vec()).to_vec();
             manifest.text = Some(Severable::Digest(SuitDigest::of(&wrapped)));
-            severed.push((manifest::key::TEXT, wrapped));
+            severed.push((manifest::element::TEXT, wrapped));
         }
         let manifest_wrapped = Value::Bytes(manifest.to_cbor()).to_vec();
         let digest_cbor = SuitDigest::of(&manifest_wrapped).to_cbor();
@@ -558,7 +583,7 @@ pub struct Inspection {
 }
 
 /// Decodes an envelope for display without authenticating it. Never base a decision on this.
-pub fn inspect(envelope: &[u8], limits: &Limits) -> Result<Inspection> {
+pub fn inspect(envelope: &[u8], limits: &EnvelopeLimits) -> Result<Inspection> {
     let env = Envelope::parse(envelope, limits)?;
     let manifest = Manifest::from_cbor(env.manifest, &limits.cbor)?;
     let severed = resolve_severed(&manifest, &env, &limits.cbor)?;

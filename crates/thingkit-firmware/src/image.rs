@@ -1,15 +1,4 @@
-//! Streaming image verification in constant memory, resumable after an interruption.
-//!
-//! Feed the image in chunks of any size. Data beyond the declared size is refused as it arrives
-//! (the offending chunk is not hashed, so the verifier stays usable for the correct bytes); at the
-//! end, a short image or a digest mismatch is an error.
-//!
-//! **Resuming.** `ring`'s SHA-256 state cannot be exported, so a [`ImageCheckpoint`] records how
-//! many bytes were verified and the SHA-256 of that prefix. After a reboot,
-//! [`ImageVerifier::resume`] re-reads the prefix from the device's *local* storage (the slot it
-//! was being written to), checks it against the checkpoint, and continues — nothing is downloaded
-//! again. This keeps the hot path at `ring`'s hash speed; the price is one local re-read of the
-//! prefix per interruption (see ARCHITECTURE.md, Decisions).
+//! Streaming image verification; documented on [`ImageVerifier`].
 
 use std::io::Read;
 
@@ -40,6 +29,19 @@ pub struct VerifiedImage {
 }
 
 /// Incremental SHA-256 verification of an image against an [`ImageRequirement`].
+///
+/// Streaming image verification in constant memory, resumable after an interruption.
+///
+/// Feed the image in chunks of any size. Data beyond the declared size is refused as it arrives
+/// (the offending chunk is not hashed, so the verifier stays usable for the correct bytes); at the
+/// end, a short image or a digest mismatch is an error.
+///
+/// **Resuming.** `ring`'s SHA-256 state cannot be exported, so a [`ImageCheckpoint`] records how
+/// many bytes were verified and the SHA-256 of that prefix. After a reboot,
+/// [`ImageVerifier::resume`] re-reads the prefix from the device's *local* storage (the slot it
+/// was being written to), checks it against the checkpoint, and continues — nothing is downloaded
+/// again. This keeps the hot path at `ring`'s hash speed; the price is one local re-read of the
+/// prefix per interruption (see ARCHITECTURE.md, Decisions).
 #[derive(Clone)]
 pub struct ImageVerifier {
     ctx: ring::digest::Context,

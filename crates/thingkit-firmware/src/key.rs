@@ -332,14 +332,14 @@ impl SigningKey {
 }
 
 /// PEM armour (RFC 7468) with a strict base64 codec.
-pub mod pem {
+pub(crate) mod pem {
     use crate::error::{Error, Result};
 
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as BASE64;
 
     /// Encodes `der` as a PEM document with the given label, 64 characters per line.
-    pub fn encode(label: &str, der: &[u8]) -> String {
+    pub(crate) fn encode(label: &str, der: &[u8]) -> String {
         let b64 = BASE64.encode(der);
         let mut out = format!("-----BEGIN {label}-----\n");
         for line in b64.as_bytes().chunks(64) {
@@ -351,7 +351,7 @@ pub mod pem {
     }
 
     /// Decodes the first PEM block with `label`, ignoring text around it.
-    pub fn decode(text: &str, label: &str) -> Result<Vec<u8>> {
+    pub(crate) fn decode(text: &str, label: &str) -> Result<Vec<u8>> {
         let begin = format!("-----BEGIN {label}-----");
         let end = format!("-----END {label}-----");
         let start = text

@@ -60,7 +60,7 @@
 //!   SUIT_Digest (10); appendix examples 0 to 5 are test vectors (they verify with the draft's
 //!   key and re-encode to the same bytes). The argument of suit-directive-try-each is checked
 //!   (two or more bstr-wrapped command sequences, optional trailing nil, nested at most
-//!   [`manifest::MAX_TRY_EACH_DEPTH`] deep), as are the component-slot and source-component
+//!   [`MAX_TRY_EACH_DEPTH`] deep), as are the component-slot and source-component
 //!   parameters (unsigned integers). Vendor IDs are accepted as 16-byte UUIDs only (the PEN
 //!   form of 8.4.8 is refused).
 //! - RFC 9019 (SUIT architecture: the update and secure-boot flow, A/B slots) and RFC 9124 (SUIT
@@ -69,14 +69,14 @@
 //! - RFC 9052 sections 4.2 and 4.4 (COSE_Sign1, `Sig_structure`, detached payload); algorithms
 //!   ES256 (-7), ESP256 (-9), EdDSA (-8), Ed25519 (-19); SHA-256 (-16, RFC 9054).
 //! - RFC 8949 sections 4.2.1 (core deterministic encoding) and 5.6 (duplicate keys), enforced by
-//!   the [`cbor`] module.
+//!   the crate's strict CBOR codec ([`CborValue::decode`], [`CborLimits`]).
 //!
 //! ## Security properties
 //!
 //! - **Authenticate, then decode.** [`Verifier::verify`] hashes and checks signatures over the
 //!   exact received bytes before it decodes the manifest; a [`Verified`] value exists only after
 //!   that, with the distinct signer keys that met the threshold.
-//! - **Strict input.** Every decoder takes limits ([`Limits`], [`cbor::DecodeLimits`]), never
+//! - **Strict input.** Every decoder takes limits ([`EnvelopeLimits`], [`CborLimits`]), never
 //!   panics, allocates only after checking declared lengths against the input, and is fuzzed.
 //! - **No rollback.** Sequence numbers must strictly increase; trust-anchor sets must advance by
 //!   exactly one version, signed by thresholds of both the old and the new keys.
@@ -88,26 +88,32 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod cbor;
-pub mod cose;
-pub mod envelope;
+mod cbor;
+mod cose;
+mod envelope;
 mod error;
-pub mod image;
-pub mod key;
-pub mod manifest;
-pub mod trust;
-pub mod update;
+mod image;
+mod key;
+mod manifest;
+mod trust;
+mod update;
 
+pub use cbor::{CborLimits, Value as CborValue};
+pub use cose::{CoseSign1, sig_structure as cose_sig_structure};
 pub use envelope::{
-    DeviceProfile, Envelope, EnvelopeBuilder, ImageRequirement, Inspection, Limits, Verified,
-    Verifier, inspect,
+    DeviceProfile, Envelope, EnvelopeBuilder, EnvelopeLimits, ImageRequirement, Inspection,
+    SeveredElement, TAG_ENVELOPE, Verified, Verifier, inspect,
 };
 pub use error::{CborError, Error, Result};
 pub use image::{ImageCheckpoint, ImageVerifier, VerifiedImage};
 pub use key::{Algorithm, KeyId, KeyType, PublicKey, SigningKey};
-pub use manifest::{ComponentId, Manifest, ManifestBuilder, Severable, SuitDigest, Uuid};
-pub use trust::{TrustAnchors, TrustStore};
-pub use update::{BootDecision, DeviceIdentity, Phase, Slot, UpdateMachine, UpdateState};
+pub use manifest::{
+    Command, CommandSequence, Common, ComponentId, ComponentParameters, MAX_TRY_EACH_DEPTH,
+    Manifest, ManifestBuilder, Parameters, REPORT_ALL, REPORT_ON_FAILURE,
+    SHA256 as COSE_ALG_SHA256, Severable, SuitDigest, Uuid, command, element, parameter,
+};
+pub use trust::{MAX_TRUST_KEYS, TRUST_SET_AAD, TrustAnchors, TrustStore};
+pub use update::{BootDecision, Phase, Slot, TargetDevice, UpdateMachine, UpdateState};
 
 #[cfg(test)]
 pub(crate) fn unhex(s: &str) -> Vec<u8> {

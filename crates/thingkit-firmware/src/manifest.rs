@@ -8,14 +8,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::cbor::{self, DecodeLimits, Value};
+use crate::cbor::{self, CborLimits, Value};
 use crate::error::{Error, Result, structure};
 
 /// COSE algorithm id of SHA-256 (RFC 9054).
 pub const SHA256: i64 = -16;
 
 /// Manifest map keys (draft-ietf-suit-manifest section 11, "SUIT Manifest Elements").
-pub mod key {
+pub mod element {
     /// suit-manifest-version
     pub const VERSION: i64 = 1;
     /// suit-manifest-sequence-number
@@ -85,7 +85,7 @@ pub mod parameter {
 }
 
 /// How deeply suit-directive-try-each may nest (a try-each inside a branch of a try-each is
-/// depth 2). Each level is a bstr-wrapped sequence decoded with its own [`DecodeLimits`], so this
+/// depth 2). Each level is a bstr-wrapped sequence decoded with its own [`CborLimits`], so this
 /// bounds the work per input byte; the draft's examples need depth 1.
 pub const MAX_TRY_EACH_DEPTH: usize = 4;
 
@@ -169,7 +169,7 @@ impl SuitDigest {
     }
 
     /// Decodes an encoded `SUIT_Digest`.
-    pub fn from_cbor(bytes: &[u8], limits: &DecodeLimits) -> Result<SuitDigest> {
+    pub fn from_cbor(bytes: &[u8], limits: &CborLimits) -> Result<SuitDigest> {
         SuitDigest::from_value(&cbor::decode(bytes, limits)?)
     }
 }
@@ -277,11 +277,11 @@ impl CommandSequence {
     /// The argument of suit-directive-try-each is checked here too: two or more bstr-wrapped
     /// command sequences, optionally followed by `nil` (`SUIT_Directive_Try_Each_Argument` in
     /// the draft's CDDL), nested at most [`MAX_TRY_EACH_DEPTH`] deep.
-    pub fn from_cbor(bytes: &[u8], limits: &DecodeLimits) -> Result<CommandSequence> {
+    pub fn from_cbor(bytes: &[u8], limits: &CborLimits) -> Result<CommandSequence> {
         Self::from_cbor_at(bytes, limits, 0)
     }
 
-    fn from_cbor_at(bytes: &[u8], limits: &DecodeLimits, depth: usize) -> Result<CommandSequence> {
+    fn from_cbor_at(bytes: &[u8], limits: &CborLimits, depth: usize) -> Result<CommandSequence> {
         const S: &str = "SUIT_Command_Sequence";
         let v = cbor::decode(bytes, limits)?;
         let Value::Array(items) = v else {
@@ -328,7 +328,7 @@ impl CommandSequence {
 }
 
 /// Checks a `SUIT_Directive_Try_Each_Argument`: `[2* bstr .cbor SUIT_Command_Sequence, ? nil]`.
-fn try_each_branches(argument: &Value, limits: &DecodeLimits, depth: usize) -> Result<()> {
+fn try_each_branches(argument: &Value, limits: &CborLimits, depth: usize) -> Result<()> {
     const S: &str = "SUIT_Directive_Try_Each_Argument";
     if depth >= MAX_TRY_EACH_DEPTH {
         return Err(Error::Limit {
@@ -403,7 +403,7 @@ impl Parameters {
             let wrapped = v
                 .as_bytes()
                 .ok_or_else(|| structure(S, "image-digest must be a bstr-wrapped SUIT_Digest"))?;
-            out.image_digest = Some(SuitDigest::from_cbor(wrapped, &DecodeLimits::default())?);
+            out.image_digest = Some(SuitDigest::from_cbor(wrapped, &CborLimits::default())?);
         }
         if let Some(v) = self.get(parameter::IMAGE_SIZE) {
             out.image_size = Some(
@@ -516,7 +516,7 @@ fn bstr_wrap(inner: Vec<u8>) -> Value {
     Value::Bytes(inner)
 }
 
-fn seq_from(v: &Value, what: &'static str, limits: &DecodeLimits) -> Result<CommandSequence> {
+fn seq_from(v: &Value, what: &'static str, limits: &CborLimits) -> Result<CommandSequence> {
     let b = v.as_bytes().ok_or_else(|| {
         structure(
             "SUIT_Manifest",
@@ -529,7 +529,7 @@ fn seq_from(v: &Value, what: &'static str, limits: &DecodeLimits) -> Result<Comm
 fn severable_seq(
     v: &Value,
     what: &'static str,
-    limits: &DecodeLimits,
+    limits: &CborLimits,
 ) -> Result<Severable<CommandSequence>> {
     match v {
         Value::Array(_) => Ok(Severable::Digest(SuitDigest::from_value(v)?)),
@@ -542,7 +542,7 @@ impl Manifest {
     ///
     /// This only parses; it authenticates nothing. Use [`crate::Verifier`] to obtain a
     /// [`crate::Verified`] manifest.
-    pub fn from_cbor(bytes: &[u8], limits: &DecodeLimits) -> Result<Manifest> {
+    pub fn from_cbor(bytes: &[u8], limits: &CborLimits) -> Result<Manifest> {
         const S: &str = "SUIT_Manifest";
         let mut v = cbor::decode(bytes, limits)?;
         if let Value::Tag(1070, inner) = v {
@@ -571,35 +571,35 @@ impl Manifest {
                 .as_i64()
                 .ok_or_else(|| structure(S, "keys must be integers"))?;
             match k {
-                key::VERSION => version = val.as_u64(),
-                key::SEQUENCE_NUMBER => {
+                element::VERSION => version = val.as_u64(),
+                element::SEQUENCE_NUMBER => {
                     m.sequence_number = val.as_u64().ok_or_else(|| {
                         structure(S, "sequence number must be an unsigned integer")
                     })?;
                     have_seq = true;
                 }
-                key::COMMON => {
+                element::COMMON => {
                     let b = val
                         .as_bytes()
                         .ok_or_else(|| structure(S, "common must be a bstr"))?;
                     m.common = Common::from_cbor(b, limits)?;
                     have_common = true;
                 }
-                key::REFERENCE_URI => {
+                element::REFERENCE_URI => {
                     m.reference_uri = Some(
                         val.as_text()
                             .ok_or_else(|| structure(S, "reference-uri must be text"))?
                             .to_owned(),
                     );
                 }
-                key::VALIDATE => m.validate = Some(seq_from(val, "validate", limits)?),
-                key::LOAD => m.load = Some(seq_from(val, "load", limits)?),
-                key::INVOKE => m.invoke = Some(seq_from(val, "invoke", limits)?),
-                key::PAYLOAD_FETCH => {
+                element::VALIDATE => m.validate = Some(seq_from(val, "validate", limits)?),
+                element::LOAD => m.load = Some(seq_from(val, "load", limits)?),
+                element::INVOKE => m.invoke = Some(seq_from(val, "invoke", limits)?),
+                element::PAYLOAD_FETCH => {
                     m.payload_fetch = Some(severable_seq(val, "payload-fetch", limits)?)
                 }
-                key::INSTALL => m.install = Some(severable_seq(val, "install", limits)?),
-                key::TEXT => {
+                element::INSTALL => m.install = Some(severable_seq(val, "install", limits)?),
+                element::TEXT => {
                     m.text = Some(match val {
                         Value::Array(_) => Severable::Digest(SuitDigest::from_value(val)?),
                         Value::Bytes(b) => Severable::Inline(cbor::decode(b, limits)?),
@@ -627,28 +627,31 @@ impl Manifest {
     /// The deterministic encoding (the content of the envelope's manifest bstr).
     pub fn to_cbor(&self) -> Vec<u8> {
         let mut entries = vec![
-            (Value::int(key::VERSION), Value::Unsigned(1)),
+            (Value::int(element::VERSION), Value::Unsigned(1)),
             (
-                Value::int(key::SEQUENCE_NUMBER),
+                Value::int(element::SEQUENCE_NUMBER),
                 Value::Unsigned(self.sequence_number),
             ),
-            (Value::int(key::COMMON), bstr_wrap(self.common.to_cbor())),
+            (
+                Value::int(element::COMMON),
+                bstr_wrap(self.common.to_cbor()),
+            ),
         ];
         if let Some(u) = &self.reference_uri {
-            entries.push((Value::int(key::REFERENCE_URI), Value::Text(u.clone())));
+            entries.push((Value::int(element::REFERENCE_URI), Value::Text(u.clone())));
         }
         for (k, s) in [
-            (key::VALIDATE, &self.validate),
-            (key::LOAD, &self.load),
-            (key::INVOKE, &self.invoke),
+            (element::VALIDATE, &self.validate),
+            (element::LOAD, &self.load),
+            (element::INVOKE, &self.invoke),
         ] {
             if let Some(s) = s {
                 entries.push((Value::int(k), bstr_wrap(s.to_cbor())));
             }
         }
         for (k, s) in [
-            (key::PAYLOAD_FETCH, &self.payload_fetch),
-            (key::INSTALL, &self.install),
+            (element::PAYLOAD_FETCH, &self.payload_fetch),
+            (element::INSTALL, &self.install),
         ] {
             match s {
                 Some(Severable::Inline(s)) => entries.push((Value::int(k), bstr_wrap(s.to_cbor()))),
@@ -658,9 +661,9 @@ impl Manifest {
         }
         match &self.text {
             Some(Severable::Inline(t)) => {
-                entries.push((Value::int(key::TEXT), bstr_wrap(t.to_vec())))
+                entries.push((Value::int(element::TEXT), bstr_wrap(t.to_vec())))
             }
-            Some(Severable::Digest(d)) => entries.push((Value::int(key::TEXT), d.to_value())),
+            Some(Severable::Digest(d)) => entries.push((Value::int(element::TEXT), d.to_value())),
             None => {}
         }
         Value::canonical_map(entries).to_vec()
@@ -708,7 +711,7 @@ impl Manifest {
 }
 
 impl Common {
-    fn from_cbor(bytes: &[u8], limits: &DecodeLimits) -> Result<Common> {
+    fn from_cbor(bytes: &[u8], limits: &CborLimits) -> Result<Common> {
         const S: &str = "SUIT_Common";
         let v = cbor::decode(bytes, limits)?;
         let map = v.as_map().ok_or_else(|| structure(S, "must be a map"))?;
@@ -716,7 +719,7 @@ impl Common {
         let mut shared_sequence = None;
         for (k, val) in map {
             match k.as_i64() {
-                Some(key::COMPONENTS) => {
+                Some(element::COMPONENTS) => {
                     let arr = val
                         .as_array()
                         .ok_or_else(|| structure(S, "components must be an array"))?;
@@ -729,7 +732,7 @@ impl Common {
                             .collect::<Result<Vec<_>>>()?,
                     );
                 }
-                Some(key::SHARED_SEQUENCE) => {
+                Some(element::SHARED_SEQUENCE) => {
                     shared_sequence = Some(seq_from(val, "shared-sequence", limits)?);
                 }
                 _ => return Err(structure(S, "unknown element")),
@@ -743,11 +746,11 @@ impl Common {
 
     fn to_cbor(&self) -> Vec<u8> {
         let mut entries = vec![(
-            Value::int(key::COMPONENTS),
+            Value::int(element::COMPONENTS),
             Value::Array(self.components.iter().map(ComponentId::to_value).collect()),
         )];
         if let Some(s) = &self.shared_sequence {
-            entries.push((Value::int(key::SHARED_SEQUENCE), bstr_wrap(s.to_cbor())));
+            entries.push((Value::int(element::SHARED_SEQUENCE), bstr_wrap(s.to_cbor())));
         }
         Value::canonical_map(entries).to_vec()
     }
@@ -926,7 +929,7 @@ mod tests {
             .build()
             .unwrap();
         let bytes = m.to_cbor();
-        let back = Manifest::from_cbor(&bytes, &DecodeLimits::default()).unwrap();
+        let back = Manifest::from_cbor(&bytes, &CborLimits::default()).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.to_cbor(), bytes);
         let Some(Severable::Inline(install)) = &back.install else {
@@ -953,7 +956,7 @@ mod tests {
 
     #[test]
     fn rejects_manifest_without_version_or_with_unknown_element() {
-        let lim = DecodeLimits::default();
+        let lim = CborLimits::default();
         // {2: 0, 3: h'a1028181 4100'}
         assert!(Manifest::from_cbor(&crate::unhex("a202000346a10281814100"), &lim).is_err());
         // {1: 1, 2: 0, 3: ..., 6: 0}
@@ -965,7 +968,7 @@ mod tests {
 
     #[test]
     fn try_each_argument_is_checked_strictly() {
-        let lim = DecodeLimits::default();
+        let lim = CborLimits::default();
         let seq = |hex: &str| CommandSequence::from_cbor(&crate::unhex(hex), &lim);
         // [15, [<<[3, 15]>>, <<[3, 15]>>]] and the same with a trailing nil
         assert!(seq("820f824382030f4382030f").is_ok());
@@ -1006,7 +1009,7 @@ mod tests {
 
     #[test]
     fn rejects_digest_with_other_algorithm_or_length() {
-        let lim = DecodeLimits::default();
+        let lim = CborLimits::default();
         assert!(matches!(
             SuitDigest::from_cbor(&crate::unhex("82382b4100"), &lim),
             Err(Error::UnsupportedAlgorithm {

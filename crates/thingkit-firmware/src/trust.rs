@@ -1,21 +1,6 @@
-//! Trust anchors: the set of keys a device accepts, with a threshold and a version, and signed
-//! rotations of that set.
-//!
-//! A rotation from version N to N+1 is a *signed trust-anchor set*:
-//!
-//! ```text
-//! Signed_Trust_Set = [ body: bstr .cbor Trust_Set, signatures: [+ COSE_Sign1_Tagged] ]
-//! Trust_Set = { 1: version uint, 2: threshold uint, 3: [+ [curve int, key bstr]] }
-//! ```
-//!
-//! where each COSE_Sign1 has a detached payload (the body bytes) and the external AAD
-//! [`TRUST_SET_AAD`] (so a manifest signature can never be replayed as a rotation). A
-//! [`TrustStore`] applies a rotation only if its version is exactly current + 1 and it is signed by
-//! a threshold of distinct keys of the *current* set **and** a threshold of distinct keys of the
-//! *new* set. Skips, replays and rollbacks are refused, and a key dropped from the set is refused
-//! from the moment the new set is applied. Curves use COSE identifiers (P-256 = 1, Ed25519 = 6).
+//! Trust anchors; documented on [`TrustAnchors`].
 
-use crate::cbor::{self, DecodeLimits, Decoder, Value};
+use crate::cbor::{self, CborLimits, Decoder, Value};
 use crate::cose::{self, CoseSign1};
 use crate::error::{Error, Result, structure};
 use crate::key::{KeyId, KeyType, PublicKey, SigningKey};
@@ -30,6 +15,23 @@ const CRV_P256: i64 = 1;
 const CRV_ED25519: i64 = 6;
 
 /// A versioned set of trusted public keys and the number of distinct keys that must sign.
+///
+/// Trust anchors: the set of keys a device accepts, with a threshold and a version, and signed
+/// rotations of that set.
+///
+/// A rotation from version N to N+1 is a *signed trust-anchor set*:
+///
+/// ```text
+/// Signed_Trust_Set = [ body: bstr .cbor Trust_Set, signatures: [+ COSE_Sign1_Tagged] ]
+/// Trust_Set = { 1: version uint, 2: threshold uint, 3: [+ [curve int, key bstr]] }
+/// ```
+///
+/// where each COSE_Sign1 has a detached payload (the body bytes) and the external AAD
+/// [`TRUST_SET_AAD`] (so a manifest signature can never be replayed as a rotation). A
+/// [`TrustStore`] applies a rotation only if its version is exactly current + 1 and it is signed by
+/// a threshold of distinct keys of the *current* set **and** a threshold of distinct keys of the
+/// *new* set. Skips, replays and rollbacks are refused, and a key dropped from the set is refused
+/// from the moment the new set is applied. Curves use COSE identifiers (P-256 = 1, Ed25519 = 6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustAnchors {
     version: u64,
@@ -170,7 +172,7 @@ impl TrustAnchors {
     }
 
     /// Decodes a `Trust_Set` body (strictly).
-    pub fn from_cbor(bytes: &[u8], limits: &DecodeLimits) -> Result<TrustAnchors> {
+    pub fn from_cbor(bytes: &[u8], limits: &CborLimits) -> Result<TrustAnchors> {
         const S: &str = "Trust_Set";
         let v = cbor::decode(bytes, limits)?;
         let map = v.as_map().ok_or_else(|| structure(S, "must be a map"))?;
@@ -238,7 +240,7 @@ impl TrustAnchors {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustStore {
     current: TrustAnchors,
-    limits: DecodeLimits,
+    limits: CborLimits,
 }
 
 impl TrustStore {
@@ -246,7 +248,7 @@ impl TrustStore {
     pub fn new(initial: TrustAnchors) -> TrustStore {
         TrustStore {
             current: initial,
-            limits: DecodeLimits::default(),
+            limits: CborLimits::default(),
         }
     }
 
@@ -409,7 +411,7 @@ mod tests {
         let k = keys(3);
         let s = set(9, 2, &[&k[0], &k[1], &k[2]]);
         assert_eq!(
-            TrustAnchors::from_cbor(&s.to_cbor(), &DecodeLimits::default()).unwrap(),
+            TrustAnchors::from_cbor(&s.to_cbor(), &CborLimits::default()).unwrap(),
             s
         );
     }

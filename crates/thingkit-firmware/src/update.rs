@@ -1,11 +1,4 @@
-//! The device's update state machine (sans-IO, RFC 9019 section 3): idle → downloading →
-//! verified → installed (pending) → committed, with rollback to the previous slot when the new
-//! image does not confirm its health.
-//!
-//! The machine performs no I/O. The caller persists [`UpdateState`] (a small serde struct) after
-//! every transition, writes image bytes to the inactive slot, and boots the slot the machine
-//! names. The stored minimum sequence number rises **only** on [`UpdateMachine::confirm`], so an
-//! image that never proves healthy never raises the anti-rollback floor.
+//! The device update state machine; documented on [`UpdateMachine`].
 
 use std::io::Read;
 
@@ -114,7 +107,7 @@ impl UpdateState {
 
 /// The device identity an update must match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceIdentity {
+pub struct TargetDevice {
     /// Vendor identifier.
     pub vendor_id: Uuid,
     /// Class identifier.
@@ -133,15 +126,24 @@ pub enum BootDecision {
 }
 
 /// The sans-IO update state machine.
+///
+/// The device's update state machine (sans-IO, RFC 9019 section 3): idle → downloading →
+/// verified → installed (pending) → committed, with rollback to the previous slot when the new
+/// image does not confirm its health.
+///
+/// The machine performs no I/O. The caller persists [`UpdateState`] (a small serde struct) after
+/// every transition, writes image bytes to the inactive slot, and boots the slot the machine
+/// names. The stored minimum sequence number rises **only** on [`UpdateMachine::confirm`], so an
+/// image that never proves healthy never raises the anti-rollback floor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateMachine {
     state: UpdateState,
-    identity: DeviceIdentity,
+    identity: TargetDevice,
 }
 
 impl UpdateMachine {
     /// A machine over a persisted (or fresh) state.
-    pub fn new(state: UpdateState, identity: DeviceIdentity) -> UpdateMachine {
+    pub fn new(state: UpdateState, identity: TargetDevice) -> UpdateMachine {
         UpdateMachine { state, identity }
     }
 

@@ -1,8 +1,8 @@
 //! One test per attack on the update path: each must be refused with the right error.
 
 use thingkit_firmware::{
-    DeviceIdentity, EnvelopeBuilder, Error, ImageVerifier, KeyType, ManifestBuilder, PublicKey,
-    SigningKey, TrustAnchors, TrustStore, UpdateMachine, UpdateState, Uuid, Verifier,
+    EnvelopeBuilder, Error, ImageVerifier, KeyType, ManifestBuilder, PublicKey, SigningKey,
+    TargetDevice, TrustAnchors, TrustStore, UpdateMachine, UpdateState, Uuid, Verifier,
 };
 
 const EXAMPLE0: &[u8] = include_bytes!("vectors/example0.suit");
@@ -117,7 +117,8 @@ fn all_four_signature_algorithms_verify() {
             .with_algorithm(alg)
             .unwrap();
         let env = envelope(1, &[&k]);
-        let info = thingkit_firmware::inspect(&env, &thingkit_firmware::Limits::default()).unwrap();
+        let info = thingkit_firmware::inspect(&env, &thingkit_firmware::EnvelopeLimits::default())
+            .unwrap();
         assert_eq!(info.signatures[0].0, alg);
         trust(1, &[&k]).verify(&env).unwrap();
     }
@@ -404,7 +405,7 @@ fn every_single_byte_change_to_a_signed_envelope_is_refused() {
 fn update_machine_raises_floor_only_on_commit_and_rolls_back_unhealthy_images() {
     let k = SigningKey::generate(KeyType::P256).unwrap();
     let v = trust(1, &[&k]);
-    let id = DeviceIdentity {
+    let id = TargetDevice {
         vendor_id: VENDOR,
         class_id: CLASS,
         max_image_size: 1 << 20,

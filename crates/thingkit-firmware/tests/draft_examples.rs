@@ -6,12 +6,12 @@
 //! 5 (two images, ES256), from the SUIT working group's manifest-spec repository
 //! (`examples/example*.txt`).
 
-use thingkit_firmware::cbor::{self, DecodeLimits};
-use thingkit_firmware::manifest::{Manifest, command};
+use thingkit_firmware::{CborLimits, CborValue};
 use thingkit_firmware::{
-    Envelope, Error, Limits, PublicKey, Severable, SigningKey, SuitDigest, TrustAnchors, Uuid,
-    Verifier,
+    Envelope, EnvelopeLimits, Error, PublicKey, Severable, SigningKey, SuitDigest, TrustAnchors,
+    Uuid, Verifier,
 };
+use thingkit_firmware::{Manifest, command};
 
 const EXAMPLE0: &[u8] = include_bytes!("vectors/example0.suit");
 const EXAMPLE1: &[u8] = include_bytes!("vectors/example1.suit");
@@ -115,7 +115,7 @@ fn example3_ab_images_with_try_each_verifies() {
     // suit-directive-try-each; the decoder checks every branch, but parameters are not read out
     // of try-each branches (which branch applies depends on the device's slot), so there is no
     // single image requirement to report.
-    let tries = |seq: &thingkit_firmware::manifest::CommandSequence| {
+    let tries = |seq: &thingkit_firmware::CommandSequence| {
         seq.commands()
             .iter()
             .filter(|c| c.code == command::DIRECTIVE_TRY_EACH)
@@ -187,11 +187,11 @@ fn example5_two_images_verifies_with_parameters_per_component() {
 #[test]
 fn reencoding_the_decoded_manifests_reproduces_the_original_bytes() {
     for ex in ALL {
-        let env = Envelope::parse(ex, &Limits::default()).unwrap();
-        let m = Manifest::from_cbor(env.manifest_bytes(), &DecodeLimits::default()).unwrap();
+        let env = Envelope::parse(ex, &EnvelopeLimits::default()).unwrap();
+        let m = Manifest::from_cbor(env.manifest_bytes(), &CborLimits::default()).unwrap();
         assert_eq!(m.to_cbor(), env.manifest_bytes());
         // And the whole envelope round-trips through the generic codec.
-        let v = cbor::decode(ex, &DecodeLimits::default()).unwrap();
+        let v = CborValue::decode(ex, &CborLimits::default()).unwrap();
         assert_eq!(v.to_vec(), ex);
     }
 }
@@ -242,7 +242,7 @@ fn builder_reproduces_the_manifests_of_examples_0_and_1_byte_for_byte() {
             .image_digest(image_digest(), 34768)
     };
     let ex0 = base().build().unwrap();
-    let env0 = Envelope::parse(EXAMPLE0, &Limits::default()).unwrap();
+    let env0 = Envelope::parse(EXAMPLE0, &EnvelopeLimits::default()).unwrap();
     assert_eq!(ex0.to_cbor(), env0.manifest_bytes());
 
     let ex1 = thingkit_firmware::ManifestBuilder::new(1)
@@ -253,7 +253,7 @@ fn builder_reproduces_the_manifests_of_examples_0_and_1_byte_for_byte() {
         .invoke(false)
         .build()
         .unwrap();
-    let env1 = Envelope::parse(EXAMPLE1, &Limits::default()).unwrap();
+    let env1 = Envelope::parse(EXAMPLE1, &EnvelopeLimits::default()).unwrap();
     assert_eq!(ex1.to_cbor(), env1.manifest_bytes());
 }
 
@@ -261,10 +261,10 @@ fn builder_reproduces_the_manifests_of_examples_0_and_1_byte_for_byte() {
 fn envelopes_signed_with_the_drafts_private_key_carry_the_drafts_manifest_digest() {
     let key = SigningKey::from_pkcs8_pem(PRIVATE_KEY).unwrap();
     let m = Manifest::from_cbor(
-        Envelope::parse(EXAMPLE1, &Limits::default())
+        Envelope::parse(EXAMPLE1, &EnvelopeLimits::default())
             .unwrap()
             .manifest_bytes(),
-        &DecodeLimits::default(),
+        &CborLimits::default(),
     )
     .unwrap();
     let ours = thingkit_firmware::EnvelopeBuilder::new(m)

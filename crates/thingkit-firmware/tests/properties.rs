@@ -2,11 +2,11 @@
 //! strict CBOR codec round-trips, and the update state machine agrees with a simple model.
 
 use proptest::prelude::*;
-use thingkit_firmware::cbor::{self, DecodeLimits, Value};
 use thingkit_firmware::{
-    BootDecision, DeviceIdentity, EnvelopeBuilder, ImageVerifier, KeyType, ManifestBuilder,
-    SigningKey, TrustAnchors, UpdateMachine, UpdateState, Uuid, Verifier,
+    BootDecision, EnvelopeBuilder, ImageVerifier, KeyType, ManifestBuilder, SigningKey,
+    TargetDevice, TrustAnchors, UpdateMachine, UpdateState, Uuid, Verifier,
 };
+use thingkit_firmware::{CborLimits, CborValue as Value};
 
 fn keys() -> &'static [SigningKey] {
     use std::sync::OnceLock;
@@ -149,15 +149,15 @@ proptest! {
     #[test]
     fn strict_cbor_round_trips_canonical_values(v in value()) {
         let bytes = v.to_vec();
-        let limits = DecodeLimits { max_depth: 64, ..DecodeLimits::default() };
-        let back = cbor::decode(&bytes, &limits).unwrap();
+        let limits = CborLimits::default().with_max_depth(64);
+        let back = Value::decode(&bytes, &limits).unwrap();
         prop_assert_eq!(back.to_vec(), bytes);
         prop_assert_eq!(back, v);
     }
 
     #[test]
     fn strict_cbor_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        if let Ok(v) = cbor::decode(&bytes, &DecodeLimits::default()) {
+        if let Ok(v) = Value::decode(&bytes, &CborLimits::default()) {
             // Whatever is accepted is already canonical.
             prop_assert_eq!(v.to_vec(), bytes);
         }
@@ -167,7 +167,7 @@ proptest! {
     fn update_machine_floor_matches_a_model(events in proptest::collection::vec((1u64..20, any::<bool>()), 1..12)) {
         let k = &keys()[0];
         let v = Verifier::new(TrustAnchors::single(k.public_key().clone()));
-        let id = DeviceIdentity { vendor_id: Uuid([1; 16]), class_id: Uuid([2; 16]), max_image_size: 1024 };
+        let id = TargetDevice { vendor_id: Uuid([1; 16]), class_id: Uuid([2; 16]), max_image_size: 1024 };
         let mut m = UpdateMachine::new(UpdateState::new(0), id);
         let mut model_floor = 0u64;
         for (seq, healthy) in events {

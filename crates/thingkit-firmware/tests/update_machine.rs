@@ -1,13 +1,14 @@
 //! The update state machine through restarts, refusals and rollbacks, with persisted state
 //! round-tripped through JSON at every step as a device would store it.
 
-use thingkit_firmware::manifest::Manifest;
+use thingkit_firmware::Manifest;
 use thingkit_firmware::{
-    BootDecision, DeviceIdentity, EnvelopeBuilder, Error, KeyType, Limits, ManifestBuilder, Phase,
-    SigningKey, Slot, TrustAnchors, UpdateMachine, UpdateState, Uuid, Verified, Verifier,
+    BootDecision, EnvelopeBuilder, EnvelopeLimits, Error, KeyType, ManifestBuilder, Phase,
+    SigningKey, Slot, TargetDevice, TrustAnchors, UpdateMachine, UpdateState, Uuid, Verified,
+    Verifier,
 };
 
-const ID: DeviceIdentity = DeviceIdentity {
+const ID: TargetDevice = TargetDevice {
     vendor_id: Uuid([7; 16]),
     class_id: Uuid([8; 16]),
     max_image_size: 1 << 20,
@@ -168,7 +169,7 @@ fn an_image_verified_for_another_manifest_cannot_complete_the_download() {
 #[test]
 fn wrong_device_or_oversized_image_never_starts_a_download() {
     let (v, _) = verified(1);
-    let other = DeviceIdentity {
+    let other = TargetDevice {
         class_id: Uuid([9; 16]),
         ..ID
     };
@@ -177,7 +178,7 @@ fn wrong_device_or_oversized_image_never_starts_a_download() {
         m.begin(&v),
         Err(Error::Incompatible { which: "class", .. })
     ));
-    let small = DeviceIdentity {
+    let small = TargetDevice {
         max_image_size: 1000,
         ..ID
     };
@@ -202,10 +203,7 @@ fn envelope_size_and_signature_count_limits_apply() {
         .unwrap();
     let trust =
         TrustAnchors::new(0, 1, keys.iter().map(|k| k.public_key().clone()).collect()).unwrap();
-    let strict = Limits {
-        max_signatures: 2,
-        ..Limits::default()
-    };
+    let strict = EnvelopeLimits::default().with_max_signatures(2);
     assert!(matches!(
         Verifier::new(trust.clone())
             .with_limits(strict)
@@ -216,10 +214,7 @@ fn envelope_size_and_signature_count_limits_apply() {
             actual: 3
         })
     ));
-    let tiny = Limits {
-        max_envelope_size: 100,
-        ..Limits::default()
-    };
+    let tiny = EnvelopeLimits::default().with_max_envelope_size(100);
     assert!(matches!(
         Verifier::new(trust).with_limits(tiny).verify(&env),
         Err(Error::Limit {

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Seconds in a UTC day.
-pub const SECS_PER_DAY: u64 = 86_400;
+pub(crate) const SECS_PER_DAY: u64 = 86_400;
 
 /// The Julian day number of 1970-01-01.
 const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
@@ -18,21 +18,21 @@ const MAX_YEAR: u32 = 9999;
 
 /// A UTC day: whole days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Day(pub u64);
+pub(crate) struct Day(pub u64);
 
 impl Day {
     /// The day containing `unix_secs`.
-    pub fn of(unix_secs: u64) -> Day {
+    pub(crate) fn of(unix_secs: u64) -> Day {
         Day(unix_secs / SECS_PER_DAY)
     }
 
     /// The first second of the day.
-    pub fn start(self) -> u64 {
+    pub(crate) fn start(self) -> u64 {
         self.0.saturating_mul(SECS_PER_DAY)
     }
 
     /// The civil date of the day (9999-12-31 for every day after it).
-    pub fn date(self) -> CivilDate {
+    pub(crate) fn date(self) -> CivilDate {
         let date = i32::try_from(self.0)
             .ok()
             .and_then(|days| days.checked_add(UNIX_EPOCH_JULIAN_DAY))
@@ -131,7 +131,7 @@ impl TryFrom<String> for Month {
 
 /// A proleptic Gregorian calendar date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CivilDate {
+pub(crate) struct CivilDate {
     /// Year, 1970..=9999.
     pub year: u32,
     /// Month, 1..=12.

@@ -1,9 +1,4 @@
-//! Export of usage, meter totals and bills as JSON lines and CSV (RFC 4180).
-//!
-//! Both formats are what analytics engines read without configuration: DuckDB's `read_json_auto`
-//! / `read_csv_auto` and Spark's `spark.read.json` / `spark.read.option("header", true).csv`.
-//! Money is written as an exact decimal string (`"1000.0000008"`), never as a float; cast it to a
-//! `DECIMAL(38, 9)` when loading.
+//! Export as JSON lines and CSV; documented on [`ExportFormat`].
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,8 +9,15 @@ use crate::rating::Bill;
 use crate::usage::UsageEvent;
 
 /// An export format.
+///
+/// Export of usage, meter totals and bills as JSON lines and CSV (RFC 4180).
+///
+/// Both formats are what analytics engines read without configuration: DuckDB's `read_json_auto`
+/// / `read_csv_auto` and Spark's `spark.read.json` / `spark.read.option("header", true).csv`.
+/// Money is written as an exact decimal string (`"1000.0000008"`), never as a float; cast it to a
+/// `DECIMAL(38, 9)` when loading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub enum ExportFormat {
     /// One JSON object per line.
     JsonLines,
     /// RFC 4180 CSV with a header row.
@@ -42,7 +44,7 @@ fn row(out: &mut impl Write, fields: &[&str]) -> std::io::Result<()> {
 }
 
 /// Writes usage events as JSON lines.
-pub fn usage_jsonl<'a>(
+pub fn write_usage_jsonl<'a>(
     out: &mut impl Write,
     events: impl IntoIterator<Item = &'a UsageEvent>,
 ) -> Result<()> {
@@ -52,13 +54,13 @@ pub fn usage_jsonl<'a>(
     Ok(())
 }
 
-/// Writes the CSV header of [`usage_csv_row`].
-pub fn usage_csv_header(out: &mut impl Write) -> Result<()> {
+/// Writes the CSV header of [`write_usage_csv_row`].
+pub fn write_usage_csv_header(out: &mut impl Write) -> Result<()> {
     Ok(row(out, USAGE_CSV_HEADER)?)
 }
 
 /// Writes one usage event as a CSV row (no header).
-pub fn usage_csv_row(out: &mut impl Write, e: &UsageEvent) -> Result<()> {
+pub fn write_usage_csv_row(out: &mut impl Write, e: &UsageEvent) -> Result<()> {
     Ok(row(
         out,
         &[
@@ -73,25 +75,25 @@ pub fn usage_csv_row(out: &mut impl Write, e: &UsageEvent) -> Result<()> {
     )?)
 }
 
-/// Header of [`usage_csv`].
+/// Header of [`write_usage_csv`].
 pub const USAGE_CSV_HEADER: &[&str] = &[
     "id", "account", "device", "kind", "bytes", "minutes", "time",
 ];
 
 /// Writes usage events as CSV with a header row.
-pub fn usage_csv<'a>(
+pub fn write_usage_csv<'a>(
     out: &mut impl Write,
     events: impl IntoIterator<Item = &'a UsageEvent>,
 ) -> Result<()> {
-    usage_csv_header(out)?;
+    write_usage_csv_header(out)?;
     for e in events {
-        usage_csv_row(out, e)?;
+        write_usage_csv_row(out, e)?;
     }
     Ok(())
 }
 
 /// Writes meter totals as CSV: `account,device,kind,window,messages,units,bytes,minutes`.
-pub fn totals_csv(out: &mut impl Write, totals: &BTreeMap<UsageKey, Counts>) -> Result<()> {
+pub fn write_totals_csv(out: &mut impl Write, totals: &BTreeMap<UsageKey, Counts>) -> Result<()> {
     row(
         out,
         &[
@@ -117,7 +119,7 @@ pub fn totals_csv(out: &mut impl Write, totals: &BTreeMap<UsageKey, Counts>) -> 
 }
 
 /// Writes bills as JSON lines, one bill per line.
-pub fn bills_jsonl<'a>(
+pub fn write_bills_jsonl<'a>(
     out: &mut impl Write,
     bills: impl IntoIterator<Item = &'a Bill>,
 ) -> Result<()> {
@@ -128,7 +130,7 @@ pub fn bills_jsonl<'a>(
     Ok(())
 }
 
-/// Header of [`bills_csv`].
+/// Header of [`write_bills_csv`].
 pub const BILL_CSV_HEADER: &[&str] = &[
     "account",
     "period",
@@ -148,7 +150,7 @@ pub const BILL_CSV_HEADER: &[&str] = &[
 ];
 
 /// Writes bills as CSV: one row per tier charge (one row per line item without tiers).
-pub fn bills_csv<'a>(
+pub fn write_bills_csv<'a>(
     out: &mut impl Write,
     bills: impl IntoIterator<Item = &'a Bill>,
 ) -> Result<()> {
@@ -214,7 +216,7 @@ pub fn bills_csv<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::PacketKind;
+    use crate::metering::PacketKind;
     use crate::rating::{BillingRun, PriceTable};
     use crate::usage::UsageLimits;
 
@@ -230,7 +232,7 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        usage_csv(&mut out, [&e]).unwrap();
+        write_usage_csv(&mut out, [&e]).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -252,7 +254,7 @@ mod tests {
         .unwrap();
         let bills = run.bills().unwrap();
         let mut csv = Vec::new();
-        bills_csv(&mut csv, &bills).unwrap();
+        write_bills_csv(&mut csv, &bills).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert_eq!(csv.lines().count(), 3, "{csv}");
         assert!(
@@ -262,7 +264,7 @@ mod tests {
                 .starts_with("a,1970-01,aws-us-east-1@")
         );
         let mut json = Vec::new();
-        bills_jsonl(&mut json, &bills).unwrap();
+        write_bills_jsonl(&mut json, &bills).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["total"], "0.00000124");
         assert_eq!(v["line_items"][0]["amount"], "0.000001");

@@ -1,27 +1,11 @@
-//! The durable usage ledger: append-only usage events with idempotency keys, in redb.
-//!
-//! Each [`Ledger::append`] is one redb write transaction that checks the event's idempotency key,
-//! and for a new key writes the event, its key → sequence marker and the ledger metadata together,
-//! then commits with redb's default immediate durability (fsync before `append` returns). So an
-//! acknowledged event survives a crash, and the deduplication marker exists if and only if the
-//! event does: a retried delivery after a crash is recognised as a duplicate, never stored twice.
-//!
-//! Late events: the ledger remembers the newest event time it accepted and refuses events older
-//! than that minus the acceptance window ([`LedgerConfig::acceptance_window_secs`], default 3
-//! days) with [`Error::LateEvent`], so a closed billing period stops changing.
-//!
-//! Replaying the ledger ([`Ledger::for_each`], [`Ledger::replay_into`]) reads events in append
-//! order and reproduces the live totals exactly.
-//!
-//! The database file is locked by redb: one process opens it at a time. Tables: `events`
-//! (sequence → event JSON), `ids` (idempotency key → sequence), `meta` (`next_seq`, `newest`).
+//! The durable usage ledger; documented on [`Ledger`].
 
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::error::{Error, Result};
-use crate::export::{self, Format};
+use crate::export::{self, ExportFormat};
 use crate::meter::Meter;
 use crate::rating::{Added, BillingRun};
 use crate::usage::{UsageEvent, UsageLimits};
@@ -32,12 +16,27 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Ledger configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LedgerConfig {
     /// Events older than the newest accepted event minus this many seconds are refused (default
     /// 259,200 = 3 days).
     pub acceptance_window_secs: u64,
     /// Limits events must satisfy (checked again when reading records back).
     pub limits: UsageLimits,
+}
+
+impl LedgerConfig {
+    /// This value with [`acceptance_window_secs`](Self::acceptance_window_secs) replaced.
+    pub fn with_acceptance_window_secs(mut self, acceptance_window_secs: u64) -> Self {
+        self.acceptance_window_secs = acceptance_window_secs;
+        self
+    }
+
+    /// This value with [`limits`](Self::limits) replaced.
+    pub fn with_limits(mut self, limits: UsageLimits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 impl Default for LedgerConfig {
@@ -60,6 +59,24 @@ pub enum Appended {
 
 /// A durable, append-only, idempotent usage ledger. `Sync`: appends from several threads are
 /// serialized by redb's single writer; reads run concurrently with them.
+///
+/// The durable usage ledger: append-only usage events with idempotency keys, in redb.
+///
+/// Each [`Ledger::append`] is one redb write transaction that checks the event's idempotency key,
+/// and for a new key writes the event, its key → sequence marker and the ledger metadata together,
+/// then commits with redb's default immediate durability (fsync before `append` returns). So an
+/// acknowledged event survives a crash, and the deduplication marker exists if and only if the
+/// event does: a retried delivery after a crash is recognised as a duplicate, never stored twice.
+///
+/// Late events: the ledger remembers the newest event time it accepted and refuses events older
+/// than that minus the acceptance window ([`LedgerConfig::acceptance_window_secs`], default 3
+/// days) with [`Error::LateEvent`], so a closed billing period stops changing.
+///
+/// Replaying the ledger ([`Ledger::for_each`], [`Ledger::replay_into`]) reads events in append
+/// order and reproduces the live totals exactly.
+///
+/// The database file is locked by redb: one process opens it at a time. Tables: `events`
+/// (sequence → event JSON), `ids` (idempotency key → sequence), `meta` (`next_seq`, `newest`).
 #[derive(Debug)]
 pub struct Ledger {
     db: Database,
@@ -175,16 +192,16 @@ impl Ledger {
     }
 
     /// Exports every stored event, in append order, as JSON lines or CSV.
-    pub fn export_usage(&self, out: &mut impl std::io::Write, format: Format) -> Result<u64> {
+    pub fn export_usage(&self, out: &mut impl std::io::Write, format: ExportFormat) -> Result<u64> {
         let mut n = 0;
-        if format == Format::Csv {
-            export::usage_csv_header(out)?;
+        if format == ExportFormat::Csv {
+            export::write_usage_csv_header(out)?;
         }
         self.for_each(|_, e| {
             n += 1;
             match format {
-                Format::JsonLines => export::usage_jsonl(out, [&e]),
-                Format::Csv => export::usage_csv_row(out, &e),
+                ExportFormat::JsonLines => export::write_usage_jsonl(out, [&e]),
+                ExportFormat::Csv => export::write_usage_csv_row(out, &e),
             }
         })?;
         Ok(n)
@@ -217,7 +234,7 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::meter::Granularity;
-    use crate::policy::{MeteringPolicy, PacketKind};
+    use crate::metering::{MeteringPolicy, PacketKind};
 
     fn ev(id: &str, time: u64) -> UsageEvent {
         UsageEvent::new(
@@ -309,7 +326,10 @@ mod tests {
             l.append(&ev(id, 7)).unwrap();
         }
         let mut jsonl = Vec::new();
-        assert_eq!(l.export_usage(&mut jsonl, Format::JsonLines).unwrap(), 2);
+        assert_eq!(
+            l.export_usage(&mut jsonl, ExportFormat::JsonLines).unwrap(),
+            2
+        );
         let text = String::from_utf8(jsonl).unwrap();
         let ids: Vec<_> = text
             .lines()
@@ -318,7 +338,7 @@ mod tests {
             .collect();
         assert_eq!(ids, ["b", "a"]);
         let mut csv = Vec::new();
-        l.export_usage(&mut csv, Format::Csv).unwrap();
+        l.export_usage(&mut csv, ExportFormat::Csv).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert_eq!(csv.lines().count(), 3);
         assert!(

@@ -7,11 +7,11 @@
 //! idempotent ledger).
 //!
 //! ```
-//! use thingkit_meter::limiter::{Limits, Nanos};
-//! use thingkit_meter::meter::{ConnectionTable, Granularity, Meter};
-//! use thingkit_meter::policy::{MeteringPolicy, PacketKind};
-//! use thingkit_meter::rating::{BillingRun, PriceTable};
-//! use thingkit_meter::usage::{UsageEvent, UsageLimits};
+//! use thingkit_meter::{RateLimits, Nanos};
+//! use thingkit_meter::{ConnectionTable, Granularity, Meter};
+//! use thingkit_meter::{MeteringPolicy, PacketKind};
+//! use thingkit_meter::{BillingRun, PriceTable};
+//! use thingkit_meter::{UsageEvent, UsageLimits};
 //!
 //! # fn main() -> Result<(), thingkit_meter::Error> {
 //! // An 8 KB message is two AWS units (5 KB blocks, 1 KB = 1,024 bytes).
@@ -19,7 +19,7 @@
 //! assert_eq!(aws.units(PacketKind::Publish, 8 * 1024), 2);
 //!
 //! // The hot path: rate-limit and count one publish per call, flush into the node's meter.
-//! let table = ConnectionTable::new(aws.clone(), &Limits::aws_connection(), 1_000_000)?;
+//! let table = ConnectionTable::new(aws.clone(), &RateLimits::aws_connection(), 1_000_000)?;
 //! let meter = Meter::new("node-1", aws, Granularity::Day, 1_000_000)?;
 //! let mut conn = table.connect("acme", "sensor-7", 1_764_115_200)?;
 //! assert!(table.record_publish(&mut conn, 8192, false, Nanos::from_secs(1))?.is_allowed());
@@ -34,37 +34,40 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Modules
+//! ## What is in the crate
 //!
-//! - [`policy`]: how a message becomes billable units; presets `aws`, `azure`, `azure-free`,
-//!   `gcp`.
-//! - [`limiter`]: keyed GCRA rate limiter (weighted cost, peek, actions with MQTT 5 reason codes,
-//!   idle eviction, hard key cap, AWS IoT Core default quotas).
-//! - [`meter`]: per-connection hot-path counters, per-node aggregates, mergeable node aggregates.
-//! - [`quota`]: daily and monthly UTC quotas per account with warning events.
-//! - [`rating`]: versioned price tables, graduated tiers, free allowance, provisioned units,
-//!   bills from usage events or from a meter's aggregated totals.
-//! - [`money`]: exact money in integer nano-units.
-//! - [`usage`]: usage events and their JSON-lines form.
-//! - [`ledger`]: the durable, idempotent usage ledger (redb).
-//! - [`export`]: JSON lines and CSV export for analytics engines.
-//! - [`calendar`]: UTC day and month arithmetic.
+//! Every item is at the crate root; the modules behind them are private.
+//!
+//! - Metering: [`MeteringPolicy`], how a message becomes billable units; presets `aws`,
+//!   `azure`, `azure-free`, `gcp`.
+//! - Rate limits: [`RateLimiter`], a keyed GCRA limiter (weighted cost, peek, [`LimitAction`]s
+//!   with MQTT 5 reason codes ([`LimitReason`]), idle eviction, hard key cap), [`RateLimits`]
+//!   with the AWS IoT Core default quotas, answered by a [`RateDecision`].
+//! - Counting: [`ConnectionTable`] (per-connection hot-path counters), [`Meter`] (per-node
+//!   aggregates), [`NodeAggregate`] (mergeable node aggregates).
+//! - Quotas: [`Quotas`], daily and monthly UTC quotas per account with warning events.
+//! - Rating: [`PriceTable`] (versioned, graduated tiers, free allowance, provisioned units) and
+//!   [`BillingRun`], bills from usage events or from a meter's aggregated totals, in exact
+//!   [`Money`] (integer nano-units).
+//! - Usage: [`UsageEvent`] and its JSON-lines form; the durable, idempotent `Ledger` (redb).
+//! - Export: JSON lines and CSV for analytics engines ([`write_usage_csv`], [`write_bills_jsonl`],
+//!   ...).
 //!
 //! ## Concurrency
 //!
 //! Every shared structure takes `&self` and is `Sync` (share it with `Arc`). The hot path,
-//! [`meter::ConnectionTable::record_publish`], takes `&mut meter::Connection`: the broker's
+//! [`ConnectionTable::record_publish`], takes `&mut Connection`: the broker's
 //! connection task owns its handle, which makes it the single writer of that connection's
 //! rate-limit state and inbound counters. Those live in the handle itself, so recording is a few
 //! plain loads and stores in memory the connection task already has at hand — no lookup, no
-//! atomic. Outbound deliveries, the keyed [`limiter::RateLimiter`], the
-//! [`meter::Meter`], [`quota::Quotas`] and the ledger are safe to call from any thread at once.
+//! atomic. Outbound deliveries, the keyed [`RateLimiter`], the
+//! [`Meter`], [`Quotas`] and the ledger are safe to call from any thread at once.
 //!
 //! ## Cargo features
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `ledger-redb` | yes | the [`ledger`] module, backed by the `redb` embedded database |
+//! | `ledger-redb` | yes | `Ledger`, the usage ledger backed by the `redb` embedded database |
 //!
 //! ## Specifications
 //!
@@ -75,7 +78,7 @@
 //! - GCRA, the generic cell rate algorithm (ITU-T I.371 §4.4.2, virtual scheduling form).
 //! - RFC 4180 CSV and JSON Lines for export; RFC 8259 JSON for usage events and price tables.
 //! - Metering and quota defaults follow the published AWS IoT Core, Azure IoT Hub and (retired)
-//!   Google Cloud IoT Core pricing and quota pages; see [`policy`] and [`rating`].
+//!   Google Cloud IoT Core pricing and quota pages; see [`MeteringPolicy`] and [`PriceTable`].
 //!
 //! ## What this crate does not do
 //!
@@ -85,17 +88,44 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod calendar;
+mod calendar;
 mod error;
-pub mod export;
+mod export;
 #[cfg(feature = "ledger-redb")]
-pub mod ledger;
-pub mod limiter;
-pub mod meter;
-pub mod money;
-pub mod policy;
-pub mod quota;
-pub mod rating;
-pub mod usage;
+mod ledger;
+mod limiter;
+mod meter;
+mod metering;
+mod money;
+mod quota;
+mod rating;
+mod usage;
 
+pub use calendar::Month;
 pub use error::{Error, Result};
+pub use export::{
+    BILL_CSV_HEADER, ExportFormat, USAGE_CSV_HEADER, write_bills_csv, write_bills_jsonl,
+    write_totals_csv, write_usage_csv, write_usage_csv_header, write_usage_csv_row,
+    write_usage_jsonl,
+};
+#[cfg(feature = "ledger-redb")]
+pub use ledger::{Appended, Ledger, LedgerConfig};
+pub use limiter::{
+    AdmissionLimits, KeyHandle, LimitAction, LimitKind, LimitReason, LimiterConfig, Nanos, Rate,
+    RateDecision, RateLimiter, RateLimits,
+};
+pub use meter::{
+    AggregateRow, Connection, ConnectionTable, Counts, Granularity, INBOUND_BYTES, Meter,
+    NodeAggregate, SLOT_BYTES, STATE_BYTES, UsageKey,
+};
+pub use metering::{
+    BlockRule, CountedBytes, KB, KindSet, METERING_PRESETS, MeteringPolicy, PacketKind, PacketSize,
+    connection_minutes,
+};
+pub use money::{Money, NANOS_PER_UNIT, UnitPrice};
+pub use quota::{QuotaConfig, QuotaEvent, QuotaPeriod, Quotas};
+pub use rating::{
+    Added, Bill, BillingRun, LineItem, PRICE_PRESETS, PriceDimension, PriceTable, PriceTableLimits,
+    ProvisionedPlan, Tier, TierCharge, rate_tiers,
+};
+pub use usage::{UsageEvent, UsageLimits};

@@ -1,27 +1,4 @@
-//! Keyed rate limiting with GCRA (the generic cell rate algorithm).
-//!
-//! Each limit is a [`Rate`]: `amount` units per `period`, with a burst of `burst` units. GCRA keeps
-//! one number per key and limit, the *theoretical arrival time* (TAT): a request of cost `c` is
-//! allowed when `max(TAT, now) + c·T - now ≤ burst·T` (T = period / amount, the emission interval),
-//! and then TAT becomes `max(TAT, now) + c·T`. A key whose TAT is in the past is
-//! indistinguishable from a new key, which makes idle eviction exact: dropping it changes no future
-//! decision.
-//!
-//! Time is a caller-supplied monotonic [`Nanos`] (sans-IO): the limiter never reads a clock.
-//!
-//! # Concurrency
-//!
-//! All methods take `&self`; share a limiter across threads with `Arc`. Each TAT is an
-//! `AtomicU64` updated with a compare-and-swap loop, so concurrent checks of the same key are
-//! linearizable per limit and never lose an update. Keys live in [`SHARDS`] independently locked
-//! maps: checking a known key takes one shard's read lock; only the first sighting of a key (and
-//! eviction) takes a write lock. A request checked against two limits (messages and bytes) consumes
-//! the message limit first and gives it back if the byte limit refuses; under contention on the
-//! *same* key a concurrent request may observe the message allowance briefly consumed.
-//!
-//! A key checked on every message (an account-wide limit) can be resolved once into a
-//! [`KeyHandle`] with [`RateLimiter::handle`]; [`RateLimiter::check_handle`] then updates the
-//! same cells without hashing the key or taking a shard lock.
+//! Keyed rate limiting with GCRA; documented on [`RateLimiter`].
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -34,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Number of independently locked shards in a [`RateLimiter`].
-pub const SHARDS: usize = 64;
+pub(crate) const SHARDS: usize = 64;
 
 /// A point on the caller's monotonic clock, in nanoseconds from an arbitrary origin.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -195,7 +172,7 @@ impl Gcra {
 /// MQTT 5 reason codes a limit can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ReasonCode {
+pub enum LimitReason {
     /// 0x96 Message rate too high (MQTT 5.0 §3.14.2.1, DISCONNECT).
     MessageRateTooHigh,
     /// 0x97 Quota exceeded (MQTT 5.0 §3.4.2.1 PUBACK, §3.14.2.1 DISCONNECT).
@@ -204,13 +181,13 @@ pub enum ReasonCode {
     ConnectionRateExceeded,
 }
 
-impl ReasonCode {
+impl LimitReason {
     /// The reason code byte.
     pub fn code(self) -> u8 {
         match self {
-            ReasonCode::MessageRateTooHigh => 0x96,
-            ReasonCode::QuotaExceeded => 0x97,
-            ReasonCode::ConnectionRateExceeded => 0x9F,
+            LimitReason::MessageRateTooHigh => 0x96,
+            LimitReason::QuotaExceeded => 0x97,
+            LimitReason::ConnectionRateExceeded => 0x9F,
         }
     }
 }
@@ -218,7 +195,7 @@ impl ReasonCode {
 /// What the broker should do with a request that exceeded a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum LimitAction {
     /// Discard the message silently (QoS 0 semantics).
     Drop,
     /// Hold the request for `retry_after` and check again.
@@ -227,9 +204,9 @@ pub enum Action {
     /// (valid in both) or 0x9F Connection rate exceeded (CONNACK). 0x96 Message rate too high
     /// exists only in DISCONNECT (MQTT 5.0 §3.4.2.1, §3.14.2.1), so limits that would reject with
     /// it are refused when the limiter is built; use `Disconnect` for it.
-    Reject(ReasonCode),
+    Reject(LimitReason),
     /// Close the connection (DISCONNECT with the reason code).
-    Disconnect(ReasonCode),
+    Disconnect(LimitReason),
 }
 
 /// Which limit refused a request.
@@ -243,7 +220,7 @@ pub enum LimitKind {
 
 /// The answer of a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum RateDecision {
     /// Within limits (and consumed, unless this came from a peek).
     Allow,
     /// A limit refused the request; nothing was consumed.
@@ -251,86 +228,130 @@ pub enum Decision {
         /// The limit that refused.
         limit: LimitKind,
         /// The configured action for that limit.
-        action: Action,
+        action: LimitAction,
         /// When the same request would pass; `None` if it never can (cost above the burst).
         retry_after: Option<Duration>,
     },
 }
 
-impl Decision {
+impl RateDecision {
     /// Whether the request was allowed.
     pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow)
+        matches!(self, RateDecision::Allow)
     }
 }
 
 /// The limits applied to one key: optional message and byte rates and their actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Limits {
+#[non_exhaustive]
+pub struct RateLimits {
     /// Requests per period (cost 1 each), if limited.
     pub messages: Option<Rate>,
     /// Bytes per period (cost = request bytes), if limited.
     pub bytes: Option<Rate>,
     /// What to do when the message rate is exceeded.
-    pub message_action: Action,
+    pub message_action: LimitAction,
     /// What to do when the byte rate is exceeded.
-    pub byte_action: Action,
+    pub byte_action: LimitAction,
 }
 
-impl Limits {
+impl RateLimits {
+    /// This value with [`messages`](Self::messages) replaced.
+    pub fn with_messages(mut self, messages: Option<Rate>) -> Self {
+        self.messages = messages;
+        self
+    }
+
+    /// This value with [`bytes`](Self::bytes) replaced.
+    pub fn with_bytes(mut self, bytes: Option<Rate>) -> Self {
+        self.bytes = bytes;
+        self
+    }
+
+    /// This value with [`message_action`](Self::message_action) replaced.
+    pub fn with_message_action(mut self, message_action: LimitAction) -> Self {
+        self.message_action = message_action;
+        self
+    }
+
+    /// This value with [`byte_action`](Self::byte_action) replaced.
+    pub fn with_byte_action(mut self, byte_action: LimitAction) -> Self {
+        self.byte_action = byte_action;
+        self
+    }
+}
+
+impl Default for RateLimits {
+    /// [`RateLimits::unlimited`].
+    fn default() -> Self {
+        RateLimits::unlimited()
+    }
+}
+
+impl RateLimits {
+    /// No message or byte limit (the actions, `Drop`, never apply). The default.
+    pub const fn unlimited() -> RateLimits {
+        RateLimits {
+            messages: None,
+            bytes: None,
+            message_action: LimitAction::Drop,
+            byte_action: LimitAction::Drop,
+        }
+    }
+
     /// AWS IoT Core per-connection publish limits: 100 publishes/s and 512 KiB/s, answered with
     /// PUBACK 0x97 Quota exceeded (0x96 Message rate too high is not a PUBACK code in MQTT 5).
-    pub const fn aws_connection() -> Limits {
-        Limits {
+    pub const fn aws_connection() -> RateLimits {
+        RateLimits {
             messages: Some(Rate::per_second(100)),
             bytes: Some(Rate::per_second(512 * 1024)),
-            message_action: Action::Reject(ReasonCode::QuotaExceeded),
-            byte_action: Action::Reject(ReasonCode::QuotaExceeded),
+            message_action: LimitAction::Reject(LimitReason::QuotaExceeded),
+            byte_action: LimitAction::Reject(LimitReason::QuotaExceeded),
         }
     }
 
     /// AWS IoT Core: 1 CONNECT per second per client ID, answered with CONNACK 0x9F.
-    pub const fn aws_client_connect() -> Limits {
-        Limits {
+    pub const fn aws_client_connect() -> RateLimits {
+        RateLimits {
             messages: Some(Rate::per_second(1)),
             bytes: None,
-            message_action: Action::Reject(ReasonCode::ConnectionRateExceeded),
-            byte_action: Action::Drop,
+            message_action: LimitAction::Reject(LimitReason::ConnectionRateExceeded),
+            byte_action: LimitAction::Drop,
         }
     }
 
     /// AWS IoT Core (us-east-1): 500 CONNECTs per second per account.
-    pub const fn aws_account_connect() -> Limits {
-        Limits {
+    pub const fn aws_account_connect() -> RateLimits {
+        RateLimits {
             messages: Some(Rate::per_second(500)),
             bytes: None,
-            message_action: Action::Reject(ReasonCode::ConnectionRateExceeded),
-            byte_action: Action::Drop,
+            message_action: LimitAction::Reject(LimitReason::ConnectionRateExceeded),
+            byte_action: LimitAction::Drop,
         }
     }
 
     /// AWS IoT Core (us-east-1): 20,000 inbound publishes per second per account, answered with
     /// PUBACK 0x97.
-    pub const fn aws_account_publish() -> Limits {
-        Limits {
+    pub const fn aws_account_publish() -> RateLimits {
+        RateLimits {
             messages: Some(Rate::per_second(20_000)),
             bytes: None,
-            message_action: Action::Reject(ReasonCode::QuotaExceeded),
-            byte_action: Action::Drop,
+            message_action: LimitAction::Reject(LimitReason::QuotaExceeded),
+            byte_action: LimitAction::Drop,
         }
     }
 
     fn compile(&self) -> Result<Compiled> {
         const ONLY_IN_DISCONNECT: &str = "0x96 message_rate_too_high is valid only in DISCONNECT \
              (MQTT 5.0 §3.4.2.1, §3.14.2.1): reject with quota_exceeded or disconnect instead";
-        if self.message_action == Action::Reject(ReasonCode::MessageRateTooHigh) {
+        if self.message_action == LimitAction::Reject(LimitReason::MessageRateTooHigh) {
             return Err(Error::Config {
                 field: "limits.message_action",
                 reason: ONLY_IN_DISCONNECT,
             });
         }
-        if self.byte_action == Action::Reject(ReasonCode::MessageRateTooHigh) {
+        if self.byte_action == LimitAction::Reject(LimitReason::MessageRateTooHigh) {
             return Err(Error::Config {
                 field: "limits.byte_action",
                 reason: ONLY_IN_DISCONNECT,
@@ -349,12 +370,12 @@ impl Limits {
 pub(crate) struct Compiled {
     messages: Option<Gcra>,
     bytes: Option<Gcra>,
-    message_action: Action,
-    byte_action: Action,
+    message_action: LimitAction,
+    byte_action: LimitAction,
 }
 
-fn refused(limit: LimitKind, action: Action, after: Option<u64>) -> Decision {
-    Decision::Limited {
+fn refused(limit: LimitKind, action: LimitAction, after: Option<u64>) -> RateDecision {
+    RateDecision::Limited {
         limit,
         action,
         retry_after: after.map(Duration::from_nanos),
@@ -362,7 +383,7 @@ fn refused(limit: LimitKind, action: Action, after: Option<u64>) -> Decision {
 }
 
 impl Compiled {
-    pub(crate) fn new(limits: &Limits) -> Result<Compiled> {
+    pub(crate) fn new(limits: &RateLimits) -> Result<Compiled> {
         limits.compile()
     }
 
@@ -377,7 +398,7 @@ impl Compiled {
         bytes: u64,
         now: u64,
         consume: bool,
-    ) -> Decision {
+    ) -> RateDecision {
         let mut new_msg = None;
         if let Some(g) = &self.messages {
             match g.next_tat(*msg_tat, 1, now) {
@@ -400,7 +421,7 @@ impl Compiled {
                 *byte_tat = t;
             }
         }
-        Decision::Allow
+        RateDecision::Allow
     }
 
     /// Checks a request of one message and `bytes` bytes against the two cells.
@@ -412,7 +433,7 @@ impl Compiled {
         bytes: u64,
         now: u64,
         consume: bool,
-    ) -> Decision {
+    ) -> RateDecision {
         let mut taken = 0;
         if let Some(g) = &self.messages {
             match g.check(msg_cell, 1, now, consume) {
@@ -430,15 +451,16 @@ impl Compiled {
             }
             return refused(LimitKind::Bytes, self.byte_action, after);
         }
-        Decision::Allow
+        RateDecision::Allow
     }
 }
 
 /// Configuration of a [`RateLimiter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LimiterConfig {
     /// Limits for keys without an override.
-    pub default: Limits,
+    pub default: RateLimits,
     /// Hard cap on tracked keys (default 1,048,576); a new key beyond it is refused with
     /// [`Error::TooManyKeys`] (after an attempt to evict idle keys in its shard).
     pub max_keys: usize,
@@ -446,10 +468,30 @@ pub struct LimiterConfig {
     pub idle_after: Duration,
 }
 
+impl LimiterConfig {
+    /// This value with `default`, the limits of keys without an override, replaced.
+    pub fn with_default(mut self, default: RateLimits) -> Self {
+        self.default = default;
+        self
+    }
+
+    /// This value with [`max_keys`](Self::max_keys) replaced.
+    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// This value with [`idle_after`](Self::idle_after) replaced.
+    pub fn with_idle_after(mut self, idle_after: Duration) -> Self {
+        self.idle_after = idle_after;
+        self
+    }
+}
+
 impl Default for LimiterConfig {
     fn default() -> Self {
         LimiterConfig {
-            default: Limits::aws_connection(),
+            default: RateLimits::aws_connection(),
             max_keys: 1 << 20,
             idle_after: Duration::from_secs(60),
         }
@@ -506,8 +548,33 @@ pub struct KeyHandle {
     entry: Arc<Entry>,
 }
 
-/// A keyed GCRA rate limiter with per-key limits, idle eviction and a hard key cap. See the module
-/// docs for the algorithm and the concurrency model.
+/// A keyed GCRA rate limiter with per-key limits, idle eviction and a hard key cap. The algorithm
+/// and the concurrency model follow.
+///
+/// Keyed rate limiting with GCRA (the generic cell rate algorithm).
+///
+/// Each limit is a [`Rate`]: `amount` units per `period`, with a burst of `burst` units. GCRA keeps
+/// one number per key and limit, the *theoretical arrival time* (TAT): a request of cost `c` is
+/// allowed when `max(TAT, now) + c·T - now ≤ burst·T` (T = period / amount, the emission interval),
+/// and then TAT becomes `max(TAT, now) + c·T`. A key whose TAT is in the past is
+/// indistinguishable from a new key, which makes idle eviction exact: dropping it changes no future
+/// decision.
+///
+/// Time is a caller-supplied monotonic [`Nanos`] (sans-IO): the limiter never reads a clock.
+///
+/// # Concurrency
+///
+/// All methods take `&self`; share a limiter across threads with `Arc`. Each TAT is an
+/// `AtomicU64` updated with a compare-and-swap loop, so concurrent checks of the same key are
+/// linearizable per limit and never lose an update. Keys live in 64 (`SHARDS`) independently locked
+/// maps: checking a known key takes one shard's read lock; only the first sighting of a key (and
+/// eviction) takes a write lock. A request checked against two limits (messages and bytes) consumes
+/// the message limit first and gives it back if the byte limit refuses; under contention on the
+/// *same* key a concurrent request may observe the message allowance briefly consumed.
+///
+/// A key checked on every message (an account-wide limit) can be resolved once into a
+/// [`KeyHandle`] with [`RateLimiter::handle`]; [`RateLimiter::check_handle`] then updates the
+/// same cells without hashing the key or taking a shard lock.
 #[derive(Debug)]
 pub struct RateLimiter<K> {
     id: u64,
@@ -528,7 +595,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 
     /// A limiter whose listed keys use their own limits (per-client or per-account quotas).
-    pub fn with_overrides(config: LimiterConfig, overrides: Vec<(K, Limits)>) -> Result<Self> {
+    pub fn with_overrides(config: LimiterConfig, overrides: Vec<(K, RateLimits)>) -> Result<Self> {
         let mut limits = vec![config.default.compile()?];
         let mut map = HashMap::with_capacity(overrides.len());
         for (key, l) in overrides {
@@ -559,13 +626,13 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 
     /// Checks and consumes one request of `bytes` bytes for `key` at `now`.
     #[inline]
-    pub fn check_key(&self, key: &K, bytes: u64, now: Nanos) -> Result<Decision> {
+    pub fn check_key(&self, key: &K, bytes: u64, now: Nanos) -> Result<RateDecision> {
         self.decide(key, bytes, now, true)
     }
 
     /// Answers what [`RateLimiter::check_key`] would, without consuming anything (and without
     /// starting to track an unknown key).
-    pub fn peek(&self, key: &K, bytes: u64, now: Nanos) -> Decision {
+    pub fn peek(&self, key: &K, bytes: u64, now: Nanos) -> RateDecision {
         let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = shard.get(key) {
             let e = slot.entry();
@@ -596,7 +663,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         &self.limits[self.limits_index(key) as usize]
     }
 
-    fn decide(&self, key: &K, bytes: u64, now: Nanos, consume: bool) -> Result<Decision> {
+    fn decide(&self, key: &K, bytes: u64, now: Nanos, consume: bool) -> Result<RateDecision> {
         let lock = self.shard(key);
         {
             let shard = lock.read().unwrap_or_else(|p| p.into_inner());
@@ -645,12 +712,10 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// cap), for checks without hashing or locking; see [`KeyHandle`].
     ///
     /// ```
-    /// use thingkit_meter::limiter::{LimiterConfig, Limits, Nanos, RateLimiter};
+    /// use thingkit_meter::{LimiterConfig, RateLimits, Nanos, RateLimiter};
     ///
-    /// let accounts = RateLimiter::new(LimiterConfig {
-    ///     default: Limits::aws_account_publish(),
-    ///     ..LimiterConfig::default()
-    /// })?;
+    /// let accounts =
+    ///     RateLimiter::new(LimiterConfig::default().with_default(RateLimits::aws_account_publish()))?;
     /// // When a device of account "acme" connects:
     /// let acme = accounts.handle(&"acme", Nanos(0))?;
     /// // On each of its messages:
@@ -680,12 +745,12 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// [`RateLimiter::handle`]: the same decision as [`RateLimiter::check_key`] on its key.
     /// A handle of another limiter is an error.
     #[inline]
-    pub fn check_handle(&self, handle: &KeyHandle, bytes: u64, now: Nanos) -> Result<Decision> {
+    pub fn check_handle(&self, handle: &KeyHandle, bytes: u64, now: Nanos) -> Result<RateDecision> {
         self.decide_handle(handle, bytes, now, true)
     }
 
     /// Answers what [`RateLimiter::check_handle`] would, consuming nothing.
-    pub fn peek_handle(&self, handle: &KeyHandle, bytes: u64, now: Nanos) -> Result<Decision> {
+    pub fn peek_handle(&self, handle: &KeyHandle, bytes: u64, now: Nanos) -> Result<RateDecision> {
         self.decide_handle(handle, bytes, now, false)
     }
 
@@ -696,7 +761,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         bytes: u64,
         now: Nanos,
         consume: bool,
-    ) -> Result<Decision> {
+    ) -> Result<RateDecision> {
         let limits = self
             .limits
             .get(handle.limits as usize)
@@ -743,24 +808,51 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 /// The default AWS IoT Core-style limits, bundled: per connection, per client-ID connect, per
 /// account connect and per account publish. Every field is configurable.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AdmissionLimits {
     /// Per connection: 100 publishes/s and 512 KiB/s.
-    pub per_connection: Limits,
+    pub per_connection: RateLimits,
     /// Per client ID: 1 CONNECT/s.
-    pub per_client_connect: Limits,
+    pub per_client_connect: RateLimits,
     /// Per account: 500 CONNECTs/s.
-    pub per_account_connect: Limits,
+    pub per_account_connect: RateLimits,
     /// Per account: 20,000 inbound publishes/s.
-    pub per_account_publish: Limits,
+    pub per_account_publish: RateLimits,
+}
+
+impl AdmissionLimits {
+    /// This value with [`per_connection`](Self::per_connection) replaced.
+    pub fn with_per_connection(mut self, per_connection: RateLimits) -> Self {
+        self.per_connection = per_connection;
+        self
+    }
+
+    /// This value with [`per_client_connect`](Self::per_client_connect) replaced.
+    pub fn with_per_client_connect(mut self, per_client_connect: RateLimits) -> Self {
+        self.per_client_connect = per_client_connect;
+        self
+    }
+
+    /// This value with [`per_account_connect`](Self::per_account_connect) replaced.
+    pub fn with_per_account_connect(mut self, per_account_connect: RateLimits) -> Self {
+        self.per_account_connect = per_account_connect;
+        self
+    }
+
+    /// This value with [`per_account_publish`](Self::per_account_publish) replaced.
+    pub fn with_per_account_publish(mut self, per_account_publish: RateLimits) -> Self {
+        self.per_account_publish = per_account_publish;
+        self
+    }
 }
 
 impl Default for AdmissionLimits {
     fn default() -> Self {
         AdmissionLimits {
-            per_connection: Limits::aws_connection(),
-            per_client_connect: Limits::aws_client_connect(),
-            per_account_connect: Limits::aws_account_connect(),
-            per_account_publish: Limits::aws_account_publish(),
+            per_connection: RateLimits::aws_connection(),
+            per_client_connect: RateLimits::aws_client_connect(),
+            per_account_connect: RateLimits::aws_account_connect(),
+            per_account_publish: RateLimits::aws_account_publish(),
         }
     }
 }
@@ -769,7 +861,7 @@ impl Default for AdmissionLimits {
 mod tests {
     use super::*;
 
-    fn limiter(limits: Limits) -> RateLimiter<&'static str> {
+    fn limiter(limits: RateLimits) -> RateLimiter<&'static str> {
         RateLimiter::new(LimiterConfig {
             default: limits,
             ..LimiterConfig::default()
@@ -777,16 +869,16 @@ mod tests {
         .unwrap()
     }
 
-    fn msgs(per_sec: u64, burst: u64) -> Limits {
-        Limits {
+    fn msgs(per_sec: u64, burst: u64) -> RateLimits {
+        RateLimits {
             messages: Some(Rate {
                 amount: per_sec,
                 period_ms: 1000,
                 burst,
             }),
             bytes: None,
-            message_action: Action::Reject(ReasonCode::QuotaExceeded),
-            byte_action: Action::Drop,
+            message_action: LimitAction::Reject(LimitReason::QuotaExceeded),
+            byte_action: LimitAction::Drop,
         }
     }
 
@@ -798,9 +890,9 @@ mod tests {
             assert!(l.check_key(&"a", 0, t).unwrap().is_allowed());
         }
         match l.check_key(&"a", 0, t).unwrap() {
-            Decision::Limited {
+            RateDecision::Limited {
                 limit: LimitKind::Messages,
-                action: Action::Reject(code),
+                action: LimitAction::Reject(code),
                 retry_after: Some(after),
             } => {
                 assert_eq!(code.code(), 0x97);
@@ -842,11 +934,11 @@ mod tests {
 
     #[test]
     fn byte_limit_weights_by_size_and_refunds_the_message() {
-        let l = limiter(Limits {
+        let l = limiter(RateLimits {
             messages: Some(Rate::per_second(100)),
             bytes: Some(Rate::per_second(1000)),
-            message_action: Action::Drop,
-            byte_action: Action::Delay,
+            message_action: LimitAction::Drop,
+            byte_action: LimitAction::Delay,
         });
         let t = Nanos::from_secs(1);
         assert!(l.check_key(&"a", 600, t).unwrap().is_allowed());
@@ -854,7 +946,7 @@ mod tests {
         assert!(
             matches!(
                 d,
-                Decision::Limited { limit: LimitKind::Bytes, action: Action::Delay, retry_after: Some(r) }
+                RateDecision::Limited { limit: LimitKind::Bytes, action: LimitAction::Delay, retry_after: Some(r) }
                     if r == Duration::from_millis(200)
             ),
             "{d:?}"
@@ -870,16 +962,16 @@ mod tests {
 
     #[test]
     fn cost_above_the_burst_is_never_allowed() {
-        let l = limiter(Limits {
+        let l = limiter(RateLimits {
             messages: None,
             bytes: Some(Rate::per_second(1000)),
-            message_action: Action::Drop,
-            byte_action: Action::Disconnect(ReasonCode::QuotaExceeded),
+            message_action: LimitAction::Drop,
+            byte_action: LimitAction::Disconnect(LimitReason::QuotaExceeded),
         });
         let d = l.check_key(&"a", 1001, Nanos::from_secs(1)).unwrap();
         assert!(matches!(
             d,
-            Decision::Limited {
+            RateDecision::Limited {
                 retry_after: None,
                 ..
             }
@@ -965,7 +1057,7 @@ mod tests {
         assert_eq!(allowed, 5);
         assert!(matches!(
             l.peek(&"a", 0, Nanos(1)),
-            Decision::Limited {
+            RateDecision::Limited {
                 retry_after: Some(_),
                 ..
             }
@@ -992,13 +1084,13 @@ mod tests {
 
     #[test]
     fn limits_are_json_configuration() {
-        let l = Limits::aws_connection();
+        let l = RateLimits::aws_connection();
         let json = serde_json::to_string(&l).unwrap();
         assert!(
             json.contains(r#""message_action":{"reject":"quota_exceeded"}"#),
             "{json}"
         );
-        assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), l);
+        assert_eq!(serde_json::from_str::<RateLimits>(&json).unwrap(), l);
     }
 
     /// Regression: the AWS preset used to reject publishes with 0x96, which no PUBACK may carry
@@ -1006,13 +1098,13 @@ mod tests {
     #[test]
     fn refuses_to_reject_with_a_disconnect_only_code() {
         for limits in [
-            Limits {
-                message_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+            RateLimits {
+                message_action: LimitAction::Reject(LimitReason::MessageRateTooHigh),
                 ..msgs(10, 10)
             },
-            Limits {
+            RateLimits {
                 bytes: Some(Rate::per_second(1024)),
-                byte_action: Action::Reject(ReasonCode::MessageRateTooHigh),
+                byte_action: LimitAction::Reject(LimitReason::MessageRateTooHigh),
                 ..msgs(10, 10)
             },
         ] {
@@ -1022,8 +1114,8 @@ mod tests {
             });
             assert!(matches!(built, Err(Error::Config { .. })), "{built:?}");
         }
-        let disconnect = Limits {
-            message_action: Action::Disconnect(ReasonCode::MessageRateTooHigh),
+        let disconnect = RateLimits {
+            message_action: LimitAction::Disconnect(LimitReason::MessageRateTooHigh),
             ..msgs(10, 10)
         };
         assert!(
@@ -1034,16 +1126,16 @@ mod tests {
             .is_ok()
         );
         assert_eq!(
-            Limits::aws_connection().message_action,
-            Action::Reject(ReasonCode::QuotaExceeded)
+            RateLimits::aws_connection().message_action,
+            LimitAction::Reject(LimitReason::QuotaExceeded)
         );
     }
 
     #[test]
     fn reason_codes_match_mqtt5() {
-        assert_eq!(ReasonCode::MessageRateTooHigh.code(), 0x96);
-        assert_eq!(ReasonCode::QuotaExceeded.code(), 0x97);
-        assert_eq!(ReasonCode::ConnectionRateExceeded.code(), 0x9F);
+        assert_eq!(LimitReason::MessageRateTooHigh.code(), 0x96);
+        assert_eq!(LimitReason::QuotaExceeded.code(), 0x97);
+        assert_eq!(LimitReason::ConnectionRateExceeded.code(), 0x9F);
     }
 
     #[test]

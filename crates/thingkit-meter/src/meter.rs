@@ -1,35 +1,4 @@
-//! The meter: counts per (account, device, kind, time window), per-connection hot-path counters,
-//! and mergeable per-node aggregates.
-//!
-//! Three layers, from hot to cold:
-//!
-//! 1. [`ConnectionTable`] and its [`Connection`] handles: 64 bytes of state per live
-//!    connection. The inbound half — GCRA state (messages and bytes) and the unflushed publish
-//!    counters (messages, units, bytes), 40 bytes — lives in the handle itself, which the
-//!    broker's connection task owns; the outbound half — delivery counters, 24 bytes, written by
-//!    any thread — lives in the table's slot for the connection.
-//!    [`ConnectionTable::record_publish`] is the per-message call: a rate-limit check and three
-//!    counter updates on the handle's own fields — no lock, no atomic, no allocation, no
-//!    hashing, and no memory touched but the handle (already in cache when the broker has just
-//!    read that connection's socket) and the table's shared, read-only limits.
-//! 2. [`Meter`]: the node's aggregates keyed by [`UsageKey`]; connections are
-//!    [flushed](ConnectionTable::flush) into it periodically and on disconnect.
-//! 3. [`NodeAggregate`]: a snapshot of several nodes' meters. Each node's counters only grow, so
-//!    merging takes the per-node maximum of every counter (a G-counter CRDT): merging is
-//!    commutative, associative and idempotent, and a node's snapshot can be delivered twice or
-//!    out of order without double counting. The fleet total is the sum over nodes.
-//!
-//! # Concurrency
-//!
-//! Both tables take `&self` and are `Sync`: share them with `Arc` across the broker's threads.
-//! A [`Connection`] handle is not `Clone`; the inbound side of a connection (its rate-limit state
-//! and publish counters) is part of the handle and written only through `&mut Connection`
-//! ([`ConnectionTable::record_publish`], [`ConnectionTable::flush`]), so the borrow checker
-//! guarantees a single writer and the hot path needs no atomic at all. The outbound
-//! counters ([`ConnectionTable::record_delivery`], `&Connection`) are written by whichever
-//! threads deliver to the connection, with atomic adds; a flush swaps them to zero, so every
-//! delivery lands in exactly one flush. Connect, disconnect and flush take a mutex; recording
-//! does not. The per-node [`Meter`] is a mutex-guarded map, written on flush, not per message.
+//! The meter and the per-connection hot path; documented on [`ConnectionTable`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::{Day, Month};
 use crate::error::{Error, Result};
-use crate::limiter::{Compiled, Decision, Limits, Nanos};
-use crate::policy::{MeteringPolicy, PacketKind, connection_minutes};
+use crate::limiter::{Compiled, Nanos, RateDecision, RateLimits};
+use crate::metering::{MeteringPolicy, PacketKind, connection_minutes};
 use crate::usage::UsageEvent;
 
 /// Length of the time windows the meter aggregates into (UTC).
@@ -397,6 +366,39 @@ impl Connection {
 }
 
 /// Per-connection rate limits and counters for the message hot path. See the module docs.
+///
+/// The meter: counts per (account, device, kind, time window), per-connection hot-path counters,
+/// and mergeable per-node aggregates.
+///
+/// Three layers, from hot to cold:
+///
+/// 1. [`ConnectionTable`] and its [`Connection`] handles: 64 bytes of state per live
+///    connection. The inbound half — GCRA state (messages and bytes) and the unflushed publish
+///    counters (messages, units, bytes), 40 bytes — lives in the handle itself, which the
+///    broker's connection task owns; the outbound half — delivery counters, 24 bytes, written by
+///    any thread — lives in the table's slot for the connection.
+///    [`ConnectionTable::record_publish`] is the per-message call: a rate-limit check and three
+///    counter updates on the handle's own fields — no lock, no atomic, no allocation, no
+///    hashing, and no memory touched but the handle (already in cache when the broker has just
+///    read that connection's socket) and the table's shared, read-only limits.
+/// 2. [`Meter`]: the node's aggregates keyed by [`UsageKey`]; connections are
+///    [flushed](ConnectionTable::flush) into it periodically and on disconnect.
+/// 3. [`NodeAggregate`]: a snapshot of several nodes' meters. Each node's counters only grow, so
+///    merging takes the per-node maximum of every counter (a G-counter CRDT): merging is
+///    commutative, associative and idempotent, and a node's snapshot can be delivered twice or
+///    out of order without double counting. The fleet total is the sum over nodes.
+///
+/// # Concurrency
+///
+/// Both tables take `&self` and are `Sync`: share them with `Arc` across the broker's threads.
+/// A [`Connection`] handle is not `Clone`; the inbound side of a connection (its rate-limit state
+/// and publish counters) is part of the handle and written only through `&mut Connection`
+/// ([`ConnectionTable::record_publish`], [`ConnectionTable::flush`]), so the borrow checker
+/// guarantees a single writer and the hot path needs no atomic at all. The outbound
+/// counters ([`ConnectionTable::record_delivery`], `&Connection`) are written by whichever
+/// threads deliver to the connection, with atomic adds; a flush swaps them to zero, so every
+/// delivery lands in exactly one flush. Connect, disconnect and flush take a mutex; recording
+/// does not. The per-node [`Meter`] is a mutex-guarded map, written on flush, not per message.
 #[derive(Debug)]
 pub struct ConnectionTable {
     id: u64,
@@ -413,7 +415,7 @@ impl ConnectionTable {
     /// arrive.
     pub fn new(
         policy: MeteringPolicy,
-        limits: &Limits,
+        limits: &RateLimits,
         max_connections: usize,
     ) -> Result<ConnectionTable> {
         policy.validate()?;
@@ -505,7 +507,7 @@ impl ConnectionTable {
         bytes: u64,
         retained: bool,
         now: Nanos,
-    ) -> Result<Decision> {
+    ) -> Result<RateDecision> {
         self.own(conn)?;
         let inbound = &mut conn.inbound;
         let decision = self.limits.check_local(
@@ -529,7 +531,7 @@ impl ConnectionTable {
     }
 
     /// Answers what [`ConnectionTable::record_publish`] would, consuming and counting nothing.
-    pub fn peek_publish(&self, conn: &Connection, bytes: u64, now: Nanos) -> Result<Decision> {
+    pub fn peek_publish(&self, conn: &Connection, bytes: u64, now: Nanos) -> Result<RateDecision> {
         self.own(conn)?;
         let (mut msg_tat, mut byte_tat) = (conn.inbound.msg_tat, conn.inbound.byte_tat);
         Ok(self
@@ -623,14 +625,14 @@ impl ConnectionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::{Action, Rate};
+    use crate::limiter::{LimitAction, Rate};
 
-    fn unlimited() -> Limits {
-        Limits {
+    fn unlimited() -> RateLimits {
+        RateLimits {
             messages: None,
             bytes: None,
-            message_action: Action::Drop,
-            byte_action: Action::Drop,
+            message_action: LimitAction::Drop,
+            byte_action: LimitAction::Drop,
         }
     }
 
@@ -679,7 +681,7 @@ mod tests {
 
     #[test]
     fn refused_publishes_are_not_counted() {
-        let limits = Limits {
+        let limits = RateLimits {
             messages: Some(Rate::per_second(2)),
             ..unlimited()
         };
@@ -701,7 +703,7 @@ mod tests {
 
     #[test]
     fn connection_cap_and_slot_reuse_start_fresh() {
-        let limits = Limits {
+        let limits = RateLimits {
             messages: Some(Rate::per_second(1)),
             ..unlimited()
         };
@@ -737,7 +739,7 @@ mod tests {
 
     #[test]
     fn peek_consumes_nothing_and_a_byte_refusal_leaves_the_message_limit_untouched() {
-        let limits = Limits {
+        let limits = RateLimits {
             messages: Some(Rate::per_second(2)),
             bytes: Some(Rate::per_second(100)),
             ..unlimited()

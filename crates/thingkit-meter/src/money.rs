@@ -1,10 +1,4 @@
-//! Exact money: integer nano-dollars, never floating point.
-//!
-//! A [`Money`] is a whole number of nano-units (10⁻⁹) of the price table's currency. Published IoT
-//! prices have at most eight decimal places per unit (e.g. $0.08 per million minutes is
-//! $0.00000008 per minute), so nano-units represent every list price and every per-unit charge
-//! exactly. Amounts are parsed from and written as decimal strings (`"0.80"`), never as JSON
-//! floats, so no value passes through `f64`.
+//! Exact money; documented on [`Money`].
 
 use std::fmt;
 
@@ -19,6 +13,14 @@ pub const NANOS_PER_UNIT: u128 = 1_000_000_000;
 const MAX_DECIMAL_LEN: usize = 40;
 
 /// An exact, non-negative amount of money in nano-units of the currency.
+///
+/// Exact money: integer nano-dollars, never floating point.
+///
+/// A [`Money`] is a whole number of nano-units (10⁻⁹) of the price table's currency. Published IoT
+/// prices have at most eight decimal places per unit (e.g. $0.08 per million minutes is
+/// $0.00000008 per minute), so nano-units represent every list price and every per-unit charge
+/// exactly. Amounts are parsed from and written as decimal strings (`"0.80"`), never as JSON
+/// floats, so no value passes through `f64`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Money(u128);
 

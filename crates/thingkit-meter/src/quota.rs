@@ -1,11 +1,4 @@
-//! Daily and monthly (UTC) quotas per account, checked at admission.
-//!
-//! [`Quotas::admit`] either reserves the requested units in both the day's and the month's
-//! counters or refuses with [`Error::QuotaExhausted`] and reserves nothing. When a reservation
-//! makes usage cross the warning fraction (default 80 %) of a limit, the call returns a
-//! [`QuotaEvent`] once for that period. Counters reset at 00:00 UTC and on the first of the month;
-//! a request time earlier than the current period (a clock step backwards) counts in the current
-//! period.
+//! Daily and monthly quotas; documented on [`Quotas`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +12,7 @@ use crate::rating::ProvisionedPlan;
 /// An account's quota configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct QuotaConfig {
     /// Units per UTC day, if limited.
     pub daily_units: Option<u64>,
@@ -26,6 +20,26 @@ pub struct QuotaConfig {
     pub monthly_units: Option<u64>,
     /// Warn when usage crosses this fraction of a limit, in thousandths (default 800 = 80 %).
     pub warn_permille: u16,
+}
+
+impl QuotaConfig {
+    /// This value with [`daily_units`](Self::daily_units) replaced.
+    pub fn with_daily_units(mut self, daily_units: Option<u64>) -> Self {
+        self.daily_units = daily_units;
+        self
+    }
+
+    /// This value with [`monthly_units`](Self::monthly_units) replaced.
+    pub fn with_monthly_units(mut self, monthly_units: Option<u64>) -> Self {
+        self.monthly_units = monthly_units;
+        self
+    }
+
+    /// This value with [`warn_permille`](Self::warn_permille) replaced.
+    pub fn with_warn_permille(mut self, warn_permille: u16) -> Self {
+        self.warn_permille = warn_permille;
+        self
+    }
 }
 
 impl Default for QuotaConfig {
@@ -51,18 +65,18 @@ impl QuotaConfig {
 /// A quota period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Period {
+pub enum QuotaPeriod {
     /// The UTC day.
     Daily,
     /// The UTC month.
     Monthly,
 }
 
-impl Period {
+impl QuotaPeriod {
     fn as_str(self) -> &'static str {
         match self {
-            Period::Daily => "daily",
-            Period::Monthly => "monthly",
+            QuotaPeriod::Daily => "daily",
+            QuotaPeriod::Monthly => "monthly",
         }
     }
 }
@@ -73,7 +87,7 @@ pub struct QuotaEvent {
     /// The account.
     pub account: String,
     /// Which quota.
-    pub period: Period,
+    pub period: QuotaPeriod,
     /// Units used in the period after the admitted request.
     pub used: u64,
     /// The quota.
@@ -92,6 +106,15 @@ struct AccountState {
 
 /// Per-account quota counters. `Sync`; one mutex guards all accounts (admission is per request,
 /// not per byte; shard by account upstream if it ever shows in a profile).
+///
+/// Daily and monthly (UTC) quotas per account, checked at admission.
+///
+/// [`Quotas::admit`] either reserves the requested units in both the day's and the month's
+/// counters or refuses with [`Error::QuotaExhausted`] and reserves nothing. When a reservation
+/// makes usage cross the warning fraction (default 80 %) of a limit, the call returns a
+/// [`QuotaEvent`] once for that period. Counters reset at 00:00 UTC and on the first of the month;
+/// a request time earlier than the current period (a clock step backwards) counts in the current
+/// period.
 #[derive(Debug)]
 pub struct Quotas {
     default: QuotaConfig,
@@ -161,8 +184,8 @@ impl Quotas {
             s.month_used = 0;
         }
         let checks = [
-            (Period::Daily, cfg.daily_units, s.day_used),
-            (Period::Monthly, cfg.monthly_units, s.month_used),
+            (QuotaPeriod::Daily, cfg.daily_units, s.day_used),
+            (QuotaPeriod::Monthly, cfg.monthly_units, s.month_used),
         ];
         for (period, limit, used) in checks {
             if let Some(limit) = limit
@@ -283,7 +306,7 @@ mod tests {
         assert_eq!(ev.len(), 1);
         assert_eq!(
             (ev[0].period, ev[0].used, ev[0].limit),
-            (Period::Daily, 80, 100)
+            (QuotaPeriod::Daily, 80, 100)
         );
         assert!(q.admit("a", 1, NOV_26).unwrap().is_empty());
         // A jump over both thresholds reports both.

@@ -1,20 +1,4 @@
-//! Rating: turning metered units into a bill with exact money.
-//!
-//! A [`PriceTable`] is versioned configuration (JSON): a [`MeteringPolicy`], priced
-//! [`PriceDimension`]s with graduated monthly tiers and a free allowance, and optionally an
-//! Azure-style [`ProvisionedPlan`]. [`BillingRun`] consumes [`UsageEvent`]s (ignoring repeated
-//! ids) and produces one [`Bill`] per account and UTC month.
-//!
-//! **Tiers** are bounds on the cumulative monthly units of a dimension: with the AWS table, units
-//! 0..1,000,000,000 cost $1.00 per million, the next 4 billion $0.80, everything beyond $0.70.
-//! **The free allowance** covers the first `free_units` units of the month (which sit in the
-//! cheapest, first tier); units past it are charged at the tier they fall in. Tier thresholds
-//! therefore count all units, free ones included.
-//!
-//! The built-in tables reproduce the list prices quoted in the thingkit issue (AWS IoT Core
-//! us-east-1 messaging and connectivity; Azure IoT Hub S1-S3 and free units; GCP-style data
-//! volume). Prices change: check the provider's price page and ship your own table with a new
-//! `version` rather than editing a released one.
+//! Rating; documented on [`PriceTable`].
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -23,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::{Day, Month};
 use crate::error::{Error, Result};
 use crate::meter::{Counts, Granularity, UsageKey};
+use crate::metering::{KindSet, MeteringPolicy, PacketKind};
 use crate::money::{Money, UnitPrice};
-use crate::policy::{KindSet, MeteringPolicy, PacketKind};
 use crate::usage::UsageEvent;
 
 /// One graduated tier: units up to (exclusive) `up_to` cumulative monthly units cost `price`.
@@ -78,7 +62,25 @@ impl ProvisionedPlan {
     }
 }
 
-/// A versioned price table. See the module docs.
+/// A versioned price table.
+///
+/// Rating: turning metered units into a bill with exact money.
+///
+/// A [`PriceTable`] is versioned configuration (JSON): a [`MeteringPolicy`], priced
+/// [`PriceDimension`]s with graduated monthly tiers and a free allowance, and optionally an
+/// Azure-style [`ProvisionedPlan`]. [`BillingRun`] consumes [`UsageEvent`]s (ignoring repeated
+/// ids) and produces one [`Bill`] per account and UTC month.
+///
+/// **Tiers** are bounds on the cumulative monthly units of a dimension: with the AWS table, units
+/// 0..1,000,000,000 cost $1.00 per million, the next 4 billion $0.80, everything beyond $0.70.
+/// **The free allowance** covers the first `free_units` units of the month (which sit in the
+/// cheapest, first tier); units past it are charged at the tier they fall in. Tier thresholds
+/// therefore count all units, free ones included.
+///
+/// The built-in tables reproduce the list prices quoted in the thingkit issue (AWS IoT Core
+/// us-east-1 messaging and connectivity; Azure IoT Hub S1-S3 and free units; GCP-style data
+/// volume). Prices change: check the provider's price page and ship your own table with a new
+/// `version` rather than editing a released one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceTable {
@@ -100,6 +102,7 @@ pub struct PriceTable {
 
 /// Limits applied when parsing a price table from untrusted bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PriceTableLimits {
     /// Largest accepted document in bytes (default 65,536).
     pub max_bytes: usize,
@@ -109,6 +112,32 @@ pub struct PriceTableLimits {
     pub max_tiers: usize,
     /// Longest name, version or currency in bytes (default 128).
     pub max_name_bytes: usize,
+}
+
+impl PriceTableLimits {
+    /// This value with [`max_bytes`](Self::max_bytes) replaced.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// This value with [`max_dimensions`](Self::max_dimensions) replaced.
+    pub fn with_max_dimensions(mut self, max_dimensions: usize) -> Self {
+        self.max_dimensions = max_dimensions;
+        self
+    }
+
+    /// This value with [`max_tiers`](Self::max_tiers) replaced.
+    pub fn with_max_tiers(mut self, max_tiers: usize) -> Self {
+        self.max_tiers = max_tiers;
+        self
+    }
+
+    /// This value with [`max_name_bytes`](Self::max_name_bytes) replaced.
+    pub fn with_max_name_bytes(mut self, max_name_bytes: usize) -> Self {
+        self.max_name_bytes = max_name_bytes;
+        self
+    }
 }
 
 impl Default for PriceTableLimits {
@@ -568,10 +597,10 @@ impl BillingRun {
     /// meter recorded.
     ///
     /// ```
-    /// use thingkit_meter::meter::{Granularity, Meter};
-    /// use thingkit_meter::policy::{MeteringPolicy, PacketKind};
-    /// use thingkit_meter::rating::{BillingRun, PriceTable};
-    /// use thingkit_meter::usage::{UsageEvent, UsageLimits};
+    /// use thingkit_meter::{Granularity, Meter};
+    /// use thingkit_meter::{MeteringPolicy, PacketKind};
+    /// use thingkit_meter::{BillingRun, PriceTable};
+    /// use thingkit_meter::{UsageEvent, UsageLimits};
     ///
     /// # fn main() -> Result<(), thingkit_meter::Error> {
     /// let table = PriceTable::preset("aws-us-east-1")?;

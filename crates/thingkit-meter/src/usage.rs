@@ -1,23 +1,13 @@
-//! Usage events: one metered operation, as read from and written to JSON lines.
-//!
-//! The wire shape is one JSON object per line:
-//!
-//! ```json
-//! {"id":"e-1","account":"acme","device":"sensor-7","kind":"publish","bytes":812,"time":1764115200}
-//! ```
-//!
-//! `id` is the idempotency key (a repeated id is the same event), `kind` is a
-//! [`PacketKind`] name, `bytes` the counted bytes (default 0), `minutes` the connection minutes
-//! for `connection_minutes` events (default 0), and `time` Unix seconds (UTC). Unknown fields are
-//! rejected. Every string is length-limited and may not contain control characters.
+//! Usage events; documented on [`UsageEvent`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::policy::{MeteringPolicy, PacketKind};
+use crate::metering::{MeteringPolicy, PacketKind};
 
 /// Limits applied when parsing usage events. The defaults are safe for untrusted input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UsageLimits {
     /// Longest accepted line in bytes (default 4,096).
     pub max_line_bytes: usize,
@@ -25,6 +15,26 @@ pub struct UsageLimits {
     pub max_id_bytes: usize,
     /// Longest account or device name in bytes (default 256).
     pub max_name_bytes: usize,
+}
+
+impl UsageLimits {
+    /// This value with [`max_line_bytes`](Self::max_line_bytes) replaced.
+    pub fn with_max_line_bytes(mut self, max_line_bytes: usize) -> Self {
+        self.max_line_bytes = max_line_bytes;
+        self
+    }
+
+    /// This value with [`max_id_bytes`](Self::max_id_bytes) replaced.
+    pub fn with_max_id_bytes(mut self, max_id_bytes: usize) -> Self {
+        self.max_id_bytes = max_id_bytes;
+        self
+    }
+
+    /// This value with [`max_name_bytes`](Self::max_name_bytes) replaced.
+    pub fn with_max_name_bytes(mut self, max_name_bytes: usize) -> Self {
+        self.max_name_bytes = max_name_bytes;
+        self
+    }
 }
 
 impl Default for UsageLimits {
@@ -39,6 +49,19 @@ impl Default for UsageLimits {
 
 /// One validated usage event. Construct with [`UsageEvent::new`] or [`UsageEvent::parse_line`];
 /// both check the limits, so an existing event is always valid.
+///
+/// Usage events: one metered operation, as read from and written to JSON lines.
+///
+/// The wire shape is one JSON object per line:
+///
+/// ```json
+/// {"id":"e-1","account":"acme","device":"sensor-7","kind":"publish","bytes":812,"time":1764115200}
+/// ```
+///
+/// `id` is the idempotency key (a repeated id is the same event), `kind` is a
+/// [`PacketKind`] name, `bytes` the counted bytes (default 0), `minutes` the connection minutes
+/// for `connection_minutes` events (default 0), and `time` Unix seconds (UTC). Unknown fields are
+/// rejected. Every string is length-limited and may not contain control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct UsageEvent {
     id: String,

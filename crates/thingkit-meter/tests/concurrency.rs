@@ -2,20 +2,19 @@
 
 use std::sync::Arc;
 
-use thingkit_meter::limiter::{Action, Limits, Nanos};
-use thingkit_meter::meter::{ConnectionTable, Counts, Granularity, Meter};
-use thingkit_meter::policy::{MeteringPolicy, PacketKind};
+use thingkit_meter::{ConnectionTable, Counts, Granularity, Meter};
+use thingkit_meter::{LimitAction, Nanos, RateLimits};
+use thingkit_meter::{MeteringPolicy, PacketKind};
 
 const THREADS: u64 = 8;
 const MESSAGES: u64 = 20_000;
 
-fn unlimited() -> Limits {
-    Limits {
-        messages: None,
-        bytes: None,
-        message_action: Action::Drop,
-        byte_action: Action::Drop,
-    }
+fn unlimited() -> RateLimits {
+    RateLimits::default()
+        .with_messages(None)
+        .with_bytes(None)
+        .with_message_action(LimitAction::Drop)
+        .with_byte_action(LimitAction::Drop)
 }
 
 #[test]
@@ -138,23 +137,19 @@ fn threads_on_separate_connections_and_the_meter_lose_no_updates() {
 
 #[test]
 fn threads_sharing_an_account_limit_through_handles_and_keys_admit_exactly_the_burst() {
-    use thingkit_meter::limiter::{LimiterConfig, Rate, RateLimiter};
+    use thingkit_meter::{LimiterConfig, Rate, RateLimiter};
     // At one instant, an account's burst of 10,000 publishes is shared by every connection of
     // the account: some threads check through a handle, others by key. Exactly the burst is
     // admitted, never one more (a lost compare-and-swap would admit extra).
     const BURST: u64 = 10_000;
     let limiter = Arc::new(
-        RateLimiter::new(LimiterConfig {
-            default: Limits {
-                messages: Some(Rate {
-                    amount: 1,
-                    period_ms: 1000,
-                    burst: BURST,
-                }),
-                ..unlimited()
-            },
-            ..LimiterConfig::default()
-        })
+        RateLimiter::new(
+            LimiterConfig::default().with_default(unlimited().with_messages(Some(Rate {
+                amount: 1,
+                period_ms: 1000,
+                burst: BURST,
+            }))),
+        )
         .unwrap(),
     );
     let now = Nanos::from_secs(10);

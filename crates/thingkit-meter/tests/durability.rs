@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use thingkit_meter::ledger::{Appended, Ledger, LedgerConfig};
-use thingkit_meter::policy::PacketKind;
-use thingkit_meter::usage::{UsageEvent, UsageLimits};
+use thingkit_meter::PacketKind;
+use thingkit_meter::{Appended, Ledger, LedgerConfig};
+use thingkit_meter::{UsageEvent, UsageLimits};
 
 const PATH_ENV: &str = "THINGKIT_METER_KILL_TEST_LEDGER";
 const START_ENV: &str = "THINGKIT_METER_KILL_TEST_START";

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use thingkit_meter::limiter::{Action, LimiterConfig, Limits, Nanos, Rate, RateLimiter};
-use thingkit_meter::meter::{Counts, NodeAggregate, UsageKey};
-use thingkit_meter::policy::{MeteringPolicy, PacketKind};
-use thingkit_meter::rating::{BillingRun, PriceTable};
-use thingkit_meter::usage::{UsageEvent, UsageLimits};
+use thingkit_meter::{BillingRun, PriceTable};
+use thingkit_meter::{Counts, NodeAggregate, UsageKey};
+use thingkit_meter::{LimitAction, LimiterConfig, Nanos, Rate, RateLimiter, RateLimits};
+use thingkit_meter::{MeteringPolicy, PacketKind};
+use thingkit_meter::{UsageEvent, UsageLimits};
 
 fn kind() -> impl Strategy<Value = PacketKind> {
     prop::sample::select(PacketKind::ALL.to_vec())
@@ -97,15 +97,7 @@ proptest! {
         steps in prop::collection::vec((0u64..300_000_000, 1u64..4), 1..200),
     ) {
         // Byte-rate limit with integral emission interval so the model is exact.
-        let limiter: RateLimiter<u8> = RateLimiter::new(LimiterConfig {
-            default: Limits {
-                messages: None,
-                bytes: Some(Rate { amount, period_ms: 1000, burst }),
-                message_action: Action::Drop,
-                byte_action: Action::Drop,
-            },
-            ..LimiterConfig::default()
-        }).unwrap();
+        let limiter: RateLimiter<u8> = RateLimiter::new(LimiterConfig::default().with_default(RateLimits::default().with_messages(None).with_bytes(Some(Rate { amount, period_ms: 1000, burst })).with_message_action(LimitAction::Drop).with_byte_action(LimitAction::Drop))).unwrap();
         let t = 1_000_000_000 / amount; // ns per unit
         let capacity = burst * t;
         let mut credit = capacity; // token bucket in ns of credit, starts full
@@ -173,12 +165,12 @@ proptest! {
             (0u8..3, 0u8..3, kind(), 0u64..40_000, 0u64..100, 0u64..40 * 86_400), 0..60),
         preset in prop::sample::select(vec!["aws-us-east-1", "aws-us-east-1-free-tier", "azure-s1"]),
         granularity in prop::sample::select(vec![
-            thingkit_meter::meter::Granularity::Hour,
-            thingkit_meter::meter::Granularity::Day,
+            thingkit_meter::Granularity::Hour,
+            thingkit_meter::Granularity::Day,
         ]),
     ) {
         let table = PriceTable::preset(preset).unwrap();
-        let meter = thingkit_meter::meter::Meter::new("n", table.metering.clone(), granularity, 10_000)
+        let meter = thingkit_meter::Meter::new("n", table.metering.clone(), granularity, 10_000)
             .unwrap();
         let mut per_event = BillingRun::new(table.clone());
         let limits = UsageLimits::default();
@@ -196,7 +188,7 @@ proptest! {
 
 #[test]
 fn pricing_totals_refuses_another_policy_or_monthly_windows_with_provisioned_units() {
-    use thingkit_meter::meter::Granularity;
+    use thingkit_meter::Granularity;
     let totals = BTreeMap::from([(
         UsageKey {
             account: "a".into(),
@@ -238,9 +230,9 @@ fn pricing_totals_refuses_another_policy_or_monthly_windows_with_provisioned_uni
 #[cfg(feature = "ledger-redb")]
 mod ledger {
     use super::*;
-    use thingkit_meter::ledger::{Appended, Ledger, LedgerConfig};
-    use thingkit_meter::meter::{Granularity, Meter};
-    use thingkit_meter::rating::Added;
+    use thingkit_meter::Added;
+    use thingkit_meter::{Appended, Ledger, LedgerConfig};
+    use thingkit_meter::{Granularity, Meter};
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]

@@ -23,11 +23,20 @@ pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_460;
 
 /// Decoder limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DecoderConfig {
     /// The largest whole packet (fixed header included, as MQTT 5.0 §3.1.2.11.4 counts it) the
     /// decoder accepts. Default [`DEFAULT_MAX_PACKET_SIZE`] (1 MiB). A server that announces a
     /// Maximum Packet Size in CONNACK should set the same value here.
     pub max_packet_size: u32,
+}
+
+impl DecoderConfig {
+    /// This value with [`max_packet_size`](Self::max_packet_size) replaced.
+    pub fn with_max_packet_size(mut self, max_packet_size: u32) -> Self {
+        self.max_packet_size = max_packet_size;
+        self
+    }
 }
 
 impl Default for DecoderConfig {

@@ -146,9 +146,9 @@ fn rejects_packets_above_max_packet_size_before_the_body_arrives() {
         cap,
         "the decoder must not reserve from a length field"
     );
-    let mut d = Decoder::new(V3).with_config(DecoderConfig { max_packet_size: 9 });
+    let mut d = Decoder::new(V3).with_config(DecoderConfig::default().with_max_packet_size(9));
     assert!(d.decode(&mut bytes("30 07 0003 612f62 6869")).is_ok());
-    let mut d = Decoder::new(V3).with_config(DecoderConfig { max_packet_size: 8 });
+    let mut d = Decoder::new(V3).with_config(DecoderConfig::default().with_max_packet_size(8));
     assert!(matches!(
         d.decode(&mut bytes("30 07 0003 612f62 6869")),
         Err(Error::PacketTooLarge { size: 9, .. })

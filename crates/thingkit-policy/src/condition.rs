@@ -714,7 +714,7 @@ mod tests {
         assert!(holds(
             &cond("Bool", "iot:Connection.Thing.IsAttached", &["false"]),
             &Context {
-                thing: Some(crate::Thing::default()),
+                thing: Some(crate::ThingContext::default()),
                 ..Context::default()
             }
         ));
@@ -778,7 +778,7 @@ mod tests {
 
     #[test]
     fn variables_in_string_condition_values_are_substituted() {
-        let mut cert = crate::Certificate::default();
+        let mut cert = crate::CertificateContext::default();
         cert.subject
             .insert("CommonName".into(), vec!["dev-9".into()]);
         let ctx = Context {
@@ -856,7 +856,7 @@ mod tests {
     /// with values `["a", "b"]` (`a` is the policy value in the non-empty columns).
     fn request_sides(key: &str) -> [(&'static str, Context); 3] {
         let orgs = |v: &[&str]| {
-            let mut cert = crate::Certificate::default();
+            let mut cert = crate::CertificateContext::default();
             cert.subject.insert(
                 "Organization".into(),
                 v.iter().map(|s| s.to_string()).collect(),
@@ -978,7 +978,7 @@ mod tests {
 
     #[test]
     fn unusable_certificate_values_fail_closed() {
-        let mut cert = crate::Certificate::default();
+        let mut cert = crate::CertificateContext::default();
         cert.subject.insert(
             "Organization".into(),
             vec!["Example Corp".into(), "Evil*".into()],

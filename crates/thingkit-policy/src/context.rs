@@ -14,11 +14,11 @@ pub struct Context {
     /// The domain name the client connected to (`iot:DomainName`).
     pub domain_name: Option<String>,
     /// The registry thing whose name is the client ID (`iot:Connection.Thing.*`). Its name, type
-    /// and attributes resolve only when [`Thing::attached`] is true; otherwise they are missing,
+    /// and attributes resolve only when [`ThingContext::attached`] is true; otherwise they are missing,
     /// so a client cannot borrow the permissions of a thing its certificate is not attached to.
-    pub thing: Option<Thing>,
+    pub thing: Option<ThingContext>,
     /// The client's X.509 certificate (`iot:CertificateId`, `iot:Certificate.*`).
-    pub certificate: Option<Certificate>,
+    pub certificate: Option<CertificateContext>,
     /// MQTT 5 connect attributes (`iot:ConnectAttributes`), e.g. `PersistentConnect`, `LastWill`.
     pub connect_attributes: Vec<String>,
     /// The last-will topic of the CONNECT packet (`iot:LastWillTopic`).
@@ -33,7 +33,7 @@ pub struct Context {
 /// the thing is attached to the certificate the client connected with; "otherwise the variable
 /// won't be resolved". So every key except `IsAttached` is missing while `attached` is false.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Thing {
+pub struct ThingContext {
     /// `iot:Connection.Thing.ThingName`.
     pub name: String,
     /// `iot:Connection.Thing.ThingTypeName`.
@@ -58,7 +58,7 @@ pub struct Thing {
 /// policy variables*). `thingkit_provision::policy_certificate` builds one from a DER
 /// certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Certificate {
+pub struct CertificateContext {
     /// `iot:CertificateId`: the certificate's ID (hex SHA-256 of its DER).
     pub id: Option<String>,
     /// `iot:Certificate.SerialNumber`: the serial number as a decimal integer, e.g.

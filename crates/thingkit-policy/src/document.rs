@@ -16,7 +16,8 @@ pub const POLICY_VERSION: &str = "2012-10-17";
 
 /// Limits applied while parsing a document. The defaults follow AWS IoT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+#[non_exhaustive]
+pub struct PolicyLimits {
     /// Maximum size of the policy in characters, not counting whitespace (AWS IoT: 2048).
     pub max_policy_chars: usize,
     /// Maximum raw input size in bytes, whitespace included; larger input is refused before it is
@@ -28,9 +29,35 @@ pub struct Limits {
     pub max_json_values: usize,
 }
 
-impl Default for Limits {
+impl PolicyLimits {
+    /// This value with [`max_policy_chars`](Self::max_policy_chars) replaced.
+    pub fn with_max_policy_chars(mut self, max_policy_chars: usize) -> Self {
+        self.max_policy_chars = max_policy_chars;
+        self
+    }
+
+    /// This value with [`max_input_bytes`](Self::max_input_bytes) replaced.
+    pub fn with_max_input_bytes(mut self, max_input_bytes: usize) -> Self {
+        self.max_input_bytes = max_input_bytes;
+        self
+    }
+
+    /// This value with [`max_depth`](Self::max_depth) replaced.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// This value with [`max_json_values`](Self::max_json_values) replaced.
+    pub fn with_max_json_values(mut self, max_json_values: usize) -> Self {
+        self.max_json_values = max_json_values;
+        self
+    }
+}
+
+impl Default for PolicyLimits {
     fn default() -> Self {
-        Limits {
+        PolicyLimits {
             max_policy_chars: 2048,
             max_input_bytes: 65_536,
             max_depth: 16,
@@ -157,17 +184,17 @@ pub struct PolicyDocument {
 }
 
 impl PolicyDocument {
-    /// Parses and validates a document with the default [`Limits`].
+    /// Parses and validates a document with the default [`PolicyLimits`].
     ///
     /// Fails with [`Error::InvalidDocument`] carrying every finding (errors and warnings, each
     /// with its code, message, help, JSON path, line:column and byte span); warnings alone do not
     /// fail parsing and are available from [`PolicyDocument::warnings`].
     pub fn parse(text: &str) -> Result<PolicyDocument, Error> {
-        PolicyDocument::parse_with(text, &Limits::default())
+        PolicyDocument::parse_with(text, &PolicyLimits::default())
     }
 
     /// Parses and validates a document with explicit limits.
-    pub fn parse_with(text: &str, limits: &Limits) -> Result<PolicyDocument, Error> {
+    pub fn parse_with(text: &str, limits: &PolicyLimits) -> Result<PolicyDocument, Error> {
         let (doc, mut findings) = analyze(text, limits);
         let has_error = findings.iter().any(|f| f.severity == Severity::Error);
         match doc {
@@ -202,19 +229,19 @@ impl PolicyDocument {
     }
 }
 
-/// Validates a document with the default [`Limits`] and returns **all** findings (errors and
+/// Validates a document with the default [`PolicyLimits`] and returns **all** findings (errors and
 /// warnings), ordered by position. An empty list means the document is clean.
 pub fn validate(text: &str) -> Vec<Finding> {
-    validate_with(text, &Limits::default())
+    validate_with(text, &PolicyLimits::default())
 }
 
 /// Validates a document with explicit limits; see [`validate`].
-pub fn validate_with(text: &str, limits: &Limits) -> Vec<Finding> {
+pub fn validate_with(text: &str, limits: &PolicyLimits) -> Vec<Finding> {
     analyze(text, limits).1
 }
 
 /// Parses, validates and lints: the document (if it could be built) and every finding.
-pub(crate) fn analyze(text: &str, limits: &Limits) -> (Option<PolicyDocument>, Vec<Finding>) {
+pub(crate) fn analyze(text: &str, limits: &PolicyLimits) -> (Option<PolicyDocument>, Vec<Finding>) {
     let lines = LineIndex::new(text);
     let mut a = Analyzer {
         text,

@@ -51,7 +51,7 @@ macro_rules! codes {
 codes! {
     /// The text is not valid JSON.
     JsonSyntax = "json-syntax", Error;
-    /// A limit of [`Limits`](crate::Limits) was exceeded.
+    /// A limit of [`PolicyLimits`](crate::PolicyLimits) was exceeded.
     LimitExceeded = "limit-exceeded", Error;
     /// An object has the same key twice.
     DuplicateKey = "duplicate-key", Error;
@@ -190,6 +190,7 @@ impl fmt::Display for Code {
 
 /// One problem found in a policy document.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Finding {
     /// Error or warning (always `code.severity()`).
     pub severity: Severity,
@@ -231,6 +232,7 @@ impl fmt::Display for Finding {
 
 /// Where an element of a document is: JSON path, line:column and byte span.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Location {
     /// JSON path, e.g. `$.Statement[0].Action[2]`.
     pub path: String,

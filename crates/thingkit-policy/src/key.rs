@@ -311,7 +311,7 @@ impl ContextKey {
 
 /// The attached thing, if any: thing keys read nothing from a thing that is not attached to the
 /// certificate the client connected with.
-fn attached_thing(ctx: &Context) -> Option<&crate::context::Thing> {
+fn attached_thing(ctx: &Context) -> Option<&crate::context::ThingContext> {
     ctx.thing.as_ref().filter(|t| t.attached)
 }
 
@@ -407,7 +407,7 @@ impl fmt::Display for ContextKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{Certificate, Thing};
+    use crate::context::{CertificateContext, ThingContext};
 
     #[test]
     fn parses_names_case_insensitively() {
@@ -496,7 +496,7 @@ mod tests {
     }
 
     fn with_common_names(names: &[&str]) -> Context {
-        let mut cert = Certificate::default();
+        let mut cert = CertificateContext::default();
         cert.subject.insert(
             "CommonName".into(),
             names.iter().map(|s| s.to_string()).collect(),
@@ -548,10 +548,10 @@ mod tests {
 
     #[test]
     fn thing_values_resolve_only_when_the_thing_is_attached() {
-        let mut thing = Thing {
+        let mut thing = ThingContext {
             name: "bulb".into(),
             thing_type: Some("Lamp".into()),
-            ..Thing::default()
+            ..ThingContext::default()
         };
         thing.attributes.insert("floor".into(), "3".into());
         let mut ctx = Context {
@@ -578,7 +578,7 @@ mod tests {
 
     #[test]
     fn certificate_values_with_wildcards_or_too_long_are_not_substituted() {
-        let mut cert = Certificate::default();
+        let mut cert = CertificateContext::default();
         cert.subject
             .insert("CommonName".into(), vec!["a*".into(), "ok".into()]);
         cert.subject.insert("Title".into(), vec!["x".repeat(1025)]);
@@ -602,10 +602,10 @@ mod tests {
     fn strict_mode_refuses_wildcard_client_ids() {
         let ctx = Context {
             client_id: Some("+".into()),
-            thing: Some(Thing {
+            thing: Some(ThingContext {
                 name: "#".into(),
                 attached: true,
-                ..Thing::default()
+                ..ThingContext::default()
             }),
             ..Context::default()
         };

@@ -68,9 +68,9 @@
 //!   certificate policy variables* (the thirteen distinguished-name attributes, the
 //!   `Subject.AlternativeName`/`Issuer.AlternativeName` keys, `.N` and `.List`, the decimal
 //!   `iot:Certificate.SerialNumber`, and the limitations: five values per attribute, values with
-//!   `* $ + ? #` or over 1024 characters not substituted) ([`ContextKey`], [`Certificate`]); the
+//!   `* $ + ? #` or over 1024 characters not substituted) ([`ContextKey`], [`CertificateContext`]); the
 //!   thing variables' rule that they resolve only for a thing attached to the certificate
-//!   ([`Thing`]); the *connect* (including the `connectAttributes` examples), *publish/subscribe*,
+//!   ([`ThingContext`]); the *connect* (including the `connectAttributes` examples), *publish/subscribe*,
 //!   *connect and publish*, *retained message*, *certificate*, *thing* and *basic job* policy
 //!   examples. Every policy those pages and the AWS IoT Device SDK v2 samples print is in
 //!   `tests/aws/policies/` (sources in its README) and validates without errors; the pages'
@@ -208,14 +208,14 @@ mod request;
 pub use action::{Action, ActionSet, ResourceType};
 pub use arn::ArnPrefix;
 pub use condition::{Operator, OperatorKind, SetQualifier};
-pub use context::{Certificate, Context, Thing};
+pub use context::{CertificateContext, Context, ThingContext};
 pub use decision::{
     ConditionExplanation, Decision, Evaluation, Explanation, ResourceExplanation,
     StatementExplanation, StatementRef,
 };
 pub use document::{
-    ConditionEntry, Effect, Limits, Located, POLICY_VERSION, PolicyDocument, Statement, validate,
-    validate_with,
+    ConditionEntry, Effect, Located, POLICY_VERSION, PolicyDocument, PolicyLimits, Statement,
+    validate, validate_with,
 };
 pub use error::Error;
 pub use finding::{Code, Finding, Location, Severity};

@@ -17,6 +17,7 @@ use crate::request::Request;
 
 /// Options of a [`PolicySet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SetOptions {
     /// Refuse to substitute client-controlled values (client ID, thing name, type and attributes)
     /// that contain `+`, `#`, `*` or `?`: the pattern then matches nothing. This closes the
@@ -25,6 +26,20 @@ pub struct SetOptions {
     pub strict_identities: bool,
     /// Maximum number of policies in the set (default 100 000).
     pub max_policies: usize,
+}
+
+impl SetOptions {
+    /// This value with [`strict_identities`](Self::strict_identities) replaced.
+    pub fn with_strict_identities(mut self, strict_identities: bool) -> Self {
+        self.strict_identities = strict_identities;
+        self
+    }
+
+    /// This value with [`max_policies`](Self::max_policies) replaced.
+    pub fn with_max_policies(mut self, max_policies: usize) -> Self {
+        self.max_policies = max_policies;
+        self
+    }
 }
 
 impl Default for SetOptions {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::action::{Action, ResourceType};
 use crate::arn::{ArnPrefix, Target};
-use crate::context::{Certificate, Context, Thing};
+use crate::context::{CertificateContext, Context, ThingContext};
 use crate::date::parse_timestamp;
 use crate::error::Error;
 
@@ -329,13 +329,13 @@ impl RequestBuf {
             client_id: c.client_id,
             source_ip: c.source_ip,
             domain_name: c.domain_name,
-            thing: c.thing.map(|t| Thing {
+            thing: c.thing.map(|t| ThingContext {
                 name: t.name,
                 thing_type: t.thing_type,
                 attributes: t.attributes,
                 attached: t.attached,
             }),
-            certificate: c.certificate.map(|x| Certificate {
+            certificate: c.certificate.map(|x| CertificateContext {
                 id: x.id,
                 serial_number: x.serial_number,
                 subject: x.subject,

@@ -9,7 +9,7 @@ use std::alloc::System;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use thingkit_policy::{
-    Action, ArnPrefix, Context, Decision, PolicyDocument, PolicySet, Request, Thing,
+    Action, ArnPrefix, Context, Decision, PolicyDocument, PolicySet, Request, ThingContext,
 };
 
 #[global_allocator]
@@ -50,10 +50,10 @@ fn building_and_deciding_requests_with_an_arn_prefix_allocates_nothing() {
         .expect("fits");
     let arn = ArnPrefix::new("aws", "us-east-1", "123456789012").expect("valid prefix");
     let ctx = Context {
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: "d1".into(),
             attached: true,
-            ..Thing::default()
+            ..ThingContext::default()
         }),
         ..Context::with_client_id("d1")
     };

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use thingkit_policy::{
-    Action, ArnPrefix, Certificate, Context, Decision, PolicyDocument, PolicySet, Request,
-    SetOptions, Thing,
+    Action, ArnPrefix, CertificateContext, Context, Decision, PolicyDocument, PolicySet, Request,
+    SetOptions, ThingContext,
 };
 
 use Decision::{Allow, ExplicitDeny, ImplicitDeny};
@@ -39,10 +39,10 @@ fn client(id: &str) -> Context {
 fn thing_ctx(client_id: &str, thing: &str, attached: bool) -> Context {
     Context {
         client_id: Some(client_id.into()),
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: thing.into(),
             attached,
-            ..Thing::default()
+            ..ThingContext::default()
         }),
         ..Context::default()
     }
@@ -347,10 +347,7 @@ fn client_id_plus_opens_the_documented_subscription_gap_unless_strict() {
             ),
         ],
     );
-    let strict = SetOptions {
-        strict_identities: true,
-        ..SetOptions::default()
-    };
+    let strict = SetOptions::default().with_strict_identities(true);
     check(
         "client-id-gap-strict",
         &set_with(&[p], strict),
@@ -496,11 +493,11 @@ fn pub_sub_per_device_topics_and_thing_attribute_topics() {
     attrs.insert("location".to_string(), "berlin".to_string());
     let located = Context {
         client_id: Some("dev9".into()),
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: "dev9".into(),
             attributes: attrs,
             attached: true,
-            ..Thing::default()
+            ..ThingContext::default()
         }),
         ..Context::default()
     };
@@ -744,10 +741,10 @@ fn cert_ctx(client_id: &str, id: &str, cn: &[&str]) -> Context {
     );
     Context {
         client_id: Some(client_id.into()),
-        certificate: Some(Certificate {
+        certificate: Some(CertificateContext {
             id: Some(id.into()),
             subject,
-            ..Certificate::default()
+            ..CertificateContext::default()
         }),
         ..Context::default()
     }
@@ -837,14 +834,14 @@ fn certificate_list_variables_with_for_any_value() {
         );
         Context {
             client_id: Some("dev".into()),
-            thing: Some(Thing {
+            thing: Some(ThingContext {
                 name: "dev".into(),
                 attached: true,
-                ..Thing::default()
+                ..ThingContext::default()
             }),
-            certificate: Some(Certificate {
+            certificate: Some(CertificateContext {
                 subject,
-                ..Certificate::default()
+                ..CertificateContext::default()
             }),
             ..Context::default()
         }
@@ -893,11 +890,11 @@ fn thing_policy_examples() {
     let a = arn();
     let typed = Context {
         client_id: Some("bulb1".into()),
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: "bulb1".into(),
             thing_type: Some("LightBulb".into()),
             attached: true,
-            ..Thing::default()
+            ..ThingContext::default()
         }),
         ..Context::default()
     };
@@ -1035,9 +1032,9 @@ fn certificate_issuer_and_alternative_name_variables() {
                     "arn:aws:iot:us-east-1:123456789012:topic/serial/${iot:Certificate.SerialNumber}"]}]}"#;
     let a = arn();
     let cert = |issuer_cn: &str, dns: &[&str], serial: &str| {
-        let mut c = Certificate {
+        let mut c = CertificateContext {
             serial_number: Some(serial.into()),
-            ..Certificate::default()
+            ..CertificateContext::default()
         };
         c.issuer
             .insert("CommonName".into(), vec![issuer_cn.to_string()]);
@@ -1182,7 +1179,7 @@ fn connect_attribute_policies_with_empty_lists() {
 }
 
 fn org_ctx(thing: &str, attached: bool, orgs: Option<&[&str]>) -> Context {
-    let mut c = Certificate::default();
+    let mut c = CertificateContext::default();
     if let Some(orgs) = orgs {
         c.subject.insert(
             "Organization".into(),
@@ -1299,9 +1296,9 @@ fn serial_number_and_null_certificate_policies() {
     // the pattern ${iot:Certificate.Subject.Organization}/device-stats/${iot:ClientId}/*".
     let a = arn();
     let ctx = |client: &str, serial: Option<&str>, org: Option<&str>, cn: Option<&str>| {
-        let mut c = Certificate {
+        let mut c = CertificateContext {
             serial_number: serial.map(str::to_string),
-            ..Certificate::default()
+            ..CertificateContext::default()
         };
         if let Some(org) = org {
             c.subject.insert("Organization".into(), vec![org.into()]);
@@ -1391,7 +1388,7 @@ fn alternative_name_conditions_and_index_variables() {
        "Condition": {"ForAnyValue:StringLike": {"iot:Certificate.SubjectAltName.DNSName.List": ["*"]}}}]}"#;
     let a = arn();
     let ctx = |dns: &str, ian_ip: &str| {
-        let mut c = Certificate::default();
+        let mut c = CertificateContext::default();
         c.subject
             .insert("Country".into(), vec!["US".into(), "DE".into()]);
         c.subject_alternative_name
@@ -1464,7 +1461,7 @@ fn unreplaced_certificate_values_fail_closed_in_both_effects() {
       {"Effect": "Allow", "Action": "iot:Publish", "Resource": "*",
        "Condition": {"StringNotLike": {"iot:Certificate.Subject.CommonName": "blocked*"}}}]}"#;
     let with_cn = |cn: &str| {
-        let mut cert = Certificate::default();
+        let mut cert = CertificateContext::default();
         cert.subject.insert("CommonName".into(), vec![cn.into()]);
         Context {
             client_id: Some("c".into()),

@@ -1,7 +1,7 @@
 //! `explain` and `evaluate`: what they report for each statement, resource and condition.
 
 use thingkit_policy::{
-    ArnPrefix, Context, Decision, Effect, PolicyDocument, PolicySet, StatementRef, Thing,
+    ArnPrefix, Context, Decision, Effect, PolicyDocument, PolicySet, StatementRef, ThingContext,
 };
 
 const POLICY: &str = r#"{
@@ -34,10 +34,10 @@ fn explains_each_condition_of_a_denied_connect() {
     let ctx = Context {
         client_id: Some("d1".into()),
         source_ip: Some("192.0.2.1".into()),
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: "d1".into(),
             attached: true,
-            ..Thing::default()
+            ..ThingContext::default()
         }),
         ..Context::default()
     };
@@ -159,10 +159,10 @@ fn a_variable_without_value_makes_a_deny_match_nothing() {
     let arn = arn();
     let req = arn.publish("d1/x", false);
     let mut thing = Context {
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: "d1".into(),
             attached: true,
-            ..Thing::default()
+            ..ThingContext::default()
         }),
         ..Context::default()
     };

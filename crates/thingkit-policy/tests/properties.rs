@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use thingkit_policy::{
     Action, ArnPrefix, Context, Decision, PolicyDocument, PolicySet, Request, RequestBuf,
-    ResourceType, Thing, validate,
+    ResourceType, ThingContext, validate,
 };
 
 const PREFIX: &str = "arn:aws:iot:us-east-1:123456789012:";
@@ -131,10 +131,7 @@ fn policy_set(policies: &[Vec<Stmt>]) -> PolicySet {
     let mut set = PolicySet::new();
     for (i, p) in policies.iter().enumerate() {
         let text = render(p);
-        let limits = thingkit_policy::Limits {
-            max_policy_chars: 1 << 20,
-            ..thingkit_policy::Limits::default()
-        };
+        let limits = thingkit_policy::PolicyLimits::default().with_max_policy_chars(1 << 20);
         let doc = PolicyDocument::parse_with(&text, &limits).expect("generated policies are valid");
         set.add(format!("p{i}"), &doc).expect("unique names");
     }
@@ -244,10 +241,10 @@ fn context() -> impl Strategy<Value = Context> {
     )
         .prop_map(|(client, attached, ip, attrs, lwt)| Context {
             client_id: client.map(str::to_owned),
-            thing: attached.map(|attached| Thing {
+            thing: attached.map(|attached| ThingContext {
                 name: client.unwrap_or("c1").to_owned(),
                 attached,
-                ..Thing::default()
+                ..ThingContext::default()
             }),
             source_ip: ip.map(str::to_owned),
             connect_attributes: attrs.into_iter().map(str::to_owned).collect(),

@@ -1,7 +1,7 @@
 //! Validation: every error and lint, with its code, help, JSON path, line:column and byte span.
 
 use thingkit_policy::{
-    Code, Error, Finding, Limits, PolicyDocument, Severity, validate, validate_with,
+    Code, Error, Finding, PolicyDocument, PolicyLimits, Severity, validate, validate_with,
 };
 
 fn codes(findings: &[Finding]) -> Vec<&'static str> {
@@ -177,10 +177,7 @@ fn size_limit_counts_characters_without_whitespace() {
     let f = validate(&big);
     assert_eq!(codes(&f), vec!["limit-exceeded"], "{f:#?}");
     assert!(f[0].message.contains("max_policy_chars"));
-    let roomy = Limits {
-        max_policy_chars: 4096,
-        ..Limits::default()
-    };
+    let roomy = PolicyLimits::default().with_max_policy_chars(4096);
     assert!(validate_with(&big, &roomy).is_empty());
 }
 

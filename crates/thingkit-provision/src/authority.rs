@@ -28,7 +28,7 @@ use crate::request::{CsrLimits, VerifiedCsr, vet_common_name};
 /// The key type of a CA key (or of a key made by
 /// [`CertificateAuthority::create_keys_and_certificate`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum KeyType {
+pub enum CaKeyType {
     /// ECDSA on NIST P-256 with SHA-256 (the default).
     #[default]
     P256,
@@ -38,12 +38,12 @@ pub enum KeyType {
     Ed25519,
 }
 
-impl KeyType {
+impl CaKeyType {
     fn algorithm(self) -> &'static rcgen::SignatureAlgorithm {
         match self {
-            KeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            KeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            KeyType::Ed25519 => &rcgen::PKCS_ED25519,
+            CaKeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            CaKeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            CaKeyType::Ed25519 => &rcgen::PKCS_ED25519,
         }
     }
 
@@ -53,15 +53,15 @@ impl KeyType {
     }
 }
 
-impl std::str::FromStr for KeyType {
+impl std::str::FromStr for CaKeyType {
     type Err = Error;
 
     /// Parses `p256`, `p384` or `ed25519`.
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "p256" => Ok(KeyType::P256),
-            "p384" => Ok(KeyType::P384),
-            "ed25519" => Ok(KeyType::Ed25519),
+            "p256" => Ok(CaKeyType::P256),
+            "p384" => Ok(CaKeyType::P384),
+            "ed25519" => Ok(CaKeyType::Ed25519),
             other => Err(Error::UnsupportedKey(format!(
                 "key type {other:?} (expected p256, p384 or ed25519)"
             ))),
@@ -71,9 +71,10 @@ impl std::str::FromStr for KeyType {
 
 /// How to create a CA certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CaOptions {
     /// The CA key type. Default P-256.
-    pub key_type: KeyType,
+    pub key_type: CaKeyType,
     /// The CA's subject common name. Default `thingkit CA`.
     pub common_name: String,
     /// An optional organization name for the subject.
@@ -85,10 +86,42 @@ pub struct CaOptions {
     pub path_len: Option<u8>,
 }
 
+impl CaOptions {
+    /// This value with [`key_type`](Self::key_type) replaced.
+    pub fn with_key_type(mut self, key_type: CaKeyType) -> Self {
+        self.key_type = key_type;
+        self
+    }
+
+    /// This value with [`common_name`](Self::common_name) replaced.
+    pub fn with_common_name(mut self, common_name: String) -> Self {
+        self.common_name = common_name;
+        self
+    }
+
+    /// This value with [`organization`](Self::organization) replaced.
+    pub fn with_organization(mut self, organization: Option<String>) -> Self {
+        self.organization = organization;
+        self
+    }
+
+    /// This value with [`validity_days`](Self::validity_days) replaced.
+    pub fn with_validity_days(mut self, validity_days: u32) -> Self {
+        self.validity_days = validity_days;
+        self
+    }
+
+    /// This value with [`path_len`](Self::path_len) replaced.
+    pub fn with_path_len(mut self, path_len: Option<u8>) -> Self {
+        self.path_len = path_len;
+        self
+    }
+}
+
 impl Default for CaOptions {
     fn default() -> Self {
         CaOptions {
-            key_type: KeyType::P256,
+            key_type: CaKeyType::P256,
             common_name: "thingkit CA".into(),
             organization: None,
             validity_days: 3650,
@@ -99,6 +132,7 @@ impl Default for CaOptions {
 
 /// The issuance profile for device certificates. Every field is a documented, safe default.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IssuanceProfile {
     /// Validity of device certificates in days. Default 365. Must be 1 ..= `max_validity_days`.
     pub validity_days: u32,
@@ -111,6 +145,38 @@ pub struct IssuanceProfile {
     pub csr_limits: CsrLimits,
     /// Validity of generated CRLs (`nextUpdate - thisUpdate`) in hours. Default 168 (7 days).
     pub crl_validity_hours: u32,
+}
+
+impl IssuanceProfile {
+    /// This value with [`validity_days`](Self::validity_days) replaced.
+    pub fn with_validity_days(mut self, validity_days: u32) -> Self {
+        self.validity_days = validity_days;
+        self
+    }
+
+    /// This value with [`max_validity_days`](Self::max_validity_days) replaced.
+    pub fn with_max_validity_days(mut self, max_validity_days: u32) -> Self {
+        self.max_validity_days = max_validity_days;
+        self
+    }
+
+    /// This value with [`backdate_seconds`](Self::backdate_seconds) replaced.
+    pub fn with_backdate_seconds(mut self, backdate_seconds: u32) -> Self {
+        self.backdate_seconds = backdate_seconds;
+        self
+    }
+
+    /// This value with [`csr_limits`](Self::csr_limits) replaced.
+    pub fn with_csr_limits(mut self, csr_limits: CsrLimits) -> Self {
+        self.csr_limits = csr_limits;
+        self
+    }
+
+    /// This value with [`crl_validity_hours`](Self::crl_validity_hours) replaced.
+    pub fn with_crl_validity_hours(mut self, crl_validity_hours: u32) -> Self {
+        self.crl_validity_hours = crl_validity_hours;
+        self
+    }
 }
 
 impl Default for IssuanceProfile {
@@ -127,11 +193,26 @@ impl Default for IssuanceProfile {
 
 /// Per-request choices the caller (never the CSR) may make.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IssueOptions {
     /// Subject common name to use instead of the CSR's (e.g. the thing name).
     pub common_name: Option<String>,
     /// Validity in days instead of the profile's (at most `max_validity_days`).
     pub validity_days: Option<u32>,
+}
+
+impl IssueOptions {
+    /// This value with [`common_name`](Self::common_name) replaced.
+    pub fn with_common_name(mut self, common_name: Option<String>) -> Self {
+        self.common_name = common_name;
+        self
+    }
+
+    /// This value with [`validity_days`](Self::validity_days) replaced.
+    pub fn with_validity_days(mut self, validity_days: Option<u32>) -> Self {
+        self.validity_days = validity_days;
+        self
+    }
 }
 
 /// A certificate produced by a [`CertificateAuthority`].
@@ -352,7 +433,7 @@ impl CertificateAuthority {
     pub fn create_keys_and_certificate(
         &self,
         common_name: &str,
-        key_type: KeyType,
+        key_type: CaKeyType,
         now: SystemTime,
     ) -> Result<KeysAndCertificate> {
         let common_name =
@@ -375,7 +456,7 @@ impl CertificateAuthority {
         let first = dns_names
             .first()
             .ok_or_else(|| Error::BadSubject("a server certificate needs a DNS name".into()))?;
-        let key = KeyType::P256.generate()?;
+        let key = CaKeyType::P256.generate()?;
         let mut params = self.leaf_params(first, None, now)?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         for name in dns_names {

@@ -287,7 +287,7 @@ const RFC4514_NAMES: &[(&str, &str)] = &[
 /// that contain arrays are limited to five items. Additional items are ignored." Values are
 /// kept as written; the policy crate leaves a variable unresolved when its value contains
 /// `* $ + ? #` or is longer than 1024 characters.
-pub fn policy_certificate(input: &[u8]) -> Result<thingkit_policy::Certificate> {
+pub fn policy_certificate(input: &[u8]) -> Result<thingkit_policy::CertificateContext> {
     with_certificate(input, |der, cert| {
         let malformed = |detail: String| Error::Malformed {
             what: "certificate",
@@ -305,7 +305,7 @@ pub fn policy_certificate(input: &[u8]) -> Result<thingkit_policy::Certificate> 
             Ok(None) => BTreeMap::new(),
             Err(e) => return Err(malformed(format!("subject alternative name: {e}"))),
         };
-        Ok(thingkit_policy::Certificate {
+        Ok(thingkit_policy::CertificateContext {
             id: Some(CertificateId::of_der(der).to_string()),
             serial_number: Some(serial_number),
             subject: name_attributes(cert.subject()),

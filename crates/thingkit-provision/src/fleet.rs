@@ -1,160 +1,4 @@
-//! Fleet provisioning by claim: the AWS IoT "device provisioning MQTT API", sans-IO.
-//!
-//! A broker routes every PUBLISH on a provisioning topic to [`FleetProvisioning::handle`] (or,
-//! to run a pre-provisioning hook without holding the registry, `prepare` and `commit`) and
-//! publishes the [`Reply`]s it returns to the same client. The topics and payloads are AWS's,
-//! so the AWS IoT device SDKs' fleet provisioning samples work unchanged:
-//!
-//! | request topic | reply topics | request → accepted fields |
-//! |---|---|---|
-//! | `$aws/certificates/create/{json,cbor}` | `…/accepted`, `…/rejected` | `{}` → `certificateId`, `certificatePem`, `privateKey`, `certificateOwnershipToken` |
-//! | `$aws/certificates/create-from-csr/{json,cbor}` | `…/accepted`, `…/rejected` | `certificateSigningRequest` → `certificateId`, `certificatePem`, `certificateOwnershipToken` |
-//! | `$aws/provisioning-templates/<templateName>/provision/{json,cbor}` | `…/accepted`, `…/rejected` | `certificateOwnershipToken`, `parameters` → `deviceConfiguration`, `thingName` |
-//!
-//! Rejections carry the AWS error body `{"statusCode", "errorCode", "errorMessage"}`.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use std::time::SystemTime;
-//! use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-//! use thingkit_provision::certificate::{CaStatus, CertificateStatus};
-//! use thingkit_provision::fleet::{FleetConfig, FleetProvisioning, claim_policy};
-//! use thingkit_provision::registry::{PolicyTarget, Registry};
-//! use thingkit_provision::template::{ProvisioningTemplate, TemplateLimits};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let now = SystemTime::now();
-//! let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default(), now)?);
-//! let mut registry = Registry::in_memory();
-//! registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
-//! // The claim certificate and its least-privilege policy.
-//! let claim = ca.create_keys_and_certificate("claim", KeyType::P256, now)?;
-//! let claim_id =
-//!     registry.register_certificate(&claim.certificate.der, CertificateStatus::Active, now)?;
-//! let arn = thingkit_policy::ArnPrefix::new("aws", "us-east-1", "123456789012").unwrap();
-//! registry.create_policy("claim", &claim_policy(&arn, &["Sensors"])?, now)?;
-//! registry.attach_policy("claim", &PolicyTarget::Certificate(claim_id))?;
-//!
-//! let mut fleet = FleetProvisioning::new(ca, FleetConfig::default());
-//! fleet.add_template("Sensors", ProvisioningTemplate::parse(r#"{
-//!   "Parameters": {"Serial": {"Type": "String"}},
-//!   "Resources": {
-//!     "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "Serial"}}},
-//!     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
-//!       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}}}}"#,
-//!   &TemplateLimits::default())?)?;
-//!
-//! // In the broker, for every PUBLISH of a client authenticated with `claim_id`:
-//! let replies = fleet
-//!     .handle(&mut registry, &claim_id, "$aws/certificates/create/json", b"{}", now)
-//!     .expect("a provisioning topic");
-//! assert_eq!(replies[0].topic, "$aws/certificates/create/json/accepted");
-//! let created: serde_json::Value = serde_json::from_slice(&replies[0].payload)?;
-//! let request = serde_json::json!({
-//!     "certificateOwnershipToken": created["certificateOwnershipToken"],
-//!     "parameters": {"Serial": "sensor-1"},
-//! });
-//! let replies = fleet
-//!     .handle(&mut registry, &claim_id, "$aws/provisioning-templates/Sensors/provision/json",
-//!             request.to_string().as_bytes(), now)
-//!     .expect("a provisioning topic");
-//! assert!(replies[0].is_accepted());
-//! assert!(registry.thing("sensor-1").is_some());
-//! # Ok(()) }
-//! ```
-//!
-//! # Certificate ownership tokens
-//!
-//! Each created certificate is registered PENDING_ACTIVATION and gets a token: 256 random bits
-//! (hex), kept only as its SHA-256, single use, bound to that certificate *and* to the claim
-//! certificate that asked for it, valid for [`FleetConfig::token_ttl`] (1 hour). RegisterThing
-//! consumes the token only when the registration succeeds. A certificate whose token expires
-//! unclaimed is deleted ([`FleetProvisioning::expire`], also run on every `handle`).
-//!
-//! A claim certificate may hold at most [`FleetConfig::max_pending_tokens_per_claim`] tokens
-//! (default 10) and the service [`FleetConfig::max_pending_tokens`]; beyond that the certificate
-//! operations are rejected with 429 `Throttled`.
-//!
-//! # Security notes
-//!
-//! - As in AWS, a RegisterThing for a thing that **already exists** attaches the new certificate
-//!   to it (that is how devices rotate certificates). Whoever holds a claim certificate can thus
-//!   name any thing the template lets them name: guard such templates with a pre-provisioning
-//!   hook ([`crate::hook`]) that checks the device's parameters (e.g. a serial-number allow list).
-//! - Parameter values substituted into an inline `PolicyDocument` are JSON-string-escaped, so a
-//!   device cannot inject statements into its own policy.
-//!
-//! # All or nothing
-//!
-//! RegisterThing renders the template, then applies it inside one [`Registry::batch`]: the
-//! certificate status, the thing (with its override settings), its groups, the attachment and
-//! the policies are committed together or not at all.
-//!
-//! # The hook runs without the registry
-//!
-//! A pre-provisioning hook may take up to [`HookConfig::timeout`] (5 s). So that a server does
-//! not hold its registry across it (stalling every [`Registry::authenticate`]), RegisterThing is
-//! three steps: [`FleetProvisioning::prepare`] (checks; returns a [`PendingRegistration`] that
-//! borrows nothing), [`PendingRegistration::run_hook`] (no registry), and
-//! [`FleetProvisioning::commit`] (checks the token again — a concurrent request with the same
-//! token may have used it meanwhile, and exactly one of them succeeds — then applies).
-//! [`FleetProvisioning::handle`] runs the three in one call.
-//!
-//! ```
-//! # use std::sync::Arc;
-//! # use std::time::SystemTime;
-//! # use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-//! # use thingkit_provision::certificate::{CaStatus, CertificateStatus};
-//! # use thingkit_provision::fleet::{FleetConfig, FleetProvisioning, Prepared};
-//! # use thingkit_provision::hook::{HookRequest, HookResponse};
-//! # use thingkit_provision::registry::Registry;
-//! # use thingkit_provision::template::{ProvisioningTemplate, TemplateLimits};
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let now = SystemTime::now();
-//! # let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default(), now)?);
-//! # let mut registry = Registry::in_memory();
-//! # registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
-//! # let claim = ca.create_keys_and_certificate("claim", KeyType::P256, now)?;
-//! # let claim_id =
-//! #     registry.register_certificate(&claim.certificate.der, CertificateStatus::Active, now)?;
-//! # let template = ProvisioningTemplate::parse(r#"{
-//! #   "Parameters": {"Serial": {"Type": "String"}},
-//! #   "Resources": {
-//! #     "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "Serial"}}},
-//! #     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
-//! #       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}}}}"#,
-//! #   &TemplateLimits::default())?;
-//! let mut fleet = FleetProvisioning::new(ca, FleetConfig::default());
-//! fleet.add_template_with_hook("Sensors", template, |r: &HookRequest| {
-//!     if r.parameters.get("Serial").is_some_and(|s| s.starts_with("sensor-")) {
-//!         HookResponse::allow()
-//!     } else {
-//!         HookResponse::deny()
-//!     }
-//! })?;
-//! # let replies = fleet
-//! #     .handle(&mut registry, &claim_id, "$aws/certificates/create/json", b"{}", now)
-//! #     .expect("a provisioning topic");
-//! # let created: serde_json::Value = serde_json::from_slice(&replies[0].payload)?;
-//! let request = serde_json::json!({
-//!     "certificateOwnershipToken": created["certificateOwnershipToken"],
-//!     "parameters": {"Serial": "sensor-1"},
-//! });
-//! let topic = "$aws/provisioning-templates/Sensors/provision/json";
-//! let payload = request.to_string();
-//! let replies = match fleet.prepare(&mut registry, &claim_id, topic, payload.as_bytes(), now) {
-//!     None => unreachable!("a provisioning topic"),
-//!     Some(Prepared::Replies(replies)) => replies, // refused before the hook
-//!     Some(Prepared::Register(pending)) => {
-//!         // A server releases its registry lock here.
-//!         let outcome = pending.run_hook();
-//!         fleet.commit(&mut registry, pending, outcome, now)
-//!     }
-//! };
-//! assert!(replies[0].is_accepted());
-//! assert!(registry.thing("sensor-1").is_some());
-//! # Ok(()) }
-//! ```
+//! Fleet provisioning by claim (the AWS IoT device provisioning MQTT API); the user documentation is on [`FleetProvisioning`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -163,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::authority::{CertificateAuthority, IssueOptions, KeyType};
+use crate::authority::{CaKeyType, CertificateAuthority, IssueOptions};
 use crate::certificate::{CertificateId, CertificateStatus};
 use crate::error::{Error, Result};
 use crate::hook::{HookConfig, HookRequest, PreProvisioningHook, run_hook};
@@ -185,6 +29,7 @@ pub const DEFAULT_COMMON_NAME: &str = "thingkit provisioned device";
 
 /// Settings and limits of the fleet provisioning API.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct FleetConfig {
     /// Lifetime of a certificate ownership token. Default 1 hour (as AWS).
     pub token_ttl: Duration,
@@ -199,11 +44,64 @@ pub struct FleetConfig {
     /// Deepest CBOR nesting accepted. Default 8 (requests are at most two levels deep).
     pub max_cbor_depth: usize,
     /// Key type of CreateKeysAndCertificate. Default P-256.
-    pub key_type: KeyType,
+    pub key_type: CaKeyType,
     /// The pre-provisioning hook's timeout.
     pub hook: HookConfig,
     /// Template limits (also bound the request's `parameters`).
     pub template_limits: TemplateLimits,
+}
+
+impl FleetConfig {
+    /// This value with [`token_ttl`](Self::token_ttl) replaced.
+    pub fn with_token_ttl(mut self, token_ttl: Duration) -> Self {
+        self.token_ttl = token_ttl;
+        self
+    }
+
+    /// This value with [`max_pending_tokens`](Self::max_pending_tokens) replaced.
+    pub fn with_max_pending_tokens(mut self, max_pending_tokens: usize) -> Self {
+        self.max_pending_tokens = max_pending_tokens;
+        self
+    }
+
+    /// This value with [`max_pending_tokens_per_claim`](Self::max_pending_tokens_per_claim) replaced.
+    pub fn with_max_pending_tokens_per_claim(
+        mut self,
+        max_pending_tokens_per_claim: usize,
+    ) -> Self {
+        self.max_pending_tokens_per_claim = max_pending_tokens_per_claim;
+        self
+    }
+
+    /// This value with [`max_payload_len`](Self::max_payload_len) replaced.
+    pub fn with_max_payload_len(mut self, max_payload_len: usize) -> Self {
+        self.max_payload_len = max_payload_len;
+        self
+    }
+
+    /// This value with [`max_cbor_depth`](Self::max_cbor_depth) replaced.
+    pub fn with_max_cbor_depth(mut self, max_cbor_depth: usize) -> Self {
+        self.max_cbor_depth = max_cbor_depth;
+        self
+    }
+
+    /// This value with [`key_type`](Self::key_type) replaced.
+    pub fn with_key_type(mut self, key_type: CaKeyType) -> Self {
+        self.key_type = key_type;
+        self
+    }
+
+    /// This value with [`hook`](Self::hook) replaced.
+    pub fn with_hook(mut self, hook: HookConfig) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// This value with [`template_limits`](Self::template_limits) replaced.
+    pub fn with_template_limits(mut self, template_limits: TemplateLimits) -> Self {
+        self.template_limits = template_limits;
+        self
+    }
 }
 
 impl Default for FleetConfig {
@@ -214,7 +112,7 @@ impl Default for FleetConfig {
             max_pending_tokens_per_claim: 10,
             max_payload_len: 64 * 1024,
             max_cbor_depth: 8,
-            key_type: KeyType::P256,
+            key_type: CaKeyType::P256,
             hook: HookConfig::default(),
             template_limits: TemplateLimits::default(),
         }
@@ -358,7 +256,7 @@ pub fn claim_policy(arn: &thingkit_policy::ArnPrefix, template_names: &[&str]) -
     });
     let text = doc.to_string();
     // The result must be a valid AWS IoT policy (this also enforces the 2048-byte size limit).
-    crate::policy::PolicyDocument::parse("claim", &text)?;
+    crate::policy::StoredPolicyDocument::parse("claim", &text)?;
     Ok(text)
 }
 
@@ -536,7 +434,7 @@ impl PendingRegistration {
     }
 
     /// Runs the template's pre-provisioning hook, if any, on its own thread with the configured
-    /// timeout (see [`crate::hook`]); blocks for at most [`HookConfig::timeout`]. Needs no
+    /// timeout (see [`PreProvisioningHook`]); blocks for at most [`HookConfig::timeout`]. Needs no
     /// registry: call it with every lock released. A denial, timeout or panic yields an outcome
     /// that [`FleetProvisioning::commit`] turns into a rejection (fail closed).
     pub fn run_hook(&self) -> HookOutcome {
@@ -592,7 +490,165 @@ pub struct Provisioned {
 }
 
 /// The fleet provisioning service: templates, ownership tokens, the CA that signs the new
-/// certificates, and JIT registration ([`crate::jit`]). See the [module documentation](self).
+/// certificates, and JIT registration ([`FleetProvisioning::on_unknown_certificate`]).
+///
+/// Fleet provisioning by claim: the AWS IoT "device provisioning MQTT API", sans-IO.
+///
+/// A broker routes every PUBLISH on a provisioning topic to [`FleetProvisioning::handle`] (or,
+/// to run a pre-provisioning hook without holding the registry, `prepare` and `commit`) and
+/// publishes the [`Reply`]s it returns to the same client. The topics and payloads are AWS's,
+/// so the AWS IoT device SDKs' fleet provisioning samples work unchanged:
+///
+/// | request topic | reply topics | request → accepted fields |
+/// |---|---|---|
+/// | `$aws/certificates/create/{json,cbor}` | `…/accepted`, `…/rejected` | `{}` → `certificateId`, `certificatePem`, `privateKey`, `certificateOwnershipToken` |
+/// | `$aws/certificates/create-from-csr/{json,cbor}` | `…/accepted`, `…/rejected` | `certificateSigningRequest` → `certificateId`, `certificatePem`, `certificateOwnershipToken` |
+/// | `$aws/provisioning-templates/<templateName>/provision/{json,cbor}` | `…/accepted`, `…/rejected` | `certificateOwnershipToken`, `parameters` → `deviceConfiguration`, `thingName` |
+///
+/// Rejections carry the AWS error body `{"statusCode", "errorCode", "errorMessage"}`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::SystemTime;
+/// use thingkit_provision::{CaOptions, CertificateAuthority, CaKeyType};
+/// use thingkit_provision::{CaStatus, CertificateStatus};
+/// use thingkit_provision::{FleetConfig, FleetProvisioning, claim_policy};
+/// use thingkit_provision::{PolicyTarget, Registry};
+/// use thingkit_provision::{ProvisioningTemplate, TemplateLimits};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let now = SystemTime::now();
+/// let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default(), now)?);
+/// let mut registry = Registry::in_memory();
+/// registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
+/// // The claim certificate and its least-privilege policy.
+/// let claim = ca.create_keys_and_certificate("claim", CaKeyType::P256, now)?;
+/// let claim_id =
+///     registry.register_certificate(&claim.certificate.der, CertificateStatus::Active, now)?;
+/// let arn = thingkit_policy::ArnPrefix::new("aws", "us-east-1", "123456789012").unwrap();
+/// registry.create_policy("claim", &claim_policy(&arn, &["Sensors"])?, now)?;
+/// registry.attach_policy("claim", &PolicyTarget::Certificate(claim_id))?;
+///
+/// let mut fleet = FleetProvisioning::new(ca, FleetConfig::default());
+/// fleet.add_template("Sensors", ProvisioningTemplate::parse(r#"{
+///   "Parameters": {"Serial": {"Type": "String"}},
+///   "Resources": {
+///     "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "Serial"}}},
+///     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+///       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}}}}"#,
+///   &TemplateLimits::default())?)?;
+///
+/// // In the broker, for every PUBLISH of a client authenticated with `claim_id`:
+/// let replies = fleet
+///     .handle(&mut registry, &claim_id, "$aws/certificates/create/json", b"{}", now)
+///     .expect("a provisioning topic");
+/// assert_eq!(replies[0].topic, "$aws/certificates/create/json/accepted");
+/// let created: serde_json::Value = serde_json::from_slice(&replies[0].payload)?;
+/// let request = serde_json::json!({
+///     "certificateOwnershipToken": created["certificateOwnershipToken"],
+///     "parameters": {"Serial": "sensor-1"},
+/// });
+/// let replies = fleet
+///     .handle(&mut registry, &claim_id, "$aws/provisioning-templates/Sensors/provision/json",
+///             request.to_string().as_bytes(), now)
+///     .expect("a provisioning topic");
+/// assert!(replies[0].is_accepted());
+/// assert!(registry.thing("sensor-1").is_some());
+/// # Ok(()) }
+/// ```
+///
+/// # Certificate ownership tokens
+///
+/// Each created certificate is registered PENDING_ACTIVATION and gets a token: 256 random bits
+/// (hex), kept only as its SHA-256, single use, bound to that certificate *and* to the claim
+/// certificate that asked for it, valid for [`FleetConfig::token_ttl`] (1 hour). RegisterThing
+/// consumes the token only when the registration succeeds. A certificate whose token expires
+/// unclaimed is deleted ([`FleetProvisioning::expire`], also run on every `handle`).
+///
+/// A claim certificate may hold at most [`FleetConfig::max_pending_tokens_per_claim`] tokens
+/// (default 10) and the service [`FleetConfig::max_pending_tokens`]; beyond that the certificate
+/// operations are rejected with 429 `Throttled`.
+///
+/// # Security notes
+///
+/// - As in AWS, a RegisterThing for a thing that **already exists** attaches the new certificate
+///   to it (that is how devices rotate certificates). Whoever holds a claim certificate can thus
+///   name any thing the template lets them name: guard such templates with a pre-provisioning
+///   hook ([`PreProvisioningHook`]) that checks the device's parameters (e.g. a serial-number allow list).
+/// - Parameter values substituted into an inline `PolicyDocument` are JSON-string-escaped, so a
+///   device cannot inject statements into its own policy.
+///
+/// # All or nothing
+///
+/// RegisterThing renders the template, then applies it inside one [`Registry::batch`]: the
+/// certificate status, the thing (with its override settings), its groups, the attachment and
+/// the policies are committed together or not at all.
+///
+/// # The hook runs without the registry
+///
+/// A pre-provisioning hook may take up to [`HookConfig::timeout`] (5 s). So that a server does
+/// not hold its registry across it (stalling every [`Registry::authenticate`]), RegisterThing is
+/// three steps: [`FleetProvisioning::prepare`] (checks; returns a [`PendingRegistration`] that
+/// borrows nothing), [`PendingRegistration::run_hook`] (no registry), and
+/// [`FleetProvisioning::commit`] (checks the token again — a concurrent request with the same
+/// token may have used it meanwhile, and exactly one of them succeeds — then applies).
+/// [`FleetProvisioning::handle`] runs the three in one call.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use std::time::SystemTime;
+/// # use thingkit_provision::{CaOptions, CertificateAuthority, CaKeyType};
+/// # use thingkit_provision::{CaStatus, CertificateStatus};
+/// # use thingkit_provision::{FleetConfig, FleetProvisioning, Prepared};
+/// # use thingkit_provision::{HookRequest, HookResponse};
+/// # use thingkit_provision::Registry;
+/// # use thingkit_provision::{ProvisioningTemplate, TemplateLimits};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let now = SystemTime::now();
+/// # let ca = Arc::new(CertificateAuthority::create_root(&CaOptions::default(), now)?);
+/// # let mut registry = Registry::in_memory();
+/// # registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
+/// # let claim = ca.create_keys_and_certificate("claim", CaKeyType::P256, now)?;
+/// # let claim_id =
+/// #     registry.register_certificate(&claim.certificate.der, CertificateStatus::Active, now)?;
+/// # let template = ProvisioningTemplate::parse(r#"{
+/// #   "Parameters": {"Serial": {"Type": "String"}},
+/// #   "Resources": {
+/// #     "thing": {"Type": "AWS::IoT::Thing", "Properties": {"ThingName": {"Ref": "Serial"}}},
+/// #     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+/// #       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}}}}"#,
+/// #   &TemplateLimits::default())?;
+/// let mut fleet = FleetProvisioning::new(ca, FleetConfig::default());
+/// fleet.add_template_with_hook("Sensors", template, |r: &HookRequest| {
+///     if r.parameters.get("Serial").is_some_and(|s| s.starts_with("sensor-")) {
+///         HookResponse::allow()
+///     } else {
+///         HookResponse::deny()
+///     }
+/// })?;
+/// # let replies = fleet
+/// #     .handle(&mut registry, &claim_id, "$aws/certificates/create/json", b"{}", now)
+/// #     .expect("a provisioning topic");
+/// # let created: serde_json::Value = serde_json::from_slice(&replies[0].payload)?;
+/// let request = serde_json::json!({
+///     "certificateOwnershipToken": created["certificateOwnershipToken"],
+///     "parameters": {"Serial": "sensor-1"},
+/// });
+/// let topic = "$aws/provisioning-templates/Sensors/provision/json";
+/// let payload = request.to_string();
+/// let replies = match fleet.prepare(&mut registry, &claim_id, topic, payload.as_bytes(), now) {
+///     None => unreachable!("a provisioning topic"),
+///     Some(Prepared::Replies(replies)) => replies, // refused before the hook
+///     Some(Prepared::Register(pending)) => {
+///         // A server releases its registry lock here.
+///         let outcome = pending.run_hook();
+///         fleet.commit(&mut registry, pending, outcome, now)
+///     }
+/// };
+/// assert!(replies[0].is_accepted());
+/// assert!(registry.thing("sensor-1").is_some());
+/// # Ok(()) }
+/// ```
 pub struct FleetProvisioning {
     ca: Arc<CertificateAuthority>,
     config: FleetConfig,

@@ -1,15 +1,4 @@
-//! The pre-provisioning hook: operator code that allows or denies a RegisterThing request and may
-//! override its parameters (the AWS "pre-provisioning hook" Lambda, as a Rust trait).
-//!
-//! # Timeout without an async runtime
-//!
-//! The crate is sans-IO and needs no runtime, so the timeout is enforced with a thread: the hook
-//! runs on a freshly spawned thread and the caller waits on a channel with
-//! [`std::sync::mpsc::Receiver::recv_timeout`] for at most [`HookConfig::timeout`] (default 5 s).
-//! If the hook does not answer in time, panics, or the thread cannot be spawned, the request is
-//! **denied** (fail closed). A hook that overruns keeps running on its own thread until it
-//! returns; its late answer is discarded. Hooks should therefore be bounded themselves (e.g. use
-//! timeouts on their own network calls).
+//! The pre-provisioning hook; documented on [`PreProvisioningHook`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,6 +45,19 @@ impl HookResponse {
 }
 
 /// A pre-provisioning hook. Implemented for closures `Fn(&HookRequest) -> HookResponse`.
+///
+/// The pre-provisioning hook: operator code that allows or denies a RegisterThing request and may
+/// override its parameters (the AWS "pre-provisioning hook" Lambda, as a Rust trait).
+///
+/// # Timeout without an async runtime
+///
+/// The crate is sans-IO and needs no runtime, so the timeout is enforced with a thread: the hook
+/// runs on a freshly spawned thread and the caller waits on a channel with
+/// [`std::sync::mpsc::Receiver::recv_timeout`] for at most [`HookConfig::timeout`] (default 5 s).
+/// If the hook does not answer in time, panics, or the thread cannot be spawned, the request is
+/// **denied** (fail closed). A hook that overruns keeps running on its own thread until it
+/// returns; its late answer is discarded. Hooks should therefore be bounded themselves (e.g. use
+/// timeouts on their own network calls).
 pub trait PreProvisioningHook: Send + Sync + 'static {
     /// Decides on one request.
     fn check(&self, request: &HookRequest) -> HookResponse;
@@ -72,9 +74,18 @@ where
 
 /// Hook settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HookConfig {
     /// How long to wait for the hook before denying. Default 5 seconds (as AWS).
     pub timeout: Duration,
+}
+
+impl HookConfig {
+    /// This value with [`timeout`](Self::timeout) replaced.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
 }
 
 impl Default for HookConfig {

@@ -1,26 +1,4 @@
-//! mTLS identity: a rustls [`ServerConfig`] that requires client certificates chained to the
-//! registry's ACTIVE CA certificates (CRLs honoured), and a handle to swap it when CAs or CRLs
-//! change.
-//!
-//! The TLS layer checks the chain, validity and CRLs; [`Registry::authenticate`] then maps the
-//! verified end-entity certificate to a [`DeviceIdentity`](crate::registry::DeviceIdentity) and
-//! refuses certificates that are not ACTIVE. Use both: the handshake alone does not know the
-//! registry's certificate statuses.
-//!
-//! ```no_run
-//! # fn demo(registry: &thingkit_provision::registry::Registry,
-//! #         chain_pem: &str, key_pem: &str) -> thingkit_provision::Result<()> {
-//! use thingkit_provision::identity::{ReloadableServerConfig, ServerConfigBuilder};
-//! let builder = ServerConfigBuilder::from_pem(chain_pem, key_pem)?;
-//! let configs = ReloadableServerConfig::new(builder.build(registry)?);
-//! // Per accepted TCP connection: tokio_rustls::TlsAcceptor::from(configs.current()).
-//! // After the handshake:
-//! //   let peer = tls.get_ref().1.peer_certificates().unwrap_or_default();
-//! //   let identity = registry.authenticate(peer, SystemTime::now())?;
-//! // When a CA or a CRL changes:
-//! configs.replace(builder.build(registry)?);
-//! # Ok(()) }
-//! ```
+//! mTLS identity; documented on [`ServerConfigBuilder`].
 
 use std::sync::{Arc, RwLock};
 
@@ -42,6 +20,30 @@ fn tls_err(e: impl std::fmt::Display) -> Error {
 }
 
 /// Builds [`ServerConfig`]s for a device-facing TLS endpoint from a registry.
+///
+/// mTLS identity: a rustls [`ServerConfig`] that requires client certificates chained to the
+/// registry's ACTIVE CA certificates (CRLs honoured), and a handle to swap it when CAs or CRLs
+/// change.
+///
+/// The TLS layer checks the chain, validity and CRLs; [`Registry::authenticate`] then maps the
+/// verified end-entity certificate to a [`DeviceIdentity`](crate::DeviceIdentity) and
+/// refuses certificates that are not ACTIVE. Use both: the handshake alone does not know the
+/// registry's certificate statuses.
+///
+/// ```no_run
+/// # fn demo(registry: &thingkit_provision::Registry,
+/// #         chain_pem: &str, key_pem: &str) -> thingkit_provision::Result<()> {
+/// use thingkit_provision::{ReloadableServerConfig, ServerConfigBuilder};
+/// let builder = ServerConfigBuilder::from_pem(chain_pem, key_pem)?;
+/// let configs = ReloadableServerConfig::new(builder.build(registry)?);
+/// // Per accepted TCP connection: tokio_rustls::TlsAcceptor::from(configs.current()).
+/// // After the handshake:
+/// //   let peer = tls.get_ref().1.peer_certificates().unwrap_or_default();
+/// //   let identity = registry.authenticate(peer, SystemTime::now())?;
+/// // When a CA or a CRL changes:
+/// configs.replace(builder.build(registry)?);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ServerConfigBuilder {
     chain: Vec<CertificateDer<'static>>,

@@ -1,19 +1,4 @@
-//! Just-in-time registration (JITR) and provisioning (JITP).
-//!
-//! A device whose certificate was signed by a registered CA with auto-registration enabled
-//! connects for the first time with a certificate the registry does not know. The broker calls
-//! [`FleetProvisioning::on_unknown_certificate`] with the TLS peer chain:
-//!
-//! - **JITP**: if the CA has a registration template
-//!   ([`FleetProvisioning::set_registration_template`]), the certificate is registered and the
-//!   template applied in one atomic batch (thing, policies, status from the template, usually
-//!   ACTIVE). Pseudo-parameters from the certificate are available to the template:
-//!   `AWS::IoT::Certificate::Id`, `::CertificatePem`, `::CommonName`, `::Country`,
-//!   `::Organization`, `::OrganizationalUnit`, `::StateName`, `::Locality`,
-//!   `::DistinguishedNameQualifier` and `::SerialNumber` (the subject's serialNumber attribute).
-//! - **JITR**: otherwise the certificate is registered PENDING_ACTIVATION and the outcome
-//!   carries the AWS registration event (`$aws/events/certificates/registered/<caCertificateId>`)
-//!   for the operator, who activates it. The connection must be refused.
+//! Just-in-time registration (JITR) and provisioning (JITP); documented on [`JitOutcome`].
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +16,23 @@ use crate::template::{CERTIFICATE_ID, CERTIFICATE_PEM, ProvisioningTemplate};
 pub const REGISTERED_EVENT_PREFIX: &str = "$aws/events/certificates/registered/";
 
 /// What happened to an unknown certificate on its first connection.
+///
+/// Just-in-time registration (JITR) and provisioning (JITP).
+///
+/// A device whose certificate was signed by a registered CA with auto-registration enabled
+/// connects for the first time with a certificate the registry does not know. The broker calls
+/// [`FleetProvisioning::on_unknown_certificate`] with the TLS peer chain:
+///
+/// - **JITP**: if the CA has a registration template
+///   ([`FleetProvisioning::set_registration_template`]), the certificate is registered and the
+///   template applied in one atomic batch (thing, policies, status from the template, usually
+///   ACTIVE). Pseudo-parameters from the certificate are available to the template:
+///   `AWS::IoT::Certificate::Id`, `::CertificatePem`, `::CommonName`, `::Country`,
+///   `::Organization`, `::OrganizationalUnit`, `::StateName`, `::Locality`,
+///   `::DistinguishedNameQualifier` and `::SerialNumber` (the subject's serialNumber attribute).
+/// - **JITR**: otherwise the certificate is registered PENDING_ACTIVATION and the outcome
+///   carries the AWS registration event (`$aws/events/certificates/registered/<caCertificateId>`)
+///   for the operator, who activates it. The connection must be refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JitOutcome {
     /// JITR: registered PENDING_ACTIVATION. Publish `event` to the operator and refuse the

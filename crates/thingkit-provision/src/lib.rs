@@ -9,15 +9,15 @@
 //!
 //! ```
 //! use std::time::SystemTime;
-//! use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-//! use thingkit_provision::certificate::{CaStatus, CertificateStatus};
-//! use thingkit_provision::registry::{PolicyTarget, Registry};
+//! use thingkit_provision::{CaOptions, CertificateAuthority, CaKeyType};
+//! use thingkit_provision::{CaStatus, CertificateStatus};
+//! use thingkit_provision::{PolicyTarget, Registry};
 //!
 //! # fn main() -> thingkit_provision::Result<()> {
 //! // A CA, and a device key + certificate made in one step (AWS CreateKeysAndCertificate).
 //! let now = SystemTime::now();
 //! let ca = CertificateAuthority::create_root(&CaOptions::default(), now)?;
-//! let device = ca.create_keys_and_certificate("sensor-1", KeyType::P256, now)?;
+//! let device = ca.create_keys_and_certificate("sensor-1", CaKeyType::P256, now)?;
 //!
 //! // Register the CA, the certificate, a thing and a policy, then attach them.
 //! let mut registry = Registry::in_memory();
@@ -40,36 +40,44 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Modules
+//! # What is in the crate
 //!
-//! - [`authority`]: create or load a CA, issue device certificates from CSRs, create keys and
-//!   certificates, sign CRLs.
-//! - [`request`]: CSR parsing with limits, key-type checks and proof of possession.
-//! - [`certificate`]: [`CertificateId`](certificate::CertificateId), the six AWS statuses, and
-//!   [`policy_certificate`], the `iot:Certificate.*` policy context of an X.509 certificate.
-//! - [`registry`]: things, thing types, groups, certificates, CAs, policies, attachments,
-//!   events and [`authenticate`](registry::Registry::authenticate).
-//! - [`store`]: the [`RegistryStore`](store::RegistryStore) trait, the in-memory store and (with
-//!   `redb-store`) the durable [`RedbStore`](store::RedbStore).
-//! - [`identity`]: the rustls `ServerConfig` builder for device mTLS.
-//! - [`template`]: provisioning templates (parameters, mappings, resources, override settings
+//! Every item is at the crate root; the modules behind them are private.
+//!
+//! - Certificate authority: [`CertificateAuthority`] (create or load a CA, issue device
+//!   certificates from CSRs, create keys and certificates, sign CRLs), [`CaOptions`],
+//!   [`IssuanceProfile`], [`IssueOptions`], [`CaKeyType`].
+//! - CSRs: [`VerifiedCsr`] (parsing with [`CsrLimits`], key-type checks, proof of possession).
+//! - Certificates: [`CertificateId`], the six AWS statuses ([`CertificateStatus`], [`CaStatus`])
+//!   and [`policy_certificate`], the `iot:Certificate.*` policy context of an X.509 certificate;
+//!   [`decode_pem_blocks`] and [`encode_pem`] for the strict PEM framing the crate reads and
+//!   writes.
+//! - Registry: [`Registry`] (things, thing types, groups, certificates, CAs, policies,
+//!   attachments, [`RegistryEvent`]s and [`Registry::authenticate`] → [`DeviceIdentity`]),
+//!   [`RegistryLimits`], the name checks ([`check_thing_name`], ...).
+//! - Storage: the [`RegistryStore`] trait, [`MemoryStore`] and (with `redb-store`) the durable
+//!   `RedbStore`.
+//! - mTLS: [`ServerConfigBuilder`] and [`ReloadableServerConfig`] build the rustls
+//!   `ServerConfig` for devices.
+//! - Templates: [`ProvisioningTemplate`] (parameters, mappings, resources, override settings
 //!   of things and certificates, policy documents as JSON objects or escaped strings, `Ref`,
 //!   `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::Sub`), strict validation
-//!   with line:column and JSON paths, rendering; every template AWS prints is a test fixture.
-//! - [`fleet`]: fleet provisioning by claim — the sans-IO AWS device provisioning MQTT API
-//!   ([`FleetProvisioning::handle`](fleet::FleetProvisioning::handle), or `prepare` → hook →
-//!   `commit` so the hook runs without the registry; JSON and CBOR),
-//!   certificate ownership tokens, all-or-nothing template application, and
-//!   [`claim_policy`](fleet::claim_policy), the least-privilege policy for claim certificates.
-//! - [`hook`]: the pre-provisioning hook trait, run on a thread with a fail-closed timeout.
-//! - [`jit`]: just-in-time registration (JITR) and provisioning (JITP) for the first connection
-//!   of an unknown certificate signed by an auto-registration CA.
+//!   with line:column and JSON paths, rendering to a [`RenderedTemplate`] and
+//!   [`apply_template`]; every template AWS prints is a test fixture.
+//! - Fleet provisioning by claim: [`FleetProvisioning`] — the sans-IO AWS device provisioning
+//!   MQTT API ([`FleetProvisioning::handle`], or `prepare` → hook → `commit` so the hook runs
+//!   without the registry; JSON and CBOR), certificate ownership tokens, all-or-nothing template
+//!   application, and [`claim_policy`], the least-privilege policy for claim certificates.
+//! - Hooks: the [`PreProvisioningHook`] trait, [`run_hook`] on a thread with a fail-closed
+//!   timeout ([`HookConfig`]).
+//! - Just-in-time registration (JITR) and provisioning (JITP) for the first connection of an
+//!   unknown certificate signed by an auto-registration CA: [`JitOutcome`].
 //!
 //! # Cargo features
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `redb-store` | yes | [`store::RedbStore`], a crash-safe store on the pure-Rust `redb` database |
+//! | `redb-store` | yes | `RedbStore`, a crash-safe store on the pure-Rust `redb` database |
 //!
 //! # Specifications
 //!
@@ -104,7 +112,7 @@
 //! - Template conditions (`Conditions`, `Fn::If`, `Fn::Equals`, ...): CloudFormation features
 //!   that AWS does not document for provisioning templates. Billing groups: a template's
 //!   `BillingGroup` is rendered but not stored. Provisioning templates stored in the registry:
-//!   templates are operator configuration, given to [`fleet::FleetProvisioning`] at start-up.
+//!   templates are operator configuration, given to [`FleetProvisioning`] at start-up.
 //! - Certificates registered without a CA cannot pass the mTLS handshake built here, because
 //!   the TLS layer needs a trust anchor; they can still be authenticated by an endpoint that
 //!   verifies them another way.
@@ -112,22 +120,58 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod authority;
-pub mod certificate;
+mod authority;
+mod certificate;
 #[cfg(feature = "redb-store")]
 mod durable;
-pub mod error;
-pub mod fleet;
-pub mod hook;
-pub mod identity;
-pub mod jit;
-pub mod name;
-pub mod pem;
-pub mod policy;
-pub mod registry;
-pub mod request;
-pub mod store;
-pub mod template;
+mod error;
+mod fleet;
+mod hook;
+mod identity;
+mod jit;
+mod name;
+mod pem;
+mod policy;
+mod registry;
+mod request;
+mod store;
+mod template;
 
-pub use certificate::policy_certificate;
+pub use authority::{
+    CaKeyType, CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions, IssuedCertificate,
+    KeysAndCertificate, RevokedSerial,
+};
+pub use certificate::{
+    CaStatus, CertificateId, CertificateStatus, MAX_SERIAL_BYTES, policy_certificate,
+};
 pub use error::{AuthFailure, Error, Result};
+pub use fleet::{
+    CERTIFICATES_PREFIX, DEFAULT_COMMON_NAME, FleetConfig, FleetProvisioning, HookOutcome,
+    Operation, PayloadFormat, PendingRegistration, Prepared, Provisioned, Rejection, Reply,
+    TEMPLATES_PREFIX, apply as apply_template, check_template_name, claim_policy,
+    inline_policy_name, is_provisioning_topic, parse_topic as parse_provisioning_topic,
+};
+pub use hook::{HookConfig, HookRequest, HookResponse, PreProvisioningHook, run_hook};
+pub use identity::{ReloadableServerConfig, ServerConfigBuilder};
+pub use jit::{JitOutcome, REGISTERED_EVENT_PREFIX};
+pub use name::{
+    MAX_ATTRIBUTE_NAME_LEN, MAX_ATTRIBUTE_VALUE_LEN, MAX_NAME_LEN, check_attribute_name,
+    check_attribute_value, check_policy_name, check_thing_name,
+};
+pub use pem::{decode_blocks as decode_pem_blocks, encode as encode_pem};
+pub use policy::{PolicyVersion, StoredPolicy, StoredPolicyDocument};
+pub use registry::{
+    CaCertificate, Certificate, DeviceIdentity, EffectivePolicy, PolicyTarget, Registry,
+    RegistryEvent, RegistryLimits, Thing, ThingAttachment, ThingGroup, ThingType,
+};
+pub use request::{CsrLimits, DeviceKeyType, DevicePublicKey, VerifiedCsr};
+#[cfg(feature = "redb-store")]
+pub use store::RedbStore;
+pub use store::{MemoryStore, RegistryStore, StoreOp};
+pub use template::{
+    CERTIFICATE_ID as TEMPLATE_CERTIFICATE_ID, CERTIFICATE_PEM as TEMPLATE_CERTIFICATE_PEM,
+    CertificateOverrideSettings, CertificateSource, Override, OverrideSettings,
+    PSEUDO_PREFIX as TEMPLATE_PSEUDO_PREFIX, Parameter, ParameterType, ProvisioningTemplate,
+    RESOURCE_TYPES as TEMPLATE_RESOURCE_TYPES, RenderedCertificate, RenderedPolicy,
+    RenderedTemplate, RenderedThing, TemplateLimits,
+};

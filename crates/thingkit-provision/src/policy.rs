@@ -9,12 +9,12 @@ use crate::error::{Error, Result};
 
 /// A policy document validated by `thingkit-policy`, with its exact text.
 #[derive(Clone, Debug)]
-pub struct PolicyDocument {
+pub struct StoredPolicyDocument {
     text: Arc<str>,
     parsed: Arc<thingkit_policy::PolicyDocument>,
 }
 
-impl PolicyDocument {
+impl StoredPolicyDocument {
     /// Validates `text` with [`thingkit_policy::PolicyDocument::parse`] (AWS IoT policy grammar
     /// and limits, including the 2048-character size limit).
     pub fn parse(name: &str, text: &str) -> Result<Self> {
@@ -22,7 +22,7 @@ impl PolicyDocument {
             name: name.into(),
             detail: e.to_string(),
         })?;
-        Ok(PolicyDocument {
+        Ok(StoredPolicyDocument {
             text: text.into(),
             parsed: Arc::new(parsed),
         })
@@ -45,7 +45,7 @@ pub struct PolicyVersion {
     /// The version ID (1, 2, ... never reused).
     pub version_id: u32,
     /// The validated document.
-    pub document: PolicyDocument,
+    pub document: StoredPolicyDocument,
     /// Creation time, Unix seconds.
     pub created_at: i64,
 }
@@ -80,7 +80,7 @@ struct VersionRecord {
 
 impl StoredPolicy {
     pub(crate) fn new(name: &str, document: &str, created_at: i64) -> Result<Self> {
-        let document = PolicyDocument::parse(name, document)?;
+        let document = StoredPolicyDocument::parse(name, document)?;
         Ok(StoredPolicy {
             name: name.into(),
             versions: vec![Arc::new(PolicyVersion {
@@ -112,7 +112,7 @@ impl StoredPolicy {
         set_as_default: bool,
         created_at: i64,
     ) -> Result<u32> {
-        let document = PolicyDocument::parse(name, document)?;
+        let document = StoredPolicyDocument::parse(name, document)?;
         let version_id = self.next_version_id;
         self.next_version_id = self
             .next_version_id
@@ -185,7 +185,7 @@ impl StoredPolicy {
             .map(|v| {
                 Ok(Arc::new(PolicyVersion {
                     version_id: v.version_id,
-                    document: PolicyDocument::parse(&record.name, &v.document)?,
+                    document: StoredPolicyDocument::parse(&record.name, &v.document)?,
                     created_at: v.created_at,
                 }))
             })

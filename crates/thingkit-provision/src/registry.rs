@@ -1,14 +1,4 @@
-//! The device registry: things, thing types, thing groups, certificates, CA certificates, policies
-//! and their attachments, with the AWS IoT Core rules and limits.
-//!
-//! The working state lives in memory (hash maps keyed by name or [`CertificateId`]), so
-//! [`Registry::authenticate`] and [`Registry::effective_policies`] are a digest and a few lookups.
-//! Every change is written through the [`RegistryStore`] before it is acknowledged: a mutating
-//! method returns `Ok` only after the store committed it. [`Registry::batch`] groups many changes
-//! into one atomic commit; if the closure or the commit fails, the in-memory state is rolled back
-//! and nothing is written.
-//!
-//! Every mutation validates first and writes second, so a refused operation changes nothing.
+//! The device registry; the user documentation is on [`Registry`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::RandomState;
@@ -45,6 +35,7 @@ pub(crate) fn unix_seconds(now: SystemTime) -> i64 {
 
 /// The AWS IoT registry limits. The defaults are AWS's.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RegistryLimits {
     /// Attributes on a thing without a thing type. AWS: 3.
     pub max_attributes_without_type: usize,
@@ -60,6 +51,50 @@ pub struct RegistryLimits {
     pub max_policies_per_target: usize,
     /// Largest certificate accepted for registration, in bytes (PEM or DER). Default 16 KiB.
     pub max_certificate_len: usize,
+}
+
+impl RegistryLimits {
+    /// This value with [`max_attributes_without_type`](Self::max_attributes_without_type) replaced.
+    pub fn with_max_attributes_without_type(mut self, max_attributes_without_type: usize) -> Self {
+        self.max_attributes_without_type = max_attributes_without_type;
+        self
+    }
+
+    /// This value with [`max_attributes_with_type`](Self::max_attributes_with_type) replaced.
+    pub fn with_max_attributes_with_type(mut self, max_attributes_with_type: usize) -> Self {
+        self.max_attributes_with_type = max_attributes_with_type;
+        self
+    }
+
+    /// This value with [`max_groups_per_thing`](Self::max_groups_per_thing) replaced.
+    pub fn with_max_groups_per_thing(mut self, max_groups_per_thing: usize) -> Self {
+        self.max_groups_per_thing = max_groups_per_thing;
+        self
+    }
+
+    /// This value with [`max_group_depth`](Self::max_group_depth) replaced.
+    pub fn with_max_group_depth(mut self, max_group_depth: usize) -> Self {
+        self.max_group_depth = max_group_depth;
+        self
+    }
+
+    /// This value with [`max_policy_versions`](Self::max_policy_versions) replaced.
+    pub fn with_max_policy_versions(mut self, max_policy_versions: usize) -> Self {
+        self.max_policy_versions = max_policy_versions;
+        self
+    }
+
+    /// This value with [`max_policies_per_target`](Self::max_policies_per_target) replaced.
+    pub fn with_max_policies_per_target(mut self, max_policies_per_target: usize) -> Self {
+        self.max_policies_per_target = max_policies_per_target;
+        self
+    }
+
+    /// This value with [`max_certificate_len`](Self::max_certificate_len) replaced.
+    pub fn with_max_certificate_len(mut self, max_certificate_len: usize) -> Self {
+        self.max_certificate_len = max_certificate_len;
+        self
+    }
 }
 
 impl Default for RegistryLimits {
@@ -362,7 +397,17 @@ struct Txn {
     pending_der: Map<CertificateId, Vec<u8>>,
 }
 
-/// The registry. See the [module documentation](self).
+/// The device registry: things, thing types, thing groups, certificates, CA certificates, policies
+/// and their attachments, with the AWS IoT Core rules and limits.
+///
+/// The working state lives in memory (hash maps keyed by name or [`CertificateId`]), so
+/// [`Registry::authenticate`] and [`Registry::effective_policies`] are a digest and a few lookups.
+/// Every change is written through the [`RegistryStore`] before it is acknowledged: a mutating
+/// method returns `Ok` only after the store committed it. [`Registry::batch`] groups many changes
+/// into one atomic commit; if the closure or the commit fails, the in-memory state is rolled back
+/// and nothing is written.
+///
+/// Every mutation validates first and writes second, so a refused operation changes nothing.
 pub struct Registry<S: RegistryStore = MemoryStore> {
     store: S,
     limits: RegistryLimits,

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 
 /// Limits applied to untrusted CSR input. The defaults are safe for a network-facing service.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CsrLimits {
     /// Largest accepted input (PEM text or DER) in bytes. Default 16 KiB.
     pub max_input_len: usize,
@@ -23,6 +24,32 @@ pub struct CsrLimits {
     pub max_rsa_bits: usize,
     /// Longest accepted common name in characters (RFC 5280 `ub-common-name`). Default 64.
     pub max_common_name_len: usize,
+}
+
+impl CsrLimits {
+    /// This value with [`max_input_len`](Self::max_input_len) replaced.
+    pub fn with_max_input_len(mut self, max_input_len: usize) -> Self {
+        self.max_input_len = max_input_len;
+        self
+    }
+
+    /// This value with [`min_rsa_bits`](Self::min_rsa_bits) replaced.
+    pub fn with_min_rsa_bits(mut self, min_rsa_bits: usize) -> Self {
+        self.min_rsa_bits = min_rsa_bits;
+        self
+    }
+
+    /// This value with [`max_rsa_bits`](Self::max_rsa_bits) replaced.
+    pub fn with_max_rsa_bits(mut self, max_rsa_bits: usize) -> Self {
+        self.max_rsa_bits = max_rsa_bits;
+        self
+    }
+
+    /// This value with [`max_common_name_len`](Self::max_common_name_len) replaced.
+    pub fn with_max_common_name_len(mut self, max_common_name_len: usize) -> Self {
+        self.max_common_name_len = max_common_name_len;
+        self
+    }
 }
 
 impl Default for CsrLimits {

@@ -1,142 +1,4 @@
-//! Provisioning templates (the AWS IoT template language): parameters, mappings, resources,
-//! device configuration, override settings and the intrinsic functions `Ref`, `Fn::Join`,
-//! `Fn::Select`, `Fn::Split`, `Fn::FindInMap` and `Fn::Sub`.
-//!
-//! A template is parsed and validated once ([`ProvisioningTemplate::parse`]) with the strict
-//! JSON reader of `thingkit-json`: duplicate keys, unknown sections, resource types, properties
-//! and functions, wrong arity, values of the wrong shape (a list where a string is needed, an
-//! `Fn::Select` index outside its literal list, an `Fn::Join` of something that is not a list),
-//! references to undeclared parameters or mappings, and a certificate resource without exactly
-//! one source are errors ([`Error::Template`]) that name the JSON path *and* the line and column.
-//! [`ProvisioningTemplate::render`] then resolves the parameters into a [`RenderedTemplate`]:
-//! the thing, certificate and policies that applying it would create, with the override settings
-//! that say what to do with resources that already exist. Applying it to a registry is done by
-//! [`crate::fleet::apply`] (fleet provisioning and JITP) in one atomic batch.
-//!
-//! ```
-//! use std::collections::BTreeMap;
-//! use thingkit_provision::template::{ProvisioningTemplate, RenderedPolicy, TemplateLimits};
-//!
-//! let template = ProvisioningTemplate::parse(r#"{
-//!   "Parameters": {"SerialNumber": {"Type": "String"},
-//!                  "Site": {"Type": "String", "Default": "berlin"}},
-//!   "Resources": {
-//!     "thing": {"Type": "AWS::IoT::Thing", "Properties": {
-//!       "ThingName": {"Fn::Join": ["-", ["sensor", {"Ref": "SerialNumber"}]]},
-//!       "AttributePayload": {"site": {"Ref": "Site"}}}},
-//!     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
-//!       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
-//!       "OverrideSettings": {"Status": "DO_NOTHING"}},
-//!     "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": {
-//!       "Version": "2012-10-17",
-//!       "Statement": [{"Effect": "Allow", "Action": "iot:Publish",
-//!         "Resource": {"Fn::Sub": "arn:aws:iot:eu-central-1:123456789012:topic/d/${SerialNumber}"}}]}}}
-//!   }
-//! }"#, &TemplateLimits::default())?;
-//! let params = BTreeMap::from([("SerialNumber".to_string(), "42".to_string())]);
-//! let pseudo = BTreeMap::from([("AWS::IoT::Certificate::Id".to_string(), "ab".repeat(32))]);
-//! let rendered = template.render(&params, &pseudo)?;
-//! assert_eq!(rendered.thing.as_ref().map(|t| t.name.as_str()), Some("sensor-42"));
-//! assert_eq!(rendered.policies, [RenderedPolicy::PolicyDocument(
-//!     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:eu-central-1:123456789012:topic/d/42"}]}"#.into())]);
-//! # Ok::<(), thingkit_provision::Error>(())
-//! ```
-//!
-//! # Where literals and functions may appear
-//!
-//! AWS documents the resource properties in the developer guide's *Provisioning templates* page
-//! (section *Resources*). Each property takes a string, a list or an object as below; wherever
-//! a string or a list is taken, an intrinsic function call that produces one may stand instead
-//! (`Ref`, `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::Sub` — the page's
-//! *Intrinsic functions* section: "used in any section of the provisioning template except the
-//! Mappings section"). A function call is an object with exactly one key, the function's name.
-//! Numbers and booleans given where a string is taken are used as their JSON text.
-//!
-//! | resource | property | takes | functions |
-//! |---|---|---|---|
-//! | `AWS::IoT::Thing` | `ThingName` (required) | string | yes, must produce a string |
-//! | | `AttributePayload` | literal object of name → string | in each value, not for the object |
-//! | | `ThingTypeName` | string | yes, string |
-//! | | `ThingGroups` | literal list of strings, or a function producing a list (`Fn::Split`, `Ref` to a `CommaDelimitedList`, `Fn::FindInMap` of a list) | yes, in the list's items or for the whole list |
-//! | | `BillingGroup` | string | yes, string (carried in the output; thingkit has no billing groups) |
-//! | `AWS::IoT::Certificate` | `CertificateId` | string | yes, string |
-//! | | `CertificateSigningRequest` | string (PEM) | yes, string |
-//! | | `CertificatePem` | string (PEM) | yes, string |
-//! | | `CACertificatePem` | string (PEM), only beside `CertificatePem` | yes, string |
-//! | | `Status` | `ACTIVE` or `INACTIVE` (any case; the guide itself writes `Active`) | yes, string |
-//! | `AWS::IoT::Policy` | `PolicyName` | string | yes, string |
-//! | | `PolicyDocument` | a JSON **object** (the policy), or a **string** holding the policy's JSON text | object: function calls anywhere inside it are evaluated (a string result becomes a JSON string, a list a JSON array of strings), every other object and string is literal (policy variables such as `${iot:ClientId}` stay as they are); string: yes, a function producing the text, with parameter values JSON-escaped so they cannot add statements |
-//! | `DeviceConfiguration` | each value | string (no nested objects, as the guide says) | yes, string |
-//!
-//! Inside a policy object an object with one key is a function call only when that key is `Ref`
-//! or starts with `Fn::` (so `{"StringEquals": {...}}` stays a condition). Either way the
-//! rendered [`RenderedPolicy::PolicyDocument`] is the JSON text the registry stores.
-//!
-//! Conditions (`Conditions`, `Fn::If`, `Fn::Equals`, ...) are CloudFormation features that the
-//! provisioning-template pages do not list; they are refused as unknown functions.
-//!
-//! # Override settings
-//!
-//! `OverrideSettings` says what to do with a resource that already exists: `DO_NOTHING` (leave
-//! it, the default when a setting is absent), `REPLACE` (replace it with the template's value),
-//! `FAIL` (fail the whole request with a conflict, AWS `ResourceConflictsException`) or `MERGE`
-//! (thing attributes and groups only: add the template's to the existing ones).
-//!
-//! | resource | settings |
-//! |---|---|
-//! | `AWS::IoT::Thing` | `AttributePayload` (all four), `ThingTypeName` (`DO_NOTHING`, `REPLACE`, `FAIL`), `ThingGroups` (all four) |
-//! | `AWS::IoT::Certificate` | `Status` (`DO_NOTHING`, `REPLACE`, `FAIL`) |
-//! | `AWS::IoT::Policy` | none: "OverrideSettings are not available for policy resources" — refused |
-//!
-//! A certificate being provisioned by the request itself — the one JITP registers
-//! `PENDING_ACTIVATION` on first connection, or the one `CreateKeysAndCertificate` /
-//! `CreateCertificateFromCsr` made for the ownership token, still `PENDING_ACTIVATION` — is new,
-//! not existing: it gets the template's `Status` whatever `OverrideSettings` says. A certificate
-//! that was registered before and left `PENDING_ACTIVATION` (a `CertificatePem` already in the
-//! registry, or a token's certificate an operator changed meanwhile) exists, and its `Status`
-//! setting decides.
-//!
-//! # Sources, and where the AWS documents disagree
-//!
-//! The behaviour follows the AWS IoT Core Developer Guide pages *Provisioning templates*
-//! (`provision-template`), *Just-in-time provisioning* (`jit-provisioning`), *Provisioning
-//! devices that don't have device certificates using fleet provisioning* (`provision-wo-cert`,
-//! with its pre-provisioning hook template), *Bulk registration* (`bulk-provisioning`) and
-//! *Device provisioning MQTT API* (`fleet-provision-api`), and the fleet provisioning samples of
-//! the AWS IoT Device SDKs v2 (Python, Java, JavaScript, C++: one shared template). Every
-//! template they print is a test fixture (`tests/aws/templates/`). Where they disagree:
-//!
-//! - **`PolicyDocument`**: the *Resources* section says "A JSON object specified as an escaped
-//!   string" and the bulk-registration example repeats it, but the same page's fleet
-//!   provisioning example, the pre-provisioning hook example and all SDK samples give a JSON
-//!   object. Both are accepted.
-//! - **`OverrideSettings` property names**: the text lists `ATTRIBUTE_PAYLOAD`,
-//!   `THING_TYPE_NAME` and `THING_GROUPS`, every example writes `AttributePayload`,
-//!   `ThingTypeName` and `ThingGroups`. Both spellings are accepted; giving both for one
-//!   property is refused as ambiguous.
-//! - **Certificate `Status` override in JITP**: the JITP example sets `"Status": "ACTIVE"` with
-//!   `OverrideSettings` `{"Status": "DO_NOTHING"}`, while the page says JITP registers the
-//!   certificate `PENDING_ACTIVATION` and the flow ends by making it `ACTIVE`. Read literally,
-//!   `DO_NOTHING` would leave the device inactive; the reading chosen (above) is that the
-//!   certificate the request provisions is new, so the example activates it as the page says.
-//!   (The SDK samples write `{"Status": "REPLACE"}`, which gives the same result.)
-//! - **`Status` case**: the text says `ACTIVE` or `INACTIVE`, the fleet example writes
-//!   `"Active"`. Accepted in any case.
-//! - **`PolicyName` with `PolicyDocument`**: `PolicyName` "defaults to a hash of the policy
-//!   document" suggests both may be given, the note below it says "`PolicyName` or
-//!   `PolicyDocument`, but not both". The note is followed: exactly one; an inline document is
-//!   created under a name derived from its SHA-256 ([`crate::fleet::inline_policy_name`]).
-//! - **Undeclared parameters**: the *Parameters* section "declares the parameters used in the
-//!   Resources section", but the pre-provisioning hook example (`provision-wo-cert`) uses
-//!   `{"Ref": "SerialNumber"}` without declaring it. A `Ref` to an undeclared parameter is
-//!   refused (with its line and column); pseudo-parameters (`AWS::...`) need no declaration.
-//! - **`Fn::Select` out of range**: the guide says `Fn::Select` "does not check ... if the index
-//!   is out of bounds" and that this results "in a provisioning error". An index outside a
-//!   literal list, a negative or a non-numeric literal index can never succeed, so they are
-//!   refused when the template is parsed; other indexes are checked when rendering.
-//! - **`BillingGroup`**: listed for things and used in the fleet examples, absent from other
-//!   property lists. Accepted and carried in [`RenderedThing::billing_group`]; thingkit's
-//!   registry has no billing groups, so applying a template does nothing with it.
+//! Provisioning templates (the AWS IoT template language); the user documentation is on [`ProvisioningTemplate`].
 
 use std::collections::BTreeMap;
 
@@ -163,6 +25,7 @@ pub const RESOURCE_TYPES: [&str; 3] = [
 /// Size and shape limits for templates and rendering. The defaults follow AWS where AWS
 /// documents a limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TemplateLimits {
     /// Largest template body in bytes. AWS: 10 240.
     pub max_template_len: usize,
@@ -184,6 +47,62 @@ pub struct TemplateLimits {
     /// Longest policy document (JSON text) rendering a `PolicyDocument` object may produce.
     /// Default 10 240, the template limit (the registry then applies the policy limits).
     pub max_policy_document_len: usize,
+}
+
+impl TemplateLimits {
+    /// This value with [`max_template_len`](Self::max_template_len) replaced.
+    pub fn with_max_template_len(mut self, max_template_len: usize) -> Self {
+        self.max_template_len = max_template_len;
+        self
+    }
+
+    /// This value with [`max_depth`](Self::max_depth) replaced.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// This value with [`max_parameters`](Self::max_parameters) replaced.
+    pub fn with_max_parameters(mut self, max_parameters: usize) -> Self {
+        self.max_parameters = max_parameters;
+        self
+    }
+
+    /// This value with [`max_resources`](Self::max_resources) replaced.
+    pub fn with_max_resources(mut self, max_resources: usize) -> Self {
+        self.max_resources = max_resources;
+        self
+    }
+
+    /// This value with [`max_request_parameters`](Self::max_request_parameters) replaced.
+    pub fn with_max_request_parameters(mut self, max_request_parameters: usize) -> Self {
+        self.max_request_parameters = max_request_parameters;
+        self
+    }
+
+    /// This value with [`max_parameter_name_len`](Self::max_parameter_name_len) replaced.
+    pub fn with_max_parameter_name_len(mut self, max_parameter_name_len: usize) -> Self {
+        self.max_parameter_name_len = max_parameter_name_len;
+        self
+    }
+
+    /// This value with [`max_string_len`](Self::max_string_len) replaced.
+    pub fn with_max_string_len(mut self, max_string_len: usize) -> Self {
+        self.max_string_len = max_string_len;
+        self
+    }
+
+    /// This value with [`max_list_len`](Self::max_list_len) replaced.
+    pub fn with_max_list_len(mut self, max_list_len: usize) -> Self {
+        self.max_list_len = max_list_len;
+        self
+    }
+
+    /// This value with [`max_policy_document_len`](Self::max_policy_document_len) replaced.
+    pub fn with_max_policy_document_len(mut self, max_policy_document_len: usize) -> Self {
+        self.max_policy_document_len = max_policy_document_len;
+        self
+    }
 }
 
 impl Default for TemplateLimits {
@@ -357,6 +276,146 @@ struct PolicyResource {
 }
 
 /// A parsed and validated provisioning template.
+///
+/// Provisioning templates (the AWS IoT template language): parameters, mappings, resources,
+/// device configuration, override settings and the intrinsic functions `Ref`, `Fn::Join`,
+/// `Fn::Select`, `Fn::Split`, `Fn::FindInMap` and `Fn::Sub`.
+///
+/// A template is parsed and validated once ([`ProvisioningTemplate::parse`]) with the strict
+/// JSON reader of `thingkit-json`: duplicate keys, unknown sections, resource types, properties
+/// and functions, wrong arity, values of the wrong shape (a list where a string is needed, an
+/// `Fn::Select` index outside its literal list, an `Fn::Join` of something that is not a list),
+/// references to undeclared parameters or mappings, and a certificate resource without exactly
+/// one source are errors ([`Error::Template`]) that name the JSON path *and* the line and column.
+/// [`ProvisioningTemplate::render`] then resolves the parameters into a [`RenderedTemplate`]:
+/// the thing, certificate and policies that applying it would create, with the override settings
+/// that say what to do with resources that already exist. Applying it to a registry is done by
+/// [`crate::fleet::apply`] (fleet provisioning and JITP) in one atomic batch.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use thingkit_provision::{ProvisioningTemplate, RenderedPolicy, TemplateLimits};
+///
+/// let template = ProvisioningTemplate::parse(r#"{
+///   "Parameters": {"SerialNumber": {"Type": "String"},
+///                  "Site": {"Type": "String", "Default": "berlin"}},
+///   "Resources": {
+///     "thing": {"Type": "AWS::IoT::Thing", "Properties": {
+///       "ThingName": {"Fn::Join": ["-", ["sensor", {"Ref": "SerialNumber"}]]},
+///       "AttributePayload": {"site": {"Ref": "Site"}}}},
+///     "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+///       "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
+///       "OverrideSettings": {"Status": "DO_NOTHING"}},
+///     "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyDocument": {
+///       "Version": "2012-10-17",
+///       "Statement": [{"Effect": "Allow", "Action": "iot:Publish",
+///         "Resource": {"Fn::Sub": "arn:aws:iot:eu-central-1:123456789012:topic/d/${SerialNumber}"}}]}}}
+///   }
+/// }"#, &TemplateLimits::default())?;
+/// let params = BTreeMap::from([("SerialNumber".to_string(), "42".to_string())]);
+/// let pseudo = BTreeMap::from([("AWS::IoT::Certificate::Id".to_string(), "ab".repeat(32))]);
+/// let rendered = template.render(&params, &pseudo)?;
+/// assert_eq!(rendered.thing.as_ref().map(|t| t.name.as_str()), Some("sensor-42"));
+/// assert_eq!(rendered.policies, [RenderedPolicy::PolicyDocument(
+///     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:eu-central-1:123456789012:topic/d/42"}]}"#.into())]);
+/// # Ok::<(), thingkit_provision::Error>(())
+/// ```
+///
+/// # Where literals and functions may appear
+///
+/// AWS documents the resource properties in the developer guide's *Provisioning templates* page
+/// (section *Resources*). Each property takes a string, a list or an object as below; wherever
+/// a string or a list is taken, an intrinsic function call that produces one may stand instead
+/// (`Ref`, `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::Sub` — the page's
+/// *Intrinsic functions* section: "used in any section of the provisioning template except the
+/// Mappings section"). A function call is an object with exactly one key, the function's name.
+/// Numbers and booleans given where a string is taken are used as their JSON text.
+///
+/// | resource | property | takes | functions |
+/// |---|---|---|---|
+/// | `AWS::IoT::Thing` | `ThingName` (required) | string | yes, must produce a string |
+/// | | `AttributePayload` | literal object of name → string | in each value, not for the object |
+/// | | `ThingTypeName` | string | yes, string |
+/// | | `ThingGroups` | literal list of strings, or a function producing a list (`Fn::Split`, `Ref` to a `CommaDelimitedList`, `Fn::FindInMap` of a list) | yes, in the list's items or for the whole list |
+/// | | `BillingGroup` | string | yes, string (carried in the output; thingkit has no billing groups) |
+/// | `AWS::IoT::Certificate` | `CertificateId` | string | yes, string |
+/// | | `CertificateSigningRequest` | string (PEM) | yes, string |
+/// | | `CertificatePem` | string (PEM) | yes, string |
+/// | | `CACertificatePem` | string (PEM), only beside `CertificatePem` | yes, string |
+/// | | `Status` | `ACTIVE` or `INACTIVE` (any case; the guide itself writes `Active`) | yes, string |
+/// | `AWS::IoT::Policy` | `PolicyName` | string | yes, string |
+/// | | `PolicyDocument` | a JSON **object** (the policy), or a **string** holding the policy's JSON text | object: function calls anywhere inside it are evaluated (a string result becomes a JSON string, a list a JSON array of strings), every other object and string is literal (policy variables such as `${iot:ClientId}` stay as they are); string: yes, a function producing the text, with parameter values JSON-escaped so they cannot add statements |
+/// | `DeviceConfiguration` | each value | string (no nested objects, as the guide says) | yes, string |
+///
+/// Inside a policy object an object with one key is a function call only when that key is `Ref`
+/// or starts with `Fn::` (so `{"StringEquals": {...}}` stays a condition). Either way the
+/// rendered [`RenderedPolicy::PolicyDocument`] is the JSON text the registry stores.
+///
+/// Conditions (`Conditions`, `Fn::If`, `Fn::Equals`, ...) are CloudFormation features that the
+/// provisioning-template pages do not list; they are refused as unknown functions.
+///
+/// # Override settings
+///
+/// `OverrideSettings` says what to do with a resource that already exists: `DO_NOTHING` (leave
+/// it, the default when a setting is absent), `REPLACE` (replace it with the template's value),
+/// `FAIL` (fail the whole request with a conflict, AWS `ResourceConflictsException`) or `MERGE`
+/// (thing attributes and groups only: add the template's to the existing ones).
+///
+/// | resource | settings |
+/// |---|---|
+/// | `AWS::IoT::Thing` | `AttributePayload` (all four), `ThingTypeName` (`DO_NOTHING`, `REPLACE`, `FAIL`), `ThingGroups` (all four) |
+/// | `AWS::IoT::Certificate` | `Status` (`DO_NOTHING`, `REPLACE`, `FAIL`) |
+/// | `AWS::IoT::Policy` | none: "OverrideSettings are not available for policy resources" — refused |
+///
+/// A certificate being provisioned by the request itself — the one JITP registers
+/// `PENDING_ACTIVATION` on first connection, or the one `CreateKeysAndCertificate` /
+/// `CreateCertificateFromCsr` made for the ownership token, still `PENDING_ACTIVATION` — is new,
+/// not existing: it gets the template's `Status` whatever `OverrideSettings` says. A certificate
+/// that was registered before and left `PENDING_ACTIVATION` (a `CertificatePem` already in the
+/// registry, or a token's certificate an operator changed meanwhile) exists, and its `Status`
+/// setting decides.
+///
+/// # Sources, and where the AWS documents disagree
+///
+/// The behaviour follows the AWS IoT Core Developer Guide pages *Provisioning templates*
+/// (`provision-template`), *Just-in-time provisioning* (`jit-provisioning`), *Provisioning
+/// devices that don't have device certificates using fleet provisioning* (`provision-wo-cert`,
+/// with its pre-provisioning hook template), *Bulk registration* (`bulk-provisioning`) and
+/// *Device provisioning MQTT API* (`fleet-provision-api`), and the fleet provisioning samples of
+/// the AWS IoT Device SDKs v2 (Python, Java, JavaScript, C++: one shared template). Every
+/// template they print is a test fixture (`tests/aws/templates/`). Where they disagree:
+///
+/// - **`PolicyDocument`**: the *Resources* section says "A JSON object specified as an escaped
+///   string" and the bulk-registration example repeats it, but the same page's fleet
+///   provisioning example, the pre-provisioning hook example and all SDK samples give a JSON
+///   object. Both are accepted.
+/// - **`OverrideSettings` property names**: the text lists `ATTRIBUTE_PAYLOAD`,
+///   `THING_TYPE_NAME` and `THING_GROUPS`, every example writes `AttributePayload`,
+///   `ThingTypeName` and `ThingGroups`. Both spellings are accepted; giving both for one
+///   property is refused as ambiguous.
+/// - **Certificate `Status` override in JITP**: the JITP example sets `"Status": "ACTIVE"` with
+///   `OverrideSettings` `{"Status": "DO_NOTHING"}`, while the page says JITP registers the
+///   certificate `PENDING_ACTIVATION` and the flow ends by making it `ACTIVE`. Read literally,
+///   `DO_NOTHING` would leave the device inactive; the reading chosen (above) is that the
+///   certificate the request provisions is new, so the example activates it as the page says.
+///   (The SDK samples write `{"Status": "REPLACE"}`, which gives the same result.)
+/// - **`Status` case**: the text says `ACTIVE` or `INACTIVE`, the fleet example writes
+///   `"Active"`. Accepted in any case.
+/// - **`PolicyName` with `PolicyDocument`**: `PolicyName` "defaults to a hash of the policy
+///   document" suggests both may be given, the note below it says "`PolicyName` or
+///   `PolicyDocument`, but not both". The note is followed: exactly one; an inline document is
+///   created under a name derived from its SHA-256 ([`crate::fleet::inline_policy_name`]).
+/// - **Undeclared parameters**: the *Parameters* section "declares the parameters used in the
+///   Resources section", but the pre-provisioning hook example (`provision-wo-cert`) uses
+///   `{"Ref": "SerialNumber"}` without declaring it. A `Ref` to an undeclared parameter is
+///   refused (with its line and column); pseudo-parameters (`AWS::...`) need no declaration.
+/// - **`Fn::Select` out of range**: the guide says `Fn::Select` "does not check ... if the index
+///   is out of bounds" and that this results "in a provisioning error". An index outside a
+///   literal list, a negative or a non-numeric literal index can never succeed, so they are
+///   refused when the template is parsed; other indexes are checked when rendering.
+/// - **`BillingGroup`**: listed for things and used in the fleet examples, absent from other
+///   property lists. Accepted and carried in [`RenderedThing::billing_group`]; thingkit's
+///   registry has no billing groups, so applying a template does nothing with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProvisioningTemplate {
     parameters: BTreeMap<String, Parameter>,

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use thingkit_provision::Error;
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit_provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit_provision::fleet::{apply, inline_policy_name};
-use thingkit_provision::registry::Registry;
-use thingkit_provision::template::{
-    CERTIFICATE_ID, CertificateSource, Override, ProvisioningTemplate, RenderedPolicy,
-    RenderedTemplate, TemplateLimits,
+use thingkit_provision::Registry;
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit_provision::{CaStatus, CertificateId, CertificateStatus};
+use thingkit_provision::{
+    CertificateSource, Override, ProvisioningTemplate, RenderedPolicy, RenderedTemplate,
+    TEMPLATE_CERTIFICATE_ID, TemplateLimits,
 };
+use thingkit_provision::{apply_template, inline_policy_name};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/aws")
@@ -44,7 +44,7 @@ const GUIDE_POLICY_TEXT: &str = r#"{ "Version": "2012-10-17", "Statement": [{ "E
 
 /// The parameters each fixture is rendered with: (device parameters, pseudo-parameters).
 fn parameters_for(name: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
-    let id = map(&[(CERTIFICATE_ID, CERT_ID)]);
+    let id = map(&[(TEMPLATE_CERTIFICATE_ID, CERT_ID)]);
     match name {
         "guide-bulk-registration.json" | "guide-resource-example.json" => (
             map(&[
@@ -57,7 +57,7 @@ fn parameters_for(name: &str) -> (BTreeMap<String, String>, BTreeMap<String, Str
         "guide-jitp.json" => (
             BTreeMap::new(),
             map(&[
-                (CERTIFICATE_ID, CERT_ID),
+                (TEMPLATE_CERTIFICATE_ID, CERT_ID),
                 ("AWS::IoT::Certificate::CommonName", "lightbulb-0002"),
                 ("AWS::IoT::Certificate::SerialNumber", "SN-0002"),
                 ("AWS::IoT::Certificate::Country", "DE"),
@@ -254,7 +254,7 @@ fn guide_jitp_example_renders_and_activates_the_certificate() {
         )
         .expect("JITP registers");
     let r = w.render_for("guide-jitp.json", CertificateId::of_der(&device));
-    let done = apply(
+    let done = apply_template(
         &w.ca,
         &mut w.registry,
         &r,
@@ -296,9 +296,9 @@ fn certificate_override_settings_decide_for_an_existing_certificate() {
         );
         let template = parse(&text).expect("parse");
         let (_, mut pseudo) = parameters_for("guide-jitp.json");
-        pseudo.insert(CERTIFICATE_ID.into(), id.to_string());
+        pseudo.insert(TEMPLATE_CERTIFICATE_ID.into(), id.to_string());
         let r = template.render(&BTreeMap::new(), &pseudo).expect("render");
-        let result = apply(
+        let result = apply_template(
             &w.ca,
             &mut w.registry,
             &r,
@@ -336,14 +336,14 @@ fn a_certificate_pem_that_is_already_registered_follows_its_override_settings() 
     };
     let mut w = World::new();
     let device = w.device("d1");
-    let pem = thingkit_provision::pem::encode("CERTIFICATE", &device);
+    let pem = thingkit_provision::encode_pem("CERTIFICATE", &device);
     let ca_pem = w.ca.certificate_pem();
     let params = map(&[("Pem", &pem), ("Ca", &ca_pem)]);
     // New: registered with the template's status.
     let r = template("FAIL")
         .render(&params, &BTreeMap::new())
         .expect("render");
-    let id = apply(
+    let id = apply_template(
         &w.ca,
         &mut w.registry,
         &r,
@@ -362,7 +362,7 @@ fn a_certificate_pem_that_is_already_registered_follows_its_override_settings() 
         )
         .expect("deactivate");
     // Existing: FAIL refuses, DO_NOTHING keeps, REPLACE changes.
-    let e = apply(
+    let e = apply_template(
         &w.ca,
         &mut w.registry,
         &r,
@@ -374,7 +374,7 @@ fn a_certificate_pem_that_is_already_registered_follows_its_override_settings() 
     let r = template("DO_NOTHING")
         .render(&params, &BTreeMap::new())
         .expect("render");
-    apply(
+    apply_template(
         &w.ca,
         &mut w.registry,
         &r,
@@ -386,7 +386,7 @@ fn a_certificate_pem_that_is_already_registered_follows_its_override_settings() 
     let r = template("REPLACE")
         .render(&params, &BTreeMap::new())
         .expect("render");
-    apply(
+    apply_template(
         &w.ca,
         &mut w.registry,
         &r,
@@ -407,7 +407,7 @@ fn a_certificate_pem_that_is_already_registered_follows_its_override_settings() 
     let r = template("DO_NOTHING")
         .render(&wrong, &BTreeMap::new())
         .expect("render");
-    let e = apply(
+    let e = apply_template(
         &w.ca,
         &mut w.registry,
         &r,
@@ -478,7 +478,7 @@ fn sdk_v2_sample_template_provisions_a_device() {
         )
         .expect("CreateKeysAndCertificate registers");
     let r = w.render_for("sdk-v2-fleet-provisioning.json", id);
-    let done = apply(
+    let done = apply_template(
         &w.ca,
         &mut w.registry,
         &r,
@@ -531,7 +531,7 @@ impl World {
 
     fn device(&self, cn: &str) -> Vec<u8> {
         self.ca
-            .create_keys_and_certificate(cn, KeyType::P256, std::time::SystemTime::now())
+            .create_keys_and_certificate(cn, CaKeyType::P256, std::time::SystemTime::now())
             .expect("device")
             .certificate
             .der
@@ -539,7 +539,7 @@ impl World {
 
     fn render_for(&self, name: &str, id: CertificateId) -> RenderedTemplate {
         let (device, mut pseudo) = parameters_for(name);
-        pseudo.insert(CERTIFICATE_ID.into(), id.to_string());
+        pseudo.insert(TEMPLATE_CERTIFICATE_ID.into(), id.to_string());
         parse(&with_declared(name, &fixture(name)))
             .expect("parse")
             .render(&device, &pseudo)

@@ -5,8 +5,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use thingkit_provision::registry::{Registry, RegistryLimits};
-use thingkit_provision::store::RedbStore;
+use thingkit_provision::RedbStore;
+use thingkit_provision::{Registry, RegistryLimits};
 
 const CHILD_ENV: &str = "THINGKIT_PROVISION_CRASH_WRITER_DB";
 const THINGS_PER_BATCH: usize = 40;

@@ -8,15 +8,15 @@ use std::time::{Duration, SystemTime};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use serde_json::{Value, json};
 use thingkit_policy::{ArnPrefix, Context, Decision, PolicySet};
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit_provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit_provision::fleet::{
+use thingkit_provision::JitOutcome;
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit_provision::{CaStatus, CertificateId, CertificateStatus};
+use thingkit_provision::{
     FleetConfig, FleetProvisioning, PendingRegistration, Prepared, Reply, claim_policy,
 };
-use thingkit_provision::hook::{HookConfig, HookRequest, HookResponse};
-use thingkit_provision::jit::JitOutcome;
-use thingkit_provision::registry::{PolicyTarget, Registry};
-use thingkit_provision::template::{ProvisioningTemplate, TemplateLimits};
+use thingkit_provision::{HookConfig, HookRequest, HookResponse};
+use thingkit_provision::{PolicyTarget, Registry};
+use thingkit_provision::{ProvisioningTemplate, TemplateLimits};
 
 const TEMPLATE: &str = r#"{
   "Parameters": {
@@ -74,7 +74,7 @@ fn setup_with(config: FleetConfig) -> Setup {
         .expect("device policy");
     // The claim certificate baked into every device at the factory.
     let claim = ca
-        .create_keys_and_certificate("claim", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("claim", CaKeyType::P256, std::time::SystemTime::now())
         .expect("claim certificate");
     let claim = registry
         .register_certificate(
@@ -148,7 +148,7 @@ fn body(reply: &Reply) -> Value {
 }
 
 fn der_of(pem: &str) -> Vec<u8> {
-    thingkit_provision::pem::decode_blocks(pem)
+    thingkit_provision::decode_pem_blocks(pem)
         .expect("PEM")
         .into_iter()
         .next()
@@ -359,7 +359,7 @@ fn token_of_another_claim_certificate_is_refused() {
         .as_str()
         .expect("token");
     let other =
-        s.ca.create_keys_and_certificate("claim-2", KeyType::P256, std::time::SystemTime::now())
+        s.ca.create_keys_and_certificate("claim-2", CaKeyType::P256, std::time::SystemTime::now())
             .expect("other claim");
     let other = s
         .registry
@@ -417,12 +417,10 @@ fn template_naming_another_certificate_than_the_token_is_refused() {
 
 #[test]
 fn hook_denial_and_timeout_fail_closed_and_overrides_apply() {
-    let mut s = setup_with(FleetConfig {
-        hook: HookConfig {
-            timeout: Duration::from_millis(50),
-        },
-        ..FleetConfig::default()
-    });
+    let mut s = setup_with(
+        FleetConfig::default()
+            .with_hook(HookConfig::default().with_timeout(Duration::from_millis(50))),
+    );
     let template = ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).expect("t");
     s.fleet
         .add_template_with_hook("FleetTemplate", template, |r: &HookRequest| {
@@ -600,7 +598,7 @@ fn jit_setup() -> (
 fn jitr_registers_an_unknown_certificate_pending_activation_with_an_event() {
     let (mut registry, mut fleet, ca, ca_id) = jit_setup();
     let device = ca
-        .create_keys_and_certificate("dev-1", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("dev-1", CaKeyType::P256, std::time::SystemTime::now())
         .expect("device");
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let outcome = fleet
@@ -667,7 +665,7 @@ fn jitp_provisions_an_unknown_certificate_with_the_ca_template() {
         .set_registration_template(ca_id, template)
         .expect("set");
     let device = ca
-        .create_keys_and_certificate("meter-77", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("meter-77", CaKeyType::P256, std::time::SystemTime::now())
         .expect("device");
     let now = SystemTime::UNIX_EPOCH;
     let outcome = fleet
@@ -702,7 +700,7 @@ fn jitp_provisions_an_unknown_certificate_with_the_ca_template() {
         .set_registration_template(ca_id, failing)
         .expect("set");
     let other = ca
-        .create_keys_and_certificate("meter-78", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("meter-78", CaKeyType::P256, std::time::SystemTime::now())
         .expect("device");
     let count = registry.certificate_count();
     assert!(
@@ -727,7 +725,7 @@ fn jit_refuses_a_ca_without_auto_registration() {
         .update_ca_certificate(&ca_id, CaStatus::Active, false)
         .expect("disable auto-registration");
     let device = ca
-        .create_keys_and_certificate("d", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("d", CaKeyType::P256, std::time::SystemTime::now())
         .expect("device");
     assert!(
         fleet
@@ -815,8 +813,8 @@ fn existing_thing_follows_the_override_settings() {
 
 #[test]
 fn failed_registration_leaves_nothing_in_the_durable_store() {
-    use thingkit_provision::registry::RegistryLimits;
-    use thingkit_provision::store::RedbStore;
+    use thingkit_provision::RedbStore;
+    use thingkit_provision::RegistryLimits;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("registry.redb");
     let ca = Arc::new(
@@ -824,7 +822,7 @@ fn failed_registration_leaves_nothing_in_the_durable_store() {
             .expect("CA"),
     );
     let claim = ca
-        .create_keys_and_certificate("claim", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("claim", CaKeyType::P256, std::time::SystemTime::now())
         .expect("claim");
     let (id, things, certs) = {
         let store = RedbStore::open(&path).expect("open");
@@ -977,10 +975,7 @@ mod properties {
 
 #[test]
 fn one_claim_certificate_cannot_hoard_ownership_tokens() {
-    let mut s = setup_with(FleetConfig {
-        max_pending_tokens_per_claim: 2,
-        ..FleetConfig::default()
-    });
+    let mut s = setup_with(FleetConfig::default().with_max_pending_tokens_per_claim(2));
     s.create_keys();
     let created = s.create_keys();
     let reply = s.publish("$aws/certificates/create/json", b"{}");
@@ -997,7 +992,7 @@ fn one_claim_certificate_cannot_hoard_ownership_tokens() {
     );
     // Another claim certificate is not affected by this one's quota.
     let other =
-        s.ca.create_keys_and_certificate("claim-2", KeyType::P256, std::time::SystemTime::now())
+        s.ca.create_keys_and_certificate("claim-2", CaKeyType::P256, std::time::SystemTime::now())
             .expect("claim");
     let other = s
         .registry
@@ -1118,13 +1113,11 @@ fn the_registry_stays_usable_while_a_hook_runs() {
     use std::sync::mpsc;
     use std::sync::{Mutex, RwLock};
 
-    let mut s = setup_with(FleetConfig {
-        hook: HookConfig {
-            // Generous: the hook waits for the test, not for a clock.
-            timeout: Duration::from_secs(60),
-        },
-        ..FleetConfig::default()
-    });
+    // Generous: the hook waits for the test, not for a clock.
+    let mut s = setup_with(
+        FleetConfig::default()
+            .with_hook(HookConfig::default().with_timeout(Duration::from_secs(60))),
+    );
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let started_tx = Mutex::new(started_tx);
@@ -1139,7 +1132,7 @@ fn the_registry_stays_usable_while_a_hook_runs() {
         })
         .expect("add");
     let device =
-        s.ca.create_keys_and_certificate("bystander", KeyType::P256, s.now)
+        s.ca.create_keys_and_certificate("bystander", CaKeyType::P256, s.now)
             .expect("device");
     s.registry
         .register_certificate(&device.certificate.der, CertificateStatus::Active, s.now)

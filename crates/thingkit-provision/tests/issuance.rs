@@ -1,12 +1,12 @@
 //! Issuance profile: what a device certificate contains, and which CSRs are refused.
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData, SanType};
+use thingkit_provision::CertificateId;
 use thingkit_provision::Error;
-use thingkit_provision::authority::{
-    CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions, KeyType, RevokedSerial,
+use thingkit_provision::{
+    CaKeyType, CaOptions, CertificateAuthority, IssuanceProfile, IssueOptions, RevokedSerial,
 };
-use thingkit_provision::certificate::CertificateId;
-use thingkit_provision::request::{CsrLimits, DeviceKeyType, VerifiedCsr};
+use thingkit_provision::{CsrLimits, DeviceKeyType, VerifiedCsr};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -229,10 +229,9 @@ fn accepts_pem_csr_and_caller_common_name_overrides_csr() {
     let issued = ca
         .issue_verified(
             &csr,
-            &IssueOptions {
-                common_name: Some("thing-42".into()),
-                validity_days: Some(30),
-            },
+            &IssueOptions::default()
+                .with_common_name(Some("thing-42".into()))
+                .with_validity_days(Some(30)),
             std::time::SystemTime::now(),
         )
         .unwrap();
@@ -250,18 +249,14 @@ fn validity_beyond_the_profile_maximum_is_refused() {
     let ca = ca();
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let csr = VerifiedCsr::parse(&csr_for(&key, &csr_params("x")), &CsrLimits::default()).unwrap();
-    let opts = IssueOptions {
-        common_name: None,
-        validity_days: Some(10_000),
-    };
+    let opts = IssueOptions::default()
+        .with_common_name(None)
+        .with_validity_days(Some(10_000));
     assert!(matches!(
         ca.issue_verified(&csr, &opts, std::time::SystemTime::now()),
         Err(Error::BadProfile(_))
     ));
-    let profile = IssuanceProfile {
-        validity_days: 0,
-        ..IssuanceProfile::default()
-    };
+    let profile = IssuanceProfile::default().with_validity_days(0);
     assert!(ca.with_profile(profile).is_err());
 }
 
@@ -279,13 +274,11 @@ fn csr_without_common_name_needs_one_from_the_caller() {
 
 #[test]
 fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
-    for key_type in [KeyType::P256, KeyType::P384, KeyType::Ed25519] {
+    for key_type in [CaKeyType::P256, CaKeyType::P384, CaKeyType::Ed25519] {
         let ca = CertificateAuthority::create_root(
-            &CaOptions {
-                key_type,
-                common_name: "Fleet Root".into(),
-                ..CaOptions::default()
-            },
+            &CaOptions::default()
+                .with_key_type(key_type)
+                .with_common_name("Fleet Root".into()),
             std::time::SystemTime::now(),
         )
         .unwrap();
@@ -294,7 +287,7 @@ fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
         assert_eq!(loaded.id(), ca.id());
         // The loaded CA issues certificates that chain to the original.
         let device = loaded
-            .create_keys_and_certificate("d", KeyType::P256, std::time::SystemTime::now())
+            .create_keys_and_certificate("d", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
         let (_, cert) = X509Certificate::from_der(&device.certificate.der).unwrap();
         let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
@@ -308,7 +301,7 @@ fn ca_round_trips_through_pem_and_refuses_mismatched_key() {
     ));
     // A device certificate is not a CA.
     let leaf = a
-        .create_keys_and_certificate("leaf", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("leaf", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap();
     assert!(matches!(
         CertificateAuthority::from_pem(&leaf.certificate.pem(), &leaf.private_key_pem),
@@ -321,11 +314,9 @@ fn intermediate_ca_is_signed_by_its_root_with_path_length_zero() {
     let root = ca();
     let inter = root
         .create_intermediate(
-            &CaOptions {
-                common_name: "Fleet Issuing CA".into(),
-                path_len: Some(0),
-                ..CaOptions::default()
-            },
+            &CaOptions::default()
+                .with_common_name("Fleet Issuing CA".into())
+                .with_path_len(Some(0)),
             std::time::SystemTime::now(),
         )
         .unwrap();
@@ -345,7 +336,7 @@ fn serials_are_unique_and_random() {
         let c = ca
             .create_keys_and_certificate(
                 &format!("d{i}"),
-                KeyType::P256,
+                CaKeyType::P256,
                 std::time::SystemTime::now(),
             )
             .unwrap();
@@ -357,7 +348,7 @@ fn serials_are_unique_and_random() {
 fn crl_lists_revoked_serials_and_is_signed_by_the_ca() {
     let ca = ca();
     let c = ca
-        .create_keys_and_certificate("gone", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("gone", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap();
     let crl = ca
         .crl(

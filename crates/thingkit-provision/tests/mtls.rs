@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType, KeysAndCertificate};
-use thingkit_provision::certificate::{CaStatus, CertificateStatus};
-use thingkit_provision::identity::{ReloadableServerConfig, ServerConfigBuilder};
-use thingkit_provision::registry::Registry;
+use thingkit_provision::Registry;
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority, KeysAndCertificate};
+use thingkit_provision::{CaStatus, CertificateStatus};
+use thingkit_provision::{ReloadableServerConfig, ServerConfigBuilder};
 
 fn key_der(pem: &str) -> PrivateKeyDer<'static> {
-    let (_, der) = thingkit_provision::pem::decode_blocks(pem)
+    let (_, der) = thingkit_provision::decode_pem_blocks(pem)
         .unwrap()
         .into_iter()
         .next()
@@ -102,7 +102,7 @@ fn setup() -> Setup {
 fn active_registered_certificate_completes_handshake_and_authenticates() {
     let mut s = setup();
     let device =
-        s.ca.create_keys_and_certificate("dev", KeyType::P256, std::time::SystemTime::now())
+        s.ca.create_keys_and_certificate("dev", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
     let id = s
         .registry
@@ -131,7 +131,7 @@ fn active_registered_certificate_completes_handshake_and_authenticates() {
 fn inactive_certificate_passes_tls_but_authenticate_refuses_it() {
     let mut s = setup();
     let device =
-        s.ca.create_keys_and_certificate("dev", KeyType::P384, std::time::SystemTime::now())
+        s.ca.create_keys_and_certificate("dev", CaKeyType::P384, std::time::SystemTime::now())
             .unwrap();
     s.registry
         .register_certificate(
@@ -156,7 +156,7 @@ fn inactive_certificate_passes_tls_but_authenticate_refuses_it() {
 fn revoked_certificate_in_crl_is_refused_in_the_handshake() {
     let mut s = setup();
     let device =
-        s.ca.create_keys_and_certificate("dev", KeyType::P256, std::time::SystemTime::now())
+        s.ca.create_keys_and_certificate("dev", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
     let id = s
         .registry
@@ -167,7 +167,7 @@ fn revoked_certificate_in_crl_is_refused_in_the_handshake() {
         )
         .unwrap();
     let ok =
-        s.ca.create_keys_and_certificate("ok", KeyType::P256, std::time::SystemTime::now())
+        s.ca.create_keys_and_certificate("ok", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
     s.registry
         .update_certificate(
@@ -198,10 +198,10 @@ fn certificate_from_unregistered_or_inactive_ca_is_refused_after_rebuild_without
         CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
             .unwrap();
     let stranger = stranger_ca
-        .create_keys_and_certificate("x", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("x", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap();
     let device =
-        s.ca.create_keys_and_certificate("dev", KeyType::P256, std::time::SystemTime::now())
+        s.ca.create_keys_and_certificate("dev", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
     s.registry
         .register_certificate(

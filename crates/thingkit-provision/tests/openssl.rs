@@ -12,10 +12,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use thingkit_provision::Error;
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit_provision::certificate::{CaStatus, CertificateStatus};
-use thingkit_provision::identity::ServerConfigBuilder;
-use thingkit_provision::registry::Registry;
+use thingkit_provision::Registry;
+use thingkit_provision::ServerConfigBuilder;
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit_provision::{CaStatus, CertificateStatus};
 
 fn openssl(args: &[&str]) -> Output {
     Command::new("openssl")
@@ -218,21 +218,16 @@ fn openssl_csrs_with_weak_or_mismatched_algorithms_are_refused() {
 fn openssl_verifies_chain_through_an_intermediate_and_reads_our_crl() {
     let dir = tempfile::tempdir().unwrap();
     let root = CertificateAuthority::create_root(
-        &CaOptions {
-            key_type: KeyType::P384,
-            ..CaOptions::default()
-        },
+        &CaOptions::default().with_key_type(CaKeyType::P384),
         std::time::SystemTime::now(),
     )
     .unwrap();
     let inter = root
         .create_intermediate(
-            &CaOptions {
-                key_type: KeyType::Ed25519,
-                common_name: "Issuing CA".into(),
-                path_len: Some(0),
-                ..CaOptions::default()
-            },
+            &CaOptions::default()
+                .with_key_type(CaKeyType::Ed25519)
+                .with_common_name("Issuing CA".into())
+                .with_path_len(Some(0)),
             std::time::SystemTime::now(),
         )
         .unwrap();
@@ -257,7 +252,7 @@ fn openssl_verifies_chain_through_an_intermediate_and_reads_our_crl() {
 
     let crl = inter
         .crl(
-            &[thingkit_provision::authority::RevokedSerial {
+            &[thingkit_provision::RevokedSerial {
                 serial: issued.serial.clone(),
                 revoked_at: time::OffsetDateTime::now_utc(),
             }],
@@ -266,7 +261,7 @@ fn openssl_verifies_chain_through_an_intermediate_and_reads_our_crl() {
         )
         .unwrap();
     let crl_pem = dir.path().join("crl.pem");
-    std::fs::write(&crl_pem, thingkit_provision::pem::encode("X509 CRL", &crl)).unwrap();
+    std::fs::write(&crl_pem, thingkit_provision::encode_pem("X509 CRL", &crl)).unwrap();
     let chain = dir.path().join("chain.pem");
     std::fs::write(
         &chain,

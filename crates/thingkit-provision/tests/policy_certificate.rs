@@ -6,7 +6,7 @@ use rcgen::{
     CertificateParams, CustomExtension, DistinguishedName, DnType, Issuer, KeyPair, SerialNumber,
 };
 use thingkit_policy::{ArnPrefix, Context, Decision, PolicyDocument, PolicySet};
-use thingkit_provision::certificate::CertificateId;
+use thingkit_provision::CertificateId;
 use thingkit_provision::policy_certificate;
 
 /// A DER TLV with a short or one/two-byte long length.

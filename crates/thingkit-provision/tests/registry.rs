@@ -3,11 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit_provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit_provision::registry::{PolicyTarget, Registry, RegistryEvent, RegistryLimits};
-use thingkit_provision::store::{MemoryStore, RegistryStore, StoreOp};
 use thingkit_provision::{AuthFailure, Error};
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit_provision::{CaStatus, CertificateId, CertificateStatus};
+use thingkit_provision::{MemoryStore, RegistryStore, StoreOp};
+use thingkit_provision::{PolicyTarget, Registry, RegistryEvent, RegistryLimits};
 
 const ALLOW_CONNECT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#;
 const ALLOW_PUBLISH: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Publish","Resource":"*"}]}"#;
@@ -41,7 +41,7 @@ impl Fixture {
     fn device(&mut self, name: &str, status: CertificateStatus) -> (CertificateId, Vec<u8>) {
         let c = self
             .ca
-            .create_keys_and_certificate(name, KeyType::P256, std::time::SystemTime::now())
+            .create_keys_and_certificate(name, CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
         let id = if status == CertificateStatus::PendingTransfer {
             let id = self
@@ -227,7 +227,7 @@ fn registration_refuses_duplicates_unknown_cas_pending_transfer_and_ca_certifica
         CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
             .unwrap();
     let stranger = other
-        .create_keys_and_certificate("s", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("s", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap();
     assert!(matches!(
         f.registry.register_certificate(
@@ -248,7 +248,7 @@ fn registration_refuses_duplicates_unknown_cas_pending_transfer_and_ca_certifica
         .unwrap();
     assert_eq!(f.registry.certificate(&id).unwrap().ca, None);
     let fresh =
-        f.ca.create_keys_and_certificate("t", KeyType::P256, std::time::SystemTime::now())
+        f.ca.create_keys_and_certificate("t", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
     assert!(matches!(
         f.registry.register_certificate(
@@ -544,7 +544,7 @@ fn authenticate_refuses_unknown_inactive_and_inactive_ca_certificates() {
         Err(Error::Unauthenticated(AuthFailure::NoCertificate))
     ));
     let stranger =
-        f.ca.create_keys_and_certificate("s", KeyType::P256, std::time::SystemTime::now())
+        f.ca.create_keys_and_certificate("s", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
     assert!(matches!(
         f.registry
@@ -618,7 +618,7 @@ fn ca_deletion_needs_inactive_and_no_registered_certificates() {
 fn auto_registration_registers_pending_activation_only_when_enabled() {
     let mut f = fixture();
     let device =
-        f.ca.create_keys_and_certificate("jitr", KeyType::P256, std::time::SystemTime::now())
+        f.ca.create_keys_and_certificate("jitr", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
     assert!(matches!(
         f.registry
@@ -739,7 +739,7 @@ fn store_failure_is_not_acknowledged_and_emits_no_event() {
     r.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
         .unwrap();
     let c = ca
-        .create_keys_and_certificate("d", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("d", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap();
     let id = r
         .register_certificate(
@@ -812,7 +812,7 @@ fn reopening_a_store_restores_every_record_and_index() {
     assert_eq!(reopened.thing("dev"), r.thing("dev"));
     assert_eq!(reopened.thing_principals("dev"), &[id]);
     let pem = reopened.certificate_pem(&id).unwrap();
-    let blocks = thingkit_provision::pem::decode_blocks(&pem).unwrap();
+    let blocks = thingkit_provision::decode_pem_blocks(&pem).unwrap();
     assert_eq!(blocks, vec![("CERTIFICATE".to_string(), der.clone())]);
 }
 
@@ -820,7 +820,7 @@ fn reopening_a_store_restores_every_record_and_index() {
 fn certificate_der_survives_status_changes_and_attachments_in_one_batch() {
     let mut f = fixture();
     let device =
-        f.ca.create_keys_and_certificate("b", KeyType::P256, std::time::SystemTime::now())
+        f.ca.create_keys_and_certificate("b", CaKeyType::P256, std::time::SystemTime::now())
             .unwrap();
     let der = device.certificate.der.clone();
     let r = &mut f.registry;
@@ -852,16 +852,16 @@ fn certificate_der_survives_status_changes_and_attachments_in_one_batch() {
     assert_eq!(reopened.certificate(&id).unwrap().policies.len(), 1);
     let pem = reopened.certificate_pem(&id).unwrap();
     assert_eq!(
-        thingkit_provision::pem::decode_blocks(&pem).unwrap()[0].1,
+        thingkit_provision::decode_pem_blocks(&pem).unwrap()[0].1,
         der
     );
 }
 
 mod model {
     use proptest::prelude::*;
-    use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-    use thingkit_provision::certificate::{CaStatus, CertificateStatus as S};
-    use thingkit_provision::registry::Registry;
+    use thingkit_provision::Registry;
+    use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
+    use thingkit_provision::{CaStatus, CertificateStatus as S};
 
     #[derive(Clone, Debug)]
     enum Op {
@@ -908,7 +908,7 @@ mod model {
             ops in proptest::collection::vec(op(), 0..16),
         ) {
             let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now()).unwrap();
-            let device = ca.create_keys_and_certificate("m", KeyType::P256, std::time::SystemTime::now()).unwrap();
+            let device = ca.create_keys_and_certificate("m", CaKeyType::P256, std::time::SystemTime::now()).unwrap();
             let mut r = Registry::in_memory();
             r.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false).unwrap();
             let id = r.register_certificate(&device.certificate.der, start, std::time::SystemTime::now()).unwrap();
@@ -951,7 +951,7 @@ fn authenticate_accepts_until_not_after_and_refuses_one_second_later() {
         .register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)
         .unwrap();
     let device = ca
-        .create_keys_and_certificate("sensor", KeyType::P256, now)
+        .create_keys_and_certificate("sensor", CaKeyType::P256, now)
         .unwrap();
     let id = registry
         .register_certificate(&device.certificate.der, CertificateStatus::Active, now)
@@ -983,7 +983,7 @@ fn issuance_revocation_and_policy_versions_are_dated_by_the_caller() {
     let now = t0();
     let ca = CertificateAuthority::create_root(&CaOptions::default(), now).unwrap();
     let device = ca
-        .create_keys_and_certificate("sensor", KeyType::P256, now)
+        .create_keys_and_certificate("sensor", CaKeyType::P256, now)
         .unwrap();
     // The default profile: 365 days of validity from `now`.
     assert_eq!(

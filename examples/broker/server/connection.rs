@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use thingkit::firmware::Verifier;
-use thingkit::meter::limiter::KeyHandle;
-use thingkit::meter::limiter::{Action, Decision as Limit};
-use thingkit::meter::meter::Connection as MeterConnection;
+use thingkit::meter::Connection as MeterConnection;
+use thingkit::meter::KeyHandle;
+use thingkit::meter::{LimitAction, RateDecision};
 use thingkit::mqtt::bytes::BytesMut;
 use thingkit::mqtt::{
     ConnAck, Connect, Decoder, DecoderConfig, Disconnect, Encoder, InboundAliases, MqttStr,
@@ -21,9 +21,9 @@ use thingkit::mqtt::{
     PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, TopicName, UnsubAck,
     Unsubscribe,
 };
-use thingkit::policy::{Certificate, Context, PolicySet, Request, Thing};
-use thingkit::provision::certificate::CertificateId;
-use thingkit::provision::fleet::is_provisioning_topic;
+use thingkit::policy::{CertificateContext, Context, PolicySet, Request, ThingContext};
+use thingkit::provision::CertificateId;
+use thingkit::provision::is_provisioning_topic;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -157,15 +157,15 @@ fn context(auth: &Authenticated, client_id: &str, peer: SocketAddr) -> Context {
     Context {
         client_id: Some(client_id.to_string()),
         source_ip: Some(peer.ip().to_string()),
-        thing: id.thing.as_deref().map(|name| Thing {
+        thing: id.thing.as_deref().map(|name| ThingContext {
             name: name.to_string(),
             thing_type: auth.thing_type.clone(),
             attributes: auth.attributes.clone(),
             attached: true,
         }),
-        certificate: Some(Certificate {
+        certificate: Some(CertificateContext {
             id: Some(id.certificate_id.to_string()),
-            ..Certificate::default()
+            ..CertificateContext::default()
         }),
         current_time: i64::try_from(unix_now()).ok(),
         ..Context::default()
@@ -247,9 +247,8 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .iter()
         .map(|c| c.as_ref().to_vec())
         .collect();
-    let mut decoder = Decoder::detect().with_config(DecoderConfig {
-        max_packet_size: config.max_packet_size,
-    });
+    let mut decoder = Decoder::detect()
+        .with_config(DecoderConfig::default().with_max_packet_size(config.max_packet_size));
     let mut rbuf = BytesMut::with_capacity(8 * 1024);
     let connect = match tokio::time::timeout(
         config.connect_timeout,
@@ -372,7 +371,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         }
     }
     if let Some(limiter) = &shared.connect_limiter
-        && let Ok(Limit::Limited { .. }) =
+        && let Ok(RateDecision::Limited { .. }) =
             limiter.check_key(&client_id.to_string(), 0, shared.now_nanos())
     {
         shared
@@ -847,13 +846,13 @@ impl Conn {
         let limited = match self.meter.as_mut() {
             None => None,
             Some(m) => match shared.table.peek_publish(m, bytes, now) {
-                Ok(Limit::Allow) => {
+                Ok(RateDecision::Allow) => {
                     let account = match &self.account_limit {
                         Some(h) => shared.account_limiter.check_handle(h, bytes, now),
                         None => shared.account_limiter.check_key(&self.account, bytes, now),
                     };
                     match account {
-                        Ok(Limit::Allow) | Err(_) => {
+                        Ok(RateDecision::Allow) | Err(_) => {
                             if let Err(e) = shared.table.record_publish(m, bytes, p.retain, now) {
                                 tracing::error!(error = %e, "meter error");
                             }
@@ -869,7 +868,7 @@ impl Conn {
                 }
             },
         };
-        if let Some(Limit::Limited {
+        if let Some(RateDecision::Limited {
             action,
             limit,
             retry_after,
@@ -878,11 +877,11 @@ impl Conn {
             shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(client = %self.client_id, topic = topic.as_str(), ?limit, ?action, ?retry_after, "publish over the rate limit");
             match action {
-                Action::Drop => {
+                LimitAction::Drop => {
                     self.puback(p.packet_id, ReasonCode::SUCCESS, None);
                     return None;
                 }
-                Action::Delay => {
+                LimitAction::Delay => {
                     // Back-pressure: hold this client's next packets, then let it through and
                     // count it.
                     let wait = retry_after
@@ -895,7 +894,7 @@ impl Conn {
                             .record_publish(m, bytes, p.retain, shared.now_nanos());
                     }
                 }
-                Action::Reject(code) => {
+                LimitAction::Reject(code) => {
                     if self.is_v5() {
                         // thingkit-meter refuses reject codes no PUBACK can carry (0x96), but a
                         // CONNACK-only code (0x9F) can still be configured for a publish limit:
@@ -909,7 +908,7 @@ impl Conn {
                     }
                     return None;
                 }
-                Action::Disconnect(code) => return Some(End::Server(ReasonCode(code.code()))),
+                LimitAction::Disconnect(code) => return Some(End::Server(ReasonCode(code.code()))),
             }
         }
         shared.stats.publishes_in.fetch_add(1, Ordering::Relaxed);

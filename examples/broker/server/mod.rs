@@ -28,16 +28,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use thingkit::firmware::TrustAnchors;
-use thingkit::meter::limiter::{LimiterConfig, Limits, RateLimiter};
-use thingkit::meter::meter::{ConnectionTable, Counts, Granularity, Meter, UsageKey};
-use thingkit::meter::policy::MeteringPolicy;
+use thingkit::meter::MeteringPolicy;
+use thingkit::meter::{ConnectionTable, Counts, Granularity, Meter, UsageKey};
+use thingkit::meter::{LimiterConfig, RateLimiter, RateLimits};
 use thingkit::mqtt::ReasonCode;
 use thingkit::policy::{ArnPrefix, SetOptions};
-use thingkit::provision::certificate::{CertificateId, CertificateStatus};
-use thingkit::provision::fleet::{FleetProvisioning, Prepared, Reply};
-use thingkit::provision::identity::{ReloadableServerConfig, ServerConfigBuilder};
-use thingkit::provision::registry::{DeviceIdentity, Registry, RegistryEvent};
-use thingkit::provision::store::RegistryStore;
+use thingkit::provision::RegistryStore;
+use thingkit::provision::{CertificateId, CertificateStatus};
+use thingkit::provision::{DeviceIdentity, Registry, RegistryEvent};
+use thingkit::provision::{FleetProvisioning, Prepared, Reply};
+use thingkit::provision::{ReloadableServerConfig, ServerConfigBuilder};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -64,11 +64,11 @@ pub struct BrokerConfig {
     /// How messages become billable units.
     pub metering: MeteringPolicy,
     /// Per-connection publish limits (AWS: 100 publishes/s, 512 KiB/s, PUBACK 0x97).
-    pub connection_limits: Limits,
+    pub connection_limits: RateLimits,
     /// Per-account inbound publish limits (AWS us-east-1: 20,000/s, PUBACK 0x97).
-    pub account_limits: Limits,
+    pub account_limits: RateLimits,
     /// Per-client-ID CONNECT limits (AWS: 1/s, CONNACK 0x9F); `None` disables the check.
-    pub connect_limits: Option<Limits>,
+    pub connect_limits: Option<RateLimits>,
     /// The largest packet the broker accepts, announced as Maximum Packet Size (MQTT 5).
     pub max_packet_size: u32,
     /// Topic Alias Maximum announced to MQTT 5 clients.
@@ -102,8 +102,8 @@ impl Default for BrokerConfig {
                 .expect("a valid ARN prefix literal"),
             default_account: "123456789012".into(),
             metering: MeteringPolicy::aws(),
-            connection_limits: Limits::aws_connection(),
-            account_limits: Limits::aws_account_publish(),
+            connection_limits: RateLimits::aws_connection(),
+            account_limits: RateLimits::aws_account_publish(),
             connect_limits: None,
             max_packet_size: 256 * 1024,
             topic_alias_maximum: 32,
@@ -114,10 +114,7 @@ impl Default for BrokerConfig {
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             firmware_trust: None,
-            policy_options: SetOptions {
-                strict_identities: true,
-                ..SetOptions::default()
-            },
+            policy_options: SetOptions::default().with_strict_identities(true),
             fleet: None,
         }
     }
@@ -186,7 +183,7 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S
 
     fn provision(&self, client: &CertificateId, topic: &str, payload: &[u8]) -> Option<Vec<Reply>> {
         let fleet = self.fleet.as_ref()?;
-        if !thingkit::provision::fleet::is_provisioning_topic(topic) {
+        if !thingkit::provision::is_provisioning_topic(topic) {
             return None; // no locks for ordinary telemetry
         }
         // Checks (and certificate issuance) under the locks; the pre-provisioning hook of a
@@ -309,10 +306,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Nanoseconds since the broker started (the meter's clock).
-    pub(crate) fn now_nanos(&self) -> thingkit::meter::limiter::Nanos {
-        thingkit::meter::limiter::Nanos(
-            u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
-        )
+    pub(crate) fn now_nanos(&self) -> thingkit::meter::Nanos {
+        thingkit::meter::Nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 }
 
@@ -375,15 +370,12 @@ impl Broker {
             Granularity::Day,
             1_000_000,
         )?;
-        let account_limiter = RateLimiter::new(LimiterConfig {
-            default: config.account_limits,
-            ..LimiterConfig::default()
-        })?;
+        let account_limiter =
+            RateLimiter::new(LimiterConfig::default().with_default(config.account_limits))?;
         let connect_limiter = match config.connect_limits {
-            Some(limits) => Some(RateLimiter::new(LimiterConfig {
-                default: limits,
-                ..LimiterConfig::default()
-            })?),
+            Some(limits) => Some(RateLimiter::new(
+                LimiterConfig::default().with_default(limits),
+            )?),
             None => None,
         };
         let directory = Arc::new(RegistryDirectory {

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use thingkit_bench_support::{CountingAlloc, count_allocations};
-use thingkit_firmware::cose::{CoseSign1, sig_structure};
+use thingkit_firmware::{CoseSign1, cose_sig_structure};
 use thingkit_firmware::{
-    Envelope, EnvelopeBuilder, ImageRequirement, ImageVerifier, KeyType, Limits, ManifestBuilder,
-    SigningKey, SuitDigest, TrustAnchors, Uuid, Verifier,
+    Envelope, EnvelopeBuilder, EnvelopeLimits, ImageRequirement, ImageVerifier, KeyType,
+    ManifestBuilder, SigningKey, SuitDigest, TrustAnchors, Uuid, Verifier,
 };
 
 #[global_allocator]
@@ -181,10 +181,10 @@ fn envelope_fixture() -> EnvelopeFixture {
         .expect("signing");
     let verifier = Verifier::new(TrustAnchors::single(key.public_key().clone()));
     verifier.verify(&envelope).expect("valid envelope");
-    let env = Envelope::parse(&envelope, &Limits::default()).expect("parses");
+    let env = Envelope::parse(&envelope, &EnvelopeLimits::default()).expect("parses");
     let sig: &CoseSign1<'_> = &env.signatures()[0];
     let digest_cbor = env.claimed_digest().to_cbor();
-    let tbs = sig_structure(sig.protected(), &[], &digest_cbor);
+    let tbs = cose_sig_structure(sig.protected(), &[], &digest_cbor);
     let raw_key = key.public_key().raw().to_vec();
     let signature = sig.signature().to_vec();
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &raw_key)

@@ -22,9 +22,9 @@ use governor::clock::FakeRelativeClock;
 use governor::state::keyed::DashMapStateStore;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use thingkit_bench_support::{CountingAlloc, live_bytes};
-use thingkit_meter::limiter::{LimiterConfig, Limits, Nanos, RateLimiter};
-use thingkit_meter::meter::{Connection, ConnectionTable};
-use thingkit_meter::policy::MeteringPolicy;
+use thingkit_meter::MeteringPolicy;
+use thingkit_meter::{Connection, ConnectionTable};
+use thingkit_meter::{LimiterConfig, Nanos, RateLimiter, RateLimits};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -33,8 +33,12 @@ const DEVICES: usize = 1_000_000;
 const MESSAGE_BYTES: u64 = 200;
 
 fn table_with_devices() -> (ConnectionTable, Vec<Connection>) {
-    let table = ConnectionTable::new(MeteringPolicy::aws(), &Limits::aws_connection(), DEVICES)
-        .expect("valid table");
+    let table = ConnectionTable::new(
+        MeteringPolicy::aws(),
+        &RateLimits::aws_connection(),
+        DEVICES,
+    )
+    .expect("valid table");
     let conns = (0..DEVICES)
         .map(|i| {
             table
@@ -46,11 +50,12 @@ fn table_with_devices() -> (ConnectionTable, Vec<Connection>) {
 }
 
 fn thingkit_limiter() -> RateLimiter<u64> {
-    RateLimiter::new(LimiterConfig {
-        default: Limits::aws_connection(),
-        max_keys: 2 * DEVICES,
-        idle_after: Duration::from_secs(60),
-    })
+    RateLimiter::new(
+        LimiterConfig::default()
+            .with_default(RateLimits::aws_connection())
+            .with_max_keys(2 * DEVICES)
+            .with_idle_after(Duration::from_secs(60)),
+    )
     .expect("valid limiter")
 }
 
@@ -108,13 +113,13 @@ fn report_memory() {
     drop(conns);
     let table_only = live_bytes();
     let table_bytes = per_device(before, table_only);
-    let inbound = thingkit_meter::meter::INBOUND_BYTES as f64;
+    let inbound = thingkit_meter::INBOUND_BYTES as f64;
     println!(
         "state per device: thingkit {:.1} B = ConnectionTable {:.1} B (outbound slot {} B) + inbound state inside the handle {} B; the rest of the handle (identity: table id, slot, connect time, account and device names) {:.1} B",
         table_bytes + inbound,
         table_bytes,
-        thingkit_meter::meter::SLOT_BYTES,
-        thingkit_meter::meter::INBOUND_BYTES,
+        thingkit_meter::SLOT_BYTES,
+        thingkit_meter::INBOUND_BYTES,
         per_device(table_only, with_handles) - inbound,
     );
     drop(table);
@@ -307,11 +312,12 @@ fn hot_keys(c: &mut Criterion) {
     let accounts: Vec<std::sync::Arc<str>> = (0..100)
         .map(|i| std::sync::Arc::from(format!("account-{i:04}").as_str()))
         .collect();
-    let ours = RateLimiter::<std::sync::Arc<str>>::new(LimiterConfig {
-        default: Limits::aws_account_publish(),
-        max_keys: 1000,
-        idle_after: Duration::from_secs(60),
-    })
+    let ours = RateLimiter::<std::sync::Arc<str>>::new(
+        LimiterConfig::default()
+            .with_default(RateLimits::aws_account_publish())
+            .with_max_keys(1000)
+            .with_idle_after(Duration::from_secs(60)),
+    )
     .expect("valid limiter");
     let clock = FakeRelativeClock::default();
     let gov: governor::RateLimiter<

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use thingkit_bench_support::{CountingAlloc, count_allocations};
-use thingkit_policy::{ArnPrefix, Context, Decision, PolicyDocument, PolicySet, Request, Thing};
+use thingkit_policy::{
+    ArnPrefix, Context, Decision, PolicyDocument, PolicySet, Request, ThingContext,
+};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -123,11 +125,11 @@ fn thingkit_context() -> Context {
     Context {
         client_id: Some("dev42".into()),
         source_ip: Some("10.1.2.3".into()),
-        thing: Some(Thing {
+        thing: Some(ThingContext {
             name: "dev42".into(),
             thing_type: Some("sensor".into()),
             attached: true,
-            ..Thing::default()
+            ..ThingContext::default()
         }),
         connect_attributes: vec!["PersistentConnect".into()],
         ..Context::default()

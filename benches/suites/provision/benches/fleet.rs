@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit_provision::certificate::{CaStatus, CertificateId, CertificateStatus};
-use thingkit_provision::fleet::{FleetConfig, FleetProvisioning};
-use thingkit_provision::registry::Registry;
-use thingkit_provision::template::{CERTIFICATE_ID, ProvisioningTemplate, TemplateLimits};
+use thingkit_provision::Registry;
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit_provision::{CaStatus, CertificateId, CertificateStatus};
+use thingkit_provision::{FleetConfig, FleetProvisioning};
+use thingkit_provision::{ProvisioningTemplate, TEMPLATE_CERTIFICATE_ID, TemplateLimits};
 
 const TEMPLATE: &str = r#"{
   "Parameters": {"SerialNumber": {"Type": "String"}, "Site": {"Type": "String", "Default": "berlin"},
@@ -53,7 +53,7 @@ fn setup() -> (Registry, FleetProvisioning, CertificateId) {
         .unwrap();
     registry.create_thing_group("eu-sensors", None).unwrap();
     let claim = ca
-        .create_keys_and_certificate("claim", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("claim", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap();
     let claim = registry
         .register_certificate(
@@ -64,10 +64,7 @@ fn setup() -> (Registry, FleetProvisioning, CertificateId) {
         .unwrap();
     let mut fleet = FleetProvisioning::new(
         ca,
-        FleetConfig {
-            max_pending_tokens_per_claim: usize::MAX,
-            ..FleetConfig::default()
-        },
+        FleetConfig::default().with_max_pending_tokens_per_claim(usize::MAX),
     );
     let template = ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).unwrap();
     fleet.add_template("Sensors", template).unwrap();
@@ -83,7 +80,7 @@ fn fleet(c: &mut Criterion) {
     });
     let template = ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).unwrap();
     let params = BTreeMap::from([("SerialNumber".to_string(), "a-17-b".to_string())]);
-    let pseudo = BTreeMap::from([(CERTIFICATE_ID.to_string(), "ab".repeat(32))]);
+    let pseudo = BTreeMap::from([(TEMPLATE_CERTIFICATE_ID.to_string(), "ab".repeat(32))]);
     g.bench_function("render", |b| {
         b.iter(|| template.render(black_box(&params), &pseudo).unwrap())
     });

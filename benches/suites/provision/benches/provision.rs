@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use thingkit_bench_support::{CountingAlloc, live_bytes};
-use thingkit_provision::authority::{CaOptions, CertificateAuthority, KeyType};
-use thingkit_provision::certificate::{CaStatus, CertificateStatus};
-use thingkit_provision::registry::{PolicyTarget, Registry, RegistryLimits};
-use thingkit_provision::store::{MemoryStore, RedbStore};
+use thingkit_provision::{CaKeyType, CaOptions, CertificateAuthority};
+use thingkit_provision::{CaStatus, CertificateStatus};
+use thingkit_provision::{MemoryStore, RedbStore};
+use thingkit_provision::{PolicyTarget, Registry, RegistryLimits};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -86,7 +86,7 @@ struct Million {
     store: MemoryStore,
     before: u64,
     peers: Vec<Vec<u8>>,
-    ids: Vec<thingkit_provision::certificate::CertificateId>,
+    ids: Vec<thingkit_provision::CertificateId>,
     signed: Vec<Vec<u8>>,
 }
 
@@ -94,7 +94,7 @@ fn build_million() -> Million {
     let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
         .unwrap();
     let template = ca
-        .create_keys_and_certificate("device", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("device", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap()
         .certificate;
     let at = template
@@ -160,7 +160,7 @@ fn build_million() -> Million {
         let d = ca
             .create_keys_and_certificate(
                 &format!("signed-{i}"),
-                KeyType::P256,
+                CaKeyType::P256,
                 std::time::SystemTime::now(),
             )
             .unwrap()
@@ -193,7 +193,7 @@ fn build_million() -> Million {
         .collect();
     let ids = peers
         .iter()
-        .map(|p| thingkit_provision::certificate::CertificateId::of_der(p))
+        .map(|p| thingkit_provision::CertificateId::of_der(p))
         .collect();
     let identity = registry
         .authenticate(&[peers[0].as_slice()], std::time::SystemTime::now())
@@ -275,7 +275,7 @@ fn durable(c: &mut Criterion) {
     let ca = CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
         .unwrap();
     let template = ca
-        .create_keys_and_certificate("device", KeyType::P256, std::time::SystemTime::now())
+        .create_keys_and_certificate("device", CaKeyType::P256, std::time::SystemTime::now())
         .unwrap()
         .certificate;
     let at = template
@@ -304,7 +304,7 @@ fn durable(c: &mut Criterion) {
 }
 
 /// One batch of `count` registrations: a thing, its certificate, the exclusive attachment.
-fn register_generic<S: thingkit_provision::store::RegistryStore>(
+fn register_generic<S: thingkit_provision::RegistryStore>(
     r: &mut Registry<S>,
     count: u64,
     next: &mut u64,

@@ -1,19 +1,4 @@
-//! Metering policy: how one message or operation becomes billable units.
-//!
-//! `units = max(min_units, ceil(counted_bytes / block_bytes))` for every billable kind, where
-//! the counted bytes are chosen by [`CountedBytes`]. A kilobyte (KB) is **1,024 bytes** throughout
-//! this crate, as in the providers' own metering ("messages are metered in 5 KB increments": a
-//! 5,120-byte message is one unit, 5,121 bytes are two).
-//!
-//! | preset | messages | shadow / twin | registry | connection minutes | not billed |
-//! |---|---|---|---|---|---|
-//! | `aws` | 5 KB blocks, retained publishes count twice | 1 KB blocks | 1 KB blocks | 1 unit per minute | CONNECT, SUBSCRIBE, PUBACK, PINGREQ |
-//! | `azure` | 4 KB chunks | 4 KB chunks | not billed | not billed | CONNECT, SUBSCRIBE, PUBACK, PINGREQ |
-//! | `azure-free` | 0.5 KB chunks | 0.5 KB chunks | not billed | not billed | as `azure` |
-//! | `gcp` | bytes, at least 1,024 per operation | bytes, ≥ 1,024 | bytes, ≥ 1,024 | not billed | nothing else |
-//!
-//! Azure bills provisioned units with a daily message quota per unit; see
-//! [`crate::rating::ProvisionedPlan`] and [`crate::quota`].
+//! Metering policy; documented on [`MeteringPolicy`].
 
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +166,23 @@ impl From<KindSet> for Vec<PacketKind> {
 
 /// How messages become billable units. Serializable configuration; see the module docs for the
 /// presets.
+///
+/// Metering policy: how one message or operation becomes billable units.
+///
+/// `units = max(min_units, ceil(counted_bytes / block_bytes))` for every billable kind, where
+/// the counted bytes are chosen by [`CountedBytes`]. A kilobyte (KB) is **1,024 bytes** throughout
+/// this crate, as in the providers' own metering ("messages are metered in 5 KB increments": a
+/// 5,120-byte message is one unit, 5,121 bytes are two).
+///
+/// | preset | messages | shadow / twin | registry | connection minutes | not billed |
+/// |---|---|---|---|---|---|
+/// | `aws` | 5 KB blocks, retained publishes count twice | 1 KB blocks | 1 KB blocks | 1 unit per minute | CONNECT, SUBSCRIBE, PUBACK, PINGREQ |
+/// | `azure` | 4 KB chunks | 4 KB chunks | not billed | not billed | CONNECT, SUBSCRIBE, PUBACK, PINGREQ |
+/// | `azure-free` | 0.5 KB chunks | 0.5 KB chunks | not billed | not billed | as `azure` |
+/// | `gcp` | bytes, at least 1,024 per operation | bytes, ≥ 1,024 | bytes, ≥ 1,024 | not billed | nothing else |
+///
+/// Azure bills provisioned units with a daily message quota per unit; see
+/// [`ProvisionedPlan`](crate::ProvisionedPlan) and [`Quotas`](crate::Quotas).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeteringPolicy {

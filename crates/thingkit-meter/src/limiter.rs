@@ -91,6 +91,7 @@ impl Rate {
             })?;
         Ok(Gcra {
             interval_fp,
+            unit: u64::try_from(interval_fp.div_ceil(1 << 32)).unwrap_or(u64::MAX),
             tolerance,
         })
     }
@@ -100,6 +101,9 @@ impl Rate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gcra {
     interval_fp: u128,
+    /// The increment of a cost of 1 (every message-count check), precomputed so the per-message
+    /// path does no 128-bit arithmetic.
+    unit: u64,
     tolerance: u64,
 }
 
@@ -116,6 +120,9 @@ pub(crate) enum CellResult {
 impl Gcra {
     #[inline]
     fn increment(&self, cost: u64) -> u64 {
+        if cost == 1 {
+            return self.unit;
+        }
         let inc = (u128::from(cost) * self.interval_fp).div_ceil(1 << 32);
         u64::try_from(inc).unwrap_or(u64::MAX)
     }
@@ -544,7 +551,9 @@ static NEXT_LIMITER_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Clone)]
 pub struct KeyHandle {
     limiter: u64,
-    limits: u32,
+    /// The key's compiled limits, copied (a limiter's limits never change after it is built), so
+    /// a check reads them beside the handle instead of indexing the limiter's table.
+    limits: Compiled,
     entry: Arc<Entry>,
 }
 
@@ -736,7 +745,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         };
         Ok(KeyHandle {
             limiter: self.id,
-            limits: self.limits_index(key),
+            limits: self.limits[self.limits_index(key) as usize],
             entry,
         })
     }
@@ -762,16 +771,16 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         now: Nanos,
         consume: bool,
     ) -> Result<RateDecision> {
-        let limits = self
-            .limits
-            .get(handle.limits as usize)
-            .filter(|_| handle.limiter == self.id)
-            .ok_or(Error::Config {
+        if handle.limiter != self.id {
+            return Err(Error::Config {
                 field: "handle",
                 reason: "handle belongs to another rate limiter",
-            })?;
+            });
+        }
         let e = &handle.entry;
-        Ok(limits.check(&e.msg_tat, &e.byte_tat, bytes, now.0, consume))
+        Ok(handle
+            .limits
+            .check(&e.msg_tat, &e.byte_tat, bytes, now.0, consume))
     }
 
     fn evict_shard(&self, shard: &mut HashMap<K, Slot>, now: u64) -> usize {

@@ -49,6 +49,7 @@
 //! | [`provision`] | `thingkit-provision` | `provision` |
 //! | [`firmware`] | `thingkit-firmware` | `firmware` |
 //! | [`meter`] | `thingkit-meter` | `meter` |
+//! | [`broker`] | `thingkit-broker` | `broker` |
 //!
 //! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
 //! never panics, never over-allocates and never hangs, and every limit is a named field with a safe
@@ -76,3 +77,7 @@ pub use thingkit_firmware as firmware;
 /// Metering, GCRA rate limits, quotas, exact-money rating and a durable usage ledger.
 #[cfg(feature = "meter")]
 pub use thingkit_meter as meter;
+
+/// The sans-IO core of an MQTT broker: sessions, subscriptions, retained messages and routing.
+#[cfg(feature = "broker")]
+pub use thingkit_broker as broker;

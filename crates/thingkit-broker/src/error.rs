@@ -1,0 +1,19 @@
+//! The crate's error type.
+
+/// What the router refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Storing a retained message would exceed a [`RouterLimits`](crate::RouterLimits) limit.
+    /// An MQTT 5 broker answers the PUBLISH with 0x97 Quota exceeded (MQTT 5.0 §3.4.2.1).
+    #[error("retained store full: {limit} = {max} (MQTT 5 reason code 0x97 Quota exceeded)")]
+    RetainedQuotaExceeded {
+        /// The `RouterLimits` field that refused it.
+        limit: &'static str,
+        /// Its value.
+        max: usize,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,168 @@
+//! The retained store: a trie keyed by topic levels, so a subscription walks only the branches
+//! its filter can match instead of scanning every retained message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use thingkit_mqtt::{TopicFilter, TopicName};
+
+use crate::message::Message;
+
+/// One topic level: the message retained on the topic that ends here, and the next levels.
+#[derive(Debug, Default)]
+struct Level {
+    message: Option<Arc<Message>>,
+    // Level strings come from clients: std's seeded SipHash keeps them from flooding a bucket.
+    children: HashMap<Box<str>, Level>,
+}
+
+impl Level {
+    fn is_empty(&self) -> bool {
+        self.message.is_none() && self.children.is_empty()
+    }
+
+    /// Every message at this level and below, skipping `$` children when `root`.
+    fn collect_all(&self, root: bool, now: Instant, out: &mut Vec<Arc<Message>>) {
+        if let Some(m) = &self.message
+            && !m.is_expired(now)
+        {
+            out.push(m.clone());
+        }
+        for (name, child) in &self.children {
+            if root && name.starts_with('$') {
+                continue; // [MQTT-4.7.2-1]
+            }
+            child.collect_all(false, now, out);
+        }
+    }
+
+    fn walk(&self, filter: &[&str], root: bool, now: Instant, out: &mut Vec<Arc<Message>>) {
+        let Some((first, rest)) = filter.split_first() else {
+            if let Some(m) = &self.message
+                && !m.is_expired(now)
+            {
+                out.push(m.clone());
+            }
+            return;
+        };
+        match *first {
+            // `#` matches the parent level too ("a/#" matches "a"): this level and everything
+            // below it.
+            "#" => self.collect_all(root, now, out),
+            "+" => {
+                for (name, child) in &self.children {
+                    if root && name.starts_with('$') {
+                        continue; // [MQTT-4.7.2-1]
+                    }
+                    child.walk(rest, false, now, out);
+                }
+            }
+            literal => {
+                if let Some(child) = self.children.get(literal) {
+                    child.walk(rest, false, now, out);
+                }
+            }
+        }
+    }
+
+    /// Removes the message on `levels`, pruning levels left empty; returns it.
+    fn remove(&mut self, levels: &[&str]) -> Option<Arc<Message>> {
+        let Some((first, rest)) = levels.split_first() else {
+            return self.message.take();
+        };
+        let child = self.children.get_mut(*first)?;
+        let removed = child.remove(rest);
+        if child.is_empty() {
+            self.children.remove(*first);
+        }
+        removed
+    }
+
+    /// Removes expired messages below this level; returns (messages, bytes) removed.
+    fn purge_expired(&mut self, now: Instant) -> (usize, usize) {
+        let mut removed = (0, 0);
+        if self.message.as_ref().is_some_and(|m| m.is_expired(now))
+            && let Some(m) = self.message.take()
+        {
+            removed = (1, m.size());
+        }
+        self.children.retain(|_, child| {
+            let (n, bytes) = child.purge_expired(now);
+            removed.0 += n;
+            removed.1 += bytes;
+            !child.is_empty()
+        });
+        removed
+    }
+}
+
+/// Retained messages by topic, walkable by filter.
+#[derive(Debug, Default)]
+pub(crate) struct RetainedStore {
+    root: Level,
+    len: usize,
+    bytes: usize,
+}
+
+impl RetainedStore {
+    /// Number of retained messages.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Topic and payload bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The message retained on `topic`.
+    pub(crate) fn get(&self, topic: &TopicName) -> Option<&Arc<Message>> {
+        let mut level = &self.root;
+        for name in topic.levels() {
+            level = level.children.get(name)?;
+        }
+        level.message.as_ref()
+    }
+
+    /// Stores `message` on its topic; returns the message it replaced.
+    pub(crate) fn insert(&mut self, message: Arc<Message>) -> Option<Arc<Message>> {
+        let mut level = &mut self.root;
+        for name in message.topic.levels() {
+            level = level.children.entry(name.into()).or_default();
+        }
+        self.bytes += message.size();
+        let old = level.message.replace(message);
+        match &old {
+            Some(old) => self.bytes -= old.size(),
+            None => self.len += 1,
+        }
+        old
+    }
+
+    /// Removes the message retained on `topic`.
+    pub(crate) fn remove(&mut self, topic: &TopicName) -> Option<Arc<Message>> {
+        let levels: Vec<&str> = topic.levels().collect();
+        let old = self.root.remove(&levels)?;
+        self.len -= 1;
+        self.bytes -= old.size();
+        Some(old)
+    }
+
+    /// The unexpired messages whose topics `filter` matches (no shared-subscription handling:
+    /// the caller passes an ordinary filter).
+    pub(crate) fn matching(&self, filter: &TopicFilter, now: Instant) -> Vec<Arc<Message>> {
+        let levels: Vec<&str> = filter.inner().split('/').collect();
+        let mut out = Vec::new();
+        self.root.walk(&levels, true, now, &mut out);
+        out
+    }
+
+    /// Removes every expired message; returns how many.
+    pub(crate) fn purge_expired(&mut self, now: Instant) -> usize {
+        let (n, bytes) = self.root.purge_expired(now);
+        self.len -= n;
+        self.bytes -= bytes;
+        n
+    }
+}

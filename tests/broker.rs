@@ -368,6 +368,42 @@ async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action(
 }
 
 #[tokio::test]
+async fn a_retained_message_beyond_the_retained_cap_is_refused_with_quota_exceeded() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let config = BrokerConfig {
+        max_retained_messages: 1,
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let mut sb = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
+    sb.subscribe(&[("telemetry/sensor-a/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let mut pa = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let first = pa.publish("telemetry/sensor-a/1", "online", QoS::AtLeastOnce, true);
+    assert!(first.await.unwrap().unwrap().is_success());
+    // Replacing the topic's message is fine at the cap; a second topic is not.
+    let replaced = pa.publish("telemetry/sensor-a/1", "busy", QoS::AtLeastOnce, true);
+    assert!(replaced.await.unwrap().unwrap().is_success());
+    let refused = pa.publish("telemetry/sensor-a/2", "x", QoS::AtLeastOnce, true);
+    assert_eq!(refused.await.unwrap(), Some(ReasonCode::QUOTA_EXCEEDED));
+    // The refused message was not routed either: the subscriber sees the accepted ones only.
+    pa.publish("telemetry/sensor-a/1", "", QoS::AtLeastOnce, true)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(sb.next_publish().await.unwrap().unwrap().payload);
+    }
+    assert_eq!(got, ["online", "busy", ""]);
+    pa.disconnect().await.unwrap();
+    sb.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
 async fn oversized_packets_and_bad_topic_aliases_end_the_connection() {
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();

@@ -30,13 +30,31 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::router::{Attached, Delivery, Message, Outbound, SubOptions};
 use super::{
     Authenticated, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, Shared, unix_now,
 };
+use thingkit::broker::{Delivery, GrantedSubscription, Message, Outlet, SessionExpiry};
 
 type Stream = TlsStream<TcpStream>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The router's handle on one connection task: its bounded delivery queue and its kick signal.
+/// Neither blocks, so the router lock is never held across a wait.
+#[derive(Debug)]
+pub(crate) struct ConnectionOutlet {
+    tx: mpsc::Sender<Delivery>,
+    kick: watch::Sender<Option<ReasonCode>>,
+}
+
+impl Outlet for ConnectionOutlet {
+    fn try_deliver(&self, delivery: Delivery) -> Result<(), Delivery> {
+        self.tx.try_send(delivery).map_err(|e| e.into_inner())
+    }
+
+    fn kick(&self, reason: ReasonCode) {
+        let _ = self.kick.send(Some(reason));
+    }
+}
 
 /// Why a connection ends.
 enum End {
@@ -417,7 +435,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         }
     };
     let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<Outbound>(config.max_queued.max(1));
+    let (tx, mut rx) = mpsc::channel::<Delivery>(config.max_queued.max(1));
     let (kick_tx, mut kick_rx) = watch::channel::<Option<ReasonCode>>(None);
     let session_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
     let persistent = match version {
@@ -427,21 +445,27 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     // MQTT 5 §3.1.2.11.2: 0xFFFFFFFF means the session does not expire.
     let expiry = (version == ProtocolVersion::V5 && session_expiry != u32::MAX)
         .then(|| Duration::from_secs(u64::from(session_expiry)));
-    let (session_present, backlog) = shared
+    let session = match (persistent, expiry) {
+        (false, _) => SessionExpiry::OnDisconnect,
+        (true, None) => SessionExpiry::Never,
+        (true, Some(after)) => SessionExpiry::After(after),
+    };
+    let attached = shared
         .router
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .attach(
             &client_id,
             connect.clean_start,
-            persistent,
-            expiry,
-            Attached {
-                connection,
+            session,
+            connection,
+            ConnectionOutlet {
                 tx,
                 kick: kick_tx.clone(),
             },
+            Instant::now(),
         );
+    let (session_present, backlog) = (attached.session_present, attached.backlog);
     let certificate = auth.identity.certificate_id;
     shared
         .by_certificate
@@ -568,12 +592,12 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
                 }
                 if let Some(end) = ended { break end; }
             }
-            Some(Outbound::Deliver(d)) = rx.recv() => {
+            Some(d) = rx.recv() => {
                 let mut result = conn.deliver(d);
                 // Drain whatever else is queued into the same write.
                 while result.is_ok() && conn.out.len() < 64 * 1024 {
                     match rx.try_recv() {
-                        Ok(Outbound::Deliver(d)) => result = conn.deliver(d),
+                        Ok(d) => result = conn.deliver(d),
                         Err(_) => break,
                     }
                 }
@@ -652,10 +676,14 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             .map(|d| expiry.map_or(d, |e| d.min(e)))
             .filter(|d| !d.is_zero());
         match delay {
-            None => {
-                conn.route(&message);
-                tracing::info!(client = %client_id, topic = will.topic.as_str(), "will published");
-            }
+            None => match conn.route(&message) {
+                Ok(_) => {
+                    tracing::info!(client = %client_id, topic = will.topic.as_str(), "will published");
+                }
+                Err(e) => {
+                    tracing::warn!(client = %client_id, topic = will.topic.as_str(), error = %e, "will refused");
+                }
+            },
             Some(delay) => {
                 let shared = shared.clone();
                 let client_id = client_id.clone();
@@ -668,8 +696,9 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
                         .is_attached(&client_id);
                     if resumed {
                         tracing::info!(client = %client_id, "will dropped: the client reconnected within its delay");
+                    } else if let Err(e) = route_message(&shared, &message) {
+                        tracing::warn!(client = %client_id, topic = message.topic.as_str(), error = %e, "will refused");
                     } else {
-                        route_message(&shared, &message);
                         tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published after its delay");
                     }
                 });
@@ -680,7 +709,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     let mut unacked: Vec<Delivery> = conn.inflight.drain().map(|(_, d)| d).collect();
     unacked.extend(conn.pending.drain(..));
     rx.close();
-    while let Ok(Outbound::Deliver(d)) = rx.try_recv() {
+    while let Ok(d) = rx.try_recv() {
         if d.qos != QoS::AtMostOnce {
             unacked.push(d);
         }
@@ -692,7 +721,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .router
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .detach(&client_id, connection, unacked);
+        .detach(&client_id, connection, unacked, Instant::now());
     {
         let mut map = shared
             .by_certificate
@@ -714,13 +743,14 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
 }
 
 /// Stores (if retained) and routes a message; returns the number of subscribers it was queued
-/// for.
-fn route_message(shared: &Shared, message: &Arc<Message>) -> usize {
+/// for. A retained message the retained store has no room for is refused as a whole (neither
+/// stored nor routed): the publisher is answered 0x97 Quota exceeded.
+fn route_message(
+    shared: &Shared,
+    message: &Arc<Message>,
+) -> Result<usize, thingkit::broker::Error> {
     let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
-    if message.retain {
-        router.retain(message);
-    }
-    let routed = router.route(message, shared.config.max_queued);
+    let routed = router.publish(message)?;
     drop(router);
     if routed.dropped > 0 {
         shared
@@ -728,7 +758,7 @@ fn route_message(shared: &Shared, message: &Arc<Message>) -> usize {
             .queue_drops
             .fetch_add(routed.dropped as u64, Ordering::Relaxed);
     }
-    routed.queued
+    Ok(routed.queued)
 }
 
 trait QosExt {
@@ -770,7 +800,7 @@ impl Conn {
         }
     }
 
-    fn route(&self, message: &Arc<Message>) -> usize {
+    fn route(&self, message: &Arc<Message>) -> Result<usize, thingkit::broker::Error> {
         route_message(&self.shared, message)
     }
 
@@ -1024,13 +1054,26 @@ impl Conn {
             from: Some(self.client_id.clone()),
             received: Instant::now(),
         });
-        let queued = self.route(&message);
-        let code = if queued == 0 && self.is_v5() {
-            ReasonCode::NO_MATCHING_SUBSCRIBERS
-        } else {
-            ReasonCode::SUCCESS
-        };
-        self.puback(p.packet_id, code, None);
+        match self.route(&message) {
+            Ok(queued) => {
+                let code = if queued == 0 && self.is_v5() {
+                    ReasonCode::NO_MATCHING_SUBSCRIBERS
+                } else {
+                    ReasonCode::SUCCESS
+                };
+                self.puback(p.packet_id, code, None);
+            }
+            Err(e) => {
+                // MQTT 5: PUBACK 0x97 Quota exceeded; 3.1.1 has no negative PUBACK (dropped,
+                // like a rate-limit rejection).
+                tracing::warn!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "retained message refused");
+                self.puback(
+                    p.packet_id,
+                    ReasonCode::QUOTA_EXCEEDED,
+                    Some(&e.to_string()),
+                );
+            }
+        }
         None
     }
 
@@ -1055,7 +1098,7 @@ impl Conn {
             let existed = router.subscribe(
                 &self.client_id,
                 &sub.filter,
-                SubOptions {
+                GrantedSubscription {
                     qos: granted,
                     no_local: sub.options.no_local,
                     retain_as_published: sub.options.retain_as_published,
@@ -1068,7 +1111,7 @@ impl Conn {
                 RetainHandling::DoNotSend => false,
             };
             if send_retained {
-                for m in router.retained_matching(&sub.filter) {
+                for m in router.retained_matching(&sub.filter, Instant::now()) {
                     let qos = if granted.as_u8() < m.qos.as_u8() {
                         granted
                     } else {

@@ -19,7 +19,6 @@
 #![allow(dead_code)] // shared by several example and test crates; each uses a subset
 
 mod connection;
-mod router;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -42,7 +41,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-pub use router::Router;
+use connection::ConnectionOutlet;
+use thingkit::broker::{Router, RouterLimits};
 
 /// The topic prefix of firmware jobs: the operator publishes a signed SUIT envelope to
 /// `$thingkit/things/{thing}/firmware`; the broker checks it and keeps it retained for the thing.
@@ -79,6 +79,12 @@ pub struct BrokerConfig {
     pub max_inflight: u16,
     /// Messages queued for one session (connected or not); more are dropped and counted.
     pub max_queued: usize,
+    /// Topics with a retained message; a retained PUBLISH on a new topic beyond it is refused
+    /// (MQTT 5: PUBACK 0x97 Quota exceeded). See thingkit-broker's `RouterLimits`.
+    pub max_retained_messages: usize,
+    /// Topic and payload bytes of all retained messages; a retained PUBLISH that would pass it
+    /// is refused like one over `max_retained_messages`.
+    pub max_retained_bytes: usize,
     /// Largest keep-alive a client may ask for; longer ones are answered with Server Keep Alive.
     pub max_keep_alive: u16,
     /// Time allowed for the TLS handshake and the CONNECT packet.
@@ -110,6 +116,8 @@ impl Default for BrokerConfig {
             receive_maximum: 256,
             max_inflight: 64,
             max_queued: 10_000,
+            max_retained_messages: RouterLimits::default().max_retained_messages,
+            max_retained_bytes: RouterLimits::default().max_retained_bytes,
             max_keep_alive: 1200,
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
@@ -291,7 +299,7 @@ pub(crate) type Kick = watch::Sender<Option<ReasonCode>>;
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
     pub(crate) directory: Arc<dyn Directory>,
-    pub(crate) router: Mutex<Router>,
+    pub(crate) router: Mutex<Router<ConnectionOutlet>>,
     pub(crate) table: ConnectionTable,
     pub(crate) meter: Meter,
     pub(crate) account_limiter: RateLimiter<Arc<str>>,
@@ -382,10 +390,16 @@ impl Broker {
             registry: registry.clone(),
             fleet: config.fleet.clone(),
         });
+        let router = Router::new(
+            RouterLimits::default()
+                .with_max_offline_messages(config.max_queued)
+                .with_max_retained_messages(config.max_retained_messages)
+                .with_max_retained_bytes(config.max_retained_bytes),
+        );
         let shared = Arc::new(Shared {
             config,
             directory,
-            router: Mutex::new(Router::default()),
+            router: Mutex::new(router),
             table,
             meter,
             account_limiter,

@@ -398,6 +398,7 @@ async fn a_retained_message_beyond_the_retained_cap_is_refused_with_quota_exceed
         got.push(sb.next_publish().await.unwrap().unwrap().payload);
     }
     assert_eq!(got, ["online", "busy", ""]);
+    assert_eq!(broker.router_counters().retained_refused, 1);
     pa.disconnect().await.unwrap();
     sb.disconnect().await.unwrap();
     broker.shutdown(Duration::from_secs(5)).await;

@@ -166,3 +166,73 @@ impl RetainedStore {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use thingkit_mqtt::{PacketProperties, Properties, QoS};
+
+    use super::*;
+
+    fn message(
+        topic: &str,
+        payload: &'static str,
+        expiry: Option<u32>,
+        at: Instant,
+    ) -> Arc<Message> {
+        let properties: PacketProperties = match expiry {
+            Some(secs) => Properties {
+                message_expiry_interval: Some(secs),
+                ..Properties::default()
+            }
+            .into(),
+            None => PacketProperties::default(),
+        };
+        Arc::new(Message {
+            topic: TopicName::new(topic).expect("a valid test topic"),
+            payload: payload.into(),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties,
+            from: None,
+            received: at,
+        })
+    }
+
+    #[test]
+    fn removing_the_last_message_of_a_branch_prunes_its_levels() {
+        let now = Instant::now();
+        let mut store = RetainedStore::default();
+        store.insert(message("a/b/c", "1", None, now));
+        store.insert(message("a/b", "2", None, now));
+        store.remove(&TopicName::new("a/b/c").unwrap());
+        assert_eq!(store.len(), 1);
+        assert!(store.root.children["a"].children["b"].children.is_empty());
+        store.remove(&TopicName::new("a/b").unwrap());
+        assert!(store.root.is_empty());
+        assert_eq!((store.len(), store.bytes()), (0, 0));
+        assert!(store.remove(&TopicName::new("a/b").unwrap()).is_none());
+    }
+
+    #[test]
+    fn purging_expired_messages_prunes_and_keeps_the_counts() {
+        let t0 = Instant::now();
+        let mut store = RetainedStore::default();
+        store.insert(message("x/old", "1", Some(1), t0));
+        store.insert(message("x/new", "22", Some(100), t0));
+        store.insert(message("y/old", "333", Some(1), t0));
+        assert_eq!(store.purge_expired(t0 + Duration::from_secs(1)), 2);
+        assert_eq!((store.len(), store.bytes()), (1, "x/new".len() + 2));
+        assert!(!store.root.children.contains_key("y"));
+    }
+
+    #[test]
+    fn replacing_a_message_updates_the_byte_count() {
+        let now = Instant::now();
+        let mut store = RetainedStore::default();
+        store.insert(message("t", "1", None, now));
+        store.insert(message("t", "12345", None, now));
+        assert_eq!((store.len(), store.bytes()), (1, 6));
+    }
+}

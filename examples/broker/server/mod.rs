@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use connection::ConnectionOutlet;
-use thingkit::broker::{Router, RouterLimits};
+use thingkit::broker::{Router, RouterCounters, RouterLimits};
 
 /// The topic prefix of firmware jobs: the operator publishes a signed SUIT envelope to
 /// `$thingkit/things/{thing}/firmware`; the broker checks it and keeps it retained for the thing.
@@ -436,6 +436,15 @@ impl Broker {
     /// The counters so far.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// What the router's caps and expiry dropped so far (thingkit-broker's counters).
+    pub fn router_counters(&self) -> RouterCounters {
+        self.shared
+            .router
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .counters()
     }
 
     /// The node meter (usage per account, device, kind; flushed when connections close).

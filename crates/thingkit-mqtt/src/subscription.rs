@@ -382,8 +382,7 @@ impl<S: PartialEq, V> SubscriptionIndex<S, V> {
 
     /// Calls `f` for every match of `topic` (no allocation).
     pub fn for_each_match<'a>(&'a self, topic: &TopicName, mut f: impl FnMut(Match<'a, S, V>)) {
-        let dollar = topic.is_dollar();
-        self.walk(0, Some(topic.as_bytes()), dollar, &mut f);
+        self.walk(topic.as_bytes(), topic.is_dollar(), &mut f);
     }
 
     /// Whether any subscription matches `topic`.
@@ -404,40 +403,86 @@ impl<S: PartialEq, V> SubscriptionIndex<S, V> {
         }
     }
 
-    fn walk<'a>(
-        &'a self,
-        node: u32,
-        rest: Option<&[u8]>,
-        dollar_root: bool,
-        f: &mut impl FnMut(Match<'a, S, V>),
-    ) {
-        let n = &self.nodes[node as usize];
-        let Some(rest) = rest else {
-            self.emit(node, f);
-            // "sport/#" also matches "sport" (MQTT 5.0 §4.7.1.2).
-            if n.hash != NONE {
-                self.emit(n.hash, f);
+    /// Depth-first walk of the trie along `topic`, with an explicit stack: a topic of 64 KiB
+    /// has up to 32,768 levels, and a recursion that deep would overflow a thread's stack. The
+    /// first [`INLINE_PENDING`] pending nodes live on the stack, so ordinary topics allocate
+    /// nothing; deeper walks spill into a vector.
+    fn walk<'a>(&'a self, topic: &[u8], dollar: bool, f: &mut impl FnMut(Match<'a, S, V>)) {
+        let mut pending = Pending::new((0, Some(topic)));
+        while let Some((node, rest)) = pending.pop() {
+            let n = &self.nodes[node as usize];
+            let Some(rest) = rest else {
+                self.emit(node, f);
+                // "sport/#" also matches "sport" (MQTT 5.0 §4.7.1.2).
+                if n.hash != NONE {
+                    self.emit(n.hash, f);
+                }
+                continue;
+            };
+            // The exact child is pushed first so the `+` branch is walked first, as before.
+            if n.exact_children != 0 {
+                let (level, next) = split_level(rest);
+                if let Some(&id) = self.level_ids.get(level)
+                    && let Some(&child) = self.edges.get(&Self::edge_key(node, id))
+                {
+                    pending.push((child, next));
+                }
             }
-            return;
-        };
-        // [MQTT-4.7.2-1]: wildcards at the first level do not match topics starting with '$'.
-        if !(node == 0 && dollar_root) {
-            if n.hash != NONE {
-                self.emit(n.hash, f);
-            }
-            if n.plus != NONE {
-                let (_, next) = split_level(rest);
-                self.walk(n.plus, next, false, f);
+            // [MQTT-4.7.2-1]: wildcards at the first level do not match topics starting with '$'.
+            if !(node == 0 && dollar) {
+                if n.hash != NONE {
+                    self.emit(n.hash, f);
+                }
+                if n.plus != NONE {
+                    let (_, next) = split_level(rest);
+                    pending.push((n.plus, next));
+                }
             }
         }
-        if n.exact_children != 0 {
-            let (level, next) = split_level(rest);
-            if let Some(&id) = self.level_ids.get(level)
-                && let Some(&child) = self.edges.get(&Self::edge_key(node, id))
-            {
-                self.walk(child, next, false, f);
-            }
+    }
+}
+
+/// Pending nodes kept on the stack before a walk spills into a vector.
+const INLINE_PENDING: usize = 16;
+
+/// A node still to visit and the rest of the topic after its level (`None`: the topic ended).
+type Visit<'t> = (u32, Option<&'t [u8]>);
+
+/// A LIFO stack of visits: the first [`INLINE_PENDING`] in an array, the rest in a vector that
+/// is only allocated for topics deeper than that. Invariant: `spill` is non-empty only while
+/// `inline` is full, so popping `spill` first keeps the order last-in, first-out.
+struct Pending<'t> {
+    inline: [Visit<'t>; INLINE_PENDING],
+    len: usize,
+    spill: Vec<Visit<'t>>,
+}
+
+impl<'t> Pending<'t> {
+    fn new(first: Visit<'t>) -> Self {
+        let mut inline = [(0, None); INLINE_PENDING];
+        inline[0] = first;
+        Pending {
+            inline,
+            len: 1,
+            spill: Vec::new(),
         }
+    }
+
+    fn push(&mut self, visit: Visit<'t>) {
+        if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = visit;
+            self.len += 1;
+        } else {
+            self.spill.push(visit);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Visit<'t>> {
+        if let Some(visit) = self.spill.pop() {
+            return Some(visit);
+        }
+        self.len = self.len.checked_sub(1)?;
+        Some(self.inline[self.len])
     }
 }
 
@@ -524,6 +569,26 @@ mod tests {
             ix.matches(&t("a/b"))[..],
             [Match::Direct { value: 11, .. }]
         ));
+    }
+
+    /// Regression: a filter and a topic of 32,768 levels each (both fit in one 64 KiB string)
+    /// once made `matches` recurse once per level and overflow the stack.
+    #[test]
+    fn matching_a_topic_with_tens_of_thousands_of_levels_does_not_overflow_the_stack() {
+        let mut index = SubscriptionIndex::new();
+        let deep_filter = vec!["+"; 32_768].join("/");
+        index.insert(&f(&deep_filter), 1u32, ());
+        let deep_exact = vec!["a"; 32_768].join("/");
+        index.insert(&f(&deep_exact), 2u32, ());
+        index.insert(&f(&format!("{}/#", vec!["+"; 32_000].join("/"))), 3u32, ());
+        let mut hits = direct(&index, &deep_exact);
+        hits.sort_unstable();
+        assert_eq!(hits, vec![1, 2, 3]);
+        assert!(direct(&index, &vec!["b"; 40].join("/")).is_empty());
+        // Removing the deep filters frees their nodes without recursing either.
+        index.remove(&f(&deep_filter), &1);
+        index.remove(&f(&deep_exact), &2);
+        assert_eq!(direct(&index, &deep_exact), vec![3]);
     }
 
     #[test]

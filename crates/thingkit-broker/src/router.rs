@@ -54,6 +54,12 @@ pub struct RouterLimits {
     pub max_retained_messages: usize,
     /// Topic and payload bytes of all retained messages (default 256 MiB).
     pub max_retained_bytes: usize,
+    /// Levels of a retained message's topic (default 32). The retained store is a trie with one
+    /// node per level, walked recursively: without this cap a 64 KiB topic of empty levels
+    /// (`"////..."`) would cost 65,536 nodes and as deep a recursion on every matching
+    /// SUBSCRIBE. Deeper retained messages are refused like any other quota
+    /// ([`Error::RetainedQuotaExceeded`] naming this field); plain routing is unaffected.
+    pub max_retained_topic_levels: usize,
 }
 
 impl Default for RouterLimits {
@@ -62,6 +68,7 @@ impl Default for RouterLimits {
             max_offline_messages: 10_000,
             max_retained_messages: 100_000,
             max_retained_bytes: 256 * 1024 * 1024,
+            max_retained_topic_levels: 32,
         }
     }
 }
@@ -70,6 +77,12 @@ impl RouterLimits {
     /// Sets [`RouterLimits::max_offline_messages`].
     pub fn with_max_offline_messages(mut self, value: usize) -> Self {
         self.max_offline_messages = value;
+        self
+    }
+
+    /// Sets [`RouterLimits::max_retained_topic_levels`].
+    pub fn with_max_retained_topic_levels(mut self, value: usize) -> Self {
+        self.max_retained_topic_levels = value;
         self
     }
 
@@ -362,13 +375,21 @@ impl<O: Outlet> Router<O> {
     /// # Errors
     ///
     /// [`Error::RetainedQuotaExceeded`] when storing it would exceed
-    /// [`RouterLimits::max_retained_messages`] (a new topic) or
-    /// [`RouterLimits::max_retained_bytes`]; the store is unchanged (the previous retained
+    /// [`RouterLimits::max_retained_messages`] (a new topic),
+    /// [`RouterLimits::max_retained_bytes`] or [`RouterLimits::max_retained_topic_levels`]; the store is unchanged (the previous retained
     /// message on the topic, if any, stays) and the refusal is counted.
     pub fn retain(&mut self, message: &Arc<Message>) -> Result<(), Error> {
         if message.payload.is_empty() {
             self.retained.remove(&message.topic);
             return Ok(());
+        }
+        let max_levels = self.limits.max_retained_topic_levels;
+        if message.topic.levels().nth(max_levels).is_some() {
+            self.counters.retained_refused += 1;
+            return Err(Error::RetainedQuotaExceeded {
+                limit: "max_retained_topic_levels",
+                max: max_levels,
+            });
         }
         let old = self.retained.get(&message.topic).map(|m| m.size());
         if old.is_none() && self.retained.len() >= self.limits.max_retained_messages {

@@ -684,3 +684,35 @@ proptest! {
         }
     }
 }
+
+/// Regression: the retained trie has a node per topic level and is walked recursively, so a
+/// retained topic of 65,535 empty levels once meant 65,536 nodes and a recursion as deep on
+/// every matching SUBSCRIBE. Such a topic is now refused as a quota, and matching with a filter
+/// as deep stays shallow.
+#[test]
+fn retained_topics_deeper_than_the_level_cap_are_refused_and_deep_filters_stay_shallow() {
+    let t0 = Instant::now();
+    let mut router = Router::<TestOutlet>::default();
+    let deep = "/".repeat(65_534);
+    let refused = router.publish(&msg(&deep, "x", QoS::AtMostOnce, true, t0));
+    assert_eq!(
+        refused,
+        Err(Error::RetainedQuotaExceeded {
+            limit: "max_retained_topic_levels",
+            max: 32
+        })
+    );
+    assert_eq!(router.retained_count(), 0);
+    assert_eq!(router.counters().retained_refused, 1);
+
+    // 32 levels is the cap and is stored; a filter of 32,768 `+` levels walks no deeper than it.
+    let at_cap = vec!["a"; 32].join("/");
+    router
+        .publish(&msg(&at_cap, "x", QoS::AtMostOnce, true, t0))
+        .unwrap();
+    let pluses = vec!["+"; 32_768].join("/");
+    assert!(router.retained_matching(&filter(&pluses), t0).is_empty());
+    assert_eq!(router.retained_matching(&filter("#"), t0).len(), 1);
+    let exact = vec!["+"; 32].join("/");
+    assert_eq!(router.retained_matching(&filter(&exact), t0).len(), 1);
+}

@@ -17,7 +17,7 @@ use fleet::{Device, Fleet};
 use server::{Broker, BrokerConfig};
 use thingkit::meter::{LimitAction, LimitReason, Rate, RateLimits};
 use thingkit::mqtt::{Packet, ProtocolVersion, QoS, ReasonCode};
-use thingkit::provision::CertificateStatus;
+use thingkit::provision::{CertificateStatus, PolicyTarget};
 
 async fn start(fleet: &Fleet, config: BrokerConfig) -> Broker {
     Broker::start(
@@ -982,5 +982,90 @@ async fn an_expired_retained_message_is_not_delivered() {
         .unwrap();
     let more = tokio::time::timeout(Duration::from_millis(500), late.recv()).await;
     assert!(more.is_err(), "expired: {more:?}");
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Creates policy `name` from `document` and attaches it to `device`'s certificate.
+fn attach_certificate_policy(fleet: &Fleet, device: &Device, name: &str, document: &str) {
+    let mut registry = fleet.registry.write().unwrap_or_else(|p| p.into_inner());
+    registry
+        .create_policy(name, document, std::time::SystemTime::now())
+        .unwrap();
+    registry
+        .attach_policy(name, &PolicyTarget::Certificate(device.certificate_id))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn certificate_policy_variables_resolve_from_the_client_certificate() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    attach_certificate_policy(
+        &fleet,
+        &a,
+        "by-common-name",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Publish",
+            "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/cn/${iot:Certificate.Subject.CommonName}/*"}]}"#,
+    );
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    assert!(accepted(&c.connack));
+    // The certificate's subject CN is `sensor-a` (create_keys_and_certificate's common name).
+    let own = c.publish_qos1("cn/sensor-a/status", "ok").await.unwrap();
+    assert_eq!(own.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    let other = c.publish_qos1("cn/sensor-b/status", "ok").await.unwrap();
+    assert_eq!(other.reason_code, ReasonCode::NOT_AUTHORIZED);
+    c.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn thing_policy_variables_resolve_only_when_the_client_id_is_an_attached_thing() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet
+        .add_device("sensor-a", &[("room", "kitchen")])
+        .unwrap();
+    // Any client ID may connect with this certificate; thing topics use the thing variables.
+    attach_certificate_policy(
+        &fleet,
+        &a,
+        "any-client",
+        r#"{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+            {"Effect": "Allow", "Action": "iot:Publish",
+             "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/things/${iot:Connection.Thing.ThingName}/${iot:Connection.Thing.Attributes[room]}"},
+            {"Effect": "Allow", "Action": "iot:Publish",
+             "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/unattached/*",
+             "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "false"}}}]}"#,
+    );
+    let broker = start(&fleet, BrokerConfig::default()).await;
+
+    // Client ID = the attached thing's name: name and attributes resolve; IsAttached is true.
+    let mut own = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    assert!(accepted(&own.connack));
+    let ack = own
+        .publish_qos1("things/sensor-a/kitchen", "1")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    let ack = own.publish_qos1("unattached/x", "1").await.unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    own.disconnect().await.unwrap();
+
+    // Another client ID with the same certificate: the thing variables do not resolve (not even
+    // to the certificate's own thing), and IsAttached is false.
+    let options = Options {
+        client_id: "someone-else".into(),
+        ..opts(&a, ProtocolVersion::V5)
+    };
+    let mut other = connect(&fleet, broker.local_addr(), &a, options).await;
+    assert!(accepted(&other.connack));
+    for topic in ["things/sensor-a/kitchen", "things/someone-else/kitchen"] {
+        let ack = other.publish_qos1(topic, "1").await.unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED, "{topic}");
+    }
+    let ack = other.publish_qos1("unattached/x", "1").await.unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    other.disconnect().await.unwrap();
     broker.shutdown(Duration::from_secs(5)).await;
 }

@@ -23,7 +23,7 @@ use thingkit::mqtt::{
 };
 use thingkit::policy::{CertificateContext, Context, PolicySet, Request, ThingContext};
 use thingkit::provision::CertificateId;
-use thingkit::provision::is_provisioning_topic;
+use thingkit::provision::{is_provisioning_topic, policy_certificate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -170,21 +170,53 @@ async fn refuse(
 }
 
 /// The policy context of this connection.
-fn context(auth: &Authenticated, client_id: &str, peer: SocketAddr) -> Context {
+///
+/// `iot:Connection.Thing.*` follow the AWS IoT Core Developer Guide, *Thing policy variables*:
+/// the thing is the one named by the client ID ("the value of `clientId` in the MQTT connect
+/// message ... must exactly match the thing name"), and `IsAttached` says whether the
+/// certificate is attached to it. A client ID that names no thing attached to the certificate
+/// gets `IsAttached` false and no thing name, type or attributes, so it cannot borrow the
+/// permissions of the thing its certificate belongs to.
+///
+/// `iot:Certificate.*` are read from the peer's end-entity certificate
+/// (`thingkit::provision::policy_certificate`); the certificate ID stays the registry's.
+fn context(
+    auth: &Authenticated,
+    leaf: Option<&[u8]>,
+    client_id: &str,
+    peer: SocketAddr,
+) -> Context {
     let id = &auth.identity;
+    let attached = id.things.iter().any(|t| &**t == client_id);
+    let mut certificate = match leaf.map(policy_certificate) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            // rustls verified this certificate, so this is not expected; the certificate
+            // variables stay missing (policies that use them deny), the ID still resolves.
+            tracing::warn!(client = client_id, error = %e, "cannot read the client certificate's policy attributes");
+            CertificateContext::default()
+        }
+        None => CertificateContext::default(),
+    };
+    certificate.id = Some(id.certificate_id.to_string());
     Context {
         client_id: Some(client_id.to_string()),
         source_ip: Some(peer.ip().to_string()),
-        thing: id.thing.as_deref().map(|name| ThingContext {
-            name: name.to_string(),
-            thing_type: auth.thing_type.clone(),
-            attributes: auth.attributes.clone(),
-            attached: true,
+        thing: Some(if attached {
+            ThingContext {
+                name: client_id.to_string(),
+                thing_type: auth.thing_type.clone(),
+                attributes: auth.attributes.clone(),
+                attached: true,
+            }
+        } else {
+            ThingContext {
+                name: client_id.to_string(),
+                attached: false,
+                ..ThingContext::default()
+            }
         }),
-        certificate: Some(CertificateContext {
-            id: Some(id.certificate_id.to_string()),
-            ..CertificateContext::default()
-        }),
+        certificate: Some(certificate),
         current_time: i64::try_from(unix_now()).ok(),
         ..Context::default()
     }
@@ -288,7 +320,10 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     let encoder = Encoder::new(version);
 
     // 1. Identity: the verified certificate must be ACTIVE in the registry.
-    let auth = match shared.directory.authenticate(&chain) {
+    let auth = match shared
+        .directory
+        .authenticate(&chain, connect.client_id.as_str())
+    {
         Ok(a) => a,
         Err(e) => {
             shared
@@ -357,7 +392,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             .await;
         }
     };
-    let mut ctx = context(&auth, &client_id, peer);
+    let mut ctx = context(&auth, chain.first().map(Vec::as_slice), &client_id, peer);
     if connect.will.is_some() {
         ctx.connect_attributes.push("LastWill".into());
     }

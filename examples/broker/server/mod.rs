@@ -131,8 +131,11 @@ impl Default for BrokerConfig {
 /// What the broker needs from the registry: authentication, thing details and revocation.
 /// Implemented for `RwLock<Registry<S>>` for every store.
 pub trait Directory: Send + Sync + 'static {
-    /// Authenticates a verified TLS peer chain (end-entity first).
-    fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String>;
+    /// Authenticates a verified TLS peer chain (end-entity first). `client_id` is the CONNECT's
+    /// client ID (possibly empty): when it names a thing the certificate is attached to, that
+    /// thing's type and attributes are returned (AWS takes the thing name from the client ID);
+    /// otherwise the certificate's (first) thing's.
+    fn authenticate(&self, chain: &[Vec<u8>], client_id: &str) -> Result<Authenticated, String>;
     /// Sets a certificate's status to REVOKED.
     fn revoke(&self, id: &CertificateId) -> Result<(), String>;
     /// Answers a fleet provisioning request from the client authenticated with `client`;
@@ -146,7 +149,8 @@ pub struct RegistryDirectory<S: RegistryStore> {
     fleet: Option<Arc<Mutex<FleetProvisioning>>>,
 }
 
-/// An authenticated device: the registry's identity plus the thing's type and attributes.
+/// An authenticated device: the registry's identity plus the type and attributes of its thing
+/// (the one the client ID names, if the certificate is attached to it).
 #[derive(Clone, Debug)]
 pub struct Authenticated {
     /// The registry identity.
@@ -158,23 +162,26 @@ pub struct Authenticated {
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S> {
-    fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String> {
+    fn authenticate(&self, chain: &[Vec<u8>], client_id: &str) -> Result<Authenticated, String> {
         let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
         let identity = registry
             .authenticate(chain, std::time::SystemTime::now())
             .map_err(|e| e.to_string())?;
-        let (thing_type, attributes) =
-            match identity.thing.as_deref().and_then(|t| registry.thing(t)) {
-                Some(thing) => (
-                    thing.thing_type.as_deref().map(str::to_string),
-                    thing
-                        .attributes
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                None => (None, Default::default()),
-            };
+        let thing = match identity.things.iter().find(|t| &***t == client_id) {
+            Some(named) => Some(&**named),
+            None => identity.thing.as_deref(),
+        };
+        let (thing_type, attributes) = match thing.and_then(|t| registry.thing(t)) {
+            Some(thing) => (
+                thing.thing_type.as_deref().map(str::to_string),
+                thing
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            None => (None, Default::default()),
+        };
         Ok(Authenticated {
             identity,
             thing_type,

@@ -1069,3 +1069,48 @@ async fn thing_policy_variables_resolve_only_when_the_client_id_is_an_attached_t
     other.disconnect().await.unwrap();
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn aws_devices_negotiate_alpn_x_amzn_mqtt_ca_and_clients_without_alpn_still_connect() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let with_alpn = |protocols: &[&[u8]]| {
+        let tls = tls_config(&fleet.ca_pem(), &a.cert_pem, &a.key_pem).expect("tls config");
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        std::sync::Arc::new(tls)
+    };
+    let options = opts(&a, ProtocolVersion::V311);
+
+    // An AWS IoT device on port 443: ALPN x-amzn-mqtt-ca is chosen, CONNACK follows.
+    let tls = with_alpn(&[b"x-amzn-mqtt-ca"]);
+    let aws = Client::connect(broker.local_addr(), "localhost", tls, &options)
+        .await
+        .expect("TLS + CONNECT with ALPN");
+    assert!(accepted(&aws.connack));
+    assert_eq!(aws.alpn_protocol(), Some(&b"x-amzn-mqtt-ca"[..]));
+    aws.disconnect().await.unwrap();
+
+    // No ALPN offered: no protocol negotiated, the connection is accepted as before.
+    let plain = connect(&fleet, broker.local_addr(), &a, options.clone()).await;
+    assert!(accepted(&plain.connack));
+    assert_eq!(plain.alpn_protocol(), None);
+    plain.disconnect().await.unwrap();
+
+    // Only protocols this server does not speak: the handshake fails (no_application_protocol).
+    let tls = with_alpn(&[b"x-amzn-http-ca", b"h2"]);
+    assert!(
+        Client::connect(broker.local_addr(), "localhost", tls, &options)
+            .await
+            .is_err()
+    );
+    for _ in 0..50 {
+        if broker.stats().tls_failures > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(broker.stats().tls_failures, 1);
+    broker.shutdown(Duration::from_secs(5)).await;
+}

@@ -99,7 +99,19 @@ pub struct BrokerConfig {
     /// Fleet provisioning by claim (`$aws/certificates/...`, `$aws/provisioning-templates/...`),
     /// if enabled.
     pub fleet: Option<Arc<Mutex<FleetProvisioning>>>,
+    /// ALPN protocol names the TLS server accepts, in preference order; default
+    /// [`ALPN_PROTOCOLS`]. A client that offers no ALPN always connects; one that offers only
+    /// other names is refused in the handshake with the `no_application_protocol` alert
+    /// (RFC 7301 §3.2, rustls' behaviour when the server lists protocols). Empty: ALPN is
+    /// ignored and every client connects without a negotiated protocol.
+    pub alpn_protocols: Vec<Vec<u8>>,
 }
+
+/// The ALPN names accepted by default: `x-amzn-mqtt-ca`, what AWS IoT devices send for MQTT with
+/// an X.509 client certificate on port 443 (AWS IoT Core Developer Guide, *Device communication
+/// protocols*), and `mqtt`, the IANA-registered name other MQTT clients send. HTTP names
+/// (`x-amzn-http-ca`, `h2`, `http/1.1`) are not accepted: this server speaks only MQTT.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"x-amzn-mqtt-ca", b"mqtt"];
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -124,6 +136,7 @@ impl Default for BrokerConfig {
             firmware_trust: None,
             policy_options: SetOptions::default().with_strict_identities(true),
             fleet: None,
+            alpn_protocols: ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect(),
         }
     }
 }
@@ -358,7 +371,8 @@ impl Broker {
         server_key_pem: &str,
         config: BrokerConfig,
     ) -> Result<Broker, Box<dyn std::error::Error + Send + Sync>> {
-        let builder = ServerConfigBuilder::from_pem(server_chain_pem, server_key_pem)?;
+        let builder = ServerConfigBuilder::from_pem(server_chain_pem, server_key_pem)?
+            .alpn_protocols(config.alpn_protocols.clone());
         let configs = {
             let reg = registry.read().unwrap_or_else(|p| p.into_inner());
             Arc::new(ReloadableServerConfig::new(builder.build(&*reg)?))

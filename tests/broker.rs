@@ -1114,3 +1114,99 @@ async fn aws_devices_negotiate_alpn_x_amzn_mqtt_ca_and_clients_without_alpn_stil
     assert_eq!(broker.stats().tls_failures, 1);
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The example broker binary `cargo test` builds next to this test (`target/<profile>/examples`).
+fn example_broker_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe
+        .parent()? // deps
+        .parent()? // <profile>
+        .join("examples")
+        .join(format!("broker{}", std::env::consts::EXE_SUFFIX));
+    path.exists().then_some(path)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_broker_process_shuts_down_gracefully_on_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    // `cargo test` builds examples before running tests; `cargo test --test broker` alone may
+    // not, and then there is no binary to run.
+    let Some(binary) = example_broker_binary() else {
+        eprintln!("skipped: the broker example is not built (cargo build --example broker)");
+        return;
+    };
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.unregistered_device("sensor-a").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), fleet.ca.certificate_pem()).unwrap();
+    std::fs::write(dir.path().join("ca.key"), fleet.ca.private_key_pem()).unwrap();
+    let (cert, _) = a.write(dir.path()).unwrap();
+    let policy = dir.path().join("fleet.json");
+    std::fs::write(&policy, fleet::FLEET_POLICY).unwrap();
+    /// Kills the broker if the test fails before it exits.
+    struct Reap(Option<std::process::Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(child) = self.0.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut child = Command::new(binary)
+        .arg("--ca-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .arg(format!("--policy=fleet={}", policy.display()))
+        .arg(format!("--device=sensor-a={}", cert.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the broker example starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Reap(Some(child));
+    let line = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
+        }),
+    )
+    .await
+    .expect("the broker announces its address")
+    .unwrap()
+    .unwrap();
+    let addr: SocketAddr = line
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+
+    let mut c = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
+    assert!(accepted(&c.connack));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.as_ref().unwrap().id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    expect_disconnect(&mut c, ReasonCode::SERVER_SHUTTING_DOWN).await;
+    let mut running = child.0.take().unwrap();
+    // The shutdown grace is 5 s.
+    let exit = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || running.wait()),
+    )
+    .await
+    .expect("the broker exits after SIGTERM")
+    .unwrap()
+    .unwrap();
+    assert!(
+        exit.success(),
+        "graceful exit, not killed by the signal: {exit:?}"
+    );
+}

@@ -1210,3 +1210,131 @@ async fn the_broker_process_shuts_down_gracefully_on_sigterm() {
         "graceful exit, not killed by the signal: {exit:?}"
     );
 }
+
+#[tokio::test]
+async fn a_publish_the_account_limiter_cannot_track_is_refused_not_admitted() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet
+        .add_device("sensor-a", &[("account", "acme")])
+        .unwrap();
+    let b = fleet
+        .add_device("sensor-b", &[("account", "globex")])
+        .unwrap();
+    let watcher = fleet
+        .add_device("sensor-w", &[("account", "acme")])
+        .unwrap();
+    // Room for one account: acme's devices take it, globex cannot be tracked.
+    let config = BrokerConfig {
+        max_accounts: 1,
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let mut sub = connect_as(&fleet, &broker, &watcher, ProtocolVersion::V5).await;
+    sub.subscribe(&[("telemetry/#", QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let mut ca = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let ack = ca
+        .publish_qos1("telemetry/sensor-a/temperature", "a")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+
+    // MQTT 5: PUBACK 0x80 Unspecified error, and the message is not routed.
+    let mut cb = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
+    assert!(
+        accepted(&cb.connack),
+        "the device connects; its publishes cannot be metered"
+    );
+    let ack = cb
+        .publish_qos1("telemetry/sensor-b/temperature", "b")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::UNSPECIFIED_ERROR);
+    cb.disconnect().await.unwrap();
+    // MQTT 3.1.1: dropped without a PUBACK (as a rate-limit rejection).
+    let mut cb = connect_as(&fleet, &broker, &b, ProtocolVersion::V311).await;
+    cb.publish(
+        "telemetry/sensor-b/temperature",
+        "b3",
+        QoS::AtMostOnce,
+        false,
+    )
+    .await
+    .unwrap();
+    // Acme still publishes; the watcher gets its two messages and nothing of globex's.
+    ca.publish(
+        "telemetry/sensor-a/temperature",
+        "a2",
+        QoS::AtMostOnce,
+        false,
+    )
+    .await
+    .unwrap();
+    for expected in [&b"a"[..], b"a2"] {
+        let m = sub.next_publish().await.unwrap().unwrap();
+        assert_eq!(&m.payload[..], expected);
+    }
+    let stats = broker.stats();
+    assert_eq!(stats.meter_refusals, 2);
+    assert_eq!(stats.publishes_in, 2);
+    let totals = broker.shutdown(Duration::from_secs(5)).await;
+    assert!(
+        !totals.keys().any(|k| k.account == "globex"),
+        "refused publishes are not metered"
+    );
+}
+
+#[tokio::test]
+async fn a_delayed_publish_is_decided_again_after_the_delay() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let limits = |period_ms| {
+        RateLimits::default()
+            .with_messages(Some(Rate {
+                amount: 1,
+                period_ms,
+                burst: 1,
+            }))
+            .with_bytes(None)
+            .with_message_action(LimitAction::Delay)
+    };
+    // One message a minute: the delay (at most 1 s) is not enough, the second is refused.
+    let config = BrokerConfig {
+        connection_limits: limits(60_000),
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let topic = "telemetry/sensor-a/temperature";
+    let first = c.publish_qos1(topic, "1").await.unwrap();
+    assert!(first.reason_code.is_success());
+    let second = c.publish_qos1(topic, "2").await.unwrap();
+    assert_eq!(second.reason_code, ReasonCode::QUOTA_EXCEEDED);
+    let stats = broker.stats();
+    assert_eq!((stats.publishes_in, stats.throttled), (1, 1));
+    c.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+
+    // Five a second: the delay is enough, the second is admitted after it and counted.
+    let config = BrokerConfig {
+        connection_limits: limits(200),
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    for payload in ["1", "2"] {
+        let ack = c.publish_qos1(topic, payload).await.unwrap();
+        assert!(ack.reason_code.is_success(), "{payload}: {ack:?}");
+    }
+    let stats = broker.stats();
+    assert_eq!((stats.publishes_in, stats.throttled), (2, 1));
+    c.disconnect().await.unwrap();
+    let totals = broker.shutdown(Duration::from_secs(5)).await;
+    let published: u64 = totals
+        .iter()
+        .filter(|(k, _)| k.kind == thingkit::meter::PacketKind::Publish)
+        .map(|(_, c)| c.messages)
+        .sum();
+    assert_eq!(published, 2);
+}

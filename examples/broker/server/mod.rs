@@ -91,6 +91,10 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// Connections the meter's table can hold.
     pub max_connections: usize,
+    /// Accounts the account limiter tracks at once (idle ones are evicted to make room). A
+    /// device of an account beyond it still connects, but its publishes are refused (MQTT 5:
+    /// PUBACK 0x80) until room frees up: what cannot be rate-limited is not admitted.
+    pub max_accounts: usize,
     /// Firmware trust anchors: when set, envelopes published on a firmware topic must verify
     /// against them; otherwise they only have to be well-formed SUIT envelopes.
     pub firmware_trust: Option<TrustAnchors>,
@@ -133,6 +137,7 @@ impl Default for BrokerConfig {
             max_keep_alive: 1200,
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
+            max_accounts: LimiterConfig::default().max_keys,
             firmware_trust: None,
             policy_options: SetOptions::default().with_strict_identities(true),
             fleet: None,
@@ -260,8 +265,11 @@ pub struct Stats {
     pub deliveries: AtomicU64,
     /// Requests denied by policy (connect, publish, subscribe, receive).
     pub denied: AtomicU64,
-    /// Publishes refused or dropped by a rate limit.
+    /// Publishes refused or dropped by a rate limit (a delayed one counts once).
     pub throttled: AtomicU64,
+    /// Publishes refused because the meter or the account limiter failed (e.g. its key cap was
+    /// reached): the broker fails closed rather than route a message it cannot meter.
+    pub meter_refusals: AtomicU64,
     /// Messages dropped because a session's queue was full.
     pub queue_drops: AtomicU64,
     /// Sessions disconnected because their certificate left ACTIVE.
@@ -285,6 +293,8 @@ pub struct StatsSnapshot {
     pub denied: u64,
     /// See [`Stats::throttled`].
     pub throttled: u64,
+    /// See [`Stats::meter_refusals`].
+    pub meter_refusals: u64,
     /// See [`Stats::queue_drops`].
     pub queue_drops: u64,
     /// See [`Stats::revocation_disconnects`].
@@ -302,6 +312,7 @@ impl Stats {
             deliveries: l(&self.deliveries),
             denied: l(&self.denied),
             throttled: l(&self.throttled),
+            meter_refusals: l(&self.meter_refusals),
             queue_drops: l(&self.queue_drops),
             revocation_disconnects: l(&self.revocation_disconnects),
         }
@@ -399,8 +410,11 @@ impl Broker {
             Granularity::Day,
             1_000_000,
         )?;
-        let account_limiter =
-            RateLimiter::new(LimiterConfig::default().with_default(config.account_limits))?;
+        let account_limiter = RateLimiter::new(
+            LimiterConfig::default()
+                .with_default(config.account_limits)
+                .with_max_keys(config.max_accounts),
+        )?;
         let connect_limiter = match config.connect_limits {
             Some(limits) => Some(RateLimiter::new(
                 LimiterConfig::default().with_default(limits),

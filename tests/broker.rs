@@ -1338,3 +1338,76 @@ async fn a_delayed_publish_is_decided_again_after_the_delay() {
         .sum();
     assert_eq!(published, 2);
 }
+
+/// The registry for everything but provisioning, whose task panics.
+struct PanickingProvisioning(server::RegistryDirectory<thingkit::provision::MemoryStore>);
+
+impl server::Directory for PanickingProvisioning {
+    fn authenticate(
+        &self,
+        chain: &[Vec<u8>],
+        client_id: &str,
+    ) -> Result<server::Authenticated, String> {
+        self.0.authenticate(chain, client_id)
+    }
+    fn revoke(&self, id: &thingkit::provision::CertificateId) -> Result<(), String> {
+        self.0.revoke(id)
+    }
+    fn provision(
+        &self,
+        _: &thingkit::provision::CertificateId,
+        topic: &str,
+        _: &[u8],
+    ) -> Option<Vec<thingkit::provision::Reply>> {
+        panic!("provisioning failed on {topic} (test)");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_provisioning_task_is_answered_with_an_error_and_never_routed() {
+    let fleet = Fleet::new().unwrap();
+    let (service, claim) = fleet.enable_provisioning().unwrap();
+    let operator = fleet.add_operator().unwrap();
+    let directory = std::sync::Arc::new(PanickingProvisioning(server::RegistryDirectory::new(
+        fleet.registry.clone(),
+        Some(service),
+    )));
+    let broker = Broker::start_with_directory(
+        "127.0.0.1:0".parse().expect("loopback literal"),
+        fleet.registry.clone(),
+        directory,
+        &fleet.server_chain_pem,
+        &fleet.server_key_pem,
+        BrokerConfig::default(),
+    )
+    .await
+    .expect("broker starts");
+    // The operator reads every topic, so a request routed as telemetry would reach it.
+    let mut watcher = connect_as(&fleet, &broker, &operator, ProtocolVersion::V5).await;
+    watcher
+        .subscribe(&[("$aws/#", QoS::AtMostOnce), ("commands/#", QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let claim_options = Options {
+        client_id: "factory-line-3".into(),
+        ..opts(&claim, ProtocolVersion::V5)
+    };
+    let mut c = connect(&fleet, broker.local_addr(), &claim, claim_options).await;
+    assert!(accepted(&c.connack));
+    let ack = c
+        .publish_qos1("$aws/certificates/create/json", "{}")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::UNSPECIFIED_ERROR);
+    c.disconnect().await.unwrap();
+    // The next message the watcher sees is its own marker, not the request.
+    watcher
+        .publish("commands/marker", "m", QoS::AtMostOnce, false)
+        .await
+        .unwrap();
+    let m = watcher.next_publish().await.unwrap().unwrap();
+    assert_eq!(m.topic.as_ref().unwrap().as_str(), "commands/marker");
+    let stats = broker.stats();
+    assert_eq!(stats.provisioning_failures, 1);
+    broker.shutdown(Duration::from_secs(5)).await;
+}

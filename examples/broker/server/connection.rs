@@ -1068,11 +1068,29 @@ impl Conn {
                 topic.as_str().to_owned(),
                 p.payload.clone(),
             );
-            tokio::task::spawn_blocking(move || {
+            match tokio::task::spawn_blocking(move || {
                 directory.provision(&certificate, &request_topic, &payload)
             })
             .await
-            .unwrap_or_default()
+            {
+                Ok(replies) => replies,
+                Err(e) => {
+                    // The provisioning task panicked or was cancelled: the request got no
+                    // answer, and it must not be routed as telemetry either. MQTT 5: PUBACK
+                    // 0x80 Unspecified error; MQTT 3.1.1: dropped (no negative PUBACK).
+                    shared
+                        .stats
+                        .provisioning_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(client = %self.client_id, topic = topic.as_str(), error = %e, "fleet provisioning failed");
+                    self.puback(
+                        p.packet_id,
+                        ReasonCode::UNSPECIFIED_ERROR,
+                        Some("fleet provisioning failed"),
+                    );
+                    return None;
+                }
+            }
         } else {
             None
         };

@@ -167,6 +167,16 @@ pub struct RegistryDirectory<S: RegistryStore> {
     fleet: Option<Arc<Mutex<FleetProvisioning>>>,
 }
 
+impl<S: RegistryStore> RegistryDirectory<S> {
+    /// The registry, with fleet provisioning when `fleet` is set.
+    pub fn new(
+        registry: Arc<RwLock<Registry<S>>>,
+        fleet: Option<Arc<Mutex<FleetProvisioning>>>,
+    ) -> Self {
+        RegistryDirectory { registry, fleet }
+    }
+}
+
 /// An authenticated device: the registry's identity plus the type and attributes of its thing
 /// (the one the client ID names, if the certificate is attached to it).
 #[derive(Clone, Debug)]
@@ -274,6 +284,9 @@ pub struct Stats {
     pub queue_drops: AtomicU64,
     /// Sessions disconnected because their certificate left ACTIVE.
     pub revocation_disconnects: AtomicU64,
+    /// Fleet provisioning requests whose task failed (panicked or was cancelled): answered
+    /// with an error, never routed.
+    pub provisioning_failures: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one instant.
@@ -299,6 +312,8 @@ pub struct StatsSnapshot {
     pub queue_drops: u64,
     /// See [`Stats::revocation_disconnects`].
     pub revocation_disconnects: u64,
+    /// See [`Stats::provisioning_failures`].
+    pub provisioning_failures: u64,
 }
 
 impl Stats {
@@ -315,6 +330,7 @@ impl Stats {
             meter_refusals: l(&self.meter_refusals),
             queue_drops: l(&self.queue_drops),
             revocation_disconnects: l(&self.revocation_disconnects),
+            provisioning_failures: l(&self.provisioning_failures),
         }
     }
 }
@@ -382,6 +398,32 @@ impl Broker {
         server_key_pem: &str,
         config: BrokerConfig,
     ) -> Result<Broker, Box<dyn std::error::Error + Send + Sync>> {
+        let directory = Arc::new(RegistryDirectory::new(
+            registry.clone(),
+            config.fleet.clone(),
+        ));
+        Broker::start_with_directory(
+            addr,
+            registry,
+            directory,
+            server_chain_pem,
+            server_key_pem,
+            config,
+        )
+        .await
+    }
+
+    /// [`Broker::start`] with another [`Directory`] answering authentication, revocation and
+    /// provisioning; `registry` still provides the TLS trust (its ACTIVE CAs) and the events
+    /// that disconnect revoked devices. `config.fleet` is then only what `directory` makes of it.
+    pub async fn start_with_directory<S: RegistryStore + Send + Sync + 'static>(
+        addr: SocketAddr,
+        registry: Arc<RwLock<Registry<S>>>,
+        directory: Arc<dyn Directory>,
+        server_chain_pem: &str,
+        server_key_pem: &str,
+        config: BrokerConfig,
+    ) -> Result<Broker, Box<dyn std::error::Error + Send + Sync>> {
         let builder = ServerConfigBuilder::from_pem(server_chain_pem, server_key_pem)?
             .alpn_protocols(config.alpn_protocols.clone());
         let configs = {
@@ -421,10 +463,6 @@ impl Broker {
             )?),
             None => None,
         };
-        let directory = Arc::new(RegistryDirectory {
-            registry: registry.clone(),
-            fleet: config.fleet.clone(),
-        });
         let router = Router::new(
             RouterLimits::default()
                 .with_max_offline_messages(config.max_queued)

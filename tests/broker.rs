@@ -1132,12 +1132,12 @@ async fn the_broker_process_shuts_down_gracefully_on_sigterm() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
 
-    // `cargo test` builds examples before running tests; `cargo test --test broker` alone may
-    // not, and then there is no binary to run.
-    let Some(binary) = example_broker_binary() else {
-        eprintln!("skipped: the broker example is not built (cargo build --example broker)");
-        return;
-    };
+    // `cargo test` builds examples before running tests; `cargo test --test broker` alone does
+    // not, and then this fails (a missing peer is a failure, never a skip).
+    let binary = example_broker_binary().expect(
+        "the broker example binary is not built: run `cargo test` (which builds examples) or \
+         `cargo build --example broker` first",
+    );
     let fleet = Fleet::new().unwrap();
     let a = fleet.unregistered_device("sensor-a").unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -1295,6 +1295,32 @@ async fn a_publish_the_account_limiter_cannot_track_is_refused_not_admitted() {
 }
 
 #[tokio::test]
+async fn a_connect_the_connection_rate_limiter_cannot_track_is_refused_not_admitted() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    // Room for one client ID: sensor-a takes it (and is not idle long enough to be evicted).
+    let config = BrokerConfig {
+        connect_limits: Some(RateLimits::aws_client_connect()),
+        max_connect_clients: 1,
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let ca = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    assert!(accepted(&ca.connack));
+    let cb = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
+    assert_eq!(cb.connack.reason_code, ReasonCode::SERVER_BUSY);
+    let cb = connect_as(&fleet, &broker, &b, ProtocolVersion::V311).await;
+    assert_eq!(
+        cb.connack.reason_code,
+        ReasonCode(3),
+        "3.1.1: Server unavailable"
+    );
+    assert_eq!(broker.stats().connects_refused, 2);
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
 async fn a_delayed_publish_is_decided_again_after_the_delay() {
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();

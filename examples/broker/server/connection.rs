@@ -424,22 +424,28 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &why).await;
         }
     }
-    if let Some(limiter) = &shared.connect_limiter
-        && let Ok(RateDecision::Limited { .. }) =
-            limiter.check_key(&client_id.to_string(), 0, shared.now_nanos())
-    {
-        shared
-            .stats
-            .connects_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(client = %client_id, "CONNECT refused: connection rate exceeded");
-        return refuse(
-            &mut stream,
-            &encoder,
-            ReasonCode::CONNECTION_RATE_EXCEEDED,
-            "connection rate exceeded",
-        )
-        .await;
+    if let Some(limiter) = &shared.connect_limiter {
+        let refusal = match limiter.check_key(&client_id.to_string(), 0, shared.now_nanos()) {
+            Ok(RateDecision::Allow) => None,
+            Ok(_) => Some((
+                ReasonCode::CONNECTION_RATE_EXCEEDED,
+                "connection rate exceeded".to_string(),
+            )),
+            // Fail closed: a client ID the limiter cannot track (its key cap is reached) is
+            // not rate-limited, so it is not admitted.
+            Err(e) => Some((
+                ReasonCode::SERVER_BUSY,
+                format!("connection rate limiter: {e}"),
+            )),
+        };
+        if let Some((code, why)) = refusal {
+            shared
+                .stats
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %client_id, reason = %why, "CONNECT refused");
+            return refuse(&mut stream, &encoder, code, &why).await;
+        }
     }
 
     // 4. Metering handle and session.

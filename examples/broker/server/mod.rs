@@ -95,6 +95,10 @@ pub struct BrokerConfig {
     /// device of an account beyond it still connects, but its publishes are refused (MQTT 5:
     /// PUBACK 0x80) until room frees up: what cannot be rate-limited is not admitted.
     pub max_accounts: usize,
+    /// Client IDs the connection-rate limiter tracks at once (idle ones are evicted to make
+    /// room). A CONNECT whose client ID cannot be tracked is refused with 0x89 Server busy
+    /// (MQTT 3.1.1: 3 Server unavailable): what cannot be rate-limited is not admitted.
+    pub max_connect_clients: usize,
     /// Firmware trust anchors: when set, envelopes published on a firmware topic must verify
     /// against them; otherwise they only have to be well-formed SUIT envelopes.
     pub firmware_trust: Option<TrustAnchors>,
@@ -138,6 +142,7 @@ impl Default for BrokerConfig {
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             max_accounts: LimiterConfig::default().max_keys,
+            max_connect_clients: LimiterConfig::default().max_keys,
             firmware_trust: None,
             policy_options: SetOptions::default().with_strict_identities(true),
             fleet: None,
@@ -459,7 +464,9 @@ impl Broker {
         )?;
         let connect_limiter = match config.connect_limits {
             Some(limits) => Some(RateLimiter::new(
-                LimiterConfig::default().with_default(limits),
+                LimiterConfig::default()
+                    .with_default(limits)
+                    .with_max_keys(config.max_connect_clients),
             )?),
             None => None,
         };

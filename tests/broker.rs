@@ -17,7 +17,7 @@ use fleet::{Device, Fleet};
 use server::{Broker, BrokerConfig};
 use thingkit::meter::{LimitAction, LimitReason, Rate, RateLimits};
 use thingkit::mqtt::{Packet, ProtocolVersion, QoS, ReasonCode};
-use thingkit::provision::CertificateStatus;
+use thingkit::provision::{CertificateStatus, PolicyTarget};
 
 async fn start(fleet: &Fleet, config: BrokerConfig) -> Broker {
     Broker::start(
@@ -982,5 +982,467 @@ async fn an_expired_retained_message_is_not_delivered() {
         .unwrap();
     let more = tokio::time::timeout(Duration::from_millis(500), late.recv()).await;
     assert!(more.is_err(), "expired: {more:?}");
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Creates policy `name` from `document` and attaches it to `device`'s certificate.
+fn attach_certificate_policy(fleet: &Fleet, device: &Device, name: &str, document: &str) {
+    let mut registry = fleet.registry.write().unwrap_or_else(|p| p.into_inner());
+    registry
+        .create_policy(name, document, std::time::SystemTime::now())
+        .unwrap();
+    registry
+        .attach_policy(name, &PolicyTarget::Certificate(device.certificate_id))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn certificate_policy_variables_resolve_from_the_client_certificate() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    attach_certificate_policy(
+        &fleet,
+        &a,
+        "by-common-name",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Publish",
+            "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/cn/${iot:Certificate.Subject.CommonName}/*"}]}"#,
+    );
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    assert!(accepted(&c.connack));
+    // The certificate's subject CN is `sensor-a` (create_keys_and_certificate's common name).
+    let own = c.publish_qos1("cn/sensor-a/status", "ok").await.unwrap();
+    assert_eq!(own.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    let other = c.publish_qos1("cn/sensor-b/status", "ok").await.unwrap();
+    assert_eq!(other.reason_code, ReasonCode::NOT_AUTHORIZED);
+    c.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn thing_policy_variables_resolve_only_when_the_client_id_is_an_attached_thing() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet
+        .add_device("sensor-a", &[("room", "kitchen")])
+        .unwrap();
+    // Any client ID may connect with this certificate; thing topics use the thing variables.
+    attach_certificate_policy(
+        &fleet,
+        &a,
+        "any-client",
+        r#"{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+            {"Effect": "Allow", "Action": "iot:Publish",
+             "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/things/${iot:Connection.Thing.ThingName}/${iot:Connection.Thing.Attributes[room]}"},
+            {"Effect": "Allow", "Action": "iot:Publish",
+             "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/unattached/*",
+             "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "false"}}}]}"#,
+    );
+    let broker = start(&fleet, BrokerConfig::default()).await;
+
+    // Client ID = the attached thing's name: name and attributes resolve; IsAttached is true.
+    let mut own = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    assert!(accepted(&own.connack));
+    let ack = own
+        .publish_qos1("things/sensor-a/kitchen", "1")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    let ack = own.publish_qos1("unattached/x", "1").await.unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    own.disconnect().await.unwrap();
+
+    // Another client ID with the same certificate: the thing variables do not resolve (not even
+    // to the certificate's own thing), and IsAttached is false.
+    let options = Options {
+        client_id: "someone-else".into(),
+        ..opts(&a, ProtocolVersion::V5)
+    };
+    let mut other = connect(&fleet, broker.local_addr(), &a, options).await;
+    assert!(accepted(&other.connack));
+    for topic in ["things/sensor-a/kitchen", "things/someone-else/kitchen"] {
+        let ack = other.publish_qos1(topic, "1").await.unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED, "{topic}");
+    }
+    let ack = other.publish_qos1("unattached/x", "1").await.unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    other.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn aws_devices_negotiate_alpn_x_amzn_mqtt_ca_and_clients_without_alpn_still_connect() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let with_alpn = |protocols: &[&[u8]]| {
+        let tls = tls_config(&fleet.ca_pem(), &a.cert_pem, &a.key_pem).expect("tls config");
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        std::sync::Arc::new(tls)
+    };
+    let options = opts(&a, ProtocolVersion::V311);
+
+    // An AWS IoT device on port 443: ALPN x-amzn-mqtt-ca is chosen, CONNACK follows.
+    let tls = with_alpn(&[b"x-amzn-mqtt-ca"]);
+    let aws = Client::connect(broker.local_addr(), "localhost", tls, &options)
+        .await
+        .expect("TLS + CONNECT with ALPN");
+    assert!(accepted(&aws.connack));
+    assert_eq!(aws.alpn_protocol(), Some(&b"x-amzn-mqtt-ca"[..]));
+    aws.disconnect().await.unwrap();
+
+    // No ALPN offered: no protocol negotiated, the connection is accepted as before.
+    let plain = connect(&fleet, broker.local_addr(), &a, options.clone()).await;
+    assert!(accepted(&plain.connack));
+    assert_eq!(plain.alpn_protocol(), None);
+    plain.disconnect().await.unwrap();
+
+    // Only protocols this server does not speak: the handshake fails (no_application_protocol).
+    let tls = with_alpn(&[b"x-amzn-http-ca", b"h2"]);
+    assert!(
+        Client::connect(broker.local_addr(), "localhost", tls, &options)
+            .await
+            .is_err()
+    );
+    for _ in 0..50 {
+        if broker.stats().tls_failures > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(broker.stats().tls_failures, 1);
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The example broker binary `cargo test` builds next to this test (`target/<profile>/examples`).
+fn example_broker_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe
+        .parent()? // deps
+        .parent()? // <profile>
+        .join("examples")
+        .join(format!("broker{}", std::env::consts::EXE_SUFFIX));
+    path.exists().then_some(path)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_broker_process_shuts_down_gracefully_on_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    // `cargo test` builds examples before running tests; `cargo test --test broker` alone does
+    // not, and then this fails (a missing peer is a failure, never a skip).
+    let binary = example_broker_binary().expect(
+        "the broker example binary is not built: run `cargo test` (which builds examples) or \
+         `cargo build --example broker` first",
+    );
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.unregistered_device("sensor-a").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), fleet.ca.certificate_pem()).unwrap();
+    std::fs::write(dir.path().join("ca.key"), fleet.ca.private_key_pem()).unwrap();
+    let (cert, _) = a.write(dir.path()).unwrap();
+    let policy = dir.path().join("fleet.json");
+    std::fs::write(&policy, fleet::FLEET_POLICY).unwrap();
+    /// Kills the broker if the test fails before it exits.
+    struct Reap(Option<std::process::Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(child) = self.0.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut child = Command::new(binary)
+        .arg("--ca-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .arg(format!("--policy=fleet={}", policy.display()))
+        .arg(format!("--device=sensor-a={}", cert.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the broker example starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Reap(Some(child));
+    let line = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
+        }),
+    )
+    .await
+    .expect("the broker announces its address")
+    .unwrap()
+    .unwrap();
+    let addr: SocketAddr = line
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+
+    let mut c = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
+    assert!(accepted(&c.connack));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.as_ref().unwrap().id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    expect_disconnect(&mut c, ReasonCode::SERVER_SHUTTING_DOWN).await;
+    let mut running = child.0.take().unwrap();
+    // The shutdown grace is 5 s.
+    let exit = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || running.wait()),
+    )
+    .await
+    .expect("the broker exits after SIGTERM")
+    .unwrap()
+    .unwrap();
+    assert!(
+        exit.success(),
+        "graceful exit, not killed by the signal: {exit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_publish_the_account_limiter_cannot_track_is_refused_not_admitted() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet
+        .add_device("sensor-a", &[("account", "acme")])
+        .unwrap();
+    let b = fleet
+        .add_device("sensor-b", &[("account", "globex")])
+        .unwrap();
+    let watcher = fleet
+        .add_device("sensor-w", &[("account", "acme")])
+        .unwrap();
+    // Room for one account: acme's devices take it, globex cannot be tracked.
+    let config = BrokerConfig {
+        max_accounts: 1,
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let mut sub = connect_as(&fleet, &broker, &watcher, ProtocolVersion::V5).await;
+    sub.subscribe(&[("telemetry/#", QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let mut ca = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let ack = ca
+        .publish_qos1("telemetry/sensor-a/temperature", "a")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+
+    // MQTT 5: PUBACK 0x80 Unspecified error, and the message is not routed.
+    let mut cb = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
+    assert!(
+        accepted(&cb.connack),
+        "the device connects; its publishes cannot be metered"
+    );
+    let ack = cb
+        .publish_qos1("telemetry/sensor-b/temperature", "b")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::UNSPECIFIED_ERROR);
+    cb.disconnect().await.unwrap();
+    // MQTT 3.1.1: dropped without a PUBACK (as a rate-limit rejection).
+    let mut cb = connect_as(&fleet, &broker, &b, ProtocolVersion::V311).await;
+    cb.publish(
+        "telemetry/sensor-b/temperature",
+        "b3",
+        QoS::AtMostOnce,
+        false,
+    )
+    .await
+    .unwrap();
+    // Wait until the broker has handled (and refused) it: no PUBACK tells us.
+    for _ in 0..50 {
+        if broker.stats().meter_refusals == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Acme still publishes; the watcher gets its two messages and nothing of globex's.
+    ca.publish(
+        "telemetry/sensor-a/temperature",
+        "a2",
+        QoS::AtMostOnce,
+        false,
+    )
+    .await
+    .unwrap();
+    for expected in [&b"a"[..], b"a2"] {
+        let m = sub.next_publish().await.unwrap().unwrap();
+        assert_eq!(&m.payload[..], expected);
+    }
+    let stats = broker.stats();
+    assert_eq!(stats.meter_refusals, 2);
+    assert_eq!(stats.publishes_in, 2);
+    let totals = broker.shutdown(Duration::from_secs(5)).await;
+    let globex_published: u64 = totals
+        .iter()
+        .filter(|(k, _)| k.account == "globex" && k.kind == thingkit::meter::PacketKind::Publish)
+        .map(|(_, c)| c.messages)
+        .sum();
+    assert_eq!(globex_published, 0, "refused publishes are not metered");
+}
+
+#[tokio::test]
+async fn a_connect_the_connection_rate_limiter_cannot_track_is_refused_not_admitted() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    // Room for one client ID: sensor-a takes it (and is not idle long enough to be evicted).
+    let config = BrokerConfig {
+        connect_limits: Some(RateLimits::aws_client_connect()),
+        max_connect_clients: 1,
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let ca = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    assert!(accepted(&ca.connack));
+    let cb = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
+    assert_eq!(cb.connack.reason_code, ReasonCode::SERVER_BUSY);
+    let cb = connect_as(&fleet, &broker, &b, ProtocolVersion::V311).await;
+    assert_eq!(
+        cb.connack.reason_code,
+        ReasonCode(3),
+        "3.1.1: Server unavailable"
+    );
+    assert_eq!(broker.stats().connects_refused, 2);
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_delayed_publish_is_decided_again_after_the_delay() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let limits = |period_ms| {
+        RateLimits::default()
+            .with_messages(Some(Rate {
+                amount: 1,
+                period_ms,
+                burst: 1,
+            }))
+            .with_bytes(None)
+            .with_message_action(LimitAction::Delay)
+    };
+    // One message a minute: the delay (at most 1 s) is not enough, the second is refused.
+    let config = BrokerConfig {
+        connection_limits: limits(60_000),
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let topic = "telemetry/sensor-a/temperature";
+    let first = c.publish_qos1(topic, "1").await.unwrap();
+    assert!(first.reason_code.is_success());
+    let second = c.publish_qos1(topic, "2").await.unwrap();
+    assert_eq!(second.reason_code, ReasonCode::QUOTA_EXCEEDED);
+    let stats = broker.stats();
+    assert_eq!((stats.publishes_in, stats.throttled), (1, 1));
+    c.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+
+    // Five a second: the delay is enough, the second is admitted after it and counted.
+    let config = BrokerConfig {
+        connection_limits: limits(200),
+        ..BrokerConfig::default()
+    };
+    let broker = start(&fleet, config).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    for payload in ["1", "2"] {
+        let ack = c.publish_qos1(topic, payload).await.unwrap();
+        assert!(ack.reason_code.is_success(), "{payload}: {ack:?}");
+    }
+    let stats = broker.stats();
+    assert_eq!((stats.publishes_in, stats.throttled), (2, 1));
+    c.disconnect().await.unwrap();
+    let totals = broker.shutdown(Duration::from_secs(5)).await;
+    let published: u64 = totals
+        .iter()
+        .filter(|(k, _)| k.kind == thingkit::meter::PacketKind::Publish)
+        .map(|(_, c)| c.messages)
+        .sum();
+    assert_eq!(published, 2);
+}
+
+/// The registry for everything but provisioning, whose task panics.
+struct PanickingProvisioning(server::RegistryDirectory<thingkit::provision::MemoryStore>);
+
+impl server::Directory for PanickingProvisioning {
+    fn authenticate(
+        &self,
+        chain: &[Vec<u8>],
+        client_id: &str,
+    ) -> Result<server::Authenticated, String> {
+        self.0.authenticate(chain, client_id)
+    }
+    fn revoke(&self, id: &thingkit::provision::CertificateId) -> Result<(), String> {
+        self.0.revoke(id)
+    }
+    fn provision(
+        &self,
+        _: &thingkit::provision::CertificateId,
+        topic: &str,
+        _: &[u8],
+    ) -> Option<Vec<thingkit::provision::Reply>> {
+        panic!("provisioning failed on {topic} (test)");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_provisioning_task_is_answered_with_an_error_and_never_routed() {
+    let fleet = Fleet::new().unwrap();
+    let (service, claim) = fleet.enable_provisioning().unwrap();
+    let operator = fleet.add_operator().unwrap();
+    let directory = std::sync::Arc::new(PanickingProvisioning(server::RegistryDirectory::new(
+        fleet.registry.clone(),
+        Some(service),
+    )));
+    let broker = Broker::start_with_directory(
+        "127.0.0.1:0".parse().expect("loopback literal"),
+        fleet.registry.clone(),
+        directory,
+        &fleet.server_chain_pem,
+        &fleet.server_key_pem,
+        BrokerConfig::default(),
+    )
+    .await
+    .expect("broker starts");
+    // The operator reads every topic, so a request routed as telemetry would reach it.
+    let mut watcher = connect_as(&fleet, &broker, &operator, ProtocolVersion::V5).await;
+    watcher
+        .subscribe(&[("$aws/#", QoS::AtMostOnce), ("commands/#", QoS::AtMostOnce)])
+        .await
+        .unwrap();
+    let claim_options = Options {
+        client_id: "factory-line-3".into(),
+        ..opts(&claim, ProtocolVersion::V5)
+    };
+    let mut c = connect(&fleet, broker.local_addr(), &claim, claim_options).await;
+    assert!(accepted(&c.connack));
+    let ack = c
+        .publish_qos1("$aws/certificates/create/json", "{}")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::UNSPECIFIED_ERROR);
+    c.disconnect().await.unwrap();
+    // The next message the watcher sees is its own marker, not the request.
+    watcher
+        .publish("commands/marker", "m", QoS::AtMostOnce, false)
+        .await
+        .unwrap();
+    let m = watcher.next_publish().await.unwrap().unwrap();
+    assert_eq!(m.topic.as_ref().unwrap().as_str(), "commands/marker");
+    let stats = broker.stats();
+    assert_eq!(stats.provisioning_failures, 1);
     broker.shutdown(Duration::from_secs(5)).await;
 }

@@ -120,6 +120,11 @@ pub fn accepted(ack: &ConnAck) -> bool {
 }
 
 impl Client {
+    /// The ALPN protocol the server chose, if the client offered any and one was agreed.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.stream.get_ref().1.alpn_protocol()
+    }
+
     /// Opens TLS to `addr` (server name `server_name`), sends CONNECT and reads CONNACK. A
     /// refused CONNACK is returned as `Ok` with the code in [`Client::connack`]; check it with
     /// [`accepted`].

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The README's "Running the broker with real clients" section has the full walk-through with
-//! `mosquitto_pub`/`mosquitto_sub`. Stop it with Ctrl-C (graceful shutdown).
+//! `mosquitto_pub`/`mosquitto_sub`. Stop it with Ctrl-C or SIGTERM (graceful shutdown: MQTT 5
+//! clients get DISCONNECT 0x8B Server shutting down, usage is flushed into the meter).
 
 mod server;
 
@@ -255,11 +256,42 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
         config,
     )
     .await?;
-    println!("listening on {} (Ctrl-C stops)", broker.local_addr());
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("Ctrl-C: shutting down");
+    // Listen for the signals before announcing the address, so a supervisor that reads the
+    // line and signals at once is never met by the default action (termination).
+    let stop = stop_signal()?;
+    println!(
+        "listening on {} (Ctrl-C or SIGTERM stops)",
+        broker.local_addr()
+    );
+    let signal = stop.await?;
+    tracing::info!(signal, "shutting down");
     broker.shutdown(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// Resolves with the signal's name at the first SIGINT (Ctrl-C) or SIGTERM (what `kill`,
+/// systemd and container runtimes send to stop a service); both shut down gracefully. The
+/// handlers are installed when this returns, not when the future is first polled.
+#[cfg(unix)]
+fn stop_signal() -> std::io::Result<impl Future<Output = std::io::Result<&'static str>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => Ok("SIGINT"),
+            _ = terminate.recv() => Ok("SIGTERM"),
+        }
+    })
+}
+
+/// Elsewhere only Ctrl-C is a stop signal.
+#[cfg(not(unix))]
+fn stop_signal() -> std::io::Result<impl Future<Output = std::io::Result<&'static str>>> {
+    Ok(async {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
+    })
 }
 
 #[tokio::main]

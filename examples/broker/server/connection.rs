@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use thingkit::firmware::Verifier;
 use thingkit::meter::Connection as MeterConnection;
 use thingkit::meter::KeyHandle;
-use thingkit::meter::{LimitAction, RateDecision};
+use thingkit::meter::{LimitAction, LimitKind, LimitReason, RateDecision};
 use thingkit::mqtt::bytes::BytesMut;
 use thingkit::mqtt::{
     ConnAck, Connect, Decoder, DecoderConfig, Disconnect, Encoder, InboundAliases, MqttStr,
@@ -23,7 +23,7 @@ use thingkit::mqtt::{
 };
 use thingkit::policy::{CertificateContext, Context, PolicySet, Request, ThingContext};
 use thingkit::provision::CertificateId;
-use thingkit::provision::is_provisioning_topic;
+use thingkit::provision::{is_provisioning_topic, policy_certificate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -170,21 +170,53 @@ async fn refuse(
 }
 
 /// The policy context of this connection.
-fn context(auth: &Authenticated, client_id: &str, peer: SocketAddr) -> Context {
+///
+/// `iot:Connection.Thing.*` follow the AWS IoT Core Developer Guide, *Thing policy variables*:
+/// the thing is the one named by the client ID ("the value of `clientId` in the MQTT connect
+/// message ... must exactly match the thing name"), and `IsAttached` says whether the
+/// certificate is attached to it. A client ID that names no thing attached to the certificate
+/// gets `IsAttached` false and no thing name, type or attributes, so it cannot borrow the
+/// permissions of the thing its certificate belongs to.
+///
+/// `iot:Certificate.*` are read from the peer's end-entity certificate
+/// (`thingkit::provision::policy_certificate`); the certificate ID stays the registry's.
+fn context(
+    auth: &Authenticated,
+    leaf: Option<&[u8]>,
+    client_id: &str,
+    peer: SocketAddr,
+) -> Context {
     let id = &auth.identity;
+    let attached = id.things.iter().any(|t| &**t == client_id);
+    let mut certificate = match leaf.map(policy_certificate) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            // rustls verified this certificate, so this is not expected; the certificate
+            // variables stay missing (policies that use them deny), the ID still resolves.
+            tracing::warn!(client = client_id, error = %e, "cannot read the client certificate's policy attributes");
+            CertificateContext::default()
+        }
+        None => CertificateContext::default(),
+    };
+    certificate.id = Some(id.certificate_id.to_string());
     Context {
         client_id: Some(client_id.to_string()),
         source_ip: Some(peer.ip().to_string()),
-        thing: id.thing.as_deref().map(|name| ThingContext {
-            name: name.to_string(),
-            thing_type: auth.thing_type.clone(),
-            attributes: auth.attributes.clone(),
-            attached: true,
+        thing: Some(if attached {
+            ThingContext {
+                name: client_id.to_string(),
+                thing_type: auth.thing_type.clone(),
+                attributes: auth.attributes.clone(),
+                attached: true,
+            }
+        } else {
+            ThingContext {
+                name: client_id.to_string(),
+                attached: false,
+                ..ThingContext::default()
+            }
         }),
-        certificate: Some(CertificateContext {
-            id: Some(id.certificate_id.to_string()),
-            ..CertificateContext::default()
-        }),
+        certificate: Some(certificate),
         current_time: i64::try_from(unix_now()).ok(),
         ..Context::default()
     }
@@ -240,7 +272,8 @@ struct Conn {
     ctx: Context,
     meter: Option<MeterConnection>,
     /// The account's publish-limit state, resolved once so each message checks it without a
-    /// hash lookup (`None` if the limiter was full: then by key, which fails open the same way).
+    /// hash lookup (`None` if the limiter was full: then by key, which refuses the message
+    /// while the limiter is still full).
     account_limit: Option<KeyHandle>,
     inbound_aliases: InboundAliases,
     outbound_aliases: OutboundAliases,
@@ -288,7 +321,10 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     let encoder = Encoder::new(version);
 
     // 1. Identity: the verified certificate must be ACTIVE in the registry.
-    let auth = match shared.directory.authenticate(&chain) {
+    let auth = match shared
+        .directory
+        .authenticate(&chain, connect.client_id.as_str())
+    {
         Ok(a) => a,
         Err(e) => {
             shared
@@ -357,7 +393,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             .await;
         }
     };
-    let mut ctx = context(&auth, &client_id, peer);
+    let mut ctx = context(&auth, chain.first().map(Vec::as_slice), &client_id, peer);
     if connect.will.is_some() {
         ctx.connect_attributes.push("LastWill".into());
     }
@@ -388,22 +424,28 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &why).await;
         }
     }
-    if let Some(limiter) = &shared.connect_limiter
-        && let Ok(RateDecision::Limited { .. }) =
-            limiter.check_key(&client_id.to_string(), 0, shared.now_nanos())
-    {
-        shared
-            .stats
-            .connects_refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(client = %client_id, "CONNECT refused: connection rate exceeded");
-        return refuse(
-            &mut stream,
-            &encoder,
-            ReasonCode::CONNECTION_RATE_EXCEEDED,
-            "connection rate exceeded",
-        )
-        .await;
+    if let Some(limiter) = &shared.connect_limiter {
+        let refusal = match limiter.check_key(&client_id.to_string(), 0, shared.now_nanos()) {
+            Ok(RateDecision::Allow) => None,
+            Ok(_) => Some((
+                ReasonCode::CONNECTION_RATE_EXCEEDED,
+                "connection rate exceeded".to_string(),
+            )),
+            // Fail closed: a client ID the limiter cannot track (its key cap is reached) is
+            // not rate-limited, so it is not admitted.
+            Err(e) => Some((
+                ReasonCode::SERVER_BUSY,
+                format!("connection rate limiter: {e}"),
+            )),
+        };
+        if let Some((code, why)) = refusal {
+            shared
+                .stats
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %client_id, reason = %why, "CONNECT refused");
+            return refuse(&mut stream, &encoder, code, &why).await;
+        }
     }
 
     // 4. Metering handle and session.
@@ -775,6 +817,21 @@ impl QosExt for QoS {
     }
 }
 
+/// What the publish limits say about one inbound message.
+enum Admission {
+    /// Within the connection's and the account's limits: consumed and counted.
+    Allowed,
+    /// Over a limit; nothing consumed or counted.
+    Limited {
+        limit: LimitKind,
+        action: LimitAction,
+        retry_after: Option<Duration>,
+    },
+    /// The meter or the account limiter failed (e.g. the account limiter's key cap is reached,
+    /// so the account cannot be tracked): the message cannot be metered and is refused.
+    Failed(String),
+}
+
 impl Conn {
     fn is_v5(&self) -> bool {
         self.version == ProtocolVersion::V5
@@ -797,6 +854,53 @@ impl Conn {
             if let Err(e) = self.send(&Packet::PubAck(r)) {
                 tracing::error!(client = %self.client_id, error = %e, "cannot encode PUBACK");
             }
+        }
+    }
+
+    /// Checks the connection's limits without consuming, then takes from the account's, then
+    /// consumes and counts on the connection (its task is the single writer, so the peeked
+    /// answer still holds). A refused or failed message is never counted; any error refuses.
+    fn admit(&mut self, bytes: u64, retained: bool) -> Admission {
+        let shared = self.shared.clone();
+        let now = shared.now_nanos();
+        let limited = |decision: RateDecision| match decision {
+            RateDecision::Allow => None,
+            RateDecision::Limited {
+                limit,
+                action,
+                retry_after,
+            } => Some(Admission::Limited {
+                limit,
+                action,
+                retry_after,
+            }),
+        };
+        let Some(m) = self.meter.as_mut() else {
+            return Admission::Failed("the connection has no meter handle".into());
+        };
+        match shared.table.peek_publish(m, bytes, now) {
+            Ok(decision) => {
+                if let Some(refused) = limited(decision) {
+                    return refused;
+                }
+            }
+            Err(e) => return Admission::Failed(format!("connection meter: {e}")),
+        }
+        let account = match &self.account_limit {
+            Some(h) => shared.account_limiter.check_handle(h, bytes, now),
+            None => shared.account_limiter.check_key(&self.account, bytes, now),
+        };
+        match account {
+            Ok(decision) => {
+                if let Some(refused) = limited(decision) {
+                    return refused;
+                }
+            }
+            Err(e) => return Admission::Failed(format!("account limiter: {e}")),
+        }
+        match shared.table.record_publish(m, bytes, retained, now) {
+            Ok(decision) => limited(decision).unwrap_or(Admission::Allowed),
+            Err(e) => Admission::Failed(format!("connection meter: {e}")),
         }
     }
 
@@ -868,77 +972,93 @@ impl Conn {
                 ProtocolVersion::V311 => Some(End::Server(ReasonCode::NOT_AUTHORIZED)),
             };
         }
-        // Metering: check the connection's limits without consuming, then take from the
-        // account's, then consume and count on the connection (its task is the single writer,
-        // so the peeked answer still holds). A refused message is never counted.
+        // Metering: the connection's and the account's limits, then the counters. A message
+        // the meter cannot decide on is refused, never admitted unmetered.
         let bytes = (topic.len() + p.payload.len()) as u64;
-        let now = shared.now_nanos();
-        let limited = match self.meter.as_mut() {
-            None => None,
-            Some(m) => match shared.table.peek_publish(m, bytes, now) {
-                Ok(RateDecision::Allow) => {
-                    let account = match &self.account_limit {
-                        Some(h) => shared.account_limiter.check_handle(h, bytes, now),
-                        None => shared.account_limiter.check_key(&self.account, bytes, now),
-                    };
-                    match account {
-                        Ok(RateDecision::Allow) | Err(_) => {
-                            if let Err(e) = shared.table.record_publish(m, bytes, p.retain, now) {
-                                tracing::error!(error = %e, "meter error");
-                            }
-                            None
-                        }
-                        Ok(limited) => Some(limited),
-                    }
-                }
-                Ok(limited) => Some(limited),
-                Err(e) => {
-                    tracing::error!(error = %e, "meter error");
-                    None
-                }
-            },
-        };
-        if let Some(RateDecision::Limited {
-            action,
+        let mut admission = self.admit(bytes, p.retain);
+        let mut delayed = false;
+        if let Admission::Limited {
             limit,
+            action: LimitAction::Delay,
             retry_after,
-        }) = limited
+        } = admission
         {
+            // Back-pressure: hold this client's next packets, then decide again. A message
+            // still over the limit after the wait is refused with Quota exceeded, as if its
+            // action were Reject: waiting must not become a way around the limit.
             shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client = %self.client_id, topic = topic.as_str(), ?limit, ?action, ?retry_after, "publish over the rate limit");
-            match action {
-                LimitAction::Drop => {
-                    self.puback(p.packet_id, ReasonCode::SUCCESS, None);
-                    return None;
+            delayed = true;
+            let wait = retry_after
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_secs(1));
+            tracing::info!(client = %self.client_id, topic = topic.as_str(), ?limit, ?wait, "publish over the rate limit: delayed");
+            tokio::time::sleep(wait).await;
+            admission = match self.admit(bytes, p.retain) {
+                Admission::Limited {
+                    limit, retry_after, ..
+                } => Admission::Limited {
+                    limit,
+                    action: LimitAction::Reject(LimitReason::QuotaExceeded),
+                    retry_after,
+                },
+                other => other,
+            };
+        }
+        match admission {
+            Admission::Allowed => {}
+            Admission::Failed(e) => {
+                // Fail closed. MQTT 5: PUBACK 0x80 Unspecified error, not 0x97: the client is
+                // within its quotas, the broker failed, and 0x97 would tell it to slow down
+                // for a fault of ours. MQTT 3.1.1 has no negative PUBACK: dropped, like a
+                // rate-limit rejection.
+                shared.stats.meter_refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(client = %self.client_id, topic = topic.as_str(), error = %e, "publish refused: the meter failed");
+                self.puback(
+                    p.packet_id,
+                    ReasonCode::UNSPECIFIED_ERROR,
+                    Some("metering failed; not delivered"),
+                );
+                return None;
+            }
+            Admission::Limited {
+                limit,
+                action,
+                retry_after,
+            } => {
+                if !delayed {
+                    // A delayed message was counted when it was held back.
+                    shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
                 }
-                LimitAction::Delay => {
-                    // Back-pressure: hold this client's next packets, then let it through and
-                    // count it.
-                    let wait = retry_after
-                        .unwrap_or(Duration::from_millis(100))
-                        .min(Duration::from_secs(1));
-                    tokio::time::sleep(wait).await;
-                    if let Some(m) = self.meter.as_mut() {
-                        let _ = shared
-                            .table
-                            .record_publish(m, bytes, p.retain, shared.now_nanos());
+                tracing::warn!(client = %self.client_id, topic = topic.as_str(), ?limit, ?action, ?retry_after, "publish over the rate limit");
+                match action {
+                    LimitAction::Drop => {
+                        self.puback(p.packet_id, ReasonCode::SUCCESS, None);
+                        return None;
                     }
-                }
-                LimitAction::Reject(code) => {
-                    if self.is_v5() {
-                        // thingkit-meter refuses reject codes no PUBACK can carry (0x96), but a
-                        // CONNACK-only code (0x9F) can still be configured for a publish limit:
-                        // answer 0x97 Quota exceeded then, and name the limit in the reason string.
-                        let mut rc = ReasonCode(code.code());
-                        if !rc.allowed_in(PacketType::PubAck, ProtocolVersion::V5) {
-                            rc = ReasonCode::QUOTA_EXCEEDED;
+                    LimitAction::Delay | LimitAction::Reject(_) => {
+                        // Delay does not reach here (it was turned into Reject above).
+                        let code = match action {
+                            LimitAction::Reject(code) => code,
+                            _ => LimitReason::QuotaExceeded,
+                        };
+                        if self.is_v5() {
+                            // thingkit-meter refuses reject codes no PUBACK can carry (0x96),
+                            // but a CONNACK-only code (0x9F) can still be configured for a
+                            // publish limit: answer 0x97 Quota exceeded then, and name the
+                            // limit in the reason string.
+                            let mut rc = ReasonCode(code.code());
+                            if !rc.allowed_in(PacketType::PubAck, ProtocolVersion::V5) {
+                                rc = ReasonCode::QUOTA_EXCEEDED;
+                            }
+                            let reason = format!("{limit:?} rate limit exceeded ({code:?})");
+                            self.puback(p.packet_id, rc, Some(&reason));
                         }
-                        let reason = format!("{limit:?} rate limit exceeded ({code:?})");
-                        self.puback(p.packet_id, rc, Some(&reason));
+                        return None;
                     }
-                    return None;
+                    LimitAction::Disconnect(code) => {
+                        return Some(End::Server(ReasonCode(code.code())));
+                    }
                 }
-                LimitAction::Disconnect(code) => return Some(End::Server(ReasonCode(code.code()))),
             }
         }
         shared.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
@@ -954,11 +1074,29 @@ impl Conn {
                 topic.as_str().to_owned(),
                 p.payload.clone(),
             );
-            tokio::task::spawn_blocking(move || {
+            match tokio::task::spawn_blocking(move || {
                 directory.provision(&certificate, &request_topic, &payload)
             })
             .await
-            .unwrap_or_default()
+            {
+                Ok(replies) => replies,
+                Err(e) => {
+                    // The provisioning task panicked or was cancelled: the request got no
+                    // answer, and it must not be routed as telemetry either. MQTT 5: PUBACK
+                    // 0x80 Unspecified error; MQTT 3.1.1: dropped (no negative PUBACK).
+                    shared
+                        .stats
+                        .provisioning_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(client = %self.client_id, topic = topic.as_str(), error = %e, "fleet provisioning failed");
+                    self.puback(
+                        p.packet_id,
+                        ReasonCode::UNSPECIFIED_ERROR,
+                        Some("fleet provisioning failed"),
+                    );
+                    return None;
+                }
+            }
         } else {
             None
         };

@@ -91,6 +91,14 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// Connections the meter's table can hold.
     pub max_connections: usize,
+    /// Accounts the account limiter tracks at once (idle ones are evicted to make room). A
+    /// device of an account beyond it still connects, but its publishes are refused (MQTT 5:
+    /// PUBACK 0x80) until room frees up: what cannot be rate-limited is not admitted.
+    pub max_accounts: usize,
+    /// Client IDs the connection-rate limiter tracks at once (idle ones are evicted to make
+    /// room). A CONNECT whose client ID cannot be tracked is refused with 0x89 Server busy
+    /// (MQTT 3.1.1: 3 Server unavailable): what cannot be rate-limited is not admitted.
+    pub max_connect_clients: usize,
     /// Firmware trust anchors: when set, envelopes published on a firmware topic must verify
     /// against them; otherwise they only have to be well-formed SUIT envelopes.
     pub firmware_trust: Option<TrustAnchors>,
@@ -99,7 +107,19 @@ pub struct BrokerConfig {
     /// Fleet provisioning by claim (`$aws/certificates/...`, `$aws/provisioning-templates/...`),
     /// if enabled.
     pub fleet: Option<Arc<Mutex<FleetProvisioning>>>,
+    /// ALPN protocol names the TLS server accepts, in preference order; default
+    /// [`ALPN_PROTOCOLS`]. A client that offers no ALPN always connects; one that offers only
+    /// other names is refused in the handshake with the `no_application_protocol` alert
+    /// (RFC 7301 §3.2, rustls' behaviour when the server lists protocols). Empty: ALPN is
+    /// ignored and every client connects without a negotiated protocol.
+    pub alpn_protocols: Vec<Vec<u8>>,
 }
+
+/// The ALPN names accepted by default: `x-amzn-mqtt-ca`, what AWS IoT devices send for MQTT with
+/// an X.509 client certificate on port 443 (AWS IoT Core Developer Guide, *Device communication
+/// protocols*), and `mqtt`, the IANA-registered name other MQTT clients send. HTTP names
+/// (`x-amzn-http-ca`, `h2`, `http/1.1`) are not accepted: this server speaks only MQTT.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"x-amzn-mqtt-ca", b"mqtt"];
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -121,9 +141,12 @@ impl Default for BrokerConfig {
             max_keep_alive: 1200,
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
+            max_accounts: LimiterConfig::default().max_keys,
+            max_connect_clients: LimiterConfig::default().max_keys,
             firmware_trust: None,
             policy_options: SetOptions::default().with_strict_identities(true),
             fleet: None,
+            alpn_protocols: ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect(),
         }
     }
 }
@@ -131,8 +154,11 @@ impl Default for BrokerConfig {
 /// What the broker needs from the registry: authentication, thing details and revocation.
 /// Implemented for `RwLock<Registry<S>>` for every store.
 pub trait Directory: Send + Sync + 'static {
-    /// Authenticates a verified TLS peer chain (end-entity first).
-    fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String>;
+    /// Authenticates a verified TLS peer chain (end-entity first). `client_id` is the CONNECT's
+    /// client ID (possibly empty): when it names a thing the certificate is attached to, that
+    /// thing's type and attributes are returned (AWS takes the thing name from the client ID);
+    /// otherwise the certificate's (first) thing's.
+    fn authenticate(&self, chain: &[Vec<u8>], client_id: &str) -> Result<Authenticated, String>;
     /// Sets a certificate's status to REVOKED.
     fn revoke(&self, id: &CertificateId) -> Result<(), String>;
     /// Answers a fleet provisioning request from the client authenticated with `client`;
@@ -146,7 +172,18 @@ pub struct RegistryDirectory<S: RegistryStore> {
     fleet: Option<Arc<Mutex<FleetProvisioning>>>,
 }
 
-/// An authenticated device: the registry's identity plus the thing's type and attributes.
+impl<S: RegistryStore> RegistryDirectory<S> {
+    /// The registry, with fleet provisioning when `fleet` is set.
+    pub fn new(
+        registry: Arc<RwLock<Registry<S>>>,
+        fleet: Option<Arc<Mutex<FleetProvisioning>>>,
+    ) -> Self {
+        RegistryDirectory { registry, fleet }
+    }
+}
+
+/// An authenticated device: the registry's identity plus the type and attributes of its thing
+/// (the one the client ID names, if the certificate is attached to it).
 #[derive(Clone, Debug)]
 pub struct Authenticated {
     /// The registry identity.
@@ -158,23 +195,26 @@ pub struct Authenticated {
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S> {
-    fn authenticate(&self, chain: &[Vec<u8>]) -> Result<Authenticated, String> {
+    fn authenticate(&self, chain: &[Vec<u8>], client_id: &str) -> Result<Authenticated, String> {
         let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
         let identity = registry
             .authenticate(chain, std::time::SystemTime::now())
             .map_err(|e| e.to_string())?;
-        let (thing_type, attributes) =
-            match identity.thing.as_deref().and_then(|t| registry.thing(t)) {
-                Some(thing) => (
-                    thing.thing_type.as_deref().map(str::to_string),
-                    thing
-                        .attributes
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                None => (None, Default::default()),
-            };
+        let thing = match identity.things.iter().find(|t| &***t == client_id) {
+            Some(named) => Some(&**named),
+            None => identity.thing.as_deref(),
+        };
+        let (thing_type, attributes) = match thing.and_then(|t| registry.thing(t)) {
+            Some(thing) => (
+                thing.thing_type.as_deref().map(str::to_string),
+                thing
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            None => (None, Default::default()),
+        };
         Ok(Authenticated {
             identity,
             thing_type,
@@ -240,12 +280,18 @@ pub struct Stats {
     pub deliveries: AtomicU64,
     /// Requests denied by policy (connect, publish, subscribe, receive).
     pub denied: AtomicU64,
-    /// Publishes refused or dropped by a rate limit.
+    /// Publishes refused or dropped by a rate limit (a delayed one counts once).
     pub throttled: AtomicU64,
+    /// Publishes refused because the meter or the account limiter failed (e.g. its key cap was
+    /// reached): the broker fails closed rather than route a message it cannot meter.
+    pub meter_refusals: AtomicU64,
     /// Messages dropped because a session's queue was full.
     pub queue_drops: AtomicU64,
     /// Sessions disconnected because their certificate left ACTIVE.
     pub revocation_disconnects: AtomicU64,
+    /// Fleet provisioning requests whose task failed (panicked or was cancelled): answered
+    /// with an error, never routed.
+    pub provisioning_failures: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one instant.
@@ -265,10 +311,14 @@ pub struct StatsSnapshot {
     pub denied: u64,
     /// See [`Stats::throttled`].
     pub throttled: u64,
+    /// See [`Stats::meter_refusals`].
+    pub meter_refusals: u64,
     /// See [`Stats::queue_drops`].
     pub queue_drops: u64,
     /// See [`Stats::revocation_disconnects`].
     pub revocation_disconnects: u64,
+    /// See [`Stats::provisioning_failures`].
+    pub provisioning_failures: u64,
 }
 
 impl Stats {
@@ -282,8 +332,10 @@ impl Stats {
             deliveries: l(&self.deliveries),
             denied: l(&self.denied),
             throttled: l(&self.throttled),
+            meter_refusals: l(&self.meter_refusals),
             queue_drops: l(&self.queue_drops),
             revocation_disconnects: l(&self.revocation_disconnects),
+            provisioning_failures: l(&self.provisioning_failures),
         }
     }
 }
@@ -351,7 +403,34 @@ impl Broker {
         server_key_pem: &str,
         config: BrokerConfig,
     ) -> Result<Broker, Box<dyn std::error::Error + Send + Sync>> {
-        let builder = ServerConfigBuilder::from_pem(server_chain_pem, server_key_pem)?;
+        let directory = Arc::new(RegistryDirectory::new(
+            registry.clone(),
+            config.fleet.clone(),
+        ));
+        Broker::start_with_directory(
+            addr,
+            registry,
+            directory,
+            server_chain_pem,
+            server_key_pem,
+            config,
+        )
+        .await
+    }
+
+    /// [`Broker::start`] with another [`Directory`] answering authentication, revocation and
+    /// provisioning; `registry` still provides the TLS trust (its ACTIVE CAs) and the events
+    /// that disconnect revoked devices. `config.fleet` is then only what `directory` makes of it.
+    pub async fn start_with_directory<S: RegistryStore + Send + Sync + 'static>(
+        addr: SocketAddr,
+        registry: Arc<RwLock<Registry<S>>>,
+        directory: Arc<dyn Directory>,
+        server_chain_pem: &str,
+        server_key_pem: &str,
+        config: BrokerConfig,
+    ) -> Result<Broker, Box<dyn std::error::Error + Send + Sync>> {
+        let builder = ServerConfigBuilder::from_pem(server_chain_pem, server_key_pem)?
+            .alpn_protocols(config.alpn_protocols.clone());
         let configs = {
             let reg = registry.read().unwrap_or_else(|p| p.into_inner());
             Arc::new(ReloadableServerConfig::new(builder.build(&*reg)?))
@@ -378,18 +457,19 @@ impl Broker {
             Granularity::Day,
             1_000_000,
         )?;
-        let account_limiter =
-            RateLimiter::new(LimiterConfig::default().with_default(config.account_limits))?;
+        let account_limiter = RateLimiter::new(
+            LimiterConfig::default()
+                .with_default(config.account_limits)
+                .with_max_keys(config.max_accounts),
+        )?;
         let connect_limiter = match config.connect_limits {
             Some(limits) => Some(RateLimiter::new(
-                LimiterConfig::default().with_default(limits),
+                LimiterConfig::default()
+                    .with_default(limits)
+                    .with_max_keys(config.max_connect_clients),
             )?),
             None => None,
         };
-        let directory = Arc::new(RegistryDirectory {
-            registry: registry.clone(),
-            fleet: config.fleet.clone(),
-        });
         let router = Router::new(
             RouterLimits::default()
                 .with_max_offline_messages(config.max_queued)

@@ -1,9 +1,9 @@
 //! The retained store: a trie keyed by topic levels, so a subscription walks only the branches
 //! its filter can match instead of scanning every retained message.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use thingkit_mqtt::{TopicFilter, TopicName};
 
@@ -78,23 +78,6 @@ impl Level {
         }
         removed
     }
-
-    /// Removes expired messages below this level; returns (messages, bytes) removed.
-    fn purge_expired(&mut self, now: Instant) -> (usize, usize) {
-        let mut removed = (0, 0);
-        if self.message.as_ref().is_some_and(|m| m.is_expired(now))
-            && let Some(m) = self.message.take()
-        {
-            removed = (1, m.size());
-        }
-        self.children.retain(|_, child| {
-            let (n, bytes) = child.purge_expired(now);
-            removed.0 += n;
-            removed.1 += bytes;
-            !child.is_empty()
-        });
-        removed
-    }
 }
 
 /// Retained messages by topic, walkable by filter.
@@ -103,6 +86,18 @@ pub(crate) struct RetainedStore {
     root: Level,
     len: usize,
     bytes: usize,
+    /// When each message with a Message Expiry Interval expires, and its topic: purging pops
+    /// what is due instead of walking the whole trie. Holds exactly the stored messages that
+    /// have an expiry.
+    deadlines: BTreeSet<(Instant, TopicName)>,
+}
+
+/// The instant `message` expires (`is_expired` turns true), if it has an expiry that fits.
+fn deadline(message: &Message) -> Option<Instant> {
+    let interval = message.properties.message_expiry_interval?;
+    message
+        .received
+        .checked_add(Duration::from_secs(u64::from(interval)))
 }
 
 impl RetainedStore {
@@ -132,9 +127,15 @@ impl RetainedStore {
             level = level.children.entry(name.into()).or_default();
         }
         self.bytes += message.size();
+        if let Some(at) = deadline(&message) {
+            self.deadlines.insert((at, message.topic.clone()));
+        }
         let old = level.message.replace(message);
         match &old {
-            Some(old) => self.bytes -= old.size(),
+            Some(old) => {
+                self.bytes -= old.size();
+                self.forget_deadline(old);
+            }
             None => self.len += 1,
         }
         old
@@ -146,7 +147,20 @@ impl RetainedStore {
         let old = self.root.remove(&levels)?;
         self.len -= 1;
         self.bytes -= old.size();
+        self.forget_deadline(&old);
         Some(old)
+    }
+
+    /// Drops `old`'s deadline entry, unless the message now stored on its topic has the same
+    /// one (a replacement received at the same instant with the same interval).
+    fn forget_deadline(&mut self, old: &Message) {
+        let Some(at) = deadline(old) else {
+            return;
+        };
+        let current = self.get(&old.topic).and_then(|m| deadline(m));
+        if current != Some(at) {
+            self.deadlines.remove(&(at, old.topic.clone()));
+        }
     }
 
     /// The unexpired messages whose topics `filter` matches (no shared-subscription handling:
@@ -158,12 +172,21 @@ impl RetainedStore {
         out
     }
 
-    /// Removes every expired message; returns how many.
+    /// Removes every expired message; returns how many. Costs what expires (plus a logarithmic
+    /// lookup), not the size of the store.
     pub(crate) fn purge_expired(&mut self, now: Instant) -> usize {
-        let (n, bytes) = self.root.purge_expired(now);
-        self.len -= n;
-        self.bytes -= bytes;
-        n
+        let mut purged = 0;
+        while let Some((at, _)) = self.deadlines.first()
+            && *at <= now
+        {
+            let Some((_, topic)) = self.deadlines.pop_first() else {
+                break;
+            };
+            if self.remove(&topic).is_some() {
+                purged += 1;
+            }
+        }
+        purged
     }
 }
 
@@ -225,6 +248,38 @@ mod tests {
         assert_eq!(store.purge_expired(t0 + Duration::from_secs(1)), 2);
         assert_eq!((store.len(), store.bytes()), (1, "x/new".len() + 2));
         assert!(!store.root.children.contains_key("y"));
+    }
+
+    #[test]
+    fn purging_costs_what_expires_and_follows_replacements() {
+        let t0 = Instant::now();
+        let mut store = RetainedStore::default();
+        for i in 0..1000 {
+            store.insert(message(&format!("keep/{i}"), "k", None, t0));
+        }
+        store.insert(message("a", "1", Some(5), t0));
+        // Replaced by a message without expiry: its old deadline must not delete the new one.
+        store.insert(message("a", "2", None, t0));
+        // Replaced by one expiring later: only the later deadline counts.
+        store.insert(message("b", "1", Some(5), t0));
+        store.insert(message("b", "2", Some(50), t0));
+        // Deleted: nothing left to purge for it.
+        store.insert(message("c", "1", Some(5), t0));
+        store.remove(&TopicName::new("c").unwrap());
+        assert_eq!(
+            store.deadlines.len(),
+            1,
+            "only b's current deadline is indexed"
+        );
+        assert_eq!(store.purge_expired(t0 + Duration::from_secs(10)), 0);
+        assert_eq!(store.len(), 1002);
+        assert_eq!(store.purge_expired(t0 + Duration::from_secs(50)), 1);
+        assert!(store.get(&TopicName::new("b").unwrap()).is_none());
+        assert_eq!(
+            store.get(&TopicName::new("a").unwrap()).unwrap().payload,
+            "2"
+        );
+        assert!(store.deadlines.is_empty());
     }
 
     #[test]

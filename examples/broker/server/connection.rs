@@ -861,7 +861,7 @@ impl Conn {
     /// consumes and counts on the connection (its task is the single writer, so the peeked
     /// answer still holds). A refused or failed message is never counted; any error refuses.
     fn admit(&mut self, bytes: u64, retained: bool) -> Admission {
-        let shared = self.shared.clone();
+        let shared = &*self.shared; // a field borrow, not an Arc clone per message
         let now = shared.now_nanos();
         let limited = |decision: RateDecision| match decision {
             RateDecision::Allow => None,

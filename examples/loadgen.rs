@@ -19,8 +19,6 @@ mod client;
 mod fleet;
 #[path = "broker/mosquitto.rs"]
 mod mosquitto;
-#[path = "broker/server/mod.rs"]
-mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +29,7 @@ use clap::Parser;
 use client::{Client, Options, tls_config};
 use fleet::{Device, Fleet};
 use mosquitto::{FLEET_ACL, Mosquitto};
-use server::{Broker, BrokerConfig};
+use thingkit::broker::{Broker, BrokerConfig, ServerIdentity};
 use thingkit::meter::{LimitAction, Rate, RateLimits};
 use thingkit::mqtt::bytes::Bytes;
 use thingkit::mqtt::{
@@ -265,19 +263,18 @@ fn main() -> Result<(), Error> {
         .with_bytes(None)
         .with_message_action(LimitAction::Drop)
         .with_byte_action(LimitAction::Drop);
-    let config = BrokerConfig {
-        connection_limits: unlimited,
-        account_limits: unlimited,
-        max_queued: 100_000,
-        ..BrokerConfig::default()
-    };
-    let broker = broker_rt.block_on(Broker::start(
-        "127.0.0.1:0".parse()?,
-        fleet.registry.clone(),
-        &fleet.server_chain_pem,
-        &fleet.server_key_pem,
-        config,
-    ))?;
+    let config = BrokerConfig::default()
+        .with_connection_limits(unlimited)
+        .with_account_limits(unlimited)
+        .with_max_queued(100_000);
+    let broker = broker_rt.block_on(
+        Broker::builder(
+            fleet.registry.clone(),
+            ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+        )
+        .config(config)
+        .bind("127.0.0.1:0".parse()?),
+    )?;
     let ours = broker.local_addr();
     let temp = tempfile::tempdir()?;
     let theirs = if flags.no_mosquitto {

@@ -15,8 +15,6 @@
 mod client;
 #[path = "broker/fleet.rs"]
 mod fleet;
-#[path = "broker/server/mod.rs"]
-mod server;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
-use server::{Broker, BrokerConfig, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX};
+use thingkit::broker::{
+    Broker, BrokerConfig, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, ServerIdentity,
+};
 use thingkit::firmware::{
     EnvelopeBuilder, KeyType, ManifestBuilder, SigningKey, TargetDevice, TrustAnchors,
     UpdateMachine, UpdateState, Uuid, Verifier,
@@ -141,27 +141,26 @@ async fn main() -> Result<(), Error> {
     // 3. The broker on an ephemeral loopback port, with firmware trust and tight rate limits.
     let release_key = SigningKey::generate(KeyType::P256)?;
     let anchors = TrustAnchors::single(release_key.public_key().clone());
-    let config = BrokerConfig {
-        connection_limits: RateLimits::default()
-            .with_messages(Some(Rate {
-                amount: 20,
-                period_ms: 1000,
-                burst: 20,
-            }))
-            .with_bytes(None)
-            .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded))
-            .with_byte_action(LimitAction::Drop),
-        firmware_trust: Some(anchors.clone()),
-        fleet: Some(provisioning),
-        ..BrokerConfig::default()
-    };
-    let broker = Broker::start(
-        "127.0.0.1:0".parse()?,
+    let config = BrokerConfig::default()
+        .with_connection_limits(
+            RateLimits::default()
+                .with_messages(Some(Rate {
+                    amount: 20,
+                    period_ms: 1000,
+                    burst: 20,
+                }))
+                .with_bytes(None)
+                .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded))
+                .with_byte_action(LimitAction::Drop),
+        )
+        .with_firmware_trust(Some(anchors.clone()))
+        .with_fleet(Some(provisioning));
+    let broker = Broker::builder(
         fleet.registry.clone(),
-        &fleet.server_chain_pem,
-        &fleet.server_key_pem,
-        config,
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
     )
+    .config(config)
+    .bind("127.0.0.1:0".parse()?)
     .await?;
     let addr = broker.local_addr();
     println!("3. broker listening on {addr} (MQTT 3.1.1 + 5.0, mutual TLS)");

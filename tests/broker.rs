@@ -6,27 +6,24 @@
 mod client;
 #[path = "../examples/broker/fleet.rs"]
 mod fleet;
-#[path = "../examples/broker/server/mod.rs"]
-mod server;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
-use server::{Broker, BrokerConfig};
+use thingkit::broker::{Broker, BrokerConfig, BrokerHandle, ServerIdentity};
 use thingkit::meter::{LimitAction, LimitReason, Rate, RateLimits};
 use thingkit::mqtt::{Packet, ProtocolVersion, QoS, ReasonCode};
 use thingkit::provision::{CertificateStatus, PolicyTarget};
 
-async fn start(fleet: &Fleet, config: BrokerConfig) -> Broker {
-    Broker::start(
-        "127.0.0.1:0".parse().expect("loopback literal"),
+async fn start(fleet: &Fleet, config: BrokerConfig) -> BrokerHandle {
+    Broker::builder(
         fleet.registry.clone(),
-        &fleet.server_chain_pem,
-        &fleet.server_key_pem,
-        config,
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
     )
+    .config(config)
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
     .await
     .expect("broker starts")
 }
@@ -41,7 +38,7 @@ async fn connect(fleet: &Fleet, addr: SocketAddr, device: &Device, options: Opti
 /// Connects `device` to `broker` with default options for `version`.
 async fn connect_as(
     fleet: &Fleet,
-    broker: &Broker,
+    broker: &BrokerHandle,
     device: &Device,
     version: ProtocolVersion,
 ) -> Client {
@@ -250,19 +247,19 @@ async fn the_operator_revokes_a_device_through_the_admin_topic() {
     let b = fleet.add_device("sensor-b", &[]).unwrap();
     let mut other = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
     let ack = other
-        .publish_qos1(server::REVOKE_TOPIC, a.certificate_id.to_string())
+        .publish_qos1(thingkit::broker::REVOKE_TOPIC, a.certificate_id.to_string())
         .await
         .unwrap();
     assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
     let ack = operator
-        .publish_qos1(server::REVOKE_TOPIC, a.certificate_id.to_string())
+        .publish_qos1(thingkit::broker::REVOKE_TOPIC, a.certificate_id.to_string())
         .await
         .unwrap();
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
     // MQTT 3.1.1 has no DISCONNECT from the server: the connection just closes.
     assert!(device.recv().await.unwrap().is_none());
     let ack = operator
-        .publish_qos1(server::REVOKE_TOPIC, "not-an-id")
+        .publish_qos1(thingkit::broker::REVOKE_TOPIC, "not-an-id")
         .await
         .unwrap();
     assert_eq!(ack.reason_code, ReasonCode::PAYLOAD_FORMAT_INVALID);
@@ -338,8 +335,8 @@ async fn retained_messages_wills_and_persistent_sessions() {
 async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action() {
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
-    let config = BrokerConfig {
-        connection_limits: RateLimits::default()
+    let config = BrokerConfig::default().with_connection_limits(
+        RateLimits::default()
             .with_messages(Some(Rate {
                 amount: 1,
                 period_ms: 60_000,
@@ -348,8 +345,7 @@ async fn a_device_over_its_publish_rate_is_throttled_with_the_configured_action(
             .with_bytes(None)
             .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded))
             .with_byte_action(LimitAction::Drop),
-        ..BrokerConfig::default()
-    };
+    );
     let broker = start(&fleet, config).await;
     let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     let mut codes = Vec::new();
@@ -372,10 +368,7 @@ async fn a_retained_message_beyond_the_retained_cap_is_refused_with_quota_exceed
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let b = fleet.add_device("sensor-b", &[]).unwrap();
-    let config = BrokerConfig {
-        max_retained_messages: 1,
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_max_retained_messages(1);
     let broker = start(&fleet, config).await;
     let mut sb = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
     sb.subscribe(&[("telemetry/sensor-a/#", QoS::AtLeastOnce)])
@@ -408,10 +401,7 @@ async fn a_retained_message_beyond_the_retained_cap_is_refused_with_quota_exceed
 async fn oversized_packets_and_bad_topic_aliases_end_the_connection() {
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
-    let config = BrokerConfig {
-        max_packet_size: 1024,
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_max_packet_size(1024);
     let broker = start(&fleet, config).await;
     let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     assert_eq!(
@@ -620,10 +610,8 @@ async fn firmware_jobs_are_checked_and_kept_for_the_device() {
     let op = fleet.add_operator().unwrap();
     let key = SigningKey::generate(KeyType::P256).unwrap();
     let stranger = SigningKey::generate(KeyType::P256).unwrap();
-    let config = BrokerConfig {
-        firmware_trust: Some(TrustAnchors::single(key.public_key().clone())),
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default()
+        .with_firmware_trust(Some(TrustAnchors::single(key.public_key().clone())));
     let broker = start(&fleet, config).await;
     let image = vec![7u8; 10_000];
     let envelope = |k: &SigningKey| {
@@ -637,8 +625,8 @@ async fn firmware_jobs_are_checked_and_kept_for_the_device() {
     };
     let topic = format!(
         "{}sensor-a{}",
-        server::FIRMWARE_TOPIC_PREFIX,
-        server::FIRMWARE_TOPIC_SUFFIX
+        thingkit::broker::FIRMWARE_TOPIC_PREFIX,
+        thingkit::broker::FIRMWARE_TOPIC_SUFFIX
     );
     let mut operator = connect_as(&fleet, &broker, &op, ProtocolVersion::V5).await;
     let ack = operator
@@ -676,10 +664,7 @@ async fn firmware_jobs_are_checked_and_kept_for_the_device() {
 async fn a_claim_certificate_provisions_a_device_over_mqtt() {
     let fleet = Fleet::new().unwrap();
     let (service, claim) = fleet.enable_provisioning().unwrap();
-    let config = BrokerConfig {
-        fleet: Some(service),
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_fleet(Some(service));
     let broker = start(&fleet, config).await;
     let addr = broker.local_addr();
     let claim_options = Options {
@@ -787,14 +772,13 @@ async fn an_account_over_its_publish_rate_is_refused_across_its_devices() {
     let c = fleet
         .add_device("sensor-c", &[("account", "globex")])
         .unwrap();
-    let config = BrokerConfig {
-        account_limits: RateLimits::aws_account_publish().with_messages(Some(Rate {
+    let config = BrokerConfig::default().with_account_limits(
+        RateLimits::aws_account_publish().with_messages(Some(Rate {
             amount: 1,
             period_ms: 60_000,
             burst: 3,
         })),
-        ..BrokerConfig::default()
-    };
+    );
     let broker = start(&fleet, config).await;
     let mut codes = Vec::new();
     for d in [&a, &b, &c] {
@@ -1224,10 +1208,7 @@ async fn a_publish_the_account_limiter_cannot_track_is_refused_not_admitted() {
         .add_device("sensor-w", &[("account", "acme")])
         .unwrap();
     // Room for one account: acme's devices take it, globex cannot be tracked.
-    let config = BrokerConfig {
-        max_accounts: 1,
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_max_accounts(1);
     let broker = start(&fleet, config).await;
     let mut sub = connect_as(&fleet, &broker, &watcher, ProtocolVersion::V5).await;
     sub.subscribe(&[("telemetry/#", QoS::AtMostOnce)])
@@ -1300,11 +1281,9 @@ async fn a_connect_the_connection_rate_limiter_cannot_track_is_refused_not_admit
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let b = fleet.add_device("sensor-b", &[]).unwrap();
     // Room for one client ID: sensor-a takes it (and is not idle long enough to be evicted).
-    let config = BrokerConfig {
-        connect_limits: Some(RateLimits::aws_client_connect()),
-        max_connect_clients: 1,
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default()
+        .with_connect_limits(Some(RateLimits::aws_client_connect()))
+        .with_max_connect_clients(1);
     let broker = start(&fleet, config).await;
     let ca = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     assert!(accepted(&ca.connack));
@@ -1335,10 +1314,7 @@ async fn a_delayed_publish_is_decided_again_after_the_delay() {
             .with_message_action(LimitAction::Delay)
     };
     // One message a minute: the delay (at most 1 s) is not enough, the second is refused.
-    let config = BrokerConfig {
-        connection_limits: limits(60_000),
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_connection_limits(limits(60_000));
     let broker = start(&fleet, config).await;
     let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     let topic = "telemetry/sensor-a/temperature";
@@ -1352,10 +1328,7 @@ async fn a_delayed_publish_is_decided_again_after_the_delay() {
     broker.shutdown(Duration::from_secs(5)).await;
 
     // Five a second: the delay is enough, the second is admitted after it and counted.
-    let config = BrokerConfig {
-        connection_limits: limits(200),
-        ..BrokerConfig::default()
-    };
+    let config = BrokerConfig::default().with_connection_limits(limits(200));
     let broker = start(&fleet, config).await;
     let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     for payload in ["1", "2"] {
@@ -1375,14 +1348,14 @@ async fn a_delayed_publish_is_decided_again_after_the_delay() {
 }
 
 /// The registry for everything but provisioning, whose task panics.
-struct PanickingProvisioning(server::RegistryDirectory<thingkit::provision::MemoryStore>);
+struct PanickingProvisioning(thingkit::broker::RegistryDirectory<thingkit::provision::MemoryStore>);
 
-impl server::Directory for PanickingProvisioning {
+impl thingkit::broker::Directory for PanickingProvisioning {
     fn authenticate(
         &self,
         chain: &[Vec<u8>],
         client_id: &str,
-    ) -> Result<server::Authenticated, String> {
+    ) -> Result<thingkit::broker::Authenticated, String> {
         self.0.authenticate(chain, client_id)
     }
     fn revoke(&self, id: &thingkit::provision::CertificateId) -> Result<(), String> {
@@ -1403,18 +1376,16 @@ async fn a_failed_provisioning_task_is_answered_with_an_error_and_never_routed()
     let fleet = Fleet::new().unwrap();
     let (service, claim) = fleet.enable_provisioning().unwrap();
     let operator = fleet.add_operator().unwrap();
-    let directory = std::sync::Arc::new(PanickingProvisioning(server::RegistryDirectory::new(
+    let directory = std::sync::Arc::new(PanickingProvisioning(
+        thingkit::broker::RegistryDirectory::new(fleet.registry.clone(), Some(service)),
+    ));
+    let broker = Broker::builder(
         fleet.registry.clone(),
-        Some(service),
-    )));
-    let broker = Broker::start_with_directory(
-        "127.0.0.1:0".parse().expect("loopback literal"),
-        fleet.registry.clone(),
-        directory,
-        &fleet.server_chain_pem,
-        &fleet.server_key_pem,
-        BrokerConfig::default(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
     )
+    .directory(directory)
+    .config(BrokerConfig::default())
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
     .await
     .expect("broker starts");
     // The operator reads every topic, so a request routed as telemetry would reach it.

@@ -14,8 +14,6 @@ mod client;
 mod fleet;
 #[path = "../examples/broker/mosquitto.rs"]
 mod mosquitto;
-#[path = "../examples/broker/server/mod.rs"]
-mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -24,7 +22,7 @@ use std::time::{Duration, Instant};
 use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
 use mosquitto::{FLEET_ACL, Mosquitto};
-use server::{Broker, BrokerConfig};
+use thingkit::broker::{Broker, BrokerConfig, BrokerHandle, ServerIdentity};
 use thingkit::mqtt::{ProtocolVersion, QoS, ReasonCode};
 use thingkit::provision::CertificateStatus;
 
@@ -83,14 +81,16 @@ impl Setup {
         self.dir.path()
     }
 
-    async fn broker(&self) -> Broker {
-        Broker::start(
-            "127.0.0.1:0".parse().expect("loopback"),
+    async fn broker(&self) -> BrokerHandle {
+        Broker::builder(
             self.fleet.registry.clone(),
-            &self.fleet.server_chain_pem,
-            &self.fleet.server_key_pem,
-            BrokerConfig::default(),
+            ServerIdentity::from_pem(
+                self.fleet.server_chain_pem.clone(),
+                self.fleet.server_key_pem.clone(),
+            ),
         )
+        .config(BrokerConfig::default())
+        .bind("127.0.0.1:0".parse().expect("loopback"))
         .await
         .expect("broker starts")
     }
@@ -313,16 +313,15 @@ async fn mosquitto_rr_provisions_a_device_with_a_claim_certificate() {
     let s = Setup::new();
     let (service, claim) = s.fleet.enable_provisioning().expect("fleet provisioning");
     claim.write(s.path()).expect("write claim");
-    let broker = Broker::start(
-        "127.0.0.1:0".parse().expect("loopback"),
+    let broker = Broker::builder(
         s.fleet.registry.clone(),
-        &s.fleet.server_chain_pem,
-        &s.fleet.server_key_pem,
-        BrokerConfig {
-            fleet: Some(service),
-            ..BrokerConfig::default()
-        },
+        ServerIdentity::from_pem(
+            s.fleet.server_chain_pem.clone(),
+            s.fleet.server_key_pem.clone(),
+        ),
     )
+    .config(BrokerConfig::default().with_fleet(Some(service)))
+    .bind("127.0.0.1:0".parse().expect("loopback"))
     .await
     .expect("broker starts");
     let port = broker.local_addr().port();

@@ -13,8 +13,6 @@
 //! `mosquitto_pub`/`mosquitto_sub`. Stop it with Ctrl-C or SIGTERM (graceful shutdown: MQTT 5
 //! clients get DISCONNECT 0x8B Server shutting down, usage is flushed into the meter).
 
-mod server;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,7 +30,7 @@ use thingkit::provision::{PolicyTarget, Registry, RegistryLimits};
 use thingkit::provision::{ProvisioningTemplate, TemplateLimits};
 use thingkit::provision::{RedbStore, RegistryStore};
 
-use server::{Broker, BrokerConfig};
+use thingkit::broker::{Broker, BrokerConfig, ServerIdentity};
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -232,66 +230,43 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
             &flags,
         )?)))
     };
-    let config = BrokerConfig {
-        firmware_trust,
-        fleet,
-        arn: ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?,
-        default_account: flags.account.clone(),
-        metering: MeteringPolicy::preset(&flags.metering)?,
-        connection_limits: RateLimits::aws_connection()
-            .with_messages(Some(Rate::per_second(flags.publish_rate))),
-        connect_limits: Some(RateLimits::aws_client_connect().with_messages(Some(Rate {
-            amount: flags.connect_rate,
-            period_ms: 1000,
-            burst: 5,
-        }))),
-        max_packet_size: flags.max_packet_size,
-        ..BrokerConfig::default()
-    };
-    let broker = Broker::start(
-        flags.listen,
+    let config = BrokerConfig::default()
+        .with_firmware_trust(firmware_trust)
+        .with_fleet(fleet)
+        .with_arn(
+            ArnPrefix::new("aws", &flags.region, &flags.account).ok_or("bad region or account")?,
+        )
+        .with_default_account(flags.account.clone())
+        .with_metering(MeteringPolicy::preset(&flags.metering)?)
+        .with_connection_limits(
+            RateLimits::aws_connection().with_messages(Some(Rate::per_second(flags.publish_rate))),
+        )
+        .with_connect_limits(Some(RateLimits::aws_client_connect().with_messages(Some(
+            Rate {
+                amount: flags.connect_rate,
+                period_ms: 1000,
+                burst: 5,
+            },
+        ))))
+        .with_max_packet_size(flags.max_packet_size);
+    let broker = Broker::builder(
         Arc::new(RwLock::new(registry)),
-        &chain,
-        &server.private_key_pem,
-        config,
+        ServerIdentity::from_pem(chain.clone(), server.private_key_pem.clone()),
     )
+    .config(config)
+    .bind(flags.listen)
     .await?;
     // Listen for the signals before announcing the address, so a supervisor that reads the
     // line and signals at once is never met by the default action (termination).
-    let stop = stop_signal()?;
+    let stop = thingkit::broker::shutdown_signal()?;
     println!(
         "listening on {} (Ctrl-C or SIGTERM stops)",
         broker.local_addr()
     );
-    let signal = stop.await?;
+    let signal = stop.await;
     tracing::info!(signal, "shutting down");
     broker.shutdown(Duration::from_secs(5)).await;
     Ok(())
-}
-
-/// Resolves with the signal's name at the first SIGINT (Ctrl-C) or SIGTERM (what `kill`,
-/// systemd and container runtimes send to stop a service); both shut down gracefully. The
-/// handlers are installed when this returns, not when the future is first polled.
-#[cfg(unix)]
-fn stop_signal() -> std::io::Result<impl Future<Output = std::io::Result<&'static str>>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => Ok("SIGINT"),
-            _ = terminate.recv() => Ok("SIGTERM"),
-        }
-    })
-}
-
-/// Elsewhere only Ctrl-C is a stop signal.
-#[cfg(not(unix))]
-fn stop_signal() -> std::io::Result<impl Future<Output = std::io::Result<&'static str>>> {
-    Ok(async {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
-    })
 }
 
 #[tokio::main]

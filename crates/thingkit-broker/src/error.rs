@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-/// What the router refuses.
+/// What the router refuses, and why the server cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -12,6 +12,25 @@ pub enum Error {
         limit: &'static str,
         /// Its value.
         max: usize,
+    },
+    /// The server's TLS identity or the registry's CAs make no TLS configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// A [`BrokerConfig`](crate::BrokerConfig) field is out of range.
+    #[error("broker configuration: {field}: {reason}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A socket operation failed.
+    #[error("{context}: {reason}")]
+    Io {
+        /// What the server was doing.
+        context: &'static str,
+        /// The operating system's error.
+        reason: String,
     },
 }
 

@@ -96,7 +96,15 @@ mod error;
 mod message;
 mod retained;
 mod router;
+#[cfg(feature = "server")]
+mod server;
 
 pub use error::{Error, Result};
 pub use message::{Delivery, GrantedSubscription, Message};
 pub use router::{Attached, Outlet, Routed, Router, RouterCounters, RouterLimits, SessionExpiry};
+#[cfg(feature = "server")]
+pub use server::{
+    ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle, Directory,
+    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, RegistryDirectory, ServerIdentity,
+    Stats, StatsSnapshot, shutdown_signal,
+};

@@ -16,7 +16,6 @@
 //!
 //! Revocation: the registry's `CertificateDeactivated` event reaches [`Broker`] through a channel
 //! and the sessions that authenticated with that certificate are disconnected.
-#![allow(dead_code)] // shared by several example and test crates; each uses a subset
 
 mod connection;
 
@@ -26,23 +25,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use thingkit::firmware::TrustAnchors;
-use thingkit::meter::MeteringPolicy;
-use thingkit::meter::{ConnectionTable, Counts, Granularity, Meter, UsageKey};
-use thingkit::meter::{LimiterConfig, RateLimiter, RateLimits};
-use thingkit::mqtt::ReasonCode;
-use thingkit::policy::{ArnPrefix, SetOptions};
-use thingkit::provision::RegistryStore;
-use thingkit::provision::{CertificateId, CertificateStatus};
-use thingkit::provision::{DeviceIdentity, Registry, RegistryEvent};
-use thingkit::provision::{FleetProvisioning, Prepared, Reply};
-use thingkit::provision::{ReloadableServerConfig, ServerConfigBuilder};
+use thingkit_firmware::TrustAnchors;
+use thingkit_meter::MeteringPolicy;
+use thingkit_meter::{ConnectionTable, Counts, Granularity, Meter, UsageKey};
+use thingkit_meter::{LimiterConfig, RateLimiter, RateLimits};
+use thingkit_mqtt::ReasonCode;
+use thingkit_policy::{ArnPrefix, SetOptions};
+use thingkit_provision::RegistryStore;
+use thingkit_provision::{CertificateId, CertificateStatus};
+use thingkit_provision::{DeviceIdentity, Registry, RegistryEvent};
+use thingkit_provision::{FleetProvisioning, Prepared, Reply};
+use thingkit_provision::{ReloadableServerConfig, ServerConfigBuilder};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::{Error, Router, RouterCounters, RouterLimits};
 use connection::ConnectionOutlet;
-use thingkit::broker::{Router, RouterCounters, RouterLimits};
 
 /// The topic prefix of firmware jobs: the operator publishes a signed SUIT envelope to
 /// `$thingkit/things/{thing}/firmware`; the broker checks it and keeps it retained for the thing.
@@ -54,8 +53,16 @@ pub const FIRMWARE_TOPIC_SUFFIX: &str = "/firmware";
 /// registry, which disconnects its sessions.
 pub const REVOKE_TOPIC: &str = "$thingkit/admin/revoke";
 
-/// Everything configurable about the broker. `Default` is safe for a test on loopback.
+/// Everything configurable about the broker. `Default` is safe for a test on loopback; change
+/// a field with its `with_*` setter:
+///
+/// ```
+/// use thingkit_broker::BrokerConfig;
+/// let config = BrokerConfig::default().with_max_packet_size(128 * 1024).with_max_queued(1_000);
+/// assert_eq!(config.max_packet_size, 128 * 1024);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct BrokerConfig {
     /// The ARN prefix requests are decided against (partition, region, account).
     pub arn: ArnPrefix,
@@ -113,6 +120,140 @@ pub struct BrokerConfig {
     /// (RFC 7301 §3.2, rustls' behaviour when the server lists protocols). Empty: ALPN is
     /// ignored and every client connects without a negotiated protocol.
     pub alpn_protocols: Vec<Vec<u8>>,
+}
+
+impl BrokerConfig {
+    /// Sets [`BrokerConfig::arn`].
+    pub fn with_arn(mut self, value: ArnPrefix) -> Self {
+        self.arn = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::default_account`].
+    pub fn with_default_account(mut self, value: String) -> Self {
+        self.default_account = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::metering`].
+    pub fn with_metering(mut self, value: MeteringPolicy) -> Self {
+        self.metering = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::connection_limits`].
+    pub fn with_connection_limits(mut self, value: RateLimits) -> Self {
+        self.connection_limits = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::account_limits`].
+    pub fn with_account_limits(mut self, value: RateLimits) -> Self {
+        self.account_limits = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::connect_limits`].
+    pub fn with_connect_limits(mut self, value: Option<RateLimits>) -> Self {
+        self.connect_limits = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_packet_size`].
+    pub fn with_max_packet_size(mut self, value: u32) -> Self {
+        self.max_packet_size = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::topic_alias_maximum`].
+    pub fn with_topic_alias_maximum(mut self, value: u16) -> Self {
+        self.topic_alias_maximum = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::receive_maximum`].
+    pub fn with_receive_maximum(mut self, value: u16) -> Self {
+        self.receive_maximum = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_inflight`].
+    pub fn with_max_inflight(mut self, value: u16) -> Self {
+        self.max_inflight = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_queued`].
+    pub fn with_max_queued(mut self, value: usize) -> Self {
+        self.max_queued = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_retained_messages`].
+    pub fn with_max_retained_messages(mut self, value: usize) -> Self {
+        self.max_retained_messages = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_retained_bytes`].
+    pub fn with_max_retained_bytes(mut self, value: usize) -> Self {
+        self.max_retained_bytes = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_keep_alive`].
+    pub fn with_max_keep_alive(mut self, value: u16) -> Self {
+        self.max_keep_alive = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::connect_timeout`].
+    pub fn with_connect_timeout(mut self, value: Duration) -> Self {
+        self.connect_timeout = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_connections`].
+    pub fn with_max_connections(mut self, value: usize) -> Self {
+        self.max_connections = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_accounts`].
+    pub fn with_max_accounts(mut self, value: usize) -> Self {
+        self.max_accounts = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_connect_clients`].
+    pub fn with_max_connect_clients(mut self, value: usize) -> Self {
+        self.max_connect_clients = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::firmware_trust`].
+    pub fn with_firmware_trust(mut self, value: Option<TrustAnchors>) -> Self {
+        self.firmware_trust = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::policy_options`].
+    pub fn with_policy_options(mut self, value: SetOptions) -> Self {
+        self.policy_options = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::fleet`].
+    pub fn with_fleet(mut self, value: Option<Arc<Mutex<FleetProvisioning>>>) -> Self {
+        self.fleet = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::alpn_protocols`].
+    pub fn with_alpn_protocols(mut self, value: Vec<Vec<u8>>) -> Self {
+        self.alpn_protocols = value;
+        self
+    }
 }
 
 /// The ALPN names accepted by default: `x-amzn-mqtt-ca`, what AWS IoT devices send for MQTT with
@@ -231,7 +372,7 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S
 
     fn provision(&self, client: &CertificateId, topic: &str, payload: &[u8]) -> Option<Vec<Reply>> {
         let fleet = self.fleet.as_ref()?;
-        if !thingkit::provision::is_provisioning_topic(topic) {
+        if !thingkit_provision::is_provisioning_topic(topic) {
             return None; // no locks for ordinary telemetry
         }
         // Checks (and certificate issuance) under the locks; the pre-provisioning hook of a
@@ -366,8 +507,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Nanoseconds since the broker started (the meter's clock).
-    pub(crate) fn now_nanos(&self) -> thingkit::meter::Nanos {
-        thingkit::meter::Nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    pub(crate) fn now_nanos(&self) -> thingkit_meter::Nanos {
+        thingkit_meter::Nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 }
 
@@ -379,62 +520,165 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// A running broker. Dropping it does not stop it: call [`Broker::shutdown`].
-pub struct Broker {
-    shared: Arc<Shared>,
-    local_addr: SocketAddr,
-    shutdown_tx: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-}
-
-/// Where the broker's TLS configuration comes from.
-pub struct Tls {
-    /// The swappable rustls configuration (rebuilt when a CA is deactivated).
-    pub configs: Arc<ReloadableServerConfig>,
-}
+/// The entry point of the server: [`Broker::builder`] gathers the registry, the server's TLS
+/// identity and a [`BrokerConfig`]; [`BrokerBuilder::serve`] starts it on a bound listener and
+/// returns a [`BrokerHandle`].
+#[derive(Debug)]
+pub struct Broker(());
 
 impl Broker {
-    /// Builds the mTLS configuration from the registry's ACTIVE CAs and the server's own
-    /// certificate, subscribes to the registry's events, binds `addr` and starts accepting.
-    pub async fn start<S: RegistryStore + Send + Sync + 'static>(
-        addr: SocketAddr,
+    /// A builder for a broker that authenticates devices against `registry` (mutual TLS
+    /// against its ACTIVE CAs, then its ACTIVE certificates), presents `tls` as its own
+    /// identity and otherwise runs with [`BrokerConfig::default`].
+    pub fn builder<S: RegistryStore + Send + Sync + 'static>(
         registry: Arc<RwLock<Registry<S>>>,
-        server_chain_pem: &str,
-        server_key_pem: &str,
-        config: BrokerConfig,
-    ) -> Result<Broker, Box<dyn std::error::Error + Send + Sync>> {
-        let directory = Arc::new(RegistryDirectory::new(
-            registry.clone(),
-            config.fleet.clone(),
-        ));
-        Broker::start_with_directory(
-            addr,
+        tls: ServerIdentity,
+    ) -> BrokerBuilder<S> {
+        BrokerBuilder {
             registry,
-            directory,
-            server_chain_pem,
-            server_key_pem,
-            config,
-        )
-        .await
+            tls,
+            config: BrokerConfig::default(),
+            directory: None,
+        }
+    }
+}
+
+/// The server's own certificate chain and private key, PEM.
+#[derive(Clone)]
+pub struct ServerIdentity {
+    chain_pem: String,
+    key_pem: String,
+}
+
+impl ServerIdentity {
+    /// The server certificate followed by its intermediates (PEM), and its private key (PEM).
+    pub fn from_pem(chain_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        ServerIdentity {
+            chain_pem: chain_pem.into(),
+            key_pem: key_pem.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("chain_pem", &self.chain_pem.len())
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Configures a broker before it starts; see [`Broker::builder`].
+pub struct BrokerBuilder<S: RegistryStore> {
+    registry: Arc<RwLock<Registry<S>>>,
+    tls: ServerIdentity,
+    config: BrokerConfig,
+    directory: Option<Arc<dyn Directory>>,
+}
+
+impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
+    /// Runs with `config` instead of [`BrokerConfig::default`].
+    pub fn config(mut self, config: BrokerConfig) -> Self {
+        self.config = config;
+        self
     }
 
-    /// [`Broker::start`] with another [`Directory`] answering authentication, revocation and
-    /// provisioning; `registry` still provides the TLS trust (its ACTIVE CAs) and the events
-    /// that disconnect revoked devices. `config.fleet` is then only what `directory` makes of it.
-    pub async fn start_with_directory<S: RegistryStore + Send + Sync + 'static>(
-        addr: SocketAddr,
-        registry: Arc<RwLock<Registry<S>>>,
-        directory: Arc<dyn Directory>,
-        server_chain_pem: &str,
-        server_key_pem: &str,
-        config: BrokerConfig,
-    ) -> Result<Broker, Box<dyn std::error::Error + Send + Sync>> {
-        let builder = ServerConfigBuilder::from_pem(server_chain_pem, server_key_pem)?
+    /// Answers authentication, revocation and provisioning with `directory` instead of the
+    /// registry itself ([`RegistryDirectory`] with [`BrokerConfig::fleet`]). The registry still
+    /// provides the TLS trust (its ACTIVE CAs) and the events that disconnect revoked devices;
+    /// `config.fleet` is then only what `directory` makes of it.
+    pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// Binds `addr` and serves on it; see [`BrokerBuilder::serve`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the address cannot be bound, and everything `serve` refuses.
+    pub async fn bind(self, addr: SocketAddr) -> crate::Result<BrokerHandle> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| Error::Io {
+            context: "binding the MQTT listener",
+            reason: e.to_string(),
+        })?;
+        self.serve(listener).await
+    }
+
+    /// Builds the mutual TLS configuration from the registry's ACTIVE CAs and the server's
+    /// identity, subscribes to the registry's events (a certificate or CA leaving ACTIVE
+    /// disconnects its devices at once) and starts accepting on `listener`. Call it inside a
+    /// tokio runtime; the broker's tasks run on it until [`BrokerHandle::shutdown`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] when the identity or the registry's CAs make no TLS configuration,
+    /// [`Error::Config`] when a [`BrokerConfig`] limit is out of range, [`Error::Io`] when the
+    /// listener has no local address.
+    pub async fn serve(self, listener: TcpListener) -> crate::Result<BrokerHandle> {
+        let BrokerBuilder {
+            registry,
+            tls,
+            config,
+            directory,
+        } = self;
+        let directory = directory.unwrap_or_else(|| {
+            Arc::new(RegistryDirectory::new(
+                registry.clone(),
+                config.fleet.clone(),
+            ))
+        });
+        let tls_error = |e: thingkit_provision::Error| Error::Tls(e.to_string());
+        let builder = ServerConfigBuilder::from_pem(&tls.chain_pem, &tls.key_pem)
+            .map_err(tls_error)?
             .alpn_protocols(config.alpn_protocols.clone());
         let configs = {
             let reg = registry.read().unwrap_or_else(|p| p.into_inner());
-            Arc::new(ReloadableServerConfig::new(builder.build(&*reg)?))
+            Arc::new(ReloadableServerConfig::new(
+                builder.build(&*reg).map_err(tls_error)?,
+            ))
         };
+        let config_error = |field: &'static str| {
+            move |e: thingkit_meter::Error| Error::Config {
+                field,
+                reason: e.to_string(),
+            }
+        };
+        let table = ConnectionTable::new(
+            config.metering.clone(),
+            &config.connection_limits,
+            config.max_connections,
+        )
+        .map_err(config_error("connection_limits"))?;
+        let meter = Meter::new(
+            "broker",
+            config.metering.clone(),
+            Granularity::Day,
+            1_000_000,
+        )
+        .map_err(config_error("metering"))?;
+        let account_limiter = RateLimiter::new(
+            LimiterConfig::default()
+                .with_default(config.account_limits)
+                .with_max_keys(config.max_accounts),
+        )
+        .map_err(config_error("account_limits"))?;
+        let connect_limiter = match config.connect_limits {
+            Some(limits) => Some(
+                RateLimiter::new(
+                    LimiterConfig::default()
+                        .with_default(limits)
+                        .with_max_keys(config.max_connect_clients),
+                )
+                .map_err(config_error("connect_limits"))?,
+            ),
+            None => None,
+        };
+        let local_addr = listener.local_addr().map_err(|e| Error::Io {
+            context: "reading the listener's address",
+            reason: e.to_string(),
+        })?;
         let (events_tx, events_rx) = mpsc::unbounded_channel::<RegistryEvent>();
         registry
             .write()
@@ -442,34 +686,7 @@ impl Broker {
             .subscribe(move |event| {
                 let _ = events_tx.send(event.clone());
             });
-
-        let listener = TcpListener::bind(addr).await?;
-        let local_addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let table = ConnectionTable::new(
-            config.metering.clone(),
-            &config.connection_limits,
-            config.max_connections,
-        )?;
-        let meter = Meter::new(
-            "broker",
-            config.metering.clone(),
-            Granularity::Day,
-            1_000_000,
-        )?;
-        let account_limiter = RateLimiter::new(
-            LimiterConfig::default()
-                .with_default(config.account_limits)
-                .with_max_keys(config.max_accounts),
-        )?;
-        let connect_limiter = match config.connect_limits {
-            Some(limits) => Some(RateLimiter::new(
-                LimiterConfig::default()
-                    .with_default(limits)
-                    .with_max_keys(config.max_connect_clients),
-            )?),
-            None => None,
-        };
         let router = Router::new(
             RouterLimits::default()
                 .with_max_offline_messages(config.max_queued)
@@ -500,14 +717,34 @@ impl Broker {
             configs,
         ));
         tracing::info!(%local_addr, "broker listening (MQTT 3.1.1 + 5.0 over mutual TLS)");
-        Ok(Broker {
+        Ok(BrokerHandle {
             shared,
             local_addr,
             shutdown_tx,
             tasks,
         })
     }
+}
 
+/// A running broker: its address, counters and meter, a way to disconnect a certificate's
+/// devices, and graceful shutdown. Dropping it does not stop the broker: call
+/// [`BrokerHandle::shutdown`].
+pub struct BrokerHandle {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for BrokerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerHandle {
     /// The address the broker listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -518,7 +755,7 @@ impl Broker {
         self.shared.stats.snapshot()
     }
 
-    /// What the router's caps and expiry dropped so far (thingkit-broker's counters).
+    /// What the router's caps and expiry dropped so far.
     pub fn router_counters(&self) -> RouterCounters {
         self.shared
             .router
@@ -530,6 +767,14 @@ impl Broker {
     /// The node meter (usage per account, device, kind; flushed when connections close).
     pub fn meter(&self) -> &Meter {
         &self.shared.meter
+    }
+
+    /// Disconnects every live connection that authenticated with certificate `id` (MQTT 5:
+    /// DISCONNECT 0x98 Administrative action) and returns how many there were. It does not
+    /// change the certificate: a device may connect again unless its certificate also leaves
+    /// ACTIVE in the registry (which disconnects it by itself).
+    pub fn disconnect_certificate(&self, id: &CertificateId) -> usize {
+        kick_certificate(&self.shared, id)
     }
 
     /// Graceful shutdown: stop accepting, send DISCONNECT 0x8B (Server shutting down) to MQTT 5
@@ -545,6 +790,42 @@ impl Broker {
         tracing::info!("broker stopped");
         self.shared.meter.totals()
     }
+}
+
+/// Installs SIGINT and SIGTERM handlers (Ctrl-C elsewhere than Unix) and returns a future that
+/// resolves with the signal's name at the first of them: what `kill`, systemd, Docker and
+/// Kubernetes send to stop a service. The handlers are installed when this returns, not when
+/// the future is first polled, so a supervisor that signals right after reading the
+/// "listening" line is never met by the default action (termination).
+///
+/// # Errors
+///
+/// When the runtime cannot install a handler.
+#[cfg(unix)]
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    })
+}
+
+/// Installs the Ctrl-C handler and returns a future that resolves at Ctrl-C (only Unix has
+/// SIGTERM).
+///
+/// # Errors
+///
+/// Never on this platform; the signature matches the Unix one.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    })
 }
 
 async fn accept_loop(

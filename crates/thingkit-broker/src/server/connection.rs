@@ -10,20 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use thingkit::firmware::Verifier;
-use thingkit::meter::Connection as MeterConnection;
-use thingkit::meter::KeyHandle;
-use thingkit::meter::{LimitAction, LimitKind, LimitReason, RateDecision};
-use thingkit::mqtt::bytes::BytesMut;
-use thingkit::mqtt::{
+use thingkit_firmware::Verifier;
+use thingkit_meter::Connection as MeterConnection;
+use thingkit_meter::KeyHandle;
+use thingkit_meter::{LimitAction, LimitKind, LimitReason, RateDecision};
+use thingkit_mqtt::bytes::BytesMut;
+use thingkit_mqtt::{
     ConnAck, Connect, Decoder, DecoderConfig, Disconnect, Encoder, InboundAliases, MqttStr,
     OutboundAliases, Packet, PacketId, PacketProperties, PacketType, Properties, ProtocolVersion,
     PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, TopicName, UnsubAck,
     Unsubscribe,
 };
-use thingkit::policy::{CertificateContext, Context, PolicySet, Request, ThingContext};
-use thingkit::provision::CertificateId;
-use thingkit::provision::{is_provisioning_topic, policy_certificate};
+use thingkit_policy::{CertificateContext, Context, PolicySet, Request, ThingContext};
+use thingkit_provision::CertificateId;
+use thingkit_provision::{is_provisioning_topic, policy_certificate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -33,7 +33,7 @@ use tokio_rustls::server::TlsStream;
 use super::{
     Authenticated, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, Shared, unix_now,
 };
-use thingkit::broker::{Delivery, GrantedSubscription, Message, Outlet, SessionExpiry};
+use crate::{Delivery, GrantedSubscription, Message, Outlet, SessionExpiry};
 
 type Stream = TlsStream<TcpStream>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -179,7 +179,7 @@ async fn refuse(
 /// permissions of the thing its certificate belongs to.
 ///
 /// `iot:Certificate.*` are read from the peer's end-entity certificate
-/// (`thingkit::provision::policy_certificate`); the certificate ID stays the registry's.
+/// (`thingkit_provision::policy_certificate`); the certificate ID stays the registry's.
 fn context(
     auth: &Authenticated,
     leaf: Option<&[u8]>,
@@ -264,7 +264,6 @@ struct Conn {
     version: ProtocolVersion,
     encoder: Encoder,
     client_id: Arc<str>,
-    connection: u64,
     certificate: CertificateId,
     thing: Option<String>,
     account: Arc<str>,
@@ -284,7 +283,7 @@ struct Conn {
     /// Deliveries waiting for room in the in-flight window.
     pending: VecDeque<Delivery>,
     next_id: u16,
-    will: Option<Box<thingkit::mqtt::Will>>,
+    will: Option<Box<thingkit_mqtt::Will>>,
     out: BytesMut,
 }
 
@@ -367,7 +366,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     };
 
     // 3. Policies: compile the identity's effective policies once for this connection.
-    let documents: Vec<(String, Arc<thingkit::policy::PolicyDocument>)> = auth
+    let documents: Vec<(String, Arc<thingkit_policy::PolicyDocument>)> = auth
         .identity
         .policies
         .iter()
@@ -552,7 +551,6 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         encoder,
         version,
         client_id: client_id.clone(),
-        connection,
         certificate,
         thing: auth.identity.thing.as_deref().map(str::to_string),
         account,
@@ -623,7 +621,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
                         Ok(None) => break,
                         Err(e) => {
                             tracing::info!(client = %client_id, error = %e, "malformed packet");
-                            let code = if matches!(e, thingkit::mqtt::Error::PacketTooLarge { .. }) { ReasonCode::PACKET_TOO_LARGE } else { ReasonCode::MALFORMED_PACKET };
+                            let code = if matches!(e, thingkit_mqtt::Error::PacketTooLarge { .. }) { ReasonCode::PACKET_TOO_LARGE } else { ReasonCode::MALFORMED_PACKET };
                             ended = Some(End::Server(code));
                             break;
                         }
@@ -787,10 +785,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
 /// Stores (if retained) and routes a message; returns the number of subscribers it was queued
 /// for. A retained message the retained store has no room for is refused as a whole (neither
 /// stored nor routed): the publisher is answered 0x97 Quota exceeded.
-fn route_message(
-    shared: &Shared,
-    message: &Arc<Message>,
-) -> Result<usize, thingkit::broker::Error> {
+fn route_message(shared: &Shared, message: &Arc<Message>) -> Result<usize, crate::Error> {
     let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
     let routed = router.publish(message)?;
     drop(router);
@@ -904,7 +899,7 @@ impl Conn {
         }
     }
 
-    fn route(&self, message: &Arc<Message>) -> Result<usize, thingkit::broker::Error> {
+    fn route(&self, message: &Arc<Message>) -> Result<usize, crate::Error> {
         route_message(&self.shared, message)
     }
 
@@ -1155,7 +1150,7 @@ impl Conn {
                     .verify(&p.payload)
                     .map(|v| v.sequence_number)
                     .map_err(|e| e.to_string()),
-                None => thingkit::firmware::inspect(&p.payload, &Default::default())
+                None => thingkit_firmware::inspect(&p.payload, &Default::default())
                     .map_err(|e| e.to_string())
                     .and_then(|i| {
                         if i.manifest_digest_matches {

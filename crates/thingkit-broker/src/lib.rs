@@ -1,10 +1,57 @@
 //! # thingkit-broker
 //!
-//! The core of an MQTT 3.1.1 and 5.0 broker as sans-IO state: sessions, subscriptions, retained
-//! messages and routing decided by a [`Router`] that holds no socket, runs on no async runtime and
-//! never reads a clock (every operation that depends on time takes `now`). A driver (today the
-//! tokio broker in the repository's `examples/broker`) owns the connections and hands the
-//! router each connection's [`Outlet`]; the same router runs in a test with injected time.
+//! An MQTT 3.1.1 and 5.0 broker for device fleets, in two layers as quinn is over quinn-proto:
+//!
+//! - a **sans-IO core**: sessions, subscriptions, retained messages and routing decided by a
+//!   [`Router`] that holds no socket, runs on no async runtime and never reads a clock (every
+//!   operation that depends on time takes `now`), so it runs the same in a test with injected
+//!   time as under the server;
+//! - a **server** (the default `server` feature): tokio + rustls, mutual TLS against a
+//!   thingkit-provision registry, AWS IoT policies (thingkit-policy) on every CONNECT, PUBLISH,
+//!   SUBSCRIBE and delivery, metering and rate limits (thingkit-meter), fleet provisioning by
+//!   claim and firmware jobs, certificate revocation that disconnects at once, and graceful
+//!   shutdown on SIGINT and SIGTERM.
+//!
+//! ## Embedding the server
+//!
+//! ```
+//! # #[cfg(feature = "server")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::{Arc, RwLock};
+//! use std::time::{Duration, SystemTime};
+//! use thingkit_broker::{Broker, BrokerConfig, ServerIdentity};
+//! use thingkit_provision::{CaOptions, CaStatus, CertificateAuthority, Registry};
+//!
+//! // A CA whose devices may connect, and the server's own certificate from it.
+//! let now = SystemTime::now();
+//! let ca = CertificateAuthority::create_root(&CaOptions::default(), now)?;
+//! let mut registry = Registry::in_memory();
+//! registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
+//! let server = ca.create_server_certificate(&["localhost"], now)?;
+//! let identity = ServerIdentity::from_pem(
+//!     format!("{}{}", server.certificate.pem(), ca.certificate_pem()),
+//!     server.private_key_pem.clone(),
+//! );
+//!
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let broker = Broker::builder(Arc::new(RwLock::new(registry)), identity)
+//!         .config(BrokerConfig::default().with_max_queued(1_000))
+//!         .bind("127.0.0.1:0".parse()?)
+//!         .await?;
+//!     println!("listening on {}", broker.local_addr());
+//!     // A real server waits for `thingkit_broker::shutdown_signal()?.await` here.
+//!     broker.shutdown(Duration::from_secs(5)).await;
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })
+//! # }
+//! # #[cfg(not(feature = "server"))]
+//! # fn main() {}
+//! ```
+//!
+//! ## The core alone
+//!
+//! Without the server (`default-features = false`), the router is a plain value; a driver
+//! implements [`Outlet`] for each connection:
 //!
 //! ```
 //! use std::cell::RefCell;
@@ -62,6 +109,11 @@
 //!   ([`Router::publish`], [`Router::route`] → [`Routed`]).
 //! - [`Outlet`]: what a driver implements for each connection (hand over a [`Delivery`], kick).
 //! - [`Message`] and [`Delivery`]: what is routed, shared by every subscriber behind an `Arc`.
+//! - With `server`: [`Broker::builder`] → [`BrokerBuilder`] → [`BrokerHandle`] (address,
+//!   [`StatsSnapshot`], router counters, the node meter, disconnecting a certificate's devices,
+//!   graceful shutdown); [`BrokerConfig`]; [`Directory`] (what the server asks the registry:
+//!   authentication, revocation, fleet provisioning) with [`RegistryDirectory`] as the default;
+//!   [`ServerIdentity`]; [`shutdown_signal`].
 //! - [`RouterLimits`]: offline queue and retained store caps; [`RouterCounters`]: what they
 //!   dropped. [`Error`]: what the router refuses (a retained message over the cap).
 //!
@@ -76,7 +128,7 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | (none) | | the crate has no optional parts yet; a tokio driver will come behind a feature |
+//! | `server` | yes | the tokio + rustls server: [`Broker`], [`BrokerConfig`], [`BrokerHandle`], [`Directory`], [`shutdown_signal`] (adds thingkit-policy, thingkit-provision, thingkit-meter, thingkit-firmware, tokio, tokio-rustls, tracing) |
 //!
 //! ## Specifications
 //!

@@ -1,7 +1,6 @@
-//! The broker: an MQTT 3.1.1 + 5.0 server on tokio and tokio-rustls, composed from the thingkit
-//! crates. It is shared by the `broker` example (which adds flags and logging), the quickstart,
-//! the load generator and the integration tests (which include it with `#[path]`), so each of
-//! them runs the same broker in process.
+//! The server: an MQTT 3.1.1 + 5.0 broker on tokio and tokio-rustls, composed from the thingkit
+//! crates around the sans-IO [`Router`]. The `broker` example, `thingkit serve`, the quickstart,
+//! the load generator and the integration tests all run it through [`Broker::builder`].
 //!
 //! Data flow for one connection (see `connection.rs`):
 //!
@@ -14,7 +13,7 @@
 //!    -> (subscriber task) iot:Receive -> topic alias -> socket
 //! ```
 //!
-//! Revocation: the registry's `CertificateDeactivated` event reaches [`Broker`] through a channel
+//! Revocation: the registry's `CertificateDeactivated` event reaches the broker through a channel
 //! and the sessions that authenticated with that certificate are disconnected.
 
 mod connection;

@@ -1417,3 +1417,63 @@ async fn a_failed_provisioning_task_is_answered_with_an_error_and_never_routed()
     assert_eq!(stats.provisioning_failures, 1);
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Regression: a connection that ended right after CONNECT (the client reset before reading
+/// CONNACK, so the first write or the backlog delivery failed) returned early and skipped the
+/// cleanup, leaking its meter slot, its certificate index entry and its session attachment;
+/// with `max_connections` slots leaked, every CONNECT was refused with "server busy". The
+/// cleanup now runs in the connection's `Drop`, on every exit path.
+#[tokio::test]
+async fn connections_reset_right_after_connect_release_their_slots() {
+    use thingkit::mqtt::{Connect, Encoder, MqttStr, PacketProperties};
+    use tokio::io::AsyncWriteExt;
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default().with_max_connections(2)).await;
+    let tls = tls_config(&fleet.ca_pem(), &a.cert_pem, &a.key_pem).expect("tls config");
+    for round in 0..20 {
+        let tcp = tokio::net::TcpStream::connect(broker.local_addr())
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let mut buf = thingkit::mqtt::bytes::BytesMut::new();
+        Encoder::new(ProtocolVersion::V5)
+            .encode(
+                &Packet::Connect(Connect {
+                    protocol: ProtocolVersion::V5,
+                    clean_start: round % 2 == 0,
+                    keep_alive: 30,
+                    properties: PacketProperties::default(),
+                    client_id: MqttStr::new("sensor-a").unwrap(),
+                    will: None,
+                    username: None,
+                    password: None,
+                }),
+                &mut buf,
+            )
+            .unwrap();
+        stream.write_all(&buf).await.unwrap();
+        stream.flush().await.unwrap();
+        // Reset: SO_LINGER 0 makes the close an RST, so the broker's writes fail.
+        let (tcp, _) = stream.into_inner();
+        tcp.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(tcp);
+    }
+    // Every slot comes back...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while broker.connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} connection slots leaked",
+            broker.connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and a device still connects.
+    let c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    assert!(accepted(&c.connack));
+}

@@ -150,6 +150,7 @@ mod retained;
 mod router;
 #[cfg(feature = "server")]
 mod server;
+mod session;
 
 pub use error::{Error, Result};
 pub use message::{Delivery, GrantedSubscription, Message};
@@ -159,4 +160,9 @@ pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle, Directory,
     FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, RegistryDirectory, ServerIdentity,
     Stats, StatsSnapshot, shutdown_signal,
+};
+pub use session::{
+    Action, AllowAll, Authorizer, CloseReason, Closed, Denial, Event, FilterRequest,
+    InboundPublish, Session, SessionConfig, SessionCounters, SubscribeRequest, UnsubscribeRequest,
+    encode_refusal, session_expiry,
 };

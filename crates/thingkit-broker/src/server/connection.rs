@@ -3,25 +3,21 @@
 //! compiled for this identity and the meter's connection handle (the single writer of its
 //! counters).
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use thingkit_firmware::Verifier;
 use thingkit_meter::Connection as MeterConnection;
 use thingkit_meter::KeyHandle;
 use thingkit_meter::{LimitAction, LimitKind, LimitReason, RateDecision};
-use thingkit_mqtt::bytes::BytesMut;
 use thingkit_mqtt::{
-    ConnAck, Connect, Decoder, DecoderConfig, Disconnect, Encoder, InboundAliases, MqttStr,
-    OutboundAliases, Packet, PacketId, PacketProperties, PacketType, Properties, ProtocolVersion,
-    PubResponse, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, TopicName, UnsubAck,
-    Unsubscribe,
+    Connect, Decoder, Packet, PacketProperties, PacketType, ProtocolVersion, QoS, ReasonCode,
+    TopicName,
 };
-use thingkit_policy::{CertificateContext, Context, PolicySet, Request, ThingContext};
+use thingkit_policy::{ArnPrefix, CertificateContext, Context, PolicySet, Request, ThingContext};
 use thingkit_provision::CertificateId;
 use thingkit_provision::{is_provisioning_topic, policy_certificate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,7 +29,10 @@ use tokio_rustls::server::TlsStream;
 use super::{
     Authenticated, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, Shared, unix_now,
 };
-use crate::{Delivery, GrantedSubscription, Message, Outlet, SessionExpiry};
+use crate::{
+    Action, Authorizer, CloseReason, Delivery, Event, InboundPublish, Message, Outlet, Session,
+    SubscribeRequest, encode_refusal,
+};
 
 type Stream = TlsStream<TcpStream>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,16 +53,6 @@ impl Outlet for ConnectionOutlet {
     fn kick(&self, reason: ReasonCode) {
         let _ = self.kick.send(Some(reason));
     }
-}
-
-/// Why a connection ends.
-enum End {
-    /// The client sent DISCONNECT; `will` says whether to publish the will (MQTT 5 0x04).
-    ClientDisconnect { will: bool },
-    /// The broker closes it; MQTT 5 clients get DISCONNECT with this reason first.
-    Server(ReasonCode),
-    /// The socket closed or failed, or the client broke the protocol.
-    Closed(String),
 }
 
 /// Runs one connection to completion. Never panics on client input; every wait is bounded.
@@ -130,40 +119,13 @@ async fn read_connect(
     }
 }
 
-fn refuse_code(version: ProtocolVersion, v5: ReasonCode) -> ReasonCode {
-    match version {
-        ProtocolVersion::V5 => v5,
-        // MQTT 3.1.1 §3.2.2.3: 4 bad user name or password, 5 not authorized, 3 unavailable.
-        ProtocolVersion::V311 => match v5 {
-            ReasonCode::BAD_USER_NAME_OR_PASSWORD => ReasonCode(4),
-            ReasonCode::SERVER_UNAVAILABLE
-            | ReasonCode::SERVER_BUSY
-            | ReasonCode::CONNECTION_RATE_EXCEEDED => ReasonCode(3),
-            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => ReasonCode(2),
-            _ => ReasonCode(5),
-        },
-    }
-}
-
 async fn refuse(
     stream: &mut Stream,
-    encoder: &Encoder,
+    version: ProtocolVersion,
     code: ReasonCode,
     reason: &str,
 ) -> Result<(), BoxError> {
-    let mut properties = PacketProperties::default();
-    if encoder.version() == ProtocolVersion::V5 {
-        properties.reason_string = MqttStr::new(reason).ok();
-    }
-    let mut buf = BytesMut::new();
-    encoder.encode(
-        &Packet::ConnAck(ConnAck {
-            session_present: false,
-            reason_code: refuse_code(encoder.version(), code),
-            properties,
-        }),
-        &mut buf,
-    )?;
+    let mut buf = encode_refusal(version, code, reason)?;
     write(stream, &mut buf).await?;
     let _ = stream.shutdown().await;
     Ok(())
@@ -222,8 +184,8 @@ fn context(
     }
 }
 
-/// Logs a denial with the statements and context that decided it.
-fn log_denial(policies: &PolicySet, request: &Request, ctx: &Context, client: &str) -> String {
+/// Explains a denial: the statements that decided it, or the context that was missing.
+fn explain_denial(policies: &PolicySet, request: &Request, ctx: &Context) -> String {
     let explanation = policies.explain(request, ctx);
     let ev = &explanation.evaluation;
     let by: Vec<String> = ev
@@ -234,7 +196,7 @@ fn log_denial(policies: &PolicySet, request: &Request, ctx: &Context, client: &s
             None => format!("{}#{}", s.policy, s.statement),
         })
         .collect();
-    let why = if by.is_empty() {
+    if by.is_empty() {
         format!(
             "{} {} {}: no Allow statement matched{}",
             ev.decision,
@@ -254,37 +216,70 @@ fn log_denial(policies: &PolicySet, request: &Request, ctx: &Context, client: &s
             request.resource(),
             by.join(", ")
         )
-    };
-    tracing::warn!(client, "{why}");
-    why
+    }
 }
 
-struct Conn {
-    shared: Arc<Shared>,
-    version: ProtocolVersion,
-    encoder: Encoder,
-    client_id: Arc<str>,
-    certificate: CertificateId,
-    thing: Option<String>,
-    account: Arc<str>,
+/// The connection's AWS IoT policies as the session's [`Authorizer`]: each request is decided
+/// against the policies compiled for the device's identity, with the connection's context.
+struct PolicyAuthorizer {
     policies: PolicySet,
     ctx: Context,
+    arn: ArnPrefix,
+}
+
+impl Authorizer for PolicyAuthorizer {
+    fn authorize(&self, action: Action<'_>) -> Result<(), String> {
+        let request = match action {
+            Action::Publish { topic, retain } => self.arn.publish(topic, retain),
+            Action::Subscribe { filter } => self.arn.subscribe(filter),
+            Action::Receive { topic } => self.arn.receive(topic),
+        };
+        if self.policies.decide(&request, &self.ctx).is_allowed() {
+            Ok(())
+        } else {
+            Err(explain_denial(&self.policies, &request, &self.ctx))
+        }
+    }
+}
+
+/// One connection after CONNECT: the sans-IO [`Session`], the meter handle, the delivery
+/// queue, and what ties it to the broker (the router attachment, the certificate index).
+///
+/// Its `Drop` is the cleanup that cannot be skipped: however the task ends (a normal close, an
+/// early error return, a panic, cancellation at shutdown), the session is detached from the
+/// router (a persistent one keeps its unacknowledged messages), the will is published, the
+/// certificate index entry is removed and the meter slot is freed.
+struct Conn {
+    shared: Arc<Shared>,
+    session: Session,
+    client_id: Arc<str>,
+    connection: u64,
+    certificate: CertificateId,
+    account: Arc<str>,
     meter: Option<MeterConnection>,
     /// The account's publish-limit state, resolved once so each message checks it without a
     /// hash lookup (`None` if the limiter was full: then by key, which refuses the message
     /// while the limiter is still full).
     account_limit: Option<KeyHandle>,
-    inbound_aliases: InboundAliases,
-    outbound_aliases: OutboundAliases,
-    client_max_packet: u32,
-    /// QoS 1 deliveries awaiting PUBACK.
-    inflight: HashMap<u16, Delivery>,
-    inflight_max: usize,
-    /// Deliveries waiting for room in the in-flight window.
-    pending: VecDeque<Delivery>,
-    next_id: u16,
-    will: Option<Box<thingkit_mqtt::Will>>,
-    out: BytesMut,
+    rx: mpsc::Receiver<Delivery>,
+    /// The close reason, once the session is closed (then `Drop` only releases resources).
+    closed: Option<CloseReason>,
+    dropped_seen: u64,
+}
+
+/// What the publish limits say about one inbound message.
+enum Admission {
+    /// Within the connection's and the account's limits: consumed and counted.
+    Allowed,
+    /// Over a limit; nothing consumed or counted.
+    Limited {
+        limit: LimitKind,
+        action: LimitAction,
+        retry_after: Option<Duration>,
+    },
+    /// The meter or the account limiter failed (e.g. the account limiter's key cap is reached,
+    /// so the account cannot be tracked): the message cannot be metered and is refused.
+    Failed(String),
 }
 
 async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Result<(), BoxError> {
@@ -297,8 +292,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .iter()
         .map(|c| c.as_ref().to_vec())
         .collect();
-    let mut decoder = Decoder::detect()
-        .with_config(DecoderConfig::default().with_max_packet_size(config.max_packet_size));
+    let mut decoder = shared.session_config.connect_decoder();
     let mut rbuf = BytesMut::with_capacity(8 * 1024);
     let connect = match tokio::time::timeout(
         config.connect_timeout,
@@ -317,7 +311,12 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         }
     };
     let version = connect.protocol;
-    let encoder = Encoder::new(version);
+    let refused = |shared: &Shared| {
+        shared
+            .stats
+            .connects_refused
+            .fetch_add(1, Ordering::Relaxed)
+    };
 
     // 1. Identity: the verified certificate must be ACTIVE in the registry.
     let auth = match shared
@@ -326,12 +325,9 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     {
         Ok(a) => a,
         Err(e) => {
-            shared
-                .stats
-                .connects_refused
-                .fetch_add(1, Ordering::Relaxed);
+            refused(&shared);
             tracing::warn!(%peer, reason = %e, "CONNECT refused: authentication failed");
-            return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &e).await;
+            return refuse(&mut stream, version, ReasonCode::NOT_AUTHORIZED, &e).await;
         }
     };
 
@@ -340,13 +336,10 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     let mut assigned = None;
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         if !connect.clean_start {
-            shared
-                .stats
-                .connects_refused
-                .fetch_add(1, Ordering::Relaxed);
+            refused(&shared);
             return refuse(
                 &mut stream,
-                &encoder,
+                version,
                 ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
                 "an empty client ID needs a clean session",
             )
@@ -378,14 +371,11 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     ) {
         Ok(p) => p,
         Err(e) => {
-            shared
-                .stats
-                .connects_refused
-                .fetch_add(1, Ordering::Relaxed);
+            refused(&shared);
             tracing::error!(%peer, error = %e, "cannot compile the device's policies");
             return refuse(
                 &mut stream,
-                &encoder,
+                version,
                 ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR,
                 "policy error",
             )
@@ -401,26 +391,17 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     }
     ctx.last_will_topic = connect.will.as_ref().map(|w| w.topic.as_str().to_string());
 
-    let request = config.arn.connect(&client_id);
-    if !policies.decide(&request, &ctx).is_allowed() {
-        shared
-            .stats
-            .connects_refused
-            .fetch_add(1, Ordering::Relaxed);
-        shared.stats.denied.fetch_add(1, Ordering::Relaxed);
-        let why = log_denial(&policies, &request, &ctx, &client_id);
-        return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &why).await;
-    }
+    let mut requests = vec![config.arn.connect(&client_id)];
     if let Some(will) = &connect.will {
-        let request = config.arn.publish(will.topic.as_str(), will.retain);
-        if !policies.decide(&request, &ctx).is_allowed() {
-            shared
-                .stats
-                .connects_refused
-                .fetch_add(1, Ordering::Relaxed);
+        requests.push(config.arn.publish(will.topic.as_str(), will.retain));
+    }
+    for request in &requests {
+        if !policies.decide(request, &ctx).is_allowed() {
+            refused(&shared);
             shared.stats.denied.fetch_add(1, Ordering::Relaxed);
-            let why = log_denial(&policies, &request, &ctx, &client_id);
-            return refuse(&mut stream, &encoder, ReasonCode::NOT_AUTHORIZED, &why).await;
+            let why = explain_denial(&policies, request, &ctx);
+            tracing::warn!(client = %client_id, "CONNECT refused: {why}");
+            return refuse(&mut stream, version, ReasonCode::NOT_AUTHORIZED, &why).await;
         }
     }
     if let Some(limiter) = &shared.connect_limiter {
@@ -438,16 +419,14 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             )),
         };
         if let Some((code, why)) = refusal {
-            shared
-                .stats
-                .connects_refused
-                .fetch_add(1, Ordering::Relaxed);
+            refused(&shared);
             tracing::warn!(client = %client_id, reason = %why, "CONNECT refused");
-            return refuse(&mut stream, &encoder, code, &why).await;
+            return refuse(&mut stream, version, code, &why).await;
         }
     }
 
-    // 4. Metering handle and session.
+    // 4. Metering handle, then the session, attached to the router. From here on `Conn`
+    //    owns every resource and its `Drop` releases them on every exit path.
     let account: Arc<str> = auth
         .attributes
         .get("account")
@@ -461,44 +440,48 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     let meter = match shared.table.connect(&account, &client_id, unix_now()) {
         Ok(m) => m,
         Err(e) => {
-            shared
-                .stats
-                .connects_refused
-                .fetch_add(1, Ordering::Relaxed);
+            refused(&shared);
             tracing::warn!(client = %client_id, error = %e, "CONNECT refused: server busy");
             return refuse(
                 &mut stream,
-                &encoder,
+                version,
                 ReasonCode::SERVER_BUSY,
                 "too many connections",
             )
             .await;
         }
     };
+    let authorizer = PolicyAuthorizer {
+        policies,
+        ctx,
+        arn: config.arn.clone(),
+    };
+    let clean_start = connect.clean_start;
+    let mut session = Session::new(
+        connect,
+        client_id.clone(),
+        &shared.session_config,
+        Box::new(authorizer),
+        Instant::now(),
+    );
     let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<Delivery>(config.max_queued.max(1));
+    let (tx, rx) = mpsc::channel::<Delivery>(config.max_queued.max(1));
     let (kick_tx, mut kick_rx) = watch::channel::<Option<ReasonCode>>(None);
-    let session_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
-    let persistent = match version {
-        ProtocolVersion::V311 => !connect.clean_start,
-        ProtocolVersion::V5 => session_expiry > 0,
-    };
-    // MQTT 5 §3.1.2.11.2: 0xFFFFFFFF means the session does not expire.
-    let expiry = (version == ProtocolVersion::V5 && session_expiry != u32::MAX)
-        .then(|| Duration::from_secs(u64::from(session_expiry)));
-    let session = match (persistent, expiry) {
-        (false, _) => SessionExpiry::OnDisconnect,
-        (true, None) => SessionExpiry::Never,
-        (true, Some(after)) => SessionExpiry::After(after),
-    };
+    let certificate = auth.identity.certificate_id;
+    // A will waiting for its delay is dropped when the client connects again [MQTT-3.1.3-9].
+    shared
+        .delayed_wills
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&client_id);
     let attached = shared
         .router
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .attach(
             &client_id,
-            connect.clean_start,
-            session,
+            clean_start,
+            session.expiry(),
             connection,
             ConnectionOutlet {
                 tx,
@@ -506,8 +489,6 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             },
             Instant::now(),
         );
-    let (session_present, backlog) = (attached.session_present, attached.backlog);
-    let certificate = auth.identity.certificate_id;
     shared
         .by_certificate
         .lock()
@@ -520,265 +501,116 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .connects_accepted
         .fetch_add(1, Ordering::Relaxed);
 
-    // 5. CONNACK.
-    let keep_alive = connect.keep_alive.min(config.max_keep_alive);
-    let mut ack = ConnAck {
-        session_present,
-        reason_code: ReasonCode::SUCCESS,
-        properties: PacketProperties::default(),
-    };
-    if version == ProtocolVersion::V5 {
-        let p = Properties {
-            maximum_packet_size: NonZeroU32::new(config.max_packet_size),
-            topic_alias_maximum: Some(config.topic_alias_maximum),
-            receive_maximum: NonZeroU16::new(config.receive_maximum),
-            maximum_qos: Some(QoS::AtLeastOnce),
-            retain_available: Some(true),
-            wildcard_subscription_available: Some(true),
-            shared_subscription_available: Some(true),
-            subscription_identifiers_available: Some(true),
-            assigned_client_identifier: assigned.as_deref().and_then(|a| MqttStr::new(a).ok()),
-            server_keep_alive: (keep_alive != connect.keep_alive).then_some(keep_alive),
-            ..Properties::default()
-        };
-        ack.properties = p.into();
-    }
-    let client_max_packet = connect
-        .properties
-        .maximum_packet_size
-        .map_or(u32::MAX, NonZeroU32::get);
+    // 5. CONNACK, then what the session kept while offline.
+    let session_present = attached.session_present;
+    session.connack(session_present, assigned.as_deref(), &shared.session_config)?;
     let mut conn = Conn {
-        encoder,
-        version,
+        shared: shared.clone(),
+        session,
         client_id: client_id.clone(),
+        connection,
         certificate,
-        thing: auth.identity.thing.as_deref().map(str::to_string),
         account,
-        policies,
-        ctx,
         meter: Some(meter),
         account_limit,
-        inbound_aliases: InboundAliases::new(match version {
-            ProtocolVersion::V5 => config.topic_alias_maximum,
-            ProtocolVersion::V311 => 0,
-        }),
-        outbound_aliases: OutboundAliases::new(connect.properties.topic_alias_maximum.unwrap_or(0)),
-        client_max_packet,
-        inflight: HashMap::new(),
-        inflight_max: usize::from(
-            connect
-                .properties
-                .receive_maximum
-                .map_or(config.max_inflight, NonZeroU16::get)
-                .min(config.max_inflight.max(1)),
-        ),
-        pending: VecDeque::new(),
-        next_id: 0,
-        will: connect.will,
-        out: BytesMut::with_capacity(16 * 1024),
-        shared: shared.clone(),
+        rx,
+        closed: None,
+        dropped_seen: 0,
     };
-    conn.encoder.encode(&Packet::ConnAck(ack), &mut conn.out)?;
-    tracing::info!(client = %client_id, thing = conn.thing.as_deref().unwrap_or("-"),
+    tracing::info!(client = %client_id, thing = auth.identity.thing.as_deref().unwrap_or("-"),
         protocol = %version, %peer, session_present, "connected");
-    for d in backlog {
-        conn.deliver(d)?;
+    let now = Instant::now();
+    for d in attached.backlog {
+        conn.session.deliver(d, now);
     }
-    write(&mut stream, &mut conn.out).await?;
+    let mut end = conn.process(&mut rbuf).await;
+    if end.is_none()
+        && let Err(e) = write(&mut stream, conn.session.transmit()).await
+    {
+        end = Some(CloseReason::Lost(e.to_string()));
+    }
 
     // 6. The packet loop.
-    let keep_alive_limit =
-        (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let mut shutdown = shared.shutdown.clone();
-    // Keep-alive counts what the client sends, not what it is sent [MQTT-3.1.2-24].
-    let mut last_inbound = tokio::time::Instant::now();
     // Usage reaches the node meter at least once a minute, not only at disconnect.
     let mut flush = tokio::time::interval(METER_FLUSH);
     flush.tick().await;
-    let end = loop {
-        let deadline = async {
-            match keep_alive_limit {
-                Some(d) => tokio::time::sleep_until(last_inbound + d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            read = stream.read_buf(&mut rbuf) => {
-                match read {
-                    Ok(0) => break End::Closed("closed by the client".into()),
-                    Ok(_) => last_inbound = tokio::time::Instant::now(),
-                    Err(e) => break End::Closed(e.to_string()),
+    let end = match end {
+        Some(end) => end,
+        None => loop {
+            let deadline = conn.session.poll_timeout();
+            let keep_alive = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
                 }
-                let mut ended = None;
-                loop {
-                    match decoder.decode(&mut rbuf) {
-                        Ok(Some(packet)) => {
-                            if let Some(end) = conn.handle(packet).await {
-                                ended = Some(end);
-                                break;
-                            }
+            };
+            let ended = tokio::select! {
+                read = stream.read_buf(&mut rbuf) => {
+                    match read {
+                        Ok(0) => Some(CloseReason::Lost("closed by the client".into())),
+                        Ok(_) => {
+                            conn.session.note_input(Instant::now());
+                            conn.process(&mut rbuf).await
                         }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::info!(client = %client_id, error = %e, "malformed packet");
-                            let code = if matches!(e, thingkit_mqtt::Error::PacketTooLarge { .. }) { ReasonCode::PACKET_TOO_LARGE } else { ReasonCode::MALFORMED_PACKET };
-                            ended = Some(End::Server(code));
-                            break;
+                        Err(e) => Some(CloseReason::Lost(e.to_string())),
+                    }
+                }
+                Some(d) = conn.rx.recv() => {
+                    let now = Instant::now();
+                    conn.session.deliver(d, now);
+                    // Drain whatever else is queued into the same write.
+                    while conn.session.transmit().len() < 64 * 1024 {
+                        match conn.rx.try_recv() {
+                            Ok(d) => conn.session.deliver(d, now),
+                            Err(_) => break,
                         }
                     }
+                    conn.process(&mut rbuf).await
                 }
-                if let Err(e) = write(&mut stream, &mut conn.out).await {
-                    break End::Closed(e.to_string());
+                _ = kick_rx.changed() => {
+                    Some(CloseReason::Server((*kick_rx.borrow()).unwrap_or(ReasonCode::ADMINISTRATIVE_ACTION)))
                 }
-                if let Some(end) = ended { break end; }
+                _ = shutdown.changed() => Some(CloseReason::Server(ReasonCode::SERVER_SHUTTING_DOWN)),
+                () = keep_alive => {
+                    conn.session.handle_timeout(Instant::now());
+                    conn.process(&mut rbuf).await
+                }
+                _ = flush.tick() => {
+                    if let Some(m) = conn.meter.as_mut()
+                        && let Err(e) = shared.table.flush(m, &shared.meter, unix_now()) {
+                            tracing::error!(error = %e, "meter flush failed");
+                        }
+                    None
+                }
+            };
+            if let Some(end) = ended {
+                break end;
             }
-            Some(d) = rx.recv() => {
-                let mut result = conn.deliver(d);
-                // Drain whatever else is queued into the same write.
-                while result.is_ok() && conn.out.len() < 64 * 1024 {
-                    match rx.try_recv() {
-                        Ok(d) => result = conn.deliver(d),
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = result {
-                    break End::Closed(e.to_string());
-                }
-                if let Err(e) = write(&mut stream, &mut conn.out).await {
-                    break End::Closed(e.to_string());
-                }
+            if let Err(e) = write(&mut stream, conn.session.transmit()).await {
+                break CloseReason::Lost(e.to_string());
             }
-            _ = kick_rx.changed() => {
-                let code = (*kick_rx.borrow()).unwrap_or(ReasonCode::ADMINISTRATIVE_ACTION);
-                break End::Server(code);
-            }
-            _ = shutdown.changed() => break End::Server(ReasonCode::SERVER_SHUTTING_DOWN),
-            () = deadline => break End::Server(ReasonCode::KEEP_ALIVE_TIMEOUT),
-            _ = flush.tick() => {
-                if let Some(m) = conn.meter.as_mut()
-                    && let Err(e) = shared.table.flush(m, &shared.meter, unix_now()) {
-                        tracing::error!(error = %e, "meter flush failed");
-                    }
-            }
-        }
+        },
     };
 
-    // 7. Close: DISCONNECT for MQTT 5 on a server-side end, will, session, meter.
-    // The will goes out on every end except a normal DISCONNECT [MQTT-3.1.2-8, MQTT-3.14.4-3].
-    let publish_will = !matches!(end, End::ClientDisconnect { will: false });
-    if let End::Server(code) = &end {
-        if version == ProtocolVersion::V5 {
-            let _ = conn.encoder.encode(
-                &Packet::Disconnect(Disconnect {
-                    reason_code: *code,
-                    properties: PacketProperties::default(),
-                }),
-                &mut conn.out,
-            );
-        }
+    // 7. Close: DISCONNECT for MQTT 5 on a server-side end, then the will, session, meter
+    //    (in `Conn::finish`, which `Drop` would also run).
+    conn.finish(&end);
+    if let CloseReason::Server(_) = &end {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = write(&mut stream, &mut conn.out).await;
+            let _ = write(&mut stream, conn.session.transmit()).await;
             let _ = stream.shutdown().await;
         })
         .await;
     }
     let reason = match &end {
-        End::ClientDisconnect { .. } => "client disconnected".to_string(),
-        End::Server(code) => format!("server closed: {}", code.name(PacketType::Disconnect)),
-        End::Closed(why) => why.clone(),
+        CloseReason::ClientDisconnect { .. } => "client disconnected".to_string(),
+        CloseReason::Server(code) => {
+            format!("server closed: {}", code.name(PacketType::Disconnect))
+        }
+        CloseReason::Lost(why) => why.clone(),
     };
     tracing::info!(client = %client_id, %reason, "disconnected");
-    if publish_will && let Some(will) = conn.will.take() {
-        let message = Arc::new(Message {
-            topic: will.topic.clone(),
-            payload: will.payload.clone(),
-            qos: will.qos.min_qos1(),
-            retain: will.retain,
-            properties: {
-                // The Will Delay Interval belongs to the will, not to the PUBLISH.
-                let mut p = will.properties.clone();
-                if !p.is_empty() {
-                    p.will_delay_interval = None;
-                }
-                p
-            },
-            from: Some(client_id.clone()),
-            received: Instant::now(),
-        });
-        // MQTT 5 Will Delay Interval: a persistent session's will waits (at most until the
-        // session would expire) and is dropped if the client reconnects meanwhile
-        // [MQTT-3.1.3-9].
-        let delay = will
-            .properties
-            .will_delay_interval
-            .filter(|_| persistent && version == ProtocolVersion::V5)
-            .map(|secs| Duration::from_secs(u64::from(secs)))
-            .map(|d| expiry.map_or(d, |e| d.min(e)))
-            .filter(|d| !d.is_zero());
-        match delay {
-            None => match conn.route(&message) {
-                Ok(_) => {
-                    tracing::info!(client = %client_id, topic = will.topic.as_str(), "will published");
-                }
-                Err(e) => {
-                    tracing::warn!(client = %client_id, topic = will.topic.as_str(), error = %e, "will refused");
-                }
-            },
-            Some(delay) => {
-                let shared = shared.clone();
-                let client_id = client_id.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let resumed = shared
-                        .router
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .is_attached(&client_id);
-                    if resumed {
-                        tracing::info!(client = %client_id, "will dropped: the client reconnected within its delay");
-                    } else if let Err(e) = route_message(&shared, &message) {
-                        tracing::warn!(client = %client_id, topic = message.topic.as_str(), error = %e, "will refused");
-                    } else {
-                        tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published after its delay");
-                    }
-                });
-            }
-        }
-    }
-    // Unacknowledged and undelivered QoS 1 messages stay with a persistent session.
-    let mut unacked: Vec<Delivery> = conn.inflight.drain().map(|(_, d)| d).collect();
-    unacked.extend(conn.pending.drain(..));
-    rx.close();
-    while let Ok(d) = rx.try_recv() {
-        if d.qos != QoS::AtMostOnce {
-            unacked.push(d);
-        }
-    }
-    for d in &mut unacked {
-        d.retain = d.retain && d.message.retain;
-    }
-    shared
-        .router
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .detach(&client_id, connection, unacked, Instant::now());
-    {
-        let mut map = shared
-            .by_certificate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = map.get_mut(&certificate) {
-            list.retain(|(c, _)| *c != connection);
-            if list.is_empty() {
-                map.remove(&certificate);
-            }
-        }
-    }
-    if let Some(m) = conn.meter.take()
-        && let Err(e) = shared.table.disconnect(m, &shared.meter, unix_now())
-    {
-        tracing::error!(error = %e, "meter flush failed");
-    }
     Ok(())
 }
 
@@ -798,58 +630,185 @@ fn route_message(shared: &Shared, message: &Arc<Message>) -> Result<usize, crate
     Ok(routed.queued)
 }
 
-trait QosExt {
-    fn min_qos1(self) -> QoS;
-}
-impl QosExt for QoS {
-    /// This broker supports QoS 0 and 1 (announced as Maximum QoS 1).
-    fn min_qos1(self) -> QoS {
-        if self == QoS::AtMostOnce {
-            self
-        } else {
-            QoS::AtLeastOnce
+/// Publishes a will now, or after its delay unless the client connects again meanwhile.
+fn publish_will(
+    shared: &Arc<Shared>,
+    client_id: &Arc<str>,
+    connection: u64,
+    message: Arc<Message>,
+    delay: Option<Duration>,
+) {
+    let Some(delay) = delay else {
+        match route_message(shared, &message) {
+            Ok(_) => {
+                tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published")
+            }
+            Err(e) => {
+                tracing::warn!(client = %client_id, topic = message.topic.as_str(), error = %e, "will refused")
+            }
         }
-    }
+        return;
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(client = %client_id, "will dropped: the runtime is shutting down");
+        return;
+    };
+    shared
+        .delayed_wills
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(client_id.clone(), connection);
+    let (shared, client_id) = (shared.clone(), client_id.clone());
+    runtime.spawn(async move {
+        tokio::time::sleep(delay).await;
+        // Still this connection's will: the client did not connect again within the delay.
+        let due = {
+            let mut wills = shared.delayed_wills.lock().unwrap_or_else(|p| p.into_inner());
+            if wills.get(&client_id) == Some(&connection) {
+                wills.remove(&client_id);
+                true
+            } else {
+                false
+            }
+        };
+        if !due {
+            tracing::info!(client = %client_id, "will dropped: the client reconnected within its delay");
+        } else if let Err(e) = route_message(&shared, &message) {
+            tracing::warn!(client = %client_id, topic = message.topic.as_str(), error = %e, "will refused");
+        } else {
+            tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published after its delay");
+        }
+    });
 }
 
-/// What the publish limits say about one inbound message.
-enum Admission {
-    /// Within the connection's and the account's limits: consumed and counted.
-    Allowed,
-    /// Over a limit; nothing consumed or counted.
-    Limited {
-        limit: LimitKind,
-        action: LimitAction,
-        retry_after: Option<Duration>,
-    },
-    /// The meter or the account limiter failed (e.g. the account limiter's key cap is reached,
-    /// so the account cannot be tracked): the message cannot be metered and is refused.
-    Failed(String),
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // An exit path that did not close the session (an early error return, a panic, the
+        // task cancelled): the connection is lost.
+        if self.closed.is_none() {
+            self.finish(&CloseReason::Lost("connection task ended".into()));
+        }
+    }
 }
 
 impl Conn {
     fn is_v5(&self) -> bool {
-        self.version == ProtocolVersion::V5
+        self.session.version() == ProtocolVersion::V5
     }
 
-    fn send(&mut self, packet: &Packet) -> Result<(), BoxError> {
-        self.encoder.encode(packet, &mut self.out)?;
-        Ok(())
-    }
-
-    fn puback(&mut self, id: Option<PacketId>, code: ReasonCode, reason: Option<&str>) {
-        if let Some(id) = id {
-            let mut r = PubResponse::new(id);
-            if self.is_v5() {
-                r.reason_code = code;
-                if let Some(reason) = reason {
-                    r.properties.reason_string = MqttStr::new(reason).ok();
-                }
-            }
-            if let Err(e) = self.send(&Packet::PubAck(r)) {
-                tracing::error!(client = %self.client_id, error = %e, "cannot encode PUBACK");
+    /// Closes the session once: will, router detach (unacknowledged QoS 1 messages stay with a
+    /// persistent session), certificate index, meter slot.
+    fn finish(&mut self, reason: &CloseReason) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(reason.clone());
+        let shared = self.shared.clone();
+        let closed = self.session.close(reason, Instant::now());
+        if let Some((message, delay)) = closed.will {
+            publish_will(&shared, &self.client_id, self.connection, message, delay);
+        }
+        let mut unacked = closed.unacked;
+        self.rx.close();
+        while let Ok(mut d) = self.rx.try_recv() {
+            if d.qos != QoS::AtMostOnce {
+                d.retain = d.retain && d.message.retain;
+                unacked.push(d);
             }
         }
+        shared
+            .router
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .detach(&self.client_id, self.connection, unacked, Instant::now());
+        {
+            let mut map = shared
+                .by_certificate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(list) = map.get_mut(&self.certificate) {
+                list.retain(|(c, _)| *c != self.connection);
+                if list.is_empty() {
+                    map.remove(&self.certificate);
+                }
+            }
+        }
+        self.account_deliveries();
+        if let Some(m) = self.meter.take()
+            && let Err(e) = shared.table.disconnect(m, &shared.meter, unix_now())
+        {
+            tracing::error!(error = %e, "meter flush failed");
+        }
+    }
+
+    /// Moves what the session wrote since the last call into the stats and the meter.
+    fn account_deliveries(&mut self) {
+        let shared = &*self.shared;
+        let mut delivered = 0;
+        for bytes in self.session.drain_delivered() {
+            delivered += 1;
+            if let Some(meter) = &self.meter {
+                let _ = shared.table.record_delivery(meter, bytes);
+            }
+        }
+        if delivered > 0 {
+            shared
+                .stats
+                .deliveries
+                .fetch_add(delivered, Ordering::Relaxed);
+        }
+        let dropped = self.session.counters().dropped;
+        if dropped > self.dropped_seen {
+            shared
+                .stats
+                .queue_drops
+                .fetch_add(dropped - self.dropped_seen, Ordering::Relaxed);
+            self.dropped_seen = dropped;
+        }
+    }
+
+    /// Runs the session's events to completion: the packets in `rbuf`, and what deliveries
+    /// raised. `Some` ends the connection.
+    async fn process(&mut self, rbuf: &mut BytesMut) -> Option<CloseReason> {
+        let mut end = None;
+        while let Some(event) = self.session.poll(rbuf, Instant::now()) {
+            match event {
+                Event::Publish(p) => {
+                    if let Some(close) = self.on_publish(p).await {
+                        end = Some(close);
+                        break;
+                    }
+                }
+                Event::Subscribe(s) => self.on_subscribe(s),
+                Event::Unsubscribe(u) => {
+                    let existed: Vec<bool> = {
+                        let mut router =
+                            self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
+                        u.filters
+                            .iter()
+                            .map(|f| router.unsubscribe(&self.client_id, f))
+                            .collect()
+                    };
+                    self.session.complete_unsubscribe(u.packet_id, &existed);
+                }
+                Event::Denied(d) => {
+                    self.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+                    if d.action == "receive" {
+                        tracing::debug!(client = %self.client_id, topic = %d.resource, "iot:Receive denied: not delivered");
+                    } else {
+                        tracing::warn!(client = %self.client_id, action = d.action, resource = %d.resource, "{}", d.reason);
+                    }
+                }
+                Event::Close(reason) => {
+                    if let CloseReason::Server(code) = &reason {
+                        tracing::info!(client = %self.client_id, reason = code.name(PacketType::Disconnect), "closing");
+                    }
+                    end = Some(reason);
+                }
+            }
+        }
+        self.account_deliveries();
+        end
     }
 
     /// Checks the connection's limits without consuming, then takes from the account's, then
@@ -899,78 +858,16 @@ impl Conn {
         }
     }
 
-    fn route(&self, message: &Arc<Message>) -> Result<usize, crate::Error> {
-        route_message(&self.shared, message)
-    }
-
-    /// Handles one packet; `Some` ends the connection.
-    async fn handle(&mut self, packet: Packet) -> Option<End> {
-        match packet {
-            Packet::Publish(p) => self.on_publish(p).await,
-            Packet::PubAck(r) => {
-                self.inflight.remove(&r.packet_id.get());
-                while self.inflight.len() < self.inflight_max {
-                    let Some(d) = self.pending.pop_front() else {
-                        break;
-                    };
-                    if let Err(e) = self.deliver(d) {
-                        return Some(End::Closed(e.to_string()));
-                    }
-                }
-                None
-            }
-            Packet::Subscribe(s) => self.on_subscribe(s),
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
-            Packet::PingReq => {
-                let _ = self.send(&Packet::PingResp);
-                None
-            }
-            Packet::Disconnect(d) => Some(End::ClientDisconnect {
-                will: d.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
-            }),
-            Packet::Connect(_) => Some(End::Server(ReasonCode::PROTOCOL_ERROR)), // [MQTT-3.1.0-2]
-            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
-                Some(End::Server(ReasonCode::PROTOCOL_ERROR)) // QoS 2 is never granted
-            }
-            Packet::Auth(_) => Some(End::Server(ReasonCode::BAD_AUTHENTICATION_METHOD)),
-            other => {
-                tracing::info!(client = %self.client_id, packet = %other.packet_type(), "unexpected packet from a client");
-                Some(End::Server(ReasonCode::PROTOCOL_ERROR))
-            }
-        }
-    }
-
-    async fn on_publish(&mut self, mut p: Publish) -> Option<End> {
+    /// Meters, serves or routes one authorized PUBLISH and acknowledges it. `Some` ends the
+    /// connection (a limit whose action is to disconnect).
+    async fn on_publish(&mut self, p: InboundPublish) -> Option<CloseReason> {
         let shared = self.shared.clone();
-        if p.qos == QoS::ExactlyOnce {
-            // Announced Maximum QoS 1 [MQTT-3.2.2-11]; 3.1.1 has no way to refuse but closing.
-            return Some(End::Server(ReasonCode::QOS_NOT_SUPPORTED));
-        }
-        if let Err(e) = self.inbound_aliases.resolve(&mut p) {
-            tracing::info!(client = %self.client_id, error = %e, "bad topic alias");
-            return Some(End::Server(ReasonCode::TOPIC_ALIAS_INVALID));
-        }
-        let Some(topic) = p.topic.clone() else {
-            return Some(End::Server(ReasonCode::PROTOCOL_ERROR));
-        };
-        // Authorization: iot:Publish (and iot:RetainPublish for a retained message).
-        let request = shared.config.arn.publish(topic.as_str(), p.retain);
-        if !self.policies.decide(&request, &self.ctx).is_allowed() {
-            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
-            let why = log_denial(&self.policies, &request, &self.ctx, &self.client_id);
-            // AWS: MQTT 5 answers PUBACK 0x87 (QoS 1) or drops (QoS 0); MQTT 3.1.1 disconnects.
-            return match self.version {
-                ProtocolVersion::V5 => {
-                    self.puback(p.packet_id, ReasonCode::NOT_AUTHORIZED, Some(&why));
-                    None
-                }
-                ProtocolVersion::V311 => Some(End::Server(ReasonCode::NOT_AUTHORIZED)),
-            };
-        }
+        let (mut message, packet_id) = (p.message, p.packet_id);
+        let topic = message.topic.clone();
         // Metering: the connection's and the account's limits, then the counters. A message
         // the meter cannot decide on is refused, never admitted unmetered.
-        let bytes = (topic.len() + p.payload.len()) as u64;
-        let mut admission = self.admit(bytes, p.retain);
+        let bytes = message.size() as u64;
+        let mut admission = self.admit(bytes, message.retain);
         let mut delayed = false;
         if let Admission::Limited {
             limit,
@@ -988,7 +885,7 @@ impl Conn {
                 .min(Duration::from_secs(1));
             tracing::info!(client = %self.client_id, topic = topic.as_str(), ?limit, ?wait, "publish over the rate limit: delayed");
             tokio::time::sleep(wait).await;
-            admission = match self.admit(bytes, p.retain) {
+            admission = match self.admit(bytes, message.retain) {
                 Admission::Limited {
                     limit, retry_after, ..
                 } => Admission::Limited {
@@ -1008,8 +905,8 @@ impl Conn {
                 // rate-limit rejection.
                 shared.stats.meter_refusals.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(client = %self.client_id, topic = topic.as_str(), error = %e, "publish refused: the meter failed");
-                self.puback(
-                    p.packet_id,
+                self.session.acknowledge(
+                    packet_id,
                     ReasonCode::UNSPECIFIED_ERROR,
                     Some("metering failed; not delivered"),
                 );
@@ -1027,7 +924,8 @@ impl Conn {
                 tracing::warn!(client = %self.client_id, topic = topic.as_str(), ?limit, ?action, ?retry_after, "publish over the rate limit");
                 match action {
                     LimitAction::Drop => {
-                        self.puback(p.packet_id, ReasonCode::SUCCESS, None);
+                        self.session
+                            .acknowledge(packet_id, ReasonCode::SUCCESS, None);
                         return None;
                     }
                     LimitAction::Delay | LimitAction::Reject(_) => {
@@ -1046,12 +944,12 @@ impl Conn {
                                 rc = ReasonCode::QUOTA_EXCEEDED;
                             }
                             let reason = format!("{limit:?} rate limit exceeded ({code:?})");
-                            self.puback(p.packet_id, rc, Some(&reason));
+                            self.session.acknowledge(packet_id, rc, Some(&reason));
                         }
                         return None;
                     }
                     LimitAction::Disconnect(code) => {
-                        return Some(End::Server(ReasonCode(code.code())));
+                        return Some(CloseReason::Server(ReasonCode(code.code())));
                     }
                 }
             }
@@ -1062,14 +960,14 @@ impl Conn {
         // Provisioning signs certificates, writes the registry and may wait up to the
         // pre-provisioning hook's timeout, so it runs on the blocking pool, not on this task's
         // runtime thread; every other topic skips it without taking a lock.
-        let provisioned = if is_provisioning_topic(topic.as_str()) {
+        if is_provisioning_topic(topic.as_str()) {
             let directory = shared.directory.clone();
             let (certificate, request_topic, payload) = (
                 self.certificate,
                 topic.as_str().to_owned(),
-                p.payload.clone(),
+                message.payload.clone(),
             );
-            match tokio::task::spawn_blocking(move || {
+            let replies = match tokio::task::spawn_blocking(move || {
                 directory.provision(&certificate, &request_topic, &payload)
             })
             .await
@@ -1084,58 +982,63 @@ impl Conn {
                         .provisioning_failures
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(client = %self.client_id, topic = topic.as_str(), error = %e, "fleet provisioning failed");
-                    self.puback(
-                        p.packet_id,
+                    self.session.acknowledge(
+                        packet_id,
                         ReasonCode::UNSPECIFIED_ERROR,
                         Some("fleet provisioning failed"),
                     );
                     return None;
                 }
-            }
-        } else {
-            None
-        };
-        if let Some(replies) = provisioned {
-            self.puback(p.packet_id, ReasonCode::SUCCESS, None);
-            for reply in replies {
-                tracing::info!(client = %self.client_id, topic = %reply.topic, "fleet provisioning reply");
-                let Ok(reply_topic) = TopicName::new(&reply.topic) else {
-                    continue;
-                };
-                let message = Arc::new(Message {
-                    topic: reply_topic,
-                    payload: reply.payload.into(),
-                    qos: p.qos,
-                    retain: false,
-                    properties: PacketProperties::default(),
-                    from: None,
-                    received: Instant::now(),
-                });
-                let delivery = Delivery {
-                    message,
-                    qos: p.qos,
-                    retain: false,
-                    subscription_id: None,
-                };
-                if let Err(e) = self.deliver(delivery) {
-                    return Some(End::Closed(e.to_string()));
+            };
+            if let Some(replies) = replies {
+                self.session
+                    .acknowledge(packet_id, ReasonCode::SUCCESS, None);
+                let now = Instant::now();
+                for reply in replies {
+                    tracing::info!(client = %self.client_id, topic = %reply.topic, "fleet provisioning reply");
+                    let Ok(reply_topic) = TopicName::new(&reply.topic) else {
+                        continue;
+                    };
+                    let reply = Arc::new(Message {
+                        topic: reply_topic,
+                        payload: reply.payload.into(),
+                        qos: message.qos,
+                        retain: false,
+                        properties: PacketProperties::default(),
+                        from: None,
+                        received: now,
+                    });
+                    self.session.deliver(
+                        Delivery {
+                            message: reply,
+                            qos: message.qos,
+                            retain: false,
+                            subscription_id: None,
+                        },
+                        now,
+                    );
                 }
+                return None;
             }
-            return None;
         }
         if topic.as_str() == REVOKE_TOPIC {
-            let result = std::str::from_utf8(&p.payload)
+            let result = std::str::from_utf8(&message.payload)
                 .map_err(|e| e.to_string())
                 .and_then(|s| s.trim().parse::<CertificateId>().map_err(|e| e.to_string()))
                 .and_then(|id| shared.directory.revoke(&id).map(|()| id));
             match result {
                 Ok(id) => {
                     tracing::warn!(operator = %self.client_id, certificate = %id, "certificate revoked by the operator");
-                    self.puback(p.packet_id, ReasonCode::SUCCESS, None);
+                    self.session
+                        .acknowledge(packet_id, ReasonCode::SUCCESS, None);
                 }
                 Err(e) => {
                     tracing::warn!(operator = %self.client_id, error = %e, "revocation refused");
-                    self.puback(p.packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID, Some(&e));
+                    self.session.acknowledge(
+                        packet_id,
+                        ReasonCode::PAYLOAD_FORMAT_INVALID,
+                        Some(&e),
+                    );
                 }
             }
             return None;
@@ -1147,10 +1050,10 @@ impl Conn {
         {
             let checked = match &shared.config.firmware_trust {
                 Some(anchors) => Verifier::new(anchors.clone())
-                    .verify(&p.payload)
+                    .verify(&message.payload)
                     .map(|v| v.sequence_number)
                     .map_err(|e| e.to_string()),
-                None => thingkit_firmware::inspect(&p.payload, &Default::default())
+                None => thingkit_firmware::inspect(&message.payload, &Default::default())
                     .map_err(|e| e.to_string())
                     .and_then(|i| {
                         if i.manifest_digest_matches {
@@ -1162,46 +1065,37 @@ impl Conn {
             };
             match checked {
                 Ok(sequence) => {
-                    tracing::info!(operator = %self.client_id, thing, sequence, bytes = p.payload.len(), "firmware job published");
-                    p.retain = true; // a device that connects later still gets its job
+                    tracing::info!(operator = %self.client_id, thing, sequence, bytes = message.payload.len(), "firmware job published");
+                    message.retain = true; // a device that connects later still gets its job
                 }
                 Err(e) => {
                     tracing::warn!(operator = %self.client_id, thing, error = %e, "firmware envelope refused");
-                    self.puback(p.packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID, Some(&e));
+                    self.session.acknowledge(
+                        packet_id,
+                        ReasonCode::PAYLOAD_FORMAT_INVALID,
+                        Some(&e),
+                    );
                     return None;
                 }
             }
         }
 
-        let mut properties = std::mem::take(&mut p.properties);
-        if !properties.is_empty() {
-            properties.topic_alias = None;
-            properties.subscription_identifiers.clear();
-        }
-        let message = Arc::new(Message {
-            topic,
-            payload: p.payload,
-            qos: p.qos,
-            retain: p.retain,
-            properties,
-            from: Some(self.client_id.clone()),
-            received: Instant::now(),
-        });
-        match self.route(&message) {
+        let message = Arc::new(message);
+        match route_message(&shared, &message) {
             Ok(queued) => {
                 let code = if queued == 0 && self.is_v5() {
                     ReasonCode::NO_MATCHING_SUBSCRIBERS
                 } else {
                     ReasonCode::SUCCESS
                 };
-                self.puback(p.packet_id, code, None);
+                self.session.acknowledge(packet_id, code, None);
             }
             Err(e) => {
                 // MQTT 5: PUBACK 0x97 Quota exceeded; 3.1.1 has no negative PUBACK (dropped,
                 // like a rate-limit rejection).
                 tracing::warn!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "retained message refused");
-                self.puback(
-                    p.packet_id,
+                self.session.acknowledge(
+                    packet_id,
                     ReasonCode::QUOTA_EXCEEDED,
                     Some(&e.to_string()),
                 );
@@ -1210,183 +1104,27 @@ impl Conn {
         None
     }
 
-    fn on_subscribe(&mut self, s: Subscribe) -> Option<End> {
-        let shared = self.shared.clone();
-        let mut codes = Vec::with_capacity(s.subscriptions.len());
+    /// Applies a SUBSCRIBE's granted filters to the router and answers it, with the retained
+    /// messages the subscriptions ask for.
+    fn on_subscribe(&mut self, request: SubscribeRequest) {
+        let now = Instant::now();
         let mut retained = Vec::new();
-        let sub_id = s.properties.subscription_identifiers.first().copied();
-        for sub in &s.subscriptions {
-            let request = shared.config.arn.subscribe(sub.filter.as_str());
-            if !self.policies.decide(&request, &self.ctx).is_allowed() {
-                shared.stats.denied.fetch_add(1, Ordering::Relaxed);
-                log_denial(&self.policies, &request, &self.ctx, &self.client_id);
-                codes.push(match self.version {
-                    ProtocolVersion::V5 => ReasonCode::NOT_AUTHORIZED,
-                    ProtocolVersion::V311 => ReasonCode(0x80),
-                });
-                continue;
-            }
-            let granted = sub.options.qos.min_qos1();
-            let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
-            let existed = router.subscribe(
-                &self.client_id,
-                &sub.filter,
-                GrantedSubscription {
-                    qos: granted,
-                    no_local: sub.options.no_local,
-                    retain_as_published: sub.options.retain_as_published,
-                    id: sub_id,
-                },
-            );
-            let send_retained = match sub.options.retain_handling {
-                RetainHandling::SendAtSubscribe => true,
-                RetainHandling::SendIfNew => !existed,
-                RetainHandling::DoNotSend => false,
-            };
-            if send_retained {
-                for m in router.retained_matching(&sub.filter, Instant::now()) {
-                    let qos = if granted.as_u8() < m.qos.as_u8() {
-                        granted
-                    } else {
-                        m.qos
-                    };
-                    retained.push(Delivery {
-                        message: m,
-                        qos,
-                        retain: true,
-                        subscription_id: sub_id,
-                    });
+        {
+            let mut router = self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
+            for f in &request.filters {
+                let Ok(granted) = f.granted else { continue };
+                let existed = router.subscribe(&self.client_id, &f.filter, granted);
+                if f.sends_retained(existed) {
+                    retained.extend(
+                        router
+                            .retained_matching(&f.filter, now)
+                            .into_iter()
+                            .filter_map(|m| f.retained_delivery(m)),
+                    );
                 }
-            }
-            drop(router);
-            tracing::info!(client = %self.client_id, filter = sub.filter.as_str(), qos = granted.as_u8(), "subscribed");
-            codes.push(ReasonCode(granted.as_u8()));
-        }
-        let _ = self.send(&Packet::SubAck(SubAck {
-            packet_id: s.packet_id,
-            properties: PacketProperties::default(),
-            reason_codes: codes,
-        }));
-        for d in retained {
-            if let Err(e) = self.deliver(d) {
-                return Some(End::Closed(e.to_string()));
+                tracing::info!(client = %self.client_id, filter = f.filter.as_str(), qos = granted.qos.as_u8(), "subscribed");
             }
         }
-        None
-    }
-
-    fn on_unsubscribe(&mut self, u: Unsubscribe) -> Option<End> {
-        let mut router = self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
-        let codes = u
-            .filters
-            .iter()
-            .map(|f| {
-                if router.unsubscribe(&self.client_id, f) {
-                    ReasonCode::SUCCESS
-                } else {
-                    ReasonCode::NO_SUBSCRIPTION_EXISTED
-                }
-            })
-            .collect::<Vec<_>>();
-        drop(router);
-        let reason_codes = if self.is_v5() { codes } else { Vec::new() };
-        let _ = self.send(&Packet::UnsubAck(UnsubAck {
-            packet_id: u.packet_id,
-            properties: PacketProperties::default(),
-            reason_codes,
-        }));
-        None
-    }
-
-    /// Writes one delivery into the output buffer, after `iot:Receive`, respecting the
-    /// in-flight window, the client's Maximum Packet Size and its topic aliases.
-    fn deliver(&mut self, d: Delivery) -> Result<(), BoxError> {
-        let shared = self.shared.clone();
-        let request = shared.config.arn.receive(d.message.topic.as_str());
-        if !self.policies.decide(&request, &self.ctx).is_allowed() {
-            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(client = %self.client_id, topic = d.message.topic.as_str(), "iot:Receive denied: not delivered");
-            return Ok(());
-        }
-        if d.qos == QoS::AtLeastOnce && self.inflight.len() >= self.inflight_max {
-            if self.pending.len() < shared.config.max_queued {
-                self.pending.push_back(d);
-            } else {
-                shared.stats.queue_drops.fetch_add(1, Ordering::Relaxed);
-            }
-            return Ok(());
-        }
-        let packet_id = if d.qos == QoS::AtLeastOnce {
-            let mut id = None;
-            for _ in 0..=u16::MAX {
-                self.next_id = self.next_id.wrapping_add(1);
-                if self.next_id != 0 && !self.inflight.contains_key(&self.next_id) {
-                    id = PacketId::new(self.next_id);
-                    break;
-                }
-            }
-            id
-        } else {
-            None
-        };
-        let m = &d.message;
-        // MQTT 5 §3.3.2.3.3: an expired message is not delivered; a forwarded one carries the
-        // interval that is left.
-        let expiry_left = match m.properties.message_expiry_interval {
-            Some(_) => m.expiry_left(Instant::now()),
-            None => None,
-        };
-        if expiry_left == Some(0) {
-            tracing::debug!(client = %self.client_id, topic = m.topic.as_str(), "message expired before delivery");
-            return Ok(());
-        }
-        let mut publish = Publish {
-            dup: false,
-            qos: d.qos,
-            retain: d.retain,
-            topic: Some(m.topic.clone()),
-            packet_id,
-            properties: if self.is_v5() {
-                m.properties.clone()
-            } else {
-                PacketProperties::default()
-            },
-            payload: m.payload.clone(),
-        };
-        if self.is_v5() {
-            if let Some(id) = d.subscription_id {
-                publish.properties.subscription_identifiers.push(id);
-            }
-            if expiry_left.is_some() {
-                publish.properties.message_expiry_interval = expiry_left;
-            }
-        }
-        let mut packet = Packet::Publish(publish);
-        if self.client_max_packet != u32::MAX {
-            let len = self.encoder.encoded_len(&packet)?;
-            if len > self.client_max_packet as usize {
-                // [MQTT-3.1.2-25]: discard a message larger than the client's maximum.
-                tracing::debug!(client = %self.client_id, len, "delivery larger than the client's Maximum Packet Size: discarded");
-                return Ok(());
-            }
-        }
-        if let Packet::Publish(publish) = &mut packet {
-            self.outbound_aliases.apply(publish);
-        }
-        if let Err(e) = self.send(&packet) {
-            // One unencodable message must not cost the subscriber its connection.
-            tracing::error!(client = %self.client_id, topic = m.topic.as_str(), error = %e, "delivery dropped");
-            return Ok(());
-        }
-        if let Some(id) = packet_id {
-            self.inflight.insert(id.get(), d.clone());
-        }
-        shared.stats.deliveries.fetch_add(1, Ordering::Relaxed);
-        if let Some(meter) = &self.meter {
-            let _ = shared
-                .table
-                .record_delivery(meter, (m.topic.len() + m.payload.len()) as u64);
-        }
-        Ok(())
+        self.session.complete_subscribe(&request, retained, now);
     }
 }

@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::{Error, Router, RouterCounters, RouterLimits};
+use crate::{Error, Router, RouterCounters, RouterLimits, SessionConfig};
 use connection::ConnectionOutlet;
 
 /// The topic prefix of firmware jobs: the operator publishes a signed SUIT envelope to
@@ -252,6 +252,19 @@ impl BrokerConfig {
     pub fn with_alpn_protocols(mut self, value: Vec<Vec<u8>>) -> Self {
         self.alpn_protocols = value;
         self
+    }
+}
+
+impl BrokerConfig {
+    /// What each connection's [`crate::Session`] is granted under this configuration.
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig::default()
+            .with_max_packet_size(self.max_packet_size)
+            .with_topic_alias_maximum(self.topic_alias_maximum)
+            .with_receive_maximum(self.receive_maximum)
+            .with_max_inflight(self.max_inflight)
+            .with_max_pending(self.max_queued)
+            .with_max_keep_alive(self.max_keep_alive)
     }
 }
 
@@ -499,6 +512,11 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     pub(crate) epoch: Instant,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// What every connection's session is granted (from `config`).
+    pub(crate) session_config: SessionConfig,
+    /// Wills waiting for their delay, by client ID: the connection number they came from. A
+    /// reconnect removes the entry, which cancels the will.
+    pub(crate) delayed_wills: Mutex<HashMap<Arc<str>, u64>>,
     /// Live connections by certificate: kick senders, for revocation.
     pub(crate) by_certificate: Mutex<HashMap<CertificateId, Vec<(u64, Kick)>>>,
     pub(crate) next_connection: AtomicU64,
@@ -692,7 +710,10 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
                 .with_max_retained_messages(config.max_retained_messages)
                 .with_max_retained_bytes(config.max_retained_bytes),
         );
+        let session_config = config.session_config();
         let shared = Arc::new(Shared {
+            session_config,
+            delayed_wills: Mutex::new(HashMap::new()),
             config,
             directory,
             router: Mutex::new(router),
@@ -766,6 +787,12 @@ impl BrokerHandle {
     /// The node meter (usage per account, device, kind; flushed when connections close).
     pub fn meter(&self) -> &Meter {
         &self.shared.meter
+    }
+
+    /// Connections past CONNECT that hold a meter slot now (what
+    /// [`BrokerConfig::max_connections`] caps).
+    pub fn connections(&self) -> usize {
+        self.shared.table.len()
     }
 
     /// Disconnects every live connection that authenticated with certificate `id` (MQTT 5:

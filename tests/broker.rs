@@ -1460,7 +1460,7 @@ async fn connections_reset_right_after_connect_release_their_slots() {
         stream.flush().await.unwrap();
         // Reset: SO_LINGER 0 makes the close an RST, so the broker's writes fail.
         let (tcp, _) = stream.into_inner();
-        tcp.set_linger(Some(Duration::ZERO)).unwrap();
+        tcp.set_zero_linger().unwrap();
         drop(tcp);
     }
     // Every slot comes back...

@@ -843,4 +843,113 @@ mod tests {
         assert_eq!(versions.connected("b", 100), 1);
         assert_eq!(versions.connected("up", 100), 1);
     }
+
+    /// What [`PresenceVersions`] must agree with when nothing is evicted: every client's
+    /// latest version and disconnect time, forever.
+    #[derive(Default)]
+    struct Model(HashMap<u8, (u64, Option<u64>)>);
+
+    impl Model {
+        fn connected(&mut self, client: u8, now: u64, reset_after: u64) -> u64 {
+            let version = match self.0.get(&client) {
+                Some((_, Some(at))) if now - at >= reset_after => 0,
+                Some((v, _)) => v + 1,
+                None => 0,
+            };
+            self.0.insert(client, (version, None));
+            version
+        }
+
+        fn disconnected(&mut self, client: u8, version: u64, now: u64) {
+            if let Some(entry) = self.0.get_mut(&client)
+                && entry.0 == version
+                && entry.1.is_none()
+            {
+                entry.1 = Some(now);
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Connect(u8),
+        /// Disconnect the client's connection that is this many connections old (0: latest).
+        Disconnect(u8, u8),
+        Sweep,
+    }
+
+    fn ops() -> impl proptest::strategy::Strategy<Value = Vec<(Op, u16)>> {
+        use proptest::prelude::*;
+        let op = prop_oneof![
+            4 => (0u8..6).prop_map(Op::Connect),
+            4 => (0u8..6, 0u8..3).prop_map(|(c, age)| Op::Disconnect(c, age)),
+            1 => Just(Op::Sweep),
+        ];
+        proptest::collection::vec((op, 0u16..400), 0..200)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn versions_agree_with_an_unbounded_model(ops in ops()) {
+            const RESET: u64 = 1_000;
+            let mut versions = PresenceVersions::new(PresenceVersionsConfig {
+                reset_after_ms: RESET,
+                max_disconnected: usize::MAX,
+            });
+            let mut model = Model::default();
+            let mut now = 0u64;
+            for (op, step) in ops {
+                now += u64::from(step);
+                match op {
+                    Op::Connect(c) => {
+                        let ours = versions.connected(&c.to_string(), now);
+                        proptest::prop_assert_eq!(ours, model.connected(c, now, RESET));
+                    }
+                    Op::Disconnect(c, age) => {
+                        let latest = model.0.get(&c).map_or(0, |e| e.0);
+                        let version = latest.saturating_sub(u64::from(age));
+                        versions.disconnected(&c.to_string(), version, now);
+                        model.disconnected(c, version, now);
+                    }
+                    Op::Sweep => versions.sweep(now),
+                }
+            }
+        }
+
+        #[test]
+        fn remembered_disconnected_clients_never_exceed_the_cap(ops in ops()) {
+            let mut versions = PresenceVersions::new(PresenceVersionsConfig {
+                reset_after_ms: 1_000,
+                max_disconnected: 2,
+            });
+            let mut model = Model::default();
+            let mut now = 0u64;
+            for (op, step) in ops {
+                now += u64::from(step);
+                match op {
+                    Op::Connect(c) => {
+                        let ours = versions.connected(&c.to_string(), now);
+                        let full = model.connected(c, now, 1_000);
+                        // Eviction only ever resets a client early.
+                        proptest::prop_assert!(ours == full || ours == 0);
+                        model.0.insert(c, (ours, None));
+                    }
+                    Op::Disconnect(c, age) => {
+                        let latest = model.0.get(&c).map_or(0, |e| e.0);
+                        let version = latest.saturating_sub(u64::from(age));
+                        versions.disconnected(&c.to_string(), version, now);
+                        model.disconnected(c, version, now);
+                    }
+                    Op::Sweep => versions.sweep(now),
+                }
+                proptest::prop_assert!(versions.disconnected.len() <= 2);
+                let connected = versions
+                    .entries
+                    .values()
+                    .filter(|e| e.disconnected_at.is_none())
+                    .count();
+                proptest::prop_assert_eq!(versions.len(), connected + versions.disconnected.len());
+            }
+        }
+    }
 }

@@ -133,4 +133,47 @@ mod tests {
         assert!(!c.disconnect(1_000, 0, "CONNECTION_LOST"));
         assert_eq!(c, Connectivity::default());
     }
+
+    proptest::proptest! {
+        /// A broker's connections of one client, in the order it sees them: each connect
+        /// opens a connection with the next version (a takeover when one is still open), each
+        /// disconnect closes some open connection. The record must always describe the latest
+        /// connection: connected while it is open, and once it has closed, with its close.
+        #[test]
+        fn the_record_follows_the_latest_connection(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0usize..4), 0..100)
+        ) {
+            let mut record = Connectivity::default();
+            let mut open: Vec<u64> = Vec::new();
+            let mut next_version = 0u64;
+            let mut latest: Option<(u64, Option<(u64, String)>)> = None;
+            for (now, (connect, pick)) in (1u64..).zip(ops) {
+                if connect || open.is_empty() {
+                    let version = next_version;
+                    next_version += 1;
+                    open.push(version);
+                    record.connect(now, version);
+                    latest = Some((version, None));
+                } else {
+                    let version = open.remove(pick % open.len());
+                    let reason = format!("REASON_{version}");
+                    record.disconnect(now, version, &reason);
+                    if let Some((v, closed)) = &mut latest
+                        && *v == version
+                    {
+                        *closed = Some((now, reason));
+                    }
+                }
+                let (version, closed) = latest.clone().expect("a connection was opened");
+                proptest::prop_assert_eq!(record.version, Some(version));
+                proptest::prop_assert_eq!(record.connected, closed.is_none());
+                if let Some((at, reason)) = closed {
+                    proptest::prop_assert_eq!(record.timestamp, Some(at));
+                    proptest::prop_assert_eq!(record.disconnect_reason.as_deref(), Some(reason.as_str()));
+                } else {
+                    proptest::prop_assert_eq!(record.disconnect_reason.as_deref(), None);
+                }
+            }
+        }
+    }
 }

@@ -167,6 +167,26 @@ impl FromStr for DisconnectReason {
 /// `session_identifier` is AWS's "globally unique identifier ... for the life of the session"
 /// and `principal_identifier` the credential used (for mutual TLS, the certificate ID); both
 /// are the driver's to supply. `timestamp` is Unix milliseconds.
+///
+/// ```
+/// use thingkit_broker::{DisconnectReason, LifecycleEvent, publishes_lifecycle_events};
+/// use thingkit_mqtt::ReasonCode;
+///
+/// let event = LifecycleEvent::Disconnected {
+///     client_id: "sensor-1".into(),
+///     timestamp: 1_573_002_340_451,
+///     session_identifier: "a4666d2a7d844ae4ac5d7b38c9cb7967".into(),
+///     principal_identifier: "12345678901234567890123456789012".into(),
+///     client_initiated_disconnect: false,
+///     disconnect_reason: DisconnectReason::for_server_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT),
+///     version_number: 0,
+/// };
+/// assert!(publishes_lifecycle_events(event.client_id()));
+/// assert_eq!(event.topic(), "$aws/events/presence/disconnected/sensor-1");
+/// let json: serde_json::Value = serde_json::from_slice(&event.to_json())?;
+/// assert_eq!(json["disconnectReason"], "MQTT_KEEP_ALIVE_TIMEOUT");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LifecycleEvent {
     /// A client connected: published on `$aws/events/presence/connected/{clientId}`.
@@ -194,7 +214,9 @@ pub enum LifecycleEvent {
         session_identifier: String,
         /// The credential it authenticated with.
         principal_identifier: String,
-        /// Whether the client initiated the disconnect.
+        /// Whether the client initiated the disconnect (`true` in AWS's example, whose reason
+        /// is `CLIENT_INITIATED_DISCONNECT`). A separate element in AWS's payload, so it is a
+        /// separate field here rather than derived from the reason.
         client_initiated_disconnect: bool,
         /// Why it disconnected.
         disconnect_reason: DisconnectReason,

@@ -116,6 +116,13 @@
 //!   [`ServerIdentity`]; [`shutdown_signal`].
 //! - [`RouterLimits`]: offline queue and retained store caps; [`RouterCounters`]: what they
 //!   dropped. [`Error`]: what the router refuses (a retained message over the cap).
+//! - AWS IoT lifecycle events: [`LifecycleEvent`] (connected, disconnected, subscribed,
+//!   unsubscribed) with AWS's topic ([`LifecycleEvent::topic`]) and JSON payload
+//!   ([`LifecycleEvent::to_json`]); [`DisconnectReason`], every `disconnectReason` AWS lists,
+//!   with [`DisconnectReason::for_server_disconnect`] from an MQTT 5 reason code;
+//!   [`PresenceVersions`], the per-client `versionNumber` in bounded memory; and
+//!   [`publishes_lifecycle_events`] (not for client IDs containing `#` or `+`). Timestamps are
+//!   Unix milliseconds passed in.
 //!
 //! ## Time
 //!
@@ -139,12 +146,16 @@
 //!   Handling); §3.8.2.1.2 Subscription Identifier; §4.7 topic filters and wildcards
 //!   ([MQTT-4.7.2-1] wildcards do not match `$` topics); §4.8.2 shared subscriptions;
 //!   §3.4.2.1 PUBACK 0x97 Quota exceeded.
+//! - AWS IoT Core Developer Guide, "Lifecycle events": the `$aws/events/presence/...` and
+//!   `$aws/events/subscriptions/...` topics, their JSON elements and examples (the tests compare
+//!   with them), the `disconnectReason` table and the `versionNumber` rules.
 //! - MQTT 3.1.1 (OASIS Standard, 2014): §3.1.2.4 Clean Session, §3.3.1.3 RETAIN, §4.7 topic
 //!   names and filters.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod error;
+mod lifecycle;
 mod message;
 mod retained;
 mod router;
@@ -153,6 +164,10 @@ mod server;
 mod session;
 
 pub use error::{Error, Result};
+pub use lifecycle::{
+    DisconnectReason, LifecycleEvent, PresenceVersions, PresenceVersionsConfig,
+    UnknownDisconnectReason, publishes_lifecycle_events,
+};
 pub use message::{Delivery, GrantedSubscription, Message};
 pub use router::{Attached, Outlet, Routed, Router, RouterCounters, RouterLimits, SessionExpiry};
 #[cfg(feature = "server")]

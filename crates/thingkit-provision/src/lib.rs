@@ -54,7 +54,10 @@
 //!   writes.
 //! - Registry: [`Registry`] (things, thing types, groups, certificates, CAs, policies,
 //!   attachments, [`RegistryEvent`]s and [`Registry::authenticate`] → [`DeviceIdentity`]),
-//!   [`RegistryLimits`], the name checks ([`check_thing_name`], ...).
+//!   [`RegistryLimits`], the name checks ([`check_thing_name`], ...). Each thing's
+//!   [`Connectivity`] (connected, since when, last disconnect reason, as AWS fleet indexing's
+//!   `connectivity.*` fields): [`Registry::set_connected`], [`Registry::set_disconnected`],
+//!   [`Registry::connectivity`]; kept in memory only (see [`Registry`]).
 //! - Storage: the [`RegistryStore`] trait, [`MemoryStore`] and (with `redb-store`) the durable
 //!   `RedbStore`.
 //! - mTLS: [`ServerConfigBuilder`] and [`ReloadableServerConfig`] build the rustls
@@ -122,6 +125,7 @@
 
 mod authority;
 mod certificate;
+mod connectivity;
 #[cfg(feature = "redb-store")]
 mod durable;
 mod error;
@@ -144,6 +148,7 @@ pub use authority::{
 pub use certificate::{
     CaStatus, CertificateId, CertificateStatus, MAX_SERIAL_BYTES, policy_certificate,
 };
+pub use connectivity::Connectivity;
 pub use error::{AuthFailure, Error, Result};
 pub use fleet::{
     CERTIFICATES_PREFIX, DEFAULT_COMMON_NAME, FleetConfig, FleetProvisioning, HookOutcome,

@@ -11,6 +11,7 @@ use x509_parser::prelude::FromDer;
 
 use crate::authority::RevokedSerial;
 use crate::certificate::{CaStatus, CertificateId, CertificateStatus};
+use crate::connectivity::Connectivity;
 use crate::error::{AuthFailure, Error, Result};
 use crate::name::{
     check_attribute_name, check_attribute_value, check_policy_name, check_thing_name,
@@ -395,6 +396,8 @@ struct Txn {
     events: Vec<RegistryEvent>,
     /// DER of certificates registered in this batch (not yet in the store).
     pending_der: Map<CertificateId, Vec<u8>>,
+    /// Things deleted in this batch: their connectivity records go when it commits.
+    deleted_things: Vec<Box<str>>,
 }
 
 /// The device registry: things, thing types, thing groups, certificates, CA certificates, policies
@@ -408,6 +411,13 @@ struct Txn {
 /// and nothing is written.
 ///
 /// Every mutation validates first and writes second, so a refused operation changes nothing.
+///
+/// Each thing's [`Connectivity`] ([`Registry::set_connected`], [`Registry::set_disconnected`],
+/// [`Registry::connectivity`]) is the exception: it is kept in memory only, never written to
+/// the store, so a connect or disconnect costs no durable commit (a redb commit is an fsync)
+/// and a restart cannot leave a thing reading as connected over a connection that no longer
+/// exists. After [`Registry::open`] every thing reads as disconnected with no timestamp and no
+/// reason until its next connect.
 pub struct Registry<S: RegistryStore = MemoryStore> {
     store: S,
     limits: RegistryLimits,
@@ -423,6 +433,8 @@ pub struct Registry<S: RegistryStore = MemoryStore> {
     group_members: Map<Box<str>, usize>,
     type_members: Map<Box<str>, usize>,
     certificates_per_ca: Map<CertificateId, usize>,
+    // In memory only, at most one per thing; see the type's documentation.
+    connectivity: Map<Box<str>, Connectivity>,
     txn: Option<Txn>,
     listeners: Vec<Listener>,
 }
@@ -462,6 +474,7 @@ impl<S: RegistryStore> Registry<S> {
             group_members: Map::default(),
             type_members: Map::default(),
             certificates_per_ca: Map::default(),
+            connectivity: Map::default(),
             txn: None,
             listeners: Vec::new(),
         }
@@ -522,6 +535,9 @@ impl<S: RegistryStore> Registry<S> {
         };
         match result {
             Ok(v) => {
+                for name in &txn.deleted_things {
+                    self.connectivity.remove(name);
+                }
                 for event in &txn.events {
                     for listener in &self.listeners {
                         listener(event);
@@ -530,8 +546,22 @@ impl<S: RegistryStore> Registry<S> {
                 Ok(v)
             }
             Err(e) => {
+                let things: Vec<Box<str>> = txn
+                    .undo
+                    .iter()
+                    .filter_map(|(key, _)| match key {
+                        Key::Thing(name) => Some(name.clone()),
+                        _ => None,
+                    })
+                    .collect();
                 for (key, old) in txn.undo.into_iter().rev() {
                     self.apply(&key, old);
+                }
+                // A thing whose creation was rolled back takes its connectivity record with it.
+                for name in things {
+                    if !self.things.contains_key(&name) {
+                        self.connectivity.remove(&name);
+                    }
                 }
                 Err(e)
             }
@@ -864,7 +894,8 @@ impl<S: RegistryStore> Registry<S> {
         self.batch(|r| r.set(Key::Thing(name.into()), Some(Value::Thing(thing))))
     }
 
-    /// Deletes a thing (AWS `DeleteThing`). Refused while certificates are attached to it.
+    /// Deletes a thing (AWS `DeleteThing`). Refused while certificates are attached to it. Its
+    /// [`Connectivity`] record goes with it once the deletion commits.
     pub fn delete_thing(&mut self, name: &str) -> Result<()> {
         if !self.things.contains_key(name) {
             return Err(not_found("thing", name));
@@ -876,7 +907,13 @@ impl<S: RegistryStore> Registry<S> {
                 "principals are still attached; detach them first",
             ));
         }
-        self.batch(|r| r.set(Key::Thing(name.into()), None))
+        self.batch(|r| {
+            r.set(Key::Thing(name.into()), None)?;
+            if let Some(txn) = r.txn.as_mut() {
+                txn.deleted_things.push(name.into());
+            }
+            Ok(())
+        })
     }
 
     /// A thing.
@@ -895,6 +932,60 @@ impl<S: RegistryStore> Registry<S> {
             .get(name)
             .map(Vec::as_slice)
             .unwrap_or_default()
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Connectivity
+
+    /// Records that `thing` connected at `at_ms` (Unix milliseconds) over the connection with
+    /// lifecycle version `version` (the connect event's `versionNumber`). Returns whether the
+    /// record changed: a duplicate, or a connect that arrives after its own disconnect, is
+    /// ignored (see [`Connectivity`]). Calls must come in the order the broker observed the
+    /// events; the version only sorts out the takeover, where a replaced connection's
+    /// disconnect comes after its successor's connect.
+    ///
+    /// [`Error::NotFound`] if `thing` is not a registered thing (a client whose ID names no
+    /// thing has no connectivity status, as in AWS); a broker may ignore that error.
+    ///
+    /// In memory only: nothing is written to the store (see [`Registry`]).
+    pub fn set_connected(&mut self, thing: &str, at_ms: u64, version: u64) -> Result<bool> {
+        Ok(self.connectivity_entry(thing)?.connect(at_ms, version))
+    }
+
+    /// Records that `thing`'s connection with lifecycle version `version` ended at `at_ms`
+    /// (Unix milliseconds) for `reason`, AWS's `disconnectReason` string (such as
+    /// `"MQTT_KEEP_ALIVE_TIMEOUT"`; thingkit-broker's `DisconnectReason::as_str`). Returns
+    /// whether the record changed: only the connection the record shows as connected can
+    /// disconnect, so the late disconnect of a replaced connection and duplicates are ignored.
+    ///
+    /// [`Error::NotFound`] if `thing` is not a registered thing. In memory only.
+    pub fn set_disconnected(
+        &mut self,
+        thing: &str,
+        at_ms: u64,
+        version: u64,
+        reason: &str,
+    ) -> Result<bool> {
+        Ok(self
+            .connectivity_entry(thing)?
+            .disconnect(at_ms, version, reason))
+    }
+
+    /// `thing`'s connectivity status (AWS `GetThingConnectivityData`), or `None` if it is not a
+    /// registered thing. A thing with no connect or disconnect recorded since the registry
+    /// opened reads as [`Connectivity::default`]: disconnected, timestamp and reason unknown.
+    pub fn connectivity(&self, thing: &str) -> Option<Connectivity> {
+        if !self.things.contains_key(thing) {
+            return None;
+        }
+        Some(self.connectivity.get(thing).cloned().unwrap_or_default())
+    }
+
+    fn connectivity_entry(&mut self, thing: &str) -> Result<&mut Connectivity> {
+        if !self.things.contains_key(thing) {
+            return Err(not_found("thing", thing));
+        }
+        Ok(self.connectivity.entry(thing.into()).or_default())
     }
 
     // ------------------------------------------------------------------------------------------
@@ -1952,5 +2043,179 @@ mod tests {
             a.certificates.hasher().hash_one(id),
             b.certificates.hasher().hash_one(id)
         );
+    }
+
+    fn connected_since(timestamp: u64, version: u64) -> Connectivity {
+        Connectivity {
+            connected: true,
+            timestamp: Some(timestamp),
+            disconnect_reason: None,
+            version: Some(version),
+        }
+    }
+
+    #[test]
+    fn connectivity_of_an_unknown_thing_is_not_found_and_changes_nothing() {
+        let mut registry = Registry::in_memory();
+        assert!(matches!(
+            registry.set_connected("ghost", 1_000, 0),
+            Err(Error::NotFound { kind: "thing", .. })
+        ));
+        assert!(matches!(
+            registry.set_disconnected("ghost", 2_000, 0, "CONNECTION_LOST"),
+            Err(Error::NotFound { kind: "thing", .. })
+        ));
+        assert_eq!(registry.connectivity("ghost"), None);
+        assert!(registry.connectivity.is_empty());
+    }
+
+    /// The values of the fleet indexing example in AWS's "Managing thing indexing" page:
+    /// `mything1` disconnected at 1556649874716 with `CONNECTION_LOST`, `mything2` connected
+    /// at 1556649855046.
+    #[test]
+    fn connectivity_follows_connects_and_disconnects_as_in_aws_example() {
+        let mut registry = Registry::in_memory();
+        registry.create_thing("mything1", None, &[]).unwrap();
+        registry.create_thing("mything2", None, &[]).unwrap();
+        // Never seen: disconnected, nothing known.
+        assert_eq!(
+            registry.connectivity("mything1"),
+            Some(Connectivity::default())
+        );
+
+        assert!(
+            registry
+                .set_connected("mything1", 1556649800000, 0)
+                .unwrap()
+        );
+        assert!(
+            registry
+                .set_connected("mything2", 1556649855046, 0)
+                .unwrap()
+        );
+        assert!(
+            registry
+                .set_disconnected("mything1", 1556649874716, 0, "CONNECTION_LOST")
+                .unwrap()
+        );
+        assert_eq!(
+            registry.connectivity("mything1"),
+            Some(Connectivity {
+                connected: false,
+                timestamp: Some(1556649874716),
+                disconnect_reason: Some("CONNECTION_LOST".into()),
+                version: Some(0),
+            })
+        );
+        assert_eq!(
+            registry.connectivity("mything2"),
+            Some(connected_since(1556649855046, 0))
+        );
+        // A reconnect clears the reason.
+        assert!(
+            registry
+                .set_connected("mything1", 1556649900000, 1)
+                .unwrap()
+        );
+        assert_eq!(
+            registry.connectivity("mything1"),
+            Some(connected_since(1556649900000, 1))
+        );
+    }
+
+    #[test]
+    fn takeover_keeps_the_thing_connected() {
+        let mut registry = Registry::in_memory();
+        registry.create_thing("sensor-1", None, &[]).unwrap();
+        registry.set_connected("sensor-1", 1_000, 4).unwrap();
+        registry.set_connected("sensor-1", 2_000, 5).unwrap();
+        // The replaced connection's disconnect arrives after the new connect.
+        assert!(
+            !registry
+                .set_disconnected("sensor-1", 2_001, 4, "DUPLICATE_CLIENTID")
+                .unwrap()
+        );
+        assert_eq!(
+            registry.connectivity("sensor-1"),
+            Some(connected_since(2_000, 5))
+        );
+    }
+
+    #[test]
+    fn deleting_a_thing_deletes_its_connectivity() {
+        let mut registry = Registry::in_memory();
+        registry.create_thing("sensor-1", None, &[]).unwrap();
+        registry.set_connected("sensor-1", 1_000, 0).unwrap();
+        registry.delete_thing("sensor-1").unwrap();
+        assert_eq!(registry.connectivity("sensor-1"), None);
+        assert!(registry.connectivity.is_empty());
+        // A new thing of the same name starts unknown.
+        registry.create_thing("sensor-1", None, &[]).unwrap();
+        assert_eq!(
+            registry.connectivity("sensor-1"),
+            Some(Connectivity::default())
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_delete_keeps_connectivity_and_a_rolled_back_create_drops_it() {
+        let mut registry = Registry::in_memory();
+        registry.create_thing("kept", None, &[]).unwrap();
+        registry.set_connected("kept", 1_000, 0).unwrap();
+        let aborted = registry.batch(|r| {
+            r.delete_thing("kept")?;
+            r.create_thing("fleeting", None, &[])?;
+            r.set_connected("fleeting", 1_500, 0)?;
+            Err::<(), _>(Error::store("abort"))
+        });
+        assert!(aborted.is_err());
+        assert_eq!(
+            registry.connectivity("kept"),
+            Some(connected_since(1_000, 0))
+        );
+        assert_eq!(registry.connectivity("fleeting"), None);
+        assert_eq!(registry.connectivity.len(), 1);
+    }
+
+    #[test]
+    fn connectivity_is_not_stored_and_reads_unknown_after_reopening() {
+        let store = MemoryStore::new();
+        let mut registry = Registry::open(store.clone(), RegistryLimits::default()).unwrap();
+        registry.create_thing("sensor-1", None, &[]).unwrap();
+        let records = store.len();
+        registry.set_connected("sensor-1", 1_000, 0).unwrap();
+        registry
+            .set_disconnected("sensor-1", 2_000, 0, "SERVER_INITIATED_DISCONNECT")
+            .unwrap();
+        assert_eq!(
+            store.len(),
+            records,
+            "a connectivity change wrote to the store"
+        );
+        drop(registry);
+        let reopened = Registry::open(store, RegistryLimits::default()).unwrap();
+        assert_eq!(
+            reopened.connectivity("sensor-1"),
+            Some(Connectivity::default())
+        );
+    }
+
+    #[test]
+    fn connectivity_records_are_at_most_one_per_thing() {
+        let mut registry = Registry::in_memory();
+        for i in 0..10 {
+            registry.create_thing(&format!("t{i}"), None, &[]).unwrap();
+        }
+        for round in 0..5u64 {
+            for i in 0..10 {
+                let name = format!("t{i}");
+                registry.set_connected(&name, round * 10, round).unwrap();
+                registry
+                    .set_disconnected(&name, round * 10 + 1, round, "CONNECTION_LOST")
+                    .unwrap();
+            }
+            let _ = registry.set_connected(&format!("not-a-thing-{round}"), 0, 0);
+        }
+        assert_eq!(registry.connectivity.len(), registry.thing_count());
     }
 }

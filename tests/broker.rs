@@ -1384,7 +1384,7 @@ async fn a_failed_provisioning_task_is_answered_with_an_error_and_never_routed()
         ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
     )
     .directory(directory)
-    .config(BrokerConfig::default())
+    .config(BrokerConfig::default().with_lifecycle_events(false))
     .bind("127.0.0.1:0".parse().expect("loopback literal"))
     .await
     .expect("broker starts");
@@ -1476,4 +1476,97 @@ async fn connections_reset_right_after_connect_release_their_slots() {
     // ...and a device still connects.
     let c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
     assert!(accepted(&c.connack));
+}
+
+/// AWS IoT lifecycle events: connected, subscribed, unsubscribed and disconnected (with its
+/// `disconnectReason`) reach a subscriber of `$aws/events/#` with AWS's element names, and the
+/// registry keeps the thing's connectivity status.
+#[tokio::test]
+async fn lifecycle_events_are_published_and_the_registry_keeps_connectivity() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let op = fleet.add_operator().unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let mut operator = connect_as(&fleet, &broker, &op, ProtocolVersion::V5).await;
+    operator
+        .subscribe(&[("$aws/events/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let mut next_event = async || {
+        let p = tokio::time::timeout(Duration::from_secs(5), operator.next_publish())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .unwrap();
+        let topic = p.topic.as_ref().unwrap().as_str().to_string();
+        let json: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+        (topic, json)
+    };
+
+    // The operator's own subscription is the first event it sees.
+    let (topic, _) = next_event().await;
+    assert_eq!(topic, "$aws/events/subscriptions/subscribed/operator");
+    let mut device = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let (topic, connected) = next_event().await;
+    assert_eq!(topic, "$aws/events/presence/connected/sensor-a");
+    assert_eq!(connected["clientId"], "sensor-a");
+    assert_eq!(connected["eventType"], "connected");
+    assert_eq!(connected["ipAddress"], "127.0.0.1");
+    assert_eq!(
+        connected["principalIdentifier"],
+        a.certificate_id.to_string()
+    );
+    let version = connected["versionNumber"].as_u64().unwrap();
+    let connectivity = fleet
+        .registry
+        .read()
+        .unwrap()
+        .connectivity("sensor-a")
+        .unwrap();
+    assert!(connectivity.connected);
+
+    device
+        .subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let (topic, subscribed) = next_event().await;
+    assert_eq!(topic, "$aws/events/subscriptions/subscribed/sensor-a");
+    assert_eq!(subscribed["topics"], serde_json::json!(["telemetry/#"]));
+    assert_eq!(
+        subscribed["sessionIdentifier"],
+        connected["sessionIdentifier"]
+    );
+
+    device.disconnect().await.unwrap();
+    let (topic, disconnected) = next_event().await;
+    assert_eq!(topic, "$aws/events/presence/disconnected/sensor-a");
+    assert_eq!(
+        disconnected["disconnectReason"],
+        "CLIENT_INITIATED_DISCONNECT"
+    );
+    assert_eq!(disconnected["clientInitiatedDisconnect"], true);
+    assert_eq!(disconnected["versionNumber"].as_u64(), Some(version));
+    let connectivity = fleet
+        .registry
+        .read()
+        .unwrap()
+        .connectivity("sensor-a")
+        .unwrap();
+    assert!(!connectivity.connected);
+    assert_eq!(
+        connectivity.disconnect_reason.as_deref(),
+        Some("CLIENT_INITIATED_DISCONNECT")
+    );
+
+    // A revoked device's connection ends by the server: SERVER_INITIATED_DISCONNECT.
+    let _device = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let (_, connected) = next_event().await;
+    assert!(connected["versionNumber"].as_u64().unwrap() > version);
+    assert_eq!(broker.disconnect_certificate(&a.certificate_id), 1);
+    let (_, disconnected) = next_event().await;
+    assert_eq!(
+        disconnected["disconnectReason"],
+        "SERVER_INITIATED_DISCONNECT"
+    );
+    assert_eq!(disconnected["clientInitiatedDisconnect"], false);
 }

@@ -28,11 +28,13 @@ use tokio_rustls::server::TlsStream;
 
 use super::{
     Authenticated, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, Shared, unix_now,
+    unix_now_ms,
 };
 use crate::{
     Action, Authorizer, CloseReason, Delivery, Event, InboundPublish, Message, Outlet, Session,
     SubscribeRequest, encode_refusal,
 };
+use crate::{DisconnectReason, LifecycleEvent, publishes_lifecycle_events};
 
 type Stream = TlsStream<TcpStream>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -265,6 +267,21 @@ struct Conn {
     /// The close reason, once the session is closed (then `Drop` only releases resources).
     closed: Option<CloseReason>,
     dropped_seen: u64,
+    /// The lifecycle events' identity of this connection.
+    presence: Presence,
+}
+
+/// What lifecycle events and connectivity status say about one connection.
+struct Presence {
+    /// `sessionIdentifier`: unique per connection.
+    session: String,
+    /// `principalIdentifier`: the certificate ID.
+    principal: String,
+    /// The thing the client ID names, when the certificate is attached to it (its
+    /// connectivity status is kept in the registry).
+    thing: Option<String>,
+    /// `versionNumber` of this connection.
+    version: u64,
 }
 
 /// What the publish limits say about one inbound message.
@@ -516,7 +533,19 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         rx,
         closed: None,
         dropped_seen: 0,
+        presence: Presence {
+            session: format!("{:016x}-{connection:016x}", shared.instance),
+            principal: certificate.to_string(),
+            thing: auth
+                .identity
+                .things
+                .iter()
+                .any(|t| **t == *client_id)
+                .then(|| client_id.to_string()),
+            version: 0,
+        },
     };
+    conn.announce_connected(peer);
     tracing::info!(client = %client_id, thing = auth.identity.thing.as_deref().unwrap_or("-"),
         protocol = %version, %peer, session_present, "connected");
     let now = Instant::now();
@@ -704,6 +733,7 @@ impl Conn {
         }
         self.closed = Some(reason.clone());
         let shared = self.shared.clone();
+        self.announce_disconnected(reason);
         let closed = self.session.close(reason, Instant::now());
         if let Some((message, delay)) = closed.will {
             publish_will(&shared, &self.client_id, self.connection, message, delay);
@@ -790,6 +820,14 @@ impl Conn {
                             .collect()
                     };
                     self.session.complete_unsubscribe(u.packet_id, &existed);
+                    let topics = u.filters.iter().map(|f| f.as_str().to_string()).collect();
+                    self.announce(|p, timestamp| LifecycleEvent::Unsubscribed {
+                        client_id: p.0.to_string(),
+                        timestamp,
+                        session_identifier: p.1.session.clone(),
+                        principal_identifier: p.1.principal.clone(),
+                        topics,
+                    });
                 }
                 Event::Denied(d) => {
                     self.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
@@ -1126,5 +1164,102 @@ impl Conn {
             }
         }
         self.session.complete_subscribe(&request, retained, now);
+        let topics: Vec<String> = request
+            .filters
+            .iter()
+            .filter(|f| f.granted.is_ok())
+            .map(|f| f.filter.as_str().to_string())
+            .collect();
+        if !topics.is_empty() {
+            self.announce(|p, timestamp| LifecycleEvent::Subscribed {
+                client_id: p.0.to_string(),
+                timestamp,
+                session_identifier: p.1.session.clone(),
+                principal_identifier: p.1.principal.clone(),
+                topics,
+            });
+        }
+    }
+
+    /// Publishes a lifecycle event the way AWS IoT does (unless they are off or the client
+    /// ID has wildcards): QoS 1, not retained, from the broker.
+    fn announce(&self, event: impl FnOnce((&str, &Presence), u64) -> LifecycleEvent) {
+        if !self.shared.config.lifecycle_events || !publishes_lifecycle_events(&self.client_id) {
+            return;
+        }
+        let event = event((&self.client_id, &self.presence), unix_now_ms());
+        let Ok(topic) = TopicName::new(&event.topic()) else {
+            return;
+        };
+        let message = Arc::new(Message {
+            topic,
+            payload: event.to_json().into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: PacketProperties::default(),
+            from: None,
+            received: Instant::now(),
+        });
+        if let Err(e) = route_message(&self.shared, &message) {
+            tracing::warn!(client = %self.client_id, error = %e, "lifecycle event not routed");
+        }
+    }
+
+    /// The presence version, the registry's connectivity status and the connected event.
+    fn announce_connected(&mut self, peer: SocketAddr) {
+        let now_ms = unix_now_ms();
+        self.presence.version = self
+            .shared
+            .presence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .connected(&self.client_id, now_ms);
+        if let Some(thing) = &self.presence.thing {
+            self.shared
+                .directory
+                .thing_connected(thing, now_ms, self.presence.version);
+        }
+        self.announce(|p, timestamp| LifecycleEvent::Connected {
+            client_id: p.0.to_string(),
+            timestamp,
+            session_identifier: p.1.session.clone(),
+            principal_identifier: p.1.principal.clone(),
+            ip_address: peer.ip(),
+            version_number: p.1.version,
+        });
+    }
+
+    /// The disconnected event and connectivity status for `reason`.
+    fn announce_disconnected(&mut self, reason: &CloseReason) {
+        let now_ms = unix_now_ms();
+        let (why, by_client) = match reason {
+            CloseReason::ClientDisconnect { .. } => {
+                (DisconnectReason::ClientInitiatedDisconnect, true)
+            }
+            CloseReason::Server(code) => (DisconnectReason::for_server_disconnect(*code), false),
+            CloseReason::Lost(_) => (DisconnectReason::ConnectionLost, false),
+        };
+        self.shared
+            .presence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .disconnected(&self.client_id, self.presence.version, now_ms);
+        if let Some(thing) = &self.presence.thing {
+            self.shared.directory.thing_disconnected(
+                thing,
+                now_ms,
+                self.presence.version,
+                why.as_str(),
+            );
+        }
+        self.announce(|p, timestamp| LifecycleEvent::Disconnected {
+            client_id: p.0.to_string(),
+            timestamp,
+            session_identifier: p.1.session.clone(),
+            principal_identifier: p.1.principal.clone(),
+            client_initiated_disconnect: by_client,
+            disconnect_reason: why,
+            version_number: p.1.version,
+        });
     }
 }

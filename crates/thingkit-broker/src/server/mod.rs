@@ -39,7 +39,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::{Error, Router, RouterCounters, RouterLimits, SessionConfig};
+use crate::{
+    Error, PresenceVersions, PresenceVersionsConfig, Router, RouterCounters, RouterLimits,
+    SessionConfig,
+};
 use connection::ConnectionOutlet;
 
 /// The topic prefix of firmware jobs: the operator publishes a signed SUIT envelope to
@@ -119,6 +122,11 @@ pub struct BrokerConfig {
     /// (RFC 7301 §3.2, rustls' behaviour when the server lists protocols). Empty: ALPN is
     /// ignored and every client connects without a negotiated protocol.
     pub alpn_protocols: Vec<Vec<u8>>,
+    /// Publish AWS IoT lifecycle events (`$aws/events/presence/connected/{clientId}`,
+    /// `.../disconnected/{clientId}`, `$aws/events/subscriptions/subscribed/{clientId}`,
+    /// `.../unsubscribed/{clientId}`; default on). Subscribers need `iot:Subscribe` and
+    /// `iot:Receive` on them like on any topic. Client IDs with `#` or `+` get none, as on AWS.
+    pub lifecycle_events: bool,
 }
 
 impl BrokerConfig {
@@ -253,6 +261,12 @@ impl BrokerConfig {
         self.alpn_protocols = value;
         self
     }
+
+    /// Sets [`BrokerConfig::lifecycle_events`].
+    pub fn with_lifecycle_events(mut self, value: bool) -> Self {
+        self.lifecycle_events = value;
+        self
+    }
 }
 
 impl BrokerConfig {
@@ -300,6 +314,7 @@ impl Default for BrokerConfig {
             policy_options: SetOptions::default().with_strict_identities(true),
             fleet: None,
             alpn_protocols: ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect(),
+            lifecycle_events: true,
         }
     }
 }
@@ -317,6 +332,16 @@ pub trait Directory: Send + Sync + 'static {
     /// Answers a fleet provisioning request from the client authenticated with `client`;
     /// `None` when fleet provisioning is off or `topic` is not one of its request topics.
     fn provision(&self, client: &CertificateId, topic: &str, payload: &[u8]) -> Option<Vec<Reply>>;
+    /// Records that `thing` connected at `at_ms` (Unix milliseconds) with presence version
+    /// `version` (the registry's connectivity status). The default records nothing.
+    fn thing_connected(&self, thing: &str, at_ms: u64, version: u64) {
+        let _ = (thing, at_ms, version);
+    }
+    /// Records that the connection of `thing` with presence `version` ended at `at_ms` for
+    /// `reason` (an AWS `disconnectReason`). The default records nothing.
+    fn thing_disconnected(&self, thing: &str, at_ms: u64, version: u64, reason: &str) {
+        let _ = (thing, at_ms, version, reason);
+    }
 }
 
 /// The registry (and, when enabled, fleet provisioning) as the broker's [`Directory`].
@@ -348,6 +373,17 @@ pub struct Authenticated {
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S> {
+    fn thing_connected(&self, thing: &str, at_ms: u64, version: u64) {
+        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        // A thing deleted meanwhile has no status to keep.
+        let _ = registry.set_connected(thing, at_ms, version);
+    }
+
+    fn thing_disconnected(&self, thing: &str, at_ms: u64, version: u64, reason: &str) {
+        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
+        let _ = registry.set_disconnected(thing, at_ms, version, reason);
+    }
+
     fn authenticate(&self, chain: &[Vec<u8>], client_id: &str) -> Result<Authenticated, String> {
         let registry = self.registry.read().unwrap_or_else(|p| p.into_inner());
         let identity = registry
@@ -511,7 +547,12 @@ pub(crate) struct Shared {
     pub(crate) connect_limiter: Option<RateLimiter<String>>,
     pub(crate) stats: Stats,
     pub(crate) epoch: Instant,
+    /// A number unique to this broker instance (its start time in nanoseconds), so session
+    /// identifiers differ across restarts.
+    pub(crate) instance: u64,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Presence version numbers per client ID (the lifecycle events' `versionNumber`).
+    pub(crate) presence: Mutex<PresenceVersions>,
     /// What every connection's session is granted (from `config`).
     pub(crate) session_config: SessionConfig,
     /// Wills waiting for their delay, by client ID: the connection number they came from. A
@@ -527,6 +568,14 @@ impl Shared {
     pub(crate) fn now_nanos(&self) -> thingkit_meter::Nanos {
         thingkit_meter::Nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch.
@@ -714,6 +763,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         let shared = Arc::new(Shared {
             session_config,
             delayed_wills: Mutex::new(HashMap::new()),
+            presence: Mutex::new(PresenceVersions::new(PresenceVersionsConfig::default())),
             config,
             directory,
             router: Mutex::new(router),
@@ -723,6 +773,10 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             connect_limiter,
             stats: Stats::default(),
             epoch: Instant::now(),
+            instance: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
             shutdown: shutdown_rx,
             by_certificate: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),

@@ -529,7 +529,17 @@ impl ServeConfig {
                 let key = e
                     .span()
                     .and_then(|s| key_path_at(partial.get_ref(), s.start));
-                return Err(invalid(text, e.span(), key, e.message()));
+                let mut message = e.message().to_owned();
+                // A repeated key is not in the recovered document, so it has no path there:
+                // at least quote it.
+                let snippet = e.span().and_then(|s| text.get(s));
+                if key.is_none()
+                    && message == "duplicate key"
+                    && let Some(k) = snippet.filter(|k| !k.is_empty() && !k.contains('\n'))
+                {
+                    message = format!("duplicate key `{k}`");
+                }
+                return Err(invalid(text, e.span(), key, &message));
             }
         };
         let mut config: ServeConfig = toml::from_str(text).map_err(|e| {
@@ -586,49 +596,36 @@ impl ServeConfig {
             return at(&[key("account")], "not a valid ARN prefix");
         }
         for (i, o) in self.limits.overrides.iter().enumerate() {
-            let entry = [key("limits"), key("override"), Seg::Index(i)];
-            match (&o.thing_type, &o.thing_group) {
+            let entry = |field: Option<&str>| {
+                let mut path = vec![key("limits"), key("override"), Seg::Index(i)];
+                path.extend(field.map(key));
+                path
+            };
+            let (selector, name) = match (&o.thing_type, &o.thing_group) {
                 (Some(_), Some(_)) => {
                     return at(
-                        &[
-                            entry[0].clone(),
-                            entry[1].clone(),
-                            entry[2].clone(),
-                            key("thing_group"),
-                        ],
+                        &entry(Some("thing_group")),
                         "an override names exactly one of thing_type and thing_group, not both",
                     );
                 }
                 (None, None) => {
                     return at(
-                        &entry,
+                        &entry(None),
                         "an override names exactly one of thing_type and thing_group",
                     );
                 }
-                (Some(name), None) | (None, Some(name)) if name.is_empty() => {
-                    let selector = if o.thing_type.is_some() {
-                        "thing_type"
-                    } else {
-                        "thing_group"
-                    };
-                    return at(
-                        &[
-                            entry[0].clone(),
-                            entry[1].clone(),
-                            entry[2].clone(),
-                            key(selector),
-                        ],
-                        "must not be empty",
-                    );
-                }
-                _ => {}
+                (Some(t), None) => ("thing_type", t),
+                (None, Some(g)) => ("thing_group", g),
+            };
+            if name.is_empty() {
+                return at(&entry(Some(selector)), "must not be empty");
             }
             if o.publishes_per_second.is_none()
                 && o.bytes_per_second.is_none()
                 && o.connects_per_second.is_none()
             {
                 return at(
-                    &entry,
+                    &entry(None),
                     "an override sets at least one of publishes_per_second, bytes_per_second, \
                      connects_per_second",
                 );
@@ -637,18 +634,8 @@ impl ServeConfig {
                 .iter()
                 .position(|p| p.thing_type == o.thing_type && p.thing_group == o.thing_group);
             if let Some(j) = earlier {
-                let selector = if o.thing_type.is_some() {
-                    "thing_type"
-                } else {
-                    "thing_group"
-                };
                 return at(
-                    &[
-                        entry[0].clone(),
-                        entry[1].clone(),
-                        entry[2].clone(),
-                        key(selector),
-                    ],
+                    &entry(Some(selector)),
                     format!(
                         "the same {selector} as limits.override[{j}]; only the first would apply"
                     ),
@@ -674,6 +661,11 @@ impl ServeConfig {
                 "claim certificates need at least one provisioning template in fleet.templates",
             );
         }
+        for (path, value) in self.paths() {
+            if value.as_os_str().is_empty() {
+                return at(&path, "a path must not be empty");
+            }
+        }
         if self.metrics.enabled && self.metrics.listen == self.mqtt.listen {
             return at(
                 &[key("metrics"), key("listen")],
@@ -684,6 +676,33 @@ impl ServeConfig {
             );
         }
         Ok(())
+    }
+
+    /// Every path in the configuration with its key path.
+    fn paths(&self) -> Vec<(Vec<Seg>, &Path)> {
+        let mut out: Vec<(Vec<Seg>, &Path)> = vec![
+            (vec![key("data_dir")], &self.data_dir),
+            (vec![key("tls"), key("certificate")], &self.tls.certificate),
+            (vec![key("tls"), key("private_key")], &self.tls.private_key),
+            (vec![key("ca"), key("certificate")], &self.ca.certificate),
+            (vec![key("ca"), key("private_key")], &self.ca.private_key),
+        ];
+        if let Some(dir) = &self.policies.dir {
+            out.push((vec![key("policies"), key("dir")], dir));
+        }
+        for (i, p) in self.firmware.trusted_keys.iter().enumerate() {
+            out.push((vec![key("firmware"), key("trusted_keys"), Seg::Index(i)], p));
+        }
+        for (name, p) in &self.fleet.templates {
+            out.push((vec![key("fleet"), key("templates"), key(name)], p));
+        }
+        for (i, p) in self.fleet.claim_certificates.iter().enumerate() {
+            out.push((
+                vec![key("fleet"), key("claim_certificates"), Seg::Index(i)],
+                p,
+            ));
+        }
+        out
     }
 
     /// Makes every relative path in the configuration relative to `base` instead.
@@ -1152,6 +1171,26 @@ format = "json"
         assert_eq!(key.as_deref(), Some("metrics.listen"));
         // Both on one address is fine when the metrics endpoint is off.
         assert!(parse("[metrics]\nenabled = false\nlisten = \"127.0.0.1:8883\"\n").is_ok());
+    }
+
+    #[test]
+    fn rejects_an_empty_path_naming_its_key() {
+        let (line, _, key, _) = error("[tls]\ncertificate = \"\"\n");
+        assert_eq!(line, 2);
+        assert_eq!(key.as_deref(), Some("tls.certificate"));
+        let (_, _, key, _) = error("[firmware]\ntrusted_keys = [\"a.pub\", \"\"]\n");
+        assert_eq!(key.as_deref(), Some("firmware.trusted_keys[1]"));
+    }
+
+    #[test]
+    fn a_repeated_key_is_quoted_or_named() {
+        let (line, _, _, message) =
+            error("[mqtt]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n");
+        assert_eq!(line, 3);
+        assert_eq!(message, "duplicate key `listen`");
+        let (line, _, key, _) = error("[mqtt]\n[mqtt]\n");
+        assert_eq!(line, 2);
+        assert_eq!(key.as_deref(), Some("mqtt"));
     }
 
     #[test]

@@ -11,11 +11,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod config;
 mod firmware;
+mod init;
 mod meter;
 mod mqtt;
 mod policy;
 mod provision;
+mod serve;
 
 /// The core of a cloud IoT platform, from the command line.
 #[derive(Debug, Parser)]
@@ -49,6 +52,12 @@ enum Command {
     /// Metering: billable units of a message, bills from JSON-lines usage.
     #[command(subcommand)]
     Meter(meter::Args),
+    /// Set up a server directory: DIR/thingkit.toml, a CA in DIR/ca, a server certificate for
+    /// localhost and 127.0.0.1 in DIR/server. Refuses to overwrite any file.
+    Init(init::InitArgs),
+    /// Run the server from a configuration file (`thingkit init` writes one). An invalid file
+    /// exits 1 with `error: FILE:LINE:COLUMN: KEY: what is wrong`.
+    Serve(serve::ServeArgs),
 }
 
 /// A failure the user must act on: printed as one line on stderr, exit status 1.
@@ -71,6 +80,15 @@ fn main() -> ExitCode {
         Command::Firmware(args) => firmware::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Meter(args) => meter::run(args),
+        Command::Init(args) => init::run(args),
+        Command::Serve(args) => match config::ServeConfig::from_file(&args.config) {
+            Ok(config) => serve::serve(config),
+            Err(e) => {
+                // The exact format scripts match: `error: FILE:LINE:COLUMN: KEY: what`.
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1570,3 +1570,56 @@ async fn lifecycle_events_are_published_and_the_registry_keeps_connectivity() {
     );
     assert_eq!(disconnected["clientInitiatedDisconnect"], false);
 }
+
+/// Limits per thing group: a device in the group gets the class's publish limit, another
+/// device keeps the default one.
+#[tokio::test]
+async fn limit_classes_apply_per_thing_group() {
+    use thingkit::broker::{LimitClass, ThingSelector};
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    {
+        let mut registry = fleet.registry.write().unwrap();
+        registry.create_thing_group("chatty", None).unwrap();
+        registry.add_thing_to_group("sensor-a", "chatty").unwrap();
+    }
+    let strict = RateLimits::default()
+        .with_messages(Some(Rate {
+            amount: 1,
+            period_ms: 60_000,
+            burst: 2,
+        }))
+        .with_bytes(None)
+        .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded));
+    let config = BrokerConfig::default().with_limit_classes(vec![LimitClass::new(
+        ThingSelector::ThingGroup("chatty".into()),
+        strict,
+    )]);
+    let broker = start(&fleet, config).await;
+    for (device, limited) in [(&a, true), (&b, false)] {
+        let mut c = connect_as(&fleet, &broker, device, ProtocolVersion::V5).await;
+        let mut codes = Vec::new();
+        for i in 0..4 {
+            let topic = format!("telemetry/{}/t", device.thing);
+            codes.push(
+                c.publish_qos1(&topic, format!("{i}"))
+                    .await
+                    .unwrap()
+                    .reason_code,
+            );
+        }
+        let refused = codes
+            .iter()
+            .filter(|c| **c == ReasonCode::QUOTA_EXCEEDED)
+            .count();
+        assert_eq!(
+            refused,
+            if limited { 2 } else { 0 },
+            "{}: {codes:?}",
+            device.thing
+        );
+        c.disconnect().await.unwrap();
+    }
+    broker.shutdown(Duration::from_secs(5)).await;
+}

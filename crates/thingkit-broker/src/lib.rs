@@ -173,8 +173,8 @@ pub use router::{Attached, Outlet, Routed, Router, RouterCounters, RouterLimits,
 #[cfg(feature = "server")]
 pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle, Directory,
-    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, RegistryDirectory, ServerIdentity,
-    Stats, StatsSnapshot, shutdown_signal,
+    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass, REVOKE_TOPIC, RegistryDirectory,
+    ServerIdentity, Stats, StatsSnapshot, ThingSelector, shutdown_signal,
 };
 pub use session::{
     Action, AllowAll, Authorizer, CloseReason, Closed, Denial, Event, FilterRequest,

@@ -264,6 +264,8 @@ struct Conn {
     /// while the limiter is still full).
     account_limit: Option<KeyHandle>,
     rx: mpsc::Receiver<Delivery>,
+    /// The limit class (index into `Shared::classes`) of the device.
+    class: usize,
     /// The close reason, once the session is closed (then `Drop` only releases resources).
     closed: Option<CloseReason>,
     dropped_seen: u64,
@@ -421,7 +423,8 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             return refuse(&mut stream, version, ReasonCode::NOT_AUTHORIZED, &why).await;
         }
     }
-    if let Some(limiter) = &shared.connect_limiter {
+    let class = shared.limit_class(&auth);
+    if let Some(limiter) = &shared.classes[class].connect_limiter {
         let refusal = match limiter.check_key(&client_id.to_string(), 0, shared.now_nanos()) {
             Ok(RateDecision::Allow) => None,
             Ok(_) => Some((
@@ -454,7 +457,10 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .account_limiter
         .handle(&account, shared.now_nanos())
         .ok();
-    let meter = match shared.table.connect(&account, &client_id, unix_now()) {
+    let meter = match shared.classes[class]
+        .table
+        .connect(&account, &client_id, unix_now())
+    {
         Ok(m) => m,
         Err(e) => {
             refused(&shared);
@@ -531,6 +537,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         meter: Some(meter),
         account_limit,
         rx,
+        class,
         closed: None,
         dropped_seen: 0,
         presence: Presence {
@@ -607,7 +614,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
                 }
                 _ = flush.tick() => {
                     if let Some(m) = conn.meter.as_mut()
-                        && let Err(e) = shared.table.flush(m, &shared.meter, unix_now()) {
+                        && let Err(e) = shared.classes[conn.class].table.flush(m, &shared.meter, unix_now()) {
                             tracing::error!(error = %e, "meter flush failed");
                         }
                     None
@@ -765,7 +772,10 @@ impl Conn {
         }
         self.account_deliveries();
         if let Some(m) = self.meter.take()
-            && let Err(e) = shared.table.disconnect(m, &shared.meter, unix_now())
+            && let Err(e) =
+                shared.classes[self.class]
+                    .table
+                    .disconnect(m, &shared.meter, unix_now())
         {
             tracing::error!(error = %e, "meter flush failed");
         }
@@ -778,7 +788,9 @@ impl Conn {
         for bytes in self.session.drain_delivered() {
             delivered += 1;
             if let Some(meter) = &self.meter {
-                let _ = shared.table.record_delivery(meter, bytes);
+                let _ = shared.classes[self.class]
+                    .table
+                    .record_delivery(meter, bytes);
             }
         }
         if delivered > 0 {
@@ -870,7 +882,7 @@ impl Conn {
         let Some(m) = self.meter.as_mut() else {
             return Admission::Failed("the connection has no meter handle".into());
         };
-        match shared.table.peek_publish(m, bytes, now) {
+        match shared.classes[self.class].table.peek_publish(m, bytes, now) {
             Ok(decision) => {
                 if let Some(refused) = limited(decision) {
                     return refused;
@@ -890,7 +902,10 @@ impl Conn {
             }
             Err(e) => return Admission::Failed(format!("account limiter: {e}")),
         }
-        match shared.table.record_publish(m, bytes, retained, now) {
+        match shared.classes[self.class]
+            .table
+            .record_publish(m, bytes, retained, now)
+        {
             Ok(decision) => limited(decision).unwrap_or(Admission::Allowed),
             Err(e) => Admission::Failed(format!("connection meter: {e}")),
         }

@@ -78,6 +78,10 @@ pub struct BrokerConfig {
     pub account_limits: RateLimits,
     /// Per-client-ID CONNECT limits (AWS: 1/s, CONNACK 0x9F); `None` disables the check.
     pub connect_limits: Option<RateLimits>,
+    /// Limits per thing type or thing group instead of one set for every device: a device
+    /// takes the first class (in order) its thing matches, else `connection_limits` and
+    /// `connect_limits`. Each class has its own meter table of `max_connections` slots.
+    pub limit_classes: Vec<LimitClass>,
     /// The largest packet the broker accepts, announced as Maximum Packet Size (MQTT 5).
     pub max_packet_size: u32,
     /// Topic Alias Maximum announced to MQTT 5 clients.
@@ -157,6 +161,12 @@ impl BrokerConfig {
     /// Sets [`BrokerConfig::account_limits`].
     pub fn with_account_limits(mut self, value: RateLimits) -> Self {
         self.account_limits = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::limit_classes`].
+    pub fn with_limit_classes(mut self, value: Vec<LimitClass>) -> Self {
+        self.limit_classes = value;
         self
     }
 
@@ -282,6 +292,54 @@ impl BrokerConfig {
     }
 }
 
+/// Which devices a [`LimitClass`] applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThingSelector {
+    /// Things of this thing type.
+    ThingType(String),
+    /// Things in this thing group (directly).
+    ThingGroup(String),
+}
+
+impl ThingSelector {
+    fn matches(&self, auth: &Authenticated) -> bool {
+        match self {
+            ThingSelector::ThingType(t) => auth.thing_type.as_deref() == Some(t.as_str()),
+            ThingSelector::ThingGroup(g) => auth.thing_groups.iter().any(|x| x == g),
+        }
+    }
+}
+
+/// Publish and connect limits for the devices a [`ThingSelector`] picks.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LimitClass {
+    /// The devices it applies to.
+    pub selector: ThingSelector,
+    /// Their per-connection publish limits.
+    pub connection_limits: RateLimits,
+    /// Their per-client-ID CONNECT limits; `None` keeps [`BrokerConfig::connect_limits`].
+    pub connect_limits: Option<RateLimits>,
+}
+
+impl LimitClass {
+    /// A class for `selector` with `connection_limits` and the default CONNECT limits.
+    pub fn new(selector: ThingSelector, connection_limits: RateLimits) -> Self {
+        LimitClass {
+            selector,
+            connection_limits,
+            connect_limits: None,
+        }
+    }
+
+    /// Sets [`LimitClass::connect_limits`].
+    pub fn with_connect_limits(mut self, value: Option<RateLimits>) -> Self {
+        self.connect_limits = value;
+        self
+    }
+}
+
 /// The ALPN names accepted by default: `x-amzn-mqtt-ca`, what AWS IoT devices send for MQTT with
 /// an X.509 client certificate on port 443 (AWS IoT Core Developer Guide, *Device communication
 /// protocols*), and `mqtt`, the IANA-registered name other MQTT clients send. HTTP names
@@ -298,6 +356,7 @@ impl Default for BrokerConfig {
             connection_limits: RateLimits::aws_connection(),
             account_limits: RateLimits::aws_account_publish(),
             connect_limits: None,
+            limit_classes: Vec::new(),
             max_packet_size: 256 * 1024,
             topic_alias_maximum: 32,
             receive_maximum: 256,
@@ -370,6 +429,8 @@ pub struct Authenticated {
     pub thing_type: Option<String>,
     /// The thing's attributes.
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// The thing groups the thing belongs to (directly).
+    pub thing_groups: Vec<String>,
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S> {
@@ -393,7 +454,7 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S
             Some(named) => Some(&**named),
             None => identity.thing.as_deref(),
         };
-        let (thing_type, attributes) = match thing.and_then(|t| registry.thing(t)) {
+        let (thing_type, attributes, thing_groups) = match thing.and_then(|t| registry.thing(t)) {
             Some(thing) => (
                 thing.thing_type.as_deref().map(str::to_string),
                 thing
@@ -401,13 +462,15 @@ impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                thing.groups.iter().map(|g| g.to_string()).collect(),
             ),
-            None => (None, Default::default()),
+            None => (None, Default::default(), Vec::new()),
         };
         Ok(Authenticated {
             identity,
             thing_type,
             attributes,
+            thing_groups,
         })
     }
 
@@ -541,10 +604,11 @@ pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
     pub(crate) directory: Arc<dyn Directory>,
     pub(crate) router: Mutex<Router<ConnectionOutlet>>,
-    pub(crate) table: ConnectionTable,
+    /// Per limit class (the default first, then [`BrokerConfig::limit_classes`] in order): the
+    /// meter's connection table and the CONNECT rate limiter.
+    pub(crate) classes: Vec<LimitState>,
     pub(crate) meter: Meter,
     pub(crate) account_limiter: RateLimiter<Arc<str>>,
-    pub(crate) connect_limiter: Option<RateLimiter<String>>,
     pub(crate) stats: Stats,
     pub(crate) epoch: Instant,
     /// A number unique to this broker instance (its start time in nanoseconds), so session
@@ -563,7 +627,30 @@ pub(crate) struct Shared {
     pub(crate) next_connection: AtomicU64,
 }
 
+/// The rate-limit state of one limit class.
+pub(crate) struct LimitState {
+    /// Per-connection publish limits and counters.
+    pub(crate) table: ConnectionTable,
+    /// Per-client-ID CONNECT limits, if any.
+    pub(crate) connect_limiter: Option<RateLimiter<String>>,
+}
+
 impl Shared {
+    /// The limit class of an authenticated device: the first of
+    /// [`BrokerConfig::limit_classes`] its thing matches (index from 1), else 0.
+    pub(crate) fn limit_class(&self, auth: &Authenticated) -> usize {
+        self.config
+            .limit_classes
+            .iter()
+            .position(|c| c.selector.matches(auth))
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Connections past CONNECT holding a meter slot, over every limit class.
+    pub(crate) fn connections(&self) -> usize {
+        self.classes.iter().map(|c| c.table.len()).sum()
+    }
+
     /// Nanoseconds since the broker started (the meter's clock).
     pub(crate) fn now_nanos(&self) -> thingkit_meter::Nanos {
         thingkit_meter::Nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
@@ -711,12 +798,6 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
                 reason: e.to_string(),
             }
         };
-        let table = ConnectionTable::new(
-            config.metering.clone(),
-            &config.connection_limits,
-            config.max_connections,
-        )
-        .map_err(config_error("connection_limits"))?;
         let meter = Meter::new(
             "broker",
             config.metering.clone(),
@@ -730,17 +811,38 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
                 .with_max_keys(config.max_accounts),
         )
         .map_err(config_error("account_limits"))?;
-        let connect_limiter = match config.connect_limits {
-            Some(limits) => Some(
-                RateLimiter::new(
-                    LimiterConfig::default()
-                        .with_default(limits)
-                        .with_max_keys(config.max_connect_clients),
-                )
-                .map_err(config_error("connect_limits"))?,
-            ),
-            None => None,
-        };
+        // One meter table and connect limiter per limit class; the default class first.
+        let mut classes = Vec::with_capacity(1 + config.limit_classes.len());
+        let defaults = std::iter::once((config.connection_limits, config.connect_limits));
+        let custom = config.limit_classes.iter().map(|c| {
+            (
+                c.connection_limits,
+                c.connect_limits.or(config.connect_limits),
+            )
+        });
+        for (connection_limits, connect_limits) in defaults.chain(custom) {
+            let table = ConnectionTable::new(
+                config.metering.clone(),
+                &connection_limits,
+                config.max_connections,
+            )
+            .map_err(config_error("connection_limits"))?;
+            let connect_limiter = match connect_limits {
+                Some(limits) => Some(
+                    RateLimiter::new(
+                        LimiterConfig::default()
+                            .with_default(limits)
+                            .with_max_keys(config.max_connect_clients),
+                    )
+                    .map_err(config_error("connect_limits"))?,
+                ),
+                None => None,
+            };
+            classes.push(LimitState {
+                table,
+                connect_limiter,
+            });
+        }
         let local_addr = listener.local_addr().map_err(|e| Error::Io {
             context: "reading the listener's address",
             reason: e.to_string(),
@@ -767,10 +869,9 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             config,
             directory,
             router: Mutex::new(router),
-            table,
+            classes,
             meter,
             account_limiter,
-            connect_limiter,
             stats: Stats::default(),
             epoch: Instant::now(),
             instance: std::time::SystemTime::now()
@@ -846,7 +947,7 @@ impl BrokerHandle {
     /// Connections past CONNECT that hold a meter slot now (what
     /// [`BrokerConfig::max_connections`] caps).
     pub fn connections(&self) -> usize {
-        self.shared.table.len()
+        self.shared.connections()
     }
 
     /// Disconnects every live connection that authenticated with certificate `id` (MQTT 5:

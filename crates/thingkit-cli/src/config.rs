@@ -58,6 +58,9 @@ pub struct ServeConfig {
     pub firmware: FirmwareConfig,
     /// `[fleet]`: fleet provisioning by claim.
     pub fleet: FleetConfig,
+    /// `[[device]]`: devices registered at start. Default: none.
+    #[serde(rename = "device")]
+    pub devices: Vec<DeviceConfig>,
     /// `[metrics]`: the Prometheus and health HTTP endpoint.
     pub metrics: MetricsConfig,
     /// `[log]`: log level and format.
@@ -77,6 +80,7 @@ impl Default for ServeConfig {
             limits: LimitsConfig::default(),
             firmware: FirmwareConfig::default(),
             fleet: FleetConfig::default(),
+            devices: Vec::new(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
@@ -365,6 +369,20 @@ pub struct FleetConfig {
     pub claim_certificates: Vec<PathBuf>,
 }
 
+/// One `[[device]]`: a thing and its certificate, registered (idempotently) at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// The thing name (created if missing); devices connect with it as their client ID.
+    pub thing: String,
+    /// The device certificate (PEM, issued by the CA), registered ACTIVE and attached to the
+    /// thing.
+    pub certificate: PathBuf,
+    /// Policies attached to the certificate. Default (unset): every policy of `[policies] dir`.
+    #[serde(default)]
+    pub policies: Option<Vec<String>>,
+}
+
 /// `[metrics]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -559,6 +577,18 @@ impl ServeConfig {
         fn at(path: &[Seg], message: impl Into<String>) -> Result<(), (Vec<Seg>, String)> {
             Err((path.to_vec(), message.into()))
         }
+        let mut things = std::collections::BTreeSet::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            if !things.insert(d.thing.as_str()) {
+                return at(
+                    &[key("device"), Seg::Index(i), key("thing")],
+                    format!("thing {:?} is listed twice", d.thing),
+                );
+            }
+            if let Err(e) = thingkit_provision::check_thing_name("thing", &d.thing) {
+                return at(&[key("device"), Seg::Index(i), key("thing")], e.to_string());
+            }
+        }
         for (i, name) in self.tls.alpn.iter().enumerate() {
             if name.is_empty() || name.len() > 255 {
                 return at(
@@ -702,6 +732,12 @@ impl ServeConfig {
                 p,
             ));
         }
+        for (i, d) in self.devices.iter().enumerate() {
+            out.push((
+                vec![key("device"), Seg::Index(i), key("certificate")],
+                &d.certificate,
+            ));
+        }
         out
     }
 
@@ -723,6 +759,9 @@ impl ServeConfig {
         self.firmware.trusted_keys.iter_mut().for_each(resolve);
         self.fleet.templates.values_mut().for_each(resolve);
         self.fleet.claim_certificates.iter_mut().for_each(resolve);
+        for d in &mut self.devices {
+            resolve(&mut d.certificate);
+        }
     }
 }
 
@@ -925,6 +964,11 @@ mod tests {
         let config = parse(&example_uncommented()).unwrap();
         let mut expected = defaults_in("/srv/thingkit");
         expected.policies.dir = Some(PathBuf::from("/srv/thingkit/policies"));
+        expected.devices = vec![DeviceConfig {
+            thing: "sensor-1".into(),
+            certificate: PathBuf::from("/srv/thingkit/devices/sensor-1.pem"),
+            policies: Some(vec!["fleet".into()]),
+        }];
         expected.limits.overrides = vec![
             LimitOverride {
                 thing_type: Some("camera".into()),

@@ -1,9 +1,27 @@
 //! `thingkit serve --config FILE`: the server, configured by one TOML file (see `config`).
+//!
+//! It opens the registry in `data_dir`, registers the CA, the policies and the devices the file
+//! names (idempotently, so the same file serves every restart), starts the broker on
+//! `[mqtt] listen`, prints one line per listener once it accepts connections, and shuts down
+//! gracefully at SIGINT or SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use thingkit_broker::{
+    Broker, BrokerConfig, LimitClass, ServerIdentity, ThingSelector, shutdown_signal,
+};
+use thingkit_firmware::{PublicKey, TrustAnchors};
+use thingkit_meter::{Rate, RateLimits};
+use thingkit_provision::{
+    CaStatus, CertificateAuthority, CertificateId, CertificateStatus, FleetConfig as Fleet,
+    FleetProvisioning, PolicyTarget, ProvisioningTemplate, RedbStore, Registry, RegistryLimits,
+    TemplateLimits, claim_policy,
+};
 
 use crate::Failure;
-use crate::config::ServeConfig;
+use crate::config::{LimitsConfig, LogFormat, ServeConfig};
 
 /// `thingkit serve`.
 #[derive(Debug, clap::Args)]
@@ -14,11 +32,316 @@ pub struct ServeArgs {
     pub config: PathBuf,
 }
 
-/// Runs the server with a configuration that has been read and validated.
-///
-/// The broker's tokio driver is moving into thingkit-broker; until it is wired here, this only
-/// reports that it is not.
+/// The registry database inside `data_dir`.
+const REGISTRY_FILE: &str = "registry.redb";
+
+/// Runs the server with a configuration that has been read and validated, until SIGINT or
+/// SIGTERM.
 pub fn serve(config: ServeConfig) -> Result<(), Failure> {
-    let _ = config;
-    Err(Failure("the broker driver is not wired yet".into()))
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(run(config))
+}
+
+fn init_logging(config: &ServeConfig) {
+    let level = match config.log.level {
+        crate::config::LogLevel::Error => tracing::Level::ERROR,
+        crate::config::LogLevel::Warn => tracing::Level::WARN,
+        crate::config::LogLevel::Info => tracing::Level::INFO,
+        crate::config::LogLevel::Debug => tracing::Level::DEBUG,
+        crate::config::LogLevel::Trace => tracing::Level::TRACE,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    // A second subscriber (tests that serve twice in one process) is not an error.
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+fn read(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))
+}
+
+async fn run(config: ServeConfig) -> Result<(), Failure> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Failure(format!("{}: {e}", config.data_dir.display())))?;
+    let registry_path = config.data_dir.join(REGISTRY_FILE);
+    let store = RedbStore::open(&registry_path)
+        .map_err(|e| Failure(format!("{}: {e}", registry_path.display())))?;
+    let mut registry = Registry::open(store, RegistryLimits::default())
+        .map_err(|e| Failure(format!("{}: {e}", registry_path.display())))?;
+    let ca = Arc::new(
+        CertificateAuthority::from_pem(
+            &read(&config.ca.certificate)?,
+            &read(&config.ca.private_key)?,
+        )
+        .map_err(|e| Failure(format!("{}: {e}", config.ca.certificate.display())))?,
+    );
+    let now = SystemTime::now();
+    if registry.ca_certificate(&ca.id()).is_none() {
+        registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
+    }
+    let policies = load_policies(&mut registry, &config, now)?;
+    register_devices(&mut registry, &config, &policies, now)?;
+    let arn = config
+        .account
+        .arn_prefix()
+        .ok_or_else(|| Failure("account: invalid partition, region or account".into()))?;
+    let fleet = if config.fleet.templates.is_empty() {
+        None
+    } else {
+        Some(Arc::new(Mutex::new(fleet_provisioning(
+            &mut registry,
+            &ca,
+            &arn,
+            &config,
+            now,
+        )?)))
+    };
+    let mut firmware_keys = Vec::new();
+    for path in &config.firmware.trusted_keys {
+        firmware_keys.push(
+            PublicKey::from_spki_pem(&read(path)?)
+                .map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+        );
+    }
+    let firmware_trust = match firmware_keys.len() {
+        0 => None,
+        _ => Some(TrustAnchors::new(0, 1, firmware_keys)?),
+    };
+
+    let identity = ServerIdentity::from_pem(
+        read(&config.tls.certificate)?,
+        read(&config.tls.private_key)?,
+    );
+    let broker_config = broker_config(&config, arn, fleet, firmware_trust);
+    let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
+        .await
+        .map_err(|e| Failure(format!("mqtt.listen {}: {e}", config.mqtt.listen)))?;
+    let broker = Broker::builder(Arc::new(RwLock::new(registry)), identity)
+        .config(broker_config)
+        .serve(listener)
+        .await?;
+    // The handlers are installed before the listening lines, so a supervisor that signals
+    // right after reading them is never met by the default action.
+    let stop = shutdown_signal().map_err(|e| Failure(format!("signal handlers: {e}")))?;
+    println!(
+        "mqtt listening on {} (MQTT 3.1.1 + 5.0 over mutual TLS)",
+        broker.local_addr()
+    );
+    let signal = stop.await;
+    tracing::info!(signal, "shutting down");
+    broker.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Creates the policies of `[policies] dir` (FILE.json is the policy FILE), or gives an
+/// existing one a new default version when its file changed. Returns their names.
+fn load_policies<S: thingkit_provision::RegistryStore>(
+    registry: &mut Registry<S>,
+    config: &ServeConfig,
+    now: SystemTime,
+) -> Result<Vec<String>, Failure> {
+    let Some(dir) = &config.policies.dir else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Failure(format!("policies.dir {}: {e}", dir.display())))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut names = Vec::new();
+    for file in files {
+        let Some(name) = file.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let text = read(&file)?;
+        let changed = match registry.policy(name) {
+            None => {
+                registry
+                    .create_policy(name, &text, now)
+                    .map_err(|e| Failure(format!("{}: {e}", file.display())))?;
+                false
+            }
+            Some(existing) => existing
+                .default_version()
+                .is_none_or(|v| v.document.text() != text),
+        };
+        if changed {
+            registry
+                .create_policy_version(name, &text, true, now)
+                .map_err(|e| Failure(format!("{}: {e}", file.display())))?;
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
+}
+
+/// Registers each `[[device]]`: its certificate ACTIVE, its thing, the attachment, its policies.
+fn register_devices<S: thingkit_provision::RegistryStore>(
+    registry: &mut Registry<S>,
+    config: &ServeConfig,
+    policies: &[String],
+    now: SystemTime,
+) -> Result<(), Failure> {
+    for device in &config.devices {
+        let at = |e: thingkit_provision::Error| Failure(format!("device {:?}: {e}", device.thing));
+        let pem = read(&device.certificate)?;
+        let id = CertificateId::of_certificate(pem.as_bytes())
+            .map_err(|e| Failure(format!("{}: {e}", device.certificate.display())))?;
+        if registry.certificate(&id).is_none() {
+            registry
+                .register_certificate(pem.as_bytes(), CertificateStatus::Active, now)
+                .map_err(at)?;
+        }
+        if registry.thing(&device.thing).is_none() {
+            registry
+                .create_thing(&device.thing, None, &[])
+                .map_err(at)?;
+        }
+        if !registry.thing_principals(&device.thing).contains(&id) {
+            registry
+                .attach_thing_principal(&device.thing, &id, true)
+                .map_err(at)?;
+        }
+        let wanted = device.policies.as_deref().unwrap_or(policies);
+        for name in wanted {
+            let attached = registry
+                .certificate(&id)
+                .is_some_and(|c| c.policies.iter().any(|p| &**p == name.as_str()));
+            if !attached {
+                registry
+                    .attach_policy(name, &PolicyTarget::Certificate(id))
+                    .map_err(at)?;
+            }
+        }
+        tracing::info!(thing = %device.thing, certificate = %id, "device registered");
+    }
+    Ok(())
+}
+
+/// Fleet provisioning: the templates, and the claim certificates with the claim policy.
+fn fleet_provisioning<S: thingkit_provision::RegistryStore>(
+    registry: &mut Registry<S>,
+    ca: &Arc<CertificateAuthority>,
+    arn: &thingkit_policy::ArnPrefix,
+    config: &ServeConfig,
+    now: SystemTime,
+) -> Result<FleetProvisioning, Failure> {
+    let mut service = FleetProvisioning::new(ca.clone(), Fleet::default());
+    let mut names = Vec::new();
+    for (name, file) in &config.fleet.templates {
+        let template = ProvisioningTemplate::parse(&read(file)?, &TemplateLimits::default())
+            .map_err(|e| Failure(format!("{}: {e}", file.display())))?;
+        service.add_template(name, template)?;
+        names.push(name.as_str());
+    }
+    let policy = claim_policy(arn, &names)?;
+    if registry.policy("claim").is_none() {
+        registry.create_policy("claim", &policy, now)?;
+    }
+    for file in &config.fleet.claim_certificates {
+        let pem = read(file)?;
+        let id = CertificateId::of_certificate(pem.as_bytes())
+            .map_err(|e| Failure(format!("{}: {e}", file.display())))?;
+        if registry.certificate(&id).is_none() {
+            registry.register_certificate(pem.as_bytes(), CertificateStatus::Active, now)?;
+        }
+        let attached = registry
+            .certificate(&id)
+            .is_some_and(|c| c.policies.iter().any(|p| &**p == "claim"));
+        if !attached {
+            registry.attach_policy("claim", &PolicyTarget::Certificate(id))?;
+        }
+    }
+    Ok(service)
+}
+
+/// Per-connection publish limits: the AWS actions (PUBACK 0x97) with the file's rates.
+fn publish_limits(publishes: u64, bytes: u64) -> RateLimits {
+    RateLimits::aws_connection()
+        .with_messages(Some(Rate::per_second(publishes)))
+        .with_bytes(Some(Rate::per_second(bytes)))
+}
+
+/// Per-client-ID CONNECT limits: AWS's action (CONNACK 0x9F) with the file's rate.
+fn connect_limits(per_second: u64) -> RateLimits {
+    RateLimits::aws_client_connect().with_messages(Some(Rate::per_second(per_second)))
+}
+
+fn limit_classes(limits: &LimitsConfig) -> Vec<LimitClass> {
+    limits
+        .overrides
+        .iter()
+        .filter_map(|o| {
+            let selector = match (&o.thing_type, &o.thing_group) {
+                (Some(t), _) => ThingSelector::ThingType(t.clone()),
+                (None, Some(g)) => ThingSelector::ThingGroup(g.clone()),
+                (None, None) => return None, // refused when the file is read
+            };
+            let publishes = o
+                .publishes_per_second
+                .unwrap_or(limits.publishes_per_second);
+            let bytes = o.bytes_per_second.unwrap_or(limits.bytes_per_second);
+            Some(
+                LimitClass::new(selector, publish_limits(publishes.get(), bytes.get()))
+                    .with_connect_limits(o.connects_per_second.map(|c| connect_limits(c.get()))),
+            )
+        })
+        .collect()
+}
+
+/// The broker's configuration from the file's.
+fn broker_config(
+    config: &ServeConfig,
+    arn: thingkit_policy::ArnPrefix,
+    fleet: Option<Arc<Mutex<FleetProvisioning>>>,
+    firmware_trust: Option<TrustAnchors>,
+) -> BrokerConfig {
+    let (mqtt, limits) = (&config.mqtt, &config.limits);
+    BrokerConfig::default()
+        .with_arn(arn)
+        .with_default_account(config.account.account_id.clone())
+        .with_metering(config.metering.preset.policy())
+        .with_connection_limits(publish_limits(
+            limits.publishes_per_second.get(),
+            limits.bytes_per_second.get(),
+        ))
+        .with_account_limits(RateLimits::aws_account_publish().with_messages(Some(
+            Rate::per_second(limits.account_publishes_per_second.get()),
+        )))
+        .with_connect_limits(Some(connect_limits(limits.connects_per_second.get())))
+        .with_limit_classes(limit_classes(limits))
+        .with_max_accounts(limits.max_accounts.get())
+        .with_max_connect_clients(limits.max_connect_clients.get())
+        .with_max_packet_size(mqtt.max_packet_size.get())
+        .with_topic_alias_maximum(mqtt.topic_alias_maximum)
+        .with_receive_maximum(mqtt.receive_maximum.get())
+        .with_max_inflight(mqtt.max_inflight.get())
+        .with_max_queued(mqtt.max_queued.get())
+        .with_max_retained_messages(mqtt.max_retained_messages.get())
+        .with_max_retained_bytes(mqtt.max_retained_bytes.get())
+        .with_max_keep_alive(mqtt.max_keep_alive.get())
+        .with_connect_timeout(mqtt.connect_timeout())
+        .with_max_connections(mqtt.max_connections.get())
+        .with_alpn_protocols(
+            config
+                .tls
+                .alpn
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect(),
+        )
+        .with_fleet(fleet)
+        .with_firmware_trust(firmware_trust)
 }

@@ -1,0 +1,184 @@
+//! `thingkit serve --config DIR/thingkit.toml` as a real process: the walkthrough of
+//! `thingkit init`, a device certificate, a policy and a `[[device]]`, then a graceful stop at
+//! SIGTERM. `serve_runs_the_walkthrough_with_mosquitto_clients` needs mosquitto-clients, so it is
+//! ignored by `cargo test`; `.ci/run` runs it with `-- --ignored` (a missing peer fails it).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+const POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect",
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:client/${iot:Connection.Thing.ThingName}"},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/dt/*"},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:topicfilter/dt/*"}
+  ]
+}"#;
+
+/// `thingkit init DIR`, two device certificates, a policy and a config that registers them and
+/// listens on an ephemeral port. Paths in the config are relative (to the file).
+fn walkthrough(dir: &Path) {
+    let out = thingkit(&["init", arg(dir)], None);
+    assert!(out.status.success(), "init: {}", stderr(&out));
+    std::fs::create_dir_all(dir.join("devices")).unwrap();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    for thing in ["sensor-1", "sensor-2"] {
+        let out = thingkit(
+            &[
+                "cert",
+                "create",
+                "--ca-dir",
+                arg(&dir.join("ca")),
+                "--common-name",
+                thing,
+                "--cert-out",
+                arg(&dir.join(format!("devices/{thing}.pem"))),
+                "--key-out",
+                arg(&dir.join(format!("devices/{thing}.key"))),
+            ],
+            None,
+        );
+        assert!(out.status.success(), "cert create: {}", stderr(&out));
+    }
+    std::fs::write(dir.join("policies/devices.json"), POLICY).unwrap();
+    let mut config = std::fs::read_to_string(dir.join("thingkit.toml")).unwrap();
+    config = config.replace("# listen = \"127.0.0.1:8883\"", "listen = \"127.0.0.1:0\"");
+    config = config.replace("# dir = \"policies\"", "dir = \"policies\"");
+    config = config.replace("# enabled = true", "enabled = false");
+    config.push_str(
+        "\n[[device]]\nthing = \"sensor-1\"\ncertificate = \"devices/sensor-1.pem\"\n\n\
+         [[device]]\nthing = \"sensor-2\"\ncertificate = \"devices/sensor-2.pem\"\n",
+    );
+    std::fs::write(dir.join("thingkit.toml"), config).unwrap();
+}
+
+/// A running `thingkit serve` and the port its listening line named.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(config: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
+            .args(["serve", "--config", arg(config)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("thingkit serve runs");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let _ = tx.send(line.unwrap_or_default());
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a listening line within 30 s");
+        let addr = line
+            .strip_prefix("mqtt listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        Server { child, port }
+    }
+
+    /// SIGTERM, then the exit status within 10 s.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+#[cfg(unix)]
+fn serve_starts_from_an_init_directory_registers_devices_and_stops_at_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    walkthrough(dir.path());
+    let server = Server::start(&dir.path().join("thingkit.toml"));
+    std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("the listener accepts");
+    let status = server.terminate();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    // The registry persisted in data_dir (relative to the file), and a restart reuses it.
+    assert!(dir.path().join("data/registry.redb").exists());
+    let server = Server::start(&dir.path().join("thingkit.toml"));
+    assert!(server.terminate().success());
+}
+
+#[test]
+#[ignore = "needs mosquitto-clients; run by .ci/run with --ignored"]
+#[cfg(unix)]
+fn serve_runs_the_walkthrough_with_mosquitto_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    walkthrough(dir.path());
+    let server = Server::start(&dir.path().join("thingkit.toml"));
+    let client = |program: &str, thing: &str| {
+        let mut cmd = Command::new(program);
+        cmd.args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-V", "5"])
+            .arg("--cafile")
+            .arg(dir.path().join("ca/ca.pem"))
+            .arg("--cert")
+            .arg(dir.path().join(format!("devices/{thing}.pem")))
+            .arg("--key")
+            .arg(dir.path().join(format!("devices/{thing}.key")))
+            .args(["-i", thing]);
+        cmd
+    };
+    let sub = client("mosquitto_sub", "sensor-2")
+        .args(["-t", "dt/#", "-q", "1", "-C", "1", "-W", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
+    // Publish until the subscriber has what it waits for (its SUBSCRIBE races the publish).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut sub = sub;
+    loop {
+        let status = client("mosquitto_pub", "sensor-1")
+            .args(["-t", "dt/sensor-1/temperature", "-q", "1", "-m", "21.5"])
+            .status()
+            .expect("mosquitto_pub is installed (apt install mosquitto-clients)");
+        assert!(status.success(), "mosquitto_pub: {status:?}");
+        if sub.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break;
+        }
+        // AWS's default: one CONNECT per second per client ID ([limits] connects_per_second).
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let out = sub.wait_with_output().unwrap();
+    assert!(out.status.success(), "mosquitto_sub: {:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "21.5");
+    // A publish outside the policy is refused (MQTT 5: PUBACK 0x87, which mosquitto_pub
+    // reports on stderr).
+    std::thread::sleep(Duration::from_millis(1100));
+    let denied = client("mosquitto_pub", "sensor-1")
+        .args(["-t", "secret/x", "-q", "1", "-m", "x"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&denied.stderr).to_lowercase();
+    assert!(said.contains("not authorized"), "mosquitto_pub said: {said}");
+    assert!(server.terminate().success());
+}

@@ -570,29 +570,40 @@ impl ConnectionTable {
             minutes: 0,
         };
         // Retained and plain publishes share the inbound counters; they are reported as
-        // `publish` (their units already include the retained surcharge).
+        // `publish` (their units already include the retained surcharge). Both adds are tried:
+        // a refused publish key must not cost the delivery counts too.
+        let mut result = Ok(());
         if inbound != Counts::default() {
-            meter.add(account, device, PacketKind::Publish, unix_secs, &inbound)?;
+            result = meter.add(account, device, PacketKind::Publish, unix_secs, &inbound);
         }
         if outbound != Counts::default() {
-            meter.add(account, device, PacketKind::Receive, unix_secs, &outbound)?;
+            let added = meter.add(account, device, PacketKind::Receive, unix_secs, &outbound);
+            result = result.and(added);
         }
-        Ok(())
+        result
     }
 
     /// Flushes and closes the connection at `unix_secs`, recording its connection minutes
     /// (rounded up per connection, see [`connection_minutes`], attributed to the window in which
     /// the connection opened; a zero-second connection records nothing); its slot is reused by a
     /// later connect.
+    ///
+    /// The slot is freed even when the meter refuses counts (for example
+    /// [`Error::TooManyKeys`] from a full [`Meter`]): the flush and the connection minutes are
+    /// both attempted, the counts the meter refused are lost, and the first error is returned.
+    /// A handle of another table is refused and frees nothing.
     pub fn disconnect(&self, mut conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
-        self.flush(&mut conn, meter, unix_secs)?;
+        self.own(&conn)?;
+        // The flush zeroes the slot's outbound counters whether or not the meter takes them, so
+        // the slot can be reused even after an error.
+        let flushed = self.flush(&mut conn, meter, unix_secs);
         self.registry
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .free
             .push(conn.slot);
         let minutes = connection_minutes(unix_secs.saturating_sub(conn.since));
-        if minutes > 0 {
+        let recorded = if minutes > 0 {
             let counts = Counts {
                 messages: 0,
                 units: meter.policy().units(PacketKind::ConnectionMinutes, minutes),
@@ -605,9 +616,11 @@ impl ConnectionTable {
                 PacketKind::ConnectionMinutes,
                 conn.since,
                 &counts,
-            )?;
-        }
-        Ok(())
+            )
+        } else {
+            Ok(())
+        };
+        flushed.and(recorded)
     }
 
     /// Number of live connections.
@@ -795,6 +808,70 @@ mod tests {
         assert!(b.record_publish(&mut c, 1, false, Nanos(0)).is_err());
         assert!(b.peek_publish(&c, 1, Nanos(0)).is_err());
         assert!(b.record_delivery(&c, 1).is_err());
+    }
+
+    #[test]
+    fn disconnect_frees_the_slot_even_when_the_meter_is_full() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 2).unwrap();
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 1).unwrap();
+        m.add("other", "x", PacketKind::Publish, 0, &Counts::default())
+            .unwrap();
+        for i in 0..20 {
+            let mut c = t.connect("a", "d", i).unwrap();
+            t.record_publish(&mut c, 10, false, Nanos(0)).unwrap();
+            t.record_delivery(&c, 10).unwrap();
+            assert!(matches!(
+                t.disconnect(c, &m, i + 61),
+                Err(Error::TooManyKeys { what: "meter", .. })
+            ));
+            assert!(t.is_empty());
+        }
+        // The refused counts are gone with the connection: a reused slot starts at zero.
+        let mut c = t.connect("a", "d", 0).unwrap();
+        let fresh = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 10).unwrap();
+        t.flush(&mut c, &fresh, 0).unwrap();
+        assert!(fresh.totals().is_empty());
+    }
+
+    #[test]
+    fn connection_minutes_are_recorded_when_the_flush_is_refused() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 1).unwrap();
+        let zero = Counts::default();
+        m.add("a", "d", PacketKind::ConnectionMinutes, 0, &zero)
+            .unwrap();
+        let mut c = t.connect("a", "d", 0).unwrap();
+        t.record_publish(&mut c, 10, false, Nanos(0)).unwrap();
+        // Day 1's flush cannot get a key; the minutes go to day 0's existing key.
+        assert!(t.disconnect(c, &m, 86_400 + 30).is_err());
+        let totals = m.totals();
+        assert_eq!(totals.len(), 1);
+        let (key, counts) = totals.iter().next().unwrap();
+        assert_eq!((key.kind, key.window), (PacketKind::ConnectionMinutes, 0));
+        assert_eq!(counts.minutes, 1441);
+        assert!(t.connect("a", "d", 0).is_ok());
+    }
+
+    #[test]
+    fn disconnect_of_another_tables_handle_frees_nothing() {
+        let a = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
+        let b = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
+        let m = meter();
+        let c = a.connect("x", "y", 0).unwrap();
+        let other = b.connect("x", "z", 0).unwrap();
+        assert!(matches!(
+            b.disconnect(c, &m, 60),
+            Err(Error::Config {
+                field: "connection",
+                ..
+            })
+        ));
+        assert!(m.totals().is_empty());
+        assert_eq!((a.len(), b.len()), (1, 1));
+        // b's one slot is still taken by `other`, not doubled by a foreign slot number.
+        assert!(b.connect("x", "w", 0).is_err());
+        b.disconnect(other, &m, 0).unwrap();
+        assert!(b.connect("x", "w", 0).is_ok());
     }
 
     #[test]

@@ -33,6 +33,24 @@ impl Granularity {
             Granularity::Month => Month::of(unix_secs).start(),
         }
     }
+
+    /// The first second after the window containing `unix_secs`: the window is the half-open
+    /// range `window_start(unix_secs)..end`. Month windows are UTC calendar months, so their
+    /// length varies (28 to 31 days).
+    ///
+    /// `None` when the window never ends: the month 9999-12 holds every later time too (see
+    /// [`Month::of`]), and an hour or day whose end would overflow `u64` has no end either.
+    pub fn window_end(self, unix_secs: u64) -> Option<u64> {
+        match self {
+            Granularity::Hour => self.window_start(unix_secs).checked_add(3600),
+            Granularity::Day => Day::of(unix_secs).start().checked_add(86_400),
+            Granularity::Month => {
+                let month = Month::of(unix_secs);
+                let next = month.next();
+                (next != month).then(|| next.start())
+            }
+        }
+    }
 }
 
 /// What a count is about: account, device, kind and window start (Unix seconds).
@@ -79,7 +97,16 @@ impl Counts {
     }
 }
 
-/// A node's aggregates: counts per [`UsageKey`], with a cap on distinct keys.
+/// A node's aggregates: counts per [`UsageKey`], with a cap on distinct keys (`max_keys`; a
+/// new key beyond it is refused with [`Error::TooManyKeys`] and its counts are lost).
+///
+/// # Closed windows
+///
+/// A key stays in the meter until it is drained. A broker that runs for longer than a few
+/// windows calls [`Meter::drain_closed`] periodically (for example once per window, just after
+/// it ends) and persists what it returns; that is what keeps the meter below its cap. Without
+/// draining, every (account, device, kind, window) ever seen is kept, the meter fills up, and
+/// from then on [`Meter::add`] refuses new keys.
 #[derive(Debug)]
 pub struct Meter {
     node: String,
@@ -165,6 +192,54 @@ impl Meter {
         )
     }
 
+    /// Removes and returns the counts of every window that has ended at `unix_secs`: each key
+    /// whose [`Granularity::window_end`] is at or before `unix_secs` (for monthly windows, the
+    /// first second of the next UTC calendar month). Keys of windows still open stay, and the
+    /// removed keys no longer count against `max_keys`. Every count added to the meter is
+    /// returned by exactly one drain.
+    ///
+    /// # Use
+    ///
+    /// A broker calls this periodically and persists the result before dropping it: price it
+    /// with [`BillingRun::add_totals`](crate::BillingRun::add_totals), export it with
+    /// [`write_totals_csv`](crate::write_totals_csv), or store it beside the ledger. Batches are
+    /// deltas, to be summed, never to replace one another: counts can still arrive for a window
+    /// after it was drained — [`ConnectionTable::disconnect`] attributes connection minutes to
+    /// the window the connection *opened* in, and a caller may flush with an earlier time — and
+    /// then the key is created afresh with only those late counts, which a later drain returns.
+    /// [`BillingRun::add_totals`](crate::BillingRun::add_totals) adds on every call, so a batch
+    /// that may be delivered twice needs its own idempotency (for example node name and drain
+    /// time).
+    ///
+    /// # Why not usage events for the ledger
+    ///
+    /// The usage `Ledger` stores one [`UsageEvent`] per metered operation and computes units
+    /// from each event's bytes when replaying and billing. A drained total (N messages, B bytes,
+    /// U units) is not one operation: an event of B bytes would be priced as one message of
+    /// `ceil(B / block)` units instead of N messages whose units were rounded up one by one
+    /// (with minimum units and the retained-publish surcharge), and splitting it into N events
+    /// cannot recover the per-message sizes. So there is no lossless conversion from drained
+    /// totals to ledger events (connection-minute totals alone would convert exactly); persist
+    /// them as totals.
+    ///
+    /// # Snapshots
+    ///
+    /// A drained key leaves this node's [`Meter::snapshot`]. [`NodeAggregate`]s are exact for
+    /// open windows only; see its documentation for what draining means for merging.
+    pub fn drain_closed(&self, unix_secs: u64) -> BTreeMap<UsageKey, Counts> {
+        let granularity = self.granularity;
+        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let (closed, open) = std::mem::take(&mut *totals)
+            .into_iter()
+            .partition(|(key, _)| {
+                granularity
+                    .window_end(key.window)
+                    .is_some_and(|end| end <= unix_secs)
+            });
+        *totals = open;
+        closed
+    }
+
     /// A copy of the node's totals.
     pub fn totals(&self) -> BTreeMap<UsageKey, Counts> {
         self.totals
@@ -186,6 +261,22 @@ impl Meter {
 /// In JSON it is a flat list of [`AggregateRow`]s (one per node and key), which is also what an
 /// analytics engine wants; rows repeating a node and key are merged by maximum when read, and a
 /// node without any key has no row.
+///
+/// # Draining
+///
+/// The merge is a G-counter because a node's count for a key only grows. That holds while the
+/// key's window is open; [`Meter::drain_closed`] breaks it on purpose for closed windows: the
+/// drained key leaves the node's later snapshots (a merged aggregate keeps the last value it saw
+/// before the drain, which can be short of the drained total), and a key recreated by late
+/// counts starts again from zero, so the per-node maximum keeps the old value and drops the late
+/// counts. Hence:
+///
+/// - for open windows, snapshots merge exactly as described above;
+/// - for closed windows, the drained totals (shipped separately, summed over drains) are the
+///   final figures; an aggregate's counts for those windows are partial and must not be added
+///   to them (that would count twice what the aggregate saw before the drain);
+/// - a view that needs both takes drained totals for closed windows and aggregates for open
+///   ones, or takes each snapshot before draining and ships the pair together.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "Vec<AggregateRow>", from = "Vec<AggregateRow>")]
 pub struct NodeAggregate {
@@ -383,10 +474,14 @@ impl Connection {
 ///    read that connection's socket) and the table's shared, read-only limits.
 /// 2. [`Meter`]: the node's aggregates keyed by [`UsageKey`]; connections are
 ///    [flushed](ConnectionTable::flush) into it periodically and on disconnect.
-/// 3. [`NodeAggregate`]: a snapshot of several nodes' meters. Each node's counters only grow, so
-///    merging takes the per-node maximum of every counter (a G-counter CRDT): merging is
-///    commutative, associative and idempotent, and a node's snapshot can be delivered twice or
-///    out of order without double counting. The fleet total is the sum over nodes.
+///    Closed windows are [drained](Meter::drain_closed) out of it periodically and persisted,
+///    which frees their keys.
+/// 3. [`NodeAggregate`]: a snapshot of several nodes' meters. While a window is open, each
+///    node's counters for it only grow, so merging takes the per-node maximum of every counter
+///    (a G-counter CRDT): merging is commutative, associative and idempotent, and a node's
+///    snapshot can be delivered twice or out of order without double counting. The fleet total
+///    is the sum over nodes. Drained (closed) windows are final elsewhere; see
+///    [`NodeAggregate`].
 ///
 /// # Concurrency
 ///
@@ -570,29 +665,40 @@ impl ConnectionTable {
             minutes: 0,
         };
         // Retained and plain publishes share the inbound counters; they are reported as
-        // `publish` (their units already include the retained surcharge).
+        // `publish` (their units already include the retained surcharge). Both adds are tried:
+        // a refused publish key must not cost the delivery counts too.
+        let mut result = Ok(());
         if inbound != Counts::default() {
-            meter.add(account, device, PacketKind::Publish, unix_secs, &inbound)?;
+            result = meter.add(account, device, PacketKind::Publish, unix_secs, &inbound);
         }
         if outbound != Counts::default() {
-            meter.add(account, device, PacketKind::Receive, unix_secs, &outbound)?;
+            let added = meter.add(account, device, PacketKind::Receive, unix_secs, &outbound);
+            result = result.and(added);
         }
-        Ok(())
+        result
     }
 
     /// Flushes and closes the connection at `unix_secs`, recording its connection minutes
     /// (rounded up per connection, see [`connection_minutes`], attributed to the window in which
     /// the connection opened; a zero-second connection records nothing); its slot is reused by a
     /// later connect.
+    ///
+    /// The slot is freed even when the meter refuses counts (for example
+    /// [`Error::TooManyKeys`] from a full [`Meter`]): the flush and the connection minutes are
+    /// both attempted, the counts the meter refused are lost, and the first error is returned.
+    /// A handle of another table is refused and frees nothing.
     pub fn disconnect(&self, mut conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
-        self.flush(&mut conn, meter, unix_secs)?;
+        self.own(&conn)?;
+        // The flush zeroes the slot's outbound counters whether or not the meter takes them, so
+        // the slot can be reused even after an error.
+        let flushed = self.flush(&mut conn, meter, unix_secs);
         self.registry
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .free
             .push(conn.slot);
         let minutes = connection_minutes(unix_secs.saturating_sub(conn.since));
-        if minutes > 0 {
+        let recorded = if minutes > 0 {
             let counts = Counts {
                 messages: 0,
                 units: meter.policy().units(PacketKind::ConnectionMinutes, minutes),
@@ -605,9 +711,11 @@ impl ConnectionTable {
                 PacketKind::ConnectionMinutes,
                 conn.since,
                 &counts,
-            )?;
-        }
-        Ok(())
+            )
+        } else {
+            Ok(())
+        };
+        flushed.and(recorded)
     }
 
     /// Number of live connections.
@@ -798,12 +906,198 @@ mod tests {
     }
 
     #[test]
+    fn disconnect_frees_the_slot_even_when_the_meter_is_full() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 2).unwrap();
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 1).unwrap();
+        m.add("other", "x", PacketKind::Publish, 0, &Counts::default())
+            .unwrap();
+        for i in 0..20 {
+            let mut c = t.connect("a", "d", i).unwrap();
+            t.record_publish(&mut c, 10, false, Nanos(0)).unwrap();
+            t.record_delivery(&c, 10).unwrap();
+            assert!(matches!(
+                t.disconnect(c, &m, i + 61),
+                Err(Error::TooManyKeys { what: "meter", .. })
+            ));
+            assert!(t.is_empty());
+        }
+        // The refused counts are gone with the connection: a reused slot starts at zero.
+        let mut c = t.connect("a", "d", 0).unwrap();
+        let fresh = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 10).unwrap();
+        t.flush(&mut c, &fresh, 0).unwrap();
+        assert!(fresh.totals().is_empty());
+    }
+
+    #[test]
+    fn connection_minutes_are_recorded_when_the_flush_is_refused() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 1).unwrap();
+        let zero = Counts::default();
+        m.add("a", "d", PacketKind::ConnectionMinutes, 0, &zero)
+            .unwrap();
+        let mut c = t.connect("a", "d", 0).unwrap();
+        t.record_publish(&mut c, 10, false, Nanos(0)).unwrap();
+        // Day 1's flush cannot get a key; the minutes go to day 0's existing key.
+        assert!(t.disconnect(c, &m, 86_400 + 30).is_err());
+        let totals = m.totals();
+        assert_eq!(totals.len(), 1);
+        let (key, counts) = totals.iter().next().unwrap();
+        assert_eq!((key.kind, key.window), (PacketKind::ConnectionMinutes, 0));
+        assert_eq!(counts.minutes, 1441);
+        assert!(t.connect("a", "d", 0).is_ok());
+    }
+
+    #[test]
+    fn disconnect_of_another_tables_handle_frees_nothing() {
+        let a = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
+        let b = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
+        let m = meter();
+        let c = a.connect("x", "y", 0).unwrap();
+        let other = b.connect("x", "z", 0).unwrap();
+        assert!(matches!(
+            b.disconnect(c, &m, 60),
+            Err(Error::Config {
+                field: "connection",
+                ..
+            })
+        ));
+        assert!(m.totals().is_empty());
+        assert_eq!((a.len(), b.len()), (1, 1));
+        // b's one slot is still taken by `other`, not doubled by a foreign slot number.
+        assert!(b.connect("x", "w", 0).is_err());
+        b.disconnect(other, &m, 0).unwrap();
+        assert!(b.connect("x", "w", 0).is_ok());
+    }
+
+    #[test]
     fn meter_refuses_keys_beyond_its_cap() {
         let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Hour, 1).unwrap();
         let c = Counts::default();
         m.add("a", "d", PacketKind::Publish, 0, &c).unwrap();
         m.add("a", "d", PacketKind::Publish, 10, &c).unwrap();
         assert!(m.add("a", "d", PacketKind::Publish, 3600, &c).is_err());
+    }
+
+    fn one() -> Counts {
+        Counts {
+            messages: 1,
+            units: 2,
+            bytes: 3,
+            minutes: 0,
+        }
+    }
+
+    fn windows(totals: &BTreeMap<UsageKey, Counts>) -> Vec<u64> {
+        totals.keys().map(|k| k.window).collect()
+    }
+
+    #[test]
+    fn window_end_is_the_start_of_the_next_window() {
+        assert_eq!(Granularity::Hour.window_end(0), Some(3600));
+        assert_eq!(Granularity::Hour.window_end(3599), Some(3600));
+        assert_eq!(Granularity::Hour.window_end(3600), Some(7200));
+        assert_eq!(Granularity::Day.window_end(86_399), Some(86_400));
+        let feb_2024 = Month::new(2024, 2).unwrap().start();
+        assert_eq!(feb_2024, 1_706_745_600); // 2024-02-01T00:00:00Z
+        // A leap February is 29 days long.
+        assert_eq!(
+            Granularity::Month.window_end(feb_2024),
+            Some(feb_2024 + 29 * 86_400)
+        );
+        // The last month the calendar holds never ends, nor does an hour past u64's range.
+        assert_eq!(Granularity::Month.window_end(u64::MAX), None);
+        assert_eq!(Granularity::Hour.window_end(u64::MAX), None);
+    }
+
+    #[test]
+    fn drain_returns_closed_windows_once_and_keeps_open_ones() {
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Hour, 100).unwrap();
+        for t in [10, 3_700, 7_300, 7_301] {
+            m.add("a", "d", PacketKind::Publish, t, &one()).unwrap();
+        }
+        m.add("b", "e", PacketKind::Receive, 20, &one()).unwrap();
+        // At 7,199 only hour 0 has ended.
+        assert_eq!(windows(&m.drain_closed(7_199)), [0, 0]);
+        // At 7,200 hour 1 has ended too; hour 2 is open and stays.
+        let closed = m.drain_closed(7_200);
+        assert_eq!(windows(&closed), [3600]);
+        assert_eq!(closed.values().next(), Some(&one()));
+        assert!(m.drain_closed(7_200).is_empty());
+        let open = m.totals();
+        assert_eq!(windows(&open), [7200]);
+        assert_eq!(open.values().next().unwrap().messages, 2);
+        assert_eq!(windows(&m.snapshot().totals()), [7200]);
+    }
+
+    #[test]
+    fn drain_frees_room_for_keys_the_cap_refused() {
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 1).unwrap();
+        m.add("a", "d", PacketKind::Publish, 5, &one()).unwrap();
+        assert!(matches!(
+            m.add("a", "d", PacketKind::Publish, 86_405, &one()),
+            Err(Error::TooManyKeys { what: "meter", .. })
+        ));
+        assert_eq!(windows(&m.drain_closed(86_405)), [0]);
+        m.add("a", "d", PacketKind::Publish, 86_405, &one())
+            .unwrap();
+        assert_eq!(windows(&m.totals()), [86_400]);
+    }
+
+    #[test]
+    fn monthly_windows_close_at_the_calendar_month_boundary() {
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Month, 10).unwrap();
+        let feb = Month::new(2024, 2).unwrap();
+        let (mar, dec) = (feb.next(), Month::new(2025, 12).unwrap());
+        let jan = dec.next();
+        assert_eq!(jan.start(), 1_767_225_600); // 2026-01-01T00:00:00Z
+        m.add(
+            "a",
+            "d",
+            PacketKind::Publish,
+            feb.start() + 28 * 86_400,
+            &one(),
+        )
+        .unwrap(); // Feb 29th
+        m.add(
+            "a",
+            "d",
+            PacketKind::Publish,
+            dec.start() + 30 * 86_400,
+            &one(),
+        )
+        .unwrap(); // Dec 31st
+        assert!(m.drain_closed(mar.start() - 1).is_empty());
+        assert_eq!(windows(&m.drain_closed(mar.start())), [feb.start()]);
+        assert!(m.drain_closed(jan.start() - 1).is_empty());
+        assert_eq!(windows(&m.drain_closed(jan.start())), [dec.start()]);
+        assert!(m.totals().is_empty());
+    }
+
+    #[test]
+    fn the_last_calendar_month_is_never_drained() {
+        let m = Meter::new("n", MeteringPolicy::aws(), Granularity::Month, 10).unwrap();
+        m.add("a", "d", PacketKind::Publish, u64::MAX - 5, &one())
+            .unwrap();
+        assert!(m.drain_closed(u64::MAX).is_empty());
+        assert_eq!(m.totals().len(), 1);
+    }
+
+    #[test]
+    fn late_counts_for_a_drained_window_come_back_as_a_delta() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
+        let m = meter();
+        let short = t.connect("a", "short", 0).unwrap();
+        let long = t.connect("a", "long", 0).unwrap();
+        t.disconnect(short, &m, 60).unwrap();
+        let first = m.drain_closed(86_400);
+        assert_eq!(first.values().map(|c| c.minutes).collect::<Vec<_>>(), [1]);
+        // The long connection's minutes belong to day 0, which was already drained.
+        t.disconnect(long, &m, 86_400 + 60).unwrap();
+        let second = m.drain_closed(86_400 + 60);
+        assert_eq!(windows(&second), [0]);
+        let (key, counts) = second.iter().next().unwrap();
+        assert_eq!((key.device.as_str(), counts.minutes), ("long", 1441));
+        assert!(m.totals().is_empty());
     }
 
     #[test]

@@ -174,7 +174,7 @@ pub use router::{Attached, Outlet, Routed, Router, RouterCounters, RouterLimits,
 pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle, Directory,
     FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass, REVOKE_TOPIC, RegistryDirectory,
-    ServerIdentity, Stats, StatsSnapshot, ThingSelector, shutdown_signal,
+    ServerIdentity, Stats, StatsSnapshot, ThingSelector, UsageSink, shutdown_signal,
 };
 pub use session::{
     Action, AllowAll, Authorizer, CloseReason, Closed, Denial, Event, FilterRequest,

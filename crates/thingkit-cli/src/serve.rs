@@ -35,6 +35,46 @@ pub struct ServeArgs {
 /// The registry database inside `data_dir`.
 const REGISTRY_FILE: &str = "registry.redb";
 
+/// Usage of closed meter windows inside `data_dir`: one JSON object per line (account, device,
+/// kind, window start, messages, units, bytes, minutes), appended as windows close. Lines for
+/// the same key add up (late counts for a closed window come as another line).
+const USAGE_FILE: &str = "usage.jsonl";
+
+/// Appends closed windows to the usage file and syncs it; a failure is logged (the counts are
+/// then lost, which the log says).
+fn append_usage(
+    path: &Path,
+    closed: &std::collections::BTreeMap<thingkit_meter::UsageKey, thingkit_meter::Counts>,
+) {
+    use std::io::Write;
+    let mut text = String::new();
+    for (key, counts) in closed {
+        let line = serde_json::json!({
+            "account": key.account,
+            "device": key.device,
+            "kind": key.kind,
+            "window": key.window,
+            "messages": counts.messages,
+            "units": counts.units,
+            "bytes": counts.bytes,
+            "minutes": counts.minutes,
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_data()
+        });
+    if let Err(e) = written {
+        tracing::error!(path = %path.display(), windows = closed.len(), error = %e, "usage of closed windows lost");
+    }
+}
+
 /// Runs the server with a configuration that has been read and validated, until SIGINT or
 /// SIGTERM.
 pub fn serve(config: ServeConfig) -> Result<(), Failure> {
@@ -123,7 +163,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         read(&config.tls.certificate)?,
         read(&config.tls.private_key)?,
     );
-    let broker_config = broker_config(&config, arn, fleet, firmware_trust);
+    let usage_path = config.data_dir.join(USAGE_FILE);
+    let broker_config = broker_config(&config, arn, fleet, firmware_trust).with_usage_sink(Some(
+        Arc::new(move |closed| append_usage(&usage_path, &closed)),
+    ));
     let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
         .await
         .map_err(|e| Failure(format!("mqtt.listen {}: {e}", config.mqtt.listen)))?;

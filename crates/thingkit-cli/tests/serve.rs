@@ -179,6 +179,9 @@ fn serve_runs_the_walkthrough_with_mosquitto_clients() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&denied.stderr).to_lowercase();
-    assert!(said.contains("not authorized"), "mosquitto_pub said: {said}");
+    assert!(
+        said.contains("not authorized"),
+        "mosquitto_pub said: {said}"
+    );
     assert!(server.terminate().success());
 }

@@ -131,7 +131,19 @@ pub struct BrokerConfig {
     /// `.../unsubscribed/{clientId}`; default on). Subscribers need `iot:Subscribe` and
     /// `iot:Receive` on them like on any topic. Client IDs with `#` or `+` get none, as on AWS.
     pub lifecycle_events: bool,
+    /// Where usage of closed meter windows goes: every 10 s, and at shutdown, the node meter's
+    /// windows that have ended are removed from it and handed to the sink (deltas to add up;
+    /// see thingkit-meter's `Meter::drain_closed`), so a long-running broker's meter holds only
+    /// open windows. `None` (the default) keeps everything in the meter, which refuses new keys
+    /// at its cap (1,000,000).
+    pub usage_sink: Option<UsageSink>,
+    /// The length of the meter's windows (default a UTC day).
+    pub usage_window: Granularity,
 }
+
+/// Receives the usage of closed meter windows; see [`BrokerConfig::usage_sink`]. It runs on
+/// the blocking pool, so it may write files.
+pub type UsageSink = Arc<dyn Fn(BTreeMap<UsageKey, Counts>) + Send + Sync>;
 
 impl BrokerConfig {
     /// Sets [`BrokerConfig::arn`].
@@ -272,6 +284,18 @@ impl BrokerConfig {
         self
     }
 
+    /// Sets [`BrokerConfig::usage_sink`].
+    pub fn with_usage_sink(mut self, value: Option<UsageSink>) -> Self {
+        self.usage_sink = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::usage_window`].
+    pub fn with_usage_window(mut self, value: Granularity) -> Self {
+        self.usage_window = value;
+        self
+    }
+
     /// Sets [`BrokerConfig::lifecycle_events`].
     pub fn with_lifecycle_events(mut self, value: bool) -> Self {
         self.lifecycle_events = value;
@@ -374,6 +398,8 @@ impl Default for BrokerConfig {
             fleet: None,
             alpn_protocols: ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect(),
             lifecycle_events: true,
+            usage_sink: None,
+            usage_window: Granularity::Day,
         }
     }
 }
@@ -801,7 +827,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         let meter = Meter::new(
             "broker",
             config.metering.clone(),
-            Granularity::Day,
+            config.usage_window,
             1_000_000,
         )
         .map_err(config_error("metering"))?;
@@ -960,7 +986,8 @@ impl BrokerHandle {
 
     /// Graceful shutdown: stop accepting, send DISCONNECT 0x8B (Server shutting down) to MQTT 5
     /// clients, close every connection (flushing its usage into the meter) and wait for the
-    /// tasks, at most `grace`. Returns the meter's final totals.
+    /// tasks, at most `grace`. Hands closed windows to [`BrokerConfig::usage_sink`] (if any)
+    /// and returns the meter's remaining totals.
     pub async fn shutdown(mut self, grace: Duration) -> BTreeMap<UsageKey, Counts> {
         let _ = self.shutdown_tx.send(true);
         let _ = tokio::time::timeout(grace, async {
@@ -968,6 +995,12 @@ impl BrokerHandle {
         })
         .await;
         self.tasks.abort_all();
+        if let Some(sink) = &self.shared.config.usage_sink {
+            let closed = self.shared.meter.drain_closed(unix_now());
+            if !closed.is_empty() {
+                sink(closed);
+            }
+        }
         tracing::info!("broker stopped");
         self.shared.meter.totals()
     }
@@ -1054,6 +1087,12 @@ async fn revocation_loop<S: RegistryStore + Send + Sync + 'static>(
             e = events.recv() => match e { Some(e) => e, None => break },
             _ = shutdown.changed() => break,
             _ = sweep.tick() => {
+                if let Some(sink) = shared.config.usage_sink.clone() {
+                    let closed = shared.meter.drain_closed(unix_now());
+                    if !closed.is_empty() {
+                        let _ = tokio::task::spawn_blocking(move || sink(closed)).await;
+                    }
+                }
                 let n = shared.router.lock().unwrap_or_else(|p| p.into_inner()).sweep(Instant::now());
                 if n > 0 {
                     tracing::info!(sessions = n, "expired sessions removed");

@@ -1405,6 +1405,19 @@ async fn a_failed_provisioning_task_is_answered_with_an_error_and_never_routed()
         .await
         .unwrap();
     assert_eq!(ack.reason_code, ReasonCode::UNSPECIFIED_ERROR);
+    // And it is told on `.../rejected`, in AWS's error shape, as a device SDK waits for.
+    let rejected = tokio::time::timeout(Duration::from_secs(5), c.next_publish())
+        .await
+        .expect("a rejected reply in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rejected.topic.as_ref().unwrap().as_str(),
+        "$aws/certificates/create/json/rejected"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&rejected.payload).unwrap();
+    assert_eq!(body["statusCode"], 500);
+    assert_eq!(body["errorCode"], "InternalFailure");
     c.disconnect().await.unwrap();
     // The next message the watcher sees is its own marker, not the request.
     watcher
@@ -1621,5 +1634,66 @@ async fn limit_classes_apply_per_thing_group() {
         );
         c.disconnect().await.unwrap();
     }
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A topic service plugged in through the builder: it claims its filters, answers the
+/// requester alone, and what it consumes is never routed to subscribers.
+#[tokio::test]
+async fn a_custom_topic_service_answers_the_requester_and_consumes_the_request() {
+    use thingkit::broker::{ServiceReply, ServiceRequest, ServiceResponse, TopicService};
+    use thingkit::mqtt::TopicFilter;
+    struct Echo;
+    impl TopicService for Echo {
+        fn name(&self) -> &'static str {
+            "echo"
+        }
+        fn filters(&self) -> Vec<TopicFilter> {
+            vec![TopicFilter::new("telemetry/+/echo").unwrap()]
+        }
+        fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse {
+            ServiceResponse::consumed(vec![ServiceReply {
+                topic: format!("{}/reply", request.message.topic.as_str()),
+                payload: request.message.payload.to_vec(),
+            }])
+        }
+    }
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .service(std::sync::Arc::new(Echo))
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let mut watcher = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
+    watcher
+        .subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let ack = c
+        .publish_qos1("telemetry/sensor-a/echo", "ping")
+        .await
+        .unwrap();
+    assert!(ack.reason_code.is_success());
+    let reply = c.next_publish().await.unwrap().unwrap();
+    assert_eq!(
+        reply.topic.as_ref().unwrap().as_str(),
+        "telemetry/sensor-a/echo/reply"
+    );
+    assert_eq!(&reply.payload[..], b"ping");
+    // The watcher sees the next ordinary message, not the request or the reply.
+    c.publish_qos1("telemetry/sensor-a/t", "after")
+        .await
+        .unwrap();
+    let next = watcher.next_publish().await.unwrap().unwrap();
+    assert_eq!(
+        next.topic.as_ref().unwrap().as_str(),
+        "telemetry/sensor-a/t"
+    );
     broker.shutdown(Duration::from_secs(5)).await;
 }

@@ -176,6 +176,11 @@ pub use server::{
     FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass, REVOKE_TOPIC, RegistryDirectory,
     ServerIdentity, Stats, StatsSnapshot, ThingSelector, UsageSink, shutdown_signal,
 };
+#[cfg(feature = "server")]
+pub use server::{
+    Disposition, FirmwareJobService, FleetProvisioningService, RevocationService, ServiceReply,
+    ServiceRequest, ServiceResponse, TopicService,
+};
 pub use session::{
     Action, AllowAll, Authorizer, CloseReason, Closed, Denial, Event, FilterRequest,
     InboundPublish, Session, SessionConfig, SessionCounters, SubscribeRequest, UnsubscribeRequest,

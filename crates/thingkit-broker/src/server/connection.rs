@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use thingkit_firmware::Verifier;
 use thingkit_meter::Connection as MeterConnection;
 use thingkit_meter::KeyHandle;
 use thingkit_meter::{LimitAction, LimitKind, LimitReason, RateDecision};
@@ -19,17 +18,15 @@ use thingkit_mqtt::{
 };
 use thingkit_policy::{ArnPrefix, CertificateContext, Context, PolicySet, Request, ThingContext};
 use thingkit_provision::CertificateId;
-use thingkit_provision::{is_provisioning_topic, policy_certificate};
+use thingkit_provision::policy_certificate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::{
-    Authenticated, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, Shared, unix_now,
-    unix_now_ms,
-};
+use super::service::{Disposition, ServiceRequest, ServiceResponse};
+use super::{Authenticated, Shared, unix_now, unix_now_ms};
 use crate::{
     Action, Authorizer, CloseReason, Delivery, Event, InboundPublish, Message, Outlet, Session,
     SubscribeRequest, encode_refusal,
@@ -1009,127 +1006,109 @@ impl Conn {
         }
         shared.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
 
-        // Broker-served topics. Fleet provisioning replies go to the requesting client only.
-        // Provisioning signs certificates, writes the registry and may wait up to the
-        // pre-provisioning hook's timeout, so it runs on the blocking pool, not on this task's
-        // runtime thread; every other topic skips it without taking a lock.
-        if is_provisioning_topic(topic.as_str()) {
-            let directory = shared.directory.clone();
-            let (certificate, request_topic, payload) = (
-                self.certificate,
-                topic.as_str().to_owned(),
-                message.payload.clone(),
-            );
-            let replies = match tokio::task::spawn_blocking(move || {
-                directory.provision(&certificate, &request_topic, &payload)
-            })
-            .await
-            {
-                Ok(replies) => replies,
+        // Broker-served topics: the service claiming the topic answers; its replies go to
+        // the requesting client only, and the request is routed only if the service says so.
+        if let Some(service) = shared.services.find(&topic).cloned() {
+            let answered = if service.blocking() {
+                // Off the connection's runtime thread: it may sign, write or wait.
+                let (svc, request, client_id, certificate) = (
+                    service.clone(),
+                    message.clone(),
+                    self.client_id.clone(),
+                    self.certificate,
+                );
+                tokio::task::spawn_blocking(move || {
+                    svc.handle(&ServiceRequest {
+                        message: &request,
+                        client_id: &client_id,
+                        certificate: &certificate,
+                    })
+                })
+                .await
+                .map_err(|e| e.to_string())
+            } else {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    service.handle(&ServiceRequest {
+                        message: &message,
+                        client_id: &self.client_id,
+                        certificate: &self.certificate,
+                    })
+                }))
+                .map_err(|_| "the service panicked".to_string())
+            };
+            let request = ServiceRequest {
+                message: &message,
+                client_id: &self.client_id,
+                certificate: &self.certificate,
+            };
+            let (response, replies) = match answered {
+                Ok(response) => {
+                    let replies = response.replies.clone();
+                    (Some(response), replies)
+                }
                 Err(e) => {
-                    // The provisioning task panicked or was cancelled: the request got no
-                    // answer, and it must not be routed as telemetry either. MQTT 5: PUBACK
-                    // 0x80 Unspecified error; MQTT 3.1.1: dropped (no negative PUBACK).
+                    // The service failed: the request got no answer, and it must not be
+                    // routed either. MQTT 5: PUBACK 0x80 Unspecified error (3.1.1: a plain
+                    // PUBACK), plus the service's failure replies (fleet provisioning:
+                    // `.../rejected`).
                     shared
                         .stats
                         .provisioning_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(client = %self.client_id, topic = topic.as_str(), error = %e, "fleet provisioning failed");
+                    tracing::error!(client = %self.client_id, topic = topic.as_str(), service = service.name(), error = %e, "topic service failed");
+                    (None, service.failure_replies(&request))
+                }
+            };
+            let now = Instant::now();
+            let mut acked = false;
+            match &response {
+                None => {
                     self.session.acknowledge(
                         packet_id,
                         ReasonCode::UNSPECIFIED_ERROR,
-                        Some("fleet provisioning failed"),
+                        Some(&format!("{} failed", service.name())),
                     );
-                    return None;
+                    acked = true;
                 }
-            };
-            if let Some(replies) = replies {
-                self.session
-                    .acknowledge(packet_id, ReasonCode::SUCCESS, None);
-                let now = Instant::now();
-                for reply in replies {
-                    tracing::info!(client = %self.client_id, topic = %reply.topic, "fleet provisioning reply");
-                    let Ok(reply_topic) = TopicName::new(&reply.topic) else {
-                        continue;
-                    };
-                    let reply = Arc::new(Message {
-                        topic: reply_topic,
-                        payload: reply.payload.into(),
-                        qos: message.qos,
-                        retain: false,
-                        properties: PacketProperties::default(),
-                        from: None,
-                        received: now,
-                    });
-                    self.session.deliver(
-                        Delivery {
-                            message: reply,
+                Some(r) if r.disposition == Disposition::Consume => {
+                    self.session
+                        .acknowledge(packet_id, r.code, r.reason.as_deref());
+                    acked = true;
+                }
+                Some(_) => {}
+            }
+            for reply in replies {
+                tracing::info!(client = %self.client_id, topic = %reply.topic, service = service.name(), "service reply");
+                let Ok(reply_topic) = TopicName::new(&reply.topic) else {
+                    continue;
+                };
+                self.session.deliver(
+                    Delivery {
+                        message: Arc::new(Message {
+                            topic: reply_topic,
+                            payload: reply.payload.into(),
                             qos: message.qos,
                             retain: false,
-                            subscription_id: None,
-                        },
-                        now,
-                    );
-                }
+                            properties: PacketProperties::default(),
+                            from: None,
+                            received: now,
+                        }),
+                        qos: message.qos,
+                        retain: false,
+                        subscription_id: None,
+                    },
+                    now,
+                );
+            }
+            if acked {
                 return None;
             }
-        }
-        if topic.as_str() == REVOKE_TOPIC {
-            let result = std::str::from_utf8(&message.payload)
-                .map_err(|e| e.to_string())
-                .and_then(|s| s.trim().parse::<CertificateId>().map_err(|e| e.to_string()))
-                .and_then(|id| shared.directory.revoke(&id).map(|()| id));
-            match result {
-                Ok(id) => {
-                    tracing::warn!(operator = %self.client_id, certificate = %id, "certificate revoked by the operator");
-                    self.session
-                        .acknowledge(packet_id, ReasonCode::SUCCESS, None);
-                }
-                Err(e) => {
-                    tracing::warn!(operator = %self.client_id, error = %e, "revocation refused");
-                    self.session.acknowledge(
-                        packet_id,
-                        ReasonCode::PAYLOAD_FORMAT_INVALID,
-                        Some(&e),
-                    );
-                }
-            }
-            return None;
-        }
-        if let Some(thing) = topic
-            .as_str()
-            .strip_prefix(FIRMWARE_TOPIC_PREFIX)
-            .and_then(|t| t.strip_suffix(FIRMWARE_TOPIC_SUFFIX))
-        {
-            let checked = match &shared.config.firmware_trust {
-                Some(anchors) => Verifier::new(anchors.clone())
-                    .verify(&message.payload)
-                    .map(|v| v.sequence_number)
-                    .map_err(|e| e.to_string()),
-                None => thingkit_firmware::inspect(&message.payload, &Default::default())
-                    .map_err(|e| e.to_string())
-                    .and_then(|i| {
-                        if i.manifest_digest_matches {
-                            Ok(i.sequence_number)
-                        } else {
-                            Err("the manifest digest does not match".to_string())
-                        }
-                    }),
-            };
-            match checked {
-                Ok(sequence) => {
-                    tracing::info!(operator = %self.client_id, thing, sequence, bytes = message.payload.len(), "firmware job published");
-                    message.retain = true; // a device that connects later still gets its job
-                }
-                Err(e) => {
-                    tracing::warn!(operator = %self.client_id, thing, error = %e, "firmware envelope refused");
-                    self.session.acknowledge(
-                        packet_id,
-                        ReasonCode::PAYLOAD_FORMAT_INVALID,
-                        Some(&e),
-                    );
-                    return None;
-                }
+            if let Some(ServiceResponse {
+                disposition: Disposition::Route { retain },
+                ..
+            }) = response
+            {
+                message.retain = retain;
             }
         }
 

@@ -17,6 +17,13 @@
 //! and the sessions that authenticated with that certificate are disconnected.
 
 mod connection;
+mod service;
+
+use service::Services;
+pub use service::{
+    Disposition, FirmwareJobService, FleetProvisioningService, RevocationService, ServiceReply,
+    ServiceRequest, ServiceResponse, TopicService,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -567,8 +574,8 @@ pub struct Stats {
     pub queue_drops: AtomicU64,
     /// Sessions disconnected because their certificate left ACTIVE.
     pub revocation_disconnects: AtomicU64,
-    /// Fleet provisioning requests whose task failed (panicked or was cancelled): answered
-    /// with an error, never routed.
+    /// Topic service requests (fleet provisioning, revocation, firmware jobs, ...) whose
+    /// service failed (panicked or was cancelled): answered with an error, never routed.
     pub provisioning_failures: AtomicU64,
 }
 
@@ -643,6 +650,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Presence version numbers per client ID (the lifecycle events' `versionNumber`).
     pub(crate) presence: Mutex<PresenceVersions>,
+    /// The topic services, in the order they claim topics.
+    pub(crate) services: Services,
     /// What every connection's session is granted (from `config`).
     pub(crate) session_config: SessionConfig,
     /// Wills waiting for their delay, by client ID: the connection number they came from. A
@@ -718,6 +727,7 @@ impl Broker {
             tls,
             config: BrokerConfig::default(),
             directory: None,
+            services: Vec::new(),
         }
     }
 }
@@ -754,6 +764,7 @@ pub struct BrokerBuilder<S: RegistryStore> {
     tls: ServerIdentity,
     config: BrokerConfig,
     directory: Option<Arc<dyn Directory>>,
+    services: Vec<Arc<dyn TopicService>>,
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
@@ -769,6 +780,15 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
     /// `config.fleet` is then only what `directory` makes of it.
     pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
         self.directory = Some(directory);
+        self
+    }
+
+    /// Adds a topic service: PUBLISHes on the filters it claims go to it instead of being
+    /// routed (see [`TopicService`]). Services added here come before the built-in ones
+    /// ([`FleetProvisioningService`], [`RevocationService`], [`FirmwareJobService`]), in the
+    /// order added, so one can take over a built-in topic.
+    pub fn service(mut self, service: Arc<dyn TopicService>) -> Self {
+        self.services.push(service);
         self
     }
 
@@ -801,6 +821,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             tls,
             config,
             directory,
+            services: custom,
         } = self;
         let directory = directory.unwrap_or_else(|| {
             Arc::new(RegistryDirectory::new(
@@ -808,6 +829,15 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
                 config.fleet.clone(),
             ))
         });
+        let mut services = Services::default();
+        for service in custom {
+            services.add(service);
+        }
+        services.add(Arc::new(FleetProvisioningService::new(directory.clone())));
+        services.add(Arc::new(RevocationService::new(directory.clone())));
+        services.add(Arc::new(FirmwareJobService::new(
+            config.firmware_trust.clone(),
+        )));
         let tls_error = |e: thingkit_provision::Error| Error::Tls(e.to_string());
         let builder = ServerConfigBuilder::from_pem(&tls.chain_pem, &tls.key_pem)
             .map_err(tls_error)?
@@ -891,6 +921,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         let shared = Arc::new(Shared {
             session_config,
             delayed_wills: Mutex::new(HashMap::new()),
+            services,
             presence: Mutex::new(PresenceVersions::new(PresenceVersionsConfig::default())),
             config,
             directory,

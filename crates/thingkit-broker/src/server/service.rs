@@ -1,0 +1,333 @@
+//! Topic services: broker-served topics (fleet provisioning, revocation, firmware jobs, and
+//! later shadows and jobs) plugged in behind one trait instead of hard-coded in the PUBLISH
+//! path.
+
+use std::sync::Arc;
+
+use thingkit_firmware::Verifier;
+use thingkit_mqtt::{ReasonCode, TopicFilter, TopicName};
+use thingkit_provision::{CertificateId, is_provisioning_topic};
+
+use super::{Directory, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC};
+use crate::Message;
+
+/// A request to a [`TopicService`]: a PUBLISH on a topic it claims, already authorized by the
+/// client's policies (`iot:Publish`) and metered.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ServiceRequest<'a> {
+    /// The message as published.
+    pub message: &'a Message,
+    /// The publishing client's ID.
+    pub client_id: &'a str,
+    /// The certificate the client authenticated with.
+    pub certificate: &'a CertificateId,
+}
+
+/// A message a service sends to the requesting client only (for example
+/// `.../accepted` or `.../rejected`), at the request's QoS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceReply {
+    /// The topic.
+    pub topic: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// What the broker does with the request after the service handled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Disposition {
+    /// Consumed: not routed to subscribers.
+    Consume,
+    /// Routed to subscribers like any PUBLISH, with the RETAIN flag set when `retain` is
+    /// true (a firmware job is kept for devices that connect later).
+    Route {
+        /// Whether the broker stores it as the topic's retained message.
+        retain: bool,
+    },
+}
+
+/// A service's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceResponse {
+    /// The PUBACK reason code (MQTT 5; MQTT 3.1.1 gets a plain PUBACK).
+    pub code: ReasonCode,
+    /// The PUBACK reason string (MQTT 5).
+    pub reason: Option<String>,
+    /// Messages for the requester alone.
+    pub replies: Vec<ServiceReply>,
+    /// Whether the request is also routed.
+    pub disposition: Disposition,
+}
+
+impl ServiceResponse {
+    /// Accepted and consumed, with `replies` for the requester.
+    pub fn consumed(replies: Vec<ServiceReply>) -> Self {
+        ServiceResponse {
+            code: ReasonCode::SUCCESS,
+            reason: None,
+            replies,
+            disposition: Disposition::Consume,
+        }
+    }
+
+    /// Refused with `code` and `reason` (MQTT 5 PUBACK), not routed.
+    pub fn refused(code: ReasonCode, reason: impl Into<String>) -> Self {
+        ServiceResponse {
+            code,
+            reason: Some(reason.into()),
+            replies: Vec::new(),
+            disposition: Disposition::Consume,
+        }
+    }
+
+    /// Accepted and routed to subscribers (retained when `retain`).
+    pub fn routed(retain: bool) -> Self {
+        ServiceResponse {
+            code: ReasonCode::SUCCESS,
+            reason: None,
+            replies: Vec::new(),
+            disposition: Disposition::Route { retain },
+        }
+    }
+}
+
+/// A broker-served topic namespace. The broker sends it every PUBLISH on the topic filters it
+/// claims, after authorization and metering, and answers the client with its
+/// [`ServiceResponse`]; nothing is routed unless the response says so.
+///
+/// A service that may block (signs certificates, writes the registry, calls a hook) says so in
+/// [`TopicService::blocking`], and the broker calls it on the blocking pool, never on a
+/// connection's runtime thread. A service that fails (panics) is answered for by the broker:
+/// MQTT 5 PUBACK 0x80 Unspecified error plus whatever [`TopicService::failure_replies`] gives,
+/// and the request is never routed (fail closed).
+pub trait TopicService: Send + Sync + 'static {
+    /// A name for logs.
+    fn name(&self) -> &'static str;
+    /// The topic filters it claims. The first service whose filter matches a topic serves it.
+    fn filters(&self) -> Vec<TopicFilter>;
+    /// Whether [`TopicService::handle`] may block (default false).
+    fn blocking(&self) -> bool {
+        false
+    }
+    /// Answers one request.
+    fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse;
+    /// What the requester is told when [`TopicService::handle`] failed (panicked or was
+    /// cancelled); default nothing beyond the PUBACK.
+    fn failure_replies(&self, request: &ServiceRequest<'_>) -> Vec<ServiceReply> {
+        let _ = request;
+        Vec::new()
+    }
+}
+
+/// The services of a broker, and the filters each claims.
+#[derive(Default, Clone)]
+pub(crate) struct Services {
+    entries: Vec<(TopicFilter, Arc<dyn TopicService>)>,
+}
+
+impl Services {
+    pub(crate) fn add(&mut self, service: Arc<dyn TopicService>) {
+        for filter in service.filters() {
+            self.entries.push((filter, service.clone()));
+        }
+    }
+
+    /// The service claiming `topic`, if any.
+    pub(crate) fn find(&self, topic: &TopicName) -> Option<&Arc<dyn TopicService>> {
+        self.entries
+            .iter()
+            .find(|(filter, _)| filter.matches(topic))
+            .map(|(_, s)| s)
+    }
+}
+
+fn filter(text: &str) -> TopicFilter {
+    TopicFilter::new(text).expect("the services' filters are valid literals")
+}
+
+/// Fleet provisioning by claim (`$aws/certificates/create/...`,
+/// `$aws/certificates/create-from-csr/...`, `$aws/provisioning-templates/{name}/provision/...`)
+/// through the [`Directory`]. Blocking: it signs certificates, writes the registry and may wait
+/// for a pre-provisioning hook.
+pub struct FleetProvisioningService {
+    directory: Arc<dyn Directory>,
+}
+
+impl FleetProvisioningService {
+    /// Provisioning answered by `directory` ([`Directory::provision`]).
+    pub fn new(directory: Arc<dyn Directory>) -> Self {
+        FleetProvisioningService { directory }
+    }
+}
+
+impl TopicService for FleetProvisioningService {
+    fn name(&self) -> &'static str {
+        "fleet provisioning"
+    }
+
+    fn filters(&self) -> Vec<TopicFilter> {
+        vec![
+            filter("$aws/certificates/create/+"),
+            filter("$aws/certificates/create-from-csr/+"),
+            filter("$aws/provisioning-templates/+/provision/+"),
+        ]
+    }
+
+    fn blocking(&self) -> bool {
+        true
+    }
+
+    fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse {
+        let topic = request.message.topic.as_str();
+        if !is_provisioning_topic(topic) {
+            // A topic under the filters that is not a request (e.g. `.../json/accepted` sent
+            // by a client): routed like telemetry, as AWS does for its own reply topics.
+            return ServiceResponse::routed(request.message.retain);
+        }
+        match self
+            .directory
+            .provision(request.certificate, topic, &request.message.payload)
+        {
+            Some(replies) => ServiceResponse::consumed(
+                replies
+                    .into_iter()
+                    .map(|r| ServiceReply {
+                        topic: r.topic,
+                        payload: r.payload,
+                    })
+                    .collect(),
+            ),
+            // Fleet provisioning is off: the topic is an ordinary one.
+            None => ServiceResponse::routed(request.message.retain),
+        }
+    }
+
+    /// `.../rejected` with AWS's error shape (`statusCode` 500, `errorCode`
+    /// `InternalFailure`), for requests in JSON; CBOR requests get only the PUBACK.
+    fn failure_replies(&self, request: &ServiceRequest<'_>) -> Vec<ServiceReply> {
+        let topic = request.message.topic.as_str();
+        if !is_provisioning_topic(topic) || !topic.ends_with("/json") {
+            return Vec::new();
+        }
+        let payload = serde_json::json!({
+            "statusCode": 500,
+            "errorCode": "InternalFailure",
+            "errorMessage": "the provisioning request failed inside the broker",
+        });
+        vec![ServiceReply {
+            topic: format!("{topic}/rejected"),
+            payload: payload.to_string().into_bytes(),
+        }]
+    }
+}
+
+/// The operator's revocation topic ([`REVOKE_TOPIC`]): the payload is a certificate ID; the
+/// certificate is set REVOKED in the registry, which disconnects its devices.
+pub struct RevocationService {
+    directory: Arc<dyn Directory>,
+}
+
+impl RevocationService {
+    /// Revocation through `directory` ([`Directory::revoke`]).
+    pub fn new(directory: Arc<dyn Directory>) -> Self {
+        RevocationService { directory }
+    }
+}
+
+impl TopicService for RevocationService {
+    fn name(&self) -> &'static str {
+        "revocation"
+    }
+
+    fn filters(&self) -> Vec<TopicFilter> {
+        vec![filter(REVOKE_TOPIC)]
+    }
+
+    fn blocking(&self) -> bool {
+        true // writes the registry
+    }
+
+    fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse {
+        let result = std::str::from_utf8(&request.message.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|s| s.trim().parse::<CertificateId>().map_err(|e| e.to_string()))
+            .and_then(|id| self.directory.revoke(&id).map(|()| id));
+        match result {
+            Ok(id) => {
+                tracing::warn!(operator = request.client_id, certificate = %id, "certificate revoked by the operator");
+                ServiceResponse::consumed(Vec::new())
+            }
+            Err(e) => {
+                tracing::warn!(operator = request.client_id, error = %e, "revocation refused");
+                ServiceResponse::refused(ReasonCode::PAYLOAD_FORMAT_INVALID, e)
+            }
+        }
+    }
+}
+
+/// Firmware jobs: a SUIT envelope published to `$thingkit/things/{thing}/firmware` is checked
+/// (signature against the trust anchors when set, else well-formedness and the manifest
+/// digest) and kept retained for the thing; anything else is refused with 0x99 Payload format
+/// invalid.
+pub struct FirmwareJobService {
+    trust: Option<thingkit_firmware::TrustAnchors>,
+}
+
+impl FirmwareJobService {
+    /// Envelopes verified against `trust` (or only inspected when `None`).
+    pub fn new(trust: Option<thingkit_firmware::TrustAnchors>) -> Self {
+        FirmwareJobService { trust }
+    }
+}
+
+impl TopicService for FirmwareJobService {
+    fn name(&self) -> &'static str {
+        "firmware jobs"
+    }
+
+    fn filters(&self) -> Vec<TopicFilter> {
+        vec![filter(&format!(
+            "{FIRMWARE_TOPIC_PREFIX}+{FIRMWARE_TOPIC_SUFFIX}"
+        ))]
+    }
+
+    fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse {
+        let payload = &request.message.payload;
+        let checked = match &self.trust {
+            Some(anchors) => Verifier::new(anchors.clone())
+                .verify(payload)
+                .map(|v| v.sequence_number)
+                .map_err(|e| e.to_string()),
+            None => thingkit_firmware::inspect(payload, &Default::default())
+                .map_err(|e| e.to_string())
+                .and_then(|i| {
+                    if i.manifest_digest_matches {
+                        Ok(i.sequence_number)
+                    } else {
+                        Err("the manifest digest does not match".to_string())
+                    }
+                }),
+        };
+        let topic = request.message.topic.as_str();
+        match checked {
+            Ok(sequence) => {
+                tracing::info!(
+                    operator = request.client_id,
+                    topic,
+                    sequence,
+                    bytes = payload.len(),
+                    "firmware job published"
+                );
+                // A device that connects later still gets its job.
+                ServiceResponse::routed(true)
+            }
+            Err(e) => {
+                tracing::warn!(operator = request.client_id, topic, error = %e, "firmware envelope refused");
+                ServiceResponse::refused(ReasonCode::PAYLOAD_FORMAT_INVALID, e)
+            }
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! The crate's error type.
+//! The crate's error types.
 
 /// What the router refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,6 +12,47 @@ pub enum Error {
         limit: &'static str,
         /// Its value.
         max: usize,
+    },
+    /// The router's [`RouterStore`](crate::RouterStore) could not make a change durable. The
+    /// call that returned it changed nothing (a PUBLISH must not be acknowledged: MQTT 5
+    /// PUBACK 0x80 Unspecified error), except where its documentation says otherwise.
+    #[error("router store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What a [`RouterStore`](crate::RouterStore) reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The storage engine failed (I/O, a full disk, a lock, a closed database).
+    #[error("{operation} failed: {detail}")]
+    Backend {
+        /// What the store was doing (`"open"`, `"commit"`, `"load"`, ...).
+        operation: &'static str,
+        /// The engine's own message.
+        detail: String,
+    },
+    /// A stored record does not decode: the file was damaged or written by something else.
+    /// Nothing was loaded.
+    #[error("corrupt record in table {table} at key {key:?}: {detail} (at byte {offset})")]
+    Corrupt {
+        /// The table (or record kind) holding it.
+        table: &'static str,
+        /// Its key, as text.
+        key: String,
+        /// The byte offset in the record's value where decoding stopped.
+        offset: usize,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A value cannot be encoded for storage (for example a message property that a PUBLISH
+    /// cannot carry); nothing was written.
+    #[error("cannot encode {what}: {detail}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why it failed.
+        detail: String,
     },
 }
 

@@ -96,7 +96,16 @@ mod error;
 mod message;
 mod retained;
 mod router;
+mod store;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StoreError};
 pub use message::{Delivery, GrantedSubscription, Message};
 pub use router::{Attached, Outlet, Routed, Router, RouterCounters, RouterLimits, SessionExpiry};
+#[cfg(feature = "redb")]
+pub use store::RedbStore;
+#[cfg(feature = "test-suite")]
+pub use store::conformance;
+pub use store::{
+    MemoryStore, RouterStore, SessionRecord, StoreOp, StoredDelivery, StoredMessage, StoredSession,
+    StoredState,
+};

@@ -592,10 +592,19 @@ impl<O: Outlet> Router<O> {
             stored = false;
         }
         if expiry.persistent() {
-            ops.push(StoreOp::PutSession {
-                client_id: client_id.clone(),
-                record: durable.record(expiry, None),
-            });
+            // The stored record of an attached session is (expiry, no deadline), and a detached
+            // `Never` session has no deadline either: rewriting an unchanged record would cost
+            // a commit on every reconnect of an MQTT 3.1.1 persistent session.
+            let unchanged = stored
+                && live.is_some_and(|s| {
+                    s.expiry == expiry && (expiry == SessionExpiry::Never || s.attached.is_some())
+                });
+            if !unchanged {
+                ops.push(StoreOp::PutSession {
+                    client_id: client_id.clone(),
+                    record: durable.record(expiry, None),
+                });
+            }
             if let Some(s) = live {
                 if !stored {
                     ops.extend(s.filters.iter().map(|(f, g)| StoreOp::PutSubscription {
@@ -722,10 +731,13 @@ impl<O: Outlet> Router<O> {
         {
             return ops;
         }
-        ops.push(StoreOp::PutSession {
-            client_id: client_id.clone(),
-            record: durable.record(session.expiry, Some(now)),
-        });
+        if let SessionExpiry::After(_) = session.expiry {
+            // Its deadline starts now. (A `Never` session's record is unchanged.)
+            ops.push(StoreOp::PutSession {
+                client_id: client_id.clone(),
+                record: durable.record(session.expiry, Some(now)),
+            });
+        }
         let room = self
             .limits
             .max_offline_messages

@@ -640,10 +640,11 @@ fn infallible_calls_on_a_failing_store_change_memory_and_count_the_failure() {
     router.attach(&c, true, SessionExpiry::Never, 1, old.clone(), t0);
     store.fail.store(true, Ordering::SeqCst);
     assert!(!router.subscribe(&c, &filter("a"), qos1(None)));
+    // A takeover that changes the session's expiry (so the record must be rewritten).
     router.attach(
         &c,
         false,
-        SessionExpiry::Never,
+        SessionExpiry::After(60 * SECOND),
         2,
         TestOutlet::default(),
         t0,
@@ -797,4 +798,40 @@ fn measure_a_durable_publish() {
     let started = Instant::now();
     let _ = start(redb(&path), t0, wall0());
     println!("restart with {n} queued messages: {:?}", started.elapsed());
+}
+
+#[test]
+fn reconnecting_a_never_expiring_session_with_nothing_queued_writes_nothing() {
+    let store = Flaky::default();
+    let t0 = Instant::now();
+    let mut router = start(store.clone(), t0, wall0());
+    let c = id("mqtt311");
+    offline(&mut router, &c, "a", SessionExpiry::Never, t0);
+    let n = store.batches.load(Ordering::SeqCst);
+    for connection in 2..5 {
+        router
+            .try_attach(
+                &c,
+                false,
+                SessionExpiry::Never,
+                connection,
+                TestOutlet::default(),
+                t0,
+            )
+            .unwrap();
+        router.try_detach(&c, connection, Vec::new(), t0).unwrap();
+    }
+    assert_eq!(store.batches.load(Ordering::SeqCst), n);
+    // An expiry change is written.
+    router
+        .try_attach(
+            &c,
+            false,
+            SessionExpiry::After(SECOND),
+            9,
+            TestOutlet::default(),
+            t0,
+        )
+        .unwrap();
+    assert_eq!(store.batches.load(Ordering::SeqCst), n + 1);
 }

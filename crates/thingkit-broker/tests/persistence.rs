@@ -835,3 +835,217 @@ fn reconnecting_a_never_expiring_session_with_nothing_queued_writes_nothing() {
         .unwrap();
     assert_eq!(store.batches.load(Ordering::SeqCst), n + 1);
 }
+
+mod model {
+    //! A router restarted from its store behaves like the router that wrote it, after every
+    //! connection of that router ended (what a crash does): same sessions, backlogs,
+    //! subscriptions and retained messages.
+
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CLIENTS: [&str; 3] = ["c0", "c1", "c2"];
+    const FILTERS: [&str; 4] = ["a/#", "a/b", "+/b", "#"];
+    const TOPICS: [&str; 3] = ["a/b", "a/c", "x/b"];
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Attach {
+            client: usize,
+            clean: bool,
+            expiry: u8,
+        },
+        Detach {
+            client: usize,
+        },
+        Subscribe {
+            client: usize,
+            filter: usize,
+            id: u32,
+        },
+        Unsubscribe {
+            client: usize,
+            filter: usize,
+        },
+        Publish {
+            topic: usize,
+            qos1: bool,
+            retain: bool,
+            empty: bool,
+            expiring: bool,
+        },
+        Wait {
+            secs: u64,
+        },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0..3usize, any::<bool>(), 0..3u8).prop_map(|(client, clean, expiry)| Step::Attach {
+                client,
+                clean,
+                expiry
+            }),
+            (0..3usize).prop_map(|client| Step::Detach { client }),
+            (0..3usize, 0..4usize, 0..3u32).prop_map(|(client, filter, id)| Step::Subscribe {
+                client,
+                filter,
+                id
+            }),
+            (0..3usize, 0..4usize)
+                .prop_map(|(client, filter)| Step::Unsubscribe { client, filter }),
+            (
+                0..3usize,
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>()
+            )
+                .prop_map(|(topic, qos1, retain, empty, expiring)| Step::Publish {
+                    topic,
+                    qos1,
+                    retain,
+                    empty,
+                    expiring
+                }),
+            (1..4u64).prop_map(|secs| Step::Wait { secs }),
+        ]
+    }
+
+    fn expiry(n: u8) -> SessionExpiry {
+        match n {
+            0 => SessionExpiry::OnDisconnect,
+            1 => SessionExpiry::Never,
+            _ => SessionExpiry::After(6 * SECOND),
+        }
+    }
+
+    type Seen = Vec<(String, QoS, bool, Option<NonZeroU32>, Option<u32>)>;
+
+    fn seen(deliveries: &[Delivery], now: Instant) -> Seen {
+        deliveries
+            .iter()
+            .map(|d| {
+                (
+                    String::from_utf8_lossy(&d.message.payload).into_owned(),
+                    d.qos,
+                    d.retain,
+                    d.subscription_id,
+                    d.message.expiry_left(now),
+                )
+            })
+            .collect()
+    }
+
+    fn retained(router: &Router<TestOutlet>, now: Instant) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = router
+            .retained_matching(&filter("#"), now)
+            .iter()
+            .map(|m| {
+                (
+                    m.topic.as_str().to_owned(),
+                    String::from_utf8_lossy(&m.payload).into_owned(),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn a_restarted_router_matches_the_one_that_wrote_the_store(
+            steps in proptest::collection::vec(step(), 1..40),
+            down in 0..8u64,
+        ) {
+            let store = MemoryStore::new();
+            let t0 = Instant::now();
+            let limits = RouterLimits::default().with_max_offline_messages(3);
+            let mut live: Router<TestOutlet> =
+                Router::with_store(limits.clone(), store.clone(), t0, wall0()).unwrap();
+            let mut now = t0;
+            let mut next_connection = 1u64;
+            let mut connected: HashMap<usize, u64> = HashMap::new();
+            let mut n = 0u32;
+            for step in steps {
+                match step {
+                    Step::Attach { client, clean, expiry: e } => {
+                        live.try_attach(&id(CLIENTS[client]), clean, expiry(e), next_connection, TestOutlet::default(), now).unwrap();
+                        connected.insert(client, next_connection);
+                        next_connection += 1;
+                    }
+                    Step::Detach { client } => {
+                        if let Some(c) = connected.remove(&client) {
+                            live.try_detach(&id(CLIENTS[client]), c, Vec::new(), now).unwrap();
+                        }
+                    }
+                    Step::Subscribe { client, filter: f, id: sub } => {
+                        // A broker subscribes connected sessions only.
+                        if connected.contains_key(&client) {
+                            live.try_subscribe(&id(CLIENTS[client]), &filter(FILTERS[f]), qos1(Some(sub))).unwrap();
+                        }
+                    }
+                    Step::Unsubscribe { client, filter: f } => {
+                        if connected.contains_key(&client) {
+                            live.try_unsubscribe(&id(CLIENTS[client]), &filter(FILTERS[f])).unwrap();
+                        }
+                    }
+                    Step::Publish { topic, qos1, retain, empty, expiring } => {
+                        n += 1;
+                        let payload = if empty { String::new() } else { format!("m{n}") };
+                        let qos = if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+                        let mut m = msg(TOPICS[topic], &payload, qos, retain, now);
+                        if expiring {
+                            m = with_expiry(&m, 4);
+                        }
+                        live.publish(&m).unwrap();
+                    }
+                    Step::Wait { secs } => {
+                        now += Duration::from_secs(secs);
+                        live.try_sweep(now).unwrap();
+                    }
+                }
+            }
+            // The crash: every connection ends without handing anything back.
+            for (client, c) in connected.drain() {
+                live.try_detach(&id(CLIENTS[client]), c, Vec::new(), now).unwrap();
+            }
+            // The broker stays down for `down` seconds; the live router is asked then too.
+            now += Duration::from_secs(down);
+            let elapsed = now - t0;
+            let restart = t0 + 10_000 * SECOND;
+            let mut restarted: Router<TestOutlet> =
+                Router::with_store(limits, store.clone(), restart, wall0() + elapsed).unwrap();
+            prop_assert_eq!(retained(&live, now), retained(&restarted, restart));
+            let mut outlets = Vec::new();
+            for client in CLIENTS {
+                let a = live.try_attach(&id(client), false, SessionExpiry::Never, 1_000, TestOutlet::default(), now).unwrap();
+                let b = restarted.try_attach(&id(client), false, SessionExpiry::Never, 1_000, TestOutlet::default(), restart).unwrap();
+                prop_assert_eq!(a.session_present, b.session_present, "{}", client);
+                prop_assert_eq!(seen(&a.backlog, now), seen(&b.backlog, restart), "{}", client);
+            }
+            for client in CLIENTS {
+                let (x, y) = (TestOutlet::default(), TestOutlet::default());
+                live.try_attach(&id(client), false, SessionExpiry::Never, 2_000, x.clone(), now).unwrap();
+                restarted.try_attach(&id(client), false, SessionExpiry::Never, 2_000, y.clone(), restart).unwrap();
+                outlets.push((client, x, y));
+            }
+            for topic in TOPICS {
+                live.publish(&msg(topic, topic, QoS::AtLeastOnce, false, now)).unwrap();
+                restarted.publish(&msg(topic, topic, QoS::AtLeastOnce, false, restart)).unwrap();
+            }
+            for (client, x, y) in outlets {
+                prop_assert_eq!(
+                    seen(&x.0.borrow().0, now),
+                    seen(&y.0.borrow().0, restart),
+                    "{} is subscribed to the same filters", client
+                );
+            }
+        }
+    }
+}

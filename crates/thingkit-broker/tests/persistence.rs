@@ -586,6 +586,11 @@ fn a_failing_store_makes_publish_fail_closed_with_no_half_state() {
         matches!(err, Error::Store(StoreError::Backend { .. })),
         "{err}"
     );
+    assert_eq!(
+        err.reason_code(),
+        ReasonCode::UNSPECIFIED_ERROR,
+        "not 0x97: the broker failed, not the client"
+    );
     // Nothing happened: not retained, not queued, not delivered, not stored.
     assert_eq!(
         &router

@@ -268,7 +268,7 @@ fn restored_message(m: &StoredMessage, now: Instant, wall_ms: u64) -> Option<Arc
         Some(at) => at,
         None => {
             if let Some(interval) = m.properties.message_expiry_interval {
-                let left = u64::from(interval) - elapsed_ms / 1000;
+                let left = u64::from(interval).saturating_sub(elapsed_ms / 1000);
                 properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(interval));
             }
             now
@@ -382,7 +382,11 @@ impl<O: Outlet> Router<O> {
     ///   Interval from `now` (and that deadline is stored).
     ///
     /// Offline queues and retained messages beyond `limits` are cut to fit (oldest queued
-    /// messages kept), counted like any other drop.
+    /// messages kept), counted like any other drop. A wall clock set back between two runs makes
+    /// stored times look younger (nothing expires early); one set forward expires them early.
+    ///
+    /// Stores are read whole: a corrupt record stops the start instead of being skipped, so a
+    /// damaged file is noticed rather than silently losing the sessions in it.
     ///
     /// # Errors
     ///

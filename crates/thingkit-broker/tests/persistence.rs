@@ -1054,3 +1054,36 @@ mod model {
         }
     }
 }
+
+#[test]
+fn a_message_received_before_the_monotonic_clock_began_keeps_its_expiry() {
+    // Ten years before the restart: `Instant` cannot usually go back that far (it counts from
+    // boot), so the router receives it "now" with what is left of its interval.
+    let years = 10 * 365 * 24 * 3600;
+    let mut store = MemoryStore::new();
+    let wall = wall0();
+    let received = wall0()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - years * 1000;
+    let mut properties = PacketProperties::default();
+    properties.message_expiry_interval = Some(u32::MAX);
+    store
+        .apply(&[StoreOp::PutRetained {
+            message: Arc::new(thingkit_broker::StoredMessage {
+                topic: TopicName::new("old").unwrap(),
+                payload: Bytes::from_static(b"x"),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties,
+                from: None,
+                received_unix_ms: received,
+            }),
+        }])
+        .unwrap();
+    let now = Instant::now();
+    let router = start(store, now, wall);
+    let m = router.retained(&TopicName::new("old").unwrap()).unwrap();
+    assert_eq!(m.expiry_left(now), Some(u32::MAX - years as u32));
+}

@@ -191,7 +191,10 @@ fn millis(d: Duration) -> u64 {
 
 /// A router's store and the clock pair that converts its `Instant`s to wall-clock time.
 struct Durable {
-    store: Box<dyn RouterStore>,
+    /// Behind a mutex only so that the router stays `Sync` (as it is without a store) while
+    /// stores need only be `Send`; every use is through `&mut self` (`Mutex::get_mut`), so it is
+    /// never locked.
+    store: std::sync::Mutex<Box<dyn RouterStore>>,
     /// The `Instant` given to [`Router::with_store`] ...
     instant: Instant,
     /// ... and the wall-clock time it was, in Unix milliseconds.
@@ -404,7 +407,7 @@ impl<O: Outlet> Router<O> {
             .map_or(0, millis);
         let mut router = Router::new(limits);
         router.durable = Some(Durable {
-            store: Box::new(store),
+            store: std::sync::Mutex::new(Box::new(store)),
             instant: now,
             wall_ms,
         });
@@ -503,7 +506,11 @@ impl<O: Outlet> Router<O> {
     /// Writes `ops` through the store in one batch (nothing to do without a store or ops).
     fn write(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         match &mut self.durable {
-            Some(d) if !ops.is_empty() => d.store.apply(ops),
+            Some(d) if !ops.is_empty() => d
+                .store
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .apply(ops),
             _ => Ok(()),
         }
     }

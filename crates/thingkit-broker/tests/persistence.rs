@@ -1087,3 +1087,24 @@ fn a_message_received_before_the_monotonic_clock_began_keeps_its_expiry() {
     let m = router.retained(&TopicName::new("old").unwrap()).unwrap();
     assert_eq!(m.expiry_left(now), Some(u32::MAX - years as u32));
 }
+
+#[test]
+fn a_stored_router_is_send_and_sync_like_one_without_a_store() {
+    #[derive(Debug)]
+    struct SyncOutlet;
+    impl Outlet for SyncOutlet {
+        fn try_deliver(&self, d: Delivery) -> Result<(), Delivery> {
+            Err(d)
+        }
+        fn kick(&self, _reason: ReasonCode) {}
+    }
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let router: Router<SyncOutlet> = Router::with_store(
+        RouterLimits::default(),
+        MemoryStore::new(),
+        Instant::now(),
+        wall0(),
+    )
+    .unwrap();
+    send_sync(&router);
+}

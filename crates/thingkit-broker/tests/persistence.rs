@@ -799,10 +799,37 @@ fn measure_a_durable_publish() {
         "durable publish to one offline session (one redb commit): {per:?} each over {n} in {}",
         dir.path().display()
     );
+    // Fan-out: one publish queued for 1,000 offline sessions is one commit of 1,000 copies.
+    for i in 0..1000 {
+        offline(
+            &mut router,
+            &id(&format!("fleet-{i}")),
+            "fleet/all",
+            SessionExpiry::Never,
+            t0,
+        );
+    }
+    let payload = "x".repeat(1024);
+    let started = Instant::now();
+    router
+        .publish(&msg("fleet/all", &payload, QoS::AtLeastOnce, false, t0))
+        .unwrap();
+    println!(
+        "one 1 KiB publish queued for 1,000 offline sessions: {:?}",
+        started.elapsed()
+    );
     drop(router);
+    println!(
+        "file size: {} KiB",
+        std::fs::metadata(&path).unwrap().len() / 1024
+    );
     let started = Instant::now();
     let _ = start(redb(&path), t0, wall0());
-    println!("restart with {n} queued messages: {:?}", started.elapsed());
+    println!(
+        "restart with 1,001 sessions and {} queued messages: {:?}",
+        n + 1000,
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -987,6 +987,181 @@ mod model {
         all
     }
 
+    /// Runs `steps` on a router writing to `store`, then compares it with a router started on
+    /// `reopen()` (the same store as it is after the crash).
+    fn run_model(
+        steps: Vec<Step>,
+        down: u64,
+        store: Box<dyn RouterStore>,
+        reopen: impl FnOnce() -> Box<dyn RouterStore>,
+    ) -> Result<(), TestCaseError> {
+        let t0 = Instant::now();
+        let limits = RouterLimits::default().with_max_offline_messages(3);
+        let mut live: Router<TestOutlet> =
+            Router::with_store(limits.clone(), store, t0, wall0()).unwrap();
+        let mut now = t0;
+        let mut next_connection = 1u64;
+        let mut connected: HashMap<usize, u64> = HashMap::new();
+        let mut n = 0u32;
+        for step in steps {
+            match step {
+                Step::Attach {
+                    client,
+                    clean,
+                    expiry: e,
+                } => {
+                    live.try_attach(
+                        &id(CLIENTS[client]),
+                        clean,
+                        expiry(e),
+                        next_connection,
+                        TestOutlet::default(),
+                        now,
+                    )
+                    .unwrap();
+                    connected.insert(client, next_connection);
+                    next_connection += 1;
+                }
+                Step::Detach { client } => {
+                    if let Some(c) = connected.remove(&client) {
+                        live.try_detach(&id(CLIENTS[client]), c, Vec::new(), now)
+                            .unwrap();
+                    }
+                }
+                Step::Subscribe {
+                    client,
+                    filter: f,
+                    id: sub,
+                } => {
+                    // A broker subscribes connected sessions only.
+                    if connected.contains_key(&client) {
+                        live.try_subscribe(
+                            &id(CLIENTS[client]),
+                            &filter(FILTERS[f]),
+                            qos1(Some(sub)),
+                        )
+                        .unwrap();
+                    }
+                }
+                Step::Unsubscribe { client, filter: f } => {
+                    if connected.contains_key(&client) {
+                        live.try_unsubscribe(&id(CLIENTS[client]), &filter(FILTERS[f]))
+                            .unwrap();
+                    }
+                }
+                Step::Publish {
+                    topic,
+                    qos1,
+                    retain,
+                    empty,
+                    expiring,
+                } => {
+                    n += 1;
+                    let payload = if empty {
+                        String::new()
+                    } else {
+                        format!("m{n}")
+                    };
+                    let qos = if qos1 {
+                        QoS::AtLeastOnce
+                    } else {
+                        QoS::AtMostOnce
+                    };
+                    let mut m = msg(TOPICS[topic], &payload, qos, retain, now);
+                    if expiring {
+                        m = with_expiry(&m, 4);
+                    }
+                    live.publish(&m).unwrap();
+                }
+                Step::Wait { secs } => {
+                    now += Duration::from_secs(secs);
+                    live.try_sweep(now).unwrap();
+                }
+            }
+        }
+        // The crash: every connection ends without handing anything back.
+        for (client, c) in connected.drain() {
+            live.try_detach(&id(CLIENTS[client]), c, Vec::new(), now)
+                .unwrap();
+        }
+        // The broker stays down for `down` seconds; the live router is asked then too.
+        now += Duration::from_secs(down);
+        let elapsed = now - t0;
+        let restart = t0 + 10_000 * SECOND;
+        let mut restarted: Router<TestOutlet> =
+            Router::with_store(limits, reopen(), restart, wall0() + elapsed).unwrap();
+        prop_assert_eq!(retained(&live, now), retained(&restarted, restart));
+        let mut outlets = Vec::new();
+        for client in CLIENTS {
+            let a = live
+                .try_attach(
+                    &id(client),
+                    false,
+                    SessionExpiry::Never,
+                    1_000,
+                    TestOutlet::default(),
+                    now,
+                )
+                .unwrap();
+            let b = restarted
+                .try_attach(
+                    &id(client),
+                    false,
+                    SessionExpiry::Never,
+                    1_000,
+                    TestOutlet::default(),
+                    restart,
+                )
+                .unwrap();
+            prop_assert_eq!(a.session_present, b.session_present, "{}", client);
+            prop_assert_eq!(
+                seen(&a.backlog, now),
+                seen(&b.backlog, restart),
+                "{}",
+                client
+            );
+        }
+        for client in CLIENTS {
+            let (x, y) = (TestOutlet::default(), TestOutlet::default());
+            live.try_attach(
+                &id(client),
+                false,
+                SessionExpiry::Never,
+                2_000,
+                x.clone(),
+                now,
+            )
+            .unwrap();
+            restarted
+                .try_attach(
+                    &id(client),
+                    false,
+                    SessionExpiry::Never,
+                    2_000,
+                    y.clone(),
+                    restart,
+                )
+                .unwrap();
+            outlets.push((client, x, y));
+        }
+        for topic in TOPICS {
+            live.publish(&msg(topic, topic, QoS::AtLeastOnce, false, now))
+                .unwrap();
+            restarted
+                .publish(&msg(topic, topic, QoS::AtLeastOnce, false, restart))
+                .unwrap();
+        }
+        for (client, x, y) in outlets {
+            prop_assert_eq!(
+                seen(&x.0.borrow().0, now),
+                seen(&y.0.borrow().0, restart),
+                "{} is subscribed to the same filters",
+                client
+            );
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -996,88 +1171,29 @@ mod model {
             down in 0..8u64,
         ) {
             let store = MemoryStore::new();
-            let t0 = Instant::now();
-            let limits = RouterLimits::default().with_max_offline_messages(3);
-            let mut live: Router<TestOutlet> =
-                Router::with_store(limits.clone(), store.clone(), t0, wall0()).unwrap();
-            let mut now = t0;
-            let mut next_connection = 1u64;
-            let mut connected: HashMap<usize, u64> = HashMap::new();
-            let mut n = 0u32;
-            for step in steps {
-                match step {
-                    Step::Attach { client, clean, expiry: e } => {
-                        live.try_attach(&id(CLIENTS[client]), clean, expiry(e), next_connection, TestOutlet::default(), now).unwrap();
-                        connected.insert(client, next_connection);
-                        next_connection += 1;
-                    }
-                    Step::Detach { client } => {
-                        if let Some(c) = connected.remove(&client) {
-                            live.try_detach(&id(CLIENTS[client]), c, Vec::new(), now).unwrap();
-                        }
-                    }
-                    Step::Subscribe { client, filter: f, id: sub } => {
-                        // A broker subscribes connected sessions only.
-                        if connected.contains_key(&client) {
-                            live.try_subscribe(&id(CLIENTS[client]), &filter(FILTERS[f]), qos1(Some(sub))).unwrap();
-                        }
-                    }
-                    Step::Unsubscribe { client, filter: f } => {
-                        if connected.contains_key(&client) {
-                            live.try_unsubscribe(&id(CLIENTS[client]), &filter(FILTERS[f])).unwrap();
-                        }
-                    }
-                    Step::Publish { topic, qos1, retain, empty, expiring } => {
-                        n += 1;
-                        let payload = if empty { String::new() } else { format!("m{n}") };
-                        let qos = if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
-                        let mut m = msg(TOPICS[topic], &payload, qos, retain, now);
-                        if expiring {
-                            m = with_expiry(&m, 4);
-                        }
-                        live.publish(&m).unwrap();
-                    }
-                    Step::Wait { secs } => {
-                        now += Duration::from_secs(secs);
-                        live.try_sweep(now).unwrap();
-                    }
-                }
-            }
-            // The crash: every connection ends without handing anything back.
-            for (client, c) in connected.drain() {
-                live.try_detach(&id(CLIENTS[client]), c, Vec::new(), now).unwrap();
-            }
-            // The broker stays down for `down` seconds; the live router is asked then too.
-            now += Duration::from_secs(down);
-            let elapsed = now - t0;
-            let restart = t0 + 10_000 * SECOND;
-            let mut restarted: Router<TestOutlet> =
-                Router::with_store(limits, store.clone(), restart, wall0() + elapsed).unwrap();
-            prop_assert_eq!(retained(&live, now), retained(&restarted, restart));
-            let mut outlets = Vec::new();
-            for client in CLIENTS {
-                let a = live.try_attach(&id(client), false, SessionExpiry::Never, 1_000, TestOutlet::default(), now).unwrap();
-                let b = restarted.try_attach(&id(client), false, SessionExpiry::Never, 1_000, TestOutlet::default(), restart).unwrap();
-                prop_assert_eq!(a.session_present, b.session_present, "{}", client);
-                prop_assert_eq!(seen(&a.backlog, now), seen(&b.backlog, restart), "{}", client);
-            }
-            for client in CLIENTS {
-                let (x, y) = (TestOutlet::default(), TestOutlet::default());
-                live.try_attach(&id(client), false, SessionExpiry::Never, 2_000, x.clone(), now).unwrap();
-                restarted.try_attach(&id(client), false, SessionExpiry::Never, 2_000, y.clone(), restart).unwrap();
-                outlets.push((client, x, y));
-            }
-            for topic in TOPICS {
-                live.publish(&msg(topic, topic, QoS::AtLeastOnce, false, now)).unwrap();
-                restarted.publish(&msg(topic, topic, QoS::AtLeastOnce, false, restart)).unwrap();
-            }
-            for (client, x, y) in outlets {
-                prop_assert_eq!(
-                    seen(&x.0.borrow().0, now),
-                    seen(&y.0.borrow().0, restart),
-                    "{} is subscribed to the same filters", client
-                );
-            }
+            let reopened = store.clone();
+            run_model(steps, down, Box::new(store), move || Box::new(reopened))?;
+        }
+    }
+
+    proptest! {
+        // Every call that writes is an fsync'd redb commit: fewer cases.
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn a_router_restarted_from_a_redb_file_matches_the_one_that_wrote_it(
+            steps in proptest::collection::vec(step(), 1..40),
+            down in 0..8u64,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (path, copy) = (dir.path().join("live.redb"), dir.path().join("copy.redb"));
+            let store = redb(&path);
+            // The live router keeps its file open (redb allows one opener): the restart opens a
+            // copy of it, taken after the crash, which is what a restarted process would find.
+            run_model(steps, down, Box::new(store), || {
+                std::fs::copy(&path, &copy).unwrap();
+                Box::new(redb(&copy))
+            })?;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The router with a store: what survives a restart (and a `kill -9`), what does not, and what
 //! a failing store does to a call. Time is injected: a restart is a new router on the same store
 //! with a later wall-clock time and an unrelated `Instant`.
+#![cfg(feature = "redb")]
 
 use std::cell::RefCell;
 use std::num::NonZeroU32;

@@ -197,6 +197,9 @@ pub struct StoredSession {
 }
 
 /// Everything a store holds, as [`RouterStore::load`] returns it.
+///
+/// This and the other `Stored*` types are plain data, not `#[non_exhaustive]`, so that a store
+/// in another crate can build them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredState {
     /// The persistent sessions, in any order. Subscriptions and queued deliveries whose session

@@ -1,4 +1,4 @@
-//! The crate's error type.
+//! The crate's error types.
 
 /// What the router refuses, and why the server cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +31,64 @@ pub enum Error {
         context: &'static str,
         /// The operating system's error.
         reason: String,
+    },
+    /// The router's [`RouterStore`](crate::RouterStore) could not make a change durable. The
+    /// call that returned it changed nothing (a PUBLISH must not be acknowledged: MQTT 5
+    /// PUBACK 0x80 Unspecified error), except where its documentation says otherwise.
+    #[error("router store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    /// The MQTT 5 reason code a broker answers a refused PUBLISH (PUBACK) or SUBSCRIBE entry
+    /// (SUBACK) with: 0x97 Quota exceeded for a retained-store limit (MQTT 5.0 §3.4.2.1), 0x80
+    /// Unspecified error for a store failure — the broker failed, not the client, so 0x97 would
+    /// wrongly tell it to slow down. MQTT 3.1.1 has no negative PUBACK: do not acknowledge.
+    pub fn reason_code(&self) -> thingkit_mqtt::ReasonCode {
+        match self {
+            Error::RetainedQuotaExceeded { .. } => thingkit_mqtt::ReasonCode::QUOTA_EXCEEDED,
+            Error::Store(_) => thingkit_mqtt::ReasonCode::UNSPECIFIED_ERROR,
+            // Not answers to a PUBLISH (the server could not start), but a code all the same.
+            Error::Tls(_) | Error::Config { .. } | Error::Io { .. } => {
+                thingkit_mqtt::ReasonCode::UNSPECIFIED_ERROR
+            }
+        }
+    }
+}
+
+/// What a [`RouterStore`](crate::RouterStore) reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The storage engine failed (I/O, a full disk, a lock, a closed database).
+    #[error("{operation} failed: {detail}")]
+    Backend {
+        /// What the store was doing (`"open"`, `"commit"`, `"load"`, ...).
+        operation: &'static str,
+        /// The engine's own message.
+        detail: String,
+    },
+    /// A stored record does not decode: the file was damaged or written by something else.
+    /// Nothing was loaded.
+    #[error("corrupt record in table {table} at key {key:?}: {detail} (at byte {offset})")]
+    Corrupt {
+        /// The table (or record kind) holding it.
+        table: &'static str,
+        /// Its key, as text.
+        key: String,
+        /// The byte offset in the record's value where decoding stopped.
+        offset: usize,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A value cannot be encoded for storage (for example a message property that a PUBLISH
+    /// cannot carry); nothing was written.
+    #[error("cannot encode {what}: {detail}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why it failed.
+        detail: String,
     },
 }
 

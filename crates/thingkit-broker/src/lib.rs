@@ -115,7 +115,8 @@
 //!   authentication, revocation, fleet provisioning) with [`RegistryDirectory`] as the default;
 //!   [`ServerIdentity`]; [`shutdown_signal`].
 //! - [`RouterLimits`]: offline queue and retained store caps; [`RouterCounters`]: what they
-//!   dropped. [`Error`]: what the router refuses (a retained message over the cap).
+//!   dropped. [`Error`]: what the router refuses (a retained message over the cap, a store
+//!   write that failed).
 //! - AWS IoT lifecycle events: [`LifecycleEvent`] (connected, disconnected, subscribed,
 //!   unsubscribed) with AWS's topic ([`LifecycleEvent::topic`]) and JSON payload
 //!   ([`LifecycleEvent::to_json`]); [`DisconnectReason`], every `disconnectReason` AWS lists,
@@ -123,6 +124,53 @@
 //!   [`PresenceVersions`], the per-client `versionNumber` in bounded memory; and
 //!   [`publishes_lifecycle_events`] (not for client IDs containing `#` or `+`). Timestamps are
 //!   Unix milliseconds passed in.
+//! - Persistence: [`RouterStore`], the trait a router writes its durable state through
+//!   ([`Router::with_store`]): one batch of [`StoreOp`]s per call, applied atomically and
+//!   durably, and [`RouterStore::load`] → [`StoredState`] on start. [`RedbStore`] (one redb
+//!   file, the default) and [`MemoryStore`]; `conformance::run` (feature `test-suite`) is the
+//!   suite every implementation must pass. [`StoreError`] says what a store failed at.
+//!
+//! ## Persistence
+//!
+//! With a store, these survive a restart, `kill -9` included: persistent sessions (not those
+//! that end with their connection) with their expiry, subscriptions and offline QoS 1 queues,
+//! and retained messages. Every router call that changes them writes one batch through the
+//! store before it returns, and only then changes memory: when [`Router::publish`] returns
+//! `Ok`, the message is durable in every offline persistent session's queue it went to, and the
+//! broker may send PUBACK; when it returns [`Error::Store`], nothing happened and the broker
+//! must not. Routing to connected sessions alone writes nothing.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::{Instant, SystemTime};
+//! use thingkit_broker::{Delivery, MemoryStore, Outlet, Router, RouterLimits, SessionExpiry};
+//! use thingkit_mqtt::ReasonCode;
+//!
+//! struct Closed;
+//! impl Outlet for Closed {
+//!     fn try_deliver(&self, d: Delivery) -> Result<(), Delivery> { Err(d) }
+//!     fn kick(&self, _reason: ReasonCode) {}
+//! }
+//!
+//! # fn main() -> Result<(), thingkit_broker::Error> {
+//! let store = MemoryStore::new(); // or RedbStore::open("router.redb")?
+//! let (now, wall) = (Instant::now(), SystemTime::now());
+//! let mut router = Router::with_store(RouterLimits::default(), store.clone(), now, wall)?;
+//! let device: Arc<str> = "device-7".into();
+//! router.try_attach(&device, true, SessionExpiry::Never, 1, Closed, now)?;
+//! router.try_detach(&device, 1, Vec::new(), now)?;
+//! drop(router);
+//!
+//! // A restart: the session is back, detached.
+//! let mut router: Router<Closed> = Router::with_store(RouterLimits::default(), store, now, wall)?;
+//! assert!(router.try_attach(&device, false, SessionExpiry::Never, 2, Closed, now)?.session_present);
+//! # Ok(()) }
+//! ```
+//!
+//! A stored message keeps the wall-clock time it was received, and a detached session the
+//! wall-clock time it expires (Unix milliseconds, converted with the `Instant`/`SystemTime` pair
+//! given to [`Router::with_store`], so the router still reads no clock): what expired while the
+//! broker was down is not restored.
 //!
 //! ## Time
 //!
@@ -136,6 +184,8 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `server` | yes | the tokio + rustls server: [`Broker`], [`BrokerConfig`], [`BrokerHandle`], [`Directory`], [`shutdown_signal`] (adds thingkit-policy, thingkit-provision, thingkit-meter, thingkit-firmware, tokio, tokio-rustls, tracing) |
+//! | `redb` | yes | [`RedbStore`]: the router's durable state in one redb file (pulls in `redb`) |
+//! | `test-suite` | no | `conformance::run`: the test suite every [`RouterStore`] must pass |
 //!
 //! ## Specifications
 //!
@@ -162,8 +212,9 @@ mod router;
 #[cfg(feature = "server")]
 mod server;
 mod session;
+mod store;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StoreError};
 pub use lifecycle::{
     DisconnectReason, LifecycleEvent, PresenceVersions, PresenceVersionsConfig,
     UnknownDisconnectReason, publishes_lifecycle_events,
@@ -185,4 +236,12 @@ pub use session::{
     Action, AllowAll, Authorizer, CloseReason, Closed, Denial, Event, FilterRequest,
     InboundPublish, Session, SessionConfig, SessionCounters, SubscribeRequest, UnsubscribeRequest,
     encode_refusal, session_expiry,
+};
+#[cfg(feature = "redb")]
+pub use store::RedbStore;
+#[cfg(feature = "test-suite")]
+pub use store::conformance;
+pub use store::{
+    MemoryStore, RouterStore, SessionRecord, StoreOp, StoredDelivery, StoredMessage, StoredSession,
+    StoredState,
 };

@@ -174,7 +174,17 @@ impl RetainedStore {
 
     /// Removes every expired message; returns how many. Costs what expires (plus a logarithmic
     /// lookup), not the size of the store.
+    #[cfg(test)]
     pub(crate) fn purge_expired(&mut self, now: Instant) -> usize {
+        self.purge_expired_with(now, |_| {})
+    }
+
+    /// [`RetainedStore::purge_expired`], calling `removed` with each removed message's topic.
+    pub(crate) fn purge_expired_with(
+        &mut self,
+        now: Instant,
+        mut removed: impl FnMut(&TopicName),
+    ) -> usize {
         let mut purged = 0;
         while let Some((at, _)) = self.deadlines.first()
             && *at <= now
@@ -183,6 +193,7 @@ impl RetainedStore {
                 break;
             };
             if self.remove(&topic).is_some() {
+                removed(&topic);
                 purged += 1;
             }
         }

@@ -2,13 +2,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use thingkit_mqtt::{Match, QoS, ReasonCode, SubscriptionIndex, TopicFilter, TopicName};
 
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::message::{Delivery, GrantedSubscription, Message, min_qos};
 use crate::retained::RetainedStore;
+use crate::store::{
+    RouterStore, SessionRecord, StoreOp, StoredDelivery, StoredMessage, StoredState,
+};
 
 /// Where the router hands a connected session's deliveries, and how it ends that connection.
 ///
@@ -35,7 +38,8 @@ pub enum SessionExpiry {
 }
 
 impl SessionExpiry {
-    fn persistent(self) -> bool {
+    /// Whether the session outlives its connection (and is stored, on a router with a store).
+    pub fn persistent(self) -> bool {
         self != SessionExpiry::OnDisconnect
     }
 }
@@ -118,6 +122,11 @@ pub struct RouterCounters {
     pub retained_expired: u64,
     /// Persistent sessions removed because their Session Expiry Interval passed.
     pub sessions_expired: u64,
+    /// Store writes that failed in calls that cannot report an error (the infallible
+    /// [`Router::attach`], [`Router::detach`], [`Router::subscribe`], [`Router::unsubscribe`],
+    /// [`Router::route`] and [`Router::sweep`] on a router with a store): the change was made in
+    /// memory only. Use the `try_` variants to fail closed instead.
+    pub store_failures: u64,
 }
 
 /// The outcome of routing one message.
@@ -152,10 +161,11 @@ struct Connected<O> {
 #[derive(Debug)]
 struct Session<O> {
     attached: Option<Connected<O>>,
-    filters: Vec<TopicFilter>,
+    filters: Vec<(TopicFilter, GrantedSubscription)>,
     offline: VecDeque<Delivery>,
     expiry: SessionExpiry,
-    detached_at: Option<Instant>,
+    /// When a detached session with [`SessionExpiry::After`] ends.
+    expires_at: Option<Instant>,
 }
 
 impl<O> Session<O> {
@@ -165,18 +175,137 @@ impl<O> Session<O> {
             filters: Vec::new(),
             offline: VecDeque::new(),
             expiry,
-            detached_at: None,
+            expires_at: None,
         }
     }
 
     fn expired(&self, now: Instant) -> bool {
-        match (self.attached.is_none(), self.detached_at, self.expiry) {
-            (true, Some(at), SessionExpiry::After(expiry)) => {
-                now.saturating_duration_since(at) >= expiry
-            }
-            _ => false,
+        self.attached.is_none() && self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// Milliseconds in `d`, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A router's store and the clock pair that converts its `Instant`s to wall-clock time.
+struct Durable {
+    /// Behind a mutex only so that the router stays `Sync` (as it is without a store) while
+    /// stores need only be `Send`; every use is through `&mut self` (`Mutex::get_mut`), so it is
+    /// never locked.
+    store: std::sync::Mutex<Box<dyn RouterStore>>,
+    /// The `Instant` given to [`Router::with_store`] ...
+    instant: Instant,
+    /// ... and the wall-clock time it was, in Unix milliseconds.
+    wall_ms: u64,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("instant", &self.instant)
+            .field("wall_ms", &self.wall_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Durable {
+    /// `at` as Unix milliseconds.
+    fn unix_ms(&self, at: Instant) -> u64 {
+        match at.checked_duration_since(self.instant) {
+            Some(after) => self.wall_ms.saturating_add(millis(after)),
+            None => self
+                .wall_ms
+                .saturating_sub(millis(self.instant.saturating_duration_since(at))),
         }
     }
+
+    fn stored_message(&self, m: &Message) -> Arc<StoredMessage> {
+        Arc::new(StoredMessage {
+            topic: m.topic.clone(),
+            payload: m.payload.clone(),
+            qos: m.qos,
+            retain: m.retain,
+            properties: m.properties.clone(),
+            from: m.from.clone(),
+            received_unix_ms: self.unix_ms(m.received),
+        })
+    }
+
+    fn stored_delivery(&self, d: &Delivery, message: Arc<StoredMessage>) -> StoredDelivery {
+        StoredDelivery {
+            message,
+            qos: d.qos,
+            retain: d.retain,
+            subscription_id: d.subscription_id,
+        }
+    }
+
+    /// The session record for `expiry`, detached at `detached` (`None`: attached).
+    fn record(&self, expiry: SessionExpiry, detached: Option<Instant>) -> SessionRecord {
+        let deadline_unix_ms = match (expiry, detached) {
+            (SessionExpiry::After(d), Some(at)) => Some(self.unix_ms(at).saturating_add(millis(d))),
+            _ => None,
+        };
+        SessionRecord {
+            expiry,
+            deadline_unix_ms,
+        }
+    }
+}
+
+/// A stored message as routed again after a restart at (`now`, `wall_ms`), or `None` if its
+/// Message Expiry Interval has passed. It keeps its interval and gets the `Instant` it was
+/// received at on this clock; when the monotonic clock cannot go back that far, it is received
+/// `now` with what is left of its interval.
+fn restored_message(m: &StoredMessage, now: Instant, wall_ms: u64) -> Option<Arc<Message>> {
+    let elapsed_ms = wall_ms.saturating_sub(m.received_unix_ms);
+    let mut properties = m.properties.clone();
+    if let Some(interval) = m.properties.message_expiry_interval
+        && elapsed_ms >= u64::from(interval) * 1000
+    {
+        return None;
+    }
+    let received = match now.checked_sub(Duration::from_millis(elapsed_ms)) {
+        Some(at) => at,
+        None => {
+            if let Some(interval) = m.properties.message_expiry_interval {
+                let left = u64::from(interval).saturating_sub(elapsed_ms / 1000);
+                properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(interval));
+            }
+            now
+        }
+    };
+    Some(Arc::new(Message {
+        topic: m.topic.clone(),
+        payload: m.payload.clone(),
+        qos: m.qos,
+        retain: m.retain,
+        properties,
+        from: m.from.clone(),
+        received,
+    }))
+}
+
+/// What a RETAIN message does to the retained store, once the limits allowed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetainChange {
+    /// Store it (new topic or replacement).
+    Put,
+    /// Delete the topic's message (empty payload, a message was there).
+    Delete,
+    /// Nothing (empty payload, no message was there).
+    None,
+}
+
+/// What a call does when the store fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnStoreError {
+    /// Return the error, change nothing (the `try_` methods and [`Router::publish`]).
+    Refuse,
+    /// Count it in [`RouterCounters::store_failures`] and change memory anyway.
+    Count,
 }
 
 /// Sessions, subscriptions and retained messages of an MQTT broker, sans IO.
@@ -194,6 +323,22 @@ impl<O> Session<O> {
 /// - Retained messages in a trie keyed by topic level ([`Router::retained_matching`] walks only
 ///   the branches a filter can match), capped by [`RouterLimits`].
 /// - Routing ([`Router::publish`], [`Router::route`]) with per-session offline queue limits.
+///
+/// ## Persistence
+///
+/// A router made with [`Router::with_store`] writes every change to durable state through its
+/// [`RouterStore`] before the call returns, as one batch ([`RouterStore::apply`], one redb
+/// transaction) per call, and only when the call changes durable state: persistent sessions
+/// (attach, detach, expiry, Clean Start), their subscriptions, the QoS 1 messages queued while
+/// they are offline, and retained messages. Routing to connected sessions alone writes nothing.
+///
+/// Store failures: [`Router::publish`], [`Router::retain`] and the `try_` methods
+/// ([`Router::try_attach`], [`Router::try_subscribe`], [`Router::try_unsubscribe`],
+/// [`Router::try_route`]) fail closed with [`Error::Store`] and change nothing (a PUBLISH that
+/// returns it must not be acknowledged). [`Router::try_detach`] and [`Router::try_sweep`]
+/// report it after changing memory, because the connection has ended or the session has expired
+/// either way. The infallible methods keep their store-less signatures: on a store failure they
+/// change memory, and count it in [`RouterCounters::store_failures`].
 #[derive(Debug)]
 pub struct Router<O> {
     index: SubscriptionIndex<Arc<str>, GrantedSubscription>,
@@ -202,6 +347,7 @@ pub struct Router<O> {
     share_cursor: usize,
     limits: RouterLimits,
     counters: RouterCounters,
+    durable: Option<Durable>,
 }
 
 impl<O: Outlet> Default for Router<O> {
@@ -211,7 +357,7 @@ impl<O: Outlet> Default for Router<O> {
 }
 
 impl<O: Outlet> Router<O> {
-    /// An empty router with `limits`.
+    /// An empty router with `limits`, in memory only.
     pub fn new(limits: RouterLimits) -> Self {
         Router {
             index: SubscriptionIndex::new(),
@@ -220,6 +366,164 @@ impl<O: Outlet> Router<O> {
             share_cursor: 0,
             limits,
             counters: RouterCounters::default(),
+            durable: None,
+        }
+    }
+
+    /// A router that keeps its durable state in `store`, restored from it: persistent sessions
+    /// (detached, with their subscriptions and offline queues) and retained messages.
+    ///
+    /// `now` and `wall` are the same moment on the monotonic clock the router is driven with and
+    /// on the wall clock (`Instant::now()` and `SystemTime::now()`); the router converts its
+    /// `Instant`s to Unix milliseconds with them, for what outlives the process:
+    ///
+    /// - a message's reception time: a message whose Message Expiry Interval has passed by
+    ///   `wall` is not restored (and is deleted from the store); the others expire when they
+    ///   would have;
+    /// - a detached session's expiry deadline: a session past it is not restored (and is
+    ///   deleted); a session that was attached when the process ended counts its Session Expiry
+    ///   Interval from `now` (and that deadline is stored).
+    ///
+    /// Offline queues and retained messages beyond `limits` are cut to fit (oldest queued
+    /// messages kept), counted like any other drop. A wall clock set back between two runs makes
+    /// stored times look younger (nothing expires early); one set forward expires them early.
+    ///
+    /// Stores are read whole: a corrupt record stops the start instead of being skipped, so a
+    /// damaged file is noticed rather than silently losing the sessions in it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store cannot be read (a corrupt record:
+    /// [`StoreError::Corrupt`]) or the clean-up of what expired cannot be written.
+    pub fn with_store(
+        limits: RouterLimits,
+        store: impl RouterStore + 'static,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Self, Error> {
+        let state = store.load()?;
+        let wall_ms = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, millis);
+        let mut router = Router::new(limits);
+        router.durable = Some(Durable {
+            store: std::sync::Mutex::new(Box::new(store)),
+            instant: now,
+            wall_ms,
+        });
+        let ops = router.restore(state, now, wall_ms);
+        router.write(&ops)?;
+        Ok(router)
+    }
+
+    /// Rebuilds memory from `state`; returns the ops that remove what expired or no longer fits.
+    fn restore(&mut self, state: StoredState, now: Instant, wall_ms: u64) -> Vec<StoreOp> {
+        let mut ops = Vec::new();
+        for stored in state.sessions {
+            let id = stored.client_id;
+            let expires_at = match (stored.record.expiry, stored.record.deadline_unix_ms) {
+                (SessionExpiry::OnDisconnect, _) => {
+                    ops.push(StoreOp::RemoveSession { client_id: id });
+                    continue;
+                }
+                (SessionExpiry::After(_), Some(deadline)) if deadline <= wall_ms => {
+                    ops.push(StoreOp::RemoveSession { client_id: id });
+                    self.counters.sessions_expired += 1;
+                    continue;
+                }
+                (SessionExpiry::After(_), Some(deadline)) => {
+                    now.checked_add(Duration::from_millis(deadline - wall_ms))
+                }
+                (SessionExpiry::After(d), None) => {
+                    ops.push(StoreOp::PutSession {
+                        client_id: id.clone(),
+                        record: SessionRecord {
+                            expiry: stored.record.expiry,
+                            deadline_unix_ms: Some(wall_ms.saturating_add(millis(d))),
+                        },
+                    });
+                    now.checked_add(d)
+                }
+                (SessionExpiry::Never, _) => None,
+            };
+            let mut session = Session::new(stored.record.expiry);
+            session.expires_at = expires_at;
+            for (filter, granted) in stored.subscriptions {
+                self.index.insert(&filter, id.clone(), granted);
+                session.filters.push((filter, granted));
+            }
+            let mut kept = Vec::new();
+            for d in &stored.queue {
+                let Some(message) = restored_message(&d.message, now, wall_ms) else {
+                    self.counters.expired_dropped += 1;
+                    continue;
+                };
+                if session.offline.len() >= self.limits.max_offline_messages {
+                    self.counters.offline_dropped += 1;
+                    continue;
+                }
+                session.offline.push_back(Delivery {
+                    message,
+                    qos: d.qos,
+                    retain: d.retain,
+                    subscription_id: d.subscription_id,
+                });
+                kept.push(d);
+            }
+            if kept.len() < stored.queue.len() {
+                ops.push(StoreOp::ClearQueue {
+                    client_id: id.clone(),
+                });
+                ops.extend(kept.into_iter().map(|d| StoreOp::PushQueued {
+                    client_id: id.clone(),
+                    delivery: d.clone(),
+                }));
+            }
+            self.sessions.insert(id, session);
+        }
+        for stored in state.retained {
+            let topic = stored.topic.clone();
+            let Some(message) = restored_message(&stored, now, wall_ms) else {
+                self.counters.retained_expired += 1;
+                ops.push(StoreOp::RemoveRetained { topic });
+                continue;
+            };
+            match self.check_retain(&message) {
+                Ok(RetainChange::Put) => {
+                    self.retained.insert(message);
+                }
+                _ => ops.push(StoreOp::RemoveRetained { topic }),
+            }
+        }
+        ops
+    }
+
+    /// Whether the router writes through a [`RouterStore`] ([`Router::with_store`]).
+    pub fn is_stored(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// Writes `ops` through the store in one batch (nothing to do without a store or ops).
+    fn write(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        match &mut self.durable {
+            Some(d) if !ops.is_empty() => d
+                .store
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .apply(ops),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Router::write`], then what `policy` says to do with a failure.
+    fn commit(&mut self, ops: &[StoreOp], policy: OnStoreError) -> Result<(), Error> {
+        match (self.write(ops), policy) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), OnStoreError::Refuse) => Err(e.into()),
+            (Err(_), OnStoreError::Count) => {
+                self.counters.store_failures += 1;
+                Ok(())
+            }
         }
     }
 
@@ -237,7 +541,104 @@ impl<O: Outlet> Router<O> {
     /// takeover from the connection it replaced) to the session `client_id`. A live connection
     /// of that session is kicked with 0x8E Session taken over; with `clean_start` any previous
     /// state is discarded; an expired session is removed first.
+    ///
+    /// On a router with a store, a store failure is counted and the session attached anyway
+    /// ([`Router::try_attach`] refuses instead).
     pub fn attach(
+        &mut self,
+        client_id: &Arc<str>,
+        clean_start: bool,
+        expiry: SessionExpiry,
+        connection: u64,
+        outlet: O,
+        now: Instant,
+    ) -> Attached {
+        let ops = self.attach_ops(client_id, clean_start, expiry, now);
+        let _ = self.commit(&ops, OnStoreError::Count);
+        self.attach_in_memory(client_id, clean_start, expiry, connection, outlet, now)
+    }
+
+    /// [`Router::attach`] that fails closed: the store first records the session (its expiry,
+    /// and for a session that was not stored before, its subscriptions), removes what Clean
+    /// Start or expiry discards, and empties the offline queue handed over as the backlog.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: nothing changed (the previous connection was not kicked); refuse the
+    /// CONNECT (MQTT 5 CONNACK 0x80 Unspecified error, 3.1.1 0x03 Server unavailable).
+    pub fn try_attach(
+        &mut self,
+        client_id: &Arc<str>,
+        clean_start: bool,
+        expiry: SessionExpiry,
+        connection: u64,
+        outlet: O,
+        now: Instant,
+    ) -> Result<Attached, Error> {
+        let ops = self.attach_ops(client_id, clean_start, expiry, now);
+        self.commit(&ops, OnStoreError::Refuse)?;
+        Ok(self.attach_in_memory(client_id, clean_start, expiry, connection, outlet, now))
+    }
+
+    fn attach_ops(
+        &self,
+        client_id: &Arc<str>,
+        clean_start: bool,
+        expiry: SessionExpiry,
+        now: Instant,
+    ) -> Vec<StoreOp> {
+        let mut ops = Vec::new();
+        let Some(durable) = &self.durable else {
+            return ops;
+        };
+        let mut live = self.sessions.get(client_id);
+        let mut stored = live.is_some_and(|s| s.expiry.persistent());
+        if clean_start || live.is_some_and(|s| s.expired(now)) {
+            if stored {
+                ops.push(StoreOp::RemoveSession {
+                    client_id: client_id.clone(),
+                });
+            }
+            live = None;
+            stored = false;
+        }
+        if expiry.persistent() {
+            // The stored record of an attached session is (expiry, no deadline), and a detached
+            // `Never` session has no deadline either: rewriting an unchanged record would cost
+            // a commit on every reconnect of an MQTT 3.1.1 persistent session.
+            let unchanged = stored
+                && live.is_some_and(|s| {
+                    s.expiry == expiry && (expiry == SessionExpiry::Never || s.attached.is_some())
+                });
+            if !unchanged {
+                ops.push(StoreOp::PutSession {
+                    client_id: client_id.clone(),
+                    record: durable.record(expiry, None),
+                });
+            }
+            if let Some(s) = live {
+                if !stored {
+                    ops.extend(s.filters.iter().map(|(f, g)| StoreOp::PutSubscription {
+                        client_id: client_id.clone(),
+                        filter: f.clone(),
+                        granted: *g,
+                    }));
+                } else if !s.offline.is_empty() {
+                    ops.push(StoreOp::ClearQueue {
+                        client_id: client_id.clone(),
+                    });
+                }
+            }
+        } else if stored {
+            // Resumed, but to end with this connection: a restart must not bring it back.
+            ops.push(StoreOp::RemoveSession {
+                client_id: client_id.clone(),
+            });
+        }
+        ops
+    }
+
+    fn attach_in_memory(
         &mut self,
         client_id: &Arc<str>,
         clean_start: bool,
@@ -270,7 +671,7 @@ impl<O: Outlet> Router<O> {
                 || session.expiry.persistent());
         session.attached = Some(Connected { connection, outlet });
         session.expiry = expiry;
-        session.detached_at = None;
+        session.expires_at = None;
         let mut backlog = Vec::with_capacity(session.offline.len());
         for d in session.offline.drain(..) {
             if d.message.is_expired(now) {
@@ -290,7 +691,82 @@ impl<O: Outlet> Router<O> {
     /// [`RouterLimits::max_offline_messages`]); any other session is removed. When a newer
     /// connection has taken the session over, a persistent session's `unacked` messages go to
     /// that connection and nothing else changes.
+    ///
+    /// On a router with a store, a store failure is counted ([`Router::try_detach`] reports it).
     pub fn detach(
+        &mut self,
+        client_id: &Arc<str>,
+        connection: u64,
+        unacked: Vec<Delivery>,
+        now: Instant,
+    ) {
+        let ops = self.detach_ops(client_id, connection, &unacked, now);
+        let _ = self.commit(&ops, OnStoreError::Count);
+        self.detach_in_memory(client_id, connection, unacked, now);
+    }
+
+    /// [`Router::detach`] that reports a store failure. The store records the session's expiry
+    /// deadline (wall-clock time) and appends the `unacked` QoS 1 messages to its queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: the session is detached in memory all the same (its connection has
+    /// ended), but the store missed the deadline and the `unacked` messages: they are kept
+    /// until this process ends, and after a restart the session counts its expiry from then.
+    pub fn try_detach(
+        &mut self,
+        client_id: &Arc<str>,
+        connection: u64,
+        unacked: Vec<Delivery>,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let ops = self.detach_ops(client_id, connection, &unacked, now);
+        let written = self.write(&ops);
+        self.detach_in_memory(client_id, connection, unacked, now);
+        Ok(written?)
+    }
+
+    fn detach_ops(
+        &self,
+        client_id: &Arc<str>,
+        connection: u64,
+        unacked: &[Delivery],
+        now: Instant,
+    ) -> Vec<StoreOp> {
+        let mut ops = Vec::new();
+        let (Some(durable), Some(session)) = (&self.durable, self.sessions.get(client_id)) else {
+            return ops;
+        };
+        if session.attached.as_ref().map(|a| a.connection) != Some(connection)
+            || !session.expiry.persistent()
+        {
+            return ops;
+        }
+        if let SessionExpiry::After(_) = session.expiry {
+            // Its deadline starts now. (A `Never` session's record is unchanged.)
+            ops.push(StoreOp::PutSession {
+                client_id: client_id.clone(),
+                record: durable.record(session.expiry, Some(now)),
+            });
+        }
+        let room = self
+            .limits
+            .max_offline_messages
+            .saturating_sub(session.offline.len());
+        for d in unacked
+            .iter()
+            .filter(|d| d.qos != QoS::AtMostOnce)
+            .take(room)
+        {
+            ops.push(StoreOp::PushQueued {
+                client_id: client_id.clone(),
+                delivery: durable.stored_delivery(d, durable.stored_message(&d.message)),
+            });
+        }
+        ops
+    }
+
+    fn detach_in_memory(
         &mut self,
         client_id: &Arc<str>,
         connection: u64,
@@ -315,7 +791,10 @@ impl<O: Outlet> Router<O> {
             return;
         }
         session.attached = None;
-        session.detached_at = Some(now);
+        session.expires_at = match session.expiry {
+            SessionExpiry::After(d) => now.checked_add(d),
+            _ => None,
+        };
         if session.expiry.persistent() {
             for d in unacked {
                 if d.qos == QoS::AtMostOnce {
@@ -334,15 +813,72 @@ impl<O: Outlet> Router<O> {
 
     fn remove_session(&mut self, client_id: &Arc<str>) {
         if let Some(session) = self.sessions.remove(client_id) {
-            for f in &session.filters {
+            for (f, _) in &session.filters {
                 self.index.remove(f, client_id);
             }
         }
     }
 
+    /// Whether `client_id` has a session that is (or is to be) stored.
+    fn stored_session(&self, client_id: &str) -> bool {
+        self.durable.is_some()
+            && self
+                .sessions
+                .get(client_id)
+                .is_some_and(|s| s.expiry.persistent())
+    }
+
     /// Adds or replaces `client_id`'s subscription to `filter`. Returns whether it existed
     /// before (for Retain Handling 1, send retained messages only for a new subscription).
+    ///
+    /// On a router with a store, a store failure is counted and the subscription made anyway
+    /// ([`Router::try_subscribe`] refuses instead).
     pub fn subscribe(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &TopicFilter,
+        granted: GrantedSubscription,
+    ) -> bool {
+        let ops = self.subscribe_ops(client_id, filter, granted);
+        let _ = self.commit(&ops, OnStoreError::Count);
+        self.subscribe_in_memory(client_id, filter, granted)
+    }
+
+    /// [`Router::subscribe`] that fails closed: a persistent session's subscription is stored
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: no subscription was made or changed; answer the SUBACK entry with a
+    /// failure (MQTT 5 0x80 Unspecified error, 3.1.1 0x80 Failure).
+    pub fn try_subscribe(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &TopicFilter,
+        granted: GrantedSubscription,
+    ) -> Result<bool, Error> {
+        let ops = self.subscribe_ops(client_id, filter, granted);
+        self.commit(&ops, OnStoreError::Refuse)?;
+        Ok(self.subscribe_in_memory(client_id, filter, granted))
+    }
+
+    fn subscribe_ops(
+        &self,
+        client_id: &Arc<str>,
+        filter: &TopicFilter,
+        granted: GrantedSubscription,
+    ) -> Vec<StoreOp> {
+        if !self.stored_session(client_id) {
+            return Vec::new();
+        }
+        vec![StoreOp::PutSubscription {
+            client_id: client_id.clone(),
+            filter: filter.clone(),
+            granted,
+        }]
+    }
+
+    fn subscribe_in_memory(
         &mut self,
         client_id: &Arc<str>,
         filter: &TopicFilter,
@@ -352,25 +888,67 @@ impl<O: Outlet> Router<O> {
             .index
             .insert(filter, client_id.clone(), granted)
             .is_some();
-        if let Some(session) = self.sessions.get_mut(client_id)
-            && !existed
-        {
-            session.filters.push(filter.clone());
+        if let Some(session) = self.sessions.get_mut(client_id) {
+            match session.filters.iter_mut().find(|(f, _)| f == filter) {
+                Some((_, g)) => *g = granted,
+                None => session.filters.push((filter.clone(), granted)),
+            }
         }
         existed
     }
 
     /// Removes `client_id`'s subscription to `filter`. Returns whether it existed.
+    ///
+    /// On a router with a store, a store failure is counted and the subscription removed anyway
+    /// ([`Router::try_unsubscribe`] refuses instead).
     pub fn unsubscribe(&mut self, client_id: &Arc<str>, filter: &TopicFilter) -> bool {
+        let ops = self.unsubscribe_ops(client_id, filter);
+        let _ = self.commit(&ops, OnStoreError::Count);
+        self.unsubscribe_in_memory(client_id, filter)
+    }
+
+    /// [`Router::unsubscribe`] that fails closed: a persistent session's subscription is
+    /// removed from the store first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: the subscription is unchanged; answer the UNSUBACK entry with a failure
+    /// (MQTT 5 0x80 Unspecified error).
+    pub fn try_unsubscribe(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &TopicFilter,
+    ) -> Result<bool, Error> {
+        let ops = self.unsubscribe_ops(client_id, filter);
+        self.commit(&ops, OnStoreError::Refuse)?;
+        Ok(self.unsubscribe_in_memory(client_id, filter))
+    }
+
+    fn unsubscribe_ops(&self, client_id: &Arc<str>, filter: &TopicFilter) -> Vec<StoreOp> {
+        let subscribed = self
+            .sessions
+            .get(client_id)
+            .is_some_and(|s| s.filters.iter().any(|(f, _)| f == filter));
+        if !subscribed || !self.stored_session(client_id) {
+            return Vec::new();
+        }
+        vec![StoreOp::RemoveSubscription {
+            client_id: client_id.clone(),
+            filter: filter.clone(),
+        }]
+    }
+
+    fn unsubscribe_in_memory(&mut self, client_id: &Arc<str>, filter: &TopicFilter) -> bool {
         let existed = self.index.remove(filter, client_id).is_some();
         if let Some(session) = self.sessions.get_mut(client_id) {
-            session.filters.retain(|f| f != filter);
+            session.filters.retain(|(f, _)| f != filter);
         }
         existed
     }
 
     /// Updates the retained store for a message published with RETAIN: an empty payload deletes
-    /// the topic's retained message [MQTT-3.3.1-6]; anything else replaces it.
+    /// the topic's retained message [MQTT-3.3.1-6]; anything else replaces it. On a router with a
+    /// store, the change is stored first.
     ///
     /// # Errors
     ///
@@ -378,10 +956,23 @@ impl<O: Outlet> Router<O> {
     /// [`RouterLimits::max_retained_messages`] (a new topic),
     /// [`RouterLimits::max_retained_bytes`] or [`RouterLimits::max_retained_topic_levels`]; the store is unchanged (the previous retained
     /// message on the topic, if any, stays) and the refusal is counted.
+    /// [`Error::Store`] when the store failed: nothing changed.
     pub fn retain(&mut self, message: &Arc<Message>) -> Result<(), Error> {
+        let change = self.check_retain(message)?;
+        let mut ops = Vec::new();
+        self.retain_ops(message, change, &mut ops);
+        self.commit(&ops, OnStoreError::Refuse)?;
+        self.apply_retain(message, change);
+        Ok(())
+    }
+
+    /// What RETAIN `message` does to the retained store, if the limits allow it.
+    fn check_retain(&mut self, message: &Arc<Message>) -> Result<RetainChange, Error> {
         if message.payload.is_empty() {
-            self.retained.remove(&message.topic);
-            return Ok(());
+            return Ok(match self.retained.get(&message.topic) {
+                Some(_) => RetainChange::Delete,
+                None => RetainChange::None,
+            });
         }
         let max_levels = self.limits.max_retained_topic_levels;
         if message.topic.levels().nth(max_levels).is_some() {
@@ -407,8 +998,34 @@ impl<O: Outlet> Router<O> {
                 max: self.limits.max_retained_bytes,
             });
         }
-        self.retained.insert(message.clone());
-        Ok(())
+        Ok(RetainChange::Put)
+    }
+
+    fn retain_ops(&self, message: &Arc<Message>, change: RetainChange, ops: &mut Vec<StoreOp>) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        match change {
+            RetainChange::Put => ops.push(StoreOp::PutRetained {
+                message: durable.stored_message(message),
+            }),
+            RetainChange::Delete => ops.push(StoreOp::RemoveRetained {
+                topic: message.topic.clone(),
+            }),
+            RetainChange::None => {}
+        }
+    }
+
+    fn apply_retain(&mut self, message: &Arc<Message>, change: RetainChange) {
+        match change {
+            RetainChange::Put => {
+                self.retained.insert(message.clone());
+            }
+            RetainChange::Delete => {
+                self.retained.remove(&message.topic);
+            }
+            RetainChange::None => {}
+        }
     }
 
     /// The unexpired retained messages matching `filter` at `now` (none for a shared
@@ -437,24 +1054,73 @@ impl<O: Outlet> Router<O> {
     }
 
     /// Handles an application message: stores it if it has RETAIN ([`Router::retain`]) and
-    /// routes it ([`Router::route`]).
+    /// routes it ([`Router::route`]). On a router with a store, the retained change and the
+    /// copies queued for offline persistent sessions are stored in one batch before anything
+    /// is delivered: when it returns `Ok`, the message is durable wherever it has to be, and
+    /// the broker may acknowledge it (PUBACK).
     ///
     /// # Errors
     ///
     /// [`Error::RetainedQuotaExceeded`]: the message is refused as a whole, neither stored nor
     /// routed, so that the publisher's answer (MQTT 5 PUBACK 0x97 Quota exceeded) is true.
+    /// [`Error::Store`]: the store failed; the message was neither stored, queued nor delivered
+    /// to anyone. Do not acknowledge it (MQTT 5 PUBACK 0x80 Unspecified error, or no PUBACK so
+    /// that the client sends it again).
     pub fn publish(&mut self, message: &Arc<Message>) -> Result<Routed, Error> {
-        if message.retain {
-            self.retain(message)?;
-        }
-        Ok(self.route(message))
+        let change = if message.retain {
+            Some(self.check_retain(message)?)
+        } else {
+            None
+        };
+        self.route_with(message, change, OnStoreError::Refuse)
     }
 
     /// Hands `message` to every matching subscriber: one member per shared group (round-robin),
     /// not to its publisher where No Local is set; a disconnected persistent session queues QoS 1
     /// messages up to [`RouterLimits::max_offline_messages`].
+    ///
+    /// On a router with a store, a store failure is counted and the message routed anyway
+    /// ([`Router::try_route`] refuses instead).
     pub fn route(&mut self, message: &Arc<Message>) -> Routed {
-        let mut routed = Routed::default();
+        self.route_with(message, None, OnStoreError::Count)
+            .unwrap_or_default()
+    }
+
+    /// [`Router::route`] that fails closed: the copies queued for offline persistent sessions
+    /// are stored first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: the message was neither queued nor delivered to anyone.
+    pub fn try_route(&mut self, message: &Arc<Message>) -> Result<Routed, Error> {
+        self.route_with(message, None, OnStoreError::Refuse)
+    }
+
+    fn route_with(
+        &mut self,
+        message: &Arc<Message>,
+        retain: Option<RetainChange>,
+        policy: OnStoreError,
+    ) -> Result<Routed, Error> {
+        let cursor = self.share_cursor;
+        let targets = self.targets(message);
+        let mut ops = Vec::new();
+        if let Some(change) = retain {
+            self.retain_ops(message, change, &mut ops);
+        }
+        self.queue_ops(message, &targets, &mut ops);
+        if let Err(e) = self.commit(&ops, policy) {
+            self.share_cursor = cursor;
+            return Err(e);
+        }
+        if let Some(change) = retain {
+            self.apply_retain(message, change);
+        }
+        Ok(self.deliver(message, targets))
+    }
+
+    /// The subscribers `message` goes to, with their subscription options.
+    fn targets(&mut self, message: &Arc<Message>) -> Vec<(Arc<str>, GrantedSubscription)> {
         let mut targets: Vec<(Arc<str>, GrantedSubscription)> = Vec::new();
         let cursor = self.share_cursor;
         self.index.for_each_match(&message.topic, |m| match m {
@@ -470,6 +1136,56 @@ impl<O: Outlet> Router<O> {
             }
         });
         self.share_cursor = self.share_cursor.wrapping_add(1);
+        targets
+    }
+
+    /// The store ops for the copies of `message` that [`Router::deliver`] will queue for
+    /// offline sessions: one stored message shared by all of them.
+    fn queue_ops(
+        &self,
+        message: &Arc<Message>,
+        targets: &[(Arc<str>, GrantedSubscription)],
+        ops: &mut Vec<StoreOp>,
+    ) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        let mut stored: Option<Arc<StoredMessage>> = None;
+        let mut pushed: HashMap<&str, usize> = HashMap::new();
+        for (client, granted) in targets {
+            let Some(session) = self.sessions.get(client) else {
+                continue;
+            };
+            let qos = min_qos(granted.qos, message.qos);
+            if session.attached.is_some() || qos == QoS::AtMostOnce {
+                continue;
+            }
+            let queued = pushed.entry(client).or_default();
+            if session.offline.len() + *queued >= self.limits.max_offline_messages {
+                continue;
+            }
+            *queued += 1;
+            let stored = stored
+                .get_or_insert_with(|| durable.stored_message(message))
+                .clone();
+            ops.push(StoreOp::PushQueued {
+                client_id: client.clone(),
+                delivery: StoredDelivery {
+                    message: stored,
+                    qos,
+                    retain: granted.retain_as_published && message.retain,
+                    subscription_id: granted.id,
+                },
+            });
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        message: &Arc<Message>,
+        targets: Vec<(Arc<str>, GrantedSubscription)>,
+    ) -> Routed {
+        let mut routed = Routed::default();
         for (client, granted) in targets {
             let Some(session) = self.sessions.get_mut(&client) else {
                 continue;
@@ -510,19 +1226,55 @@ impl<O: Outlet> Router<O> {
     /// their connection ended, and the retained messages that expired; returns how many
     /// sessions. Expired retained messages are found through a deadline index, so that part
     /// costs what expires; sessions are still checked one by one.
+    ///
+    /// On a router with a store, a store failure is counted ([`Router::try_sweep`] reports it).
     pub fn sweep(&mut self, now: Instant) -> usize {
+        let (expired, ops) = self.sweep_in_memory(now);
+        let _ = self.commit(&ops, OnStoreError::Count);
+        expired
+    }
+
+    /// [`Router::sweep`] that reports a store failure. The store removes the expired sessions
+    /// and retained messages in one batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: memory was swept all the same; the store still holds what expired,
+    /// which is not restored after a restart either (its deadlines are stored) and is removed
+    /// then.
+    pub fn try_sweep(&mut self, now: Instant) -> Result<usize, Error> {
+        let (expired, ops) = self.sweep_in_memory(now);
+        self.write(&ops)?;
+        Ok(expired)
+    }
+
+    fn sweep_in_memory(&mut self, now: Instant) -> (usize, Vec<StoreOp>) {
         let expired: Vec<Arc<str>> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.expired(now))
             .map(|(id, _)| id.clone())
             .collect();
+        let stored = self.durable.is_some();
+        let mut ops = Vec::new();
         for id in &expired {
             self.remove_session(id);
+            if stored {
+                ops.push(StoreOp::RemoveSession {
+                    client_id: id.clone(),
+                });
+            }
         }
         self.counters.sessions_expired += expired.len() as u64;
-        self.counters.retained_expired += self.retained.purge_expired(now) as u64;
-        expired.len()
+        let purged = self.retained.purge_expired_with(now, |topic| {
+            if stored {
+                ops.push(StoreOp::RemoveRetained {
+                    topic: topic.clone(),
+                });
+            }
+        });
+        self.counters.retained_expired += purged as u64;
+        (expired.len(), ops)
     }
 
     /// Whether `client_id`'s session has a live connection.

@@ -202,6 +202,8 @@ pub struct Router<O> {
     share_cursor: usize,
     limits: RouterLimits,
     counters: RouterCounters,
+    /// Messages in every offline queue (a running total, for [`Router::offline_total`]).
+    offline_total: usize,
 }
 
 impl<O: Outlet> Default for Router<O> {
@@ -220,6 +222,7 @@ impl<O: Outlet> Router<O> {
             share_cursor: 0,
             limits,
             counters: RouterCounters::default(),
+            offline_total: 0,
         }
     }
 
@@ -272,6 +275,7 @@ impl<O: Outlet> Router<O> {
         session.expiry = expiry;
         session.detached_at = None;
         let mut backlog = Vec::with_capacity(session.offline.len());
+        self.offline_total -= session.offline.len();
         for d in session.offline.drain(..) {
             if d.message.is_expired(now) {
                 self.counters.expired_dropped += 1;
@@ -323,6 +327,7 @@ impl<O: Outlet> Router<O> {
                 }
                 if session.offline.len() < self.limits.max_offline_messages {
                     session.offline.push_back(d);
+                    self.offline_total += 1;
                 } else {
                     self.counters.offline_dropped += 1;
                 }
@@ -334,6 +339,7 @@ impl<O: Outlet> Router<O> {
 
     fn remove_session(&mut self, client_id: &Arc<str>) {
         if let Some(session) = self.sessions.remove(client_id) {
+            self.offline_total -= session.offline.len();
             for f in &session.filters {
                 self.index.remove(f, client_id);
             }
@@ -495,6 +501,7 @@ impl<O: Outlet> Router<O> {
                 }
                 None if session.offline.len() < self.limits.max_offline_messages => {
                     session.offline.push_back(delivery);
+                    self.offline_total += 1;
                     routed.queued += 1;
                 }
                 None => {
@@ -535,6 +542,11 @@ impl<O: Outlet> Router<O> {
     /// Number of sessions (connected or persistent).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Messages queued for all disconnected sessions together (a running total, O(1)).
+    pub fn offline_total(&self) -> usize {
+        self.offline_total
     }
 
     /// Messages queued for `client_id`'s disconnected session (0 if none).

@@ -467,8 +467,14 @@ pub struct Stats {
     pub publishes_in: AtomicU64,
     /// Messages written to subscribers.
     pub deliveries: AtomicU64,
-    /// Requests denied by policy (connect, publish, subscribe, receive).
-    pub denied: AtomicU64,
+    /// CONNECTs denied by policy (`iot:Connect`, or `iot:Publish` on the will's topic).
+    pub denied_connect: AtomicU64,
+    /// PUBLISH packets denied by policy (`iot:Publish`, `iot:RetainPublish`).
+    pub denied_publish: AtomicU64,
+    /// SUBSCRIBE filters denied by policy (`iot:Subscribe`).
+    pub denied_subscribe: AtomicU64,
+    /// Deliveries withheld by policy (`iot:Receive`).
+    pub denied_receive: AtomicU64,
     /// Publishes refused or dropped by a rate limit (a delayed one counts once).
     pub throttled: AtomicU64,
     /// Publishes refused because the meter or the account limiter failed (e.g. its key cap was
@@ -496,8 +502,16 @@ pub struct StatsSnapshot {
     pub publishes_in: u64,
     /// See [`Stats::deliveries`].
     pub deliveries: u64,
-    /// See [`Stats::denied`].
+    /// Requests denied by policy, all actions together (the sum of the four below).
     pub denied: u64,
+    /// See [`Stats::denied_connect`].
+    pub denied_connect: u64,
+    /// See [`Stats::denied_publish`].
+    pub denied_publish: u64,
+    /// See [`Stats::denied_subscribe`].
+    pub denied_subscribe: u64,
+    /// See [`Stats::denied_receive`].
+    pub denied_receive: u64,
     /// See [`Stats::throttled`].
     pub throttled: u64,
     /// See [`Stats::meter_refusals`].
@@ -511,15 +525,38 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
-    fn snapshot(&self) -> StatsSnapshot {
+    /// Counts a policy denial of `action` (a [`crate::Denial`]'s action: `"connect"`,
+    /// `"publish"`, `"subscribe"` or `"receive"`; anything else counts as `"publish"`, the
+    /// action every other request is decided as).
+    pub(crate) fn deny(&self, action: &str) {
+        let counter = match action {
+            "connect" => &self.denied_connect,
+            "subscribe" => &self.denied_subscribe,
+            "receive" => &self.denied_receive,
+            _ => &self.denied_publish,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let denied = [
+            &self.denied_connect,
+            &self.denied_publish,
+            &self.denied_subscribe,
+            &self.denied_receive,
+        ];
         StatsSnapshot {
+            denied: denied.iter().map(|c| l(c)).sum(),
+            denied_connect: l(&self.denied_connect),
+            denied_publish: l(&self.denied_publish),
+            denied_subscribe: l(&self.denied_subscribe),
+            denied_receive: l(&self.denied_receive),
             tls_failures: l(&self.tls_failures),
             connects_accepted: l(&self.connects_accepted),
             connects_refused: l(&self.connects_refused),
             publishes_in: l(&self.publishes_in),
             deliveries: l(&self.deliveries),
-            denied: l(&self.denied),
             throttled: l(&self.throttled),
             meter_refusals: l(&self.meter_refusals),
             queue_drops: l(&self.queue_drops),

@@ -114,6 +114,9 @@
 //!   graceful shutdown); [`BrokerConfig`]; [`Directory`] (what the server asks the registry:
 //!   authentication, revocation, fleet provisioning) with [`RegistryDirectory`] as the default;
 //!   [`ServerIdentity`]; [`shutdown_signal`].
+//! - With `server`, operations: [`BrokerHandle::metrics`] → [`MetricsSource`] (Prometheus
+//!   metrics as OpenMetrics text, read from the broker's counters at scrape time, and health)
+//!   and [`serve_metrics`], the HTTP endpoint (`GET /metrics`, `GET /health`).
 //! - [`RouterLimits`]: offline queue and retained store caps; [`RouterCounters`]: what they
 //!   dropped. [`Error`]: what the router refuses (a retained message over the cap).
 //! - AWS IoT lifecycle events: [`LifecycleEvent`] (connected, disconnected, subscribed,
@@ -135,7 +138,7 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `server` | yes | the tokio + rustls server: [`Broker`], [`BrokerConfig`], [`BrokerHandle`], [`Directory`], [`shutdown_signal`] (adds thingkit-policy, thingkit-provision, thingkit-meter, thingkit-firmware, tokio, tokio-rustls, tracing) |
+//! | `server` | yes | the tokio + rustls server: [`Broker`], [`BrokerConfig`], [`BrokerHandle`], [`Directory`], [`shutdown_signal`], [`serve_metrics`] (adds thingkit-policy, thingkit-provision, thingkit-meter, thingkit-firmware, tokio, tokio-rustls, tracing, axum, prometheus-client) |
 //!
 //! ## Specifications
 //!
@@ -173,8 +176,9 @@ pub use router::{Attached, Outlet, Routed, Router, RouterCounters, RouterLimits,
 #[cfg(feature = "server")]
 pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle, Directory,
-    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, REVOKE_TOPIC, RegistryDirectory, ServerIdentity,
-    Stats, StatsSnapshot, shutdown_signal,
+    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, METRICS_CONTENT_TYPE, MetricsSource,
+    REVOKE_TOPIC, RegistryDirectory, ServerIdentity, Stats, StatsSnapshot, serve_metrics,
+    shutdown_signal,
 };
 pub use session::{
     Action, AllowAll, Authorizer, CloseReason, Closed, Denial, Event, FilterRequest,

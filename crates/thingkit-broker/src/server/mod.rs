@@ -17,6 +17,7 @@
 //! and the sessions that authenticated with that certificate are disconnected.
 
 mod connection;
+mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ use crate::{
     SessionConfig,
 };
 use connection::ConnectionOutlet;
+pub use metrics::{METRICS_CONTENT_TYPE, MetricsSource, serve_metrics};
 
 /// The topic prefix of firmware jobs: the operator publishes a signed SUIT envelope to
 /// `$thingkit/things/{thing}/firmware`; the broker checks it and keeps it retained for the thing.
@@ -829,6 +831,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         ));
         tracing::info!(%local_addr, "broker listening (MQTT 3.1.1 + 5.0 over mutual TLS)");
         Ok(BrokerHandle {
+            metrics: MetricsSource::new(shared.clone()),
             shared,
             local_addr,
             shutdown_tx,
@@ -842,6 +845,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
 /// [`BrokerHandle::shutdown`].
 pub struct BrokerHandle {
     shared: Arc<Shared>,
+    metrics: MetricsSource,
     local_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -864,6 +868,14 @@ impl BrokerHandle {
     /// The counters so far.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// The broker's Prometheus metrics and health, for [`serve_metrics`] or another endpoint:
+    /// a cheap clone of one registry built when the broker started, read at each
+    /// [`MetricsSource::render`]. It stays valid after [`BrokerHandle::shutdown`] (the health
+    /// then reads "shutting down").
+    pub fn metrics(&self) -> MetricsSource {
+        self.metrics.clone()
     }
 
     /// What the router's caps and expiry dropped so far.

@@ -1744,3 +1744,81 @@ async fn metrics_count_connections_messages_and_denials_and_health_follows_shutd
     stop_http.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_broker_process_serves_metrics_with_the_metrics_flag() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let binary = example_broker_binary().expect(
+        "the broker example binary is not built: run `cargo test` (which builds examples) or \
+         `cargo build --example broker` first",
+    );
+    let fleet = Fleet::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), fleet.ca.certificate_pem()).unwrap();
+    std::fs::write(dir.path().join("ca.key"), fleet.ca.private_key_pem()).unwrap();
+    /// Kills the broker if the test fails before it exits.
+    struct Reap(Option<std::process::Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(child) = self.0.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut child = Command::new(binary)
+        .arg("--ca-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the broker example starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Reap(Some(child));
+    let lines = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let second = lines.next().and_then(Result::ok).unwrap_or_default();
+            (first, second)
+        }),
+    )
+    .await
+    .expect("the broker announces its addresses")
+    .unwrap();
+    assert!(lines.0.starts_with("listening on "), "{lines:?}");
+    let http: SocketAddr = lines
+        .1
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected second line {lines:?}"));
+
+    assert_eq!(http_get(http, "/health").await.0, 200);
+    let (status, _, body) = http_get(http, "/metrics").await;
+    assert_eq!(status, 200);
+    let metrics = parse_openmetrics(&body);
+    assert_eq!(metrics.get("thingkit_connections"), Some(&0.0));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.as_ref().unwrap().id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let mut running = child.0.take().unwrap();
+    let exit = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || running.wait()),
+    )
+    .await
+    .expect("the broker and its metrics endpoint stop after SIGTERM")
+    .unwrap()
+    .unwrap();
+    assert!(exit.success(), "graceful exit: {exit:?}");
+}

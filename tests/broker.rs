@@ -1697,3 +1697,255 @@ async fn a_custom_topic_service_answers_the_requester_and_consumes_the_request()
     );
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+/// GETs `path` from `addr` over HTTP/1.1 on a plain TCP stream; returns the status code, the
+/// Content-Type and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_string())
+}
+
+/// Parses OpenMetrics text line by line, strictly for what the broker writes: each family has
+/// one `# HELP` and one `# TYPE` (counter, gauge or info) before its samples, a counter's
+/// samples are named `{family}_total`, an info's `{family}_info` (value 1) and a gauge's
+/// `{family}`, values are numbers, and `# EOF` ends it.
+/// Returns the samples by name with their labels (`name{label="value"}`).
+fn parse_openmetrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut samples = BTreeMap::new();
+    let mut families = BTreeSet::new();
+    let mut family: Option<(String, String)> = None; // (name, type)
+    let mut lines = text.lines().peekable();
+    let mut eof = false;
+    while let Some(line) = lines.next() {
+        assert!(!eof, "a line after # EOF: {line:?}");
+        if line == "# EOF" {
+            eof = true;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("# HELP name text");
+            assert!(!help.is_empty(), "empty help for {name}");
+            assert!(families.insert(name.to_string()), "{name} described twice");
+            let next = lines.next().expect("# TYPE after # HELP");
+            let (type_name, kind) = next
+                .strip_prefix("# TYPE ")
+                .and_then(|t| t.split_once(' '))
+                .expect("# TYPE name type");
+            assert_eq!(type_name, name, "# TYPE follows its # HELP");
+            assert!(matches!(kind, "counter" | "gauge" | "info"), "{kind}");
+            family = Some((name.to_string(), kind.to_string()));
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment {line:?}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample: name value");
+        let name = series.split('{').next().unwrap();
+        let (family, kind) = family.as_ref().expect("a sample after its # TYPE");
+        let expected = match kind.as_str() {
+            "counter" => format!("{family}_total"),
+            "info" => format!("{family}_info"),
+            _ => family.clone(),
+        };
+        assert_eq!(name, expected, "sample {line:?} of family {family}");
+        assert!(name.starts_with("thingkit_"), "{name}");
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line:?}"
+            );
+        }
+        let value: f64 = value.parse().expect("a numeric value");
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "{series} twice"
+        );
+    }
+    assert!(eof, "the exposition ends with # EOF");
+    samples
+}
+
+#[tokio::test]
+async fn metrics_count_connections_messages_and_denials_and_health_follows_shutdown() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = listener.local_addr().unwrap();
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(thingkit::broker::serve_metrics(
+        listener,
+        broker.metrics(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    assert_eq!(http_get(http, "/health").await.0, 200);
+    assert_eq!(http_get(http, "/health").await.2, "ok\n");
+    assert_eq!(http_get(http, "/nothing-here").await.0, 404);
+
+    // One connection, one accepted publish it receives back, one publish denied by policy.
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    c.subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let ack = c
+        .publish_qos1("telemetry/sensor-a/temperature", "21")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode(0));
+    let ack = c
+        .publish_qos1("commands/sensor-a/reboot", "now")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+
+    // Deliveries are counted when the subscriber's task has written them: scrape until then.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (status, content_type, body) = http_get(http, "/metrics").await;
+        assert_eq!(status, 200);
+        assert_eq!(content_type, thingkit::broker::METRICS_CONTENT_TYPE);
+        let metrics = parse_openmetrics(&body);
+        if metrics["thingkit_messages_out_total"] >= 1.0 {
+            break metrics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let version = format!(
+        "thingkit_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (sample, value) in [
+        (version.as_str(), 1.0),
+        ("thingkit_connections", 1.0),
+        ("thingkit_sessions", 1.0),
+        ("thingkit_connects_accepted_total", 1.0),
+        ("thingkit_connects_refused_total", 0.0),
+        ("thingkit_messages_in_total", 1.0),
+        ("thingkit_denied_total{action=\"publish\"}", 1.0),
+        ("thingkit_denied_total{action=\"connect\"}", 0.0),
+        ("thingkit_denied_total{action=\"subscribe\"}", 0.0),
+        ("thingkit_denied_total{action=\"receive\"}", 0.0),
+        ("thingkit_tls_handshake_failures_total", 0.0),
+        ("thingkit_offline_queued_messages", 0.0),
+        ("thingkit_retained_messages", 0.0),
+        ("thingkit_router_retained_refused_total", 0.0),
+    ] {
+        assert_eq!(metrics.get(sample), Some(&value), "{sample}");
+    }
+    assert_eq!(broker.stats().denied, 1, "the snapshot keeps the total");
+
+    // Shutdown has begun once the client is told so: health turns 503 while HTTP still serves.
+    let stop = tokio::spawn(broker.shutdown(Duration::from_secs(5)));
+    loop {
+        match c.recv().await.unwrap() {
+            Some(Packet::Disconnect(d)) => {
+                assert_eq!(d.reason_code, ReasonCode::SERVER_SHUTTING_DOWN);
+                break;
+            }
+            Some(_) => continue, // the echoed telemetry, if not read yet
+            None => panic!("closed without DISCONNECT"),
+        }
+    }
+    let (status, _, body) = http_get(http, "/health").await;
+    assert_eq!((status, body.as_str()), (503, "shutting down\n"));
+    stop.await.unwrap();
+    stop_http.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_broker_process_serves_metrics_with_the_metrics_flag() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let binary = example_broker_binary().expect(
+        "the broker example binary is not built: run `cargo test` (which builds examples) or \
+         `cargo build --example broker` first",
+    );
+    let fleet = Fleet::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), fleet.ca.certificate_pem()).unwrap();
+    std::fs::write(dir.path().join("ca.key"), fleet.ca.private_key_pem()).unwrap();
+    /// Kills the broker if the test fails before it exits.
+    struct Reap(Option<std::process::Child>);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Some(child) = self.0.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut child = Command::new(binary)
+        .arg("--ca-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the broker example starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Reap(Some(child));
+    let lines = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let second = lines.next().and_then(Result::ok).unwrap_or_default();
+            (first, second)
+        }),
+    )
+    .await
+    .expect("the broker announces its addresses")
+    .unwrap();
+    assert!(lines.0.starts_with("listening on "), "{lines:?}");
+    let http: SocketAddr = lines
+        .1
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected second line {lines:?}"));
+
+    assert_eq!(http_get(http, "/health").await.0, 200);
+    let (status, _, body) = http_get(http, "/metrics").await;
+    assert_eq!(status, 200);
+    let metrics = parse_openmetrics(&body);
+    assert_eq!(metrics.get("thingkit_connections"), Some(&0.0));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.as_ref().unwrap().id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let mut running = child.0.take().unwrap();
+    let exit = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || running.wait()),
+    )
+    .await
+    .expect("the broker and its metrics endpoint stop after SIGTERM")
+    .unwrap()
+    .unwrap();
+    assert!(exit.success(), "graceful exit: {exit:?}");
+}

@@ -89,6 +89,10 @@ struct Flags {
     /// Without it, envelopes only have to be well-formed.
     #[arg(long = "firmware-key", value_name = "PEM")]
     firmware_keys: Vec<PathBuf>,
+    /// Address for the plain-HTTP metrics endpoint (`GET /metrics` in OpenMetrics text,
+    /// `GET /health`); off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -256,6 +260,23 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
     .config(config)
     .bind(flags.listen)
     .await?;
+    // The metrics endpoint outlives the broker's grace period, so /health reads 503 during it.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match flags.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            let addr = listener.local_addr()?;
+            let server = tokio::spawn(thingkit::broker::serve_metrics(
+                listener,
+                broker.metrics(),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ));
+            Some((addr, server))
+        }
+        None => None,
+    };
     // Listen for the signals before announcing the address, so a supervisor that reads the
     // line and signals at once is never met by the default action (termination).
     let stop = thingkit::broker::shutdown_signal()?;
@@ -263,9 +284,17 @@ async fn run<S: RegistryStore + Send + Sync + 'static>(
         "listening on {} (Ctrl-C or SIGTERM stops)",
         broker.local_addr()
     );
+    if let Some((addr, _)) = &metrics {
+        // After the "listening on" line, which supervisors and tests read first.
+        println!("metrics on http://{addr}/metrics and http://{addr}/health");
+    }
     let signal = stop.await;
     tracing::info!(signal, "shutting down");
     broker.shutdown(Duration::from_secs(5)).await;
+    let _ = stop_metrics.send(());
+    if let Some((_, server)) = metrics {
+        server.await??;
+    }
     Ok(())
 }
 

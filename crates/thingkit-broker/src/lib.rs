@@ -114,6 +114,9 @@
 //!   graceful shutdown); [`BrokerConfig`]; [`Directory`] (what the server asks the registry:
 //!   authentication, revocation, fleet provisioning) with [`RegistryDirectory`] as the default;
 //!   [`ServerIdentity`]; [`shutdown_signal`].
+//! - With `server`, operations: [`BrokerHandle::metrics`] → [`MetricsSource`] (Prometheus
+//!   metrics as OpenMetrics text, read from the broker's counters at scrape time, and health)
+//!   and [`serve_metrics`], the HTTP endpoint (`GET /metrics`, `GET /health`).
 //! - [`RouterLimits`]: offline queue and retained store caps; [`RouterCounters`]: what they
 //!   dropped. [`Error`]: what the router refuses (a retained message over the cap, a store
 //!   write that failed).
@@ -183,7 +186,7 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `server` | yes | the tokio + rustls server: [`Broker`], [`BrokerConfig`], [`BrokerHandle`], [`Directory`], [`shutdown_signal`] (adds thingkit-policy, thingkit-provision, thingkit-meter, thingkit-firmware, tokio, tokio-rustls, tracing) |
+//! | `server` | yes | the tokio + rustls server: [`Broker`], [`BrokerConfig`], [`BrokerHandle`], [`Directory`], [`shutdown_signal`], [`serve_metrics`] (adds thingkit-policy, thingkit-provision, thingkit-meter, thingkit-firmware, tokio, tokio-rustls, tracing, axum, prometheus-client) |
 //! | `redb` | yes | [`RedbStore`]: the router's durable state in one redb file (pulls in `redb`) |
 //! | `test-suite` | no | `conformance::run`: the test suite every [`RouterStore`] must pass |
 //!
@@ -224,8 +227,9 @@ pub use router::{Attached, Outlet, Routed, Router, RouterCounters, RouterLimits,
 #[cfg(feature = "server")]
 pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle, Directory,
-    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass, REVOKE_TOPIC, RegistryDirectory,
-    ServerIdentity, Stats, StatsSnapshot, ThingSelector, UsageSink, shutdown_signal,
+    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass, METRICS_CONTENT_TYPE, MetricsSource,
+    REVOKE_TOPIC, RegistryDirectory, ServerIdentity, Stats, StatsSnapshot, ThingSelector,
+    UsageSink, serve_metrics, shutdown_signal,
 };
 #[cfg(feature = "server")]
 pub use server::{

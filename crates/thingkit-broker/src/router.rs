@@ -537,6 +537,12 @@ impl<O: Outlet> Router<O> {
         self.counters
     }
 
+    /// Messages waiting in every offline queue. It counts as it goes (one step per session),
+    /// so call it at a metrics scrape, not per message.
+    pub fn offline_total(&self) -> usize {
+        self.sessions.values().map(|s| s.offline.len()).sum()
+    }
+
     /// Attaches connection `connection` (a number unique per connection, which tells a
     /// takeover from the connection it replaced) to the session `client_id`. A live connection
     /// of that session is kicked with 0x8E Session taken over; with `clean_start` any previous

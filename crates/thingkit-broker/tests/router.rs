@@ -716,3 +716,31 @@ fn retained_topics_deeper_than_the_level_cap_are_refused_and_deep_filters_stay_s
     let exact = vec!["+"; 32].join("/");
     assert_eq!(router.retained_matching(&filter(&exact), t0).len(), 1);
 }
+
+#[test]
+fn offline_total_follows_every_queue_through_route_attach_detach_and_expiry() {
+    let t0 = Instant::now();
+    let mut router: Router<TestOutlet> = Router::new(RouterLimits::default());
+    let (a, b) = (id("a"), id("b"));
+    offline_session(&mut router, &a, "t/#", SessionExpiry::Never, t0);
+    offline_session(&mut router, &b, "t/#", SessionExpiry::After(SECOND), t0);
+    for i in 0..3 {
+        router.route(&msg("t/x", &i.to_string(), QoS::AtLeastOnce, false, t0));
+    }
+    assert_eq!(router.offline_total(), 6);
+    // Reconnecting hands a's backlog out; its queue no longer counts.
+    let outlet = TestOutlet::new(100);
+    let attached = router.attach(&a, false, SessionExpiry::Never, 2, outlet, t0);
+    assert_eq!(attached.backlog.len(), 3);
+    assert_eq!(router.offline_total(), 3);
+    // Detaching with two unacknowledged QoS 1 messages queues them again.
+    router.detach(&a, 2, attached.backlog.into_iter().take(2).collect(), t0);
+    assert_eq!(router.offline_total(), 5);
+    // b's session expires with its queue.
+    assert_eq!(router.sweep(t0 + 2 * SECOND), 1);
+    assert_eq!(router.offline_total(), 2);
+    assert_eq!(
+        router.offline_total(),
+        router.offline_len("a") + router.offline_len("b")
+    );
+}

@@ -414,7 +414,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     for request in &requests {
         if !policies.decide(request, &ctx).is_allowed() {
             refused(&shared);
-            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            shared.stats.deny("connect");
             let why = explain_denial(&policies, request, &ctx);
             tracing::warn!(client = %client_id, "CONNECT refused: {why}");
             return refuse(&mut stream, version, ReasonCode::NOT_AUTHORIZED, &why).await;
@@ -839,7 +839,7 @@ impl Conn {
                     });
                 }
                 Event::Denied(d) => {
-                    self.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+                    self.shared.stats.deny(d.action);
                     if d.action == "receive" {
                         tracing::debug!(client = %self.client_id, topic = %d.resource, "iot:Receive denied: not delivered");
                     } else {

@@ -17,6 +17,7 @@
 //! and the sessions that authenticated with that certificate are disconnected.
 
 mod connection;
+mod metrics;
 mod service;
 
 use service::Services;
@@ -51,6 +52,7 @@ use crate::{
     SessionConfig,
 };
 use connection::ConnectionOutlet;
+pub use metrics::{METRICS_CONTENT_TYPE, MetricsSource, serve_metrics};
 
 /// The topic prefix of firmware jobs: the operator publishes a signed SUIT envelope to
 /// `$thingkit/things/{thing}/firmware`; the broker checks it and keeps it retained for the thing.
@@ -563,8 +565,14 @@ pub struct Stats {
     pub publishes_in: AtomicU64,
     /// Messages written to subscribers.
     pub deliveries: AtomicU64,
-    /// Requests denied by policy (connect, publish, subscribe, receive).
-    pub denied: AtomicU64,
+    /// CONNECTs denied by policy (`iot:Connect`, or `iot:Publish` on the will's topic).
+    pub denied_connect: AtomicU64,
+    /// PUBLISH packets denied by policy (`iot:Publish`, `iot:RetainPublish`).
+    pub denied_publish: AtomicU64,
+    /// SUBSCRIBE filters denied by policy (`iot:Subscribe`).
+    pub denied_subscribe: AtomicU64,
+    /// Deliveries withheld by policy (`iot:Receive`).
+    pub denied_receive: AtomicU64,
     /// Publishes refused or dropped by a rate limit (a delayed one counts once).
     pub throttled: AtomicU64,
     /// Publishes refused because the meter or the account limiter failed (e.g. its key cap was
@@ -592,8 +600,16 @@ pub struct StatsSnapshot {
     pub publishes_in: u64,
     /// See [`Stats::deliveries`].
     pub deliveries: u64,
-    /// See [`Stats::denied`].
+    /// Requests denied by policy, all actions together (the sum of the four below).
     pub denied: u64,
+    /// See [`Stats::denied_connect`].
+    pub denied_connect: u64,
+    /// See [`Stats::denied_publish`].
+    pub denied_publish: u64,
+    /// See [`Stats::denied_subscribe`].
+    pub denied_subscribe: u64,
+    /// See [`Stats::denied_receive`].
+    pub denied_receive: u64,
     /// See [`Stats::throttled`].
     pub throttled: u64,
     /// See [`Stats::meter_refusals`].
@@ -607,15 +623,38 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
-    fn snapshot(&self) -> StatsSnapshot {
+    /// Counts a policy denial of `action` (a [`crate::Denial`]'s action: `"connect"`,
+    /// `"publish"`, `"subscribe"` or `"receive"`; anything else counts as `"publish"`, the
+    /// action every other request is decided as).
+    pub(crate) fn deny(&self, action: &str) {
+        let counter = match action {
+            "connect" => &self.denied_connect,
+            "subscribe" => &self.denied_subscribe,
+            "receive" => &self.denied_receive,
+            _ => &self.denied_publish,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let denied = [
+            &self.denied_connect,
+            &self.denied_publish,
+            &self.denied_subscribe,
+            &self.denied_receive,
+        ];
         StatsSnapshot {
+            denied: denied.iter().map(|c| l(c)).sum(),
+            denied_connect: l(&self.denied_connect),
+            denied_publish: l(&self.denied_publish),
+            denied_subscribe: l(&self.denied_subscribe),
+            denied_receive: l(&self.denied_receive),
             tls_failures: l(&self.tls_failures),
             connects_accepted: l(&self.connects_accepted),
             connects_refused: l(&self.connects_refused),
             publishes_in: l(&self.publishes_in),
             deliveries: l(&self.deliveries),
-            denied: l(&self.denied),
             throttled: l(&self.throttled),
             meter_refusals: l(&self.meter_refusals),
             queue_drops: l(&self.queue_drops),
@@ -950,6 +989,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         ));
         tracing::info!(%local_addr, "broker listening (MQTT 3.1.1 + 5.0 over mutual TLS)");
         Ok(BrokerHandle {
+            metrics: MetricsSource::new(shared.clone()),
             shared,
             local_addr,
             shutdown_tx,
@@ -963,6 +1003,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
 /// [`BrokerHandle::shutdown`].
 pub struct BrokerHandle {
     shared: Arc<Shared>,
+    metrics: MetricsSource,
     local_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -985,6 +1026,14 @@ impl BrokerHandle {
     /// The counters so far.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// The broker's Prometheus metrics and health, for [`serve_metrics`] or another endpoint:
+    /// a cheap clone of one registry built when the broker started, read at each
+    /// [`MetricsSource::render`]. It stays valid after [`BrokerHandle::shutdown`] (the health
+    /// then reads "shutting down").
+    pub fn metrics(&self) -> MetricsSource {
+        self.metrics.clone()
     }
 
     /// What the router's caps and expiry dropped so far.

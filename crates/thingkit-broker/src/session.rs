@@ -754,17 +754,20 @@ impl Session {
     }
 
     /// Answers an UNSUBSCRIBE: `existed[i]` says whether the i-th filter was subscribed
-    /// (MQTT 5: 0x11 No subscription existed otherwise; MQTT 3.1.1 UNSUBACK has no codes).
-    pub fn complete_unsubscribe(&mut self, packet_id: PacketId, existed: &[bool]) {
+    /// (MQTT 5: 0x00, or 0x11 No subscription existed), or the code of its failure (MQTT 5: for
+    /// example 0x80 when the broker could not store it); MQTT 3.1.1 UNSUBACK has no codes.
+    pub fn complete_unsubscribe(
+        &mut self,
+        packet_id: PacketId,
+        existed: &[Result<bool, ReasonCode>],
+    ) {
         let reason_codes = if self.is_v5() {
             existed
                 .iter()
-                .map(|&e| {
-                    if e {
-                        ReasonCode::SUCCESS
-                    } else {
-                        ReasonCode::NO_SUBSCRIPTION_EXISTED
-                    }
+                .map(|e| match e {
+                    Ok(true) => ReasonCode::SUCCESS,
+                    Ok(false) => ReasonCode::NO_SUBSCRIPTION_EXISTED,
+                    Err(code) => *code,
                 })
                 .collect()
         } else {

@@ -35,6 +35,10 @@ pub struct ServeArgs {
 /// The registry database inside `data_dir`.
 const REGISTRY_FILE: &str = "registry.redb";
 
+/// The broker's store inside `data_dir`: persistent sessions, their queued QoS 1 messages and
+/// retained messages.
+const BROKER_STORE_FILE: &str = "broker.redb";
+
 /// Usage of closed meter windows inside `data_dir`: one JSON object per line (account, device,
 /// kind, window start, messages, units, bytes, minutes), appended as windows close. Lines for
 /// the same key add up (late counts for a closed window come as another line).
@@ -170,8 +174,20 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
         .await
         .map_err(|e| Failure(format!("mqtt.listen {}: {e}", config.mqtt.listen)))?;
+    let store_path = config.data_dir.join(BROKER_STORE_FILE);
+    let store = thingkit_broker::RedbStore::open(&store_path)
+        .map_err(|e| Failure(format!("{}: {e}", store_path.display())))?;
+    let metrics_listener = match config.metrics.enabled {
+        true => Some(
+            tokio::net::TcpListener::bind(config.metrics.listen)
+                .await
+                .map_err(|e| Failure(format!("metrics.listen {}: {e}", config.metrics.listen)))?,
+        ),
+        false => None,
+    };
     let broker = Broker::builder(Arc::new(RwLock::new(registry)), identity)
         .config(broker_config)
+        .store(store)
         .serve(listener)
         .await?;
     // The handlers are installed before the listening lines, so a supervisor that signals
@@ -181,9 +197,32 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         "mqtt listening on {} (MQTT 3.1.1 + 5.0 over mutual TLS)",
         broker.local_addr()
     );
+    // The metrics endpoint outlives the broker's grace period, so /health reads 503 during it.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            let task = tokio::spawn(thingkit_broker::serve_metrics(
+                listener,
+                broker.metrics(),
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            ));
+            if let Some(addr) = addr {
+                println!("metrics listening on http://{addr}/metrics and http://{addr}/health");
+            }
+            Some(task)
+        }
+        None => None,
+    };
     let signal = stop.await;
     tracing::info!(signal, "shutting down");
     broker.shutdown(Duration::from_secs(5)).await;
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics {
+        let _ = task.await;
+    }
     Ok(())
 }
 

@@ -108,6 +108,14 @@ impl Server {
     }
 }
 
+impl Server {
+    /// SIGKILL: no goodbye, no flush, nothing but what was already durable.
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("the killed server is reaped");
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -182,6 +190,67 @@ fn serve_runs_the_walkthrough_with_mosquitto_clients() {
     assert!(
         said.contains("not authorized"),
         "mosquitto_pub said: {said}"
+    );
+    assert!(server.terminate().success());
+}
+
+/// Nothing acknowledged is lost: a QoS 1 message the server PUBACKed for an offline persistent
+/// session is delivered after `kill -9` and a restart (the broker's store in `data_dir`).
+#[test]
+#[ignore = "needs mosquitto-clients; run by .ci/run with --ignored"]
+#[cfg(unix)]
+fn a_puback_survives_kill_9_for_an_offline_persistent_session() {
+    let dir = tempfile::tempdir().unwrap();
+    walkthrough(dir.path());
+    let config = dir.path().join("thingkit.toml");
+    let client = |program: &str, thing: &str, port: u16| {
+        let mut cmd = Command::new(program);
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "311"])
+            .arg("--cafile")
+            .arg(dir.path().join("ca/ca.pem"))
+            .arg("--cert")
+            .arg(dir.path().join(format!("devices/{thing}.pem")))
+            .arg("--key")
+            .arg(dir.path().join(format!("devices/{thing}.key")))
+            .args(["-i", thing]);
+        cmd
+    };
+    let server = Server::start(&config);
+    // sensor-2: a persistent session (Clean Session 0) subscribed at QoS 1, then gone.
+    let status = client("mosquitto_sub", "sensor-2", server.port)
+        .args(["-c", "-q", "1", "-t", "dt/#", "-E"])
+        .status()
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
+    assert!(status.success(), "mosquitto_sub -E: {status:?}");
+    // sensor-1 publishes at QoS 1; mosquitto_pub exits 0 only after the PUBACK.
+    let status = client("mosquitto_pub", "sensor-1", server.port)
+        .args([
+            "-q",
+            "1",
+            "-t",
+            "dt/sensor-1/t",
+            "-m",
+            "acknowledged-before-the-crash",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "mosquitto_pub: {status:?}");
+    server.kill9();
+
+    let server = Server::start(&config);
+    std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
+    let out = client("mosquitto_sub", "sensor-2", server.port)
+        .args(["-c", "-q", "1", "-t", "dt/#", "-C", "1", "-W", "10"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mosquitto_sub after restart: {:?}",
+        out
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "acknowledged-before-the-crash"
     );
     assert!(server.terminate().success());
 }

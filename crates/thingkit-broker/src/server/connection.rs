@@ -498,7 +498,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .router
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .attach(
+        .try_attach(
             &client_id,
             clean_start,
             session.expiry(),
@@ -509,6 +509,28 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
             },
             Instant::now(),
         );
+    let attached = match attached {
+        Ok(a) => a,
+        Err(e) => {
+            // The session could not be made durable: refuse rather than accept a session
+            // whose state would not survive (MQTT 5 0x80; 3.1.1: 3 Server unavailable).
+            refused(&shared);
+            tracing::error!(client = %client_id, error = %e, "CONNECT refused: the session store failed");
+            if let Err(e) = shared.classes[class]
+                .table
+                .disconnect(meter, &shared.meter, unix_now())
+            {
+                tracing::error!(error = %e, "meter flush failed");
+            }
+            return refuse(
+                &mut stream,
+                version,
+                ReasonCode::UNSPECIFIED_ERROR,
+                "session store failed",
+            )
+            .await;
+        }
+    };
     shared
         .by_certificate
         .lock()
@@ -750,11 +772,15 @@ impl Conn {
                 unacked.push(d);
             }
         }
-        shared
+        let detached = shared
             .router
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .detach(&self.client_id, self.connection, unacked, Instant::now());
+            .try_detach(&self.client_id, self.connection, unacked, Instant::now());
+        if let Err(e) = detached {
+            // Memory is detached all the same; what the store missed is lost on a restart.
+            tracing::error!(client = %self.client_id, error = %e, "session store failed at disconnect");
+        }
         {
             let mut map = shared
                 .by_certificate
@@ -820,12 +846,17 @@ impl Conn {
                 }
                 Event::Subscribe(s) => self.on_subscribe(s),
                 Event::Unsubscribe(u) => {
-                    let existed: Vec<bool> = {
+                    let existed: Vec<Result<bool, ReasonCode>> = {
                         let mut router =
                             self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
                         u.filters
                             .iter()
-                            .map(|f| router.unsubscribe(&self.client_id, f))
+                            .map(|f| {
+                                router.try_unsubscribe(&self.client_id, f).map_err(|e| {
+                                    tracing::error!(client = %self.client_id, filter = f.as_str(), error = %e, "unsubscribe not stored");
+                                    e.reason_code()
+                                })
+                            })
                             .collect()
                     };
                     self.session.complete_unsubscribe(u.packet_id, &existed);
@@ -1138,14 +1169,22 @@ impl Conn {
 
     /// Applies a SUBSCRIBE's granted filters to the router and answers it, with the retained
     /// messages the subscriptions ask for.
-    fn on_subscribe(&mut self, request: SubscribeRequest) {
+    fn on_subscribe(&mut self, mut request: SubscribeRequest) {
         let now = Instant::now();
         let mut retained = Vec::new();
         {
             let mut router = self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
-            for f in &request.filters {
+            for f in &mut request.filters {
                 let Ok(granted) = f.granted else { continue };
-                let existed = router.subscribe(&self.client_id, &f.filter, granted);
+                let existed = match router.try_subscribe(&self.client_id, &f.filter, granted) {
+                    Ok(existed) => existed,
+                    Err(e) => {
+                        // Not stored, not subscribed: the SUBACK says so (0x80).
+                        tracing::error!(client = %self.client_id, filter = f.filter.as_str(), error = %e, "subscription not stored");
+                        f.granted = Err(e.reason_code());
+                        continue;
+                    }
+                };
                 if f.sends_retained(existed) {
                     retained.extend(
                         router

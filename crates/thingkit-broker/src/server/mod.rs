@@ -49,7 +49,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     Error, PresenceVersions, PresenceVersionsConfig, Router, RouterCounters, RouterLimits,
-    SessionConfig,
+    RouterStore, SessionConfig,
 };
 use connection::ConnectionOutlet;
 pub use metrics::{METRICS_CONTENT_TYPE, MetricsSource, serve_metrics};
@@ -767,6 +767,7 @@ impl Broker {
             config: BrokerConfig::default(),
             directory: None,
             services: Vec::new(),
+            store: None,
         }
     }
 }
@@ -804,6 +805,7 @@ pub struct BrokerBuilder<S: RegistryStore> {
     config: BrokerConfig,
     directory: Option<Arc<dyn Directory>>,
     services: Vec<Arc<dyn TopicService>>,
+    store: Option<Box<dyn RouterStore>>,
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
@@ -828,6 +830,15 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
     /// order added, so one can take over a built-in topic.
     pub fn service(mut self, service: Arc<dyn TopicService>) -> Self {
         self.services.push(service);
+        self
+    }
+
+    /// Keeps persistent sessions (subscriptions, queued QoS 1 messages) and retained messages
+    /// in `store` ([`crate::RedbStore`] for one redb file), restored from it at start: what the
+    /// broker acknowledged survives a restart, `kill -9` included. Without a store they live in
+    /// memory only.
+    pub fn store(mut self, store: impl RouterStore + 'static) -> Self {
+        self.store = Some(Box::new(store));
         self
     }
 
@@ -861,6 +872,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             config,
             directory,
             services: custom,
+            store,
         } = self;
         let directory = directory.unwrap_or_else(|| {
             Arc::new(RegistryDirectory::new(
@@ -950,12 +962,20 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
                 let _ = events_tx.send(event.clone());
             });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let router = Router::new(
-            RouterLimits::default()
-                .with_max_offline_messages(config.max_queued)
-                .with_max_retained_messages(config.max_retained_messages)
-                .with_max_retained_bytes(config.max_retained_bytes),
-        );
+        let limits = RouterLimits::default()
+            .with_max_offline_messages(config.max_queued)
+            .with_max_retained_messages(config.max_retained_messages)
+            .with_max_retained_bytes(config.max_retained_bytes);
+        let router = match store {
+            Some(store) => {
+                let started = Instant::now();
+                let router =
+                    Router::with_store(limits, store, started, std::time::SystemTime::now())?;
+                tracing::info!(elapsed = ?started.elapsed(), "sessions and retained messages restored");
+                router
+            }
+            None => Router::new(limits),
+        };
         let session_config = config.session_config();
         let shared = Arc::new(Shared {
             session_config,
@@ -1173,7 +1193,11 @@ async fn revocation_loop<S: RegistryStore + Send + Sync + 'static>(
                         let _ = tokio::task::spawn_blocking(move || sink(closed)).await;
                     }
                 }
-                let n = shared.router.lock().unwrap_or_else(|p| p.into_inner()).sweep(Instant::now());
+                let swept = shared.router.lock().unwrap_or_else(|p| p.into_inner()).try_sweep(Instant::now());
+                let n = swept.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "session store failed while removing expired sessions");
+                    0
+                });
                 if n > 0 {
                     tracing::info!(sessions = n, "expired sessions removed");
                 }

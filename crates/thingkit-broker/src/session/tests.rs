@@ -524,7 +524,7 @@ fn unsubscribe_codes_are_mqtt5_only() {
         let [Event::Unsubscribe(u)] = e.as_slice() else {
             panic!("{e:?}")
         };
-        s.complete_unsubscribe(u.packet_id, &[true, false]);
+        s.complete_unsubscribe(u.packet_id, &[Ok(true), Ok(false)]);
         let Packet::UnsubAck(ack) = &sent(&mut s)[0] else {
             panic!("UNSUBACK expected")
         };
@@ -722,7 +722,7 @@ proptest! {
                     Event::Close(_) => closed = true,
                     Event::Publish(p) => s.acknowledge(p.packet_id, ReasonCode::SUCCESS, None),
                     Event::Subscribe(r) => s.complete_subscribe(&r, Vec::new(), t0),
-                    Event::Unsubscribe(u) => s.complete_unsubscribe(u.packet_id, &vec![false; u.filters.len()]),
+                    Event::Unsubscribe(u) => s.complete_unsubscribe(u.packet_id, &vec![Ok(false); u.filters.len()]),
                     Event::Denied(_) => {}
                 }
             }

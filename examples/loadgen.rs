@@ -13,11 +13,11 @@
 //! receipt minus send time of each message. The example broker runs on its own single-threaded
 //! runtime (`--broker-threads`), like mosquitto's single event loop. Needs `mosquitto`.
 
-#[path = "broker/client.rs"]
+#[path = "support/client.rs"]
 mod client;
-#[path = "broker/fleet.rs"]
+#[path = "support/fleet.rs"]
 mod fleet;
-#[path = "broker/mosquitto.rs"]
+#[path = "support/mosquitto.rs"]
 mod mosquitto;
 
 use std::net::SocketAddr;

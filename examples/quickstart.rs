@@ -11,9 +11,9 @@
 //!
 //! Run it with `cargo run --example quickstart [-- --out DIR]` (default `target/quickstart`).
 
-#[path = "broker/client.rs"]
+#[path = "support/client.rs"]
 mod client;
-#[path = "broker/fleet.rs"]
+#[path = "support/fleet.rs"]
 mod fleet;
 
 use std::collections::BTreeMap;

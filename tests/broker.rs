@@ -2,9 +2,9 @@
 //! registry made by thingkit-provision, driven by our thingkit-mqtt + rustls client. These need
 //! only a Rust toolchain; `tests/interop.rs` runs the same broker against mosquitto and paho.
 
-#[path = "../examples/broker/client.rs"]
+#[path = "../examples/support/client.rs"]
 mod client;
-#[path = "../examples/broker/fleet.rs"]
+#[path = "../examples/support/fleet.rs"]
 mod fleet;
 
 use std::net::SocketAddr;
@@ -1099,102 +1099,6 @@ async fn aws_devices_negotiate_alpn_x_amzn_mqtt_ca_and_clients_without_alpn_stil
     broker.shutdown(Duration::from_secs(5)).await;
 }
 
-/// The example broker binary `cargo test` builds next to this test (`target/<profile>/examples`).
-fn example_broker_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe
-        .parent()? // deps
-        .parent()? // <profile>
-        .join("examples")
-        .join(format!("broker{}", std::env::consts::EXE_SUFFIX));
-    path.exists().then_some(path)
-}
-
-#[cfg(unix)]
-#[tokio::test]
-async fn the_broker_process_shuts_down_gracefully_on_sigterm() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-
-    // `cargo test` builds examples before running tests; `cargo test --test broker` alone does
-    // not, and then this fails (a missing peer is a failure, never a skip).
-    let binary = example_broker_binary().expect(
-        "the broker example binary is not built: run `cargo test` (which builds examples) or \
-         `cargo build --example broker` first",
-    );
-    let fleet = Fleet::new().unwrap();
-    let a = fleet.unregistered_device("sensor-a").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), fleet.ca.certificate_pem()).unwrap();
-    std::fs::write(dir.path().join("ca.key"), fleet.ca.private_key_pem()).unwrap();
-    let (cert, _) = a.write(dir.path()).unwrap();
-    let policy = dir.path().join("fleet.json");
-    std::fs::write(&policy, fleet::FLEET_POLICY).unwrap();
-    /// Kills the broker if the test fails before it exits.
-    struct Reap(Option<std::process::Child>);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            if let Some(child) = self.0.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-    let mut child = Command::new(binary)
-        .arg("--ca-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-        .arg(format!("--policy=fleet={}", policy.display()))
-        .arg(format!("--device=sensor-a={}", cert.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the broker example starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut child = Reap(Some(child));
-    let line = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .map(|_| line)
-        }),
-    )
-    .await
-    .expect("the broker announces its address")
-    .unwrap()
-    .unwrap();
-    let addr: SocketAddr = line
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-
-    let mut c = connect(&fleet, addr, &a, opts(&a, ProtocolVersion::V5)).await;
-    assert!(accepted(&c.connack));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.as_ref().unwrap().id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    expect_disconnect(&mut c, ReasonCode::SERVER_SHUTTING_DOWN).await;
-    let mut running = child.0.take().unwrap();
-    // The shutdown grace is 5 s.
-    let exit = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::task::spawn_blocking(move || running.wait()),
-    )
-    .await
-    .expect("the broker exits after SIGTERM")
-    .unwrap()
-    .unwrap();
-    assert!(
-        exit.success(),
-        "graceful exit, not killed by the signal: {exit:?}"
-    );
-}
-
 #[tokio::test]
 async fn a_publish_the_account_limiter_cannot_track_is_refused_not_admitted() {
     let fleet = Fleet::new().unwrap();
@@ -1870,82 +1774,4 @@ async fn metrics_count_connections_messages_and_denials_and_health_follows_shutd
     stop.await.unwrap();
     stop_http.send(()).unwrap();
     server.await.unwrap().unwrap();
-}
-
-#[cfg(unix)]
-#[tokio::test]
-async fn the_broker_process_serves_metrics_with_the_metrics_flag() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-
-    let binary = example_broker_binary().expect(
-        "the broker example binary is not built: run `cargo test` (which builds examples) or \
-         `cargo build --example broker` first",
-    );
-    let fleet = Fleet::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), fleet.ca.certificate_pem()).unwrap();
-    std::fs::write(dir.path().join("ca.key"), fleet.ca.private_key_pem()).unwrap();
-    /// Kills the broker if the test fails before it exits.
-    struct Reap(Option<std::process::Child>);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            if let Some(child) = self.0.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-    let mut child = Command::new(binary)
-        .arg("--ca-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the broker example starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut child = Reap(Some(child));
-    let lines = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || {
-            let mut lines = std::io::BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok).unwrap_or_default();
-            let second = lines.next().and_then(Result::ok).unwrap_or_default();
-            (first, second)
-        }),
-    )
-    .await
-    .expect("the broker announces its addresses")
-    .unwrap();
-    assert!(lines.0.starts_with("listening on "), "{lines:?}");
-    let http: SocketAddr = lines
-        .1
-        .strip_prefix("metrics on http://")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected second line {lines:?}"));
-
-    assert_eq!(http_get(http, "/health").await.0, 200);
-    let (status, _, body) = http_get(http, "/metrics").await;
-    assert_eq!(status, 200);
-    let metrics = parse_openmetrics(&body);
-    assert_eq!(metrics.get("thingkit_connections"), Some(&0.0));
-
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.as_ref().unwrap().id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let mut running = child.0.take().unwrap();
-    let exit = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::task::spawn_blocking(move || running.wait()),
-    )
-    .await
-    .expect("the broker and its metrics endpoint stop after SIGTERM")
-    .unwrap()
-    .unwrap();
-    assert!(exit.success(), "graceful exit: {exit:?}");
 }

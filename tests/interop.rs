@@ -8,11 +8,11 @@
 //! ignored by `cargo test`; `.ci/run` installs the peers and runs them with
 //! `cargo test --test interop -- --ignored`, where a missing peer FAILS the test.
 
-#[path = "../examples/broker/client.rs"]
+#[path = "../examples/support/client.rs"]
 mod client;
-#[path = "../examples/broker/fleet.rs"]
+#[path = "../examples/support/fleet.rs"]
 mod fleet;
-#[path = "../examples/broker/mosquitto.rs"]
+#[path = "../examples/support/mosquitto.rs"]
 mod mosquitto;
 
 use std::path::{Path, PathBuf};

@@ -696,7 +696,11 @@ impl ServeConfig {
                 return at(&path, "a path must not be empty");
             }
         }
-        if self.metrics.enabled && self.metrics.listen == self.mqtt.listen {
+        // Port 0 asks the system for a free port each time, so two of them never collide.
+        if self.metrics.enabled
+            && self.metrics.listen == self.mqtt.listen
+            && self.mqtt.listen.port() != 0
+        {
             return at(
                 &[key("metrics"), key("listen")],
                 format!(

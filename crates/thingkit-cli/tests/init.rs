@@ -130,16 +130,14 @@ fn init_writes_the_example_config_a_ca_and_a_server_certificate_for_localhost() 
     assert!(server.validity().is_valid());
     assert!(ca.validity().is_valid());
 
-    // Its own configuration is valid: serve gets past the file (and stops at the unwired
-    // driver, not at a config error).
-    let serve = thingkit(
-        &["serve", "--config", arg(&dir.join("thingkit.toml"))],
-        None,
-    );
+    // Its own configuration is valid (tests/serve.rs runs the server from an init directory).
+    let text = std::fs::read_to_string(dir.join("thingkit.toml")).unwrap();
+    let table: toml::Table = text.parse().expect("the written config is TOML");
     assert!(
-        !stderr(&serve).starts_with("error: "),
-        "the written config is valid: {}",
-        stderr(&serve)
+        table
+            .values()
+            .all(|v| v.as_table().is_some_and(|t| t.is_empty())),
+        "every key is commented out (only empty table headers): the defaults apply"
     );
 }
 

@@ -52,7 +52,7 @@ fn walkthrough(dir: &Path) {
     let mut config = std::fs::read_to_string(dir.join("thingkit.toml")).unwrap();
     config = config.replace("# listen = \"127.0.0.1:8883\"", "listen = \"127.0.0.1:0\"");
     config = config.replace("# dir = \"policies\"", "dir = \"policies\"");
-    config = config.replace("# enabled = true", "enabled = false");
+    config = config.replace("# listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:0\"");
     config.push_str(
         "\n[[device]]\nthing = \"sensor-1\"\ncertificate = \"devices/sensor-1.pem\"\n\n\
          [[device]]\nthing = \"sensor-2\"\ncertificate = \"devices/sensor-2.pem\"\n",
@@ -60,10 +60,11 @@ fn walkthrough(dir: &Path) {
     std::fs::write(dir.join("thingkit.toml"), config).unwrap();
 }
 
-/// A running `thingkit serve` and the port its listening line named.
+/// A running `thingkit serve`, the MQTT port and the metrics address its listening lines named.
 struct Server {
     child: Child,
     port: u16,
+    metrics: String,
 }
 
 impl Server {
@@ -89,7 +90,19 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
         let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        Server { child, port }
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a metrics line within 30 s");
+        let metrics = line
+            .strip_prefix("metrics listening on http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
+            .to_string();
+        Server {
+            child,
+            port,
+            metrics,
+        }
     }
 
     /// SIGTERM, then the exit status within 10 s.
@@ -122,6 +135,20 @@ impl Drop for Server {
     }
 }
 
+/// GET `path` from `addr` with a plain HTTP/1.1 request; the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics endpoint accepts");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 #[test]
 #[cfg(unix)]
 fn serve_starts_from_an_init_directory_registers_devices_and_stops_at_sigterm() {
@@ -129,6 +156,11 @@ fn serve_starts_from_an_init_directory_registers_devices_and_stops_at_sigterm() 
     walkthrough(dir.path());
     let server = Server::start(&dir.path().join("thingkit.toml"));
     std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("the listener accepts");
+    // The health and metrics endpoint answers over plain HTTP.
+    let health = http_get(&server.metrics, "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = http_get(&server.metrics, "/metrics");
+    assert!(metrics.contains("thingkit_connections 0"), "{metrics}");
     let status = server.terminate();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
     // The registry persisted in data_dir (relative to the file), and a restart reuses it.

@@ -262,7 +262,7 @@ impl Collector for BrokerCollector {
         counter(
             &mut enc,
             "provisioning_failures",
-            "Fleet provisioning requests whose task failed.",
+            "Topic service requests (fleet provisioning, revocation, firmware jobs, ...) whose service failed.",
             s.provisioning_failures,
         )?;
         counter(
@@ -306,6 +306,12 @@ impl Collector for BrokerCollector {
             "router_sessions_expired",
             "Persistent sessions removed because their Session Expiry Interval passed.",
             router.sessions_expired,
+        )?;
+        counter(
+            &mut enc,
+            "router_store_failures",
+            "Writes to the session and retained-message store that failed.",
+            router.store_failures,
         )?;
         Ok(())
     }

@@ -143,7 +143,17 @@ impl Server {
     fn start(which: Which, dir: &Path, round: usize, flags: &Flags) -> Result<Server, Error> {
         match which {
             Which::Ours => {
-                let mut child = Command::new(std::env::current_exe()?)
+                // CONNSCALE_WRAP=heaptrack runs our broker under a profiler (its RSS is then
+                // the wrapper's, so only the profile is meaningful).
+                let mut command = match std::env::var_os("CONNSCALE_WRAP") {
+                    Some(wrap) => {
+                        let mut c = Command::new(wrap);
+                        c.arg(std::env::current_exe()?);
+                        c
+                    }
+                    None => Command::new(std::env::current_exe()?),
+                };
+                let mut child = command
                     .arg("--serve-ours")
                     .arg(dir)
                     .arg("--broker-threads")
@@ -152,14 +162,17 @@ impl Server {
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
                     .spawn()?;
-                let mut line = String::new();
                 let stdout = child.stdout.take().ok_or("no stdout")?;
-                BufReader::new(stdout).read_line(&mut line)?;
-                let addr = line
-                    .trim()
-                    .strip_prefix("listening ")
-                    .ok_or_else(|| format!("unexpected output of --serve-ours: {line:?}"))?
-                    .parse()?;
+                let mut lines = BufReader::new(stdout).lines();
+                let addr = loop {
+                    // (a wrapper may print lines of its own first)
+                    let line = lines
+                        .next()
+                        .ok_or("--serve-ours exited before listening")??;
+                    if let Some(addr) = line.trim().strip_prefix("listening ") {
+                        break addr.parse()?;
+                    }
+                };
                 Ok(Server::Ours(child, addr))
             }
             Which::Mosquitto => {

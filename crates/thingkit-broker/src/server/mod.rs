@@ -17,6 +17,7 @@
 //! and the sessions that authenticated with that certificate are disconnected.
 
 mod connection;
+mod policy_sets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -651,6 +652,8 @@ pub(crate) struct Shared {
     /// Live connections by certificate: kick senders, for revocation.
     pub(crate) by_certificate: Mutex<HashMap<CertificateId, Vec<(u64, Kick)>>>,
     pub(crate) next_connection: AtomicU64,
+    /// Compiled policy sets, shared by connections with the same effective policies.
+    pub(crate) policy_sets: policy_sets::PolicySets,
 }
 
 /// The rate-limit state of one limit class.
@@ -907,6 +910,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             shutdown: shutdown_rx,
             by_certificate: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
+            policy_sets: policy_sets::PolicySets::default(),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(listener, shared.clone(), configs.clone()));

@@ -90,3 +90,63 @@ impl PolicySets {
         Ok(set)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thingkit_provision::{PolicyVersion, StoredPolicyDocument};
+
+    const ALLOW_CONNECT: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "iot:Connect", "Resource": "*"}]}"#;
+
+    fn policy(name: &str, version_id: u32) -> EffectivePolicy {
+        EffectivePolicy {
+            name: name.into(),
+            version: Arc::new(PolicyVersion {
+                version_id,
+                document: StoredPolicyDocument::parse(name, ALLOW_CONNECT)
+                    .expect("a valid test policy"),
+                created_at: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn connections_with_the_same_policies_share_one_compiled_set() {
+        let sets = PolicySets::default();
+        let fleet = vec![policy("fleet", 1)];
+        let a = sets.get(&fleet, SetOptions::default()).expect("compiles");
+        let b = sets
+            .get(&fleet.clone(), SetOptions::default())
+            .expect("compiles");
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn a_new_default_version_compiles_a_new_set() {
+        let sets = PolicySets::default();
+        let v1 = sets
+            .get(&[policy("fleet", 1)], SetOptions::default())
+            .expect("compiles");
+        let v2 = sets
+            .get(&[policy("fleet", 2)], SetOptions::default())
+            .expect("compiles");
+        assert!(!Arc::ptr_eq(&v1, &v2));
+    }
+
+    #[test]
+    fn unused_sets_are_released_and_pruned() {
+        let sets = PolicySets::default();
+        let fleet = vec![policy("fleet", 1)];
+        let weak = Arc::downgrade(&sets.get(&fleet, SetOptions::default()).expect("compiles"));
+        assert!(weak.upgrade().is_none(), "the cache holds sets weakly");
+        for i in 0..200 {
+            drop(sets.get(&[policy(&format!("p{i}"), 1)], SetOptions::default()));
+        }
+        let len = sets.inner.lock().expect("not poisoned").map.len();
+        assert!(
+            len < 128,
+            "dead entries are pruned as the map grows ({len} left)"
+        );
+    }
+}

@@ -104,6 +104,39 @@ impl Device {
     }
 }
 
+/// The fleet's registry for the CA `ca_der`: the CA, the thing type `sensor`, the group `fleet`
+/// (with `FLEET_POLICY` attached) and the `operator` policy. A broker in another process (the
+/// connection-scale benchmark) rebuilds it from the CA certificate alone.
+pub fn fleet_registry(ca_der: &[u8]) -> Result<Registry, FleetError> {
+    let mut registry = Registry::in_memory();
+    registry.register_ca_certificate(ca_der, CaStatus::Active, false)?;
+    registry.create_thing_type("sensor", Some("temperature sensors"))?;
+    registry.create_thing_group("fleet", None)?;
+    registry.create_policy("fleet", FLEET_POLICY, std::time::SystemTime::now())?;
+    registry.attach_policy("fleet", &PolicyTarget::ThingGroup("fleet".into()))?;
+    registry.create_policy("operator", OPERATOR_POLICY, std::time::SystemTime::now())?;
+    Ok(registry)
+}
+
+/// Registers an issued certificate (PEM or DER) for `thing`, a `sensor` in group `fleet` with
+/// `attributes`, exclusively attached.
+pub fn register_device(
+    registry: &mut Registry,
+    thing: &str,
+    cert: &[u8],
+    attributes: &[(&str, &str)],
+) -> Result<CertificateId, FleetError> {
+    let id = registry.register_certificate(
+        cert,
+        CertificateStatus::Active,
+        std::time::SystemTime::now(),
+    )?;
+    registry.create_thing(thing, Some("sensor"), attributes)?;
+    registry.add_thing_to_group(thing, "fleet")?;
+    registry.attach_thing_principal(thing, &id, true)?;
+    Ok(id)
+}
+
 /// The fleet.
 pub struct Fleet {
     /// The CA (shared with the fleet provisioning service, which signs with it too).
@@ -127,13 +160,7 @@ impl Fleet {
         )?;
         let server = ca
             .create_server_certificate(&["localhost", "127.0.0.1"], std::time::SystemTime::now())?;
-        let mut registry = Registry::in_memory();
-        registry.register_ca_certificate(ca.certificate_der(), CaStatus::Active, false)?;
-        registry.create_thing_type("sensor", Some("temperature sensors"))?;
-        registry.create_thing_group("fleet", None)?;
-        registry.create_policy("fleet", FLEET_POLICY, std::time::SystemTime::now())?;
-        registry.attach_policy("fleet", &PolicyTarget::ThingGroup("fleet".into()))?;
-        registry.create_policy("operator", OPERATOR_POLICY, std::time::SystemTime::now())?;
+        let registry = fleet_registry(ca.certificate_der())?;
         Ok(Fleet {
             server_chain_pem: format!("{}{}", server.certificate.pem(), ca.certificate_pem()),
             server_key_pem: server.private_key_pem,
@@ -156,15 +183,7 @@ impl Fleet {
         attributes: &[(&str, &str)],
     ) -> Result<CertificateId, FleetError> {
         let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
-        let id = registry.register_certificate(
-            cert_pem.as_bytes(),
-            CertificateStatus::Active,
-            std::time::SystemTime::now(),
-        )?;
-        registry.create_thing(thing, Some("sensor"), attributes)?;
-        registry.add_thing_to_group(thing, "fleet")?;
-        registry.attach_thing_principal(thing, &id, true)?;
-        Ok(id)
+        register_device(&mut registry, thing, cert_pem.as_bytes(), attributes)
     }
 
     /// Creates keys and a certificate (AWS CreateKeysAndCertificate) for a new device.

@@ -116,6 +116,13 @@ impl Mosquitto {
     }
 }
 
+impl Mosquitto {
+    /// Its process ID (to read its memory use from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();

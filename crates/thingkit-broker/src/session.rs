@@ -439,7 +439,8 @@ impl Session {
             requested_keep_alive: connect.keep_alive,
             granted_keep_alive,
             last_inbound: now,
-            out: BytesMut::with_capacity(4 * 1024),
+            // Allocated when there is something to send (idle connections keep none).
+            out: BytesMut::new(),
             events: VecDeque::new(),
             delivered_bytes: Vec::new(),
             counters: SessionCounters::default(),

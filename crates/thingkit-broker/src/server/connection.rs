@@ -19,7 +19,7 @@ use thingkit_mqtt::{
 use thingkit_policy::{ArnPrefix, CertificateContext, Context, PolicySet, Request, ThingContext};
 use thingkit_provision::CertificateId;
 use thingkit_provision::policy_certificate;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -62,7 +62,9 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
 ) {
     let timeout = shared.config.connect_timeout;
-    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+    // The handshake's state is boxed: inline, it would size the task for the connection's
+    // whole life (about 6 KiB of a future that is over after the handshake).
+    let tls = match tokio::time::timeout(timeout, Box::pin(acceptor.accept(tcp))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             shared.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
@@ -75,7 +77,9 @@ pub(crate) async fn run(
             return;
         }
     };
-    if let Err(e) = serve(tls, peer, shared).await {
+    // Boxed: an async fn keeps its by-value argument in a slot of its own besides the local
+    // it moves it to, so an inline 1.2 KiB TLS stream would be in the task twice.
+    if let Err(e) = serve(Box::new(tls), peer, shared).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
@@ -94,9 +98,44 @@ async fn write(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), BoxError> 
         })
         .await
         .map_err(|_| "the client stopped reading (write timed out)")??;
-        buf.clear();
+        // Release the buffer rather than clear it: an idle connection keeps no output buffer
+        // (the next packet allocates one), which is most of the connections of a fleet.
+        *buf = BytesMut::new();
     }
     Ok(())
+}
+
+/// Reads what TLS has decrypted into `rbuf`: each plaintext chunk rustls already holds, at
+/// most 64 KiB, without waiting for more once one was read. 0 is the end of the stream.
+///
+/// Reading from rustls' own buffer (`poll_fill_buf`) rather than into a buffer of ours is what
+/// lets an idle connection wait with no read buffer at all: `rbuf` is allocated when bytes
+/// arrive and released when it is empty again (in the packet loop). Cancel safe: nothing is
+/// consumed from rustls before it is in `rbuf`. A TLS error is returned at once, dropping what
+/// was read in the same call (the connection ends either way).
+async fn read_some(stream: &mut Stream, rbuf: &mut BytesMut) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut n = 0;
+        loop {
+            match std::pin::Pin::new(&mut *stream).poll_fill_buf(cx) {
+                std::task::Poll::Ready(Ok(data)) if !data.is_empty() => {
+                    let len = data.len();
+                    rbuf.extend_from_slice(data);
+                    std::pin::Pin::new(&mut *stream).consume(len);
+                    n += len;
+                    if rbuf.len() >= 64 * 1024 {
+                        return std::task::Poll::Ready(Ok(n));
+                    }
+                }
+                // The end of the stream (reported after the bytes read before it).
+                std::task::Poll::Ready(Ok(_)) => return std::task::Poll::Ready(Ok(n)),
+                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending if n > 0 => return std::task::Poll::Ready(Ok(n)),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    })
+    .await
 }
 
 /// Reads until CONNECT; anything else first is a protocol error.
@@ -112,7 +151,7 @@ async fn read_connect(
                 other => Err(format!("expected CONNECT, got {}", other.packet_type()).into()),
             };
         }
-        if stream.read_buf(rbuf).await? == 0 {
+        if read_some(stream, rbuf).await? == 0 {
             return Err("closed before CONNECT".into());
         }
     }
@@ -221,7 +260,8 @@ fn explain_denial(policies: &PolicySet, request: &Request, ctx: &Context) -> Str
 /// The connection's AWS IoT policies as the session's [`Authorizer`]: each request is decided
 /// against the policies compiled for the device's identity, with the connection's context.
 struct PolicyAuthorizer {
-    policies: PolicySet,
+    /// Shared with the connections of the same effective policies (`super::PolicySets`).
+    policies: Arc<PolicySet>,
     ctx: Context,
     arn: ArnPrefix,
 }
@@ -298,7 +338,11 @@ enum Admission {
     Failed(String),
 }
 
-async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Result<(), BoxError> {
+async fn serve(
+    mut stream: Box<Stream>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<(), BoxError> {
     let config = &shared.config;
     let chain: Vec<Vec<u8>> = stream
         .get_ref()
@@ -309,7 +353,8 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         .map(|c| c.as_ref().to_vec())
         .collect();
     let mut decoder = shared.session_config.connect_decoder();
-    let mut rbuf = BytesMut::with_capacity(8 * 1024);
+    // Allocated by `read_some` when bytes arrive, released when empty (idle connections).
+    let mut rbuf = BytesMut::new();
     let connect = match tokio::time::timeout(
         config.connect_timeout,
         read_connect(&mut stream, &mut decoder, &mut rbuf),
@@ -374,17 +419,12 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
         connect.client_id.as_str().into()
     };
 
-    // 3. Policies: compile the identity's effective policies once for this connection.
-    let documents: Vec<(String, Arc<thingkit_policy::PolicyDocument>)> = auth
-        .identity
-        .policies
-        .iter()
-        .map(|p| (p.name.to_string(), p.version.document.parsed().clone()))
-        .collect();
-    let policies = match PolicySet::from_documents(
-        documents.iter().map(|(n, d)| (n.clone(), &**d)),
-        config.policy_options,
-    ) {
+    // 3. Policies: the identity's effective policies, compiled once and shared by the
+    //    connections with the same ones.
+    let policies = match shared
+        .policy_sets
+        .get(&auth.identity.policies, config.policy_options)
+    {
         Ok(p) => p,
         Err(e) => {
             refused(&shared);
@@ -574,6 +614,8 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     conn.announce_connected(peer);
     tracing::info!(client = %client_id, thing = auth.identity.thing.as_deref().unwrap_or("-"),
         protocol = %version, %peer, session_present, "connected");
+    // Not needed past CONNECT; the task would otherwise hold them for the connection's life.
+    drop((chain, auth));
     let now = Instant::now();
     for d in attached.backlog {
         conn.session.deliver(d, now);
@@ -593,6 +635,11 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
     let end = match end {
         Some(end) => end,
         None => loop {
+            // Everything read was handled: release the read buffer while the client is quiet
+            // (the decoded packets' payloads keep their own part of it alive while in use).
+            if rbuf.is_empty() && rbuf.capacity() > 0 {
+                rbuf = BytesMut::new();
+            }
             let deadline = conn.session.poll_timeout();
             let keep_alive = async {
                 match deadline {
@@ -601,7 +648,7 @@ async fn serve(mut stream: Stream, peer: SocketAddr, shared: Arc<Shared>) -> Res
                 }
             };
             let ended = tokio::select! {
-                read = stream.read_buf(&mut rbuf) => {
+                read = read_some(&mut stream, &mut rbuf) => {
                     match read {
                         Ok(0) => Some(CloseReason::Lost("closed by the client".into())),
                         Ok(_) => {

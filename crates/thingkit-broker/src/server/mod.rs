@@ -18,6 +18,7 @@
 
 mod connection;
 mod metrics;
+mod policy_sets;
 mod service;
 
 use service::Services;
@@ -699,6 +700,8 @@ pub(crate) struct Shared {
     /// Live connections by certificate: kick senders, for revocation.
     pub(crate) by_certificate: Mutex<HashMap<CertificateId, Vec<(u64, Kick)>>>,
     pub(crate) next_connection: AtomicU64,
+    /// Compiled policy sets, shared by connections with the same effective policies.
+    pub(crate) policy_sets: policy_sets::PolicySets,
 }
 
 /// The rate-limit state of one limit class.
@@ -997,6 +1000,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             shutdown: shutdown_rx,
             by_certificate: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
+            policy_sets: policy_sets::PolicySets::default(),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(listener, shared.clone(), configs.clone()));

@@ -138,6 +138,28 @@ pub struct SessionRecord {
     pub deadline_unix_ms: Option<u64>,
 }
 
+impl SessionRecord {
+    /// The bytes [`RedbStore`](crate::RedbStore) keeps for the record.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Encode`] for a [`SessionExpiry::OnDisconnect`] record (never stored).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        encoding::put_session(self, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes what [`SessionRecord::to_bytes`] wrote; strict and panic-free on any input.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] (table `"session"`) naming the byte offset and what was wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
+        encoding::session(bytes).map_err(|e| e.at("session", "-"))
+    }
+}
+
 /// An application message as stored: a [`Message`](crate::Message) whose reception time is
 /// wall-clock time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +182,29 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// The bytes [`RedbStore`](crate::RedbStore) keeps for the message: a version byte, the
+    /// publisher and reception time, then the MQTT 5 PUBLISH that carries it. Another store
+    /// may keep the same bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Encode`] when the message cannot be carried by a PUBLISH.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::new();
+        encoding::put_message(self, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes what [`StoredMessage::to_bytes`] wrote. Strict (unknown versions and flag bits,
+    /// bad UTF-8 and trailing bytes are errors) and panic-free on any input.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] (table `"message"`) naming the byte offset and what was wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Result<StoredMessage, StoreError> {
+        encoding::message(bytes).map_err(|e| e.at("message", "-"))
+    }
+
     /// When it expires in Unix milliseconds, if it has a Message Expiry Interval.
     pub fn expires_unix_ms(&self) -> Option<u64> {
         let interval = self.properties.message_expiry_interval?;

@@ -1,4 +1,4 @@
-//! Load generator: messages/s and p50/p99 latency through the example broker (policy and metering
+//! Load generator: messages/s and p50/p99 latency through the thingkit broker (policy and metering
 //! on) and through the Debian `mosquitto` broker with equivalent TLS and ACLs, same machine, same
 //! run, QoS 0 and QoS 1, interleaved rounds. Prints a Markdown table with the ratio.
 //!
@@ -10,8 +10,9 @@
 //! carry their send time) to `telemetry/{thing}/load`; one subscriber receives them all on
 //! `telemetry/+/load`. QoS 1 publishers keep at most `--window` messages unacknowledged. The
 //! throughput is messages received per second from the first send to the last receipt; latency is
-//! receipt minus send time of each message. The example broker runs on its own single-threaded
-//! runtime (`--broker-threads`), like mosquitto's single event loop. Needs `mosquitto`.
+//! receipt minus send time of each message. The thingkit broker runs on its own runtime with
+//! `--broker-threads` workers (1 compares with mosquitto's single event loop thread for thread;
+//! 2 uses both cores, the target). Needs `mosquitto`.
 
 #[path = "support/client.rs"]
 mod client;
@@ -55,7 +56,7 @@ struct Flags {
     /// QoS 1 messages a publisher keeps unacknowledged.
     #[arg(long, default_value_t = 64)]
     window: usize,
-    /// Worker threads of the example broker's runtime.
+    /// Worker threads of the thingkit broker's runtime (2 uses both cores of the reference machine).
     #[arg(long, default_value_t = 1)]
     broker_threads: usize,
     /// Offered load in messages per second over all publishers; 0 publishes as fast as the
@@ -63,7 +64,7 @@ struct Flags {
     /// only at the same offered load below both capacities.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Only the example broker (no mosquitto).
+    /// Only the thingkit broker (no mosquitto).
     #[arg(long)]
     no_mosquitto: bool,
 }
@@ -251,7 +252,7 @@ fn main() -> Result<(), Error> {
     let subscriber = fleet.add_device("load-sink", &[])?;
     let ca = fleet.ca_pem();
 
-    // The example broker on its own runtime, policy and metering on; the rate limits are raised
+    // The thingkit broker on its own runtime, policy and metering on; the rate limits are raised
     // so that they meter without refusing (a load test measures the broker, not the limiter).
     let broker_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(flags.broker_threads)
@@ -330,7 +331,7 @@ fn main() -> Result<(), Error> {
                 }
             }
         }
-        results.push((qos, "thingkit example broker", mine));
+        results.push((qos, "thingkit broker", mine));
         if theirs.is_some() {
             results.push((qos, "mosquitto", peer));
         }
@@ -379,7 +380,7 @@ fn main() -> Result<(), Error> {
         }
     }
     println!(
-        "\nexample broker counters: {} publishes in, {} deliveries, {} denied, {} throttled, {} queue drops",
+        "\nthingkit broker counters: {} publishes in, {} deliveries, {} denied, {} throttled, {} queue drops",
         stats.publishes_in, stats.deliveries, stats.denied, stats.throttled, stats.queue_drops
     );
     Ok(())

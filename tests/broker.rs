@@ -1775,3 +1775,40 @@ async fn metrics_count_connections_messages_and_denials_and_health_follows_shutd
     stop_http.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// Regression: the policy context's current time was taken once at CONNECT, so a policy that
+/// allows something only until a date kept allowing it on a connection opened before then.
+/// Date conditions are now decided with the time of each request.
+#[tokio::test]
+async fn a_date_condition_is_decided_at_the_time_of_each_request() {
+    use thingkit::provision::PolicyTarget;
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let trial = format!(
+        r#"{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "iot:Publish",
+            "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/trial/*",
+            "Condition": {{"DateLessThan": {{"aws:CurrentTime": "{until}"}}}}}}]}}"#
+    );
+    {
+        let mut registry = fleet.registry.write().unwrap();
+        registry
+            .create_policy("trial", &trial, std::time::SystemTime::now())
+            .unwrap();
+        registry
+            .attach_policy("trial", &PolicyTarget::Certificate(a.certificate_id))
+            .unwrap();
+    }
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    let before = c.publish_qos1("trial/sensor-a", "1").await.unwrap();
+    assert!(before.reason_code.is_success(), "{:?}", before.reason_code);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = c.publish_qos1("trial/sensor-a", "2").await.unwrap();
+    assert_eq!(after.reason_code, ReasonCode::NOT_AUTHORIZED);
+    broker.shutdown(Duration::from_secs(5)).await;
+}

@@ -43,12 +43,14 @@ pub enum Action<'a> {
 
 /// Decides a connection's requests: the driver implements it for whatever authorizes a
 /// client (the server: AWS IoT policies compiled for the device's certificate and thing).
-/// Decisions are pure functions of the action and the connection's identity; an error in
-/// deciding must deny (fail closed).
+/// Decisions depend on the action, the connection's identity and (for date conditions) the
+/// time of the request, which is why it takes `&mut self`: the server's authorizer updates
+/// its context's current time before each decision. An error in deciding must deny (fail
+/// closed).
 pub trait Authorizer: Send {
     /// `Ok(())` allows `action`; `Err(why)` denies it, with a reason for logs and MQTT 5
     /// reason strings.
-    fn authorize(&self, action: Action<'_>) -> Result<(), String>;
+    fn authorize(&mut self, action: Action<'_>) -> Result<(), String>;
 }
 
 /// Allows everything: for tests and brokers without authorization.
@@ -56,7 +58,7 @@ pub trait Authorizer: Send {
 pub struct AllowAll;
 
 impl Authorizer for AllowAll {
-    fn authorize(&self, _action: Action<'_>) -> Result<(), String> {
+    fn authorize(&mut self, _action: Action<'_>) -> Result<(), String> {
         Ok(())
     }
 }

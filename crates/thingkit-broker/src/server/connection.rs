@@ -267,7 +267,10 @@ struct PolicyAuthorizer {
 }
 
 impl Authorizer for PolicyAuthorizer {
-    fn authorize(&self, action: Action<'_>) -> Result<(), String> {
+    fn authorize(&mut self, action: Action<'_>) -> Result<(), String> {
+        // `aws:CurrentTime` / `aws:EpochTime` are the time of this request, not of CONNECT: a
+        // policy that allows until a date stops allowing then, on a connection already open.
+        self.ctx.current_time = i64::try_from(unix_now()).ok();
         let request = match action {
             Action::Publish { topic, retain } => self.arn.publish(topic, retain),
             Action::Subscribe { filter } => self.arn.subscribe(filter),

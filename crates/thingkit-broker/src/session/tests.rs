@@ -20,7 +20,7 @@ const V311: ProtocolVersion = ProtocolVersion::V311;
 /// Denies every topic under `secret/`.
 struct NoSecrets;
 impl Authorizer for NoSecrets {
-    fn authorize(&self, action: Action<'_>) -> Result<(), String> {
+    fn authorize(&mut self, action: Action<'_>) -> Result<(), String> {
         let resource = match action {
             Action::Publish { topic, .. } | Action::Receive { topic } => topic,
             Action::Subscribe { filter } => filter,

@@ -135,6 +135,21 @@ impl Drop for Server {
     }
 }
 
+/// `mosquitto_pub` or `mosquitto_sub` (`program`) connecting as the walkthrough's `thing` to
+/// `port` with MQTT `version` ("5" or "311") and its certificate.
+fn mosquitto(program: &str, dir: &Path, thing: &str, port: u16, version: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
+        .arg("--cafile")
+        .arg(dir.join("ca/ca.pem"))
+        .arg("--cert")
+        .arg(dir.join(format!("devices/{thing}.pem")))
+        .arg("--key")
+        .arg(dir.join(format!("devices/{thing}.key")))
+        .args(["-i", thing]);
+    cmd
+}
+
 /// GET `path` from `addr` with a plain HTTP/1.1 request; the whole response.
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
@@ -176,18 +191,8 @@ fn serve_runs_the_walkthrough_with_mosquitto_clients() {
     let dir = tempfile::tempdir().unwrap();
     walkthrough(dir.path());
     let server = Server::start(&dir.path().join("thingkit.toml"));
-    let client = |program: &str, thing: &str| {
-        let mut cmd = Command::new(program);
-        cmd.args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-V", "5"])
-            .arg("--cafile")
-            .arg(dir.path().join("ca/ca.pem"))
-            .arg("--cert")
-            .arg(dir.path().join(format!("devices/{thing}.pem")))
-            .arg("--key")
-            .arg(dir.path().join(format!("devices/{thing}.key")))
-            .args(["-i", thing]);
-        cmd
-    };
+    let client =
+        |program: &str, thing: &str| mosquitto(program, dir.path(), thing, server.port, "5");
     let sub = client("mosquitto_sub", "sensor-2")
         .args(["-t", "dt/#", "-q", "1", "-C", "1", "-W", "20"])
         .stdout(Stdio::piped())
@@ -235,18 +240,8 @@ fn a_puback_survives_kill_9_for_an_offline_persistent_session() {
     let dir = tempfile::tempdir().unwrap();
     walkthrough(dir.path());
     let config = dir.path().join("thingkit.toml");
-    let client = |program: &str, thing: &str, port: u16| {
-        let mut cmd = Command::new(program);
-        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", "311"])
-            .arg("--cafile")
-            .arg(dir.path().join("ca/ca.pem"))
-            .arg("--cert")
-            .arg(dir.path().join(format!("devices/{thing}.pem")))
-            .arg("--key")
-            .arg(dir.path().join(format!("devices/{thing}.key")))
-            .args(["-i", thing]);
-        cmd
-    };
+    let client =
+        |program: &str, thing: &str, port: u16| mosquitto(program, dir.path(), thing, port, "311");
     let server = Server::start(&config);
     // sensor-2: a persistent session (Clean Session 0) subscribed at QoS 1, then gone.
     let status = client("mosquitto_sub", "sensor-2", server.port)

@@ -382,6 +382,9 @@ pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"x-amzn-mqtt-ca", b"mqtt"];
 
 impl Default for BrokerConfig {
     fn default() -> Self {
+        // The session and router limits have one home each: SessionConfig and RouterLimits.
+        let session = SessionConfig::default();
+        let router = RouterLimits::default();
         BrokerConfig {
             arn: ArnPrefix::new("aws", "eu-central-1", "123456789012")
                 .expect("a valid ARN prefix literal"),
@@ -391,14 +394,14 @@ impl Default for BrokerConfig {
             account_limits: RateLimits::aws_account_publish(),
             connect_limits: None,
             limit_classes: Vec::new(),
-            max_packet_size: 256 * 1024,
-            topic_alias_maximum: 32,
-            receive_maximum: 256,
-            max_inflight: 64,
-            max_queued: 10_000,
-            max_retained_messages: RouterLimits::default().max_retained_messages,
-            max_retained_bytes: RouterLimits::default().max_retained_bytes,
-            max_keep_alive: 1200,
+            max_packet_size: session.max_packet_size,
+            topic_alias_maximum: session.topic_alias_maximum,
+            receive_maximum: session.receive_maximum,
+            max_inflight: session.max_inflight,
+            max_queued: session.max_pending,
+            max_retained_messages: router.max_retained_messages,
+            max_retained_bytes: router.max_retained_bytes,
+            max_keep_alive: session.max_keep_alive,
             connect_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             max_accounts: LimiterConfig::default().max_keys,

@@ -1129,6 +1129,8 @@ impl<O: Outlet> Router<O> {
     fn targets(&mut self, message: &Arc<Message>) -> Vec<(Arc<str>, GrantedSubscription)> {
         let mut targets: Vec<(Arc<str>, GrantedSubscription)> = Vec::new();
         let cursor = self.share_cursor;
+        let sessions = &self.sessions;
+        let connected = |s: &Arc<str>| sessions.get(s).is_some_and(|s| s.attached.is_some());
         self.index.for_each_match(&message.topic, |m| match m {
             Match::Direct { subscriber, value } => {
                 if !(value.no_local && message.from.as_ref() == Some(subscriber)) {
@@ -1136,7 +1138,16 @@ impl<O: Outlet> Router<O> {
                 }
             }
             Match::Shared { members, .. } => {
-                if let Some((s, v)) = members.get(cursor % members.len().max(1)) {
+                // Round-robin over the group, skipping members that are not connected (their
+                // persistent sessions would only queue what a connected member can take now);
+                // when none is connected, the member at the cursor queues it.
+                let n = members.len();
+                let start = cursor % n.max(1);
+                let chosen = (0..n)
+                    .map(|i| (start + i) % n)
+                    .find(|&i| members.get(i).is_some_and(|(s, _)| connected(s)))
+                    .unwrap_or(start);
+                if let Some((s, v)) = members.get(chosen) {
                     targets.push((s.clone(), *v));
                 }
             }

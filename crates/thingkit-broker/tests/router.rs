@@ -533,6 +533,51 @@ fn shared_subscription_round_robins_within_the_group() {
     assert_eq!(os.payloads().len(), 10);
 }
 
+/// A shared group delivers to a connected member while one is connected: an offline member's
+/// persistent session is skipped, not handed every other message to queue; with no member
+/// connected, the messages are queued round-robin as before.
+#[test]
+fn shared_subscription_skips_members_that_are_not_connected() {
+    let t0 = Instant::now();
+    let mut router = Router::default();
+    let (a, b) = (id("a"), id("b"));
+    let (oa, ob) = (TestOutlet::new(100), TestOutlet::new(100));
+    router.attach(&a, true, SessionExpiry::Never, 1, oa.clone(), t0);
+    router.attach(&b, true, SessionExpiry::Never, 2, ob.clone(), t0);
+    router.subscribe(&a, &filter("$share/g/jobs/+"), granted(QoS::AtLeastOnce));
+    router.subscribe(&b, &filter("$share/g/jobs/+"), granted(QoS::AtLeastOnce));
+    router.detach(&b, 2, Vec::new(), t0);
+    for i in 0..6 {
+        router.route(&msg("jobs/x", &i.to_string(), QoS::AtLeastOnce, false, t0));
+    }
+    assert_eq!(
+        oa.payloads().len(),
+        6,
+        "every message to the connected member"
+    );
+    let back = router.attach(&b, false, SessionExpiry::Never, 3, ob.clone(), t0);
+    assert!(
+        back.backlog.is_empty(),
+        "nothing queued for the offline member"
+    );
+
+    // Nobody connected: queued round-robin, none lost.
+    router.detach(&a, 1, Vec::new(), t0);
+    router.detach(&b, 3, Vec::new(), t0);
+    for i in 0..4 {
+        router.route(&msg("jobs/y", &i.to_string(), QoS::AtLeastOnce, false, t0));
+    }
+    let qa = router
+        .attach(&a, false, SessionExpiry::Never, 4, oa.clone(), t0)
+        .backlog
+        .len();
+    let qb = router
+        .attach(&b, false, SessionExpiry::Never, 5, ob.clone(), t0)
+        .backlog
+        .len();
+    assert_eq!((qa, qb), (2, 2));
+}
+
 #[test]
 fn no_local_skips_the_publisher_only() {
     let t0 = Instant::now();

@@ -1,5 +1,5 @@
 //! Connection scale: memory per idle connected device, connect latency and handshakes per second
-//! of the example broker (policy and metering on, the default `BrokerConfig`) and of the Debian
+//! of the thingkit broker (policy and metering on, the default `BrokerConfig`) and of the Debian
 //! `mosquitto` with equivalent TLS and ACLs, same machine, same run, alternating rounds. Prints a
 //! Markdown table with the ratio.
 //!
@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Each broker runs as a separate process, started afresh for every round, so that its memory
-//! can be read from `/proc/PID/status` (`VmRSS`): the example broker is this binary re-executed
+//! can be read from `/proc/PID/status` (`VmRSS`): the thingkit broker is this binary re-executed
 //! with the hidden `--serve-ours DIR` flag, which rebuilds the fleet's registry from the files in
 //! `DIR` and serves on a loopback port on a 2-worker runtime. Each round: read the broker's RSS
 //! once it listens (and, for ours, has loaded the registry); open `--devices` connections (TCP,
@@ -66,16 +66,16 @@ struct Flags {
     /// How long the connected devices stay idle before the broker's memory is read.
     #[arg(long, default_value_t = 2000)]
     settle_ms: u64,
-    /// Worker threads of the example broker's runtime.
+    /// Worker threads of the thingkit broker's runtime.
     #[arg(long, default_value_t = 2)]
     broker_threads: usize,
     /// Worker threads of the client (load) runtime.
     #[arg(long, default_value_t = 2)]
     client_threads: usize,
-    /// Only the example broker (no mosquitto).
+    /// Only the thingkit broker (no mosquitto).
     #[arg(long)]
     no_mosquitto: bool,
-    /// Internal: serve the example broker with the fleet in DIR (the benchmark re-executes
+    /// Internal: serve the thingkit broker with the fleet in DIR (the benchmark re-executes
     /// itself with this flag).
     #[arg(long, hide = true)]
     serve_ours: Option<PathBuf>,
@@ -126,7 +126,7 @@ fn serve_ours(dir: &Path, threads: usize) -> Result<(), Error> {
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     let stats = broker.stats();
     eprintln!(
-        "example broker: {} connects accepted, {} refused, {} TLS failures",
+        "thingkit broker: {} connects accepted, {} refused, {} TLS failures",
         stats.connects_accepted, stats.connects_refused, stats.tls_failures
     );
     runtime.block_on(broker.shutdown(Duration::from_secs(5)));
@@ -436,7 +436,7 @@ fn main() -> Result<(), Error> {
 
     println!(
         "\n{} idle devices, each its own client certificate (ECDSA P-256), MQTT 5 over TLS 1.3, \
-         keep-alive {} s, {} connects in flight; example broker on {} worker threads, policy and \
+         keep-alive {} s, {} connects in flight; thingkit broker on {} worker threads, policy and \
          metering on; {}; median (min–max) of {} rounds",
         flags.devices,
         flags.keep_alive,
@@ -449,7 +449,7 @@ fn main() -> Result<(), Error> {
         "\n| broker | KiB per idle device | connect p50 | connect p99 | handshakes/s | failed |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    let mut rows = vec![("thingkit example broker", &mine)];
+    let mut rows = vec![("thingkit broker", &mine)];
     if !flags.no_mosquitto {
         rows.push(("mosquitto", &peer));
     }

@@ -2,7 +2,7 @@
 //!
 //! A CA is created in a temp dir; a thing type, things and policies are registered; one device is
 //! provisioned from its own CSR, one by fleet provisioning with a claim certificate over MQTT, and
-//! the others with CreateKeysAndCertificate; the example broker
+//! the others with CreateKeysAndCertificate; the thingkit broker
 //! starts on an ephemeral loopback port; the devices connect over mutual TLS with a client written
 //! on `thingkit-mqtt` + rustls and publish temperature readings; a forbidden publish is denied with
 //! its explanation; a chatty device is throttled; a revoked device is refused; a signed firmware

@@ -1,4 +1,4 @@
-//! The example broker in process, on an ephemeral loopback port, with certificates and a
+//! The thingkit broker in process, on an ephemeral loopback port, with certificates and a
 //! registry made by thingkit-provision, driven by our thingkit-mqtt + rustls client. These need
 //! only a Rust toolchain; `tests/interop.rs` runs the same broker against mosquitto and paho.
 

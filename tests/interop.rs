@@ -1,6 +1,6 @@
 //! Interop with MQTT implementations nobody on the team wrote: `mosquitto_pub`/`mosquitto_sub`
 //! (MQTT 3.1.1 and 5.0), `mosquitto_rr` (fleet provisioning by claim) and paho-mqtt (Python)
-//! against the example broker, and our
+//! against the thingkit broker, and our
 //! thingkit-mqtt client against the Debian `mosquitto` broker. Everything runs on loopback with
 //! certificates made by thingkit-provision in a temp dir, and every wait is bounded.
 //!

@@ -1,7 +1,7 @@
 //! The Debian `mosquitto` broker configured like ours: mutual TLS with the same CA and server
 //! certificate, the certificate's common name as user name, an ACL file equivalent to the fleet
 //! policy, and the load generator's queue limits (100,000 queued and 64 in-flight messages per
-//! client, as it configures the example broker). Used by the interop tests and the load
+//! client, as it configures the thingkit broker). Used by the interop tests and the load
 //! generator; needs the `mosquitto` binary.
 #![allow(dead_code)] // shared by several example and test crates; each uses a subset
 
@@ -62,7 +62,7 @@ impl Mosquitto {
         let conf = file(
             "mosquitto.conf",
             &format!(
-                "# Equivalent to the thingkit example broker: mTLS, identity = certificate CN, ACLs.\n\
+                "# Equivalent to the thingkit broker: mTLS, identity = certificate CN, ACLs.\n\
                  user root\n\
                  persistence false\n\
                  log_dest file {log}\n\

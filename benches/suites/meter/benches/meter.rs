@@ -301,7 +301,7 @@ fn scaling(c: &mut Criterion) {
 }
 
 /// Account-level limits as a broker checks them on every message: a few hot keys (100
-/// account names, `Arc<str>` as the example broker uses), so hashing, locking and the atomic
+/// account names, `Arc<str>` as the thingkit broker uses), so hashing, locking and the atomic
 /// update are the cost, not cache misses.
 fn hot_keys(c: &mut Criterion) {
     let mut group = c.benchmark_group("account_100");

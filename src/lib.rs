@@ -49,12 +49,17 @@
 //! | [`provision`] | `thingkit-provision` | `provision` |
 //! | [`firmware`] | `thingkit-firmware` | `firmware` |
 //! | [`meter`] | `thingkit-meter` | `meter` |
-//! | [`broker`] | `thingkit-broker` | `broker` |
+//! | [`broker`] | `thingkit-broker` (with its default `server` and `redb` features: tokio, rustls, axum, redb) | `broker` |
 //!
 //! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
 //! never panics, never over-allocates and never hangs, and every limit is a named field with a safe
 //! default. `ARCHITECTURE.md` at the repository root maps the crates and their boundaries; the
-//! `examples/` directory has one example per crate, a real mTLS broker and the quick start.
+//! `examples/` directory has one example per crate, the quick start and the broker benchmarks;
+//! `thingkit serve` (the CLI) runs the broker as a server.
+//!
+//! The `broker` feature brings the broker's tokio + rustls server with it. A program that wants
+//! only the sans-IO core (the `Session` and `Router`, no runtime) depends on `thingkit-broker`
+//! with `default-features = false` instead.
 
 /// MQTT 3.1.1/5.0: strict zero-copy codec, topics, subscription index, topic aliases.
 #[cfg(feature = "mqtt")]
@@ -78,6 +83,7 @@ pub use thingkit_firmware as firmware;
 #[cfg(feature = "meter")]
 pub use thingkit_meter as meter;
 
-/// The sans-IO core of an MQTT broker: sessions, subscriptions, retained messages and routing.
+/// The MQTT broker: its sans-IO core (sessions, subscriptions, retained messages, routing,
+/// persistence) and its tokio + rustls server (`Broker::builder`).
 #[cfg(feature = "broker")]
 pub use thingkit_broker as broker;

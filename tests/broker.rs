@@ -1812,3 +1812,205 @@ async fn a_date_condition_is_decided_at_the_time_of_each_request() {
     assert_eq!(after.reason_code, ReasonCode::NOT_AUTHORIZED);
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Limits off, tiny queues: a subscriber's connection holds `inflight` deliveries in flight,
+/// `queued` waiting for the window and `queued` more in its connection queue.
+fn pressure_config(queued: usize, inflight: u16, slow: Duration) -> BrokerConfig {
+    BrokerConfig::default()
+        .with_connection_limits(RateLimits::unlimited())
+        .with_account_limits(RateLimits::unlimited())
+        .with_max_queued(queued)
+        .with_max_inflight(inflight)
+        .with_slow_subscriber_timeout(slow)
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_slows_its_publisher_down_and_loses_nothing() {
+    // Issue #23: a subscriber whose queue was full lost QoS 1 messages its publisher had been
+    // acknowledged for. Now the publisher waits for room (it is not read meanwhile).
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = start(&fleet, pressure_config(4, 2, Duration::from_secs(30))).await;
+    let mut sub = connect_as(&fleet, &broker, &b, ProtocolVersion::V311).await;
+    sub.subscribe(&[("telemetry/sensor-a/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let mut publisher = connect_as(&fleet, &broker, &a, ProtocolVersion::V311).await;
+    const N: usize = 200;
+    let publishing = tokio::spawn(async move {
+        let mut codes = Vec::new();
+        for i in 0..N {
+            codes.push(
+                publisher
+                    .publish(
+                        "telemetry/sensor-a/t",
+                        i.to_string(),
+                        QoS::AtLeastOnce,
+                        false,
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+        (publisher, codes)
+    });
+    // The subscriber reads nothing for a while (the publisher fills its queues and waits),
+    // then reads slowly.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = Vec::new();
+    while got.len() < N {
+        let p = sub.next_publish().await.unwrap().expect("still connected");
+        got.push(String::from_utf8(p.payload.to_vec()).unwrap());
+        if got.len() % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let (publisher, codes) = publishing.await.unwrap();
+    assert!(codes.iter().all(|c| *c == Some(ReasonCode::SUCCESS)));
+    let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(got, want, "every acknowledged message, once, in order");
+    let stats = broker.stats();
+    assert!(stats.backpressure_waits > 0, "{stats:?}");
+    assert_eq!(stats.queue_drops, 0, "{stats:?}");
+    assert_eq!(stats.slow_subscriber_disconnects, 0, "{stats:?}");
+    publisher.disconnect().await.unwrap();
+    sub.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_disconnected_and_its_session_keeps_what_was_acknowledged()
+ {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = start(&fleet, pressure_config(4, 2, Duration::from_millis(300))).await;
+    let persistent = Options {
+        clean_start: false,
+        session_expiry: Some(300),
+        ..opts(&b, ProtocolVersion::V5)
+    };
+    let mut sub = connect(&fleet, broker.local_addr(), &b, persistent.clone()).await;
+    sub.subscribe(&[("telemetry/sensor-a/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    // The subscriber now reads nothing. Its connection holds 2 in flight + 4 + 4 queued; the
+    // 11th message waits 300 ms for room, then the subscriber is disconnected and the message
+    // queued in its session, after the ten it had not acknowledged.
+    let mut publisher = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    const N: usize = 11;
+    for i in 0..N {
+        let ack = publisher
+            .publish_qos1("telemetry/sensor-a/t", i.to_string())
+            .await
+            .unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "message {i}");
+    }
+    assert_eq!(broker.stats().slow_subscriber_disconnects, 1);
+    assert_eq!(broker.stats().backpressure_waits, 1);
+    // What reached the subscriber before it was told to go, then DISCONNECT 0x97.
+    let mut got = std::collections::BTreeSet::new();
+    loop {
+        match sub.recv().await.unwrap() {
+            Some(Packet::Publish(p)) => {
+                got.insert(String::from_utf8(p.payload.to_vec()).unwrap());
+            }
+            Some(Packet::Disconnect(d)) => {
+                assert_eq!(d.reason_code, ReasonCode::QUOTA_EXCEEDED);
+                break;
+            }
+            other => panic!("expected PUBLISH or DISCONNECT, got {other:?}"),
+        }
+    }
+    drop(sub);
+    // Back with its session: everything it had not acknowledged, in order.
+    let mut sub = connect(&fleet, broker.local_addr(), &b, persistent).await;
+    assert!(sub.connack.session_present);
+    let mut again = Vec::new();
+    while again.len() < N {
+        let p = sub.next_publish().await.unwrap().expect("connected");
+        again.push(String::from_utf8(p.payload.to_vec()).unwrap());
+    }
+    let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(
+        again, want,
+        "nothing acknowledged to the publisher was lost"
+    );
+    assert!(got.iter().all(|p| want.contains(p)));
+    assert_eq!(broker.stats().queue_drops, 0);
+    sub.disconnect().await.unwrap();
+    publisher.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_client_that_publishes_to_itself_without_reading_is_disconnected_not_hung() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let broker = start(&fleet, pressure_config(4, 2, Duration::from_secs(30))).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    c.subscribe(&[("telemetry/sensor-a/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    // publish_qos1 keeps the PUBLISHes it reads for later and never acknowledges them.
+    let mut acked = 0;
+    let end = loop {
+        match c.publish_qos1("telemetry/sensor-a/t", "x").await {
+            Ok(ack) => {
+                assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+                acked += 1;
+                assert!(acked < 100, "never disconnected");
+            }
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(end.contains("DISCONNECT 0x97"), "{end}");
+    assert_eq!(broker.stats().slow_subscriber_disconnects, 1);
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_mqtt311_qos1_publish_over_the_limit_is_delayed_then_closes_the_connection() {
+    // MQTT 3.1.1 has no negative PUBACK. Issue #23: a refused QoS 1 publish got no answer at
+    // all and the client's packet ID stayed in flight for ever. Now it is held back first
+    // (a burst is slowed down), and one still over the limit closes the connection.
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let config = BrokerConfig::default().with_connection_limits(
+        RateLimits::default()
+            .with_messages(Some(Rate {
+                amount: 1,
+                period_ms: 60_000,
+                burst: 2,
+            }))
+            .with_message_action(LimitAction::Reject(LimitReason::QuotaExceeded)),
+    );
+    let broker = start(&fleet, config).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V311).await;
+    for i in 0..2 {
+        let code = c
+            .publish(
+                "telemetry/sensor-a/t",
+                i.to_string(),
+                QoS::AtLeastOnce,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, Some(ReasonCode::SUCCESS));
+    }
+    // QoS 0 over the limit: dropped, nothing to answer, still connected.
+    c.publish("telemetry/sensor-a/t", "q0", QoS::AtMostOnce, false)
+        .await
+        .unwrap();
+    let refused = c
+        .publish("telemetry/sensor-a/t", "2", QoS::AtLeastOnce, false)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("closed"), "{refused}");
+    let stats = broker.stats();
+    assert_eq!(stats.refusal_disconnects, 1, "{stats:?}");
+    assert_eq!(stats.throttled, 2, "{stats:?}");
+    broker.shutdown(Duration::from_secs(5)).await;
+}

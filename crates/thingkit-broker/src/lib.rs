@@ -223,7 +223,10 @@ pub use lifecycle::{
     UnknownDisconnectReason, publishes_lifecycle_events,
 };
 pub use message::{Delivery, GrantedSubscription, Message};
-pub use router::{Attached, Outlet, Routed, Router, RouterCounters, RouterLimits, SessionExpiry};
+pub use router::{
+    Attached, Blocked, Outlet, Requeued, Routed, Router, RouterCounters, RouterLimits,
+    SessionExpiry,
+};
 #[cfg(feature = "server")]
 pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle, Directory,

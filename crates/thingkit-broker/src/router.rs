@@ -20,7 +20,8 @@ use crate::store::{
 /// borrowed mutably, so they must not block: hand the value over or refuse it.
 pub trait Outlet {
     /// Queues one delivery for the connection; gives it back when the queue is full or the
-    /// connection is gone (the router then drops it and counts it).
+    /// connection is gone. The router drops and counts a refused QoS 0 delivery and hands a
+    /// refused QoS 1 delivery to the driver ([`Routed::blocked`]).
     fn try_deliver(&self, delivery: Delivery) -> Result<(), Delivery>;
     /// Asks the connection to end with `reason` (for example 0x8E Session taken over).
     fn kick(&self, reason: ReasonCode);
@@ -49,8 +50,10 @@ impl SessionExpiry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RouterLimits {
-    /// QoS 1 messages kept for one disconnected persistent session (default 10,000); more are
-    /// dropped and counted in [`RouterCounters::offline_dropped`].
+    /// QoS 1 messages queued for one disconnected persistent session as they arrive (default
+    /// 10,000); more are dropped and counted in [`RouterCounters::offline_dropped`]. The
+    /// messages its connection had not delivered when it ended are kept on top of it (see
+    /// [`Router::detach`]).
     pub max_offline_messages: usize,
     /// Topics with a retained message (default 100,000). A retained message for a new topic
     /// beyond it is refused ([`Error::RetainedQuotaExceeded`]); replacing or deleting an existing
@@ -107,8 +110,13 @@ impl RouterLimits {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RouterCounters {
-    /// Deliveries a connected session's [`Outlet`] refused (queue full or connection gone).
+    /// QoS 0 deliveries a connected session's [`Outlet`] refused (queue full or connection
+    /// gone). A refused QoS 1 delivery is not dropped: it is handed back in
+    /// [`Routed::blocked`].
     pub outlet_refused: u64,
+    /// QoS 1 deliveries handed back with [`Router::requeue`] after their session had ended (a
+    /// non-persistent session whose connection closed while the delivery waited for room).
+    pub ended_dropped: u64,
     /// Deliveries dropped because a disconnected session's offline queue was full.
     pub offline_dropped: u64,
     /// QoS 0 deliveries to a disconnected session (never queued).
@@ -130,13 +138,58 @@ pub struct RouterCounters {
 }
 
 /// The outcome of routing one message.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 #[non_exhaustive]
 pub struct Routed {
     /// Subscribers it was handed to (connected) or queued for (offline).
     pub queued: usize,
-    /// Subscribers it was dropped for (full queue, closed connection, QoS 0 while offline).
+    /// Subscribers it was dropped for: a QoS 0 delivery to a full outlet or to a disconnected
+    /// session, or a QoS 1 delivery to a disconnected session whose queue is full.
     pub dropped: usize,
+    /// QoS 1 deliveries to connected sessions whose outlets had no room: not dropped. The
+    /// driver owns them now: it waits for room (back-pressure on the publisher, which it
+    /// acknowledges only once every copy is placed) or ends the slow connection and hands them
+    /// back with [`Router::requeue`], which queues them in the session it leaves behind.
+    pub blocked: Vec<Blocked>,
+}
+
+/// A QoS 1 delivery a connected session's [`Outlet`] had no room for; see
+/// [`Routed::blocked`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Blocked {
+    /// The session it is for.
+    pub client_id: Arc<str>,
+    /// The connection whose outlet was full.
+    pub connection: u64,
+    /// The delivery.
+    pub delivery: Delivery,
+}
+
+impl Blocked {
+    /// A delivery for `client_id` that connection `connection` had no room for.
+    pub fn new(client_id: Arc<str>, connection: u64, delivery: Delivery) -> Self {
+        Blocked {
+            client_id,
+            connection,
+            delivery,
+        }
+    }
+}
+
+/// What [`Router::requeue`] did with a [`Blocked`] delivery.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Requeued {
+    /// Handed to the outlet of the session's connection.
+    Delivered,
+    /// Queued in the disconnected persistent session (stored first on a router with a store).
+    Queued,
+    /// The session's connection (the same one, or a new one that took the session over) still
+    /// has no room: wait again.
+    Blocked(Blocked),
+    /// Dropped and counted ([`RouterCounters::ended_dropped`]): the session has ended.
+    Dropped,
 }
 
 /// The outcome of [`Router::attach`].
@@ -458,10 +511,7 @@ impl<O: Outlet> Router<O> {
                     self.counters.expired_dropped += 1;
                     continue;
                 };
-                if session.offline.len() >= self.limits.max_offline_messages {
-                    self.counters.offline_dropped += 1;
-                    continue;
-                }
+                // No cap here: what was stored was accepted (see `detach`).
                 session.offline.push_back(Delivery {
                     message,
                     qos: d.qos,
@@ -693,8 +743,11 @@ impl<O: Outlet> Router<O> {
     }
 
     /// Detaches connection `connection` from the session `client_id` at `now`. A persistent
-    /// session keeps its subscriptions and the `unacked` QoS 1 messages (within
-    /// [`RouterLimits::max_offline_messages`]); any other session is removed. When a newer
+    /// session keeps its subscriptions and all the `unacked` QoS 1 messages, even beyond
+    /// [`RouterLimits::max_offline_messages`]: they were accepted for the session while it was
+    /// connected (within the connection's own bounds), and their publishers acknowledged, so
+    /// the cap applies only to messages that arrive while it is disconnected. Any other
+    /// session is removed. When a newer
     /// connection has taken the session over, a persistent session's `unacked` messages go to
     /// that connection and nothing else changes.
     ///
@@ -755,15 +808,7 @@ impl<O: Outlet> Router<O> {
                 record: durable.record(session.expiry, Some(now)),
             });
         }
-        let room = self
-            .limits
-            .max_offline_messages
-            .saturating_sub(session.offline.len());
-        for d in unacked
-            .iter()
-            .filter(|d| d.qos != QoS::AtMostOnce)
-            .take(room)
-        {
+        for d in unacked.iter().filter(|d| d.qos != QoS::AtMostOnce) {
             ops.push(StoreOp::PushQueued {
                 client_id: client_id.clone(),
                 delivery: durable.stored_delivery(d, durable.stored_message(&d.message)),
@@ -802,16 +847,9 @@ impl<O: Outlet> Router<O> {
             _ => None,
         };
         if session.expiry.persistent() {
-            for d in unacked {
-                if d.qos == QoS::AtMostOnce {
-                    continue;
-                }
-                if session.offline.len() < self.limits.max_offline_messages {
-                    session.offline.push_back(d);
-                } else {
-                    self.counters.offline_dropped += 1;
-                }
-            }
+            session
+                .offline
+                .extend(unacked.into_iter().filter(|d| d.qos != QoS::AtMostOnce));
         } else {
             self.remove_session(client_id);
         }
@@ -1217,6 +1255,13 @@ impl<O: Outlet> Router<O> {
             match &session.attached {
                 Some(a) => match a.outlet.try_deliver(delivery) {
                     Ok(()) => routed.queued += 1,
+                    Err(delivery) if delivery.qos == QoS::AtLeastOnce => {
+                        routed.blocked.push(Blocked {
+                            client_id: client,
+                            connection: a.connection,
+                            delivery,
+                        });
+                    }
                     Err(_) => {
                         routed.dropped += 1;
                         self.counters.outlet_refused += 1;
@@ -1237,6 +1282,79 @@ impl<O: Outlet> Router<O> {
             }
         }
         routed
+    }
+
+    /// The outlet of `client_id`'s connected session, with its connection number: a driver
+    /// holding a [`Blocked`] delivery takes it (cloned) to wait for room without the router.
+    pub fn outlet(&self, client_id: &str) -> Option<(u64, &O)> {
+        let a = self.sessions.get(client_id)?.attached.as_ref()?;
+        Some((a.connection, &a.outlet))
+    }
+
+    /// Hands back a [`Blocked`] delivery its driver could not place: to the session's
+    /// connection if it has room now, else (the session disconnected) to the persistent
+    /// session's queue, beyond [`RouterLimits::max_offline_messages`] if need be (see
+    /// [`Router::detach`]). A driver that ended a
+    /// slow connection calls this after that connection's [`Router::detach`], so the messages
+    /// the connection had not acknowledged come first.
+    ///
+    /// On a router with a store, a store failure is counted and the delivery queued in memory
+    /// ([`Router::try_requeue`] refuses instead).
+    pub fn requeue(&mut self, blocked: Blocked) -> Requeued {
+        self.requeue_with(blocked, OnStoreError::Count)
+            .unwrap_or(Requeued::Dropped)
+    }
+
+    /// [`Router::requeue`] that fails closed: a copy for a disconnected persistent session is
+    /// stored before it is queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: the delivery was not queued.
+    pub fn try_requeue(&mut self, blocked: Blocked) -> Result<Requeued, Error> {
+        self.requeue_with(blocked, OnStoreError::Refuse)
+    }
+
+    fn requeue_with(&mut self, blocked: Blocked, policy: OnStoreError) -> Result<Requeued, Error> {
+        let Blocked {
+            client_id,
+            delivery,
+            ..
+        } = blocked;
+        let Some(session) = self.sessions.get(&client_id) else {
+            self.counters.ended_dropped += 1;
+            return Ok(Requeued::Dropped);
+        };
+        if let Some(a) = &session.attached {
+            let connection = a.connection;
+            return Ok(match a.outlet.try_deliver(delivery) {
+                Ok(()) => Requeued::Delivered,
+                Err(delivery) => Requeued::Blocked(Blocked {
+                    client_id,
+                    connection,
+                    delivery,
+                }),
+            });
+        }
+        if !session.expiry.persistent() {
+            self.counters.ended_dropped += 1;
+            return Ok(Requeued::Dropped);
+        }
+        // Not capped by `max_offline_messages`: like the messages its connection handed back
+        // at detach, this one was accepted for the session while it was connected (there is
+        // at most one per waiting publisher).
+        if let Some(durable) = &self.durable {
+            let ops = [StoreOp::PushQueued {
+                client_id: client_id.clone(),
+                delivery: durable
+                    .stored_delivery(&delivery, durable.stored_message(&delivery.message)),
+            }];
+            self.commit(&ops, policy)?;
+        }
+        if let Some(session) = self.sessions.get_mut(&client_id) {
+            session.offline.push_back(delivery);
+        }
+        Ok(Requeued::Queued)
     }
 
     /// Removes the persistent sessions whose Session Expiry Interval has passed at `now` since

@@ -79,7 +79,8 @@ pub struct SessionConfig {
     /// announces (default 64).
     pub max_inflight: u16,
     /// Deliveries waiting for room in the in-flight window (default 10,000); more are dropped
-    /// and counted in [`SessionCounters::dropped`].
+    /// and counted in [`SessionCounters::dropped`], unless the driver stops handing them over
+    /// while [`Session::has_room`] is false (the tokio broker does).
     pub max_pending: usize,
     /// The longest keep-alive a client may ask for (default 1,200 s, AWS IoT's maximum);
     /// longer ones are answered with Server Keep Alive (MQTT 5) and enforced at this value.
@@ -788,6 +789,26 @@ impl Session {
     /// carries the interval left) or exceeds the client's Maximum Packet Size [MQTT-3.1.2-25],
     /// with the client's topic aliases.
     pub fn deliver(&mut self, d: Delivery, now: Instant) {
+        self.deliver_within(d, now, true);
+    }
+
+    /// Whether the session takes another QoS 1 delivery without dropping it: its queue for
+    /// the in-flight window has room. A driver that reads deliveries from a queue of its own
+    /// stops reading while this is false, so that its queue fills up and the publishers
+    /// feeding it wait (back-pressure) instead of the session dropping what was acknowledged.
+    pub fn has_room(&self) -> bool {
+        self.pending.len() < self.max_pending
+    }
+
+    /// [`Session::deliver`] that queues a QoS 1 delivery beyond
+    /// [`SessionConfig::max_pending`] rather than drop it: for a delivery the driver cannot
+    /// wait to place (a message the client published to itself). Check [`Session::has_room`]
+    /// afterwards and end a connection that keeps its queue over the limit.
+    pub fn deliver_beyond_limit(&mut self, d: Delivery, now: Instant) {
+        self.deliver_within(d, now, false);
+    }
+
+    fn deliver_within(&mut self, d: Delivery, now: Instant, bounded: bool) {
         if let Err(reason) = self.authorizer.authorize(Action::Receive {
             topic: d.message.topic.as_str(),
         }) {
@@ -800,7 +821,7 @@ impl Session {
             return;
         }
         if d.qos == QoS::AtLeastOnce && self.inflight.len() >= self.inflight_max {
-            if self.pending.len() < self.max_pending {
+            if !bounded || self.pending.len() < self.max_pending {
                 self.pending.push_back(d);
             } else {
                 self.counters.dropped += 1;

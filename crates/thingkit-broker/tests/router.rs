@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use thingkit_broker::{
-    Delivery, Error, GrantedSubscription, Message, Outlet, Router, RouterLimits, SessionExpiry,
+    Delivery, Error, GrantedSubscription, Message, Outlet, Requeued, Router, RouterLimits,
+    SessionExpiry,
 };
 use thingkit_mqtt::{PacketProperties, Properties, QoS, ReasonCode, TopicFilter, TopicName};
 
@@ -345,7 +346,9 @@ fn offline_queue_cap_drops_and_counts() {
 }
 
 #[test]
-fn unacked_messages_beyond_the_offline_cap_are_dropped_and_counted() {
+fn unacked_messages_are_kept_beyond_the_offline_cap_and_new_ones_are_not() {
+    // What the connection had accepted (and its publishers were acknowledged for) stays with
+    // the session whatever the cap; the cap applies to what arrives while it is offline.
     let t0 = Instant::now();
     let mut router = Router::new(RouterLimits::default().with_max_offline_messages(1));
     let c = id("c");
@@ -355,12 +358,19 @@ fn unacked_messages_beyond_the_offline_cap_are_dropped_and_counted() {
     router.route(&msg("t", "a", QoS::AtLeastOnce, false, t0));
     router.route(&msg("t", "b", QoS::AtLeastOnce, false, t0));
     router.detach(&c, 1, out.take(), t0);
-    assert_eq!(router.offline_len("c"), 1);
+    assert_eq!(router.offline_len("c"), 2);
+    assert_eq!(router.counters().offline_dropped, 0);
+    assert_eq!(
+        router
+            .route(&msg("t", "c", QoS::AtLeastOnce, false, t0))
+            .dropped,
+        1
+    );
     assert_eq!(router.counters().offline_dropped, 1);
 }
 
 #[test]
-fn full_outlet_drops_and_counts() {
+fn a_full_outlet_drops_qos0_and_hands_qos1_back_to_the_driver() {
     let t0 = Instant::now();
     let mut router = Router::default();
     let c = id("c");
@@ -368,7 +378,7 @@ fn full_outlet_drops_and_counts() {
         &c,
         true,
         SessionExpiry::OnDisconnect,
-        1,
+        7,
         TestOutlet::new(1),
         t0,
     );
@@ -379,13 +389,96 @@ fn full_outlet_drops_and_counts() {
             .queued,
         1
     );
-    assert_eq!(
-        router
-            .route(&msg("t", "2", QoS::AtLeastOnce, false, t0))
-            .dropped,
-        1
-    );
+    let routed = router.route(&msg("t", "2", QoS::AtMostOnce, false, t0));
+    assert_eq!((routed.queued, routed.dropped), (0, 1));
+    assert!(routed.blocked.is_empty());
     assert_eq!(router.counters().outlet_refused, 1);
+    // QoS 1: not dropped, not counted: the driver owns it now.
+    let routed = router.route(&msg("t", "3", QoS::AtLeastOnce, false, t0));
+    assert_eq!((routed.queued, routed.dropped), (0, 0));
+    assert_eq!(routed.blocked.len(), 1);
+    let b = &routed.blocked[0];
+    assert_eq!((&*b.client_id, b.connection), ("c", 7));
+    assert_eq!(&b.delivery.message.payload[..], b"3");
+    assert_eq!(router.counters().outlet_refused, 1);
+}
+
+#[test]
+fn a_blocked_delivery_is_requeued_after_the_connection_it_waited_for() {
+    let t0 = Instant::now();
+    let mut router = Router::new(RouterLimits::default().with_max_offline_messages(1));
+    let c = id("c");
+    let out = TestOutlet::new(2);
+    router.attach(&c, true, SessionExpiry::Never, 1, out.clone(), t0);
+    router.subscribe(&c, &filter("t"), granted(QoS::AtLeastOnce));
+    for p in ["1", "2"] {
+        router.route(&msg("t", p, QoS::AtLeastOnce, false, t0));
+    }
+    let mut blocked = router
+        .route(&msg("t", "3", QoS::AtLeastOnce, false, t0))
+        .blocked;
+    let b = blocked.pop().unwrap();
+    assert_eq!(router.outlet("c").map(|(n, _)| n), Some(1));
+    // Still connected and full: still blocked, for the same connection.
+    let b = match router.requeue(b) {
+        Requeued::Blocked(b) => b,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(b.connection, 1);
+    // The slow connection ends, handing back what it held; the blocked delivery goes after
+    // those, beyond the offline cap (its publisher has not been answered yet, and the others
+    // were accepted while connected).
+    router.detach(&c, 1, out.take(), t0);
+    assert!(router.outlet("c").is_none());
+    assert!(matches!(router.requeue(b), Requeued::Queued));
+    let back = router.attach(&c, false, SessionExpiry::Never, 2, TestOutlet::new(10), t0);
+    let payloads: Vec<_> = back
+        .backlog
+        .iter()
+        .map(|d| d.message.payload.clone())
+        .collect();
+    assert_eq!(payloads, ["1", "2", "3"]);
+    assert_eq!(router.counters().offline_dropped, 0);
+}
+
+#[test]
+fn a_blocked_delivery_goes_to_a_connection_that_took_the_session_over_or_is_dropped_with_a_clean_session()
+ {
+    let t0 = Instant::now();
+    let mut router = Router::default();
+    let c = id("c");
+    let old = TestOutlet::new(0);
+    router.attach(&c, true, SessionExpiry::Never, 1, old, t0);
+    router.subscribe(&c, &filter("t"), granted(QoS::AtLeastOnce));
+    let b = router
+        .route(&msg("t", "1", QoS::AtLeastOnce, false, t0))
+        .blocked
+        .pop()
+        .unwrap();
+    let new = TestOutlet::new(10);
+    router.attach(&c, false, SessionExpiry::Never, 2, new.clone(), t0);
+    assert!(matches!(router.requeue(b), Requeued::Delivered));
+    assert_eq!(new.payloads(), ["1"]);
+
+    // A clean session ends with its connection: what waited for it is dropped and counted.
+    let d = id("d");
+    router.attach(
+        &d,
+        true,
+        SessionExpiry::OnDisconnect,
+        3,
+        TestOutlet::new(0),
+        t0,
+    );
+    router.subscribe(&d, &filter("u"), granted(QoS::AtLeastOnce));
+    let b = router
+        .route(&msg("u", "1", QoS::AtLeastOnce, false, t0))
+        .blocked
+        .pop()
+        .unwrap();
+    router.detach(&d, 3, Vec::new(), t0);
+    assert!(matches!(router.requeue(b), Requeued::Dropped));
+    assert_eq!(router.counters().ended_dropped, 1);
 }
 
 #[test]
@@ -401,8 +494,8 @@ fn retained_cap_refuses_new_topics_but_allows_replace_and_delete() {
         .unwrap();
     let refused = router.publish(&msg("c", "1", QoS::AtMostOnce, true, t0));
     assert_eq!(
-        refused,
-        Err(Error::RetainedQuotaExceeded {
+        refused.err(),
+        Some(Error::RetainedQuotaExceeded {
             limit: "max_retained_messages",
             max: 2
         })
@@ -741,8 +834,8 @@ fn retained_topics_deeper_than_the_level_cap_are_refused_and_deep_filters_stay_s
     let deep = "/".repeat(65_534);
     let refused = router.publish(&msg(&deep, "x", QoS::AtMostOnce, true, t0));
     assert_eq!(
-        refused,
-        Err(Error::RetainedQuotaExceeded {
+        refused.err(),
+        Some(Error::RetainedQuotaExceeded {
             limit: "max_retained_topic_levels",
             max: 32
         })

@@ -103,6 +103,9 @@ pub struct MqttConfig {
     pub max_inflight: NonZeroU16,
     /// Messages queued for one session. Default 10000.
     pub max_queued: NonZeroUsize,
+    /// Milliseconds a publisher waits for room in a connected subscriber's full queue before
+    /// that subscriber is disconnected (its persistent session keeps the queue). Default 5000.
+    pub slow_subscriber_timeout_ms: NonZeroU64,
     /// Topics with a retained message. Default 100000.
     pub max_retained_messages: NonZeroUsize,
     /// Topic and payload bytes of all retained messages. Default 268435456 (256 MiB).
@@ -120,6 +123,11 @@ impl MqttConfig {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_seconds.get())
     }
+
+    /// [`slow_subscriber_timeout_ms`](Self::slow_subscriber_timeout_ms) as a duration.
+    pub fn slow_subscriber_timeout(&self) -> Duration {
+        Duration::from_millis(self.slow_subscriber_timeout_ms.get())
+    }
 }
 
 impl Default for MqttConfig {
@@ -131,6 +139,7 @@ impl Default for MqttConfig {
             receive_maximum: nz16(256),
             max_inflight: nz16(64),
             max_queued: nzu(10_000),
+            slow_subscriber_timeout_ms: nz64(5_000),
             max_retained_messages: nzu(100_000),
             max_retained_bytes: nzu(256 * 1024 * 1024),
             max_keep_alive: nz16(1200),
@@ -999,6 +1008,7 @@ topic_alias_maximum = 0
 receive_maximum = 10
 max_inflight = 11
 max_queued = 12
+slow_subscriber_timeout_ms = 250
 max_retained_messages = 13
 max_retained_bytes = 14
 max_keep_alive = 15
@@ -1051,6 +1061,7 @@ format = "json"
         assert_eq!(c.mqtt.receive_maximum.get(), 10);
         assert_eq!(c.mqtt.max_inflight.get(), 11);
         assert_eq!(c.mqtt.max_queued.get(), 12);
+        assert_eq!(c.mqtt.slow_subscriber_timeout(), Duration::from_millis(250));
         assert_eq!(c.mqtt.max_retained_messages.get(), 13);
         assert_eq!(c.mqtt.max_retained_bytes.get(), 14);
         assert_eq!(c.mqtt.max_keep_alive.get(), 15);

@@ -411,6 +411,7 @@ fn broker_config(
         .with_receive_maximum(mqtt.receive_maximum.get())
         .with_max_inflight(mqtt.max_inflight.get())
         .with_max_queued(mqtt.max_queued.get())
+        .with_slow_subscriber_timeout(mqtt.slow_subscriber_timeout())
         .with_max_retained_messages(mqtt.max_retained_messages.get())
         .with_max_retained_bytes(mqtt.max_retained_bytes.get())
         .with_max_keep_alive(mqtt.max_keep_alive.get())

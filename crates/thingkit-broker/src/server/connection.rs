@@ -37,8 +37,9 @@ type Stream = TlsStream<TcpStream>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The router's handle on one connection task: its bounded delivery queue and its kick signal.
-/// Neither blocks, so the router lock is never held across a wait.
-#[derive(Debug)]
+/// Neither blocks, so the router lock is never held across a wait; a publisher that has to
+/// wait for room clones it and waits without the lock ([`place_blocked`]).
+#[derive(Debug, Clone)]
 pub(crate) struct ConnectionOutlet {
     tx: mpsc::Sender<Delivery>,
     kick: watch::Sender<Option<ReasonCode>>,
@@ -620,8 +621,11 @@ async fn serve(
     // Not needed past CONNECT; the task would otherwise hold them for the connection's life.
     drop((chain, auth));
     let now = Instant::now();
+    // Every one of them: they were accepted for the session (and acknowledged to their
+    // publishers). Until the session's queue is back under its limit, new deliveries wait in
+    // the connection queue, and then their publishers.
     for d in attached.backlog {
-        conn.session.deliver(d, now);
+        conn.session.deliver_beyond_limit(d, now);
     }
     let mut end = conn.process(&mut rbuf).await;
     if end.is_none()
@@ -661,11 +665,14 @@ async fn serve(
                         Err(e) => Some(CloseReason::Lost(e.to_string())),
                     }
                 }
-                Some(d) = conn.rx.recv() => {
+                // Read deliveries only while the session has room for them: otherwise the queue
+                // fills up and publishers wait for it (back-pressure), rather than the session
+                // dropping messages their publishers were told were delivered.
+                Some(d) = conn.rx.recv(), if conn.session.has_room() => {
                     let now = Instant::now();
                     conn.session.deliver(d, now);
                     // Drain whatever else is queued into the same write.
-                    while conn.session.transmit().len() < 64 * 1024 {
+                    while conn.session.transmit().len() < 64 * 1024 && conn.session.has_room() {
                         match conn.rx.try_recv() {
                             Ok(d) => conn.session.deliver(d, now),
                             Err(_) => break,
@@ -719,10 +726,12 @@ async fn serve(
     Ok(())
 }
 
-/// Stores (if retained) and routes a message; returns the number of subscribers it was queued
-/// for. A retained message the retained store has no room for is refused as a whole (neither
-/// stored nor routed): the publisher is answered 0x97 Quota exceeded.
-fn route_message(shared: &Shared, message: &Arc<Message>) -> Result<usize, crate::Error> {
+/// Stores (if retained) and routes a message. A retained message the retained store has no
+/// room for is refused as a whole (neither stored nor routed): the publisher is answered 0x97
+/// Quota exceeded. The QoS 1 deliveries whose subscribers had no room come back in
+/// [`crate::Routed::blocked`]: the caller places them ([`place_blocked`]) before it
+/// acknowledges the message.
+fn route_message(shared: &Shared, message: &Arc<Message>) -> Result<crate::Routed, crate::Error> {
     let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
     let routed = router.publish(message)?;
     drop(router);
@@ -731,8 +740,156 @@ fn route_message(shared: &Shared, message: &Arc<Message>) -> Result<usize, crate
             .stats
             .queue_drops
             .fetch_add(routed.dropped as u64, Ordering::Relaxed);
+        log_drops(shared, message);
     }
-    Ok(routed.queued)
+    Ok(routed)
+}
+
+/// Logs that deliveries were dropped under pressure, at most once per [`DROP_LOG_INTERVAL`]
+/// (the counters in the metrics have every one).
+fn log_drops(shared: &Shared, message: &Message) {
+    let now = shared.epoch.elapsed().as_millis() as u64;
+    let last = shared.stats.drop_logged_ms.load(Ordering::Relaxed);
+    if (last != 0 && now.saturating_sub(last) < DROP_LOG_INTERVAL.as_millis() as u64)
+        || shared
+            .stats
+            .drop_logged_ms
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let counters = shared
+        .router
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .counters();
+    tracing::warn!(
+        topic = message.topic.as_str(),
+        dropped_total = shared.stats.queue_drops.load(Ordering::Relaxed),
+        qos0_queue_full = counters.outlet_refused,
+        qos0_offline = counters.offline_qos0_dropped,
+        offline_queue_full = counters.offline_dropped,
+        expired = counters.expired_dropped,
+        "deliveries dropped under pressure (logged at most every 10 s; see the metrics)"
+    );
+}
+
+/// How often dropped deliveries are logged at most.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Places QoS 1 deliveries whose subscribers' queues were full ([`crate::Routed::blocked`]).
+/// For each, it waits for room in that connection's queue (the caller is a publisher's
+/// connection task, which reads nothing meanwhile: that is the back-pressure) up to
+/// [`super::BrokerConfig::slow_subscriber_timeout`]; then it ends the slow connection (MQTT 5
+/// DISCONNECT 0x97 Quota exceeded), which hands what it had not delivered back to its session,
+/// and queues the delivery after those in the session it leaves behind (if persistent; a
+/// clean session ends with its connection, and what it had queued with it).
+///
+/// Returns once every delivery is placed or dropped and counted.
+///
+/// # Errors
+///
+/// The store failed to keep a delivery for a disconnected persistent session: the message
+/// must not be acknowledged.
+async fn place_blocked(shared: &Shared, blocked: Vec<crate::Blocked>) -> Result<(), crate::Error> {
+    for mut b in blocked {
+        let start = Instant::now();
+        let mut deadline = start + shared.config.slow_subscriber_timeout;
+        let mut kicked = false;
+        loop {
+            let outlet = shared
+                .router
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .outlet(&b.client_id)
+                .map(|(c, o)| (c, o.clone()));
+            let closed = match outlet {
+                None => true,
+                Some((connection, outlet)) => {
+                    if connection != b.connection {
+                        // A new connection took the session over: it gets a fresh wait.
+                        b.connection = connection;
+                        deadline = Instant::now() + shared.config.slow_subscriber_timeout;
+                        kicked = false;
+                    }
+                    match tokio::time::timeout_at(deadline.into(), outlet.tx.reserve()).await {
+                        Ok(Ok(permit)) => {
+                            permit.send(b.delivery);
+                            break;
+                        }
+                        // The connection is ending: it closes its queue and detaches under the
+                        // router lock, so the session is detached once we hold the lock.
+                        Ok(Err(_)) => true,
+                        Err(_) if !kicked => {
+                            kicked = true;
+                            shared
+                                .stats
+                                .slow_subscriber_disconnects
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(client = %b.client_id, waited = ?start.elapsed(), "slow subscriber disconnected: its queue stayed full while a publisher waited");
+                            outlet.kick(ReasonCode::QUOTA_EXCEEDED);
+                            // It ends within its write timeout (a client that reads nothing).
+                            deadline = Instant::now() + WRITE_TIMEOUT + Duration::from_secs(1);
+                            false
+                        }
+                        Err(_) => {
+                            shared.stats.queue_drops.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(client = %b.client_id, "delivery dropped: a slow subscriber's connection did not end after it was told to");
+                            break;
+                        }
+                    }
+                }
+            };
+            if !closed {
+                continue;
+            }
+            let requeued = shared
+                .router
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_requeue(b)?;
+            match requeued {
+                crate::Requeued::Blocked(again) => {
+                    b = again;
+                    // Taken over by a connection whose queue is full: wait for that one.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                crate::Requeued::Dropped => {
+                    shared.stats.queue_drops.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Routes a message nobody acknowledges (a will, a lifecycle event): deliveries that find a
+/// full queue are placed by a task of their own, so the caller never waits.
+fn route_unacknowledged(
+    shared: &Arc<Shared>,
+    message: &Arc<Message>,
+) -> Result<crate::Routed, crate::Error> {
+    let mut routed = route_message(shared, message)?;
+    let blocked = std::mem::take(&mut routed.blocked);
+    if !blocked.is_empty() {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = shared.clone();
+            runtime.spawn(async move {
+                if let Err(e) = place_blocked(&shared, blocked).await {
+                    tracing::error!(error = %e, "session store failed: deliveries dropped");
+                }
+            });
+        } else {
+            shared
+                .stats
+                .queue_drops
+                .fetch_add(blocked.len() as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(routed)
 }
 
 /// Publishes a will now, or after its delay unless the client connects again meanwhile.
@@ -744,7 +901,7 @@ fn publish_will(
     delay: Option<Duration>,
 ) {
     let Some(delay) = delay else {
-        match route_message(shared, &message) {
+        match route_unacknowledged(shared, &message) {
             Ok(_) => {
                 tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published")
             }
@@ -778,7 +935,7 @@ fn publish_will(
         };
         if !due {
             tracing::info!(client = %client_id, "will dropped: the client reconnected within its delay");
-        } else if let Err(e) = route_message(&shared, &message) {
+        } else if let Err(e) = route_unacknowledged(&shared, &message) {
             tracing::warn!(client = %client_id, topic = message.topic.as_str(), error = %e, "will refused");
         } else {
             tracing::info!(client = %client_id, topic = message.topic.as_str(), "will published after its delay");
@@ -815,6 +972,10 @@ impl Conn {
             publish_will(&shared, &self.client_id, self.connection, message, delay);
         }
         let mut unacked = closed.unacked;
+        // Under the router lock, so that a publisher waiting for room in this queue, which
+        // fails as soon as it is closed, finds the session detached (with what the queue held
+        // first) when it hands its delivery back (`place_blocked`).
+        let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
         self.rx.close();
         while let Ok(mut d) = self.rx.try_recv() {
             if d.qos != QoS::AtMostOnce {
@@ -822,11 +983,8 @@ impl Conn {
                 unacked.push(d);
             }
         }
-        let detached = shared
-            .router
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .try_detach(&self.client_id, self.connection, unacked, Instant::now());
+        let detached = router.try_detach(&self.client_id, self.connection, unacked, Instant::now());
+        drop(router);
         if let Err(e) = detached {
             // Memory is detached all the same; what the store missed is lost on a restart.
             tracing::error!(client = %self.client_id, error = %e, "session store failed at disconnect");
@@ -1000,11 +1158,17 @@ impl Conn {
         let bytes = message.size() as u64;
         let mut admission = self.admit(bytes, message.retain);
         let mut delayed = false;
+        // MQTT 3.1.1 cannot refuse a QoS 1 publish except by closing the connection: a
+        // rejection is first turned into a delay, so a client bursting over its rate is
+        // slowed down rather than disconnected.
+        let v311_qos1 = !self.is_v5() && packet_id.is_some();
         if let Admission::Limited {
             limit,
-            action: LimitAction::Delay,
+            action,
             retry_after,
         } = admission
+            && (action == LimitAction::Delay
+                || (v311_qos1 && matches!(action, LimitAction::Reject(_))))
         {
             // Back-pressure: hold this client's next packets, then decide again. A message
             // still over the limit after the wait is refused with Quota exceeded, as if its
@@ -1036,12 +1200,11 @@ impl Conn {
                 // rate-limit rejection.
                 shared.stats.meter_refusals.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(client = %self.client_id, topic = topic.as_str(), error = %e, "publish refused: the meter failed");
-                self.session.acknowledge(
+                return self.refuse_publish(
                     packet_id,
                     ReasonCode::UNSPECIFIED_ERROR,
-                    Some("metering failed; not delivered"),
+                    "metering failed; not delivered",
                 );
-                return None;
             }
             Admission::Limited {
                 limit,
@@ -1065,19 +1228,16 @@ impl Conn {
                             LimitAction::Reject(code) => code,
                             _ => LimitReason::QuotaExceeded,
                         };
-                        if self.is_v5() {
-                            // thingkit-meter refuses reject codes no PUBACK can carry (0x96),
-                            // but a CONNACK-only code (0x9F) can still be configured for a
-                            // publish limit: answer 0x97 Quota exceeded then, and name the
-                            // limit in the reason string.
-                            let mut rc = ReasonCode(code.code());
-                            if !rc.allowed_in(PacketType::PubAck, ProtocolVersion::V5) {
-                                rc = ReasonCode::QUOTA_EXCEEDED;
-                            }
-                            let reason = format!("{limit:?} rate limit exceeded ({code:?})");
-                            self.session.acknowledge(packet_id, rc, Some(&reason));
+                        // thingkit-meter refuses reject codes no PUBACK can carry (0x96), but
+                        // a CONNACK-only code (0x9F) can still be configured for a publish
+                        // limit: answer 0x97 Quota exceeded then, and name the limit in the
+                        // reason string.
+                        let mut rc = ReasonCode(code.code());
+                        if !rc.allowed_in(PacketType::PubAck, ProtocolVersion::V5) {
+                            rc = ReasonCode::QUOTA_EXCEEDED;
                         }
-                        return None;
+                        let reason = format!("{limit:?} rate limit exceeded ({code:?})");
+                        return self.refuse_publish(packet_id, rc, &reason);
                     }
                     LimitAction::Disconnect(code) => {
                         return Some(CloseReason::Server(ReasonCode(code.code())));
@@ -1194,27 +1354,84 @@ impl Conn {
         }
 
         let message = Arc::new(message);
-        match route_message(&shared, &message) {
-            Ok(queued) => {
-                let code = if queued == 0 && self.is_v5() {
-                    ReasonCode::NO_MATCHING_SUBSCRIBERS
-                } else {
-                    ReasonCode::SUCCESS
-                };
-                self.session.acknowledge(packet_id, code, None);
-            }
+        let routed = match route_message(&shared, &message) {
+            Ok(routed) => routed,
             Err(e) => {
-                // MQTT 5: PUBACK 0x97 Quota exceeded; 3.1.1 has no negative PUBACK (dropped,
-                // like a rate-limit rejection).
-                tracing::warn!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "retained message refused");
-                self.session.acknowledge(
+                let code = match e {
+                    crate::Error::RetainedQuotaExceeded { .. } => ReasonCode::QUOTA_EXCEEDED,
+                    _ => ReasonCode::UNSPECIFIED_ERROR,
+                };
+                tracing::warn!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused");
+                return self.refuse_publish(packet_id, code, &e.to_string());
+            }
+        };
+        let matched = routed.queued + routed.blocked.len();
+        // The copies for subscribers whose queues are full: this client waits for them
+        // (it is not read meanwhile) before it is acknowledged. A copy for this very
+        // connection cannot wait for itself: it goes straight into the session.
+        let (own, others): (Vec<_>, Vec<_>) = routed
+            .blocked
+            .into_iter()
+            .partition(|b| b.connection == self.connection && b.client_id == self.client_id);
+        if !others.is_empty() {
+            shared
+                .stats
+                .backpressure_waits
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = place_blocked(&shared, others).await {
+                tracing::error!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused: the session store failed");
+                return self.refuse_publish(
                     packet_id,
-                    ReasonCode::QUOTA_EXCEEDED,
-                    Some(&e.to_string()),
+                    ReasonCode::UNSPECIFIED_ERROR,
+                    &e.to_string(),
                 );
             }
         }
+        let now = Instant::now();
+        for b in own {
+            self.session.deliver_beyond_limit(b.delivery, now);
+        }
+        let code = if matched == 0 && self.is_v5() {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        self.session.acknowledge(packet_id, code, None);
+        if !self.session.has_room() {
+            // It publishes to itself faster than it takes deliveries: it is its own slow
+            // subscriber. What it holds stays with its session.
+            shared
+                .stats
+                .slow_subscriber_disconnects
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %self.client_id, "slow subscriber disconnected: it publishes to itself faster than it takes deliveries");
+            return Some(CloseReason::Server(ReasonCode::QUOTA_EXCEEDED));
+        }
         None
+    }
+
+    /// Answers a refused publish. MQTT 5: PUBACK with `code` and `reason`. MQTT 3.1.1 has no
+    /// negative PUBACK, and a positive one for a message that was not delivered would be a
+    /// lie, while no answer would leave the client's packet ID in flight for ever: a refused
+    /// QoS 1 publish closes the connection (the client sends it again when it reconnects).
+    /// QoS 0 has no answer.
+    fn refuse_publish(
+        &mut self,
+        packet_id: Option<thingkit_mqtt::PacketId>,
+        code: ReasonCode,
+        reason: &str,
+    ) -> Option<CloseReason> {
+        if self.is_v5() {
+            self.session.acknowledge(packet_id, code, Some(reason));
+            return None;
+        }
+        packet_id?;
+        self.shared
+            .stats
+            .refusal_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client = %self.client_id, %reason, "MQTT 3.1.1 QoS 1 publish refused: connection closed");
+        Some(CloseReason::Server(code))
     }
 
     /// Applies a SUBSCRIBE's granted filters to the router and answers it, with the retained
@@ -1283,7 +1500,7 @@ impl Conn {
             from: None,
             received: Instant::now(),
         });
-        if let Err(e) = route_message(&self.shared, &message) {
+        if let Err(e) = route_unacknowledged(&self.shared, &message) {
             tracing::warn!(client = %self.client_id, error = %e, "lifecycle event not routed");
         }
     }

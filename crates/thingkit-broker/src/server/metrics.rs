@@ -250,8 +250,26 @@ impl Collector for BrokerCollector {
         counter(
             &mut enc,
             "queue_drops",
-            "Messages dropped because a connection's queue was full.",
+            "Deliveries dropped: QoS 0 under pressure, QoS 1 for a disconnected session whose queue is full, expired or oversized messages.",
             s.queue_drops,
+        )?;
+        counter(
+            &mut enc,
+            "backpressure_waits",
+            "QoS 1 publishes that waited for room in a subscriber's full queue before they were acknowledged.",
+            s.backpressure_waits,
+        )?;
+        counter(
+            &mut enc,
+            "slow_subscriber_disconnects",
+            "Subscribers disconnected because their queue stayed full while a publisher waited.",
+            s.slow_subscriber_disconnects,
+        )?;
+        counter(
+            &mut enc,
+            "refusal_disconnects",
+            "MQTT 3.1.1 connections closed because a QoS 1 publish of theirs was refused (3.1.1 has no negative PUBACK).",
+            s.refusal_disconnects,
         )?;
         counter(
             &mut enc,
@@ -268,8 +286,14 @@ impl Collector for BrokerCollector {
         counter(
             &mut enc,
             "router_outlet_refused",
-            "Deliveries a connected session's queue refused (full or closed).",
+            "QoS 0 deliveries a connected session's queue refused (full or closed).",
             router.outlet_refused,
+        )?;
+        counter(
+            &mut enc,
+            "router_ended_dropped",
+            "QoS 1 deliveries that waited for room and found their (non-persistent) session ended.",
+            router.ended_dropped,
         )?;
         counter(
             &mut enc,

@@ -100,8 +100,19 @@ pub struct BrokerConfig {
     pub receive_maximum: u16,
     /// QoS 1 deliveries in flight to a client that announced no Receive Maximum.
     pub max_inflight: u16,
-    /// Messages queued for one session (connected or not); more are dropped and counted.
+    /// Messages queued for one session. For a connected session, twice: in its connection's
+    /// queue and in the session's queue for the in-flight window. When both are full, a
+    /// publisher with a QoS 1 message for it waits (back-pressure: the publisher's packets
+    /// are not read) up to [`BrokerConfig::slow_subscriber_timeout`]; QoS 0 messages are
+    /// dropped and counted. For a disconnected persistent session, QoS 1 messages beyond it
+    /// are dropped and counted (`thingkit_router_offline_dropped_total`).
     pub max_queued: usize,
+    /// How long a publisher waits for room in a connected subscriber's full queue before that
+    /// subscriber is disconnected (MQTT 5 DISCONNECT 0x97 Quota exceeded) and the message is
+    /// queued in the persistent session it leaves behind (default 5 s). The publisher is
+    /// acknowledged only once every copy is placed, so a QoS 1 message is never acknowledged
+    /// and then dropped while its subscriber's session lives.
+    pub slow_subscriber_timeout: Duration,
     /// Topics with a retained message; a retained PUBLISH on a new topic beyond it is refused
     /// (MQTT 5: PUBACK 0x97 Quota exceeded). See thingkit-broker's `RouterLimits`.
     pub max_retained_messages: usize,
@@ -225,6 +236,12 @@ impl BrokerConfig {
     /// Sets [`BrokerConfig::max_queued`].
     pub fn with_max_queued(mut self, value: usize) -> Self {
         self.max_queued = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::slow_subscriber_timeout`].
+    pub fn with_slow_subscriber_timeout(mut self, value: Duration) -> Self {
+        self.slow_subscriber_timeout = value;
         self
     }
 
@@ -399,6 +416,7 @@ impl Default for BrokerConfig {
             receive_maximum: session.receive_maximum,
             max_inflight: session.max_inflight,
             max_queued: session.max_pending,
+            slow_subscriber_timeout: Duration::from_secs(5),
             max_retained_messages: router.max_retained_messages,
             max_retained_bytes: router.max_retained_bytes,
             max_keep_alive: session.max_keep_alive,
@@ -582,8 +600,24 @@ pub struct Stats {
     /// Publishes refused because the meter or the account limiter failed (e.g. its key cap was
     /// reached): the broker fails closed rather than route a message it cannot meter.
     pub meter_refusals: AtomicU64,
-    /// Messages dropped because a session's queue was full.
+    /// Deliveries dropped: by the router (QoS 0 to a full connection queue or to a
+    /// disconnected session, QoS 1 to a disconnected session whose queue is full; its
+    /// counters tell which) or by a session (the message expired or is larger than the
+    /// client's Maximum Packet Size).
     pub queue_drops: AtomicU64,
+    /// QoS 1 publishes that waited for room in a subscriber's full queue before they were
+    /// acknowledged (back-pressure).
+    pub backpressure_waits: AtomicU64,
+    /// Subscribers disconnected because their queue stayed full for
+    /// [`BrokerConfig::slow_subscriber_timeout`] while a publisher waited.
+    pub slow_subscriber_disconnects: AtomicU64,
+    /// MQTT 3.1.1 connections closed because one of their QoS 1 publishes was refused (a rate
+    /// limit still exceeded after a delay, the meter, the retained quota or the store failed):
+    /// 3.1.1 has no negative PUBACK, and a silent one would leave the message unanswered.
+    pub refusal_disconnects: AtomicU64,
+    /// When a dropped delivery was last logged (milliseconds since start), so that drops
+    /// under pressure are logged at most once per interval.
+    pub(crate) drop_logged_ms: AtomicU64,
     /// Sessions disconnected because their certificate left ACTIVE.
     pub revocation_disconnects: AtomicU64,
     /// Topic service requests (fleet provisioning, revocation, firmware jobs, ...) whose
@@ -620,6 +654,12 @@ pub struct StatsSnapshot {
     pub meter_refusals: u64,
     /// See [`Stats::queue_drops`].
     pub queue_drops: u64,
+    /// See [`Stats::backpressure_waits`].
+    pub backpressure_waits: u64,
+    /// See [`Stats::slow_subscriber_disconnects`].
+    pub slow_subscriber_disconnects: u64,
+    /// See [`Stats::refusal_disconnects`].
+    pub refusal_disconnects: u64,
     /// See [`Stats::revocation_disconnects`].
     pub revocation_disconnects: u64,
     /// See [`Stats::provisioning_failures`].
@@ -662,6 +702,9 @@ impl Stats {
             throttled: l(&self.throttled),
             meter_refusals: l(&self.meter_refusals),
             queue_drops: l(&self.queue_drops),
+            backpressure_waits: l(&self.backpressure_waits),
+            slow_subscriber_disconnects: l(&self.slow_subscriber_disconnects),
+            refusal_disconnects: l(&self.refusal_disconnects),
             revocation_disconnects: l(&self.revocation_disconnects),
             provisioning_failures: l(&self.provisioning_failures),
         }

@@ -236,6 +236,20 @@ pub struct MeteringConfig {
     pub preset: MeteringPreset,
 }
 
+/// What a publish over a rate limit gets (`[limits] over_limit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverLimit {
+    /// Refused, as AWS IoT Core does: MQTT 5 PUBACK 0x97 Quota exceeded. MQTT 3.1.1 has no
+    /// negative PUBACK: a QoS 1 publish is held back first (up to 1 s) and, still over the
+    /// limit, closes the connection; a QoS 0 publish is dropped.
+    #[default]
+    Reject,
+    /// Held back (the connection is not read) until the limit allows it, up to 1 s, then
+    /// refused as with `reject`: the publisher is slowed down rather than refused.
+    Delay,
+}
+
 /// The metering presets of thingkit-meter ([`MeteringPolicy::preset`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -267,6 +281,12 @@ impl MeteringPreset {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Whether the publish and connect rate limits apply. `false` turns every one of them off
+    /// (per connection, per account, per client ID and the overrides), as on a broker such as
+    /// mosquitto that has none; the queue and retained caps stay. Default true.
+    pub enabled: bool,
+    /// What a publish over a rate limit gets. Default `reject`.
+    pub over_limit: OverLimit,
     /// Publishes per second per connection. Default 100 (AWS).
     pub publishes_per_second: NonZeroU64,
     /// Publish bytes per second per connection. Default 524288 (AWS: 512 KiB/s).
@@ -287,6 +307,8 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
+            enabled: true,
+            over_limit: OverLimit::Reject,
             publishes_per_second: nz64(100),
             bytes_per_second: nz64(512 * 1024),
             connects_per_second: nz64(1),
@@ -1030,6 +1052,8 @@ dir = "policies"
 [metering]
 preset = "azure-free"
 [limits]
+enabled = false
+over_limit = "delay"
 publishes_per_second = 1
 bytes_per_second = 2
 connects_per_second = 3
@@ -1079,6 +1103,8 @@ format = "json"
         assert_eq!(c.policies.dir, Some(base.join("policies")));
         assert_eq!(c.metering.preset, MeteringPreset::AzureFree);
         assert_eq!(c.metering.preset.policy(), MeteringPolicy::azure_free());
+        assert!(!c.limits.enabled);
+        assert_eq!(c.limits.over_limit, OverLimit::Delay);
         assert_eq!(c.limits.publishes_per_second.get(), 1);
         assert_eq!(c.limits.bytes_per_second.get(), 2);
         assert_eq!(c.limits.connects_per_second.get(), 3);

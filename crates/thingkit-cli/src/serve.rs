@@ -13,7 +13,7 @@ use thingkit_broker::{
     Broker, BrokerConfig, LimitClass, ServerIdentity, ThingSelector, shutdown_signal,
 };
 use thingkit_firmware::{PublicKey, TrustAnchors};
-use thingkit_meter::{Rate, RateLimits};
+use thingkit_meter::{LimitAction, Rate, RateLimits};
 use thingkit_provision::{
     CaStatus, CertificateAuthority, CertificateId, CertificateStatus, FleetConfig as Fleet,
     FleetProvisioning, PolicyTarget, ProvisioningTemplate, RedbStore, Registry, RegistryLimits,
@@ -21,7 +21,7 @@ use thingkit_provision::{
 };
 
 use crate::Failure;
-use crate::config::{LimitsConfig, LogFormat, ServeConfig};
+use crate::config::{LimitsConfig, LogFormat, OverLimit, ServeConfig};
 
 /// `thingkit serve`.
 #[derive(Debug, clap::Args)]
@@ -349,11 +349,41 @@ fn fleet_provisioning<S: thingkit_provision::RegistryStore>(
     Ok(service)
 }
 
-/// Per-connection publish limits: the AWS actions (PUBACK 0x97) with the file's rates.
-fn publish_limits(publishes: u64, bytes: u64) -> RateLimits {
-    RateLimits::aws_connection()
-        .with_messages(Some(Rate::per_second(publishes)))
-        .with_bytes(Some(Rate::per_second(bytes)))
+/// Per-connection publish limits: the AWS actions (PUBACK 0x97), or a delay, with the
+/// file's rates.
+fn publish_limits(limits: &LimitsConfig, publishes: u64, bytes: u64) -> RateLimits {
+    if !limits.enabled {
+        return RateLimits::unlimited();
+    }
+    with_over_limit(
+        limits,
+        RateLimits::aws_connection()
+            .with_messages(Some(Rate::per_second(publishes)))
+            .with_bytes(Some(Rate::per_second(bytes))),
+    )
+}
+
+/// Per-account publish limits: AWS's action (PUBACK 0x97), or a delay, with the file's rate.
+fn account_limits(limits: &LimitsConfig) -> RateLimits {
+    if !limits.enabled {
+        return RateLimits::unlimited();
+    }
+    with_over_limit(
+        limits,
+        RateLimits::aws_account_publish().with_messages(Some(Rate::per_second(
+            limits.account_publishes_per_second.get(),
+        ))),
+    )
+}
+
+/// `[limits] over_limit` applied to publish limits.
+fn with_over_limit(limits: &LimitsConfig, rates: RateLimits) -> RateLimits {
+    match limits.over_limit {
+        OverLimit::Reject => rates,
+        OverLimit::Delay => rates
+            .with_message_action(LimitAction::Delay)
+            .with_byte_action(LimitAction::Delay),
+    }
 }
 
 /// Per-client-ID CONNECT limits: AWS's action (CONNACK 0x9F) with the file's rate.
@@ -362,6 +392,9 @@ fn connect_limits(per_second: u64) -> RateLimits {
 }
 
 fn limit_classes(limits: &LimitsConfig) -> Vec<LimitClass> {
+    if !limits.enabled {
+        return Vec::new();
+    }
     limits
         .overrides
         .iter()
@@ -376,8 +409,11 @@ fn limit_classes(limits: &LimitsConfig) -> Vec<LimitClass> {
                 .unwrap_or(limits.publishes_per_second);
             let bytes = o.bytes_per_second.unwrap_or(limits.bytes_per_second);
             Some(
-                LimitClass::new(selector, publish_limits(publishes.get(), bytes.get()))
-                    .with_connect_limits(o.connects_per_second.map(|c| connect_limits(c.get()))),
+                LimitClass::new(
+                    selector,
+                    publish_limits(limits, publishes.get(), bytes.get()),
+                )
+                .with_connect_limits(o.connects_per_second.map(|c| connect_limits(c.get()))),
             )
         })
         .collect()
@@ -396,13 +432,16 @@ fn broker_config(
         .with_default_account(config.account.account_id.clone())
         .with_metering(config.metering.preset.policy())
         .with_connection_limits(publish_limits(
+            limits,
             limits.publishes_per_second.get(),
             limits.bytes_per_second.get(),
         ))
-        .with_account_limits(RateLimits::aws_account_publish().with_messages(Some(
-            Rate::per_second(limits.account_publishes_per_second.get()),
-        )))
-        .with_connect_limits(Some(connect_limits(limits.connects_per_second.get())))
+        .with_account_limits(account_limits(limits))
+        .with_connect_limits(
+            limits
+                .enabled
+                .then(|| connect_limits(limits.connects_per_second.get())),
+        )
         .with_limit_classes(limit_classes(limits))
         .with_max_accounts(limits.max_accounts.get())
         .with_max_connect_clients(limits.max_connect_clients.get())
@@ -427,4 +466,39 @@ fn broker_config(
         )
         .with_fleet(fleet)
         .with_firmware_trust(firmware_trust)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(limits: &str) -> BrokerConfig {
+        let file: ServeConfig = toml::from_str(limits).expect("a valid file");
+        let arn = file.account.arn_prefix().expect("the default account");
+        broker_config(&file, arn, None, None)
+    }
+
+    #[test]
+    fn limits_can_be_turned_off_or_made_to_delay() {
+        let on = config("");
+        assert_eq!(
+            on.connection_limits.message_action,
+            LimitAction::Reject(thingkit_meter::LimitReason::QuotaExceeded)
+        );
+        assert!(on.connection_limits.messages.is_some());
+        assert!(on.connect_limits.is_some());
+
+        let off = config(
+            "[limits]\nenabled = false\n[[limits.override]]\nthing_type = \"t\"\npublishes_per_second = 5\n",
+        );
+        assert_eq!(off.connection_limits, RateLimits::unlimited());
+        assert_eq!(off.account_limits, RateLimits::unlimited());
+        assert!(off.connect_limits.is_none());
+        assert!(off.limit_classes.is_empty());
+
+        let delay = config("[limits]\nover_limit = \"delay\"\n");
+        assert_eq!(delay.connection_limits.message_action, LimitAction::Delay);
+        assert_eq!(delay.connection_limits.byte_action, LimitAction::Delay);
+        assert_eq!(delay.account_limits.message_action, LimitAction::Delay);
+    }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use thingkit_broker::{
-    Delivery, Error, GrantedSubscription, MemoryStore, Message, Outlet, RedbStore, Router,
-    RouterLimits, RouterStore, SessionExpiry, StoreError, StoreOp, StoredState,
+    Blocked, Delivery, Error, GrantedSubscription, MemoryStore, Message, Outlet, RedbStore,
+    Requeued, Router, RouterLimits, RouterStore, SessionExpiry, StoreError, StoreOp, StoredState,
 };
 use thingkit_mqtt::{
     MqttStr, PacketProperties, Properties, QoS, ReasonCode, TopicFilter, TopicName,
@@ -1251,4 +1251,50 @@ fn a_stored_router_is_send_and_sync_like_one_without_a_store() {
     )
     .unwrap();
     send_sync(&router);
+}
+
+#[test]
+fn a_requeued_delivery_is_stored_before_it_is_queued_and_not_queued_when_the_store_fails() {
+    let store = Flaky::default();
+    let t0 = Instant::now();
+    let c = id("c");
+    let delivery = |payload: &str| Delivery {
+        message: msg("a", payload, QoS::AtLeastOnce, false, t0),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        subscription_id: None,
+    };
+    {
+        let mut router = start(store.clone(), t0, wall0());
+        offline(&mut router, &c, "a", SessionExpiry::Never, t0);
+        // A publisher waited for c's connection, which ended: its delivery is handed back.
+        let queued = router
+            .try_requeue(Blocked::new(c.clone(), 1, delivery("waited")))
+            .unwrap();
+        assert!(matches!(queued, Requeued::Queued));
+        store.fail.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            router.try_requeue(Blocked::new(c.clone(), 1, delivery("lost"))),
+            Err(Error::Store(_))
+        ));
+        assert_eq!(router.offline_len("c"), 1, "not queued when not stored");
+        store.fail.store(false, Ordering::SeqCst);
+    }
+    let mut router = start(store, t0, wall0());
+    let back = router
+        .try_attach(
+            &c,
+            false,
+            SessionExpiry::Never,
+            2,
+            TestOutlet::default(),
+            t0,
+        )
+        .unwrap();
+    let payloads: Vec<_> = back
+        .backlog
+        .iter()
+        .map(|d| d.message.payload.clone())
+        .collect();
+    assert_eq!(payloads, ["waited"]);
 }

@@ -2014,3 +2014,90 @@ async fn an_mqtt311_qos1_publish_over_the_limit_is_delayed_then_closes_the_conne
     assert_eq!(stats.throttled, 2, "{stats:?}");
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn what_a_client_sent_before_closing_without_tls_close_notify_is_acted_on() {
+    // Found by the rumqttc load test (issue #23): rumqttc sends DISCONNECT and closes the
+    // socket without a TLS close_notify. The read that met that end dropped the bytes it had
+    // read with it: the tail of a QoS 0 stream was lost, and the DISCONNECT too (so the will
+    // was published).
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = start(&fleet, pressure_config(100_000, 64, Duration::from_secs(5))).await;
+    let mut sub = connect_as(&fleet, &broker, &b, ProtocolVersion::V311).await;
+    sub.subscribe(&[
+        ("telemetry/sensor-a/#", QoS::AtMostOnce),
+        ("status/#", QoS::AtMostOnce),
+    ])
+    .await
+    .unwrap();
+    let with_will = Options {
+        will: Some((
+            "status/sensor-a".into(),
+            b"gone".to_vec(),
+            QoS::AtMostOnce,
+            false,
+        )),
+        ..opts(&a, ProtocolVersion::V311)
+    };
+    let mut publisher = connect(&fleet, broker.local_addr(), &a, with_will).await;
+    const N: usize = 2_000;
+    for i in 0..N {
+        publisher
+            .publish(
+                "telemetry/sensor-a/t",
+                i.to_string(),
+                QoS::AtMostOnce,
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    publisher.close_without_close_notify(true).await.unwrap();
+    let mut got = 0;
+    while got < N {
+        let p = sub.next_publish().await.unwrap().expect("connected");
+        assert_ne!(
+            &p.payload[..],
+            b"gone",
+            "the will was published after a DISCONNECT"
+        );
+        got += 1;
+    }
+    // Nothing after the stream: no will.
+    let mut marker = connect_as(&fleet, &broker, &a, ProtocolVersion::V311).await;
+    marker
+        .publish("telemetry/sensor-a/t", "end", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let p = sub.next_publish().await.unwrap().expect("connected");
+    assert_eq!(
+        &p.payload[..],
+        b"end",
+        "the will was published after a DISCONNECT"
+    );
+    marker.disconnect().await.unwrap();
+    // Without DISCONNECT: the messages, then the connection ends as lost (the read after the
+    // bytes meets the unclean end) and the will is published.
+    let with_will = Options {
+        will: Some((
+            "status/sensor-a".into(),
+            b"gone".to_vec(),
+            QoS::AtMostOnce,
+            false,
+        )),
+        ..opts(&a, ProtocolVersion::V311)
+    };
+    let mut publisher = connect(&fleet, broker.local_addr(), &a, with_will).await;
+    publisher
+        .publish("telemetry/sensor-a/t", "last", QoS::AtMostOnce, false)
+        .await
+        .unwrap();
+    publisher.close_without_close_notify(false).await.unwrap();
+    let p = sub.next_publish().await.unwrap().expect("connected");
+    assert_eq!(&p.payload[..], b"last");
+    let p = sub.next_publish().await.unwrap().expect("connected");
+    assert_eq!(&p.payload[..], b"gone");
+    broker.shutdown(Duration::from_secs(5)).await;
+}

@@ -371,6 +371,20 @@ impl Client {
         let _ = tokio::time::timeout(self.timeout, self.stream.shutdown()).await;
     }
 
+    /// Sends DISCONNECT (if `disconnect`) and closes TCP without TLS close_notify, as some
+    /// clients (rumqttc) do: the server must still act on everything sent before.
+    pub async fn close_without_close_notify(mut self, disconnect: bool) -> Result<(), ClientError> {
+        if disconnect {
+            self.send(&Packet::Disconnect(thingkit::mqtt::Disconnect {
+                reason_code: ReasonCode::NORMAL_DISCONNECTION,
+                properties: PacketProperties::default(),
+            }))
+            .await?;
+        }
+        let _ = tokio::time::timeout(self.timeout, self.stream.get_mut().0.shutdown()).await;
+        Ok(())
+    }
+
     /// Splits into a reader and a writer for pipelined use (the load generator).
     pub fn split(self) -> (Reader, Writer) {
         let version = self.encoder.version();

@@ -130,6 +130,10 @@ async fn read_some(stream: &mut Stream, rbuf: &mut BytesMut) -> std::io::Result<
                 }
                 // The end of the stream (reported after the bytes read before it).
                 std::task::Poll::Ready(Ok(_)) => return std::task::Poll::Ready(Ok(n)),
+                // An error (a TLS stream closed without close_notify, as rumqttc does after
+                // its DISCONNECT) is reported after the bytes read before it, too: they are
+                // the client's packets, and the next read meets the error again.
+                std::task::Poll::Ready(Err(_)) if n > 0 => return std::task::Poll::Ready(Ok(n)),
                 std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
                 std::task::Poll::Pending if n > 0 => return std::task::Poll::Ready(Ok(n)),
                 std::task::Poll::Pending => return std::task::Poll::Pending,

@@ -20,7 +20,8 @@
 //! ```
 //!
 //! Options after `--`: `--short` (CI: fewer messages, one round each, exit status 1 if thingkit
-//! lost an acknowledged QoS 1 message or left a QoS 1 publish unanswered), `--rounds N`,
+//! lost an acknowledged QoS 1 message, left a QoS 1 publish unanswered, or lost a QoS 0
+//! message in a round without pressure), `--rounds N`,
 //! `--messages N` (per publisher). `THINGKIT_BIN` names the binary (default
 //! `../target/release/thingkit`, relative to the benches directory).
 
@@ -249,10 +250,7 @@ impl Broker {
              [policies]\n\
              dir = \"policies\"\n\
              [limits]\n\
-             publishes_per_second = 1000000000\n\
-             bytes_per_second = 1000000000\n\
-             account_publishes_per_second = 1000000000\n\
-             connects_per_second = 1000000\n\
+             enabled = false\n\
              [metrics]\n\
              listen = \"127.0.0.1:0\"\n\
              [log]\n\
@@ -1104,8 +1102,10 @@ fn main_inner() -> Result<ExitCode, Error> {
     }
     report(&outcomes, &args, &clk, &machine, &date);
 
-    // CI: thingkit must not lose an acknowledged QoS 1 message nor leave one unanswered.
-    let failures: Vec<String> = outcomes
+    // CI: thingkit must not lose an acknowledged QoS 1 message nor leave one unanswered; and
+    // with queues far larger than a round (no pressure), not one QoS 0 message either (the
+    // tail of a stream closed without TLS close_notify was lost that way once).
+    let mut failures: Vec<String> = outcomes
         .iter()
         .filter(|o| o.spec.kind == Kind::Thingkit && o.spec.qos == QoS::AtLeastOnce)
         .filter(|o| o.lost > 0 || o.unanswered > 0 || o.unsent > 0)
@@ -1119,8 +1119,22 @@ fn main_inner() -> Result<ExitCode, Error> {
             )
         })
         .collect();
+    failures.extend(
+        outcomes
+            .iter()
+            .filter(|o| o.spec.kind == Kind::Thingkit && o.spec.qos == QoS::AtMostOnce)
+            .filter(|o| !o.spec.slow && o.lost > 0)
+            .map(|o| {
+                format!(
+                    "thingkit QoS 0 without pressure: {} of {} sent never delivered",
+                    o.lost, o.sent
+                )
+            }),
+    );
     if failures.is_empty() {
-        println!("\nthingkit: no acknowledged QoS 1 message lost, every QoS 1 publish answered.");
+        println!(
+            "\nthingkit: no acknowledged QoS 1 message lost, every QoS 1 publish answered, no QoS 0 message lost without pressure."
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!();

@@ -2101,3 +2101,61 @@ async fn what_a_client_sent_before_closing_without_tls_close_notify_is_acted_on(
     assert_eq!(&p.payload[..], b"gone");
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_service_publishes_its_answers_to_every_subscriber_allowed_to_receive_them() {
+    // How AWS services answer (a shadow's `.../update/accepted`): published to the topic, so
+    // the requester gets it if subscribed, and so does any other allowed subscriber.
+    use thingkit::broker::{ServiceReply, ServiceRequest, ServiceResponse, TopicService};
+    use thingkit::mqtt::TopicFilter;
+    struct Answer;
+    impl TopicService for Answer {
+        fn name(&self) -> &'static str {
+            "answer"
+        }
+        fn filters(&self) -> Vec<TopicFilter> {
+            vec![TopicFilter::new("telemetry/+/ask").unwrap()]
+        }
+        fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse {
+            ServiceResponse::published(vec![ServiceReply {
+                topic: format!("{}/accepted", request.message.topic.as_str()),
+                payload: request.message.payload.to_vec(),
+            }])
+        }
+    }
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .service(std::sync::Arc::new(Answer))
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let mut watcher = connect_as(&fleet, &broker, &b, ProtocolVersion::V311).await;
+    watcher
+        .subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    c.subscribe(&[("telemetry/sensor-a/ask/accepted", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let ack = c
+        .publish_qos1("telemetry/sensor-a/ask", "42")
+        .await
+        .unwrap();
+    assert!(ack.reason_code.is_success());
+    for client in [&mut c, &mut watcher] {
+        let answer = client.next_publish().await.unwrap().unwrap();
+        assert_eq!(
+            answer.topic.as_ref().unwrap().as_str(),
+            "telemetry/sensor-a/ask/accepted"
+        );
+        assert_eq!(answer.qos, QoS::AtLeastOnce);
+        assert_eq!(&answer.payload[..], b"42");
+    }
+    broker.shutdown(Duration::from_secs(5)).await;
+}

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::service::{Disposition, ServiceRequest, ServiceResponse};
+use super::service::{Disposition, ServiceReply, ServiceRequest, ServiceResponse};
 use super::{Authenticated, Shared, unix_now, unix_now_ms};
 use crate::{
     Action, Authorizer, CloseReason, Delivery, Event, InboundPublish, Message, Outlet, Session,
@@ -1286,9 +1286,9 @@ impl Conn {
                 client_id: &self.client_id,
                 certificate: &self.certificate,
             };
-            let (response, replies) = match answered {
-                Ok(response) => {
-                    let replies = response.replies.clone();
+            let (mut response, replies) = match answered {
+                Ok(mut response) => {
+                    let replies = std::mem::take(&mut response.replies);
                     (Some(response), replies)
                 }
                 Err(e) => {
@@ -1345,6 +1345,11 @@ impl Conn {
                     now,
                 );
             }
+            let publishes = response
+                .as_mut()
+                .map(|r| std::mem::take(&mut r.publishes))
+                .unwrap_or_default();
+            self.publish_for_service(service.name(), publishes).await;
             if acked {
                 return None;
             }
@@ -1412,6 +1417,47 @@ impl Conn {
             return Some(CloseReason::Server(ReasonCode::QUOTA_EXCEEDED));
         }
         None
+    }
+
+    /// Publishes a service's [`ServiceResponse::publishes`] to their subscribers, at QoS 1,
+    /// waiting for full subscribers like any publish (the requester's copies go straight into
+    /// its session: it cannot wait for itself).
+    async fn publish_for_service(&mut self, service: &str, publishes: Vec<ServiceReply>) {
+        for p in publishes {
+            let Ok(topic) = TopicName::new(&p.topic) else {
+                tracing::error!(service, topic = %p.topic, "service publish on an invalid topic dropped");
+                continue;
+            };
+            let message = Arc::new(Message {
+                topic,
+                payload: p.payload.into(),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: PacketProperties::default(),
+                from: None,
+                received: Instant::now(),
+            });
+            let routed = match route_message(&self.shared, &message) {
+                Ok(routed) => routed,
+                Err(e) => {
+                    tracing::error!(service, topic = message.topic.as_str(), error = %e, "service publish not routed");
+                    continue;
+                }
+            };
+            let (own, others): (Vec<_>, Vec<_>) = routed
+                .blocked
+                .into_iter()
+                .partition(|b| b.connection == self.connection && b.client_id == self.client_id);
+            if !others.is_empty()
+                && let Err(e) = place_blocked(&self.shared, others).await
+            {
+                tracing::error!(service, error = %e, "session store failed: service publish dropped");
+            }
+            let now = Instant::now();
+            for b in own {
+                self.session.deliver_beyond_limit(b.delivery, now);
+            }
+        }
     }
 
     /// Answers a refused publish. MQTT 5: PUBACK with `code` and `reason`. MQTT 3.1.1 has no

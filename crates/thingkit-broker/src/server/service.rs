@@ -58,6 +58,12 @@ pub struct ServiceResponse {
     pub reason: Option<String>,
     /// Messages for the requester alone.
     pub replies: Vec<ServiceReply>,
+    /// Messages published to their topics' subscribers, as from the broker (no publisher: No
+    /// Local does not apply; each subscriber's `iot:Receive` decides), at QoS 1, after the
+    /// request is answered — how AWS services answer (a shadow's `.../update/accepted`,
+    /// `.../update/delta`, `.../update/documents` reach every client subscribed to them,
+    /// the requester included when it is).
+    pub publishes: Vec<ServiceReply>,
     /// Whether the request is also routed.
     pub disposition: Disposition,
 }
@@ -69,6 +75,7 @@ impl ServiceResponse {
             code: ReasonCode::SUCCESS,
             reason: None,
             replies,
+            publishes: Vec::new(),
             disposition: Disposition::Consume,
         }
     }
@@ -79,6 +86,19 @@ impl ServiceResponse {
             code,
             reason: Some(reason.into()),
             replies: Vec::new(),
+            publishes: Vec::new(),
+            disposition: Disposition::Consume,
+        }
+    }
+
+    /// Accepted and consumed; `publishes` go to their topics' subscribers
+    /// ([`ServiceResponse::publishes`]).
+    pub fn published(publishes: Vec<ServiceReply>) -> Self {
+        ServiceResponse {
+            code: ReasonCode::SUCCESS,
+            reason: None,
+            replies: Vec::new(),
+            publishes,
             disposition: Disposition::Consume,
         }
     }
@@ -89,6 +109,7 @@ impl ServiceResponse {
             code: ReasonCode::SUCCESS,
             reason: None,
             replies: Vec::new(),
+            publishes: Vec::new(),
             disposition: Disposition::Route { retain },
         }
     }

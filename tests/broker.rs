@@ -1752,6 +1752,10 @@ async fn metrics_count_connections_messages_and_denials_and_health_follows_shutd
         ("thingkit_offline_queued_messages", 0.0),
         ("thingkit_retained_messages", 0.0),
         ("thingkit_router_retained_refused_total", 0.0),
+        ("thingkit_backpressure_waits_total", 0.0),
+        ("thingkit_slow_subscriber_disconnects_total", 0.0),
+        ("thingkit_refusal_disconnects_total", 0.0),
+        ("thingkit_router_ended_dropped_total", 0.0),
     ] {
         assert_eq!(metrics.get(sample), Some(&value), "{sample}");
     }

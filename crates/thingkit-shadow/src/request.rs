@@ -542,13 +542,13 @@ fn update(
         }
     }
 
-    if let Some(requested) = requested {
-        if requested != last_version {
-            return Err(fail(Error::VersionConflict {
-                requested,
-                current: last_version,
-            }));
-        }
+    if let Some(requested) = requested
+        && requested != last_version
+    {
+        return Err(fail(Error::VersionConflict {
+            requested,
+            current: last_version,
+        }));
     }
 
     let mut doc = live.cloned().unwrap_or_default();

@@ -56,10 +56,10 @@ impl<S: ShadowStore> Shadows<S> {
             now_unix_secs,
             &self.limits,
         );
-        if let Some(value) = &outcome.write {
-            if let Err(e) = self.store.put(&key, value) {
-                return Some(internal(e));
-            }
+        if let Some(value) = &outcome.write
+            && let Err(e) = self.store.put(&key, value)
+        {
+            return Some(internal(e));
         }
         Some(outcome.publishes)
     }

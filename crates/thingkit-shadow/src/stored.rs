@@ -128,6 +128,7 @@ impl StoredShadow {
 }
 
 /// Whether stored bytes are a tombstone, without decoding the document.
+#[cfg_attr(not(feature = "redb"), allow(dead_code))]
 pub(crate) fn is_tombstone(bytes: &[u8]) -> bool {
     bytes.get(..4) == Some(MAGIC.as_slice()) && bytes.get(4) == Some(&1)
 }

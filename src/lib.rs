@@ -49,6 +49,7 @@
 //! | [`provision`] | `thingkit-provision` | `provision` |
 //! | [`firmware`] | `thingkit-firmware` | `firmware` |
 //! | [`meter`] | `thingkit-meter` | `meter` |
+//! | [`shadow`] | `thingkit-shadow` (redb store by default) | `shadow` |
 //! | [`broker`] | `thingkit-broker` (with its default `server` and `redb` features: tokio, rustls, axum, redb) | `broker` |
 //!
 //! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
@@ -82,6 +83,11 @@ pub use thingkit_firmware as firmware;
 /// Metering, GCRA rate limits, quotas, exact-money rating and a durable usage ledger.
 #[cfg(feature = "meter")]
 pub use thingkit_meter as meter;
+
+/// AWS IoT Device Shadows, sans-IO: classic and named shadows, merge, delta, metadata,
+/// versions, and a durable store.
+#[cfg(feature = "shadow")]
+pub use thingkit_shadow as shadow;
 
 /// The MQTT broker: its sans-IO core (sessions, subscriptions, retained messages, routing,
 /// persistence) and its tokio + rustls server (`Broker::builder`).

@@ -237,7 +237,7 @@ pub use server::{
 #[cfg(feature = "server")]
 pub use server::{
     Disposition, FirmwareJobService, FleetProvisioningService, RevocationService, ServiceReply,
-    ServiceRequest, ServiceResponse, TopicService,
+    ServiceRequest, ServiceResponse, ShadowService, TopicService,
 };
 pub use session::{
     Action, AllowAll, Authorizer, CloseReason, Closed, Denial, Event, FilterRequest,

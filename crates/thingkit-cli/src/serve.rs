@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use thingkit_broker::{
-    Broker, BrokerConfig, LimitClass, ServerIdentity, ThingSelector, shutdown_signal,
+    Broker, BrokerConfig, LimitClass, ServerIdentity, ShadowService, ThingSelector, shutdown_signal,
 };
 use thingkit_firmware::{PublicKey, TrustAnchors};
 use thingkit_meter::{LimitAction, Rate, RateLimits};
@@ -38,6 +38,10 @@ const REGISTRY_FILE: &str = "registry.redb";
 /// The broker's store inside `data_dir`: persistent sessions, their queued QoS 1 messages and
 /// retained messages.
 const BROKER_STORE_FILE: &str = "broker.redb";
+
+/// The device shadows inside `data_dir` (AWS IoT Device Shadow, classic and named), each
+/// accepted update committed durably before `.../accepted` is published.
+const SHADOW_STORE_FILE: &str = "shadows.redb";
 
 /// Usage of closed meter windows inside `data_dir`: one JSON object per line (account, device,
 /// kind, window start, messages, units, bytes, minutes), appended as windows close. Lines for
@@ -177,6 +181,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     let store_path = config.data_dir.join(BROKER_STORE_FILE);
     let store = thingkit_broker::RedbStore::open(&store_path)
         .map_err(|e| Failure(format!("{}: {e}", store_path.display())))?;
+    let shadow_path = config.data_dir.join(SHADOW_STORE_FILE);
+    let shadows = thingkit_shadow::RedbShadowStore::open(&shadow_path)
+        .map_err(|e| Failure(format!("{}: {e}", shadow_path.display())))?;
     let metrics_listener = match config.metrics.enabled {
         true => Some(
             tokio::net::TcpListener::bind(config.metrics.listen)
@@ -188,6 +195,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     let broker = Broker::builder(Arc::new(RwLock::new(registry)), identity)
         .config(broker_config)
         .store(store)
+        .service(Arc::new(ShadowService::new(
+            shadows,
+            thingkit_shadow::Limits::default(),
+        )))
         .serve(listener)
         .await?;
     // The handlers are installed before the listening lines, so a supervisor that signals

@@ -281,3 +281,62 @@ fn a_puback_survives_kill_9_for_an_offline_persistent_session() {
     );
     assert!(server.terminate().success());
 }
+
+/// The AWS guide's device shadow policy shape: a thing works on its own shadows only.
+const SHADOW_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"}
+  ]
+}"#;
+
+#[test]
+#[ignore = "needs mosquitto-clients; run by .ci/run with --ignored"]
+#[cfg(unix)]
+fn an_accepted_shadow_update_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    walkthrough(dir.path());
+    std::fs::write(dir.path().join("policies/shadow.json"), SHADOW_POLICY).unwrap();
+    let config = dir.path().join("thingkit.toml");
+    // mosquitto_rr subscribes to the response topic, publishes the request (QoS 1) and prints
+    // the first response: one connection of sensor-1, as a device SDK does it.
+    let request = |port: u16, op: &str, body: &str| {
+        let out = mosquitto("mosquitto_rr", dir.path(), "sensor-1", port, "5")
+            .args([
+                "-q",
+                "1",
+                "-t",
+                &format!("$aws/things/sensor-1/shadow/{op}"),
+                "-e",
+                &format!("$aws/things/sensor-1/shadow/{op}/accepted"),
+                "-m",
+                body,
+                "-W",
+                "10",
+            ])
+            .output()
+            .expect("mosquitto_rr is installed (apt install mosquitto-clients)");
+        assert!(out.status.success(), "mosquitto_rr {op}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let server = Server::start(&config);
+    let accepted = request(
+        server.port,
+        "update",
+        r#"{"state":{"reported":{"temp":21}},"clientToken":"before-the-crash"}"#,
+    );
+    assert!(accepted.contains(r#""version":1"#), "{accepted}");
+    assert!(accepted.contains("before-the-crash"), "{accepted}");
+    // `.../accepted` was sent: the update is on disk. No goodbye, no flush.
+    server.kill9();
+
+    let server = Server::start(&config);
+    std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
+    let document = request(server.port, "get", "{}");
+    assert!(document.contains(r#""reported":{"temp":21}"#), "{document}");
+    assert!(document.contains(r#""version":1"#), "{document}");
+    assert!(server.terminate().success());
+}

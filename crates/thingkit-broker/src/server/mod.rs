@@ -24,7 +24,7 @@ mod service;
 use service::Services;
 pub use service::{
     Disposition, FirmwareJobService, FleetProvisioningService, RevocationService, ServiceReply,
-    ServiceRequest, ServiceResponse, TopicService,
+    ServiceRequest, ServiceResponse, ShadowService, TopicService,
 };
 
 use std::collections::{BTreeMap, HashMap};

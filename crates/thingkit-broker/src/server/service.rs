@@ -352,3 +352,72 @@ impl TopicService for FirmwareJobService {
         }
     }
 }
+
+/// The AWS IoT Device Shadow service ([`thingkit_shadow`]): the request topics
+/// `$aws/things/{thing}/shadow/{get,update,delete}` and
+/// `$aws/things/{thing}/shadow/name/{shadow}/{get,update,delete}`, answered on AWS's response
+/// topics (`.../accepted`, `.../rejected`, `.../update/delta`, `.../update/documents`) for
+/// every subscriber allowed to receive them ([`ServiceResponse::publishes`]). Requests are
+/// authorized by the requester's policies like any publish (`iot:Publish` on the request
+/// topic). An accepted update is in the store (durably, for `RedbShadowStore`) before
+/// `.../accepted` is published; a store failure answers 500 on `.../rejected`.
+pub struct ShadowService<S: thingkit_shadow::ShadowStore + 'static> {
+    shadows: std::sync::Mutex<thingkit_shadow::Shadows<S>>,
+}
+
+impl<S: thingkit_shadow::ShadowStore + 'static> ShadowService<S> {
+    /// Shadows kept in `store`, requests checked against `limits` (AWS's by default).
+    pub fn new(store: S, limits: thingkit_shadow::Limits) -> Self {
+        ShadowService {
+            shadows: std::sync::Mutex::new(thingkit_shadow::Shadows::new(store, limits)),
+        }
+    }
+
+    /// The shadows, for reads outside MQTT (the control plane's GetThingShadow,
+    /// ListNamedShadowsForThing).
+    pub fn shadows(&self) -> std::sync::MutexGuard<'_, thingkit_shadow::Shadows<S>> {
+        self.shadows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<S: thingkit_shadow::ShadowStore + 'static> TopicService for ShadowService<S> {
+    fn name(&self) -> &'static str {
+        "device shadow"
+    }
+
+    fn filters(&self) -> Vec<TopicFilter> {
+        thingkit_shadow::request_filters()
+            .into_iter()
+            .filter_map(|f| TopicFilter::new(f).ok())
+            .collect()
+    }
+
+    fn blocking(&self) -> bool {
+        // It writes (and fsyncs) the store.
+        true
+    }
+
+    fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse {
+        let answer = self.shadows().request(
+            request.message.topic.as_str(),
+            &request.message.payload,
+            super::unix_now(),
+        );
+        match answer {
+            Some(publishes) => ServiceResponse::published(
+                publishes
+                    .into_iter()
+                    .map(|m| ServiceReply {
+                        topic: m.topic,
+                        payload: m.payload,
+                    })
+                    .collect(),
+            ),
+            // A topic of the request shapes whose thing or shadow name AWS would refuse.
+            None => ServiceResponse::refused(
+                ReasonCode::TOPIC_NAME_INVALID,
+                "not a valid shadow request topic (thing or shadow name)",
+            ),
+        }
+    }
+}

@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub firmware: FirmwareConfig,
     /// `[fleet]`: fleet provisioning by claim.
     pub fleet: FleetConfig,
+    /// `[shadow]`: device shadow limits.
+    pub shadow: ShadowConfig,
     /// `[[device]]`: devices registered at start. Default: none.
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -80,10 +82,48 @@ impl Default for ServeConfig {
             limits: LimitsConfig::default(),
             firmware: FirmwareConfig::default(),
             fleet: FleetConfig::default(),
+            shadow: ShadowConfig::default(),
             devices: Vec::new(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
+    }
+}
+
+/// `[shadow]`: the device shadow service's limits (AWS IoT's values by default).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Largest request payload in bytes, checked before parsing (413). Default 131072.
+    pub max_payload_bytes: NonZeroUsize,
+    /// Largest desired + reported state, metadata excluded (413). Default 8192.
+    pub max_state_bytes: NonZeroUsize,
+    /// Deepest nesting inside desired and reported, the section counting as 1 (400). Default 6.
+    pub max_depth: NonZeroUsize,
+    /// Longest clientToken in bytes (400). Default 64.
+    pub max_client_token_bytes: NonZeroUsize,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        let aws = thingkit_shadow::Limits::default();
+        ShadowConfig {
+            max_payload_bytes: nzu(aws.max_payload_bytes),
+            max_state_bytes: nzu(aws.max_state_bytes),
+            max_depth: nzu(aws.max_depth),
+            max_client_token_bytes: nzu(aws.max_client_token_bytes),
+        }
+    }
+}
+
+impl ShadowConfig {
+    /// The shadow engine's limits.
+    pub fn limits(&self) -> thingkit_shadow::Limits {
+        thingkit_shadow::Limits::default()
+            .with_max_payload_bytes(self.max_payload_bytes.get())
+            .with_max_state_bytes(self.max_state_bytes.get())
+            .with_max_depth(self.max_depth.get())
+            .with_max_client_token_bytes(self.max_client_token_bytes.get())
     }
 }
 
@@ -1063,6 +1103,9 @@ max_connect_clients = 6
 [[limits.override]]
 thing_group = "g"
 connects_per_second = 7
+[shadow]
+max_state_bytes = 100
+max_depth = 3
 [firmware]
 trusted_keys = ["release.pub"]
 [fleet]
@@ -1104,6 +1147,9 @@ format = "json"
         assert_eq!(c.metering.preset, MeteringPreset::AzureFree);
         assert_eq!(c.metering.preset.policy(), MeteringPolicy::azure_free());
         assert!(!c.limits.enabled);
+        assert_eq!(c.shadow.limits().max_state_bytes, 100);
+        assert_eq!(c.shadow.limits().max_depth, 3);
+        assert_eq!(c.shadow.limits().max_client_token_bytes, 64);
         assert_eq!(c.limits.over_limit, OverLimit::Delay);
         assert_eq!(c.limits.publishes_per_second.get(), 1);
         assert_eq!(c.limits.bytes_per_second.get(), 2);

@@ -197,7 +197,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         .store(store)
         .service(Arc::new(ShadowService::new(
             shadows,
-            thingkit_shadow::Limits::default(),
+            config.shadow.limits(),
         )))
         .serve(listener)
         .await?;

@@ -239,29 +239,24 @@ impl SectionSep {
 }
 
 fn write_state(out: &mut Vec<u8>, doc: &Document) {
-    out.push(b'{');
-    let mut sep = SectionSep::default();
-    if !doc.desired.is_empty() {
-        sep.next(out, "desired");
-        write_section(out, &doc.desired);
-    }
-    if !doc.reported.is_empty() {
-        sep.next(out, "reported");
-        write_section(out, &doc.reported);
-    }
-    out.push(b'}');
+    write_sections(out, doc, write_section);
 }
 
 fn write_metadata(out: &mut Vec<u8>, doc: &Document) {
+    write_sections(out, doc, write_section_meta);
+}
+
+/// `{"desired":..,"reported":..}` with the non-empty sections, each written by `write`.
+fn write_sections(out: &mut Vec<u8>, doc: &Document, write: fn(&mut Vec<u8>, &Section)) {
     out.push(b'{');
     let mut sep = SectionSep::default();
     if !doc.desired.is_empty() {
         sep.next(out, "desired");
-        write_section_meta(out, &doc.desired);
+        write(out, &doc.desired);
     }
     if !doc.reported.is_empty() {
         sep.next(out, "reported");
-        write_section_meta(out, &doc.reported);
+        write(out, &doc.reported);
     }
     out.push(b'}');
 }

@@ -28,6 +28,21 @@ async fn start(fleet: &Fleet, config: BrokerConfig) -> BrokerHandle {
     .expect("broker starts")
 }
 
+/// [`start`] with default configuration and `service` plugged in.
+async fn start_with_service(
+    fleet: &Fleet,
+    service: std::sync::Arc<dyn thingkit::broker::TopicService>,
+) -> BrokerHandle {
+    Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .service(service)
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
+    .await
+    .expect("broker starts")
+}
+
 async fn connect(fleet: &Fleet, addr: SocketAddr, device: &Device, options: Options) -> Client {
     let tls = tls_config(&fleet.ca_pem(), &device.cert_pem, &device.key_pem).expect("tls config");
     Client::connect(addr, "localhost", tls, &options)
@@ -1565,14 +1580,7 @@ async fn a_custom_topic_service_answers_the_requester_and_consumes_the_request()
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let b = fleet.add_device("sensor-b", &[]).unwrap();
-    let broker = Broker::builder(
-        fleet.registry.clone(),
-        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
-    )
-    .service(std::sync::Arc::new(Echo))
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap();
+    let broker = start_with_service(&fleet, std::sync::Arc::new(Echo)).await;
     let mut watcher = connect_as(&fleet, &broker, &b, ProtocolVersion::V5).await;
     watcher
         .subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
@@ -2130,14 +2138,7 @@ async fn a_service_publishes_its_answers_to_every_subscriber_allowed_to_receive_
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let b = fleet.add_device("sensor-b", &[]).unwrap();
-    let broker = Broker::builder(
-        fleet.registry.clone(),
-        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
-    )
-    .service(std::sync::Arc::new(Answer))
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap();
+    let broker = start_with_service(&fleet, std::sync::Arc::new(Answer)).await;
     let mut watcher = connect_as(&fleet, &broker, &b, ProtocolVersion::V311).await;
     watcher
         .subscribe(&[("telemetry/#", QoS::AtLeastOnce)])

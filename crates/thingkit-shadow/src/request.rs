@@ -262,9 +262,13 @@ fn write_sections(out: &mut Vec<u8>, doc: &Document, write: fn(&mut Vec<u8>, &Se
 }
 
 /// A `/update/documents` snapshot: state, metadata and version, no delta (A.3).
-fn write_snapshot(out: &mut Vec<u8>, doc: &Document) {
+/// `state_json`: the state already written (compact), if at hand.
+fn write_snapshot(out: &mut Vec<u8>, doc: &Document, state_json: Option<&[u8]>) {
     out.extend_from_slice(b"{\"state\":");
-    write_state(out, doc);
+    match state_json {
+        Some(json) => out.extend_from_slice(json),
+        None => write_state(out, doc),
+    }
     out.extend_from_slice(b",\"metadata\":");
     write_metadata(out, doc);
     out.extend_from_slice(b",\"version\":");
@@ -392,6 +396,10 @@ struct Accepted<'a, 'j> {
     token: Option<String>,
     previous: Option<&'j Document>,
     doc: Document,
+    /// `doc`'s state as compact JSON, written once for the size check and reused.
+    state_json: Vec<u8>,
+    /// The request payload's size, to size the output buffers once.
+    request_len: usize,
     now: u64,
 }
 
@@ -402,7 +410,7 @@ impl Accepted<'_, '_> {
         let mut out = Vec::with_capacity(3);
 
         // /update/accepted: the request's state echoed, with metadata stamps.
-        let mut body = Vec::with_capacity(256);
+        let mut body = Vec::with_capacity(256 + self.request_len * 3);
         body.extend_from_slice(b"{\"state\":");
         match self.request_state {
             Some(state) => {
@@ -425,14 +433,14 @@ impl Accepted<'_, '_> {
         });
 
         // /update/documents: previous (null on creation) and current.
-        let mut body = Vec::with_capacity(512);
+        let mut body = Vec::with_capacity(512 + self.state_json.len() * 8);
         body.extend_from_slice(b"{\"previous\":");
         match self.previous {
-            Some(previous) => write_snapshot(&mut body, previous),
+            Some(previous) => write_snapshot(&mut body, previous, None),
             None => body.extend_from_slice(b"null"),
         }
         body.extend_from_slice(b",\"current\":");
-        write_snapshot(&mut body, doc);
+        write_snapshot(&mut body, doc, Some(&self.state_json));
         write_tail(&mut body, self.now, token);
         out.push(OutMessage {
             topic: key.topic(Operation::Update, "documents"),
@@ -562,7 +570,7 @@ fn update(
         }
     }
 
-    let mut measured = Vec::with_capacity(1024);
+    let mut measured = Vec::with_capacity(1024.max(payload.len() * 2));
     write_state(&mut measured, &doc);
     if measured.len() > limits.max_state_bytes {
         return Err(fail(Error::TooLarge {
@@ -580,6 +588,8 @@ fn update(
         token,
         previous: live,
         doc,
+        state_json: measured,
+        request_len: payload.len(),
         now,
     };
     let publishes = accepted.messages(key);

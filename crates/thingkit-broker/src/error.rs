@@ -43,7 +43,8 @@ impl Error {
     /// The MQTT 5 reason code a broker answers a refused PUBLISH (PUBACK) or SUBSCRIBE entry
     /// (SUBACK) with: 0x97 Quota exceeded for a retained-store limit (MQTT 5.0 §3.4.2.1), 0x80
     /// Unspecified error for a store failure — the broker failed, not the client, so 0x97 would
-    /// wrongly tell it to slow down. MQTT 3.1.1 has no negative PUBACK: do not acknowledge.
+    /// wrongly tell it to slow down. MQTT 3.1.1 has no negative PUBACK: do not acknowledge (the
+    /// tokio server closes the connection of a refused QoS 1 publish).
     pub fn reason_code(&self) -> thingkit_mqtt::ReasonCode {
         match self {
             Error::RetainedQuotaExceeded { .. } => thingkit_mqtt::ReasonCode::QUOTA_EXCEEDED,

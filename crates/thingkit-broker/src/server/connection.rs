@@ -1200,8 +1200,8 @@ impl Conn {
             Admission::Failed(e) => {
                 // Fail closed. MQTT 5: PUBACK 0x80 Unspecified error, not 0x97: the client is
                 // within its quotas, the broker failed, and 0x97 would tell it to slow down
-                // for a fault of ours. MQTT 3.1.1 has no negative PUBACK: dropped, like a
-                // rate-limit rejection.
+                // for a fault of ours. MQTT 3.1.1 has no negative PUBACK: a QoS 1 publish
+                // closes the connection (`refuse_publish`).
                 shared.stats.meter_refusals.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(client = %self.client_id, topic = topic.as_str(), error = %e, "publish refused: the meter failed");
                 return self.refuse_publish(
@@ -1351,7 +1351,7 @@ impl Conn {
                 .unwrap_or_default();
             self.publish_for_service(service.name(), publishes).await;
             if acked {
-                return None;
+                return self.end_if_own_queue_over();
             }
             if let Some(ServiceResponse {
                 disposition: Disposition::Route { retain },
@@ -1366,39 +1366,15 @@ impl Conn {
         let routed = match route_message(&shared, &message) {
             Ok(routed) => routed,
             Err(e) => {
-                let code = match e {
-                    crate::Error::RetainedQuotaExceeded { .. } => ReasonCode::QUOTA_EXCEEDED,
-                    _ => ReasonCode::UNSPECIFIED_ERROR,
-                };
                 tracing::warn!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused");
-                return self.refuse_publish(packet_id, code, &e.to_string());
+                return self.refuse_publish(packet_id, e.reason_code(), &e.to_string());
             }
         };
         let matched = routed.queued + routed.blocked.len();
-        // The copies for subscribers whose queues are full: this client waits for them
-        // (it is not read meanwhile) before it is acknowledged. A copy for this very
-        // connection cannot wait for itself: it goes straight into the session.
-        let (own, others): (Vec<_>, Vec<_>) = routed
-            .blocked
-            .into_iter()
-            .partition(|b| b.connection == self.connection && b.client_id == self.client_id);
-        if !others.is_empty() {
-            shared
-                .stats
-                .backpressure_waits
-                .fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = place_blocked(&shared, others).await {
-                tracing::error!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused: the session store failed");
-                return self.refuse_publish(
-                    packet_id,
-                    ReasonCode::UNSPECIFIED_ERROR,
-                    &e.to_string(),
-                );
-            }
-        }
-        let now = Instant::now();
-        for b in own {
-            self.session.deliver_beyond_limit(b.delivery, now);
+        // This client is acknowledged only once the copies for full subscribers are placed.
+        if let Err(e) = self.place_routed(routed.blocked).await {
+            tracing::error!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused: the session store failed");
+            return self.refuse_publish(packet_id, ReasonCode::UNSPECIFIED_ERROR, &e.to_string());
         }
         let code = if matched == 0 && self.is_v5() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -1406,22 +1382,49 @@ impl Conn {
             ReasonCode::SUCCESS
         };
         self.session.acknowledge(packet_id, code, None);
-        if !self.session.has_room() {
-            // It publishes to itself faster than it takes deliveries: it is its own slow
-            // subscriber. What it holds stays with its session.
-            shared
-                .stats
-                .slow_subscriber_disconnects
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(client = %self.client_id, "slow subscriber disconnected: it publishes to itself faster than it takes deliveries");
-            return Some(CloseReason::Server(ReasonCode::QUOTA_EXCEEDED));
+        self.end_if_own_queue_over()
+    }
+
+    /// Places the copies of a routed message that found full queues ([`crate::Routed::blocked`]):
+    /// copies for other connections wait for room ([`place_blocked`]; this connection reads
+    /// nothing meanwhile, which is the back-pressure); a copy for this very connection cannot
+    /// wait for itself and goes straight into the session, beyond its limit (see
+    /// [`Conn::end_if_own_queue_over`]).
+    async fn place_routed(&mut self, blocked: Vec<crate::Blocked>) -> Result<(), crate::Error> {
+        let (own, others): (Vec<_>, Vec<_>) = blocked
+            .into_iter()
+            .partition(|b| b.connection == self.connection && b.client_id == self.client_id);
+        let now = Instant::now();
+        for b in own {
+            self.session.deliver_beyond_limit(b.delivery, now);
         }
-        None
+        if others.is_empty() {
+            return Ok(());
+        }
+        self.shared
+            .stats
+            .backpressure_waits
+            .fetch_add(1, Ordering::Relaxed);
+        place_blocked(&self.shared, others).await
+    }
+
+    /// Ends a connection whose session's queue went over its limit with copies of what the
+    /// client published (or requested) itself: it publishes to itself faster than it takes
+    /// deliveries, so it is its own slow subscriber. What it holds stays with its session.
+    fn end_if_own_queue_over(&mut self) -> Option<CloseReason> {
+        if self.session.has_room() {
+            return None;
+        }
+        self.shared
+            .stats
+            .slow_subscriber_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client = %self.client_id, "slow subscriber disconnected: it publishes to itself faster than it takes deliveries");
+        Some(CloseReason::Server(ReasonCode::QUOTA_EXCEEDED))
     }
 
     /// Publishes a service's [`ServiceResponse::publishes`] to their subscribers, at QoS 1,
-    /// waiting for full subscribers like any publish (the requester's copies go straight into
-    /// its session: it cannot wait for itself).
+    /// placing copies for full queues like any publish ([`Conn::place_routed`]).
     async fn publish_for_service(&mut self, service: &str, publishes: Vec<ServiceReply>) {
         for p in publishes {
             let Ok(topic) = TopicName::new(&p.topic) else {
@@ -1444,18 +1447,8 @@ impl Conn {
                     continue;
                 }
             };
-            let (own, others): (Vec<_>, Vec<_>) = routed
-                .blocked
-                .into_iter()
-                .partition(|b| b.connection == self.connection && b.client_id == self.client_id);
-            if !others.is_empty()
-                && let Err(e) = place_blocked(&self.shared, others).await
-            {
+            if let Err(e) = self.place_routed(routed.blocked).await {
                 tracing::error!(service, error = %e, "session store failed: service publish dropped");
-            }
-            let now = Instant::now();
-            for b in own {
-                self.session.deliver_beyond_limit(b.delivery, now);
             }
         }
     }

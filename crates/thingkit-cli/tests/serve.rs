@@ -424,3 +424,69 @@ fn aws_iot_device_sdk_python_gets_updates_and_receives_deltas() {
     eprintln!("the SDK script passed in {took:.1?}");
     assert!(server.terminate().success());
 }
+
+#[test]
+#[ignore = "needs mosquitto-clients; run by .ci/run with --ignored"]
+#[cfg(unix)]
+fn a_refused_qos1_publish_is_answered_to_mosquitto_pub_in_both_versions() {
+    // Issue #23: a refused QoS 1 publish must never be left unanswered. Here the retained store
+    // holds one topic: a retained message on a second topic is refused. MQTT 5: PUBACK 0x97,
+    // which mosquitto_pub reports; MQTT 3.1.1 has no negative PUBACK, so the server closes the
+    // connection and mosquitto_pub fails at once instead of waiting for ever.
+    let dir = tempfile::tempdir().unwrap();
+    walkthrough(dir.path());
+    let path = dir.path().join("thingkit.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "# max_retained_messages = 100000",
+        "max_retained_messages = 1",
+    );
+    std::fs::write(&path, config).unwrap();
+    std::fs::write(
+        dir.path().join("policies/retain.json"),
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:RetainPublish",
+            "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/dt/*"}]}"#,
+    )
+    .unwrap();
+    let server = Server::start(&path);
+    let publish = |version: &str, topic: &str| {
+        std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
+        let started = Instant::now();
+        let out = mosquitto(
+            "mosquitto_pub",
+            dir.path(),
+            "sensor-1",
+            server.port,
+            version,
+        )
+        .args(["-t", topic, "-q", "1", "-r", "-m", "x"])
+        .output()
+        .expect("mosquitto_pub is installed (apt install mosquitto-clients)");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "mosquitto_pub waited for an answer"
+        );
+        out
+    };
+    let first = publish("311", "dt/sensor-1/a");
+    assert!(
+        first.status.success(),
+        "the first retained topic: {first:?}"
+    );
+    let refused = publish("5", "dt/sensor-1/b");
+    let said = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    assert!(
+        said.contains("quota exceeded"),
+        "mosquitto_pub -V 5 said: {said}"
+    );
+    let refused = publish("311", "dt/sensor-1/c");
+    assert!(
+        !refused.status.success(),
+        "mosquitto_pub -V 311 was told its refused message was delivered: {refused:?}"
+    );
+    let metrics = http_get(&server.metrics, "/metrics");
+    assert!(
+        metrics.contains("thingkit_refusal_disconnects_total 1"),
+        "{metrics}"
+    );
+    assert!(server.terminate().success());
+}

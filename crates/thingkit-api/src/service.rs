@@ -1,0 +1,471 @@
+//! [`ControlPlane`]: one HTTP request in (method, raw path and query, headers, body, the time),
+//! one response out, with the audit record of the call. No sockets: the `server` feature (or a
+//! test) carries the bytes.
+//!
+//! A request goes through, in order: SigV4 verification against the access keys
+//! ([`crate::sigv4`], [`crate::keys`]); routing by method and path ([`crate::model`]); binding
+//! and validation of its input against botocore's model; authorization of `iot:<Operation>` on
+//! the operation's resource by the key's identity policy ([`crate::identity`]); the operation
+//! itself ([`crate::ops`]), which goes through the registry. Any refusal stops there and
+//! changes nothing.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+use thingkit_policy::ArnPrefix;
+use thingkit_provision::{CertificateAuthority, FleetProvisioning, Registry, RegistryStore};
+
+use crate::error::{ApiError, ApiResult};
+use crate::keys::KeyStore;
+use crate::model::{Input, Model, Service};
+use crate::templates::TemplateStore;
+
+/// An HTTP request as the server received it.
+#[derive(Clone, Debug, Default)]
+pub struct ApiRequest {
+    /// The method (`GET`, `POST`, ...).
+    pub method: String,
+    /// The path as sent, percent-encoded (`/things/my%3Athing`).
+    pub path: String,
+    /// The query string as sent, without `?` (may be empty).
+    pub query: String,
+    /// The headers, names lower-case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    /// The first header named `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(h, _)| h == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP response to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiResponse {
+    /// The status.
+    pub status: u16,
+    /// Headers (`content-type`, `x-amzn-RequestId`, `x-amzn-ErrorType` on errors).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body (JSON).
+    pub body: Vec<u8>,
+}
+
+/// What the audit log records of one call: who, what, on what, and how it ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// When the request arrived (RFC 3339).
+    pub time: String,
+    /// The request ID sent back in `x-amzn-RequestId`.
+    pub request_id: String,
+    /// The access key that signed it, once the signature verified (else `None`).
+    pub access_key_id: Option<String>,
+    /// The operation, once routed.
+    pub operation: Option<String>,
+    /// The resource ARN the call was authorized on, once known.
+    pub resource: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The error code, if it failed.
+    pub error: Option<String>,
+}
+
+/// Who is calling: the verified access key.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The access key ID.
+    pub access_key_id: String,
+}
+
+/// A message published through the data-plane `Publish` operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataPublish {
+    /// The topic.
+    pub topic: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// 0 or 1.
+    pub qos: u8,
+    /// Retain it.
+    pub retain: bool,
+    /// MQTT 5 properties (content type, response topic, ...) as the request gave them.
+    pub properties: DataProperties,
+}
+
+/// The MQTT 5 properties of a data-plane publish.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DataProperties {
+    /// Content type.
+    pub content_type: Option<String>,
+    /// Response topic.
+    pub response_topic: Option<String>,
+    /// Correlation data.
+    pub correlation_data: Option<Vec<u8>>,
+    /// Message expiry in seconds.
+    pub message_expiry: Option<u32>,
+    /// Payload format indicator (`UTF8_DATA` is 1).
+    pub payload_format_utf8: bool,
+    /// User properties.
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// Where data-plane publishes go: the broker (the server implements it on its handle).
+pub trait Publisher: Send + Sync {
+    /// Routes one message to the subscribers; `Ok` once it is accepted (durably, for a
+    /// QoS 1 message to persistent sessions, when the broker has a store).
+    fn publish(&self, message: DataPublish) -> Result<(), String>;
+}
+
+/// Hostnames `DescribeEndpoint` answers.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints {
+    /// `iot:Data-ATS` (and `iot:Data`): the MQTT endpoint, `host` or `host:port`.
+    pub data: String,
+    /// `iot:CredentialProvider` and `iot:Jobs`: the HTTPS API endpoint.
+    pub api: String,
+}
+
+/// Limits of the API.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ApiLimits {
+    /// The largest request body accepted (AWS IoT's largest inputs are a 10 KB template body
+    /// and a 128 KB publish payload).
+    pub max_body_len: usize,
+    /// How far a request's `X-Amz-Date` may be from the server's clock (AWS: 5 minutes).
+    pub max_clock_skew: Duration,
+    /// `maxResults` when a list call gives none.
+    pub default_page_size: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_body_len: 256 * 1024,
+            max_clock_skew: Duration::from_secs(5 * 60),
+            default_page_size: 25,
+        }
+    }
+}
+
+/// The control plane over one registry.
+pub struct ControlPlane<S: RegistryStore> {
+    pub(crate) model: Model,
+    pub(crate) handlers: Vec<(&'static str, crate::ops::Handler<S>)>,
+    /// The registry every operation goes through (shared with the broker).
+    pub registry: Arc<RwLock<Registry<S>>>,
+    /// The CA that signs `CreateKeysAndCertificate` and `CreateCertificateFromCsr`.
+    pub ca: Option<Arc<CertificateAuthority>>,
+    /// The ARN prefix (partition, region, account) of resources.
+    pub arn: ArnPrefix,
+    /// What `DescribeEndpoint` answers.
+    pub endpoints: Endpoints,
+    /// Access keys and their identity policies.
+    pub keys: Arc<KeyStore>,
+    /// Provisioning templates (persisted) and the live fleet-provisioning service they feed.
+    pub templates: Option<Arc<TemplateStore>>,
+    /// The live fleet-provisioning service (the broker's), which API-created templates join.
+    pub fleet: Option<Arc<Mutex<FleetProvisioning>>>,
+    /// Where `Publish` goes.
+    pub publisher: Option<Arc<dyn Publisher>>,
+    /// Limits.
+    pub limits: ApiLimits,
+    next_request: std::sync::atomic::AtomicU64,
+}
+
+impl<S: RegistryStore> std::fmt::Debug for ControlPlane<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("arn", &self.arn)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an operation's handler is given.
+pub struct Ctx<'a, S: RegistryStore> {
+    /// The control plane (registry, CA, ARN prefix, ...).
+    pub plane: &'a ControlPlane<S>,
+    /// The caller.
+    pub caller: &'a Caller,
+    /// The request's time.
+    pub now: SystemTime,
+    /// The request's headers (lower-case names), for the rare operation that reads one the
+    /// model does not bind.
+    pub headers: &'a [(String, String)],
+}
+
+impl<S: RegistryStore> Ctx<'_, S> {
+    /// The full ARN of `resource` (`thing/NAME`, `cert/ID`, ...).
+    pub fn arn(&self, resource: &str) -> String {
+        self.plane.arn.arn(resource)
+    }
+
+    /// The request time in seconds since the epoch (AWS's timestamp format in REST-JSON).
+    pub fn epoch(&self) -> i64 {
+        self.now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    /// The registry, for reading.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry<S>> {
+        self.plane
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The registry, for a change.
+    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry<S>> {
+        self.plane
+            .registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `maxResults`, or the default page size.
+    pub fn page_size(&self, input: &Input) -> usize {
+        input
+            .int("maxResults")
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(self.plane.limits.default_page_size)
+    }
+}
+
+impl<S: RegistryStore> ControlPlane<S> {
+    /// A control plane over `registry`, with resources named under `arn` and access keys from
+    /// `keys`. The CA, endpoints, templates and publisher are set with the `with_` methods.
+    pub fn new(registry: Arc<RwLock<Registry<S>>>, arn: ArnPrefix, keys: Arc<KeyStore>) -> Self {
+        ControlPlane {
+            model: Model::embedded(),
+            handlers: crate::ops::handlers(),
+            registry,
+            ca: None,
+            arn,
+            endpoints: Endpoints::default(),
+            keys,
+            templates: None,
+            fleet: None,
+            publisher: None,
+            limits: ApiLimits::default(),
+            next_request: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// Sets the CA that signs the certificates the API creates.
+    pub fn with_ca(mut self, ca: Option<Arc<CertificateAuthority>>) -> Self {
+        self.ca = ca;
+        self
+    }
+
+    /// Sets what `DescribeEndpoint` answers.
+    pub fn with_endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
+    /// Sets the provisioning-template store and the live fleet-provisioning service.
+    pub fn with_templates(
+        mut self,
+        templates: Option<Arc<TemplateStore>>,
+        fleet: Option<Arc<Mutex<FleetProvisioning>>>,
+    ) -> Self {
+        self.templates = templates;
+        self.fleet = fleet;
+        self
+    }
+
+    /// Sets where `Publish` goes.
+    pub fn with_publisher(mut self, publisher: Option<Arc<dyn Publisher>>) -> Self {
+        self.publisher = publisher;
+        self
+    }
+
+    /// Sets the limits.
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The service model in use.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Answers one request at `now`. Never panics on any input; every refusal is an AWS error.
+    pub fn handle(&self, request: &ApiRequest, now: SystemTime) -> (ApiResponse, AuditRecord) {
+        let n = self
+            .next_request
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let request_id = request_id(now, n);
+        let mut audit = AuditRecord {
+            time: rfc3339(now),
+            request_id: request_id.clone(),
+            access_key_id: None,
+            operation: None,
+            resource: None,
+            status: 0,
+            error: None,
+        };
+        let result = self.answer(request, now, &mut audit);
+        let (status, body, error) = match result {
+            Ok((status, body)) => (status, body, None),
+            Err(e) => (e.status, e.body(), Some(e.code)),
+        };
+        let mut headers = vec![
+            ("content-type", "application/json".to_string()),
+            ("x-amzn-RequestId", request_id),
+        ];
+        if let Some(code) = error {
+            headers.push(("x-amzn-ErrorType", code.to_string()));
+        }
+        audit.status = status;
+        audit.error = error.map(str::to_string);
+        let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        (
+            ApiResponse {
+                status,
+                headers,
+                body,
+            },
+            audit,
+        )
+    }
+
+    fn answer(
+        &self,
+        request: &ApiRequest,
+        now: SystemTime,
+        audit: &mut AuditRecord,
+    ) -> ApiResult<(u16, Value)> {
+        if request.body.len() > self.limits.max_body_len {
+            return Err(ApiError::too_large(format!(
+                "the body is {} bytes, more than the limit of {}",
+                request.body.len(),
+                self.limits.max_body_len
+            )));
+        }
+        // 1. Who: the signature, before anything of the request is interpreted.
+        let verified = crate::sigv4::verify(
+            &crate::sigv4::SignedRequest {
+                method: &request.method,
+                path: &request.path,
+                query: &request.query,
+                headers: &request.headers,
+                body: &request.body,
+            },
+            |id| self.keys.secret(id),
+            now,
+            self.limits.max_clock_skew,
+        )?;
+        audit.access_key_id = Some(verified.access_key_id.clone());
+        let caller = Caller {
+            access_key_id: verified.access_key_id.clone(),
+        };
+        // 2. What: the operation, and its input as the model describes it.
+        let matched = self.model.route(&request.method, &request.path)?;
+        let op = matched.operation;
+        audit.operation = Some(op.name.clone());
+        if verified.service != op.service.signing_name() {
+            return Err(ApiError::invalid_signature(format!(
+                "Credential should be scoped to correct service: '{}'. ",
+                op.service.signing_name()
+            )));
+        }
+        let input = self
+            .model
+            .bind(&matched, &request.query, &request.headers, &request.body)?;
+        // 3. May they: `iot:<Operation>` on its resource, by the key's identity policy.
+        let (action, resource) = crate::ops::authorization(&op.name, op.service, &input, &self.arn);
+        audit.resource = Some(resource.clone());
+        crate::identity::authorize(&self.keys, &caller.access_key_id, &action, &resource, &self.arn)?;
+        // 4. Do it.
+        let handler = self
+            .handlers
+            .iter()
+            .find(|(name, _)| *name == op.name)
+            .map(|(_, h)| *h)
+            .ok_or_else(|| {
+                ApiError::new(
+                    "NotImplementedException",
+                    501,
+                    format!("{} is not implemented by thingkit", op.name),
+                )
+            })?;
+        let ctx = Ctx {
+            plane: self,
+            caller: &caller,
+            now,
+            headers: &request.headers,
+        };
+        let output = handler(&ctx, &input)?;
+        Ok((op.status, output))
+    }
+
+    /// Runs `operation` with `input` as the caller `access_key_id`, skipping signature and
+    /// identity checks: the in-process path tests and embedders use (the same handlers and
+    /// validation as over HTTP).
+    pub fn call(&self, operation: &str, input: Input, now: SystemTime) -> ApiResult<Value> {
+        let handler = self
+            .handlers
+            .iter()
+            .find(|(name, _)| *name == operation)
+            .map(|(_, h)| *h)
+            .ok_or_else(|| ApiError::unknown_operation(operation.to_string()))?;
+        let caller = Caller {
+            access_key_id: "in-process".into(),
+        };
+        let ctx = Ctx {
+            plane: self,
+            caller: &caller,
+            now,
+            headers: &[],
+        };
+        handler(&ctx, &input)
+    }
+}
+
+/// A request ID: unique per process and time, in AWS's UUID shape.
+fn request_id(now: SystemTime, n: u64) -> String {
+    let t = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let x = t ^ ((n as u128) << 64);
+    let h = format!("{x:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// RFC 3339 in UTC, seconds precision.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Which service a request's operation belongs to, for the signing name check.
+pub fn service_of(model: &Model, method: &str, path: &str) -> Option<Service> {
+    model.route(method, path).ok().map(|m| m.operation.service)
+}

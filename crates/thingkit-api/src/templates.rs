@@ -1,0 +1,5 @@
+//! Provisioning templates (to be written).
+
+/// The provisioning templates.
+#[derive(Debug, Default)]
+pub struct TemplateStore {}

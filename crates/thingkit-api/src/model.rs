@@ -70,6 +70,17 @@ pub struct Input {
 }
 
 impl Input {
+    /// An input from a JSON object of members (other values give an empty input).
+    pub fn from_json(value: Value) -> Input {
+        Input {
+            members: match value {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+            payload: None,
+        }
+    }
+
     /// A string member.
     pub fn str(&self, name: &str) -> Option<&str> {
         self.members.get(name).and_then(Value::as_str)
@@ -416,6 +427,16 @@ impl Model {
                 }
             }
         }
+        self.check(op, &input)?;
+        Ok(input)
+    }
+
+    /// Validates `input` against the input shape of `op` (required members, lengths, ranges,
+    /// patterns, enums), refusing with AWS's `InvalidRequestException` message.
+    pub fn check(&self, op: &Operation, input: &Input) -> ApiResult<()> {
+        let Some(shape) = op.input.as_ref().and_then(|s| self.shape(op.shapes, s)) else {
+            return Ok(());
+        };
         let mut findings = Vec::new();
         self.check_structure(op.shapes, shape, &input.members, "", &mut findings);
         if !findings.is_empty() {
@@ -426,7 +447,7 @@ impl Model {
                 findings.join("; ")
             )));
         }
-        Ok(input)
+        Ok(())
     }
 
     fn check_structure(

@@ -412,10 +412,14 @@ impl<S: RegistryStore> ControlPlane<S> {
         Ok((op.status, output))
     }
 
-    /// Runs `operation` with `input` as the caller `access_key_id`, skipping signature and
-    /// identity checks: the in-process path tests and embedders use (the same handlers and
-    /// validation as over HTTP).
+    /// Runs `operation` with `input`, skipping signature and identity checks: the in-process
+    /// path tests and embedders use (the same validation and handlers as over HTTP).
     pub fn call(&self, operation: &str, input: Input, now: SystemTime) -> ApiResult<Value> {
+        let op = self
+            .model
+            .operation(operation)
+            .ok_or_else(|| ApiError::unknown_operation(operation.to_string()))?;
+        self.model.check(op, &input)?;
         let handler = self
             .handlers
             .iter()

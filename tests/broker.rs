@@ -1019,6 +1019,58 @@ async fn certificate_policy_variables_resolve_from_the_client_certificate() {
 }
 
 #[tokio::test]
+async fn a_policy_attached_or_detached_decides_the_next_publish_of_a_live_connection() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let broker = start(&fleet, BrokerConfig::default()).await;
+    let mut c = connect_as(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    assert!(accepted(&c.connack));
+    let before = c.publish_qos1("ops/sensor-a/x", "1").await.unwrap();
+    assert_eq!(before.reason_code, ReasonCode::NOT_AUTHORIZED);
+
+    // Attached while connected: the next publish is allowed, without reconnecting.
+    attach_certificate_policy(
+        &fleet,
+        &a,
+        "ops",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Publish",
+            "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/ops/*"}]}"#,
+    );
+    let allowed = c.publish_qos1("ops/sensor-a/x", "2").await.unwrap();
+    assert_eq!(allowed.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+
+    // A new default version that allows less takes effect at once too.
+    {
+        let mut registry = fleet.registry.write().unwrap_or_else(|p| p.into_inner());
+        registry
+            .create_policy_version(
+                "ops",
+                r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Publish",
+                    "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/ops/other/*"}]}"#,
+                true,
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+    }
+    let narrowed = c.publish_qos1("ops/sensor-a/x", "3").await.unwrap();
+    assert_eq!(narrowed.reason_code, ReasonCode::NOT_AUTHORIZED);
+    let still = c.publish_qos1("ops/other/x", "3").await.unwrap();
+    assert_eq!(still.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+
+    // Detached: denied again on the same connection.
+    fleet
+        .registry
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .detach_policy("ops", &PolicyTarget::Certificate(a.certificate_id))
+        .unwrap();
+    let after = c.publish_qos1("ops/other/x", "4").await.unwrap();
+    assert_eq!(after.reason_code, ReasonCode::NOT_AUTHORIZED);
+    c.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
 async fn thing_policy_variables_resolve_only_when_the_client_id_is_an_attached_thing() {
     let fleet = Fleet::new().unwrap();
     let a = fleet

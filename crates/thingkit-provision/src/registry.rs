@@ -437,6 +437,8 @@ pub struct Registry<S: RegistryStore = MemoryStore> {
     connectivity: Map<Box<str>, Connectivity>,
     txn: Option<Txn>,
     listeners: Vec<Listener>,
+    /// Bumped after every committed change; see [`Registry::generation`].
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<S: RegistryStore> std::fmt::Debug for Registry<S> {
@@ -477,6 +479,7 @@ impl<S: RegistryStore> Registry<S> {
             connectivity: Map::default(),
             txn: None,
             listeners: Vec::new(),
+            generation: Arc::default(),
         }
     }
 
@@ -494,6 +497,14 @@ impl<S: RegistryStore> Registry<S> {
             registry.apply(&key, Some(value));
         }
         Ok(registry)
+    }
+
+    /// A counter bumped after every committed change (connectivity status excepted), shared so
+    /// a reader can tell without the registry's lock that something changed since it last
+    /// looked: the broker re-reads a connection's effective policies when it moved, so a
+    /// policy detached or a default version changed decides the next publish.
+    pub fn generation(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.generation.clone()
     }
 
     /// The limits in force.
@@ -526,6 +537,7 @@ impl<S: RegistryStore> Registry<S> {
         }
         let mut txn = self.txn.take().unwrap_or_default();
         let ops = std::mem::take(&mut txn.ops);
+        let changed = !ops.is_empty();
         let result = match result {
             Ok(v) => match self.store.commit(&coalesce(ops)) {
                 Ok(()) => Ok(v),
@@ -535,6 +547,10 @@ impl<S: RegistryStore> Registry<S> {
         };
         match result {
             Ok(v) => {
+                if changed {
+                    self.generation
+                        .fetch_add(1, std::sync::atomic::Ordering::Release);
+                }
                 for name in &txn.deleted_things {
                     self.connectivity.remove(name);
                 }

@@ -269,10 +269,45 @@ struct PolicyAuthorizer {
     policies: Arc<PolicySet>,
     ctx: Context,
     arn: ArnPrefix,
+    /// The broker (its directory, policy sets and the registry's generation counter).
+    shared: Arc<Shared>,
+    /// The device's certificate, whose effective policies these are.
+    certificate: CertificateId,
+    /// The registry generation `policies` were read at.
+    seen: u64,
+}
+
+impl PolicyAuthorizer {
+    /// Re-reads the effective policies when the registry changed since they were read: a
+    /// policy detached, a default version set, a thing moved between groups decide the next
+    /// request. One atomic load when nothing changed. Fails closed: a certificate that is gone
+    /// or policies that cannot be compiled deny everything.
+    fn refresh(&mut self) {
+        let Some(generation) = &self.shared.policy_generation else {
+            return;
+        };
+        let now = generation.load(Ordering::Acquire);
+        if now == self.seen {
+            return;
+        }
+        self.seen = now;
+        let options = self.shared.config.policy_options;
+        self.policies = match self.shared.directory.effective_policies(&self.certificate) {
+            Some(policies) => match self.shared.policy_sets.get(&policies, options) {
+                Ok(set) => set,
+                Err(e) => {
+                    tracing::error!(certificate = %self.certificate, error = %e, "cannot compile the device's changed policies: denying everything");
+                    Arc::new(PolicySet::new())
+                }
+            },
+            None => Arc::new(PolicySet::new()),
+        };
+    }
 }
 
 impl Authorizer for PolicyAuthorizer {
     fn authorize(&mut self, action: Action<'_>) -> Result<(), String> {
+        self.refresh();
         // `aws:CurrentTime` / `aws:EpochTime` are the time of this request, not of CONNECT: a
         // policy that allows until a date stops allowing then, on a connection already open.
         self.ctx.current_time = i64::try_from(unix_now()).ok();
@@ -387,7 +422,13 @@ async fn serve(
             .fetch_add(1, Ordering::Relaxed)
     };
 
-    // 1. Identity: the verified certificate must be ACTIVE in the registry.
+    // 1. Identity: the verified certificate must be ACTIVE in the registry. The registry's
+    //    generation is read first: a change made while the policies are read is seen by the
+    //    first decision (which then reads them again).
+    let policies_seen = shared
+        .policy_generation
+        .as_ref()
+        .map_or(0, |g| g.load(Ordering::Acquire));
     let auth = match shared
         .directory
         .authenticate(&chain, connect.client_id.as_str())
@@ -523,6 +564,9 @@ async fn serve(
         policies,
         ctx,
         arn: config.arn.clone(),
+        shared: shared.clone(),
+        certificate: auth.identity.certificate_id,
+        seen: policies_seen,
     };
     let clean_start = connect.clean_start;
     let mut session = Session::new(

@@ -41,7 +41,7 @@ use thingkit_mqtt::ReasonCode;
 use thingkit_policy::{ArnPrefix, SetOptions};
 use thingkit_provision::RegistryStore;
 use thingkit_provision::{CertificateId, CertificateStatus};
-use thingkit_provision::{DeviceIdentity, Registry, RegistryEvent};
+use thingkit_provision::{DeviceIdentity, EffectivePolicy, Registry, RegistryEvent};
 use thingkit_provision::{FleetProvisioning, Prepared, Reply};
 use thingkit_provision::{ReloadableServerConfig, ServerConfigBuilder};
 use tokio::net::TcpListener;
@@ -458,6 +458,21 @@ pub trait Directory: Send + Sync + 'static {
     fn thing_disconnected(&self, thing: &str, at_ms: u64, version: u64, reason: &str) {
         let _ = (thing, at_ms, version, reason);
     }
+    /// A counter that moves whenever what [`Directory::effective_policies`] answers may have
+    /// changed (a policy attached or detached, a default version set, a thing joining a
+    /// group). Connections compare it before each decision and re-read their policies when it
+    /// moved, so a change decides the next publish, not only the next connection. `None` (the
+    /// default): policies are read at CONNECT only.
+    fn generation(&self) -> Option<Arc<AtomicU64>> {
+        None
+    }
+    /// The effective policies of certificate `id` now. `None` when the certificate is gone or
+    /// they cannot be read: the connection is then denied everything (fail closed). The
+    /// default answers `None`; implement it together with [`Directory::generation`].
+    fn effective_policies(&self, id: &CertificateId) -> Option<Vec<EffectivePolicy>> {
+        let _ = id;
+        None
+    }
 }
 
 /// The registry (and, when enabled, fleet provisioning) as the broker's [`Directory`].
@@ -491,6 +506,23 @@ pub struct Authenticated {
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> Directory for RegistryDirectory<S> {
+    fn generation(&self) -> Option<Arc<AtomicU64>> {
+        Some(
+            self.registry
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .generation(),
+        )
+    }
+
+    fn effective_policies(&self, id: &CertificateId) -> Option<Vec<EffectivePolicy>> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .effective_policies(id)
+            .ok()
+    }
+
     fn thing_connected(&self, thing: &str, at_ms: u64, version: u64) {
         let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
         // A thing deleted meanwhile has no status to keep.
@@ -748,6 +780,8 @@ pub(crate) struct Shared {
     pub(crate) next_connection: AtomicU64,
     /// Compiled policy sets, shared by connections with the same effective policies.
     pub(crate) policy_sets: policy_sets::PolicySets,
+    /// The directory's [`Directory::generation`], read once.
+    pub(crate) policy_generation: Option<Arc<AtomicU64>>,
 }
 
 /// The rate-limit state of one limit class.
@@ -1026,6 +1060,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             None => Router::new(limits),
         };
         let session_config = config.session_config();
+        let policy_generation = directory.generation();
         let shared = Arc::new(Shared {
             session_config,
             delayed_wills: Mutex::new(HashMap::new()),
@@ -1047,6 +1082,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             by_certificate: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
             policy_sets: policy_sets::PolicySets::default(),
+            policy_generation,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(listener, shared.clone(), configs.clone()));

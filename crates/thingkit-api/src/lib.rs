@@ -8,6 +8,8 @@ pub mod identity;
 pub mod keys;
 pub mod model;
 mod ops;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod service;
 pub mod sigv4;
 pub mod templates;

@@ -119,8 +119,9 @@ pub struct DataProperties {
 /// Where data-plane publishes go: the broker (the server implements it on its handle).
 pub trait Publisher: Send + Sync {
     /// Routes one message to the subscribers; `Ok` once it is accepted (durably, for a
-    /// QoS 1 message to persistent sessions, when the broker has a store).
-    fn publish(&self, message: DataPublish) -> Result<(), String>;
+    /// QoS 1 message to persistent sessions, when the broker has a store). An invalid topic is
+    /// `InvalidRequestException`; a broker that cannot take it answers its AWS error.
+    fn publish(&self, message: DataPublish) -> ApiResult<()>;
 }
 
 /// Hostnames `DescribeEndpoint` answers.
@@ -388,7 +389,13 @@ impl<S: RegistryStore> ControlPlane<S> {
         // 3. May they: `iot:<Operation>` on its resource, by the key's identity policy.
         let (action, resource) = crate::ops::authorization(&op.name, op.service, &input, &self.arn);
         audit.resource = Some(resource.clone());
-        crate::identity::authorize(&self.keys, &caller.access_key_id, &action, &resource, &self.arn)?;
+        crate::identity::authorize(
+            &self.keys,
+            &caller.access_key_id,
+            &action,
+            &resource,
+            &self.arn,
+        )?;
         // 4. Do it.
         let handler = self
             .handlers
@@ -465,7 +472,10 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
         .unwrap_or(0);
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 

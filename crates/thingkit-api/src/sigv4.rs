@@ -37,5 +37,7 @@ pub fn verify(
     _now: SystemTime,
     _max_skew: Duration,
 ) -> ApiResult<Verified> {
-    Err(ApiError::missing_authentication("Missing Authentication Token"))
+    Err(ApiError::missing_authentication(
+        "Missing Authentication Token",
+    ))
 }

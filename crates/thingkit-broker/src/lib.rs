@@ -229,10 +229,10 @@ pub use router::{
 };
 #[cfg(feature = "server")]
 pub use server::{
-    ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle, Directory,
-    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass, METRICS_CONTENT_TYPE, MetricsSource,
-    REVOKE_TOPIC, RegistryDirectory, ServerIdentity, Stats, StatsSnapshot, ThingSelector,
-    UsageSink, serve_metrics, shutdown_signal,
+    ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle,
+    BrokerPublisher, Directory, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass,
+    METRICS_CONTENT_TYPE, MetricsSource, REVOKE_TOPIC, RegistryDirectory, ServerIdentity, Stats,
+    StatsSnapshot, ThingSelector, UsageSink, serve_metrics, shutdown_signal,
 };
 #[cfg(feature = "server")]
 pub use server::{

@@ -63,6 +63,8 @@ pub struct ServeConfig {
     /// `[[device]]`: devices registered at start. Default: none.
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
+    /// `[api]`: the control-plane API (AWS IoT REST-JSON over HTTPS).
+    pub api: ApiConfig,
     /// `[metrics]`: the Prometheus and health HTTP endpoint.
     pub metrics: MetricsConfig,
     /// `[log]`: log level and format.
@@ -84,6 +86,7 @@ impl Default for ServeConfig {
             fleet: FleetConfig::default(),
             shadow: ShadowConfig::default(),
             devices: Vec::new(),
+            api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
@@ -454,6 +457,28 @@ pub struct DeviceConfig {
     pub policies: Option<Vec<String>>,
 }
 
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Whether the API runs. Default `true`.
+    pub enabled: bool,
+    /// Its address. Default `127.0.0.1:8443`.
+    pub listen: SocketAddr,
+    /// What `DescribeEndpoint` answers for `iot:Data-ATS`; unset: `[mqtt] listen`.
+    pub data_endpoint: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_endpoint: None,
+        }
+    }
+}
+
 /// `[metrics]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -779,6 +804,19 @@ impl ServeConfig {
                     self.mqtt.listen
                 ),
             );
+        }
+        if self.api.enabled && self.api.listen.port() != 0 {
+            for (other, name) in [
+                (self.mqtt.listen, "mqtt.listen"),
+                (self.metrics.listen, "metrics.listen"),
+            ] {
+                if other == self.api.listen && (name == "mqtt.listen" || self.metrics.enabled) {
+                    return at(
+                        &[key("api"), key("listen")],
+                        format!("the same address as {name} ({other}); give the API its own"),
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -144,17 +144,14 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         .account
         .arn_prefix()
         .ok_or_else(|| Failure("account: invalid partition, region or account".into()))?;
-    let fleet = if config.fleet.templates.is_empty() {
-        None
-    } else {
-        Some(Arc::new(Mutex::new(fleet_provisioning(
-            &mut registry,
-            &ca,
-            &arn,
-            &config,
-            now,
-        )?)))
-    };
+    // Always on: templates created through the API join it without a restart.
+    let fleet = Arc::new(Mutex::new(fleet_provisioning(
+        &mut registry,
+        &ca,
+        &arn,
+        &config,
+        now,
+    )?));
     let mut firmware_keys = Vec::new();
     for path in &config.firmware.trusted_keys {
         firmware_keys.push(
@@ -172,9 +169,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         read(&config.tls.private_key)?,
     );
     let usage_path = config.data_dir.join(USAGE_FILE);
-    let broker_config = broker_config(&config, arn, fleet, firmware_trust).with_usage_sink(Some(
-        Arc::new(move |closed| append_usage(&usage_path, &closed)),
-    ));
+    let broker_config = broker_config(&config, arn.clone(), Some(fleet.clone()), firmware_trust)
+        .with_usage_sink(Some(Arc::new(move |closed| {
+            append_usage(&usage_path, &closed)
+        })));
     let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
         .await
         .map_err(|e| Failure(format!("mqtt.listen {}: {e}", config.mqtt.listen)))?;
@@ -192,7 +190,20 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         ),
         false => None,
     };
-    let broker = Broker::builder(Arc::new(RwLock::new(registry)), identity)
+    let api_listener = match config.api.enabled {
+        true => Some(
+            tokio::net::TcpListener::bind(config.api.listen)
+                .await
+                .map_err(|e| Failure(format!("api.listen {}: {e}", config.api.listen)))?,
+        ),
+        false => None,
+    };
+    let api_tls = crate::api::tls_config(
+        &read(&config.tls.certificate)?,
+        &read(&config.tls.private_key)?,
+    )?;
+    let registry = Arc::new(RwLock::new(registry));
+    let broker = Broker::builder(registry.clone(), identity)
         .config(broker_config)
         .store(store)
         .service(Arc::new(ShadowService::new(
@@ -227,8 +238,42 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         }
         None => None,
     };
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = match api_listener {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            let plane = crate::api::control_plane(
+                &config,
+                registry.clone(),
+                arn.clone(),
+                ca.clone(),
+                fleet.clone(),
+                broker.publisher(),
+                broker.local_addr(),
+            )?;
+            let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
+            let task = tokio::spawn(thingkit_api::server::serve(
+                listener,
+                api_tls,
+                plane,
+                audit,
+                async {
+                    let _ = api_stopped.await;
+                },
+            ));
+            if let Some(addr) = addr {
+                println!("api listening on https://{addr} (AWS IoT API, SigV4)");
+            }
+            Some(task)
+        }
+        None => None,
+    };
     let signal = stop.await;
     tracing::info!(signal, "shutting down");
+    let _ = stop_api.send(());
+    if let Some(task) = api {
+        let _ = task.await;
+    }
     broker.shutdown(Duration::from_secs(5)).await;
     let _ = stop_metrics.send(());
     if let Some(task) = metrics {
@@ -339,9 +384,8 @@ fn fleet_provisioning<S: thingkit_provision::RegistryStore>(
         service.add_template(name, template)?;
         names.push(name.as_str());
     }
-    let policy = claim_policy(arn, &names)?;
-    if registry.policy("claim").is_none() {
-        registry.create_policy("claim", &policy, now)?;
+    if !names.is_empty() && registry.policy("claim").is_none() {
+        registry.create_policy("claim", &claim_policy(arn, &names)?, now)?;
     }
     for file in &config.fleet.claim_certificates {
         let pem = read(file)?;

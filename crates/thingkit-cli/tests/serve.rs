@@ -55,6 +55,7 @@ fn walkthrough(dir: &Path) {
     config = config.replace("# listen = \"127.0.0.1:8883\"", "listen = \"127.0.0.1:0\"");
     config = config.replace("# dir = \"policies\"", "dir = \"policies\"");
     config = config.replace("# listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:0\"");
+    config = config.replace("# listen = \"127.0.0.1:8443\"", "listen = \"127.0.0.1:0\"");
     config.push_str(
         "\n[[device]]\nthing = \"sensor-1\"\ncertificate = \"devices/sensor-1.pem\"\n\n\
          [[device]]\nthing = \"sensor-2\"\ncertificate = \"devices/sensor-2.pem\"\n",
@@ -67,6 +68,8 @@ struct Server {
     child: Child,
     port: u16,
     metrics: String,
+    /// The control-plane API's address (host:port).
+    api: String,
 }
 
 impl Server {
@@ -100,10 +103,19 @@ impl Server {
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
             .to_string();
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an api line within 30 s");
+        let api = line
+            .strip_prefix("api listening on https://")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected third line: {line:?}"))
+            .to_string();
         Server {
             child,
             port,
             metrics,
+            api,
         }
     }
 
@@ -487,6 +499,98 @@ fn a_refused_qos1_publish_is_answered_to_mosquitto_pub_in_both_versions() {
     assert!(
         metrics.contains("thingkit_refusal_disconnects_total 1"),
         "{metrics}"
+    );
+    assert!(server.terminate().success());
+}
+
+/// Runs `script` with `args` under python3, bounded by `limit`; panics with its output unless
+/// it exits 0.
+fn run_python(dir: &Path, script: &str, args: &[String], limit: Duration) -> Duration {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/interop")
+        .join(script);
+    let (out_path, err_path) = (dir.join("py.out"), dir.join("py.err"));
+    let started = Instant::now();
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("python3 runs");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = format!(
+        "--- stdout\n{}--- stderr\n{}",
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    let status = status.unwrap_or_else(|| panic!("{script:?} ran over {limit:?}\n{output}"));
+    assert!(status.success(), "{script:?} failed\n{output}");
+    eprintln!("{output}");
+    started.elapsed()
+}
+
+/// boto3, the AWS CLI v1 and paho-mqtt drive a fresh `thingkit serve` through its HTTPS API
+/// with an access key from `thingkit access-key create` (`tests/interop/api_boto3.py`: the
+/// classic provisioning script, the device publishing under the policy it attached, live
+/// detach and deactivation, iot-data Publish, pagination, each error class, forged requests).
+#[test]
+#[cfg(unix)]
+#[ignore = "needs boto3, awscli and paho-mqtt (python3 -m pip install boto3 awscli paho-mqtt); .ci/run runs it"]
+fn boto3_and_the_aws_cli_provision_a_device_that_then_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    walkthrough(dir.path());
+    let config = dir.path().join("thingkit.toml");
+    let out = thingkit(&["access-key", "create", "--config", arg(&config)], None);
+    assert!(out.status.success(), "access-key create: {}", stderr(&out));
+    let key: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let server = Server::start(&config);
+    let port = server.api.rsplit(':').next().unwrap();
+    let took = run_python(
+        dir.path(),
+        "api_boto3.py",
+        &[
+            "--endpoint".into(),
+            format!("https://localhost:{port}"),
+            "--ca".into(),
+            dir.path().join("ca/ca.pem").display().to_string(),
+            "--access-key".into(),
+            key["AccessKeyId"].as_str().unwrap().into(),
+            "--secret-key".into(),
+            key["SecretAccessKey"].as_str().unwrap().into(),
+            "--mqtt-port".into(),
+            server.port.to_string(),
+        ],
+        Duration::from_secs(300),
+    );
+    eprintln!("boto3 + AWS CLI interop took {took:?}");
+    // Every request left an audit record: who, what, on what, how it ended.
+    let audit = std::fs::read_to_string(dir.path().join("data/audit.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let create = records
+        .iter()
+        .find(|r| r["operation"] == "CreateThing" && r["status"] == 200)
+        .expect("an audited CreateThing");
+    assert_eq!(create["access_key_id"], key["AccessKeyId"]);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["error"] == "InvalidSignatureException"),
+        "the forged request is audited"
     );
     assert!(server.terminate().success());
 }

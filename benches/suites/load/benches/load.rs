@@ -253,6 +253,8 @@ impl Broker {
              enabled = false\n\
              [metrics]\n\
              listen = \"127.0.0.1:0\"\n\
+             [api]\n\
+             enabled = false\n\
              [log]\n\
              level = \"warn\"\n",
             data = data.path().display().to_string(),

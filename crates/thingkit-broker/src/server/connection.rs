@@ -779,7 +779,10 @@ async fn serve(
 /// Quota exceeded. The QoS 1 deliveries whose subscribers had no room come back in
 /// [`crate::Routed::blocked`]: the caller places them ([`place_blocked`]) before it
 /// acknowledges the message.
-fn route_message(shared: &Shared, message: &Arc<Message>) -> Result<crate::Routed, crate::Error> {
+pub(super) fn route_message(
+    shared: &Shared,
+    message: &Arc<Message>,
+) -> Result<crate::Routed, crate::Error> {
     let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
     let routed = router.publish(message)?;
     drop(router);
@@ -840,7 +843,10 @@ const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 ///
 /// The store failed to keep a delivery for a disconnected persistent session: the message
 /// must not be acknowledged.
-async fn place_blocked(shared: &Shared, blocked: Vec<crate::Blocked>) -> Result<(), crate::Error> {
+pub(super) async fn place_blocked(
+    shared: &Shared,
+    blocked: Vec<crate::Blocked>,
+) -> Result<(), crate::Error> {
     for mut b in blocked {
         let start = Instant::now();
         let mut deadline = start + shared.config.slow_subscriber_timeout;

@@ -37,7 +37,7 @@ use thingkit_firmware::TrustAnchors;
 use thingkit_meter::MeteringPolicy;
 use thingkit_meter::{ConnectionTable, Counts, Granularity, Meter, UsageKey};
 use thingkit_meter::{LimiterConfig, RateLimiter, RateLimits};
-use thingkit_mqtt::ReasonCode;
+use thingkit_mqtt::{PacketProperties, QoS, ReasonCode, TopicName};
 use thingkit_policy::{ArnPrefix, SetOptions};
 use thingkit_provision::RegistryStore;
 use thingkit_provision::{CertificateId, CertificateStatus};
@@ -1115,6 +1115,55 @@ pub struct BrokerHandle {
     tasks: JoinSet<()>,
 }
 
+/// Publishes messages into a running broker from outside MQTT (the control plane's HTTP
+/// `Publish`): cheap to clone, usable after the [`BrokerHandle`] moved elsewhere.
+#[derive(Clone)]
+pub struct BrokerPublisher {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for BrokerPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerPublisher").finish_non_exhaustive()
+    }
+}
+
+impl BrokerPublisher {
+    /// Stores (if `retain`) and routes one message to the subscribers, as if a client had
+    /// published it (no client: No Local never applies). Returns once every QoS 1 delivery is
+    /// queued, or kept in the store for a disconnected persistent session: the caller may
+    /// then acknowledge it. Authorization is the caller's business.
+    ///
+    /// # Errors
+    ///
+    /// The retained store is full (the message is refused as a whole), or the session store
+    /// failed to keep a delivery.
+    pub async fn publish(
+        &self,
+        topic: TopicName,
+        payload: bytes::Bytes,
+        qos: QoS,
+        retain: bool,
+        properties: PacketProperties,
+    ) -> crate::Result<()> {
+        let message = Arc::new(crate::Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            from: None,
+            received: Instant::now(),
+        });
+        self.shared
+            .stats
+            .publishes_in
+            .fetch_add(1, Ordering::Relaxed);
+        let routed = connection::route_message(&self.shared, &message)?;
+        connection::place_blocked(&self.shared, routed.blocked).await
+    }
+}
+
 impl std::fmt::Debug for BrokerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerHandle")
@@ -1127,6 +1176,13 @@ impl BrokerHandle {
     /// The address the broker listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A publisher into this broker, for messages that arrive other than over MQTT.
+    pub fn publisher(&self) -> BrokerPublisher {
+        BrokerPublisher {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The counters so far.

@@ -1,0 +1,169 @@
+//! The control-plane API as `thingkit serve` hosts it: its TLS configuration (the `[tls]`
+//! server certificate, no client certificates), the broker as the data-plane publisher, and
+//! the audit log (`data_dir/audit.jsonl`, one JSON object per request, and the `audit` log
+//! target).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use thingkit_api::{ApiError, ApiResult, AuditRecord, DataPublish, Publisher};
+use thingkit_broker::BrokerPublisher;
+use thingkit_mqtt::{MqttStr, PacketProperties, Properties, QoS, TopicName};
+
+use crate::Failure;
+
+/// The audit log inside `data_dir`.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// The access keys inside `data_dir` (secrets included: owner-only).
+pub const ACCESS_KEYS_FILE: &str = "access-keys.json";
+
+/// The provisioning templates created through the API, inside `data_dir`.
+pub const TEMPLATES_FILE: &str = "provisioning-templates.json";
+
+/// A rustls server configuration (ring, TLS 1.2 and 1.3, HTTP/1.1 by ALPN) from PEM files.
+pub fn tls_config(chain_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, Failure> {
+    let chain: Vec<_> = thingkit_provision::decode_pem_blocks(chain_pem)
+        .map_err(|e| Failure(format!("tls.certificate: {e}")))?
+        .into_iter()
+        .filter(|(label, _)| label == "CERTIFICATE")
+        .map(|(_, der)| rustls::pki_types::CertificateDer::from(der))
+        .collect();
+    let key = thingkit_provision::decode_pem_blocks(key_pem)
+        .map_err(|e| Failure(format!("tls.private_key: {e}")))?
+        .into_iter()
+        .find(|(label, _)| label.ends_with("PRIVATE KEY"))
+        .ok_or_else(|| Failure("tls.private_key: no PRIVATE KEY block".into()))?;
+    let key = match key.0.as_str() {
+        "PRIVATE KEY" => rustls::pki_types::PrivateKeyDer::Pkcs8(key.1.into()),
+        "EC PRIVATE KEY" => rustls::pki_types::PrivateKeyDer::Sec1(key.1.into()),
+        _ => rustls::pki_types::PrivateKeyDer::Pkcs1(key.1.into()),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure(format!("tls: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| Failure(format!("tls: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The audit sink: appends each record to the audit file and logs it.
+pub fn audit_sink(path: PathBuf) -> Result<thingkit_api::server::AuditSink, Failure> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    let file = Mutex::new(file);
+    Ok(Arc::new(move |record: &AuditRecord| {
+        tracing::info!(
+            target: "audit",
+            request_id = %record.request_id,
+            access_key = record.access_key_id.as_deref().unwrap_or("-"),
+            operation = record.operation.as_deref().unwrap_or("-"),
+            resource = record.resource.as_deref().unwrap_or("-"),
+            status = record.status,
+            error = record.error.as_deref().unwrap_or("-"),
+            "api request"
+        );
+        let Ok(mut line) = serde_json::to_vec(record) else {
+            return;
+        };
+        line.push(b'\n');
+        let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = file.write_all(&line) {
+            tracing::error!(path = %path.display(), error = %e, "audit record not written");
+        }
+    }))
+}
+
+/// The broker as the API's data-plane publisher. `publish` runs on the blocking pool (the
+/// API's handlers do), so it may wait for the broker's async publish.
+pub struct BrokerData {
+    /// The broker.
+    pub publisher: BrokerPublisher,
+    /// The runtime the broker runs on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Publisher for BrokerData {
+    fn publish(&self, m: DataPublish) -> ApiResult<()> {
+        let topic = TopicName::new(&m.topic)
+            .map_err(|e| ApiError::invalid_request(format!("topic {:?}: {e}", m.topic)))?;
+        let mqtt_str = |what: &str, s: &str| {
+            MqttStr::new(s).map_err(|e| ApiError::invalid_request(format!("{what}: {e}")))
+        };
+        let mut p = Properties {
+            payload_format_indicator: m.properties.payload_format_utf8.then_some(true),
+            message_expiry_interval: m.properties.message_expiry,
+            correlation_data: m.properties.correlation_data.map(Into::into),
+            ..Properties::default()
+        };
+        if let Some(ct) = &m.properties.content_type {
+            p.content_type = Some(mqtt_str("contentType", ct)?);
+        }
+        if let Some(rt) = &m.properties.response_topic {
+            p.response_topic =
+                Some(TopicName::new(rt).map_err(|e| {
+                    ApiError::invalid_request(format!("responseTopic {rt:?}: {e}"))
+                })?);
+        }
+        for (k, v) in &m.properties.user_properties {
+            p.user_properties.push((
+                mqtt_str("userProperties", k)?,
+                mqtt_str("userProperties", v)?,
+            ));
+        }
+        let qos = if m.qos == 1 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
+        };
+        self.runtime
+            .block_on(self.publisher.publish(
+                topic,
+                m.payload.into(),
+                qos,
+                m.retain,
+                PacketProperties::from(p),
+            ))
+            .map_err(|e| ApiError::unavailable(format!("the broker did not take the message: {e}")))
+    }
+}
+
+/// The control plane over the server's registry, CA, fleet provisioning and broker.
+pub fn control_plane(
+    config: &crate::config::ServeConfig,
+    registry: Arc<std::sync::RwLock<thingkit_provision::Registry<thingkit_provision::RedbStore>>>,
+    arn: thingkit_policy::ArnPrefix,
+    ca: Arc<thingkit_provision::CertificateAuthority>,
+    fleet: Arc<Mutex<thingkit_provision::FleetProvisioning>>,
+    publisher: BrokerPublisher,
+    mqtt: std::net::SocketAddr,
+) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
+    let keys = Arc::new(thingkit_api::keys::KeyStore::default());
+    let templates = Arc::new(thingkit_api::templates::TemplateStore::default());
+    let _ = (ACCESS_KEYS_FILE, TEMPLATES_FILE);
+    let endpoints = thingkit_api::Endpoints {
+        data: config
+            .api
+            .data_endpoint
+            .clone()
+            .unwrap_or_else(|| mqtt.to_string()),
+        api: config.api.listen.to_string(),
+    };
+    Ok(Arc::new(
+        thingkit_api::ControlPlane::new(registry, arn, keys)
+            .with_ca(Some(ca))
+            .with_endpoints(endpoints)
+            .with_templates(Some(templates), Some(fleet))
+            .with_publisher(Some(Arc::new(BrokerData {
+                publisher,
+                runtime: tokio::runtime::Handle::current(),
+            }))),
+    ))
+}

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""boto3, the AWS CLI v1 and paho-mqtt against a running `thingkit serve` (issue #15).
+
+Run by crates/thingkit-cli/tests/serve.rs (`api_*` test) with the server's API endpoint, its
+CA bundle, an access key made by `thingkit access-key create`, and the MQTT port. Every step
+prints one line; the first failure raises (non-zero exit) with what was expected.
+
+1. The classic provisioning script: create a thing, create keys and a certificate, create a
+   policy, attach it to the certificate, attach the certificate to the thing.
+2. The device connects over mutual TLS (paho-mqtt) with that certificate and publishes under
+   that policy; a topic the policy does not allow is refused.
+3. Live effects: DetachPolicy -> the next publish is refused on the same connection;
+   UpdateCertificate INACTIVE -> the device is disconnected.
+4. iot-data Publish over HTTPS reaches an MQTT subscriber.
+5. Pagination (a paginator over 30 things), each error class as boto3's exception class,
+   a wrongly signed request and an unknown key refused.
+6. The same provisioning with `aws iot ...` commands.
+"""
+import argparse
+import json
+import os
+import queue
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+import boto3
+import botocore
+from botocore.config import Config
+from botocore.exceptions import ClientError
+import paho.mqtt.client as mqtt
+
+REGION = "eu-central-1"
+ACCOUNT = "123456789012"
+
+DEVICE_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": "iot:Connect",
+         "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:client/${{iot:Connection.Thing.ThingName}}"},
+        {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+         "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/dt/${{iot:Connection.Thing.ThingName}}/*"},
+        {"Effect": "Allow", "Action": "iot:Subscribe",
+         "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:topicfilter/dt/${{iot:Connection.Thing.ThingName}}/*"},
+    ],
+})
+
+
+def step(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def expect_error(code, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except ClientError as e:
+        got = e.response["Error"]["Code"]
+        assert got == code, f"expected {code}, got {got}: {e}"
+        return e
+    raise AssertionError(f"expected {code}, the call succeeded")
+
+
+class Device:
+    """A paho-mqtt v5 client over mutual TLS that records PUBACKs and disconnects."""
+
+    def __init__(self, args, thing, cert_pem, key_pem, workdir):
+        cert = os.path.join(workdir, f"{thing}.pem")
+        key = os.path.join(workdir, f"{thing}.key")
+        with open(cert, "w") as f:
+            f.write(cert_pem)
+        with open(key, "w") as f:
+            f.write(key_pem)
+        os.chmod(key, 0o600)
+        self.acks = queue.Queue()
+        self.messages = queue.Queue()
+        self.disconnected = queue.Queue()
+        self.connected = queue.Queue()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv5)
+        c.tls_set(ca_certs=args.ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED)
+        c.on_connect = lambda cl, ud, flags, rc, props: self.connected.put(rc)
+        c.on_publish = lambda cl, ud, mid, rc, props: self.acks.put((mid, rc))
+        c.on_message = lambda cl, ud, msg: self.messages.put(msg)
+        c.on_disconnect = lambda cl, ud, flags, rc, props: self.disconnected.put(rc)
+        self.client = c
+        c.connect("localhost", args.mqtt_port, keepalive=30)
+        c.loop_start()
+        rc = self.connected.get(timeout=10)
+        assert not rc.is_failure, f"CONNECT refused: {rc}"
+
+    def publish(self, topic, payload):
+        """Publishes at QoS 1 and returns the PUBACK reason code's value."""
+        info = self.client.publish(topic, payload, qos=1)
+        mid, rc = self.acks.get(timeout=10)
+        assert mid == info.mid
+        return rc.value
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--access-key", required=True)
+    p.add_argument("--secret-key", required=True)
+    p.add_argument("--mqtt-port", type=int, required=True)
+    args = p.parse_args()
+    workdir = tempfile.mkdtemp()
+    session = boto3.session.Session(
+        aws_access_key_id=args.access_key,
+        aws_secret_access_key=args.secret_key,
+        region_name=REGION,
+    )
+    config = Config(retries={"max_attempts": 1}, connect_timeout=10, read_timeout=30)
+    iot = session.client("iot", endpoint_url=args.endpoint, verify=args.ca, config=config)
+    step(f"boto3 {boto3.__version__}, botocore {botocore.__version__}, paho-mqtt {mqtt.__version__ if hasattr(mqtt, '__version__') else '?'}")
+
+    # 1. The classic provisioning script.
+    thing = "api-sensor-1"
+    created = iot.create_thing(thingName=thing, attributePayload={"attributes": {"site": "lab"}})
+    assert created["thingName"] == thing and created["thingArn"].endswith(f":thing/{thing}"), created
+    keys = iot.create_keys_and_certificate(setAsActive=True)
+    cert_arn, cert_id = keys["certificateArn"], keys["certificateId"]
+    assert keys["certificatePem"].startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" in keys["keyPair"]["PrivateKey"]
+    iot.create_policy(policyName="api-device", policyDocument=DEVICE_POLICY)
+    iot.attach_policy(policyName="api-device", target=cert_arn)
+    iot.attach_thing_principal(thingName=thing, principal=cert_arn)
+    step(f"provisioned {thing} with certificate {cert_id[:12]}...")
+    desc = iot.describe_thing(thingName=thing)
+    assert desc["attributes"] == {"site": "lab"}, desc
+    assert iot.describe_certificate(certificateId=cert_id)["certificateDescription"]["status"] == "ACTIVE"
+    assert [p["policyName"] for p in iot.list_attached_policies(target=cert_arn)["policies"]] == ["api-device"]
+    assert iot.list_thing_principals(thingName=thing)["principals"] == [cert_arn]
+    eff = iot.get_effective_policies(principal=cert_arn, thingName=thing)["effectivePolicies"]
+    assert [e["policyName"] for e in eff] == ["api-device"], eff
+
+    # 2. The device connects with that certificate and publishes under that policy.
+    device = Device(args, thing, keys["certificatePem"], keys["keyPair"]["PrivateKey"], workdir)
+    rc = device.publish(f"dt/{thing}/temp", "21.5")
+    assert rc in (0, 16), f"allowed publish answered {rc}"  # 16: no matching subscribers
+    rc = device.publish("dt/another-thing/temp", "1")
+    assert rc == 135, f"a topic outside the policy answered {rc}, expected 0x87"
+    step("the device connected over mTLS and published under the attached policy")
+
+    # 4. iot-data Publish over HTTPS reaches an MQTT subscriber (the device itself).
+    device.client.subscribe(f"dt/{thing}/cmd", qos=1)
+    time.sleep(0.5)
+    data = session.client("iot-data", endpoint_url=args.endpoint, verify=args.ca, config=config)
+    data.publish(topic=f"dt/{thing}/cmd", qos=1, payload=b'{"reboot": true}')
+    msg = device.messages.get(timeout=10)
+    assert msg.topic == f"dt/{thing}/cmd" and msg.payload == b'{"reboot": true}', msg
+    step("iot-data Publish over HTTPS reached the MQTT subscriber")
+
+    # 3. Live effects.
+    iot.detach_policy(policyName="api-device", target=cert_arn)
+    rc = device.publish(f"dt/{thing}/temp", "22")
+    assert rc == 135, f"after DetachPolicy the publish answered {rc}, expected 0x87"
+    iot.attach_policy(policyName="api-device", target=cert_arn)
+    rc = device.publish(f"dt/{thing}/temp", "23")
+    assert rc in (0, 16), f"after AttachPolicy the publish answered {rc}"
+    iot.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
+    reason = device.disconnected.get(timeout=10)
+    step(f"DetachPolicy refused the next publish; INACTIVE disconnected the device ({reason})")
+    device.client.loop_stop()
+
+    # 5. Pagination.
+    for i in range(30):
+        iot.create_thing(thingName=f"page-{i:02}")
+    names = []
+    pages = 0
+    for page in iot.get_paginator("list_things").paginate(PaginationConfig={"PageSize": 7}):
+        pages += 1
+        names += [t["thingName"] for t in page["things"]]
+    assert sorted(n for n in names if n.startswith("page-")) == [f"page-{i:02}" for i in range(30)], names
+    assert len(names) == len(set(names)) and pages >= 5, (pages, names)
+    step(f"list_things paginated over {pages} pages")
+
+    # Each error class as boto3's exception class.
+    try:
+        iot.describe_thing(thingName="no-such-thing")
+        raise AssertionError("DescribeThing of a missing thing succeeded")
+    except iot.exceptions.ResourceNotFoundException:
+        pass
+    try:
+        iot.create_policy(policyName="api-device", policyDocument=DEVICE_POLICY)
+        raise AssertionError("CreatePolicy of an existing name succeeded")
+    except iot.exceptions.ResourceAlreadyExistsException:
+        pass
+    try:
+        iot.create_thing(thingName="bad name")
+        raise AssertionError("a thing name with a space was accepted")
+    except iot.exceptions.InvalidRequestException:
+        pass
+    try:
+        iot.delete_policy(policyName="api-device")
+        raise AssertionError("an attached policy was deleted")
+    except iot.exceptions.DeleteConflictException:
+        pass
+    try:
+        iot.update_thing(thingName=thing, attributePayload={"attributes": {"a": "b"}}, expectedVersion=99)
+        raise AssertionError("a stale expectedVersion was accepted")
+    except iot.exceptions.VersionConflictException:
+        pass
+    for i in range(4):
+        iot.create_policy_version(policyName="api-device", policyDocument=DEVICE_POLICY)
+    try:
+        iot.create_policy_version(policyName="api-device", policyDocument=DEVICE_POLICY)
+        raise AssertionError("a sixth policy version was accepted")
+    except iot.exceptions.VersionsLimitExceededException:
+        pass
+    try:
+        iot.create_policy(policyName="broken", policyDocument='{"Version": "2012-10-17", "Statement": {"Effect": "Permit"}}')
+        raise AssertionError("a malformed policy was accepted")
+    except iot.exceptions.MalformedPolicyException:
+        pass
+    other = iot.create_keys_and_certificate(setAsActive=True)
+    try:
+        iot.delete_certificate(certificateId=other["certificateId"])
+        raise AssertionError("an ACTIVE certificate was deleted")
+    except iot.exceptions.CertificateStateException:
+        pass
+    step("ResourceNotFound, ResourceAlreadyExists, InvalidRequest, DeleteConflict, VersionConflict, "
+         "VersionsLimitExceeded, MalformedPolicy, CertificateState raised as boto3's classes")
+
+    # A wrongly signed request and an unknown key are refused, and change nothing.
+    bad = boto3.session.Session(aws_access_key_id=args.access_key, aws_secret_access_key="x" * 40,
+                                region_name=REGION).client("iot", endpoint_url=args.endpoint, verify=args.ca, config=config)
+    expect_error("InvalidSignatureException", bad.create_thing, thingName="forged")
+    unknown = boto3.session.Session(aws_access_key_id="AKIAUNKNOWNUNKNOWN00", aws_secret_access_key="x" * 40,
+                                    region_name=REGION).client("iot", endpoint_url=args.endpoint, verify=args.ca, config=config)
+    expect_error("UnrecognizedClientException", unknown.create_thing, thingName="forged")
+    try:
+        iot.describe_thing(thingName="forged")
+        raise AssertionError("a wrongly signed CreateThing created the thing")
+    except iot.exceptions.ResourceNotFoundException:
+        pass
+    step("a wrongly signed request and an unknown key were refused; nothing changed")
+
+    # 6. The AWS CLI v1: the same provisioning script.
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=args.access_key, AWS_SECRET_ACCESS_KEY=args.secret_key,
+               AWS_DEFAULT_REGION=REGION, AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+
+    def aws(*cmd):
+        out = subprocess.run(["aws", "iot", *cmd, "--endpoint-url", args.endpoint, "--ca-bundle", args.ca,
+                              "--output", "json"], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, f"aws iot {' '.join(cmd)}: {out.stderr}"
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    aws("create-thing", "--thing-name", "cli-sensor")
+    cli_keys = aws("create-keys-and-certificate", "--set-as-active")
+    aws("create-policy", "--policy-name", "cli-device", "--policy-document", DEVICE_POLICY)
+    aws("attach-policy", "--policy-name", "cli-device", "--target", cli_keys["certificateArn"])
+    aws("attach-thing-principal", "--thing-name", "cli-sensor", "--principal", cli_keys["certificateArn"])
+    assert aws("describe-thing", "--thing-name", "cli-sensor")["thingName"] == "cli-sensor"
+    listed = aws("list-things", "--max-items", "100")
+    assert "cli-sensor" in [t["thingName"] for t in listed["things"]], listed
+    cli_device = Device(args, "cli-sensor", cli_keys["certificatePem"], cli_keys["keyPair"]["PrivateKey"], workdir)
+    rc = cli_device.publish("dt/cli-sensor/temp", "20")
+    assert rc in (0, 16), f"the CLI-provisioned device's publish answered {rc}"
+    cli_device.close()
+    step("aws iot create-thing / create-keys-and-certificate / create-policy / attach-policy / "
+         "attach-thing-principal provisioned a device that published")
+    print("OK")
+
+
+if __name__ == "__main__":
+    main()

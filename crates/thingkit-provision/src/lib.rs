@@ -166,8 +166,9 @@ pub use name::{
 pub use pem::{decode_blocks as decode_pem_blocks, encode as encode_pem};
 pub use policy::{PolicyVersion, StoredPolicy, StoredPolicyDocument};
 pub use registry::{
-    CaCertificate, Certificate, DeviceIdentity, EffectivePolicy, PolicyTarget, Registry,
-    RegistryEvent, RegistryLimits, Thing, ThingAttachment, ThingGroup, ThingType,
+    CaCertificate, Certificate, DeviceIdentity, EffectivePolicy, MAX_SEARCHABLE_ATTRIBUTES,
+    PolicyTarget, Registry, RegistryEvent, RegistryLimits, Thing, ThingAttachment, ThingGroup,
+    ThingType,
 };
 pub use request::{CsrLimits, DeviceKeyType, DevicePublicKey, VerifiedCsr};
 #[cfg(feature = "redb-store")]

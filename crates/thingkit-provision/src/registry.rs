@@ -136,7 +136,20 @@ pub struct ThingType {
     pub description: Option<Box<str>>,
     /// Deprecated types cannot be given to things; only deprecated types can be deleted.
     pub deprecated: bool,
+    /// Attribute names things of this type can be searched by (AWS `searchableAttributes`), at
+    /// most [`MAX_SEARCHABLE_ATTRIBUTES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub searchable_attributes: Vec<Box<str>>,
+    /// When it was created, in Unix seconds (0: unknown, for records from before it was kept).
+    #[serde(default)]
+    pub created: i64,
+    /// When it was deprecated, in Unix seconds, while it is deprecated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated_at: Option<i64>,
 }
+
+/// The most searchable attributes a thing type may name (AWS: 3).
+pub const MAX_SEARCHABLE_ATTRIBUTES: usize = 3;
 
 /// A static thing group.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +160,23 @@ pub struct ThingGroup {
     /// Policies attached to the group (inherited by child groups' things).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<Box<str>>,
+    /// A description (AWS `thingGroupDescription`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Box<str>>,
+    /// Attributes (name to value), at most [`RegistryLimits::max_attributes_with_type`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<Box<str>, Box<str>>,
+    /// Incremented on every update of its description or attributes (AWS `version`); 1 when
+    /// created (and for records from before it was kept).
+    #[serde(default = "first_version")]
+    pub version: u64,
+    /// When it was created, in Unix seconds (0: unknown, for records from before it was kept).
+    #[serde(default)]
+    pub created: i64,
+}
+
+fn first_version() -> u64 {
+    1
 }
 
 /// A certificate's attachment to a thing.
@@ -770,7 +800,7 @@ impl<S: RegistryStore> Registry<S> {
         }
         let value = ThingType {
             description: description.map(Into::into),
-            deprecated: false,
+            ..ThingType::default()
         };
         self.batch(|r| r.set(Key::Type(name.into()), Some(Value::Type(value))))
     }
@@ -783,6 +813,9 @@ impl<S: RegistryStore> Registry<S> {
             .cloned()
             .ok_or_else(|| not_found("thing type", name))?;
         value.deprecated = !undo;
+        if undo {
+            value.deprecated_at = None;
+        }
         self.batch(|r| r.set(Key::Type(name.into()), Some(Value::Type(value))))
     }
 
@@ -1025,7 +1058,8 @@ impl<S: RegistryStore> Registry<S> {
         }
         let group = ThingGroup {
             parent: parent.map(Into::into),
-            policies: Vec::new(),
+            version: 1,
+            ..ThingGroup::default()
         };
         self.batch(|r| r.set(Key::Group(name.into()), Some(Value::Group(group))))
     }
@@ -1114,6 +1148,174 @@ impl<S: RegistryStore> Registry<S> {
         t.groups.remove(pos);
         t.version += 1;
         self.batch(|r| r.set(Key::Thing(thing.into()), Some(Value::Thing(t))))
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Listing and metadata of things, thing types and thing groups (the control-plane API)
+
+    /// Every thing with its name, in no particular order (AWS `ListThings` sorts them).
+    pub fn things(&self) -> impl Iterator<Item = (&str, &Thing)> {
+        self.things.iter().map(|(name, thing)| (&**name, thing))
+    }
+
+    /// Every thing type with its name, in no particular order.
+    pub fn thing_types(&self) -> impl Iterator<Item = (&str, &ThingType)> {
+        self.types.iter().map(|(name, ty)| (&**name, ty))
+    }
+
+    /// Every thing group with its name, in no particular order.
+    pub fn thing_groups(&self) -> impl Iterator<Item = (&str, &ThingGroup)> {
+        self.groups.iter().map(|(name, group)| (&**name, group))
+    }
+
+    /// Creates a thing type with its properties, created at `now` (AWS `CreateThingType`): at
+    /// most [`MAX_SEARCHABLE_ATTRIBUTES`] searchable attribute names, each a valid attribute name.
+    pub fn create_thing_type_at(
+        &mut self,
+        name: &str,
+        description: Option<&str>,
+        searchable_attributes: &[&str],
+        now: SystemTime,
+    ) -> Result<()> {
+        check_thing_name("thing type", name)?;
+        if searchable_attributes.len() > MAX_SEARCHABLE_ATTRIBUTES {
+            return Err(Error::LimitExceeded {
+                what: "searchable attributes of a thing type",
+                limit: MAX_SEARCHABLE_ATTRIBUTES,
+            });
+        }
+        for a in searchable_attributes {
+            check_attribute_name(a)?;
+        }
+        if self.types.contains_key(name) {
+            return Err(already("thing type", name));
+        }
+        let value = ThingType {
+            description: description.map(Into::into),
+            deprecated: false,
+            searchable_attributes: searchable_attributes.iter().map(|a| (*a).into()).collect(),
+            created: unix_seconds(now),
+            deprecated_at: None,
+        };
+        self.batch(|r| r.set(Key::Type(name.into()), Some(Value::Type(value))))
+    }
+
+    /// Deprecates a thing type at `now`, or undoes that (AWS `DeprecateThingType`). Deprecating
+    /// a deprecated type keeps its first deprecation date; undoing clears it.
+    pub fn deprecate_thing_type_at(
+        &mut self,
+        name: &str,
+        undo: bool,
+        now: SystemTime,
+    ) -> Result<()> {
+        let mut value = self
+            .types
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("thing type", name))?;
+        if undo {
+            value.deprecated = false;
+            value.deprecated_at = None;
+        } else if !value.deprecated {
+            value.deprecated = true;
+            value.deprecated_at = Some(unix_seconds(now));
+        }
+        self.batch(|r| r.set(Key::Type(name.into()), Some(Value::Type(value))))
+    }
+
+    /// Creates a static thing group with its properties, created at `now` (AWS
+    /// `CreateThingGroup`). As in AWS, creating a group that exists with the same parent,
+    /// description and attributes again succeeds and changes nothing; with different ones it
+    /// is [`Error::AlreadyExists`]. The hierarchy may be at most
+    /// [`RegistryLimits::max_group_depth`] deep.
+    pub fn create_thing_group_at(
+        &mut self,
+        name: &str,
+        parent: Option<&str>,
+        description: Option<&str>,
+        attributes: &[(&str, &str)],
+        now: SystemTime,
+    ) -> Result<()> {
+        check_thing_name("thing group", name)?;
+        let mut group = ThingGroup {
+            parent: parent.map(Into::into),
+            description: description.map(Into::into),
+            version: 1,
+            created: unix_seconds(now),
+            ..ThingGroup::default()
+        };
+        for (k, v) in attributes {
+            check_attribute_name(k)?;
+            check_attribute_value(v)?;
+            group.attributes.insert((*k).into(), (*v).into());
+        }
+        self.check_group_attributes(&group)?;
+        if let Some(existing) = self.groups.get(name) {
+            if existing.parent == group.parent
+                && existing.description == group.description
+                && existing.attributes == group.attributes
+            {
+                return Ok(());
+            }
+            return Err(already("thing group", name));
+        }
+        if let Some(p) = parent {
+            let depth = self.group_depth(p)?;
+            if depth + 1 > self.limits.max_group_depth {
+                return Err(Error::LimitExceeded {
+                    what: "thing group hierarchy depth",
+                    limit: self.limits.max_group_depth,
+                });
+            }
+        }
+        self.batch(|r| r.set(Key::Group(name.into()), Some(Value::Group(group))))
+    }
+
+    /// Updates a thing group's properties (AWS `UpdateThingGroup`) and returns its new version:
+    /// `description` is `None` to keep it, `Some(None)` to remove it, `Some(Some(d))` to set it;
+    /// `attributes` are merged (`None` removes one).
+    pub fn update_thing_group(
+        &mut self,
+        name: &str,
+        description: Option<Option<&str>>,
+        attributes: &[(&str, Option<&str>)],
+    ) -> Result<u64> {
+        let mut group = self
+            .groups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found("thing group", name))?;
+        if let Some(d) = description {
+            group.description = d.map(Into::into);
+        }
+        for (k, v) in attributes {
+            check_attribute_name(k)?;
+            match v {
+                Some(v) => {
+                    check_attribute_value(v)?;
+                    group.attributes.insert((*k).into(), (*v).into());
+                }
+                None => {
+                    group.attributes.remove(*k);
+                }
+            }
+        }
+        self.check_group_attributes(&group)?;
+        group.version += 1;
+        let version = group.version;
+        self.batch(|r| r.set(Key::Group(name.into()), Some(Value::Group(group))))?;
+        Ok(version)
+    }
+
+    fn check_group_attributes(&self, group: &ThingGroup) -> Result<()> {
+        let limit = self.limits.max_attributes_with_type;
+        if group.attributes.len() > limit {
+            return Err(Error::LimitExceeded {
+                what: "attributes on a thing group",
+                limit,
+            });
+        }
+        Ok(())
     }
 
     // ------------------------------------------------------------------------------------------

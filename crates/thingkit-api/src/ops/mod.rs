@@ -121,3 +121,207 @@ pub(crate) fn authorization(
     };
     (action, resource)
 }
+
+// ----------------------------------------------------------------------------------------------
+// Shared by the registry operations: pagination, IDs, attribute payloads, registry refusals.
+
+/// What a page token starts with once decoded, so a token that is not one of ours (a random
+/// base64 string, a token of another service) is refused rather than read as a key.
+const TOKEN_MARK: &str = "tk1:";
+
+/// One page of `sorted` (ascending by key, keys unique): the items after the key `token`
+/// names, at most `size` of them, and the token of the next page if more remain.
+///
+/// The token is opaque to clients: base64url of a mark and the last key returned. Resuming
+/// after a key rather than at an offset keeps paging stable when items are created or deleted
+/// between calls (none is returned twice, none that existed throughout is skipped). A token
+/// that does not decode is `InvalidRequestException`, as AWS answers.
+pub(crate) fn page<T>(
+    sorted: impl Iterator<Item = (String, T)>,
+    token: Option<&str>,
+    size: usize,
+) -> ApiResult<(Vec<T>, Option<String>)> {
+    use base64::Engine as _;
+    let after = match token {
+        None => None,
+        Some(t) => {
+            let bad = || crate::error::ApiError::invalid_request("The nextToken is not valid.");
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .map_err(|_| bad())?;
+            let text = String::from_utf8(bytes).map_err(|_| bad())?;
+            let key = text.strip_prefix(TOKEN_MARK).ok_or_else(bad)?.to_string();
+            Some(key)
+        }
+    };
+    let size = size.max(1);
+    let mut items = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for (key, item) in sorted {
+        if after.as_deref().is_some_and(|a| key.as_str() <= a) {
+            continue;
+        }
+        if items.len() == size {
+            more = true;
+            break;
+        }
+        items.push(item);
+        last = Some(key);
+    }
+    let next = match (more, last) {
+        (true, Some(key)) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{TOKEN_MARK}{key}")),
+        ),
+        _ => None,
+    };
+    Ok((items, next))
+}
+
+/// A resource ID in AWS's UUID shape, derived from what identifies the resource: `kind`,
+/// its name and when it was created. The registry stores no IDs; deriving them keeps them
+/// stable across restarts and equal on every replica, and a resource deleted and created again
+/// (at another second) gets a new one, as in AWS. A thing has no creation time in the
+/// registry, so a thing created again under the same name has the same ID (AWS would issue a
+/// new one).
+pub(crate) fn resource_id(kind: &str, name: &str, created: i64) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{kind}\0{name}\0{created}").as_bytes(),
+    );
+    let mut b = [0u8; 16];
+    for (dst, src) in b.iter_mut().zip(digest.as_ref()) {
+        *dst = *src;
+    }
+    // A version 4 / RFC 9562 variant UUID, as AWS's IDs are.
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        h.get(0..8).unwrap_or_default(),
+        h.get(8..12).unwrap_or_default(),
+        h.get(12..16).unwrap_or_default(),
+        h.get(16..20).unwrap_or_default(),
+        h.get(20..32).unwrap_or_default()
+    )
+}
+
+/// The `attributes` of an `AttributePayload` JSON object, in order (the model validated the
+/// names and values are strings).
+pub(crate) fn payload_attributes(payload: Option<&Value>) -> Vec<(String, String)> {
+    payload
+        .and_then(|p| p.get("attributes"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The attribute changes an `AttributePayload` asks of a resource whose attributes are
+/// `current`, in the registry's merge form (`None` removes one). AWS: with `merge` true the
+/// payload is merged and an attribute whose value is `""` is removed; without it the payload
+/// replaces every attribute. An empty value is never stored by an update either way. No
+/// payload, or one without `attributes`, changes nothing.
+pub(crate) fn attribute_changes<'a>(
+    payload: Option<&Value>,
+    current: impl Iterator<Item = &'a str>,
+) -> Vec<(String, Option<String>)> {
+    let Some(attributes) = payload
+        .and_then(|p| p.get("attributes"))
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    let merge = payload
+        .and_then(|p| p.get("merge"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut changes: Vec<(String, Option<String>)> = Vec::new();
+    if !merge {
+        changes.extend(
+            current
+                .filter(|k| !attributes.contains_key(*k))
+                .map(|k| (k.to_string(), None)),
+        );
+    }
+    for (k, v) in attributes {
+        let v = v.as_str().unwrap_or_default();
+        changes.push((k.clone(), (!v.is_empty()).then(|| v.to_string())));
+    }
+    changes
+}
+
+/// A registry refusal as the thing, thing type and thing group operations answer it: AWS
+/// models no `DeleteConflictException` or `LimitExceededException` for them, and refuses a
+/// state conflict (a deprecated type, principals still attached) or a registry limit with
+/// `InvalidRequestException`.
+pub(crate) fn registry_refusal(e: thingkit_provision::Error) -> crate::error::ApiError {
+    match e {
+        thingkit_provision::Error::Conflict { .. }
+        | thingkit_provision::Error::LimitExceeded { .. } => {
+            crate::error::ApiError::invalid_request(e.to_string())
+        }
+        other => other.into(),
+    }
+}
+
+/// `expectedVersion` against the resource's version: `VersionConflictException` when given and
+/// different.
+pub(crate) fn check_version(input: &Input, kind: &str, name: &str, version: u64) -> ApiResult<()> {
+    match input.int("expectedVersion") {
+        Some(expected) if u64::try_from(expected).ok() != Some(version) => {
+            Err(crate::error::ApiError::version_conflict(format!(
+                "The version for {kind} {name} does not match the expected version."
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The name a request gives by name or by ARN (`thingName` / `thingArn`): either names the
+/// resource; both must agree; an ARN must be one of this account's `kind/` ARNs.
+pub(crate) fn name_or_arn<S: RegistryStore>(
+    ctx: &Ctx<'_, S>,
+    input: &Input,
+    name_member: &str,
+    arn_member: &str,
+    kind: &str,
+) -> ApiResult<String> {
+    let by_arn = match input.str(arn_member) {
+        Some(arn) => {
+            let prefix = ctx.arn(&format!("{kind}/"));
+            let name = arn
+                .strip_prefix(prefix.as_str())
+                .filter(|n| !n.is_empty() && !n.contains('/'))
+                .ok_or_else(|| {
+                    crate::error::ApiError::invalid_request(format!(
+                        "{arn_member} {arn} is not a {kind} ARN of this account"
+                    ))
+                })?;
+            Some(name.to_string())
+        }
+        None => None,
+    };
+    match (input.str(name_member), by_arn) {
+        (Some(n), Some(a)) if n != a => Err(crate::error::ApiError::invalid_request(format!(
+            "{name_member} and {arn_member} name different resources"
+        ))),
+        (Some(n), _) => Ok(n.to_string()),
+        (None, Some(a)) => Ok(a),
+        (None, None) => Err(crate::error::ApiError::invalid_request(format!(
+            "Either {name_member} or {arn_member} must be given"
+        ))),
+    }
+}
+
+/// Adds `nextToken` to a list answer when there is a next page.
+pub(crate) fn with_token(mut out: Value, next: Option<String>) -> Value {
+    if let (Some(token), Some(obj)) = (next, out.as_object_mut()) {
+        obj.insert("nextToken".into(), Value::String(token));
+    }
+    out
+}

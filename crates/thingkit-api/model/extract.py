@@ -32,7 +32,7 @@ CreateProvisioningTemplate DescribeProvisioningTemplate ListProvisioningTemplate
 UpdateProvisioningTemplate DeleteProvisioningTemplate
 DescribeEndpoint""".split()
 
-DATA = ["Publish"]
+DATA = ["Publish", "GetThingShadow", "UpdateThingShadow", "DeleteThingShadow", "ListNamedShadowsForThing"]
 
 
 def load(service):

@@ -84,5 +84,5 @@ pub use error::{ApiError, ApiResult};
 pub use model::{Input, Model, Service};
 pub use service::{
     ApiLimits, ApiRequest, ApiResponse, AuditRecord, Caller, ControlPlane, Ctx, DataProperties,
-    DataPublish, Endpoints, Publisher,
+    DataPublish, Endpoints, Publisher, ShadowBackend,
 };

@@ -54,8 +54,10 @@ pub struct Operation {
     /// The success status (`responseCode`, default 200).
     pub status: u16,
     segments: Vec<Segment>,
-    /// Literal query parameters of the request URI (`?setAsActive` style).
+    /// The input shape's name.
     input: Option<String>,
+    /// The output shape's name.
+    output: Option<String>,
     /// The shape names of the service this operation's shapes live in.
     shapes: Service,
 }
@@ -197,6 +199,11 @@ impl Model {
                         .and_then(|i| i.get("shape"))
                         .and_then(Value::as_str)
                         .map(str::to_string),
+                    output: op
+                        .get("output")
+                        .and_then(|i| i.get("shape"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     shapes: service,
                 });
             }
@@ -297,6 +304,26 @@ impl Model {
             ),
             false => ApiError::unknown_operation(format!("no operation at {method} {raw_path}")),
         })
+    }
+
+    /// Whether `op`'s output is a blob payload (the body is the document itself, not a JSON
+    /// object of members): its handler returns the body as a JSON string.
+    pub fn raw_output(&self, op: &Operation) -> bool {
+        let Some(shape) = op.output.as_ref().and_then(|s| self.shape(op.shapes, s)) else {
+            return false;
+        };
+        let Some(member) = shape.get("payload").and_then(Value::as_str) else {
+            return false;
+        };
+        shape
+            .get("members")
+            .and_then(|m| m.get(member))
+            .and_then(|m| m.get("shape"))
+            .and_then(Value::as_str)
+            .and_then(|t| self.shape(op.shapes, t))
+            .and_then(|t| t.get("type"))
+            .and_then(Value::as_str)
+            == Some("blob")
     }
 
     fn shape(&self, service: Service, name: &str) -> Option<&Value> {

@@ -124,6 +124,28 @@ pub trait Publisher: Send + Sync {
     fn publish(&self, message: DataPublish) -> ApiResult<()>;
 }
 
+/// The device shadow service, for the `iot-data` shadow operations over HTTPS (the server
+/// implements it on the broker's shadow service, so both share one engine and store).
+pub trait ShadowBackend: Send + Sync {
+    /// Handles one request as if published to `topic` (`$aws/things/T/shadow[/name/N]/get`,
+    /// `/update` or `/delete`) at `now_unix_secs`: the messages the shadow service publishes,
+    /// in order (`(topic, payload)`; the `/accepted` or `/rejected` answer among them), after
+    /// any change is stored. `None` when `topic` is not a valid shadow request topic.
+    fn request(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        now_unix_secs: u64,
+    ) -> Option<Vec<(String, Vec<u8>)>>;
+
+    /// The names of `thing`'s named shadows, sorted.
+    ///
+    /// # Errors
+    ///
+    /// The store failed; the message says how.
+    fn list_named(&self, thing: &str) -> Result<Vec<String>, String>;
+}
+
 /// Hostnames `DescribeEndpoint` answers.
 #[derive(Clone, Debug, Default)]
 pub struct Endpoints {
@@ -176,6 +198,8 @@ pub struct ControlPlane<S: RegistryStore> {
     pub fleet: Option<Arc<Mutex<FleetProvisioning>>>,
     /// Where `Publish` goes.
     pub publisher: Option<Arc<dyn Publisher>>,
+    /// The device shadows `GetThingShadow` and its siblings read and write.
+    pub shadows: Option<Arc<dyn ShadowBackend>>,
     /// Limits.
     pub limits: ApiLimits,
     next_request: std::sync::atomic::AtomicU64,
@@ -258,6 +282,7 @@ impl<S: RegistryStore> ControlPlane<S> {
             templates: None,
             fleet: None,
             publisher: None,
+            shadows: None,
             limits: ApiLimits::default(),
             next_request: std::sync::atomic::AtomicU64::new(1),
         }
@@ -292,6 +317,12 @@ impl<S: RegistryStore> ControlPlane<S> {
         self
     }
 
+    /// Sets the device shadow service of the `iot-data` shadow operations.
+    pub fn with_shadows(mut self, shadows: Option<Arc<dyn ShadowBackend>>) -> Self {
+        self.shadows = shadows;
+        self
+    }
+
     /// Sets the limits.
     pub fn with_limits(mut self, limits: ApiLimits) -> Self {
         self.limits = limits;
@@ -321,7 +352,7 @@ impl<S: RegistryStore> ControlPlane<S> {
         let result = self.answer(request, now, &mut audit);
         let (status, body, error) = match result {
             Ok((status, body)) => (status, body, None),
-            Err(e) => (e.status, e.body(), Some(e.code)),
+            Err(e) => (e.status, Some(e.body()), Some(e.code)),
         };
         let mut headers = vec![
             ("content-type", "application/json".to_string()),
@@ -332,7 +363,12 @@ impl<S: RegistryStore> ControlPlane<S> {
         }
         audit.status = status;
         audit.error = error.map(str::to_string);
-        let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        let body = match body {
+            // A blob payload output (a shadow document): the body as it is.
+            None => Vec::new(),
+            Some(Value::String(raw)) if error.is_none() => raw.into_bytes(),
+            Some(v) => serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec()),
+        };
         (
             ApiResponse {
                 status,
@@ -348,7 +384,7 @@ impl<S: RegistryStore> ControlPlane<S> {
         request: &ApiRequest,
         now: SystemTime,
         audit: &mut AuditRecord,
-    ) -> ApiResult<(u16, Value)> {
+    ) -> ApiResult<(u16, Option<Value>)> {
         if request.body.len() > self.limits.max_body_len {
             return Err(ApiError::too_large(format!(
                 "the body is {} bytes, more than the limit of {}",
@@ -416,7 +452,13 @@ impl<S: RegistryStore> ControlPlane<S> {
             headers: &request.headers,
         };
         let output = handler(&ctx, &input)?;
-        Ok((op.status, output))
+        if !self.model.raw_output(op) && output.is_string() {
+            return Err(ApiError::internal(format!(
+                "{}: a raw body for a JSON output",
+                op.name
+            )));
+        }
+        Ok((op.status, Some(output)))
     }
 
     /// Runs `operation` with `input`, skipping signature and identity checks: the in-process

@@ -17,6 +17,7 @@ mod certificates;
 mod data;
 mod endpoint;
 mod policies;
+mod shadows;
 mod templates;
 mod thing_groups;
 mod thing_types;
@@ -38,6 +39,7 @@ pub(crate) fn handlers<S: RegistryStore>() -> Vec<(&'static str, Handler<S>)> {
     all.extend(templates::handlers::<S>());
     all.extend(endpoint::handlers::<S>());
     all.extend(data::handlers::<S>());
+    all.extend(shadows::handlers::<S>());
     all
 }
 
@@ -55,7 +57,8 @@ pub(crate) fn authorization(
         None => "*".to_string(),
     };
     let resource = match (service, op) {
-        (Service::IotData, _) => named("topic", "topic"),
+        (Service::IotData, "Publish") => named("topic", "topic"),
+        (Service::IotData, _) => named("thing", "thingName"),
         (
             _,
             "CreateThing"
@@ -115,10 +118,9 @@ pub(crate) fn authorization(
         ) => named("provisioningtemplate", "templateName"),
         _ => "*".to_string(),
     };
-    let action = match service {
-        Service::IotData => "iot:Publish".to_string(),
-        Service::Iot => format!("iot:{op}"),
-    };
+    // `iot:Publish`, `iot:GetThingShadow`, ...: the data-plane actions are named after their
+    // operations too.
+    let action = format!("iot:{op}");
     (action, resource)
 }
 

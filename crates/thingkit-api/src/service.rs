@@ -274,12 +274,21 @@ impl<S: RegistryStore> ControlPlane<S> {
         self
     }
 
-    /// Sets the provisioning-template store and the live fleet-provisioning service.
+    /// Sets the provisioning-template store and the live fleet-provisioning service, and adds
+    /// the store's enabled fleet-provisioning templates to the service
+    /// ([`TemplateStore::install`]; a stored template whose body no longer parses stays
+    /// unserved, as `DescribeProvisioningTemplate` still shows it).
     pub fn with_templates(
         mut self,
         templates: Option<Arc<TemplateStore>>,
         fleet: Option<Arc<Mutex<FleetProvisioning>>>,
     ) -> Self {
+        if let (Some(store), Some(fleet)) = (&templates, &fleet) {
+            let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
+            // Skipped templates are reported by `install` for callers that want them; here
+            // they simply stay unserved.
+            let _skipped = store.install(&mut fleet);
+        }
         self.templates = templates;
         self.fleet = fleet;
         self
@@ -388,7 +397,13 @@ impl<S: RegistryStore> ControlPlane<S> {
         // 3. May they: `iot:<Operation>` on its resource, by the key's identity policy.
         let (action, resource) = crate::ops::authorization(&op.name, op.service, &input, &self.arn);
         audit.resource = Some(resource.clone());
-        crate::identity::authorize(&self.keys, &caller.access_key_id, &action, &resource, &self.arn)?;
+        crate::identity::authorize(
+            &self.keys,
+            &caller.access_key_id,
+            &action,
+            &resource,
+            &self.arn,
+        )?;
         // 4. Do it.
         let handler = self
             .handlers
@@ -465,7 +480,10 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
         .unwrap_or(0);
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 

@@ -16,6 +16,7 @@ mod ca_certificates;
 mod certificates;
 mod data;
 mod endpoint;
+mod paging;
 mod policies;
 mod templates;
 mod thing_groups;
@@ -58,37 +59,59 @@ pub(crate) fn authorization(
         (Service::IotData, _) => named("topic", "topic"),
         (
             _,
-            "CreateThing" | "DescribeThing" | "UpdateThing" | "DeleteThing" | "ListThingPrincipals"
-            | "AttachThingPrincipal" | "DetachThingPrincipal" | "ListThingGroupsForThing",
+            "CreateThing"
+            | "DescribeThing"
+            | "UpdateThing"
+            | "DeleteThing"
+            | "ListThingPrincipals"
+            | "AttachThingPrincipal"
+            | "DetachThingPrincipal"
+            | "ListThingGroupsForThing",
         ) => named("thing", "thingName"),
+        (_, "CreateThingType" | "DescribeThingType" | "DeprecateThingType" | "DeleteThingType") => {
+            named("thingtype", "thingTypeName")
+        }
         (
             _,
-            "CreateThingType" | "DescribeThingType" | "DeprecateThingType" | "DeleteThingType",
-        ) => named("thingtype", "thingTypeName"),
-        (
-            _,
-            "CreateThingGroup" | "DescribeThingGroup" | "UpdateThingGroup" | "DeleteThingGroup"
-            | "AddThingToThingGroup" | "RemoveThingFromThingGroup" | "ListThingsInThingGroup",
+            "CreateThingGroup"
+            | "DescribeThingGroup"
+            | "UpdateThingGroup"
+            | "DeleteThingGroup"
+            | "AddThingToThingGroup"
+            | "RemoveThingFromThingGroup"
+            | "ListThingsInThingGroup",
         ) => named("thinggroup", "thingGroupName"),
         (_, "DescribeCertificate" | "UpdateCertificate" | "DeleteCertificate") => {
             named("cert", "certificateId")
         }
+        // The model names the CA's ID `certificateId` in these three and `caCertificateId` in
+        // ListCertificatesByCA.
+        (_, "DescribeCACertificate" | "UpdateCACertificate" | "DeleteCACertificate") => {
+            named("cacert", "certificateId")
+        }
+        (_, "ListCertificatesByCA") => named("cacert", "caCertificateId"),
         (
             _,
-            "DescribeCACertificate" | "UpdateCACertificate" | "DeleteCACertificate"
-            | "ListCertificatesByCA",
-        ) => named("cacert", "caCertificateId"),
-        (
-            _,
-            "CreatePolicy" | "GetPolicy" | "DeletePolicy" | "CreatePolicyVersion"
-            | "GetPolicyVersion" | "ListPolicyVersions" | "SetDefaultPolicyVersion"
-            | "DeletePolicyVersion" | "AttachPolicy" | "DetachPolicy" | "AttachPrincipalPolicy"
-            | "DetachPrincipalPolicy" | "ListTargetsForPolicy",
+            "CreatePolicy"
+            | "GetPolicy"
+            | "DeletePolicy"
+            | "CreatePolicyVersion"
+            | "GetPolicyVersion"
+            | "ListPolicyVersions"
+            | "SetDefaultPolicyVersion"
+            | "DeletePolicyVersion"
+            | "AttachPolicy"
+            | "DetachPolicy"
+            | "AttachPrincipalPolicy"
+            | "DetachPrincipalPolicy"
+            | "ListTargetsForPolicy",
         ) => named("policy", "policyName"),
         (
             _,
-            "CreateProvisioningTemplate" | "DescribeProvisioningTemplate"
-            | "UpdateProvisioningTemplate" | "DeleteProvisioningTemplate",
+            "CreateProvisioningTemplate"
+            | "DescribeProvisioningTemplate"
+            | "UpdateProvisioningTemplate"
+            | "DeleteProvisioningTemplate",
         ) => named("provisioningtemplate", "templateName"),
         _ => "*".to_string(),
     };

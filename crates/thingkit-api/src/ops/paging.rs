@@ -1,0 +1,83 @@
+//! Pagination of list operations. AWS's `marker`/`nextMarker` and `nextToken` are opaque to
+//! clients; thingkit's are the sort key of the last item returned, so a page continues after
+//! it even when items were added or deleted in between (nothing is skipped or repeated that
+//! existed throughout).
+
+use crate::model::Input;
+use crate::service::Ctx;
+use thingkit_provision::RegistryStore;
+
+/// `pageSize` (marker-paginated operations), or the default page size.
+pub(crate) fn page_size<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> usize {
+    input
+        .int("pageSize")
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(ctx.plane.limits.default_page_size)
+}
+
+/// The page of `items` (sort key, item) that follows `marker`, in ascending key order or
+/// descending, at most `size` long, and the marker of the next page if there is one.
+pub(crate) fn page<T>(
+    mut items: Vec<(String, T)>,
+    marker: Option<&str>,
+    size: usize,
+    descending: bool,
+) -> (Vec<T>, Option<String>) {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    if descending {
+        items.reverse();
+    }
+    let start = match marker {
+        None | Some("") => 0,
+        Some(m) => items
+            .iter()
+            .position(|(k, _)| {
+                if descending {
+                    k.as_str() < m
+                } else {
+                    k.as_str() > m
+                }
+            })
+            .unwrap_or(items.len()),
+    };
+    let mut rest = items.into_iter().skip(start);
+    let taken: Vec<(String, T)> = rest.by_ref().take(size.max(1)).collect();
+    let next = match rest.next() {
+        Some(_) => taken.last().map(|(k, _)| k.clone()),
+        None => None,
+    };
+    (taken.into_iter().map(|(_, v)| v).collect(), next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page;
+
+    fn keys(n: usize) -> Vec<(String, usize)> {
+        (0..n).map(|i| (format!("k{i:02}"), i)).collect()
+    }
+
+    #[test]
+    fn pages_follow_the_marker_until_the_end() {
+        let (first, next) = page(keys(5), None, 2, false);
+        assert_eq!(first, vec![0, 1]);
+        let (second, next) = page(keys(5), next.as_deref(), 2, false);
+        assert_eq!(second, vec![2, 3]);
+        let (third, next) = page(keys(5), next.as_deref(), 2, false);
+        assert_eq!((third, next), (vec![4], None));
+    }
+
+    #[test]
+    fn descending_pages_run_backwards_from_the_marker() {
+        let (first, next) = page(keys(3), None, 2, true);
+        assert_eq!(first, vec![2, 1]);
+        let (second, next) = page(keys(3), next.as_deref(), 2, true);
+        assert_eq!((second, next), (vec![0], None));
+    }
+
+    #[test]
+    fn a_marker_past_every_key_gives_an_empty_page() {
+        assert_eq!(page(keys(3), Some("z"), 2, false), (vec![], None));
+    }
+}

@@ -231,7 +231,7 @@ fn list_attached_policies<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> 
         input.str("marker"),
         page_size(ctx, input),
         false,
-    );
+    )?;
     Ok(with_next(
         json!({ "policies": policies }),
         "nextMarker",
@@ -253,7 +253,7 @@ fn list_targets_for_policy<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) ->
             (arn.clone(), arn)
         })
         .collect();
-    let (targets, next) = page(items, input.str("marker"), page_size(ctx, input), false);
+    let (targets, next) = page(items, input.str("marker"), page_size(ctx, input), false)?;
     Ok(with_next(json!({ "targets": targets }), "nextMarker", next))
 }
 
@@ -270,7 +270,7 @@ fn list_principal_policies<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) ->
         input.str("marker"),
         page_size(ctx, input),
         descending,
-    );
+    )?;
     Ok(with_next(
         json!({ "policies": policies }),
         "nextMarker",
@@ -342,7 +342,7 @@ fn list_thing_principals<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> A
             (arn.clone(), arn)
         })
         .collect();
-    let (principals, next) = page(items, input.str("nextToken"), ctx.page_size(input), false);
+    let (principals, next) = page(items, input.str("nextToken"), ctx.page_size(input), false)?;
     Ok(with_next(
         json!({ "principals": principals }),
         "nextToken",
@@ -359,7 +359,7 @@ fn list_principal_things<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> A
         .iter()
         .map(|a| (a.thing.to_string(), a.thing.to_string()))
         .collect();
-    let (things, next) = page(items, input.str("nextToken"), ctx.page_size(input), false);
+    let (things, next) = page(items, input.str("nextToken"), ctx.page_size(input), false)?;
     Ok(with_next(json!({ "things": things }), "nextToken", next))
 }
 

@@ -130,7 +130,7 @@ fn list_ca_certificates<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> Ap
         input.str("marker"),
         page_size(ctx, input),
         descending,
-    );
+    )?;
     let mut out = json!({ "certificates": certificates });
     if let (Some(next), Some(o)) = (next, out.as_object_mut()) {
         o.insert("nextMarker".into(), next.into());

@@ -299,7 +299,7 @@ fn list<S: RegistryStore>(
         input.str("marker"),
         page_size(ctx, input),
         descending,
-    );
+    )?;
     let mut out = json!({ "certificates": certificates });
     if let (Some(next), Some(o)) = (next, out.as_object_mut()) {
         o.insert("nextMarker".into(), next.into());

@@ -109,7 +109,7 @@ fn list_policies<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult
         input.str("marker"),
         page_size(ctx, input),
         descending,
-    );
+    )?;
     let mut out = json!({ "policies": policies });
     if let (Some(next), Some(o)) = (next, out.as_object_mut()) {
         o.insert("nextMarker".into(), next.into());

@@ -196,7 +196,7 @@ fn list_provisioning_templates<S: RegistryStore>(
             (t.name, item)
         })
         .collect();
-    let (templates, next) = page(items, input.str("nextToken"), ctx.page_size(input), false);
+    let (templates, next) = page(items, input.str("nextToken"), ctx.page_size(input), false)?;
     let mut out = json!({ "templates": templates });
     if let (Some(next), Some(o)) = (next, out.as_object_mut()) {
         o.insert("nextToken".into(), next.into());

@@ -300,12 +300,21 @@ impl<S: RegistryStore> ControlPlane<S> {
         self
     }
 
-    /// Sets the provisioning-template store and the live fleet-provisioning service.
+    /// Sets the provisioning-template store and the live fleet-provisioning service, and adds
+    /// the store's enabled fleet-provisioning templates to the service
+    /// ([`TemplateStore::install`]; a stored template whose body no longer parses stays
+    /// unserved, as `DescribeProvisioningTemplate` still shows it).
     pub fn with_templates(
         mut self,
         templates: Option<Arc<TemplateStore>>,
         fleet: Option<Arc<Mutex<FleetProvisioning>>>,
     ) -> Self {
+        if let (Some(store), Some(fleet)) = (&templates, &fleet) {
+            let mut fleet = fleet.lock().unwrap_or_else(|p| p.into_inner());
+            // Skipped templates are reported by `install` for callers that want them; here
+            // they simply stay unserved.
+            let _skipped = store.install(&mut fleet);
+        }
         self.templates = templates;
         self.fleet = fleet;
         self

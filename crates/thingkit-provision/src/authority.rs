@@ -244,6 +244,9 @@ pub struct KeysAndCertificate {
     pub certificate: IssuedCertificate,
     /// The private key, PKCS #8 PEM (`PRIVATE KEY`).
     pub private_key_pem: String,
+    /// The public key, SubjectPublicKeyInfo PEM (`PUBLIC KEY`), as AWS
+    /// `CreateKeysAndCertificate` returns it beside the private key.
+    pub public_key_pem: String,
 }
 
 impl std::fmt::Debug for KeysAndCertificate {
@@ -443,6 +446,7 @@ impl CertificateAuthority {
         Ok(KeysAndCertificate {
             certificate,
             private_key_pem: key.serialize_pem(),
+            public_key_pem: key.public_key_pem(),
         })
     }
 
@@ -474,6 +478,7 @@ impl CertificateAuthority {
         Ok(KeysAndCertificate {
             certificate: issued(cert.der(), &params)?,
             private_key_pem: key.serialize_pem(),
+            public_key_pem: key.public_key_pem(),
         })
     }
 

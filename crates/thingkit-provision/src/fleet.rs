@@ -743,6 +743,18 @@ impl FleetProvisioning {
         Ok(())
     }
 
+    /// Removes a template (deleted or disabled through the API): `RegisterThing` requests that
+    /// name it are refused from now on. Ownership tokens already issued stay valid until they
+    /// expire; they are not bound to a template. Returns whether it was there.
+    pub fn remove_template(&mut self, name: &str) -> bool {
+        self.templates.remove(name).is_some()
+    }
+
+    /// Whether a template of this name is in service.
+    pub fn has_template(&self, name: &str) -> bool {
+        self.templates.contains_key(name)
+    }
+
     /// The number of ownership tokens outstanding.
     pub fn pending_tokens(&self) -> usize {
         self.tokens.len()

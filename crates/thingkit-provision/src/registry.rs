@@ -212,6 +212,13 @@ pub struct Certificate {
     /// Policies attached to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<Box<str>>,
+    /// When it was registered, Unix seconds (0 in records written before this was kept).
+    #[serde(default)]
+    pub created_at: i64,
+    /// When its status last changed (or it was registered), Unix seconds (0 in records written
+    /// before this was kept).
+    #[serde(default)]
+    pub modified_at: i64,
 }
 
 /// A registered CA certificate.
@@ -225,6 +232,14 @@ pub struct CaCertificate {
     /// The CA certificate's DER.
     #[serde(with = "der_as_pem")]
     pub der: Arc<[u8]>,
+    /// When it was registered, Unix seconds (0 when unknown: registered through
+    /// [`Registry::register_ca_certificate`], which takes no time, or before this was kept).
+    #[serde(default)]
+    pub created_at: i64,
+    /// When its status or auto-registration flag last changed through
+    /// [`Registry::update_ca_certificate_at`] (else its creation time), Unix seconds.
+    #[serde(default)]
+    pub modified_at: i64,
 }
 
 mod hex_bytes {
@@ -1328,6 +1343,28 @@ impl<S: RegistryStore> Registry<S> {
         status: CaStatus,
         auto_registration: bool,
     ) -> Result<CertificateId> {
+        self.register_ca(certificate, status, auto_registration, 0)
+    }
+
+    /// [`Registry::register_ca_certificate`], recording `now` as its creation time (what
+    /// `DescribeCACertificate` reports).
+    pub fn register_ca_certificate_at(
+        &mut self,
+        certificate: &[u8],
+        status: CaStatus,
+        auto_registration: bool,
+        now: SystemTime,
+    ) -> Result<CertificateId> {
+        self.register_ca(certificate, status, auto_registration, unix_seconds(now))
+    }
+
+    fn register_ca(
+        &mut self,
+        certificate: &[u8],
+        status: CaStatus,
+        auto_registration: bool,
+        created_at: i64,
+    ) -> Result<CertificateId> {
         let der = self.certificate_der_input(certificate)?;
         let (_, cert) = parse_certificate(&der)?;
         let is_ca = cert
@@ -1348,6 +1385,8 @@ impl<S: RegistryStore> Registry<S> {
             status,
             auto_registration,
             der: der.into(),
+            created_at,
+            modified_at: created_at,
         };
         self.batch(|r| r.set(Key::Ca(id), Some(Value::Ca(value))))?;
         Ok(id)
@@ -1361,6 +1400,27 @@ impl<S: RegistryStore> Registry<S> {
         status: CaStatus,
         auto_registration: bool,
     ) -> Result<()> {
+        self.update_ca(id, status, auto_registration, None)
+    }
+
+    /// [`Registry::update_ca_certificate`], recording `now` as its last modification time.
+    pub fn update_ca_certificate_at(
+        &mut self,
+        id: &CertificateId,
+        status: CaStatus,
+        auto_registration: bool,
+        now: SystemTime,
+    ) -> Result<()> {
+        self.update_ca(id, status, auto_registration, Some(unix_seconds(now)))
+    }
+
+    fn update_ca(
+        &mut self,
+        id: &CertificateId,
+        status: CaStatus,
+        auto_registration: bool,
+        now: Option<i64>,
+    ) -> Result<()> {
         let mut ca = self
             .cas
             .get(id)
@@ -1369,6 +1429,9 @@ impl<S: RegistryStore> Registry<S> {
         let deactivated = ca.status == CaStatus::Active && status == CaStatus::Inactive;
         ca.status = status;
         ca.auto_registration = auto_registration;
+        if let Some(now) = now {
+            ca.modified_at = now;
+        }
         self.batch(|r| {
             r.set(Key::Ca(*id), Some(Value::Ca(ca)))?;
             if deactivated {
@@ -1412,6 +1475,15 @@ impl<S: RegistryStore> Registry<S> {
     /// Every registered CA certificate.
     pub fn ca_certificates(&self) -> impl Iterator<Item = (&CertificateId, &CaCertificate)> {
         self.cas.iter()
+    }
+
+    /// A registered CA certificate's validity (`notBefore`, `notAfter`) in Unix seconds.
+    pub fn ca_certificate_validity(&self, id: &CertificateId) -> Result<(i64, i64)> {
+        let ca = self
+            .cas
+            .get(id)
+            .ok_or_else(|| not_found("CA certificate", &id.to_string()))?;
+        validity_of(&ca.der)
     }
 
     // ------------------------------------------------------------------------------------------
@@ -1547,6 +1619,8 @@ impl<S: RegistryStore> Registry<S> {
             revoked_at: (status == CertificateStatus::Revoked).then_some(now),
             things: Vec::new(),
             policies: Vec::new(),
+            created_at: now,
+            modified_at: now,
         };
         self.batch(|r| {
             if let Some(txn) = r.txn.as_mut() {
@@ -1565,6 +1639,31 @@ impl<S: RegistryStore> Registry<S> {
     /// The number of registered certificates.
     pub fn certificate_count(&self) -> usize {
         self.certificates.len()
+    }
+
+    /// Every registered certificate, in no particular order.
+    pub fn certificates(&self) -> impl Iterator<Item = (&CertificateId, &Certificate)> {
+        self.certificates.iter()
+    }
+
+    /// The registered CA whose key signed `certificate` (PEM or DER), if any, whatever its
+    /// status: what [`Registry::register_certificate`] would register it under.
+    pub fn issuing_ca(&self, certificate: &[u8]) -> Result<Option<CertificateId>> {
+        let der = self.certificate_der_input(certificate)?;
+        self.find_issuing_ca(&der)
+    }
+
+    /// A registered certificate's validity (`notBefore`, `notAfter`) in Unix seconds, read
+    /// from its DER in the store.
+    pub fn certificate_validity(&self, id: &CertificateId) -> Result<(i64, i64)> {
+        if !self.certificates.contains_key(id) {
+            return Err(not_found("certificate", &id.to_string()));
+        }
+        let bytes = self
+            .store
+            .get(&Key::Cert(*id).encode())?
+            .ok_or_else(|| Error::store(format!("certificate {id} is missing from the store")))?;
+        validity_of(split_certificate_record(&bytes).1)
     }
 
     /// A registered certificate's PEM, read from the store.
@@ -1605,8 +1704,9 @@ impl<S: RegistryStore> Registry<S> {
         self.transition(id, status, Some(unix_seconds(now)))
     }
 
-    /// Moves a certificate to `status`. `revoked_at` (Unix seconds) is recorded when `status` is
-    /// REVOKED; only [`Registry::update_certificate`] can revoke, and it always passes it.
+    /// Moves a certificate to `status`. `revoked_at` (Unix seconds, the time of the change) is
+    /// recorded when `status` is REVOKED, and as the modification time whenever it is given;
+    /// only [`Registry::update_certificate`] can revoke, and it always passes it.
     fn transition(
         &mut self,
         id: &CertificateId,
@@ -1625,6 +1725,9 @@ impl<S: RegistryStore> Registry<S> {
         cert.status = status;
         if status == CertificateStatus::Revoked {
             cert.revoked_at = revoked_at.or(cert.revoked_at);
+        }
+        if let Some(at) = revoked_at {
+            cert.modified_at = at;
         }
         self.batch(|r| {
             r.set(Key::Cert(*id), Some(Value::Cert(cert)))?;
@@ -1722,6 +1825,35 @@ impl<S: RegistryStore> Registry<S> {
                 "detach every policy and thing from the certificate before deleting it",
             ));
         }
+        self.batch(|r| r.set(Key::Cert(*id), None))
+    }
+
+    /// Deletes a certificate with its policy attachments (AWS `DeleteCertificate` with
+    /// `forceDelete`): it must not be ACTIVE or PENDING_TRANSFER and no thing may be attached;
+    /// the policies attached to it are detached in the same commit.
+    pub fn force_delete_certificate(&mut self, id: &CertificateId) -> Result<()> {
+        let cert = self
+            .certificates
+            .get(id)
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+        if !cert.status.deletable() {
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                format!(
+                    "a certificate in status {} cannot be deleted; make it INACTIVE first",
+                    cert.status
+                ),
+            ));
+        }
+        if !cert.things.is_empty() {
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                "detach every thing from the certificate before deleting it",
+            ));
+        }
+        // The record goes with its policy list: `apply` drops the policies' target counts.
         self.batch(|r| r.set(Key::Cert(*id), None))
     }
 
@@ -1891,6 +2023,42 @@ impl<S: RegistryStore> Registry<S> {
     /// A policy.
     pub fn policy(&self, name: &str) -> Option<&StoredPolicy> {
         self.policies.get(name)
+    }
+
+    /// Every policy, in no particular order.
+    pub fn policies(&self) -> impl Iterator<Item = &StoredPolicy> {
+        self.policies.values()
+    }
+
+    /// What a policy is attached to: certificates (by ID), then thing groups (by name), each
+    /// sorted (AWS `ListTargetsForPolicy`). Empty for an unknown or unattached policy.
+    pub fn policy_targets(&self, name: &str) -> Vec<PolicyTarget> {
+        if self.policy_targets.get(name).copied().unwrap_or(0) == 0 {
+            return Vec::new();
+        }
+        let mut certificates: Vec<CertificateId> = self
+            .certificates
+            .iter()
+            .filter(|(_, c)| c.policies.iter().any(|p| &**p == name))
+            .map(|(id, _)| *id)
+            .collect();
+        certificates.sort_unstable_by_key(|id| *id.as_bytes());
+        let mut groups: Vec<&str> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.policies.iter().any(|p| &**p == name))
+            .map(|(n, _)| &**n)
+            .collect();
+        groups.sort_unstable();
+        certificates
+            .into_iter()
+            .map(PolicyTarget::Certificate)
+            .chain(
+                groups
+                    .into_iter()
+                    .map(|g| PolicyTarget::ThingGroup(g.to_owned())),
+            )
+            .collect()
     }
 
     /// Attaches a policy to a certificate or thing group (AWS `AttachPolicy`). Attaching twice
@@ -2153,6 +2321,16 @@ fn already(kind: &'static str, id: &str) -> Error {
         kind,
         id: id.into(),
     }
+}
+
+/// A certificate's (`notBefore`, `notAfter`) in Unix seconds.
+fn validity_of(der: &[u8]) -> Result<(i64, i64)> {
+    let (_, cert) = parse_certificate(der)?;
+    let validity = cert.validity();
+    Ok((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }
 
 fn parse_certificate(der: &[u8]) -> Result<(&[u8], x509_parser::certificate::X509Certificate<'_>)> {

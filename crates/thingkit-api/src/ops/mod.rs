@@ -16,6 +16,7 @@ mod ca_certificates;
 mod certificates;
 mod data;
 mod endpoint;
+mod paging;
 mod policies;
 mod shadows;
 mod templates;
@@ -86,13 +87,12 @@ pub(crate) fn authorization(
         (_, "DescribeCertificate" | "UpdateCertificate" | "DeleteCertificate") => {
             named("cert", "certificateId")
         }
-        (
-            _,
-            "DescribeCACertificate"
-            | "UpdateCACertificate"
-            | "DeleteCACertificate"
-            | "ListCertificatesByCA",
-        ) => named("cacert", "caCertificateId"),
+        // The model names the CA's ID `certificateId` in these three and `caCertificateId` in
+        // ListCertificatesByCA.
+        (_, "DescribeCACertificate" | "UpdateCACertificate" | "DeleteCACertificate") => {
+            named("cacert", "certificateId")
+        }
+        (_, "ListCertificatesByCA") => named("cacert", "caCertificateId"),
         (
             _,
             "CreatePolicy"

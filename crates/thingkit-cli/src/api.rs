@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use thingkit_api::{ApiError, ApiResult, AuditRecord, DataPublish, Publisher};
-use thingkit_broker::BrokerPublisher;
+use thingkit_broker::{BrokerPublisher, ShadowService};
 use thingkit_mqtt::{MqttStr, PacketProperties, Properties, QoS, TopicName};
+use thingkit_shadow::RedbShadowStore;
 
 use crate::Failure;
 
@@ -141,13 +142,16 @@ pub fn control_plane(
     registry: Arc<std::sync::RwLock<thingkit_provision::Registry<thingkit_provision::RedbStore>>>,
     arn: thingkit_policy::ArnPrefix,
     ca: Arc<thingkit_provision::CertificateAuthority>,
-    fleet: Arc<Mutex<thingkit_provision::FleetProvisioning>>,
+    (templates, fleet): (
+        Arc<thingkit_api::templates::TemplateStore>,
+        Arc<Mutex<thingkit_provision::FleetProvisioning>>,
+    ),
+    shadows: Arc<ShadowService<RedbShadowStore>>,
     publisher: BrokerPublisher,
     mqtt: std::net::SocketAddr,
 ) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
     let keys = Arc::new(thingkit_api::keys::KeyStore::default());
-    let templates = Arc::new(thingkit_api::templates::TemplateStore::default());
-    let _ = (ACCESS_KEYS_FILE, TEMPLATES_FILE);
+    let _ = ACCESS_KEYS_FILE;
     let endpoints = thingkit_api::Endpoints {
         data: config
             .api
@@ -164,6 +168,27 @@ pub fn control_plane(
             .with_publisher(Some(Arc::new(BrokerData {
                 publisher,
                 runtime: tokio::runtime::Handle::current(),
-            }))),
+            })))
+            .with_shadows(Some(Arc::new(ShadowData(shadows)))),
     ))
+}
+
+/// The broker's shadow service as the API's shadow backend: one engine and store for MQTT and
+/// HTTPS.
+pub struct ShadowData(pub Arc<ShadowService<RedbShadowStore>>);
+
+impl thingkit_api::ShadowBackend for ShadowData {
+    fn request(&self, topic: &str, payload: &[u8], now: u64) -> Option<Vec<(String, Vec<u8>)>> {
+        self.0
+            .shadows()
+            .request(topic, payload, now)
+            .map(|out| out.into_iter().map(|m| (m.topic, m.payload)).collect())
+    }
+
+    fn list_named(&self, thing: &str) -> Result<Vec<String>, String> {
+        self.0
+            .shadows()
+            .list_named(thing)
+            .map_err(|e| e.to_string())
+    }
 }

@@ -152,6 +152,15 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         &config,
         now,
     )?));
+    // Templates created through the API, served from the first connection on.
+    let templates_path = config.data_dir.join(crate::api::TEMPLATES_FILE);
+    let templates = Arc::new(
+        thingkit_api::templates::TemplateStore::open(&templates_path)
+            .map_err(|e| Failure(format!("{}: {e}", templates_path.display())))?,
+    );
+    for name in templates.install(&mut fleet.lock().unwrap_or_else(|p| p.into_inner())) {
+        tracing::warn!(template = %name, "provisioning template not served: its body does not parse under the current limits");
+    }
     let mut firmware_keys = Vec::new();
     for path in &config.firmware.trusted_keys {
         firmware_keys.push(
@@ -190,6 +199,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         ),
         false => None,
     };
+    let shadow_service = Arc::new(ShadowService::new(shadows, config.shadow.limits()));
     let api_listener = match config.api.enabled {
         true => Some(
             tokio::net::TcpListener::bind(config.api.listen)
@@ -206,10 +216,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     let broker = Broker::builder(registry.clone(), identity)
         .config(broker_config)
         .store(store)
-        .service(Arc::new(ShadowService::new(
-            shadows,
-            config.shadow.limits(),
-        )))
+        .service(shadow_service.clone())
         .serve(listener)
         .await?;
     // The handlers are installed before the listening lines, so a supervisor that signals
@@ -247,7 +254,8 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 registry.clone(),
                 arn.clone(),
                 ca.clone(),
-                fleet.clone(),
+                (templates.clone(), fleet.clone()),
+                shadow_service.clone(),
                 broker.publisher(),
                 broker.local_addr(),
             )?;

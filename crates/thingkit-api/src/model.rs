@@ -465,6 +465,20 @@ impl Model {
         let Some(shape) = op.input.as_ref().and_then(|s| self.shape(op.shapes, s)) else {
             return Ok(());
         };
+        // A blob payload travels beside the members: present when the body was bound.
+        let blob = shape.get("payload").and_then(Value::as_str);
+        let without_blob;
+        let shape = match (blob, &input.payload) {
+            (Some(p), Some(_)) => {
+                let mut s = shape.clone();
+                if let Some(Value::Array(required)) = s.get_mut("required") {
+                    required.retain(|r| r.as_str() != Some(p));
+                }
+                without_blob = s;
+                &without_blob
+            }
+            _ => shape,
+        };
         let mut findings = Vec::new();
         self.check_structure(op.shapes, shape, &input.members, "", &mut findings);
         if !findings.is_empty() {

@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn every_action_has_a_bit_in_an_action_set() {
-        assert!(Action::COUNT <= 128);
+        const { assert!(Action::COUNT <= 128) };
         assert_eq!(ActionSet::all().iter().count(), Action::COUNT);
     }
 

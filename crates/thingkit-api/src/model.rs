@@ -172,13 +172,15 @@ impl Model {
                 let segments = path
                     .split('/')
                     .filter(|s| !s.is_empty())
-                    .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                        Some(p) => match p.strip_suffix('+') {
-                            Some(g) => Segment::Greedy(g.to_string()),
-                            None => Segment::Param(p.to_string()),
+                    .map(
+                        |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                            Some(p) => match p.strip_suffix('+') {
+                                Some(g) => Segment::Greedy(g.to_string()),
+                                None => Segment::Param(p.to_string()),
+                            },
+                            None => Segment::Literal(s.to_string()),
                         },
-                        None => Segment::Literal(s.to_string()),
-                    })
+                    )
                     .collect();
                 operations.push(Operation {
                     name: name.clone(),
@@ -379,8 +381,7 @@ impl Model {
                     else {
                         continue;
                     };
-                    let value = if member.get("jsonvalue").and_then(Value::as_bool) == Some(true)
-                    {
+                    let value = if member.get("jsonvalue").and_then(Value::as_bool) == Some(true) {
                         use base64::Engine;
                         let raw = base64::engine::general_purpose::STANDARD
                             .decode(v.trim())
@@ -546,7 +547,9 @@ impl Model {
             ("boolean", Value::Bool(_)) => {}
             ("timestamp", Value::Number(_) | Value::String(_)) => {}
             ("blob", Value::String(_)) => {}
-            ("structure", Value::Object(o)) => self.check_structure(service, shape, o, at, findings),
+            ("structure", Value::Object(o)) => {
+                self.check_structure(service, shape, o, at, findings)
+            }
             ("list", Value::Array(items)) => {
                 let len = items.len() as f64;
                 if let Some(min) = min.filter(|m| len < *m) {
@@ -561,16 +564,34 @@ impl Model {
                     .and_then(Value::as_str)
                 {
                     for (i, item) in items.iter().enumerate() {
-                        self.check_value(service, m, item, &format!("{at}.{}.member", i + 1), findings);
+                        self.check_value(
+                            service,
+                            m,
+                            item,
+                            &format!("{at}.{}.member", i + 1),
+                            findings,
+                        );
                     }
                 }
             }
             ("map", Value::Object(o)) => {
-                let key = shape.get("key").and_then(|k| k.get("shape")).and_then(Value::as_str);
-                let val = shape.get("value").and_then(|k| k.get("shape")).and_then(Value::as_str);
+                let key = shape
+                    .get("key")
+                    .and_then(|k| k.get("shape"))
+                    .and_then(Value::as_str);
+                let val = shape
+                    .get("value")
+                    .and_then(|k| k.get("shape"))
+                    .and_then(Value::as_str);
                 for (k, v) in o {
                     if let Some(key) = key {
-                        self.check_value(service, key, &Value::String(k.clone()), &format!("{at}.key"), findings);
+                        self.check_value(
+                            service,
+                            key,
+                            &Value::String(k.clone()),
+                            &format!("{at}.key"),
+                            findings,
+                        );
                     }
                     if let Some(val) = val {
                         self.check_value(service, val, v, &format!("{at}.{k}"), findings);
@@ -601,11 +622,7 @@ fn shown(s: &str) -> String {
 
 /// A path, query or header value as the member's type.
 fn scalar(kind: &str, v: &str, member: &str, wire: &str) -> ApiResult<Value> {
-    let bad = || {
-        ApiError::serialization(format!(
-            "{member} ({wire}): {v:?} is not a valid {kind}"
-        ))
-    };
+    let bad = || ApiError::serialization(format!("{member} ({wire}): {v:?} is not a valid {kind}"));
     Ok(match kind {
         "integer" | "long" => Value::Number(v.parse::<i64>().map_err(|_| bad())?.into()),
         "boolean" => match v {
@@ -639,7 +656,9 @@ pub fn percent_decode(s: &str) -> ApiResult<String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ApiError::invalid_request(format!("bad percent-encoding in {s:?}")))?;
+                .ok_or_else(|| {
+                    ApiError::invalid_request(format!("bad percent-encoding in {s:?}"))
+                })?;
             out.push(hex);
             i += 3;
         } else {
@@ -660,13 +679,18 @@ mod tests {
         let m = Model::embedded();
         assert!(m.operations().count() >= 60);
         assert!(m.operation("CreateThing").is_some());
-        assert_eq!(m.operation("Publish").map(|o| o.service), Some(Service::IotData));
+        assert_eq!(
+            m.operation("Publish").map(|o| o.service),
+            Some(Service::IotData)
+        );
     }
 
     #[test]
     fn routes_prefer_literal_segments_and_decode_parameters() {
         let m = Model::embedded();
-        let r = m.route("PUT", "/thing-groups/addThingToThingGroup").unwrap();
+        let r = m
+            .route("PUT", "/thing-groups/addThingToThingGroup")
+            .unwrap();
         assert_eq!(r.operation.name, "AddThingToThingGroup");
         let r = m.route("GET", "/things/a%3Ab").unwrap();
         assert_eq!(r.operation.name, "DescribeThing");
@@ -674,7 +698,10 @@ mod tests {
         let r = m.route("POST", "/topics/a%2Fb%2Fc").unwrap();
         assert_eq!(r.operation.name, "Publish");
         assert_eq!(r.params[0].1, "a/b/c");
-        assert_eq!(m.route("GET", "/nope").unwrap_err().code, "UnknownOperationException");
+        assert_eq!(
+            m.route("GET", "/nope").unwrap_err().code,
+            "UnknownOperationException"
+        );
         assert_eq!(m.route("PUT", "/things").unwrap_err().status, 405);
     }
 
@@ -689,11 +716,17 @@ mod tests {
             "1 validation error detected: Value 'bad name' at 'thingName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9:_-]+"
         );
         let r = m.route("GET", "/things").unwrap();
-        let i = m.bind(&r, "maxResults=5&attributeName=a", &[], b"").unwrap();
+        let i = m
+            .bind(&r, "maxResults=5&attributeName=a", &[], b"")
+            .unwrap();
         assert_eq!(i.int("maxResults"), Some(5));
         assert_eq!(i.str("attributeName"), Some("a"));
         let e = m.bind(&r, "maxResults=500", &[], b"").unwrap_err();
-        assert!(e.message.contains("less than or equal to 250"), "{}", e.message);
+        assert!(
+            e.message.contains("less than or equal to 250"),
+            "{}",
+            e.message
+        );
         let e = m.bind(&r, "maxResults=x", &[], b"").unwrap_err();
         assert_eq!(e.code, "SerializationException");
         let r = m.route("PUT", "/certificates/abc").unwrap();

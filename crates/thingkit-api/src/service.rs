@@ -388,7 +388,13 @@ impl<S: RegistryStore> ControlPlane<S> {
         // 3. May they: `iot:<Operation>` on its resource, by the key's identity policy.
         let (action, resource) = crate::ops::authorization(&op.name, op.service, &input, &self.arn);
         audit.resource = Some(resource.clone());
-        crate::identity::authorize(&self.keys, &caller.access_key_id, &action, &resource, &self.arn)?;
+        crate::identity::authorize(
+            &self.keys,
+            &caller.access_key_id,
+            &action,
+            &resource,
+            &self.arn,
+        )?;
         // 4. Do it.
         let handler = self
             .handlers
@@ -465,7 +471,10 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
         .unwrap_or(0);
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 

@@ -44,7 +44,7 @@ pub enum Args {
     },
 }
 
-fn store(config: &PathBuf) -> Result<KeyStore, Failure> {
+fn store(config: &std::path::Path) -> Result<KeyStore, Failure> {
     let config = ServeConfig::from_file(config)?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Failure(format!("{}: {e}", config.data_dir.display())))?;

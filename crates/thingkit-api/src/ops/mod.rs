@@ -58,37 +58,60 @@ pub(crate) fn authorization(
         (Service::IotData, _) => named("topic", "topic"),
         (
             _,
-            "CreateThing" | "DescribeThing" | "UpdateThing" | "DeleteThing" | "ListThingPrincipals"
-            | "AttachThingPrincipal" | "DetachThingPrincipal" | "ListThingGroupsForThing",
+            "CreateThing"
+            | "DescribeThing"
+            | "UpdateThing"
+            | "DeleteThing"
+            | "ListThingPrincipals"
+            | "AttachThingPrincipal"
+            | "DetachThingPrincipal"
+            | "ListThingGroupsForThing",
         ) => named("thing", "thingName"),
+        (_, "CreateThingType" | "DescribeThingType" | "DeprecateThingType" | "DeleteThingType") => {
+            named("thingtype", "thingTypeName")
+        }
         (
             _,
-            "CreateThingType" | "DescribeThingType" | "DeprecateThingType" | "DeleteThingType",
-        ) => named("thingtype", "thingTypeName"),
-        (
-            _,
-            "CreateThingGroup" | "DescribeThingGroup" | "UpdateThingGroup" | "DeleteThingGroup"
-            | "AddThingToThingGroup" | "RemoveThingFromThingGroup" | "ListThingsInThingGroup",
+            "CreateThingGroup"
+            | "DescribeThingGroup"
+            | "UpdateThingGroup"
+            | "DeleteThingGroup"
+            | "AddThingToThingGroup"
+            | "RemoveThingFromThingGroup"
+            | "ListThingsInThingGroup",
         ) => named("thinggroup", "thingGroupName"),
         (_, "DescribeCertificate" | "UpdateCertificate" | "DeleteCertificate") => {
             named("cert", "certificateId")
         }
         (
             _,
-            "DescribeCACertificate" | "UpdateCACertificate" | "DeleteCACertificate"
+            "DescribeCACertificate"
+            | "UpdateCACertificate"
+            | "DeleteCACertificate"
             | "ListCertificatesByCA",
         ) => named("cacert", "caCertificateId"),
         (
             _,
-            "CreatePolicy" | "GetPolicy" | "DeletePolicy" | "CreatePolicyVersion"
-            | "GetPolicyVersion" | "ListPolicyVersions" | "SetDefaultPolicyVersion"
-            | "DeletePolicyVersion" | "AttachPolicy" | "DetachPolicy" | "AttachPrincipalPolicy"
-            | "DetachPrincipalPolicy" | "ListTargetsForPolicy",
+            "CreatePolicy"
+            | "GetPolicy"
+            | "DeletePolicy"
+            | "CreatePolicyVersion"
+            | "GetPolicyVersion"
+            | "ListPolicyVersions"
+            | "SetDefaultPolicyVersion"
+            | "DeletePolicyVersion"
+            | "AttachPolicy"
+            | "DetachPolicy"
+            | "AttachPrincipalPolicy"
+            | "DetachPrincipalPolicy"
+            | "ListTargetsForPolicy",
         ) => named("policy", "policyName"),
         (
             _,
-            "CreateProvisioningTemplate" | "DescribeProvisioningTemplate"
-            | "UpdateProvisioningTemplate" | "DeleteProvisioningTemplate",
+            "CreateProvisioningTemplate"
+            | "DescribeProvisioningTemplate"
+            | "UpdateProvisioningTemplate"
+            | "DeleteProvisioningTemplate",
         ) => named("provisioningtemplate", "templateName"),
         _ => "*".to_string(),
     };

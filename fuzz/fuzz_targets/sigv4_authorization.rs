@@ -13,8 +13,14 @@ fuzz_target!(|data: &[u8]| {
     // Pieces separated by NUL: authorization, date, then name/value pairs.
     let mut pieces = text.split('\0');
     let mut headers = vec![
-        ("host".to_string(), "iot.us-east-1.amazonaws.com".to_string()),
-        ("authorization".to_string(), pieces.next().unwrap_or_default().to_string()),
+        (
+            "host".to_string(),
+            "iot.us-east-1.amazonaws.com".to_string(),
+        ),
+        (
+            "authorization".to_string(),
+            pieces.next().unwrap_or_default().to_string(),
+        ),
     ];
     if let Some(date) = pieces.next() {
         headers.push(("x-amz-date".to_string(), date.to_string()));
@@ -30,6 +36,11 @@ fuzz_target!(|data: &[u8]| {
         body: data,
     };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
-    let result = verify(&request, |_| Some("secret".to_string()), now, Duration::from_secs(300));
+    let result = verify(
+        &request,
+        |_| Some("secret".to_string()),
+        now,
+        Duration::from_secs(300),
+    );
     assert!(result.is_err(), "an arbitrary signature verified");
 });

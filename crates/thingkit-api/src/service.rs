@@ -422,6 +422,12 @@ impl<S: RegistryStore> ControlPlane<S> {
         let matched = self.model.route(&request.method, &request.path)?;
         let op = matched.operation;
         audit.operation = Some(op.name.clone());
+        let region = self.arn.as_str().split(':').nth(3).unwrap_or_default();
+        if verified.region != region {
+            return Err(ApiError::invalid_signature(format!(
+                "Credential should be scoped to a valid region. The region of this server is '{region}'."
+            )));
+        }
         if verified.service != op.service.signing_name() {
             return Err(ApiError::invalid_signature(format!(
                 "Credential should be scoped to correct service: '{}'. ",

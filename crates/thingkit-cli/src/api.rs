@@ -17,9 +17,6 @@ use crate::Failure;
 /// The audit log inside `data_dir`.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
-/// The access keys inside `data_dir` (secrets included: owner-only).
-pub const ACCESS_KEYS_FILE: &str = "access-keys.json";
-
 /// The provisioning templates created through the API, inside `data_dir`.
 pub const TEMPLATES_FILE: &str = "provisioning-templates.json";
 
@@ -150,8 +147,11 @@ pub fn control_plane(
     publisher: BrokerPublisher,
     mqtt: std::net::SocketAddr,
 ) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
-    let keys = Arc::new(thingkit_api::keys::KeyStore::default());
-    let _ = ACCESS_KEYS_FILE;
+    let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
+    let keys = Arc::new(
+        thingkit_api::keys::KeyStore::open(&keys_path)
+            .map_err(|e| Failure(format!("{}: {e}", keys_path.display())))?,
+    );
     let endpoints = thingkit_api::Endpoints {
         data: config
             .api

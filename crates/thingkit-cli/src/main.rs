@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod access_key;
 mod api;
 mod config;
 mod firmware;
@@ -56,6 +57,9 @@ enum Command {
     /// Set up a server directory: DIR/thingkit.toml, a CA in DIR/ca, a server certificate for
     /// localhost and 127.0.0.1 in DIR/server. Refuses to overwrite any file.
     Init(init::InitArgs),
+    /// Access keys for the control-plane API (SigV4): create (printed once), list, delete.
+    #[command(subcommand)]
+    AccessKey(access_key::Args),
     /// Run the server from a configuration file (`thingkit init` writes one). An invalid file
     /// exits 1 with `error: FILE:LINE:COLUMN: KEY: what is wrong`.
     Serve(serve::ServeArgs),
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => policy::run(args),
         Command::Meter(args) => meter::run(args),
         Command::Init(args) => init::run(args),
+        Command::AccessKey(args) => access_key::run(args),
         Command::Serve(args) => match config::ServeConfig::from_file(&args.config) {
             Ok(config) => serve::serve(config),
             Err(e) => {

@@ -1,4 +1,6 @@
-//! The AWS IoT data-plane actions and the resource type each one is checked against.
+//! The AWS IoT actions and the resource type each one is checked against: the data-plane
+//! actions device policies name, and the control-plane operations (`iot:CreateThing`, ...) that
+//! IAM identity policies name.
 
 use std::fmt;
 
@@ -16,11 +18,41 @@ pub enum ResourceType {
     Thing,
     /// `rolealias/<role-alias>`.
     RoleAlias,
+    /// `thingtype/<thing-type-name>`.
+    ThingType,
+    /// `thinggroup/<thing-group-name>`.
+    ThingGroup,
+    /// `cert/<certificate-id>`.
+    Cert,
+    /// `cacert/<ca-certificate-id>`.
+    CaCert,
+    /// `policy/<policy-name>`.
+    Policy,
+    /// `provisioningtemplate/<template-name>`.
+    ProvisioningTemplate,
     /// No specific resource: the policy resource must be `*`.
     Any,
 }
 
 impl ResourceType {
+    /// The resource type whose ARN resource part starts with `head` + `/` (`topic` → Topic).
+    pub fn from_prefix(head: &str) -> Option<ResourceType> {
+        Some(match head {
+            "client" => ResourceType::Client,
+            "topic" => ResourceType::Topic,
+            "topicfilter" => ResourceType::TopicFilter,
+            "thing" => ResourceType::Thing,
+            "rolealias" => ResourceType::RoleAlias,
+            "thingtype" => ResourceType::ThingType,
+            "thinggroup" => ResourceType::ThingGroup,
+            "cert" => ResourceType::Cert,
+            "cacert" => ResourceType::CaCert,
+            "policy" => ResourceType::Policy,
+            "provisioningtemplate" => ResourceType::ProvisioningTemplate,
+            _ => return None,
+        })
+    }
+
     /// The ARN resource prefix including the trailing `/` (`""` for [`ResourceType::Any`]).
     pub fn prefix(self) -> &'static str {
         match self {
@@ -29,6 +61,12 @@ impl ResourceType {
             ResourceType::TopicFilter => "topicfilter/",
             ResourceType::Thing => "thing/",
             ResourceType::RoleAlias => "rolealias/",
+            ResourceType::ThingType => "thingtype/",
+            ResourceType::ThingGroup => "thinggroup/",
+            ResourceType::Cert => "cert/",
+            ResourceType::CaCert => "cacert/",
+            ResourceType::Policy => "policy/",
+            ResourceType::ProvisioningTemplate => "provisioningtemplate/",
             ResourceType::Any => "",
         }
     }
@@ -36,7 +74,8 @@ impl ResourceType {
 
 macro_rules! actions {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal => $rt:ident ),* $(,)?) => {
-        /// An AWS IoT data-plane action (the `Action` of a request).
+        /// An AWS IoT action (the `Action` of a request): a data-plane action a device policy
+        /// grants, or a control-plane operation an IAM identity policy grants.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
         pub enum Action {
@@ -96,6 +135,131 @@ actions! {
     UpdateJobExecution = "iot:UpdateJobExecution" => Thing,
     /// `iot:AssumeRoleWithCertificate` — credentials provider (`rolealias/`).
     AssumeRoleWithCertificate = "iot:AssumeRoleWithCertificate" => RoleAlias,
+    // The control-plane operations thingkit's API serves (IAM identity policies name them).
+    /// `iot:AddThingToThingGroup` — control plane (`thinggroup/`).
+    AddThingToThingGroup = "iot:AddThingToThingGroup" => ThingGroup,
+    /// `iot:AttachPolicy` — control plane (`policy/`).
+    AttachPolicy = "iot:AttachPolicy" => Policy,
+    /// `iot:AttachPrincipalPolicy` — control plane (`policy/`).
+    AttachPrincipalPolicy = "iot:AttachPrincipalPolicy" => Policy,
+    /// `iot:AttachThingPrincipal` — control plane (`thing/`).
+    AttachThingPrincipal = "iot:AttachThingPrincipal" => Thing,
+    /// `iot:CreateCertificateFromCsr` — control plane (resource `*`).
+    CreateCertificateFromCsr = "iot:CreateCertificateFromCsr" => Any,
+    /// `iot:CreateKeysAndCertificate` — control plane (resource `*`).
+    CreateKeysAndCertificate = "iot:CreateKeysAndCertificate" => Any,
+    /// `iot:CreatePolicy` — control plane (`policy/`).
+    CreatePolicy = "iot:CreatePolicy" => Policy,
+    /// `iot:CreatePolicyVersion` — control plane (`policy/`).
+    CreatePolicyVersion = "iot:CreatePolicyVersion" => Policy,
+    /// `iot:CreateProvisioningTemplate` — control plane (`provisioningtemplate/`).
+    CreateProvisioningTemplate = "iot:CreateProvisioningTemplate" => ProvisioningTemplate,
+    /// `iot:CreateThing` — control plane (`thing/`).
+    CreateThing = "iot:CreateThing" => Thing,
+    /// `iot:CreateThingGroup` — control plane (`thinggroup/`).
+    CreateThingGroup = "iot:CreateThingGroup" => ThingGroup,
+    /// `iot:CreateThingType` — control plane (`thingtype/`).
+    CreateThingType = "iot:CreateThingType" => ThingType,
+    /// `iot:DeleteCACertificate` — control plane (`cacert/`).
+    DeleteCACertificate = "iot:DeleteCACertificate" => CaCert,
+    /// `iot:DeleteCertificate` — control plane (`cert/`).
+    DeleteCertificate = "iot:DeleteCertificate" => Cert,
+    /// `iot:DeletePolicy` — control plane (`policy/`).
+    DeletePolicy = "iot:DeletePolicy" => Policy,
+    /// `iot:DeletePolicyVersion` — control plane (`policy/`).
+    DeletePolicyVersion = "iot:DeletePolicyVersion" => Policy,
+    /// `iot:DeleteProvisioningTemplate` — control plane (`provisioningtemplate/`).
+    DeleteProvisioningTemplate = "iot:DeleteProvisioningTemplate" => ProvisioningTemplate,
+    /// `iot:DeleteThing` — control plane (`thing/`).
+    DeleteThing = "iot:DeleteThing" => Thing,
+    /// `iot:DeleteThingGroup` — control plane (`thinggroup/`).
+    DeleteThingGroup = "iot:DeleteThingGroup" => ThingGroup,
+    /// `iot:DeleteThingType` — control plane (`thingtype/`).
+    DeleteThingType = "iot:DeleteThingType" => ThingType,
+    /// `iot:DeprecateThingType` — control plane (`thingtype/`).
+    DeprecateThingType = "iot:DeprecateThingType" => ThingType,
+    /// `iot:DescribeCACertificate` — control plane (`cacert/`).
+    DescribeCACertificate = "iot:DescribeCACertificate" => CaCert,
+    /// `iot:DescribeCertificate` — control plane (`cert/`).
+    DescribeCertificate = "iot:DescribeCertificate" => Cert,
+    /// `iot:DescribeEndpoint` — control plane (resource `*`).
+    DescribeEndpoint = "iot:DescribeEndpoint" => Any,
+    /// `iot:DescribeProvisioningTemplate` — control plane (`provisioningtemplate/`).
+    DescribeProvisioningTemplate = "iot:DescribeProvisioningTemplate" => ProvisioningTemplate,
+    /// `iot:DescribeThing` — control plane (`thing/`).
+    DescribeThing = "iot:DescribeThing" => Thing,
+    /// `iot:DescribeThingGroup` — control plane (`thinggroup/`).
+    DescribeThingGroup = "iot:DescribeThingGroup" => ThingGroup,
+    /// `iot:DescribeThingType` — control plane (`thingtype/`).
+    DescribeThingType = "iot:DescribeThingType" => ThingType,
+    /// `iot:DetachPolicy` — control plane (`policy/`).
+    DetachPolicy = "iot:DetachPolicy" => Policy,
+    /// `iot:DetachPrincipalPolicy` — control plane (`policy/`).
+    DetachPrincipalPolicy = "iot:DetachPrincipalPolicy" => Policy,
+    /// `iot:DetachThingPrincipal` — control plane (`thing/`).
+    DetachThingPrincipal = "iot:DetachThingPrincipal" => Thing,
+    /// `iot:GetEffectivePolicies` — control plane (resource `*`).
+    GetEffectivePolicies = "iot:GetEffectivePolicies" => Any,
+    /// `iot:GetPolicy` — control plane (`policy/`).
+    GetPolicy = "iot:GetPolicy" => Policy,
+    /// `iot:GetPolicyVersion` — control plane (`policy/`).
+    GetPolicyVersion = "iot:GetPolicyVersion" => Policy,
+    /// `iot:GetRegistrationCode` — control plane (resource `*`).
+    GetRegistrationCode = "iot:GetRegistrationCode" => Any,
+    /// `iot:ListAttachedPolicies` — control plane (resource `*`).
+    ListAttachedPolicies = "iot:ListAttachedPolicies" => Any,
+    /// `iot:ListCACertificates` — control plane (resource `*`).
+    ListCACertificates = "iot:ListCACertificates" => Any,
+    /// `iot:ListCertificates` — control plane (resource `*`).
+    ListCertificates = "iot:ListCertificates" => Any,
+    /// `iot:ListCertificatesByCA` — control plane (`cacert/`).
+    ListCertificatesByCA = "iot:ListCertificatesByCA" => CaCert,
+    /// `iot:ListPolicies` — control plane (resource `*`).
+    ListPolicies = "iot:ListPolicies" => Any,
+    /// `iot:ListPolicyVersions` — control plane (`policy/`).
+    ListPolicyVersions = "iot:ListPolicyVersions" => Policy,
+    /// `iot:ListPrincipalPolicies` — control plane (resource `*`).
+    ListPrincipalPolicies = "iot:ListPrincipalPolicies" => Any,
+    /// `iot:ListPrincipalThings` — control plane (resource `*`).
+    ListPrincipalThings = "iot:ListPrincipalThings" => Any,
+    /// `iot:ListProvisioningTemplates` — control plane (resource `*`).
+    ListProvisioningTemplates = "iot:ListProvisioningTemplates" => Any,
+    /// `iot:ListTargetsForPolicy` — control plane (`policy/`).
+    ListTargetsForPolicy = "iot:ListTargetsForPolicy" => Policy,
+    /// `iot:ListThingGroups` — control plane (resource `*`).
+    ListThingGroups = "iot:ListThingGroups" => Any,
+    /// `iot:ListThingGroupsForThing` — control plane (`thing/`).
+    ListThingGroupsForThing = "iot:ListThingGroupsForThing" => Thing,
+    /// `iot:ListThingPrincipals` — control plane (`thing/`).
+    ListThingPrincipals = "iot:ListThingPrincipals" => Thing,
+    /// `iot:ListThingTypes` — control plane (resource `*`).
+    ListThingTypes = "iot:ListThingTypes" => Any,
+    /// `iot:ListThings` — control plane (resource `*`).
+    ListThings = "iot:ListThings" => Any,
+    /// `iot:ListThingsInThingGroup` — control plane (`thinggroup/`).
+    ListThingsInThingGroup = "iot:ListThingsInThingGroup" => ThingGroup,
+    /// `iot:RegisterCACertificate` — control plane (resource `*`).
+    RegisterCACertificate = "iot:RegisterCACertificate" => Any,
+    /// `iot:RegisterCertificate` — control plane (resource `*`).
+    RegisterCertificate = "iot:RegisterCertificate" => Any,
+    /// `iot:RegisterCertificateWithoutCA` — control plane (resource `*`).
+    RegisterCertificateWithoutCA = "iot:RegisterCertificateWithoutCA" => Any,
+    /// `iot:RemoveThingFromThingGroup` — control plane (`thinggroup/`).
+    RemoveThingFromThingGroup = "iot:RemoveThingFromThingGroup" => ThingGroup,
+    /// `iot:SetDefaultPolicyVersion` — control plane (`policy/`).
+    SetDefaultPolicyVersion = "iot:SetDefaultPolicyVersion" => Policy,
+    /// `iot:TestAuthorization` — control plane (resource `*`).
+    TestAuthorization = "iot:TestAuthorization" => Any,
+    /// `iot:UpdateCACertificate` — control plane (`cacert/`).
+    UpdateCACertificate = "iot:UpdateCACertificate" => CaCert,
+    /// `iot:UpdateCertificate` — control plane (`cert/`).
+    UpdateCertificate = "iot:UpdateCertificate" => Cert,
+    /// `iot:UpdateProvisioningTemplate` — control plane (`provisioningtemplate/`).
+    UpdateProvisioningTemplate = "iot:UpdateProvisioningTemplate" => ProvisioningTemplate,
+    /// `iot:UpdateThing` — control plane (`thing/`).
+    UpdateThing = "iot:UpdateThing" => Thing,
+    /// `iot:UpdateThingGroup` — control plane (`thinggroup/`).
+    UpdateThingGroup = "iot:UpdateThingGroup" => ThingGroup,
 }
 
 impl Action {
@@ -107,9 +271,18 @@ impl Action {
             .find(|a| a.name().eq_ignore_ascii_case(name))
     }
 
-    fn bit(self) -> u32 {
-        1 << (self as u32)
+    fn bit(self) -> u128 {
+        // At most 128 actions: a test checks `COUNT <= 128`.
+        1u128 << (self as u32)
     }
+
+    /// Whether this is a control-plane operation (`iot:CreateThing`, ...) rather than an
+    /// action a device performs over MQTT or the data-plane HTTPS API.
+    pub fn is_control_plane(self) -> bool {
+        self >= Action::FIRST_CONTROL_PLANE
+    }
+
+    const FIRST_CONTROL_PLANE: Action = Action::AddThingToThingGroup;
 }
 
 impl fmt::Display for Action {
@@ -120,7 +293,7 @@ impl fmt::Display for Action {
 
 /// A set of actions, stored as a bit set (one bit per [`Action`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct ActionSet(u32);
+pub struct ActionSet(u128);
 
 impl ActionSet {
     /// The empty set.
@@ -194,6 +367,40 @@ mod tests {
         for (i, a) in Action::ALL.iter().enumerate() {
             assert_eq!(*a as usize, i, "{a:?}");
         }
+    }
+
+    #[test]
+    fn every_action_has_a_bit_in_an_action_set() {
+        const { assert!(Action::COUNT <= 128) };
+        assert_eq!(ActionSet::all().iter().count(), Action::COUNT);
+    }
+
+    #[test]
+    fn control_plane_actions_follow_the_data_plane_ones() {
+        assert!(!Action::AssumeRoleWithCertificate.is_control_plane());
+        assert!(Action::CreateThing.is_control_plane());
+        assert_eq!(
+            Action::ALL.iter().filter(|a| a.is_control_plane()).count(),
+            62
+        );
+        assert_eq!(
+            Action::from_name("iot:creatething"),
+            Some(Action::CreateThing)
+        );
+        assert_eq!(Action::CreateThing.resource_type(), ResourceType::Thing);
+        assert_eq!(Action::ListThings.resource_type(), ResourceType::Any);
+        assert_eq!(
+            ResourceType::from_prefix("thinggroup"),
+            Some(ResourceType::ThingGroup)
+        );
+    }
+
+    #[test]
+    fn delete_pattern_matches_only_delete_operations() {
+        let d = ActionSet::matching("iot:Delete*");
+        assert!(d.contains(Action::DeleteThing));
+        assert!(d.contains(Action::DeleteThingShadow));
+        assert!(!d.contains(Action::DescribeThing));
     }
 
     #[test]

@@ -177,7 +177,9 @@ impl Code {
             Code::NegatedElementInAllow => {
                 "list what is allowed instead, or move the negation into a Deny"
             }
-            Code::ListActionResource => "use `\"Resource\": \"*\"` for iot:ListRetainedMessages",
+            Code::ListActionResource => {
+                "use `\"Resource\": \"*\"` for list actions such as iot:ListRetainedMessages"
+            }
         }
     }
 }

@@ -29,15 +29,7 @@ pub(crate) fn lint(doc: &PolicyDocument) -> Vec<Finding> {
 fn resource_type(resource: &str) -> Option<(ResourceType, &str)> {
     let part = split_arn(resource)?[5];
     let (head, rest) = part.split_once('/')?;
-    let t = match head {
-        "client" => ResourceType::Client,
-        "topic" => ResourceType::Topic,
-        "topicfilter" => ResourceType::TopicFilter,
-        "thing" => ResourceType::Thing,
-        "rolealias" => ResourceType::RoleAlias,
-        _ => return None,
-    };
-    Some((t, rest))
+    Some((ResourceType::from_prefix(head)?, rest))
 }
 
 /// Actions named explicitly (no wildcard, not via `NotAction`).
@@ -213,19 +205,23 @@ fn allow_pitfalls(s: &Statement, out: &mut Vec<Finding>) {
     }
 }
 
+/// Actions checked against resource `*` (`iot:ListRetainedMessages`, `iot:ListThings`, ...)
+/// named with a specific resource.
 fn list_actions(s: &Statement, out: &mut Vec<Finding>) {
-    if !named_actions(s).contains(&Action::ListRetainedMessages) {
-        return;
-    }
-    for r in &s.resources {
-        if r.value != "*" {
-            out.push(r.location.finding(
-                Code::ListActionResource,
-                format!(
-                    "iot:ListRetainedMessages is checked against resource `*`, so `{}` never grants it",
-                    r.value
-                ),
-            ));
+    for a in named_actions(s) {
+        if a.resource_type() != ResourceType::Any {
+            continue;
+        }
+        for r in &s.resources {
+            if r.value != "*" {
+                out.push(r.location.finding(
+                    Code::ListActionResource,
+                    format!(
+                        "{a} is checked against resource `*`, so `{}` never grants it",
+                        r.value
+                    ),
+                ));
+            }
         }
     }
 }

@@ -1077,6 +1077,7 @@ mod tests {
         let config = parse(&example_uncommented()).unwrap();
         let mut expected = defaults_in("/srv/thingkit");
         expected.policies.dir = Some(PathBuf::from("/srv/thingkit/policies"));
+        expected.api.data_endpoint = Some("iot.example.com:8883".into());
         expected.devices = vec![DeviceConfig {
             thing: "sensor-1".into(),
             certificate: PathBuf::from("/srv/thingkit/devices/sensor-1.pem"),

@@ -17,6 +17,7 @@ prints one line; the first failure raises (non-zero exit) with what was expected
 6. The same provisioning with `aws iot ...` commands.
 """
 import argparse
+import importlib.metadata
 import json
 import os
 import queue
@@ -44,6 +45,10 @@ DEVICE_POLICY = json.dumps({
          "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/dt/${{iot:Connection.Thing.ThingName}}/*"},
         {"Effect": "Allow", "Action": "iot:Subscribe",
          "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:topicfilter/dt/${{iot:Connection.Thing.ThingName}}/*"},
+        {"Effect": "Allow", "Action": "iot:Subscribe",
+         "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:topicfilter/$aws/things/${{iot:Connection.Thing.ThingName}}/shadow/*"},
+        {"Effect": "Allow", "Action": "iot:Receive",
+         "Resource": f"arn:aws:iot:{REGION}:{ACCOUNT}:topic/$aws/things/${{iot:Connection.Thing.ThingName}}/shadow/*"},
     ],
 })
 
@@ -108,6 +113,8 @@ def main():
     p.add_argument("--access-key", required=True)
     p.add_argument("--secret-key", required=True)
     p.add_argument("--mqtt-port", type=int, required=True)
+    p.add_argument("--reader-key", required=True, help="a key allowed only iot:Describe* and iot:List*")
+    p.add_argument("--reader-secret", required=True)
     args = p.parse_args()
     workdir = tempfile.mkdtemp()
     session = boto3.session.Session(
@@ -117,7 +124,7 @@ def main():
     )
     config = Config(retries={"max_attempts": 1}, connect_timeout=10, read_timeout=30)
     iot = session.client("iot", endpoint_url=args.endpoint, verify=args.ca, config=config)
-    step(f"boto3 {boto3.__version__}, botocore {botocore.__version__}, paho-mqtt {mqtt.__version__ if hasattr(mqtt, '__version__') else '?'}")
+    step(f"boto3 {boto3.__version__}, botocore {botocore.__version__}, paho-mqtt {importlib.metadata.version('paho-mqtt')}")
 
     # 1. The classic provisioning script.
     thing = "api-sensor-1"
@@ -155,6 +162,35 @@ def main():
     msg = device.messages.get(timeout=10)
     assert msg.topic == f"dt/{thing}/cmd" and msg.payload == b'{"reboot": true}', msg
     step("iot-data Publish over HTTPS reached the MQTT subscriber")
+
+    # Device shadows over HTTPS (issue #16): the same engine the MQTT topics use.
+    device.client.subscribe(f"$aws/things/{thing}/shadow/update/delta", qos=1)
+    time.sleep(0.5)
+    updated = json.loads(data.update_thing_shadow(
+        thingName=thing, payload=json.dumps({"state": {"desired": {"color": "red"}}}))["payload"].read())
+    assert updated["state"]["desired"]["color"] == "red" and updated["version"] == 1, updated
+    delta = device.messages.get(timeout=10)
+    assert delta.topic == f"$aws/things/{thing}/shadow/update/delta", delta.topic
+    assert json.loads(delta.payload)["state"] == {"color": "red"}, delta.payload
+    got = json.loads(data.get_thing_shadow(thingName=thing)["payload"].read())
+    assert got["state"]["delta"] == {"color": "red"} and got["version"] == 1, got
+    data.update_thing_shadow(thingName=thing, shadowName="config",
+                             payload=json.dumps({"state": {"reported": {"fw": "1.0"}}}))
+    listed = data.list_named_shadows_for_thing(thingName=thing)
+    assert listed["results"] == ["config"], listed
+    try:
+        data.update_thing_shadow(thingName=thing, payload=json.dumps({"state": {"desired": {"x": 1}}, "version": 9}))
+        raise AssertionError("a stale shadow version was accepted")
+    except data.exceptions.ConflictException:
+        pass
+    deleted = json.loads(data.delete_thing_shadow(thingName=thing)["payload"].read())
+    assert deleted["version"] == 1, deleted
+    try:
+        data.get_thing_shadow(thingName=thing)
+        raise AssertionError("a deleted shadow was returned")
+    except data.exceptions.ResourceNotFoundException:
+        pass
+    step("iot-data Get/Update/DeleteThingShadow and ListNamedShadowsForThing; the delta reached MQTT")
 
     # 3. Live effects.
     iot.detach_policy(policyName="api-device", target=cert_arn)
@@ -240,6 +276,15 @@ def main():
     except iot.exceptions.ResourceNotFoundException:
         pass
     step("a wrongly signed request and an unknown key were refused; nothing changed")
+
+    # An access key whose identity policy allows reading only: its writes are AccessDenied.
+    reader = boto3.session.Session(aws_access_key_id=args.reader_key, aws_secret_access_key=args.reader_secret,
+                                   region_name=REGION).client("iot", endpoint_url=args.endpoint, verify=args.ca, config=config)
+    assert reader.describe_thing(thingName=thing)["thingName"] == thing
+    e = expect_error("AccessDeniedException", reader.create_thing, thingName="by-reader")
+    assert "is not authorized to perform: iot:CreateThing" in e.response["Error"]["Message"], e
+    expect_error("AccessDeniedException", reader.delete_thing, thingName=thing)
+    step("a read-only key described a thing and was denied CreateThing and DeleteThing")
 
     # 6. The AWS CLI v1: the same provisioning script.
     env = dict(os.environ, AWS_ACCESS_KEY_ID=args.access_key, AWS_SECRET_ACCESS_KEY=args.secret_key,

@@ -555,7 +555,31 @@ fn boto3_and_the_aws_cli_provision_a_device_that_then_publishes() {
     let out = thingkit(&["access-key", "create", "--config", arg(&config)], None);
     assert!(out.status.success(), "access-key create: {}", stderr(&out));
     let key: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    // A second key, made while the server runs (picked up without a restart), may only read.
     let server = Server::start(&config);
+    std::fs::write(
+        dir.path().join("reader.json"),
+        r#"{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["iot:Describe*", "iot:List*"], "Resource": "*"}]}"#,
+    )
+    .unwrap();
+    let out = thingkit(
+        &[
+            "access-key",
+            "create",
+            "--config",
+            arg(&config),
+            "--policy",
+            arg(&dir.path().join("reader.json")),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "access-key create --policy: {}",
+        stderr(&out)
+    );
+    let reader: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     let port = server.api.rsplit(':').next().unwrap();
     let took = run_python(
         dir.path(),
@@ -571,6 +595,10 @@ fn boto3_and_the_aws_cli_provision_a_device_that_then_publishes() {
             key["SecretAccessKey"].as_str().unwrap().into(),
             "--mqtt-port".into(),
             server.port.to_string(),
+            "--reader-key".into(),
+            reader["AccessKeyId"].as_str().unwrap().into(),
+            "--reader-secret".into(),
+            reader["SecretAccessKey"].as_str().unwrap().into(),
         ],
         Duration::from_secs(300),
     );

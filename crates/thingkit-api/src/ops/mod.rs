@@ -127,57 +127,15 @@ pub(crate) fn authorization(
 // ----------------------------------------------------------------------------------------------
 // Shared by the registry operations: pagination, IDs, attribute payloads, registry refusals.
 
-/// What a page token starts with once decoded, so a token that is not one of ours (a random
-/// base64 string, a token of another service) is refused rather than read as a key.
-const TOKEN_MARK: &str = "tk1:";
-
-/// One page of `sorted` (ascending by key, keys unique): the items after the key `token`
-/// names, at most `size` of them, and the token of the next page if more remain.
-///
-/// The token is opaque to clients: base64url of a mark and the last key returned. Resuming
-/// after a key rather than at an offset keeps paging stable when items are created or deleted
-/// between calls (none is returned twice, none that existed throughout is skipped). A token
-/// that does not decode is `InvalidRequestException`, as AWS answers.
+/// One page of `sorted` (ascending by key, keys unique) after the key `token` names, at most
+/// `size` long, and the token of the next page: [`paging::page`] in ascending order (one
+/// token format for `nextToken` and `marker`, base64 as the model's `Marker` pattern wants).
 pub(crate) fn page<T>(
     sorted: impl Iterator<Item = (String, T)>,
     token: Option<&str>,
     size: usize,
 ) -> ApiResult<(Vec<T>, Option<String>)> {
-    use base64::Engine as _;
-    let after = match token {
-        None => None,
-        Some(t) => {
-            let bad = || crate::error::ApiError::invalid_request("The nextToken is not valid.");
-            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(t)
-                .map_err(|_| bad())?;
-            let text = String::from_utf8(bytes).map_err(|_| bad())?;
-            let key = text.strip_prefix(TOKEN_MARK).ok_or_else(bad)?.to_string();
-            Some(key)
-        }
-    };
-    let size = size.max(1);
-    let mut items = Vec::new();
-    let mut last = None;
-    let mut more = false;
-    for (key, item) in sorted {
-        if after.as_deref().is_some_and(|a| key.as_str() <= a) {
-            continue;
-        }
-        if items.len() == size {
-            more = true;
-            break;
-        }
-        items.push(item);
-        last = Some(key);
-    }
-    let next = match (more, last) {
-        (true, Some(key)) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{TOKEN_MARK}{key}")),
-        ),
-        _ => None,
-    };
-    Ok((items, next))
+    paging::page(sorted.collect(), token, size, false)
 }
 
 /// A resource ID in AWS's UUID shape, derived from what identifies the resource: `kind`,

@@ -11,6 +11,10 @@ use crate::model::Input;
 use crate::service::Ctx;
 use thingkit_provision::RegistryStore;
 
+/// What a token starts with once decoded, so a token this server did not issue (a random
+/// base64 string, another service's token) is refused rather than read as a key.
+const TOKEN_MARK: &str = "tk1:";
+
 /// `pageSize` (marker-paginated operations), or the default page size.
 pub(crate) fn page_size<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> usize {
     input
@@ -30,12 +34,13 @@ pub(crate) fn page<T>(
     descending: bool,
 ) -> ApiResult<(Vec<T>, Option<String>)> {
     let marker = match marker {
-        None | Some("") => None,
+        None => None,
         Some(m) => Some(
             STANDARD
                 .decode(m)
                 .ok()
                 .and_then(|k| String::from_utf8(k).ok())
+                .and_then(|k| k.strip_prefix(TOKEN_MARK).map(str::to_string))
                 .ok_or_else(|| ApiError::invalid_request(format!("{m:?} is not a valid marker")))?,
         ),
     };
@@ -59,7 +64,9 @@ pub(crate) fn page<T>(
     let mut rest = items.into_iter().skip(start);
     let taken: Vec<(String, T)> = rest.by_ref().take(size.max(1)).collect();
     let next = match rest.next() {
-        Some(_) => taken.last().map(|(k, _)| STANDARD.encode(k)),
+        Some(_) => taken
+            .last()
+            .map(|(k, _)| STANDARD.encode(format!("{TOKEN_MARK}{k}"))),
         None => None,
     };
     Ok((taken.into_iter().map(|(_, v)| v).collect(), next))
@@ -67,7 +74,7 @@ pub(crate) fn page<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::page;
+    use super::{STANDARD, TOKEN_MARK, page};
 
     fn keys(n: usize) -> Vec<(String, usize)> {
         (0..n).map(|i| (format!("k{i:02}"), i)).collect()
@@ -93,8 +100,10 @@ mod tests {
 
     #[test]
     fn a_marker_past_every_key_gives_an_empty_page() {
+        use base64::Engine;
+        let past = STANDARD.encode(format!("{TOKEN_MARK}z"));
         assert_eq!(
-            page(keys(3), Some("eg=="), 2, false).unwrap(),
+            page(keys(3), Some(&past), 2, false).unwrap(),
             (vec![], None)
         );
     }
@@ -102,5 +111,8 @@ mod tests {
     #[test]
     fn refuses_a_marker_it_did_not_make() {
         assert!(page(keys(3), Some("not base64!"), 2, false).is_err());
+        // Valid base64 of a key, but not a token this server issued.
+        assert!(page(keys(3), Some("eg=="), 2, false).is_err());
+        assert!(page(keys(3), Some(""), 2, false).is_err());
     }
 }

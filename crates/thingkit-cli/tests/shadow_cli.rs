@@ -218,7 +218,9 @@ fn shadow_commands_get_update_list_and_delete_over_the_signed_api() {
     assert!(stdout(&gone).is_empty());
     let err = stderr(&gone);
     assert!(
-        err.starts_with("thingkit: ResourceNotFoundException (404): "),
+        err.starts_with(
+            "thingkit: ResourceNotFoundException (404): No shadow exists with name: 'lamp-1'"
+        ),
         "{err}"
     );
     // The named shadow is still there.

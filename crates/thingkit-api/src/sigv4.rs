@@ -1,4 +1,5 @@
-//! AWS Signature Version 4 verification, byte for byte as botocore signs.
+//! AWS Signature Version 4 verification and signing ([`verify`], [`sign`]), byte for byte as
+//! botocore signs.
 //!
 //! Only header authentication is accepted (`Authorization: AWS4-HMAC-SHA256 Credential=...,
 //! SignedHeaders=..., Signature=...`); presigned URLs (`X-Amz-Signature` in the query) and
@@ -270,7 +271,8 @@ fn parse_amz_date(text: &str) -> Option<i64> {
     )
 }
 
-/// `secs` since the epoch as `YYYYMMDDTHHMMSSZ`.
+/// `secs` since the epoch as `YYYYMMDDTHHMMSSZ` (UTC), the form of an `x-amz-date` header; a
+/// time outside the years 1..=9999 is returned as its decimal `secs`, which [`sign`] refuses.
 pub fn format_amz_date(secs: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(d) => format!(
@@ -590,10 +592,54 @@ fn canonical_request(
     out
 }
 
-/// Signs `request` as botocore would: every header of the request is signed (their names
-/// sorted), at the time of its `x-amz-date` header. Returns the `Authorization` value, or
-/// `None` if the request has no valid `x-amz-date` or no `host`. For tests and benchmarks.
-#[doc(hidden)]
+/// Signs `request` as botocore's `SigV4Auth` does and returns the value of its `Authorization`
+/// header: `AWS4-HMAC-SHA256 Credential=<access_key_id>/<YYYYMMDD>/<region>/<service>/aws4_request,
+/// SignedHeaders=<names>, Signature=<64 hex digits>`.
+///
+/// * **Headers.** Every header in `request.headers` is signed, under its name as given (pass
+///   lower-case names, as HTTP/2 and botocore's canonical form use), except an `authorization`
+///   header, which is ignored. `SignedHeaders` lists the names sorted, each once; repeated
+///   headers are joined with `,` in the order given. A client sends exactly these headers (its
+///   HTTP library may add unsigned ones such as `user-agent` or `content-length`).
+/// * **Required headers.** `host` (as the client will send it: `localhost:8443`, the port only if
+///   not the scheme's default) and `x-amz-date` (`YYYYMMDDTHHMMSSZ`, UTC; [`format_amz_date`]
+///   writes it). The signature is made for the time of `x-amz-date`: this function reads no
+///   clock. Without either header, or with an `x-amz-date` that is not a valid time, the result
+///   is `None`.
+/// * **Path and query.** `request.path` is the path as it goes on the wire, each label already
+///   percent-encoded (RFC 3986 unreserved characters kept, `/` inside a label as `%2F`);
+///   `request.query` is the query without `?`. Both are canonicalized as in the module docs.
+/// * **Payload.** The hex SHA-256 of `request.body` is signed; an `x-amz-content-sha256`
+///   header, if sent, must hold the same value ([`content_sha256`]).
+/// * **Scope.** `region` and `service` are the credential scope: the service's signing name
+///   (`iot` for the control plane, `iotdata` for device shadows), not its endpoint prefix.
+///
+/// The result verifies with [`verify`] given the same secret, and is byte for byte the header
+/// botocore computes for the same request, headers and time (the AWS SigV4 test suite and
+/// boto3-signed requests in `tests/sigv4_vectors.rs` check both).
+///
+/// ```
+/// use thingkit_api::sigv4::{SignedRequest, content_sha256, format_amz_date, sign};
+///
+/// let body = br#"{"state":{"desired":{"on":true}}}"#;
+/// let headers = vec![
+///     ("host".to_string(), "localhost:8443".to_string()),
+///     ("x-amz-content-sha256".to_string(), content_sha256(body)),
+///     ("x-amz-date".to_string(), format_amz_date(1_440_938_160)),
+/// ];
+/// let request = SignedRequest {
+///     method: "POST",
+///     path: "/things/lamp-1/shadow",
+///     query: "",
+///     headers: &headers,
+///     body,
+/// };
+/// let auth = sign(&request, "AKIDEXAMPLE", "secret", "eu-central-1", "iotdata").unwrap();
+/// assert!(auth.starts_with(
+///     "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/eu-central-1/iotdata/aws4_request, \
+///      SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="
+/// ));
+/// ```
 pub fn sign(
     request: &SignedRequest<'_>,
     access_key_id: &str,
@@ -616,7 +662,7 @@ pub fn sign(
         return None;
     }
     let text = names.join(";");
-    let payload = hex::encode(digest::digest(&digest::SHA256, request.body));
+    let payload = content_sha256(request.body);
     let canonical = canonical_request(request, &names, &text, &payload);
     let key = signing_key(secret, date, region, service);
     let sig = hmac::sign(
@@ -627,6 +673,12 @@ pub fn sign(
         "{ALGORITHM} Credential={access_key_id}/{date}/{region}/{service}/{TERMINATOR}, SignedHeaders={text}, Signature={}",
         hex::encode(sig.as_ref())
     ))
+}
+
+/// The hex SHA-256 of `body` (lower-case): the value of an `x-amz-content-sha256` header, and
+/// the payload line of the canonical request that [`sign`] and [`verify`] build.
+pub fn content_sha256(body: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, body))
 }
 
 /// The physical floor of one verification, for the benchmark: the SHA-256 of `canonical`, the

@@ -24,6 +24,8 @@ struct Vector {
     body_hex: String,
     service: String,
     region: String,
+    /// The `Authorization` header botocore computed.
+    authorization: String,
 }
 
 /// 2015-08-30T12:36:00Z, the time every vector was signed at.
@@ -89,6 +91,28 @@ fn verifies_every_botocore_vector() {
         assert_eq!(verified.service, v.service, "{}", v.name);
         assert_eq!(verified.region, v.region, "{}", v.name);
         assert_eq!(verified.access_key_id, "AKIDEXAMPLE");
+    }
+}
+
+#[test]
+fn signs_every_botocore_vector_byte_for_byte() {
+    let suite = suite();
+    for v in &suite.vectors {
+        let mut o = Owned::of(v);
+        o.headers.retain(|(name, _)| name != "authorization");
+        let auth = sign(
+            &o.request(),
+            &suite.access_key_id,
+            &suite.secret_access_key,
+            &v.region,
+            &v.service,
+        );
+        assert_eq!(
+            auth.as_deref(),
+            Some(v.authorization.as_str()),
+            "{}",
+            v.name
+        );
     }
 }
 

@@ -134,6 +134,9 @@ impl Publisher for BrokerData {
 }
 
 /// The control plane over the server's registry, CA, fleet provisioning and broker.
+// Each argument is one of the server's parts `serve` built; a struct to hold them for this one
+// call would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn control_plane(
     config: &crate::config::ServeConfig,
     registry: Arc<std::sync::RwLock<thingkit_provision::Registry<thingkit_provision::RedbStore>>>,

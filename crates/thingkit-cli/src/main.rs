@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod access_key;
 mod api;
+mod client;
 mod config;
 mod firmware;
 mod init;
@@ -21,6 +22,7 @@ mod mqtt;
 mod policy;
 mod provision;
 mod serve;
+mod shadow;
 
 /// The core of a cloud IoT platform, from the command line.
 #[derive(Debug, Parser)]
@@ -63,6 +65,11 @@ enum Command {
     /// Run the server from a configuration file (`thingkit init` writes one). An invalid file
     /// exits 1 with `error: FILE:LINE:COLUMN: KEY: what is wrong`.
     Serve(serve::ServeArgs),
+    /// Device shadows over the HTTPS API (iot-data): get, update, delete, list named shadows.
+    /// Signed with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; refusals exit 1 with the AWS
+    /// error code and message.
+    #[command(subcommand)]
+    Shadow(shadow::Args),
 }
 
 /// A failure the user must act on: printed as one line on stderr, exit status 1.
@@ -87,6 +94,7 @@ fn main() -> ExitCode {
         Command::Meter(args) => meter::run(args),
         Command::Init(args) => init::run(args),
         Command::AccessKey(args) => access_key::run(args),
+        Command::Shadow(args) => shadow::run(args),
         Command::Serve(args) => match config::ServeConfig::from_file(&args.config) {
             Ok(config) => serve::serve(config),
             Err(e) => {

@@ -1,0 +1,324 @@
+//! `thingkit shadow get|update|delete|list` against a real `thingkit serve` (no external peer):
+//! `thingkit init`, an access key, the server on ephemeral ports, then the shadow commands over
+//! HTTPS with SigV4, and the refusals (a deleted shadow, a wrong secret, no credentials).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{arg, stderr, stdout, thingkit};
+
+/// `thingkit init DIR` with every listener on an ephemeral port of 127.0.0.1.
+fn init(dir: &Path) {
+    let out = thingkit(&["init", arg(dir)], None);
+    assert!(out.status.success(), "init: {}", stderr(&out));
+    let path = dir.join("thingkit.toml");
+    let mut config = std::fs::read_to_string(&path).unwrap();
+    for port in ["8883", "9090", "8443"] {
+        let commented = format!("# listen = \"127.0.0.1:{port}\"");
+        assert!(config.contains(&commented), "the example has {commented}");
+        config = config.replace(&commented, "listen = \"127.0.0.1:0\"");
+    }
+    std::fs::write(path, config).unwrap();
+}
+
+/// `thingkit access-key create`: (AccessKeyId, SecretAccessKey).
+fn access_key(config: &Path) -> (String, String) {
+    let out = thingkit(&["access-key", "create", "--config", arg(config)], None);
+    assert!(out.status.success(), "access-key create: {}", stderr(&out));
+    let key: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    (
+        key["AccessKeyId"].as_str().unwrap().to_string(),
+        key["SecretAccessKey"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A running `thingkit serve` and the port its API listens on.
+struct Server {
+    child: Child,
+    api_port: u16,
+}
+
+impl Server {
+    /// Starts the server and reads its three listening lines (mqtt, metrics, api).
+    fn start(config: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
+            .args(["serve", "--config", arg(config)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("thingkit serve runs");
+        let out = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let _ = tx.send(line.unwrap_or_default());
+            }
+        });
+        let mut api = None;
+        for _ in 0..3 {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a listening line within 30 s");
+            if let Some(rest) = line.strip_prefix("api listening on https://") {
+                api = rest.split_whitespace().next().map(str::to_string);
+            }
+        }
+        let api = api.expect("an `api listening on` line among the first three");
+        let api_port = api.rsplit(':').next().unwrap().parse().unwrap();
+        Server { child, api_port }
+    }
+
+    /// SIGTERM, then the exit status within 10 s.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// `thingkit shadow ARGS` with the access key `(id, secret)` in the environment (or none).
+fn shadow(args: &[&str], key: Option<(&str, &str)>, stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thingkit"));
+    cmd.arg("shadow")
+        .args(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((id, secret)) = key {
+        cmd.env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", secret);
+    }
+    let mut child = cmd.spawn().expect("the thingkit binary runs");
+    {
+        let mut input = child.stdin.take().expect("stdin is piped");
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().expect("thingkit finishes")
+}
+
+/// The JSON a successful command printed on one line.
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(out)
+    );
+    let text = stdout(out);
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+#[cfg(unix)]
+fn shadow_commands_get_update_list_and_delete_over_the_signed_api() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let config = dir.path().join("thingkit.toml");
+    let (id, secret) = access_key(&config);
+    let key = Some((id.as_str(), secret.as_str()));
+    let server = Server::start(&config);
+    let endpoint = format!("https://localhost:{}", server.api_port);
+    let ca = dir.path().join("ca/ca.pem");
+    // Explicit flags, no configuration file.
+    let explicit = [
+        "--endpoint",
+        endpoint.as_str(),
+        "--ca-bundle",
+        arg(&ca),
+        "--region",
+        "eu-central-1",
+    ];
+    // The configuration file for the CA bundle and the region; --endpoint for the port it
+    // chose at start.
+    let from_config = ["--config", arg(&config), "--endpoint", endpoint.as_str()];
+    let with = |cmd: &str, flags: &[&str], more: &[&str]| -> Vec<String> {
+        [cmd]
+            .iter()
+            .chain(flags)
+            .chain(more)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>, key: Option<(&str, &str)>, stdin: Option<&str>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        shadow(&args, key, stdin)
+    };
+
+    let payload = r#"{"state":{"desired":{"on":true}}}"#;
+    let updated = json_of(&run(
+        with(
+            "update",
+            &explicit,
+            &["--thing", "lamp-1", "--payload", payload],
+        ),
+        key,
+        None,
+    ));
+    assert_eq!(updated["state"]["desired"]["on"], true, "{updated}");
+    assert_eq!(updated["version"], 1, "{updated}");
+
+    let got = json_of(&run(
+        with("get", &from_config, &["--thing", "lamp-1"]),
+        key,
+        None,
+    ));
+    assert_eq!(got["state"]["delta"]["on"], true, "{got}");
+    assert_eq!(got["state"]["desired"]["on"], true, "{got}");
+
+    // A named shadow, its document from stdin.
+    let named = json_of(&run(
+        with(
+            "update",
+            &from_config,
+            &["--thing", "lamp-1", "--name", "config"],
+        ),
+        key,
+        Some(r#"{"state":{"reported":{"interval":60}}}"#),
+    ));
+    assert_eq!(named["state"]["reported"]["interval"], 60, "{named}");
+
+    let listed = json_of(&run(
+        with("list", &explicit, &["--thing", "lamp-1"]),
+        key,
+        None,
+    ));
+    assert_eq!(listed, serde_json::json!({"results": ["config"]}));
+
+    let deleted = json_of(&run(
+        with("delete", &explicit, &["--thing", "lamp-1"]),
+        key,
+        None,
+    ));
+    assert!(deleted["version"].is_u64(), "{deleted}");
+
+    let gone = run(with("get", &explicit, &["--thing", "lamp-1"]), key, None);
+    assert_eq!(gone.status.code(), Some(1), "{}", stderr(&gone));
+    assert!(stdout(&gone).is_empty());
+    let err = stderr(&gone);
+    assert!(
+        err.starts_with(
+            "thingkit: ResourceNotFoundException (404): No shadow exists with name: 'lamp-1'"
+        ),
+        "{err}"
+    );
+    // The named shadow is still there.
+    let still = json_of(&run(
+        with("get", &explicit, &["--thing", "lamp-1", "--name", "config"]),
+        key,
+        None,
+    ));
+    assert_eq!(still["state"]["reported"]["interval"], 60, "{still}");
+
+    let wrong = run(
+        with("get", &explicit, &["--thing", "lamp-1", "--name", "config"]),
+        Some((id.as_str(), "not-the-secret")),
+        None,
+    );
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    let err = stderr(&wrong);
+    assert!(
+        err.starts_with("thingkit: InvalidSignatureException (403): "),
+        "{err}"
+    );
+
+    // A region the server does not serve is refused too.
+    let region = run(
+        with(
+            "get",
+            &["--config", arg(&config), "--endpoint", endpoint.as_str()],
+            &["--thing", "lamp-1", "--region", "us-east-1"],
+        ),
+        key,
+        None,
+    );
+    assert_eq!(region.status.code(), Some(1), "{}", stderr(&region));
+
+    // A server certificate from a CA the bundle does not hold is not trusted.
+    let other = tempfile::tempdir().unwrap();
+    let out = thingkit(&["ca", "init", "--dir", arg(other.path())], None);
+    assert!(out.status.success(), "ca init: {}", stderr(&out));
+    let untrusted = run(
+        with(
+            "get",
+            &[
+                "--endpoint",
+                endpoint.as_str(),
+                "--ca-bundle",
+                arg(&other.path().join("ca.pem")),
+                "--region",
+                "eu-central-1",
+            ],
+            &["--thing", "lamp-1"],
+        ),
+        key,
+        None,
+    );
+    assert_eq!(untrusted.status.code(), Some(1), "{}", stderr(&untrusted));
+    assert!(stderr(&untrusted).starts_with("thingkit: "));
+
+    let status = server.terminate();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+#[test]
+fn shadow_without_credentials_exits_1_naming_the_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "").unwrap();
+    let out = shadow(
+        &[
+            "get",
+            "--thing",
+            "lamp-1",
+            "--endpoint",
+            "https://localhost:1",
+            "--ca-bundle",
+            arg(&ca),
+            "--region",
+            "eu-central-1",
+        ],
+        None,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "thingkit: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn shadow_without_config_or_endpoint_is_a_usage_error() {
+    let out = shadow(
+        &["get", "--thing", "lamp-1"],
+        Some(("AKID", "secret")),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--endpoint"), "{}", stderr(&out));
+}

@@ -6,7 +6,7 @@
 //! ([`crate::sigv4`], [`crate::keys`]); routing by method and path ([`crate::model`]); binding
 //! and validation of its input against botocore's model; authorization of `iot:<Operation>` on
 //! the operation's resource by the key's identity policy ([`crate::identity`]); the operation
-//! itself ([`crate::ops`]), which goes through the registry. Any refusal stops there and
+//! itself (the `ops` modules, one per AWS resource), which goes through the registry. Any refusal stops there and
 //! changes nothing.
 
 use std::sync::{Arc, Mutex, RwLock};

@@ -70,8 +70,8 @@ pub struct ShadowArgs {
 /// Where the API is and how to reach it.
 #[derive(Debug, clap::Args)]
 pub struct EndpointArgs {
-    /// The server's configuration file: the endpoint is https://localhost:<port of [api]
-    /// listen>, the CA bundle `[ca] certificate`, the region `[account] region`.
+    /// The server's configuration file: the endpoint is `https://localhost:<port of [api]
+    /// listen>`, the CA bundle `[ca] certificate`, the region `[account] region`.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The API's URL, e.g. https://localhost:8443 (overrides --config).

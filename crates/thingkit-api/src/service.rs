@@ -503,14 +503,26 @@ impl<S: RegistryStore> ControlPlane<S> {
     }
 }
 
-/// A request ID: unique per process and time, in AWS's UUID shape.
+/// A request ID in AWS's UUID shape (version 4 bits set): a digest of the time, the request's
+/// number in this process and the process's address-space layout, so IDs do not reveal how
+/// many requests came before and differ between processes.
 fn request_id(now: SystemTime, n: u64) -> String {
     let t = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let x = t ^ ((n as u128) << 64);
-    let h = format!("{x:032x}");
+    let salt = request_id as fn(SystemTime, u64) -> String as usize;
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{t}:{n}:{salt}:{}", std::process::id()).as_bytes(),
+    );
+    let mut b = [0u8; 16];
+    for (dst, src) in b.iter_mut().zip(digest.as_ref()) {
+        *dst = *src;
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

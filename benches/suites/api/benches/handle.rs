@@ -56,7 +56,9 @@ fn request(method: &str, path: &str, body: &str, key: &(String, String)) -> ApiR
     r
 }
 
-fn plane<S: RegistryStore>(registry: Registry<S>) -> (ControlPlane<S>, (String, String), (String, String)) {
+fn plane<S: RegistryStore>(
+    registry: Registry<S>,
+) -> (ControlPlane<S>, (String, String), (String, String)) {
     let keys = Arc::new(KeyStore::in_memory());
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW);
     let admin = keys.create(None, now).expect("a key");

@@ -503,19 +503,21 @@ impl<S: RegistryStore> ControlPlane<S> {
     }
 }
 
-/// A request ID in AWS's UUID shape (version 4 bits set): a digest of the time, the request's
-/// number in this process and the process's address-space layout, so IDs do not reveal how
-/// many requests came before and differ between processes.
+/// A request ID in AWS's UUID shape: a digest of the time, the request's number in this
+/// process and the process's address-space layout, so IDs do not reveal how many requests came
+/// before and differ between processes.
 fn request_id(now: SystemTime, n: u64) -> String {
     let t = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let salt = request_id as fn(SystemTime, u64) -> String as usize;
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{t}:{n}:{salt}:{}", std::process::id()).as_bytes(),
-    );
+    uuid_of(&format!("{t}:{n}:{salt}:{}", std::process::id()))
+}
+
+/// A version 4 / RFC 9562 variant UUID (AWS's ID shape) from the SHA-256 of `text`.
+pub(crate) fn uuid_of(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     let mut b = [0u8; 16];
     for (dst, src) in b.iter_mut().zip(digest.as_ref()) {
         *dst = *src;
@@ -523,6 +525,7 @@ fn request_id(now: SystemTime, n: u64) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
+    // 32 hex digits: the slices are in range.
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

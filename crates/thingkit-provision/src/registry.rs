@@ -941,18 +941,7 @@ impl<S: RegistryStore> Registry<S> {
         if let Some(ty) = thing_type {
             thing.thing_type = ty.map(Into::into);
         }
-        for (k, v) in attributes {
-            check_attribute_name(k)?;
-            match v {
-                Some(v) => {
-                    check_attribute_value(v)?;
-                    thing.attributes.insert((*k).into(), (*v).into());
-                }
-                None => {
-                    thing.attributes.remove(*k);
-                }
-            }
-        }
+        apply_attribute_changes(&mut thing.attributes, attributes)?;
         self.check_thing_type_and_attributes(&thing)?;
         thing.version += 1;
         self.batch(|r| r.set(Key::Thing(name.into()), Some(Value::Thing(thing))))
@@ -1303,18 +1292,7 @@ impl<S: RegistryStore> Registry<S> {
         if let Some(d) = description {
             group.description = d.map(Into::into);
         }
-        for (k, v) in attributes {
-            check_attribute_name(k)?;
-            match v {
-                Some(v) => {
-                    check_attribute_value(v)?;
-                    group.attributes.insert((*k).into(), (*v).into());
-                }
-                None => {
-                    group.attributes.remove(*k);
-                }
-            }
-        }
+        apply_attribute_changes(&mut group.attributes, attributes)?;
         self.check_group_attributes(&group)?;
         group.version += 1;
         let version = group.version;
@@ -2298,6 +2276,26 @@ fn split_certificate_record(bytes: &[u8]) -> (&[u8], &[u8]) {
         Some(i) => (&bytes[..i], bytes.get(i + 1..).unwrap_or_default()),
         None => (bytes, &[]),
     }
+}
+
+/// Sets (`Some`) or removes (`None`) attributes, each name and value checked first.
+fn apply_attribute_changes(
+    attributes: &mut BTreeMap<Box<str>, Box<str>>,
+    changes: &[(&str, Option<&str>)],
+) -> Result<()> {
+    for (k, v) in changes {
+        check_attribute_name(k)?;
+        match v {
+            Some(v) => {
+                check_attribute_value(v)?;
+                attributes.insert((*k).into(), (*v).into());
+            }
+            None => {
+                attributes.remove(*k);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decrement(map: &mut Map<Box<str>, usize>, key: &str) {

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::model::Input;
 use crate::ops::Handler;
 use crate::ops::certificates::{account, parse_id};
-use crate::ops::paging::{page, page_size};
+use crate::ops::paging::marker_list;
 use crate::service::Ctx;
 
 pub(crate) fn handlers<S: RegistryStore>() -> Vec<(&'static str, Handler<S>)> {
@@ -125,17 +125,7 @@ fn list_ca_certificates<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> Ap
         })
         .collect();
     let descending = !input.bool("ascendingOrder").unwrap_or(false);
-    let (certificates, next) = page(
-        items,
-        input.str("marker"),
-        page_size(ctx, input),
-        descending,
-    )?;
-    let mut out = json!({ "certificates": certificates });
-    if let (Some(next), Some(o)) = (next, out.as_object_mut()) {
-        o.insert("nextMarker".into(), next.into());
-    }
-    Ok(out)
+    marker_list(ctx, input, "certificates", items, descending)
 }
 
 fn update_ca_certificate<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Value> {

@@ -24,7 +24,7 @@ use thingkit_provision::{
 use crate::error::{ApiError, ApiResult};
 use crate::model::Input;
 use crate::ops::Handler;
-use crate::ops::paging::{page, page_size};
+use crate::ops::paging::marker_list;
 use crate::service::Ctx;
 
 /// The subject common name AWS gives the certificates `CreateKeysAndCertificate` makes.
@@ -294,17 +294,7 @@ fn list<S: RegistryStore>(
         })
         .collect();
     let descending = !input.bool("ascendingOrder").unwrap_or(false);
-    let (certificates, next) = page(
-        items,
-        input.str("marker"),
-        page_size(ctx, input),
-        descending,
-    )?;
-    let mut out = json!({ "certificates": certificates });
-    if let (Some(next), Some(o)) = (next, out.as_object_mut()) {
-        o.insert("nextMarker".into(), next.into());
-    }
-    Ok(out)
+    marker_list(ctx, input, "certificates", items, descending)
 }
 
 fn list_certificates<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Value> {

@@ -145,26 +145,7 @@ pub(crate) fn page<T>(
 /// registry, so a thing created again under the same name has the same ID (AWS would issue a
 /// new one).
 pub(crate) fn resource_id(kind: &str, name: &str, created: i64) -> String {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{kind}\0{name}\0{created}").as_bytes(),
-    );
-    let mut b = [0u8; 16];
-    for (dst, src) in b.iter_mut().zip(digest.as_ref()) {
-        *dst = *src;
-    }
-    // A version 4 / RFC 9562 variant UUID, as AWS's IDs are.
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        h.get(0..8).unwrap_or_default(),
-        h.get(8..12).unwrap_or_default(),
-        h.get(12..16).unwrap_or_default(),
-        h.get(16..20).unwrap_or_default(),
-        h.get(20..32).unwrap_or_default()
-    )
+    crate::service::uuid_of(&format!("{kind}\0{name}\0{created}"))
 }
 
 /// The `attributes` of an `AttributePayload` JSON object, in order (the model validated the

@@ -24,6 +24,29 @@ pub(crate) fn page_size<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> us
         .unwrap_or(ctx.plane.limits.default_page_size)
 }
 
+/// A `marker`-paginated answer: `{member: [the page of items], "nextMarker": ...}` (the
+/// marker only when more remain), in ascending key order or `descending`.
+pub(crate) fn marker_list<S: RegistryStore>(
+    ctx: &Ctx<'_, S>,
+    input: &Input,
+    member: &str,
+    items: Vec<(String, serde_json::Value)>,
+    descending: bool,
+) -> ApiResult<serde_json::Value> {
+    let (page, next) = page(
+        items,
+        input.str("marker"),
+        page_size(ctx, input),
+        descending,
+    )?;
+    let mut out = serde_json::Map::new();
+    out.insert(member.to_string(), serde_json::Value::Array(page));
+    if let Some(next) = next {
+        out.insert("nextMarker".into(), next.into());
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
 /// The page of `items` (sort key, item) that follows `marker`, in ascending key order or
 /// descending, at most `size` long, and the marker of the next page if there is one. A marker
 /// this server did not make is an `InvalidRequestException`.

@@ -16,7 +16,7 @@ use thingkit_provision::{PolicyVersion, RegistryStore, StoredPolicy};
 use crate::error::{ApiError, ApiResult};
 use crate::model::Input;
 use crate::ops::Handler;
-use crate::ops::paging::{page, page_size};
+use crate::ops::paging::marker_list;
 use crate::service::Ctx;
 
 pub(crate) fn handlers<S: RegistryStore>() -> Vec<(&'static str, Handler<S>)> {
@@ -104,17 +104,7 @@ fn list_policies<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult
         })
         .collect();
     let descending = input.bool("ascendingOrder") == Some(false);
-    let (policies, next) = page(
-        items,
-        input.str("marker"),
-        page_size(ctx, input),
-        descending,
-    )?;
-    let mut out = json!({ "policies": policies });
-    if let (Some(next), Some(o)) = (next, out.as_object_mut()) {
-        o.insert("nextMarker".into(), next.into());
-    }
-    Ok(out)
+    marker_list(ctx, input, "policies", items, descending)
 }
 
 fn delete_policy<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Value> {

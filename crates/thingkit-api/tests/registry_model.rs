@@ -2,7 +2,7 @@
 //! semantics, produce through the Rust `Registry` API on a second registry; and every call
 //! succeeds or fails on both alike. Names come from a small alphabet so they collide: the
 //! interesting cases (creating twice, deleting what does not exist, groups with members or
-//! children, deprecated types) come up often.
+//! children, deprecated types, policies attached or with versions left) come up often.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -14,7 +14,8 @@ use thingkit_api::keys::KeyStore;
 use thingkit_api::{ControlPlane, Input};
 use thingkit_policy::ArnPrefix;
 use thingkit_provision::{
-    MemoryStore, Registry, RegistryLimits, RegistryStore, Thing, ThingGroup, ThingType,
+    MemoryStore, PolicyTarget, Registry, RegistryLimits, RegistryStore, StoredPolicy, Thing,
+    ThingGroup, ThingType,
 };
 
 const THINGS: [&str; 3] = ["t0", "t1", "t2"];
@@ -23,6 +24,12 @@ const GROUPS: [&str; 3] = ["g0", "g1", "g2"];
 const KEYS: [&str; 4] = ["a", "b", "c", "d"];
 const VALUES: [&str; 3] = ["", "1", "2"];
 const ARN: &str = "arn:aws:iot:us-east-1:123456789012:";
+const POLICIES: [&str; 2] = ["p0", "p1"];
+/// Two valid policy documents (versions alternate between them).
+const DOCUMENTS: [&str; 2] = [
+    r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"}]}"#,
+    r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "iot:Publish", "Resource": "*"}]}"#,
+];
 
 #[derive(Clone, Debug)]
 enum TypeChange {
@@ -76,6 +83,34 @@ enum Op {
         group: usize,
         expected: Option<u64>,
     },
+    CreatePolicy {
+        policy: usize,
+        document: usize,
+    },
+    CreatePolicyVersion {
+        policy: usize,
+        document: usize,
+        default: bool,
+    },
+    SetDefaultPolicyVersion {
+        policy: usize,
+        version: u32,
+    },
+    DeletePolicyVersion {
+        policy: usize,
+        version: u32,
+    },
+    DeletePolicy {
+        policy: usize,
+    },
+    AttachPolicy {
+        policy: usize,
+        group: usize,
+    },
+    DetachPolicy {
+        policy: usize,
+        group: usize,
+    },
 }
 
 fn attributes() -> impl Strategy<Value = BTreeMap<usize, usize>> {
@@ -122,6 +157,33 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         1 => (group, version)
             .prop_map(|(group, expected)| Op::DeleteThingGroup { group, expected }),
+        7 => policy_op(),
+    ]
+}
+
+/// Policy operations, and the groups they attach to coming and going.
+fn policy_op() -> impl Strategy<Value = Op> {
+    let group = 0..GROUPS.len();
+    prop_oneof![
+        1 => (group.clone(), prop::option::of(group.clone()), any::<bool>()).prop_map(
+            |(group, parent, described)| Op::CreateThingGroup { group, parent, described }
+        ),
+        1 => (group.clone(), Just(None))
+            .prop_map(|(group, expected)| Op::DeleteThingGroup { group, expected }),
+        2 => (0..POLICIES.len(), 0..DOCUMENTS.len())
+            .prop_map(|(policy, document)| Op::CreatePolicy { policy, document }),
+        4 => (0..POLICIES.len(), 0..DOCUMENTS.len(), any::<bool>()).prop_map(
+            |(policy, document, default)| Op::CreatePolicyVersion { policy, document, default }
+        ),
+        1 => (0..POLICIES.len(), 1u32..7)
+            .prop_map(|(policy, version)| Op::SetDefaultPolicyVersion { policy, version }),
+        1 => (0..POLICIES.len(), 1u32..7)
+            .prop_map(|(policy, version)| Op::DeletePolicyVersion { policy, version }),
+        1 => (0..POLICIES.len()).prop_map(|policy| Op::DeletePolicy { policy }),
+        2 => (0..POLICIES.len(), group.clone())
+            .prop_map(|(policy, group)| Op::AttachPolicy { policy, group }),
+        1 => (0..POLICIES.len(), group)
+            .prop_map(|(policy, group)| Op::DetachPolicy { policy, group }),
     ]
 }
 
@@ -140,6 +202,9 @@ fn payload_json(attributes: &BTreeMap<usize, usize>) -> Value {
 
 /// The API request for `op`.
 fn request(op: &Op) -> (&'static str, Value) {
+    if let Some(r) = policy_request(op) {
+        return r;
+    }
     match op {
         Op::CreateThing {
             thing,
@@ -228,7 +293,117 @@ fn request(op: &Op) -> (&'static str, Value) {
             }
             ("DeleteThingGroup", input)
         }
+        _ => unreachable!("policy operations are built by policy_request"),
     }
+}
+
+fn policy_request(op: &Op) -> Option<(&'static str, Value)> {
+    Some(match op {
+        Op::CreatePolicy { policy, document } => (
+            "CreatePolicy",
+            json!({"policyName": POLICIES[*policy], "policyDocument": DOCUMENTS[*document]}),
+        ),
+        Op::CreatePolicyVersion {
+            policy,
+            document,
+            default,
+        } => (
+            "CreatePolicyVersion",
+            json!({"policyName": POLICIES[*policy], "policyDocument": DOCUMENTS[*document],
+                   "setAsDefault": default}),
+        ),
+        Op::SetDefaultPolicyVersion { policy, version } => (
+            "SetDefaultPolicyVersion",
+            json!({"policyName": POLICIES[*policy], "policyVersionId": version.to_string()}),
+        ),
+        Op::DeletePolicyVersion { policy, version } => (
+            "DeletePolicyVersion",
+            json!({"policyName": POLICIES[*policy], "policyVersionId": version.to_string()}),
+        ),
+        Op::DeletePolicy { policy } => ("DeletePolicy", json!({"policyName": POLICIES[*policy]})),
+        Op::AttachPolicy { policy, group } => (
+            "AttachPolicy",
+            json!({"policyName": POLICIES[*policy],
+                   "target": format!("{ARN}thinggroup/{}", GROUPS[*group])}),
+        ),
+        Op::DetachPolicy { policy, group } => (
+            "DetachPolicy",
+            json!({"policyName": POLICIES[*policy],
+                   "target": format!("{ARN}thinggroup/{}", GROUPS[*group])}),
+        ),
+        _ => return None,
+    })
+}
+
+/// `op`, a policy operation, applied to `r` with AWS's semantics: versions count to five,
+/// the default version cannot be deleted, a policy goes only when it is attached nowhere and
+/// has no other versions, attaching twice and detaching what is not attached succeed.
+fn apply_policy(r: &mut Registry, op: &Op, now: SystemTime) -> Result<(), Refused> {
+    match op {
+        Op::CreatePolicy { policy, document } => {
+            r.create_policy(POLICIES[*policy], DOCUMENTS[*document], now)?;
+        }
+        Op::CreatePolicyVersion {
+            policy,
+            document,
+            default,
+        } => {
+            let p = r.policy(POLICIES[*policy]).ok_or(Refused)?;
+            if p.versions.len() >= 5 {
+                return Err(Refused);
+            }
+            r.create_policy_version(POLICIES[*policy], DOCUMENTS[*document], *default, now)?;
+        }
+        Op::SetDefaultPolicyVersion { policy, version } => {
+            r.set_default_policy_version(POLICIES[*policy], *version)?;
+        }
+        Op::DeletePolicyVersion { policy, version } => {
+            let p = r.policy(POLICIES[*policy]).ok_or(Refused)?;
+            if p.default_version_id == *version {
+                return Err(Refused);
+            }
+            r.delete_policy_version(POLICIES[*policy], *version)?;
+        }
+        Op::DeletePolicy { policy } => {
+            let name = POLICIES[*policy];
+            let p = r.policy(name).ok_or(Refused)?;
+            let attached = GROUPS.iter().any(|g| {
+                r.thing_group(g)
+                    .is_some_and(|g| g.policies.iter().any(|x| &**x == name))
+            });
+            if attached || p.versions.len() > 1 {
+                return Err(Refused);
+            }
+            r.delete_policy(name)?;
+        }
+        Op::AttachPolicy { policy, group } => {
+            r.attach_policy(
+                POLICIES[*policy],
+                &PolicyTarget::ThingGroup(GROUPS[*group].into()),
+            )?;
+        }
+        Op::DetachPolicy { policy, group } => {
+            let (name, group) = (POLICIES[*policy], GROUPS[*group]);
+            r.policy(name).ok_or(Refused)?;
+            let g = r.thing_group(group).ok_or(Refused)?;
+            if g.policies.iter().any(|x| &**x == name) {
+                r.detach_policy(name, &PolicyTarget::ThingGroup(group.into()))?;
+            }
+        }
+        _ => unreachable!("not a policy operation"),
+    }
+    Ok(())
+}
+
+/// A policy as the comparison sees it: its default version and (id, text) of each version.
+fn policy_view(p: &StoredPolicy) -> (u32, Vec<(u32, String)>) {
+    (
+        p.default_version_id,
+        p.versions
+            .iter()
+            .map(|v| (v.version_id, v.document.text().to_string()))
+            .collect(),
+    )
 }
 
 fn membership(thing: usize, group: usize, by_arn: bool) -> Value {
@@ -261,6 +436,9 @@ fn version_matches(expected: Option<u64>, version: u64) -> Result<(), Refused> {
 
 /// `op` applied to `r` through the Rust API, with AWS's semantics of the operation.
 fn apply(r: &mut Registry, op: &Op, now: SystemTime) -> Result<(), Refused> {
+    if policy_request(op).is_some() {
+        return apply_policy(r, op, now);
+    }
     match op {
         Op::CreateThing {
             thing,
@@ -370,6 +548,7 @@ fn apply(r: &mut Registry, op: &Op, now: SystemTime) -> Result<(), Refused> {
                 r.delete_thing_group(name)
             })?;
         }
+        _ => unreachable!("policy operations are applied by apply_policy"),
     }
     Ok(())
 }
@@ -378,6 +557,7 @@ type Snapshot = (
     Vec<(String, Thing)>,
     Vec<(String, ThingType)>,
     Vec<(String, ThingGroup)>,
+    Vec<(String, (u32, Vec<(u32, String)>))>,
 );
 
 fn snapshot<S: RegistryStore>(r: &Registry<S>) -> Snapshot {
@@ -396,7 +576,12 @@ fn snapshot<S: RegistryStore>(r: &Registry<S>) -> Snapshot {
     things.sort_by(|a, b| a.0.cmp(&b.0));
     types.sort_by(|a, b| a.0.cmp(&b.0));
     groups.sort_by(|a, b| a.0.cmp(&b.0));
-    (things, types, groups)
+    let mut policies: Vec<(String, (u32, Vec<(u32, String)>))> = r
+        .policies()
+        .map(|p| (p.name.to_string(), policy_view(p)))
+        .collect();
+    policies.sort_by(|a, b| a.0.cmp(&b.0));
+    (things, types, groups, policies)
 }
 
 /// What the API answers about the things agrees with the reference registry.
@@ -438,6 +623,48 @@ fn check_reads(plane: &ControlPlane<MemoryStore>, model: &Registry, now: SystemT
     }
 }
 
+/// Runs `ops` through the API and through the Rust API, comparing after every step.
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let plane = ControlPlane::new(
+        Arc::new(RwLock::new(Registry::in_memory())),
+        ArnPrefix::new("aws", "us-east-1", "123456789012").expect("a valid prefix"),
+        Arc::new(KeyStore::default()),
+    );
+    let mut model = Registry::in_memory();
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for (i, op) in ops.iter().enumerate() {
+        let now = start + Duration::from_secs(i as u64);
+        let (operation, input) = request(op);
+        let api = plane.call(operation, Input::from_json(input), now);
+        let reference = apply(&mut model, op, now);
+        prop_assert_eq!(
+            api.is_ok(),
+            reference.is_ok(),
+            "step {}: {:?}: API {:?}, reference {:?}",
+            i,
+            op,
+            api,
+            reference
+        );
+        let registry = plane.registry.read().unwrap_or_else(|p| p.into_inner());
+        prop_assert_eq!(
+            snapshot(&registry),
+            snapshot(&model),
+            "after step {}: {:?}",
+            i,
+            op
+        );
+        drop(registry);
+        check_reads(&plane, &model, now);
+    }
+    // What the API acknowledged is what its store holds.
+    let registry = plane.registry.read().unwrap_or_else(|p| p.into_inner());
+    let reopened = Registry::open(registry.store().clone(), RegistryLimits::default())
+        .expect("the store reopens");
+    prop_assert_eq!(snapshot(&reopened), snapshot(&registry));
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -445,33 +672,13 @@ proptest! {
     fn registry_after_api_calls_equals_registry_after_the_same_rust_calls(
         ops in prop::collection::vec(op(), 1..40)
     ) {
-        let plane = ControlPlane::new(
-            Arc::new(RwLock::new(Registry::in_memory())),
-            ArnPrefix::new("aws", "us-east-1", "123456789012").expect("a valid prefix"),
-            Arc::new(KeyStore::default()),
-        );
-        let mut model = Registry::in_memory();
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        for (i, op) in ops.iter().enumerate() {
-            let now = start + Duration::from_secs(i as u64);
-            let (operation, input) = request(op);
-            let api = plane.call(operation, Input::from_json(input), now);
-            let reference = apply(&mut model, op, now);
-            prop_assert_eq!(
-                api.is_ok(),
-                reference.is_ok(),
-                "step {}: {:?}: API {:?}, reference {:?}",
-                i, op, api, reference
-            );
-            let registry = plane.registry.read().unwrap_or_else(|p| p.into_inner());
-            prop_assert_eq!(snapshot(&registry), snapshot(&model), "after step {}: {:?}", i, op);
-            drop(registry);
-            check_reads(&plane, &model, now);
-        }
-        // What the API acknowledged is what its store holds.
-        let registry = plane.registry.read().unwrap_or_else(|p| p.into_inner());
-        let reopened = Registry::open(registry.store().clone(), RegistryLimits::default())
-            .expect("the store reopens");
-        prop_assert_eq!(snapshot(&reopened), snapshot(&registry));
+        run(&ops)?;
+    }
+
+    #[test]
+    fn policies_after_api_calls_equal_policies_after_the_same_rust_calls(
+        ops in prop::collection::vec(policy_op(), 1..40)
+    ) {
+        run(&ops)?;
     }
 }

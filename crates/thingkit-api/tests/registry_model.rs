@@ -396,7 +396,10 @@ fn apply_policy(r: &mut Registry, op: &Op, now: SystemTime) -> Result<(), Refuse
 }
 
 /// A policy as the comparison sees it: its default version and (id, text) of each version.
-fn policy_view(p: &StoredPolicy) -> (u32, Vec<(u32, String)>) {
+type PolicyView = (u32, Vec<(u32, String)>);
+
+/// The [`PolicyView`] of `p`.
+fn policy_view(p: &StoredPolicy) -> PolicyView {
     (
         p.default_version_id,
         p.versions
@@ -557,7 +560,7 @@ type Snapshot = (
     Vec<(String, Thing)>,
     Vec<(String, ThingType)>,
     Vec<(String, ThingGroup)>,
-    Vec<(String, (u32, Vec<(u32, String)>))>,
+    Vec<(String, PolicyView)>,
 );
 
 fn snapshot<S: RegistryStore>(r: &Registry<S>) -> Snapshot {
@@ -576,7 +579,7 @@ fn snapshot<S: RegistryStore>(r: &Registry<S>) -> Snapshot {
     things.sort_by(|a, b| a.0.cmp(&b.0));
     types.sort_by(|a, b| a.0.cmp(&b.0));
     groups.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut policies: Vec<(String, (u32, Vec<(u32, String)>))> = r
+    let mut policies: Vec<(String, PolicyView)> = r
         .policies()
         .map(|p| (p.name.to_string(), policy_view(p)))
         .collect();

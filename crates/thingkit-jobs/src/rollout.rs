@@ -1,0 +1,1 @@
+//! Rollout, abort, timeout and retry arithmetic (to be written).

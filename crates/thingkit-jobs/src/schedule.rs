@@ -1,0 +1,1 @@
+//! The rollout pacing and timers over many jobs and executions (to be written).

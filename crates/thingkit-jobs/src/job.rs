@@ -1,1 +1,564 @@
-//! (to be written)
+//! [`Job`]: a job document sent to target things, with its optional rollout, abort, timeout and
+//! retry configuration as plain data (CreateJob's shapes, digest B.1 and B.4). The arithmetic
+//! over these configurations lives in `rollout` and `schedule`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Longest job id (IOT-BOTO `JobId`).
+pub const MAX_JOB_ID: usize = 64;
+/// Longest job document in characters (IOT-BOTO `JobDocument`).
+pub const MAX_JOB_DOCUMENT_CHARS: usize = 32_768;
+/// Longest job description in characters (IOT-BOTO `JobDescription`).
+pub const MAX_DESCRIPTION_CHARS: usize = 2028;
+/// Longest cancel comment in characters (CancelJob `comment`).
+pub const MAX_COMMENT_CHARS: usize = 2028;
+/// Longest cancel reason code (CancelJob `reasonCode`).
+pub const MAX_REASON_CODE: usize = 128;
+
+/// A validated job id: 1–64 characters of `[a-zA-Z0-9_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(String);
+
+impl JobId {
+    /// Checks `id` against AWS's pattern.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] when `id` is empty, longer than [`MAX_JOB_ID`] or has a
+    /// character outside `[a-zA-Z0-9_-]`.
+    pub fn new(id: &str) -> Result<Self, Error> {
+        if id.is_empty() || id.len() > MAX_JOB_ID {
+            return Err(Error::request(format!(
+                "jobId must be 1 to {MAX_JOB_ID} characters"
+            )));
+        }
+        if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(Error::request("jobId must match [a-zA-Z0-9_-]+"));
+        }
+        Ok(JobId(id.to_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        JobId::new(&s)
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// SNAPSHOT (done when every original target is done) or CONTINUOUS (also runs on things that
+/// join a target group later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TargetSelection {
+    /// The default.
+    #[default]
+    Snapshot,
+    /// Keeps running on new group members.
+    Continuous,
+}
+
+/// A job's status (B.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Executions are being rolled out or run.
+    InProgress,
+    /// Canceled by CancelJob or an abort.
+    Canceled,
+    /// A snapshot job whose executions are all terminal.
+    Completed,
+    /// DeleteJob is removing it.
+    DeletionInProgress,
+    /// Waiting for its scheduled start.
+    Scheduled,
+}
+
+impl JobStatus {
+    /// AWS's name, e.g. `IN_PROGRESS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::InProgress => "IN_PROGRESS",
+            JobStatus::Canceled => "CANCELED",
+            JobStatus::Completed => "COMPLETED",
+            JobStatus::DeletionInProgress => "DELETION_IN_PROGRESS",
+            JobStatus::Scheduled => "SCHEDULED",
+        }
+    }
+}
+
+/// `jobExecutionsRolloutConfig` (J-11, J-12).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutConfig {
+    /// Most executions notified per minute, 1–1000.
+    pub maximum_per_minute: Option<u32>,
+    /// Rate that grows as thresholds are met.
+    pub exponential_rate: Option<ExponentialRate>,
+}
+
+/// `exponentialRate` (J-12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExponentialRate {
+    /// Starting rate, 1–1000 per minute.
+    pub base_rate_per_minute: u32,
+    /// Multiplier per threshold met, 1.1–5 with one decimal.
+    pub increment_factor: f64,
+    /// When the rate grows.
+    pub rate_increase_criteria: RateIncreaseCriteria,
+}
+
+/// `rateIncreaseCriteria`: exactly one of the two counts, each ≥ 1.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateIncreaseCriteria {
+    /// Grow after this many more things were notified.
+    pub number_of_notified_things: Option<u32>,
+    /// Grow after this many more things succeeded.
+    pub number_of_succeeded_things: Option<u32>,
+}
+
+/// Which terminal status a criterion counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureType {
+    /// FAILED executions.
+    Failed,
+    /// REJECTED executions (abort criteria only).
+    Rejected,
+    /// TIMED_OUT executions.
+    TimedOut,
+    /// All of them.
+    All,
+}
+
+/// `abortConfig` (J-13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortConfig {
+    /// At least one criterion, checked in order.
+    pub criteria_list: Vec<AbortCriteria>,
+}
+
+/// One abort criterion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortCriteria {
+    /// What counts as a failure.
+    pub failure_type: FailureType,
+    /// Always `CANCEL`.
+    pub action: AbortAction,
+    /// Failure share that aborts, 0–100 with at most two decimals.
+    pub threshold_percentage: f64,
+    /// Completions needed before the criterion is checked, ≥ 1.
+    pub min_number_of_executed_things: u32,
+}
+
+/// The abort action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AbortAction {
+    /// Cancel the job.
+    Cancel,
+}
+
+/// `timeoutConfig` (J-15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeoutConfig {
+    /// Minutes an execution may stay IN_PROGRESS, 1–10080.
+    pub in_progress_timeout_in_minutes: u32,
+}
+
+/// `jobExecutionsRetryConfig` (J-18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryConfig {
+    /// One or two criteria.
+    pub criteria_list: Vec<RetryCriteria>,
+}
+
+/// One retry criterion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryCriteria {
+    /// FAILED, TIMED_OUT or ALL (never REJECTED).
+    pub failure_type: FailureType,
+    /// 0–10.
+    pub number_of_retries: u32,
+}
+
+/// A job (B.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// The id.
+    pub job_id: JobId,
+    /// The job document: JSON text of an object, at most [`MAX_JOB_DOCUMENT_CHARS`].
+    pub document: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Target thing and thing-group names (or ARNs) as given; resolving groups is the caller's.
+    pub targets: Vec<String>,
+    /// SNAPSHOT or CONTINUOUS.
+    pub target_selection: TargetSelection,
+    /// The status.
+    pub status: JobStatus,
+    /// Whether the cancel was forced.
+    pub force_canceled: bool,
+    /// The cancel comment.
+    pub comment: Option<String>,
+    /// The cancel reason code.
+    pub reason_code: Option<String>,
+    /// Creation time (Unix seconds).
+    pub created_at: u64,
+    /// Last change (Unix seconds).
+    pub last_updated_at: u64,
+    /// When it became COMPLETED or CANCELED (Unix seconds).
+    pub completed_at: Option<u64>,
+    /// Rollout pacing.
+    pub rollout: Option<RolloutConfig>,
+    /// Abort criteria.
+    pub abort: Option<AbortConfig>,
+    /// Execution timeout.
+    pub timeout: Option<TimeoutConfig>,
+    /// Retry criteria.
+    pub retry: Option<RetryConfig>,
+}
+
+impl Job {
+    /// A new IN_PROGRESS snapshot job created at `now`, without configurations. The document is
+    /// checked by [`Job::validate`] when the job is created through [`crate::Jobs`].
+    pub fn new(job_id: JobId, document: impl Into<String>, targets: Vec<String>, now: u64) -> Self {
+        Job {
+            job_id,
+            document: document.into(),
+            description: None,
+            targets,
+            target_selection: TargetSelection::Snapshot,
+            status: JobStatus::InProgress,
+            force_canceled: false,
+            comment: None,
+            reason_code: None,
+            created_at: now,
+            last_updated_at: now,
+            completed_at: None,
+            rollout: None,
+            abort: None,
+            timeout: None,
+            retry: None,
+        }
+    }
+
+    /// Checks everything CreateJob checks: the document (length before parsing, then strict JSON
+    /// object, duplicate keys refused), the description, at least one target, and every
+    /// configuration's ranges.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] naming the field and the rule.
+    pub fn validate(&self) -> Result<(), Error> {
+        check_document(&self.document)?;
+        if let Some(d) = &self.description
+            && d.chars().count() > MAX_DESCRIPTION_CHARS
+        {
+            return Err(Error::request(format!(
+                "description is longer than {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        if self.targets.is_empty() {
+            return Err(Error::request("targets must have at least one member"));
+        }
+        if let Some(r) = &self.rollout {
+            r.validate()?;
+        }
+        if let Some(a) = &self.abort {
+            a.validate()?;
+        }
+        if let Some(t) = &self.timeout {
+            t.validate()?;
+        }
+        if let Some(r) = &self.retry {
+            r.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a job document: at most [`MAX_JOB_DOCUMENT_CHARS`] characters (counted before
+/// parsing), strict JSON, an object, no duplicate keys.
+///
+/// # Errors
+///
+/// [`Error::InvalidRequest`] saying which rule failed.
+pub fn check_document(document: &str) -> Result<(), Error> {
+    // A byte count bounds the char count from above: only count chars when needed.
+    if document.len() > MAX_JOB_DOCUMENT_CHARS && document.chars().count() > MAX_JOB_DOCUMENT_CHARS
+    {
+        return Err(Error::request(format!(
+            "document is longer than {MAX_JOB_DOCUMENT_CHARS} characters"
+        )));
+    }
+    let parsed = thingkit_json::parse(document, thingkit_json::Limits::default())
+        .map_err(|e| Error::request(format!("document is not valid JSON: {e}")))?;
+    if let Some(d) = parsed.duplicates.first() {
+        return Err(Error::request(format!(
+            "document has duplicate key \"{}\" at byte {}",
+            d.key, d.offset
+        )));
+    }
+    if !matches!(parsed.root.kind, thingkit_json::Kind::Object(_)) {
+        return Err(Error::request("document must be a JSON object"));
+    }
+    Ok(())
+}
+
+fn range(field: &str, v: u32, lo: u32, hi: u32) -> Result<(), Error> {
+    if v < lo || v > hi {
+        return Err(Error::request(format!(
+            "{field} must be between {lo} and {hi}"
+        )));
+    }
+    Ok(())
+}
+
+impl RolloutConfig {
+    /// Checks J-11/J-12 ranges: maximumPerMinute 1–1000, baseRatePerMinute 1–1000,
+    /// incrementFactor 1.1–5 with one decimal, exactly one threshold ≥ 1.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] naming the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        if let Some(m) = self.maximum_per_minute {
+            range("maximumPerMinute", m, 1, 1000)?;
+        }
+        if let Some(e) = &self.exponential_rate {
+            range("baseRatePerMinute", e.base_rate_per_minute, 1, 1000)?;
+            let tenths = e.increment_factor * 10.0;
+            if !(1.1..=5.0).contains(&e.increment_factor) || (tenths - tenths.round()).abs() > 1e-9
+            {
+                return Err(Error::request(
+                    "incrementFactor must be between 1.1 and 5 with one decimal",
+                ));
+            }
+            let c = &e.rate_increase_criteria;
+            match (c.number_of_notified_things, c.number_of_succeeded_things) {
+                (Some(n), None) | (None, Some(n)) => range("rateIncreaseCriteria", n, 1, u32::MAX)?,
+                _ => {
+                    return Err(Error::request(
+                        "rateIncreaseCriteria needs exactly one of numberOfNotifiedThings and numberOfSucceededThings",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AbortConfig {
+    /// Checks J-13: at least one criterion; thresholdPercentage 0–100 with at most two
+    /// decimals; minNumberOfExecutedThings ≥ 1.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] naming the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.criteria_list.is_empty() {
+            return Err(Error::request("abortConfig.criteriaList must not be empty"));
+        }
+        for c in &self.criteria_list {
+            let hundredths = c.threshold_percentage * 100.0;
+            if !(0.0..=100.0).contains(&c.threshold_percentage)
+                || (hundredths - hundredths.round()).abs() > 1e-6
+            {
+                return Err(Error::request(
+                    "thresholdPercentage must be between 0 and 100 with at most two decimals",
+                ));
+            }
+            range(
+                "minNumberOfExecutedThings",
+                c.min_number_of_executed_things,
+                1,
+                u32::MAX,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl TimeoutConfig {
+    /// Checks J-15: 1–10080 minutes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`].
+    pub fn validate(&self) -> Result<(), Error> {
+        range(
+            "inProgressTimeoutInMinutes",
+            self.in_progress_timeout_in_minutes,
+            1,
+            10_080,
+        )
+    }
+}
+
+impl RetryConfig {
+    /// Checks J-18: 1–2 criteria, no REJECTED, 0–10 each, at most 10 combined, no failure
+    /// type twice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`].
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.criteria_list.is_empty() || self.criteria_list.len() > 2 {
+            return Err(Error::request(
+                "jobExecutionsRetryConfig.criteriaList must have 1 or 2 members",
+            ));
+        }
+        let mut total = 0;
+        for (i, c) in self.criteria_list.iter().enumerate() {
+            if c.failure_type == FailureType::Rejected {
+                return Err(Error::request("REJECTED executions are never retried"));
+            }
+            if self
+                .criteria_list
+                .iter()
+                .skip(i + 1)
+                .any(|o| o.failure_type == c.failure_type)
+            {
+                return Err(Error::request("a failureType may appear once"));
+            }
+            range("numberOfRetries", c.number_of_retries, 0, 10)?;
+            total += c.number_of_retries;
+        }
+        range("numberOfRetries (combined)", total, 0, 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_id_accepts_aws_pattern_and_rejects_others() {
+        assert!(JobId::new("job-1_A").is_ok());
+        assert!(JobId::new(&"a".repeat(64)).is_ok());
+        assert!(JobId::new(&"a".repeat(65)).is_err());
+        assert!(JobId::new("").is_err());
+        assert!(JobId::new("a/b").is_err());
+        assert!(JobId::new("$next").is_err());
+    }
+
+    #[test]
+    fn document_limit_is_checked_before_parsing() {
+        let long = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_JOB_DOCUMENT_CHARS));
+        let e = check_document(&long).unwrap_err();
+        assert!(e.to_string().contains("longer"), "{e}");
+        // Multi-byte characters count once.
+        let wide = format!("{{\"a\":\"{}\"}}", "é".repeat(20_000));
+        assert!(check_document(&wide).is_ok());
+    }
+
+    #[test]
+    fn document_must_be_a_strict_json_object() {
+        assert!(check_document("{\"a\":1,\"a\":2}").is_err());
+        assert!(check_document("[1]").is_err());
+        assert!(check_document("{\"a\":1,}").is_err());
+        assert!(check_document("{\"op\":\"reboot\"}").is_ok());
+    }
+
+    #[test]
+    fn configs_enforce_aws_ranges() {
+        let ok = RolloutConfig {
+            maximum_per_minute: Some(1000),
+            exponential_rate: Some(ExponentialRate {
+                base_rate_per_minute: 50,
+                increment_factor: 2.0,
+                rate_increase_criteria: RateIncreaseCriteria {
+                    number_of_notified_things: Some(1000),
+                    number_of_succeeded_things: None,
+                },
+            }),
+        };
+        assert!(ok.validate().is_ok());
+        let mut bad = ok.clone();
+        bad.maximum_per_minute = Some(1001);
+        assert!(bad.validate().is_err());
+        let mut bad = ok.clone();
+        if let Some(e) = bad.exponential_rate.as_mut() {
+            e.increment_factor = 1.15;
+        }
+        assert!(bad.validate().is_err());
+        assert!(
+            TimeoutConfig {
+                in_progress_timeout_in_minutes: 10_081
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            TimeoutConfig {
+                in_progress_timeout_in_minutes: 1
+            }
+            .validate()
+            .is_ok()
+        );
+        let retry = |n: &[(FailureType, u32)]| RetryConfig {
+            criteria_list: n
+                .iter()
+                .map(|&(failure_type, number_of_retries)| RetryCriteria {
+                    failure_type,
+                    number_of_retries,
+                })
+                .collect(),
+        };
+        assert!(
+            retry(&[(FailureType::Failed, 5), (FailureType::TimedOut, 5)])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            retry(&[(FailureType::Failed, 6), (FailureType::TimedOut, 5)])
+                .validate()
+                .is_err()
+        );
+        assert!(retry(&[(FailureType::Rejected, 1)]).validate().is_err());
+        let abort = |p: f64, min: u32| AbortConfig {
+            criteria_list: vec![AbortCriteria {
+                failure_type: FailureType::Failed,
+                action: AbortAction::Cancel,
+                threshold_percentage: p,
+                min_number_of_executed_things: min,
+            }],
+        };
+        assert!(abort(20.25, 100).validate().is_ok());
+        assert!(abort(20.255, 100).validate().is_err());
+        assert!(abort(101.0, 100).validate().is_err());
+        assert!(abort(20.0, 0).validate().is_err());
+    }
+}

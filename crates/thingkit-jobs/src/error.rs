@@ -122,7 +122,6 @@ impl Error {
         }
     }
 
-    #[allow(dead_code)] // used by the driver
     pub(crate) fn store(detail: impl std::fmt::Display) -> Self {
         Error::InternalError {
             detail: detail.to_string(),

@@ -44,6 +44,11 @@ impl JobId {
         Ok(JobId(id.to_owned()))
     }
 
+    /// The smallest possible id (a range-scan bound for stores).
+    pub(crate) fn min() -> Self {
+        JobId(String::new())
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
         &self.0

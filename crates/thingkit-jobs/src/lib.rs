@@ -62,8 +62,10 @@ pub mod execution;
 pub mod job;
 pub mod rollout;
 pub mod schedule;
-pub mod service;
 pub mod store;
+
+// Added after the skeleton's list (kept apart so rustfmt does not re-sort it into it).
+pub mod service;
 
 pub use device::{Limits, OutMessage, ThingJob, request_filters};
 pub use error::Error;

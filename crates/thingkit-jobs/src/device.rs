@@ -94,7 +94,8 @@ pub fn request_filters() -> [&'static str; 4] {
     ]
 }
 
-fn valid_thing(name: &str) -> bool {
+/// Whether `name` is a valid thing name: 1–128 characters of `[a-zA-Z0-9:_-]`.
+pub fn is_valid_thing_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_THING_NAME
         && name
@@ -132,7 +133,7 @@ pub fn parse_request_topic(topic: &str) -> Option<(&str, Request)> {
     if thing.contains(['+', '#']) || thing.is_empty() {
         return None;
     }
-    if !valid_thing(thing) {
+    if !is_valid_thing_name(thing) {
         return Some((
             thing,
             Request::Invalid {
@@ -210,6 +211,13 @@ pub fn handle(
         Request::Update(id) => format!("$aws/things/{thing}/jobs/{id}/update"),
         Request::Invalid { topic, .. } => topic.clone(),
     };
+    // The topic is judged before the payload.
+    if let Request::Invalid { detail, .. } = request {
+        let e = Error::InvalidTopic {
+            detail: detail.clone(),
+        };
+        return reject(&base, &e, None, None, now);
+    }
     let fields = match read_payload(payload, limits) {
         Ok(f) => f,
         Err((e, token)) => return reject(&base, &e, token.as_deref(), None, now),

@@ -90,9 +90,7 @@ impl<S: JobStore> Jobs<S> {
     ) -> Result<Vec<OutMessage>, Error> {
         job.validate()?;
         for t in things {
-            if parse_request_topic(&format!("$aws/things/{t}/jobs/get"))
-                .is_none_or(|(_, r)| r != device::Request::GetPending)
-            {
+            if !device::is_valid_thing_name(t) {
                 return Err(Error::request(format!("invalid thing name \"{t}\"")));
             }
         }

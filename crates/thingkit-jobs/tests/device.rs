@@ -281,6 +281,12 @@ fn malformed_requests_get_aws_error_codes() {
             "ResourceNotFound",
         ),
         ("$aws/things/t/jobs/bad!id/get", "{}", "InvalidTopic"),
+        (
+            "$aws/things/t/jobs/bad!id/update",
+            "not json",
+            "InvalidTopic",
+        ),
+        ("$aws/things/bad!thing/jobs/get", "{}", "InvalidTopic"),
     ];
     for (topic, payload, code) in cases {
         let out = req(&mut jobs, topic, payload, 11);
@@ -433,4 +439,92 @@ fn notify_lists_at_most_ten_in_progress_first() {
     );
     assert_eq!(notify.matches("\"jobId\"").count(), 10);
     assert!(!notify.contains("j11"));
+}
+
+#[test]
+fn create_job_refuses_invalid_thing_names_and_duplicate_ids() {
+    let mut jobs = jobs_with(&[("job1", 1)]);
+    let job = Job::new(id("job2"), "{}", vec!["x".into()], 0);
+    let e = jobs.create_job(job, &["a/b".to_owned()], 2).unwrap_err();
+    assert_eq!(e.code(), "InvalidRequest");
+    let job = Job::new(id("job1"), "{}", vec!["x".into()], 0);
+    let e = jobs.create_job(job, &["t".to_owned()], 2).unwrap_err();
+    assert_eq!(e.code(), "ResourceAlreadyExists");
+}
+
+#[test]
+fn cancel_respects_force_for_in_progress_executions() {
+    let mut jobs = jobs_with(&[("job1", 1)]);
+    req(
+        &mut jobs,
+        "$aws/things/t/jobs/job1/update",
+        r#"{"status":"IN_PROGRESS"}"#,
+        2,
+    );
+    let e = jobs
+        .cancel_execution(&id("job1"), "t", false, None, None, 3)
+        .unwrap_err();
+    assert_eq!(e.code(), "InvalidStateTransition");
+    let e = jobs
+        .cancel_execution(&id("job1"), "t", true, Some(1), None, 3)
+        .unwrap_err();
+    assert_eq!(e.code(), "VersionConflict");
+    jobs.cancel_execution(&id("job1"), "t", true, Some(2), None, 3)
+        .expect("forced cancel");
+    let e = jobs.describe_execution(&id("job1"), "t").expect("exists");
+    assert_eq!(e.status, thingkit_jobs::ExecutionStatus::Canceled);
+    // A deleted job takes its executions with it; an unfinished one needs force.
+    let mut jobs = jobs_with(&[("job2", 1)]);
+    assert_eq!(
+        jobs.delete_job(&id("job2"), false, 5).unwrap_err().code(),
+        "InvalidStateTransition"
+    );
+    let out = jobs.delete_job(&id("job2"), true, 5).expect("deleted");
+    assert_eq!(
+        topics(&out),
+        [
+            "$aws/things/t/jobs/notify",
+            "$aws/things/t/jobs/notify-next"
+        ]
+    );
+    assert!(jobs.list_jobs().expect("list").is_empty());
+}
+
+#[test]
+fn cancel_job_cancels_only_queued_executions_without_force() {
+    let mut jobs = Jobs::new(MemoryJobStore::new(), Limits::default());
+    let job = Job::new(id("j"), "{}", vec!["g".into()], 0);
+    jobs.create_job(job, &["a".to_owned(), "b".to_owned()], 1)
+        .expect("created");
+    req(
+        &mut jobs,
+        "$aws/things/a/jobs/j/update",
+        r#"{"status":"IN_PROGRESS"}"#,
+        2,
+    );
+    let cancel = CancelJob {
+        force: false,
+        reason_code: Some("TOO_MANY_FAILURES".into()),
+        comment: Some("stop".into()),
+    };
+    jobs.cancel_job(&id("j"), &cancel, 3).expect("canceled");
+    let status = |jobs: &Jobs<MemoryJobStore>, t: &str| {
+        jobs.describe_execution(&id("j"), t).expect("exists").status
+    };
+    assert_eq!(
+        status(&jobs, "a"),
+        thingkit_jobs::ExecutionStatus::InProgress
+    );
+    assert_eq!(status(&jobs, "b"), thingkit_jobs::ExecutionStatus::Canceled);
+    let job = jobs.describe_job(&id("j")).expect("job");
+    assert_eq!(job.status, JobStatus::Canceled);
+    assert_eq!(job.reason_code.as_deref(), Some("TOO_MANY_FAILURES"));
+    let bad = CancelJob {
+        reason_code: Some("lower".into()),
+        ..CancelJob::default()
+    };
+    assert_eq!(
+        jobs.cancel_job(&id("j"), &bad, 4).unwrap_err().code(),
+        "InvalidRequest"
+    );
 }

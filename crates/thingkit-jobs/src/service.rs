@@ -257,6 +257,46 @@ impl<S: JobStore> Jobs<S> {
         self.write_thing(thing, &[next], now)
     }
 
+    /// A timer fired: the IN_PROGRESS execution of `job` on `thing` becomes TIMED_OUT if its
+    /// `timeout_at` is at or before `now` (J-16). Returns `Ok(None)` when it is not due (no
+    /// timer, not yet, or no longer IN_PROGRESS); the timer arithmetic itself is the caller's.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ResourceNotFound`], [`Error::InternalError`].
+    pub fn time_out_execution(
+        &mut self,
+        job: &JobId,
+        thing: &str,
+        now: u64,
+    ) -> Result<Option<Vec<OutMessage>>, Error> {
+        let e = self.describe_execution(job, thing)?;
+        let due = e.status == ExecutionStatus::InProgress && e.timeout_at.is_some_and(|t| t <= now);
+        if !due {
+            return Ok(None);
+        }
+        let next = e.apply_service(ExecutionStatus::TimedOut, false, now)?;
+        self.write_thing(thing, &[next], now).map(Some)
+    }
+
+    /// The thing left a target group of a continuous job: its QUEUED execution becomes REMOVED
+    /// (J-06).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ResourceNotFound`], [`Error::InvalidStateTransition`] (not QUEUED),
+    /// [`Error::InternalError`].
+    pub fn remove_execution(
+        &mut self,
+        job: &JobId,
+        thing: &str,
+        now: u64,
+    ) -> Result<Vec<OutMessage>, Error> {
+        let e = self.describe_execution(job, thing)?;
+        let next = e.apply_service(ExecutionStatus::Removed, false, now)?;
+        self.write_thing(thing, &[next], now)
+    }
+
     /// DeleteJob: only a COMPLETED or CANCELED job unless `force`; the job and its executions
     /// are removed together. Returns the notifications for things that had it pending.
     ///

@@ -528,3 +528,54 @@ fn cancel_job_cancels_only_queued_executions_without_force() {
         "InvalidRequest"
     );
 }
+
+#[test]
+fn due_timer_times_out_an_in_progress_execution_and_completes_the_job() {
+    let mut jobs = Jobs::new(MemoryJobStore::new(), Limits::default());
+    let mut job = Job::new(id("j"), "{}", vec!["t".into()], 0);
+    job.timeout = Some(thingkit_jobs::job::TimeoutConfig {
+        in_progress_timeout_in_minutes: 1,
+    });
+    jobs.create_job(job, &["t".to_owned()], 0).expect("created");
+    assert_eq!(
+        jobs.time_out_execution(&id("j"), "t", 1000).expect("ok"),
+        None
+    );
+    req(
+        &mut jobs,
+        "$aws/things/t/jobs/j/update",
+        r#"{"status":"IN_PROGRESS"}"#,
+        10,
+    );
+    assert_eq!(
+        jobs.time_out_execution(&id("j"), "t", 69).expect("ok"),
+        None
+    );
+    let out = jobs
+        .time_out_execution(&id("j"), "t", 70)
+        .expect("ok")
+        .expect("due");
+    assert_eq!(text(&out[0]), r#"{"timestamp":70,"jobs":{}}"#);
+    let e = jobs.describe_execution(&id("j"), "t").expect("exists");
+    assert_eq!(e.status, thingkit_jobs::ExecutionStatus::TimedOut);
+    assert_eq!(
+        jobs.describe_job(&id("j")).expect("job").status,
+        JobStatus::Completed
+    );
+}
+
+#[test]
+fn removing_a_thing_removes_only_queued_executions() {
+    let mut jobs = jobs_with(&[("j1", 1), ("j2", 2)]);
+    req(
+        &mut jobs,
+        "$aws/things/t/jobs/j2/update",
+        r#"{"status":"IN_PROGRESS"}"#,
+        3,
+    );
+    let e = jobs.remove_execution(&id("j2"), "t", 4).unwrap_err();
+    assert_eq!(e.code(), "InvalidStateTransition");
+    jobs.remove_execution(&id("j1"), "t", 4).expect("removed");
+    let e = jobs.describe_execution(&id("j1"), "t").expect("exists");
+    assert_eq!(e.status, thingkit_jobs::ExecutionStatus::Removed);
+}

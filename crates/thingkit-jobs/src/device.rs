@@ -359,6 +359,9 @@ fn answer(current: &[ThingJob], request: &Request, f: &Fields, now: u64) -> Answ
                 return Ok((String::from("{"), None));
             };
             let e = &next.execution;
+            if let Some(d) = &f.update.status_details {
+                crate::execution::check_status_details(d).map_err(|x| Box::new((x, None)))?;
+            }
             let written = if e.status == ExecutionStatus::Queued {
                 let update = DeviceUpdate {
                     status: Some(ExecutionStatus::InProgress),

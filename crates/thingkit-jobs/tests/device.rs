@@ -579,3 +579,17 @@ fn removing_a_thing_removes_only_queued_executions() {
     let e = jobs.describe_execution(&id("j1"), "t").expect("exists");
     assert_eq!(e.status, thingkit_jobs::ExecutionStatus::Removed);
 }
+
+#[test]
+fn start_next_checks_status_details_even_for_a_started_execution() {
+    let mut jobs = jobs_with(&[("j1", 1)]);
+    req(&mut jobs, "$aws/things/t/jobs/start-next", "{}", 2);
+    let out = req(
+        &mut jobs,
+        "$aws/things/t/jobs/start-next",
+        r#"{"statusDetails":{"bad key":"v"}}"#,
+        3,
+    );
+    assert_eq!(out[0].topic, "$aws/things/t/jobs/start-next/rejected");
+    assert!(text(&out[0]).starts_with(r#"{"code":"InvalidRequest""#));
+}

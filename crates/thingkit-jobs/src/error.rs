@@ -122,6 +122,7 @@ impl Error {
         }
     }
 
+    #[cfg_attr(not(feature = "redb"), allow(dead_code))]
     pub(crate) fn store(detail: impl std::fmt::Display) -> Self {
         Error::InternalError {
             detail: detail.to_string(),

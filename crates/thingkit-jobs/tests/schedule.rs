@@ -1,0 +1,366 @@
+//! The pacing engine over simulated rollouts: rate, abort and timers together (spec §B.4).
+
+use thingkit_jobs::rollout::{
+    AbortConfig, AbortCriterion, AbortFailureType, ExponentialRate, OutcomeCounts, Percentage,
+    RateIncreaseCriteria, RolloutConfig, StepTimeout, TimeoutConfig, rate_per_minute,
+};
+use thingkit_jobs::schedule::{JobPlan, JobStatus, Notify, Pacer, Report, ScheduleError};
+
+const T0: u64 = 1_700_000_000;
+
+fn abort_failed_20_percent_after_100() -> AbortConfig {
+    AbortConfig::new(vec![
+        AbortCriterion::new(
+            AbortFailureType::Failed,
+            Percentage::from_hundredths(2000).unwrap(),
+            100,
+        )
+        .unwrap(),
+    ])
+    .unwrap()
+}
+
+/// Deterministic device behaviour: the first 300 devices fail 1 in 10, later ones 3 in 10.
+fn fails(device: u32) -> bool {
+    let h = device.wrapping_mul(2_654_435_761) >> 7;
+    if device < 300 {
+        h.is_multiple_of(10)
+    } else {
+        h % 10 < 3
+    }
+}
+
+#[test]
+fn rollout_to_10000_devices_aborts_exactly_when_the_arithmetic_says() {
+    const DEVICES: u32 = 10_000;
+    // The reference: outcomes arrive in notification order; the abort fires on the first outcome
+    // after which completed >= 100 and failed * 100 >= 20 * completed.
+    let mut failed = 0u64;
+    let mut expected_abort_after = None;
+    for d in 0..DEVICES {
+        if fails(d) {
+            failed += 1;
+        }
+        let completed = u64::from(d) + 1;
+        if completed >= 100 && failed * 100 >= 20 * completed {
+            expected_abort_after = Some(d);
+            break;
+        }
+    }
+    let expected_abort_after =
+        expected_abort_after.expect("30% failures must trip a 20% criterion");
+    assert!(
+        expected_abort_after > 100,
+        "the scenario should not abort at the first check"
+    );
+
+    let mut pacer: Pacer<&str, u32> = Pacer::new();
+    let plan = JobPlan {
+        rollout: RolloutConfig::constant(100).unwrap(),
+        abort: Some(abort_failed_20_percent_after_100()),
+        timeout: TimeoutConfig::default(),
+    };
+    pacer.add_job("ota", plan, T0).unwrap();
+    for d in 0..DEVICES {
+        pacer.enqueue(&"ota", d, T0).unwrap();
+    }
+
+    let mut aborted_at = None;
+    let mut notified_after_abort = 0;
+    let mut notified_total = 0u32;
+    for minute in 0..200u64 {
+        let now = T0 + minute * 60;
+        let batch = pacer.due(now);
+        assert!(batch.len() <= 100, "rate is 100 per minute");
+        if aborted_at.is_some() {
+            notified_after_abort += batch.len();
+        }
+        for Notify { thing, .. } in batch {
+            notified_total += 1;
+            pacer
+                .record_outcome(&"ota", &thing, Report::InProgress(StepTimeout::Keep), now)
+                .unwrap();
+            let report = if fails(thing) {
+                Report::Failed
+            } else {
+                Report::Succeeded
+            };
+            if let Some(aborted) = pacer.record_outcome(&"ota", &thing, report, now).unwrap() {
+                assert!(aborted_at.is_none(), "abort fires once");
+                assert_eq!(aborted.criterion, 0);
+                assert_eq!(thing, expected_abort_after);
+                let first_queued = u32::try_from((minute + 1) * 100).unwrap();
+                assert_eq!(aborted.canceled.first(), Some(&first_queued));
+                assert_eq!(aborted.canceled.len(), (DEVICES - first_queued) as usize);
+                aborted_at = Some(thing);
+            }
+        }
+    }
+    assert_eq!(aborted_at, Some(expected_abort_after));
+    assert_eq!(notified_after_abort, 0);
+    assert_eq!(pacer.status(&"ota"), Some(JobStatus::Aborted(0)));
+    assert_eq!(pacer.queued(&"ota"), Some(0));
+    // Things notified in the abort's minute still report; nothing else was notified.
+    assert_eq!(u64::from(notified_total), pacer.notified(&"ota").unwrap());
+    assert!(notified_total.is_multiple_of(100));
+    // Enqueueing after the abort notifies nobody.
+    pacer.enqueue(&"ota", 99_999, T0 + 10_000).unwrap();
+    assert!(pacer.due(T0 + 20_000).is_empty());
+}
+
+#[test]
+fn exponential_rate_is_followed_minute_by_minute() {
+    let rollout = RolloutConfig::exponential(
+        ExponentialRate::new(
+            50,
+            20,
+            RateIncreaseCriteria {
+                number_of_notified_things: Some(1000),
+                number_of_succeeded_things: None,
+            },
+        )
+        .unwrap(),
+        Some(1000),
+    )
+    .unwrap();
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    pacer
+        .add_job(
+            1,
+            JobPlan {
+                rollout: rollout.clone(),
+                ..JobPlan::default()
+            },
+            T0,
+        )
+        .unwrap();
+    for d in 0..10_000 {
+        pacer.enqueue(&1, d, T0).unwrap();
+    }
+    let mut per_minute = Vec::new();
+    let mut notified = 0u64;
+    for minute in 0..60u64 {
+        // Calling several times within the minute changes nothing.
+        let mut n = pacer.due(T0 + minute * 60).len();
+        n += pacer.due(T0 + minute * 60 + 30).len();
+        n += pacer.due(T0 + minute * 60 + 59).len();
+        // Reference: each minute notifies the rate in force when it began, or what is left.
+        let expected = u64::from(rate_per_minute(&rollout, notified, 0)).min(10_000 - notified);
+        assert_eq!(n as u64, expected, "minute {minute}");
+        notified += expected;
+        per_minute.push(n);
+    }
+    // The guide's table: 50 until 1000 notified, 100 until 2000, 200 until 3000, 400 until 4000.
+    assert!(per_minute[..20].iter().all(|&n| n == 50));
+    assert!(per_minute[20..30].iter().all(|&n| n == 100));
+    assert!(per_minute[30..35].iter().all(|&n| n == 200));
+    assert_eq!(&per_minute[35..38], &[400, 400, 400]);
+    assert_eq!(per_minute[38], 800);
+    assert_eq!(notified, 10_000);
+    assert_eq!(pacer.queued(&1), Some(0));
+}
+
+#[test]
+fn successes_raise_the_rate_from_the_next_minute() {
+    let rollout = RolloutConfig::exponential(
+        ExponentialRate::new(
+            10,
+            20,
+            RateIncreaseCriteria {
+                number_of_notified_things: None,
+                number_of_succeeded_things: Some(10),
+            },
+        )
+        .unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    pacer
+        .add_job(
+            1,
+            JobPlan {
+                rollout,
+                ..JobPlan::default()
+            },
+            T0,
+        )
+        .unwrap();
+    for d in 0..100 {
+        pacer.enqueue(&1, d, T0).unwrap();
+    }
+    let first = pacer.due(T0);
+    assert_eq!(first.len(), 10);
+    assert!(pacer.due(T0 + 10).is_empty());
+    for n in &first {
+        pacer
+            .record_outcome(&1, &n.thing, Report::Succeeded, T0 + 20)
+            .unwrap();
+    }
+    // The minute that began at rate 10 stays at 10; the next one runs at 20.
+    assert!(pacer.due(T0 + 59).is_empty());
+    assert_eq!(pacer.due(T0 + 60).len(), 20);
+    assert_eq!(pacer.rate_per_minute(&1), Some(20));
+}
+
+#[test]
+fn step_timers_expire_as_in_the_guide_example() {
+    let at = |m: u64| T0 + m * 60;
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    let plan = JobPlan {
+        timeout: TimeoutConfig::new(Some(20)).unwrap(),
+        ..JobPlan::default()
+    };
+    pacer.add_job(1, plan, at(0)).unwrap();
+    pacer.enqueue(&1, 7, at(0)).unwrap();
+    assert_eq!(pacer.due(at(0)).len(), 1);
+    let step = |m| Report::InProgress(StepTimeout::Minutes(m));
+    pacer
+        .record_outcome(&1, &7, Report::InProgress(StepTimeout::Keep), at(0))
+        .unwrap();
+    pacer.record_outcome(&1, &7, step(7), at(5)).unwrap();
+    assert_eq!(
+        pacer.approximate_seconds_before_timed_out(&1, &7, at(5)),
+        Some(7 * 60)
+    );
+    assert!(pacer.expire(at(11)).timed_out.is_empty());
+    pacer.record_outcome(&1, &7, step(5), at(10)).unwrap();
+    assert!(pacer.expire(at(14)).timed_out.is_empty()); // the 12:12 deadline was replaced
+    pacer.record_outcome(&1, &7, step(9), at(13)).unwrap();
+    assert!(pacer.expire(at(19)).timed_out.is_empty()); // capped at the 12:20 bound, not 12:22
+    let expiry = pacer.expire(at(20));
+    assert_eq!(expiry.timed_out.len(), 1);
+    assert_eq!(pacer.counts(&1).unwrap().timed_out, 1);
+    assert!(pacer.expire(at(100)).timed_out.is_empty());
+}
+
+#[test]
+fn terminal_reports_stop_timers() {
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    let plan = JobPlan {
+        timeout: TimeoutConfig::new(Some(1)).unwrap(),
+        ..JobPlan::default()
+    };
+    pacer.add_job(1, plan, T0).unwrap();
+    pacer
+        .record_outcome(&1, &1, Report::InProgress(StepTimeout::Keep), T0)
+        .unwrap();
+    pacer
+        .record_outcome(&1, &1, Report::Succeeded, T0 + 30)
+        .unwrap();
+    assert!(pacer.expire(T0 + 3600).timed_out.is_empty());
+    assert_eq!(
+        pacer.counts(&1),
+        Some(OutcomeCounts {
+            succeeded: 1,
+            ..OutcomeCounts::default()
+        })
+    );
+}
+
+#[test]
+fn timeouts_can_abort_a_job_and_cancel_only_queued_things() {
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    let plan = JobPlan {
+        rollout: RolloutConfig::constant(2).unwrap(),
+        abort: Some(
+            AbortConfig::new(vec![
+                AbortCriterion::new(
+                    AbortFailureType::TimedOut,
+                    Percentage::from_hundredths(5000).unwrap(),
+                    2,
+                )
+                .unwrap(),
+            ])
+            .unwrap(),
+        ),
+        timeout: TimeoutConfig::new(Some(5)).unwrap(),
+    };
+    pacer.add_job(1, plan, T0).unwrap();
+    for d in 0..10 {
+        pacer.enqueue(&1, d, T0).unwrap();
+    }
+    for n in pacer.due(T0) {
+        pacer
+            .record_outcome(&1, &n.thing, Report::InProgress(StepTimeout::Keep), T0)
+            .unwrap();
+    }
+    let second = pacer.due(T0 + 60);
+    assert_eq!(second.len(), 2);
+    pacer
+        .record_outcome(&1, &2, Report::InProgress(StepTimeout::Keep), T0 + 60)
+        .unwrap();
+    let expiry = pacer.expire(T0 + 300);
+    assert_eq!(expiry.timed_out.len(), 2);
+    assert_eq!(expiry.aborted.len(), 1);
+    assert_eq!(expiry.aborted[0].canceled, vec![4, 5, 6, 7, 8, 9]);
+    // The IN_PROGRESS execution on thing 2 was not canceled: its timer still runs.
+    assert_eq!(
+        pacer.approximate_seconds_before_timed_out(&1, &2, T0 + 300),
+        Some(60)
+    );
+    assert_eq!(pacer.expire(T0 + 360).timed_out.len(), 1);
+    assert!(pacer.due(T0 + 1000).is_empty());
+}
+
+#[test]
+fn cancel_returns_queued_things_and_stops_notifying() {
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    pacer
+        .add_job(
+            1,
+            JobPlan {
+                rollout: RolloutConfig::constant(3).unwrap(),
+                ..JobPlan::default()
+            },
+            T0,
+        )
+        .unwrap();
+    for d in 0..5 {
+        pacer.enqueue(&1, d, T0).unwrap();
+    }
+    assert_eq!(pacer.due(T0).len(), 3);
+    assert_eq!(pacer.cancel(&1), Ok(vec![3, 4]));
+    assert!(pacer.due(T0 + 60).is_empty());
+    assert_eq!(pacer.status(&1), Some(JobStatus::Canceled));
+}
+
+#[test]
+fn jobs_are_paced_independently() {
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    for (job, rate) in [(1, 5), (2, 1)] {
+        pacer
+            .add_job(
+                job,
+                JobPlan {
+                    rollout: RolloutConfig::constant(rate).unwrap(),
+                    ..JobPlan::default()
+                },
+                T0,
+            )
+            .unwrap();
+        for d in 0..10 {
+            pacer.enqueue(&job, d, T0).unwrap();
+        }
+    }
+    let batch = pacer.due(T0);
+    assert_eq!(batch.iter().filter(|n| n.job == 1).count(), 5);
+    assert_eq!(batch.iter().filter(|n| n.job == 2).count(), 1);
+    assert_eq!(pacer.next_wakeup(), Some(T0 + 60));
+}
+
+#[test]
+fn rejects_unknown_and_duplicate_jobs() {
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    assert_eq!(pacer.enqueue(&1, 1, T0), Err(ScheduleError::UnknownJob));
+    assert_eq!(
+        pacer.record_outcome(&1, &1, Report::Succeeded, T0),
+        Err(ScheduleError::UnknownJob)
+    );
+    assert_eq!(pacer.cancel(&1), Err(ScheduleError::UnknownJob));
+    pacer.add_job(1, JobPlan::default(), T0).unwrap();
+    assert_eq!(
+        pacer.add_job(1, JobPlan::default(), T0),
+        Err(ScheduleError::DuplicateJob)
+    );
+}

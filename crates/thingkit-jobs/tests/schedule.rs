@@ -364,3 +364,270 @@ fn rejects_unknown_and_duplicate_jobs() {
         Err(ScheduleError::DuplicateJob)
     );
 }
+
+mod model {
+    //! The pacer against a naive model that scans everything on every call.
+
+    use proptest::prelude::*;
+    use thingkit_jobs::rollout::{
+        AbortConfig, AbortCriterion, AbortFailureType, ExecutionTimer, ExponentialRate,
+        OutcomeCounts, Percentage, RateIncreaseCriteria, RolloutConfig, StepTimeout, TimeoutConfig,
+        rate_per_minute, should_abort,
+    };
+    use thingkit_jobs::schedule::{JobPlan, Pacer, Report};
+
+    struct MJob {
+        plan: JobPlan,
+        queue: Vec<u32>,
+        notified: u64,
+        counts: OutcomeCounts,
+        window_start: u64,
+        sent: u32,
+        rate: u32,
+        rolling: bool,
+    }
+
+    #[derive(Default)]
+    struct Model {
+        jobs: Vec<MJob>,
+        timers: Vec<(u8, u32, ExecutionTimer)>,
+    }
+
+    impl Model {
+        fn due(&mut self, now: u64) -> Vec<(u8, u32)> {
+            let mut out = Vec::new();
+            for (j, job) in self.jobs.iter_mut().enumerate() {
+                if !job.rolling || job.queue.is_empty() {
+                    continue;
+                }
+                if now >= job.window_start + 60 {
+                    job.window_start += (now - job.window_start) / 60 * 60;
+                    job.sent = 0;
+                    job.rate =
+                        rate_per_minute(&job.plan.rollout, job.notified, job.counts.succeeded);
+                }
+                while job.sent < job.rate && !job.queue.is_empty() {
+                    let thing = job.queue.remove(0);
+                    job.sent += 1;
+                    job.notified += 1;
+                    out.push((j as u8, thing));
+                }
+            }
+            out.sort();
+            out
+        }
+
+        fn after(&mut self, j: usize) -> Option<(usize, Vec<u32>)> {
+            let job = &mut self.jobs[j];
+            if !job.rolling {
+                return None;
+            }
+            let c = should_abort(job.plan.abort.as_ref()?, &job.counts)?;
+            job.rolling = false;
+            Some((c, std::mem::take(&mut job.queue)))
+        }
+
+        fn report(
+            &mut self,
+            j: u8,
+            thing: u32,
+            report: Report,
+            now: u64,
+        ) -> Option<(usize, Vec<u32>)> {
+            let pos = self.timers.iter().position(|t| t.0 == j && t.1 == thing);
+            match report {
+                Report::InProgress(step) => {
+                    match pos {
+                        Some(p) => {
+                            self.timers[p].2.update_step(now, step);
+                            if self.timers[p].2.deadline().is_none() {
+                                self.timers.remove(p);
+                            }
+                        }
+                        None => {
+                            let t = ExecutionTimer::start(
+                                &self.jobs[j as usize].plan.timeout,
+                                now,
+                                step,
+                            );
+                            if t.deadline().is_some() {
+                                self.timers.push((j, thing, t));
+                            }
+                        }
+                    }
+                    return None;
+                }
+                Report::Succeeded => self.jobs[j as usize].counts.succeeded += 1,
+                Report::Failed => self.jobs[j as usize].counts.failed += 1,
+                Report::Rejected => self.jobs[j as usize].counts.rejected += 1,
+            }
+            if let Some(p) = pos {
+                self.timers.remove(p);
+            }
+            self.after(j as usize)
+        }
+
+        fn expire(&mut self, now: u64) -> (Vec<(u8, u32)>, Vec<(u8, usize, Vec<u32>)>) {
+            let mut due: Vec<(u64, u8, u32)> = self
+                .timers
+                .iter()
+                .filter_map(|(j, t, timer)| {
+                    timer.deadline().filter(|d| *d <= now).map(|d| (d, *j, *t))
+                })
+                .collect();
+            due.sort();
+            self.timers.retain(|(_, _, timer)| !timer.is_expired(now));
+            let mut timed_out = Vec::new();
+            let mut aborted = Vec::new();
+            for (_, j, t) in due {
+                self.jobs[j as usize].counts.timed_out += 1;
+                if let Some((c, q)) = self.after(j as usize) {
+                    aborted.push((j, c, q));
+                }
+                timed_out.push((j, t));
+            }
+            (timed_out, aborted)
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Enqueue(u8, u32),
+        Advance(u64),
+        Due,
+        Expire,
+        Report(u8, u32, u8, i8),
+        Cancel(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..3, 0u32..40).prop_map(|(j, t)| Op::Enqueue(j, t)),
+            3 => (0u64..200).prop_map(Op::Advance),
+            3 => Just(Op::Due),
+            2 => Just(Op::Expire),
+            6 => (0u8..3, 0u32..40, 0u8..4, -1i8..4).prop_map(|(j, t, k, s)| Op::Report(j, t, k, s)),
+            1 => (0u8..3).prop_map(Op::Cancel),
+        ]
+    }
+
+    fn plans() -> Vec<JobPlan> {
+        let exp = |n, s| {
+            ExponentialRate::new(
+                2,
+                15,
+                RateIncreaseCriteria {
+                    number_of_notified_things: n,
+                    number_of_succeeded_things: s,
+                },
+            )
+            .unwrap()
+        };
+        let abort = |t, h, min| {
+            Some(
+                AbortConfig::new(vec![
+                    AbortCriterion::new(t, Percentage::from_hundredths(h).unwrap(), min).unwrap(),
+                ])
+                .unwrap(),
+            )
+        };
+        vec![
+            JobPlan {
+                rollout: RolloutConfig::constant(3).unwrap(),
+                abort: abort(AbortFailureType::All, 5000, 6),
+                timeout: TimeoutConfig::new(Some(2)).unwrap(),
+            },
+            JobPlan {
+                rollout: RolloutConfig::exponential(exp(Some(3), None), Some(9)).unwrap(),
+                abort: abort(AbortFailureType::TimedOut, 3000, 3),
+                timeout: TimeoutConfig::default(),
+            },
+            JobPlan {
+                rollout: RolloutConfig::exponential(exp(Some(4), Some(2)), Some(20)).unwrap(),
+                abort: None,
+                timeout: TimeoutConfig::new(Some(1)).unwrap(),
+            },
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn pacer_agrees_with_a_naive_model(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut pacer: Pacer<u8, u32> = Pacer::new();
+            let mut model = Model::default();
+            let mut now = 1_000u64;
+            for (j, plan) in plans().into_iter().enumerate() {
+                pacer.add_job(j as u8, plan.clone(), now).unwrap();
+                let rate = plan.rollout.rate_at_step(0);
+                model.jobs.push(MJob {
+                    plan, queue: Vec::new(), notified: 0, counts: OutcomeCounts::default(),
+                    window_start: now, sent: 0, rate, rolling: true,
+                });
+            }
+            for op in ops {
+                match op {
+                    Op::Enqueue(j, t) => {
+                        pacer.enqueue(&j, t, now).unwrap();
+                        if model.jobs[j as usize].rolling {
+                            model.jobs[j as usize].queue.push(t);
+                        }
+                    }
+                    Op::Advance(s) => now += s,
+                    Op::Due => {
+                        let mut got: Vec<(u8, u32)> =
+                            pacer.due(now).into_iter().map(|n| (n.job, n.thing)).collect();
+                        got.sort();
+                        prop_assert_eq!(got, model.due(now));
+                    }
+                    Op::Expire => {
+                        let e = pacer.expire(now);
+                        let got: Vec<(u8, u32)> = e.timed_out.iter().map(|t| (t.job, t.thing)).collect();
+                        let got_aborts: Vec<(u8, usize, Vec<u32>)> =
+                            e.aborted.into_iter().map(|a| (a.job, a.criterion, a.canceled)).collect();
+                        let (want, want_aborts) = model.expire(now);
+                        prop_assert_eq!(got, want);
+                        prop_assert_eq!(got_aborts, want_aborts);
+                    }
+                    Op::Report(j, t, kind, step) => {
+                        let step = StepTimeout::from_wire(match step {
+                            0 => None,
+                            -1 => Some(-1),
+                            s => Some(i64::from(s)),
+                        })
+                        .unwrap();
+                        let report = match kind {
+                            0 => Report::InProgress(step),
+                            1 => Report::Succeeded,
+                            2 => Report::Failed,
+                            _ => Report::Rejected,
+                        };
+                        let got = pacer
+                            .record_outcome(&j, &t, report, now)
+                            .unwrap()
+                            .map(|a| (a.criterion, a.canceled));
+                        prop_assert_eq!(got, model.report(j, t, report, now));
+                    }
+                    Op::Cancel(j) => {
+                        let got = pacer.cancel(&j).unwrap();
+                        let job = &mut model.jobs[j as usize];
+                        job.rolling = false;
+                        prop_assert_eq!(got, std::mem::take(&mut job.queue));
+                    }
+                }
+                for j in 0..3u8 {
+                    prop_assert_eq!(pacer.counts(&j), Some(model.jobs[j as usize].counts));
+                    prop_assert_eq!(pacer.queued(&j), Some(model.jobs[j as usize].queue.len()));
+                    for t in 0..40 {
+                        let want = model
+                            .timers
+                            .iter()
+                            .find(|x| x.0 == j && x.1 == t)
+                            .and_then(|x| x.2.approximate_seconds_before_timed_out(now));
+                        prop_assert_eq!(pacer.approximate_seconds_before_timed_out(&j, &t, now), want);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -387,6 +387,9 @@ mod model {
         rolling: bool,
     }
 
+    /// Timed-out `(job, thing)`s and `(job, criterion, canceled)` aborts.
+    type ModelExpiry = (Vec<(u8, u32)>, Vec<(u8, usize, Vec<u32>)>);
+
     #[derive(Default)]
     struct Model {
         jobs: Vec<MJob>,
@@ -467,7 +470,7 @@ mod model {
             self.after(j as usize)
         }
 
-        fn expire(&mut self, now: u64) -> (Vec<(u8, u32)>, Vec<(u8, usize, Vec<u32>)>) {
+        fn expire(&mut self, now: u64) -> ModelExpiry {
             let mut due: Vec<(u64, u8, u32)> = self
                 .timers
                 .iter()

@@ -10,7 +10,8 @@
 //! rate, and the outcome counts that drive the rate and the abort criteria. Across jobs it keeps a
 //! min-heap of the instants at which a job may notify again, and [`Timers`], a min-heap of execution
 //! deadlines. Both heaps use lazy invalidation: an entry whose instant no longer matches the current
-//! state is skipped when it surfaces. Every event therefore costs O(log n) amortized.
+//! state is skipped when it surfaces, and the timer heap is compacted when superseded entries
+//! outnumber live ones. Every event therefore costs O(log n) amortized.
 //!
 //! Rate windows are fixed minutes counted from the moment the job was added: window *i* covers
 //! `[added + 60 i, added + 60 (i + 1))`. A window's rate is fixed when it opens, from the counts at
@@ -37,6 +38,9 @@ use crate::rollout::{
 pub trait Key: Clone + Eq + Hash + Ord {}
 
 impl<K: Clone + Eq + Hash + Ord> Key for K {}
+
+/// Superseded timer entries tolerated beyond the live ones before the heap is compacted.
+const COMPACTION_SLACK: usize = 1024;
 
 /// Length of a rate window: one minute.
 pub const WINDOW_SECONDS: u64 = 60;
@@ -183,12 +187,29 @@ impl<J: Key, T: Key> Timers<J, T> {
         if let Some(deadline) = timer.deadline() {
             self.heap
                 .push(Reverse((deadline, job.clone(), thing.clone())));
+            self.compact_if_stale();
         }
     }
 
     /// Stops the timers of an execution that reached a terminal state.
     pub fn stop(&mut self, job: &J, thing: &T) {
-        self.current.remove(&(job.clone(), thing.clone()));
+        if self.current.remove(&(job.clone(), thing.clone())).is_some() {
+            self.compact_if_stale();
+        }
+    }
+
+    /// Drops superseded heap entries once they outnumber the live ones (plus slack), so memory
+    /// stays proportional to running timers even if `expire` is called rarely. Each compaction
+    /// removes at least half the heap, so its cost is O(1) amortized per stopped timer.
+    fn compact_if_stale(&mut self) {
+        if self.heap.len() > 2 * self.current.len() + COMPACTION_SLACK {
+            let current = &self.current;
+            self.heap.retain(|Reverse((deadline, job, thing))| {
+                current
+                    .get(&(job.clone(), thing.clone()))
+                    .is_some_and(|t| t.deadline() == Some(*deadline))
+            });
+        }
     }
 
     /// The current timer of an execution, if one runs.
@@ -506,5 +527,30 @@ impl<J: Key, T: Key> Pacer<J, T> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopped_timers_do_not_accumulate_in_the_heap() {
+        let config = TimeoutConfig::new(Some(10)).expect("valid timeout");
+        let mut timers: Timers<u8, u32> = Timers::new();
+        for thing in 0..10_000 {
+            timers.in_progress(&1, &thing, &config, StepTimeout::Keep, 0);
+            timers.stop(&1, &thing);
+        }
+        assert!(timers.is_empty());
+        assert!(timers.heap.len() <= COMPACTION_SLACK + 1);
+        // Live timers survive compaction and still expire.
+        timers.in_progress(&1, &7, &config, StepTimeout::Keep, 0);
+        for thing in 10_000..12_000 {
+            timers.in_progress(&1, &thing, &config, StepTimeout::Keep, 100);
+            timers.stop(&1, &thing);
+        }
+        let expired = timers.expire(600);
+        assert_eq!(expired, vec![TimedOut { job: 1, thing: 7 }]);
     }
 }

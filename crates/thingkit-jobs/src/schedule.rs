@@ -21,7 +21,26 @@
 //! gives exactly 20 minutes at 50, 10 at 100, 5 at 200, then 400.
 //!
 //! Outcomes are counted per attempt as reported: the pacer does not apply retry rules. A caller that
-//! retries an execution ([`crate::rollout::retry_allowed`]) re-enqueues the thing.
+//! retries an execution ([`crate::rollout::retry_allowed`]) re-enqueues the thing. The pacer trusts
+//! its caller to feed only valid transitions (the execution state machine guards them: one terminal
+//! report per attempt, none after TIMED_OUT); it never panics on any sequence of calls.
+//!
+//! ```
+//! use thingkit_jobs::rollout::{RolloutConfig, StepTimeout};
+//! use thingkit_jobs::schedule::{JobPlan, Pacer, Report};
+//!
+//! let mut pacer: Pacer<&str, u32> = Pacer::new();
+//! let plan = JobPlan { rollout: RolloutConfig::constant(2)?, ..JobPlan::default() };
+//! pacer.add_job("ota", plan, 0)?;
+//! for thing in 0..3 {
+//!     pacer.enqueue(&"ota", thing, 0)?;
+//! }
+//! assert_eq!(pacer.due(0).len(), 2); // two per minute
+//! assert_eq!(pacer.due(59).len(), 0);
+//! assert_eq!(pacer.due(60).len(), 1);
+//! assert_eq!(pacer.record_outcome(&"ota", &0, Report::Succeeded, 61)?, None);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -291,7 +310,7 @@ impl<T> JobState<T> {
     }
 
     fn roll_window(&mut self, now: UnixSeconds) {
-        if now >= self.window_start + WINDOW_SECONDS {
+        if now >= self.window_start.saturating_add(WINDOW_SECONDS) {
             let windows = (now - self.window_start) / WINDOW_SECONDS;
             self.window_start += windows * WINDOW_SECONDS;
             self.sent_in_window = 0;
@@ -401,7 +420,7 @@ impl<J: Key, T: Key> Pacer<J, T> {
                 });
             }
             if !state.queue.is_empty() {
-                let next = state.window_start + WINDOW_SECONDS;
+                let next = state.window_start.saturating_add(WINDOW_SECONDS);
                 state.wake_at = Some(next);
                 self.wake.push(Reverse((next, job)));
             }

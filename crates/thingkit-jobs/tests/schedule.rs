@@ -634,3 +634,42 @@ mod model {
         }
     }
 }
+
+mod extremes {
+    use proptest::prelude::*;
+    use thingkit_jobs::rollout::{
+        RolloutConfig, SchedulingConfig, StepTimeout, TimeoutConfig, parse_schedule_time,
+    };
+    use thingkit_jobs::schedule::{JobPlan, Pacer, Report};
+
+    proptest! {
+        #[test]
+        fn pacer_never_panics_at_extreme_or_backward_times(
+            times in proptest::collection::vec(any::<u64>(), 1..20),
+            step in 1i64..=10_080,
+        ) {
+            let mut pacer: Pacer<u8, u8> = Pacer::new();
+            let plan = JobPlan {
+                rollout: RolloutConfig::constant(1).unwrap(),
+                timeout: TimeoutConfig::new(Some(10_080)).unwrap(),
+                ..JobPlan::default()
+            };
+            pacer.add_job(0, plan, times[0]).unwrap();
+            for (i, &now) in times.iter().enumerate() {
+                let thing = (i % 4) as u8;
+                pacer.enqueue(&0, thing, now).unwrap();
+                let _ = pacer.due(now);
+                let step = StepTimeout::from_wire(Some(step)).unwrap();
+                pacer.record_outcome(&0, &thing, Report::InProgress(step), now).unwrap();
+                let _ = pacer.expire(now);
+                let _ = pacer.approximate_seconds_before_timed_out(&0, &thing, now);
+            }
+        }
+
+        #[test]
+        fn schedule_validation_never_panics(now in any::<u64>(), start in any::<Option<u64>>(), end in any::<Option<u64>>(), text in ".{0,20}") {
+            let _ = SchedulingConfig { start, end, end_behavior: None }.validate(now);
+            let _ = parse_schedule_time(&text);
+        }
+    }
+}

@@ -18,6 +18,25 @@
 //! - **F-J13** "one year" and "two years" ahead are calendar years (same month, day and time; a
 //!   29 February start maps to 28 February in a common year).
 //!
+//! ```
+//! use thingkit_jobs::rollout::*;
+//!
+//! // The guide's exponential rollout: base 50, ×2 per 100 successes, at most 1000 a minute.
+//! let criteria = RateIncreaseCriteria { number_of_succeeded_things: Some(100), ..Default::default() };
+//! let rollout = RolloutConfig::exponential(ExponentialRate::with_factor(50, 2.0, criteria)?, Some(1000))?;
+//! assert_eq!(rate_per_minute(&rollout, 0, 250), 200);
+//!
+//! // The guide's abort criterion: 20% FAILED once 100 executions completed.
+//! let abort = AbortConfig::new(vec![AbortCriterion::new(
+//!     AbortFailureType::Failed,
+//!     Percentage::from_f64(20.0)?,
+//!     100,
+//! )?])?;
+//! let counts = OutcomeCounts { succeeded: 80, failed: 20, ..Default::default() };
+//! assert_eq!(should_abort(&abort, &counts), Some(0));
+//! # Ok::<(), ConfigError>(())
+//! ```
+//!
 //! Not implemented: maintenance windows (cron expressions). Doing them exactly needs an AWS cron
 //! evaluator; rather than approximate one, they are left out.
 
@@ -375,6 +394,29 @@ pub enum AbortFailureType {
     All,
 }
 
+impl AbortFailureType {
+    /// Reads the wire name (`FAILED`, `REJECTED`, `TIMED_OUT`, `ALL`).
+    pub fn from_wire(name: &str) -> Option<Self> {
+        match name {
+            "FAILED" => Some(Self::Failed),
+            "REJECTED" => Some(Self::Rejected),
+            "TIMED_OUT" => Some(Self::TimedOut),
+            "ALL" => Some(Self::All),
+            _ => None,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            Self::Failed => "FAILED",
+            Self::Rejected => "REJECTED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::All => "ALL",
+        }
+    }
+}
+
 /// A percentage with two decimals, held as integer hundredths (0–10000), compared exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Percentage(u32);
@@ -675,6 +717,27 @@ pub enum RetryFailureType {
     All,
 }
 
+impl RetryFailureType {
+    /// Reads the wire name (`FAILED`, `TIMED_OUT`, `ALL`; REJECTED is not retryable, J-19).
+    pub fn from_wire(name: &str) -> Option<Self> {
+        match name {
+            "FAILED" => Some(Self::Failed),
+            "TIMED_OUT" => Some(Self::TimedOut),
+            "ALL" => Some(Self::All),
+            _ => None,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::All => "ALL",
+        }
+    }
+}
+
 /// One retry criterion: `numberOfRetries` 0–10 for a failure type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryCriterion {
@@ -818,6 +881,15 @@ pub enum EndBehavior {
 }
 
 impl EndBehavior {
+    /// The wire name.
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            Self::StopRollout => "STOP_ROLLOUT",
+            Self::Cancel => "CANCEL",
+            Self::ForceCancel => "FORCE_CANCEL",
+        }
+    }
+
     /// Reads the wire name.
     pub fn from_wire(name: &str) -> Option<Self> {
         match name {
@@ -1368,5 +1440,26 @@ mod tests {
             Some(EndBehavior::ForceCancel)
         );
         assert_eq!(EndBehavior::from_wire("force_cancel"), None);
+        for b in [
+            EndBehavior::StopRollout,
+            EndBehavior::Cancel,
+            EndBehavior::ForceCancel,
+        ] {
+            assert_eq!(EndBehavior::from_wire(b.as_wire()), Some(b));
+        }
+    }
+
+    #[test]
+    fn failure_type_wire_names_round_trip_and_rejected_is_not_retryable() {
+        use AbortFailureType as A;
+        for t in [A::Failed, A::Rejected, A::TimedOut, A::All] {
+            assert_eq!(A::from_wire(t.as_wire()), Some(t));
+        }
+        use RetryFailureType as R;
+        for t in [R::Failed, R::TimedOut, R::All] {
+            assert_eq!(R::from_wire(t.as_wire()), Some(t));
+        }
+        assert_eq!(R::from_wire("REJECTED"), None);
+        assert_eq!(A::from_wire("failed"), None);
     }
 }

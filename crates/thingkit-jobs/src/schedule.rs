@@ -387,6 +387,26 @@ impl<J: Key, T: Key> Pacer<J, T> {
         Ok(())
     }
 
+    /// A thing that joined a CONTINUOUS job's target group after the job was created: rollout
+    /// control applies only to the devices in the group at creation, later joiners get their
+    /// executions "in near-real time" (J-12). It is notified at once, uses none of the window's
+    /// allowance and does not count toward the notified-things rate steps; its outcomes count for
+    /// abort like any other. `None` when the job no longer rolls out (aborted or canceled).
+    pub fn admit_late_joiner(
+        &mut self,
+        job: &J,
+        thing: T,
+    ) -> Result<Option<Notify<J, T>>, ScheduleError> {
+        let state = self.jobs.get(job).ok_or(ScheduleError::UnknownJob)?;
+        if state.status != JobStatus::Rolling {
+            return Ok(None);
+        }
+        Ok(Some(Notify {
+            job: job.clone(),
+            thing,
+        }))
+    }
+
     /// The things to notify at `now`, respecting each job's rate in its current minute window.
     pub fn due(&mut self, now: UnixSeconds) -> Vec<Notify<J, T>> {
         let mut out = Vec::new();

@@ -350,7 +350,40 @@ fn jobs_are_paced_independently() {
 }
 
 #[test]
+fn late_joiners_of_a_continuous_job_bypass_the_rollout_rate() {
+    let mut pacer: Pacer<u8, u32> = Pacer::new();
+    let plan = JobPlan {
+        rollout: RolloutConfig::constant(1).unwrap(),
+        abort: Some(abort_failed_20_percent_after_100()),
+        ..JobPlan::default()
+    };
+    pacer.add_job(1, plan, T0).unwrap();
+    pacer.enqueue(&1, 0, T0).unwrap();
+    pacer.enqueue(&1, 1, T0).unwrap();
+    assert_eq!(pacer.due(T0).len(), 1);
+    let late = pacer.admit_late_joiner(&1, 500).unwrap();
+    assert_eq!(late, Some(Notify { job: 1, thing: 500 }));
+    // The window's allowance and the notified count are untouched.
+    assert_eq!(pacer.notified(&1), Some(1));
+    assert!(pacer.due(T0 + 1).is_empty());
+    assert_eq!(pacer.due(T0 + 60).len(), 1);
+    // Outcomes of late joiners count for abort; after it, late joiners are not notified.
+    let mut aborted = None;
+    for thing in 1000..1100 {
+        aborted = aborted.or(pacer
+            .record_outcome(&1, &thing, Report::Failed, T0 + 61)
+            .unwrap());
+    }
+    assert!(aborted.is_some());
+    assert_eq!(pacer.admit_late_joiner(&1, 501), Ok(None));
+}
+
+#[test]
 fn rejects_unknown_and_duplicate_jobs() {
+    assert_eq!(
+        Pacer::<u8, u32>::new().admit_late_joiner(&1, 1),
+        Err(ScheduleError::UnknownJob)
+    );
     let mut pacer: Pacer<u8, u32> = Pacer::new();
     assert_eq!(pacer.enqueue(&1, 1, T0), Err(ScheduleError::UnknownJob));
     assert_eq!(

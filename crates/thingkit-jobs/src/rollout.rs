@@ -755,7 +755,8 @@ pub struct RetryConfig {
 
 impl RetryConfig {
     /// Validates 1–2 criteria, 0–10 retries each, distinct types, ≤ 10 combined (F-J10), and that
-    /// TIMED_OUT retries (via `TIMED_OUT` or `ALL`) come with an in-progress timeout.
+    /// a `TIMED_OUT` criterion with retries comes with an in-progress timeout. `ALL` is accepted
+    /// without one: its FAILED retries are meaningful alone, and step timers can still time out.
     pub fn new(
         criteria: Vec<RetryCriterion>,
         timeout: &TimeoutConfig,
@@ -784,7 +785,7 @@ impl RetryConfig {
             {
                 return Err(ConfigError::DuplicateRetryType(c.failure_type));
             }
-            if c.failure_type != RetryFailureType::Failed
+            if c.failure_type == RetryFailureType::TimedOut
                 && c.number_of_retries > 0
                 && timeout.in_progress_timeout_minutes.is_none()
             {
@@ -1369,6 +1370,14 @@ mod tests {
             &TimeoutConfig::default(),
         );
         assert_eq!(no_timeout, Err(ConfigError::TimedOutRetryWithoutTimeout));
+        let all_without_timeout = RetryConfig::new(
+            vec![RetryCriterion {
+                failure_type: T::All,
+                number_of_retries: 2,
+            }],
+            &TimeoutConfig::default(),
+        );
+        assert!(all_without_timeout.is_ok());
     }
 
     #[test]

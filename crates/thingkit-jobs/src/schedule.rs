@@ -26,7 +26,7 @@
 //! report per attempt, none after TIMED_OUT); it never panics on any sequence of calls.
 //!
 //! ```
-//! use thingkit_jobs::rollout::{RolloutConfig, StepTimeout};
+//! use thingkit_jobs::rollout::RolloutConfig;
 //! use thingkit_jobs::schedule::{JobPlan, Pacer, Report};
 //!
 //! let mut pacer: Pacer<&str, u32> = Pacer::new();

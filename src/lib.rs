@@ -50,7 +50,9 @@
 //! | [`firmware`] | `thingkit-firmware` | `firmware` |
 //! | [`meter`] | `thingkit-meter` | `meter` |
 //! | [`shadow`] | `thingkit-shadow` (redb store by default) | `shadow` |
+//! | [`jobs`] | `thingkit-jobs` (redb store by default) | `jobs` |
 //! | [`broker`] | `thingkit-broker` (with its default `server` and `redb` features: tokio, rustls, axum, redb) | `broker` |
+//! | [`api`] | `thingkit-api` (with its default `server` feature: axum, rustls) | `api` |
 //!
 //! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
 //! never panics, never over-allocates and never hangs, and every limit is a named field with a safe
@@ -88,6 +90,16 @@ pub use thingkit_meter as meter;
 /// versions, and a durable store.
 #[cfg(feature = "shadow")]
 pub use thingkit_shadow as shadow;
+
+/// AWS IoT Jobs, sans-IO: jobs, executions and their state machine, the device MQTT API,
+/// rollout, abort, timeout and retry arithmetic and pacing, and a durable store.
+#[cfg(feature = "jobs")]
+pub use thingkit_jobs as jobs;
+
+/// The AWS IoT control-plane API (REST-JSON from botocore's model, SigV4, identity policies,
+/// audit) over the registry, with an axum + rustls server.
+#[cfg(feature = "api")]
+pub use thingkit_api as api;
 
 /// The MQTT broker: its sans-IO core (sessions, subscriptions, retained messages, routing,
 /// persistence) and its tokio + rustls server (`Broker::builder`).

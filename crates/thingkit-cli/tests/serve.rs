@@ -5,9 +5,8 @@
 //! `tests/interop/shadow_awsiotsdk.py`: device shadows, issue #16) — are ignored by `cargo test`;
 //! `.ci/run` installs the peers and runs them with `-- --ignored` (a missing peer fails them).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -61,92 +60,6 @@ fn walkthrough(dir: &Path) {
          [[device]]\nthing = \"sensor-2\"\ncertificate = \"devices/sensor-2.pem\"\n",
     );
     std::fs::write(dir.join("thingkit.toml"), config).unwrap();
-}
-
-/// A running `thingkit serve`, the MQTT port and the metrics address its listening lines named.
-struct Server {
-    child: Child,
-    port: u16,
-    metrics: String,
-    /// The control-plane API's address (host:port).
-    api: String,
-}
-
-impl Server {
-    fn start(config: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
-            .args(["serve", "--config", arg(config)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("thingkit serve runs");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let _ = tx.send(line.unwrap_or_default());
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a listening line within 30 s");
-        let addr = line
-            .strip_prefix("mqtt listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a metrics line within 30 s");
-        let metrics = line
-            .strip_prefix("metrics listening on http://")
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
-            .to_string();
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("an api line within 30 s");
-        let api = line
-            .strip_prefix("api listening on https://")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected third line: {line:?}"))
-            .to_string();
-        Server {
-            child,
-            port,
-            metrics,
-            api,
-        }
-    }
-
-    /// SIGTERM, then the exit status within 10 s.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Server {
-    /// SIGKILL: no goodbye, no flush, nothing but what was already durable.
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("the killed server is reaped");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
 }
 
 /// `mosquitto_pub` or `mosquitto_sub` (`program`) connecting as the walkthrough's `thing` to

@@ -2,13 +2,12 @@
 //! `thingkit init`, an access key, the server on ephemeral ports, then the shadow commands over
 //! HTTPS with SigV4, and the refusals (a deleted shadow, a wrong secret, no credentials).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{arg, stderr, stdout, thingkit};
+use common::{Server, arg, stderr, stdout, thingkit};
 
 /// `thingkit init DIR` with every listener on an ephemeral port of 127.0.0.1.
 fn init(dir: &Path) {
@@ -33,64 +32,6 @@ fn access_key(config: &Path) -> (String, String) {
         key["AccessKeyId"].as_str().unwrap().to_string(),
         key["SecretAccessKey"].as_str().unwrap().to_string(),
     )
-}
-
-/// A running `thingkit serve` and the port its API listens on.
-struct Server {
-    child: Child,
-    api_port: u16,
-}
-
-impl Server {
-    /// Starts the server and reads its three listening lines (mqtt, metrics, api).
-    fn start(config: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
-            .args(["serve", "--config", arg(config)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("thingkit serve runs");
-        let out = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let _ = tx.send(line.unwrap_or_default());
-            }
-        });
-        let mut api = None;
-        for _ in 0..3 {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("a listening line within 30 s");
-            if let Some(rest) = line.strip_prefix("api listening on https://") {
-                api = rest.split_whitespace().next().map(str::to_string);
-            }
-        }
-        let api = api.expect("an `api listening on` line among the first three");
-        let api_port = api.rsplit(':').next().unwrap().parse().unwrap();
-        Server { child, api_port }
-    }
-
-    /// SIGTERM, then the exit status within 10 s.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
 }
 
 /// `thingkit shadow ARGS` with the access key `(id, secret)` in the environment (or none).
@@ -139,7 +80,7 @@ fn shadow_commands_get_update_list_and_delete_over_the_signed_api() {
     let (id, secret) = access_key(&config);
     let key = Some((id.as_str(), secret.as_str()));
     let server = Server::start(&config);
-    let endpoint = format!("https://localhost:{}", server.api_port);
+    let endpoint = format!("https://localhost:{}", server.api_port());
     let ca = dir.path().join("ca/ca.pem");
     // Explicit flags, no configuration file.
     let explicit = [

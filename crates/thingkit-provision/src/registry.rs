@@ -1782,20 +1782,7 @@ impl<S: RegistryStore> Registry<S> {
     /// Deletes a certificate (AWS `DeleteCertificate`): it must not be ACTIVE or
     /// PENDING_TRANSFER, and no policy or thing may be attached.
     pub fn delete_certificate(&mut self, id: &CertificateId) -> Result<()> {
-        let cert = self
-            .certificates
-            .get(id)
-            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
-        if !cert.status.deletable() {
-            return Err(Error::conflict(
-                "certificate",
-                id.to_string(),
-                format!(
-                    "a certificate in status {} cannot be deleted; make it INACTIVE first",
-                    cert.status
-                ),
-            ));
-        }
+        let cert = self.deletable_certificate(id)?;
         if !cert.policies.is_empty() || !cert.things.is_empty() {
             return Err(Error::conflict(
                 "certificate",
@@ -1810,6 +1797,21 @@ impl<S: RegistryStore> Registry<S> {
     /// `forceDelete`): it must not be ACTIVE or PENDING_TRANSFER and no thing may be attached;
     /// the policies attached to it are detached in the same commit.
     pub fn force_delete_certificate(&mut self, id: &CertificateId) -> Result<()> {
+        let cert = self.deletable_certificate(id)?;
+        if !cert.things.is_empty() {
+            return Err(Error::conflict(
+                "certificate",
+                id.to_string(),
+                "detach every thing from the certificate before deleting it",
+            ));
+        }
+        // The record goes with its policy list: `apply` drops the policies' target counts.
+        self.batch(|r| r.set(Key::Cert(*id), None))
+    }
+
+    /// The certificate `id` if its status lets it be deleted (not ACTIVE, not
+    /// PENDING_TRANSFER).
+    fn deletable_certificate(&self, id: &CertificateId) -> Result<&Certificate> {
         let cert = self
             .certificates
             .get(id)
@@ -1824,15 +1826,7 @@ impl<S: RegistryStore> Registry<S> {
                 ),
             ));
         }
-        if !cert.things.is_empty() {
-            return Err(Error::conflict(
-                "certificate",
-                id.to_string(),
-                "detach every thing from the certificate before deleting it",
-            ));
-        }
-        // The record goes with its policy list: `apply` drops the policies' target counts.
-        self.batch(|r| r.set(Key::Cert(*id), None))
+        Ok(cert)
     }
 
     /// Attaches a certificate to a thing (AWS `AttachThingPrincipal`). With `exclusive`

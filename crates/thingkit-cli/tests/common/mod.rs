@@ -2,9 +2,10 @@
 //! not every file uses every helper).
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs the real `thingkit` binary with `args`, writing `stdin` to it (or closing its stdin at
 /// once), and returns what it printed and its exit status.
@@ -40,4 +41,105 @@ pub fn stderr(o: &Output) -> String {
 /// A path as a command-line argument.
 pub fn arg(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
+}
+
+/// A running `thingkit serve`, the MQTT port and the metrics address its listening lines named.
+pub struct Server {
+    /// The server process.
+    pub child: Child,
+    /// The MQTT port.
+    pub port: u16,
+    /// The metrics endpoint (host:port).
+    pub metrics: String,
+    /// The control-plane API's address (host:port).
+    pub api: String,
+}
+
+impl Server {
+    /// Starts `thingkit serve --config CONFIG` and reads its three listening lines.
+    pub fn start(config: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
+            .args(["serve", "--config", arg(config)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("thingkit serve runs");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let _ = tx.send(line.unwrap_or_default());
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a listening line within 30 s");
+        let addr = line
+            .strip_prefix("mqtt listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a metrics line within 30 s");
+        let metrics = line
+            .strip_prefix("metrics listening on http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("unexpected second line: {line:?}"))
+            .to_string();
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an api line within 30 s");
+        let api = line
+            .strip_prefix("api listening on https://")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected third line: {line:?}"))
+            .to_string();
+        Server {
+            child,
+            port,
+            metrics,
+            api,
+        }
+    }
+
+    /// SIGTERM, then the exit status within 10 s.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Server {
+    /// SIGKILL: no goodbye, no flush, nothing but what was already durable.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("the killed server is reaped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl Server {
+    /// The control-plane API's port.
+    pub fn api_port(&self) -> u16 {
+        self.api
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the api line names a port")
+    }
 }

@@ -533,5 +533,35 @@ fn boto3_and_the_aws_cli_provision_a_device_that_then_publishes() {
             .any(|r| r["error"] == "InvalidSignatureException"),
         "the forged request is audited"
     );
+    // What the API answered 200 to was committed first: it survives kill -9.
+    server.kill9();
+    let server = Server::start(&config);
+    let check = format!(
+        r#"
+import boto3
+iot = boto3.client("iot", endpoint_url="https://localhost:{port}", verify="{ca}",
+                   region_name="eu-central-1", aws_access_key_id="{id}", aws_secret_access_key="{secret}")
+assert iot.describe_thing(thingName="api-sensor-1")["attributes"] == {{"site": "lab"}}
+cert = iot.list_thing_principals(thingName="api-sensor-1")["principals"][0]
+assert [p["policyName"] for p in iot.list_attached_policies(target=cert)["policies"]] == ["api-device"]
+assert iot.describe_thing(thingName="cli-sensor")["thingName"] == "cli-sensor"
+assert len(iot.list_policy_versions(policyName="api-device")["policyVersions"]) == 5
+print("OK after kill -9")
+"#,
+        port = server.api_port(),
+        ca = dir.path().join("ca/ca.pem").display(),
+        id = key["AccessKeyId"].as_str().unwrap(),
+        secret = key["SecretAccessKey"].as_str().unwrap(),
+    );
+    let out = Command::new("python3")
+        .args(["-c", &check])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "after kill -9: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(server.terminate().success());
 }

@@ -263,3 +263,48 @@ fn shadow_without_config_or_endpoint_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--endpoint"), "{}", stderr(&out));
 }
+
+/// A shadow update the API answered 200 is in the store before the answer: it survives
+/// `kill -9` of the server, with its version.
+#[test]
+#[cfg(unix)]
+fn an_update_answered_over_https_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let config = dir.path().join("thingkit.toml");
+    let (id, secret) = access_key(&config);
+    let key = Some((id.as_str(), secret.as_str()));
+    let ca = dir.path().join("ca/ca.pem");
+    let flags = |server: &Server| -> Vec<String> {
+        vec![
+            "--endpoint".into(),
+            format!("https://localhost:{}", server.api_port()),
+            "--ca-bundle".into(),
+            arg(&ca).to_string(),
+            "--region".into(),
+            "eu-central-1".into(),
+            "--thing".into(),
+            "lamp-9".into(),
+        ]
+    };
+    let server = Server::start(&config);
+    let mut args = vec!["update".to_string()];
+    args.extend(flags(&server));
+    args.extend([
+        "--payload".into(),
+        r#"{"state":{"reported":{"on":true}}}"#.into(),
+    ]);
+    let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+    let updated = json_of(&shadow(&args_ref, key, None));
+    assert_eq!(updated["version"], 1);
+    server.kill9();
+
+    let server = Server::start(&config);
+    let mut args = vec!["get".to_string()];
+    args.extend(flags(&server));
+    let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+    let got = json_of(&shadow(&args_ref, key, None));
+    assert_eq!(got["state"]["reported"]["on"], true);
+    assert_eq!(got["version"], 1);
+    assert!(server.terminate().success());
+}

@@ -186,6 +186,21 @@ fn list_policy_versions<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> Ap
     Ok(json!({ "policyVersions": versions }))
 }
 
+/// Policy `name`, refused unless it exists and has version `version`.
+fn existing_version<'r, S: RegistryStore>(
+    registry: &'r thingkit_provision::Registry<S>,
+    name: &str,
+    version: u32,
+) -> ApiResult<&'r StoredPolicy> {
+    let policy = registry
+        .policy(name)
+        .ok_or_else(|| policy_not_found(name))?;
+    if policy.version(version).is_none() {
+        return Err(version_not_found(name, version));
+    }
+    Ok(policy)
+}
+
 fn set_default_policy_version<S: RegistryStore>(
     ctx: &Ctx<'_, S>,
     input: &Input,
@@ -193,12 +208,7 @@ fn set_default_policy_version<S: RegistryStore>(
     let name = input.required("policyName")?;
     let version = version_id(input)?;
     let mut registry = ctx.write();
-    let policy = registry
-        .policy(name)
-        .ok_or_else(|| policy_not_found(name))?;
-    if policy.version(version).is_none() {
-        return Err(version_not_found(name, version));
-    }
+    existing_version(&registry, name, version)?;
     registry.set_default_policy_version(name, version)?;
     Ok(json!({}))
 }
@@ -207,12 +217,7 @@ fn delete_policy_version<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> A
     let name = input.required("policyName")?;
     let version = version_id(input)?;
     let mut registry = ctx.write();
-    let policy = registry
-        .policy(name)
-        .ok_or_else(|| policy_not_found(name))?;
-    if policy.version(version).is_none() {
-        return Err(version_not_found(name, version));
-    }
+    let policy = existing_version(&registry, name, version)?;
     if policy.default_version_id == version {
         return Err(ApiError::delete_conflict(format!(
             "Cannot delete the default version {version} of the policy {name}; make another \

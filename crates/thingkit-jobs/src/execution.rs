@@ -215,6 +215,12 @@ pub struct JobExecution {
     /// When the execution times out: the step timer or the in-progress bound, whichever is
     /// earlier (J-17); `None` without timers or once terminal.
     pub timeout_at: Option<u64>,
+    /// Retries already made after FAILED attempts (J-19); carried into the next attempt.
+    #[serde(default)]
+    pub retries_after_failed: u32,
+    /// Retries already made after TIMED_OUT attempts (J-19).
+    #[serde(default)]
+    pub retries_after_timed_out: u32,
 }
 
 /// A device's requested change (UpdateJobExecution, or StartNext with status IN_PROGRESS).
@@ -254,6 +260,8 @@ impl JobExecution {
             in_progress_timeout_minutes,
             in_progress_deadline: None,
             timeout_at: None,
+            retries_after_failed: 0,
+            retries_after_timed_out: 0,
         }
     }
 

@@ -50,8 +50,9 @@
 //!
 //! # What is not here
 //!
-//! Rollout pacing, abort, timeout expiry, retries and schedules (`rollout`, `schedule`); the
-//! broker topic service; the HTTP control plane; presigned-URL substitution; namespaces.
+//! Scheduled jobs (start/end times, maintenance windows); presigned-URL substitution;
+//! namespaces; job event topics. The broker topic service and the HTTP control plane are in
+//! `thingkit-broker` and `thingkit-api`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -71,7 +72,11 @@ pub use device::{Limits, OutMessage, ThingJob, request_filters};
 pub use error::Error;
 pub use execution::{Actor, ExecutionStatus, JobExecution, check_transition};
 pub use job::{Job, JobId, JobStatus, TargetSelection};
-pub use service::{CancelJob, Jobs};
+pub use service::{ABORT_COMMENT, ABORT_REASON_CODE, CancelJob, Jobs, ProcessDetails, plan_of};
+
+/// The engine the server shares between the broker (device requests) and the control plane,
+/// over any store.
+pub type DynJobs = Jobs<Box<dyn JobStore>>;
 #[cfg(feature = "redb")]
 pub use store::RedbJobStore;
 pub use store::{JobStore, MemoryJobStore};

@@ -98,6 +98,9 @@ pub enum Report {
     Failed,
     /// REJECTED.
     Rejected,
+    /// TIMED_OUT, decided by a caller that keeps its own deadlines (the [`crate::Jobs`]
+    /// driver keeps them in the stored executions); counted like [`Pacer::expire`] counts.
+    TimedOut,
 }
 
 /// Notify `thing` of `job` now: its execution leaves the rollout queue.
@@ -372,6 +375,35 @@ impl<J: Key, T: Key> Pacer<J, T> {
         Ok(())
     }
 
+    /// Adds a job again after a restart, with the counts it had reached: `notified` things
+    /// notified and `counts` outcomes (from the stored executions). Its first rate window
+    /// opens at `now`, at the rate those counts give (J-12).
+    pub fn restore_job(
+        &mut self,
+        job: J,
+        plan: JobPlan,
+        now: UnixSeconds,
+        notified: u64,
+        counts: OutcomeCounts,
+    ) -> Result<(), ScheduleError> {
+        self.add_job(job.clone(), plan, now)?;
+        if let Some(state) = self.jobs.get_mut(&job) {
+            state.notified = notified;
+            state.counts = counts;
+            state.refresh_rate();
+        }
+        Ok(())
+    }
+
+    /// Forgets `job` (completed or deleted): its queue, counts and timers' entries go (the
+    /// timer heap drops them lazily).
+    pub fn remove_job(&mut self, job: &J) {
+        if let Some(state) = self.jobs.remove(job) {
+            drop(state);
+            self.timers.current.retain(|(j, _), _| j != job);
+        }
+    }
+
     /// Queues `thing` to be notified of `job` (its execution is QUEUED), after the things already
     /// queued. Things enqueued on a job that is no longer rolling are ignored.
     pub fn enqueue(&mut self, job: &J, thing: T, now: UnixSeconds) -> Result<(), ScheduleError> {
@@ -468,6 +500,7 @@ impl<J: Key, T: Key> Pacer<J, T> {
             Report::Succeeded => state.counts.succeeded += 1,
             Report::Failed => state.counts.failed += 1,
             Report::Rejected => state.counts.rejected += 1,
+            Report::TimedOut => state.counts.timed_out += 1,
         }
         self.timers.stop(job, thing);
         Ok(self.after_outcome(job))

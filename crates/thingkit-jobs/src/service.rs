@@ -1,19 +1,219 @@
 //! [`Jobs`]: the driver a broker and the control plane use — read the store, decide with the
-//! pure functions of this crate, write (durably) before anything is published.
+//! pure functions of this crate, write (durably) before anything is published — and the
+//! rollout engine around it: every job is paced by a [`Pacer`] (AWS's default is 1000 things
+//! per minute, J-11), its outcomes counted for the exponential rate (J-12) and the abort
+//! criteria (J-13, J-14), executions time out on the deadlines stored in them (J-15 … J-17),
+//! and FAILED or TIMED_OUT executions are retried per `jobExecutionsRetryConfig` (J-18, J-19).
+//!
+//! Nothing here scans all executions per event: the rollout queue and the pacing state are in
+//! the pacer (O(log n) per event), deadlines in a min-heap, and each job's count of
+//! non-terminal executions in memory, so a snapshot job completes without a scan. Only
+//! [`Jobs::open`] (a restart) and the control plane's list and count calls read a whole job.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use crate::device::{self, Limits, OutMessage, ThingJob, notifications, parse_request_topic};
 use crate::error::Error;
 use crate::execution::{ExecutionStatus, JobExecution, check_status_details};
-use crate::job::{Job, JobId, JobStatus, MAX_COMMENT_CHARS, MAX_REASON_CODE, TargetSelection};
+use crate::job::{
+    FailureType, Job, JobId, JobStatus, MAX_COMMENT_CHARS, MAX_REASON_CODE, TargetSelection,
+};
+use crate::rollout::{self, OutcomeCounts};
+use crate::schedule::{JobPlan, Pacer, Report};
 use crate::store::JobStore;
 
-/// A store and the device-request limits, answering device requests and control-plane calls.
-#[derive(Debug)]
+/// `reasonCode` of a job canceled by its abort criteria (J-14).
+pub const ABORT_REASON_CODE: &str = "AUTOMATED_ABORT";
+/// `comment` of a job canceled by its abort criteria (J-14).
+pub const ABORT_COMMENT: &str = "Job canceled because its abort criteria were met.";
+
+/// A store and the device-request limits, answering device requests and control-plane calls,
+/// and pacing rollouts, timeouts, aborts and retries (module docs).
 pub struct Jobs<S: JobStore> {
     store: S,
     limits: Limits,
+    pacer: Pacer<JobId, String>,
+    deadlines: Deadlines,
+    /// Non-terminal executions per IN_PROGRESS job, kept so completion needs no scan.
+    open: HashMap<JobId, u64>,
+}
+
+impl<S: JobStore> std::fmt::Debug for Jobs<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("limits", &self.limits)
+            .field("open_jobs", &self.open.len())
+            .field("deadlines", &self.deadlines.current.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A job's executions counted by status: DescribeJob's `jobProcessDetails`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessDetails {
+    /// CANCELED executions.
+    pub canceled: u64,
+    /// SUCCEEDED executions.
+    pub succeeded: u64,
+    /// FAILED executions.
+    pub failed: u64,
+    /// REJECTED executions.
+    pub rejected: u64,
+    /// QUEUED executions.
+    pub queued: u64,
+    /// IN_PROGRESS executions.
+    pub in_progress: u64,
+    /// REMOVED executions.
+    pub removed: u64,
+    /// TIMED_OUT executions.
+    pub timed_out: u64,
+    /// Targets the rollout has not reached yet (no execution yet).
+    pub waiting: u64,
+}
+
+/// Execution deadlines (the stored `timeout_at`), earliest first, with lazy invalidation: an
+/// entry that no longer matches the execution's current deadline is skipped, and the heap is
+/// compacted when stale entries outnumber live ones.
+#[derive(Debug, Default)]
+struct Deadlines {
+    current: HashMap<(JobId, String), u64>,
+    heap: BinaryHeap<Reverse<(u64, JobId, String)>>,
+}
+
+impl Deadlines {
+    fn set(&mut self, job: &JobId, thing: &str, at: Option<u64>) {
+        let key = (job.clone(), thing.to_owned());
+        match at {
+            Some(at) => {
+                if self.current.insert(key, at) != Some(at) {
+                    self.heap.push(Reverse((at, job.clone(), thing.to_owned())));
+                }
+            }
+            None => {
+                self.current.remove(&key);
+            }
+        }
+        if self.heap.len() > 2 * self.current.len() + 1024 {
+            let current = &self.current;
+            self.heap
+                .retain(|Reverse((at, j, t))| current.get(&(j.clone(), t.clone())) == Some(at));
+        }
+    }
+
+    fn due(&mut self, now: u64) -> Vec<(JobId, String)> {
+        let mut out = Vec::new();
+        while self
+            .heap
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= now)
+        {
+            let Some(Reverse((at, job, thing))) = self.heap.pop() else {
+                break;
+            };
+            let key = (job, thing);
+            if self.current.get(&key) == Some(&at) {
+                self.current.remove(&key);
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    fn next(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+}
+
+/// What storing one execution change set in motion.
+#[derive(Debug, Default)]
+struct Followups {
+    aborted: Vec<(JobId, usize)>,
+    retries: Vec<JobExecution>,
+}
+
+/// The pacing plan and retry rules of a job, from its wire configurations.
+///
+/// # Errors
+///
+/// [`Error::InvalidRequest`] naming the configuration that is out of range.
+pub fn plan_of(job: &Job) -> Result<(JobPlan, Option<rollout::RetryConfig>), Error> {
+    let bad = |e: rollout::ConfigError| Error::request(e.to_string());
+    let rollout = match &job.rollout {
+        None => rollout::RolloutConfig::default(),
+        Some(r) => match &r.exponential_rate {
+            None => rollout::RolloutConfig::constant(
+                r.maximum_per_minute.unwrap_or(rollout::MAX_RATE_PER_MINUTE),
+            )
+            .map_err(bad)?,
+            Some(e) => {
+                let criteria = rollout::RateIncreaseCriteria {
+                    number_of_notified_things: e.rate_increase_criteria.number_of_notified_things,
+                    number_of_succeeded_things: e.rate_increase_criteria.number_of_succeeded_things,
+                };
+                let rate = rollout::ExponentialRate::with_factor(
+                    e.base_rate_per_minute,
+                    e.increment_factor,
+                    criteria,
+                )
+                .map_err(bad)?;
+                rollout::RolloutConfig::exponential(rate, r.maximum_per_minute).map_err(bad)?
+            }
+        },
+    };
+    let abort = match &job.abort {
+        None => None,
+        Some(a) => {
+            let mut criteria = Vec::new();
+            for c in &a.criteria_list {
+                let ty = match c.failure_type {
+                    FailureType::Failed => rollout::AbortFailureType::Failed,
+                    FailureType::Rejected => rollout::AbortFailureType::Rejected,
+                    FailureType::TimedOut => rollout::AbortFailureType::TimedOut,
+                    FailureType::All => rollout::AbortFailureType::All,
+                };
+                let threshold =
+                    rollout::Percentage::from_f64(c.threshold_percentage).map_err(bad)?;
+                criteria.push(
+                    rollout::AbortCriterion::new(ty, threshold, c.min_number_of_executed_things)
+                        .map_err(bad)?,
+                );
+            }
+            Some(rollout::AbortConfig::new(criteria).map_err(bad)?)
+        }
+    };
+    let timeout =
+        rollout::TimeoutConfig::new(job.timeout.map(|t| t.in_progress_timeout_in_minutes))
+            .map_err(bad)?;
+    let retry = match &job.retry {
+        None => None,
+        Some(r) => {
+            let mut criteria = Vec::new();
+            for c in &r.criteria_list {
+                let failure_type = match c.failure_type {
+                    FailureType::Failed => rollout::RetryFailureType::Failed,
+                    FailureType::TimedOut => rollout::RetryFailureType::TimedOut,
+                    FailureType::All => rollout::RetryFailureType::All,
+                    FailureType::Rejected => {
+                        return Err(Error::request("REJECTED executions are never retried"));
+                    }
+                };
+                criteria.push(rollout::RetryCriterion {
+                    failure_type,
+                    number_of_retries: c.number_of_retries,
+                });
+            }
+            Some(rollout::RetryConfig::new(criteria, &timeout).map_err(bad)?)
+        }
+    };
+    Ok((
+        JobPlan {
+            rollout,
+            abort,
+            timeout,
+        },
+        retry,
+    ))
 }
 
 /// CancelJob's options.
@@ -28,9 +228,71 @@ pub struct CancelJob {
 }
 
 impl<S: JobStore> Jobs<S> {
-    /// Jobs kept in `store`, device requests checked against `limits`.
+    /// Jobs kept in `store`, device requests checked against `limits`. For a store that
+    /// already holds jobs, use [`Jobs::open`] so their rollouts and timers resume.
     pub fn new(store: S, limits: Limits) -> Self {
-        Jobs { store, limits }
+        Jobs {
+            store,
+            limits,
+            pacer: Pacer::new(),
+            deadlines: Deadlines::default(),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Jobs kept in `store` after a restart at `now`: every IN_PROGRESS job's rollout resumes
+    /// with the things it had not notified yet (its stored rollout list less the things that
+    /// have an execution), its outcome counts rebuilt from the stored executions, and the
+    /// deadlines of IN_PROGRESS executions armed again. The rate window restarts at `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InternalError`] when the store fails.
+    pub fn open(store: S, limits: Limits, now: u64) -> Result<Self, Error> {
+        let mut jobs = Jobs::new(store, limits);
+        for job in jobs.store.list_jobs()? {
+            if job.status != JobStatus::InProgress {
+                continue;
+            }
+            let id = job.job_id.clone();
+            let executions = jobs.store.executions_of_job(&id)?;
+            let mut counts = OutcomeCounts::default();
+            let mut open = 0;
+            let mut executed = HashSet::new();
+            for e in &executions {
+                match e.status {
+                    ExecutionStatus::Succeeded => counts.succeeded += 1,
+                    ExecutionStatus::Failed => counts.failed += 1,
+                    ExecutionStatus::Rejected => counts.rejected += 1,
+                    ExecutionStatus::TimedOut => counts.timed_out += 1,
+                    _ => {}
+                }
+                if !e.status.is_terminal() {
+                    open += 1;
+                }
+                if e.status == ExecutionStatus::InProgress {
+                    jobs.deadlines.set(&id, &e.thing_name, e.timeout_at);
+                }
+                executed.insert(e.thing_name.as_str());
+            }
+            // A job whose stored configuration no longer converts keeps the defaults: it was
+            // valid when created, and refusing to start the server over it would be worse.
+            let plan = plan_of(&job).map(|(p, _)| p).unwrap_or_default();
+            let notified = u64::try_from(executions.len()).unwrap_or(u64::MAX);
+            jobs.pacer
+                .restore_job(id.clone(), plan, now, notified, counts)
+                .map_err(|e| Error::store(format!("pacer: {e}")))?;
+            for thing in jobs.store.rollout(&id)? {
+                if !executed.contains(thing.as_str()) {
+                    jobs.pacer
+                        .enqueue(&id, thing, now)
+                        .map_err(|e| Error::store(format!("pacer: {e}")))?;
+                }
+            }
+            jobs.open.insert(id.clone(), open);
+            jobs.complete_if_done(&id, now)?;
+        }
+        Ok(jobs)
     }
 
     /// The store.
@@ -41,6 +303,60 @@ impl<S: JobStore> Jobs<S> {
     /// The store, giving up the driver.
     pub fn into_store(self) -> S {
         self.store
+    }
+
+    /// The earliest instant at which [`Jobs::tick`] may have work (a thing to notify or an
+    /// execution to time out); a driver sleeps until then, or at most a few seconds.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        match (self.pacer.next_wakeup(), self.deadlines.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Does what is due at `now`: notifies the things each job's rollout rate allows (their
+    /// executions are created QUEUED), times out executions whose deadline passed (J-16), and
+    /// applies the aborts and retries these cause. Returns the messages to publish.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InternalError`] when the store fails; what was stored before the failure
+    /// stays, and a thing whose execution could not be created is notified again after the
+    /// next [`Jobs::open`].
+    pub fn tick(&mut self, now: u64) -> Result<Vec<OutMessage>, Error> {
+        let mut out = self.release(now)?;
+        for (job, thing) in self.deadlines.due(now) {
+            if let Some(msgs) = self.time_out_execution(&job, &thing, now)? {
+                out.extend(msgs);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates the executions the pacer releases at `now`.
+    fn release(&mut self, now: u64) -> Result<Vec<OutMessage>, Error> {
+        let mut out = Vec::new();
+        let mut jobs: HashMap<JobId, Option<Job>> = HashMap::new();
+        for n in self.pacer.due(now) {
+            let job = match jobs.get(&n.job) {
+                Some(j) => j.clone(),
+                None => {
+                    let j = self.store.get_job(&n.job)?;
+                    jobs.insert(n.job.clone(), j.clone());
+                    j
+                }
+            };
+            let Some(job) = job else { continue };
+            if job.status != JobStatus::InProgress
+                || self.store.get_execution(&n.thing, &n.job)?.is_some()
+            {
+                continue;
+            }
+            let timeout = job.timeout.map(|t| t.in_progress_timeout_in_minutes);
+            let e = JobExecution::queued(n.job.clone(), n.thing.clone(), 1, timeout, now);
+            out.extend(self.write_thing(&n.thing, &[e], now)?);
+        }
+        Ok(out)
     }
 
     fn thing_jobs(&self, thing: &str) -> Result<Vec<ThingJob>, Error> {
@@ -56,7 +372,86 @@ impl<S: JobStore> Jobs<S> {
         Ok(out)
     }
 
-    /// Writes `changed` executions of `thing` and returns the notifications the change causes.
+    /// Stores one execution change and keeps the engine's state in step with it: the job's
+    /// count of open executions, the deadline, the outcome counts (which may abort the job)
+    /// and a retry when the rules allow one.
+    fn put_execution(
+        &mut self,
+        before: Option<&JobExecution>,
+        e: &JobExecution,
+        now: u64,
+        followups: &mut Followups,
+    ) -> Result<(), Error> {
+        self.store.put_execution(e)?;
+        let was_open = before.is_some_and(|b| !b.status.is_terminal());
+        let is_open = !e.status.is_terminal();
+        if let Some(n) = self.open.get_mut(&e.job_id) {
+            if is_open && !was_open {
+                *n += 1;
+            } else if was_open && !is_open {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let deadline = (e.status == ExecutionStatus::InProgress)
+            .then_some(e.timeout_at)
+            .flatten();
+        self.deadlines.set(&e.job_id, &e.thing_name, deadline);
+        if !(was_open && !is_open) {
+            return Ok(());
+        }
+        let report = match e.status {
+            ExecutionStatus::Succeeded => Report::Succeeded,
+            ExecutionStatus::Failed => Report::Failed,
+            ExecutionStatus::Rejected => Report::Rejected,
+            ExecutionStatus::TimedOut => Report::TimedOut,
+            _ => return Ok(()),
+        };
+        if let Ok(Some(aborted)) = self
+            .pacer
+            .record_outcome(&e.job_id, &e.thing_name, report, now)
+        {
+            followups.aborted.push((aborted.job, aborted.criterion));
+            return Ok(());
+        }
+        let failure = match e.status {
+            ExecutionStatus::Failed => rollout::ExecutionFailure::Failed,
+            ExecutionStatus::TimedOut => rollout::ExecutionFailure::TimedOut,
+            _ => return Ok(()),
+        };
+        let Some(job) = self.store.get_job(&e.job_id)? else {
+            return Ok(());
+        };
+        if job.status != JobStatus::InProgress || job.retry.is_none() {
+            return Ok(());
+        }
+        let Ok((_, Some(retry))) = plan_of(&job) else {
+            return Ok(());
+        };
+        let attempts = rollout::RetryAttempts {
+            after_failed: e.retries_after_failed,
+            after_timed_out: e.retries_after_timed_out,
+        };
+        if rollout::retry_allowed(&retry, failure, &attempts) {
+            let mut next = JobExecution::queued(
+                e.job_id.clone(),
+                e.thing_name.clone(),
+                e.execution_number.saturating_add(1),
+                e.in_progress_timeout_minutes,
+                now,
+            );
+            next.retries_after_failed = e.retries_after_failed;
+            next.retries_after_timed_out = e.retries_after_timed_out;
+            match failure {
+                rollout::ExecutionFailure::TimedOut => next.retries_after_timed_out += 1,
+                _ => next.retries_after_failed += 1,
+            }
+            followups.retries.push(next);
+        }
+        Ok(())
+    }
+
+    /// Writes `changed` executions of `thing` and returns the notifications the change causes,
+    /// then those of the retries and aborts it set in motion.
     fn write_thing(
         &mut self,
         thing: &str,
@@ -64,19 +459,50 @@ impl<S: JobStore> Jobs<S> {
         now: u64,
     ) -> Result<Vec<OutMessage>, Error> {
         let before = self.thing_jobs(thing)?;
+        let mut followups = Followups::default();
         for e in changed {
-            self.store.put_execution(e)?;
+            let prev = before
+                .iter()
+                .find(|b| b.execution.job_id == e.job_id)
+                .map(|b| b.execution.clone());
+            self.put_execution(prev.as_ref(), e, now, &mut followups)?;
         }
         let after = self.thing_jobs(thing)?;
+        let mut out = notifications(thing, &before, &after, now, &self.limits);
+        out.extend(self.follow_up(followups, now)?);
         for e in changed {
             self.complete_if_done(&e.job_id, now)?;
         }
-        Ok(notifications(thing, &before, &after, now, &self.limits))
+        Ok(out)
     }
 
-    /// CreateJob: validates `job`, stores it IN_PROGRESS, and queues one execution (number 1,
-    /// version 1) on each thing of `things` — the targets already resolved to thing names by the
-    /// caller. Returns the `/notify` and `/notify-next` messages for those things.
+    fn follow_up(&mut self, followups: Followups, now: u64) -> Result<Vec<OutMessage>, Error> {
+        let mut out = Vec::new();
+        for retry in followups.retries {
+            let thing = retry.thing_name.clone();
+            out.extend(self.write_thing(&thing, &[retry], now)?);
+        }
+        for (job, _criterion) in followups.aborted {
+            let cancel = CancelJob {
+                force: false,
+                reason_code: Some(ABORT_REASON_CODE.to_owned()),
+                comment: Some(ABORT_COMMENT.to_owned()),
+            };
+            match self.cancel_job(&job, &cancel, now) {
+                Ok(msgs) => out.extend(msgs),
+                // Already canceled or completed by something else: nothing to abort.
+                Err(Error::InvalidStateTransition { .. } | Error::ResourceNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// CreateJob: validates `job`, stores it IN_PROGRESS with its rollout list (the targets
+    /// already resolved to thing names by the caller, duplicates dropped, first occurrence
+    /// kept), and queues its things on the rollout: the ones its rate allows now get a QUEUED
+    /// execution (number 1, version 1) at once; [`Jobs::tick`] releases the rest. Returns the
+    /// `/notify` and `/notify-next` messages for the things notified now.
     ///
     /// # Errors
     ///
@@ -89,6 +515,7 @@ impl<S: JobStore> Jobs<S> {
         now: u64,
     ) -> Result<Vec<OutMessage>, Error> {
         job.validate()?;
+        let (plan, _) = plan_of(&job)?;
         for t in things {
             if !device::is_valid_thing_name(t) {
                 return Err(Error::request(format!("invalid thing name \"{t}\"")));
@@ -103,15 +530,71 @@ impl<S: JobStore> Jobs<S> {
         job.created_at = now;
         job.last_updated_at = now;
         job.completed_at = None;
+        let mut seen = HashSet::new();
+        let unique: Vec<String> = things
+            .iter()
+            .filter(|t| seen.insert(t.as_str()))
+            .cloned()
+            .collect();
+        // The rollout list first: a crash before the job is stored leaves an orphan list that
+        // the next CreateJob of this id replaces, never a job without its list.
+        self.store.put_rollout(&job.job_id, &unique)?;
         self.store.put_job(&job)?;
-        let timeout = job.timeout.map(|t| t.in_progress_timeout_in_minutes);
-        let mut out = Vec::new();
-        let unique: BTreeSet<&String> = things.iter().collect();
+        let id = job.job_id.clone();
+        self.pacer.remove_job(&id);
+        self.pacer
+            .add_job(id.clone(), plan, now)
+            .map_err(|e| Error::store(format!("pacer: {e}")))?;
         for thing in unique {
-            let e = JobExecution::queued(job.job_id.clone(), thing.clone(), 1, timeout, now);
-            out.extend(self.write_thing(thing, &[e], now)?);
+            self.pacer
+                .enqueue(&id, thing, now)
+                .map_err(|e| Error::store(format!("pacer: {e}")))?;
         }
+        self.open.insert(id.clone(), 0);
+        let out = self.release(now)?;
+        self.complete_if_done(&id, now)?;
         Ok(out)
+    }
+
+    /// A thing joined a target group of the CONTINUOUS job `id` (or was associated with it):
+    /// it gets a QUEUED execution at once, outside rollout control (J-12). A thing whose
+    /// execution is pending keeps it; one whose execution is terminal gets a new one (the next
+    /// `executionNumber`, retry counts reset, J-19). Nothing happens for a job that is not an
+    /// IN_PROGRESS continuous job.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ResourceNotFound`], [`Error::InvalidRequest`] (thing name),
+    /// [`Error::InternalError`].
+    pub fn add_thing(
+        &mut self,
+        id: &JobId,
+        thing: &str,
+        now: u64,
+    ) -> Result<Vec<OutMessage>, Error> {
+        if !device::is_valid_thing_name(thing) {
+            return Err(Error::request(format!("invalid thing name \"{thing}\"")));
+        }
+        let job = self.describe_job(id)?;
+        if job.status != JobStatus::InProgress
+            || job.target_selection != TargetSelection::Continuous
+        {
+            return Ok(Vec::new());
+        }
+        let number = match self.store.get_execution(thing, id)? {
+            Some(e) if !e.status.is_terminal() => return Ok(Vec::new()),
+            Some(e) => e.execution_number.saturating_add(1),
+            None => 1,
+        };
+        if !matches!(
+            self.pacer.admit_late_joiner(id, thing.to_owned()),
+            Ok(Some(_))
+        ) {
+            return Ok(Vec::new());
+        }
+        let timeout = job.timeout.map(|t| t.in_progress_timeout_in_minutes);
+        let e = JobExecution::queued(id.clone(), thing.to_owned(), number, timeout, now);
+        self.write_thing(thing, &[e], now)
     }
 
     /// DescribeJob.
@@ -136,6 +619,36 @@ impl<S: JobStore> Jobs<S> {
         self.store.list_jobs()
     }
 
+    /// DescribeJob's `jobProcessDetails`: the job's executions counted by status, and the
+    /// targets its rollout has not reached. Reads the job's executions (a control-plane call,
+    /// not an event path).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ResourceNotFound`], [`Error::InternalError`].
+    pub fn process_details(&self, id: &JobId) -> Result<ProcessDetails, Error> {
+        self.describe_job(id)?;
+        let mut d = ProcessDetails::default();
+        for e in self.store.executions_of_job(id)? {
+            let n = match e.status {
+                ExecutionStatus::Queued => &mut d.queued,
+                ExecutionStatus::InProgress => &mut d.in_progress,
+                ExecutionStatus::Succeeded => &mut d.succeeded,
+                ExecutionStatus::Failed => &mut d.failed,
+                ExecutionStatus::TimedOut => &mut d.timed_out,
+                ExecutionStatus::Rejected => &mut d.rejected,
+                ExecutionStatus::Removed => &mut d.removed,
+                ExecutionStatus::Canceled => &mut d.canceled,
+            };
+            *n += 1;
+        }
+        d.waiting = self
+            .pacer
+            .queued(id)
+            .map_or(0, |n| u64::try_from(n).unwrap_or(u64::MAX));
+        Ok(d)
+    }
+
     /// DescribeJobExecution (control plane).
     ///
     /// # Errors
@@ -158,8 +671,18 @@ impl<S: JobStore> Jobs<S> {
         self.store.executions_of_job(job)
     }
 
-    /// CancelJob: the job becomes CANCELED with `comment` and `reasonCode`; QUEUED executions
-    /// are canceled, IN_PROGRESS ones only with `force` (J-06, J-14).
+    /// ListJobExecutionsForThing, by job id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InternalError`].
+    pub fn executions_of_thing(&self, thing: &str) -> Result<Vec<JobExecution>, Error> {
+        self.store.executions_of_thing(thing)
+    }
+
+    /// CancelJob: the job becomes CANCELED with `comment` and `reasonCode`; its rollout stops
+    /// (things not yet notified never are); QUEUED executions are canceled, IN_PROGRESS ones
+    /// only with `force` (J-06, J-14).
     ///
     /// # Errors
     ///
@@ -210,6 +733,8 @@ impl<S: JobStore> Jobs<S> {
         job.last_updated_at = now;
         job.completed_at = Some(now);
         self.store.put_job(&job)?;
+        let _ = self.pacer.cancel(id);
+        self.open.remove(id);
         let mut out = Vec::new();
         for e in self.store.executions_of_job(id)? {
             let cancelable = e.status == ExecutionStatus::Queued
@@ -235,7 +760,7 @@ impl<S: JobStore> Jobs<S> {
         thing: &str,
         force: bool,
         expected_version: Option<u64>,
-        status_details: Option<std::collections::BTreeMap<String, String>>,
+        status_details: Option<BTreeMap<String, String>>,
         now: u64,
     ) -> Result<Vec<OutMessage>, Error> {
         let e = self.describe_execution(job, thing)?;
@@ -257,9 +782,53 @@ impl<S: JobStore> Jobs<S> {
         self.write_thing(thing, &[next], now)
     }
 
+    /// DeleteJobExecution: removes the execution `execution_number` of `job` on `thing`; a
+    /// non-terminal one only with `force`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ResourceNotFound`] (no such execution or number),
+    /// [`Error::InvalidStateTransition`] (not terminal, no force), [`Error::InternalError`].
+    pub fn delete_execution(
+        &mut self,
+        job: &JobId,
+        thing: &str,
+        execution_number: u64,
+        force: bool,
+        now: u64,
+    ) -> Result<Vec<OutMessage>, Error> {
+        let e = self.describe_execution(job, thing)?;
+        if e.execution_number != execution_number {
+            return Err(Error::ResourceNotFound {
+                detail: format!(
+                    "Job execution {execution_number} of job {job} on thing {thing} not found"
+                ),
+            });
+        }
+        if !e.status.is_terminal() && !force {
+            return Err(Error::InvalidStateTransition {
+                from: e.status.as_str(),
+                to: "DELETED",
+            });
+        }
+        let before = self.thing_jobs(thing)?;
+        self.store.delete_execution(thing, job)?;
+        if !e.status.is_terminal()
+            && let Some(n) = self.open.get_mut(job)
+        {
+            *n = n.saturating_sub(1);
+        }
+        self.deadlines.set(job, thing, None);
+        let after = self.thing_jobs(thing)?;
+        let out = notifications(thing, &before, &after, now, &self.limits);
+        self.complete_if_done(job, now)?;
+        Ok(out)
+    }
+
     /// A timer fired: the IN_PROGRESS execution of `job` on `thing` becomes TIMED_OUT if its
     /// `timeout_at` is at or before `now` (J-16). Returns `Ok(None)` when it is not due (no
-    /// timer, not yet, or no longer IN_PROGRESS); the timer arithmetic itself is the caller's.
+    /// timer, not yet, or no longer IN_PROGRESS). [`Jobs::tick`] calls it for every deadline
+    /// that passed.
     ///
     /// # Errors
     ///
@@ -270,7 +839,11 @@ impl<S: JobStore> Jobs<S> {
         thing: &str,
         now: u64,
     ) -> Result<Option<Vec<OutMessage>>, Error> {
-        let e = self.describe_execution(job, thing)?;
+        let e = match self.describe_execution(job, thing) {
+            Ok(e) => e,
+            Err(Error::ResourceNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let due = e.status == ExecutionStatus::InProgress && e.timeout_at.is_some_and(|t| t <= now);
         if !due {
             return Ok(None);
@@ -297,8 +870,9 @@ impl<S: JobStore> Jobs<S> {
         self.write_thing(thing, &[next], now)
     }
 
-    /// DeleteJob: only a COMPLETED or CANCELED job unless `force`; the job and its executions
-    /// are removed together. Returns the notifications for things that had it pending.
+    /// DeleteJob: only a COMPLETED or CANCELED job unless `force`; the job, its executions
+    /// and its rollout list are removed together. Returns the notifications for things that
+    /// had it pending.
     ///
     /// # Errors
     ///
@@ -327,6 +901,11 @@ impl<S: JobStore> Jobs<S> {
             befores.push(self.thing_jobs(t)?);
         }
         self.store.delete_job(id)?;
+        self.pacer.remove_job(id);
+        self.open.remove(id);
+        for t in &things {
+            self.deadlines.set(id, t, None);
+        }
         let mut out = Vec::new();
         for (t, before) in things.iter().zip(befores) {
             let after = self.thing_jobs(t)?;
@@ -335,7 +914,9 @@ impl<S: JobStore> Jobs<S> {
         Ok(out)
     }
 
-    /// A snapshot job whose executions are all terminal becomes COMPLETED (B.1).
+    /// A snapshot job whose executions are all terminal and whose rollout has notified every
+    /// target becomes COMPLETED (B.1). Uses the in-memory count of open executions; a job not
+    /// counted yet (a store opened with [`Jobs::new`]) is counted once.
     fn complete_if_done(&mut self, id: &JobId, now: u64) -> Result<(), Error> {
         let Some(mut job) = self.store.get_job(id)? else {
             return Ok(());
@@ -344,12 +925,27 @@ impl<S: JobStore> Jobs<S> {
         {
             return Ok(());
         }
-        let executions = self.store.executions_of_job(id)?;
-        if executions.iter().all(|e| e.status.is_terminal()) {
+        let open = match self.open.get(id) {
+            Some(n) => *n,
+            None => {
+                let n = self
+                    .store
+                    .executions_of_job(id)?
+                    .iter()
+                    .filter(|e| !e.status.is_terminal())
+                    .count();
+                let n = u64::try_from(n).unwrap_or(u64::MAX);
+                self.open.insert(id.clone(), n);
+                n
+            }
+        };
+        if open == 0 && self.pacer.queued(id).unwrap_or(0) == 0 {
             job.status = JobStatus::Completed;
             job.completed_at = Some(now);
             job.last_updated_at = now;
             self.store.put_job(&job)?;
+            self.pacer.remove_job(id);
+            self.open.remove(id);
         }
         Ok(())
     }
@@ -363,15 +959,25 @@ impl<S: JobStore> Jobs<S> {
             Ok(c) => c,
             Err(e) => return Some(vec![device::internal_error(topic, &e.to_string(), now)]),
         };
-        let outcome = device::handle(thing, &current, &request, payload, now, &self.limits);
+        let mut outcome = device::handle(thing, &current, &request, payload, now, &self.limits);
+        let mut followups = Followups::default();
         for w in &outcome.writes {
+            let before = current
+                .iter()
+                .find(|c| c.execution.job_id == w.job_id)
+                .map(|c| c.execution.clone());
             let stored = self
-                .store
-                .put_execution(w)
+                .put_execution(before.as_ref(), w, now, &mut followups)
                 .and_then(|()| self.complete_if_done(&w.job_id, now));
             if let Err(e) = stored {
                 return Some(vec![device::internal_error(topic, &e.to_string(), now)]);
             }
+        }
+        match self.follow_up(followups, now) {
+            Ok(more) => outcome.publishes.extend(more),
+            // The device's change is stored and answered; a store failure while applying what
+            // it set in motion (a retry or an abort) leaves that undone.
+            Err(_) => {}
         }
         Some(outcome.publishes)
     }

@@ -72,6 +72,65 @@ pub trait JobStore: Send {
     ///
     /// [`Error::InternalError`].
     fn executions_of_job(&self, job: &JobId) -> Result<Vec<JobExecution>, Error>;
+
+    /// Removes the execution of `job` on `thing` (DeleteJobExecution); nothing when absent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InternalError`]; then nothing was removed.
+    fn delete_execution(&mut self, thing: &str, job: &JobId) -> Result<(), Error>;
+
+    /// Stores the things a rolled-out job still has to notify, in rollout order, replacing
+    /// what was stored for it (an empty list removes the entry). Written once when the job is
+    /// created and read back only when the service restarts: the queue itself lives in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InternalError`]; then nothing was stored.
+    fn put_rollout(&mut self, job: &JobId, things: &[String]) -> Result<(), Error>;
+
+    /// The rollout list stored by [`JobStore::put_rollout`] (empty when none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InternalError`].
+    fn rollout(&self, job: &JobId) -> Result<Vec<String>, Error>;
+}
+
+impl<T: JobStore + ?Sized> JobStore for Box<T> {
+    fn get_job(&self, id: &JobId) -> Result<Option<Job>, Error> {
+        (**self).get_job(id)
+    }
+    fn put_job(&mut self, job: &Job) -> Result<(), Error> {
+        (**self).put_job(job)
+    }
+    fn delete_job(&mut self, id: &JobId) -> Result<(), Error> {
+        (**self).delete_job(id)
+    }
+    fn list_jobs(&self) -> Result<Vec<Job>, Error> {
+        (**self).list_jobs()
+    }
+    fn get_execution(&self, thing: &str, job: &JobId) -> Result<Option<JobExecution>, Error> {
+        (**self).get_execution(thing, job)
+    }
+    fn put_execution(&mut self, execution: &JobExecution) -> Result<(), Error> {
+        (**self).put_execution(execution)
+    }
+    fn executions_of_thing(&self, thing: &str) -> Result<Vec<JobExecution>, Error> {
+        (**self).executions_of_thing(thing)
+    }
+    fn executions_of_job(&self, job: &JobId) -> Result<Vec<JobExecution>, Error> {
+        (**self).executions_of_job(job)
+    }
+    fn delete_execution(&mut self, thing: &str, job: &JobId) -> Result<(), Error> {
+        (**self).delete_execution(thing, job)
+    }
+    fn put_rollout(&mut self, job: &JobId, things: &[String]) -> Result<(), Error> {
+        (**self).put_rollout(job, things)
+    }
+    fn rollout(&self, job: &JobId) -> Result<Vec<String>, Error> {
+        (**self).rollout(job)
+    }
 }
 
 /// Jobs and executions in memory.
@@ -80,6 +139,7 @@ pub struct MemoryJobStore {
     jobs: BTreeMap<JobId, Job>,
     executions: BTreeMap<(String, JobId), JobExecution>,
     by_job: BTreeSet<(JobId, String)>,
+    rollouts: BTreeMap<JobId, Vec<String>>,
 }
 
 impl MemoryJobStore {
@@ -101,6 +161,7 @@ impl JobStore for MemoryJobStore {
 
     fn delete_job(&mut self, id: &JobId) -> Result<(), Error> {
         self.jobs.remove(id);
+        self.rollouts.remove(id);
         let things: Vec<String> = self
             .by_job
             .range((id.clone(), String::new())..)
@@ -148,5 +209,24 @@ impl JobStore for MemoryJobStore {
             .take_while(|(j, _)| j == job)
             .filter_map(|(j, t)| self.executions.get(&(t.clone(), j.clone())).cloned())
             .collect())
+    }
+
+    fn delete_execution(&mut self, thing: &str, job: &JobId) -> Result<(), Error> {
+        self.executions.remove(&(thing.to_owned(), job.clone()));
+        self.by_job.remove(&(job.clone(), thing.to_owned()));
+        Ok(())
+    }
+
+    fn put_rollout(&mut self, job: &JobId, things: &[String]) -> Result<(), Error> {
+        if things.is_empty() {
+            self.rollouts.remove(job);
+        } else {
+            self.rollouts.insert(job.clone(), things.to_vec());
+        }
+        Ok(())
+    }
+
+    fn rollout(&self, job: &JobId) -> Result<Vec<String>, Error> {
+        Ok(self.rollouts.get(job).cloned().unwrap_or_default())
     }
 }

@@ -496,6 +496,7 @@ mod model {
                 Report::Succeeded => self.jobs[j as usize].counts.succeeded += 1,
                 Report::Failed => self.jobs[j as usize].counts.failed += 1,
                 Report::Rejected => self.jobs[j as usize].counts.rejected += 1,
+                Report::TimedOut => self.jobs[j as usize].counts.timed_out += 1,
             }
             if let Some(p) = pos {
                 self.timers.remove(p);

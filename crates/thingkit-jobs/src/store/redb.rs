@@ -16,6 +16,8 @@ const EXECUTIONS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("thingkit-jobs-execution-v1");
 /// (job id, thing) → nothing: the index behind `executions_of_job`.
 const BY_JOB: TableDefinition<(&str, &str), ()> = TableDefinition::new("thingkit-jobs-by-job-v1");
+/// job id → the things its rollout still had to notify at creation, as JSON.
+const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("thingkit-jobs-rollout-v1");
 
 fn backend<E: Into<redb::Error>>(operation: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::store(format!("store {operation}: {}", e.into()))
@@ -54,6 +56,7 @@ impl RedbJobStore {
         txn.open_table(JOBS).map_err(backend("open"))?;
         txn.open_table(EXECUTIONS).map_err(backend("open"))?;
         txn.open_table(BY_JOB).map_err(backend("open"))?;
+        txn.open_table(ROLLOUTS).map_err(backend("open"))?;
         txn.commit().map_err(backend("open"))?;
         Ok(RedbJobStore { db })
     }
@@ -95,6 +98,8 @@ impl JobStore for RedbJobStore {
         self.write("delete", |txn| {
             let mut jobs = txn.open_table(JOBS).map_err(backend("delete"))?;
             jobs.remove(id.as_str()).map_err(backend("delete"))?;
+            let mut rollouts = txn.open_table(ROLLOUTS).map_err(backend("delete"))?;
+            rollouts.remove(id.as_str()).map_err(backend("delete"))?;
             let mut index = txn.open_table(BY_JOB).map_err(backend("delete"))?;
             let mut things = Vec::new();
             for entry in index
@@ -185,5 +190,42 @@ impl JobStore for RedbJobStore {
             }
         }
         Ok(out)
+    }
+
+    fn delete_execution(&mut self, thing: &str, job: &JobId) -> Result<(), Error> {
+        self.write("delete", |txn| {
+            let mut executions = txn.open_table(EXECUTIONS).map_err(backend("delete"))?;
+            executions
+                .remove((thing, job.as_str()))
+                .map_err(backend("delete"))?;
+            let mut index = txn.open_table(BY_JOB).map_err(backend("delete"))?;
+            index
+                .remove((job.as_str(), thing))
+                .map_err(backend("delete"))?;
+            Ok(())
+        })
+    }
+
+    fn put_rollout(&mut self, job: &JobId, things: &[String]) -> Result<(), Error> {
+        let bytes = encode(&things)?;
+        self.write("put", |txn| {
+            let mut t = txn.open_table(ROLLOUTS).map_err(backend("put"))?;
+            if things.is_empty() {
+                t.remove(job.as_str()).map_err(backend("put"))?;
+            } else {
+                t.insert(job.as_str(), bytes.as_slice())
+                    .map_err(backend("put"))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn rollout(&self, job: &JobId) -> Result<Vec<String>, Error> {
+        let txn = self.db.begin_read().map_err(backend("get"))?;
+        let table = txn.open_table(ROLLOUTS).map_err(backend("get"))?;
+        match table.get(job.as_str()).map_err(backend("get"))? {
+            Some(v) => decode("rollout", v.value()),
+            None => Ok(Vec::new()),
+        }
     }
 }

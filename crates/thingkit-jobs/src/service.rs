@@ -396,7 +396,7 @@ impl<S: JobStore> Jobs<S> {
             .then_some(e.timeout_at)
             .flatten();
         self.deadlines.set(&e.job_id, &e.thing_name, deadline);
-        if !(was_open && !is_open) {
+        if !was_open || is_open {
             return Ok(());
         }
         let report = match e.status {
@@ -973,11 +973,10 @@ impl<S: JobStore> Jobs<S> {
                 return Some(vec![device::internal_error(topic, &e.to_string(), now)]);
             }
         }
-        match self.follow_up(followups, now) {
-            Ok(more) => outcome.publishes.extend(more),
-            // The device's change is stored and answered; a store failure while applying what
-            // it set in motion (a retry or an abort) leaves that undone.
-            Err(_) => {}
+        // The device's change is stored and answered; a store failure while applying what it
+        // set in motion (a retry or an abort) leaves that undone.
+        if let Ok(more) = self.follow_up(followups, now) {
+            outcome.publishes.extend(more);
         }
         Some(outcome.publishes)
     }

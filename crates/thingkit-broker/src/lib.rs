@@ -236,8 +236,8 @@ pub use server::{
 };
 #[cfg(feature = "server")]
 pub use server::{
-    Disposition, FirmwareJobService, FleetProvisioningService, RevocationService, ServiceReply,
-    ServiceRequest, ServiceResponse, ShadowService, TopicService,
+    Disposition, FirmwareJobService, FleetProvisioningService, JobsService, RevocationService,
+    ServiceReply, ServiceRequest, ServiceResponse, ShadowService, SharedJobs, TopicService,
 };
 pub use session::{
     Action, AllowAll, Authorizer, CloseReason, Closed, Denial, Event, FilterRequest,

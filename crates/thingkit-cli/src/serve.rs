@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use thingkit_broker::{
-    Broker, BrokerConfig, LimitClass, ServerIdentity, ShadowService, ThingSelector, shutdown_signal,
+    Broker, BrokerConfig, JobsService, LimitClass, ServerIdentity, ShadowService, SharedJobs,
+    ThingSelector, shutdown_signal,
 };
 use thingkit_firmware::{PublicKey, TrustAnchors};
 use thingkit_meter::{LimitAction, Rate, RateLimits};
@@ -42,6 +43,8 @@ const BROKER_STORE_FILE: &str = "broker.redb";
 /// The device shadows inside `data_dir` (AWS IoT Device Shadow, classic and named), each
 /// accepted update committed durably before `.../accepted` is published.
 const SHADOW_STORE_FILE: &str = "shadows.redb";
+/// Jobs, executions and rollout lists (`RedbJobStore`), in the data directory.
+const JOBS_STORE_FILE: &str = "jobs.redb";
 
 /// Usage of closed meter windows inside `data_dir`: one JSON object per line (account, device,
 /// kind, window start, messages, units, bytes, minutes), appended as windows close. Lines for
@@ -200,6 +203,18 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         false => None,
     };
     let shadow_service = Arc::new(ShadowService::new(shadows, config.shadow.limits()));
+    let jobs_path = config.data_dir.join(JOBS_STORE_FILE);
+    let job_store = thingkit_jobs::RedbJobStore::open(&jobs_path)
+        .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?;
+    let engine = thingkit_jobs::Jobs::open(
+        Box::new(job_store) as Box<dyn thingkit_jobs::JobStore>,
+        thingkit_jobs::Limits::default(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+    .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?;
+    let jobs: SharedJobs = Arc::new(std::sync::Mutex::new(engine));
     let api_listener = match config.api.enabled {
         true => Some(
             tokio::net::TcpListener::bind(config.api.listen)
@@ -217,8 +232,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         .config(broker_config)
         .store(store)
         .service(shadow_service.clone())
+        .service(Arc::new(JobsService::new(jobs.clone())))
         .serve(listener)
         .await?;
+    let jobs_clock = tokio::spawn(JobsService::drive(jobs.clone(), broker.publisher()));
     // The handlers are installed before the listening lines, so a supervisor that signals
     // right after reading them is never met by the default action.
     let stop = shutdown_signal().map_err(|e| Failure(format!("signal handlers: {e}")))?;
@@ -282,6 +299,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     if let Some(task) = api {
         let _ = task.await;
     }
+    jobs_clock.abort();
     broker.shutdown(Duration::from_secs(5)).await;
     let _ = stop_metrics.send(());
     if let Some(task) = metrics {

@@ -454,6 +454,94 @@ fn run_python(dir: &Path, script: &str, args: &[String], limit: Duration) -> Dur
     started.elapsed()
 }
 
+/// A device policy for the jobs MQTT API: the thing's own jobs topics only.
+const JOBS_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Effect": "Allow",
+      "Action": ["iot:Connect"],
+      "Resource": ["arn:aws:iot:eu-central-1:123456789012:client/${iot:Connection.Thing.ThingName}"]
+    },
+    {
+      "Effect": "Allow",
+      "Action": ["iot:Publish", "iot:Receive"],
+      "Resource": ["arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*"]
+    },
+    {
+      "Effect": "Allow",
+      "Action": ["iot:Subscribe"],
+      "Resource": ["arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*"]
+    }
+  ]
+}"#;
+
+/// Issue #17: boto3 creates jobs on a fresh `thingkit serve` and the AWS IoT Device SDK v2 for
+/// Python (`awsiot.iotjobs`) runs them as a device does (`tests/interop/jobs_awsiotsdk.py`):
+/// notified through the broker, get pending, start next, progress with expectedVersion,
+/// SUCCEEDED, REJECTED, terminal states final. Then the server is killed with SIGKILL while a
+/// job is IN_PROGRESS; after the restart the device finds it with its statusDetails and
+/// completes it.
+#[test]
+#[cfg(unix)]
+#[ignore = "needs boto3 and awsiotsdk (python3 -m pip install boto3 awsiotsdk); .ci/run runs it"]
+fn aws_iot_device_sdk_python_runs_jobs_that_survive_kill_9() {
+    const THING: &str = "sensor-1";
+    let dir = tempfile::tempdir().unwrap();
+    walkthrough(dir.path());
+    std::fs::write(dir.path().join("policies/jobs.json"), JOBS_POLICY).unwrap();
+    let config = dir.path().join("thingkit.toml");
+    let out = thingkit(&["access-key", "create", "--config", arg(&config)], None);
+    assert!(out.status.success(), "access-key create: {}", stderr(&out));
+    let key: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let args = |server: &Server, phase: &str| -> Vec<String> {
+        let api_port = server.api.rsplit(':').next().unwrap().to_owned();
+        let path = |p: &str| dir.path().join(p).display().to_string();
+        vec![
+            "--endpoint".into(),
+            format!("https://localhost:{api_port}"),
+            "--ca".into(),
+            path("ca/ca.pem"),
+            "--access-key".into(),
+            key["AccessKeyId"].as_str().unwrap().into(),
+            "--secret-key".into(),
+            key["SecretAccessKey"].as_str().unwrap().into(),
+            "--host".into(),
+            "localhost".into(),
+            "--mqtt-port".into(),
+            server.port.to_string(),
+            "--cert".into(),
+            path(&format!("devices/{THING}.pem")),
+            "--key".into(),
+            path(&format!("devices/{THING}.key")),
+            "--thing".into(),
+            THING.into(),
+            "--phase".into(),
+            phase.into(),
+        ]
+    };
+    let server = Server::start(&config);
+    let took = run_python(
+        dir.path(),
+        "jobs_awsiotsdk.py",
+        &args(&server, "before-crash"),
+        Duration::from_secs(180),
+    );
+    eprintln!("jobs before the crash took {took:?}");
+    // fw-3's IN_PROGRESS was acknowledged (`/update/accepted`): it must survive SIGKILL.
+    server.kill9();
+    let server = Server::start(&config);
+    std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
+    let took = run_python(
+        dir.path(),
+        "jobs_awsiotsdk.py",
+        &args(&server, "after-crash"),
+        Duration::from_secs(120),
+    );
+    eprintln!("jobs after the crash took {took:?}");
+    assert!(server.terminate().success());
+}
+
 /// boto3, the AWS CLI v1 and paho-mqtt drive a fresh `thingkit serve` through its HTTPS API
 /// with an access key from `thingkit access-key create` (`tests/interop/api_boto3.py`: the
 /// classic provisioning script, the device publishing under the policy it attached, live

@@ -23,8 +23,8 @@ mod service;
 
 use service::Services;
 pub use service::{
-    Disposition, FirmwareJobService, FleetProvisioningService, RevocationService, ServiceReply,
-    ServiceRequest, ServiceResponse, ShadowService, TopicService,
+    Disposition, FirmwareJobService, FleetProvisioningService, JobsService, RevocationService,
+    ServiceReply, ServiceRequest, ServiceResponse, ShadowService, SharedJobs, TopicService,
 };
 
 use std::collections::{BTreeMap, HashMap};

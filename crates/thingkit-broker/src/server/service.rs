@@ -421,3 +421,143 @@ impl<S: thingkit_shadow::ShadowStore + 'static> TopicService for ShadowService<S
         }
     }
 }
+
+/// The engine a [`JobsService`] shares with the control plane.
+pub type SharedJobs = Arc<std::sync::Mutex<thingkit_jobs::DynJobs>>;
+
+/// The AWS IoT Jobs device API ([`thingkit_jobs`]): the request topics
+/// `$aws/things/{thing}/jobs/get`, `/start-next`, `/{jobId}/get` and `/{jobId}/update`.
+/// As AWS does, the `.../accepted` and `.../rejected` answers go to the requesting client only
+/// (it needs no subscription, and other clients never see them), while `/notify` and
+/// `/notify-next` go to every subscriber allowed to receive them. Requests are authorized by
+/// the requester's policies like any publish (`iot:Publish` on the request topic). A change is
+/// in the store (durably, for `RedbJobStore`) before it is answered. The engine's timers
+/// (rollout pacing, execution timeouts) run in [`JobsService::drive`].
+pub struct JobsService {
+    jobs: SharedJobs,
+}
+
+impl JobsService {
+    /// The device API on the shared engine `jobs`.
+    pub fn new(jobs: SharedJobs) -> Self {
+        JobsService { jobs }
+    }
+
+    /// The engine, for the control plane (CreateJob, CancelJob, ...).
+    pub fn engine(&self) -> &SharedJobs {
+        &self.jobs
+    }
+
+    fn lock(jobs: &SharedJobs) -> std::sync::MutexGuard<'_, thingkit_jobs::DynJobs> {
+        jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the engine's clock for as long as the task lives: about once a second (sooner
+    /// when the engine's next wake-up is due) it calls [`thingkit_jobs::Jobs::tick`] on the
+    /// blocking pool — notifying the things each rollout's rate allows, timing out executions
+    /// (AWS allows itself 60 seconds of lateness, J-16) — and publishes the notifications
+    /// through `publisher` at QoS 1. Spawn it once per engine; abort the task to stop it.
+    pub async fn drive(jobs: SharedJobs, publisher: super::BrokerPublisher) {
+        loop {
+            let engine = jobs.clone();
+            let ticked =
+                tokio::task::spawn_blocking(move || Self::lock(&engine).tick(super::unix_now()))
+                    .await;
+            match ticked {
+                Ok(Ok(messages)) => {
+                    for m in messages {
+                        publish_notification(&publisher, m).await;
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "jobs: the engine's tick failed"),
+                Err(e) => tracing::error!(error = %e, "jobs: the engine's tick panicked"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Publishes one engine notification to the subscribers (QoS 1, not retained).
+pub(crate) async fn publish_notification(
+    publisher: &super::BrokerPublisher,
+    message: thingkit_jobs::OutMessage,
+) {
+    let Ok(topic) = TopicName::new(&message.topic) else {
+        tracing::error!(topic = message.topic, "jobs: an invalid notification topic");
+        return;
+    };
+    if let Err(e) = publisher
+        .publish(
+            topic,
+            bytes::Bytes::from(message.payload),
+            thingkit_mqtt::QoS::AtLeastOnce,
+            false,
+            thingkit_mqtt::PacketProperties::default(),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "jobs: a notification was not delivered");
+    }
+}
+
+impl TopicService for JobsService {
+    fn name(&self) -> &'static str {
+        "jobs"
+    }
+
+    fn filters(&self) -> Vec<TopicFilter> {
+        thingkit_jobs::request_filters()
+            .into_iter()
+            .filter_map(|f| TopicFilter::new(f).ok())
+            .collect()
+    }
+
+    fn blocking(&self) -> bool {
+        // It writes (and fsyncs) the store.
+        true
+    }
+
+    fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse {
+        let topic = request.message.topic.as_str();
+        let answer =
+            Self::lock(&self.jobs).request(topic, &request.message.payload, super::unix_now());
+        let Some(messages) = answer else {
+            // A topic under the filters that is not a request (`.../notify` or a reply topic
+            // sent by a client): routed like telemetry, as AWS does for its own topics.
+            return ServiceResponse::routed(request.message.retain);
+        };
+        let accepted = format!("{topic}/accepted");
+        let rejected = format!("{topic}/rejected");
+        let (replies, publishes): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .map(|m| ServiceReply {
+                topic: m.topic,
+                payload: m.payload,
+            })
+            .partition(|r| r.topic == accepted || r.topic == rejected);
+        ServiceResponse {
+            code: ReasonCode::SUCCESS,
+            reason: None,
+            replies,
+            publishes,
+            disposition: Disposition::Consume,
+        }
+    }
+
+    /// `.../rejected` with AWS's InternalError document.
+    fn failure_replies(&self, request: &ServiceRequest<'_>) -> Vec<ServiceReply> {
+        let topic = request.message.topic.as_str();
+        if thingkit_jobs::device::parse_request_topic(topic).is_none() {
+            return Vec::new();
+        }
+        let m = thingkit_jobs::device::internal_error(
+            topic,
+            "the jobs request failed inside the broker",
+            super::unix_now(),
+        );
+        vec![ServiceReply {
+            topic: m.topic,
+            payload: m.payload,
+        }]
+    }
+}

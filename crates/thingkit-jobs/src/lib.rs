@@ -66,6 +66,7 @@ pub mod schedule;
 pub mod store;
 
 // Added after the skeleton's list (kept apart so rustfmt does not re-sort it into it).
+pub mod ota;
 pub mod service;
 
 pub use device::{Limits, OutMessage, ThingJob, request_filters};

@@ -2,7 +2,8 @@
 //! topic, the second the starting state of the thing's two executions, the rest is the payload.
 //! Nothing panics; every request is answered first on its accepted/rejected topic; every publish
 //! is JSON the strict reader accepts; a write never leaves a terminal state and bumps the
-//! version by exactly one.
+//! version by exactly one. The payload is also read as a firmware job document
+//! (`ota::FirmwareJob::parse`): it never panics, and what it accepts round-trips.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,6 +26,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let payload = &data[2..];
+    if let Ok(text) = std::str::from_utf8(payload)
+        && let Ok(job) = thingkit_jobs::ota::FirmwareJob::parse(text)
+    {
+        let again = thingkit_jobs::ota::FirmwareJob::parse(&job.to_document());
+        assert_eq!(again.as_ref(), Ok(&job), "a firmware job document round-trips");
+    }
     let topic = TOPICS[usize::from(t) % TOPICS.len()];
     let (thing, request) = parse_request_topic(topic).expect("a request topic");
     let mut current = Vec::new();

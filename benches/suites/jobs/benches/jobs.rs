@@ -12,6 +12,16 @@
 //!   in-progress timeout, 95% succeed, 3% fail, 2% never answer and time out, and an abort criterion
 //!   {ALL, 20%, min 1000} that does not fire: wall time and simulated minutes.
 //!   JOBS_BENCH_DEVICES overrides 100,000; 0 skips it.
+//! - `engine_100k` (printed): the same rollout through the whole engine, `Jobs` on the in-memory
+//!   store: CreateJob with 100,000 resolved things, `tick` once per simulated minute, and every
+//!   device answering over the device MQTT API as JSON (`start-next`, then `update` SUCCEEDED or
+//!   FAILED; 2 % never answer and time out through `tick`). Wall time per device, including
+//!   parsing requests and rendering every accepted answer and notification.
+//! - `engine_redb` (printed): the engine on `RedbJobStore`, where each accepted change is one
+//!   durable redb commit, for JOBS_BENCH_REDB_DEVICES devices (2,000 by default); next to it
+//!   the floor measured in the same run: one redb commit with `Durability::Immediate` of an
+//!   execution-sized record. A device costs about three such commits (QUEUED, IN_PROGRESS,
+//!   terminal).
 //!
 //! Run: cargo bench --manifest-path benches/Cargo.toml -p thingkit-bench-jobs
 
@@ -24,7 +34,13 @@ use thingkit_jobs::rollout::{
     AbortConfig, AbortCriterion, AbortFailureType, ExponentialRate, Percentage,
     RateIncreaseCriteria, RolloutConfig, StepTimeout, TimeoutConfig,
 };
+use thingkit_jobs::job::{
+    AbortAction, AbortConfig as WireAbort, AbortCriteria, ExponentialRate as WireExponential,
+    FailureType, RateIncreaseCriteria as WireCriteria, RolloutConfig as WireRollout,
+    TimeoutConfig as WireTimeout,
+};
 use thingkit_jobs::schedule::{JobPlan, Pacer, Report};
+use thingkit_jobs::{Job, JobId, JobStore, Jobs, Limits, MemoryJobStore, RedbJobStore};
 
 const TARGETS: u32 = 1_000_000;
 const T0: u64 = 1_700_000_000;
@@ -150,9 +166,174 @@ fn rollout_100k() {
     );
 }
 
+/// The guide's exponential job (as the control plane receives it) on `things`.
+fn guide_job(things: &[String]) -> Job {
+    let mut job = Job::new(
+        JobId::new("ota").expect("valid id"),
+        r#"{"operation":"install","version":"2.0.0"}"#,
+        vec!["arn:aws:iot:eu-central-1:123456789012:thinggroup/fleet".into()],
+        T0,
+    );
+    job.targets = things.to_vec();
+    job.rollout = Some(WireRollout {
+        maximum_per_minute: Some(1000),
+        exponential_rate: Some(WireExponential {
+            base_rate_per_minute: 50,
+            increment_factor: 2.0,
+            rate_increase_criteria: WireCriteria {
+                number_of_notified_things: Some(1000),
+                number_of_succeeded_things: None,
+            },
+        }),
+    });
+    job.abort = Some(WireAbort {
+        criteria_list: vec![AbortCriteria {
+            failure_type: FailureType::All,
+            action: AbortAction::Cancel,
+            threshold_percentage: 20.0,
+            min_number_of_executed_things: 1000,
+        }],
+    });
+    job.timeout = Some(WireTimeout {
+        in_progress_timeout_in_minutes: 10,
+    });
+    job
+}
+
+/// Runs the guide's rollout through `jobs` until nothing is left; returns (minutes, requests).
+fn run_engine<S: JobStore>(jobs: &mut Jobs<S>, things: &[String]) -> (u64, u64) {
+    let notified = |out: &[thingkit_jobs::OutMessage]| -> Vec<String> {
+        out.iter()
+            .filter(|m| m.topic.ends_with("/jobs/notify-next") && m.payload.len() > 40)
+            .map(|m| m.topic["$aws/things/".len()..m.topic.len() - "/jobs/notify-next".len()].to_owned())
+            .collect()
+    };
+    let mut batch = notified(&jobs.create_job(guide_job(things), things, T0).expect("created"));
+    let mut minute = 0u64;
+    let mut requests = 0u64;
+    loop {
+        let now = T0 + minute * 60;
+        for thing in &batch {
+            let n: u32 = thing[4..].parse().expect("dev-N");
+            jobs.request(&format!("$aws/things/{thing}/jobs/start-next"), b"{}", now)
+                .expect("a request topic");
+            requests += 1;
+            let status = match n % 100 {
+                0..=94 => "SUCCEEDED",
+                95..=97 => "FAILED",
+                _ => continue, // never answers: times out
+            };
+            jobs.request(
+                &format!("$aws/things/{thing}/jobs/ota/update"),
+                format!(r#"{{"status":"{status}","statusDetails":{{"reason":"bench"}}}}"#).as_bytes(),
+                now + 20,
+            )
+            .expect("a request topic");
+            requests += 1;
+        }
+        minute += 1;
+        let out = jobs.tick(T0 + minute * 60).expect("tick");
+        batch = notified(&out);
+        if batch.is_empty() && jobs.next_wakeup().is_none() {
+            break;
+        }
+    }
+    (minute, requests)
+}
+
+fn engine_100k() {
+    let devices: usize = std::env::var("JOBS_BENCH_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    if devices == 0 {
+        return;
+    }
+    let things: Vec<String> = (0..devices).map(|i| format!("dev-{i}")).collect();
+    let start = Instant::now();
+    let mut jobs = Jobs::new(MemoryJobStore::new(), Limits::default());
+    let (minutes, requests) = run_engine(&mut jobs, &things);
+    let wall = start.elapsed();
+    let d = jobs
+        .process_details(&JobId::new("ota").expect("valid"))
+        .expect("job");
+    println!(
+        "engine_100k: {devices} devices through Jobs<MemoryJobStore>, {minutes} simulated minutes, \
+         {requests} device requests; {} succeeded, {} failed, {} timed out; wall {:.0} ms \
+         ({:.1} µs per device)",
+        d.succeeded,
+        d.failed,
+        d.timed_out,
+        wall.as_secs_f64() * 1e3,
+        wall.as_secs_f64() * 1e6 / devices as f64,
+    );
+}
+
+fn engine_redb() {
+    let devices: usize = std::env::var("JOBS_BENCH_REDB_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    if devices == 0 {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("thingkit-jobs-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // The floor: one durable redb commit of an execution-sized record.
+    let floor = {
+        let db = redb_floor::open(&dir.join("floor.redb"));
+        let record = vec![b'x'; 300];
+        let n: u32 = 200;
+        let start = Instant::now();
+        for i in 0..n {
+            redb_floor::commit(&db, u64::from(i), &record);
+        }
+        start.elapsed() / n
+    };
+    let things: Vec<String> = (0..devices).map(|i| format!("dev-{i}")).collect();
+    let store = RedbJobStore::open(dir.join("jobs.redb")).expect("open");
+    let start = Instant::now();
+    let mut jobs = Jobs::new(store, Limits::default());
+    let (minutes, requests) = run_engine(&mut jobs, &things);
+    let wall = start.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    let per_device = wall.as_secs_f64() * 1e6 / devices as f64;
+    let floor_us = floor.as_secs_f64() * 1e6;
+    println!(
+        "engine_redb: {devices} devices through Jobs<RedbJobStore>, {minutes} simulated minutes, \
+         {requests} device requests; wall {:.0} ms ({per_device:.0} µs per device); floor: one \
+         durable redb commit {floor_us:.0} µs, so {:.1} commits' worth per device",
+        wall.as_secs_f64() * 1e3,
+        per_device / floor_us,
+    );
+}
+
+/// One durable redb commit, the physical floor of an acknowledged change.
+mod redb_floor {
+    use redb::{Database, Durability, TableDefinition};
+
+    const T: TableDefinition<u64, &[u8]> = TableDefinition::new("floor");
+
+    pub fn open(path: &std::path::Path) -> Database {
+        Database::create(path).expect("redb")
+    }
+
+    pub fn commit(db: &Database, key: u64, value: &[u8]) {
+        let mut txn = db.begin_write().expect("txn");
+        txn.set_durability(Durability::Immediate).expect("durability");
+        {
+            let mut t = txn.open_table(T).expect("table");
+            t.insert(key, value).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     notify_1m(&mut c);
     c.final_summary();
     rollout_100k();
+    engine_100k();
+    engine_redb();
 }

@@ -106,6 +106,7 @@ mod error;
 mod image;
 mod key;
 mod manifest;
+pub mod stream;
 mod trust;
 mod update;
 

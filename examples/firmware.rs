@@ -22,7 +22,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         SigningKey::generate(KeyType::Ed25519)?,
         SigningKey::generate(KeyType::P256)?,
     ];
-    let anchors = TrustAnchors::new(0, 2, keys.iter().map(|k| k.public_key().clone()).collect())?;
+    // A separate root key signs rotations of the trust-anchor set (never firmware); the set
+    // expires in a year, so a device frozen on it finds out.
+    let root = SigningKey::generate(KeyType::Ed25519)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let anchors = TrustAnchors::new(0, 2, keys.iter().map(|k| k.public_key().clone()).collect())?
+        .with_root_keys(1, vec![root.public_key().clone()])?
+        .with_expiry(now + 365 * 24 * 3600);
     let manifest = ManifestBuilder::new(42)
         .vendor_id(vendor)
         .class_id(class)
@@ -36,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("envelope: {} bytes, signed by 2 of 3 keys", envelope.len());
 
     // Device side: authenticate first, then run the update state machine.
-    let verified = Verifier::new(anchors.clone()).verify(&envelope)?;
+    let verified = Verifier::new(anchors.clone()).verify_at(&envelope, now)?;
     println!(
         "verified manifest {} (sequence {}), signers {:?}",
         verified.manifest_digest(),
@@ -87,14 +95,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(_) => unreachable!("a replayed manifest must be refused"),
     }
 
-    // Rotate the trust anchors: drop key 0, keep keys 1 and 2 (threshold 1).
+    // Rotate the trust anchors: drop key 0, keep keys 1 and 2 (threshold 1), signed by the root.
     let mut store = TrustStore::new(anchors);
     let next = TrustAnchors::new(
         1,
         1,
         vec![keys[1].public_key().clone(), keys[2].public_key().clone()],
-    )?;
-    store.apply(&next.sign(&[&keys[0], &keys[1], &keys[2]])?)?;
+    )?
+    .with_root_keys(1, vec![root.public_key().clone()])?
+    .with_expiry(now + 365 * 24 * 3600);
+    store.apply(&next.sign(&[&root])?, now)?;
     let after = Verifier::new(store.current().clone());
     let by_revoked = EnvelopeBuilder::new(
         ManifestBuilder::new(43)
@@ -104,7 +114,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build()?,
     )
     .sign(&[&keys[0]])?;
-    match after.verify(&by_revoked) {
+    match after.verify_at(&by_revoked, now) {
         Err(e) => println!(
             "trust set v{}: revoked key refused: {e}",
             store.current().version()

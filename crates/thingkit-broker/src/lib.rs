@@ -228,6 +228,8 @@ pub use router::{
     SessionExpiry,
 };
 #[cfg(feature = "server")]
+pub use server::StreamService;
+#[cfg(feature = "server")]
 pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle,
     BrokerPublisher, Directory, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass,

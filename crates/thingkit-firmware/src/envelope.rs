@@ -338,6 +338,17 @@ impl Verified<Manifest> {
         Ok(())
     }
 
+    /// The manifest's expiry (thingkit-expires, unix seconds), if it carries one.
+    pub fn expires(&self) -> Option<u64> {
+        self.inner.expires
+    }
+
+    /// Freshness: fails with [`Error::Expired`] if the manifest carries an expiry and
+    /// `now >= expires` (unix seconds, supplied by the caller). A manifest without expiry passes.
+    pub fn check_expiry(&self, now: u64) -> Result<()> {
+        check_expiry("envelope", self.inner.expires, now)
+    }
+
     /// The image digest and size (and URI), refusing a declared size above `max_image_size`.
     pub fn image_requirement(&self, max_image_size: u64) -> Result<ImageRequirement> {
         let p = self.parameters()?;
@@ -368,20 +379,53 @@ impl Verified<Manifest> {
     }
 }
 
+/// `Err(Expired)` if `expires` is set and `now >= expires`.
+pub(crate) fn check_expiry(what: &'static str, expires: Option<u64>, now: u64) -> Result<()> {
+    match expires {
+        Some(expires) if now >= expires => Err(Error::Expired { what, expires, now }),
+        _ => Ok(()),
+    }
+}
+
 /// Verifies envelopes against a trust-anchor set.
+///
+/// Only the set's *release* keys ([`TrustAnchors::keys`]) count for firmware; its root keys
+/// (which sign rotations) never do.
+///
+/// **Freshness.** [`Verifier::verify_at`] takes the current time (unix seconds) from the caller
+/// and refuses, with [`Error::Expired`], an envelope whose manifest carries a thingkit-expires
+/// member at or before `now`, and *every* envelope while the trust-anchor set itself is expired
+/// (a device frozen on a stale set sees the expiry named, not a silent "no update").
+/// An envelope without expiry is accepted unless [`Verifier::with_require_expiry`] is set.
+/// [`Verifier::verify`] has no time: it accepts only envelopes and trust sets that carry no expiry
+/// and refuses the others with [`Error::TimeRequired`] (fail closed).
 #[derive(Debug, Clone)]
 pub struct Verifier {
     trust: TrustAnchors,
     limits: EnvelopeLimits,
+    require_expiry: bool,
 }
 
 impl Verifier {
-    /// A verifier with default [`EnvelopeLimits`].
+    /// A verifier with default [`EnvelopeLimits`], accepting envelopes without expiry.
     pub fn new(trust: TrustAnchors) -> Verifier {
         Verifier {
             trust,
             limits: EnvelopeLimits::default(),
+            require_expiry: false,
         }
+    }
+
+    /// Policy: with `true`, an envelope whose manifest carries no thingkit-expires member is
+    /// refused with [`Error::MissingExpiry`]. Default `false` (such envelopes never expire).
+    pub fn with_require_expiry(mut self, require_expiry: bool) -> Verifier {
+        self.require_expiry = require_expiry;
+        self
+    }
+
+    /// Whether envelopes must carry an expiry.
+    pub fn requires_expiry(&self) -> bool {
+        self.require_expiry
     }
 
     /// Replaces the limits.
@@ -404,7 +448,39 @@ impl Verifier {
     ///    threshold of distinct trusted keys;
     /// 4. only then decode the manifest, and check each severed member present in the envelope
     ///    against the digest the manifest holds for it.
+    ///
+    /// There is no time here: an expiring trust-anchor set or manifest is refused with
+    /// [`Error::TimeRequired`], and with [`Verifier::with_require_expiry`] every envelope is
+    /// refused. Devices with a clock use [`Verifier::verify_at`].
     pub fn verify(&self, envelope: &[u8]) -> Result<Verified<Manifest>> {
+        if self.trust.expires().is_some() {
+            return Err(Error::TimeRequired {
+                what: "trust-anchor set",
+            });
+        }
+        let verified = self.authenticate(envelope)?;
+        match verified.inner.expires {
+            Some(_) => Err(Error::TimeRequired { what: "envelope" }),
+            None if self.require_expiry => Err(Error::MissingExpiry { what: "envelope" }),
+            None => Ok(verified),
+        }
+    }
+
+    /// [`Verifier::verify`] at time `now` (unix seconds, from the caller; the crate reads no
+    /// clock): first the trust-anchor set must not be expired, then the envelope is
+    /// authenticated, then its expiry (if any, or required by policy) must be after `now`.
+    /// Expired means `now >= expires`.
+    pub fn verify_at(&self, envelope: &[u8], now: u64) -> Result<Verified<Manifest>> {
+        self.trust.check_expiry(now)?;
+        let verified = self.authenticate(envelope)?;
+        if verified.inner.expires.is_none() && self.require_expiry {
+            return Err(Error::MissingExpiry { what: "envelope" });
+        }
+        verified.check_expiry(now)?;
+        Ok(verified)
+    }
+
+    fn authenticate(&self, envelope: &[u8]) -> Result<Verified<Manifest>> {
         let env = Envelope::parse(envelope, &self.limits)?;
         if !env.manifest_digest_matches() {
             return Err(Error::ManifestDigestMismatch);

@@ -133,6 +133,69 @@ pub enum Error {
     /// Reading the stored image prefix failed while resuming.
     #[error("reading stored image: {0}")]
     Io(String),
+    /// A manifest or trust-anchor set is expired at the caller-supplied time (freeze attack
+    /// refused). Expired means `now >= expires`.
+    #[error("{what} expired at {expires} (unix seconds); now is {now}")]
+    Expired {
+        /// "envelope" or "trust-anchor set".
+        what: &'static str,
+        /// Its expiry, unix seconds.
+        expires: u64,
+        /// The time the caller supplied, unix seconds.
+        now: u64,
+    },
+    /// The policy requires an expiry and the item carries none.
+    #[error("{what} carries no expiry and the policy requires one")]
+    MissingExpiry {
+        /// "envelope" or "trust-anchor set".
+        what: &'static str,
+    },
+    /// The item carries an expiry but was checked through an entry point that has no time
+    /// (e.g. [`crate::Verifier::verify`]); use the `_at` variant with the current time.
+    #[error("{what} carries an expiry: verify it with the current time (verify_at)")]
+    TimeRequired {
+        /// "envelope" or "trust-anchor set".
+        what: &'static str,
+    },
+    /// A trust-anchor set cannot be rotated (it names no root keys) or mixes key roles.
+    #[error("trust-anchor set: {0}")]
+    KeyRole(&'static str),
+    /// A file-delivery data block names a block outside the file.
+    #[error("block {block} is outside the file ({blocks} blocks)")]
+    BlockOutOfRange {
+        /// The block id received.
+        block: u64,
+        /// Number of blocks in the file.
+        blocks: u64,
+    },
+    /// A file-delivery data block has the wrong length for its position.
+    #[error("block {block} has {actual} bytes, expected {expected}")]
+    BlockSize {
+        /// The block id received.
+        block: u64,
+        /// Expected length (the block size, or the remainder for the last block).
+        expected: u64,
+        /// Length received.
+        actual: u64,
+    },
+    /// A file-delivery response belongs to another request, file or stream.
+    #[error("stream response {field} is {found}, expected {expected}")]
+    StreamMismatch {
+        /// The mismatched field ("fileId", "clientToken", "blockSize").
+        field: &'static str,
+        /// What the download expected.
+        expected: String,
+        /// What the response carried.
+        found: String,
+    },
+    /// The stream service rejected a request (an AWS `rejected` response).
+    #[error("stream request rejected: {code}: {message}")]
+    StreamRejected {
+        /// The AWS error code (e.g. "ResourceNotFound").
+        code: String,
+        /// The message.
+        message: String,
+    },
 }
 
 /// The specific RFC 8949 rule a CBOR item broke.

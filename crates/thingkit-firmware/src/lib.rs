@@ -79,7 +79,18 @@
 //! - **Strict input.** Every decoder takes limits ([`EnvelopeLimits`], [`CborLimits`]), never
 //!   panics, allocates only after checking declared lengths against the input, and is fuzzed.
 //! - **No rollback.** Sequence numbers must strictly increase; trust-anchor sets must advance by
-//!   exactly one version, signed by thresholds of both the old and the new keys.
+//!   exactly one version, signed by thresholds of both the old and the new *root* keys.
+//! - **No freeze.** A manifest may carry an expiry (the thingkit-expires member, key
+//!   [`element::THINGKIT_EXPIRES`] = -257, in the Private Use range of the SUIT Manifest Elements
+//!   registry; the draft has no expiry member). It sits *inside the manifest*, so the manifest
+//!   digest and every signature cover it; an unprotected envelope field could be stripped, and a
+//!   COSE header would be per-signer (two signers could disagree). A trust-anchor set carries one
+//!   too. [`Verifier::verify_at`] takes the time from the caller (the crate reads no clock) and
+//!   refuses an expired envelope, or any envelope under an expired set, with [`Error::Expired`];
+//!   expired means `now >= expires`. [`Verifier::with_require_expiry`] refuses envelopes without
+//!   expiry; [`Verifier::verify`], which has no time, refuses everything that expires.
+//! - **Separate roles.** Root (rotation) keys and release (firmware) keys are disjoint sets in a
+//!   [`TrustAnchors`]: a root key never verifies firmware, a release key never signs a rotation.
 //!
 //! Not supported (refused with an error): COSE_Sign / COSE_Mac authentication blocks, digest
 //! algorithms other than SHA-256, manifest elements outside the draft's core registry, and
@@ -95,6 +106,7 @@ mod error;
 mod image;
 mod key;
 mod manifest;
+pub mod stream;
 mod trust;
 mod update;
 

@@ -36,6 +36,11 @@ pub mod element {
     pub const INSTALL: i64 = 20;
     /// suit-text (severable)
     pub const TEXT: i64 = 23;
+    /// thingkit-expires: the manifest's expiry, unix seconds (uint). A thingkit extension in the
+    /// *Private Use* range (less than -255) of the IANA "SUIT Manifest Elements" registry
+    /// (draft-ietf-suit-manifest section 11); the draft itself has no expiry member. It lives in
+    /// the manifest, so the manifest digest, and therefore every signature, covers it.
+    pub const THINGKIT_EXPIRES: i64 = -257;
     /// suit-components (in SUIT_Common)
     pub const COMPONENTS: i64 = 2;
     /// suit-shared-sequence (in SUIT_Common)
@@ -510,6 +515,9 @@ pub struct Manifest {
     pub install: Option<Severable<CommandSequence>>,
     /// suit-text (a map; kept as CBOR)
     pub text: Option<Severable<Value>>,
+    /// thingkit-expires ([`element::THINGKIT_EXPIRES`]): unix seconds from which the manifest is
+    /// expired (valid while `now < expires`). `None`: the manifest does not expire.
+    pub expires: Option<u64>,
 }
 
 fn bstr_wrap(inner: Vec<u8>) -> Value {
@@ -563,6 +571,7 @@ impl Manifest {
             payload_fetch: None,
             install: None,
             text: None,
+            expires: None,
         };
         let mut have_seq = false;
         let mut have_common = false;
@@ -605,6 +614,11 @@ impl Manifest {
                         Value::Bytes(b) => Severable::Inline(cbor::decode(b, limits)?),
                         _ => return Err(structure(S, "text must be a bstr or a SUIT_Digest")),
                     });
+                }
+                element::THINGKIT_EXPIRES => {
+                    m.expires = Some(val.as_u64().ok_or_else(|| {
+                        structure(S, "thingkit-expires (-257) must be an unsigned integer")
+                    })?);
                 }
                 other => return Err(structure(S, format!("unknown manifest element {other}"))),
             }
@@ -665,6 +679,12 @@ impl Manifest {
             }
             Some(Severable::Digest(d)) => entries.push((Value::int(element::TEXT), d.to_value())),
             None => {}
+        }
+        if let Some(expires) = self.expires {
+            entries.push((
+                Value::int(element::THINGKIT_EXPIRES),
+                Value::Unsigned(expires),
+            ));
         }
         Value::canonical_map(entries).to_vec()
     }
@@ -770,6 +790,7 @@ pub struct ManifestBuilder {
     uri: Option<String>,
     invoke: bool,
     text: Option<String>,
+    expires: Option<u64>,
 }
 
 impl ManifestBuilder {
@@ -784,6 +805,7 @@ impl ManifestBuilder {
             uri: None,
             invoke: true,
             text: None,
+            expires: None,
         }
     }
 
@@ -831,6 +853,13 @@ impl ManifestBuilder {
     /// Adds a suit-text manifest description (text key 1).
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.text = Some(text.into());
+        self
+    }
+
+    /// Sets the manifest's expiry (unix seconds; thingkit-expires, [`element::THINGKIT_EXPIRES`]).
+    /// A device refuses the manifest from that second on ([`crate::Verifier::verify_at`]).
+    pub fn expires(mut self, unix_seconds: u64) -> Self {
+        self.expires = Some(unix_seconds);
         self
     }
 
@@ -893,6 +922,7 @@ impl ManifestBuilder {
             text: self
                 .text
                 .map(|t| Severable::Inline(Value::Map(vec![(Value::int(1), Value::Text(t))]))),
+            expires: self.expires,
         })
     }
 }

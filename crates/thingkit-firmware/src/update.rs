@@ -176,6 +176,14 @@ impl UpdateMachine {
         Ok(v)
     }
 
+    /// [`UpdateMachine::begin`] at time `now` (unix seconds, from the caller): also refuses a
+    /// manifest that has expired since it was verified ([`Error::Expired`]), e.g. one held back
+    /// by an attacker between verification and installation.
+    pub fn begin_at(&mut self, manifest: &Verified<Manifest>, now: u64) -> Result<ImageVerifier> {
+        manifest.check_expiry(now)?;
+        self.begin(manifest)
+    }
+
     /// Records download progress (persist the state afterwards).
     pub fn progress(&mut self, verifier: &ImageVerifier) -> Result<()> {
         match &self.state.phase {

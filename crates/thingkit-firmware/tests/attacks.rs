@@ -288,81 +288,283 @@ fn severed_element_added_to_an_inline_member_is_refused() {
     );
 }
 
+const NOW: u64 = 1_700_000_000;
+
+fn keys(n: usize) -> Vec<SigningKey> {
+    (0..n)
+        .map(|_| SigningKey::generate(KeyType::P256).unwrap())
+        .collect()
+}
+
+fn pks(ks: &[&SigningKey]) -> Vec<PublicKey> {
+    ks.iter().map(|k| k.public_key().clone()).collect()
+}
+
+/// A rotatable set: release keys `release` (threshold 1), root keys `root` (threshold 1).
+fn rotatable(
+    version: u64,
+    release: &[&SigningKey],
+    root: &[&SigningKey],
+    expires: u64,
+) -> TrustAnchors {
+    TrustAnchors::new(version, 1, pks(release))
+        .unwrap()
+        .with_root_keys(1, pks(root))
+        .unwrap()
+        .with_expiry(expires)
+}
+
+fn expiring_envelope(seq: u64, expires: u64, keys: &[&SigningKey]) -> Vec<u8> {
+    let m = ManifestBuilder::new(seq)
+        .vendor_id(VENDOR)
+        .class_id(CLASS)
+        .image(&image())
+        .expires(expires)
+        .build()
+        .unwrap();
+    EnvelopeBuilder::new(m).sign(keys).unwrap()
+}
+
 #[test]
 fn trust_set_skip_and_rollback_are_refused() {
-    let k: Vec<SigningKey> = (0..2)
-        .map(|_| SigningKey::generate(KeyType::P256).unwrap())
-        .collect();
-    let set = |v: u64| {
-        TrustAnchors::new(
-            v,
-            1,
-            vec![k[0].public_key().clone(), k[1].public_key().clone()],
-        )
-        .unwrap()
-    };
+    let k = keys(2);
+    let set = |v: u64| rotatable(v, &[&k[0]], &[&k[1]], NOW + 60);
     let mut store = TrustStore::new(set(3));
-    let skip = set(5).sign(&[&k[0], &k[1]]).unwrap();
+    let skip = set(5).sign(&[&k[1]]).unwrap();
     assert!(matches!(
-        store.apply(&skip),
+        store.apply(&skip, NOW),
         Err(Error::TrustSetOrder {
             reason: "skip",
             offered: 5,
             current: 3
         })
     ));
-    let rollback = set(2).sign(&[&k[0], &k[1]]).unwrap();
+    let rollback = set(2).sign(&[&k[1]]).unwrap();
     assert!(matches!(
-        store.apply(&rollback),
+        store.apply(&rollback, NOW),
         Err(Error::TrustSetOrder {
             reason: "rollback",
             ..
         })
     ));
-    let next = set(4).sign(&[&k[0], &k[1]]).unwrap();
-    store.apply(&next).unwrap();
+    let next = set(4).sign(&[&k[1]]).unwrap();
+    store.apply(&next, NOW).unwrap();
     assert!(matches!(
-        store.apply(&next),
+        store.apply(&next, NOW),
         Err(Error::TrustSetOrder {
             reason: "replay",
             ..
         })
     ));
+    assert_eq!(store.current().version(), 4);
 }
 
 #[test]
 fn manifests_signed_by_a_revoked_key_fail_once_the_rotation_is_applied() {
-    let k: Vec<SigningKey> = (0..2)
-        .map(|_| SigningKey::generate(KeyType::P256).unwrap())
-        .collect();
-    let v0 = TrustAnchors::new(
-        0,
-        1,
-        vec![k[0].public_key().clone(), k[1].public_key().clone()],
-    )
-    .unwrap();
-    let mut store = TrustStore::new(v0);
+    let k = keys(3);
+    let root = &k[2];
+    let mut store = TrustStore::new(rotatable(0, &[&k[0], &k[1]], &[root], NOW + 60));
     let by_old = envelope(1, &[&k[0]]);
-    store.verifier().verify(&by_old).unwrap();
-    let v1 = TrustAnchors::new(1, 1, vec![k[1].public_key().clone()]).unwrap();
-    store.apply(&v1.sign(&[&k[0], &k[1]]).unwrap()).unwrap();
+    store.verifier().verify_at(&by_old, NOW).unwrap();
+    let v1 = rotatable(1, &[&k[1]], &[root], NOW + 60);
+    store.apply(&v1.sign(&[root]).unwrap(), NOW).unwrap();
     assert_eq!(
-        store.verifier().verify(&by_old).unwrap_err(),
+        store.verifier().verify_at(&by_old, NOW).unwrap_err(),
         Error::BelowThreshold {
             valid: 0,
             threshold: 1
         }
     );
-    store.verifier().verify(&envelope(2, &[&k[1]])).unwrap();
+    store
+        .verifier()
+        .verify_at(&envelope(2, &[&k[1]]), NOW)
+        .unwrap();
 }
 
 #[test]
 fn manifest_signature_cannot_be_replayed_as_a_trust_set() {
-    let k = SigningKey::generate(KeyType::P256).unwrap();
-    let mut store = TrustStore::new(TrustAnchors::single(k.public_key().clone()));
-    let env = envelope(1, &[&k]);
-    assert!(store.apply(&env).is_err());
+    let k = keys(2);
+    let mut store = TrustStore::new(rotatable(0, &[&k[0]], &[&k[1]], NOW + 60));
+    let env = envelope(1, &[&k[1]]);
+    assert!(store.apply(&env, NOW).is_err());
     assert_eq!(store.current().version(), 0);
+}
+
+#[test]
+fn expired_envelope_is_refused_from_the_second_of_expiry() {
+    let k = keys(1);
+    let v = trust(1, &[&k[0]]);
+    let env = expiring_envelope(1, NOW, &[&k[0]]);
+    assert_eq!(v.verify_at(&env, NOW - 1).unwrap().expires(), Some(NOW));
+    for now in [NOW, NOW + 1, u64::MAX] {
+        assert_eq!(
+            v.verify_at(&env, now).unwrap_err(),
+            Error::Expired {
+                what: "envelope",
+                expires: NOW,
+                now
+            }
+        );
+    }
+}
+
+#[test]
+fn expiring_envelope_is_refused_without_a_time() {
+    let k = keys(1);
+    let env = expiring_envelope(1, NOW, &[&k[0]]);
+    assert_eq!(
+        trust(1, &[&k[0]]).verify(&env).unwrap_err(),
+        Error::TimeRequired { what: "envelope" }
+    );
+}
+
+#[test]
+fn envelope_without_expiry_is_refused_when_the_policy_requires_one() {
+    let k = keys(1);
+    let env = envelope(1, &[&k[0]]);
+    trust(1, &[&k[0]]).verify_at(&env, NOW).unwrap();
+    let strict = trust(1, &[&k[0]]).with_require_expiry(true);
+    for result in [strict.verify_at(&env, NOW), strict.verify(&env)] {
+        assert_eq!(
+            result.unwrap_err(),
+            Error::MissingExpiry { what: "envelope" }
+        );
+    }
+    strict
+        .verify_at(&expiring_envelope(1, NOW + 1, &[&k[0]]), NOW)
+        .unwrap();
+}
+
+#[test]
+fn expiry_cannot_be_stripped_or_extended_without_breaking_the_signature() {
+    let k = keys(1);
+    let env = expiring_envelope(1, NOW, &[&k[0]]);
+    // NOW = 0x6553f100 encoded as 1a 65 53 f1 00 after the key -257 (39 01 00).
+    let at = find(&env, &[0x39, 0x01, 0x00, 0x1a]) + 4;
+    let later = flipped(&env, at, 0x10);
+    assert_eq!(
+        trust(1, &[&k[0]]).verify_at(&later, NOW).unwrap_err(),
+        Error::ManifestDigestMismatch
+    );
+}
+
+#[test]
+fn expired_trust_set_refuses_all_firmware() {
+    let k = keys(2);
+    let v = Verifier::new(rotatable(0, &[&k[0]], &[&k[1]], NOW));
+    let env = envelope(1, &[&k[0]]);
+    v.verify_at(&env, NOW - 1).unwrap();
+    assert_eq!(
+        v.verify_at(&env, NOW).unwrap_err(),
+        Error::Expired {
+            what: "trust-anchor set",
+            expires: NOW,
+            now: NOW
+        }
+    );
+    assert_eq!(
+        v.verify(&env).unwrap_err(),
+        Error::TimeRequired {
+            what: "trust-anchor set"
+        }
+    );
+}
+
+#[test]
+fn expired_trust_set_is_not_applied_but_a_frozen_device_can_recover() {
+    let k = keys(2);
+    let mut store = TrustStore::new(rotatable(0, &[&k[0]], &[&k[1]], NOW));
+    let stale = rotatable(1, &[&k[0]], &[&k[1]], NOW + 10)
+        .sign(&[&k[1]])
+        .unwrap();
+    assert_eq!(
+        store.apply(&stale, NOW + 10).unwrap_err(),
+        Error::Expired {
+            what: "trust-anchor set",
+            expires: NOW + 10,
+            now: NOW + 10
+        }
+    );
+    // The current set has expired (NOW + 5 >= NOW), yet a fresh rotation is applied.
+    store.apply(&stale, NOW + 5).unwrap();
+    assert_eq!(store.current().version(), 1);
+}
+
+#[test]
+fn rotated_set_without_expiry_or_root_keys_is_refused() {
+    let k = keys(2);
+    let mut store = TrustStore::new(rotatable(0, &[&k[0]], &[&k[1]], NOW + 60));
+    let no_expiry = TrustAnchors::new(1, 1, pks(&[&k[0]]))
+        .unwrap()
+        .with_root_keys(1, pks(&[&k[1]]))
+        .unwrap();
+    assert_eq!(
+        store
+            .apply(&no_expiry.sign(&[&k[1]]).unwrap(), NOW)
+            .unwrap_err(),
+        Error::MissingExpiry {
+            what: "trust-anchor set"
+        }
+    );
+    let no_root = TrustAnchors::new(1, 1, pks(&[&k[0]]))
+        .unwrap()
+        .with_expiry(NOW + 60);
+    assert!(matches!(
+        store.apply(&no_root.sign(&[&k[1]]).unwrap(), NOW),
+        Err(Error::KeyRole(_))
+    ));
+}
+
+#[test]
+fn root_key_cannot_sign_firmware() {
+    let k = keys(2);
+    let v = Verifier::new(rotatable(0, &[&k[0]], &[&k[1]], NOW + 60));
+    assert_eq!(
+        v.verify_at(&envelope(1, &[&k[1]]), NOW).unwrap_err(),
+        Error::BelowThreshold {
+            valid: 0,
+            threshold: 1
+        }
+    );
+}
+
+#[test]
+fn release_key_cannot_sign_a_trust_set() {
+    let k = keys(2);
+    let mut store = TrustStore::new(rotatable(0, &[&k[0]], &[&k[1]], NOW + 60));
+    // Signed by the release key only, even though it names itself as the new root.
+    let forged = rotatable(1, &[&k[1]], &[&k[0]], NOW + 60)
+        .sign(&[&k[0]])
+        .unwrap();
+    assert_eq!(
+        store.apply(&forged, NOW).unwrap_err(),
+        Error::BelowThreshold {
+            valid: 0,
+            threshold: 1
+        }
+    );
+    assert_eq!(store.current().version(), 0);
+}
+
+#[test]
+fn update_machine_refuses_a_manifest_that_expired_after_verification() {
+    let k = keys(1);
+    let verified = trust(1, &[&k[0]])
+        .verify_at(&expiring_envelope(1, NOW + 10, &[&k[0]]), NOW)
+        .unwrap();
+    let mut m = UpdateMachine::new(
+        UpdateState::new(0),
+        TargetDevice {
+            vendor_id: VENDOR,
+            class_id: CLASS,
+            max_image_size: 1 << 20,
+        },
+    );
+    assert!(matches!(
+        m.begin_at(&verified, NOW + 10),
+        Err(Error::Expired { .. })
+    ));
+    m.begin_at(&verified, NOW + 9).unwrap();
 }
 
 #[test]

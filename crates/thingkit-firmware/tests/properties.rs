@@ -198,3 +198,34 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Freshness agrees with the model "valid iff now < expires", for the envelope and the
+    /// trust-anchor set alike, and the expiry round-trips through the signed manifest.
+    #[test]
+    fn expiry_is_enforced_exactly_at_the_boundary(
+        env_expires in any::<u64>(),
+        set_expires in any::<u64>(),
+        now in any::<u64>(),
+    ) {
+        let k = &keys()[0];
+        let m = ManifestBuilder::new(1)
+            .vendor_id(Uuid([1; 16]))
+            .class_id(Uuid([2; 16]))
+            .image(b"img")
+            .expires(env_expires)
+            .build()
+            .unwrap();
+        let env = EnvelopeBuilder::new(m).sign(&[k]).unwrap();
+        let v = Verifier::new(
+            TrustAnchors::single(k.public_key().clone()).with_expiry(set_expires),
+        );
+        let result = v.verify_at(&env, now);
+        prop_assert_eq!(result.is_ok(), now < env_expires && now < set_expires);
+        if let Ok(verified) = result {
+            prop_assert_eq!(verified.expires(), Some(env_expires));
+        }
+    }
+}

@@ -20,12 +20,14 @@ mod connection;
 mod metrics;
 mod policy_sets;
 mod service;
+mod streams;
 
 use service::Services;
 pub use service::{
     Disposition, FirmwareJobService, FleetProvisioningService, JobsService, RevocationService,
     ServiceReply, ServiceRequest, ServiceResponse, ShadowService, SharedJobs, TopicService,
 };
+pub use streams::StreamService;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

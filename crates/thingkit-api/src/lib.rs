@@ -71,6 +71,7 @@
 
 pub mod error;
 pub mod identity;
+pub mod job_store;
 pub mod keys;
 pub mod model;
 mod ops;

@@ -15,6 +15,9 @@ prints one line; the first failure raises (non-zero exit) with what was expected
 5. Pagination (a paginator over 30 things), each error class as boto3's exception class,
    a wrongly signed request and an unknown key refused.
 6. The same provisioning with `aws iot ...` commands.
+7. AWS IoT Jobs: a job for the provisioned thing, described, its execution listed and
+   described, canceled and force-deleted with boto3; `aws iot create-job` / `list-jobs`.
+   (Needs `thingkit serve` to hand the API its jobs engine.)
 """
 import argparse
 import importlib.metadata
@@ -310,6 +313,43 @@ def main():
     cli_device.close()
     step("aws iot create-thing / create-keys-and-certificate / create-policy / attach-policy / "
          "attach-thing-principal provisioned a device that published")
+
+    # 7. AWS IoT Jobs.
+    thing_arn = f"arn:aws:iot:{REGION}:{ACCOUNT}:thing/{thing}"
+    document = json.dumps({"operation": "reboot"})
+    job = iot.create_job(jobId="reboot-1", targets=[thing_arn], document=document,
+                         description="reboot the sensor")
+    assert job["jobArn"] == f"arn:aws:iot:{REGION}:{ACCOUNT}:job/reboot-1", job
+    described = iot.describe_job(jobId="reboot-1")["job"]
+    assert described["status"] == "IN_PROGRESS" and described["targets"] == [thing_arn], described
+    assert described["jobProcessDetails"]["numberOfQueuedThings"] == 1, described
+    assert hasattr(described["createdAt"], "year"), "createdAt parses as a timestamp"
+    assert iot.get_job_document(jobId="reboot-1")["document"] == document
+    executions = iot.list_job_executions_for_job(jobId="reboot-1")["executionSummaries"]
+    assert [e["thingArn"] for e in executions] == [thing_arn], executions
+    execution = iot.describe_job_execution(jobId="reboot-1", thingName=thing)["execution"]
+    assert execution["status"] == "QUEUED" and execution["versionNumber"] == 1, execution
+    expect_error("ResourceAlreadyExistsException", iot.create_job, jobId="reboot-1", targets=[thing_arn],
+                 document=document)
+    expect_error("ResourceNotFoundException", iot.create_job, jobId="reboot-2",
+                 targets=[f"arn:aws:iot:{REGION}:{ACCOUNT}:thing/no-such-thing"], document=document)
+    expect_error("InvalidRequestException", iot.create_job, jobId="reboot-3", targets=[thing_arn],
+                 document="[not an object]")
+    expect_error("InvalidStateTransitionException", iot.delete_job, jobId="reboot-1")
+    canceled = iot.cancel_job(jobId="reboot-1", reasonCode="OPERATOR", comment="not today")
+    assert canceled["jobId"] == "reboot-1", canceled
+    assert iot.describe_job(jobId="reboot-1")["job"]["status"] == "CANCELED"
+    assert iot.describe_job_execution(jobId="reboot-1", thingName=thing)["execution"]["status"] == "CANCELED"
+    iot.delete_job(jobId="reboot-1", force=True)
+    expect_error("ResourceNotFoundException", iot.describe_job, jobId="reboot-1")
+    step("boto3 created, described, listed, canceled and deleted a job for the provisioned thing")
+
+    created = aws("create-job", "--job-id", "cli-job", "--targets", f"arn:aws:iot:{REGION}:{ACCOUNT}:thing/cli-sensor",
+                  "--document", document, "--target-selection", "SNAPSHOT")
+    assert created["jobId"] == "cli-job", created
+    listed = aws("list-jobs", "--status", "IN_PROGRESS")
+    assert "cli-job" in [j["jobId"] for j in listed["jobs"]], listed
+    step("aws iot create-job / list-jobs")
     print("OK")
 
 

@@ -30,7 +30,10 @@ AttachThingPrincipal DetachThingPrincipal ListThingPrincipals ListPrincipalThing
 GetEffectivePolicies TestAuthorization
 CreateProvisioningTemplate DescribeProvisioningTemplate ListProvisioningTemplates
 UpdateProvisioningTemplate DeleteProvisioningTemplate
-DescribeEndpoint""".split()
+DescribeEndpoint
+CreateJob DescribeJob ListJobs CancelJob DeleteJob UpdateJob ListJobExecutionsForJob
+ListJobExecutionsForThing DescribeJobExecution CancelJobExecution DeleteJobExecution GetJobDocument
+AssociateTargetsWithJob CreateJobTemplate DescribeJobTemplate ListJobTemplates DeleteJobTemplate""".split()
 
 DATA = ["Publish", "GetThingShadow", "UpdateThingShadow", "DeleteThingShadow", "ListNamedShadowsForThing"]
 

@@ -40,6 +40,11 @@ codes! {
     already_exists => "ResourceAlreadyExistsException", 409;
     /// `DeleteConflictException` (409): the resource is still referenced.
     delete_conflict => "DeleteConflictException", 409;
+    /// `InvalidStateTransitionException` (409): a job or job execution cannot change from its
+    /// status to the one asked for.
+    invalid_state_transition => "InvalidStateTransitionException", 409;
+    /// `ConflictException` (409): a resource with this ID exists (`CreateJobTemplate`).
+    conflict => "ConflictException", 409;
     /// `VersionConflictException` (409): `expectedVersion` does not match.
     version_conflict => "VersionConflictException", 409;
     /// `VersionsLimitExceededException` (409): a policy already has five versions.

@@ -12,7 +12,8 @@
 //! AWS's own `InvalidRequestException` wording); `iot:<Operation>` on the operation's resource
 //! ARN is authorized by the key's IAM-style identity policy, evaluated by `thingkit-policy`
 //! (default deny, explicit deny wins; [`identity`]); then the operation runs against the
-//! [`thingkit_provision::Registry`] the broker shares, so every change takes effect on live
+//! [`thingkit_provision::Registry`] the broker shares (and, for jobs, the jobs engine it
+//! shares), so every change takes effect on live
 //! connections (a detached policy decides the next publish; an INACTIVE or REVOKED certificate's
 //! sessions are disconnected). A refusal at any step changes nothing. Errors are rendered as AWS
 //! renders them — status, `x-amzn-ErrorType`, `{"message": ...}` — so boto3 raises the
@@ -62,7 +63,10 @@
 //! - IAM User Guide, *policy evaluation logic* for identity policies, and the AWS IoT service
 //!   authorization reference's action names (`iot:CreateThing`, ...) and resource ARNs
 //!   (`thing/`, `thinggroup/`, `thingtype/`, `cert/`, `cacert/`, `policy/`,
-//!   `provisioningtemplate/`, `topic/`).
+//!   `provisioningtemplate/`, `topic/`, `job/`, `jobtemplate/`).
+//! - AWS IoT Jobs (`/work/shared/specs/shadow-jobs.md` §B, the control plane of §B.4): the job,
+//!   job execution and job template operations, over the `thingkit-jobs` engine
+//!   ([`ControlPlane::with_jobs`]); job templates in [`job_store`].
 //! - AWS IoT API Reference for each operation's semantics (attribute merge, `expectedVersion`,
 //!   certificate states, five policy versions, deletion conflicts); see the README's table.
 
@@ -71,6 +75,7 @@
 
 pub mod error;
 pub mod identity;
+pub mod job_store;
 pub mod keys;
 pub mod model;
 mod ops;

@@ -651,6 +651,10 @@ fn java_classes(p: &str) -> String {
         .replace(r"\p{Print}", r"\x20-\x7E")
         .replace(r"\p{Alnum}", r"a-zA-Z0-9")
         .replace(r"\p{ASCII}", r"\x00-\x7F")
+        .replace(r"\p{Upper}", r"A-Z")
+        .replace(r"\p{Lower}", r"a-z")
+        .replace(r"\p{Alpha}", r"a-zA-Z")
+        .replace(r"\p{Digit}", r"0-9")
 }
 
 /// The value as AWS shows it in a validation message (long ones cut).
@@ -714,6 +718,20 @@ pub fn percent_decode(s: &str) -> ApiResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn java_posix_classes_are_their_ascii_ranges() {
+        // CancelJob's ReasonCode: Java's \p{Upper} and \p{Digit} are ASCII only, and need
+        // no Unicode tables of the regex crate.
+        let re = regex::Regex::new(&format!(
+            "^(?:{})$",
+            java_classes(r"[\p{Upper}\p{Digit}_]+")
+        ))
+        .unwrap();
+        assert!(re.is_match("OPERATOR_1"));
+        assert!(!re.is_match("operator"));
+        assert!(!re.is_match("É"));
+    }
 
     #[test]
     fn the_embedded_model_loads_and_every_pattern_compiles() {

@@ -200,6 +200,12 @@ pub struct ControlPlane<S: RegistryStore> {
     pub publisher: Option<Arc<dyn Publisher>>,
     /// The device shadows `GetThingShadow` and its siblings read and write.
     pub shadows: Option<Arc<dyn ShadowBackend>>,
+    /// The jobs engine the job operations drive (shared with the broker, which answers the
+    /// devices' jobs topics from it). Without one, the job operations answer
+    /// `ServiceUnavailableException`.
+    pub jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>,
+    /// Job templates and the changes made to jobs after creation.
+    pub job_store: Arc<crate::job_store::JobStore>,
     /// Limits.
     pub limits: ApiLimits,
     next_request: std::sync::atomic::AtomicU64,
@@ -283,6 +289,8 @@ impl<S: RegistryStore> ControlPlane<S> {
             fleet: None,
             publisher: None,
             shadows: None,
+            jobs: None,
+            job_store: Arc::new(crate::job_store::JobStore::in_memory()),
             limits: ApiLimits::default(),
             next_request: std::sync::atomic::AtomicU64::new(1),
         }
@@ -329,6 +337,20 @@ impl<S: RegistryStore> ControlPlane<S> {
     /// Sets the device shadow service of the `iot-data` shadow operations.
     pub fn with_shadows(mut self, shadows: Option<Arc<dyn ShadowBackend>>) -> Self {
         self.shadows = shadows;
+        self
+    }
+
+    /// Sets the jobs engine of the job operations (`CreateJob`, `DescribeJob`, ...). Its
+    /// notifications (`$aws/things/T/jobs/notify`, `/notify-next`) go to the publisher set by
+    /// [`ControlPlane::with_publisher`], QoS 1; without a publisher they are dropped.
+    pub fn with_jobs(mut self, jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>) -> Self {
+        self.jobs = jobs;
+        self
+    }
+
+    /// Sets the store of job templates and job amendments (in memory by default).
+    pub fn with_job_store(mut self, store: Arc<crate::job_store::JobStore>) -> Self {
+        self.job_store = store;
         self
     }
 

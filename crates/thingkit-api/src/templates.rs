@@ -24,7 +24,7 @@ use thingkit_provision::{FleetProvisioning, ProvisioningTemplate, TemplateLimits
 #[non_exhaustive]
 pub enum TemplateStoreError {
     /// Reading or writing the file failed.
-    #[error("provisioning template store {path}: {source}")]
+    #[error("store {path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -33,7 +33,7 @@ pub enum TemplateStoreError {
         source: std::io::Error,
     },
     /// The file is not a template set this version can read.
-    #[error("provisioning template store {path} is not valid: {detail}")]
+    #[error("store {path} is not valid: {detail}")]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -196,14 +196,23 @@ fn write_atomically(
     path: &Path,
     templates: &BTreeMap<String, StoredTemplate>,
 ) -> Result<(), TemplateStoreError> {
+    let file = File {
+        templates: templates.clone(),
+    };
+    write_json_atomically(path, &file)
+}
+
+/// Writes `value` as pretty JSON to `path` atomically: a temporary file beside it, fsynced
+/// and renamed over it, then the directory fsynced (shared with the job store).
+pub(crate) fn write_json_atomically<T: Serialize>(
+    path: &Path,
+    value: &T,
+) -> Result<(), TemplateStoreError> {
     let io = |source| TemplateStoreError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = File {
-        templates: templates.clone(),
-    };
-    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| TemplateStoreError::Corrupt {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| TemplateStoreError::Corrupt {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;

@@ -20,6 +20,10 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 /// The provisioning templates created through the API, inside `data_dir`.
 pub const TEMPLATES_FILE: &str = "provisioning-templates.json";
 
+/// The job templates and job amendments (UpdateJob, AssociateTargetsWithJob) the API keeps
+/// beside the jobs engine, inside `data_dir`.
+pub const JOBS_API_FILE: &str = "jobs-api.json";
+
 /// A rustls server configuration (ring, TLS 1.2 and 1.3, HTTP/1.1 by ALPN) from PEM files.
 pub fn tls_config(chain_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, Failure> {
     let chain: Vec<_> = thingkit_provision::decode_pem_blocks(chain_pem)
@@ -133,7 +137,9 @@ impl Publisher for BrokerData {
     }
 }
 
-/// The control plane over the server's registry, CA, fleet provisioning and broker.
+/// The control plane over the server's registry, CA, fleet provisioning, broker and jobs
+/// engine (`None`: the job operations answer ServiceUnavailableException; job templates work
+/// either way).
 // Each argument is one of the server's parts `serve` built; a struct to hold them for this one
 // call would only rename them.
 #[allow(clippy::too_many_arguments)]
@@ -149,11 +155,17 @@ pub fn control_plane(
     shadows: Arc<ShadowService<RedbShadowStore>>,
     publisher: BrokerPublisher,
     mqtt: std::net::SocketAddr,
+    jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>,
 ) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
     let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
     let keys = Arc::new(
         thingkit_api::keys::KeyStore::open(&keys_path)
             .map_err(|e| Failure(format!("{}: {e}", keys_path.display())))?,
+    );
+    let jobs_path = config.data_dir.join(JOBS_API_FILE);
+    let job_store = Arc::new(
+        thingkit_api::job_store::JobStore::open(&jobs_path)
+            .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?,
     );
     let endpoints = thingkit_api::Endpoints {
         data: config
@@ -172,7 +184,9 @@ pub fn control_plane(
                 publisher,
                 runtime: tokio::runtime::Handle::current(),
             })))
-            .with_shadows(Some(Arc::new(ShadowData(shadows)))),
+            .with_shadows(Some(Arc::new(ShadowData(shadows))))
+            .with_jobs(jobs)
+            .with_job_store(job_store),
     ))
 }
 

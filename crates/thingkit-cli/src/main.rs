@@ -17,6 +17,7 @@ mod client;
 mod config;
 mod firmware;
 mod init;
+mod jobs;
 mod meter;
 mod mqtt;
 mod policy;
@@ -70,6 +71,10 @@ enum Command {
     /// error code and message.
     #[command(subcommand)]
     Shadow(shadow::Args),
+    /// AWS IoT Jobs over the HTTPS API (iot): create, describe, list, cancel, delete jobs;
+    /// list, describe and cancel their executions; get a job's document. Signed as `shadow`.
+    #[command(subcommand)]
+    Jobs(jobs::Args),
 }
 
 /// A failure the user must act on: printed as one line on stderr, exit status 1.
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::AccessKey(args) => access_key::run(args),
         Command::Shadow(args) => shadow::run(args),
+        Command::Jobs(args) => jobs::run(args),
         Command::Serve(args) => match config::ServeConfig::from_file(&args.config) {
             Ok(config) => serve::serve(config),
             Err(e) => {

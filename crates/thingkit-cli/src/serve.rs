@@ -275,6 +275,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 shadow_service.clone(),
                 broker.publisher(),
                 broker.local_addr(),
+                None,
             )?;
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
             let task = tokio::spawn(thingkit_api::server::serve(

@@ -99,7 +99,18 @@ fn endpoint_of(listen: SocketAddr) -> String {
 }
 
 impl EndpointArgs {
-    fn client(self) -> Result<ApiClient, Failure> {
+    /// The server's configuration file, when `--config` was given.
+    pub(crate) fn config_path(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
+    /// The region requests are signed for, when `--region` was given.
+    pub(crate) fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// The signed client these arguments describe (credentials from the environment).
+    pub(crate) fn client(self) -> Result<ApiClient, Failure> {
         let config = self
             .config
             .as_deref()

@@ -253,6 +253,14 @@ pub struct Job {
     pub timeout: Option<TimeoutConfig>,
     /// Retry criteria.
     pub retry: Option<RetryConfig>,
+    /// The job template the job was created from (CreateJob `jobTemplateArn`), echoed by
+    /// DescribeJob.
+    #[serde(default)]
+    pub job_template_arn: Option<String>,
+    /// CreateJob's `presignedUrlConfig` as given (raw JSON, echoed by DescribeJob; no
+    /// presigned-URL substitution is done).
+    #[serde(default)]
+    pub presigned_url_config: Option<serde_json::Value>,
 }
 
 impl Job {
@@ -276,6 +284,8 @@ impl Job {
             abort: None,
             timeout: None,
             retry: None,
+            job_template_arn: None,
+            presigned_url_config: None,
         }
     }
 

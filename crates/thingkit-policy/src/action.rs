@@ -30,6 +30,10 @@ pub enum ResourceType {
     Policy,
     /// `provisioningtemplate/<template-name>`.
     ProvisioningTemplate,
+    /// `job/<job-id>`.
+    Job,
+    /// `jobtemplate/<job-template-id>`.
+    JobTemplate,
     /// No specific resource: the policy resource must be `*`.
     Any,
 }
@@ -49,6 +53,8 @@ impl ResourceType {
             "cacert" => ResourceType::CaCert,
             "policy" => ResourceType::Policy,
             "provisioningtemplate" => ResourceType::ProvisioningTemplate,
+            "job" => ResourceType::Job,
+            "jobtemplate" => ResourceType::JobTemplate,
             _ => return None,
         })
     }
@@ -67,6 +73,8 @@ impl ResourceType {
             ResourceType::CaCert => "cacert/",
             ResourceType::Policy => "policy/",
             ResourceType::ProvisioningTemplate => "provisioningtemplate/",
+            ResourceType::Job => "job/",
+            ResourceType::JobTemplate => "jobtemplate/",
             ResourceType::Any => "",
         }
     }
@@ -138,14 +146,24 @@ actions! {
     // The control-plane operations thingkit's API serves (IAM identity policies name them).
     /// `iot:AddThingToThingGroup` — control plane (`thinggroup/`).
     AddThingToThingGroup = "iot:AddThingToThingGroup" => ThingGroup,
+    /// `iot:AssociateTargetsWithJob` — control plane (`job/`).
+    AssociateTargetsWithJob = "iot:AssociateTargetsWithJob" => Job,
     /// `iot:AttachPolicy` — control plane (`policy/`).
     AttachPolicy = "iot:AttachPolicy" => Policy,
     /// `iot:AttachPrincipalPolicy` — control plane (`policy/`).
     AttachPrincipalPolicy = "iot:AttachPrincipalPolicy" => Policy,
     /// `iot:AttachThingPrincipal` — control plane (`thing/`).
     AttachThingPrincipal = "iot:AttachThingPrincipal" => Thing,
+    /// `iot:CancelJob` — control plane (`job/`).
+    CancelJob = "iot:CancelJob" => Job,
+    /// `iot:CancelJobExecution` — control plane (`thing/`).
+    CancelJobExecution = "iot:CancelJobExecution" => Thing,
     /// `iot:CreateCertificateFromCsr` — control plane (resource `*`).
     CreateCertificateFromCsr = "iot:CreateCertificateFromCsr" => Any,
+    /// `iot:CreateJob` — control plane (`job/`).
+    CreateJob = "iot:CreateJob" => Job,
+    /// `iot:CreateJobTemplate` — control plane (`jobtemplate/`).
+    CreateJobTemplate = "iot:CreateJobTemplate" => JobTemplate,
     /// `iot:CreateKeysAndCertificate` — control plane (resource `*`).
     CreateKeysAndCertificate = "iot:CreateKeysAndCertificate" => Any,
     /// `iot:CreatePolicy` — control plane (`policy/`).
@@ -164,6 +182,12 @@ actions! {
     DeleteCACertificate = "iot:DeleteCACertificate" => CaCert,
     /// `iot:DeleteCertificate` — control plane (`cert/`).
     DeleteCertificate = "iot:DeleteCertificate" => Cert,
+    /// `iot:DeleteJob` — control plane (`job/`).
+    DeleteJob = "iot:DeleteJob" => Job,
+    /// `iot:DeleteJobExecution` — control plane (`thing/`).
+    DeleteJobExecution = "iot:DeleteJobExecution" => Thing,
+    /// `iot:DeleteJobTemplate` — control plane (`jobtemplate/`).
+    DeleteJobTemplate = "iot:DeleteJobTemplate" => JobTemplate,
     /// `iot:DeletePolicy` — control plane (`policy/`).
     DeletePolicy = "iot:DeletePolicy" => Policy,
     /// `iot:DeletePolicyVersion` — control plane (`policy/`).
@@ -184,6 +208,10 @@ actions! {
     DescribeCertificate = "iot:DescribeCertificate" => Cert,
     /// `iot:DescribeEndpoint` — control plane (resource `*`).
     DescribeEndpoint = "iot:DescribeEndpoint" => Any,
+    /// `iot:DescribeJob` — control plane (`job/`).
+    DescribeJob = "iot:DescribeJob" => Job,
+    /// `iot:DescribeJobTemplate` — control plane (`jobtemplate/`).
+    DescribeJobTemplate = "iot:DescribeJobTemplate" => JobTemplate,
     /// `iot:DescribeProvisioningTemplate` — control plane (`provisioningtemplate/`).
     DescribeProvisioningTemplate = "iot:DescribeProvisioningTemplate" => ProvisioningTemplate,
     /// `iot:DescribeThing` — control plane (`thing/`).
@@ -200,6 +228,8 @@ actions! {
     DetachThingPrincipal = "iot:DetachThingPrincipal" => Thing,
     /// `iot:GetEffectivePolicies` — control plane (resource `*`).
     GetEffectivePolicies = "iot:GetEffectivePolicies" => Any,
+    /// `iot:GetJobDocument` — control plane (`job/`).
+    GetJobDocument = "iot:GetJobDocument" => Job,
     /// `iot:GetPolicy` — control plane (`policy/`).
     GetPolicy = "iot:GetPolicy" => Policy,
     /// `iot:GetPolicyVersion` — control plane (`policy/`).
@@ -214,6 +244,14 @@ actions! {
     ListCertificates = "iot:ListCertificates" => Any,
     /// `iot:ListCertificatesByCA` — control plane (`cacert/`).
     ListCertificatesByCA = "iot:ListCertificatesByCA" => CaCert,
+    /// `iot:ListJobExecutionsForJob` — control plane (`job/`).
+    ListJobExecutionsForJob = "iot:ListJobExecutionsForJob" => Job,
+    /// `iot:ListJobExecutionsForThing` — control plane (`thing/`).
+    ListJobExecutionsForThing = "iot:ListJobExecutionsForThing" => Thing,
+    /// `iot:ListJobTemplates` — control plane (resource `*`).
+    ListJobTemplates = "iot:ListJobTemplates" => Any,
+    /// `iot:ListJobs` — control plane (resource `*`).
+    ListJobs = "iot:ListJobs" => Any,
     /// `iot:ListPolicies` — control plane (resource `*`).
     ListPolicies = "iot:ListPolicies" => Any,
     /// `iot:ListPolicyVersions` — control plane (`policy/`).
@@ -254,6 +292,8 @@ actions! {
     UpdateCACertificate = "iot:UpdateCACertificate" => CaCert,
     /// `iot:UpdateCertificate` — control plane (`cert/`).
     UpdateCertificate = "iot:UpdateCertificate" => Cert,
+    /// `iot:UpdateJob` — control plane (`job/`).
+    UpdateJob = "iot:UpdateJob" => Job,
     /// `iot:UpdateProvisioningTemplate` — control plane (`provisioningtemplate/`).
     UpdateProvisioningTemplate = "iot:UpdateProvisioningTemplate" => ProvisioningTemplate,
     /// `iot:UpdateThing` — control plane (`thing/`).
@@ -381,7 +421,17 @@ mod tests {
         assert!(Action::CreateThing.is_control_plane());
         assert_eq!(
             Action::ALL.iter().filter(|a| a.is_control_plane()).count(),
-            62
+            78
+        );
+        // The device API's DescribeJobExecution is also a control-plane operation: one action.
+        assert_eq!(
+            Action::DescribeJobExecution.resource_type(),
+            ResourceType::Thing
+        );
+        assert_eq!(Action::CreateJob.resource_type(), ResourceType::Job);
+        assert_eq!(
+            ResourceType::from_prefix("jobtemplate"),
+            Some(ResourceType::JobTemplate)
         );
         assert_eq!(
             Action::from_name("iot:creatething"),

@@ -16,11 +16,13 @@ mod ca_certificates;
 mod certificates;
 mod data;
 mod endpoint;
+mod job_templates;
+pub(crate) mod jobs;
 mod paging;
 mod policies;
 mod shadows;
 mod templates;
-mod thing_groups;
+pub(crate) mod thing_groups;
 mod thing_types;
 mod things;
 
@@ -41,6 +43,8 @@ pub(crate) fn handlers<S: RegistryStore>() -> Vec<(&'static str, Handler<S>)> {
     all.extend(endpoint::handlers::<S>());
     all.extend(data::handlers::<S>());
     all.extend(shadows::handlers::<S>());
+    all.extend(jobs::handlers::<S>());
+    all.extend(job_templates::handlers::<S>());
     all
 }
 
@@ -116,6 +120,28 @@ pub(crate) fn authorization(
             | "UpdateProvisioningTemplate"
             | "DeleteProvisioningTemplate",
         ) => named("provisioningtemplate", "templateName"),
+        (
+            _,
+            "CreateJob"
+            | "DescribeJob"
+            | "CancelJob"
+            | "DeleteJob"
+            | "UpdateJob"
+            | "GetJobDocument"
+            | "AssociateTargetsWithJob"
+            | "ListJobExecutionsForJob",
+        ) => named("job", "jobId"),
+        // The execution operations are authorized on the thing, as AWS's reference lists them.
+        (
+            _,
+            "DescribeJobExecution"
+            | "CancelJobExecution"
+            | "DeleteJobExecution"
+            | "ListJobExecutionsForThing",
+        ) => named("thing", "thingName"),
+        (_, "CreateJobTemplate" | "DescribeJobTemplate" | "DeleteJobTemplate") => {
+            named("jobtemplate", "jobTemplateId")
+        }
         _ => "*".to_string(),
     };
     // `iot:Publish`, `iot:GetThingShadow`, ...: the data-plane actions are named after their

@@ -44,7 +44,10 @@ fn name_and_arn<S: RegistryStore>(ctx: &Ctx<'_, S>, name: &str) -> Value {
 }
 
 /// The groups under `root` (children, their children, ...), without `root`.
-fn descendants<S: RegistryStore>(registry: &Registry<S>, root: &str) -> BTreeSet<String> {
+pub(crate) fn descendants<S: RegistryStore>(
+    registry: &Registry<S>,
+    root: &str,
+) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut frontier = vec![root.to_string()];
     while let Some(parent) = frontier.pop() {
@@ -238,19 +241,25 @@ fn delete_thing_group<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiR
     Ok(json!({}))
 }
 
-/// `AddThingToThingGroup`, by names or ARNs. Adding a member again changes nothing.
+/// `AddThingToThingGroup`, by names or ARNs. Adding a member again changes nothing. A thing
+/// that a continuous job now reaches through the group (or an ancestor) gets its execution
+/// ([`crate::ops::jobs::membership_changed`]).
 fn add_thing_to_thing_group<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Value> {
     let group = name_or_arn(ctx, input, "thingGroupName", "thingGroupArn", "thinggroup")?;
     let thing = name_or_arn(ctx, input, "thingName", "thingArn", "thing")?;
+    let before = crate::ops::jobs::groups_of(&ctx.read(), &thing);
     ctx.write()
         .add_thing_to_group(&thing, &group)
         .map_err(registry_refusal)?;
+    let after = crate::ops::jobs::groups_of(&ctx.read(), &thing);
+    crate::ops::jobs::membership_changed(ctx, &thing, &before, &after);
     Ok(json!({}))
 }
 
 /// `RemoveThingFromThingGroup`, by names or ARNs. A missing thing or group is
 /// `ResourceNotFoundException`; removing a thing that is not a member succeeds and changes
-/// nothing, as adding one twice does.
+/// nothing, as adding one twice does. A continuous job that no longer reaches the thing
+/// removes its QUEUED execution ([`crate::ops::jobs::membership_changed`]).
 fn remove_thing_from_thing_group<S: RegistryStore>(
     ctx: &Ctx<'_, S>,
     input: &Input,
@@ -267,9 +276,13 @@ fn remove_thing_from_thing_group<S: RegistryStore>(
     if !t.groups.iter().any(|g| **g == *group) {
         return Ok(json!({}));
     }
+    let before = crate::ops::jobs::groups_of(&registry, &thing);
     registry
         .remove_thing_from_group(&thing, &group)
         .map_err(registry_refusal)?;
+    let after = crate::ops::jobs::groups_of(&registry, &thing);
+    drop(registry);
+    crate::ops::jobs::membership_changed(ctx, &thing, &before, &after);
     Ok(json!({}))
 }
 

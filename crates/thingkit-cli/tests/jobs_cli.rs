@@ -1,0 +1,213 @@
+//! `thingkit jobs ...` against a real `thingkit serve`: `thingkit init`, one registered device
+//! (`[[device]]`), an access key, then a job created for it from a document on stdin,
+//! described, listed, its execution listed and described, its document read back, canceled
+//! and force-deleted over HTTPS with SigV4; and a refusal (an unknown thing) as the AWS error.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+mod common;
+use common::{Server, arg, stderr, stdout, thingkit};
+
+/// `thingkit init DIR`, every listener on an ephemeral port, and the device `lamp-1`.
+fn init(dir: &Path) {
+    let out = thingkit(&["init", arg(dir)], None);
+    assert!(out.status.success(), "init: {}", stderr(&out));
+    std::fs::create_dir_all(dir.join("devices")).unwrap();
+    let out = thingkit(
+        &[
+            "cert",
+            "create",
+            "--ca-dir",
+            arg(&dir.join("ca")),
+            "--common-name",
+            "lamp-1",
+            "--cert-out",
+            arg(&dir.join("devices/lamp-1.pem")),
+            "--key-out",
+            arg(&dir.join("devices/lamp-1.key")),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "cert create: {}", stderr(&out));
+    let path = dir.join("thingkit.toml");
+    let mut config = std::fs::read_to_string(&path).unwrap();
+    for port in ["8883", "9090", "8443"] {
+        config = config.replace(
+            &format!("# listen = \"127.0.0.1:{port}\""),
+            "listen = \"127.0.0.1:0\"",
+        );
+    }
+    config.push_str("\n[[device]]\nthing = \"lamp-1\"\ncertificate = \"devices/lamp-1.pem\"\n");
+    std::fs::write(path, config).unwrap();
+}
+
+/// `thingkit jobs ARGS` with the access key in the environment and `stdin`.
+fn jobs(args: &[String], key: (&str, &str), stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
+        .arg("jobs")
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the thingkit binary runs");
+    {
+        let mut input = child.stdin.take().expect("stdin is piped");
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().expect("thingkit finishes")
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(out)
+    );
+    let text = stdout(out);
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+#[cfg(unix)]
+#[ignore = "needs `thingkit serve` to hand the API its jobs engine (api::control_plane's `jobs`)"]
+fn jobs_commands_create_describe_list_cancel_and_delete_over_the_signed_api() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let config = dir.path().join("thingkit.toml");
+    let out = thingkit(&["access-key", "create", "--config", arg(&config)], None);
+    assert!(out.status.success(), "access-key create: {}", stderr(&out));
+    let key: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let key = (
+        key["AccessKeyId"].as_str().unwrap().to_string(),
+        key["SecretAccessKey"].as_str().unwrap().to_string(),
+    );
+    let key = (key.0.as_str(), key.1.as_str());
+    let server = Server::start(&config);
+    let endpoint = format!("https://localhost:{}", server.api_port());
+    // The configuration file for the CA bundle, region and account; --endpoint for the port.
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(
+            ["--config", arg(&config), "--endpoint", endpoint.as_str()]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        jobs(&all, key, stdin)
+    };
+
+    let document = r#"{"operation":"reboot"}"#;
+    let created = json_of(&run(
+        &[
+            "create",
+            "--job-id",
+            "reboot-1",
+            "--thing",
+            "lamp-1",
+            "--document",
+            "-",
+        ],
+        Some(document),
+    ));
+    assert_eq!(
+        created["jobArn"], "arn:aws:iot:eu-central-1:123456789012:job/reboot-1",
+        "{created}"
+    );
+    let described = json_of(&run(&["describe", "--job-id", "reboot-1"], None));
+    assert_eq!(described["job"]["status"], "IN_PROGRESS", "{described}");
+    assert_eq!(
+        described["job"]["targets"][0],
+        "arn:aws:iot:eu-central-1:123456789012:thing/lamp-1"
+    );
+    let listed = json_of(&run(&["list", "--status", "IN_PROGRESS"], None));
+    assert_eq!(listed["jobs"][0]["jobId"], "reboot-1", "{listed}");
+    let executions = json_of(&run(&["list-executions", "--thing", "lamp-1"], None));
+    assert_eq!(
+        executions["executionSummaries"][0]["jobId"], "reboot-1",
+        "{executions}"
+    );
+    let execution = json_of(&run(
+        &[
+            "describe-execution",
+            "--job-id",
+            "reboot-1",
+            "--thing",
+            "lamp-1",
+        ],
+        None,
+    ));
+    assert_eq!(execution["execution"]["status"], "QUEUED", "{execution}");
+    let doc = json_of(&run(&["get-document", "--job-id", "reboot-1"], None));
+    assert_eq!(doc["document"], document);
+    json_of(&run(
+        &[
+            "cancel",
+            "--job-id",
+            "reboot-1",
+            "--reason-code",
+            "OPERATOR",
+        ],
+        None,
+    ));
+    let canceled = json_of(&run(&["describe", "--job-id", "reboot-1"], None));
+    assert_eq!(canceled["job"]["status"], "CANCELED", "{canceled}");
+    assert_eq!(
+        json_of(&run(&["delete", "--job-id", "reboot-1", "--force"], None)),
+        serde_json::json!({})
+    );
+
+    let refused = run(
+        &[
+            "create",
+            "--job-id",
+            "reboot-2",
+            "--thing",
+            "ghost",
+            "--document",
+            "-",
+        ],
+        Some(document),
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).starts_with("thingkit: ResourceNotFoundException (404): "),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn jobs_create_needs_a_target_and_a_document() {
+    let out = thingkit(
+        &[
+            "jobs",
+            "create",
+            "--job-id",
+            "j",
+            "--document",
+            "-",
+            "--endpoint",
+            "https://localhost:1",
+            "--ca-bundle",
+            "/nonexistent",
+            "--region",
+            "eu-central-1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("a job needs a target"),
+        "{}",
+        stderr(&out)
+    );
+}

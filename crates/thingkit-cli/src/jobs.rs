@@ -61,6 +61,18 @@ pub enum Args {
         /// The account of the target ARNs (default: `[account] account_id` of --config).
         #[arg(long)]
         account: Option<String>,
+        /// A firmware job: the signed SUIT envelope (`thingkit firmware sign`). The document
+        /// carries it inline with the image's stream location; needs --image and --config (the
+        /// image is installed in the server's data directory).
+        #[arg(long, requires = "image", requires = "config", conflicts_with_all = ["document", "template"])]
+        envelope: Option<std::path::PathBuf>,
+        /// The firmware image, served to devices over MQTT file delivery as stream --stream-id,
+        /// file 0.
+        #[arg(long, requires = "envelope")]
+        image: Option<std::path::PathBuf>,
+        /// The stream id of the image (default: the job ID).
+        #[arg(long, requires = "envelope")]
+        stream_id: Option<String>,
     },
     /// DescribeJob: status, targets, configurations and execution counts.
     Describe {
@@ -178,6 +190,33 @@ fn read_document(source: &str) -> Result<String, Failure> {
     std::fs::read_to_string(source).map_err(|e| Failure(format!("{source}: {e}")))
 }
 
+/// A firmware job document: the envelope inline, the image installed as stream `stream_id`
+/// file 0 in the server's data directory (from `--config`).
+fn firmware_document(
+    endpoint: &EndpointArgs,
+    envelope: &std::path::Path,
+    image: &std::path::Path,
+    stream_id: &str,
+) -> Result<String, Failure> {
+    let config = endpoint
+        .config_path()
+        .map(ServeConfig::from_file)
+        .transpose()?
+        .ok_or_else(|| Failure("--envelope needs --config (the server's data directory)".into()))?;
+    let envelope =
+        std::fs::read(envelope).map_err(|e| Failure(format!("{}: {e}", envelope.display())))?;
+    let size = crate::streams::install_image(&config.data_dir, stream_id, image)?;
+    Ok(thingkit_jobs::ota::FirmwareJob {
+        envelope,
+        image: thingkit_jobs::ota::ImageLocation::MqttStream {
+            stream_id: stream_id.to_owned(),
+            file_id: 0,
+            size,
+        },
+    }
+    .to_document())
+}
+
 /// The ARN prefix (`arn:PARTITION:iot:REGION:ACCOUNT:`) targets are named under.
 fn arn_prefix(endpoint: &EndpointArgs, account: Option<String>) -> Result<String, Failure> {
     let config = endpoint
@@ -270,7 +309,19 @@ pub fn run(args: Args) -> Result<(), Failure> {
             template,
             timeout_minutes,
             account,
+            envelope,
+            image,
+            stream_id,
         } => {
+            let document = match (envelope, image) {
+                (Some(envelope), Some(image)) => Some(firmware_document(
+                    &endpoint,
+                    &envelope,
+                    &image,
+                    stream_id.as_deref().unwrap_or(&job_id),
+                )?),
+                _ => document.map(|d| read_document(&d)).transpose()?,
+            };
             if things.is_empty() && groups.is_empty() {
                 return Err(Failure(
                     "a job needs a target: --thing NAME or --group NAME".into(),
@@ -287,8 +338,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 "targets".into(),
                 json!(target_arns(&prefix, &things, &groups)),
             );
-            if let Some(source) = document {
-                body.insert("document".into(), json!(read_document(&source)?));
+            if let Some(text) = document {
+                body.insert("document".into(), json!(text));
             }
             if continuous {
                 body.insert("targetSelection".into(), json!("CONTINUOUS"));

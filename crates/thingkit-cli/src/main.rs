@@ -24,6 +24,7 @@ mod policy;
 mod provision;
 mod serve;
 mod shadow;
+mod streams;
 
 /// The core of a cloud IoT platform, from the command line.
 #[derive(Debug, Parser)]

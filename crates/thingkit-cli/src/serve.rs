@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use thingkit_broker::{
     Broker, BrokerConfig, JobsService, LimitClass, ServerIdentity, ShadowService, SharedJobs,
-    ThingSelector, shutdown_signal,
+    StreamService, ThingSelector, shutdown_signal,
 };
 use thingkit_firmware::{PublicKey, TrustAnchors};
 use thingkit_meter::{LimitAction, Rate, RateLimits};
@@ -215,6 +215,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     )
     .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?;
     let jobs: SharedJobs = Arc::new(std::sync::Mutex::new(engine));
+    let streams = Arc::new(std::sync::RwLock::new(
+        thingkit_firmware::stream::StreamCatalog::default(),
+    ));
+    crate::streams::StreamDirectory::new(&config.data_dir, streams.clone()).scan();
     let api_listener = match config.api.enabled {
         true => Some(
             tokio::net::TcpListener::bind(config.api.listen)
@@ -233,9 +237,29 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         .store(store)
         .service(shadow_service.clone())
         .service(Arc::new(JobsService::new(jobs.clone())))
+        .service(Arc::new(StreamService::with_catalog(streams.clone())))
         .serve(listener)
         .await?;
     let jobs_clock = tokio::spawn(JobsService::drive(jobs.clone(), broker.publisher()));
+    // Firmware images under data_dir/streams, picked up while the server runs.
+    let mut stream_dir = crate::streams::StreamDirectory::new(&config.data_dir, streams);
+    let stream_scan = tokio::spawn(async move {
+        loop {
+            stream_dir = match tokio::task::spawn_blocking(move || {
+                stream_dir.scan();
+                stream_dir
+            })
+            .await
+            {
+                Ok(dir) => dir,
+                Err(e) => {
+                    tracing::error!(error = %e, "streams: the directory scan panicked");
+                    return;
+                }
+            };
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
     // The handlers are installed before the listening lines, so a supervisor that signals
     // right after reading them is never met by the default action.
     let stop = shutdown_signal().map_err(|e| Failure(format!("signal handlers: {e}")))?;
@@ -275,7 +299,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 shadow_service.clone(),
                 broker.publisher(),
                 broker.local_addr(),
-                None,
+                Some(jobs.clone()),
             )?;
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
             let task = tokio::spawn(thingkit_api::server::serve(
@@ -301,6 +325,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         let _ = task.await;
     }
     jobs_clock.abort();
+    stream_scan.abort();
     broker.shutdown(Duration::from_secs(5)).await;
     let _ = stop_metrics.send(());
     if let Some(task) = metrics {

@@ -78,7 +78,6 @@ fn json_of(out: &Output) -> serde_json::Value {
 
 #[test]
 #[cfg(unix)]
-#[ignore = "needs `thingkit serve` to hand the API its jobs engine (api::control_plane's `jobs`)"]
 fn jobs_commands_create_describe_list_cancel_and_delete_over_the_signed_api() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());

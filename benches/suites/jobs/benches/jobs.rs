@@ -174,7 +174,8 @@ fn guide_job(things: &[String]) -> Job {
         vec!["arn:aws:iot:eu-central-1:123456789012:thinggroup/fleet".into()],
         T0,
     );
-    job.targets = things.to_vec();
+    // The targets are what CreateJob was given (one group ARN); `things` are what it resolved to.
+    let _ = things;
     job.rollout = Some(WireRollout {
         maximum_per_minute: Some(1000),
         exponential_rate: Some(WireExponential {

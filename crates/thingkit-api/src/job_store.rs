@@ -1,7 +1,6 @@
 //! What the control plane keeps about jobs beside the jobs engine: the job templates
-//! (`CreateJobTemplate` and friends) and the amendments `UpdateJob` and
-//! `AssociateTargetsWithJob` made to jobs the engine stores as they were created. One JSON
-//! file in the server's data directory (or memory), written as the provisioning templates
+//! (`CreateJobTemplate` and friends; jobs themselves, with what `UpdateJob` and
+//! `AssociateTargetsWithJob` change, are the engine's). One JSON file in the server's data directory (or memory), written as the provisioning templates
 //! are ([`crate::templates`]): every change is persisted (temporary file, fsync, rename)
 //! before it is acknowledged, and a refused change leaves the set as it was.
 
@@ -44,34 +43,6 @@ pub struct StoredJobTemplate {
     pub created_at: i64,
 }
 
-/// The changes made to a job after it was created: what `DescribeJob` shows over the
-/// engine's copy. The engine keeps running the job as it was created (see the README).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobAmendment {
-    /// Targets added by `AssociateTargetsWithJob` (ARNs), in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub added_targets: Vec<String>,
-    /// The description `UpdateJob` set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The `presignedUrlConfig` `UpdateJob` set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub presigned_url_config: Option<Value>,
-    /// The `jobExecutionsRolloutConfig` `UpdateJob` set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<Value>,
-    /// The `abortConfig` `UpdateJob` set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abort: Option<Value>,
-    /// The `timeoutConfig` `UpdateJob` set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Value>,
-    /// The `jobExecutionsRetryConfig` `UpdateJob` set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Value>,
-}
-
 /// Everything the store holds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,12 +50,9 @@ pub struct JobRecords {
     /// Job templates by ID.
     #[serde(default)]
     pub templates: BTreeMap<String, StoredJobTemplate>,
-    /// Amendments by job ID.
-    #[serde(default)]
-    pub amendments: BTreeMap<String, JobAmendment>,
 }
 
-/// The job templates and job amendments, persisted or in memory.
+/// The job templates, persisted or in memory.
 #[derive(Debug, Default)]
 pub struct JobStore {
     path: Option<PathBuf>,
@@ -138,15 +106,6 @@ impl JobStore {
     /// A job template by ID.
     pub fn template(&self, id: &str) -> Option<StoredJobTemplate> {
         self.lock().templates.get(id).cloned()
-    }
-
-    /// The amendment of a job (empty when it has none).
-    pub fn amendment(&self, job_id: &str) -> JobAmendment {
-        self.lock()
-            .amendments
-            .get(job_id)
-            .cloned()
-            .unwrap_or_default()
     }
 
     /// Applies `change` to a copy of the records, persists the copy, then keeps it. `change`

@@ -348,7 +348,7 @@ impl<S: RegistryStore> ControlPlane<S> {
         self
     }
 
-    /// Sets the store of job templates and job amendments (in memory by default).
+    /// Sets the store of job templates (in memory by default).
     pub fn with_job_store(mut self, store: Arc<crate::job_store::JobStore>) -> Self {
         self.job_store = store;
         self

@@ -631,6 +631,13 @@ fn update_job_changes_what_describe_job_shows() {
     assert_eq!(e.code, "InvalidRequestException");
     let e = f.err("UpdateJob", json!({"jobId": "nope", "description": "x"}));
     assert_eq!(e.code, "ResourceNotFoundException");
+    // Retries may only be lowered to 0 after creation (J-18).
+    let e = f.err(
+        "UpdateJob",
+        json!({"jobId": "j", "jobExecutionsRetryConfig": {"criteriaList": [
+            {"failureType": "FAILED", "numberOfRetries": 3}]}}),
+    );
+    assert_eq!(e.code, "InvalidRequestException");
 }
 
 #[test]

@@ -20,8 +20,7 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 /// The provisioning templates created through the API, inside `data_dir`.
 pub const TEMPLATES_FILE: &str = "provisioning-templates.json";
 
-/// The job templates and job amendments (UpdateJob, AssociateTargetsWithJob) the API keeps
-/// beside the jobs engine, inside `data_dir`.
+/// The job templates the API keeps beside the jobs engine, inside `data_dir`.
 pub const JOBS_API_FILE: &str = "jobs-api.json";
 
 /// A rustls server configuration (ring, TLS 1.2 and 1.3, HTTP/1.1 by ALPN) from PEM files.

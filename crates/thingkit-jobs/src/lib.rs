@@ -73,7 +73,9 @@ pub use device::{Limits, OutMessage, ThingJob, request_filters};
 pub use error::Error;
 pub use execution::{Actor, ExecutionStatus, JobExecution, check_transition};
 pub use job::{Job, JobId, JobStatus, TargetSelection};
-pub use service::{ABORT_COMMENT, ABORT_REASON_CODE, CancelJob, Jobs, ProcessDetails, plan_of};
+pub use service::{
+    ABORT_COMMENT, ABORT_REASON_CODE, CancelJob, JobUpdate, Jobs, ProcessDetails, plan_of,
+};
 
 /// The engine the server shares between the broker (device requests) and the control plane,
 /// over any store.

@@ -395,6 +395,16 @@ impl<J: Key, T: Key> Pacer<J, T> {
         Ok(())
     }
 
+    /// Replaces `job`'s plan (UpdateJob): the new rate applies from the next rate window, the
+    /// new abort criteria from the next outcome, on the counts reached so far.
+    pub fn set_plan(&mut self, job: &J, plan: JobPlan) -> Result<(), ScheduleError> {
+        let state = self.jobs.get_mut(job).ok_or(ScheduleError::UnknownJob)?;
+        state.plan = plan;
+        // The current window keeps its rate; the next one recomputes it from the new plan.
+        state.step = u64::MAX;
+        Ok(())
+    }
+
     /// Forgets `job` (completed or deleted): its queue, counts and timers' entries go (the
     /// timer heap drops them lazily).
     pub fn remove_job(&mut self, job: &J) {

@@ -125,6 +125,28 @@ impl Deadlines {
     }
 }
 
+/// UpdateJob's changes (each `None` keeps what the job has) and AssociateTargetsWithJob's
+/// added targets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobUpdate {
+    /// A new description.
+    pub description: Option<String>,
+    /// A new `jobExecutionsRolloutConfig`: the rate from the next minute on.
+    pub rollout: Option<crate::job::RolloutConfig>,
+    /// A new `abortConfig`: checked from the next outcome on, over the counts so far.
+    pub abort: Option<crate::job::AbortConfig>,
+    /// A new `timeoutConfig`: for executions queued from now on (a started timer does not
+    /// change, J-15).
+    pub timeout: Option<crate::job::TimeoutConfig>,
+    /// A new `jobExecutionsRetryConfig`: may only set retries to 0 (J-18).
+    pub retry: Option<crate::job::RetryConfig>,
+    /// A new `presignedUrlConfig` (kept and shown; thingkit substitutes no URLs).
+    pub presigned_url_config: Option<serde_json::Value>,
+    /// Targets (ARNs) to record as added (AssociateTargetsWithJob); the caller gives the
+    /// things they reach to [`Jobs::add_thing`].
+    pub add_targets: Vec<String>,
+}
+
 /// What storing one execution change set in motion.
 #[derive(Debug, Default)]
 struct Followups {
@@ -595,6 +617,55 @@ impl<S: JobStore> Jobs<S> {
         let timeout = job.timeout.map(|t| t.in_progress_timeout_in_minutes);
         let e = JobExecution::queued(id.clone(), thing.to_owned(), number, timeout, now);
         self.write_thing(thing, &[e], now)
+    }
+
+    /// UpdateJob (and AssociateTargetsWithJob's record of its targets): validates the new
+    /// configurations like CreateJob, stores the job, and gives a rolling job's pacer the new
+    /// plan. Returns the job as stored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ResourceNotFound`], [`Error::InvalidRequest`] (a configuration, or a retry
+    /// count raised after creation), [`Error::InternalError`].
+    pub fn update_job(&mut self, id: &JobId, update: JobUpdate, now: u64) -> Result<Job, Error> {
+        let mut job = self.describe_job(id)?;
+        if let Some(retry) = &update.retry
+            && retry.criteria_list.iter().any(|c| c.number_of_retries != 0)
+        {
+            return Err(Error::request(
+                "jobExecutionsRetryConfig can only be updated to set numberOfRetries to 0",
+            ));
+        }
+        if let Some(d) = update.description {
+            job.description = Some(d);
+        }
+        if update.rollout.is_some() {
+            job.rollout = update.rollout;
+        }
+        if update.abort.is_some() {
+            job.abort = update.abort;
+        }
+        if update.timeout.is_some() {
+            job.timeout = update.timeout;
+        }
+        if update.retry.is_some() {
+            job.retry = update.retry;
+        }
+        if update.presigned_url_config.is_some() {
+            job.presigned_url_config = update.presigned_url_config;
+        }
+        for t in update.add_targets {
+            if !job.targets.contains(&t) {
+                job.targets.push(t);
+            }
+        }
+        job.validate()?;
+        let (plan, _) = plan_of(&job)?;
+        job.last_updated_at = now;
+        self.store.put_job(&job)?;
+        // A job the pacer no longer tracks (finished) needs no plan.
+        let _ = self.pacer.set_plan(id, plan);
+        Ok(job)
     }
 
     /// DescribeJob.

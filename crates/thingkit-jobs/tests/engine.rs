@@ -349,3 +349,58 @@ fn a_restart_resumes_the_rollout_timers_and_completion() {
     let mut jobs = Jobs::open(store, Limits::default(), 400).expect("open");
     assert!(jobs.tick(1000).expect("tick").is_empty());
 }
+
+#[test]
+fn update_job_changes_the_rate_from_the_next_minute_and_refuses_more_retries() {
+    let mut jobs = Jobs::new(MemoryJobStore::new(), Limits::default());
+    let targets = things(10);
+    let job = job_with("tune", &targets, |j| {
+        j.rollout = Some(RolloutConfig {
+            maximum_per_minute: Some(1),
+            exponential_rate: None,
+        });
+    });
+    assert_eq!(
+        notified(&jobs.create_job(job, &targets, 0).expect("ok")).len(),
+        1
+    );
+    let update = thingkit_jobs::JobUpdate {
+        description: Some("faster".into()),
+        rollout: Some(RolloutConfig {
+            maximum_per_minute: Some(3),
+            exponential_rate: None,
+        }),
+        ..Default::default()
+    };
+    let job = jobs.update_job(&id("tune"), update, 10).expect("updated");
+    assert_eq!(job.description.as_deref(), Some("faster"));
+    // This minute keeps its rate of 1 (already used); the next one has 3.
+    assert!(notified(&jobs.tick(30).expect("tick")).is_empty());
+    assert_eq!(notified(&jobs.tick(60).expect("tick")).len(), 3);
+    let more = thingkit_jobs::JobUpdate {
+        retry: Some(RetryConfig {
+            criteria_list: vec![RetryCriteria {
+                failure_type: FailureType::Failed,
+                number_of_retries: 1,
+            }],
+        }),
+        ..Default::default()
+    };
+    let e = jobs.update_job(&id("tune"), more, 70).unwrap_err();
+    assert!(e.to_string().contains("numberOfRetries to 0"), "{e}");
+    let bad = thingkit_jobs::JobUpdate {
+        rollout: Some(RolloutConfig {
+            maximum_per_minute: Some(1001),
+            exponential_rate: None,
+        }),
+        ..Default::default()
+    };
+    assert!(jobs.update_job(&id("tune"), bad, 70).is_err());
+    assert_eq!(
+        jobs.describe_job(&id("tune")).expect("job").rollout,
+        Some(RolloutConfig {
+            maximum_per_minute: Some(3),
+            exponential_rate: None,
+        })
+    );
+}

@@ -20,13 +20,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use thingkit_jobs::job::{AbortConfig, RetryConfig, RolloutConfig, TimeoutConfig};
 use thingkit_jobs::{
-    CancelJob, DynJobs, ExecutionStatus, Job, JobExecution, JobId, JobStatus, OutMessage,
-    ProcessDetails, TargetSelection,
+    CancelJob, DynJobs, ExecutionStatus, Job, JobExecution, JobId, JobStatus, JobUpdate,
+    OutMessage, ProcessDetails, TargetSelection,
 };
 use thingkit_provision::{Registry, RegistryStore};
 
 use crate::error::{ApiError, ApiResult};
-use crate::job_store::JobAmendment;
 use crate::model::Input;
 use crate::ops::{Handler, page, with_token};
 use crate::service::{Ctx, DataProperties, DataPublish};
@@ -300,17 +299,10 @@ pub(crate) fn groups_of<S: RegistryStore>(registry: &Registry<S>, thing: &str) -
     found
 }
 
-/// A job's targets: as created, then those `AssociateTargetsWithJob` added.
-fn effective_targets(job: &Job, amendment: &JobAmendment) -> Vec<String> {
-    let mut all = job.targets.clone();
-    all.extend(
-        amendment
-            .added_targets
-            .iter()
-            .filter(|t| !job.targets.contains(t))
-            .cloned(),
-    );
-    all
+/// A job's targets: as created, then those `AssociateTargetsWithJob` added (the engine keeps
+/// both in the job).
+fn effective_targets(job: &Job) -> Vec<String> {
+    job.targets.clone()
 }
 
 /// A thing's membership changed from the groups `before` to `after` (each with ancestors,
@@ -328,7 +320,6 @@ pub(crate) fn membership_changed<S: RegistryStore>(
     if ctx.plane.jobs.is_none() || before == after {
         return;
     }
-    let amendments = ctx.plane.job_store.snapshot().amendments;
     let thing_arn = ctx.arn(&format!("thing/{thing}"));
     let group_arns = |groups: &BTreeSet<String>| -> BTreeSet<String> {
         groups
@@ -351,11 +342,7 @@ pub(crate) fn membership_changed<S: RegistryStore>(
         {
             continue;
         }
-        let amendment = amendments
-            .get(job.job_id.as_str())
-            .cloned()
-            .unwrap_or_default();
-        let targets = effective_targets(&job, &amendment);
+        let targets = effective_targets(&job);
         if targets.contains(&thing_arn) {
             continue;
         }
@@ -402,30 +389,21 @@ fn without_nulls(value: Value) -> Value {
 fn insert_config<T: serde::Serialize>(
     out: &mut Map<String, Value>,
     member: &str,
-    created: &Option<T>,
-    amended: &Option<Value>,
+    config: &Option<T>,
 ) {
-    let value = match amended {
-        Some(v) => Some(v.clone()),
-        None => created
-            .as_ref()
-            .and_then(|c| serde_json::to_value(c).ok())
-            .map(without_nulls),
-    };
+    let value = config
+        .as_ref()
+        .and_then(|c| serde_json::to_value(c).ok())
+        .map(without_nulls);
     if let Some(v) = value {
         out.insert(member.into(), v);
     }
 }
 
 /// DescribeJob's `job`.
-fn job_json<S: RegistryStore>(
-    ctx: &Ctx<'_, S>,
-    job: &Job,
-    amendment: &JobAmendment,
-    details: ProcessDetails,
-) -> Value {
+fn job_json<S: RegistryStore>(ctx: &Ctx<'_, S>, job: &Job, details: ProcessDetails) -> Value {
     let id = job.job_id.as_str();
-    let targets = effective_targets(job, amendment);
+    let targets = effective_targets(job);
     let mut out = Map::new();
     out.insert("jobArn".into(), json!(job_arn(ctx, id)));
     out.insert("jobId".into(), json!(id));
@@ -444,29 +422,16 @@ fn job_json<S: RegistryStore>(
         out.insert("comment".into(), json!(c));
     }
     out.insert("targets".into(), json!(targets));
-    if let Some(d) = amendment.description.as_ref().or(job.description.as_ref()) {
+    if let Some(d) = &job.description {
         out.insert("description".into(), json!(d));
     }
-    match (&amendment.presigned_url_config, &job.presigned_url_config) {
-        (Some(v), _) | (None, Some(v)) => {
-            out.insert("presignedUrlConfig".into(), v.clone());
-        }
-        (None, None) => {}
+    if let Some(v) = &job.presigned_url_config {
+        out.insert("presignedUrlConfig".into(), v.clone());
     }
-    insert_config(
-        &mut out,
-        "jobExecutionsRolloutConfig",
-        &job.rollout,
-        &amendment.rollout,
-    );
-    insert_config(&mut out, "abortConfig", &job.abort, &amendment.abort);
-    insert_config(&mut out, "timeoutConfig", &job.timeout, &amendment.timeout);
-    insert_config(
-        &mut out,
-        "jobExecutionsRetryConfig",
-        &job.retry,
-        &amendment.retry,
-    );
+    insert_config(&mut out, "jobExecutionsRolloutConfig", &job.rollout);
+    insert_config(&mut out, "abortConfig", &job.abort);
+    insert_config(&mut out, "timeoutConfig", &job.timeout);
+    insert_config(&mut out, "jobExecutionsRetryConfig", &job.retry);
     out.insert("createdAt".into(), json!(job.created_at));
     out.insert("lastUpdatedAt".into(), json!(job.last_updated_at));
     if let Some(t) = job.completed_at {
@@ -639,11 +604,6 @@ fn create_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Va
     let messages = engine(ctx)?
         .create_job(job, &things, now)
         .map_err(|e| refusal(e, &["ResourceAlreadyExistsException"]))?;
-    // A job created again under the ID of a deleted one starts without amendments.
-    ctx.plane.job_store.update(|r| {
-        r.amendments.remove(id.as_str());
-        Ok::<_, ApiError>(())
-    })?;
     publish(ctx, messages);
     Ok(job_answer(ctx, id.as_str(), description.as_deref()))
 }
@@ -652,12 +612,11 @@ fn create_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Va
 /// `AssociateTargetsWithJob` changed since, and its executions counted by status.
 fn describe_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Value> {
     let id = job_id(input)?;
-    let amendment = ctx.plane.job_store.amendment(id.as_str());
     let jobs = engine(ctx)?;
     let job = jobs.describe_job(&id).map_err(|e| refusal(e, &[]))?;
     let details = jobs.process_details(&id).map_err(|e| refusal(e, &[]))?;
     drop(jobs);
-    Ok(json!({ "job": job_json(ctx, &job, &amendment, details) }))
+    Ok(json!({ "job": job_json(ctx, &job, details) }))
 }
 
 /// `ListJobs`, by job ID, filtered by `status`, `targetSelection` and the target group
@@ -681,7 +640,6 @@ fn list_jobs<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Val
         .flatten()
         .map(|g| ctx.arn(&format!("thinggroup/{g}")))
         .collect();
-    let amendments = ctx.plane.job_store.snapshot().amendments;
     let all = engine(ctx)?.list_jobs().map_err(|e| refusal(e, &[]))?;
     let status = input.str("status");
     let selection = input.str("targetSelection");
@@ -693,11 +651,7 @@ fn list_jobs<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Val
         {
             continue;
         }
-        let amendment = amendments
-            .get(job.job_id.as_str())
-            .cloned()
-            .unwrap_or_default();
-        let targets = effective_targets(&job, &amendment);
+        let targets = effective_targets(&job);
         if !group_arns.iter().all(|g| targets.contains(g)) {
             continue;
         }
@@ -749,7 +703,6 @@ fn cancel_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Va
         reason_code: input.str("reasonCode").map(str::to_string),
         comment: input.str("comment").map(str::to_string),
     };
-    let amendment = ctx.plane.job_store.amendment(id.as_str());
     let mut jobs = engine(ctx)?;
     let messages = jobs
         .cancel_job(&id, &cancel, now_secs(ctx))
@@ -757,7 +710,6 @@ fn cancel_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Va
     let description = jobs.describe_job(&id).ok().and_then(|j| j.description);
     drop(jobs);
     publish(ctx, messages);
-    let description = amendment.description.or(description);
     Ok(job_answer(ctx, id.as_str(), description.as_deref()))
 }
 
@@ -768,43 +720,30 @@ fn delete_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Va
     let messages = engine(ctx)?
         .delete_job(&id, input.bool("force").unwrap_or(false), now_secs(ctx))
         .map_err(|e| refusal(e, &["InvalidStateTransitionException"]))?;
-    ctx.plane.job_store.update(|r| {
-        r.amendments.remove(id.as_str());
-        Ok::<_, ApiError>(())
-    })?;
     publish(ctx, messages);
     Ok(json!({}))
 }
 
 /// `UpdateJob`: the description and the presigned-URL, rollout, abort, timeout and retry
-/// configurations, each checked by the engine's rules. They are stored as the job's
-/// amendment and shown by `DescribeJob`; the engine keeps pacing, aborting, timing out and
-/// retrying the job with the configurations it was created with (it has no live update).
+/// configurations, checked by the engine's rules and applied to the running job: a new rate
+/// from the next minute, new abort criteria from the next outcome, a new timeout for
+/// executions queued from now on, retries only lowered to 0 (J-18).
 fn update_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Value> {
     refuse_unsupported(input, &[("namespaceId", NO_NAMESPACES)])?;
     let id = job_id(input)?;
-    Configs::read(|m| input.get(m))?;
+    let configs = Configs::read(|m| input.get(m))?;
+    let update = JobUpdate {
+        description: input.str("description").map(str::to_string),
+        rollout: configs.rollout,
+        abort: configs.abort,
+        timeout: configs.timeout,
+        retry: configs.retry,
+        presigned_url_config: input.get("presignedUrlConfig").cloned(),
+        add_targets: Vec::new(),
+    };
     engine(ctx)?
-        .describe_job(&id)
+        .update_job(&id, update, now_secs(ctx))
         .map_err(|e| refusal(e, &[]))?;
-    ctx.plane.job_store.update(|r| {
-        let a = r.amendments.entry(id.to_string()).or_default();
-        if let Some(d) = input.str("description") {
-            a.description = Some(d.to_string());
-        }
-        for (member, slot) in [
-            ("presignedUrlConfig", &mut a.presigned_url_config),
-            ("jobExecutionsRolloutConfig", &mut a.rollout),
-            ("abortConfig", &mut a.abort),
-            ("timeoutConfig", &mut a.timeout),
-            ("jobExecutionsRetryConfig", &mut a.retry),
-        ] {
-            if let Some(v) = input.get(member) {
-                *slot = Some(v.clone());
-            }
-        }
-        Ok::<_, ApiError>(())
-    })?;
     Ok(json!({}))
 }
 
@@ -828,8 +767,7 @@ fn associate_targets<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiRe
             job.status.as_str()
         )));
     }
-    let amendment = ctx.plane.job_store.amendment(id.as_str());
-    let current = effective_targets(&job, &amendment);
+    let current = effective_targets(&job);
     let mut added: Vec<String> = Vec::new();
     for t in input
         .get("targets")
@@ -852,27 +790,27 @@ fn associate_targets<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiRe
         .into_iter()
         .filter(|t| !reached.contains(t))
         .collect();
-    ctx.plane.job_store.update(|r| {
-        r.amendments
-            .entry(id.to_string())
-            .or_default()
-            .added_targets
-            .extend(added.iter().cloned());
-        Ok::<_, ApiError>(())
-    })?;
     let now = now_secs(ctx);
     let mut messages = Vec::new();
-    {
+    let description = {
         let mut jobs = engine(ctx)?;
+        let update = JobUpdate {
+            add_targets: added,
+            ..JobUpdate::default()
+        };
+        let description = jobs
+            .update_job(&id, update, now)
+            .map_err(|e| refusal(e, &[]))?
+            .description;
         for thing in &new_things {
             messages.extend(
                 jobs.add_thing(&id, thing, now)
                     .map_err(|e| refusal(e, &[]))?,
             );
         }
-    }
+        description
+    };
     publish(ctx, messages);
-    let description = amendment.description.or(job.description);
     Ok(job_answer(ctx, id.as_str(), description.as_deref()))
 }
 

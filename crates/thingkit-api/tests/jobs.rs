@@ -765,3 +765,28 @@ fn signed_job_requests_round_trip_and_a_policy_can_deny_create_job() {
         String::from_utf8_lossy(&deleted.body)
     );
 }
+
+#[test]
+fn a_scheduled_job_is_scheduled_and_maintenance_windows_are_refused() {
+    let f = fixture();
+    f.thing("t");
+    // NOW is 2026-12-04T12:00 UTC, the fixture's clock; the start an hour later.
+    assert_eq!(NOW, 1_796_385_600);
+    let text = "2026-12-04T13:00";
+    f.ok(
+        "CreateJob",
+        json!({"jobId": "later", "document": DOC, "targets": [thing_arn("t")],
+               "schedulingConfig": {"startTime": text, "endBehavior": "CANCEL"}}),
+    );
+    let job = &f.ok("DescribeJob", json!({"jobId": "later"}))["job"];
+    assert_eq!(job["status"], "SCHEDULED");
+    assert_eq!(job["schedulingConfig"]["startTime"], text);
+    let e = f.err(
+        "CreateJob",
+        json!({"jobId": "windows", "document": DOC, "targets": [thing_arn("t")],
+               "schedulingConfig": {"startTime": text, "maintenanceWindows": [
+                   {"startTime": "cron(0 0 * * ? *)", "durationInMinutes": 60}]}}),
+    );
+    assert_eq!(e.code, "InvalidRequestException");
+    assert!(e.message.contains("maintenanceWindows"), "{}", e.message);
+}

@@ -261,6 +261,85 @@ pub struct Job {
     /// presigned-URL substitution is done).
     #[serde(default)]
     pub presigned_url_config: Option<serde_json::Value>,
+    /// `schedulingConfig`: when the rollout starts and ends, and what its end does.
+    #[serde(default)]
+    pub scheduling: Option<JobScheduling>,
+}
+
+/// `schedulingConfig` as CreateJob receives it (times `YYYY-MM-DDTHH:MM`, UTC). Maintenance
+/// windows are not supported (they need AWS's cron dialect evaluated exactly): a non-empty
+/// list is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobScheduling {
+    /// When the rollout starts (at least 30 minutes, at most a year, from creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// When the rollout ends (at least 30 minutes after the start, at most two years).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    /// `STOP_ROLLOUT` (default), `CANCEL` or `FORCE_CANCEL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_behavior: Option<String>,
+    /// `maintenanceWindows`: refused unless empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance_windows: Vec<serde_json::Value>,
+}
+
+impl JobScheduling {
+    /// The stored times and end behavior, read without the creation-time range checks (for a
+    /// restart, when the start may be past); unreadable parts are `None`.
+    pub fn stored(&self) -> crate::rollout::SchedulingConfig {
+        use crate::rollout::{EndBehavior, SchedulingConfig, parse_schedule_time};
+        let time = |t: &Option<String>| t.as_deref().and_then(|t| parse_schedule_time(t).ok());
+        SchedulingConfig {
+            start: time(&self.start_time),
+            end: time(&self.end_time),
+            end_behavior: self
+                .end_behavior
+                .as_deref()
+                .and_then(EndBehavior::from_wire),
+        }
+    }
+
+    /// The times as unix seconds and the end behavior, checked against creation time `now`
+    /// (§B.4: start in [now + 30 min, now + 1 year], end in [now + 30 min, now + 2 years] and
+    /// [start + 30 min, start + 2 years]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] naming the rule.
+    pub fn resolve(&self, now: u64) -> Result<crate::rollout::SchedulingConfig, Error> {
+        use crate::rollout::{EndBehavior, SchedulingConfig, parse_schedule_time};
+        if !self.maintenance_windows.is_empty() {
+            return Err(Error::request(
+                "schedulingConfig.maintenanceWindows is not supported by thingkit",
+            ));
+        }
+        let time = |t: &Option<String>| {
+            t.as_deref()
+                .map(parse_schedule_time)
+                .transpose()
+                .map_err(|e| Error::request(e.to_string()))
+        };
+        let end_behavior = match self.end_behavior.as_deref() {
+            None => None,
+            Some(b) => Some(EndBehavior::from_wire(b).ok_or_else(|| {
+                Error::request(format!(
+                    "schedulingConfig.endBehavior {b:?} is not STOP_ROLLOUT, CANCEL or FORCE_CANCEL"
+                ))
+            })?),
+        };
+        let config = SchedulingConfig {
+            start: time(&self.start_time)?,
+            end: time(&self.end_time)?,
+            end_behavior,
+        };
+        config
+            .validate(now)
+            .map_err(|e| Error::request(e.to_string()))?;
+        Ok(config)
+    }
 }
 
 impl Job {
@@ -286,6 +365,7 @@ impl Job {
             retry: None,
             job_template_arn: None,
             presigned_url_config: None,
+            scheduling: None,
         }
     }
 

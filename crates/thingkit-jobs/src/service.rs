@@ -37,6 +37,15 @@ pub struct Jobs<S: JobStore> {
     deadlines: Deadlines,
     /// Non-terminal executions per IN_PROGRESS job, kept so completion needs no scan.
     open: HashMap<JobId, u64>,
+    /// Scheduled starts and ends of rollouts (`schedulingConfig`), earliest first.
+    schedule: BinaryHeap<Reverse<(u64, JobId, Boundary)>>,
+}
+
+/// A `schedulingConfig` boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Boundary {
+    Start,
+    End,
 }
 
 impl<S: JobStore> std::fmt::Debug for Jobs<S> {
@@ -259,6 +268,7 @@ impl<S: JobStore> Jobs<S> {
             pacer: Pacer::new(),
             deadlines: Deadlines::default(),
             open: HashMap::new(),
+            schedule: BinaryHeap::new(),
         }
     }
 
@@ -273,6 +283,23 @@ impl<S: JobStore> Jobs<S> {
     pub fn open(store: S, limits: Limits, now: u64) -> Result<Self, Error> {
         let mut jobs = Jobs::new(store, limits);
         for job in jobs.store.list_jobs()? {
+            let times = job
+                .scheduling
+                .as_ref()
+                .map(|s| s.stored())
+                .unwrap_or_default();
+            if matches!(job.status, JobStatus::InProgress | JobStatus::Scheduled)
+                && let Some(end) = times.end
+            {
+                jobs.schedule
+                    .push(Reverse((end, job.job_id.clone(), Boundary::End)));
+            }
+            if job.status == JobStatus::Scheduled {
+                let start = times.start.unwrap_or(now);
+                jobs.schedule
+                    .push(Reverse((start, job.job_id.clone(), Boundary::Start)));
+                continue;
+            }
             if job.status != JobStatus::InProgress {
                 continue;
             }
@@ -330,10 +357,14 @@ impl<S: JobStore> Jobs<S> {
     /// The earliest instant at which [`Jobs::tick`] may have work (a thing to notify or an
     /// execution to time out); a driver sleeps until then, or at most a few seconds.
     pub fn next_wakeup(&self) -> Option<u64> {
-        match (self.pacer.next_wakeup(), self.deadlines.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.pacer.next_wakeup(),
+            self.deadlines.next(),
+            self.schedule.peek().map(|Reverse((at, _, _))| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Does what is due at `now`: notifies the things each job's rollout rate allows (their
@@ -346,13 +377,99 @@ impl<S: JobStore> Jobs<S> {
     /// stays, and a thing whose execution could not be created is notified again after the
     /// next [`Jobs::open`].
     pub fn tick(&mut self, now: u64) -> Result<Vec<OutMessage>, Error> {
-        let mut out = self.release(now)?;
+        let mut out = Vec::new();
+        while self
+            .schedule
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= now)
+        {
+            let Some(Reverse((_, id, boundary))) = self.schedule.pop() else {
+                break;
+            };
+            match boundary {
+                Boundary::Start => self.start_rollout(&id, now)?,
+                Boundary::End => out.extend(self.end_rollout(&id, now)?),
+            }
+        }
+        out.extend(self.release(now)?);
         for (job, thing) in self.deadlines.due(now) {
             if let Some(msgs) = self.time_out_execution(&job, &thing, now)? {
                 out.extend(msgs);
             }
         }
         Ok(out)
+    }
+
+    /// A SCHEDULED job's start time came: it becomes IN_PROGRESS and its rollout begins (its
+    /// first rate window opens now).
+    fn start_rollout(&mut self, id: &JobId, now: u64) -> Result<(), Error> {
+        let Some(mut job) = self.store.get_job(id)? else {
+            return Ok(());
+        };
+        if job.status != JobStatus::Scheduled {
+            return Ok(());
+        }
+        job.status = JobStatus::InProgress;
+        job.last_updated_at = now;
+        self.store.put_job(&job)?;
+        self.begin_rollout(&job, now)
+    }
+
+    /// Puts `job`'s rollout list on the pacer from `now`.
+    fn begin_rollout(&mut self, job: &Job, now: u64) -> Result<(), Error> {
+        let id = job.job_id.clone();
+        let (plan, _) = plan_of(job)?;
+        self.pacer.remove_job(&id);
+        self.pacer
+            .add_job(id.clone(), plan, now)
+            .map_err(|e| Error::store(format!("pacer: {e}")))?;
+        for thing in self.store.rollout(&id)? {
+            self.pacer
+                .enqueue(&id, thing, now)
+                .map_err(|e| Error::store(format!("pacer: {e}")))?;
+        }
+        self.open.entry(id).or_insert(0);
+        Ok(())
+    }
+
+    /// A job's end time came: `STOP_ROLLOUT` notifies no one more (the job completes when
+    /// the executions it has end), `CANCEL` cancels it, `FORCE_CANCEL` cancels it with its
+    /// IN_PROGRESS executions.
+    fn end_rollout(&mut self, id: &JobId, now: u64) -> Result<Vec<OutMessage>, Error> {
+        let Some(job) = self.store.get_job(id)? else {
+            return Ok(Vec::new());
+        };
+        if !matches!(job.status, JobStatus::InProgress | JobStatus::Scheduled) {
+            return Ok(Vec::new());
+        }
+        let behavior = job
+            .scheduling
+            .as_ref()
+            .and_then(|s| s.stored().end_behavior)
+            .unwrap_or_default();
+        let force = match behavior {
+            rollout::EndBehavior::StopRollout => {
+                let _ = self.pacer.cancel(id);
+                // The things never notified are dropped from the stored list too, so a
+                // restart does not resume the rollout.
+                self.store.put_rollout(id, &[])?;
+                if job.status == JobStatus::InProgress {
+                    self.complete_if_done(id, now)?;
+                }
+                return Ok(Vec::new());
+            }
+            rollout::EndBehavior::Cancel => false,
+            rollout::EndBehavior::ForceCancel => true,
+        };
+        let cancel = CancelJob {
+            force,
+            reason_code: None,
+            comment: Some(format!(
+                "Canceled at the end of its schedule ({})",
+                behavior.as_wire()
+            )),
+        };
+        self.cancel_job(id, &cancel, now)
     }
 
     /// Creates the executions the pacer releases at `now`.
@@ -537,7 +654,13 @@ impl<S: JobStore> Jobs<S> {
         now: u64,
     ) -> Result<Vec<OutMessage>, Error> {
         job.validate()?;
-        let (plan, _) = plan_of(&job)?;
+        plan_of(&job)?;
+        let scheduling = job
+            .scheduling
+            .as_ref()
+            .map(|s| s.resolve(now))
+            .transpose()?
+            .unwrap_or_default();
         for t in things {
             if !device::is_valid_thing_name(t) {
                 return Err(Error::request(format!("invalid thing name \"{t}\"")));
@@ -548,7 +671,11 @@ impl<S: JobStore> Jobs<S> {
                 job_id: job.job_id.to_string(),
             });
         }
-        job.status = JobStatus::InProgress;
+        let start_later = scheduling.start.filter(|s| *s > now);
+        job.status = match start_later {
+            Some(_) => JobStatus::Scheduled,
+            None => JobStatus::InProgress,
+        };
         job.created_at = now;
         job.last_updated_at = now;
         job.completed_at = None;
@@ -563,16 +690,16 @@ impl<S: JobStore> Jobs<S> {
         self.store.put_rollout(&job.job_id, &unique)?;
         self.store.put_job(&job)?;
         let id = job.job_id.clone();
-        self.pacer.remove_job(&id);
-        self.pacer
-            .add_job(id.clone(), plan, now)
-            .map_err(|e| Error::store(format!("pacer: {e}")))?;
-        for thing in unique {
-            self.pacer
-                .enqueue(&id, thing, now)
-                .map_err(|e| Error::store(format!("pacer: {e}")))?;
+        if let Some(end) = scheduling.end {
+            self.schedule
+                .push(Reverse((end, id.clone(), Boundary::End)));
+        }
+        if let Some(start) = start_later {
+            self.schedule.push(Reverse((start, id, Boundary::Start)));
+            return Ok(Vec::new());
         }
         self.open.insert(id.clone(), 0);
+        self.begin_rollout(&job, now)?;
         let out = self.release(now)?;
         self.complete_if_done(&id, now)?;
         Ok(out)

@@ -404,3 +404,145 @@ fn update_job_changes_the_rate_from_the_next_minute_and_refuses_more_retries() {
         })
     );
 }
+
+fn at(text: &str) -> u64 {
+    thingkit_jobs::rollout::parse_schedule_time(text).expect("a schedule time")
+}
+
+fn scheduled(
+    start: Option<&str>,
+    end: Option<&str>,
+    behavior: Option<&str>,
+) -> thingkit_jobs::job::JobScheduling {
+    thingkit_jobs::job::JobScheduling {
+        start_time: start.map(str::to_owned),
+        end_time: end.map(str::to_owned),
+        end_behavior: behavior.map(str::to_owned),
+        maintenance_windows: Vec::new(),
+    }
+}
+
+#[test]
+fn a_scheduled_job_starts_at_its_start_time_and_cancels_at_its_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jobs.redb");
+    let now = at("2026-12-04T12:00");
+    let targets = things(3);
+    {
+        let store = RedbJobStore::open(&path).expect("open");
+        let mut jobs = Jobs::open(store, Limits::default(), now).expect("open");
+        let job = job_with("night", &targets, |j| {
+            j.scheduling = Some(scheduled(
+                Some("2026-12-04T13:00"),
+                Some("2026-12-04T14:00"),
+                Some("CANCEL"),
+            ));
+            j.rollout = Some(RolloutConfig {
+                maximum_per_minute: Some(2),
+                exponential_rate: None,
+            });
+        });
+        assert!(jobs.create_job(job, &targets, now).expect("ok").is_empty());
+        assert_eq!(
+            jobs.describe_job(&id("night")).expect("job").status,
+            JobStatus::Scheduled
+        );
+        assert_eq!(jobs.next_wakeup(), Some(at("2026-12-04T13:00")));
+        assert!(jobs.tick(at("2026-12-04T12:59")).expect("tick").is_empty());
+        // A restart before the start keeps the schedule.
+    }
+    let store = RedbJobStore::open(&path).expect("reopen");
+    let mut jobs = Jobs::open(store, Limits::default(), now + 60).expect("open");
+    assert_eq!(
+        notified(&jobs.tick(at("2026-12-04T13:00")).expect("tick")),
+        ["dev-00000", "dev-00001"]
+    );
+    assert_eq!(
+        jobs.describe_job(&id("night")).expect("job").status,
+        JobStatus::InProgress
+    );
+    report(
+        &mut jobs,
+        "dev-00000",
+        "night",
+        "IN_PROGRESS",
+        at("2026-12-04T13:01"),
+    );
+    // The end (processed before the rollout's next release in the same tick) cancels the job
+    // and its QUEUED execution; the IN_PROGRESS one keeps running, the third thing is never
+    // notified.
+    jobs.tick(at("2026-12-04T14:00")).expect("tick");
+    let job = jobs.describe_job(&id("night")).expect("job");
+    assert_eq!(job.status, JobStatus::Canceled);
+    let d = jobs.process_details(&id("night")).expect("details");
+    assert_eq!((d.in_progress, d.canceled, d.waiting), (1, 1, 0), "{d:?}");
+    assert!(jobs.describe_execution(&id("night"), "dev-00002").is_err());
+}
+
+#[test]
+fn stop_rollout_at_the_end_notifies_no_one_more_and_the_job_completes() {
+    let mut jobs = Jobs::new(MemoryJobStore::new(), Limits::default());
+    let now = at("2026-12-04T12:00");
+    let targets = things(100);
+    let job = job_with("slow", &targets, |j| {
+        j.scheduling = Some(scheduled(None, Some("2026-12-04T12:30"), None));
+        j.rollout = Some(RolloutConfig {
+            maximum_per_minute: Some(1),
+            exponential_rate: None,
+        });
+    });
+    assert_eq!(
+        notified(&jobs.create_job(job, &targets, now).expect("ok")).len(),
+        1
+    );
+    let mut reached = 1;
+    for minute in 1..=40 {
+        reached += notified(&jobs.tick(now + minute * 60).expect("tick")).len();
+    }
+    assert_eq!(reached, 30, "one a minute until the end at 12:30");
+    for i in 0..30 {
+        report(
+            &mut jobs,
+            &format!("dev-{i:05}"),
+            "slow",
+            "SUCCEEDED",
+            now + 3000,
+        );
+    }
+    assert_eq!(
+        jobs.describe_job(&id("slow")).expect("job").status,
+        JobStatus::Completed
+    );
+}
+
+#[test]
+fn scheduling_rules_are_checked_at_creation() {
+    let mut jobs = Jobs::new(MemoryJobStore::new(), Limits::default());
+    let now = at("2026-12-04T12:00");
+    let targets = things(1);
+    for (start, end, behavior, why) in [
+        (Some("2026-12-04T12:10"), None, None, "30 minutes"),
+        (
+            Some("2026-12-04T13:00"),
+            Some("2026-12-04T13:10"),
+            None,
+            "30 minutes after",
+        ),
+        (Some("2026-12-04 13:00"), None, None, "2026-12-04 13:00"),
+        (None, Some("2026-12-04T14:00"), Some("LATER"), "endBehavior"),
+    ] {
+        let job = job_with("bad", &targets, |j| {
+            j.scheduling = Some(scheduled(start, end, behavior));
+        });
+        let e = jobs.create_job(job, &targets, now).unwrap_err().to_string();
+        assert!(e.contains(why), "{why}: {e}");
+    }
+    let job = job_with("windows", &targets, |j| {
+        let mut s = scheduled(Some("2026-12-04T13:00"), None, None);
+        s.maintenance_windows =
+            vec![serde_json::json!({"startTime": "cron(0 0 * * ? *)", "durationInMinutes": 60})];
+        j.scheduling = Some(s);
+    });
+    let e = jobs.create_job(job, &targets, now).unwrap_err().to_string();
+    assert!(e.contains("maintenanceWindows"), "{e}");
+}

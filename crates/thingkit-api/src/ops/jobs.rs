@@ -432,6 +432,7 @@ fn job_json<S: RegistryStore>(ctx: &Ctx<'_, S>, job: &Job, details: ProcessDetai
     insert_config(&mut out, "abortConfig", &job.abort);
     insert_config(&mut out, "timeoutConfig", &job.timeout);
     insert_config(&mut out, "jobExecutionsRetryConfig", &job.retry);
+    insert_config(&mut out, "schedulingConfig", &job.scheduling);
     out.insert("createdAt".into(), json!(job.created_at));
     out.insert("lastUpdatedAt".into(), json!(job.last_updated_at));
     if let Some(t) = job.completed_at {
@@ -503,7 +504,8 @@ fn job_answer<S: RegistryStore>(ctx: &Ctx<'_, S>, id: &str, description: Option<
 // Jobs.
 
 /// `CreateJob`. The document is `document`, or the template's (`jobTemplateArn`); members the
-/// request gives win over the template's. `documentSource` (an S3 URL), scheduling, namespaces,
+/// request gives win over the template's. `schedulingConfig` start and end times are run by
+/// the engine; maintenance windows, `documentSource` (an S3 URL), namespaces,
 /// document parameters and package versions are refused with `InvalidRequestException`
 /// naming the member. Tags are accepted and not kept.
 fn create_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Value> {
@@ -517,10 +519,6 @@ fn create_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Va
         input,
         &[
             ("namespaceId", NO_NAMESPACES),
-            (
-                "schedulingConfig",
-                "scheduled jobs and maintenance windows are not implemented",
-            ),
             (
                 "documentParameters",
                 "they fill AWS-managed templates, which thingkit does not have",
@@ -595,6 +593,7 @@ fn create_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Va
     job.timeout = configs.timeout;
     job.retry = configs.retry;
     job.job_template_arn = input.str("jobTemplateArn").map(str::to_string);
+    job.scheduling = config(input.get("schedulingConfig"), "schedulingConfig")?;
     job.presigned_url_config = input.get("presignedUrlConfig").cloned().or_else(|| {
         template
             .as_ref()

@@ -344,3 +344,40 @@ async fn a_job_that_is_not_a_firmware_update_is_rejected() {
     assert!(execution.status_details["reason"].contains("reboot"));
     ota.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_by_a_power_loss_resumes_from_its_checkpoint() {
+    let ota = Ota::start().await;
+    let fw = image(3);
+    ota.create_firmware_job("fw-2-resumed", ota.envelope(2, &fw), fw.clone())
+        .await;
+    let mut options = ota.options();
+    options.power_cut_after_blocks = Some(8);
+    let cut = tokio::time::timeout(Duration::from_secs(60), agent::run(options))
+        .await
+        .expect("the agent stops within a minute")
+        .expect_err("the power cut stops the agent");
+    assert!(cut.to_string().contains("power cut"), "{cut}");
+    let state = agent::load_state(ota.dir.path())
+        .expect("state readable")
+        .expect("state written");
+    let pending = state.job.expect("the job is remembered");
+    assert_eq!(pending.job_id, "fw-2-resumed");
+    assert_eq!(pending.download.expect("a checkpoint").delivered, 8);
+
+    // Back on: the execution is IN_PROGRESS, the agent asks only for the last two blocks.
+    let outcome = ota.run_agent().await;
+    let job = &outcome.jobs[0];
+    assert_eq!(
+        (job.status.as_str(), job.reason.as_str()),
+        ("SUCCEEDED", "accepted 2")
+    );
+    assert_eq!(details_of(job, "receive"), ["10/10"]);
+    assert_eq!(details_of(job, "self_test"), ["ready", "active"]);
+    assert_eq!(outcome.state.update.active_slot, Slot::B);
+    assert_eq!(
+        std::fs::read(agent::slot_path(ota.dir.path(), Slot::B)).expect("slot b"),
+        fw
+    );
+    ota.stop().await;
+}

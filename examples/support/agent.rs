@@ -113,6 +113,10 @@ pub struct Options {
     /// How long the simulated reboot takes (at least a second: the broker, like AWS, allows
     /// one CONNECT per second per client ID).
     pub reboot_delay: Duration,
+    /// Simulation: lose power (stop with an error, without a word to the broker) once this many
+    /// blocks of an image are in the slot; the next run resumes the download from the
+    /// checkpoint.
+    pub power_cut_after_blocks: Option<u64>,
 }
 
 impl Options {
@@ -141,6 +145,7 @@ impl Options {
             timeout: Duration::from_secs(10),
             idle_poll: Duration::from_secs(20),
             reboot_delay: Duration::from_millis(1100),
+            power_cut_after_blocks: None,
         }
     }
 }
@@ -381,14 +386,18 @@ async fn connect(options: &Options, tls: &Arc<rustls::ClientConfig>) -> Result<C
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let client =
-            Client::connect(options.addr, &options.server_name, tls.clone(), &mqtt).await?;
-        if accepted(&client.connack) {
-            return Ok(client);
-        }
+        let error: Error =
+            match Client::connect(options.addr, &options.server_name, tls.clone(), &mqtt).await {
+                Ok(client) if accepted(&client.connack) => return Ok(client),
+                Ok(client) => {
+                    format!("CONNECT refused: 0x{:02x}", client.connack.reason_code.0).into()
+                }
+                Err(e) => e,
+            };
         if attempt >= 5 {
-            return Err(format!("CONNECT refused: 0x{:02x}", client.connack.reason_code.0).into());
+            return Err(error);
         }
+        tracing::warn!(%error, attempt, "connecting again in a second");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -897,6 +906,19 @@ impl Agent {
                 p.download = Some(download.checkpoint().clone());
             }
             self.save()?;
+            if let Some(n) = self.options.power_cut_after_blocks
+                && download.checkpoint().delivered >= n
+                && !download.is_complete()
+            {
+                self.client = None; // the socket just closes
+                return Err(Failure::Fatal(
+                    format!(
+                        "simulated power cut after {} blocks",
+                        download.checkpoint().delivered
+                    )
+                    .into(),
+                ));
+            }
             if download.checkpoint().delivered == before {
                 stalls += 1;
                 if stalls >= MAX_STALLS {

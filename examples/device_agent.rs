@@ -38,6 +38,7 @@
 //!   jq -r '"export AWS_ACCESS_KEY_ID=\(.AccessKeyId) AWS_SECRET_ACCESS_KEY=\(.SecretAccessKey)"')"
 //! cargo run -q -p thingkit-cli -- jobs create --config demo/thingkit.toml --job-id fw-2 \
 //!   --thing sensor-1 --envelope demo/fw-2.suit --image demo/fw-2.bin
+//! sleep 2   # the server picks up new images under data_dir/streams every 2 s
 //!
 //! # The agent: installs it into slot b, reports SUCCEEDED, stops when nothing is pending.
 //! cargo run -q --example device_agent -- --host localhost --port 8883 \

@@ -377,7 +377,9 @@ impl<J: Key, T: Key> Pacer<J, T> {
 
     /// Adds a job again after a restart, with the counts it had reached: `notified` things
     /// notified and `counts` outcomes (from the stored executions). Its first rate window
-    /// opens at `now`, at the rate those counts give (J-12).
+    /// opens at `now`, at the rate those counts give (J-12), with `sent_recently` (the things
+    /// notified in the minute before `now`) already spent from it, so restarting cannot
+    /// notify faster than the rate, however often it happens.
     pub fn restore_job(
         &mut self,
         job: J,
@@ -385,12 +387,14 @@ impl<J: Key, T: Key> Pacer<J, T> {
         now: UnixSeconds,
         notified: u64,
         counts: OutcomeCounts,
+        sent_recently: u32,
     ) -> Result<(), ScheduleError> {
         self.add_job(job.clone(), plan, now)?;
         if let Some(state) = self.jobs.get_mut(&job) {
             state.notified = notified;
             state.counts = counts;
             state.refresh_rate();
+            state.sent_in_window = sent_recently.min(state.rate);
         }
         Ok(())
     }

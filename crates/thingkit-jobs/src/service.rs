@@ -275,7 +275,8 @@ impl<S: JobStore> Jobs<S> {
     /// Jobs kept in `store` after a restart at `now`: every IN_PROGRESS job's rollout resumes
     /// with the things it had not notified yet (its stored rollout list less the things that
     /// have an execution), its outcome counts rebuilt from the stored executions, and the
-    /// deadlines of IN_PROGRESS executions armed again. The rate window restarts at `now`.
+    /// deadlines of IN_PROGRESS executions armed again. The rate window restarts at `now`, less
+    /// what was notified in the minute before, so a crash loop cannot outrun the rate.
     ///
     /// # Errors
     ///
@@ -328,8 +329,14 @@ impl<S: JobStore> Jobs<S> {
             // valid when created, and refusing to start the server over it would be worse.
             let plan = plan_of(&job).map(|(p, _)| p).unwrap_or_default();
             let notified = u64::try_from(executions.len()).unwrap_or(u64::MAX);
+            // First executions queued in the last minute spent this minute's rate already.
+            let recent = executions
+                .iter()
+                .filter(|e| e.execution_number == 1 && e.queued_at.saturating_add(60) > now)
+                .count();
+            let recent = u32::try_from(recent).unwrap_or(u32::MAX);
             jobs.pacer
-                .restore_job(id.clone(), plan, now, notified, counts)
+                .restore_job(id.clone(), plan, now, notified, counts, recent)
                 .map_err(|e| Error::store(format!("pacer: {e}")))?;
             for thing in jobs.store.rollout(&id)? {
                 if !executed.contains(thing.as_str()) {
@@ -1164,17 +1171,20 @@ impl<S: JobStore> Jobs<S> {
                 .iter()
                 .find(|c| c.execution.job_id == w.job_id)
                 .map(|c| c.execution.clone());
-            let stored = self
-                .put_execution(before.as_ref(), w, now, &mut followups)
-                .and_then(|()| self.complete_if_done(&w.job_id, now));
-            if let Err(e) = stored {
+            if let Err(e) = self.put_execution(before.as_ref(), w, now, &mut followups) {
                 return Some(vec![device::internal_error(topic, &e.to_string(), now)]);
             }
         }
         // The device's change is stored and answered; a store failure while applying what it
-        // set in motion (a retry or an abort) leaves that undone.
+        // set in motion (a retry or an abort) leaves that undone. Completion is decided after
+        // the retries are queued: a retried execution keeps its job open.
         if let Ok(more) = self.follow_up(followups, now) {
             outcome.publishes.extend(more);
+        }
+        for w in &outcome.writes {
+            if let Err(e) = self.complete_if_done(&w.job_id, now) {
+                return Some(vec![device::internal_error(topic, &e.to_string(), now)]);
+            }
         }
         Some(outcome.publishes)
     }

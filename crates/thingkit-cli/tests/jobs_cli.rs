@@ -3,12 +3,10 @@
 //! described, listed, its execution listed and described, its document read back, canceled
 //! and force-deleted over HTTPS with SigV4; and a refusal (an unknown thing) as the AWS error.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{Server, arg, stderr, stdout, thingkit};
+use common::{Server, access_key, arg, json_of, stderr, thingkit, thingkit_with_key};
 
 /// `thingkit init DIR`, every listener on an ephemeral port, and the device `lamp-1`.
 fn init(dir: &Path) {
@@ -43,64 +41,22 @@ fn init(dir: &Path) {
     std::fs::write(path, config).unwrap();
 }
 
-/// `thingkit jobs ARGS` with the access key in the environment and `stdin`.
-fn jobs(args: &[String], key: (&str, &str), stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
-        .arg("jobs")
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", key.0)
-        .env("AWS_SECRET_ACCESS_KEY", key.1)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the thingkit binary runs");
-    {
-        let mut input = child.stdin.take().expect("stdin is piped");
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-    }
-    child.wait_with_output().expect("thingkit finishes")
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        stderr(out)
-    );
-    let text = stdout(out);
-    assert_eq!(text.lines().count(), 1, "one line: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 #[test]
 #[cfg(unix)]
 fn jobs_commands_create_describe_list_cancel_and_delete_over_the_signed_api() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
     let config = dir.path().join("thingkit.toml");
-    let out = thingkit(&["access-key", "create", "--config", arg(&config)], None);
-    assert!(out.status.success(), "access-key create: {}", stderr(&out));
-    let key: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let key = (
-        key["AccessKeyId"].as_str().unwrap().to_string(),
-        key["SecretAccessKey"].as_str().unwrap().to_string(),
-    );
+    let key = access_key(&config);
     let key = (key.0.as_str(), key.1.as_str());
     let server = Server::start(&config);
     let endpoint = format!("https://localhost:{}", server.api_port());
     // The configuration file for the CA bundle, region and account; --endpoint for the port.
     let run = |args: &[&str], stdin: Option<&str>| {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(
-            ["--config", arg(&config), "--endpoint", endpoint.as_str()]
-                .iter()
-                .map(|s| s.to_string()),
-        );
-        jobs(&all, key, stdin)
+        let mut all: Vec<&str> = vec!["jobs"];
+        all.extend(args);
+        all.extend(["--config", arg(&config), "--endpoint", endpoint.as_str()]);
+        thingkit_with_key(&all, Some(key), stdin)
     };
 
     let document = r#"{"operation":"reboot"}"#;

@@ -2,12 +2,11 @@
 //! `thingkit init`, an access key, the server on ephemeral ports, then the shadow commands over
 //! HTTPS with SigV4, and the refusals (a deleted shadow, a wrong secret, no credentials).
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 mod common;
-use common::{Server, arg, stderr, stdout, thingkit};
+use common::{Server, access_key, arg, json_of, stderr, stdout, thingkit, thingkit_with_key};
 
 /// `thingkit init DIR` with every listener on an ephemeral port of 127.0.0.1.
 fn init(dir: &Path) {
@@ -23,52 +22,12 @@ fn init(dir: &Path) {
     std::fs::write(path, config).unwrap();
 }
 
-/// `thingkit access-key create`: (AccessKeyId, SecretAccessKey).
-fn access_key(config: &Path) -> (String, String) {
-    let out = thingkit(&["access-key", "create", "--config", arg(config)], None);
-    assert!(out.status.success(), "access-key create: {}", stderr(&out));
-    let key: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    (
-        key["AccessKeyId"].as_str().unwrap().to_string(),
-        key["SecretAccessKey"].as_str().unwrap().to_string(),
-    )
-}
-
 /// `thingkit shadow ARGS` with the access key `(id, secret)` in the environment (or none).
 fn shadow(args: &[&str], key: Option<(&str, &str)>, stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thingkit"));
-    cmd.arg("shadow")
-        .args(args)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some((id, secret)) = key {
-        cmd.env("AWS_ACCESS_KEY_ID", id)
-            .env("AWS_SECRET_ACCESS_KEY", secret);
-    }
-    let mut child = cmd.spawn().expect("the thingkit binary runs");
-    {
-        let mut input = child.stdin.take().expect("stdin is piped");
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-    }
-    child.wait_with_output().expect("thingkit finishes")
-}
-
-/// The JSON a successful command printed on one line.
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        stderr(out)
-    );
-    let text = stdout(out);
-    assert_eq!(text.lines().count(), 1, "one line: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let args: Vec<&str> = std::iter::once("shadow")
+        .chain(args.iter().copied())
+        .collect();
+    thingkit_with_key(&args, key, stdin)
 }
 
 #[test]

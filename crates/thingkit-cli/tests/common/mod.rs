@@ -28,6 +28,57 @@ pub fn thingkit(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("thingkit finishes")
 }
 
+/// `thingkit ARGS` with the access key `(id, secret)` in the environment (or no credentials at
+/// all), writing `stdin` to it.
+pub fn thingkit_with_key(args: &[&str], key: Option<(&str, &str)>, stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thingkit"));
+    cmd.args(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((id, secret)) = key {
+        cmd.env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", secret);
+    }
+    let mut child = cmd.spawn().expect("the thingkit binary runs");
+    {
+        let mut input = child.stdin.take().expect("stdin is piped");
+        if let Some(text) = stdin {
+            input
+                .write_all(text.as_bytes())
+                .expect("thingkit reads stdin");
+        }
+    }
+    child.wait_with_output().expect("thingkit finishes")
+}
+
+/// The JSON a successful command printed on one line.
+pub fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(out)
+    );
+    let text = stdout(out);
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// `thingkit access-key create --config CONFIG`: (AccessKeyId, SecretAccessKey).
+pub fn access_key(config: &Path) -> (String, String) {
+    let key = json_of(&thingkit(
+        &["access-key", "create", "--config", arg(config)],
+        None,
+    ));
+    (
+        key["AccessKeyId"].as_str().unwrap().to_string(),
+        key["SecretAccessKey"].as_str().unwrap().to_string(),
+    )
+}
+
 /// What the command printed on stdout.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")

@@ -17,6 +17,11 @@
 //!   device answering over the device MQTT API as JSON (`start-next`, then `update` SUCCEEDED or
 //!   FAILED; 2 % never answer and time out through `tick`). Wall time per device, including
 //!   parsing requests and rendering every accepted answer and notification.
+//! - `engine_1m` (printed): `Jobs` on the memory store with a job of 1,000,000 things at 1000
+//!   per minute: the CreateJob time, then ten simulated minutes in which each of the 1000
+//!   things a minute releases answers `start-next` and SUCCEEDED. The cost per notified device
+//!   matches `engine_100k`'s when no event scans the job's executions or its queue.
+//!   JOBS_BENCH_1M=0 skips it.
 //! - `engine_redb` (printed): the engine on `RedbJobStore`, where each accepted change is one
 //!   durable redb commit, for JOBS_BENCH_REDB_DEVICES devices (2,000 by default); next to it
 //!   the floor measured in the same run: one redb commit with `Durability::Immediate` of an
@@ -270,6 +275,61 @@ fn engine_100k() {
     );
 }
 
+fn engine_1m() {
+    if std::env::var("JOBS_BENCH_1M").is_ok_and(|v| v == "0") {
+        return;
+    }
+    let devices = 1_000_000usize;
+    let things: Vec<String> = (0..devices).map(|i| format!("dev-{i}")).collect();
+    let mut job = guide_job(&things);
+    job.rollout = Some(WireRollout {
+        maximum_per_minute: Some(1000),
+        exponential_rate: None,
+    });
+    let mut jobs = Jobs::new(MemoryJobStore::new(), Limits::default());
+    let start = Instant::now();
+    let first = jobs.create_job(job, &things, T0).expect("created");
+    let create = start.elapsed();
+    drop(things);
+    let name = |m: &thingkit_jobs::OutMessage| -> Option<String> {
+        (m.topic.ends_with("/jobs/notify-next") && m.payload.len() > 40).then(|| {
+            m.topic["$aws/things/".len()..m.topic.len() - "/jobs/notify-next".len()].to_owned()
+        })
+    };
+    let mut batch: Vec<String> = first.iter().filter_map(name).collect();
+    let start = Instant::now();
+    let mut notified = 0usize;
+    for minute in 0..10u64 {
+        let now = T0 + minute * 60;
+        notified += batch.len();
+        for thing in &batch {
+            jobs.request(&format!("$aws/things/{thing}/jobs/start-next"), b"{}", now)
+                .expect("a request topic");
+            jobs.request(
+                &format!("$aws/things/{thing}/jobs/ota/update"),
+                br#"{"status":"SUCCEEDED"}"#,
+                now + 20,
+            )
+            .expect("a request topic");
+        }
+        let out = jobs.tick(T0 + (minute + 1) * 60).expect("tick");
+        batch = out.iter().filter_map(name).collect();
+    }
+    let wall = start.elapsed();
+    let d = jobs
+        .process_details(&JobId::new("ota").expect("valid"))
+        .expect("job");
+    println!(
+        "engine_1m: a job of {devices} things through Jobs<MemoryJobStore>: CreateJob {:.0} ms; \
+         10 simulated minutes, {notified} devices notified and answered, {} waiting: wall {:.0} ms \
+         ({:.1} µs per notified device)",
+        create.as_secs_f64() * 1e3,
+        d.waiting,
+        wall.as_secs_f64() * 1e3,
+        wall.as_secs_f64() * 1e6 / notified as f64,
+    );
+}
+
 fn engine_redb() {
     let devices: usize = std::env::var("JOBS_BENCH_REDB_DEVICES")
         .ok()
@@ -336,5 +396,6 @@ fn main() {
     c.final_summary();
     rollout_100k();
     engine_100k();
+    engine_1m();
     engine_redb();
 }

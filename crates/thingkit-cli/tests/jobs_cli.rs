@@ -102,6 +102,36 @@ fn jobs_commands_create_describe_list_cancel_and_delete_over_the_signed_api() {
     assert_eq!(execution["execution"]["status"], "QUEUED", "{execution}");
     let doc = json_of(&run(&["get-document", "--job-id", "reboot-1"], None));
     assert_eq!(doc["document"], document);
+
+    // A firmware job: the image goes to the server's streams, the envelope into the document.
+    std::fs::write(dir.path().join("fw.suit"), [0xd8, 0x6b, 0xa1, 0x01]).unwrap();
+    std::fs::write(dir.path().join("fw.bin"), vec![0x5a; 10_000]).unwrap();
+    let envelope = dir.path().join("fw.suit");
+    let image = dir.path().join("fw.bin");
+    json_of(&run(
+        &[
+            "create",
+            "--job-id",
+            "fw-2",
+            "--thing",
+            "lamp-1",
+            "--envelope",
+            arg(&envelope),
+            "--image",
+            arg(&image),
+        ],
+        None,
+    ));
+    let doc = json_of(&run(&["get-document", "--job-id", "fw-2"], None));
+    let text = doc["document"].as_str().unwrap();
+    let firmware: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert_eq!(firmware["operation"], "thingkit-firmware-update", "{text}");
+    assert_eq!(firmware["suit"]["envelope"], "2GuhAQ==", "{text}");
+    assert_eq!(firmware["suit"]["image"]["streamId"], "fw-2", "{text}");
+    assert_eq!(firmware["suit"]["image"]["size"], 10_000, "{text}");
+    let served = std::fs::read(dir.path().join("data/streams/fw-2/0")).unwrap();
+    assert_eq!(served, vec![0x5a; 10_000]);
+    json_of(&run(&["delete", "--job-id", "fw-2", "--force"], None));
     json_of(&run(
         &[
             "cancel",

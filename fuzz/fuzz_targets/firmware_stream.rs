@@ -44,7 +44,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(out.len() <= limits.max_blocks_per_request as usize);
         }
     }
-    let mut download = Download::new(0, 3000, 256).expect("valid download").with_max_pending(4);
+    let mut download = Download::new(0, 3000, 256)
+        .expect("valid download")
+        .with_max_pending(4);
     let mut delivered = 0usize;
     for t in [
         "$aws/things/t/streams/s/data/json",

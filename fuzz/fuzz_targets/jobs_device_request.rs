@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(job) = thingkit_jobs::ota::FirmwareJob::parse(text)
     {
         let again = thingkit_jobs::ota::FirmwareJob::parse(&job.to_document());
-        assert_eq!(again.as_ref(), Ok(&job), "a firmware job document round-trips");
+        assert_eq!(
+            again.as_ref(),
+            Ok(&job),
+            "a firmware job document round-trips"
+        );
     }
     let topic = TOPICS[usize::from(t) % TOPICS.len()];
     let (thing, request) = parse_request_topic(topic).expect("a request topic");

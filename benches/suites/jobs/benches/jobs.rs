@@ -35,14 +35,14 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
-use thingkit_jobs::rollout::{
-    AbortConfig, AbortCriterion, AbortFailureType, ExponentialRate, Percentage,
-    RateIncreaseCriteria, RolloutConfig, StepTimeout, TimeoutConfig,
-};
 use thingkit_jobs::job::{
     AbortAction, AbortConfig as WireAbort, AbortCriteria, ExponentialRate as WireExponential,
     FailureType, RateIncreaseCriteria as WireCriteria, RolloutConfig as WireRollout,
     TimeoutConfig as WireTimeout,
+};
+use thingkit_jobs::rollout::{
+    AbortConfig, AbortCriterion, AbortFailureType, ExponentialRate, Percentage,
+    RateIncreaseCriteria, RolloutConfig, StepTimeout, TimeoutConfig,
 };
 use thingkit_jobs::schedule::{JobPlan, Pacer, Report};
 use thingkit_jobs::{Job, JobId, JobStore, Jobs, Limits, MemoryJobStore, RedbJobStore};
@@ -211,10 +211,16 @@ fn run_engine<S: JobStore>(jobs: &mut Jobs<S>, things: &[String]) -> (u64, u64) 
     let notified = |out: &[thingkit_jobs::OutMessage]| -> Vec<String> {
         out.iter()
             .filter(|m| m.topic.ends_with("/jobs/notify-next") && m.payload.len() > 40)
-            .map(|m| m.topic["$aws/things/".len()..m.topic.len() - "/jobs/notify-next".len()].to_owned())
+            .map(|m| {
+                m.topic["$aws/things/".len()..m.topic.len() - "/jobs/notify-next".len()].to_owned()
+            })
             .collect()
     };
-    let mut batch = notified(&jobs.create_job(guide_job(things), things, T0).expect("created"));
+    let mut batch = notified(
+        &jobs
+            .create_job(guide_job(things), things, T0)
+            .expect("created"),
+    );
     let mut minute = 0u64;
     let mut requests = 0u64;
     loop {
@@ -231,7 +237,8 @@ fn run_engine<S: JobStore>(jobs: &mut Jobs<S>, things: &[String]) -> (u64, u64) 
             };
             jobs.request(
                 &format!("$aws/things/{thing}/jobs/ota/update"),
-                format!(r#"{{"status":"{status}","statusDetails":{{"reason":"bench"}}}}"#).as_bytes(),
+                format!(r#"{{"status":"{status}","statusDetails":{{"reason":"bench"}}}}"#)
+                    .as_bytes(),
                 now + 20,
             )
             .expect("a request topic");
@@ -381,7 +388,8 @@ mod redb_floor {
 
     pub fn commit(db: &Database, key: u64, value: &[u8]) {
         let mut txn = db.begin_write().expect("txn");
-        txn.set_durability(Durability::Immediate).expect("durability");
+        txn.set_durability(Durability::Immediate)
+            .expect("durability");
         {
             let mut t = txn.open_table(T).expect("table");
             t.insert(key, value).expect("insert");

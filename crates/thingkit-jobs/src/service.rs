@@ -505,9 +505,20 @@ impl<S: JobStore> Jobs<S> {
         Ok(out)
     }
 
+    /// `thing`'s pending executions with their documents, for notifications and requests.
     fn thing_jobs(&self, thing: &str) -> Result<Vec<ThingJob>, Error> {
+        self.thing_jobs_with(thing, None)
+    }
+
+    /// `thing`'s pending executions, and its execution of `named` whatever its status, each
+    /// with its job's document. Terminal executions of other jobs are skipped before their
+    /// jobs are read: a thing's history of finished jobs does not weigh on its requests.
+    fn thing_jobs_with(&self, thing: &str, named: Option<&JobId>) -> Result<Vec<ThingJob>, Error> {
         let mut out = Vec::new();
         for execution in self.store.executions_of_thing(thing)? {
+            if execution.status.is_terminal() && named != Some(&execution.job_id) {
+                continue;
+            }
             if let Some(job) = self.store.get_job(&execution.job_id)? {
                 out.push(ThingJob {
                     execution,
@@ -1160,7 +1171,13 @@ impl<S: JobStore> Jobs<S> {
     /// before this returns; if the store fails the answer is one InternalError rejection.
     pub fn request(&mut self, topic: &str, payload: &[u8], now: u64) -> Option<Vec<OutMessage>> {
         let (thing, request) = parse_request_topic(topic)?;
-        let current = match self.thing_jobs(thing) {
+        let named = match &request {
+            device::Request::Update(id) | device::Request::Describe(device::JobRef::Id(id)) => {
+                Some(id)
+            }
+            _ => None,
+        };
+        let current = match self.thing_jobs_with(thing, named) {
             Ok(c) => c,
             Err(e) => return Some(vec![device::internal_error(topic, &e.to_string(), now)]),
         };

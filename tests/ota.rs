@@ -381,3 +381,112 @@ async fn a_download_cut_by_a_power_loss_resumes_from_its_checkpoint() {
     );
     ota.stop().await;
 }
+
+/// Anyone may watch another thing's jobs topics (the watcher's policy allows it).
+const WATCHER_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": ["iot:Receive"],
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/*"},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/*"}
+  ]
+}"#;
+
+/// A received PUBLISH's topic (this client never uses topic aliases).
+fn topic_of(p: &thingkit::mqtt::Publish) -> String {
+    p.topic
+        .as_ref()
+        .map(|t| t.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// As on AWS, a jobs request's answer (`.../accepted`) reaches the requesting client only —
+/// even one that never subscribed to it — while `/notify-next` reaches every subscriber allowed
+/// to receive it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_answers_reach_the_requester_only_and_notifications_every_subscriber() {
+    let ota = Ota::start().await;
+    let watcher = ota.fleet.add_device("watcher", &[]).expect("device");
+    {
+        let mut registry = ota
+            .fleet
+            .registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        registry
+            .create_policy("watcher", WATCHER_POLICY, std::time::SystemTime::now())
+            .expect("policy");
+        registry
+            .attach_policy(
+                "watcher",
+                &PolicyTarget::Certificate(watcher.certificate_id),
+            )
+            .expect("attach");
+    }
+    let connect = |d: &Device| {
+        let tls = client::tls_config(&ota.fleet.ca_pem(), &d.cert_pem, &d.key_pem).expect("tls");
+        let addr = ota.broker.local_addr();
+        let options = client::Options::new(&d.thing);
+        async move {
+            let c = client::Client::connect(addr, "localhost", tls, &options)
+                .await
+                .expect("connects");
+            assert!(client::accepted(&c.connack), "{:?}", c.connack);
+            c
+        }
+    };
+    let mut watching = connect(&watcher).await;
+    watching
+        .subscribe(&[("$aws/things/pump-7/jobs/#", QoS::AtLeastOnce)])
+        .await
+        .expect("subscribe");
+    let mut device = connect(&ota.device).await;
+
+    ota.create_job("reboot-1", r#"{"operation":"reboot"}"#)
+        .await;
+    let seen = tokio::time::timeout(Duration::from_secs(5), watching.next_publish())
+        .await
+        .expect("the watcher hears of the job")
+        .expect("read")
+        .expect("a publish");
+    let topic = topic_of(&seen);
+    assert!(
+        topic.starts_with("$aws/things/pump-7/jobs/notify"),
+        "{topic}"
+    );
+
+    // The device asks without subscribing to the answer, and gets it.
+    device
+        .publish(
+            "$aws/things/pump-7/jobs/get",
+            &br#"{"clientToken":"mine"}"#[..],
+            QoS::AtLeastOnce,
+            false,
+        )
+        .await
+        .expect("publish");
+    let answer = tokio::time::timeout(Duration::from_secs(5), device.next_publish())
+        .await
+        .expect("answered")
+        .expect("read")
+        .expect("a publish");
+    assert_eq!(topic_of(&answer), "$aws/things/pump-7/jobs/get/accepted");
+    assert!(String::from_utf8_lossy(&answer.payload).contains("\"clientToken\":\"mine\""));
+
+    // The watcher, subscribed to everything under the thing's jobs, never sees that answer.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), watching.next_publish()).await {
+            Err(_) => break,
+            Ok(p) => {
+                let p = p.expect("read").expect("a publish");
+                let topic = topic_of(&p);
+                assert!(
+                    !topic.ends_with("/accepted"),
+                    "an answer leaked to another client: {topic}"
+                );
+            }
+        }
+    }
+    ota.stop().await;
+}

@@ -10,8 +10,14 @@ use std::time::{Duration, Instant};
 /// Runs the real `thingkit` binary with `args`, writing `stdin` to it (or closing its stdin at
 /// once), and returns what it printed and its exit status.
 pub fn thingkit(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thingkit"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_thingkit"));
+    cmd.args(args);
+    run(cmd, stdin)
+}
+
+/// Runs `cmd` with piped stdio, writing `stdin` to it (or closing its stdin at once).
+fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -34,24 +40,12 @@ pub fn thingkit_with_key(args: &[&str], key: Option<(&str, &str)>, stdin: Option
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_thingkit"));
     cmd.args(args)
         .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("AWS_SECRET_ACCESS_KEY");
     if let Some((id, secret)) = key {
         cmd.env("AWS_ACCESS_KEY_ID", id)
             .env("AWS_SECRET_ACCESS_KEY", secret);
     }
-    let mut child = cmd.spawn().expect("the thingkit binary runs");
-    {
-        let mut input = child.stdin.take().expect("stdin is piped");
-        if let Some(text) = stdin {
-            input
-                .write_all(text.as_bytes())
-                .expect("thingkit reads stdin");
-        }
-    }
-    child.wait_with_output().expect("thingkit finishes")
+    run(cmd, stdin)
 }
 
 /// The JSON a successful command printed on one line.

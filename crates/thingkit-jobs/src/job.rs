@@ -388,19 +388,7 @@ impl Job {
         if self.targets.is_empty() {
             return Err(Error::request("targets must have at least one member"));
         }
-        if let Some(r) = &self.rollout {
-            r.validate()?;
-        }
-        if let Some(a) = &self.abort {
-            a.validate()?;
-        }
-        if let Some(t) = &self.timeout {
-            t.validate()?;
-        }
-        if let Some(r) = &self.retry {
-            r.validate()?;
-        }
-        Ok(())
+        crate::service::plan_of(self).map(drop)
     }
 }
 
@@ -432,126 +420,152 @@ pub fn check_document(document: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn range(field: &str, v: u32, lo: u32, hi: u32) -> Result<(), Error> {
-    if v < lo || v > hi {
-        return Err(Error::request(format!(
-            "{field} must be between {lo} and {hi}"
-        )));
-    }
-    Ok(())
+/// A `rollout` configuration error as the InvalidRequest AWS answers with.
+fn invalid(e: crate::rollout::ConfigError) -> Error {
+    Error::request(e.to_string())
 }
 
+// The wire shapes below are checked by converting them to the validated types of
+// `crate::rollout`: one set of rules (J-11 … J-18) for the API, the engine and the pacer.
+
 impl RolloutConfig {
-    /// Checks J-11/J-12 ranges: maximumPerMinute 1–1000, baseRatePerMinute 1–1000,
-    /// incrementFactor 1.1–5 with one decimal, exactly one threshold ≥ 1.
+    /// The validated rollout: `maximumPerMinute` 1–1000 (default 1000), and for an
+    /// exponential rate `baseRatePerMinute` 1–1000, `incrementFactor` 1.1–5 with one decimal,
+    /// at least one rate-increase criterion ≥ 1 (both given: the larger step count wins, F-J11).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] naming the field and the rule.
+    pub fn to_rollout(&self) -> Result<crate::rollout::RolloutConfig, Error> {
+        use crate::rollout;
+        let max = self.maximum_per_minute;
+        match &self.exponential_rate {
+            None => rollout::RolloutConfig::constant(max.unwrap_or(rollout::MAX_RATE_PER_MINUTE))
+                .map_err(invalid),
+            Some(e) => {
+                let criteria = rollout::RateIncreaseCriteria {
+                    number_of_notified_things: e.rate_increase_criteria.number_of_notified_things,
+                    number_of_succeeded_things: e.rate_increase_criteria.number_of_succeeded_things,
+                };
+                let rate = rollout::ExponentialRate::with_factor(
+                    e.base_rate_per_minute,
+                    e.increment_factor,
+                    criteria,
+                )
+                .map_err(invalid)?;
+                rollout::RolloutConfig::exponential(rate, max).map_err(invalid)
+            }
+        }
+    }
+
+    /// Checks the ranges of [`RolloutConfig::to_rollout`].
     ///
     /// # Errors
     ///
     /// [`Error::InvalidRequest`] naming the field.
     pub fn validate(&self) -> Result<(), Error> {
-        if let Some(m) = self.maximum_per_minute {
-            range("maximumPerMinute", m, 1, 1000)?;
-        }
-        if let Some(e) = &self.exponential_rate {
-            range("baseRatePerMinute", e.base_rate_per_minute, 1, 1000)?;
-            let tenths = e.increment_factor * 10.0;
-            if !(1.1..=5.0).contains(&e.increment_factor) || (tenths - tenths.round()).abs() > 1e-9
-            {
-                return Err(Error::request(
-                    "incrementFactor must be between 1.1 and 5 with one decimal",
-                ));
-            }
-            let c = &e.rate_increase_criteria;
-            match (c.number_of_notified_things, c.number_of_succeeded_things) {
-                (Some(n), None) | (None, Some(n)) => range("rateIncreaseCriteria", n, 1, u32::MAX)?,
-                _ => {
-                    return Err(Error::request(
-                        "rateIncreaseCriteria needs exactly one of numberOfNotifiedThings and numberOfSucceededThings",
-                    ));
-                }
-            }
-        }
-        Ok(())
+        self.to_rollout().map(drop)
     }
 }
 
 impl AbortConfig {
-    /// Checks J-13: at least one criterion; thresholdPercentage 0–100 with at most two
-    /// decimals; minNumberOfExecutedThings ≥ 1.
+    /// The validated abort criteria (J-13): at least one; `thresholdPercentage` 0–100 with at
+    /// most two decimals; `minNumberOfExecutedThings` ≥ 1.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`] naming the field.
+    pub fn to_abort(&self) -> Result<crate::rollout::AbortConfig, Error> {
+        use crate::rollout;
+        let mut criteria = Vec::with_capacity(self.criteria_list.len());
+        for c in &self.criteria_list {
+            let ty = match c.failure_type {
+                FailureType::Failed => rollout::AbortFailureType::Failed,
+                FailureType::Rejected => rollout::AbortFailureType::Rejected,
+                FailureType::TimedOut => rollout::AbortFailureType::TimedOut,
+                FailureType::All => rollout::AbortFailureType::All,
+            };
+            let threshold =
+                rollout::Percentage::from_f64(c.threshold_percentage).map_err(invalid)?;
+            criteria.push(
+                rollout::AbortCriterion::new(ty, threshold, c.min_number_of_executed_things)
+                    .map_err(invalid)?,
+            );
+        }
+        rollout::AbortConfig::new(criteria).map_err(invalid)
+    }
+
+    /// Checks the rules of [`AbortConfig::to_abort`].
     ///
     /// # Errors
     ///
     /// [`Error::InvalidRequest`] naming the field.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.criteria_list.is_empty() {
-            return Err(Error::request("abortConfig.criteriaList must not be empty"));
-        }
-        for c in &self.criteria_list {
-            let hundredths = c.threshold_percentage * 100.0;
-            if !(0.0..=100.0).contains(&c.threshold_percentage)
-                || (hundredths - hundredths.round()).abs() > 1e-6
-            {
-                return Err(Error::request(
-                    "thresholdPercentage must be between 0 and 100 with at most two decimals",
-                ));
-            }
-            range(
-                "minNumberOfExecutedThings",
-                c.min_number_of_executed_things,
-                1,
-                u32::MAX,
-            )?;
-        }
-        Ok(())
+        self.to_abort().map(drop)
     }
 }
 
 impl TimeoutConfig {
-    /// Checks J-15: 1–10080 minutes.
+    /// The validated timeout (J-15): 1–10080 minutes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`].
+    pub fn to_timeout(&self) -> Result<crate::rollout::TimeoutConfig, Error> {
+        crate::rollout::TimeoutConfig::new(Some(self.in_progress_timeout_in_minutes))
+            .map_err(invalid)
+    }
+
+    /// Checks the range of [`TimeoutConfig::to_timeout`].
     ///
     /// # Errors
     ///
     /// [`Error::InvalidRequest`].
     pub fn validate(&self) -> Result<(), Error> {
-        range(
-            "inProgressTimeoutInMinutes",
-            self.in_progress_timeout_in_minutes,
-            1,
-            10_080,
-        )
+        self.to_timeout().map(drop)
     }
 }
 
 impl RetryConfig {
-    /// Checks J-18: 1–2 criteria, no REJECTED, 0–10 each, at most 10 combined, no failure
-    /// type twice.
+    /// The validated retry criteria (J-18) for a job whose in-progress timeout is `timeout`:
+    /// 1–2 criteria, no REJECTED, 0–10 each, at most 10 combined, no failure type twice, and
+    /// TIMED_OUT retries only with an in-progress timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRequest`].
+    pub fn to_retry(
+        &self,
+        timeout: &crate::rollout::TimeoutConfig,
+    ) -> Result<crate::rollout::RetryConfig, Error> {
+        use crate::rollout;
+        let mut criteria = Vec::with_capacity(self.criteria_list.len());
+        for c in &self.criteria_list {
+            let failure_type = match c.failure_type {
+                FailureType::Failed => rollout::RetryFailureType::Failed,
+                FailureType::TimedOut => rollout::RetryFailureType::TimedOut,
+                FailureType::All => rollout::RetryFailureType::All,
+                FailureType::Rejected => {
+                    return Err(Error::request("REJECTED executions are never retried"));
+                }
+            };
+            criteria.push(rollout::RetryCriterion {
+                failure_type,
+                number_of_retries: c.number_of_retries,
+            });
+        }
+        rollout::RetryConfig::new(criteria, timeout).map_err(invalid)
+    }
+
+    /// Checks the rules of [`RetryConfig::to_retry`] that hold whatever the job's timeout
+    /// ([`Job::validate`] checks the TIMED_OUT rule against the job's own timeout).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidRequest`].
     pub fn validate(&self) -> Result<(), Error> {
-        if self.criteria_list.is_empty() || self.criteria_list.len() > 2 {
-            return Err(Error::request(
-                "jobExecutionsRetryConfig.criteriaList must have 1 or 2 members",
-            ));
-        }
-        let mut total = 0;
-        for (i, c) in self.criteria_list.iter().enumerate() {
-            if c.failure_type == FailureType::Rejected {
-                return Err(Error::request("REJECTED executions are never retried"));
-            }
-            if self
-                .criteria_list
-                .iter()
-                .skip(i + 1)
-                .any(|o| o.failure_type == c.failure_type)
-            {
-                return Err(Error::request("a failureType may appear once"));
-            }
-            range("numberOfRetries", c.number_of_retries, 0, 10)?;
-            total += c.number_of_retries;
-        }
-        range("numberOfRetries (combined)", total, 0, 10)
+        let any_timeout = crate::rollout::TimeoutConfig::new(Some(1)).map_err(invalid)?;
+        self.to_retry(&any_timeout).map(drop)
     }
 }
 
@@ -604,6 +618,30 @@ mod tests {
         let mut bad = ok.clone();
         bad.maximum_per_minute = Some(1001);
         assert!(bad.validate().is_err());
+        // Both criteria: accepted, the larger step count wins (F-J11), as the pacer reads it.
+        let mut both = ok.clone();
+        if let Some(e) = both.exponential_rate.as_mut() {
+            e.rate_increase_criteria.number_of_succeeded_things = Some(10);
+        }
+        assert!(both.validate().is_ok());
+        let mut none = ok.clone();
+        if let Some(e) = none.exponential_rate.as_mut() {
+            e.rate_increase_criteria.number_of_notified_things = None;
+        }
+        assert!(none.validate().is_err());
+        // TIMED_OUT retries need the job's in-progress timeout (J-18).
+        let mut job = Job::new(JobId::new("j").expect("id"), "{}", vec!["t".into()], 0);
+        job.retry = Some(RetryConfig {
+            criteria_list: vec![RetryCriteria {
+                failure_type: FailureType::TimedOut,
+                number_of_retries: 1,
+            }],
+        });
+        assert!(job.validate().is_err());
+        job.timeout = Some(TimeoutConfig {
+            in_progress_timeout_in_minutes: 5,
+        });
+        assert!(job.validate().is_ok());
         let mut bad = ok.clone();
         if let Some(e) = bad.exponential_rate.as_mut() {
             e.increment_factor = 1.15;

@@ -16,9 +16,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use crate::device::{self, Limits, OutMessage, ThingJob, notifications, parse_request_topic};
 use crate::error::Error;
 use crate::execution::{ExecutionStatus, JobExecution, check_status_details};
-use crate::job::{
-    FailureType, Job, JobId, JobStatus, MAX_COMMENT_CHARS, MAX_REASON_CODE, TargetSelection,
-};
+use crate::job::{Job, JobId, JobStatus, MAX_COMMENT_CHARS, MAX_REASON_CODE, TargetSelection};
 use crate::rollout::{self, OutcomeCounts};
 use crate::schedule::{JobPlan, Pacer, Report};
 use crate::store::JobStore;
@@ -169,74 +167,20 @@ struct Followups {
 ///
 /// [`Error::InvalidRequest`] naming the configuration that is out of range.
 pub fn plan_of(job: &Job) -> Result<(JobPlan, Option<rollout::RetryConfig>), Error> {
-    let bad = |e: rollout::ConfigError| Error::request(e.to_string());
     let rollout = match &job.rollout {
+        Some(r) => r.to_rollout()?,
         None => rollout::RolloutConfig::default(),
-        Some(r) => match &r.exponential_rate {
-            None => rollout::RolloutConfig::constant(
-                r.maximum_per_minute.unwrap_or(rollout::MAX_RATE_PER_MINUTE),
-            )
-            .map_err(bad)?,
-            Some(e) => {
-                let criteria = rollout::RateIncreaseCriteria {
-                    number_of_notified_things: e.rate_increase_criteria.number_of_notified_things,
-                    number_of_succeeded_things: e.rate_increase_criteria.number_of_succeeded_things,
-                };
-                let rate = rollout::ExponentialRate::with_factor(
-                    e.base_rate_per_minute,
-                    e.increment_factor,
-                    criteria,
-                )
-                .map_err(bad)?;
-                rollout::RolloutConfig::exponential(rate, r.maximum_per_minute).map_err(bad)?
-            }
-        },
     };
-    let abort = match &job.abort {
-        None => None,
-        Some(a) => {
-            let mut criteria = Vec::new();
-            for c in &a.criteria_list {
-                let ty = match c.failure_type {
-                    FailureType::Failed => rollout::AbortFailureType::Failed,
-                    FailureType::Rejected => rollout::AbortFailureType::Rejected,
-                    FailureType::TimedOut => rollout::AbortFailureType::TimedOut,
-                    FailureType::All => rollout::AbortFailureType::All,
-                };
-                let threshold =
-                    rollout::Percentage::from_f64(c.threshold_percentage).map_err(bad)?;
-                criteria.push(
-                    rollout::AbortCriterion::new(ty, threshold, c.min_number_of_executed_things)
-                        .map_err(bad)?,
-                );
-            }
-            Some(rollout::AbortConfig::new(criteria).map_err(bad)?)
-        }
+    let abort = job.abort.as_ref().map(|a| a.to_abort()).transpose()?;
+    let timeout = match &job.timeout {
+        Some(t) => t.to_timeout()?,
+        None => rollout::TimeoutConfig::default(),
     };
-    let timeout =
-        rollout::TimeoutConfig::new(job.timeout.map(|t| t.in_progress_timeout_in_minutes))
-            .map_err(bad)?;
-    let retry = match &job.retry {
-        None => None,
-        Some(r) => {
-            let mut criteria = Vec::new();
-            for c in &r.criteria_list {
-                let failure_type = match c.failure_type {
-                    FailureType::Failed => rollout::RetryFailureType::Failed,
-                    FailureType::TimedOut => rollout::RetryFailureType::TimedOut,
-                    FailureType::All => rollout::RetryFailureType::All,
-                    FailureType::Rejected => {
-                        return Err(Error::request("REJECTED executions are never retried"));
-                    }
-                };
-                criteria.push(rollout::RetryCriterion {
-                    failure_type,
-                    number_of_retries: c.number_of_retries,
-                });
-            }
-            Some(rollout::RetryConfig::new(criteria, &timeout).map_err(bad)?)
-        }
-    };
+    let retry = job
+        .retry
+        .as_ref()
+        .map(|r| r.to_retry(&timeout))
+        .transpose()?;
     Ok((
         JobPlan {
             rollout,
@@ -1134,6 +1078,10 @@ impl<S: JobStore> Jobs<S> {
     /// target becomes COMPLETED (B.1). Uses the in-memory count of open executions; a job not
     /// counted yet (a store opened with [`Jobs::new`]) is counted once.
     fn complete_if_done(&mut self, id: &JobId, now: u64) -> Result<(), Error> {
+        // The common case on the device path: executions still open, nothing to read.
+        if self.open.get(id).is_some_and(|n| *n > 0) {
+            return Ok(());
+        }
         let Some(mut job) = self.store.get_job(id)? else {
             return Ok(());
         };

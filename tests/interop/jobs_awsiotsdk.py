@@ -18,7 +18,10 @@ Phase `before-crash` (or `all`):
    with the statusDetails, ListJobExecutionsForJob lists it.
 3. boto3 CreateJob `fw-2`: `/notify-next` names it; the device REJECTS it; a second update
    is refused (InvalidStateTransition on a terminal execution).
-4. boto3 CreateJob `fw-3`; the device starts it (IN_PROGRESS, statusDetails step=1) and the
+4. AWS MQTT-based file delivery over the SDK's own MQTT connection: DescribeStream of the
+   stream `fw-img` the test installed (file 0, its size), GetStream of five 1,024-byte blocks
+   reassembled byte for byte, and an unknown stream answered on `.../rejected/json`.
+5. boto3 CreateJob `fw-3`; the device starts it (IN_PROGRESS, statusDetails step=1) and the
    script prints `jobs before crash ok`: the caller then kills the server with SIGKILL.
 Phase `after-crash` (or `all`, without a crash in between): the device reconnects and finds
 `fw-3` IN_PROGRESS with its statusDetails (DescribeJobExecution `$next`), completes it, and
@@ -79,6 +82,8 @@ def parse_args():
     p.add_argument("--thing", required=True)
     p.add_argument("--phase", choices=["all", "before-crash", "after-crash"], default="all")
     p.add_argument("--timeout", type=float, default=15.0)
+    p.add_argument("--stream-size", type=int, default=5000,
+                   help="size of stream fw-img file 0, whose byte i is i % 251")
     return p.parse_args()
 
 
@@ -210,6 +215,59 @@ def job_status(job_id, want):
         time.sleep(0.2)
 
 
+def streams(connection):
+    import base64
+    inbox = queue.Queue()
+
+    def on_message(topic, payload, **kwargs):
+        inbox.put((topic, json.loads(payload)))
+
+    base = f"$aws/things/{THING}/streams"
+    for suffix in ["fw-img/data/json", "fw-img/description/json", "fw-img/rejected/json",
+                   "nope/rejected/json"]:
+        f, _ = connection.subscribe(topic=f"{base}/{suffix}", qos=QOS1, callback=on_message)
+        f.result(TIMEOUT)
+
+    def expect(topic_end, n=1):
+        got = []
+        deadline = time.monotonic() + TIMEOUT
+        while len(got) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fail(f"{len(got)}/{n} messages on .../{topic_end} within {TIMEOUT} s")
+            try:
+                topic, body = inbox.get(timeout=left)
+            except queue.Empty:
+                continue
+            if not topic.endswith(topic_end):
+                fail(f"unexpected {topic}: {body}")
+            got.append(body)
+        return got
+
+    connection.publish(topic=f"{base}/fw-img/describe/json",
+                       payload=json.dumps({"c": "d1"}), qos=QOS1)[0].result(TIMEOUT)
+    (description,) = expect("fw-img/description/json")
+    if description.get("c") != "d1" or description.get("r") != [{"f": 0, "z": ARGS.stream_size}]:
+        fail(f"DescribeStream: {description}")
+    say(f"<- DescribeStream fw-img: version {description['s']}, file 0 of {ARGS.stream_size} bytes")
+    connection.publish(
+        topic=f"{base}/fw-img/get/json",
+        payload=json.dumps({"c": "g1", "s": description["s"], "f": 0, "l": 1024, "o": 0, "n": 5}),
+        qos=QOS1)[0].result(TIMEOUT)
+    blocks = expect("fw-img/data/json", 5)
+    data = b"".join(base64.b64decode(b["p"]) for b in sorted(blocks, key=lambda b: b["i"]))
+    want = bytes(i % 251 for i in range(ARGS.stream_size))
+    if data != want or any(b.get("c") != "g1" for b in blocks):
+        fail(f"GetStream: {len(data)} bytes reassembled, not the installed file")
+    say("<- GetStream fw-img: 5 blocks, the file byte for byte")
+    connection.publish(topic=f"{base}/nope/get/json",
+                       payload=json.dumps({"c": "g2", "f": 0, "l": 1024}), qos=QOS1)[0].result(TIMEOUT)
+    (rejected,) = expect("nope/rejected/json")
+    if rejected.get("o") != "ResourceNotFound" or rejected.get("c") != "g2":
+        fail(f"GetStream of an unknown stream: {rejected}")
+    say("<- GetStream nope: rejected ResourceNotFound")
+
+
 def before_crash():
     connection = connect()
     jobs = iotjobs.IotJobsClient(connection)
@@ -266,7 +324,10 @@ def before_crash():
         fail(f"wanted InvalidStateTransition: {rejected.to_payload()}")
     job_status("fw-2", "COMPLETED")
 
-    # 4. A job left IN_PROGRESS for the crash.
+    # 4. MQTT-based file delivery, with the SDK's MQTT connection as the client.
+    streams(connection)
+
+    # 5. A job left IN_PROGRESS for the crash.
     create_job("fw-3", {"operation": "install", "version": "1.0.2"})
     inbox.expect("notify-next", "fw-3 is next",
                  lambda r: r.execution is not None and r.execution.job_id == "fw-3")

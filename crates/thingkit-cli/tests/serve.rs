@@ -454,7 +454,7 @@ fn run_python(dir: &Path, script: &str, args: &[String], limit: Duration) -> Dur
     started.elapsed()
 }
 
-/// A device policy for the jobs MQTT API: the thing's own jobs topics only.
+/// A device policy for the jobs MQTT API and MQTT file delivery: the thing's own topics only.
 const JOBS_POLICY: &str = r#"{
   "Version": "2012-10-17",
   "Statement": [
@@ -466,12 +466,14 @@ const JOBS_POLICY: &str = r#"{
     {
       "Effect": "Allow",
       "Action": ["iot:Publish", "iot:Receive"],
-      "Resource": ["arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*"]
+      "Resource": ["arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*",
+                   "arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/streams/*"]
     },
     {
       "Effect": "Allow",
       "Action": ["iot:Subscribe"],
-      "Resource": ["arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*"]
+      "Resource": ["arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*",
+                   "arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/streams/*"]
     }
   ]
 }"#;
@@ -479,7 +481,8 @@ const JOBS_POLICY: &str = r#"{
 /// Issue #17: boto3 creates jobs on a fresh `thingkit serve` and the AWS IoT Device SDK v2 for
 /// Python (`awsiot.iotjobs`) runs them as a device does (`tests/interop/jobs_awsiotsdk.py`):
 /// notified through the broker, get pending, start next, progress with expectedVersion,
-/// SUCCEEDED, REJECTED, terminal states final. Then the server is killed with SIGKILL while a
+/// SUCCEEDED, REJECTED, terminal states final; the SDK's MQTT connection also describes and
+/// downloads a firmware image over MQTT file delivery. Then the server is killed with SIGKILL while a
 /// job is IN_PROGRESS; after the restart the device finds it with its statusDetails and
 /// completes it.
 #[test]
@@ -490,6 +493,10 @@ fn aws_iot_device_sdk_python_runs_jobs_that_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     walkthrough(dir.path());
     std::fs::write(dir.path().join("policies/jobs.json"), JOBS_POLICY).unwrap();
+    // A firmware image the server serves over MQTT file delivery (byte i is i % 251).
+    std::fs::create_dir_all(dir.path().join("data/streams/fw-img")).unwrap();
+    let image: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("data/streams/fw-img/0"), image).unwrap();
     let config = dir.path().join("thingkit.toml");
     let out = thingkit(&["access-key", "create", "--config", arg(&config)], None);
     assert!(out.status.success(), "access-key create: {}", stderr(&out));

@@ -165,7 +165,7 @@ impl Services {
     }
 }
 
-fn filter(text: &str) -> TopicFilter {
+pub(super) fn filter(text: &str) -> TopicFilter {
     TopicFilter::new(text).expect("the services' filters are valid literals")
 }
 
@@ -388,7 +388,7 @@ impl<S: thingkit_shadow::ShadowStore + 'static> TopicService for ShadowService<S
     fn filters(&self) -> Vec<TopicFilter> {
         thingkit_shadow::request_filters()
             .into_iter()
-            .filter_map(|f| TopicFilter::new(f).ok())
+            .map(filter)
             .collect()
     }
 
@@ -508,7 +508,7 @@ impl TopicService for JobsService {
     fn filters(&self) -> Vec<TopicFilter> {
         thingkit_jobs::request_filters()
             .into_iter()
-            .filter_map(|f| TopicFilter::new(f).ok())
+            .map(filter)
             .collect()
     }
 

@@ -90,7 +90,7 @@ impl TopicService for StreamService {
             "$aws/things/+/streams/+/describe/+",
         ]
         .into_iter()
-        .filter_map(|f| TopicFilter::new(f).ok())
+        .map(super::service::filter)
         .collect()
     }
 

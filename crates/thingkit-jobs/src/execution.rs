@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::job::JobId;
+use crate::rollout::{ExecutionTimer, StepTimeout, TimeoutConfig};
 
 /// Most statusDetails pairs (F-J7: CancelJobExecution's "at most 10").
 pub const MAX_STATUS_DETAILS: usize = 10;
@@ -15,7 +16,7 @@ pub const MAX_STATUS_DETAILS_KEY: usize = 128;
 /// Longest statusDetails value in characters.
 pub const MAX_STATUS_DETAILS_VALUE: usize = 1024;
 /// Longest step timeout in minutes (the in-progress bound's maximum).
-pub const MAX_STEP_TIMEOUT_MINUTES: i64 = 10_080;
+pub const MAX_STEP_TIMEOUT_MINUTES: i64 = crate::rollout::MAX_TIMEOUT_MINUTES as i64;
 
 /// The eight execution states (JLC23).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -286,14 +287,8 @@ impl JobExecution {
         if let Some(d) = &update.status_details {
             check_status_details(d)?;
         }
-        if let Some(s) = update.step_timeout_minutes
-            && s != -1
-            && !(1..=MAX_STEP_TIMEOUT_MINUTES).contains(&s)
-        {
-            return Err(Error::request(format!(
-                "stepTimeoutInMinutes must be -1 or 1 to {MAX_STEP_TIMEOUT_MINUTES}"
-            )));
-        }
+        let step = StepTimeout::from_wire(update.step_timeout_minutes)
+            .map_err(|e| Error::request(e.to_string()))?;
         if let Some(n) = update.execution_number
             && n != self.execution_number
         {
@@ -321,21 +316,23 @@ impl JobExecution {
         next.version_number += 1;
         next.last_updated_at = now;
         if to == ExecutionStatus::InProgress {
-            if self.status == ExecutionStatus::Queued {
+            // The timer arithmetic (J-15, J-17) is `rollout::ExecutionTimer`'s; the execution
+            // stores its in-progress bound and the deadline it gives.
+            let timer = if self.status == ExecutionStatus::Queued {
                 next.started_at = Some(now);
-                next.in_progress_deadline = self
-                    .in_progress_timeout_minutes
-                    .map(|m| now.saturating_add(u64::from(m) * 60));
-                next.timeout_at = next.in_progress_deadline;
-            }
-            match update.step_timeout_minutes {
-                Some(-1) => next.timeout_at = next.in_progress_deadline,
-                Some(m) => {
-                    let step = now.saturating_add(m.unsigned_abs() * 60);
-                    next.timeout_at = Some(next.in_progress_deadline.map_or(step, |d| d.min(step)));
-                }
-                None => {}
-            }
+                let config = TimeoutConfig::new(self.in_progress_timeout_minutes)
+                    .map_err(|e| Error::request(e.to_string()))?;
+                ExecutionTimer::start(&config, now, step)
+            } else {
+                let step_deadline = self
+                    .timeout_at
+                    .filter(|t| Some(*t) != self.in_progress_deadline);
+                let mut timer = ExecutionTimer::resume(self.in_progress_deadline, step_deadline);
+                timer.update_step(now, step);
+                timer
+            };
+            next.in_progress_deadline = timer.in_progress_deadline();
+            next.timeout_at = timer.deadline();
         } else {
             next.timeout_at = None;
         }

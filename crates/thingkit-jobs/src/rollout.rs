@@ -657,6 +657,18 @@ impl ExecutionTimer {
         timer
     }
 
+    /// The timers of an execution already IN_PROGRESS, from its stored in-progress bound and
+    /// the step deadline it runs (`None` when no step timer runs or it equals the bound).
+    pub fn resume(
+        in_progress_deadline: Option<UnixSeconds>,
+        step_deadline: Option<UnixSeconds>,
+    ) -> Self {
+        Self {
+            in_progress_deadline,
+            step_deadline,
+        }
+    }
+
     /// Applies `stepTimeoutInMinutes` from an update at `now` (J-17): a new step timer replaces the
     /// old one, `Discard` drops it, and no step timer runs past the in-progress bound.
     pub fn update_step(&mut self, now: UnixSeconds, step: StepTimeout) {

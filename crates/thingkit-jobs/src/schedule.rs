@@ -213,6 +213,26 @@ impl<J: Key, T: Key> Timers<J, T> {
         }
     }
 
+    /// Sets an execution's timers as they are (a caller that keeps them elsewhere, like
+    /// [`crate::Jobs`] in the stored executions); a timer without a deadline stops them.
+    pub fn set(&mut self, job: &J, thing: &T, timer: ExecutionTimer) {
+        let key = (job.clone(), thing.clone());
+        let Some(deadline) = timer.deadline() else {
+            self.stop(job, thing);
+            return;
+        };
+        if self.current.insert(key, timer).and_then(|t| t.deadline()) != Some(deadline) {
+            self.heap
+                .push(Reverse((deadline, job.clone(), thing.clone())));
+        }
+        self.compact_if_stale();
+    }
+
+    /// The earliest deadline in the heap (possibly a superseded one: waking early is harmless).
+    pub fn next_deadline(&self) -> Option<UnixSeconds> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
     /// Stops the timers of an execution that reached a terminal state.
     pub fn stop(&mut self, job: &J, thing: &T) {
         if self.current.remove(&(job.clone(), thing.clone())).is_some() {
@@ -608,7 +628,7 @@ impl<J: Key, T: Key> Pacer<J, T> {
     /// sleeps until then (it may be a superseded entry, in which case calling early is harmless).
     pub fn next_wakeup(&self) -> Option<UnixSeconds> {
         let notify = self.wake.peek().map(|Reverse((at, _))| *at);
-        let timer = self.timers.heap.peek().map(|Reverse((at, _, _))| *at);
+        let timer = self.timers.next_deadline();
         match (notify, timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -17,8 +17,8 @@ use crate::device::{self, Limits, OutMessage, ThingJob, notifications, parse_req
 use crate::error::Error;
 use crate::execution::{ExecutionStatus, JobExecution, check_status_details};
 use crate::job::{Job, JobId, JobStatus, MAX_COMMENT_CHARS, MAX_REASON_CODE, TargetSelection};
-use crate::rollout::{self, OutcomeCounts};
-use crate::schedule::{JobPlan, Pacer, Report};
+use crate::rollout::{self, ExecutionTimer, OutcomeCounts};
+use crate::schedule::{JobPlan, Pacer, Report, Timers};
 use crate::store::JobStore;
 
 /// `reasonCode` of a job canceled by its abort criteria (J-14).
@@ -32,7 +32,8 @@ pub struct Jobs<S: JobStore> {
     store: S,
     limits: Limits,
     pacer: Pacer<JobId, String>,
-    deadlines: Deadlines,
+    /// The IN_PROGRESS executions' timers, from their stored deadlines.
+    deadlines: Timers<JobId, String>,
     /// Non-terminal executions per IN_PROGRESS job, kept so completion needs no scan.
     open: HashMap<JobId, u64>,
     /// Scheduled starts and ends of rollouts (`schedulingConfig`), earliest first.
@@ -51,7 +52,7 @@ impl<S: JobStore> std::fmt::Debug for Jobs<S> {
         f.debug_struct("Jobs")
             .field("limits", &self.limits)
             .field("open_jobs", &self.open.len())
-            .field("deadlines", &self.deadlines.current.len())
+            .field("deadlines", &self.deadlines.len())
             .finish_non_exhaustive()
     }
 }
@@ -77,59 +78,6 @@ pub struct ProcessDetails {
     pub timed_out: u64,
     /// Targets the rollout has not reached yet (no execution yet).
     pub waiting: u64,
-}
-
-/// Execution deadlines (the stored `timeout_at`), earliest first, with lazy invalidation: an
-/// entry that no longer matches the execution's current deadline is skipped, and the heap is
-/// compacted when stale entries outnumber live ones.
-#[derive(Debug, Default)]
-struct Deadlines {
-    current: HashMap<(JobId, String), u64>,
-    heap: BinaryHeap<Reverse<(u64, JobId, String)>>,
-}
-
-impl Deadlines {
-    fn set(&mut self, job: &JobId, thing: &str, at: Option<u64>) {
-        let key = (job.clone(), thing.to_owned());
-        match at {
-            Some(at) => {
-                if self.current.insert(key, at) != Some(at) {
-                    self.heap.push(Reverse((at, job.clone(), thing.to_owned())));
-                }
-            }
-            None => {
-                self.current.remove(&key);
-            }
-        }
-        if self.heap.len() > 2 * self.current.len() + 1024 {
-            let current = &self.current;
-            self.heap
-                .retain(|Reverse((at, j, t))| current.get(&(j.clone(), t.clone())) == Some(at));
-        }
-    }
-
-    fn due(&mut self, now: u64) -> Vec<(JobId, String)> {
-        let mut out = Vec::new();
-        while self
-            .heap
-            .peek()
-            .is_some_and(|Reverse((at, _, _))| *at <= now)
-        {
-            let Some(Reverse((at, job, thing))) = self.heap.pop() else {
-                break;
-            };
-            let key = (job, thing);
-            if self.current.get(&key) == Some(&at) {
-                self.current.remove(&key);
-                out.push(key);
-            }
-        }
-        out
-    }
-
-    fn next(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
-    }
 }
 
 /// UpdateJob's changes (each `None` keeps what the job has) and AssociateTargetsWithJob's
@@ -210,7 +158,7 @@ impl<S: JobStore> Jobs<S> {
             store,
             limits,
             pacer: Pacer::new(),
-            deadlines: Deadlines::default(),
+            deadlines: Timers::new(),
             open: HashMap::new(),
             schedule: BinaryHeap::new(),
         }
@@ -265,7 +213,11 @@ impl<S: JobStore> Jobs<S> {
                     open += 1;
                 }
                 if e.status == ExecutionStatus::InProgress {
-                    jobs.deadlines.set(&id, &e.thing_name, e.timeout_at);
+                    jobs.deadlines.set(
+                        &id,
+                        &e.thing_name,
+                        ExecutionTimer::resume(None, e.timeout_at),
+                    );
                 }
                 executed.insert(e.thing_name.as_str());
             }
@@ -310,7 +262,7 @@ impl<S: JobStore> Jobs<S> {
     pub fn next_wakeup(&self) -> Option<u64> {
         [
             self.pacer.next_wakeup(),
-            self.deadlines.next(),
+            self.deadlines.next_deadline(),
             self.schedule.peek().map(|Reverse((at, _, _))| *at),
         ]
         .into_iter()
@@ -343,8 +295,8 @@ impl<S: JobStore> Jobs<S> {
             }
         }
         out.extend(self.release(now)?);
-        for (job, thing) in self.deadlines.due(now) {
-            if let Some(msgs) = self.time_out_execution(&job, &thing, now)? {
+        for due in self.deadlines.expire(now) {
+            if let Some(msgs) = self.time_out_execution(&due.job, &due.thing, now)? {
                 out.extend(msgs);
             }
         }
@@ -496,7 +448,11 @@ impl<S: JobStore> Jobs<S> {
         let deadline = (e.status == ExecutionStatus::InProgress)
             .then_some(e.timeout_at)
             .flatten();
-        self.deadlines.set(&e.job_id, &e.thing_name, deadline);
+        self.deadlines.set(
+            &e.job_id,
+            &e.thing_name,
+            ExecutionTimer::resume(None, deadline),
+        );
         if !was_open || is_open {
             return Ok(());
         }
@@ -978,7 +934,7 @@ impl<S: JobStore> Jobs<S> {
         {
             *n = n.saturating_sub(1);
         }
-        self.deadlines.set(job, thing, None);
+        self.deadlines.stop(job, &thing.to_owned());
         let after = self.thing_jobs(thing)?;
         let out = notifications(thing, &before, &after, now, &self.limits);
         self.complete_if_done(job, now)?;
@@ -1064,7 +1020,7 @@ impl<S: JobStore> Jobs<S> {
         self.pacer.remove_job(id);
         self.open.remove(id);
         for t in &things {
-            self.deadlines.set(id, t, None);
+            self.deadlines.stop(id, t);
         }
         let mut out = Vec::new();
         for (t, before) in things.iter().zip(befores) {

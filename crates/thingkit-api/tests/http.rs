@@ -3,12 +3,13 @@
 //! response carries (AWS's error headers and body, the request ID) and what the audit record
 //! says. Every refusal leaves the registry as it was.
 
+mod common;
+
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use thingkit_api::keys::KeyStore;
-use thingkit_api::sigv4::{SignedRequest, sign};
 use thingkit_api::{ApiRequest, ApiResponse, AuditRecord, ControlPlane};
 use thingkit_policy::ArnPrefix;
 use thingkit_provision::{MemoryStore, Registry};
@@ -16,7 +17,6 @@ use thingkit_provision::{MemoryStore, Registry};
 const REGION: &str = "eu-central-1";
 /// 2026-12-04T12:00:00Z
 const NOW: u64 = 1_796_385_600;
-const AMZ_DATE: &str = "20261204T120000Z";
 
 struct Fixture {
     plane: ControlPlane<MemoryStore>,
@@ -63,33 +63,7 @@ fn signed(
     region: &str,
     service: &str,
 ) -> ApiRequest {
-    let mut request = ApiRequest {
-        method: method.into(),
-        path: path.into(),
-        query: String::new(),
-        headers: vec![
-            ("host".into(), "localhost:8443".into()),
-            ("x-amz-date".into(), AMZ_DATE.into()),
-            ("content-type".into(), "application/json".into()),
-        ],
-        body: body.as_bytes().to_vec(),
-    };
-    let auth = sign(
-        &SignedRequest {
-            method: &request.method,
-            path: &request.path,
-            query: &request.query,
-            headers: &request.headers,
-            body: &request.body,
-        },
-        &key.0,
-        &key.1,
-        region,
-        service,
-    )
-    .expect("signable");
-    request.headers.push(("authorization".into(), auth));
-    request
+    common::signed_for(method, path, "", body, key, region, service)
 }
 
 fn at(secs: u64) -> SystemTime {

@@ -4,12 +4,13 @@
 //! templates; notifications handed to the publisher; a signed HTTP round trip and an identity
 //! policy that denies `iot:CreateJob`.
 
+mod common;
+
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use thingkit_api::keys::KeyStore;
-use thingkit_api::sigv4::{SignedRequest, sign};
 use thingkit_api::{ApiError, ApiRequest, ApiResult, ControlPlane, DataPublish, Input, Publisher};
 use thingkit_jobs::{DynJobs, JobStore, Jobs, Limits, MemoryJobStore};
 use thingkit_policy::ArnPrefix;
@@ -19,7 +20,6 @@ const REGION: &str = "eu-central-1";
 const ACCOUNT: &str = "123456789012";
 /// 2026-12-04T12:00:00Z
 const NOW: u64 = 1_796_385_600;
-const AMZ_DATE: &str = "20261204T120000Z";
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<DataPublish>>);
@@ -662,33 +662,7 @@ fn without_a_jobs_engine_job_operations_are_unavailable_and_templates_still_work
 
 /// A request signed with `key` at `AMZ_DATE`, as botocore signs it.
 fn signed(method: &str, path: &str, query: &str, body: &str, key: &(String, String)) -> ApiRequest {
-    let mut request = ApiRequest {
-        method: method.into(),
-        path: path.into(),
-        query: query.into(),
-        headers: vec![
-            ("host".into(), "localhost:8443".into()),
-            ("x-amz-date".into(), AMZ_DATE.into()),
-            ("content-type".into(), "application/json".into()),
-        ],
-        body: body.as_bytes().to_vec(),
-    };
-    let auth = sign(
-        &SignedRequest {
-            method: &request.method,
-            path: &request.path,
-            query: &request.query,
-            headers: &request.headers,
-            body: &request.body,
-        },
-        &key.0,
-        &key.1,
-        REGION,
-        "iot",
-    )
-    .expect("signable");
-    request.headers.push(("authorization".into(), auth));
-    request
+    common::signed_for(method, path, query, body, key, REGION, "iot")
 }
 
 #[test]

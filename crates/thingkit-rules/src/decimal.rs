@@ -1,0 +1,132 @@
+//! AWS IoT SQL's Decimal: 34 significant digits (Java's `MathContext.DECIMAL128`: round half
+//! even), exact from text, arithmetic through `bigdecimal`.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::num::NonZeroU64;
+use std::str::FromStr;
+
+use bigdecimal::{BigDecimal, RoundingMode, ToPrimitive};
+
+/// Significant digits kept by every Decimal result.
+pub const PRECISION: u64 = 34;
+
+/// A decimal number with at most [`PRECISION`] significant digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Decimal(BigDecimal);
+
+impl Decimal {
+    fn round(value: BigDecimal) -> Decimal {
+        let precision = NonZeroU64::new(PRECISION).expect("PRECISION is not zero");
+        Decimal(value.with_precision_round(precision, RoundingMode::HalfEven))
+    }
+
+    /// Parses a JSON or SQL number (`-1.5`, `5E-12`, `10`), rounded to 34 digits; `None` if the
+    /// text is not a number or its exponent is absurd (beyond ±10,000).
+    pub fn parse(text: &str) -> Option<Decimal> {
+        let value = BigDecimal::from_str(text).ok()?;
+        let (_, scale) = value.as_bigint_and_exponent();
+        if !(-10_000..=10_000).contains(&scale) {
+            return None;
+        }
+        Some(Decimal::round(value))
+    }
+
+    /// The integer `value`.
+    pub fn from_i128(value: i128) -> Decimal {
+        Decimal::round(BigDecimal::from(value))
+    }
+
+    /// A double's value, through its shortest round-trip text (`0.1` is `0.1`); `None` for NaN
+    /// and infinities.
+    pub fn from_f64(value: f64) -> Option<Decimal> {
+        if !value.is_finite() {
+            return None;
+        }
+        Decimal::parse(&format!("{value:?}"))
+    }
+
+    /// The nearest double.
+    pub fn to_f64(&self) -> f64 {
+        self.0.to_f64().unwrap_or(f64::NAN)
+    }
+
+    /// Whether it has no fractional part.
+    pub fn is_integer(&self) -> bool {
+        self.0.is_integer()
+    }
+
+    /// The integer part (truncated toward zero), if it fits an `i128`.
+    pub fn trunc_to_i128(&self) -> Option<i128> {
+        self.0.with_scale_round(0, RoundingMode::Down).to_i128()
+    }
+
+    /// Rounded to `scale` fractional digits with `mode` (`floor`, `ceil`, `round`, `trunc`).
+    pub fn with_scale_round(&self, scale: i64, mode: RoundingMode) -> Decimal {
+        Decimal::round(self.0.with_scale_round(scale, mode))
+    }
+
+    /// `self + rhs`, rounded to 34 digits.
+    pub fn add(&self, rhs: &Decimal) -> Decimal {
+        Decimal::round(&self.0 + &rhs.0)
+    }
+
+    /// `self - rhs`, rounded to 34 digits.
+    pub fn sub(&self, rhs: &Decimal) -> Decimal {
+        Decimal::round(&self.0 - &rhs.0)
+    }
+
+    /// `self * rhs`, rounded to 34 digits.
+    pub fn mul(&self, rhs: &Decimal) -> Decimal {
+        Decimal::round(&self.0 * &rhs.0)
+    }
+
+    /// `self / rhs`, rounded to 34 digits; `None` when `rhs` is zero.
+    pub fn div(&self, rhs: &Decimal) -> Option<Decimal> {
+        if rhs.0.sign() == bigdecimal::num_bigint::Sign::NoSign {
+            return None;
+        }
+        Some(Decimal::round(&self.0 / &rhs.0))
+    }
+
+    /// The remainder of truncated division (sign of `self`), as Java's `BigDecimal.remainder`;
+    /// `None` when `rhs` is zero.
+    pub fn rem(&self, rhs: &Decimal) -> Option<Decimal> {
+        if rhs.0.sign() == bigdecimal::num_bigint::Sign::NoSign {
+            return None;
+        }
+        Some(Decimal::round(&self.0 % &rhs.0))
+    }
+
+    /// `-self`.
+    pub fn neg(&self) -> Decimal {
+        Decimal(-self.0.clone())
+    }
+
+    /// Numeric comparison (`1.0` equals `1`).
+    pub fn compare(&self, rhs: &Decimal) -> Ordering {
+        self.0.cmp(&rhs.0)
+    }
+
+    /// The underlying `BigDecimal`, for functions that need more than this API.
+    pub fn as_big(&self) -> &BigDecimal {
+        &self.0
+    }
+
+    /// Wraps a `BigDecimal`, rounded to 34 digits.
+    pub fn from_big(value: BigDecimal) -> Decimal {
+        Decimal::round(value)
+    }
+}
+
+impl fmt::Display for Decimal {
+    /// JSON number text: plain notation, scientific beyond 1E±20 magnitudes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let magnitude = self.0.order_of_magnitude();
+        if (-20..=20).contains(&magnitude) {
+            self.0.write_plain_string(f)
+        } else {
+            self.0.write_scientific_notation(f)
+        }
+    }
+}

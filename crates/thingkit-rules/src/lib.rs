@@ -1,0 +1,16 @@
+//! The AWS IoT SQL rules engine, sans-IO. (Crate docs: to be written with the engine.)
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod ast;
+pub mod decimal;
+mod error;
+pub mod rule;
+pub mod value;
+
+pub use ast::{SqlVersion, Statement};
+pub use decimal::Decimal;
+pub use error::Error;
+pub use rule::{Environment, Limits, Message, Output, Rule};
+pub use value::{Object, Value};

@@ -7,6 +7,7 @@ pub mod ast;
 pub mod decimal;
 mod error;
 pub mod rule;
+pub mod topic_rule;
 pub mod value;
 
 pub use ast::{SqlVersion, Statement};

@@ -31,6 +31,9 @@ pub(crate) enum TokenKind {
     Variable(String),
     /// Punctuation and operators.
     Punct(Punct),
+    /// A character that starts no token (`#`, `;`, ...): reported by the parser as
+    /// "expected ..., found `#`", so the message says what was expected there.
+    Unknown,
     /// The end of the text.
     End,
 }
@@ -240,11 +243,12 @@ pub(crate) fn tokenize(text: &str, start: usize, end: usize) -> Result<Vec<Token
             ('>', Some('=')) => (Punct::GtEq, 2),
             ('>', _) => (Punct::Gt, 1),
             _ => {
-                return Err(error_at(
-                    text,
-                    at,
-                    format!("unexpected character `{}`", ch.escape_debug()),
-                ));
+                tokens.push(Token {
+                    kind: TokenKind::Unknown,
+                    start: at,
+                    end: at + ch.len_utf8(),
+                });
+                continue;
             }
         };
         if len == 2 {

@@ -4,8 +4,13 @@
 #![deny(missing_docs)]
 
 pub mod ast;
+mod convert;
 pub mod decimal;
 mod error;
+mod eval;
+mod functions;
+mod json;
+mod operator;
 pub mod rule;
 pub mod topic_rule;
 pub mod value;

@@ -17,6 +17,11 @@ pub struct Decimal(BigDecimal);
 
 impl Decimal {
     fn round(value: BigDecimal) -> Decimal {
+        // `with_precision_round` also pads shorter values with zeros (1.5 would become
+        // 1.500…0); Java's MathContext only ever shortens.
+        if value.digits() <= PRECISION {
+            return Decimal(value);
+        }
         let precision = NonZeroU64::new(PRECISION).expect("PRECISION is not zero");
         Decimal(value.with_precision_round(precision, RoundingMode::HalfEven))
     }

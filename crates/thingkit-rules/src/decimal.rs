@@ -17,8 +17,8 @@ pub struct Decimal(BigDecimal);
 
 impl Decimal {
     fn round(value: BigDecimal) -> Decimal {
-        // `with_precision_round` also pads shorter values with zeros (1.5 would become
-        // 1.500…0); Java's MathContext only ever shortens.
+        // Only round what is longer: `with_precision_round` also pads shorter values with
+        // trailing zeros (22.5 would print as 22.50000000000000000000000000000000).
         if value.digits() <= PRECISION {
             return Decimal(value);
         }

@@ -47,6 +47,24 @@
 //! | `aws_lambda` `get_registry_data` `get_secret` `machinelearning_predict` `get_mqtt_property` `get_user_properties` | all | external: the environment does not provide it |
 //!
 //! `cast` is not a function here: it is syntax (`ExprKind::Cast`), evaluated by the evaluator.
+//!
+//! # Readings of the page
+//!
+//! Where the page contradicts itself (spec §A.15) or says nothing, this library reads it so:
+//!
+//! - `bitnot(13)` is -14 (two's complement), not the printed 2.
+//! - `get("abc", 1)` is `"b"` (the 0-based rule), not the printed `"a"`.
+//! - `ltrim(" h i ")` is `"h i "`, not the printed `"hi "`.
+//! - `round` rounds half away from zero (the examples: `round(-1.5)` = -2), not "down" (the table).
+//! - `concat(x)` with one argument applies the general rule, so `concat(1)` is `"1"` (the example),
+//!   not "unmodified" (the table); `concat(1, 2)` (no String, no Array) is `"12"`.
+//! - The `bitxor` example printed as `bitor(13, 5) = 8` is bitxor's.
+//! - `regexp_substr` with no match is Undefined; `get_or_default` replaces Null as well as
+//!   Undefined; `topic(n)` out of range is Undefined.
+//! - Lengths and positions count Unicode scalar values, not Java's UTF-16 units.
+
+// Called by the evaluator; on a branch without it only the tests call this module.
+#![cfg_attr(not(test), allow(dead_code))]
 
 mod codec;
 mod collection;

@@ -6,8 +6,6 @@
 pub mod ast;
 pub mod decimal;
 mod error;
-// Called by the evaluator (branch rules-eval); until that merge only its tests call it.
-#[cfg_attr(not(test), allow(dead_code))]
 mod functions;
 pub mod rule;
 pub mod topic_rule;

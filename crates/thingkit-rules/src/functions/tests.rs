@@ -736,6 +736,8 @@ fn trunc_examples() {
     case("trunc", &[int(7), int(2)], "Int 7");
     case("trunc", &[s("-2.888"), dec("1.9")], "Decimal -2.8");
     case("trunc", &[dec("2.5"), s("1")], "Undefined ");
+    case("trunc", &[dec("100.5"), int(0)], "Decimal 100");
+    assert_eq!(eval("trunc", &[dec("1E+40"), int(3)]), dec("1E+40"));
 }
 
 #[test]

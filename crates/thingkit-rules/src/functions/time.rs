@@ -436,11 +436,15 @@ pub(super) fn time_to_epoch(text: &Value, pattern: &Value) -> Option<Value> {
             'a' => fields.pm = Some(input.name(&["AM", "PM"], true)? == 1),
             'H' | 'k' => {
                 let (min, max) = width(2);
-                fields.hour = Some(input.digits(min, max)? % 24);
+                let hour = input.digits(min, max)?;
+                let valid = if letter == 'H' { 0..=23 } else { 1..=24 };
+                fields.hour = Some(valid.contains(&hour).then_some(hour % 24)?);
             }
             'h' | 'K' => {
                 let (min, max) = width(2);
-                fields.half_day_hour = Some(input.digits(min, max)? % 12);
+                let hour = input.digits(min, max)?;
+                let valid = if letter == 'h' { 1..=12 } else { 0..=11 };
+                fields.half_day_hour = Some(valid.contains(&hour).then_some(hour % 12)?);
             }
             'm' => {
                 let (min, max) = width(2);

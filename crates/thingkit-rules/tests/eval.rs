@@ -436,7 +436,6 @@ fn select_star_plus_items_on_binary_keeps_the_bytes() {
 // Function-library examples that depend on the evaluator's plumbing (`*` argument, topic()).
 
 #[test]
-#[ignore = "needs the function library (encode/decode) from rules-funcs"]
 fn decode_of_encoded_star_compares_as_json() {
     assert_eq!(
         run_on(
@@ -452,7 +451,6 @@ fn decode_of_encoded_star_compares_as_json() {
 }
 
 #[test]
-#[ignore = "needs the function library (topic) from rules-funcs"]
 fn benchmark_statement_selects_and_filters() {
     let sql =
         "SELECT temperature, topic(2) AS device FROM 'telemetry/+/temp' WHERE temperature > 25";

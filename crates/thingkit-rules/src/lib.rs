@@ -9,9 +9,11 @@ mod error;
 pub mod rule;
 pub mod topic_rule;
 pub mod value;
+pub mod window;
 
 pub use ast::{SqlVersion, Statement};
 pub use decimal::Decimal;
 pub use error::Error;
 pub use rule::{Environment, Limits, Message, Output, Rule};
 pub use value::{Object, Value};
+pub use window::{Pushed, WindowLimits, WindowStats, Windows};

@@ -85,6 +85,8 @@ pub enum Output {
 /// A compiled rule: its statement, SQL version and topic filter.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// The statement's text, for errors found after parsing (`line:column` of a span).
+    sql: String,
     statement: Statement,
     version: SqlVersion,
 }
@@ -103,6 +105,11 @@ impl Rule {
     /// The statement.
     pub fn statement(&self) -> &Statement {
         &self.statement
+    }
+
+    /// The statement's text, as compiled.
+    pub fn sql(&self) -> &str {
+        &self.sql
     }
 
     /// The SQL version.

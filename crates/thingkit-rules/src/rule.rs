@@ -119,7 +119,11 @@ impl Rule {
                 }
             }
         }
-        Ok(Rule { statement, version })
+        Ok(Rule {
+            sql: sql.to_string(),
+            statement,
+            version,
+        })
     }
 
     /// The statement.

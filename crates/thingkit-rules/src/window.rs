@@ -131,10 +131,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::ast::{Expr, ExprKind, Literal, SelectItem, Span, Statement, Window};
+use crate::ast::{Assignment, Expr, ExprKind, Literal, SelectItem, Span, Statement, Window};
 use crate::decimal::Decimal;
 use crate::error::Error;
-use crate::rule::Rule;
+use crate::rule::{Limits, Rule};
 use crate::value::{MAX_INT, Value, is_numeric_string};
 
 /// The limits of one [`Windows`]. Every field has a safe default.
@@ -157,6 +157,9 @@ pub struct WindowLimits {
     /// (`Message::timestamp_ms`) before the event is refused as [`Pushed::Future`]. Default one
     /// hour. Only for `TIMESTAMP BY` windows.
     pub max_event_ahead_ms: u64,
+    /// The per-message limits (payload size, JSON depth, the size of a value or output) used
+    /// when a message is read and when a group's SELECT items are computed.
+    pub evaluation: Limits,
 }
 
 impl Default for WindowLimits {
@@ -167,6 +170,7 @@ impl Default for WindowLimits {
             max_percentile_values: 10_000,
             max_windows_per_event: 100,
             max_event_ahead_ms: 3_600_000,
+            evaluation: Limits::default(),
         }
     }
 }
@@ -214,6 +218,9 @@ pub struct WindowStats {
     pub future: u64,
     /// Groups emitted by [`Windows::advance`] and [`Windows::flush`].
     pub emitted: u64,
+    /// Groups whose SELECT items could not be computed (a value or the output over the size
+    /// limit of [`WindowLimits::evaluation`]): closed but not emitted.
+    pub failed: u64,
     /// Groups whose `percentile` exceeded `max_percentile_values` (one per group and
     /// aggregate).
     pub percentile_overflows: u64,
@@ -772,7 +779,8 @@ const KEY_CALL: &str = "window key";
 /// The name of the call an aggregate is replaced with in the SELECT items.
 const AGGREGATE_CALL: &str = "window aggregate";
 
-/// Functions that read the message: refused in SELECT items outside keys and aggregates.
+/// Functions that read the message or call the environment: refused in SELECT items outside
+/// keys and aggregates (a window's close has neither a message nor an environment).
 const MESSAGE_FUNCTIONS: &[&str] = &[
     "topic",
     "clientid",
@@ -782,6 +790,15 @@ const MESSAGE_FUNCTIONS: &[&str] = &[
     "sourceip",
     "get_mqtt_property",
     "get_user_properties",
+    "newuuid",
+    "rand",
+    "accountid",
+    "get_thing_shadow",
+    "get_dynamodb",
+    "get_registry_data",
+    "get_secret",
+    "aws_lambda",
+    "machinelearning_predict",
 ];
 
 /// The aggregate functions.
@@ -795,6 +812,10 @@ const AGGREGATES: &[&str] = &["count", "sum", "avg", "min", "max", "percentile"]
 )]
 struct Plan {
     timing: Timing,
+    /// The SET clause, run on every message before WHERE.
+    set: Vec<Assignment>,
+    /// The WHERE condition.
+    where_: Option<Expr>,
     keys: Vec<Expr>,
     timestamp_by: Option<Expr>,
     aggregates: Vec<Aggregate>,
@@ -913,6 +934,8 @@ impl Plan {
         }
         let mut plan = Plan {
             timing,
+            set: statement.set.clone(),
+            where_: statement.where_.clone(),
             keys: group_by.keys.clone(),
             timestamp_by: group_by.timestamp_by.clone(),
             aggregates: Vec::new(),
@@ -986,7 +1009,7 @@ impl Plan {
                     sql,
                     expr.span,
                     format!(
-                        "`{name}()` reads one message, but this item is computed when the window closes: make the call a GROUP BY key or aggregate it"
+                        "`{name}()` reads the message or calls a service, but this item is computed when the window closes: make the call a GROUP BY key or aggregate it"
                     ),
                 ));
             }

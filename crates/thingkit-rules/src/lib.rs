@@ -4,9 +4,14 @@
 #![deny(missing_docs)]
 
 pub mod ast;
+mod convert;
 pub mod decimal;
 mod error;
+mod eval;
+mod functions;
+mod json;
 mod lexer;
+mod operator;
 pub mod parser;
 pub mod printer;
 pub mod rule;

@@ -166,8 +166,17 @@ impl Rule {
         env: &dyn Environment,
         limits: &Limits,
     ) -> Result<Option<Output>, Error> {
-        let _ = (message, env, limits);
-        todo!("evaluator")
+        crate::eval::evaluate(&self.statement, self.version, message, env, limits)
+    }
+
+    /// A rule from an already built statement (the parser's output, or a tree built by code).
+    /// It has no SQL text: errors found later (a window's checks) point at `1:1`.
+    pub fn from_statement(statement: Statement, version: SqlVersion) -> Rule {
+        Rule {
+            sql: String::new(),
+            statement,
+            version,
+        }
     }
 }
 

@@ -19,6 +19,62 @@
 //! LATENESS(ss, 30)
 //! ```
 //!
+//! Run as windows (a sans-IO driver pushes messages, and calls `advance` with the clock at
+//! [`Windows::next_deadline`]):
+//!
+//! ```
+//! use thingkit_rules::{
+//!     Environment, Limits, Message, Output, Pushed, Rule, SqlVersion, Value, WindowLimits, Windows,
+//! };
+//!
+//! struct Env;
+//! impl Environment for Env {
+//!     fn new_uuid(&self) -> String {
+//!         String::new()
+//!     }
+//!     fn random(&self) -> f64 {
+//!         0.0
+//!     }
+//! }
+//!
+//! let sql = "SELECT topic(2) AS device_id, count(*) AS hot, avg(temperature) AS mean, \
+//!            window_start() AS start FROM 'telemetry/+/temperature' WHERE temperature > 25 \
+//!            GROUP BY topic(2), TUMBLINGWINDOW(mi, 5) TIMESTAMP BY timestamp * 1000 \
+//!            LATENESS(ss, 30)";
+//! let rule = Rule::compile(sql, SqlVersion::V2016_03_23, &Limits::default())?;
+//! let mut windows = Windows::new(&rule, WindowLimits::default())?;
+//! let message = |payload: &'static str, arrival_ms| Message {
+//!     topic: "telemetry/d1/temperature",
+//!     payload: payload.as_bytes(),
+//!     client_id: Some("d1"),
+//!     principal: None,
+//!     timestamp_ms: arrival_ms,
+//! };
+//! for (payload, arrival_ms) in [
+//!     (r#"{"temperature": 26, "timestamp": 1700000000}"#, 1_700_000_000_100),
+//!     (r#"{"temperature": 20, "timestamp": 1700000001}"#, 1_700_000_001_100),
+//!     (r#"{"temperature": 27.5, "timestamp": 1700000002}"#, 1_700_000_002_100),
+//! ] {
+//!     windows.push(&message(payload, arrival_ms), &Env)?;
+//! }
+//! assert_eq!(windows.stats().filtered, 1);
+//! // The window [1699999800000, 1700000100000) closes 30 s after its end.
+//! assert_eq!(windows.next_deadline(), Some(1_700_000_130_000));
+//! assert!(windows.advance(1_700_000_129_999).is_empty());
+//! let outputs = windows.advance(1_700_000_130_000);
+//! let [Output::Json(Value::Object(row))] = outputs.as_slice() else {
+//!     panic!("one output object");
+//! };
+//! assert_eq!(row.get("device_id"), Some(&Value::String("d1".into())));
+//! assert_eq!(row.get("hot"), Some(&Value::Int(2)));
+//! assert_eq!(row.get("mean").map(Value::to_json_string).as_deref(), Some("26.75"));
+//! assert_eq!(row.get("start"), Some(&Value::Int(1_699_999_800_000)));
+//! // An event for that window is now late.
+//! let late = message(r#"{"temperature": 30, "timestamp": 1700000003}"#, 1_700_000_131_000);
+//! assert_eq!(windows.push(&late, &Env)?, Pushed::Late);
+//! # Ok::<(), thingkit_rules::Error>(())
+//! ```
+//!
 //! - `GROUP BY key, ..., window`: zero or more key expressions and exactly one window.
 //!   - `TUMBLINGWINDOW(unit, size)`: contiguous windows `[k·size, (k+1)·size)`.
 //!   - `HOPPINGWINDOW(unit, size, hop)`: windows of `size` starting at every multiple of `hop`
@@ -126,16 +182,17 @@
 //! [`WindowLimits::max_windows_per_event`] windows (`size / hop`), checked by
 //! [`Windows::new`].
 
-// Until the evaluator lands, `push` and the SELECT at close are not wired yet.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 
-use crate::ast::{Assignment, Expr, ExprKind, Literal, SelectItem, Span, Statement, Window};
+use crate::ast::{
+    Assignment, Expr, ExprKind, Literal, SelectItem, Span, SqlVersion, Statement, Window,
+};
 use crate::decimal::Decimal;
 use crate::error::Error;
-use crate::rule::{Limits, Rule};
-use crate::value::{MAX_INT, Value, is_numeric_string};
+use crate::eval::{self, Scope};
+use crate::json;
+use crate::rule::{Environment, Limits, Message, Output, Rule};
+use crate::value::{MAX_INT, Object, Value, is_numeric_string};
 
 /// The limits of one [`Windows`]. Every field has a safe default.
 #[derive(Debug, Clone)]
@@ -806,10 +863,6 @@ const AGGREGATES: &[&str] = &["count", "sum", "avg", "min", "max", "percentile"]
 
 /// A windowed statement, checked and taken apart.
 #[derive(Debug, Clone)]
-#[expect(
-    dead_code,
-    reason = "push and the SELECT at close are wired when the evaluator lands"
-)]
 struct Plan {
     timing: Timing,
     /// The SET clause, run on every message before WHERE.
@@ -954,16 +1007,9 @@ impl Plan {
                     ));
                 }
                 SelectItem::Expr { expr, alias } => {
-                    let name = match (alias, &expr.kind) {
-                        (Some(alias), _) => alias.clone(),
-                        (
-                            None,
-                            ExprKind::Field(name)
-                            | ExprKind::Member { name, .. }
-                            | ExprKind::Variable(name)
-                            | ExprKind::Call { name, .. },
-                        ) => name.clone(),
-                        (None, _) => format!("_{}", position + 1),
+                    let name = match alias {
+                        Some(alias) => alias.clone(),
+                        None => eval::item_name(expr, position + 1),
                     };
                     let rewritten = plan.rewrite(sql, expr, &mut found)?;
                     plan.items.push((name, rewritten));
@@ -1259,16 +1305,39 @@ fn visit(expr: &Expr, f: &mut dyn FnMut(&Expr)) {
 // ---------------------------------------------------------------------------------------------
 // The public API
 
+/// The environment of a window's close: SELECT items that would call it are refused by
+/// [`Plan::compile`], so it is never asked for anything.
+struct Closing;
+
+impl Environment for Closing {
+    fn new_uuid(&self) -> String {
+        String::new()
+    }
+
+    fn random(&self) -> f64 {
+        0.0
+    }
+}
+
+/// The event time an evaluated `TIMESTAMP BY` stands for: an Int, or a Decimal rounded down,
+/// from 0 to `u64::MAX` milliseconds.
+fn event_time(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(ms) => u64::try_from(*ms).ok(),
+        Value::Decimal(ms) if ms.compare(&Decimal::from_i128(0)).is_ge() => {
+            u64::try_from(ms.trunc_to_i128()?).ok()
+        }
+        _ => None,
+    }
+}
+
 /// The windowed aggregation of one rule: its open groups, clocks and counters. Sans-IO: time
 /// comes in as `Message::timestamp_ms` and [`Windows::advance`]'s `now_ms`.
 #[derive(Debug, Clone)]
-#[expect(
-    dead_code,
-    reason = "push and the SELECT at close are wired when the evaluator lands"
-)]
 pub struct Windows {
     plan: Plan,
     engine: Engine,
+    version: SqlVersion,
 }
 
 impl Windows {
@@ -1282,17 +1351,181 @@ impl Windows {
     /// from keys, aggregates and window bounds, a bad percentile, a window over
     /// [`WindowLimits::max_windows_per_event`].
     pub fn new(rule: &Rule, limits: WindowLimits) -> Result<Windows, Error> {
-        Windows::from_statement(rule.statement(), rule.sql(), limits)
+        let plan = Plan::compile(rule.statement(), rule.sql(), &limits)?;
+        let engine = Engine::new(plan.timing, plan.aggregates.clone(), limits);
+        Ok(Windows {
+            plan,
+            engine,
+            version: rule.version(),
+        })
     }
 
-    fn from_statement(
-        statement: &Statement,
-        sql: &str,
-        limits: WindowLimits,
-    ) -> Result<Windows, Error> {
-        let plan = Plan::compile(statement, sql, &limits)?;
-        let engine = Engine::new(plan.timing, plan.aggregates.clone(), limits);
-        Ok(Windows { plan, engine })
+    /// Runs one message through SET, WHERE, the keys, the event time and the aggregates'
+    /// inputs, and counts it in its open windows (see the module docs for each outcome).
+    ///
+    /// # Errors
+    ///
+    /// A limit of [`WindowLimits::evaluation`] was exceeded (payload size, JSON depth, value
+    /// size), or an external function failed. The message is not counted.
+    pub fn push(&mut self, message: &Message<'_>, env: &dyn Environment) -> Result<Pushed, Error> {
+        let limits = &self.engine.limits.evaluation;
+        let payload = eval::read_payload(message.payload, self.version, limits, None)?;
+        let mut variables: Vec<(String, Value)> = Vec::with_capacity(self.plan.set.len());
+        for assignment in &self.plan.set {
+            let scope = Scope {
+                message,
+                env,
+                version: self.version,
+                payload: &payload,
+                variables: &variables,
+                aggregates: None,
+                max_value_bytes: limits.max_output_bytes,
+            };
+            let value = eval::eval_expr(&assignment.value, &scope)?;
+            variables.push((assignment.name.clone(), value));
+        }
+        let scope = Scope {
+            message,
+            env,
+            version: self.version,
+            payload: &payload,
+            variables: &variables,
+            aggregates: None,
+            max_value_bytes: limits.max_output_bytes,
+        };
+        if let Some(condition) = &self.plan.where_
+            && eval::eval_expr(condition, &scope)? != Value::Bool(true)
+        {
+            self.engine.stats.filtered += 1;
+            return Ok(Pushed::Filtered);
+        }
+        let event_ms = match &self.plan.timestamp_by {
+            None => message.timestamp_ms,
+            Some(expr) => {
+                let Some(event_ms) = event_time(&eval::eval_expr(expr, &scope)?) else {
+                    self.engine.stats.no_timestamp += 1;
+                    return Ok(Pushed::NoTimestamp);
+                };
+                let ahead = self.engine.limits.max_event_ahead_ms;
+                if event_ms > message.timestamp_ms.saturating_add(ahead) {
+                    self.engine.stats.future += 1;
+                    return Ok(Pushed::Future);
+                }
+                event_ms
+            }
+        };
+        let keys = self
+            .plan
+            .keys
+            .iter()
+            .map(|key| eval::eval_expr(key, &scope))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs = self
+            .plan
+            .inputs
+            .iter()
+            .map(|input| match input {
+                Some(expr) => eval::eval_expr(expr, &scope),
+                None => Ok(Value::Null),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.engine.add(keys, event_ms, &inputs))
+    }
+
+    /// Records that arrival time is `now_ms` (ms since the epoch) and returns the output of
+    /// every group whose window is now closed, in (window end, key) order.
+    pub fn advance(&mut self, now_ms: u64) -> Vec<Output> {
+        let closed = self.engine.advance(now_ms);
+        self.render_all(closed)
+    }
+
+    /// Returns the output of every open group, in (window end, key) order, and closes their
+    /// windows: for a shutdown or the end of a batch.
+    pub fn flush(&mut self) -> Vec<Output> {
+        let closed = self.engine.flush();
+        self.render_all(closed)
+    }
+
+    fn render_all(&mut self, closed: Vec<Closed>) -> Vec<Output> {
+        let mut outputs = Vec::with_capacity(closed.len());
+        for group in closed {
+            match self.render(&group) {
+                Ok(Some(output)) => outputs.push(output),
+                Ok(None) => {}
+                Err(_) => self.engine.stats.failed += 1,
+            }
+        }
+        outputs
+    }
+
+    /// The SELECT items of one closed group; `None` for an Undefined `SELECT VALUE`.
+    fn render(&self, group: &Closed) -> Result<Option<Output>, Error> {
+        let v2 = self.version.is_v2();
+        let number = |value: &Value| match value {
+            Value::Decimal(d) if v2 => json::whole_decimal_as_int(d.clone()),
+            other => other.clone(),
+        };
+        let bound = |ms: u64| Value::Int(i128::from(ms));
+        let hook = |expr: &Expr| -> Option<Value> {
+            if let Some(index) = marker_index(expr, KEY_CALL) {
+                return Some(group.keys.get(index).cloned().unwrap_or(Value::Undefined));
+            }
+            if let Some(index) = marker_index(expr, AGGREGATE_CALL) {
+                return Some(group.aggregates.get(index).map_or(Value::Undefined, number));
+            }
+            match &expr.kind {
+                ExprKind::Call { name, args } if args.is_empty() && name == "window_start" => {
+                    Some(bound(group.start))
+                }
+                ExprKind::Call { name, args } if args.is_empty() && name == "window_end" => {
+                    Some(bound(group.end))
+                }
+                _ => None,
+            }
+        };
+        // The items read no message and call no service (Plan::compile refused those).
+        let message = Message {
+            topic: "",
+            payload: &[],
+            client_id: None,
+            principal: None,
+            timestamp_ms: group.end,
+        };
+        let limits = &self.engine.limits.evaluation;
+        let scope = Scope {
+            message: &message,
+            env: &Closing,
+            version: self.version,
+            payload: &Value::Undefined,
+            variables: &[],
+            aggregates: Some(&hook),
+            max_value_bytes: limits.max_output_bytes,
+        };
+        let value = if self.plan.value {
+            match self.plan.items.first() {
+                Some((_, expr)) => eval::eval_expr(expr, &scope)?,
+                None => Value::Undefined,
+            }
+        } else {
+            let mut object = Object::new();
+            for (name, expr) in &self.plan.items {
+                let value = eval::eval_expr(expr, &scope)?;
+                if !value.is_undefined() {
+                    object.insert(name.clone(), value);
+                }
+            }
+            Value::Object(object)
+        };
+        if value.is_undefined() {
+            return Ok(None);
+        }
+        if json::to_string(&value).len() > limits.max_output_bytes {
+            return Err(Error::Limit {
+                what: "output",
+                limit: limits.max_output_bytes,
+            });
+        }
+        Ok(Some(Output::Json(value)))
     }
 
     /// The arrival time (ms since the epoch) at which [`Windows::advance`] will next emit

@@ -85,6 +85,8 @@ pub enum Output {
 /// A compiled rule: its statement, SQL version and topic filter.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// The statement's text, for errors found after parsing (`line:column` of a span).
+    sql: String,
     statement: Statement,
     version: SqlVersion,
 }
@@ -117,12 +119,21 @@ impl Rule {
                 }
             }
         }
-        Ok(Rule { statement, version })
+        Ok(Rule {
+            sql: sql.to_string(),
+            statement,
+            version,
+        })
     }
 
     /// The statement.
     pub fn statement(&self) -> &Statement {
         &self.statement
+    }
+
+    /// The statement's text, as compiled.
+    pub fn sql(&self) -> &str {
+        &self.sql
     }
 
     /// The SQL version.
@@ -175,8 +186,13 @@ impl Rule {
     }
 
     /// A rule from an already built statement (the parser's output, or a tree built by code).
+    /// It has no SQL text: errors found later (a window's checks) point at `1:1`.
     pub fn from_statement(statement: Statement, version: SqlVersion) -> Rule {
-        Rule { statement, version }
+        Rule {
+            sql: String::new(),
+            statement,
+            version,
+        }
     }
 }
 

@@ -2,21 +2,26 @@
 //!
 //! - `per_message/<stream>/serde_json_floor`: `serde_json::from_slice::<serde_json::Value>` on the
 //!   payload bytes — the least any engine that reads JSON must do with them.
+//! - `per_message/<stream>/serde_json_validate`: `serde_json::from_slice::<IgnoredAny>`, which
+//!   checks that the bytes are JSON without building anything — the floor of an engine that, like
+//!   thingkit's, validates the whole payload but builds only the members the statement reads.
 //! - `per_message/<stream>/rule_evaluate`: `Rule::evaluate` of
 //!   `SELECT temperature, topic(2) AS device FROM 'telemetry/+/temp' WHERE temperature > 25` on
 //!   the same bytes (payload parse, WHERE, SELECT, the output value).
 //!
 //!   Streams: `device_report_1kb`, one realistic ~1 KB device report (nested objects, arrays,
-//!   strings, ints, decimals); `mixed`, ten messages of several shapes and sizes — three where
+//!   strings, ints, decimals); `reading_70b`, the quick start's three-field reading (the
+//!   payload of `windowed_10m`); `mixed`, ten messages of several shapes and sizes — three where
 //!   WHERE is false or Undefined, a numeric string, one non-JSON payload.
 //! - `ten_rules/mixed`: ten rules (filters, projections, functions, CASE, an object literal,
 //!   string operations, `*` on a binary payload) each evaluated on every message of the mixed
 //!   stream: messages per second on one core.
 //!
-//! Besides criterion's means, the ratio is printed from the minimum over `PAIRED_ROUNDS`
-//! interleaved rounds in which both contenders run once on the same stream (robust to the
-//! shared machine's noisy neighbours), and a breakdown of where `rule_evaluate`'s time goes
-//! (payload parse, WHERE, SELECT) from rules that do a subset of the work.
+//! Besides criterion's means, the ratios are printed from the minimum over `PAIRED_ROUNDS`
+//! interleaved rounds in which every contender runs once on the same stream (robust to the
+//! shared machine's noisy neighbours), with a breakdown of where `rule_evaluate`'s time goes
+//! (payload read, WHERE, SELECT, serializing the output) from rules that do a subset of the
+//! work, and the cost of each of the ten rules alone.
 //!
 //! Run: cargo bench --manifest-path benches/Cargo.toml -p thingkit-bench-rules --bench per_message
 
@@ -24,7 +29,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use thingkit_rules::{Environment, Limits, Message, Rule, SqlVersion};
+use serde::de::IgnoredAny;
+use thingkit_rules::{Environment, Limits, Message, Output, Rule, SqlVersion};
 
 const PAIRED_ROUNDS: usize = 300;
 
@@ -125,6 +131,15 @@ fn single_report() -> Vec<Owned> {
     }]
 }
 
+/// The quick start's reading, as the windowed benchmark publishes it (70 bytes).
+fn small_reading() -> Vec<Owned> {
+    vec![Owned {
+        topic: "telemetry/sensor-00042/temp".into(),
+        payload: br#"{"device_id":"sensor-00042","temperature":26.3,"timestamp":1764115200}"#
+            .to_vec(),
+    }]
+}
+
 /// Ten messages: the mixed stream.
 fn mixed() -> Vec<Owned> {
     let m = |device: &str, payload: Vec<u8>| Owned {
@@ -188,6 +203,29 @@ fn floor_pass(stream: &[Owned]) -> usize {
 }
 
 #[inline(never)]
+fn validate_pass(stream: &[Owned]) -> usize {
+    stream
+        .iter()
+        .filter(|m| serde_json::from_slice::<IgnoredAny>(black_box(&m.payload)).is_ok())
+        .count()
+}
+
+/// `rule_pass` plus the output serialized as the actions would send it.
+#[inline(never)]
+fn rule_serialize_pass(rule: &Rule, stream: &[Owned], limits: &Limits) -> usize {
+    let env = BenchEnv;
+    let mut bytes = 0;
+    for m in stream {
+        match rule.evaluate(black_box(&m.message()), &env, limits) {
+            Ok(Some(Output::Json(v))) => bytes += black_box(v.to_json_string()).len(),
+            Ok(Some(Output::Binary(b))) => bytes += b.len(),
+            _ => {}
+        }
+    }
+    bytes
+}
+
+#[inline(never)]
 fn rule_pass(rule: &Rule, stream: &[Owned], limits: &Limits) -> usize {
     let env = BenchEnv;
     let mut out = 0;
@@ -243,7 +281,11 @@ fn per_message(c: &mut Criterion) {
         .iter()
         .map(|(what, sql)| (*what, compile(sql)))
         .collect();
-    for (name, stream) in [("device_report_1kb", single_report()), ("mixed", mixed())] {
+    for (name, stream) in [
+        ("device_report_1kb", single_report()),
+        ("reading_70b", small_reading()),
+        ("mixed", mixed()),
+    ] {
         let bytes: usize = stream.iter().map(|m| m.payload.len()).sum();
         let outputs = rule_pass(&rule, &stream, &limits);
         eprintln!(
@@ -254,6 +296,7 @@ fn per_message(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("per_message/{name}"));
         g.throughput(Throughput::Elements(stream.len() as u64));
         g.bench_function("serde_json_floor", |b| b.iter(|| floor_pass(&stream)));
+        g.bench_function("serde_json_validate", |b| b.iter(|| validate_pass(&stream)));
         g.bench_function("rule_evaluate", |b| {
             b.iter(|| rule_pass(&rule, &stream, &limits))
         });
@@ -266,6 +309,12 @@ fn per_message(c: &mut Criterion) {
         let mut ours = || {
             black_box(rule_pass(&rule, &stream, &limits));
         };
+        let mut validate = || {
+            black_box(validate_pass(&stream));
+        };
+        let mut serialize = || {
+            black_box(rule_serialize_pass(&rule, &stream, &limits));
+        };
         let mut subset_fns: Vec<Box<dyn FnMut()>> = subsets
             .iter()
             .map(|(_, r)| {
@@ -276,12 +325,15 @@ fn per_message(c: &mut Criterion) {
                 }) as Box<dyn FnMut()>
             })
             .collect();
-        let mut contenders: Vec<&mut dyn FnMut()> = vec![&mut floor, &mut ours];
+        let mut contenders: Vec<&mut dyn FnMut()> =
+            vec![&mut floor, &mut ours, &mut validate, &mut serialize];
         for f in subset_fns.iter_mut() {
             contenders.push(f.as_mut());
         }
         let best = paired_min(PAIRED_ROUNDS, contenders);
-        let (Some(f), Some(o)) = (best.first(), best.get(1)) else {
+        let (Some(f), Some(o), Some(v), Some(ser)) =
+            (best.first(), best.get(1), best.get(2), best.get(3))
+        else {
             continue;
         };
         eprintln!(
@@ -291,7 +343,16 @@ fn per_message(c: &mut Criterion) {
             ns_per(*o, n),
             o.as_secs_f64() / f.as_secs_f64()
         );
-        for ((what, _), d) in subsets.iter().zip(best.iter().skip(2)) {
+        eprintln!(
+            "  serde_json validating only (IgnoredAny) {:.0} ns/msg: Rule::evaluate is {:.2}x that",
+            ns_per(*v, n),
+            o.as_secs_f64() / v.as_secs_f64()
+        );
+        eprintln!(
+            "  breakdown: Rule::evaluate + serializing the output (Value::to_json_string): {:.0} ns/msg",
+            ns_per(*ser, n)
+        );
+        for ((what, _), d) in subsets.iter().zip(best.iter().skip(4)) {
             eprintln!(
                 "  breakdown: {what}: {:.0} ns/msg ({:.2}x the floor)",
                 ns_per(*d, n),
@@ -324,7 +385,27 @@ fn ten_rules(c: &mut Criterion) {
     let mut run = || {
         black_box(rules_pass(&rules, &stream, &limits));
     };
-    let best = paired_min(PAIRED_ROUNDS, vec![&mut run]);
+    let mut each: Vec<Box<dyn FnMut()>> = rules
+        .iter()
+        .map(|r| {
+            let (stream, limits) = (&stream, &limits);
+            Box::new(move || {
+                black_box(rule_pass(r, stream, limits));
+            }) as Box<dyn FnMut()>
+        })
+        .collect();
+    let mut contenders: Vec<&mut dyn FnMut()> = vec![&mut run];
+    for f in each.iter_mut() {
+        contenders.push(f.as_mut());
+    }
+    let best = paired_min(PAIRED_ROUNDS, contenders);
+    for (i, d) in best.iter().skip(1).enumerate() {
+        eprintln!(
+            "  rule {} alone: {:.0} ns per message",
+            i + 1,
+            ns_per(*d, stream.len())
+        );
+    }
     if let Some(d) = best.first() {
         eprintln!(
             "ten_rules/mixed, min of {PAIRED_ROUNDS} rounds: {:.0} ns per message (10 rules), \

@@ -578,41 +578,6 @@ fn broker_config(
         .with_firmware_trust(firmware_trust)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(limits: &str) -> BrokerConfig {
-        let file: ServeConfig = toml::from_str(limits).expect("a valid file");
-        let arn = file.account.arn_prefix().expect("the default account");
-        broker_config(&file, arn, None, None)
-    }
-
-    #[test]
-    fn limits_can_be_turned_off_or_made_to_delay() {
-        let on = config("");
-        assert_eq!(
-            on.connection_limits.message_action,
-            LimitAction::Reject(thingkit_meter::LimitReason::QuotaExceeded)
-        );
-        assert!(on.connection_limits.messages.is_some());
-        assert!(on.connect_limits.is_some());
-
-        let off = config(
-            "[limits]\nenabled = false\n[[limits.override]]\nthing_type = \"t\"\npublishes_per_second = 5\n",
-        );
-        assert_eq!(off.connection_limits, RateLimits::unlimited());
-        assert_eq!(off.account_limits, RateLimits::unlimited());
-        assert!(off.connect_limits.is_none());
-        assert!(off.limit_classes.is_empty());
-
-        let delay = config("[limits]\nover_limit = \"delay\"\n");
-        assert_eq!(delay.connection_limits.message_action, LimitAction::Delay);
-        assert_eq!(delay.connection_limits.byte_action, LimitAction::Delay);
-        assert_eq!(delay.account_limits.message_action, LimitAction::Delay);
-    }
-}
-
 /// The rules engine of `[rules_engine]` with the `[[rules]]` of the file installed. Sink and
 /// dead-letter paths are relative to data_dir.
 fn rules_engine(config: &ServeConfig) -> Result<RulesEngine, Failure> {
@@ -665,4 +630,39 @@ fn rules_engine(config: &ServeConfig) -> Result<RulesEngine, Failure> {
         tracing::info!(rules = config.rules.len(), "topic rules installed");
     }
     Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(limits: &str) -> BrokerConfig {
+        let file: ServeConfig = toml::from_str(limits).expect("a valid file");
+        let arn = file.account.arn_prefix().expect("the default account");
+        broker_config(&file, arn, None, None)
+    }
+
+    #[test]
+    fn limits_can_be_turned_off_or_made_to_delay() {
+        let on = config("");
+        assert_eq!(
+            on.connection_limits.message_action,
+            LimitAction::Reject(thingkit_meter::LimitReason::QuotaExceeded)
+        );
+        assert!(on.connection_limits.messages.is_some());
+        assert!(on.connect_limits.is_some());
+
+        let off = config(
+            "[limits]\nenabled = false\n[[limits.override]]\nthing_type = \"t\"\npublishes_per_second = 5\n",
+        );
+        assert_eq!(off.connection_limits, RateLimits::unlimited());
+        assert_eq!(off.account_limits, RateLimits::unlimited());
+        assert!(off.connect_limits.is_none());
+        assert!(off.limit_classes.is_empty());
+
+        let delay = config("[limits]\nover_limit = \"delay\"\n");
+        assert_eq!(delay.connection_limits.message_action, LimitAction::Delay);
+        assert_eq!(delay.connection_limits.byte_action, LimitAction::Delay);
+        assert_eq!(delay.account_limits.message_action, LimitAction::Delay);
+    }
 }

@@ -268,6 +268,7 @@ pub(crate) fn text_of(value: &Value) -> Option<String> {
 }
 
 /// What a window did with one event.
+#[allow(dead_code)] // constructed by the window engine (not merged yet)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PushOutcome {
     Accepted,

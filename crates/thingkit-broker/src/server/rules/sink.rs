@@ -52,7 +52,7 @@ struct Open {
 enum Writer {
     Lines(File),
     #[cfg(feature = "parquet")]
-    Parquet(parquet_file::ParquetFile),
+    Parquet(Box<parquet_file::ParquetFile>),
 }
 
 impl FileSink {
@@ -139,10 +139,10 @@ impl FileSink {
         let writer = if parquet {
             #[cfg(feature = "parquet")]
             {
-                Writer::Parquet(
+                Writer::Parquet(Box::new(
                     parquet_file::ParquetFile::create(&file_path, &self.columns)
                         .map_err(AttemptError::retry)?,
-                )
+                ))
             }
             #[cfg(not(feature = "parquet"))]
             {

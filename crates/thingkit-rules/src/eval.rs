@@ -510,6 +510,41 @@ pub(crate) fn read_payload(
     }
 }
 
+fn has_undefined(value: &Value) -> bool {
+    match value {
+        Value::Undefined => true,
+        Value::Array(items) => items.iter().any(has_undefined),
+        Value::Object(object) => object.iter().any(|(_, v)| has_undefined(v)),
+        _ => false,
+    }
+}
+
+/// Removes Undefined members and elements at every depth, so an output holds only JSON
+/// values (serializing would omit them anyway; callers that walk the tree see the same).
+fn strip_undefined(value: &mut Value) {
+    if !has_undefined(value) {
+        return;
+    }
+    match value {
+        Value::Array(items) => {
+            items.retain(|v| !v.is_undefined());
+            items.iter_mut().for_each(strip_undefined);
+        }
+        Value::Object(object) => {
+            let mut kept = Object::new();
+            for (k, v) in object.iter() {
+                if !v.is_undefined() {
+                    let mut v = v.clone();
+                    strip_undefined(&mut v);
+                    kept.push_unchecked(k.to_owned(), v);
+                }
+            }
+            *object = kept;
+        }
+        _ => {}
+    }
+}
+
 /// Runs a top-level statement on a message: the output (`None` when WHERE is not exactly
 /// true or `SELECT VALUE` is Undefined) and the SET variables (for the actions' templates).
 ///
@@ -540,7 +575,8 @@ pub(crate) fn evaluate(
     }
     let output = match select(statement, &scope)? {
         Selected::Json(Value::Undefined) => return Ok((None, variables)),
-        Selected::Json(value) => {
+        Selected::Json(mut value) => {
+            strip_undefined(&mut value);
             if approximate_size(&value, limits.max_output_bytes) > limits.max_output_bytes {
                 return Err(Error::Limit {
                     what: "output",

@@ -96,7 +96,8 @@ impl Rule {
     ///
     /// # Errors
     ///
-    /// [`Error::Parse`] with line:column, or a limit.
+    /// [`Error::Parse`] with line:column, or a limit; [`Error::Window`] for a `GROUP BY`
+    /// statement that cannot run as windows (see [`crate::window`]).
     pub fn compile(sql: &str, version: SqlVersion, limits: &Limits) -> Result<Rule, Error> {
         let statement = crate::parser::parse(sql, version, limits)?;
         match &statement.from {
@@ -118,6 +119,11 @@ impl Rule {
                     ));
                 }
             }
+        }
+        if statement.group_by.is_some() {
+            // A windowed statement's structural checks (what SELECT may say), so a rule that
+            // no `Windows` would accept is refused when it is created.
+            crate::window::check(&statement, sql)?;
         }
         Ok(Rule {
             sql: sql.to_string(),

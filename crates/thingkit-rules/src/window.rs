@@ -102,6 +102,8 @@
 //!   every Undefined item.
 //! - `window_start()` and `window_end()`: the group's window bounds, Int milliseconds since the
 //!   epoch (the end is exclusive).
+//! - Under SQL version 2016-03-23, a whole-number Decimal result of an aggregate (an `avg` of
+//!   `2` and `4`) is an Int, as every other value of that version.
 //!
 //! A SELECT item must be computable when the window closes, from the group alone: each item is
 //! either a GROUP BY key expression (structurally equal: `topic(2)` in both places), or built
@@ -1302,6 +1304,40 @@ fn visit(expr: &Expr, f: &mut dyn FnMut(&Expr)) {
     }
 }
 
+/// The structural checks of [`Windows::new`] on a statement with GROUP BY, without the
+/// limits (which belong to each [`Windows`]): for [`Rule::compile`].
+pub(crate) fn check(statement: &Statement, sql: &str) -> Result<(), Error> {
+    let limits = WindowLimits {
+        max_windows_per_event: u64::MAX,
+        ..WindowLimits::default()
+    };
+    Plan::compile(statement, sql, &limits).map(|_| ())
+}
+
+/// The top-level payload members a windowed rule reads per message (SET, WHERE, keys,
+/// TIMESTAMP BY, aggregate inputs); `None` when it reads the whole payload (`*`). A superset
+/// is harmless: it only reads more.
+fn payload_fields(plan: &Plan) -> Option<Vec<String>> {
+    let mut fields: Vec<String> = Vec::new();
+    let mut whole = false;
+    let exprs = plan
+        .set
+        .iter()
+        .map(|assignment| &assignment.value)
+        .chain(&plan.where_)
+        .chain(&plan.keys)
+        .chain(&plan.timestamp_by)
+        .chain(plan.inputs.iter().flatten());
+    for expr in exprs {
+        visit(expr, &mut |e| match &e.kind {
+            ExprKind::Field(name) if !fields.contains(name) => fields.push(name.clone()),
+            ExprKind::Wildcard => whole = true,
+            _ => {}
+        });
+    }
+    (!whole).then_some(fields)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The public API
 
@@ -1338,6 +1374,8 @@ pub struct Windows {
     plan: Plan,
     engine: Engine,
     version: SqlVersion,
+    /// The payload members read per message (`None`: all of it).
+    fields: Option<Vec<String>>,
 }
 
 impl Windows {
@@ -1354,6 +1392,7 @@ impl Windows {
         let plan = Plan::compile(rule.statement(), rule.sql(), &limits)?;
         let engine = Engine::new(plan.timing, plan.aggregates.clone(), limits);
         Ok(Windows {
+            fields: payload_fields(&plan),
             plan,
             engine,
             version: rule.version(),
@@ -1369,7 +1408,11 @@ impl Windows {
     /// size), or an external function failed. The message is not counted.
     pub fn push(&mut self, message: &Message<'_>, env: &dyn Environment) -> Result<Pushed, Error> {
         let limits = &self.engine.limits.evaluation;
-        let payload = eval::read_payload(message.payload, self.version, limits, None)?;
+        let fields: Option<Vec<&str>> = self
+            .fields
+            .as_ref()
+            .map(|fields| fields.iter().map(String::as_str).collect());
+        let payload = eval::read_payload(message.payload, self.version, limits, fields.as_deref())?;
         let mut variables: Vec<(String, Value)> = Vec::with_capacity(self.plan.set.len());
         for assignment in &self.plan.set {
             let scope = Scope {

@@ -30,10 +30,10 @@ fn windows_with(sql: &str, limits: WindowLimits) -> Windows {
     Windows::new(&rule, limits).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// The error a windowed statement is refused with: already by `Rule::compile`, which runs the
+/// same checks as `Windows::new` (less the limits).
 fn refusal(sql: &str) -> Error {
-    let rule = Rule::compile(sql, SqlVersion::V2016_03_23, &Limits::default())
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    match Windows::new(&rule, WindowLimits::default()) {
+    match Rule::compile(sql, SqlVersion::V2016_03_23, &Limits::default()) {
         Ok(_) => panic!("{sql} was accepted"),
         Err(e) => e,
     }
@@ -341,7 +341,32 @@ fn refusals_point_at_the_offending_expression() {
         &Limits::default(),
     )
     .expect("a plain rule");
-    assert!(Windows::new(&rule, WindowLimits::default()).is_err());
+    assert!(matches!(
+        Windows::new(&rule, WindowLimits::default()),
+        Err(Error::Window { .. })
+    ));
+}
+
+#[test]
+fn windows_new_refuses_a_hopping_window_over_the_overlap_limit() {
+    let sql = "SELECT count(*) FROM 't' GROUP BY HOPPINGWINDOW(ss, 10, 1)";
+    let rule = Rule::compile(sql, SqlVersion::V2016_03_23, &Limits::default())
+        .expect("no limit at compile time");
+    let mut limits = WindowLimits::default();
+    limits.max_windows_per_event = 5;
+    match Windows::new(&rule, limits) {
+        Err(Error::Window { line, column, .. }) => assert_eq!((line, column), (1, 35)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_windowed_rule_reads_only_the_payload_members_it_needs_and_any_payload() {
+    let mut w =
+        windows("SELECT count(*) AS n, max(v) AS top FROM 't' GROUP BY TUMBLINGWINDOW(ss, 1)");
+    push(&mut w, "t", r#"{"big":{"a":[1,2,3]},"v":7}"#, 0);
+    push(&mut w, "t", "\u{1}binary", 1);
+    assert_eq!(json(&w.flush()), vec![r#"{"n":2,"top":7}"#]);
 }
 
 #[test]

@@ -488,3 +488,26 @@ proptest! {
         prop_assert_eq!(outputs, expected);
     }
 }
+
+#[test]
+fn under_2015_10_08_whole_aggregates_stay_decimal() {
+    let sql = "SELECT avg(v) AS a, sum(v) AS s FROM 't' GROUP BY TUMBLINGWINDOW(ss, 1)";
+    let rule = Rule::compile(sql, SqlVersion::V2015_10_08, &Limits::default())
+        .expect("windows under the first SQL version too");
+    let mut w = Windows::new(&rule, WindowLimits::default()).expect("a windowed rule");
+    push(&mut w, "t", r#"{"v":2}"#, 0);
+    push(&mut w, "t", r#"{"v":4.0}"#, 0);
+    let outputs = w.flush();
+    let [Output::Json(Value::Object(row))] = outputs.as_slice() else {
+        panic!("one output object: {outputs:?}");
+    };
+    assert!(matches!(row.get("a"), Some(Value::Decimal(_))), "{row:?}");
+    assert_eq!(
+        row.get("a").map(Value::to_json_string).as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        row.get("s").map(Value::to_json_string).as_deref(),
+        Some("6.0")
+    );
+}

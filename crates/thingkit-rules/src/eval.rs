@@ -60,11 +60,9 @@ use crate::error::Error;
 use crate::functions::{self, FunctionContext};
 use crate::json::{self, JsonError, ReadOptions};
 use crate::operator;
-use crate::rule::{Environment, Limits, Message, Output};
+use crate::rule::{Environment, Limits, Message, Output, Variables};
+use crate::template::{Template, TemplatePart};
 use crate::value::{Object, Value};
-
-/// SET variables, in assignment order.
-pub(crate) type Variables = Vec<(String, Value)>;
 
 /// The window hook: the value of an aggregate call, or `None` to evaluate it normally.
 pub(crate) type AggregateHook<'a> = &'a dyn Fn(&Expr) -> Option<Value>;
@@ -383,54 +381,56 @@ enum PayloadUse {
     Whole,
 }
 
-fn payload_use(statement: &Statement) -> PayloadUse {
-    fn visit(expr: &Expr, fields: &mut Vec<String>, whole: &mut bool) {
-        match &expr.kind {
-            ExprKind::Field(name) => {
-                if !fields.contains(name) {
-                    fields.push(name.clone());
-                }
+/// Collects the top-level payload fields an expression reads, and whether it reads all of it.
+fn visit(expr: &Expr, fields: &mut Vec<String>, whole: &mut bool) {
+    match &expr.kind {
+        ExprKind::Field(name) => {
+            if !fields.contains(name) {
+                fields.push(name.clone());
             }
-            ExprKind::Wildcard => *whole = true,
-            ExprKind::Literal(_) | ExprKind::Variable(_) => {}
-            ExprKind::Member { base, .. } => visit(base, fields, whole),
-            ExprKind::Index { base, index } => {
-                visit(base, fields, whole);
-                visit(index, fields, whole);
+        }
+        ExprKind::Wildcard => *whole = true,
+        ExprKind::Literal(_) | ExprKind::Variable(_) => {}
+        ExprKind::Member { base, .. } => visit(base, fields, whole),
+        ExprKind::Index { base, index } => {
+            visit(base, fields, whole);
+            visit(index, fields, whole);
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| visit(a, fields, whole)),
+        ExprKind::Cast { expr, .. } | ExprKind::Unary { expr, .. } => {
+            visit(expr, fields, whole);
+        }
+        ExprKind::Binary { left, right, .. } => {
+            visit(left, fields, whole);
+            visit(right, fields, whole);
+        }
+        ExprKind::Case {
+            operand,
+            whens,
+            else_,
+        } => {
+            visit(operand, fields, whole);
+            for (w, t) in whens {
+                visit(w, fields, whole);
+                visit(t, fields, whole);
             }
-            ExprKind::Call { args, .. } => args.iter().for_each(|a| visit(a, fields, whole)),
-            ExprKind::Cast { expr, .. } | ExprKind::Unary { expr, .. } => {
-                visit(expr, fields, whole);
+            if let Some(e) = else_ {
+                visit(e, fields, whole);
             }
-            ExprKind::Binary { left, right, .. } => {
-                visit(left, fields, whole);
-                visit(right, fields, whole);
-            }
-            ExprKind::Case {
-                operand,
-                whens,
-                else_,
-            } => {
-                visit(operand, fields, whole);
-                for (w, t) in whens {
-                    visit(w, fields, whole);
-                    visit(t, fields, whole);
-                }
-                if let Some(e) = else_ {
-                    visit(e, fields, whole);
-                }
-            }
-            ExprKind::Object(members) => members.iter().for_each(|(_, e)| visit(e, fields, whole)),
-            ExprKind::Array(items) => items.iter().for_each(|e| visit(e, fields, whole)),
-            // Inside a nested query fields name the element's members; only its FROM reads
-            // the enclosing payload.
-            ExprKind::Subquery(inner) => {
-                if let Some(From::Expr(e)) = &inner.from {
-                    visit(e, fields, whole);
-                }
+        }
+        ExprKind::Object(members) => members.iter().for_each(|(_, e)| visit(e, fields, whole)),
+        ExprKind::Array(items) => items.iter().for_each(|e| visit(e, fields, whole)),
+        // Inside a nested query fields name the element's members; only its FROM reads
+        // the enclosing payload.
+        ExprKind::Subquery(inner) => {
+            if let Some(From::Expr(e)) = &inner.from {
+                visit(e, fields, whole);
             }
         }
     }
+}
+
+fn payload_use(statement: &Statement) -> PayloadUse {
     let mut fields = Vec::new();
     let mut whole = false;
     for assignment in &statement.set {
@@ -445,12 +445,35 @@ fn payload_use(statement: &Statement) -> PayloadUse {
             SelectItem::Expr { expr, .. } => visit(expr, &mut fields, &mut whole),
         }
     }
-    if whole {
-        PayloadUse::Whole
-    } else if fields.is_empty() {
-        PayloadUse::None
-    } else {
-        PayloadUse::Fields(fields)
+    PayloadUse::of(fields, whole)
+}
+
+impl PayloadUse {
+    fn of(fields: Vec<String>, whole: bool) -> PayloadUse {
+        if whole {
+            PayloadUse::Whole
+        } else if fields.is_empty() {
+            PayloadUse::None
+        } else {
+            PayloadUse::Fields(fields)
+        }
+    }
+
+    /// Reads the payload as far as this use needs.
+    fn read(
+        &self,
+        message: &Message<'_>,
+        version: SqlVersion,
+        limits: &Limits,
+    ) -> Result<Value, Error> {
+        match self {
+            PayloadUse::None => Ok(Value::Undefined),
+            PayloadUse::Whole => read_payload(message.payload, version, limits, None),
+            PayloadUse::Fields(fields) => {
+                let keys: Vec<&str> = fields.iter().map(String::as_str).collect();
+                read_payload(message.payload, version, limits, Some(&keys))
+            }
+        }
     }
 }
 
@@ -487,8 +510,43 @@ pub(crate) fn read_payload(
     }
 }
 
-/// Runs a top-level statement on a message: `Ok(None)` when WHERE is not exactly true or
-/// `SELECT VALUE` is Undefined.
+fn has_undefined(value: &Value) -> bool {
+    match value {
+        Value::Undefined => true,
+        Value::Array(items) => items.iter().any(has_undefined),
+        Value::Object(object) => object.iter().any(|(_, v)| has_undefined(v)),
+        _ => false,
+    }
+}
+
+/// Removes Undefined members and elements at every depth, so an output holds only JSON
+/// values (serializing would omit them anyway; callers that walk the tree see the same).
+fn strip_undefined(value: &mut Value) {
+    if !has_undefined(value) {
+        return;
+    }
+    match value {
+        Value::Array(items) => {
+            items.retain(|v| !v.is_undefined());
+            items.iter_mut().for_each(strip_undefined);
+        }
+        Value::Object(object) => {
+            let mut kept = Object::new();
+            for (k, v) in object.iter() {
+                if !v.is_undefined() {
+                    let mut v = v.clone();
+                    strip_undefined(&mut v);
+                    kept.push_unchecked(k.to_owned(), v);
+                }
+            }
+            *object = kept;
+        }
+        _ => {}
+    }
+}
+
+/// Runs a top-level statement on a message: the output (`None` when WHERE is not exactly
+/// true or `SELECT VALUE` is Undefined) and the SET variables (for the actions' templates).
 ///
 /// # Errors
 ///
@@ -499,15 +557,8 @@ pub(crate) fn evaluate(
     message: &Message<'_>,
     env: &dyn Environment,
     limits: &Limits,
-) -> Result<Option<Output>, Error> {
-    let payload = match payload_use(statement) {
-        PayloadUse::None => Value::Undefined,
-        PayloadUse::Whole => read_payload(message.payload, version, limits, None)?,
-        PayloadUse::Fields(fields) => {
-            let keys: Vec<&str> = fields.iter().map(String::as_str).collect();
-            read_payload(message.payload, version, limits, Some(&keys))?
-        }
-    };
+) -> Result<(Option<Output>, Variables), Error> {
+    let payload = payload_use(statement).read(message, version, limits)?;
     let scope = Scope {
         message,
         env,
@@ -520,11 +571,12 @@ pub(crate) fn evaluate(
     let variables = assign(statement, &scope)?;
     let scope = scope.with_payload(&payload, &variables);
     if !passes(statement, &scope)? {
-        return Ok(None);
+        return Ok((None, variables));
     }
     let output = match select(statement, &scope)? {
-        Selected::Json(Value::Undefined) => return Ok(None),
-        Selected::Json(value) => {
+        Selected::Json(Value::Undefined) => return Ok((None, variables)),
+        Selected::Json(mut value) => {
+            strip_undefined(&mut value);
             if approximate_size(&value, limits.max_output_bytes) > limits.max_output_bytes {
                 return Err(Error::Limit {
                     what: "output",
@@ -535,5 +587,64 @@ pub(crate) fn evaluate(
         }
         Selected::Binary => Output::Binary(Bytes::copy_from_slice(message.payload)),
     };
-    Ok(Some(output))
+    Ok((Some(output), variables))
+}
+
+impl Template {
+    /// Renders the template for one message (IOT-A `iot-substitution-templates.md`): each
+    /// `${expr}` is evaluated on the **original** payload, with functions, operators and the
+    /// SET `variables` (what [`crate::Rule::evaluate_with_variables`] returns) — never SELECT
+    /// aliases. An Undefined expression renders as the empty string; a String as its text
+    /// (unquoted); raw bytes as their text (invalid UTF-8 replaced); anything else as its
+    /// compact JSON text.
+    ///
+    /// # Errors
+    ///
+    /// A limit (payload, JSON nesting, or a result longer than `limits.max_output_bytes`),
+    /// or an external function failed.
+    pub fn render(
+        &self,
+        message: &Message<'_>,
+        env: &dyn Environment,
+        version: SqlVersion,
+        variables: &[(String, Value)],
+        limits: &Limits,
+    ) -> Result<String, Error> {
+        let mut fields = Vec::new();
+        let mut whole = false;
+        for part in self.parts() {
+            if let TemplatePart::Expr(expr) = part {
+                visit(expr, &mut fields, &mut whole);
+            }
+        }
+        let payload = PayloadUse::of(fields, whole).read(message, version, limits)?;
+        let scope = Scope {
+            message,
+            env,
+            version,
+            payload: &payload,
+            variables,
+            aggregates: None,
+            max_value_bytes: limits.max_output_bytes,
+        };
+        let mut out = String::new();
+        for part in self.parts() {
+            match part {
+                TemplatePart::Text(text) => out.push_str(text),
+                TemplatePart::Expr(expr) => match eval_expr(expr, &scope)? {
+                    Value::Undefined => {}
+                    Value::String(s) => out.push_str(&s),
+                    Value::Binary(b) => out.push_str(&String::from_utf8_lossy(&b)),
+                    other => json::write(&other, &mut out),
+                },
+            }
+            if out.len() > limits.max_output_bytes {
+                return Err(Error::Limit {
+                    what: "rendered substitution template",
+                    limit: limits.max_output_bytes,
+                });
+            }
+        }
+        Ok(out)
+    }
 }

@@ -24,7 +24,7 @@ pub use ast::{SqlVersion, Statement};
 pub use decimal::Decimal;
 pub use error::Error;
 pub use parser::{parse, parse_expression};
-pub use rule::{Environment, Limits, Message, Output, Rule};
+pub use rule::{Environment, Limits, Message, Output, Rule, Variables};
 pub use template::{Template, TemplatePart, parse_template};
 pub use value::{Object, Value};
 pub use window::{Pushed, WindowLimits, WindowStats, Windows};

@@ -436,7 +436,6 @@ fn select_star_plus_items_on_binary_keeps_the_bytes() {
 // Function-library examples that depend on the evaluator's plumbing (`*` argument, topic()).
 
 #[test]
-#[ignore = "needs the function library (encode/decode) from rules-funcs"]
 fn decode_of_encoded_star_compares_as_json() {
     assert_eq!(
         run_on(
@@ -452,7 +451,6 @@ fn decode_of_encoded_star_compares_as_json() {
 }
 
 #[test]
-#[ignore = "needs the function library (topic) from rules-funcs"]
 fn benchmark_statement_selects_and_filters() {
     let sql =
         "SELECT temperature, topic(2) AS device FROM 'telemetry/+/temp' WHERE temperature > 25";
@@ -489,4 +487,69 @@ fn cast_follows_the_cast_table() {
     assert_eq!(value_v1("cast(1 as Boolean)"), None);
     assert_eq!(value_of("cast(NULL as String)"), None);
     assert_eq!(value_of("cast(12 as Blob)"), None);
+}
+
+// iot-substitution-templates.md
+
+fn render(template: &str, sql: &str, payload: &str) -> String {
+    use thingkit_rules::{Limits, Message, parse_template};
+    let limits = Limits::default();
+    let rule = common::compile(sql, V2);
+    let message = Message {
+        topic: "my/iot/topic",
+        payload: payload.as_bytes(),
+        client_id: Some("client-1"),
+        principal: None,
+        timestamp_ms: 1_579_637_878_451,
+    };
+    let (_, variables) = rule
+        .evaluate_with_variables(&message, &common::FixedEnv, &limits)
+        .unwrap_or_else(|e| panic!("{e}"));
+    parse_template(template, V2, &limits)
+        .and_then(|t| t.render(&message, &common::FixedEnv, V2, &variables, &limits))
+        .unwrap_or_else(|e| panic!("{template}: {e}"))
+}
+
+const DEVICE: &str = r#"{"deviceid":"iot123","temp":54.98,"coords":{"latitude":47.615694}}"#;
+
+#[test]
+fn template_functions_and_text_render_in_place() {
+    let sql = "SELECT *, timestamp() AS timestamp FROM 'my/iot/topic'";
+    assert_eq!(
+        render("${topic()}/republish", sql, DEVICE),
+        "my/iot/topic/republish"
+    );
+    assert_eq!(render("device/${deviceid}", sql, DEVICE), "device/iot123");
+    assert_eq!(
+        render(
+            "${replace(topic(), '/', '-') + '-' + timestamp()}",
+            sql,
+            DEVICE
+        ),
+        "my-iot-topic-1579637878451"
+    );
+}
+
+#[test]
+fn template_sees_the_original_payload_not_select_aliases() {
+    let sql = "SELECT temp AS t FROM 'my/iot/topic'";
+    assert_eq!(render("[${t}]", sql, DEVICE), "[]");
+    assert_eq!(render("[${temp}]", sql, DEVICE), "[54.98]");
+}
+
+#[test]
+fn template_renders_strings_unquoted_and_other_values_as_json() {
+    let sql = "SELECT * FROM 'my/iot/topic'";
+    assert_eq!(render("${deviceid}", sql, DEVICE), "iot123");
+    assert_eq!(
+        render("${coords}", sql, DEVICE),
+        r#"{"latitude":47.615694}"#
+    );
+    assert_eq!(render("${missing}|${null}", sql, DEVICE), "|null");
+}
+
+#[test]
+fn template_sees_set_variables() {
+    let sql = "SET @id = upper(deviceid) SELECT * FROM 'my/iot/topic'";
+    assert_eq!(render("things/${@id}", sql, DEVICE), "things/IOT123");
 }

@@ -1,5 +1,5 @@
 //! The hash functions `md2`, `md5`, `sha1`, `sha224`, `sha256`, `sha384` and `sha512`: the
-//! lowercase hex digest of the argument's String form (its UTF-8 bytes).
+//! lowercase hex digest of the argument's String form (its UTF-8 bytes), or of raw bytes.
 
 use sha2::Digest;
 
@@ -15,8 +15,12 @@ fn hex<D: Digest>(bytes: &[u8]) -> String {
 
 /// The digest named `name` of `value`'s String form.
 pub(super) fn hex_digest(name: &str, value: &Value) -> Option<Value> {
-    let text = to_string(value)?;
-    let bytes = text.as_bytes();
+    // Raw bytes (`*` of a non-JSON payload) are hashed as they are.
+    let text = match value {
+        Value::Binary(bytes) => bytes.to_vec(),
+        other => to_string(other)?.into_bytes(),
+    };
+    let bytes = text.as_slice();
     let digest = match name {
         "md2" => hex::<md2::Md2>(bytes),
         "md5" => hex::<md5::Md5>(bytes),

@@ -371,6 +371,11 @@ fn hash_functions() {
     assert_eq!(show(&eval("sha384", &[s("")])).len(), 7 + 2 + 96);
     assert_eq!(show(&eval("sha512", &[s("")])).len(), 7 + 2 + 128);
     case("md5", &[Value::Null], "Undefined ");
+    case(
+        "md5",
+        &[Value::Binary(bytes::Bytes::from_static(b"hello"))],
+        "String \"5d41402abc4b2a76b9719d911017c592\"",
+    );
 }
 
 #[test]

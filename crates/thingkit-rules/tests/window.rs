@@ -511,3 +511,63 @@ fn under_2015_10_08_whole_aggregates_stay_decimal() {
         Some("6.0")
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the payloads and clocks, a push never panics, every message has exactly one
+    /// outcome in the counters, and outputs come in window-end order.
+    #[test]
+    fn every_push_is_counted_once_and_outputs_are_in_end_order(
+        steps in proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("{}".to_string()),
+                    Just("not json".to_string()),
+                    (0u8..3, -5i64..60_000, any::<bool>()).prop_map(|(k, ts, hot)| format!(
+                        "{{\"k\":{k},\"ts\":{ts},\"t\":{},\"s\":\"{}\"}}",
+                        if hot { 30 } else { 20 },
+                        k
+                    )),
+                    Just(r#"{"k":[1,{"a":null}],"ts":"x","t":"26"}"#.to_string()),
+                ],
+                0u64..60_000,
+                any::<bool>(),
+            ),
+            0..80,
+        ),
+    ) {
+        let sql = "SELECT k, count(*) AS n, sum(t) AS s, percentile(t, 0.5) AS p, \
+                   max(s) AS m, window_end() AS end FROM 't' WHERE t > 25 \
+                   GROUP BY k, HOPPINGWINDOW(ss, 10, 5) TIMESTAMP BY ts LATENESS(ss, 2)";
+        let mut limits = WindowLimits::default();
+        limits.max_groups = 4;
+        limits.max_event_ahead_ms = 30_000;
+        let mut w = windows_with(sql, limits);
+        let mut ends = Vec::new();
+        let collect = |outputs: Vec<Output>, ends: &mut Vec<i128>| {
+            for output in outputs {
+                if let Output::Json(Value::Object(o)) = output
+                    && let Some(Value::Int(end)) = o.get("end")
+                {
+                    ends.push(*end);
+                }
+            }
+        };
+        for (payload, arrival, advance) in &steps {
+            push(&mut w, "t", payload, *arrival);
+            if *advance {
+                collect(w.advance(*arrival), &mut ends);
+            }
+            prop_assert!(w.stats().open_groups <= 4);
+        }
+        collect(w.flush(), &mut ends);
+        let st = w.stats();
+        let outcomes = st.accepted + st.filtered + st.late + st.no_timestamp + st.over_capacity
+            + st.key_too_large + st.future;
+        prop_assert_eq!(outcomes, steps.len() as u64);
+        let mut sorted = ends.clone();
+        sorted.sort_unstable();
+        prop_assert_eq!(ends, sorted);
+    }
+}

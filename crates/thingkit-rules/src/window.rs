@@ -166,8 +166,11 @@
 //! arrival time at which `advance` will next have something to emit, so it can sleep until
 //! then.
 //!
-//! Replaying history with `TIMESTAMP BY`: push the messages and call [`Windows::flush`]; do not
-//! call `advance` with the wall clock in between (it would close the old windows).
+//! With `TIMESTAMP BY`, the lateness must cover both the delivery delay and how far device
+//! clocks lag the arrival clock: an event whose event time is more than the lateness behind
+//! the arrival time given to `advance` finds its window closed. Replaying history: push the
+//! messages and call [`Windows::flush`]; do not call `advance` with the wall clock in between
+//! (it would close the old windows).
 //!
 //! Outputs come in (window end, key) order: by window end, then, within one window end, by the
 //! keys' canonical encoding (Undefined, Null, Booleans, numbers, strings, arrays, objects; Ints

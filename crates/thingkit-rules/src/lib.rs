@@ -18,6 +18,7 @@ pub mod rule;
 pub mod template;
 pub mod topic_rule;
 pub mod value;
+pub mod window;
 
 pub use ast::{SqlVersion, Statement};
 pub use decimal::Decimal;
@@ -26,3 +27,4 @@ pub use parser::{parse, parse_expression};
 pub use rule::{Environment, Limits, Message, Output, Rule, Variables};
 pub use template::{Template, TemplatePart, parse_template};
 pub use value::{Object, Value};
+pub use window::{Pushed, WindowLimits, WindowStats, Windows};

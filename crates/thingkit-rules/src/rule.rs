@@ -88,6 +88,8 @@ pub enum Output {
 /// A compiled rule: its statement, SQL version and topic filter.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// The statement's text, for errors found after parsing (`line:column` of a span).
+    sql: String,
     statement: Statement,
     version: SqlVersion,
 }
@@ -97,7 +99,8 @@ impl Rule {
     ///
     /// # Errors
     ///
-    /// [`Error::Parse`] with line:column, or a limit.
+    /// [`Error::Parse`] with line:column, or a limit; [`Error::Window`] for a `GROUP BY`
+    /// statement that cannot run as windows (see [`crate::window`]).
     pub fn compile(sql: &str, version: SqlVersion, limits: &Limits) -> Result<Rule, Error> {
         let statement = crate::parser::parse(sql, version, limits)?;
         match &statement.from {
@@ -120,12 +123,26 @@ impl Rule {
                 }
             }
         }
-        Ok(Rule { statement, version })
+        if statement.group_by.is_some() {
+            // A windowed statement's structural checks (what SELECT may say), so a rule that
+            // no `Windows` would accept is refused when it is created.
+            crate::window::check(&statement, sql)?;
+        }
+        Ok(Rule {
+            sql: sql.to_string(),
+            statement,
+            version,
+        })
     }
 
     /// The statement.
     pub fn statement(&self) -> &Statement {
         &self.statement
+    }
+
+    /// The statement's text, as compiled.
+    pub fn sql(&self) -> &str {
+        &self.sql
     }
 
     /// The SQL version.
@@ -178,8 +195,13 @@ impl Rule {
     }
 
     /// A rule from an already built statement (the parser's output, or a tree built by code).
+    /// It has no SQL text: errors found later (a window's checks) point at `1:1`.
     pub fn from_statement(statement: Statement, version: SqlVersion) -> Rule {
-        Rule { statement, version }
+        Rule {
+            sql: String::new(),
+            statement,
+            version,
+        }
     }
 }
 

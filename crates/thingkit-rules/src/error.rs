@@ -22,6 +22,18 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A windowed statement (thingkit's `GROUP BY` extension) cannot be run as windows: an
+    /// aggregate outside SELECT, a SELECT item that is neither a key nor computed from keys
+    /// and aggregates, ... (see [`crate::window`]).
+    #[error("{line}:{column}: {message}")]
+    Window {
+        /// 1-based line.
+        line: u32,
+        /// 1-based column, in characters.
+        column: u32,
+        /// What was wrong.
+        message: String,
+    },
     /// An external function failed: the rule is terminated (its error action runs).
     #[error("{function} failed: {message}")]
     External {

@@ -73,6 +73,9 @@ pub trait Environment {
     }
 }
 
+/// SET variables by name, in assignment order (what templates see besides the payload).
+pub type Variables = Vec<(String, Value)>;
+
 /// What a rule produced for a message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -85,6 +88,8 @@ pub enum Output {
 /// A compiled rule: its statement, SQL version and topic filter.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// The statement's text, for errors found after parsing (`line:column` of a span).
+    sql: String,
     statement: Statement,
     version: SqlVersion,
 }
@@ -94,7 +99,8 @@ impl Rule {
     ///
     /// # Errors
     ///
-    /// [`Error::Parse`] with line:column, or a limit.
+    /// [`Error::Parse`] with line:column, or a limit; [`Error::Window`] for a `GROUP BY`
+    /// statement that cannot run as windows (see [`crate::window`]).
     pub fn compile(sql: &str, version: SqlVersion, limits: &Limits) -> Result<Rule, Error> {
         let statement = crate::parser::parse(sql, version, limits)?;
         match &statement.from {
@@ -117,12 +123,26 @@ impl Rule {
                 }
             }
         }
-        Ok(Rule { statement, version })
+        if statement.group_by.is_some() {
+            // A windowed statement's structural checks (what SELECT may say), so a rule that
+            // no `Windows` would accept is refused when it is created.
+            crate::window::check(&statement, sql)?;
+        }
+        Ok(Rule {
+            sql: sql.to_string(),
+            statement,
+            version,
+        })
     }
 
     /// The statement.
     pub fn statement(&self) -> &Statement {
         &self.statement
+    }
+
+    /// The statement's text, as compiled.
+    pub fn sql(&self) -> &str {
+        &self.sql
     }
 
     /// The SQL version.
@@ -155,8 +175,33 @@ impl Rule {
         env: &dyn Environment,
         limits: &Limits,
     ) -> Result<Option<Output>, Error> {
-        let _ = (message, env, limits);
-        todo!("evaluator")
+        self.evaluate_with_variables(message, env, limits)
+            .map(|(output, _)| output)
+    }
+
+    /// [`Rule::evaluate`], also returning the SET variables (in assignment order), which the
+    /// actions' substitution templates see ([`crate::Template::render`]).
+    ///
+    /// # Errors
+    ///
+    /// A limit was exceeded, or an external function failed.
+    pub fn evaluate_with_variables(
+        &self,
+        message: &Message<'_>,
+        env: &dyn Environment,
+        limits: &Limits,
+    ) -> Result<(Option<Output>, Variables), Error> {
+        crate::eval::evaluate(&self.statement, self.version, message, env, limits)
+    }
+
+    /// A rule from an already built statement (the parser's output, or a tree built by code).
+    /// It has no SQL text: errors found later (a window's checks) point at `1:1`.
+    pub fn from_statement(statement: Statement, version: SqlVersion) -> Rule {
+        Rule {
+            sql: String::new(),
+            statement,
+            version,
+        }
     }
 }
 

@@ -92,6 +92,8 @@ pub(crate) struct Job {
     pub(crate) payload: Bytes,
     /// The output as values (for the file sinks' columns).
     pub(crate) output: Arc<Output>,
+    /// The rule's SET variables (templates see them).
+    pub(crate) variables: Arc<thingkit_rules::Variables>,
     /// The message the rule ran on (templates read it).
     pub(crate) inbound: Arc<Inbound>,
     pub(crate) completion: Completion,
@@ -120,7 +122,7 @@ pub(crate) fn prepare(
     let limits = &inner.config.limits;
     match action {
         Action::Republish(r) => {
-            let topic = Template::parse(&r.topic, version, limits, true)
+            let topic = Template::parse(&r.topic, version, limits)
                 .map_err(|e| invalid("republish", format!("topic: {e}")))?;
             let qos = match r.qos.unwrap_or(0) {
                 0 => QoS::AtMostOnce,
@@ -344,6 +346,7 @@ impl Drop for Pending {
                     Job {
                         payload,
                         output: Arc::new(Output::Json(evaluation::value_of_json(&record))),
+                        variables: Arc::new(Vec::new()),
                         inbound: self.inbound.clone(),
                         completion: Completion::ErrorAction(record),
                     },
@@ -419,7 +422,7 @@ impl Performer for Republish {
     fn perform(&mut self, job: &Job, inner: &Inner) -> Result<(), AttemptError> {
         let text = self
             .topic
-            .render(&job.inbound.view(), &inner.env)
+            .render(&job.inbound.view(), &inner.env, &job.variables)
             .map_err(|e| AttemptError::fatal(format!("topic template: {e}")))?;
         let topic = TopicName::new(&text)
             .map_err(|e| AttemptError::fatal(format!("topic {text:?}: {e}")))?;

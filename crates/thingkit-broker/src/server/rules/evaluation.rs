@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 use thingkit_rules::rule::Environment;
-use thingkit_rules::{Limits, Output, Rule, SqlVersion, Value};
+use thingkit_rules::{Limits, Output, Pushed, Rule, SqlVersion, Value, WindowLimits, Windows};
 
 use super::{ActiveRule, RuleSet, RulesConfig};
 
@@ -66,167 +66,53 @@ impl Environment for RuntimeEnvironment {
     }
 }
 
-/// A substitution template (`${expr}`; `$$` writes a `$` in a republish topic).
+/// A substitution template (`${expr}`; `$$` writes a `$`), rendered on the original message
+/// with the rule's SET variables (thingkit-rules' [`thingkit_rules::Template`]).
 pub(crate) struct Template {
     version: SqlVersion,
-    parts: Vec<Part>,
-}
-
-enum Part {
-    Text(String),
-    Expr(String),
+    limits: Limits,
+    template: thingkit_rules::Template,
 }
 
 impl Template {
-    /// Parses `text`. `dollar_escape`: `$$` is a literal `$` (the republish topic).
+    /// Parses `text` for `version`.
     pub(crate) fn parse(
         text: &str,
         version: SqlVersion,
         limits: &Limits,
-        dollar_escape: bool,
     ) -> Result<Template, String> {
-        let _ = limits;
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = text;
-        while let Some(at) = rest.find('$') {
-            literal.push_str(&rest[..at]);
-            let after = &rest[at + 1..];
-            if dollar_escape && after.starts_with('$') {
-                literal.push('$');
-                rest = &after[1..];
-            } else if let Some(body) = after.strip_prefix('{') {
-                let end = body
-                    .find('}')
-                    .ok_or_else(|| format!("an unclosed ${{ at byte {at}"))?;
-                if !literal.is_empty() {
-                    parts.push(Part::Text(std::mem::take(&mut literal)));
-                }
-                parts.push(Part::Expr(body[..end].trim().to_string()));
-                rest = &body[end + 1..];
-            } else {
-                literal.push('$');
-                rest = after;
-            }
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            parts.push(Part::Text(literal));
-        }
-        Ok(Template { version, parts })
+        let template =
+            thingkit_rules::parse_template(text, version, limits).map_err(|e| e.to_string())?;
+        Ok(Template {
+            version,
+            limits: limits.clone(),
+            template,
+        })
     }
 
-    /// Renders it for `message`.
+    /// Renders it for `message` with the SET `variables`.
     pub(crate) fn render(
         &self,
         message: &thingkit_rules::Message<'_>,
         env: &dyn Environment,
+        variables: &[(String, Value)],
     ) -> Result<String, String> {
-        let _ = self.version;
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Text(t) => out.push_str(t),
-                Part::Expr(e) => out.push_str(&fallback_expr(e, message, env)),
-            }
+        if let Some(text) = self.template.as_literal() {
+            return Ok(text.to_string());
         }
-        Ok(out)
+        self.template
+            .render(message, env, self.version, variables, &self.limits)
+            .map_err(|e| e.to_string())
     }
 }
 
-/// A few template expressions, until the evaluator's templates are merged.
-fn fallback_expr(
-    expr: &str,
-    message: &thingkit_rules::Message<'_>,
-    env: &dyn Environment,
-) -> String {
-    let topic_levels: Vec<&str> = message.topic.split('/').collect();
-    match expr {
-        "topic()" => return message.topic.to_string(),
-        "clientid()" => return message.client_id.unwrap_or("n/a").to_string(),
-        "principal()" => return message.principal.unwrap_or_default().to_string(),
-        "timestamp()" => return message.timestamp_ms.to_string(),
-        "newuuid()" => return env.new_uuid(),
-        _ => {}
-    }
-    if let Some(n) = expr
-        .strip_prefix("topic(")
-        .and_then(|r| r.strip_suffix(')'))
-        .and_then(|n| n.trim().parse::<usize>().ok())
-    {
-        return n
-            .checked_sub(1)
-            .and_then(|i| topic_levels.get(i))
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-    }
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(message.payload) else {
-        return String::new();
-    };
-    let mut at = &json;
-    for key in expr.split('.') {
-        match at.get(key) {
-            Some(v) => at = v,
-            None => return String::new(),
-        }
-    }
-    match at {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The bytes an action sends: JSON text (Undefined members left out), or the raw bytes.
+/// The bytes an action sends: JSON text (Undefined members left out, Decimals exact), or the
+/// raw bytes.
 pub(crate) fn serialize(output: &Output) -> Bytes {
     match output {
         Output::Binary(b) => b.clone(),
-        Output::Json(v) => {
-            let mut out = String::new();
-            write_json(v, &mut out);
-            Bytes::from(out.into_bytes())
-        }
+        Output::Json(v) => Bytes::from(v.to_json_string().into_bytes()),
     }
-}
-
-fn write_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Undefined | Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Decimal(d) => out.push_str(&d.to_string()),
-        Value::String(s) => write_string(s, out),
-        Value::Binary(b) => write_string(&String::from_utf8_lossy(b), out),
-        Value::Array(items) => {
-            out.push('[');
-            let mut first = true;
-            for item in items.iter().filter(|v| !v.is_undefined()) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                write_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(object) => {
-            out.push('{');
-            let mut first = true;
-            for (k, v) in object.iter().filter(|(_, v)| !v.is_undefined()) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                write_string(k, out);
-                out.push(':');
-                write_json(v, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_string(s: &str, out: &mut String) {
-    out.push_str(&serde_json::Value::String(s.to_string()).to_string());
 }
 
 /// A serde_json value as a rules value (the error record, for the error action's sinks).
@@ -259,68 +145,84 @@ pub(crate) fn text_of(value: &Value) -> Option<String> {
         Value::Undefined | Value::Null => None,
         Value::String(s) => Some(s.clone()),
         Value::Binary(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        other => {
-            let mut out = String::new();
-            write_json(other, &mut out);
-            Some(out)
-        }
+        other => Some(other.to_json_string()),
     }
 }
 
-/// What a window did with one event.
-#[allow(dead_code)] // constructed by the window engine (not merged yet)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PushOutcome {
-    Accepted,
-    Filtered,
-    Late,
-    OverCapacity,
+/// The window limits of the engine's configuration.
+fn window_limits(config: &RulesConfig) -> WindowLimits {
+    let mut limits = WindowLimits::default();
+    limits.max_groups = config.window_max_groups;
+    limits.evaluation = config.limits.clone();
+    limits
 }
 
-/// Refuses a windowed rule the window engine cannot run.
+/// Refuses a windowed rule the window engine cannot run (a SELECT item that is neither a key
+/// nor an aggregate, ...).
 pub(crate) fn check_windowed(rule: &Rule, config: &RulesConfig) -> Result<(), String> {
-    let _ = (rule, config);
-    Err("windowed rules need the window engine (not merged yet)".into())
+    Windows::new(rule, window_limits(config))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
-/// The windows of every windowed rule, owned by the evaluator thread.
+/// The windows of every windowed rule, owned by the evaluator thread, by rule generation.
 #[derive(Default)]
 pub(crate) struct WindowSet {
-    rules: HashMap<u64, Arc<ActiveRule>>,
+    rules: HashMap<u64, (Arc<ActiveRule>, Windows)>,
 }
 
 impl WindowSet {
+    /// Feeds `message` to `rule`'s windows (made on first use).
     pub(crate) fn push(
         &mut self,
         rule: &Arc<ActiveRule>,
         config: &RulesConfig,
         message: &thingkit_rules::Message<'_>,
         env: &dyn Environment,
-    ) -> Result<PushOutcome, String> {
-        let _ = (config, message, env);
-        self.rules.insert(rule.generation, rule.clone());
-        Err("windowed rules need the window engine".into())
+    ) -> Result<Pushed, String> {
+        let entry = match self.rules.entry(rule.generation) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let windows =
+                    Windows::new(&rule.rule, window_limits(config)).map_err(|e| e.to_string())?;
+                v.insert((rule.clone(), windows))
+            }
+        };
+        entry.1.push(message, env).map_err(|e| e.to_string())
     }
 
+    /// The earliest arrival time (ms) at which a window closes.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        None
+        self.rules
+            .values()
+            .filter_map(|(_, w)| w.next_deadline())
+            .min()
     }
 
     /// Drops the windows of rules that were removed or replaced.
     pub(crate) fn retain_live(&mut self, set: &RuleSet) {
-        self.rules.retain(|_, r| {
+        self.rules.retain(|_, (r, _)| {
             set.rules
                 .get(r.name.as_ref())
                 .is_some_and(|live| live.generation == r.generation)
         });
     }
 
+    /// What closed by `now_ms`, per rule.
     pub(crate) fn advance_all(&mut self, now_ms: u64) -> Vec<(Arc<ActiveRule>, Vec<Output>)> {
-        let _ = now_ms;
-        Vec::new()
+        self.rules
+            .values_mut()
+            .map(|(r, w)| (r.clone(), w.advance(now_ms)))
+            .filter(|(_, o)| !o.is_empty())
+            .collect()
     }
 
+    /// Every open window, closed now (shutdown).
     pub(crate) fn flush_all(&mut self) -> Vec<(Arc<ActiveRule>, Vec<Output>)> {
-        Vec::new()
+        self.rules
+            .values_mut()
+            .map(|(r, w)| (r.clone(), w.flush()))
+            .filter(|(_, o)| !o.is_empty())
+            .collect()
     }
 }

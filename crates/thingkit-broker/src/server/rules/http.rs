@@ -36,14 +36,13 @@ impl Http {
                 action.url
             ));
         }
-        let url = Template::parse(&action.url, version, limits, false)
-            .map_err(|e| format!("url: {e}"))?;
+        let url = Template::parse(&action.url, version, limits).map_err(|e| format!("url: {e}"))?;
         let mut headers = Vec::with_capacity(action.headers.len());
         for h in &action.headers {
             if h.key.is_empty() || !h.key.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
                 return Err(format!("header {:?}: not a header name", h.key));
             }
-            let value = Template::parse(&h.value, version, limits, false)
+            let value = Template::parse(&h.value, version, limits)
                 .map_err(|e| format!("header {}: {e}", h.key))?;
             headers.push((h.key.clone(), value));
         }
@@ -78,13 +77,13 @@ impl Performer for Http {
         let view = job.inbound.view();
         let url = self
             .url
-            .render(&view, &inner.env)
+            .render(&view, &inner.env, &job.variables)
             .map_err(|e| AttemptError::fatal(format!("url template: {e}")))?;
         let mut request = self.agent.post(&url);
         let mut has_type = false;
         for (key, value) in &self.headers {
             let value = value
-                .render(&view, &inner.env)
+                .render(&view, &inner.env, &job.variables)
                 .map_err(|e| AttemptError::fatal(format!("header {key}: {e}")))?;
             has_type |= key.eq_ignore_ascii_case("content-type");
             request = request.header(key.as_str(), value.as_str());

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use thingkit_mqtt::{TopicFilter, TopicName};
 use thingkit_rules::topic_rule::TopicRulePayload;
-use thingkit_rules::{Limits, Rule, SqlVersion};
+use thingkit_rules::{Limits, Pushed, Rule, SqlVersion};
 
 use super::Shared;
 use crate::Message;
@@ -685,7 +685,7 @@ fn emit_window_outputs(
             timestamp_ms: super::unix_now_ms(),
             only_rule: None,
         };
-        dispatch(inner, rule, output, Arc::new(inbound));
+        dispatch(inner, rule, output, Vec::new(), Arc::new(inbound));
     }
 }
 
@@ -728,11 +728,9 @@ fn evaluate(inner: &Arc<Inner>, windows: &mut evaluation::WindowSet, inbound: &I
         let view = inbound.view();
         if rule.rule.is_windowed() {
             match windows.push(rule, &inner.config, &view, &inner.env) {
-                Ok(evaluation::PushOutcome::Accepted | evaluation::PushOutcome::Filtered) => {}
-                Ok(evaluation::PushOutcome::Late) => bump(&inner.counters.window_late),
-                Ok(evaluation::PushOutcome::OverCapacity) => {
-                    bump(&inner.counters.window_over_capacity)
-                }
+                Ok(Pushed::Late) => bump(&inner.counters.window_late),
+                Ok(Pushed::OverCapacity) => bump(&inner.counters.window_over_capacity),
+                Ok(_) => {}
                 Err(e) => {
                     bump(&inner.counters.evaluation_errors);
                     tracing::warn!(rule = %rule.name, error = %e, "rules: window push failed");
@@ -740,12 +738,15 @@ fn evaluate(inner: &Arc<Inner>, windows: &mut evaluation::WindowSet, inbound: &I
             }
             continue;
         }
-        match rule.rule.evaluate(&view, &inner.env, &inner.config.limits) {
-            Ok(Some(output)) => {
+        match rule
+            .rule
+            .evaluate_with_variables(&view, &inner.env, &inner.config.limits)
+        {
+            Ok((Some(output), variables)) => {
                 bump(&inner.counters.fired);
-                dispatch(inner, rule, output, inbound_arc.clone());
+                dispatch(inner, rule, output, variables, inbound_arc.clone());
             }
-            Ok(None) => {}
+            Ok((None, _)) => {}
             Err(e) => {
                 bump(&inner.counters.evaluation_errors);
                 tracing::warn!(rule = %rule.name, topic = %inbound.message.topic, error = %e, "rules: evaluation failed");
@@ -762,6 +763,7 @@ fn dispatch(
     inner: &Arc<Inner>,
     rule: &Arc<ActiveRule>,
     output: thingkit_rules::Output,
+    variables: thingkit_rules::Variables,
     inbound: Arc<Inbound>,
 ) {
     if rule.actions.is_empty() {
@@ -770,12 +772,14 @@ fn dispatch(
     let payload = evaluation::serialize(&output);
     let output = Arc::new(output);
     let pending = Arc::new(Pending::new(inner, rule, inbound.clone()));
+    let variables = Arc::new(variables);
     for handle in &rule.actions {
         handle.submit(
             inner,
             action::Job {
                 payload: payload.clone(),
                 output: output.clone(),
+                variables: variables.clone(),
                 inbound: inbound.clone(),
                 completion: action::Completion::Rule(pending.clone()),
             },

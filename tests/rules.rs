@@ -602,6 +602,14 @@ async fn basic_ingest_reaches_the_named_rule_and_no_subscriber() {
         .await
         .unwrap();
     assert_eq!(unknown.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    let mut disabled = engine.get("ingested").unwrap();
+    disabled.rule_disabled = Some(true);
+    engine.upsert("off", &disabled).unwrap();
+    let off = publisher
+        .publish_qos1("$aws/rules/off/x", "{}")
+        .await
+        .unwrap();
+    assert_eq!(off.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
     let out = dir.path().join("ingest.jsonl");
     assert!(eventually(|| !lines(&out).is_empty()).await);
     let row = &lines(&out)[0];
@@ -610,7 +618,7 @@ async fn basic_ingest_reaches_the_named_rule_and_no_subscriber() {
     // topic() without the $aws/rules/<rule>/ prefix, as AWS documents.
     assert_eq!(row["t"], "plant/line1");
     assert_eq!(next(&mut sub, Duration::from_millis(300)).await, None);
-    assert_eq!(engine.stats().rule_not_found, 1);
+    assert_eq!(engine.stats().rule_not_found, 2);
     broker.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -578,6 +578,12 @@ pub(crate) fn evaluate(
     if let [SelectItem::Wildcard { .. }] = statement.select.items.as_slice()
         && !matches!(payload, Value::Binary(_))
     {
+        if approximate_size(&payload, limits.max_output_bytes) > limits.max_output_bytes {
+            return Err(Error::Limit {
+                what: "output",
+                limit: limits.max_output_bytes,
+            });
+        }
         return Ok((Some(Output::Json(payload)), variables));
     }
     let output = match select(statement, &scope)? {

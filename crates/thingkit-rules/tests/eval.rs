@@ -553,3 +553,32 @@ fn template_sees_set_variables() {
     let sql = "SET @id = upper(deviceid) SELECT * FROM 'my/iot/topic'";
     assert_eq!(render("things/${@id}", sql, DEVICE), "things/IOT123");
 }
+
+#[test]
+fn outputs_larger_than_the_limit_are_refused() {
+    use thingkit_rules::{Error, Limits, Message};
+    let mut limits = Limits::default();
+    limits.max_output_bytes = 64;
+    let payload = format!(r#"{{"s":"{}"}}"#, "x".repeat(100));
+    let message = Message {
+        topic: "a",
+        payload: payload.as_bytes(),
+        client_id: None,
+        principal: None,
+        timestamp_ms: 0,
+    };
+    for sql in [
+        "SELECT * FROM 'a'",
+        "SELECT s FROM 'a'",
+        "SELECT VALUE s + s FROM 'a'",
+    ] {
+        let rule = common::compile(sql, V2);
+        assert!(
+            matches!(
+                rule.evaluate(&message, &common::FixedEnv, &limits),
+                Err(Error::Limit { .. })
+            ),
+            "{sql}"
+        );
+    }
+}

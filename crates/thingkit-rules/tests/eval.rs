@@ -582,3 +582,23 @@ fn outputs_larger_than_the_limit_are_refused() {
         );
     }
 }
+
+#[test]
+fn v2_only_functions_are_undefined_under_2015_10_08() {
+    assert_eq!(
+        run_on("SELECT length('abc') AS n FROM 'a'", V1, "a", b"{}").as_deref(),
+        Some("{}")
+    );
+    assert_eq!(
+        run_on("SELECT length('abc') AS n FROM 'a'", V2, "a", b"{}").as_deref(),
+        Some(r#"{"n":3}"#)
+    );
+}
+
+#[test]
+fn unaliased_function_items_are_named_after_the_function() {
+    assert_eq!(
+        run_on("SELECT topic(2) FROM 'a/+'", V2, "a/b", b"{}").as_deref(),
+        Some(r#"{"topic":"b"}"#)
+    );
+}

@@ -316,6 +316,7 @@ fn select(statement: &Statement, scope: &Scope<'_>) -> Result<Selected, Error> {
     for (position, item) in items.iter().enumerate() {
         match item {
             SelectItem::Wildcard { .. } => match scope.payload {
+                Value::Object(object) if out.is_empty() => out = object.clone(),
                 Value::Object(object) => {
                     for (k, v) in object.iter() {
                         out.insert(k.to_owned(), v.clone());
@@ -572,6 +573,18 @@ pub(crate) fn evaluate(
     let scope = scope.with_payload(&payload, &variables);
     if !passes(statement, &scope)? {
         return Ok((None, variables));
+    }
+    // `SELECT *` of a JSON payload: the payload itself, moved rather than copied.
+    if let [SelectItem::Wildcard { .. }] = statement.select.items.as_slice()
+        && !matches!(payload, Value::Binary(_))
+    {
+        if approximate_size(&payload, limits.max_output_bytes) > limits.max_output_bytes {
+            return Err(Error::Limit {
+                what: "output",
+                limit: limits.max_output_bytes,
+            });
+        }
+        return Ok((Some(Output::Json(payload)), variables));
     }
     let output = match select(statement, &scope)? {
         Selected::Json(Value::Undefined) => return Ok((None, variables)),

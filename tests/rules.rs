@@ -699,3 +699,47 @@ async fn windowed_rules_emit_when_their_window_closes_and_at_shutdown() {
         6
     );
 }
+
+#[tokio::test]
+async fn a_parquet_sink_rolls_a_new_file_every_n_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let mut c = config(dir.path());
+    c.parquet_roll_rows = 2;
+    let engine = RulesEngine::new(c);
+    engine
+        .upsert(
+            "rolling",
+            &payload(serde_json::json!({
+                "sql": "SELECT n FROM 'telemetry/+/roll'",
+                "actions": [{"file": {"path": "rolled", "format": "parquet",
+                                      "columns": [{"name": "n", "type": "int64"}]}}],
+            })),
+        )
+        .unwrap();
+    let broker = start(&fleet, &engine).await;
+    let mut publisher = connect(&fleet, &broker, &a).await;
+    for n in 0..5 {
+        publisher
+            .publish_qos1("telemetry/sensor-a/roll", format!("{{\"n\": {n}}}"))
+            .await
+            .unwrap();
+    }
+    assert!(eventually(|| engine.stats().action_success[2] == 5).await);
+    broker.shutdown(Duration::from_secs(5)).await;
+    let parts = files(&dir.path().join("rolled"), ".parquet");
+    assert_eq!(parts.len(), 3, "2 + 2 + 1 rows: {parts:?}");
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let rows: usize = parts
+        .iter()
+        .map(|p| {
+            SerializedFileReader::new(std::fs::File::open(p).unwrap())
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows() as usize
+        })
+        .sum();
+    assert_eq!(rows, 5);
+}

@@ -1,6 +1,11 @@
 //! The HTTP action: POST of the output to a templated URL with templated headers, on the
 //! action's own worker thread (ureq, blocking, with a timeout). 2xx is success; 5xx, 429 and
-//! transport errors are retried; any other status fails at once.
+//! transport errors are retried; any other status fails at once. Redirects are not followed.
+//! The body is the output (`content-type: application/json` unless a header sets it).
+//!
+//! Unlike AWS, there is no topic rule destination to confirm: `confirmationUrl` is accepted
+//! and ignored, and the URL is called as soon as the rule exists. `https://` endpoints are
+//! verified against [`super::RulesConfig::http_ca_certificates`] only (no system roots).
 
 use std::sync::Arc;
 

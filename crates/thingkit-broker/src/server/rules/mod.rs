@@ -19,6 +19,11 @@
 //! rules queue or a full action queue drops and counts (the action's drop is reported to the
 //! error action / dead letter); nothing here ever waits on a publisher's path.
 //!
+//! A rule whose evaluation fails (a limit, an external function) is reported like a failed
+//! action, with `"failedAction": "Rule"` in its error record. A windowed rule's rows are not
+//! tied to one message: their templates see an empty payload and the literal levels of the
+//! FROM filter as the topic.
+//!
 //! Delivery is at-least-once within the process: an action is retried until it succeeds or its
 //! attempts run out, then reported. Deliveries still queued or in flight when the process is
 //! killed (`kill -9`) are lost: nothing acknowledged them to anyone, and no queue is persisted.

@@ -296,7 +296,9 @@ enum Work {
 pub(crate) struct Inner {
     pub(crate) config: RulesConfig,
     rules: RwLock<Arc<RuleSet>>,
-    queue: Mutex<Option<SyncSender<Work>>>,
+    /// The evaluator's queue; `None` once shut down. Read-locked per message (`try_send`
+    /// takes `&self`), so publishers never contend on it.
+    queue: RwLock<Option<SyncSender<Work>>>,
     pub(crate) counters: Counters,
     /// The broker it is installed in (republish routes through it).
     pub(crate) broker: OnceLock<(Weak<Shared>, tokio::runtime::Handle)>,
@@ -339,7 +341,7 @@ impl RulesEngine {
         let inner = Arc::new(Inner {
             config,
             rules: RwLock::new(Arc::new(RuleSet::default())),
-            queue: Mutex::new(Some(tx)),
+            queue: RwLock::new(Some(tx)),
             counters: Counters::default(),
             broker: OnceLock::new(),
             workers: Mutex::new(Vec::new()),
@@ -469,7 +471,11 @@ impl RulesEngine {
     /// blocking context (the broker runs it on the blocking pool).
     pub fn shutdown_blocking(&self) {
         let inner = &self.inner;
-        let queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let queue = inner
+            .queue
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(queue) = queue {
             let (tx, rx) = sync_channel(1);
             if queue.send(Work::Flush(tx)).is_ok() {
@@ -509,7 +515,7 @@ impl Inner {
 
     fn queue_closed(&self) -> bool {
         self.queue
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .is_none()
     }
@@ -554,7 +560,7 @@ impl Inner {
 
     /// Queues `inbound` for the evaluator without waiting; a full queue drops and counts.
     fn enqueue(&self, inbound: Inbound) -> bool {
-        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = self.queue.read().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = queue.as_ref() else {
             return false;
         };

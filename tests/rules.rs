@@ -209,7 +209,7 @@ async fn a_rule_republishes_its_output_to_a_subscriber() {
         .upsert(
             "hot",
             &payload(serde_json::json!({
-                "sql": "SELECT temperature, topic(2) AS device FROM 'telemetry/+/temperature' WHERE temperature > 25",
+                "sql": "SELECT temperature, topic(2) AS device, principal() AS p FROM 'telemetry/+/temperature' WHERE temperature > 25",
                 "actions": [{"republish": {"topic": "telemetry/alerts/${topic(2)}", "qos": 1}}],
             })),
         )
@@ -233,7 +233,11 @@ async fn a_rule_republishes_its_output_to_a_subscriber() {
     assert_eq!(topic, "telemetry/alerts/sensor-a");
     assert_eq!(
         json(&body),
-        serde_json::json!({"temperature": 30, "device": "sensor-a"})
+        serde_json::json!({
+            "temperature": 30,
+            "device": "sensor-a",
+            "p": a.certificate_id.to_string(),
+        })
     );
     assert_eq!(next(&mut sub, Duration::from_millis(300)).await, None);
     let stats = engine.stats();
@@ -581,7 +585,7 @@ async fn basic_ingest_reaches_the_named_rule_and_no_subscriber() {
         .upsert(
             "ingested",
             &payload(serde_json::json!({
-                "sql": "SELECT *, topic() AS t, clientid() AS c FROM 'never/published'",
+                "sql": "SELECT *, topic() AS t, clientid() AS c, principal() AS p FROM 'never/published'",
                 "actions": [{"file": {"path": "ingest.jsonl", "format": "jsonl"}}],
             })),
         )
@@ -615,6 +619,7 @@ async fn basic_ingest_reaches_the_named_rule_and_no_subscriber() {
     let row = &lines(&out)[0];
     assert_eq!(row["v"], 7);
     assert_eq!(row["c"], "sensor-a");
+    assert_eq!(row["p"], a.certificate_id.to_string());
     // topic() without the $aws/rules/<rule>/ prefix, as AWS documents.
     assert_eq!(row["t"], "plant/line1");
     assert_eq!(next(&mut sub, Duration::from_millis(300)).await, None);
@@ -742,4 +747,51 @@ async fn a_parquet_sink_rolls_a_new_file_every_n_rows() {
         })
         .sum();
     assert_eq!(rows, 5);
+}
+
+#[tokio::test]
+async fn lifecycle_events_reach_only_rules_that_name_dollar_aws_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let engine = RulesEngine::new(config(dir.path()));
+    for (name, filter, file) in [
+        ("everything", "#", "all.jsonl"),
+        (
+            "presence",
+            "$aws/events/presence/connected/+",
+            "presence.jsonl",
+        ),
+    ] {
+        engine
+            .upsert(
+                name,
+                &payload(serde_json::json!({
+                    "sql": format!("SELECT *, topic() AS t FROM '{filter}'"),
+                    "actions": [{"file": {"path": file, "format": "jsonl"}}],
+                })),
+            )
+            .unwrap();
+    }
+    let broker = start(&fleet, &engine).await;
+    let mut publisher = connect(&fleet, &broker, &a).await;
+    publisher
+        .publish_qos1("telemetry/sensor-a/temperature", "{\"v\": 1}")
+        .await
+        .unwrap();
+    let all = dir.path().join("all.jsonl");
+    let presence = dir.path().join("presence.jsonl");
+    assert!(eventually(|| !lines(&all).is_empty() && !lines(&presence).is_empty()).await);
+    broker.shutdown(Duration::from_secs(5)).await;
+    // `#` does not match `$` topics (MQTT): only the telemetry reached it.
+    let rows = lines(&all);
+    assert!(
+        rows.iter()
+            .all(|r| r["t"] == "telemetry/sensor-a/temperature"),
+        "{rows:?}"
+    );
+    let events = lines(&presence);
+    assert_eq!(events[0]["clientId"], "sensor-a");
+    assert_eq!(events[0]["eventType"], "connected");
+    assert_eq!(events[0]["t"], "$aws/events/presence/connected/sensor-a");
 }

@@ -6,12 +6,18 @@
 pub mod ast;
 pub mod decimal;
 mod error;
+mod lexer;
+pub mod parser;
+pub mod printer;
 pub mod rule;
+pub mod template;
 pub mod topic_rule;
 pub mod value;
 
 pub use ast::{SqlVersion, Statement};
 pub use decimal::Decimal;
 pub use error::Error;
+pub use parser::{parse, parse_expression};
 pub use rule::{Environment, Limits, Message, Output, Rule};
+pub use template::{Template, TemplatePart, parse_template};
 pub use value::{Object, Value};

@@ -96,8 +96,28 @@ impl Rule {
     ///
     /// [`Error::Parse`] with line:column, or a limit.
     pub fn compile(sql: &str, version: SqlVersion, limits: &Limits) -> Result<Rule, Error> {
-        let _ = (sql, version, limits);
-        todo!("parser")
+        let statement = crate::parser::parse(sql, version, limits)?;
+        match &statement.from {
+            Some(crate::ast::From::Topic { filter, span }) => {
+                if let Err(why) = check_topic_filter(filter) {
+                    return Err(crate::lexer::error_at(
+                        sql,
+                        span.start as usize,
+                        format!("FROM '{filter}' is not a valid MQTT topic filter: {why}"),
+                    ));
+                }
+            }
+            _ => {
+                if let Some(group_by) = &statement.group_by {
+                    return Err(crate::lexer::error_at(
+                        sql,
+                        group_by.span.start as usize,
+                        "GROUP BY needs a FROM topic filter (a windowed rule listens on a topic)",
+                    ));
+                }
+            }
+        }
+        Ok(Rule { statement, version })
     }
 
     /// The statement.
@@ -137,5 +157,79 @@ impl Rule {
     ) -> Result<Option<Output>, Error> {
         let _ = (message, env, limits);
         todo!("evaluator")
+    }
+}
+
+/// Checks an MQTT topic filter: non-empty, no NUL, `#` only as the whole last level, `+` only
+/// as a whole level. The reason is returned for the error message.
+fn check_topic_filter(filter: &str) -> Result<(), &'static str> {
+    if filter.is_empty() {
+        return Err("it is empty");
+    }
+    if filter.contains('\0') {
+        return Err("it contains a NUL character");
+    }
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+            return Err("`#` must be the whole last level");
+        }
+        if level.contains('+') && level != "+" {
+            return Err("`+` must be a whole level");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(sql: &str) -> Result<Rule, Error> {
+        Rule::compile(sql, SqlVersion::V2016_03_23, &Limits::default())
+    }
+
+    #[test]
+    fn compiles_and_exposes_the_topic_filter() {
+        let rule = compile("SELECT * FROM 'devices/+/telemetry/#'");
+        assert_eq!(
+            rule.as_ref().ok().and_then(Rule::topic_filter),
+            Some("devices/+/telemetry/#")
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_topic_filters_at_the_literal() {
+        for filter in ["a/#/b", "a/b#", "a+/b", "", "a\\u0000b"] {
+            let error = compile(&format!("SELECT * FROM '{filter}'")).map(|_| ());
+            assert!(
+                matches!(
+                    error,
+                    Err(Error::Parse {
+                        line: 1,
+                        column: 15,
+                        ..
+                    })
+                ),
+                "{filter}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_group_by_without_from() {
+        let error = compile("SELECT count(*) GROUP BY TUMBLINGWINDOW(ss, 10)").map(|_| ());
+        assert!(
+            matches!(error, Err(Error::Parse { column: 17, .. })),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn windowed_rule_is_windowed() {
+        let rule = compile(
+            "SELECT device, count(*) AS n FROM 'd/+' GROUP BY device, TUMBLINGWINDOW(mi, 5)",
+        );
+        assert!(rule.as_ref().is_ok_and(Rule::is_windowed), "{rule:?}");
     }
 }

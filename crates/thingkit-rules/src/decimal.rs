@@ -17,6 +17,11 @@ pub struct Decimal(BigDecimal);
 
 impl Decimal {
     fn round(value: BigDecimal) -> Decimal {
+        // Only round what is longer: `with_precision_round` also pads shorter values with
+        // trailing zeros (22.5 would print as 22.50000000000000000000000000000000).
+        if value.digits() <= PRECISION {
+            return Decimal(value);
+        }
         let precision = NonZeroU64::new(PRECISION).expect("PRECISION is not zero");
         Decimal(value.with_precision_round(precision, RoundingMode::HalfEven))
     }

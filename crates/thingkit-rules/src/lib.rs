@@ -4,9 +4,14 @@
 #![deny(missing_docs)]
 
 pub mod ast;
+mod convert;
 pub mod decimal;
 mod error;
+mod eval;
+mod functions;
+mod json;
 mod lexer;
+mod operator;
 pub mod parser;
 pub mod printer;
 pub mod rule;
@@ -18,6 +23,6 @@ pub use ast::{SqlVersion, Statement};
 pub use decimal::Decimal;
 pub use error::Error;
 pub use parser::{parse, parse_expression};
-pub use rule::{Environment, Limits, Message, Output, Rule};
+pub use rule::{Environment, Limits, Message, Output, Rule, Variables};
 pub use template::{Template, TemplatePart, parse_template};
 pub use value::{Object, Value};

@@ -73,6 +73,9 @@ pub trait Environment {
     }
 }
 
+/// SET variables by name, in assignment order (what templates see besides the payload).
+pub type Variables = Vec<(String, Value)>;
+
 /// What a rule produced for a message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -155,8 +158,28 @@ impl Rule {
         env: &dyn Environment,
         limits: &Limits,
     ) -> Result<Option<Output>, Error> {
-        let _ = (message, env, limits);
-        todo!("evaluator")
+        self.evaluate_with_variables(message, env, limits)
+            .map(|(output, _)| output)
+    }
+
+    /// [`Rule::evaluate`], also returning the SET variables (in assignment order), which the
+    /// actions' substitution templates see ([`crate::Template::render`]).
+    ///
+    /// # Errors
+    ///
+    /// A limit was exceeded, or an external function failed.
+    pub fn evaluate_with_variables(
+        &self,
+        message: &Message<'_>,
+        env: &dyn Environment,
+        limits: &Limits,
+    ) -> Result<(Option<Output>, Variables), Error> {
+        crate::eval::evaluate(&self.statement, self.version, message, env, limits)
+    }
+
+    /// A rule from an already built statement (the parser's output, or a tree built by code).
+    pub fn from_statement(statement: Statement, version: SqlVersion) -> Rule {
+        Rule { statement, version }
     }
 }
 

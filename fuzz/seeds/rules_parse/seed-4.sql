@@ -1,0 +1,1 @@
+SELECT CASE color WHEN 'green' THEN 'go' ELSE 'stop' END as instructions FROM 'topic/subtopic'

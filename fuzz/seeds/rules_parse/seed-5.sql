@@ -1,0 +1,1 @@
+SET @c = (temperature - 32) * 5 / 9 SELECT @c AS c, cast(@c AS Int) FROM 'sensors/+' WHERE NOT @c IN [1, -2.5E-3]

@@ -1,0 +1,1 @@
+SELECT device_id, count(*) AS n FROM 'devices/+/telemetry' GROUP BY device_id, HOPPINGWINDOW(mi, 10, 5) TIMESTAMP BY ts LATENESS(ss, 30)

@@ -1,0 +1,1 @@
+${replace(topic(), '/', '-') + '-' + timestamp() + '-' + newuuid()}

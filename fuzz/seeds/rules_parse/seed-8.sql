@@ -1,0 +1,1 @@
+$$aws/things/${topic(2)}/shadow/update

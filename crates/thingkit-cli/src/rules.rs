@@ -12,7 +12,7 @@ use std::io::Read;
 
 use base64::Engine;
 use ring::rand::SecureRandom;
-use thingkit_rules::{Environment, Limits, Message, Output, Rule, SqlVersion, Value};
+use thingkit_rules::{Environment, Limits, Message, Output, Rule, SqlVersion};
 
 use crate::Failure;
 
@@ -153,57 +153,13 @@ fn test(args: TestArgs) -> Result<(), Failure> {
     };
     match rule.evaluate(&message, &env, &limits)? {
         None => {}
-        Some(Output::Json(value)) => {
-            let mut line = String::new();
-            write_json(&value, &mut line);
-            println!("{line}");
-        }
+        // thingkit-rules' JSON writer: what a rule's actions receive (Decimals exact,
+        // Undefined members left out).
+        Some(Output::Json(value)) => println!("{}", value.to_json_string()),
         Some(Output::Binary(bytes)) => {
             let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
             println!("{}", serde_json::json!({ "base64": b64 }));
         }
     }
     Ok(())
-}
-
-/// Writes `value` as JSON: Undefined members and items are left out (an Undefined output is
-/// `null`), bytes inside a JSON output are base64 text.
-fn write_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Undefined | Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Decimal(d) => out.push_str(&d.to_string()),
-        Value::String(s) => out.push_str(&serde_json::Value::String(s.clone()).to_string()),
-        Value::Binary(b) => {
-            let text = base64::engine::general_purpose::STANDARD.encode(b);
-            out.push_str(&serde_json::Value::String(text).to_string());
-        }
-        Value::Array(items) => {
-            out.push('[');
-            let mut first = true;
-            for item in items.iter().filter(|v| !v.is_undefined()) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                write_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(members) => {
-            out.push('{');
-            let mut first = true;
-            for (k, v) in members.iter().filter(|(_, v)| !v.is_undefined()) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                out.push_str(&serde_json::Value::String(k.to_string()).to_string());
-                out.push(':');
-                write_json(v, out);
-            }
-            out.push('}');
-        }
-    }
 }

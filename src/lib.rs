@@ -51,7 +51,7 @@
 //! | [`meter`] | `thingkit-meter` | `meter` |
 //! | [`shadow`] | `thingkit-shadow` (redb store by default) | `shadow` |
 //! | [`jobs`] | `thingkit-jobs` (redb store by default) | `jobs` |
-//! | [`rules`] | `thingkit-rules` | `rules` |
+//! | [`rules`] | `thingkit-rules` (sans-IO; no features) | `rules` |
 //! | [`broker`] | `thingkit-broker` (with its default `server` and `redb` features: tokio, rustls, axum, redb) | `broker` |
 //! | [`api`] | `thingkit-api` (with its default `server` feature: axum, rustls) | `api` |
 //!
@@ -97,8 +97,8 @@ pub use thingkit_shadow as shadow;
 #[cfg(feature = "jobs")]
 pub use thingkit_jobs as jobs;
 
-/// AWS IoT SQL topic rules, sans-IO: the statement, its evaluation on one message, substitution
-/// templates, windows, and `TopicRulePayload` (the broker runs them: `broker::rules`).
+/// The AWS IoT SQL rules engine, sans-IO: parser, AWS's exact value model (Undefined, 34-digit
+/// decimals), the function library, substitution templates, and windowed aggregation.
 #[cfg(feature = "rules")]
 pub use thingkit_rules as rules;
 

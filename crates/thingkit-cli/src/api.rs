@@ -23,6 +23,9 @@ pub const TEMPLATES_FILE: &str = "provisioning-templates.json";
 /// The job templates the API keeps beside the jobs engine, inside `data_dir`.
 pub const JOBS_API_FILE: &str = "jobs-api.json";
 
+/// The topic rules created through the API (`RedbTopicRuleStore`), inside `data_dir`.
+pub const RULES_FILE: &str = "rules.redb";
+
 /// A rustls server configuration (ring, TLS 1.2 and 1.3, HTTP/1.1 by ALPN) from PEM files.
 pub fn tls_config(chain_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, Failure> {
     let chain: Vec<_> = thingkit_provision::decode_pem_blocks(chain_pem)
@@ -138,7 +141,9 @@ impl Publisher for BrokerData {
 
 /// The control plane over the server's registry, CA, fleet provisioning, broker and jobs
 /// engine (`None`: the job operations answer ServiceUnavailableException; job templates work
-/// either way).
+/// either way), with the topic rules of `data_dir/rules.redb` driving `rules` (the broker's
+/// rules engine; `None`: rules are stored and served, and run nowhere). Every stored enabled
+/// rule is handed to `rules` here; one it refuses is logged and stays stored.
 // Each argument is one of the server's parts `serve` built; a struct to hold them for this one
 // call would only rename them.
 #[allow(clippy::too_many_arguments)]
@@ -155,6 +160,7 @@ pub fn control_plane(
     publisher: BrokerPublisher,
     mqtt: std::net::SocketAddr,
     jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>,
+    rules: Option<Arc<dyn thingkit_api::topic_rule::TopicRuleHook>>,
 ) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
     let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
     let keys = Arc::new(
@@ -166,6 +172,11 @@ pub fn control_plane(
         thingkit_api::job_store::JobStore::open(&jobs_path)
             .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?,
     );
+    let rules_path = config.data_dir.join(RULES_FILE);
+    let rule_store = Arc::new(
+        thingkit_api::topic_rule::RedbTopicRuleStore::open(&rules_path)
+            .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?,
+    );
     let endpoints = thingkit_api::Endpoints {
         data: config
             .api
@@ -174,7 +185,7 @@ pub fn control_plane(
             .unwrap_or_else(|| mqtt.to_string()),
         api: config.api.listen.to_string(),
     };
-    Ok(Arc::new(
+    let plane = Arc::new(
         thingkit_api::ControlPlane::new(registry, arn, keys)
             .with_ca(Some(ca))
             .with_endpoints(endpoints)
@@ -185,8 +196,17 @@ pub fn control_plane(
             })))
             .with_shadows(Some(Arc::new(ShadowData(shadows))))
             .with_jobs(jobs)
-            .with_job_store(job_store),
-    ))
+            .with_job_store(job_store)
+            .with_topic_rules(rule_store, rules),
+    );
+    let refused = plane
+        .topic_rules
+        .install()
+        .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?;
+    for (name, why) in refused {
+        tracing::warn!(rule = %name, "the rules engine refused a stored topic rule: {why}");
+    }
+    Ok(plane)
 }
 
 /// The broker's shadow service as the API's shadow backend: one engine and store for MQTT and

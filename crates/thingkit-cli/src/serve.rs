@@ -303,6 +303,8 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 broker.publisher(),
                 broker.local_addr(),
                 Some(jobs.clone()),
+                // The broker's rules engine, once it runs topic rules.
+                None,
             )?;
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
             let task = tokio::spawn(thingkit_api::server::serve(

@@ -634,6 +634,8 @@ async fn rules_are_replaced_and_removed_while_the_broker_runs() {
     let p = payload(serde_json::json!({"sql": "SELECT * FROM 'a/b'"}));
     assert!(engine.upsert("bad-name", &p).is_err());
     assert!(engine.upsert(&"x".repeat(129), &p).is_err());
+    let shared = payload(serde_json::json!({"sql": "SELECT * FROM '$share/g/a'"}));
+    assert!(engine.upsert("shared", &shared).is_err());
     engine.upsert("r", &p).unwrap();
     assert_eq!(engine.get("r"), Some(p.clone()));
     assert_eq!(engine.names(), ["r"]);

@@ -45,7 +45,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-use thingkit_mqtt::{TopicFilter, TopicName};
+use thingkit_mqtt::{Match, SubscriptionIndex, TopicFilter, TopicName};
 use thingkit_rules::topic_rule::TopicRulePayload;
 use thingkit_rules::{Limits, Pushed, Rule, SqlVersion};
 
@@ -280,10 +280,33 @@ pub(crate) struct ActiveRule {
     pub(crate) generation: u64,
 }
 
-/// The rules at one instant: what `route_message` matches against.
+/// The rules at one instant: what `route_message` matches against. Replaced as a whole when
+/// a rule changes (rare), read without copying per message.
 #[derive(Default)]
 pub(crate) struct RuleSet {
     pub(crate) rules: BTreeMap<String, Arc<ActiveRule>>,
+    /// The enabled rules' FROM filters (the broker's subscription trie: one lookup per topic
+    /// level, whatever the number of rules).
+    index: SubscriptionIndex<Arc<str>, Arc<ActiveRule>>,
+}
+
+impl RuleSet {
+    fn new(rules: BTreeMap<String, Arc<ActiveRule>>) -> RuleSet {
+        let mut index = SubscriptionIndex::new();
+        for rule in rules.values().filter(|r| !r.disabled) {
+            index.insert(&rule.filter, rule.name.clone(), rule.clone());
+        }
+        RuleSet { rules, index }
+    }
+
+    /// Calls `f` with each enabled rule whose FROM filter matches `topic`.
+    fn for_each_match<'a>(&'a self, topic: &TopicName, mut f: impl FnMut(&'a Arc<ActiveRule>)) {
+        self.index.for_each_match(topic, |m| {
+            if let Match::Direct { value, .. } = m {
+                f(value);
+            }
+        });
+    }
 }
 
 /// Work for the evaluator thread.
@@ -382,8 +405,11 @@ impl RulesEngine {
         let rule = Rule::compile(&payload.sql, version, &self.inner.config.limits)
             .map_err(RulesError::Sql)?;
         let filter_text = rule.topic_filter().unwrap_or_default().to_string();
+        // A shared subscription is a way to split messages among clients, not a filter.
         let filter = TopicFilter::new(&filter_text)
-            .map_err(|_| RulesError::InvalidTopicFilter(filter_text.clone()))?;
+            .ok()
+            .filter(|_| !filter_text.starts_with("$share/"))
+            .ok_or_else(|| RulesError::InvalidTopicFilter(filter_text.clone()))?;
         if rule.is_windowed() {
             evaluation::check_windowed(&rule, &self.inner.config).map_err(RulesError::Window)?;
         }
@@ -508,9 +534,10 @@ impl Inner {
         let mut guard = self.rules.write().unwrap_or_else(|p| p.into_inner());
         let mut next = RuleSet {
             rules: guard.rules.clone(),
+            index: SubscriptionIndex::new(),
         };
         f(&mut next);
-        *guard = Arc::new(next);
+        *guard = Arc::new(RuleSet::new(next.rules));
     }
 
     fn queue_closed(&self) -> bool {
@@ -578,8 +605,9 @@ impl Inner {
     pub(crate) fn offer(&self, message: &Arc<Message>, origin: &Origin) {
         let set = self.snapshot();
         let topic: &TopicName = &message.topic;
-        let any = set.rules.values().any(|r| {
-            !r.disabled && r.filter.matches(topic) && !origin.provenance.rules.contains(&r.name)
+        let mut any = false;
+        set.for_each_match(topic, |r| {
+            any |= !origin.provenance.rules.contains(&r.name);
         });
         if !any {
             return;
@@ -725,11 +753,11 @@ fn evaluate(inner: &Arc<Inner>, windows: &mut evaluation::WindowSet, inbound: &I
     });
     let candidates: Vec<&Arc<ActiveRule>> = match &inbound.only_rule {
         Some(name) => set.rules.get(name).into_iter().collect(),
-        None => set
-            .rules
-            .values()
-            .filter(|r| r.filter.matches(&inbound.message.topic))
-            .collect(),
+        None => {
+            let mut matched = Vec::new();
+            set.for_each_match(&inbound.message.topic, |r| matched.push(r));
+            matched
+        }
     };
     for rule in candidates {
         if rule.disabled || inbound.origin.provenance.rules.contains(&rule.name) {

@@ -230,6 +230,8 @@ pub use router::{
 #[cfg(feature = "server")]
 pub use server::StreamService;
 #[cfg(feature = "server")]
+pub use server::rules;
+#[cfg(feature = "server")]
 pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle,
     BrokerPublisher, Directory, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, LimitClass,

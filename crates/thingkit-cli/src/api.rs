@@ -228,3 +228,35 @@ impl thingkit_api::ShadowBackend for ShadowData {
             .map_err(|e| e.to_string())
     }
 }
+
+/// The broker's rules engine as the API's topic-rule hook: `CreateTopicRule` and its siblings
+/// start, replace and stop rules in the engine the broker routes through. The `[[rules]]` of the
+/// configuration file belong to the file: a rule of the API may not take one of their names
+/// (refused with the reason), and the API never stops one.
+pub struct RulesHook {
+    /// The engine.
+    pub engine: thingkit_broker::rules::RulesEngine,
+    /// The names of the configuration file's rules.
+    pub configured: std::collections::BTreeSet<String>,
+}
+
+impl thingkit_api::topic_rule::TopicRuleHook for RulesHook {
+    fn upsert(
+        &self,
+        name: &str,
+        payload: &thingkit_rules::topic_rule::TopicRulePayload,
+    ) -> Result<(), String> {
+        if self.configured.contains(name) {
+            return Err(format!(
+                "rule {name} is declared in the server's configuration file; the API cannot replace it"
+            ));
+        }
+        self.engine.upsert(name, payload).map_err(|e| e.to_string())
+    }
+
+    fn remove(&self, name: &str) {
+        if !self.configured.contains(name) {
+            self.engine.remove(name);
+        }
+    }
+}

@@ -455,6 +455,10 @@ def main():
     assert rule["actions"][0]["http"]["url"] == "https://example.com/ingest", rule
     aws("delete-topic-rule", "--rule-name", "cli_rule")
     step("aws iot create-topic-rule / get-topic-rule / delete-topic-rule")
+    # Left for serve.rs to find after kill -9.
+    iot.create_topic_rule(ruleName="kept_rule", topicRulePayload={
+        "sql": "SELECT * FROM 'dt/+/kept'", "awsIotSqlVersion": "2016-03-23",
+        "actions": [{"republish": {"topic": "dt/kept/out", "roleArn": role}}]})
     print("OK")
 
 

@@ -552,7 +552,8 @@ fn aws_iot_device_sdk_python_runs_jobs_that_survive_kill_9() {
 /// boto3, the AWS CLI v1 and paho-mqtt drive a fresh `thingkit serve` through its HTTPS API
 /// with an access key from `thingkit access-key create` (`tests/interop/api_boto3.py`: the
 /// classic provisioning script, the device publishing under the policy it attached, live
-/// detach and deactivation, iot-data Publish, pagination, each error class, forged requests).
+/// detach and deactivation, iot-data Publish, pagination, each error class, forged requests,
+/// jobs, topic rules). A rule, like the registry, survives kill -9.
 #[test]
 #[cfg(unix)]
 #[ignore = "needs boto3, awscli and paho-mqtt (python3 -m pip install boto3 awscli paho-mqtt); .ci/run runs it"]
@@ -641,6 +642,8 @@ cert = iot.list_thing_principals(thingName="api-sensor-1")["principals"][0]
 assert [p["policyName"] for p in iot.list_attached_policies(target=cert)["policies"]] == ["api-device"]
 assert iot.describe_thing(thingName="cli-sensor")["thingName"] == "cli-sensor"
 assert len(iot.list_policy_versions(policyName="api-device")["policyVersions"]) == 5
+rule = iot.get_topic_rule(ruleName="kept_rule")["rule"]
+assert rule["sql"] == "SELECT * FROM 'dt/+/kept'" and rule["awsIotSqlVersion"] == "2016-03-23", rule
 print("OK after kill -9")
 "#,
         port = server.api_port(),

@@ -260,3 +260,53 @@ impl thingkit_api::topic_rule::TopicRuleHook for RulesHook {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use thingkit_api::topic_rule::TopicRuleHook;
+    use thingkit_broker::rules::{RulesConfig, RulesEngine};
+    use thingkit_rules::topic_rule::TopicRulePayload;
+
+    use super::RulesHook;
+
+    fn payload(sql: &str) -> TopicRulePayload {
+        TopicRulePayload {
+            sql: sql.into(),
+            description: None,
+            actions: Vec::new(),
+            rule_disabled: None,
+            aws_iot_sql_version: None,
+            error_action: None,
+        }
+    }
+
+    #[test]
+    fn the_api_runs_its_rules_in_the_engine_and_leaves_the_files_rules_alone() {
+        let engine = RulesEngine::new(RulesConfig::default());
+        engine
+            .upsert("from_file", &payload("SELECT * FROM 'a'"))
+            .unwrap();
+        let hook = RulesHook {
+            engine: engine.clone(),
+            configured: ["from_file".to_string()].into(),
+        };
+        assert!(
+            hook.upsert("from_api", &payload("SELECT * FROM 'b'"))
+                .is_ok()
+        );
+        let refused = hook
+            .upsert("from_file", &payload("SELECT * FROM 'c'"))
+            .unwrap_err();
+        assert!(refused.contains("configuration file"), "{refused}");
+        hook.remove("from_file");
+        let mut names = engine.names();
+        names.sort();
+        assert_eq!(names, ["from_api", "from_file"]);
+        hook.remove("from_api");
+        assert_eq!(engine.names(), ["from_file"]);
+        assert!(
+            hook.upsert("bad", &payload("SELECT * FROM")).is_err(),
+            "the engine's own refusal reaches the API"
+        );
+    }
+}

@@ -391,6 +391,27 @@ def main():
     step("boto3 create_topic_rule / get_topic_rule; SqlParseException, an unsupported action, "
          "a missing rule refused as AWS refuses them")
 
+    # The rule runs in the broker: a reading over 25 from the CLI-provisioned device comes back
+    # republished on its alerts topic; a disabled rule republishes nothing.
+    watcher = Device(args, "cli-sensor", cli_keys["certificatePem"], cli_keys["keyPair"]["PrivateKey"], workdir)
+    watcher.client.subscribe("dt/cli-sensor/alerts", qos=1)
+    time.sleep(0.5)
+    assert watcher.publish("dt/cli-sensor/temp", json.dumps({"temperature": 30})) in (0, 16)
+    alert = watcher.messages.get(timeout=10)
+    assert alert.topic == "dt/cli-sensor/alerts", alert.topic
+    assert json.loads(alert.payload) == {"temperature": 30, "device": "cli-sensor"}, alert.payload
+    assert watcher.publish("dt/cli-sensor/temp", json.dumps({"temperature": 20})) in (0, 16)
+    iot.disable_topic_rule(ruleName="hot_readings")
+    assert watcher.publish("dt/cli-sensor/temp", json.dumps({"temperature": 31})) in (0, 16)
+    try:
+        late = watcher.messages.get(timeout=1.5)
+        raise AssertionError(f"a cold or disabled rule republished {late.topic} {late.payload!r}")
+    except queue.Empty:
+        pass
+    iot.enable_topic_rule(ruleName="hot_readings")
+    watcher.close()
+    step("the API's rule republished a hot reading through the broker; disabled, it did not")
+
     for i in range(3):
         iot.create_topic_rule(ruleName=f"page_{i}", topicRulePayload={
             "sql": f"SELECT * FROM 'fleet/{i}/#'", "actions": [], "ruleDisabled": i == 2})

@@ -228,3 +228,85 @@ impl thingkit_api::ShadowBackend for ShadowData {
             .map_err(|e| e.to_string())
     }
 }
+
+/// The broker's rules engine as the API's topic-rule hook: `CreateTopicRule` and its siblings
+/// start, replace and stop rules in the engine the broker routes through. The `[[rules]]` of the
+/// configuration file belong to the file: a rule of the API may not take one of their names
+/// (refused with the reason), and the API never stops one.
+pub struct RulesHook {
+    /// The engine.
+    pub engine: thingkit_broker::rules::RulesEngine,
+    /// The names of the configuration file's rules.
+    pub configured: std::collections::BTreeSet<String>,
+}
+
+impl thingkit_api::topic_rule::TopicRuleHook for RulesHook {
+    fn upsert(
+        &self,
+        name: &str,
+        payload: &thingkit_rules::topic_rule::TopicRulePayload,
+    ) -> Result<(), String> {
+        if self.configured.contains(name) {
+            return Err(format!(
+                "rule {name} is declared in the server's configuration file; the API cannot replace it"
+            ));
+        }
+        self.engine.upsert(name, payload).map_err(|e| e.to_string())
+    }
+
+    fn remove(&self, name: &str) {
+        if !self.configured.contains(name) {
+            self.engine.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use thingkit_api::topic_rule::TopicRuleHook;
+    use thingkit_broker::rules::{RulesConfig, RulesEngine};
+    use thingkit_rules::topic_rule::TopicRulePayload;
+
+    use super::RulesHook;
+
+    fn payload(sql: &str) -> TopicRulePayload {
+        TopicRulePayload {
+            sql: sql.into(),
+            description: None,
+            actions: Vec::new(),
+            rule_disabled: None,
+            aws_iot_sql_version: None,
+            error_action: None,
+        }
+    }
+
+    #[test]
+    fn the_api_runs_its_rules_in_the_engine_and_leaves_the_files_rules_alone() {
+        let engine = RulesEngine::new(RulesConfig::default());
+        engine
+            .upsert("from_file", &payload("SELECT * FROM 'a'"))
+            .unwrap();
+        let hook = RulesHook {
+            engine: engine.clone(),
+            configured: ["from_file".to_string()].into(),
+        };
+        assert!(
+            hook.upsert("from_api", &payload("SELECT * FROM 'b'"))
+                .is_ok()
+        );
+        let refused = hook
+            .upsert("from_file", &payload("SELECT * FROM 'c'"))
+            .unwrap_err();
+        assert!(refused.contains("configuration file"), "{refused}");
+        hook.remove("from_file");
+        let mut names = engine.names();
+        names.sort();
+        assert_eq!(names, ["from_api", "from_file"]);
+        hook.remove("from_api");
+        assert_eq!(engine.names(), ["from_file"]);
+        assert!(
+            hook.upsert("bad", &payload("SELECT * FROM")).is_err(),
+            "the engine's own refusal reaches the API"
+        );
+    }
+}

@@ -303,8 +303,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 broker.publisher(),
                 broker.local_addr(),
                 Some(jobs.clone()),
-                // The broker's rules engine, once it runs topic rules.
-                None,
+                Some(Arc::new(crate::api::RulesHook {
+                    engine: rules.clone(),
+                    configured: config.rules.iter().map(|r| r.name.clone()).collect(),
+                })),
             )?;
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
             let task = tokio::spawn(thingkit_api::server::serve(

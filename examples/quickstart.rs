@@ -7,7 +7,10 @@
 //! on `thingkit-mqtt` + rustls and publish temperature readings; a forbidden publish is denied with
 //! its explanation; a chatty device is throttled; a revoked device is refused; a signed firmware
 //! manifest is rolled out and each device stream-verifies its image while a replayed older
-//! manifest is refused. It ends with a fleet report and writes the telemetry as `iot_data.csv`.
+//! manifest is refused. Two AWS IoT topic rules run inside the broker: one writes every reading
+//! through the CSV and Parquet sinks (`iot_data.csv`, `telemetry/date=.../*.parquet`), the other
+//! answers "readings above 25 °C per device" as a windowed rule (`hot_per_device.jsonl`). It ends
+//! with a fleet report; `examples/spark/hot_readings.py` runs the reference Spark job on the files.
 //!
 //! Run it with `cargo run --example quickstart [-- --out DIR]` (default `target/quickstart`).
 
@@ -17,12 +20,12 @@ mod client;
 mod fleet;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
+use thingkit::broker::rules::{RulesConfig, RulesEngine};
 use thingkit::broker::{
     Broker, BrokerConfig, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, ServerIdentity,
 };
@@ -36,6 +39,7 @@ use thingkit::meter::{BillingRun, PriceTable};
 use thingkit::meter::{LimitAction, LimitReason, Rate, RateLimits};
 use thingkit::mqtt::{ProtocolVersion, QoS, ReasonCode};
 use thingkit::provision::CertificateStatus;
+use thingkit::rules::topic_rule::TopicRulePayload;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -76,6 +80,45 @@ fn device_csr(thing: &str) -> Result<(Vec<u8>, String), Error> {
     Ok((csr.der().to_vec(), key.serialize_pem()))
 }
 
+/// The telemetry rule: every reading, through the CSV sink (the file the Spark job reads) and
+/// the Parquet sink (partitioned by date).
+const TELEMETRY_RULE: &str = r#"{
+  "sql": "SELECT topic(2) AS device_id, temperature, timestamp FROM 'telemetry/+/temperature'",
+  "awsIotSqlVersion": "2016-03-23",
+  "actions": [
+    {"file": {"path": "iot_data.csv", "format": "csv", "columns": [
+      {"name": "device_id", "type": "string"}, {"name": "temperature", "type": "double"},
+      {"name": "timestamp", "type": "int64"}]}},
+    {"file": {"path": "telemetry", "format": "parquet", "partitionByDate": true, "columns": [
+      {"name": "device_id", "type": "string"}, {"name": "temperature", "type": "double"},
+      {"name": "timestamp", "type": "int64"}]}}
+  ]
+}"#;
+
+/// The analytics question as a rule: readings above 25 °C per device, counted in one-day
+/// windows of arrival time (thingkit's GROUP BY extension), written when the window closes or
+/// the broker shuts down. (The readings' own `timestamp`s are a year in the past, so an
+/// event-time window — `TIMESTAMP BY timestamp * 1000` — would be closed on arrival.)
+const HOT_RULE: &str = r#"{
+  "sql": "SELECT topic(2) AS device_id, count(*) AS hot FROM 'telemetry/+/temperature' WHERE temperature > 25 GROUP BY topic(2), TUMBLINGWINDOW(dd, 1)",
+  "awsIotSqlVersion": "2016-03-23",
+  "actions": [{"file": {"path": "hot_per_device.jsonl", "format": "jsonl"}}]
+}"#;
+
+/// The Parquet files below `dir` (one level of `date=...` partitions).
+fn parquet_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, Error> {
+    let mut files = Vec::new();
+    for partition in std::fs::read_dir(dir)? {
+        for file in std::fs::read_dir(partition?.path())? {
+            let path = file?.path();
+            if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// Deterministic "temperature" for reading `i` of device `d`: a few devices run hot.
 fn temperature(d: usize, i: usize) -> f64 {
     let base = 20.0 + d as f64 * 1.5;
@@ -95,6 +138,18 @@ async fn main() -> Result<(), Error> {
         }
     }
     let mut claims = Claims::default();
+    // The rules' sinks append: start from empty outputs so the Spark job reads this run only.
+    std::fs::create_dir_all(&out_dir)?;
+    for name in ["iot_data.csv", "hot_per_device.jsonl"] {
+        match std::fs::remove_file(out_dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    match std::fs::remove_dir_all(out_dir.join("telemetry")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     println!("thingkit quick start");
     println!("====================");
 
@@ -155,15 +210,25 @@ async fn main() -> Result<(), Error> {
         )
         .with_firmware_trust(Some(anchors.clone()))
         .with_fleet(Some(provisioning));
+    let mut rules_config = RulesConfig::default();
+    rules_config.base_dir = out_dir.clone();
+    let rules = RulesEngine::new(rules_config);
+    for (name, payload) in [("telemetry", TELEMETRY_RULE), ("hot_per_device", HOT_RULE)] {
+        let payload: TopicRulePayload = serde_json::from_str(payload)?;
+        rules.upsert(name, &payload)?;
+    }
     let broker = Broker::builder(
         fleet.registry.clone(),
         ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
     )
     .config(config)
+    .rules(rules.clone())
     .bind("127.0.0.1:0".parse()?)
     .await?;
     let addr = broker.local_addr();
-    println!("3. broker listening on {addr} (MQTT 3.1.1 + 5.0, mutual TLS)");
+    println!(
+        "3. broker listening on {addr} (MQTT 3.1.1 + 5.0, mutual TLS), with the topic rules `telemetry` (CSV and Parquet sinks) and `hot_per_device` (a windowed count)"
+    );
 
     let ca_pem = fleet.ca_pem();
     let connect = |device: &Device, version: ProtocolVersion| {
@@ -535,23 +600,15 @@ async fn main() -> Result<(), Error> {
             .map_or("0".to_string(), |b| format!("{} {}", b.total, b.currency));
         println!("  {account:8} {messages:5} messages  {units:5} billable units  bill {total}");
     }
-    let query = Instant::now();
-    let mut hot: BTreeMap<&str, usize> = BTreeMap::new();
-    for (device, t, _) in &readings {
-        if *t > 25.0 {
-            *hot.entry(device.as_str()).or_default() += 1;
-        }
-    }
-    let query_time = query.elapsed();
     let mut per_device: BTreeMap<&str, usize> = BTreeMap::new();
     for (device, _, _) in &readings {
         *per_device.entry(device.as_str()).or_default() += 1;
     }
-    let mut expected_hot: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut expected_hot: BTreeMap<String, u64> = BTreeMap::new();
     for (d, s) in sensors.iter().enumerate() {
         let n = (0..READINGS).filter(|&i| temperature(d, i) > 25.0).count();
         if n > 0 {
-            expected_hot.insert(s.device.thing.as_str(), n);
+            expected_hot.insert(s.device.thing.clone(), n as u64);
         }
     }
     claims.check(
@@ -560,29 +617,42 @@ async fn main() -> Result<(), Error> {
             && per_device.values().all(|&n| n == READINGS),
         format!("the operator received every reading, {READINGS} per device (got {per_device:?})"),
     );
+
+    // 10. The rules' answers: the broker's shutdown closed the window and the sinks.
+    let hot_file = out_dir.join("hot_per_device.jsonl");
+    let mut hot: BTreeMap<String, u64> = BTreeMap::new();
+    for line in std::fs::read_to_string(&hot_file)?.lines() {
+        let row: serde_json::Value = serde_json::from_str(line)?;
+        let device = row["device_id"].as_str().ok_or("a row without device_id")?;
+        *hot.entry(device.to_string()).or_default() += row["hot"].as_u64().unwrap_or(0);
+    }
     claims.check(
         hot == expected_hot,
-        format!("readings above 25 °C per device are {expected_hot:?} (got {hot:?})"),
+        format!(
+            "readings above 25 °C per device are {expected_hot:?} (the windowed rule wrote {hot:?})"
+        ),
     );
     println!(
-        "readings above 25 °C per device: {hot:?} (answered over {} readings in {:.1} µs)",
-        readings.len(),
-        query_time.as_secs_f64() * 1e6
+        "readings above 25 °C per device, answered by the windowed rule `hot_per_device`: {hot:?}"
     );
-
-    // 10. The telemetry for analytics.
-    std::fs::create_dir_all(&out_dir)?;
     let csv = out_dir.join("iot_data.csv");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
-    writeln!(f, "device_id,temperature,timestamp")?;
-    for (device, t, ts) in &readings {
-        writeln!(f, "{device},{t},{ts}")?;
-    }
-    f.flush()?;
+    let csv_rows = std::fs::read_to_string(&csv)?
+        .lines()
+        .count()
+        .saturating_sub(1);
+    let parquet_files = parquet_files(&out_dir.join("telemetry"))?;
+    claims.check(
+        csv_rows == published && !parquet_files.is_empty(),
+        format!(
+            "the telemetry rule wrote every reading to the CSV ({csv_rows} of {published} rows) and Parquet files ({})",
+            parquet_files.len()
+        ),
+    );
     println!(
-        "telemetry written to {} ({} rows, the shape a Spark job reads)",
+        "telemetry written by the rule `telemetry` to {} ({csv_rows} rows) and {} ({} Parquet file(s), partitioned by date): the shapes a Spark job reads (examples/spark/hot_readings.py)",
         csv.display(),
-        readings.len()
+        out_dir.join("telemetry").display(),
+        parquet_files.len()
     );
     if !claims.0.is_empty() {
         eprintln!(

@@ -51,6 +51,7 @@
 //! | [`meter`] | `thingkit-meter` | `meter` |
 //! | [`shadow`] | `thingkit-shadow` (redb store by default) | `shadow` |
 //! | [`jobs`] | `thingkit-jobs` (redb store by default) | `jobs` |
+//! | [`rules`] | `thingkit-rules` (sans-IO; no features) | `rules` |
 //! | [`broker`] | `thingkit-broker` (with its default `server` and `redb` features: tokio, rustls, axum, redb) | `broker` |
 //! | [`api`] | `thingkit-api` (with its default `server` feature: axum, rustls) | `api` |
 //!
@@ -95,6 +96,11 @@ pub use thingkit_shadow as shadow;
 /// rollout, abort, timeout and retry arithmetic and pacing, and a durable store.
 #[cfg(feature = "jobs")]
 pub use thingkit_jobs as jobs;
+
+/// The AWS IoT SQL rules engine, sans-IO: parser, AWS's exact value model (Undefined, 34-digit
+/// decimals), the function library, substitution templates, and windowed aggregation.
+#[cfg(feature = "rules")]
+pub use thingkit_rules as rules;
 
 /// The AWS IoT control-plane API (REST-JSON from botocore's model, SigV4, identity policies,
 /// audit) over the registry, with an axum + rustls server.

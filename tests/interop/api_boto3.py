@@ -18,6 +18,10 @@ prints one line; the first failure raises (non-zero exit) with what was expected
 7. AWS IoT Jobs: a job for the provisioned thing, described, its execution listed and
    described, canceled and force-deleted with boto3; `aws iot create-job` / `list-jobs`.
    (Needs `thingkit serve` to hand the API its jobs engine.)
+8. Topic rules: create, get, list (pages, topic and ruleDisabled filters), replace, disable,
+   enable and delete with boto3; SqlParseException, an unsupported action, a missing rule
+   (UnauthorizedException, as AWS answers) and a read-only key refused; `aws iot
+   create-topic-rule` / `get-topic-rule` / `delete-topic-rule`.
 """
 import argparse
 import importlib.metadata
@@ -350,6 +354,111 @@ def main():
     listed = aws("list-jobs", "--status", "IN_PROGRESS")
     assert "cli-job" in [j["jobId"] for j in listed["jobs"]], listed
     step("aws iot create-job / list-jobs")
+
+    # 8. Topic rules (AWS IoT SQL): created, read, listed, replaced, disabled, enabled and
+    # deleted with boto3; refused as AWS refuses them; `aws iot create-topic-rule` /
+    # `get-topic-rule`.
+    role = f"arn:aws:iam::{ACCOUNT}:role/iot-republish"
+    hot = {
+        "sql": f"SELECT temperature, topic(2) AS device FROM 'dt/+/temp' WHERE temperature > 25",
+        "description": "hot readings",
+        "awsIotSqlVersion": "2016-03-23",
+        "actions": [{"republish": {"topic": "dt/${topic(2)}/alerts", "roleArn": role, "qos": 1}}],
+        "errorAction": {"republish": {"topic": "rules/errors", "roleArn": role}},
+        "ruleDisabled": False,
+    }
+    assert iot.create_topic_rule(ruleName="hot_readings", topicRulePayload=hot, tags="team=ops")[
+        "ResponseMetadata"]["HTTPStatusCode"] == 200
+    got = iot.get_topic_rule(ruleName="hot_readings")
+    assert got["ruleArn"] == f"arn:aws:iot:{REGION}:{ACCOUNT}:rule/hot_readings", got
+    rule = got["rule"]
+    assert rule["ruleName"] == "hot_readings" and rule["sql"] == hot["sql"], rule
+    assert rule["awsIotSqlVersion"] == "2016-03-23" and rule["ruleDisabled"] is False, rule
+    assert rule["actions"] == hot["actions"] and rule["errorAction"] == hot["errorAction"], rule
+    assert hasattr(rule["createdAt"], "year"), "createdAt parses as a timestamp"
+    expect_error("ResourceAlreadyExistsException", iot.create_topic_rule, ruleName="hot_readings",
+                 topicRulePayload=hot)
+    e = expect_error("SqlParseException", iot.create_topic_rule, ruleName="bad_sql",
+                     topicRulePayload={"sql": "SELECT temperature FROM 'dt/+/temp' WHERE", "actions": []})
+    assert e.response["Error"]["Message"][0].isdigit(), e  # line:column: reason
+    e = expect_error("InvalidRequestException", iot.create_topic_rule, ruleName="to_dynamo",
+                     topicRulePayload={"sql": "SELECT * FROM 'dt/#'", "actions": [{"dynamoDB": {
+                         "tableName": "t", "roleArn": role, "hashKeyField": "k", "hashKeyValue": "v"}}]})
+    assert "the dynamoDB action is not supported by thingkit" in e.response["Error"]["Message"], e
+    expect_error("InvalidRequestException", iot.create_topic_rule, ruleName="old_sql",
+                 topicRulePayload={"sql": "SELECT * FROM 'dt/#'", "actions": [], "awsIotSqlVersion": "2014-01-01"})
+    expect_error("UnauthorizedException", iot.get_topic_rule, ruleName="no_such_rule")
+    step("boto3 create_topic_rule / get_topic_rule; SqlParseException, an unsupported action, "
+         "a missing rule refused as AWS refuses them")
+
+    # The rule runs in the broker: a reading over 25 from the CLI-provisioned device comes back
+    # republished on its alerts topic; a disabled rule republishes nothing.
+    watcher = Device(args, "cli-sensor", cli_keys["certificatePem"], cli_keys["keyPair"]["PrivateKey"], workdir)
+    watcher.client.subscribe("dt/cli-sensor/alerts", qos=1)
+    time.sleep(0.5)
+    assert watcher.publish("dt/cli-sensor/temp", json.dumps({"temperature": 30})) in (0, 16)
+    alert = watcher.messages.get(timeout=10)
+    assert alert.topic == "dt/cli-sensor/alerts", alert.topic
+    assert json.loads(alert.payload) == {"temperature": 30, "device": "cli-sensor"}, alert.payload
+    assert watcher.publish("dt/cli-sensor/temp", json.dumps({"temperature": 20})) in (0, 16)
+    iot.disable_topic_rule(ruleName="hot_readings")
+    assert watcher.publish("dt/cli-sensor/temp", json.dumps({"temperature": 31})) in (0, 16)
+    try:
+        late = watcher.messages.get(timeout=1.5)
+        raise AssertionError(f"a cold or disabled rule republished {late.topic} {late.payload!r}")
+    except queue.Empty:
+        pass
+    iot.enable_topic_rule(ruleName="hot_readings")
+    watcher.close()
+    step("the API's rule republished a hot reading through the broker; disabled, it did not")
+
+    for i in range(3):
+        iot.create_topic_rule(ruleName=f"page_{i}", topicRulePayload={
+            "sql": f"SELECT * FROM 'fleet/{i}/#'", "actions": [], "ruleDisabled": i == 2})
+    pages = list(iot.get_paginator("list_topic_rules").paginate(PaginationConfig={"PageSize": 2}))
+    names = [r["ruleName"] for p in pages for r in p["rules"]]
+    assert names == ["hot_readings", "page_0", "page_1", "page_2"] and len(pages) == 2, (names, len(pages))
+    listed = iot.list_topic_rules(topic=f"dt/{thing}/temp")["rules"]
+    assert [r["ruleName"] for r in listed] == ["hot_readings"], listed
+    assert listed[0]["topicPattern"] == "dt/+/temp" and listed[0]["ruleDisabled"] is False, listed
+    disabled = iot.list_topic_rules(ruleDisabled=True)["rules"]
+    assert [r["ruleName"] for r in disabled] == ["page_2"], disabled
+    # The read-only key may list rules, not read one (iot:GetTopicRule) or create one.
+    assert "hot_readings" in [r["ruleName"] for r in reader.list_topic_rules()["rules"]]
+    expect_error("AccessDeniedException", reader.get_topic_rule, ruleName="hot_readings")
+    expect_error("AccessDeniedException", reader.create_topic_rule, ruleName="by_reader", topicRulePayload=hot)
+    step("boto3 list_topic_rules: pages, topic and ruleDisabled filters; a read-only key")
+
+    replaced = dict(hot, sql="SELECT * FROM 'dt/+/temp' WHERE temperature > 30")
+    del replaced["awsIotSqlVersion"]
+    iot.replace_topic_rule(ruleName="hot_readings", topicRulePayload=replaced)
+    rule = iot.get_topic_rule(ruleName="hot_readings")["rule"]
+    assert rule["sql"] == replaced["sql"] and rule["awsIotSqlVersion"] == "2015-10-08", rule
+    expect_error("SqlParseException", iot.replace_topic_rule, ruleName="hot_readings",
+                 topicRulePayload=dict(replaced, sql="SELECT FROM WHERE"))
+    assert iot.get_topic_rule(ruleName="hot_readings")["rule"]["sql"] == replaced["sql"]
+    iot.disable_topic_rule(ruleName="hot_readings")
+    assert iot.get_topic_rule(ruleName="hot_readings")["rule"]["ruleDisabled"] is True
+    iot.enable_topic_rule(ruleName="hot_readings")
+    assert iot.get_topic_rule(ruleName="hot_readings")["rule"]["ruleDisabled"] is False
+    for name in ["hot_readings", "page_0", "page_1", "page_2"]:
+        iot.delete_topic_rule(ruleName=name)
+    expect_error("UnauthorizedException", iot.delete_topic_rule, ruleName="hot_readings")
+    assert iot.list_topic_rules()["rules"] == []
+    step("boto3 replace_topic_rule / disable_topic_rule / enable_topic_rule / delete_topic_rule")
+
+    aws("create-topic-rule", "--rule-name", "cli_rule", "--topic-rule-payload", json.dumps({
+        "sql": "SELECT * FROM 'dt/cli-sensor/#'", "actions": [
+            {"http": {"url": "https://example.com/ingest", "headers": [{"key": "x-source", "value": "thingkit"}]}}]}))
+    rule = aws("get-topic-rule", "--rule-name", "cli_rule")["rule"]
+    assert rule["sql"] == "SELECT * FROM 'dt/cli-sensor/#'" and rule["awsIotSqlVersion"] == "2015-10-08", rule
+    assert rule["actions"][0]["http"]["url"] == "https://example.com/ingest", rule
+    aws("delete-topic-rule", "--rule-name", "cli_rule")
+    step("aws iot create-topic-rule / get-topic-rule / delete-topic-rule")
+    # Left for serve.rs to find after kill -9.
+    iot.create_topic_rule(ruleName="kept_rule", topicRulePayload={
+        "sql": "SELECT * FROM 'dt/+/kept'", "awsIotSqlVersion": "2016-03-23",
+        "actions": [{"republish": {"topic": "dt/kept/out", "roleArn": role}}]})
     print("OK")
 
 

@@ -33,7 +33,8 @@ UpdateProvisioningTemplate DeleteProvisioningTemplate
 DescribeEndpoint
 CreateJob DescribeJob ListJobs CancelJob DeleteJob UpdateJob ListJobExecutionsForJob
 ListJobExecutionsForThing DescribeJobExecution CancelJobExecution DeleteJobExecution GetJobDocument
-AssociateTargetsWithJob CreateJobTemplate DescribeJobTemplate ListJobTemplates DeleteJobTemplate""".split()
+AssociateTargetsWithJob CreateJobTemplate DescribeJobTemplate ListJobTemplates DeleteJobTemplate
+CreateTopicRule GetTopicRule ListTopicRules ReplaceTopicRule EnableTopicRule DisableTopicRule DeleteTopicRule""".split()
 
 DATA = ["Publish", "GetThingShadow", "UpdateThingShadow", "DeleteThingShadow", "ListNamedShadowsForThing"]
 

@@ -67,6 +67,11 @@
 //! - AWS IoT Jobs (`/work/shared/specs/shadow-jobs.md` §B, the control plane of §B.4): the job,
 //!   job execution and job template operations, over the `thingkit-jobs` engine
 //!   ([`ControlPlane::with_jobs`]); job templates in [`job_store`].
+//! - AWS IoT rules (`/work/shared/specs/rules-audit.md` §A): `CreateTopicRule`,
+//!   `GetTopicRule`, `ListTopicRules`, `ReplaceTopicRule`, `EnableTopicRule`,
+//!   `DisableTopicRule`, `DeleteTopicRule`; statements compiled by `thingkit-rules`, rules kept
+//!   in a [`topic_rule::TopicRuleStore`] and handed to the running engine through a
+//!   [`topic_rule::TopicRuleHook`] ([`ControlPlane::with_topic_rules`]).
 //! - AWS IoT API Reference for each operation's semantics (attribute merge, `expectedVersion`,
 //!   certificate states, five policy versions, deletion conflicts); see the README's table.
 
@@ -84,6 +89,7 @@ pub mod server;
 pub mod service;
 pub mod sigv4;
 pub mod templates;
+pub mod topic_rule;
 
 pub use error::{ApiError, ApiResult};
 pub use model::{Input, Model, Service};

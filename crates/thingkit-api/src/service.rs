@@ -166,6 +166,8 @@ pub struct ApiLimits {
     pub max_clock_skew: Duration,
     /// `maxResults` when a list call gives none.
     pub default_page_size: usize,
+    /// The most topic rules kept (AWS's default quota: 1,000 per account and region).
+    pub max_topic_rules: usize,
 }
 
 impl Default for ApiLimits {
@@ -174,6 +176,7 @@ impl Default for ApiLimits {
             max_body_len: 256 * 1024,
             max_clock_skew: Duration::from_secs(5 * 60),
             default_page_size: 25,
+            max_topic_rules: 1000,
         }
     }
 }
@@ -206,6 +209,9 @@ pub struct ControlPlane<S: RegistryStore> {
     pub jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>,
     /// Job templates and the changes made to jobs after creation.
     pub job_store: Arc<crate::job_store::JobStore>,
+    /// Topic rules: their store and the rules engine they drive (in memory, driving nothing,
+    /// by default).
+    pub topic_rules: crate::topic_rule::TopicRules,
     /// Limits.
     pub limits: ApiLimits,
     next_request: std::sync::atomic::AtomicU64,
@@ -291,6 +297,7 @@ impl<S: RegistryStore> ControlPlane<S> {
             shadows: None,
             jobs: None,
             job_store: Arc::new(crate::job_store::JobStore::in_memory()),
+            topic_rules: crate::topic_rule::TopicRules::default(),
             limits: ApiLimits::default(),
             next_request: std::sync::atomic::AtomicU64::new(1),
         }
@@ -351,6 +358,19 @@ impl<S: RegistryStore> ControlPlane<S> {
     /// Sets the store of job templates (in memory by default).
     pub fn with_job_store(mut self, store: Arc<crate::job_store::JobStore>) -> Self {
         self.job_store = store;
+        self
+    }
+
+    /// Sets the store of topic rules and the rules engine they drive: a change is checked,
+    /// handed to `hook` (a disabled rule is removed from it, an enabled one upserted), then
+    /// stored. Stored rules are not handed to the engine here: the server calls
+    /// [`crate::topic_rule::TopicRules::install`] at startup.
+    pub fn with_topic_rules(
+        mut self,
+        store: Arc<dyn crate::topic_rule::TopicRuleStore>,
+        hook: Option<Arc<dyn crate::topic_rule::TopicRuleHook>>,
+    ) -> Self {
+        self.topic_rules = crate::topic_rule::TopicRules::new(store, hook);
         self
     }
 

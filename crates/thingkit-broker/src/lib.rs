@@ -186,8 +186,9 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `server` | yes | the tokio + rustls server: [`Broker`], [`BrokerConfig`], [`BrokerHandle`], [`Directory`], [`shutdown_signal`], [`serve_metrics`] (adds thingkit-policy, thingkit-provision, thingkit-meter, thingkit-firmware, tokio, tokio-rustls, tracing, axum, prometheus-client) |
+//! | `server` | yes | the tokio + rustls server: [`Broker`], [`BrokerConfig`], [`BrokerHandle`], [`Directory`], [`shutdown_signal`], [`serve_metrics`] and the rules engine [`rules`] (adds thingkit-policy, thingkit-provision, thingkit-meter, thingkit-firmware, thingkit-rules, tokio, tokio-rustls, tracing, axum, prometheus-client, ureq) |
 //! | `redb` | yes | [`RedbStore`]: the router's durable state in one redb file (pulls in `redb`) |
+//! | `parquet` | no | the rules engine's Parquet file sink ([`rules`]; pulls in `parquet` without Arrow, Snappy only) |
 //! | `test-suite` | no | `conformance::run`: the test suite every [`RouterStore`] must pass |
 //!
 //! ## Specifications
@@ -229,6 +230,8 @@ pub use router::{
 };
 #[cfg(feature = "server")]
 pub use server::StreamService;
+#[cfg(feature = "server")]
+pub use server::rules;
 #[cfg(feature = "server")]
 pub use server::{
     ALPN_PROTOCOLS, Authenticated, Broker, BrokerBuilder, BrokerConfig, BrokerHandle,

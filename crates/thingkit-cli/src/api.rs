@@ -23,6 +23,9 @@ pub const TEMPLATES_FILE: &str = "provisioning-templates.json";
 /// The job templates the API keeps beside the jobs engine, inside `data_dir`.
 pub const JOBS_API_FILE: &str = "jobs-api.json";
 
+/// The topic rules created through the API (`RedbTopicRuleStore`), inside `data_dir`.
+pub const RULES_FILE: &str = "rules.redb";
+
 /// A rustls server configuration (ring, TLS 1.2 and 1.3, HTTP/1.1 by ALPN) from PEM files.
 pub fn tls_config(chain_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, Failure> {
     let chain: Vec<_> = thingkit_provision::decode_pem_blocks(chain_pem)
@@ -138,7 +141,9 @@ impl Publisher for BrokerData {
 
 /// The control plane over the server's registry, CA, fleet provisioning, broker and jobs
 /// engine (`None`: the job operations answer ServiceUnavailableException; job templates work
-/// either way).
+/// either way), with the topic rules of `data_dir/rules.redb` driving `rules` (the broker's
+/// rules engine; `None`: rules are stored and served, and run nowhere). Every stored enabled
+/// rule is handed to `rules` here; one it refuses is logged and stays stored.
 // Each argument is one of the server's parts `serve` built; a struct to hold them for this one
 // call would only rename them.
 #[allow(clippy::too_many_arguments)]
@@ -155,6 +160,7 @@ pub fn control_plane(
     publisher: BrokerPublisher,
     mqtt: std::net::SocketAddr,
     jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>,
+    rules: Option<Arc<dyn thingkit_api::topic_rule::TopicRuleHook>>,
 ) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
     let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
     let keys = Arc::new(
@@ -166,6 +172,11 @@ pub fn control_plane(
         thingkit_api::job_store::JobStore::open(&jobs_path)
             .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?,
     );
+    let rules_path = config.data_dir.join(RULES_FILE);
+    let rule_store = Arc::new(
+        thingkit_api::topic_rule::RedbTopicRuleStore::open(&rules_path)
+            .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?,
+    );
     let endpoints = thingkit_api::Endpoints {
         data: config
             .api
@@ -174,7 +185,7 @@ pub fn control_plane(
             .unwrap_or_else(|| mqtt.to_string()),
         api: config.api.listen.to_string(),
     };
-    Ok(Arc::new(
+    let plane = Arc::new(
         thingkit_api::ControlPlane::new(registry, arn, keys)
             .with_ca(Some(ca))
             .with_endpoints(endpoints)
@@ -185,8 +196,17 @@ pub fn control_plane(
             })))
             .with_shadows(Some(Arc::new(ShadowData(shadows))))
             .with_jobs(jobs)
-            .with_job_store(job_store),
-    ))
+            .with_job_store(job_store)
+            .with_topic_rules(rule_store, rules),
+    );
+    let refused = plane
+        .topic_rules
+        .install()
+        .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?;
+    for (name, why) in refused {
+        tracing::warn!(rule = %name, "the rules engine refused a stored topic rule: {why}");
+    }
+    Ok(plane)
 }
 
 /// The broker's shadow service as the API's shadow backend: one engine and store for MQTT and
@@ -206,5 +226,87 @@ impl thingkit_api::ShadowBackend for ShadowData {
             .shadows()
             .list_named(thing)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The broker's rules engine as the API's topic-rule hook: `CreateTopicRule` and its siblings
+/// start, replace and stop rules in the engine the broker routes through. The `[[rules]]` of the
+/// configuration file belong to the file: a rule of the API may not take one of their names
+/// (refused with the reason), and the API never stops one.
+pub struct RulesHook {
+    /// The engine.
+    pub engine: thingkit_broker::rules::RulesEngine,
+    /// The names of the configuration file's rules.
+    pub configured: std::collections::BTreeSet<String>,
+}
+
+impl thingkit_api::topic_rule::TopicRuleHook for RulesHook {
+    fn upsert(
+        &self,
+        name: &str,
+        payload: &thingkit_rules::topic_rule::TopicRulePayload,
+    ) -> Result<(), String> {
+        if self.configured.contains(name) {
+            return Err(format!(
+                "rule {name} is declared in the server's configuration file; the API cannot replace it"
+            ));
+        }
+        self.engine.upsert(name, payload).map_err(|e| e.to_string())
+    }
+
+    fn remove(&self, name: &str) {
+        if !self.configured.contains(name) {
+            self.engine.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use thingkit_api::topic_rule::TopicRuleHook;
+    use thingkit_broker::rules::{RulesConfig, RulesEngine};
+    use thingkit_rules::topic_rule::TopicRulePayload;
+
+    use super::RulesHook;
+
+    fn payload(sql: &str) -> TopicRulePayload {
+        TopicRulePayload {
+            sql: sql.into(),
+            description: None,
+            actions: Vec::new(),
+            rule_disabled: None,
+            aws_iot_sql_version: None,
+            error_action: None,
+        }
+    }
+
+    #[test]
+    fn the_api_runs_its_rules_in_the_engine_and_leaves_the_files_rules_alone() {
+        let engine = RulesEngine::new(RulesConfig::default());
+        engine
+            .upsert("from_file", &payload("SELECT * FROM 'a'"))
+            .unwrap();
+        let hook = RulesHook {
+            engine: engine.clone(),
+            configured: ["from_file".to_string()].into(),
+        };
+        assert!(
+            hook.upsert("from_api", &payload("SELECT * FROM 'b'"))
+                .is_ok()
+        );
+        let refused = hook
+            .upsert("from_file", &payload("SELECT * FROM 'c'"))
+            .unwrap_err();
+        assert!(refused.contains("configuration file"), "{refused}");
+        hook.remove("from_file");
+        let mut names = engine.names();
+        names.sort();
+        assert_eq!(names, ["from_api", "from_file"]);
+        hook.remove("from_api");
+        assert_eq!(engine.names(), ["from_file"]);
+        assert!(
+            hook.upsert("bad", &payload("SELECT * FROM")).is_err(),
+            "the engine's own refusal reaches the API"
+        );
     }
 }

@@ -69,6 +69,10 @@ pub struct ServeConfig {
     pub metrics: MetricsConfig,
     /// `[log]`: log level and format.
     pub log: LogConfig,
+    /// `[[rules]]`: topic rules installed at start. Default: none.
+    pub rules: Vec<RuleConfig>,
+    /// `[rules_engine]`: the rules engine's queues, retries and sinks.
+    pub rules_engine: RulesEngineConfig,
 }
 
 impl Default for ServeConfig {
@@ -89,7 +93,258 @@ impl Default for ServeConfig {
             api: ApiConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            rules: Vec::new(),
+            rules_engine: RulesEngineConfig::default(),
         }
+    }
+}
+
+/// `[[rules]]`: one topic rule (AWS IoT's `TopicRulePayload`, keys in snake_case).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The rule's name: `^[a-zA-Z0-9_]{1,128}$`, unique in the file.
+    pub name: String,
+    /// The AWS IoT SQL statement.
+    pub sql: String,
+    /// `2015-10-08` (the default), `2016-03-23` or `beta`.
+    #[serde(default = "default_sql_version")]
+    pub sql_version: String,
+    /// Installed but not run. Default false.
+    #[serde(default)]
+    pub disabled: bool,
+    /// A description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The actions (at most 10).
+    #[serde(default)]
+    pub actions: Vec<ActionConfig>,
+    /// The action run with the error record when another action fails.
+    #[serde(default)]
+    pub error_action: Option<ActionConfig>,
+}
+
+fn default_sql_version() -> String {
+    "2015-10-08".into()
+}
+
+/// One action: a table with exactly one of `republish`, `http`, `file`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    /// Republish to a topic of this broker.
+    pub republish: Option<RepublishConfig>,
+    /// HTTP POST of the output.
+    pub http: Option<HttpConfig>,
+    /// A file sink.
+    pub file: Option<FileConfig>,
+}
+
+/// `republish = { topic = "...", qos = 0 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepublishConfig {
+    /// The topic: a substitution template (`${topic(2)}`); `$$` writes a `$`.
+    pub topic: String,
+    /// 0 (the default) or 1.
+    #[serde(default)]
+    pub qos: u8,
+}
+
+/// `http = { url = "...", headers = { name = "value template" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The endpoint (`http://` or `https://`): a substitution template.
+    pub url: String,
+    /// Headers: name = value (a substitution template).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `file = { path = "...", format = "jsonl", columns = [...], partition_by_date = false }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The file (JSON lines, CSV) or directory (partitioned, and always for Parquet); relative
+    /// to data_dir.
+    pub path: PathBuf,
+    /// `jsonl`, `csv` or `parquet`.
+    pub format: SinkFormat,
+    /// The columns of CSV and Parquet sinks.
+    #[serde(default)]
+    pub columns: Vec<ColumnConfig>,
+    /// Partition into `path/date=YYYY-MM-DD/` by arrival date (UTC). Default false.
+    #[serde(default)]
+    pub partition_by_date: bool,
+}
+
+/// A file sink's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkFormat {
+    /// JSON lines.
+    Jsonl,
+    /// CSV.
+    Csv,
+    /// Parquet.
+    Parquet,
+}
+
+/// `{ name = "temperature", type = "double" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    /// The output key.
+    pub name: String,
+    /// `string`, `int64`, `double` or `boolean`.
+    #[serde(rename = "type")]
+    pub ty: ColumnKind,
+}
+
+/// A column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    /// UTF-8 text.
+    String,
+    /// 64-bit integer.
+    Int64,
+    /// 64-bit float.
+    Double,
+    /// Boolean.
+    Boolean,
+}
+
+/// `[rules_engine]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesEngineConfig {
+    /// Messages waiting for the evaluator (beyond: dropped and counted). Default 10000.
+    pub queue_size: NonZeroUsize,
+    /// Outputs waiting for one action (beyond: reported as that action's failure). Default 1000.
+    pub action_queue_size: NonZeroUsize,
+    /// Attempts per delivery, the first included. Default 3.
+    pub retry_attempts: NonZeroU32,
+    /// Wait before the first retry, doubled each time. Default 200.
+    pub retry_backoff_ms: NonZeroU64,
+    /// Longest wait between attempts. Default 10000.
+    pub retry_backoff_max_ms: NonZeroU64,
+    /// Timeout of one HTTP request. Default 10.
+    pub http_timeout_seconds: NonZeroU64,
+    /// CA certificates (PEM) HTTPS actions trust; unset: https:// endpoints cannot be verified.
+    pub http_ca_bundle: Option<PathBuf>,
+    /// The dead-letter file (JSON lines), relative to data_dir. Default
+    /// `rules/dead-letter.jsonl`.
+    pub dead_letter_path: PathBuf,
+    /// Rows per Parquet file before a new one starts. Default 100000.
+    pub parquet_roll_rows: NonZeroUsize,
+    /// Age of a Parquet file before a new one starts. Default 300.
+    pub parquet_roll_seconds: NonZeroU64,
+    /// Rows per Parquet row group. Default 10000.
+    pub parquet_row_group_rows: NonZeroUsize,
+    /// Open (window, key) groups per windowed rule. Default 100000.
+    pub window_max_groups: NonZeroUsize,
+}
+
+impl Default for RulesEngineConfig {
+    fn default() -> Self {
+        RulesEngineConfig {
+            queue_size: nzu(10_000),
+            action_queue_size: nzu(1_000),
+            retry_attempts: nz32(3),
+            retry_backoff_ms: nz64(200),
+            retry_backoff_max_ms: nz64(10_000),
+            http_timeout_seconds: nz64(10),
+            http_ca_bundle: None,
+            dead_letter_path: PathBuf::from("rules/dead-letter.jsonl"),
+            parquet_roll_rows: nzu(100_000),
+            parquet_roll_seconds: nz64(300),
+            parquet_row_group_rows: nzu(10_000),
+            window_max_groups: nzu(100_000),
+        }
+    }
+}
+
+impl ActionConfig {
+    /// The action as thingkit-rules writes it; `Err` names the problem when the table does
+    /// not have exactly one kind.
+    pub fn to_action(&self) -> Result<thingkit_rules::topic_rule::Action, String> {
+        use thingkit_rules::topic_rule as tr;
+        let kinds = [
+            self.republish.is_some(),
+            self.http.is_some(),
+            self.file.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err("an action has exactly one of republish, http, file".into());
+        }
+        if let Some(r) = &self.republish {
+            return Ok(tr::Action::Republish(tr::RepublishAction {
+                role_arn: None,
+                topic: r.topic.clone(),
+                qos: Some(r.qos),
+            }));
+        }
+        if let Some(h) = &self.http {
+            return Ok(tr::Action::Http(tr::HttpAction {
+                url: h.url.clone(),
+                confirmation_url: None,
+                headers: h
+                    .headers
+                    .iter()
+                    .map(|(k, v)| tr::HttpHeader {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            }));
+        }
+        let f = self.file.as_ref().ok_or("no action")?;
+        Ok(tr::Action::File(tr::FileAction {
+            path: f.path.to_string_lossy().into_owned(),
+            format: match f.format {
+                SinkFormat::Jsonl => tr::FileFormat::Jsonl,
+                SinkFormat::Csv => tr::FileFormat::Csv,
+                SinkFormat::Parquet => tr::FileFormat::Parquet,
+            },
+            columns: f
+                .columns
+                .iter()
+                .map(|c| tr::Column {
+                    name: c.name.clone(),
+                    ty: match c.ty {
+                        ColumnKind::String => tr::ColumnType::String,
+                        ColumnKind::Int64 => tr::ColumnType::Int64,
+                        ColumnKind::Double => tr::ColumnType::Double,
+                        ColumnKind::Boolean => tr::ColumnType::Boolean,
+                    },
+                })
+                .collect(),
+            partition_by_date: f.partition_by_date,
+        }))
+    }
+}
+
+impl RuleConfig {
+    /// The rule as AWS's `TopicRulePayload`.
+    pub fn payload(&self) -> Result<thingkit_rules::topic_rule::TopicRulePayload, String> {
+        Ok(thingkit_rules::topic_rule::TopicRulePayload {
+            sql: self.sql.clone(),
+            description: self.description.clone(),
+            actions: self
+                .actions
+                .iter()
+                .map(ActionConfig::to_action)
+                .collect::<Result<_, _>>()?,
+            rule_disabled: Some(self.disabled),
+            aws_iot_sql_version: Some(self.sql_version.clone()),
+            error_action: self
+                .error_action
+                .as_ref()
+                .map(ActionConfig::to_action)
+                .transpose()?,
+        })
     }
 }
 
@@ -787,6 +1042,39 @@ impl ServeConfig {
                 "claim certificates need at least one provisioning template in fleet.templates",
             );
         }
+        let mut rule_names = std::collections::BTreeSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let rule = |field: &str| vec![key("rules"), Seg::Index(i), key(field)];
+            if !thingkit_broker::rules::is_valid_rule_name(&r.name) {
+                return at(&rule("name"), "a rule name matches ^[a-zA-Z0-9_]{1,128}$");
+            }
+            if !rule_names.insert(r.name.as_str()) {
+                return at(&rule("name"), format!("rule {:?} is listed twice", r.name));
+            }
+            if !matches!(r.sql_version.as_str(), "2015-10-08" | "2016-03-23" | "beta") {
+                return at(
+                    &rule("sql_version"),
+                    "expected \"2015-10-08\", \"2016-03-23\" or \"beta\"",
+                );
+            }
+            if r.actions.len() > 10 {
+                return at(&rule("actions"), "a rule has at most 10 actions");
+            }
+            for (j, a) in r.actions.iter().enumerate() {
+                let mut path = rule("actions");
+                path.push(Seg::Index(j));
+                if let Err(e) = a.to_action() {
+                    return at(&path, e);
+                }
+                if let Some(q) = a.republish.as_ref().map(|r| r.qos).filter(|q| *q > 1) {
+                    path.extend([key("republish"), key("qos")]);
+                    return at(&path, format!("qos {q}: 0 or 1"));
+                }
+            }
+            if let Some(Err(e)) = r.error_action.as_ref().map(ActionConfig::to_action) {
+                return at(&rule("error_action"), e);
+            }
+        }
         for (path, value) in self.paths() {
             if value.as_os_str().is_empty() {
                 return at(&path, "a path must not be empty");
@@ -833,6 +1121,13 @@ impl ServeConfig {
         if let Some(dir) = &self.policies.dir {
             out.push((vec![key("policies"), key("dir")], dir));
         }
+        if let Some(bundle) = &self.rules_engine.http_ca_bundle {
+            out.push((vec![key("rules_engine"), key("http_ca_bundle")], bundle));
+        }
+        out.push((
+            vec![key("rules_engine"), key("dead_letter_path")],
+            &self.rules_engine.dead_letter_path,
+        ));
         for (i, p) in self.firmware.trusted_keys.iter().enumerate() {
             out.push((vec![key("firmware"), key("trusted_keys"), Seg::Index(i)], p));
         }
@@ -868,6 +1163,9 @@ impl ServeConfig {
         resolve(&mut self.ca.private_key);
         if let Some(dir) = &mut self.policies.dir {
             resolve(dir);
+        }
+        if let Some(bundle) = &mut self.rules_engine.http_ca_bundle {
+            resolve(bundle);
         }
         self.firmware.trusted_keys.iter_mut().for_each(resolve);
         self.fleet.templates.values_mut().for_each(resolve);
@@ -1095,7 +1393,134 @@ mod tests {
                 ..LimitOverride::default()
             },
         ];
+        expected.rules_engine.http_ca_bundle = Some(PathBuf::from("/srv/thingkit/rules-ca.pem"));
+        expected.rules = vec![RuleConfig {
+            name: "hot_sensors".into(),
+            sql: "SELECT temperature, topic(2) AS device FROM 'telemetry/+/temperature' \
+                  WHERE temperature > 25"
+                .into(),
+            sql_version: "2015-10-08".into(),
+            disabled: false,
+            description: None,
+            actions: vec![
+                ActionConfig {
+                    republish: Some(RepublishConfig {
+                        topic: "alerts/${topic(2)}".into(),
+                        qos: 1,
+                    }),
+                    http: None,
+                    file: None,
+                },
+                ActionConfig {
+                    republish: None,
+                    http: None,
+                    file: Some(FileConfig {
+                        path: PathBuf::from("rules/hot.parquet.d"),
+                        format: SinkFormat::Parquet,
+                        columns: vec![
+                            ColumnConfig {
+                                name: "device".into(),
+                                ty: ColumnKind::String,
+                            },
+                            ColumnConfig {
+                                name: "temperature".into(),
+                                ty: ColumnKind::Double,
+                            },
+                        ],
+                        partition_by_date: true,
+                    }),
+                },
+            ],
+            error_action: Some(ActionConfig {
+                republish: None,
+                http: None,
+                file: Some(FileConfig {
+                    path: PathBuf::from("rules/errors.jsonl"),
+                    format: SinkFormat::Jsonl,
+                    columns: Vec::new(),
+                    partition_by_date: false,
+                }),
+            }),
+        }];
         assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn rules_tables_become_topic_rule_payloads() {
+        let config = parse(
+            r#"
+[rules_engine]
+queue_size = 5
+retry_attempts = 7
+[[rules]]
+name = "to_http"
+sql = "SELECT * FROM 'a/#'"
+sql_version = "2016-03-23"
+disabled = true
+description = "posts"
+actions = [{ http = { url = "http://localhost:1/${topic()}", headers = { x-id = "${clientid()}" } } }]
+error_action = { republish = { topic = "$$aws/errors" } }
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.rules_engine.queue_size.get(), 5);
+        assert_eq!(config.rules_engine.retry_attempts.get(), 7);
+        let payload = config.rules[0].payload().unwrap();
+        assert_eq!(payload.aws_iot_sql_version.as_deref(), Some("2016-03-23"));
+        assert_eq!(payload.rule_disabled, Some(true));
+        assert_eq!(payload.description.as_deref(), Some("posts"));
+        match &payload.actions[..] {
+            [thingkit_rules::topic_rule::Action::Http(h)] => {
+                assert_eq!(h.url, "http://localhost:1/${topic()}");
+                assert_eq!(h.headers[0].key, "x-id");
+                assert_eq!(h.headers[0].value, "${clientid()}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            payload.error_action,
+            Some(thingkit_rules::topic_rule::Action::Republish(ref r)) if r.topic == "$$aws/errors"
+        ));
+    }
+
+    #[test]
+    fn a_rule_action_with_an_unknown_key_is_refused_with_its_path_and_line() {
+        let (line, _, key, message) = error(
+            "[[rules]]\nname = \"r\"\nsql = \"SELECT * FROM 'a'\"\nactions = [\n  { republish = { topic = \"b\", qso = 1 } },\n]\n",
+        );
+        assert_eq!(line, 5);
+        assert_eq!(key.as_deref(), Some("rules[0].actions[0].republish.qso"));
+        assert!(message.contains("unknown field `qso`"), "{message}");
+    }
+
+    #[test]
+    fn a_rule_action_names_exactly_one_kind() {
+        let (line, _, key, message) = error(
+            "[[rules]]\nname = \"r\"\nsql = \"SELECT * FROM 'a'\"\nactions = [\n  { republish = { topic = \"b\" }, http = { url = \"http://x\" } },\n]\n",
+        );
+        assert_eq!(line, 5);
+        assert_eq!(key.as_deref(), Some("rules[0].actions[0]"));
+        assert!(message.contains("exactly one"), "{message}");
+    }
+
+    #[test]
+    fn rule_names_versions_and_qos_are_checked() {
+        let (_, _, key, _) = error("[[rules]]\nname = \"bad-name\"\nsql = \"SELECT * FROM 'a'\"\n");
+        assert_eq!(key.as_deref(), Some("rules[0].name"));
+        let (_, _, key, _) = error(
+            "[[rules]]\nname = \"a\"\nsql = \"SELECT * FROM 'a'\"\n[[rules]]\nname = \"a\"\nsql = \"SELECT * FROM 'b'\"\n",
+        );
+        assert_eq!(key.as_deref(), Some("rules[1].name"));
+        let (_, _, key, _) = error(
+            "[[rules]]\nname = \"a\"\nsql = \"SELECT * FROM 'a'\"\nsql_version = \"2020-01-01\"\n",
+        );
+        assert_eq!(key.as_deref(), Some("rules[0].sql_version"));
+        let (_, _, key, _) = error(
+            "[[rules]]\nname = \"a\"\nsql = \"SELECT * FROM 'a'\"\nactions = [{ republish = { topic = \"b\", qos = 2 } }]\n",
+        );
+        assert_eq!(key.as_deref(), Some("rules[0].actions[0].republish.qos"));
+        let (_, _, key, _) = error("[rules_engine]\nqueue_size = 0\n");
+        assert_eq!(key.as_deref(), Some("rules_engine.queue_size"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod meter;
 mod mqtt;
 mod policy;
 mod provision;
+mod rules;
 mod serve;
 mod shadow;
 mod streams;
@@ -58,6 +59,9 @@ enum Command {
     /// Metering: billable units of a message, bills from JSON-lines usage.
     #[command(subcommand)]
     Meter(meter::Args),
+    /// AWS IoT SQL rules: evaluate a statement on one message (`rules test`).
+    #[command(subcommand)]
+    Rules(rules::Args),
     /// Set up a server directory: DIR/thingkit.toml, a CA in DIR/ca, a server certificate for
     /// localhost and 127.0.0.1 in DIR/server. Refuses to overwrite any file.
     Init(init::InitArgs),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         Command::Firmware(args) => firmware::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Meter(args) => meter::run(args),
+        Command::Rules(args) => rules::run(args),
         Command::Init(args) => init::run(args),
         Command::AccessKey(args) => access_key::run(args),
         Command::Shadow(args) => shadow::run(args),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use thingkit_broker::rules::{RulesConfig, RulesEngine};
 use thingkit_broker::{
     Broker, BrokerConfig, JobsService, LimitClass, ServerIdentity, ShadowService, SharedJobs,
     StreamService, ThingSelector, shutdown_signal,
@@ -231,8 +232,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         &read(&config.tls.certificate)?,
         &read(&config.tls.private_key)?,
     )?;
+    let rules = rules_engine(&config)?;
     let registry = Arc::new(RwLock::new(registry));
     let broker = Broker::builder(registry.clone(), identity)
+        .rules(rules.clone())
         .config(broker_config)
         .store(store)
         .service(shadow_service.clone())
@@ -300,6 +303,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 broker.publisher(),
                 broker.local_addr(),
                 Some(jobs.clone()),
+                Some(Arc::new(crate::api::RulesHook {
+                    engine: rules.clone(),
+                    configured: config.rules.iter().map(|r| r.name.clone()).collect(),
+                })),
             )?;
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
             let task = tokio::spawn(thingkit_api::server::serve(
@@ -573,6 +580,60 @@ fn broker_config(
         )
         .with_fleet(fleet)
         .with_firmware_trust(firmware_trust)
+}
+
+/// The rules engine of `[rules_engine]` with the `[[rules]]` of the file installed. Sink and
+/// dead-letter paths are relative to data_dir.
+fn rules_engine(config: &ServeConfig) -> Result<RulesEngine, Failure> {
+    let c = &config.rules_engine;
+    let mut rules = RulesConfig::default();
+    rules.queue_size = c.queue_size.get();
+    rules.action_queue_size = c.action_queue_size.get();
+    rules.retry_attempts = c.retry_attempts.get();
+    rules.retry_backoff = Duration::from_millis(c.retry_backoff_ms.get());
+    rules.retry_backoff_max = Duration::from_millis(c.retry_backoff_max_ms.get());
+    rules.http_timeout = Duration::from_secs(c.http_timeout_seconds.get());
+    rules.dead_letter_path = c.dead_letter_path.clone();
+    rules.base_dir = config.data_dir.clone();
+    rules.parquet_roll_rows = c.parquet_roll_rows.get();
+    rules.parquet_roll_interval = Duration::from_secs(c.parquet_roll_seconds.get());
+    rules.parquet_row_group_rows = c.parquet_row_group_rows.get();
+    rules.window_max_groups = c.window_max_groups.get();
+    if let Some(bundle) = &c.http_ca_bundle {
+        let pem = std::fs::read(bundle).map_err(|e| {
+            Failure(format!(
+                "rules_engine.http_ca_bundle {}: {e}",
+                bundle.display()
+            ))
+        })?;
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => {
+                    rules.http_ca_certificates.push(cert.der().to_vec())
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Failure(format!(
+                        "rules_engine.http_ca_bundle {}: {e}",
+                        bundle.display()
+                    )));
+                }
+            }
+        }
+    }
+    let engine = RulesEngine::new(rules);
+    for (i, rule) in config.rules.iter().enumerate() {
+        let payload = rule
+            .payload()
+            .map_err(|e| Failure(format!("rules[{i}] ({}): {e}", rule.name)))?;
+        engine
+            .upsert(&rule.name, &payload)
+            .map_err(|e| Failure(format!("rules[{i}] ({}): {e}", rule.name)))?;
+    }
+    if !config.rules.is_empty() {
+        tracing::info!(rules = config.rules.len(), "topic rules installed");
+    }
+    Ok(engine)
 }
 
 #[cfg(test)]

@@ -158,6 +158,68 @@ fn serve_runs_the_walkthrough_with_mosquitto_clients() {
     assert!(server.terminate().success());
 }
 
+/// `[[rules]]` in thingkit.toml run in the server: a published reading lands in the rule's
+/// JSON lines and Parquet sinks under data_dir, and SIGTERM closes the Parquet file (footer
+/// written, `.inprogress` renamed) before the process exits.
+#[test]
+#[ignore = "needs mosquitto-clients; run by .ci/run with --ignored"]
+#[cfg(unix)]
+fn serve_runs_config_rules_and_closes_their_parquet_files_at_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    walkthrough(dir.path());
+    let mut config = std::fs::read_to_string(dir.path().join("thingkit.toml")).unwrap();
+    config.push_str(
+        r#"
+[[rules]]
+name = "readings"
+sql = "SELECT temperature, topic(2) AS device FROM 'dt/+/temperature'"
+actions = [
+  { file = { path = "rules/readings.jsonl", format = "jsonl" } },
+  { file = { path = "rules/readings", format = "parquet", columns = [{ name = "device", type = "string" }, { name = "temperature", type = "double" }] } },
+]
+"#,
+    );
+    std::fs::write(dir.path().join("thingkit.toml"), config).unwrap();
+    let server = Server::start(&dir.path().join("thingkit.toml"));
+    let metrics = http_get(&server.metrics, "/metrics");
+    assert!(metrics.contains("thingkit_rules 1"), "{metrics}");
+    let status = mosquitto("mosquitto_pub", dir.path(), "sensor-1", server.port, "5")
+        .args([
+            "-t",
+            "dt/sensor-1/temperature",
+            "-q",
+            "1",
+            "-m",
+            "{\"temperature\": 21.5}",
+        ])
+        .status()
+        .expect("mosquitto_pub is installed (apt install mosquitto-clients)");
+    assert!(status.success(), "mosquitto_pub: {status:?}");
+    let lines = dir.path().join("data/rules/readings.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&lines)
+        .unwrap_or_default()
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&lines).unwrap(),
+        "{\"temperature\":21.5,\"device\":\"sensor-1\"}\n"
+    );
+    assert!(server.terminate().success());
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("data/rules/readings"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("part-") && names[0].ends_with(".parquet"),
+        "{names:?}"
+    );
+}
+
 /// Nothing acknowledged is lost: a QoS 1 message the server PUBACKed for an offline persistent
 /// session is delivered after `kill -9` and a restart (the broker's store in `data_dir`).
 #[test]
@@ -552,7 +614,8 @@ fn aws_iot_device_sdk_python_runs_jobs_that_survive_kill_9() {
 /// boto3, the AWS CLI v1 and paho-mqtt drive a fresh `thingkit serve` through its HTTPS API
 /// with an access key from `thingkit access-key create` (`tests/interop/api_boto3.py`: the
 /// classic provisioning script, the device publishing under the policy it attached, live
-/// detach and deactivation, iot-data Publish, pagination, each error class, forged requests).
+/// detach and deactivation, iot-data Publish, pagination, each error class, forged requests,
+/// jobs, topic rules). A rule, like the registry, survives kill -9.
 #[test]
 #[cfg(unix)]
 #[ignore = "needs boto3, awscli and paho-mqtt (python3 -m pip install boto3 awscli paho-mqtt); .ci/run runs it"]
@@ -641,6 +704,8 @@ cert = iot.list_thing_principals(thingName="api-sensor-1")["principals"][0]
 assert [p["policyName"] for p in iot.list_attached_policies(target=cert)["policies"]] == ["api-device"]
 assert iot.describe_thing(thingName="cli-sensor")["thingName"] == "cli-sensor"
 assert len(iot.list_policy_versions(policyName="api-device")["policyVersions"]) == 5
+rule = iot.get_topic_rule(ruleName="kept_rule")["rule"]
+assert rule["sql"] == "SELECT * FROM 'dt/+/kept'" and rule["awsIotSqlVersion"] == "2016-03-23", rule
 print("OK after kill -9")
 "#,
         port = server.api_port(),

@@ -34,6 +34,8 @@ pub enum ResourceType {
     Job,
     /// `jobtemplate/<job-template-id>`.
     JobTemplate,
+    /// `rule/<rule-name>`: a topic rule.
+    Rule,
     /// No specific resource: the policy resource must be `*`.
     Any,
 }
@@ -55,6 +57,7 @@ impl ResourceType {
             "provisioningtemplate" => ResourceType::ProvisioningTemplate,
             "job" => ResourceType::Job,
             "jobtemplate" => ResourceType::JobTemplate,
+            "rule" => ResourceType::Rule,
             _ => return None,
         })
     }
@@ -75,6 +78,7 @@ impl ResourceType {
             ResourceType::ProvisioningTemplate => "provisioningtemplate/",
             ResourceType::Job => "job/",
             ResourceType::JobTemplate => "jobtemplate/",
+            ResourceType::Rule => "rule/",
             ResourceType::Any => "",
         }
     }
@@ -178,6 +182,8 @@ actions! {
     CreateThingGroup = "iot:CreateThingGroup" => ThingGroup,
     /// `iot:CreateThingType` — control plane (`thingtype/`).
     CreateThingType = "iot:CreateThingType" => ThingType,
+    /// `iot:CreateTopicRule` — control plane (`rule/`).
+    CreateTopicRule = "iot:CreateTopicRule" => Rule,
     /// `iot:DeleteCACertificate` — control plane (`cacert/`).
     DeleteCACertificate = "iot:DeleteCACertificate" => CaCert,
     /// `iot:DeleteCertificate` — control plane (`cert/`).
@@ -200,6 +206,8 @@ actions! {
     DeleteThingGroup = "iot:DeleteThingGroup" => ThingGroup,
     /// `iot:DeleteThingType` — control plane (`thingtype/`).
     DeleteThingType = "iot:DeleteThingType" => ThingType,
+    /// `iot:DeleteTopicRule` — control plane (`rule/`).
+    DeleteTopicRule = "iot:DeleteTopicRule" => Rule,
     /// `iot:DeprecateThingType` — control plane (`thingtype/`).
     DeprecateThingType = "iot:DeprecateThingType" => ThingType,
     /// `iot:DescribeCACertificate` — control plane (`cacert/`).
@@ -226,6 +234,10 @@ actions! {
     DetachPrincipalPolicy = "iot:DetachPrincipalPolicy" => Policy,
     /// `iot:DetachThingPrincipal` — control plane (`thing/`).
     DetachThingPrincipal = "iot:DetachThingPrincipal" => Thing,
+    /// `iot:DisableTopicRule` — control plane (`rule/`).
+    DisableTopicRule = "iot:DisableTopicRule" => Rule,
+    /// `iot:EnableTopicRule` — control plane (`rule/`).
+    EnableTopicRule = "iot:EnableTopicRule" => Rule,
     /// `iot:GetEffectivePolicies` — control plane (resource `*`).
     GetEffectivePolicies = "iot:GetEffectivePolicies" => Any,
     /// `iot:GetJobDocument` — control plane (`job/`).
@@ -236,6 +248,8 @@ actions! {
     GetPolicyVersion = "iot:GetPolicyVersion" => Policy,
     /// `iot:GetRegistrationCode` — control plane (resource `*`).
     GetRegistrationCode = "iot:GetRegistrationCode" => Any,
+    /// `iot:GetTopicRule` — control plane (`rule/`).
+    GetTopicRule = "iot:GetTopicRule" => Rule,
     /// `iot:ListAttachedPolicies` — control plane (resource `*`).
     ListAttachedPolicies = "iot:ListAttachedPolicies" => Any,
     /// `iot:ListCACertificates` — control plane (resource `*`).
@@ -276,6 +290,8 @@ actions! {
     ListThings = "iot:ListThings" => Any,
     /// `iot:ListThingsInThingGroup` — control plane (`thinggroup/`).
     ListThingsInThingGroup = "iot:ListThingsInThingGroup" => ThingGroup,
+    /// `iot:ListTopicRules` — control plane (resource `*`).
+    ListTopicRules = "iot:ListTopicRules" => Any,
     /// `iot:RegisterCACertificate` — control plane (resource `*`).
     RegisterCACertificate = "iot:RegisterCACertificate" => Any,
     /// `iot:RegisterCertificate` — control plane (resource `*`).
@@ -284,6 +300,8 @@ actions! {
     RegisterCertificateWithoutCA = "iot:RegisterCertificateWithoutCA" => Any,
     /// `iot:RemoveThingFromThingGroup` — control plane (`thinggroup/`).
     RemoveThingFromThingGroup = "iot:RemoveThingFromThingGroup" => ThingGroup,
+    /// `iot:ReplaceTopicRule` — control plane (`rule/`).
+    ReplaceTopicRule = "iot:ReplaceTopicRule" => Rule,
     /// `iot:SetDefaultPolicyVersion` — control plane (`policy/`).
     SetDefaultPolicyVersion = "iot:SetDefaultPolicyVersion" => Policy,
     /// `iot:TestAuthorization` — control plane (resource `*`).
@@ -421,7 +439,7 @@ mod tests {
         assert!(Action::CreateThing.is_control_plane());
         assert_eq!(
             Action::ALL.iter().filter(|a| a.is_control_plane()).count(),
-            78
+            85
         );
         // The device API's DescribeJobExecution is also a control-plane operation: one action.
         assert_eq!(

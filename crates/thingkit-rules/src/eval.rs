@@ -60,12 +60,9 @@ use crate::error::Error;
 use crate::functions::{self, FunctionContext};
 use crate::json::{self, JsonError, ReadOptions};
 use crate::operator;
-use crate::rule::{Environment, Limits, Message, Output};
+use crate::rule::{Environment, Limits, Message, Output, Variables};
 use crate::template::{Template, TemplatePart};
 use crate::value::{Object, Value};
-
-/// SET variables, in assignment order.
-pub(crate) type Variables = Vec<(String, Value)>;
 
 /// The window hook: the value of an aggregate call, or `None` to evaluate it normally.
 pub(crate) type AggregateHook<'a> = &'a dyn Fn(&Expr) -> Option<Value>;
@@ -319,6 +316,7 @@ fn select(statement: &Statement, scope: &Scope<'_>) -> Result<Selected, Error> {
     for (position, item) in items.iter().enumerate() {
         match item {
             SelectItem::Wildcard { .. } => match scope.payload {
+                Value::Object(object) if out.is_empty() => out = object.clone(),
                 Value::Object(object) => {
                     for (k, v) in object.iter() {
                         out.insert(k.to_owned(), v.clone());
@@ -513,6 +511,41 @@ pub(crate) fn read_payload(
     }
 }
 
+fn has_undefined(value: &Value) -> bool {
+    match value {
+        Value::Undefined => true,
+        Value::Array(items) => items.iter().any(has_undefined),
+        Value::Object(object) => object.iter().any(|(_, v)| has_undefined(v)),
+        _ => false,
+    }
+}
+
+/// Removes Undefined members and elements at every depth, so an output holds only JSON
+/// values (serializing would omit them anyway; callers that walk the tree see the same).
+fn strip_undefined(value: &mut Value) {
+    if !has_undefined(value) {
+        return;
+    }
+    match value {
+        Value::Array(items) => {
+            items.retain(|v| !v.is_undefined());
+            items.iter_mut().for_each(strip_undefined);
+        }
+        Value::Object(object) => {
+            let mut kept = Object::new();
+            for (k, v) in object.iter() {
+                if !v.is_undefined() {
+                    let mut v = v.clone();
+                    strip_undefined(&mut v);
+                    kept.push_unchecked(k.to_owned(), v);
+                }
+            }
+            *object = kept;
+        }
+        _ => {}
+    }
+}
+
 /// Runs a top-level statement on a message: the output (`None` when WHERE is not exactly
 /// true or `SELECT VALUE` is Undefined) and the SET variables (for the actions' templates).
 ///
@@ -541,9 +574,22 @@ pub(crate) fn evaluate(
     if !passes(statement, &scope)? {
         return Ok((None, variables));
     }
+    // `SELECT *` of a JSON payload: the payload itself, moved rather than copied.
+    if let [SelectItem::Wildcard { .. }] = statement.select.items.as_slice()
+        && !matches!(payload, Value::Binary(_))
+    {
+        if approximate_size(&payload, limits.max_output_bytes) > limits.max_output_bytes {
+            return Err(Error::Limit {
+                what: "output",
+                limit: limits.max_output_bytes,
+            });
+        }
+        return Ok((Some(Output::Json(payload)), variables));
+    }
     let output = match select(statement, &scope)? {
         Selected::Json(Value::Undefined) => return Ok((None, variables)),
-        Selected::Json(value) => {
+        Selected::Json(mut value) => {
+            strip_undefined(&mut value);
             if approximate_size(&value, limits.max_output_bytes) > limits.max_output_bytes {
                 return Err(Error::Limit {
                     what: "output",

@@ -10,8 +10,9 @@
 //!   entire message payload as raw bytes").
 //! - **Numbers stay exact**: an integer of at most 34 digits is an `Int`; every other number is
 //!   a [`Decimal`] parsed from its text (34 significant digits, IOT-A `iot-sql-data-types.md`).
-//!   A number whose exponent is beyond ±10,000 (AWS's Decimal ends at 1E±999) makes the payload
-//!   not JSON. Under SQL 2016-03-23 a whole-number decimal (`10.0`) is read as `Int 10`
+//!   A number whose scale (fraction digits minus exponent) is beyond ±10,000 makes the payload
+//!   not JSON (AWS's Decimal ends at 1E±999; thingkit is more lenient and does not round
+//!   magnitudes to AWS's range). Under SQL 2016-03-23 a whole-number decimal (`10.0`) is read as `Int 10`
 //!   (the same page: "numeric values that are whole numbers, such as 10.0, are processed as an
 //!   Int value").
 //! - **Duplicate keys: the last one wins**, at the position of the first (what Jackson, the JVM
@@ -382,16 +383,26 @@ impl Reader<'_, '_> {
     }
 }
 
-/// Whether a number's exponent (written plus implied by its digits) is beyond what
-/// [`Decimal::parse`] accepts.
+/// Whether a non-integer number's scale (fraction digits minus exponent) is beyond what
+/// [`Decimal::parse`] accepts (±10,000), so that validating and building agree.
 fn exponent_out_of_range(text: &str) -> bool {
-    match text.find(['e', 'E']) {
-        Some(at) => text
-            .get(at + 1..)
-            .and_then(|e| e.parse::<i64>().ok())
-            .is_none_or(|e| !(-9_000..=9_000).contains(&e)),
-        None => false,
-    }
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (
+            text.get(..at).unwrap_or_default(),
+            text.get(at + 1..).and_then(|e| e.parse::<i64>().ok()),
+        ),
+        None => (text, Some(0)),
+    };
+    let Some(exponent) = exponent else {
+        return true;
+    };
+    let fraction = mantissa
+        .find('.')
+        .map_or(0, |dot| mantissa.len().saturating_sub(dot + 1));
+    let scale = i64::try_from(fraction)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(exponent);
+    !(-10_000..=10_000).contains(&scale)
 }
 
 /// The value of JSON or SQL number text: an Int when it is an integer of at most 34 digits,
@@ -409,12 +420,43 @@ pub(crate) fn number_value(text: &str, integer: bool, whole_as_int: bool) -> Opt
     if !integer && exponent_out_of_range(text) {
         return None;
     }
-    let decimal = Decimal::parse(text)?;
+    let decimal = match short_decimal(text) {
+        Some(decimal) => decimal,
+        None => Decimal::parse(text)?,
+    };
     Some(if whole_as_int {
         whole_decimal_as_int(decimal)
     } else {
         Value::Decimal(decimal)
     })
+}
+
+/// The common payload number `-?digits.digits` with at most 18 digits, built without going
+/// through text parsing (the hot path of reading telemetry).
+fn short_decimal(text: &str) -> Option<Decimal> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = body.split_once('.')?;
+    if whole.len() + fraction.len() > 18 || whole.is_empty() || fraction.is_empty() {
+        return None;
+    }
+    let mut mantissa: i64 = 0;
+    for b in whole.bytes().chain(fraction.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        mantissa = mantissa * 10 + i64::from(b - b'0');
+    }
+    if negative {
+        mantissa = -mantissa;
+    }
+    let scale = i64::try_from(fraction.len()).ok()?;
+    Some(Decimal::from_big(bigdecimal::BigDecimal::new(
+        bigdecimal::num_bigint::BigInt::from(mantissa),
+        scale,
+    )))
 }
 
 /// SQL 2016-03-23's rule: a whole-number Decimal within 34 digits is an Int.
@@ -624,6 +666,16 @@ mod tests {
             Ok(Value::Decimal(_))
         ));
         assert_eq!(full("-0"), Ok(Value::Int(0)));
+    }
+
+    #[test]
+    fn short_decimals_equal_parsed_ones() {
+        for text in ["22.5", "-0.001", "123456789.123456789", "-0.0", "10.000"] {
+            let short = short_decimal(text).map(|d| d.to_string());
+            assert_eq!(short, Decimal::parse(text).map(|d| d.to_string()), "{text}");
+        }
+        assert!(short_decimal("1234567890.1234567890").is_none());
+        assert!(short_decimal("1e5").is_none());
     }
 
     #[test]

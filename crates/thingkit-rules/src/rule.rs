@@ -73,6 +73,9 @@ pub trait Environment {
     }
 }
 
+/// SET variables by name, in assignment order (what templates see besides the payload).
+pub type Variables = Vec<(String, Value)>;
+
 /// What a rule produced for a message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -96,7 +99,8 @@ impl Rule {
     ///
     /// # Errors
     ///
-    /// [`Error::Parse`] with line:column, or a limit.
+    /// [`Error::Parse`] with line:column, or a limit; [`Error::Window`] for a `GROUP BY`
+    /// statement that cannot run as windows (see [`crate::window`]).
     pub fn compile(sql: &str, version: SqlVersion, limits: &Limits) -> Result<Rule, Error> {
         let statement = crate::parser::parse(sql, version, limits)?;
         match &statement.from {
@@ -118,6 +122,11 @@ impl Rule {
                     ));
                 }
             }
+        }
+        if statement.group_by.is_some() {
+            // A windowed statement's structural checks (what SELECT may say), so a rule that
+            // no `Windows` would accept is refused when it is created.
+            crate::window::check(&statement, sql)?;
         }
         Ok(Rule {
             sql: sql.to_string(),
@@ -181,7 +190,7 @@ impl Rule {
         message: &Message<'_>,
         env: &dyn Environment,
         limits: &Limits,
-    ) -> Result<(Option<Output>, Vec<(String, Value)>), Error> {
+    ) -> Result<(Option<Output>, Variables), Error> {
         crate::eval::evaluate(&self.statement, self.version, message, env, limits)
     }
 

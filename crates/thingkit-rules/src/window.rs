@@ -19,8 +19,56 @@
 //! LATENESS(ss, 30)
 //! ```
 //!
-//! Run as windows (a sans-IO driver pushes messages, and calls `advance` with the clock at
-//! [`Windows::next_deadline`]):
+//! - `GROUP BY key, ..., window`: zero or more key expressions and exactly one window.
+//!   - `TUMBLINGWINDOW(unit, size)`: contiguous windows `[k·size, (k+1)·size)`.
+//!   - `HOPPINGWINDOW(unit, size, hop)`: windows of `size` starting at every multiple of `hop`
+//!     (`hop <= size`), so an event belongs to about `size / hop` windows.
+//!   - Units: `ms`, `ss`, `mi`, `hh`, `dd`. Windows are aligned to the Unix epoch (a 5-minute
+//!     window starts at a multiple of 300,000 ms since 1970-01-01T00:00:00Z).
+//! - `TIMESTAMP BY expr` (optional): the event time, in milliseconds since the epoch, read from
+//!   the message. Without it the window runs on arrival time (`Message::timestamp_ms`).
+//! - `LATENESS(unit, n)` (optional, default zero): how long after a window's end an event for
+//!   it is still counted.
+//! - Aggregates, allowed only in SELECT items and never nested:
+//!
+//!   | aggregate | result |
+//!   |---|---|
+//!   | `count(*)` | the number of events in the group (Int) |
+//!   | `count(expr)` | the number of events where `expr` is neither Undefined nor Null (Int) |
+//!   | `sum(expr)` | the exact sum: Ints in 128-bit integers, Decimals with 34 digits; Int while every input is an Int and the sum has at most 34 digits, else Decimal |
+//!   | `avg(expr)` | the sum divided by the number of numeric inputs (Decimal, 34 digits) |
+//!   | `min(expr)`, `max(expr)` | the smallest / largest numeric input, as it was (Int or Decimal) |
+//!   | `percentile(expr, p)` | the exact `p`-quantile (`p` a number literal in `[0, 1]`), linear interpolation between the two closest ranks (`PERCENTILE_CONT`); `percentile(x, 0.5)` is the median |
+//!
+//!   `sum`, `avg`, `min`, `max` and `percentile` read numbers: Int, Decimal, and strings that
+//!   are numbers by AWS's conversion rule (`"30"`); every other input is ignored. With no
+//!   numeric input they are Undefined, so the item is left out of the output, as AWS leaves out
+//!   every Undefined item.
+//! - `window_start()` and `window_end()`: the group's window bounds, Int milliseconds since the
+//!   epoch (the end is exclusive).
+//! - Under SQL version 2016-03-23, a whole-number Decimal result of an aggregate (an `avg` of
+//!   `2` and `4`) is an Int, as every other value of that version.
+//!
+//! A SELECT item must be computable when the window closes, from the group alone: each item is
+//! either a GROUP BY key expression (structurally equal: `topic(2)` in both places), or built
+//! with operators and functions only from keys, aggregates, `window_start()`, `window_end()`
+//! and literals (`round(avg(t), 1)`, `sum(x) / count(*)`, `upper(topic(2))` when `topic(2)` is
+//! a key). A bare payload field that is not a key, a SET variable that is not a key, `*`, a
+//! nested query, and functions that read the message (`topic()`, `clientid()`, `timestamp()`,
+//! ...) outside a key are refused by [`Rule::compile`] (and [`Windows::new`]), with the
+//! `line:column` of the offending expression ([`Error::Window`]). So are an aggregate outside SELECT (in SET, WHERE,
+//! a key or TIMESTAMP BY), a nested aggregate, and `SELECT *`. `SELECT VALUE item` outputs the
+//! item itself instead of an object.
+//!
+//! An output object's keys are the items' aliases; an item without `AS` is named as a
+//! per-message rule names it: a field `a.b.c` is `c`, a variable `@v` is `v`, a call is the
+//! function's name (`count(*)` is `count`), any other expression is `_N`, N being its 1-based
+//! position in the SELECT list.
+//!
+//! # Example
+//!
+//! A sans-IO driver pushes messages, and calls `advance` with the clock at
+//! [`Windows::next_deadline`]:
 //!
 //! ```
 //! use thingkit_rules::{
@@ -75,50 +123,6 @@
 //! # Ok::<(), thingkit_rules::Error>(())
 //! ```
 //!
-//! - `GROUP BY key, ..., window`: zero or more key expressions and exactly one window.
-//!   - `TUMBLINGWINDOW(unit, size)`: contiguous windows `[k·size, (k+1)·size)`.
-//!   - `HOPPINGWINDOW(unit, size, hop)`: windows of `size` starting at every multiple of `hop`
-//!     (`hop <= size`), so an event belongs to about `size / hop` windows.
-//!   - Units: `ms`, `ss`, `mi`, `hh`, `dd`. Windows are aligned to the Unix epoch (a 5-minute
-//!     window starts at a multiple of 300,000 ms since 1970-01-01T00:00:00Z).
-//! - `TIMESTAMP BY expr` (optional): the event time, in milliseconds since the epoch, read from
-//!   the message. Without it the window runs on arrival time (`Message::timestamp_ms`).
-//! - `LATENESS(unit, n)` (optional, default zero): how long after a window's end an event for
-//!   it is still counted.
-//! - Aggregates, allowed only in SELECT items and never nested:
-//!
-//!   | aggregate | result |
-//!   |---|---|
-//!   | `count(*)` | the number of events in the group (Int) |
-//!   | `count(expr)` | the number of events where `expr` is neither Undefined nor Null (Int) |
-//!   | `sum(expr)` | the exact sum: Ints in 128-bit integers, Decimals with 34 digits; Int while every input is an Int and the sum has at most 34 digits, else Decimal |
-//!   | `avg(expr)` | the sum divided by the number of numeric inputs (Decimal, 34 digits) |
-//!   | `min(expr)`, `max(expr)` | the smallest / largest numeric input, as it was (Int or Decimal) |
-//!   | `percentile(expr, p)` | the exact `p`-quantile (`p` a number literal in `[0, 1]`), linear interpolation between the two closest ranks (`PERCENTILE_CONT`); `percentile(x, 0.5)` is the median |
-//!
-//!   `sum`, `avg`, `min`, `max` and `percentile` read numbers: Int, Decimal, and strings that
-//!   are numbers by AWS's conversion rule (`"30"`); every other input is ignored. With no
-//!   numeric input they are Undefined, so the item is left out of the output, as AWS leaves out
-//!   every Undefined item.
-//! - `window_start()` and `window_end()`: the group's window bounds, Int milliseconds since the
-//!   epoch (the end is exclusive).
-//!
-//! A SELECT item must be computable when the window closes, from the group alone: each item is
-//! either a GROUP BY key expression (structurally equal: `topic(2)` in both places), or built
-//! with operators and functions only from keys, aggregates, `window_start()`, `window_end()`
-//! and literals (`round(avg(t), 1)`, `sum(x) / count(*)`, `upper(topic(2))` when `topic(2)` is
-//! a key). A bare payload field that is not a key, a SET variable that is not a key, `*`, a
-//! nested query, and functions that read the message (`topic()`, `clientid()`, `timestamp()`,
-//! ...) outside a key are refused when the [`Windows`] is built, with the `line:column` of the
-//! offending expression ([`Error::Window`]). So are an aggregate outside SELECT (in SET, WHERE,
-//! a key or TIMESTAMP BY), a nested aggregate, and `SELECT *`. `SELECT VALUE item` outputs the
-//! item itself instead of an object.
-//!
-//! An output object's keys are the items' aliases; an item without `AS` is named as a
-//! per-message rule names it: a field `a.b.c` is `c`, a variable `@v` is `v`, a call is the
-//! function's name (`count(*)` is `count`), any other expression is `_N`, N being its 1-based
-//! position in the SELECT list.
-//!
 //! # What happens to one message ([`Windows::push`])
 //!
 //! 1. The SET clause, then WHERE, exactly as a per-message rule: unless WHERE is exactly
@@ -141,11 +145,11 @@
 //!    [`Pushed::OverCapacity`] (and still counted in those of its windows that had room).
 //!    No group is ever evicted to make room.
 //!
-//! Every outcome other than `Accepted` is counted in [`WindowStats`].
+//! Every outcome is counted in [`WindowStats`].
 //!
 //! # When a window closes
 //!
-//! The engine keeps two clocks: the largest event time it was pushed (for an arrival-time
+//! The engine keeps two clocks: the largest event time pushed to it (for an arrival-time
 //! window, the largest `Message::timestamp_ms`) and the largest `now_ms` given to
 //! [`Windows::advance`] (arrival time). The *watermark* is the larger of the two minus the
 //! lateness. A window `[start, end)` is **closed** once `end <= watermark`, that is:
@@ -162,8 +166,11 @@
 //! arrival time at which `advance` will next have something to emit, so it can sleep until
 //! then.
 //!
-//! Replaying history with `TIMESTAMP BY`: push the messages and call [`Windows::flush`]; do not
-//! call `advance` with the wall clock in between (it would close the old windows).
+//! With `TIMESTAMP BY`, the lateness must cover both the delivery delay and how far device
+//! clocks lag the arrival clock: an event whose event time is more than the lateness behind
+//! the arrival time given to `advance` finds its window closed. Replaying history: push the
+//! messages and call [`Windows::flush`]; do not call `advance` with the wall clock in between
+//! (it would close the old windows).
 //!
 //! Outputs come in (window end, key) order: by window end, then, within one window end, by the
 //! keys' canonical encoding (Undefined, Null, Booleans, numbers, strings, arrays, objects; Ints
@@ -172,11 +179,12 @@
 //! # Limits and memory
 //!
 //! Every limit is a field of [`WindowLimits`] with a safe default. Memory is bounded by
-//! `max_groups × (2 × max_key_bytes + aggregates × (about 100 bytes + max_percentile_values ×
-//! about 64 bytes for each percentile))` plus the compiled statement: each group holds its
-//! key values, their encoding and one fixed-size state per aggregate, except `percentile`,
-//! which keeps the group's values up to [`WindowLimits::max_percentile_values`]. Past that cap a
-//! group's percentile gives up: its values are freed, the item is Undefined (left out of the
+//! `max_groups × (key + aggregates)` plus the compiled statement, where a group's key costs
+//! its canonical encoding (at most `max_key_bytes`) and its values (the same order of size),
+//! and each aggregate a fixed-size state (about 100 bytes: a count, a 128-bit sum and a
+//! 34-digit Decimal), except `percentile`, which costs up to `max_percentile_values` numbers
+//! (about 64 bytes each). Past [`WindowLimits::max_percentile_values`] values a group's
+//! percentile gives up: its values are freed, the item is Undefined (left out of the
 //! output) and [`WindowStats::percentile_overflows`] counts it. A percentile is exact or
 //! absent, never an unannounced estimate. A hopping window may not put an event in more than
 //! [`WindowLimits::max_windows_per_event`] windows (`size / hop`), checked by
@@ -1302,6 +1310,40 @@ fn visit(expr: &Expr, f: &mut dyn FnMut(&Expr)) {
     }
 }
 
+/// The structural checks of [`Windows::new`] on a statement with GROUP BY, without the
+/// limits (which belong to each [`Windows`]): for [`Rule::compile`].
+pub(crate) fn check(statement: &Statement, sql: &str) -> Result<(), Error> {
+    let limits = WindowLimits {
+        max_windows_per_event: u64::MAX,
+        ..WindowLimits::default()
+    };
+    Plan::compile(statement, sql, &limits).map(|_| ())
+}
+
+/// The top-level payload members a windowed rule reads per message (SET, WHERE, keys,
+/// TIMESTAMP BY, aggregate inputs); `None` when it reads the whole payload (`*`). A superset
+/// is harmless: it only reads more.
+fn payload_fields(plan: &Plan) -> Option<Vec<String>> {
+    let mut fields: Vec<String> = Vec::new();
+    let mut whole = false;
+    let exprs = plan
+        .set
+        .iter()
+        .map(|assignment| &assignment.value)
+        .chain(&plan.where_)
+        .chain(&plan.keys)
+        .chain(&plan.timestamp_by)
+        .chain(plan.inputs.iter().flatten());
+    for expr in exprs {
+        visit(expr, &mut |e| match &e.kind {
+            ExprKind::Field(name) if !fields.contains(name) => fields.push(name.clone()),
+            ExprKind::Wildcard => whole = true,
+            _ => {}
+        });
+    }
+    (!whole).then_some(fields)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The public API
 
@@ -1338,6 +1380,8 @@ pub struct Windows {
     plan: Plan,
     engine: Engine,
     version: SqlVersion,
+    /// The payload members read per message (`None`: all of it).
+    fields: Option<Vec<String>>,
 }
 
 impl Windows {
@@ -1354,6 +1398,7 @@ impl Windows {
         let plan = Plan::compile(rule.statement(), rule.sql(), &limits)?;
         let engine = Engine::new(plan.timing, plan.aggregates.clone(), limits);
         Ok(Windows {
+            fields: payload_fields(&plan),
             plan,
             engine,
             version: rule.version(),
@@ -1369,7 +1414,11 @@ impl Windows {
     /// size), or an external function failed. The message is not counted.
     pub fn push(&mut self, message: &Message<'_>, env: &dyn Environment) -> Result<Pushed, Error> {
         let limits = &self.engine.limits.evaluation;
-        let payload = eval::read_payload(message.payload, self.version, limits, None)?;
+        let fields: Option<Vec<&str>> = self
+            .fields
+            .as_ref()
+            .map(|fields| fields.iter().map(String::as_str).collect());
+        let payload = eval::read_payload(message.payload, self.version, limits, fields.as_deref())?;
         let mut variables: Vec<(String, Value)> = Vec::with_capacity(self.plan.set.len());
         for assignment in &self.plan.set {
             let scope = Scope {
@@ -2087,14 +2136,25 @@ mod tests {
 
     /// A naive model of a tumbling window with lateness: per event, late when its window's end
     /// is at or before the largest earlier event time minus the lateness; otherwise counted.
-    fn model(events: &[(u8, u64, i64)], size: u64, lateness: u64) -> BTreeMap<(u64, u8), Vec<i64>> {
+    fn model(
+        events: &[(u8, u64, i64)],
+        size: u64,
+        hop: u64,
+        lateness: u64,
+    ) -> BTreeMap<(u64, u8), Vec<i64>> {
         let mut groups: BTreeMap<(u64, u8), Vec<i64>> = BTreeMap::new();
         let mut max: Option<u64> = None;
         for &(key, t, v) in events {
-            let end = t / size * size + size;
-            let late = max.is_some_and(|m| end + lateness <= m);
-            if !late {
-                groups.entry((end, key)).or_default().push(v);
+            // Every window start that is a multiple of `hop`, from 0 to t.
+            let starts = (0..=t / hop)
+                .map(|k| k * hop)
+                .filter(|start| t < start + size);
+            for start in starts {
+                let end = start + size;
+                let late = max.is_some_and(|m| end + lateness <= m);
+                if !late {
+                    groups.entry((end, key)).or_default().push(v);
+                }
             }
             max = Some(max.map_or(t, |m| m.max(t)));
         }
@@ -2118,12 +2178,14 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn tumbling_aggregates_agree_with_a_naive_model(
+        fn tumbling_and_hopping_aggregates_agree_with_a_naive_model(
             size in 1u64..50,
+            hops in 1u64..5,
             lateness in 0u64..30,
             steps in proptest::collection::vec((0u8..4, 0u64..60, -1_000i64..1_000, proptest::bool::ANY), 0..200),
             in_order in proptest::bool::ANY,
         ) {
+            let hop = (size / hops).max(1);
             // Event times: in order, or each up to 60 ms before the latest so far (sometimes
             // within the lateness, sometimes beyond).
             let mut latest = 0u64;
@@ -2141,7 +2203,7 @@ mod tests {
                 advances.push(advance);
             }
             let mut e = engine(
-                timing(size, size, lateness),
+                timing(size, hop, lateness),
                 vec![Aggregate::CountAll, Aggregate::Sum, Aggregate::Min, Aggregate::Max, Aggregate::Avg],
             );
             let mut out = Vec::new();
@@ -2161,7 +2223,7 @@ mod tests {
             let mut sorted = ends.clone();
             sorted.sort_unstable();
             proptest::prop_assert_eq!(ends, sorted);
-            let expected = model(&events, size, lateness);
+            let expected = model(&events, size, hop, lateness);
             let got: BTreeMap<(u64, u8), Vec<Value>> = out
                 .into_iter()
                 .map(|c| {

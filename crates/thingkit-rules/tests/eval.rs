@@ -553,3 +553,52 @@ fn template_sees_set_variables() {
     let sql = "SET @id = upper(deviceid) SELECT * FROM 'my/iot/topic'";
     assert_eq!(render("things/${@id}", sql, DEVICE), "things/IOT123");
 }
+
+#[test]
+fn outputs_larger_than_the_limit_are_refused() {
+    use thingkit_rules::{Error, Limits, Message};
+    let mut limits = Limits::default();
+    limits.max_output_bytes = 64;
+    let payload = format!(r#"{{"s":"{}"}}"#, "x".repeat(100));
+    let message = Message {
+        topic: "a",
+        payload: payload.as_bytes(),
+        client_id: None,
+        principal: None,
+        timestamp_ms: 0,
+    };
+    for sql in [
+        "SELECT * FROM 'a'",
+        "SELECT s FROM 'a'",
+        "SELECT VALUE s + s FROM 'a'",
+    ] {
+        let rule = common::compile(sql, V2);
+        assert!(
+            matches!(
+                rule.evaluate(&message, &common::FixedEnv, &limits),
+                Err(Error::Limit { .. })
+            ),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn v2_only_functions_are_undefined_under_2015_10_08() {
+    assert_eq!(
+        run_on("SELECT length('abc') AS n FROM 'a'", V1, "a", b"{}").as_deref(),
+        Some("{}")
+    );
+    assert_eq!(
+        run_on("SELECT length('abc') AS n FROM 'a'", V2, "a", b"{}").as_deref(),
+        Some(r#"{"n":3}"#)
+    );
+}
+
+#[test]
+fn unaliased_function_items_are_named_after_the_function() {
+    assert_eq!(
+        run_on("SELECT topic(2) FROM 'a/+'", V2, "a/b", b"{}").as_deref(),
+        Some(r#"{"topic":"b"}"#)
+    );
+}

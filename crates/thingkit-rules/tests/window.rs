@@ -30,10 +30,10 @@ fn windows_with(sql: &str, limits: WindowLimits) -> Windows {
     Windows::new(&rule, limits).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// The error a windowed statement is refused with: already by `Rule::compile`, which runs the
+/// same checks as `Windows::new` (less the limits).
 fn refusal(sql: &str) -> Error {
-    let rule = Rule::compile(sql, SqlVersion::V2016_03_23, &Limits::default())
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    match Windows::new(&rule, WindowLimits::default()) {
+    match Rule::compile(sql, SqlVersion::V2016_03_23, &Limits::default()) {
         Ok(_) => panic!("{sql} was accepted"),
         Err(e) => e,
     }
@@ -341,7 +341,32 @@ fn refusals_point_at_the_offending_expression() {
         &Limits::default(),
     )
     .expect("a plain rule");
-    assert!(Windows::new(&rule, WindowLimits::default()).is_err());
+    assert!(matches!(
+        Windows::new(&rule, WindowLimits::default()),
+        Err(Error::Window { .. })
+    ));
+}
+
+#[test]
+fn windows_new_refuses_a_hopping_window_over_the_overlap_limit() {
+    let sql = "SELECT count(*) FROM 't' GROUP BY HOPPINGWINDOW(ss, 10, 1)";
+    let rule = Rule::compile(sql, SqlVersion::V2016_03_23, &Limits::default())
+        .expect("no limit at compile time");
+    let mut limits = WindowLimits::default();
+    limits.max_windows_per_event = 5;
+    match Windows::new(&rule, limits) {
+        Err(Error::Window { line, column, .. }) => assert_eq!((line, column), (1, 35)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_windowed_rule_reads_only_the_payload_members_it_needs_and_any_payload() {
+    let mut w =
+        windows("SELECT count(*) AS n, max(v) AS top FROM 't' GROUP BY TUMBLINGWINDOW(ss, 1)");
+    push(&mut w, "t", r#"{"big":{"a":[1,2,3]},"v":7}"#, 0);
+    push(&mut w, "t", "\u{1}binary", 1);
+    assert_eq!(json(&w.flush()), vec![r#"{"n":2,"top":7}"#]);
 }
 
 #[test]
@@ -461,5 +486,88 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(outputs, expected);
+    }
+}
+
+#[test]
+fn under_2015_10_08_whole_aggregates_stay_decimal() {
+    let sql = "SELECT avg(v) AS a, sum(v) AS s FROM 't' GROUP BY TUMBLINGWINDOW(ss, 1)";
+    let rule = Rule::compile(sql, SqlVersion::V2015_10_08, &Limits::default())
+        .expect("windows under the first SQL version too");
+    let mut w = Windows::new(&rule, WindowLimits::default()).expect("a windowed rule");
+    push(&mut w, "t", r#"{"v":2}"#, 0);
+    push(&mut w, "t", r#"{"v":4.0}"#, 0);
+    let outputs = w.flush();
+    let [Output::Json(Value::Object(row))] = outputs.as_slice() else {
+        panic!("one output object: {outputs:?}");
+    };
+    assert!(matches!(row.get("a"), Some(Value::Decimal(_))), "{row:?}");
+    assert_eq!(
+        row.get("a").map(Value::to_json_string).as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        row.get("s").map(Value::to_json_string).as_deref(),
+        Some("6.0")
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the payloads and clocks, a push never panics, every message has exactly one
+    /// outcome in the counters, and outputs come in window-end order.
+    #[test]
+    fn every_push_is_counted_once_and_outputs_are_in_end_order(
+        steps in proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("{}".to_string()),
+                    Just("not json".to_string()),
+                    (0u8..3, -5i64..60_000, any::<bool>()).prop_map(|(k, ts, hot)| format!(
+                        "{{\"k\":{k},\"ts\":{ts},\"t\":{},\"s\":\"{}\"}}",
+                        if hot { 30 } else { 20 },
+                        k
+                    )),
+                    Just(r#"{"k":[1,{"a":null}],"ts":"x","t":"26"}"#.to_string()),
+                ],
+                0u64..60_000,
+                any::<bool>(),
+            ),
+            0..80,
+        ),
+    ) {
+        let sql = "SELECT k, count(*) AS n, sum(t) AS s, percentile(t, 0.5) AS p, \
+                   max(s) AS m, window_end() AS end FROM 't' WHERE t > 25 \
+                   GROUP BY k, HOPPINGWINDOW(ss, 10, 5) TIMESTAMP BY ts LATENESS(ss, 2)";
+        let mut limits = WindowLimits::default();
+        limits.max_groups = 4;
+        limits.max_event_ahead_ms = 30_000;
+        let mut w = windows_with(sql, limits);
+        let mut ends = Vec::new();
+        let collect = |outputs: Vec<Output>, ends: &mut Vec<i128>| {
+            for output in outputs {
+                if let Output::Json(Value::Object(o)) = output
+                    && let Some(Value::Int(end)) = o.get("end")
+                {
+                    ends.push(*end);
+                }
+            }
+        };
+        for (payload, arrival, advance) in &steps {
+            push(&mut w, "t", payload, *arrival);
+            if *advance {
+                collect(w.advance(*arrival), &mut ends);
+            }
+            prop_assert!(w.stats().open_groups <= 4);
+        }
+        collect(w.flush(), &mut ends);
+        let st = w.stats();
+        let outcomes = st.accepted + st.filtered + st.late + st.no_timestamp + st.over_capacity
+            + st.key_too_large + st.future;
+        prop_assert_eq!(outcomes, steps.len() as u64);
+        let mut sorted = ends.clone();
+        sorted.sort_unstable();
+        prop_assert_eq!(ends, sorted);
     }
 }

@@ -25,6 +25,7 @@ mod templates;
 pub(crate) mod thing_groups;
 mod thing_types;
 mod things;
+mod topic_rules;
 
 /// An operation: the input in, the output members out.
 pub(crate) type Handler<S> = fn(&Ctx<'_, S>, &Input) -> ApiResult<Value>;
@@ -45,6 +46,7 @@ pub(crate) fn handlers<S: RegistryStore>() -> Vec<(&'static str, Handler<S>)> {
     all.extend(shadows::handlers::<S>());
     all.extend(jobs::handlers::<S>());
     all.extend(job_templates::handlers::<S>());
+    all.extend(topic_rules::handlers::<S>());
     all
 }
 
@@ -142,6 +144,11 @@ pub(crate) fn authorization(
         (_, "CreateJobTemplate" | "DescribeJobTemplate" | "DeleteJobTemplate") => {
             named("jobtemplate", "jobTemplateId")
         }
+        (
+            _,
+            "CreateTopicRule" | "GetTopicRule" | "ReplaceTopicRule" | "EnableTopicRule"
+            | "DisableTopicRule" | "DeleteTopicRule",
+        ) => named("rule", "ruleName"),
         _ => "*".to_string(),
     };
     // `iot:Publish`, `iot:GetThingShadow`, ...: the data-plane actions are named after their

@@ -783,9 +783,24 @@ pub(super) fn route_message(
     shared: &Shared,
     message: &Arc<Message>,
 ) -> Result<crate::Routed, crate::Error> {
+    route_message_from(shared, message, &super::rules::Origin::default())
+}
+
+/// [`route_message`] for a message whose publisher (`origin`: the certificate, or the rules
+/// chain that republished it) the rules engine is told about. The rules engine, when
+/// installed, is offered every routed message after the subscribers (match and `try_send`:
+/// it never waits).
+pub(super) fn route_message_from(
+    shared: &Shared,
+    message: &Arc<Message>,
+    origin: &super::rules::Origin,
+) -> Result<crate::Routed, crate::Error> {
     let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
     let routed = router.publish(message)?;
     drop(router);
+    if let Some(rules) = &shared.rules {
+        rules.inner.offer(message, origin);
+    }
     if routed.dropped > 0 {
         shared
             .stats
@@ -1413,7 +1428,11 @@ impl Conn {
         }
 
         let message = Arc::new(message);
-        let routed = match route_message(&shared, &message) {
+        let origin = super::rules::Origin {
+            principal: Some(Arc::from(self.certificate.to_string())),
+            provenance: Default::default(),
+        };
+        let routed = match route_message_from(&shared, &message, &origin) {
             Ok(routed) => routed,
             Err(e) => {
                 tracing::warn!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused");

@@ -337,6 +337,121 @@ impl Collector for BrokerCollector {
             "Writes to the session and retained-message store that failed.",
             router.store_failures,
         )?;
+        if let Some(engine) = &shared.rules {
+            encode_rules(&mut enc, &engine.stats())?;
+        }
         Ok(())
     }
+}
+
+/// A counter family with one label: `(label value, value)` per sample.
+fn labelled_counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, u64)],
+) -> fmt::Result {
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, count) in samples {
+        let labels = [(label, *value)];
+        ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The rules engine's counters (`thingkit_rules_*`).
+fn encode_rules(enc: &mut DescriptorEncoder, s: &super::rules::RulesStats) -> fmt::Result {
+    gauge(enc, "rules", "Topic rules installed now.", s.rules)?;
+    counter(
+        enc,
+        "rules_matched",
+        "(message, rule) pairs whose FROM filter matched.",
+        s.matched,
+    )?;
+    counter(
+        enc,
+        "rules_fired",
+        "Rule outputs (WHERE true, or a window's emitted row).",
+        s.fired,
+    )?;
+    counter(
+        enc,
+        "rules_evaluation_errors",
+        "Rule evaluations that failed (a limit, an external function).",
+        s.evaluation_errors,
+    )?;
+    labelled_counter(
+        enc,
+        "rules_queue_dropped",
+        "Work dropped because a rules queue was full (rules: the evaluator's; action: an action's).",
+        "queue",
+        &[
+            ("rules", s.queue_dropped),
+            ("action", s.action_queue_dropped),
+        ],
+    )?;
+    counter(
+        enc,
+        "rules_hop_limited",
+        "Republished messages not offered to rules: their chain reached 8 hops.",
+        s.hop_limited,
+    )?;
+    let kinds = super::rules::ACTION_KINDS;
+    let per_kind = |values: [u64; 3]| -> [(&str, u64); 3] {
+        [
+            (kinds[0], values[0]),
+            (kinds[1], values[1]),
+            (kinds[2], values[2]),
+        ]
+    };
+    labelled_counter(
+        enc,
+        "rules_action_success",
+        "Action deliveries that succeeded.",
+        "action",
+        &per_kind(s.action_success),
+    )?;
+    labelled_counter(
+        enc,
+        "rules_action_failure",
+        "Action deliveries that failed after their attempts (reported to the error action).",
+        "action",
+        &per_kind(s.action_failure),
+    )?;
+    labelled_counter(
+        enc,
+        "rules_action_retries",
+        "Action delivery retries.",
+        "action",
+        &per_kind(s.action_retries),
+    )?;
+    counter(
+        enc,
+        "rules_dead_lettered",
+        "Error records written to the dead-letter file.",
+        s.dead_lettered,
+    )?;
+    counter(
+        enc,
+        "rules_dead_letter_failures",
+        "Error records lost because the dead-letter file could not be written.",
+        s.dead_letter_failures,
+    )?;
+    labelled_counter(
+        enc,
+        "rules_window_refused",
+        "Window events refused: late (after their window closed) or over capacity (max groups).",
+        "reason",
+        &[
+            ("late", s.window_late),
+            ("over_capacity", s.window_over_capacity),
+        ],
+    )?;
+    counter(
+        enc,
+        "rules_rule_not_found",
+        "Basic Ingest messages for a rule that does not exist or is disabled (AWS RuleNotFound).",
+        s.rule_not_found,
+    )
 }

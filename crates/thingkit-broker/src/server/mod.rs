@@ -19,6 +19,7 @@
 mod connection;
 mod metrics;
 mod policy_sets;
+pub mod rules;
 mod service;
 mod streams;
 
@@ -784,6 +785,8 @@ pub(crate) struct Shared {
     pub(crate) policy_sets: policy_sets::PolicySets,
     /// The directory's [`Directory::generation`], read once.
     pub(crate) policy_generation: Option<Arc<AtomicU64>>,
+    /// The rules engine, when installed ([`BrokerBuilder::rules`]).
+    pub(crate) rules: Option<rules::RulesEngine>,
 }
 
 /// The rate-limit state of one limit class.
@@ -853,6 +856,7 @@ impl Broker {
             directory: None,
             services: Vec::new(),
             store: None,
+            rules: None,
         }
     }
 }
@@ -891,6 +895,7 @@ pub struct BrokerBuilder<S: RegistryStore> {
     directory: Option<Arc<dyn Directory>>,
     services: Vec<Arc<dyn TopicService>>,
     store: Option<Box<dyn RouterStore>>,
+    rules: Option<rules::RulesEngine>,
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
@@ -927,6 +932,15 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         self
     }
 
+    /// Runs `engine`'s rules on every routed message (see [`rules`]) and serves Basic Ingest
+    /// (`$aws/rules/<rule>/...`, [`rules::BasicIngestService`], after the services added with
+    /// [`BrokerBuilder::service`]). Its republish actions route through this broker;
+    /// [`BrokerHandle::shutdown`] flushes its windows and closes its sinks.
+    pub fn rules(mut self, engine: rules::RulesEngine) -> Self {
+        self.rules = Some(engine);
+        self
+    }
+
     /// Binds `addr` and serves on it; see [`BrokerBuilder::serve`].
     ///
     /// # Errors
@@ -958,6 +972,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             directory,
             services: custom,
             store,
+            rules,
         } = self;
         let directory = directory.unwrap_or_else(|| {
             Arc::new(RegistryDirectory::new(
@@ -968,6 +983,9 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         let mut services = Services::default();
         for service in custom {
             services.add(service);
+        }
+        if let Some(engine) = &rules {
+            services.add(Arc::new(rules::BasicIngestService::new(engine.clone())));
         }
         services.add(Arc::new(FleetProvisioningService::new(directory.clone())));
         services.add(Arc::new(RevocationService::new(directory.clone())));
@@ -1085,7 +1103,11 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             next_connection: AtomicU64::new(1),
             policy_sets: policy_sets::PolicySets::default(),
             policy_generation,
+            rules,
         });
+        if let Some(engine) = &shared.rules {
+            rules::install(engine, &shared);
+        }
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(listener, shared.clone(), configs.clone()));
         tasks.spawn(revocation_loop(
@@ -1230,7 +1252,8 @@ impl BrokerHandle {
 
     /// Graceful shutdown: stop accepting, send DISCONNECT 0x8B (Server shutting down) to MQTT 5
     /// clients, close every connection (flushing its usage into the meter) and wait for the
-    /// tasks, at most `grace`. Hands closed windows to [`BrokerConfig::usage_sink`] (if any)
+    /// tasks, at most `grace`; then the rules engine (if any) flushes its windows, drains its
+    /// action queues and closes its sinks ([`rules::RulesEngine::shutdown_blocking`]). Hands closed windows to [`BrokerConfig::usage_sink`] (if any)
     /// and returns the meter's remaining totals.
     pub async fn shutdown(mut self, grace: Duration) -> BTreeMap<UsageKey, Counts> {
         let _ = self.shutdown_tx.send(true);
@@ -1239,6 +1262,10 @@ impl BrokerHandle {
         })
         .await;
         self.tasks.abort_all();
+        if let Some(engine) = self.shared.rules.clone() {
+            // Windows flushed, queues drained, sinks closed (Parquet footers written).
+            let _ = tokio::task::spawn_blocking(move || engine.shutdown_blocking()).await;
+        }
         if let Some(sink) = &self.shared.config.usage_sink {
             let closed = self.shared.meter.drain_closed(unix_now());
             if !closed.is_empty() {

@@ -165,7 +165,7 @@ impl Services {
     }
 }
 
-pub(super) fn filter(text: &str) -> TopicFilter {
+pub(crate) fn filter(text: &str) -> TopicFilter {
     TopicFilter::new(text).expect("the services' filters are valid literals")
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Self-test of hot_readings.py on small hand-made files: agreement exits 0, every kind of
-difference exits 1 and is named, a missing input is an error.
+difference exits 1 and is named, a device's lines from several windows add up, a missing input
+is an error.
 
     python3 examples/spark/test_hot_readings.py
 
@@ -127,6 +128,19 @@ def main():
         code, out, err = run("--csv", os.path.join(root, "absent.csv"), "--expected", good)
         check(code != 0, "a missing input file fails", out + err)
 
+        windows = os.path.join(root, "windows.jsonl")
+        with open(windows, "w", encoding="utf-8") as f:
+            # sensor-01 in two one-day windows (1 + 1), sensor-02 in one.
+            f.write('{"device_id": "sensor-01", "hot": 1}\n')
+            f.write('{"device_id": "sensor-02", "hot": 1}\n')
+            f.write('{"device_id": "sensor-01", "hot": 1}\n')
+        code, out, err = run("--csv", csv, "--parquet", parquet, "--expected", windows)
+        check(
+            code == 0 and "OK: csv and parquet agree with the windowed rule" in out,
+            "a device's lines from several windows are added up",
+            out + err,
+        )
+
         malformed = os.path.join(root, "malformed.jsonl")
         with open(malformed, "w", encoding="utf-8") as f:
             f.write('{"device": "sensor-01"}\n')
@@ -137,7 +151,7 @@ def main():
             out + err,
         )
 
-    print(f"{5 - len(failures)} passed, {len(failures)} failed")
+    print(f"{6 - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 

@@ -7,19 +7,15 @@
 mod common;
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use thingkit_api::keys::KeyStore;
-use thingkit_api::{ApiError, ApiRequest, ApiResult, ControlPlane, DataPublish, Input, Publisher};
+use thingkit_api::{ApiResult, ControlPlane, DataPublish, Input, Publisher};
 use thingkit_jobs::{DynJobs, JobStore, Jobs, Limits, MemoryJobStore};
 use thingkit_policy::ArnPrefix;
 use thingkit_provision::{MemoryStore, Registry};
 
-const REGION: &str = "eu-central-1";
-const ACCOUNT: &str = "123456789012";
-/// 2026-12-04T12:00:00Z
-const NOW: u64 = 1_796_385_600;
+use common::{ACCOUNT, ApiCalls, NOW, REGION, at, signed};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<DataPublish>>);
@@ -77,26 +73,13 @@ fn fixture() -> Fixture {
     }
 }
 
-fn at(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+impl ApiCalls for Fixture {
+    fn plane(&self) -> &ControlPlane<MemoryStore> {
+        &self.plane
+    }
 }
 
 impl Fixture {
-    fn call(&self, op: &str, members: Value) -> ApiResult<Value> {
-        self.plane.call(op, Input::from_json(members), at(NOW))
-    }
-
-    fn ok(&self, op: &str, members: Value) -> Value {
-        self.call(op, members)
-            .unwrap_or_else(|e| panic!("{op} failed: {e}"))
-    }
-
-    fn err(&self, op: &str, members: Value) -> ApiError {
-        self.call(op, members)
-            .err()
-            .unwrap_or_else(|| panic!("{op} succeeded"))
-    }
-
     fn thing(&self, name: &str) {
         self.ok("CreateThing", json!({ "thingName": name }));
     }
@@ -658,11 +641,6 @@ fn without_a_jobs_engine_job_operations_are_unavailable_and_templates_still_work
             at(NOW),
         )
         .unwrap();
-}
-
-/// A request signed with `key` at `AMZ_DATE`, as botocore signs it.
-fn signed(method: &str, path: &str, query: &str, body: &str, key: &(String, String)) -> ApiRequest {
-    common::signed_for(method, path, query, body, key, REGION, "iot")
 }
 
 #[test]

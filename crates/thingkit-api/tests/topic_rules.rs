@@ -7,22 +7,18 @@
 mod common;
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
+use thingkit_api::ControlPlane;
 use thingkit_api::keys::KeyStore;
 use thingkit_api::topic_rule::{
     MemoryTopicRuleStore, RedbTopicRuleStore, TopicRuleHook, TopicRuleStore,
 };
-use thingkit_api::{ApiError, ApiRequest, ApiResult, ControlPlane, Input};
 use thingkit_policy::ArnPrefix;
 use thingkit_provision::{MemoryStore, Registry};
-use thingkit_rules::topic_rule::TopicRulePayload;
 
-const REGION: &str = "eu-central-1";
-const ACCOUNT: &str = "123456789012";
-/// 2026-12-04T12:00:00Z, the signed requests' date.
-const NOW: u64 = 1_796_385_600;
+use common::{ACCOUNT, ApiCalls, NOW, REGION, at, signed};
+use thingkit_rules::topic_rule::TopicRulePayload;
 
 /// The engine as the hook sees it: what runs, and a log of calls; refuses SQL containing
 /// `refuse-me`.
@@ -94,10 +90,6 @@ fn fixture() -> Fixture {
     fixture_with(Arc::new(MemoryTopicRuleStore::new()))
 }
 
-fn at(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-}
-
 fn republish(topic: &str) -> Value {
     json!({"republish": {"topic": topic, "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/r")}})
 }
@@ -106,22 +98,13 @@ fn payload(sql: &str) -> Value {
     json!({"sql": sql, "actions": [republish("out/${topic()}")]})
 }
 
+impl ApiCalls for Fixture {
+    fn plane(&self) -> &ControlPlane<MemoryStore> {
+        &self.plane
+    }
+}
+
 impl Fixture {
-    fn call(&self, op: &str, members: Value) -> ApiResult<Value> {
-        self.plane.call(op, Input::from_json(members), at(NOW))
-    }
-
-    fn ok(&self, op: &str, members: Value) -> Value {
-        self.call(op, members)
-            .unwrap_or_else(|e| panic!("{op} failed: {e}"))
-    }
-
-    fn err(&self, op: &str, members: Value) -> ApiError {
-        self.call(op, members)
-            .err()
-            .unwrap_or_else(|| panic!("{op} succeeded"))
-    }
-
     fn create(&self, name: &str, payload: Value) {
         self.ok(
             "CreateTopicRule",
@@ -477,10 +460,6 @@ fn rules_in_the_redb_store_survive_a_reopen_and_are_installed_into_the_engine() 
     // At startup every stored enabled rule goes to the engine.
     assert!(f.plane.topic_rules.install().unwrap().is_empty());
     assert_eq!(f.engine.running(), ["kept"]);
-}
-
-fn signed(method: &str, path: &str, query: &str, body: &str, key: &(String, String)) -> ApiRequest {
-    common::signed_for(method, path, query, body, key, REGION, "iot")
 }
 
 fn body(response: &thingkit_api::ApiResponse) -> Value {

@@ -1,8 +1,61 @@
 //! Helpers shared by the API's integration tests (each test file includes this module).
 #![allow(dead_code)]
 
-use thingkit_api::ApiRequest;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
 use thingkit_api::sigv4::{SignedRequest, sign};
+use thingkit_api::{ApiError, ApiRequest, ApiResult, ControlPlane, Input};
+use thingkit_provision::MemoryStore;
+
+/// The region of the fixtures' control planes and signed requests.
+pub const REGION: &str = "eu-central-1";
+
+/// The account of the fixtures' ARNs.
+pub const ACCOUNT: &str = "123456789012";
+
+/// The fixtures' clock, in seconds since the epoch (2026-12-04T12:00:00Z, [`AMZ_DATE`]).
+pub const NOW: u64 = 1_796_385_600;
+
+/// `secs` seconds after the epoch.
+pub fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Calls on a fixture's control plane at [`NOW`]: a fixture names its plane, the rest is shared.
+pub trait ApiCalls {
+    /// The control plane under test.
+    fn plane(&self) -> &ControlPlane<MemoryStore>;
+
+    /// `op` with `members` as its JSON input.
+    fn call(&self, op: &str, members: Value) -> ApiResult<Value> {
+        self.plane().call(op, Input::from_json(members), at(NOW))
+    }
+
+    /// `op`'s output; panics, naming `op`, if it failed.
+    fn ok(&self, op: &str, members: Value) -> Value {
+        self.call(op, members)
+            .unwrap_or_else(|e| panic!("{op} failed: {e}"))
+    }
+
+    /// `op`'s error; panics, naming `op`, if it succeeded.
+    fn err(&self, op: &str, members: Value) -> ApiError {
+        self.call(op, members)
+            .err()
+            .unwrap_or_else(|| panic!("{op} succeeded"))
+    }
+}
+
+/// An IoT control-plane request signed with `key` in [`REGION`] at [`AMZ_DATE`].
+pub fn signed(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &str,
+    key: &(String, String),
+) -> ApiRequest {
+    signed_for(method, path, query, body, key, REGION, "iot")
+}
 
 /// The `X-Amz-Date` every signed test request carries.
 pub const AMZ_DATE: &str = "20261204T120000Z";

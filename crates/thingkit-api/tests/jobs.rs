@@ -492,25 +492,7 @@ fn list_jobs_pages_with_next_token() {
             json!({"jobId": format!("job-{i}"), "document": DOC, "targets": [thing_arn("t")]}),
         );
     }
-    let mut seen = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut m = json!({"maxResults": 2});
-        if let Some(t) = &token {
-            m["nextToken"] = json!(t);
-        }
-        let page = f.ok("ListJobs", m);
-        let jobs = page["jobs"].as_array().unwrap();
-        assert!(jobs.len() <= 2);
-        seen.extend(
-            jobs.iter()
-                .map(|j| j["jobId"].as_str().unwrap().to_string()),
-        );
-        match page.get("nextToken").and_then(Value::as_str) {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+    let (seen, _pages) = f.list_all("ListJobs", 2, "jobs", "jobId");
     assert_eq!(seen, (0..5).map(|i| format!("job-{i}")).collect::<Vec<_>>());
     let e = f.err("ListJobs", json!({"nextToken": "bm90IG91cnM="}));
     assert_eq!(e.code, "InvalidRequestException");

@@ -380,26 +380,7 @@ fn rules_list_in_pages_and_filter_by_topic_and_by_disabled() {
         "off",
         json!({"sql": "SELECT * FROM 'dev/1/+'", "actions": [], "ruleDisabled": true}),
     );
-    let mut names = Vec::new();
-    let mut token: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let mut q = json!({"maxResults": 4});
-        if let Some(t) = &token {
-            q["nextToken"] = json!(t);
-        }
-        let out = f.ok("ListTopicRules", q);
-        let page = out["rules"].as_array().unwrap();
-        assert!(page.len() <= 4);
-        for r in page {
-            names.push(r["ruleName"].as_str().unwrap().to_string());
-        }
-        pages += 1;
-        match out.get("nextToken").and_then(Value::as_str) {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+    let (names, pages) = f.list_all("ListTopicRules", 4, "rules", "ruleName");
     assert_eq!(pages, 3);
     assert_eq!(
         names,

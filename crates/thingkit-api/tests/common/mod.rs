@@ -38,6 +38,43 @@ pub trait ApiCalls {
             .unwrap_or_else(|e| panic!("{op} failed: {e}"))
     }
 
+    /// Every page of the list operation `op` at `max_results` a page, following `nextToken`:
+    /// the `field` of each item of the page's `list` member, and the number of pages. Panics
+    /// if a page holds more than `max_results` items.
+    fn list_all(
+        &self,
+        op: &str,
+        max_results: usize,
+        list: &str,
+        field: &str,
+    ) -> (Vec<String>, usize) {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut members = serde_json::json!({ "maxResults": max_results });
+            if let Some(t) = &token {
+                members["nextToken"] = serde_json::json!(t);
+            }
+            let out = self.ok(op, members);
+            let page = out[list].as_array().expect("a list member");
+            assert!(
+                page.len() <= max_results,
+                "{op}: {} > {max_results}",
+                page.len()
+            );
+            names.extend(
+                page.iter()
+                    .map(|item| item[field].as_str().expect("a name").to_owned()),
+            );
+            pages += 1;
+            match out.get("nextToken").and_then(Value::as_str) {
+                Some(t) => token = Some(t.to_owned()),
+                None => return (names, pages),
+            }
+        }
+    }
+
     /// `op`'s error; panics, naming `op`, if it succeeded.
     fn err(&self, op: &str, members: Value) -> ApiError {
         self.call(op, members)

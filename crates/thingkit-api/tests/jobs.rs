@@ -15,7 +15,7 @@ use thingkit_jobs::{DynJobs, JobStore, Jobs, Limits, MemoryJobStore};
 use thingkit_policy::ArnPrefix;
 use thingkit_provision::{MemoryStore, Registry};
 
-use common::{ACCOUNT, ApiCalls, NOW, REGION, at, signed};
+use common::{ACCOUNT, ApiCalls, NOW, REGION, access_key, at, signed};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<DataPublish>>);
@@ -629,21 +629,15 @@ fn without_a_jobs_engine_job_operations_are_unavailable_and_templates_still_work
 fn signed_job_requests_round_trip_and_a_policy_can_deny_create_job() {
     let f = fixture();
     f.thing("t");
-    let admin = f.keys.create(None, at(NOW)).unwrap();
-    let admin = (admin.access_key_id, admin.secret_access_key);
-    let operator = f
-        .keys
-        .create(
-            Some(
-                r#"{"Version": "2012-10-17", "Statement": [
+    let admin = access_key(&f.keys, None);
+    let operator = access_key(
+        &f.keys,
+        Some(
+            r#"{"Version": "2012-10-17", "Statement": [
                     {"Effect": "Allow", "Action": "iot:*", "Resource": "*"},
-                    {"Effect": "Deny", "Action": "iot:CreateJob", "Resource": "*"}]}"#
-                    .into(),
-            ),
-            at(NOW),
-        )
-        .unwrap();
-    let operator = (operator.access_key_id, operator.secret_access_key);
+                    {"Effect": "Deny", "Action": "iot:CreateJob", "Resource": "*"}]}"#,
+        ),
+    );
     let body = json!({"document": DOC, "targets": [thing_arn("t")]}).to_string();
 
     let (denied, audit) = f

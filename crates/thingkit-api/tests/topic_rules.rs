@@ -16,9 +16,9 @@ use thingkit_api::topic_rule::{
 };
 use thingkit_policy::ArnPrefix;
 use thingkit_provision::{MemoryStore, Registry};
-
-use common::{ACCOUNT, ApiCalls, NOW, REGION, at, signed};
 use thingkit_rules::topic_rule::TopicRulePayload;
+
+use common::{ACCOUNT, ApiCalls, NOW, REGION, access_key, at, signed};
 
 /// The engine as the hook sees it: what runs, and a log of calls; refuses SQL containing
 /// `refuse-me`.
@@ -453,22 +453,16 @@ fn body(response: &thingkit_api::ApiResponse) -> Value {
 #[test]
 fn signed_rule_requests_round_trip_and_a_policy_can_deny_delete_topic_rule() {
     let f = fixture();
-    let admin = f.keys.create(None, at(NOW)).unwrap();
-    let admin = (admin.access_key_id, admin.secret_access_key);
-    let operator = f
-        .keys
-        .create(
-            Some(
-                r#"{"Version": "2012-10-17", "Statement": [
+    let admin = access_key(&f.keys, None);
+    let operator = access_key(
+        &f.keys,
+        Some(
+            r#"{"Version": "2012-10-17", "Statement": [
                     {"Effect": "Allow", "Action": "iot:*", "Resource": "*"},
                     {"Effect": "Deny", "Action": "iot:DeleteTopicRule",
-                     "Resource": "arn:aws:iot:eu-central-1:123456789012:rule/*"}]}"#
-                    .into(),
-            ),
-            at(NOW),
-        )
-        .unwrap();
-    let operator = (operator.access_key_id, operator.secret_access_key);
+                     "Resource": "arn:aws:iot:eu-central-1:123456789012:rule/*"}]}"#,
+        ),
+    );
     let send = |method: &str, path: &str, query: &str, body: &str, key: &(String, String)| {
         f.plane
             .handle(&signed(method, path, query, body, key), at(NOW))

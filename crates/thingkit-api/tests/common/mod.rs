@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
+use thingkit_api::keys::KeyStore;
 use thingkit_api::sigv4::{SignedRequest, sign};
 use thingkit_api::{ApiError, ApiRequest, ApiResult, ControlPlane, Input};
 use thingkit_provision::MemoryStore;
@@ -81,6 +82,15 @@ pub trait ApiCalls {
             .err()
             .unwrap_or_else(|| panic!("{op} succeeded"))
     }
+}
+
+/// A new access key `(id, secret)` in `keys` at [`NOW`], limited by the identity `policy` (a
+/// JSON document; `None`: no policy, full access).
+pub fn access_key(keys: &KeyStore, policy: Option<&str>) -> (String, String) {
+    let key = keys
+        .create(policy.map(str::to_owned), at(NOW))
+        .expect("a key");
+    (key.access_key_id, key.secret_access_key)
 }
 
 /// An IoT control-plane request signed with `key` in [`REGION`] at [`AMZ_DATE`].

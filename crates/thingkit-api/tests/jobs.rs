@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use thingkit_api::keys::KeyStore;
 use thingkit_api::{ApiResult, ControlPlane, DataPublish, Input, Publisher};
 use thingkit_jobs::{DynJobs, JobStore, Jobs, Limits, MemoryJobStore};
-use thingkit_policy::ArnPrefix;
-use thingkit_provision::{MemoryStore, Registry};
+use thingkit_provision::MemoryStore;
 
 use common::{ACCOUNT, ApiCalls, NOW, REGION, access_key, at, signed};
 
@@ -57,14 +56,10 @@ fn engine() -> Arc<Mutex<DynJobs>> {
 fn fixture() -> Fixture {
     let engine = engine();
     let published = Arc::new(Recorder::default());
-    let keys = Arc::new(KeyStore::in_memory());
-    let plane = ControlPlane::new(
-        Arc::new(RwLock::new(Registry::in_memory())),
-        ArnPrefix::new("aws", REGION, ACCOUNT).unwrap(),
-        keys.clone(),
-    )
-    .with_publisher(Some(published.clone()))
-    .with_jobs(Some(engine.clone()));
+    let (plane, keys) = common::control_plane();
+    let plane = plane
+        .with_publisher(Some(published.clone()))
+        .with_jobs(Some(engine.clone()));
     Fixture {
         plane,
         engine,
@@ -607,11 +602,7 @@ fn update_job_changes_what_describe_job_shows() {
 
 #[test]
 fn without_a_jobs_engine_job_operations_are_unavailable_and_templates_still_work() {
-    let plane = ControlPlane::new(
-        Arc::new(RwLock::new(Registry::in_memory())),
-        ArnPrefix::new("aws", REGION, ACCOUNT).unwrap(),
-        Arc::new(KeyStore::in_memory()),
-    );
+    let (plane, _keys) = common::control_plane();
     let e = plane
         .call("ListJobs", Input::from_json(json!({})), at(NOW))
         .unwrap_err();

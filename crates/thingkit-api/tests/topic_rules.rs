@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use thingkit_api::ControlPlane;
@@ -14,11 +14,10 @@ use thingkit_api::keys::KeyStore;
 use thingkit_api::topic_rule::{
     MemoryTopicRuleStore, RedbTopicRuleStore, TopicRuleHook, TopicRuleStore,
 };
-use thingkit_policy::ArnPrefix;
-use thingkit_provision::{MemoryStore, Registry};
+use thingkit_provision::MemoryStore;
 use thingkit_rules::topic_rule::TopicRulePayload;
 
-use common::{ACCOUNT, ApiCalls, NOW, REGION, access_key, at, signed};
+use common::{ACCOUNT, ApiCalls, NOW, access_key, at, signed};
 
 /// The engine as the hook sees it: what runs, and a log of calls; refuses SQL containing
 /// `refuse-me`.
@@ -72,13 +71,8 @@ struct Fixture {
 
 fn fixture_with(store: Arc<dyn TopicRuleStore>) -> Fixture {
     let engine = Arc::new(Engine::default());
-    let keys = Arc::new(KeyStore::in_memory());
-    let plane = ControlPlane::new(
-        Arc::new(RwLock::new(Registry::in_memory())),
-        ArnPrefix::new("aws", REGION, ACCOUNT).unwrap(),
-        keys.clone(),
-    )
-    .with_topic_rules(store, Some(engine.clone()));
+    let (plane, keys) = common::control_plane();
+    let plane = plane.with_topic_rules(store, Some(engine.clone()));
     Fixture {
         plane,
         engine,

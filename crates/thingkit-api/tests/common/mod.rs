@@ -1,13 +1,15 @@
 //! Helpers shared by the API's integration tests (each test file includes this module).
 #![allow(dead_code)]
 
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use thingkit_api::keys::KeyStore;
 use thingkit_api::sigv4::{SignedRequest, sign};
 use thingkit_api::{ApiError, ApiRequest, ApiResult, ControlPlane, Input};
-use thingkit_provision::MemoryStore;
+use thingkit_policy::ArnPrefix;
+use thingkit_provision::{MemoryStore, Registry};
 
 /// The region of the fixtures' control planes and signed requests.
 pub const REGION: &str = "eu-central-1";
@@ -21,6 +23,18 @@ pub const NOW: u64 = 1_796_385_600;
 /// `secs` seconds after the epoch.
 pub fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A fresh in-memory key store and a control plane over an empty in-memory registry in
+/// [`REGION`] and [`ACCOUNT`] that authenticates with it (a fixture adds its services).
+pub fn control_plane() -> (ControlPlane<MemoryStore>, Arc<KeyStore>) {
+    let keys = Arc::new(KeyStore::in_memory());
+    let plane = ControlPlane::new(
+        Arc::new(RwLock::new(Registry::in_memory())),
+        ArnPrefix::new("aws", REGION, ACCOUNT).expect("a valid partition, region and account"),
+        keys.clone(),
+    );
+    (plane, keys)
 }
 
 /// Calls on a fixture's control plane at [`NOW`]: a fixture names its plane, the rest is shared.

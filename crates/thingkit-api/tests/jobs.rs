@@ -6,20 +6,15 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use thingkit_api::keys::KeyStore;
-use thingkit_api::{ApiError, ApiRequest, ApiResult, ControlPlane, DataPublish, Input, Publisher};
+use thingkit_api::{ApiResult, ControlPlane, DataPublish, Input, Publisher};
 use thingkit_jobs::{DynJobs, JobStore, Jobs, Limits, MemoryJobStore};
-use thingkit_policy::ArnPrefix;
-use thingkit_provision::{MemoryStore, Registry};
+use thingkit_provision::MemoryStore;
 
-const REGION: &str = "eu-central-1";
-const ACCOUNT: &str = "123456789012";
-/// 2026-12-04T12:00:00Z
-const NOW: u64 = 1_796_385_600;
+use common::{ACCOUNT, ApiCalls, NOW, REGION, access_key, at, signed};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<DataPublish>>);
@@ -61,14 +56,10 @@ fn engine() -> Arc<Mutex<DynJobs>> {
 fn fixture() -> Fixture {
     let engine = engine();
     let published = Arc::new(Recorder::default());
-    let keys = Arc::new(KeyStore::in_memory());
-    let plane = ControlPlane::new(
-        Arc::new(RwLock::new(Registry::in_memory())),
-        ArnPrefix::new("aws", REGION, ACCOUNT).unwrap(),
-        keys.clone(),
-    )
-    .with_publisher(Some(published.clone()))
-    .with_jobs(Some(engine.clone()));
+    let (plane, keys) = common::control_plane();
+    let plane = plane
+        .with_publisher(Some(published.clone()))
+        .with_jobs(Some(engine.clone()));
     Fixture {
         plane,
         engine,
@@ -77,26 +68,13 @@ fn fixture() -> Fixture {
     }
 }
 
-fn at(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+impl ApiCalls for Fixture {
+    fn plane(&self) -> &ControlPlane<MemoryStore> {
+        &self.plane
+    }
 }
 
 impl Fixture {
-    fn call(&self, op: &str, members: Value) -> ApiResult<Value> {
-        self.plane.call(op, Input::from_json(members), at(NOW))
-    }
-
-    fn ok(&self, op: &str, members: Value) -> Value {
-        self.call(op, members)
-            .unwrap_or_else(|e| panic!("{op} failed: {e}"))
-    }
-
-    fn err(&self, op: &str, members: Value) -> ApiError {
-        self.call(op, members)
-            .err()
-            .unwrap_or_else(|| panic!("{op} succeeded"))
-    }
-
     fn thing(&self, name: &str) {
         self.ok("CreateThing", json!({ "thingName": name }));
     }
@@ -509,25 +487,7 @@ fn list_jobs_pages_with_next_token() {
             json!({"jobId": format!("job-{i}"), "document": DOC, "targets": [thing_arn("t")]}),
         );
     }
-    let mut seen = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut m = json!({"maxResults": 2});
-        if let Some(t) = &token {
-            m["nextToken"] = json!(t);
-        }
-        let page = f.ok("ListJobs", m);
-        let jobs = page["jobs"].as_array().unwrap();
-        assert!(jobs.len() <= 2);
-        seen.extend(
-            jobs.iter()
-                .map(|j| j["jobId"].as_str().unwrap().to_string()),
-        );
-        match page.get("nextToken").and_then(Value::as_str) {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+    let (seen, _pages) = f.list_all("ListJobs", 2, "jobs", "jobId");
     assert_eq!(seen, (0..5).map(|i| format!("job-{i}")).collect::<Vec<_>>());
     let e = f.err("ListJobs", json!({"nextToken": "bm90IG91cnM="}));
     assert_eq!(e.code, "InvalidRequestException");
@@ -642,11 +602,7 @@ fn update_job_changes_what_describe_job_shows() {
 
 #[test]
 fn without_a_jobs_engine_job_operations_are_unavailable_and_templates_still_work() {
-    let plane = ControlPlane::new(
-        Arc::new(RwLock::new(Registry::in_memory())),
-        ArnPrefix::new("aws", REGION, ACCOUNT).unwrap(),
-        Arc::new(KeyStore::in_memory()),
-    );
+    let (plane, _keys) = common::control_plane();
     let e = plane
         .call("ListJobs", Input::from_json(json!({})), at(NOW))
         .unwrap_err();
@@ -660,30 +616,19 @@ fn without_a_jobs_engine_job_operations_are_unavailable_and_templates_still_work
         .unwrap();
 }
 
-/// A request signed with `key` at `AMZ_DATE`, as botocore signs it.
-fn signed(method: &str, path: &str, query: &str, body: &str, key: &(String, String)) -> ApiRequest {
-    common::signed_for(method, path, query, body, key, REGION, "iot")
-}
-
 #[test]
 fn signed_job_requests_round_trip_and_a_policy_can_deny_create_job() {
     let f = fixture();
     f.thing("t");
-    let admin = f.keys.create(None, at(NOW)).unwrap();
-    let admin = (admin.access_key_id, admin.secret_access_key);
-    let operator = f
-        .keys
-        .create(
-            Some(
-                r#"{"Version": "2012-10-17", "Statement": [
+    let admin = access_key(&f.keys, None);
+    let operator = access_key(
+        &f.keys,
+        Some(
+            r#"{"Version": "2012-10-17", "Statement": [
                     {"Effect": "Allow", "Action": "iot:*", "Resource": "*"},
-                    {"Effect": "Deny", "Action": "iot:CreateJob", "Resource": "*"}]}"#
-                    .into(),
-            ),
-            at(NOW),
-        )
-        .unwrap();
-    let operator = (operator.access_key_id, operator.secret_access_key);
+                    {"Effect": "Deny", "Action": "iot:CreateJob", "Resource": "*"}]}"#,
+        ),
+    );
     let body = json!({"document": DOC, "targets": [thing_arn("t")]}).to_string();
 
     let (denied, audit) = f

@@ -6,23 +6,18 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+use thingkit_api::ControlPlane;
 use thingkit_api::keys::KeyStore;
 use thingkit_api::topic_rule::{
     MemoryTopicRuleStore, RedbTopicRuleStore, TopicRuleHook, TopicRuleStore,
 };
-use thingkit_api::{ApiError, ApiRequest, ApiResult, ControlPlane, Input};
-use thingkit_policy::ArnPrefix;
-use thingkit_provision::{MemoryStore, Registry};
+use thingkit_provision::MemoryStore;
 use thingkit_rules::topic_rule::TopicRulePayload;
 
-const REGION: &str = "eu-central-1";
-const ACCOUNT: &str = "123456789012";
-/// 2026-12-04T12:00:00Z, the signed requests' date.
-const NOW: u64 = 1_796_385_600;
+use common::{ACCOUNT, ApiCalls, NOW, access_key, at, signed};
 
 /// The engine as the hook sees it: what runs, and a log of calls; refuses SQL containing
 /// `refuse-me`.
@@ -76,13 +71,8 @@ struct Fixture {
 
 fn fixture_with(store: Arc<dyn TopicRuleStore>) -> Fixture {
     let engine = Arc::new(Engine::default());
-    let keys = Arc::new(KeyStore::in_memory());
-    let plane = ControlPlane::new(
-        Arc::new(RwLock::new(Registry::in_memory())),
-        ArnPrefix::new("aws", REGION, ACCOUNT).unwrap(),
-        keys.clone(),
-    )
-    .with_topic_rules(store, Some(engine.clone()));
+    let (plane, keys) = common::control_plane();
+    let plane = plane.with_topic_rules(store, Some(engine.clone()));
     Fixture {
         plane,
         engine,
@@ -94,10 +84,6 @@ fn fixture() -> Fixture {
     fixture_with(Arc::new(MemoryTopicRuleStore::new()))
 }
 
-fn at(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-}
-
 fn republish(topic: &str) -> Value {
     json!({"republish": {"topic": topic, "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/r")}})
 }
@@ -106,22 +92,13 @@ fn payload(sql: &str) -> Value {
     json!({"sql": sql, "actions": [republish("out/${topic()}")]})
 }
 
+impl ApiCalls for Fixture {
+    fn plane(&self) -> &ControlPlane<MemoryStore> {
+        &self.plane
+    }
+}
+
 impl Fixture {
-    fn call(&self, op: &str, members: Value) -> ApiResult<Value> {
-        self.plane.call(op, Input::from_json(members), at(NOW))
-    }
-
-    fn ok(&self, op: &str, members: Value) -> Value {
-        self.call(op, members)
-            .unwrap_or_else(|e| panic!("{op} failed: {e}"))
-    }
-
-    fn err(&self, op: &str, members: Value) -> ApiError {
-        self.call(op, members)
-            .err()
-            .unwrap_or_else(|| panic!("{op} succeeded"))
-    }
-
     fn create(&self, name: &str, payload: Value) {
         self.ok(
             "CreateTopicRule",
@@ -397,26 +374,7 @@ fn rules_list_in_pages_and_filter_by_topic_and_by_disabled() {
         "off",
         json!({"sql": "SELECT * FROM 'dev/1/+'", "actions": [], "ruleDisabled": true}),
     );
-    let mut names = Vec::new();
-    let mut token: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let mut q = json!({"maxResults": 4});
-        if let Some(t) = &token {
-            q["nextToken"] = json!(t);
-        }
-        let out = f.ok("ListTopicRules", q);
-        let page = out["rules"].as_array().unwrap();
-        assert!(page.len() <= 4);
-        for r in page {
-            names.push(r["ruleName"].as_str().unwrap().to_string());
-        }
-        pages += 1;
-        match out.get("nextToken").and_then(Value::as_str) {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
-        }
-    }
+    let (names, pages) = f.list_all("ListTopicRules", 4, "rules", "ruleName");
     assert_eq!(pages, 3);
     assert_eq!(
         names,
@@ -479,10 +437,6 @@ fn rules_in_the_redb_store_survive_a_reopen_and_are_installed_into_the_engine() 
     assert_eq!(f.engine.running(), ["kept"]);
 }
 
-fn signed(method: &str, path: &str, query: &str, body: &str, key: &(String, String)) -> ApiRequest {
-    common::signed_for(method, path, query, body, key, REGION, "iot")
-}
-
 fn body(response: &thingkit_api::ApiResponse) -> Value {
     if response.body.is_empty() {
         return json!({});
@@ -493,22 +447,16 @@ fn body(response: &thingkit_api::ApiResponse) -> Value {
 #[test]
 fn signed_rule_requests_round_trip_and_a_policy_can_deny_delete_topic_rule() {
     let f = fixture();
-    let admin = f.keys.create(None, at(NOW)).unwrap();
-    let admin = (admin.access_key_id, admin.secret_access_key);
-    let operator = f
-        .keys
-        .create(
-            Some(
-                r#"{"Version": "2012-10-17", "Statement": [
+    let admin = access_key(&f.keys, None);
+    let operator = access_key(
+        &f.keys,
+        Some(
+            r#"{"Version": "2012-10-17", "Statement": [
                     {"Effect": "Allow", "Action": "iot:*", "Resource": "*"},
                     {"Effect": "Deny", "Action": "iot:DeleteTopicRule",
-                     "Resource": "arn:aws:iot:eu-central-1:123456789012:rule/*"}]}"#
-                    .into(),
-            ),
-            at(NOW),
-        )
-        .unwrap();
-    let operator = (operator.access_key_id, operator.secret_access_key);
+                     "Resource": "arn:aws:iot:eu-central-1:123456789012:rule/*"}]}"#,
+        ),
+    );
     let send = |method: &str, path: &str, query: &str, body: &str, key: &(String, String)| {
         f.plane
             .handle(&signed(method, path, query, body, key), at(NOW))

@@ -79,11 +79,18 @@ pub(crate) fn as_decimal(value: &Value) -> Option<Decimal> {
     }
 }
 
-fn decimal_to_int(decimal: &Decimal, mode: RoundingMode) -> Value {
-    match decimal.with_scale_round(0, mode).trunc_to_i128() {
-        Some(n) => int_or_decimal(n),
-        None => Value::Undefined,
+/// A Decimal's integer value after rounding with `mode`, if it fits an `i128`.
+pub(crate) fn round_to_i128(decimal: &Decimal, mode: RoundingMode) -> Option<i128> {
+    // Beyond 10^38 nothing fits; checking first avoids building a huge integer (a Decimal's
+    // exponent can be large: `1E+9999`).
+    if decimal.as_big().order_of_magnitude() > 38 {
+        return None;
     }
+    decimal.with_scale_round(0, mode).trunc_to_i128()
+}
+
+fn decimal_to_int(decimal: &Decimal, mode: RoundingMode) -> Value {
+    round_to_i128(decimal, mode).map_or(Value::Undefined, int_or_decimal)
 }
 
 /// Implicit conversion to Int (the table's "To int" column): Decimal rounded to the nearest
@@ -98,6 +105,19 @@ pub(crate) fn to_int(value: &Value) -> Value {
             None => Value::Undefined,
         },
         _ => Value::Undefined,
+    }
+}
+
+/// "Rounded down to the nearest Int", the conversion the bit functions (`bitand`, `bitor`,
+/// `bitxor`, `bitnot`) and `chr` apply instead of the table's "To int" column: Int as is, a
+/// Decimal or a numeric String floored (toward negative infinity, so `-1.5` is `-2`, where
+/// [`to_int`] gives `-2` by rounding and `"-1.5"` gives `-1` by truncating); everything else,
+/// Null included, is `None`, as is a value beyond `i128`.
+pub(crate) fn to_int_floor(value: &Value) -> Option<i128> {
+    match to_number(value) {
+        Value::Int(n) => Some(n),
+        Value::Decimal(d) => round_to_i128(&d, RoundingMode::Floor),
+        _ => None,
     }
 }
 
@@ -188,6 +208,15 @@ mod tests {
         assert_eq!(to_int(&dec("2.5")), Value::Int(3));
         assert_eq!(to_int(&Value::Null), Value::Null);
         assert_eq!(to_int(&Value::Bool(true)), Value::Undefined);
+    }
+
+    #[test]
+    fn rounded_down_int_floors_decimals_and_numeric_strings() {
+        assert_eq!(to_int_floor(&dec("-1.5")), Some(-2));
+        assert_eq!(to_int_floor(&Value::String("-1.5".into())), Some(-2));
+        assert_eq!(to_int_floor(&Value::Int(7)), Some(7));
+        assert_eq!(to_int_floor(&Value::Null), None);
+        assert_eq!(to_int_floor(&dec("1E+9999")), None);
     }
 
     #[test]

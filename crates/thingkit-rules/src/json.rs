@@ -132,52 +132,30 @@ impl Reader<'_, '_> {
         match self.peek() {
             Some(b'{') => {
                 let depth = self.enter(depth)?;
-                self.at += 1;
                 let mut pairs: Vec<(String, Value)> = Vec::new();
-                self.skip_whitespace();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
+                if self.open(b'}') {
                     return Ok(Value::Object(Object::new()));
                 }
                 loop {
-                    self.skip_whitespace();
-                    let key = self.string()?;
-                    self.skip_whitespace();
-                    self.expect(b':')?;
-                    self.skip_whitespace();
+                    let key = self.key()?;
                     let value = self.value(depth)?;
                     pairs.push((key, value));
-                    self.skip_whitespace();
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(Value::Object(object_last_wins(pairs)));
-                        }
-                        _ => return Err(JsonError::NotJson),
+                    if !self.next_or_close(b'}')? {
+                        return Ok(Value::Object(object_last_wins(pairs)));
                     }
                 }
             }
             Some(b'[') => {
                 let depth = self.enter(depth)?;
-                self.at += 1;
                 let mut items = Vec::new();
-                self.skip_whitespace();
-                if self.peek() == Some(b']') {
-                    self.at += 1;
+                if self.open(b']') {
                     return Ok(Value::Array(items));
                 }
                 loop {
                     self.skip_whitespace();
                     items.push(self.value(depth)?);
-                    self.skip_whitespace();
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b']') => {
-                            self.at += 1;
-                            return Ok(Value::Array(items));
-                        }
-                        _ => return Err(JsonError::NotJson),
+                    if !self.next_or_close(b']')? {
+                        return Ok(Value::Array(items));
                     }
                 }
             }
@@ -200,49 +178,29 @@ impl Reader<'_, '_> {
         match self.peek() {
             Some(b'{') => {
                 let depth = self.enter(depth)?;
-                self.at += 1;
-                self.skip_whitespace();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
+                if self.open(b'}') {
                     return Ok(());
                 }
                 loop {
                     self.skip_whitespace();
                     self.skip_string()?;
-                    self.skip_whitespace();
-                    self.expect(b':')?;
-                    self.skip_whitespace();
+                    self.colon()?;
                     self.skip(depth)?;
-                    self.skip_whitespace();
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(JsonError::NotJson),
+                    if !self.next_or_close(b'}')? {
+                        return Ok(());
                     }
                 }
             }
             Some(b'[') => {
                 let depth = self.enter(depth)?;
-                self.at += 1;
-                self.skip_whitespace();
-                if self.peek() == Some(b']') {
-                    self.at += 1;
+                if self.open(b']') {
                     return Ok(());
                 }
                 loop {
                     self.skip_whitespace();
                     self.skip(depth)?;
-                    self.skip_whitespace();
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b']') => {
-                            self.at += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(JsonError::NotJson),
+                    if !self.next_or_close(b']')? {
+                        return Ok(());
                     }
                 }
             }
@@ -268,35 +226,72 @@ impl Reader<'_, '_> {
     /// A top-level object of which only `keys` are built.
     fn object_projected(&mut self, keys: &[&str]) -> Result<Value, JsonError> {
         let depth = self.enter(0)?;
-        self.at += 1;
         let mut pairs: Vec<(String, Value)> = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
+        if self.open(b'}') {
             return Ok(Value::Object(Object::new()));
         }
         loop {
-            self.skip_whitespace();
-            let key = self.string()?;
-            self.skip_whitespace();
-            self.expect(b':')?;
-            self.skip_whitespace();
+            let key = self.key()?;
             if keys.contains(&key.as_str()) {
                 let value = self.value(depth)?;
                 pairs.push((key, value));
             } else {
                 self.skip(depth)?;
             }
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(Value::Object(object_last_wins(pairs)));
-                }
-                _ => return Err(JsonError::NotJson),
+            if !self.next_or_close(b'}')? {
+                return Ok(Value::Object(object_last_wins(pairs)));
             }
         }
+    }
+
+    /// Consumes an opening `{` or `[` and the whitespace after it; `true` (with `close`
+    /// consumed) if the container is empty. Shared by building, projecting and validating.
+    #[inline]
+    fn open(&mut self, close: u8) -> bool {
+        self.at += 1;
+        self.skip_whitespace();
+        if self.peek() == Some(close) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// After a member or an element: `,` means another follows (`true`), `close` ends the
+    /// container (`false`), both consumed; anything else is not JSON.
+    #[inline]
+    fn next_or_close(&mut self, close: u8) -> Result<bool, JsonError> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b',') => {
+                self.at += 1;
+                Ok(true)
+            }
+            Some(byte) if byte == close => {
+                self.at += 1;
+                Ok(false)
+            }
+            _ => Err(JsonError::NotJson),
+        }
+    }
+
+    /// The `:` between a member's key and its value, with the whitespace around it.
+    #[inline]
+    fn colon(&mut self) -> Result<(), JsonError> {
+        self.skip_whitespace();
+        self.expect(b':')?;
+        self.skip_whitespace();
+        Ok(())
+    }
+
+    /// A member's key, built, and the `:` after it; leaves `at` on the value.
+    #[inline]
+    fn key(&mut self) -> Result<String, JsonError> {
+        self.skip_whitespace();
+        let key = self.string()?;
+        self.colon()?;
+        Ok(key)
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; returns the start and whether
@@ -759,6 +754,39 @@ mod tests {
             read(br#"{"x":[1,],"t":1}"#, &options),
             Err(JsonError::NotJson)
         );
+    }
+
+    #[test]
+    fn building_projecting_and_validating_accept_the_same_documents() {
+        let projected = ReadOptions {
+            max_depth: 8,
+            whole_decimals_as_int: false,
+            only_keys: Some(&["t"]),
+        };
+        for doc in [
+            r#"{"x":{},"t":[]}"#,
+            r#"{ "x" : [ 1 , { "y" : [ ] } ] , "t" : 1 }"#,
+            r#"{"x":[1,],"t":1}"#,
+            r#"{"x":{"y":1,},"t":1}"#,
+            r#"{"x":{"y" 1},"t":1}"#,
+            r#"{"x":{"y":1 "z":2},"t":1}"#,
+            r#"{"x":[1 2],"t":1}"#,
+            r#"{"x":[1,2,"t":1}"#,
+            r#"{"x":{"y":1],"t":1}"#,
+            r#"{"x":1,}"#,
+            r#"{"x" 1}"#,
+            r#"{,}"#,
+        ] {
+            let wrapped = format!(r#"{{"w":{doc}}}"#);
+            let built = full(doc).is_ok();
+            assert_eq!(read(doc.as_bytes(), &projected).is_ok(), built, "{doc}");
+            // Nested under a skipped key, the same document goes through the validator.
+            assert_eq!(
+                read(wrapped.as_bytes(), &projected).is_ok(),
+                built,
+                "{wrapped}"
+            );
+        }
     }
 
     #[test]

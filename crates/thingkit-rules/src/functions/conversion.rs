@@ -1,11 +1,23 @@
-//! The implicit conversions functions apply to their arguments (spec §A.5 table), and the JSON
-//! text of arrays and objects (their String form).
+//! How functions take their arguments, on top of [`crate::convert`] (the implicit conversion
+//! table, spec §A.5) and [`crate::json`] (the String form of arrays and objects): only what is
+//! specific to the function library lives here.
+//!
+//! Where the function library and the implicit table read AWS differently, the function pages
+//! win for function arguments and the difference is kept here, named:
+//! - [`number`]: a numeric String argument is a Decimal, even `"5"` (the table's "To decimal"
+//!   column), where [`convert::to_number`] keeps an integer String an Int (operators).
+//! - [`int`]: an Int result beyond 34 digits is Undefined, where
+//!   [`convert::int_or_decimal`] makes it a Decimal.
+//! - [`to_string`]: the String form of an array or object is limited to
+//!   [`MAX_STRING_BYTES`].
 
 use bigdecimal::RoundingMode;
 
+use crate::convert;
 use crate::decimal::Decimal;
 use crate::functions::MAX_STRING_BYTES;
-use crate::value::{MAX_INT, Value, is_numeric_string};
+use crate::json;
+use crate::value::{MAX_INT, Value};
 
 /// A numeric argument: Int stays Int, everything else is a Decimal.
 #[derive(Debug, Clone)]
@@ -36,147 +48,62 @@ impl Number {
 }
 
 /// Int, Decimal, or a String that converts (`^-?\d+(\.\d+)?((?i)E-?\d+)?$`) — which becomes a
-/// Decimal. Everything else (Boolean, Array, Object, Null, Undefined) is `None`.
+/// Decimal, whatever its digits (the function pages' "converted to Decimal"; the implicit
+/// table's [`convert::to_number`] would keep `"5"` an Int). Everything else (Boolean, Array,
+/// Object, Null, Undefined) is `None`.
 pub(super) fn number(value: &Value) -> Option<Number> {
     match value {
         Value::Int(i) => Some(Number::Int(*i)),
-        Value::Decimal(d) => Some(Number::Decimal(d.clone())),
-        Value::String(s) if is_numeric_string(s) => Decimal::parse(s).map(Number::Decimal),
-        _ => None,
+        other => match convert::to_decimal(other) {
+            Value::Decimal(d) => Some(Number::Decimal(d)),
+            _ => None,
+        },
     }
 }
 
-/// An Int result, or Undefined (`None`) beyond 34 digits.
+/// An Int result, or Undefined (`None`) beyond 34 digits (a function's overflow is Undefined,
+/// unlike [`convert::int_or_decimal`], which widens to a Decimal).
 pub(super) fn int(value: i128) -> Option<Value> {
     (value.abs() <= MAX_INT).then_some(Value::Int(value))
 }
 
-/// A Decimal's integer value after rounding with `mode`, if it fits an `i128`.
-pub(super) fn decimal_to_int(value: &Decimal, mode: RoundingMode) -> Option<i128> {
-    // Beyond 10^38 nothing fits; checking first avoids building a huge integer.
-    if value.as_big().order_of_magnitude() > 38 {
-        return None;
-    }
-    value.with_scale_round(0, mode).trunc_to_i128()
-}
-
-/// "Rounded down to the nearest Int": Int as is, Decimal and numeric String floored.
-pub(super) fn floor_int(value: &Value) -> Option<i128> {
-    match number(value)? {
-        Number::Int(i) => Some(i),
-        Number::Decimal(d) => decimal_to_int(&d, RoundingMode::Floor),
-    }
-}
-
-/// [`floor_int`] for a count or an index that is clamped anyway: magnitudes beyond `i128`
-/// saturate instead of failing (`substring(false, -2.411E247)` is `"false"`).
+/// [`convert::to_int_floor`] for a count or an index that is clamped anyway: magnitudes beyond
+/// `i128` saturate instead of failing (`substring(false, -2.411E247)` is `"false"`).
 pub(super) fn floor_int_saturating(value: &Value) -> Option<i128> {
-    match number(value)? {
-        Number::Int(i) => Some(i),
-        Number::Decimal(d) => Some(decimal_to_int(&d, RoundingMode::Floor).unwrap_or(
+    match convert::to_number(value) {
+        Value::Int(i) => Some(i),
+        Value::Decimal(d) => Some(convert::round_to_i128(&d, RoundingMode::Floor).unwrap_or(
             if d.as_big().sign() == bigdecimal::num_bigint::Sign::Minus {
                 i128::MIN
             } else {
                 i128::MAX
             },
         )),
-    }
-}
-
-/// The standard conversion to Int (spec §A.5): a Decimal is rounded to the nearest Int, a String
-/// is parsed as a Decimal and truncated.
-pub(super) fn standard_int(value: &Value) -> Option<i128> {
-    match value {
-        Value::Int(i) => Some(*i),
-        Value::Decimal(d) => decimal_to_int(d, RoundingMode::HalfUp),
-        Value::String(s) if is_numeric_string(s) => {
-            decimal_to_int(&Decimal::parse(s)?, RoundingMode::Down)
-        }
         _ => None,
     }
 }
 
-/// The standard conversion to String (spec §A.5): numbers in their text, Booleans as
-/// `true`/`false`, arrays and objects as compact JSON text, raw bytes if they are UTF-8; Null
-/// and Undefined have none. At most [`MAX_STRING_BYTES`].
+/// The standard conversion to Int ([`convert::to_int`]) as an `i128`; `None` where it is not an
+/// Int (Null included).
+pub(super) fn standard_int(value: &Value) -> Option<i128> {
+    match convert::to_int(value) {
+        Value::Int(i) => Some(i),
+        _ => None,
+    }
+}
+
+/// The standard conversion to String ([`convert::to_text`]), with arrays and objects at most
+/// [`MAX_STRING_BYTES`] of JSON text.
 pub(super) fn to_string(value: &Value) -> Option<String> {
+    let text = convert::to_text(value)?;
     match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Decimal(d) => Some(d.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Array(_) | Value::Object(_) => {
-            let mut out = String::new();
-            write_json(value, &mut out, MAX_STRING_BYTES)?;
-            Some(out)
-        }
-        Value::Binary(bytes) => std::str::from_utf8(bytes).ok().map(str::to_owned),
-        Value::Null | Value::Undefined => None,
+        Value::Array(_) | Value::Object(_) if text.len() > MAX_STRING_BYTES => None,
+        _ => Some(text),
     }
 }
 
-/// Appends `value`'s compact JSON text to `out`; `None` once `out` would exceed `limit` bytes.
-/// Undefined members and elements are left out (AWS drops them from output).
-pub(super) fn write_json(value: &Value, out: &mut String, limit: usize) -> Option<()> {
-    match value {
-        Value::Undefined => {}
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Decimal(d) => out.push_str(&d.to_string()),
-        Value::String(s) => write_json_string(s, out),
-        Value::Binary(bytes) => write_json_string(&String::from_utf8_lossy(bytes), out),
-        Value::Array(items) => {
-            out.push('[');
-            let mut first = true;
-            for item in items.iter().filter(|item| !item.is_undefined()) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                write_json(item, out, limit)?;
-            }
-            out.push(']');
-        }
-        Value::Object(object) => {
-            out.push('{');
-            let mut first = true;
-            for (key, item) in object.iter().filter(|(_, item)| !item.is_undefined()) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                write_json_string(key, out);
-                out.push(':');
-                write_json(item, out, limit)?;
-            }
-            out.push('}');
-        }
-    }
-    (out.len() <= limit).then_some(())
-}
-
-fn write_json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// The serialized size of `value`, if at most `limit` bytes.
+/// The size of `value`'s compact JSON text ([`json::write`]), if at most `limit` bytes.
 pub(super) fn json_size_within(value: &Value, limit: usize) -> Option<usize> {
-    let mut out = String::new();
-    write_json(value, &mut out, limit)?;
-    Some(out.len())
+    let size = json::to_string(value).len();
+    (size <= limit).then_some(size)
 }

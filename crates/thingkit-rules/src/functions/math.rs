@@ -5,7 +5,8 @@
 use bigdecimal::RoundingMode;
 use bigdecimal::num_bigint::Sign;
 
-use super::conversion::{self, Number, decimal_to_int, floor_int, int, number};
+use super::conversion::{self, Number, int, number};
+use crate::convert::{round_to_i128, to_int_floor};
 use crate::decimal::Decimal;
 use crate::value::Value;
 
@@ -49,7 +50,7 @@ pub(super) fn sign(value: &Value) -> Option<Value> {
 fn to_int_with(value: &Value, mode: RoundingMode) -> Option<Value> {
     match number(value)? {
         Number::Int(i) => Some(Value::Int(i)),
-        Number::Decimal(d) => int(decimal_to_int(&d, mode)?),
+        Number::Decimal(d) => int(round_to_i128(&d, mode)?),
     }
 }
 
@@ -99,13 +100,13 @@ pub(super) fn modulo(a: &Value, b: &Value) -> Option<Value> {
 
 /// A bitwise function of two Ints (Decimals and numeric Strings floored).
 pub(super) fn bitwise(a: &Value, b: &Value, f: fn(i128, i128) -> i128) -> Option<Value> {
-    int(f(floor_int(a)?, floor_int(b)?))
+    int(f(to_int_floor(a)?, to_int_floor(b)?))
 }
 
 /// `bitnot`: the two's-complement NOT (`bitnot(13)` = -14; the page's "2" is not a NOT of 13 in
 /// any width wider than 4 bits).
 pub(super) fn bitnot(value: &Value) -> Option<Value> {
-    int(!floor_int(value)?)
+    int(!to_int_floor(value)?)
 }
 
 /// `nanvl`: the first argument unless it is Undefined, Null or NaN (no value of this model is

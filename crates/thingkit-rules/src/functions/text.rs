@@ -24,7 +24,7 @@ fn string(value: String) -> Option<Value> {
 
 /// `chr(n)`: the ASCII character `n` (floored); Undefined outside 0..=127.
 pub(super) fn chr(value: &Value) -> Option<Value> {
-    let code = super::conversion::floor_int(value)?;
+    let code = crate::convert::to_int_floor(value)?;
     let byte = u8::try_from(code).ok().filter(u8::is_ascii)?;
     Some(Value::String(char::from(byte).to_string()))
 }

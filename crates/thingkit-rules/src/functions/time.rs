@@ -18,7 +18,8 @@ use chrono::{
 };
 use chrono_tz::{OffsetName, Tz};
 
-use super::conversion::{Number, decimal_to_int, number, to_string};
+use super::conversion::{Number, number, to_string};
+use crate::convert::round_to_i128;
 use crate::value::Value;
 
 /// The longest pattern accepted, in bytes (a longer one is Undefined).
@@ -172,7 +173,7 @@ pub(super) fn parse_time(
     let millis = match number(millis)? {
         Number::Int(i) => i64::try_from(i).ok()?,
         Number::Decimal(d) => {
-            i64::try_from(decimal_to_int(&d, bigdecimal::RoundingMode::Down)?).ok()?
+            i64::try_from(round_to_i128(&d, bigdecimal::RoundingMode::Down)?).ok()?
         }
     };
     let (zone, zone_id) = match zone_id {

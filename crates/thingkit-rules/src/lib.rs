@@ -52,7 +52,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`parser`], [`printer`], [`ast`] | the dialect (SET, SELECT [VALUE], FROM, WHERE, CASE, nested SELECT, literals, `.`/`[]`, `*`, the GROUP BY extension) into a tree with spans; errors with line:column; the printer writes canonical SQL that parses back to the same tree |
+//! | [`parser`], [`printer`], [`ast`] | the dialect (SET, SELECT \[VALUE\], FROM, WHERE, CASE, nested SELECT, literals, `.`/`[]`, `*`, the GROUP BY extension) into a tree with spans; errors with line:column; the printer writes canonical SQL that parses back to the same tree |
 //! | [`value`], [`decimal`] | the eight AWS types plus raw bytes; Decimal keeps 34 significant digits (Java's `MathContext.DECIMAL128`, round half even) |
 //! | `json` | a strict RFC 8259 reader that keeps numbers exact and builds only the members a statement reads; the writer that drops Undefined |
 //! | `convert`, `operator` | AWS's implicit-conversion and cast tables; every operator's type table |

@@ -797,3 +797,61 @@ async fn lifecycle_events_reach_only_rules_that_name_dollar_aws_events() {
     assert_eq!(events[0]["eventType"], "connected");
     assert_eq!(events[0]["t"], "$aws/events/presence/connected/sensor-a");
 }
+
+#[tokio::test]
+async fn get_thing_shadow_in_a_rule_reads_the_shadows_the_broker_serves() {
+    use thingkit::broker::ShadowService;
+    use thingkit::shadow::{Limits, MemoryShadowStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let shadows = Arc::new(ShadowService::new(
+        MemoryShadowStore::new(),
+        Limits::default(),
+    ));
+    for (topic, body) in [
+        (
+            "$aws/things/sensor-a/shadow/update",
+            r#"{"state":{"reported":{"mode":"eco"}}}"#,
+        ),
+        (
+            "$aws/things/sensor-a/shadow/name/config/update",
+            r#"{"state":{"desired":{"limit":30}}}"#,
+        ),
+    ] {
+        shadows
+            .shadows()
+            .request(topic, body.as_bytes(), 1_764_115_200)
+            .expect("a shadow request topic");
+    }
+    let engine = RulesEngine::new(config(dir.path()));
+    engine.set_external_functions(shadows.clone());
+    engine
+        .upsert(
+            "enrich",
+            &payload(serde_json::json!({
+                "sql": "SELECT temperature, get_thing_shadow(topic(2), 'arn:aws:iam::123456789012:role/r').state.reported.mode AS mode, \
+                        get_thing_shadow(topic(2), 'config', 'arn:aws:iam::123456789012:role/r').state.desired.limit AS lim, \
+                        get_thing_shadow('nobody', 'arn:aws:iam::123456789012:role/r') AS missing \
+                        FROM 'telemetry/+/temperature'",
+                "awsIotSqlVersion": "2016-03-23",
+                "actions": [{"file": {"path": "enriched.jsonl", "format": "jsonl"}}],
+            })),
+        )
+        .unwrap();
+    let broker = start(&fleet, &engine).await;
+    let mut publisher = connect(&fleet, &broker, &a).await;
+    publisher
+        .publish_qos1("telemetry/sensor-a/temperature", "{\"temperature\": 21}")
+        .await
+        .unwrap();
+    let file = dir.path().join("enriched.jsonl");
+    assert!(eventually(|| !lines(&file).is_empty()).await);
+    // The shadow documents' members, and Undefined (left out) for a thing without a shadow.
+    assert_eq!(
+        lines(&file),
+        [serde_json::json!({"temperature": 21, "mode": "eco", "lim": 30})]
+    );
+    broker.shutdown(Duration::from_secs(5)).await;
+}

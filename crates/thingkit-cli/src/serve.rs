@@ -233,6 +233,8 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         &read(&config.tls.private_key)?,
     )?;
     let rules = rules_engine(&config)?;
+    // get_thing_shadow(...) in rules reads the shadows this server serves.
+    rules.set_external_functions(shadow_service.clone());
     let registry = Arc::new(RwLock::new(registry));
     let broker = Broker::builder(registry.clone(), identity)
         .rules(rules.clone())

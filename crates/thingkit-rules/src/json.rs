@@ -609,6 +609,18 @@ impl Value {
     pub fn to_json_string(&self) -> String {
         to_string(self)
     }
+
+    /// Reads `bytes` as one JSON value the way a payload is read (numbers exact), for what an
+    /// [`crate::Environment`] returns from an external function (a shadow document, a
+    /// service's answer). `None` when the bytes are not JSON or nest deeper than `max_depth`.
+    pub fn from_json(bytes: &[u8], max_depth: usize) -> Option<Value> {
+        let options = ReadOptions {
+            max_depth,
+            whole_decimals_as_int: false,
+            only_keys: None,
+        };
+        read(bytes, &options).ok()
+    }
 }
 
 /// A JSON string literal, escaped per RFC 8259.
@@ -803,5 +815,21 @@ mod tests {
             r#"{"foo":null,"list":[1]}"#
         );
         assert_eq!(to_string(&Value::Undefined), "");
+    }
+}
+
+#[cfg(test)]
+mod from_json_tests {
+    use crate::value::Value;
+
+    #[test]
+    fn from_json_reads_documents_and_refuses_what_is_not_json() {
+        let value = Value::from_json(br#"{"state":{"reported":{"t":26.30}}}"#, 8).expect("JSON");
+        assert_eq!(
+            value.to_json_string(),
+            r#"{"state":{"reported":{"t":26.30}}}"#
+        );
+        assert_eq!(Value::from_json(b"not json", 8), None);
+        assert_eq!(Value::from_json(b"[[[1]]]", 2), None);
     }
 }

@@ -380,6 +380,44 @@ impl<S: thingkit_shadow::ShadowStore + 'static> ShadowService<S> {
     }
 }
 
+/// `get_thing_shadow(thingName, roleArn)` and `get_thing_shadow(thingName, shadowName,
+/// roleArn)` for the rules engine: the shadow's GetThingShadow document (state with delta,
+/// metadata, version, timestamp) as a value, Undefined when the shadow does not exist or a name
+/// is not a valid thing or shadow name; a store failure terminates the rule (its error action
+/// runs). The role ARN is accepted and ignored: there is no IAM role to assume.
+impl<S: thingkit_shadow::ShadowStore + 'static> super::rules::ExternalFunctions
+    for ShadowService<S>
+{
+    fn call(
+        &self,
+        name: &str,
+        args: &[thingkit_rules::Value],
+    ) -> Option<Result<thingkit_rules::Value, String>> {
+        use thingkit_rules::Value;
+        if name != "get_thing_shadow" {
+            return None;
+        }
+        let key = match args {
+            [Value::String(thing), _role] => thingkit_shadow::ShadowKey::classic(thing.as_str()),
+            [Value::String(thing), Value::String(shadow), _role] => {
+                thingkit_shadow::ShadowKey::named(thing.as_str(), shadow.as_str())
+            }
+            _ => return Some(Ok(Value::Undefined)),
+        };
+        let Ok(key) = key else {
+            return Some(Ok(Value::Undefined));
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Some(match self.shadows().get_document(&key, now) {
+            Ok(Some(document)) => Ok(Value::from_json(&document, 64).unwrap_or(Value::Undefined)),
+            Ok(None) => Ok(Value::Undefined),
+            Err(e) => Err(format!("get_thing_shadow: the shadow store failed: {e}")),
+        })
+    }
+}
+
 impl<S: thingkit_shadow::ShadowStore + 'static> TopicService for ShadowService<S> {
     fn name(&self) -> &'static str {
         "device shadow"

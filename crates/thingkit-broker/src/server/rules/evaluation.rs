@@ -3,7 +3,7 @@
 //! windows of GROUP BY rules.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -12,16 +12,19 @@ use thingkit_rules::{Limits, Output, Pushed, Rule, SqlVersion, Value, WindowLimi
 
 use super::{ActiveRule, RuleSet, RulesConfig};
 
-/// The environment rules run in: random UUIDs and numbers from the system's CSPRNG; no
-/// external functions (they are Undefined).
+/// The environment rules run in: random UUIDs and numbers from the system's CSPRNG, and the
+/// external functions installed with [`super::RulesEngine::set_external_functions`] (without
+/// them, `get_thing_shadow` and the other functions that call a service are Undefined).
 pub(crate) struct RuntimeEnvironment {
     random: SystemRandom,
+    external: RwLock<Option<Arc<dyn super::ExternalFunctions>>>,
 }
 
 impl Default for RuntimeEnvironment {
     fn default() -> Self {
         RuntimeEnvironment {
             random: SystemRandom::new(),
+            external: RwLock::new(None),
         }
     }
 }
@@ -63,6 +66,22 @@ impl Environment for RuntimeEnvironment {
         let b: [u8; 8] = self.bytes();
         // 53 random bits over 2^53: uniform in [0, 1).
         (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn call_external(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        let external = self
+            .external
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        external.call(name, args)
+    }
+}
+
+impl RuntimeEnvironment {
+    /// Installs the external functions (replacing any before).
+    pub(crate) fn set_external(&self, functions: Arc<dyn super::ExternalFunctions>) {
+        *self.external.write().unwrap_or_else(|p| p.into_inner()) = Some(functions);
     }
 }
 

@@ -60,6 +60,20 @@ pub const MAX_HOPS: u8 = 8;
 /// The prefix of Basic Ingest topics: `$aws/rules/<rule name>/<topic>`.
 pub const BASIC_INGEST_PREFIX: &str = "$aws/rules/";
 
+/// Functions of AWS IoT SQL that call another service (`get_thing_shadow`, `aws_lambda`,
+/// `get_dynamodb`, `get_secret`, `sourceip`, ...), provided by whoever composes the server.
+/// Called on the rules' evaluator thread: an implementation may block briefly (a store read),
+/// never for long (every rule waits).
+pub trait ExternalFunctions: Send + Sync + 'static {
+    /// `None`: this provider does not offer `name` (the call is Undefined). `Some(Err)`: the
+    /// call failed; the rule is terminated for this message and reported to its error action.
+    fn call(
+        &self,
+        name: &str,
+        args: &[thingkit_rules::Value],
+    ) -> Option<Result<thingkit_rules::Value, String>>;
+}
+
 /// How the rules engine runs: queue sizes, retries, sinks. `Default` is safe for tests.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -488,6 +502,14 @@ impl RulesEngine {
     /// The counters so far.
     pub fn stats(&self) -> RulesStats {
         self.inner.stats()
+    }
+
+    /// Installs the functions that call a service (`get_thing_shadow`, ...): until then they
+    /// are Undefined, as AWS IoT SQL makes every function it cannot call. The broker's
+    /// [`crate::ShadowService`] is one (`get_thing_shadow` on its store); `thingkit serve`
+    /// installs it.
+    pub fn set_external_functions(&self, functions: Arc<dyn ExternalFunctions>) {
+        self.inner.env.set_external(functions);
     }
 
     /// Flushes open windows, lets every action finish what it has queued, closes the sinks

@@ -161,24 +161,33 @@ pub(crate) fn eval_expr(expr: &Expr, scope: &Scope<'_>) -> Result<Value, Error> 
             if !scope.version.is_v2() && functions::is_v2_only(name) {
                 return Ok(Value::Undefined);
             }
-            let args = args
-                .iter()
-                .map(|a| match a.kind {
-                    // `*` is the message data: the bytes as published, not a re-serialization
-                    // of the parsed payload (`26.30` stays `26.30`).
-                    ExprKind::Wildcard if !scope.element && reads_bytes(name) => {
-                        Ok(Value::Binary(Bytes::copy_from_slice(scope.message.payload)))
-                    }
-                    _ => eval_expr(a, scope),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let argument = |a: &Expr| match a.kind {
+                // `*` is the message data: the bytes as published, not a re-serialization
+                // of the parsed payload (`26.30` stays `26.30`).
+                ExprKind::Wildcard if !scope.element && reads_bytes(name) => {
+                    Ok(Value::Binary(Bytes::copy_from_slice(scope.message.payload)))
+                }
+                _ => eval_expr(a, scope),
+            };
             let ctx = FunctionContext {
                 message: scope.message,
                 env: scope.env,
                 version: scope.version,
             };
-            let value = convert::normalize(functions::call(name, &args, &ctx)?, scope.version);
-            check_size(value, scope)?
+            // Most calls have a few arguments: they are evaluated into an array on the stack
+            // rather than a Vec allocated per call.
+            let result = if args.len() <= INLINE_ARGS {
+                let mut values: [Value; INLINE_ARGS] = std::array::from_fn(|_| Value::Undefined);
+                for (slot, a) in values.iter_mut().zip(args) {
+                    *slot = argument(a)?;
+                }
+                let values = values.get(..args.len()).unwrap_or_default();
+                functions::call(name, values, &ctx)?
+            } else {
+                let values = args.iter().map(argument).collect::<Result<Vec<_>, _>>()?;
+                functions::call(name, &values, &ctx)?
+            };
+            check_size(convert::normalize(result, scope.version), scope)?
         }
         ExprKind::Cast { expr, ty } => convert::cast(&eval_expr(expr, scope)?, ty, scope.version),
         ExprKind::Unary { op, expr } => {
@@ -229,6 +238,9 @@ pub(crate) fn eval_expr(expr: &Expr, scope: &Scope<'_>) -> Result<Value, Error> 
     };
     Ok(value)
 }
+
+/// How many arguments of a function call are evaluated without allocating.
+const INLINE_ARGS: usize = 4;
 
 /// The functions that read `*` as the message's original bytes (see the module docs).
 fn reads_bytes(name: &str) -> bool {

@@ -491,14 +491,11 @@ fn object_last_wins(pairs: Vec<(String, Value)>) -> Object {
         let mut seen = std::collections::HashSet::with_capacity(pairs.len());
         !pairs.iter().all(|(k, _)| seen.insert(k.as_str()))
     };
-    if has_duplicates {
-        for (k, v) in pairs {
-            object.insert(k, v);
-        }
-    } else {
-        for (k, v) in pairs {
-            object.push_unchecked(k, v);
-        }
+    if !has_duplicates {
+        return Object::from_distinct_pairs(pairs);
+    }
+    for (k, v) in pairs {
+        object.insert(k, v);
     }
     object
 }

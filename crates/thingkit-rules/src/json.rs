@@ -89,7 +89,7 @@ struct Reader<'t, 'o> {
     options: &'o ReadOptions<'o>,
 }
 
-impl Reader<'_, '_> {
+impl<'t> Reader<'t, '_> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -231,10 +231,10 @@ impl Reader<'_, '_> {
             return Ok(Value::Object(Object::new()));
         }
         loop {
-            let key = self.key()?;
-            if keys.contains(&key.as_str()) {
+            let key = self.key_text()?;
+            if keys.contains(&key.as_ref()) {
                 let value = self.value(depth)?;
-                pairs.push((key, value));
+                pairs.push((key.into_owned(), value));
             } else {
                 self.skip(depth)?;
             }
@@ -290,6 +290,21 @@ impl Reader<'_, '_> {
     fn key(&mut self) -> Result<String, JsonError> {
         self.skip_whitespace();
         let key = self.string()?;
+        self.colon()?;
+        Ok(key)
+    }
+
+    /// [`Reader::key`] borrowed from the text when it has no escapes, so a projecting reader
+    /// copies only the keys it keeps.
+    fn key_text(&mut self) -> Result<std::borrow::Cow<'t, str>, JsonError> {
+        self.skip_whitespace();
+        let (start, end, escaped) = self.string_span()?;
+        let raw = self.text.get(start..end).ok_or(JsonError::NotJson)?;
+        let key = if escaped {
+            std::borrow::Cow::Owned(unescape(raw)?)
+        } else {
+            std::borrow::Cow::Borrowed(raw)
+        };
         self.colon()?;
         Ok(key)
     }

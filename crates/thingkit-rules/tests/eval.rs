@@ -533,6 +533,28 @@ fn decimal_against_int_compares_exactly_at_every_size() {
 }
 
 #[test]
+fn a_field_selected_once_or_read_by_several_items_has_the_same_value() {
+    let payload = r#"{"t": 26.30, "xs": [{"x": 1}, {"x": 2}], "s": "a"}"#;
+    let cases = [
+        ("SELECT t FROM 'a' WHERE t > 25", r#"{"t":26.30}"#),
+        ("SELECT t, t AS u FROM 'a'", r#"{"t":26.30,"u":26.30}"#),
+        ("SELECT t, t + 1 AS u FROM 'a'", r#"{"t":26.30,"u":27.30}"#),
+        (
+            "SELECT xs, (SELECT VALUE x FROM xs) AS x FROM 'a'",
+            r#"{"xs":[{"x":1},{"x":2}],"x":[1,2]}"#,
+        ),
+        (
+            "SELECT s AS first, t, missing FROM 'a'",
+            r#"{"first":"a","t":26.30}"#,
+        ),
+        ("SELECT t AS b, t AS b FROM 'a'", r#"{"b":26.30}"#),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(run(sql, payload).as_deref(), Some(expected), "{sql}");
+    }
+}
+
+#[test]
 fn benchmark_statement_selects_and_filters() {
     let sql =
         "SELECT temperature, topic(2) AS device FROM 'telemetry/+/temp' WHERE temperature > 25";

@@ -113,6 +113,39 @@ impl Decimal {
         self.0.cmp(&rhs.0)
     }
 
+    /// Numeric comparison with the integer `rhs`, exact. When the coefficient and `rhs` scaled
+    /// to the same exponent fit an `i128` (every payload number of up to 34 digits against a
+    /// literal like `25`) it is compared without allocating; otherwise through bigdecimal.
+    pub fn compare_int(&self, rhs: i128) -> Ordering {
+        match self.compare_int_small(rhs) {
+            Some(ordering) => ordering,
+            None => self.compare(&Decimal::from_i128(rhs)),
+        }
+    }
+
+    /// `coefficient × 10^-scale` against `rhs` in `i128` arithmetic; `None` when a side
+    /// does not fit (then the caller compares as bignums).
+    fn compare_int_small(&self, rhs: i128) -> Option<Ordering> {
+        // An integer beyond 34 digits is rounded by `from_i128` first: leave it to that path.
+        if rhs.unsigned_abs() >= 10u128.pow(PRECISION as u32) {
+            return None;
+        }
+        let (coefficient, scale) = self.0.as_bigint_and_scale();
+        let coefficient = coefficient.to_i128()?;
+        let power = |exponent: i64| 10i128.checked_pow(u32::try_from(exponent).ok()?);
+        if scale >= 0 {
+            // coefficient / 10^scale <=> rhs  ⇔  coefficient <=> rhs × 10^scale
+            Some(coefficient.cmp(&rhs.checked_mul(power(scale)?)?))
+        } else {
+            // coefficient × 10^-scale <=> rhs
+            Some(
+                coefficient
+                    .checked_mul(power(scale.checked_neg()?)?)?
+                    .cmp(&rhs),
+            )
+        }
+    }
+
     /// The underlying `BigDecimal`, for functions that need more than this API.
     pub fn as_big(&self) -> &BigDecimal {
         &self.0

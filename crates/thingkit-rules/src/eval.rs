@@ -40,6 +40,12 @@
 //! - Function calls go to the function library with evaluated arguments; `*` as an argument is
 //!   the payload (raw bytes for a non-JSON payload). Under 2015-10-08 a 2016-03-23-only
 //!   function is Undefined.
+//! - `*` given to `encode` or a hash function (`md2`, `md5`, `sha1`, `sha224`, `sha256`,
+//!   `sha384`, `sha512`) is the message data as published (`Value::Binary` of the original
+//!   bytes, AWS: "`*` is the message data"), JSON or not, so `{"t": 26.30}` is encoded or
+//!   hashed byte for byte rather than re-serialized; such a call does not make the payload be
+//!   parsed. Inside a nested query `*` is the current element, which has no bytes of its own:
+//!   these functions see it through its String form (compact JSON).
 //! - **The 2016-03-23 whole-number rule** (IOT-A `iot-sql-data-types.md`: "numeric values that
 //!   are whole numbers, such as 10.0, are processed as an Int value") is applied wherever a
 //!   value enters the evaluation under that version: payload numbers as they are read, number
@@ -84,6 +90,9 @@ pub(crate) struct Scope<'a> {
     pub aggregates: Option<AggregateHook<'a>>,
     /// The largest value (approximate JSON size in bytes) an expression may build.
     pub max_value_bytes: usize,
+    /// Whether `payload` is the element of a nested query rather than the message's payload
+    /// (then `*` given to a byte function is that element, not the message's bytes).
+    pub element: bool,
 }
 
 impl<'a> Scope<'a> {
@@ -99,6 +108,18 @@ impl<'a> Scope<'a> {
             variables,
             aggregates: self.aggregates,
             max_value_bytes: self.max_value_bytes,
+            element: self.element,
+        }
+    }
+
+    /// [`Scope::with_payload`] for the element of a nested query.
+    fn with_element<'b>(&'b self, element: &'b Value, variables: &'b [(String, Value)]) -> Scope<'b>
+    where
+        'a: 'b,
+    {
+        Scope {
+            element: true,
+            ..self.with_payload(element, variables)
         }
     }
 }
@@ -140,17 +161,33 @@ pub(crate) fn eval_expr(expr: &Expr, scope: &Scope<'_>) -> Result<Value, Error> 
             if !scope.version.is_v2() && functions::is_v2_only(name) {
                 return Ok(Value::Undefined);
             }
-            let args = args
-                .iter()
-                .map(|a| eval_expr(a, scope))
-                .collect::<Result<Vec<_>, _>>()?;
+            let argument = |a: &Expr| match a.kind {
+                // `*` is the message data: the bytes as published, not a re-serialization
+                // of the parsed payload (`26.30` stays `26.30`).
+                ExprKind::Wildcard if !scope.element && reads_bytes(name) => {
+                    Ok(Value::Binary(Bytes::copy_from_slice(scope.message.payload)))
+                }
+                _ => eval_expr(a, scope),
+            };
             let ctx = FunctionContext {
                 message: scope.message,
                 env: scope.env,
                 version: scope.version,
             };
-            let value = convert::normalize(functions::call(name, &args, &ctx)?, scope.version);
-            check_size(value, scope)?
+            // Most calls have a few arguments: they are evaluated into an array on the stack
+            // rather than a Vec allocated per call.
+            let result = if args.len() <= INLINE_ARGS {
+                let mut values: [Value; INLINE_ARGS] = std::array::from_fn(|_| Value::Undefined);
+                for (slot, a) in values.iter_mut().zip(args) {
+                    *slot = argument(a)?;
+                }
+                let values = values.get(..args.len()).unwrap_or_default();
+                functions::call(name, values, &ctx)?
+            } else {
+                let values = args.iter().map(argument).collect::<Result<Vec<_>, _>>()?;
+                functions::call(name, &values, &ctx)?
+            };
+            check_size(convert::normalize(result, scope.version), scope)?
         }
         ExprKind::Cast { expr, ty } => convert::cast(&eval_expr(expr, scope)?, ty, scope.version),
         ExprKind::Unary { op, expr } => {
@@ -200,6 +237,17 @@ pub(crate) fn eval_expr(expr: &Expr, scope: &Scope<'_>) -> Result<Value, Error> 
         ExprKind::Subquery(statement) => nested_query(statement, scope)?,
     };
     Ok(value)
+}
+
+/// How many arguments of a function call are evaluated without allocating.
+const INLINE_ARGS: usize = 4;
+
+/// The functions that read `*` as the message's original bytes (see the module docs).
+fn reads_bytes(name: &str) -> bool {
+    matches!(
+        name,
+        "encode" | "md2" | "md5" | "sha1" | "sha224" | "sha256" | "sha384" | "sha512"
+    )
 }
 
 /// The value of a literal under `version`.
@@ -357,9 +405,9 @@ fn nested_query(statement: &Statement, scope: &Scope<'_>) -> Result<Value, Error
     };
     let mut results = Vec::new();
     for element in &elements {
-        let inner = scope.with_payload(element, scope.variables);
+        let inner = scope.with_element(element, scope.variables);
         let variables = assign(statement, &inner)?;
-        let inner = scope.with_payload(element, &variables);
+        let inner = scope.with_element(element, &variables);
         if !passes(statement, &inner)? {
             continue;
         }
@@ -372,8 +420,9 @@ fn nested_query(statement: &Statement, scope: &Scope<'_>) -> Result<Value, Error
     check_size(Value::Array(results), scope)
 }
 
-/// How much of the payload a statement reads.
-enum PayloadUse {
+/// How much of the payload a statement reads: computed once per rule ([`payload_use`]).
+#[derive(Debug, Clone)]
+pub(crate) enum PayloadUse {
     /// Nothing: the payload is never parsed.
     None,
     /// Only these top-level members.
@@ -397,7 +446,14 @@ fn visit(expr: &Expr, fields: &mut Vec<String>, whole: &mut bool) {
             visit(base, fields, whole);
             visit(index, fields, whole);
         }
-        ExprKind::Call { args, .. } => args.iter().for_each(|a| visit(a, fields, whole)),
+        ExprKind::Call { name, args } => {
+            for arg in args {
+                // `*` given to a byte function is the raw message, not the parsed payload.
+                if !(matches!(arg.kind, ExprKind::Wildcard) && reads_bytes(name)) {
+                    visit(arg, fields, whole);
+                }
+            }
+        }
         ExprKind::Cast { expr, .. } | ExprKind::Unary { expr, .. } => {
             visit(expr, fields, whole);
         }
@@ -431,7 +487,9 @@ fn visit(expr: &Expr, fields: &mut Vec<String>, whole: &mut bool) {
     }
 }
 
-fn payload_use(statement: &Statement) -> PayloadUse {
+/// How much of the payload `statement` reads (a walk of the statement: done when a rule is
+/// built, not per message).
+pub(crate) fn payload_use(statement: &Statement) -> PayloadUse {
     let mut fields = Vec::new();
     let mut whole = false;
     for assignment in &statement.set {
@@ -470,6 +528,16 @@ impl PayloadUse {
         match self {
             PayloadUse::None => Ok(Value::Undefined),
             PayloadUse::Whole => read_payload(message.payload, version, limits, None),
+            // The usual handful of names is passed from the stack; only a statement reading
+            // more members than that allocates the list.
+            PayloadUse::Fields(fields) if fields.len() <= INLINE_KEYS => {
+                let mut keys = [""; INLINE_KEYS];
+                for (slot, field) in keys.iter_mut().zip(fields) {
+                    *slot = field;
+                }
+                let keys = keys.get(..fields.len()).unwrap_or_default();
+                read_payload(message.payload, version, limits, Some(keys))
+            }
             PayloadUse::Fields(fields) => {
                 let keys: Vec<&str> = fields.iter().map(String::as_str).collect();
                 read_payload(message.payload, version, limits, Some(&keys))
@@ -477,6 +545,9 @@ impl PayloadUse {
         }
     }
 }
+
+/// How many member names [`PayloadUse::read`] passes without allocating.
+const INLINE_KEYS: usize = 8;
 
 /// Reads the message payload as a statement needs it: a JSON value, or the raw bytes.
 ///
@@ -554,12 +625,13 @@ fn strip_undefined(value: &mut Value) {
 /// A limit was exceeded, or an external function failed.
 pub(crate) fn evaluate(
     statement: &Statement,
+    payload_use: &PayloadUse,
     version: SqlVersion,
     message: &Message<'_>,
     env: &dyn Environment,
     limits: &Limits,
 ) -> Result<(Option<Output>, Variables), Error> {
-    let payload = payload_use(statement).read(message, version, limits)?;
+    let payload = payload_use.read(message, version, limits)?;
     let scope = Scope {
         message,
         env,
@@ -568,6 +640,7 @@ pub(crate) fn evaluate(
         variables: &[],
         aggregates: None,
         max_value_bytes: limits.max_output_bytes,
+        element: false,
     };
     let variables = assign(statement, &scope)?;
     let scope = scope.with_payload(&payload, &variables);
@@ -639,6 +712,7 @@ impl Template {
             variables,
             aggregates: None,
             max_value_bytes: limits.max_output_bytes,
+            element: false,
         };
         let mut out = String::new();
         for part in self.parts() {

@@ -89,7 +89,7 @@ struct Reader<'t, 'o> {
     options: &'o ReadOptions<'o>,
 }
 
-impl Reader<'_, '_> {
+impl<'t> Reader<'t, '_> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -231,10 +231,10 @@ impl Reader<'_, '_> {
             return Ok(Value::Object(Object::new()));
         }
         loop {
-            let key = self.key()?;
-            if keys.contains(&key.as_str()) {
+            let key = self.key_text()?;
+            if keys.contains(&key.as_ref()) {
                 let value = self.value(depth)?;
-                pairs.push((key, value));
+                pairs.push((key.into_owned(), value));
             } else {
                 self.skip(depth)?;
             }
@@ -290,6 +290,21 @@ impl Reader<'_, '_> {
     fn key(&mut self) -> Result<String, JsonError> {
         self.skip_whitespace();
         let key = self.string()?;
+        self.colon()?;
+        Ok(key)
+    }
+
+    /// [`Reader::key`] borrowed from the text when it has no escapes, so a projecting reader
+    /// copies only the keys it keeps.
+    fn key_text(&mut self) -> Result<std::borrow::Cow<'t, str>, JsonError> {
+        self.skip_whitespace();
+        let (start, end, escaped) = self.string_span()?;
+        let raw = self.text.get(start..end).ok_or(JsonError::NotJson)?;
+        let key = if escaped {
+            std::borrow::Cow::Owned(unescape(raw)?)
+        } else {
+            std::borrow::Cow::Borrowed(raw)
+        };
         self.colon()?;
         Ok(key)
     }
@@ -412,13 +427,13 @@ pub(crate) fn number_value(text: &str, integer: bool, whole_as_int: bool) -> Opt
         }
         return Some(Value::Int(if text.starts_with('-') { -n } else { n }));
     }
+    if !integer && let Some(value) = short_decimal(text, whole_as_int) {
+        return Some(value);
+    }
     if !integer && exponent_out_of_range(text) {
         return None;
     }
-    let decimal = match short_decimal(text) {
-        Some(decimal) => decimal,
-        None => Decimal::parse(text)?,
-    };
+    let decimal = Decimal::parse(text)?;
     Some(if whole_as_int {
         whole_decimal_as_int(decimal)
     } else {
@@ -427,8 +442,10 @@ pub(crate) fn number_value(text: &str, integer: bool, whole_as_int: bool) -> Opt
 }
 
 /// The common payload number `-?digits.digits` with at most 18 digits, built without going
-/// through text parsing (the hot path of reading telemetry).
-fn short_decimal(text: &str) -> Option<Decimal> {
+/// through text parsing (the hot path of reading telemetry): no exponent, so its scale is in
+/// range; with `whole_as_int` an all-zero fraction (`25.0`) is the Int of the whole part, found
+/// from the digits rather than by asking the built Decimal.
+fn short_decimal(text: &str, whole_as_int: bool) -> Option<Value> {
     let (negative, body) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -438,19 +455,30 @@ fn short_decimal(text: &str) -> Option<Decimal> {
         return None;
     }
     let mut mantissa: i64 = 0;
-    for b in whole.bytes().chain(fraction.bytes()) {
+    for b in whole.bytes() {
         if !b.is_ascii_digit() {
             return None;
         }
         mantissa = mantissa * 10 + i64::from(b - b'0');
     }
+    let whole_part = if negative { -mantissa } else { mantissa };
+    let mut zero_fraction = true;
+    for b in fraction.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        zero_fraction &= b == b'0';
+        mantissa = mantissa * 10 + i64::from(b - b'0');
+    }
+    if whole_as_int && zero_fraction {
+        return Some(Value::Int(i128::from(whole_part)));
+    }
     if negative {
         mantissa = -mantissa;
     }
     let scale = i64::try_from(fraction.len()).ok()?;
-    Some(Decimal::from_big(bigdecimal::BigDecimal::new(
-        bigdecimal::num_bigint::BigInt::from(mantissa),
-        scale,
+    Some(Value::Decimal(Decimal::from_big(
+        bigdecimal::BigDecimal::new(bigdecimal::num_bigint::BigInt::from(mantissa), scale),
     )))
 }
 
@@ -478,14 +506,11 @@ fn object_last_wins(pairs: Vec<(String, Value)>) -> Object {
         let mut seen = std::collections::HashSet::with_capacity(pairs.len());
         !pairs.iter().all(|(k, _)| seen.insert(k.as_str()))
     };
-    if has_duplicates {
-        for (k, v) in pairs {
-            object.insert(k, v);
-        }
-    } else {
-        for (k, v) in pairs {
-            object.push_unchecked(k, v);
-        }
+    if !has_duplicates {
+        return Object::from_distinct_pairs(pairs);
+    }
+    for (k, v) in pairs {
+        object.insert(k, v);
     }
     object
 }
@@ -677,12 +702,28 @@ mod tests {
 
     #[test]
     fn short_decimals_equal_parsed_ones() {
-        for text in ["22.5", "-0.001", "123456789.123456789", "-0.0", "10.000"] {
-            let short = short_decimal(text).map(|d| d.to_string());
-            assert_eq!(short, Decimal::parse(text).map(|d| d.to_string()), "{text}");
+        for text in [
+            "22.5",
+            "-0.001",
+            "123456789.123456789",
+            "-0.0",
+            "10.000",
+            "26.30",
+        ] {
+            let text_of = |v: Option<Value>| match v {
+                Some(Value::Decimal(d)) => Some(d.to_string()),
+                other => other.map(|v| format!("{v:?}")),
+            };
+            let short = text_of(short_decimal(text, false));
+            let parsed = text_of(Decimal::parse(text).map(Value::Decimal));
+            assert_eq!(short, parsed, "{text}");
+            let short_v2 = text_of(short_decimal(text, true));
+            let parsed_v2 = text_of(Decimal::parse(text).map(whole_decimal_as_int));
+            assert_eq!(short_v2, parsed_v2, "{text} (whole as Int)");
         }
-        assert!(short_decimal("1234567890.1234567890").is_none());
-        assert!(short_decimal("1e5").is_none());
+        assert_eq!(short_decimal("-0.0", true), Some(Value::Int(0)));
+        assert!(short_decimal("1234567890.1234567890", false).is_none());
+        assert!(short_decimal("1e5", false).is_none());
     }
 
     #[test]

@@ -113,6 +113,17 @@ fn numeric_operand(value: &Value) -> Option<Value> {
 }
 
 fn compare(left: &Value, right: &Value, test: impl Fn(Ordering) -> bool) -> Value {
+    // The common cases compared in place, without copying or converting the operands.
+    let ordering = match (left, right) {
+        (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+        (Value::Decimal(a), Value::Int(b)) => Some(a.compare_int(*b)),
+        (Value::Int(a), Value::Decimal(b)) => Some(b.compare_int(*a).reverse()),
+        (Value::Decimal(a), Value::Decimal(b)) => Some(a.compare(b)),
+        _ => None,
+    };
+    if let Some(ordering) = ordering {
+        return Value::Bool(test(ordering));
+    }
     let ordering = match (numeric_operand(left), numeric_operand(right)) {
         (Some(Value::Int(a)), Some(Value::Int(b))) => a.cmp(&b),
         (Some(a), Some(b)) => match (as_decimal(&a), as_decimal(&b)) {

@@ -92,6 +92,8 @@ pub struct Rule {
     sql: String,
     statement: Statement,
     version: SqlVersion,
+    /// Which payload members the statement reads, found once here rather than per message.
+    payload_use: crate::eval::PayloadUse,
 }
 
 impl Rule {
@@ -130,6 +132,7 @@ impl Rule {
         }
         Ok(Rule {
             sql: sql.to_string(),
+            payload_use: crate::eval::payload_use(&statement),
             statement,
             version,
         })
@@ -191,7 +194,14 @@ impl Rule {
         env: &dyn Environment,
         limits: &Limits,
     ) -> Result<(Option<Output>, Variables), Error> {
-        crate::eval::evaluate(&self.statement, self.version, message, env, limits)
+        crate::eval::evaluate(
+            &self.statement,
+            &self.payload_use,
+            self.version,
+            message,
+            env,
+            limits,
+        )
     }
 
     /// A rule from an already built statement (the parser's output, or a tree built by code).
@@ -199,6 +209,7 @@ impl Rule {
     pub fn from_statement(statement: Statement, version: SqlVersion) -> Rule {
         Rule {
             sql: String::new(),
+            payload_use: crate::eval::payload_use(&statement),
             statement,
             version,
         }

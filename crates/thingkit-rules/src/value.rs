@@ -88,6 +88,12 @@ impl Object {
         self.0.is_empty()
     }
 
+    /// An object of `pairs` whose keys are already known to be distinct, taking the vector
+    /// as it is (no copy).
+    pub(crate) fn from_distinct_pairs(pairs: Vec<(String, Value)>) -> Object {
+        Object(pairs)
+    }
+
     /// Appends without checking for the key (the caller knows it is new, as a JSON reader
     /// that refuses duplicates does).
     pub fn push_unchecked(&mut self, key: String, value: Value) {

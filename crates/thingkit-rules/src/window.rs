@@ -1429,6 +1429,7 @@ impl Windows {
                 variables: &variables,
                 aggregates: None,
                 max_value_bytes: limits.max_output_bytes,
+                element: false,
             };
             let value = eval::eval_expr(&assignment.value, &scope)?;
             variables.push((assignment.name.clone(), value));
@@ -1441,6 +1442,7 @@ impl Windows {
             variables: &variables,
             aggregates: None,
             max_value_bytes: limits.max_output_bytes,
+            element: false,
         };
         if let Some(condition) = &self.plan.where_
             && eval::eval_expr(condition, &scope)? != Value::Bool(true)
@@ -1549,6 +1551,7 @@ impl Windows {
             variables: &[],
             aggregates: Some(&hook),
             max_value_bytes: limits.max_output_bytes,
+            element: false,
         };
         let value = if self.plan.value {
             match self.plan.items.first() {

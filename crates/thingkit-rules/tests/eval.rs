@@ -450,6 +450,110 @@ fn decode_of_encoded_star_compares_as_json() {
     );
 }
 
+/// The JSON string `output` holds, without its quotes.
+fn json_string(output: Option<String>) -> String {
+    output
+        .as_deref()
+        .and_then(|text| text.strip_prefix('"'))
+        .and_then(|text| text.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn encode_of_star_is_the_original_payload_bytes_not_a_reserialization() {
+    use base64::Engine;
+    let payload = br#"{"t": 26.30}"#;
+    let encoded = json_string(run_on(
+        "SELECT VALUE encode(*, 'base64') FROM 'a'",
+        V2,
+        "a",
+        payload,
+    ));
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes());
+    assert_eq!(decoded.ok().as_deref(), Some(&payload[..]));
+}
+
+#[test]
+fn hash_of_star_is_the_digest_of_the_payload_bytes() {
+    use sha2::Digest;
+    let payload = br#"{"t": 26.30, "id": "s-1"}"#;
+    let hex = |digest: &[u8]| -> String { digest.iter().map(|b| format!("{b:02x}")).collect() };
+    assert_eq!(
+        json_string(run_on("SELECT VALUE md5(*) FROM 'a'", V2, "a", payload)),
+        hex(&md5::Md5::digest(payload))
+    );
+    assert_eq!(
+        json_string(run_on("SELECT VALUE sha256(*) FROM 'a'", V1, "a", payload)),
+        hex(&sha2::Sha256::digest(payload))
+    );
+}
+
+#[test]
+fn encode_of_star_in_a_nested_query_is_the_current_element() {
+    // There are no original bytes for an element: it is encoded through its String form.
+    assert_eq!(
+        run_on(
+            "SELECT (SELECT VALUE encode(*, 'base64') FROM a) AS e FROM 'x'",
+            V2,
+            "x",
+            br#"{"a": [{"n":  1}]}"#
+        )
+        .as_deref(),
+        Some(r#"{"e":["eyJuIjoxfQ=="]}"#)
+    );
+}
+
+#[test]
+fn star_given_to_other_functions_is_still_the_parsed_payload() {
+    assert_eq!(
+        run_on(
+            "SELECT VALUE get(*, 't') FROM 'a'",
+            V2,
+            "a",
+            br#"{"t": 26.30}"#
+        )
+        .as_deref(),
+        Some("26.30")
+    );
+}
+
+#[test]
+fn decimal_against_int_compares_exactly_at_every_size() {
+    let t = |text: &str| format!(r#"{{"t": {text}}}"#);
+    assert!(fires("t > 25", &t("25.000000000000000000000000000001")));
+    assert!(!fires("t > 25", &t("24.999999999999999999999999999999")));
+    assert!(fires("25 < t", &t("25.1")));
+    assert!(fires("t < 0", &t("-1e-40")));
+    assert!(fires("t > 0", &t("1e-40")));
+    assert!(fires("t > 99999999999999999999999999999999", &t("1e40")));
+    assert!(fires("t < -25", &t("-25.5")));
+    assert!(fires("t >= -25", &t("-24.5")));
+    assert!(!fires("t > 25", &t("25")));
+}
+
+#[test]
+fn a_field_selected_once_or_read_by_several_items_has_the_same_value() {
+    let payload = r#"{"t": 26.30, "xs": [{"x": 1}, {"x": 2}], "s": "a"}"#;
+    let cases = [
+        ("SELECT t FROM 'a' WHERE t > 25", r#"{"t":26.30}"#),
+        ("SELECT t, t AS u FROM 'a'", r#"{"t":26.30,"u":26.30}"#),
+        ("SELECT t, t + 1 AS u FROM 'a'", r#"{"t":26.30,"u":27.30}"#),
+        (
+            "SELECT xs, (SELECT VALUE x FROM xs) AS x FROM 'a'",
+            r#"{"xs":[{"x":1},{"x":2}],"x":[1,2]}"#,
+        ),
+        (
+            "SELECT s AS first, t, missing FROM 'a'",
+            r#"{"first":"a","t":26.30}"#,
+        ),
+        ("SELECT t AS b, t AS b FROM 'a'", r#"{"b":26.30}"#),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(run(sql, payload).as_deref(), Some(expected), "{sql}");
+    }
+}
+
 #[test]
 fn benchmark_statement_selects_and_filters() {
     let sql =

@@ -24,8 +24,8 @@ fn is_base64(scheme: &Value) -> bool {
     matches!(scheme, Value::String(s) if s.eq_ignore_ascii_case("base64"))
 }
 
-/// `encode(value, 'base64')`: raw bytes (`*` of a non-JSON payload) as they are, anything else
-/// through its String form.
+/// `encode(value, 'base64')`: raw bytes (`*`: the message as published) as they are,
+/// anything else through its String form.
 pub(super) fn encode(value: &Value, scheme: &Value) -> Option<Value> {
     if !is_base64(scheme) {
         return None;

@@ -15,7 +15,7 @@ fn hex<D: Digest>(bytes: &[u8]) -> String {
 
 /// The digest named `name` of `value`'s String form.
 pub(super) fn hex_digest(name: &str, value: &Value) -> Option<Value> {
-    // Raw bytes (`*` of a non-JSON payload) are hashed as they are.
+    // Raw bytes (`*`: the message as published, JSON or not) are hashed as they are.
     let text = match value {
         Value::Binary(bytes) => bytes.to_vec(),
         other => to_string(other)?.into_bytes(),

@@ -701,6 +701,11 @@ fn topic_examples_and_basic_ingest() {
         Ok(s("Buildings/Building5/Floor2/Room201/Lights"))
     );
     assert_eq!(call_on(ingest, "topic", &[int(3)]), Ok(s("Floor2")));
+    // Empty levels count, as `split('/')` counts them.
+    assert_eq!(call_on("a//c/", "topic", &[int(2)]), Ok(s("")));
+    assert_eq!(call_on("a//c/", "topic", &[int(3)]), Ok(s("c")));
+    assert_eq!(call_on("a//c/", "topic", &[int(4)]), Ok(s("")));
+    assert_eq!(call_on("a//c/", "topic", &[int(5)]), Ok(Value::Undefined));
 }
 
 #[test]

@@ -855,3 +855,75 @@ async fn get_thing_shadow_in_a_rule_reads_the_shadows_the_broker_serves() {
     );
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_republish_to_a_shadow_update_topic_updates_the_shadow_and_one_to_a_jobs_topic_fails() {
+    use thingkit::broker::ShadowService;
+    use thingkit::shadow::{Limits, MemoryShadowStore, ShadowKey};
+
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let shadows = Arc::new(ShadowService::new(
+        MemoryShadowStore::new(),
+        Limits::default(),
+    ));
+    let engine = RulesEngine::new(config(dir.path()));
+    engine
+        .upsert(
+            "to_shadow",
+            &payload(serde_json::json!({
+                "sql": "SELECT VALUE {'state': {'reported': {'t': temperature}}} FROM 'telemetry/+/temperature'",
+                "awsIotSqlVersion": "2016-03-23",
+                "actions": [{"republish": {"topic": "$$aws/things/${topic(2)}/shadow/update", "qos": 1}}],
+            })),
+        )
+        .unwrap();
+    engine
+        .upsert(
+            "to_jobs",
+            &payload(serde_json::json!({
+                "sql": "SELECT * FROM 'telemetry/+/temperature'",
+                "actions": [{"republish": {"topic": "$$aws/things/${topic(2)}/jobs/get"}}],
+                "errorAction": {"file": {"path": "errors.jsonl", "format": "jsonl"}},
+            })),
+        )
+        .unwrap();
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .rules(engine.clone())
+    .service(shadows.clone())
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
+    .await
+    .expect("broker starts");
+    let mut publisher = connect(&fleet, &broker, &a).await;
+    publisher
+        .publish_qos1("telemetry/sensor-a/temperature", "{\"temperature\": 27}")
+        .await
+        .unwrap();
+    let key = ShadowKey::classic("sensor-a").unwrap();
+    let document = || {
+        shadows
+            .shadows()
+            .get_document(&key, 0)
+            .unwrap()
+            .map(|d| json(&d))
+    };
+    assert!(eventually(|| document().is_some()).await);
+    assert_eq!(document().unwrap()["state"]["reported"]["t"], 27);
+    let errors = dir.path().join("errors.jsonl");
+    assert!(eventually(|| !lines(&errors).is_empty()).await);
+    let record = &lines(&errors)[0];
+    assert_eq!(record["ruleName"], "to_jobs");
+    assert_eq!(record["failures"][0]["failedAction"], "RepublishAction");
+    assert!(
+        record["failures"][0]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("not supported"),
+        "{record}"
+    );
+    broker.shutdown(Duration::from_secs(5)).await;
+}

@@ -135,6 +135,16 @@ pub trait TopicService: Send + Sync + 'static {
     }
     /// Answers one request.
     fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse;
+    /// Answers a message published from inside the broker on a topic this service claims: a
+    /// topic rule's republish action (AWS lets a rule republish to a shadow's `update` topic,
+    /// which updates the shadow). There is no requester: the response's `replies` are dropped,
+    /// its `publishes` go to subscribers. `None` (the default) means the service does not take
+    /// such messages and the republish fails (AWS does not support republishing to the
+    /// reserved job topics, for one).
+    fn handle_internal(&self, message: &Message) -> Option<ServiceResponse> {
+        let _ = message;
+        None
+    }
     /// What the requester is told when [`TopicService::handle`] failed (panicked or was
     /// cancelled); default nothing beyond the PUBACK.
     fn failure_replies(&self, request: &ServiceRequest<'_>) -> Vec<ServiceReply> {
@@ -436,11 +446,20 @@ impl<S: thingkit_shadow::ShadowStore + 'static> TopicService for ShadowService<S
     }
 
     fn handle(&self, request: &ServiceRequest<'_>) -> ServiceResponse {
-        let answer = self.shadows().request(
-            request.message.topic.as_str(),
-            &request.message.payload,
-            super::unix_now(),
-        );
+        self.answer(request.message)
+    }
+
+    fn handle_internal(&self, message: &Message) -> Option<ServiceResponse> {
+        Some(self.answer(message))
+    }
+}
+
+impl<S: thingkit_shadow::ShadowStore + 'static> ShadowService<S> {
+    /// The answer to a shadow request, from a client or a rule's republish alike.
+    fn answer(&self, message: &Message) -> ServiceResponse {
+        let answer =
+            self.shadows()
+                .request(message.topic.as_str(), &message.payload, super::unix_now());
         match answer {
             Some(publishes) => ServiceResponse::published(
                 publishes

@@ -411,6 +411,17 @@ impl DeadLetter {
     }
 }
 
+/// Whether `topic` is one of AWS's reserved job topics (`$aws/things/{thing}/jobs/...`,
+/// `$aws/events/job/...`, `$aws/events/jobExecution/...`), which a rule may not republish to.
+fn is_reserved_job_topic(topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    match (levels.next(), levels.next(), levels.next(), levels.next()) {
+        (Some("$aws"), Some("things"), Some(_), Some("jobs")) => true,
+        (Some("$aws"), Some("events"), Some("job" | "jobExecution"), _) => true,
+        _ => false,
+    }
+}
+
 /// The republish action: through the broker's own routing.
 struct Republish {
     rule: Arc<str>,
@@ -453,16 +464,80 @@ impl Performer for Republish {
             principal: None,
             provenance,
         };
-        let routed = super::super::connection::route_message_from(&shared, &message, &origin)
-            .map_err(|e| AttemptError::retry(e.to_string()))?;
-        if !routed.blocked.is_empty() {
-            runtime
-                .block_on(super::super::connection::place_blocked(
-                    &shared,
-                    routed.blocked,
-                ))
+        let route = |message: &Arc<crate::Message>| -> Result<(), AttemptError> {
+            let routed = super::super::connection::route_message_from(&shared, message, &origin)
                 .map_err(|e| AttemptError::retry(e.to_string()))?;
+            if !routed.blocked.is_empty() {
+                runtime
+                    .block_on(super::super::connection::place_blocked(
+                        &shared,
+                        routed.blocked,
+                    ))
+                    .map_err(|e| AttemptError::retry(e.to_string()))?;
+            }
+            Ok(())
+        };
+        // A topic a broker service claims (a shadow's `update`) goes to the service, as a
+        // client's publish would: AWS's republish to `$$aws/things/T/shadow/update` updates the
+        // shadow. A service that takes no republished messages (jobs, provisioning, Basic
+        // Ingest) fails the action.
+        if is_reserved_job_topic(message.topic.as_str()) {
+            return Err(AttemptError::fatal(format!(
+                "republishing to {} is not supported: AWS IoT does not republish to the reserved job topics",
+                message.topic.as_str()
+            )));
         }
-        Ok(())
+        if let Some(service) = shared.services.find(&message.topic) {
+            let Some(response) = service.handle_internal(&message) else {
+                return Err(AttemptError::fatal(format!(
+                    "republishing to {} is not supported: the {} service takes no republished messages",
+                    message.topic.as_str(),
+                    service.name()
+                )));
+            };
+            if !response.code.is_success() {
+                return Err(AttemptError::fatal(format!(
+                    "{} refused the republished message: {}",
+                    service.name(),
+                    response.reason.as_deref().unwrap_or("no reason given")
+                )));
+            }
+            for publish in &response.publishes {
+                let topic = TopicName::new(&publish.topic)
+                    .map_err(|e| AttemptError::fatal(format!("topic {:?}: {e}", publish.topic)))?;
+                route(&Arc::new(crate::Message {
+                    topic,
+                    payload: publish.payload.clone().into(),
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                    properties: Default::default(),
+                    from: None,
+                    received: std::time::Instant::now(),
+                }))?;
+            }
+            return match response.disposition {
+                super::super::Disposition::Route { .. } => route(&message),
+                _ => Ok(()),
+            };
+        }
+        route(&message)
+    }
+}
+
+#[cfg(test)]
+mod republish_tests {
+    use super::is_reserved_job_topic;
+
+    #[test]
+    fn reserved_job_topics_are_recognised() {
+        assert!(is_reserved_job_topic("$aws/things/t/jobs/get"));
+        assert!(is_reserved_job_topic("$aws/things/t/jobs/j1/update"));
+        assert!(is_reserved_job_topic("$aws/events/job/j1/completed"));
+        assert!(is_reserved_job_topic(
+            "$aws/events/jobExecution/j1/succeeded"
+        ));
+        assert!(!is_reserved_job_topic("$aws/things/t/shadow/update"));
+        assert!(!is_reserved_job_topic("things/t/jobs/get"));
+        assert!(!is_reserved_job_topic("$aws/things/jobs"));
     }
 }

@@ -6,7 +6,9 @@
 //! route_message ──(filter match, try_send: never blocks a publisher)──> rules queue
 //!   -> evaluator thread: Rule::evaluate, or Windows::push / advance (ticked once a second)
 //!   -> per action: its own bounded queue and worker thread (retries with backoff)
-//!        republish -> the broker's own routing (iot:Receive still decides per subscriber)
+//!        republish -> the broker's own routing (iot:Receive still decides per subscriber);
+//!                     a topic a service claims goes to the service (a shadow's update topic
+//!                     updates the shadow, as on AWS); AWS's reserved job topics are refused
 //!        http      -> ureq POST, 2xx = success, 5xx / 429 / transport errors retried
 //!        file      -> JSON lines, CSV (RFC 4180) or Parquet, optionally partitioned by date
 //!   -> one error record per (rule, message) listing every failed action

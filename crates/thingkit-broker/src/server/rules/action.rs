@@ -415,11 +415,16 @@ impl DeadLetter {
 /// `$aws/events/job/...`, `$aws/events/jobExecution/...`), which a rule may not republish to.
 fn is_reserved_job_topic(topic: &str) -> bool {
     let mut levels = topic.split('/');
-    match (levels.next(), levels.next(), levels.next(), levels.next()) {
-        (Some("$aws"), Some("things"), Some(_), Some("jobs")) => true,
-        (Some("$aws"), Some("events"), Some("job" | "jobExecution"), _) => true,
-        _ => false,
-    }
+    matches!(
+        (levels.next(), levels.next(), levels.next(), levels.next()),
+        (Some("$aws"), Some("things"), Some(_), Some("jobs"))
+            | (
+                Some("$aws"),
+                Some("events"),
+                Some("job" | "jobExecution"),
+                _
+            )
+    )
 }
 
 /// The republish action: through the broker's own routing.

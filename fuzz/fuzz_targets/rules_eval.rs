@@ -1,11 +1,11 @@
 //! Arbitrary `<SQL> NUL <payload bytes>`: the statement is compiled under both SQL versions and
-//! run on the payload with a fixed environment. Nothing may panic or overflow the stack, an
+//! run on the payload with a fixed environment (a windowed statement through `Windows`). Nothing may panic or overflow the stack, an
 //! output never holds Undefined, and its JSON text reads back as JSON.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use thingkit_rules::ast::SqlVersion;
-use thingkit_rules::{Environment, Limits, Message, Output, Rule, Value};
+use thingkit_rules::{Environment, Limits, Message, Output, Rule, Value, WindowLimits, Windows};
 
 struct Fixed;
 
@@ -51,6 +51,24 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         if rule.is_windowed() {
+            // The GROUP BY extension: the message at two arrival times a window apart, then
+            // the clock and a flush; every row obeys the same output rules.
+            let Ok(mut windows) = Windows::new(&rule, WindowLimits::default()) else {
+                continue;
+            };
+            let later = Message {
+                timestamp_ms: message.timestamp_ms + 3_600_000,
+                ..message
+            };
+            let _ = windows.push(&message, &Fixed);
+            let _ = windows.push(&later, &Fixed);
+            let mut rows = windows.advance(later.timestamp_ms + 86_400_000);
+            rows.extend(windows.flush());
+            for row in rows {
+                if let Output::Json(value) = row {
+                    assert!(no_undefined(&value), "{sql}: {value:?}");
+                }
+            }
             continue;
         }
         if let Ok(Some(Output::Json(value))) = rule.evaluate(&message, &Fixed, &limits) {

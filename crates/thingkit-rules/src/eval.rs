@@ -490,19 +490,30 @@ fn visit(expr: &Expr, fields: &mut Vec<String>, whole: &mut bool) {
 /// How much of the payload `statement` reads (a walk of the statement: done when a rule is
 /// built, not per message).
 pub(crate) fn payload_use(statement: &Statement) -> PayloadUse {
-    let mut fields = Vec::new();
     let mut whole = false;
-    for assignment in &statement.set {
-        visit(&assignment.value, &mut fields, &mut whole);
-    }
-    if let Some(condition) = &statement.where_ {
-        visit(condition, &mut fields, &mut whole);
-    }
+    let mut exprs = Vec::new();
+    exprs.extend(statement.set.iter().map(|assignment| &assignment.value));
+    exprs.extend(&statement.where_);
     for item in &statement.select.items {
         match item {
             SelectItem::Wildcard { .. } => whole = true,
-            SelectItem::Expr { expr, .. } => visit(expr, &mut fields, &mut whole),
+            SelectItem::Expr { expr, .. } => exprs.push(expr),
         }
+    }
+    let mut used = payload_use_of(exprs);
+    if whole {
+        used = PayloadUse::Whole;
+    }
+    used
+}
+
+/// How much of the payload the expressions `exprs` read (the window code gives its SET,
+/// WHERE, keys, event time and aggregate inputs).
+pub(crate) fn payload_use_of<'e>(exprs: impl IntoIterator<Item = &'e Expr>) -> PayloadUse {
+    let mut fields = Vec::new();
+    let mut whole = false;
+    for expr in exprs {
+        visit(expr, &mut fields, &mut whole);
     }
     PayloadUse::of(fields, whole)
 }
@@ -519,7 +530,7 @@ impl PayloadUse {
     }
 
     /// Reads the payload as far as this use needs.
-    fn read(
+    pub(crate) fn read(
         &self,
         message: &Message<'_>,
         version: SqlVersion,

@@ -1320,28 +1320,18 @@ pub(crate) fn check(statement: &Statement, sql: &str) -> Result<(), Error> {
     Plan::compile(statement, sql, &limits).map(|_| ())
 }
 
-/// The top-level payload members a windowed rule reads per message (SET, WHERE, keys,
-/// TIMESTAMP BY, aggregate inputs); `None` when it reads the whole payload (`*`). A superset
-/// is harmless: it only reads more.
-fn payload_fields(plan: &Plan) -> Option<Vec<String>> {
-    let mut fields: Vec<String> = Vec::new();
-    let mut whole = false;
-    let exprs = plan
-        .set
-        .iter()
-        .map(|assignment| &assignment.value)
-        .chain(&plan.where_)
-        .chain(&plan.keys)
-        .chain(&plan.timestamp_by)
-        .chain(plan.inputs.iter().flatten());
-    for expr in exprs {
-        visit(expr, &mut |e| match &e.kind {
-            ExprKind::Field(name) if !fields.contains(name) => fields.push(name.clone()),
-            ExprKind::Wildcard => whole = true,
-            _ => {}
-        });
-    }
-    (!whole).then_some(fields)
+/// How much of the payload a windowed rule reads per message: its SET, WHERE, keys, TIMESTAMP
+/// BY and aggregate inputs (the same walk a per-message rule's statement gets, done once).
+fn payload_use(plan: &Plan) -> eval::PayloadUse {
+    eval::payload_use_of(
+        plan.set
+            .iter()
+            .map(|assignment| &assignment.value)
+            .chain(&plan.where_)
+            .chain(&plan.keys)
+            .chain(&plan.timestamp_by)
+            .chain(plan.inputs.iter().flatten()),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1380,8 +1370,8 @@ pub struct Windows {
     plan: Plan,
     engine: Engine,
     version: SqlVersion,
-    /// The payload members read per message (`None`: all of it).
-    fields: Option<Vec<String>>,
+    /// How much of the payload is read per message (found once, in [`Windows::new`]).
+    payload_use: eval::PayloadUse,
 }
 
 impl Windows {
@@ -1398,7 +1388,7 @@ impl Windows {
         let plan = Plan::compile(rule.statement(), rule.sql(), &limits)?;
         let engine = Engine::new(plan.timing, plan.aggregates.clone(), limits);
         Ok(Windows {
-            fields: payload_fields(&plan),
+            payload_use: payload_use(&plan),
             plan,
             engine,
             version: rule.version(),
@@ -1414,11 +1404,7 @@ impl Windows {
     /// size), or an external function failed. The message is not counted.
     pub fn push(&mut self, message: &Message<'_>, env: &dyn Environment) -> Result<Pushed, Error> {
         let limits = &self.engine.limits.evaluation;
-        let fields: Option<Vec<&str>> = self
-            .fields
-            .as_ref()
-            .map(|fields| fields.iter().map(String::as_str).collect());
-        let payload = eval::read_payload(message.payload, self.version, limits, fields.as_deref())?;
+        let payload = self.payload_use.read(message, self.version, limits)?;
         let mut variables: Vec<(String, Value)> = Vec::with_capacity(self.plan.set.len());
         for assignment in &self.plan.set {
             let scope = Scope {

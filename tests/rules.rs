@@ -16,7 +16,7 @@ use std::time::Duration;
 use client::{Client, Options, tls_config};
 use fleet::{Device, Fleet};
 use thingkit::broker::rules::{RulesConfig, RulesEngine};
-use thingkit::broker::{Broker, BrokerHandle, ServerIdentity};
+use thingkit::broker::{Broker, BrokerHandle, ServerIdentity, TopicService};
 use thingkit::mqtt::{ProtocolVersion, QoS, ReasonCode};
 use thingkit::provision::PolicyTarget;
 use thingkit::rules::topic_rule::TopicRulePayload;
@@ -37,14 +37,27 @@ fn payload(json: serde_json::Value) -> TopicRulePayload {
 }
 
 async fn start(fleet: &Fleet, engine: &RulesEngine) -> BrokerHandle {
-    Broker::builder(
+    start_with(fleet, engine, None).await
+}
+
+/// A broker running `engine`'s rules, with `service` (a shadow service) when given.
+async fn start_with(
+    fleet: &Fleet,
+    engine: &RulesEngine,
+    service: Option<Arc<dyn TopicService>>,
+) -> BrokerHandle {
+    let mut builder = Broker::builder(
         fleet.registry.clone(),
         ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
     )
-    .rules(engine.clone())
-    .bind("127.0.0.1:0".parse().expect("loopback literal"))
-    .await
-    .expect("broker starts")
+    .rules(engine.clone());
+    if let Some(service) = service {
+        builder = builder.service(service);
+    }
+    builder
+        .bind("127.0.0.1:0".parse().expect("loopback literal"))
+        .await
+        .expect("broker starts")
 }
 
 async fn connect(fleet: &Fleet, broker: &BrokerHandle, device: &Device) -> Client {
@@ -889,15 +902,7 @@ async fn a_republish_to_a_shadow_update_topic_updates_the_shadow_and_one_to_a_jo
             })),
         )
         .unwrap();
-    let broker = Broker::builder(
-        fleet.registry.clone(),
-        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
-    )
-    .rules(engine.clone())
-    .service(shadows.clone())
-    .bind("127.0.0.1:0".parse().expect("loopback literal"))
-    .await
-    .expect("broker starts");
+    let broker = start_with(&fleet, &engine, Some(shadows.clone())).await;
     let mut publisher = connect(&fleet, &broker, &a).await;
     publisher
         .publish_qos1("telemetry/sensor-a/temperature", "{\"temperature\": 27}")

@@ -19,6 +19,8 @@ const POLICY: &str = r#"{
      "Resource": "arn:aws:iot:eu-central-1:123456789012:client/${iot:Connection.Thing.ThingName}"},
     {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
      "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/dt/*"},
+    {"Effect": "Allow", "Action": "iot:Publish",
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/$aws/rules/readings/*"},
     {"Effect": "Allow", "Action": "iot:Subscribe",
      "Resource": "arn:aws:iot:eu-central-1:123456789012:topicfilter/dt/*"}
   ]
@@ -195,18 +197,37 @@ actions = [
         .status()
         .expect("mosquitto_pub is installed (apt install mosquitto-clients)");
     assert!(status.success(), "mosquitto_pub: {status:?}");
+    // Basic Ingest: the same rule, straight from the device (topic() without the prefix).
+    // (As sensor-2: the walkthrough limits how fast one thing may reconnect.)
+    let status = mosquitto("mosquitto_pub", dir.path(), "sensor-2", server.port, "5")
+        .args([
+            "-t",
+            "$aws/rules/readings/dt/sensor-2/temperature",
+            "-q",
+            "1",
+            "-m",
+            "{\"temperature\": 22}",
+        ])
+        .output()
+        .expect("mosquitto_pub is installed (apt install mosquitto-clients)");
+    assert!(
+        status.status.success(),
+        "mosquitto_pub (Basic Ingest): {status:?}"
+    );
     let lines = dir.path().join("data/rules/readings.jsonl");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_to_string(&lines)
         .unwrap_or_default()
-        .is_empty()
+        .lines()
+        .count()
+        < 2
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
         std::fs::read_to_string(&lines).unwrap(),
-        "{\"temperature\":21.5,\"device\":\"sensor-1\"}\n"
+        "{\"temperature\":21.5,\"device\":\"sensor-1\"}\n{\"temperature\":22,\"device\":\"sensor-2\"}\n"
     );
     assert!(server.terminate().success());
     let names: Vec<String> = std::fs::read_dir(dir.path().join("data/rules/readings"))

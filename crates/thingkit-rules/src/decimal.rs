@@ -6,7 +6,7 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::str::FromStr;
 
-use bigdecimal::{BigDecimal, RoundingMode, ToPrimitive};
+use bigdecimal::{BigDecimal, RoundingMode, ToPrimitive, Zero};
 
 /// Significant digits kept by every Decimal result.
 pub const PRECISION: u64 = 34;
@@ -160,11 +160,31 @@ impl Decimal {
 impl fmt::Display for Decimal {
     /// JSON number text: plain notation, scientific beyond 1E±20 magnitudes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (_, scale) = self.0.as_bigint_and_scale();
+        if scale < 0 && self.0.is_zero() {
+            // `0e60`: the plain form would be 61 zeros, which is not JSON.
+            return f.write_str("0");
+        }
         let magnitude = self.0.order_of_magnitude();
         if (-20..=20).contains(&magnitude) {
             self.0.write_plain_string(f)
         } else {
             self.0.write_scientific_notation(f)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decimal;
+
+    /// Regression (fuzz `rules_eval`): zero with a large exponent printed as 61 zeros.
+    #[test]
+    fn zero_with_an_exponent_prints_as_json() {
+        for text in ["0e60", "000000e000060", "-0E+5", "0e0"] {
+            assert_eq!(Decimal::parse(text).expect(text).to_string(), "0", "{text}");
+        }
+        assert_eq!(Decimal::parse("0.000").unwrap().to_string(), "0.000");
+        assert_eq!(Decimal::parse("1e5").unwrap().to_string(), "100000");
     }
 }

@@ -13,9 +13,30 @@ pub fn decode_stream(version: ProtocolVersion, data: &[u8]) {
     let mut whole = Vec::new();
     let mut decoder = Decoder::new(version).with_config(config);
     let mut buf = BytesMut::from(data);
-    while let Ok(Some(packet)) = decoder.decode(&mut buf) {
-        whole.push(packet);
+    let end = loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(packet)) => whole.push(packet),
+            other => break other.map_err(|e| e.to_string()),
+        }
+    };
+
+    // The fast paths of `decode` (PUBLISH with or without properties, short acknowledgements)
+    // decide exactly as the general path, which `decode_bytes` always takes.
+    let mut general = Decoder::new(version).with_config(config);
+    let mut bytes = bytes::Bytes::copy_from_slice(data);
+    for packet in &whole {
+        let g = general.decode_bytes(&mut bytes);
+        assert_eq!(
+            g.as_ref().ok(),
+            Some(&Some(packet.clone())),
+            "general path: {g:?}"
+        );
     }
+    assert_eq!(
+        general.decode_bytes(&mut bytes).map_err(|e| e.to_string()),
+        end,
+        "fast and general paths end the stream differently"
+    );
 
     // Streaming in two chunks yields the same packets (as far as the whole-buffer run got).
     let split = data.first().map_or(0, |&b| usize::from(b)) % (data.len() + 1);
@@ -50,6 +71,9 @@ pub fn decode_stream(version: ProtocolVersion, data: &[u8]) {
             (PacketView::Publish(v), Packet::Publish(p)) => {
                 assert_eq!(v.payload, &p.payload[..]);
                 assert_eq!(v.topic, p.topic.as_ref().map_or("", |t| t.as_str()));
+                assert_eq!(v.to_properties(), *p.properties);
+                assert!(v.user_properties().eq(p.properties.user_properties.iter()));
+                assert_eq!(v.topic_alias(), p.properties.topic_alias);
             }
             (PacketView::Other(q), p) => assert_eq!(&q, p),
             (v, p) => panic!("decode_view gave {v:?} for {p:?}"),

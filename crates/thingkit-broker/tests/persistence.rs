@@ -135,7 +135,7 @@ fn a_session_with_subscriptions_and_offline_messages_survives_a_restart() {
             content_type: Some(MqttStr::new("text/plain").unwrap()),
             response_topic: Some(TopicName::new("cmd/reply").unwrap()),
             correlation_data: Some(Bytes::from_static(b"\x00\x01")),
-            user_properties: vec![(MqttStr::new("k").unwrap(), MqttStr::new("v").unwrap())],
+            user_properties: vec![(MqttStr::new("k").unwrap(), MqttStr::new("v").unwrap())].into(),
             ..Properties::default()
         }
         .into();

@@ -7,13 +7,18 @@
 //! costs nothing until 256 MiB actually arrive, and is rejected at once when it exceeds
 //! [`DecoderConfig::max_packet_size`].
 
+use std::num::NonZeroU16;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::Error;
 use crate::packet::*;
-use crate::property::{Context, PacketProperties, Properties};
+use crate::property::{
+    Context, PacketProperties, Properties, PublishScan, UserProperties, UserPropertiesIter,
+    scan_publish_block, split_property,
+};
 use crate::reason::ReasonCode;
-use crate::topic::{MqttStr, TopicFilter, TopicName, check_mqtt_str};
+use crate::topic::{MqttStr, TopicFilter, TopicName, check_mqtt_str, has_no_nul_or_wildcard};
 
 /// The default [`DecoderConfig::max_packet_size`]: 1 MiB.
 pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
@@ -130,29 +135,97 @@ impl Decoder {
         if buf.len() < header.total {
             return Ok(None);
         }
-        if header.ptype == PacketType::Publish
-            && let Some(l) = self.publish_layout(buf, header)
-        {
-            // Fast path for the common PUBLISH (valid, no properties): one split of the
-            // frame out of `buf`; the topic is a slice of it and the payload is the frame
-            // itself advanced past the header (one reference count per field, no more).
-            self.position += header.total as u64;
-            let mut frame = buf.split_to(header.total).freeze();
-            let topic = frame.slice(l.topic_start..l.topic_start + l.topic_len);
-            frame.advance(l.payload_start);
-            let payload = frame;
-            let flags = header.flags;
-            return Ok(Some(Packet::Publish(Publish {
-                dup: flags & 0b1000 != 0,
-                qos: l.qos,
-                retain: flags & 0b0001 != 0,
-                topic: Some(TopicName::from_validated(topic)),
-                packet_id: l.packet_id,
-                properties: PacketProperties::new(),
-                payload,
-            })));
+        if header.ptype == PacketType::Publish {
+            // The 3.1.1 fast path is inlined here; 5.0's (property blocks) is compiled apart, so
+            // that its code does not crowd the 3.1.1 path out of inlining its small calls.
+            match self.version {
+                Some(ProtocolVersion::V311) => return self.decode_publish::<false>(buf, header),
+                Some(ProtocolVersion::V5) => return self.decode_publish::<true>(buf, header),
+                None => {}
+            }
         }
-        self.decode_general(buf, header).map(Some)
+        self.decode_other(buf, header).map(Some)
+    }
+
+    /// Everything but the PUBLISH fast paths: the short fixed-size packets, else the general
+    /// path (out of line, so the PUBLISH path stays small).
+    #[inline(never)]
+    fn decode_other(&mut self, buf: &mut BytesMut, header: Header) -> Result<Packet, Error> {
+        if header.ptype != PacketType::Publish
+            && let Some(packet) = buf
+                .get(..header.total)
+                .and_then(|f| small_packet(f, header))
+        {
+            self.position += header.total as u64;
+            buf.advance(header.total);
+            return Ok(packet);
+        }
+        self.decode_general(buf, header)
+    }
+
+    /// A complete PUBLISH (`V5`: the decoder's version is 5.0, else 3.1.1): the fast path, else
+    /// the general one. Out of line and small, so that the `bytes` calls inside it are inlined,
+    /// and returning `decode`'s own result type, so that `decode` hands its return slot on
+    /// without copying the packet; each version is its own instance, so 5.0's property code
+    /// does not crowd the 3.1.1 path.
+    #[inline(never)]
+    fn decode_publish<const V5: bool>(
+        &mut self,
+        buf: &mut BytesMut,
+        header: Header,
+    ) -> Result<Option<Packet>, Error> {
+        match self.publish_owned::<V5>(buf, header) {
+            Some(packet) => Ok(Some(packet)),
+            None => self.decode_general(buf, header).map(Some),
+        }
+    }
+
+    /// The fast path for a valid PUBLISH in a complete frame at the front of `buf` (`V5`: the
+    /// decoder's version is 5.0, else 3.1.1); `None` leaves `buf` alone for the general path.
+    /// One split of the frame out of `buf`; topic and property block are slices of it and the
+    /// payload is the frame itself advanced past the header (one reference count per field, no
+    /// more). Properties, if any, cost one allocation: their box (user properties stay in the
+    /// frame).
+    #[inline(always)]
+    fn publish_owned<const V5: bool>(
+        &mut self,
+        buf: &mut BytesMut,
+        header: Header,
+    ) -> Option<Packet> {
+        let l = self.publish_layout::<V5>(buf, header)?;
+        if l.scan.subscription_identifiers != 0 {
+            return None;
+        }
+        let topic_range = l.topic_start..l.topic_start + l.topic_len;
+        if l.topic_len > 0 {
+            TopicName::validate_wire(buf.get(topic_range.clone())?).ok()?;
+        }
+        self.position += header.total as u64;
+        let mut frame = buf.split_to(header.total).freeze();
+        let topic = if l.topic_len > 0 {
+            Some(TopicName::from_validated(frame.slice(topic_range)))
+        } else {
+            None
+        };
+        let properties = if !V5 || l.props_len == 0 {
+            PacketProperties::new()
+        } else {
+            publish_properties(
+                frame.slice(l.props_start..l.props_start + l.props_len),
+                &l.scan,
+            )
+        };
+        frame.advance(l.payload_start);
+        let flags = header.flags;
+        Some(Packet::Publish(Publish {
+            dup: flags & 0b1000 != 0,
+            qos: l.qos,
+            retain: flags & 0b0001 != 0,
+            topic,
+            packet_id: l.packet_id,
+            properties,
+            payload: frame,
+        }))
     }
 
     #[inline(never)]
@@ -161,15 +234,17 @@ impl Decoder {
         self.finish(frame, header)
     }
 
-    /// Where the fields of a complete PUBLISH are, if it is valid and has no properties; `None`
-    /// sends the packet through the general path (which also produces the precise error).
-    #[inline]
-    fn publish_layout(&self, buf: &[u8], header: Header) -> Option<PublishLayout> {
+    /// Where the fields of a complete PUBLISH are, if it is valid; `None` sends the packet
+    /// through the general path (which also produces the precise error). The property block, if
+    /// any, has been checked by [`scan_publish_block`] (every rule the general path applies).
+    /// The topic's characters are the caller's to check (a non-empty topic; an empty one is only
+    /// accepted here in MQTT 5.0 with a Topic Alias).
+    #[inline(always)]
+    fn publish_layout<const V5: bool>(&self, buf: &[u8], header: Header) -> Option<PublishLayout> {
         let body = buf.get(header.header_len..header.total)?;
         let (len, rest) = body.split_first_chunk::<2>()?;
         let topic_len = usize::from(u16::from_be_bytes(*len));
-        let topic = rest.get(..topic_len)?;
-        TopicName::validate_wire(topic).ok()?;
+        rest.get(..topic_len)?; // the topic fits in the body
         let mut at = 2 + topic_len;
         let qos = QoS::from_u8((header.flags >> 1) & 0b11)?;
         let packet_id = if qos == QoS::AtMostOnce {
@@ -179,12 +254,43 @@ impl Decoder {
             at += 2;
             Some(PacketId::new(u16::from_be_bytes(*id))?)
         };
-        if self.version == Some(ProtocolVersion::V5) {
-            if *body.get(at)? != 0 {
+        let mut scan = PublishScan::default();
+        let mut props_start = 0;
+        let mut props_len = 0;
+        if V5 {
+            let first = *body.get(at)?;
+            at += 1;
+            if first != 0 {
+                let mut len = usize::from(first & 0x7F);
+                if first & 0x80 != 0 {
+                    // A multi-byte property length: at most four bytes, minimally encoded.
+                    let mut shift = 7;
+                    loop {
+                        let b = *body.get(at)?;
+                        at += 1;
+                        len |= usize::from(b & 0x7F) << shift;
+                        if b & 0x80 == 0 {
+                            if b == 0 {
+                                return None;
+                            }
+                            break;
+                        }
+                        shift += 7;
+                        if shift > 21 {
+                            return None;
+                        }
+                    }
+                }
+                let block = body.get(at..at.checked_add(len)?)?;
+                scan = scan_publish_block(block)?;
+                props_start = header.header_len + at;
+                props_len = len;
+                at += len;
+            }
+            if topic_len == 0 && scan.topic_alias.is_none() {
                 return None;
             }
-            at += 1;
-        } else if self.version != Some(ProtocolVersion::V311) {
+        } else if topic_len == 0 {
             return None;
         }
         Some(PublishLayout {
@@ -192,7 +298,10 @@ impl Decoder {
             packet_id,
             topic_start: header.header_len + 2,
             topic_len,
+            props_start,
+            props_len,
             payload_start: header.header_len + at,
+            scan,
         })
     }
 
@@ -226,13 +335,25 @@ impl Decoder {
         let Some(frame) = input.get(..header.total) else {
             return Ok(None);
         };
-        if header.ptype == PacketType::Publish
-            && let Some(view) = self
-                .publish_layout(frame, header)
-                .and_then(|l| view_from_layout(frame, header, &l))
-        {
+        // Touch the next frame's first byte now: if it is not in cache, the miss overlaps with
+        // this frame's validation instead of stalling the next call (a prefetch without
+        // `unsafe`; `black_box` only keeps the load from being optimised away).
+        std::hint::black_box(input.get(header.total).copied());
+        if header.ptype == PacketType::Publish {
+            let layout = if self.version == Some(ProtocolVersion::V5) {
+                self.publish_layout::<true>(frame, header)
+            } else if self.version == Some(ProtocolVersion::V311) {
+                self.publish_layout::<false>(frame, header)
+            } else {
+                None
+            };
+            if let Some(view) = layout.and_then(|l| view_from_layout(frame, header, &l)) {
+                self.position += header.total as u64;
+                return Ok(Some((PacketView::Publish(view), header.total)));
+            }
+        } else if let Some(packet) = small_packet(frame, header) {
             self.position += header.total as u64;
-            return Ok(Some((PacketView::Publish(view), header.total)));
+            return Ok(Some((PacketView::Other(packet), header.total)));
         }
         self.decode_view_general(frame, header).map(Some)
     }
@@ -245,7 +366,7 @@ impl Decoder {
         frame: &'a [u8],
         header: Header,
     ) -> Result<(PacketView<'a>, usize), Error> {
-        let packet = self.finish(Bytes::copy_from_slice(frame), header)?;
+        let packet = self.finish(owned_copy(frame), header)?;
         if let Packet::Publish(p) = &packet {
             let v5 = self.version == Some(ProtocolVersion::V5);
             if let Some(view) = view_with_properties(frame, header, p, v5) {
@@ -483,21 +604,177 @@ pub struct PublishView<'a> {
     pub properties: &'a [u8],
 }
 
+impl<'a> PublishView<'a> {
+    /// The value of the first property `id` in the validated block, if present.
+    fn property(&self, id: u8) -> Option<&'a [u8]> {
+        let mut rest = self.properties;
+        while let Some((at, value, tail)) = split_property(rest) {
+            if at == id {
+                return Some(value);
+            }
+            rest = tail;
+        }
+        None
+    }
+
+    fn string_property(&self, id: u8) -> Option<&'a str> {
+        std::str::from_utf8(self.property(id)?.get(2..)?).ok()
+    }
+
+    /// 0x23 Topic Alias (MQTT 5.0).
+    pub fn topic_alias(&self) -> Option<NonZeroU16> {
+        let v = self.property(0x23)?;
+        NonZeroU16::new(u16::from_be_bytes(*v.first_chunk::<2>()?))
+    }
+
+    /// 0x02 Message Expiry Interval in seconds (MQTT 5.0).
+    pub fn message_expiry_interval(&self) -> Option<u32> {
+        Some(u32::from_be_bytes(
+            *self.property(0x02)?.first_chunk::<4>()?,
+        ))
+    }
+
+    /// 0x01 Payload Format Indicator: `true` = UTF-8 (MQTT 5.0).
+    pub fn payload_format_indicator(&self) -> Option<bool> {
+        Some(self.property(0x01)?.first()? == &1)
+    }
+
+    /// 0x03 Content Type (MQTT 5.0).
+    pub fn content_type(&self) -> Option<&'a str> {
+        self.string_property(0x03)
+    }
+
+    /// 0x08 Response Topic (MQTT 5.0).
+    pub fn response_topic(&self) -> Option<&'a str> {
+        self.string_property(0x08)
+    }
+
+    /// 0x09 Correlation Data (MQTT 5.0).
+    pub fn correlation_data(&self) -> Option<&'a [u8]> {
+        self.property(0x09)?.get(2..)
+    }
+
+    /// 0x26 User Properties in order, borrowed from the input (MQTT 5.0).
+    pub fn user_properties(&self) -> UserPropertiesIter<'a> {
+        UserPropertiesIter::wire(self.properties)
+    }
+
+    /// The properties decoded into an owned [`Properties`] (allocates; for the rarely read
+    /// ones, such as subscription identifiers).
+    pub fn to_properties(&self) -> Properties {
+        let v5 = ProtocolVersion::V5;
+        let block = Bytes::copy_from_slice(self.properties);
+        let mut framed = Vec::with_capacity(block.len() + 4);
+        crate::property::put_varint(&mut framed, block.len() as u32);
+        framed.extend_from_slice(&block);
+        let framed = Bytes::from(framed);
+        let mut r = Reader {
+            buf: &framed,
+            pos: 0,
+            end: framed.len(),
+            base: 0,
+            version: v5,
+            detect: false,
+        };
+        Properties::decode(&mut r, Context::Publish).unwrap_or_default()
+    }
+}
+
+/// A frame of at most this many bytes is copied for `decode_view`'s owned packets into one
+/// allocation holding both the bytes and their reference count.
+const SMALL_FRAME: usize = 256;
+
+/// The bytes of a small frame, owned by a `Bytes` (see [`owned_copy`]).
+struct SmallFrame {
+    len: usize,
+    bytes: [u8; SMALL_FRAME],
+}
+
+impl AsRef<[u8]> for SmallFrame {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// An owned copy of `frame` whose slices share it: for a small frame one allocation (bytes and
+/// reference count together, `Bytes::from_owner`), where `Bytes::copy_from_slice` makes a second
+/// one when the copy is first sliced (promoting it to shared storage).
+fn owned_copy(frame: &[u8]) -> Bytes {
+    let mut bytes = [0u8; SMALL_FRAME];
+    match bytes.get_mut(..frame.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(frame);
+            Bytes::from_owner(SmallFrame {
+                len: frame.len(),
+                bytes,
+            })
+        }
+        None => Bytes::copy_from_slice(frame),
+    }
+}
+
 fn view_from_layout<'a>(
     frame: &'a [u8],
     header: Header,
     l: &PublishLayout,
 ) -> Option<PublishView<'a>> {
-    let topic = frame.get(l.topic_start..l.topic_start + l.topic_len)?;
+    // UTF-8 (which `&str` needs anyway) and no U+0000 or wildcard is exactly
+    // `TopicName::validate_wire` for a non-empty topic of at most 65,535 bytes.
+    let topic = std::str::from_utf8(frame.get(l.topic_start..l.topic_start + l.topic_len)?).ok()?;
+    if !has_no_nul_or_wildcard(topic.as_bytes()) {
+        return None;
+    }
     Some(PublishView {
         dup: header.flags & 0b1000 != 0,
         qos: l.qos,
         retain: header.flags & 0b0001 != 0,
-        topic: std::str::from_utf8(topic).ok()?,
+        topic,
         packet_id: l.packet_id,
         payload: frame.get(l.payload_start..)?,
-        properties: &[],
+        properties: frame.get(l.props_start..l.props_start + l.props_len)?,
     })
+}
+
+/// The owned properties of a PUBLISH whose block `block` [`scan_publish_block`] accepted as
+/// `scan` (without subscription identifiers): one allocation, the box; strings and user
+/// properties are slices of `block`.
+fn publish_properties(block: Bytes, scan: &PublishScan) -> PacketProperties {
+    let slice = |r: Option<(usize, usize)>| r.map(|(start, len)| block.slice(start..start + len));
+    PacketProperties::from_box(Box::new(Properties {
+        payload_format_indicator: scan.payload_format_indicator,
+        message_expiry_interval: scan.message_expiry_interval,
+        content_type: slice(scan.content_type).map(MqttStr::from_validated),
+        response_topic: slice(scan.response_topic).map(TopicName::from_validated),
+        correlation_data: slice(scan.correlation_data),
+        topic_alias: scan.topic_alias,
+        user_properties: UserProperties::from_wire(block.clone(), scan.user_properties),
+        ..Properties::default()
+    }))
+}
+
+/// The packets whose whole content is the fixed header and at most a packet identifier, when
+/// they are valid in their shortest form (fixed-header flags were checked by `header`): PINGREQ,
+/// PINGRESP, DISCONNECT without a body, and PUBACK/PUBREC/PUBREL/PUBCOMP with only a non-zero
+/// packet identifier. `None` for anything else, which the general path decodes or rejects.
+#[inline]
+fn small_packet(frame: &[u8], header: Header) -> Option<Packet> {
+    let body = frame.get(header.header_len..header.total)?;
+    match (header.ptype, body) {
+        (PacketType::PingReq, []) => Some(Packet::PingReq),
+        (PacketType::PingResp, []) => Some(Packet::PingResp),
+        (PacketType::Disconnect, []) => Some(Packet::Disconnect(Disconnect::default())),
+        (t, &[hi, lo]) => {
+            let ack = PubResponse::new(PacketId::new(u16::from_be_bytes([hi, lo]))?);
+            match t {
+                PacketType::PubAck => Some(Packet::PubAck(ack)),
+                PacketType::PubRec => Some(Packet::PubRec(ack)),
+                PacketType::PubRel => Some(Packet::PubRel(ack)),
+                PacketType::PubComp => Some(Packet::PubComp(ack)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Borrowed fields of a PUBLISH that the general path has already validated as `p`.
@@ -539,8 +816,12 @@ struct PublishLayout {
     qos: QoS,
     packet_id: Option<PacketId>,
     topic_start: usize,
+    /// 0: no topic (MQTT 5.0, a Topic Alias stands in for it).
     topic_len: usize,
+    props_start: usize,
+    props_len: usize,
     payload_start: usize,
+    scan: PublishScan,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -690,6 +971,24 @@ impl Reader<'_> {
 
     pub(crate) fn binary(&mut self, what: &str) -> Result<Bytes, Error> {
         Ok(self.prefixed(what)?.1)
+    }
+
+    /// A frame-relative range as a zero-copy slice.
+    pub(crate) fn slice(&self, start: usize, end: usize) -> Bytes {
+        self.buf.slice(start..end)
+    }
+
+    /// Checks an MQTT string and skips it, without making a `Bytes` of it.
+    pub(crate) fn string_check(&mut self, what: &str) -> Result<(), Error> {
+        let len = self.u16(what)? as usize;
+        let start = self.pos;
+        if self.remaining() < len {
+            return Err(self.truncated(what, len));
+        }
+        self.pos += len;
+        let b = self.buf.get(start..start + len).unwrap_or_default();
+        check_mqtt_str(b)
+            .map_err(|(at, detail, rule)| self.err(start + at, format!("{what}: {detail}"), rule))
     }
 
     pub(crate) fn string(&mut self, what: &str) -> Result<MqttStr, Error> {

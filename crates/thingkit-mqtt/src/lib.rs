@@ -47,7 +47,11 @@
 //!   [`Packet`], for forwarding.
 //! - [`TopicName`], [`TopicFilter`], [`MqttStr`]: validated once, at construction or decoding.
 //! - [`Properties`]: every MQTT 5.0 property as a typed field; packets hold them as
-//!   [`PacketProperties`], one pointer that allocates only when a property is present.
+//!   [`PacketProperties`], one pointer that allocates only when a property is present. Decoded
+//!   [`UserProperties`] are not copied out pair by pair: they stay one zero-copy slice of the
+//!   validated property block, walked on demand, so a decoded PUBLISH with properties costs one
+//!   allocation (the box) and a [`PublishView`] none (its `topic_alias()`,
+//!   `message_expiry_interval()`, `user_properties()`, ... read the borrowed block).
 //! - [`SubscriptionIndex`]: a trie from filters (exact, `+`, `#`, `$share/{group}/...`) to
 //!   subscribers, with the `$` rule; match cost follows the topic's depth.
 //! - [`InboundAliases`] / [`OutboundAliases`]: topic-alias maps with Topic Alias Maximum enforcement.
@@ -171,7 +175,7 @@ pub use packet::{
     Publish, QoS, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck,
     Unsubscribe, Will,
 };
-pub use property::{MAX_VARINT, PacketProperties, Properties};
+pub use property::{MAX_VARINT, PacketProperties, Properties, UserProperties, UserPropertiesIter};
 pub use reason::ReasonCode;
 pub use subscription::{Match, SubscriptionIndex};
 pub use topic::{MAX_STRING_LEN, MqttStr, TopicFilter, TopicName};

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes};
 use crate::Error;
 use crate::decode::Reader;
 use crate::packet::QoS;
-use crate::topic::{MqttStr, TopicName};
+use crate::topic::{MqttStr, TopicName, check_mqtt_str};
 
 /// The largest value a Variable Byte Integer can hold (MQTT 5.0 §1.5.5).
 pub const MAX_VARINT: u32 = 268_435_455;
@@ -110,9 +110,13 @@ pub struct Properties {
     /// 0x25 Retain Available (CONNACK).
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub retain_available: Option<bool>,
-    /// 0x26 User Properties, in order, repeatable (every packet with properties).
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
-    pub user_properties: Vec<(MqttStr, MqttStr)>,
+    /// 0x26 User Properties, in order, repeatable (every packet with properties). Decoded ones
+    /// are one zero-copy slice of the packet's property block (see [`UserProperties`]).
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "UserProperties::is_empty")
+    )]
+    pub user_properties: UserProperties,
     /// 0x27 Maximum Packet Size; 0 is a protocol error (CONNECT, CONNACK).
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub maximum_packet_size: Option<NonZeroU32>,
@@ -168,7 +172,7 @@ static EMPTY: Properties = Properties {
     topic_alias: None,
     maximum_qos: None,
     retain_available: None,
-    user_properties: Vec::new(),
+    user_properties: UserProperties::new(),
     maximum_packet_size: None,
     wildcard_subscription_available: None,
     subscription_identifiers_available: None,
@@ -184,6 +188,11 @@ impl PacketProperties {
     /// Whether no property is set (a pointer check when nothing was ever set).
     pub fn is_empty(&self) -> bool {
         self.0.as_deref().is_none_or(Properties::is_empty)
+    }
+
+    /// Boxed properties as they are (the decoder's fast path, which knows one is present).
+    pub(crate) fn from_box(p: Box<Properties>) -> Self {
+        PacketProperties(Some(p))
     }
 
     /// The properties by value.
@@ -620,6 +629,8 @@ impl Properties {
         let end = r.pos() + len;
         let outer_end = r.set_end(end);
         let mut seen: u64 = 0;
+        let mut user_properties = 0usize;
+        let block_start = r.pos();
         while r.remaining() > 0 {
             let at = r.pos();
             let id = r.varint("property identifier")?;
@@ -733,9 +744,9 @@ impl Properties {
                 }
                 0x25 => p.retain_available = Some(bool_byte(r, "retain available")?),
                 0x26 => {
-                    let k = r.string("user property name")?;
-                    let v = r.string("user property value")?;
-                    p.user_properties.push((k, v));
+                    r.string_check("user property name")?;
+                    r.string_check("user property value")?;
+                    user_properties += 1;
                 }
                 0x27 => {
                     let vat = r.pos();
@@ -759,6 +770,7 @@ impl Properties {
                 _ => unreachable!("identifiers were checked against the known set above"),
             }
         }
+        p.user_properties = UserProperties::from_wire(r.slice(block_start, end), user_properties);
         r.set_end(outer_end);
         if p.authentication_data.is_some() && p.authentication_method.is_none() {
             return Err(r.err(
@@ -801,4 +813,296 @@ fn allowed_known(id: u32) -> bool {
             | 0x29
             | 0x2A
     )
+}
+
+/// The User Properties (0x26) of a packet, in order, names and values as MQTT strings.
+///
+/// A decoded packet's user properties are not copied out one by one: they stay where they arrived,
+/// as one zero-copy `Bytes` slice of the (already validated) property block, and
+/// [`iter`](Self::iter) walks it. Properties built in code live in a `Vec`. Both compare equal
+/// when they hold the same pairs in the same order; [`push`](Self::push) on a decoded value first
+/// moves its pairs into a `Vec` (still sharing the packet's memory).
+///
+/// ```
+/// use thingkit_mqtt::{MqttStr, UserProperties};
+/// let mut u = UserProperties::new();
+/// u.push((MqttStr::new("trace-id")?, MqttStr::new("7f3a")?));
+/// assert_eq!(u.iter().collect::<Vec<_>>(), [("trace-id", "7f3a")]);
+/// assert_eq!(u.get("trace-id"), Some("7f3a"));
+/// # Ok::<(), thingkit_mqtt::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct UserProperties(UserRepr);
+
+#[derive(Clone)]
+enum UserRepr {
+    Owned(Vec<(MqttStr, MqttStr)>),
+    /// A validated property block holding `count` user properties among other properties.
+    Wire {
+        block: Bytes,
+        count: usize,
+    },
+}
+
+impl UserProperties {
+    /// No user properties (no allocation).
+    pub const fn new() -> Self {
+        UserProperties(UserRepr::Owned(Vec::new()))
+    }
+
+    /// The user properties inside a property block the decoder has validated.
+    pub(crate) fn from_wire(block: Bytes, count: usize) -> Self {
+        if count == 0 {
+            return Self::new();
+        }
+        UserProperties(UserRepr::Wire { block, count })
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            UserRepr::Owned(v) => v.len(),
+            UserRepr::Wire { count, .. } => *count,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pairs in order, as `(name, value)`.
+    pub fn iter(&self) -> UserPropertiesIter<'_> {
+        UserPropertiesIter(match &self.0 {
+            UserRepr::Owned(v) => IterRepr::Owned(v.iter()),
+            UserRepr::Wire { block, .. } => IterRepr::Wire(block),
+        })
+    }
+
+    /// The value of the first pair named `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// The pairs as owned strings (zero-copy: they share the packet's memory when decoded).
+    pub fn to_vec(&self) -> Vec<(MqttStr, MqttStr)> {
+        match &self.0 {
+            UserRepr::Owned(v) => v.clone(),
+            UserRepr::Wire { block, .. } => {
+                let mut out = Vec::with_capacity(self.len());
+                let mut rest: &[u8] = block;
+                while let Some((id, value, tail)) = split_property(rest) {
+                    rest = tail;
+                    if id == 0x26
+                        && let Some((k, v)) = split_pair(value)
+                    {
+                        out.push((
+                            MqttStr::from_validated(block.slice_ref(k)),
+                            MqttStr::from_validated(block.slice_ref(v)),
+                        ));
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Appends a `(name, value)` pair.
+    pub fn push(&mut self, pair: (MqttStr, MqttStr)) {
+        if let UserRepr::Wire { .. } = self.0 {
+            self.0 = UserRepr::Owned(self.to_vec());
+        }
+        if let UserRepr::Owned(v) = &mut self.0 {
+            v.push(pair);
+        }
+    }
+}
+
+impl Default for UserProperties {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for UserProperties {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for UserProperties {}
+
+impl fmt::Debug for UserProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl From<Vec<(MqttStr, MqttStr)>> for UserProperties {
+    fn from(v: Vec<(MqttStr, MqttStr)>) -> Self {
+        UserProperties(UserRepr::Owned(v))
+    }
+}
+
+impl FromIterator<(MqttStr, MqttStr)> for UserProperties {
+    fn from_iter<I: IntoIterator<Item = (MqttStr, MqttStr)>>(iter: I) -> Self {
+        UserProperties(UserRepr::Owned(iter.into_iter().collect()))
+    }
+}
+
+impl<'a> IntoIterator for &'a UserProperties {
+    type Item = (&'a str, &'a str);
+    type IntoIter = UserPropertiesIter<'a>;
+    fn into_iter(self) -> UserPropertiesIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over [`UserProperties`] (or a [`PublishView`](crate::PublishView)'s), yielding
+/// `(name, value)`.
+#[derive(Debug, Clone)]
+pub struct UserPropertiesIter<'a>(IterRepr<'a>);
+
+#[derive(Debug, Clone)]
+enum IterRepr<'a> {
+    Owned(std::slice::Iter<'a, (MqttStr, MqttStr)>),
+    Wire(&'a [u8]),
+}
+
+impl<'a> UserPropertiesIter<'a> {
+    /// The user properties of a validated property block (without its length prefix).
+    pub(crate) fn wire(block: &'a [u8]) -> Self {
+        UserPropertiesIter(IterRepr::Wire(block))
+    }
+}
+
+impl<'a> Iterator for UserPropertiesIter<'a> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        match &mut self.0 {
+            IterRepr::Owned(it) => it.next().map(|(k, v)| (k.as_str(), v.as_str())),
+            IterRepr::Wire(rest) => loop {
+                let (id, value, tail) = split_property(rest)?;
+                *rest = tail;
+                if id == 0x26
+                    && let Some((k, v)) = split_pair(value)
+                {
+                    // Validated as MQTT strings when the block was decoded, so these succeed.
+                    if let (Ok(k), Ok(v)) = (std::str::from_utf8(k), std::str::from_utf8(v)) {
+                        return Some((k, v));
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Splits the first property off a property block the decoder has validated (one-byte
+/// identifiers, every value complete): `(identifier, value, rest)`; `None` at the end.
+#[inline]
+pub(crate) fn split_property(block: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&id, rest) = block.split_first()?;
+    let prefixed = |at: usize| -> Option<usize> {
+        let (len, _) = rest.get(at..)?.split_first_chunk::<2>()?;
+        Some(at + 2 + usize::from(u16::from_be_bytes(*len)))
+    };
+    let n = match id {
+        0x01 | 0x17 | 0x19 | 0x24 | 0x25 | 0x28 | 0x29 | 0x2A => 1,
+        0x13 | 0x21 | 0x22 | 0x23 => 2,
+        0x02 | 0x11 | 0x18 | 0x27 => 4,
+        0x0B => 1 + rest.iter().take(4).position(|b| b & 0x80 == 0)?,
+        0x03 | 0x08 | 0x09 | 0x12 | 0x15 | 0x16 | 0x1A | 0x1C | 0x1F => prefixed(0)?,
+        0x26 => prefixed(prefixed(0)?)?,
+        _ => return None,
+    };
+    let (value, tail) = rest.split_at_checked(n)?;
+    Some((id, value, tail))
+}
+
+/// A user property's value bytes split into name and value (without length prefixes).
+#[inline]
+fn split_pair(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = value.split_first_chunk::<2>()?;
+    let (k, rest) = rest.split_at_checked(usize::from(u16::from_be_bytes(*len)))?;
+    let (len, rest) = rest.split_first_chunk::<2>()?;
+    let v = rest.get(..usize::from(u16::from_be_bytes(*len)))?;
+    Some((k, v))
+}
+
+/// What one validating pass over a PUBLISH property block found (ranges are block-relative).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PublishScan {
+    pub(crate) payload_format_indicator: Option<bool>,
+    pub(crate) message_expiry_interval: Option<u32>,
+    pub(crate) topic_alias: Option<NonZeroU16>,
+    pub(crate) content_type: Option<(usize, usize)>,
+    pub(crate) response_topic: Option<(usize, usize)>,
+    pub(crate) correlation_data: Option<(usize, usize)>,
+    pub(crate) user_properties: usize,
+    pub(crate) subscription_identifiers: usize,
+}
+
+/// Checks a PUBLISH property block (without its length prefix) against every rule
+/// [`Properties::decode`] applies to it in a PUBLISH (known identifier, allowed in PUBLISH, not
+/// repeated unless repeatable, values in range, strings and the response topic valid, varints
+/// minimal), without allocating. `None` on any violation — or anything unusual, such as a
+/// multi-byte identifier: the general decoder then decides and names the rule.
+#[inline]
+pub(crate) fn scan_publish_block(block: &[u8]) -> Option<PublishScan> {
+    let mut scan = PublishScan::default();
+    let mut seen = 0u64;
+    let mut at = 0usize;
+    while at < block.len() {
+        let (id, value, _) = split_property(block.get(at..)?)?;
+        let value_at = at + 1;
+        at = value_at + value.len();
+        let bit = 1u64 << (id & 63);
+        let repeatable = id == 0x26 || id == 0x0B;
+        if !repeatable && seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        let string = |value: &[u8]| -> Option<(usize, usize)> {
+            let s = value.get(2..)?;
+            check_mqtt_str(s).ok()?;
+            Some((value_at + 2, s.len()))
+        };
+        match id {
+            0x01 => match value {
+                [0] => scan.payload_format_indicator = Some(false),
+                [1] => scan.payload_format_indicator = Some(true),
+                _ => return None,
+            },
+            0x02 => {
+                scan.message_expiry_interval = Some(u32::from_be_bytes(*value.first_chunk::<4>()?));
+            }
+            0x03 => scan.content_type = Some(string(value)?),
+            0x08 => {
+                let s = value.get(2..)?;
+                TopicName::validate_wire(s).ok()?;
+                scan.response_topic = Some((value_at + 2, s.len()));
+            }
+            0x09 => scan.correlation_data = Some((value_at + 2, value.len().checked_sub(2)?)),
+            0x0B => {
+                // Non-zero, minimal (a multi-byte varint does not end in a zero byte).
+                let last = *value.last()?;
+                if value.iter().all(|&b| b & 0x7F == 0) || (value.len() > 1 && last == 0) {
+                    return None;
+                }
+                scan.subscription_identifiers += 1;
+            }
+            0x23 => {
+                let v = u16::from_be_bytes(*value.first_chunk::<2>()?);
+                scan.topic_alias = Some(NonZeroU16::new(v)?);
+            }
+            0x26 => {
+                let (k, v) = split_pair(value)?;
+                check_mqtt_str(k).ok()?;
+                check_mqtt_str(v).ok()?;
+                scan.user_properties += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(scan)
 }

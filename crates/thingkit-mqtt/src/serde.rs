@@ -18,7 +18,7 @@ use crate::Error;
 use crate::packet::{
     PacketId, PacketType, ProtocolVersion, QoS, RetainHandling, Subscription, SubscriptionOptions,
 };
-use crate::property::{PacketProperties, Properties};
+use crate::property::{PacketProperties, Properties, UserProperties};
 use crate::topic::{MqttStr, TopicFilter, TopicName};
 
 /// The Clean Start of a CONNECT whose JSON leaves it out.
@@ -294,5 +294,18 @@ impl<'de> Deserialize<'de> for Subscription {
                 retain_handling: f.retain_handling,
             },
         })
+    }
+}
+
+/// `[[name, value], ...]`, in order.
+impl Serialize for UserProperties {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for UserProperties {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<(MqttStr, MqttStr)>::deserialize(d).map(UserProperties::from)
     }
 }

@@ -19,7 +19,17 @@ pub const MAX_STRING_LEN: usize = 65_535;
 /// surrogates U+D800..U+DFFF) [MQTT-1.5.4-1], no U+0000 [MQTT-1.5.4-2], at most 65,535 bytes.
 ///
 /// Returns the byte offset and the rule of the first violation.
+#[inline]
 pub(crate) fn check_mqtt_str(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+    // Fast path: ASCII without U+0000 is well-formed UTF-8 without U+0000.
+    if bytes.len() <= MAX_STRING_LEN && !any_byte(bytes, |b| (b == 0) | (b >= 0x80)) {
+        return Ok(());
+    }
+    check_mqtt_str_full(bytes)
+}
+
+#[inline(never)]
+fn check_mqtt_str_full(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
     if bytes.len() > MAX_STRING_LEN {
         return Err((
             MAX_STRING_LEN,
@@ -127,44 +137,115 @@ fn check_filter_levels(bytes: &[u8]) -> Result<(), (usize, &'static str, &'stati
 /// `true` if every byte is ASCII and none is U+0000, `+` or `#`: such bytes are well-formed
 /// UTF-8 and a valid topic name (given a length of 1..=65,535). A `false` proves nothing; the
 /// caller then runs the full checks, which find the precise error.
-///
-/// Eight bytes per step (SWAR): a word has a byte equal to `c` exactly when
-/// `has_zero(word ^ splat(c))`, and `has_zero(v) = (v - 0x01..01) & !v & 0x80..80` is non-zero
-/// exactly when some byte of `v` is zero (a borrow can only set bits above a real zero byte).
 #[inline]
 pub(crate) fn is_plain_topic_name(bytes: &[u8]) -> bool {
-    const LO: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HI: u64 = u64::from_ne_bytes([0x80; 8]);
-    const PLUS: u64 = u64::from_ne_bytes([b'+'; 8]);
-    const HASH: u64 = u64::from_ne_bytes([b'#'; 8]);
+    !any_byte(bytes, |b| {
+        (b == 0) | (b == b'+') | (b == b'#') | (b >= 0x80)
+    })
+}
+
+/// `true` if no byte is U+0000, `+` or `#`: for bytes already known to be UTF-8 (a `&str`), a
+/// valid topic name (given a length of 1..=65,535).
+#[inline]
+pub(crate) fn has_no_nul_or_wildcard(bytes: &[u8]) -> bool {
+    !any_byte(bytes, |b| (b == 0) | (b == b'+') | (b == b'#'))
+}
+
+/// Whether `bad(b) != 0` for some byte. Sixteen bytes per step, a loop without early exit over
+/// a fixed-size array that the compiler turns into vector compares; the last step re-reads the
+/// final sixteen bytes, overlapping the previous step (re-checking bytes is harmless), so there
+/// is no byte-by-byte tail. Shorter inputs are padded with a byte `bad` accepts (`a`).
+#[inline(always)]
+fn any_byte(bytes: &[u8], bad: impl Fn(u8) -> bool + Copy) -> bool {
+    /// One flag per lane, then one reduction: the shape that becomes a compare and a mask move.
     #[inline(always)]
-    fn has_zero(v: u64) -> u64 {
-        v.wrapping_sub(LO) & !v & HI
+    fn lanes<const N: usize>(c: &[u8; N], bad: impl Fn(u8) -> bool) -> bool {
+        let mut m = [false; N];
+        for (m, &b) in m.iter_mut().zip(c) {
+            *m = bad(b);
+        }
+        m.iter().fold(false, |acc, &x| acc | x)
     }
-    #[inline(always)]
-    fn bad(w: u64) -> u64 {
-        (w & HI) | has_zero(w) | has_zero(w ^ PLUS) | has_zero(w ^ HASH)
-    }
-    let mut chunks = bytes.chunks_exact(8);
-    let mut acc = 0;
-    for c in &mut chunks {
-        // Always 8 bytes; a failed conversion would only mean "not plain" (full check).
-        acc |= <[u8; 8]>::try_from(c).map_or(HI, |w| bad(u64::from_ne_bytes(w)));
-    }
-    let tail = chunks.remainder();
-    let last = if tail.is_empty() {
-        0
-    } else if let Some(w) = bytes.last_chunk::<8>() {
-        // The last eight bytes, overlapping the final whole word: re-checking bytes is harmless.
-        bad(u64::from_ne_bytes(*w))
-    } else {
-        // Fewer than eight bytes in all: one byte per lane over a harmless ASCII letter.
-        bad(tail.iter().fold(u64::from_ne_bytes([b'a'; 8]), |w, &b| {
-            (w << 8) | u64::from(b)
-        }))
+    let Some(last) = bytes.last_chunk::<16>() else {
+        // Fewer than sixteen bytes: the first and the last eight, overlapping, read straight
+        // from the input; below eight, byte by byte.
+        return match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+            (Some(a), Some(b)) => lanes(a, bad) | lanes(b, bad),
+            _ => bytes.iter().fold(false, |acc, &b| acc | bad(b)),
+        };
     };
-    acc |= last;
-    acc == 0
+    let mut acc = lanes(last, bad);
+    let mut rest = bytes;
+    while let Some((c, tail)) = rest.split_first_chunk::<16>() {
+        acc |= lanes(c, bad);
+        rest = tail;
+    }
+    acc
+}
+
+/// `true` if `bytes` (1..=65,535 of them) are ASCII without U+0000, do not start with
+/// `$share/`, and every `+` and `#` is a whole level (`#` the last): a valid topic filter. A
+/// `false` proves nothing; the caller then runs the full checks, which find the precise error.
+///
+/// The bytes never allowed here are found by [`any_byte`] (sixteen at a time, straight from the
+/// input); the wildcards' positions come from a sixteen-lane mask per step, the last step
+/// overlapping the one before it (checking a wildcard twice is harmless), and are then checked
+/// against their neighbours. Nothing is copied: an earlier version padded the tail into a stack
+/// array, and reading it back stalled on store forwarding at every filter.
+#[inline]
+pub(crate) fn is_plain_filter(bytes: &[u8]) -> bool {
+    #[inline(always)]
+    fn wild_mask(c: &[u8; 16]) -> u16 {
+        let mut wild = [false; 16];
+        for (w, &b) in wild.iter_mut().zip(c) {
+            *w = (b == b'+') | (b == b'#');
+        }
+        wild.iter()
+            .enumerate()
+            .fold(0u16, |acc, (i, &x)| acc | (u16::from(x) << i))
+    }
+    let len = bytes.len();
+    if len == 0
+        || len > MAX_STRING_LEN
+        || bytes.starts_with(SHARE_PREFIX)
+        || any_byte(bytes, |b| (b == 0) | (b >= 0x80))
+    {
+        return false;
+    }
+    // Whether the wildcard at `i` is a whole level (and a `#` the last character).
+    let whole_level = |i: usize| {
+        let starts_level = i == 0 || bytes.get(i - 1) == Some(&b'/');
+        match bytes.get(i) {
+            Some(b'#') => starts_level && i + 1 == len,
+            _ => starts_level && matches!(bytes.get(i + 1), None | Some(b'/')),
+        }
+    };
+    if len < 16 {
+        return bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| !matches!(b, b'+' | b'#') || whole_level(i));
+    }
+    let mut base = 0;
+    loop {
+        // Whole steps, then one overlapping the last sixteen bytes.
+        let at = base.min(len - 16);
+        let Some(chunk) = bytes.get(at..at + 16).and_then(|s| s.first_chunk()) else {
+            return false;
+        };
+        let mut wild = wild_mask(chunk);
+        while wild != 0 {
+            let i = at + wild.trailing_zeros() as usize;
+            wild &= wild - 1;
+            if !whole_level(i) {
+                return false;
+            }
+        }
+        if at + 16 >= len {
+            return true;
+        }
+        base += 16;
+    }
 }
 
 const SHARE_PREFIX: &[u8] = b"$share/";
@@ -213,13 +294,19 @@ impl TopicName {
     }
 
     /// Validation used by the decoder: returns the in-topic offset, detail and rule on failure.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn validate_wire(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
-        // Fast path: non-empty ASCII without U+0000, '+' or '#' is a valid topic name. Anything
-        // else takes the full check, which also finds the precise error.
+        // Fast path (inlined into the decoder): non-empty ASCII without U+0000, '+' or '#' is a
+        // valid topic name. Anything else takes the full check, which also finds the precise
+        // error.
         if !bytes.is_empty() && bytes.len() <= MAX_STRING_LEN && is_plain_topic_name(bytes) {
             return Ok(());
         }
+        Self::validate_wire_full(bytes)
+    }
+
+    #[inline(never)]
+    fn validate_wire_full(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
         check_mqtt_str(bytes)?;
         check_name_chars(bytes)
     }
@@ -330,6 +417,9 @@ impl TopicFilter {
     }
 
     pub(crate) fn validate_wire(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
+        if is_plain_filter(bytes) {
+            return Ok(());
+        }
         check_mqtt_str(bytes)?;
         check_filter_chars(bytes)
     }
@@ -525,7 +615,7 @@ mod tests {
     /// (two words and a tail), against the byte-by-byte definition and the full validation.
     #[test]
     fn plain_topic_fast_path_agrees_with_bytewise_rule() {
-        for len in 1..=17 {
+        for len in (1..=18).chain([31, 32, 33, 47, 48, 49]) {
             for pos in 0..len {
                 for b in 0..=255u8 {
                     let mut t = vec![b'x'; len];
@@ -549,6 +639,51 @@ mod tests {
             }
         }
     }
+    /// The filter fast path never accepts what the byte-by-byte rules reject, and
+    /// `validate_wire` decides exactly as they do: every string of up to six bytes over an
+    /// alphabet of the interesting bytes, and one or two wildcards at every position of longer
+    /// filters (across the sixteen-byte steps).
+    #[test]
+    fn plain_filter_fast_path_agrees_with_full_rules() {
+        let full = |b: &[u8]| check_mqtt_str_full(b).is_ok() && check_filter_chars(b).is_ok();
+        let check = |b: &[u8]| {
+            let ok = full(b);
+            if is_plain_filter(b) {
+                assert!(ok, "fast path accepted {b:?}");
+            }
+            assert_eq!(TopicFilter::validate_wire(b).is_ok(), ok, "{b:?}");
+        };
+        let alphabet = [b'a', b'/', b'+', b'#', b'$', 0, 0xC3, 0xA9];
+        let mut stack = vec![Vec::new()];
+        while let Some(t) = stack.pop() {
+            check(&t);
+            if t.len() < 6 {
+                for &c in &alphabet {
+                    let mut u = t.clone();
+                    u.push(c);
+                    stack.push(u);
+                }
+            }
+        }
+        for len in [15, 16, 17, 31, 32, 33, 40] {
+            for i in 0..len {
+                for j in i..len {
+                    for (wi, wj) in [(b'+', b'+'), (b'+', b'#'), (b'#', b'/'), (b'/', b'+')] {
+                        let mut t: Vec<u8> = (0..len)
+                            .map(|k| if k % 4 == 3 { b'/' } else { b'x' })
+                            .collect();
+                        t[i] = wi;
+                        t[j] = wj;
+                        check(&t);
+                    }
+                }
+            }
+        }
+        check(b"$share/g/a/+");
+        check(b"$share/g/#");
+        check(b"$shar/+");
+    }
+
     fn filter(s: &str) -> TopicFilter {
         TopicFilter::new(s).unwrap()
     }

@@ -12,8 +12,11 @@ use std::alloc::System;
 
 use bytes::{Bytes, BytesMut};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use std::num::NonZeroU16;
+
 use thingkit_mqtt::{
-    Decoder, Encoder, Packet, PacketId, PacketView, ProtocolVersion, Publish, QoS, TopicName,
+    Decoder, Encoder, MqttStr, Packet, PacketId, PacketView, Properties, ProtocolVersion, Publish,
+    QoS, TopicName,
 };
 
 #[global_allocator]
@@ -115,7 +118,89 @@ fn publish_decoding_allocates_as_the_readme_claims() {
     }
 }
 
+/// MQTT 5.0 PUBLISH with Message Expiry Interval, Topic Alias and one to three User Properties,
+/// every other one with an empty topic (the alias stands in): `decode` allocates at most once per
+/// PUBLISH (the properties' box; user properties stay in the frame), `decode_view` never.
+fn v5_publish_with_properties_allocates_at_most_once_owned_and_never_borrowed() {
+    let encoder = Encoder::new(ProtocolVersion::V5);
+    let mut out = BytesMut::new();
+    for i in 0..FRAMES {
+        let mut p = Publish::new(
+            TopicName::new("fleet/site-12/dev-00042/telemetry/temp").expect("valid topic"),
+            vec![5u8; 8 + i % 200],
+        );
+        if i % 2 == 1 {
+            p.topic = None;
+        }
+        p.qos = if i % 3 == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        if p.qos != QoS::AtMostOnce {
+            p.packet_id = PacketId::new(u16::try_from(i % 60_000 + 1).expect("fits"));
+        }
+        let mut props = Properties {
+            message_expiry_interval: Some(60 + i as u32),
+            topic_alias: NonZeroU16::new(1 + (i % 50) as u16),
+            ..Default::default()
+        };
+        for k in 0..=(i % 3) {
+            props.user_properties.push((
+                MqttStr::new(&format!("key-{k}")).expect("valid"),
+                MqttStr::new(&format!("value-{i}")).expect("valid"),
+            ));
+        }
+        p.properties = props.into();
+        encoder.encode_publish(&p, &mut out).expect("encodable");
+    }
+    let input = out.to_vec();
+
+    let mut decoder = Decoder::new(ProtocolVersion::V5);
+    let (decoded, n) = allocations(|| {
+        let mut rest = &input[..];
+        let mut decoded = 0;
+        while let Some((view, len)) = decoder.decode_view(rest).expect("valid") {
+            if let PacketView::Publish(p) = view {
+                decoded +=
+                    usize::from(p.topic_alias().is_some() && p.user_properties().count() > 0);
+            }
+            rest = &rest[len..];
+        }
+        decoded
+    });
+    assert_eq!(
+        decoded, FRAMES,
+        "v5 properties: decode_view decoded every frame"
+    );
+    assert_eq!(
+        n, 0,
+        "v5 properties: decode_view allocations for {FRAMES} frames"
+    );
+
+    let mut buf = BytesMut::from(&input[..]);
+    let mut decoder = Decoder::new(ProtocolVersion::V5);
+    let (decoded, n) = allocations(|| {
+        let mut decoded = 0;
+        while let Some(packet) = decoder.decode(&mut buf).expect("valid") {
+            decoded += usize::from(matches!(packet, Packet::Publish(p)
+                if p.properties.topic_alias.is_some() && !p.properties.user_properties.is_empty()));
+        }
+        decoded
+    });
+    assert_eq!(decoded, FRAMES, "v5 properties: decode decoded every frame");
+    // One per PUBLISH, plus the one-time promotion of the `BytesMut` to shared storage.
+    assert!(
+        n <= FRAMES + 1,
+        "v5 properties: decode made {n} allocations for {FRAMES} frames"
+    );
+}
+
 fn main() {
     publish_decoding_allocates_as_the_readme_claims();
     println!("test publish_decoding_allocates_as_the_readme_claims ... ok");
+    v5_publish_with_properties_allocates_at_most_once_owned_and_never_borrowed();
+    println!(
+        "test v5_publish_with_properties_allocates_at_most_once_owned_and_never_borrowed ... ok"
+    );
 }

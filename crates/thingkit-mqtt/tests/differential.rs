@@ -283,7 +283,7 @@ fn valid_packets(v: ProtocolVersion) -> Vec<Packet> {
     let v5 = v == ProtocolVersion::V5;
     let rich = |mut p: Properties| -> PacketProperties {
         if v5 {
-            p.user_properties = vec![(s("k"), s("v1")), (s("k"), s("v2")), (s("a"), s("z"))];
+            p.user_properties = vec![(s("k"), s("v1")), (s("k"), s("v2")), (s("a"), s("z"))].into();
             p.into()
         } else {
             PacketProperties::new()

@@ -108,7 +108,7 @@ fn prop_fields(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<Properties> {
                         None
                     },
                     will_delay_interval: if publish { None } else { delay },
-                    user_properties: up,
+                    user_properties: up.into(),
                     ..Default::default()
                 }
             })
@@ -140,7 +140,7 @@ fn prop_fields(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<Properties> {
                         maximum_packet_size: mps.and_then(NonZeroU32::new),
                         authentication_data: if am.is_some() { ad } else { None },
                         authentication_method: am,
-                        user_properties: up,
+                        user_properties: up.into(),
                         ..Default::default()
                     };
                     if matches!(ctx, Ctx::Connect) {
@@ -165,20 +165,20 @@ fn prop_fields(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<Properties> {
         Ctx::Ack => (o(mqtt_str()), users())
             .prop_map(|(rs, up)| Properties {
                 reason_string: rs,
-                user_properties: up,
+                user_properties: up.into(),
                 ..Default::default()
             })
             .boxed(),
         Ctx::Subscribe => (o(sub_id()), users())
             .prop_map(|(id, up)| Properties {
                 subscription_identifiers: id.into_iter().collect(),
-                user_properties: up,
+                user_properties: up.into(),
                 ..Default::default()
             })
             .boxed(),
         Ctx::Unsubscribe => users()
             .prop_map(|up| Properties {
-                user_properties: up,
+                user_properties: up.into(),
                 ..Default::default()
             })
             .boxed(),
@@ -187,7 +187,7 @@ fn prop_fields(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<Properties> {
                 session_expiry_interval: sei,
                 server_reference: sr,
                 reason_string: rs,
-                user_properties: up,
+                user_properties: up.into(),
                 ..Default::default()
             })
             .boxed(),
@@ -196,7 +196,7 @@ fn prop_fields(v: ProtocolVersion, ctx: Ctx) -> BoxedStrategy<Properties> {
                 authentication_data: if am.is_some() { ad } else { None },
                 authentication_method: am,
                 reason_string: rs,
-                user_properties: up,
+                user_properties: up.into(),
                 ..Default::default()
             })
             .boxed(),
@@ -562,6 +562,14 @@ proptest! {
                         prop_assert_eq!(w.payload, &p.payload[..]);
                         prop_assert_eq!((w.dup, w.qos, w.retain, w.packet_id), (p.dup, p.qos, p.retain, p.packet_id));
                         prop_assert_eq!(w.properties.is_empty(), p.properties.is_empty());
+                        prop_assert_eq!(&w.to_properties(), &*p.properties);
+                        prop_assert!(w.user_properties().eq(p.properties.user_properties.iter()));
+                        prop_assert_eq!(w.topic_alias(), p.properties.topic_alias);
+                        prop_assert_eq!(w.message_expiry_interval(), p.properties.message_expiry_interval);
+                        prop_assert_eq!(w.payload_format_indicator(), p.properties.payload_format_indicator);
+                        prop_assert_eq!(w.content_type(), p.properties.content_type.as_ref().map(|s| s.as_str()));
+                        prop_assert_eq!(w.response_topic(), p.properties.response_topic.as_ref().map(|s| s.as_str()));
+                        prop_assert_eq!(w.correlation_data(), p.properties.correlation_data.as_deref());
                         off += n;
                     }
                     (Ok(Some(p)), Ok(Some((PacketView::Other(q), n)))) => {
@@ -582,6 +590,75 @@ proptest! {
             let wire = encode(v, &p);
             let again = Decoder::new(v).decode(&mut wire.clone()).unwrap().unwrap();
             prop_assert_eq!(again, p);
+        }
+    }
+}
+
+/// A v5 PUBLISH carrying every PUBLISH property (two user properties, two subscription
+/// identifiers) and its topic or only an alias, with each byte in turn replaced by each of a
+/// set of values: `decode` (fast paths), `decode_bytes` (general path only) and `decode_view`
+/// accept and reject alike, with the same error and the same packet.
+#[test]
+fn publish_property_fast_paths_agree_with_general_path_on_every_corrupted_byte() {
+    let s = |x: &str| MqttStr::new(x).unwrap();
+    for alias_only in [false, true] {
+        let mut p = Publish::new(TopicName::new("fleet/site-1/dev-7/temp").unwrap(), "21.5");
+        p.qos = QoS::AtLeastOnce;
+        p.packet_id = PacketId::new(9);
+        if alias_only {
+            p.topic = None;
+        }
+        p.properties = Properties {
+            payload_format_indicator: Some(true),
+            message_expiry_interval: Some(3600),
+            content_type: Some(s("text/plain")),
+            response_topic: Some(TopicName::new("r/1").unwrap()),
+            correlation_data: Some(Bytes::from_static(b"\x00\x01")),
+            subscription_identifiers: if alias_only {
+                vec![]
+            } else {
+                vec![NonZeroU32::new(200).unwrap()]
+            },
+            topic_alias: NonZeroU16::new(4),
+            user_properties: vec![(s("k"), s("v")), (s("trace"), s("é"))].into(),
+            ..Default::default()
+        }
+        .into();
+        let wire = encode(ProtocolVersion::V5, &Packet::Publish(p));
+        for at in 0..wire.len() {
+            for value in [
+                0x00, 0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x23, 0x26, 0x2B, 0x7F, 0x80, 0xC3, 0xFF,
+            ] {
+                let mut bad = wire.clone();
+                bad[at] = value;
+                let v = ProtocolVersion::V5;
+                let a = Decoder::new(v).decode(&mut bad.clone());
+                let b = Decoder::new(v).decode_bytes(&mut bad.clone().freeze());
+                let c = Decoder::new(v).decode_view(&bad);
+                match (&a, &b) {
+                    (Ok(x), Ok(y)) => assert_eq!(x, y, "byte {at} = {value:#04x}"),
+                    (Err(x), Err(y)) => {
+                        assert_eq!(x.to_string(), y.to_string(), "byte {at} = {value:#04x}")
+                    }
+                    (x, y) => panic!("byte {at} = {value:#04x}: fast {x:?} vs general {y:?}"),
+                }
+                match (&a, &c) {
+                    (Ok(None), Ok(None)) => {}
+                    (Ok(Some(Packet::Publish(p))), Ok(Some((PacketView::Publish(w), _)))) => {
+                        assert_eq!(w.topic, p.topic.as_ref().map_or("", |t| t.as_str()));
+                        assert_eq!(
+                            &w.to_properties(),
+                            &*p.properties,
+                            "byte {at} = {value:#04x}"
+                        );
+                    }
+                    (Ok(Some(p)), Ok(Some((PacketView::Other(q), _)))) => assert_eq!(p, q),
+                    (Err(x), Err(y)) => {
+                        assert_eq!(x.to_string(), y.to_string(), "byte {at} = {value:#04x}")
+                    }
+                    (x, y) => panic!("byte {at} = {value:#04x}: owned {x:?} vs view {y:?}"),
+                }
+            }
         }
     }
 }

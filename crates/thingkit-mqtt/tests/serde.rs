@@ -23,7 +23,8 @@ fn publish_is_tagged_by_type_with_hex_payload_in_field_order() {
     p.packet_id = PacketId::new(7);
     p.properties.topic_alias = NonZeroU16::new(5);
     p.properties.payload_format_indicator = Some(true);
-    p.properties.user_properties = vec![(MqttStr::new("k").unwrap(), MqttStr::new("v").unwrap())];
+    p.properties.user_properties =
+        vec![(MqttStr::new("k").unwrap(), MqttStr::new("v").unwrap())].into();
     let text = serde_json::to_string(&Packet::Publish(p)).unwrap();
     assert_eq!(
         text,
@@ -367,4 +368,33 @@ fn decoded_packets_serialize_and_come_back_equal() {
         r#"{"type":"PUBLISH","dup":false,"qos":0,"retain":false,"topic":"t","properties":{"topic_alias":5,"user_properties":[["k","v"]]},"payload_hex":"78"}"#
     );
     assert_eq!(from_str(&json).unwrap(), p);
+}
+
+/// User properties of a decoded packet (kept as a slice of the frame) serialize exactly as the
+/// same pairs built in code.
+#[test]
+fn decoded_user_properties_serialize_like_built_ones() {
+    let mut p = Publish::new(TopicName::new("t").unwrap(), &b"x"[..]);
+    p.properties.user_properties = vec![
+        (MqttStr::new("k").unwrap(), MqttStr::new("v").unwrap()),
+        (MqttStr::new("k").unwrap(), MqttStr::new("w").unwrap()),
+    ]
+    .into();
+    p.properties.topic_alias = NonZeroU16::new(5);
+    let built = Packet::Publish(p);
+    let mut wire = BytesMut::new();
+    Encoder::new(ProtocolVersion::V5)
+        .encode(&built, &mut wire)
+        .unwrap();
+    let decoded = Decoder::new(ProtocolVersion::V5)
+        .decode(&mut wire)
+        .unwrap()
+        .unwrap();
+    let json = serde_json::to_string(&decoded).unwrap();
+    assert_eq!(json, serde_json::to_string(&built).unwrap());
+    assert!(
+        json.contains(r#""user_properties":[["k","v"],["k","w"]]"#),
+        "{json}"
+    );
+    assert_eq!(from_str(&json).unwrap(), decoded);
 }

@@ -1,7 +1,11 @@
 //! One test per validation rule: the exact bytes, the decision, and the rule the error names.
 
 use bytes::BytesMut;
-use thingkit_mqtt::{Decoder, DecoderConfig, Error, Packet, ProtocolVersion, QoS, ReasonCode};
+use std::num::NonZeroU16;
+use thingkit_mqtt::{
+    Decoder, DecoderConfig, Encoder, Error, MqttStr, Packet, PacketView, ProtocolVersion, QoS,
+    ReasonCode, UserProperties,
+};
 
 const V3: ProtocolVersion = ProtocolVersion::V311;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -394,12 +398,7 @@ fn accepts_repeated_user_properties_in_order_and_several_subscription_ids_in_pub
         .map(|i| i.get())
         .collect();
     assert_eq!(ids, [1, 2]);
-    let ups: Vec<(&str, &str)> = p
-        .properties
-        .user_properties
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let ups: Vec<(&str, &str)> = p.properties.user_properties.iter().collect();
     assert_eq!(ups, [("k", "1"), ("k", "2"), ("j", "3")]);
 }
 
@@ -594,4 +593,76 @@ fn decoded_publish_shares_memory_with_the_input() {
     };
     assert!(range.contains(&p.payload.as_ptr()));
     assert!(range.contains(&p.topic.unwrap().as_bytes().as_ptr()));
+}
+
+/// Decoded user properties stay in the frame among the other properties: they iterate in wire
+/// order, skipping the properties between them, compare equal to the same pairs built in code,
+/// share the frame's memory when taken out, and turn into a `Vec` on `push`.
+#[test]
+fn decoded_user_properties_iterate_in_order_and_behave_like_built_ones() {
+    let s = |x: &str| MqttStr::new(x).unwrap();
+    // PUBLISH "a", QoS 0; properties: user (k, v), expiry 60, user (k, w), alias 3.
+    let mut frame = vec![0x30, 0, 0x00, 0x01, b'a'];
+    let props: &[u8] = &[
+        0x26, 0, 1, b'k', 0, 1, b'v', 0x02, 0, 0, 0, 60, 0x26, 0, 1, b'k', 0, 1, b'w', 0x23, 0, 3,
+    ];
+    frame.push(props.len() as u8);
+    frame.extend_from_slice(props);
+    frame.extend_from_slice(b"payload");
+    frame[1] = (frame.len() - 2) as u8;
+
+    let mut buf = BytesMut::from(&frame[..]);
+    let Some(Packet::Publish(p)) = Decoder::new(ProtocolVersion::V5).decode(&mut buf).unwrap()
+    else {
+        panic!("expected PUBLISH")
+    };
+    let up = &p.properties.user_properties;
+    assert_eq!(up.len(), 2);
+    assert_eq!(up.iter().collect::<Vec<_>>(), [("k", "v"), ("k", "w")]);
+    assert_eq!(up.get("k"), Some("v"));
+    assert_eq!(up.get("x"), None);
+    assert_eq!(format!("{up:?}"), r#"[("k", "v"), ("k", "w")]"#);
+    let built: UserProperties = vec![(s("k"), s("v")), (s("k"), s("w"))].into();
+    assert_eq!(*up, built);
+    assert_ne!(
+        *up,
+        UserProperties::from(vec![(s("k"), s("w")), (s("k"), s("v"))])
+    );
+    assert_eq!(p.properties.message_expiry_interval, Some(60));
+    assert_eq!(p.properties.topic_alias, NonZeroU16::new(3));
+
+    let pairs = up.to_vec();
+    assert_eq!(pairs, [(s("k"), s("v")), (s("k"), s("w"))]);
+
+    let mut grown = up.clone();
+    grown.push((s("n"), s("1")));
+    assert_eq!(
+        grown.iter().collect::<Vec<_>>(),
+        [("k", "v"), ("k", "w"), ("n", "1")]
+    );
+
+    // The borrowed view reads the same block.
+    let (PacketView::Publish(v), n) = Decoder::new(ProtocolVersion::V5)
+        .decode_view(&frame)
+        .unwrap()
+        .unwrap()
+    else {
+        panic!("expected PUBLISH")
+    };
+    assert_eq!(n, frame.len());
+    assert_eq!(
+        v.user_properties().collect::<Vec<_>>(),
+        [("k", "v"), ("k", "w")]
+    );
+    assert_eq!(v.topic_alias(), NonZeroU16::new(3));
+    assert_eq!(v.message_expiry_interval(), Some(60));
+    assert_eq!(v.to_properties(), *p.properties);
+
+    // Re-encoding writes the same pairs (grouped after the other properties, as built ones are).
+    let mut wire = BytesMut::new();
+    Encoder::new(ProtocolVersion::V5)
+        .encode(&Packet::Publish(p.clone()), &mut wire)
+        .unwrap();
+    let again = Decoder::new(ProtocolVersion::V5).decode(&mut wire).unwrap();
+    assert_eq!(again, Some(Packet::Publish(p)));
 }

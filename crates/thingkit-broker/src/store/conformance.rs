@@ -492,7 +492,8 @@ fn messages_round_trip_with_their_properties(mut store: Box<dyn RouterStore>) {
                     MqttStr::new("region").expect("valid"),
                     MqttStr::new("\u{e9}t\u{e9}").expect("valid"),
                 ),
-            ],
+            ]
+            .into(),
             ..Properties::default()
         }
         .into(),

@@ -392,7 +392,8 @@ mod tests {
                 user_properties: vec![
                     (MqttStr::new("k").unwrap(), MqttStr::new("v").unwrap()),
                     (MqttStr::new("k").unwrap(), MqttStr::new("w").unwrap()),
-                ],
+                ]
+                .into(),
                 ..Properties::default()
             }
             .into(),

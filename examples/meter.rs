@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Hot path: per-connection GCRA limits (AWS defaults: 100 publishes/s, 512 KiB/s) + counters.
     let table = ConnectionTable::new(aws.clone(), &RateLimits::aws_connection(), 10_000)?;
     let meter = Meter::new("node-1", aws.clone(), Granularity::Day, 100_000)?;
-    let mut conn = table.connect("acme", "sensor-7", now_unix)?;
+    let mut conn = table.connect("acme", now_unix)?;
     let (mut allowed, mut refused) = (0, 0);
     for i in 0..150u64 {
         // 150 publishes within 150 ms: the burst of 100 plus one refill per 10 ms pass; the rest
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("publishes allowed {allowed}, refused {refused}");
-    table.disconnect(conn, &meter, now_unix + 3_600)?; // one hour: 60 connection minutes
+    table.disconnect(conn, "sensor-7", &meter, now_unix + 3_600)?; // one hour: 60 connection minutes
     for (key, counts) in meter.totals() {
         println!(
             "meter: {}/{} {} -> {:?}",

@@ -21,9 +21,9 @@
 //! // The hot path: rate-limit and count one publish per call, flush into the node's meter.
 //! let table = ConnectionTable::new(aws.clone(), &RateLimits::aws_connection(), 1_000_000)?;
 //! let meter = Meter::new("node-1", aws, Granularity::Day, 1_000_000)?;
-//! let mut conn = table.connect("acme", "sensor-7", 1_764_115_200)?;
+//! let mut conn = table.connect("acme", 1_764_115_200)?;
 //! assert!(table.record_publish(&mut conn, 8192, false, Nanos::from_secs(1))?.is_allowed());
-//! table.disconnect(conn, &meter, 1_764_115_260)?; // records 1 connection minute
+//! table.disconnect(conn, "sensor-7", &meter, 1_764_115_260)?; // records 1 connection minute
 //!
 //! // Billing: usage events (repeated ids ignored) priced with a versioned table.
 //! let mut run = BillingRun::new(PriceTable::preset("aws-us-east-1")?);
@@ -115,7 +115,7 @@ pub use limiter::{
     RateDecision, RateLimiter, RateLimits,
 };
 pub use meter::{
-    AggregateRow, Connection, ConnectionTable, Counts, Granularity, INBOUND_BYTES, Meter,
+    AggregateRow, CONNECTION_BYTES, Connection, ConnectionTable, Counts, Granularity, Meter,
     NodeAggregate, SLOT_BYTES, STATE_BYTES, UsageKey,
 };
 pub use metering::{

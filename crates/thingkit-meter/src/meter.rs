@@ -1,8 +1,8 @@
 //! The meter and the per-connection hot path; documented on [`ConnectionTable`].
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -354,42 +354,36 @@ impl NodeAggregate {
 const PAGE: usize = 4096;
 
 /// One connection's outbound counters, in the table, written by whichever threads deliver to
-/// it. Slots are packed (24 bytes, so adjacent connections can share a cache line: two threads
+/// it. Slots are packed (16 bytes, so adjacent connections can share a cache line: two threads
 /// delivering to neighbouring connections at the same instant contend on it, which costs time,
-/// never counts).
+/// never counts). The two 32-bit counters never lose a count: an add that wraps one moves the
+/// 2³² it wrapped past into the table's spill (see [`ConnectionTable`]).
 #[repr(C)]
 #[derive(Debug, Default)]
 struct Slot {
-    out_messages: AtomicU64,
-    out_units: AtomicU64,
     out_bytes: AtomicU64,
-}
-
-/// One connection's inbound state, in its [`Connection`] handle: written only through
-/// `&mut Connection`, so plain integers.
-#[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-struct Inbound {
-    msg_tat: u64,
-    byte_tat: u64,
-    messages: u64,
-    units: u64,
-    bytes: u64,
+    out_messages: AtomicU32,
+    out_units: AtomicU32,
 }
 
 /// Bytes of outbound state per connection in a [`ConnectionTable`]'s slots.
 pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
 
-/// Bytes of inbound state (rate-limit state and unflushed publish counters) inside each
-/// [`Connection`] handle.
-pub const INBOUND_BYTES: usize = std::mem::size_of::<Inbound>();
+/// Bytes of a [`Connection`] handle: the connection's inbound state (both GCRA cells and the
+/// unflushed publish counters) and its identity in the table (table, slot, interned account,
+/// connect time). The handle holds no pointer: there is nothing on the heap behind it.
+pub const CONNECTION_BYTES: usize = std::mem::size_of::<Connection>();
 
-/// Bytes of metering and rate-limit state per connection: its slot plus its handle's inbound
-/// state (the handle's identity — account and device names, connect time — is the broker's
-/// and not counted here).
-pub const STATE_BYTES: usize = SLOT_BYTES + INBOUND_BYTES;
+/// Bytes of metering and rate-limit state per connection, all included: its slot in the table
+/// plus its whole [`Connection`] handle. No name is copied per connection: the account is
+/// interned once per account in the table, and the device name is the broker's (passed to
+/// [`ConnectionTable::flush`] and [`ConnectionTable::disconnect`]). Per-account interning
+/// (the name and an index entry, shared by every connection of the account) and the spill of
+/// a connection whose 32-bit counters wrapped before a flush come on top and are not
+/// per-connection.
+pub const STATE_BYTES: usize = SLOT_BYTES + CONNECTION_BYTES;
 
-const _: () = assert!(STATE_BYTES == 64);
+const _: () = assert!(STATE_BYTES <= 64);
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -399,25 +393,96 @@ struct Registry {
     free: Vec<u32>,
 }
 
-static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+/// Account names interned once per account with live connections; a [`Connection`] holds the
+/// id (index into `names`).
+#[derive(Debug, Default)]
+struct Accounts {
+    ids: HashMap<Arc<str>, u32>,
+    /// Per id: the name and the number of live connections holding it; `None` when free.
+    names: Vec<Option<(Arc<str>, u32)>>,
+    /// Ids whose account has no live connection left, reused first.
+    free: Vec<u32>,
+}
+
+impl Accounts {
+    fn intern(&mut self, account: &str) -> Result<u32> {
+        if let Some(&id) = self.ids.get(account)
+            && let Some(Some((_, live))) = self.names.get_mut(id as usize)
+        {
+            *live += 1;
+            return Ok(id);
+        }
+        let name: Arc<str> = account.into();
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => u32::try_from(self.names.len()).map_err(|_| Error::TooManyKeys {
+                what: "connection table accounts",
+                limit: u32::MAX as usize,
+            })?,
+        };
+        match self.names.get_mut(id as usize) {
+            Some(entry) => *entry = Some((name.clone(), 1)),
+            None => self.names.push(Some((name.clone(), 1))),
+        }
+        self.ids.insert(name, id);
+        Ok(id)
+    }
+
+    fn name(&self, id: u32) -> Option<&Arc<str>> {
+        self.names
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .map(|(n, _)| n)
+    }
+
+    fn release(&mut self, id: u32) {
+        let Some(entry) = self.names.get_mut(id as usize) else {
+            return;
+        };
+        if let Some((name, live)) = entry {
+            *live -= 1;
+            if *live == 0 {
+                self.ids.remove(&**name);
+                *entry = None;
+                self.free.push(id);
+            }
+        }
+    }
+}
+
+/// Counts moved out of a connection's 32-bit counters when one of them was about to wrap,
+/// kept until the connection's next flush.
+#[derive(Debug, Default)]
+struct Spilled {
+    inbound: Counts,
+    outbound: Counts,
+}
+
+static NEXT_TABLE_ID: AtomicU32 = AtomicU32::new(1);
 
 /// A live connection's handle in a [`ConnectionTable`], held by the broker's connection task.
-/// It carries the connection's identity (account, device, connect time) and its inbound state
-/// (rate-limit cells and unflushed publish counters, [`INBOUND_BYTES`]), so the per-message call
-/// touches nothing but the handle; the table keeps the outbound counters. Not `Clone`: give it
-/// back with [`ConnectionTable::disconnect`], after which its slot may be reused. Two handles
-/// are equal when they are the same connection (same table and slot).
+/// It carries the connection's inbound state (rate-limit cells and unflushed publish counters)
+/// and its identity in the table (table, slot, interned account, connect time), 48 bytes and
+/// no pointer ([`CONNECTION_BYTES`]), so the per-message call touches nothing but the handle;
+/// the table keeps the outbound counters. Not `Clone`: give it back with
+/// [`ConnectionTable::disconnect`], after which its slot may be reused. Two handles are equal
+/// when they are the same connection (same table and slot).
 #[derive(Debug)]
 #[repr(C)]
 pub struct Connection {
-    // The fields the per-message call reads come first, together (`repr(C)` keeps the order),
-    // 48 bytes: at most two cache lines, usually one.
-    table: u64,
-    inbound: Inbound,
+    // The fields the per-message call reads and writes come first, together (`repr(C)` keeps
+    // the order): the two TATs (nanoseconds on the caller's clock, exact: the limiter is as
+    // strict as with any wider state), the unflushed inbound counters, the table id.
+    msg_tat: u64,
+    byte_tat: u64,
+    in_bytes: u64,
+    in_messages: u32,
+    in_units: u32,
+    table: u32,
     slot: u32,
-    since: u64,
-    account: Box<str>,
-    device: Box<str>,
+    account: u32,
+    /// Unix second the connection was opened (32 bits: up to 2106-02-07T06:28:15Z).
+    since: u32,
 }
 
 impl PartialEq for Connection {
@@ -440,19 +505,9 @@ impl Connection {
         self.slot
     }
 
-    /// The account the connection belongs to.
-    pub fn account(&self) -> &str {
-        &self.account
-    }
-
-    /// The connected device.
-    pub fn device(&self) -> &str {
-        &self.device
-    }
-
     /// Unix second the connection was opened.
     pub fn connected_at(&self) -> u64 {
-        self.since
+        u64::from(self.since)
     }
 }
 
@@ -464,14 +519,19 @@ impl Connection {
 /// Three layers, from hot to cold:
 ///
 /// 1. [`ConnectionTable`] and its [`Connection`] handles: 64 bytes of state per live
-///    connection. The inbound half — GCRA state (messages and bytes) and the unflushed publish
-///    counters (messages, units, bytes), 40 bytes — lives in the handle itself, which the
-///    broker's connection task owns; the outbound half — delivery counters, 24 bytes, written by
-///    any thread — lives in the table's slot for the connection.
+///    connection, all included ([`STATE_BYTES`]). The handle — GCRA state (messages and
+///    bytes), the unflushed publish counters (messages, units, bytes) and the connection's
+///    identity (table, slot, account id, connect time), 48 bytes, no heap — is owned by the
+///    broker's connection task; the outbound half — delivery counters, 16 bytes, written by any
+///    thread — lives in the table's slot for the connection. Account names are interned once
+///    per account in the table; the device name is not copied at all: the broker holds it (as
+///    the client id) and passes it to [`ConnectionTable::flush`] and
+///    [`ConnectionTable::disconnect`], the only calls that need it.
 ///    [`ConnectionTable::record_publish`] is the per-message call: a rate-limit check and three
 ///    counter updates on the handle's own fields — no lock, no atomic, no allocation, no
-///    hashing, and no memory touched but the handle (already in cache when the broker has just
-///    read that connection's socket) and the table's shared, read-only limits.
+///    hashing, no clock read (the caller passes `now`, read once per batch of messages), and no
+///    memory touched but the handle (already in cache when the broker has just read that
+///    connection's socket) and the table's shared, read-only limits.
 /// 2. [`Meter`]: the node's aggregates keyed by [`UsageKey`]; connections are
 ///    [flushed](ConnectionTable::flush) into it periodically and on disconnect.
 ///    Closed windows are [drained](Meter::drain_closed) out of it periodically and persisted,
@@ -482,6 +542,13 @@ impl Connection {
 ///    snapshot can be delivered twice or out of order without double counting. The fleet total
 ///    is the sum over nodes. Drained (closed) windows are final elsewhere; see
 ///    [`NodeAggregate`].
+///
+/// # Counters that never lose a count
+///
+/// Message and unit counters are 32 bits wide (bytes are 64). An update that would wrap one —
+/// more than 4,294,967,295 messages or units between two flushes of one connection — moves the
+/// counts into a table-side spill for that connection (a rare, locked path), which the next
+/// flush adds back: every count reaches the meter exactly once, as with 64-bit counters.
 ///
 /// # Concurrency
 ///
@@ -496,11 +563,16 @@ impl Connection {
 /// does not. The per-node [`Meter`] is a mutex-guarded map, written on flush, not per message.
 #[derive(Debug)]
 pub struct ConnectionTable {
-    id: u64,
+    id: u32,
     policy: MeteringPolicy,
     limits: Compiled,
     pages: Box<[OnceLock<Box<[Slot]>>]>,
     registry: Mutex<Registry>,
+    accounts: RwLock<Accounts>,
+    /// Counts of connections whose 32-bit counters would have wrapped, by slot.
+    spill: Mutex<HashMap<u32, Spilled>>,
+    /// Entries in `spill`, so a flush takes its lock only when there is something to take.
+    spilled: AtomicUsize,
     max_connections: usize,
 }
 
@@ -520,13 +592,23 @@ impl ConnectionTable {
                 reason: "at most 2^32 - 1",
             });
         }
+        let limits = Compiled::new(limits)?;
+        let id = NEXT_TABLE_ID
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| id.checked_add(1))
+            .map_err(|_| Error::Config {
+                field: "connection table",
+                reason: "2^32 - 1 tables per process: no table id left",
+            })?;
         let pages = max_connections.div_ceil(PAGE);
         Ok(ConnectionTable {
-            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             policy,
-            limits: Compiled::new(limits)?,
+            limits,
             pages: (0..pages).map(|_| OnceLock::new()).collect(),
             registry: Mutex::new(Registry::default()),
+            accounts: RwLock::new(Accounts::default()),
+            spill: Mutex::new(HashMap::new()),
+            spilled: AtomicUsize::new(0),
             max_connections,
         })
     }
@@ -557,9 +639,16 @@ impl ConnectionTable {
             })
     }
 
-    /// Registers a new connection of `device` in `account`, opened at `unix_secs`. Its limits
-    /// start fully replenished.
-    pub fn connect(&self, account: &str, device: &str, unix_secs: u64) -> Result<Connection> {
+    /// Registers a new connection in `account`, opened at `unix_secs`. Its limits start fully
+    /// replenished. The device is not stored: pass its name to [`ConnectionTable::flush`] and
+    /// [`ConnectionTable::disconnect`].
+    ///
+    /// Connect times are kept in 32 bits: a `unix_secs` after 2106-02-07T06:28:15Z is refused.
+    pub fn connect(&self, account: &str, unix_secs: u64) -> Result<Connection> {
+        let since = u32::try_from(unix_secs).map_err(|_| Error::Config {
+            field: "unix_secs",
+            reason: "connect times are kept in 32 bits: at most 2106-02-07T06:28:15Z",
+        })?;
         let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         let slot = match reg.free.pop() {
             Some(s) => s,
@@ -575,26 +664,62 @@ impl ConnectionTable {
             }
         };
         let i = slot as usize;
-        let page = self.pages.get(i / PAGE).ok_or(Error::TooManyKeys {
-            what: "connection table",
-            limit: self.max_connections,
-        })?;
+        let Some(page) = self.pages.get(i / PAGE) else {
+            reg.free.push(slot);
+            return Err(Error::TooManyKeys {
+                what: "connection table",
+                limit: self.max_connections,
+            });
+        };
+        let account = match self
+            .accounts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .intern(account)
+        {
+            Ok(id) => id,
+            Err(e) => {
+                reg.free.push(slot);
+                return Err(e);
+            }
+        };
         // A reused slot's counters were drained by the last disconnect's flush; the inbound
         // state starts fresh in the new handle.
         page.get_or_init(|| (0..PAGE).map(|_| Slot::default()).collect());
         Ok(Connection {
+            msg_tat: 0,
+            byte_tat: 0,
+            in_bytes: 0,
+            in_messages: 0,
+            in_units: 0,
             table: self.id,
-            inbound: Inbound::default(),
             slot,
-            account: account.into(),
-            device: device.into(),
-            since: unix_secs,
+            account,
+            since,
         })
+    }
+
+    /// The account the connection belongs to (interned once per account in the table).
+    pub fn account(&self, conn: &Connection) -> Result<Arc<str>> {
+        self.own(conn)?;
+        self.accounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .name(conn.account)
+            .cloned()
+            .ok_or(Error::Config {
+                field: "connection",
+                reason: "account not interned",
+            })
     }
 
     /// The per-message call: checks the connection's rate limits for one inbound PUBLISH of
     /// `bytes` counted bytes at `now`, and if allowed, counts it (`retained` publishes are
     /// metered as [`PacketKind::Retained`]). A refused message is not counted.
+    ///
+    /// `now` is the caller's monotonic clock; a broker reads it once per socket read and passes
+    /// the same value for every message of the batch (an earlier `now` only makes the limits
+    /// stricter, never looser).
     #[inline]
     pub fn record_publish(
         &self,
@@ -604,31 +729,79 @@ impl ConnectionTable {
         now: Nanos,
     ) -> Result<RateDecision> {
         self.own(conn)?;
-        let inbound = &mut conn.inbound;
-        let decision = self.limits.check_local(
-            &mut inbound.msg_tat,
-            &mut inbound.byte_tat,
-            bytes,
-            now.0,
-            true,
-        );
+        let decision =
+            self.limits
+                .check_local(&mut conn.msg_tat, &mut conn.byte_tat, bytes, now.0, true);
         if decision.is_allowed() {
             let kind = if retained {
                 PacketKind::Retained
             } else {
                 PacketKind::Publish
             };
-            inbound.messages = inbound.messages.saturating_add(1);
-            inbound.units = inbound.units.saturating_add(self.policy.units(kind, bytes));
-            inbound.bytes = inbound.bytes.saturating_add(bytes);
+            let units = self.policy.units(kind, bytes);
+            match (
+                conn.in_messages.checked_add(1),
+                u32::try_from(units)
+                    .ok()
+                    .and_then(|u| conn.in_units.checked_add(u)),
+            ) {
+                (Some(messages), Some(total_units)) => {
+                    conn.in_messages = messages;
+                    conn.in_units = total_units;
+                }
+                _ => self.spill_inbound(conn, units),
+            }
+            conn.in_bytes = conn.in_bytes.saturating_add(bytes);
         }
         Ok(decision)
+    }
+
+    /// Moves the handle's message and unit counters, plus one message of `units`, into the
+    /// spill: the 32-bit counters would have wrapped.
+    #[cold]
+    fn spill_inbound(&self, conn: &mut Connection, units: u64) {
+        let counts = Counts {
+            messages: u64::from(std::mem::take(&mut conn.in_messages)) + 1,
+            units: u64::from(std::mem::take(&mut conn.in_units)).saturating_add(units),
+            bytes: 0,
+            minutes: 0,
+        };
+        self.spill_entry(conn.slot, |s| s.inbound.add(&counts));
+    }
+
+    fn spill_entry(&self, slot: u32, f: impl FnOnce(&mut Spilled)) {
+        let mut spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = spill.entry(slot).or_insert_with(|| {
+            self.spilled.fetch_add(1, Ordering::Relaxed);
+            Spilled::default()
+        });
+        f(entry);
+    }
+
+    /// Adds `n` to a 32-bit outbound counter without losing a count: an add that wraps it moves
+    /// the 2³² it wrapped past into the spill (each wrap is seen by exactly one add).
+    #[inline]
+    fn add_out(&self, counter: &AtomicU32, n: u64, slot: u32, which: fn(&mut Counts) -> &mut u64) {
+        let spill = match u32::try_from(n) {
+            Ok(n32) => {
+                let before = counter.fetch_add(n32, Ordering::Relaxed);
+                if before.checked_add(n32).is_some() {
+                    return;
+                }
+                1u64 << 32
+            }
+            Err(_) => n,
+        };
+        self.spill_entry(slot, |s| {
+            let c = which(&mut s.outbound);
+            *c = c.saturating_add(spill);
+        });
     }
 
     /// Answers what [`ConnectionTable::record_publish`] would, consuming and counting nothing.
     pub fn peek_publish(&self, conn: &Connection, bytes: u64, now: Nanos) -> Result<RateDecision> {
         self.own(conn)?;
-        let (mut msg_tat, mut byte_tat) = (conn.inbound.msg_tat, conn.inbound.byte_tat);
+        let (mut msg_tat, mut byte_tat) = (conn.msg_tat, conn.byte_tat);
         Ok(self
             .limits
             .check_local(&mut msg_tat, &mut byte_tat, bytes, now.0, false))
@@ -638,66 +811,97 @@ impl ConnectionTable {
     #[inline]
     pub fn record_delivery(&self, conn: &Connection, bytes: u64) -> Result<()> {
         let s = self.slot(conn)?;
-        s.out_messages.fetch_add(1, Ordering::Relaxed);
-        s.out_units.fetch_add(
-            self.policy.units(PacketKind::Receive, bytes),
-            Ordering::Relaxed,
-        );
         s.out_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.add_out(&s.out_messages, 1, conn.slot, |c| &mut c.messages);
+        self.add_out(
+            &s.out_units,
+            self.policy.units(PacketKind::Receive, bytes),
+            conn.slot,
+            |c| &mut c.units,
+        );
         Ok(())
     }
 
-    /// Moves the connection's counters into `meter`, in the window of `unix_secs`.
-    pub fn flush(&self, conn: &mut Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
+    /// Moves the connection's counters into `meter`, in the window of `unix_secs`, as usage of
+    /// `device` (the connection's device name, which the table does not keep: the broker holds
+    /// it, as the MQTT client id).
+    pub fn flush(
+        &self,
+        conn: &mut Connection,
+        device: &str,
+        meter: &Meter,
+        unix_secs: u64,
+    ) -> Result<()> {
         let s = self.slot(conn)?;
-        let (account, device) = (&*conn.account, &*conn.device);
-        let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
-        let inbound = Counts {
-            messages: std::mem::take(&mut conn.inbound.messages),
-            units: std::mem::take(&mut conn.inbound.units),
-            bytes: std::mem::take(&mut conn.inbound.bytes),
+        let account = self.account(conn)?;
+        let mut inbound = Counts {
+            messages: u64::from(std::mem::take(&mut conn.in_messages)),
+            units: u64::from(std::mem::take(&mut conn.in_units)),
+            bytes: std::mem::take(&mut conn.in_bytes),
             minutes: 0,
         };
-        let outbound = Counts {
-            messages: take(&s.out_messages),
-            units: take(&s.out_units),
-            bytes: take(&s.out_bytes),
+        let mut outbound = Counts {
+            messages: u64::from(s.out_messages.swap(0, Ordering::Relaxed)),
+            units: u64::from(s.out_units.swap(0, Ordering::Relaxed)),
+            bytes: s.out_bytes.swap(0, Ordering::Relaxed),
             minutes: 0,
         };
+        // No delivery to this connection runs now (`&mut Connection`), so nothing can spill
+        // for this slot between the swaps above and this take.
+        if self.spilled.load(Ordering::Relaxed) > 0 {
+            let mut spill = self.spill.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(spilled) = spill.remove(&conn.slot) {
+                self.spilled.fetch_sub(1, Ordering::Relaxed);
+                inbound.add(&spilled.inbound);
+                outbound.add(&spilled.outbound);
+            }
+        }
         // Retained and plain publishes share the inbound counters; they are reported as
         // `publish` (their units already include the retained surcharge). Both adds are tried:
         // a refused publish key must not cost the delivery counts too.
         let mut result = Ok(());
         if inbound != Counts::default() {
-            result = meter.add(account, device, PacketKind::Publish, unix_secs, &inbound);
+            result = meter.add(&account, device, PacketKind::Publish, unix_secs, &inbound);
         }
         if outbound != Counts::default() {
-            let added = meter.add(account, device, PacketKind::Receive, unix_secs, &outbound);
+            let added = meter.add(&account, device, PacketKind::Receive, unix_secs, &outbound);
             result = result.and(added);
         }
         result
     }
 
-    /// Flushes and closes the connection at `unix_secs`, recording its connection minutes
-    /// (rounded up per connection, see [`connection_minutes`], attributed to the window in which
-    /// the connection opened; a zero-second connection records nothing); its slot is reused by a
-    /// later connect.
+    /// Flushes and closes the connection of `device` at `unix_secs`, recording its connection
+    /// minutes (rounded up per connection, see [`connection_minutes`], attributed to the window
+    /// in which the connection opened; a zero-second connection records nothing); its slot is
+    /// reused by a later connect.
     ///
     /// The slot is freed even when the meter refuses counts (for example
     /// [`Error::TooManyKeys`] from a full [`Meter`]): the flush and the connection minutes are
     /// both attempted, the counts the meter refused are lost, and the first error is returned.
     /// A handle of another table is refused and frees nothing.
-    pub fn disconnect(&self, mut conn: Connection, meter: &Meter, unix_secs: u64) -> Result<()> {
+    pub fn disconnect(
+        &self,
+        mut conn: Connection,
+        device: &str,
+        meter: &Meter,
+        unix_secs: u64,
+    ) -> Result<()> {
         self.own(&conn)?;
         // The flush zeroes the slot's outbound counters whether or not the meter takes them, so
         // the slot can be reused even after an error.
-        let flushed = self.flush(&mut conn, meter, unix_secs);
+        let flushed = self.flush(&mut conn, device, meter, unix_secs);
+        let account = self.account(&conn);
+        self.accounts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(conn.account);
         self.registry
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .free
             .push(conn.slot);
-        let minutes = connection_minutes(unix_secs.saturating_sub(conn.since));
+        let since = u64::from(conn.since);
+        let minutes = connection_minutes(unix_secs.saturating_sub(since));
         let recorded = if minutes > 0 {
             let counts = Counts {
                 messages: 0,
@@ -705,13 +909,15 @@ impl ConnectionTable {
                 bytes: 0,
                 minutes,
             };
-            meter.add(
-                &conn.account,
-                &conn.device,
-                PacketKind::ConnectionMinutes,
-                conn.since,
-                &counts,
-            )
+            account.and_then(|account| {
+                meter.add(
+                    &account,
+                    device,
+                    PacketKind::ConnectionMinutes,
+                    since,
+                    &counts,
+                )
+            })
         } else {
             Ok(())
         };
@@ -749,22 +955,102 @@ mod tests {
     }
 
     #[test]
-    fn state_per_connection_is_64_bytes() {
-        assert_eq!(SLOT_BYTES, 24);
-        assert_eq!(INBOUND_BYTES, 40);
+    fn state_per_connection_is_at_most_64_bytes_all_included() {
+        assert_eq!(SLOT_BYTES, 16);
+        assert_eq!(CONNECTION_BYTES, 48);
+        assert_eq!(STATE_BYTES, SLOT_BYTES + CONNECTION_BYTES);
         assert_eq!(STATE_BYTES, 64);
+    }
+
+    #[test]
+    fn accounts_are_interned_once_and_freed_with_their_last_connection() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 10).unwrap();
+        let a1 = t.connect("acme", 0).unwrap();
+        let a2 = t.connect("acme", 0).unwrap();
+        let b = t.connect("globex", 0).unwrap();
+        assert_eq!(a1.account, a2.account);
+        assert_ne!(a1.account, b.account);
+        assert_eq!(&*t.account(&a2).unwrap(), "acme");
+        let m = meter();
+        let acme = a1.account;
+        t.disconnect(a1, "d1", &m, 0).unwrap();
+        assert_eq!(&*t.account(&a2).unwrap(), "acme");
+        t.disconnect(a2, "d2", &m, 0).unwrap();
+        // The id is free again and is reused for the next new account.
+        let c = t.connect("initech", 0).unwrap();
+        assert_eq!(c.account, acme);
+        assert_eq!(&*t.account(&c).unwrap(), "initech");
+        assert_eq!(&*t.account(&b).unwrap(), "globex");
+        assert_eq!(t.accounts.read().unwrap().ids.len(), 2);
+    }
+
+    #[test]
+    fn counts_past_32_bits_are_spilled_and_flushed_exactly() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 2).unwrap();
+        let m = meter();
+        let mut c = t.connect("a", 0).unwrap();
+        let near = u32::MAX - 1;
+        c.in_messages = near;
+        c.in_units = near;
+        for _ in 0..3 {
+            t.record_publish(&mut c, 10, false, Nanos(0)).unwrap();
+        }
+        let s = t.slot(&c).unwrap();
+        s.out_messages.store(near, Ordering::Relaxed);
+        s.out_units.store(near, Ordering::Relaxed);
+        for _ in 0..3 {
+            t.record_delivery(&c, 10).unwrap();
+        }
+        // A single delivery whose units alone exceed 32 bits.
+        t.record_delivery(&c, 5 * 1024 * (1 << 33)).unwrap();
+        t.flush(&mut c, "d", &m, 0).unwrap();
+        let totals = m.totals();
+        let counts = |kind| {
+            *totals
+                .iter()
+                .find(|(k, _)| k.kind == kind)
+                .map(|(_, c)| c)
+                .unwrap()
+        };
+        let inbound = counts(PacketKind::Publish);
+        assert_eq!(
+            (inbound.messages, inbound.units, inbound.bytes),
+            (u64::from(near) + 3, u64::from(near) + 3, 30)
+        );
+        let outbound = counts(PacketKind::Receive);
+        assert_eq!(outbound.messages, u64::from(near) + 4);
+        assert_eq!(outbound.units, u64::from(near) + 3 + (1 << 33));
+        // Nothing is left behind for the next flush.
+        assert_eq!(t.spilled.load(Ordering::Relaxed), 0);
+        let again = meter();
+        t.flush(&mut c, "d", &again, 0).unwrap();
+        assert!(again.totals().is_empty());
+    }
+
+    #[test]
+    fn refuses_connect_times_beyond_32_bits() {
+        let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 2).unwrap();
+        assert!(t.connect("a", u64::from(u32::MAX)).is_ok());
+        assert!(matches!(
+            t.connect("a", u64::from(u32::MAX) + 1),
+            Err(Error::Config {
+                field: "unix_secs",
+                ..
+            })
+        ));
+        assert_eq!(t.len(), 1);
     }
 
     #[test]
     fn records_and_flushes_publishes_and_deliveries() {
         let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 10).unwrap();
         let m = meter();
-        let mut c = t.connect("acme", "d1", 0).unwrap();
+        let mut c = t.connect("acme", 0).unwrap();
         let now = Nanos::from_secs(1);
         t.record_publish(&mut c, 8192, false, now).unwrap();
         t.record_publish(&mut c, 10, true, now).unwrap();
         t.record_delivery(&c, 6000).unwrap();
-        t.flush(&mut c, &m, 86_400 * 3 + 5).unwrap();
+        t.flush(&mut c, "d1", &m, 86_400 * 3 + 5).unwrap();
         let totals = m.totals();
         let key = |kind| UsageKey {
             account: "acme".into(),
@@ -783,7 +1069,7 @@ mod tests {
         );
         assert_eq!(totals[&key(PacketKind::Receive)].units, 2);
         // A second flush adds nothing.
-        t.flush(&mut c, &m, 86_400 * 3 + 5).unwrap();
+        t.flush(&mut c, "d1", &m, 86_400 * 3 + 5).unwrap();
         assert_eq!(m.totals(), totals);
     }
 
@@ -795,7 +1081,7 @@ mod tests {
         };
         let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 10).unwrap();
         let m = meter();
-        let mut c = t.connect("a", "d", 0).unwrap();
+        let mut c = t.connect("a", 0).unwrap();
         let allowed = (0..5)
             .filter(|_| {
                 t.record_publish(&mut c, 1, false, Nanos(0))
@@ -805,7 +1091,7 @@ mod tests {
             .count();
         assert_eq!(allowed, 2);
         assert!(!t.peek_publish(&c, 1, Nanos(0)).unwrap().is_allowed());
-        t.disconnect(c, &m, 0).unwrap();
+        t.disconnect(c, "d", &m, 0).unwrap();
         assert_eq!(m.totals().values().next().unwrap().messages, 2);
     }
 
@@ -817,14 +1103,14 @@ mod tests {
         };
         let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 1).unwrap();
         let m = meter();
-        let mut c = t.connect("a", "d", 0).unwrap();
+        let mut c = t.connect("a", 0).unwrap();
         assert!(matches!(
-            t.connect("a", "e", 0),
+            t.connect("a", 0),
             Err(Error::TooManyKeys { limit: 1, .. })
         ));
         t.record_publish(&mut c, 1, false, Nanos(0)).unwrap();
-        t.disconnect(c, &m, 0).unwrap();
-        let mut c2 = t.connect("a", "e", 0).unwrap();
+        t.disconnect(c, "d", &m, 0).unwrap();
+        let mut c2 = t.connect("a", 0).unwrap();
         assert!(
             t.record_publish(&mut c2, 1, false, Nanos(0))
                 .unwrap()
@@ -837,8 +1123,8 @@ mod tests {
     fn disconnect_records_connection_minutes_rounded_up() {
         let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
         let m = meter();
-        let c = t.connect("a", "d", 1_000).unwrap();
-        t.disconnect(c, &m, 1_061).unwrap();
+        let c = t.connect("a", 1_000).unwrap();
+        t.disconnect(c, "d", &m, 1_061).unwrap();
         let totals = m.totals();
         let (key, counts) = totals.iter().next().unwrap();
         assert_eq!(key.kind, PacketKind::ConnectionMinutes);
@@ -854,7 +1140,7 @@ mod tests {
         };
         let t = ConnectionTable::new(MeteringPolicy::aws(), &limits, 2).unwrap();
         let m = meter();
-        let mut c = t.connect("a", "d", 0).unwrap();
+        let mut c = t.connect("a", 0).unwrap();
         for _ in 0..10 {
             assert!(t.peek_publish(&c, 10, Nanos(0)).unwrap().is_allowed());
         }
@@ -876,7 +1162,7 @@ mod tests {
                 .unwrap()
                 .is_allowed()
         );
-        t.flush(&mut c, &m, 0).unwrap();
+        t.flush(&mut c, "d", &m, 0).unwrap();
         let counts = m.totals().into_values().next().unwrap();
         assert_eq!((counts.messages, counts.bytes), (2, 20));
     }
@@ -885,12 +1171,12 @@ mod tests {
     fn a_reused_slot_carries_no_deliveries_of_the_previous_connection() {
         let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
         let m = meter();
-        let c = t.connect("a", "old", 0).unwrap();
+        let c = t.connect("a", 0).unwrap();
         t.record_delivery(&c, 100).unwrap();
-        t.disconnect(c, &m, 0).unwrap();
-        let mut c2 = t.connect("a", "new", 0).unwrap();
+        t.disconnect(c, "old", &m, 0).unwrap();
+        let mut c2 = t.connect("a", 0).unwrap();
         let m2 = meter();
-        t.flush(&mut c2, &m2, 0).unwrap();
+        t.flush(&mut c2, "new", &m2, 0).unwrap();
         assert!(m2.totals().is_empty());
         assert_eq!(m.totals().len(), 1);
     }
@@ -899,7 +1185,7 @@ mod tests {
     fn rejects_a_handle_from_another_table() {
         let a = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
         let b = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
-        let mut c = a.connect("x", "y", 0).unwrap();
+        let mut c = a.connect("x", 0).unwrap();
         assert!(b.record_publish(&mut c, 1, false, Nanos(0)).is_err());
         assert!(b.peek_publish(&c, 1, Nanos(0)).is_err());
         assert!(b.record_delivery(&c, 1).is_err());
@@ -912,19 +1198,19 @@ mod tests {
         m.add("other", "x", PacketKind::Publish, 0, &Counts::default())
             .unwrap();
         for i in 0..20 {
-            let mut c = t.connect("a", "d", i).unwrap();
+            let mut c = t.connect("a", i).unwrap();
             t.record_publish(&mut c, 10, false, Nanos(0)).unwrap();
             t.record_delivery(&c, 10).unwrap();
             assert!(matches!(
-                t.disconnect(c, &m, i + 61),
+                t.disconnect(c, "d", &m, i + 61),
                 Err(Error::TooManyKeys { what: "meter", .. })
             ));
             assert!(t.is_empty());
         }
         // The refused counts are gone with the connection: a reused slot starts at zero.
-        let mut c = t.connect("a", "d", 0).unwrap();
+        let mut c = t.connect("a", 0).unwrap();
         let fresh = Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 10).unwrap();
-        t.flush(&mut c, &fresh, 0).unwrap();
+        t.flush(&mut c, "d", &fresh, 0).unwrap();
         assert!(fresh.totals().is_empty());
     }
 
@@ -935,16 +1221,16 @@ mod tests {
         let zero = Counts::default();
         m.add("a", "d", PacketKind::ConnectionMinutes, 0, &zero)
             .unwrap();
-        let mut c = t.connect("a", "d", 0).unwrap();
+        let mut c = t.connect("a", 0).unwrap();
         t.record_publish(&mut c, 10, false, Nanos(0)).unwrap();
         // Day 1's flush cannot get a key; the minutes go to day 0's existing key.
-        assert!(t.disconnect(c, &m, 86_400 + 30).is_err());
+        assert!(t.disconnect(c, "d", &m, 86_400 + 30).is_err());
         let totals = m.totals();
         assert_eq!(totals.len(), 1);
         let (key, counts) = totals.iter().next().unwrap();
         assert_eq!((key.kind, key.window), (PacketKind::ConnectionMinutes, 0));
         assert_eq!(counts.minutes, 1441);
-        assert!(t.connect("a", "d", 0).is_ok());
+        assert!(t.connect("a", 0).is_ok());
     }
 
     #[test]
@@ -952,10 +1238,10 @@ mod tests {
         let a = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
         let b = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 1).unwrap();
         let m = meter();
-        let c = a.connect("x", "y", 0).unwrap();
-        let other = b.connect("x", "z", 0).unwrap();
+        let c = a.connect("x", 0).unwrap();
+        let other = b.connect("x", 0).unwrap();
         assert!(matches!(
-            b.disconnect(c, &m, 60),
+            b.disconnect(c, "y", &m, 60),
             Err(Error::Config {
                 field: "connection",
                 ..
@@ -964,9 +1250,9 @@ mod tests {
         assert!(m.totals().is_empty());
         assert_eq!((a.len(), b.len()), (1, 1));
         // b's one slot is still taken by `other`, not doubled by a foreign slot number.
-        assert!(b.connect("x", "w", 0).is_err());
-        b.disconnect(other, &m, 0).unwrap();
-        assert!(b.connect("x", "w", 0).is_ok());
+        assert!(b.connect("x", 0).is_err());
+        b.disconnect(other, "z", &m, 0).unwrap();
+        assert!(b.connect("x", 0).is_ok());
     }
 
     #[test]
@@ -1086,13 +1372,13 @@ mod tests {
     fn late_counts_for_a_drained_window_come_back_as_a_delta() {
         let t = ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 4).unwrap();
         let m = meter();
-        let short = t.connect("a", "short", 0).unwrap();
-        let long = t.connect("a", "long", 0).unwrap();
-        t.disconnect(short, &m, 60).unwrap();
+        let short = t.connect("a", 0).unwrap();
+        let long = t.connect("a", 0).unwrap();
+        t.disconnect(short, "short", &m, 60).unwrap();
         let first = m.drain_closed(86_400);
         assert_eq!(first.values().map(|c| c.minutes).collect::<Vec<_>>(), [1]);
         // The long connection's minutes belong to day 0, which was already drained.
-        t.disconnect(long, &m, 86_400 + 60).unwrap();
+        t.disconnect(long, "long", &m, 86_400 + 60).unwrap();
         let second = m.drain_closed(86_400 + 60);
         assert_eq!(windows(&second), [0]);
         let (key, counts) = second.iter().next().unwrap();

@@ -120,7 +120,13 @@ impl BlockRule {
     #[inline]
     pub fn units(&self, bytes: u64) -> u64 {
         let block = u64::from(self.block_bytes.max(1));
-        bytes.div_ceil(block).max(self.min_units)
+        // Most messages fit in one block: no division for them (it is on the per-message path).
+        let blocks = if bytes <= block {
+            u64::from(bytes > 0)
+        } else {
+            bytes.div_ceil(block)
+        };
+        blocks.max(self.min_units)
     }
 }
 
@@ -352,6 +358,24 @@ pub fn connection_minutes(secs: u64) -> u64 {
 mod tests {
     use super::*;
     use PacketKind::*;
+
+    #[test]
+    fn block_units_without_division_match_the_rounded_up_quotient() {
+        for (block_bytes, min_units) in [(1, 0), (1, 1), (5120, 1), (5120, 0), (4096, 3)] {
+            let rule = BlockRule {
+                block_bytes,
+                min_units,
+            };
+            let b = u64::from(block_bytes);
+            for bytes in [0, 1, b - 1, b, b + 1, 2 * b, 2 * b + 1, u64::MAX] {
+                assert_eq!(
+                    rule.units(bytes),
+                    bytes.div_ceil(b).max(min_units),
+                    "{bytes} bytes, block {block_bytes}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn aws_meters_8_kb_as_two_units() {

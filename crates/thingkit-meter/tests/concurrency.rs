@@ -23,15 +23,14 @@ fn threads_delivering_to_one_connection_lose_no_updates() {
     // own task flushes concurrently. Every delivery must land in exactly one flush.
     let table = Arc::new(ConnectionTable::new(MeteringPolicy::aws(), &unlimited(), 16).unwrap());
     let meter = Arc::new(Meter::new("n", MeteringPolicy::aws(), Granularity::Day, 64).unwrap());
-    let subscriber = Arc::new(std::sync::RwLock::new(
-        table.connect("acme", "sub", 0).unwrap(),
-    ));
+    let subscriber = Arc::new(std::sync::RwLock::new(table.connect("acme", 0).unwrap()));
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
             let (table, meter, subscriber) = (table.clone(), meter.clone(), subscriber.clone());
             std::thread::spawn(move || {
                 // Each thread also owns a publishing connection of its own.
-                let mut own = table.connect("acme", &format!("pub{t}"), 0).unwrap();
+                let device = format!("pub{t}");
+                let mut own = table.connect("acme", 0).unwrap();
                 for i in 0..MESSAGES {
                     // 6,000 bytes = 2 AWS units.
                     let d = table
@@ -46,10 +45,10 @@ fn threads_delivering_to_one_connection_lose_no_updates() {
                     }
                     if i % 1000 == t {
                         let mut sub = subscriber.write().unwrap();
-                        table.flush(&mut sub, &meter, 0).unwrap();
+                        table.flush(&mut sub, "sub", &meter, 0).unwrap();
                     }
                 }
-                table.disconnect(own, &meter, 0).unwrap();
+                table.disconnect(own, &device, &meter, 0).unwrap();
             })
         })
         .collect();
@@ -57,7 +56,7 @@ fn threads_delivering_to_one_connection_lose_no_updates() {
         w.join().unwrap();
     }
     let mut sub = subscriber.write().unwrap();
-    table.flush(&mut sub, &meter, 0).unwrap();
+    table.flush(&mut sub, "sub", &meter, 0).unwrap();
     let totals = meter.totals();
     let sum = |kind| {
         totals
@@ -97,7 +96,8 @@ fn threads_on_separate_connections_and_the_meter_lose_no_updates() {
         .map(|t| {
             let (table, meter) = (table.clone(), meter.clone());
             std::thread::spawn(move || {
-                let mut conn = table.connect("acme", &format!("d{t}"), 0).unwrap();
+                let device = format!("d{t}");
+                let mut conn = table.connect("acme", 0).unwrap();
                 for i in 0..MESSAGES {
                     table.record_publish(&mut conn, 1, false, Nanos(i)).unwrap();
                     // Also hit the shared meter directly with a rare kind.
@@ -112,7 +112,7 @@ fn threads_on_separate_connections_and_the_meter_lose_no_updates() {
                             .unwrap();
                     }
                 }
-                table.disconnect(conn, &meter, 0).unwrap();
+                table.disconnect(conn, &device, &meter, 0).unwrap();
             })
         })
         .collect();

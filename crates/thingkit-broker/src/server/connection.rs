@@ -543,10 +543,7 @@ async fn serve(
         .account_limiter
         .handle(&account, shared.now_nanos())
         .ok();
-    let meter = match shared.classes[class]
-        .table
-        .connect(&account, &client_id, unix_now())
-    {
+    let meter = match shared.classes[class].table.connect(&account, unix_now()) {
         Ok(m) => m,
         Err(e) => {
             refused(&shared);
@@ -608,9 +605,10 @@ async fn serve(
             // whose state would not survive (MQTT 5 0x80; 3.1.1: 3 Server unavailable).
             refused(&shared);
             tracing::error!(client = %client_id, error = %e, "CONNECT refused: the session store failed");
-            if let Err(e) = shared.classes[class]
-                .table
-                .disconnect(meter, &shared.meter, unix_now())
+            if let Err(e) =
+                shared.classes[class]
+                    .table
+                    .disconnect(meter, &client_id, &shared.meter, unix_now())
             {
                 tracing::error!(error = %e, "meter flush failed");
             }
@@ -675,7 +673,7 @@ async fn serve(
     for d in attached.backlog {
         conn.session.deliver_beyond_limit(d, now);
     }
-    let mut end = conn.process(&mut rbuf).await;
+    let mut end = conn.process(&mut rbuf, now).await;
     if end.is_none()
         && let Err(e) = write(&mut stream, conn.session.transmit()).await
     {
@@ -707,8 +705,11 @@ async fn serve(
                     match read {
                         Ok(0) => Some(CloseReason::Lost("closed by the client".into())),
                         Ok(_) => {
-                            conn.session.note_input(Instant::now());
-                            conn.process(&mut rbuf).await
+                            // One clock read per socket read: the keep-alive and every packet
+                            // of the batch see the same instant.
+                            let now = Instant::now();
+                            conn.session.note_input(now);
+                            conn.process(&mut rbuf, now).await
                         }
                         Err(e) => Some(CloseReason::Lost(e.to_string())),
                     }
@@ -726,19 +727,20 @@ async fn serve(
                             Err(_) => break,
                         }
                     }
-                    conn.process(&mut rbuf).await
+                    conn.process(&mut rbuf, now).await
                 }
                 _ = kick_rx.changed() => {
                     Some(CloseReason::Server((*kick_rx.borrow()).unwrap_or(ReasonCode::ADMINISTRATIVE_ACTION)))
                 }
                 _ = shutdown.changed() => Some(CloseReason::Server(ReasonCode::SERVER_SHUTTING_DOWN)),
                 () = keep_alive => {
-                    conn.session.handle_timeout(Instant::now());
-                    conn.process(&mut rbuf).await
+                    let now = Instant::now();
+                    conn.session.handle_timeout(now);
+                    conn.process(&mut rbuf, now).await
                 }
                 _ = flush.tick() => {
                     if let Some(m) = conn.meter.as_mut()
-                        && let Err(e) = shared.classes[conn.class].table.flush(m, &shared.meter, unix_now()) {
+                        && let Err(e) = shared.classes[conn.class].table.flush(m, &conn.client_id, &shared.meter, unix_now()) {
                             tracing::error!(error = %e, "meter flush failed");
                         }
                     None
@@ -1072,10 +1074,12 @@ impl Conn {
         }
         self.account_deliveries();
         if let Some(m) = self.meter.take()
-            && let Err(e) =
-                shared.classes[self.class]
-                    .table
-                    .disconnect(m, &shared.meter, unix_now())
+            && let Err(e) = shared.classes[self.class].table.disconnect(
+                m,
+                &self.client_id,
+                &shared.meter,
+                unix_now(),
+            )
         {
             tracing::error!(error = %e, "meter flush failed");
         }
@@ -1111,14 +1115,25 @@ impl Conn {
 
     /// Runs the session's events to completion: the packets in `rbuf`, and what deliveries
     /// raised. `Some` ends the connection.
-    async fn process(&mut self, rbuf: &mut BytesMut) -> Option<CloseReason> {
+    ///
+    /// `now` is the clock read once for the whole batch (every packet of one socket read): the
+    /// session and the meter see the same instant for each of them, which costs one clock read
+    /// per read instead of one per message. A publish whose handling had to wait (a delay, a
+    /// topic service, a full subscriber) is followed by a fresh read, so waiting never leaves
+    /// the rest of the batch on a stale clock.
+    async fn process(&mut self, rbuf: &mut BytesMut, mut now: Instant) -> Option<CloseReason> {
         let mut end = None;
-        while let Some(event) = self.session.poll(rbuf, Instant::now()) {
+        while let Some(event) = self.session.poll(rbuf, now) {
             match event {
                 Event::Publish(p) => {
-                    if let Some(close) = self.on_publish(p).await {
+                    let (close, waited) =
+                        Waited::new(std::pin::pin!(self.on_publish(p, now))).await;
+                    if let Some(close) = close {
                         end = Some(close);
                         break;
+                    }
+                    if waited {
+                        now = Instant::now();
                     }
                 }
                 Event::Subscribe(s) => self.on_subscribe(s),
@@ -1169,9 +1184,8 @@ impl Conn {
     /// Checks the connection's limits without consuming, then takes from the account's, then
     /// consumes and counts on the connection (its task is the single writer, so the peeked
     /// answer still holds). A refused or failed message is never counted; any error refuses.
-    fn admit(&mut self, bytes: u64, retained: bool) -> Admission {
+    fn admit(&mut self, bytes: u64, retained: bool, now: thingkit_meter::Nanos) -> Admission {
         let shared = &*self.shared; // a field borrow, not an Arc clone per message
-        let now = shared.now_nanos();
         let limited = |decision: RateDecision| match decision {
             RateDecision::Allow => None,
             RateDecision::Limited {
@@ -1218,14 +1232,15 @@ impl Conn {
 
     /// Meters, serves or routes one authorized PUBLISH and acknowledges it. `Some` ends the
     /// connection (a limit whose action is to disconnect).
-    async fn on_publish(&mut self, p: InboundPublish) -> Option<CloseReason> {
+    /// `now` is the batch's clock reading (see [`Conn::process`]).
+    async fn on_publish(&mut self, p: InboundPublish, now: Instant) -> Option<CloseReason> {
         let shared = self.shared.clone();
         let (mut message, packet_id) = (p.message, p.packet_id);
         let topic = message.topic.clone();
         // Metering: the connection's and the account's limits, then the counters. A message
         // the meter cannot decide on is refused, never admitted unmetered.
         let bytes = message.size() as u64;
-        let mut admission = self.admit(bytes, message.retain);
+        let mut admission = self.admit(bytes, message.retain, shared.nanos_at(now));
         let mut delayed = false;
         // MQTT 3.1.1 cannot refuse a QoS 1 publish except by closing the connection: a
         // rejection is first turned into a delay, so a client bursting over its rate is
@@ -1249,7 +1264,7 @@ impl Conn {
                 .min(Duration::from_secs(1));
             tracing::info!(client = %self.client_id, topic = topic.as_str(), ?limit, ?wait, "publish over the rate limit: delayed");
             tokio::time::sleep(wait).await;
-            admission = match self.admit(bytes, message.retain) {
+            admission = match self.admit(bytes, message.retain, shared.now_nanos()) {
                 Admission::Limited {
                     limit, retry_after, ..
                 } => Admission::Limited {
@@ -1673,5 +1688,32 @@ impl Conn {
             disconnect_reason: why,
             version_number: p.1.version,
         });
+    }
+}
+
+/// A future's output and whether it had to wait: polled more than once means it returned
+/// `Pending` at least once (it waited on a timer, a channel or a blocking task), so the caller
+/// reads the clock again instead of reusing the reading it took before.
+struct Waited<'a, F> {
+    future: std::pin::Pin<&'a mut F>,
+    polls: u32,
+}
+
+impl<'a, F: std::future::Future> Waited<'a, F> {
+    fn new(future: std::pin::Pin<&'a mut F>) -> Self {
+        Waited { future, polls: 0 }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Waited<'_, F> {
+    type Output = (F::Output, bool);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.polls = self.polls.saturating_add(1);
+        let waited = self.polls > 1;
+        self.future.as_mut().poll(cx).map(|out| (out, waited))
     }
 }

@@ -813,9 +813,18 @@ impl Shared {
         self.classes.iter().map(|c| c.table.len()).sum()
     }
 
-    /// Nanoseconds since the broker started (the meter's clock).
+    /// Nanoseconds since the broker started (the meter's clock), read now.
     pub(crate) fn now_nanos(&self) -> thingkit_meter::Nanos {
-        thingkit_meter::Nanos(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        self.nanos_at(Instant::now())
+    }
+
+    /// `at` on the meter's clock: nanoseconds since the broker started. The connection task
+    /// reads the clock once per socket read and meters every message of the batch at that
+    /// instant (an earlier instant only makes the limits stricter).
+    pub(crate) fn nanos_at(&self, at: Instant) -> thingkit_meter::Nanos {
+        thingkit_meter::Nanos(
+            u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX),
+        )
     }
 }
 

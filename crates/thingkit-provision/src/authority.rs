@@ -16,6 +16,7 @@ use rcgen::{
     PublicKeyData, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use time::{Duration, OffsetDateTime};
@@ -273,6 +274,8 @@ pub struct CertificateAuthority {
     der: Vec<u8>,
     id: CertificateId,
     profile: IssuanceProfile,
+    /// Random bytes for serial numbers, fetched from the OS for several serials at once.
+    serials: SerialPool,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -293,8 +296,9 @@ impl CertificateAuthority {
         Ok(CertificateAuthority {
             der: cert.der().to_vec(),
             id: CertificateId::of_der(cert.der()),
-            issuer: Issuer::new(params, key),
+            issuer: issuer(params, key),
             profile: IssuanceProfile::default(),
+            serials: SerialPool::default(),
         })
     }
 
@@ -307,8 +311,9 @@ impl CertificateAuthority {
         Ok(CertificateAuthority {
             der: cert.der().to_vec(),
             id: CertificateId::of_der(cert.der()),
-            issuer: Issuer::new(params, key),
+            issuer: issuer(params, key),
             profile: self.profile.clone(),
+            serials: SerialPool::default(),
         })
     }
 
@@ -360,6 +365,7 @@ impl CertificateAuthority {
             der,
             issuer,
             profile: IssuanceProfile::default(),
+            serials: SerialPool::default(),
         })
     }
 
@@ -539,7 +545,7 @@ impl CertificateAuthority {
         let mut params = CertificateParams::default();
         params.not_before = now - Duration::seconds(i64::from(self.profile.backdate_seconds));
         params.not_after = now + Duration::days(i64::from(days));
-        params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
+        params.serial_number = Some(SerialNumber::from_slice(&self.serials.next()?));
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
@@ -550,6 +556,14 @@ impl CertificateAuthority {
         params.key_identifier_method = KeyIdMethod::Sha256;
         Ok(params)
     }
+}
+
+/// The issuer for a CA created here: its key identifier (the SHA-256-derived value its own
+/// certificate carries as SubjectKeyIdentifier) is computed once, not again for the
+/// AuthorityKeyIdentifier of every certificate it issues.
+fn issuer(mut params: CertificateParams, key: KeyPair) -> Issuer<'static, KeyPair> {
+    params.key_identifier_method = KeyIdMethod::PreSpecified(params.key_identifier(&key));
+    Issuer::new(params, key)
 }
 
 fn issued(der: &[u8], params: &CertificateParams) -> Result<IssuedCertificate> {
@@ -599,12 +613,74 @@ fn ca_params(options: &CaOptions, now: SystemTime) -> Result<CertificateParams> 
 /// A positive serial of 20 octets with 158 random bits (RFC 5280 §4.1.2.2 allows 20 octets; the
 /// CA/Browser Forum asks for at least 64 random bits, the issue for at least 128).
 fn random_serial() -> Result<[u8; 20]> {
-    use ring::rand::SecureRandom;
     let mut serial = [0u8; 20];
+    fill_random(&mut serial)?;
+    Ok(serial_from(serial))
+}
+
+/// `bytes` made a positive serial that always takes the full 20 octets (158 random bits).
+fn serial_from(mut bytes: [u8; 20]) -> [u8; 20] {
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x40; // keep the full 20 octets so the encoding length is fixed
+    bytes
+}
+
+fn fill_random(buf: &mut [u8]) -> Result<()> {
+    use ring::rand::SecureRandom;
     ring::rand::SystemRandom::new()
-        .fill(&mut serial)
-        .map_err(|_| Error::Generation("system random number generator failed".into()))?;
-    serial[0] &= 0x7f;
-    serial[0] |= 0x40; // keep the full 20 octets so the encoding length is fixed
-    Ok(serial)
+        .fill(buf)
+        .map_err(|_| Error::Generation("system random number generator failed".into()))
+}
+
+/// Serials handed out from one read of the OS random number generator.
+const SERIALS_PER_FILL: usize = 32;
+
+/// Random serial numbers for a CA's leaf certificates: the OS generator is read once per
+/// [`SERIALS_PER_FILL`] serials instead of once per certificate (a system call per issuance
+/// was a measurable part of issuing). Every serial still carries 158 bits straight from the OS
+/// generator, each byte used once; a used byte is zeroed.
+struct SerialPool(Mutex<([u8; 20 * SERIALS_PER_FILL], usize)>);
+
+impl Default for SerialPool {
+    fn default() -> Self {
+        // Empty: the first serial fills it.
+        SerialPool(Mutex::new(([0; 20 * SERIALS_PER_FILL], SERIALS_PER_FILL)))
+    }
+}
+
+impl SerialPool {
+    fn next(&self) -> Result<[u8; 20]> {
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (bytes, used) = &mut *pool;
+        if *used == SERIALS_PER_FILL {
+            fill_random(bytes)?;
+            *used = 0;
+        }
+        let at = *used * 20;
+        let mut serial = [0u8; 20];
+        let taken = bytes
+            .get_mut(at..at + 20)
+            .expect("used < SERIALS_PER_FILL, so the slice is inside the pool");
+        serial.copy_from_slice(taken);
+        taken.fill(0);
+        *used += 1;
+        Ok(serial_from(serial))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_serials_are_distinct_positive_and_always_20_octets() {
+        let pool = SerialPool::default();
+        let mut seen = std::collections::HashSet::new();
+        // Several refills of the pool.
+        for _ in 0..5 * SERIALS_PER_FILL {
+            let serial = pool.next().unwrap();
+            assert_eq!(serial[0] & 0xc0, 0x40, "positive, leading octet non-zero");
+            assert!(seen.insert(serial), "a serial was handed out twice");
+        }
+    }
 }

@@ -170,26 +170,27 @@ impl VerifiedCsr {
         }
         let info = &csr.certification_request_info;
         let spki = &info.subject_pki;
-        let key_alg = spki.algorithm.algorithm.to_id_string();
-        let sig_alg = csr.signature_algorithm.algorithm.to_id_string();
-        let sig_name = signature_name(&sig_alg);
-        if matches!(sig_alg.as_str(), SHA1_RSA | SHA1_ECDSA) {
+        // Known OIDs are recognised without formatting them (`to_id_string` allocates and
+        // formats every arc); only an unknown one is spelled out, for the error message.
+        let key_alg = dotted(&spki.algorithm.algorithm);
+        let sig_alg = dotted(&csr.signature_algorithm.algorithm);
+        if matches!(&*sig_alg, SHA1_RSA | SHA1_ECDSA) {
             return Err(Error::Sha1Refused);
         }
         let key_bits = spki.subject_public_key.data.as_ref();
         let (key_type, verify_alg): (
             DeviceKeyType,
             &'static dyn ring::signature::VerificationAlgorithm,
-        ) = match key_alg.as_str() {
+        ) = match &*key_alg {
             EC_PUBLIC_KEY => {
                 let curve = spki
                     .algorithm
                     .parameters
                     .as_ref()
                     .and_then(|p| p.as_oid().ok())
-                    .map(|o| o.to_id_string())
+                    .map(|o| dotted(&o))
                     .ok_or_else(|| Error::UnsupportedKey("EC key without a named curve".into()))?;
-                let key_type = match curve.as_str() {
+                let key_type = match &*curve {
                     CURVE_P256 => DeviceKeyType::P256,
                     CURVE_P384 => DeviceKeyType::P384,
                     other => {
@@ -197,7 +198,7 @@ impl VerifiedCsr {
                     }
                 };
                 let alg: &'static dyn ring::signature::VerificationAlgorithm =
-                    match (key_type, sig_alg.as_str()) {
+                    match (key_type, &*sig_alg) {
                         (DeviceKeyType::P256, ECDSA_SHA256) => {
                             &ring::signature::ECDSA_P256_SHA256_ASN1
                         }
@@ -207,7 +208,7 @@ impl VerifiedCsr {
                         _ => {
                             return Err(Error::CurveHashMismatch {
                                 key: key_type.name(),
-                                signature: sig_name,
+                                signature: signature_name(&sig_alg),
                             });
                         }
                     };
@@ -235,17 +236,17 @@ impl VerifiedCsr {
                         limits.max_rsa_bits
                     )));
                 }
-                let alg: &'static dyn ring::signature::VerificationAlgorithm =
-                    match sig_alg.as_str() {
-                        SHA256_RSA => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-                        SHA384_RSA => &ring::signature::RSA_PKCS1_2048_8192_SHA384,
-                        SHA512_RSA => &ring::signature::RSA_PKCS1_2048_8192_SHA512,
-                        _ => {
-                            return Err(Error::UnsupportedKey(format!(
-                                "signature algorithm {sig_name} with an RSA key"
-                            )));
-                        }
-                    };
+                let alg: &'static dyn ring::signature::VerificationAlgorithm = match &*sig_alg {
+                    SHA256_RSA => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    SHA384_RSA => &ring::signature::RSA_PKCS1_2048_8192_SHA384,
+                    SHA512_RSA => &ring::signature::RSA_PKCS1_2048_8192_SHA512,
+                    _ => {
+                        return Err(Error::UnsupportedKey(format!(
+                            "signature algorithm {} with an RSA key",
+                            signature_name(&sig_alg)
+                        )));
+                    }
+                };
                 (DeviceKeyType::Rsa { bits }, alg)
             }
             other => {
@@ -360,6 +361,45 @@ const SHA256_RSA: &str = "1.2.840.113549.1.1.11";
 const SHA384_RSA: &str = "1.2.840.113549.1.1.12";
 const SHA512_RSA: &str = "1.2.840.113549.1.1.13";
 const ED25519: &str = "1.3.101.112";
+
+/// Every OID above, recognised by [`dotted`] without formatting.
+const KNOWN_OIDS: [&str; 13] = [
+    EC_PUBLIC_KEY,
+    CURVE_P256,
+    CURVE_P384,
+    RSA_ENCRYPTION,
+    ECDSA_SHA256,
+    ECDSA_SHA384,
+    ECDSA_SHA512,
+    SHA1_ECDSA,
+    SHA1_RSA,
+    SHA256_RSA,
+    SHA384_RSA,
+    SHA512_RSA,
+    ED25519,
+];
+
+/// `oid` in dotted form: one of the constants above when it is one of them (compared arc by
+/// arc, no allocation), else formatted.
+fn dotted(oid: &x509_parser::der_parser::oid::Oid<'_>) -> std::borrow::Cow<'static, str> {
+    let same = |known: &str| {
+        let Some(mut arcs) = oid.iter() else {
+            return false;
+        };
+        let mut parts = known.split('.');
+        loop {
+            match (arcs.next(), parts.next()) {
+                (None, None) => return true,
+                (Some(arc), Some(part)) if part.parse::<u64>() == Ok(arc) => {}
+                _ => return false,
+            }
+        }
+    };
+    match KNOWN_OIDS.iter().find(|k| same(k)) {
+        Some(known) => std::borrow::Cow::Borrowed(known),
+        None => std::borrow::Cow::Owned(oid.to_id_string()),
+    }
+}
 
 fn signature_name(oid: &str) -> String {
     match oid {

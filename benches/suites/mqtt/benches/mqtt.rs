@@ -6,19 +6,16 @@
 //! - encode: 1,000 PUBLISH into a reused buffer with `Encoder::encode_publish`, vs mqttbytes
 //!   `v4::Publish::write` (both encode a publish struct); `Encoder::encode(&Packet)` is reported
 //!   alongside.
-//! - subscription index: 1,000,000 filters (exact, `+`, `#`, 3-7 levels): build time, bytes per
-//!   subscription, median match; linear scan of 10,000 filters with `mqttbytes::matches`.
+//!
+//! The subscription index has its own bench, `index.rs`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use thingkit_bench_support::{CountingAlloc, count_allocations, live_bytes};
-use thingkit_mqtt::{
-    Decoder, Encoder, Packet, PacketId, ProtocolVersion, Publish, QoS, SubscriptionIndex,
-    TopicFilter, TopicName,
-};
+use thingkit_bench_support::{CountingAlloc, count_allocations};
+use thingkit_mqtt::{Decoder, Encoder, Packet, PacketId, ProtocolVersion, Publish, QoS, TopicName};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -315,169 +312,6 @@ fn bench_encode(c: &mut Criterion) {
     }
 }
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Vocabulary size per level: wide enough that 1M filters are mostly distinct and a topic matches
-/// a handful of them (not hundreds), like a fleet's topic tree.
-const VOCAB: [u64; 7] = [64, 512, 1024, 1024, 1024, 1024, 1024];
-
-fn word(level: usize, i: u64) -> String {
-    format!("l{level}w{i}")
-}
-
-fn gen_filters(n: usize, seed: u64) -> Vec<String> {
-    let mut rng = Rng(seed);
-    (0..n)
-        .map(|_| {
-            let depth = 3 + rng.below(5) as usize; // 3..=7
-            let kind = rng.below(10); // 0-5 exact, 6-7 '+', 8-9 '#'
-            let mut levels: Vec<String> =
-                (0..depth).map(|l| word(l, rng.below(VOCAB[l]))).collect();
-            match kind {
-                6 | 7 => {
-                    let at = rng.below(depth as u64) as usize;
-                    levels[at] = "+".into();
-                }
-                8 | 9 => {
-                    let last = depth - 1;
-                    levels[last] = "#".into();
-                }
-                _ => {}
-            }
-            levels.join("/")
-        })
-        .collect()
-}
-
-fn gen_topics(n: usize, seed: u64) -> Vec<TopicName> {
-    let mut rng = Rng(seed);
-    (0..n)
-        .map(|_| {
-            let depth = 3 + rng.below(5) as usize;
-            // Draw from the low end of each vocabulary so some exact filters match too.
-            let levels: Vec<String> = (0..depth)
-                .map(|l| word(l, rng.below(VOCAB[l].min(64))))
-                .collect();
-            TopicName::new(&levels.join("/")).unwrap()
-        })
-        .collect()
-}
-
-fn bench_index(c: &mut Criterion) {
-    let topics = gen_topics(1_000, 7);
-
-    // 1,000,000 filters: build time and bytes per subscription.
-    let filters: Vec<TopicFilter> = gen_filters(1_000_000, 42)
-        .iter()
-        .map(|f| TopicFilter::new(f).unwrap())
-        .collect();
-    let before = live_bytes();
-    let start = Instant::now();
-    let mut index: SubscriptionIndex<u32, ()> = SubscriptionIndex::new();
-    for (i, f) in filters.iter().enumerate() {
-        index.insert(f, i as u32, ());
-    }
-    let build = start.elapsed();
-    let bytes = live_bytes() - before;
-    let total_matches: usize = topics.iter().map(|t| index.matches(t).len()).sum();
-    println!(
-        "INDEX 1M: build {:.2} s, {} subscriptions, {} nodes, {:.1} bytes per subscription (live heap), {:.2} matches per topic",
-        build.as_secs_f64(),
-        index.len(),
-        index.node_count(),
-        bytes as f64 / index.len() as f64,
-        total_matches as f64 / topics.len() as f64,
-    );
-    drop(filters);
-    // Median and 90th percentile of single matches, each timed on its own while rotating
-    // through the topics (so caches are not warm for one topic); includes ~20 ns of timer cost.
-    let mut lat: Vec<u128> = topics
-        .iter()
-        .cycle()
-        .take(50_000)
-        .map(|t| {
-            let start = Instant::now();
-            let mut n = 0usize;
-            index.for_each_match(t, |_| n += 1);
-            black_box(n);
-            start.elapsed().as_nanos()
-        })
-        .collect();
-    lat.sort_unstable();
-    println!(
-        "INDEX 1M single match: median {} ns, p90 {} ns, p99 {} ns",
-        lat[lat.len() / 2],
-        lat[lat.len() * 9 / 10],
-        lat[lat.len() * 99 / 100]
-    );
-
-    let mut g = c.benchmark_group("subscription_match");
-    g.measurement_time(Duration::from_secs(4));
-    let mut i = 0usize;
-    g.bench_function("thingkit-index-1M-filters", |bch| {
-        bch.iter(|| {
-            i = (i + 1) % topics.len();
-            let mut n = 0usize;
-            index.for_each_match(&topics[i], |_| n += 1);
-            black_box(n)
-        })
-    });
-    drop(index);
-
-    // 10,000 filters: our index vs a linear scan with mqttbytes::matches.
-    let small = gen_filters(10_000, 43);
-    let mut small_index: SubscriptionIndex<u32, ()> = SubscriptionIndex::new();
-    for (k, f) in small.iter().enumerate() {
-        small_index.insert(&TopicFilter::new(f).unwrap(), k as u32, ());
-    }
-    for t in topics.iter().take(100) {
-        let linear = small
-            .iter()
-            .filter(|f| mqttbytes::matches(t.as_str(), f))
-            .count();
-        assert_eq!(
-            small_index.matches(t).len(),
-            linear,
-            "index and linear scan agree on {t}"
-        );
-    }
-    let mut i = 0usize;
-    g.bench_function("thingkit-index-10k-filters", |bch| {
-        bch.iter(|| {
-            i = (i + 1) % topics.len();
-            let mut n = 0usize;
-            small_index.for_each_match(&topics[i], |_| n += 1);
-            black_box(n)
-        })
-    });
-    let mut i = 0usize;
-    let topic_strs: Vec<String> = topics.iter().map(|t| t.as_str().to_string()).collect();
-    g.bench_function("mqttbytes-matches-linear-10k-filters", |bch| {
-        bch.iter(|| {
-            i = (i + 1) % topic_strs.len();
-            black_box(
-                small
-                    .iter()
-                    .filter(|f| mqttbytes::matches(&topic_strs[i], f))
-                    .count(),
-            )
-        })
-    });
-    g.finish();
-}
-
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(30)
@@ -488,6 +322,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_decode, bench_encode, bench_index
+    targets = bench_decode, bench_encode
 }
 criterion_main!(benches);

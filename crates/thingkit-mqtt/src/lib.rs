@@ -40,8 +40,9 @@
 //! # What is in the crate
 //!
 //! - [`Decoder`] / [`Encoder`]: the codec, with limits in [`DecoderConfig`] (maximum packet size,
-//!   default 1 MiB). Payloads, topics and strings of decoded packets are `Bytes` slices of the
-//!   input; decoding a PUBLISH allocates nothing. [`Decoder::decode_view`] decodes a PUBLISH as a
+//!   default 1 MiB). Payloads, strings and topics longer than 62 bytes of decoded packets are
+//!   `Bytes` slices of the input (a shorter topic is copied into its [`TopicName`], which costs
+//!   less than a reference count); decoding a PUBLISH allocates nothing. [`Decoder::decode_view`] decodes a PUBLISH as a
 //!   [`PublishView`] borrowing from the caller's buffer instead (no reference counting), for hot
 //!   routing paths. [`Encoder::encode_publish`] encodes a [`Publish`] without wrapping it in a
 //!   [`Packet`], for forwarding.

@@ -271,26 +271,92 @@ fn topic_error(
 /// assert!(TopicName::new("sensors/+/temperature").is_err());
 /// # Ok::<(), thingkit_mqtt::Error>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicName(Bytes);
+#[derive(Clone)]
+pub struct TopicName(Repr);
 
-impl TopicName {
-    /// Validates and wraps `topic` (copying it once into a `Bytes`).
-    pub fn new(topic: &str) -> Result<Self, Error> {
-        Self::from_bytes(Bytes::copy_from_slice(topic.as_bytes()))
+/// How many bytes of topic a [`TopicName`] holds in place. Fleet topics (`dt/site-12/dev-00042/
+/// telemetry/temp`, `$aws/things/sensor-7/shadow/update`) are mostly shorter: they are copied
+/// (a few bytes) instead of sharing the buffer they were decoded from, so making or dropping one
+/// touches no reference count; an atomic increment and decrement per decoded PUBLISH cost more
+/// than the copy, and each is a fence that stops the next frame's cache miss from overlapping.
+/// Longer topics share their buffer (`Bytes`).
+const INLINE_TOPIC: usize = 62;
+
+#[derive(Clone)]
+enum Repr {
+    /// `len` bytes of `bytes` (`len <= INLINE_TOPIC`).
+    Inline { len: u8, bytes: [u8; INLINE_TOPIC] },
+    /// A topic longer than `INLINE_TOPIC` bytes, sharing its buffer.
+    Shared(Bytes),
+}
+
+impl Repr {
+    #[inline(always)]
+    fn from_slice(s: &[u8]) -> Option<Repr> {
+        let len = u8::try_from(s.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= INLINE_TOPIC)?;
+        let mut bytes = [0u8; INLINE_TOPIC];
+        bytes[..s.len()].copy_from_slice(s);
+        Some(Repr::Inline { len, bytes })
     }
 
-    /// Validates bytes (for example a slice of a received buffer) as a topic name, without copying.
+    #[inline(always)]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(b) => b,
+        }
+    }
+}
+
+impl TopicName {
+    /// Validates and copies `topic` (no allocation for a topic of up to 62 bytes).
+    pub fn new(topic: &str) -> Result<Self, Error> {
+        Self::check(topic.as_bytes())?;
+        Ok(TopicName(
+            Repr::from_slice(topic.as_bytes())
+                .unwrap_or_else(|| Repr::Shared(Bytes::copy_from_slice(topic.as_bytes()))),
+        ))
+    }
+
+    /// Validates bytes (for example a slice of a received buffer) as a topic name, without copying
+    /// a topic longer than 62 bytes (a shorter one is held in place).
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
-        check_mqtt_str(&bytes).map_err(|e| topic_error("name", e))?;
-        check_name_chars(&bytes).map_err(|e| topic_error("name", e))?;
-        Ok(TopicName(bytes))
+        Self::check(&bytes)?;
+        Ok(Self::from_validated(bytes))
+    }
+
+    fn check(bytes: &[u8]) -> Result<(), Error> {
+        check_mqtt_str(bytes).map_err(|e| topic_error("name", e))?;
+        check_name_chars(bytes).map_err(|e| topic_error("name", e))
     }
 
     /// Wraps bytes whose validity the caller has checked with [`check_name_chars`] and
     /// [`check_mqtt_str`].
     pub(crate) fn from_validated(bytes: Bytes) -> Self {
-        TopicName(bytes)
+        TopicName(Repr::from_slice(&bytes).unwrap_or(Repr::Shared(bytes)))
+    }
+
+    /// Wraps a validated topic from a decoded frame: copied in place if short, else a slice of
+    /// `frame` (one reference count).
+    #[inline(always)]
+    pub(crate) fn from_validated_in(frame: &Bytes, range: std::ops::Range<usize>) -> Self {
+        // Most frames extend past the topic by the payload: copy a fixed-size block (two vector
+        // moves, no length-dependent copy); the bytes past `len` are never read.
+        if range.len() <= INLINE_TOPIC
+            && let Some(block) = frame.get(range.start..range.start + INLINE_TOPIC)
+            && let Ok(bytes) = <[u8; INLINE_TOPIC]>::try_from(block)
+        {
+            return TopicName(Repr::Inline {
+                len: range.len() as u8,
+                bytes,
+            });
+        }
+        match frame.get(range.clone()).and_then(Repr::from_slice) {
+            Some(r) => TopicName(r),
+            None => TopicName(Repr::Shared(frame.slice(range))),
+        }
     }
 
     /// Validation used by the decoder: returns the in-topic offset, detail and rule on failure.
@@ -313,29 +379,34 @@ impl TopicName {
 
     /// The topic as a string slice.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("TopicName holds UTF-8 validated at construction")
+        std::str::from_utf8(self.0.as_bytes())
+            .expect("TopicName holds UTF-8 validated at construction")
     }
 
     /// The topic's bytes (UTF-8).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.as_bytes()
     }
 
-    /// The backing `Bytes` (shares memory; no copy).
+    /// The topic as `Bytes`: shares the buffer of a topic longer than 62 bytes; a shorter one,
+    /// held in place, is copied.
     pub fn to_bytes(&self) -> Bytes {
-        self.0.clone()
+        match &self.0 {
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
+            Repr::Shared(b) => b.clone(),
+        }
     }
 
     /// Length in bytes.
     #[allow(clippy::len_without_is_empty)] // a TopicName is never empty
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_bytes().len()
     }
 
     /// Whether the topic starts with `$` (for example `$SYS/...`): such topics are not matched by
     /// filters that start with `#` or `+` [MQTT-4.7.2-1].
     pub fn is_dollar(&self) -> bool {
-        self.0.first() == Some(&b'$')
+        self.as_bytes().first() == Some(&b'$')
     }
 
     /// The topic levels (split on `/`; empty levels are kept).
@@ -347,6 +418,33 @@ impl TopicName {
     /// subscription the inner filter is matched.
     pub fn matches(&self, filter: &TopicFilter) -> bool {
         filter.matches(self)
+    }
+}
+
+impl PartialEq for TopicName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for TopicName {}
+
+impl std::hash::Hash for TopicName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `Bytes` hashes: the byte slice.
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialOrd for TopicName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TopicName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -378,7 +476,11 @@ impl TryFrom<&str> for TopicName {
 impl TryFrom<String> for TopicName {
     type Error = Error;
     fn try_from(s: String) -> Result<Self, Error> {
-        TopicName::from_bytes(Bytes::from(s))
+        if s.len() <= INLINE_TOPIC {
+            TopicName::new(&s) // held in place; the String's allocation is not kept
+        } else {
+            TopicName::from_bytes(Bytes::from(s))
+        }
     }
 }
 
@@ -608,6 +710,53 @@ mod tests {
 
     fn name(s: &str) -> TopicName {
         TopicName::new(s).unwrap()
+    }
+
+    /// A topic is one value whichever way it is held (in place up to 62 bytes, else a shared
+    /// buffer): equality, order, hash, `as_str` and `to_bytes` depend only on its bytes.
+    #[test]
+    fn topic_name_is_its_bytes_whether_held_in_place_or_shared() {
+        use std::hash::{BuildHasher, RandomState};
+        let hasher = RandomState::new();
+        for len in [1, 2, 30, 61, 62, 63, 64, 200] {
+            let text: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            let inline = name(&text);
+            let shared = TopicName(Repr::Shared(Bytes::copy_from_slice(text.as_bytes())));
+            let from_frame = {
+                let mut frame = b"xx".to_vec();
+                frame.extend_from_slice(text.as_bytes());
+                frame.extend_from_slice(&[b'p'; 100]);
+                TopicName::from_validated_in(&Bytes::from(frame), 2..2 + len)
+            };
+            let short_frame = {
+                let mut frame = b"xx".to_vec();
+                frame.extend_from_slice(text.as_bytes());
+                TopicName::from_validated_in(&Bytes::from(frame), 2..2 + len)
+            };
+            for t in [&inline, &from_frame, &short_frame] {
+                assert_eq!(t, &shared, "len {len}");
+                assert_eq!(t.cmp(&shared), std::cmp::Ordering::Equal);
+                assert_eq!(hasher.hash_one(t), hasher.hash_one(&shared));
+                assert_eq!(t.as_str(), text);
+                assert_eq!(t.len(), len);
+                assert_eq!(t.to_bytes(), text.as_bytes());
+            }
+            assert_eq!(
+                matches!(inline.0, Repr::Inline { .. }),
+                len <= INLINE_TOPIC,
+                "len {len}"
+            );
+            assert_eq!(
+                matches!(from_frame.0, Repr::Inline { .. }),
+                len <= INLINE_TOPIC
+            );
+            let other = name(&format!("{text}x"));
+            assert!(inline < other && other > shared && inline != other);
+        }
+        let via_string = TopicName::try_from(String::from("a/b")).unwrap();
+        assert_eq!(via_string, name("a/b"));
+        assert!(TopicName::try_from("a/#".to_string()).is_err());
+        assert!(TopicName::try_from("a/".repeat(40) + "#").is_err());
     }
 
     /// The word-at-a-time fast path accepts exactly the non-empty ASCII strings without

@@ -592,7 +592,25 @@ fn decoded_publish_shares_memory_with_the_input() {
         panic!()
     };
     assert!(range.contains(&p.payload.as_ptr()));
-    assert!(range.contains(&p.topic.unwrap().as_bytes().as_ptr()));
+    // A topic of up to 62 bytes is copied into the TopicName (cheaper than a reference count).
+    let topic = p.topic.unwrap();
+    assert_eq!(topic.as_str(), "a/b");
+    assert!(!range.contains(&topic.as_bytes().as_ptr()));
+
+    // A longer topic is a slice of the input.
+    let long = "t/".repeat(40);
+    let mut frame = vec![0x30, 2 + 80 + 2, 0, 80];
+    frame.extend_from_slice(long.as_bytes());
+    frame.extend_from_slice(b"hi");
+    let mut buf = BytesMut::from(&frame[..]);
+    let range = buf.as_ptr_range();
+    let Some(Packet::Publish(p)) = Decoder::new(V3).decode(&mut buf).unwrap() else {
+        panic!()
+    };
+    let topic = p.topic.unwrap();
+    assert_eq!(topic.as_str(), long);
+    assert!(range.contains(&topic.as_bytes().as_ptr()));
+    assert!(range.contains(&p.payload.as_ptr()));
 }
 
 /// Decoded user properties stay in the frame among the other properties: they iterate in wire

@@ -1003,19 +1003,23 @@ impl Reader<'_> {
     }
 
     pub(crate) fn topic_name(&mut self, what: &str) -> Result<TopicName, Error> {
-        let (start, b) = self.prefixed(what)?;
-        TopicName::validate_wire(&b).map_err(|(at, detail, rule)| {
+        let len = self.u16(what)? as usize;
+        let start = self.pos;
+        let b = self.take(len, what)?;
+        TopicName::validate_wire(b).map_err(|(at, detail, rule)| {
             self.err(start + at, format!("{what}: {detail}"), rule)
         })?;
-        Ok(TopicName::from_validated(b))
+        Ok(TopicName::from_validated_in(self.buf, start..start + len))
     }
 
     fn topic_filter(&mut self) -> Result<TopicFilter, Error> {
-        let (start, b) = self.prefixed("topic filter")?;
-        TopicFilter::validate_wire(&b).map_err(|(at, detail, rule)| {
+        let len = self.u16("topic filter")? as usize;
+        let start = self.pos;
+        let b = self.take(len, "topic filter")?;
+        TopicFilter::validate_wire(b).map_err(|(at, detail, rule)| {
             self.err(start + at, format!("topic filter: {detail}"), rule)
         })?;
-        Ok(TopicFilter::from_validated(b))
+        Ok(TopicFilter::from_validated_in(self.buf, start..start + len))
     }
 
     fn packet_id(&mut self) -> Result<PacketId, Error> {
@@ -1160,14 +1164,17 @@ fn decode_publish(r: &mut Reader<'_>, flags: u8) -> Result<Publish, Error> {
     let dup = flags & 0b1000 != 0;
     let retain = flags & 0b0001 != 0;
     let qos = QoS::from_u8((flags >> 1) & 0b11).unwrap_or_default();
-    let (topic_at, topic_bytes) = r.prefixed("topic name")?;
+    let topic_len = usize::from(r.u16("topic name")?);
+    let topic_at = r.pos;
+    r.take(topic_len, "topic name")?;
+    let topic_range = topic_at..topic_at + topic_len;
     let packet_id = if qos == QoS::AtMostOnce {
         None
     } else {
         Some(r.packet_id()?)
     };
     let properties = r.properties(Context::Publish)?;
-    let topic = if topic_bytes.is_empty() && r.is_v5() {
+    let topic = if topic_len == 0 && r.is_v5() {
         if properties.topic_alias.is_none() {
             return Err(r.err(
                 topic_at,
@@ -1177,9 +1184,9 @@ fn decode_publish(r: &mut Reader<'_>, flags: u8) -> Result<Publish, Error> {
         }
         None
     } else {
-        TopicName::validate_wire(&topic_bytes)
+        TopicName::validate_wire(r.buf.get(topic_range.clone()).unwrap_or_default())
             .map_err(|(at, detail, rule)| r.err(topic_at + at, detail, rule))?;
-        Some(TopicName::from_validated(topic_bytes))
+        Some(TopicName::from_validated_in(r.buf, topic_range))
     };
     let payload = r.buf.slice(r.pos..r.end);
     r.pos = r.end;

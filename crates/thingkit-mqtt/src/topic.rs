@@ -271,17 +271,20 @@ fn topic_error(
 /// assert!(TopicName::new("sensors/+/temperature").is_err());
 /// # Ok::<(), thingkit_mqtt::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicName(Repr);
 
-/// How many bytes of topic a [`TopicName`] holds in place. Fleet topics (`dt/site-12/dev-00042/
+/// How many bytes a [`TopicName`] or [`TopicFilter`] holds in place. Fleet topics (`dt/site-12/dev-00042/
 /// telemetry/temp`, `$aws/things/sensor-7/shadow/update`) are mostly shorter: they are copied
 /// (a few bytes) instead of sharing the buffer they were decoded from, so making or dropping one
 /// touches no reference count; an atomic increment and decrement per decoded PUBLISH cost more
 /// than the copy, and each is a fence that stops the next frame's cache miss from overlapping.
-/// Longer topics share their buffer (`Bytes`).
+/// Longer topics share their buffer (`Bytes`). Filters, decoded from SUBSCRIBE, are held the
+/// same way.
 const INLINE_TOPIC: usize = 62;
 
+/// The text of a topic name or filter: equality, order and hash are those of its bytes (as they
+/// were when it was a `Bytes`), whichever way it is held.
 #[derive(Clone)]
 enum Repr {
     /// `len` bytes of `bytes` (`len <= INLINE_TOPIC`).
@@ -301,6 +304,41 @@ impl Repr {
         Some(Repr::Inline { len, bytes })
     }
 
+    /// Holds `bytes` in place if short, else shares them.
+    fn from_bytes(bytes: Bytes) -> Repr {
+        Repr::from_slice(&bytes).unwrap_or(Repr::Shared(bytes))
+    }
+
+    /// Copies `s` in place if short, else into a new buffer.
+    fn copy_from(s: &[u8]) -> Repr {
+        Repr::from_slice(s).unwrap_or_else(|| Repr::Shared(Bytes::copy_from_slice(s)))
+    }
+
+    /// `s` held in place if short (its allocation is dropped), else its allocation shared.
+    fn from_string(s: String) -> Repr {
+        Repr::from_slice(s.as_bytes()).unwrap_or_else(|| Repr::Shared(Bytes::from(s)))
+    }
+
+    /// `frame[range]`, held in place if short (no reference count), else a slice of `frame`.
+    #[inline(always)]
+    fn from_frame(frame: &Bytes, range: std::ops::Range<usize>) -> Repr {
+        // Most frames extend past the text (by the payload, or the next filter): copy a fixed-size
+        // block (two vector moves, no length-dependent copy); the bytes past `len` are never read.
+        if range.len() <= INLINE_TOPIC
+            && let Some(block) = frame.get(range.start..range.start + INLINE_TOPIC)
+            && let Ok(bytes) = <[u8; INLINE_TOPIC]>::try_from(block)
+        {
+            return Repr::Inline {
+                len: range.len() as u8,
+                bytes,
+            };
+        }
+        match frame.get(range.clone()).and_then(Repr::from_slice) {
+            Some(r) => r,
+            None => Repr::Shared(frame.slice(range)),
+        }
+    }
+
     #[inline(always)]
     fn as_bytes(&self) -> &[u8] {
         match self {
@@ -308,16 +346,48 @@ impl Repr {
             Repr::Shared(b) => b,
         }
     }
+
+    /// The text as `Bytes`: shared if it is, else copied.
+    fn to_bytes(&self) -> Bytes {
+        match self {
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
+            Repr::Shared(b) => b.clone(),
+        }
+    }
+}
+
+impl PartialEq for Repr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Repr {}
+
+impl std::hash::Hash for Repr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `Bytes` hashes: the byte slice.
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialOrd for Repr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Repr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
 }
 
 impl TopicName {
     /// Validates and copies `topic` (no allocation for a topic of up to 62 bytes).
     pub fn new(topic: &str) -> Result<Self, Error> {
         Self::check(topic.as_bytes())?;
-        Ok(TopicName(
-            Repr::from_slice(topic.as_bytes())
-                .unwrap_or_else(|| Repr::Shared(Bytes::copy_from_slice(topic.as_bytes()))),
-        ))
+        Ok(TopicName(Repr::copy_from(topic.as_bytes())))
     }
 
     /// Validates bytes (for example a slice of a received buffer) as a topic name, without copying
@@ -335,28 +405,14 @@ impl TopicName {
     /// Wraps bytes whose validity the caller has checked with [`check_name_chars`] and
     /// [`check_mqtt_str`].
     pub(crate) fn from_validated(bytes: Bytes) -> Self {
-        TopicName(Repr::from_slice(&bytes).unwrap_or(Repr::Shared(bytes)))
+        TopicName(Repr::from_bytes(bytes))
     }
 
     /// Wraps a validated topic from a decoded frame: copied in place if short, else a slice of
     /// `frame` (one reference count).
     #[inline(always)]
     pub(crate) fn from_validated_in(frame: &Bytes, range: std::ops::Range<usize>) -> Self {
-        // Most frames extend past the topic by the payload: copy a fixed-size block (two vector
-        // moves, no length-dependent copy); the bytes past `len` are never read.
-        if range.len() <= INLINE_TOPIC
-            && let Some(block) = frame.get(range.start..range.start + INLINE_TOPIC)
-            && let Ok(bytes) = <[u8; INLINE_TOPIC]>::try_from(block)
-        {
-            return TopicName(Repr::Inline {
-                len: range.len() as u8,
-                bytes,
-            });
-        }
-        match frame.get(range.clone()).and_then(Repr::from_slice) {
-            Some(r) => TopicName(r),
-            None => TopicName(Repr::Shared(frame.slice(range))),
-        }
+        TopicName(Repr::from_frame(frame, range))
     }
 
     /// Validation used by the decoder: returns the in-topic offset, detail and rule on failure.
@@ -391,10 +447,7 @@ impl TopicName {
     /// The topic as `Bytes`: shares the buffer of a topic longer than 62 bytes; a shorter one,
     /// held in place, is copied.
     pub fn to_bytes(&self) -> Bytes {
-        match &self.0 {
-            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
-            Repr::Shared(b) => b.clone(),
-        }
+        self.0.to_bytes()
     }
 
     /// Length in bytes.
@@ -418,33 +471,6 @@ impl TopicName {
     /// subscription the inner filter is matched.
     pub fn matches(&self, filter: &TopicFilter) -> bool {
         filter.matches(self)
-    }
-}
-
-impl PartialEq for TopicName {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for TopicName {}
-
-impl std::hash::Hash for TopicName {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // As `Bytes` hashes: the byte slice.
-        self.as_bytes().hash(state);
-    }
-}
-
-impl PartialOrd for TopicName {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for TopicName {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -476,11 +502,8 @@ impl TryFrom<&str> for TopicName {
 impl TryFrom<String> for TopicName {
     type Error = Error;
     fn try_from(s: String) -> Result<Self, Error> {
-        if s.len() <= INLINE_TOPIC {
-            TopicName::new(&s) // held in place; the String's allocation is not kept
-        } else {
-            TopicName::from_bytes(Bytes::from(s))
-        }
+        Self::check(s.as_bytes())?;
+        Ok(TopicName(Repr::from_string(s)))
     }
 }
 
@@ -499,23 +522,32 @@ impl TryFrom<String> for TopicName {
 /// # Ok::<(), thingkit_mqtt::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicFilter(Bytes);
+pub struct TopicFilter(Repr);
 
 impl TopicFilter {
-    /// Validates and wraps `filter` (copying it once).
+    /// Validates and copies `filter` (no allocation for a filter of up to 62 bytes).
     pub fn new(filter: &str) -> Result<Self, Error> {
-        Self::from_bytes(Bytes::copy_from_slice(filter.as_bytes()))
+        Self::check(filter.as_bytes())?;
+        Ok(TopicFilter(Repr::copy_from(filter.as_bytes())))
     }
 
-    /// Validates bytes as a topic filter, without copying.
+    /// Validates bytes as a topic filter, without copying a filter longer than 62 bytes (a
+    /// shorter one is held in place).
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
-        check_mqtt_str(&bytes).map_err(|e| topic_error("filter", e))?;
-        check_filter_chars(&bytes).map_err(|e| topic_error("filter", e))?;
-        Ok(TopicFilter(bytes))
+        Self::check(&bytes)?;
+        Ok(TopicFilter(Repr::from_bytes(bytes)))
     }
 
-    pub(crate) fn from_validated(bytes: Bytes) -> Self {
-        TopicFilter(bytes)
+    fn check(bytes: &[u8]) -> Result<(), Error> {
+        check_mqtt_str(bytes).map_err(|e| topic_error("filter", e))?;
+        check_filter_chars(bytes).map_err(|e| topic_error("filter", e))
+    }
+
+    /// Wraps a validated filter from a decoded frame: copied in place if short, else a slice of
+    /// `frame` (one reference count).
+    #[inline(always)]
+    pub(crate) fn from_validated_in(frame: &Bytes, range: std::ops::Range<usize>) -> Self {
+        TopicFilter(Repr::from_frame(frame, range))
     }
 
     pub(crate) fn validate_wire(bytes: &[u8]) -> Result<(), (usize, &'static str, &'static str)> {
@@ -528,17 +560,19 @@ impl TopicFilter {
 
     /// The whole filter as written (including any `$share/{group}/` prefix).
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("TopicFilter holds UTF-8 validated at construction")
+        std::str::from_utf8(self.0.as_bytes())
+            .expect("TopicFilter holds UTF-8 validated at construction")
     }
 
     /// The filter's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.as_bytes()
     }
 
-    /// The backing `Bytes` (shares memory; no copy).
+    /// The filter as `Bytes`: shares the buffer of a filter longer than 62 bytes; a shorter one,
+    /// held in place, is copied.
     pub fn to_bytes(&self) -> Bytes {
-        self.0.clone()
+        self.0.to_bytes()
     }
 
     /// The share name if this is a shared subscription `$share/{group}/{filter}`.
@@ -549,7 +583,7 @@ impl TopicFilter {
 
     /// Whether this is a shared subscription.
     pub fn is_shared(&self) -> bool {
-        self.0.starts_with(SHARE_PREFIX)
+        self.as_bytes().starts_with(SHARE_PREFIX)
     }
 
     /// The filter that topics are matched against: without the `$share/{group}/` prefix.
@@ -617,7 +651,8 @@ impl TryFrom<&str> for TopicFilter {
 impl TryFrom<String> for TopicFilter {
     type Error = Error;
     fn try_from(s: String) -> Result<Self, Error> {
-        TopicFilter::from_bytes(Bytes::from(s))
+        Self::check(s.as_bytes())?;
+        Ok(TopicFilter(Repr::from_string(s)))
     }
 }
 

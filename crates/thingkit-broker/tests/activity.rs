@@ -312,3 +312,142 @@ async fn the_connection_log_drops_its_oldest_record_at_the_cap_and_counts_it() {
     assert_eq!(counters.connection_records_dropped, 1);
     broker.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn job_messages_and_firmware_stream_bytes_are_counted_for_maintenance() {
+    use std::sync::{Arc, Mutex, RwLock};
+    use thingkit_broker::{JobsService, SharedJobs, StreamService};
+    use thingkit_firmware::stream::{Download, Encoding, StreamCatalog, StreamSource};
+    use thingkit_jobs::{JobStore, Jobs, Limits, MemoryJobStore};
+
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    {
+        let mut registry = fleet.registry.write().unwrap_or_else(|p| p.into_inner());
+        registry
+            .create_policy(
+                "own-reserved-topics",
+                r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Action": ["iot:Publish", "iot:Subscribe", "iot:Receive"],
+                    "Resource": ["arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/sensor-a/*",
+                                 "arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/sensor-a/*"]}]}"#,
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        registry
+            .attach_policy(
+                "own-reserved-topics",
+                &PolicyTarget::Certificate(a.certificate_id),
+            )
+            .unwrap();
+    }
+    let jobs: SharedJobs = Arc::new(Mutex::new(Jobs::new(
+        Box::new(MemoryJobStore::new()) as Box<dyn JobStore>,
+        Limits::default(),
+    )));
+    let catalog = Arc::new(RwLock::new(StreamCatalog::default()));
+    let image: Vec<u8> = (0..5000u32).map(|i| (i % 241) as u8).collect();
+    catalog.write().unwrap().insert(
+        "fw-1",
+        StreamSource::new(1, "fw").with_file(0, image.clone()),
+    );
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .service(Arc::new(JobsService::new(jobs)))
+    .service(Arc::new(StreamService::with_catalog(catalog)))
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
+    .await
+    .expect("broker starts");
+    let mut c = connect(&fleet, &broker, &a, "sensor-a").await;
+    assert!(accepted(&c.connack));
+
+    // A Jobs request and its answer.
+    let ack = c
+        .publish_qos1("$aws/things/sensor-a/jobs/get", "{}")
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let answer = c.next_publish().await.unwrap().unwrap();
+    assert_eq!(
+        answer.topic.as_ref().map(|t| t.as_str()),
+        Some("$aws/things/sensor-a/jobs/get/accepted")
+    );
+
+    // A firmware image over MQTT-based file delivery: one request, five data blocks.
+    let mut download = Download::new(0, image.len() as u64, 1024).unwrap();
+    let request = download.next_request().expect("a first request");
+    c.publish_qos1(
+        &request.topic("sensor-a", "fw-1", Encoding::Json),
+        request.encode(Encoding::Json),
+    )
+    .await
+    .unwrap();
+    let (mut blocks, mut bytes, mut got) = (0u64, 0u64, Vec::new());
+    while !download.is_complete() {
+        let p = c.next_publish().await.unwrap().expect("a data block");
+        let topic = p.topic.as_ref().map(|t| t.as_str()).unwrap_or_default();
+        assert!(topic.contains("/data/"), "{topic}");
+        blocks += 1;
+        bytes += p.payload.len() as u64;
+        download
+            .accept_message(topic, &p.payload, |b| {
+                got.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+    }
+    assert_eq!(got, image);
+    let m = broker.maintenance_counters();
+    assert_eq!((m.job_messages_in, m.job_messages_out), (1, 1));
+    assert_eq!((m.stream_messages_out, m.stream_bytes_out), (blocks, bytes));
+    assert_eq!(blocks, 5);
+    c.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_rules_engine_records_publish_to_action_latencies() {
+    use thingkit_broker::rules::{RulesConfig, RulesEngine};
+
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let mut config = RulesConfig::default();
+    config.base_dir = dir.path().to_path_buf();
+    let engine = RulesEngine::new(config);
+    engine
+        .upsert(
+            "copy",
+            &serde_json::from_value(serde_json::json!({
+                "sql": "SELECT * FROM 'telemetry/+/temperature'",
+                "actions": [{"republish": {"topic": "telemetry/copies/out"}}],
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .rules(engine)
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
+    .await
+    .expect("broker starts");
+    assert!(broker.rules_latencies().is_empty());
+    let mut c = connect(&fleet, &broker, &a, "sensor-a").await;
+    for t in 0..3 {
+        c.publish_qos1("telemetry/sensor-a/temperature", format!("{{\"t\": {t}}}"))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.rules_latencies().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One sample per successful action delivery; the republished copies match no rule.
+    assert_eq!(broker.rules_latencies().len(), 3);
+    c.disconnect().await.unwrap();
+    broker.shutdown(Duration::from_secs(5)).await;
+}

@@ -241,8 +241,8 @@ pub use server::{
 };
 #[cfg(feature = "server")]
 pub use server::{
-    ActivityCounters, ActivityWindow, ConnectionRecord, DeviceActivity, FOLD_INTERVAL,
-    MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
+    ActivityCounters, ActivitySource, ActivityWindow, ConnectionRecord, DeviceActivity,
+    FOLD_INTERVAL, MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
 };
 #[cfg(feature = "server")]
 pub use server::{

@@ -307,10 +307,13 @@ async fn the_connection_log_drops_its_oldest_record_at_the_cap_and_counts_it() {
     let log = broker.connection_log(0);
     let ids: Vec<&str> = log.iter().map(|r| r.client_id.as_str()).collect();
     assert_eq!(ids, ["sensor-2", "sensor-3", "sensor-4"]);
-    let counters = broker.activity_counters();
+    // The same through a reader that outlives the handle's move into shutdown.
+    let reader = broker.activity();
+    broker.shutdown(Duration::from_secs(5)).await;
+    let counters = reader.activity_counters();
     assert_eq!(counters.connection_records, 3);
     assert_eq!(counters.connection_records_dropped, 1);
-    broker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(reader.connection_log(0), log);
 }
 
 #[tokio::test]

@@ -160,6 +160,59 @@ pub struct ActivityCounters {
     pub device_overflow: u64,
 }
 
+/// A cheap [`Clone`] reader of a running broker's activity records, usable after the
+/// [`super::BrokerHandle`] moved elsewhere (an audit scheduler, the control-plane API): see
+/// [`super::BrokerHandle::activity`]. Each method is the [`super::BrokerHandle`] method of the
+/// same name.
+#[derive(Clone)]
+pub struct ActivitySource {
+    shared: Arc<super::Shared>,
+}
+
+impl std::fmt::Debug for ActivitySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivitySource").finish_non_exhaustive()
+    }
+}
+
+impl ActivitySource {
+    pub(crate) fn new(shared: Arc<super::Shared>) -> Self {
+        ActivitySource { shared }
+    }
+
+    /// See [`super::BrokerHandle::connection_log`].
+    pub fn connection_log(&self, since_unix: u64) -> Vec<ConnectionRecord> {
+        self.shared
+            .activity
+            .connection_log(since_unix, super::unix_now())
+    }
+
+    /// See [`super::BrokerHandle::take_activity`] (one reader: a take drains the window for
+    /// every clone).
+    pub fn take_activity(&self, now_unix: u64) -> ActivityWindow {
+        self.shared.activity.take(now_unix)
+    }
+
+    /// See [`super::BrokerHandle::maintenance_counters`].
+    pub fn maintenance_counters(&self) -> MaintenanceCounters {
+        self.shared.activity.maintenance()
+    }
+
+    /// See [`super::BrokerHandle::rules_latencies`].
+    pub fn rules_latencies(&self) -> Vec<u32> {
+        self.shared
+            .rules
+            .as_ref()
+            .map(|r| r.action_latencies())
+            .unwrap_or_default()
+    }
+
+    /// See [`super::BrokerHandle::activity_counters`].
+    pub fn activity_counters(&self) -> ActivityCounters {
+        self.shared.activity.counters()
+    }
+}
+
 /// The activity counters of one connection, kept in its task and folded into the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Counts {

@@ -25,8 +25,8 @@ mod service;
 mod streams;
 
 pub use activity::{
-    ActivityCounters, ActivityWindow, ConnectionRecord, DeviceActivity, FOLD_INTERVAL,
-    MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
+    ActivityCounters, ActivitySource, ActivityWindow, ConnectionRecord, DeviceActivity,
+    FOLD_INTERVAL, MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
 };
 use service::Services;
 pub use service::{
@@ -1299,6 +1299,12 @@ impl BrokerHandle {
         self.shared.connections()
     }
 
+    /// A reader of the activity records that stays usable after this handle moved (cheap to
+    /// clone); the methods below are its methods.
+    pub fn activity(&self) -> ActivitySource {
+        ActivitySource::new(self.shared.clone())
+    }
+
     /// The connection log: a record of every accepted connection that was open at some time
     /// since `since_unix` (Unix seconds) — those still open and those that closed at
     /// `since_unix` or later — in the order they were accepted, as far as
@@ -1307,7 +1313,7 @@ impl BrokerHandle {
     /// overlapping connections; a connection ended with `DUPLICATE_CLIENTID`). Refused CONNECTs
     /// are not connections; they count in [`BrokerHandle::take_activity`]'s attempts.
     pub fn connection_log(&self, since_unix: u64) -> Vec<ConnectionRecord> {
-        self.shared.activity.connection_log(since_unix, unix_now())
+        self.activity().connection_log(since_unix)
     }
 
     /// Drains the per-device detect metrics gathered since the previous call (or the start)
@@ -1316,29 +1322,25 @@ impl BrokerHandle {
     /// connections' counts arrive within [`FOLD_INTERVAL`]; a closed connection's are in
     /// before its meter slot is freed ([`BrokerHandle::connections`]).
     pub fn take_activity(&self, now_unix: u64) -> ActivityWindow {
-        self.shared.activity.take(now_unix)
+        self.activity().take_activity(now_unix)
     }
 
     /// Job messages and firmware stream bytes since the start, for the maintenance-cost
     /// metric.
     pub fn maintenance_counters(&self) -> MaintenanceCounters {
-        self.shared.activity.maintenance()
+        self.activity().maintenance_counters()
     }
 
     /// The rules engine's most recent publish-to-action latencies in microseconds (at most
     /// [`RULES_LATENCY_SAMPLES`], oldest first; see [`rules::RulesEngine::action_latencies`]).
     /// Empty without a rules engine.
     pub fn rules_latencies(&self) -> Vec<u32> {
-        self.shared
-            .rules
-            .as_ref()
-            .map(|r| r.action_latencies())
-            .unwrap_or_default()
+        self.activity().rules_latencies()
     }
 
     /// How full the connection log and the activity table are, and what they dropped.
     pub fn activity_counters(&self) -> ActivityCounters {
-        self.shared.activity.counters()
+        self.activity().activity_counters()
     }
 
     /// Disconnects every live connection that authenticated with certificate `id` (MQTT 5:

@@ -241,6 +241,11 @@ pub use server::{
 };
 #[cfg(feature = "server")]
 pub use server::{
+    ActivityCounters, ActivitySource, ActivityWindow, ConnectionRecord, DeviceActivity,
+    FOLD_INTERVAL, MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
+};
+#[cfg(feature = "server")]
+pub use server::{
     Disposition, FirmwareJobService, FleetProvisioningService, JobsService, RevocationService,
     ServiceReply, ServiceRequest, ServiceResponse, ShadowService, SharedJobs, TopicService,
 };

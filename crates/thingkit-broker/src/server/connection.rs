@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::activity::{Accepted, Counts, FOLD_INTERVAL, is_job_topic};
 use super::service::{Disposition, ServiceReply, ServiceRequest, ServiceResponse};
 use super::{Authenticated, Shared, unix_now, unix_now_ms};
 use crate::{
@@ -351,6 +352,13 @@ struct Conn {
     dropped_seen: u64,
     /// The lifecycle events' identity of this connection.
     presence: Presence,
+    /// Detect counters since the last fold into `Shared::activity` (this task is their only
+    /// writer: plain integers, no lock per message).
+    activity: Counts,
+    /// When `activity` was last folded.
+    folded: Instant,
+    /// The client ID is an attached thing's name.
+    is_thing: bool,
 }
 
 /// What lifecycle events and connectivity status say about one connection.
@@ -415,11 +423,14 @@ async fn serve(
         }
     };
     let version = connect.protocol;
-    let refused = |shared: &Shared| {
+    // A refused CONNECT is counted as an attempt of its client ID (detect's
+    // `aws:num-connection-attempts`), and as an authorization failure when policies denied it.
+    let refused = |shared: &Shared, client_id: &str, thing: bool, denied: bool| {
         shared
             .stats
             .connects_refused
-            .fetch_add(1, Ordering::Relaxed)
+            .fetch_add(1, Ordering::Relaxed);
+        shared.activity.refused(client_id, thing, peer.ip(), denied);
     };
 
     // 1. Identity: the verified certificate must be ACTIVE in the registry. The registry's
@@ -435,7 +446,7 @@ async fn serve(
     {
         Ok(a) => a,
         Err(e) => {
-            refused(&shared);
+            refused(&shared, connect.client_id.as_str(), false, false);
             tracing::warn!(%peer, reason = %e, "CONNECT refused: authentication failed");
             return refuse(&mut stream, version, ReasonCode::NOT_AUTHORIZED, &e).await;
         }
@@ -446,7 +457,7 @@ async fn serve(
     let mut assigned = None;
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         if !connect.clean_start {
-            refused(&shared);
+            refused(&shared, "", false, false);
             return refuse(
                 &mut stream,
                 version,
@@ -467,6 +478,9 @@ async fn serve(
     } else {
         connect.client_id.as_str().into()
     };
+    // The client ID names a thing the certificate is attached to: the connection is that
+    // thing's (its connectivity status, its activity).
+    let is_thing = auth.identity.things.iter().any(|t| **t == *client_id);
 
     // 3. Policies: the identity's effective policies, compiled once and shared by the
     //    connections with the same ones.
@@ -476,7 +490,7 @@ async fn serve(
     {
         Ok(p) => p,
         Err(e) => {
-            refused(&shared);
+            refused(&shared, &client_id, is_thing, false);
             tracing::error!(%peer, error = %e, "cannot compile the device's policies");
             return refuse(
                 &mut stream,
@@ -502,7 +516,7 @@ async fn serve(
     }
     for request in &requests {
         if !policies.decide(request, &ctx).is_allowed() {
-            refused(&shared);
+            refused(&shared, &client_id, is_thing, true);
             shared.stats.deny("connect");
             let why = explain_denial(&policies, request, &ctx);
             tracing::warn!(client = %client_id, "CONNECT refused: {why}");
@@ -525,7 +539,7 @@ async fn serve(
             )),
         };
         if let Some((code, why)) = refusal {
-            refused(&shared);
+            refused(&shared, &client_id, is_thing, false);
             tracing::warn!(client = %client_id, reason = %why, "CONNECT refused");
             return refuse(&mut stream, version, code, &why).await;
         }
@@ -546,7 +560,7 @@ async fn serve(
     let meter = match shared.classes[class].table.connect(&account, unix_now()) {
         Ok(m) => m,
         Err(e) => {
-            refused(&shared);
+            refused(&shared, &client_id, is_thing, false);
             tracing::warn!(client = %client_id, error = %e, "CONNECT refused: server busy");
             return refuse(
                 &mut stream,
@@ -603,7 +617,7 @@ async fn serve(
         Err(e) => {
             // The session could not be made durable: refuse rather than accept a session
             // whose state would not survive (MQTT 5 0x80; 3.1.1: 3 Server unavailable).
-            refused(&shared);
+            refused(&shared, &client_id, is_thing, false);
             tracing::error!(client = %client_id, error = %e, "CONNECT refused: the session store failed");
             if let Err(e) =
                 shared.classes[class]
@@ -632,6 +646,14 @@ async fn serve(
         .stats
         .connects_accepted
         .fetch_add(1, Ordering::Relaxed);
+    shared.activity.connected(Accepted {
+        connection,
+        client_id: &client_id,
+        principal: certificate,
+        thing: is_thing,
+        ip: peer.ip(),
+        at: unix_now(),
+    });
 
     // 5. CONNACK, then what the session kept while offline.
     let session_present = attached.session_present;
@@ -650,16 +672,14 @@ async fn serve(
         closed: None,
         dropped_seen: 0,
         presence: Presence {
-            session: format!("{:016x}-{connection:016x}", shared.instance),
+            session: shared.activity.session_identifier(connection),
             principal: certificate.to_string(),
-            thing: auth
-                .identity
-                .things
-                .iter()
-                .any(|t| **t == *client_id)
-                .then(|| client_id.to_string()),
+            thing: is_thing.then(|| client_id.to_string()),
             version: 0,
         },
+        activity: Counts::default(),
+        folded: Instant::now(),
+        is_thing,
     };
     conn.announce_connected(peer);
     tracing::info!(client = %client_id, thing = auth.identity.thing.as_deref().unwrap_or("-"),
@@ -693,7 +713,11 @@ async fn serve(
             if rbuf.is_empty() && rbuf.capacity() > 0 {
                 rbuf = BytesMut::new();
             }
-            let deadline = conn.session.poll_timeout();
+            // One timer for the keep-alive and for folding the activity counters.
+            let deadline = match (conn.session.poll_timeout(), conn.fold_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let keep_alive = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -800,6 +824,11 @@ pub(super) fn route_message_from(
     let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
     let routed = router.publish(message)?;
     drop(router);
+    shared.activity.outbound(
+        message.topic.as_str(),
+        message.payload.len(),
+        routed.queued + routed.blocked.len(),
+    );
     if let Some(rules) = &shared.rules {
         rules.inner.offer(message, origin);
     }
@@ -1073,6 +1102,17 @@ impl Conn {
             }
         }
         self.account_deliveries();
+        // Before the meter slot is freed: once `BrokerHandle::connections` no longer counts
+        // this connection, its activity is in the table.
+        let (why, _) = disconnect_reason(reason);
+        shared.activity.disconnected(
+            &self.client_id,
+            self.is_thing,
+            self.connection,
+            &mut self.activity,
+            why,
+            unix_now(),
+        );
         if let Some(m) = self.meter.take()
             && let Err(e) = shared.classes[self.class].table.disconnect(
                 m,
@@ -1091,6 +1131,7 @@ impl Conn {
         let mut delivered = 0;
         for bytes in self.session.drain_delivered() {
             delivered += 1;
+            self.activity.received(bytes);
             if let Some(meter) = &self.meter {
                 let _ = shared.classes[self.class]
                     .table
@@ -1163,6 +1204,7 @@ impl Conn {
                 }
                 Event::Denied(d) => {
                     self.shared.stats.deny(d.action);
+                    self.activity.auth_failures += 1;
                     if d.action == "receive" {
                         tracing::debug!(client = %self.client_id, topic = %d.resource, "iot:Receive denied: not delivered");
                     } else {
@@ -1178,7 +1220,24 @@ impl Conn {
             }
         }
         self.account_deliveries();
+        self.fold_if_due(now);
         end
+    }
+
+    /// When the activity counters are next due to be folded: `None` while they are empty.
+    fn fold_deadline(&self) -> Option<Instant> {
+        (!self.activity.is_zero()).then(|| self.folded + FOLD_INTERVAL)
+    }
+
+    /// Folds the activity counters into the broker's table when they hold something and the
+    /// last fold is [`FOLD_INTERVAL`] old: one lock per connection per interval at most.
+    fn fold_if_due(&mut self, now: Instant) {
+        if self.fold_deadline().is_some_and(|at| now >= at) {
+            self.shared
+                .activity
+                .fold(&self.client_id, self.is_thing, &mut self.activity);
+            self.folded = now;
+        }
     }
 
     /// Checks the connection's limits without consuming, then takes from the account's, then
@@ -1330,6 +1389,10 @@ impl Conn {
             }
         }
         shared.stats.publishes_in.fetch_add(1, Ordering::Relaxed);
+        self.activity.sent(bytes);
+        if is_job_topic(topic.as_str()) {
+            shared.activity.job_message_in();
+        }
 
         // Broker-served topics: the service claiming the topic answers; its replies go to
         // the requesting client only, and the request is routed only if the service says so.
@@ -1407,6 +1470,9 @@ impl Conn {
                 let Ok(reply_topic) = TopicName::new(&reply.topic) else {
                     continue;
                 };
+                shared
+                    .activity
+                    .outbound(&reply.topic, reply.payload.len(), 1);
                 self.session.deliver(
                     Delivery {
                         message: Arc::new(Message {
@@ -1659,13 +1725,7 @@ impl Conn {
     /// The disconnected event and connectivity status for `reason`.
     fn announce_disconnected(&mut self, reason: &CloseReason) {
         let now_ms = unix_now_ms();
-        let (why, by_client) = match reason {
-            CloseReason::ClientDisconnect { .. } => {
-                (DisconnectReason::ClientInitiatedDisconnect, true)
-            }
-            CloseReason::Server(code) => (DisconnectReason::for_server_disconnect(*code), false),
-            CloseReason::Lost(_) => (DisconnectReason::ConnectionLost, false),
-        };
+        let (why, by_client) = disconnect_reason(reason);
         self.shared
             .presence
             .lock()
@@ -1688,6 +1748,15 @@ impl Conn {
             disconnect_reason: why,
             version_number: p.1.version,
         });
+    }
+}
+
+/// AWS's `disconnectReason` for how a connection closed, and whether the client initiated it.
+fn disconnect_reason(reason: &CloseReason) -> (DisconnectReason, bool) {
+    match reason {
+        CloseReason::ClientDisconnect { .. } => (DisconnectReason::ClientInitiatedDisconnect, true),
+        CloseReason::Server(code) => (DisconnectReason::for_server_disconnect(*code), false),
+        CloseReason::Lost(_) => (DisconnectReason::ConnectionLost, false),
     }
 }
 

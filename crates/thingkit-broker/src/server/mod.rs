@@ -16,6 +16,7 @@
 //! Revocation: the registry's `CertificateDeactivated` event reaches the broker through a channel
 //! and the sessions that authenticated with that certificate are disconnected.
 
+mod activity;
 mod connection;
 mod metrics;
 mod policy_sets;
@@ -23,6 +24,10 @@ pub mod rules;
 mod service;
 mod streams;
 
+pub use activity::{
+    ActivityCounters, ActivitySource, ActivityWindow, ConnectionRecord, DeviceActivity,
+    FOLD_INTERVAL, MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
+};
 use service::Services;
 pub use service::{
     Disposition, FirmwareJobService, FleetProvisioningService, JobsService, RevocationService,
@@ -163,6 +168,19 @@ pub struct BrokerConfig {
     pub usage_sink: Option<UsageSink>,
     /// The length of the meter's windows (default a UTC day).
     pub usage_window: Granularity,
+    /// How long the connection log ([`BrokerHandle::connection_log`]) keeps a record after its
+    /// connection closed (default 31 days: the window of an on-demand audit's connection
+    /// checks, `DEVICE_CERTIFICATE_SHARED_CHECK` and `CONFLICTING_CLIENT_IDS_CHECK`). Open
+    /// connections stay logged.
+    pub connection_log_retention: Duration,
+    /// Records the connection log holds at most (default 100,000, about 100 bytes each); a
+    /// new connection beyond it drops the oldest record, counted in
+    /// [`ActivityCounters::connection_records_dropped`]. 0 keeps no log.
+    pub max_connection_records: usize,
+    /// Devices one activity window ([`BrokerHandle::take_activity`]) tracks at most (default
+    /// 100,000); updates for further devices are counted in [`ActivityWindow::overflow`], not
+    /// kept.
+    pub max_activity_devices: usize,
 }
 
 /// Receives the usage of closed meter windows; see [`BrokerConfig::usage_sink`]. It runs on
@@ -326,6 +344,24 @@ impl BrokerConfig {
         self
     }
 
+    /// Sets [`BrokerConfig::connection_log_retention`].
+    pub fn with_connection_log_retention(mut self, value: Duration) -> Self {
+        self.connection_log_retention = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_connection_records`].
+    pub fn with_max_connection_records(mut self, value: usize) -> Self {
+        self.max_connection_records = value;
+        self
+    }
+
+    /// Sets [`BrokerConfig::max_activity_devices`].
+    pub fn with_max_activity_devices(mut self, value: usize) -> Self {
+        self.max_activity_devices = value;
+        self
+    }
+
     /// Sets [`BrokerConfig::lifecycle_events`].
     pub fn with_lifecycle_events(mut self, value: bool) -> Self {
         self.lifecycle_events = value;
@@ -434,6 +470,9 @@ impl Default for BrokerConfig {
             lifecycle_events: true,
             usage_sink: None,
             usage_window: Granularity::Day,
+            connection_log_retention: Duration::from_secs(31 * 24 * 3600),
+            max_connection_records: 100_000,
+            max_activity_devices: 100_000,
         }
     }
 }
@@ -765,9 +804,6 @@ pub(crate) struct Shared {
     pub(crate) account_limiter: RateLimiter<Arc<str>>,
     pub(crate) stats: Stats,
     pub(crate) epoch: Instant,
-    /// A number unique to this broker instance (its start time in nanoseconds), so session
-    /// identifiers differ across restarts.
-    pub(crate) instance: u64,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Presence version numbers per client ID (the lifecycle events' `versionNumber`).
     pub(crate) presence: Mutex<PresenceVersions>,
@@ -787,6 +823,8 @@ pub(crate) struct Shared {
     pub(crate) policy_generation: Option<Arc<AtomicU64>>,
     /// The rules engine, when installed ([`BrokerBuilder::rules`]).
     pub(crate) rules: Option<rules::RulesEngine>,
+    /// The connection log, per-device activity and maintenance counters.
+    pub(crate) activity: activity::Activity,
 }
 
 /// The rate-limit state of one limit class.
@@ -1090,6 +1128,19 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         };
         let session_config = config.session_config();
         let policy_generation = directory.generation();
+        // A number unique to this broker instance (its start time in nanoseconds), so session
+        // identifiers differ across restarts.
+        let instance = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let activity = activity::Activity::new(
+            config.connection_log_retention,
+            config.max_connection_records,
+            config.max_activity_devices,
+            instance,
+            unix_now(),
+        );
         let shared = Arc::new(Shared {
             session_config,
             delayed_wills: Mutex::new(HashMap::new()),
@@ -1103,16 +1154,13 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             account_limiter,
             stats: Stats::default(),
             epoch: Instant::now(),
-            instance: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0),
             shutdown: shutdown_rx,
             by_certificate: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
             policy_sets: policy_sets::PolicySets::default(),
             policy_generation,
             rules,
+            activity,
         });
         if let Some(engine) = &shared.rules {
             rules::install(engine, &shared);
@@ -1249,6 +1297,50 @@ impl BrokerHandle {
     /// [`BrokerConfig::max_connections`] caps).
     pub fn connections(&self) -> usize {
         self.shared.connections()
+    }
+
+    /// A reader of the activity records that stays usable after this handle moved (cheap to
+    /// clone); the methods below are its methods.
+    pub fn activity(&self) -> ActivitySource {
+        ActivitySource::new(self.shared.clone())
+    }
+
+    /// The connection log: a record of every accepted connection that was open at some time
+    /// since `since_unix` (Unix seconds) — those still open and those that closed at
+    /// `since_unix` or later — in the order they were accepted, as far as
+    /// [`BrokerConfig::connection_log_retention`] and [`BrokerConfig::max_connection_records`]
+    /// kept them. A copy: what the audit's connection checks read (one certificate on
+    /// overlapping connections; a connection ended with `DUPLICATE_CLIENTID`). Refused CONNECTs
+    /// are not connections; they count in [`BrokerHandle::take_activity`]'s attempts.
+    pub fn connection_log(&self, since_unix: u64) -> Vec<ConnectionRecord> {
+        self.activity().connection_log(since_unix)
+    }
+
+    /// Drains the per-device detect metrics gathered since the previous call (or the start)
+    /// and starts a new window at `now_unix`. Meant for **one reader** (the detect
+    /// evaluation): a second caller would take the counts away from the first. Live
+    /// connections' counts arrive within [`FOLD_INTERVAL`]; a closed connection's are in
+    /// before its meter slot is freed ([`BrokerHandle::connections`]).
+    pub fn take_activity(&self, now_unix: u64) -> ActivityWindow {
+        self.activity().take_activity(now_unix)
+    }
+
+    /// Job messages and firmware stream bytes since the start, for the maintenance-cost
+    /// metric.
+    pub fn maintenance_counters(&self) -> MaintenanceCounters {
+        self.activity().maintenance_counters()
+    }
+
+    /// The rules engine's most recent publish-to-action latencies in microseconds (at most
+    /// [`RULES_LATENCY_SAMPLES`], oldest first; see [`rules::RulesEngine::action_latencies`]).
+    /// Empty without a rules engine.
+    pub fn rules_latencies(&self) -> Vec<u32> {
+        self.activity().rules_latencies()
+    }
+
+    /// How full the connection log and the activity table are, and what they dropped.
+    pub fn activity_counters(&self) -> ActivityCounters {
+        self.activity().activity_counters()
     }
 
     /// Disconnects every live connection that authenticated with certificate `id` (MQTT 5:

@@ -246,6 +246,9 @@ fn deliver(
         match performer.perform(&job, inner) {
             Ok(()) => {
                 bump(&inner.counters.action_success[kind.index()]);
+                if matches!(job.completion, Completion::Rule(_)) && !job.inbound.from_window {
+                    inner.latencies.record_since(job.inbound.message.received);
+                }
                 return;
             }
             Err(e) if e.retryable && attempt < config.retry_attempts.max(1) => {

@@ -209,6 +209,9 @@ pub(crate) struct Inbound {
     pub(crate) timestamp_ms: u64,
     /// Basic Ingest: only this rule runs.
     pub(crate) only_rule: Option<String>,
+    /// A window's output, not a published message: its actions' latency is not
+    /// publish-to-action and is not recorded.
+    pub(crate) from_window: bool,
 }
 
 impl Inbound {
@@ -346,6 +349,8 @@ pub(crate) struct Inner {
     pub(crate) dead_letter: action::DeadLetter,
     next_generation: AtomicU64,
     pub(crate) env: evaluation::RuntimeEnvironment,
+    /// Publish-to-action latencies of successful rule actions.
+    pub(crate) latencies: super::activity::LatencyRing,
 }
 
 /// The rules engine: a cheap [`Clone`] handle. Create it with [`RulesEngine::new`], add rules
@@ -387,6 +392,7 @@ impl RulesEngine {
             dead_letter,
             next_generation: AtomicU64::new(1),
             env: evaluation::RuntimeEnvironment::default(),
+            latencies: super::activity::LatencyRing::default(),
         });
         let weak = Arc::downgrade(&inner);
         match std::thread::Builder::new()
@@ -397,6 +403,16 @@ impl RulesEngine {
             Err(e) => tracing::error!(error = %e, "rules: cannot start the evaluator thread"),
         }
         RulesEngine { inner }
+    }
+
+    /// The most recent publish-to-action latencies in microseconds, oldest first, at most
+    /// [`crate::RULES_LATENCY_SAMPLES`]: for each action delivery that succeeded, the time
+    /// from the broker's receipt of the message (its [`Message::received`]) to the end of the
+    /// delivery, retries included. A republished message starts a new measurement; a
+    /// window's outputs (emitted when the window closes, not when a message arrives) and the
+    /// error action are not measured.
+    pub fn action_latencies(&self) -> Vec<u32> {
+        self.inner.latencies.samples()
     }
 
     /// Compiles and installs (or replaces) rule `name`; it takes effect for the next message.
@@ -645,6 +661,7 @@ impl Inner {
             origin: origin.clone(),
             timestamp_ms: super::unix_now_ms(),
             only_rule: None,
+            from_window: false,
         });
     }
 
@@ -672,6 +689,7 @@ impl Inner {
             },
             timestamp_ms: super::unix_now_ms(),
             only_rule: Some(name.to_string()),
+            from_window: false,
         });
         if queued {
             Ok(())
@@ -747,6 +765,7 @@ fn emit_window_outputs(
             origin: Origin::default(),
             timestamp_ms: super::unix_now_ms(),
             only_rule: None,
+            from_window: true,
         };
         dispatch(inner, rule, output, Vec::new(), Arc::new(inbound));
     }
@@ -774,6 +793,7 @@ fn evaluate(inner: &Arc<Inner>, windows: &mut evaluation::WindowSet, inbound: &I
         origin: inbound.origin.clone(),
         timestamp_ms: inbound.timestamp_ms,
         only_rule: inbound.only_rule.clone(),
+        from_window: inbound.from_window,
     });
     let candidates: Vec<&Arc<ActiveRule>> = match &inbound.only_rule {
         Some(name) => set.rules.get(name).into_iter().collect(),

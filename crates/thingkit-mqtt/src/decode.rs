@@ -213,10 +213,7 @@ impl Decoder {
         let properties = if !V5 || l.props_len == 0 {
             PacketProperties::new()
         } else {
-            publish_properties(
-                frame.slice(l.props_start..l.props_start + l.props_len),
-                &l.scan,
-            )
+            publish_properties(&frame, l.props_start, &l.scan)
         };
         frame.advance(l.payload_start);
         let flags = header.flags;
@@ -741,18 +738,32 @@ fn view_from_layout<'a>(
 /// The owned properties of a PUBLISH whose block `block` [`scan_publish_block`] accepted as
 /// `scan` (without subscription identifiers): one allocation, the box; strings and user
 /// properties are slices of `block`.
-fn publish_properties(block: Bytes, scan: &PublishScan) -> PacketProperties {
-    let slice = |r: Option<(usize, usize)>| r.map(|(start, len)| block.slice(start..start + len));
-    PacketProperties::from_box(Box::new(Properties {
-        payload_format_indicator: scan.payload_format_indicator,
-        message_expiry_interval: scan.message_expiry_interval,
-        content_type: slice(scan.content_type).map(MqttStr::from_validated),
-        response_topic: slice(scan.response_topic).map(TopicName::from_validated),
-        correlation_data: slice(scan.correlation_data),
-        topic_alias: scan.topic_alias,
-        user_properties: UserProperties::from_wire(block.clone(), scan.user_properties),
-        ..Properties::default()
-    }))
+/// The properties of a PUBLISH whose block starts at `block_start` in `frame` (`scan` holds
+/// block-relative ranges). Only what is present takes a reference count: the user properties
+/// one for all of them (the block from their first pair on), each other string one.
+fn publish_properties(frame: &Bytes, block_start: usize, scan: &PublishScan) -> PacketProperties {
+    let range = |(start, len): (usize, usize)| block_start + start..block_start + start + len;
+    let slice = |r: Option<(usize, usize)>| r.map(|r| frame.slice(range(r)));
+    let user_properties = match scan.user_properties_from {
+        Some(from) => UserProperties::from_wire(
+            frame.slice(block_start + from..block_start + scan.block_len),
+            scan.user_properties,
+        ),
+        None => UserProperties::new(),
+    };
+    // `Box::default()` builds the defaults in the allocation itself; a `Box::new` of a struct
+    // literal builds the 400-odd bytes on the stack first and copies them.
+    let mut p: Box<Properties> = Box::default();
+    p.payload_format_indicator = scan.payload_format_indicator;
+    p.message_expiry_interval = scan.message_expiry_interval;
+    p.content_type = slice(scan.content_type).map(MqttStr::from_validated);
+    p.response_topic = scan
+        .response_topic
+        .map(|r| TopicName::from_validated_in(frame, range(r)));
+    p.correlation_data = slice(scan.correlation_data);
+    p.topic_alias = scan.topic_alias;
+    p.user_properties = user_properties;
+    PacketProperties::from_box(p)
 }
 
 /// The packets whose whole content is the fixed header and at most a packet identifier, when

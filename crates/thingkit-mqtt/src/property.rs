@@ -1039,6 +1039,10 @@ pub(crate) struct PublishScan {
     pub(crate) response_topic: Option<(usize, usize)>,
     pub(crate) correlation_data: Option<(usize, usize)>,
     pub(crate) user_properties: usize,
+    /// Where the first user property's identifier is in the block.
+    pub(crate) user_properties_from: Option<usize>,
+    /// The block's length.
+    pub(crate) block_len: usize,
     pub(crate) subscription_identifiers: usize,
 }
 
@@ -1100,9 +1104,11 @@ pub(crate) fn scan_publish_block(block: &[u8]) -> Option<PublishScan> {
                 check_mqtt_str(k).ok()?;
                 check_mqtt_str(v).ok()?;
                 scan.user_properties += 1;
+                scan.user_properties_from.get_or_insert(value_at - 1);
             }
             _ => return None,
         }
     }
+    scan.block_len = block.len();
     Some(scan)
 }

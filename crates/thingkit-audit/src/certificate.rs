@@ -107,12 +107,18 @@ fn expiry(
         if not_after < now {
             Some((
                 ReasonCode::CertificatePastExpiration,
-                format!("Certificate expired {} days ago", (now - not_after) / DAY),
+                format!(
+                    "Certificate expired {} days ago",
+                    now.saturating_sub(not_after) / DAY
+                ),
             ))
-        } else if not_after - now <= threshold {
+        } else if not_after.saturating_sub(now) <= threshold {
             Some((
                 ReasonCode::CertificateApproachingExpiration,
-                format!("Certificate expires in {} days", (not_after - now) / DAY),
+                format!(
+                    "Certificate expires in {} days",
+                    not_after.saturating_sub(now) / DAY
+                ),
             ))
         } else {
             None

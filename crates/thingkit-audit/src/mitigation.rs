@@ -82,7 +82,10 @@ pub enum PolicyTemplate {
 }
 
 impl PolicyTemplate {
-    /// The policy document the template stands for: one statement that denies every action.
+    /// The policy document the template stands for. AWS does not print the template's text;
+    /// thingkit's reading is one statement denying `iot:*` on `*`, so the certificates the
+    /// policy is attached to lose every permission even where another attached policy allows
+    /// it (a Deny wins), which is the safe side for a quarantine.
     pub fn document(self) -> &'static str {
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"iot:*","Resource":"*"}]}"#
     }

@@ -4,8 +4,8 @@ mod support;
 
 use support::*;
 use thingkit_audit::{
-    AuditConfig, AuditReport, CertificateStatus, CheckName, CheckRunStatus, Crl, Error,
-    ReasonCode, WeakKeyList, certificate_id, run_audit,
+    AuditConfig, AuditReport, CertificateStatus, CheckName, CheckRunStatus, Crl, Error, ReasonCode,
+    WeakKeyList, certificate_id, run_audit,
 };
 
 fn codes(report: &AuditReport, check: CheckName) -> Vec<(String, ReasonCode)> {
@@ -40,7 +40,13 @@ fn device_certificate_expiring_flags_expiring_and_expired_active_certificates() 
         device(ca.device("moving", 14, NOW + 5 * DAY), Some(&ca)),
         CertificateStatus::PendingTransfer,
     );
-    s.device_certificates = vec![soon.clone(), past.clone(), fine, past_inactive, pending.clone()];
+    s.device_certificates = vec![
+        soon.clone(),
+        past.clone(),
+        fine,
+        past_inactive,
+        pending.clone(),
+    ];
     let report = run_audit(&s, &AuditConfig::default(), NOW);
     let mut found = codes(&report, CheckName::DeviceCertificateExpiring);
     found.sort();
@@ -54,7 +60,10 @@ fn device_certificate_expiring_flags_expiring_and_expired_active_certificates() 
     let details = &report.checks[&CheckName::DeviceCertificateExpiring];
     assert_eq!(details.total_resources_count, 4, "INACTIVE is out of scope");
     assert_eq!(details.non_compliant_resources_count, 3);
-    assert_eq!(details.check_run_status, CheckRunStatus::CompletedNonCompliant);
+    assert_eq!(
+        details.check_run_status,
+        CheckRunStatus::CompletedNonCompliant
+    );
 }
 
 #[test]
@@ -361,8 +370,14 @@ fn device_key_quality_flags_short_debian_and_roca_keys() {
     let mut s = snapshot();
     s.weak_keys =
         WeakKeyList::parse(&format!("# RSA-1024\n{RSA1024_DEBIAN_FINGERPRINT}\n")).unwrap();
-    let weak = device(ca.device_for_key("weak", 1, NOW + 900 * DAY, &short), Some(&ca));
-    let infineon = device(ca.device_for_key("roca", 2, NOW + 900 * DAY, &roca), Some(&ca));
+    let weak = device(
+        ca.device_for_key("weak", 1, NOW + 900 * DAY, &short),
+        Some(&ca),
+    );
+    let infineon = device(
+        ca.device_for_key("roca", 2, NOW + 900 * DAY, &roca),
+        Some(&ca),
+    );
     let rsa_ok = device(
         ca.device_for_key("rsa", 3, NOW + 900 * DAY, &ordinary_rsa),
         Some(&ca),
@@ -402,7 +417,12 @@ fn ring_generated_keys_do_not_flag() {
     let mut s = snapshot();
     s.ca_certificates.push(ca.registered());
     s.device_certificates = (0..20)
-        .map(|i| device(ca.device(&format!("d{i}"), 1000 + i, NOW + 900 * DAY), Some(&ca)))
+        .map(|i| {
+            device(
+                ca.device(&format!("d{i}"), 1000 + i, NOW + 900 * DAY),
+                Some(&ca),
+            )
+        })
         .collect();
     let report = run_audit(&s, &AuditConfig::default(), NOW);
     assert_eq!(
@@ -432,7 +452,9 @@ fn ca_key_quality_flags_a_ca_with_a_roca_key() {
     s.ca_certificates = vec![root.registered(), registered];
     let report = run_audit(&s, &AuditConfig::default(), NOW);
     assert_eq!(
-        report.findings_for(CheckName::CaCertificateKeyQuality).count(),
+        report
+            .findings_for(CheckName::CaCertificateKeyQuality)
+            .count(),
         0
     );
 }

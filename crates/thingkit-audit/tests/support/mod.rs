@@ -4,8 +4,8 @@
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData,
-    RevocationReason, RevokedCertParams, SerialNumber,
+    DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData, RevocationReason,
+    RevokedCertParams, SerialNumber,
 };
 use thingkit_audit::{
     AuditSnapshot, CaCertificate, CertificateStatus, ConnectionRecord, DeviceCertificate,
@@ -61,14 +61,23 @@ impl Ca {
     pub fn root_until(name: &str, not_after: i64) -> Ca {
         let params = ca_params(name, 1, not_after);
         let key = KeyPair::generate().expect("P-256 key");
-        let der = params.self_signed(&key).expect("self-signed").der().to_vec();
+        let der = params
+            .self_signed(&key)
+            .expect("self-signed")
+            .der()
+            .to_vec();
         Ca { params, key, der }
     }
 
     /// The same name as `self` with a different key: an impostor whose CRLs must not verify.
     pub fn impostor(&self) -> Ca {
         let key = KeyPair::generate().expect("P-256 key");
-        let der = self.params.self_signed(&key).expect("self-signed").der().to_vec();
+        let der = self
+            .params
+            .self_signed(&key)
+            .expect("self-signed")
+            .der()
+            .to_vec();
         Ca {
             params: self.params.clone(),
             key,
@@ -93,7 +102,12 @@ impl Ca {
     }
 
     /// A CA certificate for someone else's public key (for key-quality tests).
-    pub fn intermediate_for_key(&self, name: &str, serial: u64, key: &impl PublicKeyData) -> Vec<u8> {
+    pub fn intermediate_for_key(
+        &self,
+        name: &str,
+        serial: u64,
+        key: &impl PublicKeyData,
+    ) -> Vec<u8> {
         let params = ca_params(name, serial, NOW + 3000 * DAY);
         params
             .signed_by(key, &self.issuer())

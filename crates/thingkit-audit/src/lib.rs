@@ -127,3 +127,8 @@ pub use snapshot::{
     Policy, certificate_id,
 };
 pub use suppression::{AuditSuppression, SuppressionExpiry};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

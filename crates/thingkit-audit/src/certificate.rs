@@ -316,6 +316,11 @@ fn revocation(
         })
         .collect();
 
+    // The first revoked CA up each CA's chain, computed once per CA rather than per device.
+    let chain_hit: Vec<Option<usize>> = (0..cas.len())
+        .map(|i| revoked_in_chain(&[i], cas, &revoked_cas, config.max_chain_depth))
+        .collect();
+
     if config.is_enabled(CheckName::RevokedCaCertificateStillActive) {
         for (c, _) in cas
             .iter()
@@ -364,8 +369,7 @@ fn revocation(
             ));
         }
         if config.is_enabled(CheckName::IntermediateCaRevokedForActiveDeviceCertificates)
-            && let Some(revoked) =
-                revoked_in_chain(&issuing, cas, &revoked_cas, config.max_chain_depth)
+            && let Some(revoked) = issuing.iter().find_map(|&i| chain_hit[i])
         {
             let ca = &cas[revoked];
             let mut resource = ResourceIdentifier::device_certificate(&d.reg.id);

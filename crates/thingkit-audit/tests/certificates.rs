@@ -471,3 +471,40 @@ fn an_unparseable_certificate_is_reported_not_audited() {
         0
     );
 }
+
+#[test]
+fn a_revoked_ca_two_levels_up_flags_the_device() {
+    let root = Ca::root("Root");
+    let upper = root.intermediate("Upper", 40);
+    let lower = upper.intermediate("Lower", 41);
+    let mut s = snapshot();
+    s.ca_certificates = vec![root.registered(), upper.registered(), lower.registered()];
+    let d = device(lower.device("deep", 9, NOW + 900 * DAY), Some(&lower));
+    s.device_certificates.push(d.clone());
+    s.crls.push(Crl {
+        ca_certificate_id: certificate_id(&root.der),
+        der: root.crl(&[40]),
+    });
+    let report = run_audit(&s, &AuditConfig::default(), NOW);
+    let found: Vec<_> = report
+        .findings_for(CheckName::IntermediateCaRevokedForActiveDeviceCertificates)
+        .collect();
+    assert_eq!(found.len(), 1);
+    let id = &found[0].non_compliant_resource.resource_identifier;
+    assert_eq!(id.device_certificate_id.as_ref(), Some(&d.id));
+    assert_eq!(
+        id.issuer_certificate_identifier.as_ref().unwrap().issuer_id,
+        certificate_id(&upper.der)
+    );
+    // With the chain limited to one CA the revoked one is out of reach.
+    let short = AuditConfig {
+        max_chain_depth: 1,
+        ..AuditConfig::default()
+    };
+    assert_eq!(
+        run_audit(&s, &short, NOW)
+            .findings_for(CheckName::IntermediateCaRevokedForActiveDeviceCertificates)
+            .count(),
+        0
+    );
+}

@@ -601,3 +601,26 @@ impl Emitter<'_> {
         self.history.push_back(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sums_the_last_windows_and_fills_gaps_with_zeros() {
+        let mut s = State::new(3);
+        assert_eq!(s.accumulate(0, 5), None);
+        assert_eq!(s.accumulate(0, 6), None);
+        assert_eq!(s.accumulate(0, 7), Some(18));
+        assert_eq!(s.accumulate(0, 1), Some(14));
+        assert_eq!(s.accumulate(1, 2), Some(3)); // 1, 0, 2
+        assert_eq!(s.accumulate(u64::MAX, 4), Some(4));
+        assert_eq!(s.accumulate(0, u64::MAX), Some(u64::MAX)); // saturates
+    }
+
+    #[test]
+    fn a_ring_of_nothing_yields_no_datapoint() {
+        let mut s = State::new(0);
+        assert_eq!(s.accumulate(3, 9), None);
+    }
+}

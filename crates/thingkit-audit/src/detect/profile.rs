@@ -846,3 +846,50 @@ impl Serialize for SecurityProfile {
         .serialize(serializer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistic_names_round_trip() {
+        for (name, q) in Statistic::NAMES {
+            let s = Statistic::from_name(name).expect("listed name parses");
+            assert_eq!((s.as_str(), s.per_ten_thousand()), (name, q));
+        }
+        assert!(Statistic::from_name("p95").is_none());
+        assert!(Statistic::from_name("P50").is_none());
+    }
+
+    #[test]
+    fn metric_names_round_trip() {
+        for m in Metric::ALL {
+            assert_eq!(Metric::from_name(m.as_str()), Some(m));
+        }
+        assert!(Metric::from_name("aws:all-bytes-out").is_none());
+    }
+
+    #[test]
+    fn cidr_keeps_its_written_form() {
+        for text in [
+            "10.0.0.0/8",
+            "10.0.0.1/8",
+            "192.0.2.7",
+            "2001:db8::/32",
+            "::/0",
+        ] {
+            assert_eq!(Cidr::parse(text).expect("valid").to_string(), text);
+        }
+        assert!(Cidr::parse("10.0.0.0/8/8").is_none());
+        assert!(Cidr::parse("10.0.0/8").is_none());
+        assert!(Cidr::parse("").is_none());
+    }
+
+    #[test]
+    fn names_follow_botocore_pattern() {
+        assert!(check_name("n", "a:b_c-D9").is_ok());
+        assert!(check_name("n", "").is_err());
+        assert!(check_name("n", "é").is_err());
+        assert!(check_name("n", &"x".repeat(129)).is_err());
+    }
+}

@@ -12,9 +12,10 @@ pub struct Counters {
     pub messages_sent: u64,
     /// PUBLISH packets the broker delivered to the device (`aws:num-messages-received`).
     pub messages_received: u64,
-    /// Payload bytes the device sent.
+    /// Payload bytes the device sent. No cloud-side metric compares it; it travels with the
+    /// window for reports and the dashboard.
     pub bytes_sent: u64,
-    /// Payload bytes the broker delivered to the device.
+    /// Payload bytes the broker delivered to the device (like `bytes_sent`, not compared).
     pub bytes_received: u64,
     /// Size of the largest message the device sent.
     pub max_message_bytes: u64,

@@ -76,16 +76,27 @@ pub struct LifecycleEvent<'a> {
     /// Connected or disconnected.
     pub event_type: LifecycleEventType,
     /// `versionNumber`: increases per connection of a client id; both events of one connection
-    /// share it.
+    /// share it; reset to 0 after about an hour disconnected.
     pub version_number: u64,
+    /// `timestamp`: when the event happened, unix milliseconds (accurate to ±2 minutes).
+    pub timestamp: u64,
 }
+
+/// How far apart two lifecycle timestamps must be for their order to be certain: twice the
+/// ±2 minutes AWS gives for `timestamp`, in milliseconds.
+pub const TIMESTAMP_UNCERTAINTY_MS: u64 = 240_000;
 
 /// Device connection rate: `|registered things whose latest lifecycle state is connected| /
 /// |registered things|`.
 ///
-/// - The latest state of a client id is the event with the highest `versionNumber`; between a
-///   `connected` and a `disconnected` event with the same number (one connection), `disconnected`
-///   wins. Event order in `events` does not matter; duplicated events change nothing.
+/// - The latest state of a client id is decided by `versionNumber` (C.3): the event with the
+///   highest number wins, and between a `connected` and a `disconnected` event with the same
+///   number (one connection) `disconnected` wins. Because the number resets to 0 after about an
+///   hour disconnected (thingkit's broker does the same), it is compared only among the client
+///   id's events whose timestamps lie within [`TIMESTAMP_UNCERTAINTY_MS`] of its newest event;
+///   older events are certainly earlier. Within one numbering this is exactly the
+///   version rule, since numbers grow with time.
+/// - Event order in `events` does not matter; duplicated events change nothing.
 /// - A thing is connected when an event of the client id equal to its name says so; things with
 ///   no event are disconnected. Events of client ids that are not registered things are ignored.
 /// - Repeated names in `registered` are counted once. The denominator is the number of distinct
@@ -96,8 +107,19 @@ pub fn connection_rate<'a>(
     registered: impl IntoIterator<Item = &'a str>,
     events: &[LifecycleEvent<'_>],
 ) -> Ratio {
+    let mut newest: HashMap<&str, u64> = HashMap::new();
+    for e in events {
+        let t = newest.entry(e.client_id).or_insert(e.timestamp);
+        *t = (*t).max(e.timestamp);
+    }
     let mut latest: HashMap<&str, (u64, LifecycleEventType)> = HashMap::new();
     for e in events {
+        let Some(&t) = newest.get(e.client_id) else {
+            continue;
+        };
+        if e.timestamp.saturating_add(TIMESTAMP_UNCERTAINTY_MS) < t {
+            continue;
+        }
         let entry = latest
             .entry(e.client_id)
             .or_insert((e.version_number, e.event_type));

@@ -21,10 +21,13 @@ fn ratio(numerator: u64, denominator: u64) -> Ratio {
 #[test]
 fn connection_rate_of_a_hand_computed_fleet() {
     use LifecycleEventType::{Connected as C, Disconnected as D};
+    // All within one minute (so versionNumber decides), except where a test says otherwise.
+    const T: u64 = 1_764_115_200_000;
     let ev = |client_id, event_type, version_number| LifecycleEvent {
         client_id,
         event_type,
         version_number,
+        timestamp: T + version_number * 1_000,
     };
     let events = [
         // t1: reconnected (v2 is the latest connection) -> connected.
@@ -53,6 +56,31 @@ fn connection_rate_of_a_hand_computed_fleet() {
     let mut reversed = events;
     reversed.reverse();
     assert_eq!(connection_rate(THINGS, &reversed), ratio(2, 5));
+    // Version resets after an hour disconnected: the old disconnect at v7 is two hours older
+    // than the new connection at v0, so the connection wins; a connect at v0 two hours after a
+    // disconnect at v0 is a new connection, not the same one.
+    let at = |client_id, event_type, version_number, timestamp| LifecycleEvent {
+        client_id,
+        event_type,
+        version_number,
+        timestamp,
+    };
+    let hours = |h: u64| T + h * 3_600_000;
+    let reset = [
+        at("t4", C, 7, hours(0)),
+        at("t4", D, 7, hours(1)),
+        at("t4", C, 0, hours(3)),
+        at("t5", D, 0, hours(0)),
+        at("t5", C, 0, hours(2)),
+        // t2: a five-day connection ends (same version, later timestamp): disconnected.
+        at("t2", C, 3, hours(0)),
+        at("t2", D, 3, hours(120)),
+        // t3: the disconnect's clock runs a minute ahead of the next connect's: versions decide.
+        at("t3", D, 8, hours(1) + 60_000),
+        at("t3", C, 9, hours(1)),
+    ];
+    // Connected: t3, t4, t5 of 5.
+    assert_eq!(connection_rate(THINGS, &reset), ratio(3, 5));
     // No things: no rate.
     let empty = connection_rate([], &events);
     assert_eq!(empty, ratio(0, 0));

@@ -915,7 +915,8 @@ proptest! {
         expire_at in any::<u64>(),
     ) {
         let _s = serial();
-        let mut d = detector(parse(FULL).expect("valid"));
+        let mut d = Detector::new(DetectorConfig { max_history: 100_000, ..DetectorConfig::default() }).expect("valid");
+        d.add_profile(parse(FULL).expect("valid")).expect("attaches");
         d.add_profile(profile(
             "aws:num-connection-attempts",
             r#"{"comparisonOperator":"greater-than","statisticalThreshold":{"statistic":"p10"},"durationSeconds":600,"consecutiveDatapointsToClear":2}"#,
@@ -936,5 +937,65 @@ proptest! {
         for e in &out {
             let _ = serde_json::to_string(e).expect("serialises");
         }
+        // Every alarm raised is active until cleared or invalidated, exactly once.
+        let count = |kind| d.history().filter(|e| e.violation_event_type == kind).count();
+        prop_assert!(d.history().len() < DetectorConfig::default().max_history);
+        prop_assert_eq!(
+            d.active_violations().count() + count(ViolationEventType::AlarmCleared)
+                + count(ViolationEventType::AlarmInvalidated),
+            count(ViolationEventType::InAlarm)
+        );
+        let mut ids: Vec<&str> = d
+            .history()
+            .filter(|e| e.violation_event_type == ViolationEventType::InAlarm)
+            .map(|e| e.violation_id.as_str())
+            .collect();
+        let raised = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        prop_assert_eq!(ids.len(), raised, "violation ids are unique");
+    }
+
+    #[test]
+    fn generated_profiles_round_trip_through_json(
+        behaviors in proptest::collection::vec(
+            (0usize..7, 0usize..4, prop_oneof![any::<u64>().prop_map(Some), Just(None)], 0usize..11,
+             0usize..5, 1u8..=10, 1u8..=10, any::<bool>(), proptest::collection::vec(any::<[u8; 4]>(), 1..4), 0u8..=32),
+            0..10,
+        ),
+    ) {
+        let _s = serial();
+        const STATS: [&str; 11] = ["p0", "p0.01", "p0.1", "p1", "p10", "p50", "p90", "p99", "p99.9", "p99.99", "p100"];
+        const OPS: [&str; 4] = ["less-than", "less-than-equals", "greater-than", "greater-than-equals"];
+        let mut parts = Vec::new();
+        for (i, (metric, op, count, stat, duration, alarm, clear, suppress, nets, prefix)) in behaviors.into_iter().enumerate() {
+            let metric = Metric::ALL[metric];
+            let criteria = if metric == Metric::SourceIpAddress {
+                let cidrs: Vec<String> = nets.iter().map(|n| format!("\"{}/{prefix}\"", IpAddr::from(*n))).collect();
+                let op = if op % 2 == 0 { "in-cidr-set" } else { "not-in-cidr-set" };
+                format!(r#"{{"comparisonOperator":"{op}","value":{{"cidrs":[{}]}}}}"#, cidrs.join(","))
+            } else {
+                let threshold = match count {
+                    Some(n) => format!(r#""value":{{"count":{n}}}"#),
+                    None => format!(r#""statisticalThreshold":{{"statistic":"{}"}}"#, STATS[stat]),
+                };
+                let duration = if metric.has_duration() {
+                    format!(r#","durationSeconds":{}"#, [300, 600, 900, 1800, 3600][duration])
+                } else {
+                    String::new()
+                };
+                format!(
+                    r#"{{"comparisonOperator":"{}",{threshold}{duration},"consecutiveDatapointsToAlarm":{alarm},"consecutiveDatapointsToClear":{clear}}}"#,
+                    OPS[op]
+                )
+            };
+            parts.push(format!(
+                r#"{{"name":"b-{i}","metric":"{metric}","criteria":{criteria},"suppressAlerts":{suppress}}}"#
+            ));
+        }
+        let json = format!(r#"{{"securityProfileName":"gen","behaviors":[{}]}}"#, parts.join(","));
+        let p = parse(&json).expect("generated profile is valid");
+        let again = parse(&p.to_json()).expect("serialised profile parses");
+        prop_assert_eq!(again, p);
     }
 }

@@ -821,6 +821,45 @@ fn refuses_durations_that_are_not_a_multiple_of_the_window() {
     );
 }
 
+#[test]
+fn removing_a_profile_keeps_the_others_state() {
+    let _s = serial();
+    let named = |name: &str, count: u64| {
+        parse(&format!(
+            r#"{{"securityProfileName":"{name}","behaviors":[{{"name":"b","metric":"aws:num-disconnects",
+                "criteria":{{"comparisonOperator":"less-than","value":{{"count":{count}}},"durationSeconds":600}}}}]}}"#
+        ))
+        .expect("valid")
+    };
+    let mut d = Detector::new(DetectorConfig::default()).expect("valid");
+    for (name, count) in [("first", 3), ("second", 5), ("third", 7)] {
+        d.add_profile(named(name, count)).expect("attaches");
+    }
+    let drops = |n| Counters {
+        disconnects: n,
+        ..Counters::default()
+    };
+    // Two windows of 3: a sum of 6 violates `first` (< 3) and `second` (< 5), not `third`.
+    run(&mut d, &[window("t", T0, drops(3))]);
+    let events = run(&mut d, &[window("t", T0 + 300, drops(3))]);
+    assert_eq!(events.len(), 2);
+    let removed = d.remove_profile("first").expect("attached");
+    assert_eq!(removed.name, "first");
+    assert!(d.remove_profile("first").is_none());
+    let names: Vec<&str> = d.profiles().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["second", "third"]);
+    let active: Vec<&str> = d
+        .active_violations()
+        .map(|v| v.security_profile_name.as_str())
+        .collect();
+    assert_eq!(active, ["second"]);
+    // `third`'s ring survived: 3 + 4 = 7 is not < 7, so it alarms now; `second` stays in alarm.
+    let events = run(&mut d, &[window("t", T0 + 600, drops(4))]);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].security_profile_name, "third");
+    assert_eq!(events[0].metric_value, Some(MetricValue::Count(7)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cost
 

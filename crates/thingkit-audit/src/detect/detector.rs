@@ -157,7 +157,7 @@ struct Slot {
 /// allocates nothing (buffers are reused), tested with a counting allocator.
 ///
 /// Not implemented: thing-group targets (a profile applies to every device in the batch; run
-/// one detector per target), detaching or updating profiles, metric dimensions, ML Detect.
+/// one detector per target), metric dimensions, ML Detect.
 #[derive(Debug)]
 pub struct Detector {
     config: DetectorConfig,
@@ -247,6 +247,34 @@ impl Detector {
         self.thresholds.resize(self.specs.len(), None);
         self.profiles.push(profile);
         Ok(())
+    }
+
+    /// Detaches the profile of this name (DeleteSecurityProfile) and returns it. Its behaviors'
+    /// state and active violations go with it, without events; the history keeps what was
+    /// reported. To update a profile, remove it and add the new version (its state restarts).
+    /// Costs O(tracked devices).
+    pub fn remove_profile(&mut self, name: &str) -> Option<SecurityProfile> {
+        let index = self.profiles.iter().position(|p| p.name == name)?;
+        let start = self.specs.iter().position(|s| s.profile == index);
+        let len = self.specs.iter().filter(|s| s.profile == index).count();
+        if let Some(start) = start {
+            // A profile's specs are contiguous: add_profile appends them together.
+            let range = start..start + len;
+            self.specs.drain(range.clone());
+            self.thresholds.drain(range.clone());
+            for slot in &mut self.slots {
+                let end = range.end.min(slot.states.len());
+                if range.start < end {
+                    slot.states.drain(range.start..end);
+                }
+            }
+        }
+        for spec in &mut self.specs {
+            if spec.profile > index {
+                spec.profile -= 1;
+            }
+        }
+        Some(self.profiles.remove(index))
     }
 
     /// The attached profiles, in attachment order.

@@ -761,6 +761,7 @@ fn refuses_inconsistent_batches_before_changing_state() {
         .evaluate(&[window("a", T0, c), window("a", T0, c)], &mut out)
         .expect_err("duplicate");
     assert!(matches!(e, Error::Window { .. }));
+    assert_eq!(d.devices(), 0, "a refused batch registers no device");
     d.evaluate(&[window("a", T0, c)], &mut out).expect("fine");
     let e = d
         .evaluate(&[window("a", T0, c)], &mut out)
@@ -772,6 +773,11 @@ fn refuses_inconsistent_batches_before_changing_state() {
         ..DetectorConfig::default()
     })
     .expect("valid");
+    assert!(matches!(
+        small.evaluate(&[window("a", T0, c), window("b", T0, c)], &mut out),
+        Err(Error::TooManyDevices { limit: 1 })
+    ));
+    assert_eq!(small.devices(), 0, "rolled back");
     small
         .evaluate(&[window("a", T0, c)], &mut out)
         .expect("fits");

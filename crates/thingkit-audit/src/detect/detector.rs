@@ -320,7 +320,7 @@ impl Detector {
     ///
     /// # Errors
     ///
-    /// Before any state changes: [`Error::Window`] when the windows do not share `window_end`,
+    /// Without changing any state: [`Error::Window`] when the windows do not share `window_end`,
     /// a thing appears twice, or a thing's window does not end after its previous one;
     /// [`Error::TooManyDevices`] when a new device would exceed `max_devices`.
     pub fn evaluate(
@@ -332,48 +332,13 @@ impl Detector {
             return Ok(());
         };
         let end = first.window_end;
-        self.epoch += 1;
-        self.batch.clear();
-        // Pass 0: validate the batch and find (or make) each device's slot.
-        for w in windows {
-            let refuse = |reason| Error::Window {
-                thing: w.thing.to_owned(),
-                window_end: w.window_end,
-                reason,
-            };
-            if w.window_end != end {
-                return Err(refuse("windows of one batch must share window_end"));
+        let known = self.slots.len();
+        if let Err(e) = self.admit(windows, end) {
+            // Forget the devices this refused batch introduced.
+            for slot in self.slots.drain(known..) {
+                self.index.remove(&slot.thing);
             }
-            let index = match self.index.get(w.thing) {
-                Some(&i) => i,
-                None => {
-                    if self.slots.len() >= self.config.max_devices {
-                        return Err(Error::TooManyDevices {
-                            limit: self.config.max_devices,
-                        });
-                    }
-                    self.slots.push(Slot {
-                        thing: w.thing.to_owned(),
-                        last_window_end: None,
-                        mark: 0,
-                        states: Vec::new(),
-                    });
-                    self.index.insert(w.thing.to_owned(), self.slots.len() - 1);
-                    self.slots.len() - 1
-                }
-            };
-            let slot = self
-                .slots
-                .get_mut(index)
-                .expect("the index only holds positions of existing slots");
-            if slot.mark == self.epoch {
-                return Err(refuse("the thing appears twice in the batch"));
-            }
-            if slot.last_window_end.is_some_and(|last| last >= end) {
-                return Err(refuse("window does not end after the thing's previous one"));
-            }
-            slot.mark = self.epoch;
-            self.batch.push(index);
+            return Err(e);
         }
 
         // Pass 1: accumulate each device's datapoint per behavior.
@@ -540,6 +505,55 @@ impl Detector {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Pass 0 of [`Detector::evaluate`]: validates the batch and finds (or makes) each
+    /// device's slot, recording the positions in `self.batch`.
+    fn admit(&mut self, windows: &[DeviceWindow<'_>], end: u64) -> Result<(), Error> {
+        self.epoch += 1;
+        self.batch.clear();
+        // Pass 0: validate the batch and find (or make) each device's slot.
+        for w in windows {
+            let refuse = |reason| Error::Window {
+                thing: w.thing.to_owned(),
+                window_end: w.window_end,
+                reason,
+            };
+            if w.window_end != end {
+                return Err(refuse("windows of one batch must share window_end"));
+            }
+            let index = match self.index.get(w.thing) {
+                Some(&i) => i,
+                None => {
+                    if self.slots.len() >= self.config.max_devices {
+                        return Err(Error::TooManyDevices {
+                            limit: self.config.max_devices,
+                        });
+                    }
+                    self.slots.push(Slot {
+                        thing: w.thing.to_owned(),
+                        last_window_end: None,
+                        mark: 0,
+                        states: Vec::new(),
+                    });
+                    self.index.insert(w.thing.to_owned(), self.slots.len() - 1);
+                    self.slots.len() - 1
+                }
+            };
+            let slot = self
+                .slots
+                .get_mut(index)
+                .expect("the index only holds positions of existing slots");
+            if slot.mark == self.epoch {
+                return Err(refuse("the thing appears twice in the batch"));
+            }
+            if slot.last_window_end.is_some_and(|last| last >= end) {
+                return Err(refuse("window does not end after the thing's previous one"));
+            }
+            slot.mark = self.epoch;
+            self.batch.push(index);
         }
         Ok(())
     }

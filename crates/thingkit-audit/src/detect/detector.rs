@@ -95,7 +95,10 @@ impl State {
         }
         *slot = value;
         self.sum += u128::from(value);
-        self.head = (self.head + 1) % n;
+        self.head += 1;
+        if self.head == n {
+            self.head = 0;
+        }
     }
 
     /// Pushes `skipped` zero windows (at most a ring's worth), then `value`; the sum of the

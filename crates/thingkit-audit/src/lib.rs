@@ -60,6 +60,49 @@
 //! |---|---|---|
 //! | — | — | none: the crate has no optional parts and does no I/O |
 //!
+//! # Detect and the fleet's key metrics
+//!
+//! [`detect`] is Device Defender Detect: security profiles (the JSON `CreateSecurityProfile`
+//! takes), per-device windows of the broker's counters, and a [`detect::Detector`] that raises
+//! and clears violations (static and statistical thresholds, `durationSeconds`,
+//! `consecutiveDatapointsToAlarm/Clear`). [`metrics`] computes the fleet's key metrics
+//! (connection rate, the two vulnerability rates, rules processing time, maintenance cost), each
+//! with its formula in its docs.
+//!
+//! ```
+//! use thingkit_audit::detect::{Counters, DetectorConfig, Detector, DeviceWindow, ProfileLimits};
+//! use thingkit_audit::detect::{SecurityProfile, ViolationEventType};
+//!
+//! # fn main() -> Result<(), thingkit_audit::Error> {
+//! let profile = SecurityProfile::parse(br#"{
+//!     "securityProfileName": "sensors",
+//!     "behaviors": [{
+//!         "name": "few-auth-failures",
+//!         "metric": "aws:num-authorization-failures",
+//!         "criteria": {"comparisonOperator": "less-than", "value": {"count": 5}, "durationSeconds": 300}
+//!     }]
+//! }"#, &ProfileLimits::default())?;
+//!
+//! let mut detector = Detector::new(DetectorConfig::default())?;
+//! detector.add_profile(profile)?;
+//!
+//! let counters = Counters { authorization_failures: 9, ..Counters::default() };
+//! let window = DeviceWindow { thing: "sensor-7", window_end: 1_764_115_500, counters, source_ips: &[] };
+//! let mut events = Vec::new();
+//! detector.evaluate(&[window], &mut events)?;
+//! assert_eq!(events[0].violation_event_type, ViolationEventType::InAlarm);
+//! assert_eq!(detector.active_violations().count(), 1);
+//!
+//! // The fleet's key metrics are plain functions.
+//! use thingkit_audit::metrics::{maintenance_cost, MaintenanceRates, MaintenanceUsage};
+//! let cost = maintenance_cost(
+//!     MaintenanceUsage { firmware_bytes: 2_000_000_000, job_messages: 3_000_000 },
+//!     MaintenanceRates { per_million_messages: 1_000_000_000, per_gigabyte: 90_000_000 },
+//! );
+//! assert_eq!(cost.total, 3_180_000_000); // $3.00 of messages + $0.18 of transfer
+//! # Ok(()) }
+//! ```
+//!
 //! # Specifications implemented
 //!
 //! - AWS IoT Device Defender Developer Guide, *Audit checks*: the 13 checks listed in
@@ -78,6 +121,10 @@
 //!   signature must verify with the CA's key before any entry is used ([`revocation`]).
 //! - Nemec et al., *The Return of Coppersmith's Attack* (ACM CCS 2017), the ROCA fingerprint;
 //!   Debian's `openssl-blacklist` format for CVE-2008-0166 ([`key`]).
+//! - Device Defender Detect (`specs/rules-audit.md` §C.2: cloud-side metrics, behaviors,
+//!   statistical thresholds, violation lifecycle) and §C.3 (connectivity and fleet metrics);
+//!   botocore's `Behavior`, `BehaviorCriteria`, `MetricValue`, `ActiveViolation`,
+//!   `ViolationEvent` shapes.
 //!
 //! # Decisions
 //!
@@ -95,7 +142,8 @@
 //!
 //! The four cloud-only checks (the two Cognito role checks and the two role-alias checks),
 //! `PUBLISH_FINDING_TO_SNS`, scheduling (the caller runs audits and passes the previous run's
-//! time), and Detect.
+//! time); in Detect, ML Detect, device-side and custom metrics, metric dimensions, port and
+//! string sets (refused with [`Error::Unsupported`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -103,9 +151,11 @@
 mod certificate;
 pub mod check;
 pub mod connection;
+pub mod detect;
 mod error;
 pub mod finding;
 pub mod key;
+pub mod metrics;
 pub mod mitigation;
 pub mod permission;
 mod report;

@@ -52,6 +52,7 @@
 //! | [`shadow`] | `thingkit-shadow` (redb store by default) | `shadow` |
 //! | [`jobs`] | `thingkit-jobs` (redb store by default) | `jobs` |
 //! | [`rules`] | `thingkit-rules` (sans-IO; no features) | `rules` |
+//! | [`audit`] | `thingkit-audit` (sans-IO; no features) | `audit` |
 //! | [`broker`] | `thingkit-broker` (with its default `server` and `redb` features: tokio, rustls, axum, redb) | `broker` |
 //! | [`api`] | `thingkit-api` (with its default `server` feature: axum, rustls) | `api` |
 //!
@@ -101,6 +102,12 @@ pub use thingkit_jobs as jobs;
 /// decimals), the function library, substitution templates, and windowed aggregation.
 #[cfg(feature = "rules")]
 pub use thingkit_rules as rules;
+
+/// Fleet security modelled on AWS IoT Device Defender, sans-IO: the 13 self-hosted audit checks
+/// over a registry snapshot, suppressions, mitigation plans, detect (security profiles and
+/// violations) and the fleet's key metrics.
+#[cfg(feature = "audit")]
+pub use thingkit_audit as audit;
 
 /// The AWS IoT control-plane API (REST-JSON from botocore's model, SigV4, identity policies,
 /// audit) over the registry, with an axum + rustls server.

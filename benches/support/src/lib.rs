@@ -89,3 +89,37 @@ pub fn count_allocations<T>(f: impl FnOnce() -> T) -> (T, AllocStats) {
 pub fn live_bytes() -> u64 {
     LIVE_BYTES.load(Ordering::SeqCst)
 }
+
+/// splitmix64: a deterministic generator for the suites' fixed-seed workloads (no dependency,
+/// the same stream on every machine).
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..n` (`n > 0`; the modulo bias is irrelevant at the suites' sizes).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A value in `lo..=hi_inclusive`.
+    pub fn range(&mut self, lo: usize, hi_inclusive: usize) -> usize {
+        lo + self.below((hi_inclusive - lo + 1) as u64) as usize
+    }
+}
+
+/// The environment variable `name` as a number, else `default` (suites' size overrides such as
+/// `ROUNDS=3` for callgrind runs).
+pub fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -35,7 +35,9 @@ use thingkit_audit::{
     AuditConfig, AuditSnapshot, CaCertificate, CertificateStatus, ConnectionRecord,
     DeviceCertificate, Policy, run_audit,
 };
-use thingkit_bench_support::{CountingAlloc, count_allocations, live_bytes};
+use thingkit_bench_support::{
+    CountingAlloc, SplitMix64 as Rng, count_allocations, env_or, live_bytes,
+};
 use time::OffsetDateTime;
 
 #[global_allocator]
@@ -46,28 +48,6 @@ const NOW: i64 = 1_764_547_200;
 const DAY: i64 = 86_400;
 const DISTINCT: usize = 20_000;
 const CAS: usize = 4;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// splitmix64: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn at(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).expect("bench times are in range")
@@ -133,7 +113,7 @@ fn hex_id(n: u64) -> String {
     let mut s = String::with_capacity(64);
     for i in 0..4u64 {
         let mut r = Rng(n.wrapping_mul(4).wrapping_add(i));
-        s.push_str(&format!("{:016x}", r.next()));
+        s.push_str(&format!("{:016x}", r.next_u64()));
     }
     s
 }
@@ -345,9 +325,9 @@ fn detect_row() {
 }
 
 fn main() {
-    let records = env("RECORDS", 1_000_000);
-    let policies = env("POLICIES", 10_000);
-    let runs = env("RUNS", 3);
+    let records = env_or("RECORDS", 1_000_000);
+    let policies = env_or("POLICIES", 10_000);
+    let runs = env_or("RUNS", 3);
     audit_row(records, policies, runs);
     detect_row();
 }

@@ -28,7 +28,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use thingkit_bench_support::{CountingAlloc, count_allocations};
+use thingkit_bench_support::{CountingAlloc, SplitMix64 as Rng, count_allocations, env_or};
 use thingkit_mqtt::{
     Decoder, Encoder, MqttStr, Packet, PacketId, PacketView, Properties, ProtocolVersion,
     PubResponse, Publish, QoS, Subscribe, Subscription, SubscriptionOptions, TopicFilter,
@@ -43,28 +43,7 @@ const ROUNDS: usize = 200;
 
 /// `ROUNDS=n` overrides the number of rounds (for callgrind runs).
 fn rounds() -> usize {
-    std::env::var("ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ROUNDS)
-}
-
-/// splitmix64: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: usize, hi_inclusive: usize) -> usize {
-        lo + self.below((hi_inclusive - lo + 1) as u64) as usize
-    }
+    env_or("ROUNDS", ROUNDS)
 }
 
 const KINDS: [&str; 4] = ["telemetry", "status", "events", "state"];
@@ -104,7 +83,7 @@ fn fleet_topic(rng: &mut Rng) -> String {
 
 fn payload(rng: &mut Rng) -> Vec<u8> {
     let n = rng.range(8, 1024);
-    (0..n).map(|_| rng.next() as u8).collect()
+    (0..n).map(|_| rng.next_u64() as u8).collect()
 }
 
 fn pid(i: usize) -> PacketId {
@@ -193,7 +172,7 @@ fn publish_v5_props(seed: u64) -> Vec<Packet> {
             let names = ["trace-id", "content-encoding", "schema", "region"];
             let count = rng.range(1, 3);
             for name in names.iter().take(count) {
-                let v = format!("{:016x}", rng.next());
+                let v = format!("{:016x}", rng.next_u64());
                 props
                     .user_properties
                     .push((MqttStr::new(name).unwrap(), MqttStr::new(&v).unwrap()));
@@ -499,6 +478,7 @@ fn allocs(f: impl FnOnce() -> usize) -> f64 {
 }
 
 fn main() {
+    let n_rounds = rounds();
     // `cargo bench` passes `--bench`; a filter argument selects rows ("v311", "v5").
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -561,11 +541,11 @@ fn main() {
             rs - floor
         );
         println!(
-            "MIXED v311 owned  (a): thingkit decode {ours:.1} ns/frame, mqttbytes v4::read {mb:.1} ns/frame, ratio {:.2}x ({ROUNDS} rounds)",
+            "MIXED v311 owned  (a): thingkit decode {ours:.1} ns/frame, mqttbytes v4::read {mb:.1} ns/frame, ratio {:.2}x ({n_rounds} rounds)",
             mb / ours
         );
         println!(
-            "MIXED v311 borrowed (b): thingkit decode_view {view:.1} ns/frame, mqttrs decode_slice {rs:.1} ns/frame, ratio {:.2}x ({ROUNDS} rounds)",
+            "MIXED v311 borrowed (b): thingkit decode_view {view:.1} ns/frame, mqttrs decode_slice {rs:.1} ns/frame, ratio {:.2}x ({n_rounds} rounds)",
             rs / view
         );
     }
@@ -598,11 +578,11 @@ fn main() {
         ]);
         let [ours, view, mb] = best.map(per_frame);
         println!(
-            "V5 PUBLISH+props owned (c): thingkit decode {ours:.1} ns/frame, mqttbytes v5::read {mb:.1} ns/frame, ratio {:.2}x ({ROUNDS} rounds)",
+            "V5 PUBLISH+props owned (c): thingkit decode {ours:.1} ns/frame, mqttbytes v5::read {mb:.1} ns/frame, ratio {:.2}x ({n_rounds} rounds)",
             mb / ours
         );
         println!(
-            "V5 PUBLISH+props borrowed (c): thingkit decode_view {view:.1} ns/frame ({:.2}x mqttbytes, not like for like) ({ROUNDS} rounds)",
+            "V5 PUBLISH+props borrowed (c): thingkit decode_view {view:.1} ns/frame ({:.2}x mqttbytes, not like for like) ({n_rounds} rounds)",
             mb / view
         );
     }

@@ -1,33 +1,20 @@
 //! The broker's fleet-activity records (connection log, per-device detect metrics) over real
-//! mutual-TLS connections, with the same fleet and client helpers as the facade's
-//! `tests/broker.rs`.
+//! mutual-TLS connections, with the fleet and client helpers `tests/broker.rs` uses.
 
-// The helpers are written against the facade (`thingkit::mqtt`, `thingkit::provision`, ...),
-// which this crate cannot depend on: this test crate names itself `thingkit` and re-exports
-// the domain crates under the facade's names.
-extern crate self as thingkit;
-
-#[path = "../../../examples/support/client.rs"]
+#[path = "../examples/support/client.rs"]
 mod client;
-#[path = "../../../examples/support/fleet.rs"]
+#[path = "../examples/support/fleet.rs"]
 mod fleet;
-
-/// `thingkit::mqtt`, as in the facade.
-pub use thingkit_mqtt as mqtt;
-/// `thingkit::policy`, as in the facade.
-pub use thingkit_policy as policy;
-/// `thingkit::provision`, as in the facade.
-pub use thingkit_provision as provision;
 
 use std::time::{Duration, Instant};
 
 use client::{Client, Options, accepted, tls_config};
 use fleet::{Device, Fleet};
-use thingkit_broker::{
+use thingkit::broker::{
     Broker, BrokerConfig, BrokerHandle, ConnectionRecord, DisconnectReason, ServerIdentity,
 };
-use thingkit_mqtt::{Packet, QoS, ReasonCode};
-use thingkit_provision::PolicyTarget;
+use thingkit::mqtt::{Packet, QoS, ReasonCode};
+use thingkit::provision::PolicyTarget;
 
 async fn start(fleet: &Fleet, config: BrokerConfig) -> BrokerHandle {
     Broker::builder(
@@ -268,7 +255,7 @@ async fn a_live_connection_folds_its_counts_within_the_fold_interval() {
     let got = sub.next_publish().await.unwrap().unwrap();
     assert_eq!(&got.payload[..], b"21");
     // Both stay connected: the counts arrive with the next fold, within FOLD_INTERVAL.
-    let deadline = Instant::now() + thingkit_broker::FOLD_INTERVAL * 5;
+    let deadline = Instant::now() + thingkit::broker::FOLD_INTERVAL * 5;
     let mut sent = 0;
     let mut received = 0;
     while (sent, received) != (1, 1) && Instant::now() < deadline {
@@ -319,9 +306,9 @@ async fn the_connection_log_drops_its_oldest_record_at_the_cap_and_counts_it() {
 #[tokio::test]
 async fn job_messages_and_firmware_stream_bytes_are_counted_for_maintenance() {
     use std::sync::{Arc, Mutex, RwLock};
-    use thingkit_broker::{JobsService, SharedJobs, StreamService};
-    use thingkit_firmware::stream::{Download, Encoding, StreamCatalog, StreamSource};
-    use thingkit_jobs::{JobStore, Jobs, Limits, MemoryJobStore};
+    use thingkit::broker::{JobsService, SharedJobs, StreamService};
+    use thingkit::firmware::stream::{Download, Encoding, StreamCatalog, StreamSource};
+    use thingkit::jobs::{JobStore, Jobs, Limits, MemoryJobStore};
 
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
@@ -412,7 +399,7 @@ async fn job_messages_and_firmware_stream_bytes_are_counted_for_maintenance() {
 
 #[tokio::test]
 async fn the_rules_engine_records_publish_to_action_latencies() {
-    use thingkit_broker::rules::{RulesConfig, RulesEngine};
+    use thingkit::broker::rules::{RulesConfig, RulesEngine};
 
     let dir = tempfile::tempdir().unwrap();
     let fleet = Fleet::new().unwrap();

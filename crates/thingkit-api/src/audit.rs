@@ -9,7 +9,9 @@
 //! default version), then runs `thingkit_audit::run_audit` after the lock is released.
 
 use thingkit_audit::detect::{ActiveViolation, SecurityProfile, ViolationEvent};
-use thingkit_audit::{ConnectionRecord, Crl, WeakKeyList};
+/// The audit inputs an [`AuditSources`] gives, re-exported so an implementer needs no
+/// `thingkit-audit` dependency of its own.
+pub use thingkit_audit::{ConnectionRecord, Crl, WeakKeyList};
 
 /// What an audit reads besides the registry; the server implements it over the broker.
 pub trait AuditSources: Send + Sync {

@@ -22,6 +22,9 @@ prints one line; the first failure raises (non-zero exit) with what was expected
    enable and delete with boto3; SqlParseException, an unsupported action, a missing rule
    (UnauthorizedException, as AWS answers) and a read-only key refused; `aws iot
    create-topic-rule` / `get-topic-rule` / `delete-topic-rule`.
+9. Device Defender: an on-demand audit of the server's fleet (with an overly permissive policy
+   added) described and its findings listed with boto3; a security profile created,
+   described, updated (versions, VersionConflictException), listed and deleted.
 """
 import argparse
 import importlib.metadata
@@ -469,7 +472,58 @@ def main():
     iot.create_topic_rule(ruleName="kept_rule", topicRulePayload={
         "sql": "SELECT * FROM 'dt/+/kept'", "awsIotSqlVersion": "2016-03-23",
         "actions": [{"republish": {"topic": "dt/kept/out", "roleArn": role}}]})
+    device_defender(iot)
     print("OK")
+
+
+def device_defender(iot):
+    """9. Audits and security profiles."""
+    from datetime import datetime, timedelta, timezone
+    iot.create_policy(policyName="audit_wide_open", policyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    checks = ["IOT_POLICY_OVERLY_PERMISSIVE_CHECK", "DEVICE_CERTIFICATE_EXPIRING_CHECK",
+              "DEVICE_CERTIFICATE_SHARED_CHECK"]
+    task_id = iot.start_on_demand_audit_task(targetCheckNames=checks)["taskId"]
+    task = iot.describe_audit_task(taskId=task_id)
+    assert task["taskStatus"] == "COMPLETED" and task["taskType"] == "ON_DEMAND_AUDIT_TASK", task
+    assert isinstance(task["taskStartTime"], datetime), task
+    assert task["taskStatistics"]["totalChecks"] == 3, task
+    details = task["auditDetails"]["IOT_POLICY_OVERLY_PERMISSIVE_CHECK"]
+    assert details["checkRunStatus"] == "COMPLETED_NON_COMPLIANT", details
+    findings = iot.list_audit_findings(
+        taskId=task_id, checkName="IOT_POLICY_OVERLY_PERMISSIVE_CHECK")["findings"]
+    names = [f["nonCompliantResource"]["resourceIdentifier"]["policyVersionIdentifier"]["policyName"]
+             for f in findings]
+    assert "audit_wide_open" in names, names
+    assert all(f["taskId"] == task_id and f["severity"] == "CRITICAL" for f in findings), findings
+    now = datetime.now(timezone.utc)
+    tasks = iot.list_audit_tasks(startTime=now - timedelta(hours=1), endTime=now + timedelta(hours=1))["tasks"]
+    assert task_id in [t["taskId"] for t in tasks], tasks
+    expect_error("ResourceNotFoundException", iot.describe_audit_task, taskId="no-such-task")
+    step("boto3 start_on_demand_audit_task / describe_audit_task / list_audit_findings / list_audit_tasks")
+
+    behaviors = [{"name": "few-auth-failures", "metric": "aws:num-authorization-failures",
+                  "criteria": {"comparisonOperator": "less-than", "value": {"count": 5},
+                               "durationSeconds": 300}}]
+    created = iot.create_security_profile(securityProfileName="sensors", behaviors=behaviors)
+    assert created["securityProfileArn"] == f"arn:aws:iot:{REGION}:{ACCOUNT}:securityprofile/sensors", created
+    expect_error("ResourceAlreadyExistsException", iot.create_security_profile,
+                 securityProfileName="sensors", behaviors=behaviors)
+    profile = iot.describe_security_profile(securityProfileName="sensors")
+    assert profile["version"] == 1 and profile["behaviors"] == behaviors, profile
+    assert isinstance(profile["creationDate"], datetime), profile
+    updated = iot.update_security_profile(securityProfileName="sensors",
+                                          securityProfileDescription="fleet sensors", expectedVersion=1)
+    assert updated["version"] == 2 and updated["securityProfileDescription"] == "fleet sensors", updated
+    expect_error("VersionConflictException", iot.update_security_profile,
+                 securityProfileName="sensors", securityProfileDescription="stale", expectedVersion=1)
+    listed = iot.list_security_profiles()["securityProfileIdentifiers"]
+    assert [p["name"] for p in listed] == ["sensors"], listed
+    iot.delete_security_profile(securityProfileName="sensors")
+    expect_error("ResourceNotFoundException", iot.describe_security_profile, securityProfileName="sensors")
+    assert iot.list_security_profiles()["securityProfileIdentifiers"] == []
+    step("boto3 create / describe / update / list / delete_security_profile")
 
 
 if __name__ == "__main__":

@@ -72,12 +72,21 @@
 //!   `DisableTopicRule`, `DeleteTopicRule`; statements compiled by `thingkit-rules`, rules kept
 //!   in a [`topic_rule::TopicRuleStore`] and handed to the running engine through a
 //!   [`topic_rule::TopicRuleHook`] ([`ControlPlane::with_topic_rules`]).
+//! - AWS IoT Device Defender (`/work/shared/specs/rules-audit.md` §C): the audit operations
+//!   (on-demand and scheduled audit tasks, findings, the account's audit configuration,
+//!   suppressions) and the Detect operations (security profiles, their targets, violations),
+//!   run by `thingkit-audit` over a registry snapshot and kept in an
+//!   [`audit_store::AuditStore`]; the server gives the broker's connection log through
+//!   [`audit::AuditSources`] and its detector through [`audit::DetectHook`]
+//!   ([`ControlPlane::with_audit`]; [`ControlPlane::run_scheduled_audits`] once a minute).
 //! - AWS IoT API Reference for each operation's semantics (attribute merge, `expectedVersion`,
 //!   certificate states, five policy versions, deletion conflicts); see the README's table.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audit;
+pub mod audit_store;
 pub mod error;
 pub mod identity;
 pub mod job_store;
@@ -94,6 +103,6 @@ pub mod topic_rule;
 pub use error::{ApiError, ApiResult};
 pub use model::{Input, Model, Service};
 pub use service::{
-    ApiLimits, ApiRequest, ApiResponse, AuditRecord, Caller, ControlPlane, Ctx, DataProperties,
-    DataPublish, Endpoints, Publisher, ShadowBackend,
+    ApiLimits, ApiRequest, ApiResponse, Audit, AuditRecord, Caller, ControlPlane, Ctx,
+    DataProperties, DataPublish, Endpoints, Publisher, ShadowBackend,
 };

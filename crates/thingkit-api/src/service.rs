@@ -212,6 +212,9 @@ pub struct ControlPlane<S: RegistryStore> {
     /// Topic rules: their store and the rules engine they drive (in memory, driving nothing,
     /// by default).
     pub topic_rules: crate::topic_rule::TopicRules,
+    /// Device Defender: the audit store, what audits read besides the registry, and the
+    /// running detector (in memory, reading nothing, driving nothing, by default).
+    pub audit: Audit,
     /// Limits.
     pub limits: ApiLimits,
     next_request: std::sync::atomic::AtomicU64,
@@ -222,6 +225,35 @@ impl<S: RegistryStore> std::fmt::Debug for ControlPlane<S> {
         f.debug_struct("ControlPlane")
             .field("arn", &self.arn)
             .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Device Defender's parts of the control plane ([`ControlPlane::with_audit`]).
+#[derive(Clone)]
+pub struct Audit {
+    /// Audit tasks, findings, configuration, schedules, suppressions, security profiles.
+    pub store: Arc<crate::audit_store::AuditStore>,
+    /// What an audit reads besides the registry.
+    pub sources: Arc<dyn crate::audit::AuditSources>,
+    /// The running detector.
+    pub detect: Arc<dyn crate::audit::DetectHook>,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            store: Arc::new(crate::audit_store::AuditStore::in_memory()),
+            sources: Arc::new(crate::audit::NoSources),
+            detect: Arc::new(crate::audit::NoDetect),
+        }
+    }
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit")
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -298,6 +330,7 @@ impl<S: RegistryStore> ControlPlane<S> {
             jobs: None,
             job_store: Arc::new(crate::job_store::JobStore::in_memory()),
             topic_rules: crate::topic_rule::TopicRules::default(),
+            audit: Audit::default(),
             limits: ApiLimits::default(),
             next_request: std::sync::atomic::AtomicU64::new(1),
         }
@@ -372,6 +405,62 @@ impl<S: RegistryStore> ControlPlane<S> {
     ) -> Self {
         self.topic_rules = crate::topic_rule::TopicRules::new(store, hook);
         self
+    }
+
+    /// Sets the Device Defender store (audit tasks and findings, the account's audit
+    /// configuration, scheduled audits, suppressions, security profiles), what an audit reads
+    /// besides the registry, and the detector the security-profile operations drive. Stored
+    /// profiles are not handed to the detector here: the server reads
+    /// [`crate::audit_store::AuditStore::snapshot`] at startup.
+    pub fn with_audit(
+        mut self,
+        store: Arc<crate::audit_store::AuditStore>,
+        sources: Arc<dyn crate::audit::AuditSources>,
+        detect: Arc<dyn crate::audit::DetectHook>,
+    ) -> Self {
+        self.audit = Audit {
+            store,
+            sources,
+            detect,
+        };
+        self
+    }
+
+    /// Runs the scheduled audits that are due at `now` (each on the first UTC day its
+    /// `frequency`, `dayOfWeek` or `dayOfMonth` names after its creation or its last run;
+    /// BIWEEKLY at least 14 days after the last run): the IDs of the tasks run. The server
+    /// calls it once a minute.
+    ///
+    /// # Errors
+    ///
+    /// The registry or the store failed; the audits run before the failure are kept.
+    pub fn run_scheduled_audits(&self, now: SystemTime) -> ApiResult<Vec<String>> {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let due: Vec<_> = self.audit.store.read(|r| {
+            r.scheduled_audits
+                .values()
+                .filter(|a| crate::ops::audits::next_due(a).is_some_and(|t| t <= now))
+                .cloned()
+                .collect()
+        });
+        let mut ran = Vec::new();
+        for audit in due {
+            let checks: Vec<thingkit_audit::CheckName> = audit
+                .target_check_names
+                .iter()
+                .filter_map(|n| thingkit_audit::CheckName::from_name(n))
+                .collect();
+            ran.push(crate::ops::audits::run_task(
+                self,
+                &checks,
+                Some(&audit),
+                now,
+            )?);
+        }
+        Ok(ran)
     }
 
     /// Sets the limits.

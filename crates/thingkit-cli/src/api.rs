@@ -26,6 +26,10 @@ pub const JOBS_API_FILE: &str = "jobs-api.json";
 /// The topic rules created through the API (`RedbTopicRuleStore`), inside `data_dir`.
 pub const RULES_FILE: &str = "rules.redb";
 
+/// The Device Defender records inside `data_dir`: audit tasks and findings, the account's
+/// audit configuration, scheduled audits, suppressions, security profiles.
+pub const DEVICE_DEFENDER_FILE: &str = "device-defender.json";
+
 /// A rustls server configuration (ring, TLS 1.2 and 1.3, HTTP/1.1 by ALPN) from PEM files.
 pub fn tls_config(chain_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, Failure> {
     let chain: Vec<_> = thingkit_provision::decode_pem_blocks(chain_pem)
@@ -161,6 +165,7 @@ pub fn control_plane(
     mqtt: std::net::SocketAddr,
     jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>,
     rules: Option<Arc<dyn thingkit_api::topic_rule::TopicRuleHook>>,
+    activity: thingkit_broker::ActivitySource,
 ) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
     let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
     let keys = Arc::new(
@@ -176,6 +181,11 @@ pub fn control_plane(
     let rule_store = Arc::new(
         thingkit_api::topic_rule::RedbTopicRuleStore::open(&rules_path)
             .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?,
+    );
+    let defender_path = config.data_dir.join(DEVICE_DEFENDER_FILE);
+    let defender = Arc::new(
+        thingkit_api::audit_store::AuditStore::open(&defender_path)
+            .map_err(|e| Failure(format!("{}: {e}", defender_path.display())))?,
     );
     let endpoints = thingkit_api::Endpoints {
         data: config
@@ -197,7 +207,12 @@ pub fn control_plane(
             .with_shadows(Some(Arc::new(ShadowData(shadows))))
             .with_jobs(jobs)
             .with_job_store(job_store)
-            .with_topic_rules(rule_store, rules),
+            .with_topic_rules(rule_store, rules)
+            .with_audit(
+                defender,
+                Arc::new(BrokerActivity(activity)),
+                Arc::new(thingkit_api::audit::NoDetect),
+            ),
     );
     let refused = plane
         .topic_rules
@@ -207,6 +222,41 @@ pub fn control_plane(
         tracing::warn!(rule = %name, "the rules engine refused a stored topic rule: {why}");
     }
     Ok(plane)
+}
+
+/// The broker's connection log as the audits' source. The server always writes its logs
+/// (`LOGGING_DISABLED_CHECK` is compliant); it has no CRLs or weak-key list configured.
+pub struct BrokerActivity(pub thingkit_broker::ActivitySource);
+
+impl thingkit_api::audit::AuditSources for BrokerActivity {
+    fn connections(&self, since_unix: i64) -> Vec<thingkit_api::audit::ConnectionRecord> {
+        self.0
+            .connection_log(u64::try_from(since_unix).unwrap_or(0))
+            .into_iter()
+            .map(|r| thingkit_api::audit::ConnectionRecord {
+                client_id: r.client_id,
+                certificate_id: r.principal,
+                source: r.source_ip.to_string(),
+                connected_at: i64::try_from(r.connected_at).unwrap_or(i64::MAX),
+                disconnected_at: r
+                    .disconnected_at
+                    .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+                disconnect_reason: r.disconnect_reason.map(|d| d.as_str().to_string()),
+            })
+            .collect()
+    }
+
+    fn logging_enabled(&self) -> bool {
+        true
+    }
+
+    fn crls(&self) -> Vec<thingkit_api::audit::Crl> {
+        Vec::new()
+    }
+
+    fn weak_keys(&self) -> thingkit_api::audit::WeakKeyList {
+        thingkit_api::audit::WeakKeyList::new()
+    }
 }
 
 /// The broker's shadow service as the API's shadow backend: one engine and store for MQTT and

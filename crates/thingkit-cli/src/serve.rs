@@ -292,6 +292,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         None => None,
     };
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut audits: Option<tokio::task::JoinHandle<()>> = None;
     let api = match api_listener {
         Some(listener) => {
             let addr = listener.local_addr().ok();
@@ -309,7 +310,28 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                     engine: rules.clone(),
                     configured: config.rules.iter().map(|r| r.name.clone()).collect(),
                 })),
+                broker.activity(),
             )?;
+            // Scheduled audits: checked once a minute, run on the blocking pool.
+            let scheduler_plane = plane.clone();
+            audits = Some(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    let plane = scheduler_plane.clone();
+                    let ran = tokio::task::spawn_blocking(move || {
+                        plane.run_scheduled_audits(std::time::SystemTime::now())
+                    })
+                    .await;
+                    match ran {
+                        Ok(Ok(tasks)) if !tasks.is_empty() => {
+                            tracing::info!(?tasks, "scheduled audits ran");
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "scheduled audits failed"),
+                        Err(e) => tracing::error!(error = %e, "scheduled audits panicked"),
+                    }
+                }
+            }));
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
             let task = tokio::spawn(thingkit_api::server::serve(
                 listener,
@@ -335,6 +357,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     }
     jobs_clock.abort();
     stream_scan.abort();
+    if let Some(task) = audits {
+        task.abort();
+    }
     broker.shutdown(Duration::from_secs(5)).await;
     let _ = stop_metrics.send(());
     if let Some(task) = metrics {

@@ -12,6 +12,7 @@ use crate::model::{Input, Service};
 use crate::service::Ctx;
 
 mod attachments;
+pub(crate) mod audits;
 mod ca_certificates;
 mod certificates;
 mod data;
@@ -20,6 +21,7 @@ mod job_templates;
 pub(crate) mod jobs;
 mod paging;
 mod policies;
+mod security_profiles;
 mod shadows;
 mod templates;
 pub(crate) mod thing_groups;
@@ -47,6 +49,8 @@ pub(crate) fn handlers<S: RegistryStore>() -> Vec<(&'static str, Handler<S>)> {
     all.extend(jobs::handlers::<S>());
     all.extend(job_templates::handlers::<S>());
     all.extend(topic_rules::handlers::<S>());
+    all.extend(audits::handlers::<S>());
+    all.extend(security_profiles::handlers::<S>());
     all
 }
 
@@ -149,6 +153,23 @@ pub(crate) fn authorization(
             "CreateTopicRule" | "GetTopicRule" | "ReplaceTopicRule" | "EnableTopicRule"
             | "DisableTopicRule" | "DeleteTopicRule",
         ) => named("rule", "ruleName"),
+        (
+            _,
+            "CreateSecurityProfile"
+            | "DescribeSecurityProfile"
+            | "UpdateSecurityProfile"
+            | "DeleteSecurityProfile"
+            | "AttachSecurityProfile"
+            | "DetachSecurityProfile"
+            | "ListTargetsForSecurityProfile",
+        ) => named("securityprofile", "securityProfileName"),
+        (
+            _,
+            "CreateScheduledAudit"
+            | "DescribeScheduledAudit"
+            | "UpdateScheduledAudit"
+            | "DeleteScheduledAudit",
+        ) => named("scheduledaudit", "scheduledAuditName"),
         _ => "*".to_string(),
     };
     // `iot:Publish`, `iot:GetThingShadow`, ...: the data-plane actions are named after their

@@ -638,9 +638,7 @@ fn security_profiles_crud_versions_and_targets() {
 #[test]
 fn a_key_without_start_on_demand_audit_task_is_refused() {
     let f = fixture();
-    // A key whose identity policy grants other operations only. (thingkit-policy does not
-    // know the Device Defender actions yet, so no identity policy can grant them: only a key
-    // without a policy may call them.)
+    // A key whose identity policy grants other operations only.
     let auditor = access_key(
         &f.keys,
         Some(
@@ -695,6 +693,58 @@ fn a_key_without_start_on_demand_audit_task_is_refused() {
     );
     let listed: Value = serde_json::from_slice(&listed.body).unwrap();
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
+
+    // An identity policy names the Device Defender actions like any other: a read-only auditor
+    // lists tasks and is refused starting one; a Deny on one security profile wins over iot:*.
+    let reader = access_key(
+        &f.keys,
+        Some(
+            r#"{"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["iot:ListAuditTasks", "iot:Describe*"], "Resource": "*"}]}"#,
+        ),
+    );
+    let query = format!("endTime={}&startTime={}", NOW + 1, NOW - 1);
+    let call = |method: &str, path: &str, query: &str, body: &str, key| {
+        f.plane
+            .handle(&signed(method, path, query, body, key), at(NOW))
+            .0
+            .status
+    };
+    assert_eq!(call("GET", "/audit/tasks", &query, "", &reader), 200);
+    assert_eq!(call("POST", "/audit/tasks", "", &body, &reader), 403);
+    let operator = access_key(
+        &f.keys,
+        Some(
+            r#"{"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "iot:*", "Resource": "*"},
+                {"Effect": "Deny", "Action": "iot:DeleteSecurityProfile",
+                 "Resource": "arn:aws:iot:*:*:securityprofile/protected"}]}"#,
+        ),
+    );
+    let profile = json!({"behaviors": [{"name": "few-auth-failures",
+        "metric": "aws:num-authorization-failures",
+        "criteria": {"comparisonOperator": "less-than", "value": {"count": 5}, "durationSeconds": 300}}]})
+    .to_string();
+    for name in ["protected", "scratch"] {
+        assert_eq!(
+            call(
+                "POST",
+                &format!("/security-profiles/{name}"),
+                "",
+                &profile,
+                &operator
+            ),
+            200
+        );
+    }
+    assert_eq!(
+        call("DELETE", "/security-profiles/protected", "", "", &operator),
+        403
+    );
+    assert_eq!(
+        call("DELETE", "/security-profiles/scratch", "", "", &operator),
+        200
+    );
 }
 
 #[test]

@@ -36,6 +36,10 @@ pub enum ResourceType {
     JobTemplate,
     /// `rule/<rule-name>`: a topic rule.
     Rule,
+    /// `securityprofile/<security-profile-name>`: a Device Defender security profile.
+    SecurityProfile,
+    /// `scheduledaudit/<scheduled-audit-name>`: a Device Defender scheduled audit.
+    ScheduledAudit,
     /// No specific resource: the policy resource must be `*`.
     Any,
 }
@@ -58,6 +62,8 @@ impl ResourceType {
             "job" => ResourceType::Job,
             "jobtemplate" => ResourceType::JobTemplate,
             "rule" => ResourceType::Rule,
+            "securityprofile" => ResourceType::SecurityProfile,
+            "scheduledaudit" => ResourceType::ScheduledAudit,
             _ => return None,
         })
     }
@@ -79,6 +85,8 @@ impl ResourceType {
             ResourceType::Job => "job/",
             ResourceType::JobTemplate => "jobtemplate/",
             ResourceType::Rule => "rule/",
+            ResourceType::SecurityProfile => "securityprofile/",
+            ResourceType::ScheduledAudit => "scheduledaudit/",
             ResourceType::Any => "",
         }
     }
@@ -156,12 +164,18 @@ actions! {
     AttachPolicy = "iot:AttachPolicy" => Policy,
     /// `iot:AttachPrincipalPolicy` — control plane (`policy/`).
     AttachPrincipalPolicy = "iot:AttachPrincipalPolicy" => Policy,
+    /// `iot:AttachSecurityProfile` — the Device Defender operation (`securityprofile/`).
+    AttachSecurityProfile = "iot:AttachSecurityProfile" => SecurityProfile,
     /// `iot:AttachThingPrincipal` — control plane (`thing/`).
     AttachThingPrincipal = "iot:AttachThingPrincipal" => Thing,
+    /// `iot:CancelAuditTask` — the Device Defender operation (resource `*`).
+    CancelAuditTask = "iot:CancelAuditTask" => Any,
     /// `iot:CancelJob` — control plane (`job/`).
     CancelJob = "iot:CancelJob" => Job,
     /// `iot:CancelJobExecution` — control plane (`thing/`).
     CancelJobExecution = "iot:CancelJobExecution" => Thing,
+    /// `iot:CreateAuditSuppression` — the Device Defender operation (resource `*`).
+    CreateAuditSuppression = "iot:CreateAuditSuppression" => Any,
     /// `iot:CreateCertificateFromCsr` — control plane (resource `*`).
     CreateCertificateFromCsr = "iot:CreateCertificateFromCsr" => Any,
     /// `iot:CreateJob` — control plane (`job/`).
@@ -176,6 +190,10 @@ actions! {
     CreatePolicyVersion = "iot:CreatePolicyVersion" => Policy,
     /// `iot:CreateProvisioningTemplate` — control plane (`provisioningtemplate/`).
     CreateProvisioningTemplate = "iot:CreateProvisioningTemplate" => ProvisioningTemplate,
+    /// `iot:CreateScheduledAudit` — the Device Defender operation (`scheduledaudit/`).
+    CreateScheduledAudit = "iot:CreateScheduledAudit" => ScheduledAudit,
+    /// `iot:CreateSecurityProfile` — the Device Defender operation (`securityprofile/`).
+    CreateSecurityProfile = "iot:CreateSecurityProfile" => SecurityProfile,
     /// `iot:CreateThing` — control plane (`thing/`).
     CreateThing = "iot:CreateThing" => Thing,
     /// `iot:CreateThingGroup` — control plane (`thinggroup/`).
@@ -184,6 +202,8 @@ actions! {
     CreateThingType = "iot:CreateThingType" => ThingType,
     /// `iot:CreateTopicRule` — control plane (`rule/`).
     CreateTopicRule = "iot:CreateTopicRule" => Rule,
+    /// `iot:DeleteAuditSuppression` — the Device Defender operation (resource `*`).
+    DeleteAuditSuppression = "iot:DeleteAuditSuppression" => Any,
     /// `iot:DeleteCACertificate` — control plane (`cacert/`).
     DeleteCACertificate = "iot:DeleteCACertificate" => CaCert,
     /// `iot:DeleteCertificate` — control plane (`cert/`).
@@ -200,6 +220,10 @@ actions! {
     DeletePolicyVersion = "iot:DeletePolicyVersion" => Policy,
     /// `iot:DeleteProvisioningTemplate` — control plane (`provisioningtemplate/`).
     DeleteProvisioningTemplate = "iot:DeleteProvisioningTemplate" => ProvisioningTemplate,
+    /// `iot:DeleteScheduledAudit` — the Device Defender operation (`scheduledaudit/`).
+    DeleteScheduledAudit = "iot:DeleteScheduledAudit" => ScheduledAudit,
+    /// `iot:DeleteSecurityProfile` — the Device Defender operation (`securityprofile/`).
+    DeleteSecurityProfile = "iot:DeleteSecurityProfile" => SecurityProfile,
     /// `iot:DeleteThing` — control plane (`thing/`).
     DeleteThing = "iot:DeleteThing" => Thing,
     /// `iot:DeleteThingGroup` — control plane (`thinggroup/`).
@@ -210,6 +234,14 @@ actions! {
     DeleteTopicRule = "iot:DeleteTopicRule" => Rule,
     /// `iot:DeprecateThingType` — control plane (`thingtype/`).
     DeprecateThingType = "iot:DeprecateThingType" => ThingType,
+    /// `iot:DescribeAccountAuditConfiguration` — the Device Defender operation (resource `*`).
+    DescribeAccountAuditConfiguration = "iot:DescribeAccountAuditConfiguration" => Any,
+    /// `iot:DescribeAuditFinding` — the Device Defender operation (resource `*`).
+    DescribeAuditFinding = "iot:DescribeAuditFinding" => Any,
+    /// `iot:DescribeAuditSuppression` — the Device Defender operation (resource `*`).
+    DescribeAuditSuppression = "iot:DescribeAuditSuppression" => Any,
+    /// `iot:DescribeAuditTask` — the Device Defender operation (resource `*`).
+    DescribeAuditTask = "iot:DescribeAuditTask" => Any,
     /// `iot:DescribeCACertificate` — control plane (`cacert/`).
     DescribeCACertificate = "iot:DescribeCACertificate" => CaCert,
     /// `iot:DescribeCertificate` — control plane (`cert/`).
@@ -222,6 +254,10 @@ actions! {
     DescribeJobTemplate = "iot:DescribeJobTemplate" => JobTemplate,
     /// `iot:DescribeProvisioningTemplate` — control plane (`provisioningtemplate/`).
     DescribeProvisioningTemplate = "iot:DescribeProvisioningTemplate" => ProvisioningTemplate,
+    /// `iot:DescribeScheduledAudit` — the Device Defender operation (`scheduledaudit/`).
+    DescribeScheduledAudit = "iot:DescribeScheduledAudit" => ScheduledAudit,
+    /// `iot:DescribeSecurityProfile` — the Device Defender operation (`securityprofile/`).
+    DescribeSecurityProfile = "iot:DescribeSecurityProfile" => SecurityProfile,
     /// `iot:DescribeThing` — control plane (`thing/`).
     DescribeThing = "iot:DescribeThing" => Thing,
     /// `iot:DescribeThingGroup` — control plane (`thinggroup/`).
@@ -232,6 +268,8 @@ actions! {
     DetachPolicy = "iot:DetachPolicy" => Policy,
     /// `iot:DetachPrincipalPolicy` — control plane (`policy/`).
     DetachPrincipalPolicy = "iot:DetachPrincipalPolicy" => Policy,
+    /// `iot:DetachSecurityProfile` — the Device Defender operation (`securityprofile/`).
+    DetachSecurityProfile = "iot:DetachSecurityProfile" => SecurityProfile,
     /// `iot:DetachThingPrincipal` — control plane (`thing/`).
     DetachThingPrincipal = "iot:DetachThingPrincipal" => Thing,
     /// `iot:DisableTopicRule` — control plane (`rule/`).
@@ -250,8 +288,16 @@ actions! {
     GetRegistrationCode = "iot:GetRegistrationCode" => Any,
     /// `iot:GetTopicRule` — control plane (`rule/`).
     GetTopicRule = "iot:GetTopicRule" => Rule,
+    /// `iot:ListActiveViolations` — the Device Defender operation (resource `*`).
+    ListActiveViolations = "iot:ListActiveViolations" => Any,
     /// `iot:ListAttachedPolicies` — control plane (resource `*`).
     ListAttachedPolicies = "iot:ListAttachedPolicies" => Any,
+    /// `iot:ListAuditFindings` — the Device Defender operation (resource `*`).
+    ListAuditFindings = "iot:ListAuditFindings" => Any,
+    /// `iot:ListAuditSuppressions` — the Device Defender operation (resource `*`).
+    ListAuditSuppressions = "iot:ListAuditSuppressions" => Any,
+    /// `iot:ListAuditTasks` — the Device Defender operation (resource `*`).
+    ListAuditTasks = "iot:ListAuditTasks" => Any,
     /// `iot:ListCACertificates` — control plane (resource `*`).
     ListCACertificates = "iot:ListCACertificates" => Any,
     /// `iot:ListCertificates` — control plane (resource `*`).
@@ -276,8 +322,16 @@ actions! {
     ListPrincipalThings = "iot:ListPrincipalThings" => Any,
     /// `iot:ListProvisioningTemplates` — control plane (resource `*`).
     ListProvisioningTemplates = "iot:ListProvisioningTemplates" => Any,
+    /// `iot:ListScheduledAudits` — the Device Defender operation (resource `*`).
+    ListScheduledAudits = "iot:ListScheduledAudits" => Any,
+    /// `iot:ListSecurityProfiles` — the Device Defender operation (resource `*`).
+    ListSecurityProfiles = "iot:ListSecurityProfiles" => Any,
+    /// `iot:ListSecurityProfilesForTarget` — the Device Defender operation (resource `*`).
+    ListSecurityProfilesForTarget = "iot:ListSecurityProfilesForTarget" => Any,
     /// `iot:ListTargetsForPolicy` — control plane (`policy/`).
     ListTargetsForPolicy = "iot:ListTargetsForPolicy" => Policy,
+    /// `iot:ListTargetsForSecurityProfile` — the Device Defender operation (`securityprofile/`).
+    ListTargetsForSecurityProfile = "iot:ListTargetsForSecurityProfile" => SecurityProfile,
     /// `iot:ListThingGroups` — control plane (resource `*`).
     ListThingGroups = "iot:ListThingGroups" => Any,
     /// `iot:ListThingGroupsForThing` — control plane (`thing/`).
@@ -292,6 +346,8 @@ actions! {
     ListThingsInThingGroup = "iot:ListThingsInThingGroup" => ThingGroup,
     /// `iot:ListTopicRules` — control plane (resource `*`).
     ListTopicRules = "iot:ListTopicRules" => Any,
+    /// `iot:ListViolationEvents` — the Device Defender operation (resource `*`).
+    ListViolationEvents = "iot:ListViolationEvents" => Any,
     /// `iot:RegisterCACertificate` — control plane (resource `*`).
     RegisterCACertificate = "iot:RegisterCACertificate" => Any,
     /// `iot:RegisterCertificate` — control plane (resource `*`).
@@ -304,8 +360,14 @@ actions! {
     ReplaceTopicRule = "iot:ReplaceTopicRule" => Rule,
     /// `iot:SetDefaultPolicyVersion` — control plane (`policy/`).
     SetDefaultPolicyVersion = "iot:SetDefaultPolicyVersion" => Policy,
+    /// `iot:StartOnDemandAuditTask` — the Device Defender operation (resource `*`).
+    StartOnDemandAuditTask = "iot:StartOnDemandAuditTask" => Any,
     /// `iot:TestAuthorization` — control plane (resource `*`).
     TestAuthorization = "iot:TestAuthorization" => Any,
+    /// `iot:UpdateAccountAuditConfiguration` — the Device Defender operation (resource `*`).
+    UpdateAccountAuditConfiguration = "iot:UpdateAccountAuditConfiguration" => Any,
+    /// `iot:UpdateAuditSuppression` — the Device Defender operation (resource `*`).
+    UpdateAuditSuppression = "iot:UpdateAuditSuppression" => Any,
     /// `iot:UpdateCACertificate` — control plane (`cacert/`).
     UpdateCACertificate = "iot:UpdateCACertificate" => CaCert,
     /// `iot:UpdateCertificate` — control plane (`cert/`).
@@ -314,6 +376,10 @@ actions! {
     UpdateJob = "iot:UpdateJob" => Job,
     /// `iot:UpdateProvisioningTemplate` — control plane (`provisioningtemplate/`).
     UpdateProvisioningTemplate = "iot:UpdateProvisioningTemplate" => ProvisioningTemplate,
+    /// `iot:UpdateScheduledAudit` — the Device Defender operation (`scheduledaudit/`).
+    UpdateScheduledAudit = "iot:UpdateScheduledAudit" => ScheduledAudit,
+    /// `iot:UpdateSecurityProfile` — the Device Defender operation (`securityprofile/`).
+    UpdateSecurityProfile = "iot:UpdateSecurityProfile" => SecurityProfile,
     /// `iot:UpdateThing` — control plane (`thing/`).
     UpdateThing = "iot:UpdateThing" => Thing,
     /// `iot:UpdateThingGroup` — control plane (`thinggroup/`).
@@ -329,9 +395,11 @@ impl Action {
             .find(|a| a.name().eq_ignore_ascii_case(name))
     }
 
-    fn bit(self) -> u128 {
-        // At most 128 actions: a test checks `COUNT <= 128`.
-        1u128 << (self as u32)
+    /// The action's word in an [`ActionSet`] and its bit in that word (at most 256 actions: a
+    /// test checks `COUNT <= 256`).
+    fn word_bit(self) -> (usize, u64) {
+        let i = self as usize;
+        (i / 64, 1u64 << (i % 64))
     }
 
     /// Whether this is a control-plane operation (`iot:CreateThing`, ...) rather than an
@@ -351,11 +419,11 @@ impl fmt::Display for Action {
 
 /// A set of actions, stored as a bit set (one bit per [`Action`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct ActionSet(u128);
+pub struct ActionSet([u64; 4]);
 
 impl ActionSet {
     /// The empty set.
-    pub const EMPTY: ActionSet = ActionSet(0);
+    pub const EMPTY: ActionSet = ActionSet([0; 4]);
 
     /// Every action.
     pub fn all() -> ActionSet {
@@ -368,27 +436,32 @@ impl ActionSet {
 
     /// Adds an action.
     pub fn insert(&mut self, action: Action) {
-        self.0 |= action.bit();
+        let (w, b) = action.word_bit();
+        if let Some(word) = self.0.get_mut(w) {
+            *word |= b;
+        }
     }
 
     /// Whether the set holds `action`.
     pub fn contains(self, action: Action) -> bool {
-        self.0 & action.bit() != 0
+        let (w, b) = action.word_bit();
+        self.0.get(w).is_some_and(|word| word & b != 0)
     }
 
     /// Set union.
     pub fn union(self, other: ActionSet) -> ActionSet {
-        ActionSet(self.0 | other.0)
+        ActionSet(std::array::from_fn(|i| self.0[i] | other.0[i]))
     }
 
     /// The actions not in this set.
     pub fn complement(self) -> ActionSet {
-        ActionSet(ActionSet::all().0 & !self.0)
+        let all = ActionSet::all();
+        ActionSet(std::array::from_fn(|i| all.0[i] & !self.0[i]))
     }
 
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
-        self.0 == 0
+        self.0 == [0; 4]
     }
 
     /// The actions in the set, in [`Action::ALL`] order.
@@ -429,7 +502,7 @@ mod tests {
 
     #[test]
     fn every_action_has_a_bit_in_an_action_set() {
-        const { assert!(Action::COUNT <= 128) };
+        const { assert!(Action::COUNT <= 256) };
         assert_eq!(ActionSet::all().iter().count(), Action::COUNT);
     }
 
@@ -439,7 +512,7 @@ mod tests {
         assert!(Action::CreateThing.is_control_plane());
         assert_eq!(
             Action::ALL.iter().filter(|a| a.is_control_plane()).count(),
-            85
+            114 // 85, and Device Defender's 29 audit and detect operations
         );
         // The device API's DescribeJobExecution is also a control-plane operation: one action.
         assert_eq!(

@@ -16,6 +16,7 @@ mod api;
 mod audit;
 mod client;
 mod config;
+mod dashboard;
 mod firmware;
 mod init;
 mod jobs;

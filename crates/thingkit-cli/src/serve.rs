@@ -311,11 +311,14 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 })),
             )?;
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
-            let task = tokio::spawn(thingkit_api::server::serve(
+            // The fleet dashboard on the same listener (see `crate::dashboard`).
+            let dashboard = crate::dashboard::start(&config, registry.clone(), &broker, &arn)?;
+            let task = tokio::spawn(thingkit_api::server::serve_with_routes(
                 listener,
                 api_tls,
                 plane,
                 audit,
+                crate::dashboard::routes(dashboard),
                 async {
                     let _ = api_stopped.await;
                 },

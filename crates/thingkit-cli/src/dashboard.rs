@@ -51,6 +51,8 @@ pub struct Dashboard<S: RegistryStore> {
     pub data_dir: PathBuf,
     /// Connected-devices samples, oldest first.
     pub samples: Mutex<VecDeque<ConnectedSample>>,
+    /// The detect loop's detector, when `[detect]` lists profiles.
+    pub detector: Option<Arc<Mutex<thingkit_audit::detect::Detector>>>,
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
@@ -128,6 +130,19 @@ impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
             .into_iter()
             .map(u64::from)
             .collect();
+        if let Some(detector) = &self.detector
+            && let Ok(detector) = detector.lock()
+        {
+            inputs.violations = detector
+                .active_violations()
+                .map(|v| report::ViolationRow {
+                    thing: v.thing_name.clone(),
+                    profile: v.security_profile_name.clone(),
+                    behavior: v.behavior.name.clone(),
+                    since: v.violation_start_time as i64,
+                })
+                .collect();
+        }
         Some(FleetReport::build(&inputs))
     }
 
@@ -224,6 +239,7 @@ pub fn start<S: RegistryStore + Send + Sync + 'static>(
     registry: Arc<RwLock<Registry<S>>>,
     broker: &thingkit_broker::BrokerHandle,
     arn: &ArnPrefix,
+    detector: Option<Arc<Mutex<thingkit_audit::detect::Detector>>>,
 ) -> Result<Arc<Dashboard<S>>, crate::Failure> {
     let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
     let keys = KeyStore::open(&keys_path)
@@ -237,6 +253,7 @@ pub fn start<S: RegistryStore + Send + Sync + 'static>(
         region: config.account.region.clone(),
         data_dir: config.data_dir.clone(),
         samples: Mutex::new(VecDeque::new()),
+        detector,
     });
     tokio::spawn(sample_loop(dashboard.clone()));
     Ok(dashboard)

@@ -17,6 +17,7 @@ mod audit;
 mod client;
 mod config;
 mod dashboard;
+mod detect;
 mod firmware;
 mod init;
 mod jobs;

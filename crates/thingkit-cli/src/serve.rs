@@ -233,6 +233,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         &read(&config.tls.private_key)?,
     )?;
     let rules = rules_engine(&config)?;
+    let detector = crate::detect::detector(&config)?;
     // get_thing_shadow(...) in rules reads the shadows this server serves.
     rules.set_external_functions(shadow_service.clone());
     let registry = Arc::new(RwLock::new(registry));
@@ -246,6 +247,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         .serve(listener)
         .await?;
     let jobs_clock = tokio::spawn(JobsService::drive(jobs.clone(), broker.publisher()));
+    let detect_loop = detector
+        .clone()
+        .map(|d| tokio::spawn(crate::detect::run(d, broker.activity(), broker.publisher())));
     // Firmware images under data_dir/streams, picked up while the server runs.
     let mut stream_dir = crate::streams::StreamDirectory::new(&config.data_dir, streams);
     let stream_scan = tokio::spawn(async move {
@@ -312,7 +316,8 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
             )?;
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
             // The fleet dashboard on the same listener (see `crate::dashboard`).
-            let dashboard = crate::dashboard::start(&config, registry.clone(), &broker, &arn)?;
+            let dashboard =
+                crate::dashboard::start(&config, registry.clone(), &broker, &arn, detector)?;
             let task = tokio::spawn(thingkit_api::server::serve_with_routes(
                 listener,
                 api_tls,
@@ -337,6 +342,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         let _ = task.await;
     }
     jobs_clock.abort();
+    if let Some(task) = detect_loop {
+        task.abort();
+    }
     stream_scan.abort();
     broker.shutdown(Duration::from_secs(5)).await;
     let _ = stop_metrics.send(());

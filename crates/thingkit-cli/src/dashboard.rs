@@ -51,6 +51,8 @@ pub struct Dashboard<S: RegistryStore> {
     pub data_dir: PathBuf,
     /// Connected-devices samples, oldest first.
     pub samples: Mutex<VecDeque<ConnectedSample>>,
+    /// The jobs engine (rollout progress).
+    pub jobs: Option<thingkit_broker::SharedJobs>,
     /// The detect loop's detector, when `[detect]` lists profiles.
     pub detector: Option<Arc<Mutex<thingkit_audit::detect::Detector>>>,
 }
@@ -130,6 +132,11 @@ impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
             .into_iter()
             .map(u64::from)
             .collect();
+        if let Some(jobs) = &self.jobs
+            && let Ok(jobs) = jobs.lock()
+        {
+            inputs.rollout = report::rollout(&jobs);
+        }
         if let Some(detector) = &self.detector
             && let Ok(detector) = detector.lock()
         {
@@ -239,6 +246,7 @@ pub fn start<S: RegistryStore + Send + Sync + 'static>(
     registry: Arc<RwLock<Registry<S>>>,
     broker: &thingkit_broker::BrokerHandle,
     arn: &ArnPrefix,
+    jobs: thingkit_broker::SharedJobs,
     detector: Option<Arc<Mutex<thingkit_audit::detect::Detector>>>,
 ) -> Result<Arc<Dashboard<S>>, crate::Failure> {
     let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
@@ -253,6 +261,7 @@ pub fn start<S: RegistryStore + Send + Sync + 'static>(
         region: config.account.region.clone(),
         data_dir: config.data_dir.clone(),
         samples: Mutex::new(VecDeque::new()),
+        jobs: Some(jobs),
         detector,
     });
     tokio::spawn(sample_loop(dashboard.clone()));

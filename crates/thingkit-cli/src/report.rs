@@ -88,6 +88,54 @@ pub struct FindingRow {
     pub reason: String,
 }
 
+/// The progress of one job (a firmware rollout): its executions by status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobProgress {
+    /// The job ID.
+    pub job_id: String,
+    /// The job's status (`IN_PROGRESS`, `COMPLETED`, ...).
+    pub status: String,
+    /// Executions by status (`QUEUED`, `IN_PROGRESS`, `SUCCEEDED`, ...).
+    pub executions: BTreeMap<String, u64>,
+}
+
+/// The progress of every job of the jobs engine.
+pub fn rollout(jobs: &thingkit_jobs::DynJobs) -> Vec<JobProgress> {
+    let Ok(list) = jobs.list_jobs() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|job| {
+            let mut executions = BTreeMap::new();
+            for e in jobs.executions_of_job(&job.job_id).unwrap_or_default() {
+                *executions.entry(e.status.as_str().to_string()).or_insert(0) += 1;
+            }
+            JobProgress {
+                job_id: job.job_id.to_string(),
+                status: job.status.as_str().to_string(),
+                executions,
+            }
+        })
+        .collect()
+}
+
+/// The jobs of the data directory's `jobs.redb`, offline (none when there is no such file).
+pub fn offline_rollout(data_dir: &Path) -> Result<Vec<JobProgress>, Failure> {
+    let path = data_dir.join("jobs.redb");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let store = thingkit_jobs::RedbJobStore::open(&path)
+        .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    let jobs = thingkit_jobs::Jobs::open(
+        Box::new(store) as Box<dyn thingkit_jobs::JobStore>,
+        thingkit_jobs::Limits::default(),
+        now().max(0) as u64,
+    )
+    .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    Ok(rollout(&jobs))
+}
+
 /// One active violation of the detect loop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ViolationRow {
@@ -158,6 +206,8 @@ pub struct FleetReport {
     pub usage: Vec<AccountUsage>,
     /// Things per firmware version (`unknown` for things without the attribute).
     pub firmware_versions: BTreeMap<String, u64>,
+    /// Jobs (firmware rollouts) and their executions by status.
+    pub rollout: Vec<JobProgress>,
     /// Open findings by severity.
     pub findings_by_severity: BTreeMap<String, u64>,
     /// Open findings.
@@ -191,6 +241,8 @@ pub struct ReportInputs {
     pub samples: Vec<ConnectedSample>,
     /// Usage per account.
     pub usage: Vec<AccountUsage>,
+    /// Jobs and their progress.
+    pub rollout: Vec<JobProgress>,
     /// The audit run's findings (suppressed ones are left out of the report).
     pub findings: Vec<AuditFinding>,
     /// Active violations.
@@ -328,6 +380,7 @@ impl FleetReport {
             connected_over_time: inputs.samples.clone(),
             usage: inputs.usage.clone(),
             firmware_versions,
+            rollout: inputs.rollout.clone(),
             findings_by_severity,
             findings,
             violations: inputs.violations.clone(),
@@ -402,6 +455,7 @@ pub fn offline_inputs(config: &ServeConfig, now: i64) -> Result<ReportInputs, Fa
     inputs.now = now;
     inputs.findings = findings;
     inputs.usage = read_usage(&config.data_dir.join("usage.jsonl"));
+    inputs.rollout = offline_rollout(&config.data_dir)?;
     Ok(inputs)
 }
 

@@ -28,6 +28,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
 border-radius:6px;padding:.8em 1.2em;min-width:9em}.card b{display:block;font-size:1.6em}\
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:.3em .6em;\
 text-align:left;font-size:.9em}th{background:#f0f0f0}svg{background:#fff;border:1px solid #ddd}\
+.card svg{display:block;margin:.3em 0}\
 .CRITICAL{color:#a00;font-weight:bold}.HIGH{color:#c50}.MEDIUM{color:#a80}.LOW{color:#555}";
 
 /// A horizontal bar chart of labelled counts.
@@ -180,6 +181,46 @@ pub fn render(r: &FleetReport) -> String {
         .map(|(v, n)| (v.clone(), *n as f64, n.to_string()))
         .collect();
     bars(&mut o, "firmware-chart", &fw);
+    o.push_str("<h2>Rollout progress</h2><table id=\"rollout\"><tr><th>Job</th><th>Status</th><th>Executions</th></tr>");
+    for job in &r.rollout {
+        let total: u64 = job.executions.values().sum();
+        let mut cell = String::new();
+        let mut x = 0.0_f64;
+        let _ = write!(cell, "<svg width=\"300\" height=\"18\" role=\"img\">");
+        for (i, (status, n)) in job.executions.iter().enumerate() {
+            let w = if total > 0 {
+                *n as f64 / total as f64 * 300.0
+            } else {
+                0.0
+            };
+            let color = match status.as_str() {
+                "SUCCEEDED" => "#3a9a4a",
+                "FAILED" | "TIMED_OUT" | "REJECTED" => "#c0392b",
+                "IN_PROGRESS" => "#4a7bd0",
+                _ => ["#999", "#bbb", "#777"][i % 3],
+            };
+            let _ = write!(
+                cell,
+                "<rect x=\"{x:.1}\" y=\"1\" width=\"{w:.1}\" height=\"16\" fill=\"{color}\"><title>{} {n}</title></rect>",
+                escape(status)
+            );
+            x += w;
+        }
+        cell.push_str("</svg>");
+        let counts: Vec<String> = job
+            .executions
+            .iter()
+            .map(|(s, n)| format!("{} {n}", escape(s)))
+            .collect();
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{cell} {}</td></tr>",
+            escape(&job.job_id),
+            escape(&job.status),
+            counts.join(", ")
+        );
+    }
+    o.push_str("</table>");
     o.push_str("<h2>Findings by severity</h2>");
     let sev: Vec<(String, f64, String)> = r
         .findings_by_severity
@@ -253,6 +294,13 @@ mod tests {
                 since: 1,
             }],
             vulnerable_firmware: vec!["1.0".into()],
+            rollout: vec![crate::report::JobProgress {
+                job_id: "fw-<2>".into(),
+                status: "IN_PROGRESS".into(),
+                executions: [("SUCCEEDED".to_string(), 3), ("QUEUED".to_string(), 1)]
+                    .into_iter()
+                    .collect(),
+            }],
             ..ReportInputs::default()
         }
     }
@@ -284,6 +332,7 @@ mod tests {
         assert!(html.contains("1.0&lt;b&gt;"));
         assert!(html.contains("<b id=\"connected\">1 of 3</b>"));
         assert!(html.contains("<polyline"));
+        assert!(html.contains("fw-&lt;2&gt;") && html.contains("SUCCEEDED 3"));
         // Self-contained: nothing fetched.
         assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("src="));
     }

@@ -316,8 +316,14 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
             )?;
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
             // The fleet dashboard on the same listener (see `crate::dashboard`).
-            let dashboard =
-                crate::dashboard::start(&config, registry.clone(), &broker, &arn, detector)?;
+            let dashboard = crate::dashboard::start(
+                &config,
+                registry.clone(),
+                &broker,
+                &arn,
+                jobs.clone(),
+                detector,
+            )?;
             let task = tokio::spawn(thingkit_api::server::serve_with_routes(
                 listener,
                 api_tls,

@@ -132,6 +132,11 @@ impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
             .into_iter()
             .map(u64::from)
             .collect();
+        let m = self.activity.maintenance_counters();
+        inputs.maintenance = Some(thingkit_audit::metrics::MaintenanceUsage {
+            firmware_bytes: m.stream_bytes_out,
+            job_messages: m.job_messages_in.saturating_add(m.job_messages_out),
+        });
         if let Some(jobs) = &self.jobs
             && let Ok(jobs) = jobs.lock()
         {

@@ -30,6 +30,12 @@ use crate::config::ServeConfig;
 /// The registry attribute that holds a thing's firmware version.
 pub const FIRMWARE_ATTRIBUTE: &str = "firmwareVersion";
 
+/// The maintenance-cost prices: $1.00 per million messages, $0.09 per GB (nano-USD).
+pub const MAINTENANCE_RATES: metrics::MaintenanceRates = metrics::MaintenanceRates {
+    per_million_messages: 1_000_000_000,
+    per_gigabyte: 90_000_000,
+};
+
 /// The rendering `thingkit report` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -183,6 +189,10 @@ pub struct KeyMetrics {
     pub rules_latency_p50_us: Option<u64>,
     /// Rules processing time p99, microseconds.
     pub rules_latency_p99_us: Option<u64>,
+    /// Maintenance cost since the server started, nano-USD (job messages at $1.00 per
+    /// million, firmware stream bytes at $0.09 per GB — AWS IoT Core messaging and data
+    /// transfer out list prices); absent offline.
+    pub maintenance_cost_nano_usd: Option<u64>,
 }
 
 /// The fleet report.
@@ -251,6 +261,8 @@ pub struct ReportInputs {
     pub vulnerable_firmware: Vec<String>,
     /// Rules processing times, microseconds.
     pub rules_latencies_us: Vec<u64>,
+    /// Maintenance traffic since the server started (a running server only).
+    pub maintenance: Option<metrics::MaintenanceUsage>,
 }
 
 fn to_json_str<T: Serialize>(value: &T) -> String {
@@ -402,6 +414,9 @@ impl FleetReport {
                 .into(),
                 rules_latency_p50_us: processing.map(|p| p.p50),
                 rules_latency_p99_us: processing.map(|p| p.p99),
+                maintenance_cost_nano_usd: inputs
+                    .maintenance
+                    .map(|usage| metrics::maintenance_cost(usage, MAINTENANCE_RATES).total),
             },
         }
     }

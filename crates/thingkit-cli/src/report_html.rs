@@ -157,9 +157,13 @@ pub fn render(r: &FleetReport) -> String {
     let us = |v: Option<u64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v} µs"));
     let _ = write!(
         o,
-        "<div class=\"card\">Rules latency<b>{}</b>p50; p99 {}</div></div>",
+        "<div class=\"card\">Rules latency<b>{}</b>p50; p99 {}</div>\
+         <div class=\"card\">Maintenance cost<b id=\"maintenance-cost\">{}</b>since start</div></div>",
         us(r.metrics.rules_latency_p50_us),
-        us(r.metrics.rules_latency_p99_us)
+        us(r.metrics.rules_latency_p99_us),
+        r.metrics
+            .maintenance_cost_nano_usd
+            .map_or_else(|| "n/a".to_string(), |n| format!("${:.4}", n as f64 / 1e9)),
     );
     o.push_str("<h2>Messages per account</h2>");
     let usage: Vec<(String, f64, String)> = r

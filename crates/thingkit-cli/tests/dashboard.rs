@@ -199,6 +199,10 @@ fn chromium_shows_the_fleet_dashboard() {
         serde_json::from_str(&html_unescape(&json[start..=end])).expect("the report is JSON");
     assert_eq!(report["things_registered"], 3, "{report}");
     assert_eq!(report["things_connected"], 2, "{report}");
+    assert_eq!(
+        report["metrics"]["maintenance_cost_nano_usd"], 0,
+        "no jobs, no firmware"
+    );
     let findings = report["findings"].as_array().unwrap().len();
     assert!(findings >= 1, "the iot:* policy is flagged: {report}");
 

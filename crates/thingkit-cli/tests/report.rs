@@ -82,6 +82,10 @@ fn report_and_audit_run_offline_on_the_data_directory() {
     assert_eq!(report["certificates"]["ACTIVE"], 2);
     assert_eq!(report["firmware_versions"]["unknown"], 2);
     assert_eq!(report["rollout"], serde_json::json!([]), "no jobs yet");
+    assert!(
+        report["metrics"]["maintenance_cost_nano_usd"].is_null(),
+        "live only"
+    );
     let open = report["findings"].as_array().unwrap().len();
     assert!(open >= 1, "the iot:* policy is flagged: {report}");
 

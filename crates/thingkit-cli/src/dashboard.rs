@@ -49,6 +49,8 @@ pub struct Dashboard<S: RegistryStore> {
     pub region: String,
     /// The data directory (for `usage.jsonl`).
     pub data_dir: PathBuf,
+    /// The server's metering policy (which price table bills the usage).
+    pub metering: thingkit_meter::MeteringPolicy,
     /// Connected-devices samples, oldest first.
     pub samples: Mutex<VecDeque<ConnectedSample>>,
     /// The jobs engine (rollout progress).
@@ -120,7 +122,7 @@ impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
         inputs.findings =
             thingkit_audit::run_audit(&snapshot, &thingkit_audit::AuditConfig::default(), now)
                 .findings;
-        inputs.usage = report::read_usage(&self.data_dir.join("usage.jsonl"));
+        inputs.usage = report::read_usage(&self.data_dir.join("usage.jsonl"), &self.metering);
         inputs.samples = self
             .samples
             .lock()
@@ -265,6 +267,7 @@ pub fn start<S: RegistryStore + Send + Sync + 'static>(
         account: config.account.account_id.clone(),
         region: config.account.region.clone(),
         data_dir: config.data_dir.clone(),
+        metering: config.metering.preset.policy(),
         samples: Mutex::new(VecDeque::new()),
         jobs: Some(jobs),
         detector,

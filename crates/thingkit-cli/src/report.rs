@@ -9,7 +9,10 @@
 //! - **connected devices**: the registry's connectivity of each thing (offline: as last
 //!   recorded); a running server adds its once-a-minute samples as [`ConnectedSample`]s;
 //! - **usage** (`usage.jsonl`, the meter's closed windows): messages, billable units and bytes
-//!   per account. The money bill is `thingkit meter bill`'s job and is not repeated here;
+//!   per account, and the bill: the windows priced with the built-in price table whose metering
+//!   is the server's `[metering] preset` (see [`read_usage`]);
+//! - **rollout progress**: every job of the jobs engine (`jobs.redb`) with its executions by
+//!   status;
 //! - **firmware version of a thing**: its registry attribute `firmwareVersion` (the attribute a
 //!   rollout's job sets when the device reports success); a thing without it counts as
 //!   `unknown`. The firmware vulnerability rate counts things whose version is listed in
@@ -79,6 +82,9 @@ pub struct AccountUsage {
     pub units: u64,
     /// Payload bytes.
     pub bytes: u64,
+    /// What the usage costs (every month summed), in the price table's currency, e.g.
+    /// `USD 0.000012`; absent when no built-in price table uses the server's metering preset.
+    pub bill: Option<String>,
 }
 
 /// One row of the findings table.
@@ -432,13 +438,15 @@ impl FleetReport {
     }
 }
 
-/// Reads `usage.jsonl` (the meter's closed windows) into usage per account. Lines that do not
-/// parse are skipped.
-pub fn read_usage(path: &Path) -> Vec<AccountUsage> {
+/// Reads `usage.jsonl` (the meter's closed windows) into usage per account, billed with the
+/// first built-in price table (`aws-us-east-1`, `azure-s1`, `gcp`) whose metering is
+/// `metering` (the server's `[metering] preset`). Lines that do not parse are skipped.
+pub fn read_usage(path: &Path, metering: &thingkit_meter::MeteringPolicy) -> Vec<AccountUsage> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
     let mut by_account: BTreeMap<String, AccountUsage> = BTreeMap::new();
+    let mut totals: BTreeMap<thingkit_meter::UsageKey, thingkit_meter::Counts> = BTreeMap::new();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -447,15 +455,64 @@ pub fn read_usage(path: &Path) -> Vec<AccountUsage> {
             continue;
         };
         let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let counts = thingkit_meter::Counts {
+            messages: n("messages"),
+            units: n("units"),
+            bytes: n("bytes"),
+            minutes: n("minutes"),
+        };
         let entry = by_account
             .entry(account.to_string())
             .or_insert_with(|| AccountUsage {
                 account: account.to_string(),
                 ..AccountUsage::default()
             });
-        entry.messages = entry.messages.saturating_add(n("messages"));
-        entry.units = entry.units.saturating_add(n("units"));
-        entry.bytes = entry.bytes.saturating_add(n("bytes"));
+        entry.messages = entry.messages.saturating_add(counts.messages);
+        entry.units = entry.units.saturating_add(counts.units);
+        entry.bytes = entry.bytes.saturating_add(counts.bytes);
+        let kind = v
+            .get("kind")
+            .and_then(|k| serde_json::from_value::<thingkit_meter::PacketKind>(k.clone()).ok());
+        if let Some(kind) = kind {
+            let key = thingkit_meter::UsageKey {
+                account: account.to_string(),
+                device: v
+                    .get("device")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                kind,
+                window: n("window"),
+            };
+            totals.entry(key).or_default().add(&counts);
+        }
+    }
+    let table = ["aws-us-east-1", "azure-s1", "gcp"]
+        .into_iter()
+        .filter_map(|name| thingkit_meter::PriceTable::preset(name).ok())
+        .find(|t| t.metering == *metering);
+    if let Some(table) = table {
+        let currency = table.currency.clone();
+        let mut run = thingkit_meter::BillingRun::new(table);
+        let bills = run
+            .add_totals(&totals, metering, thingkit_meter::Granularity::Day)
+            .and_then(|()| run.bills());
+        if let Ok(bills) = bills {
+            let mut sums: BTreeMap<&str, thingkit_meter::Money> = BTreeMap::new();
+            for bill in &bills {
+                let sum = sums
+                    .entry(&bill.account)
+                    .or_insert(thingkit_meter::Money::ZERO);
+                *sum = sum.checked_add(bill.total).unwrap_or(*sum);
+            }
+            for (account, usage) in &mut by_account {
+                let total = sums
+                    .get(account.as_str())
+                    .copied()
+                    .unwrap_or(thingkit_meter::Money::ZERO);
+                usage.bill = Some(format!("{currency} {total}"));
+            }
+        }
     }
     by_account.into_values().collect()
 }
@@ -469,7 +526,10 @@ pub fn offline_inputs(config: &ServeConfig, now: i64) -> Result<ReportInputs, Fa
     let mut inputs = data.inputs;
     inputs.now = now;
     inputs.findings = findings;
-    inputs.usage = read_usage(&config.data_dir.join("usage.jsonl"));
+    inputs.usage = read_usage(
+        &config.data_dir.join("usage.jsonl"),
+        &config.metering.preset.policy(),
+    );
     inputs.rollout = offline_rollout(&config.data_dir)?;
     Ok(inputs)
 }
@@ -500,4 +560,43 @@ pub fn run(args: ReportArgs) -> Result<(), Failure> {
         None => print!("{text}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_windows_add_up_per_account_and_are_billed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"account":"acme","device":"d1","kind":"publish","window":1764115200,"messages":2,"units":2,"bytes":10,"minutes":0}"#,
+                "\n",
+                r#"{"account":"acme","device":"d2","kind":"publish","window":1764115200,"messages":1,"units":1,"bytes":5,"minutes":0}"#,
+                "\nnot json\n",
+                r#"{"account":"zeta","device":"d3","kind":"publish","window":1764115200,"messages":1,"units":1,"bytes":1,"minutes":0}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let usage = read_usage(&path, &thingkit_meter::MeteringPolicy::aws());
+        assert_eq!(usage.len(), 2);
+        assert_eq!(
+            (usage[0].messages, usage[0].units, usage[0].bytes),
+            (3, 3, 15)
+        );
+        // aws-us-east-1: $1.00 per million messages.
+        assert_eq!(usage[0].bill.as_deref(), Some("USD 0.000003"));
+        assert_eq!(usage[1].bill.as_deref(), Some("USD 0.000001"));
+        assert!(
+            read_usage(
+                &dir.path().join("missing"),
+                &thingkit_meter::MeteringPolicy::aws()
+            )
+            .is_empty()
+        );
+    }
 }

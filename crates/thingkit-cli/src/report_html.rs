@@ -173,7 +173,10 @@ pub fn render(r: &FleetReport) -> String {
             (
                 u.account.clone(),
                 u.messages as f64,
-                format!("{} messages, {} units", u.messages, u.units),
+                match &u.bill {
+                    Some(bill) => format!("{} messages, {} units, {bill}", u.messages, u.units),
+                    None => format!("{} messages, {} units", u.messages, u.units),
+                },
             )
         })
         .collect();
@@ -290,6 +293,7 @@ mod tests {
                 messages: 10,
                 units: 12,
                 bytes: 100,
+                bill: Some("USD 0.000012".into()),
             }],
             violations: vec![ViolationRow {
                 thing: "<script>x</script>".into(),
@@ -336,6 +340,7 @@ mod tests {
         assert!(html.contains("1.0&lt;b&gt;"));
         assert!(html.contains("<b id=\"connected\">1 of 3</b>"));
         assert!(html.contains("<polyline"));
+        assert!(html.contains("10 messages, 12 units, USD 0.000012"));
         assert!(html.contains("fw-&lt;2&gt;") && html.contains("SUCCEEDED 3"));
         // Self-contained: nothing fetched.
         assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("src="));

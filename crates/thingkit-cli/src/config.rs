@@ -1789,6 +1789,8 @@ format = "json"
         let (line, _, key, _) = error("[tls]\ncertificate = \"\"\n");
         assert_eq!(line, 2);
         assert_eq!(key.as_deref(), Some("tls.certificate"));
+        let (_, _, key, _) = error("[detect]\nprofiles = [\"a.json\", \"\"]\n");
+        assert_eq!(key.as_deref(), Some("detect.profiles[1]"));
         let (_, _, key, _) = error("[firmware]\ntrusted_keys = [\"a.pub\", \"\"]\n");
         assert_eq!(key.as_deref(), Some("firmware.trusted_keys[1]"));
     }
@@ -1819,10 +1821,15 @@ format = "json"
         std::fs::write(
             &file,
             "data_dir = \"state\"\n[tls]\ncertificate = \"../elsewhere/chain.pem\"\n\
-             private_key = \"/abs/key.pem\"\n[firmware]\ntrusted_keys = [\"keys/a.pub\"]\n",
+             private_key = \"/abs/key.pem\"\n[firmware]\ntrusted_keys = [\"keys/a.pub\"]\n\
+             [detect]\nprofiles = [\"profiles/sensors.json\"]\n",
         )
         .unwrap();
         let c = ServeConfig::from_file(&file).unwrap();
+        assert_eq!(
+            c.detect.profiles,
+            [dir.path().join("profiles/sensors.json")]
+        );
         assert_eq!(c.data_dir, dir.path().join("state"));
         assert_eq!(c.tls.certificate, dir.path().join("../elsewhere/chain.pem"));
         assert_eq!(c.tls.private_key, Path::new("/abs/key.pem"));

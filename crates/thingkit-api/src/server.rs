@@ -91,11 +91,29 @@ pub async fn serve<S: RegistryStore + Send + Sync + 'static>(
     audit: AuditSink,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_routes(listener, tls, plane, audit, axum::Router::new(), shutdown).await
+}
+
+/// [`serve`], with `extra` routes answered before the control plane (which answers every other
+/// request): the hook `thingkit serve` adds its `/dashboard` pages with. The extra routes do
+/// their own authentication; they are not audited.
+///
+/// # Errors
+///
+/// The listener's address cannot be read.
+pub async fn serve_with_routes<S: RegistryStore + Send + Sync + 'static>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    plane: Arc<ControlPlane<S>>,
+    audit: AuditSink,
+    extra: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let (tx, rx) = mpsc::channel(64);
     let accept = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), tx));
     let max_body = plane.limits.max_body_len;
-    let app = axum::Router::new().fallback(move |request: Request<Body>| {
+    let app = extra.fallback(move |request: Request<Body>| {
         let plane = plane.clone();
         let audit = audit.clone();
         async move { answer(plane, audit, request, max_body).await }

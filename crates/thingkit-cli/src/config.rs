@@ -73,6 +73,8 @@ pub struct ServeConfig {
     pub rules: Vec<RuleConfig>,
     /// `[rules_engine]`: the rules engine's queues, retries and sinks.
     pub rules_engine: RulesEngineConfig,
+    /// `[detect]`: Device Defender Detect security profiles.
+    pub detect: DetectConfig,
 }
 
 impl Default for ServeConfig {
@@ -87,6 +89,7 @@ impl Default for ServeConfig {
             metering: MeteringConfig::default(),
             limits: LimitsConfig::default(),
             firmware: FirmwareConfig::default(),
+            detect: DetectConfig::default(),
             fleet: FleetConfig::default(),
             shadow: ShadowConfig::default(),
             devices: Vec::new(),
@@ -688,6 +691,15 @@ pub struct FirmwareConfig {
     pub trusted_keys: Vec<PathBuf>,
 }
 
+/// `[detect]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Security profiles (the JSON `CreateSecurityProfile` takes), one file each, evaluated
+    /// once a minute on the broker's per-device activity. Default: none (no detect loop).
+    pub profiles: Vec<PathBuf>,
+}
+
 /// `[fleet]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1131,6 +1143,9 @@ impl ServeConfig {
         for (i, p) in self.firmware.trusted_keys.iter().enumerate() {
             out.push((vec![key("firmware"), key("trusted_keys"), Seg::Index(i)], p));
         }
+        for (i, p) in self.detect.profiles.iter().enumerate() {
+            out.push((vec![key("detect"), key("profiles"), Seg::Index(i)], p));
+        }
         for (name, p) in &self.fleet.templates {
             out.push((vec![key("fleet"), key("templates"), key(name)], p));
         }
@@ -1168,6 +1183,7 @@ impl ServeConfig {
             resolve(bundle);
         }
         self.firmware.trusted_keys.iter_mut().for_each(resolve);
+        self.detect.profiles.iter_mut().for_each(resolve);
         self.fleet.templates.values_mut().for_each(resolve);
         self.fleet.claim_certificates.iter_mut().for_each(resolve);
         for d in &mut self.devices {
@@ -1773,6 +1789,8 @@ format = "json"
         let (line, _, key, _) = error("[tls]\ncertificate = \"\"\n");
         assert_eq!(line, 2);
         assert_eq!(key.as_deref(), Some("tls.certificate"));
+        let (_, _, key, _) = error("[detect]\nprofiles = [\"a.json\", \"\"]\n");
+        assert_eq!(key.as_deref(), Some("detect.profiles[1]"));
         let (_, _, key, _) = error("[firmware]\ntrusted_keys = [\"a.pub\", \"\"]\n");
         assert_eq!(key.as_deref(), Some("firmware.trusted_keys[1]"));
     }
@@ -1803,10 +1821,15 @@ format = "json"
         std::fs::write(
             &file,
             "data_dir = \"state\"\n[tls]\ncertificate = \"../elsewhere/chain.pem\"\n\
-             private_key = \"/abs/key.pem\"\n[firmware]\ntrusted_keys = [\"keys/a.pub\"]\n",
+             private_key = \"/abs/key.pem\"\n[firmware]\ntrusted_keys = [\"keys/a.pub\"]\n\
+             [detect]\nprofiles = [\"profiles/sensors.json\"]\n",
         )
         .unwrap();
         let c = ServeConfig::from_file(&file).unwrap();
+        assert_eq!(
+            c.detect.profiles,
+            [dir.path().join("profiles/sensors.json")]
+        );
         assert_eq!(c.data_dir, dir.path().join("state"));
         assert_eq!(c.tls.certificate, dir.path().join("../elsewhere/chain.pem"));
         assert_eq!(c.tls.private_key, Path::new("/abs/key.pem"));

@@ -13,8 +13,11 @@ use clap::{Parser, Subcommand};
 
 mod access_key;
 mod api;
+mod audit;
 mod client;
 mod config;
+mod dashboard;
+mod detect;
 mod firmware;
 mod init;
 mod jobs;
@@ -22,6 +25,8 @@ mod meter;
 mod mqtt;
 mod policy;
 mod provision;
+mod report;
+mod report_html;
 mod rules;
 mod serve;
 mod shadow;
@@ -80,6 +85,13 @@ enum Command {
     /// list, describe and cancel their executions; get a job's document. Signed as `shadow`.
     #[command(subcommand)]
     Jobs(jobs::Args),
+    /// The fleet report (things, connections, usage, firmware, findings, key metrics), offline
+    /// from a server's data directory, as one self-contained HTML page or one JSON object.
+    Report(report::ReportArgs),
+    /// Device Defender audit, offline on a server's data directory: run the checks (`run`),
+    /// print the last run's findings (`findings`).
+    #[command(subcommand)]
+    Audit(audit::Args),
 }
 
 /// A failure the user must act on: printed as one line on stderr, exit status 1.
@@ -107,6 +119,8 @@ fn main() -> ExitCode {
         Command::AccessKey(args) => access_key::run(args),
         Command::Shadow(args) => shadow::run(args),
         Command::Jobs(args) => jobs::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Serve(args) => match config::ServeConfig::from_file(&args.config) {
             Ok(config) => serve::serve(config),
             Err(e) => {

@@ -233,6 +233,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         &read(&config.tls.private_key)?,
     )?;
     let rules = rules_engine(&config)?;
+    let detector = crate::detect::detector(&config)?;
     // get_thing_shadow(...) in rules reads the shadows this server serves.
     rules.set_external_functions(shadow_service.clone());
     let registry = Arc::new(RwLock::new(registry));
@@ -246,6 +247,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         .serve(listener)
         .await?;
     let jobs_clock = tokio::spawn(JobsService::drive(jobs.clone(), broker.publisher()));
+    let detect_loop = detector
+        .clone()
+        .map(|d| tokio::spawn(crate::detect::run(d, broker.activity(), broker.publisher())));
     // Firmware images under data_dir/streams, picked up while the server runs.
     let mut stream_dir = crate::streams::StreamDirectory::new(&config.data_dir, streams);
     let stream_scan = tokio::spawn(async move {
@@ -333,11 +337,21 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 }
             }));
             let audit = crate::api::audit_sink(config.data_dir.join(crate::api::AUDIT_FILE))?;
-            let task = tokio::spawn(thingkit_api::server::serve(
+            // The fleet dashboard on the same listener (see `crate::dashboard`).
+            let dashboard = crate::dashboard::start(
+                &config,
+                registry.clone(),
+                &broker,
+                &arn,
+                jobs.clone(),
+                detector,
+            )?;
+            let task = tokio::spawn(thingkit_api::server::serve_with_routes(
                 listener,
                 api_tls,
                 plane,
                 audit,
+                crate::dashboard::routes(dashboard),
                 async {
                     let _ = api_stopped.await;
                 },
@@ -356,6 +370,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         let _ = task.await;
     }
     jobs_clock.abort();
+    if let Some(task) = detect_loop {
+        task.abort();
+    }
     stream_scan.abort();
     if let Some(task) = audits {
         task.abort();

@@ -426,6 +426,17 @@ impl<S: RegistryStore> ControlPlane<S> {
         self
     }
 
+    /// Hands the stored security profiles, with their targets, to the detector
+    /// ([`crate::audit::DetectHook::profiles_changed`]): the server calls it once at start-up;
+    /// afterwards every change through the API does.
+    pub fn sync_detector(&self) {
+        let profiles = self
+            .audit
+            .store
+            .read(crate::ops::security_profiles::profiles_in_force);
+        self.audit.detect.profiles_changed(&profiles);
+    }
+
     /// Runs the scheduled audits that are due at `now` (each on the first UTC day its
     /// `frequency`, `dayOfWeek` or `dayOfMonth` names after its creation or its last run;
     /// BIWEEKLY at least 14 days after the last run): the IDs of the tasks run. The server

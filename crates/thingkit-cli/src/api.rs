@@ -166,6 +166,7 @@ pub fn control_plane(
     jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>,
     rules: Option<Arc<dyn thingkit_api::topic_rule::TopicRuleHook>>,
     activity: thingkit_broker::ActivitySource,
+    detect: Arc<dyn thingkit_api::audit::DetectHook>,
 ) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
     let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
     let keys = Arc::new(
@@ -208,11 +209,7 @@ pub fn control_plane(
             .with_jobs(jobs)
             .with_job_store(job_store)
             .with_topic_rules(rule_store, rules)
-            .with_audit(
-                defender,
-                Arc::new(BrokerActivity(activity)),
-                Arc::new(thingkit_api::audit::NoDetect),
-            ),
+            .with_audit(defender, Arc::new(BrokerActivity(activity)), detect),
     );
     let refused = plane
         .topic_rules

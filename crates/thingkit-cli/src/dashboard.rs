@@ -55,7 +55,7 @@ pub struct Dashboard<S: RegistryStore> {
     pub samples: Mutex<VecDeque<ConnectedSample>>,
     /// The jobs engine (rollout progress).
     pub jobs: Option<thingkit_broker::SharedJobs>,
-    /// The detect loop's detector, when `[detect]` lists profiles.
+    /// The detect loop's detector (the configuration's and the API's profiles).
     pub detector: Option<Arc<Mutex<thingkit_audit::detect::Detector>>>,
 }
 

@@ -1,5 +1,7 @@
 //! The detect loop of `thingkit serve` (Device Defender Detect): the security profiles listed
-//! in `[detect] profiles` of thingkit.toml, evaluated once a minute on the broker's per-device
+//! in `[detect] profiles` of thingkit.toml and those made through the API
+//! (`CreateSecurityProfile`, evaluated once attached to at least one target; every device is
+//! evaluated against every profile in force), run once a minute on the broker's per-device
 //! activity (`take_activity`), with one-minute windows.
 //!
 //! Each violation event (`IN_ALARM`, `ALARM_CLEARED`, `ALARM_INVALIDATED`) is published as its
@@ -28,11 +30,9 @@ pub fn alarm_topic(thing: &str) -> String {
     format!("$aws/things/{thing}/defender/alarms")
 }
 
-/// A detector with the profiles of `config.detect.profiles`; `None` when there are none.
-pub fn detector(config: &ServeConfig) -> Result<Option<Arc<Mutex<Detector>>>, Failure> {
-    if config.detect.profiles.is_empty() {
-        return Ok(None);
-    }
+/// A detector with the profiles of `config.detect.profiles` (the API's are added by
+/// [`ApiProfiles`]).
+pub fn detector(config: &ServeConfig) -> Result<Arc<Mutex<Detector>>, Failure> {
     let mut detector = Detector::new(DetectorConfig {
         window_seconds: WINDOW_SECONDS,
         ..DetectorConfig::default()
@@ -45,7 +45,73 @@ pub fn detector(config: &ServeConfig) -> Result<Option<Arc<Mutex<Detector>>>, Fa
             .add_profile(profile)
             .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
     }
-    Ok(Some(Arc::new(Mutex::new(detector))))
+    Ok(Arc::new(Mutex::new(detector)))
+}
+
+/// The control plane's view of the detector: the profiles made through the API go into it,
+/// and `ListActiveViolations` / `ListViolationEvents` read it.
+pub struct ApiProfiles {
+    /// The server's detector.
+    pub detector: Arc<Mutex<Detector>>,
+    /// The names of the profiles the API put in (the configuration's are left alone).
+    installed: Mutex<Vec<String>>,
+}
+
+impl ApiProfiles {
+    /// The API's profiles in `detector`.
+    pub fn new(detector: Arc<Mutex<Detector>>) -> ApiProfiles {
+        ApiProfiles {
+            detector,
+            installed: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl thingkit_api::audit::DetectHook for ApiProfiles {
+    fn profiles_changed(&self, profiles: &[(SecurityProfile, Vec<String>)]) {
+        let (Ok(mut detector), Ok(mut installed)) = (self.detector.lock(), self.installed.lock())
+        else {
+            return;
+        };
+        for name in installed.drain(..) {
+            detector.remove_profile(&name);
+        }
+        for (profile, targets) in profiles {
+            if targets.is_empty() {
+                continue; // AWS evaluates a profile once it is attached
+            }
+            let name = profile.name.clone();
+            match detector.add_profile(profile.clone()) {
+                Ok(()) => installed.push(name),
+                Err(e) => {
+                    tracing::warn!(profile = %name, error = %e, "detect: profile not installed")
+                }
+            }
+        }
+    }
+
+    fn active_violations(&self) -> Vec<thingkit_audit::detect::ActiveViolation> {
+        self.detector
+            .lock()
+            .map(|d| d.active_violations().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn violation_events(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Vec<thingkit_audit::detect::ViolationEvent> {
+        self.detector
+            .lock()
+            .map(|d| {
+                d.history()
+                    .filter(|e| (start..=end).contains(&e.violation_event_time))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Evaluates one window of activity; the events raised, as `(topic, JSON payload)`.
@@ -140,9 +206,17 @@ mod tests {
         let path = dir.path().join("sensors.json");
         std::fs::write(&path, PROFILE).unwrap();
         let mut config = ServeConfig::default();
-        assert!(detector(&config).unwrap().is_none(), "no profiles, no loop");
+        assert_eq!(
+            detector(&config)
+                .unwrap()
+                .lock()
+                .unwrap()
+                .active_violations()
+                .count(),
+            0
+        );
         config.detect.profiles = vec![path];
-        let detector = detector(&config).unwrap().unwrap();
+        let detector = detector(&config).unwrap();
 
         let mut device = DeviceActivity::default();
         device.device = "sensor-7".into();
@@ -165,5 +239,43 @@ mod tests {
         let event: serde_json::Value = serde_json::from_str(&events[0].1).unwrap();
         assert_eq!(event["violationEventType"], "in-alarm", "{event}");
         assert_eq!(detector.lock().unwrap().active_violations().count(), 1);
+    }
+
+    /// Profiles made through the API join the configuration's once attached, leave when
+    /// detached or deleted, and the API reads the detector's violations.
+    #[test]
+    fn the_apis_profiles_are_evaluated_once_attached() {
+        use thingkit_api::audit::DetectHook;
+        let config = ServeConfig::default();
+        let api = ApiProfiles::new(detector(&config).unwrap());
+        let profile = |name: &str| {
+            SecurityProfile::parse(
+                PROFILE.replace("sensors", name).as_bytes(),
+                &ProfileLimits::default(),
+            )
+            .unwrap()
+        };
+        let all = "arn:aws:iot:eu-central-1:123456789012:all/registered-things".to_string();
+        api.profiles_changed(&[
+            (profile("attached"), vec![all.clone()]),
+            (profile("unattached"), vec![]),
+        ]);
+        let mut device = DeviceActivity::default();
+        device.device = "sensor-9".into();
+        device.authorization_failures = 9;
+        for i in 0..5 {
+            let mut window = ActivityWindow::default();
+            window.end = 1_764_115_200 + 60 * i;
+            window.devices = vec![device.clone()];
+            evaluate(&api.detector, &window);
+        }
+        let active = api.active_violations();
+        assert_eq!(active.len(), 1, "only the attached profile is evaluated");
+        assert_eq!(active[0].security_profile_name, "attached");
+        assert_eq!(api.violation_events(0, u64::MAX).len(), 1);
+        assert!(api.violation_events(0, 1_000).is_empty());
+        // Detached: the profile and its violation go.
+        api.profiles_changed(&[(profile("attached"), vec![])]);
+        assert!(api.active_violations().is_empty());
     }
 }

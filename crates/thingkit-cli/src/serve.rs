@@ -247,9 +247,11 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         .serve(listener)
         .await?;
     let jobs_clock = tokio::spawn(JobsService::drive(jobs.clone(), broker.publisher()));
-    let detect_loop = detector
-        .clone()
-        .map(|d| tokio::spawn(crate::detect::run(d, broker.activity(), broker.publisher())));
+    let detect_loop = tokio::spawn(crate::detect::run(
+        detector.clone(),
+        broker.activity(),
+        broker.publisher(),
+    ));
     // Firmware images under data_dir/streams, picked up while the server runs.
     let mut stream_dir = crate::streams::StreamDirectory::new(&config.data_dir, streams);
     let stream_scan = tokio::spawn(async move {
@@ -315,7 +317,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                     configured: config.rules.iter().map(|r| r.name.clone()).collect(),
                 })),
                 broker.activity(),
+                Arc::new(crate::detect::ApiProfiles::new(detector.clone())),
             )?;
+            plane.sync_detector();
             // Scheduled audits: checked once a minute, run on the blocking pool.
             let scheduler_plane = plane.clone();
             audits = Some(tokio::spawn(async move {
@@ -344,7 +348,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 &broker,
                 &arn,
                 jobs.clone(),
-                detector,
+                Some(detector),
             )?;
             let task = tokio::spawn(thingkit_api::server::serve_with_routes(
                 listener,
@@ -370,9 +374,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         let _ = task.await;
     }
     jobs_clock.abort();
-    if let Some(task) = detect_loop {
-        task.abort();
-    }
+    detect_loop.abort();
     stream_scan.abort();
     if let Some(task) = audits {
         task.abort();

@@ -21,7 +21,7 @@ mod job_templates;
 pub(crate) mod jobs;
 mod paging;
 mod policies;
-mod security_profiles;
+pub(crate) mod security_profiles;
 mod shadows;
 mod templates;
 pub(crate) mod thing_groups;

@@ -60,12 +60,19 @@ fn parse(p: &StoredSecurityProfile) -> ApiResult<SecurityProfile> {
 
 /// Hands every profile in force, with its targets, to the detector.
 fn notify<S: RegistryStore>(ctx: &Ctx<'_, S>, records: &AuditRecords) {
-    let profiles: Vec<(SecurityProfile, Vec<String>)> = records
+    ctx.plane
+        .audit
+        .detect
+        .profiles_changed(&profiles_in_force(records));
+}
+
+/// Every stored profile, parsed, with the ARNs of its targets.
+pub(crate) fn profiles_in_force(records: &AuditRecords) -> Vec<(SecurityProfile, Vec<String>)> {
+    records
         .security_profiles
         .values()
         .filter_map(|p| parse(p).ok().map(|sp| (sp, p.targets.clone())))
-        .collect();
-    ctx.plane.audit.detect.profiles_changed(&profiles);
+        .collect()
 }
 
 fn describe<S: RegistryStore>(ctx: &Ctx<'_, S>, p: &StoredSecurityProfile) -> Value {

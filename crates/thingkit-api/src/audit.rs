@@ -70,3 +70,75 @@ impl DetectHook for NoDetect {
         Vec::new()
     }
 }
+
+/// The registry's part of an audit's snapshot (device certificates with their DER, status, CA
+/// and things; CA certificates; every policy's default version), for the account and region of
+/// `arn`. The server calls it under the registry's read lock and runs the checks after
+/// releasing it; `thingkit audit run` calls it on the data directory's registry.
+///
+/// # Errors
+///
+/// The registry store failed to read a certificate, or a stored certificate is not PEM.
+pub fn registry_snapshot<S: thingkit_provision::RegistryStore>(
+    registry: &thingkit_provision::Registry<S>,
+    arn: &thingkit_policy::ArnPrefix,
+) -> Result<thingkit_audit::AuditSnapshot, thingkit_provision::Error> {
+    let mut parts = arn.as_str().split(':');
+    let region = parts.nth(3).unwrap_or_default().to_string();
+    let account = parts.next().unwrap_or_default().to_string();
+    let mut device_certificates = Vec::new();
+    for (id, c) in registry.certificates() {
+        let der = thingkit_provision::decode_pem_blocks(&registry.certificate_pem(id)?)?
+            .into_iter()
+            .next()
+            .map(|(_, der)| der)
+            .unwrap_or_default();
+        device_certificates.push(thingkit_audit::DeviceCertificate {
+            id: id.to_string(),
+            der,
+            status: status_of(c.status.as_str()),
+            ca_certificate_id: c.ca.map(|ca| ca.to_string()),
+            registered_at: c.created_at,
+            things: c.things.iter().map(|t| t.thing.to_string()).collect(),
+        });
+    }
+    let ca_certificates = registry
+        .ca_certificates()
+        .map(|(id, c)| thingkit_audit::CaCertificate {
+            id: id.to_string(),
+            der: c.der.to_vec(),
+            status: status_of(&c.status.to_string()),
+            registered_at: c.created_at,
+        })
+        .collect();
+    let policies = registry
+        .policies()
+        .filter_map(|p| {
+            p.default_version().map(|v| thingkit_audit::Policy {
+                name: p.name.to_string(),
+                default_version_id: v.version_id.to_string(),
+                document: v.document.text().to_string(),
+            })
+        })
+        .collect();
+    Ok(thingkit_audit::AuditSnapshot {
+        account,
+        region,
+        device_certificates,
+        ca_certificates,
+        policies,
+        ..thingkit_audit::AuditSnapshot::default()
+    })
+}
+
+fn status_of(name: &str) -> thingkit_audit::CertificateStatus {
+    use thingkit_audit::CertificateStatus as S;
+    match name {
+        "ACTIVE" => S::Active,
+        "REVOKED" => S::Revoked,
+        "PENDING_TRANSFER" => S::PendingTransfer,
+        "REGISTER_INACTIVE" => S::RegisterInactive,
+        "PENDING_ACTIVATION" => S::PendingActivation,
+        _ => S::Inactive,
+    }
+}

@@ -14,11 +14,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
-use thingkit_audit::{
-    AuditConfig, AuditFinding, AuditSnapshot, CaCertificate, CertificateStatus, DeviceCertificate,
-    Policy,
-};
-use thingkit_provision::{CaStatus, RedbStore, Registry, RegistryLimits};
+use thingkit_audit::{AuditConfig, AuditFinding, AuditSnapshot};
+use thingkit_provision::{RedbStore, Registry, RegistryLimits};
 
 use crate::Failure;
 use crate::config::ServeConfig;
@@ -71,18 +68,6 @@ pub struct RegistryData {
     pub inputs: ReportInputs,
 }
 
-fn status(s: thingkit_provision::CertificateStatus) -> CertificateStatus {
-    use thingkit_provision::CertificateStatus as P;
-    match s {
-        P::Active => CertificateStatus::Active,
-        P::Inactive => CertificateStatus::Inactive,
-        P::Revoked => CertificateStatus::Revoked,
-        P::PendingTransfer => CertificateStatus::PendingTransfer,
-        P::RegisterInactive => CertificateStatus::RegisterInactive,
-        P::PendingActivation => CertificateStatus::PendingActivation,
-    }
-}
-
 impl RegistryData {
     /// Reads the registry in `config.data_dir`.
     pub fn open(config: &ServeConfig) -> Result<RegistryData, Failure> {
@@ -97,25 +82,28 @@ impl RegistryData {
             RedbStore::open(&path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
         let registry = Registry::open(store, RegistryLimits::default())
             .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
-        Ok(Self::from_registry(
+        Self::from_registry(
             &registry,
             &config.account.account_id,
             &config.account.region,
-        ))
+        )
     }
 
-    /// Builds the snapshot and inputs from an open registry.
+    /// Builds the snapshot (with the control plane's [`thingkit_api::audit::registry_snapshot`],
+    /// the one the server's audits use) and the report inputs from an open registry.
     pub fn from_registry<S: thingkit_provision::RegistryStore>(
         registry: &Registry<S>,
         account: &str,
         region: &str,
-    ) -> RegistryData {
-        let mut snapshot = AuditSnapshot {
-            account: account.to_string(),
-            region: region.to_string(),
-            logging_enabled: true,
-            ..AuditSnapshot::default()
-        };
+    ) -> Result<RegistryData, Failure> {
+        let arn = thingkit_policy::ArnPrefix::new("aws", region, account).ok_or_else(|| {
+            Failure(format!(
+                "account {account}, region {region}: not an ARN prefix"
+            ))
+        })?;
+        let mut snapshot = thingkit_api::audit::registry_snapshot(registry, &arn)
+            .map_err(|e| Failure(format!("registry: {e}")))?;
+        snapshot.logging_enabled = true;
         let mut inputs = ReportInputs {
             account: account.to_string(),
             ..ReportInputs::default()
@@ -135,47 +123,8 @@ impl RegistryData {
                     .certificate_policies
                     .push((id_text.clone(), p.to_string()));
             }
-            let der = registry
-                .certificate_pem(id)
-                .ok()
-                .and_then(|pem| thingkit_provision::decode_pem_blocks(&pem).ok())
-                .and_then(|blocks| blocks.into_iter().next())
-                .map(|(_, der)| der)
-                .unwrap_or_default();
-            snapshot.device_certificates.push(DeviceCertificate {
-                id: id_text,
-                der,
-                status: status(cert.status),
-                ca_certificate_id: cert.ca.map(|c| c.to_string()),
-                registered_at: cert.created_at,
-                things: cert.things.iter().map(|t| t.thing.to_string()).collect(),
-            });
         }
-        for (id, ca) in registry.ca_certificates() {
-            snapshot.ca_certificates.push(CaCertificate {
-                id: id.to_string(),
-                der: ca.der.to_vec(),
-                status: match ca.status {
-                    CaStatus::Active => CertificateStatus::Active,
-                    _ => CertificateStatus::Inactive,
-                },
-                registered_at: ca.created_at,
-            });
-        }
-        for policy in registry.policies() {
-            inputs.policies += 1;
-            if let Some(v) = policy
-                .versions
-                .iter()
-                .find(|v| v.version_id == policy.default_version_id)
-            {
-                snapshot.policies.push(Policy {
-                    name: policy.name.to_string(),
-                    default_version_id: policy.default_version_id.to_string(),
-                    document: v.document.text().to_string(),
-                });
-            }
-        }
+        inputs.policies = registry.policies().count() as u64;
         for (name, thing) in registry.things() {
             inputs.things.push((
                 name.to_string(),
@@ -188,7 +137,7 @@ impl RegistryData {
                 inputs.connected.push(name.to_string());
             }
         }
-        RegistryData { snapshot, inputs }
+        Ok(RegistryData { snapshot, inputs })
     }
 }
 

@@ -97,7 +97,7 @@ impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
         let now = report::now();
         let data = {
             let registry = self.registry.read().ok()?;
-            RegistryData::from_registry(&registry, &self.account, &self.region)
+            RegistryData::from_registry(&registry, &self.account, &self.region).ok()?
         };
         let mut snapshot = data.snapshot;
         // The connection checks look at the broker's log of the last 31 days.

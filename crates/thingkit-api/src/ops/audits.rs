@@ -109,75 +109,10 @@ fn require_enabled<S: RegistryStore>(
     Ok(())
 }
 
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
-    base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .unwrap_or_default()
-}
-
-fn status_of(name: &str) -> thingkit_audit::CertificateStatus {
-    use thingkit_audit::CertificateStatus as S;
-    match name {
-        "ACTIVE" => S::Active,
-        "REVOKED" => S::Revoked,
-        "PENDING_TRANSFER" => S::PendingTransfer,
-        "REGISTER_INACTIVE" => S::RegisterInactive,
-        "PENDING_ACTIVATION" => S::PendingActivation,
-        _ => S::Inactive,
-    }
-}
-
 /// The registry's part of an audit's snapshot, copied under the read lock.
 fn snapshot<S: RegistryStore>(plane: &ControlPlane<S>) -> ApiResult<AuditSnapshot> {
-    let mut parts = plane.arn.as_str().split(':');
-    let region = parts.nth(3).unwrap_or_default().to_string();
-    let account = parts.next().unwrap_or_default().to_string();
     let registry = plane.registry.read().unwrap_or_else(|p| p.into_inner());
-    let mut device_certificates = Vec::new();
-    for (id, c) in registry.certificates() {
-        let der = pem_to_der(&registry.certificate_pem(id)?);
-        device_certificates.push(thingkit_audit::DeviceCertificate {
-            id: id.to_string(),
-            der,
-            status: status_of(c.status.as_str()),
-            ca_certificate_id: c.ca.map(|ca| ca.to_string()),
-            registered_at: c.created_at,
-            things: c.things.iter().map(|t| t.thing.to_string()).collect(),
-        });
-    }
-    let ca_certificates = registry
-        .ca_certificates()
-        .map(|(id, c)| thingkit_audit::CaCertificate {
-            id: id.to_string(),
-            der: c.der.to_vec(),
-            status: status_of(&c.status.to_string()),
-            registered_at: c.created_at,
-        })
-        .collect();
-    let policies = registry
-        .policies()
-        .filter_map(|p| {
-            p.default_version().map(|v| thingkit_audit::Policy {
-                name: p.name.to_string(),
-                default_version_id: v.version_id.to_string(),
-                document: v.document.text().to_string(),
-            })
-        })
-        .collect();
-    Ok(AuditSnapshot {
-        account,
-        region,
-        device_certificates,
-        ca_certificates,
-        policies,
-        ..AuditSnapshot::default()
-    })
+    Ok(crate::audit::registry_snapshot(&registry, &plane.arn)?)
 }
 
 /// Runs one audit task of `checks` at `now` and stores it with its findings; its ID.

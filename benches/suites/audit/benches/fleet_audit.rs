@@ -6,6 +6,11 @@
 //!   snapshot. Next to it, in the same run, the **floor**: parsing the same 1,000,000 certificates
 //!   with x509-parser and reading their validity and key, which any audit of the certificates
 //!   must do.
+//! - **From the registry**: a `thingkit_provision::Registry` (in memory) holding 1,000,000
+//!   distinct device certificates (each its own rcgen certificate) each attached to its thing,
+//!   and 10,000 policies: the server's `registry_snapshot` (what an audit holds the registry's
+//!   read lock for) and then `run_audit` on it — the whole audit as `StartOnDemandAuditTask` runs
+//!   it (`REGISTRY_RECORDS=n`; 0 skips the row).
 //! - **Detect**: `Detector::evaluate` over 100,000 devices' windows with one profile of 6
 //!   behaviors (3 static, 2 statistical, 1 CIDR), per device-window.
 //!
@@ -259,6 +264,68 @@ fn audit_row(records: usize, policies: usize, runs: usize) {
     );
 }
 
+fn registry_row(records: usize, policies: usize) {
+    use std::time::SystemTime;
+    use thingkit_provision::{CaStatus, CertificateStatus as Status, Registry};
+    let mut rng = Rng(0x5eed);
+    let t = Instant::now();
+    let mut registry = Registry::in_memory();
+    let ca = make_ca(0);
+    registry
+        .register_ca_certificate(&ca.der, CaStatus::Active, false)
+        .expect("CA registers");
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let device_key = KeyPair::generate().expect("P-256 key");
+    let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(NOW as u64);
+    for i in 0..records {
+        let mut p = CertificateParams::default();
+        p.distinguished_name = name(&format!("device-{i:07}"));
+        p.serial_number = Some(SerialNumber::from(10_000_000 + i as u64));
+        p.not_before = at(NOW - 400 * DAY);
+        p.not_after = at(NOW - 10 * DAY + rng.below(1100) as i64 * DAY);
+        let der = p
+            .signed_by(&device_key, &issuer)
+            .expect("device")
+            .der()
+            .to_vec();
+        let id = registry
+            .register_certificate_without_ca(&der, Status::Active, now)
+            .expect("certificate registers");
+        let thing = format!("thing-{i:07}");
+        registry.create_thing(&thing, None, &[]).expect("thing");
+        registry
+            .attach_thing_principal(&thing, &id, false)
+            .expect("attached");
+    }
+    for i in 0..policies {
+        let p = policy(i, &mut rng);
+        registry
+            .create_policy(&p.name, &p.document, now)
+            .expect("policy");
+    }
+    eprintln!(
+        "registry of {records} certificates and things, {policies} policies built in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    let arn = thingkit_policy::ArnPrefix::new("aws", "us-east-1", "123456789012").expect("arn");
+    let t = Instant::now();
+    let (snap, stats) = count_allocations(|| {
+        thingkit_api::audit::registry_snapshot(&registry, &arn).expect("snapshot")
+    });
+    let snapshot_s = t.elapsed().as_secs_f64();
+    let config = AuditConfig::all_checks();
+    let t = Instant::now();
+    let (report, audit_stats) = count_allocations(|| run_audit(&snap, &config, NOW));
+    let audit_s = t.elapsed().as_secs_f64();
+    println!(
+        "REGISTRY {records} certificates + things, {policies} policies, in-memory registry: registry_snapshot {snapshot_s:.2} s (the read lock; {:.0} MB), run_audit {audit_s:.2} s ({} findings, peak {:.0} MB beyond the snapshot), whole audit {:.2} s",
+        stats.peak_live_bytes as f64 / 1e6,
+        report.findings.len(),
+        audit_stats.peak_live_bytes as f64 / 1e6,
+        snapshot_s + audit_s
+    );
+}
+
 fn detect_row() {
     const DEVICES: usize = 100_000;
     const PERIODS: u64 = 6;
@@ -329,5 +396,9 @@ fn main() {
     let policies = env_or("POLICIES", 10_000);
     let runs = env_or("RUNS", 3);
     audit_row(records, policies, runs);
+    let registry_records = env_or("REGISTRY_RECORDS", 1_000_000);
+    if registry_records > 0 {
+        registry_row(registry_records, policies);
+    }
     detect_row();
 }

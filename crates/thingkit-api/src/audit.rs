@@ -78,7 +78,7 @@ impl DetectHook for NoDetect {
 ///
 /// # Errors
 ///
-/// The registry store failed to read a certificate, or a stored certificate is not PEM.
+/// The registry store failed to read a certificate.
 pub fn registry_snapshot<S: thingkit_provision::RegistryStore>(
     registry: &thingkit_provision::Registry<S>,
     arn: &thingkit_policy::ArnPrefix,
@@ -88,11 +88,7 @@ pub fn registry_snapshot<S: thingkit_provision::RegistryStore>(
     let account = parts.next().unwrap_or_default().to_string();
     let mut device_certificates = Vec::new();
     for (id, c) in registry.certificates() {
-        let der = thingkit_provision::decode_pem_blocks(&registry.certificate_pem(id)?)?
-            .into_iter()
-            .next()
-            .map(|(_, der)| der)
-            .unwrap_or_default();
+        let der = registry.certificate_der(id)?;
         device_certificates.push(thingkit_audit::DeviceCertificate {
             id: id.to_string(),
             der,

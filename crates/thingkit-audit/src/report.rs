@@ -1,6 +1,6 @@
 //! One audit run: every enabled check over a snapshot, with AWS's per-check summary.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use thingkit_policy::{ArnPrefix, PolicyDocument};
@@ -180,6 +180,14 @@ fn policy_checks(snapshot: &AuditSnapshot, config: &AuditConfig, tally: &mut Tal
     }
 }
 
+/// Where `check` stands in [`CheckName::ALL`] (the order of a report's findings).
+fn check_order(check: CheckName) -> usize {
+    CheckName::ALL
+        .iter()
+        .position(|c| *c == check)
+        .unwrap_or(usize::MAX)
+}
+
 /// Runs every enabled check of `config` over `snapshot` at time `now` (Unix seconds) and
 /// applies the configured suppressions. Pure: the same inputs give the same report.
 pub fn run_audit(snapshot: &AuditSnapshot, config: &AuditConfig, now: i64) -> AuditReport {
@@ -235,23 +243,25 @@ pub fn run_audit(snapshot: &AuditSnapshot, config: &AuditConfig, now: i64) -> Au
         .into_iter()
         .map(|d| d.finish(&task_id, now))
         .collect();
-    findings.sort_by_key(|f| {
-        CheckName::ALL
-            .iter()
-            .position(|c| *c == f.check_name)
-            .unwrap_or(usize::MAX)
-    });
+    findings.sort_by_key(|f| check_order(f.check_name));
     apply_suppressions(&mut findings, &config.suppressions, now);
 
+    // The findings are sorted by check: each check's are one run. Distinct resources are
+    // counted with hash sets (a million findings made ordered sets compare identifiers field
+    // by field).
     let mut checks = BTreeMap::new();
     for check in CheckName::ALL {
         let failed = tally.failed.contains(&check);
         if !failed && !config.is_enabled(check) {
             continue;
         }
-        let mut resources = BTreeSet::new();
-        let mut suppressed = BTreeSet::new();
-        for f in findings.iter().filter(|f| f.check_name == check) {
+        let mut resources = HashSet::new();
+        let mut suppressed = HashSet::new();
+        let first = findings.partition_point(|f| check_order(f.check_name) < check_order(check));
+        let run = findings[first..]
+            .iter()
+            .take_while(|f| f.check_name == check);
+        for f in run {
             let id = &f.non_compliant_resource.resource_identifier;
             resources.insert(id);
             if f.is_suppressed {

@@ -1646,6 +1646,16 @@ impl<S: RegistryStore> Registry<S> {
 
     /// A registered certificate's PEM, read from the store.
     pub fn certificate_pem(&self, id: &CertificateId) -> Result<String> {
+        Ok(crate::pem::encode(
+            "CERTIFICATE",
+            &self.certificate_der(id)?,
+        ))
+    }
+
+    /// A registered certificate's DER, read from the store (what
+    /// [`certificate_pem`](Self::certificate_pem) encodes; a fleet audit reads a million of
+    /// them and needs no PEM round trip).
+    pub fn certificate_der(&self, id: &CertificateId) -> Result<Vec<u8>> {
         if !self.certificates.contains_key(id) {
             return Err(not_found("certificate", &id.to_string()));
         }
@@ -1653,10 +1663,7 @@ impl<S: RegistryStore> Registry<S> {
             .store
             .get(&Key::Cert(*id).encode())?
             .ok_or_else(|| Error::store(format!("certificate {id} is missing from the store")))?;
-        Ok(crate::pem::encode(
-            "CERTIFICATE",
-            split_certificate_record(&bytes).1,
-        ))
+        Ok(split_certificate_record(&bytes).1.to_vec())
     }
 
     /// Changes a certificate's status (AWS `UpdateCertificate`) following

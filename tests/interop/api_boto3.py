@@ -525,6 +525,16 @@ def device_defender(iot):
     assert iot.list_security_profiles()["securityProfileIdentifiers"] == []
     step("boto3 create / describe / update / list / delete_security_profile")
 
+    # Left for serve.rs to find after kill -9: an attached profile (the server's detector
+    # evaluates it) and the audit task above with its findings.
+    iot.create_security_profile(securityProfileName="kept_profile", behaviors=behaviors)
+    target = f"arn:aws:iot:{REGION}:{ACCOUNT}:all/registered-things"
+    iot.attach_security_profile(securityProfileName="kept_profile", securityProfileTargetArn=target)
+    targets = iot.list_targets_for_security_profile(securityProfileName="kept_profile")["securityProfileTargets"]
+    assert [t["arn"] for t in targets] == [target], targets
+    assert iot.list_active_violations()["activeViolations"] == []
+    step("boto3 attach_security_profile / list_targets_for_security_profile / list_active_violations")
+
 
 if __name__ == "__main__":
     main()

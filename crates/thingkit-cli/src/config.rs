@@ -696,8 +696,13 @@ pub struct FirmwareConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DetectConfig {
     /// Security profiles (the JSON `CreateSecurityProfile` takes), one file each, evaluated
-    /// once a minute on the broker's per-device activity. Default: none (no detect loop).
+    /// once a minute on the broker's per-device activity. Default: none (profiles made through
+    /// the API are evaluated as well).
     pub profiles: Vec<PathBuf>,
+    /// Firmware versions marked vulnerable: the fleet's firmware vulnerability rate (dashboard,
+    /// `thingkit report`) is the share of registered things whose `firmwareVersion` attribute is
+    /// one of them. Default: none.
+    pub vulnerable_firmware: Vec<String>,
 }
 
 /// `[fleet]`.
@@ -1410,6 +1415,8 @@ mod tests {
             },
         ];
         expected.rules_engine.http_ca_bundle = Some(PathBuf::from("/srv/thingkit/rules-ca.pem"));
+        expected.detect.profiles = vec![PathBuf::from("/srv/thingkit/profiles/sensors.json")];
+        expected.detect.vulnerable_firmware = vec!["1.0.3".into()];
         expected.rules = vec![RuleConfig {
             name: "hot_sensors".into(),
             sql: "SELECT temperature, topic(2) AS device FROM 'telemetry/+/temperature' \
@@ -1822,7 +1829,7 @@ format = "json"
             &file,
             "data_dir = \"state\"\n[tls]\ncertificate = \"../elsewhere/chain.pem\"\n\
              private_key = \"/abs/key.pem\"\n[firmware]\ntrusted_keys = [\"keys/a.pub\"]\n\
-             [detect]\nprofiles = [\"profiles/sensors.json\"]\n",
+             [detect]\nprofiles = [\"profiles/sensors.json\"]\nvulnerable_firmware = [\"1.0.3\"]\n",
         )
         .unwrap();
         let c = ServeConfig::from_file(&file).unwrap();
@@ -1830,6 +1837,7 @@ format = "json"
             c.detect.profiles,
             [dir.path().join("profiles/sensors.json")]
         );
+        assert_eq!(c.detect.vulnerable_firmware, ["1.0.3"]);
         assert_eq!(c.data_dir, dir.path().join("state"));
         assert_eq!(c.tls.certificate, dir.path().join("../elsewhere/chain.pem"));
         assert_eq!(c.tls.private_key, Path::new("/abs/key.pem"));

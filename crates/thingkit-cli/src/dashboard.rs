@@ -57,6 +57,8 @@ pub struct Dashboard<S: RegistryStore> {
     pub jobs: Option<thingkit_broker::SharedJobs>,
     /// The detect loop's detector (the configuration's and the API's profiles).
     pub detector: Option<Arc<Mutex<thingkit_audit::detect::Detector>>>,
+    /// `[detect] vulnerable_firmware`.
+    pub vulnerable_firmware: Vec<String>,
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
@@ -119,6 +121,7 @@ impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
         let registered: BTreeSet<String> = inputs.things.iter().map(|t| t.0.clone()).collect();
         inputs.connected = self.connected(&registered);
         inputs.now = now;
+        inputs.vulnerable_firmware = self.vulnerable_firmware.clone();
         inputs.findings =
             thingkit_audit::run_audit(&snapshot, &thingkit_audit::AuditConfig::default(), now)
                 .findings;
@@ -271,6 +274,7 @@ pub fn start<S: RegistryStore + Send + Sync + 'static>(
         samples: Mutex::new(VecDeque::new()),
         jobs: Some(jobs),
         detector,
+        vulnerable_firmware: config.detect.vulnerable_firmware.clone(),
     });
     tokio::spawn(sample_loop(dashboard.clone()));
     Ok(dashboard)

@@ -526,6 +526,7 @@ pub fn offline_inputs(config: &ServeConfig, now: i64) -> Result<ReportInputs, Fa
     let mut inputs = data.inputs;
     inputs.now = now;
     inputs.findings = findings;
+    inputs.vulnerable_firmware = config.detect.vulnerable_firmware.clone();
     inputs.usage = read_usage(
         &config.data_dir.join("usage.jsonl"),
         &config.metering.preset.policy(),

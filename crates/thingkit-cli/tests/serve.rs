@@ -727,6 +727,16 @@ assert iot.describe_thing(thingName="cli-sensor")["thingName"] == "cli-sensor"
 assert len(iot.list_policy_versions(policyName="api-device")["policyVersions"]) == 5
 rule = iot.get_topic_rule(ruleName="kept_rule")["rule"]
 assert rule["sql"] == "SELECT * FROM 'dt/+/kept'" and rule["awsIotSqlVersion"] == "2016-03-23", rule
+from datetime import datetime, timedelta, timezone
+now = datetime.now(timezone.utc)
+tasks = iot.list_audit_tasks(startTime=now - timedelta(hours=1), endTime=now)["tasks"]
+assert tasks and all(t["taskStatus"] == "COMPLETED" for t in tasks), tasks
+findings = iot.list_audit_findings(taskId=tasks[0]["taskId"],
+                                   checkName="IOT_POLICY_OVERLY_PERMISSIVE_CHECK")["findings"]
+assert "audit_wide_open" in [f["nonCompliantResource"]["resourceIdentifier"]["policyVersionIdentifier"]["policyName"]
+                             for f in findings], findings
+targets = iot.list_targets_for_security_profile(securityProfileName="kept_profile")["securityProfileTargets"]
+assert [t["arn"] for t in targets] == ["arn:aws:iot:eu-central-1:123456789012:all/registered-things"], targets
 print("OK after kill -9")
 "#,
         port = server.api_port(),

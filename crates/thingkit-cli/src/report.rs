@@ -5,7 +5,7 @@
 //! What the report reads, and the rules it applies:
 //!
 //! - **registry** (`registry.redb`): things, device certificates by status, policies; the audit
-//!   snapshot [`crate::audit::snapshot`] builds from it, on which every audit check runs;
+//!   snapshot [`crate::audit::RegistryData`] builds from it, on which every audit check runs;
 //! - **connected devices**: the registry's connectivity of each thing (offline: as last
 //!   recorded); a running server adds its once-a-minute samples as [`ConnectedSample`]s;
 //! - **usage** (`usage.jsonl`, the meter's closed windows): messages, billable units and bytes

@@ -20,40 +20,7 @@ const POLICY: &str = r#"{"Version": "2012-10-17",
 const THINGS: [&str; 3] = ["sensor-1", "sensor-2", "sensor-3"];
 
 fn fleet(dir: &Path) {
-    let out = thingkit(&["init", arg(dir)], None);
-    assert!(out.status.success(), "init: {}", stderr(&out));
-    std::fs::create_dir_all(dir.join("devices")).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    let mut devices = String::new();
-    for thing in THINGS {
-        let out = thingkit(
-            &[
-                "cert",
-                "create",
-                "--ca-dir",
-                arg(&dir.join("ca")),
-                "--common-name",
-                thing,
-                "--cert-out",
-                arg(&dir.join(format!("devices/{thing}.pem"))),
-                "--key-out",
-                arg(&dir.join(format!("devices/{thing}.key"))),
-            ],
-            None,
-        );
-        assert!(out.status.success(), "cert create: {}", stderr(&out));
-        devices.push_str(&format!(
-            "\n[[device]]\nthing = \"{thing}\"\ncertificate = \"devices/{thing}.pem\"\n"
-        ));
-    }
-    std::fs::write(dir.join("policies/devices.json"), POLICY).unwrap();
-    let mut config = std::fs::read_to_string(dir.join("thingkit.toml")).unwrap();
-    config = config.replace("# listen = \"127.0.0.1:8883\"", "listen = \"127.0.0.1:0\"");
-    config = config.replace("# dir = \"policies\"", "dir = \"policies\"");
-    config = config.replace("# listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:0\"");
-    config = config.replace("# listen = \"127.0.0.1:8443\"", "listen = \"127.0.0.1:0\"");
-    config.push_str(&devices);
-    std::fs::write(dir.join("thingkit.toml"), config).unwrap();
+    fleet_dir(dir, &THINGS, POLICY);
 }
 
 /// A mosquitto_sub that stays connected as `thing`.

@@ -12,39 +12,7 @@ const POLICY: &str = r#"{"Version": "2012-10-17",
   "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}"#;
 
 fn fleet(dir: &Path) {
-    let out = thingkit(&["init", arg(dir)], None);
-    assert!(out.status.success(), "init: {}", stderr(&out));
-    std::fs::create_dir_all(dir.join("devices")).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    for thing in ["sensor-1", "sensor-2"] {
-        let out = thingkit(
-            &[
-                "cert",
-                "create",
-                "--ca-dir",
-                arg(&dir.join("ca")),
-                "--common-name",
-                thing,
-                "--cert-out",
-                arg(&dir.join(format!("devices/{thing}.pem"))),
-                "--key-out",
-                arg(&dir.join(format!("devices/{thing}.key"))),
-            ],
-            None,
-        );
-        assert!(out.status.success(), "cert create: {}", stderr(&out));
-    }
-    std::fs::write(dir.join("policies/devices.json"), POLICY).unwrap();
-    let mut config = std::fs::read_to_string(dir.join("thingkit.toml")).unwrap();
-    config = config.replace("# listen = \"127.0.0.1:8883\"", "listen = \"127.0.0.1:0\"");
-    config = config.replace("# dir = \"policies\"", "dir = \"policies\"");
-    config = config.replace("# listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:0\"");
-    config = config.replace("# listen = \"127.0.0.1:8443\"", "listen = \"127.0.0.1:0\"");
-    config.push_str(
-        "\n[[device]]\nthing = \"sensor-1\"\ncertificate = \"devices/sensor-1.pem\"\n\n\
-         [[device]]\nthing = \"sensor-2\"\ncertificate = \"devices/sensor-2.pem\"\n",
-    );
-    std::fs::write(dir.join("thingkit.toml"), config).unwrap();
+    fleet_dir(dir, &["sensor-1", "sensor-2"], POLICY);
     let server = Server::start(&dir.join("thingkit.toml"));
     assert!(server.terminate().success());
 }

@@ -10,13 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thingkit_audit::{AuditCheckDetails, AuditConfig, AuditFinding, AuditSuppression, CheckName};
 
-use crate::templates::{TemplateStoreError, write_json_atomically};
+use crate::templates::{JsonRecords, TemplateStoreError};
 
 /// One audit task (`DescribeAuditTask`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -216,8 +215,7 @@ impl AuditRecords {
 /// The Device Defender records, persisted or in memory.
 #[derive(Debug)]
 pub struct AuditStore {
-    path: Option<PathBuf>,
-    records: Mutex<AuditRecords>,
+    records: JsonRecords<AuditRecords>,
     /// Findings are kept for this many of the newest tasks (default 100).
     pub max_tasks_with_findings: usize,
     /// Tasks are kept for this many of the newest (default 1,000).
@@ -227,8 +225,7 @@ pub struct AuditStore {
 impl Default for AuditStore {
     fn default() -> Self {
         AuditStore {
-            path: None,
-            records: Mutex::new(AuditRecords::default()),
+            records: JsonRecords::default(),
             max_tasks_with_findings: 100,
             max_tasks: 1000,
         }
@@ -248,20 +245,8 @@ impl AuditStore {
     ///
     /// The file cannot be read, or is not a record set this version can read.
     pub fn open(path: impl Into<PathBuf>) -> Result<AuditStore, TemplateStoreError> {
-        let path = path.into();
-        let records = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| TemplateStoreError::Corrupt {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuditRecords::default(),
-            Err(source) => return Err(TemplateStoreError::Io { path, source }),
-        };
         Ok(AuditStore {
-            path: Some(path),
-            records: Mutex::new(records),
+            records: JsonRecords::open(path.into())?,
             ..AuditStore::default()
         })
     }
@@ -276,21 +261,17 @@ impl AuditStore {
 
     /// The file it persists to (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, AuditRecords> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+        self.records.path()
     }
 
     /// A copy of everything.
     pub fn snapshot(&self) -> AuditRecords {
-        self.lock().clone()
+        self.records.read(AuditRecords::clone)
     }
 
     /// Reads the records.
     pub fn read<T>(&self, f: impl FnOnce(&AuditRecords) -> T) -> T {
-        f(&self.lock())
+        self.records.read(f)
     }
 
     /// Applies `change` to a copy of the records, persists the copy, then keeps it. `change`
@@ -303,16 +284,7 @@ impl AuditStore {
         &self,
         change: impl FnOnce(&mut AuditRecords) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut current = self.lock();
-        let mut next = current.clone();
-        let out = change(&mut next)?;
-        if next != *current {
-            if let Some(path) = &self.path {
-                write_json_atomically(path, &next)?;
-            }
-            *current = next;
-        }
-        Ok(out)
+        self.records.update(change)
     }
 }
 

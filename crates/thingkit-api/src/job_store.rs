@@ -6,12 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::templates::{TemplateStoreError, write_json_atomically};
+use crate::templates::{JsonRecords, TemplateStoreError};
 
 /// A job template as `DescribeJobTemplate` describes it. The configurations are kept as the
 /// JSON the request gave (each was checked by the jobs engine's rules when stored).
@@ -54,10 +53,7 @@ pub struct JobRecords {
 
 /// The job templates, persisted or in memory.
 #[derive(Debug, Default)]
-pub struct JobStore {
-    path: Option<PathBuf>,
-    records: Mutex<JobRecords>,
-}
+pub struct JobStore(JsonRecords<JobRecords>);
 
 impl JobStore {
     /// A store that keeps everything in memory only.
@@ -72,40 +68,22 @@ impl JobStore {
     ///
     /// The file cannot be read, or is not a record set this version can read.
     pub fn open(path: impl Into<PathBuf>) -> Result<JobStore, TemplateStoreError> {
-        let path = path.into();
-        let records = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| TemplateStoreError::Corrupt {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JobRecords::default(),
-            Err(source) => return Err(TemplateStoreError::Io { path, source }),
-        };
-        Ok(JobStore {
-            path: Some(path),
-            records: Mutex::new(records),
-        })
+        JsonRecords::open(path.into()).map(JobStore)
     }
 
     /// The file it persists to (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, JobRecords> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.path()
     }
 
     /// A copy of everything.
     pub fn snapshot(&self) -> JobRecords {
-        self.lock().clone()
+        self.0.read(JobRecords::clone)
     }
 
     /// A job template by ID.
     pub fn template(&self, id: &str) -> Option<StoredJobTemplate> {
-        self.lock().templates.get(id).cloned()
+        self.0.read(|r| r.templates.get(id).cloned())
     }
 
     /// Applies `change` to a copy of the records, persists the copy, then keeps it. `change`
@@ -118,16 +96,7 @@ impl JobStore {
         &self,
         change: impl FnOnce(&mut JobRecords) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut current = self.lock();
-        let mut next = current.clone();
-        let out = change(&mut next)?;
-        if next != *current {
-            if let Some(path) = &self.path {
-                write_json_atomically(path, &next)?;
-            }
-            *current = next;
-        }
-        Ok(out)
+        self.0.update(change)
     }
 }
 

@@ -202,6 +202,62 @@ fn write_atomically(
     write_json_atomically(path, &file)
 }
 
+/// A set of records kept as one JSON file (or in memory only), shared by the job and Device
+/// Defender stores: a change is applied to a copy, persisted atomically, then kept, so a refused
+/// change or a failed write leaves the records as they were.
+#[derive(Debug, Default)]
+pub(crate) struct JsonRecords<R> {
+    path: Option<PathBuf>,
+    records: Mutex<R>,
+}
+
+impl<R: Clone + PartialEq + Default + Serialize + serde::de::DeserializeOwned> JsonRecords<R> {
+    /// The records persisted at `path` (none yet if the file does not exist).
+    pub(crate) fn open(path: PathBuf) -> Result<JsonRecords<R>, TemplateStoreError> {
+        let records = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| TemplateStoreError::Corrupt {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => R::default(),
+            Err(source) => return Err(TemplateStoreError::Io { path, source }),
+        };
+        Ok(JsonRecords {
+            path: Some(path),
+            records: Mutex::new(records),
+        })
+    }
+
+    /// The file (`None` in memory).
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Reads the records.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&R) -> T) -> T {
+        f(&self.records.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Applies `change` to a copy, persists the copy if it differs, then keeps it.
+    pub(crate) fn update<T, E: From<TemplateStoreError>>(
+        &self,
+        change: impl FnOnce(&mut R) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut current = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = current.clone();
+        let out = change(&mut next)?;
+        if next != *current {
+            if let Some(path) = &self.path {
+                write_json_atomically(path, &next)?;
+            }
+            *current = next;
+        }
+        Ok(out)
+    }
+}
+
 /// Writes `value` as pretty JSON to `path` atomically: a temporary file beside it, fsynced
 /// and renamed over it, then the directory fsynced (shared with the job store).
 pub(crate) fn write_json_atomically<T: Serialize>(

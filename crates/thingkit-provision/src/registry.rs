@@ -544,6 +544,161 @@ impl<S: RegistryStore> Registry<S> {
         Ok(registry)
     }
 
+    /// Re-reads the records under `keys` from the store and applies what is there now, for a
+    /// registry that shares its store with other writers (several servers on one database):
+    /// another writer committed those keys, and this registry's memory must follow. A key
+    /// whose record is gone is removed. Returns how many records changed.
+    ///
+    /// A refresh has the effects of a local change: a certificate that was ACTIVE and no longer
+    /// is (or is gone) emits [`RegistryEvent::CertificateDeactivated`], a CA certificate that
+    /// was ACTIVE and no longer is emits [`RegistryEvent::CaDeactivated`] (so a broker ends
+    /// those sessions), and the [`generation`](Self::generation) moves (so a changed policy or
+    /// attachment decides the next publish). Nothing is written to the store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when a key is not a registry key, a record does not decode or the store
+    /// fails; the records before it are applied, those after it are not (call again, or
+    /// [`refresh_all`](Self::refresh_all)). Refused inside [`batch`](Self::batch).
+    ///
+    /// ```
+    /// use thingkit_provision::{MemoryStore, Registry, RegistryLimits};
+    /// let store = MemoryStore::new();
+    /// let mut here = Registry::open(store.clone(), RegistryLimits::default())?;
+    /// let mut there = Registry::open(store, RegistryLimits::default())?;
+    /// there.create_thing("sensor-1", None, &[])?;
+    /// assert!(here.thing("sensor-1").is_none());
+    /// assert_eq!(here.refresh(["thing/sensor-1"])?, 1);
+    /// assert!(here.thing("sensor-1").is_some());
+    /// # Ok::<(), thingkit_provision::Error>(())
+    /// ```
+    pub fn refresh<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) -> Result<usize> {
+        if self.txn.is_some() {
+            return Err(Error::store("refresh inside a batch"));
+        }
+        let mut events = Vec::new();
+        let mut changed = 0;
+        let mut result = Ok(());
+        for k in keys {
+            match self.refresh_one(k, &mut events) {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.finish_refresh(changed, &events);
+        result.map(|()| changed)
+    }
+
+    /// Re-reads every record from the store and makes the memory equal to it, for a registry
+    /// that may have missed changes by other writers (its change feed reconnected). Records
+    /// not in the store any more are removed. The effects are those of
+    /// [`refresh`](Self::refresh); returns how many records changed.
+    ///
+    /// # Errors
+    ///
+    /// As [`refresh`](Self::refresh); on an error the memory holds what was applied so far.
+    pub fn refresh_all(&mut self) -> Result<usize> {
+        if self.txn.is_some() {
+            return Err(Error::store("refresh inside a batch"));
+        }
+        let mut stored = Vec::new();
+        self.store.for_each(&mut |k, v| {
+            let key = Key::decode(k)?;
+            let value = Value::decode(&key, v)?;
+            stored.push((key, value));
+            Ok(())
+        })?;
+        let present: std::collections::HashSet<&Key> = stored.iter().map(|(k, _)| k).collect();
+        let mut gone: Vec<Key> = Vec::new();
+        gone.extend(self.things.keys().map(|n| Key::Thing(n.clone())));
+        gone.extend(self.types.keys().map(|n| Key::Type(n.clone())));
+        gone.extend(self.groups.keys().map(|n| Key::Group(n.clone())));
+        gone.extend(self.certificates.keys().map(|id| Key::Cert(*id)));
+        gone.extend(self.cas.keys().map(|id| Key::Ca(*id)));
+        gone.extend(self.policies.keys().map(|n| Key::Policy(n.clone())));
+        gone.retain(|k| !present.contains(k));
+        let mut events = Vec::new();
+        let mut changed = 0;
+        for key in gone {
+            changed += usize::from(self.replace(&key, None, &mut events));
+        }
+        for (key, value) in stored {
+            changed += usize::from(self.replace(&key, Some(value), &mut events));
+        }
+        self.finish_refresh(changed, &events);
+        Ok(changed)
+    }
+
+    fn refresh_one(&mut self, k: &str, events: &mut Vec<RegistryEvent>) -> Result<bool> {
+        let key = Key::decode(k)?;
+        let value = match self.store.get(k)? {
+            Some(bytes) => Some(Value::decode(&key, &bytes)?),
+            None => None,
+        };
+        Ok(self.replace(&key, value, events))
+    }
+
+    /// Applies a record another writer committed; records the events a local change would have
+    /// emitted. Returns whether the record changed (by its encoding).
+    fn replace(
+        &mut self,
+        key: &Key,
+        value: Option<Value>,
+        events: &mut Vec<RegistryEvent>,
+    ) -> bool {
+        let new_encoding = value.as_ref().map(Value::encode).and_then(|r| r.ok());
+        let new_cert_status = match &value {
+            Some(Value::Cert(c)) => Some(c.status),
+            _ => None,
+        };
+        let new_ca_status = match &value {
+            Some(Value::Ca(c)) => Some(c.status),
+            _ => None,
+        };
+        let old = self.apply(key, value);
+        let old_encoding = old.as_ref().map(Value::encode).and_then(|r| r.ok());
+        match (key, &old) {
+            (Key::Cert(id), Some(Value::Cert(c)))
+                if c.status == CertificateStatus::Active
+                    && new_cert_status != Some(CertificateStatus::Active) =>
+            {
+                events.push(RegistryEvent::CertificateDeactivated {
+                    certificate_id: *id,
+                    // A certificate deleted elsewhere is as unusable as a revoked one.
+                    status: new_cert_status.unwrap_or(CertificateStatus::Revoked),
+                });
+            }
+            (Key::Ca(id), Some(Value::Ca(c)))
+                if c.status == CaStatus::Active && new_ca_status != Some(CaStatus::Active) =>
+            {
+                events.push(RegistryEvent::CaDeactivated {
+                    ca_certificate_id: *id,
+                });
+            }
+            (Key::Thing(name), Some(_)) if !self.things.contains_key(name) => {
+                self.connectivity.remove(name);
+            }
+            _ => {}
+        }
+        old.is_some() != new_encoding.is_some() || old_encoding != new_encoding
+    }
+
+    fn finish_refresh(&mut self, changed: usize, events: &[RegistryEvent]) {
+        if changed > 0 {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+        for event in events {
+            for listener in &self.listeners {
+                listener(event);
+            }
+        }
+    }
+
     /// A counter bumped after every committed change (connectivity status excepted), shared so
     /// a reader can tell without the registry's lock that something changed since it last
     /// looked: the broker re-reads a connection's effective policies when it moved, so a

@@ -1014,3 +1014,135 @@ fn issuance_revocation_and_policy_versions_are_dated_by_the_caller() {
     assert_eq!(policy.version(1).unwrap().created_at, 1_893_456_000);
     assert_eq!(policy.version(v2).unwrap().created_at, 1_893_456_000 + 3600);
 }
+
+/// A second registry on the same store: what another server would hold.
+fn second_registry(f: &Fixture) -> (Registry, Arc<Mutex<Vec<RegistryEvent>>>) {
+    let mut other = Registry::open(f.registry.store().clone(), RegistryLimits::default()).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    other.subscribe(move |e| sink.lock().unwrap().push(e.clone()));
+    (other, events)
+}
+
+#[test]
+fn refresh_applies_another_writers_revocation_and_emits_its_event() {
+    let mut f = fixture();
+    let (id, der) = f.device("dev", CertificateStatus::Active);
+    let (mut other, events) = second_registry(&f);
+    let generation = other.generation();
+    let before = generation.load(std::sync::atomic::Ordering::Acquire);
+    assert!(
+        other
+            .authenticate(&[&der], std::time::SystemTime::now())
+            .is_ok()
+    );
+
+    f.registry
+        .update_certificate(
+            &id,
+            CertificateStatus::Revoked,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    // Not seen until refreshed: the store changed underneath, memory did not.
+    assert!(
+        other
+            .authenticate(&[&der], std::time::SystemTime::now())
+            .is_ok()
+    );
+    let key = format!("cert/{id}");
+    assert_eq!(other.refresh([key.as_str()]).unwrap(), 1);
+    assert!(matches!(
+        other.authenticate(&[&der], std::time::SystemTime::now()),
+        Err(Error::Unauthenticated(
+            AuthFailure::CertificateNotActive { .. }
+        ))
+    ));
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![RegistryEvent::CertificateDeactivated {
+            certificate_id: id,
+            status: CertificateStatus::Revoked,
+        }]
+    );
+    assert!(generation.load(std::sync::atomic::Ordering::Acquire) > before);
+    // A second refresh of the same key changes nothing and emits nothing.
+    assert_eq!(other.refresh([key.as_str()]).unwrap(), 0);
+    assert_eq!(events.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn refresh_follows_policy_versions_attachments_ca_status_and_deletions() {
+    let mut f = fixture();
+    let (id, der) = f.device("dev", CertificateStatus::Active);
+    f.registry
+        .create_policy("p", ALLOW_CONNECT, std::time::SystemTime::now())
+        .unwrap();
+    f.registry
+        .attach_policy("p", &PolicyTarget::Certificate(id))
+        .unwrap();
+    f.registry.create_thing("gone", None, &[]).unwrap();
+    let (mut other, events) = second_registry(&f);
+
+    f.registry
+        .create_policy_version("p", ALLOW_PUBLISH, true, std::time::SystemTime::now())
+        .unwrap();
+    f.registry.delete_thing("gone").unwrap();
+    f.registry.create_thing("new", None, &[]).unwrap();
+    f.registry
+        .update_ca_certificate(&f.ca_id, CaStatus::Inactive, false)
+        .unwrap();
+    let changed = other
+        .refresh([
+            "policy/p",
+            "thing/gone",
+            "thing/new",
+            &format!("ca/{}", f.ca_id),
+        ])
+        .unwrap();
+    assert_eq!(changed, 4);
+    assert!(other.thing("gone").is_none() && other.thing("new").is_some());
+    assert_eq!(
+        other
+            .policy("p")
+            .unwrap()
+            .default_version()
+            .unwrap()
+            .version_id,
+        2,
+        "the new default version is in force"
+    );
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![RegistryEvent::CaDeactivated {
+            ca_certificate_id: f.ca_id
+        }]
+    );
+    assert!(
+        other
+            .authenticate(&[&der], std::time::SystemTime::now())
+            .is_err()
+    );
+}
+
+#[test]
+fn refresh_all_makes_memory_equal_to_the_store_and_refuses_bad_keys() {
+    let mut f = fixture();
+    let (id, _) = f.device("dev", CertificateStatus::Active);
+    f.registry.create_thing("a", None, &[]).unwrap();
+    let (mut other, events) = second_registry(&f);
+    f.registry.delete_thing("a").unwrap();
+    f.registry.create_thing("b", None, &[]).unwrap();
+    f.registry
+        .update_certificate(
+            &id,
+            CertificateStatus::Inactive,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(other.refresh_all().unwrap(), 3);
+    assert!(other.thing("a").is_none() && other.thing("b").is_some());
+    assert_eq!(events.lock().unwrap().len(), 1);
+    assert_eq!(other.refresh_all().unwrap(), 0);
+    assert!(matches!(other.refresh(["nonsense"]), Err(Error::Store(_))));
+}

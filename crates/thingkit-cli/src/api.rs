@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use thingkit_api::{ApiError, ApiResult, AuditRecord, DataPublish, Publisher};
 use thingkit_broker::{BrokerPublisher, ShadowService};
 use thingkit_mqtt::{MqttStr, PacketProperties, Properties, QoS, TopicName};
-use thingkit_shadow::RedbShadowStore;
 
 use crate::Failure;
 
@@ -153,21 +152,23 @@ impl Publisher for BrokerData {
 #[allow(clippy::too_many_arguments)]
 pub fn control_plane(
     config: &crate::config::ServeConfig,
-    registry: Arc<std::sync::RwLock<thingkit_provision::Registry<thingkit_provision::RedbStore>>>,
+    registry: Arc<
+        std::sync::RwLock<thingkit_provision::Registry<crate::serve::ServerRegistryStore>>,
+    >,
     arn: thingkit_policy::ArnPrefix,
     ca: Arc<thingkit_provision::CertificateAuthority>,
     (templates, fleet): (
         Arc<thingkit_api::templates::TemplateStore>,
         Arc<Mutex<thingkit_provision::FleetProvisioning>>,
     ),
-    shadows: Arc<ShadowService<RedbShadowStore>>,
+    shadows: Arc<ShadowService<crate::serve::ServerShadowStore>>,
     publisher: BrokerPublisher,
     mqtt: std::net::SocketAddr,
     jobs: Option<Arc<Mutex<thingkit_jobs::DynJobs>>>,
     rules: Option<Arc<dyn thingkit_api::topic_rule::TopicRuleHook>>,
     activity: thingkit_broker::ActivitySource,
     detect: Arc<dyn thingkit_api::audit::DetectHook>,
-) -> Result<Arc<thingkit_api::ControlPlane<thingkit_provision::RedbStore>>, Failure> {
+) -> Result<Arc<thingkit_api::ControlPlane<crate::serve::ServerRegistryStore>>, Failure> {
     let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
     let keys = Arc::new(
         thingkit_api::keys::KeyStore::open(&keys_path)
@@ -258,7 +259,7 @@ impl thingkit_api::audit::AuditSources for BrokerActivity {
 
 /// The broker's shadow service as the API's shadow backend: one engine and store for MQTT and
 /// HTTPS.
-pub struct ShadowData(pub Arc<ShadowService<RedbShadowStore>>);
+pub struct ShadowData(pub Arc<ShadowService<crate::serve::ServerShadowStore>>);
 
 impl thingkit_api::ShadowBackend for ShadowData {
     fn request(&self, topic: &str, payload: &[u8], now: u64) -> Option<Vec<(String, Vec<u8>)>> {

@@ -34,6 +34,13 @@ pub struct ServeArgs {
     pub config: PathBuf,
 }
 
+/// Where the server keeps its registry: the embedded redb file in `data_dir`, or a store shared
+/// with other servers (`[cluster]`).
+pub type ServerRegistryStore = Box<dyn thingkit_provision::RegistryStore>;
+
+/// Where the server keeps its device shadows (see [`ServerRegistryStore`]).
+pub type ServerShadowStore = Box<dyn thingkit_shadow::ShadowStore>;
+
 /// The registry database inside `data_dir`.
 const REGISTRY_FILE: &str = "registry.redb";
 
@@ -127,8 +134,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Failure(format!("{}: {e}", config.data_dir.display())))?;
     let registry_path = config.data_dir.join(REGISTRY_FILE);
-    let store = RedbStore::open(&registry_path)
-        .map_err(|e| Failure(format!("{}: {e}", registry_path.display())))?;
+    let store: ServerRegistryStore = Box::new(
+        RedbStore::open(&registry_path)
+            .map_err(|e| Failure(format!("{}: {e}", registry_path.display())))?,
+    );
     let mut registry = Registry::open(store, RegistryLimits::default())
         .map_err(|e| Failure(format!("{}: {e}", registry_path.display())))?;
     let ca = Arc::new(
@@ -193,8 +202,10 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     let store = thingkit_broker::RedbStore::open(&store_path)
         .map_err(|e| Failure(format!("{}: {e}", store_path.display())))?;
     let shadow_path = config.data_dir.join(SHADOW_STORE_FILE);
-    let shadows = thingkit_shadow::RedbShadowStore::open(&shadow_path)
-        .map_err(|e| Failure(format!("{}: {e}", shadow_path.display())))?;
+    let shadows: ServerShadowStore = Box::new(
+        thingkit_shadow::RedbShadowStore::open(&shadow_path)
+            .map_err(|e| Failure(format!("{}: {e}", shadow_path.display())))?,
+    );
     let metrics_listener = match config.metrics.enabled {
         true => Some(
             tokio::net::TcpListener::bind(config.metrics.listen)

@@ -41,6 +41,19 @@ pub trait RegistryStore: Send + Sync {
     fn commit(&mut self, ops: &[StoreOp]) -> Result<()>;
 }
 
+/// A boxed store is a store: a server picks its backend (embedded or shared) at start-up.
+impl<T: RegistryStore + ?Sized> RegistryStore for Box<T> {
+    fn for_each(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        (**self).for_each(f)
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        (**self).get(key)
+    }
+    fn commit(&mut self, ops: &[StoreOp]) -> Result<()> {
+        (**self).commit(ops)
+    }
+}
+
 /// A store that keeps records in memory: fast, and gone when the last clone is dropped.
 ///
 /// Clones share the same records, so a test can drop a registry and open a new one on a clone of

@@ -38,6 +38,19 @@ pub trait ShadowStore: Send {
     fn list_named(&self, thing: &str) -> Result<Vec<String>, StoreError>;
 }
 
+/// A boxed store is a store: a server picks its backend (embedded or shared) at start-up.
+impl<T: ShadowStore + ?Sized> ShadowStore for Box<T> {
+    fn get(&self, key: &ShadowKey) -> Result<Option<StoredShadow>, StoreError> {
+        (**self).get(key)
+    }
+    fn put(&mut self, key: &ShadowKey, value: &StoredShadow) -> Result<(), StoreError> {
+        (**self).put(key, value)
+    }
+    fn list_named(&self, thing: &str) -> Result<Vec<String>, StoreError> {
+        (**self).list_named(thing)
+    }
+}
+
 /// Shadows in memory: (thing, shadow name or `""` for the classic shadow) → value.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryShadowStore {

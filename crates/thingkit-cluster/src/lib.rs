@@ -3,10 +3,58 @@
 //! machine keeps its embedded redb stores; the cluster is a configuration choice.
 //!
 //! (Crate docs, example and feature table: written as the modules land.)
+//!
+//! ## PostgreSQL stores
+//!
+//! [`PgRegistryStore`], [`PgShadowStore`] and [`PgJobStore`] implement
+//! [`thingkit_provision::RegistryStore`], [`thingkit_shadow::ShadowStore`] and
+//! [`thingkit_jobs::JobStore`] on PostgreSQL (tested on 15) and pass the same conformance
+//! suites as the memory and redb stores (each crate's `conformance` module, feature
+//! `test-suite`). All three can share one [`PostgresConfig`]:
+//!
+//! ```
+//! use thingkit_cluster::{Error, PgRegistryStore, PostgresConfig};
+//!
+//! let config = PostgresConfig::new("postgres://thingkit@db.internal:5432/thingkit")
+//!     .with_schema("fleet_eu");
+//! assert_eq!(config.schema, "fleet_eu");
+//! // Schema names are spliced into SQL, so anything but a plain identifier is refused,
+//! // before any connection is made.
+//! let bad = PostgresConfig::new("postgres://db/thingkit").with_schema("eu; DROP TABLE x");
+//! assert!(matches!(PgRegistryStore::open(&bad), Err(Error::Config(_))));
+//! ```
+//!
+//! - **One connection per store, on its own thread.** The blocking `postgres` client runs a
+//!   runtime of its own and must not be called inside the server's tokio runtime, so each
+//!   store sends closures to a dedicated thread. A call waits at most
+//!   [`PostgresConfig::call_timeout`]; the server cancels a statement after
+//!   `statement_timeout`; `TCP_USER_TIMEOUT` and keepalives notice a vanished server.
+//! - **Reconnects by itself.** A call that finds the connection broken (PostgreSQL restarted,
+//!   network cut) reconnects and is retried once; every write is an idempotent upsert or
+//!   delete, so a retry after an unknown outcome is safe. A call that fails is not
+//!   acknowledged; its write may or may not have been applied.
+//! - **Acknowledged means durable.** Each write (a registry batch is one) is one transaction
+//!   committed with `synchronous_commit = on`, forced per session.
+//! - **Migrations at open**, in one transaction under `pg_advisory_xact_lock` keyed by the
+//!   schema, recorded per component in `<schema>.schema_version`; a schema migrated by a newer
+//!   build is refused ([`Error::SchemaTooNew`]).
+//! - **One schema per cluster** ([`PostgresConfig::schema`]), so clusters and test runs can
+//!   share a database. Keys use `COLLATE "C"`: listings keep redb's byte order.
+//! - **No TLS.** Connections are plain TCP (`NoTls`): keep PostgreSQL on loopback or a
+//!   private network, or tunnel it.
+//!
+//! Tests against a real server are `#[ignore]`d; `.ci/postgres` runs a throwaway one:
+//!
+//! ```text
+//! .ci/postgres start
+//! THINGKIT_TEST_POSTGRES=$(.ci/postgres url) cargo test -p thingkit-cluster -- --ignored
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod error;
+mod postgres;
 
 pub use error::Error;
+pub use postgres::{PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig};

@@ -40,6 +40,7 @@
 //! | Feature | Default | What it adds |
 //! |---|---|---|
 //! | `redb` | yes | [`RedbJobStore`]: jobs and executions in one redb file, every write durable |
+//! | `test-suite` | no | `conformance::run` and `conformance::reopen`: the tests every [`JobStore`] must pass |
 //!
 //! # Specifications implemented
 //!
@@ -82,4 +83,6 @@ pub use service::{
 pub type DynJobs = Jobs<Box<dyn JobStore>>;
 #[cfg(feature = "redb")]
 pub use store::RedbJobStore;
+#[cfg(feature = "test-suite")]
+pub use store::conformance;
 pub use store::{JobStore, MemoryJobStore};

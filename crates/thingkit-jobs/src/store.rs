@@ -7,13 +7,17 @@ use crate::error::Error;
 use crate::execution::JobExecution;
 use crate::job::{Job, JobId};
 
+#[cfg(feature = "test-suite")]
+pub mod conformance;
+#[cfg(all(test, not(feature = "test-suite")))]
+pub(crate) mod conformance;
 #[cfg(feature = "redb")]
 mod redb;
 #[cfg(feature = "redb")]
 pub use self::redb::RedbJobStore;
 
 /// Where jobs and executions are kept. Every implementation passes the same tests
-/// (`tests/store.rs`). Failures are [`Error::InternalError`]. Writes are durable when they
+/// (`conformance::run` and `conformance::reopen`, cargo feature `test-suite`). Failures are [`Error::InternalError`]. Writes are durable when they
 /// return `Ok`.
 pub trait JobStore: Send {
     /// The job `id`, if it exists.
@@ -228,5 +232,28 @@ impl JobStore for MemoryJobStore {
 
     fn rollout(&self, job: &JobId) -> Result<Vec<String>, Error> {
         Ok(self.rollouts.get(job).cloned().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_passes_the_conformance_suite() {
+        conformance::run(|| Box::new(MemoryJobStore::new()));
+    }
+
+    #[cfg(feature = "redb")]
+    #[test]
+    fn redb_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = 0;
+        conformance::run(|| {
+            n += 1;
+            Box::new(RedbJobStore::open(dir.path().join(format!("{n}.redb"))).expect("open"))
+        });
+        let path = dir.path().join("reopened.redb");
+        conformance::reopen(|| Box::new(RedbJobStore::open(&path).expect("open")));
     }
 }

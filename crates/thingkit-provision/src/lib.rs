@@ -81,6 +81,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `redb-store` | yes | `RedbStore`, a crash-safe store on the pure-Rust `redb` database |
+//! | `test-suite` | no | `conformance::run` and `conformance::reopen`: the tests every [`RegistryStore`] must pass |
 //!
 //! # Specifications
 //!
@@ -173,6 +174,8 @@ pub use registry::{
 pub use request::{CsrLimits, DeviceKeyType, DevicePublicKey, VerifiedCsr};
 #[cfg(feature = "redb-store")]
 pub use store::RedbStore;
+#[cfg(feature = "test-suite")]
+pub use store::conformance;
 pub use store::{MemoryStore, RegistryStore, StoreOp};
 pub use template::{
     CERTIFICATE_ID as TEMPLATE_CERTIFICATE_ID, CERTIFICATE_PEM as TEMPLATE_CERTIFICATE_PEM,

@@ -11,6 +11,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
+#[cfg(feature = "test-suite")]
+pub mod conformance;
+#[cfg(all(test, not(feature = "test-suite")))]
+pub(crate) mod conformance;
+
 /// One change in a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreOp {
@@ -117,3 +122,28 @@ impl RegistryStore for MemoryStore {
 
 #[cfg(feature = "redb-store")]
 pub use crate::durable::RedbStore;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_passes_the_conformance_suite() {
+        conformance::run(|| Box::new(MemoryStore::new()));
+        let shared = MemoryStore::new();
+        conformance::reopen(|| Box::new(shared.clone()));
+    }
+
+    #[cfg(feature = "redb-store")]
+    #[test]
+    fn redb_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = 0;
+        conformance::run(|| {
+            n += 1;
+            Box::new(RedbStore::open(dir.path().join(format!("{n}.redb"))).expect("open"))
+        });
+        let path = dir.path().join("reopened.redb");
+        conformance::reopen(|| Box::new(RedbStore::open(&path).expect("open")));
+    }
+}

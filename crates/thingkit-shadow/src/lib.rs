@@ -45,6 +45,7 @@
 //! | Feature | Default | What it adds |
 //! |---|---|---|
 //! | `redb` | yes | [`RedbShadowStore`]: shadows in one redb file, every write committed durably |
+//! | `test-suite` | no | `conformance::run` and `conformance::reopen`: the tests every [`ShadowStore`] must pass |
 //!
 //! # Specifications implemented
 //!
@@ -75,6 +76,8 @@ pub use request::{Limits, OutMessage, Outcome, handle};
 pub use shadows::Shadows;
 #[cfg(feature = "redb")]
 pub use store::RedbShadowStore;
+#[cfg(feature = "test-suite")]
+pub use store::conformance;
 pub use store::{MemoryShadowStore, ShadowStore};
 pub use stored::{MAX_STORED_DEPTH, StoredShadow};
 pub use topic::{

@@ -7,12 +7,17 @@ use crate::error::StoreError;
 use crate::stored::StoredShadow;
 use crate::topic::ShadowKey;
 
+#[cfg(feature = "test-suite")]
+pub mod conformance;
+#[cfg(all(test, not(feature = "test-suite")))]
+pub(crate) mod conformance;
 #[cfg(feature = "redb")]
 mod redb;
 #[cfg(feature = "redb")]
 pub use self::redb::RedbShadowStore;
 
-/// Where shadows are kept. Every implementation passes the same tests (`tests/store.rs`).
+/// Where shadows are kept. Every implementation passes the same tests: `conformance::run`
+/// and `conformance::reopen` (cargo feature `test-suite`).
 pub trait ShadowStore: Send {
     /// The stored value of `key`, documents and tombstones alike; `None` if never stored.
     ///
@@ -92,5 +97,28 @@ impl ShadowStore for MemoryShadowStore {
             .filter(|((_, name), value)| !name.is_empty() && !value.is_deleted())
             .map(|((_, name), _)| name.clone())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_passes_the_conformance_suite() {
+        conformance::run(|| Box::new(MemoryShadowStore::new()));
+    }
+
+    #[cfg(feature = "redb")]
+    #[test]
+    fn redb_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = 0;
+        conformance::run(|| {
+            n += 1;
+            Box::new(RedbShadowStore::open(dir.path().join(format!("{n}.redb"))).expect("open"))
+        });
+        let path = dir.path().join("reopened.redb");
+        conformance::reopen(|| Box::new(RedbShadowStore::open(&path).expect("open")));
     }
 }

@@ -1,0 +1,21 @@
+//! The shared state on PostgreSQL: [`PgRegistryStore`], [`PgShadowStore`] and [`PgJobStore`],
+//! each implementing its crate's store trait and passing that crate's conformance suite.
+//!
+//! Each store owns one connection, on a thread of its own (the blocking client must not run
+//! inside the server's tokio runtime); calls wait at most [`PostgresConfig::call_timeout`], the
+//! server cancels statements after [`PostgresConfig::statement_timeout`], and a connection that
+//! broke is re-established by the next call, which is retried once (every write is an
+//! idempotent upsert or delete). Migrations run at open under an advisory lock and are recorded
+//! in `<schema>.schema_version`.
+
+mod config;
+mod connection;
+mod jobs;
+mod migration;
+mod registry;
+mod shadow;
+
+pub use config::PostgresConfig;
+pub use jobs::PgJobStore;
+pub use registry::PgRegistryStore;
+pub use shadow::PgShadowStore;

@@ -1,0 +1,195 @@
+//! The PostgreSQL stores against a real server: each passes its crate's conformance suite.
+//!
+//! Ignored by default; run with a server (see `.ci/postgres`):
+//!
+//! ```text
+//! .ci/postgres start
+//! THINGKIT_TEST_POSTGRES=$(.ci/postgres url) cargo test -p thingkit-cluster --test postgres -- --ignored
+//! ```
+//!
+//! Each store gets a fresh random schema, so runs never see each other's records.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use thingkit_cluster::{Error, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig};
+use thingkit_provision::{RegistryStore, StoreOp};
+
+const ENV: &str = "THINGKIT_TEST_POSTGRES";
+
+fn url() -> String {
+    match std::env::var(ENV) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{ENV} is not set: these tests need PostgreSQL. Start one with `.ci/postgres start` \
+             and run `{ENV}=$(.ci/postgres url) cargo test -p thingkit-cluster -- --ignored`"
+        ),
+    }
+}
+
+/// A schema name no other test or run uses.
+fn fresh_schema() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "tk_test_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn config(schema: &str) -> PostgresConfig {
+    PostgresConfig::new(url()).with_schema(schema)
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn registry_store_passes_the_conformance_suite() {
+    thingkit_provision::conformance::run(|| {
+        Box::new(PgRegistryStore::open(&config(&fresh_schema())).expect("open"))
+    });
+    let schema = fresh_schema();
+    thingkit_provision::conformance::reopen(|| {
+        Box::new(PgRegistryStore::open(&config(&schema)).expect("open"))
+    });
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn shadow_store_passes_the_conformance_suite() {
+    thingkit_shadow::conformance::run(|| {
+        Box::new(PgShadowStore::open(&config(&fresh_schema())).expect("open"))
+    });
+    let schema = fresh_schema();
+    thingkit_shadow::conformance::reopen(|| {
+        Box::new(PgShadowStore::open(&config(&schema)).expect("open"))
+    });
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn job_store_passes_the_conformance_suite() {
+    thingkit_jobs::conformance::run(|| {
+        Box::new(PgJobStore::open(&config(&fresh_schema())).expect("open"))
+    });
+    let schema = fresh_schema();
+    thingkit_jobs::conformance::reopen(|| {
+        Box::new(PgJobStore::open(&config(&schema)).expect("open"))
+    });
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn the_three_stores_share_one_schema() {
+    let schema = fresh_schema();
+    let mut registry = PgRegistryStore::open(&config(&schema)).expect("open");
+    let _shadows = PgShadowStore::open(&config(&schema)).expect("open");
+    let _jobs = PgJobStore::open(&config(&schema)).expect("open");
+    registry
+        .commit(&[StoreOp::Put {
+            key: "thing/a".into(),
+            value: b"1".to_vec(),
+        }])
+        .expect("commit");
+    // Opening again re-runs the migrations: a no-op.
+    let again = PgRegistryStore::open(&config(&schema)).expect("reopen");
+    assert_eq!(again.get("thing/a").expect("get"), Some(b"1".to_vec()));
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn a_schema_migrated_by_a_newer_build_is_refused() {
+    let schema = fresh_schema();
+    drop(PgRegistryStore::open(&config(&schema)).expect("open"));
+    let mut client = postgres::Client::connect(&url(), postgres::NoTls).expect("connect");
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.schema_version (component, version) VALUES ('registry', 99)"
+            ),
+            &[],
+        )
+        .expect("insert");
+    match PgRegistryStore::open(&config(&schema)) {
+        Err(Error::SchemaTooNew {
+            component: "registry",
+            found: 99,
+            known: 1,
+        }) => {}
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    // Other components in the schema are not affected.
+    PgShadowStore::open(&config(&schema)).expect("the shadow tables are at a known version");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn a_refused_batch_reports_postgresqls_message_and_changes_nothing() {
+    let mut store = PgRegistryStore::open(&config(&fresh_schema())).expect("open");
+    let err = store
+        .commit(&[
+            StoreOp::Put {
+                key: "a".into(),
+                value: b"1".to_vec(),
+            },
+            StoreOp::Put {
+                key: "nul\0".into(),
+                value: b"2".to_vec(),
+            },
+        ])
+        .expect_err("PostgreSQL text cannot hold NUL");
+    let message = err.to_string();
+    assert!(message.contains("PostgreSQL commit"), "{message}");
+    assert_eq!(store.get("a").expect("get"), None);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn the_stores_work_when_called_inside_a_tokio_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let schema = fresh_schema();
+    let cfg = config(&schema);
+    runtime.block_on(async move {
+        tokio::spawn(async move {
+            // Blocking calls on a runtime thread: fine for this test, the point is that the
+            // client (which runs a runtime of its own) does not panic here.
+            let mut store = PgRegistryStore::open(&cfg).expect("open inside a runtime");
+            store
+                .commit(&[StoreOp::Put {
+                    key: "k".into(),
+                    value: b"v".to_vec(),
+                }])
+                .expect("commit inside a runtime");
+            assert_eq!(store.get("k").expect("get"), Some(b"v".to_vec()));
+        })
+        .await
+        .expect("task");
+    });
+}
+
+#[test]
+fn an_unreachable_server_is_an_error_not_a_hang() {
+    let cfg = PostgresConfig {
+        connect_timeout: std::time::Duration::from_secs(2),
+        ..PostgresConfig::new("postgres://postgres@127.0.0.1:9/thingkit")
+    };
+    match PgRegistryStore::open(&cfg) {
+        Err(Error::Postgres { operation, .. }) => assert_eq!(operation, "connect"),
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_schema_name_is_refused_before_connecting() {
+    let cfg = PostgresConfig::new("postgres://postgres@127.0.0.1:9/thingkit")
+        .with_schema("x; DROP TABLE y");
+    assert!(matches!(PgRegistryStore::open(&cfg), Err(Error::Config(_))));
+}

@@ -75,6 +75,8 @@ pub struct ServeConfig {
     pub rules_engine: RulesEngineConfig,
     /// `[detect]`: Device Defender Detect security profiles.
     pub detect: DetectConfig,
+    /// `[cluster]`: several servers as one, on PostgreSQL and NATS (docs/cluster.md).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for ServeConfig {
@@ -90,6 +92,7 @@ impl Default for ServeConfig {
             limits: LimitsConfig::default(),
             firmware: FirmwareConfig::default(),
             detect: DetectConfig::default(),
+            cluster: ClusterConfig::default(),
             fleet: FleetConfig::default(),
             shadow: ShadowConfig::default(),
             devices: Vec::new(),
@@ -705,6 +708,34 @@ pub struct DetectConfig {
     pub vulnerable_firmware: Vec<String>,
 }
 
+/// `[cluster]`: what several servers share (docs/cluster.md). Unset, the server keeps
+/// everything in `data_dir` on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// PostgreSQL that holds the registry, the shadows and the jobs of every server of the
+    /// cluster (a libpq URL such as `postgres://thingkit@db.internal/thingkit`). Unset: they
+    /// live in `data_dir`.
+    pub postgres: Option<String>,
+    /// The PostgreSQL schema of this cluster's tables (several clusters can share a database).
+    /// Default `thingkit`.
+    pub schema: String,
+    /// How many servers share the per-account limits: each server enforces
+    /// `[limits] account_publishes_per_second` divided by this (rounded up), so the cluster
+    /// never admits more than the limit plus one per server and second. Default 1.
+    pub servers: NonZeroU64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            postgres: None,
+            schema: "thingkit".into(),
+            servers: nz64(1),
+        }
+    }
+}
+
 /// `[fleet]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -992,6 +1023,20 @@ impl ServeConfig {
         }
         if account.arn_prefix().is_none() {
             return at(&[key("account")], "not a valid ARN prefix");
+        }
+        let schema = &self.cluster.schema;
+        if schema.is_empty()
+            || schema.len() > 63
+            || !schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || schema.as_bytes().first().is_some_and(u8::is_ascii_digit)
+            || schema.starts_with("pg_")
+        {
+            return at(
+                &[key("cluster"), key("schema")],
+                "a schema is 1 to 63 of a-z, 0-9 and _, not starting with a digit or pg_",
+            );
         }
         for (i, o) in self.limits.overrides.iter().enumerate() {
             let entry = |field: Option<&str>| {
@@ -1465,6 +1510,7 @@ mod tests {
                 }),
             }),
         }];
+        expected.cluster.postgres = Some("postgres://thingkit@db.internal:5432/thingkit".into());
         assert_eq!(config, expected);
     }
 
@@ -1789,6 +1835,35 @@ format = "json"
         assert_eq!(key.as_deref(), Some("metrics.listen"));
         // Both on one address is fine when the metrics endpoint is off.
         assert!(parse("[metrics]\nenabled = false\nlisten = \"127.0.0.1:8883\"\n").is_ok());
+    }
+
+    #[test]
+    fn cluster_section_names_postgres_schema_and_servers_and_checks_the_schema() {
+        let c = parse(
+            "[cluster]\npostgres = \"postgres://thingkit@db/thingkit\"\nschema = \"fleet_eu\"\nservers = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.cluster.postgres.as_deref(),
+            Some("postgres://thingkit@db/thingkit")
+        );
+        assert_eq!(
+            (c.cluster.schema.as_str(), c.cluster.servers.get()),
+            ("fleet_eu", 3)
+        );
+        assert_eq!(parse("").unwrap().cluster, ClusterConfig::default());
+        for bad in ["", "Fleet", "1eu", "pg_x", "eu; DROP TABLE x"] {
+            let (line, _, key, _) = error(&format!("[cluster]\nschema = {bad:?}\n"));
+            assert_eq!(
+                (line, key.as_deref()),
+                (2, Some("cluster.schema")),
+                "{bad:?}"
+            );
+        }
+        let (_, _, key, _) = error("[cluster]\nservers = 0\n");
+        assert_eq!(key.as_deref(), Some("cluster.servers"));
+        let (_, _, key, _) = error("[cluster]\npostgress = \"x\"\n");
+        assert_eq!(key.as_deref(), Some("cluster.postgress"));
     }
 
     #[test]

@@ -134,12 +134,32 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Failure(format!("{}: {e}", config.data_dir.display())))?;
     let registry_path = config.data_dir.join(REGISTRY_FILE);
-    let store: ServerRegistryStore = Box::new(
-        RedbStore::open(&registry_path)
-            .map_err(|e| Failure(format!("{}: {e}", registry_path.display())))?,
-    );
+    // `[cluster] postgres`: the registry, shadows and jobs every server of the cluster shares.
+    let postgres = config.cluster.postgres.as_ref().map(|url| {
+        thingkit_cluster::PostgresConfig::new(url.clone())
+            .with_schema(config.cluster.schema.clone())
+    });
+    let pg_failure = |what: &str, e: thingkit_cluster::Error| {
+        Failure(format!("[cluster] postgres ({what}): {e}"))
+    };
+    let (store, registry_source): (ServerRegistryStore, String) = match &postgres {
+        Some(pg) => (
+            Box::new(
+                thingkit_cluster::PgRegistryStore::open(pg)
+                    .map_err(|e| pg_failure("registry", e))?,
+            ),
+            format!("PostgreSQL schema {}", pg.schema),
+        ),
+        None => (
+            Box::new(
+                RedbStore::open(&registry_path)
+                    .map_err(|e| Failure(format!("{}: {e}", registry_path.display())))?,
+            ),
+            registry_path.display().to_string(),
+        ),
+    };
     let mut registry = Registry::open(store, RegistryLimits::default())
-        .map_err(|e| Failure(format!("{}: {e}", registry_path.display())))?;
+        .map_err(|e| Failure(format!("{registry_source}: {e}")))?;
     let ca = Arc::new(
         CertificateAuthority::from_pem(
             &read(&config.ca.certificate)?,
@@ -202,10 +222,15 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     let store = thingkit_broker::RedbStore::open(&store_path)
         .map_err(|e| Failure(format!("{}: {e}", store_path.display())))?;
     let shadow_path = config.data_dir.join(SHADOW_STORE_FILE);
-    let shadows: ServerShadowStore = Box::new(
-        thingkit_shadow::RedbShadowStore::open(&shadow_path)
-            .map_err(|e| Failure(format!("{}: {e}", shadow_path.display())))?,
-    );
+    let shadows: ServerShadowStore = match &postgres {
+        Some(pg) => Box::new(
+            thingkit_cluster::PgShadowStore::open(pg).map_err(|e| pg_failure("shadows", e))?,
+        ),
+        None => Box::new(
+            thingkit_shadow::RedbShadowStore::open(&shadow_path)
+                .map_err(|e| Failure(format!("{}: {e}", shadow_path.display())))?,
+        ),
+    };
     let metrics_listener = match config.metrics.enabled {
         true => Some(
             tokio::net::TcpListener::bind(config.metrics.listen)
@@ -216,16 +241,23 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     };
     let shadow_service = Arc::new(ShadowService::new(shadows, config.shadow.limits()));
     let jobs_path = config.data_dir.join(JOBS_STORE_FILE);
-    let job_store = thingkit_jobs::RedbJobStore::open(&jobs_path)
-        .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?;
+    let job_store: Box<dyn thingkit_jobs::JobStore> = match &postgres {
+        Some(pg) => {
+            Box::new(thingkit_cluster::PgJobStore::open(pg).map_err(|e| pg_failure("jobs", e))?)
+        }
+        None => Box::new(
+            thingkit_jobs::RedbJobStore::open(&jobs_path)
+                .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?,
+        ),
+    };
     let engine = thingkit_jobs::Jobs::open(
-        Box::new(job_store) as Box<dyn thingkit_jobs::JobStore>,
+        job_store,
         thingkit_jobs::Limits::default(),
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     )
-    .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?;
+    .map_err(|e| Failure(format!("jobs store: {e}")))?;
     let jobs: SharedJobs = Arc::new(std::sync::Mutex::new(engine));
     let streams = Arc::new(std::sync::RwLock::new(
         thingkit_firmware::stream::StreamCatalog::default(),
@@ -534,16 +566,21 @@ fn publish_limits(limits: &LimitsConfig, publishes: u64, bytes: u64) -> RateLimi
     )
 }
 
-/// Per-account publish limits: AWS's action (PUBACK 0x97), or a delay, with the file's rate.
-fn account_limits(limits: &LimitsConfig) -> RateLimits {
+/// Per-account publish limits: AWS's action (PUBACK 0x97), or a delay, with the file's rate,
+/// this server's share of it when `servers` share the account (`[cluster] servers`): the rate
+/// divided by `servers`, rounded up, so the cluster admits at most the rate plus one publish per
+/// server and second, however the load balancer spreads the account's devices.
+fn account_limits(limits: &LimitsConfig, servers: std::num::NonZeroU64) -> RateLimits {
     if !limits.enabled {
         return RateLimits::unlimited();
     }
+    let share = limits
+        .account_publishes_per_second
+        .get()
+        .div_ceil(servers.get());
     with_over_limit(
         limits,
-        RateLimits::aws_account_publish().with_messages(Some(Rate::per_second(
-            limits.account_publishes_per_second.get(),
-        ))),
+        RateLimits::aws_account_publish().with_messages(Some(Rate::per_second(share))),
     )
 }
 
@@ -607,7 +644,7 @@ fn broker_config(
             limits.publishes_per_second.get(),
             limits.bytes_per_second.get(),
         ))
-        .with_account_limits(account_limits(limits))
+        .with_account_limits(account_limits(limits, config.cluster.servers))
         .with_connect_limits(
             limits
                 .enabled

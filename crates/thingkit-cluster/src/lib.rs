@@ -40,6 +40,10 @@
 //!   build is refused ([`Error::SchemaTooNew`]).
 //! - **One schema per cluster** ([`PostgresConfig::schema`]), so clusters and test runs can
 //!   share a database. Keys use `COLLATE "C"`: listings keep redb's byte order.
+//! - **Change feed.** Each registry commit `pg_notify`s the keys it changed inside its
+//!   transaction (channel `<schema>.registry`, [`PostgresConfig::registry_notify`]); a
+//!   [`RegistryFeed`] `LISTEN`s on its own connection and calls back with each key list, or
+//!   with [`RegistryChange::Resync`] after its connection was re-established.
 //! - **No TLS.** Connections are plain TCP (`NoTls`): keep PostgreSQL on loopback or a
 //!   private network, or tunnel it.
 //!
@@ -57,4 +61,7 @@ mod error;
 mod postgres;
 
 pub use error::Error;
-pub use postgres::{PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig};
+pub use postgres::{
+    MAX_PAYLOAD, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig, RegistryChange,
+    RegistryFeed,
+};

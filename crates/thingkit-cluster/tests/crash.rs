@@ -1,5 +1,5 @@
-//! PostgreSQL crashes under load: no acknowledged registry batch is lost, and the store
-//! reconnects by itself.
+//! PostgreSQL crashes under load: no acknowledged registry batch is lost, and the store and a
+//! registry feed reconnect by themselves (the feed then reports a resync).
 //!
 //! Ignored by default. It restarts the server with `.ci/postgres restart` (an immediate-mode
 //! stop: no checkpoint, backends killed, WAL recovery at start), so the server in
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use thingkit_cluster::{PgRegistryStore, PostgresConfig};
+use thingkit_cluster::{PgRegistryStore, PostgresConfig, RegistryChange, RegistryFeed};
 use thingkit_provision::{RegistryStore, StoreOp};
 
 const ENV: &str = "THINGKIT_TEST_POSTGRES";
@@ -62,6 +62,11 @@ fn acknowledged_batches_survive_a_postgresql_crash_restart() {
     );
     let config = PostgresConfig::new(url()).with_schema(&schema);
     let mut store = PgRegistryStore::open(&config).expect("open");
+    let (feed_tx, feed_rx) = std::sync::mpsc::channel();
+    let feed = RegistryFeed::start(&config, move |change| {
+        let _ = feed_tx.send(change);
+    })
+    .expect("feed");
 
     let restarted = Arc::new(AtomicBool::new(false));
     let acked_after_restart = Arc::new(AtomicUsize::new(0));
@@ -145,6 +150,17 @@ fn acknowledged_batches_survive_a_postgresql_crash_restart() {
         refused_but_applied,
         lost.len()
     );
+    // The feed reconnected by itself and said it may have missed commits.
+    let mut resync = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !resync && Instant::now() < deadline {
+        resync = matches!(
+            feed_rx.recv_timeout(Duration::from_millis(500)),
+            Ok(RegistryChange::Resync)
+        );
+    }
+    drop(feed);
+    assert!(resync, "the feed did not report a resync after the restart");
     assert!(
         !refused.is_empty(),
         "no batch was refused: the restart did not happen under load"

@@ -193,3 +193,96 @@ fn a_bad_schema_name_is_refused_before_connecting() {
         .with_schema("x; DROP TABLE y");
     assert!(matches!(PgRegistryStore::open(&cfg), Err(Error::Config(_))));
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn a_commit_through_one_store_reaches_the_other_servers_feed_within_a_second() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    use thingkit_cluster::{RegistryChange, RegistryFeed};
+
+    let schema = fresh_schema();
+    let mut one = PgRegistryStore::open(&config(&schema)).expect("open");
+    let two = PgRegistryStore::open(&config(&schema)).expect("open");
+    let (tx, rx) = mpsc::channel();
+    let _feed = RegistryFeed::start(&config(&schema), move |change| {
+        let _ = tx.send((Instant::now(), change));
+    })
+    .expect("feed");
+    // Another schema's commits are not seen.
+    let mut elsewhere = PgRegistryStore::open(&config(&fresh_schema())).expect("open");
+    elsewhere
+        .commit(&[StoreOp::Put {
+            key: "thing/elsewhere".into(),
+            value: b"x".to_vec(),
+        }])
+        .expect("commit");
+
+    let committed = Instant::now();
+    one.commit(&[
+        StoreOp::Put {
+            key: "thing/b".into(),
+            value: b"1".to_vec(),
+        },
+        StoreOp::Delete {
+            key: "cert/a".into(),
+        },
+    ])
+    .expect("commit");
+    let (seen, change) = rx
+        .recv_timeout(Duration::from_secs(1))
+        .expect("the feed saw the commit within one second");
+    assert_eq!(
+        change,
+        RegistryChange::Keys(vec!["cert/a".into(), "thing/b".into()])
+    );
+    println!(
+        "registry feed: a commit was seen {:?} after it was acknowledged",
+        seen.saturating_duration_since(committed)
+    );
+    assert_eq!(two.get("thing/b").expect("get"), Some(b"1".to_vec()));
+
+    // A refused batch notifies nothing.
+    one.commit(&[
+        StoreOp::Put {
+            key: "thing/c".into(),
+            value: b"1".to_vec(),
+        },
+        StoreOp::Put {
+            key: "nul\0".into(),
+            value: b"2".to_vec(),
+        },
+    ])
+    .expect_err("refused");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing is notified for a refused batch"
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn a_store_that_does_not_notify_is_not_seen_by_feeds() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    use thingkit_cluster::RegistryFeed;
+
+    let schema = fresh_schema();
+    let quiet = PostgresConfig {
+        registry_notify: false,
+        ..config(&schema)
+    };
+    let mut store = PgRegistryStore::open(&quiet).expect("open");
+    let (tx, rx) = mpsc::channel();
+    let _feed = RegistryFeed::start(&config(&schema), move |change| {
+        let _ = tx.send(change);
+    })
+    .expect("feed");
+    store
+        .commit(&[StoreOp::Put {
+            key: "thing/a".into(),
+            value: b"1".to_vec(),
+        }])
+        .expect("commit");
+    assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
+}

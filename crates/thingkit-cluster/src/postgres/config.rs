@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::error::Error;
 
+/// The longest schema name: `<schema>.registry` must fit in 63 bytes.
+const MAX_SCHEMA: usize = 48;
+
 /// Where the PostgreSQL stores keep their tables, and how long they wait.
 ///
 /// Several clusters (or test runs) can share one database: each uses its own PostgreSQL schema,
@@ -15,8 +18,9 @@ pub struct PostgresConfig {
     /// A libpq-style URL or key=value string, e.g.
     /// `postgres://thingkit@db.internal:5432/thingkit`.
     pub url: String,
-    /// The PostgreSQL schema that holds the tables: 1 to 63 characters of `a-z`, `0-9` and `_`,
-    /// not starting with a digit and not starting with `pg_`. Default `thingkit`.
+    /// The PostgreSQL schema that holds the tables: 1 to 48 characters of `a-z`, `0-9` and `_`,
+    /// not starting with a digit and not starting with `pg_` (48, so that the `LISTEN` channel
+    /// `<schema>.registry` fits PostgreSQL's 63-byte names). Default `thingkit`.
     pub schema: String,
     /// How long a call waits for its answer before it returns [`Error::Timeout`]. Default 10 s.
     pub call_timeout: Duration,
@@ -28,6 +32,11 @@ pub struct PostgresConfig {
     /// connection is dropped (`TCP_USER_TIMEOUT`; a vanished server is noticed this fast).
     /// Default 5 s.
     pub tcp_user_timeout: Duration,
+    /// Whether [`PgRegistryStore`](crate::PgRegistryStore) commits `pg_notify` the keys they
+    /// change, for [`RegistryFeed`](crate::RegistryFeed)s. Default `true`. PostgreSQL
+    /// serializes the commits of notifying transactions database-wide; turn this off for a
+    /// bulk load that no feed needs to see.
+    pub registry_notify: bool,
 }
 
 impl PostgresConfig {
@@ -40,6 +49,7 @@ impl PostgresConfig {
             statement_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             tcp_user_timeout: Duration::from_secs(5),
+            registry_notify: true,
         }
     }
 
@@ -57,7 +67,7 @@ impl PostgresConfig {
     pub(crate) fn checked_schema(&self) -> Result<&str, Error> {
         let s = self.schema.as_str();
         let valid = !s.is_empty()
-            && s.len() <= 63
+            && s.len() <= MAX_SCHEMA
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             && s.as_bytes().first().is_some_and(|b| !b.is_ascii_digit())
@@ -66,7 +76,7 @@ impl PostgresConfig {
             Ok(s)
         } else {
             Err(Error::Config(format!(
-                "PostgreSQL schema {s:?}: use 1 to 63 of a-z, 0-9 and _, not starting with a digit or pg_"
+                "PostgreSQL schema {s:?}: use 1 to {MAX_SCHEMA} of a-z, 0-9 and _, not starting with a digit or pg_"
             )))
         }
     }
@@ -106,7 +116,7 @@ mod tests {
 
     #[test]
     fn rejects_schema_names_that_are_not_plain_identifiers() {
-        let long = "a".repeat(64);
+        let long = "a".repeat(MAX_SCHEMA + 1);
         for s in [
             "",
             "Thingkit",

@@ -10,12 +10,14 @@
 
 mod config;
 mod connection;
+mod feed;
 mod jobs;
 mod migration;
 mod registry;
 mod shadow;
 
 pub use config::PostgresConfig;
+pub use feed::{MAX_PAYLOAD, RegistryChange, RegistryFeed};
 pub use jobs::PgJobStore;
 pub use registry::PgRegistryStore;
 pub use shadow::PgShadowStore;

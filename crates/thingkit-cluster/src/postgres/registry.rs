@@ -6,6 +6,7 @@ use thingkit_provision::{RegistryStore, StoreOp};
 
 use super::config::PostgresConfig;
 use super::connection::{Connection, Failure};
+use super::feed;
 use super::migration::{self, Migrations, quote};
 use crate::error::Error;
 
@@ -27,6 +28,8 @@ struct Sql {
     first_page: String,
     next_page: String,
     schema: String,
+    /// The `pg_notify` channel, when commits notify.
+    channel: Option<String>,
 }
 
 /// A [`RegistryStore`] on PostgreSQL: table `<schema>.registry (key text COLLATE "C", value
@@ -38,7 +41,9 @@ struct Sql {
 /// (`COLLATE "C"`), so [`for_each`](RegistryStore::for_each) visits them in the same order as
 /// the embedded redb store. `for_each` reads pages of 1,000 records in key order (not one
 /// snapshot: records committed by another server meanwhile may or may not be seen). PostgreSQL
-/// `text` cannot hold the NUL character: a batch with such a key is refused whole.
+/// `text` cannot hold the NUL character: a batch with such a key is refused whole. With
+/// [`PostgresConfig::registry_notify`] each commit also notifies the keys it changed to
+/// [`RegistryFeed`](crate::RegistryFeed)s, inside its transaction.
 pub struct PgRegistryStore {
     connection: Connection,
     sql: Arc<Sql>,
@@ -75,6 +80,7 @@ impl PgRegistryStore {
                 "SELECT key, value FROM {q}.registry WHERE key > $2 ORDER BY key LIMIT $1"
             ),
             schema: schema.clone(),
+            channel: config.registry_notify.then(|| feed::channel(&schema)),
         });
         let connection = Connection::open(
             config,
@@ -145,6 +151,12 @@ impl RegistryStore for PgRegistryStore {
             return Ok(());
         }
         let sql = Arc::clone(&self.sql);
+        let notices = match &sql.channel {
+            Some(_) => feed::payloads(ops.iter().map(|op| match op {
+                StoreOp::Put { key, .. } | StoreOp::Delete { key } => key.as_str(),
+            })),
+            None => Vec::new(),
+        };
         let ops = ops.to_vec();
         self.connection
             .call("commit", move |client| {
@@ -154,6 +166,12 @@ impl RegistryStore for PgRegistryStore {
                         StoreOp::Put { key, value } => tx.execute(&sql.put, &[key, value])?,
                         StoreOp::Delete { key } => tx.execute(&sql.delete, &[key])?,
                     };
+                }
+                if let Some(channel) = &sql.channel {
+                    // Delivered to listeners only if, and when, this transaction commits.
+                    for payload in &notices {
+                        tx.execute("SELECT pg_notify($1, $2)", &[channel, payload])?;
+                    }
                 }
                 tx.commit()?;
                 Ok(())

@@ -142,6 +142,19 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     let pg_failure = |what: &str, e: thingkit_cluster::Error| {
         Failure(format!("[cluster] postgres ({what}): {e}"))
     };
+    // The change feed listens before the registry loads, so no commit another server makes
+    // between the load and the first refresh is missed; what arrives before the registry is
+    // ready waits in the channel (refreshing a key already loaded changes nothing).
+    let (changes_tx, changes) = std::sync::mpsc::channel();
+    let feed = match &postgres {
+        Some(pg) => Some(
+            thingkit_cluster::RegistryFeed::start(pg, move |change| {
+                let _ = changes_tx.send(change);
+            })
+            .map_err(|e| pg_failure("registry change feed", e))?,
+        ),
+        None => None,
+    };
     let (store, registry_source): (ServerRegistryStore, String) = match &postgres {
         Some(pg) => (
             Box::new(
@@ -280,6 +293,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     // get_thing_shadow(...) in rules reads the shadows this server serves.
     rules.set_external_functions(shadow_service.clone());
     let registry = Arc::new(RwLock::new(registry));
+    if feed.is_some() {
+        follow_registry_changes(registry.clone(), changes)?;
+    }
     let broker = Broker::builder(registry.clone(), identity)
         .rules(rules.clone())
         .config(broker_config)
@@ -550,6 +566,57 @@ fn fleet_provisioning<S: thingkit_provision::RegistryStore>(
         }
     }
     Ok(service)
+}
+
+/// Applies the registry changes other servers commit (`[cluster] postgres`), on a thread of its
+/// own: each key list is re-read from the store ([`Registry::refresh`]), which emits the events
+/// a local change would (the broker ends the sessions of a revoked certificate, re-reads the
+/// policies of its connections); after the feed reconnected, everything is re-read
+/// ([`Registry::refresh_all`]). A refresh that fails is retried as a full one a second later:
+/// the registry must not stay behind the store.
+fn follow_registry_changes(
+    registry: Arc<RwLock<Registry<ServerRegistryStore>>>,
+    changes: std::sync::mpsc::Receiver<thingkit_cluster::RegistryChange>,
+) -> Result<(), Failure> {
+    std::thread::Builder::new()
+        .name("thingkit-registry-feed".into())
+        .spawn(move || {
+            let mut resync = false;
+            loop {
+                let change = match changes.recv_timeout(Duration::from_secs(1)) {
+                    Ok(change) => Some(change),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                let keys = match change {
+                    Some(thingkit_cluster::RegistryChange::Keys(keys)) if !resync => Some(keys),
+                    // A resync, or keys while a full re-read is due: re-read everything.
+                    Some(_) => None,
+                    None if resync => None,
+                    None => continue,
+                };
+                let mut r = registry.write().unwrap_or_else(|p| p.into_inner());
+                let result = match &keys {
+                    Some(keys) => r.refresh(keys.iter().map(String::as_str)),
+                    None => r.refresh_all(),
+                };
+                drop(r);
+                match result {
+                    Ok(changed) => {
+                        if keys.is_none() {
+                            tracing::info!(changed, "registry re-read from PostgreSQL");
+                        }
+                        resync = false;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "registry refresh failed; re-reading everything in a second");
+                        resync = true;
+                    }
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| Failure(format!("registry change feed thread: {e}")))
 }
 
 /// Per-connection publish limits: the AWS actions (PUBACK 0x97), or a delay, with the

@@ -40,19 +40,6 @@ fn subscriber(dir: &Path, thing: &str, port: u16) -> Child {
         .expect("mosquitto_sub is installed (apt install mosquitto-clients)")
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics endpoint accepts");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 fn percent(text: &str) -> String {
     text.bytes()
         .map(|b| {

@@ -47,20 +47,6 @@ fn mosquitto(program: &str, dir: &Path, thing: &str, port: u16, version: &str) -
     cmd
 }
 
-/// GET `path` from `addr` with a plain HTTP/1.1 request; the whole response.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics endpoint accepts");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 #[test]
 #[cfg(unix)]
 fn serve_starts_from_an_init_directory_registers_devices_and_stops_at_sigterm() {

@@ -228,3 +228,17 @@ pub fn fleet_dir(dir: &Path, things: &[&str], policy: &str) {
     config.push_str(&devices);
     std::fs::write(dir.join("thingkit.toml"), config).unwrap();
 }
+
+/// GET `path` from `addr` with a plain HTTP/1.1 request; the whole response.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics endpoint accepts");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}

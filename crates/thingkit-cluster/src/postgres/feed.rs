@@ -121,12 +121,25 @@ impl RegistryFeed {
                 .map_err(|e| pg_error("listen", &e))?;
             Ok(client)
         };
-        let first = connect()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        // The first connection is made on the feed's thread too: the blocking client runs a
+        // runtime of its own, which panics when `start` is called inside the server's tokio
+        // runtime. `start` waits for the outcome, so LISTEN is in place when it returns.
+        let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("thingkit-pg-feed".into())
             .spawn(move || {
+                let first = match connect() {
+                    Ok(client) => {
+                        let _ = ready_tx.send(Ok(()));
+                        client
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
                 let mut client = Some(first);
                 while !stopped.load(Ordering::SeqCst) {
                     let Some(c) = client.as_mut() else {
@@ -149,6 +162,15 @@ impl RegistryFeed {
                 }
             })
             .map_err(|e| Error::Config(format!("cannot start the feed thread: {e}")))?;
+        let listening = ready.recv().unwrap_or_else(|_| {
+            Err(Error::Config(
+                "the feed thread ended before it connected".into(),
+            ))
+        });
+        if let Err(e) = listening {
+            let _ = thread.join();
+            return Err(e);
+        }
         Ok(RegistryFeed {
             stop,
             thread: Some(thread),

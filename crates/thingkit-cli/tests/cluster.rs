@@ -1,0 +1,247 @@
+//! Several `thingkit serve` processes as one cluster (issue #20), as real processes: two servers
+//! with their own data directories and ports share one PostgreSQL (`[cluster] postgres`), so a
+//! shadow written through one is read through the other and a certificate revoked through one
+//! is refused by the other within a second.
+//!
+//! Ignored by `cargo test`: they need a PostgreSQL server, named by `THINGKIT_TEST_POSTGRES`
+//! (`.ci/postgres start; export THINGKIT_TEST_POSTGRES=$(.ci/postgres url)`), plus
+//! mosquitto-clients and the AWS CLI. `.ci/run` starts PostgreSQL and runs them with
+//! `-- --ignored`; a missing peer fails them, never skips them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+/// Devices connect as their thing, and publish, receive and subscribe on `dt/*` and on their
+/// own shadow topics.
+const POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect",
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:client/${iot:Connection.Thing.ThingName}"},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": ["arn:aws:iot:eu-central-1:123456789012:topic/dt/*",
+                  "arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"]},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": ["arn:aws:iot:eu-central-1:123456789012:topicfilter/dt/*",
+                  "arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"]}
+  ]
+}"#;
+
+/// The PostgreSQL URL the tests use; panics (fails the test) when it is not set.
+fn postgres_url() -> String {
+    std::env::var("THINGKIT_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "THINGKIT_TEST_POSTGRES is not set: run `.ci/postgres start` and export \
+             THINGKIT_TEST_POSTGRES=$(.ci/postgres url) (.ci/run does both)"
+        )
+    })
+}
+
+/// A schema no other test run uses, so runs never see each other's records.
+fn fresh_schema(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("t_{test}_{}_{nanos}", std::process::id())
+}
+
+/// One server directory (`fleet_dir`: CA, devices, policy) and `n` configuration files in it,
+/// `server-<i>.toml`, each with its own data directory and ephemeral ports, all on PostgreSQL
+/// schema `schema`.
+fn cluster_dir(dir: &Path, things: &[&str], schema: &str, n: usize) -> Vec<PathBuf> {
+    fleet_dir(dir, things, POLICY);
+    let base = std::fs::read_to_string(dir.join("thingkit.toml")).unwrap();
+    let url = postgres_url();
+    (0..n)
+        .map(|i| {
+            let mut config = base.replace(
+                "# postgres = \"postgres://thingkit@db.internal:5432/thingkit\"",
+                &format!("postgres = {url:?}"),
+            );
+            config = config.replace("# schema = \"thingkit\"", &format!("schema = {schema:?}"));
+            assert!(
+                config.contains("\npostgres = "),
+                "the [cluster] example line moved"
+            );
+            config = format!("data_dir = \"data-{i}\"\n{config}");
+            let path = dir.join(format!("server-{i}.toml"));
+            std::fs::write(&path, config).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// `mosquitto_pub`, `mosquitto_sub` or `mosquitto_rr` connecting as `thing` to `port`.
+fn mosquitto(program: &str, dir: &Path, thing: &str, port: u16, version: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
+        .arg("--cafile")
+        .arg(dir.join("ca/ca.pem"))
+        .arg("--cert")
+        .arg(dir.join(format!("devices/{thing}.pem")))
+        .arg("--key")
+        .arg(dir.join(format!("devices/{thing}.key")))
+        .args(["-i", thing]);
+    cmd
+}
+
+/// A shadow request of `thing` through the server on `port`: publishes `body` on
+/// `$aws/things/THING/shadow/OP` and returns the first `/accepted` answer.
+fn shadow_request(dir: &Path, thing: &str, port: u16, op: &str, body: &str) -> String {
+    let out = mosquitto("mosquitto_rr", dir, thing, port, "5")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            &format!("$aws/things/{thing}/shadow/{op}"),
+            "-e",
+            &format!("$aws/things/{thing}/shadow/{op}/accepted"),
+            "-m",
+            body,
+            "-W",
+            "10",
+        ])
+        .output()
+        .expect("mosquitto_rr is installed (apt install mosquitto-clients)");
+    assert!(out.status.success(), "mosquitto_rr {op}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `aws iot ARGS` against the API of `server`, signed with `key`; the JSON answer.
+fn aws_iot(dir: &Path, server: &Server, key: &(String, String), args: &[&str]) -> String {
+    let out = Command::new("aws")
+        .arg("iot")
+        .args(args)
+        .args(["--endpoint-url", &format!("https://{}", server.api)])
+        .arg("--ca-bundle")
+        .arg(dir.join("ca/ca.pem"))
+        .args(["--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_DEFAULT_REGION", "eu-central-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("the AWS CLI is installed (python3 -m pip install awscli)");
+    assert!(
+        out.status.success(),
+        "aws iot {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES), mosquitto-clients and the AWS CLI; .ci/run runs it"]
+#[cfg(unix)]
+fn two_servers_on_one_postgresql_share_shadows_and_a_revocation_reaches_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = fresh_schema("share");
+    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &schema, 2);
+    let a = Server::start(&configs[0]);
+    let b = Server::start(&configs[1]);
+
+    // A shadow update accepted through A is the document B serves.
+    let accepted = shadow_request(
+        dir.path(),
+        "sensor-1",
+        a.port,
+        "update",
+        r#"{"state":{"reported":{"temp":21}},"clientToken":"through-a"}"#,
+    );
+    assert!(accepted.contains(r#""version":1"#), "{accepted}");
+    std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
+    let document = shadow_request(dir.path(), "sensor-1", b.port, "get", "{}");
+    assert!(document.contains(r#""reported":{"temp":21}"#), "{document}");
+    assert!(document.contains(r#""version":1"#), "{document}");
+
+    // A thing created through A's API is described through B's.
+    let key_a = access_key(&configs[0]);
+    let key_b = access_key(&configs[1]);
+    aws_iot(
+        dir.path(),
+        &a,
+        &key_a,
+        &["create-thing", "--thing-name", "made-on-a"],
+    );
+    let described = aws_iot(
+        dir.path(),
+        &b,
+        &key_b,
+        &["describe-thing", "--thing-name", "made-on-a"],
+    );
+    assert!(
+        described.contains("\"thingName\": \"made-on-a\""),
+        "{described}"
+    );
+
+    // sensor-2 is subscribed on B; its certificate is revoked through A. B ends the connection.
+    let mut subscriber = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")
+        .args(["-q", "1", "-t", "dt/sensor-2/#", "-W", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        subscriber.try_wait().unwrap().is_none(),
+        "sensor-2 stays connected to B before the revocation"
+    );
+    let certificate_id = {
+        let out = thingkit(
+            &["cert", "id", arg(&dir.path().join("devices/sensor-2.pem"))],
+            None,
+        );
+        assert!(out.status.success(), "cert id: {}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let revoked_at = Instant::now();
+    aws_iot(
+        dir.path(),
+        &a,
+        &key_a,
+        &[
+            "update-certificate",
+            "--certificate-id",
+            &certificate_id,
+            "--new-status",
+            "REVOKED",
+        ],
+    );
+    let deadline = revoked_at + Duration::from_secs(5);
+    let ended = loop {
+        if http_get(&b.metrics, "/metrics").contains("thingkit_revocation_disconnects_total 1") {
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still serves sensor-2 five seconds after its certificate was revoked through A"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Printed, not asserted (timings are never asserted): the issue asks for under a second.
+    println!(
+        "B ended the revoked device's connection within {:?} of starting the AWS CLI that revoked it through A (its start-up included; the servers' logs give the gap after the commit)",
+        ended - revoked_at
+    );
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+    std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
+    let again = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")
+        .args(["-q", "1", "-t", "dt/sensor-2/#", "-W", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "B accepted a revoked certificate: {again:?}"
+    );
+
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}

@@ -7,4 +7,15 @@ pub enum Error {
     /// The configuration names something that cannot work (a bad URL, schema or subject).
     #[error("cluster configuration: {0}")]
     Config(String),
+    /// A NATS subject that is not the canonical subject of an MQTT topic
+    /// ([`crate::subject::SubjectSpace::topic`]).
+    #[error("subject {subject:?} at byte {offset}: {reason}")]
+    Subject {
+        /// The subject (its first 256 characters).
+        subject: String,
+        /// The byte offset of the problem in the subject.
+        offset: usize,
+        /// The rule the subject breaks.
+        reason: &'static str,
+    },
 }

@@ -18,4 +18,10 @@ pub enum Error {
         /// The rule the subject breaks.
         reason: &'static str,
     },
+    /// NATS refused or lost the connection or a subscription.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// A message between servers that cannot be encoded or decoded.
+    #[error("cluster message: {0}")]
+    Message(String),
 }

@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 mod error;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod subject;
 
 pub use error::Error;

@@ -75,6 +75,8 @@ pub struct ServeConfig {
     pub rules_engine: RulesEngineConfig,
     /// `[detect]`: Device Defender Detect security profiles.
     pub detect: DetectConfig,
+    /// `[cluster]`: several servers as one (messages routed between them over NATS).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for ServeConfig {
@@ -98,6 +100,7 @@ impl Default for ServeConfig {
             log: LogConfig::default(),
             rules: Vec::new(),
             rules_engine: RulesEngineConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -703,6 +706,32 @@ pub struct DetectConfig {
     /// `thingkit report`) is the share of registered things whose `firmwareVersion` attribute is
     /// one of them. Default: none.
     pub vulnerable_firmware: Vec<String>,
+}
+
+/// `[cluster]`: this server as one of several behind a load balancer, messages routed between
+/// them over NATS (thingkit-cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server(s) (`nats://host:port`, several separated by commas). Default: unset,
+    /// this server alone.
+    pub nats: Option<String>,
+    /// The cluster's name, the same on every server: its subjects are `thingkit.<name>.…`
+    /// (ASCII letters, digits, `-`, `_`). Default `thingkit`.
+    pub name: String,
+    /// This server's name in the cluster, unique among its servers (printable ASCII). Default:
+    /// unset, `<mqtt.listen>-<process id>`.
+    pub server_id: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats: None,
+            name: "thingkit".into(),
+            server_id: None,
+        }
+    }
 }
 
 /// `[fleet]`.
@@ -1417,6 +1446,8 @@ mod tests {
         expected.rules_engine.http_ca_bundle = Some(PathBuf::from("/srv/thingkit/rules-ca.pem"));
         expected.detect.profiles = vec![PathBuf::from("/srv/thingkit/profiles/sensors.json")];
         expected.detect.vulnerable_firmware = vec!["1.0.3".into()];
+        expected.cluster.nats = Some("nats://127.0.0.1:4222".into());
+        expected.cluster.server_id = Some("server-1".into());
         expected.rules = vec![RuleConfig {
             name: "hot_sensors".into(),
             sql: "SELECT temperature, topic(2) AS device FROM 'telemetry/+/temperature' \

@@ -709,7 +709,7 @@ pub struct DetectConfig {
 }
 
 /// `[cluster]`: what several servers share (docs/cluster.md). Unset, the server keeps
-/// everything in `data_dir` on its own.
+/// everything in `data_dir` and routes messages only among its own connections.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -724,6 +724,15 @@ pub struct ClusterConfig {
     /// `[limits] account_publishes_per_second` divided by this (rounded up), so the cluster
     /// never admits more than the limit plus one per server and second. Default 1.
     pub servers: NonZeroU64,
+    /// The NATS server(s) that route messages between the servers (`nats://host:port`, several
+    /// separated by commas). Default: unset, this server alone.
+    pub nats: Option<String>,
+    /// The cluster's name, the same on every server: its subjects are `thingkit.<name>.…`
+    /// (ASCII letters, digits, `-`, `_`). Default `thingkit`.
+    pub name: String,
+    /// This server's name in the cluster, unique among its servers (printable ASCII). Default:
+    /// unset, `<mqtt.listen>-<process id>`.
+    pub server_id: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -732,6 +741,9 @@ impl Default for ClusterConfig {
             postgres: None,
             schema: "thingkit".into(),
             servers: nz64(1),
+            nats: None,
+            name: "thingkit".into(),
+            server_id: None,
         }
     }
 }
@@ -1462,6 +1474,8 @@ mod tests {
         expected.rules_engine.http_ca_bundle = Some(PathBuf::from("/srv/thingkit/rules-ca.pem"));
         expected.detect.profiles = vec![PathBuf::from("/srv/thingkit/profiles/sensors.json")];
         expected.detect.vulnerable_firmware = vec!["1.0.3".into()];
+        expected.cluster.nats = Some("nats://127.0.0.1:4222".into());
+        expected.cluster.server_id = Some("server-1".into());
         expected.rules = vec![RuleConfig {
             name: "hot_sensors".into(),
             sql: "SELECT temperature, topic(2) AS device FROM 'telemetry/+/temperature' \

@@ -296,15 +296,29 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     if feed.is_some() {
         follow_registry_changes(registry.clone(), changes)?;
     }
-    let broker = Broker::builder(registry.clone(), identity)
+    let mut routes = cluster_routes(&config).await?;
+    let mut builder = Broker::builder(registry.clone(), identity)
         .rules(rules.clone())
         .config(broker_config)
         .store(store)
         .service(shadow_service.clone())
         .service(Arc::new(JobsService::new(jobs.clone())))
-        .service(Arc::new(StreamService::with_catalog(streams.clone())))
-        .serve(listener)
-        .await?;
+        .service(Arc::new(StreamService::with_catalog(streams.clone())));
+    if let Some(routes) = &routes {
+        builder = builder.bridge(routes.bridge());
+    }
+    let broker = builder.serve(listener).await?;
+    if let Some(routes) = &mut routes {
+        routes
+            .start(broker.publisher())
+            .await
+            .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
+        tracing::info!(
+            cluster = config.cluster.name,
+            nats = config.cluster.nats.as_deref().unwrap_or_default(),
+            "routing messages between the cluster's servers over NATS"
+        );
+    }
     let jobs_clock = tokio::spawn(JobsService::drive(jobs.clone(), broker.publisher()));
     let detect_loop = tokio::spawn(crate::detect::run(
         detector.clone(),
@@ -439,11 +453,36 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         task.abort();
     }
     broker.shutdown(Duration::from_secs(5)).await;
+    // After the broker: the wills and lifecycle events of its last sessions still go out.
+    if let Some(routes) = routes {
+        routes.close(Duration::from_secs(2)).await;
+    }
     let _ = stop_metrics.send(());
     if let Some(task) = metrics {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// `[cluster] nats`: connects this server to the cluster's NATS (before the broker starts, so
+/// that its bridge is installed from the first message). `None` for a server alone.
+async fn cluster_routes(
+    config: &ServeConfig,
+) -> Result<Option<thingkit_cluster::nats::NatsRoutes>, Failure> {
+    let Some(url) = &config.cluster.nats else {
+        return Ok(None);
+    };
+    let server_id = config
+        .cluster
+        .server_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", config.mqtt.listen, std::process::id()));
+    let nats = thingkit_cluster::nats::NatsConfig::new(url, &config.cluster.name, &server_id)
+        .map_err(|e| Failure(format!("[cluster]: {e}")))?;
+    let routes = thingkit_cluster::nats::NatsRoutes::connect(nats)
+        .await
+        .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
+    Ok(Some(routes))
 }
 
 /// Creates the policies of `[policies] dir` (FILE.json is the policy FILE), or gives an

@@ -3,8 +3,13 @@
 //! shadow written through one is read through the other and a certificate revoked through one
 //! is refused by the other within a second.
 //!
+//! Two servers joined through a real nats-server (`[cluster] nats`) route messages: one that
+//! `mosquitto_pub` (MQTT 3.1.1) publishes on one server reaches `mosquitto_sub` (MQTT 5) on the
+//! other, in both directions.
+//!
 //! Ignored by `cargo test`: they need a PostgreSQL server, named by `THINGKIT_TEST_POSTGRES`
-//! (`.ci/postgres start; export THINGKIT_TEST_POSTGRES=$(.ci/postgres url)`), plus
+//! (`.ci/postgres start; export THINGKIT_TEST_POSTGRES=$(.ci/postgres url)`), a nats-server,
+//! named by `THINGKIT_TEST_NATS` (`.ci/nats start; export THINGKIT_TEST_NATS=$(.ci/nats url)`),
 //! mosquitto-clients and the AWS CLI. `.ci/run` starts PostgreSQL and runs them with
 //! `-- --ignored`; a missing peer fails them, never skips them.
 
@@ -50,25 +55,62 @@ fn fresh_schema(test: &str) -> String {
     format!("t_{test}_{}_{nanos}", std::process::id())
 }
 
-/// One server directory (`fleet_dir`: CA, devices, policy) and `n` configuration files in it,
-/// `server-<i>.toml`, each with its own data directory and ephemeral ports, all on PostgreSQL
-/// schema `schema`.
-fn cluster_dir(dir: &Path, things: &[&str], schema: &str, n: usize) -> Vec<PathBuf> {
+/// The NATS URL the tests use; panics (fails the test) when it is not set.
+fn nats_url() -> String {
+    std::env::var("THINGKIT_TEST_NATS").unwrap_or_else(|_| {
+        panic!(
+            "THINGKIT_TEST_NATS is not set: start a server with `.ci/nats start` and set \
+             THINGKIT_TEST_NATS=$(.ci/nats url) (.ci/run does both)"
+        )
+    })
+}
+
+/// What the servers of a test cluster share: a PostgreSQL schema, a NATS cluster name.
+#[derive(Default)]
+struct Shared {
+    /// `[cluster] postgres` and `schema`.
+    postgres: Option<(String, String)>,
+    /// `[cluster] nats` and `name`.
+    nats: Option<(String, String)>,
+}
+
+/// A server directory (`fleet_dir`: CA, devices, policy) and `n` configuration files in it,
+/// `server-<i>.toml`, each with its own data directory, server ID and ephemeral ports, all
+/// sharing what `shared` names.
+fn cluster_dir(dir: &Path, things: &[&str], shared: &Shared, n: usize) -> Vec<PathBuf> {
     fleet_dir(dir, things, POLICY);
     let base = std::fs::read_to_string(dir.join("thingkit.toml")).unwrap();
-    let url = postgres_url();
     (0..n)
         .map(|i| {
-            let mut config = base.replace(
-                "# postgres = \"postgres://thingkit@db.internal:5432/thingkit\"",
-                &format!("postgres = {url:?}"),
+            let mut config =
+                base.replace("# data_dir = \"data\"", &format!("data_dir = \"data-{i}\""));
+            if let Some((url, schema)) = &shared.postgres {
+                config = config
+                    .replace(
+                        "# postgres = \"postgres://thingkit@db.internal:5432/thingkit\"",
+                        &format!("postgres = {url:?}"),
+                    )
+                    .replace("# schema = \"thingkit\"", &format!("schema = {schema:?}"));
+            }
+            if let Some((url, name)) = &shared.nats {
+                config = config
+                    .replace(
+                        "# nats = \"nats://127.0.0.1:4222\"",
+                        &format!("nats = {url:?}"),
+                    )
+                    .replace("# name = \"thingkit\"", &format!("name = {name:?}"));
+            }
+            config = config.replace(
+                "# server_id = \"server-1\"",
+                &format!("server_id = \"server-{i}\""),
             );
-            config = config.replace("# schema = \"thingkit\"", &format!("schema = {schema:?}"));
             assert!(
-                config.contains("\npostgres = "),
-                "the [cluster] example line moved"
+                config.contains(&format!("data_dir = \"data-{i}\""))
+                    && config.contains(&format!("server_id = \"server-{i}\""))
+                    && (shared.postgres.is_none() || config.contains("\npostgres = "))
+                    && (shared.nats.is_none() || config.contains("\nnats = ")),
+                "the example configuration's lines moved"
             );
-            config = format!("data_dir = \"data-{i}\"\n{config}");
             let path = dir.join(format!("server-{i}.toml"));
             std::fs::write(&path, config).unwrap();
             path
@@ -137,13 +179,51 @@ fn aws_iot(dir: &Path, server: &Server, key: &(String, String), args: &[&str]) -
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `mosquitto_sub -V 5` as `sub_thing` on `sub_port` waits for one message on `dt/#` while
+/// `mosquitto_pub -V 311` as `pub_thing` publishes `payload` on `pub_port` once a second (the
+/// subscription races the first publish; AWS allows one CONNECT per second per client ID).
+fn crosses(
+    dir: &Path,
+    (pub_thing, pub_port): (&str, u16),
+    (sub_thing, sub_port): (&str, u16),
+    payload: &str,
+) {
+    let mut sub = mosquitto("mosquitto_sub", dir, sub_thing, sub_port, "5")
+        .args(["-t", "dt/#", "-q", "1", "-C", "1", "-W", "20", "-v"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let topic = format!("dt/{pub_thing}/temperature");
+    loop {
+        let status = mosquitto("mosquitto_pub", dir, pub_thing, pub_port, "311")
+            .args(["-t", &topic, "-q", "1", "-m", payload])
+            .status()
+            .expect("mosquitto_pub is installed (apt install mosquitto-clients)");
+        assert!(status.success(), "mosquitto_pub: {status:?}");
+        std::thread::sleep(Duration::from_millis(1100));
+        if sub.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break;
+        }
+    }
+    let out = sub.wait_with_output().unwrap();
+    assert!(out.status.success(), "mosquitto_sub: {:?}", out.status);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{topic} {payload}")
+    );
+}
+
 #[test]
 #[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES), mosquitto-clients and the AWS CLI; .ci/run runs it"]
 #[cfg(unix)]
 fn two_servers_on_one_postgresql_share_shadows_and_a_revocation_reaches_both() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = fresh_schema("share");
-    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &schema, 2);
+    let shared = Shared {
+        postgres: Some((postgres_url(), fresh_schema("share"))),
+        ..Shared::default()
+    };
+    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &shared, 2);
     let a = Server::start(&configs[0]);
     let b = Server::start(&configs[1]);
 
@@ -242,6 +322,35 @@ fn two_servers_on_one_postgresql_share_shadows_and_a_revocation_reaches_both() {
         "B accepted a revoked certificate: {again:?}"
     );
 
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
+
+#[test]
+#[ignore = "needs nats-server (THINGKIT_TEST_NATS) and mosquitto-clients; run by .ci/run"]
+#[cfg(unix)]
+fn two_servers_route_messages_through_nats_in_both_directions_and_protocol_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        nats: Some((nats_url(), format!("cli{}", std::process::id()))),
+        ..Shared::default()
+    };
+    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &shared, 2);
+    let a = Server::start(&configs[0]);
+    let b = Server::start(&configs[1]);
+    crosses(
+        dir.path(),
+        ("sensor-1", a.port),
+        ("sensor-2", b.port),
+        "21.5",
+    );
+    // The other way; sensor-2 and sensor-1 connected more than a second ago.
+    crosses(
+        dir.path(),
+        ("sensor-2", b.port),
+        ("sensor-1", a.port),
+        "19.0",
+    );
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }

@@ -56,4 +56,21 @@ pub enum Error {
     /// The store's connection thread has stopped (it panicked); open the store again.
     #[error("the PostgreSQL connection thread of this store has stopped")]
     Closed,
+    /// A NATS subject that is not the canonical subject of an MQTT topic
+    /// ([`crate::subject::SubjectSpace::topic`]).
+    #[error("subject {subject:?} at byte {offset}: {reason}")]
+    Subject {
+        /// The subject (its first 256 characters).
+        subject: String,
+        /// The byte offset of the problem in the subject.
+        offset: usize,
+        /// The rule the subject breaks.
+        reason: &'static str,
+    },
+    /// NATS refused or lost the connection or a subscription.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// A message between servers that cannot be encoded or decoded.
+    #[error("cluster message: {0}")]
+    Message(String),
 }

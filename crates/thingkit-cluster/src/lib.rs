@@ -58,7 +58,10 @@
 #![deny(missing_docs)]
 
 mod error;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod postgres;
+pub mod subject;
 
 pub use error::Error;
 pub use postgres::{

@@ -815,11 +815,29 @@ pub(super) fn route_message(
 /// [`route_message`] for a message whose publisher (`origin`: the certificate, or the rules
 /// chain that republished it) the rules engine is told about. The rules engine, when
 /// installed, is offered every routed message after the subscribers (match and `try_send`:
-/// it never waits).
+/// it never waits), and so is the cluster's [`super::Bridge`] (which queues it). This is the
+/// one place where messages accepted on this server are routed.
 pub(super) fn route_message_from(
     shared: &Shared,
     message: &Arc<Message>,
     origin: &super::rules::Origin,
+) -> Result<crate::Routed, crate::Error> {
+    let routed = route_remote(shared, message)?;
+    if let Some(rules) = &shared.rules {
+        rules.inner.offer(message, origin);
+    }
+    if let Some(bridge) = &shared.bridge {
+        bridge.offer(message);
+    }
+    Ok(routed)
+}
+
+/// Stores (if retained) and routes a message to this server's subscribers only: neither the
+/// rules engine nor the bridge sees it. For a message another server accepted
+/// ([`super::BrokerPublisher::publish_remote`]), and the first half of [`route_message_from`].
+pub(super) fn route_remote(
+    shared: &Shared,
+    message: &Arc<Message>,
 ) -> Result<crate::Routed, crate::Error> {
     let mut router = shared.router.lock().unwrap_or_else(|p| p.into_inner());
     let routed = router.publish(message)?;
@@ -829,9 +847,6 @@ pub(super) fn route_message_from(
         message.payload.len(),
         routed.queued + routed.blocked.len(),
     );
-    if let Some(rules) = &shared.rules {
-        rules.inner.offer(message, origin);
-    }
     if routed.dropped > 0 {
         shared
             .stats

@@ -17,6 +17,7 @@
 //! and the sessions that authenticated with that certificate are disconnected.
 
 mod activity;
+mod bridge;
 mod connection;
 mod metrics;
 mod policy_sets;
@@ -28,6 +29,7 @@ pub use activity::{
     ActivityCounters, ActivitySource, ActivityWindow, ConnectionRecord, DeviceActivity,
     FOLD_INTERVAL, MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
 };
+pub use bridge::Bridge;
 use service::Services;
 pub use service::{
     Disposition, FirmwareJobService, FleetProvisioningService, JobsService, RevocationService,
@@ -659,6 +661,8 @@ pub struct Stats {
     pub connects_refused: AtomicU64,
     /// PUBLISH packets accepted.
     pub publishes_in: AtomicU64,
+    /// Messages from other servers of a cluster ([`BrokerPublisher::publish_remote`]).
+    pub remote_publishes_in: AtomicU64,
     /// Messages written to subscribers.
     pub deliveries: AtomicU64,
     /// CONNECTs denied by policy (`iot:Connect`, or `iot:Publish` on the will's topic).
@@ -710,6 +714,8 @@ pub struct StatsSnapshot {
     pub connects_refused: u64,
     /// See [`Stats::publishes_in`].
     pub publishes_in: u64,
+    /// See [`Stats::remote_publishes_in`].
+    pub remote_publishes_in: u64,
     /// See [`Stats::deliveries`].
     pub deliveries: u64,
     /// Requests denied by policy, all actions together (the sum of the four below).
@@ -772,6 +778,7 @@ impl Stats {
             connects_accepted: l(&self.connects_accepted),
             connects_refused: l(&self.connects_refused),
             publishes_in: l(&self.publishes_in),
+            remote_publishes_in: l(&self.remote_publishes_in),
             deliveries: l(&self.deliveries),
             throttled: l(&self.throttled),
             meter_refusals: l(&self.meter_refusals),
@@ -823,6 +830,8 @@ pub(crate) struct Shared {
     pub(crate) policy_generation: Option<Arc<AtomicU64>>,
     /// The rules engine, when installed ([`BrokerBuilder::rules`]).
     pub(crate) rules: Option<rules::RulesEngine>,
+    /// The bridge to the other servers of a cluster, when installed ([`BrokerBuilder::bridge`]).
+    pub(crate) bridge: Option<Arc<dyn Bridge>>,
     /// The connection log, per-device activity and maintenance counters.
     pub(crate) activity: activity::Activity,
 }
@@ -904,6 +913,7 @@ impl Broker {
             services: Vec::new(),
             store: None,
             rules: None,
+            bridge: None,
         }
     }
 }
@@ -943,6 +953,7 @@ pub struct BrokerBuilder<S: RegistryStore> {
     services: Vec<Arc<dyn TopicService>>,
     store: Option<Box<dyn RouterStore>>,
     rules: Option<rules::RulesEngine>,
+    bridge: Option<Arc<dyn Bridge>>,
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
@@ -988,6 +999,14 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         self
     }
 
+    /// Offers every message this broker accepts and routes to `bridge`, which carries it to the
+    /// other servers of a cluster (see [`Bridge`]); messages from those servers come in through
+    /// [`BrokerPublisher::publish_remote`].
+    pub fn bridge(mut self, bridge: Arc<dyn Bridge>) -> Self {
+        self.bridge = Some(bridge);
+        self
+    }
+
     /// Binds `addr` and serves on it; see [`BrokerBuilder::serve`].
     ///
     /// # Errors
@@ -1020,6 +1039,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             services: custom,
             store,
             rules,
+            bridge,
         } = self;
         let directory = directory.unwrap_or_else(|| {
             Arc::new(RegistryDirectory::new(
@@ -1160,6 +1180,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             policy_sets: policy_sets::PolicySets::default(),
             policy_generation,
             rules,
+            bridge,
             activity,
         });
         if let Some(engine) = &shared.rules {
@@ -1241,6 +1262,26 @@ impl BrokerPublisher {
             .publishes_in
             .fetch_add(1, Ordering::Relaxed);
         let routed = connection::route_message(&self.shared, &message)?;
+        connection::place_blocked(&self.shared, routed.blocked).await
+    }
+
+    /// Routes a message that another server of the cluster accepted (and that came through a
+    /// [`Bridge`]) to this server's subscribers: stored if retained, each delivery checked
+    /// against its subscriber's `iot:Receive` as for a local publish, No Local applied with
+    /// [`crate::Message::from`]. Unlike [`BrokerPublisher::publish`], the rules engine does not
+    /// see it (it ran on the server that accepted the message) and the bridge is not offered it
+    /// (no loops). Returns once every QoS 1 delivery is queued or stored.
+    ///
+    /// # Errors
+    ///
+    /// As [`BrokerPublisher::publish`]: the retained store is full, or the session store failed
+    /// to keep a delivery.
+    pub async fn publish_remote(&self, message: Arc<crate::Message>) -> crate::Result<()> {
+        self.shared
+            .stats
+            .remote_publishes_in
+            .fetch_add(1, Ordering::Relaxed);
+        let routed = connection::route_remote(&self.shared, &message)?;
         connection::place_blocked(&self.shared, routed.blocked).await
     }
 }

@@ -1,0 +1,233 @@
+//! Two brokers in process joined through a real nats-server by thingkit-cluster's NATS routing.
+//! Ignored by default: `.ci/nats start` runs nats-server, then
+//! `THINGKIT_TEST_NATS=$(.ci/nats url) cargo test --test nats -- --ignored`. Without the
+//! variable (or without a server there) the test fails, it does not skip.
+
+#[path = "../examples/support/client.rs"]
+mod client;
+#[path = "../examples/support/fleet.rs"]
+mod fleet;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use client::{Client, Options, accepted, tls_config};
+use fleet::{Device, Fleet};
+use thingkit::broker::{Broker, BrokerHandle, ServerIdentity};
+use thingkit::mqtt::{Packet, ProtocolVersion, Publish, QoS, ReasonCode, TopicName};
+use thingkit::provision::PolicyTarget;
+use thingkit_cluster::nats::{NatsConfig, NatsRoutes};
+
+fn nats_url() -> String {
+    std::env::var("THINGKIT_TEST_NATS").unwrap_or_else(|_| {
+        panic!(
+            "THINGKIT_TEST_NATS is not set: start a server with `.ci/nats start` and set \
+             THINGKIT_TEST_NATS=$(.ci/nats url) (nats://127.0.0.1:PORT)"
+        )
+    })
+}
+
+/// A broker of cluster `cluster` named `server`, routed through NATS.
+async fn start(
+    fleet: &Fleet,
+    url: &str,
+    cluster: &str,
+    server: &str,
+) -> (BrokerHandle, NatsRoutes) {
+    let config = NatsConfig::new(url, cluster, server).expect("a valid NATS configuration");
+    let mut routes = NatsRoutes::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("no NATS server at THINGKIT_TEST_NATS={url}: {e}"));
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .bridge(routes.bridge())
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
+    .await
+    .expect("broker starts");
+    routes
+        .start(broker.publisher())
+        .await
+        .expect("subscribed to the cluster");
+    (broker, routes)
+}
+
+async fn connect(
+    fleet: &Fleet,
+    broker: &BrokerHandle,
+    device: &Device,
+    version: ProtocolVersion,
+) -> Client {
+    let tls = tls_config(&fleet.ca_pem(), &device.cert_pem, &device.key_pem).expect("tls config");
+    let options = Options {
+        version,
+        ..Options::new(&device.thing)
+    };
+    let client = Client::connect(broker.local_addr(), "localhost", tls, &options)
+        .await
+        .expect("TLS + CONNECT");
+    assert!(accepted(&client.connack));
+    client
+}
+
+async fn next(client: &mut Client) -> Publish {
+    tokio::time::timeout(Duration::from_secs(5), client.next_publish())
+        .await
+        .expect("a message within 5 s")
+        .expect("the connection is open")
+        .expect("a PUBLISH")
+}
+
+async fn nothing_more(client: &mut Client) {
+    if let Ok(got) = tokio::time::timeout(Duration::from_millis(300), client.next_publish()).await {
+        panic!("an unexpected message: {got:?}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server: THINGKIT_TEST_NATS=$(.ci/nats url)"]
+async fn two_brokers_exchange_messages_through_nats_with_receive_checks_and_retained() {
+    let url = nats_url();
+    // A cluster name of its own, so that runs sharing the NATS server do not meet.
+    let cluster = format!(
+        "test{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let c = fleet.add_device("sensor-c", &[]).unwrap();
+    let d = fleet.add_device("sensor-d", &[]).unwrap();
+    let op = fleet.add_operator().unwrap();
+    {
+        // sensor-c may subscribe to anything, but its Receive rights stay the fleet policy's.
+        let mut registry = fleet.registry.write().unwrap();
+        registry
+            .create_policy(
+                "subscribe-all",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe","Resource":"*"}]}"#,
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        registry
+            .attach_policy(
+                "subscribe-all",
+                &PolicyTarget::Certificate(c.certificate_id),
+            )
+            .unwrap();
+    }
+    let (broker_a, routes_a) = start(&fleet, &url, &cluster, "a").await;
+    let (broker_b, routes_b) = start(&fleet, &url, &cluster, "b").await;
+
+    // On B: an MQTT 3.1.1 subscriber, and an MQTT 5 one that may subscribe to all but receive
+    // only the fleet's telemetry and status.
+    let mut on_b = connect(&fleet, &broker_b, &b, ProtocolVersion::V311).await;
+    assert_eq!(
+        on_b.subscribe(&[("telemetry/+/temperature", QoS::AtLeastOnce)])
+            .await
+            .unwrap(),
+        vec![ReasonCode(1)]
+    );
+    let mut denied_on_b = connect(&fleet, &broker_b, &c, ProtocolVersion::V5).await;
+    denied_on_b
+        .subscribe(&[("#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+
+    // On A: a command (which sensor-c must not receive), then telemetry with MQTT 5
+    // properties.
+    let mut operator = connect(&fleet, &broker_a, &op, ProtocolVersion::V5).await;
+    operator
+        .publish_qos1("commands/sensor-c/reboot", "secret")
+        .await
+        .unwrap();
+    let mut on_a = connect(&fleet, &broker_a, &a, ProtocolVersion::V5).await;
+    let mut telemetry = Publish::new(
+        TopicName::new("telemetry/sensor-a/temperature").unwrap(),
+        "21.5",
+    );
+    telemetry.qos = QoS::AtLeastOnce;
+    telemetry.packet_id = thingkit::mqtt::PacketId::new(7);
+    telemetry.properties.content_type = Some(thingkit::mqtt::MqttStr::new("text/plain").unwrap());
+    on_a.send(&Packet::Publish(telemetry)).await.unwrap();
+
+    let got = next(&mut on_b).await;
+    assert_eq!(
+        got.topic.as_ref().map(|t| t.as_str()),
+        Some("telemetry/sensor-a/temperature")
+    );
+    assert_eq!(&got.payload[..], b"21.5");
+    assert_eq!(got.qos, QoS::AtLeastOnce);
+    let got = next(&mut denied_on_b).await;
+    assert_eq!(
+        &got.payload[..],
+        b"21.5",
+        "the command crossed to a subscriber without iot:Receive"
+    );
+    assert_eq!(
+        got.properties.content_type.as_ref().map(|c| c.as_str()),
+        Some("text/plain"),
+        "MQTT 5 properties cross"
+    );
+
+    // A retained status on A: a later subscriber on B gets it.
+    on_a.publish("status/sensor-a", "online", QoS::AtLeastOnce, true)
+        .await
+        .unwrap();
+    assert_eq!(&next(&mut denied_on_b).await.payload[..], b"online");
+    let mut late_on_b = connect(&fleet, &broker_b, &d, ProtocolVersion::V5).await;
+    late_on_b
+        .subscribe(&[("status/+", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    let retained = next(&mut late_on_b).await;
+    assert_eq!(&retained.payload[..], b"online");
+    assert!(retained.retain);
+
+    // The reverse direction: from B (MQTT 3.1.1) to A.
+    operator
+        .subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    on_b.publish(
+        "telemetry/sensor-b/temperature",
+        "19.0",
+        QoS::AtLeastOnce,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(&next(&mut operator).await.payload[..], b"19.0");
+    // on_b subscribed to it too (MQTT 3.1.1 has no No Local): once, locally.
+    assert_eq!(&next(&mut on_b).await.payload[..], b"19.0");
+
+    // Nothing twice: no copy came back, and each side received what the other published.
+    nothing_more(&mut on_b).await;
+    nothing_more(&mut operator).await;
+    let (ca, cb) = (routes_a.counters(), routes_b.counters());
+    assert_eq!(ca.dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(ca.rejected.load(Ordering::Relaxed), 0);
+    assert_eq!(cb.rejected.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        cb.received.load(Ordering::Relaxed),
+        ca.published.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        ca.received.load(Ordering::Relaxed),
+        cb.published.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        broker_b.stats().remote_publishes_in,
+        ca.published.load(Ordering::Relaxed)
+    );
+    routes_a.close(Duration::from_secs(2)).await;
+    routes_b.close(Duration::from_secs(2)).await;
+    broker_a.shutdown(Duration::from_secs(5)).await;
+    broker_b.shutdown(Duration::from_secs(5)).await;
+}

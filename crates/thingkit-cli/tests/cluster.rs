@@ -179,16 +179,17 @@ fn aws_iot(dir: &Path, server: &Server, key: &(String, String), args: &[&str]) -
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// `mosquitto_sub -V 5` as `sub_thing` on `sub_port` waits for one message on `dt/#` while
-/// `mosquitto_pub -V 311` as `pub_thing` publishes `payload` on `pub_port` once a second (the
-/// subscription races the first publish; AWS allows one CONNECT per second per client ID).
+/// `mosquitto_sub` (MQTT `sub_version`) as `sub_thing` on `sub_port` waits for one message on
+/// `dt/#` while `mosquitto_pub` (MQTT `pub_version`) as `pub_thing` publishes `payload` on
+/// `pub_port` once a second (the subscription races the first publish; AWS allows one CONNECT per
+/// second per client ID).
 fn crosses(
     dir: &Path,
-    (pub_thing, pub_port): (&str, u16),
-    (sub_thing, sub_port): (&str, u16),
+    (pub_thing, pub_port, pub_version): (&str, u16, &str),
+    (sub_thing, sub_port, sub_version): (&str, u16, &str),
     payload: &str,
 ) {
-    let mut sub = mosquitto("mosquitto_sub", dir, sub_thing, sub_port, "5")
+    let mut sub = mosquitto("mosquitto_sub", dir, sub_thing, sub_port, sub_version)
         .args(["-t", "dt/#", "-q", "1", "-C", "1", "-W", "20", "-v"])
         .stdout(Stdio::piped())
         .spawn()
@@ -196,7 +197,7 @@ fn crosses(
     let deadline = Instant::now() + Duration::from_secs(15);
     let topic = format!("dt/{pub_thing}/temperature");
     loop {
-        let status = mosquitto("mosquitto_pub", dir, pub_thing, pub_port, "311")
+        let status = mosquitto("mosquitto_pub", dir, pub_thing, pub_port, pub_version)
             .args(["-t", &topic, "-q", "1", "-m", payload])
             .status()
             .expect("mosquitto_pub is installed (apt install mosquitto-clients)");
@@ -340,17 +341,175 @@ fn two_servers_route_messages_through_nats_in_both_directions_and_protocol_versi
     let b = Server::start(&configs[1]);
     crosses(
         dir.path(),
-        ("sensor-1", a.port),
-        ("sensor-2", b.port),
+        ("sensor-1", a.port, "311"),
+        ("sensor-2", b.port, "5"),
         "21.5",
     );
     // The other way; sensor-2 and sensor-1 connected more than a second ago.
     crosses(
         dir.path(),
-        ("sensor-2", b.port),
-        ("sensor-1", a.port),
+        ("sensor-2", b.port, "311"),
+        ("sensor-1", a.port, "5"),
         "19.0",
     );
     assert!(a.terminate().success());
     assert!(b.terminate().success());
+}
+
+/// A provisioning template: the thing `sensor-<SerialNumber>`, the new certificate (active,
+/// attached to it) and the `devices` policy.
+const TEMPLATE: &str = r#"{
+  "Parameters": {"SerialNumber": {"Type": "String"}},
+  "Resources": {
+    "thing": {"Type": "AWS::IoT::Thing", "Properties": {
+      "ThingName": {"Fn::Join": ["-", ["sensor", {"Ref": "SerialNumber"}]]}}},
+    "certificate": {"Type": "AWS::IoT::Certificate", "Properties": {
+      "CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"}},
+    "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": "devices"}}
+  }
+}"#;
+
+/// Fleet provisioning by claim through the server on `port` with `mosquitto_rr` (one
+/// connection per request, as the claim certificate `claim`): CreateKeysAndCertificate, then
+/// RegisterThing with `serial`. Writes the new device's `devices/<thing>.pem|key`; returns the
+/// thing name.
+fn provision_by_claim(dir: &Path, port: u16, serial: &str) -> String {
+    let request = |topic: &str, body: &str| -> serde_json::Value {
+        let out = mosquitto("mosquitto_rr", dir, "claim", port, "5")
+            .args([
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-e",
+                &format!("{topic}/accepted"),
+                "-m",
+                body,
+                "-W",
+                "10",
+            ])
+            .output()
+            .expect("mosquitto_rr is installed (apt install mosquitto-clients)");
+        assert!(out.status.success(), "mosquitto_rr {topic}: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("a JSON answer")
+    };
+    let created = request("$aws/certificates/create/json", "{}");
+    std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
+    let registered = request(
+        "$aws/provisioning-templates/sensor/provision/json",
+        &serde_json::json!({
+            "certificateOwnershipToken": created["certificateOwnershipToken"],
+            "parameters": {"SerialNumber": serial},
+        })
+        .to_string(),
+    );
+    let thing = registered["thingName"]
+        .as_str()
+        .expect("thingName")
+        .to_string();
+    std::fs::write(
+        dir.join(format!("devices/{thing}.pem")),
+        created["certificatePem"].as_str().expect("certificatePem"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("devices/{thing}.key")),
+        created["privateKey"].as_str().expect("privateKey"),
+    )
+    .unwrap();
+    thing
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES), nats-server (THINGKIT_TEST_NATS) and mosquitto-clients; .ci/run runs it"]
+#[cfg(unix)]
+fn three_servers_on_postgresql_and_nats_act_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        postgres: Some((postgres_url(), fresh_schema("three"))),
+        nats: Some((nats_url(), format!("three{}", std::process::id()))),
+    };
+    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &shared, 3);
+    // Fleet provisioning by claim on every server: one template, one claim certificate.
+    std::fs::write(dir.path().join("sensor-template.json"), TEMPLATE).unwrap();
+    let out = thingkit(
+        &[
+            "cert",
+            "create",
+            "--ca-dir",
+            arg(&dir.path().join("ca")),
+            "--common-name",
+            "claim",
+            "--cert-out",
+            arg(&dir.path().join("devices/claim.pem")),
+            "--key-out",
+            arg(&dir.path().join("devices/claim.key")),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "cert create: {}", stderr(&out));
+    for config in &configs {
+        let text = std::fs::read_to_string(config).unwrap();
+        let text = text
+            .replace(
+                "# templates = { }",
+                "templates = { sensor = \"sensor-template.json\" }",
+            )
+            .replace(
+                "# claim_certificates = []",
+                "claim_certificates = [\"devices/claim.pem\"]",
+            );
+        assert!(
+            text.contains("\ntemplates = "),
+            "the [fleet] example lines moved"
+        );
+        std::fs::write(config, text).unwrap();
+    }
+    let servers: Vec<Server> = configs.iter().map(|c| Server::start(c)).collect();
+
+    // Devices on different servers exchange messages, in both protocol versions.
+    crosses(
+        dir.path(),
+        ("sensor-1", servers[0].port, "311"),
+        ("sensor-2", servers[2].port, "5"),
+        "21.5",
+    );
+    crosses(
+        dir.path(),
+        ("sensor-2", servers[1].port, "5"),
+        ("sensor-1", servers[2].port, "311"),
+        "19.0",
+    );
+
+    // A device provisioned by claim through server 0 connects through server 2 and its message
+    // reaches a subscriber on server 1.
+    let thing = provision_by_claim(dir.path(), servers[0].port, "42");
+    assert_eq!(thing, "sensor-42");
+    std::thread::sleep(Duration::from_millis(1100));
+    crosses(
+        dir.path(),
+        ("sensor-42", servers[2].port, "5"),
+        ("sensor-1", servers[1].port, "5"),
+        "provisioned",
+    );
+
+    // A shadow updated through server 1 is read through server 2.
+    let accepted = shadow_request(
+        dir.path(),
+        "sensor-2",
+        servers[1].port,
+        "update",
+        r#"{"state":{"reported":{"fw":"1.2"}}}"#,
+    );
+    assert!(accepted.contains(r#""version":1"#), "{accepted}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let document = shadow_request(dir.path(), "sensor-2", servers[2].port, "get", "{}");
+    assert!(
+        document.contains(r#""reported":{"fw":"1.2"}"#),
+        "{document}"
+    );
+
+    for server in servers {
+        assert!(server.terminate().success());
+    }
 }

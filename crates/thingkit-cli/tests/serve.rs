@@ -32,21 +32,6 @@ fn walkthrough(dir: &Path) {
     fleet_dir(dir, &["sensor-1", "sensor-2"], POLICY);
 }
 
-/// `mosquitto_pub` or `mosquitto_sub` (`program`) connecting as the walkthrough's `thing` to
-/// `port` with MQTT `version` ("5" or "311") and its certificate.
-fn mosquitto(program: &str, dir: &Path, thing: &str, port: u16, version: &str) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
-        .arg("--cafile")
-        .arg(dir.join("ca/ca.pem"))
-        .arg("--cert")
-        .arg(dir.join(format!("devices/{thing}.pem")))
-        .arg("--key")
-        .arg(dir.join(format!("devices/{thing}.key")))
-        .args(["-i", thing]);
-    cmd
-}
-
 #[test]
 #[cfg(unix)]
 fn serve_starts_from_an_init_directory_registers_devices_and_stops_at_sigterm() {

@@ -2,6 +2,8 @@
 //! not every file uses every helper).
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -241,4 +243,19 @@ pub fn http_get(addr: &str, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
+}
+
+/// `mosquitto_pub`, `mosquitto_sub` or `mosquitto_rr` connecting as `thing` to `port`
+/// with MQTT `version` ("5" or "311") and its certificate `devices/<thing>.pem|key` in `dir`.
+pub fn mosquitto(program: &str, dir: &Path, thing: &str, port: u16, version: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version])
+        .arg("--cafile")
+        .arg(dir.join("ca/ca.pem"))
+        .arg("--cert")
+        .arg(dir.join(format!("devices/{thing}.pem")))
+        .arg("--key")
+        .arg(dir.join(format!("devices/{thing}.key")))
+        .args(["-i", thing]);
+    cmd
 }

@@ -55,6 +55,7 @@
 //! | [`audit`] | `thingkit-audit` (sans-IO; no features) | `audit` |
 //! | [`broker`] | `thingkit-broker` (with its default `server` and `redb` features: tokio, rustls, axum, redb) | `broker` |
 //! | [`api`] | `thingkit-api` (with its default `server` feature: axum, rustls) | `api` |
+//! | [`cluster`] | `thingkit-cluster` (PostgreSQL stores; with its default `nats` feature: async-nats) | `cluster` |
 //!
 //! Every crate follows the same rules: no `unsafe`, every public item documented, untrusted input
 //! never panics, never over-allocates and never hangs, and every limit is a named field with a safe
@@ -113,6 +114,11 @@ pub use thingkit_audit as audit;
 /// audit) over the registry, with an axum + rustls server.
 #[cfg(feature = "api")]
 pub use thingkit_api as api;
+
+/// Several servers as one: the registry, shadow and job stores on PostgreSQL with a change
+/// feed, and routing between servers over NATS (`docs/cluster.md`).
+#[cfg(feature = "cluster")]
+pub use thingkit_cluster as cluster;
 
 /// The MQTT broker: its sans-IO core (sessions, subscriptions, retained messages, routing,
 /// persistence) and its tokio + rustls server (`Broker::builder`).

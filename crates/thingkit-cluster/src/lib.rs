@@ -2,7 +2,19 @@
 //! registry, shadows, jobs) and NATS routes messages between the servers. One server on one
 //! machine keeps its embedded redb stores; the cluster is a configuration choice.
 //!
-//! (Crate docs, example and feature table: written as the modules land.)
+//! `thingkit serve` composes this crate when its configuration has a `[cluster]` section; the
+//! repository's `docs/cluster.md` says how to run three servers, what each engine stores and
+//! what happens when each one fails.
+//!
+//! | module | what | cargo feature |
+//! |---|---|---|
+//! | (root) | [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`], [`RegistryFeed`] | always |
+//! | [`subject`] | MQTT topics and filters as NATS subjects and patterns, one canonical subject per topic | always |
+//! | [`nats`] | [`nats::NatsRoutes`] and [`nats::NatsBridge`]: messages between servers over NATS (async-nats, ring) | `nats` (default) |
+//!
+//! Specifications: PostgreSQL 15 (`LISTEN`/`NOTIFY`, advisory locks, `synchronous_commit`); the
+//! NATS client protocol (subjects, tokens, wildcards `*` and `>`, headers, `no_echo`); MQTT 5.0
+//! §4.7 (topic names and filters, `$` topics) for the subject mapping.
 //!
 //! ## PostgreSQL stores
 //!

@@ -869,4 +869,23 @@ mod tests {
         assert_eq!(delay.connection_limits.byte_action, LimitAction::Delay);
         assert_eq!(delay.account_limits.message_action, LimitAction::Delay);
     }
+
+    #[test]
+    fn each_of_n_servers_enforces_its_share_of_the_account_rate_rounded_up() {
+        let share = |file: &str| {
+            let rate = config(file).account_limits.messages.expect("limited");
+            (rate.amount, rate.period_ms)
+        };
+        assert_eq!(share(""), (20_000, 1_000));
+        assert_eq!(share("[cluster]\nservers = 3\n"), (6_667, 1_000));
+        assert_eq!(
+            share("[limits]\naccount_publishes_per_second = 4\n[cluster]\nservers = 3\n"),
+            (2, 1_000),
+            "3 servers admit at most 6 = the rate + 2: one more per server and second at most"
+        );
+        assert_eq!(
+            share("[limits]\naccount_publishes_per_second = 1\n[cluster]\nservers = 5\n"),
+            (1, 1_000)
+        );
+    }
 }

@@ -25,6 +25,7 @@ struct Link {
     offered: AtomicUsize,
     all: AtomicUsize,
     topics: Mutex<Vec<String>>,
+    interest: Mutex<Vec<(String, bool)>>,
 }
 
 impl Bridge for Link {
@@ -39,6 +40,13 @@ impl Bridge for Link {
         }
         let _ = self.tx.send(message.clone());
     }
+
+    fn interest(&self, filter: &thingkit::mqtt::TopicFilter, subscribed: bool) {
+        self.interest
+            .lock()
+            .unwrap()
+            .push((filter.as_str().to_string(), subscribed));
+    }
 }
 
 fn link() -> (Arc<Link>, mpsc::UnboundedReceiver<Arc<Message>>) {
@@ -48,6 +56,7 @@ fn link() -> (Arc<Link>, mpsc::UnboundedReceiver<Arc<Message>>) {
         offered: AtomicUsize::new(0),
         all: AtomicUsize::new(0),
         topics: Mutex::new(Vec::new()),
+        interest: Mutex::new(Vec::new()),
     });
     (link, rx)
 }
@@ -228,6 +237,15 @@ async fn a_publish_on_one_broker_reaches_subscribers_on_the_other_once_with_thei
         ["telemetry/sensor-e/temperature"]
     );
     assert_eq!(link_a.offered.load(Ordering::Relaxed), 3);
+    // B's bridge was told of each filter its sessions subscribed to, once.
+    assert_eq!(
+        *link_b.interest.lock().unwrap(),
+        [
+            ("telemetry/+/temperature".to_string(), true),
+            ("#".to_string(), true),
+            ("status/+".to_string(), true)
+        ]
+    );
     // Lifecycle events cross too (they are routed messages): B took in all that A offered.
     assert_eq!(
         broker_b.stats().remote_publishes_in,

@@ -27,14 +27,18 @@ fn nats_url() -> String {
     })
 }
 
-/// A broker of cluster `cluster` named `server`, routed through NATS.
+/// A broker of cluster `cluster` named `server`, routed through NATS (per local filter if
+/// `interest`, else the whole cluster).
 async fn start(
     fleet: &Fleet,
     url: &str,
     cluster: &str,
     server: &str,
+    interest: bool,
 ) -> (BrokerHandle, NatsRoutes) {
-    let config = NatsConfig::new(url, cluster, server).expect("a valid NATS configuration");
+    let config = NatsConfig::new(url, cluster, server)
+        .expect("a valid NATS configuration")
+        .with_interest(interest);
     let mut routes = NatsRoutes::connect(config)
         .await
         .unwrap_or_else(|e| panic!("no NATS server at THINGKIT_TEST_NATS={url}: {e}"));
@@ -79,6 +83,22 @@ async fn next(client: &mut Client) -> Publish {
         .expect("a PUBLISH")
 }
 
+/// Waits until `routes` has applied `n` changes of interest to its NATS subscriptions (the
+/// broker tells it of each filter's first subscription).
+async fn interest_applied(routes: &NatsRoutes, n: u64) {
+    if !routes.interest() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while routes.counters().interest_changes.load(Ordering::Relaxed) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the NATS subscriptions did not follow the broker's interest within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn nothing_more(client: &mut Client) {
     if let Ok(got) = tokio::time::timeout(Duration::from_millis(300), client.next_publish()).await {
         panic!("an unexpected message: {got:?}");
@@ -87,11 +107,24 @@ async fn nothing_more(client: &mut Client) {
 
 #[tokio::test]
 #[ignore = "needs nats-server: THINGKIT_TEST_NATS=$(.ci/nats url)"]
-async fn two_brokers_exchange_messages_through_nats_with_receive_checks_and_retained() {
+async fn two_brokers_exchange_messages_through_nats_subscribing_per_local_filter() {
+    two_brokers(true).await;
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server: THINGKIT_TEST_NATS=$(.ci/nats url)"]
+async fn two_brokers_exchange_messages_through_nats_subscribing_to_the_whole_cluster() {
+    two_brokers(false).await;
+}
+
+/// On B, a subscriber gets what is published on A, with B's Receive checks, MQTT 5 properties
+/// and retained messages; the reverse direction; nothing arrives twice.
+async fn two_brokers(interest: bool) {
     let url = nats_url();
     // A cluster name of its own, so that runs sharing the NATS server do not meet.
     let cluster = format!(
-        "test{}{}",
+        "test{}{}{}",
+        u8::from(interest),
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -121,8 +154,8 @@ async fn two_brokers_exchange_messages_through_nats_with_receive_checks_and_reta
             )
             .unwrap();
     }
-    let (broker_a, routes_a) = start(&fleet, &url, &cluster, "a").await;
-    let (broker_b, routes_b) = start(&fleet, &url, &cluster, "b").await;
+    let (broker_a, routes_a) = start(&fleet, &url, &cluster, "a", interest).await;
+    let (broker_b, routes_b) = start(&fleet, &url, &cluster, "b", interest).await;
 
     // On B: an MQTT 3.1.1 subscriber, and an MQTT 5 one that may subscribe to all but receive
     // only the fleet's telemetry and status.
@@ -138,6 +171,8 @@ async fn two_brokers_exchange_messages_through_nats_with_receive_checks_and_reta
         .subscribe(&[("#", QoS::AtLeastOnce)])
         .await
         .unwrap();
+    // B now receives from NATS on `telemetry.*.temperature` and `>` (which overlap).
+    interest_applied(&routes_b, 2).await;
 
     // On A: a command (which sensor-c must not receive), then telemetry with MQTT 5
     // properties.
@@ -194,7 +229,7 @@ async fn two_brokers_exchange_messages_through_nats_with_receive_checks_and_reta
         .subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    interest_applied(&routes_a, 1).await;
     on_b.publish(
         "telemetry/sensor-b/temperature",
         "19.0",
@@ -207,25 +242,34 @@ async fn two_brokers_exchange_messages_through_nats_with_receive_checks_and_reta
     // on_b subscribed to it too (MQTT 3.1.1 has no No Local): once, locally.
     assert_eq!(&next(&mut on_b).await.payload[..], b"19.0");
 
-    // Nothing twice: no copy came back, and each side received what the other published.
+    // Nothing twice: no copy came back, and the telemetry that B's two overlapping NATS
+    // subscriptions both matched was routed once (the duplicate filter).
     nothing_more(&mut on_b).await;
+    // sensor-c (`#` on B) got B's telemetry too, locally, once.
+    assert_eq!(&next(&mut denied_on_b).await.payload[..], b"19.0");
+    nothing_more(&mut denied_on_b).await;
     nothing_more(&mut operator).await;
     let (ca, cb) = (routes_a.counters(), routes_b.counters());
-    assert_eq!(ca.dropped.load(Ordering::Relaxed), 0);
-    assert_eq!(ca.rejected.load(Ordering::Relaxed), 0);
-    assert_eq!(cb.rejected.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        cb.received.load(Ordering::Relaxed),
-        ca.published.load(Ordering::Relaxed)
-    );
-    assert_eq!(
-        ca.received.load(Ordering::Relaxed),
-        cb.published.load(Ordering::Relaxed)
-    );
-    assert_eq!(
-        broker_b.stats().remote_publishes_in,
-        ca.published.load(Ordering::Relaxed)
-    );
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    assert_eq!(load(&ca.dropped), 0);
+    assert_eq!(load(&ca.rejected), 0);
+    assert_eq!(load(&cb.rejected), 0);
+    if interest {
+        assert!(load(&cb.duplicates) >= 1, "B's subscriptions overlap");
+    } else {
+        assert_eq!(load(&cb.duplicates), 0);
+    }
+    // B's `#` covers all that A sent ($ topics too: NATS knows no $ rule, B's matcher does).
+    assert_eq!(load(&cb.received), load(&ca.published));
+    assert_eq!(broker_b.stats().remote_publishes_in, load(&ca.published));
+    // Per filter, A subscribes to telemetry only: of what B sent (its lifecycle events too),
+    // only the telemetry reached it. Subscribed to the whole cluster, A got everything.
+    if interest {
+        assert_eq!(load(&ca.received), 1);
+        assert!(load(&cb.published) > 1);
+    } else {
+        assert_eq!(load(&ca.received), load(&cb.published));
+    }
     routes_a.close(Duration::from_secs(2)).await;
     routes_b.close(Duration::from_secs(2)).await;
     broker_a.shutdown(Duration::from_secs(5)).await;

@@ -225,8 +225,8 @@ pub use lifecycle::{
 };
 pub use message::{Delivery, GrantedSubscription, Message};
 pub use router::{
-    Attached, Blocked, Outlet, Requeued, Routed, Router, RouterCounters, RouterLimits,
-    SessionExpiry,
+    Attached, Blocked, InterestObserver, Outlet, Requeued, Routed, Router, RouterCounters,
+    RouterLimits, SessionExpiry,
 };
 #[cfg(feature = "server")]
 pub use server::StreamService;

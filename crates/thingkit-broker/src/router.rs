@@ -401,6 +401,64 @@ pub struct Router<O> {
     limits: RouterLimits,
     counters: RouterCounters,
     durable: Option<Durable>,
+    interest: Interest,
+}
+
+/// Called with a filter when the sessions' interest in it begins (`true`) or ends (`false`).
+pub type InterestObserver = Box<dyn FnMut(&TopicFilter, bool) + Send + Sync>;
+
+/// How many subscriptions there are to each filter (a shared subscription counts for its
+/// inner filter), and who is told when a count leaves or reaches zero.
+#[derive(Default)]
+struct Interest {
+    counts: HashMap<TopicFilter, usize>,
+    observer: Option<InterestObserver>,
+}
+
+impl std::fmt::Debug for Interest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interest")
+            .field("filters", &self.counts.len())
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl Interest {
+    /// The filter topics are matched against: a shared subscription's inner filter.
+    fn key(filter: &TopicFilter) -> TopicFilter {
+        if filter.is_shared() {
+            // The inner filter of a valid shared subscription is a valid filter.
+            TopicFilter::new(filter.inner()).unwrap_or_else(|_| filter.clone())
+        } else {
+            filter.clone()
+        }
+    }
+
+    fn add(&mut self, filter: &TopicFilter) {
+        let key = Self::key(filter);
+        let count = self.counts.entry(key.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1
+            && let Some(observer) = &mut self.observer
+        {
+            observer(&key, true);
+        }
+    }
+
+    fn remove(&mut self, filter: &TopicFilter) {
+        let key = Self::key(filter);
+        let Some(count) = self.counts.get_mut(&key) else {
+            return;
+        };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.counts.remove(&key);
+            if let Some(observer) = &mut self.observer {
+                observer(&key, false);
+            }
+        }
+    }
 }
 
 impl<O: Outlet> Default for Router<O> {
@@ -420,7 +478,26 @@ impl<O: Outlet> Router<O> {
             limits,
             counters: RouterCounters::default(),
             durable: None,
+            interest: Interest::default(),
         }
+    }
+
+    /// Tells `observer` whenever the sessions' interest in a filter begins (`true`: the first
+    /// subscription to it) or ends (`false`: the last one went, by UNSUBSCRIBE or with its
+    /// session), a shared subscription counting for its inner filter. It is called at once for
+    /// every filter subscribed to now. A cluster uses it to receive from the other servers only
+    /// what its sessions subscribe to. It runs inside the router's calls: it must not block.
+    pub fn set_interest_observer(&mut self, mut observer: InterestObserver) {
+        for filter in self.interest.counts.keys() {
+            observer(filter, true);
+        }
+        self.interest.observer = Some(observer);
+    }
+
+    /// The filters subscribed to now, with how many subscriptions each has (a shared
+    /// subscription counts for its inner filter).
+    pub fn interest(&self) -> impl Iterator<Item = (&TopicFilter, usize)> + '_ {
+        self.interest.counts.iter().map(|(f, n)| (f, *n))
     }
 
     /// A router that keeps its durable state in `store`, restored from it: persistent sessions
@@ -502,7 +579,9 @@ impl<O: Outlet> Router<O> {
             let mut session = Session::new(stored.record.expiry);
             session.expires_at = expires_at;
             for (filter, granted) in stored.subscriptions {
-                self.index.insert(&filter, id.clone(), granted);
+                if self.index.insert(&filter, id.clone(), granted).is_none() {
+                    self.interest.add(&filter);
+                }
                 session.filters.push((filter, granted));
             }
             let mut kept = Vec::new();
@@ -858,7 +937,9 @@ impl<O: Outlet> Router<O> {
     fn remove_session(&mut self, client_id: &Arc<str>) {
         if let Some(session) = self.sessions.remove(client_id) {
             for (f, _) in &session.filters {
-                self.index.remove(f, client_id);
+                if self.index.remove(f, client_id).is_some() {
+                    self.interest.remove(f);
+                }
             }
         }
     }
@@ -932,6 +1013,9 @@ impl<O: Outlet> Router<O> {
             .index
             .insert(filter, client_id.clone(), granted)
             .is_some();
+        if !existed {
+            self.interest.add(filter);
+        }
         if let Some(session) = self.sessions.get_mut(client_id) {
             match session.filters.iter_mut().find(|(f, _)| f == filter) {
                 Some((_, g)) => *g = granted,
@@ -984,6 +1068,9 @@ impl<O: Outlet> Router<O> {
 
     fn unsubscribe_in_memory(&mut self, client_id: &Arc<str>, filter: &TopicFilter) -> bool {
         let existed = self.index.remove(filter, client_id).is_some();
+        if existed {
+            self.interest.remove(filter);
+        }
         if let Some(session) = self.sessions.get_mut(client_id) {
             session.filters.retain(|(f, _)| f != filter);
         }

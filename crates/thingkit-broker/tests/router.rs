@@ -882,3 +882,55 @@ fn offline_total_follows_every_queue_through_route_attach_detach_and_expiry() {
         router.offline_len("a") + router.offline_len("b")
     );
 }
+
+#[test]
+fn interest_observer_hears_when_the_first_subscription_to_a_filter_begins_and_the_last_ends() {
+    let t0 = Instant::now();
+    let mut router: Router<TestOutlet> = Router::new(RouterLimits::default());
+    let (a, b) = (id("a"), id("b"));
+    router.attach(
+        &a,
+        true,
+        SessionExpiry::OnDisconnect,
+        1,
+        TestOutlet::new(8),
+        t0,
+    );
+    router.attach(
+        &b,
+        true,
+        SessionExpiry::OnDisconnect,
+        2,
+        TestOutlet::new(8),
+        t0,
+    );
+    router.subscribe(&a, &filter("x/+"), granted(QoS::AtMostOnce));
+    let heard = Arc::new(std::sync::Mutex::new(Vec::<(String, bool)>::new()));
+    let log = heard.clone();
+    router.set_interest_observer(Box::new(move |f, on| {
+        log.lock().unwrap().push((f.as_str().to_string(), on));
+    }));
+    let take = || std::mem::take(&mut *heard.lock().unwrap());
+    assert_eq!(
+        take(),
+        [("x/+".to_string(), true)],
+        "replayed at installation"
+    );
+    // A second subscription to the same filter, even shared, changes nothing.
+    router.subscribe(&b, &filter("$share/g/x/+"), granted(QoS::AtMostOnce));
+    router.subscribe(&a, &filter("x/+"), granted(QoS::AtLeastOnce));
+    router.subscribe(&b, &filter("y/#"), granted(QoS::AtMostOnce));
+    assert_eq!(take(), [("y/#".to_string(), true)]);
+    assert_eq!(router.interest().map(|(_, n)| n).sum::<usize>(), 3);
+    router.unsubscribe(&a, &filter("x/+"));
+    assert_eq!(take(), []);
+    // b's session ends with its connection: its filters go with it.
+    router.detach(&b, 2, Vec::new(), t0);
+    let mut ended = take();
+    ended.sort();
+    assert_eq!(
+        ended,
+        [("x/+".to_string(), false), ("y/#".to_string(), false)]
+    );
+    assert_eq!(router.interest().count(), 0);
+}

@@ -12,21 +12,40 @@
 //!
 //! On the wire, the NATS payload is the message as an MQTT 5.0 PUBLISH packet (thingkit-mqtt's
 //! encoder and decoder, so QoS, RETAIN and every forwarded property travel as MQTT defines
-//! them; the Message Expiry Interval is what is left of it when the message leaves). Two NATS
-//! headers go with it: [`SERVER_HEADER`] (the sending server's [`NatsConfig::server_id`]) and,
-//! for a message a client published, [`FROM_HEADER`] (its client ID in hex, for MQTT 5 No
-//! Local). The connection sets NATS `no_echo`, so a server never receives its own messages;
-//! a message that carries this server's id anyway is ignored and counted.
+//! them; the Message Expiry Interval is what is left of it when the message leaves). NATS
+//! headers go with it: [`SERVER_HEADER`] (the sending server's [`NatsConfig::server_id`]),
+//! [`SEQ_HEADER`] (this run of the server and the message's number in it) and, for a message a
+//! client published, [`FROM_HEADER`] (its client ID in hex, for MQTT 5 No Local). The
+//! connection sets NATS `no_echo`, so a server never receives its own messages; a message that
+//! carries this server's id anyway is ignored and counted.
 //!
-//! Every server subscribes to the whole cluster (`thingkit.<cluster>.>`): what a server's
-//! sessions do not subscribe to reaches it and is delivered to no one. (Interest-based
-//! subscriptions, per local filter with [`crate::subject::SubjectSpace::patterns`], are not
-//! built yet.)
+//! **Subjects.** A message without RETAIN goes on its topic's subject
+//! ([`SubjectSpace::subject`]); a retained message goes on the cluster's one retained subject
+//! ([`SubjectSpace::retained`]), which every server subscribes to, since every server keeps
+//! every retained message (for its later subscribers) and delivers it to its matching sessions.
+//!
+//! **Interest** ([`NatsConfig::interest`], on by default). The broker tells the bridge which
+//! filters its sessions subscribe to ([`Bridge::interest`], reference-counted by the broker's
+//! router); the bridge subscribes to each filter's NATS patterns
+//! ([`SubjectSpace::patterns`]; one NATS subscription per distinct pattern, itself counted)
+//! and drops them when the last session interested in them goes. So a server receives only the
+//! messages its sessions may want (a `$` topic under a leading wildcard, or a topic a subscriber
+//! may not receive, still arrives, and the broker's own matcher and `iot:Receive` decide). With
+//! `interest = false` every server subscribes to the whole cluster (`thingkit.<cluster>.>`).
+//! A subscription made on one server applies to messages published on the others once NATS
+//! has it (a round trip): a message published in between is not delivered there.
+//!
+//! **Duplicates.** Two filters' patterns can overlap (`a/+` and `+/b` both match `a/b`), and
+//! NATS then delivers a message once per matching subscription. The receiving side keeps, per
+//! sending server run, a window of the last 65,536 message numbers it has routed and routes each
+//! number once; the copies come through different subscriptions in the order NATS sent them, so
+//! messages on one topic are routed in the order they were published.
 //!
 //! What NATS core gives is at-most-once between servers: a message published while a server
 //! is disconnected from NATS does not reach it, and a server that starts later does not get
 //! the retained messages published before (JetStream would; not built yet).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -36,7 +55,7 @@ use bytes::{Bytes, BytesMut};
 use thingkit_broker::{Bridge, BrokerPublisher, Message};
 use thingkit_mqtt::{
     Decoder, DecoderConfig, Encoder, PROTOCOL_MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion,
-    Publish,
+    Publish, TopicFilter,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -50,6 +69,17 @@ pub const SERVER_HEADER: &str = "Thingkit-Server";
 /// The NATS header that carries the publishing client's ID (lower-case hex of its UTF-8), for
 /// MQTT 5 No Local on the receiving servers. Absent for messages the broker itself published.
 pub const FROM_HEADER: &str = "Thingkit-From";
+
+/// The NATS header that numbers the messages of one run of a server: `<run>-<sequence>`, both
+/// in hex; `run` is chosen when [`NatsRoutes::connect`] runs.
+pub const SEQ_HEADER: &str = "Thingkit-Seq";
+
+/// How many message numbers per sending server the duplicate filter remembers.
+pub const DEDUP_WINDOW: u64 = 65_536;
+
+/// Messages received from NATS waiting to be routed (past that, NATS's own per-subscription
+/// buffers fill, and then NATS counts the connection a slow consumer).
+const RECEIVE_CAPACITY: usize = 4_096;
 
 /// The default [`NatsConfig::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
@@ -69,6 +99,9 @@ pub struct NatsConfig {
     /// How many messages may wait to be published to NATS; past that, offered messages are
     /// dropped and counted ([`NatsCounters::dropped`]). Default [`DEFAULT_QUEUE_CAPACITY`].
     pub queue_capacity: usize,
+    /// Subscribe per local filter (`true`, the default) or to the whole cluster (`false`);
+    /// see the module docs.
+    pub interest: bool,
 }
 
 impl NatsConfig {
@@ -90,7 +123,14 @@ impl NatsConfig {
             subjects: SubjectSpace::new(cluster)?,
             server_id: server_id.to_string(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            interest: true,
         })
+    }
+
+    /// Sets [`NatsConfig::interest`].
+    pub fn with_interest(mut self, value: bool) -> Self {
+        self.interest = value;
+        self
     }
 
     /// Sets [`NatsConfig::queue_capacity`] (at least 1).
@@ -119,6 +159,17 @@ pub struct NatsCounters {
     /// Messages received that were not routed: malformed, with a subject that is not their
     /// topic's, from this server itself, or refused by the broker (a full retained store).
     pub rejected: AtomicU64,
+    /// Copies of a message already routed (overlapping subscriptions), not routed again.
+    pub duplicates: AtomicU64,
+    /// NATS subscriptions held now (the retained subject, and one per distinct pattern of the
+    /// local filters, or the whole cluster).
+    pub subscriptions: AtomicU64,
+    /// Changes of local interest applied to the NATS subscriptions (each batch flushed to NATS
+    /// before it counts).
+    pub interest_changes: AtomicU64,
+    /// NATS subscriptions that could not be made (logged; the filter's messages from other
+    /// servers do not arrive).
+    pub subscribe_errors: AtomicU64,
 }
 
 /// The [`Bridge`] a broker offers its messages to: queues them for the NATS publisher task,
@@ -126,6 +177,10 @@ pub struct NatsCounters {
 #[derive(Debug)]
 pub struct NatsBridge {
     tx: mpsc::Sender<Arc<Message>>,
+    /// Interest changes, in order, for the subscription task (`None`: whole-cluster mode).
+    /// Unbounded: one entry per SUBSCRIBE or UNSUBSCRIBE that changed a filter's count, and
+    /// none may be lost.
+    interest: Option<mpsc::UnboundedSender<(TopicFilter, bool)>>,
     counters: Arc<NatsCounters>,
 }
 
@@ -135,6 +190,12 @@ impl Bridge for NatsBridge {
             Ok(()) => self.counters.queued.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.counters.dropped.fetch_add(1, Ordering::Relaxed),
         };
+    }
+
+    fn interest(&self, filter: &TopicFilter, subscribed: bool) {
+        if let Some(tx) = &self.interest {
+            let _ = tx.send((filter.clone(), subscribed));
+        }
     }
 }
 
@@ -146,6 +207,7 @@ pub struct NatsRoutes {
     config: NatsConfig,
     bridge: Arc<NatsBridge>,
     counters: Arc<NatsCounters>,
+    interest: Option<mpsc::UnboundedReceiver<(TopicFilter, bool)>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -165,13 +227,26 @@ impl NatsRoutes {
             .map_err(|e| Error::Nats(format!("connecting to {}: {e}", config.url)))?;
         let counters = Arc::new(NatsCounters::default());
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let (interest_tx, interest_rx) = match config.interest {
+            true => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let bridge = Arc::new(NatsBridge {
             tx,
+            interest: interest_tx,
             counters: counters.clone(),
         });
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 40);
         let publisher = tokio::spawn(publish_loop(
             client.clone(),
             config.clone(),
+            run,
             counters.clone(),
             rx,
         ));
@@ -180,6 +255,7 @@ impl NatsRoutes {
             config,
             bridge,
             counters,
+            interest: interest_rx,
             tasks: vec![publisher],
         })
     }
@@ -194,6 +270,11 @@ impl NatsRoutes {
         &self.counters
     }
 
+    /// Whether it subscribes per local filter ([`NatsConfig::interest`]).
+    pub fn interest(&self) -> bool {
+        self.config.interest
+    }
+
     /// Subscribes to the cluster's subjects and routes every message another server publishes
     /// to this server's subscribers through `publisher`. Returns once NATS has the
     /// subscription (a message published after that reaches this server).
@@ -202,19 +283,44 @@ impl NatsRoutes {
     ///
     /// [`Error::Nats`]: the subscription failed.
     pub async fn start(&mut self, publisher: BrokerPublisher) -> Result<(), Error> {
-        let subject = self.config.subjects.everything();
-        let subscriber = self
-            .client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| Error::Nats(format!("subscribing to {subject}: {e}")))?;
-        // The SUB is on the wire and processed once a round trip has been made.
+        let (tx, rx) = mpsc::channel(RECEIVE_CAPACITY);
+        let mut subjects = vec![self.config.subjects.retained()];
+        if !self.config.interest {
+            subjects.push(self.config.subjects.everything());
+        }
+        for subject in subjects {
+            let subscriber = self
+                .client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| Error::Nats(format!("subscribing to {subject}: {e}")))?;
+            self.counters.subscriptions.fetch_add(1, Ordering::Relaxed);
+            self.tasks
+                .push(tokio::spawn(forward(subscriber, tx.clone())));
+        }
+        let mut interest = Interest {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            counters: self.counters.clone(),
+            patterns: HashMap::new(),
+            tx,
+        };
+        if let Some(mut changes) = self.interest.take() {
+            // What the broker's sessions subscribe to now (restored sessions), before returning.
+            while let Ok((filter, subscribed)) = changes.try_recv() {
+                interest.apply(&filter, subscribed).await;
+            }
+            self.tasks.push(tokio::spawn(async move {
+                interest.run(changes).await;
+            }));
+        }
+        // The SUBs are on the wire and processed once a round trip has been made.
         self.client
             .flush()
             .await
-            .map_err(|e| Error::Nats(format!("subscribing to {subject}: {e}")))?;
+            .map_err(|e| Error::Nats(format!("subscribing: {e}")))?;
         self.tasks.push(tokio::spawn(receive_loop(
-            subscriber,
+            rx,
             self.config.clone(),
             self.counters.clone(),
             publisher,
@@ -328,9 +434,12 @@ pub fn decode_message(
 async fn publish_loop(
     client: async_nats::Client,
     config: NatsConfig,
+    run: u64,
     counters: Arc<NatsCounters>,
     mut rx: mpsc::Receiver<Arc<Message>>,
 ) {
+    let mut sequence: u64 = 0;
+    let retained = config.subjects.retained();
     while let Some(message) = rx.recv().await {
         let payload = match encode_message(&message, Instant::now()) {
             Ok(Some(payload)) => payload,
@@ -341,12 +450,17 @@ async fn publish_loop(
                 continue;
             }
         };
+        sequence += 1;
         let mut headers = HeaderMap::new();
         headers.insert(SERVER_HEADER, config.server_id.as_str());
+        headers.insert(SEQ_HEADER, format!("{run:x}-{sequence:x}").as_str());
         if let Some(from) = &message.from {
             headers.insert(FROM_HEADER, hex::encode(from.as_bytes()).as_str());
         }
-        let subject = config.subjects.subject(&message.topic);
+        let subject = match message.retain {
+            true => retained.clone(),
+            false => config.subjects.subject(&message.topic),
+        };
         match client.publish_with_headers(subject, headers, payload).await {
             Ok(()) => counters.published.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
@@ -357,12 +471,30 @@ async fn publish_loop(
     }
 }
 
-/// Checks one message from NATS and builds the broker's message from it.
-fn accept(config: &NatsConfig, message: async_nats::Message) -> Result<Message, Error> {
+/// Checks one message from NATS and builds the broker's message from it; `None` for a copy of
+/// a message already routed.
+fn accept(
+    config: &NatsConfig,
+    dedup: &mut Dedup,
+    message: async_nats::Message,
+) -> Result<Option<Message>, Error> {
     let headers = message.headers.unwrap_or_default();
     let server = headers.get(SERVER_HEADER).map(|v| v.as_str());
     if server == Some(config.server_id.as_str()) {
         return Err(Error::Message("a message from this server itself".into()));
+    }
+    let seq = headers
+        .get(SEQ_HEADER)
+        .and_then(|v| v.as_str().split_once('-'))
+        .and_then(|(run, n)| {
+            Some((
+                u64::from_str_radix(run, 16).ok()?,
+                u64::from_str_radix(n, 16).ok()?,
+            ))
+        })
+        .ok_or_else(|| Error::Message(format!("no valid {SEQ_HEADER} header")))?;
+    if !dedup.first(seq.0, seq.1) {
+        return Ok(None);
     }
     let from = match headers.get(FROM_HEADER) {
         None => None,
@@ -375,25 +507,193 @@ fn accept(config: &NatsConfig, message: async_nats::Message) -> Result<Message, 
         }
     };
     let routed = decode_message(message.payload, from, Instant::now())?;
-    if config.subjects.subject(&routed.topic) != message.subject.as_str() {
+    let expected = match routed.retain {
+        true => config.subjects.retained(),
+        false => config.subjects.subject(&routed.topic),
+    };
+    if expected != message.subject.as_str() {
         return Err(Error::Message(format!(
-            "subject {} is not the subject of topic {}",
+            "subject {} is not where a message on {} travels",
             message.subject, routed.topic
         )));
     }
-    Ok(routed)
+    Ok(Some(routed))
+}
+
+/// Moves what one NATS subscription receives to the routing task, until either ends.
+async fn forward(mut subscriber: async_nats::Subscriber, tx: mpsc::Sender<async_nats::Message>) {
+    use futures_util::StreamExt;
+    while let Some(message) = subscriber.next().await {
+        if tx.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The NATS subscriptions that follow the broker's interest: one per distinct pattern,
+/// counted by the filters that need it.
+struct Interest {
+    client: async_nats::Client,
+    config: NatsConfig,
+    counters: Arc<NatsCounters>,
+    patterns: HashMap<String, (usize, Option<JoinHandle<()>>)>,
+    tx: mpsc::Sender<async_nats::Message>,
+}
+
+impl Interest {
+    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<(TopicFilter, bool)>) {
+        while let Some((filter, subscribed)) = changes.recv().await {
+            let mut applied = 1;
+            self.apply(&filter, subscribed).await;
+            while let Ok((filter, subscribed)) = changes.try_recv() {
+                self.apply(&filter, subscribed).await;
+                applied += 1;
+            }
+            if let Err(e) = self.client.flush().await {
+                tracing::warn!(error = %e, "NATS flush after a subscription change failed");
+            }
+            self.counters
+                .interest_changes
+                .fetch_add(applied, Ordering::Relaxed);
+        }
+    }
+
+    async fn apply(&mut self, filter: &TopicFilter, subscribed: bool) {
+        for pattern in self.config.subjects.patterns(filter).patterns() {
+            if subscribed {
+                let entry = self.patterns.entry(pattern.clone()).or_insert((0, None));
+                entry.0 += 1;
+                if entry.0 > 1 {
+                    continue;
+                }
+                match self.client.subscribe(pattern.clone()).await {
+                    Ok(subscriber) => {
+                        self.counters.subscriptions.fetch_add(1, Ordering::Relaxed);
+                        entry.1 = Some(tokio::spawn(forward(subscriber, self.tx.clone())));
+                    }
+                    Err(e) => {
+                        self.counters
+                            .subscribe_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, %pattern, %filter, "NATS subscription failed: messages from other servers on this filter will not arrive");
+                    }
+                }
+            } else if let Some(entry) = self.patterns.get_mut(pattern) {
+                entry.0 = entry.0.saturating_sub(1);
+                if entry.0 == 0
+                    && let Some((_, task)) = self.patterns.remove(pattern)
+                    && let Some(task) = task
+                {
+                    // Dropping the subscriber (with the task) unsubscribes.
+                    task.abort();
+                    self.counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Which message numbers of each sending server run were routed: a window of the last
+/// [`DEDUP_WINDOW`] numbers below the highest seen, per run.
+#[derive(Default)]
+struct Dedup {
+    runs: HashMap<u64, Window>,
+}
+
+/// The most sending server runs remembered; past that the least recently heard is forgotten.
+const MAX_RUNS: usize = 1_024;
+
+struct Window {
+    high: u64,
+    bits: Vec<u64>,
+    heard: u64,
+}
+
+impl Window {
+    fn slot(seq: u64) -> (usize, u64) {
+        let i = seq % DEDUP_WINDOW;
+        ((i / 64) as usize, 1u64 << (i % 64))
+    }
+
+    fn set(&mut self, seq: u64) {
+        let (word, bit) = Self::slot(seq);
+        if let Some(w) = self.bits.get_mut(word) {
+            *w |= bit;
+        }
+    }
+
+    fn is_set(&self, seq: u64) -> bool {
+        let (word, bit) = Self::slot(seq);
+        self.bits.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    fn clear(&mut self, seq: u64) {
+        let (word, bit) = Self::slot(seq);
+        if let Some(w) = self.bits.get_mut(word) {
+            *w &= !bit;
+        }
+    }
+}
+
+impl Dedup {
+    /// Whether message `seq` of run `run` is seen for the first time (and remembers it). A
+    /// number further below the highest than the window reaches counts as new: better a rare
+    /// duplicate than a loss.
+    fn first(&mut self, run: u64, seq: u64) -> bool {
+        let clock = self.runs.values().map(|w| w.heard).max().unwrap_or(0) + 1;
+        if !self.runs.contains_key(&run) && self.runs.len() >= MAX_RUNS {
+            let oldest = self
+                .runs
+                .iter()
+                .min_by_key(|(_, w)| w.heard)
+                .map(|(r, _)| *r);
+            if let Some(oldest) = oldest {
+                self.runs.remove(&oldest);
+            }
+        }
+        let window = self.runs.entry(run).or_insert_with(|| Window {
+            high: seq,
+            bits: vec![0; (DEDUP_WINDOW / 64) as usize],
+            heard: clock,
+        });
+        window.heard = clock;
+        if seq > window.high {
+            if seq - window.high >= DEDUP_WINDOW {
+                window.bits.iter_mut().for_each(|w| *w = 0);
+            } else {
+                for s in window.high + 1..seq {
+                    window.clear(s);
+                }
+            }
+            window.high = seq;
+            window.set(seq);
+            return true;
+        }
+        if window.high - seq >= DEDUP_WINDOW {
+            return true;
+        }
+        if window.is_set(seq) {
+            return false;
+        }
+        window.set(seq);
+        true
+    }
 }
 
 async fn receive_loop(
-    mut subscriber: async_nats::Subscriber,
+    mut rx: mpsc::Receiver<async_nats::Message>,
     config: NatsConfig,
     counters: Arc<NatsCounters>,
     publisher: BrokerPublisher,
 ) {
-    use futures_util::StreamExt;
-    while let Some(message) = subscriber.next().await {
-        let routed = match accept(&config, message) {
-            Ok(routed) => routed,
+    let mut dedup = Dedup::default();
+    while let Some(message) = rx.recv().await {
+        let routed = match accept(&config, &mut dedup, message) {
+            Ok(Some(routed)) => routed,
+            Ok(None) => {
+                counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             Err(e) => {
                 counters.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "a message from NATS was not routed");
@@ -409,7 +709,7 @@ async fn receive_loop(
             }
         };
     }
-    tracing::warn!("the NATS subscription ended: messages from other servers no longer arrive");
+    tracing::warn!("the NATS subscriptions ended: messages from other servers no longer arrive");
 }
 
 #[cfg(test)]
@@ -466,6 +766,24 @@ mod tests {
         assert!(decode_message(Bytes::from_static(b"\x30"), None, now).is_err());
         assert!(decode_message(Bytes::from_static(b"\xc0\x00"), None, now).is_err());
         assert!(decode_message(Bytes::from_static(b"junk"), None, now).is_err());
+    }
+
+    #[test]
+    fn routes_each_message_number_once_per_run() {
+        let mut dedup = Dedup::default();
+        assert!(dedup.first(1, 10));
+        assert!(!dedup.first(1, 10));
+        assert!(dedup.first(1, 12));
+        assert!(dedup.first(1, 11), "a gap is filled later");
+        assert!(!dedup.first(1, 11));
+        assert!(dedup.first(2, 10), "another run numbers from its own start");
+        assert!(dedup.first(1, 12 + DEDUP_WINDOW + 5));
+        assert!(
+            dedup.first(1, 12),
+            "beyond the window: routed rather than lost"
+        );
+        assert!(!dedup.first(1, 12 + DEDUP_WINDOW + 5));
+        assert!(dedup.first(1, 12 + DEDUP_WINDOW + 4));
     }
 
     #[test]

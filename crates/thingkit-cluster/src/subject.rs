@@ -60,6 +60,10 @@ use crate::Error;
 /// The first token of every subject thingkit publishes on.
 pub const SUBJECT_ROOT: &str = "thingkit";
 
+/// The first token of the subject retained messages travel on ([`SubjectSpace::retained`]):
+/// outside the topics' subjects, so that no filter's patterns match it.
+pub const RETAINED_ROOT: &str = "thingkit-retained";
+
 /// The longest cluster name [`SubjectSpace::new`] accepts, in bytes.
 pub const MAX_CLUSTER_NAME_LEN: usize = 64;
 
@@ -169,6 +173,22 @@ impl SubjectSpace {
     /// `thingkit.<cluster>` (without a trailing dot).
     pub fn prefix(&self) -> &str {
         self.prefix.strip_suffix('.').unwrap_or(&self.prefix)
+    }
+
+    /// The one subject of the cluster's retained messages, whatever their topic:
+    /// `thingkit-retained.<cluster>` (every server keeps every retained message, so every server
+    /// subscribes to it; the topic travels in the message). No pattern of
+    /// [`SubjectSpace::patterns`] matches it.
+    pub fn retained(&self) -> String {
+        format!("{RETAINED_ROOT}.{}", self.cluster())
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        self.prefix()
+            .strip_prefix(SUBJECT_ROOT)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or_default()
     }
 
     /// The pattern that covers every topic of the cluster: `thingkit.<cluster>.>`.
@@ -434,10 +454,11 @@ mod tests {
         assert!(SubjectSpace::new("a.b").is_err());
         assert!(SubjectSpace::new("a*").is_err());
         assert!(SubjectSpace::new(&"x".repeat(65)).is_err());
-        assert_eq!(
-            SubjectSpace::new("eu-1_a").unwrap().prefix(),
-            "thingkit.eu-1_a"
-        );
+        let space = SubjectSpace::new("eu-1_a").unwrap();
+        assert_eq!(space.prefix(), "thingkit.eu-1_a");
+        assert_eq!(space.cluster(), "eu-1_a");
+        assert_eq!(space.retained(), "thingkit-retained.eu-1_a");
+        assert!(!pattern_matches(&space.everything(), &space.retained()));
     }
 
     /// One MQTT level: empty, or characters NATS reserves, escapes, `$`, spaces, non-ASCII.

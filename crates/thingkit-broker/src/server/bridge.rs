@@ -20,6 +20,8 @@
 
 use std::sync::Arc;
 
+use thingkit_mqtt::TopicFilter;
+
 use crate::Message;
 
 /// Carries the messages this broker routes to the other servers of a cluster (installed with
@@ -34,4 +36,17 @@ pub trait Bridge: Send + Sync + 'static {
     /// republishes. Never offered a message that came in through
     /// [`super::BrokerPublisher::publish_remote`].
     fn offer(&self, message: &Arc<Message>);
+
+    /// This server's sessions began (`subscribed`) or stopped being interested in `filter`:
+    /// the first subscription to it was made, or the last one went (UNSUBSCRIBE, or the end of
+    /// its session); a shared subscription counts for its inner filter. Called at start for
+    /// every filter of the restored sessions, then on every change, in order. A bridge may use
+    /// it to receive from the other servers only what this server's sessions want; the broker
+    /// still matches every message it is given against each subscription itself.
+    ///
+    /// Runs under the router's lock: it must not block or call into the broker. The default
+    /// ignores it (a bridge that receives everything).
+    fn interest(&self, filter: &TopicFilter, subscribed: bool) {
+        let _ = (filter, subscribed);
+    }
 }

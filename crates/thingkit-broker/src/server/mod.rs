@@ -1146,6 +1146,13 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             }
             None => Router::new(limits),
         };
+        let mut router = router;
+        if let Some(bridge) = &bridge {
+            let bridge = bridge.clone();
+            router.set_interest_observer(Box::new(move |filter, subscribed| {
+                bridge.interest(filter, subscribed)
+            }));
+        }
         let session_config = config.session_config();
         let policy_generation = directory.generation();
         // A number unique to this broker instance (its start time in nanoseconds), so session

@@ -286,3 +286,89 @@ fn a_store_that_does_not_notify_is_not_seen_by_feeds() {
         .expect("commit");
     assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
 }
+
+/// The cluster error inside a registry error.
+fn cluster_error(e: &thingkit_provision::Error) -> &Error {
+    match e {
+        thingkit_provision::Error::Store(source) => source
+            .downcast_ref::<Error>()
+            .expect("a thingkit-cluster error inside"),
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn a_blocked_call_ends_at_the_call_timeout_and_a_blocked_statement_at_the_statement_timeout() {
+    use std::time::{Duration, Instant};
+
+    let schema = fresh_schema();
+    let mut store = PgRegistryStore::open(&PostgresConfig {
+        call_timeout: Duration::from_millis(300),
+        statement_timeout: Duration::from_secs(2),
+        ..config(&schema)
+    })
+    .expect("open");
+    store
+        .commit(&[StoreOp::Put {
+            key: "k".into(),
+            value: b"v".to_vec(),
+        }])
+        .expect("commit");
+    let mut locker = postgres::Client::connect(&url(), postgres::NoTls).expect("connect");
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute(&format!(
+        "LOCK TABLE {schema}.registry IN ACCESS EXCLUSIVE MODE"
+    ))
+    .expect("lock");
+
+    let started = Instant::now();
+    let err = store.get("k").expect_err("blocked by the lock");
+    assert!(
+        matches!(
+            cluster_error(&err),
+            Error::Timeout {
+                operation: "get",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The server cancels the blocked statement after statement_timeout: with the lock still
+    // held, a store with a longer call timeout gets PostgreSQL's error, not a hang.
+    let patient = PgRegistryStore::open(&PostgresConfig {
+        call_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::from_millis(300),
+        ..config(&schema)
+    })
+    .expect("open");
+    let err = patient
+        .get("k")
+        .expect_err("cancelled by statement_timeout");
+    match cluster_error(&err) {
+        Error::Postgres { code, .. } => assert_eq!(code.as_deref(), Some("57014"), "{err}"),
+        other => panic!("expected PostgreSQL's query_canceled, got {other}"),
+    }
+
+    tx.rollback().expect("unlock");
+    // The queued call behind the timed-out one runs; the store is usable again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match store.get("k") {
+            Ok(v) => {
+                assert_eq!(v, Some(b"v".to_vec()));
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                assert!(matches!(cluster_error(&e), Error::Timeout { .. }), "{e}");
+            }
+            Err(e) => panic!("the store did not recover after the lock: {e}"),
+        }
+    }
+}

@@ -717,8 +717,8 @@ pub struct ClusterConfig {
     /// cluster (a libpq URL such as `postgres://thingkit@db.internal/thingkit`). Unset: they
     /// live in `data_dir`.
     pub postgres: Option<String>,
-    /// The PostgreSQL schema of this cluster's tables (several clusters can share a database).
-    /// Default `thingkit`.
+    /// The PostgreSQL schema of this cluster's tables (several clusters can share a database):
+    /// 1 to 48 of `a-z`, `0-9` and `_`, not starting with a digit or `pg_`. Default `thingkit`.
     pub schema: String,
     /// How many servers share the per-account limits: each server enforces
     /// `[limits] account_publishes_per_second` divided by this (rounded up), so the cluster
@@ -1036,19 +1036,8 @@ impl ServeConfig {
         if account.arn_prefix().is_none() {
             return at(&[key("account")], "not a valid ARN prefix");
         }
-        let schema = &self.cluster.schema;
-        if schema.is_empty()
-            || schema.len() > 63
-            || !schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            || schema.as_bytes().first().is_some_and(u8::is_ascii_digit)
-            || schema.starts_with("pg_")
-        {
-            return at(
-                &[key("cluster"), key("schema")],
-                "a schema is 1 to 63 of a-z, 0-9 and _, not starting with a digit or pg_",
-            );
+        if let Err(e) = thingkit_cluster::PostgresConfig::check_schema(&self.cluster.schema) {
+            return at(&[key("cluster"), key("schema")], e.to_string());
         }
         for (i, o) in self.limits.overrides.iter().enumerate() {
             let entry = |field: Option<&str>| {
@@ -1866,7 +1855,14 @@ format = "json"
             ("fleet_eu", 3)
         );
         assert_eq!(parse("").unwrap().cluster, ClusterConfig::default());
-        for bad in ["", "Fleet", "1eu", "pg_x", "eu; DROP TABLE x"] {
+        for bad in [
+            "",
+            "Fleet",
+            "1eu",
+            "pg_x",
+            "eu; DROP TABLE x",
+            &"x".repeat(49),
+        ] {
             let (line, _, key, _) = error(&format!("[cluster]\nschema = {bad:?}\n"));
             assert_eq!(
                 (line, key.as_deref()),

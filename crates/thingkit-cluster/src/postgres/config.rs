@@ -65,7 +65,18 @@ impl PostgresConfig {
     ///
     /// [`Error::Config`] naming the rule it breaks.
     pub(crate) fn checked_schema(&self) -> Result<&str, Error> {
-        let s = self.schema.as_str();
+        Self::check_schema(&self.schema).map(|()| self.schema.as_str())
+    }
+
+    /// Checks that `schema` can be a [`PostgresConfig::schema`]: 1 to 48 of `a-z`, `0-9` and `_`,
+    /// not starting with a digit or `pg_` (a configuration file's checker calls this before any
+    /// store opens).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the rule `schema` breaks.
+    pub fn check_schema(schema: &str) -> Result<(), Error> {
+        let s = schema;
         let valid = !s.is_empty()
             && s.len() <= MAX_SCHEMA
             && s.bytes()
@@ -73,7 +84,7 @@ impl PostgresConfig {
             && s.as_bytes().first().is_some_and(|b| !b.is_ascii_digit())
             && !s.starts_with("pg_");
         if valid {
-            Ok(s)
+            Ok(())
         } else {
             Err(Error::Config(format!(
                 "PostgreSQL schema {s:?}: use 1 to {MAX_SCHEMA} of a-z, 0-9 and _, not starting with a digit or pg_"

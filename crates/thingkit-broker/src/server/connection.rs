@@ -1541,7 +1541,9 @@ impl Conn {
             tracing::error!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused: the session store failed");
             return self.refuse_publish(packet_id, ReasonCode::UNSPECIFIED_ERROR, &e.to_string());
         }
-        let code = if matched == 0 && self.is_v5() {
+        // With a bridge, subscribers on the other servers of the cluster may match: this server
+        // cannot tell, so it never answers 0x10 No matching subscribers.
+        let code = if matched == 0 && self.is_v5() && shared.bridge.is_none() {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         } else {
             ReasonCode::SUCCESS

@@ -10,7 +10,7 @@ use crate::error::{Error, StoreError};
 use crate::message::{Delivery, GrantedSubscription, Message, min_qos};
 use crate::retained::RetainedStore;
 use crate::store::{
-    RouterStore, SessionRecord, StoreOp, StoredDelivery, StoredMessage, StoredState,
+    RouterStore, SessionRecord, StoreOp, StoredDelivery, StoredMessage, StoredSession, StoredState,
 };
 
 /// Where the router hands a connected session's deliveries, and how it ends that connection.
@@ -1410,6 +1410,79 @@ impl<O: Outlet> Router<O> {
         });
         self.counters.retained_expired += purged as u64;
         (expired.len(), ops)
+    }
+
+    /// Whether the router holds a session for `client_id` (connected, or persistent and
+    /// detached).
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.sessions.contains_key(client_id)
+    }
+
+    /// Lets another server of a cluster take the session `client_id` over: its live connection
+    /// (if any) is kicked with 0x8E Session taken over, and the session leaves this router's
+    /// memory (subscriptions, offline queue) **without** any change to the store, where the
+    /// other server finds it ([`Router::adopt`] there). Returns whether there was a session.
+    ///
+    /// The kicked connection's later [`Router::detach`] finds no session and writes nothing;
+    /// the QoS 1 messages it had in flight (sent, not yet acknowledged) are not stored, so they
+    /// are lost to the session when it moves while connected.
+    pub fn release(&mut self, client_id: &Arc<str>) -> bool {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return false;
+        };
+        if let Some(old) = session.attached.take() {
+            old.outlet.kick(ReasonCode::SESSION_TAKEN_OVER);
+        }
+        self.remove_session(client_id);
+        true
+    }
+
+    /// Asks the live connection of `client_id`'s session, if any, to end with `reason` (its
+    /// connection task then detaches as usual). Returns whether there was one.
+    pub fn kick(&self, client_id: &str, reason: ReasonCode) -> bool {
+        match self
+            .sessions
+            .get(client_id)
+            .and_then(|s| s.attached.as_ref())
+        {
+            Some(attached) => {
+                attached.outlet.kick(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes over a persistent session that another server kept in the shared store (after
+    /// that server [`released`](Router::release) it, or died): its subscriptions and offline
+    /// queue join this router, detached, as [`Router::with_store`] restores sessions at start
+    /// (an expired session or expired messages are dropped and removed from the store). A
+    /// session this router already holds under that client ID is replaced. Attach a
+    /// connection to it next ([`Router::try_attach`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the clean-up of what expired cannot be written (the session is
+    /// adopted all the same).
+    pub fn adopt(&mut self, session: StoredSession, now: Instant) -> Result<(), Error> {
+        let wall_ms = match &self.durable {
+            Some(d) => d.unix_ms(now),
+            None => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, millis),
+        };
+        if let Some(old) = self.sessions.get(&session.client_id)
+            && let Some(attached) = &old.attached
+        {
+            attached.outlet.kick(ReasonCode::SESSION_TAKEN_OVER);
+        }
+        self.remove_session(&session.client_id);
+        let state = StoredState {
+            sessions: vec![session],
+            retained: Vec::new(),
+        };
+        let ops = self.restore(state, now, wall_ms);
+        Ok(self.write(&ops)?)
     }
 
     /// Whether `client_id`'s session has a live connection.

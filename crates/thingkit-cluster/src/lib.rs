@@ -65,6 +65,6 @@ pub mod subject;
 
 pub use error::Error;
 pub use postgres::{
-    MAX_PAYLOAD, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig, RegistryChange,
-    RegistryFeed,
+    MAX_PAYLOAD, PgJobStore, PgRegistryStore, PgRouterStore, PgShadowStore, PostgresConfig,
+    RegistryChange, RegistryFeed,
 };

@@ -59,6 +59,8 @@
 
 mod error;
 #[cfg(feature = "nats")]
+pub mod handover;
+#[cfg(feature = "nats")]
 pub mod nats;
 mod postgres;
 pub mod subject;

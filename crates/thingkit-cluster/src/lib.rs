@@ -1,5 +1,5 @@
 //! Several `thingkit serve` processes as one platform: PostgreSQL holds the shared state (the
-//! registry, shadows, jobs) and NATS routes messages between the servers. One server on one
+//! registry, shadows, jobs, persistent sessions, retained messages) and NATS routes messages between the servers. One server on one
 //! machine keeps its embedded redb stores; the cluster is a configuration choice.
 //!
 //! (Crate docs, example and feature table: written as the modules land.)
@@ -46,6 +46,14 @@
 //!   with [`RegistryChange::Resync`] after its connection was re-established.
 //! - **No TLS.** Connections are plain TCP (`NoTls`): keep PostgreSQL on loopback or a
 //!   private network, or tunnel it.
+//!
+//! ## Sessions across servers
+//!
+//! [`PgRouterStore`] keeps the broker's persistent sessions (each owned by one server: the
+//! `owner` column), their subscriptions and offline queues, and the retained messages, on
+//! PostgreSQL; [`handover::NatsHandover`] (feature `nats`) ends a client ID's connection on
+//! every other server when it connects to one, and moves its persistent session along: the
+//! owner releases it, the new server claims and adopts it (see [`handover`]).
 //!
 //! Tests against a real server are `#[ignore]`d; `.ci/postgres` runs a throwaway one:
 //!

@@ -219,6 +219,9 @@ struct Session<O> {
     expiry: SessionExpiry,
     /// When a detached session with [`SessionExpiry::After`] ends.
     expires_at: Option<Instant>,
+    /// Released to another server ([`Router::release`]) while connected: it leaves memory
+    /// when its connection detaches.
+    released: bool,
 }
 
 impl<O> Session<O> {
@@ -229,6 +232,7 @@ impl<O> Session<O> {
             offline: VecDeque::new(),
             expiry,
             expires_at: None,
+            released: false,
         }
     }
 
@@ -728,6 +732,7 @@ impl<O: Outlet> Router<O> {
         session.attached = Some(Connected { connection, outlet });
         session.expiry = expiry;
         session.expires_at = None;
+        session.released = false;
         let mut backlog = Vec::with_capacity(session.offline.len());
         for d in session.offline.drain(..) {
             if d.message.is_expired(now) {
@@ -846,11 +851,13 @@ impl<O: Outlet> Router<O> {
             SessionExpiry::After(d) => now.checked_add(d),
             _ => None,
         };
-        if session.expiry.persistent() {
+        if session.expiry.persistent() && !session.released {
             session
                 .offline
                 .extend(unacked.into_iter().filter(|d| d.qos != QoS::AtMostOnce));
         } else {
+            // Not persistent, or released to another server (which finds the `unacked`
+            // messages in the store: `detach_ops` wrote them).
             self.remove_session(client_id);
         }
     }
@@ -1418,22 +1425,29 @@ impl<O: Outlet> Router<O> {
         self.sessions.contains_key(client_id)
     }
 
-    /// Lets another server of a cluster take the session `client_id` over: its live connection
-    /// (if any) is kicked with 0x8E Session taken over, and the session leaves this router's
-    /// memory (subscriptions, offline queue) **without** any change to the store, where the
-    /// other server finds it ([`Router::adopt`] there). Returns whether there was a session.
+    /// Lets another server of a cluster take the session `client_id` over: the session leaves
+    /// this router's memory (subscriptions, offline queue) **without** being removed from the
+    /// store, where the other server finds it ([`Router::adopt`] there). Returns whether there
+    /// was a session.
     ///
-    /// The kicked connection's later [`Router::detach`] finds no session and writes nothing;
-    /// the QoS 1 messages it had in flight (sent, not yet acknowledged) are not stored, so they
-    /// are lost to the session when it moves while connected.
+    /// A detached session leaves at once. A connected one is kicked with 0x8E Session taken
+    /// over and leaves when its connection detaches: [`Router::detach`] stores the QoS 1
+    /// messages the connection had not seen acknowledged (as for any persistent session), then
+    /// drops the session from memory. Wait for [`Router::has_session`] to turn false before
+    /// telling the other server that the session is free.
     pub fn release(&mut self, client_id: &Arc<str>) -> bool {
         let Some(session) = self.sessions.get_mut(client_id) else {
             return false;
         };
-        if let Some(old) = session.attached.take() {
-            old.outlet.kick(ReasonCode::SESSION_TAKEN_OVER);
+        match &session.attached {
+            Some(attached) => {
+                attached.outlet.kick(ReasonCode::SESSION_TAKEN_OVER);
+                if session.expiry.persistent() {
+                    session.released = true;
+                }
+            }
+            None => self.remove_session(client_id),
         }
-        self.remove_session(client_id);
         true
     }
 

@@ -1360,11 +1360,25 @@ fn release_kicks_a_live_connection_with_session_taken_over() {
     let on_a = TestOutlet::default();
     a.try_attach(&c, false, SessionExpiry::Never, 1, on_a.clone(), t0)
         .unwrap();
+    a.try_subscribe(&c, &filter("q/#"), qos1(None)).unwrap();
     assert!(a.release(&c));
     assert_eq!(on_a.kicked(), Some(ReasonCode::SESSION_TAKEN_OVER));
-    // The kicked connection's detach finds no session and writes nothing.
-    a.try_detach(&c, 1, Vec::new(), t0).unwrap();
+    // The session leaves memory when its connection detaches, storing the QoS 1 message the
+    // connection had in flight, for the server that adopts the session.
+    assert!(a.has_session(&c));
+    let in_flight = Delivery {
+        message: msg("q/1", "in flight", QoS::AtLeastOnce, false, t0),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        subscription_id: None,
+    };
+    a.try_detach(&c, 1, vec![in_flight], t0).unwrap();
     assert!(!a.has_session(&c));
-    assert_eq!(store.load().unwrap().sessions.len(), 1);
+    let stored = store.load().unwrap();
+    assert_eq!(stored.sessions.len(), 1);
+    assert_eq!(
+        &stored.sessions[0].queue[0].message.payload[..],
+        b"in flight"
+    );
     assert!(!a.release(&c));
 }

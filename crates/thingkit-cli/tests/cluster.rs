@@ -494,27 +494,65 @@ fn a_persistent_session_moves_to_the_server_its_device_reconnects_to_even_after_
     let got = resume(dir.path(), "sensor-2", b.port, "dt/unrelated", 2);
     assert_eq!(got, [format!("{topic} m1"), format!("{topic} m2")]);
 
-    // Now B owns the session. Messages queued for sensor-2 on B (one published on B, one on
-    // A and routed to B), then B dies without a goodbye.
+    // Now B owns the session, and sensor-2 is connected to B when it connects to A: B ends
+    // that connection (0x8E), stores what it had in flight and releases the session, and A
+    // adopts it while the device's new connection waits for its CONNACK.
     std::thread::sleep(Duration::from_millis(1100));
+    let mut on_b = live_session(dir.path(), b.port, &["-d"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let on_a = live_session(dir.path(), a.port, &["-v", "-C", "1"]);
+    assert!(
+        ended_within(&mut on_b, Duration::from_secs(5)),
+        "B still serves sensor-2 after it connected to A"
+    );
+    let said = on_b.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&said.stdout).contains("DISCONNECT (142)"),
+        "{said:?}"
+    );
+    // Published on B after the move: routed to A, where the subscription now is.
     publish_qos1(dir.path(), "sensor-1", b.port, topic, "m3");
+    let out = on_a.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{topic} m3")
+    );
+
+    // Messages queued for sensor-2 on A (one published on A, one on B and routed to A), then
+    // A dies without a goodbye.
     std::thread::sleep(Duration::from_millis(1100));
     publish_qos1(dir.path(), "sensor-1", a.port, topic, "m4");
+    std::thread::sleep(Duration::from_millis(1100));
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "m5");
     std::thread::sleep(Duration::from_millis(500));
-    b.kill9();
+    a.kill9();
 
-    // sensor-2 reconnects to A, which takes the dead server's session over (nobody answers
-    // the release) and delivers what B had queued and acknowledged.
+    // sensor-2 reconnects to B, which takes the dead server's session over (nobody answers
+    // the release) and delivers what A had queued and acknowledged.
     let started = Instant::now();
-    let got = resume(dir.path(), "sensor-2", a.port, "dt/unrelated", 2);
-    assert_eq!(got, [format!("{topic} m3"), format!("{topic} m4")]);
+    let got = resume(dir.path(), "sensor-2", b.port, "dt/unrelated", 2);
+    assert_eq!(got, [format!("{topic} m4"), format!("{topic} m5")]);
     println!(
         "sensor-2 got its session back from the killed server within {:?}",
         started.elapsed()
     );
-    // And its subscription lives on A: a new message reaches it.
+    // And its subscription lives on B: a new message reaches it.
     std::thread::sleep(Duration::from_millis(1100));
-    let sub = mosquitto("mosquitto_sub", dir.path(), "sensor-2", a.port, "5")
+    let sub = live_session(dir.path(), b.port, &["-v", "-C", "1"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "m6");
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{topic} m6")
+    );
+    assert!(b.terminate().success());
+}
+
+/// sensor-2 resuming its persistent session on `port` (MQTT 5, subscribed to a filter that
+/// matches nothing), running for up to 20 s, with `extra` arguments, stdout piped.
+fn live_session(dir: &Path, port: u16, extra: &[&str]) -> std::process::Child {
+    mosquitto("mosquitto_sub", dir, "sensor-2", port, "5")
         .args([
             "-c",
             "-x",
@@ -523,21 +561,11 @@ fn a_persistent_session_moves_to_the_server_its_device_reconnects_to_even_after_
             "1",
             "-t",
             "dt/unrelated",
-            "-v",
             "-W",
-            "10",
-            "-C",
-            "1",
+            "20",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
-    publish_qos1(dir.path(), "sensor-1", a.port, topic, "m5");
-    let out = sub.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("{topic} m5")
-    );
-    assert!(a.terminate().success());
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)")
 }

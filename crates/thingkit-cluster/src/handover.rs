@@ -11,16 +11,17 @@
 //!   kick X's connection ([`BrokerPublisher::kick`]) and keep its session; B does not wait.
 //! - **Sessions move** (with a [`PgRouterStore`] shared by the cluster): when PostgreSQL says
 //!   another server A owns X's session and B does not hold it, the message asks A to
-//!   *release* it: A ends X's connection, drops the session from memory without deleting it
-//!   from the store ([`BrokerPublisher::release`]) and answers `released`. B waits for the
+//!   *release* it: A ends X's connection (whose QoS 1 messages in flight are stored as for any
+//!   persistent session), drops the session from memory without deleting it from the store
+//!   ([`BrokerPublisher::release`]) and answers `released`. B waits for the
 //!   answer at most [`NatsHandover::with_release_timeout`] (default 2 s: A may be dead), then
 //!   claims the session in PostgreSQL ([`PgRouterStore::claim`]) and adopts it: its
 //!   subscriptions and queued QoS 1 messages, CONNACK with Session Present = 1.
 //!
 //! What this does not guarantee: a message routed to X while its session moves (after A
-//! released it, before B adopted it) reaches neither; QoS 1 messages A had sent to X's
-//! connection and not yet seen acknowledged are not stored (a session moves as its store has
-//! it); and a server that lost its NATS connection does not hear a takeover.
+//! released it, before B adopted it) reaches neither; and a server that lost its NATS
+//! connection does not hear a takeover (B claims the session after the timeout while that
+//! server still holds it in memory).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -38,6 +39,10 @@ pub const CONTROL_ROOT: &str = "thingkit-ctl";
 
 /// The default [`NatsHandover::with_release_timeout`].
 pub const DEFAULT_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a released session's connection may take to end and store its QoS 1 messages in
+/// flight before the release is answered anyway (within [`DEFAULT_RELEASE_TIMEOUT`]).
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// The answer of a server that released a session.
 const RELEASED: &[u8] = b"released";
@@ -301,21 +306,25 @@ async fn answer_loop(
         if takeover.server == server_id {
             continue;
         }
-        let ended = if takeover.release {
-            publisher.release(&takeover.client_id)
-        } else {
-            publisher.kick(&takeover.client_id)
-        };
-        if ended {
-            tracing::info!(client = %takeover.client_id, to = %takeover.server,
-                release = takeover.release, "client taken over by another server");
-        }
-        if takeover.owner.as_deref() == Some(server_id.as_str())
-            && let Some(reply) = message.reply
-            && let Err(e) = client.publish(reply, RELEASED.into()).await
-        {
-            tracing::warn!(error = %e, "the release was not answered");
-        }
+        // One task per takeover: a release waits for its connection to end.
+        let (client, server_id, publisher) = (client.clone(), server_id.clone(), publisher.clone());
+        tokio::spawn(async move {
+            let ended = if takeover.release {
+                publisher.release(&takeover.client_id, RELEASE_WAIT).await
+            } else {
+                publisher.kick(&takeover.client_id)
+            };
+            if ended {
+                tracing::info!(client = %takeover.client_id, to = %takeover.server,
+                    release = takeover.release, "client taken over by another server");
+            }
+            if takeover.owner.as_deref() == Some(server_id.as_str())
+                && let Some(reply) = message.reply
+                && let Err(e) = client.publish(reply, RELEASED.into()).await
+            {
+                tracing::warn!(error = %e, "the release was not answered");
+            }
+        });
     }
     tracing::warn!(
         "the takeover subscription ended: other servers' CONNECTs no longer end connections here"

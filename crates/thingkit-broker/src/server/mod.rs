@@ -1304,14 +1304,20 @@ impl BrokerPublisher {
     /// Another server of the cluster takes `client_id` over, session and all (see
     /// [`Handover`]): its connection here, if any, ends (MQTT 5 DISCONNECT 0x8E Session taken
     /// over; 3.1.1: the network connection closes) and its session leaves this server's memory
-    /// but not the store ([`crate::Router::release`]). Returns whether there was a session.
-    pub fn release(&self, client_id: &str) -> bool {
+    /// but not the store ([`crate::Router::release`]). Returns once the session has left (the
+    /// QoS 1 messages its connection had in flight stored), or after `timeout`; whether there
+    /// was a session.
+    pub async fn release(&self, client_id: &str, timeout: Duration) -> bool {
         let id: Arc<str> = client_id.into();
-        self.shared
-            .router
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(&id)
+        let lock = || self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
+        if !lock().release(&id) {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while lock().has_session(&id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
     }
 
     /// Another server of the cluster accepted a connection with `client_id`: its connection

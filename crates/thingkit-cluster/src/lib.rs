@@ -74,7 +74,9 @@ mod postgres;
 pub mod subject;
 
 pub use error::Error;
+#[cfg(feature = "sessions")]
+pub use postgres::PgRouterStore;
 pub use postgres::{
-    MAX_PAYLOAD, PgJobStore, PgRegistryStore, PgRouterStore, PgShadowStore, PostgresConfig,
-    RegistryChange, RegistryFeed,
+    MAX_PAYLOAD, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig, RegistryChange,
+    RegistryFeed,
 };

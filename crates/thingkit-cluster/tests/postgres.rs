@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use thingkit_cluster::{
-    Error, PgJobStore, PgRegistryStore, PgRouterStore, PgShadowStore, PostgresConfig,
-};
+#[cfg(feature = "sessions")]
+use thingkit_cluster::PgRouterStore;
+use thingkit_cluster::{Error, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig};
 use thingkit_provision::{RegistryStore, StoreOp};
 
 const ENV: &str = "THINGKIT_TEST_POSTGRES";
@@ -289,6 +289,7 @@ fn a_store_that_does_not_notify_is_not_seen_by_feeds() {
     assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
 }
 
+#[cfg(feature = "sessions")]
 #[test]
 #[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
 fn router_store_passes_the_conformance_suite() {
@@ -297,6 +298,7 @@ fn router_store_passes_the_conformance_suite() {
     });
 }
 
+#[cfg(feature = "sessions")]
 mod sessions {
     use std::num::NonZeroU32;
     use std::sync::Arc;

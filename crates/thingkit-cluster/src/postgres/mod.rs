@@ -15,6 +15,7 @@ mod feed;
 mod jobs;
 mod migration;
 mod registry;
+#[cfg(feature = "sessions")]
 mod session;
 mod shadow;
 
@@ -22,5 +23,6 @@ pub use config::PostgresConfig;
 pub use feed::{MAX_PAYLOAD, RegistryChange, RegistryFeed};
 pub use jobs::PgJobStore;
 pub use registry::PgRegistryStore;
+#[cfg(feature = "sessions")]
 pub use session::PgRouterStore;
 pub use shadow::PgShadowStore;

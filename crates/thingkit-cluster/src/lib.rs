@@ -58,8 +58,9 @@
 //! Tests against a real server are `#[ignore]`d; `.ci/postgres` runs a throwaway one:
 //!
 //! ```text
-//! .ci/postgres start
-//! THINGKIT_TEST_POSTGRES=$(.ci/postgres url) cargo test -p thingkit-cluster -- --ignored
+//! .ci/postgres start; .ci/nats start
+//! THINGKIT_TEST_POSTGRES=$(.ci/postgres url) THINGKIT_TEST_NATS=$(.ci/nats url) \
+//!     cargo test -p thingkit-cluster -- --ignored
 //! ```
 
 #![forbid(unsafe_code)]

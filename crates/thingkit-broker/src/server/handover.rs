@@ -41,6 +41,18 @@ pub struct Acquire {
     pub held: bool,
 }
 
+impl Acquire {
+    /// The request for a CONNECT of `client_id` with `clean_start`; `held`: whether this
+    /// server's router holds a session for it.
+    pub fn new(client_id: Arc<str>, clean_start: bool, held: bool) -> Self {
+        Acquire {
+            client_id,
+            clean_start,
+            held,
+        }
+    }
+}
+
 /// Frees a client ID on the other servers of a cluster before a CONNECT attaches it here
 /// (installed with [`super::BrokerBuilder::handover`]).
 ///

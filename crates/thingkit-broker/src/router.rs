@@ -10,7 +10,7 @@ use crate::error::{Error, StoreError};
 use crate::message::{Delivery, GrantedSubscription, Message, min_qos};
 use crate::retained::RetainedStore;
 use crate::store::{
-    RouterStore, SessionRecord, StoreOp, StoredDelivery, StoredMessage, StoredState,
+    RouterStore, SessionRecord, StoreOp, StoredDelivery, StoredMessage, StoredSession, StoredState,
 };
 
 /// Where the router hands a connected session's deliveries, and how it ends that connection.
@@ -219,6 +219,9 @@ struct Session<O> {
     expiry: SessionExpiry,
     /// When a detached session with [`SessionExpiry::After`] ends.
     expires_at: Option<Instant>,
+    /// Released to another server ([`Router::release`]) while connected: it leaves memory
+    /// when its connection detaches.
+    released: bool,
 }
 
 impl<O> Session<O> {
@@ -229,6 +232,7 @@ impl<O> Session<O> {
             offline: VecDeque::new(),
             expiry,
             expires_at: None,
+            released: false,
         }
     }
 
@@ -807,6 +811,7 @@ impl<O: Outlet> Router<O> {
         session.attached = Some(Connected { connection, outlet });
         session.expiry = expiry;
         session.expires_at = None;
+        session.released = false;
         let mut backlog = Vec::with_capacity(session.offline.len());
         for d in session.offline.drain(..) {
             if d.message.is_expired(now) {
@@ -925,11 +930,13 @@ impl<O: Outlet> Router<O> {
             SessionExpiry::After(d) => now.checked_add(d),
             _ => None,
         };
-        if session.expiry.persistent() {
+        if session.expiry.persistent() && !session.released {
             session
                 .offline
                 .extend(unacked.into_iter().filter(|d| d.qos != QoS::AtMostOnce));
         } else {
+            // Not persistent, or released to another server (which finds the `unacked`
+            // messages in the store: `detach_ops` wrote them).
             self.remove_session(client_id);
         }
     }
@@ -1497,6 +1504,86 @@ impl<O: Outlet> Router<O> {
         });
         self.counters.retained_expired += purged as u64;
         (expired.len(), ops)
+    }
+
+    /// Whether the router holds a session for `client_id` (connected, or persistent and
+    /// detached).
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.sessions.contains_key(client_id)
+    }
+
+    /// Lets another server of a cluster take the session `client_id` over: the session leaves
+    /// this router's memory (subscriptions, offline queue) **without** being removed from the
+    /// store, where the other server finds it ([`Router::adopt`] there). Returns whether there
+    /// was a session.
+    ///
+    /// A detached session leaves at once. A connected one is kicked with 0x8E Session taken
+    /// over and leaves when its connection detaches: [`Router::detach`] stores the QoS 1
+    /// messages the connection had not seen acknowledged (as for any persistent session), then
+    /// drops the session from memory. Wait for [`Router::has_session`] to turn false before
+    /// telling the other server that the session is free.
+    pub fn release(&mut self, client_id: &Arc<str>) -> bool {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return false;
+        };
+        match &session.attached {
+            Some(attached) => {
+                attached.outlet.kick(ReasonCode::SESSION_TAKEN_OVER);
+                if session.expiry.persistent() {
+                    session.released = true;
+                }
+            }
+            None => self.remove_session(client_id),
+        }
+        true
+    }
+
+    /// Asks the live connection of `client_id`'s session, if any, to end with `reason` (its
+    /// connection task then detaches as usual). Returns whether there was one.
+    pub fn kick(&self, client_id: &str, reason: ReasonCode) -> bool {
+        match self
+            .sessions
+            .get(client_id)
+            .and_then(|s| s.attached.as_ref())
+        {
+            Some(attached) => {
+                attached.outlet.kick(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes over a persistent session that another server kept in the shared store (after
+    /// that server [`released`](Router::release) it, or died): its subscriptions and offline
+    /// queue join this router, detached, as [`Router::with_store`] restores sessions at start
+    /// (an expired session or expired messages are dropped and removed from the store). A
+    /// session this router already holds under that client ID is replaced. Attach a
+    /// connection to it next ([`Router::try_attach`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the clean-up of what expired cannot be written (the session is
+    /// adopted all the same).
+    pub fn adopt(&mut self, session: StoredSession, now: Instant) -> Result<(), Error> {
+        let wall_ms = match &self.durable {
+            Some(d) => d.unix_ms(now),
+            None => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, millis),
+        };
+        if let Some(old) = self.sessions.get(&session.client_id)
+            && let Some(attached) = &old.attached
+        {
+            attached.outlet.kick(ReasonCode::SESSION_TAKEN_OVER);
+        }
+        self.remove_session(&session.client_id);
+        let state = StoredState {
+            sessions: vec![session],
+            retained: Vec::new(),
+        };
+        let ops = self.restore(state, now, wall_ms);
+        Ok(self.write(&ops)?)
     }
 
     /// Whether `client_id`'s session has a live connection.

@@ -1298,3 +1298,87 @@ fn a_requeued_delivery_is_stored_before_it_is_queued_and_not_queued_when_the_sto
         .collect();
     assert_eq!(payloads, ["waited"]);
 }
+
+#[test]
+fn a_released_session_moves_to_another_router_with_its_queue() {
+    // Two servers sharing one store (as a cluster shares PostgreSQL).
+    let store = MemoryStore::new();
+    let t0 = Instant::now();
+    let c = id("sensor-2");
+    let mut a = start(store.clone(), t0, wall0());
+    let mut b = start(store.clone(), t0, wall0());
+    let on_a = TestOutlet::default();
+    a.try_attach(&c, true, SessionExpiry::Never, 1, on_a.clone(), t0)
+        .unwrap();
+    a.try_subscribe(&c, &filter("q/#"), qos1(Some(3))).unwrap();
+    a.try_detach(&c, 1, Vec::new(), t0).unwrap();
+    a.publish(&msg("q/1", "one", QoS::AtLeastOnce, false, t0))
+        .unwrap();
+    assert!(!b.has_session(&c));
+
+    // Released on A: gone from its memory, still in the store.
+    assert!(a.release(&c));
+    assert!(!a.has_session(&c));
+    assert_eq!(
+        a.publish(&msg("q/2", "not for a", QoS::AtLeastOnce, false, t0))
+            .unwrap()
+            .queued,
+        0
+    );
+    let stored = store.load().unwrap();
+    let session = stored
+        .sessions
+        .into_iter()
+        .find(|s| s.client_id == c)
+        .expect("release keeps the stored session");
+    assert_eq!(session.queue.len(), 1);
+
+    // Adopted by B: subscriptions and queue, Session Present.
+    b.adopt(session, t0).unwrap();
+    let on_b = TestOutlet::default();
+    let attached = b
+        .try_attach(&c, false, SessionExpiry::Never, 7, on_b.clone(), t0)
+        .unwrap();
+    assert!(attached.session_present);
+    let backlog: Vec<_> = attached
+        .backlog
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.message.payload).into_owned())
+        .collect();
+    assert_eq!(backlog, ["one"]);
+    b.publish(&msg("q/3", "three", QoS::AtLeastOnce, false, t0))
+        .unwrap();
+    assert_eq!(on_b.payloads(), ["three"]);
+}
+
+#[test]
+fn release_kicks_a_live_connection_with_session_taken_over() {
+    let store = MemoryStore::new();
+    let t0 = Instant::now();
+    let c = id("sensor-1");
+    let mut a = start(store.clone(), t0, wall0());
+    let on_a = TestOutlet::default();
+    a.try_attach(&c, false, SessionExpiry::Never, 1, on_a.clone(), t0)
+        .unwrap();
+    a.try_subscribe(&c, &filter("q/#"), qos1(None)).unwrap();
+    assert!(a.release(&c));
+    assert_eq!(on_a.kicked(), Some(ReasonCode::SESSION_TAKEN_OVER));
+    // The session leaves memory when its connection detaches, storing the QoS 1 message the
+    // connection had in flight, for the server that adopts the session.
+    assert!(a.has_session(&c));
+    let in_flight = Delivery {
+        message: msg("q/1", "in flight", QoS::AtLeastOnce, false, t0),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        subscription_id: None,
+    };
+    a.try_detach(&c, 1, vec![in_flight], t0).unwrap();
+    assert!(!a.has_session(&c));
+    let stored = store.load().unwrap();
+    assert_eq!(stored.sessions.len(), 1);
+    assert_eq!(
+        &stored.sessions[0].queue[0].message.payload[..],
+        b"in flight"
+    );
+    assert!(!a.release(&c));
+}

@@ -725,7 +725,10 @@ pub struct ClusterConfig {
     /// never admits more than the limit plus one per server and second. Default 1.
     pub servers: NonZeroU64,
     /// The NATS server(s) that route messages between the servers (`nats://host:port`, several
-    /// separated by commas). Default: unset, this server alone.
+    /// separated by commas); a CONNECT on one server also ends the connection with the same
+    /// client ID on the others. With `postgres` set too, persistent sessions and retained
+    /// messages live in PostgreSQL and a session moves to the server its client reconnects to.
+    /// Default: unset, this server alone.
     pub nats: Option<String>,
     /// The cluster's name, the same on every server: its subjects are `thingkit.<name>.…`
     /// (ASCII letters, digits, `-`, `_`). Default `thingkit`.

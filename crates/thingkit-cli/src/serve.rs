@@ -232,8 +232,23 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure(format!("mqtt.listen {}: {e}", config.mqtt.listen)))?;
     let store_path = config.data_dir.join(BROKER_STORE_FILE);
-    let store = thingkit_broker::RedbStore::open(&store_path)
-        .map_err(|e| Failure(format!("{}: {e}", store_path.display())))?;
+    // With PostgreSQL and NATS, persistent sessions and retained messages are the cluster's
+    // (each session owned by one server, moving to the server its client connects to);
+    // otherwise they stay in this server's data_dir.
+    let session_store = match (&postgres, &config.cluster.nats) {
+        (Some(pg), Some(_)) => Some(
+            thingkit_cluster::PgRouterStore::open(pg, &cluster_server_id(&config))
+                .map_err(|e| pg_failure("sessions", e))?,
+        ),
+        _ => None,
+    };
+    let store: Box<dyn thingkit_broker::RouterStore> = match &session_store {
+        Some(pg) => Box::new(pg.clone()),
+        None => Box::new(
+            thingkit_broker::RedbStore::open(&store_path)
+                .map_err(|e| Failure(format!("{}: {e}", store_path.display())))?,
+        ),
+    };
     let shadow_path = config.data_dir.join(SHADOW_STORE_FILE);
     let shadows: ServerShadowStore = match &postgres {
         Some(pg) => Box::new(
@@ -307,7 +322,17 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     if let Some(routes) = &routes {
         builder = builder.bridge(routes.bridge());
     }
+    let handover = cluster_handover(&config, session_store).await?;
+    if let Some(handover) = &handover {
+        builder = builder.handover(Arc::new(handover.clone()));
+    }
     let broker = builder.serve(listener).await?;
+    if let Some(handover) = &handover {
+        handover
+            .start(broker.publisher())
+            .await
+            .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
+    }
     if let Some(routes) = &mut routes {
         routes
             .start(broker.publisher())
@@ -453,6 +478,9 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         task.abort();
     }
     broker.shutdown(Duration::from_secs(5)).await;
+    if let Some(handover) = &handover {
+        handover.stop();
+    }
     // After the broker: the wills and lifecycle events of its last sessions still go out.
     if let Some(routes) = routes {
         routes.close(Duration::from_secs(2)).await;
@@ -472,17 +500,47 @@ async fn cluster_routes(
     let Some(url) = &config.cluster.nats else {
         return Ok(None);
     };
-    let server_id = config
-        .cluster
-        .server_id
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", config.mqtt.listen, std::process::id()));
-    let nats = thingkit_cluster::nats::NatsConfig::new(url, &config.cluster.name, &server_id)
-        .map_err(|e| Failure(format!("[cluster]: {e}")))?;
+    let nats = thingkit_cluster::nats::NatsConfig::new(
+        url,
+        &config.cluster.name,
+        &cluster_server_id(config),
+    )
+    .map_err(|e| Failure(format!("[cluster]: {e}")))?;
     let routes = thingkit_cluster::nats::NatsRoutes::connect(nats)
         .await
         .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
     Ok(Some(routes))
+}
+
+/// `[cluster] server_id`, or `<mqtt.listen>-<process id>` when unset.
+fn cluster_server_id(config: &ServeConfig) -> String {
+    config
+        .cluster
+        .server_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", config.mqtt.listen, std::process::id()))
+}
+
+/// `[cluster] nats`: a CONNECT here ends the connections with the same client ID on the other
+/// servers; with `sessions` (PostgreSQL), persistent sessions move to the server their client
+/// connects to. `None` for a server alone.
+async fn cluster_handover(
+    config: &ServeConfig,
+    sessions: Option<thingkit_cluster::PgRouterStore>,
+) -> Result<Option<thingkit_cluster::handover::NatsHandover>, Failure> {
+    let Some(url) = &config.cluster.nats else {
+        return Ok(None);
+    };
+    let nats = thingkit_cluster::nats::NatsConfig::new(
+        url,
+        &config.cluster.name,
+        &cluster_server_id(config),
+    )
+    .map_err(|e| Failure(format!("[cluster]: {e}")))?;
+    let handover = thingkit_cluster::handover::NatsHandover::connect(&nats, sessions)
+        .await
+        .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
+    Ok(Some(handover))
 }
 
 /// Creates the policies of `[policies] dir` (FILE.json is the policy FILE), or gives an

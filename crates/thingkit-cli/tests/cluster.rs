@@ -5,7 +5,9 @@
 //!
 //! Two servers joined through a real nats-server (`[cluster] nats`) route messages: one that
 //! `mosquitto_pub` (MQTT 3.1.1) publishes on one server reaches `mosquitto_sub` (MQTT 5) on the
-//! other, in both directions.
+//! other, in both directions; a CONNECT on one ends the connection with the same client ID on
+//! the other (0x8E Session taken over). With both PostgreSQL and NATS, a persistent session
+//! moves to the server its device reconnects to, also after `kill -9` of its server.
 //!
 //! Ignored by `cargo test`: they need a PostgreSQL server, named by `THINGKIT_TEST_POSTGRES`
 //! (`.ci/postgres start; export THINGKIT_TEST_POSTGRES=$(.ci/postgres url)`), a nats-server,
@@ -401,4 +403,217 @@ fn three_servers_on_postgresql_and_nats_act_as_one() {
     for server in servers {
         assert!(server.terminate().success());
     }
+}
+
+/// Whether `child` exits within `wait`.
+fn ended_within(child: &mut std::process::Child, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+#[ignore = "needs nats-server (THINGKIT_TEST_NATS) and mosquitto-clients; run by .ci/run"]
+#[cfg(unix)]
+fn a_connect_on_one_server_takes_the_client_id_over_from_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        nats: Some((nats_url(), format!("tko{}", std::process::id()))),
+        ..Shared::default()
+    };
+    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &shared, 2);
+    let a = Server::start(&configs[0]);
+    let b = Server::start(&configs[1]);
+    // sensor-1 (MQTT 5) and sensor-2 (3.1.1) connected to A ...
+    let mut on_a: Vec<_> = [("sensor-1", "5"), ("sensor-2", "311")]
+        .into_iter()
+        .map(|(thing, version)| {
+            mosquitto("mosquitto_sub", dir.path(), thing, a.port, version)
+                .args(["-q", "1", "-t", "dt/#", "-W", "30", "-d"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("mosquitto_sub is installed (apt install mosquitto-clients)")
+        })
+        .collect();
+    // (one CONNECT per second per client ID)
+    std::thread::sleep(Duration::from_millis(1100));
+    for child in &mut on_a {
+        assert!(child.try_wait().unwrap().is_none(), "connected to A");
+    }
+    // ... then the same client IDs connect to B: A ends both connections.
+    for (mut child, (thing, version)) in on_a
+        .into_iter()
+        .zip([("sensor-1", "5"), ("sensor-2", "311")])
+    {
+        let status = mosquitto("mosquitto_pub", dir.path(), thing, b.port, version)
+            .args(["-q", "1", "-t", &format!("dt/{thing}/x"), "-m", "on b"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{thing} connects to B: {status:?}");
+        if version == "5" {
+            // mosquitto_sub exits on a DISCONNECT from the server, and -d logs its reason
+            // code: 0x8E (142) Session taken over.
+            assert!(
+                ended_within(&mut child, Duration::from_secs(5)),
+                "A still serves {thing} five seconds after it connected to B"
+            );
+            let out = child.wait_with_output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(said.contains("DISCONNECT (142)"), "{said}");
+        } else {
+            // 3.1.1 has no DISCONNECT from the server: A closes the connection, and
+            // mosquitto_sub (which reconnects after a lost connection) sends a second CONNECT.
+            std::thread::sleep(Duration::from_millis(1500));
+            // SIGTERM: mosquitto_sub exits cleanly and flushes what -d logged.
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let out = child.wait_with_output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                said.matches("sending CONNECT").count() >= 2,
+                "A did not close {thing}'s connection: {said}"
+            );
+        }
+    }
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
+
+/// `mosquitto_pub` as `thing` on `port`: one QoS 1 message (returns after the PUBACK).
+fn publish_qos1(dir: &Path, thing: &str, port: u16, topic: &str, payload: &str) {
+    let status = mosquitto("mosquitto_pub", dir, thing, port, "311")
+        .args(["-q", "1", "-t", topic, "-m", payload])
+        .status()
+        .expect("mosquitto_pub is installed (apt install mosquitto-clients)");
+    assert!(status.success(), "mosquitto_pub {payload}: {status:?}");
+}
+
+/// `mosquitto_sub -V 5 -c -x 3600` as `thing` on `port`, subscribed to `filter` (QoS 1): the
+/// first `count` messages it receives within 10 s, as `topic payload` lines.
+fn resume(dir: &Path, thing: &str, port: u16, filter: &str, count: usize) -> Vec<String> {
+    let out = mosquitto("mosquitto_sub", dir, thing, port, "5")
+        .args([
+            "-c", "-x", "3600", "-q", "1", "-t", filter, "-v", "-W", "10",
+        ])
+        .args(["-C", &count.to_string()])
+        .output()
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
+    assert!(out.status.success(), "mosquitto_sub: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES), nats-server (THINGKIT_TEST_NATS) and mosquitto-clients; run by .ci/run"]
+#[cfg(unix)]
+fn a_persistent_session_moves_to_the_server_its_device_reconnects_to_even_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        postgres: Some((postgres_url(), fresh_schema("move"))),
+        nats: Some((nats_url(), format!("mv{}", std::process::id()))),
+    };
+    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &shared, 2);
+    let a = Server::start(&configs[0]);
+    let b = Server::start(&configs[1]);
+    let topic = "dt/sensor-1/temperature";
+
+    // sensor-2 subscribes (QoS 1, persistent session) on A, and leaves.
+    let status = mosquitto("mosquitto_sub", dir.path(), "sensor-2", a.port, "5")
+        .args(["-c", "-x", "3600", "-q", "1", "-t", "dt/sensor-1/#", "-E"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "sensor-2 subscribes on A: {status:?}");
+    // Published on B while sensor-2 is away: routed to A, queued in sensor-2's session.
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "m1");
+    std::thread::sleep(Duration::from_millis(1100));
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "m2");
+    std::thread::sleep(Duration::from_millis(500));
+
+    // sensor-2 reconnects to B, subscribing to nothing that matches: what it receives comes
+    // from the session it had on A (its queue, then its subscription).
+    let got = resume(dir.path(), "sensor-2", b.port, "dt/unrelated", 2);
+    assert_eq!(got, [format!("{topic} m1"), format!("{topic} m2")]);
+
+    // Now B owns the session, and sensor-2 is connected to B when it connects to A: B ends
+    // that connection (0x8E), stores what it had in flight and releases the session, and A
+    // adopts it while the device's new connection waits for its CONNACK.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut on_b = live_session(dir.path(), b.port, &["-d"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let on_a = live_session(dir.path(), a.port, &["-v", "-C", "1"]);
+    assert!(
+        ended_within(&mut on_b, Duration::from_secs(5)),
+        "B still serves sensor-2 after it connected to A"
+    );
+    let said = on_b.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&said.stdout).contains("DISCONNECT (142)"),
+        "{said:?}"
+    );
+    // Published on B after the move: routed to A, where the subscription now is.
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "m3");
+    let out = on_a.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{topic} m3")
+    );
+
+    // Messages queued for sensor-2 on A (one published on A, one on B and routed to A), then
+    // A dies without a goodbye.
+    std::thread::sleep(Duration::from_millis(1100));
+    publish_qos1(dir.path(), "sensor-1", a.port, topic, "m4");
+    std::thread::sleep(Duration::from_millis(1100));
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "m5");
+    std::thread::sleep(Duration::from_millis(500));
+    a.kill9();
+
+    // sensor-2 reconnects to B, which takes the dead server's session over (nobody answers
+    // the release) and delivers what A had queued and acknowledged.
+    let started = Instant::now();
+    let got = resume(dir.path(), "sensor-2", b.port, "dt/unrelated", 2);
+    assert_eq!(got, [format!("{topic} m4"), format!("{topic} m5")]);
+    println!(
+        "sensor-2 got its session back from the killed server within {:?}",
+        started.elapsed()
+    );
+    // And its subscription lives on B: a new message reaches it.
+    std::thread::sleep(Duration::from_millis(1100));
+    let sub = live_session(dir.path(), b.port, &["-v", "-C", "1"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "m6");
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{topic} m6")
+    );
+    assert!(b.terminate().success());
+}
+
+/// sensor-2 resuming its persistent session on `port` (MQTT 5, subscribed to a filter that
+/// matches nothing), running for up to 20 s, with `extra` arguments, stdout piped.
+fn live_session(dir: &Path, port: u16, extra: &[&str]) -> std::process::Child {
+    mosquitto("mosquitto_sub", dir, "sensor-2", port, "5")
+        .args([
+            "-c",
+            "-x",
+            "3600",
+            "-q",
+            "1",
+            "-t",
+            "dt/unrelated",
+            "-W",
+            "20",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)")
 }

@@ -1,5 +1,5 @@
 //! Several `thingkit serve` processes as one platform: PostgreSQL holds the shared state (the
-//! registry, shadows, jobs) and NATS routes messages between the servers. One server on one
+//! registry, shadows, jobs, persistent sessions, retained messages) and NATS routes messages between the servers. One server on one
 //! machine keeps its embedded redb stores; the cluster is a configuration choice.
 //!
 //! `thingkit serve` composes this crate when its configuration has a `[cluster]` section; the
@@ -59,11 +59,20 @@
 //! - **No TLS.** Connections are plain TCP (`NoTls`): keep PostgreSQL on loopback or a
 //!   private network, or tunnel it.
 //!
+//! ## Sessions across servers
+//!
+//! [`PgRouterStore`] keeps the broker's persistent sessions (each owned by one server: the
+//! `owner` column), their subscriptions and offline queues, and the retained messages, on
+//! PostgreSQL; [`handover::NatsHandover`] (feature `nats`) ends a client ID's connection on
+//! every other server when it connects to one, and moves its persistent session along: the
+//! owner releases it, the new server claims and adopts it (see [`handover`]).
+//!
 //! Tests against a real server are `#[ignore]`d; `.ci/postgres` runs a throwaway one:
 //!
 //! ```text
-//! .ci/postgres start
-//! THINGKIT_TEST_POSTGRES=$(.ci/postgres url) cargo test -p thingkit-cluster -- --ignored
+//! .ci/postgres start; .ci/nats start
+//! THINGKIT_TEST_POSTGRES=$(.ci/postgres url) THINGKIT_TEST_NATS=$(.ci/nats url) \
+//!     cargo test -p thingkit-cluster -- --ignored
 //! ```
 
 #![forbid(unsafe_code)]
@@ -71,11 +80,15 @@
 
 mod error;
 #[cfg(feature = "nats")]
+pub mod handover;
+#[cfg(feature = "nats")]
 pub mod nats;
 mod postgres;
 pub mod subject;
 
 pub use error::Error;
+#[cfg(feature = "sessions")]
+pub use postgres::PgRouterStore;
 pub use postgres::{
     MAX_PAYLOAD, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig, RegistryChange,
     RegistryFeed,

@@ -12,6 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "sessions")]
+use thingkit_cluster::PgRouterStore;
 use thingkit_cluster::{Error, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig};
 use thingkit_provision::{RegistryStore, StoreOp};
 
@@ -370,5 +372,117 @@ fn a_blocked_call_ends_at_the_call_timeout_and_a_blocked_statement_at_the_statem
             }
             Err(e) => panic!("the store did not recover after the lock: {e}"),
         }
+    }
+}
+
+#[cfg(feature = "sessions")]
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn router_store_passes_the_conformance_suite() {
+    thingkit_broker::conformance::run(|| {
+        Box::new(PgRouterStore::open(&config(&fresh_schema()), "server-a").expect("open"))
+    });
+}
+
+#[cfg(feature = "sessions")]
+mod sessions {
+    use std::num::NonZeroU32;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use thingkit_broker::{
+        GrantedSubscription, RouterStore, SessionExpiry, SessionRecord, StoreOp, StoredDelivery,
+        StoredMessage,
+    };
+    use thingkit_cluster::PgRouterStore;
+    use thingkit_mqtt::{QoS, TopicFilter, TopicName};
+
+    use super::{config, fresh_schema};
+
+    fn put(id: &str, payload: &'static [u8]) -> Vec<StoreOp> {
+        let client_id: Arc<str> = id.into();
+        vec![
+            StoreOp::PutSession {
+                client_id: client_id.clone(),
+                record: SessionRecord {
+                    expiry: SessionExpiry::After(Duration::from_secs(3600)),
+                    deadline_unix_ms: Some(5_000),
+                },
+            },
+            StoreOp::PutSubscription {
+                client_id: client_id.clone(),
+                filter: TopicFilter::new("q/#").unwrap(),
+                granted: GrantedSubscription {
+                    qos: QoS::AtLeastOnce,
+                    no_local: false,
+                    retain_as_published: true,
+                    id: NonZeroU32::new(9),
+                },
+            },
+            StoreOp::PushQueued {
+                client_id,
+                delivery: StoredDelivery {
+                    message: Arc::new(StoredMessage {
+                        topic: TopicName::new("q/1").unwrap(),
+                        payload: Bytes::from_static(payload),
+                        qos: QoS::AtLeastOnce,
+                        retain: false,
+                        properties: Default::default(),
+                        from: None,
+                        received_unix_ms: 1_000,
+                    }),
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                    subscription_id: NonZeroU32::new(9),
+                },
+            },
+            StoreOp::PutRetained {
+                message: Arc::new(StoredMessage {
+                    topic: TopicName::new(&format!("r/{id}")).unwrap(),
+                    payload: Bytes::from_static(b"kept"),
+                    qos: QoS::AtMostOnce,
+                    retain: true,
+                    properties: Default::default(),
+                    from: None,
+                    received_unix_ms: 1_000,
+                }),
+            },
+        ]
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+    fn each_server_loads_its_own_sessions_and_every_retained_message() {
+        let schema = fresh_schema();
+        let mut a = PgRouterStore::open(&config(&schema), "a").expect("open");
+        let mut b = PgRouterStore::open(&config(&schema), "b").expect("open");
+        a.apply(&put("sensor-a", b"for a")).expect("apply");
+        b.apply(&put("sensor-b", b"for b")).expect("apply");
+        let on_a = a.load().expect("load");
+        assert_eq!(on_a.sessions.len(), 1);
+        assert_eq!(&*on_a.sessions[0].client_id, "sensor-a");
+        assert_eq!(on_a.retained.len(), 2);
+        assert_eq!(b.owner_of("sensor-a").unwrap().as_deref(), Some("a"));
+        assert_eq!(b.owner_of("nobody").unwrap(), None);
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+    fn a_claimed_session_moves_with_its_subscriptions_and_queue() {
+        let schema = fresh_schema();
+        let mut a = PgRouterStore::open(&config(&schema), "a").expect("open");
+        let b = PgRouterStore::open(&config(&schema), "b").expect("open");
+        a.apply(&put("sensor-2", b"queued on a")).expect("apply");
+        let claimed = b.claim("sensor-2").expect("claim").expect("a session");
+        assert_eq!(claimed.subscriptions.len(), 1);
+        assert_eq!(claimed.subscriptions[0].1.id, NonZeroU32::new(9));
+        assert_eq!(claimed.queue.len(), 1);
+        assert_eq!(&claimed.queue[0].message.payload[..], b"queued on a");
+        assert_eq!(claimed.record.deadline_unix_ms, Some(5_000));
+        assert_eq!(b.owner_of("sensor-2").unwrap().as_deref(), Some("b"));
+        assert!(a.load().expect("load").sessions.is_empty());
+        assert_eq!(b.load().expect("load").sessions.len(), 1);
+        assert!(b.claim("nobody").expect("claim").is_none());
     }
 }

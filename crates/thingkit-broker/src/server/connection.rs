@@ -545,6 +545,42 @@ async fn serve(
         }
     }
 
+    // 3b. The cluster: the client ID's connections on the other servers end, and its
+    //     persistent session comes here if another server held it.
+    if let Some(handover) = &shared.handover {
+        let held = shared
+            .router
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .has_session(&client_id);
+        let request = crate::server::Acquire {
+            client_id: client_id.clone(),
+            clean_start: connect.clean_start,
+            held,
+        };
+        let adopted = match handover.acquire(request).await {
+            Ok(Some(stored)) => shared
+                .router
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .adopt(stored, Instant::now())
+                .map_err(|e| e.to_string()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = adopted {
+            refused(&shared, &client_id, is_thing, false);
+            tracing::error!(client = %client_id, error = %e, "CONNECT refused: the session could not move here");
+            return refuse(
+                &mut stream,
+                version,
+                ReasonCode::UNSPECIFIED_ERROR,
+                "session store failed",
+            )
+            .await;
+        }
+    }
+
     // 4. Metering handle, then the session, attached to the router. From here on `Conn`
     //    owns every resource and its `Drop` releases them on every exit path.
     let account: Arc<str> = auth

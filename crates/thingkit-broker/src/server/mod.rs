@@ -19,6 +19,7 @@
 mod activity;
 mod bridge;
 mod connection;
+mod handover;
 mod metrics;
 mod policy_sets;
 pub mod rules;
@@ -30,6 +31,7 @@ pub use activity::{
     FOLD_INTERVAL, MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
 };
 pub use bridge::Bridge;
+pub use handover::{Acquire, Handover, HandoverFuture};
 use service::Services;
 pub use service::{
     Disposition, FirmwareJobService, FleetProvisioningService, JobsService, RevocationService,
@@ -832,6 +834,8 @@ pub(crate) struct Shared {
     pub(crate) rules: Option<rules::RulesEngine>,
     /// The bridge to the other servers of a cluster, when installed ([`BrokerBuilder::bridge`]).
     pub(crate) bridge: Option<Arc<dyn Bridge>>,
+    /// Frees client IDs on the other servers of a cluster ([`BrokerBuilder::handover`]).
+    pub(crate) handover: Option<Arc<dyn Handover>>,
     /// The connection log, per-device activity and maintenance counters.
     pub(crate) activity: activity::Activity,
 }
@@ -914,6 +918,7 @@ impl Broker {
             store: None,
             rules: None,
             bridge: None,
+            handover: None,
         }
     }
 }
@@ -954,6 +959,7 @@ pub struct BrokerBuilder<S: RegistryStore> {
     store: Option<Box<dyn RouterStore>>,
     rules: Option<rules::RulesEngine>,
     bridge: Option<Arc<dyn Bridge>>,
+    handover: Option<Arc<dyn Handover>>,
 }
 
 impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
@@ -1007,6 +1013,14 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
         self
     }
 
+    /// Asks `handover`, before each CONNECT attaches its session, to end the client ID's
+    /// connections on the other servers of a cluster and to bring its persistent session here
+    /// (see [`Handover`]).
+    pub fn handover(mut self, handover: Arc<dyn Handover>) -> Self {
+        self.handover = Some(handover);
+        self
+    }
+
     /// Binds `addr` and serves on it; see [`BrokerBuilder::serve`].
     ///
     /// # Errors
@@ -1040,6 +1054,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             store,
             rules,
             bridge,
+            handover,
         } = self;
         let directory = directory.unwrap_or_else(|| {
             Arc::new(RegistryDirectory::new(
@@ -1188,6 +1203,7 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
             policy_generation,
             rules,
             bridge,
+            handover,
             activity,
         });
         if let Some(engine) = &shared.rules {
@@ -1290,6 +1306,36 @@ impl BrokerPublisher {
             .fetch_add(1, Ordering::Relaxed);
         let routed = connection::route_remote(&self.shared, &message)?;
         connection::place_blocked(&self.shared, routed.blocked).await
+    }
+
+    /// Another server of the cluster takes `client_id` over, session and all (see
+    /// [`Handover`]): its connection here, if any, ends (MQTT 5 DISCONNECT 0x8E Session taken
+    /// over; 3.1.1: the network connection closes) and its session leaves this server's memory
+    /// but not the store ([`crate::Router::release`]). Returns once the session has left (the
+    /// QoS 1 messages its connection had in flight stored), or after `timeout`; whether there
+    /// was a session.
+    pub async fn release(&self, client_id: &str, timeout: Duration) -> bool {
+        let id: Arc<str> = client_id.into();
+        let lock = || self.shared.router.lock().unwrap_or_else(|p| p.into_inner());
+        if !lock().release(&id) {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while lock().has_session(&id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    /// Another server of the cluster accepted a connection with `client_id`: its connection
+    /// here, if any, ends (0x8E Session taken over) and its session stays here, detached (when
+    /// persistent). Returns whether a connection was ended.
+    pub fn kick(&self, client_id: &str) -> bool {
+        self.shared
+            .router
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .kick(client_id, ReasonCode::SESSION_TAKEN_OVER)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The shared state on PostgreSQL: [`PgRegistryStore`], [`PgShadowStore`] and [`PgJobStore`],
+//! The shared state on PostgreSQL: [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`] and
+//! [`PgRouterStore`],
 //! each implementing its crate's store trait and passing that crate's conformance suite.
 //!
 //! Each store owns one connection, on a thread of its own (the blocking client must not run
@@ -14,10 +15,14 @@ mod feed;
 mod jobs;
 mod migration;
 mod registry;
+#[cfg(feature = "sessions")]
+mod session;
 mod shadow;
 
 pub use config::PostgresConfig;
 pub use feed::{MAX_PAYLOAD, RegistryChange, RegistryFeed};
 pub use jobs::PgJobStore;
 pub use registry::PgRegistryStore;
+#[cfg(feature = "sessions")]
+pub use session::PgRouterStore;
 pub use shadow::PgShadowStore;

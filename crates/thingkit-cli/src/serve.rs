@@ -311,7 +311,8 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     if feed.is_some() {
         follow_registry_changes(registry.clone(), changes)?;
     }
-    let mut routes = cluster_routes(&config).await?;
+    let nats = cluster_nats(&config)?;
+    let mut routes = cluster_routes(nats.as_ref()).await?;
     let mut builder = Broker::builder(registry.clone(), identity)
         .rules(rules.clone())
         .config(broker_config)
@@ -322,7 +323,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     if let Some(routes) = &routes {
         builder = builder.bridge(routes.bridge());
     }
-    let handover = cluster_handover(&config, session_store).await?;
+    let handover = cluster_handover(nats.as_ref(), session_store).await?;
     if let Some(handover) = &handover {
         builder = builder.handover(Arc::new(handover.clone()));
     }
@@ -492,24 +493,17 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `[cluster] nats`: connects this server to the cluster's NATS (before the broker starts, so
-/// that its bridge is installed from the first message). `None` for a server alone.
-async fn cluster_routes(
+/// `[cluster] nats`, `name` and `server_id` as the NATS client's configuration; `None` for a
+/// server alone.
+fn cluster_nats(
     config: &ServeConfig,
-) -> Result<Option<thingkit_cluster::nats::NatsRoutes>, Failure> {
+) -> Result<Option<thingkit_cluster::nats::NatsConfig>, Failure> {
     let Some(url) = &config.cluster.nats else {
         return Ok(None);
     };
-    let nats = thingkit_cluster::nats::NatsConfig::new(
-        url,
-        &config.cluster.name,
-        &cluster_server_id(config),
-    )
-    .map_err(|e| Failure(format!("[cluster]: {e}")))?;
-    let routes = thingkit_cluster::nats::NatsRoutes::connect(nats)
-        .await
-        .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
-    Ok(Some(routes))
+    thingkit_cluster::nats::NatsConfig::new(url, &config.cluster.name, &cluster_server_id(config))
+        .map(Some)
+        .map_err(|e| Failure(format!("[cluster]: {e}")))
 }
 
 /// `[cluster] server_id`, or `<mqtt.listen>-<process id>` when unset.
@@ -521,23 +515,31 @@ fn cluster_server_id(config: &ServeConfig) -> String {
         .unwrap_or_else(|| format!("{}-{}", config.mqtt.listen, std::process::id()))
 }
 
+/// `[cluster] nats`: connects this server to the cluster's NATS (before the broker starts, so
+/// that its bridge is installed from the first message). `None` for a server alone.
+async fn cluster_routes(
+    nats: Option<&thingkit_cluster::nats::NatsConfig>,
+) -> Result<Option<thingkit_cluster::nats::NatsRoutes>, Failure> {
+    let Some(nats) = nats else {
+        return Ok(None);
+    };
+    let routes = thingkit_cluster::nats::NatsRoutes::connect(nats.clone())
+        .await
+        .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
+    Ok(Some(routes))
+}
+
 /// `[cluster] nats`: a CONNECT here ends the connections with the same client ID on the other
 /// servers; with `sessions` (PostgreSQL), persistent sessions move to the server their client
 /// connects to. `None` for a server alone.
 async fn cluster_handover(
-    config: &ServeConfig,
+    nats: Option<&thingkit_cluster::nats::NatsConfig>,
     sessions: Option<thingkit_cluster::PgRouterStore>,
 ) -> Result<Option<thingkit_cluster::handover::NatsHandover>, Failure> {
-    let Some(url) = &config.cluster.nats else {
+    let Some(nats) = nats else {
         return Ok(None);
     };
-    let nats = thingkit_cluster::nats::NatsConfig::new(
-        url,
-        &config.cluster.name,
-        &cluster_server_id(config),
-    )
-    .map_err(|e| Failure(format!("[cluster]: {e}")))?;
-    let handover = thingkit_cluster::handover::NatsHandover::connect(&nats, sessions)
+    let handover = thingkit_cluster::handover::NatsHandover::connect(nats, sessions)
         .await
         .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
     Ok(Some(handover))

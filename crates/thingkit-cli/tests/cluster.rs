@@ -23,28 +23,6 @@ mod common;
 use common::cluster::*;
 use common::*;
 
-/// A shadow request of `thing` through the server on `port`: publishes `body` on
-/// `$aws/things/THING/shadow/OP` and returns the first `/accepted` answer.
-fn shadow_request(dir: &Path, thing: &str, port: u16, op: &str, body: &str) -> String {
-    let out = mosquitto("mosquitto_rr", dir, thing, port, "5")
-        .args([
-            "-q",
-            "1",
-            "-t",
-            &format!("$aws/things/{thing}/shadow/{op}"),
-            "-e",
-            &format!("$aws/things/{thing}/shadow/{op}/accepted"),
-            "-m",
-            body,
-            "-W",
-            "10",
-        ])
-        .output()
-        .expect("mosquitto_rr is installed (apt install mosquitto-clients)");
-    assert!(out.status.success(), "mosquitto_rr {op}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// `aws iot ARGS` against the API of `server`, signed with `key`; the JSON answer.
 fn aws_iot(dir: &Path, server: &Server, key: &(String, String), args: &[&str]) -> String {
     let out = Command::new("aws")

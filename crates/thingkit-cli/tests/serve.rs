@@ -274,27 +274,9 @@ fn an_accepted_shadow_update_survives_kill_9() {
     walkthrough(dir.path());
     std::fs::write(dir.path().join("policies/shadow.json"), SHADOW_POLICY).unwrap();
     let config = dir.path().join("thingkit.toml");
-    // mosquitto_rr subscribes to the response topic, publishes the request (QoS 1) and prints
-    // the first response: one connection of sensor-1, as a device SDK does it.
-    let request = |port: u16, op: &str, body: &str| {
-        let out = mosquitto("mosquitto_rr", dir.path(), "sensor-1", port, "5")
-            .args([
-                "-q",
-                "1",
-                "-t",
-                &format!("$aws/things/sensor-1/shadow/{op}"),
-                "-e",
-                &format!("$aws/things/sensor-1/shadow/{op}/accepted"),
-                "-m",
-                body,
-                "-W",
-                "10",
-            ])
-            .output()
-            .expect("mosquitto_rr is installed (apt install mosquitto-clients)");
-        assert!(out.status.success(), "mosquitto_rr {op}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    // One connection of sensor-1 per request, as a device SDK makes them (shadow_request).
+    let request =
+        |port: u16, op: &str, body: &str| shadow_request(dir.path(), "sensor-1", port, op, body);
     let server = Server::start(&config);
     let accepted = request(
         server.port,

@@ -259,3 +259,26 @@ pub fn mosquitto(program: &str, dir: &Path, thing: &str, port: u16, version: &st
         .args(["-i", thing]);
     cmd
 }
+
+/// A shadow request of `thing` through the server on `port`: publishes `body` on
+/// `$aws/things/THING/shadow/OP` and returns the first `/accepted` answer (`mosquitto_rr` subscribes to it, publishes the request at
+/// QoS 1 and prints the first response: one connection per request).
+pub fn shadow_request(dir: &Path, thing: &str, port: u16, op: &str, body: &str) -> String {
+    let out = mosquitto("mosquitto_rr", dir, thing, port, "5")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            &format!("$aws/things/{thing}/shadow/{op}"),
+            "-e",
+            &format!("$aws/things/{thing}/shadow/{op}/accepted"),
+            "-m",
+            body,
+            "-W",
+            "10",
+        ])
+        .output()
+        .expect("mosquitto_rr is installed (apt install mosquitto-clients)");
+    assert!(out.status.success(), "mosquitto_rr {op}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}

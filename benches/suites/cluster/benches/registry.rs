@@ -342,6 +342,9 @@ fn main_inner() -> Result<(), Error> {
     let date = date();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
+    // Fail before the build when PostgreSQL is not there.
+    postgres::Client::connect(&config.url, postgres::NoTls)
+        .map_err(|e| format!("PostgreSQL at {}: {e}", config.url))?;
     let fleet = build(things)?;
     let dir = tempfile::tempdir()?;
     let redb_path = dir.path().join("registry.redb");

@@ -46,7 +46,8 @@
 //! Options after `--`: `--short`, `--rounds N`, `--messages N` (per publisher, unpaced),
 //! `--rate N` (per publisher, paced), `--seconds N` (paced). `THINGKIT_BIN` names the binary
 //! (default `../target/release/thingkit`, relative to the benches directory). Fails (exit
-//! status 1) when nats-server is not reachable or `THINGKIT_TEST_NATS` is unset.
+//! status 1) when nats-server is not reachable or `THINGKIT_TEST_NATS` is unset. The
+//! PostgreSQL setup's schemas (`bench_<pid>_r<n>`) are dropped at the end.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -637,6 +638,8 @@ struct Phase {
 
 struct Outcome {
     setup: Setup,
+    /// The round's running number (file and schema names).
+    index: usize,
     round: usize,
     paced: Phase,
     unpaced: Phase,
@@ -901,6 +904,7 @@ async fn round(
     drop(servers);
     Ok(Outcome {
         setup,
+        index,
         round: index,
         paced,
         unpaced,
@@ -1150,9 +1154,20 @@ fn main_inner() -> Result<(), Error> {
         for k in 0..setups.len() {
             let setup = setups[(k + r) % setups.len()];
             eprintln!("round {r}: {} ...", setup.name());
-            let outcome = runtime.block_on(round(&fleet, setup, &peers, index, &args, clk))?;
+            let mut outcome = runtime.block_on(round(&fleet, setup, &peers, index, &args, clk))?;
+            outcome.round = r;
             index += 1;
             outcomes.push(outcome);
+        }
+    }
+    // The PostgreSQL setup's schemas (one per round) go.
+    if let Some(url) = &postgres {
+        let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+        for o in outcomes.iter().filter(|o| o.setup == Setup::ThreePostgres) {
+            client.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"bench_{}_r{}\" CASCADE",
+                peers.run_id, o.index
+            ))?;
         }
     }
     report(&outcomes, &args, &machine, &date);

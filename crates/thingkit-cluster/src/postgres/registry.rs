@@ -69,11 +69,15 @@ impl PgRegistryStore {
         let schema = config.checked_schema()?.to_owned();
         let q = quote(&schema);
         let sql = Arc::new(Sql {
+            // One statement for every put and one for every delete of a batch: two round trips
+            // per commit however large it is (one statement per record made 1,000
+            // registrations per commit 2-4x slower than redb).
             put: format!(
-                "INSERT INTO {q}.registry (key, value) VALUES ($1, $2)
+                "INSERT INTO {q}.registry (key, value)
+                 SELECT * FROM unnest($1::text[], $2::bytea[])
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
             ),
-            delete: format!("DELETE FROM {q}.registry WHERE key = $1"),
+            delete: format!("DELETE FROM {q}.registry WHERE key = ANY($1::text[])"),
             get: format!("SELECT value FROM {q}.registry WHERE key = $1"),
             first_page: format!("SELECT key, value FROM {q}.registry ORDER BY key LIMIT $1"),
             next_page: format!(
@@ -157,15 +161,34 @@ impl RegistryStore for PgRegistryStore {
             })),
             None => Vec::new(),
         };
-        let ops = ops.to_vec();
+        // The batch's effect: the last operation on each key (applied in order, a put then a
+        // delete of one key deletes it), as one multi-row upsert and one multi-row delete.
+        let mut last: std::collections::BTreeMap<&str, Option<&[u8]>> =
+            std::collections::BTreeMap::new();
+        for op in ops {
+            match op {
+                StoreOp::Put { key, value } => last.insert(key, Some(value)),
+                StoreOp::Delete { key } => last.insert(key, None),
+            };
+        }
+        let (mut put_keys, mut put_values, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, value) in last {
+            match value {
+                Some(value) => {
+                    put_keys.push(key.to_owned());
+                    put_values.push(value.to_vec());
+                }
+                None => deleted.push(key.to_owned()),
+            }
+        }
         self.connection
             .call("commit", move |client| {
                 let mut tx = client.transaction()?;
-                for op in &ops {
-                    match op {
-                        StoreOp::Put { key, value } => tx.execute(&sql.put, &[key, value])?,
-                        StoreOp::Delete { key } => tx.execute(&sql.delete, &[key])?,
-                    };
+                if !put_keys.is_empty() {
+                    tx.execute(&sql.put, &[&put_keys, &put_values])?;
+                }
+                if !deleted.is_empty() {
+                    tx.execute(&sql.delete, &[&deleted])?;
                 }
                 if let Some(channel) = &sql.channel {
                     // Delivered to listeners only if, and when, this transaction commits.

@@ -733,8 +733,10 @@ pub struct ClusterConfig {
     /// The cluster's name, the same on every server: its subjects are `thingkit.<name>.…`
     /// (ASCII letters, digits, `-`, `_`). Default `thingkit`.
     pub name: String,
-    /// This server's name in the cluster, unique among its servers (printable ASCII). Default:
-    /// unset, `<mqtt.listen>-<process id>`.
+    /// This server's name in the cluster, unique among its servers (printable ASCII), and the
+    /// owner of its sessions in PostgreSQL: required with `postgres` and `nats` both set, so a
+    /// restarted server finds the sessions it owns. Default: unset, `<mqtt.listen>-<process
+    /// id>` (a server without sessions in PostgreSQL).
     pub server_id: Option<String>,
 }
 
@@ -1041,6 +1043,16 @@ impl ServeConfig {
         }
         if let Err(e) = thingkit_cluster::PostgresConfig::check_schema(&self.cluster.schema) {
             return at(&[key("cluster"), key("schema")], e.to_string());
+        }
+        if self.cluster.postgres.is_some()
+            && self.cluster.nats.is_some()
+            && self.cluster.server_id.is_none()
+        {
+            return at(
+                &[key("cluster")],
+                "set server_id: with postgres and nats both set, this server owns sessions in \
+                 PostgreSQL under its server_id, which must stay the same across restarts",
+            );
         }
         for (i, o) in self.limits.overrides.iter().enumerate() {
             let entry = |field: Option<&str>| {
@@ -1873,6 +1885,14 @@ format = "json"
                 "{bad:?}"
             );
         }
+        let (_, _, key, message) =
+            error("[cluster]\npostgres = \"postgres://db/t\"\nnats = \"nats://n:4222\"\n");
+        assert_eq!(key.as_deref(), Some("cluster"));
+        assert!(message.contains("set server_id"), "{message}");
+        assert!(
+            parse("[cluster]\npostgres = \"postgres://db/t\"\nnats = \"nats://n:4222\"\nserver_id = \"a\"\n")
+                .is_ok()
+        );
         let (_, _, key, _) = error("[cluster]\nservers = 0\n");
         assert_eq!(key.as_deref(), Some("cluster.servers"));
         let (_, _, key, _) = error("[cluster]\npostgress = \"x\"\n");

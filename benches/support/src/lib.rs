@@ -10,6 +10,9 @@
 //!
 //! and measure with [`count_allocations`].
 
+#[cfg(feature = "serve")]
+pub mod serve;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -114,6 +114,11 @@ fn decode_token(token: &[u8], out: &mut Vec<u8>) -> Result<(), (usize, &'static 
     }
     let mut i = 0;
     while let Some(&b) = token.get(i) {
+        if b == b'/' {
+            // A level never holds '/' (it separates MQTT levels, which are tokens here): it
+            // would decode to the topic of another subject (`a/b` is the token pair `a.b`).
+            return Err((i, "'/' inside a token (MQTT levels are separate tokens)"));
+        }
         if is_plain(b) {
             out.push(b);
             i += 1;

@@ -61,11 +61,8 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, SubscribeReasonCode,
     TlsConfiguration, Transport,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thingkit_bench_support::SplitMix64;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
+use thingkit_bench_support::serve::{Error, ServeFleet, thingkit_bin};
 
 /// Publishers, subscribers and (in the 3-server setups) servers.
 const N: usize = 3;
@@ -143,34 +140,10 @@ fn parse_args() -> Result<Args, Error> {
     })
 }
 
-/// `THINGKIT_BIN`, else the main workspace's release build.
-fn thingkit_bin() -> PathBuf {
-    match std::env::var_os("THINGKIT_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../target/release/thingkit"),
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // The fleet: `thingkit init`, six device certificates, the policy.
 
-struct Fleet {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    bin: PathBuf,
-}
-
-fn run(cmd: &mut Command) -> Result<(), Error> {
-    let out = cmd.output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into());
-    }
-    Ok(())
-}
+type Fleet = ServeFleet;
 
 fn things() -> Vec<String> {
     (0..N)
@@ -179,45 +152,11 @@ fn things() -> Vec<String> {
         .collect()
 }
 
-impl Fleet {
-    fn create(bin: &Path) -> Result<Fleet, Error> {
-        let tmp = tempfile::tempdir()?;
-        let dir = tmp.path().join("fleet");
-        run(Command::new(bin).arg("init").arg(&dir))?;
-        std::fs::create_dir_all(dir.join("devices"))?;
-        std::fs::create_dir_all(dir.join("policies"))?;
-        for thing in things() {
-            run(Command::new(bin)
-                .args(["cert", "create", "--ca-dir"])
-                .arg(dir.join("ca"))
-                .args(["--common-name", &thing, "--cert-out"])
-                .arg(dir.join(format!("devices/{thing}.pem")))
-                .arg("--key-out")
-                .arg(dir.join(format!("devices/{thing}.key"))))?;
-        }
-        std::fs::write(dir.join("policies/devices.json"), POLICY)?;
-        Ok(Fleet {
-            _tmp: tmp,
-            dir,
-            bin: bin.to_path_buf(),
-        })
-    }
-
-    fn tls(&self, thing: &str) -> Result<Arc<rustls::ClientConfig>, Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(self.dir.join("ca/ca.pem"))? {
-            roots.add(cert?)?;
-        }
-        let chain = CertificateDer::pem_file_iter(self.dir.join(format!("devices/{thing}.pem")))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let key = PrivateKeyDer::from_pem_file(self.dir.join(format!("devices/{thing}.key")))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)?;
-        Ok(Arc::new(config))
-    }
+/// The fleet every round uses.
+fn create_fleet(bin: &Path) -> Result<Fleet, Error> {
+    let things: Vec<String> = things();
+    let fleet = ServeFleet::create(bin, &things, &[("devices", POLICY)])?;
+    Ok(fleet)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1132,7 +1071,7 @@ fn main_inner() -> Result<(), Error> {
     let machine = machine();
     let date = date();
     let clk = clk_tck();
-    let fleet = Fleet::create(&bin)?;
+    let fleet = create_fleet(&bin)?;
     let peers = Peers {
         nats,
         postgres: postgres.clone(),

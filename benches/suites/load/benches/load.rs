@@ -36,8 +36,7 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
     TlsConfiguration, Transport,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use thingkit_bench_support::serve::{Error, ServeFleet, thingkit_bin};
 
 /// Publishing devices per round.
 const PUBLISHERS: usize = 4;
@@ -81,8 +80,6 @@ const POLICY: &str = r#"{
 /// mosquitto's equivalent of [`POLICY`] (`%u` is the certificate's common name, the thing name).
 const ACL: &str = "pattern write telemetry/%u/#\npattern read telemetry/#\n";
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
 // ------------------------------------------------------------------------------------------
 // Command line
 
@@ -114,81 +111,20 @@ fn parse_args() -> Result<Args, Error> {
     })
 }
 
-/// `THINGKIT_BIN`, else the main workspace's release build.
-fn thingkit_bin() -> PathBuf {
-    match std::env::var_os("THINGKIT_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../target/release/thingkit"),
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // The fleet: `thingkit init`, five device certificates, the policy. Both brokers read it.
 
-struct Fleet {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    bin: PathBuf,
-}
+type Fleet = ServeFleet;
 
-fn run(cmd: &mut Command) -> Result<(), Error> {
-    let out = cmd.output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into());
-    }
-    Ok(())
-}
-
-impl Fleet {
-    fn create(bin: &Path) -> Result<Fleet, Error> {
-        let tmp = tempfile::tempdir()?;
-        let dir = tmp.path().join("fleet");
-        run(Command::new(bin).arg("init").arg(&dir))?;
-        std::fs::create_dir_all(dir.join("devices"))?;
-        std::fs::create_dir_all(dir.join("policies"))?;
-        let things: Vec<String> = (0..PUBLISHERS)
-            .map(publisher_name)
-            .chain([SUBSCRIBER.to_owned()])
-            .collect();
-        for thing in &things {
-            run(Command::new(bin)
-                .args(["cert", "create", "--ca-dir"])
-                .arg(dir.join("ca"))
-                .args(["--common-name", thing, "--cert-out"])
-                .arg(dir.join(format!("devices/{thing}.pem")))
-                .arg("--key-out")
-                .arg(dir.join(format!("devices/{thing}.key"))))?;
-        }
-        std::fs::write(dir.join("policies/load.json"), POLICY)?;
-        std::fs::write(dir.join("mosquitto.acl"), ACL)?;
-        Ok(Fleet {
-            _tmp: tmp,
-            dir,
-            bin: bin.to_path_buf(),
-        })
-    }
-
-    /// A rustls client configuration on ring for `thing`: the fleet CA as the only root, the
-    /// thing's certificate and key for client authentication.
-    fn tls(&self, thing: &str) -> Result<Arc<rustls::ClientConfig>, Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(self.dir.join("ca/ca.pem"))? {
-            roots.add(cert?)?;
-        }
-        let chain = CertificateDer::pem_file_iter(self.dir.join(format!("devices/{thing}.pem")))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let key = PrivateKeyDer::from_pem_file(self.dir.join(format!("devices/{thing}.key")))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)?;
-        Ok(Arc::new(config))
-    }
+/// The fleet every round uses.
+fn create_fleet(bin: &Path) -> Result<Fleet, Error> {
+    let things: Vec<String> = (0..PUBLISHERS)
+        .map(publisher_name)
+        .chain([SUBSCRIBER.to_owned()])
+        .collect();
+    let fleet = ServeFleet::create(bin, &things, &[("load", POLICY)])?;
+    std::fs::write(fleet.dir.join("mosquitto.acl"), ACL)?;
+    Ok(fleet)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1043,7 +979,7 @@ fn main_inner() -> Result<ExitCode, Error> {
     let date = date();
     let (clk_tck, clk_source) = clk_tck();
     let clk = format!("{clk_tck} ({clk_source})");
-    let fleet = Fleet::create(&bin)?;
+    let fleet = create_fleet(&bin)?;
     eprintln!("load: {} in {}", bin.display(), fleet.dir.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -81,6 +81,10 @@ pub const DEDUP_WINDOW: u64 = 65_536;
 /// buffers fill, and then NATS counts the connection a slow consumer).
 const RECEIVE_CAPACITY: usize = 4_096;
 
+/// A subject outside every cluster's subjects that nobody subscribes to: a request on it is
+/// answered by the NATS server itself (no responders), which makes it a round trip.
+const SYNC_SUBJECT: &str = "thingkit-sync";
+
 /// The default [`NatsConfig::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 
@@ -165,7 +169,7 @@ pub struct NatsCounters {
     /// local filters, or the whole cluster).
     pub subscriptions: AtomicU64,
     /// Changes of local interest applied to the NATS subscriptions (each batch flushed to NATS
-    /// before it counts).
+    /// and followed by a round trip, so the server has them before it counts).
     pub interest_changes: AtomicU64,
     /// NATS subscriptions that could not be made (logged; the filter's messages from other
     /// servers do not arrive).
@@ -552,6 +556,15 @@ impl Interest {
             if let Err(e) = self.client.flush().await {
                 tracing::warn!(error = %e, "NATS flush after a subscription change failed");
             }
+            // A flush only writes the socket. A request nobody answers comes back (NATS's "no
+            // responders") only after the server has processed everything this connection sent
+            // before it, the subscriptions included: a round trip, after which messages
+            // published anywhere reach them.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                self.client.request(SYNC_SUBJECT, Bytes::new()),
+            )
+            .await;
             self.counters
                 .interest_changes
                 .fetch_add(applied, Ordering::Relaxed);

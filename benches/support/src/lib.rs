@@ -10,6 +10,7 @@
 //!
 //! and measure with [`count_allocations`].
 
+pub mod report;
 #[cfg(feature = "serve")]
 pub mod serve;
 

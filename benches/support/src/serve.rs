@@ -2,9 +2,11 @@
 //! `thingkit init`, a device certificate per thing, policy files, and rustls client
 //! configurations on ring for those devices.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -69,6 +71,34 @@ impl ServeFleet {
             dir,
             bin: bin.to_path_buf(),
         })
+    }
+
+    /// Starts `thingkit serve --config CONFIG` with its stderr in `log`; returns the process
+    /// and its stdout, line by line (the listening lines), read on a thread of its own.
+    pub fn serve(&self, config: &Path, log: &Path) -> Result<(Child, Receiver<String>), Error> {
+        let mut child = Command::new(&self.bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("the server's stdout is not piped")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((child, rx))
     }
 
     /// A rustls client configuration on ring for `thing`: the fleet CA as the only root, the

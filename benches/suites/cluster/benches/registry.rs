@@ -38,10 +38,10 @@
 //! (`bench_registry_<pid>`) is dropped at the end.
 
 use std::hint::black_box;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use thingkit_bench_support::SplitMix64;
+use thingkit_bench_support::{SplitMix64, report};
 use thingkit_cluster::{PgRegistryStore, PostgresConfig};
 use thingkit_provision::{
     CaKeyType, CaOptions, CaStatus, CertificateAuthority, CertificateId, CertificateStatus,
@@ -289,26 +289,6 @@ fn measure<S: RegistryStore>(
     })
 }
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{nproc} vCPU {model}")
-}
-
-fn date() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown date".to_owned(), |s| s.trim().to_owned())
-}
-
 fn main() -> ExitCode {
     match main_inner() {
         Ok(()) => ExitCode::SUCCESS,
@@ -338,9 +318,9 @@ fn main_inner() -> Result<(), Error> {
     // Opening a million records reads 1,000 pages; each call has its own timeout.
     config.call_timeout = Duration::from_secs(120);
     config.statement_timeout = Duration::from_secs(120);
-    let machine = machine();
-    let date = date();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let machine = report::machine();
+    let date = report::date(&["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let load = report::load_average();
 
     // Fail before the build when PostgreSQL is not there.
     postgres::Client::connect(&config.url, postgres::NoTls)
@@ -399,11 +379,7 @@ fn main_inner() -> Result<(), Error> {
 
     println!();
     println!(
-        "## cluster registry: {machine}, {date}, load average {}; {things} things ({records} records), 2 rounds, stores alternating",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "## cluster registry: {machine}, {date}, load average {load}; {things} things ({records} records), 2 rounds, stores alternating"
     );
     println!();
     println!(

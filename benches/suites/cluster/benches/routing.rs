@@ -49,9 +49,8 @@
 //! status 1) when nats-server is not reachable or `THINGKIT_TEST_NATS` is unset. The
 //! PostgreSQL setup's schemas (`bench_<pid>_r<n>`) are dropped at the end.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,8 +60,8 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, SubscribeReasonCode,
     TlsConfiguration, Transport,
 };
-use thingkit_bench_support::SplitMix64;
 use thingkit_bench_support::serve::{Error, ServeFleet, thingkit_bin};
+use thingkit_bench_support::{SplitMix64, report};
 
 /// Publishers, subscribers and (in the 3-server setups) servers.
 const N: usize = 3;
@@ -259,25 +258,7 @@ impl Server {
         let path = fleet.dir.join(format!("round-{round}-server-{index}.toml"));
         std::fs::write(&path, config)?;
         let log = fleet.dir.join(format!("round-{round}-server-{index}.log"));
-        let mut child = Command::new(&fleet.bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", fleet.bin.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, rx) = fleet.serve(&path, &log)?;
         let mut server = Server {
             child,
             port: 0,
@@ -853,34 +834,6 @@ async fn round(
 // ------------------------------------------------------------------------------------------
 // Report
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{nproc} vCPU {model}")
-}
-
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn date() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown date".to_owned(), |s| s.trim().to_owned())
-}
-
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -914,7 +867,7 @@ fn report(outcomes: &[Outcome], args: &Args, machine: &str, date: &str) {
     println!(
         "## cluster routing{}: {machine}, {date}, load average {}; {} round(s); paced {} msg/s x {} s per publisher, unpaced {} messages per publisher; {N} publishers, {N} subscribers, QoS 1, payloads 8-1024 B",
         if args.short { " (--short)" } else { "" },
-        load_average(),
+        report::load_average(),
         args.rounds,
         args.rate,
         args.seconds,
@@ -1068,8 +1021,8 @@ fn main_inner() -> Result<(), Error> {
         .trim_end_matches('/');
     std::net::TcpStream::connect(addr).map_err(|e| format!("nats-server at {nats}: {e}"))?;
     let postgres = std::env::var("THINGKIT_TEST_POSTGRES").ok();
-    let machine = machine();
-    let date = date();
+    let machine = report::machine();
+    let date = report::date(&["-u", "+%Y-%m-%d %H:%M UTC"]);
     let clk = clk_tck();
     let fleet = create_fleet(&bin)?;
     let peers = Peers {

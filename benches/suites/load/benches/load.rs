@@ -25,7 +25,6 @@
 //! `--messages N` (per publisher). `THINGKIT_BIN` names the binary (default
 //! `../target/release/thingkit`, relative to the benches directory).
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -36,6 +35,7 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
     TlsConfiguration, Transport,
 };
+use thingkit_bench_support::report;
 use thingkit_bench_support::serve::{Error, ServeFleet, thingkit_bin};
 
 /// Publishing devices per round.
@@ -208,25 +208,7 @@ impl Broker {
         let path = fleet.dir.join(format!("round-{round}.toml"));
         std::fs::write(&path, config)?;
         let log = fleet.dir.join(format!("round-{round}-thingkit.log"));
-        let mut child = Command::new(&fleet.bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", fleet.bin.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, rx) = fleet.serve(&path, &log)?;
         let mut broker = Broker {
             child,
             port: 0,
@@ -822,29 +804,12 @@ async fn round(fleet: &Fleet, broker: &Broker, spec: Spec, clk_tck: f64) -> Resu
 // Report
 
 fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!("nproc = {nproc}, `{model}`, load average before the run {load}")
-}
-
-fn date() -> String {
-    Command::new("date")
-        .arg("+%Y-%m-%d %H:%M %Z")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown date".to_owned(), |s| s.trim().to_owned())
+    format!(
+        "nproc = {}, `{}`, load average before the run {}",
+        report::cpu_count(),
+        report::cpu_model(),
+        report::load_average()
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -976,7 +941,7 @@ fn main_inner() -> Result<ExitCode, Error> {
         .into());
     }
     let machine = machine();
-    let date = date();
+    let date = report::date(&["+%Y-%m-%d %H:%M %Z"]);
     let (clk_tck, clk_source) = clk_tck();
     let clk = format!("{clk_tck} ({clk_source})");
     let fleet = create_fleet(&bin)?;

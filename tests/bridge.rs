@@ -29,7 +29,7 @@ struct Link {
 }
 
 impl Bridge for Link {
-    fn offer(&self, message: &Arc<Message>) {
+    fn offer(&self, message: &Arc<Message>) -> Option<thingkit::broker::Confirmation> {
         self.all.fetch_add(1, Ordering::Relaxed);
         if !message.topic.as_str().starts_with("$aws/events/") {
             self.offered.fetch_add(1, Ordering::Relaxed);
@@ -39,6 +39,7 @@ impl Bridge for Link {
                 .push(message.topic.as_str().to_string());
         }
         let _ = self.tx.send(message.clone());
+        None
     }
 
     fn interest(&self, filter: &thingkit::mqtt::TopicFilter, subscribed: bool) {
@@ -258,4 +259,97 @@ async fn a_publish_on_one_broker_reaches_subscribers_on_the_other_once_with_thei
     );
     broker_a.shutdown(Duration::from_secs(5)).await;
     broker_b.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A bridge that holds every QoS 1 message's confirmation until told, then answers each with
+/// `ok`.
+struct Durable {
+    held: Mutex<Vec<thingkit::broker::Confirmer>>,
+}
+
+impl Bridge for Durable {
+    fn offer(&self, message: &Arc<Message>) -> Option<thingkit::broker::Confirmation> {
+        if message.qos != QoS::AtLeastOnce || message.topic.as_str().starts_with("$aws/") {
+            return None;
+        }
+        let (confirmer, confirmation) = thingkit::broker::Confirmation::new();
+        self.held.lock().unwrap().push(confirmer);
+        Some(confirmation)
+    }
+}
+
+impl Durable {
+    /// Answers every held confirmation once one is held: `ok` confirms, else fails.
+    async fn answer(&self, ok: bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let held: Vec<_> = self.held.lock().unwrap().drain(..).collect();
+            if !held.is_empty() {
+                for c in held {
+                    match ok {
+                        true => c.confirm(),
+                        false => c.fail("the stream is unreachable"),
+                    }
+                }
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing was offered"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_qos_1_publish_is_acknowledged_only_once_the_bridge_confirms_it_durable() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let durable = Arc::new(Durable {
+        held: Mutex::new(Vec::new()),
+    });
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .bridge(durable.clone())
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
+    .await
+    .expect("broker starts");
+    let mut client = connect(&fleet, &broker, &a).await;
+
+    // Confirmed: PUBACK Success, but not before.
+    {
+        let publish = client.publish_qos1("telemetry/sensor-a/temperature", "1");
+        tokio::pin!(publish);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut publish)
+                .await
+                .is_err(),
+            "PUBACK before the bridge confirmed the message"
+        );
+        durable.answer(true).await;
+        let ack = publish.await.unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    }
+
+    // Refused by the bridge: PUBACK 0x80 Unspecified error, and counted.
+    let publish = client.publish_qos1("telemetry/sensor-a/temperature", "2");
+    let (ack, ()) = tokio::join!(publish, durable.answer(false));
+    let ack = ack.unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::UNSPECIFIED_ERROR);
+    assert_eq!(broker.stats().bridge_refusals, 1);
+
+    // A QoS 0 publish waits for nothing.
+    client
+        .publish(
+            "telemetry/sensor-a/temperature",
+            "3",
+            QoS::AtMostOnce,
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(durable.held.lock().unwrap().is_empty());
 }

@@ -275,3 +275,90 @@ async fn two_brokers(interest: bool) {
     broker_a.shutdown(Duration::from_secs(5)).await;
     broker_b.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+#[ignore = "needs nats-server with JetStream: THINGKIT_TEST_NATS=$(.ci/nats url)"]
+async fn durable_routes_acknowledge_qos_1_once_the_stream_has_it_and_replay_it() {
+    let url = nats_url();
+    let cluster = format!(
+        "durable{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let config = NatsConfig::new(&url, &cluster, "a")
+        .unwrap()
+        .with_durable(true);
+    let mut routes = NatsRoutes::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("no NATS server with JetStream at {url}: {e}"));
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .bridge(routes.bridge())
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
+    .await
+    .expect("broker starts");
+    routes.start(broker.publisher()).await.unwrap();
+    let since = std::time::SystemTime::now() - Duration::from_secs(1);
+
+    let mut client = connect(&fleet, &broker, &a, ProtocolVersion::V5).await;
+    // (Its lifecycle event, `$aws/events/presence/connected/sensor-a`, is QoS 1 too.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let acks = routes.counters().durable_acks.load(Ordering::Relaxed);
+    let ack = client
+        .publish_qos1("telemetry/sensor-a/temperature", "one")
+        .await
+        .unwrap();
+    // No subscriber anywhere: still Success (other servers may have some), once the stream has
+    // it.
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        routes.counters().durable_acks.load(Ordering::Relaxed),
+        acks + 1
+    );
+    client
+        .publish(
+            "telemetry/sensor-a/temperature",
+            "zero",
+            QoS::AtMostOnce,
+            false,
+        )
+        .await
+        .unwrap();
+    client
+        .publish_qos1("telemetry/sensor-a/humidity", "other")
+        .await
+        .unwrap();
+    let mut retained = Publish::new(
+        TopicName::new("telemetry/sensor-a/temperature").unwrap(),
+        "kept",
+    );
+    retained.qos = QoS::AtLeastOnce;
+    retained.retain = true;
+    retained.packet_id = thingkit::mqtt::PacketId::new(9);
+    client.send(&Packet::Publish(retained)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // What a session subscribed to `telemetry/+/temperature` missed since then: the QoS 1
+    // messages on matching topics (the retained one too), in order; not the QoS 0 one, not
+    // the humidity.
+    let replay = routes.replay().expect("durable routes replay");
+    let filter = thingkit::mqtt::TopicFilter::new("telemetry/+/temperature").unwrap();
+    let missed = replay
+        .missed(since, std::slice::from_ref(&filter))
+        .await
+        .unwrap();
+    let payloads: Vec<&[u8]> = missed.iter().map(|m| &m.payload[..]).collect();
+    assert_eq!(payloads, [&b"one"[..], &b"kept"[..]]);
+    assert!(missed[1].retain);
+    // Nothing before `since`'s successor.
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    assert!(replay.missed(later, &[filter]).await.unwrap().is_empty());
+    routes.close(Duration::from_secs(1)).await;
+}

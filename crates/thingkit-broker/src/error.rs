@@ -37,6 +37,11 @@ pub enum Error {
     /// PUBACK 0x80 Unspecified error), except where its documentation says otherwise.
     #[error("router store: {0}")]
     Store(#[from] StoreError),
+    /// The cluster's [`Bridge`](crate::Bridge) could not make the message durable on its way
+    /// to the other servers ([`Confirmation`](crate::Confirmation)): the message reached this
+    /// server's subscribers, but it must not be acknowledged (MQTT 5 PUBACK 0x80).
+    #[error("cluster bridge: {0}")]
+    Bridge(String),
 }
 
 impl Error {
@@ -48,7 +53,7 @@ impl Error {
     pub fn reason_code(&self) -> thingkit_mqtt::ReasonCode {
         match self {
             Error::RetainedQuotaExceeded { .. } => thingkit_mqtt::ReasonCode::QUOTA_EXCEEDED,
-            Error::Store(_) => thingkit_mqtt::ReasonCode::UNSPECIFIED_ERROR,
+            Error::Store(_) | Error::Bridge(_) => thingkit_mqtt::ReasonCode::UNSPECIFIED_ERROR,
             // Not answers to a PUBLISH (the server could not start), but a code all the same.
             Error::Tls(_) | Error::Config { .. } | Error::Io { .. } => {
                 thingkit_mqtt::ReasonCode::UNSPECIFIED_ERROR

@@ -234,11 +234,11 @@ pub use server::StreamService;
 pub use server::rules;
 #[cfg(feature = "server")]
 pub use server::{
-    ALPN_PROTOCOLS, Acquire, Authenticated, Bridge, Broker, BrokerBuilder, BrokerConfig,
-    BrokerHandle, BrokerPublisher, Directory, FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX,
-    Handover, HandoverFuture, LimitClass, METRICS_CONTENT_TYPE, MetricsSource, REVOKE_TOPIC,
-    RegistryDirectory, ServerIdentity, Stats, StatsSnapshot, ThingSelector, UsageSink,
-    serve_metrics, shutdown_signal,
+    ALPN_PROTOCOLS, Acquire, AdoptedFuture, Authenticated, Bridge, Broker, BrokerBuilder,
+    BrokerConfig, BrokerHandle, BrokerPublisher, Confirmation, Confirmer, Directory,
+    FIRMWARE_TOPIC_PREFIX, FIRMWARE_TOPIC_SUFFIX, Handover, HandoverFuture, LimitClass,
+    METRICS_CONTENT_TYPE, MetricsSource, REVOKE_TOPIC, RegistryDirectory, ServerIdentity, Stats,
+    StatsSnapshot, ThingSelector, UsageSink, serve_metrics, shutdown_signal,
 };
 #[cfg(feature = "server")]
 pub use server::{

@@ -1257,6 +1257,37 @@ impl<O: Outlet> Router<O> {
         Ok(self.deliver(message, targets))
     }
 
+    /// Routes `message` to `client_id`'s session alone, by its own subscriptions (shared
+    /// subscriptions excepted: their group chose a member when the message was first routed),
+    /// as [`Router::try_route`] would for that session: No Local, QoS downgraded to the
+    /// subscription's, Retain As Published, subscription identifiers; a copy for a detached
+    /// persistent session is stored before it is queued. Retained messages are not stored
+    /// again. A cluster replays through this what a session that moved here missed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: the copies for a detached session could not be stored; none was
+    /// queued.
+    pub fn try_route_to(
+        &mut self,
+        client_id: &str,
+        message: &Arc<Message>,
+    ) -> Result<Routed, Error> {
+        let mut targets: Vec<(Arc<str>, GrantedSubscription)> = Vec::new();
+        self.index.for_each_match(&message.topic, |m| {
+            if let Match::Direct { subscriber, value } = m
+                && &**subscriber == client_id
+                && !(value.no_local && message.from.as_ref() == Some(subscriber))
+            {
+                targets.push((subscriber.clone(), *value));
+            }
+        });
+        let mut ops = Vec::new();
+        self.queue_ops(message, &targets, &mut ops);
+        self.commit(&ops, OnStoreError::Refuse)?;
+        Ok(self.deliver(message, targets))
+    }
+
     /// The subscribers `message` goes to, with their subscription options.
     fn targets(&mut self, message: &Arc<Message>) -> Vec<(Arc<str>, GrantedSubscription)> {
         let mut targets: Vec<(Arc<str>, GrantedSubscription)> = Vec::new();

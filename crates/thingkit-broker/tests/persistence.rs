@@ -1382,3 +1382,44 @@ fn release_kicks_a_live_connection_with_session_taken_over() {
     );
     assert!(!a.release(&c));
 }
+
+#[test]
+fn route_to_queues_a_replayed_message_for_one_session_alone_and_stores_it() {
+    let store = MemoryStore::new();
+    let t0 = Instant::now();
+    let (moved, other) = (id("sensor-2"), id("sensor-3"));
+    let mut b = start(store.clone(), t0, wall0());
+    for c in [&moved, &other] {
+        b.try_attach(c, true, SessionExpiry::Never, 1, TestOutlet::default(), t0)
+            .unwrap();
+        b.try_subscribe(c, &filter("q/#"), qos1(Some(4))).unwrap();
+        b.try_detach(c, 1, Vec::new(), t0).unwrap();
+    }
+    let routed = b
+        .try_route_to(&moved, &msg("q/1", "missed", QoS::AtLeastOnce, false, t0))
+        .unwrap();
+    assert_eq!(routed.queued, 1);
+    // Not routed by topic to everyone: only the named session has it, durably.
+    assert_eq!(b.offline_len(&moved), 1);
+    assert_eq!(b.offline_len(&other), 0);
+    let stored = store.load().unwrap();
+    let queued: Vec<_> = stored
+        .sessions
+        .iter()
+        .map(|s| (s.client_id.to_string(), s.queue.len()))
+        .collect();
+    assert!(queued.contains(&("sensor-2".into(), 1)) && queued.contains(&("sensor-3".into(), 0)));
+    let delivery = &stored
+        .sessions
+        .iter()
+        .find(|s| s.client_id == moved)
+        .unwrap()
+        .queue[0];
+    assert_eq!(delivery.subscription_id.map(|i| i.get()), Some(4));
+    // A topic the session does not subscribe to is not queued.
+    let routed = b
+        .try_route_to(&moved, &msg("r/1", "other", QoS::AtLeastOnce, false, t0))
+        .unwrap();
+    assert_eq!(routed.queued, 0);
+    assert_eq!(b.offline_len(&moved), 1);
+}

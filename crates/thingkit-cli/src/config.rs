@@ -738,6 +738,20 @@ pub struct ClusterConfig {
     /// restarted server finds the sessions it owns. Default: unset, `<mqtt.listen>-<process
     /// id>` (a server without sessions in PostgreSQL).
     pub server_id: Option<String>,
+    /// With `nats`: the cluster's messages are also kept in a JetStream stream
+    /// (`thingkit-<name>`; the NATS server must run JetStream, `nats-server -js`), a QoS 1
+    /// publish is acknowledged only once the stream has it, and a persistent session that
+    /// moves to another server (its own died, or its client reconnected elsewhere) is replayed
+    /// what it missed while it moved. `false`: NATS core only, at most once between servers.
+    /// Default `true`.
+    pub durable: bool,
+    /// How long the stream keeps messages: the longest a moving session can be replayed
+    /// from. Default 3600.
+    pub stream_max_age_seconds: NonZeroU64,
+    /// How far before a move a replay starts: covers messages in flight towards a server
+    /// when it died, and clocks (of the servers and of NATS) that disagree by less. Default
+    /// 5000.
+    pub replay_margin_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -749,6 +763,9 @@ impl Default for ClusterConfig {
             nats: None,
             name: "thingkit".into(),
             server_id: None,
+            durable: true,
+            stream_max_age_seconds: nz64(3_600),
+            replay_margin_ms: 5_000,
         }
     }
 }

@@ -323,7 +323,13 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     if let Some(routes) = &routes {
         builder = builder.bridge(routes.bridge());
     }
-    let handover = cluster_handover(nats.as_ref(), session_store).await?;
+    let handover = cluster_handover(
+        nats.as_ref(),
+        session_store,
+        routes.as_ref(),
+        Duration::from_millis(config.cluster.replay_margin_ms),
+    )
+    .await?;
     if let Some(handover) = &handover {
         builder = builder.handover(Arc::new(handover.clone()));
     }
@@ -501,9 +507,18 @@ fn cluster_nats(
     let Some(url) = &config.cluster.nats else {
         return Ok(None);
     };
-    thingkit_cluster::nats::NatsConfig::new(url, &config.cluster.name, &cluster_server_id(config))
-        .map(Some)
-        .map_err(|e| Failure(format!("[cluster]: {e}")))
+    let nats = thingkit_cluster::nats::NatsConfig::new(
+        url,
+        &config.cluster.name,
+        &cluster_server_id(config),
+    )
+    .map_err(|e| Failure(format!("[cluster]: {e}")))?
+    .with_durable(config.cluster.durable);
+    let max_bytes = nats.stream_max_bytes;
+    Ok(Some(nats.with_stream_limits(
+        Duration::from_secs(config.cluster.stream_max_age_seconds.get()),
+        max_bytes,
+    )))
 }
 
 /// `[cluster] server_id`, or `<mqtt.listen>-<process id>` when unset.
@@ -532,16 +547,24 @@ async fn cluster_routes(
 /// `[cluster] nats`: a CONNECT here ends the connections with the same client ID on the other
 /// servers; with `sessions` (PostgreSQL), persistent sessions move to the server their client
 /// connects to. `None` for a server alone.
+/// With `[cluster] durable`, a session that comes over is replayed what it missed from the
+/// routes' stream.
 async fn cluster_handover(
     nats: Option<&thingkit_cluster::nats::NatsConfig>,
     sessions: Option<thingkit_cluster::PgRouterStore>,
+    routes: Option<&thingkit_cluster::nats::NatsRoutes>,
+    replay_margin: Duration,
 ) -> Result<Option<thingkit_cluster::handover::NatsHandover>, Failure> {
     let Some(nats) = nats else {
         return Ok(None);
     };
-    let handover = thingkit_cluster::handover::NatsHandover::connect(nats, sessions)
+    let mut handover = thingkit_cluster::handover::NatsHandover::connect(nats, sessions)
         .await
-        .map_err(|e| Failure(format!("cluster.nats: {e}")))?;
+        .map_err(|e| Failure(format!("cluster.nats: {e}")))?
+        .with_replay_margin(replay_margin);
+    if let Some(replay) = routes.and_then(|r| r.replay()) {
+        handover = handover.with_replay(replay);
+    }
     Ok(Some(handover))
 }
 

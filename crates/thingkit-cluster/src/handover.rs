@@ -18,21 +18,55 @@
 //!   claims the session in PostgreSQL ([`PgRouterStore::claim`]) and adopts it: its
 //!   subscriptions and queued QoS 1 messages, CONNACK with Session Present = 1.
 //!
-//! What this does not guarantee: a message routed to X while its session moves (after A
-//! released it, before B adopted it) reaches neither; and a server that lost its NATS
-//! connection does not hear a takeover (B claims the session after the timeout while that
-//! server still holds it in memory).
+//! **Replay** ([`NatsHandover::with_replay`], with durable routes: [`crate::nats::NatsConfig::durable`]).
+//! A message routed to X while its session moves (after A released it, before B's NATS
+//! subscriptions for it are live), or while A is dead, reaches neither server live. So when a
+//! session comes over, B reads the cluster's JetStream stream back from a point before the
+//! move ([`crate::nats::NatsReplay::missed`]) and queues the QoS 1 messages on topics the session
+//! subscribes to into it before the CONNACK ([`Handover::adopted`],
+//! [`BrokerPublisher::replay_to`]). The point is:
+//!
+//! - when A released the session: the moment B asked, less the margin
+//!   ([`NatsHandover::with_replay_margin`], default [`DEFAULT_REPLAY_MARGIN`]) but never more
+//!   than [`RELEASE_MARGIN`] (A stored everything that reached the session before it let go);
+//! - when A did not answer (dead): A's last heartbeat, less the margin. Every server with a
+//!   [`PgRouterStore`] writes one each second ([`PgRouterStore::heartbeat`]).
+//!
+//! The margin covers messages in flight towards A when it went, and the clocks of the servers
+//! and the NATS server disagreeing (the stream's times are NATS's). A replayed message equal
+//! (topic, payload, publisher) to one the stored queue already holds from the same window is
+//! left out; one the session's client already received from A comes again (QoS 1 allows
+//! duplicates). What it cannot bring back
+//! is a message A held unacknowledged in memory for longer than the margin before it died,
+//! or one older than the stream keeps ([`crate::nats::NatsConfig::stream_max_age`]).
+//!
+//! What this does not guarantee: a server that lost its NATS connection does not hear a
+//! takeover (B claims the session after the timeout while that server still holds it in
+//! memory).
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use thingkit_broker::{Acquire, BrokerPublisher, Handover, HandoverFuture, StoreError};
+use thingkit_broker::{
+    Acquire, AdoptedFuture, BrokerPublisher, Handover, HandoverFuture, StoreError,
+};
+use thingkit_mqtt::TopicFilter;
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::nats::NatsConfig;
+use crate::nats::{NatsConfig, NatsReplay};
 use crate::postgres::PgRouterStore;
+
+/// The default [`NatsHandover::with_replay_margin`].
+pub const DEFAULT_REPLAY_MARGIN: Duration = Duration::from_secs(5);
+
+/// The most a replay after a release starts before the request (see the module docs).
+pub const RELEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// How often a server writes its heartbeat ([`PgRouterStore::heartbeat`]).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The root of the cluster's control subjects: `thingkit-ctl.<cluster>.…`.
 pub const CONTROL_ROOT: &str = "thingkit-ctl";
@@ -68,7 +102,24 @@ struct Takeover {
 pub struct NatsHandover {
     inner: Arc<Inner>,
     release_timeout: Duration,
+    replay_margin: Duration,
 }
+
+/// A replay owed to a session that came over.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// Where it starts.
+    since: SystemTime,
+    /// The session's QoS 1 filters.
+    filters: Vec<TopicFilter>,
+    /// The messages its stored queue already holds that were received at `since` or later,
+    /// counted by (topic, payload, publisher): a replayed message equal to one of them is
+    /// that message, and is left out (once per count).
+    queued: HashMap<Key, usize>,
+}
+
+/// What tells a replayed message from another: topic, payload, publishing client.
+type Key = (String, bytes::Bytes, Option<Arc<str>>);
 
 #[derive(Debug)]
 struct Inner {
@@ -77,7 +128,12 @@ struct Inner {
     server_id: String,
     store: Option<PgRouterStore>,
     publisher: OnceLock<BrokerPublisher>,
-    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    replay: OnceLock<NatsReplay>,
+    /// Sessions that came over and still need their replay, by client ID: from when, and
+    /// their filters. Removed once the replay is queued; kept (for the next CONNECT) when it
+    /// failed.
+    pending: Mutex<HashMap<String, Pending>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl NatsHandover {
@@ -118,10 +174,26 @@ impl NatsHandover {
                 server_id: config.server_id.clone(),
                 store,
                 publisher: OnceLock::new(),
-                task: std::sync::Mutex::new(None),
+                replay: OnceLock::new(),
+                pending: Mutex::new(HashMap::new()),
+                tasks: Mutex::new(Vec::new()),
             }),
             release_timeout: DEFAULT_RELEASE_TIMEOUT,
+            replay_margin: DEFAULT_REPLAY_MARGIN,
         })
+    }
+
+    /// Replays, from the cluster's stream, what a session missed while it moved here (see the
+    /// module docs). Without it (routes that are not durable), nothing is replayed.
+    pub fn with_replay(self, replay: NatsReplay) -> Self {
+        let _ = self.inner.replay.set(replay);
+        self
+    }
+
+    /// How far before the move a replay starts. Default [`DEFAULT_REPLAY_MARGIN`].
+    pub fn with_replay_margin(mut self, value: Duration) -> Self {
+        self.replay_margin = value;
+        self
     }
 
     /// How long a CONNECT waits for the owner of its session to release it before claiming it
@@ -157,24 +229,27 @@ impl NatsHandover {
             .flush()
             .await
             .map_err(|e| Error::Nats(format!("subscribing to {}: {e}", self.inner.subject)))?;
-        let task = tokio::spawn(answer_loop(
+        let mut tasks = vec![tokio::spawn(answer_loop(
             subscriber,
             self.inner.client.clone(),
             self.inner.server_id.clone(),
             publisher,
-        ));
-        *self.inner.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        ))];
+        if let Some(store) = self.inner.store.clone() {
+            tasks.push(tokio::spawn(heartbeat_loop(store)));
+        }
+        *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(())
     }
 
-    /// Stops answering takeovers.
+    /// Stops answering takeovers (and writing heartbeats).
     pub fn stop(&self) {
-        if let Some(task) = self
+        for task in self
             .inner
-            .task
+            .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .drain(..)
         {
             task.abort();
         }
@@ -213,6 +288,31 @@ impl Handover for NatsHandover {
         let this = self.clone();
         Box::pin(async move { this.acquire_session(request).await })
     }
+
+    fn adopted(&self, client_id: Arc<str>) -> AdoptedFuture {
+        let this = self.clone();
+        Box::pin(async move { this.replay_session(&client_id).await })
+    }
+}
+
+/// Unix milliseconds of `t`.
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Writes this server's heartbeat every [`HEARTBEAT_INTERVAL`].
+async fn heartbeat_loop(store: PgRouterStore) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let now = unix_ms(SystemTime::now());
+        if let Err(e) = blocking("heartbeat", move || store.heartbeat(now)).await {
+            tracing::warn!(error = %e, "the server's heartbeat was not written");
+        }
+    }
 }
 
 impl NatsHandover {
@@ -235,8 +335,11 @@ impl NatsHandover {
             let id = id.clone();
             blocking("session owner", move || store.owner_of(&id)).await?
         };
+        // Where a replay of what the session missed starts (once it is claimed).
+        let mut since = None;
         match owner {
             Some(owner) if owner != self.inner.server_id => {
+                let asked_at = SystemTime::now();
                 let payload = self.message(&id, true, Some(owner.clone()));
                 let asked = tokio::time::timeout(
                     self.release_timeout,
@@ -245,6 +348,25 @@ impl NatsHandover {
                         .request(self.inner.subject.clone(), payload),
                 )
                 .await;
+                let released =
+                    matches!(&asked, Ok(Ok(answer)) if answer.payload.as_ref() == RELEASED);
+                since = Some(match released {
+                    // The margin for a release covers only messages on their way to the owner
+                    // when it let the session go (and clocks): a second at most.
+                    true => asked_at
+                        .checked_add(self.replay_margin.saturating_sub(RELEASE_MARGIN))
+                        .unwrap_or(asked_at),
+                    // Taken for dead: from its last heartbeat (or, with none, from when this
+                    // server gave up waiting for it).
+                    false => {
+                        let store = store.clone();
+                        let owner = owner.clone();
+                        match blocking("last seen", move || store.last_seen(&owner)).await? {
+                            Some(ms) => SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+                            None => asked_at,
+                        }
+                    }
+                });
                 match asked {
                     Ok(Ok(answer)) if answer.payload.as_ref() == RELEASED => {
                         tracing::debug!(client = %id, from = %owner, "session released");
@@ -267,7 +389,104 @@ impl NatsHandover {
                 return Ok(None);
             }
         }
-        blocking("session claim", move || store.claim(&id)).await
+        let claimed = {
+            let id = id.clone();
+            blocking("session claim", move || store.claim(&id)).await?
+        };
+        if let (Some(session), Some(since), Some(_)) = (&claimed, since, self.inner.replay.get()) {
+            let filters: Vec<TopicFilter> = session
+                .subscriptions
+                .iter()
+                .filter(|(_, granted)| granted.qos == thingkit_mqtt::QoS::AtLeastOnce)
+                .map(|(filter, _)| filter.clone())
+                .collect();
+            if !filters.is_empty() {
+                let since = since
+                    .checked_sub(self.replay_margin)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let mut queued: HashMap<Key, usize> = HashMap::new();
+                for delivery in &session.queue {
+                    let m = &delivery.message;
+                    if m.received_unix_ms >= unix_ms(since) {
+                        let key = (
+                            m.topic.as_str().to_owned(),
+                            m.payload.clone(),
+                            m.from.clone(),
+                        );
+                        *queued.entry(key).or_default() += 1;
+                    }
+                }
+                self.inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        id,
+                        Pending {
+                            since,
+                            filters,
+                            queued,
+                        },
+                    );
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Queues into `client_id`'s adopted session what it missed while it moved, if it has a
+    /// replay pending.
+    async fn replay_session(&self, client_id: &str) -> Result<(), StoreError> {
+        let (Some(replay), Some(publisher)) = (self.inner.replay.get(), self.inner.publisher.get())
+        else {
+            return Ok(());
+        };
+        let pending = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(client_id)
+            .cloned();
+        let Some(Pending {
+            since,
+            filters,
+            mut queued,
+        }) = pending
+        else {
+            return Ok(());
+        };
+        let read = replay
+            .missed(since, &filters)
+            .await
+            .map_err(|e| backend("replay")(e.to_string()))?;
+        let missed: Vec<_> = read
+            .into_iter()
+            .filter(|m| {
+                let key = (
+                    m.topic.as_str().to_owned(),
+                    m.payload.clone(),
+                    m.from.clone(),
+                );
+                match queued.get_mut(&key) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        false
+                    }
+                    _ => true,
+                }
+            })
+            .collect();
+        let queued = publisher
+            .replay_to(client_id, &missed)
+            .await
+            .map_err(|e| backend("replay")(e.to_string()))?;
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(client_id);
+        tracing::info!(client = %client_id, missed = missed.len(), queued, since_ms = unix_ms(since), "replayed what the session missed while it moved");
+        Ok(())
     }
 
     /// Tells every other server that `id` connected here; waits for nothing but NATS.

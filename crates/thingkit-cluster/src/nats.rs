@@ -41,23 +41,33 @@
 //! number once; the copies come through different subscriptions in the order NATS sent them, so
 //! messages on one topic are routed in the order they were published.
 //!
-//! What NATS core gives is at-most-once between servers: a message published while a server
-//! is disconnected from NATS does not reach it, and a server that starts later does not get
-//! the retained messages published before (JetStream would; not built yet).
+//! **Durability** ([`NatsConfig::durable`]). NATS core is at most once between servers. With
+//! `durable`, the cluster's subjects are also captured by a JetStream stream
+//! ([`NatsConfig::stream_name`], file storage, kept [`NatsConfig::stream_max_age`]), and a
+//! QoS 1 message is published to it as a JetStream publish: the bridge's
+//! [`thingkit_broker::Confirmation`] (which the publisher's PUBACK waits for) is answered by
+//! the stream's acknowledgement, so a PUBACKed message is on NATS's disk before the client
+//! hears of it. Live delivery stays on the core subscriptions above; the stream is read only to
+//! replay ([`NatsReplay::missed`]) what a persistent session missed while it moved between
+//! servers ([`crate::handover::NatsHandover`]). QoS 0 messages go out as core publishes (the stream
+//! keeps them too, since it captures the subjects, but nothing waits for them).
+//!
+//! Without `durable`, a message published while a server is disconnected from NATS does not
+//! reach it, and a session moving between servers misses what is published while it moves.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::HeaderMap;
 use bytes::{Bytes, BytesMut};
-use thingkit_broker::{Bridge, BrokerPublisher, Message};
+use thingkit_broker::{Bridge, BrokerPublisher, Confirmation, Confirmer, Message};
 use thingkit_mqtt::{
     Decoder, DecoderConfig, Encoder, PROTOCOL_MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion,
-    Publish, TopicFilter,
+    Publish, QoS, TopicFilter,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::Error;
@@ -88,6 +98,21 @@ const SYNC_SUBJECT: &str = "thingkit-sync";
 /// The default [`NatsConfig::queue_capacity`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 
+/// The default [`NatsConfig::stream_max_age`]: one hour.
+pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(3_600);
+
+/// The default [`NatsConfig::stream_max_bytes`]: no limit but the age (a limit in bytes is
+/// reserved on the NATS server's JetStream storage when the stream is made).
+pub const DEFAULT_STREAM_MAX_BYTES: i64 = -1;
+
+/// The most messages one replay ([`NatsReplay::missed`]) returns; past that the oldest are
+/// kept and the rest counted ([`NatsCounters::replay_truncated`]). A session's own queue limit
+/// (the router's `max_offline_messages`) applies after it.
+pub const MAX_REPLAY: usize = 100_000;
+
+/// How long an interest change may take to reach NATS before [`NatsBridge::sync`] gives up.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How a server joins the cluster's NATS routing.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -106,6 +131,16 @@ pub struct NatsConfig {
     /// Subscribe per local filter (`true`, the default) or to the whole cluster (`false`);
     /// see the module docs.
     pub interest: bool,
+    /// Keep the cluster's messages in a JetStream stream and acknowledge a QoS 1 publish only
+    /// once the stream has it (see the module docs). Default `false`; the NATS server must
+    /// run JetStream (`nats-server -js`).
+    pub durable: bool,
+    /// How long the stream keeps a message ([`NatsConfig::durable`]): the longest a moving
+    /// session can be replayed from. Default [`DEFAULT_STREAM_MAX_AGE`].
+    pub stream_max_age: Duration,
+    /// The most bytes the stream keeps (-1: no limit); the oldest messages go first. Default
+    /// [`DEFAULT_STREAM_MAX_BYTES`].
+    pub stream_max_bytes: i64,
 }
 
 impl NatsConfig {
@@ -128,7 +163,38 @@ impl NatsConfig {
             server_id: server_id.to_string(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             interest: true,
+            durable: false,
+            stream_max_age: DEFAULT_STREAM_MAX_AGE,
+            stream_max_bytes: DEFAULT_STREAM_MAX_BYTES,
         })
+    }
+
+    /// Sets [`NatsConfig::durable`].
+    pub fn with_durable(mut self, value: bool) -> Self {
+        self.durable = value;
+        self
+    }
+
+    /// Sets [`NatsConfig::stream_max_age`] and [`NatsConfig::stream_max_bytes`].
+    pub fn with_stream_limits(mut self, max_age: Duration, max_bytes: i64) -> Self {
+        self.stream_max_age = max_age;
+        self.stream_max_bytes = max_bytes;
+        self
+    }
+
+    /// The JetStream stream of the cluster's messages: `thingkit-<cluster>` (characters a
+    /// stream name may not hold replaced by `_`).
+    pub fn stream_name(&self) -> String {
+        let cluster: String = self
+            .subjects
+            .cluster()
+            .chars()
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+                _ => '_',
+            })
+            .collect();
+        format!("thingkit-{cluster}")
     }
 
     /// Sets [`NatsConfig::interest`].
@@ -174,31 +240,77 @@ pub struct NatsCounters {
     /// NATS subscriptions that could not be made (logged; the filter's messages from other
     /// servers do not arrive).
     pub subscribe_errors: AtomicU64,
+    /// QoS 1 messages the JetStream stream acknowledged ([`NatsConfig::durable`]).
+    pub durable_acks: AtomicU64,
+    /// QoS 1 messages the stream did not acknowledge (their publishes were refused).
+    pub durable_failures: AtomicU64,
+    /// Messages replayed to sessions that moved to this server ([`NatsReplay::missed`]).
+    pub replayed: AtomicU64,
+    /// Messages a replay left out because it reached [`MAX_REPLAY`].
+    pub replay_truncated: AtomicU64,
+}
+
+/// A message queued for the publisher task, with the confirmation its publisher waits for.
+type Queued = (Arc<Message>, Option<Confirmer>);
+
+/// What the subscription task is asked, in order.
+#[derive(Debug)]
+enum Change {
+    /// A filter's first subscription came (`true`) or its last went (`false`).
+    Interest(TopicFilter, bool),
+    /// Answer once every change before this one is applied and NATS has it.
+    Sync(oneshot::Sender<()>),
 }
 
 /// The [`Bridge`] a broker offers its messages to: queues them for the NATS publisher task,
 /// never waits.
 #[derive(Debug)]
 pub struct NatsBridge {
-    tx: mpsc::Sender<Arc<Message>>,
+    tx: mpsc::Sender<Queued>,
     /// Interest changes, in order, for the subscription task (`None`: whole-cluster mode).
     /// Unbounded: one entry per SUBSCRIBE or UNSUBSCRIBE that changed a filter's count, and
     /// none may be lost.
-    interest: Option<mpsc::UnboundedSender<(TopicFilter, bool)>>,
+    interest: Option<mpsc::UnboundedSender<Change>>,
+    durable: bool,
     counters: Arc<NatsCounters>,
 }
 
+impl NatsBridge {
+    /// Returns once every interest change offered so far is applied to the NATS
+    /// subscriptions and NATS has them (a round trip): a message published anywhere after this
+    /// returns reaches this server's sessions that subscribed before it was called. Returns at
+    /// once in whole-cluster mode, and gives up after 5 s.
+    pub async fn sync(&self) {
+        let Some(tx) = &self.interest else {
+            return;
+        };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Change::Sync(done)).is_ok() {
+            let _ = tokio::time::timeout(SYNC_TIMEOUT, wait).await;
+        }
+    }
+}
+
 impl Bridge for NatsBridge {
-    fn offer(&self, message: &Arc<Message>) {
-        match self.tx.try_send(message.clone()) {
+    fn offer(&self, message: &Arc<Message>) -> Option<Confirmation> {
+        let (confirmer, confirmation) = match self.durable && message.qos == QoS::AtLeastOnce {
+            true => {
+                let (confirmer, confirmation) = Confirmation::new();
+                (Some(confirmer), Some(confirmation))
+            }
+            false => (None, None),
+        };
+        // A message that does not fit drops its confirmer with it: its publish is refused.
+        match self.tx.try_send((message.clone(), confirmer)) {
             Ok(()) => self.counters.queued.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.counters.dropped.fetch_add(1, Ordering::Relaxed),
         };
+        confirmation
     }
 
     fn interest(&self, filter: &TopicFilter, subscribed: bool) {
         if let Some(tx) = &self.interest {
-            let _ = tx.send((filter.clone(), subscribed));
+            let _ = tx.send(Change::Interest(filter.clone(), subscribed));
         }
     }
 }
@@ -211,17 +323,20 @@ pub struct NatsRoutes {
     config: NatsConfig,
     bridge: Arc<NatsBridge>,
     counters: Arc<NatsCounters>,
-    interest: Option<mpsc::UnboundedReceiver<(TopicFilter, bool)>>,
+    interest: Option<mpsc::UnboundedReceiver<Change>>,
+    jetstream: Option<async_nats::jetstream::Context>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl NatsRoutes {
     /// Connects to NATS (with `no_echo`) and starts the task that publishes what the bridge
-    /// queues. Install [`NatsRoutes::bridge`] in the broker, then call [`NatsRoutes::start`].
+    /// queues; with [`NatsConfig::durable`], creates the cluster's stream if it does not exist.
+    /// Install [`NatsRoutes::bridge`] in the broker, then call [`NatsRoutes::start`].
     ///
     /// # Errors
     ///
-    /// [`Error::Nats`]: the NATS server could not be reached or refused the connection.
+    /// [`Error::Nats`]: the NATS server could not be reached or refused the connection, or (with
+    /// `durable`) it runs no JetStream or refused the stream.
     pub async fn connect(config: NatsConfig) -> Result<Self, Error> {
         let client = async_nats::ConnectOptions::new()
             .no_echo()
@@ -229,6 +344,10 @@ impl NatsRoutes {
             .connect(config.url.as_str())
             .await
             .map_err(|e| Error::Nats(format!("connecting to {}: {e}", config.url)))?;
+        let jetstream = match config.durable {
+            true => Some(open_stream(&client, &config).await?),
+            false => None,
+        };
         let counters = Arc::new(NatsCounters::default());
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (interest_tx, interest_rx) = match config.interest {
@@ -241,26 +360,47 @@ impl NatsRoutes {
         let bridge = Arc::new(NatsBridge {
             tx,
             interest: interest_tx,
+            durable: config.durable,
             counters: counters.clone(),
         });
         let run = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ (u64::from(std::process::id()) << 40);
-        let publisher = tokio::spawn(publish_loop(
+        let mut tasks = Vec::new();
+        let acks = jetstream.as_ref().map(|_| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tasks.push(tokio::spawn(ack_loop(rx, counters.clone())));
+            tx
+        });
+        tasks.push(tokio::spawn(publish_loop(
             client.clone(),
+            jetstream.clone().zip(acks),
             config.clone(),
             run,
             counters.clone(),
             rx,
-        ));
+        )));
         Ok(NatsRoutes {
             client,
             config,
             bridge,
             counters,
             interest: interest_rx,
-            tasks: vec![publisher],
+            jetstream,
+            tasks,
+        })
+    }
+
+    /// The handle that replays the stream for sessions that moved here (with
+    /// [`NatsConfig::durable`]; `None` without): give it to
+    /// [`crate::handover::NatsHandover::with_replay`].
+    pub fn replay(&self) -> Option<NatsReplay> {
+        Some(NatsReplay {
+            jetstream: self.jetstream.clone()?,
+            config: self.config.clone(),
+            bridge: self.bridge.clone(),
+            counters: self.counters.clone(),
         })
     }
 
@@ -311,8 +451,18 @@ impl NatsRoutes {
         };
         if let Some(mut changes) = self.interest.take() {
             // What the broker's sessions subscribe to now (restored sessions), before returning.
-            while let Ok((filter, subscribed)) = changes.try_recv() {
-                interest.apply(&filter, subscribed).await;
+            let mut synced = Vec::new();
+            while let Ok(change) = changes.try_recv() {
+                match change {
+                    Change::Interest(filter, subscribed) => {
+                        interest.apply(&filter, subscribed).await
+                    }
+                    Change::Sync(done) => synced.push(done),
+                }
+            }
+            interest.round_trip().await;
+            for done in synced {
+                let _ = done.send(());
             }
             self.tasks.push(tokio::spawn(async move {
                 interest.run(changes).await;
@@ -435,22 +585,83 @@ pub fn decode_message(
     })
 }
 
+/// Creates the cluster's stream ([`NatsConfig::stream_name`]) if it does not exist.
+async fn open_stream(
+    client: &async_nats::Client,
+    config: &NatsConfig,
+) -> Result<async_nats::jetstream::Context, Error> {
+    use async_nats::jetstream::stream;
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let name = config.stream_name();
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![config.subjects.everything(), config.subjects.retained()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            max_age: config.stream_max_age,
+            max_bytes: config.stream_max_bytes,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| {
+            Error::Nats(format!(
+                "the JetStream stream {name} (is JetStream on, nats-server -js?): {e}"
+            ))
+        })?;
+    Ok(jetstream)
+}
+
+/// A JetStream publish waiting for the stream's acknowledgement, with its confirmer.
+type PendingAck = (async_nats::jetstream::context::PublishAckFuture, Confirmer);
+
+/// Answers each confirmation, in order, with the stream's acknowledgement of its message.
+async fn ack_loop(mut rx: mpsc::UnboundedReceiver<PendingAck>, counters: Arc<NatsCounters>) {
+    while let Some((ack, confirmer)) = rx.recv().await {
+        match ack.await {
+            Ok(_) => {
+                counters.durable_acks.fetch_add(1, Ordering::Relaxed);
+                confirmer.confirm();
+            }
+            Err(e) => {
+                counters.durable_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "the cluster's stream did not acknowledge a QoS 1 message");
+                confirmer.fail(format!("the cluster's stream did not acknowledge it: {e}"));
+            }
+        }
+    }
+}
+
 async fn publish_loop(
     client: async_nats::Client,
+    durable: Option<(
+        async_nats::jetstream::Context,
+        mpsc::UnboundedSender<PendingAck>,
+    )>,
     config: NatsConfig,
     run: u64,
     counters: Arc<NatsCounters>,
-    mut rx: mpsc::Receiver<Arc<Message>>,
+    mut rx: mpsc::Receiver<Queued>,
 ) {
     let mut sequence: u64 = 0;
     let retained = config.subjects.retained();
-    while let Some(message) = rx.recv().await {
+    while let Some((message, confirmer)) = rx.recv().await {
         let payload = match encode_message(&message, Instant::now()) {
             Ok(Some(payload)) => payload,
-            Ok(None) => continue,
+            Ok(None) => {
+                // Expired on its way: nobody is owed it.
+                if let Some(confirmer) = confirmer {
+                    confirmer.confirm();
+                }
+                continue;
+            }
             Err(e) => {
                 counters.publish_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "a message was not sent to the cluster");
+                if let Some(confirmer) = confirmer {
+                    confirmer.fail(e.to_string());
+                }
                 continue;
             }
         };
@@ -465,6 +676,23 @@ async fn publish_loop(
             true => retained.clone(),
             false => config.subjects.subject(&message.topic),
         };
+        if let (Some((jetstream, acks)), Some(confirmer)) = (&durable, confirmer) {
+            match jetstream
+                .publish_with_headers(subject, headers, payload)
+                .await
+            {
+                Ok(ack) => {
+                    counters.published.fetch_add(1, Ordering::Relaxed);
+                    let _ = acks.send((ack, confirmer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %message.topic, "a message was not sent to the cluster");
+                    counters.publish_errors.fetch_add(1, Ordering::Relaxed);
+                    confirmer.fail(format!("not sent to the cluster: {e}"));
+                }
+            }
+            continue;
+        }
         match client.publish_with_headers(subject, headers, payload).await {
             Ok(()) => counters.published.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
@@ -500,16 +728,7 @@ fn accept(
     if !dedup.first(seq.0, seq.1) {
         return Ok(None);
     }
-    let from = match headers.get(FROM_HEADER) {
-        None => None,
-        Some(hex_id) => {
-            let bytes = hex::decode(hex_id.as_str())
-                .map_err(|e| Error::Message(format!("{FROM_HEADER}: {e}")))?;
-            let id = String::from_utf8(bytes)
-                .map_err(|e| Error::Message(format!("{FROM_HEADER}: {e}")))?;
-            Some(Arc::<str>::from(id))
-        }
-    };
+    let from = from_header(&headers)?;
     let routed = decode_message(message.payload, from, Instant::now())?;
     let expected = match routed.retain {
         true => config.subjects.retained(),
@@ -522,6 +741,17 @@ fn accept(
         )));
     }
     Ok(Some(routed))
+}
+
+/// The publishing client's ID from [`FROM_HEADER`], if the message has one.
+fn from_header(headers: &HeaderMap) -> Result<Option<Arc<str>>, Error> {
+    let Some(hex_id) = headers.get(FROM_HEADER) else {
+        return Ok(None);
+    };
+    let bytes =
+        hex::decode(hex_id.as_str()).map_err(|e| Error::Message(format!("{FROM_HEADER}: {e}")))?;
+    let id = String::from_utf8(bytes).map_err(|e| Error::Message(format!("{FROM_HEADER}: {e}")))?;
+    Ok(Some(Arc::from(id)))
 }
 
 /// Moves what one NATS subscription receives to the routing task, until either ends.
@@ -545,30 +775,45 @@ struct Interest {
 }
 
 impl Interest {
-    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<(TopicFilter, bool)>) {
-        while let Some((filter, subscribed)) = changes.recv().await {
-            let mut applied = 1;
-            self.apply(&filter, subscribed).await;
-            while let Ok((filter, subscribed)) = changes.try_recv() {
-                self.apply(&filter, subscribed).await;
-                applied += 1;
+    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<Change>) {
+        while let Some(first) = changes.recv().await {
+            let mut applied = 0;
+            let mut synced = Vec::new();
+            let mut next = Some(first);
+            while let Some(change) = next {
+                match change {
+                    Change::Interest(filter, subscribed) => {
+                        self.apply(&filter, subscribed).await;
+                        applied += 1;
+                    }
+                    Change::Sync(done) => synced.push(done),
+                }
+                next = changes.try_recv().ok();
             }
-            if let Err(e) = self.client.flush().await {
-                tracing::warn!(error = %e, "NATS flush after a subscription change failed");
-            }
-            // A flush only writes the socket. A request nobody answers comes back (NATS's "no
-            // responders") only after the server has processed everything this connection sent
-            // before it, the subscriptions included: a round trip, after which messages
-            // published anywhere reach them.
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                self.client.request(SYNC_SUBJECT, Bytes::new()),
-            )
-            .await;
+            self.round_trip().await;
             self.counters
                 .interest_changes
                 .fetch_add(applied, Ordering::Relaxed);
+            for done in synced {
+                let _ = done.send(());
+            }
         }
+    }
+
+    /// Flushes the subscription changes and waits until NATS has processed them.
+    async fn round_trip(&self) {
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!(error = %e, "NATS flush after a subscription change failed");
+        }
+        // A flush only writes the socket. A request nobody answers comes back (NATS's "no
+        // responders") only after the server has processed everything this connection sent
+        // before it, the subscriptions included: a round trip, after which messages published
+        // anywhere reach them.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client.request(SYNC_SUBJECT, Bytes::new()),
+        )
+        .await;
     }
 
     async fn apply(&mut self, filter: &TopicFilter, subscribed: bool) {
@@ -604,6 +849,157 @@ impl Interest {
             }
         }
     }
+}
+
+/// Reads back, from the cluster's JetStream stream, the QoS 1 messages a persistent session
+/// may have missed while it moved to this server (made by [`NatsRoutes::replay`]; used by
+/// [`crate::handover::NatsHandover`]).
+#[derive(Debug, Clone)]
+pub struct NatsReplay {
+    jetstream: async_nats::jetstream::Context,
+    config: NatsConfig,
+    bridge: Arc<NatsBridge>,
+    counters: Arc<NatsCounters>,
+}
+
+impl NatsReplay {
+    /// The QoS 1 messages published in the cluster since `since` (by the stream's clock) on a
+    /// topic one of `filters` matches (shared subscriptions are left out), in the order the
+    /// stream took them, each once, with what is left of its Message Expiry Interval. First
+    /// waits until this server's interest changes are live on NATS ([`NatsBridge::sync`]), so
+    /// that every message published after the replay's end reaches the session live: the two
+    /// may overlap (a duplicate, which QoS 1 allows), but leave no gap. At most
+    /// [`MAX_REPLAY`] messages (the oldest).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Nats`]: the stream could not be read.
+    pub async fn missed(
+        &self,
+        since: SystemTime,
+        filters: &[TopicFilter],
+    ) -> Result<Vec<Arc<Message>>, Error> {
+        use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+        use futures_util::StreamExt;
+        let filters: Vec<&TopicFilter> = filters.iter().filter(|f| !f.is_shared()).collect();
+        if filters.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.bridge.sync().await;
+        let name = self.config.stream_name();
+        let nats = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Nats(format!("replaying {name}: {what}: {e}"))
+        };
+        let stream = self
+            .jetstream
+            .get_stream(&name)
+            .await
+            .map_err(|e| nats("the stream", &e))?;
+        let last = stream
+            .get_info()
+            .await
+            .map_err(|e| nats("the stream's state", &e))?
+            .state
+            .last_sequence;
+        let start = time::OffsetDateTime::from(since);
+        let mut patterns = BTreeSet::new();
+        patterns.insert(self.config.subjects.retained());
+        for filter in &filters {
+            for pattern in self.config.subjects.patterns(filter).patterns() {
+                patterns.insert(pattern.clone());
+            }
+        }
+        let mut found: BTreeMap<u64, Message> = BTreeMap::new();
+        let mut truncated = 0u64;
+        let now = Instant::now();
+        let wall = time::OffsetDateTime::now_utc();
+        for pattern in patterns {
+            let consumer: consumer::PullConsumer = stream
+                .create_consumer(consumer::pull::Config {
+                    deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
+                    ack_policy: AckPolicy::None,
+                    filter_subject: pattern.clone(),
+                    inactive_threshold: Duration::from_secs(30),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| nats("a consumer", &e))?;
+            'fetch: loop {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(1_000)
+                    .expires(Duration::from_millis(500))
+                    .messages()
+                    .await
+                    .map_err(|e| nats("a batch", &e))?;
+                let mut got = 0;
+                while let Some(message) = batch.next().await {
+                    let message = message.map_err(|e| nats("a message", &e))?;
+                    let Ok(info) = message.info() else { continue };
+                    let (seq, pending, published) =
+                        (info.stream_sequence, info.pending, info.published);
+                    got += 1;
+                    if seq > last {
+                        break 'fetch;
+                    }
+                    if !found.contains_key(&seq)
+                        && let Some(m) = replayable(&message, &filters, now, wall - published)
+                    {
+                        if found.len() >= MAX_REPLAY {
+                            truncated += 1;
+                        } else {
+                            found.insert(seq, m);
+                        }
+                    }
+                    if pending == 0 || seq == last {
+                        break 'fetch;
+                    }
+                }
+                if got == 0 {
+                    break;
+                }
+            }
+            let consumer_name = consumer.cached_info().name.clone();
+            let _ = stream.delete_consumer(&consumer_name).await;
+        }
+        if truncated > 0 {
+            self.counters
+                .replay_truncated
+                .fetch_add(truncated, Ordering::Relaxed);
+            tracing::warn!(
+                truncated,
+                "a replay reached its limit: the newest messages were left out"
+            );
+        }
+        self.counters
+            .replayed
+            .fetch_add(found.len() as u64, Ordering::Relaxed);
+        Ok(found.into_values().map(Arc::new).collect())
+    }
+}
+
+/// A message from the stream as the broker routes it, if it is QoS 1, on a topic one of
+/// `filters` matches, and not expired `age` after it was published.
+fn replayable(
+    message: &async_nats::jetstream::Message,
+    filters: &[&TopicFilter],
+    now: Instant,
+    age: time::Duration,
+) -> Option<Message> {
+    let headers = message.headers.clone().unwrap_or_default();
+    let from = from_header(&headers).ok()?;
+    let mut routed = decode_message(message.payload.clone(), from, now).ok()?;
+    if routed.qos != QoS::AtLeastOnce || !filters.iter().any(|f| f.matches(&routed.topic)) {
+        return None;
+    }
+    if let Some(left) = routed.properties.message_expiry_interval {
+        let age = u32::try_from(age.whole_seconds().max(0)).unwrap_or(u32::MAX);
+        if age >= left {
+            return None;
+        }
+        routed.properties.message_expiry_interval = Some(left - age);
+    }
+    Some(routed)
 }
 
 /// Which message numbers of each sending server run were routed: a window of the last

@@ -12,6 +12,14 @@
 //!                                                        (no rules, no Bridge::offer: no loops)
 //! ```
 //!
+//! **Durability.** [`Bridge::offer`] may return a [`Confirmation`]: the server then answers
+//! the publisher (PUBACK, or the return of [`super::BrokerPublisher::publish`]) only once the
+//! bridge confirmed that the message is durable on its way to the other servers, and refuses
+//! the publish (MQTT 5 PUBACK 0x80; 3.1.1: the connection closes, so the client sends it
+//! again) when the bridge reports a failure or drops the confirmation. Messages nobody
+//! acknowledges (wills, lifecycle events, service replies, rules republishes) are not waited
+//! for.
+//!
 //! The bridge is offered a message once, by the server that accepted it, after that server
 //! stored (if retained) and routed it; a message the server refused (a retained message over
 //! the quota, a store failure) is not offered. Messages that came from another server are never
@@ -24,6 +32,47 @@ use thingkit_mqtt::TopicFilter;
 
 use crate::Message;
 
+/// The bridge's answer to one offered message, which the publisher's acknowledgement waits for
+/// (see the module docs); made with [`Confirmation::new`].
+#[derive(Debug)]
+pub struct Confirmation(tokio::sync::oneshot::Receiver<Result<(), String>>);
+
+/// The bridge's side of a [`Confirmation`]: [`Confirmer::confirm`] or [`Confirmer::fail`]
+/// once; dropping it unanswered counts as a failure.
+#[derive(Debug)]
+pub struct Confirmer(tokio::sync::oneshot::Sender<Result<(), String>>);
+
+impl Confirmation {
+    /// A confirmation, and the confirmer that answers it.
+    pub fn new() -> (Confirmer, Confirmation) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Confirmer(tx), Confirmation(rx))
+    }
+
+    /// Waits for the bridge's answer.
+    ///
+    /// # Errors
+    ///
+    /// The bridge failed (its reason), or dropped the message without an answer.
+    pub async fn wait(self) -> Result<(), String> {
+        self.0
+            .await
+            .unwrap_or_else(|_| Err("the message was dropped before it was durable".into()))
+    }
+}
+
+impl Confirmer {
+    /// The message is durable: the publisher may be answered.
+    pub fn confirm(self) {
+        let _ = self.0.send(Ok(()));
+    }
+
+    /// The message could not be made durable, because of `reason`: the publish is refused.
+    pub fn fail(self, reason: impl Into<String>) {
+        let _ = self.0.send(Err(reason.into()));
+    }
+}
+
 /// Carries the messages this broker routes to the other servers of a cluster (installed with
 /// [`super::BrokerBuilder::bridge`]; `thingkit-cluster`'s NATS bridge is one).
 ///
@@ -34,8 +83,10 @@ pub trait Bridge: Send + Sync + 'static {
     /// Offered every message this broker accepted and routed: PUBLISHes from clients, wills,
     /// lifecycle events, service and [`super::BrokerPublisher::publish`] messages and rules
     /// republishes. Never offered a message that came in through
-    /// [`super::BrokerPublisher::publish_remote`].
-    fn offer(&self, message: &Arc<Message>);
+    /// [`super::BrokerPublisher::publish_remote`]. Returns `Some` to make the publisher's
+    /// acknowledgement wait until the message is durable (see the module docs), `None` when
+    /// there is nothing to wait for.
+    fn offer(&self, message: &Arc<Message>) -> Option<Confirmation>;
 
     /// This server's sessions began (`subscribed`) or stopped being interested in `filter`:
     /// the first subscription to it was made, or the last one went (UNSUBSCRIBE, or the end of

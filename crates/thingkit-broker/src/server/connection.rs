@@ -568,6 +568,13 @@ async fn serve(
             Ok(None) => Ok(()),
             Err(e) => Err(e.to_string()),
         };
+        let adopted = match adopted {
+            Ok(()) => handover
+                .adopted(client_id.clone())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
         if let Err(e) = adopted {
             refused(&shared, &client_id, is_thing, false);
             tracing::error!(client = %client_id, error = %e, "CONNECT refused: the session could not move here");
@@ -845,27 +852,29 @@ pub(super) fn route_message(
     shared: &Shared,
     message: &Arc<Message>,
 ) -> Result<crate::Routed, crate::Error> {
-    route_message_from(shared, message, &super::rules::Origin::default())
+    route_message_from(shared, message, &super::rules::Origin::default()).map(|(routed, _)| routed)
 }
 
 /// [`route_message`] for a message whose publisher (`origin`: the certificate, or the rules
 /// chain that republished it) the rules engine is told about. The rules engine, when
 /// installed, is offered every routed message after the subscribers (match and `try_send`:
-/// it never waits), and so is the cluster's [`super::Bridge`] (which queues it). This is the
-/// one place where messages accepted on this server are routed.
+/// it never waits), and so is the cluster's [`super::Bridge`] (which queues it, and may return
+/// a [`super::Confirmation`] that the caller awaits before it acknowledges the message). This
+/// is the one place where messages accepted on this server are routed.
 pub(super) fn route_message_from(
     shared: &Shared,
     message: &Arc<Message>,
     origin: &super::rules::Origin,
-) -> Result<crate::Routed, crate::Error> {
+) -> Result<(crate::Routed, Option<super::Confirmation>), crate::Error> {
     let routed = route_remote(shared, message)?;
     if let Some(rules) = &shared.rules {
         rules.inner.offer(message, origin);
     }
-    if let Some(bridge) = &shared.bridge {
-        bridge.offer(message);
-    }
-    Ok(routed)
+    let confirmation = shared
+        .bridge
+        .as_ref()
+        .and_then(|bridge| bridge.offer(message));
+    Ok((routed, confirmation))
 }
 
 /// Stores (if retained) and routes a message to this server's subscribers only: neither the
@@ -1564,7 +1573,7 @@ impl Conn {
             principal: Some(Arc::from(self.certificate.to_string())),
             provenance: Default::default(),
         };
-        let routed = match route_message_from(&shared, &message, &origin) {
+        let (routed, confirmation) = match route_message_from(&shared, &message, &origin) {
             Ok(routed) => routed,
             Err(e) => {
                 tracing::warn!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused");
@@ -1576,6 +1585,15 @@ impl Conn {
         if let Err(e) = self.place_routed(routed.blocked).await {
             tracing::error!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused: the session store failed");
             return self.refuse_publish(packet_id, ReasonCode::UNSPECIFIED_ERROR, &e.to_string());
+        }
+        // The cluster's bridge makes a QoS 1 message durable on its way to the other servers:
+        // the PUBACK says so only once it has.
+        if let Some(confirmation) = confirmation
+            && let Err(e) = confirmation.wait().await
+        {
+            shared.stats.bridge_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused: not durable in the cluster");
+            return self.refuse_publish(packet_id, ReasonCode::UNSPECIFIED_ERROR, &e);
         }
         // With a bridge, subscribers on the other servers of the cluster may match: this server
         // cannot tell, so it never answers 0x10 No matching subscribers.

@@ -28,6 +28,9 @@ use crate::store::StoredSession;
 pub type HandoverFuture =
     Pin<Box<dyn Future<Output = Result<Option<StoredSession>, StoreError>> + Send>>;
 
+/// What [`Handover::adopted`] returns.
+pub type AdoptedFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
 /// One CONNECT about to attach its session, as [`Handover::acquire`] is told of it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -67,4 +70,19 @@ pub trait Handover: Send + Sync + 'static {
     ///
     /// The session could not be claimed (the shared store failed): the CONNECT is refused.
     fn acquire(&self, request: Acquire) -> HandoverFuture;
+
+    /// Called after every [`Handover::acquire`] that succeeded, once the session (if one came
+    /// over) is adopted by this server's router and its subscriptions offered to the bridge
+    /// ([`super::Bridge::interest`]), before the connection attaches to it. A cluster whose
+    /// routes between servers are durable replays here what the session missed while it moved
+    /// ([`super::BrokerPublisher::replay_to`]); the default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// What the session missed could not be brought: the CONNECT is refused (the session stays
+    /// here; the next CONNECT calls this again, and the handover should retry).
+    fn adopted(&self, client_id: Arc<str>) -> AdoptedFuture {
+        let _ = client_id;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }

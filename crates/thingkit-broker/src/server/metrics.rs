@@ -261,6 +261,12 @@ impl Collector for BrokerCollector {
         )?;
         counter(
             &mut enc,
+            "bridge_refusals",
+            "QoS 1 publishes refused because the cluster's bridge could not make them durable.",
+            s.bridge_refusals,
+        )?;
+        counter(
+            &mut enc,
             "slow_subscriber_disconnects",
             "Subscribers disconnected because their queue stayed full while a publisher waited.",
             s.slow_subscriber_disconnects,

@@ -30,8 +30,8 @@ pub use activity::{
     ActivityCounters, ActivitySource, ActivityWindow, ConnectionRecord, DeviceActivity,
     FOLD_INTERVAL, MAX_SOURCE_IPS, MaintenanceCounters, RULES_LATENCY_SAMPLES,
 };
-pub use bridge::Bridge;
-pub use handover::{Acquire, Handover, HandoverFuture};
+pub use bridge::{Bridge, Confirmation, Confirmer};
+pub use handover::{Acquire, AdoptedFuture, Handover, HandoverFuture};
 use service::Services;
 pub use service::{
     Disposition, FirmwareJobService, FleetProvisioningService, JobsService, RevocationService,
@@ -688,6 +688,9 @@ pub struct Stats {
     /// QoS 1 publishes that waited for room in a subscriber's full queue before they were
     /// acknowledged (back-pressure).
     pub backpressure_waits: AtomicU64,
+    /// QoS 1 publishes refused because the cluster's bridge could not make them durable
+    /// ([`Confirmation`]).
+    pub bridge_refusals: AtomicU64,
     /// Subscribers disconnected because their queue stayed full for
     /// [`BrokerConfig::slow_subscriber_timeout`] while a publisher waited.
     pub slow_subscriber_disconnects: AtomicU64,
@@ -738,6 +741,8 @@ pub struct StatsSnapshot {
     pub queue_drops: u64,
     /// See [`Stats::backpressure_waits`].
     pub backpressure_waits: u64,
+    /// See [`Stats::bridge_refusals`].
+    pub bridge_refusals: u64,
     /// See [`Stats::slow_subscriber_disconnects`].
     pub slow_subscriber_disconnects: u64,
     /// See [`Stats::refusal_disconnects`].
@@ -786,6 +791,7 @@ impl Stats {
             meter_refusals: l(&self.meter_refusals),
             queue_drops: l(&self.queue_drops),
             backpressure_waits: l(&self.backpressure_waits),
+            bridge_refusals: l(&self.bridge_refusals),
             slow_subscriber_disconnects: l(&self.slow_subscriber_disconnects),
             refusal_disconnects: l(&self.refusal_disconnects),
             revocation_disconnects: l(&self.revocation_disconnects),
@@ -1256,13 +1262,15 @@ impl std::fmt::Debug for BrokerPublisher {
 impl BrokerPublisher {
     /// Stores (if `retain`) and routes one message to the subscribers, as if a client had
     /// published it (no client: No Local never applies). Returns once every QoS 1 delivery is
-    /// queued, or kept in the store for a disconnected persistent session: the caller may
-    /// then acknowledge it. Authorization is the caller's business.
+    /// queued, or kept in the store for a disconnected persistent session, and the cluster's
+    /// bridge (if any) confirmed it durable: the caller may then acknowledge it.
+    /// Authorization is the caller's business.
     ///
     /// # Errors
     ///
-    /// The retained store is full (the message is refused as a whole), or the session store
-    /// failed to keep a delivery.
+    /// The retained store is full (the message is refused as a whole), the session store
+    /// failed to keep a delivery, or the bridge could not make it durable
+    /// ([`crate::Error::Bridge`]).
     pub async fn publish(
         &self,
         topic: TopicName,
@@ -1284,8 +1292,13 @@ impl BrokerPublisher {
             .stats
             .publishes_in
             .fetch_add(1, Ordering::Relaxed);
-        let routed = connection::route_message(&self.shared, &message)?;
-        connection::place_blocked(&self.shared, routed.blocked).await
+        let (routed, confirmation) =
+            connection::route_message_from(&self.shared, &message, &rules::Origin::default())?;
+        connection::place_blocked(&self.shared, routed.blocked).await?;
+        match confirmation {
+            Some(confirmation) => confirmation.wait().await.map_err(crate::Error::Bridge),
+            None => Ok(()),
+        }
     }
 
     /// Routes a message that another server of the cluster accepted (and that came through a
@@ -1306,6 +1319,36 @@ impl BrokerPublisher {
             .fetch_add(1, Ordering::Relaxed);
         let routed = connection::route_remote(&self.shared, &message)?;
         connection::place_blocked(&self.shared, routed.blocked).await
+    }
+
+    /// Routes messages the cluster accepted earlier to `client_id`'s session alone, in order,
+    /// by its subscriptions ([`crate::Router::try_route_to`]; each delivery checked against
+    /// `iot:Receive` when it is written, like any): what a session that moved to this server
+    /// may have missed while it moved ([`Handover::adopted`]). Neither the rules engine, the
+    /// retained store nor the bridge sees them. Returns how many copies were queued, once each
+    /// is queued or stored.
+    ///
+    /// # Errors
+    ///
+    /// The session store failed to keep a copy for the detached session (the copies before it
+    /// are kept).
+    pub async fn replay_to(
+        &self,
+        client_id: &str,
+        messages: &[Arc<crate::Message>],
+    ) -> crate::Result<usize> {
+        let mut queued = 0;
+        for message in messages {
+            let routed = self
+                .shared
+                .router
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_route_to(client_id, message)?;
+            queued += routed.queued + routed.blocked.len();
+            connection::place_blocked(&self.shared, routed.blocked).await?;
+        }
+        Ok(queued)
     }
 
     /// Another server of the cluster takes `client_id` over, session and all (see

@@ -17,7 +17,8 @@ use crate::error::Error;
 
 const MIGRATIONS: Migrations = Migrations {
     component: "sessions",
-    steps: &["CREATE TABLE {s}.mqtt_session (
+    steps: &[
+        "CREATE TABLE {s}.mqtt_session (
         client_id text COLLATE \"C\" PRIMARY KEY,
         owner text COLLATE \"C\" NOT NULL,
         record bytea NOT NULL
@@ -44,7 +45,13 @@ const MIGRATIONS: Migrations = Migrations {
     CREATE TABLE {s}.mqtt_retained (
         topic text COLLATE \"C\" PRIMARY KEY,
         message bytea NOT NULL
-    )"],
+    )",
+        // 2: each server's heartbeat, from which a session taken from a dead owner is replayed.
+        "CREATE TABLE {s}.mqtt_server (
+        server_id text COLLATE \"C\" PRIMARY KEY,
+        seen_ms bigint NOT NULL
+    )",
+    ],
 };
 
 struct Sql {
@@ -64,6 +71,8 @@ struct Sql {
     session_subscriptions: String,
     session_queue: String,
     owner: String,
+    heartbeat: String,
+    seen: String,
     schema: String,
 }
 
@@ -177,6 +186,11 @@ impl PgRouterStore {
                  WHERE client_id = $1 ORDER BY seq"
             ),
             owner: format!("SELECT owner FROM {q}.mqtt_session WHERE client_id = $1"),
+            heartbeat: format!(
+                "INSERT INTO {q}.mqtt_server (server_id, seen_ms) VALUES ($1, $2)
+                 ON CONFLICT (server_id) DO UPDATE SET seen_ms = EXCLUDED.seen_ms"
+            ),
+            seen: format!("SELECT seen_ms FROM {q}.mqtt_server WHERE server_id = $1"),
             schema: schema.clone(),
         });
         let connection = Connection::open(
@@ -207,6 +221,39 @@ impl PgRouterStore {
         self.connection.call("owner", move |client| {
             Ok(match client.query_opt(&sql.owner, &[&id])? {
                 Some(row) => Some(row.try_get(0)?),
+                None => None,
+            })
+        })
+    }
+
+    /// Records that this server is alive at `now_unix_ms` (its wall clock). A server writes it
+    /// every second; a session taken from a server that died is replayed from that server's
+    /// last heartbeat ([`PgRouterStore::last_seen`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] or [`Error::Timeout`]: the write failed.
+    pub fn heartbeat(&self, now_unix_ms: u64) -> Result<(), Error> {
+        let sql = Arc::clone(&self.sql);
+        let owner = self.owner.to_string();
+        let ms = i64::try_from(now_unix_ms).unwrap_or(i64::MAX);
+        self.connection.call("heartbeat", move |client| {
+            client.execute(&sql.heartbeat, &[&owner, &ms])?;
+            Ok(())
+        })
+    }
+
+    /// The last heartbeat of server `server_id` (Unix milliseconds), if it ever wrote one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] or [`Error::Timeout`]: the query failed.
+    pub fn last_seen(&self, server_id: &str) -> Result<Option<u64>, Error> {
+        let sql = Arc::clone(&self.sql);
+        let id = server_id.to_owned();
+        self.connection.call("last seen", move |client| {
+            Ok(match client.query_opt(&sql.seen, &[&id])? {
+                Some(row) => Some(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0)),
                 None => None,
             })
         })

@@ -473,8 +473,11 @@ impl Performer for Republish {
             provenance,
         };
         let route = |message: &Arc<crate::Message>| -> Result<(), AttemptError> {
-            let routed = super::super::connection::route_message_from(&shared, message, &origin)
-                .map_err(|e| AttemptError::retry(e.to_string()))?;
+            // A republish is not acknowledged to anyone: the bridge's confirmation is not
+            // waited for.
+            let (routed, _) =
+                super::super::connection::route_message_from(&shared, message, &origin)
+                    .map_err(|e| AttemptError::retry(e.to_string()))?;
             if !routed.blocked.is_empty() {
                 runtime
                     .block_on(super::super::connection::place_blocked(

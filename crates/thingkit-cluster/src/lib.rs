@@ -65,7 +65,10 @@
 //! `owner` column), their subscriptions and offline queues, and the retained messages, on
 //! PostgreSQL; [`handover::NatsHandover`] (feature `nats`) ends a client ID's connection on
 //! every other server when it connects to one, and moves its persistent session along: the
-//! owner releases it, the new server claims and adopts it (see [`handover`]).
+//! owner releases it, the new server claims and adopts it (see [`handover`]). With durable
+//! routes ([`nats::NatsConfig::durable`]), a QoS 1 message is in a JetStream stream before its
+//! PUBACK, and a session that moves is replayed what it missed meanwhile
+//! ([`nats::NatsReplay`], [`handover::NatsHandover::with_replay`]).
 //!
 //! Tests against a real server are `#[ignore]`d; `.ci/postgres` runs a throwaway one:
 //!

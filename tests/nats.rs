@@ -362,3 +362,149 @@ async fn durable_routes_acknowledge_qos_1_once_the_stream_has_it_and_replay_it()
     assert!(replay.missed(later, &[filter]).await.unwrap().is_empty());
     routes.close(Duration::from_secs(1)).await;
 }
+
+/// A TCP proxy in front of the NATS server whose connections can be cut and restored: a
+/// server cut off from NATS while the others are not.
+struct Proxy {
+    url: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    async fn start(nats: &str) -> Proxy {
+        let target = nats
+            .trim_start_matches("nats://")
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("nats://{}", listener.local_addr().unwrap());
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let epoch = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, e) = (cut.clone(), epoch.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: refused while cut
+                }
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (e, mine) = (e.clone(), e.load(Ordering::SeqCst));
+                tokio::spawn(async move {
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let cut = async {
+                        while e.load(Ordering::SeqCst) == mine {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Proxy { url, cut, epoch }
+    }
+
+    /// Ends every connection through the proxy and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Accepts connections again.
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server with JetStream: THINGKIT_TEST_NATS=$(.ci/nats url)"]
+async fn a_server_cut_off_from_nats_gets_what_it_missed_when_it_is_back() {
+    let url = nats_url();
+    let cluster = format!(
+        "cut{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let proxy = Proxy::start(&url).await;
+    let start_durable = |url: String, server: &'static str| {
+        let fleet = &fleet;
+        let cluster = cluster.clone();
+        async move {
+            let config = NatsConfig::new(&url, &cluster, server)
+                .unwrap()
+                .with_durable(true)
+                .with_recovery_margin(Duration::from_millis(500));
+            let mut routes = NatsRoutes::connect(config).await.unwrap();
+            let broker = Broker::builder(
+                fleet.registry.clone(),
+                ServerIdentity::from_pem(
+                    fleet.server_chain_pem.clone(),
+                    fleet.server_key_pem.clone(),
+                ),
+            )
+            .bridge(routes.bridge())
+            .bind("127.0.0.1:0".parse().expect("loopback literal"))
+            .await
+            .expect("broker starts");
+            routes.start(broker.publisher()).await.unwrap();
+            (broker, routes)
+        }
+    };
+    let (broker_a, _routes_a) = start_durable(url.clone(), "a").await;
+    let (broker_b, routes_b) = start_durable(proxy.url.clone(), "b").await;
+
+    let mut on_b = connect(&fleet, &broker_b, &b, ProtocolVersion::V311).await;
+    on_b.subscribe(&[("telemetry/+/temperature", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    interest_applied(&routes_b, 1).await;
+    let mut on_a = connect(&fleet, &broker_a, &a, ProtocolVersion::V5).await;
+    let topic = "telemetry/sensor-a/temperature";
+    on_a.publish_qos1(topic, "before").await.unwrap();
+    assert_eq!(&next(&mut on_b).await.payload[..], b"before");
+
+    // B is cut off from NATS (a second later: its recovery starts half a second before the
+    // break, and "before" is not to come again); A publishes, and the stream acknowledges.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for payload in ["during-1", "during-2"] {
+        let ack = on_a.publish_qos1(topic, payload).await.unwrap();
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+
+    // B reconnects by itself and routes what it missed to its subscriber.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while routes_b.counters().recoveries.load(Ordering::Relaxed) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B did not recover within 20 s of NATS coming back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(String::from_utf8_lossy(&next(&mut on_b).await.payload).into_owned());
+    }
+    assert_eq!(got, ["during-1", "during-2"]);
+    // And live routing works again.
+    on_a.publish_qos1(topic, "after").await.unwrap();
+    assert_eq!(&next(&mut on_b).await.payload[..], b"after");
+}

@@ -748,9 +748,9 @@ pub struct ClusterConfig {
     /// How long the stream keeps messages: the longest a moving session can be replayed
     /// from. Default 3600.
     pub stream_max_age_seconds: NonZeroU64,
-    /// How far before a move a replay starts: covers messages in flight towards a server
-    /// when it died, and clocks (of the servers and of NATS) that disagree by less. Default
-    /// 5000.
+    /// How far before a move, a break of the NATS connection or a restart in place a replay
+    /// starts: covers messages in flight towards a server when it died, and clocks (of the
+    /// servers and of NATS) that disagree by less. Default 5000.
     pub replay_margin_ms: u64,
 }
 

@@ -351,6 +351,23 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
             "routing messages between the cluster's servers over NATS"
         );
     }
+    if let Some(handover) = &handover {
+        // Restarted in place: what the cluster published while this server was down.
+        let handover = handover.clone();
+        tokio::spawn(async move {
+            match handover.recover().await {
+                Ok(0) => {}
+                Ok(routed) => tracing::info!(
+                    routed,
+                    "routed what the cluster published while this server was down"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "what the cluster published while this server was down could not be read"
+                ),
+            }
+        });
+    }
     let jobs_clock = tokio::spawn(JobsService::drive(jobs.clone(), broker.publisher()));
     let detect_loop = tokio::spawn(crate::detect::run(
         detector.clone(),
@@ -513,7 +530,8 @@ fn cluster_nats(
         &cluster_server_id(config),
     )
     .map_err(|e| Failure(format!("[cluster]: {e}")))?
-    .with_durable(config.cluster.durable);
+    .with_durable(config.cluster.durable)
+    .with_recovery_margin(Duration::from_millis(config.cluster.replay_margin_ms));
     let max_bytes = nats.stream_max_bytes;
     Ok(Some(nats.with_stream_limits(
         Duration::from_secs(config.cluster.stream_max_age_seconds.get()),

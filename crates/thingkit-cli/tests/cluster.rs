@@ -729,3 +729,46 @@ fn kill_9_of_a_subscriber_s_server_loses_no_qos_1_message_the_cluster_acknowledg
     assert!(b.terminate().success());
     assert!(c.terminate().success());
 }
+
+#[test]
+#[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES), nats-server with JetStream (THINGKIT_TEST_NATS) and mosquitto-clients; run by .ci/run"]
+#[cfg(unix)]
+fn a_server_restarted_in_place_gets_what_the_cluster_published_while_it_was_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        postgres: Some((postgres_url(), fresh_schema("restart"))),
+        nats: Some((nats_url(), format!("r{}", std::process::id()))),
+    };
+    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &shared, 2);
+    let a = Server::start(&configs[0]);
+    let b = Server::start(&configs[1]);
+    let topic = "dt/sensor-1/temperature";
+    // sensor-2's persistent session (QoS 1) lives on A; the device is away.
+    let status = mosquitto("mosquitto_sub", dir.path(), "sensor-2", a.port, "5")
+        .args(["-c", "-x", "3600", "-q", "1", "-t", "dt/sensor-1/#", "-E"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "sensor-2 subscribes on A: {status:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // A dies; B acknowledges two messages for sensor-2 while nobody holds its session.
+    a.kill9();
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "while-down-1");
+    std::thread::sleep(Duration::from_millis(1100));
+    publish_qos1(dir.path(), "sensor-1", b.port, topic, "while-down-2");
+
+    // A comes back with the same server id and its sessions, and replays what it missed;
+    // sensor-2 reconnects to it.
+    let a = Server::start(&configs[0]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = resume(dir.path(), "sensor-2", a.port, "dt/unrelated", 2);
+    assert_eq!(
+        got,
+        [
+            format!("{topic} while-down-1"),
+            format!("{topic} while-down-2")
+        ]
+    );
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}

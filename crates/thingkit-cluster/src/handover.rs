@@ -133,6 +133,9 @@ struct Inner {
     /// their filters. Removed once the replay is queued; kept (for the next CONNECT) when it
     /// failed.
     pending: Mutex<HashMap<String, Pending>>,
+    /// This server's last heartbeat before [`NatsHandover::start`] (it ran before and was
+    /// restarted in place), if any.
+    previous: OnceLock<Option<SystemTime>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -176,6 +179,7 @@ impl NatsHandover {
                 publisher: OnceLock::new(),
                 replay: OnceLock::new(),
                 pending: Mutex::new(HashMap::new()),
+                previous: OnceLock::new(),
                 tasks: Mutex::new(Vec::new()),
             }),
             release_timeout: DEFAULT_RELEASE_TIMEOUT,
@@ -236,10 +240,48 @@ impl NatsHandover {
             publisher,
         ))];
         if let Some(store) = self.inner.store.clone() {
+            // This server's heartbeat from before this start (a restart in place): what it
+            // missed since then is recovered by `recover`.
+            let previous = {
+                let store = store.clone();
+                let id = self.inner.server_id.clone();
+                blocking("last seen", move || store.last_seen(&id))
+                    .await
+                    .map_err(|e| Error::Config(format!("reading this server's heartbeat: {e}")))?
+            };
+            let _ = self
+                .inner
+                .previous
+                .set(previous.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)));
             tasks.push(tokio::spawn(heartbeat_loop(store)));
         }
         *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(())
+    }
+
+    /// After a restart in place (this server id wrote heartbeats before this start): routes
+    /// to this server's sessions what the cluster published while it was down, from its last
+    /// heartbeat less the replay margin ([`NatsReplay::recover`]). Call it once the routes
+    /// are started ([`crate::nats::NatsRoutes::start`]); it does nothing on a first start,
+    /// without sessions in PostgreSQL or without a replay. Returns how many messages it
+    /// routed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Nats`]: the stream could not be read. [`Error::Config`]: not started.
+    pub async fn recover(&self) -> Result<usize, Error> {
+        let (Some(Some(previous)), Some(replay)) =
+            (self.inner.previous.get(), self.inner.replay.get())
+        else {
+            return Ok(0);
+        };
+        let Some(publisher) = self.inner.publisher.get() else {
+            return Err(Error::Config("the handover is not started".into()));
+        };
+        let since = previous
+            .checked_sub(self.replay_margin)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        replay.recover(since, publisher, false).await
     }
 
     /// Stops answering takeovers (and writing heartbeats).

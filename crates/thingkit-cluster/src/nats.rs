@@ -52,6 +52,11 @@
 //! servers ([`crate::handover::NatsHandover`]). QoS 0 messages go out as core publishes (the stream
 //! keeps them too, since it captures the subjects, but nothing waits for them).
 //!
+//! The stream is also read back when this server's NATS connection comes back after a break
+//! ([`NatsConfig::recovery_margin`], [`NatsReplay::recover`]) and after a restart in place
+//! ([`crate::handover::NatsHandover::recover`]): what the other servers published meanwhile
+//! reaches this server's subscribers.
+//!
 //! Without `durable`, a message published while a server is disconnected from NATS does not
 //! reach it, and a session moving between servers misses what is published while it moves.
 
@@ -105,6 +110,9 @@ pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(3_600);
 /// reserved on the NATS server's JetStream storage when the stream is made).
 pub const DEFAULT_STREAM_MAX_BYTES: i64 = -1;
 
+/// The default [`NatsConfig::recovery_margin`].
+pub const DEFAULT_RECOVERY_MARGIN: Duration = Duration::from_secs(5);
+
 /// The most messages one replay ([`NatsReplay::missed`]) returns; past that the oldest are
 /// kept and the rest counted ([`NatsCounters::replay_truncated`]). A session's own queue limit
 /// (the router's `max_offline_messages`) applies after it.
@@ -141,6 +149,10 @@ pub struct NatsConfig {
     /// The most bytes the stream keeps (-1: no limit); the oldest messages go first. Default
     /// [`DEFAULT_STREAM_MAX_BYTES`].
     pub stream_max_bytes: i64,
+    /// When the connection to NATS comes back after a break, the stream is replayed to this
+    /// server's subscribers from this long before the break ([`NatsReplay::recover`]).
+    /// Default [`DEFAULT_RECOVERY_MARGIN`].
+    pub recovery_margin: Duration,
 }
 
 impl NatsConfig {
@@ -166,7 +178,14 @@ impl NatsConfig {
             durable: false,
             stream_max_age: DEFAULT_STREAM_MAX_AGE,
             stream_max_bytes: DEFAULT_STREAM_MAX_BYTES,
+            recovery_margin: DEFAULT_RECOVERY_MARGIN,
         })
+    }
+
+    /// Sets [`NatsConfig::recovery_margin`].
+    pub fn with_recovery_margin(mut self, value: Duration) -> Self {
+        self.recovery_margin = value;
+        self
     }
 
     /// Sets [`NatsConfig::durable`].
@@ -248,6 +267,8 @@ pub struct NatsCounters {
     pub replayed: AtomicU64,
     /// Messages a replay left out because it reached [`MAX_REPLAY`].
     pub replay_truncated: AtomicU64,
+    /// Breaks of the NATS connection after which the stream was replayed to this server.
+    pub recoveries: AtomicU64,
 }
 
 /// A message queued for the publisher task, with the confirmation its publisher waits for.
@@ -325,6 +346,8 @@ pub struct NatsRoutes {
     counters: Arc<NatsCounters>,
     interest: Option<mpsc::UnboundedReceiver<Change>>,
     jetstream: Option<async_nats::jetstream::Context>,
+    /// The connection's breaks (`false`, when) and returns (`true`), for [`NatsRoutes::start`].
+    events: Option<mpsc::UnboundedReceiver<(bool, SystemTime)>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -338,7 +361,20 @@ impl NatsRoutes {
     /// [`Error::Nats`]: the NATS server could not be reached or refused the connection, or (with
     /// `durable`) it runs no JetStream or refused the stream.
     pub async fn connect(config: NatsConfig) -> Result<Self, Error> {
+        // Breaks of the connection, for the recovery after one (durable routes).
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let client = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                let tx = events_tx.clone();
+                async move {
+                    let up = match event {
+                        async_nats::Event::Connected => true,
+                        async_nats::Event::Disconnected => false,
+                        _ => return,
+                    };
+                    let _ = tx.send((up, SystemTime::now()));
+                }
+            })
             .no_echo()
             .name(format!("thingkit {}", config.server_id))
             .connect(config.url.as_str())
@@ -388,6 +424,7 @@ impl NatsRoutes {
             counters,
             interest: interest_rx,
             jetstream,
+            events: Some(events_rx),
             tasks,
         })
     }
@@ -397,6 +434,7 @@ impl NatsRoutes {
     /// [`crate::handover::NatsHandover::with_replay`].
     pub fn replay(&self) -> Option<NatsReplay> {
         Some(NatsReplay {
+            client: self.client.clone(),
             jetstream: self.jetstream.clone()?,
             config: self.config.clone(),
             bridge: self.bridge.clone(),
@@ -473,6 +511,14 @@ impl NatsRoutes {
             .flush()
             .await
             .map_err(|e| Error::Nats(format!("subscribing: {e}")))?;
+        if let (Some(replay), Some(events)) = (self.replay(), self.events.take()) {
+            self.tasks.push(tokio::spawn(recover_after_breaks(
+                replay,
+                events,
+                publisher.clone(),
+                self.counters.clone(),
+            )));
+        }
         self.tasks.push(tokio::spawn(receive_loop(
             rx,
             self.config.clone(),
@@ -800,20 +846,13 @@ impl Interest {
         }
     }
 
-    /// Flushes the subscription changes and waits until NATS has processed them.
+    /// Flushes the subscription changes and waits until NATS has processed them. (A flush
+    /// only writes the socket. A request nobody answers comes back, NATS's "no responders",
+    /// only after the server has processed everything this connection sent before it, the
+    /// subscriptions included: a round trip, after which messages published anywhere reach
+    /// them.)
     async fn round_trip(&self) {
-        if let Err(e) = self.client.flush().await {
-            tracing::warn!(error = %e, "NATS flush after a subscription change failed");
-        }
-        // A flush only writes the socket. A request nobody answers comes back (NATS's "no
-        // responders") only after the server has processed everything this connection sent
-        // before it, the subscriptions included: a round trip, after which messages published
-        // anywhere reach them.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.client.request(SYNC_SUBJECT, Bytes::new()),
-        )
-        .await;
+        round_trip(&self.client).await;
     }
 
     async fn apply(&mut self, filter: &TopicFilter, subscribed: bool) {
@@ -856,6 +895,7 @@ impl Interest {
 /// [`crate::handover::NatsHandover`]).
 #[derive(Debug, Clone)]
 pub struct NatsReplay {
+    client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     config: NatsConfig,
     bridge: Arc<NatsBridge>,
@@ -879,13 +919,85 @@ impl NatsReplay {
         since: SystemTime,
         filters: &[TopicFilter],
     ) -> Result<Vec<Arc<Message>>, Error> {
-        use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
-        use futures_util::StreamExt;
         let filters: Vec<&TopicFilter> = filters.iter().filter(|f| !f.is_shared()).collect();
         if filters.is_empty() {
             return Ok(Vec::new());
         }
         self.bridge.sync().await;
+        let mut patterns = BTreeSet::new();
+        patterns.insert(self.config.subjects.retained());
+        for filter in &filters {
+            for pattern in self.config.subjects.patterns(filter).patterns() {
+                patterns.insert(pattern.clone());
+            }
+        }
+        self.read(since, patterns, |m| {
+            filters.iter().any(|f| f.matches(&m.topic))
+        })
+        .await
+    }
+
+    /// Routes to this server's subscribers, as if they had just arrived from NATS
+    /// ([`BrokerPublisher::publish_remote`]: `iot:Receive` per subscriber, retained messages
+    /// stored), every QoS 1 message the cluster's stream took since `since`: what this server
+    /// missed while it was down (a restart in place: [`crate::handover::NatsHandover::recover`])
+    /// or cut off from NATS (done by [`NatsRoutes`] itself when its connection comes back;
+    /// then without this server's own messages, which it routed itself). Waits first until
+    /// this server's NATS subscriptions are live, so nothing published after the replay's end
+    /// is missed. Returns how many messages were routed (at most [`MAX_REPLAY`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Nats`]: the stream could not be read.
+    pub async fn recover(
+        &self,
+        since: SystemTime,
+        publisher: &BrokerPublisher,
+        skip_own: bool,
+    ) -> Result<usize, Error> {
+        self.bridge.sync().await;
+        round_trip(&self.client).await;
+        let patterns = BTreeSet::from([
+            self.config.subjects.everything(),
+            self.config.subjects.retained(),
+        ]);
+        let own = skip_own.then(|| self.config.server_id.clone());
+        let messages = self
+            .read_from(since, patterns, |_| true, own.as_deref())
+            .await?;
+        let mut routed = 0;
+        for message in messages {
+            let topic = message.topic.clone();
+            match publisher.publish_remote(message).await {
+                Ok(()) => routed += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, %topic, "a recovered message was not routed");
+                }
+            }
+        }
+        Ok(routed)
+    }
+
+    async fn read(
+        &self,
+        since: SystemTime,
+        patterns: BTreeSet<String>,
+        keep: impl Fn(&Message) -> bool,
+    ) -> Result<Vec<Arc<Message>>, Error> {
+        self.read_from(since, patterns, keep, None).await
+    }
+
+    /// The QoS 1 messages of the stream on `patterns` since `since` that `keep` keeps, in
+    /// stream order, each once (patterns may overlap), leaving out those `skip_server` sent.
+    async fn read_from(
+        &self,
+        since: SystemTime,
+        patterns: BTreeSet<String>,
+        keep: impl Fn(&Message) -> bool,
+        skip_server: Option<&str>,
+    ) -> Result<Vec<Arc<Message>>, Error> {
+        use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+        use futures_util::StreamExt;
         let name = self.config.stream_name();
         let nats = |what: &str, e: &dyn std::fmt::Display| {
             Error::Nats(format!("replaying {name}: {what}: {e}"))
@@ -902,13 +1014,6 @@ impl NatsReplay {
             .state
             .last_sequence;
         let start = time::OffsetDateTime::from(since);
-        let mut patterns = BTreeSet::new();
-        patterns.insert(self.config.subjects.retained());
-        for filter in &filters {
-            for pattern in self.config.subjects.patterns(filter).patterns() {
-                patterns.insert(pattern.clone());
-            }
-        }
         let mut found: BTreeMap<u64, Message> = BTreeMap::new();
         let mut truncated = 0u64;
         let now = Instant::now();
@@ -942,8 +1047,15 @@ impl NatsReplay {
                     if seq > last {
                         break 'fetch;
                     }
+                    let sent_by = message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(SERVER_HEADER))
+                        .map(|v| v.as_str().to_owned());
                     if !found.contains_key(&seq)
-                        && let Some(m) = replayable(&message, &filters, now, wall - published)
+                        && (skip_server.is_none() || sent_by.as_deref() != skip_server)
+                        && let Some(m) = replayable(&message, now, wall - published)
+                        && keep(&m)
                     {
                         if found.len() >= MAX_REPLAY {
                             truncated += 1;
@@ -978,18 +1090,63 @@ impl NatsReplay {
     }
 }
 
-/// A message from the stream as the broker routes it, if it is QoS 1, on a topic one of
-/// `filters` matches, and not expired `age` after it was published.
+/// After each break of the NATS connection, once it is back: routes to this server's
+/// subscribers what the other servers published meanwhile ([`NatsReplay::recover`], from the
+/// break less [`NatsConfig::recovery_margin`]).
+async fn recover_after_breaks(
+    replay: NatsReplay,
+    mut events: mpsc::UnboundedReceiver<(bool, SystemTime)>,
+    publisher: BrokerPublisher,
+    counters: Arc<NatsCounters>,
+) {
+    let mut broken: Option<SystemTime> = None;
+    while let Some((up, at)) = events.recv().await {
+        if !up {
+            broken.get_or_insert(at);
+            continue;
+        }
+        let Some(at) = broken.take() else { continue };
+        let since = at
+            .checked_sub(replay.config.recovery_margin)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match replay.recover(since, &publisher, true).await {
+            Ok(routed) => {
+                counters.recoveries.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    routed,
+                    "NATS is back: routed what other servers published meanwhile"
+                );
+            }
+            Err(e) => {
+                // Left for the next break: logged, not retried.
+                tracing::error!(error = %e, "NATS is back, but what other servers published meanwhile could not be read");
+            }
+        }
+    }
+}
+
+/// Flushes and waits for a round trip to the NATS server (a request nobody answers), after
+/// which everything sent before it (subscriptions included) is processed.
+async fn round_trip(client: &async_nats::Client) {
+    let _ = client.flush().await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.request(SYNC_SUBJECT, Bytes::new()),
+    )
+    .await;
+}
+
+/// A message from the stream as the broker routes it, if it is QoS 1 and not expired `age`
+/// after it was published.
 fn replayable(
     message: &async_nats::jetstream::Message,
-    filters: &[&TopicFilter],
     now: Instant,
     age: time::Duration,
 ) -> Option<Message> {
     let headers = message.headers.clone().unwrap_or_default();
     let from = from_header(&headers).ok()?;
     let mut routed = decode_message(message.payload.clone(), from, now).ok()?;
-    if routed.qos != QoS::AtLeastOnce || !filters.iter().any(|f| f.matches(&routed.topic)) {
+    if routed.qos != QoS::AtLeastOnce {
         return None;
     }
     if let Some(left) = routed.properties.message_expiry_interval {

@@ -90,6 +90,6 @@ pub use error::Error;
 #[cfg(feature = "sessions")]
 pub use postgres::PgRouterStore;
 pub use postgres::{
-    MAX_PAYLOAD, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig, RegistryChange,
-    RegistryFeed,
+    DEFAULT_JOB_LEASE, MAX_PAYLOAD, PgJobLease, PgJobStore, PgRegistryStore, PgShadowStore,
+    PostgresConfig, RegistryChange, RegistryFeed,
 };

@@ -8,7 +8,9 @@
 //! Nothing here scans all executions per event: the rollout queue and the pacing state are in
 //! the pacer (O(log n) per event), deadlines in a min-heap, and each job's count of
 //! non-terminal executions in memory, so a snapshot job completes without a scan. Only
-//! [`Jobs::open`] (a restart) and the control plane's list and count calls read a whole job.
+//! [`Jobs::open`] (a restart) and the control plane's list and count calls read a whole job —
+//! and, when servers share the store ([`Jobs::open_with`]), each lease renewal reads the jobs
+//! this engine paces, so that outcomes stored by the other servers count.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -320,16 +322,21 @@ impl<S: JobStore> Jobs<S> {
             if self.held.insert(id.clone()) {
                 self.adopt(job, now)?;
             } else if job.status == JobStatus::InProgress {
-                out.extend(self.reconcile(&id, now)?);
+                out.extend(self.reconcile(&job, now)?);
             }
         }
         Ok(out)
     }
 
-    /// Reads the stored executions of `id`, a job this engine paces, so that what other
+    /// Reads the stored executions of `job`, which this engine paces, so that what other
     /// servers stored counts: the outcome counts (which may abort it), its open executions
-    /// (which may complete it) and the IN_PROGRESS executions' deadlines.
-    fn reconcile(&mut self, id: &JobId, now: u64) -> Result<Vec<OutMessage>, Error> {
+    /// (which may complete it) and the IN_PROGRESS executions' deadlines; and takes its stored
+    /// configuration (an UpdateJob through another server) as the pacer's plan.
+    fn reconcile(&mut self, job: &Job, now: u64) -> Result<Vec<OutMessage>, Error> {
+        let id = &job.job_id;
+        if let Ok((plan, _)) = plan_of(job) {
+            let _ = self.pacer.set_plan(id, plan);
+        }
         let executions = self.store.executions_of_job(id)?;
         let (counts, open) = self.count(id, &executions);
         self.open.insert(id.clone(), open);
@@ -1298,8 +1305,10 @@ impl<S: JobStore> Jobs<S> {
             return Ok(());
         }
         let open = match self.open.get(id) {
-            Some(n) => *n,
-            None => {
+            // Alone, the count is exact. Shared, another server may have opened an execution
+            // (a retry) since the last renewal: the store decides.
+            Some(n) if !self.shared() => *n,
+            _ => {
                 let n = self
                     .store
                     .executions_of_job(id)?

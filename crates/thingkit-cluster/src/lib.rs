@@ -8,7 +8,7 @@
 //!
 //! | module | what | cargo feature |
 //! |---|---|---|
-//! | (root) | [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`], [`RegistryFeed`] | always |
+//! | (root) | [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`], [`PgJobLease`] (which server paces which job), [`RegistryFeed`] | always |
 //! | [`subject`] | MQTT topics and filters as NATS subjects and patterns, one canonical subject per topic | always |
 //! | [`nats`] | [`nats::NatsRoutes`] and [`nats::NatsBridge`]: messages between servers over NATS (async-nats, ring) | `nats` (default) |
 //!

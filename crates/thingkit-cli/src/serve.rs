@@ -278,9 +278,23 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?,
         ),
     };
-    let engine = thingkit_jobs::Jobs::open(
+    // With PostgreSQL the servers share the jobs: one at a time paces each job's rollout, the
+    // one holding its lease (issue #20); alone, this server paces every job.
+    let job_lease: Box<dyn thingkit_jobs::PacingLease> = match &postgres {
+        Some(pg) => Box::new(
+            thingkit_cluster::PgJobLease::open(
+                pg,
+                &cluster_server_id(&config),
+                thingkit_cluster::DEFAULT_JOB_LEASE,
+            )
+            .map_err(|e| pg_failure("jobs", e))?,
+        ),
+        None => Box::new(thingkit_jobs::SoleServer),
+    };
+    let engine = thingkit_jobs::Jobs::open_with(
         job_store,
         thingkit_jobs::Limits::default(),
+        job_lease,
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

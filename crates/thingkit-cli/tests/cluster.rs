@@ -7,7 +7,10 @@
 //! `mosquitto_pub` (MQTT 3.1.1) publishes on one server reaches `mosquitto_sub` (MQTT 5) on the
 //! other, in both directions; a CONNECT on one ends the connection with the same client ID on
 //! the other (0x8E Session taken over). With both PostgreSQL and NATS, a persistent session
-//! moves to the server its device reconnects to, also after `kill -9` of its server.
+//! moves to the server its device reconnects to, also after `kill -9` of its server. A job
+//! rollout created through one server is paced by that server alone (it holds the job's lease),
+//! counts what devices report through the other, and is taken over by the other after
+//! `kill -9`, with no duplicate executions.
 //!
 //! Ignored by `cargo test`: they need a PostgreSQL server, named by `THINGKIT_TEST_POSTGRES`
 //! (`.ci/postgres start; export THINGKIT_TEST_POSTGRES=$(.ci/postgres url)`), a nats-server,
@@ -770,5 +773,200 @@ fn a_server_restarted_in_place_gets_what_the_cluster_published_while_it_was_down
         ]
     );
     assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
+
+/// [`POLICY`] and the jobs device API: devices publish their jobs requests and receive
+/// (subscribe to) their jobs topics.
+const JOBS_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect",
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:client/${iot:Connection.Thing.ThingName}"},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": ["arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*"]},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": ["arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*"]}
+  ]
+}"#;
+
+/// A jobs request of `thing` through the server on `port`: publishes `body` on
+/// `$aws/things/THING/jobs/OP` and returns the `/accepted` answer (`mosquitto_rr`).
+fn jobs_request(dir: &Path, thing: &str, port: u16, op: &str, body: &str) -> String {
+    let out = mosquitto("mosquitto_rr", dir, thing, port, "5")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            &format!("$aws/things/{thing}/jobs/{op}"),
+            "-e",
+            &format!("$aws/things/{thing}/jobs/{op}/accepted"),
+            "-m",
+            body,
+            "-W",
+            "10",
+        ])
+        .output()
+        .expect("mosquitto_rr is installed (apt install mosquitto-clients)");
+    assert!(out.status.success(), "mosquitto_rr jobs/{op}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `mosquitto_sub` as `thing` on `port`, waiting (at most `seconds`) for one message on its
+/// `$aws/things/THING/jobs/notify-next`.
+fn await_notify_next(dir: &Path, thing: &str, port: u16, seconds: u64) -> std::process::Child {
+    let child = mosquitto("mosquitto_sub", dir, thing, port, "5")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            &format!("$aws/things/{thing}/jobs/notify-next"),
+            "-C",
+            "1",
+            "-W",
+            &seconds.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed");
+    // The subscription must be in place (and known across the cluster) before the publish.
+    std::thread::sleep(Duration::from_millis(1500));
+    child
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES), nats-server (THINGKIT_TEST_NATS), mosquitto-clients and the AWS CLI; .ci/run runs it"]
+#[cfg(unix)]
+fn a_rollout_created_through_one_server_is_paced_once_and_taken_over_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        postgres: Some((postgres_url(), fresh_schema("jobs"))),
+        nats: Some((nats_url(), format!("jobs{}", std::process::id()))),
+    };
+    let configs = cluster_dir(dir.path(), &["dev-1", "dev-2"], &shared, 2);
+    std::fs::write(dir.path().join("policies/devices.json"), JOBS_POLICY).unwrap();
+    let a = Server::start(&configs[0]);
+    let b = Server::start(&configs[1]);
+    let key_a = access_key(&configs[0]);
+    let key_b = access_key(&configs[1]);
+
+    // A job of two things, one per minute, created through A; dev-1 waits for it on B.
+    let waiting = await_notify_next(dir.path(), "dev-1", b.port, 30);
+    aws_iot(
+        dir.path(),
+        &a,
+        &key_a,
+        &[
+            "create-job",
+            "--job-id",
+            "ota",
+            "--targets",
+            "arn:aws:iot:eu-central-1:123456789012:thing/dev-1",
+            "arn:aws:iot:eu-central-1:123456789012:thing/dev-2",
+            "--document",
+            r#"{"op":"update"}"#,
+            "--job-executions-rollout-config",
+            "maximumPerMinute=1",
+        ],
+    );
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dev-1 got no notify-next on B: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(r#""jobId":"ota""#),
+        "{out:?}"
+    );
+
+    // dev-1 starts and completes its execution through B.
+    let started = json(&jobs_request(
+        dir.path(),
+        "dev-1",
+        b.port,
+        "start-next",
+        "{}",
+    ));
+    assert_eq!(started["execution"]["jobId"], "ota", "{started}");
+    assert_eq!(started["execution"]["status"], "IN_PROGRESS", "{started}");
+    std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
+    jobs_request(
+        dir.path(),
+        "dev-1",
+        b.port,
+        "ota/update",
+        r#"{"status":"SUCCEEDED","expectedVersion":2}"#,
+    );
+
+    // Read through A, the job's progress counts what B stored; dev-2 waits for its turn.
+    let job = json(&aws_iot(
+        dir.path(),
+        &a,
+        &key_a,
+        &["describe-job", "--job-id", "ota"],
+    ));
+    let details = &job["job"]["jobProcessDetails"];
+    assert_eq!(job["job"]["status"], "IN_PROGRESS", "{job}");
+    assert_eq!(details["numberOfSucceededThings"], 1, "{job}");
+    assert_eq!(details["numberOfQueuedThings"], 0, "{job}");
+    assert!(details["processingTargets"].is_array(), "{job}");
+
+    // A dies mid-rollout. B takes the job over once A's lease expired and notifies dev-2 when
+    // the rate allows (the minute after it took over, since dev-1 was notified in the minute
+    // before): within the lease (15 s), a renewal (5 s) and a minute.
+    let waiting = await_notify_next(dir.path(), "dev-2", b.port, 120);
+    let killed_at = Instant::now();
+    a.kill9();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "B did not take the rollout over: no notify-next for dev-2 {:?} after A was killed",
+        killed_at.elapsed()
+    );
+    println!(
+        "B notified dev-2 {:?} after A was killed (lease 15 s, renewed every 5 s, rate 1/min)",
+        killed_at.elapsed()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""jobId":"ota""#));
+
+    // No duplicate executions: one per thing, each the first.
+    let executions = json(&aws_iot(
+        dir.path(),
+        &b,
+        &key_b,
+        &["list-job-executions-for-job", "--job-id", "ota"],
+    ));
+    let summaries = executions["executionSummaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 2, "{executions}");
+    for s in summaries {
+        assert_eq!(
+            s["jobExecutionSummary"]["executionNumber"], 1,
+            "{executions}"
+        );
+    }
+
+    // dev-2 finishes through B, which now paces the job and completes it.
+    jobs_request(
+        dir.path(),
+        "dev-2",
+        b.port,
+        "ota/update",
+        r#"{"status":"SUCCEEDED"}"#,
+    );
+    let job = json(&aws_iot(
+        dir.path(),
+        &b,
+        &key_b,
+        &["describe-job", "--job-id", "ota"],
+    ));
+    assert_eq!(job["job"]["status"], "COMPLETED", "{job}");
+    assert_eq!(
+        job["job"]["jobProcessDetails"]["numberOfSucceededThings"], 2,
+        "{job}"
+    );
     assert!(b.terminate().success());
 }

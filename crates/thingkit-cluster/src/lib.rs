@@ -8,7 +8,7 @@
 //!
 //! | module | what | cargo feature |
 //! |---|---|---|
-//! | (root) | [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`], [`RegistryFeed`] | always |
+//! | (root) | [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`], [`PgJobLease`] (which server paces which job), [`RegistryFeed`] | always |
 //! | [`subject`] | MQTT topics and filters as NATS subjects and patterns, one canonical subject per topic | always |
 //! | [`nats`] | [`nats::NatsRoutes`] and [`nats::NatsBridge`]: messages between servers over NATS (async-nats, ring) | `nats` (default) |
 //!
@@ -93,6 +93,6 @@ pub use error::Error;
 #[cfg(feature = "sessions")]
 pub use postgres::PgRouterStore;
 pub use postgres::{
-    MAX_PAYLOAD, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig, RegistryChange,
-    RegistryFeed,
+    DEFAULT_JOB_LEASE, MAX_PAYLOAD, PgJobLease, PgJobStore, PgRegistryStore, PgShadowStore,
+    PostgresConfig, RegistryChange, RegistryFeed,
 };

@@ -35,6 +35,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Several servers on one store
+//!
+//! Device requests and control-plane calls read and write through the [`JobStore`], so every
+//! server sharing it sees every job. Pacing a rollout (rate, schedule, abort criteria,
+//! completion) needs one owner per job: [`Jobs::open_with`] takes a [`PacingLease`] that grants
+//! each job to one engine at a time (`thingkit-cluster`'s `PgJobLease` on PostgreSQL), and the
+//! engine holding a job reads its stored executions on every renewal so that outcomes reported
+//! through other servers count. [`JobStore::create_execution`] keeps one execution per thing
+//! and job even when two engines race during a hand-over.
+//!
 //! # Cargo features
 //!
 //! | Feature | Default | What it adds |
@@ -62,6 +72,7 @@ pub mod device;
 pub mod error;
 pub mod execution;
 pub mod job;
+pub mod lease;
 pub mod rollout;
 pub mod schedule;
 pub mod store;
@@ -74,6 +85,7 @@ pub use device::{Limits, OutMessage, ThingJob, request_filters};
 pub use error::Error;
 pub use execution::{Actor, ExecutionStatus, JobExecution, check_transition};
 pub use job::{Job, JobId, JobStatus, TargetSelection};
+pub use lease::{MemoryLease, PacingLease, SoleServer};
 pub use service::{
     ABORT_COMMENT, ABORT_REASON_CODE, CancelJob, JobUpdate, Jobs, ProcessDetails, plan_of,
 };

@@ -540,6 +540,29 @@ impl<J: Key, T: Key> Pacer<J, T> {
         Ok(self.after_outcome(job))
     }
 
+    /// Brings `job`'s outcome counts up to `stored` — the counts of its stored executions, which
+    /// include outcomes reported through other servers — each count becoming the larger of the
+    /// two (an execution retried after FAILED no longer shows as FAILED in the store, but was
+    /// counted here when it failed), and applies the abort criteria to the result (J-13).
+    pub fn reconcile(
+        &mut self,
+        job: &J,
+        stored: OutcomeCounts,
+    ) -> Result<Option<Aborted<J, T>>, ScheduleError> {
+        let state = self.jobs.get_mut(job).ok_or(ScheduleError::UnknownJob)?;
+        let counts = OutcomeCounts {
+            succeeded: state.counts.succeeded.max(stored.succeeded),
+            failed: state.counts.failed.max(stored.failed),
+            rejected: state.counts.rejected.max(stored.rejected),
+            timed_out: state.counts.timed_out.max(stored.timed_out),
+        };
+        if counts == state.counts {
+            return Ok(None);
+        }
+        state.counts = counts;
+        Ok(self.after_outcome(job))
+    }
+
     /// Reports and counts the executions whose timers expired at or before `now` (J-16), with any
     /// aborts they cause.
     pub fn expire(&mut self, now: UnixSeconds) -> Expiry<J, T> {

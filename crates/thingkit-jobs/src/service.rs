@@ -8,7 +8,9 @@
 //! Nothing here scans all executions per event: the rollout queue and the pacing state are in
 //! the pacer (O(log n) per event), deadlines in a min-heap, and each job's count of
 //! non-terminal executions in memory, so a snapshot job completes without a scan. Only
-//! [`Jobs::open`] (a restart) and the control plane's list and count calls read a whole job.
+//! [`Jobs::open`] (a restart) and the control plane's list and count calls read a whole job —
+//! and, when servers share the store ([`Jobs::open_with`]), each lease renewal reads the jobs
+//! this engine paces, so that outcomes stored by the other servers count.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -17,6 +19,7 @@ use crate::device::{self, Limits, OutMessage, ThingJob, notifications, parse_req
 use crate::error::Error;
 use crate::execution::{ExecutionStatus, JobExecution, check_status_details};
 use crate::job::{Job, JobId, JobStatus, MAX_COMMENT_CHARS, MAX_REASON_CODE, TargetSelection};
+use crate::lease::{PacingLease, SoleServer};
 use crate::rollout::{self, ExecutionTimer, OutcomeCounts};
 use crate::schedule::{JobPlan, Pacer, Report, Timers};
 use crate::store::JobStore;
@@ -38,6 +41,14 @@ pub struct Jobs<S: JobStore> {
     open: HashMap<JobId, u64>,
     /// Scheduled starts and ends of rollouts (`schedulingConfig`), earliest first.
     schedule: BinaryHeap<Reverse<(u64, JobId, Boundary)>>,
+    /// Who may pace which job ([`SoleServer`]: this engine, every job).
+    lease: Box<dyn PacingLease>,
+    /// With a shared lease: the jobs this engine paces now.
+    held: HashSet<JobId>,
+    /// With a shared lease: when to renew it next.
+    renew_at: u64,
+    /// With a shared lease: when the leases of `held` run out unless renewed.
+    held_until: u64,
 }
 
 /// A `schedulingConfig` boundary.
@@ -53,6 +64,7 @@ impl<S: JobStore> std::fmt::Debug for Jobs<S> {
             .field("limits", &self.limits)
             .field("open_jobs", &self.open.len())
             .field("deadlines", &self.deadlines.len())
+            .field("held", &self.held.len())
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +112,15 @@ pub struct JobUpdate {
     /// Targets (ARNs) to record as added (AssociateTargetsWithJob); the caller gives the
     /// things they reach to [`Jobs::add_thing`].
     pub add_targets: Vec<String>,
+}
+
+/// How [`Jobs::write_thing_as`] stores an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Insert or replace.
+    Put,
+    /// Only if the thing has no execution of the job ([`JobStore::create_execution`]).
+    Create,
 }
 
 /// What storing one execution change set in motion.
@@ -161,6 +182,10 @@ impl<S: JobStore> Jobs<S> {
             deadlines: Timers::new(),
             open: HashMap::new(),
             schedule: BinaryHeap::new(),
+            lease: Box::new(SoleServer),
+            held: HashSet::new(),
+            renew_at: 0,
+            held_until: 0,
         }
     }
 
@@ -174,77 +199,239 @@ impl<S: JobStore> Jobs<S> {
     ///
     /// [`Error::InternalError`] when the store fails.
     pub fn open(store: S, limits: Limits, now: u64) -> Result<Self, Error> {
+        Self::open_with(store, limits, Box::new(SoleServer), now)
+    }
+
+    /// [`Jobs::open`] for one of several servers sharing `store`: this engine paces (rollout,
+    /// schedule, abort criteria, completion) only the jobs whose `lease` it holds, resuming
+    /// each from the stored state when it claims it, and renews its leases from
+    /// [`Jobs::tick`] every [`PacingLease::renew_every`] seconds — taking over the jobs of a
+    /// server that stopped renewing, and reading the stored executions of the jobs it paces so
+    /// that outcomes reported through other servers count (J-12, J-13) and complete the job.
+    /// Device requests and control-plane calls work on every job, whoever paces it. With
+    /// [`SoleServer`] this is [`Jobs::open`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InternalError`] when the store or the lease fails.
+    pub fn open_with(
+        store: S,
+        limits: Limits,
+        lease: Box<dyn PacingLease>,
+        now: u64,
+    ) -> Result<Self, Error> {
         let mut jobs = Jobs::new(store, limits);
+        jobs.lease = lease;
+        if jobs.shared() {
+            jobs.renew(now)?;
+            return Ok(jobs);
+        }
         for job in jobs.store.list_jobs()? {
-            let times = job
-                .scheduling
-                .as_ref()
-                .map(|s| s.stored())
-                .unwrap_or_default();
-            if matches!(job.status, JobStatus::InProgress | JobStatus::Scheduled)
-                && let Some(end) = times.end
-            {
-                jobs.schedule
-                    .push(Reverse((end, job.job_id.clone(), Boundary::End)));
-            }
-            if job.status == JobStatus::Scheduled {
-                let start = times.start.unwrap_or(now);
-                jobs.schedule
-                    .push(Reverse((start, job.job_id.clone(), Boundary::Start)));
-                continue;
-            }
-            if job.status != JobStatus::InProgress {
-                continue;
-            }
-            let id = job.job_id.clone();
-            let executions = jobs.store.executions_of_job(&id)?;
-            let mut counts = OutcomeCounts::default();
-            let mut open = 0;
-            let mut executed = HashSet::new();
-            for e in &executions {
-                match e.status {
-                    ExecutionStatus::Succeeded => counts.succeeded += 1,
-                    ExecutionStatus::Failed => counts.failed += 1,
-                    ExecutionStatus::Rejected => counts.rejected += 1,
-                    ExecutionStatus::TimedOut => counts.timed_out += 1,
-                    _ => {}
-                }
-                if !e.status.is_terminal() {
-                    open += 1;
-                }
-                if e.status == ExecutionStatus::InProgress {
-                    jobs.deadlines.set(
-                        &id,
-                        &e.thing_name,
-                        ExecutionTimer::resume(None, e.timeout_at),
-                    );
-                }
-                executed.insert(e.thing_name.as_str());
-            }
-            // A job whose stored configuration no longer converts keeps the defaults: it was
-            // valid when created, and refusing to start the server over it would be worse.
-            let plan = plan_of(&job).map(|(p, _)| p).unwrap_or_default();
-            let notified = u64::try_from(executions.len()).unwrap_or(u64::MAX);
-            // First executions queued in the last minute spent this minute's rate already.
-            let recent = executions
-                .iter()
-                .filter(|e| e.execution_number == 1 && e.queued_at.saturating_add(60) > now)
-                .count();
-            let recent = u32::try_from(recent).unwrap_or(u32::MAX);
-            jobs.pacer
-                .restore_job(id.clone(), plan, now, notified, counts, recent)
-                .map_err(|e| Error::store(format!("pacer: {e}")))?;
-            for thing in jobs.store.rollout(&id)? {
-                if !executed.contains(thing.as_str()) {
-                    jobs.pacer
-                        .enqueue(&id, thing, now)
-                        .map_err(|e| Error::store(format!("pacer: {e}")))?;
-                }
-            }
-            jobs.open.insert(id.clone(), open);
-            jobs.complete_if_done(&id, now)?;
+            jobs.adopt(job, now)?;
         }
         Ok(jobs)
+    }
+
+    /// Whether servers share the jobs (a lease that must be renewed).
+    fn shared(&self) -> bool {
+        self.lease.renew_every().is_some()
+    }
+
+    /// Whether this engine paces `id`: always alone, with a shared lease while it holds it.
+    fn paces(&self, id: &JobId) -> bool {
+        !self.shared() || self.held.contains(id)
+    }
+
+    /// Claims the lease of the job `id` just created here; `false` when it went to another
+    /// server or the lease failed (the next renewal, here or elsewhere, adopts the job then).
+    fn claim(&mut self, id: &JobId, now: u64) -> bool {
+        if !self.shared() {
+            return true;
+        }
+        match self.lease.hold(std::slice::from_ref(id), now) {
+            Ok(held) if held.contains(id) => {
+                self.held.insert(id.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Stops pacing `id` (finished, canceled, deleted) and gives its lease up.
+    fn let_go(&mut self, id: &JobId) {
+        if self.held.remove(id) {
+            // A failed release expires on its own.
+            let _ = self.lease.release(id);
+        }
+    }
+
+    /// Stops pacing `id` without giving its lease up (another server holds it now, or ours ran
+    /// out): its rollout queue and counts are dropped; the store keeps what the next holder
+    /// needs.
+    fn forget(&mut self, id: &JobId) {
+        self.held.remove(id);
+        self.pacer.remove_job(id);
+        self.open.remove(id);
+    }
+
+    /// With a shared lease, when due at `now`: renews the leases of the live (IN_PROGRESS or
+    /// SCHEDULED) jobs, adopts the ones newly held, forgets the ones lost, and reconciles the
+    /// ones kept with their stored executions. Returns the messages an abort caused.
+    fn renew(&mut self, now: u64) -> Result<Vec<OutMessage>, Error> {
+        let Some(every) = self.lease.renew_every() else {
+            return Ok(Vec::new());
+        };
+        if now < self.renew_at {
+            return Ok(Vec::new());
+        }
+        let live: Vec<Job> = self
+            .store
+            .list_jobs()?
+            .into_iter()
+            .filter(|j| matches!(j.status, JobStatus::InProgress | JobStatus::Scheduled))
+            .collect();
+        let ids: Vec<JobId> = live.iter().map(|j| j.job_id.clone()).collect();
+        let held = match self.lease.hold(&ids, now) {
+            Ok(held) => held,
+            Err(e) => {
+                if now >= self.held_until {
+                    for id in self.held.clone() {
+                        self.forget(&id);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        self.renew_at = now.saturating_add(every);
+        self.held_until = now.saturating_add(self.lease.lasts().unwrap_or(u64::MAX - now));
+        for id in self.held.clone() {
+            if !held.contains(&id) {
+                self.forget(&id);
+                if !ids.contains(&id) {
+                    // Finished or canceled through another server: free its lease.
+                    let _ = self.lease.release(&id);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for job in live {
+            let id = job.job_id.clone();
+            if !held.contains(&id) {
+                continue;
+            }
+            if self.held.insert(id.clone()) {
+                self.adopt(job, now)?;
+            } else if job.status == JobStatus::InProgress {
+                out.extend(self.reconcile(&job, now)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the stored executions of `job`, which this engine paces, so that what other
+    /// servers stored counts: the outcome counts (which may abort it), its open executions
+    /// (which may complete it) and the IN_PROGRESS executions' deadlines; and takes its stored
+    /// configuration (an UpdateJob through another server) as the pacer's plan.
+    fn reconcile(&mut self, job: &Job, now: u64) -> Result<Vec<OutMessage>, Error> {
+        let id = &job.job_id;
+        if let Ok((plan, _)) = plan_of(job) {
+            let _ = self.pacer.set_plan(id, plan);
+        }
+        let executions = self.store.executions_of_job(id)?;
+        let (counts, open) = self.count(id, &executions);
+        self.open.insert(id.clone(), open);
+        let mut out = Vec::new();
+        if let Ok(Some(aborted)) = self.pacer.reconcile(id, counts) {
+            let followups = Followups {
+                aborted: vec![(aborted.job, aborted.criterion)],
+                retries: Vec::new(),
+            };
+            out.extend(self.follow_up(followups, now)?);
+        }
+        self.complete_if_done(id, now)?;
+        Ok(out)
+    }
+
+    /// `id`'s stored executions counted by outcome, and its non-terminal ones; the IN_PROGRESS
+    /// ones' deadlines armed.
+    fn count(&mut self, id: &JobId, executions: &[JobExecution]) -> (OutcomeCounts, u64) {
+        let mut counts = OutcomeCounts::default();
+        let mut open = 0;
+        for e in executions {
+            match e.status {
+                ExecutionStatus::Succeeded => counts.succeeded += 1,
+                ExecutionStatus::Failed => counts.failed += 1,
+                ExecutionStatus::Rejected => counts.rejected += 1,
+                ExecutionStatus::TimedOut => counts.timed_out += 1,
+                _ => {}
+            }
+            if !e.status.is_terminal() {
+                open += 1;
+            }
+            if e.status == ExecutionStatus::InProgress
+                && self.deadlines.get(id, &e.thing_name).is_none()
+            {
+                self.deadlines.set(
+                    id,
+                    &e.thing_name,
+                    ExecutionTimer::resume(None, e.timeout_at),
+                );
+            }
+        }
+        (counts, open)
+    }
+
+    /// Starts pacing the stored `job` at `now`: its schedule, and for an IN_PROGRESS job its
+    /// rollout from the stored state (module docs of [`Jobs::open`]).
+    fn adopt(&mut self, job: Job, now: u64) -> Result<(), Error> {
+        let times = job
+            .scheduling
+            .as_ref()
+            .map(|s| s.stored())
+            .unwrap_or_default();
+        if matches!(job.status, JobStatus::InProgress | JobStatus::Scheduled)
+            && let Some(end) = times.end
+        {
+            self.schedule
+                .push(Reverse((end, job.job_id.clone(), Boundary::End)));
+        }
+        if job.status == JobStatus::Scheduled {
+            let start = times.start.unwrap_or(now);
+            self.schedule
+                .push(Reverse((start, job.job_id.clone(), Boundary::Start)));
+            return Ok(());
+        }
+        if job.status != JobStatus::InProgress {
+            return Ok(());
+        }
+        let id = job.job_id.clone();
+        let executions = self.store.executions_of_job(&id)?;
+        let (counts, open) = self.count(&id, &executions);
+        let executed: HashSet<&str> = executions.iter().map(|e| e.thing_name.as_str()).collect();
+        // A job whose stored configuration no longer converts keeps the defaults: it was
+        // valid when created, and refusing to start the server over it would be worse.
+        let plan = plan_of(&job).map(|(p, _)| p).unwrap_or_default();
+        let notified = u64::try_from(executions.len()).unwrap_or(u64::MAX);
+        // First executions queued in the last minute spent this minute's rate already.
+        let recent = executions
+            .iter()
+            .filter(|e| e.execution_number == 1 && e.queued_at.saturating_add(60) > now)
+            .count();
+        let recent = u32::try_from(recent).unwrap_or(u32::MAX);
+        self.pacer.remove_job(&id);
+        self.pacer
+            .restore_job(id.clone(), plan, now, notified, counts, recent)
+            .map_err(|e| Error::store(format!("pacer: {e}")))?;
+        for thing in self.store.rollout(&id)? {
+            if !executed.contains(thing.as_str()) {
+                self.pacer
+                    .enqueue(&id, thing, now)
+                    .map_err(|e| Error::store(format!("pacer: {e}")))?;
+            }
+        }
+        self.open.insert(id.clone(), open);
+        self.complete_if_done(&id, now)?;
+        Ok(())
     }
 
     /// The store.
@@ -272,15 +459,16 @@ impl<S: JobStore> Jobs<S> {
 
     /// Does what is due at `now`: notifies the things each job's rollout rate allows (their
     /// executions are created QUEUED), times out executions whose deadline passed (J-16), and
-    /// applies the aborts and retries these cause. Returns the messages to publish.
+    /// applies the aborts and retries these cause. Returns the messages to publish. With a
+    /// shared lease ([`Jobs::open_with`]) it first renews the leases when that is due.
     ///
     /// # Errors
     ///
-    /// [`Error::InternalError`] when the store fails; what was stored before the failure
+    /// [`Error::InternalError`] when the store or the lease fails; what was stored before the failure
     /// stays, and a thing whose execution could not be created is notified again after the
     /// next [`Jobs::open`].
     pub fn tick(&mut self, now: u64) -> Result<Vec<OutMessage>, Error> {
-        let mut out = Vec::new();
+        let mut out = self.renew(now)?;
         while self
             .schedule
             .peek()
@@ -289,6 +477,10 @@ impl<S: JobStore> Jobs<S> {
             let Some(Reverse((_, id, boundary))) = self.schedule.pop() else {
                 break;
             };
+            if !self.paces(&id) {
+                // Another server paces it, and has this boundary in its own schedule.
+                continue;
+            }
             match boundary {
                 Boundary::Start => self.start_rollout(&id, now)?,
                 Boundary::End => out.extend(self.end_rollout(&id, now)?),
@@ -389,14 +581,14 @@ impl<S: JobStore> Jobs<S> {
                 }
             };
             let Some(job) = job else { continue };
-            if job.status != JobStatus::InProgress
-                || self.store.get_execution(&n.thing, &n.job)?.is_some()
-            {
+            if job.status != JobStatus::InProgress {
                 continue;
             }
             let timeout = job.timeout.map(|t| t.in_progress_timeout_in_minutes);
             let e = JobExecution::queued(n.job.clone(), n.thing.clone(), 1, timeout, now);
-            out.extend(self.write_thing(&n.thing, &[e], now)?);
+            // Created only if the thing has no execution of the job: not twice, even when
+            // another server paced the job a moment ago.
+            out.extend(self.write_thing_as(&n.thing, &[e], now, Write::Create)?);
         }
         Ok(out)
     }
@@ -436,6 +628,18 @@ impl<S: JobStore> Jobs<S> {
         followups: &mut Followups,
     ) -> Result<(), Error> {
         self.store.put_execution(e)?;
+        self.account(before, e, now, followups)
+    }
+
+    /// Keeps the engine's state in step with the stored change `before` → `e` (see
+    /// `put_execution`).
+    fn account(
+        &mut self,
+        before: Option<&JobExecution>,
+        e: &JobExecution,
+        now: u64,
+        followups: &mut Followups,
+    ) -> Result<(), Error> {
         let was_open = before.is_some_and(|b| !b.status.is_terminal());
         let is_open = !e.status.is_terminal();
         if let Some(n) = self.open.get_mut(&e.job_id) {
@@ -515,19 +719,44 @@ impl<S: JobStore> Jobs<S> {
         changed: &[JobExecution],
         now: u64,
     ) -> Result<Vec<OutMessage>, Error> {
+        self.write_thing_as(thing, changed, now, Write::Put)
+    }
+
+    /// [`Jobs::write_thing`], each execution stored as `how` says; one that
+    /// [`Write::Create`] finds already there changes nothing and notifies no one.
+    fn write_thing_as(
+        &mut self,
+        thing: &str,
+        changed: &[JobExecution],
+        now: u64,
+        how: Write,
+    ) -> Result<Vec<OutMessage>, Error> {
         let before = self.thing_jobs(thing)?;
         let mut followups = Followups::default();
+        let mut written = Vec::new();
         for e in changed {
             let prev = before
                 .iter()
                 .find(|b| b.execution.job_id == e.job_id)
                 .map(|b| b.execution.clone());
-            self.put_execution(prev.as_ref(), e, now, &mut followups)?;
+            match how {
+                Write::Put => self.put_execution(prev.as_ref(), e, now, &mut followups)?,
+                Write::Create => {
+                    if !self.store.create_execution(e)? {
+                        continue;
+                    }
+                    self.account(prev.as_ref(), e, now, &mut followups)?;
+                }
+            }
+            written.push(e);
+        }
+        if written.is_empty() {
+            return Ok(Vec::new());
         }
         let after = self.thing_jobs(thing)?;
         let mut out = notifications(thing, &before, &after, now, &self.limits);
         out.extend(self.follow_up(followups, now)?);
-        for e in changed {
+        for e in written {
             self.complete_if_done(&e.job_id, now)?;
         }
         Ok(out)
@@ -608,6 +837,10 @@ impl<S: JobStore> Jobs<S> {
         self.store.put_rollout(&job.job_id, &unique)?;
         self.store.put_job(&job)?;
         let id = job.job_id.clone();
+        if !self.claim(&id, now) {
+            // Another server took the job at once (or the lease failed): it paces the job.
+            return Ok(Vec::new());
+        }
         if let Some(end) = scheduling.end {
             self.schedule
                 .push(Reverse((end, id.clone(), Boundary::End)));
@@ -653,10 +886,14 @@ impl<S: JobStore> Jobs<S> {
             Some(e) => e.execution_number.saturating_add(1),
             None => 1,
         };
-        if !matches!(
-            self.pacer.admit_late_joiner(id, thing.to_owned()),
-            Ok(Some(_))
-        ) {
+        // The server that paces the job knows whether its rollout still admits things; on
+        // the others the job's status (IN_PROGRESS, checked above) is the answer.
+        if self.paces(id)
+            && !matches!(
+                self.pacer.admit_late_joiner(id, thing.to_owned()),
+                Ok(Some(_))
+            )
+        {
             return Ok(Vec::new());
         }
         let timeout = job.timeout.map(|t| t.in_progress_timeout_in_minutes);
@@ -743,7 +980,7 @@ impl<S: JobStore> Jobs<S> {
     ///
     /// [`Error::ResourceNotFound`], [`Error::InternalError`].
     pub fn process_details(&self, id: &JobId) -> Result<ProcessDetails, Error> {
-        self.describe_job(id)?;
+        let job = self.describe_job(id)?;
         let mut d = ProcessDetails::default();
         for e in self.store.executions_of_job(id)? {
             let n = match e.status {
@@ -758,10 +995,26 @@ impl<S: JobStore> Jobs<S> {
             };
             *n += 1;
         }
-        d.waiting = self
-            .pacer
-            .queued(id)
-            .map_or(0, |n| u64::try_from(n).unwrap_or(u64::MAX));
+        d.waiting = match self.pacer.queued(id) {
+            Some(n) => u64::try_from(n).unwrap_or(u64::MAX),
+            // Paced by another server: its stored rollout list less the things reached.
+            None if self.shared() && job.status == JobStatus::InProgress => {
+                let reached: HashSet<String> = self
+                    .store
+                    .executions_of_job(id)?
+                    .into_iter()
+                    .map(|e| e.thing_name)
+                    .collect();
+                let waiting = self
+                    .store
+                    .rollout(id)?
+                    .iter()
+                    .filter(|t| !reached.contains(*t))
+                    .count();
+                u64::try_from(waiting).unwrap_or(u64::MAX)
+            }
+            None => 0,
+        };
         Ok(d)
     }
 
@@ -851,6 +1104,7 @@ impl<S: JobStore> Jobs<S> {
         self.store.put_job(&job)?;
         let _ = self.pacer.cancel(id);
         self.open.remove(id);
+        self.let_go(id);
         let mut out = Vec::new();
         for e in self.store.executions_of_job(id)? {
             let cancelable = e.status == ExecutionStatus::Queued
@@ -1019,6 +1273,7 @@ impl<S: JobStore> Jobs<S> {
         self.store.delete_job(id)?;
         self.pacer.remove_job(id);
         self.open.remove(id);
+        self.let_go(id);
         for t in &things {
             self.deadlines.stop(id, t);
         }
@@ -1034,6 +1289,10 @@ impl<S: JobStore> Jobs<S> {
     /// target becomes COMPLETED (B.1). Uses the in-memory count of open executions; a job not
     /// counted yet (a store opened with [`Jobs::new`]) is counted once.
     fn complete_if_done(&mut self, id: &JobId, now: u64) -> Result<(), Error> {
+        // Only the server pacing a job knows whether its rollout has things left to notify.
+        if !self.paces(id) {
+            return Ok(());
+        }
         // The common case on the device path: executions still open, nothing to read.
         if self.open.get(id).is_some_and(|n| *n > 0) {
             return Ok(());
@@ -1046,8 +1305,10 @@ impl<S: JobStore> Jobs<S> {
             return Ok(());
         }
         let open = match self.open.get(id) {
-            Some(n) => *n,
-            None => {
+            // Alone, the count is exact. Shared, another server may have opened an execution
+            // (a retry) since the last renewal: the store decides.
+            Some(n) if !self.shared() => *n,
+            _ => {
                 let n = self
                     .store
                     .executions_of_job(id)?
@@ -1066,6 +1327,7 @@ impl<S: JobStore> Jobs<S> {
             self.store.put_job(&job)?;
             self.pacer.remove_job(id);
             self.open.remove(id);
+            self.let_go(id);
         }
         Ok(())
     }

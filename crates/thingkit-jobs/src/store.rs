@@ -62,6 +62,26 @@ pub trait JobStore: Send {
     /// [`Error::InternalError`]; then nothing was stored.
     fn put_execution(&mut self, execution: &JobExecution) -> Result<(), Error>;
 
+    /// Stores `execution` only if (its thing, its job) has no execution yet; `Ok(true)` when it
+    /// was stored, `Ok(false)` when one was there (which is kept). A rollout creates executions
+    /// through this, so two servers pacing the same job at once (a lease hand-over) never
+    /// create two executions of one job on one thing. The default reads, then writes: right for
+    /// a store only one process writes; a shared store must make it one atomic step.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InternalError`]; then nothing was stored.
+    fn create_execution(&mut self, execution: &JobExecution) -> Result<bool, Error> {
+        if self
+            .get_execution(&execution.thing_name, &execution.job_id)?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        self.put_execution(execution)?;
+        Ok(true)
+    }
+
     /// `thing`'s executions by job id — a range read of that thing's records, never a scan of
     /// other things'.
     ///
@@ -119,6 +139,9 @@ impl<T: JobStore + ?Sized> JobStore for Box<T> {
     }
     fn put_execution(&mut self, execution: &JobExecution) -> Result<(), Error> {
         (**self).put_execution(execution)
+    }
+    fn create_execution(&mut self, execution: &JobExecution) -> Result<bool, Error> {
+        (**self).create_execution(execution)
     }
     fn executions_of_thing(&self, thing: &str) -> Result<Vec<JobExecution>, Error> {
         (**self).executions_of_thing(thing)

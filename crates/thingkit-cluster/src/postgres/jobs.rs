@@ -9,9 +9,11 @@ use super::connection::{Connection, Failure};
 use super::migration::{self, Migrations, quote};
 use crate::error::Error;
 
-const MIGRATIONS: Migrations = Migrations {
+/// The jobs component's migrations; `PgJobLease` opens them too (step 2 is its table).
+pub(super) const MIGRATIONS: Migrations = Migrations {
     component: "jobs",
-    steps: &["CREATE TABLE {s}.job (
+    steps: &[
+        "CREATE TABLE {s}.job (
         id text COLLATE \"C\" PRIMARY KEY,
         value bytea NOT NULL
     );
@@ -25,16 +27,23 @@ const MIGRATIONS: Migrations = Migrations {
     CREATE TABLE {s}.job_rollout (
         job_id text COLLATE \"C\" PRIMARY KEY,
         things bytea NOT NULL
-    )"],
+    )",
+        "CREATE TABLE {s}.job_lease (
+        job_id text COLLATE \"C\" PRIMARY KEY,
+        owner text NOT NULL,
+        expires_at bigint NOT NULL
+    )",
+    ],
 };
 
 struct Sql {
     get_job: String,
     put_job: String,
-    delete_job: [String; 3],
+    delete_job: [String; 4],
     list_jobs: String,
     get_execution: String,
     put_execution: String,
+    create_execution: String,
     of_thing: String,
     of_job: String,
     delete_execution: String,
@@ -45,13 +54,14 @@ struct Sql {
 }
 
 /// A [`JobStore`] on PostgreSQL: tables `job`, `job_execution` (keyed by thing and job id,
-/// indexed by job id and thing) and `job_rollout`, records as JSON (the same encoding as the
+/// indexed by job id and thing), `job_rollout` and `job_lease` ([`PgJobLease`](crate::PgJobLease)), records as JSON (the same encoding as the
 /// embedded redb store).
 ///
 /// Every write is one transaction, durable when it returns `Ok` (`synchronous_commit = on`);
 /// [`delete_job`](JobStore::delete_job) removes the job, its executions and its rollout list in
-/// one. Ids and thing names compare by their bytes (`COLLATE "C"`), so listings keep the
-/// embedded store's order.
+/// one, with its lease. [`create_execution`](JobStore::create_execution) is one conditional
+/// insert, so of servers racing to create an execution one does. Ids and thing names compare
+/// by their bytes (`COLLATE "C"`), so listings keep the embedded store's order.
 pub struct PgJobStore {
     connection: Connection,
     sql: Arc<Sql>,
@@ -83,6 +93,7 @@ impl PgJobStore {
             delete_job: [
                 format!("DELETE FROM {q}.job_execution WHERE job_id = $1"),
                 format!("DELETE FROM {q}.job_rollout WHERE job_id = $1"),
+                format!("DELETE FROM {q}.job_lease WHERE job_id = $1"),
                 format!("DELETE FROM {q}.job WHERE id = $1"),
             ],
             list_jobs: format!("SELECT value FROM {q}.job ORDER BY id"),
@@ -92,6 +103,10 @@ impl PgJobStore {
             put_execution: format!(
                 "INSERT INTO {q}.job_execution (thing, job_id, value) VALUES ($1, $2, $3)
                  ON CONFLICT (thing, job_id) DO UPDATE SET value = EXCLUDED.value"
+            ),
+            create_execution: format!(
+                "INSERT INTO {q}.job_execution (thing, job_id, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (thing, job_id) DO NOTHING"
             ),
             of_thing: format!(
                 "SELECT value FROM {q}.job_execution WHERE thing = $1 ORDER BY job_id"
@@ -215,6 +230,25 @@ impl JobStore for PgJobStore {
         self.call("put", move |client, sql| {
             client.execute(&sql.put_execution, &[&thing, &job, &bytes])?;
             Ok(())
+        })
+    }
+
+    /// One `INSERT ... ON CONFLICT DO NOTHING`: of two servers racing, one inserts. When
+    /// nothing was inserted the stored record is compared with ours, so that a call retried
+    /// after its connection broke (its first attempt committed) still answers `true`.
+    fn create_execution(&mut self, e: &JobExecution) -> Result<bool, thingkit_jobs::Error> {
+        let thing = e.thing_name.clone();
+        let job = e.job_id.as_str().to_owned();
+        let bytes = encode(e)?;
+        self.call("put", move |client, sql| {
+            if client.execute(&sql.create_execution, &[&thing, &job, &bytes])? == 1 {
+                return Ok(true);
+            }
+            let stored = client.query_opt(&sql.get_execution, &[&thing, &job])?;
+            Ok(match stored {
+                Some(row) => row.try_get::<_, &[u8]>(0)? == bytes.as_slice(),
+                None => false,
+            })
         })
     }
 

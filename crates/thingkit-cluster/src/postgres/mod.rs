@@ -1,5 +1,5 @@
-//! The shared state on PostgreSQL: [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`] and
-//! [`PgRouterStore`],
+//! The shared state on PostgreSQL: [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`] (with
+//! [`PgJobLease`]) and [`PgRouterStore`],
 //! each implementing its crate's store trait and passing that crate's conformance suite.
 //!
 //! Each store owns one connection, on a thread of its own (the blocking client must not run
@@ -13,6 +13,7 @@ mod config;
 mod connection;
 mod feed;
 mod jobs;
+mod lease;
 mod migration;
 mod registry;
 #[cfg(feature = "sessions")]
@@ -22,6 +23,7 @@ mod shadow;
 pub use config::PostgresConfig;
 pub use feed::{MAX_PAYLOAD, RegistryChange, RegistryFeed};
 pub use jobs::PgJobStore;
+pub use lease::{DEFAULT_JOB_LEASE, PgJobLease};
 pub use registry::PgRegistryStore;
 #[cfg(feature = "sessions")]
 pub use session::PgRouterStore;

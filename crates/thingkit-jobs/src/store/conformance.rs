@@ -23,6 +23,7 @@ pub fn run(mut make: impl FnMut() -> Box<dyn JobStore>) {
     lists_jobs_in_byte_order_of_ids(make());
     rollouts_are_replaced_and_removed(make());
     deleting_absent_records_is_ok(make());
+    creating_an_execution_twice_keeps_the_first(make());
 }
 
 /// Checks that stores from `open` (the same storage on every call, empty on the first) see
@@ -211,4 +212,21 @@ fn deleting_absent_records_is_ok(mut store: Box<dyn JobStore>) {
         .delete_execution("nobody", &id("none"))
         .expect("delete an absent execution");
     assert_eq!(store.list_jobs().expect("list"), vec![]);
+}
+
+fn creating_an_execution_twice_keeps_the_first(mut store: Box<dyn JobStore>) {
+    let first = JobExecution::queued(id("j"), "t", 1, None, 10);
+    assert!(store.create_execution(&first).expect("create"), "created");
+    let mut second = JobExecution::queued(id("j"), "t", 1, None, 20);
+    second.status = ExecutionStatus::InProgress;
+    assert!(
+        !store.create_execution(&second).expect("create"),
+        "an execution of the job on the thing exists"
+    );
+    assert_eq!(
+        store.get_execution("t", &id("j")).expect("get"),
+        Some(first),
+        "the first execution is kept"
+    );
+    assert_eq!(store.executions_of_job(&id("j")).expect("list").len(), 1);
 }

@@ -5,12 +5,17 @@
 //!
 //! - **1 server**: three publishers and three subscribers on one `thingkit serve`, no
 //!   `[cluster]` section;
-//! - **1 server + bridge**: the same with `[cluster] nats` set (every accepted message is also
-//!   published to NATS; no other server receives it);
+//! - **1 server + bridge**: the same with `[cluster] nats` set and `durable = false` (every
+//!   accepted message is also published to NATS; no other server receives it);
+//! - **1 server + bridge, JetStream**: the same with `durable = true` (a QoS 1 PUBACK waits for
+//!   the JetStream stream's acknowledgement);
 //! - **3 servers**: publisher *i* and subscriber *i* on server *i*, the servers joined by
-//!   nats-server (`[cluster] nats/name/server_id`);
-//! - **3 servers + PostgreSQL** (when `THINGKIT_TEST_POSTGRES` is set): the same, with the
-//!   registry, shadows and jobs on PostgreSQL (`[cluster] postgres/schema`).
+//!   nats-server (`[cluster] nats/name/server_id`, `durable = false`: NATS core);
+//! - **3 servers + JetStream**: the same with `durable = true`;
+//! - **3 servers + JetStream + PostgreSQL** (when `THINGKIT_TEST_POSTGRES` is set): the same,
+//!   with the registry, shadows, jobs and sessions on PostgreSQL (`[cluster] postgres/schema`).
+//!
+//! nats-server must run JetStream (`.ci/nats` starts it with `-js`).
 //!
 //! Every subscriber subscribes (QoS 1) to `dt/+/telemetry/#`, `dt/fleet/+/+/status` and
 //! `dt/+/events`, so each message reaches all three subscribers: in the 3-server setups one
@@ -165,7 +170,9 @@ fn create_fleet(bin: &Path) -> Result<Fleet, Error> {
 enum Setup {
     One,
     OneBridge,
+    OneDurable,
     Three,
+    ThreeDurable,
     ThreePostgres,
 }
 
@@ -174,16 +181,26 @@ impl Setup {
         match self {
             Setup::One => "1 server",
             Setup::OneBridge => "1 server + NATS bridge",
+            Setup::OneDurable => "1 server + NATS bridge, JetStream",
             Setup::Three => "3 servers, NATS",
-            Setup::ThreePostgres => "3 servers, NATS + PostgreSQL",
+            Setup::ThreeDurable => "3 servers, NATS + JetStream",
+            Setup::ThreePostgres => "3 servers, NATS + JetStream + PostgreSQL",
         }
     }
 
     fn servers(self) -> usize {
         match self {
-            Setup::One | Setup::OneBridge => 1,
-            Setup::Three | Setup::ThreePostgres => N,
+            Setup::One | Setup::OneBridge | Setup::OneDurable => 1,
+            Setup::Three | Setup::ThreeDurable | Setup::ThreePostgres => N,
         }
+    }
+
+    /// `[cluster] durable`: QoS 1 acknowledged once the JetStream stream has it.
+    fn durable(self) -> bool {
+        matches!(
+            self,
+            Setup::OneDurable | Setup::ThreeDurable | Setup::ThreePostgres
+        )
     }
 }
 
@@ -239,8 +256,10 @@ impl Server {
         if setup != Setup::One {
             // One NATS cluster name per round, so rounds (and runs) never hear each other.
             config.push_str(&format!(
-                "[cluster]\nnats = {:?}\nname = \"bench{}r{round}\"\nserver_id = \"server-{index}\"\n",
-                peers.nats, peers.run_id
+                "[cluster]\nnats = {:?}\nname = \"bench{}r{round}\"\nserver_id = \"server-{index}\"\ndurable = {}\n",
+                peers.nats,
+                peers.run_id,
+                setup.durable()
             ));
         }
         if setup == Setup::ThreePostgres {
@@ -1030,7 +1049,13 @@ fn main_inner() -> Result<(), Error> {
         postgres: postgres.clone(),
         run_id: format!("{}", std::process::id()),
     };
-    let mut setups = vec![Setup::One, Setup::OneBridge, Setup::Three];
+    let mut setups = vec![
+        Setup::One,
+        Setup::OneBridge,
+        Setup::OneDurable,
+        Setup::Three,
+        Setup::ThreeDurable,
+    ];
     if postgres.is_some() {
         setups.push(Setup::ThreePostgres);
     } else {

@@ -120,6 +120,9 @@ struct Stamp {
 struct State {
     keys: BTreeMap<String, Entry>,
     stamp: Option<Stamp>,
+    /// With a backend: counts the `forget` calls, so a lookup that read a key before it was
+    /// forgotten does not keep it.
+    forgotten: u64,
 }
 
 /// Where a [`KeyStore`] keeps its keys instead of a file, for keys shared by several
@@ -229,7 +232,11 @@ impl KeyStore {
         Ok(KeyStore {
             path: None,
             backend: Some(backend),
-            state: RwLock::new(State { keys, stamp: None }),
+            state: RwLock::new(State {
+                keys,
+                stamp: None,
+                forgotten: 0,
+            }),
         })
     }
 
@@ -238,7 +245,9 @@ impl KeyStore {
     /// watched instead).
     pub fn forget(&self, id: &str) {
         if self.backend.is_some() {
-            self.write_state().keys.remove(id);
+            let mut state = self.write_state();
+            state.keys.remove(id);
+            state.forgotten += 1;
         }
     }
 
@@ -246,7 +255,9 @@ impl KeyStore {
     /// from the backend again at its next use. Without a backend this does nothing.
     pub fn forget_all(&self) {
         if self.backend.is_some() {
-            self.write_state().keys.clear();
+            let mut state = self.write_state();
+            state.keys.clear();
+            state.forgotten += 1;
         }
     }
 
@@ -319,11 +330,16 @@ impl KeyStore {
             return Some(v);
         }
         if let Some(backend) = &self.backend {
-            // An unknown ID costs one query; a key found is kept until it is forgotten.
+            // An unknown ID costs one query; a key found is kept until it is forgotten (unless
+            // it was forgotten while it was being read: the answer may predate the change).
+            let before = self.read_state().forgotten;
             let key = backend.get(id).ok()??;
             let entry = Entry::new(key);
             let out = f(&entry);
-            self.write_state().keys.insert(id.to_string(), entry);
+            let mut state = self.write_state();
+            if state.forgotten == before {
+                state.keys.insert(id.to_string(), entry);
+            }
             return Some(out);
         }
         // An unknown ID costs one `stat`; the file is read only if it changed.

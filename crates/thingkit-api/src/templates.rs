@@ -145,6 +145,11 @@ pub struct TemplateStore {
     path: Option<PathBuf>,
     backend: Option<Arc<dyn TemplateBackend>>,
     templates: Mutex<BTreeMap<String, StoredTemplate>>,
+    /// With a backend: the set as [`TemplateStore::reload`] last brought a fleet in line with
+    /// it, plus this store's own changes (which the API brings there). `update` may take in
+    /// other servers' changes to `templates` before they reach the fleet; `reload` diffs
+    /// against this, so none is missed.
+    served: Mutex<BTreeMap<String, StoredTemplate>>,
 }
 
 impl std::fmt::Debug for TemplateStore {
@@ -182,6 +187,7 @@ impl TemplateStore {
             path: Some(path),
             backend: None,
             templates: Mutex::new(templates),
+            served: Mutex::default(),
         })
     }
 
@@ -198,6 +204,7 @@ impl TemplateStore {
         Ok(TemplateStore {
             path: None,
             backend: Some(backend),
+            served: Mutex::new(templates.clone()),
             templates: Mutex::new(templates),
         })
     }
@@ -219,7 +226,8 @@ impl TemplateStore {
         };
         let fresh = backend.load()?;
         let mut current = self.lock();
-        let changed = diff(&current, &fresh);
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = diff(&served, &fresh);
         if let Some(fleet) = fleet {
             for (name, template) in &changed {
                 match template.as_ref().filter(|t| t.serves_fleet()) {
@@ -236,6 +244,7 @@ impl TemplateStore {
                 }
             }
         }
+        served.clone_from(&fresh);
         *current = fresh;
         Ok(changed.into_iter().map(|(name, _)| name).collect())
     }
@@ -280,6 +289,14 @@ impl TemplateStore {
             let changes = diff(&current, &next);
             if !changes.is_empty() {
                 backend.save(&changes)?;
+                // The caller brings the fleet in line with its own change.
+                let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+                for (name, template) in changes {
+                    match template {
+                        Some(t) => served.insert(name, t),
+                        None => served.remove(&name),
+                    };
+                }
             }
         }
         *current = next;
@@ -495,5 +512,26 @@ mod tests {
         assert_eq!(names, ["t2"]);
         assert_eq!(a.reload(None).unwrap(), ["t1"]);
         assert!(a.get("t1").is_none());
+    }
+
+    #[test]
+    fn a_change_taken_in_by_an_update_still_reaches_the_next_reload() {
+        let backend = Arc::new(Shared::default());
+        let a = TemplateStore::with_backend(backend.clone()).unwrap();
+        let b = TemplateStore::with_backend(backend.clone()).unwrap();
+        b.update(|all| {
+            all.insert("from-b".into(), template("from-b"));
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        // A changes another template before its feed told it of b's: its copy takes b's in...
+        a.update(|all| {
+            all.insert("from-a".into(), template("from-a"));
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        assert!(a.get("from-b").is_some());
+        // ... and the reload the feed triggers still reports it (for the fleet), not a's own.
+        assert_eq!(a.reload(None).unwrap(), ["from-b"]);
     }
 }

@@ -431,8 +431,19 @@ mod tests {
         let mut names = engine.names();
         names.sort();
         assert_eq!(names, ["from_api", "from_file"]);
+        assert_eq!(
+            hook.running_names(),
+            ["from_api"],
+            "the file's rules are not the API's"
+        );
+        assert!(
+            hook.upsert("from_api", &payload("SELECT * FROM 'b'"))
+                .is_ok(),
+            "the same rule again (the cluster feed reporting this server's own change) is fine"
+        );
         hook.remove("from_api");
         assert_eq!(engine.names(), ["from_file"]);
+        assert!(hook.running_names().is_empty());
         assert!(
             hook.upsert("bad", &payload("SELECT * FROM")).is_err(),
             "the engine's own refusal reaches the API"

@@ -250,6 +250,46 @@ fn two_servers_on_one_postgresql_share_their_state_and_a_change_through_one_reac
         "B ran the rule made through A on a message published {:?} after its creation",
         Duration::from_secs(1)
     );
+    // Deleted through A, it stops on B: a message published on B a second later is not
+    // republished.
+    aws_iot(
+        dir.path(),
+        &a,
+        &key,
+        &[
+            "delete-topic-rule",
+            "--rule-name",
+            "republish_on_every_server",
+        ],
+    );
+    let deleted = Instant::now();
+    let listener = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            "dt/republished/#",
+            "-C",
+            "1",
+            "-W",
+            "3",
+            "-v",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(deleted.elapsed()));
+    let published = mosquitto("mosquitto_pub", dir.path(), "sensor-1", b.port, "5")
+        .args(["-q", "1", "-t", "dt/sensor-1/temperature", "-m", "23.0"])
+        .status()
+        .expect("mosquitto_pub is installed");
+    assert!(published.success(), "mosquitto_pub: {published:?}");
+    let out = listener.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "B still runs a rule deleted through A a second ago"
+    );
 
     // A provisioning template created through A's API provisions a device by claim through B.
     aws_iot(

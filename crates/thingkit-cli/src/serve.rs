@@ -177,6 +177,20 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         ),
         None => None,
     };
+    if control.is_some() {
+        // What the API kept in data_dir before the cluster had PostgreSQL is not read now.
+        for file in [
+            thingkit_api::keys::FILE_NAME,
+            crate::api::RULES_FILE,
+            crate::api::TEMPLATES_FILE,
+            USAGE_FILE,
+        ] {
+            let path = config.data_dir.join(file);
+            if path.exists() {
+                tracing::warn!(path = %path.display(), "not read: with [cluster] postgres, access keys, topic rules, templates and usage are the cluster's, in PostgreSQL (docs/cluster.md)");
+            }
+        }
+    }
     let (store, registry_source): (ServerRegistryStore, String) = match &postgres {
         Some(pg) => (
             Box::new(

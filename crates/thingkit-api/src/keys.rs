@@ -19,6 +19,12 @@
 //! A running server sees keys created by `thingkit access-key create` without a restart: a
 //! lookup of an unknown key ID checks the file's modification time and length (a `stat`) and
 //! reads the file again only if they changed.
+//!
+//! Several servers share their keys through a [`KeyBackend`] ([`KeyStore::with_backend`];
+//! thingkit-cluster's is PostgreSQL) instead of the file: a lookup of a key ID the store has
+//! not seen asks the backend (so a key created anywhere signs requests everywhere), writes go
+//! to the backend before they are acknowledged, and [`KeyStore::forget`] drops a key another
+//! server changed or deleted from the store's copy.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -114,13 +120,59 @@ struct Stamp {
 struct State {
     keys: BTreeMap<String, Entry>,
     stamp: Option<Stamp>,
+    /// With a backend: counts the `forget` calls, so a lookup that read a key before it was
+    /// forgotten does not keep it.
+    forgotten: u64,
 }
 
-/// The access keys: in a file (see the module docs) or in memory.
-#[derive(Debug, Default)]
+/// Where a [`KeyStore`] keeps its keys instead of a file, for keys shared by several
+/// servers. Implementations are durable when a write returns `Ok`, and hold the secrets in
+/// clear, as the file does: protect them as the file is protected.
+pub trait KeyBackend: Send + Sync {
+    /// The key `id`, if it exists.
+    ///
+    /// # Errors
+    ///
+    /// The backend failed (an internal error).
+    fn get(&self, id: &str) -> ApiResult<Option<AccessKey>>;
+
+    /// Every key, in ID order.
+    ///
+    /// # Errors
+    ///
+    /// The backend failed.
+    fn list(&self) -> ApiResult<Vec<AccessKey>>;
+
+    /// Stores `key` (inserting or replacing the key with its ID).
+    ///
+    /// # Errors
+    ///
+    /// The backend failed; nothing changed.
+    fn put(&self, key: &AccessKey) -> ApiResult<()>;
+
+    /// Deletes the key `id`; whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// The backend failed; nothing changed.
+    fn delete(&self, id: &str) -> ApiResult<bool>;
+}
+
+/// The access keys: in a file (see the module docs), in a [`KeyBackend`], or in memory.
+#[derive(Default)]
 pub struct KeyStore {
     path: Option<PathBuf>,
+    backend: Option<Arc<dyn KeyBackend>>,
     state: RwLock<State>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("path", &self.path)
+            .field("backend", &self.backend.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Parses and compiles an identity policy (up to [`MAX_IDENTITY_POLICY_CHARS`]).
@@ -159,10 +211,54 @@ impl KeyStore {
     pub fn open(path: impl Into<PathBuf>) -> ApiResult<KeyStore> {
         let store = KeyStore {
             path: Some(path.into()),
+            backend: None,
             state: RwLock::new(State::default()),
         };
         store.reload(true)?;
         Ok(store)
+    }
+
+    /// The store kept in `backend` (shared with other servers), with the keys it holds now.
+    ///
+    /// # Errors
+    ///
+    /// The backend cannot be read.
+    pub fn with_backend(backend: Arc<dyn KeyBackend>) -> ApiResult<KeyStore> {
+        let keys = backend
+            .list()?
+            .into_iter()
+            .map(|k| (k.access_key_id.clone(), Entry::new(k)))
+            .collect();
+        Ok(KeyStore {
+            path: None,
+            backend: Some(backend),
+            state: RwLock::new(State {
+                keys,
+                stamp: None,
+                forgotten: 0,
+            }),
+        })
+    }
+
+    /// Drops the key `id` from the store's copy (another server changed or deleted it): the
+    /// next lookup asks the backend again. Without a backend this does nothing (the file is
+    /// watched instead).
+    pub fn forget(&self, id: &str) {
+        if self.backend.is_some() {
+            let mut state = self.write_state();
+            state.keys.remove(id);
+            state.forgotten += 1;
+        }
+    }
+
+    /// Drops every key from the store's copy (changes may have been missed): each is asked
+    /// from the backend again at its next use. Without a backend this does nothing.
+    pub fn forget_all(&self) {
+        if self.backend.is_some() {
+            let mut state = self.write_state();
+            state.keys.clear();
+            state.forgotten += 1;
+        }
     }
 
     /// The file the store lives in, if any.
@@ -233,6 +329,19 @@ impl KeyStore {
         if let Some(v) = self.read_state().keys.get(id).map(&f) {
             return Some(v);
         }
+        if let Some(backend) = &self.backend {
+            // An unknown ID costs one query; a key found is kept until it is forgotten (unless
+            // it was forgotten while it was being read: the answer may predate the change).
+            let before = self.read_state().forgotten;
+            let key = backend.get(id).ok()??;
+            let entry = Entry::new(key);
+            let out = f(&entry);
+            let mut state = self.write_state();
+            if state.forgotten == before {
+                state.keys.insert(id.to_string(), entry);
+            }
+            return Some(out);
+        }
         // An unknown ID costs one `stat`; the file is read only if it changed.
         self.reload(false).ok()?;
         self.read_state().keys.get(id).map(f)
@@ -250,6 +359,12 @@ impl KeyStore {
 
     /// Every key, in ID order (with secrets: print [`AccessKey::access_key_id`] only).
     pub fn list(&self) -> Vec<AccessKey> {
+        if let Some(backend) = &self.backend {
+            // The backend's list is the truth; on failure, the keys seen so far.
+            if let Ok(keys) = backend.list() {
+                return keys;
+            }
+        }
         let _ = self.reload(false);
         self.read_state()
             .keys
@@ -262,6 +377,13 @@ impl KeyStore {
     pub fn insert(&self, key: AccessKey) -> ApiResult<()> {
         if let Some(text) = &key.policy {
             compile_policy(&key.access_key_id, text)?;
+        }
+        if let Some(backend) = &self.backend {
+            backend.put(&key)?;
+            self.write_state()
+                .keys
+                .insert(key.access_key_id.clone(), Entry::new(key));
+            return Ok(());
         }
         self.change(|keys| {
             keys.insert(key.access_key_id.clone(), Entry::new(key));
@@ -299,6 +421,11 @@ impl KeyStore {
 
     /// Deletes the key `id`; `false` if there was none.
     pub fn delete(&self, id: &str) -> ApiResult<bool> {
+        if let Some(backend) = &self.backend {
+            let found = backend.delete(id)?;
+            self.write_state().keys.remove(id);
+            return Ok(found);
+        }
         let mut found = false;
         self.change(|keys| {
             found = keys.remove(id).is_some();
@@ -464,5 +591,47 @@ mod tests {
         );
         assert!(text.len() > 2048 && text.len() < MAX_IDENTITY_POLICY_CHARS);
         assert!(compile_policy("k", &text).is_ok());
+    }
+
+    /// A backend two stores share, as two servers share PostgreSQL.
+    #[derive(Default)]
+    struct SharedKeys(std::sync::Mutex<BTreeMap<String, AccessKey>>);
+
+    impl KeyBackend for SharedKeys {
+        fn get(&self, id: &str) -> ApiResult<Option<AccessKey>> {
+            Ok(self.0.lock().unwrap().get(id).cloned())
+        }
+        fn list(&self) -> ApiResult<Vec<AccessKey>> {
+            Ok(self.0.lock().unwrap().values().cloned().collect())
+        }
+        fn put(&self, key: &AccessKey) -> ApiResult<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(key.access_key_id.clone(), key.clone());
+            Ok(())
+        }
+        fn delete(&self, id: &str) -> ApiResult<bool> {
+            Ok(self.0.lock().unwrap().remove(id).is_some())
+        }
+    }
+
+    #[test]
+    fn a_key_created_through_one_store_signs_on_another_sharing_its_backend() {
+        let backend = Arc::new(SharedKeys::default());
+        let a = KeyStore::with_backend(backend.clone()).expect("a");
+        let b = KeyStore::with_backend(backend.clone()).expect("b");
+        let k = a.create(None, SystemTime::UNIX_EPOCH).expect("created");
+        assert_eq!(
+            b.secret(&k.access_key_id),
+            Some(k.secret_access_key.clone())
+        );
+        assert_eq!(b.list(), vec![k.clone()]);
+        assert!(a.delete(&k.access_key_id).expect("deleted"));
+        // b still holds its copy until it is told to forget it (the cluster's notification).
+        assert!(b.secret(&k.access_key_id).is_some());
+        b.forget(&k.access_key_id);
+        assert!(b.secret(&k.access_key_id).is_none());
+        assert!(a.path().is_none());
     }
 }

@@ -10,11 +10,17 @@
 //! [`TemplateStore::install`] adds them at start-up (the control plane does it in
 //! [`ControlPlane::with_templates`](crate::ControlPlane::with_templates)), and the API
 //! operations add and remove them as they change.
+//!
+//! Several servers can share their templates through a [`TemplateBackend`]
+//! ([`TemplateStore::with_backend`]; thingkit-cluster's is PostgreSQL): the store then keeps a
+//! copy of the backend's set, each change is applied to the set as the backend holds it *now*
+//! and written there before it is acknowledged, and [`TemplateStore::reload`] brings the copy
+//! (and a fleet-provisioning service) in line with changes other servers made.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use thingkit_provision::{FleetProvisioning, ProvisioningTemplate, TemplateLimits};
@@ -40,6 +46,34 @@ pub enum TemplateStoreError {
         /// What is wrong, with the line and column.
         detail: String,
     },
+    /// A [`TemplateBackend`] failed (nothing was changed, or, for a write whose answer was
+    /// lost, the write may have been applied).
+    #[error("template store {operation}: {detail}")]
+    Backend {
+        /// What was being done (`load`, `save`).
+        operation: &'static str,
+        /// The backend's error.
+        detail: String,
+    },
+}
+
+/// Where a [`TemplateStore`] keeps its templates instead of a file, for templates shared by
+/// several servers. Implementations are durable when a call returns `Ok`.
+pub trait TemplateBackend: Send + Sync {
+    /// Every stored template, by name.
+    ///
+    /// # Errors
+    ///
+    /// [`TemplateStoreError::Backend`] or [`TemplateStoreError::Corrupt`].
+    fn load(&self) -> Result<BTreeMap<String, StoredTemplate>, TemplateStoreError>;
+
+    /// Applies `changes` all or nothing: `Some` stores the template under its name
+    /// (inserting or replacing it), `None` deletes the name.
+    ///
+    /// # Errors
+    ///
+    /// [`TemplateStoreError::Backend`]; nothing was applied.
+    fn save(&self, changes: &[(String, Option<StoredTemplate>)]) -> Result<(), TemplateStoreError>;
 }
 
 /// The kind of a template (AWS `type`).
@@ -105,11 +139,26 @@ struct File {
     templates: BTreeMap<String, StoredTemplate>,
 }
 
-/// The provisioning templates, by name.
-#[derive(Debug, Default)]
+/// The provisioning templates, by name: in memory, in a file, or in a [`TemplateBackend`].
+#[derive(Default)]
 pub struct TemplateStore {
     path: Option<PathBuf>,
+    backend: Option<Arc<dyn TemplateBackend>>,
     templates: Mutex<BTreeMap<String, StoredTemplate>>,
+    /// With a backend: the set as [`TemplateStore::reload`] last brought a fleet in line with
+    /// it, plus this store's own changes (which the API brings there). `update` may take in
+    /// other servers' changes to `templates` before they reach the fleet; `reload` diffs
+    /// against this, so none is missed.
+    served: Mutex<BTreeMap<String, StoredTemplate>>,
+}
+
+impl std::fmt::Debug for TemplateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateStore")
+            .field("path", &self.path)
+            .field("backend", &self.backend.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TemplateStore {
@@ -136,8 +185,68 @@ impl TemplateStore {
         };
         Ok(TemplateStore {
             path: Some(path),
+            backend: None,
+            templates: Mutex::new(templates),
+            served: Mutex::default(),
+        })
+    }
+
+    /// The store kept in `backend` (shared with other servers), with the templates it holds
+    /// now.
+    ///
+    /// # Errors
+    ///
+    /// The backend cannot be read.
+    pub fn with_backend(
+        backend: Arc<dyn TemplateBackend>,
+    ) -> Result<TemplateStore, TemplateStoreError> {
+        let templates = backend.load()?;
+        Ok(TemplateStore {
+            path: None,
+            backend: Some(backend),
+            served: Mutex::new(templates.clone()),
             templates: Mutex::new(templates),
         })
+    }
+
+    /// Reads the backend's templates again (changes other servers made) and, if `fleet` is
+    /// given, adds, replaces or removes the changed ones there as [`TemplateStore::install`]
+    /// would have. Returns the names that changed. A store without a backend has nothing to
+    /// re-read.
+    ///
+    /// # Errors
+    ///
+    /// The backend cannot be read; nothing changed.
+    pub fn reload(
+        &self,
+        fleet: Option<&mut FleetProvisioning>,
+    ) -> Result<Vec<String>, TemplateStoreError> {
+        let Some(backend) = &self.backend else {
+            return Ok(Vec::new());
+        };
+        let fresh = backend.load()?;
+        let mut current = self.lock();
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = diff(&served, &fresh);
+        if let Some(fleet) = fleet {
+            for (name, template) in &changed {
+                match template.as_ref().filter(|t| t.serves_fleet()) {
+                    Some(t) => {
+                        // A body that no longer parses stays stored but unserved.
+                        let added = t.parse().and_then(|p| fleet.add_template(name, p));
+                        if added.is_err() {
+                            fleet.remove_template(name);
+                        }
+                    }
+                    None => {
+                        fleet.remove_template(name);
+                    }
+                }
+            }
+        }
+        served.clone_from(&fresh);
+        *current = fresh;
+        Ok(changed.into_iter().map(|(name, _)| name).collect())
     }
 
     /// The file it persists to (`None` in memory).
@@ -166,10 +275,29 @@ impl TemplateStore {
         change: impl FnOnce(&mut BTreeMap<String, StoredTemplate>) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut current = self.lock();
+        if let Some(backend) = &self.backend {
+            // Start from what the cluster holds now, not from a copy another server's change
+            // may not have reached yet.
+            *current = backend.load()?;
+        }
         let mut next = current.clone();
         let out = change(&mut next)?;
         if let Some(path) = &self.path {
             write_atomically(path, &next)?;
+        }
+        if let Some(backend) = &self.backend {
+            let changes = diff(&current, &next);
+            if !changes.is_empty() {
+                backend.save(&changes)?;
+                // The caller brings the fleet in line with its own change.
+                let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+                for (name, template) in changes {
+                    match template {
+                        Some(t) => served.insert(name, t),
+                        None => served.remove(&name),
+                    };
+                }
+            }
         }
         *current = next;
         Ok(out)
@@ -190,6 +318,25 @@ impl TemplateStore {
         }
         skipped
     }
+}
+
+/// The names whose template differs between `old` and `new`, with the new one (`None`: gone).
+fn diff(
+    old: &BTreeMap<String, StoredTemplate>,
+    new: &BTreeMap<String, StoredTemplate>,
+) -> Vec<(String, Option<StoredTemplate>)> {
+    let mut out: Vec<(String, Option<StoredTemplate>)> = new
+        .iter()
+        .filter(|(name, t)| old.get(*name) != Some(*t))
+        .map(|(name, t)| (name.clone(), Some(t.clone())))
+        .collect();
+    out.extend(
+        old.keys()
+            .filter(|name| !new.contains_key(*name))
+            .map(|name| (name.clone(), None)),
+    );
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 fn write_atomically(
@@ -293,5 +440,98 @@ impl From<TemplateStoreError> for crate::error::ApiError {
     /// A store failure is an internal failure (and nothing changed).
     fn from(e: TemplateStoreError) -> Self {
         crate::error::ApiError::internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend two stores share, as two servers share PostgreSQL.
+    #[derive(Default)]
+    struct Shared(Mutex<BTreeMap<String, StoredTemplate>>);
+
+    impl TemplateBackend for Shared {
+        fn load(&self) -> Result<BTreeMap<String, StoredTemplate>, TemplateStoreError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        fn save(
+            &self,
+            changes: &[(String, Option<StoredTemplate>)],
+        ) -> Result<(), TemplateStoreError> {
+            let mut all = self.0.lock().unwrap();
+            for (name, t) in changes {
+                match t {
+                    Some(t) => all.insert(name.clone(), t.clone()),
+                    None => all.remove(name),
+                };
+            }
+            Ok(())
+        }
+    }
+
+    fn template(name: &str) -> StoredTemplate {
+        StoredTemplate {
+            name: name.into(),
+            description: None,
+            body: "{}".into(),
+            enabled: false,
+            provisioning_role_arn: "arn:aws:iam::123456789012:role/p".into(),
+            kind: TemplateType::FleetProvisioning,
+            created_at: 1,
+            modified_at: 1,
+        }
+    }
+
+    #[test]
+    fn stores_sharing_a_backend_see_each_others_changes_after_a_reload() {
+        let backend = Arc::new(Shared::default());
+        let a = TemplateStore::with_backend(backend.clone()).unwrap();
+        let b = TemplateStore::with_backend(backend.clone()).unwrap();
+        a.update(|all| {
+            all.insert("t1".into(), template("t1"));
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        assert!(b.get("t1").is_none(), "b's copy is as it was");
+        assert_eq!(b.reload(None).unwrap(), ["t1"]);
+        assert_eq!(b.get("t1"), Some(template("t1")));
+        assert!(b.reload(None).unwrap().is_empty(), "nothing changed since");
+        // A change through b starts from the backend's set, even if b's copy is behind.
+        a.update(|all| {
+            all.insert("t2".into(), template("t2"));
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        b.update(|all| {
+            all.remove("t1");
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        let names: Vec<String> = backend.0.lock().unwrap().keys().cloned().collect();
+        assert_eq!(names, ["t2"]);
+        assert_eq!(a.reload(None).unwrap(), ["t1"]);
+        assert!(a.get("t1").is_none());
+    }
+
+    #[test]
+    fn a_change_taken_in_by_an_update_still_reaches_the_next_reload() {
+        let backend = Arc::new(Shared::default());
+        let a = TemplateStore::with_backend(backend.clone()).unwrap();
+        let b = TemplateStore::with_backend(backend.clone()).unwrap();
+        b.update(|all| {
+            all.insert("from-b".into(), template("from-b"));
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        // A changes another template before its feed told it of b's: its copy takes b's in...
+        a.update(|all| {
+            all.insert("from-a".into(), template("from-a"));
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        assert!(a.get("from-b").is_some());
+        // ... and the reload the feed triggers still reports it (for the fleet), not a's own.
+        assert_eq!(a.reload(None).unwrap(), ["from-b"]);
     }
 }

@@ -1,8 +1,10 @@
 //! `thingkit access-key create|list|delete --config FILE`: the access keys the control-plane API
 //! authenticates (SigV4) and authorizes (IAM identity policies) with, kept in
-//! `<data_dir>/access-keys.json` (a secret file: owner-only; see `thingkit_api::keys`).
+//! `<data_dir>/access-keys.json` (a secret file: owner-only; see `thingkit_api::keys`), or, with
+//! `[cluster] postgres`, in the cluster's PostgreSQL, where every server finds them.
 //!
-//! A running server picks up a created key at its first use; no restart is needed.
+//! A running server picks up a created key at its first use; no restart is needed. In a
+//! cluster, every server stops accepting a deleted key within a second (PostgreSQL `NOTIFY`).
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -19,7 +21,8 @@ pub enum Args {
     /// Create a key and print it once: `{"AccessKeyId": "...", "SecretAccessKey": "..."}`.
     /// Without `--policy` the key may call every operation.
     Create {
-        /// The server's configuration file (the keys live in its `data_dir`).
+        /// The server's configuration file (the keys live in its `data_dir`, or in the
+        /// cluster's PostgreSQL with `[cluster] postgres`).
         #[arg(long)]
         config: PathBuf,
         /// An IAM identity policy (JSON) limiting what the key may do, checked before the key
@@ -46,6 +49,14 @@ pub enum Args {
 
 fn store(config: &std::path::Path) -> Result<KeyStore, Failure> {
     let config = ServeConfig::from_file(config)?;
+    if let Some(url) = &config.cluster.postgres {
+        let pg = thingkit_cluster::PostgresConfig::new(url.clone())
+            .with_schema(config.cluster.schema.clone());
+        let control = thingkit_cluster::PgControlStore::open(&pg, "thingkit access-key")
+            .map_err(|e| Failure(format!("[cluster] postgres (access keys): {e}")))?;
+        return KeyStore::with_backend(std::sync::Arc::new(control.access_keys()))
+            .map_err(|e| Failure(format!("[cluster] postgres (access keys): {}", e.message)));
+    }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Failure(format!("{}: {e}", config.data_dir.display())))?;
     Ok(KeyStore::open(config.data_dir.join(FILE_NAME))?)

@@ -29,6 +29,50 @@ pub const RULES_FILE: &str = "rules.redb";
 /// audit configuration, scheduled audits, suppressions, security profiles.
 pub const DEVICE_DEFENDER_FILE: &str = "device-defender.json";
 
+/// Where the API keeps its access keys and topic rules: `data_dir` (`access-keys.json`,
+/// `rules.redb`) on one server, the cluster's PostgreSQL with `[cluster] postgres`.
+pub struct ApiStores {
+    /// The access keys.
+    pub keys: Arc<thingkit_api::keys::KeyStore>,
+    /// The topic rules made through the API.
+    pub rules: Arc<dyn thingkit_api::topic_rule::TopicRuleStore>,
+    /// Where the rules are, for messages.
+    pub rules_source: String,
+}
+
+impl ApiStores {
+    /// The stores in `config.data_dir`, or in `control` (the cluster's PostgreSQL).
+    pub fn open(
+        config: &crate::config::ServeConfig,
+        control: Option<&thingkit_cluster::PgControlStore>,
+    ) -> Result<ApiStores, Failure> {
+        if let Some(control) = control {
+            let keys = thingkit_api::keys::KeyStore::with_backend(Arc::new(control.access_keys()))
+                .map_err(|e| Failure(format!("[cluster] postgres (access keys): {}", e.message)))?;
+            return Ok(ApiStores {
+                keys: Arc::new(keys),
+                rules: Arc::new(control.topic_rules()),
+                rules_source: format!("PostgreSQL schema {}", config.cluster.schema),
+            });
+        }
+        let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
+        let keys = Arc::new(
+            thingkit_api::keys::KeyStore::open(&keys_path)
+                .map_err(|e| Failure(format!("{}: {e}", keys_path.display())))?,
+        );
+        let rules_path = config.data_dir.join(RULES_FILE);
+        let rules = Arc::new(
+            thingkit_api::topic_rule::RedbTopicRuleStore::open(&rules_path)
+                .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?,
+        );
+        Ok(ApiStores {
+            keys,
+            rules,
+            rules_source: rules_path.display().to_string(),
+        })
+    }
+}
+
 /// A rustls server configuration (ring, TLS 1.2 and 1.3, HTTP/1.1 by ALPN) from PEM files.
 pub fn tls_config(chain_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, Failure> {
     let chain: Vec<_> = thingkit_provision::decode_pem_blocks(chain_pem)
@@ -144,14 +188,15 @@ impl Publisher for BrokerData {
 
 /// The control plane over the server's registry, CA, fleet provisioning, broker and jobs
 /// engine (`None`: the job operations answer ServiceUnavailableException; job templates work
-/// either way), with the topic rules of `data_dir/rules.redb` driving `rules` (the broker's
-/// rules engine; `None`: rules are stored and served, and run nowhere). Every stored enabled
-/// rule is handed to `rules` here; one it refuses is logged and stays stored.
+/// either way), with the access keys and topic rules of `stores`, the rules driving `rules`
+/// (the broker's rules engine; `None`: rules are stored and served, and run nowhere). Every
+/// stored enabled rule is handed to `rules` here; one it refuses is logged and stays stored.
 // Each argument is one of the server's parts `serve` built; a struct to hold them for this one
 // call would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub fn control_plane(
     config: &crate::config::ServeConfig,
+    stores: ApiStores,
     registry: Arc<
         std::sync::RwLock<thingkit_provision::Registry<crate::serve::ServerRegistryStore>>,
     >,
@@ -169,20 +214,15 @@ pub fn control_plane(
     activity: thingkit_broker::ActivitySource,
     detect: Arc<dyn thingkit_api::audit::DetectHook>,
 ) -> Result<Arc<thingkit_api::ControlPlane<crate::serve::ServerRegistryStore>>, Failure> {
-    let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
-    let keys = Arc::new(
-        thingkit_api::keys::KeyStore::open(&keys_path)
-            .map_err(|e| Failure(format!("{}: {e}", keys_path.display())))?,
-    );
+    let ApiStores {
+        keys,
+        rules: rule_store,
+        rules_source,
+    } = stores;
     let jobs_path = config.data_dir.join(JOBS_API_FILE);
     let job_store = Arc::new(
         thingkit_api::job_store::JobStore::open(&jobs_path)
             .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?,
-    );
-    let rules_path = config.data_dir.join(RULES_FILE);
-    let rule_store = Arc::new(
-        thingkit_api::topic_rule::RedbTopicRuleStore::open(&rules_path)
-            .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?,
     );
     let defender_path = config.data_dir.join(DEVICE_DEFENDER_FILE);
     let defender = Arc::new(
@@ -215,7 +255,7 @@ pub fn control_plane(
     let refused = plane
         .topic_rules
         .install()
-        .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?;
+        .map_err(|e| Failure(format!("{rules_source}: {e}")))?;
     for (name, why) in refused {
         tracing::warn!(rule = %name, "the rules engine refused a stored topic rule: {why}");
     }
@@ -281,11 +321,45 @@ impl thingkit_api::ShadowBackend for ShadowData {
 /// start, replace and stop rules in the engine the broker routes through. The `[[rules]]` of the
 /// configuration file belong to the file: a rule of the API may not take one of their names
 /// (refused with the reason), and the API never stops one.
+///
+/// It remembers the payload each API rule runs with, so the same rule handed to it twice (by
+/// this server's API, then by the cluster's change feed that reports the same commit) is
+/// started once: a restart would drop the rule's window state for nothing.
 pub struct RulesHook {
     /// The engine.
     pub engine: thingkit_broker::rules::RulesEngine,
     /// The names of the configuration file's rules.
     pub configured: std::collections::BTreeSet<String>,
+    running:
+        Mutex<std::collections::BTreeMap<String, thingkit_rules::topic_rule::TopicRulePayload>>,
+}
+
+impl RulesHook {
+    /// The hook on `engine`, leaving the file's rules `configured` alone.
+    pub fn new(
+        engine: thingkit_broker::rules::RulesEngine,
+        configured: std::collections::BTreeSet<String>,
+    ) -> RulesHook {
+        RulesHook {
+            engine,
+            configured,
+            running: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    fn running(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::BTreeMap<String, thingkit_rules::topic_rule::TopicRulePayload>,
+    > {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The names of the API's rules running in the engine.
+    pub fn running_names(&self) -> Vec<String> {
+        self.running().keys().cloned().collect()
+    }
 }
 
 impl thingkit_api::topic_rule::TopicRuleHook for RulesHook {
@@ -299,12 +373,22 @@ impl thingkit_api::topic_rule::TopicRuleHook for RulesHook {
                 "rule {name} is declared in the server's configuration file; the API cannot replace it"
             ));
         }
-        self.engine.upsert(name, payload).map_err(|e| e.to_string())
+        let mut running = self.running();
+        if running.get(name) == Some(payload) {
+            return Ok(());
+        }
+        self.engine
+            .upsert(name, payload)
+            .map_err(|e| e.to_string())?;
+        running.insert(name.to_string(), payload.clone());
+        Ok(())
     }
 
     fn remove(&self, name: &str) {
         if !self.configured.contains(name) {
+            let mut running = self.running();
             self.engine.remove(name);
+            running.remove(name);
         }
     }
 }
@@ -334,10 +418,7 @@ mod tests {
         engine
             .upsert("from_file", &payload("SELECT * FROM 'a'"))
             .unwrap();
-        let hook = RulesHook {
-            engine: engine.clone(),
-            configured: ["from_file".to_string()].into(),
-        };
+        let hook = RulesHook::new(engine.clone(), ["from_file".to_string()].into());
         assert!(
             hook.upsert("from_api", &payload("SELECT * FROM 'b'"))
                 .is_ok()
@@ -350,8 +431,19 @@ mod tests {
         let mut names = engine.names();
         names.sort();
         assert_eq!(names, ["from_api", "from_file"]);
+        assert_eq!(
+            hook.running_names(),
+            ["from_api"],
+            "the file's rules are not the API's"
+        );
+        assert!(
+            hook.upsert("from_api", &payload("SELECT * FROM 'b'"))
+                .is_ok(),
+            "the same rule again (the cluster feed reporting this server's own change) is fine"
+        );
         hook.remove("from_api");
         assert_eq!(engine.names(), ["from_file"]);
+        assert!(hook.running_names().is_empty());
         assert!(
             hook.upsert("bad", &payload("SELECT * FROM")).is_err(),
             "the engine's own refusal reaches the API"

@@ -69,8 +69,25 @@ pub struct RegistryData {
 }
 
 impl RegistryData {
-    /// Reads the registry in `config.data_dir`.
+    /// Reads the registry in `config.data_dir`, or the cluster's in PostgreSQL when
+    /// `[cluster] postgres` is set.
     pub fn open(config: &ServeConfig) -> Result<RegistryData, Failure> {
+        if let Some(url) = &config.cluster.postgres {
+            let pg = thingkit_cluster::PostgresConfig::new(url.clone())
+                .with_schema(config.cluster.schema.clone());
+            let store: Box<dyn thingkit_provision::RegistryStore> = Box::new(
+                thingkit_cluster::PgRegistryStore::open(&pg)
+                    .map_err(|e| Failure(format!("[cluster] postgres (registry): {e}")))?,
+            );
+            let registry = Registry::open(store, RegistryLimits::default()).map_err(|e| {
+                Failure(format!("PostgreSQL schema {}: {e}", config.cluster.schema))
+            })?;
+            return Self::from_registry(
+                &registry,
+                &config.account.account_id,
+                &config.account.region,
+            );
+        }
         let path = config.data_dir.join("registry.redb");
         if !path.exists() {
             return Err(Failure(format!(

@@ -12,7 +12,6 @@
 //! once a minute into a ring of the last [`MAX_SAMPLES`] samples.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -47,8 +46,8 @@ pub struct Dashboard<S: RegistryStore> {
     pub account: String,
     /// The region.
     pub region: String,
-    /// The data directory (for `usage.jsonl`).
-    pub data_dir: PathBuf,
+    /// The usage ledger (`data_dir/usage.jsonl`, or the cluster's in PostgreSQL).
+    pub usage: crate::report::UsageLedger,
     /// The server's metering policy (which price table bills the usage).
     pub metering: thingkit_meter::MeteringPolicy,
     /// Connected-devices samples, oldest first.
@@ -125,7 +124,10 @@ impl<S: RegistryStore + Send + Sync + 'static> Dashboard<S> {
         inputs.findings =
             thingkit_audit::run_audit(&snapshot, &thingkit_audit::AuditConfig::default(), now)
                 .findings;
-        inputs.usage = report::read_usage(&self.data_dir.join("usage.jsonl"), &self.metering);
+        inputs.usage = self.usage.read(&self.metering).unwrap_or_else(|e| {
+            tracing::warn!(error = %e.0, "dashboard: usage not read");
+            Vec::new()
+        });
         inputs.samples = self
             .samples
             .lock()
@@ -249,27 +251,28 @@ pub fn routes<S: RegistryStore + Send + Sync + 'static>(
         )
 }
 
-/// The dashboard of a server: opens the key store in `config.data_dir` and starts the
-/// once-a-minute sampling task (it ends with the runtime).
+/// The dashboard of a server, authorizing with the API's access keys `keys` and reading usage
+/// from `usage`; starts the once-a-minute sampling task (it ends with the runtime).
+// Each argument is one of the server's parts `serve` built.
+#[allow(clippy::too_many_arguments)]
 pub fn start<S: RegistryStore + Send + Sync + 'static>(
     config: &crate::config::ServeConfig,
+    keys: Arc<KeyStore>,
+    usage: crate::report::UsageLedger,
     registry: Arc<RwLock<Registry<S>>>,
     broker: &thingkit_broker::BrokerHandle,
     arn: &ArnPrefix,
     jobs: thingkit_broker::SharedJobs,
     detector: Option<Arc<Mutex<thingkit_audit::detect::Detector>>>,
 ) -> Result<Arc<Dashboard<S>>, crate::Failure> {
-    let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
-    let keys = KeyStore::open(&keys_path)
-        .map_err(|e| crate::Failure(format!("{}: {e}", keys_path.display())))?;
     let dashboard = Arc::new(Dashboard {
         registry,
         activity: broker.activity(),
-        keys: Arc::new(keys),
+        keys,
         arn: arn.clone(),
         account: config.account.account_id.clone(),
         region: config.account.region.clone(),
-        data_dir: config.data_dir.clone(),
+        usage,
         metering: config.metering.preset.policy(),
         samples: Mutex::new(VecDeque::new()),
         jobs: Some(jobs),

@@ -8,9 +8,10 @@
 //!   snapshot [`crate::audit::RegistryData`] builds from it, on which every audit check runs;
 //! - **connected devices**: the registry's connectivity of each thing (offline: as last
 //!   recorded); a running server adds its once-a-minute samples as [`ConnectedSample`]s;
-//! - **usage** (`usage.jsonl`, the meter's closed windows): messages, billable units and bytes
-//!   per account, and the bill: the windows priced with the built-in price table whose metering
-//!   is the server's `[metering] preset` (see [`read_usage`]);
+//! - **usage** (`usage.jsonl`, the meter's closed windows; with `[cluster] postgres`, the
+//!   cluster's ledger in PostgreSQL, summed over every server: [`UsageLedger`]): messages,
+//!   billable units and bytes per account, and the bill: the windows priced with the built-in
+//!   price table whose metering is the server's `[metering] preset` (see [`read_usage`]);
 //! - **rollout progress**: every job of the jobs engine (`jobs.redb`) with its executions by
 //!   status;
 //! - **firmware version of a thing**: its registry attribute `firmwareVersion` (the attribute a
@@ -131,20 +132,28 @@ pub fn rollout(jobs: &thingkit_jobs::DynJobs) -> Vec<JobProgress> {
         .collect()
 }
 
-/// The jobs of the data directory's `jobs.redb`, offline (none when there is no such file).
-pub fn offline_rollout(data_dir: &Path) -> Result<Vec<JobProgress>, Failure> {
-    let path = data_dir.join("jobs.redb");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let store = thingkit_jobs::RedbJobStore::open(&path)
-        .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
-    let jobs = thingkit_jobs::Jobs::open(
-        Box::new(store) as Box<dyn thingkit_jobs::JobStore>,
-        thingkit_jobs::Limits::default(),
-        now().max(0) as u64,
-    )
-    .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+/// The jobs of the data directory's `jobs.redb`, offline (none when there is no such file), or
+/// of the cluster's PostgreSQL when `[cluster] postgres` is set.
+pub fn offline_rollout(config: &ServeConfig) -> Result<Vec<JobProgress>, Failure> {
+    let path = config.data_dir.join("jobs.redb");
+    let store: Box<dyn thingkit_jobs::JobStore> = match &config.cluster.postgres {
+        Some(url) => {
+            let pg = thingkit_cluster::PostgresConfig::new(url.clone())
+                .with_schema(config.cluster.schema.clone());
+            Box::new(
+                thingkit_cluster::PgJobStore::open(&pg)
+                    .map_err(|e| Failure(format!("[cluster] postgres (jobs): {e}")))?,
+            )
+        }
+        None if !path.exists() => return Ok(Vec::new()),
+        None => Box::new(
+            thingkit_jobs::RedbJobStore::open(&path)
+                .map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+        ),
+    };
+    let jobs =
+        thingkit_jobs::Jobs::open(store, thingkit_jobs::Limits::default(), now().max(0) as u64)
+            .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
     Ok(rollout(&jobs))
 }
 
@@ -438,6 +447,82 @@ impl FleetReport {
     }
 }
 
+/// Where a server's usage ledger is: `data_dir/usage.jsonl` on one server, or the cluster's
+/// PostgreSQL (`[cluster] postgres`), where every server appends its windows.
+#[derive(Debug, Clone)]
+pub enum UsageLedger {
+    /// The JSON-lines file of one server.
+    File(PathBuf),
+    /// The ledger of every server of the cluster.
+    Postgres(thingkit_cluster::PgUsageLedger),
+}
+
+impl UsageLedger {
+    /// The ledger `config` names: PostgreSQL when `[cluster] postgres` is set (connecting to
+    /// it), else `data_dir/usage.jsonl`.
+    pub fn open(config: &ServeConfig) -> Result<UsageLedger, Failure> {
+        match &config.cluster.postgres {
+            Some(url) => {
+                let pg = thingkit_cluster::PostgresConfig::new(url.clone())
+                    .with_schema(config.cluster.schema.clone());
+                let server = config.cluster.server_id.clone().unwrap_or_default();
+                let store = thingkit_cluster::PgControlStore::open(&pg, &server)
+                    .map_err(|e| Failure(format!("[cluster] postgres (usage ledger): {e}")))?;
+                Ok(UsageLedger::Postgres(store.usage()))
+            }
+            None => Ok(UsageLedger::File(config.data_dir.join("usage.jsonl"))),
+        }
+    }
+
+    /// The ledger of a server: `control`'s (the cluster's PostgreSQL) if given, else
+    /// `data_dir/usage.jsonl`.
+    pub fn open_with(
+        config: &ServeConfig,
+        control: Option<&thingkit_cluster::PgControlStore>,
+    ) -> UsageLedger {
+        match control {
+            Some(control) => UsageLedger::Postgres(control.usage()),
+            None => UsageLedger::File(config.data_dir.join("usage.jsonl")),
+        }
+    }
+
+    /// Usage per account, billed as [`read_usage`] bills it (a missing file is no usage).
+    pub fn read(
+        &self,
+        metering: &thingkit_meter::MeteringPolicy,
+    ) -> Result<Vec<AccountUsage>, Failure> {
+        match self {
+            UsageLedger::File(path) => Ok(read_usage(path, metering)),
+            UsageLedger::Postgres(ledger) => {
+                let totals = ledger
+                    .totals()
+                    .map_err(|e| Failure(format!("[cluster] postgres (usage ledger): {e}")))?;
+                let mut by_account: BTreeMap<String, AccountUsage> = BTreeMap::new();
+                for (key, counts) in &totals {
+                    add_to_account(&mut by_account, &key.account, counts);
+                }
+                Ok(billed(by_account, &totals, metering))
+            }
+        }
+    }
+}
+
+fn add_to_account(
+    by_account: &mut BTreeMap<String, AccountUsage>,
+    account: &str,
+    counts: &thingkit_meter::Counts,
+) {
+    let entry = by_account
+        .entry(account.to_string())
+        .or_insert_with(|| AccountUsage {
+            account: account.to_string(),
+            ..AccountUsage::default()
+        });
+    entry.messages = entry.messages.saturating_add(counts.messages);
+    entry.units = entry.units.saturating_add(counts.units);
+    entry.bytes = entry.bytes.saturating_add(counts.bytes);
+}
+
 /// Reads `usage.jsonl` (the meter's closed windows) into usage per account, billed with the
 /// first built-in price table (`aws-us-east-1`, `azure-s1`, `gcp`) whose metering is
 /// `metering` (the server's `[metering] preset`). Lines that do not parse are skipped.
@@ -461,15 +546,7 @@ pub fn read_usage(path: &Path, metering: &thingkit_meter::MeteringPolicy) -> Vec
             bytes: n("bytes"),
             minutes: n("minutes"),
         };
-        let entry = by_account
-            .entry(account.to_string())
-            .or_insert_with(|| AccountUsage {
-                account: account.to_string(),
-                ..AccountUsage::default()
-            });
-        entry.messages = entry.messages.saturating_add(counts.messages);
-        entry.units = entry.units.saturating_add(counts.units);
-        entry.bytes = entry.bytes.saturating_add(counts.bytes);
+        add_to_account(&mut by_account, account, &counts);
         let kind = v
             .get("kind")
             .and_then(|k| serde_json::from_value::<thingkit_meter::PacketKind>(k.clone()).ok());
@@ -487,6 +564,16 @@ pub fn read_usage(path: &Path, metering: &thingkit_meter::MeteringPolicy) -> Vec
             totals.entry(key).or_default().add(&counts);
         }
     }
+    billed(by_account, &totals, metering)
+}
+
+/// `by_account` with each account's bill: `totals` priced with the first built-in price table
+/// whose metering is `metering` (no bill when none is).
+fn billed(
+    mut by_account: BTreeMap<String, AccountUsage>,
+    totals: &BTreeMap<thingkit_meter::UsageKey, thingkit_meter::Counts>,
+    metering: &thingkit_meter::MeteringPolicy,
+) -> Vec<AccountUsage> {
     let table = ["aws-us-east-1", "azure-s1", "gcp"]
         .into_iter()
         .filter_map(|name| thingkit_meter::PriceTable::preset(name).ok())
@@ -495,7 +582,7 @@ pub fn read_usage(path: &Path, metering: &thingkit_meter::MeteringPolicy) -> Vec
         let currency = table.currency.clone();
         let mut run = thingkit_meter::BillingRun::new(table);
         let bills = run
-            .add_totals(&totals, metering, thingkit_meter::Granularity::Day)
+            .add_totals(totals, metering, thingkit_meter::Granularity::Day)
             .and_then(|()| run.bills());
         if let Ok(bills) = bills {
             let mut sums: BTreeMap<&str, thingkit_meter::Money> = BTreeMap::new();
@@ -527,11 +614,8 @@ pub fn offline_inputs(config: &ServeConfig, now: i64) -> Result<ReportInputs, Fa
     inputs.now = now;
     inputs.findings = findings;
     inputs.vulnerable_firmware = config.detect.vulnerable_firmware.clone();
-    inputs.usage = read_usage(
-        &config.data_dir.join("usage.jsonl"),
-        &config.metering.preset.policy(),
-    );
-    inputs.rollout = offline_rollout(&config.data_dir)?;
+    inputs.usage = UsageLedger::open(config)?.read(&config.metering.preset.policy())?;
+    inputs.rollout = offline_rollout(config)?;
     Ok(inputs)
 }
 

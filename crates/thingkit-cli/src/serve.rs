@@ -55,8 +55,10 @@ const SHADOW_STORE_FILE: &str = "shadows.redb";
 const JOBS_STORE_FILE: &str = "jobs.redb";
 
 /// Usage of closed meter windows inside `data_dir`: one JSON object per line (account, device,
-/// kind, window start, messages, units, bytes, minutes), appended as windows close. Lines for
-/// the same key add up (late counts for a closed window come as another line).
+/// kind, window start, messages, units, bytes, minutes), appended as windows close and, for the
+/// windows still open, at shutdown. Lines for the same key add up (late counts for a closed
+/// window, or the counts of the next run, come as another line). With `[cluster] postgres` the
+/// rows go to the cluster's ledger instead (`thingkit_cluster::PgUsageLedger`).
 const USAGE_FILE: &str = "usage.jsonl";
 
 /// Appends closed windows to the usage file and syncs it; a failure is logged (the counts are
@@ -155,6 +157,40 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         ),
         None => None,
     };
+    // The control plane's state (topic rules, templates and access keys made through the API,
+    // the usage ledger) on PostgreSQL too; its feed listens before anything is loaded, for the
+    // same reason as the registry's.
+    let (control_tx, control_changes) = std::sync::mpsc::channel();
+    let control_feed = match &postgres {
+        Some(pg) => Some(
+            thingkit_cluster::ControlFeed::start(pg, move |change| {
+                let _ = control_tx.send(change);
+            })
+            .map_err(|e| pg_failure("control plane change feed", e))?,
+        ),
+        None => None,
+    };
+    let control = match &postgres {
+        Some(pg) => Some(
+            thingkit_cluster::PgControlStore::open(pg, &cluster_server_id(&config))
+                .map_err(|e| pg_failure("control plane", e))?,
+        ),
+        None => None,
+    };
+    if control.is_some() {
+        // What the API kept in data_dir before the cluster had PostgreSQL is not read now.
+        for file in [
+            thingkit_api::keys::FILE_NAME,
+            crate::api::RULES_FILE,
+            crate::api::TEMPLATES_FILE,
+            USAGE_FILE,
+        ] {
+            let path = config.data_dir.join(file);
+            if path.exists() {
+                tracing::warn!(path = %path.display(), "not read: with [cluster] postgres, access keys, topic rules, templates and usage are the cluster's, in PostgreSQL (docs/cluster.md)");
+            }
+        }
+    }
     let (store, registry_source): (ServerRegistryStore, String) = match &postgres {
         Some(pg) => (
             Box::new(
@@ -198,12 +234,17 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         &config,
         now,
     )?));
-    // Templates created through the API, served from the first connection on.
+    // Templates created through the API, served from the first connection on: this server's
+    // file, or the cluster's (PostgreSQL).
     let templates_path = config.data_dir.join(crate::api::TEMPLATES_FILE);
-    let templates = Arc::new(
-        thingkit_api::templates::TemplateStore::open(&templates_path)
+    let templates = Arc::new(match &control {
+        Some(control) => {
+            thingkit_api::templates::TemplateStore::with_backend(Arc::new(control.templates()))
+                .map_err(|e| Failure(format!("[cluster] postgres (templates): {e}")))?
+        }
+        None => thingkit_api::templates::TemplateStore::open(&templates_path)
             .map_err(|e| Failure(format!("{}: {e}", templates_path.display())))?,
-    );
+    });
     for name in templates.install(&mut fleet.lock().unwrap_or_else(|p| p.into_inner())) {
         tracing::warn!(template = %name, "provisioning template not served: its body does not parse under the current limits");
     }
@@ -224,10 +265,20 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         read(&config.tls.private_key)?,
     );
     let usage_path = config.data_dir.join(USAGE_FILE);
+    let usage_sink: thingkit_broker::UsageSink = match &control {
+        // Every server's windows in one table: `thingkit report` sums them.
+        Some(control) => {
+            let ledger = control.usage();
+            Arc::new(move |closed| {
+                if let Err(e) = ledger.append(&closed) {
+                    tracing::error!(windows = closed.len(), error = %e, "usage of closed windows lost");
+                }
+            })
+        }
+        None => Arc::new(move |closed| append_usage(&usage_path, &closed)),
+    };
     let broker_config = broker_config(&config, arn.clone(), Some(fleet.clone()), firmware_trust)
-        .with_usage_sink(Some(Arc::new(move |closed| {
-            append_usage(&usage_path, &closed)
-        })));
+        .with_usage_sink(Some(usage_sink.clone()));
     let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
         .await
         .map_err(|e| Failure(format!("mqtt.listen {}: {e}", config.mqtt.listen)))?;
@@ -318,12 +369,36 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
         &read(&config.tls.private_key)?,
     )?;
     let rules = rules_engine(&config)?;
+    let rules_hook = Arc::new(crate::api::RulesHook::new(
+        rules.clone(),
+        config.rules.iter().map(|r| r.name.clone()).collect(),
+    ));
+    // The API's stores: opened with the API, and always in a cluster, whose rules, templates
+    // and keys this server follows even when it serves no API itself.
+    let mut api_stores = match config.api.enabled || control.is_some() {
+        true => Some(crate::api::ApiStores::open(&config, control.as_ref())?),
+        false => None,
+    };
     let detector = crate::detect::detector(&config)?;
     // get_thing_shadow(...) in rules reads the shadows this server serves.
     rules.set_external_functions(shadow_service.clone());
     let registry = Arc::new(RwLock::new(registry));
     if feed.is_some() {
         follow_registry_changes(registry.clone(), changes)?;
+    }
+    if let (Some(_), Some(stores)) = (&control_feed, &api_stores) {
+        let followed = FollowedControl {
+            rules: stores.rules.clone(),
+            hook: rules_hook.clone(),
+            templates: templates.clone(),
+            fleet: fleet.clone(),
+            keys: stores.keys.clone(),
+        };
+        // The cluster's rules run here whether or not this server serves the API.
+        followed
+            .resync_rules()
+            .map_err(|e| Failure(format!("[cluster] postgres (topic rules): {e}")))?;
+        follow_control_changes(followed, control_changes)?;
     }
     let nats = cluster_nats(&config)?;
     let mut routes = cluster_routes(nats.as_ref()).await?;
@@ -438,8 +513,13 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     let api = match api_listener {
         Some(listener) => {
             let addr = listener.local_addr().ok();
+            let stores = api_stores
+                .take()
+                .ok_or_else(|| Failure("the API's stores were not opened".into()))?;
+            let keys = stores.keys.clone();
             let plane = crate::api::control_plane(
                 &config,
+                stores,
                 registry.clone(),
                 arn.clone(),
                 ca.clone(),
@@ -448,10 +528,7 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
                 broker.publisher(),
                 broker.local_addr(),
                 Some(jobs.clone()),
-                Some(Arc::new(crate::api::RulesHook {
-                    engine: rules.clone(),
-                    configured: config.rules.iter().map(|r| r.name.clone()).collect(),
-                })),
+                Some(rules_hook.clone()),
                 broker.activity(),
                 Arc::new(crate::detect::ApiProfiles::new(detector.clone())),
             )?;
@@ -480,6 +557,8 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
             // The fleet dashboard on the same listener (see `crate::dashboard`).
             let dashboard = crate::dashboard::start(
                 &config,
+                keys,
+                crate::report::UsageLedger::open_with(&config, control.as_ref()),
                 registry.clone(),
                 &broker,
                 &arn,
@@ -515,7 +594,12 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
     if let Some(task) = audits {
         task.abort();
     }
-    broker.shutdown(Duration::from_secs(5)).await;
+    // The windows still open (today's, with daily windows) go to the ledger too: lines for the
+    // same window add up, so the counts of the next run join them instead of replacing them.
+    let open_windows = broker.shutdown(Duration::from_secs(5)).await;
+    if !open_windows.is_empty() {
+        let _ = tokio::task::spawn_blocking(move || usage_sink(open_windows)).await;
+    }
     if let Some(handover) = &handover {
         handover.stop();
     }
@@ -771,6 +855,119 @@ fn follow_registry_changes(
         })
         .map(|_| ())
         .map_err(|e| Failure(format!("registry change feed thread: {e}")))
+}
+
+/// What a server follows of the control plane's changes in PostgreSQL: the topic rules (run
+/// by `hook`), the provisioning templates (served by `fleet`) and the access keys.
+struct FollowedControl {
+    rules: Arc<dyn thingkit_api::topic_rule::TopicRuleStore>,
+    hook: Arc<crate::api::RulesHook>,
+    templates: Arc<thingkit_api::templates::TemplateStore>,
+    fleet: Arc<Mutex<FleetProvisioning>>,
+    keys: Arc<thingkit_api::keys::KeyStore>,
+}
+
+impl FollowedControl {
+    /// Brings the rules engine in line with the stored rule `name`: started (or replaced) if
+    /// it is stored and enabled, stopped otherwise.
+    fn apply_rule(&self, name: &str) -> Result<(), String> {
+        use thingkit_api::topic_rule::TopicRuleHook as _;
+        match self.rules.get(name).map_err(|e| e.to_string())? {
+            Some(rule) if !rule.disabled() => {
+                if let Err(why) = self.hook.upsert(name, &rule.payload) {
+                    tracing::warn!(rule = %name, "the rules engine refused a topic rule made on another server: {why}");
+                }
+            }
+            _ => self.hook.remove(name),
+        }
+        Ok(())
+    }
+
+    /// Every stored rule as [`FollowedControl::apply_rule`] applies one, and the API's rules
+    /// running here that are no longer stored stopped.
+    fn resync_rules(&self) -> Result<(), String> {
+        use thingkit_api::topic_rule::TopicRuleHook as _;
+        let stored = self.rules.list().map_err(|e| e.to_string())?;
+        for (name, rule) in &stored {
+            if rule.disabled() {
+                self.hook.remove(name);
+            } else if let Err(why) = self.hook.upsert(name, &rule.payload) {
+                tracing::warn!(rule = %name, "the rules engine refused a stored topic rule: {why}");
+            }
+        }
+        for name in self.hook.running_names() {
+            if !stored.iter().any(|(n, _)| *n == name) {
+                self.hook.remove(&name);
+            }
+        }
+        Ok(())
+    }
+
+    /// The templates re-read, the fleet-provisioning service brought in line.
+    fn reload_templates(&self) -> Result<(), String> {
+        let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = self
+            .templates
+            .reload(Some(&mut fleet))
+            .map_err(|e| e.to_string())?;
+        if !changed.is_empty() {
+            tracing::info!(?changed, "provisioning templates changed on another server");
+        }
+        Ok(())
+    }
+
+    fn apply(&self, change: &thingkit_cluster::ControlChange) -> Result<(), String> {
+        use thingkit_cluster::ControlChange;
+        match change {
+            ControlChange::TopicRule(name) => self.apply_rule(name),
+            ControlChange::Template(_) => self.reload_templates(),
+            ControlChange::AccessKey(id) => {
+                self.keys.forget(id);
+                Ok(())
+            }
+            _ => {
+                self.keys.forget_all();
+                self.resync_rules()?;
+                self.reload_templates()
+            }
+        }
+    }
+}
+
+/// Applies the control-plane changes any server commits (`[cluster] postgres`) on a thread of
+/// its own: a topic rule is started or stopped in this server's rules engine, the templates
+/// are re-read into the fleet-provisioning service, an access key is dropped from the key
+/// store's copy (its next use reads it again). A change that cannot be applied (PostgreSQL
+/// away) is retried as a full resync a second later.
+fn follow_control_changes(
+    followed: FollowedControl,
+    changes: std::sync::mpsc::Receiver<thingkit_cluster::ControlChange>,
+) -> Result<(), Failure> {
+    std::thread::Builder::new()
+        .name("thingkit-control-feed".into())
+        .spawn(move || {
+            let mut resync = false;
+            loop {
+                let change = match changes.recv_timeout(Duration::from_secs(1)) {
+                    Ok(change) if !resync => change,
+                    Ok(_) => thingkit_cluster::ControlChange::Resync,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if resync => {
+                        thingkit_cluster::ControlChange::Resync
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                match followed.apply(&change) {
+                    Ok(()) => resync = false,
+                    Err(e) => {
+                        tracing::error!(error = %e, ?change, "control-plane change not applied; re-reading everything in a second");
+                        resync = true;
+                    }
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| Failure(format!("control plane change feed thread: {e}")))
 }
 
 /// Per-connection publish limits: the AWS actions (PUBACK 0x97), or a delay, with the

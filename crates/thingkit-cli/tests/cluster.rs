@@ -1,7 +1,10 @@
 //! Several `thingkit serve` processes as one cluster (issue #20), as real processes: two servers
 //! with their own data directories and ports share one PostgreSQL (`[cluster] postgres`), so a
-//! shadow written through one is read through the other and a certificate revoked through one
-//! is refused by the other within a second.
+//! shadow written through one is read through the other, a certificate revoked through one
+//! is refused by the other within a second, and the control plane's state is the cluster's: an
+//! access key made for one signs on the other (and a deleted one stops signing), a topic rule
+//! or provisioning template made through one server's API acts on the other within a second,
+//! and `thingkit report` sums the usage of both.
 //!
 //! Two servers joined through a real nats-server (`[cluster] nats`) route messages: one that
 //! `mosquitto_pub` (MQTT 3.1.1) publishes on one server reaches `mosquitto_sub` (MQTT 5) on the
@@ -87,16 +90,81 @@ fn crosses(
     );
 }
 
+/// `aws iot ARGS` against the API of `server`, signed with `key`: whether the call succeeded.
+fn aws_iot_succeeds(dir: &Path, server: &Server, key: &(String, String), args: &[&str]) -> bool {
+    Command::new("aws")
+        .arg("iot")
+        .args(args)
+        .args(["--endpoint-url", &format!("https://{}", server.api)])
+        .arg("--ca-bundle")
+        .arg(dir.join("ca/ca.pem"))
+        .args(["--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_DEFAULT_REGION", "eu-central-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .expect("the AWS CLI is installed (python3 -m pip install awscli)")
+        .status
+        .success()
+}
+
+/// The claim certificate's policy, as a file of `[policies] dir` (both servers attach it to the
+/// claim certificate, registered as a `[[device]]`: `[fleet] claim_certificates` needs a
+/// template in the file): the provisioning topics of every template, so templates made through
+/// the API can be used with it.
+const CLAIM_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect", "Resource": "*"},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": ["arn:aws:iot:eu-central-1:123456789012:topic/$aws/certificates/create/*",
+                  "arn:aws:iot:eu-central-1:123456789012:topic/$aws/provisioning-templates/*"]},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": ["arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/certificates/create/*",
+                  "arn:aws:iot:eu-central-1:123456789012:topicfilter/$aws/provisioning-templates/*"]}
+  ]
+}"#;
+
 #[test]
 #[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES), mosquitto-clients and the AWS CLI; .ci/run runs it"]
 #[cfg(unix)]
-fn two_servers_on_one_postgresql_share_shadows_and_a_revocation_reaches_both() {
+fn two_servers_on_one_postgresql_share_their_state_and_a_change_through_one_reaches_both() {
     let dir = tempfile::tempdir().unwrap();
+    let schema = fresh_schema("share");
     let shared = Shared {
-        postgres: Some((postgres_url(), fresh_schema("share"))),
+        postgres: Some((postgres_url(), schema.clone())),
         ..Shared::default()
     };
     let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &shared, 2);
+    // A claim certificate on both servers, with no template in their files: the template is
+    // made through A's API.
+    std::fs::write(dir.path().join("policies/claim.json"), CLAIM_POLICY).unwrap();
+    let out = thingkit(
+        &[
+            "cert",
+            "create",
+            "--ca-dir",
+            arg(&dir.path().join("ca")),
+            "--common-name",
+            "claim",
+            "--cert-out",
+            arg(&dir.path().join("devices/claim.pem")),
+            "--key-out",
+            arg(&dir.path().join("devices/claim.key")),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "cert create: {}", stderr(&out));
+    for config in &configs {
+        let mut text = std::fs::read_to_string(config).unwrap();
+        text.push_str(
+            "\n[[device]]\nthing = \"claim\"\ncertificate = \"devices/claim.pem\"\npolicies = [\"claim\"]\n",
+        );
+        std::fs::write(config, text).unwrap();
+    }
     let a = Server::start(&configs[0]);
     let b = Server::start(&configs[1]);
 
@@ -114,24 +182,177 @@ fn two_servers_on_one_postgresql_share_shadows_and_a_revocation_reaches_both() {
     assert!(document.contains(r#""reported":{"temp":21}"#), "{document}");
     assert!(document.contains(r#""version":1"#), "{document}");
 
-    // A thing created through A's API is described through B's.
-    let key_a = access_key(&configs[0]);
-    let key_b = access_key(&configs[1]);
+    // One access key, made with A's configuration file (into PostgreSQL), signs on both. A
+    // thing created through A's API is described through B's.
+    let key = access_key(&configs[0]);
     aws_iot(
         dir.path(),
         &a,
-        &key_a,
+        &key,
         &["create-thing", "--thing-name", "made-on-a"],
     );
     let described = aws_iot(
         dir.path(),
         &b,
-        &key_b,
+        &key,
         &["describe-thing", "--thing-name", "made-on-a"],
     );
     assert!(
         described.contains("\"thingName\": \"made-on-a\""),
         "{described}"
+    );
+
+    // A topic rule created through A's API acts on a message published on B a second later.
+    let rule = serde_json::json!({
+        "sql": "SELECT * FROM 'dt/sensor-1/temperature'",
+        "actions": [{"republish": {
+            "topic": "dt/republished/by-rule",
+            "qos": 1,
+            "roleArn": "arn:aws:iam::123456789012:role/republish",
+        }}],
+    })
+    .to_string();
+    aws_iot(
+        dir.path(),
+        &a,
+        &key,
+        &[
+            "create-topic-rule",
+            "--rule-name",
+            "republish_on_every_server",
+            "--topic-rule-payload",
+            &rule,
+        ],
+    );
+    let created = Instant::now();
+    let listener = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            "dt/republished/#",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-v",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(created.elapsed()));
+    let published = mosquitto("mosquitto_pub", dir.path(), "sensor-1", b.port, "5")
+        .args(["-q", "1", "-t", "dt/sensor-1/temperature", "-m", "22.5"])
+        .status()
+        .expect("mosquitto_pub is installed");
+    assert!(published.success(), "mosquitto_pub: {published:?}");
+    let out = listener.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "dt/republished/by-rule 22.5",
+        "B ran the rule made through A on a message published {:?} after its creation",
+        Duration::from_secs(1)
+    );
+    // Deleted through A, it stops on B: a message published on B a second later is not
+    // republished.
+    aws_iot(
+        dir.path(),
+        &a,
+        &key,
+        &[
+            "delete-topic-rule",
+            "--rule-name",
+            "republish_on_every_server",
+        ],
+    );
+    let deleted = Instant::now();
+    let listener = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")
+        .args([
+            "-q",
+            "1",
+            "-t",
+            "dt/republished/#",
+            "-C",
+            "1",
+            "-W",
+            "3",
+            "-v",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(deleted.elapsed()));
+    let published = mosquitto("mosquitto_pub", dir.path(), "sensor-1", b.port, "5")
+        .args(["-q", "1", "-t", "dt/sensor-1/temperature", "-m", "23.0"])
+        .status()
+        .expect("mosquitto_pub is installed");
+    assert!(published.success(), "mosquitto_pub: {published:?}");
+    let out = listener.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "B still runs a rule deleted through A a second ago"
+    );
+
+    // A provisioning template created through A's API provisions a device by claim through B.
+    aws_iot(
+        dir.path(),
+        &a,
+        &key,
+        &[
+            "create-provisioning-template",
+            "--template-name",
+            "sensor",
+            "--template-body",
+            TEMPLATE,
+            "--provisioning-role-arn",
+            "arn:aws:iam::123456789012:role/provisioning",
+            "--enabled",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let thing = provision_by_claim(dir.path(), b.port, "7");
+    assert_eq!(thing, "sensor-7");
+    std::thread::sleep(Duration::from_millis(1100));
+    let described = aws_iot(
+        dir.path(),
+        &a,
+        &key,
+        &["describe-thing", "--thing-name", "sensor-7"],
+    );
+    assert!(
+        described.contains("\"thingName\": \"sensor-7\""),
+        "{described}"
+    );
+
+    // A key deleted with B's configuration file is refused by A within a second.
+    let doomed = access_key(&configs[1]);
+    assert!(aws_iot_succeeds(
+        dir.path(),
+        &a,
+        &doomed,
+        &["describe-thing", "--thing-name", "made-on-a"]
+    ));
+    let out = thingkit(
+        &[
+            "access-key",
+            "delete",
+            "--config",
+            arg(&configs[1]),
+            &doomed.0,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "access-key delete: {}", stderr(&out));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !aws_iot_succeeds(
+            dir.path(),
+            &a,
+            &doomed,
+            &["describe-thing", "--thing-name", "made-on-a"]
+        ),
+        "A still accepts a key deleted a second ago"
     );
 
     // sensor-2 is subscribed on B; its certificate is revoked through A. B ends the connection.
@@ -158,7 +379,7 @@ fn two_servers_on_one_postgresql_share_shadows_and_a_revocation_reaches_both() {
     aws_iot(
         dir.path(),
         &a,
-        &key_a,
+        &key,
         &[
             "update-certificate",
             "--certificate-id",
@@ -197,6 +418,45 @@ fn two_servers_on_one_postgresql_share_shadows_and_a_revocation_reaches_both() {
 
     assert!(a.terminate().success());
     assert!(b.terminate().success());
+
+    // Both servers wrote their usage to the cluster's ledger (at shutdown: the day's window is
+    // still open), and `thingkit report` with either file sums them.
+    let mut db = postgres::Client::connect(&postgres_url(), postgres::NoTls).expect("connect");
+    let per_server: Vec<(String, i64)> = db
+        .query(
+            &format!(
+                "SELECT server, sum(messages)::bigint FROM \"{schema}\".usage GROUP BY server ORDER BY server"
+            ),
+            &[],
+        )
+        .expect("the usage ledger")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let servers: Vec<&str> = per_server.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(servers, ["server-0", "server-1"], "{per_server:?}");
+    assert!(per_server.iter().all(|(_, n)| *n > 0), "{per_server:?}");
+    let total: i64 = per_server.iter().map(|(_, n)| n).sum();
+    for config in &configs {
+        let report = json_of_report(config);
+        let messages: u64 = report["usage"]
+            .as_array()
+            .expect("usage per account")
+            .iter()
+            .map(|u| u["messages"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(messages, total as u64, "{}", report["usage"]);
+    }
+}
+
+/// `thingkit report --config CONFIG --format json`.
+fn json_of_report(config: &Path) -> serde_json::Value {
+    let out = thingkit(
+        &["report", "--config", arg(config), "--format", "json"],
+        None,
+    );
+    assert!(out.status.success(), "report: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
 }
 
 #[test]

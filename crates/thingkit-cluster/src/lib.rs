@@ -1,5 +1,6 @@
 //! Several `thingkit serve` processes as one platform: PostgreSQL holds the shared state (the
-//! registry, shadows, jobs, persistent sessions, retained messages) and NATS routes messages between the servers. One server on one
+//! registry, shadows, jobs, persistent sessions, retained messages, the topic rules, templates,
+//! access keys and usage of the control plane) and NATS routes messages between the servers. One server on one
 //! machine keeps its embedded redb stores; the cluster is a configuration choice.
 //!
 //! `thingkit serve` composes this crate when its configuration has a `[cluster]` section; the
@@ -8,7 +9,7 @@
 //!
 //! | module | what | cargo feature |
 //! |---|---|---|
-//! | (root) | [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`], [`PgJobLease`] (which server paces which job), [`RegistryFeed`] | always |
+//! | (root) | [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`], [`PgJobLease`] (which server paces which job), [`RegistryFeed`]; the control plane's [`PgControlStore`] and [`ControlFeed`] | always |
 //! | [`subject`] | MQTT topics and filters as NATS subjects and patterns, one canonical subject per topic | always |
 //! | [`nats`] | [`nats::NatsRoutes`] and [`nats::NatsBridge`]: messages between servers over NATS (async-nats, ring) | `nats` (default) |
 //!
@@ -56,6 +57,13 @@
 //!   transaction (channel `<schema>.registry`, [`PostgresConfig::registry_notify`]); a
 //!   [`RegistryFeed`] `LISTEN`s on its own connection and calls back with each key list, or
 //!   with [`RegistryChange::Resync`] after its connection was re-established.
+//! - **The control plane's state.** [`PgControlStore`] keeps what the API makes — topic rules
+//!   ([`PgTopicRuleStore`], a [`thingkit_api::topic_rule::TopicRuleStore`] passing its
+//!   `check_store`), provisioning templates ([`PgTemplateStore`]) and access keys
+//!   ([`PgAccessKeyStore`]), backends of the API's template and key stores — and the usage
+//!   ledger of every server ([`PgUsageLedger`]). Each rule, template or key write notifies the
+//!   name it changed on `<schema>.control`; a [`ControlFeed`] on each server calls back with
+//!   it ([`ControlChange`]).
 //! - **No TLS.** Connections are plain TCP (`NoTls`): keep PostgreSQL on loopback or a
 //!   private network, or tunnel it.
 //!
@@ -93,6 +101,7 @@ pub use error::Error;
 #[cfg(feature = "sessions")]
 pub use postgres::PgRouterStore;
 pub use postgres::{
-    DEFAULT_JOB_LEASE, MAX_PAYLOAD, PgJobLease, PgJobStore, PgRegistryStore, PgShadowStore,
-    PostgresConfig, RegistryChange, RegistryFeed,
+    ControlChange, ControlFeed, DEFAULT_JOB_LEASE, MAX_PAYLOAD, PgAccessKeyStore, PgControlStore,
+    PgJobLease, PgJobStore, PgRegistryStore, PgShadowStore, PgTemplateStore, PgTopicRuleStore,
+    PgUsageLedger, PostgresConfig, RegistryChange, RegistryFeed,
 };

@@ -87,15 +87,13 @@ fn parse(payload: &str) -> RegistryChange {
 /// calls back with [`RegistryChange::Resync`], since commits made meanwhile were not seen.
 /// Dropping the feed stops its thread (within 200 ms).
 pub struct RegistryFeed {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    schema: String,
+    listener: Listener,
 }
 
 impl std::fmt::Debug for RegistryFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryFeed")
-            .field("schema", &self.schema)
+            .field("channel", &self.listener.channel)
             .finish_non_exhaustive()
     }
 }
@@ -112,8 +110,40 @@ impl RegistryFeed {
         mut on_change: impl FnMut(RegistryChange) + Send + 'static,
     ) -> Result<Self, Error> {
         let schema = config.checked_schema()?.to_owned();
+        let listener = Listener::start(
+            config,
+            channel(&schema),
+            "thingkit-pg-feed",
+            move |payload| {
+                on_change(match payload {
+                    Some(p) => parse(p),
+                    None => RegistryChange::Resync,
+                })
+            },
+        )?;
+        Ok(RegistryFeed { listener })
+    }
+}
+
+/// A thread `LISTEN`ing on one channel on its own connection, handing each payload to a
+/// callback (`None` after a reconnect: notifications may have been missed). Dropping it stops
+/// the thread (within 200 ms).
+pub(crate) struct Listener {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub(crate) channel: String,
+}
+
+impl Listener {
+    /// Connects and `LISTEN`s on `channel` before returning.
+    pub(crate) fn start(
+        config: &PostgresConfig,
+        channel: String,
+        thread_name: &str,
+        mut on_payload: impl FnMut(Option<&str>) + Send + 'static,
+    ) -> Result<Self, Error> {
         let pg = config.client_config()?;
-        let listen = format!("LISTEN \"{}\"", channel(&schema));
+        let listen = format!("LISTEN \"{channel}\"");
         let connect = move || -> Result<Client, Error> {
             let mut client = pg.connect(NoTls).map_err(|e| pg_error("connect", &e))?;
             client
@@ -128,7 +158,7 @@ impl RegistryFeed {
         // runtime. `start` waits for the outcome, so LISTEN is in place when it returns.
         let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
-            .name("thingkit-pg-feed".into())
+            .name(thread_name.to_owned())
             .spawn(move || {
                 let first = match connect() {
                     Ok(client) => {
@@ -146,7 +176,7 @@ impl RegistryFeed {
                         match connect() {
                             Ok(c) => {
                                 client = Some(c);
-                                on_change(RegistryChange::Resync);
+                                on_payload(None);
                             }
                             Err(_) => std::thread::sleep(Duration::from_secs(1)),
                         }
@@ -154,7 +184,7 @@ impl RegistryFeed {
                     };
                     let next = c.notifications().timeout_iter(POLL).next();
                     match next {
-                        Ok(Some(n)) => on_change(parse(n.payload())),
+                        Ok(Some(n)) => on_payload(Some(n.payload())),
                         Ok(None) if c.is_closed() => client = None,
                         Ok(None) => {}
                         Err(_) => client = None,
@@ -171,15 +201,15 @@ impl RegistryFeed {
             let _ = thread.join();
             return Err(e);
         }
-        Ok(RegistryFeed {
+        Ok(Listener {
             stop,
             thread: Some(thread),
-            schema,
+            channel,
         })
     }
 }
 
-impl Drop for RegistryFeed {
+impl Drop for Listener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {

@@ -1,5 +1,5 @@
 //! The shared state on PostgreSQL: [`PgRegistryStore`], [`PgShadowStore`], [`PgJobStore`] (with
-//! [`PgJobLease`]) and [`PgRouterStore`],
+//! [`PgJobLease`]), [`PgRouterStore`] and the control plane's [`PgControlStore`],
 //! each implementing its crate's store trait and passing that crate's conformance suite.
 //!
 //! Each store owns one connection, on a thread of its own (the blocking client must not run
@@ -11,6 +11,7 @@
 
 mod config;
 mod connection;
+mod control;
 mod feed;
 mod jobs;
 mod lease;
@@ -21,6 +22,10 @@ mod session;
 mod shadow;
 
 pub use config::PostgresConfig;
+pub use control::{
+    ControlChange, ControlFeed, PgAccessKeyStore, PgControlStore, PgTemplateStore,
+    PgTopicRuleStore, PgUsageLedger,
+};
 pub use feed::{MAX_PAYLOAD, RegistryChange, RegistryFeed};
 pub use jobs::PgJobStore;
 pub use lease::{DEFAULT_JOB_LEASE, PgJobLease};

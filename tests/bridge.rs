@@ -353,3 +353,64 @@ async fn a_qos_1_publish_is_acknowledged_only_once_the_bridge_confirms_it_durabl
         .unwrap();
     assert!(durable.held.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn acknowledgements_waiting_for_the_bridge_keep_their_publishes_order() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let durable = Arc::new(Durable {
+        held: Mutex::new(Vec::new()),
+    });
+    let broker = Broker::builder(
+        fleet.registry.clone(),
+        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
+    )
+    .bridge(durable.clone())
+    .bind("127.0.0.1:0".parse().expect("loopback literal"))
+    .await
+    .expect("broker starts");
+    let mut client = connect(&fleet, &broker, &a).await;
+    // Three QoS 1 publishes in a row: the connection reads on while the first two wait.
+    for (id, payload) in [(1u16, "one"), (2, "two"), (3, "three")] {
+        let mut p = thingkit::mqtt::Publish::new(
+            thingkit::mqtt::TopicName::new("telemetry/sensor-a/temperature").unwrap(),
+            payload,
+        );
+        p.qos = QoS::AtLeastOnce;
+        p.packet_id = thingkit::mqtt::PacketId::new(id);
+        client
+            .send(&thingkit::mqtt::Packet::Publish(p))
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while durable.held.lock().unwrap().len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection did not read on while acknowledgements waited"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Confirmed last to first: the PUBACKs still come first to last, once the first is.
+    let mut held: Vec<_> = durable.held.lock().unwrap().drain(..).collect();
+    let first = held.remove(0);
+    for c in held {
+        c.confirm();
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), client.recv())
+            .await
+            .is_err(),
+        "a PUBACK overtook the first, unconfirmed one"
+    );
+    first.confirm();
+    for id in 1..=3u16 {
+        match client.recv().await.unwrap() {
+            Some(thingkit::mqtt::Packet::PubAck(ack)) => {
+                assert_eq!(ack.packet_id.get(), id);
+                assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+            }
+            other => panic!("expected PUBACK {id}, got {other:?}"),
+        }
+    }
+}

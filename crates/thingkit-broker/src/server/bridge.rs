@@ -61,6 +61,20 @@ impl Confirmation {
     }
 }
 
+/// Awaiting a confirmation by reference (it is `Unpin`) leaves it in place until it resolves.
+impl std::future::Future for Confirmation {
+    type Output = Result<(), String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|answer| {
+            answer.unwrap_or_else(|_| Err("the message was dropped before it was durable".into()))
+        })
+    }
+}
+
 impl Confirmer {
     /// The message is durable: the publisher may be answered.
     pub fn confirm(self) {

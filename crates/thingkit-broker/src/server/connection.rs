@@ -3,6 +3,7 @@
 //! compiled for this identity and the meter's connection handle (the single writer of its
 //! counters).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -359,6 +360,22 @@ struct Conn {
     folded: Instant,
     /// The client ID is an attached thing's name.
     is_thing: bool,
+    /// Acknowledgements waiting, in the order of their PUBLISHes [MQTT-4.6.0-2], for the
+    /// cluster bridge to confirm a message durable: the front one always waits for a
+    /// confirmation, those behind it may need none but must not overtake it. The client's
+    /// in-flight window bounds it. Meanwhile the connection reads on, so the confirmations of
+    /// one client's messages overlap.
+    acks: VecDeque<PendingAck>,
+}
+
+/// A PUBACK held back until the bridge confirmed its message, or until its turn
+/// ([`Conn::acks`]).
+struct PendingAck {
+    packet_id: thingkit_mqtt::PacketId,
+    /// `None`: nothing to wait for but the acknowledgements before it.
+    confirmation: Option<super::Confirmation>,
+    code: ReasonCode,
+    reason: Option<String>,
 }
 
 /// What lifecycle events and connectivity status say about one connection.
@@ -723,6 +740,7 @@ async fn serve(
         activity: Counts::default(),
         folded: Instant::now(),
         is_thing,
+        acks: VecDeque::new(),
     };
     conn.announce_connected(peer);
     tracing::info!(client = %client_id, thing = auth.identity.thing.as_deref().unwrap_or("-"),
@@ -795,6 +813,16 @@ async fn serve(
                         }
                     }
                     conn.process(&mut rbuf, now).await
+                }
+                // The bridge confirmed (or failed) the oldest held-back acknowledgement.
+                confirmed = async {
+                    match conn.acks.front_mut().and_then(|a| a.confirmation.as_mut()) {
+                        Some(c) => c.await,
+                        // Not held for a confirmation: its turn has come.
+                        None => Ok(()),
+                    }
+                }, if !conn.acks.is_empty() => {
+                    conn.on_confirmed(confirmed)
                 }
                 _ = kick_rx.changed() => {
                     Some(CloseReason::Server((*kick_rx.borrow()).unwrap_or(ReasonCode::ADMINISTRATIVE_ACTION)))
@@ -1421,8 +1449,7 @@ impl Conn {
                 tracing::warn!(client = %self.client_id, topic = topic.as_str(), ?limit, ?action, ?retry_after, "publish over the rate limit");
                 match action {
                     LimitAction::Drop => {
-                        self.session
-                            .acknowledge(packet_id, ReasonCode::SUCCESS, None);
+                        self.acknowledge(packet_id, ReasonCode::SUCCESS, None);
                         return None;
                     }
                     LimitAction::Delay | LimitAction::Reject(_) => {
@@ -1511,7 +1538,7 @@ impl Conn {
             let mut acked = false;
             match &response {
                 None => {
-                    self.session.acknowledge(
+                    self.acknowledge(
                         packet_id,
                         ReasonCode::UNSPECIFIED_ERROR,
                         Some(&format!("{} failed", service.name())),
@@ -1519,8 +1546,7 @@ impl Conn {
                     acked = true;
                 }
                 Some(r) if r.disposition == Disposition::Consume => {
-                    self.session
-                        .acknowledge(packet_id, r.code, r.reason.as_deref());
+                    self.acknowledge(packet_id, r.code, r.reason.as_deref());
                     acked = true;
                 }
                 Some(_) => {}
@@ -1586,15 +1612,6 @@ impl Conn {
             tracing::error!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused: the session store failed");
             return self.refuse_publish(packet_id, ReasonCode::UNSPECIFIED_ERROR, &e.to_string());
         }
-        // The cluster's bridge makes a QoS 1 message durable on its way to the other servers:
-        // the PUBACK says so only once it has.
-        if let Some(confirmation) = confirmation
-            && let Err(e) = confirmation.wait().await
-        {
-            shared.stats.bridge_refusals.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(client = %self.client_id, topic = message.topic.as_str(), error = %e, "publish refused: not durable in the cluster");
-            return self.refuse_publish(packet_id, ReasonCode::UNSPECIFIED_ERROR, &e);
-        }
         // With a bridge, subscribers on the other servers of the cluster may match: this server
         // cannot tell, so it never answers 0x10 No matching subscribers.
         let code = if matched == 0 && self.is_v5() && shared.bridge.is_none() {
@@ -1602,7 +1619,17 @@ impl Conn {
         } else {
             ReasonCode::SUCCESS
         };
-        self.session.acknowledge(packet_id, code, None);
+        match (packet_id, confirmation) {
+            // The cluster's bridge makes a QoS 1 message durable on its way to the other
+            // servers: the PUBACK says so only once it has. The connection reads on meanwhile.
+            (Some(packet_id), Some(confirmation)) => self.acks.push_back(PendingAck {
+                packet_id,
+                confirmation: Some(confirmation),
+                code,
+                reason: None,
+            }),
+            (packet_id, _) => self.acknowledge(packet_id, code, None),
+        }
         self.end_if_own_queue_over()
     }
 
@@ -1674,6 +1701,67 @@ impl Conn {
         }
     }
 
+    /// Acknowledges a QoS 1 PUBLISH now, or behind the acknowledgements still waiting for the
+    /// bridge ([`Conn::acks`]). QoS 0 (`None`) has no answer.
+    fn acknowledge(
+        &mut self,
+        packet_id: Option<thingkit_mqtt::PacketId>,
+        code: ReasonCode,
+        reason: Option<&str>,
+    ) {
+        match packet_id {
+            Some(packet_id) if !self.acks.is_empty() => self.acks.push_back(PendingAck {
+                packet_id,
+                confirmation: None,
+                code,
+                reason: reason.map(str::to_owned),
+            }),
+            _ => self.session.acknowledge(packet_id, code, reason),
+        }
+    }
+
+    /// The bridge answered the oldest held-back acknowledgement: PUBACK (MQTT 5: 0x80 when the
+    /// message could not be made durable; 3.1.1 closes the connection then, see
+    /// [`Conn::refuse_publish`]), then every acknowledgement behind it that waits for nothing
+    /// more.
+    fn on_confirmed(&mut self, confirmed: Result<(), String>) -> Option<CloseReason> {
+        let front = self.acks.pop_front()?;
+        match confirmed {
+            Ok(()) => self.session.acknowledge(
+                Some(front.packet_id),
+                front.code,
+                front.reason.as_deref(),
+            ),
+            Err(e) => {
+                self.shared
+                    .stats
+                    .bridge_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(client = %self.client_id, error = %e, "publish refused: not durable in the cluster");
+                if self.is_v5() {
+                    self.session.acknowledge(
+                        Some(front.packet_id),
+                        ReasonCode::UNSPECIFIED_ERROR,
+                        Some(&e),
+                    );
+                } else {
+                    self.shared
+                        .stats
+                        .refusal_disconnects
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Some(CloseReason::Server(ReasonCode::UNSPECIFIED_ERROR));
+                }
+            }
+        }
+        while self.acks.front().is_some_and(|a| a.confirmation.is_none()) {
+            if let Some(a) = self.acks.pop_front() {
+                self.session
+                    .acknowledge(Some(a.packet_id), a.code, a.reason.as_deref());
+            }
+        }
+        None
+    }
+
     /// Answers a refused publish. MQTT 5: PUBACK with `code` and `reason`. MQTT 3.1.1 has no
     /// negative PUBACK, and a positive one for a message that was not delivered would be a
     /// lie, while no answer would leave the client's packet ID in flight for ever: a refused
@@ -1686,7 +1774,7 @@ impl Conn {
         reason: &str,
     ) -> Option<CloseReason> {
         if self.is_v5() {
-            self.session.acknowledge(packet_id, code, Some(reason));
+            self.acknowledge(packet_id, code, Some(reason));
             return None;
         }
         packet_id?;

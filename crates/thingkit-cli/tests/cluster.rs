@@ -311,7 +311,7 @@ fn two_servers_on_one_postgresql_share_their_state_and_a_change_through_one_reac
         ],
     );
     std::thread::sleep(Duration::from_secs(1));
-    let thing = provision_by_claim(dir.path(), b.port, "7");
+    let thing = provision_by_claim(dir.path(), b.port, b.port, "7");
     assert_eq!(thing, "sensor-7");
     std::thread::sleep(Duration::from_millis(1100));
     let described = aws_iot(
@@ -505,8 +505,11 @@ const TEMPLATE: &str = r#"{
 /// connection per request, as the claim certificate `claim`): CreateKeysAndCertificate, then
 /// RegisterThing with `serial`. Writes the new device's `devices/<thing>.pem|key`; returns the
 /// thing name.
-fn provision_by_claim(dir: &Path, port: u16, serial: &str) -> String {
-    let request = |topic: &str, body: &str| -> serde_json::Value {
+/// Fleet provisioning by claim as two `mosquitto_rr` connections: CreateKeysAndCertificate
+/// through the server on `create_port`, RegisterThing through the one on `register_port` (the
+/// ownership token is the cluster's). Returns the new thing's name.
+fn provision_by_claim(dir: &Path, create_port: u16, register_port: u16, serial: &str) -> String {
+    let request = |port: u16, topic: &str, body: &str| -> serde_json::Value {
         let out = mosquitto("mosquitto_rr", dir, "claim", port, "5")
             .args([
                 "-q",
@@ -525,9 +528,10 @@ fn provision_by_claim(dir: &Path, port: u16, serial: &str) -> String {
         assert!(out.status.success(), "mosquitto_rr {topic}: {out:?}");
         serde_json::from_slice(&out.stdout).expect("a JSON answer")
     };
-    let created = request("$aws/certificates/create/json", "{}");
+    let created = request(create_port, "$aws/certificates/create/json", "{}");
     std::thread::sleep(Duration::from_millis(1100)); // one CONNECT per second per client ID
     let registered = request(
+        register_port,
         "$aws/provisioning-templates/sensor/provision/json",
         &serde_json::json!({
             "certificateOwnershipToken": created["certificateOwnershipToken"],
@@ -613,9 +617,10 @@ fn three_servers_on_postgresql_and_nats_act_as_one() {
         "19.0",
     );
 
-    // A device provisioned by claim through server 0 connects through server 2 and its message
-    // reaches a subscriber on server 1.
-    let thing = provision_by_claim(dir.path(), servers[0].port, "42");
+    // A device provisioned by claim through servers 0 (its keys and certificate) and 1 (its
+    // thing, with the ownership token server 0 issued) connects through server 2 and its
+    // message reaches a subscriber on server 1.
+    let thing = provision_by_claim(dir.path(), servers[0].port, servers[1].port, "42");
     assert_eq!(thing, "sensor-42");
     std::thread::sleep(Duration::from_millis(1100));
     crosses(

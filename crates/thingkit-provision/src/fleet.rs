@@ -2,9 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::authority::{CaKeyType, CertificateAuthority, IssueOptions};
@@ -364,7 +363,6 @@ impl Rejection {
 struct PendingCertificate {
     certificate_id: CertificateId,
     claim: CertificateId,
-    expires: SystemTime,
 }
 
 struct RegisteredTemplate {
@@ -394,6 +392,8 @@ pub struct PendingRegistration {
     template_name: String,
     client: CertificateId,
     token: [u8; 32],
+    /// The token as presented, checked again at commit.
+    token_text: String,
     certificate_id: CertificateId,
     parameters: BTreeMap<String, String>,
     registered: Arc<RegisteredTemplate>,
@@ -657,7 +657,8 @@ pub struct FleetProvisioning {
     expiry: VecDeque<(SystemTime, [u8; 32])>,
     per_claim: HashMap<CertificateId, usize>,
     pub(crate) registration_templates: HashMap<CertificateId, ProvisioningTemplate>,
-    rng: SystemRandom,
+    /// Signs and checks ownership tokens (see [`FleetProvisioning::new`]).
+    token_signer: ring::hmac::Key,
 }
 
 impl std::fmt::Debug for FleetProvisioning {
@@ -670,6 +671,31 @@ impl std::fmt::Debug for FleetProvisioning {
     }
 }
 
+/// What an ownership token's signing key is derived from, with the CA's private key.
+const TOKEN_KEY_CONTEXT: &[u8] = b"thingkit fleet provisioning: certificate ownership tokens v1";
+
+/// The signed part of an ownership token: the certificate, the claim certificate it was issued
+/// to and its expiry (Unix seconds), as `<certificate id><claim id><expiry, 16 hex digits>`.
+fn token_claims(certificate_id: &CertificateId, claim: &CertificateId, expires: u64) -> String {
+    format!("{certificate_id}{claim}{expires:016x}")
+}
+
+/// The claims of a token `<claims>.<HMAC-SHA256 of the claims, hex>` whose signature `key`
+/// verifies: (certificate, claim certificate, expiry in Unix seconds). `None` for anything
+/// else (checked in constant time before anything is parsed).
+fn verify_token(key: &ring::hmac::Key, token: &str) -> Option<(CertificateId, CertificateId, u64)> {
+    let (claims, tag) = token.split_once('.')?;
+    let tag = hex::decode(tag).ok()?;
+    ring::hmac::verify(key, claims.as_bytes(), &tag).ok()?;
+    if claims.len() != 64 + 64 + 16 || !claims.is_ascii() {
+        return None;
+    }
+    let certificate_id = claims[..64].parse().ok()?;
+    let claim = claims[64..128].parse().ok()?;
+    let expires = u64::from_str_radix(&claims[128..], 16).ok()?;
+    Some((certificate_id, claim, expires))
+}
+
 fn token_key(token: &str) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     let mut key = [0u8; 32];
@@ -680,8 +706,22 @@ fn token_key(token: &str) -> [u8; 32] {
 impl FleetProvisioning {
     /// A service whose new certificates are signed by `ca` (which must be registered, ACTIVE,
     /// in the registry passed to [`handle`](Self::handle)).
+    ///
+    /// Certificate ownership tokens are signed (HMAC-SHA256) with a key derived from `ca`'s
+    /// private key, and carry their certificate, claim certificate and expiry: every service
+    /// with the same CA accepts a token any of them issued (the servers of a cluster share
+    /// their CA), and a token is used once because RegisterThing takes it only while its
+    /// certificate is still PENDING_ACTIVATION and unattached in the (shared) registry. Each
+    /// service still counts the tokens it issued for
+    /// [`FleetConfig::max_pending_tokens`] and deletes their certificates when they expire
+    /// unclaimed.
     pub fn new(ca: Arc<CertificateAuthority>, config: FleetConfig) -> Self {
+        let mut material = TOKEN_KEY_CONTEXT.to_vec();
+        material.extend_from_slice(ca.private_key_pem().as_bytes());
+        let derived = ring::digest::digest(&ring::digest::SHA256, &material);
+        let token_signer = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
         FleetProvisioning {
+            token_signer,
             ca,
             config,
             templates: BTreeMap::new(),
@@ -689,7 +729,6 @@ impl FleetProvisioning {
             expiry: VecDeque::new(),
             per_claim: HashMap::new(),
             registration_templates: HashMap::new(),
-            rng: SystemRandom::new(),
         }
     }
 
@@ -810,8 +849,15 @@ impl FleetProvisioning {
                 self.create_from_csr(registry, client, payload, format, now)
             }
             Operation::RegisterThing { template_name } => {
-                match self.prepare_registration(client, template_name, topic, payload, format, now)
-                {
+                match self.prepare_registration(
+                    registry,
+                    client,
+                    template_name,
+                    topic,
+                    payload,
+                    format,
+                    now,
+                ) {
                     Ok(pending) => return Some(Prepared::Register(pending)),
                     Err(e) => Err(e),
                 }
@@ -885,19 +931,20 @@ impl FleetProvisioning {
         claim: &CertificateId,
         now: SystemTime,
     ) -> Result<String> {
-        let mut raw = [0u8; 32];
-        self.rng
-            .fill(&mut raw)
-            .map_err(|_| Error::Generation("the system random generator failed".into()))?;
-        let token = hex::encode(raw);
-        let key = token_key(&token);
         let expires = now + self.config.token_ttl;
+        let expires_secs = expires
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| Error::Generation("a token expiry before 1970".into()))?
+            .as_secs();
+        let claims = token_claims(&certificate_id, claim, expires_secs);
+        let tag = ring::hmac::sign(&self.token_signer, claims.as_bytes());
+        let token = format!("{claims}.{}", hex::encode(tag.as_ref()));
+        let key = token_key(&token);
         self.tokens.insert(
             key,
             PendingCertificate {
                 certificate_id,
                 claim: *claim,
-                expires,
             },
         );
         self.expiry.push_back((expires, key));
@@ -981,31 +1028,44 @@ impl FleetProvisioning {
         )
     }
 
-    /// The ownership token `key` as presented by `client` at `now`: known, unexpired, issued to
-    /// `client`. Returns the certificate it provisions.
-    fn check_token(
+    /// The ownership token `token` as presented by `client` at `now`: signed by a service with
+    /// this CA, unexpired, issued to `client`, and its certificate still waiting in `registry`
+    /// (PENDING_ACTIVATION, attached to nothing: not yet used). Returns the certificate it
+    /// provisions.
+    fn check_token<S: RegistryStore>(
         &self,
-        key: &[u8; 32],
+        registry: &Registry<S>,
+        token: &str,
         client: &CertificateId,
         now: SystemTime,
     ) -> Result<CertificateId> {
-        let pending = self
-            .tokens
-            .get(key)
-            .ok_or_else(|| Error::OwnershipToken("unknown, expired or already used".into()))?;
-        if pending.expires <= now {
+        let unknown = || Error::OwnershipToken("unknown, expired or already used".into());
+        let (certificate_id, claim, expires) =
+            verify_token(&self.token_signer, token).ok_or_else(unknown)?;
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if expires <= now_secs {
             return Err(Error::OwnershipToken("expired".into()));
         }
-        if pending.claim != *client {
+        if claim != *client {
             return Err(Error::OwnershipToken(
                 "issued to another claim certificate".into(),
             ));
         }
-        Ok(pending.certificate_id)
+        let waiting = registry.certificate(&certificate_id).is_some_and(|c| {
+            c.status == CertificateStatus::PendingActivation
+                && c.things.is_empty()
+                && c.policies.is_empty()
+        });
+        if !waiting {
+            return Err(unknown());
+        }
+        Ok(certificate_id)
     }
 
-    fn prepare_registration(
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_registration<S: RegistryStore>(
         &self,
+        registry: &Registry<S>,
         client: &CertificateId,
         template_name: &str,
         topic: &str,
@@ -1029,13 +1089,15 @@ impl FleetProvisioning {
                 id: template_name.chars().take(64).collect(),
             })?;
         let key = token_key(&request.certificate_ownership_token);
-        let certificate_id = self.check_token(&key, client, now)?;
+        let certificate_id =
+            self.check_token(registry, &request.certificate_ownership_token, client, now)?;
         Ok(PendingRegistration {
             topic: topic.to_owned(),
             format,
             template_name: template_name.to_owned(),
             client: *client,
             token: key,
+            token_text: request.certificate_ownership_token.clone(),
             certificate_id,
             parameters: request.parameters.unwrap_or_default(),
             registered: Arc::clone(registered),
@@ -1057,7 +1119,8 @@ impl FleetProvisioning {
         }
         let overrides = outcome.result?;
         let key = pending.token;
-        let certificate_id = self.check_token(&key, &pending.client, now)?;
+        let certificate_id =
+            self.check_token(registry, &pending.token_text, &pending.client, now)?;
         if certificate_id != pending.certificate_id {
             // Unreachable (a token is bound to one certificate for life); checked anyway.
             return Err(Error::OwnershipToken(

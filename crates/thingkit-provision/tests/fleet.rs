@@ -1182,3 +1182,102 @@ fn the_registry_stays_usable_while_a_hook_runs() {
             .is_some()
     );
 }
+
+#[test]
+fn a_token_issued_by_one_service_is_redeemed_by_another_with_the_same_ca_once() {
+    // Two servers of a cluster: one CA, one (shared) registry, a service each.
+    let mut s = setup();
+    let created = s.create_keys();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let mut other = FleetProvisioning::new(Arc::clone(&s.ca), FleetConfig::default());
+    other
+        .add_template(
+            "FleetTemplate",
+            ProvisioningTemplate::parse(TEMPLATE, &TemplateLimits::default()).expect("template"),
+        )
+        .expect("add template");
+    let request = json!({
+        "certificateOwnershipToken": token,
+        "parameters": {"SerialNumber": "7"},
+    })
+    .to_string();
+    let topic = "$aws/provisioning-templates/FleetTemplate/provision/json";
+    let replies = other
+        .handle(&mut s.registry, &s.claim, topic, request.as_bytes(), s.now)
+        .expect("a provisioning topic");
+    assert!(replies[0].is_accepted(), "{:?}", body(&replies[0]));
+    assert!(s.registry.thing("sensor_7").is_some());
+    // Used: neither service takes it again.
+    let again = s.register_thing(&token, "8");
+    assert_eq!(
+        body(&again)["errorCode"],
+        "InvalidCertificateOwnershipToken"
+    );
+    let replies = other
+        .handle(&mut s.registry, &s.claim, topic, request.as_bytes(), s.now)
+        .expect("a provisioning topic");
+    assert_eq!(
+        body(&replies[0])["errorCode"],
+        "InvalidCertificateOwnershipToken"
+    );
+}
+
+#[test]
+fn a_forged_or_altered_token_or_one_from_another_ca_is_refused() {
+    let mut s = setup();
+    let created = s.create_keys();
+    let token = created["certificateOwnershipToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (claims, tag) = token.split_once('.').expect("claims.signature");
+    // A later expiry, the same signature.
+    let mut later = claims.to_owned();
+    later.replace_range(claims.len() - 1.., "f");
+    let altered = format!("{later}.{tag}");
+    // Signed by a service with another CA.
+    let other_ca = Arc::new(
+        CertificateAuthority::create_root(&CaOptions::default(), std::time::SystemTime::now())
+            .expect("CA"),
+    );
+    let mut registry = Registry::in_memory();
+    registry
+        .register_ca_certificate(other_ca.certificate_der(), CaStatus::Active, false)
+        .expect("register the other CA");
+    let mut foreign = FleetProvisioning::new(other_ca, FleetConfig::default());
+    let replies = foreign
+        .handle(
+            &mut registry,
+            &s.claim,
+            "$aws/certificates/create/json",
+            b"{}",
+            s.now,
+        )
+        .expect("a provisioning topic");
+    let foreign_token = body(&replies[0])["certificateOwnershipToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    for bad in [
+        altered.as_str(),
+        foreign_token.as_str(),
+        claims,
+        "",
+        ".",
+        "00.00",
+        &"a".repeat(10_000),
+    ] {
+        let reply = s.register_thing(bad, "9");
+        assert_eq!(
+            body(&reply)["errorCode"],
+            "InvalidCertificateOwnershipToken",
+            "{bad:.40}"
+        );
+    }
+    assert!(s.registry.thing("sensor_9").is_none());
+    // The genuine one still works.
+    assert!(s.register_thing(&token, "9").is_accepted());
+}

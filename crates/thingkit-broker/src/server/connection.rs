@@ -1727,11 +1727,10 @@ impl Conn {
     fn on_confirmed(&mut self, confirmed: Result<(), String>) -> Option<CloseReason> {
         let front = self.acks.pop_front()?;
         match confirmed {
-            Ok(()) => self.session.acknowledge(
-                Some(front.packet_id),
-                front.code,
-                front.reason.as_deref(),
-            ),
+            Ok(()) => {
+                self.session
+                    .acknowledge(Some(front.packet_id), front.code, front.reason.as_deref())
+            }
             Err(e) => {
                 self.shared
                     .stats

@@ -111,6 +111,164 @@ fn aws_iot_succeeds(dir: &Path, server: &Server, key: &(String, String), args: &
         .success()
 }
 
+/// sensor-1 publishes on B over one MQTT 5 connection (`mosquitto_pub -l -d`, one line per
+/// publish, its PUBACKs' reason codes read from the debug output) while the `devices` policy
+/// changes through A's API; then its certificate is deactivated through A.
+fn policy_changes_through_a_reach_b(dir: &Path, a: &Server, b: &Server, key: &(String, String)) {
+    use std::io::{BufRead, BufReader, Write};
+    // Its debug lines line-buffered (stdout is a pipe), so each PUBACK is seen when it comes.
+    let pub_args = mosquitto("mosquitto_pub", dir, "sensor-1", b.port, "5")
+        .get_args()
+        .map(|a| a.to_os_string())
+        .collect::<Vec<_>>();
+    let mut publisher = Command::new("stdbuf")
+        .args(["-oL", "mosquitto_pub"])
+        .args(pub_args)
+        .args(["-q", "1", "-t", "dt/sensor-1/policy", "-l", "-d"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub is installed");
+    let mut lines = publisher.stdin.take().unwrap();
+    let out = publisher.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The PUBACK's reason code of one more publish; `None` when the connection ended.
+    let mut publish = |n: usize| -> Option<u8> {
+        writeln!(lines, "{n}").ok()?;
+        loop {
+            let line = rx.recv_timeout(Duration::from_secs(5)).ok()?;
+            if let Some(rest) = line.split("received PUBACK").nth(1) {
+                let code = rest
+                    .split("RC:")
+                    .nth(1)
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                return Some(code);
+            }
+        }
+    };
+    // Accepted: 0 or 16 (No matching subscribers: nobody subscribes, and these servers have no
+    // NATS); refused by policy: 135 (Not authorized).
+    let accepted = |code: Option<u8>| matches!(code, Some(0 | 16));
+    assert!(
+        accepted(publish(1)),
+        "sensor-1 may publish on dt/* at first"
+    );
+
+    let mut narrower: serde_json::Value = serde_json::from_str(POLICY).unwrap();
+    narrower["Statement"][1]["Resource"] = serde_json::json!([
+        "arn:aws:iot:eu-central-1:123456789012:topic/$aws/things/${iot:Connection.Thing.ThingName}/shadow/*"
+    ]);
+    aws_iot(
+        dir,
+        a,
+        key,
+        &[
+            "create-policy-version",
+            "--policy-name",
+            "devices",
+            "--policy-document",
+            &narrower.to_string(),
+            "--set-as-default",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        publish(2),
+        Some(135),
+        "B still allows a publish a second after a narrower default version through A"
+    );
+    aws_iot(
+        dir,
+        a,
+        key,
+        &[
+            "set-default-policy-version",
+            "--policy-name",
+            "devices",
+            "--policy-version-id",
+            "1",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        accepted(publish(3)),
+        "B still refuses a second after the first version was made default again through A"
+    );
+
+    let certificate_id = {
+        let out = thingkit(
+            &["cert", "id", arg(&dir.join("devices/sensor-1.pem"))],
+            None,
+        );
+        assert!(out.status.success(), "cert id: {}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let certificate_arn = format!("arn:aws:iot:eu-central-1:123456789012:cert/{certificate_id}");
+    aws_iot(
+        dir,
+        a,
+        key,
+        &[
+            "detach-policy",
+            "--policy-name",
+            "devices",
+            "--target",
+            &certificate_arn,
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let after_detach = publish(4);
+    assert!(
+        matches!(after_detach, Some(135) | None),
+        "B still allows a publish a second after the policy was detached through A: {after_detach:?}"
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+
+    // Attached again, then the certificate deactivated through A: B refuses its next CONNECT.
+    aws_iot(
+        dir,
+        a,
+        key,
+        &[
+            "attach-policy",
+            "--policy-name",
+            "devices",
+            "--target",
+            &certificate_arn,
+        ],
+    );
+    aws_iot(
+        dir,
+        a,
+        key,
+        &[
+            "update-certificate",
+            "--certificate-id",
+            &certificate_id,
+            "--new-status",
+            "INACTIVE",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let status = mosquitto("mosquitto_pub", dir, "sensor-1", b.port, "5")
+        .args(["-q", "1", "-t", "dt/sensor-1/policy", "-m", "5"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !status.success(),
+        "B accepts a certificate deactivated through A a second ago"
+    );
+}
+
 /// The claim certificate's policy, as a file of `[policies] dir` (both servers attach it to the
 /// claim certificate, registered as a `[[device]]`: `[fleet] claim_certificates` needs a
 /// template in the file): the provisioning topics of every template, so templates made through
@@ -354,6 +512,10 @@ fn two_servers_on_one_postgresql_share_their_state_and_a_change_through_one_reac
         ),
         "A still accepts a key deleted a second ago"
     );
+
+    // Policy changes through A decide sensor-1's next publish on B within a second: a new
+    // default version without `dt/*`, the first version back as default, the policy detached.
+    policy_changes_through_a_reach_b(dir.path(), &a, &b, &key);
 
     // sensor-2 is subscribed on B; its certificate is revoked through A. B ends the connection.
     let mut subscriber = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")

@@ -508,3 +508,103 @@ async fn a_server_cut_off_from_nats_gets_what_it_missed_when_it_is_back() {
     on_a.publish_qos1(topic, "after").await.unwrap();
     assert_eq!(&next(&mut on_b).await.payload[..], b"after");
 }
+
+#[tokio::test]
+#[ignore = "needs nats-server: THINGKIT_TEST_NATS=$(.ci/nats url)"]
+async fn a_shared_subscription_with_members_on_two_servers_gets_each_message_once() {
+    let url = nats_url();
+    let cluster = format!(
+        "share{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let b = fleet.add_device("sensor-b", &[]).unwrap();
+    let c = fleet.add_device("sensor-c", &[]).unwrap();
+    let d = fleet.add_device("sensor-d", &[]).unwrap();
+    let e = fleet.add_device("sensor-e", &[]).unwrap();
+    {
+        // The members may subscribe to the shared filter; receiving stays the fleet policy's.
+        let mut registry = fleet.registry.write().unwrap();
+        registry
+            .create_policy(
+                "subscribe-all",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe","Resource":"*"}]}"#,
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        for member in [&a, &b] {
+            registry
+                .attach_policy(
+                    "subscribe-all",
+                    &PolicyTarget::Certificate(member.certificate_id),
+                )
+                .unwrap();
+        }
+    }
+    let (broker_a, routes_a) = start(&fleet, &url, &cluster, "a", true).await;
+    let (broker_b, routes_b) = start(&fleet, &url, &cluster, "b", true).await;
+
+    // One shared subscription, a member on each server; a plain subscriber on B.
+    let mut member_a = connect(&fleet, &broker_a, &a, ProtocolVersion::V5).await;
+    let mut member_b = connect(&fleet, &broker_b, &b, ProtocolVersion::V5).await;
+    let mut plain_b = connect(&fleet, &broker_b, &c, ProtocolVersion::V5).await;
+    for client in [&mut member_a, &mut member_b] {
+        assert_eq!(
+            client
+                .subscribe(&[("$share/workers/telemetry/#", QoS::AtLeastOnce)])
+                .await
+                .unwrap(),
+            vec![ReasonCode(1)]
+        );
+    }
+    plain_b
+        .subscribe(&[("telemetry/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    interest_applied(&routes_a, 1).await;
+    interest_applied(&routes_b, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the queue groups' round trips
+
+    // 40 messages, published through both servers.
+    let mut pub_a = connect(&fleet, &broker_a, &d, ProtocolVersion::V5).await;
+    let mut pub_b = connect(&fleet, &broker_b, &e, ProtocolVersion::V5).await;
+    const N: usize = 40;
+    for i in 0..N {
+        let (publisher, topic) = match i % 2 {
+            0 => (&mut pub_a, "telemetry/sensor-d/temperature"),
+            _ => (&mut pub_b, "telemetry/sensor-e/temperature"),
+        };
+        publisher.publish_qos1(topic, format!("{i}")).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let mut per_member = [0usize; 2];
+    for (k, member) in [&mut member_a, &mut member_b].into_iter().enumerate() {
+        while let Ok(Ok(Some(p))) =
+            tokio::time::timeout(Duration::from_millis(700), member.next_publish()).await
+        {
+            got.push(String::from_utf8_lossy(&p.payload).into_owned());
+            per_member[k] += 1;
+        }
+    }
+    got.sort_by_key(|p| p.parse::<usize>().unwrap_or(usize::MAX));
+    let expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(
+        got, expected,
+        "each message once to the group, cluster-wide"
+    );
+    assert!(
+        per_member.iter().all(|&n| n > 0),
+        "both servers' members share the work: {per_member:?}"
+    );
+    // The plain subscriber still gets every message.
+    for _ in 0..N {
+        next(&mut plain_b).await;
+    }
+    nothing_more(&mut plain_b).await;
+    let _ = routes_a;
+}

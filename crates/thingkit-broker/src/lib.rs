@@ -226,7 +226,7 @@ pub use lifecycle::{
 pub use message::{Delivery, GrantedSubscription, Message};
 pub use router::{
     Attached, Blocked, InterestObserver, Outlet, Requeued, Routed, Router, RouterCounters,
-    RouterLimits, SessionExpiry,
+    RouterLimits, SessionExpiry, SharedObserver,
 };
 #[cfg(feature = "server")]
 pub use server::StreamService;

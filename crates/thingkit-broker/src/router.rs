@@ -411,12 +411,20 @@ pub struct Router<O> {
 /// Called with a filter when the sessions' interest in it begins (`true`) or ends (`false`).
 pub type InterestObserver = Box<dyn FnMut(&TopicFilter, bool) + Send + Sync>;
 
+/// Called with a shared subscription's share name and inner filter when its first member
+/// subscribes here (`true`) or its last one goes (`false`); see [`Router::route_shared_through`].
+pub type SharedObserver = Box<dyn FnMut(&str, &TopicFilter, bool) + Send + Sync>;
+
 /// How many subscriptions there are to each filter (a shared subscription counts for its
 /// inner filter), and who is told when a count leaves or reaches zero.
 #[derive(Default)]
 struct Interest {
     counts: HashMap<TopicFilter, usize>,
     observer: Option<InterestObserver>,
+    /// Members per shared subscription (the whole `$share/{group}/{filter}`).
+    shared: HashMap<TopicFilter, usize>,
+    /// Set by [`Router::route_shared_through`]: shared subscriptions are routed by the caller.
+    shared_observer: Option<SharedObserver>,
 }
 
 impl std::fmt::Debug for Interest {
@@ -439,7 +447,25 @@ impl Interest {
         }
     }
 
+    /// A shared subscription's share name and inner filter.
+    fn shared_parts(filter: &TopicFilter) -> Option<(&str, TopicFilter)> {
+        Some((
+            filter.share_group()?,
+            TopicFilter::new(filter.inner()).ok()?,
+        ))
+    }
+
     fn add(&mut self, filter: &TopicFilter) {
+        if filter.is_shared() {
+            let count = self.shared.entry(filter.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1
+                && let Some(observer) = &mut self.shared_observer
+                && let Some((group, inner)) = Self::shared_parts(filter)
+            {
+                observer(group, &inner, true);
+            }
+        }
         let key = Self::key(filter);
         let count = self.counts.entry(key.clone()).or_insert(0);
         *count += 1;
@@ -451,6 +477,17 @@ impl Interest {
     }
 
     fn remove(&mut self, filter: &TopicFilter) {
+        if let Some(count) = self.shared.get_mut(filter) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.shared.remove(filter);
+                if let Some(observer) = &mut self.shared_observer
+                    && let Some((group, inner)) = Self::shared_parts(filter)
+                {
+                    observer(group, &inner, false);
+                }
+            }
+        }
         let key = Self::key(filter);
         let Some(count) = self.counts.get_mut(&key) else {
             return;
@@ -496,6 +533,80 @@ impl<O: Outlet> Router<O> {
             observer(filter, true);
         }
         self.interest.observer = Some(observer);
+    }
+
+    /// Hands the shared subscriptions to the caller: from now on routing a message
+    /// ([`Router::route`], [`Router::publish`], ...) skips every shared subscription, and
+    /// `observer` is told of each shared subscription that gains its first member here or loses
+    /// its last (called at once for those that have members now). The caller delivers each
+    /// message to one member of a group cluster-wide, through [`Router::try_route_shared`] on
+    /// the server it chose. A cluster uses it so that a shared subscription with members on
+    /// several servers gets each message once, as on one server.
+    pub fn route_shared_through(&mut self, mut observer: SharedObserver) {
+        for filter in self.interest.shared.keys() {
+            if let Some((group, inner)) = Interest::shared_parts(filter) {
+                observer(group, &inner, true);
+            }
+        }
+        self.interest.shared_observer = Some(observer);
+    }
+
+    /// Routes `message` to one member here of the shared subscription `$share/{group}/{filter}`
+    /// (a connected one first, round-robin), as routing would (QoS downgraded to the member's
+    /// subscription, Retain As Published, its subscription identifier; a copy for a detached
+    /// persistent member is stored before it is queued). Nothing when `filter` does not match
+    /// the message's topic or the group has no member here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`]: the copy for a detached member could not be stored.
+    pub fn try_route_shared(
+        &mut self,
+        group: &str,
+        filter: &TopicFilter,
+        message: &Arc<Message>,
+    ) -> Result<Routed, Error> {
+        if !filter.matches(&message.topic) {
+            return Ok(Routed::default());
+        }
+        let Ok(full) = TopicFilter::new(&format!("$share/{group}/{}", filter.as_str())) else {
+            return Ok(Routed::default());
+        };
+        let mut members: Vec<(Arc<str>, GrantedSubscription)> = Vec::new();
+        let sessions = &self.sessions;
+        self.index.for_each_match(&message.topic, |m| {
+            if let Match::Shared {
+                group: g,
+                members: ms,
+            } = m
+                && g == group
+            {
+                for (member, value) in ms {
+                    let subscribed = sessions
+                        .get(member)
+                        .is_some_and(|s| s.filters.iter().any(|(f, _)| *f == full));
+                    if subscribed && !members.iter().any(|(m, _)| m == member) {
+                        members.push((member.clone(), *value));
+                    }
+                }
+            }
+        });
+        if members.is_empty() {
+            return Ok(Routed::default());
+        }
+        let n = members.len();
+        let start = self.share_cursor % n;
+        self.share_cursor = self.share_cursor.wrapping_add(1);
+        let connected = |s: &Arc<str>| sessions.get(s).is_some_and(|s| s.attached.is_some());
+        let chosen = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| connected(&members[i].0))
+            .unwrap_or(start);
+        let targets = vec![members.swap_remove(chosen)];
+        let mut ops = Vec::new();
+        self.queue_ops(message, &targets, &mut ops);
+        self.commit(&ops, OnStoreError::Refuse)?;
+        Ok(self.deliver(message, targets))
     }
 
     /// The filters subscribed to now, with how many subscriptions each has (a shared
@@ -1294,12 +1405,14 @@ impl<O: Outlet> Router<O> {
         let cursor = self.share_cursor;
         let sessions = &self.sessions;
         let connected = |s: &Arc<str>| sessions.get(s).is_some_and(|s| s.attached.is_some());
+        let shared_elsewhere = self.interest.shared_observer.is_some();
         self.index.for_each_match(&message.topic, |m| match m {
             Match::Direct { subscriber, value } => {
                 if !(value.no_local && message.from.as_ref() == Some(subscriber)) {
                     targets.push((subscriber.clone(), *value));
                 }
             }
+            Match::Shared { .. } if shared_elsewhere => {}
             Match::Shared { members, .. } => {
                 // Round-robin over the group, skipping members that are not connected (their
                 // persistent sessions would only queue what a connected member can take now);

@@ -1423,3 +1423,78 @@ fn route_to_queues_a_replayed_message_for_one_session_alone_and_stores_it() {
     assert_eq!(routed.queued, 0);
     assert_eq!(b.offline_len(&moved), 1);
 }
+
+#[test]
+fn shared_subscriptions_handed_to_the_caller_are_routed_only_through_it() {
+    let t0 = Instant::now();
+    let mut r = start(MemoryStore::new(), t0, wall0());
+    let (w1, w2, plain) = (id("w1"), id("w2"), id("plain"));
+    let outlets: Vec<TestOutlet> = (0..3).map(|_| TestOutlet::default()).collect();
+    for (i, c) in [&w1, &w2, &plain].into_iter().enumerate() {
+        r.try_attach(
+            c,
+            true,
+            SessionExpiry::OnDisconnect,
+            i as u64 + 1,
+            outlets[i].clone(),
+            t0,
+        )
+        .unwrap();
+    }
+    r.try_subscribe(&w1, &filter("$share/g/q/#"), qos1(None))
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<(String, String, bool)>::new()));
+    let log = seen.clone();
+    r.route_shared_through(Box::new(move |group, f, subscribed| {
+        log.lock()
+            .unwrap()
+            .push((group.to_owned(), f.as_str().to_owned(), subscribed));
+    }));
+    // Told at once of the group with a member, then of changes only (w2 joins: no news).
+    r.try_subscribe(&w2, &filter("$share/g/q/#"), qos1(None))
+        .unwrap();
+    r.try_subscribe(&plain, &filter("q/#"), qos1(None)).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [("g".into(), "q/#".into(), true)]);
+
+    // Routing skips the group; the plain subscriber gets it.
+    r.publish(&msg("q/1", "one", QoS::AtLeastOnce, false, t0))
+        .unwrap();
+    assert_eq!(outlets[2].payloads(), ["one"]);
+    assert!(outlets[0].payloads().is_empty() && outlets[1].payloads().is_empty());
+
+    // Through the caller: one member of the group, round-robin; another group or a filter
+    // the topic does not match gets nothing.
+    for n in 0..4 {
+        let routed = r
+            .try_route_shared(
+                "g",
+                &filter("q/#"),
+                &msg("q/2", &format!("s{n}"), QoS::AtLeastOnce, false, t0),
+            )
+            .unwrap();
+        assert_eq!(routed.queued, 1);
+    }
+    assert_eq!(outlets[0].payloads().len() + outlets[1].payloads().len(), 4);
+    assert!(!outlets[0].payloads().is_empty() && !outlets[1].payloads().is_empty());
+    let other = msg("q/3", "x", QoS::AtLeastOnce, false, t0);
+    assert_eq!(
+        r.try_route_shared("h", &filter("q/#"), &other)
+            .unwrap()
+            .queued,
+        0
+    );
+    assert_eq!(
+        r.try_route_shared("g", &filter("r/#"), &other)
+            .unwrap()
+            .queued,
+        0
+    );
+
+    // The last member leaving is news.
+    r.try_unsubscribe(&w1, &filter("$share/g/q/#")).unwrap();
+    r.try_unsubscribe(&w2, &filter("$share/g/q/#")).unwrap();
+    assert_eq!(
+        seen.lock().unwrap().last().cloned(),
+        Some(("g".into(), "q/#".into(), false))
+    );
+}

@@ -41,6 +41,14 @@
 //! number once; the copies come through different subscriptions in the order NATS sent them, so
 //! messages on one topic are routed in the order they were published.
 //!
+//! **Shared subscriptions** ([`NatsConfig::shared`], on by default). The broker leaves shared
+//! subscriptions to the bridge ([`Bridge::routes_shared`]) and tells it which have members here
+//! ([`Bridge::shared`]). For each, the server joins a NATS queue group named after
+//! `$share/{group}/{filter}` on the filter's patterns and on the retained subject, through a
+//! second connection with echo on (this server may be the one chosen for its own message).
+//! NATS hands each message to one member of the queue group, and that server delivers it to one
+//! of its members ([`BrokerPublisher::publish_shared`]): once per group cluster-wide.
+//!
 //! **Durability** ([`NatsConfig::durable`]). NATS core is at most once between servers. With
 //! `durable`, the cluster's subjects are also captured by a JetStream stream
 //! ([`NatsConfig::stream_name`], file storage, kept [`NatsConfig::stream_max_age`]), and a
@@ -153,6 +161,12 @@ pub struct NatsConfig {
     /// server's subscribers from this long before the break ([`NatsReplay::recover`]).
     /// Default [`DEFAULT_RECOVERY_MARGIN`].
     pub recovery_margin: Duration,
+    /// Deliver shared subscriptions cluster-wide (the default `true`): each message reaches
+    /// one member of a `$share/{group}/{filter}` subscription among all servers, as on one
+    /// server, through a NATS queue group per shared subscription (see the module docs).
+    /// Every server of a cluster must agree. `false`: each server delivers one copy to its own
+    /// members.
+    pub shared: bool,
 }
 
 impl NatsConfig {
@@ -179,7 +193,14 @@ impl NatsConfig {
             stream_max_age: DEFAULT_STREAM_MAX_AGE,
             stream_max_bytes: DEFAULT_STREAM_MAX_BYTES,
             recovery_margin: DEFAULT_RECOVERY_MARGIN,
+            shared: true,
         })
+    }
+
+    /// Sets [`NatsConfig::shared`].
+    pub fn with_shared(mut self, value: bool) -> Self {
+        self.shared = value;
+        self
     }
 
     /// Sets [`NatsConfig::recovery_margin`].
@@ -269,7 +290,14 @@ pub struct NatsCounters {
     pub replay_truncated: AtomicU64,
     /// Breaks of the NATS connection after which the stream was replayed to this server.
     pub recoveries: AtomicU64,
+    /// Messages a shared subscription's queue group handed to this server, delivered to one
+    /// of its members here.
+    pub shared_received: AtomicU64,
 }
+
+/// A shared subscription (share name, inner filter) gaining its first member here (`true`) or
+/// losing its last.
+type SharedChange = (String, TopicFilter, bool);
 
 /// A message queued for the publisher task, with the confirmation its publisher waits for.
 type Queued = (Arc<Message>, Option<Confirmer>);
@@ -292,6 +320,9 @@ pub struct NatsBridge {
     /// Unbounded: one entry per SUBSCRIBE or UNSUBSCRIBE that changed a filter's count, and
     /// none may be lost.
     interest: Option<mpsc::UnboundedSender<Change>>,
+    /// Shared subscriptions gaining their first or losing their last member here, in order,
+    /// for the queue-group task (`None` without [`NatsConfig::shared`]).
+    shared: Option<mpsc::UnboundedSender<SharedChange>>,
     durable: bool,
     counters: Arc<NatsCounters>,
 }
@@ -334,6 +365,16 @@ impl Bridge for NatsBridge {
             let _ = tx.send(Change::Interest(filter.clone(), subscribed));
         }
     }
+
+    fn routes_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    fn shared(&self, group: &str, filter: &TopicFilter, subscribed: bool) {
+        if let Some(tx) = &self.shared {
+            let _ = tx.send((group.to_owned(), filter.clone(), subscribed));
+        }
+    }
 }
 
 /// One server's connection to the cluster's NATS: publishes what its [`NatsBridge`] queues,
@@ -345,6 +386,9 @@ pub struct NatsRoutes {
     bridge: Arc<NatsBridge>,
     counters: Arc<NatsCounters>,
     interest: Option<mpsc::UnboundedReceiver<Change>>,
+    /// The connection of the shared subscriptions' queue groups (echo on: this server may be
+    /// chosen for its own messages), and their changes.
+    shared: Option<(async_nats::Client, mpsc::UnboundedReceiver<SharedChange>)>,
     jetstream: Option<async_nats::jetstream::Context>,
     /// The connection's breaks (`false`, when) and returns (`true`), for [`NatsRoutes::start`].
     events: Option<mpsc::UnboundedReceiver<(bool, SystemTime)>>,
@@ -393,9 +437,22 @@ impl NatsRoutes {
             }
             false => (None, None),
         };
+        let (shared_tx, shared) = match config.shared {
+            true => {
+                let client = async_nats::ConnectOptions::new()
+                    .name(format!("thingkit {} shared", config.server_id))
+                    .connect(config.url.as_str())
+                    .await
+                    .map_err(|e| Error::Nats(format!("connecting to {}: {e}", config.url)))?;
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some((client, rx)))
+            }
+            false => (None, None),
+        };
         let bridge = Arc::new(NatsBridge {
             tx,
             interest: interest_tx,
+            shared: shared_tx,
             durable: config.durable,
             counters: counters.clone(),
         });
@@ -423,6 +480,7 @@ impl NatsRoutes {
             bridge,
             counters,
             interest: interest_rx,
+            shared,
             jetstream,
             events: Some(events_rx),
             tasks,
@@ -511,6 +569,21 @@ impl NatsRoutes {
             .flush()
             .await
             .map_err(|e| Error::Nats(format!("subscribing: {e}")))?;
+        if let Some((client, mut changes)) = self.shared.take() {
+            let mut groups = SharedGroups {
+                client,
+                config: self.config.clone(),
+                counters: self.counters.clone(),
+                publisher: publisher.clone(),
+                groups: HashMap::new(),
+            };
+            // The shared subscriptions of the restored sessions, before returning.
+            while let Ok((group, filter, subscribed)) = changes.try_recv() {
+                groups.apply(group, filter, subscribed).await;
+            }
+            round_trip(&groups.client).await;
+            self.tasks.push(tokio::spawn(groups.run(changes)));
+        }
         if let (Some(replay), Some(events)) = (self.replay(), self.events.take()) {
             self.tasks.push(tokio::spawn(recover_after_breaks(
                 replay,
@@ -756,9 +829,20 @@ fn accept(
     dedup: &mut Dedup,
     message: async_nats::Message,
 ) -> Result<Option<Message>, Error> {
+    accept_from(config, dedup, message, false)
+}
+
+/// [`accept`], taking this server's own messages too when `own` (a shared subscription's
+/// queue group may choose this server for a message it published itself).
+fn accept_from(
+    config: &NatsConfig,
+    dedup: &mut Dedup,
+    message: async_nats::Message,
+    own: bool,
+) -> Result<Option<Message>, Error> {
     let headers = message.headers.unwrap_or_default();
     let server = headers.get(SERVER_HEADER).map(|v| v.as_str());
-    if server == Some(config.server_id.as_str()) {
+    if !own && server == Some(config.server_id.as_str()) {
         return Err(Error::Message("a message from this server itself".into()));
     }
     let seq = headers
@@ -1087,6 +1171,158 @@ impl NatsReplay {
             .replayed
             .fetch_add(found.len() as u64, Ordering::Relaxed);
         Ok(found.into_values().map(Arc::new).collect())
+    }
+}
+
+/// The NATS queue groups of the shared subscriptions with members on this server: one group per
+/// `$share/{group}/{filter}`, named after it, subscribed on each NATS pattern of the filter and
+/// on the retained subject, so that NATS hands each message to one server among those with
+/// members, which delivers it to one of its members ([`BrokerPublisher::publish_shared`]).
+struct SharedGroups {
+    client: async_nats::Client,
+    config: NatsConfig,
+    counters: Arc<NatsCounters>,
+    publisher: BrokerPublisher,
+    groups: HashMap<(String, TopicFilter), JoinHandle<()>>,
+}
+
+impl SharedGroups {
+    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<SharedChange>) {
+        while let Some((group, filter, subscribed)) = changes.recv().await {
+            self.apply(group, filter, subscribed).await;
+            while let Ok((group, filter, subscribed)) = changes.try_recv() {
+                self.apply(group, filter, subscribed).await;
+            }
+            round_trip(&self.client).await;
+        }
+    }
+
+    async fn apply(&mut self, group: String, filter: TopicFilter, subscribed: bool) {
+        let key = (group, filter);
+        if !subscribed {
+            if let Some(task) = self.groups.remove(&key) {
+                // Dropping the subscribers (with the task) unsubscribes.
+                task.abort();
+            }
+            return;
+        }
+        if self.groups.contains_key(&key) {
+            return;
+        }
+        let (group, filter) = &key;
+        // One queue name per shared subscription, whatever its characters.
+        let digest = queue_digest(&format!("{group}\0{}", filter.as_str()));
+        let queue = format!("thingkit-share-{digest}");
+        let mut subjects = vec![self.config.subjects.retained()];
+        subjects.extend(
+            self.config
+                .subjects
+                .patterns(filter)
+                .patterns()
+                .iter()
+                .cloned(),
+        );
+        let (tx, rx) = mpsc::channel(RECEIVE_CAPACITY);
+        let mut forwards = Vec::new();
+        for subject in subjects {
+            match self
+                .client
+                .queue_subscribe(subject.clone(), queue.clone())
+                .await
+            {
+                Ok(subscriber) => forwards.push(tokio::spawn(forward(subscriber, tx.clone()))),
+                Err(e) => {
+                    self.counters
+                        .subscribe_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, %subject, %group, %filter, "NATS queue subscription failed: the shared subscription's messages from other servers will not arrive");
+                }
+            }
+        }
+        let task = tokio::spawn(deliver_shared(
+            rx,
+            forwards,
+            group.clone(),
+            filter.clone(),
+            self.config.clone(),
+            self.counters.clone(),
+            self.publisher.clone(),
+        ));
+        self.groups.insert(key, task);
+    }
+}
+
+impl Drop for SharedGroups {
+    fn drop(&mut self) {
+        for task in self.groups.values() {
+            task.abort();
+        }
+    }
+}
+
+/// A short stable name for `text` (hex of 64 bits of FNV-1a, twice with different offsets):
+/// a NATS queue name for a shared subscription.
+fn queue_digest(text: &str) -> String {
+    let hash = |seed: u64| {
+        text.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "{:016x}{:016x}",
+        hash(0xcbf2_9ce4_8422_2325),
+        hash(0x8422_2325_cbf2_9ce4)
+    )
+}
+
+/// Delivers what one shared subscription's queue group receives to one of its members here,
+/// each message once (its patterns may overlap), until the subscriptions end.
+async fn deliver_shared(
+    mut rx: mpsc::Receiver<async_nats::Message>,
+    forwards: Vec<JoinHandle<()>>,
+    group: String,
+    filter: TopicFilter,
+    config: NatsConfig,
+    counters: Arc<NatsCounters>,
+    publisher: BrokerPublisher,
+) {
+    struct AbortOnDrop(Vec<JoinHandle<()>>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            for task in &self.0 {
+                task.abort();
+            }
+        }
+    }
+    let _forwards = AbortOnDrop(forwards);
+    let mut dedup = Dedup::default();
+    while let Some(message) = rx.recv().await {
+        let routed = match accept_from(&config, &mut dedup, message, true) {
+            Ok(Some(routed)) => routed,
+            Ok(None) => {
+                counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Err(e) => {
+                counters.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "a message for a shared subscription was not routed");
+                continue;
+            }
+        };
+        if !filter.matches(&routed.topic) {
+            continue; // a retained message on another topic
+        }
+        let topic = routed.topic.clone();
+        match publisher
+            .publish_shared(&group, &filter, Arc::new(routed))
+            .await
+        {
+            Ok(()) => counters.shared_received.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(error = %e, %topic, %group, "a message for a shared subscription was not routed");
+                counters.rejected.fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 }
 

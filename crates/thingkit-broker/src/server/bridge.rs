@@ -114,4 +114,23 @@ pub trait Bridge: Send + Sync + 'static {
     fn interest(&self, filter: &TopicFilter, subscribed: bool) {
         let _ = (filter, subscribed);
     }
+
+    /// Whether this bridge delivers shared subscriptions cluster-wide: then the broker never
+    /// delivers a message to a shared subscription itself (neither one it accepted nor one
+    /// from another server); it tells the bridge which shared subscriptions have members here
+    /// ([`Bridge::shared`]), and the bridge hands each message to one server per shared
+    /// subscription, which delivers it to one of its members
+    /// ([`super::BrokerPublisher::publish_shared`]). Default `false`: each server delivers to
+    /// its own members of a group.
+    fn routes_shared(&self) -> bool {
+        false
+    }
+
+    /// The shared subscription `$share/{group}/{filter}` gained its first member on this
+    /// server (`subscribed`) or lost its last. Called at start for those the restored sessions
+    /// have, then on every change, in order, under the router's lock (must not block); only
+    /// when [`Bridge::routes_shared`].
+    fn shared(&self, group: &str, filter: &TopicFilter, subscribed: bool) {
+        let _ = (group, filter, subscribed);
+    }
 }

@@ -49,7 +49,7 @@ use thingkit_firmware::TrustAnchors;
 use thingkit_meter::MeteringPolicy;
 use thingkit_meter::{ConnectionTable, Counts, Granularity, Meter, UsageKey};
 use thingkit_meter::{LimiterConfig, RateLimiter, RateLimits};
-use thingkit_mqtt::{PacketProperties, QoS, ReasonCode, TopicName};
+use thingkit_mqtt::{PacketProperties, QoS, ReasonCode, TopicFilter, TopicName};
 use thingkit_policy::{ArnPrefix, SetOptions};
 use thingkit_provision::RegistryStore;
 use thingkit_provision::{CertificateId, CertificateStatus};
@@ -1174,6 +1174,12 @@ impl<S: RegistryStore + Send + Sync + 'static> BrokerBuilder<S> {
                 bridge.interest(filter, subscribed)
             }));
         }
+        if let Some(bridge) = bridge.as_ref().filter(|b| b.routes_shared()) {
+            let bridge = bridge.clone();
+            router.route_shared_through(Box::new(move |group, filter, subscribed| {
+                bridge.shared(group, filter, subscribed)
+            }));
+        }
         let session_config = config.session_config();
         let policy_generation = directory.generation();
         // A number unique to this broker instance (its start time in nanoseconds), so session
@@ -1318,6 +1324,34 @@ impl BrokerPublisher {
             .remote_publishes_in
             .fetch_add(1, Ordering::Relaxed);
         let routed = connection::route_remote(&self.shared, &message)?;
+        connection::place_blocked(&self.shared, routed.blocked).await
+    }
+
+    /// Delivers a message to one member here of the shared subscription
+    /// `$share/{group}/{filter}`, chosen by a bridge that routes shared subscriptions
+    /// cluster-wide ([`Bridge::routes_shared`]): the message went to this server for that
+    /// group, and to no other. `iot:Receive` is checked when the copy is written, as for any.
+    /// Returns once the copy is queued or stored; nothing when no member is here any more.
+    ///
+    /// # Errors
+    ///
+    /// The session store failed to keep the copy for a detached member.
+    pub async fn publish_shared(
+        &self,
+        group: &str,
+        filter: &TopicFilter,
+        message: Arc<crate::Message>,
+    ) -> crate::Result<()> {
+        self.shared
+            .stats
+            .remote_publishes_in
+            .fetch_add(1, Ordering::Relaxed);
+        let routed = self
+            .shared
+            .router
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_route_shared(group, filter, &message)?;
         connection::place_blocked(&self.shared, routed.blocked).await
     }
 

@@ -302,10 +302,8 @@ impl Durable {
     }
 }
 
-#[tokio::test]
-async fn a_qos_1_publish_is_acknowledged_only_once_the_bridge_confirms_it_durable() {
-    let fleet = Fleet::new().unwrap();
-    let a = fleet.add_device("sensor-a", &[]).unwrap();
+/// A broker whose bridge holds every QoS 1 confirmation until the test answers it.
+async fn start_durable(fleet: &Fleet) -> (Arc<Durable>, BrokerHandle) {
     let durable = Arc::new(Durable {
         held: Mutex::new(Vec::new()),
     });
@@ -317,6 +315,14 @@ async fn a_qos_1_publish_is_acknowledged_only_once_the_bridge_confirms_it_durabl
     .bind("127.0.0.1:0".parse().expect("loopback literal"))
     .await
     .expect("broker starts");
+    (durable, broker)
+}
+
+#[tokio::test]
+async fn a_qos_1_publish_is_acknowledged_only_once_the_bridge_confirms_it_durable() {
+    let fleet = Fleet::new().unwrap();
+    let a = fleet.add_device("sensor-a", &[]).unwrap();
+    let (durable, broker) = start_durable(&fleet).await;
     let mut client = connect(&fleet, &broker, &a).await;
 
     // Confirmed: PUBACK Success, but not before.
@@ -358,17 +364,7 @@ async fn a_qos_1_publish_is_acknowledged_only_once_the_bridge_confirms_it_durabl
 async fn acknowledgements_waiting_for_the_bridge_keep_their_publishes_order() {
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
-    let durable = Arc::new(Durable {
-        held: Mutex::new(Vec::new()),
-    });
-    let broker = Broker::builder(
-        fleet.registry.clone(),
-        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
-    )
-    .bridge(durable.clone())
-    .bind("127.0.0.1:0".parse().expect("loopback literal"))
-    .await
-    .expect("broker starts");
+    let (durable, broker) = start_durable(&fleet).await;
     let mut client = connect(&fleet, &broker, &a).await;
     // Three QoS 1 publishes in a row: the connection reads on while the first two wait.
     for (id, payload) in [(1u16, "one"), (2, "two"), (3, "three")] {

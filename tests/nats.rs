@@ -27,6 +27,19 @@ fn nats_url() -> String {
     })
 }
 
+/// A cluster name of its own, `<prefix><process id><nanoseconds>`, so that runs sharing the
+/// NATS server do not meet.
+fn unique_cluster(prefix: &str) -> String {
+    format!(
+        "{prefix}{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    )
+}
+
 /// A broker of cluster `cluster` named `server`, routed through NATS (per local filter if
 /// `interest`, else the whole cluster).
 async fn start(
@@ -39,9 +52,15 @@ async fn start(
     let config = NatsConfig::new(url, cluster, server)
         .expect("a valid NATS configuration")
         .with_interest(interest);
+    start_with(fleet, config).await
+}
+
+/// A broker routed through NATS as `config` says.
+async fn start_with(fleet: &Fleet, config: NatsConfig) -> (BrokerHandle, NatsRoutes) {
+    let url = config.url.clone();
     let mut routes = NatsRoutes::connect(config)
         .await
-        .unwrap_or_else(|e| panic!("no NATS server at THINGKIT_TEST_NATS={url}: {e}"));
+        .unwrap_or_else(|e| panic!("no NATS server (with JetStream) at {url}: {e}"));
     let broker = Broker::builder(
         fleet.registry.clone(),
         ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
@@ -121,16 +140,7 @@ async fn two_brokers_exchange_messages_through_nats_subscribing_to_the_whole_clu
 /// and retained messages; the reverse direction; nothing arrives twice.
 async fn two_brokers(interest: bool) {
     let url = nats_url();
-    // A cluster name of its own, so that runs sharing the NATS server do not meet.
-    let cluster = format!(
-        "test{}{}{}",
-        u8::from(interest),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let cluster = unique_cluster(&format!("test{}", u8::from(interest)));
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let b = fleet.add_device("sensor-b", &[]).unwrap();
@@ -280,31 +290,13 @@ async fn two_brokers(interest: bool) {
 #[ignore = "needs nats-server with JetStream: THINGKIT_TEST_NATS=$(.ci/nats url)"]
 async fn durable_routes_acknowledge_qos_1_once_the_stream_has_it_and_replay_it() {
     let url = nats_url();
-    let cluster = format!(
-        "durable{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let cluster = unique_cluster("durable");
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let config = NatsConfig::new(&url, &cluster, "a")
         .unwrap()
         .with_durable(true);
-    let mut routes = NatsRoutes::connect(config)
-        .await
-        .unwrap_or_else(|e| panic!("no NATS server with JetStream at {url}: {e}"));
-    let broker = Broker::builder(
-        fleet.registry.clone(),
-        ServerIdentity::from_pem(fleet.server_chain_pem.clone(), fleet.server_key_pem.clone()),
-    )
-    .bridge(routes.bridge())
-    .bind("127.0.0.1:0".parse().expect("loopback literal"))
-    .await
-    .expect("broker starts");
-    routes.start(broker.publisher()).await.unwrap();
+    let (broker, routes) = start_with(&fleet, config).await;
     let since = std::time::SystemTime::now() - Duration::from_secs(1);
 
     let mut client = connect(&fleet, &broker, &a, ProtocolVersion::V5).await;
@@ -429,44 +421,19 @@ impl Proxy {
 #[ignore = "needs nats-server with JetStream: THINGKIT_TEST_NATS=$(.ci/nats url)"]
 async fn a_server_cut_off_from_nats_gets_what_it_missed_when_it_is_back() {
     let url = nats_url();
-    let cluster = format!(
-        "cut{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let cluster = unique_cluster("cut");
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let b = fleet.add_device("sensor-b", &[]).unwrap();
     let proxy = Proxy::start(&url).await;
-    let start_durable = |url: String, server: &'static str| {
-        let fleet = &fleet;
-        let cluster = cluster.clone();
-        async move {
-            let config = NatsConfig::new(&url, &cluster, server)
-                .unwrap()
-                .with_durable(true)
-                .with_recovery_margin(Duration::from_millis(500));
-            let mut routes = NatsRoutes::connect(config).await.unwrap();
-            let broker = Broker::builder(
-                fleet.registry.clone(),
-                ServerIdentity::from_pem(
-                    fleet.server_chain_pem.clone(),
-                    fleet.server_key_pem.clone(),
-                ),
-            )
-            .bridge(routes.bridge())
-            .bind("127.0.0.1:0".parse().expect("loopback literal"))
-            .await
-            .expect("broker starts");
-            routes.start(broker.publisher()).await.unwrap();
-            (broker, routes)
-        }
+    let durable = |url: &str, server: &str| {
+        NatsConfig::new(url, &cluster, server)
+            .unwrap()
+            .with_durable(true)
+            .with_recovery_margin(Duration::from_millis(500))
     };
-    let (broker_a, _routes_a) = start_durable(url.clone(), "a").await;
-    let (broker_b, routes_b) = start_durable(proxy.url.clone(), "b").await;
+    let (broker_a, _routes_a) = start_with(&fleet, durable(&url, "a")).await;
+    let (broker_b, routes_b) = start_with(&fleet, durable(&proxy.url, "b")).await;
 
     let mut on_b = connect(&fleet, &broker_b, &b, ProtocolVersion::V311).await;
     on_b.subscribe(&[("telemetry/+/temperature", QoS::AtLeastOnce)])
@@ -513,14 +480,7 @@ async fn a_server_cut_off_from_nats_gets_what_it_missed_when_it_is_back() {
 #[ignore = "needs nats-server: THINGKIT_TEST_NATS=$(.ci/nats url)"]
 async fn a_shared_subscription_with_members_on_two_servers_gets_each_message_once() {
     let url = nats_url();
-    let cluster = format!(
-        "share{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
+    let cluster = unique_cluster("share");
     let fleet = Fleet::new().unwrap();
     let a = fleet.add_device("sensor-a", &[]).unwrap();
     let b = fleet.add_device("sensor-b", &[]).unwrap();

@@ -1297,17 +1297,9 @@ async fn deliver_shared(
     let _forwards = AbortOnDrop(forwards);
     let mut dedup = Dedup::default();
     while let Some(message) = rx.recv().await {
-        let routed = match accept_from(&config, &mut dedup, message, true) {
-            Ok(Some(routed)) => routed,
-            Ok(None) => {
-                counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            Err(e) => {
-                counters.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, "a message for a shared subscription was not routed");
-                continue;
-            }
+        let Some(routed) = counted(accept_from(&config, &mut dedup, message, true), &counters)
+        else {
+            continue;
         };
         if !filter.matches(&routed.topic) {
             continue; // a retained message on another topic
@@ -1482,6 +1474,22 @@ impl Dedup {
     }
 }
 
+/// The message [`accept`] let through, counting a duplicate or a rejection otherwise.
+fn counted(accepted: Result<Option<Message>, Error>, counters: &NatsCounters) -> Option<Message> {
+    match accepted {
+        Ok(Some(message)) => Some(message),
+        Ok(None) => {
+            counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+        Err(e) => {
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "a message from NATS was not routed");
+            None
+        }
+    }
+}
+
 async fn receive_loop(
     mut rx: mpsc::Receiver<async_nats::Message>,
     config: NatsConfig,
@@ -1490,17 +1498,8 @@ async fn receive_loop(
 ) {
     let mut dedup = Dedup::default();
     while let Some(message) = rx.recv().await {
-        let routed = match accept(&config, &mut dedup, message) {
-            Ok(Some(routed)) => routed,
-            Ok(None) => {
-                counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            Err(e) => {
-                counters.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, "a message from NATS was not routed");
-                continue;
-            }
+        let Some(routed) = counted(accept(&config, &mut dedup, message), &counters) else {
+            continue;
         };
         let topic = routed.topic.clone();
         match publisher.publish_remote(Arc::new(routed)).await {

@@ -12,47 +12,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use thingkit_api::keys::KeyStore;
 use thingkit_api::templates::{StoredTemplate, TemplateStore, TemplateStoreError, TemplateType};
 use thingkit_api::topic_rule::{TopicRuleStore, check_store};
-use thingkit_cluster::{
-    ControlChange, ControlFeed, PgControlStore, PgTopicRuleStore, PostgresConfig,
-};
+use thingkit_cluster::{ControlChange, ControlFeed, PgControlStore, PgTopicRuleStore};
 use thingkit_meter::{Counts, PacketKind, UsageKey};
 
-const ENV: &str = "THINGKIT_TEST_POSTGRES";
-
-fn url() -> String {
-    match std::env::var(ENV) {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "{ENV} is not set: these tests need PostgreSQL. Start one with `.ci/postgres start` \
-             and run `{ENV}=$(.ci/postgres url) cargo test -p thingkit-cluster -- --ignored`"
-        ),
-    }
-}
+mod common;
+use common::config;
 
 /// A schema name no other test or run uses.
 fn fresh_schema() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "tk_ctl_{}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn config(schema: &str) -> PostgresConfig {
-    PostgresConfig::new(url()).with_schema(schema)
+    common::fresh_schema("tk_ctl")
 }
 
 /// A feed on `schema` and what it reports, with when.

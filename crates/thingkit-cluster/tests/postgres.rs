@@ -9,43 +9,17 @@
 //!
 //! Each store gets a fresh random schema, so runs never see each other's records.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 #[cfg(feature = "sessions")]
 use thingkit_cluster::PgRouterStore;
 use thingkit_cluster::{Error, PgJobStore, PgRegistryStore, PgShadowStore, PostgresConfig};
 use thingkit_provision::{RegistryStore, StoreOp};
 
-const ENV: &str = "THINGKIT_TEST_POSTGRES";
-
-fn url() -> String {
-    match std::env::var(ENV) {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "{ENV} is not set: these tests need PostgreSQL. Start one with `.ci/postgres start` \
-             and run `{ENV}=$(.ci/postgres url) cargo test -p thingkit-cluster -- --ignored`"
-        ),
-    }
-}
+mod common;
+use common::{config, url};
 
 /// A schema name no other test or run uses.
 fn fresh_schema() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "tk_test_{}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn config(schema: &str) -> PostgresConfig {
-    PostgresConfig::new(url()).with_schema(schema)
+    common::fresh_schema("tk_test")
 }
 
 #[test]

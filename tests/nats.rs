@@ -40,6 +40,27 @@ fn unique_cluster(prefix: &str) -> String {
     )
 }
 
+/// Lets `devices` subscribe to any filter (policy `subscribe-all`); what they may receive stays
+/// the fleet policy's.
+fn allow_subscribe_all(fleet: &Fleet, devices: &[&Device]) {
+    let mut registry = fleet.registry.write().unwrap();
+    registry
+        .create_policy(
+            "subscribe-all",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe","Resource":"*"}]}"#,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    for device in devices {
+        registry
+            .attach_policy(
+                "subscribe-all",
+                &PolicyTarget::Certificate(device.certificate_id),
+            )
+            .unwrap();
+    }
+}
+
 /// A broker of cluster `cluster` named `server`, routed through NATS (per local filter if
 /// `interest`, else the whole cluster).
 async fn start(
@@ -147,23 +168,8 @@ async fn two_brokers(interest: bool) {
     let c = fleet.add_device("sensor-c", &[]).unwrap();
     let d = fleet.add_device("sensor-d", &[]).unwrap();
     let op = fleet.add_operator().unwrap();
-    {
-        // sensor-c may subscribe to anything, but its Receive rights stay the fleet policy's.
-        let mut registry = fleet.registry.write().unwrap();
-        registry
-            .create_policy(
-                "subscribe-all",
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe","Resource":"*"}]}"#,
-                std::time::SystemTime::now(),
-            )
-            .unwrap();
-        registry
-            .attach_policy(
-                "subscribe-all",
-                &PolicyTarget::Certificate(c.certificate_id),
-            )
-            .unwrap();
-    }
+    // sensor-c may subscribe to anything, but its Receive rights stay the fleet policy's.
+    allow_subscribe_all(&fleet, &[&c]);
     let (broker_a, routes_a) = start(&fleet, &url, &cluster, "a", interest).await;
     let (broker_b, routes_b) = start(&fleet, &url, &cluster, "b", interest).await;
 
@@ -487,25 +493,8 @@ async fn a_shared_subscription_with_members_on_two_servers_gets_each_message_onc
     let c = fleet.add_device("sensor-c", &[]).unwrap();
     let d = fleet.add_device("sensor-d", &[]).unwrap();
     let e = fleet.add_device("sensor-e", &[]).unwrap();
-    {
-        // The members may subscribe to the shared filter; receiving stays the fleet policy's.
-        let mut registry = fleet.registry.write().unwrap();
-        registry
-            .create_policy(
-                "subscribe-all",
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Subscribe","Resource":"*"}]}"#,
-                std::time::SystemTime::now(),
-            )
-            .unwrap();
-        for member in [&a, &b] {
-            registry
-                .attach_policy(
-                    "subscribe-all",
-                    &PolicyTarget::Certificate(member.certificate_id),
-                )
-                .unwrap();
-        }
-    }
+    // The members may subscribe to the shared filter; receiving stays the fleet policy's.
+    allow_subscribe_all(&fleet, &[&a, &b]);
     let (broker_a, routes_a) = start(&fleet, &url, &cluster, "a", true).await;
     let (broker_b, routes_b) = start(&fleet, &url, &cluster, "b", true).await;
 

@@ -569,9 +569,10 @@ impl<O: Outlet> Router<O> {
         if !filter.matches(&message.topic) {
             return Ok(Routed::default());
         }
-        let Ok(full) = TopicFilter::new(&format!("$share/{group}/{}", filter.as_str())) else {
-            return Ok(Routed::default());
-        };
+        // A member's own subscription to this shared subscription (a group may share other
+        // filters that match the topic too).
+        let is_this =
+            |f: &TopicFilter| f.share_group() == Some(group) && f.inner() == filter.as_str();
         let mut members: Vec<(Arc<str>, GrantedSubscription)> = Vec::new();
         let sessions = &self.sessions;
         self.index.for_each_match(&message.topic, |m| {
@@ -584,7 +585,7 @@ impl<O: Outlet> Router<O> {
                 for (member, value) in ms {
                     let subscribed = sessions
                         .get(member)
-                        .is_some_and(|s| s.filters.iter().any(|(f, _)| *f == full));
+                        .is_some_and(|s| s.filters.iter().any(|(f, _)| is_this(f)));
                     if subscribed && !members.iter().any(|(m, _)| m == member) {
                         members.push((member.clone(), *value));
                     }

@@ -382,31 +382,35 @@ fn two_servers_on_one_postgresql_share_their_state_and_a_change_through_one_reac
             &rule,
         ],
     );
-    let created = Instant::now();
-    let listener = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")
-        .args([
-            "-q",
-            "1",
-            "-t",
-            "dt/republished/#",
-            "-C",
-            "1",
-            "-W",
-            "10",
-            "-v",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
-    std::thread::sleep(Duration::from_secs(1).saturating_sub(created.elapsed()));
-    let published = mosquitto("mosquitto_pub", dir.path(), "sensor-1", b.port, "5")
-        .args(["-q", "1", "-t", "dt/sensor-1/temperature", "-m", "22.5"])
-        .status()
-        .expect("mosquitto_pub is installed");
-    assert!(published.success(), "mosquitto_pub: {published:?}");
-    let out = listener.wait_with_output().unwrap();
+    // sensor-2 listens on B for what the rule republishes while sensor-1 publishes `payload`
+    // there a second after `since`; what it heard within `wait` seconds.
+    let republished = |since: Instant, payload: &str, wait: &str| -> String {
+        let listener = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")
+            .args([
+                "-q",
+                "1",
+                "-t",
+                "dt/republished/#",
+                "-C",
+                "1",
+                "-W",
+                wait,
+                "-v",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(since.elapsed()));
+        let published = mosquitto("mosquitto_pub", dir.path(), "sensor-1", b.port, "5")
+            .args(["-q", "1", "-t", "dt/sensor-1/temperature", "-m", payload])
+            .status()
+            .expect("mosquitto_pub is installed");
+        assert!(published.success(), "mosquitto_pub: {published:?}");
+        let out = listener.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        republished(Instant::now(), "22.5", "10"),
         "dt/republished/by-rule 22.5",
         "B ran the rule made through A on a message published {:?} after its creation",
         Duration::from_secs(1)
@@ -423,31 +427,8 @@ fn two_servers_on_one_postgresql_share_their_state_and_a_change_through_one_reac
             "republish_on_every_server",
         ],
     );
-    let deleted = Instant::now();
-    let listener = mosquitto("mosquitto_sub", dir.path(), "sensor-2", b.port, "5")
-        .args([
-            "-q",
-            "1",
-            "-t",
-            "dt/republished/#",
-            "-C",
-            "1",
-            "-W",
-            "3",
-            "-v",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
-    std::thread::sleep(Duration::from_secs(1).saturating_sub(deleted.elapsed()));
-    let published = mosquitto("mosquitto_pub", dir.path(), "sensor-1", b.port, "5")
-        .args(["-q", "1", "-t", "dt/sensor-1/temperature", "-m", "23.0"])
-        .status()
-        .expect("mosquitto_pub is installed");
-    assert!(published.success(), "mosquitto_pub: {published:?}");
-    let out = listener.wait_with_output().unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        republished(Instant::now(), "23.0", "3"),
         "",
         "B still runs a rule deleted through A a second ago"
     );

@@ -1015,9 +1015,12 @@ impl NatsReplay {
                 patterns.insert(pattern.clone());
             }
         }
-        self.read(since, patterns, |m| {
-            filters.iter().any(|f| f.matches(&m.topic))
-        })
+        self.read_from(
+            since,
+            patterns,
+            |m| filters.iter().any(|f| f.matches(&m.topic)),
+            None,
+        )
         .await
     }
 
@@ -1060,15 +1063,6 @@ impl NatsReplay {
             }
         }
         Ok(routed)
-    }
-
-    async fn read(
-        &self,
-        since: SystemTime,
-        patterns: BTreeSet<String>,
-        keep: impl Fn(&Message) -> bool,
-    ) -> Result<Vec<Arc<Message>>, Error> {
-        self.read_from(since, patterns, keep, None).await
     }
 
     /// The QoS 1 messages of the stream on `patterns` since `since` that `keep` keeps, in
@@ -1260,19 +1254,11 @@ impl Drop for SharedGroups {
     }
 }
 
-/// A short stable name for `text` (hex of 64 bits of FNV-1a, twice with different offsets):
-/// a NATS queue name for a shared subscription.
+/// A stable name for `text` (hex of 128 bits of its SHA-256): a NATS queue name for a shared
+/// subscription, whatever the characters of its share name and filter.
 fn queue_digest(text: &str) -> String {
-    let hash = |seed: u64| {
-        text.bytes().fold(seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    };
-    format!(
-        "{:016x}{:016x}",
-        hash(0xcbf2_9ce4_8422_2325),
-        hash(0x8422_2325_cbf2_9ce4)
-    )
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    hex::encode(&digest.as_ref()[..16])
 }
 
 /// Delivers what one shared subscription's queue group receives to one of its members here,

@@ -55,9 +55,7 @@ impl Confirmation {
     ///
     /// The bridge failed (its reason), or dropped the message without an answer.
     pub async fn wait(self) -> Result<(), String> {
-        self.0
-            .await
-            .unwrap_or_else(|_| Err("the message was dropped before it was durable".into()))
+        self.await
     }
 }
 

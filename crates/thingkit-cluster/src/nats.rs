@@ -126,6 +126,11 @@ pub const DEFAULT_RECOVERY_MARGIN: Duration = Duration::from_secs(5);
 /// (the router's `max_offline_messages`) applies after it.
 pub const MAX_REPLAY: usize = 100_000;
 
+/// The most payload bytes one replay holds (256 MiB): with [`MAX_REPLAY`], what bounds its
+/// memory whatever the messages' sizes. Past it, the newest messages are left out and counted
+/// ([`NatsCounters::replay_truncated`]).
+pub const MAX_REPLAY_BYTES: usize = 256 << 20;
+
 /// How long an interest change may take to reach NATS before [`NatsBridge::sync`] gives up.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -286,7 +291,7 @@ pub struct NatsCounters {
     pub durable_failures: AtomicU64,
     /// Messages replayed to sessions that moved to this server ([`NatsReplay::missed`]).
     pub replayed: AtomicU64,
-    /// Messages a replay left out because it reached [`MAX_REPLAY`].
+    /// Messages a replay left out because it reached [`MAX_REPLAY`] or [`MAX_REPLAY_BYTES`].
     pub replay_truncated: AtomicU64,
     /// Breaks of the NATS connection after which the stream was replayed to this server.
     pub recoveries: AtomicU64,
@@ -993,7 +998,7 @@ impl NatsReplay {
     /// waits until this server's interest changes are live on NATS ([`NatsBridge::sync`]), so
     /// that every message published after the replay's end reaches the session live: the two
     /// may overlap (a duplicate, which QoS 1 allows), but leave no gap. At most
-    /// [`MAX_REPLAY`] messages (the oldest).
+    /// [`MAX_REPLAY`] messages and [`MAX_REPLAY_BYTES`] of payload (the oldest).
     ///
     /// # Errors
     ///
@@ -1094,6 +1099,7 @@ impl NatsReplay {
         let start = time::OffsetDateTime::from(since);
         let mut found: BTreeMap<u64, Message> = BTreeMap::new();
         let mut truncated = 0u64;
+        let mut bytes = 0usize;
         let now = Instant::now();
         let wall = time::OffsetDateTime::now_utc();
         for pattern in patterns {
@@ -1135,9 +1141,12 @@ impl NatsReplay {
                         && let Some(m) = replayable(&message, now, wall - published)
                         && keep(&m)
                     {
-                        if found.len() >= MAX_REPLAY {
+                        if found.len() >= MAX_REPLAY
+                            || bytes.saturating_add(m.payload.len()) > MAX_REPLAY_BYTES
+                        {
                             truncated += 1;
                         } else {
+                            bytes += m.payload.len();
                             found.insert(seq, m);
                         }
                     }

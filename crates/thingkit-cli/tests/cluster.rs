@@ -13,7 +13,10 @@
 //! moves to the server its device reconnects to, also after `kill -9` of its server. A job
 //! rollout created through one server is paced by that server alone (it holds the job's lease),
 //! counts what devices report through the other, and is taken over by the other after
-//! `kill -9`, with no duplicate executions.
+//! `kill -9`, with no duplicate executions. What a server's API acknowledged (a thing, a
+//! policy, a topic rule, a provisioning template, a job) survives `kill -9` of that server the
+//! moment the last 200 came back. A shared subscription with a member on each of two servers
+//! gets each message once.
 //!
 //! Ignored by `cargo test`: they need a PostgreSQL server, named by `THINGKIT_TEST_POSTGRES`
 //! (`.ci/postgres start; export THINGKIT_TEST_POSTGRES=$(.ci/postgres url)`), a nats-server,
@@ -1019,7 +1022,7 @@ fn live_session(dir: &Path, port: u16, extra: &[&str]) -> std::process::Child {
 #[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES), nats-server with JetStream (THINGKIT_TEST_NATS) and mosquitto-clients; run by .ci/run"]
 #[cfg(unix)]
 fn kill_9_of_a_subscriber_s_server_loses_no_qos_1_message_the_cluster_acknowledged() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let shared = Shared {
         postgres: Some((postgres_url(), fresh_schema("kill"))),
@@ -1037,16 +1040,7 @@ fn kill_9_of_a_subscriber_s_server_loses_no_qos_1_message_the_cluster_acknowledg
         .stdout(Stdio::piped())
         .spawn()
         .expect("mosquitto_sub is installed (apt install mosquitto-clients)");
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let received = received.clone();
-        let stdout = on_a.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                received.lock().unwrap().push(line);
-            }
-        })
-    };
+    let (received, reader) = collect_lines(&mut on_a);
     std::thread::sleep(Duration::from_millis(1500));
 
     // sensor-1 publishes m1..m{N} at QoS 1 through B, one connection, one line every 40 ms;
@@ -1084,16 +1078,7 @@ fn kill_9_of_a_subscriber_s_server_loses_no_qos_1_message_the_cluster_acknowledg
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let after = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let after_reader = {
-        let after = after.clone();
-        let stdout = on_c.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                after.lock().unwrap().push(line);
-            }
-        })
-    };
+    let (after, after_reader) = collect_lines(&mut on_c);
     feeder.join().unwrap();
     let published = publisher.wait_with_output().unwrap();
     assert!(published.status.success(), "mosquitto_pub: {published:?}");
@@ -1390,4 +1375,229 @@ fn a_rollout_created_through_one_server_is_paced_once_and_taken_over_after_kill_
         "{job}"
     );
     assert!(b.terminate().success());
+}
+
+/// The cluster policy with shared subscriptions allowed: `$share/<any group>/dt/...`.
+const SHARED_POLICY: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow", "Action": "iot:Connect",
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:client/${iot:Connection.Thing.ThingName}"},
+    {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+     "Resource": "arn:aws:iot:eu-central-1:123456789012:topic/dt/*"},
+    {"Effect": "Allow", "Action": "iot:Subscribe",
+     "Resource": ["arn:aws:iot:eu-central-1:123456789012:topicfilter/dt/*",
+                  "arn:aws:iot:eu-central-1:123456789012:topicfilter/$share/*"]}
+  ]
+}"#;
+
+/// Reads `child`'s stdout lines into a shared list on a thread of its own.
+fn collect_lines(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::{BufRead, BufReader};
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    (lines, reader)
+}
+
+#[test]
+#[ignore = "needs nats-server with JetStream (THINGKIT_TEST_NATS) and mosquitto-clients; run by .ci/run"]
+#[cfg(unix)]
+fn a_shared_subscription_with_members_on_two_servers_gets_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        nats: Some((nats_url(), format!("share{}", std::process::id()))),
+        ..Shared::default()
+    };
+    let configs = cluster_dir(
+        dir.path(),
+        &["sensor-1", "worker-a", "worker-b"],
+        &shared,
+        2,
+    );
+    std::fs::write(dir.path().join("policies/devices.json"), SHARED_POLICY).unwrap();
+    let a = Server::start(&configs[0]);
+    let b = Server::start(&configs[1]);
+
+    // One group, `workers`: a member on A and a member on B (mosquitto_sub, MQTT 5, QoS 1).
+    let member = |thing: &str, port: u16| {
+        mosquitto("mosquitto_sub", dir.path(), thing, port, "5")
+            .args(["-q", "1", "-t", "$share/workers/dt/#", "-v"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub is installed (apt install mosquitto-clients)")
+    };
+    let mut on_a = member("worker-a", a.port);
+    let mut on_b = member("worker-b", b.port);
+    let (got_a, reader_a) = collect_lines(&mut on_a);
+    let (got_b, reader_b) = collect_lines(&mut on_b);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // sensor-1 publishes m1..m{N} at QoS 1 on A (MQTT 3.1.1, one connection, one per line).
+    const N: usize = 200;
+    let lines: String = (1..=N).map(|i| format!("m{i}\n")).collect();
+    let input = dir.path().join("lines.txt");
+    std::fs::write(&input, lines).unwrap();
+    let published = mosquitto("mosquitto_pub", dir.path(), "sensor-1", a.port, "311")
+        .args(["-q", "1", "-t", "dt/sensor-1/temperature", "-l"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .status()
+        .expect("mosquitto_pub is installed");
+    assert!(published.success(), "mosquitto_pub: {published:?}");
+
+    let total = || got_a.lock().unwrap().len() + got_b.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while total() < N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A little longer: a duplicate would arrive after the last original.
+    std::thread::sleep(Duration::from_millis(500));
+    for child in [&mut on_a, &mut on_b] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    reader_a.join().unwrap();
+    reader_b.join().unwrap();
+    let (got_a, got_b) = (got_a.lock().unwrap().clone(), got_b.lock().unwrap().clone());
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for line in got_a.iter().chain(&got_b) {
+        *seen.entry(line.clone()).or_default() += 1;
+    }
+    println!(
+        "member on A: {}, member on B: {}, distinct {}",
+        got_a.len(),
+        got_b.len(),
+        seen.len()
+    );
+    let missing: Vec<usize> = (1..=N)
+        .filter(|i| !seen.contains_key(&format!("dt/sensor-1/temperature m{i}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never delivered to the group: {missing:?}"
+    );
+    let twice: Vec<&String> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(l, _)| l)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "delivered to the group more than once: {twice:?}"
+    );
+    assert_eq!(seen.len(), N, "nothing else was delivered: {seen:?}");
+    // Both members take a share: the group spans the servers (with 200 messages, one member
+    // getting all of them by chance has a probability of 2^-199).
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "one member got everything: A {}, B {}",
+        got_a.len(),
+        got_b.len()
+    );
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (THINGKIT_TEST_POSTGRES) and the AWS CLI; run by .ci/run"]
+#[cfg(unix)]
+fn control_plane_writes_a_server_acknowledged_survive_its_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        postgres: Some((postgres_url(), fresh_schema("ctl_kill"))),
+        ..Shared::default()
+    };
+    let configs = cluster_dir(dir.path(), &["sensor-1", "sensor-2"], &shared, 2);
+    let a = Server::start(&configs[0]);
+    let b = Server::start(&configs[1]);
+    let key = access_key(&configs[0]);
+
+    // Through A, back to back: a thing, a policy, a topic rule, a provisioning template and a
+    // job; A is killed the moment the last 200 arrives.
+    let rule = serde_json::json!({
+        "sql": "SELECT * FROM 'dt/+/temperature'",
+        "actions": [{"republish": {
+            "topic": "dt/republished/kept",
+            "roleArn": "arn:aws:iam::123456789012:role/republish",
+        }}],
+    })
+    .to_string();
+    let template = TEMPLATE.to_string();
+    let writes: Vec<Vec<&str>> = vec![
+        vec!["create-thing", "--thing-name", "made-before-kill"],
+        vec![
+            "create-policy",
+            "--policy-name",
+            "made-before-kill",
+            "--policy-document",
+            POLICY,
+        ],
+        vec![
+            "create-topic-rule",
+            "--rule-name",
+            "made_before_kill",
+            "--topic-rule-payload",
+            &rule,
+        ],
+        vec![
+            "create-provisioning-template",
+            "--template-name",
+            "made-before-kill",
+            "--provisioning-role-arn",
+            "arn:aws:iam::123456789012:role/provisioning",
+            "--template-body",
+            &template,
+        ],
+        vec![
+            "create-job",
+            "--job-id",
+            "made-before-kill",
+            "--targets",
+            "arn:aws:iot:eu-central-1:123456789012:thing/sensor-1",
+            "--document",
+            r#"{"op":"reboot"}"#,
+        ],
+    ];
+    for args in &writes {
+        aws_iot(dir.path(), &a, &key, args);
+    }
+    a.kill9();
+
+    // Every one of them is there, through B and through A restarted on its own data.
+    let reads: [&[&str]; 5] = [
+        &["describe-thing", "--thing-name", "made-before-kill"],
+        &["get-policy", "--policy-name", "made-before-kill"],
+        &["get-topic-rule", "--rule-name", "made_before_kill"],
+        &[
+            "describe-provisioning-template",
+            "--template-name",
+            "made-before-kill",
+        ],
+        &["describe-job", "--job-id", "made-before-kill"],
+    ];
+    let restarted = Server::start(&configs[0]);
+    for server in [&b, &restarted] {
+        for args in reads {
+            let answer = aws_iot(dir.path(), server, &key, args);
+            assert!(
+                answer.contains("made-before-kill") || answer.contains("made_before_kill"),
+                "aws iot {}: {answer}",
+                args.join(" ")
+            );
+        }
+    }
+    assert!(b.terminate().success());
+    assert!(restarted.terminate().success());
 }

@@ -8,19 +8,25 @@
 //! static ALLOC: thingkit_bench_support::CountingAlloc = thingkit_bench_support::CountingAlloc;
 //! ```
 //!
-//! and measure with [`count_allocations`].
+//! and measure with [`count_allocations`]. Timed sections run inside [`uncounted`]: the
+//! counters are atomics, and an allocator that updates four of them per allocation makes the
+//! contender that allocates more look slower than it is.
 
 pub mod report;
 #[cfg(feature = "serve")]
 pub mod serve;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
-static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
-static PEAK_LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+// Signed: memory allocated inside `uncounted` and freed outside it is subtracted without having
+// been added.
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+static PEAK_LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+/// Off inside [`uncounted`].
+static COUNTING: AtomicBool = AtomicBool::new(true);
 
 /// The system allocator plus counters of allocations, allocated bytes and live bytes.
 pub struct CountingAlloc;
@@ -41,24 +47,43 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        record_free(layout.size());
         // SAFETY: forwarded unchanged; `ptr` came from this allocator with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         record_alloc(new_size);
-        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        record_free(layout.size());
         // SAFETY: forwarded unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 
 fn record_alloc(size: usize) {
+    if !COUNTING.load(Ordering::Relaxed) {
+        return;
+    }
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     ALLOCATED_BYTES.fetch_add(size as u64, Ordering::Relaxed);
-    let live = LIVE_BYTES.fetch_add(size as u64, Ordering::Relaxed) + size as u64;
+    let live = LIVE_BYTES.fetch_add(size as i64, Ordering::Relaxed) + size as i64;
     PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
+}
+
+fn record_free(size: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        LIVE_BYTES.fetch_sub(size as i64, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f` with the counters off: for timed sections, so that the allocator costs what the
+/// system allocator costs (one relaxed load more) whoever allocates. Allocations made inside
+/// are not counted, and neither are frees.
+pub fn uncounted<T>(f: impl FnOnce() -> T) -> T {
+    let was = COUNTING.swap(false, Ordering::SeqCst);
+    let out = f();
+    COUNTING.store(was, Ordering::SeqCst);
+    out
 }
 
 /// Allocation counts observed while a closure ran (all threads; run it single-threaded).
@@ -84,14 +109,17 @@ pub fn count_allocations<T>(f: impl FnOnce() -> T) -> (T, AllocStats) {
     let stats = AllocStats {
         allocations: ALLOCATIONS.load(Ordering::SeqCst) - a0,
         bytes: ALLOCATED_BYTES.load(Ordering::SeqCst) - b0,
-        peak_live_bytes: PEAK_LIVE_BYTES.load(Ordering::SeqCst).saturating_sub(live0),
+        peak_live_bytes: PEAK_LIVE_BYTES
+            .load(Ordering::SeqCst)
+            .saturating_sub(live0)
+            .max(0) as u64,
     };
     (out, stats)
 }
 
 /// Live heap bytes right now (allocated and not yet freed), when [`CountingAlloc`] is installed.
 pub fn live_bytes() -> u64 {
-    LIVE_BYTES.load(Ordering::SeqCst)
+    LIVE_BYTES.load(Ordering::SeqCst).max(0) as u64
 }
 
 /// splitmix64: a deterministic generator for the suites' fixed-seed workloads (no dependency,

@@ -135,9 +135,9 @@ impl Decoder {
         if buf.len() < header.total {
             return Ok(None);
         }
-        // Touch the next frame's first byte now (see `decode_view`): its cache miss overlaps
-        // with this frame's work instead of stalling the next call.
-        std::hint::black_box(buf.get(header.total).copied());
+        // Start loading the next frame's first cache line now (see `cpu::prefetch`): its miss
+        // overlaps with this frame's work instead of stalling the next call.
+        crate::cpu::prefetch(buf, header.total);
         if header.ptype == PacketType::Publish {
             // The 3.1.1 fast path is inlined here; 5.0's (property blocks) is compiled apart, so
             // that its code does not crowd the 3.1.1 path out of inlining its small calls.
@@ -335,10 +335,9 @@ impl Decoder {
         let Some(frame) = input.get(..header.total) else {
             return Ok(None);
         };
-        // Touch the next frame's first byte now: if it is not in cache, the miss overlaps with
-        // this frame's validation instead of stalling the next call (a prefetch without
-        // `unsafe`; `black_box` only keeps the load from being optimised away).
-        std::hint::black_box(input.get(header.total).copied());
+        // Start loading the next frame's first cache line now: if it is not in cache, the miss
+        // overlaps with this frame's validation instead of stalling the next call.
+        crate::cpu::prefetch(input, header.total);
         if header.ptype == PacketType::Publish {
             let layout = if self.version == Some(ProtocolVersion::V5) {
                 self.publish_layout::<true>(frame, header)
@@ -719,8 +718,10 @@ fn view_from_layout<'a>(
     l: &PublishLayout,
 ) -> Option<PublishView<'a>> {
     // UTF-8 (which `&str` needs anyway) and no U+0000 or wildcard is exactly
-    // `TopicName::validate_wire` for a non-empty topic of at most 65,535 bytes.
-    let topic = std::str::from_utf8(frame.get(l.topic_start..l.topic_start + l.topic_len)?).ok()?;
+    // `TopicName::validate_wire` for a non-empty topic of at most 65,535 bytes. A fleet topic is
+    // ASCII: `ascii_str` makes it a `&str` without `from_utf8`'s byte-by-byte walk.
+    let bytes = frame.get(l.topic_start..l.topic_start + l.topic_len)?;
+    let topic = crate::cpu::ascii_str(bytes).or_else(|| std::str::from_utf8(bytes).ok())?;
     if !has_no_nul_or_wildcard(topic.as_bytes()) {
         return None;
     }

@@ -141,12 +141,13 @@
 //! granted maximum, whether a topic alias is known: see [`InboundAliases`]), and it does not
 //! validate a payload marked as UTF-8 by the Payload Format Indicator (the specification makes that
 //! optional). MQTT 3.1 (`MQIsdp`, level 3) is not supported.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod alias;
 #[cfg(feature = "tokio-codec")]
 mod codec;
+mod cpu;
 mod decode;
 mod encode;
 mod error;

@@ -1369,12 +1369,16 @@ impl<O: Outlet> Router<O> {
         Ok(self.deliver(message, targets))
     }
 
-    /// Routes `message` to `client_id`'s session alone, by its own subscriptions (shared
-    /// subscriptions excepted: their group chose a member when the message was first routed),
-    /// as [`Router::try_route`] would for that session: No Local, QoS downgraded to the
+    /// Routes `message` to `client_id`'s session alone, by its own subscriptions, as
+    /// [`Router::try_route`] would for that session: No Local, QoS downgraded to the
     /// subscription's, Retain As Published, subscription identifiers; a copy for a detached
     /// persistent session is stored before it is queued. Retained messages are not stored
     /// again. A cluster replays through this what a session that moved here missed.
+    ///
+    /// The session's shared subscriptions count too, as if the group had chosen it: a replay
+    /// cannot know which member the group chose the first time (the message may have died with
+    /// a server), so a member that moved gets the group's messages of the replayed interval
+    /// again — at least once, as QoS 1 promises; another member may have had some of them.
     ///
     /// # Errors
     ///
@@ -1386,12 +1390,19 @@ impl<O: Outlet> Router<O> {
         message: &Arc<Message>,
     ) -> Result<Routed, Error> {
         let mut targets: Vec<(Arc<str>, GrantedSubscription)> = Vec::new();
-        self.index.for_each_match(&message.topic, |m| {
-            if let Match::Direct { subscriber, value } = m
-                && &**subscriber == client_id
-                && !(value.no_local && message.from.as_ref() == Some(subscriber))
-            {
-                targets.push((subscriber.clone(), *value));
+        self.index.for_each_match(&message.topic, |m| match m {
+            Match::Direct { subscriber, value } => {
+                if &**subscriber == client_id
+                    && !(value.no_local && message.from.as_ref() == Some(subscriber))
+                {
+                    targets.push((subscriber.clone(), *value));
+                }
+            }
+            // (A shared subscription has no No Local [MQTT-3.8.3-4].)
+            Match::Shared { members, .. } => {
+                if let Some((s, v)) = members.iter().find(|(s, _)| &**s == client_id) {
+                    targets.push((s.clone(), *v));
+                }
             }
         });
         let mut ops = Vec::new();

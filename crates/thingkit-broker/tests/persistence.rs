@@ -1425,6 +1425,34 @@ fn route_to_queues_a_replayed_message_for_one_session_alone_and_stores_it() {
 }
 
 #[test]
+fn route_to_replays_a_shared_group_s_message_to_the_member_that_moved() {
+    let store = MemoryStore::new();
+    let t0 = Instant::now();
+    let (moved, other) = (id("worker-a"), id("worker-b"));
+    let mut b = start(store.clone(), t0, wall0());
+    for c in [&moved, &other] {
+        b.try_attach(c, true, SessionExpiry::Never, 1, TestOutlet::default(), t0)
+            .unwrap();
+        b.try_subscribe(c, &filter("$share/workers/q/#"), qos1(None))
+            .unwrap();
+        b.try_detach(c, 1, Vec::new(), t0).unwrap();
+    }
+    // The group's choice is not replayed: the member named gets it, whichever member the group
+    // chose the first time (at least once, as QoS 1 allows).
+    let routed = b
+        .try_route_to(&moved, &msg("q/1", "missed", QoS::AtLeastOnce, false, t0))
+        .unwrap();
+    assert_eq!(routed.queued, 1);
+    assert_eq!(b.offline_len(&moved), 1);
+    assert_eq!(b.offline_len(&other), 0);
+    // Another group's topic is not queued.
+    let routed = b
+        .try_route_to(&moved, &msg("r/1", "other", QoS::AtLeastOnce, false, t0))
+        .unwrap();
+    assert_eq!(routed.queued, 0);
+}
+
+#[test]
 fn shared_subscriptions_handed_to_the_caller_are_routed_only_through_it() {
     let t0 = Instant::now();
     let mut r = start(MemoryStore::new(), t0, wall0());

@@ -993,7 +993,7 @@ pub struct NatsReplay {
 
 impl NatsReplay {
     /// The QoS 1 messages published in the cluster since `since` (by the stream's clock) on a
-    /// topic one of `filters` matches (shared subscriptions are left out), in the order the
+    /// topic one of `filters` matches (a shared subscription by its inner filter), in the order the
     /// stream took them, each once, with what is left of its Message Expiry Interval. First
     /// waits until this server's interest changes are live on NATS ([`NatsBridge::sync`]), so
     /// that every message published after the replay's end reaches the session live: the two
@@ -1008,7 +1008,7 @@ impl NatsReplay {
         since: SystemTime,
         filters: &[TopicFilter],
     ) -> Result<Vec<Arc<Message>>, Error> {
-        let filters: Vec<&TopicFilter> = filters.iter().filter(|f| !f.is_shared()).collect();
+        let filters: Vec<&TopicFilter> = filters.iter().collect();
         if filters.is_empty() {
             return Ok(Vec::new());
         }

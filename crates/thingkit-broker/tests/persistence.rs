@@ -1383,18 +1383,29 @@ fn release_kicks_a_live_connection_with_session_taken_over() {
     assert!(!a.release(&c));
 }
 
+/// Persistent sessions for `clients`, each subscribed to `f` with `granted`, then detached.
+fn detached_subscribers(
+    b: &mut Router<TestOutlet>,
+    clients: &[&Arc<str>],
+    f: &str,
+    granted: GrantedSubscription,
+    t0: Instant,
+) {
+    for c in clients {
+        b.try_attach(c, true, SessionExpiry::Never, 1, TestOutlet::default(), t0)
+            .unwrap();
+        b.try_subscribe(c, &filter(f), granted).unwrap();
+        b.try_detach(c, 1, Vec::new(), t0).unwrap();
+    }
+}
+
 #[test]
 fn route_to_queues_a_replayed_message_for_one_session_alone_and_stores_it() {
     let store = MemoryStore::new();
     let t0 = Instant::now();
     let (moved, other) = (id("sensor-2"), id("sensor-3"));
     let mut b = start(store.clone(), t0, wall0());
-    for c in [&moved, &other] {
-        b.try_attach(c, true, SessionExpiry::Never, 1, TestOutlet::default(), t0)
-            .unwrap();
-        b.try_subscribe(c, &filter("q/#"), qos1(Some(4))).unwrap();
-        b.try_detach(c, 1, Vec::new(), t0).unwrap();
-    }
+    detached_subscribers(&mut b, &[&moved, &other], "q/#", qos1(Some(4)), t0);
     let routed = b
         .try_route_to(&moved, &msg("q/1", "missed", QoS::AtLeastOnce, false, t0))
         .unwrap();
@@ -1430,13 +1441,13 @@ fn route_to_replays_a_shared_group_s_message_to_the_member_that_moved() {
     let t0 = Instant::now();
     let (moved, other) = (id("worker-a"), id("worker-b"));
     let mut b = start(store.clone(), t0, wall0());
-    for c in [&moved, &other] {
-        b.try_attach(c, true, SessionExpiry::Never, 1, TestOutlet::default(), t0)
-            .unwrap();
-        b.try_subscribe(c, &filter("$share/workers/q/#"), qos1(None))
-            .unwrap();
-        b.try_detach(c, 1, Vec::new(), t0).unwrap();
-    }
+    detached_subscribers(
+        &mut b,
+        &[&moved, &other],
+        "$share/workers/q/#",
+        qos1(None),
+        t0,
+    );
     // The group's choice is not replayed: the member named gets it, whichever member the group
     // chose the first time (at least once, as QoS 1 allows).
     let routed = b

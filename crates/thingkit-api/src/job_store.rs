@@ -1,11 +1,14 @@
 //! What the control plane keeps about jobs beside the jobs engine: the job templates
 //! (`CreateJobTemplate` and friends; jobs themselves, with what `UpdateJob` and
-//! `AssociateTargetsWithJob` change, are the engine's). One JSON file in the server's data directory (or memory), written as the provisioning templates
-//! are ([`crate::templates`]): every change is persisted (temporary file, fsync, rename)
-//! before it is acknowledged, and a refused change leaves the set as it was.
+//! `AssociateTargetsWithJob` change, are the engine's). One JSON file in the server's data
+//! directory (or memory), written as the provisioning templates are ([`crate::templates`]):
+//! every change is persisted (temporary file, fsync, rename) before it is acknowledged, and a
+//! refused change leaves the set as it was. Servers that share their job templates keep them
+//! in a [`JobTemplateBackend`] instead ([`JobStore::with_backend`]), read on every call.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,9 +54,43 @@ pub struct JobRecords {
     pub templates: BTreeMap<String, StoredJobTemplate>,
 }
 
-/// The job templates, persisted or in memory.
-#[derive(Debug, Default)]
-pub struct JobStore(JsonRecords<JobRecords>);
+/// Where a [`JobStore`] keeps its job templates instead of a file, for templates shared by
+/// several servers. Implementations are durable when a call returns `Ok`.
+pub trait JobTemplateBackend: Send + Sync {
+    /// Every stored job template, by ID.
+    ///
+    /// # Errors
+    ///
+    /// [`TemplateStoreError::Backend`] or [`TemplateStoreError::Corrupt`].
+    fn load(&self) -> Result<BTreeMap<String, StoredJobTemplate>, TemplateStoreError>;
+
+    /// Applies `changes` all or nothing: `Some` stores the template under its ID (inserting
+    /// or replacing it), `None` deletes the ID.
+    ///
+    /// # Errors
+    ///
+    /// [`TemplateStoreError::Backend`]; nothing was applied.
+    fn save(
+        &self,
+        changes: &[(String, Option<StoredJobTemplate>)],
+    ) -> Result<(), TemplateStoreError>;
+}
+
+/// The job templates: in memory, in a file, or in a [`JobTemplateBackend`].
+#[derive(Default)]
+pub struct JobStore {
+    local: JsonRecords<JobRecords>,
+    backend: Option<Arc<dyn JobTemplateBackend>>,
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore")
+            .field("path", &self.path())
+            .field("backend", &self.backend.is_some())
+            .finish()
+    }
+}
 
 impl JobStore {
     /// A store that keeps everything in memory only.
@@ -68,26 +105,56 @@ impl JobStore {
     ///
     /// The file cannot be read, or is not a record set this version can read.
     pub fn open(path: impl Into<PathBuf>) -> Result<JobStore, TemplateStoreError> {
-        JsonRecords::open(path.into()).map(JobStore)
+        JsonRecords::open(path.into()).map(|local| JobStore {
+            local,
+            backend: None,
+        })
     }
 
-    /// The file it persists to (`None` in memory).
+    /// A store whose templates are `backend`'s, read on every call: what another server
+    /// stored there is seen at once (no cache to refresh).
+    pub fn with_backend(backend: Arc<dyn JobTemplateBackend>) -> JobStore {
+        JobStore {
+            local: JsonRecords::default(),
+            backend: Some(backend),
+        }
+    }
+
+    /// The file it persists to (`None` in memory or with a backend).
     pub fn path(&self) -> Option<&Path> {
-        self.0.path()
+        self.local.path()
     }
 
     /// A copy of everything.
-    pub fn snapshot(&self) -> JobRecords {
-        self.0.read(JobRecords::clone)
+    ///
+    /// # Errors
+    ///
+    /// The backend cannot be read.
+    pub fn snapshot(&self) -> Result<JobRecords, TemplateStoreError> {
+        match &self.backend {
+            Some(backend) => Ok(JobRecords {
+                templates: backend.load()?,
+            }),
+            None => Ok(self.local.read(JobRecords::clone)),
+        }
     }
 
     /// A job template by ID.
-    pub fn template(&self, id: &str) -> Option<StoredJobTemplate> {
-        self.0.read(|r| r.templates.get(id).cloned())
+    ///
+    /// # Errors
+    ///
+    /// The backend cannot be read.
+    pub fn template(&self, id: &str) -> Result<Option<StoredJobTemplate>, TemplateStoreError> {
+        match &self.backend {
+            Some(_) => Ok(self.snapshot()?.templates.remove(id)),
+            None => Ok(self.local.read(|r| r.templates.get(id).cloned())),
+        }
     }
 
     /// Applies `change` to a copy of the records, persists the copy, then keeps it. `change`
-    /// refusing (returning `Err`) or the write failing leaves the records unchanged.
+    /// refusing (returning `Err`) or the write failing leaves the records unchanged. With a
+    /// backend, the copy is the backend's records of this moment and only the templates that
+    /// changed are written (two servers changing one template at once: the last write wins).
     ///
     /// # Errors
     ///
@@ -96,7 +163,31 @@ impl JobStore {
         &self,
         change: impl FnOnce(&mut JobRecords) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.0.update(change)
+        let Some(backend) = &self.backend else {
+            return self.local.update(change);
+        };
+        let before = backend.load()?;
+        let mut records = JobRecords {
+            templates: before.clone(),
+        };
+        let out = change(&mut records)?;
+        let mut changes: Vec<(String, Option<StoredJobTemplate>)> = Vec::new();
+        for (id, old) in &before {
+            match records.templates.get(id) {
+                None => changes.push((id.clone(), None)),
+                Some(new) if new != old => changes.push((id.clone(), Some(new.clone()))),
+                Some(_) => {}
+            }
+        }
+        for (id, new) in &records.templates {
+            if !before.contains_key(id) {
+                changes.push((id.clone(), Some(new.clone())));
+            }
+        }
+        if !changes.is_empty() {
+            backend.save(&changes)?;
+        }
+        Ok(out)
     }
 }
 
@@ -129,6 +220,65 @@ mod tests {
         });
         assert!(refused.is_err());
         let reopened = JobStore::open(&path).unwrap();
-        assert_eq!(reopened.template("t1").unwrap().description, "d");
+        assert_eq!(reopened.template("t1").unwrap().unwrap().description, "d");
+    }
+
+    /// A backend in memory that counts its saves.
+    #[derive(Default)]
+    struct Shared(std::sync::Mutex<(BTreeMap<String, StoredJobTemplate>, usize)>);
+
+    impl JobTemplateBackend for Shared {
+        fn load(&self) -> Result<BTreeMap<String, StoredJobTemplate>, TemplateStoreError> {
+            Ok(self.0.lock().unwrap().0.clone())
+        }
+        fn save(
+            &self,
+            changes: &[(String, Option<StoredJobTemplate>)],
+        ) -> Result<(), TemplateStoreError> {
+            let mut state = self.0.lock().unwrap();
+            for (id, t) in changes {
+                match t {
+                    Some(t) => state.0.insert(id.clone(), t.clone()),
+                    None => state.0.remove(id),
+                };
+            }
+            state.1 += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn stores_on_one_backend_see_each_other_s_changes_at_once() {
+        let backend = Arc::new(Shared::default());
+        let (a, b) = (
+            JobStore::with_backend(backend.clone()),
+            JobStore::with_backend(backend.clone()),
+        );
+        let template = |id: &str| StoredJobTemplate {
+            id: id.into(),
+            description: "d".into(),
+            document: "{}".into(),
+            ..StoredJobTemplate::default()
+        };
+        a.update(|r| {
+            r.templates.insert("t1".into(), template("t1"));
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        assert_eq!(b.template("t1").unwrap(), Some(template("t1")));
+        // A refused change writes nothing; one that changes nothing writes nothing.
+        let refused: Result<(), crate::ApiError> = b.update(|r| {
+            r.templates.clear();
+            Err(crate::ApiError::invalid_request("no"))
+        });
+        assert!(refused.is_err());
+        b.update(|_| Ok::<_, TemplateStoreError>(())).unwrap();
+        assert_eq!(backend.0.lock().unwrap().1, 1);
+        b.update(|r| {
+            r.templates.remove("t1");
+            Ok::<_, TemplateStoreError>(())
+        })
+        .unwrap();
+        assert_eq!(a.snapshot().unwrap().templates.len(), 0);
     }
 }

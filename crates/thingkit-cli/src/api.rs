@@ -29,8 +29,9 @@ pub const RULES_FILE: &str = "rules.redb";
 /// audit configuration, scheduled audits, suppressions, security profiles.
 pub const DEVICE_DEFENDER_FILE: &str = "device-defender.json";
 
-/// Where the API keeps its access keys and topic rules: `data_dir` (`access-keys.json`,
-/// `rules.redb`) on one server, the cluster's PostgreSQL with `[cluster] postgres`.
+/// Where the API keeps its access keys, topic rules and job templates: `data_dir`
+/// (`access-keys.json`, `rules.redb`, `jobs-api.json`) on one server, the cluster's PostgreSQL
+/// with `[cluster] postgres`.
 pub struct ApiStores {
     /// The access keys.
     pub keys: Arc<thingkit_api::keys::KeyStore>,
@@ -38,6 +39,8 @@ pub struct ApiStores {
     pub rules: Arc<dyn thingkit_api::topic_rule::TopicRuleStore>,
     /// Where the rules are, for messages.
     pub rules_source: String,
+    /// The job templates.
+    pub job_templates: Arc<thingkit_api::job_store::JobStore>,
 }
 
 impl ApiStores {
@@ -53,6 +56,9 @@ impl ApiStores {
                 keys: Arc::new(keys),
                 rules: Arc::new(control.topic_rules()),
                 rules_source: format!("PostgreSQL schema {}", config.cluster.schema),
+                job_templates: Arc::new(thingkit_api::job_store::JobStore::with_backend(Arc::new(
+                    control.job_templates(),
+                ))),
             });
         }
         let keys_path = config.data_dir.join(thingkit_api::keys::FILE_NAME);
@@ -65,10 +71,16 @@ impl ApiStores {
             thingkit_api::topic_rule::RedbTopicRuleStore::open(&rules_path)
                 .map_err(|e| Failure(format!("{}: {e}", rules_path.display())))?,
         );
+        let jobs_path = config.data_dir.join(JOBS_API_FILE);
+        let job_templates = Arc::new(
+            thingkit_api::job_store::JobStore::open(&jobs_path)
+                .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?,
+        );
         Ok(ApiStores {
             keys,
             rules,
             rules_source: rules_path.display().to_string(),
+            job_templates,
         })
     }
 }
@@ -218,12 +230,8 @@ pub fn control_plane(
         keys,
         rules: rule_store,
         rules_source,
+        job_templates: job_store,
     } = stores;
-    let jobs_path = config.data_dir.join(JOBS_API_FILE);
-    let job_store = Arc::new(
-        thingkit_api::job_store::JobStore::open(&jobs_path)
-            .map_err(|e| Failure(format!("{}: {e}", jobs_path.display())))?,
-    );
     let defender_path = config.data_dir.join(DEVICE_DEFENDER_FILE);
     let defender = Arc::new(
         thingkit_api::audit_store::AuditStore::open(&defender_path)

@@ -183,11 +183,12 @@ async fn run(config: ServeConfig) -> Result<(), Failure> {
             thingkit_api::keys::FILE_NAME,
             crate::api::RULES_FILE,
             crate::api::TEMPLATES_FILE,
+            crate::api::JOBS_API_FILE,
             USAGE_FILE,
         ] {
             let path = config.data_dir.join(file);
             if path.exists() {
-                tracing::warn!(path = %path.display(), "not read: with [cluster] postgres, access keys, topic rules, templates and usage are the cluster's, in PostgreSQL (docs/cluster.md)");
+                tracing::warn!(path = %path.display(), "not read: with [cluster] postgres, access keys, topic rules, templates, job templates and usage are the cluster's, in PostgreSQL (docs/cluster.md)");
             }
         }
     }

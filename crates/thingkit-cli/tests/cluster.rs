@@ -14,10 +14,11 @@
 //! rollout created through one server is paced by that server alone (it holds the job's lease),
 //! counts what devices report through the other, and is taken over by the other after
 //! `kill -9`, with no duplicate executions. What a server's API acknowledged (a thing, a
-//! policy, a topic rule, a provisioning template, a job) survives `kill -9` of that server the
-//! moment the last 200 came back. A shared subscription with a member on each of two servers
-//! gets each message once, and its only member loses no acknowledged message when its server
-//! is killed and it reconnects to another.
+//! policy, a topic rule, a provisioning template, a job, a job template) survives `kill -9` of
+//! that server the moment the last 200 came back, and the other server serves all of it. A
+//! shared subscription with a member on each of two servers gets each message once, and its
+//! only member loses no acknowledged message when its server is killed and it reconnects to
+//! another.
 //!
 //! Ignored by `cargo test`: they need a PostgreSQL server, named by `THINGKIT_TEST_POSTGRES`
 //! (`.ci/postgres start; export THINGKIT_TEST_POSTGRES=$(.ci/postgres url)`), a nats-server,
@@ -1541,8 +1542,8 @@ fn control_plane_writes_a_server_acknowledged_survive_its_kill_9() {
     let b = Server::start(&configs[1]);
     let key = access_key(&configs[0]);
 
-    // Through A, back to back: a thing, a policy, a topic rule, a provisioning template and a
-    // job; A is killed the moment the last 200 arrives.
+    // Through A, back to back: a thing, a policy, a topic rule, a provisioning template, a job
+    // and a job template; A is killed the moment the last 200 arrives.
     let rule = serde_json::json!({
         "sql": "SELECT * FROM 'dt/+/temperature'",
         "actions": [{"republish": {
@@ -1586,6 +1587,15 @@ fn control_plane_writes_a_server_acknowledged_survive_its_kill_9() {
             "--document",
             r#"{"op":"reboot"}"#,
         ],
+        vec![
+            "create-job-template",
+            "--job-template-id",
+            "made-before-kill",
+            "--description",
+            "a job template",
+            "--document",
+            r#"{"op":"update"}"#,
+        ],
     ];
     for args in &writes {
         aws_iot(dir.path(), &a, &key, args);
@@ -1593,7 +1603,7 @@ fn control_plane_writes_a_server_acknowledged_survive_its_kill_9() {
     a.kill9();
 
     // Every one of them is there, through B and through A restarted on its own data.
-    let reads: [&[&str]; 5] = [
+    let reads: [&[&str]; 6] = [
         &["describe-thing", "--thing-name", "made-before-kill"],
         &["get-policy", "--policy-name", "made-before-kill"],
         &["get-topic-rule", "--rule-name", "made_before_kill"],
@@ -1603,6 +1613,11 @@ fn control_plane_writes_a_server_acknowledged_survive_its_kill_9() {
             "made-before-kill",
         ],
         &["describe-job", "--job-id", "made-before-kill"],
+        &[
+            "describe-job-template",
+            "--job-template-id",
+            "made-before-kill",
+        ],
     ];
     let restarted = Server::start(&configs[0]);
     for server in [&b, &restarted] {

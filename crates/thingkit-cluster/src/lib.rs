@@ -59,8 +59,9 @@
 //!   with [`RegistryChange::Resync`] after its connection was re-established.
 //! - **The control plane's state.** [`PgControlStore`] keeps what the API makes — topic rules
 //!   ([`PgTopicRuleStore`], a [`thingkit_api::topic_rule::TopicRuleStore`] passing its
-//!   `check_store`), provisioning templates ([`PgTemplateStore`]) and access keys
-//!   ([`PgAccessKeyStore`]), backends of the API's template and key stores — and the usage
+//!   `check_store`), provisioning templates ([`PgTemplateStore`]), access keys
+//!   ([`PgAccessKeyStore`]) and job templates ([`PgJobTemplateStore`]), backends of the API's
+//!   stores — and the usage
 //!   ledger of every server ([`PgUsageLedger`]). Each rule, template or key write notifies the
 //!   name it changed on `<schema>.control`; a [`ControlFeed`] on each server calls back with
 //!   it ([`ControlChange`]).
@@ -102,6 +103,6 @@ pub use error::Error;
 pub use postgres::PgRouterStore;
 pub use postgres::{
     ControlChange, ControlFeed, DEFAULT_JOB_LEASE, MAX_PAYLOAD, PgAccessKeyStore, PgControlStore,
-    PgJobLease, PgJobStore, PgRegistryStore, PgShadowStore, PgTemplateStore, PgTopicRuleStore,
-    PgUsageLedger, PostgresConfig, RegistryChange, RegistryFeed,
+    PgJobLease, PgJobStore, PgJobTemplateStore, PgRegistryStore, PgShadowStore, PgTemplateStore,
+    PgTopicRuleStore, PgUsageLedger, PostgresConfig, RegistryChange, RegistryFeed,
 };

@@ -1,7 +1,7 @@
 //! The control plane's state on PostgreSQL against a real server: the topic-rule store passes
 //! the API's `check_store`; templates, access keys and usage written through one server's
-//! store are read through another's; every rule, template and key write reaches a
-//! `ControlFeed` within a second.
+//! store are read through another's (job templates at once, without a feed); every rule,
+//! template and key write reaches a `ControlFeed` within a second.
 //!
 //! Ignored by default; run with a server (see `.ci/postgres`):
 //!
@@ -91,6 +91,55 @@ fn template(name: &str, enabled: bool) -> StoredTemplate {
         created_at: 1_700_000_000,
         modified_at: 1_700_000_000,
     }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: THINGKIT_TEST_POSTGRES"]
+fn job_templates_made_through_one_server_are_read_through_another_at_once() {
+    use thingkit_api::job_store::{JobStore, StoredJobTemplate};
+    let schema = fresh_schema();
+    let a = PgControlStore::open(&config(&schema), "a").expect("open");
+    let b = PgControlStore::open(&config(&schema), "b").expect("open");
+    let on_a = JobStore::with_backend(Arc::new(a.job_templates()));
+    let on_b = JobStore::with_backend(Arc::new(b.job_templates()));
+    let template = |id: &str, description: &str| StoredJobTemplate {
+        id: id.into(),
+        description: description.into(),
+        document: r#"{"op":"update"}"#.into(),
+        rollout: Some(serde_json::json!({"maximumPerMinute": 10})),
+        created_at: 1_764_900_000,
+        ..StoredJobTemplate::default()
+    };
+    on_a.update(|r| {
+        r.templates.insert("ota".into(), template("ota", "first"));
+        r.templates
+            .insert("reboot".into(), template("reboot", "second"));
+        Ok::<_, TemplateStoreError>(())
+    })
+    .expect("created");
+    assert_eq!(
+        on_b.template("ota").expect("read"),
+        Some(template("ota", "first"))
+    );
+    assert_eq!(on_b.snapshot().expect("read").templates.len(), 2);
+    // A change through B (refused ones write nothing) is A's at once.
+    let refused: Result<(), thingkit_api::ApiError> = on_b.update(|r| {
+        r.templates.clear();
+        Err(thingkit_api::ApiError::invalid_request("refused"))
+    });
+    assert!(refused.is_err());
+    on_b.update(|r| {
+        r.templates.remove("reboot");
+        Ok::<_, TemplateStoreError>(())
+    })
+    .expect("deleted");
+    let left: Vec<String> = on_a
+        .snapshot()
+        .expect("read")
+        .templates
+        .into_keys()
+        .collect();
+    assert_eq!(left, ["ota"]);
 }
 
 #[test]

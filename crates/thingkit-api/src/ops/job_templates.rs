@@ -142,7 +142,7 @@ fn describe_job_template<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> A
     let t = ctx
         .plane
         .job_store
-        .template(id)
+        .template(id)?
         .ok_or_else(|| not_found(id))?;
     let mut out = Map::new();
     out.insert("jobTemplateArn".into(), json!(template_arn(ctx, id)));
@@ -166,7 +166,7 @@ fn describe_job_template<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> A
 
 /// `ListJobTemplates`, by ID.
 fn list_job_templates<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Value> {
-    let templates = ctx.plane.job_store.snapshot().templates;
+    let templates = ctx.plane.job_store.snapshot()?.templates;
     let items = templates.into_values().map(|t| {
         let summary = json!({
             "jobTemplateArn": template_arn(ctx, &t.id),

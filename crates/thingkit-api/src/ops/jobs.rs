@@ -539,7 +539,7 @@ fn create_job<S: RegistryStore>(ctx: &Ctx<'_, S>, input: &Input) -> ApiResult<Va
                         "jobTemplateArn {arn} is not a job template ARN of this account"
                     ))
                 })?;
-            Some(ctx.plane.job_store.template(template_id).ok_or_else(|| {
+            Some(ctx.plane.job_store.template(template_id)?.ok_or_else(|| {
                 ApiError::not_found(format!("Job template {template_id} cannot be found."))
             })?)
         }

@@ -1,6 +1,7 @@
-//! The control plane's state on PostgreSQL: the topic rules, provisioning templates and access
-//! keys made through the API, the usage ledger, and the [`ControlFeed`] that tells every server
-//! what another one changed.
+//! The control plane's state on PostgreSQL: the topic rules, provisioning templates, access keys
+//! and job templates made through the API, the usage ledger, and the [`ControlFeed`] that tells
+//! every server what another one changed (job templates are read from the table on every
+//! call: nothing to tell).
 //!
 //! One [`PgControlStore`] (one connection, on its own thread) serves all four; its views
 //! [`PgTopicRuleStore`], [`PgTemplateStore`], [`PgAccessKeyStore`] and [`PgUsageLedger`]
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use thingkit_api::ApiError;
+use thingkit_api::job_store::{JobTemplateBackend, StoredJobTemplate};
 use thingkit_api::keys::{AccessKey, KeyBackend};
 use thingkit_api::templates::{StoredTemplate, TemplateBackend, TemplateStoreError};
 use thingkit_api::topic_rule::{StoredTopicRule, TopicRuleStore, TopicRuleStoreError};
@@ -26,7 +28,8 @@ use crate::error::Error;
 
 const MIGRATIONS: Migrations = Migrations {
     component: "control",
-    steps: &["CREATE TABLE {s}.topic_rule (
+    steps: &[
+        "CREATE TABLE {s}.topic_rule (
         name text COLLATE \"C\" PRIMARY KEY,
         value text NOT NULL
     );
@@ -52,7 +55,13 @@ const MIGRATIONS: Migrations = Migrations {
         minutes bigint NOT NULL,
         recorded_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (batch, seq)
-    )"],
+    )",
+        // 2: the API's job templates (they were in each server's data directory).
+        "CREATE TABLE {s}.job_template (
+        name text COLLATE \"C\" PRIMARY KEY,
+        value text NOT NULL
+    )",
+    ],
 };
 
 /// The `LISTEN`/`NOTIFY` channel of `schema`'s control-plane changes.
@@ -66,6 +75,7 @@ enum Kind {
     TopicRule,
     Template,
     AccessKey,
+    JobTemplate,
 }
 
 impl Kind {
@@ -74,17 +84,20 @@ impl Kind {
             Kind::TopicRule => "topic_rule",
             Kind::Template => "provisioning_template",
             Kind::AccessKey => "access_key",
+            Kind::JobTemplate => "job_template",
         }
     }
 
-    /// The notification payload naming `name` (a JSON object with one member).
-    fn notice(self, name: &str) -> String {
+    /// The notification payload naming `name` (a JSON object with one member); `None` for
+    /// job templates, which servers read from the table on every call (nothing to refresh).
+    fn notice(self, name: &str) -> Option<String> {
         let key = match self {
             Kind::TopicRule => "topic_rule",
             Kind::Template => "template",
             Kind::AccessKey => "access_key",
+            Kind::JobTemplate => return None,
         };
-        serde_json::json!({ key: name }).to_string()
+        Some(serde_json::json!({ key: name }).to_string())
     }
 }
 
@@ -96,7 +109,7 @@ struct TableSql {
 }
 
 struct Sql {
-    tables: [TableSql; 3],
+    tables: [TableSql; 4],
     usage_insert: String,
     usage_sum: String,
     schema: String,
@@ -109,6 +122,7 @@ impl Sql {
             Kind::TopicRule => &self.tables[0],
             Kind::Template => &self.tables[1],
             Kind::AccessKey => &self.tables[2],
+            Kind::JobTemplate => &self.tables[3],
         }
     }
 }
@@ -174,6 +188,7 @@ impl PgControlStore {
                 table(Kind::TopicRule),
                 table(Kind::Template),
                 table(Kind::AccessKey),
+                table(Kind::JobTemplate),
             ],
             // One statement per batch, however many windows it holds; a batch retried after
             // a lost answer inserts nothing twice (its rows are keyed by batch and position).
@@ -226,6 +241,11 @@ impl PgControlStore {
         PgAccessKeyStore(self.clone())
     }
 
+    /// The API's job templates ([`JobTemplateBackend`]).
+    pub fn job_templates(&self) -> PgJobTemplateStore {
+        PgJobTemplateStore(self.clone())
+    }
+
     /// The usage ledger of every server.
     pub fn usage(&self) -> PgUsageLedger {
         PgUsageLedger(self.clone())
@@ -269,12 +289,11 @@ impl PgControlStore {
                     Some(value) => tx.execute(&table.put, &[name, value])?,
                     None => tx.execute(&table.delete, &[name])?,
                 };
-                if n > 0 {
+                if n > 0
+                    && let Some(notice) = kind.notice(name)
+                {
                     // Delivered to listeners only if, and when, this transaction commits.
-                    tx.execute(
-                        "SELECT pg_notify($1, $2)",
-                        &[&sql.channel, &kind.notice(name)],
-                    )?;
+                    tx.execute("SELECT pg_notify($1, $2)", &[&sql.channel, &notice])?;
                 }
                 changed += n;
             }
@@ -408,6 +427,52 @@ impl TemplateBackend for PgTemplateStore {
         }
         self.0
             .write(Kind::Template, rows)
+            .map_err(template_backend("save"))?;
+        Ok(())
+    }
+}
+
+/// The API's job templates on PostgreSQL (table `<schema>.job_template`), as a
+/// [`JobTemplateBackend`] for [`thingkit_api::job_store::JobStore::with_backend`]: every server
+/// reads them from the table on each call, so none keeps a copy to refresh.
+#[derive(Clone, Debug)]
+pub struct PgJobTemplateStore(PgControlStore);
+
+impl JobTemplateBackend for PgJobTemplateStore {
+    fn load(&self) -> Result<BTreeMap<String, StoredJobTemplate>, TemplateStoreError> {
+        self.0
+            .list(Kind::JobTemplate)
+            .map_err(template_backend("load"))?
+            .into_iter()
+            .map(|(id, text)| {
+                let template =
+                    serde_json::from_str(&text).map_err(|e| TemplateStoreError::Backend {
+                        operation: "load",
+                        detail: format!("the record of job template {id} is not valid: {e}"),
+                    })?;
+                Ok((id, template))
+            })
+            .collect()
+    }
+
+    fn save(
+        &self,
+        changes: &[(String, Option<StoredJobTemplate>)],
+    ) -> Result<(), TemplateStoreError> {
+        let mut rows = Vec::with_capacity(changes.len());
+        for (id, template) in changes {
+            let text = template
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| TemplateStoreError::Backend {
+                    operation: "save",
+                    detail: e.to_string(),
+                })?;
+            rows.push((id.clone(), text));
+        }
+        self.0
+            .write(Kind::JobTemplate, rows)
             .map_err(template_backend("save"))?;
         Ok(())
     }
@@ -692,7 +757,7 @@ mod tests {
             (Kind::Template, ControlChange::Template("r \"1\"".into())),
             (Kind::AccessKey, ControlChange::AccessKey("r \"1\"".into())),
         ] {
-            assert_eq!(parse_control(&kind.notice("r \"1\"")), change);
+            assert_eq!(parse_control(&kind.notice("r \"1\"").unwrap()), change);
         }
         for bad in ["", "null", "[]", r#"{"other":"x"}"#, r#"{"template":1}"#] {
             assert_eq!(parse_control(bad), ControlChange::Resync, "{bad}");

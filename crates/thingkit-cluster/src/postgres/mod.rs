@@ -23,8 +23,8 @@ mod shadow;
 
 pub use config::PostgresConfig;
 pub use control::{
-    ControlChange, ControlFeed, PgAccessKeyStore, PgControlStore, PgTemplateStore,
-    PgTopicRuleStore, PgUsageLedger,
+    ControlChange, ControlFeed, PgAccessKeyStore, PgControlStore, PgJobTemplateStore,
+    PgTemplateStore, PgTopicRuleStore, PgUsageLedger,
 };
 pub use feed::{MAX_PAYLOAD, RegistryChange, RegistryFeed};
 pub use jobs::PgJobStore;

@@ -394,40 +394,54 @@ fn template_backend(operation: &'static str) -> impl Fn(Error) -> TemplateStoreE
 
 impl TemplateBackend for PgTemplateStore {
     fn load(&self) -> Result<BTreeMap<String, StoredTemplate>, TemplateStoreError> {
-        self.0
-            .list(Kind::Template)
+        self.0.load_records(Kind::Template, "template")
+    }
+
+    fn save(&self, changes: &[(String, Option<StoredTemplate>)]) -> Result<(), TemplateStoreError> {
+        self.0.save_records(Kind::Template, changes)
+    }
+}
+
+impl PgControlStore {
+    /// Every record of `kind` (`what` names it in errors), parsed from its JSON.
+    fn load_records<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        what: &str,
+    ) -> Result<BTreeMap<String, T>, TemplateStoreError> {
+        self.list(kind)
             .map_err(template_backend("load"))?
             .into_iter()
             .map(|(name, text)| {
-                let template =
+                let record =
                     serde_json::from_str(&text).map_err(|e| TemplateStoreError::Backend {
                         operation: "load",
-                        detail: format!("the record of template {name} is not valid: {e}"),
+                        detail: format!("the record of {what} {name} is not valid: {e}"),
                     })?;
-                Ok((name, template))
+                Ok((name, record))
             })
             .collect()
     }
 
-    fn save(&self, changes: &[(String, Option<StoredTemplate>)]) -> Result<(), TemplateStoreError> {
+    /// Puts (`Some`) or deletes (`None`) each record of `kind`, as JSON, in one transaction.
+    fn save_records<T: serde::Serialize>(
+        &self,
+        kind: Kind,
+        changes: &[(String, Option<T>)],
+    ) -> Result<(), TemplateStoreError> {
         let mut rows = Vec::with_capacity(changes.len());
-        for (name, template) in changes {
-            let text = match template {
-                Some(t) => {
-                    Some(
-                        serde_json::to_string(t).map_err(|e| TemplateStoreError::Backend {
-                            operation: "save",
-                            detail: e.to_string(),
-                        })?,
-                    )
-                }
-                None => None,
-            };
+        for (name, record) in changes {
+            let text = record
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| TemplateStoreError::Backend {
+                    operation: "save",
+                    detail: e.to_string(),
+                })?;
             rows.push((name.clone(), text));
         }
-        self.0
-            .write(Kind::Template, rows)
-            .map_err(template_backend("save"))?;
+        self.write(kind, rows).map_err(template_backend("save"))?;
         Ok(())
     }
 }
@@ -440,41 +454,14 @@ pub struct PgJobTemplateStore(PgControlStore);
 
 impl JobTemplateBackend for PgJobTemplateStore {
     fn load(&self) -> Result<BTreeMap<String, StoredJobTemplate>, TemplateStoreError> {
-        self.0
-            .list(Kind::JobTemplate)
-            .map_err(template_backend("load"))?
-            .into_iter()
-            .map(|(id, text)| {
-                let template =
-                    serde_json::from_str(&text).map_err(|e| TemplateStoreError::Backend {
-                        operation: "load",
-                        detail: format!("the record of job template {id} is not valid: {e}"),
-                    })?;
-                Ok((id, template))
-            })
-            .collect()
+        self.0.load_records(Kind::JobTemplate, "job template")
     }
 
     fn save(
         &self,
         changes: &[(String, Option<StoredJobTemplate>)],
     ) -> Result<(), TemplateStoreError> {
-        let mut rows = Vec::with_capacity(changes.len());
-        for (id, template) in changes {
-            let text = template
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| TemplateStoreError::Backend {
-                    operation: "save",
-                    detail: e.to_string(),
-                })?;
-            rows.push((id.clone(), text));
-        }
-        self.0
-            .write(Kind::JobTemplate, rows)
-            .map_err(template_backend("save"))?;
-        Ok(())
+        self.0.save_records(Kind::JobTemplate, changes)
     }
 }
 

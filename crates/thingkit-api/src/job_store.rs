@@ -64,6 +64,16 @@ pub trait JobTemplateBackend: Send + Sync {
     /// [`TemplateStoreError::Backend`] or [`TemplateStoreError::Corrupt`].
     fn load(&self) -> Result<BTreeMap<String, StoredJobTemplate>, TemplateStoreError>;
 
+    /// The stored job template `id`, if any. The provided method loads every template; a
+    /// backend that can read one record alone should override it.
+    ///
+    /// # Errors
+    ///
+    /// [`TemplateStoreError::Backend`] or [`TemplateStoreError::Corrupt`].
+    fn get(&self, id: &str) -> Result<Option<StoredJobTemplate>, TemplateStoreError> {
+        Ok(self.load()?.remove(id))
+    }
+
     /// Applies `changes` all or nothing: `Some` stores the template under its ID (inserting
     /// or replacing it), `None` deletes the ID.
     ///
@@ -146,7 +156,7 @@ impl JobStore {
     /// The backend cannot be read.
     pub fn template(&self, id: &str) -> Result<Option<StoredJobTemplate>, TemplateStoreError> {
         match &self.backend {
-            Some(_) => Ok(self.snapshot()?.templates.remove(id)),
+            Some(backend) => backend.get(id),
             None => Ok(self.local.read(|r| r.templates.get(id).cloned())),
         }
     }

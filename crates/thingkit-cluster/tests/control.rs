@@ -122,6 +122,7 @@ fn job_templates_made_through_one_server_are_read_through_another_at_once() {
         Some(template("ota", "first"))
     );
     assert_eq!(on_b.snapshot().expect("read").templates.len(), 2);
+    assert_eq!(on_b.template("absent").expect("read"), None);
     // A change through B (refused ones write nothing) is A's at once.
     let refused: Result<(), thingkit_api::ApiError> = on_b.update(|r| {
         r.templates.clear();
@@ -140,6 +141,7 @@ fn job_templates_made_through_one_server_are_read_through_another_at_once() {
         .into_keys()
         .collect();
     assert_eq!(left, ["ota"]);
+    assert_eq!(on_a.template("reboot").expect("read"), None);
 }
 
 #[test]

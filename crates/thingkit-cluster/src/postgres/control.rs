@@ -413,14 +413,23 @@ impl PgControlStore {
             .map_err(template_backend("load"))?
             .into_iter()
             .map(|(name, text)| {
-                let record =
-                    serde_json::from_str(&text).map_err(|e| TemplateStoreError::Backend {
-                        operation: "load",
-                        detail: format!("the record of {what} {name} is not valid: {e}"),
-                    })?;
+                let record = parse_record(what, &name, &text)?;
                 Ok((name, record))
             })
             .collect()
+    }
+
+    /// The record `name` of `kind`, if any (one row read), parsed from its JSON.
+    fn load_record<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        what: &str,
+        name: &str,
+    ) -> Result<Option<T>, TemplateStoreError> {
+        match self.get(kind, name).map_err(template_backend("get"))? {
+            Some(text) => parse_record(what, name, &text).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Puts (`Some`) or deletes (`None`) each record of `kind`, as JSON, in one transaction.
@@ -446,6 +455,18 @@ impl PgControlStore {
     }
 }
 
+/// A stored record's JSON (`what` and `name` name it in the error).
+fn parse_record<T: serde::de::DeserializeOwned>(
+    what: &str,
+    name: &str,
+    text: &str,
+) -> Result<T, TemplateStoreError> {
+    serde_json::from_str(text).map_err(|e| TemplateStoreError::Backend {
+        operation: "load",
+        detail: format!("the record of {what} {name} is not valid: {e}"),
+    })
+}
+
 /// The API's job templates on PostgreSQL (table `<schema>.job_template`), as a
 /// [`JobTemplateBackend`] for [`thingkit_api::job_store::JobStore::with_backend`]: every server
 /// reads them from the table on each call, so none keeps a copy to refresh.
@@ -455,6 +476,10 @@ pub struct PgJobTemplateStore(PgControlStore);
 impl JobTemplateBackend for PgJobTemplateStore {
     fn load(&self) -> Result<BTreeMap<String, StoredJobTemplate>, TemplateStoreError> {
         self.0.load_records(Kind::JobTemplate, "job template")
+    }
+
+    fn get(&self, id: &str) -> Result<Option<StoredJobTemplate>, TemplateStoreError> {
+        self.0.load_record(Kind::JobTemplate, "job template", id)
     }
 
     fn save(

@@ -61,10 +61,9 @@
 //!   ([`PgTopicRuleStore`], a [`thingkit_api::topic_rule::TopicRuleStore`] passing its
 //!   `check_store`), provisioning templates ([`PgTemplateStore`]), access keys
 //!   ([`PgAccessKeyStore`]) and job templates ([`PgJobTemplateStore`]), backends of the API's
-//!   stores — and the usage
-//!   ledger of every server ([`PgUsageLedger`]). Each rule, template or key write notifies the
-//!   name it changed on `<schema>.control`; a [`ControlFeed`] on each server calls back with
-//!   it ([`ControlChange`]).
+//!   stores — and the usage ledger of every server ([`PgUsageLedger`]). Each rule, template or
+//!   key write notifies the name it changed on `<schema>.control`; a [`ControlFeed`] on each
+//!   server calls back with it ([`ControlChange`]).
 //! - **No TLS.** Connections are plain TCP (`NoTls`): keep PostgreSQL on loopback or a
 //!   private network, or tunnel it.
 //!

@@ -1008,14 +1008,13 @@ impl NatsReplay {
         since: SystemTime,
         filters: &[TopicFilter],
     ) -> Result<Vec<Arc<Message>>, Error> {
-        let filters: Vec<&TopicFilter> = filters.iter().collect();
         if filters.is_empty() {
             return Ok(Vec::new());
         }
         self.bridge.sync().await;
         let mut patterns = BTreeSet::new();
         patterns.insert(self.config.subjects.retained());
-        for filter in &filters {
+        for filter in filters {
             for pattern in self.config.subjects.patterns(filter).patterns() {
                 patterns.insert(pattern.clone());
             }

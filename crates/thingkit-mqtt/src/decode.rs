@@ -14,8 +14,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::Error;
 use crate::packet::*;
 use crate::property::{
-    Context, PacketProperties, Properties, PublishScan, UserProperties, UserPropertiesIter,
-    scan_publish_block, split_property,
+    Context, PacketProperties, Properties, PublishScan, UserPropertiesIter, scan_publish_block,
+    split_property,
 };
 use crate::reason::ReasonCode;
 use crate::topic::{MqttStr, TopicFilter, TopicName, check_mqtt_str, has_no_nul_or_wildcard};
@@ -745,13 +745,7 @@ fn view_from_layout<'a>(
 fn publish_properties(frame: &Bytes, block_start: usize, scan: &PublishScan) -> PacketProperties {
     let range = |(start, len): (usize, usize)| block_start + start..block_start + start + len;
     let slice = |r: Option<(usize, usize)>| r.map(|r| frame.slice(range(r)));
-    let user_properties = match scan.user_properties_from {
-        Some(from) => UserProperties::from_wire(
-            frame.slice(block_start + from..block_start + scan.block_len),
-            scan.user_properties,
-        ),
-        None => UserProperties::new(),
-    };
+
     // `Box::default()` builds the defaults in the allocation itself; a `Box::new` of a struct
     // literal builds the 400-odd bytes on the stack first and copies them.
     let mut p: Box<Properties> = Box::default();
@@ -763,7 +757,13 @@ fn publish_properties(frame: &Bytes, block_start: usize, scan: &PublishScan) -> 
         .map(|r| TopicName::from_validated_in(frame, range(r)));
     p.correlation_data = slice(scan.correlation_data);
     p.topic_alias = scan.topic_alias;
-    p.user_properties = user_properties;
+    if let Some(from) = scan.user_properties_from {
+        p.user_properties.set_from_frame(
+            frame,
+            block_start + from..block_start + scan.block_len,
+            scan.user_properties,
+        );
+    }
     PacketProperties::from_box(p)
 }
 
@@ -989,8 +989,13 @@ impl Reader<'_> {
     }
 
     /// A frame-relative range as a zero-copy slice.
-    pub(crate) fn slice(&self, start: usize, end: usize) -> Bytes {
-        self.buf.slice(start..end)
+    /// The `count` user properties of the validated property block at `range`.
+    pub(crate) fn user_properties(
+        &self,
+        range: std::ops::Range<usize>,
+        count: usize,
+    ) -> crate::UserProperties {
+        crate::UserProperties::from_frame(self.buf, range, count)
     }
 
     /// Checks an MQTT string and skips it, without making a `Bytes` of it.

@@ -168,8 +168,12 @@ fn any_byte(bytes: &[u8], bad: impl Fn(u8) -> bool + Copy) -> bool {
     }
     let Some(last) = bytes.last_chunk::<16>() else {
         // Fewer than sixteen bytes: the first and the last eight, overlapping, read straight
-        // from the input; below eight, byte by byte.
-        return match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        // from the input; the same with four below eight (short names such as `region`);
+        // below four, byte by byte.
+        if let (Some(a), Some(b)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+            return lanes(a, bad) | lanes(b, bad);
+        }
+        return match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
             (Some(a), Some(b)) => lanes(a, bad) | lanes(b, bad),
             _ => bytes.iter().fold(false, |acc, &b| acc | bad(b)),
         };

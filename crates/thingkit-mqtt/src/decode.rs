@@ -747,7 +747,7 @@ fn publish_properties(frame: &Bytes, block_start: usize, scan: &PublishScan) -> 
     let slice = |r: Option<(usize, usize)>| r.map(|r| frame.slice(range(r)));
 
     // `Box::default()` builds the defaults in the allocation itself; a `Box::new` of a struct
-    // literal builds the 400-odd bytes on the stack first and copies them.
+    // literal builds the 500-odd bytes on the stack first and copies them.
     let mut p: Box<Properties> = Box::default();
     p.payload_format_indicator = scan.payload_format_indicator;
     p.message_expiry_interval = scan.message_expiry_interval;

@@ -49,8 +49,9 @@
 //! - [`TopicName`], [`TopicFilter`], [`MqttStr`]: validated once, at construction or decoding.
 //! - [`Properties`]: every MQTT 5.0 property as a typed field; packets hold them as
 //!   [`PacketProperties`], one pointer that allocates only when a property is present. Decoded
-//!   [`UserProperties`] are not copied out pair by pair: they stay one zero-copy slice of the
-//!   validated property block, walked on demand, so a decoded PUBLISH with properties costs one
+//!   [`UserProperties`] are not copied out pair by pair: they stay one piece of the validated
+//!   property block (copied into place up to 108 bytes, else a zero-copy slice of the frame),
+//!   walked on demand, so a decoded PUBLISH with properties costs one
 //!   allocation (the box) and a [`PublishView`] none (its `topic_alias()`,
 //!   `message_expiry_interval()`, `user_properties()`, ... read the borrowed block).
 //! - [`SubscriptionIndex`]: a trie from filters (exact, `+`, `#`, `$share/{group}/...`) to

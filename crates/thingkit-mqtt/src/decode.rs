@@ -736,27 +736,29 @@ fn view_from_layout<'a>(
     })
 }
 
-/// The owned properties of a PUBLISH whose block `block` [`scan_publish_block`] accepted as
-/// `scan` (without subscription identifiers): one allocation, the box; strings and user
-/// properties are slices of `block`.
-/// The properties of a PUBLISH whose block starts at `block_start` in `frame` (`scan` holds
-/// block-relative ranges). Only what is present takes a reference count: the user properties
-/// one for all of them (the block from their first pair on), each other string one.
+/// The properties of a PUBLISH whose validated block starts at `block_start` in `frame` (`scan`
+/// holds block-relative ranges): one allocation, the box. User properties of up to 108 bytes
+/// are copied into it; a longer run of them, and each other string or binary value, is a slice
+/// of `frame` (a reference count each). Fields that are absent are left as `Box::default()`
+/// wrote them: assigning a `None` still copies the whole field (64 bytes for the response
+/// topic) and checks the old value for a drop.
 fn publish_properties(frame: &Bytes, block_start: usize, scan: &PublishScan) -> PacketProperties {
     let range = |(start, len): (usize, usize)| block_start + start..block_start + start + len;
-    let slice = |r: Option<(usize, usize)>| r.map(|r| frame.slice(range(r)));
-
     // `Box::default()` builds the defaults in the allocation itself; a `Box::new` of a struct
     // literal builds the 500-odd bytes on the stack first and copies them.
     let mut p: Box<Properties> = Box::default();
     p.payload_format_indicator = scan.payload_format_indicator;
     p.message_expiry_interval = scan.message_expiry_interval;
-    p.content_type = slice(scan.content_type).map(MqttStr::from_validated);
-    p.response_topic = scan
-        .response_topic
-        .map(|r| TopicName::from_validated_in(frame, range(r)));
-    p.correlation_data = slice(scan.correlation_data);
     p.topic_alias = scan.topic_alias;
+    if let Some(r) = scan.content_type {
+        p.content_type = Some(MqttStr::from_validated(frame.slice(range(r))));
+    }
+    if let Some(r) = scan.response_topic {
+        p.response_topic = Some(TopicName::from_validated_in(frame, range(r)));
+    }
+    if let Some(r) = scan.correlation_data {
+        p.correlation_data = Some(frame.slice(range(r)));
+    }
     if let Some(from) = scan.user_properties_from {
         p.user_properties.set_from_frame(
             frame,

@@ -1149,13 +1149,21 @@ pub(crate) fn scan_publish_block(block: &[u8]) -> Option<PublishScan> {
         seen |= bit;
         rest = match id {
             0x26 => {
-                let (k, tail) = prefixed(tail)?;
-                let (v, tail) = prefixed(tail)?;
-                check_mqtt_str(k).ok()?;
-                check_mqtt_str(v).ok()?;
-                scan.user_properties += 1;
                 scan.user_properties_from.get_or_insert(value_at - 1);
-                tail
+                // User properties usually come in a run: take the whole run here, without
+                // going back through the dispatch for each pair.
+                let mut tail = tail;
+                loop {
+                    let (k, rest) = prefixed(tail)?;
+                    let (v, rest) = prefixed(rest)?;
+                    check_mqtt_str(k).ok()?;
+                    check_mqtt_str(v).ok()?;
+                    scan.user_properties += 1;
+                    match rest.split_first() {
+                        Some((0x26, next)) => tail = next,
+                        _ => break rest,
+                    }
+                }
             }
             0x02 => {
                 let (v, tail) = tail.split_first_chunk::<4>()?;
@@ -1292,5 +1300,40 @@ mod tests {
             }
         }
         assert_eq!(INLINE_USER, 108);
+    }
+
+    /// User properties between other properties (the encoder writes them last; other clients
+    /// need not): the fast path's scan leaves a run at the next identifier and comes back, and
+    /// both paths read every pair and the properties around them.
+    #[test]
+    fn interleaved_user_properties() {
+        let props: &[u8] = &[
+            0x26, 0, 1, b'a', 0, 1, b'1', // a=1
+            0x23, 0, 7, // topic alias 7
+            0x26, 0, 1, b'b', 0, 2, b'2', b'2', // b=22
+            0x26, 0, 1, b'a', 0, 0, // a=""
+            0x02, 0, 0, 0, 60, // message expiry 60
+        ];
+        let mut frame = vec![0x30, 0, 0, 3, b'a', b'/', b'b', props.len() as u8];
+        frame.extend_from_slice(props);
+        frame.extend_from_slice(b"hi");
+        frame[1] = (frame.len() - 2) as u8;
+        let mut buf = BytesMut::from(&frame[..]);
+        let mut bytes = buf.clone().freeze();
+        let fast = Decoder::new(ProtocolVersion::V5).decode(&mut buf).unwrap();
+        let general = Decoder::new(ProtocolVersion::V5)
+            .decode_bytes(&mut bytes)
+            .unwrap();
+        for packet in [fast, general] {
+            let Some(Packet::Publish(p)) = packet else {
+                panic!("not a PUBLISH: {packet:?}")
+            };
+            assert_eq!(p.properties.topic_alias.map(|a| a.get()), Some(7));
+            assert_eq!(p.properties.message_expiry_interval, Some(60));
+            let pairs: Vec<_> = p.properties.user_properties.iter().collect();
+            assert_eq!(pairs, [("a", "1"), ("b", "22"), ("a", "")]);
+            assert_eq!(p.properties.user_properties.len(), 3);
+            assert_eq!(&p.payload[..], b"hi");
+        }
     }
 }

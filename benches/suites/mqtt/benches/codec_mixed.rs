@@ -21,6 +21,11 @@
 //! - (c) v5 PUBLISH with properties, owned: `Decoder::decode` vs mqttbytes `v5::read`; borrowed
 //!   `Decoder::decode_view` (no peer); allocations per PUBLISH of each.
 //!
+//! Two floors run in the same rounds as the v311 contenders: `walk_floor` (walk the frames by
+//! their lengths and read each topic: what every decoder pays to touch the stream) and
+//! `owned_floor` (the same walk, touching the next frame early as the decoders do, plus the
+//! `split_to` + `freeze` and drop that every decoder handing out owned `Bytes` frames pays).
+//!
 //! `cargo bench --manifest-path benches/Cargo.toml -p thingkit-bench-mqtt --bench codec_mixed
 //! [-- v311|v5]`.
 
@@ -380,6 +385,44 @@ fn walk_floor(bytes: &[u8]) -> usize {
     n
 }
 
+/// The floor of an **owned** decoder on this stream: `walk_floor`'s walk, plus what any decoder
+/// handing out packets that own their bytes through `bytes` must do per frame — split the frame
+/// out of the `BytesMut` (`split_to` + `freeze`: a locked increment of the shared count) and
+/// drop it (a locked decrement). No validation, no packet built. mqttbytes does both (and
+/// allocates the topic); so do we.
+#[inline(never)]
+fn owned_floor(bytes: &mut BytesMut) -> usize {
+    let (mut n, mut acc) = (0usize, 0u64);
+    while !bytes.is_empty() {
+        let first = bytes[0];
+        let (mut len, mut shift, mut at) = (0usize, 0, 1);
+        loop {
+            let b = bytes[at];
+            len |= usize::from(b & 0x7f) << shift;
+            at += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        // Touch the next frame's first byte now, as the decoders prefetch it.
+        if let Some(&next) = bytes.get(at + len) {
+            black_box(next);
+        }
+        if first >> 4 == 3 {
+            let topic_len = usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
+            for &c in &bytes[at + 2..at + 2 + topic_len] {
+                acc = acc.wrapping_add(u64::from(c));
+            }
+        }
+        let frame = bytes.split_to(at + len).freeze();
+        black_box(&frame);
+        n += 1;
+    }
+    black_box(acc);
+    n
+}
+
 #[inline(never)]
 fn decode_ours_view(version: ProtocolVersion, bytes: &[u8]) -> usize {
     let mut d = Decoder::new(version);
@@ -534,8 +577,15 @@ fn main() {
             &mut timed_owned(decode_mqttbytes_v4, &bytes),
             &mut timed(|| decode_mqttrs(&bytes, &offsets)),
             &mut timed(|| walk_floor(&bytes)),
+            &mut timed_owned(owned_floor, &bytes),
         ]);
-        let [ours, view, mb, rs, floor] = best.map(per_frame);
+        let [ours, view, mb, rs, floor, owned] = best.map(per_frame);
+        println!(
+            "MIXED v311 owned floor: the walk plus split_to + freeze + drop per frame {owned:.1} ns/frame (mqttbytes / owned floor {:.2}x; thingkit decode beyond it {:.1}, mqttbytes {:.1})",
+            mb / owned,
+            ours - owned,
+            mb - owned
+        );
         println!(
             "MIXED v311 floor: walking the frames and reading each topic {floor:.1} ns/frame; beyond it: thingkit decode {:.1}, mqttbytes {:.1}, decode_view {:.1}, mqttrs {:.1} ns/frame",
             ours - floor,

@@ -361,28 +361,40 @@ fn decode_ours(version: ProtocolVersion, bytes: &mut BytesMut) -> usize {
 fn walk_floor(bytes: &[u8]) -> usize {
     let (mut n, mut off, mut acc) = (0usize, 0usize, 0u64);
     while off < bytes.len() {
-        let first = bytes[off];
-        let (mut len, mut shift, mut at) = (0usize, 0, off + 1);
-        loop {
-            let b = bytes[at];
-            len |= usize::from(b & 0x7f) << shift;
-            at += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        if first >> 4 == 3 {
-            let topic_len = usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
-            for &c in &bytes[at + 2..at + 2 + topic_len] {
-                acc = acc.wrapping_add(u64::from(c));
-            }
-        }
-        off = at + len;
+        let (body, len) = frame_at(bytes, off);
+        acc = acc.wrapping_add(topic_sum(bytes, off, body));
+        off = body + len;
         n += 1;
     }
     black_box(acc);
     n
+}
+
+/// Where the frame at `off` has its body, and the body's length (its remaining length).
+#[inline(always)]
+fn frame_at(bytes: &[u8], off: usize) -> (usize, usize) {
+    let (mut len, mut shift, mut at) = (0usize, 0, off + 1);
+    loop {
+        let b = bytes[at];
+        len |= usize::from(b & 0x7f) << shift;
+        at += 1;
+        if b & 0x80 == 0 {
+            return (at, len);
+        }
+        shift += 7;
+    }
+}
+
+/// The sum of the topic's bytes if the frame at `off` (body at `body`) is a PUBLISH, else 0.
+#[inline(always)]
+fn topic_sum(bytes: &[u8], off: usize, body: usize) -> u64 {
+    if bytes[off] >> 4 != 3 {
+        return 0;
+    }
+    let topic_len = usize::from(u16::from_be_bytes([bytes[body], bytes[body + 1]]));
+    bytes[body + 2..body + 2 + topic_len]
+        .iter()
+        .fold(0u64, |acc, &c| acc.wrapping_add(u64::from(c)))
 }
 
 /// The floor of an **owned** decoder on this stream: `walk_floor`'s walk, plus what any decoder
@@ -394,28 +406,13 @@ fn walk_floor(bytes: &[u8]) -> usize {
 fn owned_floor(bytes: &mut BytesMut) -> usize {
     let (mut n, mut acc) = (0usize, 0u64);
     while !bytes.is_empty() {
-        let first = bytes[0];
-        let (mut len, mut shift, mut at) = (0usize, 0, 1);
-        loop {
-            let b = bytes[at];
-            len |= usize::from(b & 0x7f) << shift;
-            at += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
+        let (body, len) = frame_at(bytes, 0);
         // Touch the next frame's first byte now, as the decoders prefetch it.
-        if let Some(&next) = bytes.get(at + len) {
+        if let Some(&next) = bytes.get(body + len) {
             black_box(next);
         }
-        if first >> 4 == 3 {
-            let topic_len = usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
-            for &c in &bytes[at + 2..at + 2 + topic_len] {
-                acc = acc.wrapping_add(u64::from(c));
-            }
-        }
-        let frame = bytes.split_to(at + len).freeze();
+        acc = acc.wrapping_add(topic_sum(bytes, 0, body));
+        let frame = bytes.split_to(body + len).freeze();
         black_box(&frame);
         n += 1;
     }

@@ -990,8 +990,8 @@ impl Reader<'_> {
         Ok(self.prefixed(what)?.1)
     }
 
-    /// A frame-relative range as a zero-copy slice.
-    /// The `count` user properties of the validated property block at `range`.
+    /// The `count` user properties of the validated property block at the frame-relative
+    /// `range` (from the first pair on): copied when short, else a zero-copy slice.
     pub(crate) fn user_properties(
         &self,
         range: std::ops::Range<usize>,

@@ -894,29 +894,27 @@ impl UserProperties {
         range: std::ops::Range<usize>,
         count: usize,
     ) {
-        let (Some(block), Ok(len), Ok(n)) = (
-            frame.get(range.clone()),
-            u8::try_from(range.len()),
-            u8::try_from(count),
-        ) else {
-            *self = Self::from_wire(frame.slice(range), count);
+        // The callers' ranges lie inside the validated block, so `get` always succeeds; were
+        // it not to, no pairs (rather than `Bytes::slice`'s panic).
+        let Some(block) = frame.get(range.clone()) else {
+            *self = Self::new();
             return;
         };
-        if count == 0 {
-            *self = Self::new();
-        } else if block.len() <= INLINE_USER {
-            self.0 = UserRepr::Inline {
-                len,
-                count: n,
-                buf: [0; INLINE_USER],
-            };
-            if let UserRepr::Inline { buf, .. } = &mut self.0
-                && let Some(dst) = buf.get_mut(..block.len())
-            {
-                dst.copy_from_slice(block);
+        match (u8::try_from(block.len()), u8::try_from(count)) {
+            _ if count == 0 => *self = Self::new(),
+            (Ok(len), Ok(n)) if block.len() <= INLINE_USER => {
+                self.0 = UserRepr::Inline {
+                    len,
+                    count: n,
+                    buf: [0; INLINE_USER],
+                };
+                if let UserRepr::Inline { buf, .. } = &mut self.0
+                    && let Some(dst) = buf.get_mut(..block.len())
+                {
+                    dst.copy_from_slice(block);
+                }
             }
-        } else {
-            *self = Self::from_wire(frame.slice(range), count);
+            _ => *self = Self::from_wire(frame.slice(range), count),
         }
     }
 

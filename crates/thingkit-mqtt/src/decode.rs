@@ -186,9 +186,9 @@ impl Decoder {
     /// The fast path for a valid PUBLISH in a complete frame at the front of `buf` (`V5`: the
     /// decoder's version is 5.0, else 3.1.1); `None` leaves `buf` alone for the general path.
     /// One split of the frame out of `buf`; the topic is copied into the `TopicName` (up to 62
-    /// bytes; a longer one is a slice), the property block is a slice and the payload is the frame
-    /// itself advanced past the header: one reference count per packet for a fleet-sized topic. Properties, if any, cost one allocation: their box (user properties stay in the
-    /// frame).
+    /// bytes; a longer one is a slice) and the payload is the frame itself advanced past the
+    /// header: one reference count per packet for a fleet-sized topic. Properties, if any, cost
+    /// one allocation, their box (see [`publish_properties`]).
     #[inline(always)]
     fn publish_owned<const V5: bool>(
         &mut self,

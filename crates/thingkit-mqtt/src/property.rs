@@ -111,7 +111,8 @@ pub struct Properties {
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub retain_available: Option<bool>,
     /// 0x26 User Properties, in order, repeatable (every packet with properties). Decoded ones
-    /// are one zero-copy slice of the packet's property block (see [`UserProperties`]).
+    /// stay one piece of the packet's property block, copied when short, else a zero-copy
+    /// slice (see [`UserProperties`]).
     #[cfg_attr(
         feature = "serde",
         serde(skip_serializing_if = "UserProperties::is_empty")
@@ -1273,6 +1274,8 @@ mod tests {
     #[test]
     fn short_blocks_are_inline_long_ones_shared_and_both_read_alike() {
         assert!(std::mem::size_of::<UserProperties>() <= 112);
+        // The boundary cases below: four pairs of 7 + 20 bytes fill the inline buffer exactly.
+        assert_eq!(4 * (7 + 20), INLINE_USER);
         for (n, value_len, inline) in [
             (1, 16, true),
             (3, 16, true),
@@ -1303,14 +1306,13 @@ mod tests {
                 assert!(got.iter().take(n).eq(built.iter()));
             }
         }
-        assert_eq!(INLINE_USER, 108);
     }
 
-    /// User properties between other properties (the encoder writes them last; other clients
-    /// need not): the fast path's scan leaves a run at the next identifier and comes back, and
-    /// both paths read every pair and the properties around them.
+    /// A run of consecutive user properties between other properties, through both decode paths
+    /// (tests/validation.rs checks single pairs between other properties through `decode`): the
+    /// fast path's scan takes the run at once, leaves it at the next identifier and comes back.
     #[test]
-    fn interleaved_user_properties() {
+    fn a_run_of_user_properties_between_others_through_both_paths() {
         let props: &[u8] = &[
             0x26, 0, 1, b'a', 0, 1, b'1', // a=1
             0x23, 0, 7, // topic alias 7

@@ -120,7 +120,8 @@ fn publish_decoding_allocates_as_the_readme_claims() {
 
 /// MQTT 5.0 PUBLISH with Message Expiry Interval, Topic Alias and one to three User Properties,
 /// every other one with an empty topic (the alias stands in): `decode` allocates at most once per
-/// PUBLISH (the properties' box; user properties stay in the frame), `decode_view` never.
+/// PUBLISH (the properties' box; short user properties are copied into it, longer ones share the
+/// frame), `decode_view` never.
 fn v5_publish_with_properties_allocates_at_most_once_owned_and_never_borrowed() {
     let encoder = Encoder::new(ProtocolVersion::V5);
     let mut out = BytesMut::new();

@@ -613,9 +613,9 @@ fn decoded_publish_shares_memory_with_the_input() {
     assert!(range.contains(&p.payload.as_ptr()));
 }
 
-/// Decoded user properties stay in the frame among the other properties: they iterate in wire
-/// order, skipping the properties between them, compare equal to the same pairs built in code,
-/// share the frame's memory when taken out, and turn into a `Vec` on `push`.
+/// Decoded user properties stay one piece of the property block, among the other properties:
+/// they iterate in wire order, skipping the properties between them, compare equal to the same
+/// pairs built in code, come out as owned pairs, and turn into a `Vec` on `push`.
 #[test]
 fn decoded_user_properties_iterate_in_order_and_behave_like_built_ones() {
     let s = |x: &str| MqttStr::new(x).unwrap();

@@ -5,9 +5,9 @@
 //!
 //! One [`PgControlStore`] (one connection, on its own thread) serves all five; its views
 //! [`PgTopicRuleStore`], [`PgTemplateStore`], [`PgAccessKeyStore`], [`PgJobTemplateStore`] and
-//! [`PgUsageLedger`] implement the API's traits. Each write of a rule, template or key is one transaction that
-//! also `pg_notify`s the name it changed on the channel `<schema>.control`, so a
-//! [`ControlFeed`] on every server learns of it when, and only if, it commits.
+//! [`PgUsageLedger`] implement the API's traits. Each write of a rule, template or key is one
+//! transaction that also `pg_notify`s the name it changed on the channel `<schema>.control`, so
+//! a [`ControlFeed`] on every server learns of it when, and only if, it commits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

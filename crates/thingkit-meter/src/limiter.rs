@@ -89,9 +89,12 @@ impl Rate {
                     reason: "burst × interval exceeds the clock range",
                 }
             })?;
+        let interval_fp64 = u64::try_from(interval_fp).unwrap_or(0);
         Ok(Gcra {
             interval_fp,
             unit: u64::try_from(interval_fp.div_ceil(1 << 32)).unwrap_or(u64::MAX),
+            interval_fp64,
+            max_cost64: u64::MAX.checked_div(interval_fp64).unwrap_or(0),
             tolerance,
         })
     }
@@ -104,6 +107,11 @@ pub(crate) struct Gcra {
     /// The increment of a cost of 1 (every message-count check), precomputed so the per-message
     /// path does no 128-bit arithmetic.
     unit: u64,
+    /// `interval_fp` when it fits in 64 bits, else 0.
+    interval_fp64: u64,
+    /// The largest cost whose product with `interval_fp64` fits in 64 bits (0 when
+    /// `interval_fp64` is 0): up to it, the increment takes one 64-bit multiply.
+    max_cost64: u64,
     tolerance: u64,
 }
 
@@ -123,8 +131,17 @@ impl Gcra {
         if cost == 1 {
             return self.unit;
         }
-        let inc = (u128::from(cost) * self.interval_fp).div_ceil(1 << 32);
-        u64::try_from(inc).unwrap_or(u64::MAX)
+        if cost <= self.max_cost64 {
+            // The same rounded-up quotient as below, in 64 bits.
+            let product = cost * self.interval_fp64;
+            return (product >> 32) + u64::from(product as u32 != 0);
+        }
+        // A product past 128 bits (a cost of more than 2^41 on the slowest rates) saturates:
+        // such a request exceeds any burst and is refused, never wrapped into a small one.
+        u128::from(cost)
+            .checked_mul(self.interval_fp)
+            .and_then(|p| u64::try_from(p.div_ceil(1 << 32)).ok())
+            .unwrap_or(u64::MAX)
     }
 
     /// Checks (and when `consume`, applies) a request of `cost` units against `cell`.
@@ -888,6 +905,101 @@ mod tests {
             bytes: None,
             message_action: LimitAction::Reject(LimitReason::QuotaExceeded),
             byte_action: LimitAction::Drop,
+        }
+    }
+
+    /// The exact increment, ceil(cost × interval / 2^32) saturated to `u64::MAX`, computed
+    /// without overflow for any cost: the interval split at bit 32 (its high part is below 2^55).
+    fn increment_u128(g: &Gcra, cost: u64) -> u64 {
+        let (hi, lo) = (g.interval_fp >> 32, g.interval_fp & 0xFFFF_FFFF);
+        let exact = u128::from(cost) * hi + (u128::from(cost) * lo).div_ceil(1 << 32);
+        u64::try_from(exact).unwrap_or(u64::MAX)
+    }
+
+    /// The 64-bit shortcut gives the 128-bit rule's increment, at its boundary and for rates
+    /// whose interval does not fit 64 bits (where it is never taken). Regression: on the
+    /// slowest rates a cost past 2^41 overflowed the 128-bit product (a panic in debug builds, a
+    /// wrapped, too small increment in release); it now saturates and is refused.
+    #[test]
+    fn the_64_bit_increment_equals_the_128_bit_rule() {
+        let rates = [
+            Rate::per_second(1),
+            Rate::per_second(100),
+            Rate::per_second(512 * 1024),
+            Rate::per_second(1_000_000_000_000),
+            Rate {
+                amount: 7,
+                period_ms: 366 * 86_400_000,
+                burst: 1,
+            },
+            Rate {
+                amount: 3,
+                period_ms: 1,
+                burst: 1_000_000_000_000,
+            },
+        ];
+        for rate in rates {
+            let g = rate.compile().unwrap();
+            let m = g.max_cost64;
+            for cost in [
+                0,
+                1,
+                2,
+                3,
+                200,
+                5 * 1024,
+                m.saturating_sub(1),
+                m,
+                m + 1,
+                u64::MAX,
+            ] {
+                assert_eq!(
+                    g.increment(cost),
+                    increment_u128(&g, cost),
+                    "{rate:?}, cost {cost}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cost_past_the_128_bit_product_is_refused_not_wrapped() {
+        let l = limiter(RateLimits {
+            messages: None,
+            bytes: Some(Rate {
+                amount: 1,
+                period_ms: 366 * 86_400_000,
+                burst: 1,
+            }),
+            message_action: LimitAction::Drop,
+            byte_action: LimitAction::Reject(LimitReason::QuotaExceeded),
+        });
+        for cost in [1 << 42, 1 << 50, u64::MAX] {
+            assert!(
+                !l.check_key(&"a", cost, Nanos::from_secs(1))
+                    .unwrap()
+                    .is_allowed(),
+                "cost {cost}"
+            );
+        }
+        assert!(
+            l.check_key(&"a", 1, Nanos::from_secs(1))
+                .unwrap()
+                .is_allowed()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_64_bit_increment_agrees_for_any_rate_and_cost(
+            amount in 1u64..=1 << 40,
+            period_ms in 1u64..=366 * 86_400_000,
+            burst in 1u64..=1_000_000_000_000,
+            cost in proptest::prop_oneof![0u64..=1 << 24, proptest::num::u64::ANY],
+        ) {
+            if let Ok(g) = (Rate { amount, period_ms, burst }).compile() {
+                proptest::prop_assert_eq!(g.increment(cost), increment_u128(&g, cost));
+            }
         }
     }
 

@@ -574,6 +574,42 @@ pub struct ConnectionTable {
     /// Entries in `spill`, so a flush takes its lock only when there is something to take.
     spilled: AtomicUsize,
     max_connections: usize,
+    /// The units of the common PUBLISH, precomputed from `policy`.
+    one_block: OneBlock,
+}
+
+/// The units of a PUBLISH of 1 to `bytes` counted bytes (one message block), which are the same
+/// for every size in that range: the per-message path looks them up instead of applying the
+/// policy's rule.
+#[derive(Debug, Clone, Copy)]
+struct OneBlock {
+    /// The block size; 0 when the units do not fit the handle's 32-bit counter (never taken).
+    bytes: u64,
+    /// Units of a plain PUBLISH of 1 to `bytes` bytes.
+    plain: u32,
+    /// Units of a retained PUBLISH of 1 to `bytes` bytes.
+    retained: u32,
+}
+
+impl OneBlock {
+    fn of(policy: &MeteringPolicy) -> OneBlock {
+        let bytes = u64::from(policy.messages.block_bytes.max(1));
+        match (
+            u32::try_from(policy.units(PacketKind::Publish, 1)),
+            u32::try_from(policy.units(PacketKind::Retained, 1)),
+        ) {
+            (Ok(plain), Ok(retained)) => OneBlock {
+                bytes,
+                plain,
+                retained,
+            },
+            _ => OneBlock {
+                bytes: 0,
+                plain: 0,
+                retained: 0,
+            },
+        }
+    }
 }
 
 impl ConnectionTable {
@@ -602,6 +638,7 @@ impl ConnectionTable {
         let pages = max_connections.div_ceil(PAGE);
         Ok(ConnectionTable {
             id,
+            one_block: OneBlock::of(&policy),
             policy,
             limits,
             pages: (0..pages).map(|_| OnceLock::new()).collect(),
@@ -733,12 +770,16 @@ impl ConnectionTable {
             self.limits
                 .check_local(&mut conn.msg_tat, &mut conn.byte_tat, bytes, now.0, true);
         if decision.is_allowed() {
-            let kind = if retained {
-                PacketKind::Retained
+            // `bytes - 1 < block` (wrapping: 0 bytes is not in the range).
+            let units = if bytes.wrapping_sub(1) < self.one_block.bytes {
+                u64::from(if retained {
+                    self.one_block.retained
+                } else {
+                    self.one_block.plain
+                })
             } else {
-                PacketKind::Publish
+                self.publish_units(retained, bytes)
             };
-            let units = self.policy.units(kind, bytes);
             match (
                 conn.in_messages.checked_add(1),
                 u32::try_from(units)
@@ -754,6 +795,17 @@ impl ConnectionTable {
             conn.in_bytes = conn.in_bytes.saturating_add(bytes);
         }
         Ok(decision)
+    }
+
+    /// The units of a PUBLISH outside [`OneBlock`]'s range, by the policy's rule.
+    #[cold]
+    fn publish_units(&self, retained: bool, bytes: u64) -> u64 {
+        let kind = if retained {
+            PacketKind::Retained
+        } else {
+            PacketKind::Publish
+        };
+        self.policy.units(kind, bytes)
     }
 
     /// Moves the handle's message and unit counters, plus one message of `units`, into the
@@ -1071,6 +1123,66 @@ mod tests {
         // A second flush adds nothing.
         t.flush(&mut c, "d1", &m, 86_400 * 3 + 5).unwrap();
         assert_eq!(m.totals(), totals);
+    }
+
+    /// The per-message path looks the units of a one-block PUBLISH up instead of applying the
+    /// policy's rule: the two agree for every size around the block boundary, plain and
+    /// retained, under policies with other blocks, minimums, surcharges and billable kinds.
+    #[test]
+    fn publish_units_equal_the_policys_rule_on_both_sides_of_the_block() {
+        use crate::metering::{BlockRule, KindSet};
+        let mut policies = vec![
+            MeteringPolicy::aws(),
+            MeteringPolicy::preset("azure").unwrap(),
+            MeteringPolicy::preset("gcp").unwrap(),
+        ];
+        let mut custom = MeteringPolicy::aws();
+        custom.messages = BlockRule {
+            block_bytes: 1,
+            min_units: 3,
+        };
+        custom.retained_counts_twice = true;
+        policies.push(custom);
+        let mut huge = MeteringPolicy::aws();
+        huge.messages.min_units = u64::from(u32::MAX) + 1;
+        policies.push(huge);
+        let mut unbilled = MeteringPolicy::aws();
+        unbilled.billable = KindSet::of(&[PacketKind::Receive]);
+        policies.push(unbilled);
+        for policy in policies {
+            let block = u64::from(policy.messages.block_bytes.max(1));
+            let sizes = [
+                0,
+                1,
+                2,
+                block - 1,
+                block,
+                block + 1,
+                2 * block,
+                2 * block + 1,
+            ];
+            for bytes in sizes {
+                for retained in [false, true] {
+                    let t = ConnectionTable::new(policy.clone(), &unlimited(), 1).unwrap();
+                    let m = meter();
+                    let mut c = t.connect("acme", 0).unwrap();
+                    t.record_publish(&mut c, bytes, retained, Nanos(0)).unwrap();
+                    t.flush(&mut c, "d", &m, 0).unwrap();
+                    let kind = if retained {
+                        PacketKind::Retained
+                    } else {
+                        PacketKind::Publish
+                    };
+                    let units = m.totals().values().map(|c| c.units).sum::<u64>();
+                    assert_eq!(
+                        units,
+                        policy.units(kind, bytes),
+                        "{} policy, {bytes} bytes, retained {retained}",
+                        policy.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -80,7 +80,8 @@ impl Rate {
         }
         let period_ns = u128::from(self.period_ms) * 1_000_000;
         // Emission interval in 32.32 fixed-point nanoseconds, rounded up so the limit is never
-        // exceeded: per_ns < 2^55, so the shift fits in u128 with room for any u32 cost.
+        // exceeded: period_ns < 2^55, so the shift fits in u128 with room for any u32 cost (a
+        // larger cost's product is checked in `Gcra::increment`).
         let interval_fp = (period_ns << 32).div_ceil(u128::from(self.amount));
         let tolerance =
             u64::try_from((u128::from(self.burst) * interval_fp) >> 32).map_err(|_| {

@@ -26,6 +26,11 @@
 //!   current level's loads are still outstanding. (An explicit read-ahead of the next levels'
 //!   slots was tried and measured slower: the duplicated hashing and loads cost more than the
 //!   overlap gained.) The level hash reads at most two overlapping words per 16 bytes.
+//! - **The table asks for huge pages** (Linux, `madvise(MADV_HUGEPAGE)` on each fresh table):
+//!   at 1,000,000 distinct filters it is 80 MB read at random slots, and with 4 KiB pages nearly
+//!   every level's probe would also wait for a page walk. On the CI's EPYC the median match at
+//!   that size went from 912-991 to 851-922 ns. Where transparent huge pages are off the advice
+//!   does nothing.
 //! - **Subscribers** of a node live in a second arena, so the table holds no `S`/`V`; one
 //!   direct subscriber is stored inline, several direct subscribers and shared groups behind
 //!   one box (an entry is 16 bytes for a `u32` subscriber). A walk
@@ -602,7 +607,12 @@ impl<S, V> SubscriptionIndex<S, V> {
 
     /// Moves every live node into a fresh table of `capacity` slots and renumbers the links.
     fn rebuild(&mut self, capacity: usize) {
-        let old = std::mem::replace(&mut self.nodes, vec![EMPTY_NODE; capacity]);
+        // Advised before the first write, so the kernel can back it with huge pages as it
+        // faults in: a match reads one random slot per level (`cpu::advise_huge_pages`).
+        let mut fresh = Vec::with_capacity(capacity);
+        crate::cpu::advise_huge_pages(fresh.spare_capacity_mut());
+        fresh.resize(capacity, EMPTY_NODE);
+        let old = std::mem::replace(&mut self.nodes, fresh);
         let old_children = std::mem::replace(&mut self.exact_children, ChildCounts::new(capacity));
         let mut moved = vec![NONE; old.len()];
         for (id, node) in old.iter().enumerate().filter(|(_, n)| n.is_live()) {

@@ -90,12 +90,13 @@ impl Rate {
                     reason: "burst × interval exceeds the clock range",
                 }
             })?;
-        let interval_fp64 = u64::try_from(interval_fp).unwrap_or(0);
         Ok(Gcra {
             interval_fp,
             unit: u64::try_from(interval_fp.div_ceil(1 << 32)).unwrap_or(u64::MAX),
-            interval_fp64,
-            max_cost64: u64::MAX.checked_div(interval_fp64).unwrap_or(0),
+            max_cost64: u64::try_from(interval_fp)
+                .ok()
+                .and_then(|fp| u64::MAX.checked_div(fp))
+                .unwrap_or(0),
             tolerance,
         })
     }
@@ -108,10 +109,8 @@ pub(crate) struct Gcra {
     /// The increment of a cost of 1 (every message-count check), precomputed so the per-message
     /// path does no 128-bit arithmetic.
     unit: u64,
-    /// `interval_fp` when it fits in 64 bits, else 0.
-    interval_fp64: u64,
-    /// The largest cost whose product with `interval_fp64` fits in 64 bits (0 when
-    /// `interval_fp64` is 0): up to it, the increment takes one 64-bit multiply.
+    /// The largest cost whose product with `interval_fp` fits in 64 bits (0 when
+    /// `interval_fp` itself does not): up to it, the increment takes one 64-bit multiply.
     max_cost64: u64,
     tolerance: u64,
 }
@@ -133,8 +132,9 @@ impl Gcra {
             return self.unit;
         }
         if cost <= self.max_cost64 {
-            // The same rounded-up quotient as below, in 64 bits.
-            let product = cost * self.interval_fp64;
+            // The same rounded-up quotient as below, in 64 bits: `interval_fp` fits in them
+            // whenever `max_cost64` is not 0 (and a cost of 0 gives 0 either way).
+            let product = cost * self.interval_fp as u64;
             return (product >> 32) + u64::from(product as u32 != 0);
         }
         // A product past 128 bits (a cost of more than 2^41 on the slowest rates) saturates:

@@ -869,14 +869,6 @@ impl UserProperties {
         UserProperties(UserRepr::Empty)
     }
 
-    /// The user properties inside a property block the decoder has validated.
-    pub(crate) fn from_wire(block: Bytes, count: usize) -> Self {
-        if count == 0 {
-            return Self::new();
-        }
-        UserProperties(UserRepr::Wire { block, count })
-    }
-
     /// The user properties of the validated block `frame[range]`: copied when short, else a
     /// slice sharing `frame`.
     #[inline]
@@ -915,7 +907,12 @@ impl UserProperties {
                     dst.copy_from_slice(block);
                 }
             }
-            _ => *self = Self::from_wire(frame.slice(range), count),
+            _ => {
+                self.0 = UserRepr::Wire {
+                    block: frame.slice(range),
+                    count,
+                }
+            }
         }
     }
 

@@ -68,18 +68,11 @@ pub(crate) fn prefetch(bytes: &[u8], at: usize) {
 pub(crate) fn advise_huge_pages<T>(spare: &mut [MaybeUninit<T>]) {
     #[cfg(target_os = "linux")]
     {
-        /// A huge page on x86_64, and on aarch64 with 4 KiB base pages.
-        const HUGE: usize = 2 << 20;
         let start = spare.as_mut_ptr().cast::<u8>();
-        let len = std::mem::size_of_val(spare);
-        let Some(from) = (start as usize).checked_next_multiple_of(HUGE) else {
-            return;
-        };
-        let to = (start as usize + len) / HUGE * HUGE;
-        if from < to {
-            // SAFETY: `start.wrapping_add(from - start)` stays inside `spare` (`from` lies between
-            // its start and `to`, which is at most its end), so the range passed is memory this
-            // process owns through the exclusive borrow. `madvise` is `unsafe` because some
+        if let Some((from, to)) = huge_page_span(start as usize, std::mem::size_of_val(spare)) {
+            // SAFETY: `huge_page_span` returns `start <= from < to <= start + len`, so
+            // `start.wrapping_add(from - start)` and the `to - from` bytes after it lie inside
+            // `spare`: memory this process owns through the exclusive borrow. `madvise` is `unsafe` because some
             // advice (`MADV_DONTNEED`, `MADV_FREE`) discards contents; `MADV_HUGEPAGE` only
             // changes how the kernel backs the pages, never what they hold, and these are not
             // even initialised yet. The address is 2 MiB-aligned, so page-aligned as `madvise`
@@ -97,9 +90,21 @@ pub(crate) fn advise_huge_pages<T>(spare: &mut [MaybeUninit<T>]) {
     let _ = spare;
 }
 
+/// A huge page on x86_64, and on aarch64 with 4 KiB base pages.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// The whole [`HUGE_PAGE`]-aligned stretches inside the `len` bytes at address `start`, as
+/// `(from, to)` with `start <= from < to <= start + len`; `None` when there is none.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn huge_page_span(start: usize, len: usize) -> Option<(usize, usize)> {
+    let from = start.checked_next_multiple_of(HUGE_PAGE)?;
+    let to = start.checked_add(len)? / HUGE_PAGE * HUGE_PAGE;
+    (from < to).then_some((from, to))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{advise_huge_pages, ascii_str, prefetch};
+    use super::{HUGE_PAGE, advise_huge_pages, ascii_str, huge_page_span, prefetch};
     use proptest::prelude::*;
 
     proptest! {
@@ -140,6 +145,20 @@ mod tests {
                     .all(|(i, x)| *x == [i as u64, !(i as u64), (i as u64) << 1, 7])
             );
         }
+    }
+
+    /// The advised range is rounded inwards to whole huge pages, never past the allocation.
+    #[test]
+    fn huge_page_span_rounds_inwards() {
+        const H: usize = HUGE_PAGE;
+        assert_eq!(huge_page_span(H, H), Some((H, 2 * H)));
+        assert_eq!(huge_page_span(H + 1, 2 * H), Some((2 * H, 3 * H)));
+        assert_eq!(huge_page_span(H - 16, 3 * H), Some((H, 3 * H)));
+        assert_eq!(huge_page_span(H + 1, 2 * H - 2), None);
+        assert_eq!(huge_page_span(H, H - 1), None);
+        assert_eq!(huge_page_span(8, 0), None);
+        assert_eq!(huge_page_span(usize::MAX - 10, 5), None);
+        assert_eq!(huge_page_span(usize::MAX - 10, 20), None);
     }
 
     #[test]
